@@ -1,0 +1,667 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/twinmx/twinmx/pkg/model"
+)
+
+// Message codec. A message is the data of one or more frames with the same
+// request id, the last without FlagMore. A request is one message; an answer
+// is one message, or for streaming operations (watch, changes, dump) a
+// sequence of event messages closed by an end or error message. The layouts
+// are in docs/wire.md §5; all integers are unsigned LEB128 varints unless the
+// layout says otherwise.
+
+// Op is the operation of a request. Its value is part of the protocol.
+type Op uint8
+
+// Operations (SPEC §4).
+const (
+	OpPing         Op = 1  // no arguments; answers an empty result
+	OpFindOrInsert Op = 2  // table, content -> rowno, new
+	OpFind         Op = 3  // table, ref -> row (with content) or not-found
+	OpSet          Op = 4  // table, ref, column, value -> rowno or not-found
+	OpIncrement    Op = 5  // table, ref, counter, delta -> rowno or not-found
+	OpBatch        Op = 6  // sub-requests (find-or-insert, set, increment), atomic
+	OpWatch        Op = 7  // table, keys, initial -> stream of rows
+	OpChanges      Op = 8  // cursor, follow -> stream of rows with content
+	OpMerge        Op = 9  // rows, cursor name, cursor value -> per-row result
+	OpStatus       Op = 10 // -> named figures
+	OpDump         Op = 11 // -> stream of rows with content digest, sorted
+	OpCursor       Op = 12 // name -> stored cursor value
+	OpScan         Op = 13 // table, limit -> stream of the newest rows by row number
+)
+
+var opNames = map[Op]string{
+	OpPing: "ping", OpFindOrInsert: "find-or-insert", OpFind: "find", OpSet: "set",
+	OpIncrement: "increment", OpBatch: "batch", OpWatch: "watch", OpChanges: "changes",
+	OpMerge: "merge", OpStatus: "status", OpDump: "dump", OpCursor: "cursor", OpScan: "scan",
+}
+
+// String returns the operation's name, used in logs and metric labels.
+func (o Op) String() string {
+	if n, ok := opNames[o]; ok {
+		return n
+	}
+	return "unknown"
+}
+
+// Valid reports whether o is a known operation.
+func (o Op) Valid() bool { _, ok := opNames[o]; return ok }
+
+// Bounds checked by the decoder, so a request never makes the peer allocate
+// more than its own size plus small constants.
+const (
+	MaxBatchOps   = 4096 // sub-requests in one batch
+	MaxWatchKeys  = 4096 // keys in one watch filter
+	MaxMergeRows  = 4096 // rows in one merge
+	MaxStatusVals = 4096 // figures in one status answer
+)
+
+// ErrMalformed is returned by the message decoders for bytes that are not a
+// valid message. Use errors.Is(err, ErrMalformed).
+var ErrMalformed = errors.New("wire: malformed message")
+
+// Ref names a row either by its content or by its key.
+type Ref struct {
+	ByKey   bool
+	Key     model.Key // when ByKey
+	Content []byte    // when !ByKey
+}
+
+// KeyIn returns the row key that r names in table t.
+func (r Ref) KeyIn(t model.Table) model.Key {
+	if r.ByKey {
+		return r.Key
+	}
+	return model.KeyOf(t, r.Content)
+}
+
+// Request is one decoded request. Which fields are used depends on Op.
+type Request struct {
+	Op      Op
+	Table   model.Table // find-or-insert, find, set, increment, watch, scan
+	Ref     Ref         // find, set, increment
+	Content []byte      // find-or-insert
+	Name    string      // set: column; increment: counter; merge and cursor: cursor name
+	Value   uint64      // set: value; increment: delta; changes: cursor; merge: cursor value; scan: limit
+	Flag    bool        // watch: send current rows first; changes: keep following
+	Batch   []Request   // batch: sub-requests
+	Keys    []model.Key // watch: only these rows (empty = whole table)
+	Rows    []Row       // merge
+}
+
+// Row is a row as it travels on the wire. Content is present only where the
+// operation sends it (HasContent); Digest (SHA-256 of the content) only in
+// dumps.
+type Row struct {
+	Table      model.Table
+	Key        model.Key
+	RowNo      uint64 // local to the answering site
+	Stamp      uint64 // change stamp (changes stream only; 0 elsewhere)
+	State      model.State
+	Size       uint64 // content length in bytes
+	HasContent bool
+	Content    []byte
+	HasDigest  bool
+	Digest     [32]byte
+}
+
+// Kind is the first byte of an answer message.
+type Kind uint8
+
+// Answer kinds.
+const (
+	KindResult   Kind = 0 // the answer to a one-shot request
+	KindNotFound Kind = 1 // the row named by the request does not exist
+	KindError    Kind = 2 // the request failed; code and text follow
+	KindEvent    Kind = 3 // one item of a stream
+	KindEnd      Kind = 4 // a stream ended normally
+)
+
+// Code classifies an error answer.
+type Code uint8
+
+// Error codes. Clients branch on them; the text is for humans.
+const (
+	CodeBadRequest  Code = 1 // malformed or invalid request (unknown table, bad name, ...)
+	CodeForbidden   Code = 2 // the client's role does not allow the operation
+	CodeTooLarge    Code = 3 // the request exceeds a size bound
+	CodeUnavailable Code = 4 // dbd cannot serve now (shutting down, storage failed); retry elsewhere or later
+	CodeInternal    Code = 5 // a bug; logged by dbd
+	CodeBusy        Code = 6 // too many requests in flight on this connection
+)
+
+var codeNames = map[Code]string{
+	CodeBadRequest: "bad-request", CodeForbidden: "forbidden", CodeTooLarge: "too-large",
+	CodeUnavailable: "unavailable", CodeInternal: "internal", CodeBusy: "busy",
+}
+
+// String returns the code's name, used in metric labels.
+func (c Code) String() string {
+	if n, ok := codeNames[c]; ok {
+		return n
+	}
+	return "unknown"
+}
+
+// Error is an error answer from dbd.
+type Error struct {
+	Code Code
+	Msg  string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("dbd: %s: %s", e.Code, e.Msg) }
+
+// Temporary reports whether the same request may succeed later.
+func (e *Error) Temporary() bool { return e.Code == CodeUnavailable || e.Code == CodeBusy }
+
+// Result is a decoded one-shot answer. Which fields are set depends on the
+// operation asked.
+type Result struct {
+	NotFound bool
+	RowNo    uint64   // find-or-insert, set, increment, merge (per row)
+	New      bool     // find-or-insert: the row did not exist; merge: state changed
+	Row      *Row     // find
+	Results  []Result // batch, merge: one per sub-request / row
+	Value    uint64   // cursor
+	Status   []Figure // status
+}
+
+// Figure is one named value of a status answer.
+type Figure struct {
+	Name  string
+	Value string
+}
+
+// ---- encoding -------------------------------------------------------------
+
+// AppendRequest appends the encoding of r to b.
+func AppendRequest(b []byte, r *Request) ([]byte, error) {
+	b = append(b, byte(r.Op))
+	switch r.Op {
+	case OpPing, OpStatus, OpDump:
+	case OpFindOrInsert:
+		b = append(b, byte(r.Table))
+		b = appendBytes(b, r.Content)
+	case OpFind:
+		b = append(b, byte(r.Table))
+		b = appendRef(b, r.Ref)
+	case OpSet, OpIncrement:
+		b = append(b, byte(r.Table))
+		b = appendRef(b, r.Ref)
+		b = appendString(b, r.Name)
+		b = binary.AppendUvarint(b, r.Value)
+	case OpBatch:
+		if len(r.Batch) > MaxBatchOps {
+			return nil, fmt.Errorf("encode batch: %d ops, at most %d", len(r.Batch), MaxBatchOps)
+		}
+		b = binary.AppendUvarint(b, uint64(len(r.Batch)))
+		for i := range r.Batch {
+			switch r.Batch[i].Op {
+			case OpFindOrInsert, OpSet, OpIncrement:
+			default:
+				return nil, fmt.Errorf("encode batch: op %s cannot be batched", r.Batch[i].Op)
+			}
+			var err error
+			if b, err = AppendRequest(b, &r.Batch[i]); err != nil {
+				return nil, err
+			}
+		}
+	case OpWatch:
+		if len(r.Keys) > MaxWatchKeys {
+			return nil, fmt.Errorf("encode watch: %d keys, at most %d", len(r.Keys), MaxWatchKeys)
+		}
+		b = append(b, byte(r.Table), boolByte(r.Flag))
+		b = binary.AppendUvarint(b, uint64(len(r.Keys)))
+		for _, k := range r.Keys {
+			b = append(b, k[:]...)
+		}
+	case OpChanges:
+		b = binary.AppendUvarint(b, r.Value)
+		b = append(b, boolByte(r.Flag))
+	case OpMerge:
+		if len(r.Rows) > MaxMergeRows {
+			return nil, fmt.Errorf("encode merge: %d rows, at most %d", len(r.Rows), MaxMergeRows)
+		}
+		b = appendString(b, r.Name)
+		b = binary.AppendUvarint(b, r.Value)
+		b = binary.AppendUvarint(b, uint64(len(r.Rows)))
+		for i := range r.Rows {
+			b = AppendRow(b, &r.Rows[i])
+		}
+	case OpCursor:
+		b = appendString(b, r.Name)
+	case OpScan:
+		b = append(b, byte(r.Table))
+		b = binary.AppendUvarint(b, r.Value)
+	default:
+		return nil, fmt.Errorf("encode request: unknown op %d", r.Op)
+	}
+	return b, nil
+}
+
+// AppendRowHeader appends everything of a row but its content: with
+// HasContent the content's length comes last, and the caller appends exactly
+// Size content bytes after it. This lets dbd stream a large content from
+// storage without building the whole message.
+func AppendRowHeader(b []byte, r *Row) []byte {
+	b = append(b, byte(r.Table))
+	b = append(b, r.Key[:]...)
+	b = binary.AppendUvarint(b, r.RowNo)
+	b = binary.AppendUvarint(b, r.Stamp)
+	b = r.State.AppendBinary(b)
+	var flags byte
+	if r.HasContent {
+		flags |= 1
+	}
+	if r.HasDigest {
+		flags |= 2
+	}
+	b = append(b, flags)
+	if r.HasDigest {
+		b = append(b, r.Digest[:]...)
+	}
+	b = binary.AppendUvarint(b, r.Size)
+	return b
+}
+
+// AppendRow appends a whole row, content included when HasContent.
+func AppendRow(b []byte, r *Row) []byte {
+	rr := *r
+	if r.HasContent {
+		rr.Size = uint64(len(r.Content))
+	}
+	b = AppendRowHeader(b, &rr)
+	if r.HasContent {
+		b = append(b, r.Content...)
+	}
+	return b
+}
+
+// AppendResult appends a result answer for a request of operation op.
+func AppendResult(b []byte, op Op, res *Result) []byte {
+	if res.NotFound {
+		return append(b, byte(KindNotFound))
+	}
+	b = append(b, byte(KindResult))
+	return appendResultBody(b, op, res)
+}
+
+func appendResultBody(b []byte, op Op, res *Result) []byte {
+	switch op {
+	case OpFindOrInsert:
+		b = binary.AppendUvarint(b, res.RowNo)
+		b = append(b, boolByte(res.New))
+	case OpSet, OpIncrement:
+		b = binary.AppendUvarint(b, res.RowNo)
+	case OpFind:
+		b = AppendRow(b, res.Row)
+	case OpBatch, OpMerge:
+		b = binary.AppendUvarint(b, uint64(len(res.Results)))
+		for i := range res.Results {
+			r := &res.Results[i]
+			b = append(b, boolByte(r.NotFound))
+			b = binary.AppendUvarint(b, r.RowNo)
+			b = append(b, boolByte(r.New))
+		}
+	case OpCursor:
+		b = binary.AppendUvarint(b, res.Value)
+	case OpStatus:
+		b = binary.AppendUvarint(b, uint64(len(res.Status)))
+		for _, f := range res.Status {
+			b = appendString(b, f.Name)
+			b = appendString(b, f.Value)
+		}
+	}
+	return b
+}
+
+// AppendError appends an error answer.
+func AppendError(b []byte, code Code, msg string) []byte {
+	b = append(b, byte(KindError), byte(code))
+	return appendString(b, msg)
+}
+
+// AppendEventHeader appends the kind byte of a stream event; a row follows.
+func AppendEventHeader(b []byte) []byte { return append(b, byte(KindEvent)) }
+
+// AppendEnd appends the end-of-stream answer.
+func AppendEnd(b []byte) []byte { return append(b, byte(KindEnd)) }
+
+func appendRef(b []byte, r Ref) []byte {
+	if r.ByKey {
+		b = append(b, 1)
+		return append(b, r.Key[:]...)
+	}
+	b = append(b, 0)
+	return appendBytes(b, r.Content)
+}
+
+func appendBytes(b, p []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	return append(b, p...)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// ---- decoding -------------------------------------------------------------
+
+// DecodeRequest decodes one request message. Byte slices in the result
+// alias msg. It validates tables and names so the server can trust them.
+func DecodeRequest(msg []byte) (*Request, error) {
+	d := &dec{b: msg}
+	r := d.request(true)
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return r, nil
+}
+
+func (d *dec) request(top bool) *Request {
+	r := &Request{Op: Op(d.byte())}
+	switch r.Op {
+	case OpPing, OpStatus, OpDump:
+	case OpFindOrInsert:
+		r.Table = d.table()
+		r.Content = d.bytes()
+	case OpFind:
+		r.Table = d.table()
+		r.Ref = d.ref()
+	case OpSet, OpIncrement:
+		r.Table = d.table()
+		r.Ref = d.ref()
+		r.Name = d.name()
+		r.Value = d.uvarint()
+	case OpBatch:
+		if !top {
+			d.fail("nested batch")
+			return r
+		}
+		n := d.count(MaxBatchOps)
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			sub := d.request(false)
+			switch sub.Op {
+			case OpFindOrInsert, OpSet, OpIncrement:
+			default:
+				d.fail("op cannot be batched")
+			}
+			r.Batch = append(r.Batch, *sub)
+		}
+	case OpWatch:
+		r.Table = d.table()
+		r.Flag = d.bool()
+		n := d.count(MaxWatchKeys)
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			r.Keys = append(r.Keys, d.key())
+		}
+	case OpChanges:
+		r.Value = d.uvarint()
+		r.Flag = d.bool()
+	case OpMerge:
+		r.Name = d.name()
+		r.Value = d.uvarint()
+		n := d.count(MaxMergeRows)
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			r.Rows = append(r.Rows, d.row())
+		}
+	case OpCursor:
+		r.Name = d.name()
+	case OpScan:
+		r.Table = d.table()
+		r.Value = d.uvarint()
+	default:
+		d.fail("unknown op")
+	}
+	return r
+}
+
+// DecodeAnswer decodes one answer message to a request of operation op. An
+// error answer is returned as *Error; a stream event returns its row in
+// Result.Row; the end of a stream returns (nil, io.EOF-like ErrEndOfStream).
+func DecodeAnswer(op Op, msg []byte) (*Result, error) {
+	d := &dec{b: msg}
+	kind := Kind(d.byte())
+	var res *Result
+	switch kind {
+	case KindNotFound:
+		res = &Result{NotFound: true}
+	case KindError:
+		code := Code(d.byte())
+		text := d.str(4096)
+		if d.err == nil {
+			return nil, &Error{Code: code, Msg: text}
+		}
+	case KindEnd:
+		if d.err == nil && len(d.b) == 0 {
+			return nil, ErrEndOfStream
+		}
+	case KindEvent:
+		row := d.row()
+		res = &Result{Row: &row}
+	case KindResult:
+		res = d.resultBody(op)
+	default:
+		d.fail("unknown answer kind")
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return res, nil
+}
+
+// ErrEndOfStream is returned by DecodeAnswer for the end of a stream.
+var ErrEndOfStream = errors.New("wire: end of stream")
+
+func (d *dec) resultBody(op Op) *Result {
+	res := &Result{}
+	switch op {
+	case OpPing:
+	case OpFindOrInsert:
+		res.RowNo = d.uvarint()
+		res.New = d.bool()
+	case OpSet, OpIncrement:
+		res.RowNo = d.uvarint()
+	case OpFind:
+		row := d.row()
+		res.Row = &row
+	case OpBatch, OpMerge:
+		n := d.count(max(MaxBatchOps, MaxMergeRows))
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			var r Result
+			r.NotFound = d.bool()
+			r.RowNo = d.uvarint()
+			r.New = d.bool()
+			res.Results = append(res.Results, r)
+		}
+	case OpCursor:
+		res.Value = d.uvarint()
+	case OpStatus:
+		n := d.count(MaxStatusVals)
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			res.Status = append(res.Status, Figure{Name: d.str(256), Value: d.str(4096)})
+		}
+	default:
+		d.fail("no result for this op")
+	}
+	return res
+}
+
+// DecodeRow decodes one row (as written by AppendRow) that fills msg.
+func DecodeRow(msg []byte) (Row, error) {
+	d := &dec{b: msg}
+	r := d.row()
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	return r, d.err
+}
+
+type dec struct {
+	b   []byte
+	err error
+}
+
+func (d *dec) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s", ErrMalformed, what)
+	}
+	d.b = nil
+}
+
+func (d *dec) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 1 {
+		d.fail("short message")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *dec) bool() bool {
+	switch d.byte() {
+	case 0:
+		return false
+	case 1:
+		return true
+	default:
+		d.fail("bad boolean")
+		return false
+	}
+}
+
+func (d *dec) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) count(max uint64) uint64 {
+	n := d.uvarint()
+	if n > max {
+		d.fail("count too large")
+		return 0
+	}
+	return n
+}
+
+func (d *dec) take(n uint64) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("length beyond message")
+		return nil
+	}
+	p := d.b[:n:n]
+	d.b = d.b[n:]
+	return p
+}
+
+func (d *dec) bytes() []byte { return d.take(d.uvarint()) }
+
+func (d *dec) str(max uint64) string {
+	n := d.uvarint()
+	if n > max {
+		d.fail("string too long")
+		return ""
+	}
+	return string(d.take(n))
+}
+
+func (d *dec) name() string {
+	s := d.str(model.MaxNameLen)
+	if d.err == nil {
+		if err := model.CheckName(s); err != nil {
+			d.fail(err.Error())
+		}
+	}
+	return s
+}
+
+func (d *dec) table() model.Table {
+	t := model.Table(d.byte())
+	if d.err == nil && !t.Valid() {
+		d.fail("unknown table")
+	}
+	return t
+}
+
+func (d *dec) key() model.Key {
+	var k model.Key
+	copy(k[:], d.take(model.KeySize))
+	return k
+}
+
+func (d *dec) ref() Ref {
+	switch d.byte() {
+	case 0:
+		return Ref{Content: d.bytes()}
+	case 1:
+		return Ref{ByKey: true, Key: d.key()}
+	default:
+		d.fail("bad ref kind")
+		return Ref{}
+	}
+}
+
+func (d *dec) row() Row {
+	var r Row
+	r.Table = d.table()
+	r.Key = d.key()
+	r.RowNo = d.uvarint()
+	r.Stamp = d.uvarint()
+	if d.err == nil {
+		st, rest, err := model.DecodeState(d.b)
+		if err != nil {
+			d.fail(err.Error())
+			return r
+		}
+		r.State, d.b = st, rest
+	}
+	flags := d.byte()
+	if flags&^3 != 0 {
+		d.fail("bad row flags")
+		return r
+	}
+	r.HasContent = flags&1 != 0
+	r.HasDigest = flags&2 != 0
+	if r.HasDigest {
+		copy(r.Digest[:], d.take(32))
+	}
+	r.Size = d.uvarint()
+	if r.HasContent {
+		r.Content = d.take(r.Size)
+	}
+	return r
+}

@@ -1,0 +1,474 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/twinmx/twinmx/pkg/model"
+)
+
+// Sentinel errors. Use errors.Is.
+var (
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("store: closed")
+	// ErrFailed is returned once a commit has failed: the store no longer
+	// acknowledges anything (fsyncgate) and the process must restart.
+	ErrFailed = errors.New("store: storage failed, not acknowledging writes")
+	// ErrInvalid wraps validation errors of a request (bad key, bad name,
+	// too many columns); nothing of the request was applied.
+	ErrInvalid = errors.New("store: invalid request")
+)
+
+// Options configures a Store. A zero field means its default.
+type Options struct {
+	// Dir is the data directory. Required.
+	Dir string
+	// FS is the file system; nil means the real disk (tests use a crashable
+	// in-memory FS).
+	FS vfs.FS
+	// Site names this store's slot in per-site counters. Required.
+	Site string
+	// MaxGroup bounds the requests committed together in one group commit.
+	// Default 512.
+	MaxGroup int
+	// MaxGroupBytes bounds the content bytes in one group. Default 64 MiB;
+	// a single larger request still forms a group by itself.
+	MaxGroupBytes int
+	// Logger receives lifecycle and error logs. Default slog.Default().
+	Logger *slog.Logger
+	// OnCommit, if set, is called by the writer after each durable group
+	// commit with the number of requests, bytes and commit duration.
+	OnCommit func(requests, bytes int, d time.Duration)
+	// CacheSize is Pebble's block cache in bytes. Default 64 MiB.
+	CacheSize int64
+}
+
+func (o *Options) applyDefaults() {
+	if o.MaxGroup == 0 {
+		o.MaxGroup = 512
+	}
+	if o.MaxGroupBytes == 0 {
+		o.MaxGroupBytes = 64 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = 64 << 20
+	}
+}
+
+// Validate reports every problem with o at once.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Dir == "" {
+		errs = append(errs, errors.New("store: Dir is required"))
+	}
+	if err := model.CheckName(o.Site); err != nil {
+		errs = append(errs, fmt.Errorf("store: Site: %w", err))
+	}
+	if o.MaxGroup < 0 || o.MaxGroupBytes < 0 {
+		errs = append(errs, errors.New("store: MaxGroup and MaxGroupBytes must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Store is dbd's storage: rows in Pebble, written by one writer goroutine
+// that commits concurrent requests together with one fsync (group commit).
+//
+// # Atomic commit
+//
+// Apply and Merge hand a request to the writer and wait. The writer takes
+// every request waiting (up to MaxGroup), stages each against the rows
+// already staged in the group (so a later request sees an earlier one), and
+// writes the group as one Pebble batch committed with pebble.Sync. Only then
+// does any of the group's callers return. A request that fails validation is
+// staged not at all; the others in its group are unaffected. If the commit
+// fails, nothing is acknowledged, the store fails permanently (ErrFailed)
+// and Failed is closed: a failed fsync may have dropped data, so retrying
+// and acknowledging would lie.
+//
+// Row numbers, change stamps and row counts are owned by the writer
+// goroutine; readers never see them except through committed data.
+//
+// Store is safe for concurrent use. Callers must call Close.
+type Store struct {
+	db   *pebble.DB
+	opts Options
+	log  *slog.Logger
+
+	reqs   chan *writeReq
+	quit   chan struct{} // closed by Close: writer must stop
+	done   chan struct{} // closed when the writer has exited
+	failed chan struct{} // closed on a fatal storage error
+	closed atomic.Bool
+
+	failMu  sync.Mutex
+	failErr error
+
+	// Owned by the writer goroutine.
+	nextRow [model.Config + 1]uint64
+	count   [model.Config + 1]uint64
+	stamp   uint64
+
+	lastStamp atomic.Uint64 // highest committed stamp
+	counts    [model.Config + 1]atomic.Uint64
+
+	chMu    sync.Mutex
+	changed chan struct{} // closed and replaced after each commit
+
+	hub hub
+}
+
+// Open opens (or creates) the store in opts.Dir.
+func Open(opts Options) (*Store, error) {
+	opts.applyDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	cache := pebble.NewCache(opts.CacheSize)
+	defer cache.Unref()
+	popts := &pebble.Options{FS: opts.FS, Cache: cache}
+	db, err := pebble.Open(opts.Dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("open pebble in %s: %w", opts.Dir, err)
+	}
+	s := &Store{
+		db:      db,
+		opts:    opts,
+		log:     opts.Logger,
+		reqs:    make(chan *writeReq, opts.MaxGroup),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+		failed:  make(chan struct{}),
+		changed: make(chan struct{}),
+	}
+	if err := s.recover(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go s.writer()
+	return s, nil
+}
+
+// recover reads the writer's counters back from disk.
+func (s *Store) recover() error {
+	for _, t := range model.Tables() {
+		last, err := s.lastKey([]byte{spaceNumber, byte(t)})
+		if err != nil {
+			return err
+		}
+		if last != nil {
+			s.nextRow[t] = binary.BigEndian.Uint64(last[2:]) + 1
+		} else {
+			s.nextRow[t] = 1
+		}
+		v, closer, err := s.db.Get(countKey(t))
+		switch {
+		case errors.Is(err, pebble.ErrNotFound):
+		case err != nil:
+			return fmt.Errorf("read row count of %s: %w", t, err)
+		default:
+			s.count[t] = binary.BigEndian.Uint64(v)
+			closer.Close()
+		}
+		s.counts[t].Store(s.count[t])
+	}
+	last, err := s.lastKey([]byte{spaceStamp})
+	if err != nil {
+		return err
+	}
+	if last != nil {
+		s.stamp = binary.BigEndian.Uint64(last[1:])
+	}
+	s.lastStamp.Store(s.stamp)
+	return nil
+}
+
+// lastKey returns a copy of the greatest key with the prefix, or nil.
+func (s *Store) lastKey(prefix []byte) ([]byte, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("iterate %q: %w", prefix, err)
+	}
+	defer it.Close()
+	if !it.Last() {
+		return nil, it.Error()
+	}
+	return bytes.Clone(it.Key()), nil
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// Site returns the name of this store's counter slot.
+func (s *Store) Site() string { return s.opts.Site }
+
+// Failed is closed when the store has failed permanently.
+func (s *Store) Failed() <-chan struct{} { return s.failed }
+
+// Err returns the error that failed the store, or nil.
+func (s *Store) Err() error {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	return s.failErr
+}
+
+// Close stops the writer (answering requests still queued with ErrClosed)
+// and closes Pebble. It is safe to call more than once.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(s.quit)
+	<-s.done
+	s.hub.closeAll()
+	return s.db.Close()
+}
+
+// Metrics returns Pebble's own figures.
+func (s *Store) Metrics() *pebble.Metrics { return s.db.Metrics() }
+
+// LastStamp returns the highest committed change stamp.
+func (s *Store) LastStamp() uint64 { return s.lastStamp.Load() }
+
+// Count returns the number of rows in table t.
+func (s *Store) Count(t model.Table) uint64 {
+	if !t.Valid() {
+		return 0
+	}
+	return s.counts[t].Load()
+}
+
+// WaitChange blocks until a stamp above after is committed, ctx ends, or the
+// store closes.
+func (s *Store) WaitChange(ctx context.Context, after uint64) error {
+	for {
+		s.chMu.Lock()
+		ch := s.changed
+		s.chMu.Unlock()
+		if s.lastStamp.Load() > after {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.quit:
+			return ErrClosed
+		case <-s.failed:
+			return ErrFailed
+		}
+	}
+}
+
+func (s *Store) fail(err error) {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	if s.failErr == nil {
+		s.failErr = err
+		s.log.Error("storage failed; no further writes are acknowledged", "err", err)
+		close(s.failed)
+	}
+}
+
+// Row is a row's identity and state, without its content.
+type Row struct {
+	Table model.Table
+	Key   model.Key
+	RowNo uint64
+	Size  uint64
+	Stamp uint64
+	State model.State
+}
+
+func (r rowRef) rowWith(m *rowMeta) Row {
+	return Row{Table: r.Table, Key: r.Key, RowNo: m.RowNo, Size: m.Size, Stamp: m.Stamp, State: m.State}
+}
+
+// ---- reads ----------------------------------------------------------------
+
+// View is a consistent snapshot for reads. Callers must call Close.
+type View struct {
+	snap *pebble.Snapshot
+}
+
+// View returns a snapshot of the committed state.
+func (s *Store) View() *View { return &View{snap: s.db.NewSnapshot()} }
+
+// Close releases the snapshot.
+func (v *View) Close() error { return v.snap.Close() }
+
+// Find returns the row (table t, key k); found is false if there is none.
+func (v *View) Find(t model.Table, k model.Key) (Row, bool, error) {
+	m, ok, err := getMeta(v.snap, rowRef{t, k})
+	if err != nil || !ok {
+		return Row{}, ok, err
+	}
+	return rowRef{t, k}.rowWith(&m), true, nil
+}
+
+// Content calls fn with the content of row (t, k) in chunks of at most
+// 256 KiB, in order. The chunk is valid only during the call.
+func (v *View) Content(t model.Table, k model.Key, fn func(chunk []byte) error) error {
+	p := contentPrefix(t, k)
+	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return fmt.Errorf("read content of %s %s: %w", t, k, err)
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		val, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("read content of %s %s: %w", t, k, err)
+		}
+		if err := fn(val); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// Changes calls fn for every row changed after stamp since, in stamp order.
+// fn may return ErrStop to end early without error.
+func (v *View) Changes(since uint64, fn func(Row) error) error {
+	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: stampKey(since + 1), UpperBound: []byte{spaceStamp + 1}})
+	if err != nil {
+		return fmt.Errorf("iterate changes: %w", err)
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		ref, err := decodeRowRef(it.Value())
+		if err != nil {
+			return err
+		}
+		m, found, err := getMeta(v.snap, ref)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("store: change log names missing row %s %s", ref.Table, ref.Key)
+		}
+		if err := fn(ref.rowWith(&m)); err != nil {
+			if errors.Is(err, ErrStop) {
+				return nil
+			}
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// ErrStop ends an iteration early without error.
+var ErrStop = errors.New("store: stop iteration")
+
+// Rows calls fn for every row, sorted by table then key.
+func (v *View) Rows(fn func(Row) error) error {
+	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: []byte{spaceRow}, UpperBound: []byte{spaceRow + 1}})
+	if err != nil {
+		return fmt.Errorf("iterate rows: %w", err)
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		ref, err := decodeRowRef(it.Key()[1:])
+		if err != nil {
+			return err
+		}
+		m, err := decodeRowMeta(it.Value())
+		if err != nil {
+			return err
+		}
+		if err := fn(ref.rowWith(&m)); err != nil {
+			if errors.Is(err, ErrStop) {
+				return nil
+			}
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// Newest calls fn for up to limit rows of table t, highest row number first.
+func (v *View) Newest(t model.Table, limit int, fn func(Row) error) error {
+	p := []byte{spaceNumber, byte(t)}
+	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return fmt.Errorf("iterate %s by number: %w", t, err)
+	}
+	defer it.Close()
+	n := 0
+	for ok := it.Last(); ok && n < limit; ok = it.Prev() {
+		var k model.Key
+		if len(it.Value()) != model.KeySize {
+			return fmt.Errorf("store: corrupt number index of %s", t)
+		}
+		copy(k[:], it.Value())
+		row, found, err := v.Find(t, k)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("store: number index of %s names missing row %s", t, k)
+		}
+		if err := fn(row); err != nil {
+			if errors.Is(err, ErrStop) {
+				return nil
+			}
+			return err
+		}
+		n++
+	}
+	return it.Error()
+}
+
+// Cursor returns the stored replication cursor name (0 if never set).
+func (v *View) Cursor(name string) (uint64, error) {
+	val, closer, err := v.snap.Get(cursorKey(name))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read cursor %q: %w", name, err)
+	}
+	defer closer.Close()
+	if len(val) != 8 {
+		return 0, fmt.Errorf("store: corrupt cursor %q", name)
+	}
+	return binary.BigEndian.Uint64(val), nil
+}
+
+type getter interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+}
+
+func getMeta(g getter, r rowRef) (rowMeta, bool, error) {
+	val, closer, err := g.Get(rowKey(r.Table, r.Key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return rowMeta{}, false, nil
+	}
+	if err != nil {
+		return rowMeta{}, false, fmt.Errorf("read row %s %s: %w", r.Table, r.Key, err)
+	}
+	defer closer.Close()
+	m, err := decodeRowMeta(val)
+	return m, err == nil, err
+}

@@ -1,0 +1,277 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/twinmx/twinmx/pkg/model"
+)
+
+func openTest(t *testing.T, fs vfs.FS) *Store {
+	t.Helper()
+	s, err := Open(Options{Dir: "db", FS: fs, Site: "a", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return s
+}
+
+func ins(t model.Table, content string) Mutation {
+	return Mutation{Kind: Insert, Table: t, Key: model.KeyOf(t, []byte(content)), Content: []byte(content)}
+}
+
+func content(t *testing.T, s *Store, tb model.Table, k model.Key) []byte {
+	t.Helper()
+	v := s.View()
+	defer v.Close()
+	var buf bytes.Buffer
+	if err := v.Content(tb, k, func(c []byte) error { buf.Write(c); return nil }); err != nil {
+		t.Fatalf("Content: %v", err)
+	}
+	return buf.Bytes()
+}
+
+func TestInsertFindSetAdd(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, vfs.NewMem())
+	defer s.Close()
+	m := ins(model.Body, "hello")
+	res, err := s.Apply(ctx, []Mutation{m, m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].New || res[1].New || res[0].RowNo != 1 || res[1].RowNo != 1 {
+		t.Fatalf("insert twice in one batch = %+v, want new then old, both row 1", res)
+	}
+	res, err = s.Apply(ctx, []Mutation{
+		{Kind: Set, Table: model.Body, Key: m.Key, Name: "verdict", Value: 5},
+		{Kind: Set, Table: model.Body, Key: m.Key, Name: "verdict", Value: 3},
+		{Kind: Add, Table: model.Body, Key: m.Key, Name: "hits", Value: 2},
+		{Kind: Set, Table: model.Header, Key: m.Key, Name: "verdict", Value: 1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[3].NotFound || res[0].NotFound {
+		t.Fatalf("results = %+v", res)
+	}
+	v := s.View()
+	row, ok, err := v.Find(model.Body, m.Key)
+	v.Close()
+	if err != nil || !ok {
+		t.Fatalf("Find = %v, %v", ok, err)
+	}
+	if row.State.Col("verdict") != 5 || row.State.Counter("hits") != 2 || row.Size != 5 {
+		t.Fatalf("row = %+v, want verdict 5 (never lowered), hits 2", row)
+	}
+	if got := content(t, s, model.Body, m.Key); string(got) != "hello" {
+		t.Fatalf("content = %q", got)
+	}
+	if s.Count(model.Body) != 1 {
+		t.Fatalf("Count = %d", s.Count(model.Body))
+	}
+}
+
+func TestInvalidRequestAppliesNothing(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, vfs.NewMem())
+	defer s.Close()
+	m := ins(model.Body, "x")
+	bad := m
+	bad.Key[0] ^= 1
+	if _, err := s.Apply(ctx, []Mutation{m, bad}); err == nil {
+		t.Fatal("insert with wrong key accepted")
+	}
+	// A bad column name is only found while staging: the insert before it
+	// must not be applied either.
+	if _, err := s.Apply(ctx, []Mutation{m, {Kind: Set, Table: model.Body, Key: m.Key, Name: "Bad Name", Value: 1}}); err == nil {
+		t.Fatal("bad column name accepted")
+	}
+	cols := make([]Mutation, 0, model.MaxColumns+2)
+	cols = append(cols, m)
+	for i := 0; i <= model.MaxColumns; i++ {
+		cols = append(cols, Mutation{Kind: Set, Table: model.Body, Key: m.Key, Name: fmt.Sprintf("c%d", i), Value: 1})
+	}
+	if _, err := s.Apply(ctx, cols); err == nil {
+		t.Fatal("too many columns accepted")
+	}
+	v := s.View()
+	defer v.Close()
+	if _, ok, _ := v.Find(model.Body, m.Key); ok {
+		t.Fatal("row of a failed request was stored")
+	}
+}
+
+func TestLargeContentChunked(t *testing.T) {
+	s := openTest(t, vfs.NewMem())
+	defer s.Close()
+	big := bytes.Repeat([]byte("0123456789abcdef"), (3*chunkSize+100)/16)
+	k := model.KeyOf(model.Body, big)
+	if _, err := s.Apply(context.Background(), []Mutation{{Kind: Insert, Table: model.Body, Key: k, Content: big}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := content(t, s, model.Body, k); !bytes.Equal(got, big) {
+		t.Fatalf("content of %d bytes came back as %d bytes", len(big), len(got))
+	}
+}
+
+func TestChangesAndCursor(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, vfs.NewMem())
+	defer s.Close()
+	a, b := ins(model.Text, "a"), ins(model.Text, "b")
+	if _, err := s.Apply(ctx, []Mutation{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(ctx, []Mutation{{Kind: Set, Table: model.Text, Key: a.Key, Name: "x", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	v := s.View()
+	var keys []model.Key
+	var stamps []uint64
+	if err := v.Changes(0, func(r Row) error { keys = append(keys, r.Key); stamps = append(stamps, r.Stamp); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	// a changed last, so the log holds b then a, once each.
+	if len(keys) != 2 || keys[0] != b.Key || keys[1] != a.Key || stamps[0] >= stamps[1] {
+		t.Fatalf("changes = %v %v, want b then a", keys, stamps)
+	}
+	if _, err := s.Merge(ctx, nil, "from-b", 42); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Merge(ctx, nil, "from-b", 7); err != nil {
+		t.Fatal(err)
+	}
+	v = s.View()
+	defer v.Close()
+	if c, err := v.Cursor("from-b"); err != nil || c != 42 {
+		t.Fatalf("cursor = %d, %v; want 42 (never lowered)", c, err)
+	}
+}
+
+func TestMergeIdempotentNoEcho(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, vfs.NewMem())
+	defer s.Close()
+	var st model.State
+	st.Set("ack", 1)
+	st.Add("n", "b", 3)
+	row := MergeRow{Table: model.Receive, Key: model.KeyOf(model.Receive, []byte("r")), Content: []byte("r"), State: st}
+	res, err := s.Merge(ctx, []MergeRow{row}, "", 0)
+	if err != nil || !res[0].New {
+		t.Fatalf("first merge = %+v, %v", res, err)
+	}
+	stamp := s.LastStamp()
+	res, err = s.Merge(ctx, []MergeRow{row}, "", 0)
+	if err != nil || res[0].New {
+		t.Fatalf("second merge = %+v, %v; want unchanged", res, err)
+	}
+	if s.LastStamp() != stamp {
+		t.Fatal("an idempotent merge created a change (replication would echo forever)")
+	}
+	row.Content = nil
+	row.Key = model.KeyOf(model.Receive, []byte("other"))
+	if _, err := s.Merge(ctx, []MergeRow{row}, "", 0); err == nil {
+		t.Fatal("merge of a missing row without content accepted")
+	}
+}
+
+func TestWatch(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, vfs.NewMem())
+	defer s.Close()
+	m := ins(model.Receive, "r1")
+	sub := s.Watch(Filter{Table: model.Receive, Keys: map[model.Key]struct{}{m.Key: {}}}, 4)
+	defer sub.Close()
+	if _, err := s.Apply(ctx, []Mutation{ins(model.Receive, "other"), m, {Kind: Set, Table: model.Receive, Key: m.Key, Name: "verdict", Value: 9}}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-sub.C
+	if r.Key != m.Key || r.State.Col("verdict") != 9 {
+		t.Fatalf("watch got %+v", r)
+	}
+	select {
+	case r := <-sub.C:
+		t.Fatalf("unexpected second event %+v", r)
+	default:
+	}
+	// Overflow closes the channel and says so.
+	for i := 0; i < 10; i++ {
+		if _, err := s.Apply(ctx, []Mutation{{Kind: Set, Table: model.Receive, Key: m.Key, Name: "verdict", Value: uint64(10 + i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	for range sub.C {
+		n++
+	}
+	if n != 4 || !sub.Overflowed() {
+		t.Fatalf("after overflow got %d events, overflowed=%v", n, sub.Overflowed())
+	}
+}
+
+
+// TestCrashKeepsAcknowledged runs random acknowledged writes on a crashable
+// in-memory FS, crashes at random points (keeping only synced data, or a
+// random share of unsynced data) and checks that every acknowledged write
+// survived and no half of any request appears (TEST-CATALOG 78).
+func TestCrashKeepsAcknowledged(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	fs := vfs.NewCrashableMem()
+	acked := map[model.Key]string{} // inserted content by key
+	pairs := map[model.Key]model.Key{}
+	for round := 0; round < 20; round++ {
+		s := openTest(t, fs)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := 0; i < 20; i++ {
+					a := ins(model.Body, fmt.Sprintf("r%d-w%d-i%d-a", round, w, i))
+					b := ins(model.Header, fmt.Sprintf("r%d-w%d-i%d-b", round, w, i))
+					if _, err := s.Apply(context.Background(), []Mutation{a, b}); err != nil {
+						t.Errorf("Apply: %v", err)
+						return
+					}
+					mu.Lock()
+					acked[a.Key] = string(a.Content)
+					pairs[a.Key] = b.Key
+					mu.Unlock()
+				}
+			}(w)
+		}
+		wg.Wait()
+		// Simulate a crash: take the synced state (plus, sometimes, some
+		// unsynced data) without closing the store.
+		fs = fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(2) * rng.IntN(101), RNG: rng})
+		s.Close()
+		s = openTest(t, fs)
+		v := s.View()
+		for k, want := range acked {
+			row, ok, err := v.Find(model.Body, k)
+			if err != nil || !ok {
+				t.Fatalf("round %d: acknowledged row %s lost (%v)", round, k, err)
+			}
+			var buf bytes.Buffer
+			v.Content(model.Body, k, func(c []byte) error { buf.Write(c); return nil })
+			if buf.String() != want || row.Size != uint64(len(want)) {
+				t.Fatalf("round %d: content %q, want %q", round, buf.String(), want)
+			}
+			if _, ok, _ := v.Find(model.Header, pairs[k]); !ok {
+				t.Fatalf("round %d: half a batch: header of %s missing", round, k)
+			}
+		}
+		v.Close()
+		s.Close()
+	}
+}

@@ -1,0 +1,475 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/twinmx/twinmx/pkg/model"
+)
+
+// MutKind is the kind of one mutation.
+type MutKind uint8
+
+// Mutation kinds (SPEC §4).
+const (
+	Insert MutKind = iota + 1 // find-or-insert Content at Key
+	Set                       // raise column Name to Value
+	Add                       // add Value to this site's count of counter Name
+)
+
+// Mutation is one operation of an atomic request. Key must be
+// model.KeyOf(Table, Content) for an Insert; the store checks it.
+type Mutation struct {
+	Kind    MutKind
+	Table   model.Table
+	Key     model.Key
+	Content []byte // Insert only
+	Name    string // Set: column; Add: counter
+	Value   uint64 // Set: value; Add: delta
+}
+
+// Result is the outcome of one mutation or merged row.
+type Result struct {
+	NotFound bool   // Set/Add: the row does not exist (nothing changed)
+	RowNo    uint64 // the row's local number
+	New      bool   // Insert: the row was created; Merge: the row was created or changed
+}
+
+// MergeRow is one row to merge from another site: inserted with its content
+// if missing, otherwise its state merged into ours (SPEC §3: maximum of each
+// column, per-site maximum of each counter).
+type MergeRow struct {
+	Table   model.Table
+	Key     model.Key
+	Content []byte // required when the row may be missing here
+	State   model.State
+}
+
+type writeReq struct {
+	muts   []Mutation
+	merge  []MergeRow
+	cursor string // merge: cursor to raise in the same batch ("" = none)
+	cval   uint64
+	bytes  int
+
+	res  []Result
+	err  error
+	done chan struct{}
+}
+
+// Apply applies the mutations as one atomic, durable transaction and
+// returns one result per mutation. It returns only after the commit is
+// synced to disk. A validation error (wrapping ErrInvalid) means nothing was
+// applied. If ctx ends first Apply returns ctx.Err(), and the write may or
+// may not happen.
+func (s *Store) Apply(ctx context.Context, muts []Mutation) ([]Result, error) {
+	n := 0
+	for i := range muts {
+		if err := checkMutation(&muts[i]); err != nil {
+			return nil, fmt.Errorf("%w: mutation %d: %w", ErrInvalid, i, err)
+		}
+		n += len(muts[i].Content)
+	}
+	return s.submit(ctx, &writeReq{muts: muts, bytes: n, done: make(chan struct{})})
+}
+
+// Merge merges rows from another site and raises the cursor named cursor to
+// at least cval in the same atomic, durable batch, so a replicator that
+// restarts from the stored cursor neither skips nor repeats work. An empty
+// cursor name stores no cursor.
+func (s *Store) Merge(ctx context.Context, rows []MergeRow, cursor string, cval uint64) ([]Result, error) {
+	n := 0
+	for i := range rows {
+		r := &rows[i]
+		if err := model.CheckTable(r.Table); err != nil {
+			return nil, fmt.Errorf("%w: row %d: %w", ErrInvalid, i, err)
+		}
+		if r.Content != nil && model.KeyOf(r.Table, r.Content) != r.Key {
+			return nil, fmt.Errorf("%w: row %d: key does not match content", ErrInvalid, i)
+		}
+		n += len(r.Content)
+	}
+	if cursor != "" {
+		if err := model.CheckName(cursor); err != nil {
+			return nil, fmt.Errorf("%w: cursor: %w", ErrInvalid, err)
+		}
+	}
+	return s.submit(ctx, &writeReq{merge: rows, cursor: cursor, cval: cval, bytes: n, done: make(chan struct{})})
+}
+
+func checkMutation(m *Mutation) error {
+	if err := model.CheckTable(m.Table); err != nil {
+		return err
+	}
+	switch m.Kind {
+	case Insert:
+		if model.KeyOf(m.Table, m.Content) != m.Key {
+			return errors.New("key does not match content")
+		}
+	case Set, Add:
+		if err := model.CheckName(m.Name); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown mutation kind %d", m.Kind)
+	}
+	return nil
+}
+
+func (s *Store) submit(ctx context.Context, r *writeReq) ([]Result, error) {
+	select {
+	case <-s.failed:
+		return nil, ErrFailed
+	default:
+	}
+	select {
+	case s.reqs <- r:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.quit:
+		return nil, ErrClosed
+	case <-s.failed:
+		return nil, ErrFailed
+	}
+	select {
+	case <-r.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// writer is the only goroutine that writes to Pebble. See the Store doc.
+func (s *Store) writer() {
+	defer close(s.done)
+	var group []*writeReq
+	for {
+		group = group[:0]
+		select {
+		case r := <-s.reqs:
+			group = append(group, r)
+		case <-s.quit:
+			s.drain(ErrClosed)
+			return
+		}
+		bytes := group[0].bytes
+	fill:
+		for len(group) < s.opts.MaxGroup && bytes < s.opts.MaxGroupBytes {
+			select {
+			case r := <-s.reqs:
+				group = append(group, r)
+				bytes += r.bytes
+			default:
+				break fill
+			}
+		}
+		if err := s.commitGroup(group, bytes); err != nil {
+			s.fail(err)
+			for _, r := range group {
+				if r.err == nil {
+					r.err, r.res = ErrFailed, nil
+				}
+				close(r.done)
+			}
+			s.drain(ErrFailed)
+			return
+		}
+	}
+}
+
+// drain answers every queued request with err.
+func (s *Store) drain(err error) {
+	for {
+		select {
+		case r := <-s.reqs:
+			r.err = err
+			close(r.done)
+		default:
+			return
+		}
+	}
+}
+
+// staged is a row as the current group will leave it.
+type staged struct {
+	meta     rowMeta
+	exists   bool   // exists on disk or earlier in the group
+	content  []byte // set when this group inserts the row
+	inserted bool
+	oldStamp uint64 // stamp on disk before this group (0: none)
+	dirty    bool   // must be written
+}
+
+// group is the writer's state for one group commit.
+type group struct {
+	s      *Store
+	rows   map[rowRef]*staged
+	order  []rowRef // dirty rows in first-touch order
+	nextNo [model.Config + 1]uint64
+	count  [model.Config + 1]uint64
+	stamp  uint64
+	cursor map[string]uint64
+}
+
+func (s *Store) commitGroup(reqs []*writeReq, nbytes int) error {
+	start := time.Now()
+	g := &group{s: s, rows: make(map[rowRef]*staged), nextNo: s.nextRow, count: s.count, stamp: s.stamp}
+	for _, r := range reqs {
+		g.stageRequest(r)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	var changed []Row
+	for _, ref := range g.order {
+		st := g.rows[ref]
+		if st.inserted {
+			for i, off := 0, 0; off < len(st.content); i, off = i+1, off+chunkSize {
+				end := min(off+chunkSize, len(st.content))
+				if err := b.Set(contentKey(ref.Table, ref.Key, uint32(i)), st.content[off:end], nil); err != nil {
+					return fmt.Errorf("stage content: %w", err)
+				}
+			}
+			if err := b.Set(numberKey(ref.Table, st.meta.RowNo), ref.Key[:], nil); err != nil {
+				return fmt.Errorf("stage number: %w", err)
+			}
+		}
+		if st.oldStamp != 0 {
+			if err := b.Delete(stampKey(st.oldStamp), nil); err != nil {
+				return fmt.Errorf("stage stamp delete: %w", err)
+			}
+		}
+		if err := b.Set(stampKey(st.meta.Stamp), ref.encode(), nil); err != nil {
+			return fmt.Errorf("stage stamp: %w", err)
+		}
+		if err := b.Set(rowKey(ref.Table, ref.Key), st.meta.encode(), nil); err != nil {
+			return fmt.Errorf("stage row: %w", err)
+		}
+		changed = append(changed, ref.rowWith(&st.meta))
+	}
+	for _, t := range model.Tables() {
+		if g.count[t] != s.count[t] {
+			if err := b.Set(countKey(t), binary.BigEndian.AppendUint64(nil, g.count[t]), nil); err != nil {
+				return fmt.Errorf("stage count: %w", err)
+			}
+		}
+	}
+	for name, v := range g.cursor {
+		if err := b.Set(cursorKey(name), binary.BigEndian.AppendUint64(nil, v), nil); err != nil {
+			return fmt.Errorf("stage cursor: %w", err)
+		}
+	}
+	if !b.Empty() {
+		// NB: pebble.Sync is what makes an acknowledgement true; NoSync
+		// loses writes even on a process crash (pebble WriteOptions doc).
+		if err := b.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("commit group of %d requests: %w", len(reqs), err)
+		}
+	}
+	s.nextRow, s.stamp = g.nextNo, g.stamp
+	for _, t := range model.Tables() {
+		if g.count[t] != s.count[t] {
+			s.count[t] = g.count[t]
+			s.counts[t].Store(g.count[t])
+		}
+	}
+	if s.lastStamp.Load() != g.stamp {
+		s.lastStamp.Store(g.stamp)
+		s.chMu.Lock()
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.chMu.Unlock()
+	}
+	s.hub.publish(changed)
+	for _, r := range reqs {
+		close(r.done)
+	}
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(len(reqs), nbytes, time.Since(start))
+	}
+	return nil
+}
+
+// lookup returns the staged row for ref, reading it from disk the first
+// time. The returned value is a copy the caller may modify.
+func (g *group) lookup(ref rowRef) (staged, error) {
+	if st, ok := g.rows[ref]; ok {
+		c := *st
+		c.meta.State = st.meta.State.Clone()
+		return c, nil
+	}
+	m, ok, err := getMeta(g.s.db, ref)
+	if err != nil {
+		return staged{}, err
+	}
+	return staged{meta: m, exists: ok, oldStamp: m.Stamp}, nil
+}
+
+// stageRequest stages all of r or nothing of it, and sets r.res or r.err.
+func (g *group) stageRequest(r *writeReq) {
+	local := make(map[rowRef]*staged)
+	var order []rowRef
+	nextNo, count, stamp := g.nextNo, g.count, g.stamp
+	get := func(ref rowRef) (*staged, error) {
+		if st, ok := local[ref]; ok {
+			return st, nil
+		}
+		st, err := g.lookup(ref)
+		if err != nil {
+			return nil, err
+		}
+		local[ref] = &st
+		order = append(order, ref)
+		return &st, nil
+	}
+	touch := func(st *staged) {
+		stamp++
+		st.meta.Stamp = stamp
+		st.dirty = true
+	}
+	insert := func(ref rowRef, content []byte, state model.State) *staged {
+		st := local[ref]
+		st.exists, st.inserted, st.content = true, true, content
+		st.meta = rowMeta{RowNo: nextNo[ref.Table], Size: uint64(len(content)), State: state}
+		nextNo[ref.Table]++
+		count[ref.Table]++
+		touch(st)
+		return st
+	}
+	fail := func(err error) {
+		r.err, r.res = err, nil
+	}
+
+	for i := range r.muts {
+		m := &r.muts[i]
+		ref := rowRef{m.Table, m.Key}
+		st, err := get(ref)
+		if err != nil {
+			fail(err)
+			return
+		}
+		var res Result
+		switch m.Kind {
+		case Insert:
+			if !st.exists {
+				insert(ref, m.Content, model.State{})
+				res.New = true
+			}
+		case Set:
+			if !st.exists {
+				res.NotFound = true
+				break
+			}
+			ch, err := st.meta.State.Set(m.Name, m.Value)
+			if err != nil {
+				fail(fmt.Errorf("%w: mutation %d: %w", ErrInvalid, i, err))
+				return
+			}
+			if ch {
+				touch(st)
+			}
+		case Add:
+			if !st.exists {
+				res.NotFound = true
+				break
+			}
+			ch, err := st.meta.State.Add(m.Name, g.s.opts.Site, m.Value)
+			if err != nil {
+				fail(fmt.Errorf("%w: mutation %d: %w", ErrInvalid, i, err))
+				return
+			}
+			if ch {
+				touch(st)
+			}
+		}
+		res.RowNo = st.meta.RowNo
+		if res.NotFound {
+			res.RowNo = 0
+		}
+		r.res = append(r.res, res)
+	}
+	for i := range r.merge {
+		mr := &r.merge[i]
+		ref := rowRef{mr.Table, mr.Key}
+		st, err := get(ref)
+		if err != nil {
+			fail(err)
+			return
+		}
+		var res Result
+		if !st.exists {
+			if mr.Content == nil {
+				fail(fmt.Errorf("%w: merge row %d (%s %s): missing here and no content sent", ErrInvalid, i, mr.Table, mr.Key))
+				return
+			}
+			insert(ref, mr.Content, mr.State.Clone())
+			res.New = true
+		} else {
+			ch, err := st.meta.State.MergeInto(mr.State)
+			if err != nil {
+				fail(fmt.Errorf("%w: merge row %d: %w", ErrInvalid, i, err))
+				return
+			}
+			if ch {
+				touch(st)
+				res.New = true
+			}
+		}
+		res.RowNo = st.meta.RowNo
+		r.res = append(r.res, res)
+	}
+	if r.cursor != "" {
+		if g.cursor == nil {
+			g.cursor = make(map[string]uint64)
+		}
+		cur, ok := g.cursor[r.cursor]
+		if !ok {
+			v, err := g.s.readCursor(r.cursor)
+			if err != nil {
+				fail(err)
+				return
+			}
+			cur = v
+		}
+		g.cursor[r.cursor] = max(cur, r.cval)
+	}
+	// The whole request is valid: fold it into the group.
+	for _, ref := range order {
+		st := local[ref]
+		if !st.dirty {
+			continue
+		}
+		prev, seen := g.rows[ref]
+		if !seen {
+			g.order = append(g.order, ref)
+		} else {
+			// Keep the disk stamp to delete and the insert flag of the
+			// earlier request in this group.
+			st.oldStamp = prev.oldStamp
+			st.inserted = st.inserted || prev.inserted
+			if prev.inserted {
+				st.content = prev.content
+			}
+		}
+		g.rows[ref] = st
+	}
+	g.nextNo, g.count, g.stamp = nextNo, count, stamp
+}
+
+func (s *Store) readCursor(name string) (uint64, error) {
+	val, closer, err := s.db.Get(cursorKey(name))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read cursor %q: %w", name, err)
+	}
+	defer closer.Close()
+	if len(val) != 8 {
+		return 0, fmt.Errorf("store: corrupt cursor %q", name)
+	}
+	return binary.BigEndian.Uint64(val), nil
+}
