@@ -1,0 +1,190 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Status column names (SPEC §3). Each column is independent and obeys
+// "higher dominates", so the codes below are chosen so that the maximum of
+// two values is also the right business answer.
+const (
+	// ColVerdict holds the spam decision for a receive row, encoded by
+	// EncodeVerdict.
+	ColVerdict = "verdict"
+	// ColAcknowledged is FlagSet once some smtpd has durably decided to
+	// answer 250 for the receive row (SPEC §5): the mail is then in the
+	// mailbox. It is never cleared.
+	ColAcknowledged = "ack"
+	// ColBackedUp is FlagSet once backupd has seen the row durable on both
+	// sites (SPEC §6).
+	ColBackedUp = "backedup"
+	// ColDeleted is FlagSet once a user deleted the receive row (POP3 DELE,
+	// IMAP expunge). Deleted outranks present, so a deletion on one site is
+	// never undone by replication from the other.
+	ColDeleted = "deleted"
+)
+
+// FlagSet is the value of a set flag column (ack, backedup, deleted). An
+// unset flag is 0 (absent); no other value is valid.
+const FlagSet uint64 = 1
+
+// Verdict is the decision about a mail. Its numeric value is the order
+// between two verdicts of the same source and epoch, and is part of the
+// stored column value: never renumber.
+type Verdict uint8
+
+// Verdicts, weakest first. At equal source and epoch the larger one wins:
+//
+//   - Retry is the weakest: it is a temporary answer ("ask again later",
+//     greylisting or an undecided check), and any definite verdict replaces it.
+//   - Reject outranks Retry.
+//   - Accept outranks Reject: two deciders of equal standing that disagree at
+//     the same epoch mean the mail is not surely spam, and SPEC §7 says never
+//     reject a wanted mail; when unsure, accept.
+const (
+	Retry  Verdict = 1
+	Reject Verdict = 2
+	Accept Verdict = 3
+)
+
+var verdictNames = [...]string{Retry: "retry", Reject: "reject", Accept: "accept"}
+
+// Valid reports whether v is one of Retry, Reject, Accept.
+func (v Verdict) Valid() bool { return v >= Retry && v <= Accept }
+
+// String returns "retry", "reject" or "accept".
+func (v Verdict) String() string {
+	if !v.Valid() {
+		return fmt.Sprintf("verdict(%d)", uint8(v))
+	}
+	return verdictNames[v]
+}
+
+// ErrBadVerdict is returned by ParseVerdict and ParseSource for an unknown
+// name.
+var ErrBadVerdict = errors.New("model: unknown verdict")
+
+// ParseVerdict returns the verdict named "accept", "reject" or "retry".
+func ParseVerdict(s string) (Verdict, error) {
+	for v := Retry; v <= Accept; v++ {
+		if verdictNames[v] == s {
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("%w %q (want accept, reject or retry)", ErrBadVerdict, s)
+}
+
+// Source says who decided a verdict. It sits above the epoch in the encoded
+// value, so a higher source outranks a lower one whatever their epochs. The
+// values leave gaps so that a source of intermediate standing (for example a
+// mailbox owner's "allow this sender" from the rejection digest) can be added
+// later without renumbering stored values.
+type Source uint8
+
+// Sources, lowest standing first.
+const (
+	SourceFilter   Source = 0x10 // spamd's automatic decision
+	SourceOperator Source = 0x40 // a person with dbctl or spamd's command line
+)
+
+// Valid reports whether s is a known source.
+func (s Source) Valid() bool { return s == SourceFilter || s == SourceOperator }
+
+// String returns "filter" or "operator".
+func (s Source) String() string {
+	switch s {
+	case SourceFilter:
+		return "filter"
+	case SourceOperator:
+		return "operator"
+	}
+	return fmt.Sprintf("source(%d)", uint8(s))
+}
+
+// ParseSource returns the source named "filter" or "operator".
+func ParseSource(name string) (Source, error) {
+	switch name {
+	case "filter":
+		return SourceFilter, nil
+	case "operator":
+		return SourceOperator, nil
+	}
+	return 0, fmt.Errorf("%w source %q (want filter or operator)", ErrBadVerdict, name)
+}
+
+// Layout of an encoded verdict, most significant first:
+//
+//	bits 63..48  zero (reserved)
+//	bits 47..40  source
+//	bits 39..8   epoch
+//	bits  7..0   verdict
+//
+// Comparing two values as uint64 therefore compares source, then epoch, then
+// verdict: exactly the order "higher dominates" needs. 0 means "no verdict".
+const (
+	verdictShift = 0
+	epochShift   = 8
+	sourceShift  = 40
+	reservedMask = uint64(0xffff) << 48
+)
+
+// EncodeVerdict returns the ColVerdict value for verdict v decided by src at
+// epoch. The epoch orders verdicts of one source: a later decision must use a
+// larger epoch to replace an earlier one (Epoch gives one from a clock).
+// Invalid arguments still encode (the fields are masked to their widths), but
+// DecodeVerdict reports them as not ok; validate with Source.Valid and
+// Verdict.Valid first.
+func EncodeVerdict(src Source, epoch uint32, v Verdict) uint64 {
+	return uint64(src)<<sourceShift | uint64(epoch)<<epochShift | uint64(v)<<verdictShift
+}
+
+// DecodeVerdict splits a ColVerdict value. ok is false for 0 (no verdict
+// yet) and for any value EncodeVerdict does not make from a valid source and
+// verdict.
+func DecodeVerdict(x uint64) (src Source, epoch uint32, v Verdict, ok bool) {
+	src = Source(x >> sourceShift)
+	epoch = uint32(x >> epochShift)
+	v = Verdict(x >> verdictShift)
+	ok = x&reservedMask == 0 && src.Valid() && v.Valid()
+	return src, epoch, v, ok
+}
+
+// Epoch returns a verdict epoch for time t: whole seconds since 1970,
+// clamped to the uint32 range (which lasts until 2106). Deciders on two sites
+// whose clocks differ by a few seconds can still disagree within that skew;
+// the fixed order of Verdict settles equal epochs.
+func Epoch(t time.Time) uint32 {
+	s := t.Unix()
+	switch {
+	case s < 0:
+		return 0
+	case s > 1<<32-1:
+		return 1<<32 - 1
+	}
+	return uint32(s)
+}
+
+// CheckColumn reports whether v is a valid value for the status column name:
+// a decodable verdict for ColVerdict, 0 or FlagSet for a flag. Other columns
+// accept any value. dbd calls it before a set so a bad value can never
+// dominate a good one (a stray high value in a max-merged column is
+// permanent).
+func CheckColumn(name string, v uint64) error {
+	switch name {
+	case ColVerdict:
+		if _, _, _, ok := DecodeVerdict(v); !ok && v != 0 {
+			return fmt.Errorf("%w: %#x for column %s", ErrBadValue, v, name)
+		}
+	case ColAcknowledged, ColBackedUp, ColDeleted:
+		if v > FlagSet {
+			return fmt.Errorf("%w: %d for flag column %s (want 0 or 1)", ErrBadValue, v, name)
+		}
+	}
+	return nil
+}
+
+// ErrBadValue is returned by CheckColumn for a value that a column may not
+// hold.
+var ErrBadValue = errors.New("model: bad column value")
