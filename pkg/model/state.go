@@ -331,6 +331,12 @@ func (d *decoder) uvarint() uint64 {
 		d.fail("bad varint")
 		return 0
 	}
+	// binary.Uvarint accepts padded forms such as 0x80 0x00 for 0; they
+	// would give one state two encodings.
+	if n != uvarintLen(v) {
+		d.fail("varint not minimal")
+		return 0
+	}
 	d.b = d.b[n:]
 	return v
 }
