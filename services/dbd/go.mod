@@ -31,6 +31,8 @@ require (
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/rogpeppe/go-internal v1.9.0 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
+	github.com/twinmx/twinmx/pkg/model v0.0.0
+	github.com/twinmx/twinmx/pkg/wire v0.0.0
 	github.com/urfave/cli/v2 v2.27.7 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
 	golang.org/x/exp v0.0.0-20230626212559-97b1e661b5df // indirect
@@ -39,3 +41,7 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 	pgregory.net/rapid v1.3.0 // indirect
 )
+
+replace github.com/twinmx/twinmx/pkg/model => ../../pkg/model
+
+replace github.com/twinmx/twinmx/pkg/wire => ../../pkg/wire

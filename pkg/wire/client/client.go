@@ -1,0 +1,419 @@
+// Package client is the Go client of dbd's wire protocol, used by every
+// twinmx service. It keeps one encrypted connection to one dbd, multiplexes
+// many requests on it, reconnects with exponential backoff when it breaks,
+// and retries idempotent requests (everything but increment) on a new
+// connection.
+//
+// # Concurrency
+//
+// A Client is safe for concurrent use by many goroutines; requests run in
+// parallel on one connection. A Stream is used by one goroutine at a time.
+// Callers must call Close.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+)
+
+// Sentinel errors. Use errors.Is.
+var (
+	// ErrNotFound: the row named by a find, set or increment does not exist.
+	ErrNotFound = errors.New("client: not found")
+	// ErrConnLost: the connection broke before the answer arrived. For a
+	// non-idempotent request (increment) the request may or may not have
+	// been applied.
+	ErrConnLost = errors.New("client: connection to dbd lost")
+	// ErrClosed: the Client was closed.
+	ErrClosed = errors.New("client: closed")
+	// ErrAnswerTooLarge: an answer exceeded Config.MaxAnswer; the
+	// connection is dropped.
+	ErrAnswerTooLarge = errors.New("client: answer too large")
+)
+
+// Config configures a Client. A zero field means its default.
+type Config struct {
+	Addr   string         // dbd's HOST:PORT. Required.
+	Static wire.KeyPair   // this service's key pair. Required.
+	Server wire.PublicKey // dbd's pinned public key. Required.
+
+	// Timeout bounds a request (with its retries) whose ctx has no
+	// deadline. Default 30 s.
+	Timeout time.Duration
+	// DialTimeout bounds one TCP connect plus handshake. Default 5 s.
+	DialTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between reconnects after a
+	// failure; the wait doubles per failure, with jitter. Defaults 50 ms, 5 s.
+	MinBackoff, MaxBackoff time.Duration
+	// MaxAnswer bounds one answer message in bytes. Default 128 MiB.
+	MaxAnswer int
+	// StreamBuffer is how many answer messages a stream may hold unread
+	// before the connection's reader waits for it. Default 256.
+	StreamBuffer int
+	// Logger gets reconnect logs. Default slog.Default().
+	Logger *slog.Logger
+	// Dial opens the TCP connection (test hook). Default net.Dialer.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Now is the handshake clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) applyDefaults() {
+	if c.Timeout == 0 {
+		c.Timeout = 30 * time.Second
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = 50 * time.Millisecond
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.MaxAnswer == 0 {
+		c.MaxAnswer = 128 << 20
+	}
+	if c.StreamBuffer == 0 {
+		c.StreamBuffer = 256
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Dial == nil {
+		var d net.Dialer
+		c.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	}
+}
+
+// Validate reports every problem with c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Addr == "" {
+		errs = append(errs, errors.New("client: Addr is required"))
+	}
+	if c.Static.Public.IsZero() {
+		errs = append(errs, errors.New("client: Static key is required"))
+	}
+	if c.Server.IsZero() {
+		errs = append(errs, errors.New("client: Server key is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Client talks to one dbd. Create it with New.
+type Client struct {
+	cfg    Config
+	log    *slog.Logger
+	nextID atomic.Uint32
+
+	mu       sync.Mutex
+	cur      *session
+	dialing  chan struct{} // non-nil while a dial is in progress; closed when it ends
+	failures int           // consecutive failed dials
+	retryAt  time.Time     // no dial before this
+	closed   bool
+}
+
+// New returns a Client. It connects lazily, on the first request.
+func New(cfg Config) (*Client, error) {
+	cfg.applyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Client{cfg: cfg, log: cfg.Logger.With("dbd", cfg.Addr)}, nil
+}
+
+// Close closes the connection; requests in flight fail with ErrClosed.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	s := c.cur
+	c.cur = nil
+	c.mu.Unlock()
+	if s != nil {
+		s.kill(ErrClosed)
+	}
+	return nil
+}
+
+// conn returns the live session, dialling one if needed. Concurrent callers
+// share one dial. After a failed dial, callers wait out the backoff.
+func (c *Client) conn(ctx context.Context) (*session, error) {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if c.cur != nil && !c.cur.dead() {
+			s := c.cur
+			c.mu.Unlock()
+			return s, nil
+		}
+		if ch := c.dialing; ch != nil {
+			c.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		wait := time.Until(c.retryAt)
+		ch := make(chan struct{})
+		c.dialing = ch
+		c.mu.Unlock()
+
+		var s *session
+		var err error
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				err = ctx.Err()
+			}
+		}
+		if err == nil {
+			s, err = c.dial(ctx)
+		}
+		c.mu.Lock()
+		c.dialing = nil
+		close(ch)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.failures++
+				back := min(c.cfg.MaxBackoff, c.cfg.MinBackoff<<min(c.failures-1, 20))
+				back = back/2 + rand.N(back/2+1)
+				c.retryAt = time.Now().Add(back)
+				c.log.Warn("connect to dbd failed", "err", err, "retry_in", back)
+			}
+			c.mu.Unlock()
+			return nil, err
+		}
+		if c.closed {
+			c.mu.Unlock()
+			s.kill(ErrClosed)
+			return nil, ErrClosed
+		}
+		c.failures = 0
+		c.cur = s
+		c.mu.Unlock()
+		return s, nil
+	}
+}
+
+func (c *Client) dial(ctx context.Context) (*session, error) {
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	nc, err := c.cfg.Dial(dctx, c.cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial dbd %s: %w", c.cfg.Addr, err)
+	}
+	wc, err := wire.ClientHandshake(dctx, nc, &wire.ClientConfig{
+		Static: c.cfg.Static, Server: c.cfg.Server, Now: c.cfg.Now, HandshakeTimeout: c.cfg.DialTimeout,
+	})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("handshake with dbd %s: %w", c.cfg.Addr, err)
+	}
+	s := newSession(wc, c.cfg.MaxAnswer)
+	go s.readLoop()
+	return s, nil
+}
+
+// withTimeout gives ctx the default timeout if it has no deadline.
+func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.cfg.Timeout)
+}
+
+// idempotent reports whether sending req twice has the same effect as once.
+// Every operation is (content-keyed inserts, max-only sets, max merges),
+// except increment.
+func idempotent(req *wire.Request) bool {
+	if req.Op == wire.OpIncrement {
+		return false
+	}
+	for i := range req.Batch {
+		if req.Batch[i].Op == wire.OpIncrement {
+			return false
+		}
+	}
+	return true
+}
+
+// Do sends req and waits for its answer, reconnecting and retrying an
+// idempotent request until ctx ends (or Config.Timeout, if ctx has no
+// deadline). An error answer is returned as *wire.Error; a not-found answer
+// as a Result with NotFound set.
+func (c *Client) Do(ctx context.Context, req *wire.Request) (*wire.Result, error) {
+	msg, err := wire.AppendRequest(nil, req)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	for {
+		s, err := c.conn(ctx)
+		if err != nil {
+			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+				return nil, lastErr(ctx, err)
+			}
+			continue // backoff is applied by conn
+		}
+		call, err := s.start(ctx, c.newID(), msg, 1)
+		var ans []byte
+		if err == nil {
+			if ans, err = call.next(ctx); err == nil {
+				call.finish()
+			} else {
+				call.close()
+			}
+		}
+		if err == nil {
+			return wire.DecodeAnswer(req.Op, ans)
+		}
+		if errors.Is(err, ErrConnLost) && idempotent(req) && ctx.Err() == nil {
+			c.log.Info("retrying request on a new connection", "op", req.Op.String(), "err", err)
+			continue
+		}
+		return nil, lastErr(ctx, err)
+	}
+}
+
+func lastErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+	}
+	return err
+}
+
+func (c *Client) newID() uint32 {
+	for {
+		if id := c.nextID.Add(1); id != 0 {
+			return id
+		}
+	}
+}
+
+// ---- typed helpers --------------------------------------------------------
+
+// Ping checks that dbd answers.
+func (c *Client) Ping(ctx context.Context) error {
+	_, err := c.Do(ctx, &wire.Request{Op: wire.OpPing})
+	return err
+}
+
+// FindOrInsert stores content in table t unless it is there, and returns
+// the row's local number and whether it was new.
+func (c *Client) FindOrInsert(ctx context.Context, t model.Table, content []byte) (uint64, bool, error) {
+	res, err := c.Do(ctx, &wire.Request{Op: wire.OpFindOrInsert, Table: t, Content: content})
+	if err != nil {
+		return 0, false, fmt.Errorf("find-or-insert %s: %w", t, err)
+	}
+	return res.RowNo, res.New, nil
+}
+
+// Find returns the row with content in table t, or ErrNotFound.
+func (c *Client) Find(ctx context.Context, t model.Table, content []byte) (*wire.Row, error) {
+	return c.find(ctx, t, wire.Ref{Content: content})
+}
+
+// FindKey returns the row with key k in table t, or ErrNotFound.
+func (c *Client) FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error) {
+	return c.find(ctx, t, wire.Ref{ByKey: true, Key: k})
+}
+
+func (c *Client) find(ctx context.Context, t model.Table, ref wire.Ref) (*wire.Row, error) {
+	res, err := c.Do(ctx, &wire.Request{Op: wire.OpFind, Table: t, Ref: ref})
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", t, err)
+	}
+	if res.NotFound {
+		return nil, ErrNotFound
+	}
+	return res.Row, nil
+}
+
+// Set raises column col of the row named by ref to v (never lowers it) and
+// returns the row number, or ErrNotFound.
+func (c *Client) Set(ctx context.Context, t model.Table, ref wire.Ref, col string, v uint64) (uint64, error) {
+	res, err := c.Do(ctx, &wire.Request{Op: wire.OpSet, Table: t, Ref: ref, Name: col, Value: v})
+	if err != nil {
+		return 0, fmt.Errorf("set %s.%s: %w", t, col, err)
+	}
+	if res.NotFound {
+		return 0, ErrNotFound
+	}
+	return res.RowNo, nil
+}
+
+// Increment adds delta to this site's count of counter ctr of the row named
+// by ref, or returns ErrNotFound. It is not retried after a lost
+// connection (ErrConnLost): it may or may not have been applied.
+func (c *Client) Increment(ctx context.Context, t model.Table, ref wire.Ref, ctr string, delta uint64) (uint64, error) {
+	res, err := c.Do(ctx, &wire.Request{Op: wire.OpIncrement, Table: t, Ref: ref, Name: ctr, Value: delta})
+	if err != nil {
+		return 0, fmt.Errorf("increment %s.%s: %w", t, ctr, err)
+	}
+	if res.NotFound {
+		return 0, ErrNotFound
+	}
+	return res.RowNo, nil
+}
+
+// Batch applies find-or-insert, set and increment requests as one atomic,
+// durable transaction and returns one result per request.
+func (c *Client) Batch(ctx context.Context, reqs []wire.Request) ([]wire.Result, error) {
+	res, err := c.Do(ctx, &wire.Request{Op: wire.OpBatch, Batch: reqs})
+	if err != nil {
+		return nil, fmt.Errorf("batch of %d: %w", len(reqs), err)
+	}
+	if len(res.Results) != len(reqs) {
+		return nil, fmt.Errorf("batch of %d: dbd answered %d results", len(reqs), len(res.Results))
+	}
+	return res.Results, nil
+}
+
+// Merge merges rows from another site and raises cursor to cval in the same
+// atomic batch (replication role only).
+func (c *Client) Merge(ctx context.Context, rows []wire.Row, cursor string, cval uint64) ([]wire.Result, error) {
+	res, err := c.Do(ctx, &wire.Request{Op: wire.OpMerge, Rows: rows, Name: cursor, Value: cval})
+	if err != nil {
+		return nil, fmt.Errorf("merge %d rows: %w", len(rows), err)
+	}
+	return res.Results, nil
+}
+
+// Cursor returns the stored replication cursor name.
+func (c *Client) Cursor(ctx context.Context, name string) (uint64, error) {
+	res, err := c.Do(ctx, &wire.Request{Op: wire.OpCursor, Name: name})
+	if err != nil {
+		return 0, fmt.Errorf("cursor %s: %w", name, err)
+	}
+	return res.Value, nil
+}
+
+// Status returns dbd's named figures.
+func (c *Client) Status(ctx context.Context) ([]wire.Figure, error) {
+	res, err := c.Do(ctx, &wire.Request{Op: wire.OpStatus})
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	return res.Status, nil
+}

@@ -1,0 +1,197 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/wire"
+)
+
+// writeTimeout bounds one frame write to dbd.
+const writeTimeout = 30 * time.Second
+
+// session is one connection. Its readLoop goroutine owns the reassembly
+// buffers; calls are registered under mu.
+type session struct {
+	wc        *wire.Conn
+	maxAnswer int
+
+	writeMu sync.Mutex
+
+	mu    sync.Mutex
+	calls map[uint32]*call
+	err   error         // why the session died
+	done  chan struct{} // closed when the session is dead
+}
+
+func newSession(wc *wire.Conn, maxAnswer int) *session {
+	return &session{wc: wc, maxAnswer: maxAnswer, calls: map[uint32]*call{}, done: make(chan struct{})}
+}
+
+func (s *session) dead() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill ends the session with err (once) and closes the connection.
+func (s *session) kill(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+		close(s.done)
+	}
+	s.mu.Unlock()
+	s.wc.Close()
+}
+
+func (s *session) lostErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if errors.Is(s.err, ErrClosed) {
+		return ErrClosed
+	}
+	return fmt.Errorf("%w: %v", ErrConnLost, s.err)
+}
+
+// call is one request in flight; ch receives its answer messages.
+type call struct {
+	s  *session
+	id uint32
+	ch chan []byte
+}
+
+// start registers a call and sends its request frames.
+func (s *session) start(ctx context.Context, id uint32, msg []byte, buf int) (*call, error) {
+	cl := &call{s: s, id: id, ch: make(chan []byte, buf)}
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return nil, s.lostErr()
+	}
+	s.calls[id] = cl
+	s.mu.Unlock()
+	if err := s.send(id, msg); err != nil {
+		cl.close()
+		return nil, err
+	}
+	return cl, nil
+}
+
+// send writes msg as frames. Frames of different requests may interleave.
+func (s *session) send(id uint32, msg []byte) error {
+	max := s.wc.MaxFrameData()
+	for {
+		n := min(len(msg), max)
+		f := wire.Frame{ReqID: id, Data: msg[:n]}
+		if n < len(msg) {
+			f.Flags = wire.FlagMore
+		}
+		if err := s.writeFrame(f); err != nil {
+			return err
+		}
+		msg = msg[n:]
+		if len(msg) == 0 {
+			return nil
+		}
+	}
+}
+
+func (s *session) writeFrame(f wire.Frame) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.wc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if err := s.wc.WriteFrame(f); err != nil {
+		s.kill(err)
+		return s.lostErr()
+	}
+	return nil
+}
+
+// next waits for the call's next answer message.
+func (cl *call) next(ctx context.Context) ([]byte, error) {
+	select {
+	case m := <-cl.ch:
+		return m, nil
+	default:
+	}
+	select {
+	case m := <-cl.ch:
+		return m, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-cl.s.done:
+		// Deliver answers that arrived before the connection died.
+		select {
+		case m := <-cl.ch:
+			return m, nil
+		default:
+		}
+		return nil, cl.s.lostErr()
+	}
+}
+
+// close unregisters the call; if dbd may still be working on it, a cancel
+// frame tells it to stop.
+func (cl *call) close() {
+	s := cl.s
+	s.mu.Lock()
+	_, live := s.calls[cl.id]
+	delete(s.calls, cl.id)
+	dead := s.err != nil
+	s.mu.Unlock()
+	if live && !dead {
+		s.writeFrame(wire.Frame{Flags: wire.FlagCancel, ReqID: cl.id})
+	}
+}
+
+// finish unregisters a call whose answer is complete (no cancel needed).
+func (cl *call) finish() {
+	cl.s.mu.Lock()
+	delete(cl.s.calls, cl.id)
+	cl.s.mu.Unlock()
+}
+
+// readLoop reads frames, reassembles messages by request id and hands each
+// complete message to its call. It ends the session on any error.
+func (s *session) readLoop() {
+	pending := map[uint32][]byte{}
+	for {
+		f, err := s.wc.ReadFrame()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("dbd closed the connection")
+			}
+			s.kill(err)
+			return
+		}
+		buf := append(pending[f.ReqID], f.Data...)
+		if len(buf) > s.maxAnswer {
+			s.kill(ErrAnswerTooLarge)
+			return
+		}
+		if f.Flags&wire.FlagMore != 0 {
+			pending[f.ReqID] = buf
+			continue
+		}
+		delete(pending, f.ReqID)
+		s.mu.Lock()
+		cl := s.calls[f.ReqID]
+		s.mu.Unlock()
+		if cl == nil {
+			continue // answer to a cancelled call
+		}
+		select {
+		case cl.ch <- buf:
+		case <-s.done:
+			return
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+)
+
+// Stream is an open streaming request (watch, changes, dump, scan). Next
+// returns rows until io.EOF (the stream ended normally) or an error. A
+// stream is not resumed after a lost connection: the caller opens a new one
+// (from its cursor). Callers must call Close.
+type Stream struct {
+	call *call
+	op   wire.Op
+	done bool
+}
+
+func (c *Client) stream(ctx context.Context, req *wire.Request) (*Stream, error) {
+	msg, err := wire.AppendRequest(nil, req)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open %s stream: %w", req.Op, err)
+	}
+	cl, err := s.start(ctx, c.newID(), msg, c.cfg.StreamBuffer)
+	if err != nil {
+		return nil, fmt.Errorf("open %s stream: %w", req.Op, err)
+	}
+	return &Stream{call: cl, op: req.Op}, nil
+}
+
+// Next returns the next row, io.EOF at the normal end of the stream, or an
+// error (a *wire.Error from dbd, ErrConnLost, or ctx's error).
+func (st *Stream) Next(ctx context.Context) (*wire.Row, error) {
+	if st.done {
+		return nil, io.EOF
+	}
+	m, err := st.call.next(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := wire.DecodeAnswer(st.op, m)
+	if errors.Is(err, wire.ErrEndOfStream) {
+		st.done = true
+		st.call.finish()
+		return nil, io.EOF
+	}
+	if err != nil {
+		var we *wire.Error
+		if errors.As(err, &we) {
+			st.done = true
+			st.call.finish()
+		}
+		return nil, err
+	}
+	if res.Row == nil {
+		return nil, fmt.Errorf("%w: %s stream sent a result instead of a row", wire.ErrMalformed, st.op)
+	}
+	return res.Row, nil
+}
+
+// Close ends the stream, telling dbd to stop if it has not ended.
+func (st *Stream) Close() {
+	if st.done {
+		return
+	}
+	st.done = true
+	st.call.close()
+}
+
+// Watch subscribes to changes of rows of table t (only keys, if given).
+// With initial, the current state of each listed key that exists comes
+// first. When Watch returns, the subscription is live: no later change is
+// missed. Events carry state, not content. If the watcher falls far
+// behind, dbd ends the stream with an unavailable error; read the rows
+// again and resubscribe.
+func (c *Client) Watch(ctx context.Context, t model.Table, keys []model.Key, initial bool) (*Stream, error) {
+	st, err := c.stream(ctx, &wire.Request{Op: wire.OpWatch, Table: t, Keys: keys, Flag: initial})
+	if err != nil {
+		return nil, err
+	}
+	m, err := st.call.next(ctx)
+	if err == nil {
+		_, err = wire.DecodeAnswer(wire.OpPing, m)
+	}
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("watch %s: %w", t, err)
+	}
+	return st, nil
+}
+
+// Changes streams every row changed after cursor, with content, in change
+// order (replication role). Each row's Stamp is the cursor to resume from.
+// With follow, the stream then waits for and sends new changes as dbd
+// commits them.
+func (c *Client) Changes(ctx context.Context, cursor uint64, follow bool) (*Stream, error) {
+	return c.stream(ctx, &wire.Request{Op: wire.OpChanges, Value: cursor, Flag: follow})
+}
+
+// Dump streams every row, sorted by table and key, with the SHA-256 of its
+// content in Digest (not the content).
+func (c *Client) Dump(ctx context.Context) (*Stream, error) {
+	return c.stream(ctx, &wire.Request{Op: wire.OpDump})
+}
+
+// Scan streams up to limit of the newest rows of table t (highest local row
+// number first), without content.
+func (c *Client) Scan(ctx context.Context, t model.Table, limit int) (*Stream, error) {
+	return c.stream(ctx, &wire.Request{Op: wire.OpScan, Table: t, Value: uint64(max(limit, 0))})
+}

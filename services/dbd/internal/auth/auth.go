@@ -1,0 +1,285 @@
+// Package auth holds dbd's authorisation: the clients file that maps client
+// public keys to roles, and the role table that says which operations,
+// tables and columns each role may use (SPEC §4: least privilege).
+//
+// The role table is deliberately code, not configuration: a role is a
+// security boundary reviewed with the code that relies on it. docs/roles.md
+// shows the same table for operators.
+package auth
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+)
+
+// Role is what a client key may do.
+type Role string
+
+// The roles. Each service gets its own key with the narrowest role.
+const (
+	Admin   Role = "admin"   // dbctl: everything but merge
+	SMTPD   Role = "smtpd"   // store received mail, read mailboxes/verdicts, mark acknowledged
+	SpamD   Role = "spamd"   // read mail, write verdicts and the spam model
+	BackupD Role = "backupd" // replication: changes, merge, the backed-up mark
+	Mailbox Role = "mailbox" // pop3d/imapd: read mailboxes, flags, deletions, APPEND
+	Notify  Role = "notify"  // smsd: read accepted mail, claim notifications
+)
+
+// Roles lists every role.
+func Roles() []Role { return []Role{Admin, SMTPD, SpamD, BackupD, Mailbox, Notify} }
+
+// ErrForbidden is returned when a role may not do what was asked.
+var ErrForbidden = errors.New("auth: forbidden")
+
+type tables map[model.Table]bool
+
+func allTables() tables {
+	ts := tables{}
+	for _, t := range model.Tables() {
+		ts[t] = true
+	}
+	return ts
+}
+
+func some(ts ...model.Table) tables {
+	m := tables{}
+	for _, t := range ts {
+		m[t] = true
+	}
+	return m
+}
+
+// rule is one role's permissions. Ops with no entry are refused.
+type rule struct {
+	read   tables                   // find, watch, scan
+	insert tables                   // find-or-insert
+	set    map[model.Table][]string // column name prefixes a role may raise ("" = any)
+	incr   tables                   // increment
+	other  map[wire.Op]bool         // table-less ops: changes, merge, status, dump, cursor
+}
+
+var mailTables = []model.Table{model.Body, model.Header, model.Received, model.Mail, model.MsgID}
+
+var rules = map[Role]rule{
+	Admin: {
+		read: allTables(), insert: allTables(), incr: allTables(),
+		set:   anyColumn(model.Tables()...),
+		other: ops(wire.OpChanges, wire.OpStatus, wire.OpDump, wire.OpCursor),
+	},
+	SMTPD: {
+		// smtpd stores mail but cannot read it back: no find on body or
+		// header (Postfix-style privilege separation).
+		read:   some(model.Mailbox, model.Receive, model.Mail, model.MsgID, model.Config, model.RDNS, model.ThrowIn),
+		insert: some(append(mailTables, model.Receive, model.ThrowIn, model.Capture, model.RDNS)...),
+		set: map[model.Table][]string{
+			model.Receive: {"ack"},
+			model.ThrowIn: {""},
+			model.Capture: {""},
+			model.RDNS:    {""},
+		},
+		incr:  some(model.ThrowIn, model.RDNS, model.Receive),
+		other: ops(wire.OpStatus),
+	},
+	SpamD: {
+		read:   allTables(),
+		insert: some(model.Text, model.Config, model.RDNS, model.Mailbox),
+		set: map[model.Table][]string{
+			model.Receive: {"verdict", "spam."},
+			model.Mail:    {"spam."},
+			model.Text:    {""},
+			model.Config:  {""},
+			model.RDNS:    {""},
+		},
+		incr:  some(model.Text, model.Config, model.RDNS, model.Receive, model.Mailbox),
+		other: ops(wire.OpStatus),
+	},
+	BackupD: {
+		read: allTables(),
+		set: map[model.Table][]string{
+			model.Header:  {"backedup"},
+			model.Body:    {"backedup"},
+			model.Mail:    {"backedup"},
+			model.Receive: {"backedup"},
+		},
+		other: ops(wire.OpChanges, wire.OpMerge, wire.OpStatus, wire.OpCursor),
+	},
+	Mailbox: {
+		read:   some(append(mailTables, model.Mailbox, model.Receive, model.POP3, model.Text, model.Config)...),
+		insert: some(append(mailTables, model.Receive, model.Text)...),
+		set: map[model.Table][]string{
+			model.Receive: {"deleted", "imap.", "pop3."},
+			model.Text:    {"imap.", "spam.feedback"},
+		},
+		incr:  some(model.Receive, model.Text, model.POP3),
+		other: ops(wire.OpStatus),
+	},
+	Notify: {
+		read:   some(model.Receive, model.Mail, model.Header, model.Mailbox, model.Config, model.Text),
+		insert: some(model.Text),
+		set: map[model.Table][]string{
+			model.Receive: {"sms.", "fwd."},
+			model.Text:    {"sms."},
+		},
+		incr:  some(model.Text),
+		other: ops(wire.OpStatus),
+	},
+}
+
+func anyColumn(ts ...model.Table) map[model.Table][]string {
+	m := map[model.Table][]string{}
+	for _, t := range ts {
+		m[t] = []string{""}
+	}
+	return m
+}
+
+func ops(os ...wire.Op) map[wire.Op]bool {
+	m := map[wire.Op]bool{}
+	for _, o := range os {
+		m[o] = true
+	}
+	return m
+}
+
+// ParseRole returns the role with the given name.
+func ParseRole(s string) (Role, error) {
+	if _, ok := rules[Role(s)]; ok {
+		return Role(s), nil
+	}
+	return "", fmt.Errorf("auth: unknown role %q (want one of %v)", s, Roles())
+}
+
+// Check reports whether role r may perform req. For a batch every
+// sub-request is checked. The error wraps ErrForbidden.
+func (r Role) Check(req *wire.Request) error {
+	ru, ok := rules[r]
+	if !ok {
+		return fmt.Errorf("%w: unknown role %q", ErrForbidden, r)
+	}
+	deny := func(what string) error {
+		return fmt.Errorf("%w: role %s may not %s", ErrForbidden, r, what)
+	}
+	switch req.Op {
+	case wire.OpPing:
+		return nil
+	case wire.OpFind, wire.OpWatch, wire.OpScan:
+		if !ru.read[req.Table] {
+			return deny(fmt.Sprintf("%s table %s", req.Op, req.Table))
+		}
+	case wire.OpFindOrInsert:
+		if !ru.insert[req.Table] {
+			return deny(fmt.Sprintf("insert into %s", req.Table))
+		}
+	case wire.OpIncrement:
+		if !ru.incr[req.Table] {
+			return deny(fmt.Sprintf("increment in %s", req.Table))
+		}
+	case wire.OpSet:
+		if !columnAllowed(ru.set[req.Table], req.Name) {
+			return deny(fmt.Sprintf("set column %s of %s", req.Name, req.Table))
+		}
+	case wire.OpBatch:
+		for i := range req.Batch {
+			if err := r.Check(&req.Batch[i]); err != nil {
+				return err
+			}
+		}
+	default:
+		if !ru.other[req.Op] {
+			return deny(req.Op.String())
+		}
+	}
+	return nil
+}
+
+func columnAllowed(prefixes []string, col string) bool {
+	for _, p := range prefixes {
+		if p == "" || col == p || strings.HasSuffix(p, ".") && strings.HasPrefix(col, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Clients maps client public keys to roles. It is immutable once loaded; a
+// reload builds a new one.
+type Clients struct {
+	byKey map[wire.PublicKey]Role
+}
+
+// Role returns the role of key, if it is listed.
+func (c *Clients) Role(key wire.PublicKey) (Role, bool) {
+	r, ok := c.byKey[key]
+	return r, ok
+}
+
+// Len returns the number of listed keys.
+func (c *Clients) Len() int { return len(c.byKey) }
+
+// LoadClients reads a clients file: one client a line, "ROLE PATH-TO-PUBKEY"
+// (a relative path is relative to the file's folder); blank lines and lines
+// starting with '#' are ignored. Every problem is reported, with line
+// numbers.
+func LoadClients(path string) (*Clients, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read clients file: %w", err)
+	}
+	defer f.Close()
+	c := &Clients{byKey: map[wire.PublicKey]Role{}}
+	var errs []error
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) != 2 {
+			errs = append(errs, fmt.Errorf("%s:%d: want \"ROLE PATH-TO-PUBKEY\"", path, n))
+			continue
+		}
+		role, err := ParseRole(fields[0])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: %w", path, n, err))
+			continue
+		}
+		kp := fields[1]
+		if !filepath.IsAbs(kp) {
+			kp = filepath.Join(filepath.Dir(path), kp)
+		}
+		key, err := wire.LoadPublicKey(kp)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: %w", path, n, err))
+			continue
+		}
+		if prev, dup := c.byKey[key]; dup && prev != role {
+			errs = append(errs, fmt.Errorf("%s:%d: key %s listed with two roles (%s, %s)", path, n, kp, prev, role))
+			continue
+		}
+		c.byKey[key] = role
+	}
+	if err := sc.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("read clients file: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// NewClients builds a Clients from a map (for tests and embedding).
+func NewClients(m map[wire.PublicKey]Role) *Clients {
+	c := &Clients{byKey: make(map[wire.PublicKey]Role, len(m))}
+	for k, r := range m {
+		c.byKey[k] = r
+	}
+	return c
+}

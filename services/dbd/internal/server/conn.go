@@ -1,0 +1,350 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/services/dbd/internal/auth"
+)
+
+// errUnknownClient refuses a handshake from a key not in the clients file.
+var errUnknownClient = errors.New("client key not listed")
+
+// writeTimeout bounds one frame write: a client that stops reading is cut
+// off instead of holding answers (and the goroutines writing them) forever.
+const writeTimeout = time.Minute
+
+// conn is one authenticated connection. Its reader goroutine (run) owns
+// pending and discard; request goroutines only write answers.
+type conn struct {
+	s    *Server
+	id   uint64
+	wc   *wire.Conn
+	peer wire.PublicKey
+	role auth.Role
+	log  *slog.Logger
+
+	ctx    context.Context // cancelled when the connection ends
+	cancel context.CancelFunc
+
+	inflight chan struct{} // semaphore for one-shot requests
+	streams  chan struct{} // semaphore for streams
+	nstreams atomic.Int32
+	stopped  atomic.Bool // shutdown: refuse new requests
+
+	writeMu sync.Mutex
+
+	mu      sync.Mutex
+	running map[uint32]context.CancelFunc // requests in flight by id
+	wg      sync.WaitGroup                // request goroutines
+}
+
+func (s *Server) serveConn(nc net.Conn, id uint64) {
+	defer nc.Close()
+	log := s.log.With("conn", id, "remote", nc.RemoteAddr().String())
+	if !s.limit.allow(nc.RemoteAddr()) {
+		s.m.HandshakeFailures.WithLabelValues("rate").Inc()
+		log.Warn("handshake refused: rate limit")
+		return
+	}
+	wc, err := wire.ServerHandshake(s.ctx, nc, &wire.ServerConfig{
+		Static: s.cfg.Static,
+		Authorize: func(k wire.PublicKey) error {
+			if _, ok := s.roleOf(k); !ok {
+				return errUnknownClient
+			}
+			return nil
+		},
+		Replay:           s.replay,
+		Now:              s.cfg.Now,
+		Window:           s.cfg.Window,
+		HandshakeTimeout: s.cfg.HandshakeTimeout,
+	})
+	if err != nil {
+		var he *wire.HandshakeError
+		reason := "other"
+		if errors.As(err, &he) {
+			reason = string(he.Reason)
+		}
+		s.m.HandshakeFailures.WithLabelValues(reason).Inc()
+		switch {
+		case he != nil && he.Reason == wire.ReasonClockSkew:
+			log.Warn("handshake refused: clock skew; check NTP on both hosts", "skew", he.Skew, "client", he.Peer.String())
+		case he != nil && he.Reason == wire.ReasonUnknownKey:
+			log.Warn("handshake refused: client key not in the clients file", "client", he.Peer.String())
+		default:
+			log.Debug("handshake failed", "err", err)
+		}
+		return
+	}
+	role, ok := s.roleOf(wc.PeerStatic())
+	if !ok { // the clients file was reloaded during the handshake
+		wc.Close()
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	c := &conn{
+		s: s, id: id, wc: wc, peer: wc.PeerStatic(), role: role,
+		log:      log.With("role", string(role)),
+		ctx:      ctx,
+		cancel:   cancel,
+		inflight: make(chan struct{}, s.cfg.MaxInflight),
+		streams:  make(chan struct{}, s.cfg.MaxStreams),
+		running:  map[uint32]context.CancelFunc{},
+	}
+	s.mu.Lock()
+	if s.mu.shutting {
+		s.mu.Unlock()
+		wc.Close()
+		cancel()
+		return
+	}
+	s.mu.conns[c] = struct{}{}
+	s.mu.Unlock()
+	s.m.Connections.Inc()
+	s.m.ConnectionsTotal.Inc()
+	c.log.Debug("connection authenticated")
+	defer func() {
+		c.cancel()
+		c.wg.Wait()
+		wc.Close()
+		s.mu.Lock()
+		delete(s.mu.conns, c)
+		s.mu.Unlock()
+		s.m.Connections.Dec()
+	}()
+	c.run()
+}
+
+// stopReading makes the connection refuse new requests (shutdown phase 1).
+func (c *conn) stopReading() { c.stopped.Store(true) }
+
+// assembly is a request whose frames are still arriving.
+type assembly struct {
+	buf     []byte
+	discard bool // over MaxMessage: answer too-large at the last frame
+}
+
+// run reads frames until the connection ends. It is the only goroutine
+// reading from wc.
+func (c *conn) run() {
+	pending := map[uint32]*assembly{}
+	buffered := 0
+	for {
+		if c.nstreams.Load() == 0 {
+			c.wc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+		} else {
+			c.wc.SetReadDeadline(time.Time{})
+		}
+		f, err := c.wc.ReadFrame()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				c.log.Debug("connection closed by client")
+			} else if c.ctx.Err() == nil {
+				c.log.Info("connection ended", "err", err)
+			}
+			return
+		}
+		c.s.m.BytesIn.Add(float64(len(f.Data)))
+		if f.Flags&wire.FlagCancel != 0 {
+			if a := pending[f.ReqID]; a != nil {
+				buffered -= len(a.buf)
+				delete(pending, f.ReqID)
+			}
+			c.mu.Lock()
+			if cancel := c.running[f.ReqID]; cancel != nil {
+				cancel()
+			}
+			c.mu.Unlock()
+			continue
+		}
+		a := pending[f.ReqID]
+		if a == nil {
+			c.mu.Lock()
+			_, busy := c.running[f.ReqID]
+			c.mu.Unlock()
+			if busy {
+				c.log.Warn("protocol violation: request id reused while in flight", "id", f.ReqID)
+				return
+			}
+			a = &assembly{}
+			pending[f.ReqID] = a
+		}
+		if !a.discard {
+			if len(a.buf)+len(f.Data) > c.s.cfg.MaxMessage || buffered+len(f.Data) > c.s.cfg.MaxConnBuffered {
+				buffered -= len(a.buf)
+				a.buf, a.discard = nil, true
+			} else {
+				a.buf = append(a.buf, f.Data...)
+				buffered += len(f.Data)
+			}
+		}
+		if f.Flags&wire.FlagMore != 0 {
+			continue
+		}
+		delete(pending, f.ReqID)
+		buffered -= len(a.buf)
+		if a.discard {
+			c.s.m.Requests.WithLabelValues("unknown", wire.CodeTooLarge.String()).Inc()
+			c.sendError(f.ReqID, wire.CodeTooLarge, "request larger than the server's limit")
+			continue
+		}
+		if !c.dispatch(f.ReqID, a.buf) {
+			return
+		}
+	}
+}
+
+// dispatch decodes and authorises one request and starts its goroutine. It
+// returns false if the connection must end.
+func (c *conn) dispatch(id uint32, msg []byte) bool {
+	if c.stopped.Load() {
+		c.sendError(id, wire.CodeUnavailable, "dbd is shutting down")
+		return true
+	}
+	req, err := wire.DecodeRequest(msg)
+	if err != nil {
+		c.s.m.Requests.WithLabelValues("unknown", wire.CodeBadRequest.String()).Inc()
+		c.log.Warn("malformed request", "err", err)
+		c.sendError(id, wire.CodeBadRequest, err.Error())
+		return true
+	}
+	if err := c.role.Check(req); err != nil {
+		c.s.m.Requests.WithLabelValues(req.Op.String(), wire.CodeForbidden.String()).Inc()
+		c.log.Warn("request refused by role", "op", req.Op.String(), "table", req.Table.String(), "err", err)
+		c.sendError(id, wire.CodeForbidden, err.Error())
+		return true
+	}
+	stream := isStream(req.Op)
+	if stream {
+		select {
+		case c.streams <- struct{}{}:
+		default:
+			c.s.m.Requests.WithLabelValues(req.Op.String(), wire.CodeBusy.String()).Inc()
+			c.sendError(id, wire.CodeBusy, "too many open streams on this connection")
+			return true
+		}
+		c.nstreams.Add(1)
+	} else {
+		select {
+		case c.inflight <- struct{}{}:
+		case <-c.ctx.Done():
+			return false
+		}
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	c.mu.Lock()
+	c.running[id] = cancel
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer func() {
+			cancel()
+			c.mu.Lock()
+			delete(c.running, id)
+			c.mu.Unlock()
+			if stream {
+				c.nstreams.Add(-1)
+				<-c.streams
+			} else {
+				<-c.inflight
+			}
+			c.wg.Done()
+		}()
+		defer func() {
+			if p := recover(); p != nil {
+				c.s.m.Panics.Inc()
+				c.log.Error("panic serving request", "op", req.Op.String(), "panic", p, "stack", string(debug.Stack()))
+				c.sendError(id, wire.CodeInternal, "internal error")
+			}
+		}()
+		c.serve(ctx, id, req)
+	}()
+	return true
+}
+
+func isStream(op wire.Op) bool {
+	switch op {
+	case wire.OpWatch, wire.OpChanges, wire.OpDump, wire.OpScan:
+		return true
+	}
+	return false
+}
+
+// writeFrame writes one frame with a deadline.
+func (c *conn) writeFrame(f wire.Frame) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.wc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if err := c.wc.WriteFrame(f); err != nil {
+		c.cancel()
+		return err
+	}
+	c.s.m.BytesOut.Add(float64(len(f.Data)))
+	return nil
+}
+
+func (c *conn) sendError(id uint32, code wire.Code, msg string) {
+	c.sendMessage(id, wire.AppendError(nil, code, msg))
+}
+
+// sendMessage sends a complete message, split into frames.
+func (c *conn) sendMessage(id uint32, msg []byte) error {
+	w := c.newMessage(id)
+	w.buf = msg
+	return w.finish()
+}
+
+// message writes one answer message of unknown length as frames: every
+// full frame goes out with FlagMore, finish sends the rest without it.
+type message struct {
+	c   *conn
+	id  uint32
+	buf []byte
+	err error
+}
+
+func (c *conn) newMessage(id uint32) *message { return &message{c: c, id: id} }
+
+func (m *message) Write(p []byte) (int, error) {
+	if m.err != nil {
+		return 0, m.err
+	}
+	total := len(p)
+	max := m.c.wc.MaxFrameData()
+	for len(p) > 0 {
+		n := min(len(p), max-len(m.buf))
+		m.buf = append(m.buf, p[:n]...)
+		p = p[n:]
+		if len(m.buf) == max && len(p) > 0 {
+			if m.err = m.c.writeFrame(wire.Frame{Flags: wire.FlagMore, ReqID: m.id, Data: m.buf}); m.err != nil {
+				return 0, m.err
+			}
+			m.buf = m.buf[:0]
+		}
+	}
+	return total, nil
+}
+
+func (m *message) finish() error {
+	if m.err != nil {
+		return m.err
+	}
+	max := m.c.wc.MaxFrameData()
+	for len(m.buf) > max {
+		if m.err = m.c.writeFrame(wire.Frame{Flags: wire.FlagMore, ReqID: m.id, Data: m.buf[:max]}); m.err != nil {
+			return m.err
+		}
+		m.buf = m.buf[max:]
+	}
+	m.err = m.c.writeFrame(wire.Frame{ReqID: m.id, Data: m.buf})
+	return m.err
+}

@@ -1,0 +1,415 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/services/dbd/internal/auth"
+	"github.com/twinmx/twinmx/services/dbd/internal/store"
+)
+
+// Bounds of streaming answers.
+const (
+	maxScan        = 10000 // rows in one scan answer
+	changesPerView = 1024  // rows read under one snapshot before taking a fresh one
+	watchBuffer    = 4096  // events a watcher may fall behind before it must resubscribe
+)
+
+// errCorrupt ends a connection when a stored content does not match its
+// recorded size: the answer header already promised another length.
+var errCorrupt = errors.New("server: stored content does not match its size")
+
+// serve answers one request. It is the only place that turns errors into
+// answers (answerError).
+func (c *conn) serve(ctx context.Context, id uint32, req *wire.Request) {
+	start := time.Now()
+	var err error
+	result := "ok"
+	switch req.Op {
+	case wire.OpPing:
+		err = c.sendMessage(id, wire.AppendResult(nil, req.Op, &wire.Result{}))
+	case wire.OpFindOrInsert, wire.OpSet, wire.OpIncrement, wire.OpBatch:
+		result, err = c.serveMutation(ctx, id, req)
+	case wire.OpFind:
+		result, err = c.serveFind(id, req)
+	case wire.OpMerge:
+		err = c.serveMerge(ctx, id, req)
+	case wire.OpCursor:
+		err = c.serveCursor(id, req)
+	case wire.OpStatus:
+		err = c.serveStatus(id)
+	case wire.OpWatch:
+		err = c.serveWatch(ctx, id, req, start)
+	case wire.OpChanges:
+		err = c.serveChanges(ctx, id, req, start)
+	case wire.OpDump:
+		err = c.serveDump(ctx, id)
+	case wire.OpScan:
+		err = c.serveScan(ctx, id, req)
+	default:
+		err = fmt.Errorf("%w: unknown op", store.ErrInvalid)
+	}
+	if err != nil {
+		result = c.answerError(id, req.Op, err)
+	}
+	c.s.m.Requests.WithLabelValues(req.Op.String(), result).Inc()
+	if !isStream(req.Op) {
+		c.s.m.RequestSeconds.WithLabelValues(req.Op.String()).Observe(time.Since(start).Seconds())
+	}
+}
+
+// answerError maps err to an error answer and returns the metric result.
+// Peers see the text of validation errors only; internal detail is logged.
+func (c *conn) answerError(id uint32, op wire.Op, err error) string {
+	var code wire.Code
+	msg := err.Error()
+	switch {
+	case errors.Is(err, errCorrupt):
+		c.log.Error("corrupt content; closing connection", "op", op.String(), "err", err)
+		c.wc.Close()
+		return wire.CodeInternal.String()
+	case errors.Is(err, context.Canceled) && c.ctx.Err() != nil:
+		return "canceled" // the connection is gone: nobody to answer
+	case errors.Is(err, errCanceledByClient):
+		return "canceled"
+	case errors.Is(err, store.ErrInvalid):
+		code = wire.CodeBadRequest
+	case errors.Is(err, auth.ErrForbidden):
+		code = wire.CodeForbidden
+	case errors.Is(err, store.ErrFailed), errors.Is(err, store.ErrClosed), errors.Is(err, context.Canceled):
+		code, msg = wire.CodeUnavailable, "dbd cannot serve now"
+	case errors.Is(err, errOverflow):
+		code = wire.CodeUnavailable
+	default:
+		c.log.Error("request failed", "op", op.String(), "err", err)
+		code, msg = wire.CodeInternal, "internal error"
+	}
+	c.sendError(id, code, msg)
+	return code.String()
+}
+
+var (
+	errCanceledByClient = errors.New("server: canceled by client")
+	errOverflow         = errors.New("watch fell behind; read the rows again and resubscribe")
+)
+
+func mutationOf(r *wire.Request) store.Mutation {
+	m := store.Mutation{Table: r.Table, Name: r.Name, Value: r.Value}
+	switch r.Op {
+	case wire.OpFindOrInsert:
+		m.Kind, m.Content, m.Key = store.Insert, r.Content, model.KeyOf(r.Table, r.Content)
+	case wire.OpSet:
+		m.Kind, m.Key = store.Set, r.Ref.KeyIn(r.Table)
+	case wire.OpIncrement:
+		m.Kind, m.Key = store.Add, r.Ref.KeyIn(r.Table)
+	}
+	return m
+}
+
+func (c *conn) serveMutation(ctx context.Context, id uint32, req *wire.Request) (string, error) {
+	var muts []store.Mutation
+	if req.Op == wire.OpBatch {
+		muts = make([]store.Mutation, len(req.Batch))
+		for i := range req.Batch {
+			muts[i] = mutationOf(&req.Batch[i])
+		}
+	} else {
+		muts = []store.Mutation{mutationOf(req)}
+	}
+	// NB: a write is not abandoned when the client goes away: it may
+	// already be in a commit group. Only the server's own ctx stops it.
+	res, err := c.s.st.Apply(context.WithoutCancel(ctx), muts)
+	if err != nil {
+		return "", err
+	}
+	out := wire.Result{}
+	if req.Op == wire.OpBatch {
+		out.Results = make([]wire.Result, len(res))
+		for i, r := range res {
+			out.Results[i] = wire.Result{NotFound: r.NotFound, RowNo: r.RowNo, New: r.New}
+		}
+	} else {
+		out = wire.Result{NotFound: res[0].NotFound, RowNo: res[0].RowNo, New: res[0].New}
+	}
+	result := "ok"
+	if out.NotFound {
+		result = "not-found"
+	}
+	return result, c.sendMessage(id, wire.AppendResult(nil, req.Op, &out))
+}
+
+func (c *conn) serveFind(id uint32, req *wire.Request) (string, error) {
+	v := c.s.st.View()
+	defer v.Close()
+	row, ok, err := v.Find(req.Table, req.Ref.KeyIn(req.Table))
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "not-found", c.sendMessage(id, wire.AppendResult(nil, req.Op, &wire.Result{NotFound: true}))
+	}
+	m := c.newMessage(id)
+	m.buf = append(m.buf, byte(wire.KindResult))
+	if err := c.writeRow(m, v, row, true); err != nil {
+		return "", err
+	}
+	return "ok", m.finish()
+}
+
+// writeRow writes a row to m, streaming its content from the snapshot in
+// chunks (never the whole content in memory) when withContent.
+func (c *conn) writeRow(m *message, v *store.View, row store.Row, withContent bool) error {
+	wr := wireRow(row)
+	wr.HasContent = withContent
+	m.Write(wire.AppendRowHeader(nil, &wr))
+	if !withContent {
+		return m.err
+	}
+	var n uint64
+	err := v.Content(row.Table, row.Key, func(chunk []byte) error {
+		n += uint64(len(chunk))
+		if n > row.Size {
+			return errCorrupt
+		}
+		_, err := m.Write(chunk)
+		return err
+	})
+	if err == nil && n != row.Size {
+		err = fmt.Errorf("%w: %s %s has %d bytes, meta says %d", errCorrupt, row.Table, row.Key, n, row.Size)
+	}
+	return err
+}
+
+func wireRow(r store.Row) wire.Row {
+	return wire.Row{Table: r.Table, Key: r.Key, RowNo: r.RowNo, Stamp: r.Stamp, State: r.State, Size: r.Size}
+}
+
+func (c *conn) serveMerge(ctx context.Context, id uint32, req *wire.Request) error {
+	rows := make([]store.MergeRow, len(req.Rows))
+	for i, r := range req.Rows {
+		rows[i] = store.MergeRow{Table: r.Table, Key: r.Key, State: r.State}
+		if r.HasContent {
+			rows[i].Content = r.Content
+			if rows[i].Content == nil {
+				rows[i].Content = []byte{}
+			}
+		}
+	}
+	res, err := c.s.st.Merge(context.WithoutCancel(ctx), rows, req.Name, req.Value)
+	if err != nil {
+		return err
+	}
+	out := wire.Result{Results: make([]wire.Result, len(res))}
+	for i, r := range res {
+		out.Results[i] = wire.Result{RowNo: r.RowNo, New: r.New}
+	}
+	return c.sendMessage(id, wire.AppendResult(nil, req.Op, &out))
+}
+
+func (c *conn) serveCursor(id uint32, req *wire.Request) error {
+	v := c.s.st.View()
+	defer v.Close()
+	val, err := v.Cursor(req.Name)
+	if err != nil {
+		return err
+	}
+	return c.sendMessage(id, wire.AppendResult(nil, req.Op, &wire.Result{Value: val}))
+}
+
+func (c *conn) serveStatus(id uint32) error {
+	st := c.s.st
+	figs := []wire.Figure{
+		{Name: "site", Value: st.Site()},
+		{Name: "stamp", Value: strconv.FormatUint(st.LastStamp(), 10)},
+		{Name: "watches", Value: strconv.Itoa(st.NumWatches())},
+	}
+	c.s.mu.Lock()
+	figs = append(figs, wire.Figure{Name: "connections", Value: strconv.Itoa(len(c.s.mu.conns))})
+	c.s.mu.Unlock()
+	for _, t := range model.Tables() {
+		figs = append(figs, wire.Figure{Name: "rows." + t.String(), Value: strconv.FormatUint(st.Count(t), 10)})
+	}
+	pm := st.Metrics()
+	figs = append(figs,
+		wire.Figure{Name: "disk.bytes", Value: strconv.FormatUint(pm.DiskSpaceUsage(), 10)},
+		wire.Figure{Name: "role", Value: string(c.role)},
+	)
+	return c.sendMessage(id, wire.AppendResult(nil, wire.OpStatus, &wire.Result{Status: figs}))
+}
+
+// sendEvent sends one stream event carrying row.
+func (c *conn) sendEvent(id uint32, v *store.View, row store.Row, withContent bool) error {
+	m := c.newMessage(id)
+	m.buf = wire.AppendEventHeader(m.buf)
+	if err := c.writeRow(m, v, row, withContent); err != nil {
+		return err
+	}
+	return m.finish()
+}
+
+// endStream sends the end of a stream, or nothing if the client cancelled.
+func (c *conn) endStream(ctx context.Context, id uint32) error {
+	if ctx.Err() != nil {
+		return errCanceledByClient
+	}
+	return c.sendMessage(id, wire.AppendEnd(nil))
+}
+
+// serveWatch subscribes first, then (with Flag) sends the current state of
+// the requested rows, then every committed change. The first message, an
+// empty result, tells the client the subscription is live, so a client
+// that reads a row after Watch returns cannot miss a change to it.
+func (c *conn) serveWatch(ctx context.Context, id uint32, req *wire.Request, start time.Time) error {
+	f := store.Filter{Table: req.Table}
+	if len(req.Keys) > 0 {
+		f.Keys = make(map[model.Key]struct{}, len(req.Keys))
+		for _, k := range req.Keys {
+			f.Keys[k] = struct{}{}
+		}
+	}
+	sub := c.s.st.Watch(f, watchBuffer)
+	defer sub.Close()
+	c.s.m.Streams.WithLabelValues("watch").Inc()
+	defer c.s.m.Streams.WithLabelValues("watch").Dec()
+	if err := c.sendMessage(id, wire.AppendResult(nil, wire.OpPing, &wire.Result{})); err != nil {
+		return err
+	}
+	if req.Flag {
+		v := c.s.st.View()
+		for _, k := range req.Keys {
+			row, ok, err := v.Find(req.Table, k)
+			if err == nil && ok {
+				err = c.sendEvent(id, v, row, false)
+			}
+			if err != nil {
+				v.Close()
+				return err
+			}
+		}
+		v.Close()
+	}
+	c.s.m.RequestSeconds.WithLabelValues("watch").Observe(time.Since(start).Seconds())
+	for {
+		select {
+		case <-ctx.Done():
+			return c.endStream(ctx, id)
+		case row, ok := <-sub.C:
+			if !ok {
+				if sub.Overflowed() {
+					return errOverflow
+				}
+				return c.endStream(ctx, id)
+			}
+			if err := c.sendEvent(id, nil, row, false); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// serveChanges streams every row changed after the cursor, with content, in
+// stamp order; with Flag it then waits for new commits and goes on (push,
+// no polling). The stamp of each event is the cursor to resume from.
+func (c *conn) serveChanges(ctx context.Context, id uint32, req *wire.Request, start time.Time) error {
+	c.s.m.Streams.WithLabelValues("changes").Inc()
+	defer c.s.m.Streams.WithLabelValues("changes").Dec()
+	cursor := req.Value
+	first := true
+	for {
+		v := c.s.st.View()
+		n := 0
+		err := v.Changes(cursor, func(r store.Row) error {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err := c.sendEvent(id, v, r, true); err != nil {
+				return err
+			}
+			cursor = r.Stamp
+			if n++; n >= changesPerView {
+				return store.ErrStop
+			}
+			return nil
+		})
+		v.Close()
+		if err != nil {
+			if ctx.Err() != nil {
+				return errCanceledByClient
+			}
+			return err
+		}
+		if first {
+			c.s.m.RequestSeconds.WithLabelValues("changes").Observe(time.Since(start).Seconds())
+			first = false
+		}
+		if n >= changesPerView {
+			continue
+		}
+		if !req.Flag {
+			return c.endStream(ctx, id)
+		}
+		if err := c.s.st.WaitChange(ctx, cursor); err != nil {
+			if ctx.Err() != nil {
+				return c.endStream(ctx, id)
+			}
+			return err
+		}
+	}
+}
+
+// serveDump streams every row with the SHA-256 of its content (not the
+// content), sorted by table and key.
+func (c *conn) serveDump(ctx context.Context, id uint32) error {
+	v := c.s.st.View()
+	defer v.Close()
+	err := v.Rows(func(r store.Row) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		h := sha256.New()
+		if err := v.Content(r.Table, r.Key, func(ch []byte) error { h.Write(ch); return nil }); err != nil {
+			return err
+		}
+		wr := wireRow(r)
+		wr.HasDigest = true
+		h.Sum(wr.Digest[:0])
+		m := c.newMessage(id)
+		m.buf = wire.AppendEventHeader(m.buf)
+		m.buf = wire.AppendRowHeader(m.buf, &wr)
+		return m.finish()
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return errCanceledByClient
+		}
+		return err
+	}
+	return c.endStream(ctx, id)
+}
+
+// serveScan streams up to Value (at most maxScan) of the newest rows of a
+// table by local row number, without content.
+func (c *conn) serveScan(ctx context.Context, id uint32, req *wire.Request) error {
+	limit := int(min(req.Value, maxScan))
+	v := c.s.st.View()
+	defer v.Close()
+	err := v.Newest(req.Table, limit, func(r store.Row) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return c.sendEvent(id, v, r, false)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return errCanceledByClient
+		}
+		return err
+	}
+	return c.endStream(ctx, id)
+}
