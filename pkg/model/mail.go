@@ -122,6 +122,9 @@ func Join(p Parts) ([]byte, error) {
 		if !ok {
 			break
 		}
+		if lastWasOpen {
+			return nil, fmt.Errorf("%w: a field without line end is not last", ErrBadReceived)
+		}
 		// Copy the header fields that stood before this one.
 		for index < f.Index {
 			if pos >= len(h) || isSeparator(h, pos) {

@@ -140,6 +140,9 @@ func TestJoinErrors(t *testing.T) {
 		{name: "index beyond fields", header: "A: b\n\n", received: rec(2, "Received: a\n"), fits: true},
 		{name: "open record not last", header: "A: b\n", received: rec(0, "Received: a"), fits: true},
 		{name: "open record before body", header: "", received: rec(0, "Received: a"), body: "x", fits: true},
+		// Found by FuzzJoin: an open record followed by a header field and
+		// another record was accepted, gluing the field to it.
+		{name: "open record before field and record", header: "0\n0\n", received: cat(rec(0, "Received:0"), rec(2, "Received:1\n")), fits: true},
 		{name: "after field without line end", header: "A: b", received: rec(1, "Received: a\n"), fits: true},
 		{name: "before continuation line", header: " x\n", received: rec(0, "Received: a\n"), fits: true},
 	}
