@@ -1,0 +1,1363 @@
+package wire
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flynn/noise"
+)
+
+// memConn is an in-memory net.Conn for the pure cases: reads come from in
+// (io.EOF when it ends or is nil), writes go to out.
+type memConn struct {
+	mu     sync.Mutex
+	in     io.Reader
+	out    bytes.Buffer
+	closed bool
+}
+
+func (m *memConn) Read(p []byte) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0, net.ErrClosed
+	}
+	if m.in == nil {
+		return 0, io.EOF
+	}
+	return m.in.Read(p)
+}
+
+func (m *memConn) Write(p []byte) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0, net.ErrClosed
+	}
+	return m.out.Write(p)
+}
+
+func (m *memConn) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	return nil
+}
+
+func (m *memConn) LocalAddr() net.Addr                { return &net.TCPAddr{} }
+func (m *memConn) RemoteAddr() net.Addr               { return &net.TCPAddr{} }
+func (m *memConn) SetDeadline(t time.Time) error      { return nil }
+func (m *memConn) SetReadDeadline(t time.Time) error  { return nil }
+func (m *memConn) SetWriteDeadline(t time.Time) error { return nil }
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t testing.TB) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- res{c, err}
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { client.Close(); r.c.Close() })
+	return client, r.c
+}
+
+func (f *fixture) serverConfig() *ServerConfig {
+	return &ServerConfig{
+		Static: f.server,
+		Authorize: func(k PublicKey) error {
+			if k != f.client.Public {
+				return errors.New("not in the allow-list")
+			}
+			return nil
+		},
+		Replay: f.replay,
+	}
+}
+
+func (f *fixture) clientConfig() *ClientConfig {
+	return &ClientConfig{Static: f.client, Server: f.server.Public}
+}
+
+// connect runs both handshakes over a loopback TCP connection.
+func connect(t testing.TB, scfg *ServerConfig, ccfg *ClientConfig) (cc, sc *Conn, cerr, serr error) {
+	t.Helper()
+	cnc, snc := tcpPair(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc, serr = ServerHandshake(context.Background(), snc, scfg)
+	}()
+	cc, cerr = ClientHandshake(context.Background(), cnc, ccfg)
+	<-done
+	for _, c := range []*Conn{cc, sc} {
+		if c != nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	return cc, sc, cerr, serr
+}
+
+func mustConnect(t testing.TB, scfg *ServerConfig, ccfg *ClientConfig) (cc, sc *Conn) {
+	t.Helper()
+	cc, sc, cerr, serr := connect(t, scfg, ccfg)
+	if cerr != nil || serr != nil {
+		t.Fatalf("handshake: client %v, server %v", cerr, serr)
+	}
+	return cc, sc
+}
+
+// readAll reads frames until an error, at most limit frames.
+func readAll(t testing.TB, c *Conn, limit int) ([]Frame, error) {
+	t.Helper()
+	var got []Frame
+	for range limit {
+		f, err := c.ReadFrame()
+		if err != nil {
+			return got, err
+		}
+		got = append(got, f)
+	}
+	t.Fatalf("more than %d frames", limit)
+	return nil, nil
+}
+
+// expectClosed checks that the peer closed raw: a read returns EOF or a
+// reset, not data and not a timeout.
+func expectClosed(t testing.TB, raw net.Conn) {
+	t.Helper()
+	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := raw.Read(make([]byte, 1))
+	if n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("peer did not close: read %d, %v", n, err)
+	}
+}
+
+func TestConnHappyPath(t *testing.T) {
+	f := newFixture(t)
+	cc, sc := mustConnect(t, f.serverConfig(), f.clientConfig())
+	if !bytes.Equal(cc.SessionID(), sc.SessionID()) {
+		t.Fatalf("session ids differ: %x vs %x", cc.SessionID(), sc.SessionID())
+	}
+	if cc.PeerStatic() != f.server.Public || sc.PeerStatic() != f.client.Public {
+		t.Fatal("PeerStatic wrong")
+	}
+	if cc.RemoteAddr() == nil || sc.RemoteAddr().String() != cc.nc.LocalAddr().String() {
+		t.Fatal("RemoteAddr wrong")
+	}
+	if cc.MaxFrameData() != MaxFrameData {
+		t.Fatalf("MaxFrameData = %d, want %d", cc.MaxFrameData(), MaxFrameData)
+	}
+	big := bytes.Repeat([]byte("0123456789"), MaxFrameData/10+1)[:MaxFrameData]
+	sent := []Frame{
+		{ReqID: 1, Data: []byte("find-or-insert")},
+		{Flags: FlagMore, ReqID: 2, Data: big},
+		{ReqID: 2},
+		{Flags: FlagCancel, ReqID: 3},
+	}
+	go func() {
+		for _, fr := range sent {
+			if err := cc.WriteFrame(fr); err != nil {
+				t.Errorf("WriteFrame: %v", err)
+			}
+		}
+	}()
+	for i, want := range sent {
+		got, err := sc.ReadFrame()
+		if err != nil {
+			t.Fatalf("ReadFrame %d: %v", i, err)
+		}
+		if got.Flags != want.Flags || got.ReqID != want.ReqID || !bytes.Equal(got.Data, want.Data) {
+			t.Fatalf("frame %d = %v/%d/%d bytes, want %v/%d/%d bytes", i, got.Flags, got.ReqID, len(got.Data),
+				want.Flags, want.ReqID, len(want.Data))
+		}
+	}
+	if err := sc.WriteFrame(Frame{ReqID: 1, Data: []byte("row 7")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cc.ReadFrame(); err != nil || string(got.Data) != "row 7" || got.ReqID != 1 {
+		t.Fatalf("client ReadFrame = %+v, %v", got, err)
+	}
+	if err := cc.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := cc.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	for range 2 {
+		if _, err := sc.ReadFrame(); err != io.EOF {
+			t.Fatalf("server ReadFrame after CLOSE = %v, want io.EOF", err)
+		}
+	}
+	if _, err := cc.ReadFrame(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("ReadFrame after Close = %v, want ErrClosed", err)
+	}
+	if err := cc.WriteFrame(Frame{ReqID: 9}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("WriteFrame after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestConnHandshakeRefusals(t *testing.T) {
+	t.Run("unknown client key", func(t *testing.T) {
+		f := newFixture(t)
+		ccfg := f.clientConfig()
+		ccfg.Static = mustKeyPair(t)
+		_, _, cerr, serr := connect(t, f.serverConfig(), ccfg)
+		he := wantReason(t, serr, ReasonUnknownKey)
+		if he.Peer != ccfg.Static.Public {
+			t.Fatalf("Peer = %v, want the client's key", he.Peer)
+		}
+		wantReason(t, cerr, ReasonClosed)
+	})
+	t.Run("wrong pinned server key", func(t *testing.T) {
+		f := newFixture(t)
+		ccfg := f.clientConfig()
+		ccfg.Server = mustKeyPair(t).Public
+		_, _, cerr, serr := connect(t, f.serverConfig(), ccfg)
+		wantReason(t, serr, ReasonDecrypt)
+		wantReason(t, cerr, ReasonClosed)
+	})
+	t.Run("clock skew", func(t *testing.T) {
+		for _, skew := range []time.Duration{5 * time.Minute, -5 * time.Minute} {
+			f := newFixture(t)
+			ccfg := f.clientConfig()
+			ccfg.Now = func() time.Time { return time.Now().Add(skew) }
+			_, _, cerr, serr := connect(t, f.serverConfig(), ccfg)
+			he := wantReason(t, serr, ReasonClockSkew)
+			if d := he.Skew - skew; d < -time.Minute || d > time.Minute {
+				t.Fatalf("Skew = %v, want about %v", he.Skew, skew)
+			}
+			wantReason(t, cerr, ReasonClosed)
+		}
+	})
+	t.Run("prologue mismatch", func(t *testing.T) {
+		f := newFixture(t)
+		cnc, snc := tcpPair(t)
+		done := make(chan error, 1)
+		go func() {
+			_, err := ServerHandshake(context.Background(), snc, f.serverConfig())
+			done <- err
+		}()
+		p, err := f.clientConfig().params()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.prologue = []byte("twinmx-dbd/0")
+		_, cerr := clientHandshake(context.Background(), cnc, p)
+		wantReason(t, <-done, ReasonDecrypt)
+		wantReason(t, cerr, ReasonClosed)
+	})
+	t.Run("forged message 2", func(t *testing.T) {
+		// A man in the middle with its own key cannot read message 1 and
+		// so cannot answer it; whatever it sends fails.
+		f := newFixture(t)
+		other := newFixture(t)
+		_, m1 := other.msg1(t, testNow)
+		m2other, _, err := other.responder(testNow).respond(m1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, m2 := range map[string][]byte{"random": seq(7, Msg2Size), "other session": m2other} {
+			cnc, snc := tcpPair(t)
+			go func() {
+				if _, err := readHandshakeMsg(snc, Msg1Size); err == nil {
+					writeHandshakeMsg(snc, m2)
+				}
+			}()
+			_, err := ClientHandshake(context.Background(), cnc, f.clientConfig())
+			if he := wantReason(t, err, ReasonDecrypt); he == nil {
+				t.Fatal(name)
+			}
+		}
+	})
+}
+
+// TestConnLowOrderKeys sends all seven low-order points as e and as s over
+// TCP; the server refuses each and closes the connection.
+func TestConnLowOrderKeys(t *testing.T) {
+	f := newFixture(t)
+	for i := range lowOrderPoints {
+		lo := lowOrderKey(t, i)
+		t.Run("e "+lowOrderPoints[i][:8], func(t *testing.T) {
+			cnc, snc := tcpPair(t)
+			done := make(chan error, 1)
+			go func() {
+				_, err := ServerHandshake(context.Background(), snc, f.serverConfig())
+				done <- err
+			}()
+			_, m1 := f.msg1(t, time.Now())
+			copy(m1, lo[:])
+			if err := writeHandshakeMsg(cnc, m1); err != nil {
+				t.Fatal(err)
+			}
+			wantReason(t, <-done, ReasonLowOrder)
+			expectClosed(t, cnc)
+		})
+		t.Run("s "+lowOrderPoints[i][:8], func(t *testing.T) {
+			cnc, snc := tcpPair(t)
+			done := make(chan error, 1)
+			scfg := f.serverConfig()
+			scfg.Authorize = func(PublicKey) error { return nil }
+			go func() {
+				_, err := ServerHandshake(context.Background(), snc, scfg)
+				done <- err
+			}()
+			bad := KeyPair{Private: mustKeyPair(t).Private, Public: lo}
+			p := &clientParams{static: &bad, server: f.server.Public, now: time.Now,
+				timeout: DefaultHandshakeTimeout, rekey: DefaultRekeyFrames, prologue: []byte(Prologue)}
+			_, cerr := clientHandshake(context.Background(), cnc, p)
+			wantReason(t, <-done, ReasonLowOrder)
+			wantReason(t, cerr, ReasonClosed)
+		})
+	}
+}
+
+// handshakeServer accepts connections and reports each handshake result.
+type handshakeServer struct {
+	addr    string
+	results chan error
+}
+
+func startServer(t testing.TB, cfg *ServerConfig) *handshakeServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &handshakeServer{addr: ln.Addr().String(), results: make(chan error, 64)}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := ServerHandshake(context.Background(), nc, cfg)
+				if err == nil {
+					// Echo frames until the client ends the session.
+					for {
+						f, err := c.ReadFrame()
+						if err != nil {
+							if err != io.EOF {
+								s.results <- err
+							}
+							break
+						}
+						if err := c.WriteFrame(f); err != nil {
+							break
+						}
+					}
+					c.Close()
+				}
+				s.results <- err
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return s
+}
+
+// recConn records what is written to it.
+type recConn struct {
+	net.Conn
+	mu  sync.Mutex
+	out bytes.Buffer
+}
+
+func (r *recConn) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	r.out.Write(p)
+	r.mu.Unlock()
+	return r.Conn.Write(p)
+}
+
+// fakeClock is a settable clock for the server.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Set(t time.Time)     { c.mu.Lock(); c.now = t; c.mu.Unlock() }
+func (c *fakeClock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+// TestConnReplayMsg1 replays a recorded message 1 on new connections
+// (TEST-CATALOG item 61): within the window the replay cache refuses it,
+// after the window the timestamp check does, and even a server with both
+// checks defeated gets no usable session from a replayed transcript.
+func TestConnReplayMsg1(t *testing.T) {
+	f := newFixture(t)
+	clock := &fakeClock{now: time.Now()}
+	scfg := f.serverConfig()
+	scfg.Now = clock.Now
+	srv := startServer(t, scfg)
+
+	// A real session, recorded.
+	nc, err := net.Dial("tcp", srv.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recConn{Conn: nc}
+	ccfg := f.clientConfig()
+	ccfg.Now = clock.Now
+	c, err := ClientHandshake(context.Background(), rec, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteFrame(Frame{ReqID: 1, Data: []byte("set row 5 col 2")}); err != nil {
+		t.Fatal(err)
+	}
+	if fr, err := c.ReadFrame(); err != nil || string(fr.Data) != "set row 5 col 2" {
+		t.Fatalf("echo = %q, %v", fr.Data, err)
+	}
+	c.Close()
+	if err := <-srv.results; err != nil {
+		t.Fatalf("recorded session: %v", err)
+	}
+	transcript := rec.out.Bytes()
+	msg1 := transcript[:LengthSize+Msg1Size]
+
+	replay := func(b []byte) {
+		t.Helper()
+		raw, err := net.Dial("tcp", srv.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		if _, err := raw.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		expectClosed(t, raw)
+	}
+	clock.Add(time.Minute)
+	replay(msg1)
+	wantReason(t, <-srv.results, ReasonReplay)
+
+	clock.Add(2*DefaultWindow + time.Second)
+	replay(msg1)
+	wantReason(t, <-srv.results, ReasonClockSkew)
+
+	// Both checks defeated: a fresh cache and the clock turned back. The
+	// server completes the handshake with a new ephemeral key, so the
+	// recorded frames (made under the old session keys) fail.
+	fresh := newFixture(t)
+	fresh.client, fresh.server = f.client, f.server
+	scfg2 := fresh.serverConfig()
+	scfg2.Now = func() time.Time { return clock.Now().Add(-time.Minute - 2*DefaultWindow - time.Second) }
+	srv2 := startServer(t, scfg2)
+	raw, err := net.Dial("tcp", srv2.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Write(transcript); err != nil {
+		t.Fatal(err)
+	}
+	err = <-srv2.results
+	if !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("replayed session: %v, want ErrDecrypt on the first frame", err)
+	}
+}
+
+// TestConnConcurrentHandshakes connects 8 pooled connections from one
+// client key at once; all must succeed (a per-key timestamp check, as in
+// WireGuard, would refuse some).
+func TestConnConcurrentHandshakes(t *testing.T) {
+	f := newFixture(t)
+	srv := startServer(t, f.serverConfig())
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	ids := make(chan string, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nc, err := net.Dial("tcp", srv.addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			c, err := ClientHandshake(context.Background(), nc, f.clientConfig())
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			msg := fmt.Sprintf("conn %d", i)
+			if err := c.WriteFrame(Frame{ReqID: uint32(i), Data: []byte(msg)}); err != nil {
+				errs <- err
+				return
+			}
+			fr, err := c.ReadFrame()
+			if err != nil || string(fr.Data) != msg {
+				errs <- fmt.Errorf("echo %q, %v", fr.Data, err)
+				return
+			}
+			ids <- string(c.SessionID())
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	close(ids)
+	for err := range errs {
+		t.Errorf("client: %v", err)
+	}
+	seen := make(map[string]bool)
+	for id := range ids {
+		if seen[id] {
+			t.Error("two sessions share an id")
+		}
+		seen[id] = true
+	}
+	for range n {
+		if err := <-srv.results; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	}
+}
+
+func TestConnHandshakeTimeouts(t *testing.T) {
+	f := newFixture(t)
+	t.Run("silent client", func(t *testing.T) {
+		_, snc := tcpPair(t)
+		scfg := f.serverConfig()
+		scfg.HandshakeTimeout = 100 * time.Millisecond
+		start := time.Now()
+		_, err := ServerHandshake(context.Background(), snc, scfg)
+		wantReason(t, err, ReasonTimeout)
+		if d := time.Since(start); d < 100*time.Millisecond || d > 5*time.Second {
+			t.Fatalf("timed out after %v", d)
+		}
+	})
+	t.Run("silent client default deadline", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("waits 5 s")
+		}
+		_, snc := tcpPair(t)
+		start := time.Now()
+		_, err := ServerHandshake(context.Background(), snc, f.serverConfig())
+		wantReason(t, err, ReasonTimeout)
+		if d := time.Since(start); d < DefaultHandshakeTimeout || d > 2*DefaultHandshakeTimeout {
+			t.Fatalf("timed out after %v, want about %v", d, DefaultHandshakeTimeout)
+		}
+	})
+	t.Run("client sends half of message 1", func(t *testing.T) {
+		cnc, snc := tcpPair(t)
+		_, m1 := f.msg1(t, time.Now())
+		cnc.Write(append([]byte{0, Msg1Size}, m1[:50]...))
+		scfg := f.serverConfig()
+		scfg.HandshakeTimeout = 100 * time.Millisecond
+		_, err := ServerHandshake(context.Background(), snc, scfg)
+		wantReason(t, err, ReasonTimeout)
+	})
+	t.Run("silent server", func(t *testing.T) {
+		cnc, _ := tcpPair(t)
+		ccfg := f.clientConfig()
+		ccfg.HandshakeTimeout = 100 * time.Millisecond
+		_, err := ClientHandshake(context.Background(), cnc, ccfg)
+		wantReason(t, err, ReasonTimeout)
+	})
+	t.Run("context deadline", func(t *testing.T) {
+		_, snc := tcpPair(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_, err := ServerHandshake(ctx, snc, f.serverConfig())
+		wantReason(t, err, ReasonTimeout)
+	})
+	t.Run("context canceled", func(t *testing.T) {
+		_, snc := tcpPair(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, err := ServerHandshake(ctx, snc, f.serverConfig())
+			done <- err
+		}()
+		cancel()
+		wantReason(t, <-done, ReasonCanceled)
+	})
+	t.Run("client closes", func(t *testing.T) {
+		cnc, snc := tcpPair(t)
+		cnc.Close()
+		_, err := ServerHandshake(context.Background(), snc, f.serverConfig())
+		wantReason(t, err, ReasonClosed)
+	})
+}
+
+// TestConnHandshakeLengthPrefix sends wrong message-1 length prefixes; the
+// server refuses them without reading a body.
+func TestConnHandshakeLengthPrefix(t *testing.T) {
+	f := newFixture(t)
+	for _, n := range []uint16{0, 15, Msg1Size - 1, Msg1Size + 1, 65535} {
+		cnc, snc := tcpPair(t)
+		cnc.Write(binary.BigEndian.AppendUint16(nil, n))
+		_, err := ServerHandshake(context.Background(), snc, f.serverConfig())
+		wantReason(t, err, ReasonMalformed)
+		expectClosed(t, cnc)
+	}
+	// Every bit of the real prefix.
+	for bit := range 16 {
+		cnc, snc := tcpPair(t)
+		_, m1 := f.msg1(t, time.Now())
+		b := append(binary.BigEndian.AppendUint16(nil, Msg1Size), m1...)
+		b[bit/8] ^= 1 << (bit % 8)
+		cnc.Write(b)
+		scfg := f.serverConfig()
+		scfg.HandshakeTimeout = time.Second
+		_, err := ServerHandshake(context.Background(), snc, scfg)
+		wantReason(t, err, ReasonMalformed)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	f := newFixture(t)
+	nc := &memConn{}
+	_, err := ServerHandshake(context.Background(), nc, &ServerConfig{MaxFrame: 10, Replay: NewReplayCache(time.Minute, 1)})
+	if err == nil {
+		t.Fatal("empty server config accepted")
+	}
+	for _, want := range []string{"static key", "Authorize", "TTL", "MaxFrame"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("config error %q does not mention %s", err, want)
+		}
+	}
+	if !nc.closed {
+		t.Error("net.Conn not closed after a config error")
+	}
+	scfg := f.serverConfig()
+	scfg.Replay = nil
+	if _, err := ServerHandshake(context.Background(), &memConn{}, scfg); err == nil || !strings.Contains(err.Error(), "Replay") {
+		t.Errorf("nil Replay: %v", err)
+	}
+	scfg = f.serverConfig()
+	scfg.Static.Public[0] ^= 1
+	if _, err := ServerHandshake(context.Background(), &memConn{}, scfg); !errors.Is(err, ErrBadKey) {
+		t.Errorf("mismatched static pair: %v", err)
+	}
+	if _, err := ClientHandshake(context.Background(), &memConn{}, &ClientConfig{}); err == nil ||
+		!strings.Contains(err.Error(), "server key") || !strings.Contains(err.Error(), "static key") {
+		t.Errorf("empty client config: %v", err)
+	}
+}
+
+// detSessions returns a deterministic session pair: same keys and
+// ephemerals every call, so frames recorded with one pair can be fed to the
+// server side of another.
+func detSessions(t testing.TB) (cli, srv *session) {
+	t.Helper()
+	client, server := goldenKeys(t)
+	in, m1, err := initiate(&client, server.Public, testNow, []byte(Prologue), bytes.NewReader(seq(0x81, KeySize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &responder{
+		static: &server, authorize: func(PublicKey) error { return nil },
+		replay: NewReplayCache(0, 0), now: testNow, window: DefaultWindow,
+		payload:  msg2Payload{Version: ProtocolVersion, MaxFrame: MaxCiphertext},
+		prologue: []byte(Prologue), rng: bytes.NewReader(seq(0xc1, KeySize)),
+	}
+	m2, srv, err := r.respond(m1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err = in.finish(m2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cli, srv
+}
+
+// otherSessions returns a session pair with other keys than detSessions.
+func otherSessions(t testing.TB) (cli, srv *session) {
+	f := newFixture(t)
+	return f.sessions(t)
+}
+
+// record encrypts frames with the sending side of s (and a CLOSE if
+// withClose) and returns each frame's wire bytes.
+func record(t testing.TB, s *session, frames []Frame, withClose bool) [][]byte {
+	t.Helper()
+	mc := &memConn{}
+	c := newConn(mc, s, DefaultRekeyFrames)
+	for _, f := range frames {
+		if err := c.WriteFrame(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if withClose {
+		c.Close()
+	}
+	var out [][]byte
+	b := mc.out.Bytes()
+	for len(b) > 0 {
+		n := LengthSize + int(binary.BigEndian.Uint16(b))
+		out = append(out, b[:n])
+		b = b[n:]
+	}
+	return out
+}
+
+func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+// deliverTCP sends wire over loopback TCP, then closes the sending end, and
+// reads with the receiving side of s.
+func deliverTCP(t testing.TB, s *session, wire []byte) ([]Frame, error) {
+	t.Helper()
+	a, b := tcpPair(t)
+	go func() {
+		a.Write(wire)
+		a.Close()
+	}()
+	return readAll(t, newConn(b, s, DefaultRekeyFrames), 100)
+}
+
+// deliverMem reads wire with the receiving side of s, in memory.
+func deliverMem(t testing.TB, s *session, wire []byte) ([]Frame, error) {
+	t.Helper()
+	return readAll(t, newConn(&memConn{in: bytes.NewReader(wire)}, s, DefaultRekeyFrames), 100)
+}
+
+func frameData(fs []Frame) []string {
+	var s []string
+	for _, f := range fs {
+		s = append(s, string(f.Data))
+	}
+	return s
+}
+
+// TestConnFrameTampering covers replayed, reordered, dropped, truncated,
+// reflected and spliced frames (TEST-CATALOG items 63, 64, 66): each ends
+// the stream with an error and nothing after the bad frame is delivered.
+func TestConnFrameTampering(t *testing.T) {
+	frames := []Frame{{ReqID: 1, Data: []byte("f0")}, {ReqID: 2, Data: []byte("f1")}, {ReqID: 3, Data: []byte("f2")}}
+	cli, _ := detSessions(t)
+	w := record(t, cli, frames, true) // w[3] is CLOSE
+	_, srvOut := detSessions(t)
+	reflected := record(t, srvOut, frames, false)
+	otherCli, _ := otherSessions(t)
+	spliced := record(t, otherCli, frames, true)
+
+	tests := []struct {
+		name    string
+		wire    []byte
+		want    []string
+		wantErr error
+	}{
+		{"intact", cat(w...), []string{"f0", "f1", "f2"}, io.EOF},
+		{"replay frame 1", cat(w[0], w[1], w[1], w[2], w[3]), []string{"f0", "f1"}, ErrDecrypt},
+		{"replay frame 0 at the end", cat(w[0], w[1], w[2], w[0]), []string{"f0", "f1", "f2"}, ErrDecrypt},
+		{"swap 1 and 2", cat(w[0], w[2], w[1], w[3]), []string{"f0"}, ErrDecrypt},
+		{"swap 0 and 1", cat(w[1], w[0], w[2], w[3]), nil, ErrDecrypt},
+		{"drop frame 1", cat(w[0], w[2], w[3]), []string{"f0"}, ErrDecrypt},
+		{"drop CLOSE, end at boundary", cat(w[0], w[1], w[2]), []string{"f0", "f1", "f2"}, ErrTruncated},
+		{"empty stream", nil, nil, ErrTruncated},
+		{"truncated mid-frame", cat(w[0], w[1][:len(w[1])-3]), []string{"f0"}, ErrTruncated},
+		{"truncated after prefix", cat(w[0], w[1][:LengthSize]), []string{"f0"}, ErrTruncated},
+		{"truncated inside prefix", cat(w[0], w[1][:1]), []string{"f0"}, ErrTruncated},
+		{"truncated CLOSE", cat(w[0], w[1], w[2], w[3][:len(w[3])-1]), []string{"f0", "f1", "f2"}, ErrTruncated},
+		{"CLOSE moved forward", cat(w[0], w[3]), []string{"f0"}, ErrDecrypt},
+		{"reflection", cat(reflected...), nil, ErrDecrypt},
+		{"splice another session", cat(spliced...), nil, ErrDecrypt},
+		{"splice mid-stream", cat(w[0], spliced[1], w[2]), []string{"f0"}, ErrDecrypt},
+		{"garbage after CLOSE ignored", cat(w[0], w[1], w[2], w[3], []byte("junk")), []string{"f0", "f1", "f2"}, io.EOF},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, srv := detSessions(t)
+			got, err := deliverTCP(t, srv, tt.wire)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("error = %v, want %v", err, tt.wantErr)
+			}
+			if g := frameData(got); strings.Join(g, ",") != strings.Join(tt.want, ",") {
+				t.Fatalf("delivered %q, want %q", g, tt.want)
+			}
+		})
+	}
+	t.Run("client refuses its own frames", func(t *testing.T) {
+		// The client's receive key is the server-to-client key: frames it
+		// sent itself fail there too.
+		cli2, _ := detSessions(t)
+		got, err := deliverMem(t, cli2, cat(w...))
+		if len(got) != 0 || !errors.Is(err, ErrDecrypt) {
+			t.Fatalf("client read its own frames: %q, %v", frameData(got), err)
+		}
+	})
+}
+
+// TestConnBitFlips flips every bit of the first frame (prefix and
+// ciphertext) and every bit of each later length prefix (TEST-CATALOG item
+// 65); no frame at or after the damage is delivered and the reader stops
+// with an error.
+func TestConnBitFlips(t *testing.T) {
+	frames := []Frame{{ReqID: 1, Data: []byte("first")}, {ReqID: 2, Data: []byte("second")}, {ReqID: 3, Data: []byte("third")}}
+	cli, _ := detSessions(t)
+	w := record(t, cli, frames, true)
+	check := func(t *testing.T, wire []byte, intact int, what string) {
+		_, srv := detSessions(t)
+		got, err := deliverMem(t, srv, wire)
+		if err == nil || err == io.EOF {
+			t.Fatalf("%s: stream ended with %v", what, err)
+		}
+		if len(got) != intact {
+			t.Fatalf("%s: delivered %d frames (%q), want %d", what, len(got), frameData(got), intact)
+		}
+		nonceBefore := srv.recv.Nonce()
+		if nonceBefore != uint64(intact) {
+			t.Fatalf("%s: receive nonce %d after %d good frames", what, nonceBefore, intact)
+		}
+	}
+	for bit := range len(w[0]) * 8 {
+		b := cat(w...)
+		b[bit/8] ^= 1 << (bit % 8)
+		check(t, b, 0, fmt.Sprintf("frame 0 bit %d", bit))
+	}
+	for k := 1; k < len(w); k++ {
+		off := len(cat(w[:k]...))
+		for bit := range LengthSize * 8 {
+			b := cat(w...)
+			b[off+bit/8] ^= 1 << (bit % 8)
+			check(t, b, k, fmt.Sprintf("frame %d prefix bit %d", k, bit))
+		}
+	}
+}
+
+// TestConnBadLengthPrefix sends transport length prefixes that are too
+// small, too large, or large and then silent (TEST-CATALOG item 69): the
+// reader refuses or times out without allocating a frame buffer.
+func TestConnBadLengthPrefix(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		wire    []byte
+		wantErr error
+	}{
+		{"zero", []byte{0, 0}, ErrBadFrame},
+		{"15", []byte{0, 15}, ErrBadFrame},
+		{"one below minimum", []byte{0, MinCiphertext - 1}, ErrBadFrame},
+		{"above server limit", []byte{0x04, 0x01}, ErrFrameTooLarge},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			scfg := f.serverConfig()
+			scfg.MaxFrame = 1024
+			cc, sc := mustConnect(t, scfg, f.clientConfig())
+			// Write raw bytes under the client's Conn.
+			if _, err := cc.nc.Write(tt.wire); err != nil {
+				t.Fatal(err)
+			}
+			_, err := sc.ReadFrame()
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("ReadFrame = %v, want %v", err, tt.wantErr)
+			}
+			if cap(sc.rbuf) != 0 {
+				t.Fatalf("allocated %d bytes for a refused frame", cap(sc.rbuf))
+			}
+			expectClosed(t, cc.nc)
+			if _, err2 := sc.ReadFrame(); !errors.Is(err2, tt.wantErr) {
+				t.Fatalf("second ReadFrame = %v, want the same error", err2)
+			}
+		})
+	}
+	for _, tt := range []struct {
+		name string
+		wire []byte
+	}{
+		{"65535 then silence", []byte{0xff, 0xff}},
+		{"u32 0xFFFFFFFF then silence", []byte{0xff, 0xff, 0xff, 0xff}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			cc, sc := mustConnect(t, f.serverConfig(), f.clientConfig())
+			if _, err := cc.nc.Write(tt.wire); err != nil {
+				t.Fatal(err)
+			}
+			sc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			_, err := sc.ReadFrame()
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("ReadFrame = %v, want a timeout", err)
+			}
+			if cap(sc.rbuf) > 4096 {
+				t.Fatalf("buffer grew to %d bytes for a silent peer", cap(sc.rbuf))
+			}
+			// A timeout inside a frame is fatal: the stream position is lost.
+			expectClosed(t, cc.nc)
+			if _, err := sc.ReadFrame(); err == nil {
+				t.Fatal("Conn usable after a mid-frame timeout")
+			}
+		})
+	}
+}
+
+func TestConnIdleTimeoutKeepsConn(t *testing.T) {
+	f := newFixture(t)
+	cc, sc := mustConnect(t, f.serverConfig(), f.clientConfig())
+	sc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := sc.ReadFrame(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("ReadFrame = %v, want a timeout", err)
+	}
+	sc.SetReadDeadline(time.Time{})
+	if err := cc.WriteFrame(Frame{ReqID: 4, Data: []byte("late")}); err != nil {
+		t.Fatal(err)
+	}
+	if fr, err := sc.ReadFrame(); err != nil || string(fr.Data) != "late" {
+		t.Fatalf("ReadFrame after idle timeout = %q, %v", fr.Data, err)
+	}
+}
+
+func TestConnRekey(t *testing.T) {
+	f := newFixture(t)
+	scfg, ccfg := f.serverConfig(), f.clientConfig()
+	scfg.RekeyFrames, ccfg.RekeyFrames = 3, 3
+	cc, sc := mustConnect(t, scfg, ccfg)
+	keyBefore := cc.send.UnsafeKey()
+	for i := range 10 {
+		msg := []byte(fmt.Sprintf("c%d", i))
+		if err := cc.WriteFrame(Frame{ReqID: uint32(i), Data: msg}); err != nil {
+			t.Fatal(err)
+		}
+		if fr, err := sc.ReadFrame(); err != nil || !bytes.Equal(fr.Data, msg) {
+			t.Fatalf("frame %d across rekey: %q, %v", i, fr.Data, err)
+		}
+		if err := sc.WriteFrame(Frame{ReqID: uint32(i), Data: msg}); err != nil {
+			t.Fatal(err)
+		}
+		if fr, err := cc.ReadFrame(); err != nil || !bytes.Equal(fr.Data, msg) {
+			t.Fatalf("reply %d across rekey: %q, %v", i, fr.Data, err)
+		}
+	}
+	if cc.send.UnsafeKey() == keyBefore {
+		t.Fatal("send key unchanged after 10 frames with RekeyFrames=3")
+	}
+	if cc.send.Nonce() != 10 {
+		t.Fatalf("nonce = %d, want 10 (rekey must not reset it)", cc.send.Nonce())
+	}
+
+	// Sides that disagree on the interval fail at the first frame after
+	// the earlier rekey.
+	scfg, ccfg = f.serverConfig(), f.clientConfig()
+	scfg.RekeyFrames, ccfg.RekeyFrames = 4, 3
+	cc, sc = mustConnect(t, scfg, ccfg)
+	go func() {
+		for i := range 5 {
+			if cc.WriteFrame(Frame{ReqID: uint32(i)}) != nil {
+				return
+			}
+		}
+	}()
+	got, err := readAll(t, sc, 10)
+	if len(got) != 3 || !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("mismatched rekey: %d frames, %v; want 3 and ErrDecrypt", len(got), err)
+	}
+}
+
+// TestConnNonceExhaustion starts both ends near the end of the nonce space
+// (TEST-CATALOG item 71): the last data frame goes through, the next write
+// is refused, the session still ends with an authenticated CLOSE, and the
+// nonce never wraps.
+func TestConnNonceExhaustion(t *testing.T) {
+	f := newFixture(t)
+	cc, sc := mustConnect(t, f.serverConfig(), f.clientConfig())
+	const start = ^uint64(0) - 2 // 2^64-3
+	cc.send.SetNonce(start)
+	sc.recv.SetNonce(start)
+	if err := cc.WriteFrame(Frame{ReqID: 1, Data: []byte("last")}); err != nil {
+		t.Fatalf("write at 2^64-3: %v", err)
+	}
+	if err := cc.WriteFrame(Frame{ReqID: 2}); !errors.Is(err, ErrNonceExhausted) {
+		t.Fatalf("write at 2^64-2 = %v, want ErrNonceExhausted", err)
+	}
+	if err := cc.WriteFrame(Frame{ReqID: 3}); !errors.Is(err, ErrNonceExhausted) {
+		t.Fatalf("write after exhaustion = %v, want ErrNonceExhausted", err)
+	}
+	if err := cc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readAll(t, sc, 5)
+	if err != io.EOF || len(got) != 1 || string(got[0].Data) != "last" {
+		t.Fatalf("server read %q, %v; want [last] and a clean io.EOF", frameData(got), err)
+	}
+	if n := sc.recv.Nonce(); n != noise.MaxNonce+1 {
+		t.Fatalf("receive nonce = %d, want 2^64-1 (no wrap)", n)
+	}
+
+	t.Run("data on the last nonce is refused", func(t *testing.T) {
+		cli, srv := otherSessions(t)
+		cli.send.SetNonce(noise.MaxNonce)
+		srv.recv.SetNonce(noise.MaxNonce)
+		pt, _ := AppendFrame(nil, Frame{ReqID: 1, Data: []byte("x")})
+		ct, err := cli.send.Encrypt(nil, nil, pt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wire := append(binary.BigEndian.AppendUint16(nil, uint16(len(ct))), ct...)
+		got, err := deliverMem(t, srv, wire)
+		if len(got) != 0 || !errors.Is(err, ErrNonceExhausted) {
+			t.Fatalf("got %q, %v; want ErrNonceExhausted", frameData(got), err)
+		}
+	})
+	t.Run("beyond the last nonce", func(t *testing.T) {
+		_, srv := otherSessions(t)
+		srv.recv.SetNonce(noise.MaxNonce + 1)
+		got, err := deliverMem(t, srv, append([]byte{0, 30}, make([]byte, 30)...))
+		if len(got) != 0 || !errors.Is(err, ErrNonceExhausted) {
+			t.Fatalf("got %q, %v; want ErrNonceExhausted", frameData(got), err)
+		}
+	})
+}
+
+// TestConnDecryptFailureIsFinal checks that a failed decryption neither
+// advances the receive counter nor lets later good frames through
+// (TEST-CATALOG item 72).
+func TestConnDecryptFailureIsFinal(t *testing.T) {
+	frames := []Frame{{ReqID: 1, Data: []byte("a")}, {ReqID: 2, Data: []byte("b")}}
+	cli, _ := detSessions(t)
+	w := record(t, cli, frames, true)
+	bad := bytes.Clone(w[0])
+	bad[len(bad)-1] ^= 0x80
+	_, srv := detSessions(t)
+	c := newConn(&memConn{in: bytes.NewReader(cat(bad, w[0], w[1], w[2]))}, srv, DefaultRekeyFrames)
+	if _, err := c.ReadFrame(); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("ReadFrame = %v, want ErrDecrypt", err)
+	}
+	if n := srv.recv.Nonce(); n != 0 {
+		t.Fatalf("receive nonce advanced to %d on failure", n)
+	}
+	for range 3 {
+		if _, err := c.ReadFrame(); !errors.Is(err, ErrDecrypt) {
+			t.Fatalf("ReadFrame after failure = %v, want the same ErrDecrypt", err)
+		}
+	}
+	if err := c.WriteFrame(Frame{ReqID: 3}); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("WriteFrame on a dead Conn = %v, want ErrDecrypt", err)
+	}
+	if !c.nc.(*memConn).closed {
+		t.Fatal("socket not closed after a decrypt failure")
+	}
+	if c.nc.(*memConn).out.Len() != 0 {
+		t.Fatal("a CLOSE frame was sent after a decrypt failure")
+	}
+	c.Close()
+	if c.nc.(*memConn).out.Len() != 0 {
+		t.Fatal("Close sent a CLOSE frame on a dead Conn")
+	}
+}
+
+func TestConnWriteFrameLimits(t *testing.T) {
+	f := newFixture(t)
+	scfg := f.serverConfig()
+	scfg.MaxFrame = 1024
+	cc, sc := mustConnect(t, scfg, f.clientConfig())
+	if got, want := cc.MaxFrameData(), 1024-MinCiphertext; got != want {
+		t.Fatalf("client MaxFrameData = %d, want %d", got, want)
+	}
+	if sc.MaxFrameData() != MaxFrameData {
+		t.Fatalf("server MaxFrameData = %d", sc.MaxFrameData())
+	}
+	if err := cc.WriteFrame(Frame{Data: make([]byte, cc.MaxFrameData()+1)}); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("oversized write = %v, want ErrFrameTooLarge", err)
+	}
+	if err := cc.WriteFrame(Frame{Flags: FlagClose}); !errors.Is(err, ErrBadFrame) {
+		t.Fatalf("CLOSE via WriteFrame = %v, want ErrBadFrame", err)
+	}
+	if err := cc.WriteFrame(Frame{Flags: 0x20}); !errors.Is(err, ErrBadFrame) {
+		t.Fatalf("reserved flag = %v, want ErrBadFrame", err)
+	}
+	// The refusals did not harm the connection.
+	full := bytes.Repeat([]byte{'z'}, cc.MaxFrameData())
+	if err := cc.WriteFrame(Frame{ReqID: 5, Data: full}); err != nil {
+		t.Fatal(err)
+	}
+	if fr, err := sc.ReadFrame(); err != nil || !bytes.Equal(fr.Data, full) {
+		t.Fatalf("ReadFrame = %d bytes, %v", len(fr.Data), err)
+	}
+	if err := sc.WriteFrame(Frame{Data: make([]byte, MaxFrameData+1)}); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("server oversized write = %v", err)
+	}
+}
+
+func TestReadFrameDataOwned(t *testing.T) {
+	f := newFixture(t)
+	cc, sc := mustConnect(t, f.serverConfig(), f.clientConfig())
+	go func() {
+		cc.WriteFrame(Frame{ReqID: 1, Data: []byte("aaaa")})
+		cc.WriteFrame(Frame{ReqID: 2, Data: []byte("bbbb")})
+	}()
+	a, err := sc.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.ReadFrame(); err != nil {
+		t.Fatal(err)
+	}
+	if string(a.Data) != "aaaa" {
+		t.Fatalf("first frame's data changed to %q", a.Data)
+	}
+}
+
+func TestConnConcurrentWriters(t *testing.T) {
+	f := newFixture(t)
+	cc, sc := mustConnect(t, f.serverConfig(), f.clientConfig())
+	const writers, each = 8, 50
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				data := bytes.Repeat([]byte{byte(w)}, 100+i)
+				if err := cc.WriteFrame(Frame{ReqID: uint32(w), Data: data}); err != nil {
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+			}
+		}()
+	}
+	next := make([]int, writers)
+	for range writers * each {
+		fr, err := sc.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := int(fr.ReqID)
+		if w >= writers || !bytes.Equal(fr.Data, bytes.Repeat([]byte{byte(w)}, 100+next[w])) {
+			t.Fatalf("frame from writer %d out of order or damaged", w)
+		}
+		next[w]++
+	}
+	wg.Wait()
+}
+
+// TestConnCloseConcurrent closes while a reader waits and writers write:
+// the reader gets ErrClosed, writers stop, the peer sees all frames and then
+// a clean end.
+func TestConnCloseConcurrent(t *testing.T) {
+	f := newFixture(t)
+	cc, sc := mustConnect(t, f.serverConfig(), f.clientConfig())
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := cc.ReadFrame()
+		readErr <- err
+	}()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 1000 {
+				if err := cc.WriteFrame(Frame{ReqID: uint32(w), Data: []byte{byte(i)}}); err != nil {
+					if !errors.Is(err, ErrClosed) {
+						t.Errorf("writer: %v, want ErrClosed", err)
+					}
+					return
+				}
+			}
+		}()
+	}
+	peerDone := make(chan error, 1)
+	go func() {
+		_, err := readAll(t, sc, 5000)
+		peerDone <- err
+	}()
+	var cw sync.WaitGroup
+	for range 2 {
+		cw.Add(1)
+		go func() {
+			defer cw.Done()
+			if err := cc.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		}()
+	}
+	cw.Wait()
+	wg.Wait()
+	if err := <-readErr; !errors.Is(err, ErrClosed) {
+		t.Fatalf("blocked ReadFrame = %v, want ErrClosed", err)
+	}
+	if err := <-peerDone; err != io.EOF {
+		t.Fatalf("peer stream ended with %v, want io.EOF", err)
+	}
+}
+
+// TestConnCloseUnblocksStuckWriter closes while a writer is blocked on a
+// peer that never reads: Close returns within its deadline and the writer
+// fails.
+func TestConnCloseUnblocksStuckWriter(t *testing.T) {
+	f := newFixture(t)
+	cc, _ := mustConnect(t, f.serverConfig(), f.clientConfig())
+	writerDone := make(chan error, 1)
+	go func() {
+		big := make([]byte, MaxFrameData)
+		for range 10_000 { // 650 MB, far more than socket buffers hold
+			if err := cc.WriteFrame(Frame{Data: big}); err != nil {
+				writerDone <- err
+				return
+			}
+		}
+		writerDone <- nil
+	}()
+	start := time.Now()
+	cc.Close()
+	if d := time.Since(start); d > closeTimeout+2*time.Second {
+		t.Fatalf("Close took %v", d)
+	}
+	if err := <-writerDone; err == nil {
+		t.Fatal("writer never failed")
+	}
+}
+
+func ExampleClientHandshake() {
+	serverKeys, _ := GenerateKeyPair(rand0{})
+	clientKeys, _ := GenerateKeyPair(rand1{})
+	cnc, snc := net.Pipe()
+
+	type result struct {
+		c   *Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := ServerHandshake(context.Background(), snc, &ServerConfig{
+			Static: serverKeys,
+			Authorize: func(k PublicKey) error {
+				if k != clientKeys.Public {
+					return errors.New("unknown client")
+				}
+				return nil
+			},
+			Replay: NewReplayCache(0, 0),
+		})
+		done <- result{c, err}
+	}()
+	client, err := ClientHandshake(context.Background(), cnc, &ClientConfig{
+		Static: clientKeys,
+		Server: serverKeys.Public,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	r := <-done
+	if r.err != nil {
+		fmt.Println(r.err)
+		return
+	}
+	server := r.c
+	fmt.Println("same session:", bytes.Equal(client.SessionID(), server.SessionID()))
+
+	go client.WriteFrame(Frame{ReqID: 1, Data: []byte("ping")})
+	f, _ := server.ReadFrame()
+	fmt.Println(f.ReqID, string(f.Data))
+
+	go client.Close()
+	_, err = server.ReadFrame()
+	fmt.Println(err)
+	server.Close()
+	// Output:
+	// same session: true
+	// 1 ping
+	// EOF
+}
+
+// rand0 and rand1 are fixed "random" sources for the example only.
+type rand0 struct{}
+type rand1 struct{}
+
+func (rand0) Read(p []byte) (int, error) { return fill(p, 0x11), nil }
+func (rand1) Read(p []byte) (int, error) { return fill(p, 0x22), nil }
+func fill(p []byte, b byte) int {
+	for i := range p {
+		p[i] = b + byte(i)
+	}
+	return len(p)
+}
+
+func BenchmarkHandshake(b *testing.B) {
+	f := newFixture(b)
+	f.replay = NewReplayCache(time.Hour, 1<<24)
+	scfg, ccfg := f.serverConfig(), f.clientConfig()
+	ctx := context.Background()
+	for b.Loop() {
+		cnc, snc := net.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			c, err := ServerHandshake(ctx, snc, scfg)
+			if err == nil {
+				c.nc.Close()
+			}
+			done <- err
+		}()
+		c, err := ClientHandshake(ctx, cnc, ccfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		c.nc.Close()
+	}
+}
+
+func BenchmarkFrameRoundTrip(b *testing.B) {
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"1KiB", 1024}, {"64KiB", MaxFrameData}} {
+		b.Run(size.name, func(b *testing.B) {
+			f := newFixture(b)
+			cc, sc := mustConnect(b, f.serverConfig(), f.clientConfig())
+			data := make([]byte, size.n)
+			b.SetBytes(int64(size.n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			errc := make(chan error, 1)
+			go func() {
+				for range b.N {
+					if err := cc.WriteFrame(Frame{ReqID: 1, Data: data}); err != nil {
+						errc <- err
+						return
+					}
+				}
+				errc <- nil
+			}()
+			for range b.N {
+				if _, err := sc.ReadFrame(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := <-errc; err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
