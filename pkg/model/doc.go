@@ -71,9 +71,14 @@
 // its continuation lines and line ends. Varints are unsigned LEB128
 // (encoding/binary) in their shortest form; indices strictly increase; each
 // field is one whole Received field. These rules make the encoding
-// deterministic and canonical: Join rejects anything Split would not produce
-// (ErrBadReceived), so one delivery has exactly one received content. A mail
-// without Received fields has the empty encoding.
+// deterministic and canonical, so one delivery has exactly one received
+// content. ReceivedFields and Join reject an encoding that breaks them
+// (ErrBadReceived); Join also rejects one that does not fit the header (a
+// position beyond its fields, a field that would merge with its neighbour).
+// For a header without Received fields, whatever Join accepts, Split gives
+// back unchanged (FuzzJoin). A mail without Received fields has the empty
+// encoding. Like every row, the received row is content-addressed: two
+// deliveries with byte-identical Received fields share it.
 //
 // Join rebuilds the mail by walking the header's fields and emitting, at each
 // recorded index, the recorded field. Field positions rather than byte offsets

@@ -15,7 +15,7 @@ import (
 const MaxMsgIDLen = 998
 
 // ErrBadReceived is returned by Join and ReceivedFields for a Received
-// encoding that Split could not have produced.
+// encoding that Split could not have produced (for Join: not for that header).
 var ErrBadReceived = errors.New("model: malformed received encoding")
 
 // Parts is a raw mail split into the pieces that are stored as rows
@@ -187,7 +187,7 @@ func appendRecord(b []byte, index int, f []byte) []byte {
 // needs no intermediate slice. It never panics on any input.
 type recordReader struct {
 	b     []byte
-	prev  int // index of the previous record, -1 before the first
+	prev  int // index of the previous record, if begun
 	begun bool
 }
 
