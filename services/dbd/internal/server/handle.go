@@ -103,7 +103,7 @@ func mutationOf(r *wire.Request) store.Mutation {
 	m := store.Mutation{Table: r.Table, Name: r.Name, Value: r.Value}
 	switch r.Op {
 	case wire.OpFindOrInsert:
-		m.Kind, m.Content, m.Key = store.Insert, r.Content, model.KeyOf(r.Table, r.Content)
+		m.Kind, m.Content = store.Insert, r.Content
 	case wire.OpSet:
 		m.Kind, m.Key = store.Set, r.Ref.KeyIn(r.Table)
 	case wire.OpIncrement:

@@ -138,7 +138,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	cache := pebble.NewCache(opts.CacheSize)
 	defer cache.Unref()
-	popts := &pebble.Options{FS: opts.FS, Cache: cache}
+	popts := &pebble.Options{FS: opts.FS, Cache: cache, Logger: pebbleLogger{opts.Logger}}
 	db, err := pebble.Open(opts.Dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("open pebble in %s: %w", opts.Dir, err)

@@ -86,9 +86,17 @@ func TestInvalidRequestAppliesNothing(t *testing.T) {
 	m := ins(model.Body, "x")
 	bad := m
 	bad.Key[0] ^= 1
-	if _, err := s.Apply(ctx, []Mutation{m, bad}); err == nil {
-		t.Fatal("insert with wrong key accepted")
+	muts := []Mutation{bad}
+	if _, err := s.Apply(ctx, muts); err != nil {
+		t.Fatal(err)
 	}
+	if muts[0].Key != m.Key {
+		t.Fatal("Apply kept a caller's key that does not match the content")
+	}
+	if _, err := s.Apply(ctx, []Mutation{{Kind: Set, Table: model.Body, Key: m.Key, Name: "ok", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	m = ins(model.Body, "y")
 	// A bad column name is only found while staging: the insert before it
 	// must not be applied either.
 	if _, err := s.Apply(ctx, []Mutation{m, {Kind: Set, Table: model.Body, Key: m.Key, Name: "Bad Name", Value: 1}}); err == nil {
@@ -106,6 +114,9 @@ func TestInvalidRequestAppliesNothing(t *testing.T) {
 	defer v.Close()
 	if _, ok, _ := v.Find(model.Body, m.Key); ok {
 		t.Fatal("row of a failed request was stored")
+	}
+	if r, ok, _ := v.Find(model.Body, model.KeyOf(model.Body, []byte("x"))); !ok || r.State.Col("ok") != 1 {
+		t.Fatal("row inserted with a wrong caller key was not stored under its true key")
 	}
 }
 

@@ -21,8 +21,9 @@ const (
 	Add                       // add Value to this site's count of counter Name
 )
 
-// Mutation is one operation of an atomic request. Key must be
-// model.KeyOf(Table, Content) for an Insert; the store checks it.
+// Mutation is one operation of an atomic request. For an Insert, Apply
+// computes Key from Table and Content (the caller's Key is overwritten), so
+// a row is never stored under a key that does not match its content.
 type Mutation struct {
 	Kind    MutKind
 	Table   model.Table
@@ -107,9 +108,7 @@ func checkMutation(m *Mutation) error {
 	}
 	switch m.Kind {
 	case Insert:
-		if model.KeyOf(m.Table, m.Content) != m.Key {
-			return errors.New("key does not match content")
-		}
+		m.Key = model.KeyOf(m.Table, m.Content)
 	case Set, Add:
 		if err := model.CheckName(m.Name); err != nil {
 			return err

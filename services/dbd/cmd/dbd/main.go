@@ -1,0 +1,55 @@
+// Command dbd is twinmx's database daemon: the only process with disk state
+// (SPEC §4). See docs/architecture.md and docs/wire.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+	"github.com/twinmx/twinmx/services/dbd/internal/daemon"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "dbd",
+		Usage: "twinmx database daemon",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data", Usage: "data folder", EnvVars: []string{"TWINMX_DBD_DATA"}, Required: true},
+			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT for the encrypted wire protocol", EnvVars: []string{"TWINMX_DBD_LISTEN"}, Required: true},
+			&cli.StringFlag{Name: "key", Usage: "dbd's secret key file (made by dbctl keygen)", EnvVars: []string{"TWINMX_DBD_KEY"}, Required: true},
+			&cli.StringFlag{Name: "clients", Usage: "clients file: one \"ROLE PATH-TO-PUBKEY\" a line", EnvVars: []string{"TWINMX_DBD_CLIENTS"}, Required: true},
+			&cli.StringFlag{Name: "metrics", Usage: "HOST:PORT for Prometheus /metrics (empty: off)", EnvVars: []string{"TWINMX_DBD_METRICS"}},
+			&cli.StringFlag{Name: "site", Usage: "site name for per-site counters (default: from the key)", EnvVars: []string{"TWINMX_DBD_SITE"}},
+			&cli.BoolFlag{Name: "debug", Usage: "log protocol detail", EnvVars: []string{"TWINMX_DEBUG"}},
+		},
+		Action: run,
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "dbd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c *cli.Context) error {
+	level := slog.LevelInfo
+	if c.Bool("debug") {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return daemon.Run(ctx, daemon.Config{
+		Data:    c.String("data"),
+		Listen:  c.String("listen"),
+		KeyPath: c.String("key"),
+		Clients: c.String("clients"),
+		Metrics: c.String("metrics"),
+		Site:    c.String("site"),
+		Logger:  log,
+	})
+}

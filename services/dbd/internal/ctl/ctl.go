@@ -1,0 +1,418 @@
+// Package ctl implements dbctl, the operator's command line for dbd: key
+// generation, the four row operations for inspection, status, dump, and a
+// benchmark. Each command is a small function over a wire client; output
+// goes to the writer in the cli.App so tests can read it.
+package ctl
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/urfave/cli/v2"
+)
+
+// ExitNotFound is dbctl's exit status when the row asked for does not exist.
+const ExitNotFound = 1
+
+// App returns dbctl's command-line application.
+func App() *cli.App {
+	return &cli.App{
+		Name:  "dbctl",
+		Usage: "operate a twinmx dbd",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "db", Usage: "dbd's HOST:PORT", EnvVars: []string{"TWINMX_DB"}},
+			&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: []string{"TWINMX_DB_PUB"}},
+			&cli.StringFlag{Name: "key", Usage: "this client's secret key file (role admin)", EnvVars: []string{"TWINMX_KEY"}},
+			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "timeout of one command"},
+		},
+		Commands: []*cli.Command{
+			keygenCmd(),
+			{
+				Name: "find-or-insert", Usage: "store CONTENT in TABLE unless there; prints ROWNO and new|old",
+				ArgsUsage: "TABLE CONTENT", Flags: []cli.Flag{fileFlag()}, Action: findOrInsert,
+			},
+			{
+				Name: "find", Usage: "print the row; exit status 1 if not found",
+				ArgsUsage: "TABLE CONTENT|--by-key HEX", Flags: []cli.Flag{fileFlag(), keyFlag(), rawFlag()}, Action: find,
+			},
+			{
+				Name: "set", Usage: "raise COLUMN of the row to VALUE (never lowers); prints ROWNO",
+				ArgsUsage: "TABLE CONTENT|--by-key HEX COLUMN VALUE", Flags: []cli.Flag{fileFlag(), keyFlag()}, Action: set,
+			},
+			{
+				Name: "increment", Usage: "add DELTA to this site's count of COUNTER; prints ROWNO",
+				ArgsUsage: "TABLE CONTENT|--by-key HEX COUNTER DELTA", Flags: []cli.Flag{fileFlag(), keyFlag()}, Action: increment,
+			},
+			{Name: "status", Usage: "show dbd's figures", Action: status},
+			{Name: "dump", Usage: "every row as one sorted line (compare sites with diff)", Action: dump},
+			{
+				Name: "scan", Usage: "the newest N rows of TABLE", ArgsUsage: "TABLE [N]", Action: scan,
+			},
+			benchCmd(),
+		},
+	}
+}
+
+func fileFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "file", Aliases: []string{"f"}, Usage: "CONTENT is the path of a file holding the content (- for stdin)"}
+}
+func keyFlag() cli.Flag {
+	return &cli.StringFlag{Name: "by-key", Usage: "name the row by its key (64 hex digits) instead of its content"}
+}
+func rawFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "raw", Usage: "print only the content bytes"}
+}
+
+// usageError is a command-line mistake: exit status 2.
+func usageError(format string, args ...any) error {
+	return cli.Exit("dbctl: "+fmt.Sprintf(format, args...), 2)
+}
+
+func dial(c *cli.Context) (*client.Client, error) {
+	addr, pub, key := c.String("db"), c.String("db-pub"), c.String("key")
+	if addr == "" || pub == "" || key == "" {
+		return nil, usageError("--db, --db-pub and --key (or TWINMX_DB, TWINMX_DB_PUB, TWINMX_KEY) are required")
+	}
+	kp, err := wire.LoadKeyPair(key)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := wire.LoadPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(client.Config{
+		Addr: addr, Static: kp, Server: sp, Timeout: c.Duration("timeout"),
+		MaxBackoff: time.Second,
+		Logger:     slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelError})),
+	})
+}
+
+func ctxOf(c *cli.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Context, c.Duration("timeout"))
+}
+
+// rowArgs parses "TABLE CONTENT|--by-key HEX" and returns the table, the
+// reference, and the remaining arguments.
+func rowArgs(c *cli.Context) (model.Table, wire.Ref, []string, error) {
+	args := c.Args().Slice()
+	if len(args) < 1 {
+		return 0, wire.Ref{}, nil, usageError("%s: missing TABLE", c.Command.Name)
+	}
+	t, err := model.ParseTable(args[0])
+	if err != nil {
+		return 0, wire.Ref{}, nil, usageError("%v", err)
+	}
+	args = args[1:]
+	if k := c.String("by-key"); k != "" && c.Command.Name != "find-or-insert" {
+		key, err := model.ParseKey(k)
+		if err != nil {
+			return 0, wire.Ref{}, nil, usageError("%v", err)
+		}
+		return t, wire.Ref{ByKey: true, Key: key}, args, nil
+	}
+	if len(args) < 1 {
+		return 0, wire.Ref{}, nil, usageError("%s: missing CONTENT", c.Command.Name)
+	}
+	content := []byte(args[0])
+	if c.Bool("file") {
+		content, err = readContent(c, args[0])
+		if err != nil {
+			return 0, wire.Ref{}, nil, err
+		}
+	}
+	return t, wire.Ref{Content: content}, args[1:], nil
+}
+
+func readContent(c *cli.Context, path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(c.App.Reader)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read content: %w", err)
+	}
+	return b, nil
+}
+
+func findOrInsert(c *cli.Context) error {
+	t, ref, rest, err := rowArgs(c)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 0 {
+		return usageError("find-or-insert: want TABLE CONTENT")
+	}
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := ctxOf(c)
+	defer cancel()
+	no, isNew, err := cl.FindOrInsert(ctx, t, ref.Content)
+	if err != nil {
+		return err
+	}
+	state := "old"
+	if isNew {
+		state = "new"
+	}
+	fmt.Fprintf(c.App.Writer, "%d %s\n", no, state)
+	return nil
+}
+
+func find(c *cli.Context) error {
+	t, ref, rest, err := rowArgs(c)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 0 {
+		return usageError("find: want TABLE CONTENT or --by-key HEX TABLE")
+	}
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := ctxOf(c)
+	defer cancel()
+	var row *wire.Row
+	if ref.ByKey {
+		row, err = cl.FindKey(ctx, t, ref.Key)
+	} else {
+		row, err = cl.Find(ctx, t, ref.Content)
+	}
+	if errors.Is(err, client.ErrNotFound) {
+		return cli.Exit("not found", ExitNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	if c.Bool("raw") {
+		_, err := c.App.Writer.Write(row.Content)
+		return err
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "table: %s\nkey: %s\nrowno: %d\nsize: %d\n", row.Table, row.Key, row.RowNo, row.Size)
+	fmt.Fprintf(w, "columns: %s\ncounters: %s\n", formatCols(row.State), formatCounters(row.State))
+	if len(row.Content) <= 4096 {
+		fmt.Fprintf(w, "content: %s\n", strconv.Quote(string(row.Content)))
+	} else {
+		fmt.Fprintf(w, "content: (%d bytes; --raw prints them)\n", len(row.Content))
+	}
+	return nil
+}
+
+func set(c *cli.Context) error       { return update(c, wire.OpSet) }
+func increment(c *cli.Context) error { return update(c, wire.OpIncrement) }
+
+func update(c *cli.Context, op wire.Op) error {
+	t, ref, rest, err := rowArgs(c)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 2 {
+		return usageError("%s: want TABLE CONTENT NAME VALUE", c.Command.Name)
+	}
+	name := rest[0]
+	if err := model.CheckName(name); err != nil {
+		return usageError("%v", err)
+	}
+	v, err := strconv.ParseUint(rest[1], 10, 64)
+	if err != nil {
+		return usageError("%s: VALUE must be an unsigned integer: %v", c.Command.Name, err)
+	}
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := ctxOf(c)
+	defer cancel()
+	var no uint64
+	if op == wire.OpSet {
+		no, err = cl.Set(ctx, t, ref, name, v)
+	} else {
+		no, err = cl.Increment(ctx, t, ref, name, v)
+	}
+	if errors.Is(err, client.ErrNotFound) {
+		return cli.Exit("not found", ExitNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.App.Writer, no)
+	return nil
+}
+
+func status(c *cli.Context) error {
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := ctxOf(c)
+	defer cancel()
+	figs, err := cl.Status(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "db: %s\n", c.String("db"))
+	for _, f := range figs {
+		fmt.Fprintf(c.App.Writer, "%s: %s\n", f.Name, f.Value)
+	}
+	return nil
+}
+
+// DumpLine formats one row of a dump: table, key, content digest, size,
+// columns and counters, without the site-local row number, so equal rows
+// give equal lines on every site.
+func DumpLine(r *wire.Row) string {
+	return fmt.Sprintf("%s %s sha256:%x size=%d cols=%s counters=%s",
+		r.Table, r.Key, r.Digest, r.Size, formatCols(r.State), formatCounters(r.State))
+}
+
+func dump(c *cli.Context) error {
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	// A dump may be long: it is bounded by --timeout per row, not overall.
+	st, err := cl.Dump(c.Context)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for {
+		ctx, cancel := ctxOf(c)
+		row, err := st.Next(ctx)
+		cancel()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintln(c.App.Writer, DumpLine(row)); err != nil {
+			return err
+		}
+	}
+}
+
+func scan(c *cli.Context) error {
+	args := c.Args().Slice()
+	if len(args) < 1 || len(args) > 2 {
+		return usageError("scan: want TABLE [N]")
+	}
+	t, err := model.ParseTable(args[0])
+	if err != nil {
+		return usageError("%v", err)
+	}
+	n := 20
+	if len(args) == 2 {
+		if n, err = strconv.Atoi(args[1]); err != nil || n < 0 {
+			return usageError("scan: N must be a non-negative integer")
+		}
+	}
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := ctxOf(c)
+	defer cancel()
+	st, err := cl.Scan(ctx, t, n)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for {
+		row, err := st.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "%d %s %s size=%d cols=%s counters=%s\n", row.RowNo, row.Table, row.Key, row.Size,
+			formatCols(row.State), formatCounters(row.State))
+	}
+}
+
+func formatCols(s model.State) string {
+	names := make([]string, 0, len(s.Cols))
+	for n := range s.Cols {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s=%d", n, s.Cols[n])
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ",")
+}
+
+func formatCounters(s model.State) string {
+	names := make([]string, 0, len(s.Counters))
+	for n := range s.Counters {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var parts []string
+	for _, n := range names {
+		sites := make([]string, 0, len(s.Counters[n]))
+		for site := range s.Counters[n] {
+			sites = append(sites, site)
+		}
+		sort.Strings(sites)
+		per := make([]string, len(sites))
+		for i, site := range sites {
+			per[i] = fmt.Sprintf("%s:%d", site, s.Counters[n][site])
+		}
+		parts = append(parts, fmt.Sprintf("%s=%d(%s)", n, s.Counter(n), strings.Join(per, "+")))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ",")
+}
+
+func keygenCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "keygen",
+		Usage: "make a key pair: --out DIR/NAME writes DIR/NAME (secret, 0600) and DIR/NAME.pub",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "out", Required: true, Usage: "path of the secret key file"}},
+		Action: func(c *cli.Context) error {
+			kp, err := wire.GenerateKeyPair(rand.Reader)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(filepath.Dir(c.String("out")), 0o700); err != nil {
+				return fmt.Errorf("make key folder: %w", err)
+			}
+			if err := wire.WriteKeyFiles(c.String("out"), kp); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "%s\n", kp.Public)
+			return nil
+		},
+	}
+}

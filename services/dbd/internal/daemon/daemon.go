@@ -1,0 +1,213 @@
+// Package daemon runs a complete dbd: keys, clients file, store, wire
+// server and metrics endpoint, until its context ends. cmd/dbd wires flags
+// to it; dbctl bench and tests start it in-process.
+package daemon
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/services/dbd/internal/auth"
+	"github.com/twinmx/twinmx/services/dbd/internal/metrics"
+	"github.com/twinmx/twinmx/services/dbd/internal/server"
+	"github.com/twinmx/twinmx/services/dbd/internal/store"
+)
+
+// Config is dbd's configuration. A zero field means its default.
+type Config struct {
+	Data    string // data folder. Required.
+	Listen  string // HOST:PORT for the wire protocol. Required.
+	KeyPath string // dbd's secret key file (KeyPath.pub beside it). Required.
+	Clients string // clients file: "ROLE PATH-TO-PUBKEY" per line. Required.
+	Metrics string // HOST:PORT for /metrics; "" = none.
+	// Site names this dbd's counter slot. Default: the first 8 bytes of
+	// its public key in hex, unique without configuration.
+	Site string
+	// ReloadInterval is how often the clients file is checked for changes
+	// (it is also reloaded on SIGHUP). Default 5 s.
+	ReloadInterval time.Duration
+	// ShutdownGrace is how long requests in flight may finish at shutdown.
+	// Default 10 s.
+	ShutdownGrace time.Duration
+	Logger        *slog.Logger // default slog.Default()
+	// Ready, if set, is called with the listening address once dbd serves.
+	Ready func(addr net.Addr)
+	// Server holds protocol limits; its key, clients, store, logger and
+	// metrics fields are filled in by Run.
+	Server server.Config
+}
+
+func (c *Config) applyDefaults() {
+	if c.ReloadInterval == 0 {
+		c.ReloadInterval = 5 * time.Second
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem with c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, f := range []struct{ name, v string }{
+		{"--data", c.Data}, {"--listen", c.Listen}, {"--key", c.KeyPath}, {"--clients", c.Clients},
+	} {
+		if f.v == "" {
+			errs = append(errs, fmt.Errorf("dbd: %s is required", f.name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run runs dbd until ctx ends (clean shutdown, nil error) or storage fails
+// (error: the process must exit non-zero and be restarted).
+func Run(ctx context.Context, cfg Config) error {
+	cfg.applyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := cfg.Logger
+	kp, err := wire.LoadKeyPair(cfg.KeyPath)
+	if err != nil {
+		return fmt.Errorf("load dbd key: %w", err)
+	}
+	clients, err := auth.LoadClients(cfg.Clients)
+	if err != nil {
+		return err
+	}
+	site := cfg.Site
+	if site == "" {
+		site = hex.EncodeToString(kp.Public[:8])
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	st, err := store.Open(store.Options{Dir: cfg.Data, Site: site, Logger: log, OnCommit: m.OnCommit})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	reg.MustRegister(metrics.NewPebbleCollector(st.Metrics))
+
+	scfg := cfg.Server
+	scfg.Static, scfg.Clients, scfg.Store, scfg.Logger, scfg.Metrics = kp, clients, st, log, m
+	srv, err := server.New(scfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var msrv *http.Server
+	if cfg.Metrics != "" {
+		mln, err := net.Listen("tcp", cfg.Metrics)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen for metrics on %s: %w", cfg.Metrics, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics endpoint failed", "err", err)
+			}
+		}()
+		defer msrv.Close()
+	}
+	serveErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		serveErr <- srv.Serve(ln)
+	}()
+	rctx, stopReload := context.WithCancel(ctx)
+	defer stopReload()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		reloadClients(rctx, cfg, srv, log)
+	}()
+	log.Info("dbd serving", "listen", ln.Addr().String(), "site", site, "clients", clients.Len(), "data", cfg.Data)
+	if cfg.Ready != nil {
+		cfg.Ready(ln.Addr())
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("dbd shutting down")
+	case <-st.Failed():
+		runErr = fmt.Errorf("storage failed: %w", st.Err())
+	case err := <-serveErr:
+		runErr = fmt.Errorf("serve: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	if runErr != nil {
+		srv.Close()
+	} else {
+		srv.Shutdown(sctx)
+	}
+	stopReload()
+	return runErr
+}
+
+// reloadClients reloads the clients file on SIGHUP and when its
+// modification time changes. A bad file is logged and ignored: the old
+// list stays in force.
+func reloadClients(ctx context.Context, cfg Config, srv *server.Server, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	notifyHangup(hup)
+	defer signal.Stop(hup)
+	mtime := func() time.Time {
+		fi, err := os.Stat(cfg.Clients)
+		if err != nil {
+			return time.Time{}
+		}
+		return fi.ModTime()
+	}
+	last := mtime()
+	t := time.NewTicker(cfg.ReloadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		case <-t.C:
+			if m := mtime(); m.Equal(last) {
+				continue
+			} else {
+				last = m
+			}
+		}
+		c, err := auth.LoadClients(cfg.Clients)
+		if err != nil {
+			log.Error("reload clients file; keeping the old list", "err", err)
+			continue
+		}
+		srv.SetClients(c)
+		log.Info("clients file reloaded", "clients", c.Len())
+	}
+}
