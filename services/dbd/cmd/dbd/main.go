@@ -10,8 +10,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/urfave/cli/v2"
 	"github.com/twinmx/twinmx/services/dbd/internal/daemon"
+	"github.com/urfave/cli/v2"
 )
 
 func main() {

@@ -132,7 +132,7 @@ type Server struct {
 	ctx    context.Context // cancelled by Close: aborts in-flight work
 	cancel context.CancelFunc
 
-	mu        struct {
+	mu struct {
 		sync.Mutex
 		listeners map[net.Listener]struct{}
 		conns     map[*conn]struct{}

@@ -23,4 +23,3 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 	l.log.Error("pebble fatal: " + fmt.Sprintf(format, args...))
 	os.Exit(2)
 }
-

@@ -229,7 +229,6 @@ func TestWatch(t *testing.T) {
 	}
 }
 
-
 // TestCrashKeepsAcknowledged runs random acknowledged writes on a crashable
 // in-memory FS, crashes at random points (keeping only synced data, or a
 // random share of unsynced data) and checks that every acknowledged write
