@@ -1311,20 +1311,18 @@ func BenchmarkHandshake(b *testing.B) {
 		cnc, snc := net.Pipe()
 		done := make(chan error, 1)
 		go func() {
-			c, err := ServerHandshake(ctx, snc, scfg)
-			if err == nil {
-				c.nc.Close()
-			}
+			_, err := ServerHandshake(ctx, snc, scfg)
 			done <- err
 		}()
-		c, err := ClientHandshake(ctx, cnc, ccfg)
+		_, err := ClientHandshake(ctx, cnc, ccfg)
 		if err != nil {
 			b.Fatal(err)
 		}
 		if err := <-done; err != nil {
 			b.Fatal(err)
 		}
-		c.nc.Close()
+		cnc.Close()
+		snc.Close()
 	}
 }
 
