@@ -90,7 +90,7 @@ func (cfg *ServerConfig) params() (*serverParams, error) {
 	var problems []error
 	if cfg.Static.Private == [KeySize]byte{} {
 		problems = append(problems, errors.New("static key pair is required"))
-	} else if err := cfg.Static.check(); err != nil {
+	} else if err := cfg.Static.checkCached(); err != nil {
 		problems = append(problems, err)
 	}
 	if cfg.Authorize == nil {
@@ -147,7 +147,7 @@ func (cfg *ClientConfig) params() (*clientParams, error) {
 	var problems []error
 	if cfg.Static.Private == [KeySize]byte{} {
 		problems = append(problems, errors.New("static key pair is required"))
-	} else if err := cfg.Static.check(); err != nil {
+	} else if err := cfg.Static.checkCached(); err != nil {
 		problems = append(problems, err)
 	}
 	if cfg.Server.IsZero() {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/crypto/curve25519"
 )
@@ -98,6 +99,27 @@ func (kp *KeyPair) check() error {
 	if subtle.ConstantTimeCompare(pub[:], kp.Public[:]) != 1 {
 		return fmt.Errorf("%w: public key does not match the private key", ErrBadKey)
 	}
+	return nil
+}
+
+// lastChecked memoises the most recent key pair that passed check, so the
+// per-connection config validation costs a comparison instead of a scalar
+// multiplication: the handshake must not do expensive work for a peer that
+// has not sent anything yet (TEST-CATALOG item 75).
+var lastChecked atomic.Pointer[KeyPair]
+
+// checkCached is check with the memo.
+func (kp *KeyPair) checkCached() error {
+	if last := lastChecked.Load(); last != nil &&
+		subtle.ConstantTimeCompare(last.Private[:], kp.Private[:]) == 1 &&
+		subtle.ConstantTimeCompare(last.Public[:], kp.Public[:]) == 1 {
+		return nil
+	}
+	if err := kp.check(); err != nil {
+		return err
+	}
+	cp := *kp
+	lastChecked.Store(&cp)
 	return nil
 }
 

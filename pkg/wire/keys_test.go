@@ -255,3 +255,25 @@ func TestLoadKeyFilesRejectBadContent(t *testing.T) {
 		t.Errorf("LoadPublicKey(missing) error = %v, want ErrNotExist", err)
 	}
 }
+
+func TestCheckCached(t *testing.T) {
+	kp := mustKeyPair(t)
+	for range 2 { // the second call hits the memo
+		if err := kp.checkCached(); err != nil {
+			t.Fatalf("checkCached(valid) = %v", err)
+		}
+	}
+	bad := kp
+	bad.Public[5] ^= 1
+	if err := bad.checkCached(); !errors.Is(err, ErrBadKey) {
+		t.Fatalf("checkCached(mismatched) = %v, want ErrBadKey", err)
+	}
+	bad = kp
+	bad.Private[5] ^= 1
+	if err := bad.checkCached(); !errors.Is(err, ErrBadKey) {
+		t.Fatalf("checkCached(other private) = %v, want ErrBadKey", err)
+	}
+	if err := kp.checkCached(); err != nil {
+		t.Fatalf("checkCached(valid) after failures = %v", err)
+	}
+}
