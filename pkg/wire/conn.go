@@ -448,8 +448,9 @@ func (c *Conn) fail(err error) error {
 // ReadFrame reads, authenticates and decodes the next frame. The returned
 // Data is owned by the caller. A CLOSE frame from the peer returns io.EOF,
 // and so does every later call. Any other failure kills c (see Conn) and
-// returns an error wrapping ErrTruncated, ErrDecrypt, ErrFrameTooLarge,
-// ErrBadFrame, ErrNonceExhausted or ErrClosed, or the network error.
+// returns an error wrapping ErrTruncated (the stream ended, or was reset,
+// without CLOSE), ErrDecrypt, ErrFrameTooLarge, ErrBadFrame,
+// ErrNonceExhausted, ErrClosed (after Close), or os.ErrDeadlineExceeded.
 func (c *Conn) ReadFrame() (Frame, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
@@ -485,16 +486,13 @@ func (e *idleTimeout) Unwrap() error { return e.err }
 func (c *Conn) readFrameLocked() (Frame, error) {
 	var hdr [LengthSize]byte
 	if n, err := io.ReadFull(c.nc, hdr[:]); err != nil {
-		switch {
-		case n == 0 && errors.Is(err, os.ErrDeadlineExceeded):
+		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 			return Frame{}, &idleTimeout{fmt.Errorf("wire: read frame: %w", err)}
-		case n == 0 && err == io.EOF:
-			return Frame{}, fmt.Errorf("%w: stream ended after %d frames", ErrTruncated, c.nrecv)
-		case errors.Is(err, io.ErrUnexpectedEOF):
-			return Frame{}, fmt.Errorf("%w: stream ended inside a length prefix", ErrTruncated)
-		default:
-			return Frame{}, fmt.Errorf("wire: read frame: %w", err)
 		}
+		if n == 0 {
+			return Frame{}, readError(err, fmt.Sprintf("after %d frames", c.nrecv))
+		}
+		return Frame{}, readError(err, "inside a length prefix")
 	}
 	n := int(binary.BigEndian.Uint16(hdr[:]))
 	switch {
@@ -536,6 +534,20 @@ func (c *Conn) readFrameLocked() (Frame, error) {
 	return f, nil
 }
 
+// readError classifies a read error that ends the stream where no CLOSE
+// frame was received. A passed deadline stays a timeout; the end of the
+// stream, a reset or any other network error wraps ErrTruncated.
+func readError(err error, where string) error {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("wire: read frame: timeout %s: %w", where, err)
+	case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("%w: stream ended %s", ErrTruncated, where)
+	default:
+		return fmt.Errorf("%w: stream ended %s: %w", ErrTruncated, where, err)
+	}
+}
+
 // readBodyLocked reads n ciphertext bytes into c.rbuf, growing it only as
 // bytes arrive, so a peer that announces a large frame and then stays
 // silent costs no memory.
@@ -553,10 +565,7 @@ func (c *Conn) readBodyLocked(n int) ([]byte, error) {
 		buf = buf[:len(buf)+m]
 		if err != nil && len(buf) < n {
 			c.rbuf = buf[:0]
-			if err == io.EOF {
-				return nil, fmt.Errorf("%w: stream ended inside frame %d (%d of %d bytes)", ErrTruncated, c.nrecv, len(buf), n)
-			}
-			return nil, fmt.Errorf("wire: read frame: %w", err)
+			return nil, readError(err, fmt.Sprintf("inside frame %d (%d of %d bytes)", c.nrecv, len(buf), n))
 		}
 	}
 	c.rbuf = buf[:0]

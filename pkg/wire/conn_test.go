@@ -806,6 +806,18 @@ func TestConnFrameTampering(t *testing.T) {
 			}
 		})
 	}
+	t.Run("reset mid-stream", func(t *testing.T) {
+		_, srv := detSessions(t)
+		a, b := tcpPair(t)
+		a.Write(cat(w[0], w[1][:5]))
+		// Linger 0 turns Close into a TCP reset.
+		a.(*net.TCPConn).SetLinger(0)
+		a.Close()
+		got, err := readAll(t, newConn(b, srv, DefaultRekeyFrames), 10)
+		if len(got) > 1 || !errors.Is(err, ErrTruncated) {
+			t.Fatalf("after a reset: %q, %v; want ErrTruncated", frameData(got), err)
+		}
+	})
 	t.Run("client refuses its own frames", func(t *testing.T) {
 		// The client's receive key is the server-to-client key: frames it
 		// sent itself fail there too.
