@@ -642,6 +642,33 @@ func TestConnHandshakeLengthPrefix(t *testing.T) {
 	}
 }
 
+// TestConnMsg2LengthPrefix flips every bit of message 2's length prefix;
+// the client refuses each without reading a body.
+func TestConnMsg2LengthPrefix(t *testing.T) {
+	f := newFixture(t)
+	for bit := range 16 {
+		cnc, snc := tcpPair(t)
+		go func() {
+			m1, err := readHandshakeMsg(snc, Msg1Size)
+			if err != nil {
+				return
+			}
+			r := f.responder(time.Now())
+			m2, _, err := r.respond(m1)
+			if err != nil {
+				return
+			}
+			b := append(binary.BigEndian.AppendUint16(nil, Msg2Size), m2...)
+			b[bit/8] ^= 1 << (bit % 8)
+			snc.Write(b)
+		}()
+		ccfg := f.clientConfig()
+		ccfg.HandshakeTimeout = time.Second
+		_, err := ClientHandshake(context.Background(), cnc, ccfg)
+		wantReason(t, err, ReasonMalformed)
+	}
+}
+
 func TestConfigValidation(t *testing.T) {
 	f := newFixture(t)
 	nc := &memConn{}
