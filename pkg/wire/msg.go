@@ -415,7 +415,7 @@ func (d *dec) request(top bool) *Request {
 		r.Value = d.uvarint()
 		r.Flag = d.bool()
 	case OpMerge:
-		r.Name = d.name()
+		r.Name = d.optName()
 		r.Value = d.uvarint()
 		n := d.count(MaxMergeRows)
 		for i := uint64(0); i < n && d.err == nil; i++ {
@@ -602,6 +602,17 @@ func (d *dec) str(max uint64) string {
 func (d *dec) name() string {
 	s := d.str(model.MaxNameLen)
 	if d.err == nil {
+		if err := model.CheckName(s); err != nil {
+			d.fail(err.Error())
+		}
+	}
+	return s
+}
+
+// optName reads a name that may be empty (an optional cursor).
+func (d *dec) optName() string {
+	s := d.str(model.MaxNameLen)
+	if d.err == nil && s != "" {
 		if err := model.CheckName(s); err != nil {
 			d.fail(err.Error())
 		}

@@ -43,7 +43,7 @@ type conn struct {
 	writeMu sync.Mutex
 
 	mu      sync.Mutex
-	running map[uint32]context.CancelFunc // requests in flight by id
+	running map[uint32]running // requests in flight by id
 	wg      sync.WaitGroup                // request goroutines
 }
 
@@ -98,7 +98,7 @@ func (s *Server) serveConn(nc net.Conn, id uint64) {
 		cancel:   cancel,
 		inflight: make(chan struct{}, s.cfg.MaxInflight),
 		streams:  make(chan struct{}, s.cfg.MaxStreams),
-		running:  map[uint32]context.CancelFunc{},
+		running:  map[uint32]running{},
 	}
 	s.mu.Lock()
 	if s.mu.shutting {
@@ -124,8 +124,35 @@ func (s *Server) serveConn(nc net.Conn, id uint64) {
 	c.run()
 }
 
-// stopReading makes the connection refuse new requests (shutdown phase 1).
-func (c *conn) stopReading() { c.stopped.Store(true) }
+// shutdown makes the connection refuse new requests (shutdown phase 1) and
+// closes it as soon as no request is in flight.
+func (c *conn) shutdown() {
+	c.stopped.Store(true)
+	c.mu.Lock()
+	for _, r := range c.running {
+		if r.stream { // streams never finish by themselves
+			r.cancel()
+		}
+	}
+	c.mu.Unlock()
+	c.closeIfIdle()
+}
+
+// closeIfIdle closes a stopped connection that has no request in flight.
+func (c *conn) closeIfIdle() {
+	c.mu.Lock()
+	idle := len(c.running) == 0
+	c.mu.Unlock()
+	if idle && c.stopped.Load() {
+		c.wc.Close()
+	}
+}
+
+// running is a request in flight.
+type running struct {
+	cancel context.CancelFunc
+	stream bool
+}
 
 // assembly is a request whose frames are still arriving.
 type assembly struct {
@@ -160,8 +187,8 @@ func (c *conn) run() {
 				delete(pending, f.ReqID)
 			}
 			c.mu.Lock()
-			if cancel := c.running[f.ReqID]; cancel != nil {
-				cancel()
+			if r, ok := c.running[f.ReqID]; ok {
+				r.cancel()
 			}
 			c.mu.Unlock()
 			continue
@@ -242,7 +269,7 @@ func (c *conn) dispatch(id uint32, msg []byte) bool {
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	c.mu.Lock()
-	c.running[id] = cancel
+	c.running[id] = running{cancel: cancel, stream: stream}
 	c.mu.Unlock()
 	c.wg.Add(1)
 	go func() {
@@ -251,6 +278,7 @@ func (c *conn) dispatch(id uint32, msg []byte) bool {
 			c.mu.Lock()
 			delete(c.running, id)
 			c.mu.Unlock()
+			c.closeIfIdle()
 			if stream {
 				c.nstreams.Add(-1)
 				<-c.streams

@@ -244,7 +244,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	for cn := range s.mu.conns {
-		cn.stopReading()
+		cn.shutdown()
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})

@@ -1,0 +1,333 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/services/dbd/internal/auth"
+	"github.com/twinmx/twinmx/services/dbd/internal/dbdtest"
+	"github.com/twinmx/twinmx/services/dbd/internal/server"
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestOperations(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	c := e.Client(auth.Admin)
+	ctx := ctxT(t)
+	no, isNew, err := c.FindOrInsert(ctx, model.Body, []byte("hello"))
+	if err != nil || no != 1 || !isNew {
+		t.Fatalf("FindOrInsert = %d, %v, %v; want 1, true", no, isNew, err)
+	}
+	if no, isNew, _ = c.FindOrInsert(ctx, model.Body, []byte("hello")); no != 1 || isNew {
+		t.Fatalf("second FindOrInsert = %d, %v; want 1, false", no, isNew)
+	}
+	ref := wire.Ref{Content: []byte("hello")}
+	if _, err := c.Set(ctx, model.Body, ref, "verdict", 7); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Set(ctx, model.Body, ref, "verdict", 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Increment(ctx, model.Body, ref, "hits", 2); err != nil {
+		t.Fatal(err)
+	}
+	row, err := c.FindKey(ctx, model.Body, model.KeyOf(model.Body, []byte("hello")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(row.Content) != "hello" || row.State.Col("verdict") != 7 || row.State.Counter("hits") != 2 {
+		t.Fatalf("row = %+v", row)
+	}
+	if _, err := c.Find(ctx, model.Body, []byte("nope")); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("Find(missing) = %v, want ErrNotFound", err)
+	}
+	if _, err := c.Set(ctx, model.Body, wire.Ref{Content: []byte("nope")}, "x", 1); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("Set(missing) = %v, want ErrNotFound", err)
+	}
+	res, err := c.Batch(ctx, []wire.Request{
+		{Op: wire.OpFindOrInsert, Table: model.Header, Content: []byte("h")},
+		{Op: wire.OpFindOrInsert, Table: model.Body, Content: []byte("hello")},
+		{Op: wire.OpSet, Table: model.Header, Ref: wire.Ref{Content: []byte("h")}, Name: "ack", Value: 1},
+	})
+	if err != nil || !res[0].New || res[1].New || res[2].NotFound {
+		t.Fatalf("Batch = %+v, %v", res, err)
+	}
+	st, err := c.Scan(ctx, model.Body, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r, err := st.Next(ctx)
+	if err != nil || r.RowNo != 1 {
+		t.Fatalf("scan first = %+v, %v", r, err)
+	}
+	if _, err := st.Next(ctx); !errors.Is(err, io.EOF) {
+		t.Fatalf("scan end = %v, want EOF", err)
+	}
+	figs, err := c.Status(ctx)
+	if err != nil || len(figs) == 0 {
+		t.Fatalf("Status = %v, %v", figs, err)
+	}
+}
+
+func TestRolesEnforced(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	ctx := ctxT(t)
+	admin, smtpd, pop := e.Client(auth.Admin), e.Client(auth.SMTPD), e.Client(auth.Mailbox)
+	if _, _, err := smtpd.FindOrInsert(ctx, model.Body, []byte("mail body")); err != nil {
+		t.Fatalf("smtpd insert body: %v", err)
+	}
+	forbidden := func(name string, err error) {
+		t.Helper()
+		var we *wire.Error
+		if !errors.As(err, &we) || we.Code != wire.CodeForbidden {
+			t.Errorf("%s: err = %v, want forbidden", name, err)
+		}
+	}
+	_, err := smtpd.Find(ctx, model.Body, []byte("mail body"))
+	forbidden("smtpd reads a body", err)
+	_, err = smtpd.Set(ctx, model.Receive, wire.Ref{Content: []byte("r")}, "verdict", 1)
+	forbidden("smtpd sets a verdict", err)
+	_, err = smtpd.Batch(ctx, []wire.Request{{Op: wire.OpFindOrInsert, Table: model.POP3, Content: []byte("acct")}})
+	forbidden("smtpd batch into pop3", err)
+	_, err = admin.Merge(ctx, nil, "", 0)
+	forbidden("admin merges", err)
+	st, err := pop.Changes(ctx, 0, false)
+	if err == nil {
+		_, err = st.Next(ctx)
+		st.Close()
+	}
+	forbidden("mailbox reads the replication stream", err)
+	// dbd keeps serving the same connection after refusals.
+	if _, _, err := smtpd.FindOrInsert(ctx, model.Header, []byte("h")); err != nil {
+		t.Fatalf("after refusals: %v", err)
+	}
+}
+
+func TestUnknownClientKeyRefused(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	stranger, _ := wire.GenerateKeyPair(rand.Reader)
+	c := e.ClientWithKey(stranger, e.DBKey.Public)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := c.Ping(ctx); err == nil {
+		t.Fatal("unlisted client key was served")
+	}
+}
+
+func TestWrongServerKeyRefused(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	other, _ := wire.GenerateKeyPair(rand.Reader)
+	c := e.ClientWithKey(e.Keys[auth.Admin], other.Public)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := c.Ping(ctx); err == nil {
+		t.Fatal("client accepted a server with another key than the pinned one")
+	}
+}
+
+func TestKeyRemovalClosesSessions(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	ctx := ctxT(t)
+	wc := e.Dial(auth.SMTPD)
+	// Rewrite the clients file without smtpd; dbd reloads it and must
+	// close the live session of the removed key.
+	if err := writeFile(e.Clients, "admin keys/admin.pub\n"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := wc.ReadFrame()
+		done <- err
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("session of a removed key stayed open")
+	}
+	if err := e.Client(auth.Admin).Ping(ctx); err != nil {
+		t.Fatalf("admin after reload: %v", err)
+	}
+}
+
+func TestBadInputKeepsServing(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{Server: server.Config{MaxMessage: 1 << 20}})
+	ctx := ctxT(t)
+	wc := e.Dial(auth.Admin)
+	ask := func(id uint32, msg []byte) (*wire.Result, error) {
+		t.Helper()
+		for len(msg) > wire.MaxFrameData {
+			if err := wc.WriteFrame(wire.Frame{Flags: wire.FlagMore, ReqID: id, Data: msg[:wire.MaxFrameData]}); err != nil {
+				t.Fatal(err)
+			}
+			msg = msg[wire.MaxFrameData:]
+		}
+		if err := wc.WriteFrame(wire.Frame{ReqID: id, Data: msg}); err != nil {
+			t.Fatal(err)
+		}
+		f, err := wc.ReadFrame()
+		if err != nil {
+			t.Fatalf("connection ended after bad input: %v", err)
+		}
+		if f.ReqID != id || f.Flags&wire.FlagMore != 0 {
+			t.Fatalf("answer frame %+v", f)
+		}
+		return wire.DecodeAnswer(wire.OpPing, f.Data)
+	}
+	code := func(err error) wire.Code {
+		var we *wire.Error
+		if errors.As(err, &we) {
+			return we.Code
+		}
+		t.Fatalf("err = %v, want a wire.Error", err)
+		return 0
+	}
+	cases := []struct {
+		name string
+		msg  []byte
+		want wire.Code
+	}{
+		{"empty", nil, wire.CodeBadRequest},
+		{"unknown op", []byte{99}, wire.CodeBadRequest},
+		{"unknown table", []byte{byte(wire.OpFindOrInsert), 77, 1, 'x'}, wire.CodeBadRequest},
+		{"length past end", []byte{byte(wire.OpFindOrInsert), 1, 100, 'x'}, wire.CodeBadRequest},
+		{"bad column name", append([]byte{byte(wire.OpSet), 1, 0, 1, 'x', 3}, "A B"...), wire.CodeBadRequest},
+		{"oversized", append([]byte{byte(wire.OpFindOrInsert), 1}, make([]byte, 2<<20)...), wire.CodeTooLarge},
+	}
+	for i, tc := range cases {
+		_, err := ask(uint32(i+1), tc.msg)
+		if got := code(err); got != tc.want {
+			t.Errorf("%s: code %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	ping, _ := wire.AppendRequest(nil, &wire.Request{Op: wire.OpPing})
+	if _, err := ask(100, ping); err != nil {
+		t.Fatalf("ping after bad input: %v", err)
+	}
+	if err := e.Client(auth.Admin).Ping(ctx); err != nil {
+		t.Fatalf("other clients after bad input: %v", err)
+	}
+}
+
+func TestSilentClientTimesOut(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{Server: server.Config{HandshakeTimeout: 200 * time.Millisecond}})
+	nc, err := net.Dial("tcp", e.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	if _, err := nc.Read(make([]byte, 1)); err == nil {
+		t.Fatal("dbd sent data to a client that never handshook")
+	}
+	if time.Since(start) > 4*time.Second {
+		t.Fatal("dbd kept a silent client past its handshake timeout")
+	}
+}
+
+func TestSilentServerTimesOut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer nc.Close() // never answers
+		}
+	}()
+	kp, _ := wire.GenerateKeyPair(rand.Reader)
+	srv, _ := wire.GenerateKeyPair(rand.Reader)
+	c, err := client.New(client.Config{Addr: ln.Addr().String(), Static: kp, Server: srv.Public, DialTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := c.Ping(ctx); err == nil {
+		t.Fatal("ping to a silent server succeeded")
+	}
+}
+
+func TestWatchAndChanges(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	ctx := ctxT(t)
+	admin, spam, backup := e.Client(auth.Admin), e.Client(auth.SpamD), e.Client(auth.BackupD)
+	rc := []byte("receive-row")
+	key := model.KeyOf(model.Receive, rc)
+	if _, _, err := admin.FindOrInsert(ctx, model.Receive, rc); err != nil {
+		t.Fatal(err)
+	}
+	w, err := admin.Watch(ctx, model.Receive, []model.Key{key}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if r, err := w.Next(ctx); err != nil || r.Key != key || r.State.Col("verdict") != 0 {
+		t.Fatalf("initial watch row = %+v, %v", r, err)
+	}
+	ch, err := backup.Changes(ctx, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	r, err := ch.Next(ctx)
+	if err != nil || r.Key != key || !bytes.Equal(r.Content, rc) {
+		t.Fatalf("first change = %+v, %v", r, err)
+	}
+	if _, err := spam.Set(ctx, model.Receive, wire.Ref{ByKey: true, Key: key}, "verdict", 5); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := w.Next(ctx); err != nil || r.State.Col("verdict") != 5 {
+		t.Fatalf("watch after set = %+v, %v", r, err)
+	}
+	r2, err := ch.Next(ctx)
+	if err != nil || r2.Key != key || r2.Stamp <= r.Stamp || r2.State.Col("verdict") != 5 {
+		t.Fatalf("pushed change = %+v, %v", r2, err)
+	}
+	if _, err := backup.Merge(ctx, []wire.Row{{Table: model.Text, Key: model.KeyOf(model.Text, []byte("t")), HasContent: true, Content: []byte("t")}}, "from-x", r2.Stamp); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := backup.Cursor(ctx, "from-x"); err != nil || v != r2.Stamp {
+		t.Fatalf("cursor = %d, %v", v, err)
+	}
+	bad := wire.Row{Table: model.Text, Key: model.KeyOf(model.Text, []byte("x")), HasContent: true, Content: []byte("not x")}
+	if _, err := backup.Merge(ctx, []wire.Row{bad}, "", 0); err == nil {
+		t.Fatal("merge of a row whose key does not match its content was accepted")
+	}
+}
+
+func TestLargeContent(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	ctx := ctxT(t)
+	c := e.Client(auth.Admin)
+	big := make([]byte, 5<<20)
+	rand.Read(big)
+	if _, _, err := c.FindOrInsert(ctx, model.Body, big); err != nil {
+		t.Fatal(err)
+	}
+	row, err := c.Find(ctx, model.Body, big)
+	if err != nil || !bytes.Equal(row.Content, big) {
+		t.Fatalf("5 MiB round trip: err %v, equal %v", err, err == nil && bytes.Equal(row.Content, big))
+	}
+}
