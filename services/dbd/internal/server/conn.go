@@ -44,7 +44,7 @@ type conn struct {
 
 	mu      sync.Mutex
 	running map[uint32]running // requests in flight by id
-	wg      sync.WaitGroup                // request goroutines
+	wg      sync.WaitGroup     // request goroutines
 }
 
 func (s *Server) serveConn(nc net.Conn, id uint64) {
