@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flynn/noise"
@@ -359,12 +361,20 @@ type Conn struct {
 	nrecv uint64 // frames received, for rekeying
 	rbuf  []byte // ciphertext buffer, grown only as bytes arrive
 	reof  bool   // a CLOSE frame was received
+	br    *bufio.Reader
+
+	// wwait counts writers waiting for wmu. A writer that finds others
+	// waiting leaves its frame in bw for the last of them to flush, so
+	// frames of concurrent requests share one write(2) (write combining);
+	// the last writer always flushes, so no frame is left behind.
+	wwait atomic.Int32
 
 	wmu   sync.Mutex // serialises writers; guards the fields below
 	send  *noise.CipherState
 	nsent uint64 // frames sent, for rekeying
 	wbuf  []byte // length prefix ‖ ciphertext of the frame being sent
-	wdone error  // writes refused from now on (ErrNonceExhausted, ErrClosed)
+	bw    *bufio.Writer
+	wdone error // writes refused from now on (ErrNonceExhausted, ErrClosed)
 
 	state struct {
 		sync.Mutex
@@ -385,8 +395,18 @@ func newConn(nc net.Conn, s *session, rekey uint64) *Conn {
 		rekey:   rekey,
 		recv:    s.recv,
 		send:    s.send,
+		// Buffered I/O: many pipelined frames per read(2) and write(2).
+		// Both buffers are fixed, so a silent peer still costs no more.
+		br: bufio.NewReaderSize(nc, readBufferSize),
+		bw: bufio.NewWriterSize(nc, writeBufferSize),
 	}
 }
+
+// Socket buffer sizes of a Conn.
+const (
+	readBufferSize  = 16 << 10
+	writeBufferSize = 32 << 10
+)
 
 // PeerStatic returns the peer's authenticated static public key.
 func (c *Conn) PeerStatic() PublicKey { return c.peer }
@@ -485,7 +505,7 @@ func (e *idleTimeout) Unwrap() error { return e.err }
 // REQUIRES: c.rmu held.
 func (c *Conn) readFrameLocked() (Frame, error) {
 	var hdr [LengthSize]byte
-	if n, err := io.ReadFull(c.nc, hdr[:]); err != nil {
+	if n, err := io.ReadFull(c.br, hdr[:]); err != nil {
 		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 			return Frame{}, &idleTimeout{fmt.Errorf("wire: read frame: %w", err)}
 		}
@@ -561,7 +581,7 @@ func (c *Conn) readBodyLocked(n int) ([]byte, error) {
 			copy(nb, buf)
 			buf = nb
 		}
-		m, err := c.nc.Read(buf[len(buf):min(n, cap(buf))])
+		m, err := c.br.Read(buf[len(buf):min(n, cap(buf))])
 		buf = buf[:len(buf)+m]
 		if err != nil && len(buf) < n {
 			c.rbuf = buf[:0]
@@ -585,15 +605,32 @@ func (c *Conn) WriteFrame(f Frame) error {
 	if len(f.Data) > c.MaxFrameData() {
 		return fmt.Errorf("%w: %d data bytes, peer accepts %d", ErrFrameTooLarge, len(f.Data), c.MaxFrameData())
 	}
+	c.wwait.Add(1)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	last := c.wwait.Add(-1) == 0
 	if err := c.fatal(); err != nil {
 		return err
 	}
 	if c.wdone != nil {
 		return c.wdone
 	}
-	return c.writeLocked(f)
+	if err := c.writeLocked(f); err != nil {
+		return err
+	}
+	if last {
+		return c.flushLocked()
+	}
+	return nil
+}
+
+// flushLocked writes buffered frames to the socket.
+// REQUIRES: c.wmu held.
+func (c *Conn) flushLocked() error {
+	if err := c.bw.Flush(); err != nil {
+		return c.fail(fmt.Errorf("wire: write frame: %w", err))
+	}
+	return nil
 }
 
 // writeLocked encrypts and sends f.
@@ -624,7 +661,7 @@ func (c *Conn) writeLocked(f Frame) error {
 	}
 	binary.BigEndian.PutUint16(b, uint16(len(b)-LengthSize))
 	c.wbuf = b[:0]
-	if _, err := c.nc.Write(b); err != nil {
+	if _, err := c.bw.Write(b); err != nil {
 		return c.fail(fmt.Errorf("wire: write frame: %w", err))
 	}
 	c.nsent++
@@ -654,7 +691,9 @@ func (c *Conn) Close() error {
 		c.nc.SetWriteDeadline(time.Now().Add(closeTimeout))
 		c.wmu.Lock()
 		if c.fatal() == nil {
-			c.writeLocked(Frame{Flags: FlagClose})
+			if c.writeLocked(Frame{Flags: FlagClose}) == nil {
+				c.flushLocked()
+			}
 		}
 		c.wdone = ErrClosed
 		c.wmu.Unlock()

@@ -30,6 +30,8 @@ func benchCmd() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "concurrency", Value: 64, Usage: "requests in flight"},
 			&cli.IntFlag{Name: "size", Value: 1024, Usage: "content bytes per row"},
+			&cli.IntFlag{Name: "connections", Value: 1, Usage: "connections the requests in flight are spread over"},
+			&cli.IntFlag{Name: "rounds", Value: 2, Usage: "alternating rounds of baseline and wire phases"},
 			&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "length of each throughput phase"},
 			&cli.StringFlag{Name: "dir", Usage: "folder for the temporary data (default: the system temp folder)"},
 		},
@@ -43,8 +45,8 @@ func benchCmd() *cli.Command {
 // ratio the foundation issue asks for.
 func bench(c *cli.Context) error {
 	conc, size, dur := c.Int("concurrency"), c.Int("size"), c.Duration("duration")
-	if conc < 1 || size < 0 || dur <= 0 {
-		return usageError("bench: --concurrency ≥ 1, --size ≥ 0, --duration > 0")
+	if conc < 1 || size < 0 || dur <= 0 || c.Int("rounds") < 1 || c.Int("connections") < 1 {
+		return usageError("bench: --concurrency, --rounds, --connections ≥ 1, --size ≥ 0, --duration > 0")
 	}
 	root, err := os.MkdirTemp(c.String("dir"), "dbctl-bench-")
 	if err != nil {
@@ -53,12 +55,6 @@ func bench(c *cli.Context) error {
 	defer os.RemoveAll(root)
 	w := c.App.Writer
 	fmt.Fprintf(w, "bench: concurrency=%d size=%d duration=%s dir=%s\n", conc, size, dur, root)
-
-	base, err := benchPebble(c.Context, filepath.Join(root, "pebble"), conc, size, dur)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "embedded pebble synced writes: %.0f ops/s\n", base)
 
 	env, err := startBenchDBD(c.Context, root)
 	if err != nil {
@@ -70,11 +66,33 @@ func bench(c *cli.Context) error {
 		return err
 	}
 	defer cl.Close()
-	wireOps, err := benchWire(c.Context, cl, conc, size, dur)
-	if err != nil {
-		return err
+	clients := []*client.Client{cl}
+	for i := 1; i < c.Int("connections"); i++ {
+		ci, err := env.client()
+		if err != nil {
+			return err
+		}
+		defer ci.Close()
+		clients = append(clients, ci)
 	}
-	fmt.Fprintf(w, "wire find-or-insert: %.0f ops/s\n", wireOps)
+	// The disk's speed drifts (other tenants, compactions), so the
+	// baseline and the wire phases alternate and the ratio is taken over
+	// the sums.
+	var baseSum, wireSum float64
+	for round := 1; round <= c.Int("rounds"); round++ {
+		base, err := benchPebble(c.Context, filepath.Join(root, fmt.Sprintf("pebble-%d", round)), conc, size, dur)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "round %d: embedded pebble synced writes: %.0f ops/s\n", round, base)
+		wireOps, err := benchWire(c.Context, clients, conc, size, dur, uint64(round))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "round %d: wire find-or-insert: %.0f ops/s\n", round, wireOps)
+		baseSum += base
+		wireSum += wireOps
+	}
 
 	hs, err := benchHandshake(c.Context, env, 50)
 	if err != nil {
@@ -87,7 +105,7 @@ func bench(c *cli.Context) error {
 		return err
 	}
 	fmt.Fprintf(w, "latency at low load (1 in flight, %d ops): p50 %s p99 %s\n", n, p50.Round(time.Microsecond), p99.Round(time.Microsecond))
-	fmt.Fprintf(w, "ratio: %.2f\n", wireOps/base)
+	fmt.Fprintf(w, "ratio: %.2f\n", wireSum/baseSum)
 	return nil
 }
 
@@ -110,7 +128,7 @@ func newBenchBuf(size int) []byte {
 func benchPebble(ctx context.Context, dir string, conc, size int, dur time.Duration) (float64, error) {
 	cache := pebble.NewCache(64 << 20)
 	defer cache.Unref()
-	db, err := pebble.Open(dir, &pebble.Options{Cache: cache})
+	db, err := pebble.Open(dir, &pebble.Options{Cache: cache, Logger: quietPebble{}})
 	if err != nil {
 		return 0, err
 	}
@@ -145,7 +163,9 @@ func benchPebble(ctx context.Context, dir string, conc, size int, dur time.Durat
 	return float64(ops.Load()) / time.Since(start).Seconds(), firstErr
 }
 
-func benchWire(ctx context.Context, cl *client.Client, conc, size int, dur time.Duration) (float64, error) {
+// benchWire runs conc find-or-insert loops spread over the clients (each
+// its own connection).
+func benchWire(ctx context.Context, clients []*client.Client, conc, size int, dur time.Duration, round uint64) (float64, error) {
 	var ops atomic.Int64
 	var firstErr error
 	var once sync.Once
@@ -157,7 +177,8 @@ func benchWire(ctx context.Context, cl *client.Client, conc, size int, dur time.
 			defer wg.Done()
 			buf := newBenchBuf(size)
 			for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
-				if _, _, err := cl.FindOrInsert(ctx, model.Body, benchContent(buf, 2, g, i)); err != nil {
+				cl := clients[g%len(clients)]
+				if _, _, err := cl.FindOrInsert(ctx, model.Body, benchContent(buf, 100+round, g, i)); err != nil {
 					once.Do(func() { firstErr = err })
 					return
 				}
@@ -260,4 +281,13 @@ func (e *benchEnv) client() (*client.Client, error) {
 func (e *benchEnv) stop() {
 	e.cancel()
 	<-e.done
+}
+
+// quietPebble keeps the baseline's Pebble from logging to stderr.
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)  {}
+func (quietPebble) Errorf(string, ...any) {}
+func (quietPebble) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
 }

@@ -145,7 +145,10 @@ func (c *conn) serveMutation(ctx context.Context, id uint32, req *wire.Request) 
 }
 
 func (c *conn) serveFind(id uint32, req *wire.Request) (string, error) {
-	v := c.s.st.View()
+	v, err := c.s.st.View()
+	if err != nil {
+		return "", err
+	}
 	defer v.Close()
 	row, ok, err := v.Find(req.Table, req.Ref.KeyIn(req.Table))
 	if err != nil {
@@ -213,7 +216,10 @@ func (c *conn) serveMerge(ctx context.Context, id uint32, req *wire.Request) err
 }
 
 func (c *conn) serveCursor(id uint32, req *wire.Request) error {
-	v := c.s.st.View()
+	v, err := c.s.st.View()
+	if err != nil {
+		return err
+	}
 	defer v.Close()
 	val, err := v.Cursor(req.Name)
 	if err != nil {
@@ -281,7 +287,10 @@ func (c *conn) serveWatch(ctx context.Context, id uint32, req *wire.Request, sta
 		return err
 	}
 	if req.Flag {
-		v := c.s.st.View()
+		v, err := c.s.st.View()
+		if err != nil {
+			return err
+		}
 		for _, k := range req.Keys {
 			row, ok, err := v.Find(req.Table, k)
 			if err == nil && ok {
@@ -322,9 +331,12 @@ func (c *conn) serveChanges(ctx context.Context, id uint32, req *wire.Request, s
 	cursor := req.Value
 	first := true
 	for {
-		v := c.s.st.View()
+		v, err := c.s.st.View()
+		if err != nil {
+			return err
+		}
 		n := 0
-		err := v.Changes(cursor, func(r store.Row) error {
+		err = v.Changes(cursor, func(r store.Row) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -366,9 +378,12 @@ func (c *conn) serveChanges(ctx context.Context, id uint32, req *wire.Request, s
 // serveDump streams every row with the SHA-256 of its content (not the
 // content), sorted by table and key.
 func (c *conn) serveDump(ctx context.Context, id uint32) error {
-	v := c.s.st.View()
+	v, err := c.s.st.View()
+	if err != nil {
+		return err
+	}
 	defer v.Close()
-	err := v.Rows(func(r store.Row) error {
+	err = v.Rows(func(r store.Row) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -397,9 +412,12 @@ func (c *conn) serveDump(ctx context.Context, id uint32) error {
 // table by local row number, without content.
 func (c *conn) serveScan(ctx context.Context, id uint32, req *wire.Request) error {
 	limit := int(min(req.Value, maxScan))
-	v := c.s.st.View()
+	v, err := c.s.st.View()
+	if err != nil {
+		return err
+	}
 	defer v.Close()
-	err := v.Newest(req.Table, limit, func(r store.Row) error {
+	err = v.Newest(req.Table, limit, func(r store.Row) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -40,7 +40,7 @@ func BenchmarkApplyInsert64(b *testing.B) {
 // BenchmarkPebbleSync64 is the baseline: the same rows committed straight
 // to Pebble with pebble.Sync by 64 concurrent callers.
 func BenchmarkPebbleSync64(b *testing.B) {
-	db, err := pebble.Open(b.TempDir(), &pebble.Options{})
+	db, err := pebble.Open(b.TempDir(), &pebble.Options{Logger: pebbleLogger{slog.New(slog.NewTextHandler(io.Discard, nil))}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -108,9 +108,10 @@ type Store struct {
 	log  *slog.Logger
 
 	reqs   chan *writeReq
-	quit   chan struct{} // closed by Close: writer must stop
-	done   chan struct{} // closed when the writer has exited
-	failed chan struct{} // closed on a fatal storage error
+	syncQ  chan *appliedGroup // writer -> syncer, in apply order
+	quit   chan struct{}      // closed by Close: writer must stop
+	done   chan struct{}      // closed when the syncer (last of the two) has exited
+	failed chan struct{}      // closed on a fatal storage error
 	closed atomic.Bool
 
 	failMu  sync.Mutex
@@ -120,12 +121,15 @@ type Store struct {
 	nextRow [model.Config + 1]uint64
 	count   [model.Config + 1]uint64
 	stamp   uint64
+	gen     uint64 // groups applied
 
-	lastStamp atomic.Uint64 // highest committed stamp
+	applied   atomic.Uint64 // generation of the last applied group (maybe not durable)
+	durable   atomic.Uint64 // generation of the last durable group
+	lastStamp atomic.Uint64 // highest durable stamp
 	counts    [model.Config + 1]atomic.Uint64
 
 	chMu    sync.Mutex
-	changed chan struct{} // closed and replaced after each commit
+	changed chan struct{} // closed and replaced after each durable group
 
 	hub hub
 }
@@ -148,6 +152,7 @@ func Open(opts Options) (*Store, error) {
 		opts:    opts,
 		log:     opts.Logger,
 		reqs:    make(chan *writeReq, opts.MaxGroup),
+		syncQ:   make(chan *appliedGroup, 4),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		failed:  make(chan struct{}),
@@ -158,6 +163,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	go s.writer()
+	go s.syncer()
 	return s, nil
 }
 
@@ -312,8 +318,32 @@ type View struct {
 	snap *pebble.Snapshot
 }
 
-// View returns a snapshot of the committed state.
-func (s *Store) View() *View { return &View{snap: s.db.NewSnapshot()} }
+// View returns a snapshot of the durable state. Pebble makes a batch
+// visible before its WAL sync completes; a View therefore waits until
+// every group its snapshot may contain is synced, so no answer built from
+// it reveals a write that a crash could still take back. The wait is at
+// most one fsync. It fails only if the store fails or closes.
+func (s *Store) View() (*View, error) {
+	snap := s.db.NewSnapshot()
+	gen := s.applied.Load() // read after the snapshot: the snapshot holds at most this
+	for {
+		s.chMu.Lock()
+		ch := s.changed
+		s.chMu.Unlock()
+		if s.durable.Load() >= gen {
+			return &View{snap: snap}, nil
+		}
+		select {
+		case <-ch:
+		case <-s.failed:
+			snap.Close()
+			return nil, ErrFailed
+		case <-s.done:
+			snap.Close()
+			return nil, ErrClosed
+		}
+	}
+}
 
 // Close releases the snapshot.
 func (v *View) Close() error { return v.snap.Close() }

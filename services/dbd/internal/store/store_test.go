@@ -29,7 +29,7 @@ func ins(t model.Table, content string) Mutation {
 
 func content(t *testing.T, s *Store, tb model.Table, k model.Key) []byte {
 	t.Helper()
-	v := s.View()
+	v := mustView(t, s)
 	defer v.Close()
 	var buf bytes.Buffer
 	if err := v.Content(tb, k, func(c []byte) error { buf.Write(c); return nil }); err != nil {
@@ -62,7 +62,7 @@ func TestInsertFindSetAdd(t *testing.T) {
 	if !res[3].NotFound || res[0].NotFound {
 		t.Fatalf("results = %+v", res)
 	}
-	v := s.View()
+	v := mustView(t, s)
 	row, ok, err := v.Find(model.Body, m.Key)
 	v.Close()
 	if err != nil || !ok {
@@ -110,7 +110,7 @@ func TestInvalidRequestAppliesNothing(t *testing.T) {
 	if _, err := s.Apply(ctx, cols); err == nil {
 		t.Fatal("too many columns accepted")
 	}
-	v := s.View()
+	v := mustView(t, s)
 	defer v.Close()
 	if _, ok, _ := v.Find(model.Body, m.Key); ok {
 		t.Fatal("row of a failed request was stored")
@@ -144,7 +144,7 @@ func TestChangesAndCursor(t *testing.T) {
 	if _, err := s.Apply(ctx, []Mutation{{Kind: Set, Table: model.Text, Key: a.Key, Name: "x", Value: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	v := s.View()
+	v := mustView(t, s)
 	var keys []model.Key
 	var stamps []uint64
 	if err := v.Changes(0, func(r Row) error { keys = append(keys, r.Key); stamps = append(stamps, r.Stamp); return nil }); err != nil {
@@ -161,7 +161,7 @@ func TestChangesAndCursor(t *testing.T) {
 	if _, err := s.Merge(ctx, nil, "from-b", 7); err != nil {
 		t.Fatal(err)
 	}
-	v = s.View()
+	v = mustView(t, s)
 	defer v.Close()
 	if c, err := v.Cursor("from-b"); err != nil || c != 42 {
 		t.Fatalf("cursor = %d, %v; want 42 (never lowered)", c, err)
@@ -266,7 +266,7 @@ func TestCrashKeepsAcknowledged(t *testing.T) {
 		fs = fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(2) * rng.IntN(101), RNG: rng})
 		s.Close()
 		s = openTest(t, fs)
-		v := s.View()
+		v := mustView(t, s)
 		for k, want := range acked {
 			row, ok, err := v.Find(model.Body, k)
 			if err != nil || !ok {
@@ -284,4 +284,13 @@ func TestCrashKeepsAcknowledged(t *testing.T) {
 		v.Close()
 		s.Close()
 	}
+}
+
+func mustView(t *testing.T, s *Store) *View {
+	t.Helper()
+	v, err := s.View()
+	if err != nil {
+		t.Fatalf("View: %v", err)
+	}
+	return v
 }

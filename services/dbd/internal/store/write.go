@@ -139,34 +139,69 @@ func (s *Store) submit(ctx context.Context, r *writeReq) ([]Result, error) {
 		return r.res, r.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-s.failed:
+		// Groups synced before the failure were answered before it was
+		// signalled; anything else is not acknowledged.
+		select {
+		case <-r.done:
+			return r.res, r.err
+		default:
+			return nil, ErrFailed
+		}
 	}
 }
 
-// writer is the only goroutine that writes to Pebble. See the Store doc.
+// writer is the only goroutine that writes to Pebble. It stages and
+// applies groups; the syncer goroutine waits for their fsync and answers.
+// See the Store doc.
 func (s *Store) writer() {
-	defer close(s.done)
-	var group []*writeReq
+	defer close(s.syncQ)
 	for {
-		group = group[:0]
+		// A fresh slice each time: the syncer owns the previous one.
+		var group []*writeReq
 		select {
 		case r := <-s.reqs:
 			group = append(group, r)
 		case <-s.quit:
 			s.drain(ErrClosed)
 			return
+		case <-s.failed:
+			s.drain(ErrFailed)
+			return
 		}
 		bytes := group[0].bytes
+		// Take what is waiting. While an earlier group's fsync is still
+		// running, keep gathering until it ends: the new group could not
+		// be synced sooner anyway (the WAL syncs in order), and one larger
+		// group per fsync cycle costs fewer WAL syncs than many small ones.
 	fill:
 		for len(group) < s.opts.MaxGroup && bytes < s.opts.MaxGroupBytes {
+			s.chMu.Lock()
+			synced := s.changed
+			s.chMu.Unlock()
 			select {
 			case r := <-s.reqs:
 				group = append(group, r)
 				bytes += r.bytes
+				continue
 			default:
+			}
+			if s.durable.Load() == s.gen {
+				break fill
+			}
+			select {
+			case r := <-s.reqs:
+				group = append(group, r)
+				bytes += r.bytes
+			case <-synced:
+			case <-s.quit:
+				break fill
+			case <-s.failed:
 				break fill
 			}
 		}
-		if err := s.commitGroup(group, bytes); err != nil {
+		pg, err := s.applyGroup(group, bytes)
+		if err != nil {
 			s.fail(err)
 			for _, r := range group {
 				if r.err == nil {
@@ -177,6 +212,7 @@ func (s *Store) writer() {
 			s.drain(ErrFailed)
 			return
 		}
+		s.syncQ <- pg
 	}
 }
 
@@ -189,6 +225,69 @@ func (s *Store) drain(err error) {
 			close(r.done)
 		default:
 			return
+		}
+	}
+}
+
+// appliedGroup is a group applied to Pebble (visible to snapshots) whose
+// WAL sync may still be running. It is owned by the syncer once queued.
+type appliedGroup struct {
+	gen     uint64
+	batch   *pebble.Batch // nil if the group changed nothing
+	reqs    []*writeReq
+	changed []Row
+	stamp   uint64
+	count   [model.Config + 1]uint64
+	bytes   int
+	start   time.Time
+}
+
+// syncer waits, in order, for each applied group's fsync, then makes it
+// visible to readers (the durable generation), publishes its changes and
+// answers its requests. Pebble syncs its WAL in order, so a group is
+// durable only after every earlier one.
+func (s *Store) syncer() {
+	defer close(s.done)
+	failed := false
+	for pg := range s.syncQ {
+		var err error
+		if pg.batch != nil {
+			// NB: SyncWait must be called before Close (pebble
+			// ApplyNoSyncWait contract), even after a failure.
+			err = pg.batch.SyncWait()
+			pg.batch.Close()
+		}
+		if err == nil && failed {
+			err = ErrFailed
+		}
+		if err != nil {
+			if !failed {
+				s.fail(fmt.Errorf("sync group of %d requests: %w", len(pg.reqs), err))
+				failed = true
+			}
+			for _, r := range pg.reqs {
+				if r.err == nil {
+					r.err, r.res = ErrFailed, nil
+				}
+				close(r.done)
+			}
+			continue
+		}
+		for _, t := range model.Tables() {
+			s.counts[t].Store(pg.count[t])
+		}
+		s.durable.Store(pg.gen)
+		s.lastStamp.Store(pg.stamp)
+		s.chMu.Lock()
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.chMu.Unlock()
+		s.hub.publish(pg.changed)
+		for _, r := range pg.reqs {
+			close(r.done)
+		}
+		if s.opts.OnCommit != nil {
+			s.opts.OnCommit(len(pg.reqs), pg.bytes, time.Since(pg.start))
 		}
 	}
 }
@@ -214,14 +313,16 @@ type group struct {
 	cursor map[string]uint64
 }
 
-func (s *Store) commitGroup(reqs []*writeReq, nbytes int) error {
+// applyGroup stages the requests of one group and applies them to Pebble
+// without waiting for the WAL sync (the syncer waits). Only the writer
+// calls it.
+func (s *Store) applyGroup(reqs []*writeReq, nbytes int) (*appliedGroup, error) {
 	start := time.Now()
 	g := &group{s: s, rows: make(map[rowRef]*staged), nextNo: s.nextRow, count: s.count, stamp: s.stamp}
 	for _, r := range reqs {
 		g.stageRequest(r)
 	}
 	b := s.db.NewBatch()
-	defer b.Close()
 	var changed []Row
 	for _, ref := range g.order {
 		st := g.rows[ref]
@@ -229,67 +330,62 @@ func (s *Store) commitGroup(reqs []*writeReq, nbytes int) error {
 			for i, off := 0, 0; off < len(st.content); i, off = i+1, off+chunkSize {
 				end := min(off+chunkSize, len(st.content))
 				if err := b.Set(contentKey(ref.Table, ref.Key, uint32(i)), st.content[off:end], nil); err != nil {
-					return fmt.Errorf("stage content: %w", err)
+					b.Close()
+					return nil, fmt.Errorf("stage content: %w", err)
 				}
 			}
 			if err := b.Set(numberKey(ref.Table, st.meta.RowNo), ref.Key[:], nil); err != nil {
-				return fmt.Errorf("stage number: %w", err)
+				b.Close()
+				return nil, fmt.Errorf("stage number: %w", err)
 			}
 		}
 		if st.oldStamp != 0 {
 			if err := b.Delete(stampKey(st.oldStamp), nil); err != nil {
-				return fmt.Errorf("stage stamp delete: %w", err)
+				b.Close()
+				return nil, fmt.Errorf("stage stamp delete: %w", err)
 			}
 		}
 		if err := b.Set(stampKey(st.meta.Stamp), ref.encode(), nil); err != nil {
-			return fmt.Errorf("stage stamp: %w", err)
+			b.Close()
+			return nil, fmt.Errorf("stage stamp: %w", err)
 		}
 		if err := b.Set(rowKey(ref.Table, ref.Key), st.meta.encode(), nil); err != nil {
-			return fmt.Errorf("stage row: %w", err)
+			b.Close()
+			return nil, fmt.Errorf("stage row: %w", err)
 		}
 		changed = append(changed, ref.rowWith(&st.meta))
 	}
 	for _, t := range model.Tables() {
 		if g.count[t] != s.count[t] {
 			if err := b.Set(countKey(t), binary.BigEndian.AppendUint64(nil, g.count[t]), nil); err != nil {
-				return fmt.Errorf("stage count: %w", err)
+				b.Close()
+				return nil, fmt.Errorf("stage count: %w", err)
 			}
 		}
 	}
 	for name, v := range g.cursor {
 		if err := b.Set(cursorKey(name), binary.BigEndian.AppendUint64(nil, v), nil); err != nil {
-			return fmt.Errorf("stage cursor: %w", err)
+			b.Close()
+			return nil, fmt.Errorf("stage cursor: %w", err)
 		}
 	}
-	if !b.Empty() {
+	if b.Empty() {
+		b.Close()
+		b = nil
+	} else {
 		// NB: pebble.Sync is what makes an acknowledgement true; NoSync
 		// loses writes even on a process crash (pebble WriteOptions doc).
-		if err := b.Commit(pebble.Sync); err != nil {
-			return fmt.Errorf("commit group of %d requests: %w", len(reqs), err)
+		// The syncer waits for the fsync before anyone is answered.
+		if err := s.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("apply group of %d requests: %w", len(reqs), err)
 		}
 	}
-	s.nextRow, s.stamp = g.nextNo, g.stamp
-	for _, t := range model.Tables() {
-		if g.count[t] != s.count[t] {
-			s.count[t] = g.count[t]
-			s.counts[t].Store(g.count[t])
-		}
-	}
-	if s.lastStamp.Load() != g.stamp {
-		s.lastStamp.Store(g.stamp)
-		s.chMu.Lock()
-		close(s.changed)
-		s.changed = make(chan struct{})
-		s.chMu.Unlock()
-	}
-	s.hub.publish(changed)
-	for _, r := range reqs {
-		close(r.done)
-	}
-	if s.opts.OnCommit != nil {
-		s.opts.OnCommit(len(reqs), nbytes, time.Since(start))
-	}
-	return nil
+	s.nextRow, s.count, s.stamp = g.nextNo, g.count, g.stamp
+	s.gen++
+	s.applied.Store(s.gen)
+	return &appliedGroup{gen: s.gen, batch: b, reqs: reqs, changed: changed, stamp: g.stamp,
+		count: g.count, bytes: nbytes, start: start}, nil
 }
 
 // lookup returns the staged row for ref, reading it from disk the first
