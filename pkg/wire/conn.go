@@ -471,7 +471,15 @@ func (c *Conn) fail(err error) error {
 // returns an error wrapping ErrTruncated (the stream ended, or was reset,
 // without CLOSE), ErrDecrypt, ErrFrameTooLarge, ErrBadFrame,
 // ErrNonceExhausted, ErrClosed (after Close), or os.ErrDeadlineExceeded.
-func (c *Conn) ReadFrame() (Frame, error) {
+func (c *Conn) ReadFrame() (Frame, error) { return c.ReadFrameTo(nil) }
+
+// ReadFrameTo is ReadFrame, decrypting into buf's memory when it is large
+// enough (MaxFrameData()+FrameHeaderSize bytes always are). The returned
+// Data then aliases buf and is valid only until buf is reused: a reader
+// that copies each frame onward (as dbd does into a request's buffer)
+// thus allocates nothing per frame. With a nil or small buf, Data is a
+// fresh allocation owned by the caller.
+func (c *Conn) ReadFrameTo(buf []byte) (Frame, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	if c.reof {
@@ -480,7 +488,7 @@ func (c *Conn) ReadFrame() (Frame, error) {
 	if err := c.fatal(); err != nil {
 		return Frame{}, err
 	}
-	f, err := c.readFrameLocked()
+	f, err := c.readFrameLocked(buf)
 	switch {
 	case err == nil:
 		return f, nil
@@ -503,7 +511,7 @@ func (e *idleTimeout) Unwrap() error { return e.err }
 
 // readFrameLocked reads one frame. It returns io.EOF for a CLOSE frame.
 // REQUIRES: c.rmu held.
-func (c *Conn) readFrameLocked() (Frame, error) {
+func (c *Conn) readFrameLocked(dst []byte) (Frame, error) {
 	var hdr [LengthSize]byte
 	if n, err := io.ReadFull(c.br, hdr[:]); err != nil {
 		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -526,7 +534,10 @@ func (c *Conn) readFrameLocked() (Frame, error) {
 		return Frame{}, err
 	}
 	last := c.recv.Nonce() == noise.MaxNonce
-	plain, err := c.recv.Decrypt(make([]byte, 0, n-TagSize), nil, ct)
+	if cap(dst) < n-TagSize {
+		dst = make([]byte, 0, n-TagSize)
+	}
+	plain, err := c.recv.Decrypt(dst[:0], nil, ct)
 	if err != nil {
 		if errors.Is(err, noise.ErrMaxNonce) {
 			return Frame{}, fmt.Errorf("%w: receive side", ErrNonceExhausted)

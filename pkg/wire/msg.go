@@ -676,3 +676,40 @@ func (d *dec) row() Row {
 	}
 	return r
 }
+
+// RequestSize returns the total length of a request message from its first
+// bytes, when its layout declares it: a find-or-insert is op, table, a
+// varint length, then that many content bytes; a find by content is op,
+// table, ref kind 0, length, content. ok is false for other
+// operations or when p is too short to tell. The server uses it to size a
+// large request's buffer once (no growth by copying) and to refuse an
+// oversized request before its bytes arrive.
+func RequestSize(p []byte) (n int, ok bool) {
+	var at int // offset of the content length
+	switch {
+	case len(p) >= 3 && Op(p[0]) == OpFindOrInsert:
+		at = 2 // op, table
+	case len(p) >= 4 && Op(p[0]) == OpFind && p[2] == 0:
+		at = 3 // op, table, ref by content
+	default:
+		return 0, false
+	}
+	l, k := binary.Uvarint(p[at:])
+	if k <= 0 || l > uint64(1<<40) {
+		return 0, false
+	}
+	return at + k + int(l), true
+}
+
+// SizeHint returns roughly how many bytes r encodes to, so an encoder can
+// allocate once.
+func (r *Request) SizeHint() int {
+	n := 64 + len(r.Content) + len(r.Ref.Content) + len(r.Name) + 32*len(r.Keys)
+	for i := range r.Batch {
+		n += r.Batch[i].SizeHint()
+	}
+	for i := range r.Rows {
+		n += 128 + len(r.Rows[i].Content)
+	}
+	return n
+}

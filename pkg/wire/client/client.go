@@ -262,7 +262,7 @@ func idempotent(req *wire.Request) bool {
 // deadline). An error answer is returned as *wire.Error; a not-found answer
 // as a Result with NotFound set.
 func (c *Client) Do(ctx context.Context, req *wire.Request) (*wire.Result, error) {
-	msg, err := wire.AppendRequest(nil, req)
+	msg, err := wire.AppendRequest(make([]byte, 0, req.SizeHint()), req)
 	if err != nil {
 		return nil, err
 	}

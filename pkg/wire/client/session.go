@@ -162,7 +162,14 @@ func (cl *call) finish() {
 // readLoop reads frames, reassembles messages by request id and hands each
 // complete message to its call. It ends the session on any error.
 func (s *session) readLoop() {
-	pending := map[uint32][]byte{}
+	// A message's frames are kept as they arrive (ReadFrame hands over
+	// ownership) and joined once at its end, so a 50 MiB answer costs two
+	// copies at most, not a chain of ever larger buffers.
+	type parts struct {
+		frames [][]byte
+		size   int
+	}
+	pending := map[uint32]*parts{}
 	for {
 		f, err := s.wc.ReadFrame()
 		if err != nil {
@@ -172,16 +179,30 @@ func (s *session) readLoop() {
 			s.kill(err)
 			return
 		}
-		buf := append(pending[f.ReqID], f.Data...)
-		if len(buf) > s.maxAnswer {
-			s.kill(ErrAnswerTooLarge)
-			return
+		p := pending[f.ReqID]
+		if p == nil && f.Flags&wire.FlagMore != 0 {
+			p = &parts{}
+			pending[f.ReqID] = p
 		}
-		if f.Flags&wire.FlagMore != 0 {
-			pending[f.ReqID] = buf
-			continue
+		var buf []byte
+		if p == nil {
+			buf = f.Data
+		} else {
+			p.frames = append(p.frames, f.Data)
+			p.size += len(f.Data)
+			if p.size > s.maxAnswer {
+				s.kill(ErrAnswerTooLarge)
+				return
+			}
+			if f.Flags&wire.FlagMore != 0 {
+				continue
+			}
+			buf = make([]byte, 0, p.size)
+			for _, fr := range p.frames {
+				buf = append(buf, fr...)
+			}
+			delete(pending, f.ReqID)
 		}
-		delete(pending, f.ReqID)
 		s.mu.Lock()
 		cl := s.calls[f.ReqID]
 		s.mu.Unlock()

@@ -21,7 +21,7 @@ type Stream struct {
 }
 
 func (c *Client) stream(ctx context.Context, req *wire.Request) (*Stream, error) {
-	msg, err := wire.AppendRequest(nil, req)
+	msg, err := wire.AppendRequest(make([]byte, 0, req.SizeHint()), req)
 	if err != nil {
 		return nil, err
 	}

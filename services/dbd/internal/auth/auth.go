@@ -223,6 +223,9 @@ func (c *Clients) Role(key wire.PublicKey) (Role, bool) {
 // Len returns the number of listed keys.
 func (c *Clients) Len() int { return len(c.byKey) }
 
+// maxClientsLine bounds one line of the clients file.
+const maxClientsLine = 1 << 20
+
 // LoadClients reads a clients file: one client a line, "ROLE PATH-TO-PUBKEY"
 // (a relative path is relative to the file's folder); blank lines and lines
 // starting with '#' are ignored. Every problem is reported, with line
@@ -236,7 +239,10 @@ func LoadClients(path string) (*Clients, error) {
 	c := &Clients{byKey: map[wire.PublicKey]Role{}}
 	var errs []error
 	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
+	sc.Buffer(make([]byte, 0, 4096), maxClientsLine)
+	n := 0
+	for sc.Scan() {
+		n++
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
@@ -267,7 +273,7 @@ func LoadClients(path string) (*Clients, error) {
 		c.byKey[key] = role
 	}
 	if err := sc.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("read clients file: %w", err))
+		errs = append(errs, fmt.Errorf("%s:%d: read clients file: %w", path, n+1, err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -165,13 +165,16 @@ type assembly struct {
 func (c *conn) run() {
 	pending := map[uint32]*assembly{}
 	buffered := 0
+	// Frames are decrypted into scratch and copied into their request's
+	// buffer: no allocation per frame.
+	scratch := make([]byte, wire.MaxFrameData+wire.FrameHeaderSize)
 	for {
 		if c.nstreams.Load() == 0 {
 			c.wc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
 		} else {
 			c.wc.SetReadDeadline(time.Time{})
 		}
-		f, err := c.wc.ReadFrame()
+		f, err := c.wc.ReadFrameTo(scratch)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				c.log.Debug("connection closed by client")
@@ -204,6 +207,15 @@ func (c *conn) run() {
 			}
 			a = &assembly{}
 			pending[f.ReqID] = a
+			if n, ok := wire.RequestSize(f.Data); ok && f.Flags&wire.FlagMore != 0 {
+				// A large find-or-insert declares its size up front:
+				// refuse it at once if too large, else allocate once.
+				if n > c.s.cfg.MaxMessage || buffered+n > c.s.cfg.MaxConnBuffered {
+					a.discard = true
+				} else {
+					a.buf = make([]byte, 0, n)
+				}
+			}
 		}
 		if !a.discard {
 			if len(a.buf)+len(f.Data) > c.s.cfg.MaxMessage || buffered+len(f.Data) > c.s.cfg.MaxConnBuffered {

@@ -322,7 +322,9 @@ func (s *Store) applyGroup(reqs []*writeReq, nbytes int) (*appliedGroup, error) 
 	for _, r := range reqs {
 		g.stageRequest(r)
 	}
-	b := s.db.NewBatch()
+	// Size the batch once: a 50 MiB content must not be copied through a
+	// chain of growing buffers.
+	b := s.db.NewBatchWithSize(nbytes + 64*(nbytes/chunkSize+1) + 256*len(g.order) + 1024)
 	var changed []Row
 	for _, ref := range g.order {
 		st := g.rows[ref]
