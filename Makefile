@@ -1,0 +1,62 @@
+# twinmx build, test and run targets. Every Go module of the workspace
+# (go.work) is covered; see docs/architecture.md.
+
+GO       ?= go
+MODULES  := $(shell $(GO) list -m -f '{{.Dir}}')
+PKGS     := $(addsuffix /...,$(MODULES))
+BIN      := bin
+PROGRAMS := dbd dbctl
+# Targets the seed requires: Linux and Windows, 64 and 32 bit, and ARM.
+TARGETS  := linux/amd64 linux/386 linux/arm64 windows/amd64 windows/386
+
+.PHONY: all build test check cross bench fuzz run clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	cd services/dbd && $(GO) build -o ../../$(BIN)/ ./cmd/dbd ./cmd/dbctl
+
+# The test command of the README: static checks, then every test of every
+# module (unit, property, model-based, black-box with real processes and
+# kill -9, fuzz seed corpora).
+test: check
+	$(GO) test -count=1 -timeout 15m $(PKGS)
+
+check:
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# Cross-compile every program for every supported platform (no cgo).
+cross:
+	@set -e; for t in $(TARGETS); do \
+		os=$${t%/*}; arch=$${t#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+		for p in $(PROGRAMS); do \
+			echo "build $$p for $$os/$$arch"; \
+			(cd services/dbd && CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -o ../../$(BIN)/$$os-$$arch/$$p$$ext ./cmd/$$p); \
+		done; \
+	done
+
+# Benchmarks: dbd against embedded Pebble in one run, and the Go
+# benchmarks of every module.
+bench: build
+	$(BIN)/dbctl bench --concurrency 64 --size 1024 --duration 5s --rounds 2
+	$(GO) test -run XXX -bench . -benchtime 2s $(PKGS)
+
+# A short run of every fuzz target (FUZZTIME each).
+FUZZTIME ?= 20s
+fuzz:
+	@set -e; for m in $(MODULES); do \
+		for pkg in $$(cd $$m && $(GO) list ./...); do \
+			for f in $$(cd $$m && $(GO) test -list 'Fuzz.*' $$pkg | grep ^Fuzz); do \
+				echo "fuzz $$pkg $$f"; (cd $$m && $(GO) test -run XXX -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg); \
+			done; \
+		done; \
+	done
+
+# Start the system locally (see deploy/run-local.sh).
+run: build
+	deploy/run-local.sh
+
+clean:
+	rm -rf $(BIN)
