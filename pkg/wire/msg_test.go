@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -206,9 +207,13 @@ func msgNormResult(r Result) Result {
 	return r
 }
 
-func msgRequestsEqual(a, b *Request) bool { return reflect.DeepEqual(msgNormRequest(*a), msgNormRequest(*b)) }
+func msgRequestsEqual(a, b *Request) bool {
+	return reflect.DeepEqual(msgNormRequest(*a), msgNormRequest(*b))
+}
 
-func msgResultsEqual(a, b *Result) bool { return reflect.DeepEqual(msgNormResult(*a), msgNormResult(*b)) }
+func msgResultsEqual(a, b *Result) bool {
+	return reflect.DeepEqual(msgNormResult(*a), msgNormResult(*b))
+}
 
 func TestRequestRoundTrip(t *testing.T) {
 	for _, tc := range msgRequestCases {
@@ -675,9 +680,10 @@ func TestWorkedExample(t *testing.T) {
 	}
 }
 
-// TestDocWorkedExample keeps docs/wire.md §5 and this test in agreement: the
-// doc must show the same bytes.
-func TestDocWorkedExample(t *testing.T) {
+// msgDocSection returns §5 of docs/wire.md, skipping the test when the doc
+// is not there (the package built outside the twinmx workspace).
+func msgDocSection(t *testing.T) string {
+	t.Helper()
 	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "wire.md"))
 	if errors.Is(err, os.ErrNotExist) {
 		t.Skip("docs/wire.md not found (not run from the twinmx workspace)")
@@ -689,9 +695,101 @@ func TestDocWorkedExample(t *testing.T) {
 	if !ok {
 		t.Fatal("docs/wire.md has no section \"## 5. Messages\"")
 	}
+	return sec
+}
+
+// msgDocBlock returns the lines of the first ``` block after marker.
+func msgDocBlock(t *testing.T, sec, marker string) []string {
+	t.Helper()
+	_, rest, ok := strings.Cut(sec, marker)
+	if !ok {
+		t.Fatalf("docs/wire.md §5 lost the text %q", marker)
+	}
+	_, rest, ok = strings.Cut(rest, "```\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatalf("docs/wire.md §5: no code block after %q", marker)
+	}
+	return strings.Split(strings.TrimRight(block, "\n"), "\n")
+}
+
+// msgDocBytes reads the bytes at the start of a doc line: two-digit hex
+// tokens, and ‹A› or ‹B› for the 32 bytes of a key. The rest of the line
+// is prose.
+func msgDocBytes(line string) []byte {
+	var b []byte
+	for _, tok := range strings.Fields(line) {
+		switch {
+		case tok == "‹A›":
+			b = append(b, msgKA[:]...)
+		case tok == "‹B›":
+			b = append(b, msgKB[:]...)
+		case len(tok) == 2:
+			c, err := hex.DecodeString(tok)
+			if err != nil {
+				return b
+			}
+			b = append(b, c...)
+		default:
+			return b
+		}
+	}
+	return b
+}
+
+// TestDocMessages keeps docs/wire.md §5 and the codec in agreement: the
+// worked example, the varint table, the state example and every request
+// example of the doc.
+func TestDocMessages(t *testing.T) {
+	sec := msgDocSection(t)
 	for _, want := range []string{msgExampleRequestFrame, msgExampleAnswerFrame, msgExampleKey} {
 		if !strings.Contains(sec, want) {
-			t.Errorf("docs/wire.md §5 does not contain %q", want)
+			t.Errorf("docs/wire.md §5 does not contain the worked example's %q", want)
+		}
+	}
+
+	varints := map[string]uint64{"0": 0, "127": 127, "128": 128, "300": 300, "1000": 1000, "4096": 4096, "2^64-1": 1<<64 - 1}
+	for v, n := range varints {
+		_, row, ok := strings.Cut(sec, "\n| "+v+" | `")
+		enc, _, ok2 := strings.Cut(row, "`")
+		if !ok || !ok2 {
+			t.Errorf("docs/wire.md §5.2: no varint row for %s", v)
+			continue
+		}
+		if got := binary.AppendUvarint(nil, n); !bytes.Equal(got, msgHex(enc)) {
+			t.Errorf("docs/wire.md §5.2: varint %s shown as %s, encodes as % x", v, enc, got)
+		}
+	}
+
+	var stateBytes []byte
+	for _, l := range msgDocBlock(t, sec, "verdict = 2, plus counter hits") {
+		stateBytes = append(stateBytes, msgDocBytes(l)...)
+	}
+	st, rest, err := model.DecodeState(stateBytes)
+	if err != nil || len(rest) != 0 || !st.Equal(msgFullRow.State) {
+		t.Errorf("docs/wire.md §5.3 state example % x decodes to %+v, rest %x, %v; want %+v", stateBytes, st, rest, err, msgFullRow.State)
+	}
+
+	var msgs [][]byte
+	for _, l := range msgDocBlock(t, sec, "Examples (`‹A›`") {
+		b := msgDocBytes(l)
+		if strings.HasPrefix(l, " ") && len(msgs) > 0 {
+			msgs[len(msgs)-1] = append(msgs[len(msgs)-1], b...)
+		} else {
+			msgs = append(msgs, b)
+		}
+	}
+	if len(msgs) < 10 {
+		t.Fatalf("docs/wire.md §5.4: found %d request examples, want at least 10", len(msgs))
+	}
+	for _, m := range msgs {
+		r, err := DecodeRequest(m)
+		if err != nil {
+			t.Errorf("docs/wire.md §5.4 example % x: %v", m, err)
+			continue
+		}
+		if enc, err := AppendRequest(nil, r); err != nil || !bytes.Equal(enc, m) {
+			t.Errorf("docs/wire.md §5.4 example % x re-encodes as % x, %v", m, enc, err)
 		}
 	}
 }
