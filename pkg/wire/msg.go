@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/twinmx/twinmx/pkg/model"
 )
@@ -101,7 +102,7 @@ type Row struct {
 	Table      model.Table
 	Key        model.Key
 	RowNo      uint64 // local to the answering site
-	Stamp      uint64 // change stamp (changes stream only; 0 elsewhere)
+	Stamp      uint64 // change stamp: set in changes streams only (SPEC §3: hidden from other clients)
 	State      model.State
 	Size       uint64 // content length in bytes
 	HasContent bool
@@ -311,19 +312,42 @@ func appendResultBody(b []byte, op Op, res *Result) []byte {
 	case OpCursor:
 		b = binary.AppendUvarint(b, res.Value)
 	case OpStatus:
-		b = binary.AppendUvarint(b, uint64(len(res.Status)))
-		for _, f := range res.Status {
-			b = appendString(b, f.Name)
-			b = appendString(b, f.Value)
+		figs := res.Status[:min(len(res.Status), MaxStatusVals)]
+		b = binary.AppendUvarint(b, uint64(len(figs)))
+		for _, f := range figs {
+			b = appendString(b, truncate(f.Name, maxFigureName))
+			b = appendString(b, truncate(f.Value, maxFigureValue))
 		}
 	}
 	return b
 }
 
-// AppendError appends an error answer.
+// MaxErrorText bounds the text of an error answer; longer texts are cut.
+const MaxErrorText = 4096
+
+// Bounds of a status answer; the encoder cuts what exceeds them, so every
+// answer it writes decodes.
+const (
+	maxFigureName  = 256
+	maxFigureValue = 4096
+)
+
+// AppendError appends an error answer. A text longer than MaxErrorText
+// bytes is cut (at a UTF-8 boundary).
 func AppendError(b []byte, code Code, msg string) []byte {
 	b = append(b, byte(KindError), byte(code))
-	return appendString(b, msg)
+	return appendString(b, truncate(msg, MaxErrorText))
+}
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // AppendEventHeader appends the kind byte of a stream event; a row follows.
@@ -444,8 +468,8 @@ func DecodeAnswer(op Op, msg []byte) (*Result, error) {
 		res = &Result{NotFound: true}
 	case KindError:
 		code := Code(d.byte())
-		text := d.str(4096)
-		if d.err == nil {
+		text := d.str(MaxErrorText)
+		if d.err == nil && len(d.b) == 0 {
 			return nil, &Error{Code: code, Msg: text}
 		}
 	case KindEnd:
@@ -498,7 +522,7 @@ func (d *dec) resultBody(op Op) *Result {
 	case OpStatus:
 		n := d.count(MaxStatusVals)
 		for i := uint64(0); i < n && d.err == nil; i++ {
-			res.Status = append(res.Status, Figure{Name: d.str(256), Value: d.str(4096)})
+			res.Status = append(res.Status, Figure{Name: d.str(maxFigureName), Value: d.str(maxFigureValue)})
 		}
 	default:
 		d.fail("no result for this op")

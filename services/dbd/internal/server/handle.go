@@ -159,19 +159,30 @@ func (c *conn) serveFind(id uint32, req *wire.Request) (string, error) {
 	}
 	m := c.newMessage(id)
 	m.buf = append(m.buf, byte(wire.KindResult))
-	if err := c.writeRow(m, v, row, true); err != nil {
+	if err := c.writeRow(m, v, row, withContent); err != nil {
 		return "", err
 	}
 	return "ok", m.finish()
 }
 
+// rowParts says which optional parts of a row an answer carries.
+type rowParts uint8
+
+const (
+	withContent rowParts = 1 << iota // the content, streamed from the snapshot
+	withStamp                        // the change stamp: replication streams only (SPEC §3)
+)
+
 // writeRow writes a row to m, streaming its content from the snapshot in
-// chunks (never the whole content in memory) when withContent.
-func (c *conn) writeRow(m *message, v *store.View, row store.Row, withContent bool) error {
+// chunks (never the whole content in memory) if asked.
+func (c *conn) writeRow(m *message, v *store.View, row store.Row, parts rowParts) error {
 	wr := wireRow(row)
-	wr.HasContent = withContent
+	if parts&withStamp != 0 {
+		wr.Stamp = row.Stamp
+	}
+	wr.HasContent = parts&withContent != 0
 	m.Write(wire.AppendRowHeader(nil, &wr))
-	if !withContent {
+	if !wr.HasContent {
 		return m.err
 	}
 	var n uint64
@@ -189,8 +200,10 @@ func (c *conn) writeRow(m *message, v *store.View, row store.Row, withContent bo
 	return err
 }
 
+// wireRow converts a stored row for an answer; the change stamp is left out
+// (see withStamp).
 func wireRow(r store.Row) wire.Row {
-	return wire.Row{Table: r.Table, Key: r.Key, RowNo: r.RowNo, Stamp: r.Stamp, State: r.State, Size: r.Size}
+	return wire.Row{Table: r.Table, Key: r.Key, RowNo: r.RowNo, State: r.State, Size: r.Size}
 }
 
 func (c *conn) serveMerge(ctx context.Context, id uint32, req *wire.Request) error {
@@ -250,10 +263,10 @@ func (c *conn) serveStatus(id uint32) error {
 }
 
 // sendEvent sends one stream event carrying row.
-func (c *conn) sendEvent(id uint32, v *store.View, row store.Row, withContent bool) error {
+func (c *conn) sendEvent(id uint32, v *store.View, row store.Row, parts rowParts) error {
 	m := c.newMessage(id)
 	m.buf = wire.AppendEventHeader(m.buf)
-	if err := c.writeRow(m, v, row, withContent); err != nil {
+	if err := c.writeRow(m, v, row, parts); err != nil {
 		return err
 	}
 	return m.finish()
@@ -294,7 +307,7 @@ func (c *conn) serveWatch(ctx context.Context, id uint32, req *wire.Request, sta
 		for _, k := range req.Keys {
 			row, ok, err := v.Find(req.Table, k)
 			if err == nil && ok {
-				err = c.sendEvent(id, v, row, false)
+				err = c.sendEvent(id, v, row, 0)
 			}
 			if err != nil {
 				v.Close()
@@ -315,7 +328,7 @@ func (c *conn) serveWatch(ctx context.Context, id uint32, req *wire.Request, sta
 				}
 				return c.endStream(ctx, id)
 			}
-			if err := c.sendEvent(id, nil, row, false); err != nil {
+			if err := c.sendEvent(id, nil, row, 0); err != nil {
 				return err
 			}
 		}
@@ -340,7 +353,7 @@ func (c *conn) serveChanges(ctx context.Context, id uint32, req *wire.Request, s
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if err := c.sendEvent(id, v, r, true); err != nil {
+			if err := c.sendEvent(id, v, r, withContent|withStamp); err != nil {
 				return err
 			}
 			cursor = r.Stamp
@@ -421,7 +434,7 @@ func (c *conn) serveScan(ctx context.Context, id uint32, req *wire.Request) erro
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return c.sendEvent(id, v, r, false)
+		return c.sendEvent(id, v, r, 0)
 	})
 	if err != nil {
 		if ctx.Err() != nil {
