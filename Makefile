@@ -9,7 +9,7 @@ PROGRAMS := dbd dbctl
 # Targets the seed requires: Linux and Windows, 64 and 32 bit, and ARM.
 TARGETS  := linux/amd64 linux/386 linux/arm64 windows/amd64 windows/386
 
-.PHONY: all build test check cross bench fuzz run clean
+.PHONY: all build test test-386 check cross bench fuzz run clean
 
 all: build
 
@@ -18,10 +18,14 @@ build:
 	cd services/dbd && $(GO) build -o ../../$(BIN)/ ./cmd/dbd ./cmd/dbctl
 
 # The test command of the README: static checks, then every test of every
-# module (unit, property, model-based, black-box with real processes and
-# kill -9, fuzz seed corpora).
+# module under the race detector (unit, property, model-based, black-box
+# with real processes and kill -9, fuzz seed corpora).
 test: check
-	$(GO) test -count=1 -timeout 15m $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+# The same tests as 32-bit programs (the seed runs on 386 too).
+test-386:
+	CGO_ENABLED=0 GOARCH=386 $(GO) test -count=1 -timeout 15m $(PKGS)
 
 check:
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
