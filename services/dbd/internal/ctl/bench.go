@@ -20,6 +20,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/dbd/internal/daemon"
+	"github.com/twinmx/twinmx/services/dbd/internal/store"
 	"github.com/urfave/cli/v2"
 )
 
@@ -80,7 +81,9 @@ func bench(c *cli.Context) error {
 	// the sums.
 	var baseSum, wireSum float64
 	for round := 1; round <= c.Int("rounds"); round++ {
-		base, err := benchPebble(c.Context, filepath.Join(root, fmt.Sprintf("pebble-%d", round)), conc, size, dur)
+		// One baseline database across rounds, as dbd keeps its own: both
+		// carry the same growing data (and compaction work).
+		base, err := benchPebble(c.Context, filepath.Join(root, "pebble"), conc, size, dur, uint64(round))
 		if err != nil {
 			return err
 		}
@@ -125,10 +128,12 @@ func newBenchBuf(size int) []byte {
 
 // benchPebble measures conc goroutines each committing one 1-row batch with
 // pebble.Sync, the same durability dbd gives every answer.
-func benchPebble(ctx context.Context, dir string, conc, size int, dur time.Duration) (float64, error) {
+func benchPebble(ctx context.Context, dir string, conc, size int, dur time.Duration, round uint64) (float64, error) {
 	cache := pebble.NewCache(64 << 20)
 	defer cache.Unref()
-	db, err := pebble.Open(dir, &pebble.Options{Cache: cache, Logger: quietPebble{}})
+	opts := store.PebbleOptions(cache)
+	opts.Logger = quietPebble{}
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return 0, err
 	}
@@ -144,7 +149,7 @@ func benchPebble(ctx context.Context, dir string, conc, size int, dur time.Durat
 			defer wg.Done()
 			buf := newBenchBuf(size)
 			for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
-				v := benchContent(buf, 1, g, i)
+				v := benchContent(buf, round, g, i)
 				k := model.KeyOf(model.Body, v)
 				b := db.NewBatch()
 				b.Set(k[:], v, nil)
