@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -173,21 +174,22 @@ func Run(ctx context.Context, cfg Config) error {
 	return runErr
 }
 
-// reloadClients reloads the clients file on SIGHUP and when its
-// modification time changes. A bad file is logged and ignored: the old
-// list stays in force.
+// reloadClients reloads the clients file on SIGHUP and when its content
+// changes (compared by digest: a modification time can stay the same
+// across a quick rewrite). A bad file is logged and ignored: the old list
+// stays in force.
 func reloadClients(ctx context.Context, cfg Config, srv *server.Server, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	notifyHangup(hup)
 	defer signal.Stop(hup)
-	mtime := func() time.Time {
-		fi, err := os.Stat(cfg.Clients)
+	digest := func() [32]byte {
+		b, err := os.ReadFile(cfg.Clients)
 		if err != nil {
-			return time.Time{}
+			return [32]byte{}
 		}
-		return fi.ModTime()
+		return sha256.Sum256(b)
 	}
-	last := mtime()
+	last := digest()
 	t := time.NewTicker(cfg.ReloadInterval)
 	defer t.Stop()
 	for {
@@ -196,11 +198,11 @@ func reloadClients(ctx context.Context, cfg Config, srv *server.Server, log *slo
 			return
 		case <-hup:
 		case <-t.C:
-			if m := mtime(); m.Equal(last) {
+			d := digest()
+			if d == last {
 				continue
-			} else {
-				last = m
 			}
+			last = d
 		}
 		c, err := auth.LoadClients(cfg.Clients)
 		if err != nil {
