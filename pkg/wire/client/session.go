@@ -20,8 +20,6 @@ type session struct {
 	wc        *wire.Conn
 	maxAnswer int
 
-	writeMu sync.Mutex
-
 	mu    sync.Mutex
 	calls map[uint32]*call
 	err   error         // why the session died
@@ -104,9 +102,10 @@ func (s *session) send(id uint32, msg []byte) error {
 	}
 }
 
+// writeFrame writes one frame with a deadline. No lock of its own:
+// wire.Conn serialises writers and combines concurrent ones into one
+// write(2), which an outer lock would defeat.
 func (s *session) writeFrame(f wire.Frame) error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
 	s.wc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if err := s.wc.WriteFrame(f); err != nil {
 		s.kill(err)

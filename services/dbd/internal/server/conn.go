@@ -40,8 +40,6 @@ type conn struct {
 	nstreams atomic.Int32
 	stopped  atomic.Bool // shutdown: refuse new requests
 
-	writeMu sync.Mutex
-
 	mu      sync.Mutex
 	running map[uint32]running // requests in flight by id
 	wg      sync.WaitGroup     // request goroutines
@@ -319,10 +317,10 @@ func isStream(op wire.Op) bool {
 	return false
 }
 
-// writeFrame writes one frame with a deadline.
+// writeFrame writes one frame with a deadline. It takes no lock of its
+// own: wire.Conn serialises writers and lets concurrent ones share a
+// write(2), which an outer lock would defeat.
 func (c *conn) writeFrame(f wire.Frame) error {
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
 	c.wc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if err := c.wc.WriteFrame(f); err != nil {
 		c.cancel()
