@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -236,9 +237,21 @@ func LoadClients(path string) (*Clients, error) {
 		return nil, fmt.Errorf("read clients file: %w", err)
 	}
 	defer f.Close()
+	return parseClients(f, path, func(p string) (wire.PublicKey, error) {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(filepath.Dir(path), p)
+		}
+		return wire.LoadPublicKey(p)
+	})
+}
+
+// parseClients parses a clients file read from r (named path in errors);
+// loadKey reads the public key a line names. It is LoadClients without the
+// file system, so the parser can be fuzzed.
+func parseClients(r io.Reader, path string, loadKey func(string) (wire.PublicKey, error)) (*Clients, error) {
 	c := &Clients{byKey: map[wire.PublicKey]Role{}}
 	var errs []error
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxClientsLine)
 	n := 0
 	for sc.Scan() {
@@ -257,17 +270,13 @@ func LoadClients(path string) (*Clients, error) {
 			errs = append(errs, fmt.Errorf("%s:%d: %w", path, n, err))
 			continue
 		}
-		kp := fields[1]
-		if !filepath.IsAbs(kp) {
-			kp = filepath.Join(filepath.Dir(path), kp)
-		}
-		key, err := wire.LoadPublicKey(kp)
+		key, err := loadKey(fields[1])
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s:%d: %w", path, n, err))
 			continue
 		}
 		if prev, dup := c.byKey[key]; dup && prev != role {
-			errs = append(errs, fmt.Errorf("%s:%d: key %s listed with two roles (%s, %s)", path, n, kp, prev, role))
+			errs = append(errs, fmt.Errorf("%s:%d: key %s listed with two roles (%s, %s)", path, n, fields[1], prev, role))
 			continue
 		}
 		c.byKey[key] = role
