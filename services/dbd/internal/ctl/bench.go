@@ -138,6 +138,20 @@ func benchPebble(ctx context.Context, dir string, conc, size int, dur time.Durat
 		return 0, err
 	}
 	defer db.Close()
+	return runLoad(ctx, conc, size, dur, func(g, i int, buf []byte) error {
+		v := benchContent(buf, round, g, i)
+		k := model.KeyOf(model.Body, v)
+		b := db.NewBatch()
+		defer b.Close()
+		b.Set(k[:], v, nil)
+		return b.Commit(pebble.Sync)
+	})
+}
+
+// runLoad runs op in conc goroutines for dur (each with its own buffer of
+// size bytes) and returns the completed operations per second. The first
+// error stops its goroutine and is returned.
+func runLoad(ctx context.Context, conc, size int, dur time.Duration, op func(g, i int, buf []byte) error) (float64, error) {
 	var ops atomic.Int64
 	var firstErr error
 	var once sync.Once
@@ -149,13 +163,7 @@ func benchPebble(ctx context.Context, dir string, conc, size int, dur time.Durat
 			defer wg.Done()
 			buf := newBenchBuf(size)
 			for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
-				v := benchContent(buf, round, g, i)
-				k := model.KeyOf(model.Body, v)
-				b := db.NewBatch()
-				b.Set(k[:], v, nil)
-				err := b.Commit(pebble.Sync)
-				b.Close()
-				if err != nil {
+				if err := op(g, i, buf); err != nil {
 					once.Do(func() { firstErr = err })
 					return
 				}
@@ -171,29 +179,10 @@ func benchPebble(ctx context.Context, dir string, conc, size int, dur time.Durat
 // benchWire runs conc find-or-insert loops spread over the clients (each
 // its own connection).
 func benchWire(ctx context.Context, clients []*client.Client, conc, size int, dur time.Duration, round uint64) (float64, error) {
-	var ops atomic.Int64
-	var firstErr error
-	var once sync.Once
-	deadline := time.Now().Add(dur)
-	var wg sync.WaitGroup
-	for g := 0; g < conc; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			buf := newBenchBuf(size)
-			for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
-				cl := clients[g%len(clients)]
-				if _, _, err := cl.FindOrInsert(ctx, model.Body, benchContent(buf, 100+round, g, i)); err != nil {
-					once.Do(func() { firstErr = err })
-					return
-				}
-				ops.Add(1)
-			}
-		}(g)
-	}
-	start := time.Now()
-	wg.Wait()
-	return float64(ops.Load()) / time.Since(start).Seconds(), firstErr
+	return runLoad(ctx, conc, size, dur, func(g, i int, buf []byte) error {
+		_, _, err := clients[g%len(clients)].FindOrInsert(ctx, model.Body, benchContent(buf, 100+round, g, i))
+		return err
+	})
 }
 
 func benchHandshake(ctx context.Context, env *benchEnv, n int) (time.Duration, error) {

@@ -148,22 +148,47 @@ func readContent(c *cli.Context, path string) ([]byte, error) {
 	return b, nil
 }
 
-func findOrInsert(c *cli.Context) error {
+// rowCall is what every row command starts with: its parsed arguments
+// and a connected client. Callers must call close.
+type rowCall struct {
+	t      model.Table
+	ref    wire.Ref
+	rest   []string
+	cl     *client.Client
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// openRowCall parses "TABLE CONTENT|--by-key HEX" plus exactly nrest more
+// arguments (usage says which) and connects.
+func openRowCall(c *cli.Context, nrest int, usage string) (*rowCall, error) {
 	t, ref, rest, err := rowArgs(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if len(rest) != 0 {
-		return usageError("find-or-insert: want TABLE CONTENT")
+	if len(rest) != nrest {
+		return nil, usageError("%s: want %s", c.Command.Name, usage)
 	}
 	cl, err := dial(c)
 	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := ctxOf(c)
+	return &rowCall{t: t, ref: ref, rest: rest, cl: cl, ctx: ctx, cancel: cancel}, nil
+}
+
+func (r *rowCall) close() {
+	r.cancel()
+	r.cl.Close()
+}
+
+func findOrInsert(c *cli.Context) error {
+	r, err := openRowCall(c, 0, "TABLE CONTENT")
+	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := ctxOf(c)
-	defer cancel()
-	no, isNew, err := cl.FindOrInsert(ctx, t, ref.Content)
+	defer r.close()
+	no, isNew, err := r.cl.FindOrInsert(r.ctx, r.t, r.ref.Content)
 	if err != nil {
 		return err
 	}
@@ -176,25 +201,16 @@ func findOrInsert(c *cli.Context) error {
 }
 
 func find(c *cli.Context) error {
-	t, ref, rest, err := rowArgs(c)
+	r, err := openRowCall(c, 0, "TABLE CONTENT or --by-key HEX TABLE")
 	if err != nil {
 		return err
 	}
-	if len(rest) != 0 {
-		return usageError("find: want TABLE CONTENT or --by-key HEX TABLE")
-	}
-	cl, err := dial(c)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := ctxOf(c)
-	defer cancel()
+	defer r.close()
 	var row *wire.Row
-	if ref.ByKey {
-		row, err = cl.FindKey(ctx, t, ref.Key)
+	if r.ref.ByKey {
+		row, err = r.cl.FindKey(r.ctx, r.t, r.ref.Key)
 	} else {
-		row, err = cl.Find(ctx, t, ref.Content)
+		row, err = r.cl.Find(r.ctx, r.t, r.ref.Content)
 	}
 	if errors.Is(err, client.ErrNotFound) {
 		return cli.Exit("not found", ExitNotFound)
@@ -221,33 +237,24 @@ func set(c *cli.Context) error       { return update(c, wire.OpSet) }
 func increment(c *cli.Context) error { return update(c, wire.OpIncrement) }
 
 func update(c *cli.Context, op wire.Op) error {
-	t, ref, rest, err := rowArgs(c)
+	r, err := openRowCall(c, 2, "TABLE CONTENT NAME VALUE")
 	if err != nil {
 		return err
 	}
-	if len(rest) != 2 {
-		return usageError("%s: want TABLE CONTENT NAME VALUE", c.Command.Name)
-	}
-	name := rest[0]
+	defer r.close()
+	name := r.rest[0]
 	if err := model.CheckName(name); err != nil {
 		return usageError("%v", err)
 	}
-	v, err := strconv.ParseUint(rest[1], 10, 64)
+	v, err := strconv.ParseUint(r.rest[1], 10, 64)
 	if err != nil {
 		return usageError("%s: VALUE must be an unsigned integer: %v", c.Command.Name, err)
 	}
-	cl, err := dial(c)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := ctxOf(c)
-	defer cancel()
 	var no uint64
 	if op == wire.OpSet {
-		no, err = cl.Set(ctx, t, ref, name, v)
+		no, err = r.cl.Set(r.ctx, r.t, r.ref, name, v)
 	} else {
-		no, err = cl.Increment(ctx, t, ref, name, v)
+		no, err = r.cl.Increment(r.ctx, r.t, r.ref, name, v)
 	}
 	if errors.Is(err, client.ErrNotFound) {
 		return cli.Exit("not found", ExitNotFound)

@@ -480,8 +480,11 @@ func (v *View) Newest(t model.Table, limit int, fn func(Row) error) error {
 }
 
 // Cursor returns the stored replication cursor name (0 if never set).
-func (v *View) Cursor(name string) (uint64, error) {
-	val, closer, err := v.snap.Get(cursorKey(name))
+func (v *View) Cursor(name string) (uint64, error) { return readCursor(v.snap, name) }
+
+// readCursor reads a replication cursor (0 if never set).
+func readCursor(g getter, name string) (uint64, error) {
+	val, closer, err := g.Get(cursorKey(name))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
 	}

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
@@ -524,7 +523,7 @@ func (g *group) stageRequest(r *writeReq) {
 		}
 		cur, ok := g.cursor[r.cursor]
 		if !ok {
-			v, err := g.s.readCursor(r.cursor)
+			v, err := readCursor(g.s.db, r.cursor)
 			if err != nil {
 				fail(err)
 				return
@@ -554,19 +553,4 @@ func (g *group) stageRequest(r *writeReq) {
 		g.rows[ref] = st
 	}
 	g.nextNo, g.count, g.stamp = nextNo, count, stamp
-}
-
-func (s *Store) readCursor(name string) (uint64, error) {
-	val, closer, err := s.db.Get(cursorKey(name))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read cursor %q: %w", name, err)
-	}
-	defer closer.Close()
-	if len(val) != 8 {
-		return 0, fmt.Errorf("store: corrupt cursor %q", name)
-	}
-	return binary.BigEndian.Uint64(val), nil
 }
