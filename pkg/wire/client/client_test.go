@@ -1,0 +1,224 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+)
+
+// fakeDBD is a minimal wire server for client tests: it answers ping and
+// increment with an empty or row-number result, and drops the connection
+// after each request when drop is set (before answering).
+type fakeDBD struct {
+	ln       net.Listener
+	key      wire.KeyPair
+	drop     atomic.Bool
+	received atomic.Int64 // requests received, answered or not
+	accepts  atomic.Int64
+	wg       sync.WaitGroup
+}
+
+func newFakeDBD(t *testing.T) *fakeDBD {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, _ := wire.GenerateKeyPair(rand.Reader)
+	f := &fakeDBD{ln: ln, key: kp}
+	replay := wire.NewReplayCache(4*time.Minute, 1000)
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f.accepts.Add(1)
+			f.wg.Add(1)
+			go func() {
+				defer f.wg.Done()
+				defer nc.Close()
+				wc, err := wire.ServerHandshake(context.Background(), nc, &wire.ServerConfig{
+					Static: kp, Authorize: func(wire.PublicKey) error { return nil }, Replay: replay,
+				})
+				if err != nil {
+					return
+				}
+				defer wc.Close()
+				for {
+					fr, err := wc.ReadFrame()
+					if err != nil {
+						return
+					}
+					req, err := wire.DecodeRequest(fr.Data)
+					if err != nil {
+						return
+					}
+					f.received.Add(1)
+					if f.drop.Load() {
+						nc.Close()
+						return
+					}
+					ans := wire.AppendResult(nil, req.Op, &wire.Result{RowNo: 1})
+					if err := wc.WriteFrame(wire.Frame{ReqID: fr.ReqID, Data: ans}); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		f.wg.Wait()
+	})
+	return f
+}
+
+func newTestClient(t *testing.T, addr string, server wire.PublicKey, dial func(context.Context, string) (net.Conn, error)) *Client {
+	t.Helper()
+	kp, _ := wire.GenerateKeyPair(rand.Reader)
+	c, err := New(Config{Addr: addr, Static: kp, Server: server, MinBackoff: 5 * time.Millisecond,
+		MaxBackoff: 40 * time.Millisecond, Dial: dial, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestConfigValidate(t *testing.T) {
+	if _, err := New(Config{}); err == nil {
+		t.Fatal("empty config accepted")
+	}
+}
+
+// TestBackoffAfterFailedDials: while dbd is unreachable, the client dials
+// with growing waits (not in a tight loop) and succeeds once dbd is back.
+func TestBackoffAfterFailedDials(t *testing.T) {
+	f := newFakeDBD(t)
+	var dials atomic.Int64
+	var reachable atomic.Bool
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		dials.Add(1)
+		if !reachable.Load() {
+			return nil, errors.New("connection refused (test)")
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	c := newTestClient(t, f.ln.Addr().String(), f.key.Public, dial)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := c.Ping(ctx); err == nil {
+		t.Fatal("ping succeeded while dbd was unreachable")
+	}
+	// 300 ms with waits of 5, 10, 20, 40, 40... ms (jittered to half at
+	// least): far fewer than a tight loop would make.
+	if n := dials.Load(); n < 2 || n > 40 {
+		t.Fatalf("%d dials in 300 ms; want backoff between 2 and 40", n)
+	}
+	reachable.Store(true)
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatalf("ping after dbd became reachable: %v", err)
+	}
+}
+
+// TestIdempotentRetried: a ping whose connection breaks is retried on a new
+// connection; an increment is not (it may have been applied) and reports
+// ErrConnLost.
+func TestIdempotentRetried(t *testing.T) {
+	f := newFakeDBD(t)
+	c := newTestClient(t, f.ln.Addr().String(), f.key.Public, nil)
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.drop.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	before := f.received.Load()
+	_, err := c.Increment(ctx, model.Text, wire.Ref{Content: []byte("x")}, "n", 1)
+	if !errors.Is(err, ErrConnLost) {
+		t.Fatalf("increment on a dropped connection: %v, want ErrConnLost", err)
+	}
+	if got := f.received.Load() - before; got != 1 {
+		t.Fatalf("increment was sent %d times, want exactly once", got)
+	}
+	// A ping is retried: with every connection dropped it keeps trying
+	// until its deadline, more than once.
+	before = f.received.Load()
+	pctx, pcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer pcancel()
+	if err := c.Ping(pctx); err == nil {
+		t.Fatal("ping succeeded though every connection was dropped")
+	}
+	if got := f.received.Load() - before; got < 2 {
+		t.Fatalf("ping was sent %d times, want retries", got)
+	}
+	f.drop.Store(false)
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatalf("ping once dbd answers again: %v", err)
+	}
+}
+
+// TestWrongServerKey: a client pinning another key than dbd's never
+// completes a request.
+func TestWrongServerKey(t *testing.T) {
+	f := newFakeDBD(t)
+	other, _ := wire.GenerateKeyPair(rand.Reader)
+	c := newTestClient(t, f.ln.Addr().String(), other.Public, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := c.Ping(ctx); err == nil {
+		t.Fatal("ping succeeded against a server with another key")
+	}
+}
+
+// TestManyInFlight: many concurrent requests share one connection.
+func TestManyInFlight(t *testing.T) {
+	f := newFakeDBD(t)
+	c := newTestClient(t, f.ln.Addr().String(), f.key.Public, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 20; j++ {
+				if err := c.Ping(context.Background()); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := f.accepts.Load(); n != 1 {
+		t.Fatalf("%d connections for 1280 requests, want 1", n)
+	}
+}
+
+// TestClosed: requests after Close fail with ErrClosed.
+func TestClosed(t *testing.T) {
+	f := newFakeDBD(t)
+	c := newTestClient(t, f.ln.Addr().String(), f.key.Public, nil)
+	c.Close()
+	if err := c.Ping(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("ping after Close: %v, want ErrClosed", err)
+	}
+}
