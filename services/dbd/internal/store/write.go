@@ -370,6 +370,10 @@ func (s *Store) applyGroup(reqs []*writeReq, nbytes int) (*appliedGroup, error) 
 			return nil, fmt.Errorf("stage cursor: %w", err)
 		}
 	}
+	// Announce the generation before the batch becomes visible: a View
+	// that snapshots it then also waits for its fsync (see View).
+	s.gen++
+	s.applied.Store(s.gen)
 	if b.Empty() {
 		b.Close()
 		b = nil
@@ -383,8 +387,6 @@ func (s *Store) applyGroup(reqs []*writeReq, nbytes int) (*appliedGroup, error) 
 		}
 	}
 	s.nextRow, s.count, s.stamp = g.nextNo, g.count, g.stamp
-	s.gen++
-	s.applied.Store(s.gen)
 	return &appliedGroup{gen: s.gen, batch: b, reqs: reqs, changed: changed, stamp: g.stamp,
 		count: g.count, bytes: nbytes, start: start}, nil
 }
