@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,10 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/services/dbd/internal/auth"
 )
+
+// errWrite marks a failed write of an answer: the connection is gone, so
+// there is nobody to answer and nothing for the operator to do.
+var errWrite = errors.New("server: write answer")
 
 // errUnknownClient refuses a handshake from a key not in the clients file.
 var errUnknownClient = errors.New("client key not listed")
@@ -324,7 +329,7 @@ func (c *conn) writeFrame(f wire.Frame) error {
 	c.wc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if err := c.wc.WriteFrame(f); err != nil {
 		c.cancel()
-		return err
+		return fmt.Errorf("%w: %w", errWrite, err)
 	}
 	c.s.m.BytesOut.Add(float64(len(f.Data)))
 	return nil

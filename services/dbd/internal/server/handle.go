@@ -74,8 +74,8 @@ func (c *conn) answerError(id uint32, op wire.Op, err error) string {
 		c.log.Error("corrupt content; closing connection", "op", op.String(), "err", err)
 		c.wc.Close()
 		return wire.CodeInternal.String()
-	case errors.Is(err, context.Canceled) && c.ctx.Err() != nil:
-		return "canceled" // the connection is gone: nobody to answer
+	case errors.Is(err, errWrite), errors.Is(err, context.Canceled) && c.ctx.Err() != nil:
+		return "conn-lost" // the connection is gone: nobody to answer
 	case errors.Is(err, errCanceledByClient):
 		return "canceled"
 	case errors.Is(err, store.ErrInvalid):
