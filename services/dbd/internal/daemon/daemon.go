@@ -88,6 +88,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("load dbd key: %w", err)
 	}
+	// Digest before loading: if the file changes in between, the reload
+	// loop sees a difference and loads it again (never the other way round).
+	clientsDigest := fileDigest(cfg.Clients)
 	clients, err := auth.LoadClients(cfg.Clients)
 	if err != nil {
 		return err
@@ -143,12 +146,16 @@ func Run(ctx context.Context, cfg Config) error {
 		defer wg.Done()
 		serveErr <- srv.Serve(ln)
 	}()
+	// SIGHUP is caught before dbd serves, so an early one cannot kill it.
+	hup := make(chan os.Signal, 1)
+	notifyHangup(hup)
+	defer signal.Stop(hup)
 	rctx, stopReload := context.WithCancel(ctx)
 	defer stopReload()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		reloadClients(rctx, cfg, srv, log)
+		reloadClients(rctx, cfg, srv, log, clientsDigest, hup)
 	}()
 	log.Info("dbd serving", "listen", ln.Addr().String(), "site", site, "clients", clients.Len(), "data", cfg.Data)
 	if cfg.Ready != nil {
@@ -178,18 +185,7 @@ func Run(ctx context.Context, cfg Config) error {
 // changes (compared by digest: a modification time can stay the same
 // across a quick rewrite). A bad file is logged and ignored: the old list
 // stays in force.
-func reloadClients(ctx context.Context, cfg Config, srv *server.Server, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	notifyHangup(hup)
-	defer signal.Stop(hup)
-	digest := func() [32]byte {
-		b, err := os.ReadFile(cfg.Clients)
-		if err != nil {
-			return [32]byte{}
-		}
-		return sha256.Sum256(b)
-	}
-	last := digest()
+func reloadClients(ctx context.Context, cfg Config, srv *server.Server, log *slog.Logger, last [32]byte, hup <-chan os.Signal) {
 	t := time.NewTicker(cfg.ReloadInterval)
 	defer t.Stop()
 	for {
@@ -198,7 +194,7 @@ func reloadClients(ctx context.Context, cfg Config, srv *server.Server, log *slo
 			return
 		case <-hup:
 		case <-t.C:
-			d := digest()
+			d := fileDigest(cfg.Clients)
 			if d == last {
 				continue
 			}
@@ -212,4 +208,13 @@ func reloadClients(ctx context.Context, cfg Config, srv *server.Server, log *slo
 		srv.SetClients(c)
 		log.Info("clients file reloaded", "clients", c.Len())
 	}
+}
+
+// fileDigest returns the SHA-256 of a file's content (zero if unreadable).
+func fileDigest(path string) [32]byte {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return [32]byte{}
+	}
+	return sha256.Sum256(b)
 }
