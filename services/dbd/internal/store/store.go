@@ -358,7 +358,12 @@ func (s *Store) View() (*View, error) {
 			snap.Close()
 			return nil, ErrFailed
 		case <-s.done:
+			// The writer and syncer also stop after a failure: report
+			// that, not a plain close.
 			snap.Close()
+			if s.Err() != nil {
+				return nil, ErrFailed
+			}
 			return nil, ErrClosed
 		}
 	}
