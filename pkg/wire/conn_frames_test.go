@@ -25,6 +25,22 @@ import (
 // server side of another.
 func detSessions(t testing.TB) (cli, srv *session) {
 	t.Helper()
+	h := detHandshake(t)
+	return h.cli, h.srv
+}
+
+// detRun is a fixed-key, fixed-ephemeral, fixed-clock handshake: its
+// messages and the sessions it made.
+type detRun struct {
+	m1, m2   []byte
+	payload  msg2Payload
+	cli, srv *session
+}
+
+// detHandshake runs the deterministic handshake shared by detSessions and
+// the golden transcript.
+func detHandshake(t testing.TB) detRun {
+	t.Helper()
 	client, server := goldenKeys(t)
 	in, m1, err := initiate(&client, server.Public, testNow, []byte(Prologue), bytes.NewReader(seq(0x81, KeySize)))
 	if err != nil {
@@ -40,11 +56,11 @@ func detSessions(t testing.TB) (cli, srv *session) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli, err = in.finish(m2)
+	cli, err := in.finish(m2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cli, srv
+	return detRun{m1: m1, m2: m2, payload: r.payload, cli: cli, srv: srv}
 }
 
 // otherSessions returns a session pair with other keys than detSessions.

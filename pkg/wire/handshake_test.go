@@ -234,24 +234,8 @@ func goldenKeys(t testing.TB) (client, server KeyPair) {
 func goldenTranscript(t testing.TB) []byte {
 	t.Helper()
 	client, server := goldenKeys(t)
-	in, m1, err := initiate(&client, server.Public, testNow, []byte(Prologue), bytes.NewReader(seq(0x81, KeySize)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &responder{
-		static: &server, authorize: func(PublicKey) error { return nil },
-		replay: NewReplayCache(0, 0), now: testNow, window: DefaultWindow,
-		payload:  msg2Payload{Version: ProtocolVersion, MaxFrame: MaxCiphertext},
-		prologue: []byte(Prologue), rng: bytes.NewReader(seq(0xc1, KeySize)),
-	}
-	m2, srv, err := r.respond(m1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := in.finish(m2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := detHandshake(t)
+	m1, m2, cli, srv := h.m1, h.m2, h.cli, h.srv
 	var out bytes.Buffer
 	fmt.Fprintf(&out, "# Known-answer transcript of the twinmx dbd handshake (docs/wire.md §2, §3).\n")
 	fmt.Fprintf(&out, "# Regenerate with: go test -run TestGoldenTranscript -update\n")
@@ -265,7 +249,7 @@ func goldenTranscript(t testing.TB) []byte {
 	line("server_ephemeral_private", seq(0xc1, KeySize))
 	line("timestamp_tai64n", appendTAI64N(nil, testNow))
 	line("msg1_wire", append([]byte{0, Msg1Size}, m1...))
-	line("msg2_payload", r.payload.append(nil))
+	line("msg2_payload", h.payload.append(nil))
 	line("msg2_wire", append([]byte{0, Msg2Size}, m2...))
 	line("session_id", cli.id)
 
