@@ -5,7 +5,8 @@ GO       ?= go
 MODULES  := $(shell $(GO) list -m -f '{{.Dir}}')
 PKGS     := $(addsuffix /...,$(MODULES))
 BIN      := bin
-PROGRAMS := dbd dbctl
+# Every program is a folder services/SERVICE/cmd/PROGRAM.
+CMDS     := $(wildcard services/*/cmd/*)
 # Targets the seed requires: Linux and Windows, 64 and 32 bit, and ARM.
 TARGETS  := linux/amd64 linux/386 linux/arm64 windows/amd64 windows/386
 
@@ -15,7 +16,10 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	cd services/dbd && $(GO) build -o ../../$(BIN)/ ./cmd/dbd ./cmd/dbctl
+	@set -e; for c in $(CMDS); do \
+		svc=$${c%/cmd/*}; echo "build $$c"; \
+		(cd $$svc && $(GO) build -o $(CURDIR)/$(BIN)/ ./cmd/$${c##*/}); \
+	done
 
 # The test command of the README: static checks, then every test of every
 # module under the race detector (unit, property, model-based, black-box
@@ -35,9 +39,9 @@ check:
 cross:
 	@set -e; for t in $(TARGETS); do \
 		os=$${t%/*}; arch=$${t#*/}; ext=; [ $$os = windows ] && ext=.exe; \
-		for p in $(PROGRAMS); do \
-			echo "build $$p for $$os/$$arch"; \
-			(cd services/dbd && CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -o ../../$(BIN)/$$os-$$arch/$$p$$ext ./cmd/$$p); \
+		for c in $(CMDS); do \
+			svc=$${c%/cmd/*}; p=$${c##*/}; echo "build $$p for $$os/$$arch"; \
+			(cd $$svc && CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -o $(CURDIR)/$(BIN)/$$os-$$arch/$$p$$ext ./cmd/$$p); \
 		done; \
 	done
 

@@ -485,3 +485,25 @@ func NewMailRows(raw []byte) MailRows {
 	}
 	return r
 }
+
+// WithTrace returns p with field added as the first header field of the
+// mail, among its Received fields: what smtpd does when it prepends its own
+// "Received:" trace field (RFC 5321 §4.4). The header, body and so the mail
+// key do not change; Join of the result is field followed by the raw mail
+// p came from. field must be one whole Received field ending in a line end;
+// otherwise WithTrace returns an error wrapping ErrBadReceived.
+func (p Parts) WithTrace(field []byte) (Parts, error) {
+	if len(field) == 0 || !isReceived(field) || fieldEnd(field, 0) != len(field) || field[len(field)-1] != '\n' {
+		return p, fmt.Errorf("%w: trace field is not one whole Received field with a line end", ErrBadReceived)
+	}
+	fs, err := ReceivedFields(p.Received)
+	if err != nil {
+		return p, err
+	}
+	enc := appendRecord(make([]byte, 0, len(p.Received)+len(field)+8), 0, field)
+	for _, f := range fs {
+		enc = appendRecord(enc, f.Index+1, f.Raw)
+	}
+	p.Received = enc
+	return p, nil
+}

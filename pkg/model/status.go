@@ -1,8 +1,10 @@
 package model
 
 import (
+	"encoding/base32"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -188,3 +190,52 @@ func CheckColumn(name string, v uint64) error {
 // ErrBadValue is returned by CheckColumn for a value that a column may not
 // hold.
 var ErrBadValue = errors.New("model: bad column value")
+
+// receivedColPrefix starts the name of a receive row's link to the received
+// row of the delivery that was acknowledged. A row key is 256 bits and a
+// column holds 64, so the link is the column's name, not its value: the
+// prefix and the received row's key in lower-case base32 (52 characters, so
+// the name stays within the 64 allowed). The value is the acknowledgement
+// time in Unix milliseconds. Like every column it only rises and replicates;
+// when two sites acknowledged the same mail (the sender retried after losing
+// a 250), readers take the link with the smallest value.
+const receivedColPrefix = "rcvd."
+
+var keyBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// ReceivedColumn returns the name of the column that links a receive row to
+// the received row with key k.
+func ReceivedColumn(k Key) string { return receivedColPrefix + keyBase32.EncodeToString(k[:]) }
+
+// ParseReceivedColumn returns the received row key named by a column made by
+// ReceivedColumn; ok is false for any other column name.
+func ParseReceivedColumn(name string) (k Key, ok bool) {
+	s, found := strings.CutPrefix(name, receivedColPrefix)
+	if !found || len(s) != keyBase32.EncodedLen(len(k)) {
+		return k, false
+	}
+	b, err := keyBase32.DecodeString(s)
+	if err != nil || len(b) != len(k) {
+		return k, false
+	}
+	copy(k[:], b)
+	return k, true
+}
+
+// AcknowledgedReceived returns the key of the received row that the receive
+// row with state st links to: the one acknowledged first (smallest value,
+// then smallest name). ok is false when the row has no link.
+func AcknowledgedReceived(st State) (k Key, ok bool) {
+	var best uint64
+	var bestName string
+	for name, v := range st.Cols {
+		rk, isLink := ParseReceivedColumn(name)
+		if !isLink {
+			continue
+		}
+		if !ok || v < best || (v == best && name < bestName) {
+			k, ok, best, bestName = rk, true, v, name
+		}
+	}
+	return k, ok
+}

@@ -13,8 +13,8 @@ import (
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/services/dbd/dbdtest"
 	"github.com/twinmx/twinmx/services/dbd/internal/auth"
-	"github.com/twinmx/twinmx/services/dbd/internal/dbdtest"
 	"github.com/twinmx/twinmx/services/dbd/internal/server"
 )
 

@@ -1,0 +1,71 @@
+package model
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+func TestWithTraceJoinsToFieldPlusRaw(t *testing.T) {
+	raws := []string{
+		"Received: from a by b; x\r\nSubject: s\r\nReceived: from c\r\n\r\nbody\r\n",
+		"Subject: no received\n\nbody\n",
+		"",
+		"Received: only\r\n",
+	}
+	field := []byte("Received: from client (client [127.0.0.1]) by mx.example; Sun, 29 Nov 2026 00:00:00 +0000\r\n")
+	for _, raw := range raws {
+		p := Split([]byte(raw))
+		q, err := p.WithTrace(field)
+		if err != nil {
+			t.Fatalf("%q: %v", raw, err)
+		}
+		got, err := Join(q)
+		if err != nil {
+			t.Fatalf("%q: join: %v", raw, err)
+		}
+		if want := append(append([]byte{}, field...), raw...); !bytes.Equal(got, want) {
+			t.Errorf("%q: joined %q, want %q", raw, got, want)
+		}
+		if !bytes.Equal(q.Header, p.Header) {
+			t.Errorf("%q: header changed", raw)
+		}
+		// Splitting the traced mail gives the same encoding: one canonical form.
+		if r := Split(got); !bytes.Equal(r.Received, q.Received) {
+			t.Errorf("%q: received encoding differs from a fresh split", raw)
+		}
+	}
+}
+
+func TestWithTraceRefusesBadField(t *testing.T) {
+	for _, f := range []string{"", "Subject: x\r\n", "Received: x", "Received: a\r\nX: b\r\n"} {
+		if _, err := Split([]byte("A: b\r\n\r\n")).WithTrace([]byte(f)); !errors.Is(err, ErrBadReceived) {
+			t.Errorf("%q: err %v, want ErrBadReceived", f, err)
+		}
+	}
+}
+
+func TestReceivedColumnRoundTrip(t *testing.T) {
+	k := KeyOf(Received, []byte("x"))
+	name := ReceivedColumn(k)
+	if err := CheckName(name); err != nil {
+		t.Fatalf("column name %q invalid: %v", name, err)
+	}
+	got, ok := ParseReceivedColumn(name)
+	if !ok || got != k {
+		t.Fatalf("parse %q = %v %v", name, got, ok)
+	}
+	for _, bad := range []string{"ack", "rcvd.", "rcvd.abc", name + "a", "rcvd." + name[5:len(name)-1] + "1"} {
+		if _, ok := ParseReceivedColumn(bad); ok {
+			t.Errorf("%q parsed as a link", bad)
+		}
+	}
+	k2 := KeyOf(Received, []byte("y"))
+	st := State{Cols: map[string]uint64{ColAcknowledged: FlagSet, ReceivedColumn(k): 200, ReceivedColumn(k2): 100}}
+	if got, ok := AcknowledgedReceived(st); !ok || got != k2 {
+		t.Errorf("acknowledged received = %v %v, want the earlier link", got, ok)
+	}
+	if _, ok := AcknowledgedReceived(State{}); ok {
+		t.Error("link found in an empty state")
+	}
+}
