@@ -1,0 +1,228 @@
+// Package deliver is a received mail's path through dbd: it stores the mail
+// as one atomic batch, waits on dbd's watch stream for every recipient's
+// verdict and the backed-up mark, and marks the accepted receive rows
+// acknowledged before smtpd may answer 250 (SPEC §1, §5).
+//
+// It knows nothing about SMTP sessions; package session turns its Outcome
+// into a reply.
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+)
+
+// DB is what deliver needs of a dbd client (*client.Client implements it).
+type DB interface {
+	Batch(ctx context.Context, reqs []wire.Request) ([]wire.Result, error)
+	Watch(ctx context.Context, t model.Table, keys []model.Key, initial bool) (*client.Stream, error)
+}
+
+// Mail is one received transaction, ready to store.
+type Mail struct {
+	Rows       model.MailRows // the split mail with smtpd's trace field added
+	Mailboxes  []model.Key    // one receive row per recipient mailbox
+	ThrowIn    []byte         // content of the throw-in row of this attempt
+	ReceivedAt time.Time
+}
+
+// Stored is the result of Store: the keys smtpd waits on and links.
+type Stored struct {
+	Receives    []model.Key // same order as Mail.Mailboxes
+	ReceivedKey model.Key
+	ThrowInKey  model.Key
+}
+
+// Store writes every row of m in one atomic, durable batch: header, body,
+// received, mail, msgid, one receive row per mailbox, the throw-in. A retry
+// of the same mail finds the same rows (find-or-insert), so nothing is
+// stored twice. An error means nothing may be acknowledged.
+func Store(ctx context.Context, db DB, m Mail) (Stored, error) {
+	r := m.Rows
+	reqs := make([]wire.Request, 0, 6+len(m.Mailboxes))
+	add := func(t model.Table, content []byte) {
+		reqs = append(reqs, wire.Request{Op: wire.OpFindOrInsert, Table: t, Content: content})
+	}
+	add(model.Header, r.Parts.Header)
+	add(model.Body, r.Parts.Body)
+	add(model.Mail, r.Mail)
+	if len(r.Parts.Received) > 0 {
+		add(model.Received, r.Parts.Received)
+	}
+	if r.MsgID != nil {
+		add(model.MsgID, r.MsgID)
+	}
+	st := Stored{Receives: make([]model.Key, len(m.Mailboxes)), ReceivedKey: model.KeyOf(model.Received, r.Parts.Received)}
+	for i, mb := range m.Mailboxes {
+		c := model.ReceiveContent(r.MailKey, mb)
+		st.Receives[i] = model.KeyOf(model.Receive, c)
+		add(model.Receive, c)
+	}
+	if m.ThrowIn != nil {
+		add(model.ThrowIn, m.ThrowIn)
+		st.ThrowInKey = model.KeyOf(model.ThrowIn, m.ThrowIn)
+	}
+	if _, err := db.Batch(ctx, reqs); err != nil {
+		return Stored{}, fmt.Errorf("store mail %s: %w", r.MailKey, err)
+	}
+	return st, nil
+}
+
+// Kind is the decision about a stored transaction.
+type Kind int
+
+// Kinds of Outcome.
+const (
+	// Undecided: the window passed without a verdict for every recipient,
+	// or without the backed-up mark (451 4.7.1).
+	Undecided Kind = iota
+	// Retry: the filter asks the sender to come back (greylisting, 451 4.7.1).
+	Retry
+	// Rejected: every recipient's verdict is reject (550 5.7.1).
+	Rejected
+	// Accepted: at least one recipient accepted and backed up as required;
+	// the accepted receive rows are to be acknowledged (250).
+	Accepted
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Retry:
+		return "retry"
+	case Rejected:
+		return "rejected"
+	case Accepted:
+		return "accepted"
+	}
+	return "undecided"
+}
+
+// Outcome is what Wait decided.
+type Outcome struct {
+	Kind     Kind
+	Accepted []model.Key // receive rows to acknowledge (Kind Accepted)
+	Rejected int         // recipients whose verdict is reject
+	// Acked reports that every accepted row was already acknowledged (a
+	// retry of a mail that got its 250 before).
+	Acked bool
+}
+
+// Policy is how Wait decides.
+type Policy struct {
+	Window time.Duration // how long to wait for the decision
+	// MinCopies is 2 (strict: wait for the backed-up mark, SPEC §1) or 1
+	// (degraded: the local durable copy suffices).
+	MinCopies int
+}
+
+// Wait watches the receive rows keys until every one has a verdict and,
+// under the strict policy, the accepted ones are backed up — or until
+// p.Window passes. It never polls: dbd pushes each change of the rows.
+// An error means dbd failed while waiting (answer 451 4.3.0).
+func Wait(ctx context.Context, db DB, keys []model.Key, p Policy) (Outcome, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.Window)
+	defer cancel()
+	st, err := db.Watch(ctx, model.Receive, keys, true)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+			return Outcome{Kind: Undecided}, nil
+		}
+		return Outcome{}, fmt.Errorf("watch %d receive rows: %w", len(keys), err)
+	}
+	defer st.Close()
+	states := make(map[model.Key]model.State, len(keys))
+	for {
+		if o, done := Decide(keys, states, p.MinCopies); done {
+			return o, nil
+		}
+		row, err := st.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return Outcome{Kind: Undecided}, nil
+			}
+			return Outcome{}, fmt.Errorf("watch %d receive rows: %w", len(keys), err)
+		}
+		if row.Table == model.Receive {
+			states[row.Key] = row.State
+		}
+	}
+}
+
+// Decide computes the outcome from the rows' current states; done is false
+// while the answer may still change for the better. It is pure, so the rules
+// are tested without a dbd:
+//
+//   - any recipient undecided (no verdict yet): wait;
+//   - any Retry verdict and no other undecided: Retry (the filter wants the
+//     sender to come back; accepting part now would make the retry deliver
+//     the rest twice);
+//   - every recipient rejected: Rejected;
+//   - otherwise the accepted recipients must be backed up (strict) and then
+//     the outcome is Accepted for them. Rejected recipients of a mixed
+//     transaction are not delivered; the rejection digest tells their owner.
+func Decide(keys []model.Key, states map[model.Key]model.State, minCopies int) (Outcome, bool) {
+	var o Outcome
+	retry, allAcked := false, true
+	for _, k := range keys {
+		s, seen := states[k]
+		if !seen {
+			return Outcome{}, false
+		}
+		_, _, v, ok := model.DecodeVerdict(s.Cols[model.ColVerdict])
+		switch {
+		case !ok:
+			return Outcome{}, false
+		case v == model.Retry:
+			retry = true
+		case v == model.Reject:
+			o.Rejected++
+		case v == model.Accept:
+			if minCopies > 1 && s.Cols[model.ColBackedUp] != model.FlagSet {
+				return Outcome{}, false
+			}
+			o.Accepted = append(o.Accepted, k)
+			allAcked = allAcked && s.Cols[model.ColAcknowledged] == model.FlagSet
+		}
+	}
+	switch {
+	case retry:
+		return Outcome{Kind: Retry}, true
+	case len(o.Accepted) == 0:
+		o.Kind = Rejected
+	default:
+		o.Kind, o.Acked = Accepted, allAcked
+	}
+	return o, true
+}
+
+// Acknowledge durably marks the accepted receive rows acknowledged and links
+// each to the received row of this delivery, in one batch. Only after it
+// returns nil may smtpd answer 250: a mail is in a mailbox exactly when
+// acknowledged (SPEC §5).
+func Acknowledge(ctx context.Context, db DB, rows []model.Key, received model.Key, at time.Time) error {
+	link := model.ReceivedColumn(received)
+	ms := uint64(max(at.UnixMilli(), 1))
+	reqs := make([]wire.Request, 0, 2*len(rows))
+	for _, k := range rows {
+		ref := wire.Ref{ByKey: true, Key: k}
+		reqs = append(reqs,
+			wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: model.ColAcknowledged, Value: model.FlagSet},
+			wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: link, Value: ms})
+	}
+	res, err := db.Batch(ctx, reqs)
+	if err != nil {
+		return fmt.Errorf("acknowledge %d receive rows: %w", len(rows), err)
+	}
+	for i := range res {
+		if res[i].NotFound {
+			return fmt.Errorf("acknowledge receive row %s: row vanished", rows[i/2])
+		}
+	}
+	return nil
+}

@@ -1,0 +1,142 @@
+package deliver
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/services/dbd/dbdtest"
+)
+
+func verdict(v model.Verdict) uint64 { return model.EncodeVerdict(model.SourceOperator, 1, v) }
+
+func TestDecideRules(t *testing.T) {
+	a, b := model.KeyOf(model.Receive, []byte("a")), model.KeyOf(model.Receive, []byte("b"))
+	st := func(cols map[string]uint64) model.State { return model.State{Cols: cols} }
+	acc := func(backed bool) model.State {
+		c := map[string]uint64{model.ColVerdict: verdict(model.Accept)}
+		if backed {
+			c[model.ColBackedUp] = model.FlagSet
+		}
+		return st(c)
+	}
+	rej := st(map[string]uint64{model.ColVerdict: verdict(model.Reject)})
+	retry := st(map[string]uint64{model.ColVerdict: verdict(model.Retry)})
+	cases := []struct {
+		name      string
+		states    map[model.Key]model.State
+		minCopies int
+		done      bool
+		kind      Kind
+		accepted  int
+	}{
+		{"nothing seen", map[model.Key]model.State{}, 2, false, 0, 0},
+		{"one undecided", map[model.Key]model.State{a: acc(true), b: st(nil)}, 2, false, 0, 0},
+		{"accepted, not backed up, strict", map[model.Key]model.State{a: acc(false), b: acc(true)}, 2, false, 0, 0},
+		{"accepted, not backed up, one copy", map[model.Key]model.State{a: acc(false), b: acc(false)}, 1, true, Accepted, 2},
+		{"all accepted and backed up", map[model.Key]model.State{a: acc(true), b: acc(true)}, 2, true, Accepted, 2},
+		{"all rejected (no backup needed)", map[model.Key]model.State{a: rej, b: rej}, 2, true, Rejected, 0},
+		{"mixed", map[model.Key]model.State{a: acc(true), b: rej}, 2, true, Accepted, 1},
+		{"retry wins", map[model.Key]model.State{a: acc(true), b: retry}, 2, true, Retry, 0},
+		{"retry waits for the undecided", map[model.Key]model.State{a: st(nil), b: retry}, 2, false, 0, 0},
+	}
+	for _, c := range cases {
+		o, done := Decide([]model.Key{a, b}, c.states, c.minCopies)
+		if done != c.done || (done && (o.Kind != c.kind || len(o.Accepted) != c.accepted)) {
+			t.Errorf("%s: got %v %+v, want done=%v kind=%v accepted=%d", c.name, done, o, c.done, c.kind, c.accepted)
+		}
+	}
+}
+
+// TestStoreWaitAcknowledge runs the whole path against a real in-process
+// dbd: store, wait while an operator decides and backupd marks the copy,
+// acknowledge, and a retry of the same mail decided at once.
+func TestStoreWaitAcknowledge(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	smtpd, admin := e.Client("smtpd"), e.Client("admin")
+	ctx := context.Background()
+
+	mb := model.KeyOf(model.Mailbox, model.MailboxContent("jo@example.org"))
+	raw := []byte("Received: from x by y\r\nSubject: hi\r\nMessage-ID: <1@x>\r\n\r\nbody\r\n")
+	rows := model.NewMailRows(raw)
+	p, err := rows.Parts.WithTrace([]byte("Received: from client by mx; now\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows.Parts = p
+	m := Mail{Rows: rows, Mailboxes: []model.Key{mb}, ThrowIn: []byte("attempt 1"), ReceivedAt: time.Now()}
+	st, err := Store(ctx, smtpd, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Undecided: the window passes.
+	o, err := Wait(ctx, smtpd, st.Receives, Policy{Window: 50 * time.Millisecond, MinCopies: 2})
+	if err != nil || o.Kind != Undecided {
+		t.Fatalf("undecided: %+v %v", o, err)
+	}
+
+	// Decided while waiting: the watch wakes Wait, no polling.
+	type res struct {
+		o   Outcome
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		o, err := Wait(ctx, smtpd, st.Receives, Policy{Window: 10 * time.Second, MinCopies: 2})
+		done <- res{o, err}
+	}()
+	ref := wire.Ref{ByKey: true, Key: st.Receives[0]}
+	if _, err := admin.Set(ctx, model.Receive, ref, model.ColVerdict, verdict(model.Accept)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Set(ctx, model.Receive, ref, model.ColBackedUp, model.FlagSet); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.o.Kind != Accepted || len(r.o.Accepted) != 1 || r.o.Acked {
+		t.Fatalf("decided: %+v %v", r.o, r.err)
+	}
+	if err := Acknowledge(ctx, smtpd, r.o.Accepted, st.ReceivedKey, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	row, err := admin.FindKey(ctx, model.Receive, st.Receives[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.State.Cols[model.ColAcknowledged] != model.FlagSet {
+		t.Fatalf("not acknowledged: %v", row.State.Cols)
+	}
+	if k, ok := model.AcknowledgedReceived(row.State); !ok || k != st.ReceivedKey {
+		t.Fatalf("received link %v %v, want %v", k, ok, st.ReceivedKey)
+	}
+
+	// A retry with other Received lines maps to the same rows and is
+	// decided at once.
+	rows2 := model.NewMailRows([]byte("Received: from elsewhere\r\nSubject: hi\r\nMessage-ID: <1@x>\r\n\r\nbody\r\n"))
+	st2, err := Store(ctx, smtpd, Mail{Rows: rows2, Mailboxes: []model.Key{mb}, ThrowIn: []byte("attempt 2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st2.Receives[0] != st.Receives[0] {
+		t.Fatal("retry got another receive row")
+	}
+	o, err = Wait(ctx, smtpd, st2.Receives, Policy{Window: 10 * time.Second, MinCopies: 2})
+	if err != nil || o.Kind != Accepted || !o.Acked {
+		t.Fatalf("retry: %+v %v", o, err)
+	}
+}
+
+func TestStoreFailsWhenDBDown(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	smtpd := e.Client("smtpd")
+	e.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	rows := model.NewMailRows([]byte("Subject: x\r\n\r\nb\r\n"))
+	if _, err := Store(ctx, smtpd, Mail{Rows: rows, Mailboxes: []model.Key{model.KeyOf(model.Mailbox, []byte("a@b"))}}); err == nil {
+		t.Fatal("store succeeded with dbd down")
+	}
+}
