@@ -61,6 +61,10 @@ func App() *cli.App {
 			{
 				Name: "scan", Usage: "the newest N rows of TABLE", ArgsUsage: "TABLE [N]", Action: scan,
 			},
+			mailboxCmd(),
+			mailsCmd(),
+			verdictCmd(),
+			autoverdictCmd(),
 			benchCmd(),
 		},
 	}

@@ -1,0 +1,282 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/mail"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+)
+
+// The mail commands: the operator's view of mailboxes and received mail,
+// and manual verdicts (SPEC §10).
+
+// colPolicy is the mailbox column smtpd compares between recipients of one
+// transaction (services/smtpd/internal/session.ColPolicy).
+const colPolicy = "policy"
+
+func mailboxCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "mailbox",
+		Usage: "receiving mailboxes",
+		Subcommands: []*cli.Command{{
+			Name: "add", Usage: "create the mailbox ADDRESS (smtpd accepts mail for it); prints its key",
+			ArgsUsage: "ADDRESS",
+			Flags: []cli.Flag{&cli.Uint64Flag{Name: "policy", Usage: "spam policy number; recipients with different policies are not mixed in one SMTP transaction"}},
+			Action: mailboxAdd,
+		}},
+	}
+}
+
+func mailboxAdd(c *cli.Context) error {
+	if c.NArg() != 1 || strings.TrimSpace(c.Args().First()) == "" {
+		return usageError("mailbox add: want ADDRESS")
+	}
+	content := model.MailboxContent(c.Args().First())
+	if !bytes.ContainsRune(content, '@') {
+		return usageError("mailbox add: %q is not an address (LOCAL@DOMAIN)", c.Args().First())
+	}
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := ctxOf(c)
+	defer cancel()
+	reqs := []wire.Request{{Op: wire.OpFindOrInsert, Table: model.Mailbox, Content: content}}
+	if p := c.Uint64("policy"); p > 0 {
+		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Mailbox, Ref: wire.Ref{Content: content}, Name: colPolicy, Value: p})
+	}
+	res, err := cl.Batch(ctx, reqs)
+	if err != nil {
+		return fmt.Errorf("add mailbox %s: %w", content, err)
+	}
+	state := "exists"
+	if res[0].New {
+		state = "added"
+	}
+	fmt.Fprintf(c.App.Writer, "%s %s %s\n", model.KeyOf(model.Mailbox, content), content, state)
+	return nil
+}
+
+func verdictCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "verdict",
+		Usage: "set an operator verdict: accept, reject or retry a mail (for one mailbox, or every mailbox it was sent to)",
+		ArgsUsage: "accept|reject|retry MAILKEY [MAILBOX]",
+		Description: "MAILKEY is the first field of `dbctl mails`. An operator verdict outranks the filter's, and a later\n" +
+			"operator verdict outranks an earlier one. Without MAILBOX, the newest --scan receive rows are searched.",
+		Flags:  []cli.Flag{&cli.IntFlag{Name: "scan", Value: 5000, Usage: "receive rows to search when MAILBOX is not given"}},
+		Action: verdict,
+	}
+}
+
+func verdict(c *cli.Context) error {
+	args := c.Args().Slice()
+	if len(args) < 2 || len(args) > 3 {
+		return usageError("verdict: want accept|reject|retry MAILKEY [MAILBOX]")
+	}
+	v, err := model.ParseVerdict(args[0])
+	if err != nil {
+		return usageError("verdict: %v", err)
+	}
+	mk, err := model.ParseKey(args[1])
+	if err != nil {
+		return usageError("verdict: MAILKEY: %v", err)
+	}
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := ctxOf(c)
+	defer cancel()
+	var receives []model.Key
+	if len(args) == 3 {
+		mb := model.KeyOf(model.Mailbox, model.MailboxContent(args[2]))
+		receives = []model.Key{model.KeyOf(model.Receive, model.ReceiveContent(mk, mb))}
+	} else if receives, err = receivesOf(ctx, cl, mk, c.Int("scan")); err != nil {
+		return err
+	}
+	if len(receives) == 0 {
+		fmt.Fprintf(c.App.ErrWriter, "dbctl: no receive row for mail %s\n", mk)
+		return cli.Exit("", ExitNotFound)
+	}
+	val := model.EncodeVerdict(model.SourceOperator, model.Epoch(time.Now()), v)
+	reqs := make([]wire.Request, len(receives))
+	for i, k := range receives {
+		reqs[i] = wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: k}, Name: model.ColVerdict, Value: val}
+	}
+	res, err := cl.Batch(ctx, reqs)
+	if err != nil {
+		return fmt.Errorf("set verdict: %w", err)
+	}
+	found := 0
+	for i, r := range res {
+		if r.NotFound {
+			fmt.Fprintf(c.App.ErrWriter, "dbctl: receive row %s not found\n", receives[i])
+			continue
+		}
+		found++
+		fmt.Fprintf(c.App.Writer, "%s %s\n", receives[i], v)
+	}
+	if found == 0 {
+		return cli.Exit("", ExitNotFound)
+	}
+	return nil
+}
+
+// receivesOf finds the receive rows of mail mk among the newest n.
+func receivesOf(ctx context.Context, cl *client.Client, mk model.Key, n int) ([]model.Key, error) {
+	var out []model.Key
+	err := eachNewest(ctx, cl, n, func(r receiveInfo) error {
+		if r.mail == mk {
+			out = append(out, r.key)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// receiveInfo is a receive row with its content parsed.
+type receiveInfo struct {
+	key, mail, mailbox model.Key
+	state              model.State
+}
+
+// eachNewest calls fn for the newest n receive rows, newest first.
+func eachNewest(ctx context.Context, cl *client.Client, n int, fn func(receiveInfo) error) error {
+	st, err := cl.Scan(ctx, model.Receive, n)
+	if err != nil {
+		return fmt.Errorf("scan receive rows: %w", err)
+	}
+	var keys []model.Key
+	for {
+		row, err := st.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			st.Close()
+			return fmt.Errorf("scan receive rows: %w", err)
+		}
+		keys = append(keys, row.Key)
+	}
+	st.Close()
+	for _, k := range keys {
+		row, err := cl.FindKey(ctx, model.Receive, k)
+		if errors.Is(err, client.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read receive row %s: %w", k, err)
+		}
+		mk, mb, err := model.ParseReceiveContent(row.Content)
+		if err != nil {
+			return fmt.Errorf("receive row %s: %w", k, err)
+		}
+		if err := fn(receiveInfo{key: k, mail: mk, mailbox: mb, state: row.State}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func mailsCmd() *cli.Command {
+	return &cli.Command{
+		Name: "mails",
+		Usage: "the newest received mails, one line each: MAILKEY from=… to=… subject=… verdict=… backed-up=… ack=…" +
+			" (one line per mailbox a mail was sent to)",
+		Flags:  []cli.Flag{&cli.IntFlag{Name: "last", Value: 20, Usage: "how many"}},
+		Action: mails,
+	}
+}
+
+func mails(c *cli.Context) error {
+	if c.Int("last") < 0 {
+		return usageError("mails: --last must not be negative")
+	}
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := ctxOf(c)
+	defer cancel()
+	return eachNewest(ctx, cl, c.Int("last"), func(r receiveInfo) error {
+		from, subject := "?", "?"
+		if h, err := headerOf(ctx, cl, r.mail); err == nil {
+			from, subject = h.Get("From"), h.Get("Subject")
+			if d, err := new(mime.WordDecoder).DecodeHeader(subject); err == nil {
+				subject = d
+			}
+		}
+		to := "?"
+		if row, err := cl.FindKey(ctx, model.Mailbox, r.mailbox); err == nil {
+			to = string(row.Content)
+		}
+		fmt.Fprintf(c.App.Writer, "%s from=%s to=%s subject=%s verdict=%s backed-up=%s ack=%s\n",
+			r.mail, quote(from), quote(to), quote(subject), verdictText(r.state.Cols[model.ColVerdict]),
+			yesNo(r.state.Cols[model.ColBackedUp]), yesNo(r.state.Cols[model.ColAcknowledged]))
+		return nil
+	})
+}
+
+// headerOf reads and parses the header of mail mk.
+func headerOf(ctx context.Context, cl *client.Client, mk model.Key) (mail.Header, error) {
+	m, err := cl.FindKey(ctx, model.Mail, mk)
+	if err != nil {
+		return nil, err
+	}
+	hk, _, err := model.ParseMailContent(m.Content)
+	if err != nil {
+		return nil, err
+	}
+	h, err := cl.FindKey(ctx, model.Header, hk)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(h.Content))
+	if err != nil {
+		return nil, err
+	}
+	return msg.Header, nil
+}
+
+func verdictText(x uint64) string {
+	src, _, v, ok := model.DecodeVerdict(x)
+	if !ok {
+		return "none"
+	}
+	return v.String() + "/" + src.String()
+}
+
+func yesNo(x uint64) string {
+	if x == model.FlagSet {
+		return "yes"
+	}
+	return "no"
+}
+
+// quote makes a header value one shell-safe token: quoted when it has
+// spaces or quotes, with control characters escaped.
+func quote(s string) string {
+	if s == "" {
+		return `""`
+	}
+	if strings.ContainsAny(s, " \t\"'\\") || strconv.Quote(s) != `"`+s+`"` {
+		return strconv.Quote(s)
+	}
+	return s
+}

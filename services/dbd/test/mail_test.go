@@ -1,0 +1,76 @@
+package test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+)
+
+// TestMailCommands stores a mail the way smtpd does (with the smtpd key)
+// and drives mailbox add, mails and verdict through the real dbctl.
+func TestMailCommands(t *testing.T) {
+	s := newSite(t)
+	s.start()
+	out := s.dbctl(nil, "mailbox", "add", "--policy", "2", "jo@Example.ORG")
+	if !strings.Contains(out, "jo@example.org added") {
+		t.Fatalf("mailbox add: %q", out)
+	}
+	if out := s.dbctl(nil, "mailbox", "add", "jo@example.org"); !strings.Contains(out, "exists") {
+		t.Fatalf("mailbox add again: %q", out)
+	}
+	if _, _, code := s.dbctlExit(nil, "mailbox", "add", "no-at-sign"); code != 2 {
+		t.Fatalf("mailbox add without @: exit %d, want 2", code)
+	}
+
+	kp, err := wire.LoadKeyPair(filepath.Join(s.dir, "keys", "smtpd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.New(client.Config{Addr: s.addr, Static: kp, Server: s.dbd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rows := model.NewMailRows([]byte("From: Ann <ann@x.example>\r\nSubject: =?utf-8?q?gr=C3=BC=C3=9Fe?=\r\n\r\nhello\r\n"))
+	mb := model.KeyOf(model.Mailbox, model.MailboxContent("jo@example.org"))
+	recv := model.ReceiveContent(rows.MailKey, mb)
+	if _, err := cl.Batch(ctx, []wire.Request{
+		{Op: wire.OpFindOrInsert, Table: model.Header, Content: rows.Parts.Header},
+		{Op: wire.OpFindOrInsert, Table: model.Body, Content: rows.Parts.Body},
+		{Op: wire.OpFindOrInsert, Table: model.Mail, Content: rows.Mail},
+		{Op: wire.OpFindOrInsert, Table: model.Receive, Content: recv},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	out = s.dbctl(nil, "mails", "--last", "5")
+	want := rows.MailKey.String() + ` from="Ann <ann@x.example>" to=jo@example.org subject=grüße verdict=none backed-up=no ack=no`
+	if strings.TrimSpace(out) != want {
+		t.Fatalf("mails:\n got %q\nwant %q", out, want)
+	}
+	s.dbctl(nil, "verdict", "accept", rows.MailKey.String())
+	if out := s.dbctl(nil, "mails"); !strings.Contains(out, "verdict=accept/operator") {
+		t.Fatalf("after accept: %q", out)
+	}
+	// A later operator verdict outranks the earlier one, even a reject
+	// (which loses to accept at the same epoch).
+	time.Sleep(1100 * time.Millisecond) // epochs have one-second resolution
+	s.dbctl(nil, "verdict", "reject", rows.MailKey.String(), "jo@example.org")
+	if out := s.dbctl(nil, "mails"); !strings.Contains(out, "verdict=reject/operator") {
+		t.Fatalf("after reject: %q", out)
+	}
+	if _, _, code := s.dbctlExit(nil, "verdict", "accept", model.KeyOf(model.Mail, []byte("none")).String()); code != 1 {
+		t.Fatalf("verdict for an unknown mail: exit %d, want 1", code)
+	}
+	if _, _, code := s.dbctlExit(nil, "verdict", "maybe", rows.MailKey.String()); code != 2 {
+		t.Fatalf("bad verdict word: exit %d, want 2", code)
+	}
+}
