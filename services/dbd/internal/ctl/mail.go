@@ -33,8 +33,8 @@ func mailboxCmd() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name: "add", Usage: "create the mailbox ADDRESS (smtpd accepts mail for it); prints its key",
 			ArgsUsage: "ADDRESS",
-			Flags: []cli.Flag{&cli.Uint64Flag{Name: "policy", Usage: "spam policy number; recipients with different policies are not mixed in one SMTP transaction"}},
-			Action: mailboxAdd,
+			Flags:     []cli.Flag{&cli.Uint64Flag{Name: "policy", Usage: "spam policy number; recipients with different policies are not mixed in one SMTP transaction"}},
+			Action:    mailboxAdd,
 		}},
 	}
 }
@@ -72,8 +72,8 @@ func mailboxAdd(c *cli.Context) error {
 
 func verdictCmd() *cli.Command {
 	return &cli.Command{
-		Name:  "verdict",
-		Usage: "set an operator verdict: accept, reject or retry a mail (for one mailbox, or every mailbox it was sent to)",
+		Name:      "verdict",
+		Usage:     "set an operator verdict: accept, reject or retry a mail (for one mailbox, or every mailbox it was sent to)",
 		ArgsUsage: "accept|reject|retry MAILKEY [MAILBOX]",
 		Description: "MAILKEY is the first field of `dbctl mails`. An operator verdict outranks the filter's, and a later\n" +
 			"operator verdict outranks an earlier one. Without MAILBOX, the newest --scan receive rows are searched.",
