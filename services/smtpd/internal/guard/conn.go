@@ -1,0 +1,576 @@
+package guard
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// ErrClosed is returned by Read and Write once the guard has closed the
+// connection. It wraps net.ErrClosed, so go-smtp ends the session quietly.
+var ErrClosed = fmt.Errorf("guard: connection closed: %w", net.ErrClosed)
+
+// ErrDataAborted is returned by Read when the DATA stream breaks (read
+// error, timeout, EOF before the end marker). The session's Data sees it;
+// the connection is closed and every later Read returns ErrClosed, so the
+// rest of a body is never parsed as commands (go-smtp issue #196).
+var ErrDataAborted = errors.New("guard: DATA aborted")
+
+// readBufSize is the socket read size; it bounds the memory a connection
+// holds besides go-smtp's own buffers.
+const readBufSize = 32 << 10
+
+// replyBufMax bounds a reply line held while waiting for its LF, and an
+// EHLO reply held for rewriting.
+const replyBufMax = 16 << 10
+
+// mode is what the guard expects from the client next.
+type mode int
+
+const (
+	modeCommand mode = iota // command lines, one per Read
+	modeData                // DATA stream after a 354 reply
+)
+
+func (m mode) String() string {
+	switch m {
+	case modeCommand:
+		return "command"
+	case modeData:
+		return "data"
+	}
+	return "invalid"
+}
+
+// connParams carries what a Listener hands to each Conn.
+type connParams struct {
+	cfg     *Config // defaults applied; shared, read-only
+	id      uint64
+	ip      netip.Addr
+	pass    *passCache
+	release func() // gives the Listener slot back; called once
+}
+
+// Conn is a net.Conn between the TCP socket and go-smtp that sees every
+// byte in both directions and closes go-smtp's stream-level holes (see the
+// package doc). It is returned by Listener.Accept; go-smtp (or the caller)
+// must call Close.
+//
+// # Concurrency
+//
+// go-smtp calls Read and Write from one goroutine per connection. The
+// guard relies on that ordering: a reply Write is always processed before
+// the Read for the next client line, which is how the guard knows that a
+// 354 reply puts the next Read into DATA mode. REQUIRES: Read is not called
+// concurrently with Read, nor Write with Write. Close and the accessors
+// (DataViolation, Capture, TLS, ...) are safe from any goroutine.
+//
+// Locks: rmu serialises the read side (input buffer, parser) and is held
+// across socket reads; wmu serialises writes to the socket; mu guards the
+// small shared state and is never held during I/O. Order: rmu, wmu, mu.
+type Conn struct {
+	p      connParams
+	cfg    *Config
+	raw    net.Conn
+	log    *slog.Logger
+	start  time.Time // real time, for the session deadline
+	startC time.Time // Config.Clock time, for capture offsets
+	done   chan struct{}
+	once   sync.Once
+
+	rmu     sync.Mutex
+	in      []byte // socket read buffer; unconsumed bytes are in[inR:inW]
+	inR     int
+	inW     int
+	pend    []byte // bytes ready for go-smtp, a slice of pendBuf
+	pendBuf []byte
+	dp      dataParser
+
+	wmu      sync.Mutex
+	greeted  bool   // the greeting has been through Write
+	wline    []byte // partial reply line awaiting its LF
+	ehloHold []byte // EHLO reply lines held for rewriting
+
+	mu struct {
+		sync.Mutex
+		conn        net.Conn // raw, or the *tls.Conn after STARTTLS
+		mode        mode
+		dataStart   bool // a 354 was written; Read resets the parser
+		closed      bool
+		tls         *tls.ConnectionState
+		violation   string
+		earlyTalker bool
+		commands    int
+		errors      int
+		expectEHLO  bool // the line passed last was EHLO
+		expectSASL  bool // the last reply was 334: next line is not a command
+		swallow     bool // drop the next reply (to our injected RSET)
+		capture     capture
+	}
+}
+
+var _ net.Conn = (*Conn)(nil)
+
+func newConn(raw net.Conn, p connParams) *Conn {
+	c := &Conn{
+		p:       p,
+		cfg:     p.cfg,
+		raw:     raw,
+		start:   time.Now(),
+		startC:  p.cfg.Clock(),
+		done:    make(chan struct{}),
+		in:      make([]byte, max(readBufSize, p.cfg.CommandLineMax+1)),
+		pendBuf: make([]byte, 0, readBufSize+len(endMarker)+8),
+	}
+	c.log = p.cfg.Logger.With("conn", p.id, "remote", raw.RemoteAddr().String())
+	c.mu.conn = raw
+	c.mu.capture.max = p.cfg.CaptureMax
+	return c
+}
+
+// --- accessors ---
+
+// RemoteIP returns the client's IP address (the zero Addr if the remote
+// address is not IP).
+func (c *Conn) RemoteIP() netip.Addr { return c.p.ip }
+
+// ID returns the connection's number, unique within its Listener.
+func (c *Conn) ID() uint64 { return c.p.id }
+
+// DataViolation returns why the current (or last) DATA stream was not
+// clean: ViolationBareLF, ViolationBareCR or ViolationNUL; "" if it was
+// clean. It is reset by each 354 reply. When it is set, the bytes the
+// session read are a truncated prefix of the message followed by an empty
+// line: the session must not store them and must answer 550 5.6.0
+// (RFC 5321 §2.3.8, SMTP smuggling).
+func (c *Conn) DataViolation() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.violation
+}
+
+// EarlyTalker reports whether the client spoke before the greeting.
+func (c *Conn) EarlyTalker() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.earlyTalker
+}
+
+// Commands returns the number of command lines the client has sent.
+func (c *Conn) Commands() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.commands
+}
+
+// Errors returns the number of 4xx/5xx replies sent so far.
+func (c *Conn) Errors() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.errors
+}
+
+// TLS returns the TLS state once STARTTLS has completed.
+func (c *Conn) TLS() (tls.ConnectionState, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.tls == nil {
+		return tls.ConnectionState{}, false
+	}
+	return *c.mu.tls, true
+}
+
+// Done returns a channel that is closed when the connection is closed, by
+// go-smtp, by the guard, or by the caller.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Capture returns the transcript recorded so far in the encoding that
+// ParseCapture reads (see encodeCapture). It is complete once Done is
+// closed.
+func (c *Conn) Capture() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return encodeCapture(c.mu.capture.recs)
+}
+
+// --- net.Conn ---
+
+// LocalAddr returns the socket's local address.
+func (c *Conn) LocalAddr() net.Addr { return c.raw.LocalAddr() }
+
+// RemoteAddr returns the socket's remote address.
+func (c *Conn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
+
+// SetDeadline does nothing: the guard owns the deadlines (Config
+// timeouts). It exists because go-smtp sets deadlines when its own
+// ReadTimeout/WriteTimeout are configured.
+func (c *Conn) SetDeadline(time.Time) error { return nil }
+
+// SetReadDeadline does nothing; see SetDeadline.
+func (c *Conn) SetReadDeadline(time.Time) error { return nil }
+
+// SetWriteDeadline does nothing; see SetDeadline.
+func (c *Conn) SetWriteDeadline(time.Time) error { return nil }
+
+// Close closes the socket, releases the Listener slot and closes Done. It
+// is idempotent and safe from any goroutine.
+func (c *Conn) Close() error {
+	var err error
+	c.once.Do(func() {
+		c.mu.Lock()
+		c.mu.closed = true
+		c.mu.Unlock()
+		// Close the raw socket, not a *tls.Conn: a TLS close_notify write
+		// could block on a client that does not read.
+		err = c.raw.Close()
+		if c.p.release != nil {
+			c.p.release()
+		}
+		close(c.done)
+	})
+	return err
+}
+
+func (c *Conn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.closed
+}
+
+func (c *Conn) conn() net.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.conn
+}
+
+func (c *Conn) since() time.Duration { return c.cfg.Clock().Sub(c.startC) }
+
+func (c *Conn) record(dir byte, p []byte) {
+	at := c.since()
+	c.mu.Lock()
+	c.mu.capture.add(dir, at, p)
+	c.mu.Unlock()
+}
+
+// --- writing ---
+
+// writeSocket writes p to the client under wmu's caller-held lock.
+// REQUIRES: wmu held.
+func (c *Conn) writeSocketLocked(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	if c.isClosed() {
+		return ErrClosed
+	}
+	conn := c.conn()
+	_ = conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+	c.record(DirServer, p)
+	if _, err := conn.Write(p); err != nil {
+		_ = c.Close()
+		return fmt.Errorf("guard: write reply: %w", errors.Join(err, ErrClosed))
+	}
+	return nil
+}
+
+// replyAndClose sends a final reply of the guard's own and closes the
+// connection. It returns ErrClosed for the caller to pass on.
+func (c *Conn) replyAndClose(reply string) error {
+	c.wmu.Lock()
+	_ = c.writeSocketLocked([]byte(reply))
+	c.wmu.Unlock()
+	_ = c.Close()
+	return ErrClosed
+}
+
+// reply sends a reply of the guard's own and keeps the connection.
+func (c *Conn) reply(reply string) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.writeSocketLocked([]byte(reply))
+}
+
+// Write takes go-smtp's replies. The first Write (the greeting) runs the
+// early-talker test. Replies are parsed line by line: EHLO replies are
+// rewritten (no CHUNKING; STARTTLS when offered), a 354 switches the next
+// Read to DATA mode, and 4xx/5xx replies are counted against MaxErrors.
+func (c *Conn) Write(p []byte) (int, error) {
+	if !c.greeted {
+		c.greeted = true
+		if err := c.greetTest(); err != nil {
+			return 0, err
+		}
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.isClosed() {
+		return 0, ErrClosed
+	}
+	out, closeReply := c.processReplies(p)
+	if err := c.writeSocketLocked(out); err != nil {
+		return 0, err
+	}
+	if closeReply != "" {
+		c.log.Warn("too many errors", "errors", c.Errors())
+		_ = c.writeSocketLocked([]byte(closeReply))
+		_ = c.Close()
+	}
+	return len(p), nil
+}
+
+// --- reading ---
+
+// Read gives go-smtp the client's bytes: in command mode at most one line
+// per call (so go-smtp never buffers past a command), in DATA mode the
+// checked stream up to the strict end marker and never beyond it.
+func (c *Conn) Read(p []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	for {
+		if len(c.pend) > 0 {
+			n := copy(p, c.pend)
+			c.pend = c.pend[n:]
+			return n, nil
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		if c.isClosed() {
+			return 0, ErrClosed
+		}
+		c.mu.Lock()
+		m := c.mu.mode
+		if c.mu.dataStart {
+			// A 354 was written: a new DATA stream starts at a line start.
+			c.mu.dataStart = false
+			c.dp = dataParser{}
+		}
+		c.mu.Unlock()
+		var err error
+		if m == modeData {
+			err = c.nextData(len(p))
+		} else {
+			err = c.nextCommand()
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// fill reads more client bytes into the buffer. It sets the read deadline
+// for m, and maps errors to the right reply and error for go-smtp.
+// REQUIRES: rmu held.
+func (c *Conn) fill(m mode) error {
+	if c.inR > 0 {
+		c.inW = copy(c.in, c.in[c.inR:c.inW])
+		c.inR = 0
+	}
+	if c.inW == len(c.in) {
+		return errors.New("guard: internal: read buffer full") // callers prevent this
+	}
+	timeout := c.cfg.IdleTimeout
+	if m == modeData {
+		timeout = c.cfg.DataTimeout
+	}
+	dl := time.Now().Add(timeout)
+	if end := c.start.Add(c.cfg.SessionTimeout); end.Before(dl) {
+		dl = end
+	}
+	conn := c.conn()
+	_ = conn.SetReadDeadline(dl)
+	n, err := conn.Read(c.in[c.inW:])
+	if n > 0 {
+		c.record(DirClient, c.in[c.inW:c.inW+n])
+		c.inW += n
+	}
+	if err == nil || n > 0 {
+		return nil
+	}
+	return c.readFailed(m, err)
+}
+
+// readFailed decides what a failed socket read means for go-smtp.
+func (c *Conn) readFailed(m mode, err error) error {
+	if c.isClosed() {
+		return ErrClosed
+	}
+	var ne net.Error
+	timeout := errors.As(err, &ne) && ne.Timeout()
+	if timeout {
+		c.log.Warn("timeout", "mode", m)
+		_ = c.replyAndClose(fmt.Sprintf("421 4.4.2 %s Error: timeout exceeded\r\n", c.cfg.Hostname))
+	} else {
+		_ = c.Close()
+	}
+	if m == modeData {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("%w: read: %w", ErrDataAborted, err)
+	}
+	if errors.Is(err, io.EOF) {
+		return io.EOF // go-smtp ends the session quietly
+	}
+	return fmt.Errorf("guard: read command: %w", errors.Join(err, ErrClosed))
+}
+
+// nextData runs the DATA parser over buffered input and leaves the bytes
+// for go-smtp in pend. It consumes at most max input bytes so that pend
+// stays about the size of go-smtp's buffer.
+// REQUIRES: rmu held.
+func (c *Conn) nextData(max int) error {
+	if c.inR == c.inW {
+		if err := c.fill(modeData); err != nil {
+			return err
+		}
+	}
+	in := c.in[c.inR:c.inW]
+	if len(in) > max {
+		in = in[:max]
+	}
+	before := c.dp.violation
+	out, n := c.dp.feed(c.pendBuf[:0], in)
+	c.inR += n
+	c.pend = out
+	if c.dp.violation != before {
+		c.log.Warn("data violation", "violation", c.dp.violation)
+		c.mu.Lock()
+		c.mu.violation = c.dp.violation
+		c.mu.Unlock()
+	}
+	if c.dp.ended() {
+		c.mu.Lock()
+		c.mu.mode = modeCommand
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// nextCommand reads one command line, checks it and leaves it in pend (or
+// handles it itself: STARTTLS, refused commands).
+// REQUIRES: rmu held.
+func (c *Conn) nextCommand() error {
+	scan := 0
+	var line []byte
+	for {
+		buf := c.in[c.inR:c.inW]
+		if i := bytes.IndexByte(buf[scan:], '\n'); i >= 0 {
+			line = buf[:scan+i+1]
+			break
+		}
+		scan = len(buf)
+		if scan > c.cfg.CommandLineMax {
+			break // too long already; do not wait for the rest
+		}
+		if err := c.fill(modeCommand); err != nil {
+			return err
+		}
+	}
+	if line == nil || len(line) > c.cfg.CommandLineMax {
+		c.log.Warn("command line too long")
+		return c.replyAndClose(fmt.Sprintf("500 5.5.2 %s Error: line too long\r\n", c.cfg.Hostname))
+	}
+	c.inR += len(line)
+	return c.command(line)
+}
+
+// command applies the command-mode rules to one complete line.
+// REQUIRES: rmu held.
+func (c *Conn) command(line []byte) error {
+	c.mu.Lock()
+	c.mu.commands++
+	n := c.mu.commands
+	sasl := c.mu.expectSASL
+	c.mu.expectSASL = false
+	c.mu.Unlock()
+	h := c.cfg.Hostname
+	if n > c.cfg.MaxCommands {
+		c.log.Warn("too many commands", "commands", n)
+		return c.replyAndClose(fmt.Sprintf("421 4.7.0 %s Error: too many commands\r\n", h))
+	}
+	if bytes.IndexByte(line, 0) >= 0 {
+		c.log.Warn("NUL in command line")
+		return c.replyAndClose(fmt.Sprintf("500 5.5.2 %s Error: NUL byte in command\r\n", h))
+	}
+	if sasl {
+		// A SASL response (after 334) is not a command.
+		c.pend = append(c.pendBuf[:0], line...)
+		return nil
+	}
+	switch verb, arg := splitCommand(line); verb {
+	case "BDAT":
+		// go-smtp always handles BDAT; we never offer CHUNKING, and a chunk
+		// of unknown framing cannot be skipped safely, so the session ends.
+		c.log.Warn("BDAT without CHUNKING")
+		return c.replyAndClose(fmt.Sprintf("502 5.5.1 %s Error: CHUNKING not offered\r\n", h))
+	case "STARTTLS":
+		if c.cfg.TLS != nil && !c.isTLS() {
+			return c.startTLS(arg)
+		}
+	case "EHLO":
+		c.mu.Lock()
+		c.mu.expectEHLO = true
+		c.mu.Unlock()
+	}
+	c.pend = append(c.pendBuf[:0], line...)
+	return nil
+}
+
+func (c *Conn) isTLS() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.tls != nil
+}
+
+// splitCommand returns the upper-cased verb and the trimmed argument of a
+// command line. go-smtp treats any line that starts with STARTTLS as
+// STARTTLS, so the guard does the same.
+func splitCommand(line []byte) (verb string, arg []byte) {
+	line = bytes.TrimRight(line, "\r\n")
+	if len(line) >= 8 && bytes.EqualFold(line[:8], []byte("STARTTLS")) {
+		return "STARTTLS", bytes.TrimSpace(line[8:])
+	}
+	v, a, _ := bytes.Cut(line, []byte{' '})
+	return string(bytes.ToUpper(v)), bytes.TrimSpace(a)
+}
+
+// greetTest runs the early-talker test before the greeting is written:
+// a client that sends anything within GreetPause is rejected.
+func (c *Conn) greetTest() error {
+	if c.cfg.GreetPause < 0 || (c.p.pass != nil && c.p.pass.passed(c.p.ip)) {
+		return nil
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	_ = c.raw.SetReadDeadline(time.Now().Add(c.cfg.GreetPause))
+	n, err := c.raw.Read(c.in[c.inW:])
+	if n > 0 {
+		c.record(DirClient, c.in[c.inW:c.inW+n])
+		c.inW += n
+		c.mu.Lock()
+		c.mu.earlyTalker = true
+		c.mu.Unlock()
+		c.log.Warn("early talker")
+		return c.replyAndClose(fmt.Sprintf("554 5.5.1 %s Error: client spoke before the greeting\r\n", c.cfg.Hostname))
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		if c.p.pass != nil {
+			c.p.pass.add(c.p.ip)
+		}
+		return nil
+	}
+	_ = c.Close()
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return fmt.Errorf("guard: wait before greeting: %w", errors.Join(err, ErrClosed))
+}

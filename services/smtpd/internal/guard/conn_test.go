@@ -1,0 +1,347 @@
+package guard
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSmuggling sends the 2023 SMTP smuggling sequences (issue 3) followed
+// by a smuggled transaction. Exactly one transaction may happen, the
+// smuggled MAIL must never run, and the session must see the violation.
+func TestSmuggling(t *testing.T) {
+	srv := startServer(t, Config{})
+	const smuggled = "MAIL FROM:<evil@attacker.test>\r\nRCPT TO:<rcpt@mx.test>\r\nDATA\r\nFrom: evil\r\n\r\nsmuggled\r\n"
+	tests := []struct {
+		name      string
+		body      string // after the 354, before the smuggled part
+		violation string
+	}{
+		{"LF.LF", "Subject: a\r\n\r\nbody\n.\n", ViolationBareLF},
+		{"LF.CRLF", "Subject: a\r\n\r\nbody\n.\r\n", ViolationBareLF},
+		{"CR.CR", "Subject: a\r\n\r\nbody\r.\r", ViolationBareCR},
+		{"CRLF.CR", "Subject: a\r\n\r\nbody\r\n.\r", ViolationBareCR},
+		{"CRLF.LF", "Subject: a\r\n\r\nbody\r\n.\n", ViolationBareLF},
+		{"CR.CRLF", "Subject: a\r\n\r\nbody\r.\r\n", ViolationBareCR},
+		{"LF.CR", "Subject: a\r\n\r\nbody\n.\r", ViolationBareLF},
+		{"CR.LF", "Subject: a\r\n\r\nbody\r.\n", ViolationBareCR},
+		{"start .LF", ".\n", ViolationBareLF},
+		{"start .CR", ".\r", ViolationBareCR},
+		{"CRLF.CRCRLF", "Subject: a\r\n\r\nbody\r\n.\r\r\n", ViolationBareCR},
+		{"CRLF.NULCRLF", "Subject: a\r\n\r\nbody\r\n.\x00\r\n", ViolationNUL},
+		{"CRLF.CR NUL", "Subject: a\r\n\r\nbody\r\n.\r\x00\n", ViolationBareCR},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nMails, nDatas := len(srv.be.Mails()), len(srv.be.Datas())
+			c := greeted(t, srv.addr)
+			c.startTx("good@sender.test")
+			c.send(tt.body + smuggled + ".\r\n")
+			c.expect("550 5.6.0")
+			c.cmd("NOOP", "250 ")
+			c.cmd("QUIT", "221 ")
+			c.expectClosed()
+			mails := srv.be.Mails()[nMails:]
+			if len(mails) != 1 || mails[0] != "good@sender.test" {
+				t.Errorf("MAIL calls = %q, want only good@sender.test", mails)
+			}
+			datas := srv.be.Datas()[nDatas:]
+			if len(datas) != 1 {
+				t.Fatalf("Data calls = %d, want 1", len(datas))
+			}
+			if datas[0].violation != tt.violation {
+				t.Errorf("violation = %q, want %q", datas[0].violation, tt.violation)
+			}
+			if bytes.Contains(datas[0].body, []byte("evil")) || bytes.Contains(datas[0].body, []byte("smuggled")) {
+				t.Errorf("body %q contains the smuggled part", datas[0].body)
+			}
+		})
+	}
+}
+
+// TestGoSMTPDataBugs covers the go-smtp dot-reader bugs from issue 3 and
+// NUL bytes; each transaction ends at the strict end marker and the next
+// command works.
+func TestGoSMTPDataBugs(t *testing.T) {
+	srv := startServer(t, Config{})
+	tests := []struct {
+		name      string
+		data      string
+		violation string
+	}{
+		{"a CR CRLF . CRLF ends DATA", "a\r\r\n.\r\n", ViolationBareCR},
+		{"CRLF . CR X keeps going to strict end", "a\r\n.\rX\r\nmore\r\n.\r\n", ViolationBareCR},
+		{"NUL", "a\x00b\r\n.\r\n", ViolationNUL},
+		{"NUL at line start", "\x00\r\n.\r\n", ViolationNUL},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := len(srv.be.Datas())
+			c := greeted(t, srv.addr)
+			c.startTx("a@sender.test")
+			c.send(tt.data)
+			c.expect("550 5.6.0")
+			c.cmd("NOOP", "250 ")
+			datas := srv.be.Datas()[n:]
+			if len(datas) != 1 || datas[0].violation != tt.violation {
+				t.Fatalf("Data calls = %+v, want one with violation %q", datas, tt.violation)
+			}
+			// The next transaction on the same connection is clean again.
+			c.startTx("b@sender.test")
+			c.send("clean\r\n.\r\n")
+			c.expect("250 ")
+			if d := srv.be.Datas()[n+1]; d.violation != "" || string(d.body) != "clean\r\n" {
+				t.Errorf("second Data = %+v, want clean body", d)
+			}
+		})
+	}
+}
+
+// stuff dot-stuffs a message whose lines end in CRLF and appends the end
+// marker (RFC 5321 §4.5.2).
+func stuff(msg string) string {
+	var b strings.Builder
+	for line := range strings.SplitAfterSeq(msg, "\r\n") {
+		if strings.HasPrefix(line, ".") {
+			b.WriteByte('.')
+		}
+		b.WriteString(line)
+	}
+	b.WriteString(".\r\n")
+	return b.String()
+}
+
+// randomMessage builds a clean message: CRLF line ends, no NUL, no bare CR
+// or LF, many lines starting with dots.
+func randomMessage(r *rand.Rand) string {
+	var b strings.Builder
+	lines := r.IntN(30)
+	for range lines {
+		switch r.IntN(5) {
+		case 0:
+			b.WriteString(strings.Repeat(".", 1+r.IntN(3)))
+		case 1:
+			// empty line
+		}
+		n := r.IntN(120)
+		if r.IntN(20) == 0 {
+			n = 5000 + r.IntN(5000) // longer than go-smtp's line limit
+		}
+		for range n {
+			c := byte(1 + r.IntN(255))
+			if c == '\r' || c == '\n' {
+				c = '.'
+			}
+			b.WriteByte(c)
+		}
+		b.WriteString("\r\n")
+	}
+	return b.String()
+}
+
+// TestCleanRoundTrip: clean data, including dot-stuffing and long lines,
+// arrives at the session byte-exact.
+func TestCleanRoundTrip(t *testing.T) {
+	srv := startServer(t, Config{})
+	msgs := []string{
+		"",
+		"\r\n",
+		"line1\r\n.leading dot\r\n..\r\n.\r\n\r\n",
+		"Subject: x\r\n\r\n.\r\n..\r\n...\r\nend\r\n",
+		strings.Repeat("x", 1<<20) + "\r\n", // a 1 MB body line
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 20 {
+		msgs = append(msgs, randomMessage(r))
+	}
+	c := greeted(t, srv.addr)
+	for i, msg := range msgs {
+		n := len(srv.be.Datas())
+		c.startTx("a@sender.test")
+		c.send(stuff(msg))
+		c.expect("250 ")
+		d := srv.be.Datas()[n]
+		if d.violation != "" || d.err != nil || string(d.body) != msg {
+			t.Fatalf("message %d: got body %d bytes (violation %q, err %v), want %d bytes exact",
+				i, len(d.body), d.violation, d.err, len(msg))
+		}
+	}
+	c.cmd("QUIT", "221 ")
+}
+
+// TestPipelinedAfterData: commands pipelined after the end marker run as
+// commands, in order (the guard never hands go-smtp bytes past the end).
+func TestPipelinedAfterData(t *testing.T) {
+	srv := startServer(t, Config{})
+	c := greeted(t, srv.addr)
+	c.send("MAIL FROM:<a@s.test>\r\nRCPT TO:<r@mx.test>\r\nDATA\r\n")
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("354 ")
+	c.send("one\r\n.\r\nMAIL FROM:<b@s.test>\r\nRCPT TO:<r@mx.test>\r\nDATA\r\n")
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("354 ")
+	c.send("two\r\n.\r\nQUIT\r\n")
+	c.expect("250 ")
+	c.expect("221 ")
+	if got := srv.be.Mails(); strings.Join(got, ",") != "a@s.test,b@s.test" {
+		t.Errorf("mails = %q", got)
+	}
+	if conns := srv.be.Conns(); len(conns) != 1 || conns[0].Commands() != 8 {
+		t.Errorf("commands = %d, want 8", conns[0].Commands())
+	}
+}
+
+func TestLongCommandLine(t *testing.T) {
+	srv := startServer(t, Config{})
+	c := greeted(t, srv.addr)
+	// The server stops reading early; write in the background and ignore
+	// the reset.
+	go func() { _, _ = c.conn.Write([]byte("NOOP " + strings.Repeat("x", 1<<20) + "\r\n")) }()
+	c.expect("500 5.5.2 mx.test Error: line too long")
+	c.expectClosed()
+}
+
+func TestCommandLineLimitExact(t *testing.T) {
+	srv := startServer(t, Config{CommandLineMax: 100})
+	c := greeted(t, srv.addr)
+	c.cmd("NOOP "+strings.Repeat("x", 100-len("NOOP \r\n")), "250 ")
+	c.send("NOOP " + strings.Repeat("x", 101-len("NOOP \r\n")) + "\r\n")
+	c.expect("500 5.5.2")
+	c.expectClosed()
+}
+
+func TestNULInCommand(t *testing.T) {
+	srv := startServer(t, Config{})
+	c := greeted(t, srv.addr)
+	c.send("MAIL FROM:<a\x00@b>\r\n")
+	c.expect("500 5.5.2")
+	c.expectClosed()
+	if m := srv.be.Mails(); len(m) != 0 {
+		t.Errorf("mails = %q, want none", m)
+	}
+}
+
+func TestBDATRefused(t *testing.T) {
+	srv := startServer(t, Config{})
+	c := dial(t, srv.addr)
+	c.expect("220 ")
+	ehlo := c.cmd("EHLO client.test", "250")
+	if strings.Contains(ehlo, "CHUNKING") {
+		t.Errorf("EHLO reply offers CHUNKING:\n%s", ehlo)
+	}
+	if !strings.Contains(ehlo, "250 ") || !strings.Contains(ehlo, "PIPELINING") {
+		t.Errorf("EHLO reply mangled:\n%s", ehlo)
+	}
+	c.cmd("MAIL FROM:<a@s.test>", "250 ")
+	c.cmd("RCPT TO:<r@mx.test>", "250 ")
+	c.send("BDAT 5 LAST\r\nhello")
+	c.expect("502 5.5.1")
+	c.expectClosed()
+	if d := srv.be.Datas(); len(d) != 0 {
+		t.Errorf("Data calls = %d, want 0", len(d))
+	}
+}
+
+// TestDataTimeout: a client that stops mid-DATA is disconnected, the
+// session sees an error, and nothing it sent is run as a command
+// (go-smtp issue #196).
+func TestDataTimeout(t *testing.T) {
+	srv := startServer(t, Config{DataTimeout: 200 * time.Millisecond})
+	c := greeted(t, srv.addr)
+	c.startTx("a@s.test")
+	c.send("Subject: x\r\n\r\npartial\r\nMAIL FROM:<evil@s.test>\r\n")
+	c.expect("421 4.4.2 mx.test Error: timeout exceeded")
+	c.expectClosed()
+	waitClosed(t, srv)
+	d := srv.be.Datas()
+	if len(d) != 1 || d[0].err == nil {
+		t.Fatalf("Data calls = %+v, want one with an error", d)
+	}
+	if m := srv.be.Mails(); len(m) != 1 {
+		t.Errorf("mails = %q, want only the first", m)
+	}
+}
+
+// TestDataEOF: a client that disconnects mid-DATA; the session sees an
+// error, not a message.
+func TestDataEOF(t *testing.T) {
+	srv := startServer(t, Config{})
+	c := greeted(t, srv.addr)
+	c.startTx("a@s.test")
+	c.send("Subject: x\r\n\r\npartial\r\nQUIT\r\n")
+	_ = c.conn.Close()
+	waitClosed(t, srv)
+	d := srv.be.Datas()
+	if len(d) != 1 || d[0].err == nil {
+		t.Fatalf("Data calls = %+v, want one with an error", d)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	srv := startServer(t, Config{IdleTimeout: 200 * time.Millisecond})
+	c := greeted(t, srv.addr)
+	c.expect("421 4.4.2 mx.test Error: timeout exceeded")
+	c.expectClosed()
+}
+
+func TestSessionTimeout(t *testing.T) {
+	srv := startServer(t, Config{SessionTimeout: 300 * time.Millisecond})
+	c := greeted(t, srv.addr)
+	// Keep the connection busy; the total bound still applies.
+	for i := 0; i < 100; i++ {
+		c.send("NOOP\r\n")
+		r, err := c.reply()
+		if err != nil {
+			t.Fatalf("reply: %q, %v", r, err)
+		}
+		if strings.HasPrefix(r, "421 4.4.2") {
+			c.expectClosed()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("session timeout never hit")
+}
+
+func TestMaxCommands(t *testing.T) {
+	srv := startServer(t, Config{MaxCommands: 5})
+	c := greeted(t, srv.addr) // 1
+	for range 4 {
+		c.cmd("NOOP", "250 ")
+	}
+	c.cmd("NOOP", "421 4.7.0")
+	c.expectClosed()
+}
+
+func TestMaxErrors(t *testing.T) {
+	srv := startServer(t, Config{MaxErrors: 2})
+	c := greeted(t, srv.addr)
+	c.cmd("RCPT TO:<x@y>", "502 ")
+	c.cmd("RCPT TO:<x@y>", "502 ")
+	c.send("RCPT TO:<x@y>\r\n")
+	c.expect("502 ")
+	c.expect("421 4.7.0")
+	c.expectClosed()
+}
+
+// waitClosed waits until go-smtp has ended every session (Logout).
+func waitClosed(t *testing.T, srv *testServer) {
+	t.Helper()
+	for _, s := range srv.be.Sessions() {
+		select {
+		case <-s.loggedOut:
+		case <-time.After(5 * time.Second):
+			t.Fatal("session not ended")
+		}
+		select {
+		case <-s.gc.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("connection not closed")
+		}
+	}
+}

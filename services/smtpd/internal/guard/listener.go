@@ -1,0 +1,192 @@
+package guard
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Listener wraps a net.Listener: Accept enforces the connection limits and
+// returns *Conn values. It owns the pass cache of the greeting test. It is
+// safe for concurrent use; the caller must call Close.
+type Listener struct {
+	inner net.Listener
+	cfg   Config
+	pass  *passCache
+
+	mu struct {
+		sync.Mutex
+		total  int
+		perIP  map[netip.Addr]int
+		nextID uint64
+	}
+}
+
+var _ net.Listener = (*Listener)(nil)
+
+// NewListener wraps inner. It validates cfg and applies its defaults.
+func NewListener(inner net.Listener, cfg Config) (*Listener, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	l := &Listener{
+		inner: inner,
+		cfg:   cfg,
+		pass:  newPassCache(cfg.PassCacheTTL, cfg.PassCacheMax, cfg.Clock),
+	}
+	l.mu.perIP = make(map[netip.Addr]int)
+	return l, nil
+}
+
+// Accept waits for the next connection within the limits and returns it as
+// a *Conn. A connection over a limit gets a 421 reply and is closed here;
+// Accept then keeps waiting. Errors of the inner listener are returned
+// unchanged so that the server's retry logic sees them.
+func (l *Listener) Accept() (net.Conn, error) {
+	for {
+		raw, err := l.inner.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := remoteIP(raw.RemoteAddr())
+		id, reply := l.admit(ip)
+		if reply != "" {
+			l.refuse(raw, ip, reply)
+			continue
+		}
+		return newConn(raw, connParams{
+			cfg:     &l.cfg,
+			id:      id,
+			ip:      ip,
+			pass:    l.pass,
+			release: func() { l.release(ip) },
+		}), nil
+	}
+}
+
+// admit takes a slot for ip, or returns the reply that refuses it.
+func (l *Listener) admit(ip netip.Addr) (uint64, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cfg.MaxConns > 0 && l.mu.total >= l.cfg.MaxConns {
+		return 0, fmt.Sprintf("421 4.3.2 %s Too busy, try later\r\n", l.cfg.Hostname)
+	}
+	if l.cfg.MaxConnsPerIP > 0 && l.mu.perIP[ip] >= l.cfg.MaxConnsPerIP {
+		return 0, fmt.Sprintf("421 4.7.0 %s Too many connections from your address\r\n", l.cfg.Hostname)
+	}
+	l.mu.total++
+	l.mu.perIP[ip]++
+	l.mu.nextID++
+	return l.mu.nextID, ""
+}
+
+func (l *Listener) release(ip netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.mu.total--
+	if l.mu.perIP[ip] <= 1 {
+		delete(l.mu.perIP, ip)
+	} else {
+		l.mu.perIP[ip]--
+	}
+}
+
+// refuse answers a connection over a limit. The socket is fresh, so the
+// short reply fits its send buffer; the deadline only guards against a
+// broken kernel state and keeps Accept from blocking.
+func (l *Listener) refuse(raw net.Conn, ip netip.Addr, reply string) {
+	l.cfg.Logger.Warn("connection refused", "remote", ip, "reply", reply[:len(reply)-2])
+	_ = raw.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = raw.Write([]byte(reply))
+	_ = raw.Close()
+}
+
+// Active returns the number of connections holding a slot.
+func (l *Listener) Active() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.total
+}
+
+// Close closes the inner listener. Accepted Conns stay open.
+func (l *Listener) Close() error { return l.inner.Close() }
+
+// Addr returns the inner listener's address.
+func (l *Listener) Addr() net.Addr { return l.inner.Addr() }
+
+// remoteIP extracts the client IP; an address that is not IP (a pipe in a
+// test) maps to the zero Addr, which then shares one slot count.
+func remoteIP(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case nil:
+		return netip.Addr{}
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// passCache remembers client IPs that passed the greeting test. It is
+// bounded: insertion order is kept in a queue and the oldest entries are
+// evicted first. It is safe for concurrent use.
+type passCache struct {
+	ttl   time.Duration
+	max   int
+	clock func() time.Time
+
+	mu    sync.Mutex
+	until map[netip.Addr]time.Time
+	queue []passEntry // insertion order; may hold stale duplicates
+}
+
+type passEntry struct {
+	ip    netip.Addr
+	until time.Time
+}
+
+func newPassCache(ttl time.Duration, max int, clock func() time.Time) *passCache {
+	return &passCache{ttl: ttl, max: max, clock: clock, until: make(map[netip.Addr]time.Time)}
+}
+
+// passed reports whether ip passed the test within the TTL.
+func (p *passCache) passed(ip netip.Addr) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	u, ok := p.until[ip]
+	return ok && p.clock().Before(u)
+}
+
+// add records that ip passed the test now.
+func (p *passCache) add(ip netip.Addr) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.clock()
+	u := now.Add(p.ttl)
+	p.until[ip] = u
+	p.queue = append(p.queue, passEntry{ip, u})
+	// Drop expired and stale entries from the front, then evict the
+	// oldest live ones while over the bound. The TTL is constant, so the
+	// queue is ordered by expiry.
+	for len(p.queue) > 0 {
+		e := p.queue[0]
+		cur, ok := p.until[e.ip]
+		stale := !ok || !cur.Equal(e.until)
+		switch {
+		case stale:
+		case !now.Before(e.until) || len(p.until) > p.max:
+			delete(p.until, e.ip)
+		default:
+			return
+		}
+		p.queue[0] = passEntry{}
+		p.queue = p.queue[1:]
+	}
+}

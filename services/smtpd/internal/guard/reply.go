@@ -1,0 +1,151 @@
+package guard
+
+import (
+	"bytes"
+	"fmt"
+)
+
+// Reply-side processing. go-smtp writes each reply line with its own Write
+// (textproto.Writer.PrintfLine), but the guard does not rely on that: it
+// reassembles lines from whatever chunks arrive.
+
+// replyLine is one parsed reply line.
+type replyLine struct {
+	code  int    // 100..599, or 0 if the line does not start with a code
+	final bool   // "250 text" (or a bare "250") rather than "250-text"
+	text  []byte // after the separator, without CRLF
+}
+
+// parseReplyLine parses one reply line including its line ending.
+func parseReplyLine(line []byte) replyLine {
+	line = bytes.TrimRight(line, "\r\n")
+	if len(line) < 3 {
+		return replyLine{}
+	}
+	code := 0
+	for _, d := range line[:3] {
+		if d < '0' || d > '9' {
+			return replyLine{}
+		}
+		code = code*10 + int(d-'0')
+	}
+	switch {
+	case len(line) == 3:
+		return replyLine{code: code, final: true}
+	case line[3] == ' ':
+		return replyLine{code: code, final: true, text: line[4:]}
+	case line[3] == '-':
+		return replyLine{code: code, text: line[4:]}
+	}
+	return replyLine{}
+}
+
+// processReplies takes a chunk written by go-smtp and returns the bytes to
+// send, plus a 421 reply to send after them when the error limit is
+// exceeded.
+// REQUIRES: wmu held.
+func (c *Conn) processReplies(p []byte) (out []byte, closeReply string) {
+	c.wline = append(c.wline, p...)
+	rest := c.wline
+	for {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			break
+		}
+		var cr string
+		out, cr = c.replyLineLocked(out, rest[:i+1])
+		if cr != "" {
+			closeReply = cr
+		}
+		rest = rest[i+1:]
+	}
+	if len(rest) > replyBufMax {
+		// Not a reply line we understand; pass it on rather than grow.
+		out = append(out, rest...)
+		rest = nil
+	}
+	c.wline = append(c.wline[:0], rest...)
+	return out, closeReply
+}
+
+// replyLineLocked handles one complete reply line.
+// REQUIRES: wmu held.
+func (c *Conn) replyLineLocked(out, line []byte) ([]byte, string) {
+	r := parseReplyLine(line)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.swallow {
+		// The reply to the RSET the guard injected after STARTTLS.
+		if r.final {
+			c.mu.swallow = false
+		}
+		return out, ""
+	}
+	if c.mu.expectEHLO {
+		c.ehloHold = append(c.ehloHold, line...)
+		if !r.final && len(c.ehloHold) <= replyBufMax {
+			return out, ""
+		}
+		c.mu.expectEHLO = false
+		out = append(out, rewriteEHLO(c.ehloHold, c.cfg.TLS != nil && c.mu.tls == nil)...)
+		c.ehloHold = c.ehloHold[:0]
+	} else {
+		out = append(out, line...)
+	}
+	if !r.final {
+		return out, ""
+	}
+	switch {
+	case r.code == 354:
+		c.mu.mode = modeData
+		c.mu.dataStart = true
+		c.mu.violation = ""
+	case r.code == 334:
+		c.mu.expectSASL = true
+	case r.code >= 400 && r.code < 600:
+		c.mu.errors++
+		if c.mu.errors > c.cfg.MaxErrors {
+			return out, fmt.Sprintf("421 4.7.0 %s Error: too many errors\r\n", c.cfg.Hostname)
+		}
+	}
+	return out, ""
+}
+
+// rewriteEHLO rewrites a complete EHLO reply: it removes CHUNKING (go-smtp
+// always offers it and the guard refuses BDAT) and any STARTTLS, then adds
+// STARTTLS when offerTLS. Replies other than 250 pass unchanged.
+func rewriteEHLO(reply []byte, offerTLS bool) []byte {
+	lines := bytes.SplitAfter(reply, []byte("\n"))
+	if len(lines) > 0 && len(lines[len(lines)-1]) == 0 {
+		lines = lines[:len(lines)-1]
+	}
+	if len(lines) == 0 || parseReplyLine(lines[0]).code != 250 {
+		return reply
+	}
+	var texts [][]byte
+	for i, l := range lines {
+		r := parseReplyLine(l)
+		if r.code != 250 {
+			return reply // not a well-formed reply; leave it alone
+		}
+		kw, _, _ := bytes.Cut(r.text, []byte{' '})
+		if i > 0 && (bytes.EqualFold(kw, []byte("CHUNKING")) || bytes.EqualFold(kw, []byte("STARTTLS"))) {
+			continue
+		}
+		texts = append(texts, r.text)
+	}
+	if offerTLS {
+		texts = append(texts, []byte("STARTTLS"))
+	}
+	var b []byte
+	for i, t := range texts {
+		sep := byte('-')
+		if i == len(texts)-1 {
+			sep = ' '
+		}
+		b = append(b, '2', '5', '0', sep)
+		b = append(b, t...)
+		b = append(b, '\r', '\n')
+	}
+	return b
+}
