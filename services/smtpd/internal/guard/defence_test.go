@@ -1,0 +1,248 @@
+package guard
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEarlyTalker(t *testing.T) {
+	srv := startServer(t, Config{GreetPause: 300 * time.Millisecond})
+	c := dial(t, srv.addr)
+	c.send("EHLO early.test\r\n")
+	c.expect("554 5.5.1 mx.test Error: client spoke before the greeting")
+	c.expectClosed()
+	if srv.l.pass.passed(netip.MustParseAddr("127.0.0.1")) {
+		t.Error("early talker was added to the pass cache")
+	}
+
+	// A client that waits passes and is remembered.
+	c = dial(t, srv.addr)
+	c.expect("220 ")
+	c.cmd("EHLO patient.test", "250")
+	if !srv.l.pass.passed(netip.MustParseAddr("127.0.0.1")) {
+		t.Error("patient client not in the pass cache")
+	}
+	var early int
+	for _, gc := range srv.be.Conns() {
+		if gc.EarlyTalker() {
+			early++
+		}
+	}
+	if early != 0 {
+		t.Errorf("early talkers among sessions = %d, want 0 (the early one never got one)", early)
+	}
+}
+
+func TestPassCacheBounded(t *testing.T) {
+	now := time.Unix(1000, 0)
+	p := newPassCache(time.Hour, 3, func() time.Time { return now })
+	ips := []netip.Addr{
+		netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"),
+		netip.MustParseAddr("192.0.2.3"), netip.MustParseAddr("192.0.2.4"),
+	}
+	for _, ip := range ips {
+		p.add(ip)
+		now = now.Add(time.Second)
+	}
+	if p.passed(ips[0]) {
+		t.Error("oldest entry not evicted")
+	}
+	for _, ip := range ips[1:] {
+		if !p.passed(ip) {
+			t.Errorf("%v evicted, want kept", ip)
+		}
+	}
+	now = now.Add(2 * time.Hour)
+	if p.passed(ips[3]) {
+		t.Error("entry alive after its TTL")
+	}
+	p.add(ips[0])
+	if len(p.until) != 1 || len(p.queue) != 1 {
+		t.Errorf("after expiry: %d entries, queue %d; want 1, 1", len(p.until), len(p.queue))
+	}
+}
+
+func TestPerIPLimit(t *testing.T) {
+	srv := startServer(t, Config{MaxConnsPerIP: 20})
+	var cs []*client
+	for range 20 {
+		c := dial(t, srv.addr)
+		c.expect("220 ")
+		cs = append(cs, c)
+	}
+	c := dial(t, srv.addr)
+	c.expect("421 4.7.0 mx.test Too many connections from your address")
+	c.expectClosed()
+
+	// Closing one frees its slot exactly once.
+	cs[0].cmd("QUIT", "221 ")
+	for i := 0; srv.l.Active() != 19; i++ {
+		if i > 500 {
+			t.Fatalf("active = %d, want 19", srv.l.Active())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c = dial(t, srv.addr)
+	c.expect("220 ")
+}
+
+func TestTotalLimit(t *testing.T) {
+	srv := startServer(t, Config{MaxConns: 2})
+	for range 2 {
+		dial(t, srv.addr).expect("220 ")
+	}
+	c := dial(t, srv.addr)
+	c.expect("421 4.3.2 mx.test Too busy, try later")
+	c.expectClosed()
+}
+
+// selfSigned returns a TLS config with a fresh self-signed certificate.
+func selfSigned(t *testing.T) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "mx.test"},
+		DNSNames:     []string{"mx.test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
+
+func TestSTARTTLS(t *testing.T) {
+	srv := startServer(t, Config{TLS: selfSigned(t)})
+	c := dial(t, srv.addr)
+	c.expect("220 ")
+	ehlo := c.cmd("EHLO client.test", "250")
+	if !strings.Contains(ehlo, "250-STARTTLS\r\n") && !strings.Contains(ehlo, "250 STARTTLS\r\n") {
+		t.Errorf("EHLO before TLS lacks STARTTLS:\n%s", ehlo)
+	}
+	if strings.Contains(ehlo, "CHUNKING") {
+		t.Errorf("EHLO offers CHUNKING:\n%s", ehlo)
+	}
+	c.cmd("STARTTLS now", "501 ")
+	// A transaction opened before TLS must not survive it.
+	c.cmd("MAIL FROM:<before@s.test>", "250 ")
+	// CVE-2011-0411: the pipelined MAIL must be discarded.
+	c.send("STARTTLS\r\nMAIL FROM:<injected@s.test>\r\n")
+	c.expect("220 2.0.0")
+	c.tlsUpgrade()
+	ehlo = c.cmd("EHLO client.test", "250")
+	if strings.Contains(ehlo, "STARTTLS") || strings.Contains(ehlo, "CHUNKING") {
+		t.Errorf("EHLO after TLS:\n%s", ehlo)
+	}
+	c.cmd("RCPT TO:<r@mx.test>", "502 ") // no MAIL in this (TLS) session
+	c.startTx("after@s.test")
+	c.send("hello\r\n.\r\n")
+	c.expect("250 ")
+	c.cmd("STARTTLS", "502 ") // go-smtp: not again
+	c.cmd("QUIT", "221 ")
+	waitClosed(t, srv)
+
+	if got := strings.Join(srv.be.Mails(), ","); got != "before@s.test,after@s.test" {
+		t.Errorf("mails = %s, want before@s.test,after@s.test", got)
+	}
+	gc := srv.be.Conns()[0]
+	if st, ok := gc.TLS(); !ok || !st.HandshakeComplete {
+		t.Errorf("TLS() = %v, %v; want a completed handshake", st.HandshakeComplete, ok)
+	}
+	recs, err := ParseCapture(gc.Capture())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawTLS bool
+	for _, r := range recs {
+		if r.Dir == DirTLS {
+			sawTLS = true
+		}
+		if r.Dir == DirServer && strings.Contains(string(r.Data), "Session reset") {
+			t.Errorf("the reply to the injected RSET reached the client: %q", r.Data)
+		}
+	}
+	if !sawTLS {
+		t.Error("capture has no TLS record")
+	}
+}
+
+func TestSTARTTLSHandshakeFailure(t *testing.T) {
+	srv := startServer(t, Config{TLS: selfSigned(t), TLSHandshakeTimeout: 200 * time.Millisecond})
+	c := greeted(t, srv.addr)
+	c.cmd("STARTTLS", "220 ")
+	c.send("this is not a TLS client hello\r\n")
+	c.expectClosed()
+}
+
+// TestCapture: the capture holds exactly the bytes on the wire, and counts
+// what it did not keep.
+func TestCapture(t *testing.T) {
+	for _, max := range []int{DefaultCaptureMax, 300} {
+		srv := startServer(t, Config{CaptureMax: max})
+		c := dial(t, srv.addr)
+		var sent, got strings.Builder
+		got.WriteString(c.expect("220 "))
+		for _, line := range []string{"EHLO client.test", "MAIL FROM:<a@s.test>", "RCPT TO:<r@mx.test>", "DATA"} {
+			sent.WriteString(line + "\r\n")
+			got.WriteString(c.cmd(line, ""))
+		}
+		body := strings.Repeat("body line\r\n", 100) + ".\r\n"
+		c.send(body)
+		sent.WriteString(body)
+		got.WriteString(c.expect("250 "))
+		sent.WriteString("QUIT\r\n")
+		got.WriteString(c.cmd("QUIT", "221 "))
+		waitClosed(t, srv)
+
+		recs, err := ParseCapture(srv.be.Conns()[0].Capture())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cKept, sKept strings.Builder
+		var cTotal, sTotal, elided int64
+		for i, r := range recs {
+			if i > 0 && r.At < recs[i-1].At {
+				t.Errorf("record %d goes back in time", i)
+			}
+			elided += r.Elided
+			switch r.Dir {
+			case DirClient:
+				cKept.Write(r.Data)
+				cTotal += int64(len(r.Data)) + r.Elided
+			case DirServer:
+				sKept.Write(r.Data)
+				sTotal += int64(len(r.Data)) + r.Elided
+			}
+		}
+		if cTotal != int64(sent.Len()) || sTotal != int64(got.Len()) {
+			t.Errorf("max %d: totals client %d server %d, want %d %d", max, cTotal, sTotal, sent.Len(), got.Len())
+		}
+		if max == DefaultCaptureMax {
+			if cKept.String() != sent.String() || sKept.String() != got.String() || elided != 0 {
+				t.Errorf("capture differs from the wire")
+			}
+		} else if elided == 0 || !strings.HasPrefix(sent.String(), cKept.String()[:10]) {
+			t.Errorf("max %d: elided %d, want > 0", max, elided)
+		}
+	}
+}
+
+var _ net.Conn = (*Conn)(nil)
