@@ -1,0 +1,123 @@
+package test
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Postfix as the sending MTA (issue 3, "Must show"): it relays to smtpd on
+// a loopback port and retries every second or two.
+
+// TestPostfixDeferredUntilDecided: an undecided mail gets 451 4.7.1 and
+// Postfix defers it; an accept verdict alone is not enough under the strict
+// policy (the mail is not on both sites), so the retries still get 451;
+// once the backed-up mark is set too, Postfix's next retry gets 250, its
+// queue empties, and dbd shows the mail acknowledged.
+func TestPostfixDeferredUntilDecided(t *testing.T) {
+	t.Parallel()
+	requirePostfix(t)
+	needSMTPD(t)
+	s := newSite(t)
+	s.start()
+	s.addMailbox("bob@twinmx.test")
+	d := s.startSMTPD(smtpdOptions{DecisionWindow: time.Second})
+	p := newPostfix(t, postfixConfig{Relayhost: d.addr})
+
+	token := fmt.Sprintf("deferred-%d", time.Now().UnixNano())
+	qid := p.inject("alice@sender.test", []string{"bob@twinmx.test"},
+		"From: Alice <alice@sender.test>\r\nTo: bob@twinmx.test\r\nSubject: "+token+"\r\n\r\nHello Bob.\r\n")
+	line := p.deliveryLine(qid, "deferred", 30*time.Second)
+	if !strings.Contains(line, "said: 451 4.7.1") || !strings.Contains(line, "end of DATA") {
+		t.Fatalf("first attempt: want a 451 4.7.1 deferral after DATA, got: %s", line)
+	}
+	m := s.waitMail("bob@twinmx.test", token, 10*time.Second, nil)
+	if m.Fields["ack"] != "no" {
+		t.Fatalf("an undecided mail is acknowledged: %v", m)
+	}
+
+	s.dbctl("verdict", "accept", m.Key)
+	deferrals := regexp.MustCompile(`\b` + qid + `: to=<bob@twinmx.test>.*status=deferred`)
+	before := len(deferrals.FindAllString(p.log(), -1))
+	p.flush()
+	waitFor(t, 30*time.Second, "a retry after the accept verdict", func() bool {
+		return len(deferrals.FindAllString(p.log(), -1)) > before
+	})
+	if regexp.MustCompile(`status=sent`).MatchString(p.log()) {
+		t.Fatalf("250 for an accepted mail that is not backed up, under the strict policy:\n%s", p.log())
+	}
+	m = s.waitMail("bob@twinmx.test", token, 10*time.Second, nil)
+	if m.Fields["ack"] != "no" || !strings.HasPrefix(m.Fields["verdict"], "accept") {
+		t.Fatalf("after the accept verdict: %v; want verdict accept, ack no", m)
+	}
+
+	// The backed-up mark, as backupd would set it.
+	rk := receiveKeyOf(t, m.Key, "bob@twinmx.test")
+	s.dbctl("set", "--by-key", rk, "receive", "backedup", "1")
+	p.flush()
+	line = p.deliveryLine(qid, "sent", 30*time.Second)
+	if !strings.Contains(line, "status=sent (250") {
+		t.Fatalf("after verdict and backup: want status=sent (250 ...), got: %s", line)
+	}
+	p.waitQueueEmpty(10 * time.Second)
+	m = s.waitMail("bob@twinmx.test", token, 10*time.Second, nil)
+	if m.Fields["ack"] != "yes" || m.Fields["backed-up"] != "yes" {
+		t.Fatalf("after the 250: %v; want backed-up yes, ack yes", m)
+	}
+}
+
+// TestPostfixRejectedBounces: a rejected mail gets 550 5.7.1 at the retry
+// and Postfix bounces it (the sender learns at once); a mail to an unknown
+// mailbox bounces at RCPT with 550 5.1.1. Neither is acknowledged.
+func TestPostfixRejectedBounces(t *testing.T) {
+	t.Parallel()
+	requirePostfix(t)
+	needSMTPD(t)
+	s := newSite(t)
+	s.start()
+	s.addMailbox("carol@twinmx.test")
+	d := s.startSMTPD(smtpdOptions{DecisionWindow: time.Second, MinCopies: 1})
+	p := newPostfix(t, postfixConfig{Relayhost: d.addr})
+
+	token := fmt.Sprintf("rejected-%d", time.Now().UnixNano())
+	qid := p.inject("alice@sender.test", []string{"carol@twinmx.test"},
+		"From: alice@sender.test\r\nTo: carol@twinmx.test\r\nSubject: "+token+"\r\n\r\nBuy now.\r\n")
+	unknown := p.inject("alice@sender.test", []string{"nobody@twinmx.test"},
+		"From: alice@sender.test\r\nTo: nobody@twinmx.test\r\nSubject: unknown\r\n\r\nAnyone?\r\n")
+
+	line := p.deliveryLine(unknown, "bounced", 30*time.Second)
+	if !strings.Contains(line, "said: 550 5.1.1") || !strings.Contains(line, "RCPT TO") {
+		t.Errorf("unknown mailbox: want a bounce with 550 5.1.1 in reply to RCPT TO, got: %s", line)
+	}
+
+	p.deliveryLine(qid, "deferred", 30*time.Second)
+	m := s.waitMail("carol@twinmx.test", token, 10*time.Second, nil)
+	s.dbctl("verdict", "reject", m.Key)
+	p.flush()
+	line = p.deliveryLine(qid, "bounced", 30*time.Second)
+	if !strings.Contains(line, "said: 550 5.7.1") {
+		t.Fatalf("rejected mail: want a bounce with 550 5.7.1, got: %s", line)
+	}
+	p.waitQueueEmpty(10 * time.Second)
+	m = s.waitMail("carol@twinmx.test", token, 10*time.Second, nil)
+	if m.Fields["ack"] != "no" || !strings.HasPrefix(m.Fields["verdict"], "reject") {
+		t.Fatalf("after the bounce: %v; want verdict reject, ack no", m)
+	}
+	if regexp.MustCompile(`twinmx.test>, relay=127.*status=sent`).MatchString(p.log()) {
+		t.Errorf("a mail was delivered to smtpd:\n%s", p.log())
+	}
+}
+
+// waitFor polls cond every 50 ms until it holds, failing after limit.
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
