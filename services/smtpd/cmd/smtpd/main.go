@@ -1,0 +1,103 @@
+// Command smtpd is twinmx's inbound SMTP server: it answers 250 only for a
+// mail that is spam-checked and stored on both sites (SPEC §1, §5). See
+// docs/smtpd.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/services/smtpd/internal/daemon"
+	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
+)
+
+func env(name string) []string { return []string{"TWINMX_SMTPD_" + name} }
+
+func main() {
+	app := &cli.App{
+		Name:  "smtpd",
+		Usage: "twinmx inbound SMTP server (deferred acceptance)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT to accept SMTP on", EnvVars: env("LISTEN"), Required: true},
+			&cli.StringFlag{Name: "hostname", Usage: "our name in the greeting and Received fields", EnvVars: env("HOSTNAME"), Required: true},
+			&cli.StringFlag{Name: "db", Usage: "dbd HOST:PORT (the local site's)", EnvVars: []string{"TWINMX_DB"}, Required: true},
+			&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: []string{"TWINMX_DB_PUB"}, Required: true},
+			&cli.StringFlag{Name: "key", Usage: "smtpd's secret key file (role smtpd)", EnvVars: []string{"TWINMX_KEY"}, Required: true},
+			&cli.DurationFlag{Name: "decision-window", Value: 20 * time.Second, Usage: "how long a sender waits after DATA for verdict and backup before 451", EnvVars: env("DECISION_WINDOW")},
+			&cli.IntFlag{Name: "min-copies", Value: 2, Usage: "sites that must hold a mail before 250: 2 (strict) or 1 (degraded)", EnvVars: env("MIN_COPIES")},
+			&cli.StringFlag{Name: "metrics", Usage: "HOST:PORT for Prometheus /metrics (empty: off)", EnvVars: env("METRICS")},
+			&cli.Int64Flag{Name: "max-size", Value: 64 << 20, Usage: "message size limit in bytes (SIZE)", EnvVars: env("MAX_SIZE")},
+			&cli.Int64Flag{Name: "data-memory", Usage: "bytes of message data all sessions may hold at once (default max(144 MiB, 2×max-size+16 MiB))", EnvVars: env("DATA_MEMORY")},
+			&cli.IntFlag{Name: "max-recipients", Value: 100, Usage: "recipients per transaction", EnvVars: env("MAX_RECIPIENTS")},
+			&cli.DurationFlag{Name: "db-timeout", Value: 10 * time.Second, Usage: "bound on one dbd request (retries included) before 451 4.3.0", EnvVars: env("DB_TIMEOUT")},
+			&cli.IntFlag{Name: "max-conns", Value: guard.DefaultMaxConns, Usage: "concurrent connections in total (-1: no limit)", EnvVars: env("MAX_CONNS")},
+			&cli.IntFlag{Name: "max-conns-per-ip", Value: guard.DefaultMaxConnsPerIP, Usage: "concurrent connections per client IP (-1: no limit)", EnvVars: env("MAX_CONNS_PER_IP")},
+			&cli.DurationFlag{Name: "greet-pause", Value: guard.DefaultGreetPause, Usage: "wait this long before the greeting to catch early talkers (new client IPs only; negative: off)", EnvVars: env("GREET_PAUSE")},
+			&cli.DurationFlag{Name: "idle-timeout", Value: guard.DefaultIdleTimeout, Usage: "per command read", EnvVars: env("IDLE_TIMEOUT")},
+			&cli.DurationFlag{Name: "data-timeout", Value: guard.DefaultDataTimeout, Usage: "per read during DATA", EnvVars: env("DATA_TIMEOUT")},
+			&cli.DurationFlag{Name: "session-timeout", Value: guard.DefaultSessionTimeout, Usage: "whole connection", EnvVars: env("SESSION_TIMEOUT")},
+			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate chain for STARTTLS", EnvVars: env("TLS_CERT")},
+			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key for STARTTLS", EnvVars: env("TLS_KEY")},
+			&cli.BoolFlag{Name: "tls-self-signed", Usage: "offer STARTTLS with a fresh self-signed certificate (local runs)", EnvVars: env("TLS_SELF_SIGNED")},
+			&cli.BoolFlag{Name: "debug", Usage: "log every session step", EnvVars: []string{"TWINMX_DEBUG"}},
+		},
+		Action: run,
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "smtpd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c *cli.Context) error {
+	level := slog.LevelInfo
+	if c.Bool("debug") {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	key, err := wire.LoadKeyPair(c.String("key"))
+	if err != nil {
+		return err
+	}
+	dbPub, err := wire.LoadPublicKey(c.String("db-pub"))
+	if err != nil {
+		return err
+	}
+	cfg := daemon.Config{
+		Listen: c.String("listen"), Hostname: c.String("hostname"),
+		DB: c.String("db"), DBKey: dbPub, Key: key, Metrics: c.String("metrics"),
+		DecisionWindow: c.Duration("decision-window"), MinCopies: c.Int("min-copies"),
+		MaxSize: c.Int64("max-size"), DataMemory: c.Int64("data-memory"), MaxRecipients: c.Int("max-recipients"),
+		DBTimeout: c.Duration("db-timeout"),
+		Guard: guard.Config{
+			MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"),
+			GreetPause: c.Duration("greet-pause"), IdleTimeout: c.Duration("idle-timeout"),
+			DataTimeout: c.Duration("data-timeout"), SessionTimeout: c.Duration("session-timeout"),
+		},
+		Logger: log,
+	}
+	if cfg.Guard.GreetPause == 0 {
+		cfg.Guard.GreetPause = -1 // 0 on the command line means off, not "default"
+	}
+	switch {
+	case c.String("tls-cert") != "" || c.String("tls-key") != "":
+		if cfg.TLS, err = daemon.LoadTLS(c.String("tls-cert"), c.String("tls-key")); err != nil {
+			return err
+		}
+	case c.Bool("tls-self-signed"):
+		if cfg.TLS, err = daemon.SelfSignedTLS(cfg.Hostname); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return daemon.Run(ctx, cfg)
+}

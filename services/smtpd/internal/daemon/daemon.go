@@ -1,0 +1,221 @@
+// Package daemon runs a complete smtpd: the dbd client, the guarded
+// listener, go-smtp with the session backend, and the metrics endpoint,
+// until its context ends. cmd/smtpd wires flags to it; tests start it
+// in-process.
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/services/smtpd/internal/deliver"
+	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
+	"github.com/twinmx/twinmx/services/smtpd/internal/metrics"
+	"github.com/twinmx/twinmx/services/smtpd/internal/session"
+)
+
+// Config is smtpd's configuration. A zero field means its default.
+type Config struct {
+	Listen   string // HOST:PORT for SMTP. Required.
+	Hostname string // our name in the greeting, replies and trace fields. Required.
+
+	DB      string         // dbd's HOST:PORT. Required.
+	DBKey   wire.PublicKey // dbd's public key. Required.
+	Key     wire.KeyPair   // smtpd's key pair (role smtpd). Required.
+	Metrics string         // HOST:PORT for /metrics; "" = none.
+
+	// DecisionWindow is how long a client waits after DATA for the
+	// verdict and the backed-up mark. Default 20 s (SPEC §1).
+	DecisionWindow time.Duration
+	// MinCopies is 2 (strict, default) or 1 (degraded: no backed-up mark
+	// needed).
+	MinCopies int
+	// MaxSize is the message size limit (SIZE). Default 64 MiB.
+	MaxSize int64
+	// DataMemory bounds the message bytes all sessions hold at once.
+	// Default 144 MiB: two messages of the largest size, plus room.
+	DataMemory int64
+	// MaxRecipients per transaction. Default 100.
+	MaxRecipients int
+	// DBTimeout bounds one dbd request (a mailbox lookup, the store, the
+	// acknowledgement), retries across a dbd restart included. After it
+	// the client gets 451 4.3.0. Default 10 s.
+	DBTimeout time.Duration
+
+	// TLS enables STARTTLS (nil: none).
+	TLS *tls.Config
+	// Guard holds the stream defences; Hostname, TLS and Logger are
+	// filled in by Run.
+	Guard guard.Config
+
+	Logger *slog.Logger // default slog.Default()
+	// Ready, if set, is called with the SMTP address once smtpd serves.
+	Ready func(addr net.Addr)
+	// ShutdownGrace is how long sessions may finish at shutdown. Default
+	// 30 s: a session waiting for its decision should get its answer.
+	ShutdownGrace time.Duration
+}
+
+func (c *Config) applyDefaults() {
+	if c.DecisionWindow == 0 {
+		c.DecisionWindow = 20 * time.Second
+	}
+	if c.MinCopies == 0 {
+		c.MinCopies = 2
+	}
+	if c.MaxSize == 0 {
+		c.MaxSize = 64 << 20
+	}
+	if c.DataMemory == 0 {
+		c.DataMemory = max(144<<20, 2*c.MaxSize+16<<20)
+	}
+	if c.MaxRecipients == 0 {
+		c.MaxRecipients = 100
+	}
+	if c.DBTimeout == 0 {
+		c.DBTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 30 * time.Second
+	}
+}
+
+// Validate reports every problem with c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, f := range []struct{ name, v string }{
+		{"--listen", c.Listen}, {"--hostname", c.Hostname}, {"--db", c.DB},
+	} {
+		if f.v == "" {
+			errs = append(errs, fmt.Errorf("smtpd: %s is required", f.name))
+		}
+	}
+	if c.MinCopies < 0 || c.MinCopies > 2 {
+		errs = append(errs, fmt.Errorf("smtpd: --min-copies %d: must be 1 or 2", c.MinCopies))
+	}
+	if c.DecisionWindow < 0 {
+		errs = append(errs, fmt.Errorf("smtpd: --decision-window %v is negative", c.DecisionWindow))
+	}
+	if c.MaxSize < 0 || c.DataMemory < 0 || c.MaxRecipients < 0 {
+		errs = append(errs, errors.New("smtpd: size, memory and recipient limits must not be negative"))
+	}
+	if c.DataMemory > 0 && c.MaxSize > c.DataMemory {
+		errs = append(errs, fmt.Errorf("smtpd: --max-size %d exceeds --data-memory %d", c.MaxSize, c.DataMemory))
+	}
+	return errors.Join(errs...)
+}
+
+// Run serves SMTP until ctx ends, then stops accepting, lets sessions finish
+// for ShutdownGrace and returns nil. It returns an error if it cannot start.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cfg.applyDefaults()
+	log := cfg.Logger
+
+	db, err := client.New(client.Config{Addr: cfg.DB, Static: cfg.Key, Server: cfg.DBKey, Logger: log.With("part", "dbd-client")})
+	if err != nil {
+		return fmt.Errorf("smtpd: dbd client: %w", err)
+	}
+	defer db.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	gcfg := cfg.Guard
+	gcfg.Hostname, gcfg.TLS = cfg.Hostname, cfg.TLS
+	if gcfg.Logger == nil {
+		gcfg.Logger = log.With("part", "guard")
+	}
+	inner, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("smtpd: listen on %s: %w", cfg.Listen, err)
+	}
+	ln, err := guard.NewListener(inner, gcfg)
+	if err != nil {
+		inner.Close()
+		return fmt.Errorf("smtpd: %w", err)
+	}
+
+	// Sessions finish their decision after ctx ends (until the grace
+	// period), so their dbd requests use a context that outlives it.
+	sessCtx, stopSessions := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSessions()
+	be := session.NewBackend(sessCtx, session.Config{
+		Hostname:  cfg.Hostname,
+		Decision:  deliver.Policy{Window: cfg.DecisionWindow, MinCopies: cfg.MinCopies},
+		MaxSize:   cfg.MaxSize,
+		Budget:    session.NewBudget(cfg.DataMemory),
+		DBTimeout: cfg.DBTimeout,
+		Logger:    log,
+		Metrics:   m,
+	}, db)
+	srv := smtp.NewServer(be)
+	srv.Domain = cfg.Hostname
+	srv.MaxMessageBytes = cfg.MaxSize
+	srv.MaxRecipients = cfg.MaxRecipients
+	// guard enforces the command line limit and lets body lines of any
+	// length through; go-smtp's own limit would also cut body lines.
+	srv.MaxLineLength = 0
+	srv.EnableSMTPUTF8 = true
+	srv.ErrorLog = slogPrinter{log.With("part", "go-smtp")}
+
+	var metricsSrv *http.Server
+	if cfg.Metrics != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mln, err := net.Listen("tcp", cfg.Metrics)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("smtpd: metrics listen on %s: %w", cfg.Metrics, err)
+		}
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go metricsSrv.Serve(mln)
+		defer metricsSrv.Close()
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("smtpd serving", "listen", ln.Addr().String(), "hostname", cfg.Hostname, "dbd", cfg.DB,
+		"decision_window", cfg.DecisionWindow, "min_copies", cfg.MinCopies, "starttls", cfg.TLS != nil)
+	if cfg.Ready != nil {
+		cfg.Ready(ln.Addr())
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("smtpd: serve: %w", err)
+	}
+	log.Info("smtpd shutting down", "grace", cfg.ShutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("sessions cut at shutdown", "err", err)
+		srv.Close()
+	}
+	return nil
+}
+
+// slogPrinter adapts go-smtp's Printf-style error log to slog.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(format string, v ...any) { p.log.Warn(fmt.Sprintf(format, v...)) }
+func (p slogPrinter) Println(v ...any)               { p.log.Warn(fmt.Sprint(v...)) }

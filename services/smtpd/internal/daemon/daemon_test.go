@@ -1,0 +1,311 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/smtp"
+	"net/textproto"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/services/dbd/dbdtest"
+	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
+)
+
+// env is a real in-process dbd and smtpd on loopback, and an admin client
+// that plays operator, spamd and backupd.
+type env struct {
+	t     *testing.T
+	db    *dbdtest.Env
+	admin *client.Client
+	addr  string
+	stop  func()
+}
+
+func start(t *testing.T, mod func(*Config)) *env {
+	t.Helper()
+	db := dbdtest.Start(t, dbdtest.Options{})
+	cfg := Config{
+		Listen: "127.0.0.1:0", Hostname: "mx.test", DB: db.Addr, DBKey: db.DBKey.Public, Key: db.Keys["smtpd"],
+		DecisionWindow: 5 * time.Second,
+		Guard:          guard.Config{GreetPause: -1},
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ShutdownGrace:  2 * time.Second,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	ready := make(chan net.Addr, 1)
+	cfg.Ready = func(a net.Addr) { ready <- a }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg) }()
+	e := &env{t: t, db: db, admin: db.Client("admin")}
+	select {
+	case a := <-ready:
+		e.addr = a.String()
+	case err := <-done:
+		cancel()
+		t.Fatalf("smtpd: %v", err)
+	}
+	e.stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("smtpd exit: %v", err)
+		}
+	}
+	t.Cleanup(e.stop)
+	return e
+}
+
+func (e *env) mailbox(addr string, policy uint64) {
+	e.t.Helper()
+	ctx := context.Background()
+	c := model.MailboxContent(addr)
+	if _, _, err := e.admin.FindOrInsert(ctx, model.Mailbox, c); err != nil {
+		e.t.Fatal(err)
+	}
+	if policy > 0 {
+		if _, err := e.admin.Set(ctx, model.Mailbox, wire.Ref{Content: c}, "policy", policy); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+func receiveKey(raw []byte, mailbox string) model.Key {
+	mk := model.NewMailRows(raw).MailKey
+	return model.KeyOf(model.Receive, model.ReceiveContent(mk, model.KeyOf(model.Mailbox, model.MailboxContent(mailbox))))
+}
+
+// decide waits until the receive row exists and sets its verdict (and,
+// like backupd, the backed-up mark).
+func (e *env) decide(k model.Key, v model.Verdict, backedUp bool) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ref := wire.Ref{ByKey: true, Key: k}
+	for {
+		_, err := e.admin.Set(ctx, model.Receive, ref, model.ColVerdict, model.EncodeVerdict(model.SourceOperator, model.Epoch(time.Now()), v))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, client.ErrNotFound) {
+			e.t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			e.t.Fatal("receive row never appeared")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if backedUp {
+		if _, err := e.admin.Set(ctx, model.Receive, ref, model.ColBackedUp, model.FlagSet); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// send runs one SMTP transaction and returns the DATA reply code and text
+// (or the first failing command's).
+func (e *env) send(from string, to []string, raw []byte) (int, string) {
+	e.t.Helper()
+	c, err := smtp.Dial(e.addr)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := c.Mail(from); err != nil {
+		return codeOf(e.t, err)
+	}
+	for _, r := range to {
+		if err := c.Rcpt(r); err != nil {
+			return codeOf(e.t, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return codeOf(e.t, err)
+	}
+	if _, err := w.Write(raw); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		return codeOf(e.t, err)
+	}
+	c.Quit()
+	return 250, ""
+}
+
+func codeOf(t *testing.T, err error) (int, string) {
+	var te *textproto.Error
+	if !errors.As(err, &te) {
+		t.Fatalf("not an SMTP reply: %v", err)
+	}
+	return te.Code, te.Msg
+}
+
+func TestAcceptAfterVerdictAndBackup(t *testing.T) {
+	e := start(t, nil)
+	e.mailbox("jo@example.org", 0)
+	raw := []byte("Received: from a by b; Sun, 29 Nov 2026 00:00:00 +0000\r\nFrom: a@x.test\r\nSubject: hi\r\nMessage-ID: <m1@x.test>\r\n\r\nhello\r\n.dot line\r\n")
+	k := receiveKey(raw, "jo@example.org")
+	go e.decide(k, model.Accept, true)
+	code, msg := e.send("a@x.test", []string{"jo@example.org"}, raw)
+	if code != 250 {
+		t.Fatalf("reply %d %s, want 250", code, msg)
+	}
+	row, err := e.admin.FindKey(context.Background(), model.Receive, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.State.Cols[model.ColAcknowledged] != model.FlagSet {
+		t.Fatal("250 without the acknowledged mark")
+	}
+	// The stored rows re-join to our trace field plus exactly what was sent.
+	rk, ok := model.AcknowledgedReceived(row.State)
+	if !ok {
+		t.Fatal("no received link")
+	}
+	got := e.rejoin(raw, rk)
+	fs, err := model.ReceivedFields(model.Split(got).Received)
+	if err != nil || len(fs) != 2 || !bytes.HasPrefix(fs[0].Raw, []byte("Received: from client.test ([127.0.0.1])\r\n\tby mx.test (twinmx) with ESMTP id ")) {
+		t.Fatalf("trace field: %q %v", got, err)
+	}
+	if !bytes.Equal(got[len(fs[0].Raw):], raw) {
+		t.Fatalf("stored mail differs:\n%q\nwant\n%q", got[len(fs[0].Raw):], raw)
+	}
+
+	// The same mail again (other Received lines): decided at once.
+	again := append([]byte("Received: from elsewhere\r\n"), raw...)
+	if code, msg := e.send("a@x.test", []string{"jo@example.org"}, again); code != 250 {
+		t.Fatalf("retry: %d %s", code, msg)
+	}
+}
+
+func (e *env) rejoin(raw []byte, received model.Key) []byte {
+	e.t.Helper()
+	ctx := context.Background()
+	rows := model.NewMailRows(raw)
+	h, err := e.admin.FindKey(ctx, model.Header, rows.HeaderKey)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b, err := e.admin.FindKey(ctx, model.Body, rows.BodyKey)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r, err := e.admin.FindKey(ctx, model.Received, received)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out, err := model.Join(model.Parts{Header: h.Content, Received: r.Content, Body: b.Content})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+func TestRejectUndecidedAndRetry(t *testing.T) {
+	e := start(t, func(c *Config) { c.DecisionWindow = 300 * time.Millisecond })
+	e.mailbox("jo@example.org", 0)
+	spam := []byte("Subject: buy now\r\n\r\ncheap\r\n")
+	k := receiveKey(spam, "jo@example.org")
+	if code, msg := e.send("s@spam.test", []string{"jo@example.org"}, spam); code != 451 || !strings.HasPrefix(msg, "4.7.1") {
+		t.Fatalf("undecided: %d %s, want 451 4.7.1", code, msg)
+	}
+	e.decide(k, model.Reject, false)
+	if code, msg := e.send("s@spam.test", []string{"jo@example.org"}, spam); code != 550 || !strings.HasPrefix(msg, "5.7.1") {
+		t.Fatalf("rejected: %d %s, want 550 5.7.1", code, msg)
+	}
+	row, err := e.admin.FindKey(context.Background(), model.Receive, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.State.Cols[model.ColAcknowledged] != 0 {
+		t.Fatal("a rejected mail was acknowledged")
+	}
+}
+
+func TestStrictWaitsForBackupDegradedDoesNot(t *testing.T) {
+	for _, tc := range []struct {
+		minCopies int
+		want      int
+	}{{2, 451}, {1, 250}} {
+		e := start(t, func(c *Config) { c.DecisionWindow = 500 * time.Millisecond; c.MinCopies = tc.minCopies })
+		e.mailbox("jo@example.org", 0)
+		ham := []byte("Subject: hello\r\n\r\nreal mail\r\n")
+		go e.decide(receiveKey(ham, "jo@example.org"), model.Accept, false)
+		if code, msg := e.send("a@x.test", []string{"jo@example.org"}, ham); code != tc.want {
+			t.Errorf("min-copies %d: %d %s, want %d", tc.minCopies, code, msg, tc.want)
+		}
+	}
+}
+
+func TestRecipientChecks(t *testing.T) {
+	e := start(t, nil)
+	e.mailbox("a@example.org", 0)
+	e.mailbox("b@example.org", 0)
+	e.mailbox("strict@example.org", 7)
+	c, err := smtp.Dial(e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("x@y.test"); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := codeOf(t, c.Rcpt("nobody@example.org")); code != 550 || !strings.HasPrefix(msg, "5.1.1") {
+		t.Errorf("unknown mailbox: %d %s", code, msg)
+	}
+	if err := c.Rcpt("a@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("b@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := codeOf(t, c.Rcpt("strict@example.org")); code != 452 || !strings.HasPrefix(msg, "4.5.3") {
+		t.Errorf("other policy: %d %s", code, msg)
+	}
+}
+
+func TestDBDownGives451(t *testing.T) {
+	e := start(t, func(c *Config) { c.DecisionWindow = 2 * time.Second; c.DBTimeout = time.Second })
+	e.mailbox("jo@example.org", 0)
+	c, err := smtp.Dial(e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("x@y.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("jo@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "Subject: x\r\n\r\nbody\r\n")
+	e.db.Stop()
+	if code, msg := codeOf(t, w.Close()); code != 451 || !strings.HasPrefix(msg, "4.3.0") {
+		t.Fatalf("dbd down: %d %s, want 451 4.3.0", code, msg)
+	}
+}

@@ -1,0 +1,546 @@
+// Package session is smtpd's go-smtp backend: one Session per SMTP
+// connection. It checks recipients against the mailbox table, reads the
+// message within a memory budget, hands it to package deliver, and turns the
+// outcome into the reply (SPEC §1, §5). Stream-level defences (line and data
+// framing, timeouts, early talkers, STARTTLS) live in package guard, below
+// go-smtp; this package asks the connection for what guard found.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/services/smtpd/internal/deliver"
+	"github.com/twinmx/twinmx/services/smtpd/internal/metrics"
+)
+
+// DB is what a session needs of dbd (*client.Client implements it).
+type DB interface {
+	deliver.DB
+	Find(ctx context.Context, t model.Table, content []byte) (*wire.Row, error)
+	Set(ctx context.Context, t model.Table, ref wire.Ref, col string, v uint64) (uint64, error)
+	FindOrInsert(ctx context.Context, t model.Table, content []byte) (uint64, bool, error)
+}
+
+// ConnFacts is what the connection below go-smtp (package guard) knows and
+// the session needs. A connection that does not implement it (unit tests
+// with a plain net.Conn) is taken as clean, without TLS and capture.
+type ConnFacts interface {
+	// DataViolation describes the first framing violation (bare CR, bare
+	// LF, NUL) in the current DATA, or "" if it was clean.
+	DataViolation() string
+	// TLS reports the TLS state once STARTTLS completed.
+	TLS() (tls.ConnectionState, bool)
+	// Capture returns the session's transcript so far (guard's encoding).
+	Capture() []byte
+}
+
+// ColPolicy is the mailbox column that holds a mailbox's spam policy.
+// Recipients with different policies are not mixed in one transaction
+// (SPEC §5), because one DATA gets one reply.
+const ColPolicy = "policy"
+
+// Config configures the backend. Zero fields take the defaults noted.
+type Config struct {
+	Hostname  string           // our name in replies and the trace field
+	Decision  deliver.Policy   // decision window and copies
+	MaxSize   int64            // message size limit in bytes (also go-smtp's MaxMessageBytes)
+	Budget    *Budget          // memory for message data of all sessions; nil = unbounded
+	DBTimeout time.Duration    // bound on one store or acknowledge; default 30 s
+	Logger    *slog.Logger     // default slog.Default()
+	Metrics   *metrics.Metrics // required
+	Now       func() time.Time // default time.Now
+}
+
+// Backend makes sessions; it implements smtp.Backend.
+type Backend struct {
+	cfg  Config
+	db   DB
+	base context.Context
+}
+
+// NewBackend returns a backend whose sessions end their dbd requests when
+// ctx is done.
+func NewBackend(ctx context.Context, cfg Config, db DB) *Backend {
+	if cfg.DBTimeout == 0 {
+		cfg.DBTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Backend{cfg: cfg, db: db, base: ctx}
+}
+
+// NewSession implements smtp.Backend. go-smtp calls it at the first
+// HELO/EHLO.
+func (b *Backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, fmt.Errorf("session id: %w", err)
+	}
+	ctx, cancel := context.WithCancel(b.base)
+	s := &Session{
+		b: b, ctx: ctx, cancel: cancel, id: hex.EncodeToString(id[:]),
+		conn: c, start: b.cfg.Now(),
+	}
+	if f, ok := c.Conn().(ConnFacts); ok {
+		s.facts = f
+	}
+	if a, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
+		s.client = a.String()
+	}
+	s.log = b.cfg.Logger.With("session", s.id, "client", s.client)
+	b.cfg.Metrics.Sessions.Inc()
+	b.cfg.Metrics.SessionsActive.Inc()
+	s.log.Debug("session start", "helo", c.Hostname())
+	return s, nil
+}
+
+// Session is one SMTP connection's state. go-smtp calls its methods from the
+// connection's goroutine only.
+type Session struct {
+	b      *Backend
+	ctx    context.Context
+	cancel context.CancelFunc
+	id     string
+	conn   *smtp.Conn
+	facts  ConnFacts
+	client string
+	start  time.Time
+	log    *slog.Logger
+
+	attempts int // transactions that reached DATA
+	txn      *txn
+}
+
+// txn is one mail transaction (MAIL to the end of DATA or RSET).
+type txn struct {
+	from      string
+	size      int64 // the SIZE parameter, 0 if absent
+	rcpts     []string
+	mailboxes []model.Key
+	policy    uint64
+	refused   []string // "address code" of refused recipients, for the throw-in
+	data      bool     // DATA reached (its throw-in is written with the mail)
+}
+
+func smtpErr(code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: msg}
+}
+
+var (
+	errTempStore = smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Temporary failure storing the message, try again later")
+	errTempDB    = smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Temporary failure looking up the recipient, try again later")
+)
+
+// Mail implements smtp.Session.
+func (s *Session) Mail(from string, opts *smtp.MailOptions) error {
+	s.finishTxn()
+	s.txn = &txn{from: from}
+	if opts != nil {
+		s.txn.size = opts.Size
+	}
+	return nil
+}
+
+// Rcpt implements smtp.Session: the mailbox must exist, and its spam policy
+// must match the transaction's first recipient's.
+func (s *Session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	t := s.txn
+	if t == nil {
+		return smtpErr(503, smtp.EnhancedCode{5, 5, 1}, "MAIL first")
+	}
+	content := model.MailboxContent(to)
+	ctx, cancel := context.WithTimeout(s.ctx, s.b.cfg.DBTimeout)
+	defer cancel()
+	row, err := s.b.db.Find(ctx, model.Mailbox, content)
+	switch {
+	case errors.Is(err, client.ErrNotFound):
+		s.b.cfg.Metrics.Rejections.WithLabelValues("unknown-mailbox").Inc()
+		t.refused = append(t.refused, to+" 550")
+		return smtpErr(550, smtp.EnhancedCode{5, 1, 1}, fmt.Sprintf("<%s>: Recipient address rejected: no such mailbox here", to))
+	case err != nil:
+		s.b.cfg.Metrics.DBErrors.WithLabelValues("find-mailbox").Inc()
+		s.log.Warn("mailbox lookup failed", "rcpt", to, "err", err)
+		t.refused = append(t.refused, to+" 451")
+		return errTempDB
+	}
+	key := model.KeyOf(model.Mailbox, content)
+	for _, k := range t.mailboxes {
+		if k == key {
+			return nil // the same mailbox twice gets one receive row
+		}
+	}
+	policy := row.State.Cols[ColPolicy]
+	if len(t.mailboxes) > 0 && policy != t.policy {
+		s.b.cfg.Metrics.Rejections.WithLabelValues("policy-mix").Inc()
+		t.refused = append(t.refused, to+" 452")
+		return smtpErr(452, smtp.EnhancedCode{4, 5, 3}, "Recipients with another spam policy: send this one in a separate transaction")
+	}
+	t.policy = policy
+	t.rcpts = append(t.rcpts, to)
+	t.mailboxes = append(t.mailboxes, key)
+	return nil
+}
+
+// Data implements smtp.Session: read, store, wait, answer.
+func (s *Session) Data(r io.Reader) error {
+	t := s.txn
+	if t == nil || len(t.mailboxes) == 0 {
+		return smtpErr(503, smtp.EnhancedCode{5, 5, 1}, "No valid recipients")
+	}
+	t.data = true
+	s.attempts++
+	m := s.b.cfg.Metrics
+	raw, release, err := s.readData(r, t.size)
+	if release != nil {
+		defer release()
+	}
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			m.Rejections.WithLabelValues(reasonOf(se)).Inc()
+			m.Transactions.WithLabelValues(metrics.Outcome(se.Code)).Inc()
+			return se
+		}
+		// A broken connection: guard has closed it; nothing was stored.
+		s.log.Info("data aborted", "err", err)
+		m.Transactions.WithLabelValues("other").Inc()
+		return smtpErr(451, smtp.EnhancedCode{4, 4, 2}, "Error reading the message")
+	}
+	m.Bytes.Add(float64(len(raw)))
+	if v := s.violation(raw); v != "" {
+		m.Rejections.WithLabelValues("bare-cr-lf").Inc()
+		m.Transactions.WithLabelValues("550").Inc()
+		s.log.Info("message refused", "violation", v)
+		return smtpErr(550, smtp.EnhancedCode{5, 6, 0}, "Message refused: "+v+" (RFC 5321 section 2.3.8 requires CRLF line ends)")
+	}
+	end := s.b.cfg.Now()
+	reply := s.deliver(raw, release, t, end)
+	m.Transactions.WithLabelValues(metrics.Outcome(reply.Code)).Inc()
+	m.Decision.Observe(s.b.cfg.Now().Sub(end).Seconds())
+	return reply
+}
+
+// readData reads the whole message within the size limit and the shared
+// memory budget. release returns the memory; the caller calls it once the
+// message bytes are no longer needed.
+func (s *Session) readData(r io.Reader, declared int64) (raw []byte, release func(), err error) {
+	maxSize := s.b.cfg.MaxSize
+	initial := int64(64 << 10)
+	if declared > initial && (maxSize <= 0 || declared <= maxSize) {
+		initial = declared + 4<<10
+	}
+	var held int64
+	budget := s.b.cfg.Budget
+	release = func() {
+		if budget != nil && held > 0 {
+			budget.Release(held)
+			held = 0
+		}
+	}
+	grow := func(n int64) error {
+		if budget == nil || n <= held {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.b.cfg.DBTimeout)
+		defer cancel()
+		if err := budget.Acquire(ctx, n-held); err != nil {
+			return smtpErr(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system resources, try again later")
+		}
+		held = n
+		return nil
+	}
+	if err := grow(initial); err != nil {
+		// Keep reading so the session stays in step; go-smtp discards
+		// the rest after we return.
+		return nil, release, err
+	}
+	buf := make([]byte, 0, initial)
+	for {
+		if len(buf) == cap(buf) {
+			next := int64(cap(buf)) * 2
+			if maxSize > 0 && next > maxSize+1 {
+				next = maxSize + 1
+			}
+			if err := grow(next); err != nil {
+				return nil, release, err
+			}
+			nb := make([]byte, len(buf), next)
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, release, nil
+		}
+		if err != nil {
+			return nil, release, err
+		}
+	}
+}
+
+// violation reports a framing violation guard found, or — as a second line
+// of defence — one in the bytes themselves.
+func (s *Session) violation(raw []byte) string {
+	if s.facts != nil {
+		if v := s.facts.DataViolation(); v != "" {
+			return v
+		}
+	}
+	return bareLineEnd(raw)
+}
+
+// bareLineEnd returns "bare CR", "bare LF" or "NUL" for the first such byte
+// in b, or "".
+func bareLineEnd(b []byte) string {
+	for i, c := range b {
+		switch c {
+		case '\r':
+			if i+1 >= len(b) || b[i+1] != '\n' {
+				return "bare CR"
+			}
+		case '\n':
+			if i == 0 || b[i-1] != '\r' {
+				return "bare LF"
+			}
+		case 0:
+			return "NUL"
+		}
+	}
+	return ""
+}
+
+func reasonOf(e *smtp.SMTPError) string {
+	switch e.Code {
+	case 552:
+		return "size"
+	case 452:
+		return "resources"
+	}
+	return "data"
+}
+
+// deliver stores the message and waits for the decision. It releases the
+// message memory as soon as dbd has it: the wait can take the whole window.
+func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *smtp.SMTPError {
+	cfg := &s.b.cfg
+	rows := model.NewMailRows(raw)
+	p, err := rows.Parts.WithTrace(s.traceField(t, end))
+	if err != nil {
+		// Our own field is always well-formed; this is a bug.
+		s.log.Error("trace field", "err", err)
+		return errTempStore
+	}
+	rows.Parts = p
+	rows.Received = p.Received
+	rows.ReceivedKey = model.KeyOf(model.Received, p.Received)
+	mail := deliver.Mail{
+		Rows: rows, Mailboxes: t.mailboxes, ReceivedAt: end,
+		ThrowIn: s.throwIn(t, end, len(raw), rows.MailKey),
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, cfg.DBTimeout)
+	stored, err := deliver.Store(ctx, s.b.db, mail)
+	cancel()
+	rows, mail, raw = model.MailRows{}, deliver.Mail{}, nil
+	release()
+	if err != nil {
+		cfg.Metrics.DBErrors.WithLabelValues("store").Inc()
+		s.log.Warn("store failed", "err", err)
+		return errTempStore
+	}
+	reply := s.decide(stored, end)
+	s.recordReply(stored.ThrowInKey, reply.Code, cfg.Now().Sub(end))
+	return reply
+}
+
+func (s *Session) decide(stored deliver.Stored, end time.Time) *smtp.SMTPError {
+	cfg := &s.b.cfg
+	o, err := deliver.Wait(s.ctx, s.b.db, stored.Receives, cfg.Decision)
+	if err != nil {
+		cfg.Metrics.DBErrors.WithLabelValues("watch").Inc()
+		s.log.Warn("waiting for the decision failed", "err", err)
+		return errTempStore
+	}
+	s.log.Info("decision", "outcome", o.Kind.String(), "accepted", len(o.Accepted), "rejected", o.Rejected,
+		"ms", cfg.Now().Sub(end).Milliseconds())
+	switch o.Kind {
+	case deliver.Accepted:
+		if !o.Acked {
+			ctx, cancel := context.WithTimeout(s.ctx, cfg.DBTimeout)
+			err := deliver.Acknowledge(ctx, s.b.db, o.Accepted, stored.ReceivedKey, cfg.Now())
+			cancel()
+			if err != nil {
+				cfg.Metrics.DBErrors.WithLabelValues("acknowledge").Inc()
+				s.log.Warn("acknowledge failed", "err", err)
+				return errTempStore
+			}
+		}
+		return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "Ok: delivered as "+stored.Receives[0].String()[:16])
+	case deliver.Rejected:
+		cfg.Metrics.Rejections.WithLabelValues("spam").Inc()
+		return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "Message rejected as spam")
+	case deliver.Retry:
+		cfg.Metrics.Rejections.WithLabelValues("greylist").Inc()
+		return smtpErr(451, smtp.EnhancedCode{4, 7, 1}, "Greylisted: please try again later")
+	}
+	cfg.Metrics.Rejections.WithLabelValues("undecided").Inc()
+	return smtpErr(451, smtp.EnhancedCode{4, 7, 1}, "Not yet decided: please try again later")
+}
+
+// recordReply stores our reply and the decision time on the throw-in row.
+// It is best effort: the reply is already decided and the mail stored.
+func (s *Session) recordReply(throwIn model.Key, code int, took time.Duration) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.b.cfg.DBTimeout)
+	defer cancel()
+	ref := wire.Ref{ByKey: true, Key: throwIn}
+	_, err := s.b.db.Batch(ctx, []wire.Request{
+		{Op: wire.OpSet, Table: model.ThrowIn, Ref: ref, Name: "reply", Value: uint64(code)},
+		{Op: wire.OpSet, Table: model.ThrowIn, Ref: ref, Name: "decide.ms", Value: uint64(max(took.Milliseconds(), 0))},
+	})
+	if err != nil {
+		s.b.cfg.Metrics.DBErrors.WithLabelValues("throw-in").Inc()
+		s.log.Warn("recording the reply failed", "err", err)
+	}
+}
+
+// Reset implements smtp.Session.
+func (s *Session) Reset() { s.finishTxn() }
+
+// Logout implements smtp.Session: the session's transcript becomes a
+// capture row, so it can be replayed later.
+func (s *Session) Logout() error {
+	s.finishTxn()
+	s.storeCapture()
+	s.cancel()
+	s.b.cfg.Metrics.SessionsActive.Dec()
+	s.log.Debug("session end", "attempts", s.attempts)
+	return nil
+}
+
+// finishTxn records a transaction that ended without reaching DATA (every
+// recipient refused, or RSET): every attempt gets a throw-in row.
+func (s *Session) finishTxn() {
+	t := s.txn
+	s.txn = nil
+	if t == nil || t.data || (len(t.rcpts) == 0 && len(t.refused) == 0) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.b.cfg.DBTimeout)
+	defer cancel()
+	if _, _, err := s.b.db.FindOrInsert(ctx, model.ThrowIn, s.throwIn(t, s.b.cfg.Now(), 0, model.Key{})); err != nil {
+		s.b.cfg.Metrics.DBErrors.WithLabelValues("throw-in").Inc()
+		s.log.Warn("recording the attempt failed", "err", err)
+	}
+}
+
+func (s *Session) storeCapture() {
+	if s.facts == nil {
+		return
+	}
+	tr := s.facts.Capture()
+	if len(tr) == 0 {
+		return
+	}
+	head := fmt.Sprintf("twinmx-capture/1 session=%s client=%s start=%s\n", s.id, s.client, s.start.UTC().Format(time.RFC3339Nano))
+	ctx, cancel := context.WithTimeout(s.b.base, s.b.cfg.DBTimeout)
+	defer cancel()
+	if _, _, err := s.b.db.FindOrInsert(ctx, model.Capture, append([]byte(head), tr...)); err != nil {
+		s.b.cfg.Metrics.DBErrors.WithLabelValues("capture").Inc()
+		s.log.Warn("storing the capture failed", "err", err)
+	}
+}
+
+// throwIn is the content of the throw-in row of one attempt: a small text
+// record, one "name: value" per line, unique per session and attempt.
+func (s *Session) throwIn(t *txn, at time.Time, size int, mail model.Key) []byte {
+	var b strings.Builder
+	b.WriteString("twinmx-throw-in/1\n")
+	fmt.Fprintf(&b, "session: %s\nattempt: %d\ntime: %s\nclient: %s\nhelo: %s\ntls: %s\nfrom: %s\n",
+		s.id, s.attempts, at.UTC().Format(time.RFC3339Nano), s.client, oneLine(s.conn.Hostname()), s.tlsInfo(), oneLine(t.from))
+	for _, r := range t.rcpts {
+		fmt.Fprintf(&b, "rcpt: %s\n", oneLine(r))
+	}
+	for _, r := range t.refused {
+		fmt.Fprintf(&b, "refused: %s\n", oneLine(r))
+	}
+	if size > 0 {
+		fmt.Fprintf(&b, "size: %d\nmail: %s\n", size, mail)
+	}
+	return []byte(b.String())
+}
+
+func (s *Session) tlsInfo() string {
+	if s.facts == nil {
+		return "none"
+	}
+	st, ok := s.facts.TLS()
+	if !ok {
+		return "none"
+	}
+	return tls.VersionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite)
+}
+
+// traceField is smtpd's Received field (RFC 5321 §4.4). The client's HELO
+// name is untrusted: only characters that cannot break the field are kept.
+func (s *Session) traceField(t *txn, at time.Time) []byte {
+	with := "ESMTP"
+	if s.tlsInfo() != "none" {
+		with = "ESMTPS"
+	}
+	ip := s.client
+	if h, _, err := net.SplitHostPort(s.client); err == nil {
+		ip = h
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (twinmx) with %s id %s.%d", traceSafe(s.conn.Hostname()), ip,
+		traceSafe(s.b.cfg.Hostname), with, s.id, s.attempts)
+	if len(t.rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", traceSafe(t.rcpts[0]))
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", at.Format(time.RFC1123Z))
+	return []byte(b.String())
+}
+
+func traceSafe(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	out := []byte(s)
+	if len(out) > 255 {
+		out = out[:255]
+	}
+	for i, c := range out {
+		if c <= ' ' || c >= 0x7f || c == '(' || c == ')' || c == ';' || c == '<' || c == '>' || c == '\\' {
+			out[i] = '?'
+		}
+	}
+	return string(out)
+}
+
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == 0 {
+			return '?'
+		}
+		return r
+	}, s)
+}
