@@ -1,0 +1,86 @@
+// Command backupd replicates twinmx's dbds into each other and marks mail
+// stored on two sites as backed up (SPEC §6). See docs/backupd.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/services/backupd/internal/replica"
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "backupd",
+		Usage: "replicate twinmx dbds into each other and mark what is on two sites",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "site", Usage: "NAME=HOST:PORT,PUBFILE of one dbd (repeat; at least 2)", EnvVars: []string{"TWINMX_BACKUPD_SITES"}, Required: true},
+			&cli.StringFlag{Name: "key", Usage: "backupd's secret key file (role backupd at every dbd)", EnvVars: []string{"TWINMX_BACKUPD_KEY"}, Required: true},
+			&cli.StringFlag{Name: "metrics", Usage: "HOST:PORT for Prometheus /metrics (empty: off)", EnvVars: []string{"TWINMX_BACKUPD_METRICS"}},
+			&cli.BoolFlag{Name: "debug", Usage: "log protocol detail", EnvVars: []string{"TWINMX_DEBUG"}},
+		},
+		Action: run,
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "backupd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c *cli.Context) error {
+	level := slog.LevelInfo
+	if c.Bool("debug") {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg := replica.Config{Logger: log}
+	var errs []error
+	for _, v := range c.StringSlice("site") {
+		s, err := replica.ParseSite(v)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		cfg.Sites = append(cfg.Sites, s)
+	}
+	kp, err := wire.LoadKeyPair(c.String("key"))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	cfg.Key = kp
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r, err := replica.New(cfg, reg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if addr := c.String("metrics"); addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen for metrics: %w", err)
+		}
+		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		log.Info("metrics listening", "addr", ln.Addr().String())
+	}
+	return r.Run(ctx)
+}

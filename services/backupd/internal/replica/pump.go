@@ -1,0 +1,329 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+)
+
+// pump copies every change of one source site into one destination site.
+//
+// A session opens a changes stream (follow) on the source from the cursor
+// stored in the destination, and merges the streamed rows in batches; each
+// merge raises the cursor in the same atomic transaction as its rows. So
+// whatever crashes when (backupd, either dbd, the link), the next session
+// resumes from a cursor that names exactly what the destination holds: no
+// change is skipped. A change may be merged twice (the cursor is held below
+// receive rows whose mark is not settled, see tracker), and a second merge
+// of the same row changes nothing: merges take maxima.
+//
+// Within a session three goroutines run: the reader (stream -> queue), the
+// heartbeat (both dbds answer? source's latest stamp) and the merger (queue
+// -> merge, in the session's own goroutine). Merges are strictly
+// sequential: a later merge must never commit its higher cursor before an
+// earlier merge's rows.
+type pump struct {
+	cfg      *Config
+	log      *slog.Logger
+	m        *metrics
+	src, dst Site
+	cursor   string
+	tr       *tracker
+	lag      lagTracker
+	mk       *marker
+}
+
+// sessionError tags an error with the stage it happened in (a metric label).
+type sessionError struct {
+	stage string
+	err   error
+}
+
+func (e *sessionError) Error() string { return e.stage + ": " + e.err.Error() }
+func (e *sessionError) Unwrap() error { return e.err }
+
+func staged(stage string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *sessionError
+	if errors.As(err, &se) {
+		return err
+	}
+	return &sessionError{stage, err}
+}
+
+// run runs sessions until ctx ends, waiting with backoff between them.
+func (p *pump) run(ctx context.Context) {
+	back := p.cfg.MinBackoff
+	for first := true; ; first = false {
+		if !first {
+			p.m.reconnects.WithLabelValues(p.src.Name, p.dst.Name).Inc()
+		}
+		progressed, err := p.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		stage := stageStream
+		var se *sessionError
+		if errors.As(err, &se) {
+			stage = se.stage
+		}
+		p.m.errors.WithLabelValues(p.src.Name, p.dst.Name, stage).Inc()
+		if progressed {
+			back = p.cfg.MinBackoff
+		}
+		p.log.Warn("replication session ended; reconnecting", "stage", stage, "err", err, "retry_in", back)
+		t := time.NewTimer(back)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		back = min(2*back, p.cfg.MaxBackoff)
+	}
+}
+
+func (p *pump) newClient(s Site, streamBuffer int) (*client.Client, error) {
+	return client.New(client.Config{
+		Addr: s.Addr, Static: p.cfg.Key, Server: s.Server,
+		Timeout: p.cfg.RequestTimeout, DialTimeout: p.cfg.HeartbeatTimeout,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second,
+		StreamBuffer: streamBuffer, Logger: p.log,
+	})
+}
+
+// session runs one stream-and-merge session until an error. Clients are
+// made per session and closed at its end: a stalled connection never fails
+// by itself, and closing the client is the only way to drop it.
+func (p *pump) session(ctx context.Context) (progressed bool, err error) {
+	// A small stream buffer: rows the client holds unread are not counted
+	// in MaxQueuedBytes, so keep few of them (TCP back-pressure does the rest).
+	src, err := p.newClient(p.src, 4)
+	if err != nil {
+		return false, staged(stageConnect, err)
+	}
+	defer src.Close()
+	dst, err := p.newClient(p.dst, 0)
+	if err != nil {
+		return false, staged(stageConnect, err)
+	}
+	defer dst.Close()
+
+	cctx, cancel := context.WithTimeout(ctx, p.cfg.HeartbeatTimeout)
+	cur, err := dst.Cursor(cctx, p.cursor)
+	cancel()
+	if err != nil {
+		return false, staged(stageConnect, fmt.Errorf("read cursor %s at %s: %w", p.cursor, p.dst.Name, err))
+	}
+	p.tr.reset(cur)
+	p.lag.done(cur)
+
+	sctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	st, err := src.Changes(sctx, cur, true)
+	if err != nil {
+		return false, staged(stageConnect, fmt.Errorf("open changes stream at %s from %d: %w", p.src.Name, cur, err))
+	}
+	defer st.Close()
+	p.log.Info("replication session started", "cursor", cur)
+
+	q := newQueue(p.cfg.MaxQueuedBytes)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop(nil) // runs before wg.Wait: stops the helpers
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		stop(p.read(sctx, st, q))
+	}()
+	go func() {
+		defer wg.Done()
+		stop(p.heartbeat(sctx, src, dst))
+	}()
+	return p.mergeLoop(sctx, dst, q, cur)
+}
+
+// read moves rows from the stream into q until an error.
+func (p *pump) read(ctx context.Context, st *client.Stream, q *queue) error {
+	for {
+		row, err := st.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+			// A follow stream never ends normally; io.EOF means dbd
+			// stopped it (shutting down).
+			return staged(stageStream, fmt.Errorf("changes stream from %s: %w", p.src.Name, err))
+		}
+		p.lag.seen(row.Stamp, time.Now())
+		if err := q.put(ctx, row); err != nil {
+			return err
+		}
+	}
+}
+
+// heartbeat checks that both dbds answer, and reads the source's latest
+// stamp for the lag figures.
+func (p *pump) heartbeat(ctx context.Context, src, dst *client.Client) error {
+	t := time.NewTicker(p.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		hctx, cancel := context.WithTimeout(ctx, p.cfg.HeartbeatTimeout)
+		figs, err := src.Status(hctx)
+		if err == nil {
+			err = dst.Ping(hctx)
+			if err != nil {
+				err = fmt.Errorf("ping %s: %w", p.dst.Name, err)
+			}
+		} else {
+			err = fmt.Errorf("status of %s: %w", p.src.Name, err)
+		}
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+			return staged(stageLive, err)
+		}
+		for _, f := range figs {
+			if f.Name == "stamp" {
+				if v, err := strconv.ParseUint(f.Value, 10, 64); err == nil {
+					p.lag.seen(v, time.Now())
+				}
+			}
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// mergeLoop takes batches from q and merges them into dst, in order. When
+// nothing is queued but the marker settled rows, it stores the risen
+// cursor with an empty merge.
+func (p *pump) mergeLoop(ctx context.Context, dst *client.Client, q *queue, stored uint64) (bool, error) {
+	progressed := false
+	for {
+		batch := q.take(p.cfg.MaxBatchRows, p.cfg.MaxBatchBytes)
+		if len(batch) == 0 {
+			if f := p.tr.floor(); f > stored {
+				if err := p.merge(ctx, dst, nil, f); err != nil {
+					return progressed, err
+				}
+				stored = f
+				continue
+			}
+			select {
+			case <-q.notEmpty:
+			case <-p.tr.advanced:
+			case <-ctx.Done():
+				return progressed, context.Cause(ctx)
+			}
+			continue
+		}
+		high, err := p.mergeBatch(ctx, dst, batch)
+		if err != nil {
+			return progressed, err
+		}
+		progressed = true
+		stored = max(stored, high)
+	}
+}
+
+// mergeBatch merges one batch with the cursor and hands its unmarked
+// receive rows to the marker. It returns the cursor it stored.
+func (p *pump) mergeBatch(ctx context.Context, dst *client.Client, batch []*wire.Row) (uint64, error) {
+	rows := make([]wire.Row, len(batch))
+	var recv []pendingRecv
+	var mails []mailRow
+	high := uint64(0)
+	nbytes := 0
+	for i, r := range batch {
+		rows[i] = *r
+		high = max(high, r.Stamp)
+		nbytes += len(r.Content)
+		switch r.Table {
+		case model.Receive:
+			if r.State.Col(model.ColBackedUp) >= model.FlagSet {
+				continue
+			}
+			mail, _, err := model.ParseReceiveContent(r.Content)
+			if err != nil {
+				continue // not a mail delivery; nothing to mark
+			}
+			recv = append(recv, pendingRecv{key: r.Key, mail: mail, stamp: r.Stamp})
+		case model.Mail:
+			h, b, err := model.ParseMailContent(r.Content)
+			if err == nil {
+				mails = append(mails, mailRow{key: r.Key, header: h, body: b})
+			}
+		}
+	}
+	// The stored cursor stays below this batch's unmarked receive rows
+	// (and below earlier unsettled ones), so a restart streams them again.
+	cursor := p.tr.cursorFor(high)
+	for _, r := range recv {
+		cursor = min(cursor, r.stamp-1)
+	}
+	if err := p.merge(ctx, dst, rows, cursor); err != nil {
+		return 0, err
+	}
+	p.m.mergedRows.WithLabelValues(p.src.Name, p.dst.Name).Add(float64(len(rows)))
+	p.m.mergedBytes.WithLabelValues(p.src.Name, p.dst.Name).Add(float64(nbytes))
+	p.lag.done(high)
+	p.tr.mergedUpTo(high, recv)
+	p.mk.add(p.tr, recv, mails)
+	return cursor, nil
+}
+
+// merge sends one merge. If dst refuses the batch as invalid or too large,
+// it merges the rows one by one and skips (logs, counts) the ones refused
+// alone: one bad row must not stop replication for good.
+func (p *pump) merge(ctx context.Context, dst *client.Client, rows []wire.Row, cursor uint64) error {
+	mctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
+	defer cancel()
+	_, err := dst.Merge(mctx, rows, p.cursor, cursor)
+	if err == nil {
+		p.m.merges.WithLabelValues(p.src.Name, p.dst.Name).Inc()
+		return nil
+	}
+	if !refused(err) || len(rows) == 0 {
+		return staged(stageMerge, fmt.Errorf("merge into %s: %w", p.dst.Name, err))
+	}
+	for i := range rows {
+		_, err := dst.Merge(mctx, rows[i:i+1], "", 0)
+		if refused(err) {
+			p.m.badRows.WithLabelValues(p.src.Name, p.dst.Name).Inc()
+			p.log.Error("destination refused a row; skipped", "table", rows[i].Table.String(),
+				"key", rows[i].Key.String(), "size", rows[i].Size, "err", err)
+			continue
+		}
+		if err != nil {
+			return staged(stageMerge, fmt.Errorf("merge into %s: %w", p.dst.Name, err))
+		}
+	}
+	if _, err := dst.Merge(mctx, nil, p.cursor, cursor); err != nil {
+		return staged(stageMerge, fmt.Errorf("store cursor at %s: %w", p.dst.Name, err))
+	}
+	p.m.merges.WithLabelValues(p.src.Name, p.dst.Name).Inc()
+	return nil
+}
+
+// refused reports whether dbd refused a request for good (retrying the
+// same bytes cannot help).
+func refused(err error) bool {
+	var we *wire.Error
+	return errors.As(err, &we) && (we.Code == wire.CodeBadRequest || we.Code == wire.CodeTooLarge)
+}

@@ -1,0 +1,273 @@
+package replica
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+)
+
+// queue holds the rows a pump's reader took from the changes stream and its
+// merger has not merged yet, bounded in content bytes so large bodies cannot
+// pile up. One reader puts, one merger takes.
+type queue struct {
+	max int
+
+	mu    sync.Mutex
+	rows  []*wire.Row
+	bytes int
+
+	notEmpty chan struct{} // cap 1: rows were added
+	notFull  chan struct{} // cap 1: rows were taken
+}
+
+func newQueue(maxBytes int) *queue {
+	return &queue{max: maxBytes, notEmpty: make(chan struct{}, 1), notFull: make(chan struct{}, 1)}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// put appends r, waiting while the queue is over its byte bound. A row
+// larger than the bound is accepted when the queue is empty.
+func (q *queue) put(ctx context.Context, r *wire.Row) error {
+	n := len(r.Content)
+	for {
+		q.mu.Lock()
+		if q.bytes == 0 || q.bytes+n <= q.max {
+			q.rows = append(q.rows, r)
+			q.bytes += n
+			q.mu.Unlock()
+			signal(q.notEmpty)
+			return nil
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.notFull:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// take removes and returns the oldest rows, at most maxRows of them and at
+// most maxBytes of content (but always at least one row if any is queued).
+func (q *queue) take(maxRows, maxBytes int) []*wire.Row {
+	q.mu.Lock()
+	n, b := 0, 0
+	for n < len(q.rows) && n < maxRows {
+		c := len(q.rows[n].Content)
+		if n > 0 && b+c > maxBytes {
+			break
+		}
+		b += c
+		n++
+	}
+	out := make([]*wire.Row, n)
+	copy(out, q.rows[:n])
+	clear(q.rows[:n])
+	q.rows = q.rows[n:]
+	q.bytes -= b
+	q.mu.Unlock()
+	if n > 0 {
+		signal(q.notFull)
+	}
+	return out
+}
+
+// tracker is one pump's record of the receive rows it merged whose
+// backed-up mark the marker has not settled yet. It decides the cursor the
+// pump stores: never past an unsettled receive row, so that after a crash
+// the pump streams that row again and the marker sees it again. Safe for
+// concurrent use (the pump adds, the marker settles).
+type tracker struct {
+	mu       sync.Mutex
+	merged   uint64               // highest source stamp merged in this session
+	pending  map[model.Key]uint64 // receive key -> source stamp
+	overflow uint64               // lowest stamp of an unsettled receive the marker could not take (0: none)
+	advanced chan struct{}        // cap 1: the floor may have risen
+}
+
+func newTracker() *tracker {
+	return &tracker{pending: map[model.Key]uint64{}, advanced: make(chan struct{}, 1)}
+}
+
+// reset starts a session at the stored cursor. Pending rows stay: the
+// marker still works on them.
+func (t *tracker) reset(cursor uint64) {
+	t.mu.Lock()
+	t.merged, t.overflow = cursor, 0
+	t.mu.Unlock()
+}
+
+// floorLocked is the highest stamp below which everything is merged and
+// settled. REQUIRES: t.mu held.
+func (t *tracker) floorLocked() uint64 {
+	return t.belowLocked(t.merged)
+}
+
+// belowLocked lowers high below every unsettled receive row.
+// REQUIRES: t.mu held.
+func (t *tracker) belowLocked(high uint64) uint64 {
+	f := high
+	for _, s := range t.pending {
+		f = min(f, s-1)
+	}
+	if t.overflow != 0 {
+		f = min(f, t.overflow-1)
+	}
+	return f
+}
+
+// cursorFor is the cursor to store with a merge that brings everything up
+// to high: high, lowered below every unsettled receive row.
+func (t *tracker) cursorFor(high uint64) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.belowLocked(max(t.merged, high))
+}
+
+func (t *tracker) floor() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.floorLocked()
+}
+
+// merged records that everything up to stamp high is merged and that the
+// receive rows recv now wait for their mark.
+func (t *tracker) mergedUpTo(high uint64, recv []pendingRecv) {
+	t.mu.Lock()
+	t.merged = max(t.merged, high)
+	for _, r := range recv {
+		t.pending[r.key] = r.stamp
+	}
+	t.mu.Unlock()
+}
+
+// settle forgets receive row k: its mark is set (or was).
+func (t *tracker) settle(k model.Key) {
+	t.mu.Lock()
+	delete(t.pending, k)
+	t.mu.Unlock()
+	signal(t.advanced)
+}
+
+// untracked records a receive row the marker had no room for: the cursor
+// stays below it, so a restart brings it back.
+func (t *tracker) untracked(k model.Key, stamp uint64) {
+	t.mu.Lock()
+	delete(t.pending, k)
+	if t.overflow == 0 || stamp < t.overflow {
+		t.overflow = stamp
+	}
+	t.mu.Unlock()
+}
+
+// pendingRecv is a merged receive row without its mark.
+type pendingRecv struct {
+	key   model.Key
+	mail  model.Key
+	stamp uint64
+}
+
+// lagTracker measures how far a pump's destination is behind its source,
+// in stamps and in time. It is read at scrape time, so the figures keep
+// growing while a link is down. Safe for concurrent use.
+type lagTracker struct {
+	mu     sync.Mutex
+	head   uint64 // highest source stamp known (stream rows, status)
+	merged uint64 // highest source stamp merged
+	marks  []lagMark
+}
+
+// lagMark: stamp was first known to exist at the source at time at.
+type lagMark struct {
+	stamp uint64
+	at    time.Time
+}
+
+const maxLagMarks = 4096
+
+// seen records that the source has committed stamp by time at.
+func (l *lagTracker) seen(stamp uint64, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if stamp <= l.head {
+		return
+	}
+	l.head = stamp
+	if stamp <= l.merged {
+		return
+	}
+	// Coalesce marks that are close in time: the later stamp inherits the
+	// earlier time, which overstates the lag by at most 5 ms.
+	if n := len(l.marks); n > 0 && (at.Sub(l.marks[n-1].at) < 5*time.Millisecond || n >= maxLagMarks) {
+		l.marks[n-1].stamp = stamp
+		return
+	}
+	l.marks = append(l.marks, lagMark{stamp, at})
+}
+
+// done records that everything up to stamp is merged.
+func (l *lagTracker) done(stamp uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.merged = max(l.merged, stamp)
+	i := 0
+	for i < len(l.marks) && l.marks[i].stamp <= l.merged {
+		i++
+	}
+	l.marks = l.marks[i:]
+}
+
+// values returns the lag in stamps and in seconds at now.
+func (l *lagTracker) values(now time.Time) (rows uint64, secs float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.head > l.merged {
+		rows = l.head - l.merged
+	}
+	if len(l.marks) > 0 {
+		secs = now.Sub(l.marks[0].at).Seconds()
+	}
+	return rows, secs
+}
+
+// lagCollector exports every pump's lag at scrape time.
+type lagCollector struct {
+	pumps      []*pump
+	rows, secs *prometheus.Desc
+}
+
+func newLagCollector(pumps []*pump) *lagCollector {
+	return &lagCollector{
+		pumps: pumps,
+		rows: prometheus.NewDesc("twinmx_backupd_lag_rows",
+			"Changes committed at the source site and not yet merged into the destination (difference of change stamps).",
+			[]string{"from", "to"}, nil),
+		secs: prometheus.NewDesc("twinmx_backupd_lag_seconds",
+			"Age of the oldest change known to exist at the source site and not yet merged into the destination.",
+			[]string{"from", "to"}, nil),
+	}
+}
+
+func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.rows
+	ch <- c.secs
+}
+
+func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	for _, p := range c.pumps {
+		rows, secs := p.lag.values(now)
+		ch <- prometheus.MustNewConstMetric(c.rows, prometheus.GaugeValue, float64(rows), p.src.Name, p.dst.Name)
+		ch <- prometheus.MustNewConstMetric(c.secs, prometheus.GaugeValue, secs, p.src.Name, p.dst.Name)
+	}
+}
