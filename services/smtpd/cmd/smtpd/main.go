@@ -26,11 +26,11 @@ func main() {
 		Name:  "smtpd",
 		Usage: "twinmx inbound SMTP server (deferred acceptance)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT to accept SMTP on", EnvVars: env("LISTEN"), Required: true},
-			&cli.StringFlag{Name: "hostname", Usage: "our name in the greeting and Received fields", EnvVars: env("HOSTNAME"), Required: true},
-			&cli.StringFlag{Name: "db", Usage: "dbd HOST:PORT (the local site's)", EnvVars: []string{"TWINMX_DB"}, Required: true},
-			&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: []string{"TWINMX_DB_PUB"}, Required: true},
-			&cli.StringFlag{Name: "key", Usage: "smtpd's secret key file (role smtpd)", EnvVars: []string{"TWINMX_KEY"}, Required: true},
+			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT to accept SMTP on", EnvVars: env("LISTEN")},
+			&cli.StringFlag{Name: "hostname", Usage: "our name in the greeting and Received fields", EnvVars: env("HOSTNAME")},
+			&cli.StringFlag{Name: "db", Usage: "dbd HOST:PORT (the local site's)", EnvVars: []string{"TWINMX_DB"}},
+			&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: []string{"TWINMX_DB_PUB"}},
+			&cli.StringFlag{Name: "key", Usage: "smtpd's secret key file (role smtpd)", EnvVars: []string{"TWINMX_KEY"}},
 			&cli.DurationFlag{Name: "decision-window", Value: 20 * time.Second, Usage: "how long a sender waits after DATA for verdict and backup before 451", EnvVars: env("DECISION_WINDOW")},
 			&cli.IntFlag{Name: "min-copies", Value: 2, Usage: "sites that must hold a mail before 250: 2 (strict) or 1 (degraded)", EnvVars: env("MIN_COPIES")},
 			&cli.StringFlag{Name: "metrics", Usage: "HOST:PORT for Prometheus /metrics (empty: off)", EnvVars: env("METRICS")},
@@ -49,7 +49,8 @@ func main() {
 			&cli.BoolFlag{Name: "tls-self-signed", Usage: "offer STARTTLS with a fresh self-signed certificate (local runs)", EnvVars: env("TLS_SELF_SIGNED")},
 			&cli.BoolFlag{Name: "debug", Usage: "log every session step", EnvVars: []string{"TWINMX_DEBUG"}},
 		},
-		Action: run,
+		Action:   run,
+		Commands: []*cli.Command{replayCmd()},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "smtpd:", err)
@@ -63,6 +64,11 @@ func run(c *cli.Context) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	for _, f := range []string{"listen", "hostname", "db", "db-pub", "key"} {
+		if c.String(f) == "" {
+			return fmt.Errorf("--%s is required", f)
+		}
+	}
 	key, err := wire.LoadKeyPair(c.String("key"))
 	if err != nil {
 		return err

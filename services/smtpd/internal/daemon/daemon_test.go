@@ -18,6 +18,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/dbd/dbdtest"
 	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
+	"github.com/twinmx/twinmx/services/smtpd/internal/replay"
 )
 
 // env is a real in-process dbd and smtpd on loopback, and an admin client
@@ -307,5 +308,54 @@ func TestDBDownGives451(t *testing.T) {
 	e.db.Stop()
 	if code, msg := codeOf(t, w.Close()); code != 451 || !strings.HasPrefix(msg, "4.3.0") {
 		t.Fatalf("dbd down: %d %s, want 451 4.3.0", code, msg)
+	}
+}
+
+// TestCaptureReplays records a session as a capture row and plays it back:
+// the mail is decided by then, so the replay gets the same codes at once.
+func TestCaptureReplays(t *testing.T) {
+	e := start(t, nil)
+	e.mailbox("jo@example.org", 0)
+	raw := []byte("Subject: replay me\r\n\r\nbody\r\n")
+	go e.decide(receiveKey(raw, "jo@example.org"), model.Accept, true)
+	if code, msg := e.send("a@x.test", []string{"jo@example.org"}, raw); code != 250 {
+		t.Fatalf("%d %s", code, msg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var content []byte
+	for content == nil {
+		st, err := e.admin.Scan(ctx, model.Capture, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row, err := st.Next(ctx); err == nil {
+			full, err := e.admin.FindKey(ctx, model.Capture, row.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			content = full.Content
+		} else if ctx.Err() != nil {
+			t.Fatal("no capture row")
+		}
+		st.Close()
+		time.Sleep(10 * time.Millisecond)
+	}
+	meta, recs, err := replay.Split(content)
+	if err != nil || !strings.Contains(meta, "client=127.0.0.1:") {
+		t.Fatalf("capture: %q %v", meta, err)
+	}
+	conn, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	res, err := replay.Play(ctx, conn, recs, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 220, 250 EHLO, 250 MAIL, 250 RCPT, 354, 250 DATA, 221 QUIT.
+	if !res.Match() || len(res.Want) != 7 || res.Want[5] != 250 {
+		t.Fatalf("replay: recorded %v, got %v", res.Want, res.Got)
 	}
 }

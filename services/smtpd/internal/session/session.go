@@ -26,6 +26,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/smtpd/internal/deliver"
 	"github.com/twinmx/twinmx/services/smtpd/internal/metrics"
+	"github.com/twinmx/twinmx/services/smtpd/internal/replay"
 )
 
 // DB is what a session needs of dbd (*client.Client implements it).
@@ -460,7 +461,7 @@ func (s *Session) storeCapture() {
 	if len(tr) == 0 {
 		return
 	}
-	head := fmt.Sprintf("twinmx-capture/1 session=%s client=%s start=%s\n", s.id, s.client, s.start.UTC().Format(time.RFC3339Nano))
+	head := replay.MetaLine(s.id, s.client, s.start)
 	ctx, cancel := context.WithTimeout(s.b.base, s.b.cfg.DBTimeout)
 	defer cancel()
 	if _, _, err := s.b.db.FindOrInsert(ctx, model.Capture, append([]byte(head), tr...)); err != nil {

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/services/smtpd/internal/replay"
+)
+
+func replayCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "replay",
+		Usage: "play captured sessions against an smtpd and compare its reply codes with the recorded ones",
+		Description: "Captures come from dbd (the newest --last N capture rows; needs an admin key) or from files\n" +
+			"(the raw content of a capture row, e.g. `dbctl find capture --by-key KEY --raw > F`).\n" +
+			"Exit status 1 if any session's replies differ.",
+		ArgsUsage: "[FILE...]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "to", Usage: "HOST:PORT of the smtpd to play against", Required: true},
+			&cli.StringFlag{Name: "db", Usage: "dbd HOST:PORT to read captures from", EnvVars: []string{"TWINMX_DB"}},
+			&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: []string{"TWINMX_DB_PUB"}},
+			&cli.StringFlag{Name: "key", Usage: "secret key file with the admin role", EnvVars: []string{"TWINMX_KEY"}},
+			&cli.IntFlag{Name: "last", Value: 10, Usage: "how many of the newest captures to play (with --db)"},
+			&cli.DurationFlag{Name: "wait", Value: 30 * time.Second, Usage: "how long to wait for each reply"},
+		},
+		Action: runReplay,
+	}
+}
+
+func runReplay(c *cli.Context) error {
+	var captures [][]byte
+	for _, f := range c.Args().Slice() {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		captures = append(captures, b)
+	}
+	if c.NArg() == 0 {
+		var err error
+		if captures, err = fetchCaptures(c); err != nil {
+			return err
+		}
+	}
+	differ := 0
+	for i, b := range captures {
+		meta, recs, err := replay.Split(b)
+		if err != nil {
+			fmt.Fprintf(c.App.Writer, "capture %d: %v\n", i+1, err)
+			differ++
+			continue
+		}
+		conn, err := net.DialTimeout("tcp", c.String("to"), 10*time.Second)
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", c.String("to"), err)
+		}
+		res, err := replay.Play(c.Context, conn, recs, c.Duration("wait"))
+		conn.Close()
+		verdict := "same"
+		switch {
+		case res.Incomplete:
+			verdict = "skipped (capture was full; bytes elided)"
+		case err != nil:
+			verdict, differ = "failed: "+err.Error(), differ+1
+		case !res.Match():
+			verdict, differ = "DIFFERENT", differ+1
+		}
+		fmt.Fprintf(c.App.Writer, "%s: recorded %v, now %v: %s\n", meta, res.Want, res.Got, verdict)
+	}
+	if differ > 0 {
+		return cli.Exit(fmt.Sprintf("smtpd replay: %d of %d sessions differ", differ, len(captures)), 1)
+	}
+	return nil
+}
+
+func fetchCaptures(c *cli.Context) ([][]byte, error) {
+	if c.String("db") == "" || c.String("db-pub") == "" || c.String("key") == "" {
+		return nil, errors.New("give capture FILEs or --db, --db-pub and --key")
+	}
+	kp, err := wire.LoadKeyPair(c.String("key"))
+	if err != nil {
+		return nil, err
+	}
+	pub, err := wire.LoadPublicKey(c.String("db-pub"))
+	if err != nil {
+		return nil, err
+	}
+	cl, err := client.New(client.Config{Addr: c.String("db"), Static: kp, Server: pub})
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	st, err := cl.Scan(c.Context, model.Capture, c.Int("last"))
+	if err != nil {
+		return nil, fmt.Errorf("scan captures: %w", err)
+	}
+	var keys []model.Key
+	for {
+		row, err := st.Next(c.Context)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("scan captures: %w", err)
+		}
+		keys = append(keys, row.Key)
+	}
+	st.Close()
+	var out [][]byte
+	// Oldest first, as they happened.
+	for i := len(keys) - 1; i >= 0; i-- {
+		row, err := cl.FindKey(c.Context, model.Capture, keys[i])
+		if err != nil {
+			return nil, fmt.Errorf("read capture %s: %w", keys[i], err)
+		}
+		out = append(out, row.Content)
+	}
+	return out, nil
+}

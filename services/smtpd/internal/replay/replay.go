@@ -1,0 +1,168 @@
+// Package replay plays a captured SMTP session (package guard's transcript,
+// stored by smtpd as a capture row) against a live smtpd and compares the
+// reply codes, so real recorded traffic becomes a regression test.
+package replay
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
+)
+
+// Meta is the line smtpd writes before the transcript in a capture row.
+const metaPrefix = "twinmx-session "
+
+// Split separates a capture row's content into its meta line (without the
+// prefix) and the guard records.
+func Split(content []byte) (meta string, recs []guard.Record, err error) {
+	if rest, ok := bytes.CutPrefix(content, []byte(metaPrefix)); ok {
+		nl := bytes.IndexByte(rest, '\n')
+		if nl < 0 {
+			return "", nil, fmt.Errorf("capture: meta line without end")
+		}
+		meta, content = string(rest[:nl]), rest[nl+1:]
+	}
+	recs, err = guard.ParseCapture(content)
+	if err != nil {
+		return meta, nil, fmt.Errorf("capture: %w", err)
+	}
+	return meta, recs, nil
+}
+
+// MetaLine is the meta line for a session (with its line end).
+func MetaLine(session, client string, start time.Time) string {
+	return fmt.Sprintf("%ssession=%s client=%s start=%s\n", metaPrefix, session, client, start.UTC().Format(time.RFC3339Nano))
+}
+
+// Result is what a replay saw.
+type Result struct {
+	Want, Got []int // final reply codes, in order
+	// Incomplete is set when the capture lost bytes (it was full), so the
+	// session cannot be played faithfully; nothing is sent then.
+	Incomplete bool
+}
+
+// Match reports whether the live server answered with the same codes.
+func (r Result) Match() bool {
+	if r.Incomplete || len(r.Want) != len(r.Got) {
+		return false
+	}
+	for i := range r.Want {
+		if r.Want[i] != r.Got[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Play sends the client's bytes of recs over conn in the recorded order
+// and, wherever the server spoke in the recording, reads as many replies
+// from the live server. Each read waits at most wait. A STARTTLS point in
+// the recording starts TLS on conn (the certificate is not checked: a replay
+// target is a test server).
+func Play(ctx context.Context, conn net.Conn, recs []guard.Record, wait time.Duration) (Result, error) {
+	var res Result
+	for _, r := range recs {
+		if r.Elided > 0 {
+			res.Incomplete = true
+			return res, nil
+		}
+	}
+	br := bufio.NewReader(conn)
+	var pending []byte // expected server bytes not yet matched
+	flush := func() error {
+		want := finalCodes(pending)
+		pending = pending[:0]
+		for _, w := range want {
+			res.Want = append(res.Want, w)
+			conn.SetReadDeadline(time.Now().Add(wait))
+			got, err := readReply(br)
+			if err != nil {
+				return fmt.Errorf("reply %d: %w", len(res.Got)+1, err)
+			}
+			res.Got = append(res.Got, got)
+		}
+		return nil
+	}
+	for _, r := range recs {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		switch r.Dir {
+		case guard.DirServer:
+			pending = append(pending, r.Data...)
+		case guard.DirClient:
+			if err := flush(); err != nil {
+				return res, err
+			}
+			conn.SetWriteDeadline(time.Now().Add(wait))
+			if _, err := conn.Write(r.Data); err != nil {
+				return res, fmt.Errorf("send: %w", err)
+			}
+		case guard.DirTLS:
+			if err := flush(); err != nil {
+				return res, err
+			}
+			tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // test target
+			hctx, cancel := context.WithTimeout(ctx, wait)
+			err := tc.HandshakeContext(hctx)
+			cancel()
+			if err != nil {
+				return res, fmt.Errorf("starttls: %w", err)
+			}
+			conn, br = tc, bufio.NewReader(tc)
+		}
+	}
+	err := flush()
+	return res, err
+}
+
+// finalCodes returns the codes of the final lines ("NNN " or a bare "NNN")
+// of the complete replies in b.
+func finalCodes(b []byte) []int {
+	var codes []int
+	for _, line := range bytes.SplitAfter(b, []byte("\n")) {
+		if len(line) < 3 || line[len(line)-1] != '\n' {
+			continue
+		}
+		code, err := strconv.Atoi(string(line[:3]))
+		if err != nil {
+			continue
+		}
+		if len(line) == 3 || line[3] != '-' {
+			codes = append(codes, code)
+		}
+	}
+	return codes
+}
+
+// readReply reads one whole (possibly multi-line) reply and returns its code.
+func readReply(br *bufio.Reader) (int, error) {
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return 0, fmt.Errorf("reply line too long")
+			}
+			return 0, err
+		}
+		if len(line) < 4 {
+			return 0, fmt.Errorf("bad reply line %q", line)
+		}
+		code, err := strconv.Atoi(string(line[:3]))
+		if err != nil {
+			return 0, fmt.Errorf("bad reply line %q", line)
+		}
+		if line[3] != '-' {
+			return code, nil
+		}
+	}
+}
