@@ -26,8 +26,11 @@ func main() {
 	app := &cli.App{
 		Name:  "backupd",
 		Usage: "replicate twinmx dbds into each other and mark what is on two sites",
+		// A site value holds a comma (NAME=HOST:PORT,PUBFILE); several
+		// sites in the environment variable are separated by spaces.
+		SliceFlagSeparator: " ",
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "site", Usage: "NAME=HOST:PORT,PUBFILE of one dbd (repeat; at least 2)", EnvVars: []string{"TWINMX_BACKUPD_SITES"}, Required: true},
+			&cli.StringSliceFlag{Name: "site", Usage: "NAME=HOST:PORT,PUBFILE of one dbd (repeat; at least 2; space-separated in the variable)", EnvVars: []string{"TWINMX_BACKUPD_SITES"}, Required: true},
 			&cli.StringFlag{Name: "key", Usage: "backupd's secret key file (role backupd at every dbd)", EnvVars: []string{"TWINMX_BACKUPD_KEY"}, Required: true},
 			&cli.StringFlag{Name: "metrics", Usage: "HOST:PORT for Prometheus /metrics (empty: off)", EnvVars: []string{"TWINMX_BACKUPD_METRICS"}},
 			&cli.BoolFlag{Name: "debug", Usage: "log protocol detail", EnvVars: []string{"TWINMX_DEBUG"}},

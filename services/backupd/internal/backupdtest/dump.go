@@ -1,4 +1,4 @@
-package testnet
+package backupdtest
 
 import (
 	"context"

@@ -1,8 +1,10 @@
-// Package testnet is a loopback TCP proxy for tests: it stands between
-// backupd and a dbd and can cut the link (drop every connection and refuse
-// new ones) or stall it (stop forwarding bytes, keep the connections), then
-// heal it. For tests only.
-package testnet
+// Package backupdtest holds what backupd's tests share (for tests only):
+// a loopback TCP proxy that stands between backupd and a dbd and can cut
+// the link (drop every connection and refuse new ones) or stall it (stop
+// forwarding bytes, keep the connections) and heal it; canonical dumps; test
+// mails stored as smtpd stores them; and a random workload whose
+// acknowledged writes are checked after convergence.
+package backupdtest
 
 import (
 	"net"

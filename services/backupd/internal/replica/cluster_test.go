@@ -12,11 +12,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/services/backupd/internal/backupdtest"
 	"github.com/twinmx/twinmx/services/backupd/internal/replica"
-	"github.com/twinmx/twinmx/services/backupd/internal/testnet"
 	"github.com/twinmx/twinmx/services/dbd/dbdtest"
 )
 
@@ -27,7 +26,7 @@ type cluster struct {
 	names   []string
 	dirs    map[string]string
 	envs    map[string]*dbdtest.Env
-	proxies map[string]*testnet.Proxy
+	proxies map[string]*backupdtest.Proxy
 	key     wire.KeyPair
 	reg     *prometheus.Registry
 }
@@ -39,7 +38,7 @@ func newCluster(t testing.TB, names ...string) *cluster {
 		t.Fatal(err)
 	}
 	c := &cluster{t: t, names: names, dirs: map[string]string{}, envs: map[string]*dbdtest.Env{},
-		proxies: map[string]*testnet.Proxy{}, key: kp}
+		proxies: map[string]*backupdtest.Proxy{}, key: kp}
 	for _, n := range names {
 		dir := t.TempDir()
 		if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o700); err != nil {
@@ -52,7 +51,7 @@ func newCluster(t testing.TB, names ...string) *cluster {
 		}
 		c.dirs[n] = dir
 		c.envs[n] = dbdtest.Start(t, dbdtest.Options{Dir: dir})
-		c.proxies[n] = testnet.Start(t, c.envs[n].Addr)
+		c.proxies[n] = backupdtest.Start(t, c.envs[n].Addr)
 	}
 	return c
 }
@@ -121,7 +120,7 @@ func (c *cluster) waitConverged(ctx context.Context) []string {
 		var first []string
 		same := true
 		for i, n := range c.names {
-			d, err := testnet.Dump(ctx, c.admin(n))
+			d, err := backupdtest.Dump(ctx, c.admin(n))
 			if err != nil {
 				if ctx.Err() != nil {
 					c.t.Fatalf("sites did not converge: %v (last difference: %s)", err, last)
@@ -131,7 +130,7 @@ func (c *cluster) waitConverged(ctx context.Context) []string {
 			}
 			if i == 0 {
 				first = d
-			} else if diff := testnet.Diff(first, d); diff != "" {
+			} else if diff := backupdtest.Diff(first, d); diff != "" {
 				last = fmt.Sprintf("%s vs %s: %s", c.names[0], n, diff)
 				same = false
 				break
@@ -144,75 +143,6 @@ func (c *cluster) waitConverged(ctx context.Context) []string {
 		case <-ctx.Done():
 			c.t.Fatalf("sites did not converge: %s", last)
 		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// mail is a test mail as smtpd stores it: one batch of its rows.
-type mail struct {
-	rows    model.MailRows
-	recv    []byte // receive row content
-	recvKey model.Key
-}
-
-func newMail(i int, to string) mail {
-	raw := fmt.Sprintf("Received: from x by y; %d\r\nMessage-ID: <%d@test>\r\nSubject: test %d\r\n\r\nbody %d %x\r\n",
-		i, i, i, i, make([]byte, i%100))
-	mr := model.NewMailRows([]byte(raw))
-	recv := model.ReceiveContent(mr.MailKey, model.KeyOf(model.Mailbox, model.MailboxContent(to)))
-	return mail{rows: mr, recv: recv, recvKey: model.KeyOf(model.Receive, recv)}
-}
-
-// batch is the find-or-insert batch smtpd sends for the mail.
-func (m mail) batch() []wire.Request {
-	reqs := []wire.Request{
-		{Op: wire.OpFindOrInsert, Table: model.Body, Content: m.rows.Parts.Body},
-		{Op: wire.OpFindOrInsert, Table: model.Header, Content: m.rows.Parts.Header},
-		{Op: wire.OpFindOrInsert, Table: model.Mail, Content: m.rows.Mail},
-		{Op: wire.OpFindOrInsert, Table: model.Receive, Content: m.recv},
-	}
-	if len(m.rows.Received) > 0 {
-		reqs = append(reqs, wire.Request{Op: wire.OpFindOrInsert, Table: model.Received, Content: m.rows.Received})
-	}
-	if m.rows.MsgID != nil {
-		reqs = append(reqs, wire.Request{Op: wire.OpFindOrInsert, Table: model.MsgID, Content: m.rows.MsgID})
-	}
-	return reqs
-}
-
-// marked reports whether all four rows of m carry the backed-up mark at
-// the site of c (admin role).
-func marked(ctx context.Context, c *client.Client, m mail) (bool, error) {
-	for _, r := range []struct {
-		t model.Table
-		k model.Key
-	}{{model.Receive, m.recvKey}, {model.Mail, m.rows.MailKey}, {model.Header, m.rows.HeaderKey}, {model.Body, m.rows.BodyKey}} {
-		row, err := c.FindKey(ctx, r.t, r.k)
-		if err != nil {
-			return false, fmt.Errorf("find %s: %w", r.t, err)
-		}
-		if row.State.Col(model.ColBackedUp) != model.FlagSet {
-			return false, nil
-		}
-	}
-	return true, nil
-}
-
-// waitMark waits, by watching the receive row as smtpd does, until m's
-// receive row at c's site carries the mark.
-func waitMark(ctx context.Context, c *client.Client, m mail) error {
-	st, err := c.Watch(ctx, model.Receive, []model.Key{m.recvKey}, true)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for {
-		row, err := st.Next(ctx)
-		if err != nil {
-			return err
-		}
-		if row.State.Col(model.ColBackedUp) == model.FlagSet {
-			return nil
 		}
 	}
 }

@@ -1,0 +1,311 @@
+// Package test holds backupd's black-box tests: they build the real dbd,
+// dbctl and backupd binaries, run them as separate processes on 127.0.0.1,
+// put a TCP proxy between backupd and each dbd, and kill processes with
+// SIGKILL.
+package test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/services/backupd/internal/backupdtest"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "backupd-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	binDir = dir
+	for name, pkg := range map[string]string{
+		"dbd":     "github.com/twinmx/twinmx/services/dbd/cmd/dbd",
+		"dbctl":   "github.com/twinmx/twinmx/services/dbd/cmd/dbctl",
+		"backupd": "../cmd/backupd",
+	} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n", name, err)
+			os.Exit(2)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// world is N dbd processes, each behind a proxy, and one backupd process.
+type world struct {
+	t       *testing.T
+	dir     string
+	sites   map[string]*site
+	names   []string
+	backupd *exec.Cmd
+	blog    *syncBuffer
+	metrics string
+}
+
+// site is one dbd process with its keys and data folder.
+type site struct {
+	t     *testing.T
+	name  string
+	dir   string
+	addr  string
+	cmd   *exec.Cmd
+	log   *syncBuffer
+	dbd   wire.PublicKey
+	proxy *backupdtest.Proxy
+}
+
+func newWorld(t *testing.T, names ...string) *world {
+	t.Helper()
+	w := &world{t: t, dir: t.TempDir(), sites: map[string]*site{}, names: names}
+	run(t, "dbctl", "keygen", "--out", filepath.Join(w.dir, "backupd"))
+	for _, n := range names {
+		s := &site{t: t, name: n, dir: filepath.Join(w.dir, n), addr: freePort(t)}
+		for _, k := range []string{"dbd", "admin"} {
+			run(t, "dbctl", "keygen", "--out", filepath.Join(s.dir, "keys", k))
+		}
+		clients := fmt.Sprintf("admin keys/admin.pub\nbackupd %s\n", filepath.Join(w.dir, "backupd.pub"))
+		if err := os.WriteFile(filepath.Join(s.dir, "clients"), []byte(clients), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pub, err := wire.LoadPublicKey(filepath.Join(s.dir, "keys", "dbd.pub"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.dbd = pub
+		s.start()
+		s.proxy = backupdtest.Start(t, s.addr)
+		t.Cleanup(s.kill)
+		w.sites[n] = s
+	}
+	t.Cleanup(w.killBackupd)
+	return w
+}
+
+func run(t *testing.T, prog string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(binDir, prog), args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", prog, args, err, out)
+	}
+	return string(out)
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// start runs dbd and waits until it serves.
+func (s *site) start() {
+	s.t.Helper()
+	s.log = &syncBuffer{}
+	s.cmd = exec.Command(filepath.Join(binDir, "dbd"), "--data", filepath.Join(s.dir, "data"), "--listen", s.addr,
+		"--key", filepath.Join(s.dir, "keys", "dbd"), "--clients", filepath.Join(s.dir, "clients"), "--site", strings.ToLower(s.name))
+	s.cmd.Stderr = s.log
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	waitListening(s.t, s.addr, s.log)
+}
+
+func waitListening(t *testing.T, addr string, log fmt.Stringer) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		nc, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			nc.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on %s; log:\n%s", addr, log)
+}
+
+// kill sends SIGKILL and reaps the process.
+func (s *site) kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	s.cmd = nil
+}
+
+// client returns an admin wire client that dials dbd directly.
+func (s *site) client() *client.Client {
+	s.t.Helper()
+	kp, err := wire.LoadKeyPair(filepath.Join(s.dir, "keys", "admin"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	c, err := client.New(client.Config{Addr: s.addr, Static: kp, Server: s.dbd, Timeout: 20 * time.Second,
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// dbctl runs dbctl against the site with the admin key.
+func (s *site) dbctl(args ...string) string {
+	s.t.Helper()
+	full := append([]string{"--db", s.addr, "--db-pub", filepath.Join(s.dir, "keys", "dbd.pub"),
+		"--key", filepath.Join(s.dir, "keys", "admin"), "--timeout", "20s"}, args...)
+	cmd := exec.Command(filepath.Join(binDir, "dbctl"), full...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		s.t.Fatalf("dbctl %v: %v: %s", args, err, errb.String())
+	}
+	return out.String()
+}
+
+// startBackupd runs backupd with every site behind its proxy.
+func (w *world) startBackupd() {
+	w.t.Helper()
+	if w.metrics == "" {
+		w.metrics = freePort(w.t)
+	}
+	args := []string{"--key", filepath.Join(w.dir, "backupd"), "--metrics", w.metrics}
+	for _, n := range w.names {
+		s := w.sites[n]
+		args = append(args, "--site", fmt.Sprintf("%s=%s,%s", n, s.proxy.Addr(), filepath.Join(s.dir, "keys", "dbd.pub")))
+	}
+	w.blog = &syncBuffer{}
+	w.backupd = exec.Command(filepath.Join(binDir, "backupd"), args...)
+	w.backupd.Stderr = w.blog
+	if err := w.backupd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	waitListening(w.t, w.metrics, w.blog)
+}
+
+func (w *world) killBackupd() {
+	if w.backupd == nil || w.backupd.Process == nil {
+		return
+	}
+	w.backupd.Process.Kill()
+	w.backupd.Wait()
+	w.backupd = nil
+}
+
+// metric returns the value of one series of backupd's /metrics, e.g.
+// `twinmx_backupd_merged_rows_total{from="A",to="B"}` (0 if absent).
+func (w *world) metric(series string) float64 {
+	w.t.Helper()
+	resp, err := http.Get("http://" + w.metrics + "/metrics")
+	if err != nil {
+		w.t.Fatalf("scrape backupd: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				w.t.Fatalf("metric %s: %v", series, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// waitConverged waits until every site's dump is equal.
+func (w *world) waitConverged(ctx context.Context) {
+	w.t.Helper()
+	var last string
+	for {
+		first, err := backupdtest.Dump(ctx, w.sites[w.names[0]].client())
+		same := err == nil
+		for _, n := range w.names[1:] {
+			if !same {
+				break
+			}
+			d, err := backupdtest.Dump(ctx, w.sites[n].client())
+			if err != nil {
+				same = false
+				break
+			}
+			if diff := backupdtest.Diff(first, d); diff != "" {
+				last = fmt.Sprintf("%s vs %s: %s", w.names[0], n, diff)
+				same = false
+			}
+		}
+		if same {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			w.t.Fatalf("sites did not converge: %s\nbackupd log:\n%s", last, tail(w.blog.String(), 4000))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer a process writes to while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
