@@ -6,7 +6,9 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -159,8 +161,15 @@ func Run(ctx context.Context, cfg Config) error {
 	// period), so their dbd requests use a context that outlives it.
 	sessCtx, stopSessions := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSessions()
+	var idb [4]byte
+	if _, err := rand.Read(idb[:]); err != nil {
+		ln.Close()
+		return fmt.Errorf("smtpd: session id prefix: %w", err)
+	}
+	prefix := hex.EncodeToString(idb[:])
 	be := session.NewBackend(sessCtx, session.Config{
 		Hostname:  cfg.Hostname,
+		IDPrefix:  prefix,
 		Decision:  deliver.Policy{Window: cfg.DecisionWindow, MinCopies: cfg.MinCopies},
 		MaxSize:   cfg.MaxSize,
 		Budget:    session.NewBudget(cfg.DataMemory),
@@ -193,7 +202,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	rec := &recorder{ctx: sessCtx, db: db, prefix: prefix, timeout: cfg.DBTimeout, log: log, m: m}
+	go func() { serveErr <- srv.Serve(listener{Listener: ln, rec: rec}) }()
 	log.Info("smtpd serving", "listen", ln.Addr().String(), "hostname", cfg.Hostname, "dbd", cfg.DB,
 		"decision_window", cfg.DecisionWindow, "min_copies", cfg.MinCopies, "starttls", cfg.TLS != nil)
 	if cfg.Ready != nil {

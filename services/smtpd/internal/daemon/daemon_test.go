@@ -359,3 +359,48 @@ func TestCaptureReplays(t *testing.T) {
 		t.Fatalf("replay: recorded %v, got %v", res.Want, res.Got)
 	}
 }
+
+// TestEarlyTalkerRecorded: a client that speaks before the greeting gets
+// 554 and leaves a throw-in and a capture, though it never reached EHLO.
+func TestEarlyTalkerRecorded(t *testing.T) {
+	e := start(t, func(c *Config) { c.Guard.GreetPause = 300 * time.Millisecond })
+	conn, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "EHLO spammer\r\n")
+	reply, _ := io.ReadAll(conn)
+	if !bytes.HasPrefix(reply, []byte("554 5.5.1")) {
+		t.Fatalf("early talker got %q", reply)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tbl := range []model.Table{model.ThrowIn, model.Capture} {
+		for {
+			st, err := e.admin.Scan(ctx, tbl, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			row, err := st.Next(ctx)
+			st.Close()
+			if err == nil {
+				full, err := e.admin.FindKey(ctx, tbl, row.Key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tbl == model.ThrowIn && (!bytes.Contains(full.Content, []byte("early-talker: yes")) || full.State.Cols["reply"] != 554) {
+					t.Fatalf("throw-in %q %v", full.Content, full.State.Cols)
+				}
+				if tbl == model.Capture && !bytes.Contains(full.Content, []byte("EHLO spammer")) {
+					t.Fatalf("capture %q", full.Content)
+				}
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("no %s row", tbl)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}

@@ -26,7 +26,6 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/smtpd/internal/deliver"
 	"github.com/twinmx/twinmx/services/smtpd/internal/metrics"
-	"github.com/twinmx/twinmx/services/smtpd/internal/replay"
 )
 
 // DB is what a session needs of dbd (*client.Client implements it).
@@ -46,9 +45,14 @@ type ConnFacts interface {
 	DataViolation() string
 	// TLS reports the TLS state once STARTTLS completed.
 	TLS() (tls.ConnectionState, bool)
-	// Capture returns the session's transcript so far (guard's encoding).
-	Capture() []byte
+	// ID numbers the connection within this smtpd process.
+	ID() uint64
 }
+
+// ID names a connection in throw-in and capture rows: the process's random
+// prefix and the connection's number, so the rows of one session can be
+// found together.
+func ID(prefix string, conn uint64) string { return fmt.Sprintf("%s-%d", prefix, conn) }
 
 // ColPolicy is the mailbox column that holds a mailbox's spam policy.
 // Recipients with different policies are not mixed in one transaction
@@ -58,10 +62,11 @@ const ColPolicy = "policy"
 // Config configures the backend. Zero fields take the defaults noted.
 type Config struct {
 	Hostname  string           // our name in replies and the trace field
+	IDPrefix  string           // random per process; see ID
 	Decision  deliver.Policy   // decision window and copies
 	MaxSize   int64            // message size limit in bytes (also go-smtp's MaxMessageBytes)
 	Budget    *Budget          // memory for message data of all sessions; nil = unbounded
-	DBTimeout time.Duration    // bound on one store or acknowledge; default 30 s
+	DBTimeout time.Duration    // bound on one dbd request; default 10 s
 	Logger    *slog.Logger     // default slog.Default()
 	Metrics   *metrics.Metrics // required
 	Now       func() time.Time // default time.Now
@@ -92,17 +97,18 @@ func NewBackend(ctx context.Context, cfg Config, db DB) *Backend {
 // NewSession implements smtp.Backend. go-smtp calls it at the first
 // HELO/EHLO.
 func (b *Backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	var id [8]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return nil, fmt.Errorf("session id: %w", err)
-	}
 	ctx, cancel := context.WithCancel(b.base)
-	s := &Session{
-		b: b, ctx: ctx, cancel: cancel, id: hex.EncodeToString(id[:]),
-		conn: c, start: b.cfg.Now(),
-	}
+	s := &Session{b: b, ctx: ctx, cancel: cancel, conn: c, start: b.cfg.Now()}
 	if f, ok := c.Conn().(ConnFacts); ok {
 		s.facts = f
+		s.id = ID(b.cfg.IDPrefix, f.ID())
+	} else {
+		var id [8]byte
+		if _, err := rand.Read(id[:]); err != nil {
+			cancel()
+			return nil, fmt.Errorf("session id: %w", err)
+		}
+		s.id = hex.EncodeToString(id[:])
 	}
 	if a, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		s.client = a.String()
@@ -426,11 +432,10 @@ func (s *Session) recordReply(throwIn model.Key, code int, took time.Duration) {
 // Reset implements smtp.Session.
 func (s *Session) Reset() { s.finishTxn() }
 
-// Logout implements smtp.Session: the session's transcript becomes a
-// capture row, so it can be replayed later.
+// Logout implements smtp.Session. (The transcript is stored by the daemon
+// when the connection closes, for sessions that never said EHLO too.)
 func (s *Session) Logout() error {
 	s.finishTxn()
-	s.storeCapture()
 	s.cancel()
 	s.b.cfg.Metrics.SessionsActive.Dec()
 	s.log.Debug("session end", "attempts", s.attempts)
@@ -450,23 +455,6 @@ func (s *Session) finishTxn() {
 	if _, _, err := s.b.db.FindOrInsert(ctx, model.ThrowIn, s.throwIn(t, s.b.cfg.Now(), 0, model.Key{})); err != nil {
 		s.b.cfg.Metrics.DBErrors.WithLabelValues("throw-in").Inc()
 		s.log.Warn("recording the attempt failed", "err", err)
-	}
-}
-
-func (s *Session) storeCapture() {
-	if s.facts == nil {
-		return
-	}
-	tr := s.facts.Capture()
-	if len(tr) == 0 {
-		return
-	}
-	head := replay.MetaLine(s.id, s.client, s.start)
-	ctx, cancel := context.WithTimeout(s.b.base, s.b.cfg.DBTimeout)
-	defer cancel()
-	if _, _, err := s.b.db.FindOrInsert(ctx, model.Capture, append([]byte(head), tr...)); err != nil {
-		s.b.cfg.Metrics.DBErrors.WithLabelValues("capture").Inc()
-		s.log.Warn("storing the capture failed", "err", err)
 	}
 }
 
