@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# Starts twinmx locally for trying it out: one dbd per site (A and B) on
-# loopback, with keys and data under ./run/. What exists of the system so
-# far is started; later services join here as they are built.
-# Stop with Ctrl-C: both dbds shut down cleanly.
+# Starts twinmx locally for trying it out, everything on loopback with keys,
+# data and logs under ./run/: per site (A and B) a dbd and an smtpd, one
+# backupd between them, and — until spamd is built — `dbctl autoverdict
+# accept` as a stand-in filter that accepts every mail. Later services join
+# here as they are built (issue 8). Ctrl-C stops everything cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-bin}
 run=${RUN:-run}
-[ -x "$bin/dbd" ] && [ -x "$bin/dbctl" ] || { echo "run 'make build' first" >&2; exit 1; }
+for p in dbd dbctl smtpd backupd; do
+	[ -x "$bin/$p" ] || { echo "run 'make build' first ($bin/$p missing)" >&2; exit 1; }
+done
 mkdir -p "$run/keys"
-for name in dbd-a dbd-b admin smtpd spamd backupd mailbox notify; do
+for name in dbd-a dbd-b admin smtpd-a smtpd-b spamd backupd mailbox notify; do
 	[ -f "$run/keys/$name" ] || "$bin/dbctl" keygen --out "$run/keys/$name" >/dev/null
 done
 cat > "$run/clients" <<CLIENTS
 # ROLE PATH-TO-PUBKEY (paths relative to this file); see docs/roles.md
 admin keys/admin.pub
-smtpd keys/smtpd.pub
+smtpd keys/smtpd-a.pub
+smtpd keys/smtpd-b.pub
 spamd keys/spamd.pub
 backupd keys/backupd.pub
 mailbox keys/mailbox.pub
@@ -24,26 +28,65 @@ CLIENTS
 
 pids=()
 cleanup() {
+	trap - EXIT INT TERM
 	for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
 	wait
 }
 trap cleanup EXIT INT TERM
 
-start() { # site port metrics-port
+dbd() { # site port metrics-port
 	"$bin/dbd" --data "$run/data-$1" --listen "127.0.0.1:$2" --key "$run/keys/dbd-$1" \
 		--clients "$run/clients" --metrics "127.0.0.1:$3" --site "$1" 2>>"$run/dbd-$1.log" &
 	pids+=($!)
 }
-start a 7301 7311
-start b 7302 7312
-sleep 0.5
+smtpd() { # site smtp-port dbd-port metrics-port
+	"$bin/smtpd" --listen "127.0.0.1:$2" --hostname "mx-$1.twinmx.test" --db "127.0.0.1:$3" \
+		--db-pub "$run/keys/dbd-$1.pub" --key "$run/keys/smtpd-$1" --metrics "127.0.0.1:$4" \
+		--tls-self-signed 2>>"$run/smtpd-$1.log" &
+	pids+=($!)
+}
+wait_port() {
+	for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+	echo "nothing listens on 127.0.0.1:$1; see $run/*.log" >&2
+	exit 1
+}
+
+dbd a 7301 7311
+dbd b 7302 7312
+wait_port 7301
+wait_port 7302
+"$bin/backupd" --site "A=127.0.0.1:7301,$run/keys/dbd-a.pub" --site "B=127.0.0.1:7302,$run/keys/dbd-b.pub" \
+	--key "$run/keys/backupd" --metrics 127.0.0.1:7331 2>>"$run/backupd.log" &
+pids+=($!)
+smtpd a 2525 7301 7321
+smtpd b 2526 7302 7322
+admin_a=(--db 127.0.0.1:7301 --db-pub "$run/keys/dbd-a.pub" --key "$run/keys/admin")
+"$bin/dbctl" "${admin_a[@]}" autoverdict accept >>"$run/autoverdict.log" 2>&1 &
+pids+=($!)
+wait_port 2525
+wait_port 2526
+"$bin/dbctl" "${admin_a[@]}" mailbox add demo@twinmx.test >/dev/null
+
+cat > "$run/cluster.env" <<ENV
+# twinmx local cluster ($(date -u +%FT%TZ)); source this file
+TWINMX_DB=127.0.0.1:7301
+TWINMX_DB_PUB=$run/keys/dbd-a.pub
+TWINMX_KEY=$run/keys/admin
+TWINMX_DBD_A=127.0.0.1:7301
+TWINMX_DBD_B=127.0.0.1:7302
+TWINMX_SMTP_A=127.0.0.1:2525
+TWINMX_SMTP_B=127.0.0.1:2526
+ENV
+
 cat <<INFO
-twinmx is running (logs in $run/dbd-a.log, $run/dbd-b.log):
-  site A dbd  127.0.0.1:7301   metrics http://127.0.0.1:7311/metrics
-  site B dbd  127.0.0.1:7302   metrics http://127.0.0.1:7312/metrics
+twinmx is running (logs in $run/*.log, addresses in $run/cluster.env):
+  site A: dbd 127.0.0.1:7301 (metrics :7311)   smtpd 127.0.0.1:2525 (metrics :7321)
+  site B: dbd 127.0.0.1:7302 (metrics :7312)   smtpd 127.0.0.1:2526 (metrics :7322)
+  backupd A<->B (metrics :7331); stand-in filter: dbctl autoverdict accept (spamd is not built yet)
+  demo mailbox: demo@twinmx.test
 Try, in another shell:
-  export TWINMX_DB=127.0.0.1:7301 TWINMX_DB_PUB=$run/keys/dbd-a.pub TWINMX_KEY=$run/keys/admin
-  $bin/dbctl find-or-insert body hello && $bin/dbctl find body hello && $bin/dbctl status
+  swaks --server 127.0.0.1:2525 --to demo@twinmx.test --from you@example.net     # 250 once on both sites
+  set -a; . $run/cluster.env; set +a; $bin/dbctl mails --last 5
 Ctrl-C stops everything.
 INFO
 wait
