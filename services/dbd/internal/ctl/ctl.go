@@ -32,6 +32,8 @@ func App() *cli.App {
 	return &cli.App{
 		Name:  "dbctl",
 		Usage: "operate a twinmx dbd",
+		// status --site values hold a comma (NAME=HOST:PORT,PUBFILE).
+		DisableSliceFlagSeparator: true,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "db", Usage: "dbd's HOST:PORT", EnvVars: []string{"TWINMX_DB"}},
 			&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: []string{"TWINMX_DB_PUB"}},
@@ -56,7 +58,7 @@ func App() *cli.App {
 				Name: "increment", Usage: "add DELTA to this site's count of COUNTER; prints ROWNO",
 				ArgsUsage: "TABLE CONTENT|--by-key HEX COUNTER DELTA", Flags: []cli.Flag{fileFlag(), keyFlag()}, Action: increment,
 			},
-			{Name: "status", Usage: "show dbd's figures", Action: status},
+			statusCmd(),
 			{Name: "dump", Usage: "every row as one sorted line (compare sites with diff)", Action: dump},
 			{
 				Name: "scan", Usage: "the newest N rows of TABLE", ArgsUsage: "TABLE [N]", Action: scan,

@@ -1,0 +1,164 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/urfave/cli/v2"
+)
+
+// unmarkedScan is how many of the newest receive rows status reads to count
+// mails not yet backed up (dbd's scan limit).
+const unmarkedScan = 10000
+
+func statusCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show dbd's figures; with --site (as given to backupd), every site, the replication lag per direction and the mails not yet backed up",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "site", Usage: "NAME=HOST:PORT,PUBFILE of one site, as for backupd (repeat); --key must be an admin key at every site"},
+		},
+		Action: func(c *cli.Context) error {
+			if len(c.StringSlice("site")) > 0 {
+				return peerStatus(c)
+			}
+			return status(c)
+		},
+	}
+}
+
+// peerSite is one site of `dbctl status --site`.
+type peerSite struct {
+	name, addr string
+	cl         *client.Client
+	stamp      uint64
+	err        error
+}
+
+// replCursor is the name of backupd's cursor for the pump from src to dst,
+// kept in dst. It must match backupd (services/backupd/internal/replica).
+func replCursor(src, dst string) string {
+	return "repl." + strings.ToLower(src) + "-to-" + strings.ToLower(dst)
+}
+
+func peerStatus(c *cli.Context) error {
+	kp, err := wire.LoadKeyPair(c.String("key"))
+	if err != nil {
+		return usageError("--key: %v", err)
+	}
+	var sites []*peerSite
+	for _, v := range c.StringSlice("site") {
+		name, rest, ok := strings.Cut(v, "=")
+		addr, pubFile, ok2 := strings.Cut(rest, ",")
+		if !ok || !ok2 || name == "" {
+			return usageError("--site %q: want NAME=HOST:PORT,PUBFILE", v)
+		}
+		pub, err := wire.LoadPublicKey(pubFile)
+		if err != nil {
+			return usageError("--site %s: %v", name, err)
+		}
+		cl, err := client.New(client.Config{Addr: addr, Static: kp, Server: pub, Timeout: c.Duration("timeout"),
+			DialTimeout: 3 * time.Second, MaxBackoff: time.Second,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		sites = append(sites, &peerSite{name: name, addr: addr, cl: cl})
+	}
+	w := c.App.Writer
+	for _, s := range sites {
+		ctx, cancel := ctxOf(c)
+		line, err := siteLine(ctx, s)
+		cancel()
+		if err != nil {
+			s.err = err
+			fmt.Fprintf(w, "site %s (%s): unreachable: %v\n", s.name, s.addr, err)
+			continue
+		}
+		fmt.Fprintf(w, "site %s (%s): %s\n", s.name, s.addr, line)
+	}
+	for _, src := range sites {
+		for _, dst := range sites {
+			if src == dst {
+				continue
+			}
+			if dst.err != nil {
+				fmt.Fprintf(w, "%s -> %s: unknown (%s unreachable)\n", src.name, dst.name, dst.name)
+				continue
+			}
+			ctx, cancel := ctxOf(c)
+			cur, err := dst.cl.Cursor(ctx, replCursor(src.name, dst.name))
+			cancel()
+			switch {
+			case err != nil:
+				fmt.Fprintf(w, "%s -> %s: cursor unreadable: %v\n", src.name, dst.name, err)
+			case src.err != nil:
+				fmt.Fprintf(w, "%s -> %s: cursor %d, lag unknown (%s unreachable)\n", src.name, dst.name, cur, src.name)
+			default:
+				lag := uint64(0)
+				if src.stamp > cur {
+					lag = src.stamp - cur
+				}
+				fmt.Fprintf(w, "%s -> %s: cursor %d, lag %d changes\n", src.name, dst.name, cur, lag)
+			}
+		}
+	}
+	return nil
+}
+
+// siteLine reads one site's stamp, row count and not-yet-backed-up mails.
+func siteLine(ctx context.Context, s *peerSite) (string, error) {
+	figs, err := s.cl.Status(ctx)
+	if err != nil {
+		return "", err
+	}
+	var rows uint64
+	for _, f := range figs {
+		v, _ := strconv.ParseUint(f.Value, 10, 64)
+		switch {
+		case f.Name == "stamp":
+			s.stamp = v
+		case strings.HasPrefix(f.Name, "rows."):
+			rows += v
+		}
+	}
+	unmarked, scanned, err := countUnmarked(ctx, s.cl)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("stamp %d, %d rows, %d mails not backed up (of the newest %d receive rows)",
+		s.stamp, rows, unmarked, scanned), nil
+}
+
+// countUnmarked counts receive rows without the backed-up mark among the
+// newest unmarkedScan.
+func countUnmarked(ctx context.Context, cl *client.Client) (unmarked, scanned int, err error) {
+	st, err := cl.Scan(ctx, model.Receive, unmarkedScan)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer st.Close()
+	for {
+		r, err := st.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return unmarked, scanned, nil
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		scanned++
+		if r.State.Col(model.ColBackedUp) < model.FlagSet {
+			unmarked++
+		}
+	}
+}
