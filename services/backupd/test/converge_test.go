@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -102,6 +103,23 @@ func TestConvergenceUnderFaults(t *testing.T) {
 	}
 	for _, n := range w.names {
 		e.Check(t, ctx, n, w.sites[n].client())
+	}
+
+	// dbctl status shows both directions and, once every mail is marked,
+	// no mail waiting for its mark.
+	for {
+		st := w.status()
+		if !strings.Contains(st, "A -> B: cursor") || !strings.Contains(st, "B -> A: cursor") {
+			t.Fatalf("dbctl status --site lacks the directions:\n%s", st)
+		}
+		if strings.Count(st, " 0 mails not backed up") == 2 {
+			t.Logf("dbctl status:\n%s", st)
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("mails stay not backed up:\n%s", st)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	// A restart resumes from the cursors: it sends only the new row (and

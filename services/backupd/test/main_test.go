@@ -81,12 +81,15 @@ func newWorld(t *testing.T, names ...string) *world {
 	t.Helper()
 	w := &world{t: t, dir: t.TempDir(), sites: map[string]*site{}, names: names}
 	run(t, "dbctl", "keygen", "--out", filepath.Join(w.dir, "backupd"))
+	run(t, "dbctl", "keygen", "--out", filepath.Join(w.dir, "operator"))
 	for _, n := range names {
 		s := &site{t: t, name: n, dir: filepath.Join(w.dir, n), addr: freePort(t)}
 		for _, k := range []string{"dbd", "admin"} {
 			run(t, "dbctl", "keygen", "--out", filepath.Join(s.dir, "keys", k))
 		}
-		clients := fmt.Sprintf("admin keys/admin.pub\nbackupd %s\n", filepath.Join(w.dir, "backupd.pub"))
+		// operator is an admin key listed at every site, for dbctl status --site.
+		clients := fmt.Sprintf("admin keys/admin.pub\nadmin %s\nbackupd %s\n",
+			filepath.Join(w.dir, "operator.pub"), filepath.Join(w.dir, "backupd.pub"))
 		if err := os.WriteFile(filepath.Join(s.dir, "clients"), []byte(clients), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -190,17 +193,35 @@ func (s *site) dbctl(args ...string) string {
 	return out.String()
 }
 
+// siteFlags returns the --site flags of every site (direct or through
+// the proxies).
+func (w *world) siteFlags(proxied bool) []string {
+	var args []string
+	for _, n := range w.names {
+		s := w.sites[n]
+		addr := s.addr
+		if proxied {
+			addr = s.proxy.Addr()
+		}
+		args = append(args, "--site", fmt.Sprintf("%s=%s,%s", n, addr, filepath.Join(s.dir, "keys", "dbd.pub")))
+	}
+	return args
+}
+
+// status runs dbctl status --site for every site with the operator key.
+func (w *world) status() string {
+	w.t.Helper()
+	args := append([]string{"--key", filepath.Join(w.dir, "operator"), "--timeout", "10s", "status"}, w.siteFlags(false)...)
+	return run(w.t, "dbctl", args...)
+}
+
 // startBackupd runs backupd with every site behind its proxy.
 func (w *world) startBackupd() {
 	w.t.Helper()
 	if w.metrics == "" {
 		w.metrics = freePort(w.t)
 	}
-	args := []string{"--key", filepath.Join(w.dir, "backupd"), "--metrics", w.metrics}
-	for _, n := range w.names {
-		s := w.sites[n]
-		args = append(args, "--site", fmt.Sprintf("%s=%s,%s", n, s.proxy.Addr(), filepath.Join(s.dir, "keys", "dbd.pub")))
-	}
+	args := append([]string{"--key", filepath.Join(w.dir, "backupd"), "--metrics", w.metrics}, w.siteFlags(true)...)
 	w.blog = &syncBuffer{}
 	w.backupd = exec.Command(filepath.Join(binDir, "backupd"), args...)
 	w.backupd.Stderr = w.blog
