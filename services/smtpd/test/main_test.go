@@ -311,8 +311,12 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-// tail returns the last n lines of s.
+// tail returns the last n lines of s (all of them with TWINMX_FULL_LOGS
+// set).
 func tail(s string, n int) string {
+	if os.Getenv("TWINMX_FULL_LOGS") != "" {
+		return s
+	}
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
