@@ -15,7 +15,9 @@ import (
 // TestLargeBody replicates a 40 MiB body and reports backupd's peak memory.
 // The pump bounds what it has read but not merged; the wire client still
 // holds a message while reassembling it and again while encoding the merge
-// (see docs/backupd.md), so the bound checked is loose: under 6 copies.
+// (see docs/backupd.md), and B's echo of the row back to A streams it once
+// more, so the bound checked is loose: under 8 copies (amd64 measures about
+// 4, 386 about 6: its garbage collector lets the heap grow further).
 func TestLargeBody(t *testing.T) {
 	const size = 40 << 20
 	w := newWorld(t, "A", "B")
@@ -32,7 +34,7 @@ func TestLargeBody(t *testing.T) {
 	}
 	peak := peakRSS(t, w.backupd.Process.Pid)
 	t.Logf("backupd peak RSS %d MiB for a %d MiB body", peak>>20, size>>20)
-	if peak > 6*size {
+	if peak > 8*size {
 		t.Errorf("backupd peak RSS %d MiB for a %d MiB body", peak>>20, size>>20)
 	}
 }
