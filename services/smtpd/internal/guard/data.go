@@ -1,5 +1,7 @@
 package guard
 
+import "bytes"
+
 // The DATA stream state machine. It is pure (no I/O) so that it can be
 // table-tested and fuzzed on its own; Conn drives it from Read.
 
@@ -53,8 +55,20 @@ const (
 // emitted once the stream is dirty.
 const endMarker = "\r\n.\r\n"
 
-// special marks the bytes that can change the state from dText.
-var special = [256]bool{'\r': true, '\n': true, 0: true}
+// textRun returns the length of the prefix of b without CR, LF or NUL.
+func textRun(b []byte) int {
+	n := len(b)
+	if i := bytes.IndexByte(b, '\r'); i >= 0 {
+		n = i
+	}
+	if i := bytes.IndexByte(b[:n], '\n'); i >= 0 {
+		n = i
+	}
+	if i := bytes.IndexByte(b[:n], 0); i >= 0 {
+		n = i
+	}
+	return n
+}
 
 // dataParser splits a DATA stream at the strict end marker CRLF "." CRLF
 // (RFC 5321 §2.3.8, §4.1.1.4) and decides which bytes go-smtp may see.
@@ -87,19 +101,28 @@ func (d *dataParser) ended() bool { return d.st == dEnd }
 func (d *dataParser) feed(out, in []byte) ([]byte, int) {
 	i := 0
 	for i < len(in) && d.st != dEnd {
+		if d.st == dBOL {
+			if c := in[i]; c != '.' && c != '\r' && c != '\n' && c != 0 {
+				d.st = dText // the fast path below takes the line
+			}
+		}
 		if d.st == dText {
-			// Fast path: a run of ordinary bytes inside a line.
-			j := i
-			for j < len(in) && !special[in[j]] {
-				j++
+			// Fast path: a run of ordinary bytes inside a line, found with
+			// the (vectorised) IndexByte rather than a byte loop, and its
+			// CRLF if it follows.
+			end := i + textRun(in[i:])
+			if end+1 < len(in) && in[end] == '\r' && in[end+1] == '\n' {
+				end += 2
+				d.st = dBOL
 			}
 			if d.violation == "" {
-				out = append(out, in[i:j]...)
+				out = append(out, in[i:end]...)
 			}
-			i = j
-			if i == len(in) {
-				break
+			i = end
+			if d.st == dBOL || i == len(in) {
+				continue
 			}
+			// A special byte: fall through to step.
 		}
 		c := in[i]
 		i++

@@ -1,0 +1,80 @@
+package guard
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestCaptureRoundTrip(t *testing.T) {
+	c := capture{max: 200}
+	c.add(DirServer, 1500*time.Microsecond, []byte("220 mx.test ESMTP\r\n"))
+	c.add(DirClient, 2*time.Millisecond, []byte("EHLO x\r\n"))
+	c.add(DirTLS, 3*time.Millisecond, nil)
+	c.add(DirClient, 4*time.Millisecond, bytes.Repeat([]byte("x"), 50)) // partly kept
+	c.add(DirClient, 5*time.Millisecond, []byte("more"))                // merged into the elided count
+	c.add(DirServer, 6*time.Millisecond, []byte("250 ok\r\n"))          // elided record
+	want := []Record{
+		{Dir: DirServer, At: time.Millisecond, Data: []byte("220 mx.test ESMTP\r\n")},
+		{Dir: DirClient, At: 2 * time.Millisecond, Data: []byte("EHLO x\r\n")},
+		{Dir: DirTLS, At: 3 * time.Millisecond},
+		// Budget 200 - (32+19) - (32+8) - 32 - 32 leaves 45 of the 50
+		// bytes; "more" then adds to the elided count.
+		{Dir: DirClient, At: 4 * time.Millisecond, Data: bytes.Repeat([]byte("x"), 45), Elided: 5 + 4},
+		{Dir: DirServer, At: 6 * time.Millisecond, Elided: 8},
+	}
+	got, err := ParseCapture(encodeCapture(c.recs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d records, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.Dir != w.Dir || g.At != w.At || !bytes.Equal(g.Data, w.Data) || g.Elided != w.Elided {
+			t.Errorf("record %d = {%c %v %q %d}, want {%c %v %q %d}", i, g.Dir, g.At, g.Data, g.Elided, w.Dir, w.At, w.Data, w.Elided)
+		}
+	}
+}
+
+func TestParseCaptureErrors(t *testing.T) {
+	tests := []struct{ name, in string }{
+		{"no header", "C 0 0 0\n\n"},
+		{"old version", "twinmx-capture/0\n"},
+		{"bad dir", captureMagic + "X 0 0 0\n\n"},
+		{"short data", captureMagic + "C 0 5 0\nabc\n"},
+		{"no LF after data", captureMagic + "C 0 3 0\nabcd"},
+		{"leading zero", captureMagic + "C 01 0 0\n\n"},
+		{"negative", captureMagic + "C -1 0 0\n\n"},
+		{"huge", captureMagic + "C 99999999999999999 0 0\n\n"},
+		{"fields", captureMagic + "C 0 0\n\n"},
+		{"unterminated", captureMagic + "C 0 0 0"},
+	}
+	for _, tt := range tests {
+		if _, err := ParseCapture([]byte(tt.in)); !errors.Is(err, ErrBadCapture) {
+			t.Errorf("%s: ParseCapture(%q) error = %v, want ErrBadCapture", tt.name, tt.in, err)
+		}
+	}
+	if recs, err := ParseCapture([]byte(captureMagic)); err != nil || len(recs) != 0 {
+		t.Errorf("empty capture: %v, %v", recs, err)
+	}
+}
+
+// FuzzParseCapture: the parser never panics, and what it accepts encodes
+// back to the same bytes (the encoding is canonical).
+func FuzzParseCapture(f *testing.F) {
+	f.Add([]byte(captureMagic))
+	f.Add([]byte(captureMagic + "S 0 4 0\n220 \nC 12 6 0\nEHLO x\nT 13 0 0\n\nC 14 0 99\n\n"))
+	f.Add([]byte(captureMagic + "C 0 3 0\na\nb\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		recs, err := ParseCapture(in)
+		if err != nil {
+			return
+		}
+		if out := encodeCapture(recs); !bytes.Equal(out, in) {
+			t.Fatalf("ParseCapture(%q) re-encodes as %q", in, out)
+		}
+	})
+}

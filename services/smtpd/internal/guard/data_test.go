@@ -1,0 +1,183 @@
+package guard
+
+import (
+	"bytes"
+	"testing"
+)
+
+// goSMTPReader models go-smtp v0.25.1's dataReader (data.go): the same
+// states and transitions, including its quirks (a CR after a CR leaves the
+// CR state; ".\r" followed by anything but LF drops the CR). The tests use
+// it to check what go-smtp makes of the bytes the guard passes on.
+func goSMTPReader(in []byte) (out []byte, consumed int, eof bool) {
+	const (
+		beginLine = iota
+		dot
+		dotCR
+		cr
+		data
+	)
+	st := beginLine
+	for i, c := range in {
+		switch st {
+		case beginLine:
+			if c == '.' {
+				st = dot
+				continue
+			}
+			if c == '\r' {
+				st = cr
+			} else {
+				st = data
+			}
+		case dot:
+			if c == '\r' {
+				st = dotCR
+				continue
+			}
+			st = data
+		case dotCR:
+			if c == '\n' {
+				return out, i + 1, true
+			}
+			st = data
+		case cr:
+			if c == '\n' {
+				st = beginLine
+			} else {
+				st = data
+			}
+		case data:
+			if c == '\r' {
+				st = cr
+			}
+		}
+		out = append(out, c)
+	}
+	return out, len(in), false
+}
+
+// strictReference parses in per RFC 5321 without a state machine: the data
+// ends at the first CRLF "." CRLF (with the 354 as a line start), lines
+// starting with "." lose it, and the data is clean if it has no NUL, no
+// bare CR and no bare LF. end is -1 if there is no end marker.
+func strictReference(in []byte) (msg []byte, end int, clean bool) {
+	i := bytes.Index(append([]byte("\r\n"), in...), []byte("\r\n.\r\n"))
+	if i < 0 {
+		return nil, -1, false
+	}
+	end = i + 3
+	data := in[:i] // ends with CRLF unless empty
+	clean = bytes.IndexByte(data, 0) < 0
+	for j, c := range data {
+		if c == '\r' && (j+1 >= len(data) || data[j+1] != '\n') {
+			clean = false
+		}
+		if c == '\n' && (j == 0 || data[j-1] != '\r') {
+			clean = false
+		}
+	}
+	for _, line := range bytes.SplitAfter(data, []byte("\r\n")) {
+		msg = append(msg, bytes.TrimPrefix(line, []byte("."))...)
+	}
+	return msg, end, clean
+}
+
+func TestDataParser(t *testing.T) {
+	tests := []struct {
+		name      string
+		in        string
+		out       string // bytes go-smtp sees
+		consumed  int
+		ended     bool
+		violation string
+	}{
+		{"empty message", ".\r\n", ".\r\n", 3, true, ""},
+		{"one line", "a\r\n.\r\nQUIT\r\n", "a\r\n.\r\n", 6, true, ""},
+		{"stuffed", "..a\r\n.\r\n", "..a\r\n.\r\n", 8, true, ""},
+		{"held CR", "a\r", "a", 2, false, ""},
+		{"held dot", "a\r\n.", "a\r\n", 4, false, ""},
+		{"held dot CR", "a\r\n.\r", "a\r\n", 5, false, ""},
+		{"bare LF", "a\nb\r\n.\r\nX", "a\r\n.\r\n", 8, true, ViolationBareLF},
+		{"bare CR", "a\rb\r\n.\r\n", "a\r\n.\r\n", 8, true, ViolationBareCR},
+		{"CR CR LF", "a\r\r\n.\r\n", "a\r\n.\r\n", 7, true, ViolationBareCR},
+		{"dot CR X", "a\r\n.\rX\r\n.\r\n", "a\r\n\r\n.\r\n", 11, true, ViolationBareCR},
+		{"NUL", "\x00\r\n.\r\n", "\r\n.\r\n", 6, true, ViolationNUL},
+		{"LF dot LF no end", "a\n.\n", "a", 4, false, ViolationBareLF},
+		{"dot LF at start", ".\n\r\n.\r\n", "\r\n.\r\n", 7, true, ViolationBareLF},
+	}
+	for _, tt := range tests {
+		var d dataParser
+		out, n := d.feed(nil, []byte(tt.in))
+		if string(out) != tt.out || n != tt.consumed || d.ended() != tt.ended || d.violation != tt.violation {
+			t.Errorf("%s: feed(%q) = %q, %d, ended %v, violation %q; want %q, %d, %v, %q",
+				tt.name, tt.in, out, n, d.ended(), d.violation, tt.out, tt.consumed, tt.ended, tt.violation)
+		}
+	}
+}
+
+// checkDataParser checks the dataParser invariants on in, fed in chunks
+// whose sizes come from sizes.
+func checkDataParser(t *testing.T, in []byte, sizes []byte) {
+	var d dataParser
+	var out []byte
+	consumed := 0
+	for k := 0; consumed < len(in) && !d.ended(); k++ {
+		step := len(in) - consumed
+		if len(sizes) > 0 {
+			step = min(step, 1+int(sizes[k%len(sizes)]))
+		}
+		var n int
+		out, n = d.feed(out, in[consumed:consumed+step])
+		if n > step || (n < step && !d.ended()) {
+			t.Fatalf("feed consumed %d of %d (ended %v)", n, step, d.ended())
+		}
+		consumed += n
+	}
+	msg, end, clean := strictReference(in)
+	if end >= 0 {
+		if !d.ended() || consumed != end {
+			t.Fatalf("in %q: consumed %d (ended %v), want strict end %d", in, consumed, d.ended(), end)
+		}
+		got, n, eof := goSMTPReader(out)
+		if !eof || n != len(out) {
+			t.Fatalf("in %q: go-smtp reader on %q: eof %v at %d, want eof at %d", in, out, eof, n, len(out))
+		}
+		if clean {
+			if d.violation != "" || !bytes.Equal(out, in[:end]) || !bytes.Equal(got, msg) {
+				t.Fatalf("clean in %q: out %q violation %q got %q; want pass-through and %q", in, out, d.violation, got, msg)
+			}
+		} else if d.violation == "" {
+			t.Fatalf("unclean in %q: no violation", in)
+		}
+		return
+	}
+	if d.ended() || consumed != len(in) {
+		t.Fatalf("in %q without end marker: ended %v consumed %d", in, d.ended(), consumed)
+	}
+	// Whatever was emitted so far, the end marker the guard feeds after a
+	// violation must end go-smtp's reader exactly.
+	tail := append(bytes.Clone(out), endMarker...)
+	if _, n, eof := goSMTPReader(tail); !eof || n != len(tail) {
+		t.Fatalf("in %q: emitted %q leaves go-smtp's reader in a held state", in, out)
+	}
+}
+
+// FuzzDataParser: arbitrary client bytes after a 354. Invariants: no panic;
+// chunking does not matter; the input is consumed exactly up to the strict
+// end; go-smtp's reader ends exactly at the end of what it is given; clean
+// data passes through raw and unstuffs to the strict message; unclean data
+// reports a violation.
+func FuzzDataParser(f *testing.F) {
+	for _, s := range []string{
+		".\r\n", "a\r\n.\r\n", "..a\r\n.\r\n", "a\n.\n", "a\n.\r\n", "a\r.\r", "a\r\n.\r",
+		"a\r\n.\n", "a\r.\r\n", ".\n", "a\r\r\n.\r\n", "a\r\n.\rX\r\n.\r\n", "a\x00\r\n.\r\n",
+		"a\r\n.\r\r\n.\r\n", "\r\n\r\n.\r\nMAIL FROM:<x>\r\n",
+	} {
+		f.Add([]byte(s), []byte{0})
+		f.Add([]byte(s), []byte{2, 0, 1})
+	}
+	f.Fuzz(func(t *testing.T, in, sizes []byte) {
+		checkDataParser(t, in, sizes)
+	})
+}
