@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -110,6 +111,7 @@ func (s *site) autoverdict(v string) {
 		"--key", s.key("admin"), "autoverdict", v)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
+	dieWithTest(cmd, syscall.SIGKILL)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}

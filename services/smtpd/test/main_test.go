@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,6 +127,7 @@ func (s *site) start() {
 	s.cmd = exec.Command(filepath.Join(binDir, "dbd"), "--data", filepath.Join(s.dir, "data"), "--listen", s.addr,
 		"--key", s.key("dbd"), "--clients", filepath.Join(s.dir, "clients"))
 	s.cmd.Stderr = s.log
+	dieWithTest(s.cmd, syscall.SIGKILL)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -154,6 +156,7 @@ func (s *site) dbctlExit(args ...string) (string, string, int) {
 	cmd := exec.Command(filepath.Join(binDir, "dbctl"), full...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	dieWithTest(cmd, syscall.SIGKILL)
 	err := cmd.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -244,6 +247,7 @@ func (s *site) startSMTPD(o smtpdOptions) *smtpdProc {
 	args = append(args, o.Extra...)
 	p.cmd = exec.Command(filepath.Join(binDir, "smtpd"), args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	dieWithTest(p.cmd, syscall.SIGKILL)
 	if err := p.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}

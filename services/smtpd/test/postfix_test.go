@@ -34,6 +34,8 @@ type postfix struct {
 	queue   string // queue_directory
 	logPath string // maillog_file
 	addr    string // its own smtpd: 127.0.0.1:PORT
+
+	watchdog *exec.Cmd
 }
 
 // postfixConfig chooses the instance's role.
@@ -198,6 +200,15 @@ postlog   unix-dgram n - n - 1 postlogd
 	running.Lock()
 	running.confs[p.conf] = true
 	running.Unlock()
+	// Postfix's master detaches. A watchdog child aborts it if this test
+	// process dies without cleaning up (a test timeout panics past every
+	// Cleanup and TestMain).
+	p.watchdog = exec.Command("/bin/sh", "-c",
+		`trap '`+postfixBin+` -c "$0" abort; exit 0' TERM; while sleep 1; do :; done`, p.conf)
+	dieWithTest(p.watchdog, syscall.SIGTERM)
+	if err := p.watchdog.Start(); err != nil {
+		t.Fatal(err)
+	}
 	waitListening(t, p.addr, 20*time.Second, stringer(p.log))
 	return p
 }
@@ -211,6 +222,11 @@ func (p *postfix) stop() {
 	running.Lock()
 	delete(running.confs, p.conf)
 	running.Unlock()
+	if p.watchdog != nil {
+		p.watchdog.Process.Kill()
+		p.watchdog.Wait()
+		p.watchdog = nil
+	}
 	pid := p.masterPID()
 	exec.Command(postfixBin, "-c", p.conf, "abort").Run()
 	if pid <= 0 {
@@ -319,6 +335,7 @@ func startSink(t testing.TB, backlog int, opts ...string) *sink {
 	s.cmd = exec.Command(smtpSink, args...)
 	var out syncBuffer
 	s.cmd.Stdout, s.cmd.Stderr = &out, &out
+	dieWithTest(s.cmd, syscall.SIGKILL)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

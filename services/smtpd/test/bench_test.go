@@ -1,0 +1,318 @@
+package test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestBenchSMTP is the benchmark of issue 3, run by
+// deploy/bench/smtp-bench.sh (TWINMX_BENCH=1), never by `make test`.
+// In one run, alternating rounds, the same load against three servers:
+//
+//  1. smtpd: the full path to 250 (dbd, verdicts preset by `dbctl
+//     autoverdict accept`, --min-copies 1);
+//  2. Postfix's own smtpd accepting into its queue (a private instance,
+//     every mail put on hold: written and fsynced, never delivered);
+//  3. smtp-sink, the protocol ceiling.
+//
+// Loads: Postfix's smtp-source (-s 20 -l 10240 -m N, a new connection per
+// mail; its mails share one body), then a Go client with 20 sessions and a
+// distinct 10 kB body per mail that times each end of DATA to its reply.
+// Last, smtpd's peak RSS under 100 concurrent smtp-source sessions.
+//
+// TWINMX_BENCH_MAILS sets N (default 5000), TWINMX_BENCH_ROUNDS the rounds
+// (default 2).
+func TestBenchSMTP(t *testing.T) {
+	if os.Getenv("TWINMX_BENCH") == "" {
+		t.Skip("benchmark: set TWINMX_BENCH=1 (deploy/bench/smtp-bench.sh)")
+	}
+	needSMTPD(t)
+	requirePostfix(t)
+	requireTool(t, smtpSource)
+	n := envInt("TWINMX_BENCH_MAILS", 5000)
+	rounds := envInt("TWINMX_BENCH_ROUNDS", 2)
+	const (
+		sessions = 20
+		size     = 10240
+		rcpt     = "bench@twinmx.test"
+	)
+
+	s := newSite(t)
+	s.start()
+	s.addMailbox(rcpt)
+	s.autoverdict("accept")
+	d := s.startSMTPD(smtpdOptions{MinCopies: 1, Metrics: true, Hostname: "bench.twinmx.test",
+		Extra: []string{"--max-conns-per-ip", "-1"}})
+	pf := newPostfix(t, postfixConfig{Hold: true, Main: map[string]string{"myhostname": "postfix.bench.test"}})
+	sk := startSink(t, 256)
+	targets := []struct{ name, addr string }{{"smtpd", d.addr}, {"postfix", pf.addr}, {"smtp-sink", sk.addr}}
+
+	// Warm up each (first connections, Postfix's process pool, dbd's
+	// caches), unmeasured.
+	for _, tg := range targets {
+		if _, err := runSource(tg.addr, sessions, size, 200, rcpt); err != nil {
+			t.Fatalf("warm-up of %s: %v", tg.name, err)
+		}
+	}
+
+	source := map[string][]float64{}
+	goRate := map[string][]float64{}
+	lat := map[string][]time.Duration{}
+	for r := 0; r < rounds; r++ {
+		for _, tg := range targets {
+			el, err := runSource(tg.addr, sessions, size, n, rcpt)
+			if err != nil {
+				t.Fatalf("smtp-source against %s: %v", tg.name, err)
+			}
+			source[tg.name] = append(source[tg.name], float64(n)/el.Seconds())
+		}
+		for _, tg := range targets {
+			rate, ls, err := runGoClient(tg.addr, sessions, size, n/2, rcpt, fmt.Sprintf("r%d-%s", r, tg.name))
+			if err != nil {
+				t.Fatalf("Go client against %s: %v", tg.name, err)
+			}
+			goRate[tg.name] = append(goRate[tg.name], rate)
+			lat[tg.name] = append(lat[tg.name], ls...)
+		}
+	}
+
+	// Every mail smtpd got must have been answered 250.
+	m := scrapeMetrics(t, d.metrics)
+	t.Logf("smtpd transactions: 250 ×%.0f, 451 ×%.0f, 550 ×%.0f, other ×%.0f",
+		m[`twinmx_smtpd_transactions_total{outcome="250"}`], m[`twinmx_smtpd_transactions_total{outcome="451"}`],
+		m[`twinmx_smtpd_transactions_total{outcome="550"}`], m[`twinmx_smtpd_transactions_total{outcome="other"}`])
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%d rounds; mails/s, median of rounds (each round's figure in brackets)\n", rounds)
+	fmt.Fprintf(&b, "%-10s %28s %28s %12s %12s\n", "server", fmt.Sprintf("smtp-source -s %d -l %d -m %d", sessions, size, n),
+		fmt.Sprintf("Go client %d sessions", sessions), "p50 EOD→reply", "p99 EOD→reply")
+	for _, tg := range targets {
+		p50, p99 := quantile(lat[tg.name], 0.5), quantile(lat[tg.name], 0.99)
+		fmt.Fprintf(&b, "%-10s %8.0f %-19s %8.0f %-19s %12s %12s\n", tg.name,
+			median(source[tg.name]), fmtRounds(source[tg.name]), median(goRate[tg.name]), fmtRounds(goRate[tg.name]),
+			p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond))
+	}
+	ratio := func(a, c string, f map[string][]float64) float64 { return median(f[a]) / median(f[c]) }
+	fmt.Fprintf(&b, "smtp-source: smtpd/postfix %.2f×, smtpd/smtp-sink %.2f×, postfix/smtp-sink %.2f×\n",
+		ratio("smtpd", "postfix", source), ratio("smtpd", "smtp-sink", source), ratio("postfix", "smtp-sink", source))
+	fmt.Fprintf(&b, "Go client:   smtpd/postfix %.2f×, smtpd/smtp-sink %.2f×, postfix/smtp-sink %.2f×\n",
+		ratio("smtpd", "postfix", goRate), ratio("smtpd", "smtp-sink", goRate), ratio("postfix", "smtp-sink", goRate))
+	p50, p99 := histQuantile(m, "twinmx_smtpd_decision_seconds", 0.5), histQuantile(m, "twinmx_smtpd_decision_seconds", 0.99)
+	fmt.Fprintf(&b, "smtpd's own decision histogram (end of DATA to reply, all loads): p50 ≈ %.1f ms, p99 ≈ %.1f ms\n", p50*1000, p99*1000)
+
+	// Peak memory under 100 concurrent sessions.
+	idle := peakRSS(t, d.cmd.Process.Pid)
+	if _, err := runSource(d.addr, 100, size, 3000, rcpt); err != nil {
+		t.Fatalf("smtp-source -s 100 against smtpd: %v", err)
+	}
+	peak := peakRSS(t, d.cmd.Process.Pid)
+	fmt.Fprintf(&b, "smtpd peak RSS (VmHWM): %.1f MiB after the benchmark, %.1f MiB after 3000 mails over 100 concurrent sessions\n",
+		float64(idle)/(1<<20), float64(peak)/(1<<20))
+	t.Log(b.String())
+	fmt.Print(b.String())
+}
+
+// runSource runs smtp-source; it exits non-zero if any mail is not
+// answered 2xx.
+func runSource(addr string, sessions, size, n int, rcpt string) (time.Duration, error) {
+	start := time.Now()
+	out, err := exec.Command(smtpSource, "-s", strconv.Itoa(sessions), "-l", strconv.Itoa(size), "-m", strconv.Itoa(n),
+		"-f", "source@bench.test", "-t", rcpt, addr).CombinedOutput()
+	el := time.Since(start)
+	if err != nil {
+		return el, fmt.Errorf("%v: %s", err, out)
+	}
+	return el, nil
+}
+
+// runGoClient sends n distinct mails of about size bytes over sessions
+// parallel sessions (a new one every 50 mails) and returns mails/s and,
+// for each mail, the time from writing the end of its data to the reply.
+func runGoClient(addr string, sessions, size, n int, rcpt, tag string) (float64, []time.Duration, error) {
+	var mu sync.Mutex
+	var lats []time.Duration
+	var firstErr error
+	work := make(chan int, n)
+	for i := 0; i < n; i++ {
+		work <- i
+	}
+	close(work)
+	line := strings.Repeat("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", 1) + "\r\n"
+	body := strings.Repeat(line, size/len(line))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < sessions; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var c *smtpConn
+			sent := 0
+			fail := func(err error) {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+			for i := range work {
+				if c == nil || sent%50 == 0 {
+					if c != nil {
+						c.cmd("QUIT")
+						c.close()
+					}
+					var r reply
+					var err error
+					if c, r, err = dialSMTP(addr, 60*time.Second); err != nil {
+						fail(err)
+						return
+					}
+					if r, err = c.cmd("EHLO go.bench.test"); err != nil || r.Code != 250 {
+						fail(fmt.Errorf("EHLO: %v %v", r, err))
+						return
+					}
+				}
+				sent++
+				msg := fmt.Sprintf("From: go@bench.test\r\nTo: %s\r\nSubject: bench %s %d\r\nMessage-ID: <%s.%d@go.bench.test>\r\n\r\n%d %s%s",
+					rcpt, tag, i, tag, i, i, tag, body)
+				for _, cmd := range []string{"MAIL FROM:<go@bench.test>", "RCPT TO:<" + rcpt + ">", "DATA"} {
+					if r, err := c.cmd("%s", cmd); err != nil || r.Code >= 400 {
+						fail(fmt.Errorf("%s: %v %v", cmd, r, err))
+						return
+					}
+				}
+				payload := dotStuff([]byte(msg))
+				// The whole payload in one write (loopback), so the clock
+				// starts at the end of DATA.
+				t0 := time.Now()
+				if err := c.write(payload); err != nil {
+					fail(err)
+					return
+				}
+				r, err := c.read()
+				d := time.Since(t0)
+				if err != nil || r.Code != 250 {
+					fail(fmt.Errorf("end of data: %v %v", r, err))
+					return
+				}
+				mu.Lock()
+				lats = append(lats, d)
+				mu.Unlock()
+			}
+			if c != nil {
+				c.cmd("QUIT")
+				c.close()
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	return float64(len(lats)) / el.Seconds(), lats, firstErr
+}
+
+// scrapeMetrics reads a Prometheus text endpoint into name{labels} → value.
+func scrapeMetrics(t testing.TB, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	m := map[string]float64{}
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") || line == "" {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err == nil {
+			m[line[:i]] = v
+		}
+	}
+	return m
+}
+
+// histQuantile estimates quantile q of a Prometheus histogram without
+// labels from its cumulative buckets, interpolating within a bucket.
+func histQuantile(m map[string]float64, name string, q float64) float64 {
+	type bucket struct{ le, n float64 }
+	var bs []bucket
+	for k, v := range m {
+		rest, ok := strings.CutPrefix(k, name+`_bucket{le="`)
+		if !ok {
+			continue
+		}
+		le, err := strconv.ParseFloat(strings.TrimSuffix(rest, `"}`), 64)
+		if err != nil {
+			continue
+		}
+		bs = append(bs, bucket{le, v})
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	if len(bs) == 0 || bs[len(bs)-1].n == 0 {
+		return math.NaN()
+	}
+	rank := q * bs[len(bs)-1].n
+	lo, prev := 0.0, 0.0
+	for _, b := range bs {
+		if b.n >= rank {
+			if math.IsInf(b.le, 1) {
+				return lo
+			}
+			return lo + (b.le-lo)*(rank-prev)/math.Max(b.n-prev, 1)
+		}
+		lo, prev = b.le, b.n
+	}
+	return lo
+}
+
+func quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return math.NaN()
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func fmtRounds(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.FormatFloat(x, 'f', 0, 64)
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
