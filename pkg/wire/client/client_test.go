@@ -71,6 +71,17 @@ func newFakeDBD(t *testing.T) *fakeDBD {
 						nc.Close()
 						return
 					}
+					if req.Op == wire.OpWatch {
+						// Subscribed, then a burst of events nobody may read.
+						ans := wire.AppendResult(nil, wire.OpPing, &wire.Result{})
+						for i := 0; i <= watchBurst; i++ {
+							if err := wc.WriteFrame(wire.Frame{ReqID: fr.ReqID, Data: ans}); err != nil {
+								return
+							}
+							ans = wire.AppendRow(wire.AppendEventHeader(nil), &wire.Row{Table: req.Table, RowNo: uint64(i)})
+						}
+						continue
+					}
 					ans := wire.AppendResult(nil, req.Op, &wire.Result{RowNo: 1})
 					if err := wc.WriteFrame(wire.Frame{ReqID: fr.ReqID, Data: ans}); err != nil {
 						return
@@ -186,6 +197,39 @@ func TestWrongServerKey(t *testing.T) {
 }
 
 // TestManyInFlight: many concurrent requests share one connection.
+// watchBurst is how many events the fake dbd sends on a watch.
+const watchBurst = 64
+
+// TestClosedStreamDoesNotStallConnection: a watch whose events fill its
+// buffer and is then closed unread must not block the connection's reader,
+// or every other request on it would hang.
+func TestClosedStreamDoesNotStallConnection(t *testing.T) {
+	f := newFakeDBD(t)
+	kp, _ := wire.GenerateKeyPair(rand.Reader)
+	c, err := New(Config{Addr: f.ln.Addr().String(), Static: kp, Server: f.key.Public, StreamBuffer: 2,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := c.Watch(ctx, model.Receive, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // let the burst fill the buffer
+	st.Close()
+	for i := 0; i < 3; i++ {
+		if err := c.Ping(ctx); err != nil {
+			t.Fatalf("ping %d after closing a full stream: %v", i, err)
+		}
+	}
+}
+
 func TestManyInFlight(t *testing.T) {
 	f := newFakeDBD(t)
 	c := newTestClient(t, f.ln.Addr().String(), f.key.Public, nil)

@@ -59,16 +59,21 @@ func (s *session) lostErr() error {
 	return fmt.Errorf("%w: %v", ErrConnLost, s.err)
 }
 
-// call is one request in flight; ch receives its answer messages.
+// call is one request in flight; ch receives its answer messages. gone is
+// closed when the caller unregisters the call, so the read loop never waits
+// on a full ch that nobody will read again (that would stall every other
+// call on the connection).
 type call struct {
-	s  *session
-	id uint32
-	ch chan []byte
+	s        *session
+	id       uint32
+	ch       chan []byte
+	gone     chan struct{}
+	goneOnce sync.Once
 }
 
 // start registers a call and sends its request frames.
 func (s *session) start(ctx context.Context, id uint32, msg []byte, buf int) (*call, error) {
-	cl := &call{s: s, id: id, ch: make(chan []byte, buf)}
+	cl := &call{s: s, id: id, ch: make(chan []byte, buf), gone: make(chan struct{})}
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
@@ -141,6 +146,7 @@ func (cl *call) next(ctx context.Context) ([]byte, error) {
 // frame tells it to stop.
 func (cl *call) close() {
 	s := cl.s
+	cl.goneOnce.Do(func() { close(cl.gone) })
 	s.mu.Lock()
 	_, live := s.calls[cl.id]
 	delete(s.calls, cl.id)
@@ -153,6 +159,7 @@ func (cl *call) close() {
 
 // finish unregisters a call whose answer is complete (no cancel needed).
 func (cl *call) finish() {
+	cl.goneOnce.Do(func() { close(cl.gone) })
 	cl.s.mu.Lock()
 	delete(cl.s.calls, cl.id)
 	cl.s.mu.Unlock()
@@ -210,6 +217,7 @@ func (s *session) readLoop() {
 		}
 		select {
 		case cl.ch <- buf:
+		case <-cl.gone: // the caller closed the call: drop the answer
 		case <-s.done:
 			return
 		}
