@@ -158,3 +158,48 @@ func TestPythonSmtplib(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryMatchedByContent: a retry of the same mail with other Received
+// fields (another relay, another path) is the same mail: it finds the
+// stored verdict and gets 250; dbd holds one mail, acknowledged, whose
+// stored delivery is the one that got the 250.
+func TestRetryMatchedByContent(t *testing.T) {
+	t.Parallel()
+	needSMTPD(t)
+	s := newSite(t)
+	s.start()
+	s.addMailbox("erin@twinmx.test")
+	d := s.startSMTPD(smtpdOptions{DecisionWindow: 500 * time.Millisecond, MinCopies: 1})
+	token := fmt.Sprintf("retry-%d", time.Now().UnixNano())
+	rest := "From: a@sender.test\r\nTo: erin@twinmx.test\r\nSubject: " + token + "\r\n\r\nsame content\r\n"
+	first := []byte("Received: from relay1.sender.test by out.sender.test; Sun, 29 Nov 2026 10:00:00 +0000\r\n" + rest)
+	retry := []byte("Received: from relay2.sender.test by out2.sender.test; Sun, 29 Nov 2026 10:05:00 +0000\r\n" +
+		"Received: from origin.sender.test by relay2.sender.test; Sun, 29 Nov 2026 10:04:59 +0000\r\n" + rest)
+
+	r, err := sendMail(d.addr, "a@sender.test", []string{"erin@twinmx.test"}, first, 20*time.Second)
+	if err != nil || r.Code != 451 || !strings.HasPrefix(r.Text, "4.7.1") {
+		t.Fatalf("first attempt, undecided: %v %v; want 451 4.7.1", r, err)
+	}
+	m := s.waitMail("erin@twinmx.test", token, 10*time.Second, nil)
+	s.dbctl("verdict", "accept", m.Key)
+	r, err = sendMail(d.addr, "a@sender.test", []string{"erin@twinmx.test"}, retry, 20*time.Second)
+	if err != nil || r.Code != 250 {
+		t.Fatalf("retry with other Received fields after the accept: %v %v; want 250", r, err)
+	}
+	var lines []mailLine
+	for _, x := range s.mails(20) {
+		if strings.Contains(x.Fields["subject"], token) {
+			lines = append(lines, x)
+		}
+	}
+	if len(lines) != 1 || lines[0].Key != m.Key || lines[0].Fields["ack"] != "yes" {
+		t.Fatalf("dbd after the retry: %v; want one mail %s, acknowledged", lines, m.Key)
+	}
+	stored, err := s.storedMail(ctxT(t, 20*time.Second), receiveKey(retry, "erin@twinmx.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, got := stripFirstField(stored); string(got) != string(retry) {
+		t.Errorf("the acknowledged delivery is not the retry: %s", firstDiff(got, retry))
+	}
+}
