@@ -39,12 +39,8 @@ func TestPostfixDeferredUntilDecided(t *testing.T) {
 	}
 
 	s.dbctl("verdict", "accept", m.Key)
-	deferrals := regexp.MustCompile(`\b` + qid + `: to=<bob@twinmx.test>.*status=deferred`)
-	before := len(deferrals.FindAllString(p.log(), -1))
-	p.flush()
-	waitFor(t, 30*time.Second, "a retry after the accept verdict", func() bool {
-		return len(deferrals.FindAllString(p.log(), -1)) > before
-	})
+	before := len(regexp.MustCompile(`\b`+qid+`: to=<bob@twinmx.test>.*status=deferred`).FindAllString(p.log(), -1))
+	p.nthDeliveryLine(qid, "deferred", before+1, 30*time.Second) // a retry after the verdict
 	if regexp.MustCompile(`status=sent`).MatchString(p.log()) {
 		t.Fatalf("250 for an accepted mail that is not backed up, under the strict policy:\n%s", p.log())
 	}
@@ -56,7 +52,6 @@ func TestPostfixDeferredUntilDecided(t *testing.T) {
 	// The backed-up mark, as backupd would set it.
 	rk := receiveKeyOf(t, m.Key, "bob@twinmx.test")
 	s.dbctl("set", "--by-key", rk, "receive", "backedup", "1")
-	p.flush()
 	line = p.deliveryLine(qid, "sent", 30*time.Second)
 	if !strings.Contains(line, "status=sent (250") {
 		t.Fatalf("after verdict and backup: want status=sent (250 ...), got: %s", line)
@@ -95,7 +90,6 @@ func TestPostfixRejectedBounces(t *testing.T) {
 	p.deliveryLine(qid, "deferred", 30*time.Second)
 	m := s.waitMail("carol@twinmx.test", token, 10*time.Second, nil)
 	s.dbctl("verdict", "reject", m.Key)
-	p.flush()
 	line = p.deliveryLine(qid, "bounced", 30*time.Second)
 	if !strings.Contains(line, "said: 550 5.7.1") {
 		t.Fatalf("rejected mail: want a bounce with 550 5.7.1, got: %s", line)
