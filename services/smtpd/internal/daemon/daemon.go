@@ -167,9 +167,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("smtpd: session id prefix: %w", err)
 	}
 	prefix := hex.EncodeToString(idb[:])
+	watcher := deliver.NewWatcher(db, log.With("part", "watcher"))
+	go watcher.Run(sessCtx)
 	be := session.NewBackend(sessCtx, session.Config{
 		Hostname:  cfg.Hostname,
 		IDPrefix:  prefix,
+		Watcher:   watcher,
 		Decision:  deliver.Policy{Window: cfg.DecisionWindow, MinCopies: cfg.MinCopies},
 		MaxSize:   cfg.MaxSize,
 		Budget:    session.NewBudget(cfg.DataMemory),

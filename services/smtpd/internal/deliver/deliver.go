@@ -9,19 +9,17 @@ package deliver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
-	"github.com/twinmx/twinmx/pkg/wire/client"
 )
 
-// DB is what deliver needs of a dbd client (*client.Client implements it).
+// DB is what Store and Acknowledge need of a dbd client (*client.Client
+// implements it).
 type DB interface {
 	Batch(ctx context.Context, reqs []wire.Request) ([]wire.Result, error)
-	Watch(ctx context.Context, t model.Table, keys []model.Key, initial bool) (*client.Stream, error)
 }
 
 // Mail is one received transaction, ready to store.
@@ -103,7 +101,7 @@ func (k Kind) String() string {
 	return "undecided"
 }
 
-// Outcome is what Wait decided.
+// Outcome is what Watcher.Wait decided.
 type Outcome struct {
 	Kind     Kind
 	Accepted []model.Key // receive rows to acknowledge (Kind Accepted)
@@ -113,45 +111,12 @@ type Outcome struct {
 	Acked bool
 }
 
-// Policy is how Wait decides.
+// Policy is how Watcher.Wait decides.
 type Policy struct {
 	Window time.Duration // how long to wait for the decision
 	// MinCopies is 2 (strict: wait for the backed-up mark, SPEC §1) or 1
 	// (degraded: the local durable copy suffices).
 	MinCopies int
-}
-
-// Wait watches the receive rows keys until every one has a verdict and,
-// under the strict policy, the accepted ones are backed up — or until
-// p.Window passes. It never polls: dbd pushes each change of the rows.
-// An error means dbd failed while waiting (answer 451 4.3.0).
-func Wait(ctx context.Context, db DB, keys []model.Key, p Policy) (Outcome, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.Window)
-	defer cancel()
-	st, err := db.Watch(ctx, model.Receive, keys, true)
-	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
-			return Outcome{Kind: Undecided}, nil
-		}
-		return Outcome{}, fmt.Errorf("watch %d receive rows: %w", len(keys), err)
-	}
-	defer st.Close()
-	states := make(map[model.Key]model.State, len(keys))
-	for {
-		if o, done := Decide(keys, states, p.MinCopies); done {
-			return o, nil
-		}
-		row, err := st.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return Outcome{Kind: Undecided}, nil
-			}
-			return Outcome{}, fmt.Errorf("watch %d receive rows: %w", len(keys), err)
-		}
-		if row.Table == model.Receive {
-			states[row.Key] = row.State
-		}
-	}
 }
 
 // Decide computes the outcome from the rows' current states; done is false

@@ -2,6 +2,9 @@ package deliver
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -67,13 +70,17 @@ func TestStoreWaitAcknowledge(t *testing.T) {
 	}
 	rows.Parts = p
 	m := Mail{Rows: rows, Mailboxes: []model.Key{mb}, ThrowIn: []byte("attempt 1"), ReceivedAt: time.Now()}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	w := NewWatcher(smtpd, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go w.Run(wctx)
 	st, err := Store(ctx, smtpd, m)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// Undecided: the window passes.
-	o, err := Wait(ctx, smtpd, st.Receives, Policy{Window: 50 * time.Millisecond, MinCopies: 2})
+	o, err := w.Wait(ctx, st.Receives, Policy{Window: 50 * time.Millisecond, MinCopies: 2})
 	if err != nil || o.Kind != Undecided {
 		t.Fatalf("undecided: %+v %v", o, err)
 	}
@@ -85,7 +92,7 @@ func TestStoreWaitAcknowledge(t *testing.T) {
 	}
 	done := make(chan res, 1)
 	go func() {
-		o, err := Wait(ctx, smtpd, st.Receives, Policy{Window: 10 * time.Second, MinCopies: 2})
+		o, err := w.Wait(ctx, st.Receives, Policy{Window: 10 * time.Second, MinCopies: 2})
 		done <- res{o, err}
 	}()
 	ref := wire.Ref{ByKey: true, Key: st.Receives[0]}
@@ -123,7 +130,7 @@ func TestStoreWaitAcknowledge(t *testing.T) {
 	if st2.Receives[0] != st.Receives[0] {
 		t.Fatal("retry got another receive row")
 	}
-	o, err = Wait(ctx, smtpd, st2.Receives, Policy{Window: 10 * time.Second, MinCopies: 2})
+	o, err = w.Wait(ctx, st2.Receives, Policy{Window: 10 * time.Second, MinCopies: 2})
 	if err != nil || o.Kind != Accepted || !o.Acked {
 		t.Fatalf("retry: %+v %v", o, err)
 	}
@@ -138,5 +145,51 @@ func TestStoreFailsWhenDBDown(t *testing.T) {
 	rows := model.NewMailRows([]byte("Subject: x\r\n\r\nb\r\n"))
 	if _, err := Store(ctx, smtpd, Mail{Rows: rows, Mailboxes: []model.Key{model.KeyOf(model.Mailbox, []byte("a@b"))}}); err == nil {
 		t.Fatal("store succeeded with dbd down")
+	}
+}
+
+// TestManyWaitersOneStream: more transactions wait at once than dbd allows
+// streams on one connection (64); they share the Watcher's one stream.
+func TestManyWaitersOneStream(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	smtpd, admin := e.Client("smtpd"), e.Client("admin")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w := NewWatcher(smtpd, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go w.Run(ctx)
+	mb := model.KeyOf(model.Mailbox, model.MailboxContent("jo@example.org"))
+	const n = 150
+	keys := make(chan model.Key, n)
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			rows := model.NewMailRows([]byte(fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", i)))
+			st, err := Store(ctx, smtpd, Mail{Rows: rows, Mailboxes: []model.Key{mb}})
+			if err != nil {
+				keys <- model.Key{}
+				errs <- err
+				return
+			}
+			keys <- st.Receives[0]
+			o, err := w.Wait(ctx, st.Receives, Policy{Window: 20 * time.Second, MinCopies: 1})
+			if err == nil && o.Kind != Accepted {
+				err = fmt.Errorf("outcome %v", o.Kind)
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < n; i++ {
+		k := <-keys
+		if k == (model.Key{}) {
+			continue // its store failed; reported below
+		}
+		if _, err := admin.Set(ctx, model.Receive, wire.Ref{ByKey: true, Key: k}, model.ColVerdict, verdict(model.Accept)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

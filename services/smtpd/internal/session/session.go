@@ -63,6 +63,7 @@ const ColPolicy = "policy"
 type Config struct {
 	Hostname  string           // our name in replies and the trace field
 	IDPrefix  string           // random per process; see ID
+	Watcher   *deliver.Watcher // the shared receive-table watch; required
 	Decision  deliver.Policy   // decision window and copies
 	MaxSize   int64            // message size limit in bytes (also go-smtp's MaxMessageBytes)
 	Budget    *Budget          // memory for message data of all sessions; nil = unbounded
@@ -381,7 +382,7 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 
 func (s *Session) decide(stored deliver.Stored, end time.Time) *smtp.SMTPError {
 	cfg := &s.b.cfg
-	o, err := deliver.Wait(s.ctx, s.b.db, stored.Receives, cfg.Decision)
+	o, err := cfg.Watcher.Wait(s.ctx, stored.Receives, cfg.Decision)
 	if err != nil {
 		cfg.Metrics.DBErrors.WithLabelValues("watch").Inc()
 		s.log.Warn("waiting for the decision failed", "err", err)

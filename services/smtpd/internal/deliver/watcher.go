@@ -1,0 +1,225 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+)
+
+// WatchDB is what the Watcher needs of a dbd client.
+type WatchDB interface {
+	Watch(ctx context.Context, t model.Table, keys []model.Key, initial bool) (*client.Stream, error)
+	FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error)
+}
+
+// Watcher follows every change of the receive table on ONE watch stream and
+// hands each change to the transactions waiting for that row. One stream
+// per waiting transaction would not scale: dbd bounds the streams of a
+// connection (64 by default), and a busy MX has hundreds of senders waiting
+// for their decision at once.
+//
+// A waiter registers its keys first and reads their current state second,
+// so no change can fall between the two; states only rise, so merging what
+// it read with what it was told is always right. When the stream breaks
+// (dbd restarted, the watcher fell behind), every waiter re-reads its rows
+// once the stream is back.
+type Watcher struct {
+	db  WatchDB
+	log *slog.Logger
+
+	mu      sync.Mutex
+	waiters map[model.Key]map[*waiter]struct{}
+	gen     uint64        // incremented on every (re)subscription
+	live    chan struct{} // closed while subscribed; replaced on loss
+}
+
+type waiter struct {
+	ch     chan *wire.Row // changes of the waiter's rows; buffered
+	resync chan struct{}  // signalled when changes may have been lost
+}
+
+// NewWatcher returns a Watcher; call Run to start following.
+func NewWatcher(db WatchDB, log *slog.Logger) *Watcher {
+	return &Watcher{db: db, log: log, waiters: map[model.Key]map[*waiter]struct{}{}, live: make(chan struct{})}
+}
+
+// Run follows the receive table until ctx ends, resubscribing after any
+// failure with a bounded backoff.
+func (w *Watcher) Run(ctx context.Context) {
+	backoff := 10 * time.Millisecond
+	for ctx.Err() == nil {
+		err := w.follow(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		w.lost()
+		w.log.Warn("receive watch lost; resubscribing", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (w *Watcher) follow(ctx context.Context) error {
+	st, err := w.db.Watch(ctx, model.Receive, nil, false)
+	if err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	defer st.Close()
+	w.subscribed()
+	for {
+		row, err := st.Next(ctx)
+		if err != nil {
+			return fmt.Errorf("next change: %w", err)
+		}
+		w.dispatch(row)
+	}
+}
+
+// subscribed marks the stream live and tells every waiter to re-read: it
+// may have missed changes while the stream was down.
+func (w *Watcher) subscribed() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.gen++
+	select {
+	case <-w.live:
+	default:
+		close(w.live)
+	}
+	for _, set := range w.waiters {
+		for wt := range set {
+			wt.signal()
+		}
+	}
+}
+
+func (w *Watcher) lost() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	select {
+	case <-w.live:
+		w.live = make(chan struct{})
+	default:
+	}
+}
+
+func (w *Watcher) dispatch(row *wire.Row) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for wt := range w.waiters[row.Key] {
+		select {
+		case wt.ch <- row:
+		default:
+			wt.signal() // full: the waiter re-reads its rows
+		}
+	}
+}
+
+func (wt *waiter) signal() {
+	select {
+	case wt.resync <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Watcher) register(keys []model.Key) (*waiter, <-chan struct{}) {
+	wt := &waiter{ch: make(chan *wire.Row, 4*len(keys)+4), resync: make(chan struct{}, 1)}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, k := range keys {
+		set := w.waiters[k]
+		if set == nil {
+			set = map[*waiter]struct{}{}
+			w.waiters[k] = set
+		}
+		set[wt] = struct{}{}
+	}
+	return wt, w.live
+}
+
+func (w *Watcher) unregister(wt *waiter, keys []model.Key) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, k := range keys {
+		if set := w.waiters[k]; set != nil {
+			delete(set, wt)
+			if len(set) == 0 {
+				delete(w.waiters, k)
+			}
+		}
+	}
+}
+
+// Wait waits until the receive rows keys are decided (see Decide) or
+// p.Window passes (Undecided). An error means the rows could not be read
+// at all (answer 451 4.3.0). It never polls: changes come from the shared
+// stream, and rows are re-read only when the stream was interrupted.
+func (w *Watcher) Wait(ctx context.Context, keys []model.Key, p Policy) (Outcome, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.Window)
+	defer cancel()
+	wt, live := w.register(keys)
+	defer w.unregister(wt, keys)
+	// Only read once the stream is live: a change between our read and
+	// the subscription would otherwise be missed.
+	select {
+	case <-live:
+	case <-ctx.Done():
+		return Outcome{Kind: Undecided}, nil
+	}
+	states := make(map[model.Key]model.State, len(keys))
+	if err := w.read(ctx, keys, states); err != nil {
+		if ctx.Err() != nil {
+			return Outcome{Kind: Undecided}, nil
+		}
+		return Outcome{}, err
+	}
+	for {
+		if o, done := Decide(keys, states, p.MinCopies); done {
+			return o, nil
+		}
+		select {
+		case row := <-wt.ch:
+			merge(states, row.Key, row.State)
+		case <-wt.resync:
+			if err := w.read(ctx, keys, states); err != nil {
+				if ctx.Err() != nil {
+					return Outcome{Kind: Undecided}, nil
+				}
+				return Outcome{}, err
+			}
+		case <-ctx.Done():
+			return Outcome{Kind: Undecided}, nil
+		}
+	}
+}
+
+// read merges the current state of every row into states.
+func (w *Watcher) read(ctx context.Context, keys []model.Key, states map[model.Key]model.State) error {
+	for _, k := range keys {
+		row, err := w.db.FindKey(ctx, model.Receive, k)
+		if errors.Is(err, client.ErrNotFound) {
+			continue // not yet visible: its insert will come as a change
+		}
+		if err != nil {
+			return fmt.Errorf("read receive row %s: %w", k, err)
+		}
+		merge(states, k, row.State)
+	}
+	return nil
+}
+
+func merge(states map[model.Key]model.State, k model.Key, s model.State) {
+	cur := states[k]
+	states[k] = model.Merge(cur, s)
+}
