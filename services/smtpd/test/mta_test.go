@@ -65,7 +65,8 @@ func TestPostfixDeferredUntilDecided(t *testing.T) {
 
 // TestPostfixRejectedBounces: a rejected mail gets 550 5.7.1 at the retry
 // and Postfix bounces it (the sender learns at once); a mail to an unknown
-// mailbox bounces at RCPT with 550 5.1.1. Neither is acknowledged.
+// mailbox bounces at RCPT with 550 5.1.1. Neither is acknowledged. Postfix
+// is made to use STARTTLS, so this also runs smtpd's TLS with a real MTA.
 func TestPostfixRejectedBounces(t *testing.T) {
 	t.Parallel()
 	requirePostfix(t)
@@ -73,8 +74,10 @@ func TestPostfixRejectedBounces(t *testing.T) {
 	s := newSite(t)
 	s.start()
 	s.addMailbox("carol@twinmx.test")
-	d := s.startSMTPD(smtpdOptions{DecisionWindow: time.Second, MinCopies: 1})
-	p := newPostfix(t, postfixConfig{Relayhost: d.addr})
+	d := s.startSMTPD(smtpdOptions{DecisionWindow: time.Second, MinCopies: 1, Extra: []string{"--tls-self-signed"}})
+	// Postfix must use STARTTLS here (the certificate is not verified).
+	p := newPostfix(t, postfixConfig{Relayhost: d.addr,
+		Main: map[string]string{"smtp_tls_security_level": "encrypt", "smtp_tls_loglevel": "1"}})
 
 	token := fmt.Sprintf("rejected-%d", time.Now().UnixNano())
 	qid := p.inject("alice@sender.test", []string{"carol@twinmx.test"},
@@ -98,6 +101,9 @@ func TestPostfixRejectedBounces(t *testing.T) {
 	m = s.waitMail("carol@twinmx.test", token, 10*time.Second, nil)
 	if m.Fields["ack"] != "no" || !strings.HasPrefix(m.Fields["verdict"], "reject") {
 		t.Fatalf("after the bounce: %v; want verdict reject, ack no", m)
+	}
+	if !strings.Contains(p.log(), "TLS connection established to 127.0.0.1") {
+		t.Errorf("Postfix did not log its TLS connection to smtpd")
 	}
 	if regexp.MustCompile(`twinmx.test>, relay=127.*status=sent`).MatchString(p.log()) {
 		t.Errorf("a mail was delivered to smtpd:\n%s", p.log())

@@ -189,6 +189,7 @@ retry     unix  - - n -     - error
 discard   unix  - - n -     - discard
 anvil     unix  - - n -     1 anvil
 scache    unix  - - n -     1 scache
+tlsmgr    unix  - - n 1000? 1 tlsmgr
 postlog   unix-dgram n - n - 1 postlogd
 `
 	if err := os.WriteFile(filepath.Join(p.conf, "master.cf"), []byte(master), 0o644); err != nil {
