@@ -245,6 +245,41 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 	return b, nil
 }
 
+// AppendRequestParts encodes r as pieces whose concatenation is exactly
+// AppendRequest's encoding. For a merge, each row's content is its own
+// piece — the row's Content slice itself, not a copy — so a client can send
+// a merge of large rows without building the whole message. Other
+// operations come as one piece.
+func AppendRequestParts(r *Request) ([][]byte, error) {
+	if r.Op != OpMerge {
+		b, err := AppendRequest(make([]byte, 0, r.SizeHint()), r)
+		return [][]byte{b}, err
+	}
+	if len(r.Rows) > MaxMergeRows {
+		return nil, fmt.Errorf("encode merge: %d rows, at most %d", len(r.Rows), MaxMergeRows)
+	}
+	b := append([]byte(nil), byte(r.Op))
+	b = appendString(b, r.Name)
+	b = binary.AppendUvarint(b, r.Value)
+	b = binary.AppendUvarint(b, uint64(len(r.Rows)))
+	parts := make([][]byte, 0, 1+2*len(r.Rows))
+	for i := range r.Rows {
+		row := r.Rows[i]
+		if !row.HasContent || len(row.Content) == 0 {
+			b = AppendRow(b, &row)
+			continue
+		}
+		row.Size = uint64(len(row.Content))
+		b = AppendRowHeader(b, &row)
+		parts = append(parts, b, row.Content)
+		b = nil
+	}
+	if len(b) > 0 || len(parts) == 0 {
+		parts = append(parts, b)
+	}
+	return parts, nil
+}
+
 // AppendRowHeader appends everything of a row but its content: with
 // HasContent the content's length comes last, and the caller appends exactly
 // Size content bytes after it. This lets dbd stream a large content from

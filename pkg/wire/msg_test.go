@@ -941,3 +941,37 @@ func FuzzDecodeAnswer(f *testing.F) {
 		}
 	})
 }
+
+// TestAppendRequestPartsEqualsAppendRequest: the pieces a client sends a
+// merge in are byte for byte the one-piece encoding, and content pieces are
+// the rows' own slices.
+func TestAppendRequestPartsEqualsAppendRequest(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), 100000)
+	reqs := []*Request{
+		{Op: OpPing},
+		{Op: OpMerge, Name: "repl.a-to-b", Value: 7},
+		{Op: OpMerge, Name: "c", Value: 1, Rows: []Row{
+			{Table: model.Body, Key: model.KeyOf(model.Body, big), HasContent: true, Content: big, Stamp: 3},
+			{Table: model.Mail, Key: model.KeyOf(model.Mail, nil), HasContent: true},
+			{Table: model.Header, Key: model.KeyOf(model.Header, []byte("h")), HasContent: true, Content: []byte("h"),
+				State: model.State{Cols: map[string]uint64{"backedup": 1}}},
+			{Table: model.Receive, Key: model.KeyOf(model.Receive, []byte("r"))},
+		}},
+	}
+	for _, r := range reqs {
+		want, err := AppendRequest(nil, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts, err := AppendRequestParts(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bytes.Join(parts, nil); !bytes.Equal(got, want) {
+			t.Fatalf("%s: parts differ from AppendRequest", r.Op)
+		}
+		if r.Op == OpMerge && len(r.Rows) > 0 && &parts[1][0] != &big[0] {
+			t.Fatal("the large content was copied")
+		}
+	}
+}

@@ -266,6 +266,11 @@ func (c *Client) Do(ctx context.Context, req *wire.Request) (*wire.Result, error
 	if err != nil {
 		return nil, err
 	}
+	return c.do(ctx, req, [][]byte{msg})
+}
+
+// do sends the request encoded as the concatenation of parts.
+func (c *Client) do(ctx context.Context, req *wire.Request, parts [][]byte) (*wire.Result, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	for {
@@ -276,7 +281,7 @@ func (c *Client) Do(ctx context.Context, req *wire.Request) (*wire.Result, error
 			}
 			continue // backoff is applied by conn
 		}
-		call, err := s.start(ctx, c.newID(), msg, 1)
+		call, err := s.start(ctx, c.newID(), parts, 1)
 		var ans []byte
 		if err == nil {
 			if ans, err = call.next(ctx); err == nil {
@@ -392,8 +397,16 @@ func (c *Client) Batch(ctx context.Context, reqs []wire.Request) ([]wire.Result,
 
 // Merge merges rows from another site and raises cursor to cval in the same
 // atomic batch (replication role only).
+//
+// The request is sent from the rows' content slices, not copied into one
+// message, so replicating a large body holds it in memory once.
 func (c *Client) Merge(ctx context.Context, rows []wire.Row, cursor string, cval uint64) ([]wire.Result, error) {
-	res, err := c.Do(ctx, &wire.Request{Op: wire.OpMerge, Rows: rows, Name: cursor, Value: cval})
+	req := &wire.Request{Op: wire.OpMerge, Rows: rows, Name: cursor, Value: cval}
+	parts, err := wire.AppendRequestParts(req)
+	if err != nil {
+		return nil, fmt.Errorf("merge %d rows: %w", len(rows), err)
+	}
+	res, err := c.do(ctx, req, parts)
 	if err != nil {
 		return nil, fmt.Errorf("merge %d rows: %w", len(rows), err)
 	}

@@ -71,8 +71,9 @@ type call struct {
 	goneOnce sync.Once
 }
 
-// start registers a call and sends its request frames.
-func (s *session) start(ctx context.Context, id uint32, msg []byte, buf int) (*call, error) {
+// start registers a call and sends its request frames. The request is the
+// concatenation of parts (see send).
+func (s *session) start(ctx context.Context, id uint32, parts [][]byte, buf int) (*call, error) {
 	cl := &call{s: s, id: id, ch: make(chan []byte, buf), gone: make(chan struct{})}
 	s.mu.Lock()
 	if s.err != nil {
@@ -81,27 +82,54 @@ func (s *session) start(ctx context.Context, id uint32, msg []byte, buf int) (*c
 	}
 	s.calls[id] = cl
 	s.mu.Unlock()
-	if err := s.send(id, msg); err != nil {
+	if err := s.send(id, parts); err != nil {
 		cl.close()
 		return nil, err
 	}
 	return cl, nil
 }
 
-// send writes msg as frames. Frames of different requests may interleave.
-func (s *session) send(id uint32, msg []byte) error {
+// send writes the message made of parts, in order, as frames. Frames of
+// different requests may interleave. A frame that lies within one part is
+// that part's bytes, not a copy; only a frame that spans parts is
+// assembled. So a merge of a 50 MiB body is sent from the row's own content
+// without building the whole message (see Client.Merge).
+func (s *session) send(id uint32, parts [][]byte) error {
 	max := s.wc.MaxFrameData()
+	remaining := 0
+	for _, p := range parts {
+		remaining += len(p)
+	}
+	pi, off := 0, 0
 	for {
-		n := min(len(msg), max)
-		f := wire.Frame{ReqID: id, Data: msg[:n]}
-		if n < len(msg) {
+		for pi < len(parts) && off == len(parts[pi]) {
+			pi, off = pi+1, 0
+		}
+		n := min(remaining, max)
+		var data []byte
+		if n > 0 && len(parts[pi])-off >= n {
+			data = parts[pi][off : off+n]
+			off += n
+		} else if n > 0 {
+			data = make([]byte, 0, n)
+			for len(data) < n {
+				for off == len(parts[pi]) {
+					pi, off = pi+1, 0
+				}
+				take := min(n-len(data), len(parts[pi])-off)
+				data = append(data, parts[pi][off:off+take]...)
+				off += take
+			}
+		}
+		remaining -= n
+		f := wire.Frame{ReqID: id, Data: data}
+		if remaining > 0 {
 			f.Flags = wire.FlagMore
 		}
 		if err := s.writeFrame(f); err != nil {
 			return err
 		}
-		msg = msg[n:]
-		if len(msg) == 0 {
+		if remaining == 0 {
 			return nil
 		}
 	}

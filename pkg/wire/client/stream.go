@@ -29,7 +29,7 @@ func (c *Client) stream(ctx context.Context, req *wire.Request) (*Stream, error)
 	if err != nil {
 		return nil, fmt.Errorf("open %s stream: %w", req.Op, err)
 	}
-	cl, err := s.start(ctx, c.newID(), msg, c.cfg.StreamBuffer)
+	cl, err := s.start(ctx, c.newID(), [][]byte{msg}, c.cfg.StreamBuffer)
 	if err != nil {
 		return nil, fmt.Errorf("open %s stream: %w", req.Op, err)
 	}

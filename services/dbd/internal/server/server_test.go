@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -310,6 +311,23 @@ func TestWatchAndChanges(t *testing.T) {
 	}
 	if v, err := backup.Cursor(ctx, "from-x"); err != nil || v != r2.Stamp {
 		t.Fatalf("cursor = %d, %v", v, err)
+	}
+	// A merge whose frames cut across rows and contents (sent from the
+	// rows' own slices) arrives whole.
+	var rows []wire.Row
+	for _, n := range []int{70000, 1, 0, 200000, 65514, 3} {
+		c := bytes.Repeat([]byte{byte(n)}, n)
+		c = append(c, fmt.Sprint(n)...)
+		rows = append(rows, wire.Row{Table: model.Body, Key: model.KeyOf(model.Body, c), HasContent: true, Content: c})
+	}
+	if _, err := backup.Merge(ctx, rows, "", 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		got, err := backup.FindKey(ctx, model.Body, r.Key)
+		if err != nil || !bytes.Equal(got.Content, r.Content) {
+			t.Fatalf("merged row of %d bytes: %v", len(r.Content), err)
+		}
 	}
 	bad := wire.Row{Table: model.Text, Key: model.KeyOf(model.Text, []byte("x")), HasContent: true, Content: []byte("not x")}
 	if _, err := backup.Merge(ctx, []wire.Row{bad}, "", 0); err == nil {
