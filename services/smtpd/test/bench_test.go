@@ -32,7 +32,8 @@ import (
 // Loads: Postfix's smtp-source (-s 20 -l 10240 -m N, a new connection per
 // mail; its mails share one body), then a Go client with 20 sessions and a
 // distinct 10 kB body per mail that times each end of DATA to its reply.
-// Last, smtpd's peak RSS under 100 concurrent smtp-source sessions.
+// Last, 100 concurrent Go client sessions against smtpd (its peak RSS)
+// and against Postfix.
 //
 // TWINMX_BENCH_MAILS sets N (default 5000), TWINMX_BENCH_ROUNDS the rounds
 // (default 2).
@@ -137,6 +138,12 @@ func TestBenchSMTP(t *testing.T) {
 	peak := peakRSS(t, d.cmd.Process.Pid)
 	fmt.Fprintf(&b, "smtpd under 100 concurrent sessions, 3000 mails: %.0f mails/s, p50 %s, p99 %s, replies %v\n",
 		rate, quantile(ls, 0.5).Round(10*time.Microsecond), quantile(ls, 0.99).Round(10*time.Microsecond), codes)
+	prate, pls, pcodes, err := runGoClient(pf.addr, 100, size, 3000, rcpt, "rss-postfix")
+	if err != nil {
+		t.Errorf("100 sessions against Postfix: %v", err)
+	}
+	fmt.Fprintf(&b, "Postfix, the same:                               %.0f mails/s, p50 %s, p99 %s, replies %v (smtpd/postfix %.2f×)\n",
+		prate, quantile(pls, 0.5).Round(10*time.Microsecond), quantile(pls, 0.99).Round(10*time.Microsecond), pcodes, rate/prate)
 	fmt.Fprintf(&b, "smtpd peak RSS (VmHWM): %.1f MiB before, %.1f MiB after the 100 sessions\n",
 		float64(idle)/(1<<20), float64(peak)/(1<<20))
 	t.Log(b.String())
