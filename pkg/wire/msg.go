@@ -28,7 +28,7 @@ const (
 	OpIncrement    Op = 5  // table, ref, counter, delta -> rowno or not-found
 	OpBatch        Op = 6  // sub-requests (find-or-insert, set, increment), atomic
 	OpWatch        Op = 7  // table, keys, initial -> stream of rows
-	OpChanges      Op = 8  // cursor, follow -> stream of rows with content
+	OpChanges      Op = 8  // cursor, follow [, exclude] -> stream of rows with content
 	OpMerge        Op = 9  // rows, cursor name, cursor value -> per-row result
 	OpStatus       Op = 10 // -> named figures
 	OpDump         Op = 11 // -> stream of rows with content digest, sorted
@@ -87,7 +87,7 @@ type Request struct {
 	Table   model.Table // find-or-insert, find, set, increment, watch, scan
 	Ref     Ref         // find, set, increment
 	Content []byte      // find-or-insert
-	Name    string      // set: column; increment: counter; merge and cursor: cursor name
+	Name    string      // set: column; increment: counter; merge and cursor: cursor name; changes: exclude (see OpChanges)
 	Value   uint64      // set: value; increment: delta; changes: cursor; merge: cursor value; scan: limit
 	Flag    bool        // watch: send current rows first; changes: keep following
 	Batch   []Request   // batch: sub-requests
@@ -224,6 +224,10 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 	case OpChanges:
 		b = binary.AppendUvarint(b, r.Value)
 		b = append(b, boolByte(r.Flag))
+		if r.Name != "" {
+			// Optional: absent means no exclusion.
+			b = appendString(b, r.Name)
+		}
 	case OpMerge:
 		if len(r.Rows) > MaxMergeRows {
 			return nil, fmt.Errorf("encode merge: %d rows, at most %d", len(r.Rows), MaxMergeRows)
@@ -473,6 +477,12 @@ func (d *dec) request(top bool) *Request {
 	case OpChanges:
 		r.Value = d.uvarint()
 		r.Flag = d.bool()
+		if d.err == nil && len(d.b) > 0 {
+			r.Name = d.optName()
+			if r.Name == "" && d.err == nil {
+				d.fail("empty exclude name (omit it instead)")
+			}
+		}
 	case OpMerge:
 		r.Name = d.optName()
 		r.Value = d.uvarint()

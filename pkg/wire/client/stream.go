@@ -100,9 +100,11 @@ func (c *Client) Watch(ctx context.Context, t model.Table, keys []model.Key, ini
 // Changes streams every row changed after cursor, with content, in change
 // order (replication role). Each row's Stamp is the cursor to resume from.
 // With follow, the stream then waits for and sends new changes as dbd
-// commits them.
-func (c *Client) Changes(ctx context.Context, cursor uint64, follow bool) (*Stream, error) {
-	return c.stream(ctx, &wire.Request{Op: wire.OpChanges, Value: cursor, Flag: follow})
+// commits them. With exclude (a merge cursor name), rows whose state came
+// from a merge under that cursor exactly as sent come without content
+// (HasContent false): the site that sent them has it.
+func (c *Client) Changes(ctx context.Context, cursor uint64, follow bool, exclude string) (*Stream, error) {
+	return c.stream(ctx, &wire.Request{Op: wire.OpChanges, Value: cursor, Flag: follow, Name: exclude})
 }
 
 // Dump streams every row, sorted by table and key, with the SHA-256 of its

@@ -130,7 +130,9 @@ func (p *pump) session(ctx context.Context) (progressed bool, err error) {
 
 	sctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	st, err := src.Changes(sctx, cur, true)
+	// Rows whose state came from dst exactly as dst sent it come without
+	// content: dst has them. Only their stamps and states travel back.
+	st, err := src.Changes(sctx, cur, true, CursorName(p.dst.Name, p.src.Name))
 	if err != nil {
 		return false, staged(stageConnect, fmt.Errorf("open changes stream at %s from %d: %w", p.src.Name, cur, err))
 	}
@@ -150,7 +152,7 @@ func (p *pump) session(ctx context.Context) (progressed bool, err error) {
 		defer wg.Done()
 		stop(p.heartbeat(sctx, src, dst))
 	}()
-	return p.mergeLoop(sctx, dst, q, cur)
+	return p.mergeLoop(sctx, src, dst, q, cur)
 }
 
 // read moves rows from the stream into q until an error.
@@ -213,13 +215,13 @@ func (p *pump) heartbeat(ctx context.Context, src, dst *client.Client) error {
 // mergeLoop takes batches from q and merges them into dst, in order. When
 // nothing is queued but the marker settled rows, it stores the risen
 // cursor with an empty merge.
-func (p *pump) mergeLoop(ctx context.Context, dst *client.Client, q *queue, stored uint64) (bool, error) {
+func (p *pump) mergeLoop(ctx context.Context, src, dst *client.Client, q *queue, stored uint64) (bool, error) {
 	progressed := false
 	for {
 		batch := q.take(p.cfg.MaxBatchRows, p.cfg.MaxBatchBytes)
 		if len(batch) == 0 {
 			if f := p.tr.floor(); f > stored {
-				if err := p.merge(ctx, dst, nil, f); err != nil {
+				if err := p.merge(ctx, src, dst, nil, f); err != nil {
 					return progressed, err
 				}
 				stored = f
@@ -233,7 +235,7 @@ func (p *pump) mergeLoop(ctx context.Context, dst *client.Client, q *queue, stor
 			}
 			continue
 		}
-		high, err := p.mergeBatch(ctx, dst, batch)
+		high, err := p.mergeBatch(ctx, src, dst, batch)
 		if err != nil {
 			return progressed, err
 		}
@@ -244,7 +246,7 @@ func (p *pump) mergeLoop(ctx context.Context, dst *client.Client, q *queue, stor
 
 // mergeBatch merges one batch with the cursor and hands its unmarked
 // receive rows to the marker. It returns the cursor it stored.
-func (p *pump) mergeBatch(ctx context.Context, dst *client.Client, batch []*wire.Row) (uint64, error) {
+func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []*wire.Row) (uint64, error) {
 	rows := make([]wire.Row, len(batch))
 	var recv []pendingRecv
 	var mails []mailRow
@@ -277,7 +279,7 @@ func (p *pump) mergeBatch(ctx context.Context, dst *client.Client, batch []*wire
 	for _, r := range recv {
 		cursor = min(cursor, r.stamp-1)
 	}
-	if err := p.merge(ctx, dst, rows, cursor); err != nil {
+	if err := p.merge(ctx, src, dst, rows, cursor); err != nil {
 		return 0, err
 	}
 	p.m.mergedRows.WithLabelValues(p.src.Name, p.dst.Name).Add(float64(len(rows)))
@@ -290,8 +292,10 @@ func (p *pump) mergeBatch(ctx context.Context, dst *client.Client, batch []*wire
 
 // merge sends one merge. If dst refuses the batch as invalid or too large,
 // it merges the rows one by one and skips (logs, counts) the ones refused
-// alone: one bad row must not stop replication for good.
-func (p *pump) merge(ctx context.Context, dst *client.Client, rows []wire.Row, cursor uint64) error {
+// alone: one bad row must not stop replication for good. A row sent
+// without content (src said dst has it) that dst refuses — dst lost it, e.g.
+// a rebuilt site — is fetched from src with its content and merged again.
+func (p *pump) merge(ctx context.Context, src, dst *client.Client, rows []wire.Row, cursor uint64) error {
 	mctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
 	defer cancel()
 	_, err := dst.Merge(mctx, rows, p.cursor, cursor)
@@ -304,6 +308,14 @@ func (p *pump) merge(ctx context.Context, dst *client.Client, rows []wire.Row, c
 	}
 	for i := range rows {
 		_, err := dst.Merge(mctx, rows[i:i+1], "", 0)
+		if refused(err) && !rows[i].HasContent {
+			var full *wire.Row
+			if full, err = src.FindKey(mctx, rows[i].Table, rows[i].Key); err == nil {
+				_, err = dst.Merge(mctx, []wire.Row{*full}, "", 0)
+			} else if errors.Is(err, client.ErrNotFound) {
+				err = &wire.Error{Code: wire.CodeBadRequest, Msg: "row vanished at the source"}
+			}
+		}
 		if refused(err) {
 			p.m.badRows.WithLabelValues(p.src.Name, p.dst.Name).Inc()
 			p.log.Error("destination refused a row; skipped", "table", rows[i].Table.String(),

@@ -353,7 +353,15 @@ func (c *conn) serveChanges(ctx context.Context, id uint32, req *wire.Request, s
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if err := c.sendEvent(id, v, r, withContent|withStamp); err != nil {
+			how := withContent | withStamp
+			if req.Name != "" && r.Origin == req.Name {
+				// The requester's own site sent exactly this state:
+				// it has the content. Send the row without it, so the
+				// cursor still advances but a large body does not
+				// travel back.
+				how = withStamp
+			}
+			if err := c.sendEvent(id, v, r, how); err != nil {
 				return err
 			}
 			cursor = r.Stamp

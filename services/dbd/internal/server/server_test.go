@@ -107,7 +107,7 @@ func TestRolesEnforced(t *testing.T) {
 	forbidden("smtpd batch into pop3", err)
 	_, err = admin.Merge(ctx, nil, "", 0)
 	forbidden("admin merges", err)
-	st, err := pop.Changes(ctx, 0, false)
+	st, err := pop.Changes(ctx, 0, false, "")
 	if err == nil {
 		_, err = st.Next(ctx)
 		st.Close()
@@ -287,7 +287,7 @@ func TestWatchAndChanges(t *testing.T) {
 	if r, err := w.Next(ctx); err != nil || r.Key != key || r.State.Col("verdict") != 0 {
 		t.Fatalf("initial watch row = %+v, %v", r, err)
 	}
-	ch, err := backup.Changes(ctx, 0, true)
+	ch, err := backup.Changes(ctx, 0, true, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,5 +347,67 @@ func TestLargeContent(t *testing.T) {
 	row, err := c.Find(ctx, model.Body, big)
 	if err != nil || !bytes.Equal(row.Content, big) {
 		t.Fatalf("5 MiB round trip: err %v, equal %v", err, err == nil && bytes.Equal(row.Content, big))
+	}
+}
+
+// TestChangesExcludeOrigin: rows whose state came from a merge under
+// cursor X, exactly as sent, come without content in a changes stream that
+// excludes X — but with content again once changed here, or when the merge
+// combined our state with theirs.
+func TestChangesExcludeOrigin(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	ctx := ctxT(t)
+	backup, admin := e.Client(auth.BackupD), e.Client(auth.Admin)
+	echo := []byte("from the other site")
+	mixed := []byte("ours and theirs")
+	if _, _, err := admin.FindOrInsert(ctx, model.Text, mixed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Set(ctx, model.Text, wire.Ref{Content: mixed}, "ours", 1); err != nil {
+		t.Fatal(err)
+	}
+	theirs := model.State{Cols: map[string]uint64{"theirs": 1}}
+	if _, err := backup.Merge(ctx, []wire.Row{
+		{Table: model.Text, Key: model.KeyOf(model.Text, echo), HasContent: true, Content: echo, State: theirs},
+		{Table: model.Text, Key: model.KeyOf(model.Text, mixed), HasContent: true, Content: mixed, State: theirs},
+	}, "repl.b-to-a", 5); err != nil {
+		t.Fatal(err)
+	}
+	changes := func(exclude string) map[string]bool {
+		st, err := backup.Changes(ctx, 0, false, exclude)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		got := map[string]bool{}
+		for {
+			r, err := st.Next(ctx)
+			if errors.Is(err, io.EOF) {
+				return got
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Key == model.KeyOf(model.Text, echo) {
+				got["echo"] = r.HasContent
+			} else {
+				got["mixed"] = r.HasContent
+			}
+		}
+	}
+	if got := changes(""); !got["echo"] || !got["mixed"] {
+		t.Fatalf("without exclude: %v, want content for both", got)
+	}
+	if got := changes("repl.b-to-a"); got["echo"] || !got["mixed"] {
+		t.Fatalf("excluding the origin: %v, want content only for the combined row", got)
+	}
+	if got := changes("repl.c-to-a"); !got["echo"] {
+		t.Fatalf("excluding another cursor: %v", got)
+	}
+	if _, err := admin.Set(ctx, model.Text, wire.Ref{Content: echo}, "local", 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := changes("repl.b-to-a"); !got["echo"] {
+		t.Fatalf("after a local change: %v, want content", got)
 	}
 }

@@ -67,6 +67,23 @@ func (r rowRef) encode() []byte {
 	return append(b, r.Key[:]...)
 }
 
+// encodeChange is the value of a change-log entry: the row, then the name
+// of the merge cursor the row's current state came from, if any (see
+// staged.origin).
+func encodeChange(r rowRef, origin string) []byte {
+	return append(r.encode(), origin...)
+}
+
+// decodeChange splits a change-log value. Entries written before origins
+// existed are a bare row reference: origin "".
+func decodeChange(b []byte) (rowRef, string, error) {
+	if len(b) < 1+model.KeySize {
+		return rowRef{}, "", fmt.Errorf("store: corrupt change entry %x", b)
+	}
+	ref, err := decodeRowRef(b[:1+model.KeySize])
+	return ref, string(b[1+model.KeySize:]), err
+}
+
 func decodeRowRef(b []byte) (rowRef, error) {
 	var r rowRef
 	if len(b) != 1+model.KeySize || !model.Table(b[0]).Valid() {

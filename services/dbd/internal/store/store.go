@@ -324,6 +324,10 @@ type Row struct {
 	Size  uint64
 	Stamp uint64
 	State model.State
+	// Origin is set in changes only: the merge cursor whose merge gave
+	// the row its current state, exactly as the other site sent it; ""
+	// for a local change.
+	Origin string
 }
 
 func (r rowRef) rowWith(m *rowMeta) Row {
@@ -411,7 +415,7 @@ func (v *View) Changes(since uint64, fn func(Row) error) error {
 	}
 	defer it.Close()
 	for ok := it.First(); ok; ok = it.Next() {
-		ref, err := decodeRowRef(it.Value())
+		ref, origin, err := decodeChange(it.Value())
 		if err != nil {
 			return err
 		}
@@ -422,7 +426,9 @@ func (v *View) Changes(since uint64, fn func(Row) error) error {
 		if !found {
 			return fmt.Errorf("store: change log names missing row %s %s", ref.Table, ref.Key)
 		}
-		if err := fn(ref.rowWith(&m)); err != nil {
+		row := ref.rowWith(&m)
+		row.Origin = origin
+		if err := fn(row); err != nil {
 			if errors.Is(err, ErrStop) {
 				return nil
 			}

@@ -299,6 +299,11 @@ type staged struct {
 	inserted bool
 	oldStamp uint64 // stamp on disk before this group (0: none)
 	dirty    bool   // must be written
+	// origin names the merge cursor of the merge that left the row in
+	// exactly the state the other site sent; "" after a local change or a
+	// merge that combined states. A replicator sending changes back to
+	// that site can leave such rows' content out: the site has it.
+	origin string
 }
 
 // group is the writer's state for one group commit.
@@ -346,7 +351,7 @@ func (s *Store) applyGroup(reqs []*writeReq, nbytes int) (*appliedGroup, error) 
 				return nil, fmt.Errorf("stage stamp delete: %w", err)
 			}
 		}
-		if err := b.Set(stampKey(st.meta.Stamp), ref.encode(), nil); err != nil {
+		if err := b.Set(stampKey(st.meta.Stamp), encodeChange(ref, st.origin), nil); err != nil {
 			b.Close()
 			return nil, fmt.Errorf("stage stamp: %w", err)
 		}
@@ -427,6 +432,7 @@ func (g *group) stageRequest(r *writeReq) {
 		stamp++
 		st.meta.Stamp = stamp
 		st.dirty = true
+		st.origin = ""
 	}
 	insert := func(ref rowRef, content []byte, state model.State) *staged {
 		st := local[ref]
@@ -504,6 +510,7 @@ func (g *group) stageRequest(r *writeReq) {
 				return
 			}
 			insert(ref, mr.Content, mr.State.Clone())
+			st.origin = r.cursor
 			res.New = true
 		} else {
 			ch, err := st.meta.State.MergeInto(mr.State)
@@ -513,6 +520,9 @@ func (g *group) stageRequest(r *writeReq) {
 			}
 			if ch {
 				touch(st)
+				if st.meta.State.Equal(mr.State) {
+					st.origin = r.cursor
+				}
 				res.New = true
 			}
 		}
