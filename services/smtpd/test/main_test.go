@@ -10,7 +10,12 @@
 //	TWINMX_REQUIRE_POSTFIX  fail instead of skip when Postfix, swaks or python3 is missing
 //	TWINMX_REQUIRE_CORPUS   fail instead of skip when the mail corpus is missing
 //	TWINMX_CORPUS           folder of the corpus (default ../../../../shared/corpus)
-//	TWINMX_BENCH            run the benchmark (bench_test.go)
+//	TWINMX_BENCH            run the benchmark (bench_test.go); TWINMX_BENCH_MAILS, TWINMX_BENCH_ROUNDS size it
+//	TWINMX_FULL_LOGS        show whole process logs of a failed test, not their tails
+//
+// Every child process gets a parent-death signal and every Postfix
+// instance a watchdog, so a test binary killed by its timeout leaves no
+// dbd, smtpd or Postfix running.
 package test
 
 import (
