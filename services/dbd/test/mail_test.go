@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -73,4 +74,46 @@ func TestMailCommands(t *testing.T) {
 	if _, _, code := s.dbctlExit(nil, "verdict", "maybe", rows.MailKey.String()); code != 2 {
 		t.Fatalf("bad verdict word: exit %d, want 2", code)
 	}
+}
+
+// TestAutoverdictDecidesBacklog: rows stored before autoverdict started
+// (or while it was away) are decided, and so are new ones.
+func TestAutoverdictDecidesBacklog(t *testing.T) {
+	s := newSite(t)
+	s.start()
+	cl := s.client("smtpd")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	insert := func(name string) model.Key {
+		c := model.ReceiveContent(model.KeyOf(model.Mail, []byte(name)), model.KeyOf(model.Mailbox, []byte("a@b")))
+		if _, _, err := cl.FindOrInsert(ctx, model.Receive, c); err != nil {
+			t.Fatal(err)
+		}
+		return model.KeyOf(model.Receive, c)
+	}
+	old := insert("before")
+	cmd := exec.Command(filepath.Join(binDir, "dbctl"), "--db", s.addr, "--db-pub", filepath.Join(s.dir, "keys", "dbd.pub"),
+		"--key", filepath.Join(s.dir, "keys", "admin"), "autoverdict", "accept")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	decided := func(k model.Key) {
+		t.Helper()
+		for {
+			row, err := cl.FindKey(ctx, model.Receive, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, v, ok := model.DecodeVerdict(row.State.Cols[model.ColVerdict]); ok && v == model.Accept {
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("row %s never decided", k)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	decided(old)
+	decided(insert("after"))
 }

@@ -155,22 +155,20 @@ func TestCorpusStoredByteExact(t *testing.T) {
 	wg.Wait()
 	sent := time.Since(start)
 
-	var failed, refusedCR []string
+	// Every message must get 250 — the few with bare CRs inside lines too:
+	// a bare CR is data, never a line end (RFC 5321 §2.3.8); only a bare CR
+	// next to a lone dot is refused as smuggling.
+	var failed []string
+	bareCR := 0
 	for i := range corpus {
-		switch {
-		case errs[i] == nil && replies[i].Code == 250:
-		case errs[i] == nil && hasBareCR(corpus[i].raw) && strings.HasPrefix(replies[i].String(), "550 5.6.0"):
-			// smtpd's smuggling defence refuses a bare CR in DATA
-			// (RFC 5321 §2.3.8). A refusal is the sender's to see, not
-			// a silent loss; accepted, it must be byte-exact below.
-			refusedCR = append(refusedCR, corpus[i].name)
-		default:
+		if hasBareCR(corpus[i].raw) {
+			bareCR++
+		}
+		if errs[i] != nil || replies[i].Code != 250 {
 			failed = append(failed, fmt.Sprintf("%s (%d bytes): %v %v", corpus[i].name, len(corpus[i].raw), replies[i], errs[i]))
 		}
 	}
-	if len(refusedCR) > 0 {
-		t.Logf("%d corpus messages with a bare CR refused with 550 5.6.0: %s", len(refusedCR), strings.Join(refusedCR, " "))
-	}
+	t.Logf("%d corpus messages hold a bare CR", bareCR)
 	if len(failed) > 0 {
 		t.Errorf("%d of %d corpus messages did not get 250:\n%s", len(failed), len(corpus), strings.Join(failed[:min(len(failed), 30)], "\n"))
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -50,26 +52,70 @@ func autoverdict(c *cli.Context) error {
 	return nil
 }
 
+// backlogScan bounds how many existing receive rows autoverdict looks at
+// when it (re)subscribes: rows stored while it was away.
+const backlogScan = 100000
+
 func followReceives(ctx context.Context, cl *client.Client, v model.Verdict, progress func(int)) error {
-	st, err := cl.Watch(ctx, model.Receive, nil, true)
+	// Subscribe first, then scan what exists: a row stored in between is
+	// seen twice at worst (a second, harmless set), never missed. A watch
+	// of a whole table sends no existing rows, hence the scan.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	st, err := cl.Watch(ctx, model.Receive, nil, false)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	rows := make(chan model.Key, 4096)
-	errc := make(chan error, 1)
+	send := func(k model.Key) {
+		select {
+		case rows <- k:
+		case <-ctx.Done():
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	// The scan and the watch are read at once: an unread stream would
+	// stall the connection's other stream.
 	go func() {
-		defer close(rows)
+		defer wg.Done()
+		sc, err := cl.Scan(ctx, model.Receive, backlogScan)
+		if err != nil {
+			cancel(fmt.Errorf("scan receive rows: %w", err))
+			return
+		}
+		defer sc.Close()
 		for {
-			row, err := st.Next(ctx)
+			row, err := sc.Next(ctx)
+			if errors.Is(err, io.EOF) {
+				return
+			}
 			if err != nil {
-				errc <- err
+				cancel(fmt.Errorf("scan receive rows: %w", err))
 				return
 			}
 			if row.State.Cols[model.ColVerdict] == 0 {
-				rows <- row.Key
+				send(row.Key)
 			}
 		}
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			row, err := st.Next(ctx)
+			if err != nil {
+				cancel(fmt.Errorf("watch receive rows: %w", err))
+				return
+			}
+			if row.State.Cols[model.ColVerdict] == 0 {
+				send(row.Key)
+			}
+		}
+	}()
+	go func() {
+		wg.Wait()
+		close(rows)
 	}()
 	for k := range rows {
 		val := model.EncodeVerdict(model.SourceFilter, model.Epoch(time.Now()), v)
@@ -91,11 +137,15 @@ func followReceives(ctx context.Context, cl *client.Client, v model.Verdict, pro
 			reqs[i] = wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: k}, Name: model.ColVerdict, Value: val}
 		}
 		if _, err := cl.Batch(ctx, reqs); err != nil {
-			return fmt.Errorf("set %d verdicts: %w", len(reqs), err)
+			cancel(fmt.Errorf("set %d verdicts: %w", len(reqs), err))
+			break
 		}
 		progress(len(keys))
 	}
-	err = <-errc
+	cancel(nil)
+	for range rows { // let the readers finish
+	}
+	err = context.Cause(ctx)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

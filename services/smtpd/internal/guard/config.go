@@ -52,10 +52,12 @@ type Config struct {
 	// Server.TLSConfig must stay nil: the guard owns TLS.
 	TLS *tls.Config
 
-	// MaxCommands is the number of command lines a session may send before
-	// it gets "421 4.7.0" and is closed. Default: 1000.
+	// MaxCommands is the number of command lines a session may send
+	// without reaching DATA (counted afresh after each 354) before it gets
+	// "421 4.7.0" and is closed. Default: 1000.
 	MaxCommands int
-	// MaxErrors is the number of 4xx/5xx replies a session may collect;
+	// MaxErrors is the number of 4xx/5xx replies a session may collect
+	// without reaching DATA (counted afresh after each 354);
 	// the reply that exceeds it is followed by "421 4.7.0" and a close
 	// (Postfix smtpd_hard_error_limit). Default: 20.
 	MaxErrors int

@@ -109,10 +109,14 @@ type Conn struct {
 		earlyTalker bool
 		commands    int
 		errors      int
-		expectEHLO  bool // the line passed last was EHLO
-		expectSASL  bool // the last reply was 334: next line is not a command
-		swallow     bool // drop the next reply (to our injected RSET)
-		capture     capture
+		// Commands and 4xx/5xx replies since the last 354 (the limits
+		// apply to these, see reply.go).
+		sinceData       int
+		errorsSinceData int
+		expectEHLO      bool // the line passed last was EHLO
+		expectSASL      bool // the last reply was 334: next line is not a command
+		swallow         bool // drop the next reply (to our injected RSET)
+		capture         capture
 	}
 }
 
@@ -145,7 +149,7 @@ func (c *Conn) RemoteIP() netip.Addr { return c.p.ip }
 func (c *Conn) ID() uint64 { return c.p.id }
 
 // DataViolation returns why the current (or last) DATA stream was not
-// clean: ViolationBareLF, ViolationBareCR or ViolationNUL; "" if it was
+// clean: ViolationBareLF, ViolationDotCR or ViolationNUL; "" if it was
 // clean. It is reset by each 354 reply. When it is set, the bytes the
 // session read are a truncated prefix of the message followed by an empty
 // line: the session must not store them and must answer 550 5.6.0
@@ -487,7 +491,8 @@ func (c *Conn) nextCommand() error {
 func (c *Conn) command(line []byte) error {
 	c.mu.Lock()
 	c.mu.commands++
-	n := c.mu.commands
+	c.mu.sinceData++
+	n := c.mu.sinceData
 	sasl := c.mu.expectSASL
 	c.mu.expectSASL = false
 	c.mu.Unlock()

@@ -2,6 +2,7 @@ package guard
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -21,17 +22,17 @@ func TestSmuggling(t *testing.T) {
 	}{
 		{"LF.LF", "Subject: a\r\n\r\nbody\n.\n", ViolationBareLF},
 		{"LF.CRLF", "Subject: a\r\n\r\nbody\n.\r\n", ViolationBareLF},
-		{"CR.CR", "Subject: a\r\n\r\nbody\r.\r", ViolationBareCR},
-		{"CRLF.CR", "Subject: a\r\n\r\nbody\r\n.\r", ViolationBareCR},
+		{"CR.CR", "Subject: a\r\n\r\nbody\r.\r", ViolationDotCR},
+		{"CRLF.CR", "Subject: a\r\n\r\nbody\r\n.\r", ViolationDotCR},
 		{"CRLF.LF", "Subject: a\r\n\r\nbody\r\n.\n", ViolationBareLF},
-		{"CR.CRLF", "Subject: a\r\n\r\nbody\r.\r\n", ViolationBareCR},
+		{"CR.CRLF", "Subject: a\r\n\r\nbody\r.\r\n", ViolationDotCR},
 		{"LF.CR", "Subject: a\r\n\r\nbody\n.\r", ViolationBareLF},
-		{"CR.LF", "Subject: a\r\n\r\nbody\r.\n", ViolationBareCR},
+		{"CR.LF", "Subject: a\r\n\r\nbody\r.\n", ViolationDotCR},
 		{"start .LF", ".\n", ViolationBareLF},
-		{"start .CR", ".\r", ViolationBareCR},
-		{"CRLF.CRCRLF", "Subject: a\r\n\r\nbody\r\n.\r\r\n", ViolationBareCR},
+		{"start .CR", ".\r", ViolationDotCR},
+		{"CRLF.CRCRLF", "Subject: a\r\n\r\nbody\r\n.\r\r\n", ViolationDotCR},
 		{"CRLF.NULCRLF", "Subject: a\r\n\r\nbody\r\n.\x00\r\n", ViolationNUL},
-		{"CRLF.CR NUL", "Subject: a\r\n\r\nbody\r\n.\r\x00\n", ViolationBareCR},
+		{"CRLF.CR NUL", "Subject: a\r\n\r\nbody\r\n.\r\x00\n", ViolationDotCR},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,8 +72,7 @@ func TestGoSMTPDataBugs(t *testing.T) {
 		data      string
 		violation string
 	}{
-		{"a CR CRLF . CRLF ends DATA", "a\r\r\n.\r\n", ViolationBareCR},
-		{"CRLF . CR X keeps going to strict end", "a\r\n.\rX\r\nmore\r\n.\r\n", ViolationBareCR},
+		{"CRLF . CR X keeps going to strict end", "a\r\n.\rX\r\nmore\r\n.\r\n", ViolationDotCR},
 		{"NUL", "a\x00b\r\n.\r\n", ViolationNUL},
 		{"NUL at line start", "\x00\r\n.\r\n", ViolationNUL},
 	}
@@ -96,6 +96,25 @@ func TestGoSMTPDataBugs(t *testing.T) {
 				t.Errorf("second Data = %+v, want clean body", d)
 			}
 		})
+	}
+}
+
+// TestBareCRIsData: a bare CR is an ordinary byte (RFC 5321 §2.3.8: never
+// a line end). go-smtp would mis-frame it (`a\r\r\n.\r\n` did not end its
+// DATA); the guard hands it over marked, and the message arrives whole.
+func TestBareCRIsData(t *testing.T) {
+	srv := startServer(t, Config{})
+	for _, msg := range []string{"a\r\r\n", "x\ry\r\n", "\r\n", "\r.x\r\n", "..\r\n", "a\r\r\r\nb\r\n"} {
+		n := len(srv.be.Datas())
+		c := greeted(t, srv.addr)
+		c.startTx("a@sender.test")
+		c.send(stuff(msg))
+		c.expect("250 ")
+		c.cmd("NOOP", "250 ")
+		d := srv.be.Datas()[n]
+		if d.violation != "" || string(RestoreBareCR(bytes.Clone(d.body))) != msg {
+			t.Errorf("%q: got %+v, want it whole", msg, d)
+		}
 	}
 }
 
@@ -315,6 +334,26 @@ func TestMaxCommands(t *testing.T) {
 		c.cmd("NOOP", "250 ")
 	}
 	c.cmd("NOOP", "421 4.7.0")
+	c.expectClosed()
+}
+
+// TestLimitsCountAfreshPerTransaction: a sender that keeps its connection
+// for many mails is not cut off; the budgets count commands and errors
+// since the last DATA.
+func TestLimitsCountAfreshPerTransaction(t *testing.T) {
+	srv := startServer(t, Config{MaxCommands: 5, MaxErrors: 2})
+	c := greeted(t, srv.addr) // 1 command
+	for i := range 5 {        // 3 commands each, 15 in all
+		c.startTx(fmt.Sprintf("a%d@sender.test", i))
+		c.send("x\r\n.\r\n")
+		c.expect("250 ")
+	}
+	c.cmd("RCPT TO:<x@y>", "502 ")
+	c.cmd("RCPT TO:<x@y>", "502 ")
+	for range 3 {
+		c.cmd("NOOP", "250 ")
+	}
+	c.cmd("NOOP", "421 4.7.0") // the 6th command since the last DATA
 	c.expectClosed()
 }
 

@@ -18,6 +18,9 @@ const (
 	dDotCR
 	// dCR: "\r" seen; held back until we know whether LF follows.
 	dCR
+	// dCRDot: a bare CR then "."; the dot is held back until we know it
+	// is not followed by CR or LF.
+	dCRDot
 	// dText: inside a line.
 	dText
 	// dEnd: CRLF "." CRLF consumed; the parser takes no more input.
@@ -34,6 +37,8 @@ func (s dstate) String() string {
 		return "dot-cr"
 	case dCR:
 		return "cr"
+	case dCRDot:
+		return "cr-dot"
 	case dText:
 		return "text"
 	case dEnd:
@@ -45,15 +50,40 @@ func (s dstate) String() string {
 // Violations reported by Conn.DataViolation.
 const (
 	ViolationBareLF = "bare LF"
-	ViolationBareCR = "bare CR"
-	ViolationNUL    = "NUL byte"
+	// ViolationDotCR is a lone dot next to a bare CR: ".\rX" at a line
+	// start, or "\r.\r" / "\r.\n". A server that takes a bare CR for a
+	// line end would see an end-of-data line there (SMTP smuggling).
+	ViolationDotCR = "bare CR next to a lone dot"
+	ViolationNUL   = "NUL byte"
 )
+
+// bareCRMark is what go-smtp is given in place of a bare CR. go-smtp's
+// reader mis-frames bare CRs (see issue 3), while a NUL is an ordinary byte
+// to it; a real NUL is a violation, so the session can map every NUL it
+// reads back to CR without ambiguity (see Conn.DataViolation).
+const bareCRMark = 0
 
 // endMarker is what we feed go-smtp to end its DATA reader after a
 // violation. It is well-formed from both states the emitted stream can be
 // in (line start or inside a line), because held-back bytes are never
 // emitted once the stream is dirty.
 const endMarker = "\r\n.\r\n"
+
+// RestoreBareCR turns the bare CRs that go-smtp was given as bareCRMark
+// back into CRs, in place, and returns b. The session calls it on a message
+// whose DATA had no violation (a NUL in the client's data is a violation,
+// so every NUL here is a mark).
+func RestoreBareCR(b []byte) []byte {
+	for i := bytes.IndexByte(b, bareCRMark); i >= 0; {
+		b[i] = '\r'
+		j := bytes.IndexByte(b[i+1:], bareCRMark)
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return b
+}
 
 // textRun returns the length of the prefix of b without CR, LF or NUL.
 func textRun(b []byte) int {
@@ -73,11 +103,17 @@ func textRun(b []byte) int {
 // dataParser splits a DATA stream at the strict end marker CRLF "." CRLF
 // (RFC 5321 §2.3.8, §4.1.1.4) and decides which bytes go-smtp may see.
 //
+// A bare CR is data, never a line end (RFC 5321 §2.3.8); real mail has
+// them (the shared corpus does), and the mail must be stored byte-exact.
+// It reaches go-smtp as bareCRMark. A bare LF, a NUL, or a bare CR next to
+// a lone dot (the SMTP smuggling shapes) is a violation: the message is
+// refused.
+//
 // Invariants:
-//   - While the stream is clean (every CR is followed by LF, every LF is
-//     preceded by CR, no NUL), the emitted bytes are exactly the consumed
-//     bytes, delayed by at most the held-back suffix ("\r", "." or ".\r").
-//     go-smtp's dot-unstuffing reader handles such input correctly.
+//   - While the stream is clean, the emitted bytes are exactly the consumed
+//     bytes with each bare CR replaced by bareCRMark, delayed by at most
+//     the held-back suffix ("\r", "." or ".\r"). go-smtp's dot-unstuffing
+//     reader handles such input correctly.
 //   - The emitted stream never ends inside a held-back sequence, so
 //     go-smtp's reader is always at a line start or inside a line, never in
 //     its CR or dot states (where its state machine loses bytes or misses
@@ -131,96 +167,80 @@ func (d *dataParser) feed(out, in []byte) ([]byte, int) {
 	return out, i
 }
 
-// step advances the machine by one byte.
-func (d *dataParser) step(out []byte, c byte) []byte {
-	clean := d.violation == ""
-	if c == 0 {
-		if d.st == dCR || d.st == dDotCR {
-			// The held CR came first and is bare.
-			d.violate(ViolationBareCR)
-		}
-		d.violate(ViolationNUL)
-		// A NUL is ordinary text for the strict end search.
-		d.st = dText
+// emit appends b to out while the stream is clean.
+func (d *dataParser) emit(out []byte, b ...byte) []byte {
+	if d.violation != "" {
 		return out
 	}
+	return append(out, b...)
+}
+
+// text handles byte c inside a line.
+func (d *dataParser) text(out []byte, c byte) []byte {
+	d.st = dText
+	switch c {
+	case '\r':
+		d.st = dCR
+	case '\n':
+		d.violate(ViolationBareLF)
+	case 0:
+		d.violate(ViolationNUL)
+	default:
+		out = d.emit(out, c)
+	}
+	return out
+}
+
+// step advances the machine by one byte.
+func (d *dataParser) step(out []byte, c byte) []byte {
 	switch d.st {
 	case dBOL:
-		switch c {
-		case '.':
+		if c == '.' {
 			d.st = dDot
 			return out
-		case '\r':
-			d.st = dCR
-			return out
-		case '\n':
-			d.violate(ViolationBareLF)
-			d.st = dText
-			return out
 		}
-		d.st = dText
-		if clean {
-			out = append(out, c)
-		}
-		return out
+		return d.text(out, c)
 	case dDot:
 		switch c {
 		case '\r':
 			d.st = dDotCR
 			return out
-		case '\n':
-			d.violate(ViolationBareLF)
-			d.st = dText
-			return out
+		case '\n', 0:
+			return d.text(out, c)
 		}
-		d.st = dText
-		if clean {
-			out = append(out, '.', c)
-		}
-		return out
+		// A stuffed line: go-smtp drops the dot.
+		out = d.emit(out, '.')
+		return d.text(out, c)
 	case dDotCR:
 		if c == '\n' {
 			d.st = dEnd
-			if clean {
+			if d.violation == "" {
 				return append(out, ".\r\n"...)
 			}
 			return append(out, endMarker...)
 		}
-		d.violate(ViolationBareCR)
-		if c == '\r' {
-			// Could still be the CR of a CRLF "." CRLF.
-			d.st = dCR
-		} else {
-			d.st = dText
-		}
-		return out
+		d.violate(ViolationDotCR)
+		return d.text(out, c) // a CR may still start the CRLF "." CRLF
 	case dCR:
-		switch c {
-		case '\n':
+		if c == '\n' {
 			d.st = dBOL
-			if clean {
-				out = append(out, '\r', '\n')
-			}
+			return d.emit(out, '\r', '\n')
+		}
+		out = d.emit(out, bareCRMark)
+		if c == '.' {
+			d.st = dCRDot
 			return out
-		case '\r':
-			d.violate(ViolationBareCR)
-			return out // still dCR: the second CR may start a CRLF
 		}
-		d.violate(ViolationBareCR)
-		d.st = dText
-		return out
+		return d.text(out, c) // another CR is held again
+	case dCRDot:
+		if c == '\r' || c == '\n' {
+			d.violate(ViolationDotCR)
+			return d.text(out, c)
+		}
+		out = d.emit(out, '.')
+		return d.text(out, c)
 	default: // dText
-		switch c {
-		case '\r':
-			d.st = dCR
-		case '\n':
-			d.violate(ViolationBareLF)
-		default:
-			if clean {
-				out = append(out, c)
-			}
-		}
-		return out
+		return d.text(out, c)
 	}
 }
 

@@ -100,11 +100,18 @@ func (c *Conn) replyLineLocked(out, line []byte) ([]byte, string) {
 		c.mu.mode = modeData
 		c.mu.dataStart = true
 		c.mu.violation = ""
+		// A transaction reached DATA: the command and error budgets are
+		// per stretch without mail (like Postfix's limits, counted
+		// "without delivering mail"), so a sender that reuses its
+		// connection for hundreds of mails is not cut off.
+		c.mu.sinceData = 0
+		c.mu.errorsSinceData = 0
 	case r.code == 334:
 		c.mu.expectSASL = true
 	case r.code >= 400 && r.code < 600:
 		c.mu.errors++
-		if c.mu.errors > c.cfg.MaxErrors {
+		c.mu.errorsSinceData++
+		if c.mu.errorsSinceData > c.cfg.MaxErrors {
 			return out, fmt.Sprintf("421 4.7.0 %s Error: too many errors\r\n", c.cfg.Hostname)
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/smtpd/internal/deliver"
+	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
 	"github.com/twinmx/twinmx/services/smtpd/internal/metrics"
 )
 
@@ -238,7 +239,7 @@ func (s *Session) Data(r io.Reader) error {
 		m.Rejections.WithLabelValues("bare-cr-lf").Inc()
 		m.Transactions.WithLabelValues("550").Inc()
 		s.log.Info("message refused", "violation", v)
-		return smtpErr(550, smtp.EnhancedCode{5, 6, 0}, "Message refused: "+v+" (RFC 5321 section 2.3.8 requires CRLF line ends)")
+		return smtpErr(550, smtp.EnhancedCode{5, 6, 0}, "Message refused: "+v+" (RFC 5321 section 2.3.8; SMTP smuggling defence)")
 	}
 	end := s.b.cfg.Now()
 	reply := s.deliver(raw, release, t, end)
@@ -307,31 +308,42 @@ func (s *Session) readData(r io.Reader, declared int64) (raw []byte, release fun
 }
 
 // violation reports a framing violation guard found, or — as a second line
-// of defence — one in the bytes themselves.
+// of defence — one in the bytes themselves. With a clean DATA it first
+// turns guard's bare-CR marks back into CRs (raw is changed in place).
 func (s *Session) violation(raw []byte) string {
 	if s.facts != nil {
 		if v := s.facts.DataViolation(); v != "" {
 			return v
 		}
+		guard.RestoreBareCR(raw)
 	}
-	return bareLineEnd(raw)
+	return unsafeBytes(raw)
 }
 
-// bareLineEnd returns "bare CR", "bare LF" or "NUL" for the first such byte
-// in b, or "".
-func bareLineEnd(b []byte) string {
+// unsafeBytes returns why b may not be stored and passed on: a bare LF, a
+// NUL, or a bare CR next to a lone dot (a line end to some servers, which
+// would see an end of data there: SMTP smuggling). Other bare CRs are data
+// (RFC 5321 §2.3.8: never a line end). "" if b is fine.
+func unsafeBytes(b []byte) string {
 	for i, c := range b {
 		switch c {
-		case '\r':
-			if i+1 >= len(b) || b[i+1] != '\n' {
-				return "bare CR"
-			}
 		case '\n':
 			if i == 0 || b[i-1] != '\r' {
-				return "bare LF"
+				return guard.ViolationBareLF
 			}
 		case 0:
-			return "NUL"
+			return guard.ViolationNUL
+		case '.':
+			if i+1 >= len(b) {
+				break
+			}
+			afterBareCR := i > 0 && b[i-1] == '\r'
+			lineStart := i == 0 || (i >= 2 && b[i-2] == '\r' && b[i-1] == '\n')
+			next := b[i+1]
+			nextBareCR := next == '\r' && (i+2 >= len(b) || b[i+2] != '\n')
+			if (afterBareCR && (next == '\r' || next == '\n')) || (lineStart && nextBareCR) {
+				return guard.ViolationDotCR
+			}
 		}
 	}
 	return ""

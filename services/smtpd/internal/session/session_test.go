@@ -7,20 +7,27 @@ import (
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
 )
 
-func TestBareLineEnd(t *testing.T) {
+func TestUnsafeBytes(t *testing.T) {
 	for in, want := range map[string]string{
 		"":                   "",
 		"a\r\nb\r\n":         "",
-		"a\nb":               "bare LF",
-		"a\r\r\n":            "bare CR",
-		"a\r":                "bare CR",
-		"\n":                 "bare LF",
-		"a\x00\r\n":          "NUL",
+		"a\nb":               guard.ViolationBareLF,
+		"a\r\r\n":            "",
+		"a\r":                "",
+		"a\rb.c\r\n":         "",
+		"\n":                 guard.ViolationBareLF,
+		"a\x00\r\n":          guard.ViolationNUL,
 		"line\r\n.\r\nx\r\n": "",
+		"a\r.\r\n":           guard.ViolationDotCR,
+		"a\r.\nb":            guard.ViolationDotCR,
+		"a\r\n.\rb\r\n":      guard.ViolationDotCR,
+		".\rb\r\n":           guard.ViolationDotCR,
+		"a\r..\r\n":          "",
 	} {
-		if got := bareLineEnd([]byte(in)); got != want {
+		if got := unsafeBytes([]byte(in)); got != want {
 			t.Errorf("%q: %q, want %q", in, got, want)
 		}
 	}
