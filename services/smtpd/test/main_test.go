@@ -53,7 +53,7 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	binDir = dir
-	builds := map[string]string{"dbd": "../../dbd/cmd/dbd", "dbctl": "../../dbd/cmd/dbctl"}
+	builds := map[string]string{"dbd": "../../dbd/cmd/dbd", "dbctl": "../../dbd/cmd/dbctl", "backupd": "../../backupd/cmd/backupd"}
 	if _, err := os.Stat("../cmd/smtpd"); err == nil {
 		builds["smtpd"] = "../cmd/smtpd"
 		haveSMTPD = true

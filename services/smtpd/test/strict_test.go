@@ -1,0 +1,109 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+)
+
+// twoSites starts site A and site B, each with its own dbd, and a backupd
+// between them whose key (site A's backupd key) both accept.
+func twoSites(t *testing.T) (a, b *site) {
+	t.Helper()
+	a, b = newSite(t), newSite(t)
+	f, err := os.OpenFile(filepath.Join(b.dir, "clients"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "backupd %s\n", a.key("backupd.pub"))
+	f.Close()
+	a.start()
+	b.start()
+	cmd := exec.Command(filepath.Join(binDir, "backupd"),
+		"--site", "A="+a.addr+","+a.key("dbd.pub"), "--site", "B="+b.addr+","+b.key("dbd.pub"), "--key", a.key("backupd"))
+	log := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	dieWithTest(cmd, syscall.SIGKILL)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("backupd log (tail):\n%s", tail(log.String(), 30))
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return a, b
+}
+
+// TestStrictTwoSites is SPEC §11 scenario 4 with real processes: in strict
+// mode smtpd answers 250 only once the mail is on both sites; with site B
+// down the sender gets 451 and nothing is acknowledged; with B back, the
+// retry gets 250 and site B holds the mail acknowledged.
+func TestStrictTwoSites(t *testing.T) {
+	needSMTPD(t)
+	a, b := twoSites(t)
+	const rcpt = "jo@twinmx.test"
+	a.addMailbox(rcpt)
+	a.autoverdict("accept")
+	d := a.startSMTPD(smtpdOptions{DecisionWindow: 2 * time.Second, MinCopies: 2})
+
+	msg := []byte("From: ann@example.net\r\nSubject: strict\r\nMessage-ID: <strict-1@example.net>\r\n\r\nstored twice\r\n")
+	if r, err := sendMail(d.addr, "ann@example.net", []string{rcpt}, msg, 30*time.Second); err != nil || r.Code != 250 {
+		t.Fatalf("both sites up: %v %v, want 250", r, err)
+	}
+	key := model.KeyOf(model.Receive, model.ReceiveContent(model.NewMailRows(msg).MailKey,
+		model.KeyOf(model.Mailbox, model.MailboxContent(rcpt))))
+	waitAck(t, b, key)
+
+	b.kill()
+	msg2 := []byte("From: ann@example.net\r\nSubject: while B is down\r\n\r\nwait for B\r\n")
+	if r, err := sendMail(d.addr, "ann@example.net", []string{rcpt}, msg2, 30*time.Second); err != nil || r.Code != 451 || !strings.HasPrefix(r.Text, "4.7.1") {
+		t.Fatalf("site B down: %v %v, want 451 4.7.1", r, err)
+	}
+	key2 := model.KeyOf(model.Receive, model.ReceiveContent(model.NewMailRows(msg2).MailKey,
+		model.KeyOf(model.Mailbox, model.MailboxContent(rcpt))))
+	row, err := a.client().FindKey(ctxT(t, 10*time.Second), model.Receive, key2)
+	if err != nil || row.State.Cols[model.ColAcknowledged] != 0 || row.State.Cols[model.ColBackedUp] != 0 {
+		t.Fatalf("after 451 at A: %v %v, want stored, not backed up, not acknowledged", row, err)
+	}
+	b.start()
+	// The sender's retry (a real MTA retries later) gets 250 once B has it.
+	var r reply
+	for i := 0; i < 20; i++ {
+		if r, err = sendMail(d.addr, "ann@example.net", []string{rcpt}, msg2, 30*time.Second); err == nil && r.Code == 250 {
+			break
+		}
+	}
+	if r.Code != 250 {
+		t.Fatalf("retry with B back: %v %v, want 250", r, err)
+	}
+	waitAck(t, b, key2)
+}
+
+// waitAck waits until the receive row is acknowledged at site s (it gets
+// there by replication).
+func waitAck(t *testing.T, s *site, key model.Key) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		row, err := s.client().FindKey(ctx, model.Receive, key)
+		if err == nil && row.State.Cols[model.ColAcknowledged] == model.FlagSet && row.State.Cols[model.ColBackedUp] == model.FlagSet {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("receive row %s never acknowledged and backed up at %s: %v %v", key, s.addr, row, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
