@@ -3,7 +3,8 @@
 # (issue 3: "Benchmark with Postfix's smtp-source").
 #
 # Run by hand, as root (Postfix's master starts as root). NOT run by CI or by
-# `make test`: it is services/smtpd/test's TestBenchSMTP, which skips unless
+# `make test`: it is services/smtpd/test's TestBenchSMTP and TestBenchStrict
+# (strict mode: two dbds and backupd; TESTS=TestBenchStrict runs only it), which skip unless
 # TWINMX_BENCH is set.
 #
 # What it does:
@@ -39,5 +40,5 @@ for p in /usr/sbin/postfix /usr/sbin/smtp-source /usr/sbin/smtp-sink; do
 done
 TWINMX_BENCH=1 TWINMX_REQUIRE_POSTFIX=1 \
 	TWINMX_BENCH_MAILS="${MAILS:-5000}" TWINMX_BENCH_ROUNDS="${ROUNDS:-2}" \
-	go test -count=1 -run '^TestBenchSMTP$' -timeout 60m -v . |
+	go test -count=1 -run "^(${TESTS:-TestBenchSMTP|TestBenchStrict})\$" -timeout 60m -v . |
 	grep -v '^        ' # the per-process logs are for failures only

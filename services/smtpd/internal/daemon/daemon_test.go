@@ -173,6 +173,16 @@ func TestAcceptAfterVerdictAndBackup(t *testing.T) {
 	if row.State.Cols[model.ColAcknowledged] != model.FlagSet {
 		t.Fatal("250 without the acknowledged mark")
 	}
+	// Our reply is on the throw-in row, written with the acknowledgement.
+	st, err := e.admin.Scan(context.Background(), model.ThrowIn, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ti, err := st.Next(context.Background())
+	st.Close()
+	if err != nil || ti.State.Cols["reply"] != 250 {
+		t.Fatalf("throw-in after 250: %v %v", ti, err)
+	}
 	// The stored rows re-join to our trace field plus exactly what was sent.
 	rk, ok := model.AcknowledgedReceived(row.State)
 	if !ok {

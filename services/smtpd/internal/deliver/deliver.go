@@ -167,10 +167,11 @@ func Decide(keys []model.Key, states map[model.Key]model.State, minCopies int) (
 }
 
 // Acknowledge durably marks the accepted receive rows acknowledged and links
-// each to the received row of this delivery, in one batch. Only after it
-// returns nil may smtpd answer 250: a mail is in a mailbox exactly when
-// acknowledged (SPEC §5).
-func Acknowledge(ctx context.Context, db DB, rows []model.Key, received model.Key, at time.Time) error {
+// each to the received row of this delivery, in one batch with the
+// requests also (the caller's bookkeeping, e.g. its reply on the throw-in).
+// Only after it returns nil may smtpd answer 250: a mail is in a mailbox
+// exactly when acknowledged (SPEC §5).
+func Acknowledge(ctx context.Context, db DB, rows []model.Key, received model.Key, at time.Time, also ...wire.Request) error {
 	link := model.ReceivedColumn(received)
 	ms := uint64(max(at.UnixMilli(), 1))
 	reqs := make([]wire.Request, 0, 2*len(rows))
@@ -180,11 +181,12 @@ func Acknowledge(ctx context.Context, db DB, rows []model.Key, received model.Ke
 			wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: model.ColAcknowledged, Value: model.FlagSet},
 			wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: link, Value: ms})
 	}
+	reqs = append(reqs, also...)
 	res, err := db.Batch(ctx, reqs)
 	if err != nil {
 		return fmt.Errorf("acknowledge %d receive rows: %w", len(rows), err)
 	}
-	for i := range res {
+	for i := range res[:2*len(rows)] {
 		if res[i].NotFound {
 			return fmt.Errorf("acknowledge receive row %s: row vanished", rows[i/2])
 		}

@@ -387,55 +387,72 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 		s.log.Warn("store failed", "err", err)
 		return errTempStore
 	}
-	reply := s.decide(stored, end)
-	s.recordReply(stored.ThrowInKey, reply.Code, cfg.Now().Sub(end))
+	reply, recorded := s.decide(stored, end)
+	if !recorded {
+		// Off the reply's path: the answer does not wait for it.
+		go s.recordReply(stored.ThrowInKey, reply.Code, cfg.Now().Sub(end))
+	}
 	return reply
 }
 
-func (s *Session) decide(stored deliver.Stored, end time.Time) *smtp.SMTPError {
+// decide waits for the decision and acknowledges an accepted mail. recorded
+// reports that our reply was stored on the throw-in row with the
+// acknowledgement (one durable batch, not two).
+func (s *Session) decide(stored deliver.Stored, end time.Time) (*smtp.SMTPError, bool) {
 	cfg := &s.b.cfg
 	o, err := cfg.Watcher.Wait(s.ctx, stored.Receives, cfg.Decision)
 	if err != nil {
 		cfg.Metrics.DBErrors.WithLabelValues("watch").Inc()
 		s.log.Warn("waiting for the decision failed", "err", err)
-		return errTempStore
+		return errTempStore, false
 	}
 	s.log.Info("decision", "outcome", o.Kind.String(), "accepted", len(o.Accepted), "rejected", o.Rejected,
 		"ms", cfg.Now().Sub(end).Milliseconds())
 	switch o.Kind {
 	case deliver.Accepted:
-		if !o.Acked {
-			ctx, cancel := context.WithTimeout(s.ctx, cfg.DBTimeout)
-			err := deliver.Acknowledge(ctx, s.b.db, o.Accepted, stored.ReceivedKey, cfg.Now())
-			cancel()
-			if err != nil {
-				cfg.Metrics.DBErrors.WithLabelValues("acknowledge").Inc()
-				s.log.Warn("acknowledge failed", "err", err)
-				return errTempStore
-			}
+		ok := smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "Ok: delivered as "+stored.Receives[0].String()[:16])
+		if o.Acked {
+			return ok, false
 		}
-		return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "Ok: delivered as "+stored.Receives[0].String()[:16])
+		now := cfg.Now()
+		ctx, cancel := context.WithTimeout(s.ctx, cfg.DBTimeout)
+		err := deliver.Acknowledge(ctx, s.b.db, o.Accepted, stored.ReceivedKey, now,
+			replyRecord(stored.ThrowInKey, ok.Code, now.Sub(end))...)
+		cancel()
+		if err != nil {
+			cfg.Metrics.DBErrors.WithLabelValues("acknowledge").Inc()
+			s.log.Warn("acknowledge failed", "err", err)
+			return errTempStore, false
+		}
+		return ok, true
 	case deliver.Rejected:
 		cfg.Metrics.Rejections.WithLabelValues("spam").Inc()
-		return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "Message rejected as spam")
+		return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "Message rejected as spam"), false
 	case deliver.Retry:
 		cfg.Metrics.Rejections.WithLabelValues("greylist").Inc()
-		return smtpErr(451, smtp.EnhancedCode{4, 7, 1}, "Greylisted: please try again later")
+		return smtpErr(451, smtp.EnhancedCode{4, 7, 1}, "Greylisted: please try again later"), false
 	}
 	cfg.Metrics.Rejections.WithLabelValues("undecided").Inc()
-	return smtpErr(451, smtp.EnhancedCode{4, 7, 1}, "Not yet decided: please try again later")
+	return smtpErr(451, smtp.EnhancedCode{4, 7, 1}, "Not yet decided: please try again later"), false
+}
+
+// replyRecord is the requests that store our reply and the decision time
+// on the throw-in row.
+func replyRecord(throwIn model.Key, code int, took time.Duration) []wire.Request {
+	ref := wire.Ref{ByKey: true, Key: throwIn}
+	return []wire.Request{
+		{Op: wire.OpSet, Table: model.ThrowIn, Ref: ref, Name: "reply", Value: uint64(code)},
+		{Op: wire.OpSet, Table: model.ThrowIn, Ref: ref, Name: "decide.ms", Value: uint64(max(took.Milliseconds(), 0))},
+	}
 }
 
 // recordReply stores our reply and the decision time on the throw-in row.
-// It is best effort: the reply is already decided and the mail stored.
+// It is best effort: the reply is already decided and the mail stored. It
+// may run after the session ended, so it uses the backend's context.
 func (s *Session) recordReply(throwIn model.Key, code int, took time.Duration) {
-	ctx, cancel := context.WithTimeout(s.ctx, s.b.cfg.DBTimeout)
+	ctx, cancel := context.WithTimeout(s.b.base, s.b.cfg.DBTimeout)
 	defer cancel()
-	ref := wire.Ref{ByKey: true, Key: throwIn}
-	_, err := s.b.db.Batch(ctx, []wire.Request{
-		{Op: wire.OpSet, Table: model.ThrowIn, Ref: ref, Name: "reply", Value: uint64(code)},
-		{Op: wire.OpSet, Table: model.ThrowIn, Ref: ref, Name: "decide.ms", Value: uint64(max(took.Milliseconds(), 0))},
-	})
+	_, err := s.b.db.Batch(ctx, replyRecord(throwIn, code, took))
 	if err != nil {
 		s.b.cfg.Metrics.DBErrors.WithLabelValues("throw-in").Inc()
 		s.log.Warn("recording the reply failed", "err", err)
