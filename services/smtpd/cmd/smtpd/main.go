@@ -44,6 +44,7 @@ func main() {
 			&cli.DurationFlag{Name: "idle-timeout", Value: guard.DefaultIdleTimeout, Usage: "per command read", EnvVars: env("IDLE_TIMEOUT")},
 			&cli.DurationFlag{Name: "data-timeout", Value: guard.DefaultDataTimeout, Usage: "per read during DATA", EnvVars: env("DATA_TIMEOUT")},
 			&cli.DurationFlag{Name: "session-timeout", Value: guard.DefaultSessionTimeout, Usage: "whole connection", EnvVars: env("SESSION_TIMEOUT")},
+			&cli.IntFlag{Name: "capture-max", Value: guard.DefaultCaptureMax, Usage: "transcript bytes kept per connection for replay (-1: no captures)", EnvVars: env("CAPTURE_MAX")},
 			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate chain for STARTTLS", EnvVars: env("TLS_CERT")},
 			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key for STARTTLS", EnvVars: env("TLS_KEY")},
 			&cli.BoolFlag{Name: "tls-self-signed", Usage: "offer STARTTLS with a fresh self-signed certificate (local runs)", EnvVars: env("TLS_SELF_SIGNED")},
@@ -87,6 +88,7 @@ func run(c *cli.Context) error {
 			MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"),
 			GreetPause: c.Duration("greet-pause"), IdleTimeout: c.Duration("idle-timeout"),
 			DataTimeout: c.Duration("data-timeout"), SessionTimeout: c.Duration("session-timeout"),
+			CaptureMax: c.Int("capture-max"),
 		},
 		Logger: log,
 	}

@@ -195,12 +195,16 @@ func (c *Conn) TLS() (tls.ConnectionState, bool) {
 // go-smtp, by the guard, or by the caller.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
-// Capture returns the transcript recorded so far in the encoding that
+// Capture returns the transcript recorded so far (nil if none: capture
+// off, or no bytes yet) in the encoding that
 // ParseCapture reads (see encodeCapture). It is complete once Done is
 // closed.
 func (c *Conn) Capture() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(c.mu.capture.recs) == 0 {
+		return nil // capture off, or nothing happened
+	}
 	return encodeCapture(c.mu.capture.recs)
 }
 
