@@ -56,8 +56,9 @@ func TestBenchSMTP(t *testing.T) {
 	s.start()
 	s.addMailbox(rcpt)
 	s.autoverdict("accept")
+	// TWINMX_BENCH_SMTPD_FLAGS adds smtpd flags, for A/B runs of a knob.
 	d := s.startSMTPD(smtpdOptions{MinCopies: 1, Metrics: true, Hostname: "bench.twinmx.test",
-		Extra: []string{"--max-conns-per-ip", "-1"}})
+		Extra: append([]string{"--max-conns-per-ip", "-1"}, strings.Fields(os.Getenv("TWINMX_BENCH_SMTPD_FLAGS"))...)})
 	pf := newPostfix(t, postfixConfig{Hold: true, Main: map[string]string{"myhostname": "postfix.bench.test"}})
 	sk := startSink(t, 256)
 	targets := []struct{ name, addr string }{{"smtpd", d.addr}, {"postfix", pf.addr}, {"smtp-sink", sk.addr}}
