@@ -50,6 +50,7 @@ type marker struct {
 // mentry is one receive row waiting for its mark.
 type mentry struct {
 	mail   model.Key
+	at     map[string]bool // sites known to hold all four rows (pendingRecv.at)
 	owners map[*tracker]struct{}
 	gen    int // raised by each add: news since a round began
 	tries  int
@@ -97,8 +98,11 @@ func (mk *marker) add(tr *tracker, recv []pendingRecv, mails []mailRow) {
 				rejected = append(rejected, r)
 				continue
 			}
-			e = &mentry{mail: r.mail, owners: map[*tracker]struct{}{}}
+			e = &mentry{mail: r.mail, owners: map[*tracker]struct{}{}, at: map[string]bool{}}
 			mk.pending[r.key] = e
+		}
+		for _, name := range r.at {
+			e.at[name] = true
 		}
 		e.owners[tr] = struct{}{}
 		e.gen++
@@ -176,6 +180,12 @@ func (mk *marker) due(now time.Time) ([]*item, time.Time) {
 			continue
 		}
 		it := &item{recv: k, mail: e.mail, gen: e.gen, present: make([]bool, len(mk.sites))}
+		for i, site := range mk.sites {
+			if e.at[site.site.Name] {
+				it.present[i] = true
+				it.copies++
+			}
+		}
 		if hb, ok := mk.mails[e.mail]; ok {
 			it.header, it.body, it.known = hb[0], hb[1], true
 		}
@@ -190,15 +200,21 @@ func (mk *marker) round(ctx context.Context, items []*item) {
 	start := time.Now()
 	mk.m.markRounds.Inc()
 	mk.lookup(ctx, items)
-	var known []*item
+	var known, probe []*item
 	for _, it := range items {
-		if it.known {
-			known = append(known, it)
+		if !it.known {
+			continue
+		}
+		known = append(known, it)
+		if it.copies < mk.cfg.MinCopies {
+			probe = append(probe, it)
 		}
 	}
-	mk.eachSite(func(i int, s *markSite) { s.probe(ctx, i, known, mk.m) })
+	// Mails already known to be on enough sites need no probe.
+	mk.eachSite(func(i int, s *markSite) { s.probe(ctx, i, probe, mk.m) })
 	var ready []*item
 	for _, it := range known {
+		it.copies = 0
 		for _, p := range it.present {
 			if p {
 				it.copies++

@@ -252,6 +252,10 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 	var mails []mailRow
 	high := uint64(0)
 	nbytes := 0
+	inBatch := make(map[model.Key]bool, len(batch))
+	for _, r := range batch {
+		inBatch[r.Key] = true
+	}
 	for i, r := range batch {
 		rows[i] = *r
 		high = max(high, r.Stamp)
@@ -271,6 +275,18 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 			if err == nil {
 				mails = append(mails, mailRow{key: r.Key, header: h, body: b})
 			}
+		}
+	}
+	// A mail whose four rows are all in this batch is, once the merge
+	// returns, durable at dst (merge answered) and at src (the changes
+	// stream shows durable rows only; rows are never removed).
+	hb := make(map[model.Key]mailRow, len(mails))
+	for _, m := range mails {
+		hb[m.key] = m
+	}
+	for i := range recv {
+		if m, ok := hb[recv[i].mail]; ok && inBatch[m.key] && inBatch[m.header] && inBatch[m.body] {
+			recv[i].at = []string{p.src.Name, p.dst.Name}
 		}
 	}
 	// The stored cursor stays below this batch's unmarked receive rows

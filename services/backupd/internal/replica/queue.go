@@ -175,6 +175,12 @@ type pendingRecv struct {
 	key   model.Key
 	mail  model.Key
 	stamp uint64
+	// at names the sites (by name) known to hold all four rows of the
+	// mail: the pump's source and destination when the merged batch held
+	// the receive, mail, header and body rows together (the usual case:
+	// smtpd writes them in one batch, so they are adjacent in the change
+	// log). The marker then needs no probe.
+	at []string
 }
 
 // lagTracker measures how far a pump's destination is behind its source,
