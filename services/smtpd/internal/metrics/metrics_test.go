@@ -1,0 +1,37 @@
+package metrics
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestLint: every smtpd metric passes promtool's lint (promlint), with each
+// labelled metric given a sample so it is exported.
+func TestLint(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.Transactions.WithLabelValues(Outcome(250)).Inc()
+	m.Rejections.WithLabelValues("spam").Inc()
+	m.DBErrors.WithLabelValues("store").Inc()
+	m.Decision.Observe(0.01)
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+	if n := testutil.CollectAndCount(reg); n != 7 {
+		t.Errorf("%d metrics, want 7", n)
+	}
+}
+
+func TestOutcome(t *testing.T) {
+	for code, want := range map[int]string{250: "250", 451: "451", 550: "550", 552: "other", 421: "other"} {
+		if got := Outcome(code); got != want {
+			t.Errorf("Outcome(%d) = %q, want %q", code, got, want)
+		}
+	}
+}
