@@ -22,6 +22,7 @@ func replayCmd() *cli.Command {
 		Usage: "play captured sessions against an smtpd and compare its reply codes with the recorded ones",
 		Description: "Captures come from dbd (the newest --last N capture rows; needs an admin key) or from files\n" +
 			"(the raw content of a capture row, e.g. `dbctl find capture --by-key KEY --raw > F`).\n" +
+			"A capture keeps a stored message as a reference; with --db its DATA is rebuilt from dbd.\n" +
 			"Exit status 1 if any session's replies differ.",
 		ArgsUsage: "[FILE...]",
 		Flags: []cli.Flag{
@@ -38,18 +39,28 @@ func replayCmd() *cli.Command {
 
 func runReplay(c *cli.Context) error {
 	var captures [][]byte
+	var data func([]byte) ([]byte, error)
+	if c.String("db") != "" {
+		cl, err := adminClient(c)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		data = replay.FromDB(c.Context, cl)
+		if c.NArg() == 0 {
+			if captures, err = fetchCaptures(c, cl); err != nil {
+				return err
+			}
+		}
+	} else if c.NArg() == 0 {
+		return errors.New("give capture FILEs or --db, --db-pub and --key")
+	}
 	for _, f := range c.Args().Slice() {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return err
 		}
 		captures = append(captures, b)
-	}
-	if c.NArg() == 0 {
-		var err error
-		if captures, err = fetchCaptures(c); err != nil {
-			return err
-		}
 	}
 	differ := 0
 	for i, b := range captures {
@@ -63,12 +74,12 @@ func runReplay(c *cli.Context) error {
 		if err != nil {
 			return fmt.Errorf("connect to %s: %w", c.String("to"), err)
 		}
-		res, err := replay.Play(c.Context, conn, recs, c.Duration("wait"))
+		res, err := replay.Play(c.Context, conn, recs, c.Duration("wait"), data)
 		conn.Close()
 		verdict := "same"
 		switch {
 		case res.Incomplete:
-			verdict = "skipped (capture was full; bytes elided)"
+			verdict = "skipped (capture was full and bytes were elided, or it references stored mail and no --db was given)"
 		case err != nil:
 			verdict, differ = "failed: "+err.Error(), differ+1
 		case !res.Match():
@@ -82,9 +93,10 @@ func runReplay(c *cli.Context) error {
 	return nil
 }
 
-func fetchCaptures(c *cli.Context) ([][]byte, error) {
-	if c.String("db") == "" || c.String("db-pub") == "" || c.String("key") == "" {
-		return nil, errors.New("give capture FILEs or --db, --db-pub and --key")
+// adminClient connects to dbd with the admin key given by the flags.
+func adminClient(c *cli.Context) (*client.Client, error) {
+	if c.String("db-pub") == "" || c.String("key") == "" {
+		return nil, errors.New("--db needs --db-pub and --key (an admin key)")
 	}
 	kp, err := wire.LoadKeyPair(c.String("key"))
 	if err != nil {
@@ -94,11 +106,10 @@ func fetchCaptures(c *cli.Context) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := client.New(client.Config{Addr: c.String("db"), Static: kp, Server: pub})
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
+	return client.New(client.Config{Addr: c.String("db"), Static: kp, Server: pub})
+}
+
+func fetchCaptures(c *cli.Context, cl *client.Client) ([][]byte, error) {
 	st, err := cl.Scan(c.Context, model.Capture, c.Int("last"))
 	if err != nil {
 		return nil, fmt.Errorf("scan captures: %w", err)

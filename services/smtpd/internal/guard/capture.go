@@ -23,6 +23,8 @@ type Record struct {
 	// same direction) that were sent but not kept because the capture was
 	// full.
 	Elided int64
+
+	off int64 // DirClient: offset of the record's first byte in the client stream
 }
 
 // Record directions.
@@ -30,6 +32,10 @@ const (
 	DirClient byte = 'C'
 	DirServer byte = 'S'
 	DirTLS    byte = 'T'
+	// DirMail stands for the client's bytes of one DATA stream whose
+	// message was stored: Data is the session's reference to it (see
+	// Conn.DataStored), not the bytes.
+	DirMail byte = 'M'
 )
 
 // captureMagic starts every encoded capture; the version is in it.
@@ -45,15 +51,20 @@ var ErrBadCapture = errors.New("guard: bad capture")
 // capture accumulates records up to a byte budget. It is not safe for
 // concurrent use; Conn guards it with its mutex.
 type capture struct {
-	max  int // budget in bytes (data plus recordOverhead per record)
-	used int
-	recs []Record
+	max    int // budget in bytes (data plus recordOverhead per record)
+	used   int
+	recs   []Record
+	client int64 // client bytes seen (kept and elided)
 }
 
 // add records a chunk. The data is copied.
 func (c *capture) add(dir byte, at time.Duration, p []byte) {
 	if c.max < 0 {
 		return
+	}
+	off := c.client
+	if dir == DirClient {
+		c.client += int64(len(p))
 	}
 	at = at.Truncate(time.Millisecond)
 	room := c.max - c.used - recordOverhead
@@ -69,7 +80,7 @@ func (c *capture) add(dir byte, at time.Duration, p []byte) {
 		}
 		// One more record per direction change is allowed past the
 		// budget: direction changes are bounded by MaxCommands.
-		c.recs = append(c.recs, Record{Dir: dir, At: at, Elided: int64(len(p))})
+		c.recs = append(c.recs, Record{Dir: dir, At: at, Elided: int64(len(p)), off: off})
 		return
 	}
 	keep := min(len(p), room)
@@ -79,7 +90,75 @@ func (c *capture) add(dir byte, at time.Duration, p []byte) {
 		At:     at,
 		Data:   bytes.Clone(p[:keep]),
 		Elided: int64(len(p) - keep),
+		off:    off,
 	})
+}
+
+// replaceClient replaces the client bytes [from, to) of the stream — kept
+// or elided, across records — by one DirMail record holding ref, and gives
+// their room back to the budget.
+func (c *capture) replaceClient(from, to int64, ref []byte) {
+	if c.max < 0 {
+		return
+	}
+	var out []Record
+	inserted := false
+	mail := func(at time.Duration) {
+		out = append(out, Record{Dir: DirMail, At: at, Data: bytes.Clone(ref)})
+		inserted = true
+	}
+	for _, r := range c.recs {
+		lo := r.off
+		hi := lo + int64(len(r.Data)) + r.Elided
+		if r.Dir != DirClient || hi <= from || lo >= to {
+			if r.Dir == DirClient && lo >= to && !inserted {
+				mail(r.At)
+			}
+			out = append(out, r)
+			continue
+		}
+		if lo < from {
+			out = append(out, r.slice(from))
+		}
+		if !inserted {
+			mail(r.At)
+		}
+		if hi > to {
+			rest := r
+			rest.Data, rest.Elided, rest.off = nil, 0, to
+			if kept := lo + int64(len(r.Data)); to < kept {
+				rest.Data = r.Data[to-lo:]
+				rest.Elided = r.Elided
+			} else {
+				rest.Elided = hi - to
+			}
+			out = append(out, rest)
+		}
+	}
+	if !inserted {
+		at := time.Duration(0)
+		if n := len(c.recs); n > 0 {
+			at = c.recs[n-1].At
+		}
+		mail(at)
+	}
+	c.recs = out
+	c.used = 0
+	for _, r := range c.recs {
+		c.used += recordOverhead + len(r.Data)
+	}
+}
+
+// slice returns the part of a client record before stream offset end.
+func (r Record) slice(end int64) Record {
+	out := r
+	if kept := r.off + int64(len(r.Data)); end <= kept {
+		out.Data = r.Data[:end-r.off]
+		out.Elided = 0
+	} else {
+		out.Elided = end - kept
+	}
+	return out
 }
 
 // encode returns the versioned encoding of recs:
@@ -141,7 +220,7 @@ func parseRecord(b []byte) (Record, int, error) {
 		return Record{}, 0, fmt.Errorf("header %q: want DIR AT LEN ELIDED", b[:nl])
 	}
 	dir := f[0][0]
-	if dir != DirClient && dir != DirServer && dir != DirTLS {
+	if dir != DirClient && dir != DirServer && dir != DirTLS && dir != DirMail {
 		return Record{}, 0, fmt.Errorf("unknown direction %q", dir)
 	}
 	var nums [3]int64

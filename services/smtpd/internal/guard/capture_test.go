@@ -3,6 +3,7 @@ package guard
 import (
 	"bytes"
 	"errors"
+	"math/rand"
 	"testing"
 	"time"
 )
@@ -77,4 +78,60 @@ func FuzzParseCapture(f *testing.F) {
 			t.Fatalf("ParseCapture(%q) re-encodes as %q", in, out)
 		}
 	})
+}
+
+// TestReplaceClient: replacing a client byte range by a mail reference
+// keeps every other byte and the order of records, however the stream was
+// cut into records and whatever was elided.
+func TestReplaceClient(t *testing.T) {
+	stream := []byte("EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nSubject: s\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+	from := int64(bytes.Index(stream, []byte("Subject")))
+	to := int64(bytes.Index(stream, []byte("QUIT")))
+	for seed := int64(0); seed < 300; seed++ {
+		rng := rand.New(rand.NewSource(seed))
+		c := &capture{max: 1 << 20}
+		if seed%3 == 0 {
+			c.max = 40 + rng.Intn(60) // some bytes get elided
+		}
+		var want []byte // the client stream as the records should tell it
+		for pos := 0; pos < len(stream); {
+			n := 1 + rng.Intn(20)
+			n = min(n, len(stream)-pos)
+			c.add(DirClient, 0, stream[pos:pos+n])
+			if rng.Intn(2) == 0 {
+				c.add(DirServer, 0, []byte("250 ok\r\n"))
+			}
+			pos += n
+		}
+		c.replaceClient(from, to, []byte("REF"))
+		var got []byte
+		var total int64
+		mails := 0
+		for _, r := range c.recs {
+			switch r.Dir {
+			case DirClient:
+				got = append(got, r.Data...)
+				got = append(got, bytes.Repeat([]byte{'#'}, int(r.Elided))...)
+				total += int64(len(r.Data)) + r.Elided
+			case DirMail:
+				mails++
+				got = append(got, "<REF>"...)
+			}
+		}
+		// Kept bytes are exact; elided ones show as '#'.
+		want = append(want, stream[:from]...)
+		want = append(want, "<REF>"...)
+		want = append(want, stream[to:]...)
+		if mails != 1 || total != int64(len(stream))-(to-from) || len(got) != len(want) {
+			t.Fatalf("seed %d: %d mail records, %d client bytes; got %q want %q", seed, mails, total, got, want)
+		}
+		for i := range got {
+			if got[i] != '#' && got[i] != want[i] {
+				t.Fatalf("seed %d: got %q want %q", seed, got, want)
+			}
+		}
+		if _, err := ParseCapture(encodeCapture(c.recs)); err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+	}
 }

@@ -92,6 +92,10 @@ type Conn struct {
 	pend    []byte // bytes ready for go-smtp, a slice of pendBuf
 	pendBuf []byte
 	dp      dataParser
+	// readTotal counts client bytes read from the socket (after TLS);
+	// dataFrom is consumed() when the current DATA stream began.
+	readTotal int64
+	dataFrom  int64
 
 	wmu      sync.Mutex
 	greeted  bool   // the greeting has been through Write
@@ -113,10 +117,13 @@ type Conn struct {
 		// apply to these, see reply.go).
 		sinceData       int
 		errorsSinceData int
-		expectEHLO      bool // the line passed last was EHLO
-		expectSASL      bool // the last reply was 334: next line is not a command
-		swallow         bool // drop the next reply (to our injected RSET)
-		capture         capture
+		// lastData is the client-byte range [from, to) of the last
+		// complete DATA stream (see DataStored).
+		lastData   [2]int64
+		expectEHLO bool // the line passed last was EHLO
+		expectSASL bool // the last reply was 334: next line is not a command
+		swallow    bool // drop the next reply (to our injected RSET)
+		capture    capture
 	}
 }
 
@@ -194,6 +201,27 @@ func (c *Conn) TLS() (tls.ConnectionState, bool) {
 // Done returns a channel that is closed when the connection is closed, by
 // go-smtp, by the guard, or by the caller.
 func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// DataStored tells the guard that the message of the last DATA is stored
+// and can be found again by ref (the session's reference to its rows): in
+// the capture, the data's bytes are replaced by one DirMail record holding
+// ref, so a capture does not keep every mail a second time. A replay
+// fetches the data by ref. Call it at most once per DATA, after the data
+// ended.
+func (c *Conn) DataStored(ref string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.mu.lastData
+	if r[1] <= r[0] {
+		return
+	}
+	c.mu.capture.replaceClient(r[0], r[1], []byte(ref))
+	c.mu.lastData = [2]int64{}
+}
+
+// consumed is how many client bytes the guard has handed on or used.
+// REQUIRES: rmu held.
+func (c *Conn) consumed() int64 { return c.readTotal - int64(c.inW-c.inR) }
 
 // Capture returns the transcript recorded so far (nil if none: capture
 // off, or no bytes yet) in the encoding that
@@ -359,6 +387,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			// A 354 was written: a new DATA stream starts at a line start.
 			c.mu.dataStart = false
 			c.dp = dataParser{}
+			c.dataFrom = c.consumed()
 		}
 		c.mu.Unlock()
 		var err error
@@ -398,6 +427,7 @@ func (c *Conn) fill(m mode) error {
 	if n > 0 {
 		c.record(DirClient, c.in[c.inW:c.inW+n])
 		c.inW += n
+		c.readTotal += int64(n)
 	}
 	if err == nil || n > 0 {
 		return nil
@@ -457,6 +487,7 @@ func (c *Conn) nextData(max int) error {
 	if c.dp.ended() {
 		c.mu.Lock()
 		c.mu.mode = modeCommand
+		c.mu.lastData = [2]int64{c.dataFrom, c.consumed()}
 		c.mu.Unlock()
 	}
 	return nil
@@ -564,6 +595,7 @@ func (c *Conn) greetTest() error {
 	if n > 0 {
 		c.record(DirClient, c.in[c.inW:c.inW+n])
 		c.inW += n
+		c.readTotal += int64(n)
 		c.mu.Lock()
 		c.mu.earlyTalker = true
 		c.mu.Unlock()

@@ -12,8 +12,11 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
 )
 
@@ -42,6 +45,45 @@ func MetaLine(session, client string, start time.Time) string {
 	return fmt.Sprintf("%ssession=%s client=%s start=%s\n", metaPrefix, session, client, start.UTC().Format(time.RFC3339Nano))
 }
 
+// DataRef is the reference smtpd puts in a capture in place of a stored
+// message's DATA bytes (guard.DirMail).
+func DataRef(mail, received model.Key) string {
+	return "mail=" + mail.String() + " received=" + received.String()
+}
+
+// ParseDataRef reverses DataRef.
+func ParseDataRef(ref []byte) (mail, received model.Key, err error) {
+	f := strings.Fields(string(ref))
+	if len(f) != 2 || !strings.HasPrefix(f[0], "mail=") || !strings.HasPrefix(f[1], "received=") {
+		return mail, received, fmt.Errorf("capture: bad data reference %q", ref)
+	}
+	if mail, err = model.ParseKey(f[0][len("mail="):]); err != nil {
+		return mail, received, fmt.Errorf("capture: data reference: %w", err)
+	}
+	if received, err = model.ParseKey(f[1][len("received="):]); err != nil {
+		return mail, received, fmt.Errorf("capture: data reference: %w", err)
+	}
+	return mail, received, nil
+}
+
+// Stuff returns a raw message as DATA bytes: dot-stuffed (RFC 5321
+// §4.5.2), ending in CRLF, then the end marker.
+func Stuff(raw []byte) []byte {
+	out := make([]byte, 0, len(raw)+len(raw)/64+5)
+	bol := true
+	for i, c := range raw {
+		if bol && c == '.' {
+			out = append(out, '.')
+		}
+		out = append(out, c)
+		bol = c == '\n' && i > 0 && raw[i-1] == '\r'
+	}
+	if !bytes.HasSuffix(out, []byte("\r\n")) {
+		out = append(out, '\r', '\n')
+	}
+	return append(out, ".\r\n"...)
+}
+
 // Result is what a replay saw.
 type Result struct {
 	Want, Got []int // final reply codes, in order
@@ -67,11 +109,13 @@ func (r Result) Match() bool {
 // and, wherever the server spoke in the recording, reads as many replies
 // from the live server. Each read waits at most wait. A STARTTLS point in
 // the recording starts TLS on conn (the certificate is not checked: a replay
-// target is a test server).
-func Play(ctx context.Context, conn net.Conn, recs []guard.Record, wait time.Duration) (Result, error) {
+// target is a test server). A stored message (guard.DirMail) is sent as
+// the DATA bytes that data returns for its reference; with data nil, such
+// a capture is incomplete.
+func Play(ctx context.Context, conn net.Conn, recs []guard.Record, wait time.Duration, data func(ref []byte) ([]byte, error)) (Result, error) {
 	var res Result
 	for _, r := range recs {
-		if r.Elided > 0 {
+		if r.Elided > 0 || (r.Dir == guard.DirMail && data == nil) {
 			res.Incomplete = true
 			return res, nil
 		}
@@ -99,12 +143,20 @@ func Play(ctx context.Context, conn net.Conn, recs []guard.Record, wait time.Dur
 		switch r.Dir {
 		case guard.DirServer:
 			pending = append(pending, r.Data...)
-		case guard.DirClient:
+		case guard.DirClient, guard.DirMail:
 			if err := flush(); err != nil {
 				return res, err
 			}
+			out := r.Data
+			if r.Dir == guard.DirMail {
+				b, err := data(r.Data)
+				if err != nil {
+					return res, fmt.Errorf("stored message %s: %w", r.Data, err)
+				}
+				out = b
+			}
 			conn.SetWriteDeadline(time.Now().Add(wait))
-			if _, err := conn.Write(r.Data); err != nil {
+			if _, err := conn.Write(out); err != nil {
 				return res, fmt.Errorf("send: %w", err)
 			}
 		case guard.DirTLS:
@@ -164,5 +216,51 @@ func readReply(br *bufio.Reader) (int, error) {
 		if line[3] != '-' {
 			return code, nil
 		}
+	}
+}
+
+// Finder reads rows by key (*client.Client with an admin key implements it).
+type Finder interface {
+	FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error)
+}
+
+// FromDB returns the data function for Play that rebuilds a stored
+// message's DATA bytes from dbd: the header, the received row of that
+// delivery and the body, re-joined (pkg/model.Join), without smtpd's own
+// trace field (it was not sent by the client), dot-stuffed.
+func FromDB(ctx context.Context, db Finder) func(ref []byte) ([]byte, error) {
+	return func(ref []byte) ([]byte, error) {
+		mk, rk, err := ParseDataRef(ref)
+		if err != nil {
+			return nil, err
+		}
+		m, err := db.FindKey(ctx, model.Mail, mk)
+		if err != nil {
+			return nil, fmt.Errorf("read mail %s: %w", mk, err)
+		}
+		hk, bk, err := model.ParseMailContent(m.Content)
+		if err != nil {
+			return nil, err
+		}
+		var parts [3][]byte
+		for i, want := range []struct {
+			t model.Table
+			k model.Key
+		}{{model.Header, hk}, {model.Received, rk}, {model.Body, bk}} {
+			row, err := db.FindKey(ctx, want.t, want.k)
+			if err != nil {
+				return nil, fmt.Errorf("read %s %s: %w", want.t, want.k, err)
+			}
+			parts[i] = row.Content
+		}
+		raw, err := model.Join(model.Parts{Header: parts[0], Received: parts[1], Body: parts[2]})
+		if err != nil {
+			return nil, err
+		}
+		fs, err := model.ReceivedFields(parts[1])
+		if err != nil || len(fs) == 0 || fs[0].Index != 0 {
+			return nil, fmt.Errorf("received row %s does not start with smtpd's trace field", rk)
+		}
+		return Stuff(raw[len(fs[0].Raw):]), nil
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
 )
 
@@ -47,10 +48,36 @@ func TestPlayAgainstScriptedServer(t *testing.T) {
 			b.Read(buf)
 			b.Write([]byte("221 bye\r\n"))
 		}()
-		res, err := Play(context.Background(), a, recs, 2*time.Second)
+		res, err := Play(context.Background(), a, recs, 2*time.Second, nil)
 		a.Close()
 		if err != nil || res.Match() != tc.match {
 			t.Errorf("ehlo reply %q: %+v %v, want match=%v", tc.ehlo, res, err, tc.match)
+		}
+	}
+}
+
+func TestStuff(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                      "\r\n.\r\n",
+		"a\r\n":                 "a\r\n.\r\n",
+		".\r\n..x\r\nb\r.c\r\n": "..\r\n...x\r\nb\r.c\r\n.\r\n",
+		"no end":                "no end\r\n.\r\n",
+	} {
+		if got := string(Stuff([]byte(in))); got != want {
+			t.Errorf("Stuff(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestDataRef(t *testing.T) {
+	m, r := model.KeyOf(model.Mail, []byte("m")), model.KeyOf(model.Received, []byte("r"))
+	gm, gr, err := ParseDataRef([]byte(DataRef(m, r)))
+	if err != nil || gm != m || gr != r {
+		t.Fatalf("round trip: %v %v %v", gm, gr, err)
+	}
+	for _, bad := range []string{"", "mail=x received=y", "received=" + r.String() + " mail=" + m.String()} {
+		if _, _, err := ParseDataRef([]byte(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
 		}
 	}
 }

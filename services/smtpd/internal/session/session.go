@@ -27,6 +27,7 @@ import (
 	"github.com/twinmx/twinmx/services/smtpd/internal/deliver"
 	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
 	"github.com/twinmx/twinmx/services/smtpd/internal/metrics"
+	"github.com/twinmx/twinmx/services/smtpd/internal/replay"
 )
 
 // DB is what a session needs of dbd (*client.Client implements it).
@@ -48,6 +49,10 @@ type ConnFacts interface {
 	TLS() (tls.ConnectionState, bool)
 	// ID numbers the connection within this smtpd process.
 	ID() uint64
+	// DataStored tells the connection that the last DATA's message is
+	// stored and can be found by ref; its capture then keeps ref instead
+	// of the bytes (see replay.DataRef).
+	DataStored(ref string)
 }
 
 // ID names a connection in throw-in and capture rows: the process's random
@@ -380,12 +385,16 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	ctx, cancel := context.WithTimeout(s.ctx, cfg.DBTimeout)
 	stored, err := deliver.Store(ctx, s.b.db, mail)
 	cancel()
+	mailKey := rows.MailKey
 	rows, mail, raw = model.MailRows{}, deliver.Mail{}, nil
 	release()
 	if err != nil {
 		cfg.Metrics.DBErrors.WithLabelValues("store").Inc()
 		s.log.Warn("store failed", "err", err)
 		return errTempStore
+	}
+	if s.facts != nil {
+		s.facts.DataStored(replay.DataRef(mailKey, stored.ReceivedKey))
 	}
 	reply, recorded := s.decide(stored, end)
 	if !recorded {
