@@ -121,6 +121,7 @@ type Conn struct {
 		// complete DATA stream (see DataStored).
 		lastData   [2]int64
 		expectEHLO bool // the line passed last was EHLO
+		needHelo   bool // TLS started; no EHLO or HELO since
 		expectSASL bool // the last reply was 334: next line is not a command
 		swallow    bool // drop the next reply (to our injected RSET)
 		capture    capture
@@ -558,7 +559,21 @@ func (c *Conn) command(line []byte) error {
 	case "EHLO":
 		c.mu.Lock()
 		c.mu.expectEHLO = true
+		c.mu.needHelo = false
 		c.mu.Unlock()
+	case "HELO":
+		c.mu.Lock()
+		c.mu.needHelo = false
+		c.mu.Unlock()
+	case "MAIL", "RCPT", "DATA":
+		c.mu.Lock()
+		need := c.mu.needHelo
+		c.mu.Unlock()
+		if need {
+			// RFC 3207 §4.2: after TLS the client must greet again; go-smtp
+			// would still remember the greeting from before TLS.
+			return c.reply(fmt.Sprintf("503 5.5.1 %s Error: send EHLO again after STARTTLS\r\n", h))
+		}
 	}
 	c.pend = append(c.pendBuf[:0], line...)
 	return nil

@@ -147,6 +147,8 @@ func TestSTARTTLS(t *testing.T) {
 	c.send("STARTTLS\r\nMAIL FROM:<injected@s.test>\r\n")
 	c.expect("220 2.0.0")
 	c.tlsUpgrade()
+	// RFC 3207 §4.2: the client must greet again before a transaction.
+	c.cmd("MAIL FROM:<no-ehlo@s.test>", "503 5.5.1")
 	ehlo = c.cmd("EHLO client.test", "250")
 	if strings.Contains(ehlo, "STARTTLS") || strings.Contains(ehlo, "CHUNKING") {
 		t.Errorf("EHLO after TLS:\n%s", ehlo)

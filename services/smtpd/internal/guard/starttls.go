@@ -45,6 +45,7 @@ func (c *Conn) startTLS(arg []byte) error {
 	c.mu.tls = &st
 	c.mu.swallow = true
 	c.mu.expectEHLO = false
+	c.mu.needHelo = true
 	c.mu.Unlock()
 	c.record(DirTLS, nil)
 	c.log.Debug("tls started", "version", tls.VersionName(st.Version), "cipher", tls.CipherSuiteName(st.CipherSuite))
