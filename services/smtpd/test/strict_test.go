@@ -107,3 +107,38 @@ func waitAck(t *testing.T, s *site, key model.Key) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRetryAtOtherMX is SPEC §11 scenario 3 with the stand-in filter: no
+// filter runs, so MX A answers 451; the filter starts; the sender's retry
+// goes to MX B, which finds the same mail (by content) with its verdict and
+// answers 250. Both sites end with one acknowledged copy.
+func TestRetryAtOtherMX(t *testing.T) {
+	needSMTPD(t)
+	a, b := twoSites(t)
+	const rcpt = "jo@twinmx.test"
+	a.addMailbox(rcpt) // replicates to B
+	da := a.startSMTPD(smtpdOptions{DecisionWindow: time.Second, MinCopies: 2})
+	db := b.startSMTPD(smtpdOptions{DecisionWindow: 5 * time.Second, MinCopies: 2})
+	msg := []byte("From: ann@example.net\r\nSubject: retry elsewhere\r\n\r\nhello\r\n")
+	if r, err := sendMail(da.addr, "ann@example.net", []string{rcpt}, msg, 30*time.Second); err != nil || r.Code != 451 {
+		t.Fatalf("no filter running: %v %v, want 451", r, err)
+	}
+	a.autoverdict("accept")
+	// The retry, with the Received line the sender's MTA would add.
+	retry := append([]byte("Received: from mta.example.net by mx-b; Sun, 29 Nov 2026 01:00:00 +0000\r\n"), msg...)
+	var r reply
+	var err error
+	for i := 0; i < 10; i++ { // until the mailbox row has reached B
+		if r, err = sendMail(db.addr, "ann@example.net", []string{rcpt}, retry, 30*time.Second); err == nil && r.Code == 250 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r.Code != 250 {
+		t.Fatalf("retry at MX B: %v %v, want 250", r, err)
+	}
+	key := model.KeyOf(model.Receive, model.ReceiveContent(model.NewMailRows(msg).MailKey,
+		model.KeyOf(model.Mailbox, model.MailboxContent(rcpt))))
+	waitAck(t, a, key)
+	waitAck(t, b, key)
+}
