@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -100,14 +101,29 @@ type rowMeta struct {
 	Size  uint64 // content length
 	Stamp uint64 // change stamp of the latest change
 	State model.State
+	// Inline is the content when it is stored in the row's meta value
+	// (non-empty contents up to inlineMax), nil when it is in content
+	// chunks.
+	Inline []byte
 }
 
+// inlineMax is the largest content kept in the row's meta value instead of
+// its own content keys: one Pebble key less per row for the many small
+// rows (mail, receive, msgid, header, throw-in ...). The meta value is
+// rewritten by every set, so large contents stay in chunks.
+const inlineMax = 4 << 10
+
+// encode lays out a meta value: uvarint rowno, size, stamp, the state,
+// then — for an inline row — exactly Size content bytes. A value whose
+// bytes end with the state is a row whose content is in chunks (every row
+// written before inline contents existed, too).
 func (m *rowMeta) encode() []byte {
-	b := make([]byte, 0, 32)
+	b := make([]byte, 0, 32+len(m.Inline))
 	b = binary.AppendUvarint(b, m.RowNo)
 	b = binary.AppendUvarint(b, m.Size)
 	b = binary.AppendUvarint(b, m.Stamp)
-	return m.State.AppendBinary(b)
+	b = m.State.AppendBinary(b)
+	return append(b, m.Inline...)
 }
 
 func decodeRowMeta(b []byte) (rowMeta, error) {
@@ -121,9 +137,15 @@ func decodeRowMeta(b []byte) (rowMeta, error) {
 		b = b[n:]
 	}
 	st, rest, err := model.DecodeState(b)
-	if err != nil || len(rest) != 0 {
+	if err != nil {
 		return m, fmt.Errorf("store: corrupt row state: %v", err)
 	}
+	if len(rest) != 0 && uint64(len(rest)) != m.Size {
+		return m, fmt.Errorf("store: corrupt row meta: %d bytes after the state of a row of %d", len(rest), m.Size)
+	}
 	m.State = st
+	if len(rest) > 0 {
+		m.Inline = bytes.Clone(rest) // the value's buffer is Pebble's
+	}
 	return m, nil
 }

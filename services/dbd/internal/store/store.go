@@ -388,6 +388,13 @@ func (v *View) Find(t model.Table, k model.Key) (Row, bool, error) {
 // Content calls fn with the content of row (t, k) in chunks of at most
 // 256 KiB, in order. The chunk is valid only during the call.
 func (v *View) Content(t model.Table, k model.Key, fn func(chunk []byte) error) error {
+	m, ok, err := getMeta(v.snap, rowRef{t, k})
+	if err != nil {
+		return fmt.Errorf("read content of %s %s: %w", t, k, err)
+	}
+	if ok && m.Inline != nil {
+		return fn(m.Inline)
+	}
 	p := contentPrefix(t, k)
 	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {

@@ -333,7 +333,8 @@ func (s *Store) applyGroup(reqs []*writeReq, nbytes int) (*appliedGroup, error) 
 	for _, ref := range g.order {
 		st := g.rows[ref]
 		if st.inserted {
-			for i, off := 0, 0; off < len(st.content); i, off = i+1, off+chunkSize {
+			// Small contents live in the meta value (see inlineMax).
+			for i, off := 0, 0; st.meta.Inline == nil && off < len(st.content); i, off = i+1, off+chunkSize {
 				end := min(off+chunkSize, len(st.content))
 				if err := b.Set(contentKey(ref.Table, ref.Key, uint32(i)), st.content[off:end], nil); err != nil {
 					b.Close()
@@ -438,6 +439,9 @@ func (g *group) stageRequest(r *writeReq) {
 		st := local[ref]
 		st.exists, st.inserted, st.content = true, true, content
 		st.meta = rowMeta{RowNo: nextNo[ref.Table], Size: uint64(len(content)), State: state}
+		if len(content) > 0 && len(content) <= inlineMax {
+			st.meta.Inline = content
+		}
 		nextNo[ref.Table]++
 		count[ref.Table]++
 		touch(st)
