@@ -249,12 +249,20 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 	return b, nil
 }
 
+// partMin is the smallest content AppendRequestParts sends as a piece of
+// its own; smaller ones are copied (a frame per tiny piece costs more).
+const partMin = 4 << 10
+
 // AppendRequestParts encodes r as pieces whose concatenation is exactly
-// AppendRequest's encoding. For a merge, each row's content is its own
-// piece — the row's Content slice itself, not a copy — so a client can send
-// a merge of large rows without building the whole message. Other
-// operations come as one piece.
+// AppendRequest's encoding. The contents of a merge's rows and of a batch's
+// find-or-inserts are pieces of their own — the caller's slices, not
+// copies — so a client can send large rows without building the whole
+// message (a received mail's body is then held once). Other operations
+// come as one piece.
 func AppendRequestParts(r *Request) ([][]byte, error) {
+	if r.Op == OpBatch {
+		return appendBatchParts(r)
+	}
 	if r.Op != OpMerge {
 		b, err := AppendRequest(make([]byte, 0, r.SizeHint()), r)
 		return [][]byte{b}, err
@@ -277,6 +285,38 @@ func AppendRequestParts(r *Request) ([][]byte, error) {
 		b = AppendRowHeader(b, &row)
 		parts = append(parts, b, row.Content)
 		b = nil
+	}
+	if len(b) > 0 || len(parts) == 0 {
+		parts = append(parts, b)
+	}
+	return parts, nil
+}
+
+func appendBatchParts(r *Request) ([][]byte, error) {
+	if len(r.Batch) > MaxBatchOps {
+		return nil, fmt.Errorf("encode batch: %d ops, at most %d", len(r.Batch), MaxBatchOps)
+	}
+	b := append([]byte(nil), byte(r.Op))
+	b = binary.AppendUvarint(b, uint64(len(r.Batch)))
+	var parts [][]byte
+	for i := range r.Batch {
+		sub := &r.Batch[i]
+		if sub.Op == OpFindOrInsert && len(sub.Content) >= partMin {
+			b = append(b, byte(sub.Op), byte(sub.Table))
+			b = binary.AppendUvarint(b, uint64(len(sub.Content)))
+			parts = append(parts, b, sub.Content)
+			b = nil
+			continue
+		}
+		switch sub.Op {
+		case OpFindOrInsert, OpSet, OpIncrement:
+		default:
+			return nil, fmt.Errorf("encode batch: op %s cannot be batched", sub.Op)
+		}
+		var err error
+		if b, err = AppendRequest(b, sub); err != nil {
+			return nil, err
+		}
 	}
 	if len(b) > 0 || len(parts) == 0 {
 		parts = append(parts, b)

@@ -953,6 +953,13 @@ func TestAppendRequestPartsEqualsAppendRequest(t *testing.T) {
 	reqs := []*Request{
 		{Op: OpPing},
 		{Op: OpMerge, Name: "repl.a-to-b", Value: 7},
+		{Op: OpBatch},
+		{Op: OpBatch, Batch: []Request{
+			{Op: OpFindOrInsert, Table: model.Header, Content: []byte("Subject: x\r\n\r\n")},
+			{Op: OpFindOrInsert, Table: model.Body, Content: big},
+			{Op: OpSet, Table: model.Receive, Ref: Ref{ByKey: true, Key: msgKA}, Name: "ack", Value: 1},
+			{Op: OpFindOrInsert, Table: model.Body, Content: big[:partMin]},
+		}},
 		{Op: OpMerge, Name: "c", Value: 1, Rows: []Row{
 			{Table: model.Body, Key: model.KeyOf(model.Body, big), HasContent: true, Content: big, Stamp: 3},
 			{Table: model.Mail, Key: model.KeyOf(model.Mail, nil), HasContent: true},
@@ -975,6 +982,9 @@ func TestAppendRequestPartsEqualsAppendRequest(t *testing.T) {
 		}
 		if r.Op == OpMerge && len(r.Rows) > 0 && &parts[1][0] != &big[0] {
 			t.Fatal("the large content was copied")
+		}
+		if r.Op == OpBatch && len(r.Batch) > 0 && &parts[1][0] != &big[0] {
+			t.Fatal("the large body of the batch was copied")
 		}
 	}
 }

@@ -384,8 +384,16 @@ func (c *Client) Increment(ctx context.Context, t model.Table, ref wire.Ref, ctr
 
 // Batch applies find-or-insert, set and increment requests as one atomic,
 // durable transaction and returns one result per request.
+//
+// Large find-or-insert contents are sent from the caller's slices, not
+// copied into one message (wire.AppendRequestParts).
 func (c *Client) Batch(ctx context.Context, reqs []wire.Request) ([]wire.Result, error) {
-	res, err := c.Do(ctx, &wire.Request{Op: wire.OpBatch, Batch: reqs})
+	req := &wire.Request{Op: wire.OpBatch, Batch: reqs}
+	parts, err := wire.AppendRequestParts(req)
+	if err != nil {
+		return nil, fmt.Errorf("batch of %d: %w", len(reqs), err)
+	}
+	res, err := c.do(ctx, req, parts)
 	if err != nil {
 		return nil, fmt.Errorf("batch of %d: %w", len(reqs), err)
 	}
