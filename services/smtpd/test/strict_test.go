@@ -118,7 +118,9 @@ func TestRetryAtOtherMX(t *testing.T) {
 	const rcpt = "jo@twinmx.test"
 	a.addMailbox(rcpt) // replicates to B
 	da := a.startSMTPD(smtpdOptions{DecisionWindow: time.Second, MinCopies: 2})
-	db := b.startSMTPD(smtpdOptions{DecisionWindow: 5 * time.Second, MinCopies: 2})
+	// No mailbox cache at B: the mailbox row arrives by replication while
+	// the test already sends.
+	db := b.startSMTPD(smtpdOptions{DecisionWindow: 5 * time.Second, MinCopies: 2, Extra: []string{"--mailbox-cache", "0"}})
 	msg := []byte("From: ann@example.net\r\nSubject: retry elsewhere\r\n\r\nhello\r\n")
 	if r, err := sendMail(da.addr, "ann@example.net", []string{rcpt}, msg, 30*time.Second); err != nil || r.Code != 451 {
 		t.Fatalf("no filter running: %v %v, want 451", r, err)

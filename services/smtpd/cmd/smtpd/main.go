@@ -44,6 +44,7 @@ func main() {
 			&cli.DurationFlag{Name: "idle-timeout", Value: guard.DefaultIdleTimeout, Usage: "per command read", EnvVars: env("IDLE_TIMEOUT")},
 			&cli.DurationFlag{Name: "data-timeout", Value: guard.DefaultDataTimeout, Usage: "per read during DATA", EnvVars: env("DATA_TIMEOUT")},
 			&cli.DurationFlag{Name: "session-timeout", Value: guard.DefaultSessionTimeout, Usage: "whole connection", EnvVars: env("SESSION_TIMEOUT")},
+			&cli.DurationFlag{Name: "mailbox-cache", Value: 5 * time.Second, Usage: "how long a mailbox lookup is remembered (a new mailbox is seen within a fifth of it; 0: off)", EnvVars: env("MAILBOX_CACHE")},
 			&cli.IntFlag{Name: "capture-max", Value: guard.DefaultCaptureMax, Usage: "transcript bytes kept per connection for replay (-1: no captures)", EnvVars: env("CAPTURE_MAX")},
 			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate chain for STARTTLS", EnvVars: env("TLS_CERT")},
 			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key for STARTTLS", EnvVars: env("TLS_KEY")},
@@ -83,7 +84,7 @@ func run(c *cli.Context) error {
 		DB: c.String("db"), DBKey: dbPub, Key: key, Metrics: c.String("metrics"),
 		DecisionWindow: c.Duration("decision-window"), MinCopies: c.Int("min-copies"),
 		MaxSize: c.Int64("max-size"), DataMemory: c.Int64("data-memory"), MaxRecipients: c.Int("max-recipients"),
-		DBTimeout: c.Duration("db-timeout"),
+		DBTimeout: c.Duration("db-timeout"), MailboxTTL: c.Duration("mailbox-cache"),
 		Guard: guard.Config{
 			MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"),
 			GreetPause: c.Duration("greet-pause"), IdleTimeout: c.Duration("idle-timeout"),
@@ -91,6 +92,9 @@ func run(c *cli.Context) error {
 			CaptureMax: c.Int("capture-max"),
 		},
 		Logger: log,
+	}
+	if cfg.MailboxTTL == 0 {
+		cfg.MailboxTTL = -1 // 0 on the command line means off
 	}
 	if cfg.Guard.GreetPause == 0 {
 		cfg.Guard.GreetPause = -1 // 0 on the command line means off, not "default"

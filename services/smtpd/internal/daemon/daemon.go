@@ -52,6 +52,9 @@ type Config struct {
 	DataMemory int64
 	// MaxRecipients per transaction. Default 100.
 	MaxRecipients int
+	// MailboxTTL is how long a mailbox lookup is remembered (a new
+	// mailbox is seen within a fifth of it). Default 5 s; negative: off.
+	MailboxTTL time.Duration
 	// DBTimeout bounds one dbd request (a mailbox lookup, the store, the
 	// acknowledgement), retries across a dbd restart included. After it
 	// the client gets 451 4.3.0. Default 10 s.
@@ -89,6 +92,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.DBTimeout == 0 {
 		c.DBTimeout = 10 * time.Second
+	}
+	if c.MailboxTTL == 0 {
+		c.MailboxTTL = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -170,15 +176,16 @@ func Run(ctx context.Context, cfg Config) error {
 	watcher := deliver.NewWatcher(db, log.With("part", "watcher"))
 	go watcher.Run(sessCtx)
 	be := session.NewBackend(sessCtx, session.Config{
-		Hostname:  cfg.Hostname,
-		IDPrefix:  prefix,
-		Watcher:   watcher,
-		Decision:  deliver.Policy{Window: cfg.DecisionWindow, MinCopies: cfg.MinCopies},
-		MaxSize:   cfg.MaxSize,
-		Budget:    session.NewBudget(cfg.DataMemory),
-		DBTimeout: cfg.DBTimeout,
-		Logger:    log,
-		Metrics:   m,
+		Hostname:   cfg.Hostname,
+		IDPrefix:   prefix,
+		Watcher:    watcher,
+		MailboxTTL: max(cfg.MailboxTTL, 0),
+		Decision:   deliver.Policy{Window: cfg.DecisionWindow, MinCopies: cfg.MinCopies},
+		MaxSize:    cfg.MaxSize,
+		Budget:     session.NewBudget(cfg.DataMemory),
+		DBTimeout:  cfg.DBTimeout,
+		Logger:     log,
+		Metrics:    m,
 	}, db)
 	srv := smtp.NewServer(be)
 	srv.Domain = cfg.Hostname

@@ -23,7 +23,6 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
-	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/smtpd/internal/deliver"
 	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
 	"github.com/twinmx/twinmx/services/smtpd/internal/metrics"
@@ -67,23 +66,27 @@ const ColPolicy = "policy"
 
 // Config configures the backend. Zero fields take the defaults noted.
 type Config struct {
-	Hostname  string           // our name in replies and the trace field
-	IDPrefix  string           // random per process; see ID
-	Watcher   *deliver.Watcher // the shared receive-table watch; required
-	Decision  deliver.Policy   // decision window and copies
-	MaxSize   int64            // message size limit in bytes (also go-smtp's MaxMessageBytes)
-	Budget    *Budget          // memory for message data of all sessions; nil = unbounded
-	DBTimeout time.Duration    // bound on one dbd request; default 10 s
-	Logger    *slog.Logger     // default slog.Default()
-	Metrics   *metrics.Metrics // required
-	Now       func() time.Time // default time.Now
+	Hostname string           // our name in replies and the trace field
+	IDPrefix string           // random per process; see ID
+	Watcher  *deliver.Watcher // the shared receive-table watch; required
+	// MailboxTTL is how long a mailbox lookup is remembered (0: not at
+	// all). A new, removed or re-policied mailbox is seen within it.
+	MailboxTTL time.Duration
+	Decision   deliver.Policy   // decision window and copies
+	MaxSize    int64            // message size limit in bytes (also go-smtp's MaxMessageBytes)
+	Budget     *Budget          // memory for message data of all sessions; nil = unbounded
+	DBTimeout  time.Duration    // bound on one dbd request; default 10 s
+	Logger     *slog.Logger     // default slog.Default()
+	Metrics    *metrics.Metrics // required
+	Now        func() time.Time // default time.Now
 }
 
 // Backend makes sessions; it implements smtp.Backend.
 type Backend struct {
-	cfg  Config
-	db   DB
-	base context.Context
+	cfg       Config
+	db        DB
+	base      context.Context
+	mailboxes *mailboxes
 }
 
 // NewBackend returns a backend whose sessions end their dbd requests when
@@ -98,7 +101,7 @@ func NewBackend(ctx context.Context, cfg Config, db DB) *Backend {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Backend{cfg: cfg, db: db, base: ctx}
+	return &Backend{cfg: cfg, db: db, base: ctx, mailboxes: newMailboxes(db, cfg.MailboxTTL, 10000, cfg.Now)}
 }
 
 // NewSession implements smtp.Backend. go-smtp calls it at the first
@@ -184,17 +187,17 @@ func (s *Session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	content := model.MailboxContent(to)
 	ctx, cancel := context.WithTimeout(s.ctx, s.b.cfg.DBTimeout)
 	defer cancel()
-	row, err := s.b.db.Find(ctx, model.Mailbox, content)
+	exists, policy, err := s.b.mailboxes.lookup(ctx, content)
 	switch {
-	case errors.Is(err, client.ErrNotFound):
-		s.b.cfg.Metrics.Rejections.WithLabelValues("unknown-mailbox").Inc()
-		t.refused = append(t.refused, to+" 550")
-		return smtpErr(550, smtp.EnhancedCode{5, 1, 1}, fmt.Sprintf("<%s>: Recipient address rejected: no such mailbox here", to))
 	case err != nil:
 		s.b.cfg.Metrics.DBErrors.WithLabelValues("find-mailbox").Inc()
 		s.log.Warn("mailbox lookup failed", "rcpt", to, "err", err)
 		t.refused = append(t.refused, to+" 451")
 		return errTempDB
+	case !exists:
+		s.b.cfg.Metrics.Rejections.WithLabelValues("unknown-mailbox").Inc()
+		t.refused = append(t.refused, to+" 550")
+		return smtpErr(550, smtp.EnhancedCode{5, 1, 1}, fmt.Sprintf("<%s>: Recipient address rejected: no such mailbox here", to))
 	}
 	key := model.KeyOf(model.Mailbox, content)
 	for _, k := range t.mailboxes {
@@ -202,7 +205,6 @@ func (s *Session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			return nil // the same mailbox twice gets one receive row
 		}
 	}
-	policy := row.State.Cols[ColPolicy]
 	if len(t.mailboxes) > 0 && policy != t.policy {
 		s.b.cfg.Metrics.Rejections.WithLabelValues("policy-mix").Inc()
 		t.refused = append(t.refused, to+" 452")

@@ -2,11 +2,14 @@ package session
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
 )
 
@@ -64,5 +67,68 @@ func TestBudget(t *testing.T) {
 	b.Release(80)
 	if err := b.Acquire(context.Background(), 100); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// countingFinder is a fake dbd for the mailbox cache.
+type countingFinder struct {
+	calls  int
+	exists bool
+	fail   bool
+}
+
+func (f *countingFinder) Find(ctx context.Context, t model.Table, content []byte) (*wire.Row, error) {
+	f.calls++
+	switch {
+	case f.fail:
+		return nil, errors.New("dbd down")
+	case !f.exists:
+		return nil, client.ErrNotFound
+	}
+	return &wire.Row{State: model.State{Cols: map[string]uint64{ColPolicy: 3}}}, nil
+}
+
+func TestMailboxCache(t *testing.T) {
+	now := time.Unix(1000, 0)
+	f := &countingFinder{exists: true}
+	m := newMailboxes(f, 5*time.Second, 2, func() time.Time { return now })
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		ok, policy, err := m.lookup(ctx, []byte("a@b"))
+		if !ok || policy != 3 || err != nil {
+			t.Fatalf("lookup: %v %v %v", ok, policy, err)
+		}
+	}
+	if f.calls != 1 {
+		t.Fatalf("%d dbd lookups for 3 within the TTL, want 1", f.calls)
+	}
+	f.exists = false
+	now = now.Add(6 * time.Second) // expired: the removal is seen
+	if ok, _, err := m.lookup(ctx, []byte("a@b")); ok || err != nil {
+		t.Fatalf("after expiry: %v %v, want not found", ok, err)
+	}
+	f.exists = true
+	now = now.Add(1100 * time.Millisecond) // "unknown" is kept for ttl/5 only
+	if ok, _, err := m.lookup(ctx, []byte("a@b")); !ok || err != nil {
+		t.Fatalf("a new mailbox not seen after ttl/5: %v %v", ok, err)
+	}
+	f.exists = false
+	now = now.Add(6 * time.Second)
+	m.lookup(ctx, []byte("a@b"))
+	f.fail = true
+	now = now.Add(6 * time.Second)
+	if _, _, err := m.lookup(ctx, []byte("a@b")); err == nil {
+		t.Fatal("a failed lookup was answered")
+	}
+	f.fail, f.exists = false, true
+	if ok, _, err := m.lookup(ctx, []byte("a@b")); !ok || err != nil {
+		t.Fatalf("a failure was remembered: %v %v", ok, err)
+	}
+	// Bounded: the map never grows past max.
+	for _, a := range []string{"c", "d", "e", "f"} {
+		m.lookup(ctx, []byte(a))
+	}
+	if len(m.known) > 2 {
+		t.Fatalf("%d entries, max 2", len(m.known))
 	}
 }

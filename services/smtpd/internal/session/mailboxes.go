@@ -1,0 +1,78 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+)
+
+// mailboxFinder reads a mailbox row (*client.Client implements it).
+type mailboxFinder interface {
+	Find(ctx context.Context, t model.Table, content []byte) (*wire.Row, error)
+}
+
+// mailboxes answers "does this mailbox exist, with which policy" for RCPT,
+// remembering answers for a short time: a busy MX asks for the same few
+// mailboxes for every mail, and each lookup is a dbd round trip. A mailbox
+// removed or given another policy is seen within ttl, a new one within
+// ttl/5 (unknown addresses are remembered for less, so a mailbox just added
+// soon works). Failed lookups are not remembered.
+type mailboxes struct {
+	db  mailboxFinder
+	ttl time.Duration
+	max int
+	now func() time.Time
+
+	mu    sync.Mutex
+	known map[string]mailboxEntry
+}
+
+type mailboxEntry struct {
+	exists  bool
+	policy  uint64
+	expires time.Time
+}
+
+func newMailboxes(db mailboxFinder, ttl time.Duration, max int, now func() time.Time) *mailboxes {
+	return &mailboxes{db: db, ttl: ttl, max: max, now: now, known: map[string]mailboxEntry{}}
+}
+
+// lookup reports whether the mailbox with this content exists and its
+// policy; an error means dbd could not answer.
+func (m *mailboxes) lookup(ctx context.Context, content []byte) (exists bool, policy uint64, err error) {
+	now := m.now()
+	m.mu.Lock()
+	e, ok := m.known[string(content)]
+	m.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.exists, e.policy, nil
+	}
+	row, err := m.db.Find(ctx, model.Mailbox, content)
+	switch {
+	case errors.Is(err, client.ErrNotFound):
+		e = mailboxEntry{}
+	case err != nil:
+		return false, 0, fmt.Errorf("find mailbox %q: %w", content, err)
+	default:
+		e = mailboxEntry{exists: true, policy: row.State.Cols[ColPolicy]}
+	}
+	if m.ttl > 0 {
+		e.expires = now.Add(m.ttl)
+		if !e.exists {
+			e.expires = now.Add(m.ttl / 5)
+		}
+		m.mu.Lock()
+		if len(m.known) >= m.max {
+			clear(m.known) // crude but bounded; entries are cheap to refetch
+		}
+		m.known[string(content)] = e
+		m.mu.Unlock()
+	}
+	return e.exists, e.policy, nil
+}
