@@ -30,9 +30,20 @@ type Mail struct {
 	ReceivedAt time.Time
 }
 
+// ReceiveKeys returns the keys of the receive rows of mail in mailboxes,
+// in order: what Store will write, known before it does (see Follow).
+func ReceiveKeys(mail model.Key, mailboxes []model.Key) []model.Key {
+	keys := make([]model.Key, len(mailboxes))
+	for i, mb := range mailboxes {
+		keys[i] = model.KeyOf(model.Receive, model.ReceiveContent(mail, mb))
+	}
+	return keys
+}
+
 // Stored is the result of Store: the keys smtpd waits on and links.
 type Stored struct {
 	Receives    []model.Key // same order as Mail.Mailboxes
+	Fresh       []bool      // Fresh[i]: this store created Receives[i]
 	ReceivedKey model.Key
 	ThrowInKey  model.Key
 }
@@ -56,18 +67,22 @@ func Store(ctx context.Context, db DB, m Mail) (Stored, error) {
 	if r.MsgID != nil {
 		add(model.MsgID, r.MsgID)
 	}
-	st := Stored{Receives: make([]model.Key, len(m.Mailboxes)), ReceivedKey: model.KeyOf(model.Received, r.Parts.Received)}
-	for i, mb := range m.Mailboxes {
-		c := model.ReceiveContent(r.MailKey, mb)
-		st.Receives[i] = model.KeyOf(model.Receive, c)
-		add(model.Receive, c)
+	st := Stored{Receives: ReceiveKeys(r.MailKey, m.Mailboxes), Fresh: make([]bool, len(m.Mailboxes)),
+		ReceivedKey: model.KeyOf(model.Received, r.Parts.Received)}
+	first := len(reqs)
+	for _, mb := range m.Mailboxes {
+		add(model.Receive, model.ReceiveContent(r.MailKey, mb))
 	}
 	if m.ThrowIn != nil {
 		add(model.ThrowIn, m.ThrowIn)
 		st.ThrowInKey = model.KeyOf(model.ThrowIn, m.ThrowIn)
 	}
-	if _, err := db.Batch(ctx, reqs); err != nil {
+	res, err := db.Batch(ctx, reqs)
+	if err != nil {
 		return Stored{}, fmt.Errorf("store mail %s: %w", r.MailKey, err)
+	}
+	for i := range st.Fresh {
+		st.Fresh[i] = res[first+i].New
 	}
 	return st, nil
 }

@@ -193,3 +193,41 @@ func TestManyWaitersOneStream(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowBeforeStore: interest registered before the store catches a
+// verdict that lands before Wait is even called, without reading the row.
+func TestFollowBeforeStore(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	smtpd, admin := e.Client("smtpd"), e.Client("admin")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	w := NewWatcher(smtpd, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go w.Run(ctx)
+	mb := model.KeyOf(model.Mailbox, model.MailboxContent("jo@example.org"))
+	rows := model.NewMailRows([]byte("Subject: follow\r\n\r\nbody\r\n"))
+	// Wait until the watcher is subscribed, as smtpd is long before mail.
+	if o, err := w.Wait(ctx, []model.Key{model.KeyOf(model.Receive, []byte("none"))}, Policy{Window: 50 * time.Millisecond}); err != nil || o.Kind != Undecided {
+		t.Fatalf("warm-up: %+v %v", o, err)
+	}
+	f := w.Follow(ReceiveKeys(rows.MailKey, []model.Key{mb}))
+	defer f.Close()
+	st, err := Store(ctx, smtpd, Mail{Rows: rows, Mailboxes: []model.Key{mb}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Fresh[0] {
+		t.Fatal("a new receive row not reported fresh")
+	}
+	if _, err := admin.Set(ctx, model.Receive, wire.Ref{ByKey: true, Key: st.Receives[0]}, model.ColVerdict, verdict(model.Accept)); err != nil {
+		t.Fatal(err)
+	}
+	o, err := f.Wait(ctx, st.Fresh, Policy{Window: 10 * time.Second, MinCopies: 1})
+	if err != nil || o.Kind != Accepted {
+		t.Fatalf("%+v %v", o, err)
+	}
+	// The same mail again: not fresh, read back, decided at once.
+	st2, err := Store(ctx, smtpd, Mail{Rows: rows, Mailboxes: []model.Key{mb}})
+	if err != nil || st2.Fresh[0] {
+		t.Fatalf("second store: %+v %v", st2, err)
+	}
+}

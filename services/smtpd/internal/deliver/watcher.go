@@ -161,38 +161,73 @@ func (w *Watcher) unregister(wt *waiter, keys []model.Key) {
 	}
 }
 
-// Wait waits until the receive rows keys are decided (see Decide) or
-// p.Window passes (Undecided). An error means the rows could not be read
-// at all (answer 451 4.3.0). It never polls: changes come from the shared
-// stream, and rows are re-read only when the stream was interrupted.
-func (w *Watcher) Wait(ctx context.Context, keys []model.Key, p Policy) (Outcome, error) {
+// Following is interest in some receive rows, registered before they are
+// stored (Follow) so that no change of them can be missed.
+type Following struct {
+	w           *Watcher
+	wt          *waiter
+	keys        []model.Key
+	live        <-chan struct{}
+	liveAtStart bool // the stream was live when the interest was registered
+}
+
+// Follow registers interest in keys. Call it before storing the rows and
+// Close it when done.
+func (w *Watcher) Follow(keys []model.Key) *Following {
+	wt, live := w.register(keys)
+	f := &Following{w: w, wt: wt, keys: keys, live: live}
+	select {
+	case <-live:
+		f.liveAtStart = true
+	default:
+	}
+	return f
+}
+
+// Close ends the interest.
+func (f *Following) Close() { f.w.unregister(f.wt, f.keys) }
+
+// Wait waits until the rows are decided (see Decide) or p.Window passes
+// (Undecided). fresh[i] (optional) reports that the caller's own store
+// created keys[i]: with the stream live since Follow, its state was empty
+// then and every later change arrives as an event, so it need not be read.
+// Other rows are read once. An error means the rows could not be read
+// (answer 451 4.3.0). It never polls: changes come from the shared stream,
+// and rows are read again only when the stream was interrupted.
+func (f *Following) Wait(ctx context.Context, fresh []bool, p Policy) (Outcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.Window)
 	defer cancel()
-	wt, live := w.register(keys)
-	defer w.unregister(wt, keys)
 	// Only read once the stream is live: a change between our read and
 	// the subscription would otherwise be missed.
 	select {
-	case <-live:
+	case <-f.live:
 	case <-ctx.Done():
 		return Outcome{Kind: Undecided}, nil
 	}
-	states := make(map[model.Key]model.State, len(keys))
-	if err := w.read(ctx, keys, states); err != nil {
+	states := make(map[model.Key]model.State, len(f.keys))
+	var toRead []model.Key
+	for i, k := range f.keys {
+		if f.liveAtStart && i < len(fresh) && fresh[i] {
+			states[k] = model.State{}
+			continue
+		}
+		toRead = append(toRead, k)
+	}
+	if err := f.w.read(ctx, toRead, states); err != nil {
 		if ctx.Err() != nil {
 			return Outcome{Kind: Undecided}, nil
 		}
 		return Outcome{}, err
 	}
 	for {
-		if o, done := Decide(keys, states, p.MinCopies); done {
+		if o, done := Decide(f.keys, states, p.MinCopies); done {
 			return o, nil
 		}
 		select {
-		case row := <-wt.ch:
+		case row := <-f.wt.ch:
 			merge(states, row.Key, row.State)
-		case <-wt.resync:
-			if err := w.read(ctx, keys, states); err != nil {
+		case <-f.wt.resync:
+			if err := f.w.read(ctx, f.keys, states); err != nil {
 				if ctx.Err() != nil {
 					return Outcome{Kind: Undecided}, nil
 				}
@@ -202,6 +237,14 @@ func (w *Watcher) Wait(ctx context.Context, keys []model.Key, p Policy) (Outcome
 			return Outcome{Kind: Undecided}, nil
 		}
 	}
+}
+
+// Wait follows keys and waits for their decision, reading every row: for
+// rows the caller did not just create.
+func (w *Watcher) Wait(ctx context.Context, keys []model.Key, p Policy) (Outcome, error) {
+	f := w.Follow(keys)
+	defer f.Close()
+	return f.Wait(ctx, nil, p)
 }
 
 // read merges the current state of every row into states.

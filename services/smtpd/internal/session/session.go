@@ -384,6 +384,10 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 		Rows: rows, Mailboxes: t.mailboxes, ReceivedAt: end,
 		ThrowIn: s.throwIn(t, end, len(raw), rows.MailKey),
 	}
+	// Follow the receive rows before storing them: then a fresh row's
+	// every change arrives as an event and it need not be read back.
+	follow := cfg.Watcher.Follow(deliver.ReceiveKeys(rows.MailKey, t.mailboxes))
+	defer follow.Close()
 	ctx, cancel := context.WithTimeout(s.ctx, cfg.DBTimeout)
 	stored, err := deliver.Store(ctx, s.b.db, mail)
 	cancel()
@@ -398,7 +402,7 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	if s.facts != nil {
 		s.facts.DataStored(replay.DataRef(mailKey, stored.ReceivedKey))
 	}
-	reply, recorded := s.decide(stored, end)
+	reply, recorded := s.decide(follow, stored, end)
 	if !recorded {
 		// Off the reply's path: the answer does not wait for it.
 		go s.recordReply(stored.ThrowInKey, reply.Code, cfg.Now().Sub(end))
@@ -409,9 +413,9 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 // decide waits for the decision and acknowledges an accepted mail. recorded
 // reports that our reply was stored on the throw-in row with the
 // acknowledgement (one durable batch, not two).
-func (s *Session) decide(stored deliver.Stored, end time.Time) (*smtp.SMTPError, bool) {
+func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end time.Time) (*smtp.SMTPError, bool) {
 	cfg := &s.b.cfg
-	o, err := cfg.Watcher.Wait(s.ctx, stored.Receives, cfg.Decision)
+	o, err := follow.Wait(s.ctx, stored.Fresh, cfg.Decision)
 	if err != nil {
 		cfg.Metrics.DBErrors.WithLabelValues("watch").Inc()
 		s.log.Warn("waiting for the decision failed", "err", err)
