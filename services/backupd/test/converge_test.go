@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+
 	"github.com/twinmx/twinmx/services/backupd/internal/backupdtest"
 )
 
@@ -52,7 +54,7 @@ func TestConvergenceUnderFaults(t *testing.T) {
 	w := newWorld(t, "A", "B")
 	w.startBackupd()
 	e := backupdtest.NewExpect()
-	ctx := ctxT(t, 3*time.Minute)
+	ctx := proctest.Ctx(t, 3*time.Minute)
 	for round := 0; round < rounds; round++ {
 		f := fault(rng.IntN(int(numFaults)))
 		victim := w.names[rng.IntN(len(w.names))]

@@ -1,13 +1,11 @@
 package test
 
 import (
-	"bufio"
 	"bytes"
-	"fmt"
-	"os"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 
 	"github.com/twinmx/twinmx/pkg/model"
 )
@@ -23,7 +21,7 @@ func TestLargeBody(t *testing.T) {
 	const size = 40 << 20
 	w := newWorld(t, "A", "B")
 	w.startBackupd()
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := proctest.Ctx(t, 2*time.Minute)
 	body := randomBytes(size)
 	if _, _, err := w.sites["A"].client().FindOrInsert(ctx, model.Body, body); err != nil {
 		t.Fatal(err)
@@ -40,21 +38,13 @@ func TestLargeBody(t *testing.T) {
 	}
 }
 
-// peakRSS returns the process's peak resident set (VmHWM) in bytes.
+// peakRSS returns the process's peak resident set (VmHWM) in bytes; the
+// test is skipped where /proc does not tell.
 func peakRSS(t *testing.T, pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	t.Helper()
+	n, err := proctest.PeakRSS(pid)
 	if err != nil {
-		t.Skipf("no /proc: %v", err)
+		t.Skip(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb)
-			return kb << 10
-		}
-	}
-	t.Skip("no VmHWM in /proc status")
-	return 0
+	return n
 }

@@ -12,16 +12,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
@@ -31,24 +31,16 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "backupd-bin-")
+	dir, err := proctest.Build("backupd-bin-", map[string]string{
+		"dbd":     "github.com/twinmx/twinmx/services/dbd/cmd/dbd",
+		"dbctl":   "github.com/twinmx/twinmx/services/dbd/cmd/dbctl",
+		"backupd": "../cmd/backupd",
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
 	binDir = dir
-	for name, pkg := range map[string]string{
-		"dbd":     "github.com/twinmx/twinmx/services/dbd/cmd/dbd",
-		"dbctl":   "github.com/twinmx/twinmx/services/dbd/cmd/dbctl",
-		"backupd": "../cmd/backupd",
-	} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n", name, err)
-			os.Exit(2)
-		}
-	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -61,7 +53,7 @@ type world struct {
 	sites   map[string]*site
 	names   []string
 	backupd *exec.Cmd
-	blog    *syncBuffer
+	blog    *proctest.SyncBuffer
 	metrics string
 }
 
@@ -72,7 +64,7 @@ type site struct {
 	dir   string
 	addr  string
 	cmd   *exec.Cmd
-	log   *syncBuffer
+	log   *proctest.SyncBuffer
 	dbd   wire.PublicKey
 	proxy *backupdtest.Proxy
 }
@@ -83,7 +75,7 @@ func newWorld(t *testing.T, names ...string) *world {
 	run(t, "dbctl", "keygen", "--out", filepath.Join(w.dir, "backupd"))
 	run(t, "dbctl", "keygen", "--out", filepath.Join(w.dir, "operator"))
 	for _, n := range names {
-		s := &site{t: t, name: n, dir: filepath.Join(w.dir, n), addr: freePort(t)}
+		s := &site{t: t, name: n, dir: filepath.Join(w.dir, n), addr: proctest.FreePort(t)}
 		for _, k := range []string{"dbd", "admin"} {
 			run(t, "dbctl", "keygen", "--out", filepath.Join(s.dir, "keys", k))
 		}
@@ -116,40 +108,17 @@ func run(t *testing.T, prog string, args ...string) string {
 	return string(out)
 }
 
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // start runs dbd and waits until it serves.
 func (s *site) start() {
 	s.t.Helper()
-	s.log = &syncBuffer{}
+	s.log = &proctest.SyncBuffer{}
 	s.cmd = exec.Command(filepath.Join(binDir, "dbd"), "--data", filepath.Join(s.dir, "data"), "--listen", s.addr,
 		"--key", filepath.Join(s.dir, "keys", "dbd"), "--clients", filepath.Join(s.dir, "clients"), "--site", strings.ToLower(s.name))
 	s.cmd.Stderr = s.log
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	waitListening(s.t, s.addr, s.log)
-}
-
-func waitListening(t *testing.T, addr string, log fmt.Stringer) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		nc, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			nc.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on %s; log:\n%s", addr, log)
+	proctest.WaitListening(s.t, s.addr, 20*time.Second, s.log)
 }
 
 // kill sends SIGKILL and reaps the process.
@@ -219,16 +188,16 @@ func (w *world) status() string {
 func (w *world) startBackupd() {
 	w.t.Helper()
 	if w.metrics == "" {
-		w.metrics = freePort(w.t)
+		w.metrics = proctest.FreePort(w.t)
 	}
 	args := append([]string{"--key", filepath.Join(w.dir, "backupd"), "--metrics", w.metrics}, w.siteFlags(true)...)
-	w.blog = &syncBuffer{}
+	w.blog = &proctest.SyncBuffer{}
 	w.backupd = exec.Command(filepath.Join(binDir, "backupd"), args...)
 	w.backupd.Stderr = w.blog
 	if err := w.backupd.Start(); err != nil {
 		w.t.Fatal(err)
 	}
-	waitListening(w.t, w.metrics, w.blog)
+	proctest.WaitListening(w.t, w.metrics, 20*time.Second, w.blog)
 }
 
 func (w *world) killBackupd() {
@@ -294,24 +263,6 @@ func (w *world) waitConverged(ctx context.Context) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer a process writes to while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 func tail(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
@@ -323,10 +274,4 @@ func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b)
 	return b
-}
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 )
@@ -81,7 +83,7 @@ type pair struct{ body, header []byte }
 
 func checkCrashState(t *testing.T, s *site, acked []pair, round int) {
 	t.Helper()
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := proctest.Ctx(t, 2*time.Minute)
 	c := s.client("admin")
 	for _, p := range acked {
 		row, err := c.Find(ctx, model.Body, p.body)

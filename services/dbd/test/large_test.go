@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+
 	"github.com/twinmx/twinmx/pkg/model"
 )
 
@@ -20,7 +22,7 @@ func TestLargeContentRoundTrip(t *testing.T) {
 	s.start()
 	idle := peakRSS(t, s.cmd.Process.Pid)
 	big := randomBytes(size)
-	ctx := ctxT(t, 3*time.Minute)
+	ctx := proctest.Ctx(t, 3*time.Minute)
 	c := s.client("admin")
 	start := time.Now()
 	if _, isNew, err := c.FindOrInsert(ctx, model.Body, big); err != nil || !isNew {

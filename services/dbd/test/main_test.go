@@ -4,9 +4,7 @@
 package test
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -15,9 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
@@ -26,20 +25,12 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "dbd-bin-")
+	dir, err := proctest.Build("dbd-bin-", map[string]string{"dbd": "../cmd/dbd", "dbctl": "../cmd/dbctl"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
 	binDir = dir
-	for _, name := range []string{"dbd", "dbctl"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "../cmd/"+name)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n", name, err)
-			os.Exit(2)
-		}
-	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -75,22 +66,11 @@ func newSite(t *testing.T) *site {
 	return s
 }
 
-// freePort returns a loopback address that was free a moment ago. dbd
-// must get a fixed port so a restart keeps it.
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // start runs dbd and waits until it serves.
 func (s *site) start() {
 	s.t.Helper()
 	if s.addr == "" {
-		s.addr = freePort(s.t)
+		s.addr = proctest.FreePort(s.t)
 	}
 	s.log = &bytes.Buffer{}
 	s.cmd = exec.Command(filepath.Join(binDir, "dbd"), "--data", filepath.Join(s.dir, "data"), "--listen", s.addr,
@@ -181,31 +161,16 @@ func (s *site) client(role string) *client.Client {
 
 // peakRSS returns the process's peak resident set (VmHWM) in bytes.
 func peakRSS(t *testing.T, pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	t.Helper()
+	n, err := proctest.PeakRSS(pid)
 	if err != nil {
-		t.Fatalf("read peak memory: %v", err)
+		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmHWM in /proc status")
-	return 0
+	return n
 }
 
 func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b)
 	return b
-}
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }

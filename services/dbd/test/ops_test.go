@@ -1,8 +1,8 @@
 package test
 
 import (
+	"bytes"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 // TestClientReconnects: a client survives dbd being killed and restarted;
@@ -18,12 +20,12 @@ func TestClientReconnects(t *testing.T) {
 	s := newSite(t)
 	s.start()
 	c := s.client("admin")
-	if err := c.Ping(ctxT(t, 10*time.Second)); err != nil {
+	if err := c.Ping(proctest.Ctx(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	s.kill()
 	s.start()
-	if err := c.Ping(ctxT(t, 20*time.Second)); err != nil {
+	if err := c.Ping(proctest.Ctx(t, 20*time.Second)); err != nil {
 		t.Fatalf("ping after a dbd restart: %v", err)
 	}
 }
@@ -31,8 +33,8 @@ func TestClientReconnects(t *testing.T) {
 // TestMetricsEndpoint: dbd serves Prometheus metrics, its own and Pebble's.
 func TestMetricsEndpoint(t *testing.T) {
 	s := newSite(t)
-	s.addr = freePort(t)
-	metrics := freePort(t)
+	s.addr = proctest.FreePort(t)
+	metrics := proctest.FreePort(t)
 	s.log = nil
 	cmd := exec.Command(filepath.Join(binDir, "dbd"), "--data", filepath.Join(s.dir, "data"), "--listen", s.addr,
 		"--key", filepath.Join(s.dir, "keys", "dbd"), "--clients", filepath.Join(s.dir, "clients"), "--metrics", metrics)
@@ -40,7 +42,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.cmd = cmd
-	waitListening(t, metrics)
+	proctest.WaitListening(t, metrics, 20*time.Second, &bytes.Buffer{})
 	s.dbctl(nil, "find-or-insert", "body", "x")
 	resp, err := http.Get("http://" + metrics + "/metrics")
 	if err != nil {
@@ -58,17 +60,6 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-}
-
-func waitListening(t *testing.T, addr string) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if nc, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			nc.Close()
-			return
-		}
-	}
-	t.Fatalf("nothing listens on %s", addr)
 }
 
 // TestBenchCommand: dbctl bench runs a short, bounded measurement and ends

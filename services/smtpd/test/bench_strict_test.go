@@ -23,7 +23,6 @@ func TestBenchStrict(t *testing.T) {
 	if os.Getenv("TWINMX_BENCH") == "" {
 		t.Skip("benchmark: set TWINMX_BENCH=1 (deploy/bench/smtp-bench.sh)")
 	}
-	needSMTPD(t)
 	requirePostfix(t)
 	requireTool(t, smtpSource)
 	n := envInt("TWINMX_BENCH_MAILS", 5000)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 )
@@ -41,7 +43,6 @@ func TestBenchSMTP(t *testing.T) {
 	if os.Getenv("TWINMX_BENCH") == "" {
 		t.Skip("benchmark: set TWINMX_BENCH=1 (deploy/bench/smtp-bench.sh)")
 	}
-	needSMTPD(t)
 	requirePostfix(t)
 	requireTool(t, smtpSource)
 	n := envInt("TWINMX_BENCH_MAILS", 5000)
@@ -360,7 +361,7 @@ func benchMail(rcpt, tag string, i, size int) []byte {
 // known when smtpd stores the mail (as for a retry of a decided mail).
 func presetAccept(t testing.TB, s *site, rcpt, tag string, n, size int) {
 	t.Helper()
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := proctest.Ctx(t, 2*time.Minute)
 	mb := model.KeyOf(model.Mailbox, model.MailboxContent(rcpt))
 	val := model.EncodeVerdict(model.SourceFilter, model.Epoch(time.Now()), model.Accept)
 	var reqs []wire.Request

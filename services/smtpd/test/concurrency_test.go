@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 )
@@ -19,7 +21,6 @@ import (
 // watch per waiting session, and the 65th got 451 4.3.0).
 func TestManySessionsAwaitDecision(t *testing.T) {
 	t.Parallel()
-	needSMTPD(t)
 	const n = 100
 	s := newSite(t)
 	s.start()
@@ -46,7 +47,7 @@ func TestManySessionsAwaitDecision(t *testing.T) {
 		}(i)
 	}
 	// Decide only once every mail is stored, so all sessions wait at once.
-	ctx := ctxT(t, time.Minute)
+	ctx := proctest.Ctx(t, time.Minute)
 	keys := make([]model.Key, n)
 	for i := range mails {
 		keys[i] = receiveKey(mails[i], rcpt)

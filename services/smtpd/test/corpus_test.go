@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+
 	"github.com/twinmx/twinmx/pkg/model"
 )
 
@@ -85,7 +87,6 @@ func loadCorpus(t testing.TB) []corpusMail {
 // Received field: smtpd's own (issue 3, "Must show").
 func TestCorpusStoredByteExact(t *testing.T) {
 	t.Parallel()
-	needSMTPD(t)
 	corpus := loadCorpus(t)
 	s := newSite(t)
 	s.start()
@@ -174,7 +175,7 @@ func TestCorpusStoredByteExact(t *testing.T) {
 	}
 
 	// Read every accepted mail back (in parallel: thousands of lookups).
-	ctx := ctxT(t, 3*time.Minute)
+	ctx := proctest.Ctx(t, 3*time.Minute)
 	var mu sync.Mutex
 	var bad []string
 	idx := make(chan int)

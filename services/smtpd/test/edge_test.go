@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 // Protocol edge cases with real clients: swaks and Python's smtplib.
@@ -24,7 +26,6 @@ const (
 // limit and a self-signed STARTTLS certificate.
 func edgeSite(t *testing.T) (*site, *smtpdProc) {
 	t.Helper()
-	needSMTPD(t)
 	s := newSite(t)
 	s.start()
 	s.addMailbox("bob@twinmx.test", "carol@twinmx.test", "dave@twinmx.test")
@@ -165,7 +166,6 @@ func TestPythonSmtplib(t *testing.T) {
 // stored delivery is the one that got the 250.
 func TestRetryMatchedByContent(t *testing.T) {
 	t.Parallel()
-	needSMTPD(t)
 	s := newSite(t)
 	s.start()
 	s.addMailbox("erin@twinmx.test")
@@ -195,7 +195,7 @@ func TestRetryMatchedByContent(t *testing.T) {
 	if len(lines) != 1 || lines[0].Key != m.Key || lines[0].Fields["ack"] != "yes" {
 		t.Fatalf("dbd after the retry: %v; want one mail %s, acknowledged", lines, m.Key)
 	}
-	stored, err := s.storedMail(ctxT(t, 20*time.Second), receiveKey(retry, "erin@twinmx.test"))
+	stored, err := s.storedMail(proctest.Ctx(t, 20*time.Second), receiveKey(retry, "erin@twinmx.test"))
 	if err != nil {
 		t.Fatal(err)
 	}

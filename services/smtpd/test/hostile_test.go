@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 // Hostile and broken clients against the real smtpd binary (issue 3,
@@ -26,7 +28,6 @@ var smugglingSequences = []string{
 
 func TestHostileClients(t *testing.T) {
 	t.Parallel()
-	needSMTPD(t)
 	s := newSite(t)
 	s.start()
 	s.addMailbox("bob@twinmx.test")
@@ -129,7 +130,7 @@ func TestHostileClients(t *testing.T) {
 		switch {
 		case r.Code == 250:
 			legit[subject] = true
-			stored, err := s.storedMail(ctxT(t, time.Minute), receiveKey(msg, "bob@twinmx.test"))
+			stored, err := s.storedMail(proctest.Ctx(t, time.Minute), receiveKey(msg, "bob@twinmx.test"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -212,7 +213,6 @@ func TestHostileClients(t *testing.T) {
 // patient one is greeted.
 func TestEarlyTalker(t *testing.T) {
 	t.Parallel()
-	needSMTPD(t)
 	s := newSite(t)
 	s.start()
 	d := s.startSMTPD(smtpdOptions{GreetPause: "1s"})

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 )
@@ -22,7 +24,6 @@ import (
 // for a mail that is missing afterwards").
 func TestKill9DBDUnderLoad(t *testing.T) {
 	t.Parallel()
-	needSMTPD(t)
 	const (
 		clients  = 10
 		perMail  = 30 * time.Second // a client gives up on a mail after this
@@ -54,7 +55,7 @@ func TestKill9DBDUnderLoad(t *testing.T) {
 	close(work)
 	var late atomic.Int64
 	db := s.client()
-	ctx := ctxT(t, 3*time.Minute)
+	ctx := proctest.Ctx(t, 3*time.Minute)
 	var wg sync.WaitGroup
 	for w := 0; w < clients; w++ {
 		wg.Add(1)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire/client"
 )
@@ -109,7 +111,7 @@ func (s *site) autoverdict(v string) {
 	s.t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "dbctl"), "--db", s.addr, "--db-pub", s.key("dbd.pub"),
 		"--key", s.key("admin"), "autoverdict", v)
-	out := &syncBuffer{}
+	out := &proctest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	dieWithTest(cmd, syscall.SIGKILL)
 	if err := cmd.Start(); err != nil {

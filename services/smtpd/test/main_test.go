@@ -19,13 +19,10 @@
 package test
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,50 +32,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
 )
 
-// binDir holds the binaries built by TestMain; haveSMTPD says whether
-// services/smtpd/cmd/smtpd existed to be built.
-var (
-	binDir    string
-	haveSMTPD bool
-)
+// binDir holds the binaries built by TestMain.
+var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "smtpd-bin-")
+	dir, err := proctest.Build("smtpd-bin-", map[string]string{
+		"dbd": "../../dbd/cmd/dbd", "dbctl": "../../dbd/cmd/dbctl", "backupd": "../../backupd/cmd/backupd", "smtpd": "../cmd/smtpd",
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
 	binDir = dir
-	builds := map[string]string{"dbd": "../../dbd/cmd/dbd", "dbctl": "../../dbd/cmd/dbctl", "backupd": "../../backupd/cmd/backupd"}
-	if _, err := os.Stat("../cmd/smtpd"); err == nil {
-		builds["smtpd"] = "../cmd/smtpd"
-		haveSMTPD = true
-	}
-	for name, pkg := range builds {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n", name, err)
-			os.RemoveAll(dir)
-			os.Exit(2)
-		}
-	}
 	code := m.Run()
 	stopAllPostfix()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// needSMTPD skips the test while smtpd's program does not exist yet.
-func needSMTPD(t testing.TB) {
-	t.Helper()
-	if !haveSMTPD {
-		t.Skip("services/smtpd/cmd/smtpd does not exist yet")
-	}
 }
 
 // site is one dbd process with its keys (dbd, admin, smtpd, backupd),
@@ -88,7 +63,7 @@ type site struct {
 	dir  string
 	addr string
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *proctest.SyncBuffer
 	pub  wire.PublicKey
 
 	adminOnce sync.Once
@@ -126,9 +101,9 @@ func (s *site) key(name string) string { return filepath.Join(s.dir, "keys", nam
 func (s *site) start() {
 	s.t.Helper()
 	if s.addr == "" {
-		s.addr = freePort(s.t)
+		s.addr = proctest.FreePort(s.t)
 	}
-	s.log = &syncBuffer{}
+	s.log = &proctest.SyncBuffer{}
 	s.cmd = exec.Command(filepath.Join(binDir, "dbd"), "--data", filepath.Join(s.dir, "data"), "--listen", s.addr,
 		"--key", s.key("dbd"), "--clients", filepath.Join(s.dir, "clients"))
 	s.cmd.Stderr = s.log
@@ -136,7 +111,7 @@ func (s *site) start() {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	waitListening(s.t, s.addr, 20*time.Second, s.log)
+	proctest.WaitListening(s.t, s.addr, 20*time.Second, s.log)
 }
 
 // kill sends SIGKILL and reaps the process.
@@ -208,7 +183,7 @@ type smtpdProc struct {
 	addr    string
 	metrics string
 	cmd     *exec.Cmd
-	log     *syncBuffer
+	log     *proctest.SyncBuffer
 }
 
 // smtpdOptions are the command-line choices of a test; zero values leave
@@ -226,8 +201,7 @@ type smtpdOptions struct {
 // startSMTPD runs smtpd against s and waits until it accepts connections.
 func (s *site) startSMTPD(o smtpdOptions) *smtpdProc {
 	s.t.Helper()
-	needSMTPD(s.t)
-	p := &smtpdProc{t: s.t, addr: freePort(s.t), log: &syncBuffer{}}
+	p := &smtpdProc{t: s.t, addr: proctest.FreePort(s.t), log: &proctest.SyncBuffer{}}
 	host := o.Hostname
 	if host == "" {
 		host = "mx.twinmx.test"
@@ -246,7 +220,7 @@ func (s *site) startSMTPD(o smtpdOptions) *smtpdProc {
 	}
 	args = append(args, "--greet-pause", gp)
 	if o.Metrics {
-		p.metrics = freePort(s.t)
+		p.metrics = proctest.FreePort(s.t)
 		args = append(args, "--metrics", p.metrics)
 	}
 	args = append(args, o.Extra...)
@@ -262,7 +236,7 @@ func (s *site) startSMTPD(o smtpdOptions) *smtpdProc {
 		}
 		p.kill()
 	})
-	waitListening(s.t, p.addr, 20*time.Second, p.log)
+	proctest.WaitListening(s.t, p.addr, 20*time.Second, p.log)
 	return p
 }
 
@@ -273,51 +247,6 @@ func (p *smtpdProc) kill() {
 	p.cmd.Process.Kill()
 	p.cmd.Wait()
 	p.cmd = nil
-}
-
-// freePort returns a loopback address that was free a moment ago.
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// waitListening polls addr until it accepts a connection (bounded).
-func waitListening(t testing.TB, addr string, limit time.Duration, log fmt.Stringer) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		nc, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			nc.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on %s after %s; log:\n%s", addr, limit, log)
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's writes and the test's
-// reads at the same time.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // tail returns the last n lines of s (all of them with TWINMX_FULL_LOGS
@@ -336,27 +265,11 @@ func tail(s string, n int) string {
 // peakRSS returns the process's peak resident set (VmHWM) in bytes.
 func peakRSS(t testing.TB, pid int) int64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := proctest.PeakRSS(pid)
 	if err != nil {
-		t.Fatalf("read peak memory: %v", err)
+		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmHWM in /proc status")
-	return 0
-}
-
-func ctxT(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
+	return n
 }
 
 // requireTool skips (or, with TWINMX_REQUIRE_POSTFIX set, fails) when a

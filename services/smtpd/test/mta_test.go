@@ -19,7 +19,6 @@ import (
 func TestPostfixDeferredUntilDecided(t *testing.T) {
 	t.Parallel()
 	requirePostfix(t)
-	needSMTPD(t)
 	s := newSite(t)
 	s.start()
 	s.addMailbox("bob@twinmx.test")
@@ -70,7 +69,6 @@ func TestPostfixDeferredUntilDecided(t *testing.T) {
 func TestPostfixRejectedBounces(t *testing.T) {
 	t.Parallel()
 	requirePostfix(t)
-	needSMTPD(t)
 	s := newSite(t)
 	s.start()
 	s.addMailbox("carol@twinmx.test")

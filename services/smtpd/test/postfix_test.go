@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 // Postfix programs the harness runs.
@@ -90,7 +92,7 @@ func newPostfix(t testing.TB, cfg postfixConfig) *postfix {
 		t.Fatal(err)
 	}
 	p := &postfix{t: t, dir: dir, conf: filepath.Join(dir, "conf"), queue: filepath.Join(dir, "queue"),
-		logPath: filepath.Join(dir, "maillog"), addr: freePort(t)}
+		logPath: filepath.Join(dir, "maillog"), addr: proctest.FreePort(t)}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("postfix log (tail):\n%s", tail(p.log(), 60))
@@ -210,7 +212,7 @@ postlog   unix-dgram n - n - 1 postlogd
 	if err := p.watchdog.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitListening(t, p.addr, 20*time.Second, stringer(p.log))
+	proctest.WaitListening(t, p.addr, 20*time.Second, stringer(p.log))
 	return p
 }
 
@@ -355,11 +357,11 @@ type sink struct {
 func startSink(t testing.TB, backlog int, opts ...string) *sink {
 	t.Helper()
 	requireTool(t, smtpSink)
-	s := &sink{addr: freePort(t)}
+	s := &sink{addr: proctest.FreePort(t)}
 	args := append([]string{"-u", "postfix"}, opts...)
 	args = append(args, s.addr, strconv.Itoa(backlog))
 	s.cmd = exec.Command(smtpSink, args...)
-	var out syncBuffer
+	var out proctest.SyncBuffer
 	s.cmd.Stdout, s.cmd.Stderr = &out, &out
 	dieWithTest(s.cmd, syscall.SIGKILL)
 	if err := s.cmd.Start(); err != nil {
@@ -369,7 +371,7 @@ func startSink(t testing.TB, backlog int, opts ...string) *sink {
 		s.cmd.Process.Kill()
 		s.cmd.Wait()
 	})
-	waitListening(t, s.addr, 10*time.Second, &out)
+	proctest.WaitListening(t, s.addr, 10*time.Second, &out)
 	return s
 }
 

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+
 	"github.com/twinmx/twinmx/pkg/model"
 )
 
@@ -14,7 +16,6 @@ import (
 // recipient) and plays them back with `smtpd replay`: the stored mail's
 // DATA is rebuilt from dbd, and every reply code matches.
 func TestReplayCommand(t *testing.T) {
-	needSMTPD(t)
 	s := newSite(t)
 	s.start()
 	const rcpt = "replay@twinmx.test"
@@ -29,7 +30,7 @@ func TestReplayCommand(t *testing.T) {
 		t.Fatalf("unknown recipient: %v %v", r, err)
 	}
 	// Captures are stored when the connections close: wait for both.
-	ctx := ctxT(t, 20*time.Second)
+	ctx := proctest.Ctx(t, 20*time.Second)
 	for n := 0; n < 2; {
 		st, err := s.client().Scan(ctx, model.Capture, 10)
 		if err != nil {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+
 	"github.com/twinmx/twinmx/pkg/model"
 )
 
@@ -29,7 +31,7 @@ func twoSites(t *testing.T) (a, b *site) {
 	b.start()
 	cmd := exec.Command(filepath.Join(binDir, "backupd"),
 		"--site", "A="+a.addr+","+a.key("dbd.pub"), "--site", "B="+b.addr+","+b.key("dbd.pub"), "--key", a.key("backupd"))
-	log := &syncBuffer{}
+	log := &proctest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	dieWithTest(cmd, syscall.SIGKILL)
 	if err := cmd.Start(); err != nil {
@@ -50,7 +52,6 @@ func twoSites(t *testing.T) (a, b *site) {
 // down the sender gets 451 and nothing is acknowledged; with B back, the
 // retry gets 250 and site B holds the mail acknowledged.
 func TestStrictTwoSites(t *testing.T) {
-	needSMTPD(t)
 	a, b := twoSites(t)
 	const rcpt = "jo@twinmx.test"
 	a.addMailbox(rcpt)
@@ -72,7 +73,7 @@ func TestStrictTwoSites(t *testing.T) {
 	}
 	key2 := model.KeyOf(model.Receive, model.ReceiveContent(model.NewMailRows(msg2).MailKey,
 		model.KeyOf(model.Mailbox, model.MailboxContent(rcpt))))
-	row, err := a.client().FindKey(ctxT(t, 10*time.Second), model.Receive, key2)
+	row, err := a.client().FindKey(proctest.Ctx(t, 10*time.Second), model.Receive, key2)
 	if err != nil || row.State.Cols[model.ColAcknowledged] != 0 || row.State.Cols[model.ColBackedUp] != 0 {
 		t.Fatalf("after 451 at A: %v %v, want stored, not backed up, not acknowledged", row, err)
 	}
@@ -113,7 +114,6 @@ func waitAck(t *testing.T, s *site, key model.Key) {
 // goes to MX B, which finds the same mail (by content) with its verdict and
 // answers 250. Both sites end with one acknowledged copy.
 func TestRetryAtOtherMX(t *testing.T) {
-	needSMTPD(t)
 	a, b := twoSites(t)
 	const rcpt = "jo@twinmx.test"
 	a.addMailbox(rcpt) // replicates to B

@@ -1,0 +1,109 @@
+// Package proctest holds what every black-box test of a twinmx program
+// needs: building the real binaries, loopback ports, waiting for a process
+// to listen, a log buffer a process writes while the test reads, and the
+// peak memory of a process. The dbd, smtpd and backupd test packages share
+// it. It is for tests only.
+package proctest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Build builds each program (name -> package path, as `go build` takes it)
+// into a new temporary folder and returns the folder. The caller removes it.
+func Build(prefix string, programs map[string]string) (string, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", err
+	}
+	for name, pkg := range programs {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			os.RemoveAll(dir)
+			return "", fmt.Errorf("build %s: %w", name, err)
+		}
+	}
+	return dir, nil
+}
+
+// FreePort returns a loopback address that was free a moment ago. Services
+// get fixed ports so that a restarted process keeps its address.
+func FreePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// WaitListening polls addr until it accepts a connection, for at most
+// limit; then it fails the test, showing log.
+func WaitListening(t testing.TB, addr string, limit time.Duration, log fmt.Stringer) {
+	t.Helper()
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if nc, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			nc.Close()
+			return
+		}
+	}
+	t.Fatalf("nothing listens on %s after %s; log:\n%s", addr, limit, log)
+}
+
+// SyncBuffer is a bytes.Buffer a process writes to while the test reads.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// PeakRSS returns the peak resident set (VmHWM) of process pid in bytes.
+func PeakRSS(pid int) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read peak memory: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err != nil {
+				return 0, fmt.Errorf("read peak memory: %q: %w", v, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("read peak memory: no VmHWM in /proc/%d/status", pid)
+}
+
+// Ctx returns a context that ends after d or with the test.
+func Ctx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
