@@ -113,6 +113,27 @@ func (c *Client) Dump(ctx context.Context) (*Stream, error) {
 	return c.stream(ctx, &wire.Request{Op: wire.OpDump})
 }
 
+// ScanKeys returns the keys of up to limit of the newest rows of table t,
+// newest first: Scan, collected.
+func (c *Client) ScanKeys(ctx context.Context, t model.Table, limit int) ([]model.Key, error) {
+	st, err := c.Scan(ctx, t, limit)
+	if err != nil {
+		return nil, fmt.Errorf("scan %s: %w", t, err)
+	}
+	defer st.Close()
+	var keys []model.Key
+	for {
+		row, err := st.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return keys, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("scan %s: %w", t, err)
+		}
+		keys = append(keys, row.Key)
+	}
+}
+
 // Scan streams up to limit of the newest rows of table t (highest local row
 // number first), without content.
 func (c *Client) Scan(ctx context.Context, t model.Table, limit int) (*Stream, error) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/mail"
 	"strconv"
@@ -157,23 +156,10 @@ type receiveInfo struct {
 
 // eachNewest calls fn for the newest n receive rows, newest first.
 func eachNewest(ctx context.Context, cl *client.Client, n int, fn func(receiveInfo) error) error {
-	st, err := cl.Scan(ctx, model.Receive, n)
+	keys, err := cl.ScanKeys(ctx, model.Receive, n)
 	if err != nil {
-		return fmt.Errorf("scan receive rows: %w", err)
+		return err
 	}
-	var keys []model.Key
-	for {
-		row, err := st.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			st.Close()
-			return fmt.Errorf("scan receive rows: %w", err)
-		}
-		keys = append(keys, row.Key)
-	}
-	st.Close()
 	for _, k := range keys {
 		row, err := cl.FindKey(ctx, model.Receive, k)
 		if errors.Is(err, client.ErrNotFound) {

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"time"
@@ -110,23 +109,10 @@ func adminClient(c *cli.Context) (*client.Client, error) {
 }
 
 func fetchCaptures(c *cli.Context, cl *client.Client) ([][]byte, error) {
-	st, err := cl.Scan(c.Context, model.Capture, c.Int("last"))
+	keys, err := cl.ScanKeys(c.Context, model.Capture, c.Int("last"))
 	if err != nil {
-		return nil, fmt.Errorf("scan captures: %w", err)
+		return nil, err
 	}
-	var keys []model.Key
-	for {
-		row, err := st.Next(c.Context)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			st.Close()
-			return nil, fmt.Errorf("scan captures: %w", err)
-		}
-		keys = append(keys, row.Key)
-	}
-	st.Close()
 	var out [][]byte
 	// Oldest first, as they happened.
 	for i := len(keys) - 1; i >= 0; i-- {
