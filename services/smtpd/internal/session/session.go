@@ -314,17 +314,19 @@ func (s *Session) readData(r io.Reader, declared int64) (raw []byte, release fun
 	}
 }
 
-// violation reports a framing violation guard found, or — as a second line
-// of defence — one in the bytes themselves. With a clean DATA it first
-// turns guard's bare-CR marks back into CRs (raw is changed in place).
+// violation reports the framing violation guard found in the DATA stream.
+// With a clean DATA it turns guard's bare-CR marks back into CRs (raw is
+// changed in place). A connection without the guard (unit tests) gets the
+// same rules checked on the bytes themselves.
 func (s *Session) violation(raw []byte) string {
-	if s.facts != nil {
-		if v := s.facts.DataViolation(); v != "" {
-			return v
-		}
-		guard.RestoreBareCR(raw)
+	if s.facts == nil {
+		return unsafeBytes(raw)
 	}
-	return unsafeBytes(raw)
+	if v := s.facts.DataViolation(); v != "" {
+		return v
+	}
+	guard.RestoreBareCR(raw)
+	return ""
 }
 
 // unsafeBytes returns why b may not be stored and passed on: a bare LF, a
