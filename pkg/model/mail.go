@@ -378,6 +378,19 @@ func ParseReceiveContent(b []byte) (mail, mailbox Key, err error) {
 	return parsePair(b, Receive)
 }
 
+// ParentOf returns the key a row's content names as its parent, for the
+// tables dbd indexes by parent so a service can list one parent's rows
+// without scanning the table: a receive row's parent is its mailbox (what
+// pop3d and imapd list). ok is false for every other table and for a
+// content that is not a well-formed pair.
+func ParentOf(t Table, content []byte) (parent Key, ok bool) {
+	if t != Receive || len(content) != PairContentSize {
+		return parent, false
+	}
+	copy(parent[:], content[KeySize:])
+	return parent, true
+}
+
 func appendPair(a, b Key) []byte {
 	out := make([]byte, 0, PairContentSize)
 	out = append(out, a[:]...)

@@ -382,3 +382,22 @@ func BenchmarkSplit(b *testing.B) {
 		Split(raw.Bytes())
 	}
 }
+
+func TestParentOf(t *testing.T) {
+	mail, mb := KeyOf(Mail, []byte("m")), KeyOf(Mailbox, MailboxContent("a@b.example"))
+	if p, ok := ParentOf(Receive, ReceiveContent(mail, mb)); !ok || p != mb {
+		t.Fatalf("ParentOf(receive) = %s, %v; want the mailbox %s", p, ok, mb)
+	}
+	for _, tc := range []struct {
+		t       Table
+		content []byte
+	}{
+		{Mail, MailContent(mail, mb)}, // a pair, but mail rows are not indexed
+		{Receive, ReceiveContent(mail, mb)[:63]},
+		{Receive, nil},
+	} {
+		if _, ok := ParentOf(tc.t, tc.content); ok {
+			t.Errorf("ParentOf(%s, %d bytes) ok, want not indexed", tc.t, len(tc.content))
+		}
+	}
+}

@@ -205,12 +205,24 @@ var keyBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPaddi
 
 // ReceivedColumn returns the name of the column that links a receive row to
 // the received row with key k.
-func ReceivedColumn(k Key) string { return receivedColPrefix + keyBase32.EncodeToString(k[:]) }
+func ReceivedColumn(k Key) string { return LinkColumn(receivedColPrefix, k) }
 
 // ParseReceivedColumn returns the received row key named by a column made by
 // ReceivedColumn; ok is false for any other column name.
 func ParseReceivedColumn(name string) (k Key, ok bool) {
-	s, found := strings.CutPrefix(name, receivedColPrefix)
+	return ParseLinkColumn(receivedColPrefix, name)
+}
+
+// LinkColumn returns the name of a column that links a row to the row with
+// key k: prefix, then k in lower-case base32 (52 characters). A column value
+// holds 64 bits and a key 256, so a link is a column's name, not its value;
+// prefix must be at most 12 bytes so the name stays within the 64 allowed.
+func LinkColumn(prefix string, k Key) string { return prefix + keyBase32.EncodeToString(k[:]) }
+
+// ParseLinkColumn returns the key named by a column made by
+// LinkColumn(prefix, k); ok is false for any other column name.
+func ParseLinkColumn(prefix, name string) (k Key, ok bool) {
+	s, found := strings.CutPrefix(name, prefix)
 	if !found || len(s) != keyBase32.EncodedLen(len(k)) {
 		return k, false
 	}

@@ -34,12 +34,14 @@ const (
 	OpDump         Op = 11 // -> stream of rows with content digest, sorted
 	OpCursor       Op = 12 // name -> stored cursor value
 	OpScan         Op = 13 // table, limit -> stream of the newest rows by row number
+	OpList         Op = 14 // table, parent, after, limit -> stream of the parent's rows by row number
 )
 
 var opNames = map[Op]string{
 	OpPing: "ping", OpFindOrInsert: "find-or-insert", OpFind: "find", OpSet: "set",
 	OpIncrement: "increment", OpBatch: "batch", OpWatch: "watch", OpChanges: "changes",
 	OpMerge: "merge", OpStatus: "status", OpDump: "dump", OpCursor: "cursor", OpScan: "scan",
+	OpList: "list",
 }
 
 // String returns the operation's name, used in logs and metric labels.
@@ -84,15 +86,20 @@ func (r Ref) KeyIn(t model.Table) model.Key {
 // Request is one decoded request. Which fields are used depends on Op.
 type Request struct {
 	Op      Op
-	Table   model.Table // find-or-insert, find, set, increment, watch, scan
+	Table   model.Table // find-or-insert, find, set, increment, watch, scan, list
 	Ref     Ref         // find, set, increment
 	Content []byte      // find-or-insert
 	Name    string      // set: column; increment: counter; merge and cursor: cursor name; changes: exclude (see OpChanges)
-	Value   uint64      // set: value; increment: delta; changes: cursor; merge: cursor value; scan: limit
-	Flag    bool        // watch: send current rows first; changes: keep following
-	Batch   []Request   // batch: sub-requests
-	Keys    []model.Key // watch: only these rows (empty = whole table)
-	Rows    []Row       // merge
+	Value   uint64      // set: value; increment: delta; changes: cursor; merge: cursor value; scan, list: limit
+	After   uint64      // list: only rows with a higher local row number
+	// Parent selects rows by the key their content refers to (see
+	// model.ParentOf): required for list; optional for watch, where it
+	// needs an empty Keys and nil means "no parent filter".
+	Parent *model.Key
+	Flag   bool        // watch: send current rows first; changes: keep following; find: without content
+	Batch  []Request   // batch: sub-requests
+	Keys   []model.Key // watch: only these rows (empty = whole table)
+	Rows   []Row       // merge
 }
 
 // Row is a row as it travels on the wire. Content is present only where the
@@ -191,6 +198,10 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 	case OpFind:
 		b = append(b, byte(r.Table))
 		b = appendRef(b, r.Ref)
+		if r.Flag {
+			// Optional: absent means "with content".
+			b = append(b, 1)
+		}
 	case OpSet, OpIncrement:
 		b = append(b, byte(r.Table))
 		b = appendRef(b, r.Ref)
@@ -221,6 +232,13 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 		for _, k := range r.Keys {
 			b = append(b, k[:]...)
 		}
+		if r.Parent != nil {
+			if len(r.Keys) > 0 {
+				return nil, fmt.Errorf("encode watch: a parent filter needs an empty key list")
+			}
+			// Optional: absent means no parent filter.
+			b = append(b, r.Parent[:]...)
+		}
 	case OpChanges:
 		b = binary.AppendUvarint(b, r.Value)
 		b = append(b, boolByte(r.Flag))
@@ -242,6 +260,14 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 		b = appendString(b, r.Name)
 	case OpScan:
 		b = append(b, byte(r.Table))
+		b = binary.AppendUvarint(b, r.Value)
+	case OpList:
+		if r.Parent == nil {
+			return nil, fmt.Errorf("encode list: no parent key")
+		}
+		b = append(b, byte(r.Table))
+		b = append(b, r.Parent[:]...)
+		b = binary.AppendUvarint(b, r.After)
 		b = binary.AppendUvarint(b, r.Value)
 	default:
 		return nil, fmt.Errorf("encode request: unknown op %d", r.Op)
@@ -487,6 +513,11 @@ func (d *dec) request(top bool) *Request {
 	case OpFind:
 		r.Table = d.table()
 		r.Ref = d.ref()
+		if d.err == nil && len(d.b) > 0 {
+			if r.Flag = d.bool(); !r.Flag && d.err == nil {
+				d.fail("find: meta-only flag 0 (omit it instead)")
+			}
+		}
 	case OpSet, OpIncrement:
 		r.Table = d.table()
 		r.Ref = d.ref()
@@ -514,6 +545,13 @@ func (d *dec) request(top bool) *Request {
 		for i := uint64(0); i < n && d.err == nil; i++ {
 			r.Keys = append(r.Keys, d.key())
 		}
+		if d.err == nil && len(d.b) > 0 {
+			if n > 0 {
+				d.fail("watch: a parent filter needs an empty key list")
+			}
+			k := d.key()
+			r.Parent = &k
+		}
 	case OpChanges:
 		r.Value = d.uvarint()
 		r.Flag = d.bool()
@@ -534,6 +572,12 @@ func (d *dec) request(top bool) *Request {
 		r.Name = d.name()
 	case OpScan:
 		r.Table = d.table()
+		r.Value = d.uvarint()
+	case OpList:
+		r.Table = d.table()
+		k := d.key()
+		r.Parent = &k
+		r.After = d.uvarint()
 		r.Value = d.uvarint()
 	default:
 		d.fail("unknown op")

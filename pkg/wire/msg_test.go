@@ -124,6 +124,11 @@ var msgRequestCases = []msgRequestCase{
 	{"dump", Request{Op: OpDump}, "0b"},
 	{"cursor from-b", Request{Op: OpCursor, Name: "from-b"}, "0c" + msgStr("from-b")},
 	{"scan rdns 50", Request{Op: OpScan, Table: model.RDNS, Value: 50}, "0d 0a 32"},
+	{"find mail aa.. without content", Request{Op: OpFind, Table: model.Mail, Ref: Ref{ByKey: true, Key: msgKA}, Flag: true},
+		"03 04 01" + msgKx(0xaa) + "01"},
+	{"list receive of aa.. after 5, 100", Request{Op: OpList, Table: model.Receive, Parent: &msgKA, After: 5, Value: 100},
+		"0e 07" + msgKx(0xaa) + "05 64"},
+	{"watch receive children of bb..", Request{Op: OpWatch, Table: model.Receive, Parent: &msgKB}, "07 07 00 00" + msgKx(0xbb)},
 }
 
 // msgNormState drops empty maps, zero values and counters without counts:
@@ -297,7 +302,14 @@ func TestDecodeRequestErrors(t *testing.T) {
 	}{
 		{"empty", ""},
 		{"unknown op 0", "00"},
-		{"unknown op 14", "0e"},
+		{"unknown op 15", "0f"},
+		{"list without parent", "0e 07"},
+		{"find with meta-only flag 0", "03 04 01" + msgKx(0xaa) + "00"},
+		{"find with two flags", "03 04 01" + msgKx(0xaa) + "01 01"},
+		{"list parent truncated", "0e 07" + msgKx(0xaa)[:62]},
+		{"list without limit", "0e 07" + msgKx(0xaa) + "05"},
+		{"watch with keys and a parent", "07 07 00 01" + msgKx(0xaa) + msgKx(0xbb)},
+		{"watch parent truncated", "07 07 00 00" + msgKx(0xbb)[:40]},
 		{"unknown op ff", "ff"},
 		{"missing table", "02"},
 		{"unknown table 0", "02 00 00"},
@@ -315,7 +327,8 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"ping in batch", "06 01 01"},
 		{"find in batch", "06 01 03 01 00 00"},
 		{"watch in batch", "06 01 07 01 00 00"},
-		{"unknown op in batch", "06 01 0e"},
+		{"unknown op in batch", "06 01 0f"},
+		{"list in batch", "06 01 0e"},
 		{"bad sub-request in batch", "06 01 02 00 00"},
 		{"batch shorter than its count", "06 02 02 01 00"},
 		{"batch count above limit", "06 8120"},
@@ -596,7 +609,7 @@ func TestOpCodeNames(t *testing.T) {
 		OpPing: "ping", OpFindOrInsert: "find-or-insert", OpFind: "find", OpSet: "set",
 		OpIncrement: "increment", OpBatch: "batch", OpWatch: "watch", OpChanges: "changes",
 		OpMerge: "merge", OpStatus: "status", OpDump: "dump", OpCursor: "cursor", OpScan: "scan",
-		0: "unknown", 14: "unknown",
+		OpList: "list", 0: "unknown", 15: "unknown",
 	}
 	for op, want := range ops {
 		if got := op.String(); got != want {
@@ -902,7 +915,7 @@ func FuzzDecodeAnswer(f *testing.F) {
 	f.Add(msgHex("02 01 8120"))
 	f.Add(msgHex("00 8020"))
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		for op := Op(0); op <= OpScan+1; op++ {
+		for op := Op(0); op <= OpList+1; op++ {
 			res, err := DecodeAnswer(op, msg)
 			var we *Error
 			switch {

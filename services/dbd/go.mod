@@ -8,6 +8,7 @@ require (
 	github.com/twinmx/twinmx/pkg/model v0.0.0
 	github.com/twinmx/twinmx/pkg/wire v0.0.0
 	github.com/urfave/cli/v2 v2.27.7
+	golang.org/x/term v0.48.0
 	pgregory.net/rapid v1.3.0
 )
 

@@ -336,16 +336,22 @@ func (c *Client) FindOrInsert(ctx context.Context, t model.Table, content []byte
 
 // Find returns the row with content in table t, or ErrNotFound.
 func (c *Client) Find(ctx context.Context, t model.Table, content []byte) (*wire.Row, error) {
-	return c.find(ctx, t, wire.Ref{Content: content})
+	return c.find(ctx, t, wire.Ref{Content: content}, false)
 }
 
 // FindKey returns the row with key k in table t, or ErrNotFound.
 func (c *Client) FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error) {
-	return c.find(ctx, t, wire.Ref{ByKey: true, Key: k})
+	return c.find(ctx, t, wire.Ref{ByKey: true, Key: k}, false)
 }
 
-func (c *Client) find(ctx context.Context, t model.Table, ref wire.Ref) (*wire.Row, error) {
-	res, err := c.Do(ctx, &wire.Request{Op: wire.OpFind, Table: t, Ref: ref})
+// FindMeta returns the row of table t with key k without its content
+// (Size still says how long it is), or ErrNotFound.
+func (c *Client) FindMeta(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error) {
+	return c.find(ctx, t, wire.Ref{ByKey: true, Key: k}, true)
+}
+
+func (c *Client) find(ctx context.Context, t model.Table, ref wire.Ref, metaOnly bool) (*wire.Row, error) {
+	res, err := c.Do(ctx, &wire.Request{Op: wire.OpFind, Table: t, Ref: ref, Flag: metaOnly})
 	if err != nil {
 		return nil, fmt.Errorf("find %s: %w", t, err)
 	}

@@ -82,7 +82,20 @@ func (st *Stream) Close() {
 // behind, dbd ends the stream with an unavailable error; read the rows
 // again and resubscribe.
 func (c *Client) Watch(ctx context.Context, t model.Table, keys []model.Key, initial bool) (*Stream, error) {
-	st, err := c.stream(ctx, &wire.Request{Op: wire.OpWatch, Table: t, Keys: keys, Flag: initial})
+	return c.watch(ctx, &wire.Request{Op: wire.OpWatch, Table: t, Keys: keys, Flag: initial})
+}
+
+// WatchChildren subscribes to the rows of table t whose parent is parent
+// (see model.ParentOf): every insert or change of, say, a mailbox's
+// receive rows, as events without content. Like Watch, the subscription is
+// live when it returns; List after that misses nothing.
+func (c *Client) WatchChildren(ctx context.Context, t model.Table, parent model.Key) (*Stream, error) {
+	return c.watch(ctx, &wire.Request{Op: wire.OpWatch, Table: t, Parent: &parent})
+}
+
+func (c *Client) watch(ctx context.Context, req *wire.Request) (*Stream, error) {
+	t := req.Table
+	st, err := c.stream(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -138,4 +151,27 @@ func (c *Client) ScanKeys(ctx context.Context, t model.Table, limit int) ([]mode
 // number first), without content.
 func (c *Client) Scan(ctx context.Context, t model.Table, limit int) (*Stream, error) {
 	return c.stream(ctx, &wire.Request{Op: wire.OpScan, Table: t, Value: uint64(max(limit, 0))})
+}
+
+// List returns up to limit (at most 10000) rows of table t whose parent is
+// parent and whose local row number is above after, in increasing row
+// number order, with content: a mailbox's receive rows as they arrived at
+// this site. Page by passing the last row's RowNo as after.
+func (c *Client) List(ctx context.Context, t model.Table, parent model.Key, after uint64, limit int) ([]wire.Row, error) {
+	st, err := c.stream(ctx, &wire.Request{Op: wire.OpList, Table: t, Parent: &parent, After: after, Value: uint64(max(limit, 0))})
+	if err != nil {
+		return nil, fmt.Errorf("list %s of %s: %w", t, parent, err)
+	}
+	defer st.Close()
+	var rows []wire.Row
+	for {
+		row, err := st.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return rows, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list %s of %s: %w", t, parent, err)
+		}
+		rows = append(rows, *row)
+	}
 }

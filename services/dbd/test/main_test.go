@@ -46,14 +46,14 @@ type site struct {
 	dbd  wire.PublicKey
 }
 
-// newSite makes keys (dbd, admin, smtpd) and a clients file.
+// newSite makes keys (dbd, admin, smtpd, mailbox) and a clients file.
 func newSite(t *testing.T) *site {
 	t.Helper()
 	s := &site{t: t, dir: t.TempDir()}
-	for _, name := range []string{"dbd", "admin", "smtpd"} {
+	for _, name := range []string{"dbd", "admin", "smtpd", "mailbox"} {
 		s.dbctl(nil, "keygen", "--out", filepath.Join(s.dir, "keys", name))
 	}
-	clients := "admin keys/admin.pub\nsmtpd keys/smtpd.pub\n"
+	clients := "admin keys/admin.pub\nsmtpd keys/smtpd.pub\nmailbox keys/mailbox.pub\n"
 	if err := os.WriteFile(filepath.Join(s.dir, "clients"), []byte(clients), 0o600); err != nil {
 		t.Fatal(err)
 	}

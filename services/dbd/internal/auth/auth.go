@@ -170,7 +170,7 @@ func (r Role) Check(req *wire.Request) error {
 	switch req.Op {
 	case wire.OpPing:
 		return nil
-	case wire.OpFind, wire.OpWatch, wire.OpScan:
+	case wire.OpFind, wire.OpWatch, wire.OpScan, wire.OpList:
 		if !ru.read[req.Table] {
 			return deny(fmt.Sprintf("%s table %s", req.Op, req.Table))
 		}

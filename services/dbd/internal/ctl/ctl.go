@@ -64,6 +64,7 @@ func App() *cli.App {
 				Name: "scan", Usage: "the newest N rows of TABLE", ArgsUsage: "TABLE [N]", Action: scan,
 			},
 			mailboxCmd(),
+			userCmd(),
 			mailsCmd(),
 			verdictCmd(),
 			autoverdictCmd(),

@@ -16,6 +16,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 )
 
 // The mail commands: the operator's view of mailboxes and received mail,
@@ -34,6 +35,11 @@ func mailboxCmd() *cli.Command {
 			ArgsUsage: "ADDRESS",
 			Flags:     []cli.Flag{&cli.Uint64Flag{Name: "policy", Usage: "spam policy number; recipients with different policies are not mixed in one SMTP transaction"}},
 			Action:    mailboxAdd,
+		}, {
+			Name: "filter", Usage: "drop header field HEADER from the mailbox's mail on retrieval (POP3, IMAP)",
+			ArgsUsage: "ADDRESS HEADER",
+			Flags:     []cli.Flag{&cli.BoolFlag{Name: "remove", Usage: "stop dropping HEADER"}},
+			Action:    mailboxFilter,
 		}},
 	}
 }
@@ -67,6 +73,17 @@ func mailboxAdd(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "%s %s %s\n", model.KeyOf(model.Mailbox, content), content, state)
 	return nil
+}
+
+func mailboxFilter(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return usageError("mailbox filter: want ADDRESS HEADER")
+	}
+	reqs, err := mailbox.SetHeaderFilter(c.Args().Get(0), c.Args().Get(1), !c.Bool("remove"), time.Now())
+	if err != nil {
+		return usageError("mailbox filter: %v", err)
+	}
+	return userBatch(c, "mailbox filter", reqs)
 }
 
 func verdictCmd() *cli.Command {

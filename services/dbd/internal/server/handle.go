@@ -52,6 +52,8 @@ func (c *conn) serve(ctx context.Context, id uint32, req *wire.Request) {
 		err = c.serveDump(ctx, id)
 	case wire.OpScan:
 		err = c.serveScan(ctx, id, req)
+	case wire.OpList:
+		err = c.serveList(ctx, id, req)
 	default:
 		err = fmt.Errorf("%w: unknown op", store.ErrInvalid)
 	}
@@ -157,9 +159,13 @@ func (c *conn) serveFind(id uint32, req *wire.Request) (string, error) {
 	if !ok {
 		return "not-found", c.sendMessage(id, wire.AppendResult(nil, req.Op, &wire.Result{NotFound: true}))
 	}
+	parts := withContent
+	if req.Flag {
+		parts = 0
+	}
 	m := c.newMessage(id)
 	m.buf = append(m.buf, byte(wire.KindResult))
-	if err := c.writeRow(m, v, row, withContent); err != nil {
+	if err := c.writeRow(m, v, row, parts); err != nil {
 		return "", err
 	}
 	return "ok", m.finish()
@@ -285,7 +291,7 @@ func (c *conn) endStream(ctx context.Context, id uint32) error {
 // empty result, tells the client the subscription is live, so a client
 // that reads a row after Watch returns cannot miss a change to it.
 func (c *conn) serveWatch(ctx context.Context, id uint32, req *wire.Request, start time.Time) error {
-	f := store.Filter{Table: req.Table}
+	f := store.Filter{Table: req.Table, Parent: req.Parent}
 	if len(req.Keys) > 0 {
 		f.Keys = make(map[model.Key]struct{}, len(req.Keys))
 		for _, k := range req.Keys {
@@ -443,6 +449,35 @@ func (c *conn) serveScan(ctx context.Context, id uint32, req *wire.Request) erro
 			return ctx.Err()
 		}
 		return c.sendEvent(id, v, r, 0)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return errCanceledByClient
+		}
+		return err
+	}
+	return c.endStream(ctx, id)
+}
+
+// serveList streams up to Value (at most maxScan) rows of the table whose
+// parent is req.Parent and whose row number is above req.After, in row
+// number order, with their contents (a receive row's is its 64-byte pair).
+// A client pages by passing the last row number it got as After.
+func (c *conn) serveList(ctx context.Context, id uint32, req *wire.Request) error {
+	if _, ok := model.ParentOf(req.Table, make([]byte, model.PairContentSize)); !ok {
+		return fmt.Errorf("%w: table %s has no parent index", store.ErrInvalid, req.Table)
+	}
+	limit := int(min(req.Value, maxScan))
+	v, err := c.s.st.View()
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	err = v.Children(req.Table, *req.Parent, req.After, limit, func(r store.Row) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return c.sendEvent(id, v, r, withContent)
 	})
 	if err != nil {
 		if ctx.Err() != nil {

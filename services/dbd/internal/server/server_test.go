@@ -411,3 +411,64 @@ func TestChangesExcludeOrigin(t *testing.T) {
 		t.Fatalf("after a local change: %v, want content", got)
 	}
 }
+
+// TestListAndWatchChildren: the mailbox role lists one mailbox's receive
+// rows over the wire, pages through them and watches them by parent;
+// other tables have no parent index.
+func TestListAndWatchChildren(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	ctx := ctxT(t)
+	admin, pop := e.Client(auth.Admin), e.Client(auth.Mailbox)
+	mb := model.KeyOf(model.Mailbox, model.MailboxContent("u@x.example"))
+	other := model.KeyOf(model.Mailbox, model.MailboxContent("v@x.example"))
+	w, err := pop.WatchChildren(ctx, model.Receive, mb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var want []model.Key
+	for i := range 5 {
+		m := model.KeyOf(model.Mail, []byte{byte(i)})
+		for _, box := range []model.Key{mb, other} {
+			c := model.ReceiveContent(m, box)
+			if _, _, err := admin.FindOrInsert(ctx, model.Receive, c); err != nil {
+				t.Fatal(err)
+			}
+			if box == mb {
+				want = append(want, model.KeyOf(model.Receive, c))
+			}
+		}
+	}
+	var got []model.Key
+	var after uint64
+	for {
+		rows, err := pop.List(ctx, model.Receive, mb, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) == 0 {
+			break
+		}
+		for _, r := range rows {
+			if _, box, err := model.ParseReceiveContent(r.Content); err != nil || box != mb {
+				t.Fatalf("listed row %s has content %x, want a receive row of the mailbox", r.Key, r.Content)
+			}
+			got = append(got, r.Key)
+			after = r.RowNo
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("listed %v, want %v in arrival order", got, want)
+	}
+	for i := range want {
+		r, err := w.Next(ctx)
+		if err != nil || r.Key != want[i] {
+			t.Fatalf("watch event %d = %+v, %v; want row %s", i, r, err, want[i])
+		}
+	}
+	_, err = pop.List(ctx, model.Mail, mb, 0, 10)
+	var we *wire.Error
+	if !errors.As(err, &we) || we.Code != wire.CodeBadRequest {
+		t.Fatalf("list mail rows = %v, want bad-request (no parent index)", err)
+	}
+}

@@ -10,11 +10,17 @@ import (
 type Filter struct {
 	Table model.Table
 	Keys  map[model.Key]struct{} // nil or empty: every row of Table
+	// Parent, if not nil, selects only rows whose parent is *Parent (see
+	// model.ParentOf); Keys must then be empty.
+	Parent *model.Key
 }
 
 func (f *Filter) match(r *Row) bool {
 	if r.Table != f.Table {
 		return false
+	}
+	if f.Parent != nil {
+		return r.HasParent && r.Parent == *f.Parent
 	}
 	if len(f.Keys) == 0 {
 		return true

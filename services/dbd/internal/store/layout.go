@@ -17,7 +17,14 @@ const (
 	spaceStamp   = 's' // s stamp(BE8)           -> table key
 	spaceCursor  = 'k' // k name                 -> cursor(BE8)
 	spaceCount   = 'm' // m table                -> row count(BE8)
+	spaceChild   = 'x' // x table parent rowno   -> key (see model.ParentOf)
+	spaceLayout  = 'v' // v name                 -> layout facts (which indexes are complete)
 )
+
+// childIndexDone marks that every row of an indexed table has its entry in
+// the child index: stores made before the index existed build it once, at
+// open.
+var childIndexDone = []byte{spaceLayout, 'x', '1'}
 
 // chunkSize is the largest content chunk stored under one Pebble key. It
 // bounds the memory of a streamed read and keeps values far below Pebble's
@@ -46,6 +53,19 @@ func contentPrefix(t model.Table, k model.Key) []byte {
 func numberKey(t model.Table, rowno uint64) []byte {
 	b := []byte{spaceNumber, byte(t)}
 	return binary.BigEndian.AppendUint64(b, rowno)
+}
+
+func childKey(t model.Table, parent model.Key, rowno uint64) []byte {
+	b := make([]byte, 0, 2+model.KeySize+8)
+	b = append(b, spaceChild, byte(t))
+	b = append(b, parent[:]...)
+	return binary.BigEndian.AppendUint64(b, rowno)
+}
+
+func childPrefix(t model.Table, parent model.Key) []byte {
+	b := make([]byte, 0, 2+model.KeySize)
+	b = append(b, spaceChild, byte(t))
+	return append(b, parent[:]...)
 }
 
 func stampKey(stamp uint64) []byte {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -217,7 +218,79 @@ func (s *Store) recover() error {
 		s.stamp = binary.BigEndian.Uint64(last[1:])
 	}
 	s.lastStamp.Store(s.stamp)
+	return s.buildChildIndex()
+}
+
+// buildChildIndex gives every row of an indexed table its child index
+// entry, once: a store written before the index existed gets it at its
+// first open with this version (one pass over the receive rows).
+func (s *Store) buildChildIndex() error {
+	_, closer, err := s.db.Get(childIndexDone)
+	if err == nil {
+		return closer.Close()
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("read layout marker: %w", err)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	p := []byte{spaceNumber, byte(model.Receive)}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return fmt.Errorf("build child index: %w", err)
+	}
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		var k model.Key
+		copy(k[:], it.Value())
+		var content []byte
+		m, found, err := getMeta(s.db, rowRef{model.Receive, k})
+		if err == nil && found {
+			content, err = s.readContent(rowRef{model.Receive, k}, &m)
+		}
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("build child index: %w", err)
+		}
+		if parent, ok := model.ParentOf(model.Receive, content); ok {
+			if err := b.Set(childKey(model.Receive, parent, m.RowNo), k[:], nil); err != nil {
+				it.Close()
+				return fmt.Errorf("build child index: %w", err)
+			}
+			n++
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("build child index: %w", err)
+	}
+	if err := b.Set(childIndexDone, nil, nil); err != nil {
+		return fmt.Errorf("build child index: %w", err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("build child index: %w", err)
+	}
+	if n > 0 {
+		s.log.Info("built the child index", "rows", n)
+	}
 	return nil
+}
+
+// readContent returns a small row's whole content (inline or chunked).
+func (s *Store) readContent(r rowRef, m *rowMeta) ([]byte, error) {
+	if m.Inline != nil {
+		return m.Inline, nil
+	}
+	p := contentPrefix(r.Table, r.Key)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return nil, fmt.Errorf("read content of %s %s: %w", r.Table, r.Key, err)
+	}
+	defer it.Close()
+	var out []byte
+	for ok := it.First(); ok; ok = it.Next() {
+		out = append(out, it.Value()...)
+	}
+	return out, it.Error()
 }
 
 // lastKey returns a copy of the greatest key with the prefix, or nil.
@@ -328,10 +401,19 @@ type Row struct {
 	// the row its current state, exactly as the other site sent it; ""
 	// for a local change.
 	Origin string
+	// Parent is the key the row's content names as its parent (see
+	// model.ParentOf), when HasParent; watches filter on it.
+	Parent    model.Key
+	HasParent bool
 }
 
 func (r rowRef) rowWith(m *rowMeta) Row {
-	return Row{Table: r.Table, Key: r.Key, RowNo: m.RowNo, Size: m.Size, Stamp: m.Stamp, State: m.State}
+	row := Row{Table: r.Table, Key: r.Key, RowNo: m.RowNo, Size: m.Size, Stamp: m.Stamp, State: m.State}
+	// Indexed contents are small pairs, always inline (rows from before
+	// inline contents existed carry no parent: watches by parent miss
+	// their changes, lists still find them).
+	row.Parent, row.HasParent = model.ParentOf(r.Table, m.Inline)
+	return row
 }
 
 // ---- reads ----------------------------------------------------------------
@@ -495,6 +577,45 @@ func (v *View) Newest(t model.Table, limit int, fn func(Row) error) error {
 		}
 		if !found {
 			return fmt.Errorf("store: number index of %s names missing row %s", t, k)
+		}
+		if err := fn(row); err != nil {
+			if errors.Is(err, ErrStop) {
+				return nil
+			}
+			return err
+		}
+		n++
+	}
+	return it.Error()
+}
+
+// Children calls fn for up to limit rows of table t whose parent (see
+// model.ParentOf) is parent and whose row number is above after, in
+// increasing row number order: a mailbox's receive rows in the order they
+// arrived at this site.
+func (v *View) Children(t model.Table, parent model.Key, after uint64, limit int, fn func(Row) error) error {
+	p := childPrefix(t, parent)
+	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: binary.BigEndian.AppendUint64(bytes.Clone(p), after+1), UpperBound: prefixEnd(p)})
+	if err != nil {
+		return fmt.Errorf("iterate children of %s %s: %w", t, parent, err)
+	}
+	defer it.Close()
+	if after == math.MaxUint64 {
+		return nil // after+1 wrapped to 0
+	}
+	n := 0
+	for ok := it.First(); ok && n < limit; ok = it.Next() {
+		var k model.Key
+		if len(it.Value()) != model.KeySize {
+			return fmt.Errorf("store: corrupt child index of %s", t)
+		}
+		copy(k[:], it.Value())
+		row, found, err := v.Find(t, k)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("store: child index of %s names missing row %s", t, k)
 		}
 		if err := fn(row); err != nil {
 			if errors.Is(err, ErrStop) {

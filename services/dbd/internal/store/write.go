@@ -345,6 +345,12 @@ func (s *Store) applyGroup(reqs []*writeReq, nbytes int) (*appliedGroup, error) 
 				b.Close()
 				return nil, fmt.Errorf("stage number: %w", err)
 			}
+			if parent, ok := model.ParentOf(ref.Table, st.content); ok {
+				if err := b.Set(childKey(ref.Table, parent, st.meta.RowNo), ref.Key[:], nil); err != nil {
+					b.Close()
+					return nil, fmt.Errorf("stage child index: %w", err)
+				}
+			}
 		}
 		if st.oldStamp != 0 {
 			if err := b.Delete(stampKey(st.oldStamp), nil); err != nil {

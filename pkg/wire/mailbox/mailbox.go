@@ -1,0 +1,269 @@
+package mailbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/model/passwd"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+)
+
+// DB is what Store needs of a dbd client; *client.Client implements it.
+type DB interface {
+	FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error)
+	FindMeta(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error)
+	List(ctx context.Context, t model.Table, parent model.Key, after uint64, limit int) ([]wire.Row, error)
+	Watch(ctx context.Context, t model.Table, keys []model.Key, initial bool) (*client.Stream, error)
+	WatchChildren(ctx context.Context, t model.Table, parent model.Key) (*client.Stream, error)
+	Batch(ctx context.Context, reqs []wire.Request) ([]wire.Result, error)
+}
+
+var _ DB = (*client.Client)(nil)
+
+// ErrAuth is returned by Login for an unknown login, a wrong password or an
+// account without a password: callers must not tell these apart to the
+// client.
+var ErrAuth = errors.New("mailbox: authentication failed")
+
+// Store reads and changes mailboxes through one dbd.
+type Store struct {
+	db  DB
+	now func() time.Time
+}
+
+// New returns a Store over db.
+func New(db DB) *Store { return &Store{db: db, now: time.Now} }
+
+// Account is a logged-in user.
+type Account struct {
+	Login     string
+	Key       model.Key // the pop3 row
+	Mailboxes []Box     // in a stable order; the first is the primary one
+}
+
+// Box is one mailbox of an account.
+type Box struct {
+	Key     model.Key
+	Address string
+	// Drop lists the header field names (lower case) removed from every
+	// mail of this mailbox on retrieval (see HeaderFilterColumn).
+	Drop []string
+}
+
+// Login checks login and password. Any failure to authenticate is ErrAuth;
+// other errors mean dbd could not be asked (a temporary failure).
+func (s *Store) Login(ctx context.Context, login, password string) (*Account, error) {
+	if model.CheckLogin(login) != nil {
+		return nil, ErrAuth
+	}
+	content := model.AccountContent(login)
+	acct, err := s.db.FindKey(ctx, model.POP3, model.KeyOf(model.POP3, content))
+	if errors.Is(err, client.ErrNotFound) {
+		return nil, ErrAuth
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find account: %w", err)
+	}
+	pk, ok := model.CurrentPassword(acct.State)
+	if !ok {
+		return nil, ErrAuth
+	}
+	pw, err := s.db.FindKey(ctx, model.Text, pk)
+	if errors.Is(err, client.ErrNotFound) {
+		return nil, ErrAuth // not replicated here yet
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find password: %w", err)
+	}
+	_, hash, err := model.ParsePasswordContent(pw.Content)
+	if err != nil {
+		return nil, ErrAuth
+	}
+	if ok, err := passwd.Check(password, hash); err != nil || !ok {
+		return nil, ErrAuth
+	}
+	a := &Account{Login: strings.ToLower(login), Key: acct.Key}
+	for _, mk := range model.AccountMailboxes(acct.State) {
+		b, err := s.box(ctx, mk)
+		if errors.Is(err, client.ErrNotFound) {
+			continue // linked but not replicated here yet
+		}
+		if err != nil {
+			return nil, err
+		}
+		a.Mailboxes = append(a.Mailboxes, b)
+	}
+	return a, nil
+}
+
+func (s *Store) box(ctx context.Context, k model.Key) (Box, error) {
+	row, err := s.db.FindKey(ctx, model.Mailbox, k)
+	if err != nil {
+		return Box{}, fmt.Errorf("find mailbox %s: %w", k, err)
+	}
+	return Box{Key: k, Address: string(row.Content), Drop: model.HeaderFilters(row.State)}, nil
+}
+
+// Message is one mail in a mailbox.
+type Message struct {
+	Receive model.Key   // the receive row: the same key on every site
+	Mail    model.Key   // the mail row
+	Mailbox model.Key   // the mailbox row
+	RowNo   uint64      // the receive row's local number: arrival order at this site
+	State   model.State // the receive row's columns (flags, deleted ...)
+}
+
+// Acknowledged reports whether the row is a mail in the mailbox: acknowledged
+// and not deleted.
+func Acknowledged(st model.State) bool {
+	return st.Col(model.ColAcknowledged) == model.FlagSet && st.Col(model.ColDeleted) == 0
+}
+
+// pageSize is the rows asked for per list request (dbd sends at most 10000).
+const pageSize = 5000
+
+// Messages returns the mail of mailbox with a row number above after, in
+// arrival order at this site: acknowledged, not deleted receive rows.
+func (s *Store) Messages(ctx context.Context, mailbox model.Key, after uint64) ([]Message, error) {
+	var out []Message
+	for {
+		rows, err := s.db.List(ctx, model.Receive, mailbox, after, pageSize)
+		if err != nil {
+			return nil, err
+		}
+		for i := range rows {
+			r := &rows[i]
+			after = r.RowNo
+			mail, box, err := model.ParseReceiveContent(r.Content)
+			if err != nil || box != mailbox || !Acknowledged(r.State) {
+				continue
+			}
+			out = append(out, Message{Receive: r.Key, Mail: mail, Mailbox: box, RowNo: r.RowNo, State: r.State})
+		}
+		if len(rows) < pageSize {
+			return out, nil
+		}
+	}
+}
+
+// Fetch returns the mail of m exactly as it was received (header with its
+// Received fields, then the body), with the mailbox's dropped header
+// fields removed (drop: lower-case names, see Box.Drop).
+func (s *Store) Fetch(ctx context.Context, m Message, drop []string) ([]byte, error) {
+	mail, err := s.db.FindKey(ctx, model.Mail, m.Mail)
+	if err != nil {
+		return nil, fmt.Errorf("find mail %s: %w", m.Mail, err)
+	}
+	hk, bk, err := model.ParseMailContent(mail.Content)
+	if err != nil {
+		return nil, fmt.Errorf("mail %s: %w", m.Mail, err)
+	}
+	var p model.Parts
+	h, err := s.db.FindKey(ctx, model.Header, hk)
+	if err != nil {
+		return nil, fmt.Errorf("find header of %s: %w", m.Mail, err)
+	}
+	p.Header = h.Content
+	b, err := s.db.FindKey(ctx, model.Body, bk)
+	if err != nil {
+		return nil, fmt.Errorf("find body of %s: %w", m.Mail, err)
+	}
+	p.Body = b.Content
+	if rk, ok := model.AcknowledgedReceived(m.State); ok {
+		r, err := s.db.FindKey(ctx, model.Received, rk)
+		switch {
+		case err == nil:
+			p.Received = r.Content
+		case !errors.Is(err, client.ErrNotFound):
+			return nil, fmt.Errorf("find received of %s: %w", m.Mail, err)
+		}
+	}
+	raw, err := model.Join(p)
+	if err != nil {
+		// A received row that does not fit its header (it cannot happen
+		// for rows smtpd wrote): the mail without trace fields is better
+		// than no mail.
+		p.Received = nil
+		if raw, err = model.Join(p); err != nil {
+			return nil, fmt.Errorf("join mail %s: %w", m.Mail, err)
+		}
+	}
+	return DropFields(raw, drop), nil
+}
+
+// Size returns the length of what Fetch(ctx, m, drop) returns, without
+// reading the body: a mailbox listing (POP3 LIST, IMAP RFC822.SIZE) costs
+// small reads only.
+func (s *Store) Size(ctx context.Context, m Message, drop []string) (int64, error) {
+	mail, err := s.db.FindKey(ctx, model.Mail, m.Mail)
+	if err != nil {
+		return 0, fmt.Errorf("find mail %s: %w", m.Mail, err)
+	}
+	hk, bk, err := model.ParseMailContent(mail.Content)
+	if err != nil {
+		return 0, fmt.Errorf("mail %s: %w", m.Mail, err)
+	}
+	h, err := s.db.FindKey(ctx, model.Header, hk)
+	if err != nil {
+		return 0, fmt.Errorf("find header of %s: %w", m.Mail, err)
+	}
+	b, err := s.db.FindMeta(ctx, model.Body, bk)
+	if err != nil {
+		return 0, fmt.Errorf("find body of %s: %w", m.Mail, err)
+	}
+	n := int64(len(DropFields(h.Content, drop))) + int64(b.Size)
+	if rk, ok := model.AcknowledgedReceived(m.State); ok && !slices.Contains(drop, "received") {
+		r, err := s.db.FindKey(ctx, model.Received, rk)
+		switch {
+		case err == nil:
+			fs, err := model.ReceivedFields(r.Content)
+			if err != nil {
+				return 0, fmt.Errorf("received of %s: %w", m.Mail, err)
+			}
+			for _, f := range fs {
+				n += int64(len(f.Raw))
+			}
+		case !errors.Is(err, client.ErrNotFound):
+			return 0, fmt.Errorf("find received of %s: %w", m.Mail, err)
+		}
+	}
+	return n, nil
+}
+
+// Delete marks the receive rows deleted, in one atomic batch. Deleted
+// outranks present, so the deletion replicates and is never undone.
+func (s *Store) Delete(ctx context.Context, keys []model.Key) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	reqs := make([]wire.Request, 0, len(keys))
+	for _, k := range keys {
+		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: k},
+			Name: model.ColDeleted, Value: model.FlagSet})
+	}
+	for len(reqs) > 0 {
+		n := min(len(reqs), wire.MaxBatchOps)
+		if _, err := s.db.Batch(ctx, reqs[:n]); err != nil {
+			return fmt.Errorf("mark %d mails deleted: %w", n, err)
+		}
+		reqs = reqs[n:]
+	}
+	return nil
+}
+
+// Watch subscribes to changes of the mailbox's receive rows (new mail,
+// acknowledgements, flags, deletions), as events without content. Read
+// Messages after it returns to miss nothing.
+func (s *Store) Watch(ctx context.Context, mailbox model.Key) (*client.Stream, error) {
+	st, err := s.db.WatchChildren(ctx, model.Receive, mailbox)
+	if err != nil {
+		return nil, fmt.Errorf("watch mailbox %s: %w", mailbox, err)
+	}
+	return st, nil
+}

@@ -1,0 +1,240 @@
+package ctl
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/model/passwd"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/pkg/wire/mailbox"
+)
+
+// The user commands: POP3/IMAP accounts (SPEC §8). A password is read from
+// the terminal (asked twice) or, when stdin is not a terminal, from the
+// first line of stdin — never from a flag, which would leave it in shell
+// history and in the process list.
+
+func userCmd() *cli.Command {
+	mbFlag := &cli.StringSliceFlag{Name: "mailbox", Usage: "a mailbox ADDRESS the account reads (repeat for aliases)"}
+	return &cli.Command{
+		Name:  "user",
+		Usage: "POP3/IMAP accounts",
+		Subcommands: []*cli.Command{{
+			Name: "add", Usage: "create account LOGIN (or give it more mailboxes) and set its password (from the terminal or stdin)",
+			ArgsUsage: "LOGIN --mailbox ADDRESS...", Flags: []cli.Flag{mbFlag,
+				&cli.BoolFlag{Name: "keep-password", Usage: "only add mailboxes; do not read or change the password"}},
+			Action: userAdd,
+		}, {
+			Name: "passwd", Usage: "set the password of LOGIN (from the terminal or stdin)", ArgsUsage: "LOGIN", Action: userPasswd,
+		}, {
+			Name: "remove-mailbox", Usage: "stop LOGIN from reading mailbox ADDRESS", ArgsUsage: "LOGIN ADDRESS", Action: userRemoveMailbox,
+		}, {
+			Name: "show", Usage: "print LOGIN's mailboxes and when its password was set", ArgsUsage: "LOGIN", Action: userShow,
+		}},
+	}
+}
+
+func userAdd(c *cli.Context) error {
+	// urfave/cli stops at the first argument, and the documented form is
+	// "user add LOGIN --mailbox ADDRESS": read flags after LOGIN here.
+	args := c.Args().Slice()
+	if len(args) == 0 {
+		return usageError("user add: want LOGIN --mailbox ADDRESS...")
+	}
+	login := args[0]
+	mailboxes, keep := c.StringSlice("mailbox"), c.Bool("keep-password")
+	for rest := args[1:]; len(rest) > 0; rest = rest[1:] {
+		switch a := rest[0]; {
+		case a == "--mailbox" || a == "-mailbox":
+			if len(rest) < 2 {
+				return usageError("user add: --mailbox needs an ADDRESS")
+			}
+			mailboxes, rest = append(mailboxes, rest[1]), rest[1:]
+		case strings.HasPrefix(a, "--mailbox="):
+			mailboxes = append(mailboxes, strings.TrimPrefix(a, "--mailbox="))
+		case a == "--keep-password":
+			keep = true
+		default:
+			return usageError("user add: unexpected %q (want LOGIN --mailbox ADDRESS...)", a)
+		}
+	}
+	if err := model.CheckLogin(login); err != nil {
+		return usageError("user add: %v", err)
+	}
+	var reqs []wire.Request
+	now := time.Now()
+	for _, addr := range mailboxes {
+		if !strings.Contains(addr, "@") {
+			return usageError("user add: --mailbox %q is not an address (LOCAL@DOMAIN)", addr)
+		}
+		r, err := mailbox.SetMailbox(login, addr, true, now)
+		if err != nil {
+			return usageError("user add: %v", err)
+		}
+		reqs = append(reqs, r...)
+	}
+	if !keep {
+		r, err := passwordRequests(c, login)
+		if err != nil {
+			return err
+		}
+		reqs = append(reqs, r...)
+	}
+	if len(reqs) == 0 {
+		return usageError("user add: nothing to do (--keep-password without --mailbox)")
+	}
+	return userBatch(c, "add user "+login, reqs)
+}
+
+func userPasswd(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError("user passwd: want LOGIN")
+	}
+	login := c.Args().First()
+	if err := model.CheckLogin(login); err != nil {
+		return usageError("user passwd: %v", err)
+	}
+	reqs, err := passwordRequests(c, login)
+	if err != nil {
+		return err
+	}
+	return userBatch(c, "set password of "+login, reqs)
+}
+
+func userRemoveMailbox(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return usageError("user remove-mailbox: want LOGIN ADDRESS")
+	}
+	reqs, err := mailbox.SetMailbox(c.Args().Get(0), c.Args().Get(1), false, time.Now())
+	if err != nil {
+		return usageError("user remove-mailbox: %v", err)
+	}
+	// Only the membership column: removing must not create the account or
+	// the mailbox.
+	return userBatch(c, "remove mailbox of "+c.Args().Get(0), reqs[len(reqs)-1:])
+}
+
+func userShow(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError("user show: want LOGIN")
+	}
+	login := c.Args().First()
+	if err := model.CheckLogin(login); err != nil {
+		return usageError("user show: %v", err)
+	}
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := ctxOf(c)
+	defer cancel()
+	row, err := cl.Find(ctx, model.POP3, model.AccountContent(login))
+	if errors.Is(err, client.ErrNotFound) {
+		return notFound("no account %q", login)
+	}
+	if err != nil {
+		return fmt.Errorf("find account %s: %w", login, err)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "login: %s\nkey: %s\n", strings.ToLower(login), row.Key)
+	if pk, ok := model.CurrentPassword(row.State); ok {
+		set := time.UnixMilli(int64(row.State.Col(model.PasswordColumn(pk)))).UTC()
+		fmt.Fprintf(w, "password: set %s\n", set.Format(time.RFC3339))
+	} else {
+		fmt.Fprintln(w, "password: none (cannot log in)")
+	}
+	for _, mk := range model.AccountMailboxes(row.State) {
+		addr := "(not here yet)"
+		if mb, err := cl.FindKey(ctx, model.Mailbox, mk); err == nil {
+			addr = string(mb.Content)
+		}
+		fmt.Fprintf(w, "mailbox: %s %s\n", addr, mk)
+	}
+	return nil
+}
+
+// passwordRequests reads a new password and returns the batch setting it.
+func passwordRequests(c *cli.Context, login string) ([]wire.Request, error) {
+	pw, err := readPassword(c)
+	if err != nil {
+		return nil, err
+	}
+	hash, err := passwd.Hash(pw, passwd.Default)
+	if err != nil {
+		return nil, err
+	}
+	return mailbox.SetPassword(login, hash, time.Now())
+}
+
+// readPassword asks twice on a terminal; otherwise it reads stdin's first
+// line (without its line end).
+func readPassword(c *cli.Context) (string, error) {
+	in, ok := c.App.Reader.(*os.File)
+	if ok && term.IsTerminal(int(in.Fd())) {
+		fmt.Fprint(c.App.ErrWriter, "new password: ")
+		a, err := term.ReadPassword(int(in.Fd()))
+		fmt.Fprintln(c.App.ErrWriter)
+		if err != nil {
+			return "", fmt.Errorf("read password: %w", err)
+		}
+		fmt.Fprint(c.App.ErrWriter, "again: ")
+		b, err := term.ReadPassword(int(in.Fd()))
+		fmt.Fprintln(c.App.ErrWriter)
+		if err != nil {
+			return "", fmt.Errorf("read password: %w", err)
+		}
+		if string(a) != string(b) {
+			return "", usageError("the two passwords differ")
+		}
+		return checkPassword(string(a))
+	}
+	line, err := bufio.NewReader(io.LimitReader(c.App.Reader, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password from stdin: %w", err)
+	}
+	return checkPassword(strings.TrimRight(line, "\r\n"))
+}
+
+func checkPassword(pw string) (string, error) {
+	if len(pw) < 8 {
+		return "", usageError("password: at least 8 characters")
+	}
+	return pw, nil
+}
+
+func userBatch(c *cli.Context, what string, reqs []wire.Request) error {
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := ctxOf(c)
+	defer cancel()
+	res, err := cl.Batch(ctx, reqs)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	for _, r := range res {
+		if r.NotFound {
+			return notFound("%s: no such account or mailbox", what)
+		}
+	}
+	fmt.Fprintln(c.App.Writer, "ok")
+	return nil
+}
+
+// notFound is a missing row the command needed: exit status ExitNotFound.
+func notFound(format string, args ...any) error {
+	return cli.Exit("dbctl: "+fmt.Sprintf(format, args...), ExitNotFound)
+}
