@@ -1,0 +1,72 @@
+package msgauth
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/services/spamd/internal/signal"
+)
+
+// nxResolver answers every question with "no such name", or, when txt is
+// set, every TXT question with txt (so fuzzed bytes also reach the SPF,
+// DKIM-key and DMARC record parsers).
+type nxResolver struct{ txt string }
+
+func notFound(name string) error {
+	return &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+}
+
+func (r nxResolver) LookupTXT(_ context.Context, name string) ([]string, error) {
+	if r.txt != "" {
+		return []string{r.txt}, nil
+	}
+	return nil, notFound(name)
+}
+
+func (nxResolver) LookupIPAddr(_ context.Context, host string) ([]net.IPAddr, error) {
+	return nil, notFound(host)
+}
+
+func (nxResolver) LookupMX(_ context.Context, name string) ([]*net.MX, error) {
+	return nil, notFound(name)
+}
+
+func (nxResolver) LookupAddr(_ context.Context, addr string) ([]string, error) {
+	return nil, notFound(addr)
+}
+
+// FuzzCheck feeds arbitrary mail (and envelope sender, and TXT answer) to
+// Check. It must not panic, and with a DNS that knows nothing no check can
+// pass and DMARC can never ask for a reject.
+func FuzzCheck(f *testing.F) {
+	f.Add([]byte("From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n"), "a@example.com", "")
+	f.Add([]byte("From: a@example.com\nDKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=s; h=from; bh=; b=\n\nx\n"), "", "")
+	f.Add([]byte("DKIM-Signature: v=1; a=ed25519-sha256; d=example.com; s=s; h=from:from; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA\r\nFrom: x@example.com\r\n\r\n"), "b@example.com", "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=")
+	f.Add([]byte("From: a@example.com\r\n\r\n"), "a@example.com", "v=spf1 include:%{l}.%{d}._spf.example.com redirect=%{o} -all")
+	f.Add([]byte("From: a@example.com\r\n\r\n"), "a@example.com", "v=DMARC1; p=reject; sp=quarantine; pct=abc")
+	f.Add([]byte(""), "", "")
+	f.Add([]byte("\r\n\r\n"), "<>", "")
+	f.Fuzz(func(t *testing.T, raw []byte, mailFrom, txt string) {
+		e := signal.Envelope{ClientIP: "192.0.2.1", Helo: "mta.example.net", From: mailFrom}
+		done := make(chan signal.Auth, 1)
+		go func() { done <- New(nxResolver{txt: txt}, Config{MaxLookups: 20}).Check(context.Background(), e, raw) }()
+		var a signal.Auth
+		select {
+		case a = <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Check(%q, %q, %q) hangs", raw, mailFrom, txt)
+		}
+		for _, r := range []signal.AuthResult{a.SPF, a.DKIM, a.DMARC} {
+			if r > signal.PermError {
+				t.Fatalf("Check: result %d out of range: %+v", r, a)
+			}
+		}
+		if txt == "" {
+			if a.SPF != signal.None || a.DKIM == signal.Pass || a.DMARC == signal.Pass || a.DMARC == signal.Fail || a.DMARCReject {
+				t.Fatalf("Check with empty DNS = %+v, want no spf, no dkim pass, no dmarc verdict", a)
+			}
+		}
+	})
+}
