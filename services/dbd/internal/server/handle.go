@@ -252,6 +252,7 @@ func (c *conn) serveStatus(id uint32) error {
 	figs := []wire.Figure{
 		{Name: "site", Value: st.Site()},
 		{Name: "stamp", Value: strconv.FormatUint(st.LastStamp(), 10)},
+		{Name: "incarnation", Value: strconv.FormatUint(st.Incarnation(), 10)},
 		{Name: "watches", Value: strconv.Itoa(st.NumWatches())},
 	}
 	c.s.mu.Lock()

@@ -26,6 +26,11 @@ const (
 // open.
 var childIndexDone = []byte{spaceLayout, 'x', '1'}
 
+// incarnationKey holds a random number drawn when the store is created: a
+// store rebuilt from the other site (same rows, new local row numbers) has
+// a new one, so IMAP UIDVALIDITY values derived from it change too.
+var incarnationKey = []byte{spaceLayout, 'i', 'd'}
+
 // chunkSize is the largest content chunk stored under one Pebble key. It
 // bounds the memory of a streamed read and keeps values far below Pebble's
 // large-value thresholds.

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -134,6 +135,8 @@ type Store struct {
 	changed chan struct{} // closed and replaced after each durable group
 
 	hub hub
+
+	incarnation uint64 // see Incarnation
 }
 
 // Open opens (or creates) the store in opts.Dir.
@@ -218,8 +221,41 @@ func (s *Store) recover() error {
 		s.stamp = binary.BigEndian.Uint64(last[1:])
 	}
 	s.lastStamp.Store(s.stamp)
+	if err := s.loadIncarnation(); err != nil {
+		return err
+	}
 	return s.buildChildIndex()
 }
+
+// loadIncarnation reads the store's incarnation number, drawing and
+// storing it on the first open.
+func (s *Store) loadIncarnation() error {
+	v, closer, err := s.db.Get(incarnationKey)
+	if err == nil {
+		defer closer.Close()
+		if len(v) != 8 {
+			return fmt.Errorf("store: corrupt incarnation")
+		}
+		s.incarnation = binary.BigEndian.Uint64(v)
+		return nil
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("read incarnation: %w", err)
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return fmt.Errorf("draw incarnation: %w", err)
+	}
+	if err := s.db.Set(incarnationKey, b[:], pebble.Sync); err != nil {
+		return fmt.Errorf("store incarnation: %w", err)
+	}
+	s.incarnation = binary.BigEndian.Uint64(b[:])
+	return nil
+}
+
+// Incarnation returns a random number fixed when the store was created.
+// Local row numbers are meaningful only within one incarnation.
+func (s *Store) Incarnation() uint64 { return s.incarnation }
 
 // buildChildIndex gives every row of an indexed table its child index
 // entry, once: a store written before the index existed gets it at its

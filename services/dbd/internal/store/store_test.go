@@ -458,3 +458,21 @@ func TestChildIndexBuiltOnOpen(t *testing.T) {
 		t.Fatalf("children after reopen = %+v, want rows 1 and 2", got)
 	}
 }
+
+// TestIncarnation: fixed for the life of a store, different for a new one.
+func TestIncarnation(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openTest(t, fs)
+	id := s.Incarnation()
+	s.Close()
+	s = openTest(t, fs)
+	defer s.Close()
+	if s.Incarnation() != id {
+		t.Fatalf("incarnation changed across reopen: %d, then %d", id, s.Incarnation())
+	}
+	o := openTest(t, vfs.NewMem())
+	defer o.Close()
+	if o.Incarnation() == id {
+		t.Fatal("two new stores drew the same incarnation")
+	}
+}
