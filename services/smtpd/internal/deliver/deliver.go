@@ -132,6 +132,11 @@ type Policy struct {
 	// MinCopies is 2 (strict: wait for the backed-up mark, SPEC §1) or 1
 	// (degraded: the local durable copy suffices).
 	MinCopies int
+	// Since is when this attempt's mail was received. A Retry verdict
+	// decided for an earlier attempt (its epoch is before Since) is not
+	// this attempt's answer: spamd judges each attempt again (greylisting
+	// passes when the sender came back), so Wait waits for that.
+	Since time.Time
 }
 
 // Decide computes the outcome from the rows' current states; done is false
@@ -139,6 +144,8 @@ type Policy struct {
 // are tested without a dbd:
 //
 //   - any recipient undecided (no verdict yet): wait;
+//   - a Retry verdict with an epoch before since (decided for an earlier
+//     attempt): wait, as for undecided;
 //   - any Retry verdict and no other undecided: Retry (the filter wants the
 //     sender to come back; accepting part now would make the retry deliver
 //     the rest twice);
@@ -146,7 +153,7 @@ type Policy struct {
 //   - otherwise the accepted recipients must be backed up (strict) and then
 //     the outcome is Accepted for them. Rejected recipients of a mixed
 //     transaction are not delivered; the rejection digest tells their owner.
-func Decide(keys []model.Key, states map[model.Key]model.State, minCopies int) (Outcome, bool) {
+func Decide(keys []model.Key, states map[model.Key]model.State, minCopies int, since uint32) (Outcome, bool) {
 	var o Outcome
 	retry, allAcked := false, true
 	for _, k := range keys {
@@ -154,9 +161,9 @@ func Decide(keys []model.Key, states map[model.Key]model.State, minCopies int) (
 		if !seen {
 			return Outcome{}, false
 		}
-		_, _, v, ok := model.DecodeVerdict(s.Cols[model.ColVerdict])
+		_, epoch, v, ok := model.DecodeVerdict(s.Cols[model.ColVerdict])
 		switch {
-		case !ok:
+		case !ok, v == model.Retry && epoch < since:
 			return Outcome{}, false
 		case v == model.Retry:
 			retry = true

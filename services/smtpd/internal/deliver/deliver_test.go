@@ -13,7 +13,7 @@ import (
 	"github.com/twinmx/twinmx/services/dbd/dbdtest"
 )
 
-func verdict(v model.Verdict) uint64 { return model.EncodeVerdict(model.SourceOperator, 1, v) }
+func verdict(v model.Verdict) uint64 { return model.EncodeVerdict(model.SourceOperator, 1000, v) }
 
 func TestDecideRules(t *testing.T) {
 	a, b := model.KeyOf(model.Receive, []byte("a")), model.KeyOf(model.Receive, []byte("b"))
@@ -27,6 +27,7 @@ func TestDecideRules(t *testing.T) {
 	}
 	rej := st(map[string]uint64{model.ColVerdict: verdict(model.Reject)})
 	retry := st(map[string]uint64{model.ColVerdict: verdict(model.Retry)})
+	oldRetry := st(map[string]uint64{model.ColVerdict: model.EncodeVerdict(model.SourceFilter, 99, model.Retry)})
 	cases := []struct {
 		name      string
 		states    map[model.Key]model.State
@@ -44,9 +45,10 @@ func TestDecideRules(t *testing.T) {
 		{"mixed", map[model.Key]model.State{a: acc(true), b: rej}, 2, true, Accepted, 1},
 		{"retry wins", map[model.Key]model.State{a: acc(true), b: retry}, 2, true, Retry, 0},
 		{"retry waits for the undecided", map[model.Key]model.State{a: st(nil), b: retry}, 2, false, 0, 0},
+		{"a retry of an earlier attempt waits", map[model.Key]model.State{a: acc(true), b: oldRetry}, 2, false, 0, 0},
 	}
 	for _, c := range cases {
-		o, done := Decide([]model.Key{a, b}, c.states, c.minCopies)
+		o, done := Decide([]model.Key{a, b}, c.states, c.minCopies, 100)
 		if done != c.done || (done && (o.Kind != c.kind || len(o.Accepted) != c.accepted)) {
 			t.Errorf("%s: got %v %+v, want done=%v kind=%v accepted=%d", c.name, done, o, c.done, c.kind, c.accepted)
 		}

@@ -220,7 +220,7 @@ func (f *Following) Wait(ctx context.Context, fresh []bool, p Policy) (Outcome, 
 		return Outcome{}, err
 	}
 	for {
-		if o, done := Decide(f.keys, states, p.MinCopies); done {
+		if o, done := Decide(f.keys, states, p.MinCopies, sinceEpoch(p.Since)); done {
 			return o, nil
 		}
 		select {
@@ -265,4 +265,13 @@ func (w *Watcher) read(ctx context.Context, keys []model.Key, states map[model.K
 func merge(states map[model.Key]model.State, k model.Key, s model.State) {
 	cur := states[k]
 	states[k] = model.Merge(cur, s)
+}
+
+// sinceEpoch is the verdict epoch of an attempt received at t; the zero
+// time accepts a Retry of any epoch.
+func sinceEpoch(t time.Time) uint32 {
+	if t.IsZero() {
+		return 0
+	}
+	return model.Epoch(t)
 }

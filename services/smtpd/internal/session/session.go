@@ -417,7 +417,9 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 // acknowledgement (one durable batch, not two).
 func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end time.Time) (*smtp.SMTPError, bool) {
 	cfg := &s.b.cfg
-	o, err := follow.Wait(s.ctx, stored.Fresh, cfg.Decision)
+	policy := cfg.Decision
+	policy.Since = end
+	o, err := follow.Wait(s.ctx, stored.Fresh, policy)
 	if err != nil {
 		cfg.Metrics.DBErrors.WithLabelValues("watch").Inc()
 		s.log.Warn("waiting for the decision failed", "err", err)
