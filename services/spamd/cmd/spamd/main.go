@@ -1,0 +1,24 @@
+// Command spamd decides every receive row (SPEC §7): the daemon (default
+// action, daemon.go) and the offline tools `eval` and `train`.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	app := &cli.App{
+		Name:     "spamd",
+		Usage:    "spam decisions for twinmx",
+		Flags:    daemonFlags(),
+		Action:   runDaemon,
+		Commands: []*cli.Command{evalCommand(), trainCommand(), pushCommand()},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "spamd:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,44 @@
+// Package classify is spamd's content classifier: it turns a raw mail into
+// tokens and judges them with two statistical models trained on real ham
+// and spam and on user feedback.
+//
+// # Tokens
+//
+// Tokens (tokenize.go, html.go) reads only header fields that describe the
+// mail itself (Subject, From display name and domain, mailer, recipient
+// count, a few priority fields), never relay or mailing-list headers, which
+// say more about who collected a mail than about what it is. The body is
+// walked as a MIME tree (RFC 2045/2046): quoted-printable and base64 are
+// decoded, HTML is reduced to its visible text plus markup features (tag,
+// tag:attribute, link hosts), and body text also yields word pairs. Every
+// token is prefixed with where it was seen ("s:" subject, "url:" link
+// host, ...). Malformed mail never fails: what cannot be parsed is skipped
+// and noted as an "m:" token, and all work is bounded (header bytes, MIME
+// parts and depth, decoded text per mail).
+//
+// # Judges
+//
+// A Model holds, per token, how many ham and how many spam training mails
+// contained it. Score combines the strongest tokens' Robinson
+// probabilities with Fisher's chi-square method (as SpamBayes does), and
+// separately runs a logistic regression over hashed tokens (logistic.go).
+// Result.Prob is the less confident of the two when they agree and their
+// mean when they disagree, so the caller's "very sure" threshold needs both.
+//
+// # Learning
+//
+// Train fits a model from a training set (exact counts, regression fitted
+// in batch, deterministically). Learn and Unlearn apply one mail of user
+// feedback: counts exactly, the regression by one SGD step.
+//
+// # Binary form
+//
+// MarshalBinary writes a compact, versioned, checksummed blob whose bytes
+// depend only on the model's contents (layout in binary.go); the daemon
+// keeps it in the database.
+//
+// # Concurrency
+//
+// A Model is safe for concurrent use: scoring takes a read lock, learning
+// a write lock. Tokens is a pure function.
+package classify

