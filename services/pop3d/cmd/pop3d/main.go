@@ -1,0 +1,104 @@
+// Command pop3d is twinmx's POP3 server (SPEC §8): RFC 1939 with CAPA,
+// UIDL, TOP, STLS and AUTH PLAIN, reading mailboxes from the local site's
+// dbd. UIDLs are the same on both sites. See docs/pop3d.md.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/services/pop3d/internal/daemon"
+	"github.com/twinmx/twinmx/services/pop3d/internal/server"
+)
+
+func env(name string) []string { return []string{"TWINMX_POP3D_" + name} }
+
+func main() {
+	app := &cli.App{
+		Name:  "pop3d",
+		Usage: "twinmx POP3 server",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT for POP3 (STLS when TLS is configured)", EnvVars: env("LISTEN")},
+			&cli.StringFlag{Name: "tls-listen", Usage: "HOST:PORT for POP3 over implicit TLS (POP3S)", EnvVars: env("TLS_LISTEN")},
+			&cli.StringFlag{Name: "db", Usage: "dbd HOST:PORT (the local site's)", EnvVars: []string{"TWINMX_DB"}},
+			&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: []string{"TWINMX_DB_PUB"}},
+			&cli.StringFlag{Name: "key", Usage: "pop3d's secret key file (role mailbox)", EnvVars: []string{"TWINMX_KEY"}},
+			&cli.StringFlag{Name: "metrics", Usage: "HOST:PORT for Prometheus /metrics (empty: off)", EnvVars: env("METRICS")},
+			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate chain for STLS and POP3S", EnvVars: env("TLS_CERT")},
+			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key for STLS and POP3S", EnvVars: env("TLS_KEY")},
+			&cli.BoolFlag{Name: "tls-self-signed", Usage: "TLS with a fresh self-signed certificate (local runs)", EnvVars: env("TLS_SELF_SIGNED")},
+			&cli.StringFlag{Name: "hostname", Value: "localhost", Usage: "name in the self-signed certificate", EnvVars: env("HOSTNAME")},
+			&cli.BoolFlag{Name: "allow-plaintext", Usage: "allow logins without TLS from any client (default: loopback only)", EnvVars: env("ALLOW_PLAINTEXT")},
+			&cli.DurationFlag{Name: "idle-timeout", Value: server.DefaultIdleTimeout, Usage: "wait for a command", EnvVars: env("IDLE_TIMEOUT")},
+			&cli.DurationFlag{Name: "db-timeout", Value: server.DefaultDBTimeout, Usage: "bound on one dbd request", EnvVars: env("DB_TIMEOUT")},
+			&cli.DurationFlag{Name: "auth-fail-delay", Value: server.DefaultAuthFailDelay, Usage: "least time before a failed login's reply (negative: none)", EnvVars: env("AUTH_FAIL_DELAY")},
+			&cli.IntFlag{Name: "max-auth-failures", Value: server.DefaultMaxAuthFailures, Usage: "failed logins per client IP within --auth-fail-window before its logins are refused (-1: no limit)", EnvVars: env("MAX_AUTH_FAILURES")},
+			&cli.DurationFlag{Name: "auth-fail-window", Value: server.DefaultAuthFailWindow, Usage: "how long a failed login counts", EnvVars: env("AUTH_FAIL_WINDOW")},
+			&cli.IntFlag{Name: "max-conns", Value: server.DefaultMaxConns, Usage: "open connections in total (-1: no limit)", EnvVars: env("MAX_CONNS")},
+			&cli.IntFlag{Name: "max-conns-per-ip", Value: server.DefaultMaxConnsPerIP, Usage: "open connections per client IP (-1: no limit)", EnvVars: env("MAX_CONNS_PER_IP")},
+			&cli.BoolFlag{Name: "debug", Usage: "log every command (never passwords)", EnvVars: []string{"TWINMX_DEBUG"}},
+		},
+		Action: run,
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "pop3d:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c *cli.Context) error {
+	level := slog.LevelInfo
+	if c.Bool("debug") {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	for _, f := range []string{"db", "db-pub", "key"} {
+		if c.String(f) == "" {
+			return fmt.Errorf("--%s is required", f)
+		}
+	}
+	key, err := wire.LoadKeyPair(c.String("key"))
+	if err != nil {
+		return err
+	}
+	dbPub, err := wire.LoadPublicKey(c.String("db-pub"))
+	if err != nil {
+		return err
+	}
+	var tlsCfg *tls.Config
+	switch {
+	case c.String("tls-cert") != "" || c.String("tls-key") != "":
+		tlsCfg, err = daemon.LoadTLS(c.String("tls-cert"), c.String("tls-key"))
+	case c.Bool("tls-self-signed"):
+		tlsCfg, err = daemon.SelfSignedTLS(c.String("hostname"))
+	}
+	if err != nil {
+		return err
+	}
+	cfg := daemon.Config{
+		Listen: c.String("listen"), TLSListen: c.String("tls-listen"),
+		DB: c.String("db"), DBKey: dbPub, Key: key, Metrics: c.String("metrics"), TLS: tlsCfg,
+		Server: server.Config{
+			AllowPlaintext: c.Bool("allow-plaintext"),
+			IdleTimeout:    c.Duration("idle-timeout"), DBTimeout: c.Duration("db-timeout"),
+			AuthFailDelay:   c.Duration("auth-fail-delay"),
+			MaxAuthFailures: c.Int("max-auth-failures"), AuthFailWindow: c.Duration("auth-fail-window"),
+			MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"),
+		},
+		Logger: log,
+	}
+	if cfg.Server.AuthFailDelay == 0 {
+		cfg.Server.AuthFailDelay = -1 // 0 on the command line means none, not "default"
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return daemon.Run(ctx, cfg)
+}

@@ -1,0 +1,75 @@
+package server
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// authLimiter remembers failed logins per client IP for a window. Safe for
+// concurrent use. Memory is bounded: at most max times per IP, and IPs
+// whose failures all expired are dropped whenever the map doubles.
+type authLimiter struct {
+	max    int // < 0: no limit
+	window time.Duration
+
+	mu struct {
+		sync.Mutex
+		fails map[netip.Addr][]time.Time
+		prune int // prune the map when it reaches this size
+	}
+}
+
+func newAuthLimiter(max int, window time.Duration) *authLimiter {
+	l := &authLimiter{max: max, window: window}
+	l.mu.fails = map[netip.Addr][]time.Time{}
+	l.mu.prune = 1024
+	return l
+}
+
+// blocked reports whether ip has max failures within the window before now.
+func (l *authLimiter) blocked(ip netip.Addr, now time.Time) bool {
+	if l.max < 0 {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.recentLocked(ip, now)) >= l.max
+}
+
+// fail records a failed login from ip at now.
+func (l *authLimiter) fail(ip netip.Addr, now time.Time) {
+	if l.max < 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ts := append(l.recentLocked(ip, now), now)
+	if len(ts) > l.max {
+		ts = ts[len(ts)-l.max:]
+	}
+	l.mu.fails[ip] = ts
+	if len(l.mu.fails) >= l.mu.prune {
+		for k := range l.mu.fails {
+			l.recentLocked(k, now)
+		}
+		l.mu.prune = max(1024, 2*len(l.mu.fails))
+	}
+}
+
+// recentLocked drops ip's expired failures and returns the rest.
+// REQUIRES: l.mu held.
+func (l *authLimiter) recentLocked(ip netip.Addr, now time.Time) []time.Time {
+	ts := l.mu.fails[ip]
+	i := 0
+	for i < len(ts) && now.Sub(ts[i]) >= l.window {
+		i++
+	}
+	ts = ts[i:]
+	if len(ts) == 0 {
+		delete(l.mu.fails, ip)
+		return nil
+	}
+	l.mu.fails[ip] = ts
+	return ts
+}

@@ -1,0 +1,277 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire/mailbox"
+	"github.com/twinmx/twinmx/services/pop3d/internal/pop3"
+)
+
+// UIDLen is the length of a UIDL in hex digits: the first 128 bits of the
+// receive row's key. RFC 1939 §7 allows 1 to 70 characters of 0x21-0x7E.
+const UIDLen = 32
+
+// UID returns the POP3 unique-id of a receive row: the same on every site.
+func UID(receive model.Key) string { return hex.EncodeToString(receive[:UIDLen/2]) }
+
+// message is one mail of a session's maildrop.
+type message struct {
+	m       mailbox.Message
+	drop    []string // the mailbox's header filter
+	uid     string
+	size    int64 // octets LIST reports; valid when sized
+	sized   bool
+	deleted bool // marked by DELE
+}
+
+// maildrop is the mail a session sees, numbered from 1. Owned by the
+// connection's goroutine.
+type maildrop struct {
+	msgs []message
+}
+
+// openMaildrop lists the acknowledged mail of every mailbox of acct,
+// ordered by (local row number, mailbox key).
+func openMaildrop(ctx context.Context, st Store, acct *mailbox.Account) (*maildrop, error) {
+	d := &maildrop{}
+	seen := map[model.Key]bool{}
+	for _, b := range acct.Mailboxes {
+		ms, err := st.Messages(ctx, b.Key, 0)
+		if err != nil {
+			return nil, fmt.Errorf("list mailbox %s: %w", b.Address, err)
+		}
+		for _, m := range ms {
+			if seen[m.Receive] {
+				continue
+			}
+			seen[m.Receive] = true
+			d.msgs = append(d.msgs, message{m: m, drop: b.Drop, uid: UID(m.Receive)})
+		}
+	}
+	sortMessages(d.msgs)
+	return d, nil
+}
+
+func sortMessages(ms []message) {
+	slices.SortFunc(ms, func(a, b message) int {
+		if a.m.RowNo != b.m.RowNo {
+			if a.m.RowNo < b.m.RowNo {
+				return -1
+			}
+			return 1
+		}
+		return bytes.Compare(a.m.Mailbox[:], b.m.Mailbox[:])
+	})
+}
+
+// get returns message n (1-based) unless it is missing or marked deleted.
+func (d *maildrop) get(n int) (*message, error) {
+	if n < 1 || n > len(d.msgs) {
+		return nil, errNoSuchMessage
+	}
+	m := &d.msgs[n-1]
+	if m.deleted {
+		return nil, errDeleted
+	}
+	return m, nil
+}
+
+// sizeAll makes every message not marked deleted sized, with at most
+// workers Size calls at once.
+func (d *maildrop) sizeAll(ctx context.Context, st Store, workers int) error {
+	var todo []*message
+	for i := range d.msgs {
+		if m := &d.msgs[i]; !m.sized && !m.deleted {
+			todo = append(todo, m)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan *message)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for range min(workers, len(todo)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range next {
+				n, err := st.Size(ctx, m.m, m.drop)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+					cancel()
+				}
+				mu.Unlock()
+				if err == nil {
+					m.size, m.sized = n, true
+				}
+			}
+		}()
+	}
+feed:
+	for _, m := range todo {
+		select {
+		case next <- m:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err()
+	}
+	if first != nil {
+		return fmt.Errorf("size messages: %w", first)
+	}
+	return nil
+}
+
+// commit marks the messages flagged by DELE deleted in the store (the
+// UPDATE state, RFC 1939 §6) and returns how many.
+func (d *maildrop) commit(c *conn) (int, error) {
+	var keys []model.Key
+	for _, m := range d.msgs {
+		if m.deleted {
+			keys = append(keys, m.m.Receive)
+		}
+	}
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	ctx, cancel := c.storeCtx()
+	defer cancel()
+	if err := c.s.cfg.Store.Delete(ctx, keys); err != nil {
+		return len(keys), err
+	}
+	return len(keys), nil
+}
+
+// stat answers STAT (RFC 1939 §5).
+func (c *conn) stat() error {
+	ctx, cancel := c.storeCtx()
+	defer cancel()
+	if err := c.drop.sizeAll(ctx, c.s.cfg.Store, c.s.cfg.SizeWorkers); err != nil {
+		return err
+	}
+	n, total := 0, int64(0)
+	for _, m := range c.drop.msgs {
+		if !m.deleted {
+			n++
+			total += m.size
+		}
+	}
+	return c.ok(fmt.Sprintf("%d %d", n, total))
+}
+
+// list answers LIST [msg].
+func (c *conn) list(n int) error {
+	ctx, cancel := c.storeCtx()
+	defer cancel()
+	if n > 0 {
+		m, err := c.drop.get(n)
+		if err != nil {
+			return err
+		}
+		if !m.sized {
+			size, err := c.s.cfg.Store.Size(ctx, m.m, m.drop)
+			if err != nil {
+				return fmt.Errorf("size message %s: %w", m.uid, err)
+			}
+			m.size, m.sized = size, true
+		}
+		return c.ok(fmt.Sprintf("%d %d", n, m.size))
+	}
+	if err := c.drop.sizeAll(ctx, c.s.cfg.Store, c.s.cfg.SizeWorkers); err != nil {
+		return err
+	}
+	c.ok("scan listing follows")
+	for i, m := range c.drop.msgs {
+		if !m.deleted {
+			fmt.Fprintf(c.w, "%d %d\r\n", i+1, m.size)
+		}
+	}
+	if !c.writeLine(".") {
+		return errIO
+	}
+	return nil
+}
+
+// uidl answers UIDL [msg] (RFC 1939 §7); it needs no store call.
+func (c *conn) uidl(n int) error {
+	if n > 0 {
+		m, err := c.drop.get(n)
+		if err != nil {
+			return err
+		}
+		return c.ok(fmt.Sprintf("%d %s", n, m.uid))
+	}
+	c.ok("unique-id listing follows")
+	for i, m := range c.drop.msgs {
+		if !m.deleted {
+			fmt.Fprintf(c.w, "%d %s\r\n", i+1, m.uid)
+		}
+	}
+	if !c.writeLine(".") {
+		return errIO
+	}
+	return nil
+}
+
+// retr answers RETR (lines < 0) and TOP.
+func (c *conn) retr(n, lines int) error {
+	m, err := c.drop.get(n)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.storeCtx()
+	defer cancel()
+	raw, err := c.s.cfg.Store.Fetch(ctx, m.m, m.drop)
+	if err != nil {
+		return fmt.Errorf("fetch message %s: %w", m.uid, err)
+	}
+	m.size, m.sized = pop3.SentSize(raw), true
+	if lines < 0 {
+		c.ok(fmt.Sprintf("%d octets", m.size))
+	} else {
+		c.ok("top of message follows")
+	}
+	sent, err := pop3.WriteMessage(c.w, raw, lines)
+	c.sent += sent
+	c.s.m.BytesSent.Add(float64(sent))
+	if err != nil {
+		return fmt.Errorf("%w: send message: %v", errIO, err)
+	}
+	if lines < 0 {
+		c.retrieved++
+	}
+	return nil
+}
+
+// dele answers DELE: the message is only marked until QUIT.
+func (c *conn) dele(n int) error {
+	m, err := c.drop.get(n)
+	if err != nil {
+		return err
+	}
+	m.deleted = true
+	return c.ok(fmt.Sprintf("message %d deleted", n))
+}
+
+// rset answers RSET: every mark is removed.
+func (c *conn) rset() error {
+	for i := range c.drop.msgs {
+		c.drop.msgs[i].deleted = false
+	}
+	return c.ok(fmt.Sprintf("%d messages", len(c.drop.msgs)))
+}
