@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/urfave/cli/v2"
+
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/services/spamd/internal/classify"
+	"github.com/twinmx/twinmx/services/spamd/internal/judge"
+	"github.com/twinmx/twinmx/services/spamd/internal/modelstore"
+	"github.com/twinmx/twinmx/services/spamd/internal/msgauth"
+)
+
+// daemonFlags are the flags of the spamd daemon (the app's default action)
+// and of the commands that talk to dbd.
+func daemonFlags() []cli.Flag {
+	return append(dbFlags(),
+		&cli.StringFlag{Name: "metrics", Usage: "HOST:PORT for Prometheus /metrics (empty: off)", EnvVars: []string{"TWINMX_SPAMD_METRICS"}},
+		&cli.StringFlag{Name: "model", Usage: "folder with a model.bin to judge with until dbd holds a pushed model (see `spamd push`)", EnvVars: []string{"TWINMX_SPAMD_MODEL"}},
+		&cli.DurationFlag{Name: "grey-delay", Value: time.Minute, Usage: "greylisting: a first contact's retry passes after this long (0: greylisting off)", EnvVars: []string{"TWINMX_SPAMD_GREY_DELAY"}},
+		&cli.StringFlag{Name: "dns", Usage: "DNS server HOST[:PORT] for SPF, DKIM and DMARC (default: /etc/resolv.conf)", EnvVars: []string{"TWINMX_SPAMD_DNS"}},
+		&cli.BoolFlag{Name: "no-auth", Usage: "skip SPF, DKIM and DMARC (no DNS)", EnvVars: []string{"TWINMX_SPAMD_NO_AUTH"}},
+		&cli.IntFlag{Name: "backlog", Value: 2000, Usage: "newest delivery attempts judged at start", EnvVars: []string{"TWINMX_SPAMD_BACKLOG"}},
+		&cli.BoolFlag{Name: "debug", Usage: "log every decision detail", EnvVars: []string{"TWINMX_DEBUG"}},
+	)
+}
+
+func dbFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "db", Usage: "dbd's HOST:PORT", EnvVars: []string{"TWINMX_SPAMD_DB"}},
+		&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: []string{"TWINMX_SPAMD_DB_PUB"}},
+		&cli.StringFlag{Name: "key", Usage: "spamd's secret key file (role spamd)", EnvVars: []string{"TWINMX_SPAMD_KEY"}},
+	}
+}
+
+func dialDB(c *cli.Context, log *slog.Logger) (*client.Client, error) {
+	addr, pub, key := c.String("db"), c.String("db-pub"), c.String("key")
+	if addr == "" || pub == "" || key == "" {
+		return nil, cli.Exit("spamd: --db, --db-pub and --key are required", 2)
+	}
+	kp, err := wire.LoadKeyPair(key)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := wire.LoadPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(client.Config{Addr: addr, Static: kp, Server: sp, Logger: log})
+}
+
+// runDaemon judges every delivery attempt until SIGINT or SIGTERM.
+func runDaemon(c *cli.Context) error {
+	level := slog.LevelInfo
+	if c.Bool("debug") {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	db, err := dialDB(c, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var fallback *classify.Model
+	if dir := c.String("model"); dir != "" {
+		if fallback, err = loadModel(dir); err != nil {
+			return err
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg := judge.Config{DB: db, Backlog: c.Int("backlog"), Logger: log, Metrics: judge.NewMetrics(reg)}
+	if cfg.GreyDelay = c.Duration("grey-delay"); cfg.GreyDelay == 0 {
+		cfg.GreyDelay = -1
+	}
+	if !c.Bool("no-auth") {
+		rc := msgauth.ResolverConfig{Server: c.String("dns")}
+		if err := rc.Validate(); err != nil {
+			return err
+		}
+		cfg.Auth = msgauth.New(msgauth.NewNetResolver(rc), msgauth.Config{Logger: log})
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	live := modelstore.NewLive(fallback)
+	cfg.Models = live
+	initCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = live.Init(initCtx, db)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("load the model from dbd: %w", err)
+	}
+	go live.Follow(ctx, db, log)
+	if addr := c.String("metrics"); addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server", "err", err)
+			}
+		}()
+		defer srv.Close()
+	}
+	log.Info("spamd started", "db", c.String("db"), "grey-delay", cfg.GreyDelay, "auth", cfg.Auth != nil, "fallback-model", fallback != nil)
+	return judge.New(cfg).Run(ctx)
+}
+
+// pushCommand stores a trained model in dbd for every spamd instance.
+func pushCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "push",
+		Usage: "store the model of --model DIR in dbd; every running spamd switches to it",
+		Flags: append(dbFlags(), modelDirFlag()),
+		Action: func(c *cli.Context) error {
+			m, err := loadModel(c.String("model"))
+			if err != nil {
+				return err
+			}
+			db, err := dialDB(c, slog.New(slog.DiscardHandler))
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			ctx, cancel := context.WithTimeout(c.Context, time.Minute)
+			defer cancel()
+			k, err := modelstore.Push(ctx, db, m, time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "model %s pushed\n", k)
+			return nil
+		},
+	}
+}

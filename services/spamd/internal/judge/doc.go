@@ -1,0 +1,39 @@
+// Package judge is spamd's daemon core (SPEC §7): it watches dbd for
+// delivery attempts and writes a verdict on every receive row they name,
+// within milliseconds, with a score and a human-readable reason.
+//
+// What drives it: smtpd stores one throw-in row per attempt in the same
+// atomic batch as the mail's rows; the throw-in names the mail, the
+// client, the HELO name, the envelope and the attempt's time. judge watches
+// the throw-in table (dbd pushes every new row), reads each new throw-in,
+// and judges each recipient's receive row. At start it also judges the
+// newest throw-ins, so mail stored while spamd was down is decided.
+//
+// Determinism: the verdict's epoch is the attempt's time from the throw-in
+// (not the judge's clock), and the decision uses only rows in dbd (lists,
+// known correspondents, greylisting marks, the model) and DNS. So two
+// instances, on one site or two, write the same value, and the column merge
+// keeps one answer.
+//
+// Greylisting (a signal, see package decide): a first contact — client
+// network, envelope sender and recipient never seen passing — that is not
+// clearly good gets Retry, and smtpd answers 451. When the same mail comes
+// back (a new throw-in at least GreyDelay later), judge decides it for
+// real at the new attempt's epoch, which outranks the Retry, and records
+// the triplet as passed in an rdns row so later mail from it skips the
+// wait. smtpd waits for that new verdict rather than repeating the old
+// Retry (deliver.Policy.Since).
+//
+// Rows judge writes (all replicate):
+//   - receive: `verdict` (source filter), `spam.score` (probability × 10^6),
+//     `spam.r.<reason key>` linking the reason text row (value: attempt ms);
+//   - text `twinmx-reason/1` rows: the reason, for dbctl mails and the
+//     digest;
+//   - text `twinmx-known/1` rows (mailbox, sender) with column `known`: the
+//     mailbox accepted clear mail from this sender;
+//   - rdns `twinmx-grey/1` rows (network, sender, recipient) with column
+//     `passed`.
+//
+// It reads per-mailbox allow/block lists from text `twinmx-list/1` rows
+// (mailbox, sender address or @domain) with column `list` (ListValue).
+package judge

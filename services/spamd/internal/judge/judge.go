@@ -1,0 +1,401 @@
+package judge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/services/spamd/internal/classify"
+	"github.com/twinmx/twinmx/services/spamd/internal/decide"
+	"github.com/twinmx/twinmx/services/spamd/internal/signal"
+)
+
+// DB is what the judge needs of a dbd client; *client.Client implements it.
+type DB interface {
+	Watch(ctx context.Context, t model.Table, keys []model.Key, initial bool) (*client.Stream, error)
+	FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error)
+	ScanKeys(ctx context.Context, t model.Table, limit int) ([]model.Key, error)
+	Batch(ctx context.Context, reqs []wire.Request) ([]wire.Result, error)
+}
+
+var _ DB = (*client.Client)(nil)
+
+// Authenticator checks SPF, DKIM and DMARC (msgauth.Checker).
+type Authenticator interface {
+	Check(ctx context.Context, env signal.Envelope, raw []byte) signal.Auth
+}
+
+// Models gives the classifier model to judge with; nil means none yet.
+type Models interface {
+	Current() *classify.Model
+}
+
+// Config configures a Judge. Zero values mean the defaults.
+type Config struct {
+	DB     DB
+	Models Models
+	Auth   Authenticator // nil: no sender authentication signal
+	// GreyDelay is how long after a first contact's Retry a retry passes
+	// greylisting (default 1 minute; negative: greylisting off).
+	GreyDelay time.Duration
+	// Backlog is how many of the newest throw-ins are judged at start
+	// (default 2000).
+	Backlog int
+	// Workers judge attempts concurrently (default 4): DNS lookups wait.
+	Workers int
+	Logger  *slog.Logger
+	Metrics *Metrics
+}
+
+func (c *Config) applyDefaults() {
+	if c.GreyDelay == 0 {
+		c.GreyDelay = time.Minute
+	}
+	if c.Backlog == 0 {
+		c.Backlog = 2000
+	}
+	if c.Workers <= 0 {
+		c.Workers = 4
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+}
+
+// Judge decides receive rows as their delivery attempts arrive.
+type Judge struct {
+	cfg Config
+	log *slog.Logger
+
+	mu   sync.Mutex
+	done map[model.Key]struct{} // throw-ins judged (bounded, see remember)
+}
+
+// New returns a Judge.
+func New(cfg Config) *Judge {
+	cfg.applyDefaults()
+	return &Judge{cfg: cfg, log: cfg.Logger, done: make(map[model.Key]struct{})}
+}
+
+// Run judges until ctx ends: it subscribes to the throw-in table, judges
+// the backlog, then every new attempt. A broken stream (dbd restarted, the
+// watcher fell behind) is re-subscribed after a pause, and the backlog read
+// again, so nothing is missed.
+func (j *Judge) Run(ctx context.Context) error {
+	for {
+		err := j.runOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		j.cfg.Metrics.Errors.WithLabelValues("watch").Inc()
+		j.log.Warn("throw-in watch ended; subscribing again", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (j *Judge) runOnce(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := j.cfg.DB.Watch(ctx, model.ThrowIn, nil, false)
+	if err != nil {
+		return fmt.Errorf("watch throw-in: %w", err)
+	}
+	defer st.Close()
+	work := make(chan model.Key, 256)
+	var wg sync.WaitGroup
+	for range j.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range work {
+				j.attempt(ctx, k)
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer close(work)
+	backlog, err := j.cfg.DB.ScanKeys(ctx, model.ThrowIn, j.cfg.Backlog)
+	if err != nil {
+		return fmt.Errorf("read the backlog: %w", err)
+	}
+	// Oldest first: a retry must be judged after its first attempt.
+	for i := len(backlog) - 1; i >= 0; i-- {
+		select {
+		case work <- backlog[i]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for {
+		row, err := st.Next(ctx)
+		if err != nil {
+			return err
+		}
+		select {
+		case work <- row.Key:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// maxRemembered bounds the set of judged throw-ins; when full it is
+// cleared (a throw-in judged twice costs reads, never a different answer).
+const maxRemembered = 100000
+
+func (j *Judge) remember(k model.Key) (seen bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if _, ok := j.done[k]; ok {
+		return true
+	}
+	if len(j.done) >= maxRemembered {
+		clear(j.done)
+	}
+	j.done[k] = struct{}{}
+	return false
+}
+
+func (j *Judge) forget(k model.Key) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	delete(j.done, k)
+}
+
+// attempt judges every recipient of one throw-in. A failure leaves the
+// throw-in to be judged again by the next backlog pass or retry.
+func (j *Judge) attempt(ctx context.Context, key model.Key) {
+	if j.remember(key) {
+		return
+	}
+	if err := j.judgeAttempt(ctx, key); err != nil {
+		j.forget(key)
+		if ctx.Err() == nil {
+			j.cfg.Metrics.Errors.WithLabelValues("judge").Inc()
+			j.log.Warn("judging an attempt failed", "throw-in", key, "err", err)
+		}
+	}
+}
+
+func (j *Judge) judgeAttempt(ctx context.Context, key model.Key) error {
+	row, err := j.cfg.DB.FindKey(ctx, model.ThrowIn, key)
+	if err != nil {
+		return fmt.Errorf("read throw-in: %w", err)
+	}
+	a, err := ParseThrowIn(row.Content)
+	if err != nil {
+		// Not ours to judge (an unknown record): nothing to retry.
+		j.log.Debug("skipping a throw-in", "key", key, "err", err)
+		return nil
+	}
+	if !a.HasMail {
+		return nil // the attempt never got to DATA
+	}
+	var raw []byte
+	for _, rcpt := range a.Rcpts {
+		if err := j.judgeRecipient(ctx, a, rcpt, &raw); err != nil {
+			return fmt.Errorf("rcpt %s: %w", rcpt, err)
+		}
+	}
+	return nil
+}
+
+func (j *Judge) judgeRecipient(ctx context.Context, a Attempt, rcpt string, raw *[]byte) error {
+	mbContent := model.MailboxContent(rcpt)
+	rk := model.KeyOf(model.Receive, model.ReceiveContent(a.Mail, model.KeyOf(model.Mailbox, mbContent)))
+	rrow, err := j.cfg.DB.FindKey(ctx, model.Receive, rk)
+	if errors.Is(err, client.ErrNotFound) {
+		return nil // not stored (yet): the attempt's batch failed
+	}
+	if err != nil {
+		return fmt.Errorf("read receive row: %w", err)
+	}
+	epoch := model.Epoch(a.Time)
+	grey := decide.GreyOff
+	if j.cfg.GreyDelay > 0 {
+		grey = decide.GreyFirst
+	}
+	if x := rrow.State.Col(model.ColVerdict); x != 0 {
+		src, vEpoch, v, ok := model.DecodeVerdict(x)
+		switch {
+		case !ok || src != model.SourceFilter:
+			return nil // an operator decided: final
+		case v != model.Retry || vEpoch >= epoch:
+			return nil // decided for this attempt or finally
+		}
+		first := time.Unix(int64(vEpoch), 0)
+		if f, ok, err := j.greyFirst(ctx, a, string(mbContent)); err != nil {
+			return err
+		} else if ok && f.Before(first) {
+			first = f
+		}
+		if j.cfg.GreyDelay > 0 && a.Time.Sub(first) < j.cfg.GreyDelay {
+			// Came back too soon: ask again, at this attempt's epoch so
+			// smtpd answers now instead of waiting out its window. The
+			// delay still counts from the first contact.
+			return j.write(ctx, rk, a, string(mbContent), decide.Decision{Verdict: model.Retry, Score: 0.5,
+				Reason: "greylisted: retried before the greylisting delay"}, false)
+		}
+		grey = decide.GreyPassed
+	}
+	gk := model.KeyOf(model.RDNS, greyContent(Network(a.Client), a.From, string(mbContent)))
+	if grey == decide.GreyFirst {
+		if g, err := j.cfg.DB.FindKey(ctx, model.RDNS, gk); err == nil && g.State.Col(colPassed) > 0 {
+			grey = decide.GreyOff
+		} else if err != nil && !errors.Is(err, client.ErrNotFound) {
+			return fmt.Errorf("read greylisting row: %w", err)
+		}
+	}
+	if *raw == nil {
+		if *raw, err = j.readMail(ctx, a.Mail); err != nil {
+			return err
+		}
+	}
+	in := decide.Input{Raw: *raw, Grey: grey,
+		Env: signal.Envelope{ClientIP: a.Client, Helo: a.Helo, From: a.From, Rcpt: string(mbContent)}}
+	if in.List, in.ListWhat, err = j.list(ctx, string(mbContent), a.From); err != nil {
+		return err
+	}
+	if in.List == decide.ListNone && a.From != "" {
+		k, err := j.cfg.DB.FindKey(ctx, model.Text, model.KeyOf(model.Text, knownContent(string(mbContent), a.From)))
+		switch {
+		case err == nil:
+			in.Known = k.State.Col(colKnown) > 0
+		case !errors.Is(err, client.ErrNotFound):
+			return fmt.Errorf("read known correspondent: %w", err)
+		}
+	}
+	if j.cfg.Auth != nil && in.List == decide.ListNone && !in.Known {
+		auth := j.cfg.Auth.Check(ctx, in.Env, *raw)
+		in.Auth = &auth
+	}
+	start := time.Now()
+	d := decide.Decide(j.cfg.Models.Current(), in)
+	j.cfg.Metrics.DecideSeconds.Observe(time.Since(start).Seconds())
+	if err := j.write(ctx, rk, a, string(mbContent), d, grey == decide.GreyPassed); err != nil {
+		return err
+	}
+	j.cfg.Metrics.Decisions.WithLabelValues(d.Verdict.String()).Inc()
+	j.log.Info("judged", "mail", a.Mail, "rcpt", rcpt, "verdict", d.Verdict, "score", d.Score, "reason", d.Reason)
+	return nil
+}
+
+// write stores the decision in one atomic batch: reason row and link,
+// score, the known-correspondent and greylisting marks, and the verdict.
+func (j *Judge) write(ctx context.Context, rk model.Key, a Attempt, mailbox string, d decide.Decision, passed bool) error {
+	ref := wire.Ref{ByKey: true, Key: rk}
+	reason := ReasonContent(rk, d.Verdict, d.Score, d.Reason)
+	ms := uint64(max(a.Time.UnixMilli(), 1))
+	reqs := []wire.Request{
+		{Op: wire.OpFindOrInsert, Table: model.Text, Content: reason},
+		{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: ReasonColumn(model.KeyOf(model.Text, reason)), Value: ms},
+		{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: colScore, Value: uint64(math.Round(min(max(d.Score, 0), 1) * 1e6))},
+	}
+	if g := greyContent(Network(a.Client), a.From, mailbox); passed {
+		reqs = append(reqs,
+			wire.Request{Op: wire.OpFindOrInsert, Table: model.RDNS, Content: g},
+			wire.Request{Op: wire.OpSet, Table: model.RDNS, Ref: wire.Ref{Content: g}, Name: colPassed, Value: uint64(a.Time.Unix())})
+	} else if d.Verdict == model.Retry {
+		// The first contact's time, as the maximum of its inverse: the
+		// column only rises, so the earliest attempt on any site wins.
+		reqs = append(reqs,
+			wire.Request{Op: wire.OpFindOrInsert, Table: model.RDNS, Content: g},
+			wire.Request{Op: wire.OpSet, Table: model.RDNS, Ref: wire.Ref{Content: g}, Name: colFirstInv, Value: math.MaxUint32 - uint64(model.Epoch(a.Time))})
+	}
+	if d.Verdict == model.Accept && d.Score < decide.ClearHam && a.From != "" {
+		k := knownContent(mailbox, a.From)
+		reqs = append(reqs,
+			wire.Request{Op: wire.OpFindOrInsert, Table: model.Text, Content: k},
+			wire.Request{Op: wire.OpSet, Table: model.Text, Ref: wire.Ref{Content: k}, Name: colKnown, Value: ms})
+	}
+	reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: model.ColVerdict,
+		Value: model.EncodeVerdict(model.SourceFilter, model.Epoch(a.Time), d.Verdict)})
+	if _, err := j.cfg.DB.Batch(ctx, reqs); err != nil {
+		return fmt.Errorf("write verdict: %w", err)
+	}
+	return nil
+}
+
+// greyFirst returns the first contact's time recorded for the attempt's
+// greylisting triplet.
+func (j *Judge) greyFirst(ctx context.Context, a Attempt, mailbox string) (time.Time, bool, error) {
+	g, err := j.cfg.DB.FindKey(ctx, model.RDNS, model.KeyOf(model.RDNS, greyContent(Network(a.Client), a.From, mailbox)))
+	if errors.Is(err, client.ErrNotFound) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("read greylisting row: %w", err)
+	}
+	inv := g.State.Col(colFirstInv)
+	if inv == 0 || inv > math.MaxUint32 {
+		return time.Time{}, false, nil
+	}
+	return time.Unix(int64(math.MaxUint32-inv), 0), true, nil
+}
+
+// list looks the sender up in the mailbox's lists: its address first, then
+// its domain.
+func (j *Judge) list(ctx context.Context, mailbox, from string) (decide.ListMatch, string, error) {
+	if from == "" {
+		return decide.ListNone, "", nil
+	}
+	cands := []string{from}
+	if at := strings.LastIndexByte(from, '@'); at >= 0 {
+		cands = append(cands, from[at:])
+	}
+	for _, c := range cands {
+		row, err := j.cfg.DB.FindKey(ctx, model.Text, model.KeyOf(model.Text, ListContent(mailbox, c)))
+		if errors.Is(err, client.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return decide.ListNone, "", fmt.Errorf("read list: %w", err)
+		}
+		switch row.State.Col(colList) & 3 {
+		case ListAllow:
+			return decide.ListAllow, "sender " + c, nil
+		case ListBlock:
+			return decide.ListBlock, "sender " + c, nil
+		}
+	}
+	return decide.ListNone, "", nil
+}
+
+// readMail rebuilds the mail as stored, without Received fields (they are
+// the delivery's, not the content's).
+func (j *Judge) readMail(ctx context.Context, mail model.Key) ([]byte, error) {
+	m, err := j.cfg.DB.FindKey(ctx, model.Mail, mail)
+	if err != nil {
+		return nil, fmt.Errorf("read mail: %w", err)
+	}
+	hk, bk, err := model.ParseMailContent(m.Content)
+	if err != nil {
+		return nil, fmt.Errorf("mail %s: %w", mail, err)
+	}
+	h, err := j.cfg.DB.FindKey(ctx, model.Header, hk)
+	if err != nil {
+		return nil, fmt.Errorf("read header: %w", err)
+	}
+	b, err := j.cfg.DB.FindKey(ctx, model.Body, bk)
+	if err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	return model.Join(model.Parts{Header: h.Content, Body: b.Content})
+}

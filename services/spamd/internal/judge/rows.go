@@ -1,0 +1,183 @@
+package judge
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+)
+
+// Attempt is what a throw-in row says about one delivery attempt.
+type Attempt struct {
+	Time    time.Time
+	Client  string // IP address, without port
+	Helo    string
+	From    string
+	Rcpts   []string
+	Mail    model.Key
+	HasMail bool
+}
+
+// ParseThrowIn reads a throw-in row's content (services/smtpd's
+// "twinmx-throw-in/1" record: "name: value" lines). Unknown lines are
+// ignored; a record without a usable time is an error.
+func ParseThrowIn(b []byte) (Attempt, error) {
+	var a Attempt
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	first := true
+	for sc.Scan() {
+		line := sc.Text()
+		if first {
+			if line != "twinmx-throw-in/1" {
+				return a, fmt.Errorf("throw-in: unknown record %q", line)
+			}
+			first = false
+			continue
+		}
+		name, val, ok := strings.Cut(line, ": ")
+		if !ok {
+			name, val = strings.TrimSuffix(line, ":"), ""
+		}
+		switch name {
+		case "time":
+			t, err := time.Parse(time.RFC3339Nano, val)
+			if err != nil {
+				return a, fmt.Errorf("throw-in: time %q: %w", val, err)
+			}
+			a.Time = t
+		case "client":
+			a.Client = clientIP(val)
+		case "helo":
+			a.Helo = val
+		case "from":
+			a.From = strings.Trim(val, "<>")
+		case "rcpt":
+			a.Rcpts = append(a.Rcpts, val)
+		case "mail":
+			k, err := model.ParseKey(val)
+			if err != nil {
+				return a, fmt.Errorf("throw-in: mail: %w", err)
+			}
+			a.Mail, a.HasMail = k, true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return a, fmt.Errorf("throw-in: %w", err)
+	}
+	if first || a.Time.IsZero() {
+		return a, fmt.Errorf("throw-in: no time")
+	}
+	return a, nil
+}
+
+func clientIP(s string) string {
+	if h, _, err := net.SplitHostPort(s); err == nil {
+		return h
+	}
+	return s
+}
+
+// Network returns the client's network for greylisting: the /24 of an IPv4
+// address, the /64 of an IPv6 one (senders retry from another address of
+// the same pool), or the address as given if it does not parse.
+func Network(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	bits := 64
+	if a.Is4() || a.Is4In6() {
+		a, bits = a.Unmap(), 24
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}
+
+// Row contents judge reads and writes. Addresses are lower-cased: list and
+// correspondent matching is not case-sensitive.
+func greyContent(network, from, rcpt string) []byte {
+	return fmt.Appendf(nil, "twinmx-grey/1\nnet: %s\nfrom: %s\nrcpt: %s", network, strings.ToLower(from), strings.ToLower(rcpt))
+}
+
+func knownContent(mailbox, sender string) []byte {
+	return fmt.Appendf(nil, "twinmx-known/1\nmailbox: %s\nsender: %s", strings.ToLower(mailbox), strings.ToLower(sender))
+}
+
+// ListContent is the content of the text row of one list entry: mailbox,
+// then a sender address or "@domain".
+func ListContent(mailbox, sender string) []byte {
+	return fmt.Appendf(nil, "twinmx-list/1\nmailbox: %s\nsender: %s", strings.ToLower(mailbox), strings.ToLower(sender))
+}
+
+// ReasonContent is the content of the text row holding the reason for a
+// receive row's verdict.
+func ReasonContent(receive model.Key, v model.Verdict, score float64, reason string) []byte {
+	return fmt.Appendf(nil, "twinmx-reason/1\nreceive: %s\nverdict: %s\nscore: %.4f\nreason: %s", receive, v, score, oneLine(reason))
+}
+
+// ParseReason returns the reason line of a reason row's content.
+func ParseReason(b []byte) (string, bool) {
+	if !bytes.HasPrefix(b, []byte("twinmx-reason/1\n")) {
+		return "", false
+	}
+	_, r, ok := bytes.Cut(b, []byte("\nreason: "))
+	return string(r), ok
+}
+
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// Column names and values.
+const (
+	colList   = "list"
+	colKnown  = "known"
+	colPassed = "passed"
+	// colFirstInv is MaxUint32 minus the first contact's Unix second.
+	colFirstInv = "first.inv"
+	colScore    = "spam.score"
+	// reasonPrefix + base32 key links a receive row to its reason row.
+	reasonPrefix = "spam.r."
+)
+
+// ReasonColumn names the receive column linking to reason row k.
+func ReasonColumn(k model.Key) string { return model.LinkColumn(reasonPrefix, k) }
+
+// LatestReason returns the reason row key a receive row's state links to
+// with the highest value (the latest judged attempt).
+func LatestReason(st model.State) (k model.Key, ok bool) {
+	var best uint64
+	for name, v := range st.Cols {
+		rk, isLink := model.ParseLinkColumn(reasonPrefix, name)
+		if isLink && (!ok || v > best) {
+			k, ok, best = rk, true, v
+		}
+	}
+	return k, ok
+}
+
+// List entry kinds, in the low two bits of the `list` column; the high
+// bits are the change time in Unix ms, so a later change wins on every
+// site.
+const (
+	ListRemoved = 0
+	ListAllow   = 1
+	ListBlock   = 2
+)
+
+// ListValue is the `list` column value for kind set at t.
+func ListValue(t time.Time, kind uint64) uint64 { return uint64(max(t.UnixMilli(), 0))<<2 | kind&3 }
