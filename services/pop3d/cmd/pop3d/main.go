@@ -17,6 +17,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/services/pop3d/internal/daemon"
 	"github.com/twinmx/twinmx/services/pop3d/internal/server"
+	"github.com/twinmx/twinmx/services/pop3d/internal/tlsconf"
 )
 
 func env(name string) []string { return []string{"TWINMX_POP3D_" + name} }
@@ -76,9 +77,9 @@ func run(c *cli.Context) error {
 	var tlsCfg *tls.Config
 	switch {
 	case c.String("tls-cert") != "" || c.String("tls-key") != "":
-		tlsCfg, err = daemon.LoadTLS(c.String("tls-cert"), c.String("tls-key"))
+		tlsCfg, err = tlsconf.LoadTLS(c.String("tls-cert"), c.String("tls-key"))
 	case c.Bool("tls-self-signed"):
-		tlsCfg, err = daemon.SelfSignedTLS(c.String("hostname"))
+		tlsCfg, err = tlsconf.SelfSignedTLS(c.String("hostname"))
 	}
 	if err != nil {
 		return err

@@ -90,8 +90,25 @@ func (c *conn) serve() {
 		c.setIO(c.nc)
 	}
 	c.loop()
+	c.lingerClose()
 	c.log.Info("session end", "login", c.loginName(), "state", c.state, "tls", c.tls,
 		"retrieved", c.retrieved, "deleted", c.deleted, "bytes", c.sent)
+}
+
+// lingerClose ends a plain TCP connection gently: it sends FIN and reads
+// (and drops) what the client still sends for a moment, so that a reply
+// written just before is not lost to a reset (closing a socket with unread
+// input sends RST, which can destroy data the client has not read yet).
+func (c *conn) lingerClose() {
+	tc, ok := c.nc.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	if tc.CloseWrite() != nil {
+		return
+	}
+	tc.SetReadDeadline(time.Now().Add(time.Second))
+	io.Copy(io.Discard, io.LimitReader(tc, 64<<10))
 }
 
 func (c *conn) loginName() string {
@@ -130,7 +147,9 @@ func (c *conn) loop() {
 		line, err := c.readCommand(c.s.cfg.IdleTimeout)
 		if err != nil {
 			if reply := c.readFailure(err); reply != nil {
+				c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 				c.writeLine(reply.line())
+				c.w.Flush()
 			}
 			return
 		}

@@ -68,7 +68,7 @@ func replyFor(err error, log *slog.Logger, m *metrics.Metrics) (reply *Error, pr
 	var se *pop3.SyntaxError
 	switch {
 	case errors.As(err, &pe):
-		return pe, pe == errBadState || pe == errNoSuchMessage || pe == errDeleted
+		return pe, pe == errBadState
 	case errors.Is(err, pop3.ErrUnknown):
 		return &Error{Msg: "unknown command"}, true
 	case errors.Is(err, pop3.ErrTooLong):

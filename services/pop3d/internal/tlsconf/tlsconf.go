@@ -1,4 +1,6 @@
-package daemon
+// Package tlsconf makes pop3d's TLS configuration: from PEM files, or a
+// self-signed certificate for local runs and tests.
+package tlsconf
 
 import (
 	"crypto/ecdsa"
