@@ -199,7 +199,7 @@ func eachNewest(ctx context.Context, cl *client.Client, n int, fn func(receiveIn
 func mailsCmd() *cli.Command {
 	return &cli.Command{
 		Name: "mails",
-		Usage: "the newest received mails, one line each: MAILKEY from=… to=… subject=… verdict=… backed-up=… ack=…" +
+		Usage: "the newest received mails, one line each: MAILKEY from=… to=… subject=… verdict=… backed-up=… ack=… [reason=…]" +
 			" (one line per mailbox a mail was sent to)",
 		Flags:  []cli.Flag{&cli.IntFlag{Name: "last", Value: 20, Usage: "how many"}},
 		Action: mails,
@@ -229,9 +229,17 @@ func mails(c *cli.Context) error {
 		if row, err := cl.FindKey(ctx, model.Mailbox, r.mailbox); err == nil {
 			to = string(row.Content)
 		}
-		fmt.Fprintf(c.App.Writer, "%s from=%s to=%s subject=%s verdict=%s backed-up=%s ack=%s\n",
+		reason := ""
+		if rk, ok := model.LatestReason(r.state); ok {
+			if row, err := cl.FindKey(ctx, model.Text, rk); err == nil {
+				if why, ok := model.ParseReason(row.Content); ok {
+					reason = " reason=" + quote(why)
+				}
+			}
+		}
+		fmt.Fprintf(c.App.Writer, "%s from=%s to=%s subject=%s verdict=%s backed-up=%s ack=%s%s\n",
 			r.mail, quote(from), quote(to), quote(subject), verdictText(r.state.Cols[model.ColVerdict]),
-			yesNo(r.state.Cols[model.ColBackedUp]), yesNo(r.state.Cols[model.ColAcknowledged]))
+			yesNo(r.state.Cols[model.ColBackedUp]), yesNo(r.state.Cols[model.ColAcknowledged]), reason)
 		return nil
 	})
 }

@@ -15,7 +15,7 @@ func main() {
 		Usage:    "spam decisions for twinmx",
 		Flags:    daemonFlags(),
 		Action:   runDaemon,
-		Commands: []*cli.Command{evalCommand(), trainCommand(), pushCommand()},
+		Commands: []*cli.Command{evalCommand(), trainCommand(), pushCommand(), listCommand()},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "spamd:", err)

@@ -26,13 +26,13 @@
 //
 // Rows judge writes (all replicate):
 //   - receive: `verdict` (source filter), `spam.score` (probability × 10^6),
-//     `spam.r.<reason key>` linking the reason text row (value: attempt ms);
-//   - text `twinmx-reason/1` rows: the reason, for dbctl mails and the
-//     digest;
+//     and the link to its reason (model.ReasonColumn, value: attempt ms);
+//   - text reason rows (model.ReasonContent), shown by dbctl mails;
 //   - text `twinmx-known/1` rows (mailbox, sender) with column `known`: the
 //     mailbox accepted clear mail from this sender;
-//   - rdns `twinmx-grey/1` rows (network, sender, recipient) with column
-//     `passed`.
+//   - rdns `twinmx-grey/1` rows (network, sender, recipient) with columns
+//     `first.inv` (MaxUint32 minus the first contact's Unix second: the
+//     earliest wins under max-merge) and `passed`.
 //
 // It reads per-mailbox allow/block lists from text `twinmx-list/1` rows
 // (mailbox, sender address or @domain) with column `list` (ListValue).

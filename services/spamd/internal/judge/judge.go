@@ -301,11 +301,11 @@ func (j *Judge) judgeRecipient(ctx context.Context, a Attempt, rcpt string, raw 
 // score, the known-correspondent and greylisting marks, and the verdict.
 func (j *Judge) write(ctx context.Context, rk model.Key, a Attempt, mailbox string, d decide.Decision, passed bool) error {
 	ref := wire.Ref{ByKey: true, Key: rk}
-	reason := ReasonContent(rk, d.Verdict, d.Score, d.Reason)
+	reason := model.ReasonContent(rk, d.Verdict, d.Score, d.Reason)
 	ms := uint64(max(a.Time.UnixMilli(), 1))
 	reqs := []wire.Request{
 		{Op: wire.OpFindOrInsert, Table: model.Text, Content: reason},
-		{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: ReasonColumn(model.KeyOf(model.Text, reason)), Value: ms},
+		{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: model.ReasonColumn(model.KeyOf(model.Text, reason)), Value: ms},
 		{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: colScore, Value: uint64(math.Round(min(max(d.Score, 0), 1) * 1e6))},
 	}
 	if g := greyContent(Network(a.Client), a.From, mailbox); passed {

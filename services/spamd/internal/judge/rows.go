@@ -118,30 +118,6 @@ func ListContent(mailbox, sender string) []byte {
 	return fmt.Appendf(nil, "twinmx-list/1\nmailbox: %s\nsender: %s", strings.ToLower(mailbox), strings.ToLower(sender))
 }
 
-// ReasonContent is the content of the text row holding the reason for a
-// receive row's verdict.
-func ReasonContent(receive model.Key, v model.Verdict, score float64, reason string) []byte {
-	return fmt.Appendf(nil, "twinmx-reason/1\nreceive: %s\nverdict: %s\nscore: %.4f\nreason: %s", receive, v, score, oneLine(reason))
-}
-
-// ParseReason returns the reason line of a reason row's content.
-func ParseReason(b []byte) (string, bool) {
-	if !bytes.HasPrefix(b, []byte("twinmx-reason/1\n")) {
-		return "", false
-	}
-	_, r, ok := bytes.Cut(b, []byte("\nreason: "))
-	return string(r), ok
-}
-
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' {
-			return ' '
-		}
-		return r
-	}, s)
-}
-
 // Column names and values.
 const (
 	colList   = "list"
@@ -153,22 +129,6 @@ const (
 	// reasonPrefix + base32 key links a receive row to its reason row.
 	reasonPrefix = "spam.r."
 )
-
-// ReasonColumn names the receive column linking to reason row k.
-func ReasonColumn(k model.Key) string { return model.LinkColumn(reasonPrefix, k) }
-
-// LatestReason returns the reason row key a receive row's state links to
-// with the highest value (the latest judged attempt).
-func LatestReason(st model.State) (k model.Key, ok bool) {
-	var best uint64
-	for name, v := range st.Cols {
-		rk, isLink := model.ParseLinkColumn(reasonPrefix, name)
-		if isLink && (!ok || v > best) {
-			k, ok, best = rk, true, v
-		}
-	}
-	return k, ok
-}
 
 // List entry kinds, in the low two bits of the `list` column; the high
 // bits are the change time in Unix ms, so a later change wins on every
