@@ -20,6 +20,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/spamd/internal/classify"
+	"github.com/twinmx/twinmx/services/spamd/internal/external"
 	"github.com/twinmx/twinmx/services/spamd/internal/judge"
 	"github.com/twinmx/twinmx/services/spamd/internal/modelstore"
 	"github.com/twinmx/twinmx/services/spamd/internal/msgauth"
@@ -34,6 +35,8 @@ func daemonFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "grey-delay", Value: time.Minute, Usage: "greylisting: a first contact's retry passes after this long (0: greylisting off)", EnvVars: []string{"TWINMX_SPAMD_GREY_DELAY"}},
 		&cli.StringFlag{Name: "dns", Usage: "DNS server HOST[:PORT] for SPF, DKIM and DMARC (default: /etc/resolv.conf)", EnvVars: []string{"TWINMX_SPAMD_DNS"}},
 		&cli.BoolFlag{Name: "no-auth", Usage: "skip SPF, DKIM and DMARC (no DNS)", EnvVars: []string{"TWINMX_SPAMD_NO_AUTH"}},
+		&cli.StringFlag{Name: "spamassassin", Usage: "SpamAssassin spamd HOST:PORT to ask as one more signal (empty: none)", EnvVars: []string{"TWINMX_SPAMD_SPAMASSASSIN"}},
+		&cli.StringFlag{Name: "rspamd", Usage: "rspamd normal worker URL (http://HOST:11333) to ask as one more signal (empty: none)", EnvVars: []string{"TWINMX_SPAMD_RSPAMD"}},
 		&cli.IntFlag{Name: "backlog", Value: 2000, Usage: "newest delivery attempts judged at start", EnvVars: []string{"TWINMX_SPAMD_BACKLOG"}},
 		&cli.BoolFlag{Name: "debug", Usage: "log every decision detail", EnvVars: []string{"TWINMX_DEBUG"}},
 	)
@@ -93,6 +96,22 @@ func runDaemon(c *cli.Context) error {
 			return err
 		}
 		cfg.Auth = msgauth.New(msgauth.NewNetResolver(rc), msgauth.Config{Logger: log})
+	}
+	switch sa, rs := c.String("spamassassin"), c.String("rspamd"); {
+	case sa != "" && rs != "":
+		return cli.Exit("spamd: give --spamassassin or --rspamd, not both", 2)
+	case sa != "":
+		ec := external.SpamAssassinConfig{Addr: sa}
+		if err := ec.Validate(); err != nil {
+			return err
+		}
+		cfg.Engine = external.NewSpamAssassin(ec)
+	case rs != "":
+		ec := external.RspamdConfig{URL: rs}
+		if err := ec.Validate(); err != nil {
+			return err
+		}
+		cfg.Engine = external.NewRspamd(ec)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

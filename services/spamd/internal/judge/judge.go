@@ -17,6 +17,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/spamd/internal/classify"
 	"github.com/twinmx/twinmx/services/spamd/internal/decide"
+	"github.com/twinmx/twinmx/services/spamd/internal/external"
 	"github.com/twinmx/twinmx/services/spamd/internal/signal"
 )
 
@@ -35,6 +36,12 @@ type Authenticator interface {
 	Check(ctx context.Context, env signal.Envelope, raw []byte) signal.Auth
 }
 
+// Engine is an external engine the operator already runs (package
+// external: SpamAssassin, rspamd). Its error means "no opinion".
+type Engine interface {
+	Check(ctx context.Context, env signal.Envelope, raw []byte) (external.Result, error)
+}
+
 // Models gives the classifier model to judge with; nil means none yet.
 type Models interface {
 	Current() *classify.Model
@@ -45,6 +52,7 @@ type Config struct {
 	DB     DB
 	Models Models
 	Auth   Authenticator // nil: no sender authentication signal
+	Engine Engine        // nil: no external engine
 	// GreyDelay is how long after a first contact's Retry a retry passes
 	// greylisting (default 1 minute; negative: greylisting off).
 	GreyDelay time.Duration
@@ -285,6 +293,14 @@ func (j *Judge) judgeRecipient(ctx context.Context, a Attempt, rcpt string, raw 
 	if j.cfg.Auth != nil && in.List == decide.ListNone && !in.Known {
 		auth := j.cfg.Auth.Check(ctx, in.Env, *raw)
 		in.Auth = &auth
+	}
+	if j.cfg.Engine != nil && in.List == decide.ListNone && !in.Known {
+		if r, err := j.cfg.Engine.Check(ctx, in.Env, *raw); err == nil {
+			in.External = &decide.External{Engine: r.Engine, Score: r.Score, Threshold: r.Threshold}
+		} else {
+			j.cfg.Metrics.Errors.WithLabelValues("external").Inc()
+			j.log.Debug("external engine gave no opinion", "err", err)
+		}
 	}
 	start := time.Now()
 	d := decide.Decide(j.cfg.Models.Current(), in)
