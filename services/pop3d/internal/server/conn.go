@@ -91,7 +91,7 @@ func (c *conn) serve() {
 	}
 	c.loop()
 	c.lingerClose()
-	c.log.Info("session end", "login", c.loginName(), "state", c.state, "tls", c.tls,
+	c.log.Info("session end", "state", c.state, "tls", c.tls,
 		"retrieved", c.retrieved, "deleted", c.deleted, "bytes", c.sent)
 }
 
@@ -111,12 +111,6 @@ func (c *conn) lingerClose() {
 	io.Copy(io.Discard, io.LimitReader(tc, 64<<10))
 }
 
-func (c *conn) loginName() string {
-	if c.acct == nil {
-		return ""
-	}
-	return c.acct.Login
-}
 
 func (c *conn) setIO(nc net.Conn) {
 	c.nc = nc
