@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Starts twinmx locally for trying it out, everything on loopback with keys,
-# data and logs under ./run/: per site (A and B) a dbd and an smtpd, one
-# backupd between them, and — until spamd is built — `dbctl autoverdict
-# accept` as a stand-in filter that accepts every mail. Later services join
-# here as they are built (issue 8). Ctrl-C stops everything cleanly.
+# data and logs under ./run/: per site (A and B) a dbd, an smtpd and a spamd,
+# and one backupd between them. spamd's model is trained from
+# ../shared/corpus on the first start when that corpus is there (kept in
+# ./run/spamd-model and pushed into dbd); without it spamd judges by lists
+# and sender authentication only. Greylisting is off here so a first test
+# mail gets its 250 at once (production default: 1 minute). Later services
+# join here as they are built (issue 8). Ctrl-C stops everything cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-bin}
 run=${RUN:-run}
-for p in dbd dbctl smtpd backupd; do
+for p in dbd dbctl smtpd backupd spamd; do
 	[ -x "$bin/$p" ] || { echo "run 'make build' first ($bin/$p missing)" >&2; exit 1; }
 done
 mkdir -p "$run/keys"
@@ -61,8 +64,23 @@ pids+=($!)
 smtpd a 2525 7301 7321
 smtpd b 2526 7302 7322
 admin_a=(--db 127.0.0.1:7301 --db-pub "$run/keys/dbd-a.pub" --key "$run/keys/admin")
-"$bin/dbctl" "${admin_a[@]}" autoverdict accept >>"$run/autoverdict.log" 2>&1 &
-pids+=($!)
+corpus=${CORPUS:-../shared/corpus/spamassassin-train.tar.gz}
+if [ ! -f "$run/spamd-model/model.bin" ] && [ -f "$corpus" ]; then
+	echo "training spamd's model from $corpus (once)"
+	mkdir -p "$run/corpus"
+	tar -xzf "$corpus" -C "$run/corpus"
+	"$bin/spamd" train --ham "$run/corpus/ham" --spam "$run/corpus/spam" --model "$run/spamd-model" >>"$run/spamd-train.log"
+fi
+if [ -f "$run/spamd-model/model.bin" ]; then
+	"$bin/spamd" push --db 127.0.0.1:7301 --db-pub "$run/keys/dbd-a.pub" --key "$run/keys/spamd" --model "$run/spamd-model" >/dev/null
+fi
+spamd() { # site dbd-port metrics-port
+	"$bin/spamd" --db "127.0.0.1:$2" --db-pub "$run/keys/dbd-$1.pub" --key "$run/keys/spamd" \
+		--metrics "127.0.0.1:$3" --grey-delay 0s --no-auth 2>>"$run/spamd-$1.log" &
+	pids+=($!)
+}
+spamd a 7301 7341
+spamd b 7302 7342
 wait_port 2525
 wait_port 2526
 "$bin/dbctl" "${admin_a[@]}" mailbox add demo@twinmx.test >/dev/null
@@ -82,7 +100,8 @@ cat <<INFO
 twinmx is running (logs in $run/*.log, addresses in $run/cluster.env):
   site A: dbd 127.0.0.1:7301 (metrics :7311)   smtpd 127.0.0.1:2525 (metrics :7321)
   site B: dbd 127.0.0.1:7302 (metrics :7312)   smtpd 127.0.0.1:2526 (metrics :7322)
-  backupd A<->B (metrics :7331); stand-in filter: dbctl autoverdict accept (spamd is not built yet)
+  spamd per site (metrics :7341, :7342; greylisting and DNS checks off for local use)
+  backupd A<->B (metrics :7331)
   demo mailbox: demo@twinmx.test
 Try, in another shell:
   swaks --server 127.0.0.1:2525 --to demo@twinmx.test --from you@example.net     # 250 once on both sites
