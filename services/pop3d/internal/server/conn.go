@@ -111,7 +111,6 @@ func (c *conn) lingerClose() {
 	io.Copy(io.Discard, io.LimitReader(tc, 64<<10))
 }
 
-
 func (c *conn) setIO(nc net.Conn) {
 	c.nc = nc
 	c.r = bufio.NewReaderSize(nc, bufSize)
