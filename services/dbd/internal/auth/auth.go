@@ -122,7 +122,9 @@ var rules = map[Role]rule{
 		other: ops(wire.OpStatus),
 	},
 	Notify: {
-		read:   some(model.Receive, model.Mail, model.Header, model.Mailbox, model.Config, model.Text),
+		// smsd forwards copies of accepted mail byte for byte, so it
+		// reads the whole mail: header, body and the received row.
+		read:   some(model.Receive, model.Mail, model.Header, model.Body, model.Received, model.Mailbox, model.Config, model.Text),
 		insert: some(model.Text),
 		set: map[model.Table][]string{
 			model.Receive: {"sms.", "fwd."},

@@ -190,16 +190,18 @@ func checkCases() []checkCase {
 		batch(set(model.Receive, model.ColDeleted), set(model.Receive, model.ColVerdict)),
 	))
 
-	// smsd reads accepted mail's headers and claims notifications.
+	// smsd reads accepted mail (forward copies are byte for byte) and
+	// claims notifications.
 	add(allow(Notify,
 		find(model.Header), find(model.Mail), watch(model.Receive), find(model.Mailbox),
+		find(model.Body), find(model.Received), set(model.Receive, "fwd.claim"),
 		find(model.Text), find(model.Config),
 		set(model.Receive, "sms.sent"), set(model.Receive, "fwd.done"), set(model.Text, "sms.quota"),
 		insert(model.Text), incr(model.Text, "sms"),
 		op(wire.OpStatus), op(wire.OpPing),
 	))
 	add(refuse(Notify,
-		find(model.Body), find(model.Capture), find(model.ThrowIn), find(model.POP3),
+		find(model.MsgID), insert(model.Received), set(model.Body, "fwd.claim"), find(model.Capture), find(model.ThrowIn), find(model.POP3),
 		set(model.Receive, model.ColVerdict), set(model.Receive, model.ColDeleted),
 		set(model.Receive, model.ColAcknowledged), set(model.Receive, "sms"),
 		set(model.Text, "fwd.x"), set(model.Mail, "sms.sent"),
@@ -325,7 +327,7 @@ var wantMatrix = map[Role]tableAccess{
 		model.Config: "r",
 	},
 	Notify: {
-		model.Body: "", model.Header: "r", model.Received: "", model.Mail: "r",
+		model.Body: "r", model.Header: "r", model.Received: "r", model.Mail: "r",
 		model.MsgID: "", model.Mailbox: "r", model.Receive: "r", model.ThrowIn: "",
 		model.Capture: "", model.RDNS: "", model.POP3: "", model.Text: "rin",
 		model.Config: "r",
