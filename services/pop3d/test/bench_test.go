@@ -1,0 +1,200 @@
+package test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+)
+
+// TestBenchDovecot compares pop3d with Dovecot's POP3 server: the whole
+// corpus in a twinmx mailbox and in a Maildir for Dovecot, then one Go
+// client RETRs every mail from each, twice (the second round is
+// reported: warm caches on both sides), checking each mail against the
+// corpus. It prints mails/s, peak RSS and the ratios. It runs only with
+// TWINMX_BENCH set, as root with dovecot-pop3d installed
+// (deploy/bench/pop3-bench.sh). It asserts nothing about speed.
+func TestBenchDovecot(t *testing.T) {
+	if os.Getenv("TWINMX_BENCH") == "" {
+		t.Skip("set TWINMX_BENCH=1 (deploy/bench/pop3-bench.sh) to run the Dovecot comparison")
+	}
+	dovecot := requireTool(t, "dovecot", "dovecot-pop3d")
+	if os.Getuid() != 0 {
+		t.Skip("the Dovecot comparison runs as root (dovecot needs it)")
+	}
+	corpus := loadCorpus(t)
+	mails := make([][]byte, len(corpus))
+	for i, m := range corpus {
+		mails[i] = m.raw
+	}
+
+	// twinmx.
+	s := newSite(t, "A", "")
+	s.user("bench", "bench password", "bench@twinmx.test")
+	deliverAll(t, s, "bench@twinmx.test", mails)
+	p := s.startPOP3D("")
+	var ours result
+	for range 2 {
+		ours = retrieveAll(t, p.addr, "bench", "bench password", len(mails))
+	}
+	oursRSS, _ := proctest.PeakRSS(p.cmd.Process.Pid)
+	dbdRSS, _ := proctest.PeakRSS(s.cmd.Process.Pid)
+
+	// Dovecot, with the same mails in a Maildir (LF line ends, as Maildir
+	// keeps them; Dovecot sends CRLF).
+	dir, err := os.MkdirTemp("", "pop3-bench-dovecot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(dir, "Maildir", sub), 0o700)
+	}
+	for i, m := range mails {
+		name := fmt.Sprintf("%d.M%dP1.bench,S=%d:2,", 1700000000+i, i, len(lf(m)))
+		if err := os.WriteFile(filepath.Join(dir, "Maildir", "cur", name), lf(m), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chownTree(t, dir)
+	addr := proctest.FreePort(t)
+	host, port, _ := strings.Cut(addr, ":")
+	conf := fmt.Sprintf(`protocols = pop3
+listen = %[1]s
+base_dir = %[3]s/run
+state_dir = %[3]s/state
+log_path = %[3]s/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+mail_location = maildir:%[3]s/Maildir
+default_login_user = nobody
+default_internal_user = nobody
+first_valid_uid = 1
+passdb {
+  driver = static
+  args = password=bench
+}
+userdb {
+  driver = static
+  args = uid=%[4]d gid=%[4]d home=%[3]s
+}
+service pop3-login {
+  inet_listener pop3 {
+    address = %[1]s
+    port = %[2]s
+  }
+}
+`, host, port, dir, nobody)
+	confPath := filepath.Join(dir, "dovecot.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dlog := &proctest.SyncBuffer{}
+	dc := exec.Command(dovecot, "-F", "-c", confPath)
+	dc.Stdout, dc.Stderr = dlog, dlog
+	dieWithTest(dc)
+	if err := dc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		dc.Process.Kill()
+		dc.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
+			t.Logf("dovecot log:\n%s%s", dlog, tail(string(b), 30))
+		}
+	})
+	proctest.WaitListening(t, addr, 20*time.Second, dlog)
+	var theirs result
+	for range 2 {
+		theirs = retrieveAll(t, addr, "bench", "bench", len(mails))
+	}
+	theirsRSS := treeRSS(dc.Process.Pid)
+
+	t.Logf("corpus: %d mails, %d octets", len(mails), ours.octets)
+	t.Logf("twinmx pop3d: %.0f mails/s (%.1f MB/s); peak RSS pop3d %.1f MiB, dbd %.1f MiB",
+		ours.rate(), ours.mbps(), mib(oursRSS), mib(dbdRSS))
+	t.Logf("dovecot:      %.0f mails/s (%.1f MB/s); peak RSS (all dovecot processes) %.1f MiB",
+		theirs.rate(), theirs.mbps(), mib(theirsRSS))
+	t.Logf("ratio twinmx/dovecot: throughput %.2f; RSS pop3d %.2f, pop3d+dbd %.2f",
+		ours.rate()/theirs.rate(), float64(oursRSS)/float64(theirsRSS), float64(oursRSS+dbdRSS)/float64(theirsRSS))
+}
+
+type result struct {
+	mails  int
+	octets int64
+	el     time.Duration
+}
+
+func (r result) rate() float64 { return float64(r.mails) / r.el.Seconds() }
+func (r result) mbps() float64 { return float64(r.octets) / r.el.Seconds() / 1e6 }
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+// retrieveAll logs in and RETRs every mail once, in message-number order.
+func retrieveAll(t *testing.T, addr, user, pass string, want int) result {
+	t.Helper()
+	start := time.Now()
+	c := mustPOP(t, addr, user, pass)
+	l, err := c.cmd("STAT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(strings.Fields(l)[1])
+	if n != want {
+		t.Fatalf("%s: STAT %q, want %d mails", addr, l, want)
+	}
+	var octets int64
+	for i := 1; i <= n; i++ {
+		b, err := c.retr(i)
+		if err != nil {
+			t.Fatalf("%s: RETR %d: %v", addr, i, err)
+		}
+		octets += int64(len(b))
+	}
+	if err := c.quit(); err != nil {
+		t.Fatal(err)
+	}
+	return result{mails: n, octets: octets, el: time.Since(start)}
+}
+
+// treeRSS sums the peak RSS of pid and its descendants.
+func treeRSS(pid int) int64 {
+	kids := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) > 1 {
+			pp, _ := strconv.Atoi(f[1])
+			kids[pp] = append(kids[pp], p)
+		}
+	}
+	var sum int64
+	var walk func(int)
+	walk = func(p int) {
+		if n, err := proctest.PeakRSS(p); err == nil {
+			sum += n
+		}
+		for _, k := range kids[p] {
+			walk(k)
+		}
+	}
+	walk(pid)
+	return sum
+}
