@@ -1,0 +1,343 @@
+// Package gateway sends SMS: through an HTTP API (any provider whose
+// request can be written as URL, method, headers and a body template) or a
+// local command that gets the text on stdin. It also holds the retry
+// backoff and the per-number rate limit, both pure.
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+)
+
+// Gateway sends one SMS. Send returns nil only when the gateway took the
+// message. Implementations are safe for concurrent use.
+type Gateway interface {
+	Send(ctx context.Context, to, text string) error
+	// Name is a bounded label for metrics: "http" or "command".
+	Name() string
+}
+
+// Fields are what templates see: {{.To}}, {{.Text}}, {{.Secret}}.
+type Fields struct {
+	To, Text, Secret string
+}
+
+var funcs = template.FuncMap{
+	"json": func(s string) (string, error) {
+		b, err := json.Marshal(s)
+		return string(b), err
+	},
+	"urlquery": url.QueryEscape,
+}
+
+func parse(name, src string) (*template.Template, error) {
+	t, err := template.New(name).Funcs(funcs).Option("missingkey=error").Parse(src)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %s template: %w", name, err)
+	}
+	return t, nil
+}
+
+func run(t *template.Template, f Fields) (string, error) {
+	var b strings.Builder
+	if err := t.Execute(&b, f); err != nil {
+		return "", fmt.Errorf("gateway: %s template: %w", t.Name(), err)
+	}
+	return b.String(), nil
+}
+
+// HTTPConfig configures an HTTP gateway. URL, header values and Body are
+// text/template sources over Fields, with the functions json (a JSON
+// string literal) and urlquery.
+type HTTPConfig struct {
+	URL    string // required
+	Method string // default POST
+	// Headers are "Name: value" lines. Without a Content-Type header and
+	// with the default body, Content-Type is application/json.
+	Headers []string
+	// Body defaults to {"to":{{json .To}},"text":{{json .Text}}}.
+	Body string
+	// Secret is the credential templates may use as {{.Secret}} (read
+	// from a file or an environment variable by the caller).
+	Secret string
+	// Timeout bounds one request. Default 10 s.
+	Timeout time.Duration
+	// Client is the HTTP client. Default: a new http.Client.
+	Client *http.Client
+}
+
+// DefaultBody is the HTTP body when HTTPConfig.Body is empty.
+const DefaultBody = `{"to":{{json .To}},"text":{{json .Text}}}`
+
+// HTTP is an HTTP gateway. Create it with NewHTTP.
+type HTTP struct {
+	cfg     HTTPConfig
+	url     *template.Template
+	body    *template.Template
+	headers []header
+}
+
+type header struct {
+	name string
+	val  *template.Template
+}
+
+// NewHTTP checks cfg and returns the gateway.
+func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
+	var errs []error
+	if cfg.URL == "" {
+		errs = append(errs, errors.New("gateway: URL is required"))
+	}
+	if cfg.Method == "" {
+		cfg.Method = http.MethodPost
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{}
+	}
+	defaultBody := cfg.Body == ""
+	if defaultBody {
+		cfg.Body = DefaultBody
+	}
+	g := &HTTP{cfg: cfg}
+	var err error
+	if g.url, err = parse("url", cfg.URL); err != nil {
+		errs = append(errs, err)
+	}
+	if g.body, err = parse("body", cfg.Body); err != nil {
+		errs = append(errs, err)
+	}
+	hasType := false
+	for _, h := range cfg.Headers {
+		name, val, ok := strings.Cut(h, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || strings.ContainsAny(name, " \t\r\n") {
+			errs = append(errs, fmt.Errorf("gateway: header %q: want \"Name: value\"", h))
+			continue
+		}
+		t, err := parse("header "+name, strings.TrimSpace(val))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		hasType = hasType || strings.EqualFold(name, "Content-Type")
+		g.headers = append(g.headers, header{name: name, val: t})
+	}
+	if !hasType && defaultBody {
+		g.headers = append(g.headers, header{name: "Content-Type", val: template.Must(parse("ct", "application/json"))})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Name returns "http".
+func (g *HTTP) Name() string { return "http" }
+
+// Request builds the request for one SMS.
+func (g *HTTP) Request(ctx context.Context, to, text string) (*http.Request, error) {
+	f := Fields{To: to, Text: text, Secret: g.cfg.Secret}
+	u, err := run(g.url, f)
+	if err != nil {
+		return nil, err
+	}
+	body, err := run(g.body, f)
+	if err != nil {
+		return nil, err
+	}
+	var rd io.Reader
+	if g.cfg.Method != http.MethodGet {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, g.cfg.Method, u, rd)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: request: %w", err)
+	}
+	for _, h := range g.headers {
+		v, err := run(h.val, f)
+		if err != nil {
+			return nil, err
+		}
+		if strings.ContainsAny(v, "\r\n") {
+			return nil, fmt.Errorf("gateway: header %s: value has a line break", h.name)
+		}
+		req.Header.Set(h.name, v)
+	}
+	return req, nil
+}
+
+// Send posts one SMS; any answer but 2xx is an error.
+func (g *HTTP) Send(ctx context.Context, to, text string) error {
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
+	defer cancel()
+	req, err := g.Request(ctx, to, text)
+	if err != nil {
+		return err
+	}
+	resp, err := g.cfg.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("gateway: post: %w", err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("gateway: answer %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+// CommandConfig configures a command gateway.
+type CommandConfig struct {
+	// Argv is the program and its arguments, each a template over Fields
+	// (the text also comes on stdin). Required.
+	Argv    []string
+	Secret  string
+	Timeout time.Duration // one run; default 30 s
+}
+
+// Command runs a local program per SMS. Create it with NewCommand.
+type Command struct {
+	cfg  CommandConfig
+	argv []*template.Template
+}
+
+// NewCommand checks cfg and returns the gateway.
+func NewCommand(cfg CommandConfig) (*Command, error) {
+	if len(cfg.Argv) == 0 {
+		return nil, errors.New("gateway: command is empty")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	g := &Command{cfg: cfg}
+	for i, a := range cfg.Argv {
+		t, err := parse(fmt.Sprintf("argument %d", i), a)
+		if err != nil {
+			return nil, err
+		}
+		g.argv = append(g.argv, t)
+	}
+	return g, nil
+}
+
+// Name returns "command".
+func (g *Command) Name() string { return "command" }
+
+// Args returns the argv for one SMS.
+func (g *Command) Args(to, text string) ([]string, error) {
+	f := Fields{To: to, Text: text, Secret: g.cfg.Secret}
+	out := make([]string, 0, len(g.argv))
+	for _, t := range g.argv {
+		a, err := run(t, f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// Send runs the command with the text on stdin; exit status 0 is success.
+func (g *Command) Send(ctx context.Context, to, text string) error {
+	argv, err := g.Args(to, text)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdin = strings.NewReader(text + "\n")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("gateway: %s: %w: %s", argv[0], err, strings.TrimSpace(limit(out.String(), 300)))
+	}
+	return nil
+}
+
+func limit(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// Backoff returns the wait before retry number tries (1 = the first
+// retry): min doubled per earlier failure, at most max.
+func Backoff(tries int, min, max time.Duration) time.Duration {
+	d := min
+	for i := 1; i < tries && d < max; i++ {
+		d *= 2
+	}
+	return clamp(d, min, max)
+}
+
+func clamp(d, lo, hi time.Duration) time.Duration {
+	if d > hi {
+		return hi
+	}
+	if d < lo {
+		return lo
+	}
+	return d
+}
+
+// Limiter allows at most N sends per number in any Window (a sliding
+// window). It is safe for concurrent use. The zero N means no limit.
+type Limiter struct {
+	N      int
+	Window time.Duration
+
+	mu   sync.Mutex
+	sent map[string][]time.Time // per number, oldest first, at most N
+}
+
+// Reserve records a send to number at now if the limit allows it and
+// returns true; otherwise it returns false and the earliest time a send
+// will be allowed.
+func (l *Limiter) Reserve(number string, now time.Time) (bool, time.Time) {
+	if l.N <= 0 {
+		return true, now
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sent == nil {
+		l.sent = map[string][]time.Time{}
+	}
+	ts := l.sent[number]
+	for len(ts) > 0 && !ts[0].Add(l.Window).After(now) {
+		ts = ts[1:]
+	}
+	if len(ts) >= l.N {
+		l.sent[number] = ts
+		return false, ts[0].Add(l.Window)
+	}
+	l.sent[number] = append(ts, now)
+	return true, now
+}
+
+// Release takes back the newest reservation of number (the send failed).
+func (l *Limiter) Release(number string) {
+	if l.N <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ts := l.sent[number]; len(ts) > 0 {
+		l.sent[number] = ts[:len(ts)-1]
+	}
+}
