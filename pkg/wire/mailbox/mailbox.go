@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
+	"sync"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/model/passwd"
@@ -33,12 +33,14 @@ var ErrAuth = errors.New("mailbox: authentication failed")
 
 // Store reads and changes mailboxes through one dbd.
 type Store struct {
-	db  DB
-	now func() time.Time
+	db DB
+
+	dummyOnce sync.Once
+	dummy     string // a hash checked for unknown logins (see burn)
 }
 
 // New returns a Store over db.
-func New(db DB) *Store { return &Store{db: db, now: time.Now} }
+func New(db DB) *Store { return &Store{db: db} }
 
 // Account is a logged-in user.
 type Account struct {
@@ -60,11 +62,13 @@ type Box struct {
 // other errors mean dbd could not be asked (a temporary failure).
 func (s *Store) Login(ctx context.Context, login, password string) (*Account, error) {
 	if model.CheckLogin(login) != nil {
+		s.burn(password)
 		return nil, ErrAuth
 	}
 	content := model.AccountContent(login)
 	acct, err := s.db.FindKey(ctx, model.POP3, model.KeyOf(model.POP3, content))
 	if errors.Is(err, client.ErrNotFound) {
+		s.burn(password)
 		return nil, ErrAuth
 	}
 	if err != nil {
@@ -72,6 +76,7 @@ func (s *Store) Login(ctx context.Context, login, password string) (*Account, er
 	}
 	pk, ok := model.CurrentPassword(acct.State)
 	if !ok {
+		s.burn(password)
 		return nil, ErrAuth
 	}
 	pw, err := s.db.FindKey(ctx, model.Text, pk)
@@ -100,6 +105,14 @@ func (s *Store) Login(ctx context.Context, login, password string) (*Account, er
 		a.Mailboxes = append(a.Mailboxes, b)
 	}
 	return a, nil
+}
+
+// burn spends the time of one password check, so an unknown login takes
+// as long to refuse as a wrong password (no timing oracle for which logins
+// exist).
+func (s *Store) burn(password string) {
+	s.dummyOnce.Do(func() { s.dummy, _ = passwd.Hash("twinmx-no-such-account", passwd.Default) })
+	passwd.Check(password, s.dummy)
 }
 
 func (s *Store) box(ctx context.Context, k model.Key) (Box, error) {
@@ -164,25 +177,44 @@ func (s *Store) Fetch(ctx context.Context, m Message, drop []string) ([]byte, er
 	if err != nil {
 		return nil, fmt.Errorf("mail %s: %w", m.Mail, err)
 	}
+	// Header, body and the received row are independent reads: ask for
+	// them at once (the client pipelines them on one connection), so a
+	// fetch costs two round trips, not four.
 	var p model.Parts
-	h, err := s.db.FindKey(ctx, model.Header, hk)
-	if err != nil {
-		return nil, fmt.Errorf("find header of %s: %w", m.Mail, err)
-	}
-	p.Header = h.Content
-	b, err := s.db.FindKey(ctx, model.Body, bk)
-	if err != nil {
-		return nil, fmt.Errorf("find body of %s: %w", m.Mail, err)
-	}
-	p.Body = b.Content
+	var herr, berr, rerr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		var h *wire.Row
+		if h, herr = s.db.FindKey(ctx, model.Header, hk); herr == nil {
+			p.Header = h.Content
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		var b *wire.Row
+		if b, berr = s.db.FindKey(ctx, model.Body, bk); berr == nil {
+			p.Body = b.Content
+		}
+	}()
 	if rk, ok := model.AcknowledgedReceived(m.State); ok {
 		r, err := s.db.FindKey(ctx, model.Received, rk)
 		switch {
 		case err == nil:
 			p.Received = r.Content
 		case !errors.Is(err, client.ErrNotFound):
-			return nil, fmt.Errorf("find received of %s: %w", m.Mail, err)
+			rerr = err
 		}
+	}
+	wg.Wait()
+	switch {
+	case herr != nil:
+		return nil, fmt.Errorf("find header of %s: %w", m.Mail, herr)
+	case berr != nil:
+		return nil, fmt.Errorf("find body of %s: %w", m.Mail, berr)
+	case rerr != nil:
+		return nil, fmt.Errorf("find received of %s: %w", m.Mail, rerr)
 	}
 	raw, err := model.Join(p)
 	if err != nil {

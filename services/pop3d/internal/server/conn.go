@@ -63,6 +63,8 @@ type conn struct {
 
 	retrieved, deleted int
 	sent               int64
+
+	ahead readAhead // messages fetched before their RETR
 }
 
 func newConn(s *Server, nc net.Conn, ip netip.Addr, mode Mode) *conn {
@@ -73,6 +75,7 @@ func newConn(s *Server, nc net.Conn, ip netip.Addr, mode Mode) *conn {
 
 // serve runs the connection to its end and closes it.
 func (c *conn) serve() {
+	defer c.ahead.wg.Wait()
 	defer c.raw.Close()
 	defer func() {
 		if r := recover(); r != nil {

@@ -234,11 +234,16 @@ func (c *conn) retr(n, lines int) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := c.storeCtx()
-	defer cancel()
-	raw, err := c.s.cfg.Store.Fetch(ctx, m.m, m.drop)
-	if err != nil {
-		return fmt.Errorf("fetch message %s: %w", m.uid, err)
+	raw, ok := c.ahead.take(n)
+	if !ok {
+		ctx, cancel := c.storeCtx()
+		defer cancel()
+		if raw, err = c.s.cfg.Store.Fetch(ctx, m.m, m.drop); err != nil {
+			return fmt.Errorf("fetch message %s: %w", m.uid, err)
+		}
+	}
+	if lines < 0 {
+		c.prefetch(n)
 	}
 	m.size, m.sized = pop3.SentSize(raw), true
 	if lines < 0 {
