@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/twinmx/twinmx/pkg/model"
@@ -35,13 +36,14 @@ const (
 	OpCursor       Op = 12 // name -> stored cursor value
 	OpScan         Op = 13 // table, limit -> stream of the newest rows by row number
 	OpList         Op = 14 // table, parent, after, limit -> stream of the parent's rows by row number
+	OpCheckpoint   Op = 15 // name -> path of a consistent copy of the store on dbd's host
 )
 
 var opNames = map[Op]string{
 	OpPing: "ping", OpFindOrInsert: "find-or-insert", OpFind: "find", OpSet: "set",
 	OpIncrement: "increment", OpBatch: "batch", OpWatch: "watch", OpChanges: "changes",
 	OpMerge: "merge", OpStatus: "status", OpDump: "dump", OpCursor: "cursor", OpScan: "scan",
-	OpList: "list",
+	OpList: "list", OpCheckpoint: "checkpoint",
 }
 
 // String returns the operation's name, used in logs and metric labels.
@@ -177,6 +179,7 @@ type Result struct {
 	Results  []Result // batch, merge: one per sub-request / row
 	Value    uint64   // cursor
 	Status   []Figure // status
+	Path     string   // checkpoint: where dbd wrote it, on its own host
 }
 
 // Figure is one named value of a status answer.
@@ -256,7 +259,7 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 		for i := range r.Rows {
 			b = AppendRow(b, &r.Rows[i])
 		}
-	case OpCursor:
+	case OpCursor, OpCheckpoint:
 		b = appendString(b, r.Name)
 	case OpScan:
 		b = append(b, byte(r.Table))
@@ -416,6 +419,8 @@ func appendResultBody(b []byte, op Op, res *Result) []byte {
 		}
 	case OpCursor:
 		b = binary.AppendUvarint(b, res.Value)
+	case OpCheckpoint:
+		b = appendString(b, truncate(res.Path, MaxPath))
 	case OpStatus:
 		figs := res.Status[:min(len(res.Status), MaxStatusVals)]
 		b = binary.AppendUvarint(b, uint64(len(figs)))
@@ -426,6 +431,9 @@ func appendResultBody(b []byte, op Op, res *Result) []byte {
 	}
 	return b
 }
+
+// MaxPath bounds the path in a checkpoint result.
+const MaxPath = 4096
 
 // MaxErrorText bounds the text of an error answer; longer texts are cut.
 const MaxErrorText = 4096
@@ -570,6 +578,11 @@ func (d *dec) request(top bool) *Request {
 		}
 	case OpCursor:
 		r.Name = d.name()
+	case OpCheckpoint:
+		r.Name = d.name()
+		if d.err == nil && strings.Trim(r.Name, ".") == "" {
+			d.fail("checkpoint: name of dots only")
+		}
 	case OpScan:
 		r.Table = d.table()
 		r.Value = d.uvarint()
@@ -648,6 +661,8 @@ func (d *dec) resultBody(op Op) *Result {
 		}
 	case OpCursor:
 		res.Value = d.uvarint()
+	case OpCheckpoint:
+		res.Path = d.str(MaxPath)
 	case OpStatus:
 		n := d.count(MaxStatusVals)
 		for i := uint64(0); i < n && d.err == nil; i++ {

@@ -129,6 +129,7 @@ var msgRequestCases = []msgRequestCase{
 	{"list receive of aa.. after 5, 100", Request{Op: OpList, Table: model.Receive, Parent: &msgKA, After: 5, Value: 100},
 		"0e 07" + msgKx(0xaa) + "05 64"},
 	{"watch receive children of bb..", Request{Op: OpWatch, Table: model.Receive, Parent: &msgKB}, "07 07 00 00" + msgKx(0xbb)},
+	{"checkpoint nightly-1", Request{Op: OpCheckpoint, Name: "nightly-1"}, "0f" + msgStr("nightly-1")},
 }
 
 // msgNormState drops empty maps, zero values and counters without counts:
@@ -345,6 +346,11 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"increment empty counter", "05 01 00 00 00 01"},
 		{"cursor empty name", "0c 00"},
 		{"cursor bad name", "0c" + msgStr("Cur")},
+		{"checkpoint empty name", "0f 00"},
+		{"checkpoint name with slash", "0f" + msgStr("a/b")},
+		{"checkpoint name ..", "0f" + msgStr("..")},
+		{"checkpoint name .", "0f" + msgStr(".")},
+		{"checkpoint missing name", "0f"},
 		{"merge bad cursor name", "09" + msgStr("from b") + "00 00"},
 		{"watch flag 2", "07 01 02 00"},
 		{"changes follow 2", "08 00 02"},
@@ -457,6 +463,7 @@ var msgAnswerCases = []msgAnswerCase{
 	{"merge one row changed", OpMerge, msgResult(OpMerge, Result{Results: []Result{{RowNo: 9, New: true}}}), "00 01 00 09 01",
 		&Result{Results: []Result{{RowNo: 9, New: true}}}, nil},
 	{"cursor 42", OpCursor, msgResult(OpCursor, Result{Value: 42}), "00 2a", &Result{Value: 42}, nil},
+	{"checkpoint /d/c/x", OpCheckpoint, msgResult(OpCheckpoint, Result{Path: "/d/c/x"}), "00" + msgStr("/d/c/x"), &Result{Path: "/d/c/x"}, nil},
 	{"status", OpStatus, msgResult(OpStatus, Result{Status: []Figure{{"site", "a1b2"}, {"role", "admin"}, {"empty", ""}}}),
 		"00 03" + msgStr("site") + msgStr("a1b2") + msgStr("role") + msgStr("admin") + msgStr("empty") + "00",
 		&Result{Status: []Figure{{"site", "a1b2"}, {"role", "admin"}, {"empty", ""}}}, nil},
@@ -558,6 +565,8 @@ func TestDecodeAnswerErrors(t *testing.T) {
 		{"find-or-insert new missing", OpFindOrInsert, "00 01"},
 		{"set rowno missing", OpSet, "00"},
 		{"cursor truncated varint", OpCursor, "00 80"},
+		{"checkpoint path past end", OpCheckpoint, "00 05 2f"},
+		{"checkpoint path of 4097 bytes", OpCheckpoint, "00 8120" + strings.Repeat("61", 4097)},
 		{"find row truncated", OpFind, "00 01" + msgKx(0xaa)[:20]},
 		{"find row content short", OpFind, "00 01" + msgHelloKey.String() + "01 01 00 00 01 05 6865"},
 		{"event unknown table", OpWatch, "03 00" + msgKx(0xaa) + "00 00 0000 00 00"},
@@ -609,7 +618,7 @@ func TestOpCodeNames(t *testing.T) {
 		OpPing: "ping", OpFindOrInsert: "find-or-insert", OpFind: "find", OpSet: "set",
 		OpIncrement: "increment", OpBatch: "batch", OpWatch: "watch", OpChanges: "changes",
 		OpMerge: "merge", OpStatus: "status", OpDump: "dump", OpCursor: "cursor", OpScan: "scan",
-		OpList: "list", 0: "unknown", 15: "unknown",
+		OpList: "list", OpCheckpoint: "checkpoint", 0: "unknown", 16: "unknown",
 	}
 	for op, want := range ops {
 		if got := op.String(); got != want {
@@ -915,7 +924,7 @@ func FuzzDecodeAnswer(f *testing.F) {
 	f.Add(msgHex("02 01 8120"))
 	f.Add(msgHex("00 8020"))
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		for op := Op(0); op <= OpList+1; op++ {
+		for op := Op(0); op <= OpCheckpoint+1; op++ {
 			res, err := DecodeAnswer(op, msg)
 			var we *Error
 			switch {

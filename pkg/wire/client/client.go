@@ -436,6 +436,18 @@ func (c *Client) Cursor(ctx context.Context, name string) (uint64, error) {
 	return res.Value, nil
 }
 
+// Checkpoint asks dbd to write a consistent copy of its store (a Pebble
+// checkpoint) into the folder name under its data folder's checkpoints/
+// folder, and returns that folder's path on dbd's host. name is a wire name
+// (a-z 0-9 . _ -) that must not exist yet; the role must be admin.
+func (c *Client) Checkpoint(ctx context.Context, name string) (string, error) {
+	res, err := c.Do(ctx, &wire.Request{Op: wire.OpCheckpoint, Name: name})
+	if err != nil {
+		return "", fmt.Errorf("checkpoint %s: %w", name, err)
+	}
+	return res.Path, nil
+}
+
 // Status returns dbd's named figures.
 func (c *Client) Status(ctx context.Context) ([]wire.Figure, error) {
 	res, err := c.Do(ctx, &wire.Request{Op: wire.OpStatus})

@@ -63,7 +63,7 @@ type rule struct {
 	insert tables                   // find-or-insert
 	set    map[model.Table][]string // column name prefixes a role may raise ("" = any)
 	incr   tables                   // increment
-	other  map[wire.Op]bool         // table-less ops: changes, merge, status, dump, cursor
+	other  map[wire.Op]bool         // table-less ops: changes, merge, status, dump, cursor, checkpoint
 }
 
 var mailTables = []model.Table{model.Body, model.Header, model.Received, model.Mail, model.MsgID}
@@ -72,7 +72,7 @@ var rules = map[Role]rule{
 	Admin: {
 		read: allTables(), insert: allTables(), incr: allTables(),
 		set:   anyColumn(model.Tables()...),
-		other: ops(wire.OpChanges, wire.OpStatus, wire.OpDump, wire.OpCursor),
+		other: ops(wire.OpChanges, wire.OpStatus, wire.OpDump, wire.OpCursor, wire.OpCheckpoint),
 	},
 	SMTPD: {
 		// smtpd stores mail but cannot read it back: no find on body or

@@ -336,7 +336,7 @@ var wantMatrix = map[Role]tableAccess{
 
 // wantOps lists the table-less operations (besides ping) each role may use.
 var wantOps = map[Role][]wire.Op{
-	Admin:   {wire.OpChanges, wire.OpStatus, wire.OpDump, wire.OpCursor},
+	Admin:   {wire.OpChanges, wire.OpStatus, wire.OpDump, wire.OpCursor, wire.OpCheckpoint},
 	SMTPD:   {wire.OpStatus},
 	SpamD:   {wire.OpStatus},
 	BackupD: {wire.OpChanges, wire.OpMerge, wire.OpStatus, wire.OpCursor},
@@ -388,7 +388,7 @@ func TestCheckMatrix(t *testing.T) {
 		for _, o := range wantOps[r] {
 			allowed[o] = true
 		}
-		for _, o := range []wire.Op{wire.OpChanges, wire.OpMerge, wire.OpStatus, wire.OpDump, wire.OpCursor} {
+		for _, o := range []wire.Op{wire.OpChanges, wire.OpMerge, wire.OpStatus, wire.OpDump, wire.OpCursor, wire.OpCheckpoint} {
 			req := op(o)
 			err := r.Check(&req)
 			if gotOK := err == nil; gotOK != allowed[o] {

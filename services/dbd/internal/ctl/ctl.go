@@ -68,6 +68,7 @@ func App() *cli.App {
 			mailsCmd(),
 			verdictCmd(),
 			autoverdictCmd(),
+			backupCmd(),
 			benchCmd(),
 		},
 	}

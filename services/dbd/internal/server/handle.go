@@ -54,6 +54,8 @@ func (c *conn) serve(ctx context.Context, id uint32, req *wire.Request) {
 		err = c.serveScan(ctx, id, req)
 	case wire.OpList:
 		err = c.serveList(ctx, id, req)
+	case wire.OpCheckpoint:
+		err = c.serveCheckpoint(id, req)
 	default:
 		err = fmt.Errorf("%w: unknown op", store.ErrInvalid)
 	}
@@ -245,6 +247,18 @@ func (c *conn) serveCursor(id uint32, req *wire.Request) error {
 		return err
 	}
 	return c.sendMessage(id, wire.AppendResult(nil, req.Op, &wire.Result{Value: val}))
+}
+
+// serveCheckpoint writes a checkpoint of the store under dbd's data folder
+// and answers its path. It runs in the request's own goroutine: the hard
+// links and the WAL copy take a moment but hold up no other request.
+func (c *conn) serveCheckpoint(id uint32, req *wire.Request) error {
+	path, err := c.s.st.Checkpoint(req.Name)
+	if err != nil {
+		return err
+	}
+	c.log.Info("checkpoint written", "path", path)
+	return c.sendMessage(id, wire.AppendResult(nil, req.Op, &wire.Result{Path: path}))
 }
 
 func (c *conn) serveStatus(id uint32) error {
