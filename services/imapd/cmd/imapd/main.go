@@ -1,0 +1,90 @@
+// Command imapd is twinmx's IMAP server (SPEC §8): the mail of an
+// account's mailboxes over IMAP4rev1 with IDLE and UIDPLUS, flags that
+// merge across the two sites, and UIDVALIDITY tied to the store so that a
+// failover makes clients resynchronise. See docs/imapd.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/services/imapd/internal/daemon"
+)
+
+func env(name string) []string { return []string{"TWINMX_IMAPD_" + name} }
+
+func main() {
+	app := &cli.App{
+		Name:  "imapd",
+		Usage: "twinmx IMAP server",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT for IMAP with STARTTLS (143)", EnvVars: env("LISTEN")},
+			&cli.StringFlag{Name: "tls-listen", Usage: "HOST:PORT for IMAP over implicit TLS (993); empty: off", EnvVars: env("TLS_LISTEN")},
+			&cli.StringFlag{Name: "db", Usage: "dbd HOST:PORT (the local site's)", EnvVars: env("DB")},
+			&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: env("DB_PUB")},
+			&cli.StringFlag{Name: "key", Usage: "imapd's secret key file (role mailbox)", EnvVars: env("KEY")},
+			&cli.StringFlag{Name: "metrics", Usage: "HOST:PORT for Prometheus /metrics (empty: off)", EnvVars: env("METRICS")},
+			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate chain for STARTTLS and --tls-listen", EnvVars: env("TLS_CERT")},
+			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key for STARTTLS and --tls-listen", EnvVars: env("TLS_KEY")},
+			&cli.BoolFlag{Name: "tls-self-signed", Usage: "use a fresh self-signed certificate (local runs only)", EnvVars: env("TLS_SELF_SIGNED")},
+			&cli.StringFlag{Name: "hostname", Value: "localhost", Usage: "name in the self-signed certificate", EnvVars: env("HOSTNAME")},
+			&cli.BoolFlag{Name: "allow-plaintext", Usage: "let clients on any address log in without TLS (default: loopback only)", EnvVars: env("ALLOW_PLAINTEXT")},
+			&cli.DurationFlag{Name: "db-timeout", Value: 30 * time.Second, Usage: "bound on one dbd request", EnvVars: env("DB_TIMEOUT")},
+			&cli.BoolFlag{Name: "debug", Usage: "log debug lines", EnvVars: env("DEBUG")},
+			&cli.BoolFlag{Name: "trace", Usage: "log raw IMAP traffic, passwords included (local debugging only)", EnvVars: env("TRACE")},
+		},
+		Action: run,
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "imapd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c *cli.Context) error {
+	level := slog.LevelInfo
+	if c.Bool("debug") || c.Bool("trace") {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	for _, f := range []string{"db", "db-pub", "key"} {
+		if c.String(f) == "" {
+			return fmt.Errorf("--%s is required", f)
+		}
+	}
+	key, err := wire.LoadKeyPair(c.String("key"))
+	if err != nil {
+		return err
+	}
+	dbPub, err := wire.LoadPublicKey(c.String("db-pub"))
+	if err != nil {
+		return err
+	}
+	cfg := daemon.Config{
+		Listen: c.String("listen"), TLSListen: c.String("tls-listen"),
+		DB: c.String("db"), DBKey: dbPub, Key: key, Metrics: c.String("metrics"),
+		AllowPlaintext: c.Bool("allow-plaintext"), DBTimeout: c.Duration("db-timeout"),
+		Logger: log, Debug: c.Bool("trace"),
+	}
+	switch {
+	case c.String("tls-cert") != "" || c.String("tls-key") != "":
+		if cfg.TLS, err = daemon.LoadTLS(c.String("tls-cert"), c.String("tls-key")); err != nil {
+			return err
+		}
+	case c.Bool("tls-self-signed"):
+		if cfg.TLS, err = daemon.SelfSignedTLS(c.String("hostname")); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return daemon.Run(ctx, cfg)
+}

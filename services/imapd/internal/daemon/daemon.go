@@ -1,0 +1,206 @@
+// Package daemon runs one imapd: the dbd client, the IMAP listeners
+// (plain with STARTTLS, and implicit TLS), metrics, and shutdown. It is
+// used by cmd/imapd and by tests.
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/services/imapd/internal/metrics"
+	"github.com/twinmx/twinmx/services/imapd/internal/session"
+	"github.com/twinmx/twinmx/services/imapd/internal/store"
+)
+
+// Config configures Run. Zero values mean the defaults.
+type Config struct {
+	Listen    string // HOST:PORT for IMAP with STARTTLS; required unless TLSListen is set
+	TLSListen string // HOST:PORT for IMAP over implicit TLS (993); default off
+	DB        string // dbd HOST:PORT; required
+	DBKey     wire.PublicKey
+	Key       wire.KeyPair // role mailbox
+	Metrics   string       // HOST:PORT for /metrics; default off
+	// TLS is the certificate configuration for STARTTLS and TLSListen;
+	// nil offers no TLS (then only loopback clients may log in, unless
+	// AllowPlaintext).
+	TLS            *tls.Config
+	AllowPlaintext bool          // let any client log in without TLS; default false
+	DBTimeout      time.Duration // bound on one dbd call; default 30s
+	Logger         *slog.Logger  // default: discard
+	// Debug writes the raw IMAP traffic (passwords included!) to the log
+	// writer; for local debugging only.
+	Debug bool
+	// Ready, if set, is called with the bound addresses (nil when off)
+	// once imapd accepts connections.
+	Ready func(plain, tls net.Addr)
+	// Registry, if set, receives the metrics (tests); default a new one.
+	Registry *prometheus.Registry
+}
+
+// Validate reports every problem of cfg at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Listen == "" && c.TLSListen == "" {
+		errs = append(errs, errors.New("imapd: --listen or --tls-listen is required"))
+	}
+	if c.TLSListen != "" && c.TLS == nil {
+		errs = append(errs, errors.New("imapd: --tls-listen needs --tls-cert/--tls-key or --tls-self-signed"))
+	}
+	if c.DB == "" {
+		errs = append(errs, errors.New("imapd: --db is required"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) applyDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.DBTimeout <= 0 {
+		c.DBTimeout = 30 * time.Second
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+		c.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+}
+
+// caps is what imapd advertises (IMAP4rev1 plus what the sessions back;
+// go-imap adds IDLE, UNSELECT, ENABLE, STARTTLS and AUTH=PLAIN itself).
+var caps = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}}
+
+// Run serves IMAP until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cfg.applyDefaults()
+	log := cfg.Logger
+	db, err := client.New(client.Config{Addr: cfg.DB, Static: cfg.Key, Server: cfg.DBKey, Logger: log.With("part", "dbd-client")})
+	if err != nil {
+		return fmt.Errorf("imapd: dbd client: %w", err)
+	}
+	defer db.Close()
+	m := metrics.New(cfg.Registry)
+
+	sessCtx, stopSessions := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSessions()
+	be := session.NewBackend(sessCtx, session.Config{
+		Store: store.New(db), Logger: log, Metrics: m,
+		AllowPlaintext: cfg.AllowPlaintext, DBTimeout: cfg.DBTimeout,
+	})
+	opts := imapserver.Options{
+		NewSession: be.NewSession, Caps: caps, TLSConfig: cfg.TLS,
+		Logger: printer{log.With("part", "go-imap")},
+	}
+	if cfg.Debug {
+		opts.DebugWriter = debugWriter{log}
+	}
+	// Two servers differ only in go-imap's InsecureAuth: clients that may
+	// log in without TLS (loopback, or everyone with AllowPlaintext) get
+	// AUTH=PLAIN at once, the others LOGINDISABLED until STARTTLS.
+	strict := imapserver.New(&opts)
+	lax := opts
+	lax.InsecureAuth = true
+	trusted := imapserver.New(&lax)
+
+	var wg sync.WaitGroup
+	conns := &registry{conns: map[*countingConn]struct{}{}}
+	serveErr := make(chan error, 4) // one per Serve call: none blocks at shutdown
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	var plainAddr, tlsAddr net.Addr
+	if cfg.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("imapd: listen on %s: %w", cfg.Listen, err)
+		}
+		lns, plainAddr = append(lns, ln), ln.Addr()
+		d := newDispatcher(ln, m, conns, nil, func(c net.Conn) bool {
+			return cfg.AllowPlaintext || session.IsLoopback(c.RemoteAddr())
+		})
+		wg.Add(3)
+		go func() { defer wg.Done(); d.run() }()
+		go func() { defer wg.Done(); serveErr <- strict.Serve(d.strict) }()
+		go func() { defer wg.Done(); serveErr <- trusted.Serve(d.trusted) }()
+	}
+	if cfg.TLSListen != "" {
+		ln, err := net.Listen("tcp", cfg.TLSListen)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("imapd: listen on %s: %w", cfg.TLSListen, err)
+		}
+		lns, tlsAddr = append(lns, ln), ln.Addr()
+		d := newDispatcher(ln, m, conns, cfg.TLS, func(net.Conn) bool { return false })
+		wg.Add(3)
+		go func() { defer wg.Done(); d.run() }()
+		go func() { defer wg.Done(); serveErr <- strict.Serve(d.strict) }()
+		go func() { defer wg.Done(); serveErr <- trusted.Serve(d.trusted) }()
+	}
+	if cfg.Metrics != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
+		mln, err := net.Listen("tcp", cfg.Metrics)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("imapd: metrics listen on %s: %w", cfg.Metrics, err)
+		}
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go msrv.Serve(mln)
+		defer msrv.Close()
+	}
+	log.Info("imapd serving", "listen", cfg.Listen, "tls_listen", cfg.TLSListen, "dbd", cfg.DB,
+		"starttls", cfg.TLS != nil, "allow_plaintext", cfg.AllowPlaintext)
+	if cfg.Ready != nil {
+		cfg.Ready(plainAddr, tlsAddr)
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		if err != nil {
+			runErr = fmt.Errorf("imapd: serve: %w", err)
+		}
+	}
+	log.Info("imapd shutting down")
+	// Not Server.Close: in go-imap v2.0.0-beta.8 it races with a Serve
+	// that has not started yet. Closing the listeners ends Serve; closing
+	// the tracked connections ends their sessions.
+	closeAll()
+	wg.Wait()
+	conns.closeAll()
+	stopSessions()
+	return runErr
+}
+
+// printer adapts go-imap's Printf logger to slog.
+type printer struct{ log *slog.Logger }
+
+func (p printer) Printf(format string, v ...any) { p.log.Warn(fmt.Sprintf(format, v...)) }
+
+// debugWriter logs raw protocol traffic at debug level.
+type debugWriter struct{ log *slog.Logger }
+
+func (d debugWriter) Write(p []byte) (int, error) {
+	d.log.Debug("imap trace", "data", string(p))
+	return len(p), nil
+}

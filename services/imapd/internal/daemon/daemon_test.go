@@ -1,0 +1,509 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/services/dbd/dbdtest"
+	"github.com/twinmx/twinmx/services/imapd/internal/testkit"
+)
+
+const (
+	login    = "alice"
+	password = "correct horse"
+	address  = "alice@x.example"
+)
+
+// kit is one dbd and one imapd in this process, on 127.0.0.1.
+type kit struct {
+	t       *testing.T
+	ctx     context.Context
+	admin   *client.Client
+	addr    string // plain (STARTTLS) listener
+	tlsAddr string
+	reg     *prometheus.Registry
+}
+
+func start(t *testing.T) *kit {
+	t.Helper()
+	e := dbdtest.Start(t, dbdtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	k := &kit{t: t, ctx: ctx, admin: e.Client("admin"), reg: prometheus.NewRegistry()}
+	if err := testkit.AddUser(ctx, k.admin, login, password, address); err != nil {
+		t.Fatal(err)
+	}
+	tc, err := SelfSignedTLS("localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	ready := make(chan [2]net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(runCtx, Config{
+			Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", DB: e.Addr, DBKey: e.DBKey.Public,
+			Key: e.Keys["mailbox"], TLS: tc, Registry: k.reg,
+			Ready: func(p, s net.Addr) { ready <- [2]net.Addr{p, s} },
+		})
+	}()
+	select {
+	case a := <-ready:
+		k.addr, k.tlsAddr = a[0].String(), a[1].String()
+	case err := <-done:
+		t.Fatalf("imapd: %v", err)
+	}
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("imapd: %v", err)
+		}
+	})
+	return k
+}
+
+func (k *kit) deliver(raw string) {
+	k.t.Helper()
+	if _, err := testkit.Deliver(k.ctx, k.admin, address, []byte(raw), true, time.Now()); err != nil {
+		k.t.Fatal(err)
+	}
+}
+
+// dial connects over plain TCP (loopback may log in without TLS).
+func (k *kit) dial(o *imapclient.Options) *imapclient.Client {
+	k.t.Helper()
+	c, err := imapclient.DialInsecure(k.addr, o)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	k.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func (k *kit) loggedIn(o *imapclient.Options) *imapclient.Client {
+	k.t.Helper()
+	c := k.dial(o)
+	if err := c.Login(login, password).Wait(); err != nil {
+		k.t.Fatalf("login: %v", err)
+	}
+	return c
+}
+
+func mail(i int) string {
+	return fmt.Sprintf("Received: from a by b; Sat, 28 Nov 2026 10:00:00 +0000\r\nFrom: Bob <bob@y.example>\r\nTo: alice@x.example\r\nSubject: mail %d\r\nDate: Sat, 28 Nov 2026 10:00:%02d +0000\r\nMessage-ID: <%d@y.example>\r\n\r\nbody %d\r\nline two\r\n", i, i%60, i, i)
+}
+
+func TestLogin(t *testing.T) {
+	k := start(t)
+	c := k.dial(nil)
+	if err := c.Login(login, "wrong").Wait(); err == nil {
+		t.Fatal("wrong password accepted")
+	}
+	if err := c.Login("nobody", password).Wait(); err == nil {
+		t.Fatal("unknown login accepted")
+	}
+	if err := c.Login("ALICE", password).Wait(); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	// Implicit TLS and STARTTLS.
+	tc := &tls.Config{InsecureSkipVerify: true}
+	ct, err := imapclient.DialTLS(k.tlsAddr, &imapclient.Options{TLSConfig: tc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ct.Close()
+	if err := ct.Login(login, password).Wait(); err != nil {
+		t.Fatalf("login over TLS: %v", err)
+	}
+	cs, err := imapclient.DialStartTLS(k.addr, &imapclient.Options{TLSConfig: tc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if err := cs.Login(login, password).Wait(); err != nil {
+		t.Fatalf("login after STARTTLS: %v", err)
+	}
+	if got := testutil.ToFloat64(mustCounter(t, k.reg, "twinmx_imapd_logins_total", "ok")); got != 3 {
+		t.Errorf("logins ok = %v, want 3", got)
+	}
+}
+
+func mustCounter(t *testing.T, reg *prometheus.Registry, name, label string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetValue() == label {
+					return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x"}, func() float64 { return m.GetCounter().GetValue() })
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{%s}", name, label)
+	return nil
+}
+
+// TestNoPlaintextLoginFromRemote: a client that is not on loopback must
+// use TLS. The check is in the session, so drive it through the strict
+// server as a non-loopback client would see it.
+func TestSelectFetchByteExact(t *testing.T) {
+	k := start(t)
+	for i := 1; i <= 3; i++ {
+		k.deliver(mail(i))
+	}
+	c := k.loggedIn(nil)
+	sd, err := c.Select("inbox", nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sd.NumMessages != 3 || sd.UIDValidity == 0 {
+		t.Fatalf("SELECT = %+v, want 3 messages and a UIDVALIDITY", sd)
+	}
+	sec := &imap.FetchItemBodySection{Peek: true}
+	hdr := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
+	msgs, err := c.Fetch(imap.SeqSetNum(1, 2, 3), &imap.FetchOptions{
+		UID: true, Flags: true, RFC822Size: true, InternalDate: true, Envelope: true,
+		BodyStructure: &imap.FetchItemBodyStructure{}, BodySection: []*imap.FetchItemBodySection{sec, hdr},
+	}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 3 {
+		t.Fatalf("FETCH answered %d messages, want 3", len(msgs))
+	}
+	var lastUID imap.UID
+	for i, m := range msgs {
+		want := mail(i + 1)
+		if got := string(m.FindBodySection(sec)); got != want {
+			t.Errorf("BODY[] of %d = %q, want %q", i+1, got, want)
+		}
+		if got := string(m.FindBodySection(hdr)); got != want[:strings.Index(want, "\r\n\r\n")+4] {
+			t.Errorf("BODY[HEADER] of %d = %q", i+1, got)
+		}
+		if m.RFC822Size != int64(len(want)) {
+			t.Errorf("RFC822.SIZE of %d = %d, want %d", i+1, m.RFC822Size, len(want))
+		}
+		if m.Envelope == nil || m.Envelope.Subject != fmt.Sprintf("mail %d", i+1) {
+			t.Errorf("ENVELOPE of %d = %+v", i+1, m.Envelope)
+		}
+		if m.UID <= lastUID {
+			t.Errorf("UIDs not ascending: %d after %d", m.UID, lastUID)
+		}
+		lastUID = m.UID
+		if len(m.Flags) != 0 {
+			t.Errorf("flags of a new mail = %v", m.Flags)
+		}
+		if time.Since(m.InternalDate) > time.Hour {
+			t.Errorf("INTERNALDATE = %v, want about now", m.InternalDate)
+		}
+	}
+	// A partial and BODY[TEXT].
+	part := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierText, Partial: &imap.SectionPartial{Offset: 2, Size: 4}}
+	got, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{part}}).Collect()
+	if err != nil || len(got) != 1 {
+		t.Fatalf("FETCH partial: %v", err)
+	}
+	if s := string(got[0].FindBodySection(part)); s != "dy 1" {
+		t.Errorf("BODY[TEXT]<2.4> = %q, want %q", s, "dy 1")
+	}
+	// BODY[TEXT] without PEEK set \Seen.
+	fl, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Flags: true}).Collect()
+	if err != nil || !slices.Contains(fl[0].Flags, imap.FlagSeen) {
+		t.Errorf("flags after BODY[] = %v, %v; want \\Seen", fl, err)
+	}
+}
+
+func TestFlagsSearchExpunge(t *testing.T) {
+	k := start(t)
+	for i := 1; i <= 4; i++ {
+		k.deliver(mail(i))
+	}
+	c := k.loggedIn(nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	store := func(set imap.SeqSet, op imap.StoreFlagsOp, fl ...imap.Flag) {
+		t.Helper()
+		if err := c.Store(set, &imap.StoreFlags{Op: op, Silent: true, Flags: fl}, nil).Close(); err != nil {
+			t.Fatalf("STORE %v %v: %v", op, fl, err)
+		}
+	}
+	store(imap.SeqSetNum(1, 2), imap.StoreFlagsAdd, imap.FlagFlagged, "work", "$label1", imap.FlagJunk)
+	store(imap.SeqSetNum(2), imap.StoreFlagsDel, imap.FlagFlagged)
+	store(imap.SeqSetNum(3), imap.StoreFlagsAdd, imap.FlagDeleted)
+	search := func(cr *imap.SearchCriteria) []uint32 {
+		t.Helper()
+		d, err := c.Search(cr, nil).Wait()
+		if err != nil {
+			t.Fatalf("SEARCH: %v", err)
+		}
+		return d.AllSeqNums()
+	}
+	if got := search(&imap.SearchCriteria{Flag: []imap.Flag{imap.FlagFlagged}}); !slices.Equal(got, []uint32{1}) {
+		t.Errorf("SEARCH FLAGGED = %v, want [1]", got)
+	}
+	if got := search(&imap.SearchCriteria{Flag: []imap.Flag{"$LABEL1"}}); !slices.Equal(got, []uint32{1, 2}) {
+		t.Errorf("SEARCH KEYWORD $LABEL1 = %v, want [1 2]", got)
+	}
+	if got := search(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "MAIL 4"}}}); !slices.Equal(got, []uint32{4}) {
+		t.Errorf("SEARCH SUBJECT = %v, want [4]", got)
+	}
+	if got := search(&imap.SearchCriteria{Body: []string{"body 2"}, Not: []imap.SearchCriteria{{Flag: []imap.Flag{imap.FlagDeleted}}}}); !slices.Equal(got, []uint32{2}) {
+		t.Errorf("SEARCH BODY = %v, want [2]", got)
+	}
+	// A second session sees the flags (from dbd, not from the first one).
+	c2 := k.loggedIn(nil)
+	if _, err := c2.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c2.Fetch(imap.SeqSetNum(1, 2), &imap.FetchOptions{Flags: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range [][]imap.Flag{{imap.FlagFlagged, imap.FlagJunk, "$label1", "work"}, {imap.FlagJunk, "$label1", "work"}} {
+		got := slices.Clone(msgs[i].Flags)
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("second session: flags of %d = %v, want %v", i+1, got, want)
+		}
+	}
+	// EXPUNGE removes the \Deleted mail for good.
+	exp, err := c.Expunge().Collect()
+	if err != nil || !slices.Equal(exp, []uint32{3}) {
+		t.Fatalf("EXPUNGE = %v, %v; want [3]", exp, err)
+	}
+	c3 := k.loggedIn(nil)
+	sd, err := c3.Select("INBOX", nil).Wait()
+	if err != nil || sd.NumMessages != 3 {
+		t.Fatalf("SELECT after EXPUNGE = %+v, %v; want 3 messages", sd, err)
+	}
+	// The other session learns of the expunge at its next NOOP.
+	if err := c2.Noop().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if n := c2.Mailbox().NumMessages; n != 3 {
+		t.Errorf("second session after NOOP: %d messages, want 3", n)
+	}
+}
+
+func TestExamineIsReadOnly(t *testing.T) {
+	k := start(t)
+	k.deliver(mail(1))
+	c := k.loggedIn(nil)
+	if _, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err == nil {
+		t.Fatal("STORE in EXAMINE succeeded")
+	}
+	if _, err := c.Expunge().Collect(); err == nil {
+		t.Fatal("EXPUNGE in EXAMINE succeeded")
+	}
+	sec := &imap.FetchItemBodySection{}
+	if _, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{sec}}).Collect(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Flags: true}).Collect()
+	if err != nil || len(msgs) != 1 || len(msgs[0].Flags) != 0 {
+		t.Fatalf("flags after BODY[] in EXAMINE = %+v, %v; want none", msgs, err)
+	}
+	if err := c.Unselect().Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIdleSeesNewMail(t *testing.T) {
+	k := start(t)
+	k.deliver(mail(1))
+	exists := make(chan uint32, 16)
+	c := k.loggedIn(&imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+			if d.NumMessages != nil {
+				exists <- *d.NumMessages
+			}
+		},
+	}})
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := c.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Mail that arrives unacknowledged first, as from smtpd, then is
+	// acknowledged.
+	if _, err := testkit.Deliver(k.ctx, k.admin, address, []byte(mail(2)), false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	k.deliver(mail(2))
+	select {
+	case n := <-exists:
+		if n != 2 {
+			t.Fatalf("IDLE reported %d messages, want 2", n)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("IDLE reported no new mail within 60s")
+	}
+	if err := idle.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// raw is a line-level IMAP conversation for hostile input.
+type raw struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func (k *kit) raw() *raw {
+	c, err := net.Dial("tcp", k.addr)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	k.t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(time.Minute))
+	r := &raw{t: k.t, c: c, br: bufio.NewReader(c)}
+	r.line() // greeting
+	return r
+}
+
+func (r *raw) line() string {
+	r.t.Helper()
+	s, err := r.br.ReadString('\n')
+	if err != nil {
+		r.t.Fatalf("read: %v (got %q)", err, s)
+	}
+	return s
+}
+
+func (r *raw) send(s string) {
+	r.t.Helper()
+	if _, err := r.c.Write([]byte(s)); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// until reads lines until one starts with prefix and returns it.
+func (r *raw) until(prefix string) string {
+	r.t.Helper()
+	for i := 0; i < 1000; i++ {
+		if s := r.line(); strings.HasPrefix(s, prefix) {
+			return s
+		}
+	}
+	r.t.Fatalf("no line starting with %q", prefix)
+	return ""
+}
+
+func TestHostileInput(t *testing.T) {
+	k := start(t)
+	k.deliver(mail(1))
+	r := k.raw()
+	r.send("a1 LOGIN alice \"correct horse\"\r\n")
+	if s := r.until("a1 "); !strings.HasPrefix(s, "a1 OK") {
+		t.Fatalf("login: %q", s)
+	}
+	r.send("a2 FROBNICATE\r\n")
+	if s := r.until("a2 "); !strings.HasPrefix(s, "a2 BAD") {
+		t.Errorf("unknown command: %q", s)
+	}
+	r.send("a3 FETCH 1 (BODY[\r\n")
+	if s := r.until("a3 "); !strings.HasPrefix(s, "a3 BAD") && !strings.HasPrefix(s, "a3 NO") {
+		t.Errorf("FETCH before SELECT with bad syntax: %q", s)
+	}
+	r.send("a4 SELECT INBOX\r\n")
+	if s := r.until("a4 "); !strings.HasPrefix(s, "a4 OK") {
+		t.Fatalf("select: %q", s)
+	}
+	r.send("a5 FETCH 1:* (FLAGS\r\n")
+	if s := r.until("a5 "); !strings.HasPrefix(s, "a5 BAD") {
+		t.Errorf("unterminated list: %q", s)
+	}
+	// A huge literal is refused before any byte of it is sent.
+	r.send("a6 APPEND INBOX {99999999999}\r\n")
+	if s := r.until("a6 "); !strings.HasPrefix(s, "a6 NO") && !strings.HasPrefix(s, "a6 BAD") {
+		t.Errorf("huge APPEND literal: %q", s)
+	}
+	r.send("a7 SEARCH {99999999}\r\n")
+	s, err := r.br.ReadString('\n')
+	if err == nil && strings.HasPrefix(s, "+") {
+		t.Errorf("huge SEARCH literal invited: %q", s)
+	}
+	// The server is still up for others.
+	c := k.loggedIn(nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatalf("a new session after hostile input: %v", err)
+	}
+}
+
+// TestClientGoneMidFetch: a client that disconnects while a big FETCH is
+// being written does not hurt the server.
+func TestClientGoneMidFetch(t *testing.T) {
+	k := start(t)
+	big := mail(1) + strings.Repeat("x", 1<<20) + "\r\n"
+	for i := 0; i < 8; i++ {
+		k.deliver(strings.Replace(big, "mail 1", fmt.Sprintf("mail %d", i), 1))
+	}
+	r := k.raw()
+	r.send("a1 LOGIN alice \"correct horse\"\r\na2 SELECT INBOX\r\n")
+	r.until("a2 OK")
+	r.send("a3 FETCH 1:* BODY[]\r\n")
+	r.line() // the first answer line has started
+	r.c.Close()
+	c := k.loggedIn(nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c.Fetch(imap.SeqSetNum(8), &imap.FetchOptions{RFC822Size: true}).Collect()
+	if err != nil || len(msgs) != 1 || msgs[0].RFC822Size != int64(len(big)) {
+		t.Fatalf("FETCH after a client left = %+v, %v", msgs, err)
+	}
+}
+
+func TestUIDValidityPerStore(t *testing.T) {
+	a, b := start(t), start(t)
+	var vals []uint32
+	for _, k := range []*kit{a, b} {
+		c := k.loggedIn(nil)
+		sd, err := c.Select("INBOX", nil).Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals = append(vals, sd.UIDValidity)
+		sd2, err := c.Select("INBOX", nil).Wait()
+		if err != nil || sd2.UIDValidity != sd.UIDValidity {
+			t.Fatalf("UIDVALIDITY changed between two SELECTs on one store: %v, %v", sd2, err)
+		}
+	}
+	if vals[0] == vals[1] {
+		t.Fatalf("two stores gave the same UIDVALIDITY %d", vals[0])
+	}
+}
+
+var _ = errors.New

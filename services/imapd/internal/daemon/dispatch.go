@@ -1,0 +1,144 @@
+package daemon
+
+import (
+	"crypto/tls"
+	"net"
+	"sync"
+
+	"github.com/twinmx/twinmx/services/imapd/internal/metrics"
+)
+
+// dispatcher accepts on one listener and hands each connection to one of
+// two go-imap servers (see Run): trusted connections (that may log in
+// without TLS) or strict ones. It counts bytes below TLS, so go-imap still
+// sees a *tls.Conn where there is one.
+type dispatcher struct {
+	ln      net.Listener
+	m       *metrics.Metrics
+	conns   *registry
+	tls     *tls.Config // non-nil: implicit TLS
+	trust   func(net.Conn) bool
+	strict  *chanListener
+	trusted *chanListener
+}
+
+func newDispatcher(ln net.Listener, m *metrics.Metrics, conns *registry, tc *tls.Config, trust func(net.Conn) bool) *dispatcher {
+	return &dispatcher{ln: ln, m: m, conns: conns, tls: tc, trust: trust, strict: newChanListener(ln.Addr()), trusted: newChanListener(ln.Addr())}
+}
+
+// run accepts until the listener is closed, then closes both halves.
+func (d *dispatcher) run() {
+	defer d.strict.Close()
+	defer d.trusted.Close()
+	for {
+		c, err := d.ln.Accept()
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		cc := &countingConn{Conn: c, m: d.m, reg: d.conns}
+		d.conns.add(cc)
+		var nc net.Conn = cc
+		if d.tls != nil {
+			nc = tls.Server(nc, d.tls)
+		}
+		target := d.strict
+		if d.trust(c) {
+			target = d.trusted
+		}
+		if !target.put(nc) {
+			nc.Close()
+			return
+		}
+	}
+}
+
+// chanListener is a net.Listener fed by a dispatcher.
+type chanListener struct {
+	addr   net.Addr
+	conns  chan net.Conn
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newChanListener(a net.Addr) *chanListener {
+	return &chanListener{addr: a, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) put(c net.Conn) bool {
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.closed.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// registry tracks open connections so shutdown can close them.
+type registry struct {
+	mu    sync.Mutex
+	conns map[*countingConn]struct{}
+}
+
+func (r *registry) add(c *countingConn) {
+	r.mu.Lock()
+	r.conns[c] = struct{}{}
+	r.mu.Unlock()
+}
+
+func (r *registry) remove(c *countingConn) {
+	r.mu.Lock()
+	delete(r.conns, c)
+	r.mu.Unlock()
+}
+
+func (r *registry) closeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.conns {
+		c.Conn.Close()
+	}
+}
+
+// countingConn counts the bytes of a connection in the metrics and leaves
+// the registry when closed.
+type countingConn struct {
+	net.Conn
+	m   *metrics.Metrics
+	reg *registry
+}
+
+func (c *countingConn) Close() error {
+	c.reg.remove(c)
+	return c.Conn.Close()
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.m.Bytes.WithLabelValues("in").Add(float64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.m.Bytes.WithLabelValues("out").Add(float64(n))
+	return n, err
+}

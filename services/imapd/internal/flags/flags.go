@@ -1,0 +1,181 @@
+// Package flags maps IMAP message flags to receive-row status columns and
+// back (SPEC §3, §8; docs/imapd.md "Flags").
+//
+// Every flag is one column on the mail's receive row whose value is
+// model.MemberValue(t, set): the time of the last change in Unix
+// milliseconds shifted left by one, with the low bit "set". Columns only
+// rise and merge by maximum, so the latest change wins on both sites: a
+// flag set at site A shows at site B after replication, and a flag cleared
+// later at B stays cleared. At the same millisecond "set" wins.
+//
+// Column names:
+//
+//	\Seen \Answered \Flagged \Draft \Deleted   imap.flag.seen, ... (fixed)
+//	well-known keywords ($Forwarded, $Junk ...) imap.kw._forwarded, ... (fixed)
+//	a keyword of a-z 0-9 . _ - only, ≤ 56 bytes imap.kw.<keyword>
+//	any other keyword                           imap.kh.<base32 of a text row key>
+//
+// The last form names a text row whose content is KeywordContent(keyword)
+// (the keyword in lower case): column names allow only [a-z0-9._-], so the
+// name is kept in the row and the column links to it (model.LinkColumn).
+// Keywords compare without regard to case (RFC 9051 §2.3.2); a keyword
+// of the last form is shown in lower case.
+//
+// The package is pure: no I/O.
+package flags
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/twinmx/twinmx/pkg/model"
+)
+
+// Column prefixes. The mailbox role may set every receive column under
+// "imap." (docs/roles.md §2.2).
+const (
+	systemPrefix  = "imap.flag."
+	keywordPrefix = "imap.kw."
+	hashedPrefix  = "imap.kh."
+)
+
+// system maps the IMAP system flags (lower case) to their column.
+var system = map[string]string{
+	`\seen`:     systemPrefix + "seen",
+	`\answered`: systemPrefix + "answered",
+	`\flagged`:  systemPrefix + "flagged",
+	`\draft`:    systemPrefix + "draft",
+	`\deleted`:  systemPrefix + "deleted",
+}
+
+// wellKnown maps widely used keywords (lower case) to their spelling; they
+// keep it when shown.
+var wellKnown = map[string]imap.Flag{
+	"$forwarded": imap.FlagForwarded,
+	"$mdnsent":   imap.FlagMDNSent,
+	"$junk":      imap.FlagJunk,
+	"$notjunk":   imap.FlagNotJunk,
+	"$phishing":  imap.FlagPhishing,
+	"$important": imap.FlagImportant,
+	"junk":       "Junk",
+	"nonjunk":    "NonJunk",
+}
+
+// Permanent lists the flags every mailbox offers (FLAGS, PERMANENTFLAGS
+// adds \*).
+var Permanent = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
+
+// Column returns the receive column for flag. For a keyword of the hashed
+// form, text is the content of the text row that must exist so the flag
+// can be shown (KeywordContent); it is nil otherwise. ok is false for a
+// flag that cannot be stored: \Recent, \* and other unknown system flags.
+func Column(flag imap.Flag) (col string, text []byte, ok bool) {
+	lower := strings.ToLower(string(flag))
+	if strings.HasPrefix(lower, `\`) {
+		col, ok = system[lower]
+		return col, nil, ok
+	}
+	if lower == "" {
+		return "", nil, false
+	}
+	if _, known := wellKnown[lower]; known {
+		if d, ok := strings.CutPrefix(lower, "$"); ok {
+			return keywordPrefix + "_" + d, nil, true
+		}
+		return keywordPrefix + lower, nil, true
+	}
+	if plain(lower) {
+		return keywordPrefix + lower, nil, true
+	}
+	text = KeywordContent(lower)
+	return model.LinkColumn(hashedPrefix, model.KeyOf(model.Text, text)), text, true
+}
+
+// plain reports whether a lower-case keyword can be its own column name.
+// A keyword starting with '$' or '_' is never plain: the well-known "$x"
+// keywords are stored as "_x", so "$x", "_x" and "x" stay apart.
+func plain(k string) bool {
+	if len(k) > model.MaxNameLen-len(keywordPrefix) || strings.HasPrefix(k, "_") {
+		return false
+	}
+	return model.CheckName(k) == nil
+}
+
+// keywordTag starts a keyword text row's content.
+const keywordTag = "imap.keyword\x00"
+
+// KeywordContent is the content of the text row that names a hashed
+// keyword column: "imap.keyword", a NUL, then the keyword in lower case.
+func KeywordContent(lowerKeyword string) []byte { return []byte(keywordTag + lowerKeyword) }
+
+// ParseKeywordContent returns the keyword a text row's content names.
+func ParseKeywordContent(b []byte) (string, bool) {
+	s, ok := strings.CutPrefix(string(b), keywordTag)
+	return s, ok && s != ""
+}
+
+// Set reports whether a flag column value says "set".
+func Set(v uint64) bool { return model.IsMember(v) }
+
+// Value is the column value of a change at unix milliseconds ms.
+func Value(ms int64, set bool) uint64 {
+	v := uint64(max(ms, 0)) << 1
+	if set {
+		v |= 1
+	}
+	return v
+}
+
+// Of returns the flags a receive row's columns say are set. resolve looks
+// up the keyword of a hashed column's text row; nil skips such flags. Flags
+// come in a stable order: system flags, then keywords by column name.
+func Of(cols map[string]uint64, resolve func(model.Key) (string, bool)) []imap.Flag {
+	var out []imap.Flag
+	for _, f := range Permanent {
+		if Set(cols[system[strings.ToLower(string(f))]]) {
+			out = append(out, f)
+		}
+	}
+	var kws []string
+	for name, v := range cols {
+		if Set(v) && (strings.HasPrefix(name, keywordPrefix) || strings.HasPrefix(name, hashedPrefix)) {
+			kws = append(kws, name)
+		}
+	}
+	sort.Strings(kws)
+	for _, name := range kws {
+		if k, ok := strings.CutPrefix(name, keywordPrefix); ok {
+			if d, ok := strings.CutPrefix(k, "_"); ok {
+				if f, known := wellKnown["$"+d]; known {
+					out = append(out, f)
+				}
+			} else if f, known := wellKnown[k]; known {
+				out = append(out, f)
+			} else {
+				out = append(out, imap.Flag(k))
+			}
+			continue
+		}
+		key, ok := model.ParseLinkColumn(hashedPrefix, name)
+		if !ok || resolve == nil {
+			continue
+		}
+		if kw, ok := resolve(key); ok {
+			out = append(out, imap.Flag(kw))
+		}
+	}
+	return out
+}
+
+// Has reports whether flag is set in cols (hashed keywords included).
+func Has(cols map[string]uint64, flag imap.Flag) bool {
+	col, _, ok := Column(flag)
+	return ok && Set(cols[col])
+}
+
+// IsFlagColumn reports whether a column holds a flag.
+func IsFlagColumn(name string) bool {
+	return strings.HasPrefix(name, systemPrefix) || strings.HasPrefix(name, keywordPrefix) || strings.HasPrefix(name, hashedPrefix)
+}

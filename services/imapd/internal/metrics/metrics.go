@@ -1,0 +1,38 @@
+// Package metrics holds imapd's Prometheus metrics. Label values come from
+// bounded sets only (command names, results, directions), never a login,
+// address or IP.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics is imapd's set of collectors; safe for concurrent use.
+type Metrics struct {
+	SessionsActive prometheus.Gauge
+	Sessions       prometheus.Counter
+	Logins         *prometheus.CounterVec // result: ok, failed, refused (no TLS), error
+	Commands       *prometheus.CounterVec // command: select, fetch, ...; result: ok, no, error
+	Bytes          *prometheus.CounterVec // direction: in, out
+	Errors         *prometheus.CounterVec // kind: dbd, watch, panic
+	FetchedMails   prometheus.Counter
+}
+
+// New registers imapd's metrics with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		SessionsActive: f.NewGauge(prometheus.GaugeOpts{Name: "twinmx_imapd_sessions", Help: "IMAP connections open now."}),
+		Sessions:       f.NewCounter(prometheus.CounterOpts{Name: "twinmx_imapd_sessions_total", Help: "IMAP connections accepted."}),
+		Logins: f.NewCounterVec(prometheus.CounterOpts{Name: "twinmx_imapd_logins_total",
+			Help: "Login attempts (LOGIN, AUTHENTICATE PLAIN) by result: ok, failed, refused (plaintext without TLS), error."}, []string{"result"}),
+		Commands: f.NewCounterVec(prometheus.CounterOpts{Name: "twinmx_imapd_commands_total",
+			Help: "Session commands by command and result (ok, no, error)."}, []string{"command", "result"}),
+		Bytes: f.NewCounterVec(prometheus.CounterOpts{Name: "twinmx_imapd_bytes_total",
+			Help: "Bytes on IMAP connections by direction (in, out)."}, []string{"direction"}),
+		Errors: f.NewCounterVec(prometheus.CounterOpts{Name: "twinmx_imapd_errors_total",
+			Help: "Internal errors by kind: dbd (a storage request failed), watch (a mailbox watch broke), panic."}, []string{"kind"}),
+		FetchedMails: f.NewCounter(prometheus.CounterOpts{Name: "twinmx_imapd_fetched_mails_total", Help: "Whole mails or sections sent in FETCH answers."}),
+	}
+}

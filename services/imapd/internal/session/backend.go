@@ -1,0 +1,212 @@
+package session
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire/mailbox"
+	"github.com/twinmx/twinmx/services/imapd/internal/metrics"
+	"github.com/twinmx/twinmx/services/imapd/internal/store"
+)
+
+// Store is what a session needs of storage; *store.Store implements it.
+type Store interface {
+	Login(ctx context.Context, login, password string) (*mailbox.Account, error)
+	Incarnation(ctx context.Context) (uint64, error)
+	Messages(ctx context.Context, box model.Key, after uint64) ([]mailbox.Message, error)
+	Fetch(ctx context.Context, m mailbox.Message, drop []string) ([]byte, error)
+	Size(ctx context.Context, m mailbox.Message, drop []string) (int64, error)
+	Delete(ctx context.Context, keys []model.Key) error
+	Watch(ctx context.Context, box model.Key) (store.Events, error)
+	SetColumns(ctx context.Context, texts [][]byte, sets []store.ColumnSet) error
+	Keyword(ctx context.Context, k model.Key) (string, bool, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Config configures a Backend. Zero values mean the defaults.
+type Config struct {
+	Store   Store            // required
+	Logger  *slog.Logger     // default: discard
+	Metrics *metrics.Metrics // required
+	// AllowPlaintext lets clients log in without TLS from any address.
+	// Without it, only loopback clients may (SPEC §8). Default false.
+	AllowPlaintext bool
+	// DBTimeout bounds one storage call. Default 30s.
+	DBTimeout time.Duration
+	// WatchRetry is the pause before a broken mailbox watch is opened
+	// again. Default 1s.
+	WatchRetry time.Duration
+	// Now is the clock for flag changes. Default time.Now.
+	Now func() time.Time
+}
+
+// Backend makes Sessions. It is safe for concurrent use.
+type Backend struct {
+	cfg    Config
+	ctx    context.Context // the server's: sessions derive theirs from it
+	nextID atomic.Uint64
+}
+
+// NewBackend returns a Backend whose sessions stop when ctx ends.
+func NewBackend(ctx context.Context, cfg Config) *Backend {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DBTimeout <= 0 {
+		cfg.DBTimeout = 30 * time.Second
+	}
+	if cfg.WatchRetry <= 0 {
+		cfg.WatchRetry = time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Backend{cfg: cfg, ctx: ctx}
+}
+
+// NewSession is imapserver.Options.NewSession.
+func (b *Backend) NewSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	ctx, cancel := context.WithCancel(b.ctx)
+	id := b.nextID.Add(1)
+	s := &Session{
+		b: b, conn: c, ctx: ctx, cancel: cancel,
+		log: b.cfg.Logger.With("conn", id, "remote", c.NetConn().RemoteAddr().String()),
+	}
+	b.cfg.Metrics.Sessions.Inc()
+	b.cfg.Metrics.SessionsActive.Inc()
+	return s, nil, nil
+}
+
+// Session is one IMAP connection's state. go-imap calls it from one
+// goroutine at a time (see the package doc).
+type Session struct {
+	b      *Backend
+	conn   *imapserver.Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+	log    *slog.Logger
+
+	acct *mailbox.Account
+	sel  *selected
+}
+
+var (
+	_ imapserver.Session     = (*Session)(nil)
+	_ imapserver.SessionMove = (*Session)(nil)
+)
+
+// errTemporary is what a client sees for any failure that is not its
+// fault (dbd unreachable, a bug): details go to the log only.
+var errTemporary = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
+	Text: "Temporary failure, try again later"}
+
+// track counts a command and maps its error to the client's reply: the one
+// place errors become replies. It recovers a panic, logs the stack and
+// counts it. Use as: defer s.track("fetch", &err)().
+func (s *Session) track(cmd string, err *error) func() {
+	return func() {
+		m := s.b.cfg.Metrics
+		if v := recover(); v != nil {
+			s.log.Error("panic in command", "command", cmd, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			m.Errors.WithLabelValues("panic").Inc()
+			*err = errTemporary
+		}
+		var ie *imap.Error
+		switch {
+		case *err == nil:
+			m.Commands.WithLabelValues(cmd, "ok").Inc()
+		case errors.As(*err, &ie):
+			m.Commands.WithLabelValues(cmd, "no").Inc()
+		case errors.Is(*err, errClientGone):
+			m.Commands.WithLabelValues(cmd, "error").Inc()
+		default:
+			m.Commands.WithLabelValues(cmd, "error").Inc()
+			m.Errors.WithLabelValues("dbd").Inc()
+			s.log.Warn("command failed", "command", cmd, "err", *err)
+			*err = errTemporary
+		}
+	}
+}
+
+// errClientGone marks a failed write to the client: nothing to report.
+var errClientGone = errors.New("session: client connection lost")
+
+// dbctx bounds one storage call.
+func (s *Session) dbctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, s.b.cfg.DBTimeout)
+}
+
+// Close ends the session: stops its watches and cancels its storage calls.
+func (s *Session) Close() error {
+	if s.sel != nil {
+		s.sel.stop()
+		s.sel = nil
+	}
+	s.cancel()
+	s.b.cfg.Metrics.SessionsActive.Dec()
+	return nil
+}
+
+// plaintextAllowed reports whether this connection may log in: over TLS,
+// from loopback, or with AllowPlaintext (SPEC §8). The daemon also serves
+// other clients with go-imap's InsecureAuth off, so they see
+// LOGINDISABLED; this check is the second line.
+func (s *Session) plaintextAllowed() bool {
+	nc := s.conn.NetConn()
+	if _, ok := nc.(*tls.Conn); ok || s.b.cfg.AllowPlaintext {
+		return true
+	}
+	return IsLoopback(nc.RemoteAddr())
+}
+
+// IsLoopback reports whether a is a loopback IP address.
+func IsLoopback(a net.Addr) bool {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.IsLoopback()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Login is LOGIN and AUTHENTICATE PLAIN.
+func (s *Session) Login(username, password string) (err error) {
+	defer s.track("login", &err)()
+	m := s.b.cfg.Metrics
+	if !s.plaintextAllowed() {
+		m.Logins.WithLabelValues("refused").Inc()
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodePrivacyRequired, Text: "TLS is required to log in"}
+	}
+	ctx, cancel := s.dbctx()
+	defer cancel()
+	acct, err := s.b.cfg.Store.Login(ctx, username, password)
+	if errors.Is(err, mailbox.ErrAuth) {
+		m.Logins.WithLabelValues("failed").Inc()
+		s.log.Info("login failed")
+		return imapserver.ErrAuthFailed
+	}
+	if err != nil {
+		m.Logins.WithLabelValues("error").Inc()
+		return fmt.Errorf("login: %w", err)
+	}
+	m.Logins.WithLabelValues("ok").Inc()
+	s.acct = acct
+	s.log = s.log.With("login", acct.Login)
+	s.log.Info("logged in", "mailboxes", len(acct.Mailboxes))
+	return nil
+}

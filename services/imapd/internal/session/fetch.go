@@ -1,0 +1,344 @@
+package session
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net/mail"
+	"slices"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/services/imapd/internal/flags"
+	"github.com/twinmx/twinmx/services/imapd/internal/store"
+)
+
+// needsContent reports whether a FETCH needs the mail's bytes.
+func needsContent(o *imap.FetchOptions) bool {
+	return len(o.BodySection) > 0 || o.Envelope || o.BodyStructure != nil ||
+		len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0
+}
+
+// setsSeen reports whether a FETCH implicitly sets \Seen (RFC 9051 §6.4.5:
+// BODY[...] without .PEEK, BINARY[...] without .PEEK).
+func setsSeen(o *imap.FetchOptions) bool {
+	for _, b := range o.BodySection {
+		if !b.Peek {
+			return true
+		}
+	}
+	for _, b := range o.BinarySection {
+		if !b.Peek {
+			return true
+		}
+	}
+	return false
+}
+
+// Fetch is FETCH and UID FETCH. Whole-mail sections (BODY[], BODY[HEADER],
+// BODY[TEXT] and their partials) are cut from the stored bytes, so they
+// are byte-exact; MIME part sections use go-imap's extractor.
+func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
+	defer s.track("fetch", &err)()
+	sel := s.sel
+	idx := indices(numSet, sel.msgs)
+	ctx, cancel := s.dbctx()
+	defer cancel()
+	seen := map[int]bool{}
+	if !sel.readOnly && setsSeen(options) {
+		if err := s.setFlags(ctx, idx, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen}, seen); err != nil {
+			return err
+		}
+	}
+	for _, i := range idx {
+		if err := s.fetchOne(ctx, w, i, options, seen[i]); err != nil {
+			return err
+		}
+		// Each mail gets the whole timeout: a big FETCH is not one call.
+		cancel()
+		ctx, cancel = s.dbctx()
+	}
+	return nil
+}
+
+func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int, o *imap.FetchOptions, flagsChanged bool) error {
+	msg := s.sel.msgs[i]
+	var raw []byte
+	if needsContent(o) {
+		var err error
+		if raw, err = s.b.cfg.Store.Fetch(ctx, msg.m, s.drop(msg.m)); err != nil {
+			return err
+		}
+	}
+	var size int64 = -1
+	if o.RFC822Size {
+		if raw != nil {
+			size = int64(len(raw))
+		} else {
+			var err error
+			if size, err = s.b.cfg.Store.Size(ctx, msg.m, s.drop(msg.m)); err != nil {
+				return err
+			}
+		}
+	}
+	var date time.Time
+	if o.InternalDate {
+		date = internalDate(msg.m.State, func() []byte {
+			if raw == nil {
+				raw, _ = s.b.cfg.Store.Fetch(ctx, msg.m, s.drop(msg.m))
+			}
+			return raw
+		})
+	}
+	rw := w.CreateMessage(uint32(i + 1))
+	if o.UID {
+		rw.WriteUID(msg.uid)
+	}
+	if o.Flags || flagsChanged {
+		rw.WriteFlags(msg.flags)
+	}
+	if o.InternalDate {
+		rw.WriteInternalDate(date)
+	}
+	if o.RFC822Size {
+		rw.WriteRFC822Size(size)
+	}
+	if o.Envelope {
+		rw.WriteEnvelope(envelope(raw))
+	}
+	if o.BodyStructure != nil {
+		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(raw)))
+	}
+	for _, sec := range o.BodySection {
+		data := BodySection(raw, sec)
+		wc := rw.WriteBodySection(sec, int64(len(data)))
+		if _, err := wc.Write(data); err != nil {
+			return errClientGone
+		}
+		if err := wc.Close(); err != nil {
+			return errClientGone
+		}
+		s.b.cfg.Metrics.FetchedMails.Inc()
+	}
+	for _, sec := range o.BinarySection {
+		data := imapserver.ExtractBinarySection(bytes.NewReader(raw), sec)
+		wc := rw.WriteBinarySection(sec, int64(len(data)))
+		if _, err := wc.Write(data); err != nil {
+			return errClientGone
+		}
+		if err := wc.Close(); err != nil {
+			return errClientGone
+		}
+	}
+	for _, sec := range o.BinarySectionSize {
+		rw.WriteBinarySectionSize(sec, imapserver.ExtractBinarySectionSize(bytes.NewReader(raw), sec))
+	}
+	if err := rw.Close(); err != nil {
+		return errClientGone
+	}
+	return nil
+}
+
+// headerEnd returns the length of raw's header section, the blank line
+// included (all of raw when there is no blank line).
+func headerEnd(raw []byte) int {
+	pos := 0
+	for pos < len(raw) {
+		end := bytes.IndexByte(raw[pos:], '\n')
+		if end < 0 {
+			return len(raw)
+		}
+		line := raw[pos : pos+end]
+		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+			return pos + end + 1
+		}
+		pos += end + 1
+	}
+	return len(raw)
+}
+
+// BodySection returns the bytes of one BODY[...] section of raw. Whole-mail
+// sections are slices of raw (byte-exact); part sections and header field
+// selections go through go-imap's MIME extractor. It is pure.
+func BodySection(raw []byte, sec *imap.FetchItemBodySection) []byte {
+	var data []byte
+	whole := len(sec.Part) == 0 && len(sec.HeaderFields) == 0 && len(sec.HeaderFieldsNot) == 0
+	switch {
+	case whole && sec.Specifier == imap.PartSpecifierNone:
+		data = raw
+	case whole && sec.Specifier == imap.PartSpecifierHeader:
+		data = raw[:headerEnd(raw)]
+	case whole && sec.Specifier == imap.PartSpecifierText:
+		data = raw[headerEnd(raw):]
+	default:
+		cp := *sec
+		cp.Partial = nil
+		data = imapserver.ExtractBodySection(bytes.NewReader(raw), &cp)
+	}
+	if p := sec.Partial; p != nil {
+		if p.Offset >= int64(len(data)) {
+			return nil
+		}
+		data = data[p.Offset:]
+		if p.Size >= 0 && p.Size < int64(len(data)) {
+			data = data[:p.Size]
+		}
+	}
+	return data
+}
+
+// envelope parses raw's header into an ENVELOPE.
+func envelope(raw []byte) *imap.Envelope {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw[:headerEnd(raw)])))
+	if err != nil {
+		return &imap.Envelope{}
+	}
+	return imapserver.ExtractEnvelope(h)
+}
+
+// internalDate is the time the mail was acknowledged here (the value of
+// the receive row's received link, Unix ms, docs/smtpd.md), else the Date
+// header, else the Unix epoch.
+func internalDate(st model.State, raw func() []byte) time.Time {
+	var best uint64
+	for name, v := range st.Cols {
+		if _, ok := model.ParseReceivedColumn(name); ok && (best == 0 || v < best) {
+			best = v
+		}
+	}
+	const plausible = 946684800000 // 2000-01-01 in Unix ms
+	if best >= plausible {
+		return time.UnixMilli(int64(best)).UTC()
+	}
+	if d, ok := sentDate(raw()); ok {
+		return d
+	}
+	return time.Unix(0, 0).UTC()
+}
+
+// sentDate parses raw's Date header.
+func sentDate(raw []byte) (time.Time, bool) {
+	if raw == nil {
+		return time.Time{}, false
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(raw[:headerEnd(raw)]))
+	if err != nil {
+		return time.Time{}, false
+	}
+	d, err := m.Header.Date()
+	return d, err == nil
+}
+
+// setFlags changes flags of the messages at idx and records in changed
+// which ones now differ. Each changed column gets a value above its
+// current one even if this site's clock is behind the one that wrote it
+// (higher dominates: an older timestamp would be ignored).
+func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp, fl []imap.Flag, changed map[int]bool) error {
+	sel := s.sel
+	now := s.b.cfg.Now().UnixMilli()
+	var texts [][]byte
+	var sets []store.ColumnSet
+	want := map[string]bool{} // column -> set
+	for _, f := range fl {
+		col, text, ok := flags.Column(f)
+		if !ok {
+			continue
+		}
+		want[col] = true
+		if text != nil && !slices.ContainsFunc(texts, func(t []byte) bool { return bytes.Equal(t, text) }) {
+			texts = append(texts, text)
+		}
+	}
+	type change struct {
+		i   int
+		col string
+		v   uint64
+	}
+	var changes []change
+	for _, i := range idx {
+		cols := sel.msgs[i].m.State.Cols
+		target := map[string]bool{}
+		switch op {
+		case imap.StoreFlagsAdd:
+			for c := range want {
+				target[c] = true
+			}
+		case imap.StoreFlagsDel:
+			for c := range want {
+				target[c] = false
+			}
+		case imap.StoreFlagsSet:
+			for c, v := range cols {
+				if flags.IsFlagColumn(c) && flags.Set(v) && !want[c] {
+					target[c] = false
+				}
+			}
+			for c := range want {
+				target[c] = true
+			}
+		}
+		for c, on := range target {
+			cur := cols[c]
+			if flags.Set(cur) == on {
+				continue // already so (a never-set flag is clear)
+			}
+			v := flags.Value(max(now, int64(cur>>1)+1), on)
+			changes = append(changes, change{i, c, v})
+			sets = append(sets, store.ColumnSet{Receive: sel.msgs[i].m.Receive, Column: c, Value: v})
+		}
+	}
+	if len(sets) == 0 {
+		return nil
+	}
+	if err := s.b.cfg.Store.SetColumns(ctx, texts, sets); err != nil {
+		return err
+	}
+	for _, c := range changes {
+		msg := sel.msgs[c.i]
+		st := msg.m.State.Clone()
+		if _, err := st.Set(c.col, c.v); err != nil {
+			return err
+		}
+		msg.m.State = st
+		changed[c.i] = true
+	}
+	for i := range changed {
+		sel.msgs[i].flags = s.flagsOf(ctx, sel.msgs[i].m.State)
+	}
+	return nil
+}
+
+// Store is STORE and UID STORE.
+func (s *Session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, sf *imap.StoreFlags, options *imap.StoreOptions) (err error) {
+	defer s.track("store", &err)()
+	sel := s.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	idx := indices(numSet, sel.msgs)
+	ctx, cancel := s.dbctx()
+	defer cancel()
+	changed := map[int]bool{}
+	if err := s.setFlags(ctx, idx, sf.Op, sf.Flags, changed); err != nil {
+		return err
+	}
+	if sf.Silent {
+		return nil
+	}
+	_, byUID := numSet.(imap.UIDSet)
+	for _, i := range idx {
+		rw := w.CreateMessage(uint32(i + 1))
+		if byUID {
+			rw.WriteUID(sel.msgs[i].uid)
+		}
+		rw.WriteFlags(sel.msgs[i].flags)
+		if err := rw.Close(); err != nil {
+			return errClientGone
+		}
+	}
+	return nil
+}

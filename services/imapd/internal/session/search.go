@@ -1,0 +1,238 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/twinmx/twinmx/services/imapd/internal/flags"
+)
+
+// candidate is one message under SEARCH, with its content read lazily.
+type candidate struct {
+	s    *Session
+	ctx  context.Context
+	seq  uint32
+	n    uint32 // messages in the view ("*" as a sequence number)
+	last imap.UID
+	msg  *message
+	raw  []byte
+	err  error
+}
+
+func (c *candidate) content() []byte {
+	if c.raw == nil && c.err == nil {
+		c.raw, c.err = c.s.b.cfg.Store.Fetch(c.ctx, c.msg.m, c.s.drop(c.msg.m))
+	}
+	return c.raw
+}
+
+// Search is SEARCH and UID SEARCH.
+func (s *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (data *imap.SearchData, err error) {
+	defer s.track("search", &err)()
+	sel := s.sel
+	data = &imap.SearchData{}
+	var seqs imap.SeqSet
+	var uids imap.UIDSet
+	var last imap.UID
+	if len(sel.msgs) > 0 {
+		last = sel.msgs[len(sel.msgs)-1].uid
+	}
+	for i, msg := range sel.msgs {
+		ctx, cancel := s.dbctx()
+		c := &candidate{s: s, ctx: ctx, seq: uint32(i + 1), n: uint32(len(sel.msgs)), last: last, msg: msg}
+		ok := c.match(criteria)
+		cancel()
+		if c.err != nil {
+			return nil, c.err
+		}
+		if !ok {
+			continue
+		}
+		num := c.seq
+		if kind == imapserver.NumKindUID {
+			num = uint32(msg.uid)
+			uids.AddNum(msg.uid)
+		} else {
+			seqs.AddNum(c.seq)
+		}
+		if data.Count == 0 || num < data.Min {
+			data.Min = num
+		}
+		data.Max = max(data.Max, num)
+		data.Count++
+	}
+	if kind == imapserver.NumKindUID {
+		data.All = uids
+	} else {
+		data.All = seqs
+	}
+	return data, nil
+}
+
+// match reports whether the candidate meets every criterion (RFC 9051
+// §6.4.4). Date criteria compare dates only, in UTC.
+func (c *candidate) match(cr *imap.SearchCriteria) bool {
+	for _, set := range cr.SeqNum {
+		if !containsSeq(set, c.seq, c.n) {
+			return false
+		}
+	}
+	for _, set := range cr.UID {
+		if !containsUID(set, c.msg.uid, c.last) {
+			return false
+		}
+	}
+	for _, f := range cr.Flag {
+		if !hasFlag(c.msg, f) {
+			return false
+		}
+	}
+	for _, f := range cr.NotFlag {
+		if hasFlag(c.msg, f) {
+			return false
+		}
+	}
+	if !cr.Since.IsZero() || !cr.Before.IsZero() {
+		d := day(internalDate(c.msg.m.State, c.content))
+		if !cr.Since.IsZero() && d.Before(day(cr.Since)) {
+			return false
+		}
+		if !cr.Before.IsZero() && !d.Before(day(cr.Before)) {
+			return false
+		}
+	}
+	if !cr.SentSince.IsZero() || !cr.SentBefore.IsZero() {
+		sent, ok := sentDate(c.content())
+		if !ok {
+			return false
+		}
+		d := day(sent)
+		if !cr.SentSince.IsZero() && d.Before(day(cr.SentSince)) {
+			return false
+		}
+		if !cr.SentBefore.IsZero() && !d.Before(day(cr.SentBefore)) {
+			return false
+		}
+	}
+	if cr.Larger > 0 || cr.Smaller > 0 {
+		size := int64(len(c.content()))
+		if cr.Larger > 0 && size <= cr.Larger {
+			return false
+		}
+		if cr.Smaller > 0 && size >= cr.Smaller {
+			return false
+		}
+	}
+	for _, h := range cr.Header {
+		if !headerMatch(c.content(), h.Key, h.Value) {
+			return false
+		}
+	}
+	for _, b := range cr.Body {
+		raw := c.content()
+		if !containsFold(raw[headerEnd(raw):], b) {
+			return false
+		}
+	}
+	for _, t := range cr.Text {
+		if !containsFold(c.content(), t) {
+			return false
+		}
+	}
+	for i := range cr.Not {
+		if c.match(&cr.Not[i]) {
+			return false
+		}
+	}
+	for i := range cr.Or {
+		if !c.match(&cr.Or[i][0]) && !c.match(&cr.Or[i][1]) {
+			return false
+		}
+	}
+	return c.err == nil
+}
+
+func hasFlag(m *message, f imap.Flag) bool {
+	for _, g := range m.flags {
+		if strings.EqualFold(string(g), string(f)) {
+			return true
+		}
+	}
+	return flags.Has(m.m.State.Cols, f)
+}
+
+func day(t time.Time) time.Time {
+	y, m, d := t.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+func containsSeq(set imap.SeqSet, seq, n uint32) bool {
+	for _, r := range set {
+		start, stop := r.Start, r.Stop
+		if start == 0 {
+			start = n
+		}
+		if stop == 0 {
+			stop = n
+		}
+		if start > stop {
+			start, stop = stop, start
+		}
+		if seq >= start && seq <= stop {
+			return true
+		}
+	}
+	return false
+}
+
+func containsUID(set imap.UIDSet, uid, last imap.UID) bool {
+	for _, r := range set {
+		start, stop := r.Start, r.Stop
+		if start == 0 {
+			start = last
+		}
+		if stop == 0 {
+			stop = last
+		}
+		if start > stop {
+			start, stop = stop, start
+		}
+		if uid >= start && uid <= stop {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether s contains sub, ignoring ASCII case.
+func containsFold(s []byte, sub string) bool {
+	return bytes.Contains(bytes.ToLower(s), bytes.ToLower([]byte(sub)))
+}
+
+// headerMatch reports whether raw has a header field named key whose
+// value contains value (ignoring case); an empty value matches any field
+// of that name.
+func headerMatch(raw []byte, key, value string) bool {
+	hdr := raw[:headerEnd(raw)]
+	lines := bytes.Split(hdr, []byte("\n"))
+	for i := 0; i < len(lines); i++ {
+		name, rest, ok := bytes.Cut(lines[i], []byte(":"))
+		if !ok || !strings.EqualFold(strings.TrimSpace(string(name)), key) {
+			continue
+		}
+		v := append([]byte{}, rest...)
+		for i+1 < len(lines) && len(lines[i+1]) > 0 && (lines[i+1][0] == ' ' || lines[i+1][0] == '\t') {
+			i++
+			v = append(v, lines[i]...)
+		}
+		if value == "" || containsFold(v, value) {
+			return true
+		}
+	}
+	return false
+}
