@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/spamd/internal/classify"
+	"github.com/twinmx/twinmx/services/spamd/internal/digest"
 	"github.com/twinmx/twinmx/services/spamd/internal/external"
 	"github.com/twinmx/twinmx/services/spamd/internal/judge"
 	"github.com/twinmx/twinmx/services/spamd/internal/modelstore"
@@ -39,6 +41,11 @@ func daemonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "rspamd", Usage: "rspamd normal worker URL (http://HOST:11333) to ask as one more signal (empty: none)", EnvVars: []string{"TWINMX_SPAMD_RSPAMD"}},
 		&cli.IntFlag{Name: "backlog", Value: 2000, Usage: "newest delivery attempts judged at start", EnvVars: []string{"TWINMX_SPAMD_BACKLOG"}},
 		&cli.BoolFlag{Name: "debug", Usage: "log every decision detail", EnvVars: []string{"TWINMX_DEBUG"}},
+		&cli.DurationFlag{Name: "digest-every", Value: time.Hour, Usage: "send each mailbox a digest of its refused mail this often (0: off; replies to earlier digests still work)", EnvVars: []string{"TWINMX_SPAMD_DIGEST_EVERY"}},
+		&cli.StringFlag{Name: "digest-smtp", Value: "127.0.0.1:25", Usage: "HOST:PORT of the local smtpd that digests are handed to (plain SMTP: use loopback)", EnvVars: []string{"TWINMX_SPAMD_DIGEST_SMTP"}},
+		&cli.StringFlag{Name: "digest-address", Usage: "allow address named in every digest's Reply-To (default: " + digest.DefaultLocalPart + "@ the mailbox's domain)", EnvVars: []string{"TWINMX_SPAMD_DIGEST_ADDRESS"}},
+		&cli.IntFlag{Name: "digest-scan", Value: 20000, Usage: "newest receive rows and throw-ins a digest pass reads", EnvVars: []string{"TWINMX_SPAMD_DIGEST_SCAN"}},
+		&cli.DurationFlag{Name: "digest-claim-wait", Value: 30 * time.Second, Usage: "wait between claiming a digest and sending it (longer than the replication lag between sites; 0: none)", EnvVars: []string{"TWINMX_SPAMD_DIGEST_CLAIM_WAIT"}},
 	)
 }
 
@@ -113,6 +120,16 @@ func runDaemon(c *cli.Context) error {
 		}
 		cfg.Engine = external.NewRspamd(ec)
 	}
+	dcfg := digest.Config{DB: db, Every: c.Duration("digest-every"), SMTP: c.String("digest-smtp"), Address: c.String("digest-address"),
+		Scan: c.Int("digest-scan"), ClaimWait: c.Duration("digest-claim-wait"), Logger: log, Metrics: digest.NewMetrics(reg)}
+	if err := dcfg.Validate(); err != nil {
+		return err
+	}
+	if dcfg.ClaimWait == 0 {
+		dcfg.ClaimWait = -1
+	}
+	digests := digest.New(dcfg)
+	cfg.Digests = digests
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	live := modelstore.NewLive(fallback)
@@ -137,8 +154,16 @@ func runDaemon(c *cli.Context) error {
 		}()
 		defer srv.Close()
 	}
-	log.Info("spamd started", "db", c.String("db"), "grey-delay", cfg.GreyDelay, "auth", cfg.Auth != nil, "fallback-model", fallback != nil)
-	return judge.New(cfg).Run(ctx)
+	log.Info("spamd started", "db", c.String("db"), "grey-delay", cfg.GreyDelay, "auth", cfg.Auth != nil, "fallback-model", fallback != nil,
+		"digest-every", dcfg.Every)
+	var wg sync.WaitGroup
+	if dcfg.Every > 0 {
+		wg.Go(func() { digests.Run(ctx) })
+	}
+	err = judge.New(cfg).Run(ctx)
+	stop() // the digest loop ends with the judge
+	wg.Wait()
+	return err
 }
 
 // pushCommand stores a trained model in dbd for every spamd instance.

@@ -42,6 +42,19 @@ type Engine interface {
 	Check(ctx context.Context, env signal.Envelope, raw []byte) (external.Result, error)
 }
 
+// Digests is the rejection digest's part in judging (package digest): it
+// recognises spamd's own digests and applies the replies that allow
+// senders. Both come before every other signal.
+type Digests interface {
+	// IsReplyAddress reports whether mailbox is the digest's allow address.
+	IsReplyAddress(mailbox string) bool
+	// Own reports whether raw is a digest spamd made for mailbox.
+	Own(ctx context.Context, mailbox string, raw []byte) (bool, error)
+	// Reply applies the allow tokens of raw, a mail to the allow address
+	// attempted at t, and returns how many senders it allowed.
+	Reply(ctx context.Context, raw []byte, t time.Time) (int, error)
+}
+
 // Models gives the classifier model to judge with; nil means none yet.
 type Models interface {
 	Current() *classify.Model
@@ -53,6 +66,8 @@ type Config struct {
 	Models Models
 	Auth   Authenticator // nil: no sender authentication signal
 	Engine Engine        // nil: no external engine
+	// Digests recognises digests and their replies (nil: off).
+	Digests Digests
 	// GreyDelay is how long after a first contact's Retry a retry passes
 	// greylisting (default 1 minute; negative: greylisting off).
 	GreyDelay time.Duration
@@ -263,6 +278,17 @@ func (j *Judge) judgeRecipient(ctx context.Context, a Attempt, rcpt string, raw 
 		}
 		grey = decide.GreyPassed
 	}
+	if d, ok, err := j.digestDecision(ctx, a, string(mbContent), raw); err != nil || ok {
+		if err != nil {
+			return err
+		}
+		if err := j.write(ctx, rk, a, string(mbContent), d, false); err != nil {
+			return err
+		}
+		j.cfg.Metrics.Decisions.WithLabelValues(d.Verdict.String()).Inc()
+		j.log.Info("judged", "mail", a.Mail, "rcpt", rcpt, "verdict", d.Verdict, "reason", d.Reason)
+		return nil
+	}
 	gk := model.KeyOf(model.RDNS, greyContent(Network(a.Client), a.From, string(mbContent)))
 	if grey == decide.GreyFirst {
 		if g, err := j.cfg.DB.FindKey(ctx, model.RDNS, gk); err == nil && g.State.Col(colPassed) > 0 {
@@ -311,6 +337,39 @@ func (j *Judge) judgeRecipient(ctx context.Context, a Attempt, rcpt string, raw 
 	j.cfg.Metrics.Decisions.WithLabelValues(d.Verdict.String()).Inc()
 	j.log.Info("judged", "mail", a.Mail, "rcpt", rcpt, "verdict", d.Verdict, "score", d.Score, "reason", d.Reason)
 	return nil
+}
+
+// digestDecision decides spamd's own mail before every other signal: a
+// reply to the digest's allow address is accepted when it allowed a
+// sender and refused when it held no valid token (the user's mail program
+// then says so); a digest whose MAC verifies is accepted. ok is false for
+// any other mail.
+func (j *Judge) digestDecision(ctx context.Context, a Attempt, mailbox string, raw *[]byte) (decide.Decision, bool, error) {
+	dg := j.cfg.Digests
+	if dg == nil {
+		return decide.Decision{}, false, nil
+	}
+	var err error
+	if *raw == nil {
+		if *raw, err = j.readMail(ctx, a.Mail); err != nil {
+			return decide.Decision{}, false, err
+		}
+	}
+	if dg.IsReplyAddress(mailbox) {
+		n, err := dg.Reply(ctx, *raw, a.Time)
+		switch {
+		case err != nil:
+			return decide.Decision{}, false, fmt.Errorf("digest reply: %w", err)
+		case n == 0:
+			return decide.Decision{Verdict: model.Reject, Score: 1, Reason: "allow-by-reply: no valid ALLOW token"}, true, nil
+		}
+		return decide.Decision{Verdict: model.Accept, Reason: fmt.Sprintf("allow-by-reply processed: %d senders", n)}, true, nil
+	}
+	own, err := dg.Own(ctx, mailbox, *raw)
+	if err != nil || !own {
+		return decide.Decision{}, false, err
+	}
+	return decide.Decision{Verdict: model.Accept, Reason: "twinmx rejection digest (X-Twinmx-Digest verified)"}, true, nil
 }
 
 // write stores the decision in one atomic batch: reason row and link,

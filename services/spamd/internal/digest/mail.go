@@ -1,0 +1,207 @@
+package digest
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"mime"
+	"mime/quotedprintable"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/twinmx/twinmx/pkg/model"
+)
+
+// HeaderName is the header field that marks a digest as spamd's own:
+// "v1 " and the base64url HMAC of its Message-ID, recipient, Subject and
+// body (see Secret.digestMAC).
+const HeaderName = "X-Twinmx-Digest"
+
+// maxOwnSize bounds the mail checked for a digest MAC: a digest of
+// maxEntries entries is far smaller.
+const maxOwnSize = 4 << 20
+
+// Entry is one refused mail as a digest lists it.
+type Entry struct {
+	Time     time.Time // the refused attempt's time
+	Envelope string    // envelope sender (MAIL FROM); "" for the null sender or unknown
+	From     string    // From header field, decoded
+	Subject  string    // Subject, decoded
+	Reason   string    // why it was refused (the reason row)
+	Token    string    // allow token for (mailbox, Envelope); "" when it cannot be allowed
+}
+
+// Digest is the content of one digest mail.
+type Digest struct {
+	Mailbox string    // the recipient: the mailbox's address
+	ReplyTo string    // the allow address
+	Since   time.Time // the previous digest, or the first listed refusal
+	Date    time.Time
+	MsgID   string // Message-ID without angle brackets
+	Entries []Entry
+	More    int // refused mails not listed (the digest's size bound)
+}
+
+// Subject returns the digest's Subject (ASCII, unfolded).
+func (d Digest) Subject() string {
+	n := len(d.Entries) + d.More
+	noun := "mails"
+	if n == 1 {
+		noun = "mail"
+	}
+	return fmt.Sprintf("twinmx: %d %s refused since %s", n, noun, d.Since.UTC().Format("2006-01-02 15:04 UTC"))
+}
+
+// Build returns the digest as an RFC 5322 mail with CRLF line ends: a
+// text/plain UTF-8 body, quoted-printable (7-bit clean for any relay), and
+// the HeaderName field made with s.
+func Build(s Secret, d Digest) []byte {
+	body := encodeBody(d)
+	domain := domainOf(d.Mailbox)
+	subject := d.Subject()
+	var b bytes.Buffer
+	field := func(name, value string) { fmt.Fprintf(&b, "%s: %s\r\n", name, value) }
+	field("Date", d.Date.Format(time.RFC1123Z))
+	field("From", (&mail.Address{Name: "twinmx digest", Address: "postmaster@" + domain}).String())
+	field("To", (&mail.Address{Address: d.Mailbox}).String())
+	field("Reply-To", (&mail.Address{Address: d.ReplyTo}).String())
+	field("Subject", subject)
+	field("Message-ID", "<"+d.MsgID+">")
+	field("Auto-Submitted", "auto-generated") // RFC 3834 §5
+	field("MIME-Version", "1.0")
+	field("Content-Type", "text/plain; charset=utf-8")
+	field("Content-Transfer-Encoding", "quoted-printable")
+	field(HeaderName, "v1 "+base64.RawURLEncoding.EncodeToString(s.digestMAC(d.MsgID, d.Mailbox, subject, body)))
+	b.WriteString("\r\n")
+	b.Write(body)
+	return b.Bytes()
+}
+
+// digestMAC authenticates a digest: its Message-ID, recipient mailbox,
+// Subject and body. A digest replayed to another mailbox, or with another
+// body or Subject, does not verify.
+func (s Secret) digestMAC(msgID, mailbox, subject string, body []byte) []byte {
+	h := sha256.Sum256(canonBody(body))
+	return s.mac("twinmx-digest/1", msgID, string(model.MailboxContent(mailbox)), subject, string(h[:]))
+}
+
+// canonBody removes what transport may change: CRs and trailing blank
+// lines.
+func canonBody(b []byte) []byte {
+	b = bytes.ReplaceAll(b, []byte("\r"), nil)
+	return bytes.TrimRight(b, "\n")
+}
+
+// IsOwn reports whether raw is a digest made with s for mailbox (the
+// recipient's mailbox address): its HeaderName MAC verifies.
+func (s Secret) IsOwn(mailbox string, raw []byte) bool {
+	if len(raw) > maxOwnSize {
+		return false
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		return false
+	}
+	v, ok := strings.CutPrefix(msg.Header.Get(HeaderName), "v1 ")
+	if !ok {
+		return false
+	}
+	got, err := base64.RawURLEncoding.DecodeString(strings.TrimSpace(v))
+	if err != nil {
+		return false
+	}
+	body, err := io.ReadAll(msg.Body)
+	if err != nil {
+		return false
+	}
+	id := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(msg.Header.Get("Message-ID")), "<"), ">")
+	return hmac.Equal(got, s.digestMAC(id, mailbox, msg.Header.Get("Subject"), body))
+}
+
+// encodeBody returns the quoted-printable body with CRLF line ends.
+func encodeBody(d Digest) []byte {
+	var b bytes.Buffer
+	w := quotedprintable.NewWriter(&b)
+	io.WriteString(w, bodyText(d)) // writes to a bytes.Buffer do not fail
+	w.Close()
+	return b.Bytes()
+}
+
+const timeLayout = "2006-01-02 15:04:05 UTC"
+
+// bodyText is the digest's text (LF line ends, UTF-8).
+func bodyText(d Digest) string {
+	var b strings.Builder
+	n := len(d.Entries) + d.More
+	fmt.Fprintf(&b, "twinmx refused %d mail(s) for %s since %s.\n", n, d.Mailbox, d.Since.UTC().Format(timeLayout))
+	b.WriteString("They were not delivered: the sending server was told at once (SMTP 550).\n\n")
+	b.WriteString("To let a sender through from now on, reply to this mail and keep the\n")
+	fmt.Fprintf(&b, "ALLOW line of that sender; delete the others. The reply goes to %s.\n", d.ReplyTo)
+	b.WriteString("Every ALLOW line in your reply counts, quoted or not.\n")
+	for i, e := range d.Entries {
+		fmt.Fprintf(&b, "\n%d. %s\n", i+1, e.Time.UTC().Format(timeLayout))
+		env := "<>"
+		if e.Envelope != "" {
+			env = "<" + e.Envelope + ">"
+		}
+		fmt.Fprintf(&b, "   Sender:  %s\n", oneLine(env))
+		fmt.Fprintf(&b, "   From:    %s\n", oneLine(e.From))
+		fmt.Fprintf(&b, "   Subject: %s\n", oneLine(e.Subject))
+		fmt.Fprintf(&b, "   Reason:  %s\n", oneLine(e.Reason))
+		if e.Token != "" {
+			fmt.Fprintf(&b, "   ALLOW %s\n", e.Token)
+		}
+	}
+	if d.More > 0 {
+		fmt.Fprintf(&b, "\n... and %d more not listed here.\n", d.More)
+	}
+	return b.String()
+}
+
+// maxFieldRunes bounds a listed header value.
+const maxFieldRunes = 200
+
+// oneLine makes text from a refused mail safe to list: valid UTF-8, no
+// control characters (no line breaks, so a sender's text never starts a
+// line of the digest), at most maxFieldRunes runes, and no "ALLOW <token>"
+// of its own (a reply quoting it would apply it).
+func oneLine(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = tokenRE.ReplaceAllStringFunc(s, func(m string) string { return "[" + m[:5] + "]" + m[5:] })
+	var b strings.Builder
+	n := 0
+	for _, r := range s {
+		if n == maxFieldRunes {
+			b.WriteString("…")
+			break
+		}
+		if unicode.IsControl(r) {
+			r = ' '
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}
+
+// decodeHeader decodes RFC 2047 encoded words; on failure the raw value.
+func decodeHeader(v string) string {
+	dec := mime.WordDecoder{}
+	if s, err := dec.DecodeHeader(v); err == nil {
+		return s
+	}
+	return v
+}
+
+// domainOf returns the domain of an address ("" without '@').
+func domainOf(addr string) string {
+	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
+		return addr[at+1:]
+	}
+	return ""
+}

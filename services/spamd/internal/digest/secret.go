@@ -1,0 +1,107 @@
+package digest
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+)
+
+// Secret is the key of the digest's MACs (X-Twinmx-Digest) and allow
+// tokens. Every spamd instance reads the same one from dbd.
+type Secret [32]byte
+
+// secretContent is the config row holding the secret: its four columns
+// secretCols hold 64 bits each. Columns only rise and merge by maximum, so
+// two instances that create the secret at once (one per site, before
+// replication) end with the same, mixed, secret on both sites.
+var secretContent = []byte("twinmx-digest-secret/1")
+
+var secretCols = [4]string{"k0", "k1", "k2", "k3"}
+
+// errNoSecret means no spamd has created the secret yet.
+var errNoSecret = errors.New("digest: no secret in dbd yet")
+
+// readSecret returns the secret dbd holds, or errNoSecret.
+func readSecret(ctx context.Context, db DB) (Secret, error) {
+	var s Secret
+	row, err := db.FindKey(ctx, model.Config, model.KeyOf(model.Config, secretContent))
+	if errors.Is(err, client.ErrNotFound) {
+		return s, errNoSecret
+	}
+	if err != nil {
+		return s, fmt.Errorf("read digest secret: %w", err)
+	}
+	for i, c := range secretCols {
+		v := row.State.Col(c)
+		if v == 0 {
+			return s, errNoSecret
+		}
+		binary.BigEndian.PutUint64(s[i*8:], v)
+	}
+	return s, nil
+}
+
+// ensureSecret returns the secret, creating it first if dbd has none.
+func ensureSecret(ctx context.Context, db DB) (Secret, error) {
+	s, err := readSecret(ctx, db)
+	if !errors.Is(err, errNoSecret) {
+		return s, err
+	}
+	var fresh Secret
+	if _, err := rand.Read(fresh[:]); err != nil {
+		return s, fmt.Errorf("digest secret: %w", err)
+	}
+	reqs := []wire.Request{{Op: wire.OpFindOrInsert, Table: model.Config, Content: secretContent}}
+	for i, c := range secretCols {
+		// |1: a column must never be 0 (0 reads as "not set").
+		v := binary.BigEndian.Uint64(fresh[i*8:]) | 1
+		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Config, Ref: wire.Ref{Content: secretContent}, Name: c, Value: v})
+	}
+	if _, err := db.Batch(ctx, reqs); err != nil {
+		return s, fmt.Errorf("create digest secret: %w", err)
+	}
+	// Read back: a concurrent creator's larger columns win.
+	return readSecret(ctx, db)
+}
+
+func (s Secret) mac(parts ...string) []byte {
+	h := hmac.New(sha256.New, s[:])
+	for _, p := range parts {
+		// Length-prefixed, so no two part lists hash alike.
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
+		h.Write(n[:])
+		h.Write([]byte(p))
+	}
+	return h.Sum(nil)
+}
+
+var tokenEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// TokenLen is the length of an allow token: 10 bytes of HMAC (80 bits) in
+// lower-case base32.
+const TokenLen = 16
+
+// Token returns the allow token of (mailbox, sender): the first 80 bits of
+// HMAC-SHA256 over both, lower-cased, in base32. Only a holder of the
+// secret can make one; the mailbox owner gets it in the digest.
+func (s Secret) Token(mailbox, sender string) string {
+	m := s.mac("twinmx-allow/1", strings.ToLower(mailbox), strings.ToLower(sender))
+	return tokenEncoding.EncodeToString(m[:10])
+}
+
+// validToken reports whether tok is the token of (mailbox, sender), in
+// constant time.
+func (s Secret) validToken(tok, mailbox, sender string) bool {
+	return hmac.Equal([]byte(tok), []byte(s.Token(mailbox, sender)))
+}
