@@ -14,6 +14,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/twinmx/twinmx/pkg/model v0.0.0
 	github.com/twinmx/twinmx/pkg/wire v0.0.0
+	github.com/twinmx/twinmx/services/dbd v0.0.0-00010101000000-000000000000
 	github.com/urfave/cli/v2 v2.27.7
 )
 
@@ -22,7 +23,7 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
 	github.com/flynn/noise v1.1.0 // indirect
-	github.com/kr/pretty v0.3.1 // indirect
+	github.com/kylelemons/godebug v1.1.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
