@@ -15,9 +15,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/pop3d/internal/daemon"
 	"github.com/twinmx/twinmx/services/pop3d/internal/server"
-	"github.com/twinmx/twinmx/services/pop3d/internal/tlsconf"
 )
 
 func env(name string) []string { return []string{"TWINMX_POP3D_" + name} }

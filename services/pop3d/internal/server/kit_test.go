@@ -16,8 +16,8 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
+	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/dbd/dbdtest"
-	"github.com/twinmx/twinmx/services/pop3d/internal/tlsconf"
 )
 
 // env is an in-process dbd and a pop3d Server on loopback with a plain

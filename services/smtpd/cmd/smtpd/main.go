@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/smtpd/internal/daemon"
 	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
 )
@@ -101,11 +102,11 @@ func run(c *cli.Context) error {
 	}
 	switch {
 	case c.String("tls-cert") != "" || c.String("tls-key") != "":
-		if cfg.TLS, err = daemon.LoadTLS(c.String("tls-cert"), c.String("tls-key")); err != nil {
+		if cfg.TLS, err = tlsconf.LoadTLS(c.String("tls-cert"), c.String("tls-key")); err != nil {
 			return err
 		}
 	case c.Bool("tls-self-signed"):
-		if cfg.TLS, err = daemon.SelfSignedTLS(cfg.Hostname); err != nil {
+		if cfg.TLS, err = tlsconf.SelfSignedTLS(cfg.Hostname); err != nil {
 			return err
 		}
 	}

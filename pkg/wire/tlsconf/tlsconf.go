@@ -1,5 +1,7 @@
-// Package tlsconf makes pop3d's TLS configuration: from PEM files, or a
-// self-signed certificate for local runs and tests.
+// Package tlsconf makes the TLS configuration of twinmx's public listeners
+// (smtpd STARTTLS, pop3d STLS and POP3S, imapd STARTTLS and IMAPS): from
+// PEM files, or a self-signed certificate for local runs and tests. TLS 1.2
+// is the minimum.
 package tlsconf
 
 import (
@@ -14,11 +16,7 @@ import (
 	"time"
 )
 
-// LoadTLS returns the TLS configuration for STLS and POP3S from PEM files.
-//
-// TODO(issue 6): LoadTLS and SelfSignedTLS do what smtpd's internal/daemon
-// does; they belong in one shared package (pop3d cannot import smtpd's
-// internal one).
+// LoadTLS returns a server TLS configuration from PEM files.
 func LoadTLS(certFile, keyFile string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
