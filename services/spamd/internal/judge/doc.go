@@ -34,6 +34,13 @@
 //     `first.inv` (MaxUint32 minus the first contact's Unix second: the
 //     earliest wins under max-merge) and `passed`.
 //
+// The rejection digest (package digest) has two hooks here, run after the
+// "an operator's verdict is final" check and before every other signal: a
+// mail to the digest's allow address is the owner's reply (accepted when it
+// carried at least one valid ALLOW token, 550 otherwise), and a mail whose
+// X-Twinmx-Digest MAC verifies for its mailbox is spamd's own digest
+// (accepted).
+//
 // It reads per-mailbox allow/block lists from text `twinmx-list/1` rows
 // (mailbox, sender address or @domain) with column `list` (ListValue).
 package judge
