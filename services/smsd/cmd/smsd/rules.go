@@ -12,7 +12,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
-	"github.com/twinmx/twinmx/services/smsd/internal/rules"
+	rules "github.com/twinmx/twinmx/pkg/wire/config/smsrules"
 )
 
 // ruleCommands write a mailbox's rows (docs/smsd.md). They need a key with

@@ -9,7 +9,7 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire/client"
-	"github.com/twinmx/twinmx/services/smsd/internal/rules"
+	rules "github.com/twinmx/twinmx/pkg/wire/config/smsrules"
 )
 
 // mailboxConf is what a mailbox's rows say, read for one look.

@@ -1,4 +1,4 @@
-// Package rules holds smsd's per-mailbox configuration as dbd rows and the
+// Package smsrules holds smsd's per-mailbox configuration as dbd rows and the
 // pure decisions made from it: which sender triggers an SMS, in which
 // weekday and time-of-day windows (in the mailbox's IANA time zone), to
 // which numbers, with which text, and where forward copies go (SPEC §9).
@@ -23,6 +23,7 @@
 // its address and for its "@domain", so a list can be large.
 //
 // <key> is the text row's key in lower-case base32 (model.LinkColumn).
-// docs/smsd.md documents the formats for other writers (configuration by
-// e-mail).
-package rules
+// The package lives beside the configuration language (pkg/wire/config), so
+// smsd, its commands, dbctl config and spamd's configuration by e-mail read
+// and write these rows with one code. docs/smsd.md documents the formats.
+package smsrules
