@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire/config"
 )
 
 // Attempt is what a throw-in row says about one delivery attempt.
@@ -113,14 +114,13 @@ func knownContent(mailbox, sender string) []byte {
 }
 
 // ListContent is the content of the text row of one list entry: mailbox,
-// then a sender address or "@domain".
-func ListContent(mailbox, sender string) []byte {
-	return fmt.Appendf(nil, "twinmx-list/1\nmailbox: %s\nsender: %s", strings.ToLower(mailbox), strings.ToLower(sender))
-}
+// then a sender address or "@domain". The format is package config's
+// (pkg/wire/config), which configuration by e-mail and dbctl write with.
+func ListContent(mailbox, sender string) []byte { return config.SpamListContent(mailbox, sender) }
 
 // Column names and values.
 const (
-	colList   = "list"
+	colList   = config.ColSpamList
 	colKnown  = "known"
 	colPassed = "passed"
 	// colFirstInv is MaxUint32 minus the first contact's Unix second.
@@ -134,10 +134,10 @@ const (
 // bits are the change time in Unix ms, so a later change wins on every
 // site.
 const (
-	ListRemoved = 0
-	ListAllow   = 1
-	ListBlock   = 2
+	ListRemoved = config.ListRemoved
+	ListAllow   = config.ListAllow
+	ListBlock   = config.ListBlock
 )
 
 // ListValue is the `list` column value for kind set at t.
-func ListValue(t time.Time, kind uint64) uint64 { return uint64(max(t.UnixMilli(), 0))<<2 | kind&3 }
+func ListValue(t time.Time, kind uint64) uint64 { return config.SpamListValue(t, kind) }
