@@ -69,6 +69,7 @@ func App() *cli.App {
 			verdictCmd(),
 			autoverdictCmd(),
 			backupCmd(),
+			configCmd(),
 			benchCmd(),
 		},
 	}
