@@ -18,6 +18,7 @@ import (
 //	ntokens × { shared, suffixLen, suffix bytes, ham, spam }
 //	lrBits, bias (float32 bits, 4 bytes big endian), nweights
 //	nweights × { index delta, weight (float32 bits, 4 bytes big endian) }
+//	stacked 0 or 1 (1 byte), then if 1: nStack weights (float64 bits, 8 bytes big endian)
 //	crc32   Castagnoli of everything before it (4 bytes, big endian)
 //
 // Tokens are in strictly increasing byte order and front-coded: shared is
@@ -28,8 +29,10 @@ import (
 // regression's weights are stored sparsely (non-zero ones only, by
 // increasing index, delta-coded).
 const (
-	magic         = "TMXC"
-	formatVersion = 1
+	magic = "TMXC"
+	// formatVersion 2 added the stacker; version 1 blobs (tokens of an
+	// older tokenizer, no stacker) are refused.
+	formatVersion = 2
 	maxTokenLen   = 1 << 10
 )
 
@@ -66,6 +69,7 @@ func (m *Model) MarshalBinary() ([]byte, error) {
 		prev = tok
 	}
 	b = m.mu.lr.append(b)
+	b = m.mu.stack.append(b)
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
 
@@ -111,12 +115,16 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 	if err != nil {
 		return err
 	}
+	st, err := d.stacker()
+	if err != nil {
+		return err
+	}
 	if len(d.b) != 0 {
 		return fmt.Errorf("%w: %d trailing bytes", ErrBadModel, len(d.b))
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.mu.nham, m.mu.nspam, m.mu.tokens, m.mu.lr = uint32(nham), uint32(nspam), tokens, lr
+	m.mu.nham, m.mu.nspam, m.mu.tokens, m.mu.lr, m.mu.stack = uint32(nham), uint32(nspam), tokens, lr, st
 	return nil
 }
 
@@ -209,3 +217,40 @@ func (d *decoder) logistic() (logistic, error) {
 }
 
 func finite(f float32) bool { return !math.IsNaN(float64(f)) && !math.IsInf(float64(f), 0) }
+
+// append encodes the stacker.
+func (s *stacker) append(b []byte) []byte {
+	if !s.fitted {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	for _, w := range s.w {
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(w))
+	}
+	return b
+}
+
+// stacker decodes the stacker.
+func (d *decoder) stacker() (stacker, error) {
+	if len(d.b) < 1 || d.b[0] > 1 {
+		return stacker{}, fmt.Errorf("%w: bad stacker flag", ErrBadModel)
+	}
+	fitted := d.b[0] == 1
+	d.b = d.b[1:]
+	if !fitted {
+		return stacker{}, nil
+	}
+	if len(d.b) < 8*nStack {
+		return stacker{}, fmt.Errorf("%w: short stacker", ErrBadModel)
+	}
+	s := stacker{fitted: true}
+	for i := range s.w {
+		w := math.Float64frombits(binary.BigEndian.Uint64(d.b))
+		d.b = d.b[8:]
+		if math.IsNaN(w) || math.IsInf(w, 0) {
+			return stacker{}, fmt.Errorf("%w: stacker weight not finite", ErrBadModel)
+		}
+		s.w[i] = w
+	}
+	return s, nil
+}

@@ -2,8 +2,11 @@ package classify
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -187,4 +190,61 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 		m.Score([]byte(spamMail))
 	})
+}
+
+// TestUnmarshalOldVersion: a blob of format version 1 (no stacker, older
+// tokens) is refused cleanly, not misread.
+func TestUnmarshalOldVersion(t *testing.T) {
+	blob, _ := Train(trainSet()).MarshalBinary()
+	old := slices.Clone(blob[:len(blob)-4])
+	old[len(magic)] = 1
+	old = binary.BigEndian.AppendUint32(old, crc32.Checksum(old, castagnoli))
+	err := New().UnmarshalBinary(old)
+	if !errors.Is(err, ErrBadModel) || !strings.Contains(err.Error(), "version 1") {
+		t.Fatalf("version 1 blob: err = %v, want ErrBadModel naming the version", err)
+	}
+}
+
+// TestTrainedTamper is TestUnmarshalTamper for a trained model, whose blob
+// carries a regression and a fitted stacker.
+func TestTrainedTamper(t *testing.T) {
+	m := Train(trainSet())
+	if !m.mu.stack.fitted {
+		t.Fatal("Train did not fit the stacker")
+	}
+	blob, _ := m.MarshalBinary()
+	// The weights are the tail of the blob; flip bytes there and in the header.
+	for _, i := range []int{0, 4, 5, len(blob) - 5, len(blob) - 12, len(blob) - 4 - 8*nStack - 1} {
+		bad := slices.Clone(blob)
+		bad[i] ^= 0x41
+		if err := New().UnmarshalBinary(bad); !errors.Is(err, ErrBadModel) {
+			t.Fatalf("byte %d flipped: err = %v, want ErrBadModel", i, err)
+		}
+	}
+}
+
+func TestLnChi2Q(t *testing.T) {
+	for _, c := range []struct {
+		x2 float64
+		v  int
+	}{{0.5, 2}, {10, 20}, {40, 40}, {150, 300}, {300, 300}} {
+		want := math.Log(chi2Q(c.x2, c.v))
+		if got := lnChi2Q(c.x2, c.v); math.Abs(got-want) > 1e-9*max(1, math.Abs(want)) {
+			t.Errorf("lnChi2Q(%v, %d) = %v, want %v", c.x2, c.v, got, want)
+		}
+	}
+	// Far in the tail chi2Q underflows to 0; the log form keeps going.
+	if got := lnChi2Q(5000, 300); math.IsInf(got, 0) || got > -1500 {
+		t.Errorf("lnChi2Q(5000, 300) = %v, want a finite value below -1500", got)
+	}
+}
+
+func TestSenderConsistencyTokens(t *testing.T) {
+	mail := "From: Shop <news@mail.shop.co.uk>\nReply-To: <help@shop.co.uk>\nTo: Ann <ann@example.org>\nMessage-ID: <123.abc@web1.shop.co.uk>\nDate: Mon, 2 Dec 2002 18:04:49 -0600\nContent-Type: text/html\n\n<html><body><a href=\"http://www.shop.co.uk/x\">x</a> <a href=\"http://other.example.net/\">y</a> BUY NOW!!!</body></html>"
+	got := Tokens([]byte(mail))
+	for _, w := range []string{"m:msgid:same", "m:replyto:same", "m:to:named", "url:#fromdom", "url:#otherdom", "sh:mid:9.a", "sh:date:a, 9 a 9 9:9:9 -9", "b:!!!"} {
+		if !slices.Contains(got, w) {
+			t.Errorf("Tokens lacks %q; got %q", w, got)
+		}
+	}
 }

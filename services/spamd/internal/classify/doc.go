@@ -6,8 +6,11 @@
 //
 // Tokens (tokenize.go, html.go) reads only header fields that describe the
 // mail itself (Subject, From display name and domain, mailer, recipient
-// count, a few priority fields), never relay or mailing-list headers, which
-// say more about who collected a mail than about what it is. The body is
+// count, a few priority fields, the shapes of Message-ID and Date, and
+// whether Message-ID, Reply-To, To and link hosts agree with the From
+// domain), never relay or mailing-list headers (List-Unsubscribe
+// included), which say more about who collected a mail than about what it
+// is. The body is
 // walked as a MIME tree (RFC 2045/2046): quoted-printable and base64 are
 // decoded, HTML is reduced to its visible text plus markup features (tag,
 // tag:attribute, link hosts), and body text also yields word pairs. Every
@@ -22,14 +25,21 @@
 // contained it. Score combines the strongest tokens' Robinson
 // probabilities with Fisher's chi-square method (as SpamBayes does), and
 // separately runs a logistic regression over hashed tokens (logistic.go).
-// Result.Prob is the less confident of the two when they agree and their
-// mean when they disagree, so the caller's "very sure" threshold needs both.
+// A small stacked logistic model (stack.go) turns the two judges' raw
+// outputs (chi-square evidence both ways in nats, the regression's margin)
+// into Result.Prob. Train fits it on out-of-sample judge outputs from
+// inner folds of the training set, weighting a rejected ham hamCost times
+// a missed spam, so a fixed threshold of 0.99 means the same thing for
+// every model. A model without a fitted stacker (one built only by Learn)
+// falls back to the old rule: the less confident judge when they agree,
+// their mean when they disagree.
 //
 // # Learning
 //
 // Train fits a model from a training set (exact counts, regression fitted
-// in batch, deterministically). Learn and Unlearn apply one mail of user
-// feedback: counts exactly, the regression by one SGD step.
+// in batch, stacker on inner folds, deterministically; the inner folds run
+// in parallel). Learn and Unlearn apply one mail of user feedback: counts
+// exactly, the regression by one SGD step; the stacker is left as trained.
 //
 // # Binary form
 //

@@ -2,6 +2,7 @@ package classify
 
 import (
 	"bytes"
+	"strconv"
 )
 
 // maxTags bounds the tags read per HTML part.
@@ -75,6 +76,12 @@ func (t *tokenizer) html(b []byte) {
 	t.htmlText = text
 	t.urls(text)
 	t.words("", text)
+	t.bodyShape(text)
+	// How much of the part is text: image-and-layout mail with little to
+	// read is a spam habit, newsletters carry articles.
+	if len(b) > 0 {
+		t.addString(pMeta+"htmltext:", strconv.Itoa(min(len(bytes.TrimSpace(text))*10/len(b), 9)))
+	}
 }
 
 // tag records one tag's name and attributes and returns its lower-case name.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -61,6 +62,7 @@ type Model struct {
 		nham, nspam uint32
 		tokens      map[string]counts
 		lr          logistic
+		stack       stacker
 	}
 }
 
@@ -79,8 +81,85 @@ func Train(docs []Doc) *Model {
 	for _, d := range docs {
 		m.countLocked(d.Tokens, d.Class)
 	}
+	m.mu.stack = fitStacker(m, docs)
 	m.mu.lr.fit(docs)
 	return m
+}
+
+// fitStacker fits the stacker on out-of-sample judge outputs: the training
+// set is split into stackFolds inner folds (every stackFolds-th doc), and
+// each doc is judged by a chi-square judge whose counts leave out its inner
+// fold (the full counts minus the fold's) and a regression fitted without
+// it. The inner folds run in parallel; the result does not depend on
+// timing.
+func fitStacker(m *Model, docs []Doc) stacker {
+	var nh, ns int
+	for _, d := range docs {
+		if d.Class == Spam {
+			ns++
+		} else {
+			nh++
+		}
+	}
+	if nh < 2*stackFolds || ns < 2*stackFolds {
+		return stacker{}
+	}
+	xs := make([][nStack]float64, len(docs))
+	ys := make([]float64, len(docs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+	for j := range stackFolds {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out := foldCounts{tokens: map[string]counts{}}
+			var train []Doc
+			for i, d := range docs {
+				if i%stackFolds != j {
+					train = append(train, d)
+					continue
+				}
+				out.add(d)
+			}
+			var lr logistic
+			lr.fit(train)
+			nham, nspam := float64(m.mu.nham-out.nham), float64(m.mu.nspam-out.nspam)
+			for i := j; i < len(docs); i += stackFolds {
+				d := docs[i]
+				clues := m.cluesLocked(d.Tokens, nham, nspam, out.tokens)
+				se, he := chiEvidence(clues)
+				xs[i] = stackInputs(se, he, lr.margin(d.Tokens), chiCombine(clues), len(clues))
+				ys[i] = label(d.Class)
+			}
+		})
+	}
+	wg.Wait()
+	var st stacker
+	st.fit(xs, ys)
+	return st
+}
+
+// foldCounts are the counts of one inner fold, subtracted from a model's.
+type foldCounts struct {
+	nham, nspam uint32
+	tokens      map[string]counts
+}
+
+func (f *foldCounts) add(d Doc) {
+	if d.Class == Spam {
+		f.nspam++
+	} else {
+		f.nham++
+	}
+	for _, tok := range d.Tokens {
+		n := f.tokens[tok]
+		if d.Class == Spam {
+			n.spam++
+		} else {
+			n.ham++
+		}
+		f.tokens[tok] = n
+	}
 }
 
 // New returns an empty model. An empty model scores every mail 0.5
@@ -203,6 +282,9 @@ type Result struct {
 	// Chi and LR are the two judges' own probabilities: chi-square
 	// combining of token ratios, and the logistic regression.
 	Chi, LR float64
+	// SpamEv and HamEv are the chi-square judge's evidence in nats (-ln of
+	// each chi-square tail): unlike Chi they do not saturate at 0 or 1.
+	SpamEv, HamEv float64
 	// Clues are the strongest tokens that pushed Prob the way it went,
 	// strongest first, at most a few.
 	Clues []Clue
@@ -245,23 +327,46 @@ func (m *Model) Score(raw []byte) Result { return m.ScoreTokens(Tokens(raw)) }
 
 // ScoreTokens judges one mail given as its distinct tokens.
 func (m *Model) ScoreTokens(toks []string) Result {
-	clues := make([]Clue, 0, len(toks))
 	m.mu.RLock()
-	nham, nspam := float64(m.mu.nham), float64(m.mu.nspam)
+	clues := m.cluesLocked(toks, float64(m.mu.nham), float64(m.mu.nspam), nil)
+	margin := m.mu.lr.margin(toks)
 	plr := m.mu.lr.prob(toks)
-	if nham > 0 && nspam > 0 {
-		for _, tok := range toks {
-			n, ok := m.mu.tokens[tok]
-			if !ok {
+	st := m.mu.stack
+	m.mu.RUnlock()
+	pchi := chiCombine(clues)
+	se, he := chiEvidence(clues)
+	p := combine(pchi, plr)
+	if st.fitted {
+		p = st.prob(stackInputs(se, he, margin, pchi, len(clues)))
+	}
+	return Result{Prob: p, Chi: pchi, LR: plr, SpamEv: se, HamEv: he, Clues: reasons(clues, p)}
+}
+
+// cluesLocked returns the clues of a token set, strongest first, picked
+// (pickClues). Counts in minus (an inner fold's) are subtracted first.
+// REQUIRES: m.mu held (read), or m not yet shared.
+func (m *Model) cluesLocked(toks []string, nham, nspam float64, minus map[string]counts) []Clue {
+	if nham <= 0 || nspam <= 0 {
+		return nil
+	}
+	clues := make([]Clue, 0, len(toks))
+	for _, tok := range toks {
+		n, ok := m.mu.tokens[tok]
+		if !ok {
+			continue
+		}
+		if o, ok := minus[tok]; ok {
+			n.ham -= o.ham
+			n.spam -= o.spam
+			if n == (counts{}) {
 				continue
 			}
-			p := tokenProb(n, nham, nspam)
-			if math.Abs(p-0.5) >= minStrength {
-				clues = append(clues, Clue{Token: tok, Prob: p})
-			}
+		}
+		p := tokenProb(n, nham, nspam)
+		if math.Abs(p-0.5) >= minStrength {
+			clues = append(clues, Clue{Token: tok, Prob: p})
 		}
 	}
-	m.mu.RUnlock()
 	// Strongest first; ties by token so the result is deterministic.
 	slices.SortFunc(clues, func(a, b Clue) int {
 		if c := cmp.Compare(math.Abs(b.Prob-0.5), math.Abs(a.Prob-0.5)); c != 0 {
@@ -269,10 +374,7 @@ func (m *Model) ScoreTokens(toks []string) Result {
 		}
 		return strings.Compare(a.Token, b.Token)
 	})
-	clues = pickClues(clues)
-	pchi := chiCombine(clues)
-	p := combine(pchi, plr)
-	return Result{Prob: p, Chi: pchi, LR: plr, Clues: reasons(clues, p)}
+	return pickClues(clues)
 }
 
 // pickClues keeps the strongest clues, at most maxClues, and at most
@@ -362,4 +464,51 @@ func reasons(clues []Clue, p float64) []Clue {
 		}
 	}
 	return out
+}
+
+// chiEvidence returns -ln of the two chi-square tails: how strongly the
+// clues reject "random towards spam" (spam evidence) and "random towards
+// ham" (ham evidence), in nats, without the saturation of chiCombine.
+func chiEvidence(clues []Clue) (spamEv, hamEv float64) {
+	if len(clues) == 0 {
+		return 0, 0
+	}
+	var lnS, lnH float64
+	for _, c := range clues {
+		lnH += math.Log(c.Prob)
+		lnS += math.Log1p(-c.Prob)
+	}
+	n := 2 * len(clues)
+	return -lnChi2Q(-2*lnS, n), -lnChi2Q(-2*lnH, n)
+}
+
+// lnFact[i] is ln(i!) for the terms of lnChi2Q (v/2 <= maxClues).
+var lnFact = func() [maxClues]float64 {
+	var t [maxClues]float64
+	for i := 1; i < maxClues; i++ {
+		t[i] = t[i-1] + math.Log(float64(i))
+	}
+	return t
+}()
+
+// lnChi2Q is ln of chi2Q, computed in log space so tiny tails keep their
+// magnitude.
+func lnChi2Q(x2 float64, v int) float64 {
+	m := x2 / 2
+	if m <= 0 {
+		return 0
+	}
+	lm := math.Log(m)
+	// Q = e^-m · Σ_{i<v/2} m^i/i!, summed as log-sum-exp of the terms
+	// i·ln m − ln i!.
+	n := min(v/2, len(lnFact))
+	mx := math.Inf(-1)
+	for i := range n {
+		mx = max(mx, float64(i)*lm-lnFact[i])
+	}
+	var sum float64
+	for i := range n {
+		sum += math.Exp(float64(i)*lm - lnFact[i] - mx)
+	}
+	return min(0, -m+mx+math.Log(sum))
 }

@@ -32,12 +32,16 @@ const (
 	pAttr     = "attr:"
 	pSkip     = "skip:"
 	pPair     = "p:"
+	pShape    = "sh:" // shape of a header value (Message-ID, Date)
+	pBody     = "b:"  // body-wide shape: shouting, !!!, money
 )
 
 // tokenizer collects the set of distinct tokens of one mail. The zero value
 // is not usable; use newTokenizer. Not safe for concurrent use.
 type tokenizer struct {
 	set      map[string]struct{}
+	fromOrg  []byte // From's organisational domain (orgDomain), for link/ID agreement
+	hosts    int    // distinct link hosts seen
 	buf      []byte // scratch for building prefix+word without allocating
 	used     int    // decoded text bytes tokenized so far
 	parts    int
@@ -118,6 +122,7 @@ func (t *tokenizer) headers(fs fields) {
 	} else {
 		t.addString(pMeta, "from:none")
 	}
+	t.consistency(fs)
 	for _, name := range []string{"x-mailer", "user-agent"} {
 		if v := fs.get(name); v != nil {
 			// The product name, without version noise.
@@ -134,13 +139,17 @@ func (t *tokenizer) headers(fs fields) {
 	if fs.get("x-msmail-priority") != nil {
 		t.addString(pMeta, "msmail-priority")
 	}
-	if fs.get("message-id") == nil {
+	if id := fs.get("message-id"); id == nil {
 		t.addString(pMeta, "msgid:none")
-	} else if !bytes.Contains(fs.get("message-id"), []byte("@")) {
+	} else if at := bytes.LastIndexByte(id, '@'); at < 0 {
 		t.addString(pMeta, "msgid:noat")
+	} else {
+		t.addShape(pShape+"mid:", bytes.TrimLeft(id[:at], "<"))
 	}
-	if fs.get("date") == nil {
+	if d := fs.get("date"); d == nil {
 		t.addString(pMeta, "date:none")
+	} else {
+		t.addShape(pShape+"date:", d)
 	}
 	n := 0
 	for _, name := range []string{"to", "cc"} {
@@ -180,6 +189,7 @@ func (t *tokenizer) from(v []byte) {
 	if len(dom) == 0 || len(dom) > 128 {
 		return
 	}
+	t.fromOrg = orgDomain(dom)
 	t.add(pFromDom, dom)
 	for i := bytes.IndexByte(dom, '.'); i >= 0 && bytes.Count(dom[i+1:], []byte(".")) >= 1; i = bytes.IndexByte(dom, '.') {
 		dom = dom[i+1:]
@@ -333,6 +343,31 @@ func (t *tokenizer) text(b []byte) {
 	b = t.budget(b)
 	t.urls(b)
 	t.words("", b)
+	t.bodyShape(b)
+}
+
+// bodyShape adds body-wide tells: long runs of capitals, "!!!", "$$$".
+func (t *tokenizer) bodyShape(b []byte) {
+	run, maxRun := 0, 0
+	for _, c := range b {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			run++
+			maxRun = max(maxRun, run)
+		case c == ' ' || c == '!' || c == '$' || c >= '0' && c <= '9':
+		default:
+			run = 0
+		}
+	}
+	if maxRun >= 20 {
+		t.addString(pBody, "capsrun")
+	}
+	if bytes.Contains(b, []byte("!!!")) {
+		t.addString(pBody, "!!!")
+	}
+	if bytes.Contains(b, []byte("$$")) {
+		t.addString(pBody, "$$")
+	}
 }
 
 // isWordByte reports whether c may be part of a word. Bytes >= 0x80 are
@@ -441,6 +476,13 @@ func (t *tokenizer) url(u []byte) {
 	if isNumericHost(host) {
 		t.addString(pURL, "#ip")
 	} else {
+		if t.fromOrg != nil {
+			if bytes.Equal(orgDomain(host), t.fromOrg) {
+				t.addString(pURL, "#fromdom")
+			} else {
+				t.addString(pURL, "#otherdom")
+			}
+		}
 		t.add(pURL, host)
 		for i := bytes.IndexByte(host, '.'); i >= 0 && bytes.Count(host[i+1:], []byte(".")) >= 1; i = bytes.IndexByte(host, '.') {
 			host = host[i+1:]
@@ -479,4 +521,100 @@ func bucket(n int) string {
 	default:
 		return "many"
 	}
+}
+
+// consistency adds tokens on whether the fields that name the sender agree
+// with each other: the Message-ID and Reply-To domains against From's
+// organisational domain, and To against From. A sender that writes its own
+// mail tends to be consistent; forged and bulk-relayed spam tends not to.
+// It reads only the sender's own fields, never relay headers.
+func (t *tokenizer) consistency(fs fields) {
+	if t.fromOrg == nil {
+		return
+	}
+	if id := fs.get("message-id"); id != nil {
+		if at := bytes.LastIndexByte(id, '@'); at >= 0 {
+			dom := bytes.ToLower(bytes.Trim(id[at+1:], " <>"))
+			t.addString(pMeta, "msgid:"+agree(orgDomain(dom), t.fromOrg))
+		}
+	}
+	if rt := fs.get("reply-to"); rt != nil {
+		if at := bytes.LastIndexByte(rt, '@'); at >= 0 {
+			dom := bytes.ToLower(bytes.Trim(rt[at+1:], " <>\"'"))
+			t.addString(pMeta, "replyto:"+agree(orgDomain(dom), t.fromOrg))
+		} else {
+			t.addString(pMeta, "replyto:noat")
+		}
+	}
+	if to := fs.get("to"); to != nil {
+		if bytes.IndexByte(to, '<') > 0 && bytes.IndexByte(bytes.TrimSpace(to), '<') > 0 {
+			t.addString(pMeta, "to:named")
+		}
+		if at := bytes.LastIndexByte(to, '@'); at >= 0 {
+			dom := bytes.ToLower(bytes.Trim(to[at+1:], " <>\"'"))
+			if agree(orgDomain(dom), t.fromOrg) == "same" {
+				t.addString(pMeta, "to:fromdom")
+			}
+		}
+	}
+}
+
+func agree(a, b []byte) string {
+	if len(a) > 0 && bytes.Equal(a, b) {
+		return "same"
+	}
+	return "other"
+}
+
+// orgDomain approximates a host's organisational domain: its last two
+// labels, or three under a two-letter country code with a short second
+// level ("co.uk", "com.au"). No public-suffix list: this only has to tell
+// "same sender" from "someone else" for a few tokens.
+func orgDomain(host []byte) []byte {
+	host = bytes.TrimRight(host, ".")
+	labels := bytes.Split(host, []byte("."))
+	n := len(labels)
+	if n < 2 {
+		return nil
+	}
+	keep := 2
+	if n >= 3 && len(labels[n-1]) == 2 && len(labels[n-2]) <= 3 {
+		keep = 3
+	}
+	return bytes.Join(labels[n-keep:], []byte("."))
+}
+
+// addShape adds the shape of a header value: letters become "a", digits
+// "9", runs collapsed, punctuation kept, at most 24 bytes. Mail programs
+// write Message-IDs and Dates each in their own shape, and 2002 spamware
+// in a few tell-tale ones.
+func (t *tokenizer) addShape(prefix string, v []byte) {
+	var sh [24]byte
+	n := 0
+	var last byte
+	for _, c := range v {
+		var k byte
+		switch {
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+			k = 'a'
+		case c >= '0' && c <= '9':
+			k = '9'
+		case c == ' ' || c == '\t':
+			k = ' '
+		case c >= 0x80:
+			k = '8'
+		default:
+			k = c
+		}
+		if k == last && (k == 'a' || k == '9' || k == ' ') {
+			continue
+		}
+		last = k
+		if n == len(sh) {
+			break
+		}
+		sh[n] = k
+		n++
+	}
+	t.add(prefix, sh[:n])
 }

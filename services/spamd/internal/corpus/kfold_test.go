@@ -40,40 +40,39 @@ func loadCorpus(tb testing.TB) []Mail {
 	return mails
 }
 
-// Floors the classifier must hold on the real corpus. The issue's target
-// is zero ham rejected with spam recall > 96%; this classifier does not
-// reach it (docs/spamd.md "Measured": 2 of 2895 ham rejected, both one
-// mailing-list mail sent twice, and about 75% recall). The floors below
-// are the measured figures with a little slack, so a regression fails the
-// build; TWINMX_SPAMD_TARGET=1 checks the issue's target instead.
+// What the classifier must hold on the real corpus. Zero ham rejected is
+// the product promise and is asserted on every run, full or small. Spam
+// recall is short of the issue's target (> 96%): docs/spamd.md "Measured"
+// has 0 of 2895 ham rejected and 67.3% (hints kept) / 67.6% (hints
+// stripped) of spam at k=5. The recall floors are those figures less a
+// small margin, so a regression fails the build; TWINMX_SPAMD_TARGET=1
+// checks the issue's recall target instead (it fails today).
 const (
-	floorMaxHamRejected = 2    // of 2895 (k=5 full run)
-	floorMinRecall      = 72.0 // percent, full run
-	// The race-mode run (k=3 on a third of the corpus) trains on fewer
-	// mails, so it gets looser floors.
-	raceMaxHamRejected = 1
-	raceMinRecall      = 45.0 // measured 49-50%: a model trained on 940 mails is seldom sure
-	targetMinRecall    = 96.0
+	maxHamRejected  = 0
+	floorMinRecall  = 65.0 // percent, full run (measured 67.3 / 67.6)
+	raceMinRecall   = 60.0 // percent, race-mode run (measured 64.7)
+	targetMinRecall = 96.0
 )
 
 // TestKFoldCorpus runs the k-fold evaluation on the real corpus, with and
 // without the corpus's hints, and checks ham rejected and spam recall per
-// class. Under the race detector (and with -short) it runs k=3 on every
-// third mail with hints stripped only: the full run takes ~15 s without
-// -race and minutes with it, and the smaller run still checks the same
-// property on unseen mail in CI (`make test` runs -race).
+// class. Under the race detector (and with -short) it runs k=2 on every
+// fourth mail with hints stripped only (about 13 s of CPU under -race):
+// the full run takes about a minute without -race and many with it, and
+// the smaller run still checks the same properties on unseen mail in CI
+// (`make test` runs -race).
 func TestKFoldCorpus(t *testing.T) {
 	mails := loadCorpus(t)
 	opt := Options{K: 5}
-	maxHam, minRecall := floorMaxHamRejected, floorMinRecall
+	minRecall := floorMinRecall
 	strips := []bool{false, true}
 	if raceEnabled || testing.Short() {
-		opt = Options{K: 3, Every: 3}
-		maxHam, minRecall = raceMaxHamRejected, raceMinRecall
-		strips = []bool{true} // the harder setting; both would take a minute under -race
+		opt = Options{K: 2, Every: 4}
+		minRecall = raceMinRecall
+		strips = []bool{true} // the harder setting; both would double the time under -race
 	}
 	if os.Getenv("TWINMX_SPAMD_TARGET") != "" {
-		maxHam, minRecall = 0, targetMinRecall
+		minRecall = targetMinRecall
 	}
 	for _, strip := range strips {
 		opt.StripHints = strip
@@ -87,13 +86,13 @@ func TestKFoldCorpus(t *testing.T) {
 		}
 		t.Logf("\n%s", buf.String())
 		ham, spam := rep.Totals(classify.Ham), rep.Totals(classify.Spam)
-		if ham.Rejected > maxHam {
+		if ham.Rejected > maxHamRejected {
 			for _, j := range rep.Mails {
 				if j.Class == classify.Ham && j.Decision.Verdict == model.Reject {
 					t.Logf("ham rejected: %s: %s", j.Name, j.Decision.Reason)
 				}
 			}
-			t.Errorf("strip hints %v: %d ham rejected, want <= %d", strip, ham.Rejected, maxHam)
+			t.Errorf("strip hints %v: %d ham rejected, want %d", strip, ham.Rejected, maxHamRejected)
 		}
 		if spam.Recall() < minRecall {
 			t.Errorf("strip hints %v: spam recall %.2f%%, want >= %.2f%%", strip, spam.Recall(), minRecall)
