@@ -70,6 +70,8 @@ func App() *cli.App {
 			autoverdictCmd(),
 			backupCmd(),
 			configCmd(),
+			exportCmd(),
+			importCmd(),
 			benchCmd(),
 		},
 	}

@@ -1,0 +1,375 @@
+package ctl
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/pkg/wire/mailbox"
+)
+
+// export: the mail of one mailbox, or of all, as .eml files, an mbox or a
+// Maildir (SPEC §10: an operator can always take the mail out). A mailbox's
+// mail is what POP3 and IMAP show (pkg/wire/mailbox): acknowledged, not
+// deleted receive rows, in arrival order, each read back byte for byte —
+// without the mailbox's header filters, which are a view, not the mail.
+
+func exportCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "export",
+		Usage: "write the mail of a mailbox (or of every mailbox) as .eml files, an mbox or a Maildir",
+		Description: "With --mailbox, --out is the mbox file, or the folder of .eml files or the Maildir. Without it,\n" +
+			"--out is a folder holding one ADDRESS.mbox file, or one ADDRESS folder, per mailbox.\n" +
+			"The mail is written exactly as received. .eml and Maildir files are named by the receive row's key,\n" +
+			"so a second export into a new folder names every mail the same way.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "mailbox", Usage: "the mailbox ADDRESS (default: every mailbox)"},
+			&cli.StringFlag{Name: "format", Required: true, Usage: "eml, mbox or maildir"},
+			&cli.StringFlag{Name: "out", Required: true, Usage: "where to write (must not exist, or be an empty folder)"},
+		},
+		Action: export,
+	}
+}
+
+// exportSink receives the mails of one mailbox; close finishes it.
+type exportSink interface {
+	add(m mailbox.Message, raw []byte, at time.Time) error
+	close() error
+}
+
+func export(c *cli.Context) error {
+	format := c.String("format")
+	switch format {
+	case "eml", "mbox", "maildir":
+	default:
+		return usageError("export: --format %q: want eml, mbox or maildir", format)
+	}
+	if c.NArg() != 0 {
+		return usageError("export: unexpected argument %q", c.Args().First())
+	}
+	out := c.String("out")
+	if err := checkFresh(out); err != nil {
+		return usageError("export: --out %v", err)
+	}
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	// An export may be long: it is bounded by --timeout per request (the
+	// client's), not overall.
+	ctx := c.Context
+	var boxes []mailbox.Box
+	if addr := c.String("mailbox"); addr != "" {
+		k := model.KeyOf(model.Mailbox, model.MailboxContent(addr))
+		if _, err := cl.FindMeta(ctx, model.Mailbox, k); errors.Is(err, client.ErrNotFound) {
+			fmt.Fprintf(c.App.ErrWriter, "dbctl: no mailbox %s\n", model.MailboxContent(addr))
+			return cli.Exit("", ExitNotFound)
+		} else if err != nil {
+			return fmt.Errorf("find mailbox: %w", err)
+		}
+		boxes = []mailbox.Box{{Key: k, Address: string(model.MailboxContent(addr))}}
+	} else if boxes, err = allMailboxes(ctx, cl); err != nil {
+		return err
+	}
+	st := mailbox.New(cl)
+	for _, b := range boxes {
+		path := out
+		if c.String("mailbox") == "" {
+			path = filepath.Join(out, fileName(b.Address))
+			if format == "mbox" {
+				path += ".mbox"
+			}
+		}
+		n, err := exportBox(ctx, st, b, format, path)
+		if err != nil {
+			return fmt.Errorf("export %s: %w", b.Address, err)
+		}
+		fmt.Fprintf(c.App.Writer, "%s: %d mails -> %s\n", b.Address, n, path)
+	}
+	return nil
+}
+
+// checkFresh refuses to write over anything: path must not exist, or be an
+// empty folder.
+func checkFresh(path string) error {
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		if ents, err := os.ReadDir(path); err == nil && len(ents) == 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s exists", path)
+}
+
+// allMailboxes lists the mailbox rows (at most 10000, dbd's scan bound),
+// sorted by address.
+func allMailboxes(ctx context.Context, cl *client.Client) ([]mailbox.Box, error) {
+	keys, err := cl.ScanKeys(ctx, model.Mailbox, 10000)
+	if err != nil {
+		return nil, fmt.Errorf("scan mailboxes: %w", err)
+	}
+	var out []mailbox.Box
+	for _, k := range keys {
+		row, err := cl.FindKey(ctx, model.Mailbox, k)
+		if errors.Is(err, client.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read mailbox %s: %w", k, err)
+		}
+		out = append(out, mailbox.Box{Key: k, Address: string(row.Content)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
+	return out, nil
+}
+
+// fileName makes a mailbox address one safe file name: '/' and other
+// special bytes escaped, never "." or "..".
+func fileName(address string) string {
+	n := url.PathEscape(address)
+	if strings.HasPrefix(n, ".") {
+		n = "%2E" + n[1:]
+	}
+	return n
+}
+
+// fetchAhead is how many mails are read from dbd in parallel (each is
+// several round trips).
+const fetchAhead = 16
+
+func exportBox(ctx context.Context, st *mailbox.Store, b mailbox.Box, format, path string) (int, error) {
+	msgs, err := st.Messages(ctx, b.Key, 0)
+	if err != nil {
+		return 0, err
+	}
+	var sink exportSink
+	switch format {
+	case "mbox":
+		sink, err = newMboxSink(path)
+	case "maildir":
+		sink, err = newDirSink(path, true)
+	default:
+		sink, err = newDirSink(path, false)
+	}
+	if err != nil {
+		return 0, err
+	}
+	// Read ahead in parallel, write in order.
+	type fetched struct {
+		raw []byte
+		err error
+	}
+	for start := 0; start < len(msgs); start += fetchAhead {
+		part := msgs[start:min(start+fetchAhead, len(msgs))]
+		res := make([]fetched, len(part))
+		done := make(chan struct{}, len(part))
+		for i := range part {
+			go func() {
+				res[i].raw, res[i].err = st.Fetch(ctx, part[i], nil)
+				done <- struct{}{}
+			}()
+		}
+		for range part {
+			<-done
+		}
+		for i, m := range part {
+			if res[i].err != nil {
+				sink.close()
+				return 0, res[i].err
+			}
+			if err := sink.add(m, res[i].raw, receivedAt(m.State)); err != nil {
+				sink.close()
+				return 0, err
+			}
+		}
+	}
+	return len(msgs), sink.close()
+}
+
+// receivedAt is when the mail arrived: the value of its acknowledged
+// received link (Unix milliseconds; the earliest, as
+// model.AcknowledgedReceived picks). Zero if it has none.
+func receivedAt(st model.State) time.Time {
+	var best uint64
+	for name, v := range st.Cols {
+		if _, ok := model.ParseReceivedColumn(name); ok && (best == 0 || v < best) {
+			best = v
+		}
+	}
+	if best == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(int64(min(best, 1<<62)))
+}
+
+// envelopeSender returns the address of the mail's Return-Path field (what
+// the delivering server recorded as the envelope sender), or "" if it has
+// none or it is the null sender.
+func envelopeSender(raw []byte) string {
+	for len(raw) > 0 {
+		end := bytes.IndexByte(raw, '\n') + 1
+		if end == 0 {
+			end = len(raw)
+		}
+		line := raw[:end]
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return "" // end of the header
+		}
+		if name, v, ok := bytes.Cut(line, []byte(":")); ok && strings.EqualFold(string(bytes.TrimSpace(name)), "return-path") {
+			v = bytes.TrimSpace(v)
+			v = bytes.TrimSuffix(bytes.TrimPrefix(v, []byte("<")), []byte(">"))
+			return string(bytes.TrimSpace(v))
+		}
+		raw = raw[end:]
+	}
+	return ""
+}
+
+type mboxSink struct {
+	f *os.File
+	w *bufio.Writer
+}
+
+func newMboxSink(path string) (*mboxSink, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &mboxSink{f: f, w: bufio.NewWriterSize(f, 1<<20)}, nil
+}
+
+func (s *mboxSink) add(_ mailbox.Message, raw []byte, at time.Time) error {
+	writeMbox(s.w, envelopeSender(raw), at, raw)
+	return nil
+}
+
+func (s *mboxSink) close() error {
+	err := s.w.Flush()
+	if err == nil {
+		err = s.f.Sync()
+	}
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// dirSink writes one file per mail: NAME.eml in a folder, or a Maildir
+// (cur/ new/ tmp/; each mail written to tmp/ and renamed into cur/, with
+// the flags its IMAP columns hold). A file's modification time is the
+// mail's arrival (what Dovecot reads as the received date).
+type dirSink struct {
+	dir     string
+	maildir bool
+}
+
+func newDirSink(dir string, maildir bool) (*dirSink, error) {
+	subs := []string{""}
+	if maildir {
+		subs = []string{"cur", "new", "tmp"}
+	}
+	for _, s := range subs {
+		if err := os.MkdirAll(filepath.Join(dir, s), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	return &dirSink{dir: dir, maildir: maildir}, nil
+}
+
+func (s *dirSink) add(m mailbox.Message, raw []byte, at time.Time) error {
+	if at.IsZero() {
+		at = time.Now()
+	}
+	if !s.maildir {
+		return writeFileAt(filepath.Join(s.dir, m.Receive.String()+".eml"), raw, at)
+	}
+	// Maildir names: TIME.UNIQUE.HOST:2,FLAGS; the receive key is unique.
+	name := fmt.Sprintf("%d.%s.twinmx:2,%s", at.Unix(), m.Receive, maildirFlags(m.State))
+	tmp := filepath.Join(s.dir, "tmp", name)
+	if err := writeFileAt(tmp, raw, at); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(s.dir, "cur", name))
+}
+
+func (s *dirSink) close() error { return syncDir(s.dir) }
+
+func writeFileAt(path string, raw []byte, at time.Time) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	// Not fsynced one by one: thousands of fsyncs would dominate an
+	// export; an export is repeatable, and the operator syncs the copy.
+	_, err = f.Write(raw)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Chtimes(path, at, at)
+}
+
+func syncDir(dir string) error {
+	for _, d := range []string{dir, filepath.Join(dir, "cur")} {
+		f, err := os.Open(d)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Maildir flags (in ASCII order, as the Maildir spec wants them) and the
+// IMAP flag columns imapd keeps on a receive row (value: model.MemberValue).
+var maildirFlagCols = []struct {
+	letter byte
+	col    string
+}{
+	{'D', "imap.flag.draft"},
+	{'F', "imap.flag.flagged"},
+	{'R', "imap.flag.answered"},
+	{'S', "imap.flag.seen"},
+	{'T', "imap.flag.deleted"},
+}
+
+func maildirFlags(st model.State) string {
+	var b []byte
+	for _, f := range maildirFlagCols {
+		if model.IsMember(st.Col(f.col)) {
+			b = append(b, f.letter)
+		}
+	}
+	return string(b)
+}

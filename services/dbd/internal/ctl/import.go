@@ -1,0 +1,400 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+)
+
+// import: migration from another server's mbox or Maildir. Each mail is
+// stored as smtpd stores a received one (header, body, received, mail,
+// msgid and receive rows) and put in the mailbox as smtpd's acknowledgement
+// does (ack and the received link, whose value — the arrival time — comes
+// from the mbox separator or the Maildir file's modification time), with
+// an operator verdict accept, all in one atomic batch per group of mails.
+// backupd then replicates the rows and marks them backed up like any
+// received mail.
+//
+// Re-importing adds nothing: the rows are keyed by content, so a mail maps
+// to the same receive row again; a receive row already acknowledged in the
+// mailbox is left alone (not even its columns are raised) and counted as
+// already there. A mail the mailbox's user deleted stays deleted.
+
+func importCmd() *cli.Command {
+	return &cli.Command{
+		Name:      "import",
+		Usage:     "store the mail of an mbox file or a Maildir in mailbox ADDRESS (migration); prints N new, M already there",
+		ArgsUsage: "PATH",
+		Description: "Every message is checked on its own: a bad one is reported (with its mbox line or file name) and\n" +
+			"skipped, the rest are imported, and the exit status is 1 if any failed. Importing again adds nothing.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "mailbox", Required: true, Usage: "the mailbox ADDRESS (created if missing)"},
+			&cli.StringFlag{Name: "format", Required: true, Usage: "mbox or maildir"},
+			&cli.StringFlag{Name: "mbox-quoting", Value: "mboxrd", Usage: `how ">From " lines are unquoted: mboxrd or mboxo`},
+			&cli.IntFlag{Name: "max-size", Value: 64 << 20, Usage: "largest mail in bytes"},
+			&cli.IntFlag{Name: "batch", Value: 256, Usage: "mails per atomic batch"},
+		},
+		Action: importMail,
+	}
+}
+
+// importItem is one message of the source.
+type importItem struct {
+	where string    // for messages: "line N" or a file name
+	raw   []byte    // the mail
+	at    time.Time // arrival; zero = now
+	flags string    // Maildir flags (DFRST)
+	err   error     // a problem with this message
+}
+
+// importSource yields the messages of an mbox or a Maildir; next returns
+// io.EOF after the last. Other errors abort the import.
+type importSource interface {
+	next() (importItem, error)
+	close() error
+}
+
+func importMail(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError("import: want --mailbox ADDRESS --format mbox|maildir PATH")
+	}
+	path := c.Args().First()
+	addr := model.MailboxContent(c.String("mailbox"))
+	if !strings.Contains(string(addr), "@") {
+		return usageError("import: --mailbox %q is not an address (LOCAL@DOMAIN)", c.String("mailbox"))
+	}
+	maxSize, batchMails := c.Int("max-size"), c.Int("batch")
+	if maxSize <= 0 || batchMails <= 0 {
+		return usageError("import: --max-size and --batch must be positive")
+	}
+	q, err := parseMboxQuoting(c.String("mbox-quoting"))
+	if err != nil {
+		return usageError("import: %v", err)
+	}
+	var src importSource
+	switch c.String("format") {
+	case "mbox":
+		f, err := os.Open(path)
+		if err != nil {
+			return usageError("import: %v", err)
+		}
+		src = &mboxSource{f: f, r: newMboxReader(f, q, maxSize)}
+	case "maildir":
+		if src, err = newMaildirSource(path, maxSize); err != nil {
+			return usageError("import: %v", err)
+		}
+	default:
+		return usageError("import: --format %q: want mbox or maildir", c.String("format"))
+	}
+	defer src.close()
+
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx := c.Context
+	mbKey := model.KeyOf(model.Mailbox, addr)
+	_, isNew, err := cl.FindOrInsert(ctx, model.Mailbox, addr)
+	if err != nil {
+		return fmt.Errorf("add mailbox %s: %w", addr, err)
+	}
+	if isNew {
+		fmt.Fprintf(c.App.ErrWriter, "dbctl: import: mailbox %s added\n", addr)
+	}
+	have, err := acknowledgedIn(ctx, cl, mbKey)
+	if err != nil {
+		return err
+	}
+	im := &importer{db: cl, mailbox: mbKey, have: have, now: time.Now(), batchMails: batchMails,
+		report: func(where string, err error) {
+			fmt.Fprintf(c.App.ErrWriter, "dbctl: import: %s: %s: %v\n", path, where, err)
+		}}
+	start := time.Now()
+	for {
+		it, err := src.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			im.flush(ctx)
+			fmt.Fprintln(c.App.Writer, im.summary(time.Since(start)))
+			return fmt.Errorf("import: %w", err)
+		}
+		if err := im.add(ctx, it); err != nil {
+			fmt.Fprintln(c.App.Writer, im.summary(time.Since(start)))
+			return err
+		}
+	}
+	if err := im.flush(ctx); err != nil {
+		fmt.Fprintln(c.App.Writer, im.summary(time.Since(start)))
+		return err
+	}
+	fmt.Fprintln(c.App.Writer, im.summary(time.Since(start)))
+	if im.failed > 0 {
+		return cli.Exit("", 1)
+	}
+	return nil
+}
+
+// acknowledgedIn returns the receive rows in mailbox mb that are
+// acknowledged (deleted ones included: a deleted mail is not brought back).
+func acknowledgedIn(ctx context.Context, db importDB, mb model.Key) (map[model.Key]bool, error) {
+	have := map[model.Key]bool{}
+	const page = 10000
+	for after := uint64(0); ; {
+		rows, err := db.List(ctx, model.Receive, mb, after, page)
+		if err != nil {
+			return nil, fmt.Errorf("list mailbox: %w", err)
+		}
+		for _, r := range rows {
+			after = r.RowNo
+			if r.State.Col(model.ColAcknowledged) == model.FlagSet {
+				have[r.Key] = true
+			}
+		}
+		if len(rows) < page {
+			return have, nil
+		}
+	}
+}
+
+// importDB is what the importer needs of a dbd client.
+type importDB interface {
+	Batch(ctx context.Context, reqs []wire.Request) ([]wire.Result, error)
+	List(ctx context.Context, t model.Table, parent model.Key, after uint64, limit int) ([]wire.Row, error)
+}
+
+// Bounds of one batch, below dbd's (4096 sub-requests, 80 MiB).
+const (
+	importBatchOps   = 4000
+	importBatchBytes = 32 << 20
+)
+
+// importer groups mails into atomic batches.
+type importer struct {
+	db         importDB
+	mailbox    model.Key
+	have       map[model.Key]bool // receive rows already in the mailbox (or queued)
+	now        time.Time
+	batchMails int
+	report     func(where string, err error)
+
+	pending []pendingMail
+	ops     int
+	bytes   int
+
+	added, already, failed int
+}
+
+type pendingMail struct {
+	where string
+	reqs  []wire.Request
+}
+
+// add queues one message, flushing first when the batch is full. Only a
+// failure of dbd itself (not of a message) is returned.
+func (im *importer) add(ctx context.Context, it importItem) error {
+	if it.err != nil {
+		im.fail(it.where, it.err)
+		return nil
+	}
+	reqs, rk := mailRequests(it, im.mailbox, im.now)
+	if im.have[rk] {
+		im.already++
+		return nil
+	}
+	im.have[rk] = true
+	if len(im.pending) >= im.batchMails || im.ops+len(reqs) > importBatchOps || im.bytes+len(it.raw) > importBatchBytes {
+		if err := im.flush(ctx); err != nil {
+			return err
+		}
+	}
+	im.pending = append(im.pending, pendingMail{where: it.where, reqs: reqs})
+	im.ops += len(reqs)
+	im.bytes += len(it.raw)
+	return nil
+}
+
+func (im *importer) fail(where string, err error) {
+	im.failed++
+	im.report(where, err)
+}
+
+// flush writes the queued mails in one batch. A batch that dbd refuses as
+// a whole (bad-request, too-large) is retried mail by mail, so the one bad
+// mail is named and the others still get in.
+func (im *importer) flush(ctx context.Context) error {
+	if len(im.pending) == 0 {
+		return nil
+	}
+	batch := im.pending
+	im.pending, im.ops, im.bytes = nil, 0, 0
+	var reqs []wire.Request
+	for _, p := range batch {
+		reqs = append(reqs, p.reqs...)
+	}
+	_, err := im.db.Batch(ctx, reqs)
+	var we *wire.Error
+	switch {
+	case err == nil:
+		im.added += len(batch)
+		return nil
+	case !errors.As(err, &we) || (we.Code != wire.CodeBadRequest && we.Code != wire.CodeTooLarge):
+		return fmt.Errorf("store %d mails: %w", len(batch), err)
+	case len(batch) == 1:
+		im.fail(batch[0].where, err)
+		return nil
+	}
+	for _, p := range batch {
+		im.pending = []pendingMail{p}
+		if err := im.flush(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (im *importer) summary(d time.Duration) string {
+	rate := float64(im.added) / max(d.Seconds(), 1e-3)
+	return fmt.Sprintf("%d new, %d already there, %d failed (%.0f new mails/s)", im.added, im.already, im.failed, rate)
+}
+
+// mailRequests returns the batch that stores the mail of it in mailbox mb
+// and acknowledges it, and the key of its receive row: the rows smtpd's
+// deliver.Store writes (no throw-in: there was no SMTP transaction), then
+// what deliver.Acknowledge sets, an operator verdict accept and the IMAP
+// flags of a Maildir file.
+func mailRequests(it importItem, mb model.Key, now time.Time) ([]wire.Request, model.Key) {
+	r := model.NewMailRows(it.raw)
+	reqs := make([]wire.Request, 0, 12)
+	add := func(t model.Table, content []byte) {
+		reqs = append(reqs, wire.Request{Op: wire.OpFindOrInsert, Table: t, Content: content})
+	}
+	add(model.Header, r.Parts.Header)
+	add(model.Body, r.Parts.Body)
+	add(model.Mail, r.Mail)
+	if len(r.Parts.Received) > 0 {
+		add(model.Received, r.Parts.Received)
+	}
+	if r.MsgID != nil {
+		add(model.MsgID, r.MsgID)
+	}
+	receive := model.ReceiveContent(r.MailKey, mb)
+	rk := model.KeyOf(model.Receive, receive)
+	add(model.Receive, receive)
+	at := it.at
+	if at.IsZero() {
+		at = now
+	}
+	ref := wire.Ref{ByKey: true, Key: rk}
+	set := func(col string, v uint64) {
+		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: col, Value: v})
+	}
+	set(model.ColVerdict, model.EncodeVerdict(model.SourceOperator, model.Epoch(now), model.Accept))
+	set(model.ColAcknowledged, model.FlagSet)
+	set(model.ReceivedColumn(r.ReceivedKey), uint64(max(at.UnixMilli(), 1)))
+	for _, f := range maildirFlagCols {
+		if strings.IndexByte(it.flags, f.letter) >= 0 {
+			set(f.col, model.MemberValue(now, true))
+		}
+	}
+	return reqs, rk
+}
+
+type mboxSource struct {
+	f *os.File
+	r *mboxReader
+}
+
+func (s *mboxSource) next() (importItem, error) {
+	m, err := s.r.Next()
+	if err != nil {
+		return importItem{}, err
+	}
+	return importItem{where: fmt.Sprintf("line %d", m.Line), raw: m.Raw, at: m.Date, err: m.Err}, nil
+}
+
+func (s *mboxSource) close() error { return s.f.Close() }
+
+// maildirSource reads every file of a Maildir's cur/ and new/ (tmp/ holds
+// mail still being written), in name order within each.
+type maildirSource struct {
+	dir     string
+	files   []string // relative to dir
+	maxSize int
+}
+
+func newMaildirSource(dir string, maxSize int) (*maildirSource, error) {
+	s := &maildirSource{dir: dir, maxSize: maxSize}
+	found := false
+	for _, sub := range []string{"cur", "new"} {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		found = true
+		var names []string
+		for _, e := range ents {
+			if !e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+				names = append(names, filepath.Join(sub, e.Name()))
+			}
+		}
+		sort.Strings(names)
+		s.files = append(s.files, names...)
+	}
+	if !found {
+		return nil, fmt.Errorf("%s is not a Maildir (no cur/ or new/)", dir)
+	}
+	return s, nil
+}
+
+func (s *maildirSource) next() (importItem, error) {
+	if len(s.files) == 0 {
+		return importItem{}, io.EOF
+	}
+	name := s.files[0]
+	s.files = s.files[1:]
+	it := importItem{where: name}
+	if _, info, ok := strings.Cut(filepath.Base(name), ":2,"); ok {
+		it.flags = info
+	}
+	p := filepath.Join(s.dir, name)
+	fi, err := os.Stat(p)
+	switch {
+	case err != nil:
+		it.err = err
+	case !fi.Mode().IsRegular():
+		it.err = errors.New("not a regular file")
+	case fi.Size() > int64(s.maxSize):
+		it.err = fmt.Errorf("%w (%d bytes, over %d)", errMboxTooLarge, fi.Size(), s.maxSize)
+	case fi.Size() == 0:
+		it.err = errors.New("empty message")
+	}
+	if it.err != nil {
+		return it, nil
+	}
+	it.at = fi.ModTime()
+	if it.raw, err = os.ReadFile(p); err != nil {
+		it.err = err
+	} else {
+		it.err = checkMail(it.raw)
+	}
+	return it, nil
+}
+
+func (s *maildirSource) close() error { return nil }
