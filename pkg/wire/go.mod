@@ -4,11 +4,18 @@ go 1.26.8
 
 require (
 	github.com/flynn/noise v1.1.0
+	github.com/kardianos/service v1.3.0
 	github.com/twinmx/twinmx/pkg/model v0.0.0
+	github.com/urfave/cli/v2 v2.27.7
 	golang.org/x/crypto v0.59.0
 	pgregory.net/rapid v1.3.0
 )
 
-require golang.org/x/sys v0.50.0 // indirect
+require (
+	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
+	github.com/russross/blackfriday/v2 v2.1.0 // indirect
+	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+)
 
 replace github.com/twinmx/twinmx/pkg/model => ../model

@@ -14,7 +14,10 @@ require (
 	github.com/twinmx/twinmx/services/dbd v0.0.0
 )
 
-require github.com/kylelemons/godebug v1.1.0 // indirect
+require (
+	github.com/kardianos/service v1.3.0 // indirect
+	github.com/kylelemons/godebug v1.1.0 // indirect
+)
 
 require (
 	github.com/DataDog/zstd v1.5.7 // indirect

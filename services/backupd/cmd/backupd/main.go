@@ -3,7 +3,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/services/backupd/internal/replica"
 	"github.com/urfave/cli/v2"
 )
@@ -37,7 +37,7 @@ func main() {
 		},
 		Action: run,
 	}
-	if err := app.Run(os.Args); err != nil {
+	if err := svc.Run(app, os.Args, svc.Unit{}); err != nil {
 		fmt.Fprintln(os.Stderr, "backupd:", err)
 		os.Exit(1)
 	}
@@ -73,7 +73,7 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if addr := c.String("metrics"); addr != "" {
 		ln, err := net.Listen("tcp", addr)
@@ -85,5 +85,6 @@ func run(c *cli.Context) error {
 		defer srv.Close()
 		log.Info("metrics listening", "addr", ln.Addr().String())
 	}
+	svc.Ready()
 	return r.Run(ctx)
 }

@@ -3,13 +3,14 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/services/dbd/internal/daemon"
 	"github.com/urfave/cli/v2"
 )
@@ -29,7 +30,7 @@ func main() {
 		},
 		Action: run,
 	}
-	if err := app.Run(os.Args); err != nil {
+	if err := svc.Run(app, os.Args, svc.Unit{Writable: []string{"data"}}); err != nil {
 		fmt.Fprintln(os.Stderr, "dbd:", err)
 		os.Exit(1)
 	}
@@ -41,7 +42,7 @@ func run(c *cli.Context) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return daemon.Run(ctx, daemon.Config{
 		Data:    c.String("data"),
@@ -51,5 +52,6 @@ func run(c *cli.Context) error {
 		Metrics: c.String("metrics"),
 		Site:    c.String("site"),
 		Logger:  log,
+		Ready:   func(net.Addr) { svc.Ready() },
 	})
 }

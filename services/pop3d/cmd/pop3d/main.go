@@ -4,10 +4,10 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/pop3d/internal/daemon"
 	"github.com/twinmx/twinmx/services/pop3d/internal/server"
@@ -49,7 +50,7 @@ func main() {
 		},
 		Action: run,
 	}
-	if err := app.Run(os.Args); err != nil {
+	if err := svc.Run(app, os.Args, svc.Unit{LowPorts: true}); err != nil {
 		fmt.Fprintln(os.Stderr, "pop3d:", err)
 		os.Exit(1)
 	}
@@ -95,11 +96,12 @@ func run(c *cli.Context) error {
 			MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"),
 		},
 		Logger: log,
+		Ready:  func(_, _, _ net.Addr) { svc.Ready() },
 	}
 	if cfg.Server.AuthFailDelay == 0 {
 		cfg.Server.AuthFailDelay = -1 // 0 on the command line means none, not "default"
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return daemon.Run(ctx, cfg)
 }

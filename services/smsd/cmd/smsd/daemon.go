@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/services/smsd/internal/claim"
 	"github.com/twinmx/twinmx/services/smsd/internal/gateway"
 	"github.com/twinmx/twinmx/services/smsd/internal/notify"
@@ -175,7 +175,7 @@ func runDaemon(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if addr := c.String("metrics"); addr != "" {
 		ln, err := net.Listen("tcp", addr)
@@ -192,5 +192,6 @@ func runDaemon(c *cli.Context) error {
 	}
 	log.Info("smsd started", "db", c.String("db"), "site", site, "peer-delay", cfg.PeerDelay, "claim-timeout", cfg.ClaimTimeout,
 		"sms", gw != nil, "relay", c.String("relay"))
+	svc.Ready()
 	return eng.Run(ctx)
 }

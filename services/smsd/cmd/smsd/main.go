@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/twinmx/twinmx/pkg/wire/svc"
 )
 
 func main() {
@@ -18,7 +20,7 @@ func main() {
 		Action:   runDaemon,
 		Commands: ruleCommands(),
 	}
-	if err := app.Run(os.Args); err != nil {
+	if err := svc.Run(app, os.Args, svc.Unit{}); err != nil {
 		fmt.Fprintln(os.Stderr, "smsd:", err)
 		os.Exit(1)
 	}

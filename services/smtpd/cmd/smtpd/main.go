@@ -4,9 +4,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/smtpd/internal/daemon"
 	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
@@ -55,7 +56,7 @@ func main() {
 		Action:   run,
 		Commands: []*cli.Command{replayCmd()},
 	}
-	if err := app.Run(os.Args); err != nil {
+	if err := svc.Run(app, os.Args, svc.Unit{LowPorts: true}); err != nil {
 		fmt.Fprintln(os.Stderr, "smtpd:", err)
 		os.Exit(1)
 	}
@@ -93,6 +94,7 @@ func run(c *cli.Context) error {
 			CaptureMax: c.Int("capture-max"),
 		},
 		Logger: log,
+		Ready:  func(net.Addr) { svc.Ready() },
 	}
 	if cfg.MailboxTTL == 0 {
 		cfg.MailboxTTL = -1 // 0 on the command line means off
@@ -110,7 +112,7 @@ func run(c *cli.Context) error {
 			return err
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return daemon.Run(ctx, cfg)
 }

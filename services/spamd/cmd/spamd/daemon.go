@@ -20,6 +20,7 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/services/spamd/internal/classify"
 	"github.com/twinmx/twinmx/services/spamd/internal/digest"
 	"github.com/twinmx/twinmx/services/spamd/internal/external"
@@ -130,7 +131,7 @@ func runDaemon(c *cli.Context) error {
 	}
 	digests := digest.New(dcfg)
 	cfg.Digests = digests
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	live := modelstore.NewLive(fallback)
 	cfg.Models = live
@@ -156,6 +157,7 @@ func runDaemon(c *cli.Context) error {
 	}
 	log.Info("spamd started", "db", c.String("db"), "grey-delay", cfg.GreyDelay, "auth", cfg.Auth != nil, "fallback-model", fallback != nil,
 		"digest-every", dcfg.Every)
+	svc.Ready()
 	var wg sync.WaitGroup
 	if dcfg.Every > 0 {
 		wg.Go(func() { digests.Run(ctx) })

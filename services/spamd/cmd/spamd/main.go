@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/twinmx/twinmx/pkg/wire/svc"
 )
 
 func main() {
@@ -17,7 +19,7 @@ func main() {
 		Action:   runDaemon,
 		Commands: []*cli.Command{evalCommand(), trainCommand(), pushCommand(), listCommand()},
 	}
-	if err := app.Run(os.Args); err != nil {
+	if err := svc.Run(app, os.Args, svc.Unit{}); err != nil {
 		fmt.Fprintln(os.Stderr, "spamd:", err)
 		os.Exit(1)
 	}

@@ -1,0 +1,3 @@
+package svc
+
+func newManager() (Manager, error) { return NewSystemd(), nil }

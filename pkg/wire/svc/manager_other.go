@@ -1,0 +1,5 @@
+//go:build !linux && !windows
+
+package svc
+
+func newManager() (Manager, error) { return nil, ErrUnsupported }
