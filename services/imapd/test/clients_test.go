@@ -1,0 +1,193 @@
+package test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+)
+
+// imaplibScript fetches every mail of INBOX with UID FETCH BODY.PEEK[] and
+// writes each to OUT/<n> (n = position in UID order), byte for byte.
+const imaplibScript = `
+import imaplib, sys, os
+host, port, user, pw, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+m = imaplib.IMAP4(host, port)
+m.login(user, pw)
+typ, data = m.select("INBOX", readonly=True)
+assert typ == "OK", data
+typ, data = m.uid("SEARCH", None, "ALL")
+uids = [int(u) for u in data[0].split()]
+uids.sort()
+for i in range(0, len(uids), 200):
+    chunk = uids[i:i+200]
+    typ, data = m.uid("FETCH", "%d:%d" % (chunk[0], chunk[-1]), "(UID BODY.PEEK[])")
+    assert typ == "OK", data
+    for item in data:
+        if not isinstance(item, tuple):
+            continue
+        meta, body = item
+        uid = int(meta.split(b"UID ")[1].split()[0].rstrip(b")"))
+        with open(os.path.join(out, "%010d" % uid), "wb") as f:
+            f.write(body)
+m.logout()
+print(len(uids))
+`
+
+// TestImaplibCorpusByteExact: Python's imaplib reads back the whole shared
+// corpus byte for byte via BODY[].
+func TestImaplibCorpusByteExact(t *testing.T) {
+	py := need(t, "python3", "python3")
+	corpus := loadCorpus(t)
+	s := newSite(t)
+	s.deliver(corpus)
+	out := t.TempDir()
+	host, port, _ := strings.Cut(s.imapAddr, ":")
+	ctx := proctest.Ctx(t, 5*time.Minute)
+	res, err := exec.CommandContext(ctx, py, "-c", imaplibScript, host, port, login, password, out).CombinedOutput()
+	if err != nil {
+		t.Fatalf("imaplib: %v\n%s", err, res)
+	}
+	got := readDir(t, out)
+	if len(got) != len(corpus) {
+		t.Fatalf("imaplib fetched %d mails, want %d", len(got), len(corpus))
+	}
+	bad := 0
+	for i := range corpus {
+		if !bytes.Equal(got[i], corpus[i]) {
+			bad++
+			if bad <= 3 {
+				t.Errorf("mail %d differs: got %d bytes, want %d", i, len(got[i]), len(corpus[i]))
+			}
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d of %d mails differ", bad, len(corpus))
+	}
+}
+
+// readDir returns the files of dir in name order.
+func readDir(t testing.TB, dir string) [][]byte {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+	var out [][]byte
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func testMails(n int) [][]byte {
+	var out [][]byte
+	for i := 1; i <= n; i++ {
+		out = append(out, []byte(fmt.Sprintf("Received: from a by b; Sat, 28 Nov 2026 10:00:00 +0000\r\nFrom: Bob <bob@y.example>\r\nTo: alice@x.example\r\nSubject: test %d\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <t%d@y.example>\r\n\r\nhello %d\r\n", i, i, i)))
+	}
+	return out
+}
+
+var tuid = regexp.MustCompile(`(?m)^X-TUID: [^\n]*\n`)
+
+// TestMbsync: isync's mbsync pulls INBOX into a Maildir; every mail
+// arrives (mbsync stores LF line ends), and a second run fetches nothing
+// new.
+func TestMbsync(t *testing.T) {
+	mbsync := need(t, "mbsync", "isync")
+	s := newSite(t)
+	mails := testMails(20)
+	s.deliver(mails)
+	dir := t.TempDir()
+	host, port, _ := strings.Cut(s.imapAddr, ":")
+	rc := fmt.Sprintf(`IMAPAccount t
+Host %s
+Port %s
+User %s
+Pass "%s"
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore remote
+Account t
+
+MaildirStore local
+Path %s/mail/
+Inbox %s/mail/INBOX
+
+Channel c
+Far :remote:
+Near :local:
+Patterns INBOX
+Create Near
+Sync Pull
+SyncState *
+`, host, port, login, password, dir, dir)
+	if err := os.MkdirAll(filepath.Join(dir, "mail"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "mbsyncrc")
+	if err := os.WriteFile(cfg, []byte(rc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sync := func() {
+		t.Helper()
+		ctx := proctest.Ctx(t, 2*time.Minute)
+		out, err := exec.CommandContext(ctx, mbsync, "-c", cfg, "-a").CombinedOutput()
+		if err != nil {
+			t.Fatalf("mbsync: %v\n%s", err, out)
+		}
+	}
+	sync()
+	want := map[string]bool{}
+	for _, m := range mails {
+		want[string(bytes.ReplaceAll(m, []byte("\r\n"), []byte("\n")))] = true
+	}
+	check := func(n int) {
+		t.Helper()
+		var files []string
+		for _, sub := range []string{"new", "cur"} {
+			ents, _ := os.ReadDir(filepath.Join(dir, "mail", "INBOX", sub))
+			for _, e := range ents {
+				files = append(files, filepath.Join(dir, "mail", "INBOX", sub, e.Name()))
+			}
+		}
+		if len(files) != n {
+			t.Fatalf("Maildir holds %d mails, want %d", len(files), n)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// isync keeps the server's line ends or stores LF, and adds
+			// its own X-TUID field (to find mails again): take both out.
+			b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
+			b = tuid.ReplaceAll(b, nil)
+			if !want[string(b)] {
+				t.Errorf("Maildir file %s is not one of the delivered mails:\n%s", f, b)
+			}
+		}
+	}
+	check(len(mails))
+	more := testMails(25)[20:]
+	s.deliver(more)
+	for _, m := range more {
+		want[string(bytes.ReplaceAll(m, []byte("\r\n"), []byte("\n")))] = true
+	}
+	sync()
+	check(25)
+}
