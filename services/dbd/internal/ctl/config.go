@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -125,32 +124,11 @@ func configApply(c *cli.Context) error {
 			return fmt.Errorf("apply: %w; nothing applied", err)
 		}
 	}
-	fmt.Fprint(c.App.Writer, Report(p))
+	fmt.Fprint(c.App.Writer, config.Report(p))
 	if !p.OK() {
 		return cli.Exit("dbctl: config apply: a line failed; nothing applied", 1)
 	}
 	return nil
-}
-
-// Report is the result of every line of a plan, one a line: "ok" with the
-// previous value, or the error; then a summary.
-func Report(p *config.Plan) string {
-	var b strings.Builder
-	n := 0
-	for _, r := range p.Results {
-		if r.Err != nil {
-			n++
-			fmt.Fprintf(&b, "line %d: error: %v: %s\n", r.Line.N, r.Err, r.Line.Text)
-		} else {
-			fmt.Fprintf(&b, "line %d: ok (was: %s): %s\n", r.Line.N, r.Previous, r.Line.Text)
-		}
-	}
-	if n > 0 {
-		fmt.Fprintf(&b, "%d of %d lines failed: nothing applied\n", n, len(p.Results))
-	} else {
-		fmt.Fprintf(&b, "%d changes applied\n", len(p.Results))
-	}
-	return b.String()
 }
 
 func configHash(c *cli.Context) error {

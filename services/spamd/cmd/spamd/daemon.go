@@ -22,6 +22,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/services/spamd/internal/classify"
+	"github.com/twinmx/twinmx/services/spamd/internal/confmail"
 	"github.com/twinmx/twinmx/services/spamd/internal/digest"
 	"github.com/twinmx/twinmx/services/spamd/internal/external"
 	"github.com/twinmx/twinmx/services/spamd/internal/judge"
@@ -46,6 +47,8 @@ func daemonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "digest-smtp", Value: "127.0.0.1:25", Usage: "HOST:PORT of the local smtpd that digests are handed to (plain SMTP: use loopback)", EnvVars: []string{"TWINMX_SPAMD_DIGEST_SMTP"}},
 		&cli.StringFlag{Name: "digest-address", Usage: "allow address named in every digest's Reply-To (default: " + digest.DefaultLocalPart + "@ the mailbox's domain)", EnvVars: []string{"TWINMX_SPAMD_DIGEST_ADDRESS"}},
 		&cli.IntFlag{Name: "digest-scan", Value: 20000, Usage: "newest receive rows and throw-ins a digest pass reads", EnvVars: []string{"TWINMX_SPAMD_DIGEST_SCAN"}},
+		&cli.StringFlag{Name: "config-key", Usage: "a second secret key file, role admin, used only to apply configuration mails (empty: configuration by e-mail is off; see docs/roles.md)", EnvVars: []string{"TWINMX_SPAMD_CONFIG_KEY"}},
+		&cli.StringFlag{Name: "config-address", Usage: "the address configuration mails go to (default: " + confmail.DefaultLocalPart + "@ each local domain)", EnvVars: []string{"TWINMX_SPAMD_CONFIG_ADDRESS"}},
 		&cli.DurationFlag{Name: "digest-claim-wait", Value: 30 * time.Second, Usage: "wait between claiming a digest and sending it (longer than the replication lag between sites; 0: none)", EnvVars: []string{"TWINMX_SPAMD_DIGEST_CLAIM_WAIT"}},
 	)
 }
@@ -59,7 +62,12 @@ func dbFlags() []cli.Flag {
 }
 
 func dialDB(c *cli.Context, log *slog.Logger) (*client.Client, error) {
-	addr, pub, key := c.String("db"), c.String("db-pub"), c.String("key")
+	return dialKey(c, c.String("key"), log)
+}
+
+// dialKey connects to dbd with the secret key file key.
+func dialKey(c *cli.Context, key string, log *slog.Logger) (*client.Client, error) {
+	addr, pub := c.String("db"), c.String("db-pub")
 	if addr == "" || pub == "" || key == "" {
 		return nil, cli.Exit("spamd: --db, --db-pub and --key are required", 2)
 	}
@@ -131,6 +139,17 @@ func runDaemon(c *cli.Context) error {
 	}
 	digests := digest.New(dcfg)
 	cfg.Digests = digests
+	ccfg := confmail.Config{DB: db, Auth: cfg.Auth, Address: c.String("config-address"), SMTP: c.String("digest-smtp"), Logger: log}
+	if k := c.String("config-key"); k != "" {
+		adm, err := dialKey(c, k, log)
+		if err != nil {
+			return fmt.Errorf("--config-key: %w", err)
+		}
+		defer adm.Close()
+		ccfg.Apply = adm
+	}
+	confMails := confmail.New(ccfg)
+	cfg.ConfigMails = confMails
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	live := modelstore.NewLive(fallback)
@@ -156,14 +175,15 @@ func runDaemon(c *cli.Context) error {
 		defer srv.Close()
 	}
 	log.Info("spamd started", "db", c.String("db"), "grey-delay", cfg.GreyDelay, "auth", cfg.Auth != nil, "fallback-model", fallback != nil,
-		"digest-every", dcfg.Every)
+		"digest-every", dcfg.Every, "config-by-mail", ccfg.Apply != nil)
 	svc.Ready()
 	var wg sync.WaitGroup
+	wg.Go(func() { confMails.Run(ctx) })
 	if dcfg.Every > 0 {
 		wg.Go(func() { digests.Run(ctx) })
 	}
 	err = judge.New(cfg).Run(ctx)
-	stop() // the digest loop ends with the judge
+	stop() // the digest and config loops end with the judge
 	wg.Wait()
 	return err
 }

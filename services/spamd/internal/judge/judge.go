@@ -55,6 +55,20 @@ type Digests interface {
 	Reply(ctx context.Context, raw []byte, t time.Time) (int, error)
 }
 
+// ConfigMails is configuration by e-mail (package confmail): mail to the
+// config address is applied or refused by it, and its confirmations are
+// recognised. Both come before every other signal, like the digest's.
+type ConfigMails interface {
+	// IsConfigAddress reports whether mailbox is the config address.
+	IsConfigAddress(mailbox string) bool
+	// Apply authenticates and applies raw, a mail to the config address
+	// attempted as a says, and returns whether to accept it and why. An
+	// error means nothing was applied and the attempt is judged again.
+	Apply(ctx context.Context, a Attempt, mailbox string, raw []byte) (accept bool, reason string, err error)
+	// Own reports whether raw is a confirmation spamd made for mailbox.
+	Own(ctx context.Context, mailbox string, raw []byte) (bool, error)
+}
+
 // Models gives the classifier model to judge with; nil means none yet.
 type Models interface {
 	Current() *classify.Model
@@ -68,6 +82,9 @@ type Config struct {
 	Engine Engine        // nil: no external engine
 	// Digests recognises digests and their replies (nil: off).
 	Digests Digests
+	// ConfigMails applies configuration mails (nil: mail to a config
+	// address is judged like any mail).
+	ConfigMails ConfigMails
 	// GreyDelay is how long after a first contact's Retry a retry passes
 	// greylisting (default 1 minute; negative: greylisting off).
 	GreyDelay time.Duration
@@ -278,15 +295,19 @@ func (j *Judge) judgeRecipient(ctx context.Context, a Attempt, rcpt string, raw 
 		}
 		grey = decide.GreyPassed
 	}
-	if d, ok, err := j.digestDecision(ctx, a, string(mbContent), raw); err != nil || ok {
+	sd, special, err := j.digestDecision(ctx, a, string(mbContent), raw)
+	if err == nil && !special {
+		sd, special, err = j.configDecision(ctx, a, string(mbContent), raw)
+	}
+	if err != nil || special {
 		if err != nil {
 			return err
 		}
-		if err := j.write(ctx, rk, a, string(mbContent), d, false); err != nil {
+		if err := j.write(ctx, rk, a, string(mbContent), sd, false); err != nil {
 			return err
 		}
-		j.cfg.Metrics.Decisions.WithLabelValues(d.Verdict.String()).Inc()
-		j.log.Info("judged", "mail", a.Mail, "rcpt", rcpt, "verdict", d.Verdict, "reason", d.Reason)
+		j.cfg.Metrics.Decisions.WithLabelValues(sd.Verdict.String()).Inc()
+		j.log.Info("judged", "mail", a.Mail, "rcpt", rcpt, "verdict", sd.Verdict, "reason", sd.Reason)
 		return nil
 	}
 	gk := model.KeyOf(model.RDNS, greyContent(Network(a.Client), a.From, string(mbContent)))
@@ -370,6 +391,39 @@ func (j *Judge) digestDecision(ctx context.Context, a Attempt, mailbox string, r
 		return decide.Decision{}, false, err
 	}
 	return decide.Decision{Verdict: model.Accept, Reason: "twinmx rejection digest (X-Twinmx-Digest verified)"}, true, nil
+}
+
+// configDecision decides configuration mail before every other signal:
+// mail to the config address is applied and accepted, or refused (550)
+// when its sender is not an authenticated admin or configuration by
+// e-mail is off; a confirmation whose MAC verifies is accepted. ok is
+// false for any other mail.
+func (j *Judge) configDecision(ctx context.Context, a Attempt, mailbox string, raw *[]byte) (decide.Decision, bool, error) {
+	cm := j.cfg.ConfigMails
+	if cm == nil {
+		return decide.Decision{}, false, nil
+	}
+	var err error
+	if *raw == nil {
+		if *raw, err = j.readMail(ctx, a.Mail); err != nil {
+			return decide.Decision{}, false, err
+		}
+	}
+	if cm.IsConfigAddress(mailbox) {
+		accept, reason, err := cm.Apply(ctx, a, mailbox, *raw)
+		switch {
+		case err != nil:
+			return decide.Decision{}, false, fmt.Errorf("config mail: %w", err)
+		case !accept:
+			return decide.Decision{Verdict: model.Reject, Score: 1, Reason: reason}, true, nil
+		}
+		return decide.Decision{Verdict: model.Accept, Reason: reason}, true, nil
+	}
+	own, err := cm.Own(ctx, mailbox, *raw)
+	if err != nil || !own {
+		return decide.Decision{}, false, err
+	}
+	return decide.Decision{Verdict: model.Accept, Reason: "twinmx configuration confirmation (X-Twinmx-Config verified)"}, true, nil
 }
 
 // write stores the decision in one atomic batch: reason row and link,

@@ -1,0 +1,564 @@
+// Package confmail is configuration by e-mail (issue 7, docs/spamd.md):
+// spamd recognises mail to the config address, checks that it comes from
+// an authenticated admin, applies its commands (package
+// pkg/wire/config) as one atomic batch with a second, admin-role dbd key,
+// and mails a confirmation listing every line's result through the local
+// smtpd.
+//
+// # Authentication
+//
+// The RFC5322.From address must be a listed admin (config row
+// twinmx-config-admin/1), AND either a DKIM signature that verifies with a
+// d= aligned (relaxed) with the From domain, or a line "secret: S" whose S
+// matches the admin's argon2id secret hash. Anything else is refused at
+// SMTP time (550) and changes nothing.
+//
+// # Replays and two instances
+//
+// The batch records the mail's key (text row twinmx-config-mail/1); a
+// mail whose key is recorded changes nothing and gets no confirmation.
+// Changes are made at the attempt's time (the throw-in's), so two spamd
+// instances judging the same attempt before either sees the record write
+// the same values; each then sends a confirmation (the admin may get two).
+//
+// # Confirmations
+//
+// Each carries X-Twinmx-Config: v1 HMAC over its Message-ID, recipient,
+// Subject and body, with a secret kept in the config row
+// twinmx-config-mac/1; the judge accepts a mail whose MAC verifies before
+// any other signal, so greylisting or the classifier never hold a
+// confirmation back.
+package confmail
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net/mail"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/model/passwd"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/pkg/wire/config"
+	"github.com/twinmx/twinmx/services/spamd/internal/digest"
+	"github.com/twinmx/twinmx/services/spamd/internal/judge"
+	"github.com/twinmx/twinmx/services/spamd/internal/msgauth"
+	"github.com/twinmx/twinmx/services/spamd/internal/signal"
+)
+
+// DB is what configuration by e-mail needs of a dbd client;
+// *client.Client implements it.
+type DB interface {
+	FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error)
+	ScanKeys(ctx context.Context, t model.Table, limit int) ([]model.Key, error)
+	Batch(ctx context.Context, reqs []wire.Request) ([]wire.Result, error)
+}
+
+var _ DB = (*client.Client)(nil)
+
+// Applier sends a plan's batch; it is the admin-role client (--config-key).
+type Applier interface {
+	Batch(ctx context.Context, reqs []wire.Request) ([]wire.Result, error)
+}
+
+// Sender hands one mail to an SMTP server; digest.SMTPSender implements it.
+type Sender interface {
+	Send(ctx context.Context, from, to string, msg []byte) error
+}
+
+// DefaultLocalPart is the local part of the default config address.
+const DefaultLocalPart = "config"
+
+// ErrOff is the refusal reason when no admin key is configured.
+const ErrOff = "configuration by e-mail is off"
+
+// Config configures a Mailer. Zero values mean the defaults.
+type Config struct {
+	DB DB // spamd's own client: reads, the config@ mailbox rows, the MAC secret
+	// Apply is the admin-role client that applies config mails (nil:
+	// configuration by e-mail is off and config mails are refused).
+	Apply Applier
+	// Auth checks DKIM (nil: only secrets authenticate).
+	Auth judge.Authenticator
+	// Address is the config address (default "": DefaultLocalPart at any
+	// local domain).
+	Address string
+	// Sender delivers confirmations (default digest.SMTPSender to SMTP).
+	Sender Sender
+	SMTP   string // the local smtpd (default 127.0.0.1:25)
+	// Hostname is our name in EHLO (default os.Hostname).
+	Hostname string
+	// Scan is how many mailbox rows are read to find the local domains
+	// (default 100000).
+	Scan   int
+	Logger *slog.Logger
+}
+
+func (c *Config) applyDefaults() {
+	if c.SMTP == "" {
+		c.SMTP = "127.0.0.1:25"
+	}
+	if c.Hostname == "" {
+		c.Hostname, _ = os.Hostname()
+		if c.Hostname == "" {
+			c.Hostname = "localhost"
+		}
+	}
+	if c.Sender == nil {
+		c.Sender = digest.SMTPSender{Addr: c.SMTP, Helo: c.Hostname}
+	}
+	if c.Scan == 0 {
+		c.Scan = 100000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Mailer is configuration by e-mail. It is safe for concurrent use; Run
+// must be running for the config mailboxes to exist, and waits for
+// confirmations still being sent when its ctx ends.
+type Mailer struct {
+	cfg Config
+	log *slog.Logger
+	wg  sync.WaitGroup // confirmations being sent
+
+	mu  sync.Mutex
+	mac *[32]byte // the confirmations' MAC secret, once read
+}
+
+var _ judge.ConfigMails = (*Mailer)(nil)
+
+// New returns a Mailer.
+func New(cfg Config) *Mailer {
+	cfg.applyDefaults()
+	return &Mailer{cfg: cfg, log: cfg.Logger}
+}
+
+// Run creates the config mailbox of every local domain (when applying is
+// on) at start and every 5 minutes, until ctx ends; then it waits for the
+// confirmations being sent.
+func (m *Mailer) Run(ctx context.Context) {
+	defer m.wg.Wait()
+	if m.cfg.Apply == nil {
+		<-ctx.Done()
+		return
+	}
+	for {
+		if err := m.EnsureMailboxes(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn("create config mailboxes", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Minute):
+		}
+	}
+}
+
+// EnsureMailboxes creates the config address's mailbox row: the one
+// configured, or DefaultLocalPart at every domain that has a mailbox.
+func (m *Mailer) EnsureMailboxes(ctx context.Context) error {
+	want := map[string]bool{}
+	if m.cfg.Address != "" {
+		want[string(model.MailboxContent(m.cfg.Address))] = true
+	} else {
+		keys, err := m.cfg.DB.ScanKeys(ctx, model.Mailbox, m.cfg.Scan)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			row, err := m.cfg.DB.FindKey(ctx, model.Mailbox, k)
+			if err != nil {
+				return fmt.Errorf("read mailbox row: %w", err)
+			}
+			if at := bytes.LastIndexByte(row.Content, '@'); at > 0 {
+				want[DefaultLocalPart+string(row.Content[at:])] = true
+			}
+		}
+	}
+	var reqs []wire.Request
+	for a := range want {
+		reqs = append(reqs, wire.Request{Op: wire.OpFindOrInsert, Table: model.Mailbox, Content: []byte(a)})
+	}
+	if len(reqs) == 0 {
+		return nil
+	}
+	if _, err := m.cfg.DB.Batch(ctx, reqs); err != nil {
+		return fmt.Errorf("create config mailboxes: %w", err)
+	}
+	return nil
+}
+
+// IsConfigAddress reports whether mailbox (a mailbox row content) is the
+// config address.
+func (m *Mailer) IsConfigAddress(mailbox string) bool {
+	if m.cfg.Address != "" {
+		return strings.EqualFold(mailbox, m.cfg.Address)
+	}
+	local, _, ok := strings.Cut(mailbox, "@")
+	return ok && strings.EqualFold(local, DefaultLocalPart)
+}
+
+// Apply handles a mail to the config address attempted at a.Time: it
+// authenticates, applies and confirms. It returns whether to accept the
+// mail and why; an error means "try again later" (nothing was applied).
+func (m *Mailer) Apply(ctx context.Context, a judge.Attempt, mailbox string, raw []byte) (bool, string, error) {
+	if m.cfg.Apply == nil {
+		return false, ErrOff, nil
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		return false, "configuration mail refused: unreadable header", nil
+	}
+	from, err := singleFrom(msg.Header)
+	if err != nil {
+		return false, "configuration mail refused: " + err.Error(), nil
+	}
+	admin, err := config.IsAdmin(ctx, m.cfg.DB, from)
+	if err != nil {
+		return false, "", err
+	}
+	if !admin {
+		return false, fmt.Sprintf("configuration mail refused: %s is not a configuration admin", from), nil
+	}
+	text, err := bodyText(msg)
+	if err != nil {
+		return false, "configuration mail refused: " + err.Error(), nil
+	}
+	text, secret := cutSecret(text)
+	how, err := m.authenticate(ctx, a, mailbox, raw, from, secret)
+	if err != nil {
+		return false, "", err
+	}
+	if how == "" {
+		return false, fmt.Sprintf("configuration mail refused: no DKIM signature aligned with %s and no valid secret", domainOf(from)), nil
+	}
+	if done, err := config.Applied(ctx, m.cfg.DB, a.Mail); err != nil {
+		return false, "", err
+	} else if done {
+		return true, "configuration mail already applied (replay): nothing changed", nil
+	}
+	lines, err := config.Parse(text)
+	var p *config.Plan
+	var report string
+	if err != nil {
+		report = "error: " + err.Error() + "\nnothing applied\n"
+	} else {
+		src := config.Source{Who: from, Via: "mail " + a.Mail.String(), Mail: a.Mail, HasMail: true, Now: a.Time}
+		if p, err = config.Translate(ctx, m.cfg.DB, lines, src); err != nil {
+			return false, "", err
+		}
+		if p.OK() {
+			if _, err := m.cfg.Apply.Batch(ctx, p.Requests); err != nil {
+				return false, "", fmt.Errorf("apply config mail: %w", err)
+			}
+		}
+		report = config.Report(p)
+	}
+	reason := fmt.Sprintf("configuration mail from %s (%s): ", from, how)
+	if p != nil && p.OK() {
+		reason += fmt.Sprintf("%d changes applied", len(p.Results))
+	} else {
+		reason += "a line failed, nothing applied"
+	}
+	m.log.Info("configuration mail", "from", from, "auth", how, "mail", a.Mail, "ok", p != nil && p.OK())
+	m.confirm(mailbox, from, msg.Header.Get("Message-ID"), p != nil && p.OK(), report)
+	return true, reason, nil
+}
+
+// authenticate returns how the admin from is authenticated ("" if not).
+func (m *Mailer) authenticate(ctx context.Context, a judge.Attempt, mailbox string, raw []byte, from, secret string) (string, error) {
+	if m.cfg.Auth != nil {
+		res := m.cfg.Auth.Check(ctx, signal.Envelope{ClientIP: a.Client, Helo: a.Helo, From: a.From, Rcpt: mailbox}, raw)
+		if res.DKIM == signal.Pass {
+			for _, d := range res.DKIMDomains {
+				if msgauth.AlignedRelaxed(d, domainOf(from)) {
+					return "DKIM d=" + d, nil
+				}
+			}
+		}
+	}
+	if secret == "" {
+		return "", nil
+	}
+	hash, ok, err := config.AdminSecretHash(ctx, m.cfg.DB, from)
+	if err != nil || !ok {
+		return "", err
+	}
+	if good, err := passwd.Check(secret, hash); err != nil || !good {
+		if err != nil {
+			m.log.Warn("an admin's secret hash cannot be checked", "admin", from, "err", err)
+		}
+		return "", nil
+	}
+	return "secret", nil
+}
+
+func singleFrom(h mail.Header) (string, error) {
+	vals := h["From"]
+	if len(vals) != 1 {
+		return "", errors.New("want exactly one From field")
+	}
+	list, err := mail.ParseAddressList(vals[0])
+	if err != nil || len(list) != 1 {
+		return "", errors.New("want exactly one From address")
+	}
+	return strings.ToLower(list[0].Address), nil
+}
+
+func domainOf(addr string) string {
+	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
+		return addr[at+1:]
+	}
+	return ""
+}
+
+// maxBody bounds the decoded text read from a config mail.
+const maxBody = config.MaxText + 1
+
+// bodyText returns the mail's text: the body of a text/plain mail, or the
+// first text/plain part of a multipart one, with its transfer encoding
+// decoded. Lines from a signature separator ("-- ") on are dropped.
+func bodyText(msg *mail.Message) (string, error) {
+	b, err := textPart(msg.Header.Get("Content-Type"), msg.Header.Get("Content-Transfer-Encoding"), msg.Body, 0)
+	if err != nil {
+		return "", err
+	}
+	if len(b) >= maxBody {
+		return "", fmt.Errorf("the text is longer than %d bytes", config.MaxText)
+	}
+	s := strings.ReplaceAll(string(b), "\r\n", "\n")
+	if i := strings.Index(s, "\n-- \n"); i >= 0 {
+		s = s[:i+1]
+	} else if strings.HasPrefix(s, "-- \n") {
+		s = ""
+	}
+	return s, nil
+}
+
+func textPart(ctype, cte string, body io.Reader, depth int) ([]byte, error) {
+	mt, params, err := mime.ParseMediaType(ctype)
+	if ctype == "" {
+		mt, err = "text/plain", nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("Content-Type %q", ctype)
+	}
+	switch {
+	case strings.HasPrefix(mt, "multipart/") && depth < 4:
+		mr := multipart.NewReader(body, params["boundary"])
+		for {
+			part, err := mr.NextRawPart()
+			if err != nil {
+				return nil, errors.New("no text/plain part")
+			}
+			b, err := textPart(part.Header.Get("Content-Type"), part.Header.Get("Content-Transfer-Encoding"), part, depth+1)
+			if err == nil {
+				return b, nil
+			}
+		}
+	case mt == "text/plain":
+		var r io.Reader = body
+		switch strings.ToLower(strings.TrimSpace(cte)) {
+		case "quoted-printable":
+			r = quotedprintable.NewReader(body)
+		case "base64":
+			r = base64.NewDecoder(base64.StdEncoding, &crlfStripper{r: body})
+		}
+		return io.ReadAll(io.LimitReader(r, maxBody))
+	}
+	return nil, fmt.Errorf("the commands must be text/plain, not %s", mt)
+}
+
+// crlfStripper drops line breaks from base64 text.
+type crlfStripper struct{ r io.Reader }
+
+func (c *crlfStripper) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	j := 0
+	for _, b := range p[:n] {
+		if b != '\r' && b != '\n' {
+			p[j] = b
+			j++
+		}
+	}
+	return j, err
+}
+
+// cutSecret removes every "secret:" line (blanking it, so line numbers
+// stay) and returns the text and the last secret given.
+func cutSecret(text string) (string, string) {
+	lines := strings.Split(text, "\n")
+	var secret string
+	for i, l := range lines {
+		k, v, ok := strings.Cut(strings.TrimSpace(l), ":")
+		if ok && strings.EqualFold(k, "secret") {
+			secret, lines[i] = strings.TrimSpace(v), ""
+		}
+	}
+	return strings.Join(lines, "\n"), secret
+}
+
+// Confirmations.
+
+var macContent = []byte("twinmx-config-mac/1")
+
+var macCols = [4]string{"k0", "k1", "k2", "k3"}
+
+// macKey returns the confirmations' MAC secret, creating it if dbd has
+// none (as the digest's secret: columns merge by maximum, so two creators
+// end with one mixed secret).
+func (m *Mailer) macKey(ctx context.Context, create bool) (*[32]byte, error) {
+	m.mu.Lock()
+	k := m.mac
+	m.mu.Unlock()
+	if k != nil {
+		return k, nil
+	}
+	read := func() (*[32]byte, error) {
+		row, err := m.cfg.DB.FindKey(ctx, model.Config, model.KeyOf(model.Config, macContent))
+		if errors.Is(err, client.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read config mac secret: %w", err)
+		}
+		var s [32]byte
+		for i, c := range macCols {
+			v := row.State.Col(c)
+			if v == 0 {
+				return nil, nil
+			}
+			binary.BigEndian.PutUint64(s[i*8:], v)
+		}
+		return &s, nil
+	}
+	k, err := read()
+	if err != nil || (k == nil && !create) {
+		return nil, err
+	}
+	if k == nil {
+		var fresh [32]byte
+		rand.Read(fresh[:])
+		reqs := []wire.Request{{Op: wire.OpFindOrInsert, Table: model.Config, Content: macContent}}
+		for i, c := range macCols {
+			reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Config, Ref: wire.Ref{Content: macContent}, Name: c,
+				Value: binary.BigEndian.Uint64(fresh[i*8:]) | 1})
+		}
+		if _, err := m.cfg.DB.Batch(ctx, reqs); err != nil {
+			return nil, fmt.Errorf("create config mac secret: %w", err)
+		}
+		if k, err = read(); err != nil || k == nil {
+			return nil, fmt.Errorf("read config mac secret back: %v", err)
+		}
+	}
+	// If the other site created a secret at the same moment, the merged
+	// columns replace ours later; a confirmation whose MAC then does not
+	// verify is judged like any mail (and the next restart reads the
+	// merged secret).
+	m.mu.Lock()
+	m.mac = k
+	m.mu.Unlock()
+	return k, nil
+}
+
+func macOf(k *[32]byte, id, rcpt, subject string, body []byte) string {
+	h := hmac.New(sha256.New, k[:])
+	for _, p := range []string{"twinmx-config-confirmation/1", id, strings.ToLower(rcpt), subject,
+		strings.ReplaceAll(string(body), "\r\n", "\n")} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
+		h.Write(n[:])
+		h.Write([]byte(p))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+const macHeader = "X-Twinmx-Config"
+
+// Own reports whether raw is a confirmation spamd made for mailbox.
+func (m *Mailer) Own(ctx context.Context, mailbox string, raw []byte) (bool, error) {
+	msg, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		return false, nil
+	}
+	v, ok := strings.CutPrefix(msg.Header.Get(macHeader), "v1 ")
+	if !ok {
+		return false, nil
+	}
+	k, err := m.macKey(ctx, false)
+	if err != nil || k == nil {
+		return false, err
+	}
+	body, err := io.ReadAll(io.LimitReader(msg.Body, 1<<20))
+	if err != nil {
+		return false, nil
+	}
+	want := macOf(k, msg.Header.Get("Message-ID"), mailbox, msg.Header.Get("Subject"), body)
+	return hmac.Equal([]byte(v), []byte(want)), nil
+}
+
+// confirm sends the report to the admin in the background.
+func (m *Mailer) confirm(configAddr, to, inReplyTo string, ok bool, report string) {
+	m.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		raw, err := m.confirmation(ctx, configAddr, to, inReplyTo, ok, report)
+		if err == nil {
+			err = m.cfg.Sender.Send(ctx, "", to, raw)
+		}
+		if err != nil {
+			m.log.Error("send a configuration confirmation", "to", to, "err", err)
+		}
+	})
+}
+
+func (m *Mailer) confirmation(ctx context.Context, configAddr, to, inReplyTo string, ok bool, report string) ([]byte, error) {
+	k, err := m.macKey(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	var nonce [12]byte
+	rand.Read(nonce[:])
+	id := "<" + hex.EncodeToString(nonce[:]) + ".config@" + m.cfg.Hostname + ">"
+	subject := "twinmx config: applied"
+	if !ok {
+		subject = "twinmx config: NOT applied (errors)"
+	}
+	var body bytes.Buffer
+	w := quotedprintable.NewWriter(&body)
+	intro := "Your configuration mail was applied:\n\n"
+	if !ok {
+		intro = "Your configuration mail was NOT applied: a line failed, so nothing changed.\n\n"
+	}
+	io.WriteString(w, strings.ReplaceAll(intro+report, "\n", "\r\n"))
+	w.Close()
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: twinmx config <%s>\r\nTo: <%s>\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: %s\r\n",
+		configAddr, to, subject, time.Now().UTC().Format(time.RFC1123Z), id)
+	if irt := strings.TrimSpace(inReplyTo); irt != "" && !strings.ContainsAny(irt, "\r\n") {
+		fmt.Fprintf(&b, "In-Reply-To: %s\r\n", irt)
+	}
+	fmt.Fprintf(&b, "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n")
+	fmt.Fprintf(&b, "%s: v1 %s\r\n\r\n", macHeader, macOf(k, id, string(model.MailboxContent(to)), subject, body.Bytes()))
+	b.Write(body.Bytes())
+	return b.Bytes(), nil
+}
