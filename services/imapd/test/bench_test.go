@@ -1,0 +1,226 @@
+package test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+)
+
+// benchScript logs in, selects INBOX read-only, fetches BODY.PEEK[] of
+// every mail in one UID FETCH, prints "mails seconds bytes", then waits for
+// a line on stdin (so the server's memory can be read while the session
+// is open) and logs out.
+const benchScript = `
+import imaplib, sys, time
+host, port, user, pw = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+m = imaplib.IMAP4(host, port)
+m.login(user, pw)
+m.select("INBOX", readonly=True)
+t0 = time.monotonic()
+typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[])")
+dt = time.monotonic() - t0
+n = sum(1 for x in data if isinstance(x, tuple))
+size = sum(len(x[1]) for x in data if isinstance(x, tuple))
+print(n, dt, size, flush=True)
+sys.stdin.readline()
+m.logout()
+`
+
+// TestBenchFetchVsDovecot (TWINMX_BENCH=1): FETCH BODY[] of 1,000 corpus
+// mails from our imapd and from Dovecot over a Maildir of the same mails,
+// same client (imaplib, one UID FETCH 1:*). Reports mails/s and the peak
+// RSS of the serving process (imapd; Dovecot's imap process).
+func TestBenchFetchVsDovecot(t *testing.T) {
+	if os.Getenv("TWINMX_BENCH") == "" {
+		t.Skip("set TWINMX_BENCH=1 to run the benchmark")
+	}
+	py := need(t, "python3", "python3")
+	dovecot := need(t, "dovecot", "dovecot-imapd")
+	n := 1000
+	if v, err := strconv.Atoi(os.Getenv("TWINMX_BENCH_MAILS")); err == nil && v > 0 {
+		n = v
+	}
+	corpus := loadCorpus(t)
+	if len(corpus) > n {
+		corpus = corpus[:n]
+	}
+	s := newSite(t)
+	s.deliver(corpus)
+	host, port, _ := strings.Cut(s.imapAddr, ":")
+	ours := benchRun(t, py, host, port, login, password, func() int64 {
+		rss, err := proctest.PeakRSS(s.imapd.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rss
+	})
+
+	// Dovecot over a Maildir holding the same mails.
+	dir := t.TempDir()
+	md := filepath.Join(dir, "Maildir")
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(md, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, raw := range corpus {
+		name := filepath.Join(md, "cur", fmt.Sprintf("%d.%06d.bench,S=%d:2,", 1700000000+i, i, len(raw)))
+		if err := os.WriteFile(name, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Dovecot refuses to serve mail as root: as root, let nobody own it.
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 {
+		uid, gid = 65534, 65534
+		for _, d := range []string{filepath.Dir(dir), dir} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := filepath.Walk(md, func(p string, _ os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Chown(p, uid, gid)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(dir, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dport := strings.Split(proctest.FreePort(t), ":")[1]
+	conf := fmt.Sprintf(`protocols = imap
+listen = 127.0.0.1
+base_dir = %[1]s/run
+state_dir = %[1]s/state
+log_path = %[1]s/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+first_valid_uid = 0
+mail_location = maildir:%[1]s/Maildir
+passdb {
+  driver = static
+  args = password=benchpw
+}
+userdb {
+  driver = static
+  args = uid=%[2]d gid=%[3]d home=%[1]s
+}
+service imap-login {
+  inet_listener imap {
+    port = %[4]s
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = 0
+  }
+}
+`, dir, uid, gid, dport)
+	cfg := filepath.Join(dir, "dovecot.conf")
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dc := exec.Command(dovecot, "-F", "-c", cfg)
+	log := &proctest.SyncBuffer{}
+	dc.Stdout, dc.Stderr = log, log
+	if err := dc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dc.Process.Kill(); dc.Wait() })
+	proctest.WaitListening(t, "127.0.0.1:"+dport, 20*time.Second, log)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
+			t.Logf("dovecot log:\n%s", tail(string(b), 20))
+		}
+	})
+	theirs := benchRun(t, py, "127.0.0.1", dport, "bench", "benchpw", func() int64 { return imapProcessRSS(t) })
+
+	t.Logf("FETCH BODY[] of %d mails (%d MB):", ours.mails, ours.bytes>>20)
+	t.Logf("  twinmx imapd: %.0f mails/s (%.2fs), peak RSS %d MiB", float64(ours.mails)/ours.secs, ours.secs, ours.rss>>20)
+	t.Logf("  dovecot:      %.0f mails/s (%.2fs), peak RSS %d MiB (imap process)", float64(theirs.mails)/theirs.secs, theirs.secs, theirs.rss>>20)
+	t.Logf("  ratio twinmx/dovecot: speed %.2f, RSS %.2f", theirs.secs/ours.secs, float64(ours.rss)/float64(max(theirs.rss, 1)))
+	if ours.mails != len(corpus) || theirs.mails != len(corpus) {
+		t.Fatalf("fetched %d (ours) and %d (dovecot) mails, want %d", ours.mails, theirs.mails, len(corpus))
+	}
+}
+
+type benchResult struct {
+	mails int
+	secs  float64
+	bytes int64
+	rss   int64
+}
+
+func benchRun(t *testing.T, py, host, port, user, pw string, rss func() int64) benchResult {
+	t.Helper()
+	ctx := proctest.Ctx(t, 10*time.Minute)
+	cmd := exec.CommandContext(ctx, py, "-c", benchScript, host, port, user, pw)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("bench client: %v\n%s", err, errb.String())
+	}
+	var r benchResult
+	if _, err := fmt.Sscan(line, &r.mails, &r.secs, &r.bytes); err != nil {
+		t.Fatalf("bench client said %q: %v", line, err)
+	}
+	r.rss = rss()
+	in.Write([]byte("\n"))
+	in.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("bench client: %v\n%s", err, errb.String())
+	}
+	return r
+}
+
+// imapProcessRSS returns the largest peak RSS of Dovecot's "imap"
+// processes (one per session).
+func imapProcessRSS(t *testing.T) int64 {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var best int64
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(comm)) != "imap" {
+			continue
+		}
+		if rss, err := proctest.PeakRSS(pid); err == nil {
+			best = max(best, rss)
+		}
+	}
+	return best
+}
