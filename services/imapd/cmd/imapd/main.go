@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/imapd/internal/daemon"
 )
 
@@ -76,11 +77,11 @@ func run(c *cli.Context) error {
 	}
 	switch {
 	case c.String("tls-cert") != "" || c.String("tls-key") != "":
-		if cfg.TLS, err = daemon.LoadTLS(c.String("tls-cert"), c.String("tls-key")); err != nil {
+		if cfg.TLS, err = tlsconf.LoadTLS(c.String("tls-cert"), c.String("tls-key")); err != nil {
 			return err
 		}
 	case c.Bool("tls-self-signed"):
-		if cfg.TLS, err = daemon.SelfSignedTLS(c.String("hostname")); err != nil {
+		if cfg.TLS, err = tlsconf.SelfSignedTLS(c.String("hostname")); err != nil {
 			return err
 		}
 	}

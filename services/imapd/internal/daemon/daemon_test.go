@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/dbd/dbdtest"
 	"github.com/twinmx/twinmx/services/imapd/internal/testkit"
 )
@@ -47,7 +48,7 @@ func start(t *testing.T) *kit {
 	if err := testkit.AddUser(ctx, k.admin, login, password, address); err != nil {
 		t.Fatal(err)
 	}
-	tc, err := SelfSignedTLS("localhost")
+	tc, err := tlsconf.SelfSignedTLS("localhost")
 	if err != nil {
 		t.Fatal(err)
 	}
