@@ -381,9 +381,14 @@ func ParseReceiveContent(b []byte) (mail, mailbox Key, err error) {
 // ParentOf returns the key a row's content names as its parent, for the
 // tables dbd indexes by parent so a service can list one parent's rows
 // without scanning the table: a receive row's parent is its mailbox (what
-// pop3d and imapd list). ok is false for every other table and for a
-// content that is not a well-formed pair.
+// pop3d and imapd list) or, for APPENDed mail, its folder (FolderKey); an
+// IMAP placement text row's parent is PlacementParent; a spam feedback
+// text row's parent is FeedbackParent (see imap.go). ok is false for every
+// other table and content.
 func ParentOf(t Table, content []byte) (parent Key, ok bool) {
+	if t == Text {
+		return textParent(content)
+	}
 	if t != Receive || len(content) != PairContentSize {
 		return parent, false
 	}

@@ -26,6 +26,21 @@ const (
 // open.
 var childIndexDone = []byte{spaceLayout, 'x', '1'}
 
+// textChildIndexDone marks the same for the text rows that model.ParentOf
+// indexes (IMAP placements, spam feedback), which came after 'vx1': a
+// store whose text rows were written by a dbd that did not index them
+// (rows replicated from a newer site, say) builds their entries once.
+var textChildIndexDone = []byte{spaceLayout, 'x', '2'}
+
+// childIndexes lists each indexed table with the marker of its build.
+var childIndexes = []struct {
+	table  model.Table
+	marker []byte
+}{
+	{model.Receive, childIndexDone},
+	{model.Text, textChildIndexDone},
+}
+
 // incarnationKey holds a random number drawn when the store is created: a
 // store rebuilt from the other site (same rows, new local row numbers) has
 // a new one, so IMAP UIDVALIDITY values derived from it change too.

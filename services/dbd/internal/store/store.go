@@ -258,10 +258,20 @@ func (s *Store) loadIncarnation() error {
 func (s *Store) Incarnation() uint64 { return s.incarnation }
 
 // buildChildIndex gives every row of an indexed table its child index
-// entry, once: a store written before the index existed gets it at its
-// first open with this version (one pass over the receive rows).
+// entry, once per table (see childIndexes): a store written before the
+// index of a table existed gets it at its first open with this version
+// (one pass over that table's rows).
 func (s *Store) buildChildIndex() error {
-	_, closer, err := s.db.Get(childIndexDone)
+	for _, ix := range childIndexes {
+		if err := s.buildTableChildIndex(ix.table, ix.marker); err != nil {
+			return fmt.Errorf("build child index of %s: %w", ix.table, err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) buildTableChildIndex(t model.Table, marker []byte) error {
+	_, closer, err := s.db.Get(marker)
 	if err == nil {
 		return closer.Close()
 	}
@@ -270,43 +280,50 @@ func (s *Store) buildChildIndex() error {
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	p := []byte{spaceNumber, byte(model.Receive)}
+	p := []byte{spaceNumber, byte(t)}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
-		return fmt.Errorf("build child index: %w", err)
+		return err
 	}
 	n := 0
 	for ok := it.First(); ok; ok = it.Next() {
 		var k model.Key
 		copy(k[:], it.Value())
+		m, found, err := getMeta(s.db, rowRef{t, k})
 		var content []byte
-		m, found, err := getMeta(s.db, rowRef{model.Receive, k})
-		if err == nil && found {
-			content, err = s.readContent(rowRef{model.Receive, k}, &m)
+		switch {
+		case err != nil:
+		case !found:
+		case t == model.Receive:
+			content, err = s.readContent(rowRef{t, k}, &m)
+		default:
+			// Indexed text contents are small, hence inline: the large
+			// text rows (spam models) are never read here.
+			content = m.Inline
 		}
 		if err != nil {
 			it.Close()
-			return fmt.Errorf("build child index: %w", err)
+			return err
 		}
-		if parent, ok := model.ParentOf(model.Receive, content); ok {
-			if err := b.Set(childKey(model.Receive, parent, m.RowNo), k[:], nil); err != nil {
+		if parent, ok := model.ParentOf(t, content); ok {
+			if err := b.Set(childKey(t, parent, m.RowNo), k[:], nil); err != nil {
 				it.Close()
-				return fmt.Errorf("build child index: %w", err)
+				return err
 			}
 			n++
 		}
 	}
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("build child index: %w", err)
+		return err
 	}
-	if err := b.Set(childIndexDone, nil, nil); err != nil {
-		return fmt.Errorf("build child index: %w", err)
+	if err := b.Set(marker, nil, nil); err != nil {
+		return err
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("build child index: %w", err)
+		return err
 	}
 	if n > 0 {
-		s.log.Info("built the child index", "rows", n)
+		s.log.Info("built the child index", "table", t.String(), "rows", n)
 	}
 	return nil
 }

@@ -361,10 +361,15 @@ func receiveIns(mail string, mailbox model.Key) Mutation {
 
 func children(t *testing.T, s *Store, parent model.Key, after uint64, limit int) []Row {
 	t.Helper()
+	return childrenOf(t, s, model.Receive, parent, after, limit)
+}
+
+func childrenOf(t *testing.T, s *Store, table model.Table, parent model.Key, after uint64, limit int) []Row {
+	t.Helper()
 	v := mustView(t, s)
 	defer v.Close()
 	var rows []Row
-	if err := v.Children(model.Receive, parent, after, limit, func(r Row) error { rows = append(rows, r); return nil }); err != nil {
+	if err := v.Children(table, parent, after, limit, func(r Row) error { rows = append(rows, r); return nil }); err != nil {
 		t.Fatalf("Children: %v", err)
 	}
 	return rows
@@ -456,6 +461,47 @@ func TestChildIndexBuiltOnOpen(t *testing.T) {
 	defer s.Close()
 	if got := children(t, s, a, 0, 10); len(got) != 2 || got[0].RowNo != 1 || got[1].RowNo != 2 {
 		t.Fatalf("children after reopen = %+v, want rows 1 and 2", got)
+	}
+}
+
+// TestTextChildIndexBuiltOnOpen: IMAP placement and spam feedback text
+// rows are listed by parent; a store whose text rows lack their entries
+// (written before 'vx2') gets them at its next open, and ordinary text
+// rows (a large model blob among them) are not indexed.
+func TestTextChildIndexBuiltOnOpen(t *testing.T) {
+	ctx := context.Background()
+	fs := vfs.NewMem()
+	s := openTest(t, fs)
+	folder := model.FolderKey("alice", model.FolderJunk)
+	pl := model.PlacementContent(model.Placement{Incarnation: 7, Folder: folder, Receive: model.KeyOf(model.Receive, []byte("r"))})
+	fb := model.FeedbackContent(model.KeyOf(model.Receive, []byte("r")), "alice")
+	ins := func(c []byte) Mutation {
+		return Mutation{Kind: Insert, Table: model.Text, Key: model.KeyOf(model.Text, c), Content: c}
+	}
+	if _, err := s.Apply(ctx, []Mutation{ins([]byte("plain text")), ins(pl), ins(bytes.Repeat([]byte("m"), 300<<10)), ins(fb)}); err != nil {
+		t.Fatal(err)
+	}
+	pp := model.PlacementParent(folder, 7)
+	if got := childrenOf(t, s, model.Text, pp, 0, 10); len(got) != 1 || got[0].RowNo != 2 {
+		t.Fatalf("placement children = %+v, want row 2", got)
+	}
+	p := []byte{spaceChild}
+	if err := s.db.DeleteRange(p, prefixEnd(p), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Delete(textChildIndexDone, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, fs)
+	defer s.Close()
+	if got := childrenOf(t, s, model.Text, pp, 0, 10); len(got) != 1 || got[0].RowNo != 2 {
+		t.Fatalf("placement children after reopen = %+v, want row 2", got)
+	}
+	if got := childrenOf(t, s, model.Text, model.FeedbackParent, 0, 10); len(got) != 1 || got[0].RowNo != 4 {
+		t.Fatalf("feedback children after reopen = %+v, want row 4", got)
 	}
 }
 

@@ -1,0 +1,182 @@
+package model
+
+import (
+	"bytes"
+	"testing"
+	"time"
+)
+
+func TestPlacementRoundTripAndParent(t *testing.T) {
+	p := Placement{Incarnation: 42, Folder: FolderKey("Alice", FolderJunk), Receive: KeyOf(Receive, []byte("r")), Gen: 7<<1 | 1}
+	c := PlacementContent(p)
+	got, err := ParsePlacementContent(c)
+	if err != nil || got != p {
+		t.Fatalf("ParsePlacementContent = %+v, %v; want %+v", got, err, p)
+	}
+	parent, ok := ParentOf(Text, c)
+	if !ok || parent != PlacementParent(p.Folder, 42) {
+		t.Fatalf("ParentOf(placement) = %s, %v; want PlacementParent", parent, ok)
+	}
+	// The other site's placement of the same mail in the same folder is
+	// another row under another parent: never listed with ours.
+	q := p
+	q.Incarnation = 43
+	if bytes.Equal(PlacementContent(q), c) {
+		t.Fatal("placements of two incarnations have the same content")
+	}
+	if pq, _ := ParentOf(Text, PlacementContent(q)); pq == parent {
+		t.Fatal("placements of two incarnations share a parent")
+	}
+	if FolderKey("alice", FolderJunk) != p.Folder {
+		t.Fatal("FolderKey depends on the case of the login")
+	}
+	for _, bad := range [][]byte{c[:len(c)-1], append(bytes.Clone(c), 0), []byte("imap.place\x00")} {
+		if _, err := ParsePlacementContent(bad); err == nil {
+			t.Errorf("ParsePlacementContent(%d bytes) accepted", len(bad))
+		}
+		if _, ok := ParentOf(Text, bad); ok {
+			t.Errorf("ParentOf(text, %d bytes) indexed a malformed placement", len(bad))
+		}
+	}
+}
+
+func TestFeedback(t *testing.T) {
+	r := KeyOf(Receive, []byte("r"))
+	c := FeedbackContent(r, "Bob")
+	gr, login, err := ParseFeedbackContent(c)
+	if err != nil || gr != r || login != "bob" {
+		t.Fatalf("ParseFeedbackContent = %s %q %v", gr, login, err)
+	}
+	if p, ok := ParentOf(Text, c); !ok || p != FeedbackParent {
+		t.Fatalf("ParentOf(feedback) = %s, %v", p, ok)
+	}
+	if _, ok := ParentOf(Text, []byte("spam.feedback\x00short")); ok {
+		t.Fatal("a malformed feedback row is indexed")
+	}
+	if _, ok := ParentOf(Text, []byte("some other text")); ok {
+		t.Fatal("an ordinary text row is indexed")
+	}
+	t0 := time.UnixMilli(1000)
+	spam, ham := FeedbackValue(t0, true), FeedbackValue(t0, false)
+	if spam <= ham {
+		t.Fatal("at the same millisecond, spam must dominate ham")
+	}
+	if later := FeedbackValue(t0.Add(time.Millisecond), false); later <= spam {
+		t.Fatal("a later ham verdict does not dominate an earlier spam verdict")
+	}
+	for _, tc := range []struct {
+		v        uint64
+		spam, ok bool
+	}{{spam, true, true}, {ham, false, true}, {0, false, false}, {3, false, false}, {2, true, false}} {
+		s, ok := DecodeFeedback(tc.v)
+		if s != tc.spam || ok != tc.ok {
+			t.Errorf("DecodeFeedback(%d) = %v, %v; want %v, %v", tc.v, s, ok, tc.spam, tc.ok)
+		}
+	}
+}
+
+func TestMember(t *testing.T) {
+	var st State
+	if gen, in := Member(st, FolderInbox, FolderInbox); !in || gen != 0 {
+		t.Fatalf("a new mail is not in its home: %d %v", gen, in)
+	}
+	if _, in := Member(st, FolderInbox, FolderJunk); in {
+		t.Fatal("a new mail is in Junk")
+	}
+	now := time.UnixMilli(5000)
+	out := MoveValue(st, FolderInbox, now, false)
+	in := MoveValue(st, FolderJunk, now, true)
+	st.Set(MemberColumn(FolderInbox), out)
+	st.Set(MemberColumn(FolderJunk), in)
+	if _, ok := Member(st, FolderInbox, FolderInbox); ok {
+		t.Fatal("moved out of INBOX but still in it")
+	}
+	gen, ok := Member(st, FolderInbox, FolderJunk)
+	if !ok || gen != in {
+		t.Fatalf("Member(junk) = %d %v, want %d", gen, ok, in)
+	}
+	// Back to INBOX with a clock that runs behind: the value still rises,
+	// and the new gen differs from any earlier one (a new UID).
+	back := MoveValue(st, FolderInbox, time.UnixMilli(10), true)
+	if back <= out {
+		t.Fatalf("MoveValue fell: %d after %d", back, out)
+	}
+	st.Set(MemberColumn(FolderInbox), back)
+	if gen, ok := Member(st, FolderInbox, FolderInbox); !ok || gen != back {
+		t.Fatalf("after moving back, Member(inbox) = %d %v", gen, ok)
+	}
+	if got := Folders(st, FolderInbox, []FolderID{FolderInbox, FolderJunk, FolderSent}); len(got) != 2 {
+		t.Fatalf("Folders = %v, want INBOX and Junk", got)
+	}
+}
+
+func TestFolderColumnsAndNames(t *testing.T) {
+	id := UserFolderID(0x1234)
+	if !id.Valid() || id.System() {
+		t.Fatalf("user folder id %s: valid %v system %v", id, id.Valid(), id.System())
+	}
+	for _, f := range []FolderID{FolderInbox, FolderDrafts, id} {
+		if got, ok := ParseFolderColumn(FolderColumn(f)); !ok || got != f {
+			t.Errorf("ParseFolderColumn(%q) = %s, %v", FolderColumn(f), got, ok)
+		}
+		if got, ok := ParseMemberColumn(MemberColumn(f)); !ok || got != f {
+			t.Errorf("ParseMemberColumn(%q) = %s, %v", MemberColumn(f), got, ok)
+		}
+		if err := CheckName(MemberColumn(f)); err != nil {
+			t.Errorf("member column: %v", err)
+		}
+	}
+	for _, bad := range []string{"imap.f.0000000000000006", "imap.f.123", "imap.f.8000000000000ABC", "imap.in.zz00000000000000"} {
+		if _, ok := ParseFolderColumn(bad); ok {
+			t.Errorf("ParseFolderColumn(%q) accepted", bad)
+		}
+		if _, ok := ParseMemberColumn(bad); ok {
+			t.Errorf("ParseMemberColumn(%q) accepted", bad)
+		}
+	}
+	c := FolderNameContent(id, "Work/2026 ä")
+	gid, name, err := ParseFolderNameContent(c)
+	if err != nil || gid != id || name != "Work/2026 ä" {
+		t.Fatalf("ParseFolderNameContent = %s %q %v", gid, name, err)
+	}
+	if _, _, err := ParseFolderNameContent(FolderNameContent(id, "")); err == nil {
+		t.Fatal("an empty folder name parsed")
+	}
+	// Rename: the newest link wins, even against a clock behind.
+	var st State
+	a, b := KeyOf(Text, FolderNameContent(id, "a")), KeyOf(Text, FolderNameContent(id, "b"))
+	st.Set(FolderNameColumn(a), NameValue(st, time.UnixMilli(9000)))
+	st.Set(FolderNameColumn(b), NameValue(st, time.UnixMilli(1)))
+	if k, ok := CurrentFolderName(st); !ok || k != b {
+		t.Fatalf("CurrentFolderName = %s, %v; want the later name", k, ok)
+	}
+	if err := CheckName(FolderNameColumn(a)); err != nil {
+		t.Fatal(err)
+	}
+	r := KeyOf(Received, []byte("x"))
+	st.Set(AppendedReceivedColumn(r), 1)
+	if k, ok := AppendedReceived(st); !ok || k != r {
+		t.Fatalf("AppendedReceived = %s, %v", k, ok)
+	}
+}
+
+func FuzzParentOfText(f *testing.F) {
+	f.Add(PlacementContent(Placement{Incarnation: 1}))
+	f.Add(FeedbackContent(Key{}, "a"))
+	f.Add([]byte("spam.feedback\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, ok := ParentOf(Text, b)
+		if !ok {
+			return
+		}
+		if pl, err := ParsePlacementContent(b); err == nil {
+			if p != PlacementParent(pl.Folder, pl.Incarnation) || !bytes.Equal(PlacementContent(pl), b) {
+				t.Fatalf("placement %x: parent or round trip wrong", b)
+			}
+			return
+		}
+		if _, _, err := ParseFeedbackContent(b); err != nil || p != FeedbackParent {
+			t.Fatalf("ParentOf(text, %x) = %s without a parseable content", b, p)
+		}
+	})
+}
