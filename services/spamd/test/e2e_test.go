@@ -27,6 +27,7 @@ var binDir string
 func TestMain(m *testing.M) {
 	dir, err := proctest.Build("spamd-bin-", map[string]string{
 		"dbd": "../../dbd/cmd/dbd", "dbctl": "../../dbd/cmd/dbctl", "smtpd": "../../smtpd/cmd/smtpd", "spamd": "../cmd/spamd",
+		"backupd": "../../backupd/cmd/backupd",
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
