@@ -5,9 +5,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/imapd/internal/daemon"
 )
@@ -44,7 +45,7 @@ func main() {
 		},
 		Action: run,
 	}
-	if err := app.Run(os.Args); err != nil {
+	if err := svc.Run(app, os.Args, svc.Unit{LowPorts: true}); err != nil {
 		fmt.Fprintln(os.Stderr, "imapd:", err)
 		os.Exit(1)
 	}
@@ -74,6 +75,7 @@ func run(c *cli.Context) error {
 		DB: c.String("db"), DBKey: dbPub, Key: key, Metrics: c.String("metrics"),
 		AllowPlaintext: c.Bool("allow-plaintext"), DBTimeout: c.Duration("db-timeout"),
 		Logger: log, Debug: c.Bool("trace"),
+		Ready: func(_, _ net.Addr) { svc.Ready() },
 	}
 	switch {
 	case c.String("tls-cert") != "" || c.String("tls-key") != "":
@@ -85,7 +87,7 @@ func run(c *cli.Context) error {
 			return err
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return daemon.Run(ctx, cfg)
 }
