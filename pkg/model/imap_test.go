@@ -40,6 +40,14 @@ func TestPlacementRoundTripAndParent(t *testing.T) {
 	}
 }
 
+func TestIndexed(t *testing.T) {
+	for _, tb := range Tables() {
+		if want := tb == Receive || tb == Text; Indexed(tb) != want {
+			t.Errorf("Indexed(%s) = %v", tb, !want)
+		}
+	}
+}
+
 func TestFeedback(t *testing.T) {
 	r := KeyOf(Receive, []byte("r"))
 	c := FeedbackContent(r, "Bob")

@@ -396,6 +396,10 @@ func ParentOf(t Table, content []byte) (parent Key, ok bool) {
 	return parent, true
 }
 
+// Indexed reports whether dbd keeps a parent index for table t (some of
+// its rows have a ParentOf): receive and text.
+func Indexed(t Table) bool { return t == Receive || t == Text }
+
 func appendPair(a, b Key) []byte {
 	out := make([]byte, 0, PairContentSize)
 	out = append(out, a[:]...)

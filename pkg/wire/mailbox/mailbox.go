@@ -130,6 +130,19 @@ type Message struct {
 	Mailbox model.Key   // the mailbox row
 	RowNo   uint64      // the receive row's local number: arrival order at this site
 	State   model.State // the receive row's columns (flags, deleted ...)
+	// Appended marks a receive row stored by IMAP APPEND (its "mailbox"
+	// is an IMAP folder key, see Appended): it is not acknowledged by
+	// smtpd, and its Received fields are linked by
+	// model.AppendedReceived rather than smtpd's received link.
+	Appended bool
+}
+
+// receivedKey returns the received row whose fields Fetch puts back.
+func (m *Message) receivedKey() (model.Key, bool) {
+	if m.Appended {
+		return model.AppendedReceived(m.State)
+	}
+	return model.AcknowledgedReceived(m.State)
 }
 
 // Acknowledged reports whether the row is a mail in the mailbox: acknowledged
@@ -158,6 +171,35 @@ func (s *Store) Messages(ctx context.Context, mailbox model.Key, after uint64) (
 				continue
 			}
 			out = append(out, Message{Receive: r.Key, Mail: mail, Mailbox: box, RowNo: r.RowNo, State: r.State})
+		}
+		if len(rows) < pageSize {
+			return out, nil
+		}
+	}
+}
+
+// Appended returns the mail APPENDed through IMAP into a folder (parent:
+// model.FolderKey) with a row number above after, in arrival order: the
+// receive rows whose "mailbox" is folder and that are not deleted. These
+// rows never share a parent with an SMTP mailbox (a folder key is a text
+// row key), so no listing of a mailbox shows them, and they need no ack:
+// the mailbox role that writes them cannot make an SMTP delivery visible
+// (docs/imapd.md §4).
+func (s *Store) Appended(ctx context.Context, folder model.Key, after uint64) ([]Message, error) {
+	var out []Message
+	for {
+		rows, err := s.db.List(ctx, model.Receive, folder, after, pageSize)
+		if err != nil {
+			return nil, err
+		}
+		for i := range rows {
+			r := &rows[i]
+			after = r.RowNo
+			mail, box, err := model.ParseReceiveContent(r.Content)
+			if err != nil || box != folder || r.State.Col(model.ColDeleted) != 0 {
+				continue
+			}
+			out = append(out, Message{Receive: r.Key, Mail: mail, Mailbox: box, RowNo: r.RowNo, State: r.State, Appended: true})
 		}
 		if len(rows) < pageSize {
 			return out, nil
@@ -198,7 +240,7 @@ func (s *Store) Fetch(ctx context.Context, m Message, drop []string) ([]byte, er
 			p.Body = b.Content
 		}
 	}()
-	if rk, ok := model.AcknowledgedReceived(m.State); ok {
+	if rk, ok := m.receivedKey(); ok {
 		r, err := s.db.FindKey(ctx, model.Received, rk)
 		switch {
 		case err == nil:
@@ -250,7 +292,7 @@ func (s *Store) Size(ctx context.Context, m Message, drop []string) (int64, erro
 		return 0, fmt.Errorf("find body of %s: %w", m.Mail, err)
 	}
 	n := int64(len(DropFields(h.Content, drop))) + int64(b.Size)
-	if rk, ok := model.AcknowledgedReceived(m.State); ok && !slices.Contains(drop, "received") {
+	if rk, ok := m.receivedKey(); ok && !slices.Contains(drop, "received") {
 		r, err := s.db.FindKey(ctx, model.Received, rk)
 		switch {
 		case err == nil:

@@ -479,7 +479,7 @@ func (c *conn) serveScan(ctx context.Context, id uint32, req *wire.Request) erro
 // number order, with their contents (a receive row's is its 64-byte pair).
 // A client pages by passing the last row number it got as After.
 func (c *conn) serveList(ctx context.Context, id uint32, req *wire.Request) error {
-	if _, ok := model.ParentOf(req.Table, make([]byte, model.PairContentSize)); !ok {
+	if !model.Indexed(req.Table) {
 		return fmt.Errorf("%w: table %s has no parent index", store.ErrInvalid, req.Table)
 	}
 	limit := int(min(req.Value, maxScan))

@@ -82,7 +82,8 @@ func (c *Config) applyDefaults() {
 
 // caps is what imapd advertises (IMAP4rev1 plus what the sessions back;
 // go-imap adds IDLE, UNSELECT, ENABLE, STARTTLS and AUTH=PLAIN itself).
-var caps = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}}
+var caps = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}, imap.CapMove: {}, imap.CapSpecialUse: {},
+	imap.CapChildren: {}, imap.CapListExtended: {}, imap.CapListStatus: {}, imap.CapStatusSize: {}}
 
 // Run serves IMAP until ctx ends.
 func Run(ctx context.Context, cfg Config) error {

@@ -6,7 +6,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -34,6 +36,7 @@ type kit struct {
 	t       *testing.T
 	ctx     context.Context
 	admin   *client.Client
+	env     *dbdtest.Env
 	addr    string // plain (STARTTLS) listener
 	tlsAddr string
 	reg     *prometheus.Registry
@@ -44,7 +47,7 @@ func start(t *testing.T) *kit {
 	e := dbdtest.Start(t, dbdtest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	k := &kit{t: t, ctx: ctx, admin: e.Client("admin"), reg: prometheus.NewRegistry()}
+	k := &kit{t: t, ctx: ctx, admin: e.Client("admin"), env: e, reg: prometheus.NewRegistry()}
 	if err := testkit.AddUser(ctx, k.admin, login, password, address); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +61,7 @@ func start(t *testing.T) *kit {
 	go func() {
 		done <- Run(runCtx, Config{
 			Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", DB: e.Addr, DBKey: e.DBKey.Public,
-			Key: e.Keys["mailbox"], TLS: tc, Registry: k.reg,
+			Key: e.Keys["mailbox"], TLS: tc, Registry: k.reg, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 			Ready: func(p, s net.Addr) { ready <- [2]net.Addr{p, s} },
 		})
 	}()

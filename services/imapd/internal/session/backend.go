@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/services/imapd/internal/metrics"
 	"github.com/twinmx/twinmx/services/imapd/internal/store"
@@ -31,6 +32,18 @@ type Store interface {
 	Watch(ctx context.Context, box model.Key) (store.Events, error)
 	SetColumns(ctx context.Context, texts [][]byte, sets []store.ColumnSet) error
 	Keyword(ctx context.Context, k model.Key) (string, bool, error)
+
+	UserFolders(ctx context.Context, login string) ([]store.Folder, error)
+	SystemFolderState(ctx context.Context, login string, id model.FolderID) (model.State, error)
+	CreateFolder(ctx context.Context, login string, id model.FolderID, name string, now time.Time) error
+	RenameFolders(ctx context.Context, login string, renames []store.Rename, now time.Time) error
+	DeleteFolder(ctx context.Context, login string, f store.Folder, now time.Time) error
+	Subscribe(ctx context.Context, login string, id model.FolderID, st model.State, on bool, now time.Time) error
+	Appended(ctx context.Context, folder model.Key) ([]mailbox.Message, error)
+	Placements(ctx context.Context, folder model.Key, inc uint64) ([]store.PlacedRow, error)
+	Place(ctx context.Context, ps []model.Placement) ([]uint64, error)
+	FindReceive(ctx context.Context, k model.Key) (*wire.Row, error)
+	Append(ctx context.Context, a store.Appendage) (model.Key, error)
 }
 
 var _ Store = (*store.Store)(nil)

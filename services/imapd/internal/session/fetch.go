@@ -200,15 +200,18 @@ func envelope(raw []byte) *imap.Envelope {
 	return imapserver.ExtractEnvelope(h)
 }
 
-// internalDate is the time the mail was acknowledged here (the value of
-// the receive row's received link, Unix ms, docs/smtpd.md), else the Date
-// header, else the Unix epoch.
+// internalDate is the date an APPEND gave, else the time the mail was
+// acknowledged (the value of the receive row's received link, Unix ms,
+// docs/smtpd.md), else the Date header, else the Unix epoch.
 func internalDate(st model.State, raw func() []byte) time.Time {
 	var best uint64
 	for name, v := range st.Cols {
 		if _, ok := model.ParseReceivedColumn(name); ok && (best == 0 || v < best) {
 			best = v
 		}
+	}
+	if v := st.Col(model.ColAppendDate); v != 0 {
+		return time.UnixMilli(int64(v)).UTC() // APPEND's date (or its time)
 	}
 	const plausible = 946684800000 // 2000-01-01 in Unix ms
 	if best >= plausible {

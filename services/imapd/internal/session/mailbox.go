@@ -8,7 +8,6 @@ import (
 	"math"
 	"reflect"
 	"slices"
-	"strings"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -16,14 +15,16 @@ import (
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/services/imapd/internal/flags"
+	"github.com/twinmx/twinmx/services/imapd/internal/store"
 )
 
-// inbox is the one folder today (docs/imapd.md "Folders").
+// inbox is the name of the INBOX folder.
 const inbox = "INBOX"
 
-// selected is the state of the selected mailbox.
+// selected is the state of the selected folder.
 type selected struct {
-	name        string
+	folder      folder
+	fs          *folderSet // the account's folders when selected
 	readOnly    bool
 	incarnation uint64
 	uidValidity uint32
@@ -38,49 +39,142 @@ func (sel *selected) stop() {
 	}
 }
 
-// UIDValidity derives a folder's UIDVALIDITY from the store incarnation:
-// different stores (the other site, a rebuilt store) give different
-// values, so clients never trust a UID across them. Never 0 (RFC 9051
-// §2.3.1.1 requires a non-zero value).
-func UIDValidity(incarnation uint64, folder string) uint32 {
+// UIDValidity derives a folder's UIDVALIDITY from the store incarnation
+// and the folder's id: different stores (the other site, a rebuilt store)
+// give different values, so clients never trust a UID across them; a
+// folder deleted and created again has a new id, hence a new value. The
+// "placements/1" tag changed the values when UIDs became placement row
+// numbers (clients resynchronise once after that upgrade). Never 0
+// (RFC 9051 §2.3.1.1).
+func UIDValidity(incarnation uint64, id model.FolderID) uint32 {
 	h := fnv.New32a()
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], incarnation)
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], incarnation)
+	binary.BigEndian.PutUint64(b[8:], uint64(id))
+	h.Write([]byte("placements/1"))
 	h.Write(b[:])
-	h.Write([]byte(folder))
 	return max(h.Sum32(), 1)
 }
 
-// canonical returns the folder name for a client's mailbox name; ok is
-// false for a folder that does not exist.
-func canonical(name string) (string, bool) {
-	if strings.EqualFold(name, inbox) {
-		return inbox, true
-	}
-	return "", false
+// acctMsg is one receive row of the account with its home folder.
+type acctMsg struct {
+	m    mailbox.Message
+	home model.FolderID
 }
 
-var errNoMailbox = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "No such mailbox"}
-
-// list returns the account's mail (all its mailboxes) in UID order.
-func (s *Session) list(ctx context.Context) ([]mailbox.Message, error) {
-	var all []mailbox.Message
+// accountRows lists every visible receive row of the account: SMTP
+// deliveries to its mailboxes (acknowledged, not deleted; home INBOX) and
+// mail APPENDed into any of its folders (home that folder).
+func (s *Session) accountRows(ctx context.Context, fs *folderSet) ([]acctMsg, error) {
+	var all []acctMsg
 	for _, b := range s.acct.Mailboxes {
 		ms, err := s.b.cfg.Store.Messages(ctx, b.Key, 0)
 		if err != nil {
 			return nil, err
 		}
-		all = append(all, ms...)
+		for _, m := range ms {
+			all = append(all, acctMsg{m: m, home: model.FolderInbox})
+		}
 	}
-	if len(s.acct.Mailboxes) > 1 {
-		slices.SortFunc(all, func(a, b mailbox.Message) int { return cmp.Compare(a.RowNo, b.RowNo) })
-	}
-	// A UID is 32 bits: a store with more than 2^32-1 receive rows would
-	// need a new UIDVALIDITY scheme (docs/imapd.md).
-	for len(all) > 0 && all[len(all)-1].RowNo > math.MaxUint32 {
-		all = all[:len(all)-1]
+	for _, id := range fs.known {
+		ms, err := s.b.cfg.Store.Appended(ctx, model.FolderKey(s.acct.Login, id))
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			all = append(all, acctMsg{m: m, home: id})
+		}
 	}
 	return all, nil
+}
+
+// member is a receive row in a folder, with the membership value that put
+// it there.
+type member struct {
+	acctMsg
+	gen uint64
+}
+
+// reconcile matches a folder's members with this site's placements of it
+// (row number order): a placement counts when its mail is still a member
+// with the same gen (a mail moved out and back has a new gen, so its old
+// placement, and UID, are dead). It returns the placed members in UID
+// order and the members that need a new placement, in arrival order. It
+// is pure.
+func reconcile(members []member, placed []store.PlacedRow) (view []placedMsg, missing []member) {
+	byKey := make(map[model.Key]int, len(members))
+	for i, m := range members {
+		byKey[m.m.Receive] = i
+	}
+	done := make([]bool, len(members))
+	for _, p := range placed {
+		i, ok := byKey[p.Receive]
+		if !ok || done[i] || members[i].gen != p.Gen {
+			continue
+		}
+		done[i] = true
+		view = append(view, placedMsg{uid: p.RowNo, member: members[i]})
+	}
+	for i, m := range members {
+		if !done[i] {
+			missing = append(missing, m)
+		}
+	}
+	slices.SortStableFunc(missing, func(a, b member) int { return cmp.Compare(a.m.RowNo, b.m.RowNo) })
+	return view, missing
+}
+
+// placedMsg is a member with its UID here.
+type placedMsg struct {
+	uid uint64
+	member
+}
+
+// view returns folder f's mail at this site in UID order, creating the
+// placements (UIDs) of mail that became visible in it since anyone here
+// last looked. Placements are listed before the mail, so every placement
+// seen names mail that was visible before the listing: a mail can never
+// show up later under a UID below one already shown.
+func (s *Session) view(ctx context.Context, f *folder, fs *folderSet, inc uint64) ([]*message, error) {
+	placed, err := s.b.cfg.Store.Placements(ctx, f.key, inc)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.accountRows(ctx, fs)
+	if err != nil {
+		return nil, err
+	}
+	var members []member
+	for _, r := range rows {
+		if gen, in := model.Member(r.m.State, r.home, f.id); in {
+			members = append(members, member{acctMsg: r, gen: gen})
+		}
+	}
+	view, missing := reconcile(members, placed)
+	if len(missing) > 0 {
+		ps := make([]model.Placement, len(missing))
+		for i, m := range missing {
+			ps[i] = model.Placement{Incarnation: inc, Folder: f.key, Receive: m.m.Receive, Gen: m.gen}
+		}
+		nos, err := s.b.cfg.Store.Place(ctx, ps)
+		if err != nil {
+			return nil, err
+		}
+		for i, m := range missing {
+			view = append(view, placedMsg{uid: nos[i], member: m})
+		}
+		slices.SortFunc(view, func(a, b placedMsg) int { return cmp.Compare(a.uid, b.uid) })
+	}
+	out := make([]*message, 0, len(view))
+	for _, v := range view {
+		// A UID is 32 bits: a store with more than 2^32-1 text rows
+		// would need a new UIDVALIDITY scheme (docs/imapd.md).
+		if v.uid > math.MaxUint32 {
+			break
+		}
+		out = append(out, &message{uid: imap.UID(v.uid), m: v.m, home: v.home, flags: s.flagsOf(ctx, v.m.State)})
+	}
+	return out, nil
 }
 
 // drop returns the header filter of the mailbox a message belongs to.
@@ -104,8 +198,17 @@ func (s *Session) flagsOf(ctx context.Context, st model.State) []imap.Flag {
 	})
 }
 
-func (s *Session) newMessage(ctx context.Context, m mailbox.Message) *message {
-	return &message{uid: imap.UID(m.RowNo), m: m, flags: s.flagsOf(ctx, m.State)}
+// watchKeys are the parents whose receive rows make up the account's
+// folders: its SMTP mailboxes and every folder's APPEND home.
+func (s *Session) watchKeys(fs *folderSet) []model.Key {
+	keys := make([]model.Key, 0, len(s.acct.Mailboxes)+len(fs.known))
+	for _, b := range s.acct.Mailboxes {
+		keys = append(keys, b.Key)
+	}
+	for _, id := range fs.known {
+		keys = append(keys, model.FolderKey(s.acct.Login, id))
+	}
+	return keys
 }
 
 // Select is SELECT and EXAMINE.
@@ -115,18 +218,18 @@ func (s *Session) Select(name string, options *imap.SelectOptions) (data *imap.S
 		s.sel.stop()
 		s.sel = nil
 	}
-	folder, ok := canonical(name)
+	fs, err := s.folders()
+	if err != nil {
+		return nil, err
+	}
+	f, ok := fs.byName(name)
 	if !ok {
 		return nil, errNoMailbox
 	}
-	sel := &selected{name: folder, readOnly: options != nil && options.ReadOnly}
-	boxes := make([]model.Key, 0, len(s.acct.Mailboxes))
-	for _, b := range s.acct.Mailboxes {
-		boxes = append(boxes, b.Key)
-	}
+	sel := &selected{folder: *f, fs: fs, readOnly: options != nil && options.ReadOnly}
 	// Watch first, then list: a change between the two marks the view
 	// dirty, so the next poll catches it.
-	sel.watch, err = startWatch(s.ctx, s.b.cfg.Store, boxes, s.b.cfg.WatchRetry, s.log,
+	sel.watch, err = startWatch(s.ctx, s.b.cfg.Store, s.watchKeys(fs), s.b.cfg.WatchRetry, s.log,
 		func() { s.b.cfg.Metrics.Errors.WithLabelValues("watch").Inc() })
 	if err != nil {
 		return nil, err
@@ -137,24 +240,21 @@ func (s *Session) Select(name string, options *imap.SelectOptions) (data *imap.S
 		sel.stop()
 		return nil, err
 	}
-	all, err := s.list(ctx)
-	if err != nil {
+	if sel.msgs, err = s.view(ctx, &sel.folder, fs, sel.incarnation); err != nil {
 		sel.stop()
 		return nil, err
 	}
-	sel.uidValidity = UIDValidity(sel.incarnation, folder)
+	sel.uidValidity = UIDValidity(sel.incarnation, f.id)
 	sel.uidNext = 1
 	data = &imap.SelectData{
 		Flags:          flags.Permanent,
 		PermanentFlags: append(slices.Clone(flags.Permanent), imap.FlagWildcard),
 		UIDValidity:    sel.uidValidity,
 	}
-	for _, m := range all {
-		msg := s.newMessage(ctx, m)
-		sel.msgs = append(sel.msgs, msg)
+	for i, msg := range sel.msgs {
 		sel.uidNext = msg.uid + 1
 		if data.FirstUnseenSeqNum == 0 && !slices.Contains(msg.flags, imap.FlagSeen) {
-			data.FirstUnseenSeqNum = uint32(len(sel.msgs))
+			data.FirstUnseenSeqNum = uint32(i + 1)
 		}
 	}
 	if sel.readOnly {
@@ -163,7 +263,7 @@ func (s *Session) Select(name string, options *imap.SelectOptions) (data *imap.S
 	data.NumMessages = uint32(len(sel.msgs))
 	data.UIDNext = sel.uidNext
 	s.sel = sel
-	s.log.Debug("selected", "folder", folder, "read_only", sel.readOnly, "messages", len(sel.msgs))
+	s.log.Debug("selected", "folder", f.name, "read_only", sel.readOnly, "messages", len(sel.msgs))
 	return data, nil
 }
 
@@ -175,155 +275,6 @@ func (s *Session) Unselect() (err error) {
 		s.sel = nil
 	}
 	return nil
-}
-
-// List is LIST and LSUB.
-func (s *Session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) (err error) {
-	defer s.track("list", &err)()
-	for _, p := range patterns {
-		if p == "" {
-			// RFC 9051 §6.3.9: the hierarchy delimiter and root.
-			if err := w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: '/'}); err != nil {
-				return errClientGone
-			}
-			continue
-		}
-		for _, name := range []string{inbox} {
-			if !imapserver.MatchList(name, '/', ref, p) {
-				continue
-			}
-			data := &imap.ListData{Mailbox: name, Delim: '/', Attrs: []imap.MailboxAttr{imap.MailboxAttrHasNoChildren}}
-			if options != nil && options.ReturnStatus != nil {
-				if data.Status, err = s.Status(name, options.ReturnStatus); err != nil {
-					return err
-				}
-			}
-			if err := w.WriteList(data); err != nil {
-				return errClientGone
-			}
-		}
-	}
-	return nil
-}
-
-// Status is STATUS.
-func (s *Session) Status(name string, options *imap.StatusOptions) (data *imap.StatusData, err error) {
-	defer s.track("status", &err)()
-	folder, ok := canonical(name)
-	if !ok {
-		return nil, errNoMailbox
-	}
-	ctx, cancel := s.dbctx()
-	defer cancel()
-	inc, err := s.b.cfg.Store.Incarnation(ctx)
-	if err != nil {
-		return nil, err
-	}
-	all, err := s.list(ctx)
-	if err != nil {
-		return nil, err
-	}
-	data = &imap.StatusData{Mailbox: folder, UIDValidity: UIDValidity(inc, folder), UIDNext: 1}
-	if len(all) > 0 {
-		data.UIDNext = imap.UID(all[len(all)-1].RowNo + 1)
-	}
-	n := uint32(len(all))
-	data.NumMessages = &n
-	var unseen, deleted uint32
-	var size int64
-	for _, m := range all {
-		if !flags.Has(m.State.Cols, imap.FlagSeen) {
-			unseen++
-		}
-		if flags.Has(m.State.Cols, imap.FlagDeleted) {
-			deleted++
-		}
-		if options != nil && options.Size {
-			sz, err := s.b.cfg.Store.Size(ctx, m, s.drop(m))
-			if err != nil {
-				return nil, err
-			}
-			size += sz
-		}
-	}
-	data.NumUnseen, data.NumDeleted = &unseen, &deleted
-	if options != nil && options.Size {
-		data.Size = &size
-	}
-	if options != nil && options.NumRecent {
-		var zero uint32
-		data.NumRecent = &zero
-	}
-	return data, nil
-}
-
-var errCannot = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
-	Text: "Folders other than INBOX are not available yet"}
-
-// Create is CREATE: not available yet (docs/imapd.md "What is missing").
-func (s *Session) Create(mailbox string, options *imap.CreateOptions) (err error) {
-	defer s.track("create", &err)()
-	if _, ok := canonical(mailbox); ok {
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists, Text: "Mailbox exists"}
-	}
-	return errCannot
-}
-
-// Delete is DELETE.
-func (s *Session) Delete(mailbox string) (err error) {
-	defer s.track("delete", &err)()
-	return errCannot
-}
-
-// Rename is RENAME.
-func (s *Session) Rename(mailbox, newName string, options *imap.RenameOptions) (err error) {
-	defer s.track("rename", &err)()
-	return errCannot
-}
-
-// Subscribe is SUBSCRIBE: every existing folder is subscribed.
-func (s *Session) Subscribe(mailbox string) (err error) {
-	defer s.track("subscribe", &err)()
-	if _, ok := canonical(mailbox); !ok {
-		return errNoMailbox
-	}
-	return nil
-}
-
-// Unsubscribe is UNSUBSCRIBE: a no-op (every folder stays subscribed).
-func (s *Session) Unsubscribe(mailbox string) (err error) {
-	defer s.track("unsubscribe", &err)()
-	return nil
-}
-
-// Append is APPEND: not available yet.
-func (s *Session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (data *imap.AppendData, err error) {
-	defer s.track("append", &err)()
-	if _, ok := canonical(mailbox); !ok {
-		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
-	}
-	return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "APPEND is not available yet"}
-}
-
-// Copy is COPY: not available yet (INBOX is the only folder).
-func (s *Session) Copy(numSet imap.NumSet, dest string) (data *imap.CopyData, err error) {
-	defer s.track("copy", &err)()
-	if _, ok := canonical(dest); !ok {
-		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
-	}
-	return nil, errCannot
-}
-
-// Move is MOVE: not available yet.
-func (s *Session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) (err error) {
-	defer s.track("move", &err)()
-	if s.sel != nil && s.sel.readOnly {
-		return errReadOnly
-	}
-	if _, ok := canonical(dest); !ok {
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
-	}
-	return errCannot
 }
 
 var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Code: "READ-ONLY", Text: "Mailbox is read-only (EXAMINE)"}
@@ -342,7 +293,7 @@ func isCloseExpunge(w *imapserver.ExpungeWriter) bool {
 }
 
 // Expunge is EXPUNGE, UID EXPUNGE and CLOSE's expunge: mail marked
-// \Deleted (and, for UID EXPUNGE, in uids) gets the deleted column.
+// \Deleted (and, for UID EXPUNGE, in uids) leaves the folder.
 func (s *Session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err error) {
 	defer s.track("expunge", &err)()
 	sel := s.sel
@@ -353,16 +304,16 @@ func (s *Session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err e
 		return errReadOnly
 	}
 	var gone []int
-	var keys []model.Key
+	var msgs []*message
 	for i, m := range sel.msgs {
 		if slices.Contains(m.flags, imap.FlagDeleted) && (uids == nil || uids.Contains(m.uid)) {
 			gone = append(gone, i)
-			keys = append(keys, m.m.Receive)
+			msgs = append(msgs, m)
 		}
 	}
 	ctx, cancel := s.dbctx()
 	defer cancel()
-	if err := s.b.cfg.Store.Delete(ctx, keys); err != nil {
+	if err := s.removeFrom(ctx, &sel.folder, sel.fs, msgs); err != nil {
 		return err
 	}
 	for k := len(gone) - 1; k >= 0; k-- {
@@ -373,6 +324,31 @@ func (s *Session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err e
 		}
 	}
 	return nil
+}
+
+// removeFrom takes mail out of folder f: its membership column records
+// the removal, and an SMTP delivery that is then in no live folder gets
+// the deleted column too, so POP3 (which lists deliveries) drops it as
+// well (SPEC §8: one mailbox seen alike by both protocols).
+func (s *Session) removeFrom(ctx context.Context, f *folder, fs *folderSet, msgs []*message) error {
+	now := s.b.cfg.Now()
+	live := make([]model.FolderID, 0, len(fs.live))
+	for _, lf := range fs.live {
+		if lf.id != f.id {
+			live = append(live, lf.id)
+		}
+	}
+	var sets []store.ColumnSet
+	for _, m := range msgs {
+		sets = append(sets, store.ColumnSet{Receive: m.m.Receive, Column: model.MemberColumn(f.id), Value: model.MoveValue(m.m.State, f.id, now, false)})
+		if !m.m.Appended && len(model.Folders(m.m.State, m.home, live)) == 0 {
+			sets = append(sets, store.ColumnSet{Receive: m.m.Receive, Column: model.ColDeleted, Value: model.FlagSet})
+		}
+	}
+	if len(sets) == 0 {
+		return nil
+	}
+	return s.b.cfg.Store.SetColumns(ctx, nil, sets)
 }
 
 // Poll reports changes since the last look (after each command).
@@ -429,7 +405,7 @@ func (s *Session) sync(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		s.conn.Bye("Mailbox store changed, please reconnect")
 		return errClientGone
 	}
-	fresh, err := s.list(ctx)
+	fresh, err := s.view(ctx, &sel.folder, sel.fs, sel.incarnation)
 	if err != nil {
 		sel.watch.dirty.Store(true)
 		return err
@@ -441,26 +417,18 @@ func (s *Session) sync(w *imapserver.UpdateWriter, allowExpunge bool) error {
 			return errClientGone
 		}
 	}
-	if len(d.changed) > 0 {
-		byRow := make(map[uint64]mailbox.Message, len(d.changed))
-		for _, m := range fresh {
-			byRow[m.RowNo] = m
-		}
-		for _, i := range d.changed {
-			msg := sel.msgs[i]
-			msg.m = byRow[uint64(msg.uid)]
-			old := msg.flags
-			msg.flags = s.flagsOf(ctx, msg.m.State)
-			if !slices.Equal(old, msg.flags) {
-				if err := w.WriteMessageFlags(uint32(i+1), msg.uid, msg.flags); err != nil {
-					return errClientGone
-				}
+	for _, c := range d.changed {
+		msg := sel.msgs[c.i]
+		old := msg.flags
+		msg.m, msg.flags = c.fresh.m, c.fresh.flags
+		if !slices.Equal(old, msg.flags) {
+			if err := w.WriteMessageFlags(uint32(c.i+1), msg.uid, msg.flags); err != nil {
+				return errClientGone
 			}
 		}
 	}
 	if len(d.added) > 0 {
-		for _, m := range d.added {
-			msg := s.newMessage(ctx, m)
+		for _, msg := range d.added {
 			sel.msgs = append(sel.msgs, msg)
 			sel.uidNext = msg.uid + 1
 		}
@@ -469,7 +437,9 @@ func (s *Session) sync(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		}
 	}
 	if d.late > 0 {
-		s.log.Info("mail acknowledged below UIDNEXT; shown at the next SELECT", "count", d.late)
+		// Cannot happen with placements (a new one is numbered above
+		// every UID shown); kept as a tripwire.
+		s.log.Warn("placement below UIDNEXT; shown at the next SELECT", "count", d.late)
 	}
 	return nil
 }

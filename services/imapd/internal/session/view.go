@@ -5,14 +5,22 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 )
 
-// message is one mail in a selected mailbox's view.
+// message is one mail in a selected folder's view.
 type message struct {
-	uid   imap.UID
+	uid   imap.UID // the placement's row number at this site
 	m     mailbox.Message
+	home  model.FolderID // INBOX for SMTP deliveries, else the APPEND folder
 	flags []imap.Flag
+}
+
+// change is a message of the view whose row changed.
+type change struct {
+	i     int      // index into the view after the expunges
+	fresh *message // the fresh listing's message
 }
 
 // delta is how a fresh listing differs from a session's view: what to
@@ -21,38 +29,38 @@ type delta struct {
 	// expunged are indices into the old view, in decreasing order, so each
 	// one is also the sequence number minus one at the time it is reported.
 	expunged []int
-	// changed are indices into the view after the expunges whose rows
-	// changed (flags may differ).
-	changed []int
+	// changed are the messages of the view (after the expunges) whose
+	// rows changed (flags may differ).
+	changed []change
 	// added are the fresh messages above the old UIDNEXT, in UID order.
-	added []mailbox.Message
+	added []*message
 	// late counts fresh messages below the old UIDNEXT that the view never
-	// had (acknowledged after a later mail was shown). IMAP forbids a new
-	// message below UIDNEXT; they show at the next SELECT (docs/imapd.md).
+	// had. IMAP forbids a new message below UIDNEXT; placements make it
+	// impossible (docs/imapd.md §2), the count is a tripwire.
 	late int
 }
 
-// diff compares a view (ascending UIDs) with a fresh listing (ascending
-// RowNo). uidNext is the view's UIDNEXT. It is pure: no I/O.
-func diff(view []*message, fresh []mailbox.Message, uidNext imap.UID) delta {
+// diff compares a view with a fresh listing (both ascending UIDs).
+// uidNext is the view's UIDNEXT. It is pure: no I/O.
+func diff(view []*message, fresh []*message, uidNext imap.UID) delta {
 	var d delta
 	i, j := 0, 0
 	var kept []int // old indices kept
 	for i < len(view) || j < len(fresh) {
 		switch {
-		case j >= len(fresh) || (i < len(view) && uint64(view[i].uid) < fresh[j].RowNo):
+		case j >= len(fresh) || (i < len(view) && view[i].uid < fresh[j].uid):
 			d.expunged = append(d.expunged, i)
 			i++
-		case i >= len(view) || fresh[j].RowNo < uint64(view[i].uid):
-			if fresh[j].RowNo >= uint64(uidNext) {
+		case i >= len(view) || fresh[j].uid < view[i].uid:
+			if fresh[j].uid >= uidNext {
 				d.added = append(d.added, fresh[j])
 			} else {
 				d.late++
 			}
 			j++
 		default:
-			if !fresh[j].State.Equal(view[i].m.State) {
-				d.changed = append(d.changed, len(kept))
+			if !fresh[j].m.State.Equal(view[i].m.State) {
+				d.changed = append(d.changed, change{i: len(kept), fresh: fresh[j]})
 			}
 			kept = append(kept, i)
 			i++

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
+	"github.com/twinmx/twinmx/services/imapd/internal/store"
 )
 
 func msgs(rows ...uint64) []*message {
@@ -18,21 +19,15 @@ func msgs(rows ...uint64) []*message {
 	return out
 }
 
-func fresh(rows ...uint64) []mailbox.Message {
-	var out []mailbox.Message
-	for _, r := range rows {
-		out = append(out, mailbox.Message{RowNo: r})
-	}
-	return out
-}
+func fresh(rows ...uint64) []*message { return msgs(rows...) }
 
 func TestDiff(t *testing.T) {
 	changed := fresh(2)
-	changed[0].State.Set("imap.flag.seen", 3)
+	changed[0].m.State.Set("imap.flag.seen", 3)
 	tests := []struct {
 		name     string
 		view     []*message
-		fresh    []mailbox.Message
+		fresh    []*message
 		uidNext  imap.UID
 		expunged []int
 		changed  []int
@@ -43,7 +38,7 @@ func TestDiff(t *testing.T) {
 		{"new", msgs(1, 2), fresh(1, 2, 5, 7), 3, nil, nil, []uint64{5, 7}, 0},
 		{"expunged high first", msgs(1, 2, 3, 4), fresh(2, 4), 5, []int{2, 0}, nil, nil, 0},
 		{"changed after expunge", msgs(1, 2), changed, 3, []int{0}, []int{0}, nil, 0},
-		{"late ack below UIDNEXT", msgs(1, 5), fresh(1, 3, 5, 6), 6, nil, nil, []uint64{6}, 1},
+		{"placement below UIDNEXT (tripwire)", msgs(1, 5), fresh(1, 3, 5, 6), 6, nil, nil, []uint64{6}, 1},
 		{"all gone", msgs(1, 2), nil, 3, []int{1, 0}, nil, nil, 0},
 		{"from empty", nil, fresh(4), 1, nil, nil, []uint64{4}, 0},
 	}
@@ -52,9 +47,13 @@ func TestDiff(t *testing.T) {
 			d := diff(tt.view, tt.fresh, tt.uidNext)
 			var added []uint64
 			for _, m := range d.added {
-				added = append(added, m.RowNo)
+				added = append(added, uint64(m.uid))
 			}
-			if !slices.Equal(d.expunged, tt.expunged) || !slices.Equal(d.changed, tt.changed) || !slices.Equal(added, tt.added) || d.late != tt.late {
+			var changed []int
+			for _, c := range d.changed {
+				changed = append(changed, c.i)
+			}
+			if !slices.Equal(d.expunged, tt.expunged) || !slices.Equal(changed, tt.changed) || !slices.Equal(added, tt.added) || d.late != tt.late {
 				t.Fatalf("diff = %+v (added %v), want expunged %v changed %v added %v late %d", d, added, tt.expunged, tt.changed, tt.added, tt.late)
 			}
 		})
@@ -112,13 +111,105 @@ func TestBodySection(t *testing.T) {
 }
 
 func TestUIDValidity(t *testing.T) {
-	if UIDValidity(1, "INBOX") == UIDValidity(2, "INBOX") {
+	if UIDValidity(1, model.FolderInbox) == UIDValidity(2, model.FolderInbox) {
 		t.Fatal("two incarnations gave one UIDVALIDITY")
 	}
-	if UIDValidity(1, "INBOX") != UIDValidity(1, "INBOX") {
+	if UIDValidity(1, model.FolderInbox) == UIDValidity(1, model.FolderJunk) {
+		t.Fatal("two folders gave one UIDVALIDITY")
+	}
+	if UIDValidity(1, model.FolderInbox) != UIDValidity(1, model.FolderInbox) {
 		t.Fatal("UIDVALIDITY is not stable")
 	}
-	_ = model.Key{}
+}
+
+// TestReconcile: placements whose mail is still a member with the same
+// gen keep their UIDs; a mail moved out and back (new gen), or never
+// placed, needs a new placement, in arrival order; a placement of a mail
+// no longer a member is dropped (issue 6: late acknowledgement and
+// re-moves never reuse or undercut a UID).
+func TestReconcile(t *testing.T) {
+	key := func(s string) model.Key { return model.KeyOf(model.Receive, []byte(s)) }
+	mem := func(s string, rowNo, gen uint64) member {
+		return member{acctMsg: acctMsg{m: mailbox.Message{Receive: key(s), RowNo: rowNo}}, gen: gen}
+	}
+	pl := func(s string, rowNo, gen uint64) store.PlacedRow {
+		return store.PlacedRow{RowNo: rowNo, Placement: model.Placement{Receive: key(s), Gen: gen}}
+	}
+	members := []member{mem("late", 1, 0), mem("a", 2, 0), mem("back", 3, 9), mem("b", 4, 0)}
+	placed := []store.PlacedRow{pl("a", 10, 0), pl("back", 11, 5), pl("gone", 12, 0), pl("b", 13, 0), pl("a", 14, 0)}
+	view, missing := reconcile(members, placed)
+	var got []uint64
+	for _, v := range view {
+		got = append(got, v.uid)
+	}
+	if !slices.Equal(got, []uint64{10, 13}) {
+		t.Fatalf("reconcile kept UIDs %v, want [10 13]", got)
+	}
+	var miss []uint64
+	for _, m := range missing {
+		miss = append(miss, m.m.RowNo)
+	}
+	if !slices.Equal(miss, []uint64{1, 3}) {
+		t.Fatalf("reconcile missing rows %v, want [1 3] (the late ack and the re-move)", miss)
+	}
+}
+
+// TestBuildFolderSet: system folders first, user folders by name,
+// deleted ones known but not live, same-name folders made distinct.
+func TestBuildFolderSet(t *testing.T) {
+	a, b, c := model.UserFolderID(1), model.UserFolderID(2), model.UserFolderID(3)
+	fs := buildFolderSet("u", []store.Folder{
+		{ID: c, Name: "Work", Exists: true}, {ID: a, Name: "Work", Exists: true}, {ID: b, Name: "Old", Exists: false},
+		{ID: model.UserFolderID(4), Name: "junk", Exists: true},
+	})
+	var names []string
+	for _, f := range fs.live {
+		names = append(names, f.name)
+	}
+	want := []string{"INBOX", "Junk", "Sent", "Trash", "Drafts", "Work", "Work~0003", "junk~0004"}
+	if !slices.Equal(names, want) {
+		t.Fatalf("live folders %q, want %q", names, want)
+	}
+	if len(fs.known) != 5+4 {
+		t.Fatalf("known folders %d, want 9 (deleted ones included)", len(fs.known))
+	}
+	if f, ok := fs.byName("inbox"); !ok || f.id != model.FolderInbox {
+		t.Fatal("INBOX is not found case-insensitively")
+	}
+	if f, ok := fs.byName("Work"); !ok || f.id != a {
+		t.Fatal("the older-id folder does not keep the name")
+	}
+	tree := buildFolderSet("u", []store.Folder{{ID: a, Name: "A", Exists: true}, {ID: b, Name: "A/b", Exists: true}, {ID: c, Name: "AB", Exists: true}})
+	if !tree.hasChildren("A") || tree.hasChildren("A/b") || tree.hasChildren("AB") {
+		t.Fatal("hasChildren is wrong for A, A/b, AB")
+	}
+	for _, bad := range []string{"", "/a", "a/", "a//b", "a*", "Junk", "inbox", "Trash"} {
+		if checkFolderName(bad) == nil {
+			t.Errorf("checkFolderName(%q) accepted", bad)
+		}
+	}
+	if err := checkFolderName("Work/2026"); err != nil {
+		t.Errorf("checkFolderName(Work/2026): %v", err)
+	}
+}
+
+func TestFeedbackOf(t *testing.T) {
+	for _, tc := range []struct {
+		src, dst model.FolderID
+		spam, ok bool
+	}{
+		{model.FolderInbox, model.FolderJunk, true, true},
+		{model.FolderJunk, model.FolderInbox, false, true},
+		{model.FolderJunk, model.UserFolderID(9), false, true},
+		{model.FolderJunk, model.FolderTrash, false, false},
+		{model.FolderInbox, model.FolderTrash, false, false},
+		{model.FolderJunk, model.FolderJunk, false, false},
+	} {
+		spam, ok := feedbackOf(tc.src, tc.dst)
+		if spam != tc.spam || ok != tc.ok {
+			t.Errorf("feedbackOf(%s, %s) = %v, %v; want %v, %v", tc.src, tc.dst, spam, ok, tc.spam, tc.ok)
+		}
+	}
 }
 
 func FuzzBodySection(f *testing.F) {

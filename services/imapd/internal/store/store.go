@@ -43,11 +43,12 @@ type Store struct {
 
 	mu       sync.Mutex
 	keywords map[model.Key]string // hashed keyword rows seen (immutable contents)
+	names    map[model.Key]string // folder name rows seen (immutable contents)
 }
 
 // New returns a Store over db.
 func New(db DB) *Store {
-	return &Store{db: db, mb: mailbox.New(db), keywords: map[model.Key]string{}}
+	return &Store{db: db, mb: mailbox.New(db), keywords: map[model.Key]string{}, names: map[model.Key]string{}}
 }
 
 // Login checks a login and password; mailbox.ErrAuth for any failure to
@@ -110,23 +111,31 @@ func (s *Store) Watch(ctx context.Context, box model.Key) (Events, error) {
 	return s.mb.Watch(ctx, box)
 }
 
-// ColumnSet raises one column of one receive row.
+// ColumnSet raises one column of one receive row (or, with Table
+// model.Text, of a text row: spam feedback).
 type ColumnSet struct {
 	Receive model.Key
 	Column  string
 	Value   uint64
+	Table   model.Table // zero: model.Receive
 }
 
-// SetColumns inserts the text rows (keyword names) and raises the receive
-// columns, in batches of at most wire.MaxBatchOps, each atomic. Texts go
-// first, so a column never links to a row that does not exist here.
+// SetColumns inserts the text rows (keyword names, feedback rows) and
+// raises the columns, in batches of at most wire.MaxBatchOps, each atomic
+// (a MOVE of up to about 1,300 mails, with its feedback, is one batch).
+// Texts go first, so a column never links to a row that does not exist
+// here.
 func (s *Store) SetColumns(ctx context.Context, texts [][]byte, sets []ColumnSet) error {
 	reqs := make([]wire.Request, 0, len(texts)+len(sets))
 	for _, t := range texts {
 		reqs = append(reqs, wire.Request{Op: wire.OpFindOrInsert, Table: model.Text, Content: t})
 	}
 	for _, c := range sets {
-		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: c.Receive},
+		t := c.Table
+		if t == 0 {
+			t = model.Receive
+		}
+		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: t, Ref: wire.Ref{ByKey: true, Key: c.Receive},
 			Name: c.Column, Value: c.Value})
 	}
 	for len(reqs) > 0 {

@@ -1,0 +1,433 @@
+package session
+
+import (
+	"cmp"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/services/imapd/internal/store"
+)
+
+// delim is the hierarchy delimiter of folder names.
+const delim = '/'
+
+// folder is one selectable folder of the logged-in account.
+type folder struct {
+	id    model.FolderID
+	name  string
+	key   model.Key // model.FolderKey
+	attr  imap.MailboxAttr
+	state model.State   // the folder row (user folders)
+	user  *store.Folder // nil for system folders
+}
+
+// systemFolders are the folders every account has (docs/imapd.md §4).
+var systemFolders = []struct {
+	id   model.FolderID
+	name string
+	attr imap.MailboxAttr
+}{
+	{model.FolderInbox, inbox, ""},
+	{model.FolderJunk, "Junk", imap.MailboxAttrJunk},
+	{model.FolderSent, "Sent", imap.MailboxAttrSent},
+	{model.FolderTrash, "Trash", imap.MailboxAttrTrash},
+	{model.FolderDrafts, "Drafts", imap.MailboxAttrDrafts},
+}
+
+// folderSet is the account's folders as read at one moment.
+type folderSet struct {
+	live  []folder         // selectable: system folders, then user folders by name
+	known []model.FolderID // every folder id ever created (homes of APPENDed mail)
+	users []store.Folder   // every user folder, deleted ones too
+	ids   map[model.FolderID]*folder
+}
+
+// byName finds a live folder; INBOX is case-insensitive (RFC 9051 §5.1).
+func (fs *folderSet) byName(name string) (*folder, bool) {
+	if strings.EqualFold(name, inbox) {
+		name = inbox
+	}
+	for i := range fs.live {
+		if fs.live[i].name == name {
+			return &fs.live[i], true
+		}
+	}
+	return nil, false
+}
+
+// isSystemName reports whether name is (a case variant of) a system
+// folder's name: user folders may not take one.
+func isSystemName(name string) bool {
+	for _, sf := range systemFolders {
+		if strings.EqualFold(sf.name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// buildFolderSet makes the folder set from the user folders dbd holds. Two
+// folders created with the same name at both sites before replication
+// keep both: the one with the smaller id shows the name, the other gets
+// its id's last digits appended, so LIST never shows a name twice. It is
+// pure.
+func buildFolderSet(login string, users []store.Folder) *folderSet {
+	fs := &folderSet{users: users, ids: map[model.FolderID]*folder{}}
+	taken := map[string]bool{}
+	for _, sf := range systemFolders {
+		fs.live = append(fs.live, folder{id: sf.id, name: sf.name, key: model.FolderKey(login, sf.id), attr: sf.attr})
+		fs.known = append(fs.known, sf.id)
+		taken[strings.ToLower(sf.name)] = true
+	}
+	sorted := slices.Clone(users)
+	slices.SortFunc(sorted, func(a, b store.Folder) int { return cmp.Compare(a.ID, b.ID) })
+	var user []folder
+	for i := range sorted {
+		u := &sorted[i]
+		fs.known = append(fs.known, u.ID)
+		if !u.Exists || u.Name == "" {
+			continue
+		}
+		name := u.Name
+		if taken[strings.ToLower(name)] {
+			name += "~" + u.ID.String()[12:]
+		}
+		taken[strings.ToLower(name)] = true
+		user = append(user, folder{id: u.ID, name: name, key: model.FolderKey(login, u.ID), state: u.State, user: u})
+	}
+	slices.SortFunc(user, func(a, b folder) int { return strings.Compare(a.name, b.name) })
+	fs.live = append(fs.live, user...)
+	for i := range fs.live {
+		fs.ids[fs.live[i].id] = &fs.live[i]
+	}
+	return fs
+}
+
+// checkFolderName reports whether a client may give a user folder name.
+func checkFolderName(name string) error {
+	bad := func(text string) error {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: text}
+	}
+	switch {
+	case name == "" || len(name) > model.MaxFolderNameLen:
+		return bad("Folder names are 1 to 512 bytes")
+	case !utf8.ValidString(name) || strings.ContainsAny(name, "*%\x00\r\n"):
+		return bad("Folder names may not hold *, % or control characters")
+	case name[0] == delim || name[len(name)-1] == delim || strings.Contains(name, "//"):
+		return bad("Folder names may not start or end with / or hold //")
+	case isSystemName(name):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists, Text: "That is a system folder"}
+	}
+	return nil
+}
+
+// folders reads the account's folders.
+func (s *Session) folders() (*folderSet, error) {
+	ctx, cancel := s.dbctx()
+	defer cancel()
+	users, err := s.b.cfg.Store.UserFolders(ctx, s.acct.Login)
+	if err != nil {
+		return nil, err
+	}
+	return buildFolderSet(s.acct.Login, users), nil
+}
+
+// hasChildren reports whether a folder name has live inferiors.
+func (fs *folderSet) hasChildren(name string) bool {
+	for _, f := range fs.live {
+		if strings.HasPrefix(f.name, name+string(delim)) {
+			return true
+		}
+	}
+	return false
+}
+
+// subscribed reports whether f is subscribed (reading a system folder's
+// row when needed).
+func (s *Session) subscribed(f *folder) (bool, error) {
+	if f.user != nil {
+		return store.Subscribed(f.state), nil
+	}
+	ctx, cancel := s.dbctx()
+	defer cancel()
+	st, err := s.b.cfg.Store.SystemFolderState(ctx, s.acct.Login, f.id)
+	if err != nil {
+		return false, err
+	}
+	f.state = st
+	return store.Subscribed(st), nil
+}
+
+// List is LIST and LSUB (with SUBSCRIBED selection and STATUS/SPECIAL-USE
+// return options).
+func (s *Session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) (err error) {
+	defer s.track("list", &err)()
+	fs, err := s.folders()
+	if err != nil {
+		return err
+	}
+	for _, p := range patterns {
+		if p == "" {
+			// RFC 9051 §6.3.9: the hierarchy delimiter and root.
+			if err := w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: delim}); err != nil {
+				return errClientGone
+			}
+			continue
+		}
+		for i := range fs.live {
+			f := &fs.live[i]
+			if !imapserver.MatchList(f.name, delim, ref, p) {
+				continue
+			}
+			data := &imap.ListData{Mailbox: f.name, Delim: delim}
+			if fs.hasChildren(f.name) {
+				data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
+			} else {
+				data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
+			}
+			if f.attr != "" && (options == nil || !options.SelectSpecialUse || options.ReturnSpecialUse) {
+				data.Attrs = append(data.Attrs, f.attr)
+			}
+			if options != nil && options.SelectSpecialUse && f.attr == "" {
+				continue
+			}
+			if options != nil && (options.SelectSubscribed || options.ReturnSubscribed) {
+				sub, err := s.subscribed(f)
+				if err != nil {
+					return err
+				}
+				if options.SelectSubscribed && !sub {
+					continue
+				}
+				if sub {
+					data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
+				}
+			}
+			if options != nil && options.ReturnStatus != nil {
+				if data.Status, err = s.status(f, fs, options.ReturnStatus); err != nil {
+					return err
+				}
+			}
+			if err := w.WriteList(data); err != nil {
+				return errClientGone
+			}
+		}
+	}
+	return nil
+}
+
+var errNoMailbox = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "No such mailbox"}
+
+var errTryCreate = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
+
+// Create is CREATE: a new user folder with a random id.
+func (s *Session) Create(name string, options *imap.CreateOptions) (err error) {
+	defer s.track("create", &err)()
+	name = strings.TrimSuffix(name, string(delim)) // RFC 9051 §6.3.4
+	fs, err := s.folders()
+	if err != nil {
+		return err
+	}
+	if _, ok := fs.byName(name); ok {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists, Text: "Mailbox exists"}
+	}
+	if err := checkFolderName(name); err != nil {
+		return err
+	}
+	if len(fs.users) >= maxUserFolders {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit, Text: "Too many folders"}
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	id := model.UserFolderID(binary.BigEndian.Uint64(b[:]))
+	ctx, cancel := s.dbctx()
+	defer cancel()
+	return s.b.cfg.Store.CreateFolder(ctx, s.acct.Login, id, name, s.b.cfg.Now())
+}
+
+// maxUserFolders bounds the folders an account can ever create: each is a
+// column of its folder set row (model.MaxColumns).
+const maxUserFolders = model.MaxColumns - 6
+
+// Rename is RENAME: the folder and its inferiors get new name links (their
+// ids, mail and UIDs stay).
+func (s *Session) Rename(old, newName string, options *imap.RenameOptions) (err error) {
+	defer s.track("rename", &err)()
+	fs, err := s.folders()
+	if err != nil {
+		return err
+	}
+	f, ok := fs.byName(old)
+	if !ok {
+		return errNoMailbox
+	}
+	if f.user == nil {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "System folders cannot be renamed"}
+	}
+	newName = strings.TrimSuffix(newName, string(delim))
+	if _, ok := fs.byName(newName); ok {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists, Text: "Mailbox exists"}
+	}
+	if err := checkFolderName(newName); err != nil {
+		return err
+	}
+	renames := []store.Rename{{Folder: *f.user, Name: newName}}
+	for _, c := range fs.live {
+		if c.user != nil && strings.HasPrefix(c.name, f.name+string(delim)) {
+			n := newName + c.name[len(f.name):]
+			if checkFolderName(n) != nil {
+				return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "A subfolder's new name is not allowed"}
+			}
+			renames = append(renames, store.Rename{Folder: *c.user, Name: n})
+		}
+	}
+	ctx, cancel := s.dbctx()
+	defer cancel()
+	return s.b.cfg.Store.RenameFolders(ctx, s.acct.Login, renames, s.b.cfg.Now())
+}
+
+// Delete is DELETE: the folder's mail is expunged from it, then the folder
+// is marked deleted. Inferior folders stay (they are selectable).
+func (s *Session) Delete(name string) (err error) {
+	defer s.track("delete", &err)()
+	fs, err := s.folders()
+	if err != nil {
+		return err
+	}
+	f, ok := fs.byName(name)
+	if !ok {
+		return errNoMailbox
+	}
+	if f.user == nil {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "System folders cannot be deleted"}
+	}
+	if s.sel != nil && s.sel.folder.id == f.id {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeInUse, Text: "Unselect the folder first"}
+	}
+	ctx, cancel := s.dbctx()
+	defer cancel()
+	inc, err := s.b.cfg.Store.Incarnation(ctx)
+	if err != nil {
+		return err
+	}
+	msgs, err := s.view(ctx, f, fs, inc)
+	if err != nil {
+		return err
+	}
+	if err := s.removeFrom(ctx, f, fs, msgs); err != nil {
+		return err
+	}
+	return s.b.cfg.Store.DeleteFolder(ctx, s.acct.Login, *f.user, s.b.cfg.Now())
+}
+
+// Subscribe is SUBSCRIBE.
+func (s *Session) Subscribe(name string) (err error) {
+	defer s.track("subscribe", &err)()
+	return s.subscribe(name, true)
+}
+
+// Unsubscribe is UNSUBSCRIBE.
+func (s *Session) Unsubscribe(name string) (err error) {
+	defer s.track("unsubscribe", &err)()
+	return s.subscribe(name, false)
+}
+
+func (s *Session) subscribe(name string, on bool) error {
+	fs, err := s.folders()
+	if err != nil {
+		return err
+	}
+	f, ok := fs.byName(name)
+	if !ok {
+		if on {
+			return errNoMailbox
+		}
+		return nil // unsubscribing a gone folder is harmless
+	}
+	if _, err := s.subscribed(f); err != nil {
+		return err
+	}
+	ctx, cancel := s.dbctx()
+	defer cancel()
+	return s.b.cfg.Store.Subscribe(ctx, s.acct.Login, f.id, f.state, on, s.b.cfg.Now())
+}
+
+// Status is STATUS.
+func (s *Session) Status(name string, options *imap.StatusOptions) (data *imap.StatusData, err error) {
+	defer s.track("status", &err)()
+	fs, err := s.folders()
+	if err != nil {
+		return nil, err
+	}
+	f, ok := fs.byName(name)
+	if !ok {
+		return nil, errNoMailbox
+	}
+	return s.status(f, fs, options)
+}
+
+func (s *Session) status(f *folder, fs *folderSet, options *imap.StatusOptions) (*imap.StatusData, error) {
+	ctx, cancel := s.dbctx()
+	defer cancel()
+	inc, err := s.b.cfg.Store.Incarnation(ctx)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := s.view(ctx, f, fs, inc)
+	if err != nil {
+		return nil, err
+	}
+	data := &imap.StatusData{Mailbox: f.name, UIDValidity: UIDValidity(inc, f.id)}
+	// UIDNEXT: the last UID + 1. A new placement's row number is above
+	// every text row so far, so the next UID used is at least this (it is
+	// higher when other text rows took numbers in between, which RFC 9051
+	// §2.3.1.1 allows: UIDs need only ascend).
+	data.UIDNext = 1
+	if len(msgs) > 0 {
+		data.UIDNext = msgs[len(msgs)-1].uid + 1
+	}
+	n := uint32(len(msgs))
+	data.NumMessages = &n
+	var unseen, deleted uint32
+	var size int64
+	for _, m := range msgs {
+		if !slices.Contains(m.flags, imap.FlagSeen) {
+			unseen++
+		}
+		if slices.Contains(m.flags, imap.FlagDeleted) {
+			deleted++
+		}
+		if options != nil && options.Size {
+			sz, err := s.b.cfg.Store.Size(ctx, m.m, s.drop(m.m))
+			if err != nil {
+				return nil, err
+			}
+			size += sz
+		}
+	}
+	data.NumUnseen, data.NumDeleted = &unseen, &deleted
+	if options != nil && options.Size {
+		data.Size = &size
+	}
+	if options != nil && options.NumRecent {
+		var zero uint32
+		data.NumRecent = &zero
+	}
+	return data, nil
+}
+
+// errIsIMAP reports whether err is already a reply for the client.
+func errIsIMAP(err error) bool {
+	var ie *imap.Error
+	return errors.As(err, &ie)
+}

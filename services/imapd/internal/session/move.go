@@ -1,0 +1,257 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/services/imapd/internal/flags"
+	"github.com/twinmx/twinmx/services/imapd/internal/store"
+)
+
+// appendLimit bounds an APPENDed mail (advertised as APPENDLIMIT).
+const appendLimit = 64 << 20
+
+// AppendLimit is imapserver.SessionAppendLimit.
+func (s *Session) AppendLimit() uint32 { return appendLimit }
+
+var _ imapserver.SessionAppendLimit = (*Session)(nil)
+
+// feedbackOf returns the spam feedback a move or copy from src into dst
+// records: into Junk is spam, out of Junk into any folder but Trash is
+// ham (deleting spam is not "this is ham"). ok is false for no feedback.
+func feedbackOf(src, dst model.FolderID) (spam, ok bool) {
+	switch {
+	case dst == model.FolderJunk && src != model.FolderJunk:
+		return true, true
+	case src == model.FolderJunk && dst != model.FolderJunk && dst != model.FolderTrash:
+		return false, true
+	}
+	return false, false
+}
+
+// feedback adds the text rows and columns recording login's verdict on
+// receive rows (docs/imapd.md §4; spamd's feedback package reads them).
+func feedback(login string, keys []model.Key, spam bool, now time.Time) (texts [][]byte, sets []store.ColumnSet) {
+	for _, k := range keys {
+		c := model.FeedbackContent(k, login)
+		texts = append(texts, c)
+		sets = append(sets, store.ColumnSet{Table: model.Text, Receive: model.KeyOf(model.Text, c), Column: model.ColFeedback,
+			Value: model.FeedbackValue(now, spam)})
+	}
+	return texts, sets
+}
+
+// copyTo puts the messages at idx of the selected folder into dst (and,
+// with move, out of the selected folder), records spam feedback, and
+// places them in dst. It returns the COPYUID data.
+func (s *Session) copyTo(ctx context.Context, idx []int, dst *folder, move bool) (*imap.CopyData, error) {
+	sel := s.sel
+	now := s.b.cfg.Now()
+	var sets []store.ColumnSet
+	var keys []model.Key
+	ps := make([]model.Placement, 0, len(idx))
+	var src imap.UIDSet
+	for _, i := range idx {
+		m := sel.msgs[i]
+		gen, in := model.Member(m.m.State, m.home, dst.id)
+		if !in {
+			gen = model.MoveValue(m.m.State, dst.id, now, true)
+			sets = append(sets, store.ColumnSet{Receive: m.m.Receive, Column: model.MemberColumn(dst.id), Value: gen})
+		}
+		if move && dst.id != sel.folder.id {
+			sets = append(sets, store.ColumnSet{Receive: m.m.Receive, Column: model.MemberColumn(sel.folder.id),
+				Value: model.MoveValue(m.m.State, sel.folder.id, now, false)})
+		}
+		keys = append(keys, m.m.Receive)
+		ps = append(ps, model.Placement{Incarnation: sel.incarnation, Folder: dst.key, Receive: m.m.Receive, Gen: gen})
+		src.AddNum(m.uid)
+	}
+	var texts [][]byte
+	if spam, ok := feedbackOf(sel.folder.id, dst.id); ok {
+		t, fs := feedback(s.acct.Login, keys, spam, now)
+		texts, sets = t, append(sets, fs...)
+	}
+	// The membership and the feedback first, in one batch per 4096 sets:
+	// a placement must never name a mail that is not (yet) a member, or
+	// the destination would list it under a dead UID.
+	if err := s.b.cfg.Store.SetColumns(ctx, texts, sets); err != nil {
+		return nil, err
+	}
+	nos, err := s.b.cfg.Store.Place(ctx, ps)
+	if err != nil {
+		return nil, err
+	}
+	var dstUIDs imap.UIDSet
+	for _, n := range nos {
+		dstUIDs.AddNum(imap.UID(n))
+	}
+	inc := sel.incarnation
+	return &imap.CopyData{UIDValidity: UIDValidity(inc, dst.id), SourceUIDs: src, DestUIDs: dstUIDs}, nil
+}
+
+// destination resolves the target folder of COPY, MOVE and APPEND.
+func (s *Session) destination(name string) (*folder, error) {
+	fs, err := s.folders()
+	if err != nil {
+		return nil, err
+	}
+	f, ok := fs.byName(name)
+	if !ok {
+		return nil, errTryCreate
+	}
+	return f, nil
+}
+
+// Copy is COPY and UID COPY (UIDPLUS COPYUID). The copy shares its flags
+// with the original (one receive row in two folders; docs/imapd.md §4).
+func (s *Session) Copy(numSet imap.NumSet, dest string) (data *imap.CopyData, err error) {
+	defer s.track("copy", &err)()
+	dst, err := s.destination(dest)
+	if err != nil {
+		return nil, err
+	}
+	idx := indices(numSet, s.sel.msgs)
+	if len(idx) == 0 {
+		return &imap.CopyData{}, nil
+	}
+	ctx, cancel := s.dbctx()
+	defer cancel()
+	return s.copyTo(ctx, idx, dst, false)
+}
+
+// Move is MOVE and UID MOVE (RFC 6851): COPYUID, then an EXPUNGE per
+// message moved.
+func (s *Session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) (err error) {
+	defer s.track("move", &err)()
+	sel := s.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	dst, err := s.destination(dest)
+	if err != nil {
+		return err
+	}
+	idx := indices(numSet, sel.msgs)
+	if len(idx) == 0 {
+		return nil
+	}
+	ctx, cancel := s.dbctx()
+	defer cancel()
+	data, err := s.copyTo(ctx, idx, dst, true)
+	if err != nil {
+		return err
+	}
+	if err := w.WriteCopyData(data); err != nil {
+		return errClientGone
+	}
+	if dst.id == sel.folder.id {
+		return nil // a move into the same folder changes nothing
+	}
+	for k := len(idx) - 1; k >= 0; k-- {
+		i := idx[k]
+		sel.msgs = slices.Delete(sel.msgs, i, i+1)
+		if err := w.WriteExpunge(uint32(i + 1)); err != nil {
+			return errClientGone
+		}
+	}
+	return nil
+}
+
+// Append is APPEND (UIDPLUS APPENDUID): the mail is stored like a
+// delivery, in a receive row whose "mailbox" is the folder's key
+// (docs/imapd.md §4: it can never be an SMTP delivery's row, so APPEND
+// needs no ack and cannot make a refused delivery visible).
+func (s *Session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (data *imap.AppendData, err error) {
+	defer s.track("append", &err)()
+	raw, err := io.ReadAll(io.LimitReader(r, appendLimit+1))
+	if err != nil {
+		return nil, errClientGone
+	}
+	if len(raw) > appendLimit {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig, Text: "Mail too big"}
+	}
+	dst, err := s.destination(name)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.dbctx()
+	defer cancel()
+	inc, err := s.b.cfg.Store.Incarnation(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := s.b.cfg.Now()
+	_, _, rk := store.AppendRows(raw, dst.key)
+	// The same mail APPENDed into the same folder before is the same
+	// receive row: it becomes a member again (a new UID) and takes the
+	// new flags; APPENDed rows are never deleted, only moved out.
+	old, err := s.b.cfg.Store.FindReceive(ctx, rk)
+	if err != nil {
+		return nil, err
+	}
+	var st model.State
+	if old != nil {
+		st = old.State
+	}
+	cols := map[string]uint64{}
+	gen, in := model.Member(st, dst.id, dst.id)
+	if !in {
+		gen = model.MoveValue(st, dst.id, now, true)
+		cols[model.MemberColumn(dst.id)] = gen
+	}
+	date := now
+	if options != nil && !options.Time.IsZero() {
+		date = options.Time
+	}
+	if st.Col(model.ColAppendDate) == 0 {
+		cols[model.ColAppendDate] = uint64(max(date.UnixMilli(), 1))
+	}
+	var texts [][]byte
+	want := map[string]bool{}
+	if options != nil {
+		for _, f := range options.Flags {
+			col, text, ok := flags.Column(f)
+			if !ok {
+				continue
+			}
+			want[col] = true
+			if text != nil && !slices.ContainsFunc(texts, func(t []byte) bool { return bytes.Equal(t, text) }) {
+				texts = append(texts, text)
+			}
+		}
+	}
+	for c, v := range st.Cols {
+		if flags.IsFlagColumn(c) && flags.Set(v) && !want[c] {
+			cols[c] = flags.Value(max(now.UnixMilli(), int64(v>>1)+1), false)
+		}
+	}
+	for c := range want {
+		if cur := st.Col(c); !flags.Set(cur) {
+			cols[c] = flags.Value(max(now.UnixMilli(), int64(cur>>1)+1), true)
+		}
+	}
+	if len(texts) > 0 {
+		if err := s.b.cfg.Store.SetColumns(ctx, texts, nil); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := s.b.cfg.Store.Append(ctx, store.Appendage{Raw: raw, Folder: dst.key, Cols: cols}); err != nil {
+		return nil, err
+	}
+	nos, err := s.b.cfg.Store.Place(ctx, []model.Placement{{Incarnation: inc, Folder: dst.key, Receive: rk, Gen: gen}})
+	if err != nil {
+		return nil, err
+	}
+	if nos[0] > 1<<32-1 {
+		return nil, fmt.Errorf("append: UID %d beyond 32 bits", nos[0])
+	}
+	return &imap.AppendData{UID: imap.UID(nos[0]), UIDValidity: UIDValidity(inc, dst.id)}, nil
+}
