@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/mail"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -13,6 +14,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/services/imapd/internal/flags"
 	"github.com/twinmx/twinmx/services/imapd/internal/store"
 )
@@ -41,7 +43,9 @@ func setsSeen(o *imap.FetchOptions) bool {
 
 // Fetch is FETCH and UID FETCH. Whole-mail sections (BODY[], BODY[HEADER],
 // BODY[TEXT] and their partials) are cut from the stored bytes, so they
-// are byte-exact; MIME part sections use go-imap's extractor.
+// are byte-exact; MIME part sections use go-imap's extractor. When the
+// mails' bytes are needed, a prefetcher reads the next ones from dbd
+// while the current one is written (see prefetch).
 func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	defer s.track("fetch", &err)()
 	sel := s.sel
@@ -54,8 +58,20 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			return err
 		}
 	}
+	var next func() ([]byte, error)
+	if needsContent(options) && len(idx) > 1 {
+		pf := s.prefetch(idx)
+		defer pf.stop()
+		next = pf.next
+	}
 	for _, i := range idx {
-		if err := s.fetchOne(ctx, w, i, options, seen[i]); err != nil {
+		var raw []byte
+		if next != nil {
+			if raw, err = next(); err != nil {
+				return err
+			}
+		}
+		if err := s.fetchOne(ctx, w, i, options, seen[i], raw); err != nil {
 			return err
 		}
 		// Each mail gets the whole timeout: a big FETCH is not one call.
@@ -65,10 +81,92 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	return nil
 }
 
-func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int, o *imap.FetchOptions, flagsChanged bool) error {
+// fetchAhead bounds the mails read ahead of the one being written: at
+// most this many reads run, and at most this many mails wait in memory.
+const fetchAhead = 8
+
+// prefetcher reads the bytes of a FETCH's mails from dbd ahead of the
+// writer, in order. It owns one feeder goroutine and up to fetchAhead
+// readers; stop cancels them and waits for all.
+type prefetcher struct {
+	results []chan fetchResult // one per mail, buffered: readers never block
+	slots   chan struct{}      // a slot is held from a read's start until next() hands it over
+	pos     int
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+type fetchResult struct {
+	raw []byte
+	err error
+}
+
+// prefetch starts reading the mails at idx of the selected folder. The
+// messages are copied first: the view does not change during a command,
+// and readers must not touch the session.
+func (s *Session) prefetch(idx []int) *prefetcher {
+	ctx, cancel := context.WithCancel(s.ctx)
+	p := &prefetcher{results: make([]chan fetchResult, len(idx)), slots: make(chan struct{}, fetchAhead), cancel: cancel}
+	type job struct {
+		m    mailbox.Message
+		drop []string
+	}
+	jobs := make([]job, len(idx))
+	for k, i := range idx {
+		m := s.sel.msgs[i].m
+		jobs[k] = job{m: m, drop: s.drop(m)}
+		p.results[k] = make(chan fetchResult, 1)
+	}
+	st, timeout := s.b.cfg.Store, s.b.cfg.DBTimeout
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for k := range jobs {
+			select {
+			case p.slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				rctx, rcancel := context.WithTimeout(ctx, timeout)
+				defer rcancel()
+				raw, err := st.Fetch(rctx, jobs[k].m, jobs[k].drop)
+				p.results[k] <- fetchResult{raw, err}
+			}()
+		}
+	}()
+	return p
+}
+
+// next returns the next mail's bytes, in FETCH order, and frees its slot.
+func (p *prefetcher) next() ([]byte, error) {
+	r := <-p.results[p.pos]
+	p.pos++
+	<-p.slots
+	return r.raw, r.err
+}
+
+// stop cancels the reads still running and waits for every goroutine.
+func (p *prefetcher) stop() {
+	p.cancel()
+	// Free the slots of reads never handed over, so the feeder is not
+	// stuck on a full channel (it also watches ctx).
+	for {
+		select {
+		case <-p.slots:
+			continue
+		default:
+		}
+		break
+	}
+	p.wg.Wait()
+}
+
+func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int, o *imap.FetchOptions, flagsChanged bool, raw []byte) error {
 	msg := s.sel.msgs[i]
-	var raw []byte
-	if needsContent(o) {
+	if raw == nil && needsContent(o) {
 		var err error
 		if raw, err = s.b.cfg.Store.Fetch(ctx, msg.m, s.drop(msg.m)); err != nil {
 			return err
