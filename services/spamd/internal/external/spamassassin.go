@@ -73,7 +73,7 @@ func (s *SpamAssassin) Check(ctx context.Context, _ signal.Envelope, raw []byte)
 	defer stop()
 
 	if _, err := conn.Write(spamcRequest("SYMBOLS", s.cfg.User, raw)); err != nil {
-		return Result{}, fmt.Errorf("spamassassin send: %w", errors.Join(err, ctx.Err()))
+		return Result{}, fmt.Errorf("spamassassin send: %w", ctxFirst(ctx, err))
 	}
 	// spamc half-closes after the message; spamd does not need it (it
 	// reads Content-length bytes) but it is the reference behaviour.
@@ -82,7 +82,7 @@ func (s *SpamAssassin) Check(ctx context.Context, _ signal.Envelope, raw []byte)
 	}
 	resp, err := io.ReadAll(io.LimitReader(conn, int64(s.cfg.MaxResponseBytes)+1))
 	if err != nil {
-		return Result{}, fmt.Errorf("spamassassin read answer: %w", errors.Join(err, ctx.Err()))
+		return Result{}, fmt.Errorf("spamassassin read answer: %w", ctxFirst(ctx, err))
 	}
 	if len(resp) > s.cfg.MaxResponseBytes {
 		return Result{}, malformed("spamassassin answer longer than %d bytes", s.cfg.MaxResponseBytes)
@@ -92,6 +92,16 @@ func (s *SpamAssassin) Check(ctx context.Context, _ signal.Envelope, raw []byte)
 		return Result{}, fmt.Errorf("spamassassin answer: %w", err)
 	}
 	return res, nil
+}
+
+// ctxFirst returns ctx's error when ctx ended (the deadline or the
+// AfterFunc's close caused err, whichever won the race: callers test for a
+// timeout), else err.
+func ctxFirst(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return errors.Join(ctx.Err(), err)
+	}
+	return err
 }
 
 // spamcRequest builds a spamc protocol request (SPAMC/1.5):
