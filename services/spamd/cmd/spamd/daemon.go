@@ -25,6 +25,7 @@ import (
 	"github.com/twinmx/twinmx/services/spamd/internal/confmail"
 	"github.com/twinmx/twinmx/services/spamd/internal/digest"
 	"github.com/twinmx/twinmx/services/spamd/internal/external"
+	"github.com/twinmx/twinmx/services/spamd/internal/feedback"
 	"github.com/twinmx/twinmx/services/spamd/internal/judge"
 	"github.com/twinmx/twinmx/services/spamd/internal/modelstore"
 	"github.com/twinmx/twinmx/services/spamd/internal/msgauth"
@@ -179,6 +180,8 @@ func runDaemon(c *cli.Context) error {
 	svc.Ready()
 	var wg sync.WaitGroup
 	wg.Go(func() { confMails.Run(ctx) })
+	// Users' Junk moves (imapd's feedback rows) teach the live model.
+	wg.Go(func() { feedback.New(feedback.Config{DB: db, Models: live, Logger: log}).Run(ctx) })
 	if dcfg.Every > 0 {
 		wg.Go(func() { digests.Run(ctx) })
 	}
