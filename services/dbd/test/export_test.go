@@ -1,10 +1,7 @@
 package test
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 // corpusMail is one message of the shared corpus: its mbox separator line
@@ -26,47 +25,15 @@ type corpusMail struct {
 // is set (CI sets it, so the whole corpus is covered there).
 func loadCorpus(t *testing.T) []corpusMail {
 	t.Helper()
-	dir := os.Getenv("TWINMX_CORPUS")
-	if dir == "" {
-		dir = "../../../../shared/corpus"
-	}
-	f, err := os.Open(filepath.Join(dir, "spamassassin-train.tar.gz"))
-	if err != nil {
-		if os.Getenv("TWINMX_REQUIRE_CORPUS") != "" {
-			t.Fatalf("corpus: %v (TWINMX_REQUIRE_CORPUS is set)", err)
-		}
-		t.Skipf("corpus not found: %v (set TWINMX_CORPUS)", err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
 	var out []corpusMail
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag != tar.TypeReg || !strings.HasSuffix(h.Name, ".eml") {
-			continue
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := corpusMail{name: h.Name, from: "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n", raw: b}
-		if bytes.HasPrefix(b, []byte("From ")) {
-			i := bytes.IndexByte(b, '\n') + 1
-			m.from, m.raw = string(b[:i]), b[i:]
+	for _, c := range proctest.Corpus(t) {
+		m := corpusMail{name: c.Name, from: "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n", raw: c.Raw}
+		if bytes.HasPrefix(c.Raw, []byte("From ")) {
+			i := bytes.IndexByte(c.Raw, '\n') + 1
+			m.from, m.raw = string(c.Raw[:i]), c.Raw[i:]
 		}
 		out = append(out, m)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }
 

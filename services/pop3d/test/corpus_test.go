@@ -1,19 +1,14 @@
 package test
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
-	"io"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 // corpusMail is one corpus message as an SMTP client would send it: no
@@ -23,63 +18,12 @@ type corpusMail struct {
 	raw  []byte
 }
 
-// loadCorpus reads the shared corpus (tar.gz of .eml files) or skips the
-// test when it is absent (fails with TWINMX_REQUIRE_CORPUS set).
+// loadCorpus reads the shared corpus (proctest.Corpus) in its wire form.
 func loadCorpus(t testing.TB) []corpusMail {
 	t.Helper()
-	dir := os.Getenv("TWINMX_CORPUS")
-	if dir == "" {
-		dir = "../../../../shared/corpus"
-	}
-	path := filepath.Join(dir, "spamassassin-train.tar.gz")
-	f, err := os.Open(path)
-	if err != nil {
-		if os.Getenv("TWINMX_REQUIRE_CORPUS") != "" {
-			t.Fatalf("corpus: %v (TWINMX_REQUIRE_CORPUS is set)", err)
-		}
-		t.Skipf("corpus not found: %v (set TWINMX_CORPUS)", err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatalf("corpus %s: %v", path, err)
-	}
-	tr := tar.NewReader(gz)
 	var out []corpusMail
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("corpus %s: %v", path, err)
-		}
-		if h.Typeflag != tar.TypeReg || !strings.HasSuffix(h.Name, ".eml") {
-			continue
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatalf("corpus %s: %s: %v", path, h.Name, err)
-		}
-		if bytes.HasPrefix(b, []byte("From ")) {
-			if i := bytes.IndexByte(b, '\n'); i >= 0 {
-				b = b[i+1:]
-			}
-		}
-		out = append(out, corpusMail{name: h.Name, raw: toCRLFOnly(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return out
-}
-
-// toCRLFOnly turns bare LFs into CRLF (as an SMTP client sends a file).
-func toCRLFOnly(b []byte) []byte {
-	var out []byte
-	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
-			out = append(out, '\r')
-		}
-		out = append(out, c)
+	for _, m := range proctest.Corpus(t) {
+		out = append(out, corpusMail{name: m.Name, raw: proctest.WireForm(m.Raw)})
 	}
 	return out
 }

@@ -1,13 +1,8 @@
 package test
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -26,56 +21,14 @@ type corpusMail struct {
 	raw  []byte
 }
 
-// loadCorpus reads every message of ../shared/corpus (or $TWINMX_CORPUS).
-// It skips the test when the corpus is absent, unless
-// TWINMX_REQUIRE_CORPUS is set.
+// loadCorpus reads every message of the shared corpus (proctest.Corpus) in
+// its wire form.
 func loadCorpus(t testing.TB) []corpusMail {
 	t.Helper()
-	dir := os.Getenv("TWINMX_CORPUS")
-	if dir == "" {
-		dir = "../../../../shared/corpus"
-	}
-	path := filepath.Join(dir, "spamassassin-train.tar.gz")
-	f, err := os.Open(path)
-	if err != nil {
-		if os.Getenv("TWINMX_REQUIRE_CORPUS") != "" {
-			t.Fatalf("corpus: %v (TWINMX_REQUIRE_CORPUS is set)", err)
-		}
-		t.Skipf("corpus not found: %v (set TWINMX_CORPUS)", err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatalf("corpus %s: %v", path, err)
-	}
-	tr := tar.NewReader(gz)
 	var out []corpusMail
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("corpus %s: %v", path, err)
-		}
-		if h.Typeflag != tar.TypeReg || !strings.HasSuffix(h.Name, ".eml") {
-			continue
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatalf("corpus %s: %s: %v", path, h.Name, err)
-		}
-		if bytes.HasPrefix(b, []byte("From ")) { // mbox envelope line: never sent over SMTP
-			if i := bytes.IndexByte(b, '\n'); i >= 0 {
-				b = b[i+1:]
-			}
-		}
-		out = append(out, corpusMail{name: h.Name, raw: toCRLF(b)})
+	for _, m := range proctest.Corpus(t) {
+		out = append(out, corpusMail{name: m.Name, raw: proctest.WireForm(m.Raw)})
 	}
-	if len(out) == 0 {
-		t.Fatalf("corpus %s holds no .eml file", path)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }
 

@@ -163,19 +163,6 @@ func sendMail(addr, from string, rcpts []string, msg []byte, timeout time.Durati
 	return r, nil
 }
 
-// toCRLF turns every LF not preceded by CR into CRLF (the corpus is
-// stored with LF line ends; SMTP carries CRLF).
-func toCRLF(b []byte) []byte {
-	out := make([]byte, 0, len(b)+bytes.Count(b, []byte("\n")))
-	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
-			out = append(out, '\r')
-		}
-		out = append(out, c)
-	}
-	return out
-}
-
 // ehloKeywords returns the EHLO keywords (upper case) with their
 // parameters.
 func ehloKeywords(r reply) map[string]string {
