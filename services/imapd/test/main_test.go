@@ -40,7 +40,7 @@ var binDir string
 
 func TestMain(m *testing.M) {
 	dir, err := proctest.Build("imapd-bin-", map[string]string{
-		"dbd": "../../dbd/cmd/dbd", "imapd": "../cmd/imapd",
+		"dbd": "../../dbd/cmd/dbd", "imapd": "../cmd/imapd", "backupd": "../../backupd/cmd/backupd",
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -69,7 +69,15 @@ type site struct {
 	logs     []*proctest.SyncBuffer
 }
 
-func newSite(t testing.TB) *site {
+func newSite(t testing.TB) *site { return newSiteWith(t, siteOptions{}) }
+
+// siteOptions vary a site for the two-site tests.
+type siteOptions struct {
+	backupdPub string // a backupd public key dbd accepts (role backupd)
+	noUser     bool   // the account comes by replication
+}
+
+func newSiteWith(t testing.TB, o siteOptions) *site {
 	t.Helper()
 	s := &site{t: t, dir: t.TempDir()}
 	for _, name := range []string{"dbd", "admin", "mailbox"} {
@@ -85,6 +93,9 @@ func newSite(t testing.TB) *site {
 		}
 	}
 	clients := "admin keys/admin.pub\nmailbox keys/mailbox.pub\n"
+	if o.backupdPub != "" {
+		clients += "backupd " + o.backupdPub + "\n"
+	}
 	if err := os.WriteFile(filepath.Join(s.dir, "clients"), []byte(clients), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +117,10 @@ func newSite(t testing.TB) *site {
 	}
 	t.Cleanup(func() { s.admin.Close() })
 	ctx := proctest.Ctx(t, time.Minute)
-	if err := testkit.AddUser(ctx, s.admin, login, password, address); err != nil {
-		t.Fatal(err)
+	if !o.noUser {
+		if err := testkit.AddUser(ctx, s.admin, login, password, address); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s.imapAddr = proctest.FreePort(t)
 	s.imapd = s.spawn("imapd", "--listen", s.imapAddr, "--db", s.dbAddr, "--db-pub", s.key("dbd.pub"), "--key", s.key("mailbox"))
