@@ -1,11 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,10 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
-	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/services/smsd/internal/claim"
@@ -71,15 +66,7 @@ func dialDB(c *cli.Context, log *slog.Logger) (*client.Client, error) {
 	if addr == "" || pub == "" || key == "" {
 		return nil, cli.Exit("smsd: --db, --db-pub and --key are required", 2)
 	}
-	kp, err := wire.LoadKeyPair(key)
-	if err != nil {
-		return nil, err
-	}
-	sp, err := wire.LoadPublicKey(pub)
-	if err != nil {
-		return nil, err
-	}
-	return client.New(client.Config{Addr: addr, Static: kp, Server: sp, Logger: log})
+	return client.Open(addr, pub, key, log)
 }
 
 // secret reads a credential from a file or an environment variable.
@@ -178,17 +165,11 @@ func runDaemon(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if addr := c.String("metrics"); addr != "" {
-		ln, err := net.Listen("tcp", addr)
+		stopMetrics, err := svc.ServeMetrics(addr, reg, log)
 		if err != nil {
-			return fmt.Errorf("metrics listener: %w", err)
+			return err
 		}
-		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics server", "err", err)
-			}
-		}()
-		defer srv.Close()
+		defer stopMetrics()
 	}
 	log.Info("smsd started", "db", c.String("db"), "site", site, "peer-delay", cfg.PeerDelay, "claim-timeout", cfg.ClaimTimeout,
 		"sms", gw != nil, "relay", c.String("relay"))

@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"sync"
@@ -15,10 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
-	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/services/spamd/internal/classify"
@@ -72,15 +67,7 @@ func dialKey(c *cli.Context, key string, log *slog.Logger) (*client.Client, erro
 	if addr == "" || pub == "" || key == "" {
 		return nil, cli.Exit("spamd: --db, --db-pub and --key are required", 2)
 	}
-	kp, err := wire.LoadKeyPair(key)
-	if err != nil {
-		return nil, err
-	}
-	sp, err := wire.LoadPublicKey(pub)
-	if err != nil {
-		return nil, err
-	}
-	return client.New(client.Config{Addr: addr, Static: kp, Server: sp, Logger: log})
+	return client.Open(addr, pub, key, log)
 }
 
 // runDaemon judges every delivery attempt until SIGINT or SIGTERM.
@@ -163,17 +150,11 @@ func runDaemon(c *cli.Context) error {
 	}
 	go live.Follow(ctx, db, log)
 	if addr := c.String("metrics"); addr != "" {
-		ln, err := net.Listen("tcp", addr)
+		stopMetrics, err := svc.ServeMetrics(addr, reg, log)
 		if err != nil {
-			return fmt.Errorf("metrics listener: %w", err)
+			return err
 		}
-		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics server", "err", err)
-			}
-		}()
-		defer srv.Close()
+		defer stopMetrics()
 	}
 	log.Info("spamd started", "db", c.String("db"), "grey-delay", cfg.GreyDelay, "auth", cfg.Auth != nil, "fallback-model", fallback != nil,
 		"digest-every", dcfg.Every, "config-by-mail", ccfg.Apply != nil)
