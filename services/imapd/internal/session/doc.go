@@ -4,30 +4,35 @@
 //
 // # Views and UIDs
 //
-// A selected mailbox is a view: the account's acknowledged, not deleted
-// mail in UID order, where the UID is the receive row's local row number
-// at this site (ascending in arrival order, never reused by this store).
-// UIDVALIDITY hashes dbd's store incarnation with the folder name, so a
-// client that fails over to the other site, or to a rebuilt store, sees a
-// new UIDVALIDITY and resynchronises instead of trusting UIDs that name
-// other mail there.
+// A selected folder is a view: the account's mail that is in the folder
+// (pkg/model/imap.go: SMTP deliveries, acknowledged and not deleted, at
+// home in INBOX; APPENDed mail at home in its folder; moves and copies by
+// membership columns), in UID order. The UID is the local row number of
+// the mail's placement in the folder at this site, created when imapd
+// first sees it there (reconcile), so UIDs rise in the order mail becomes
+// visible here and are never reused. UIDVALIDITY hashes dbd's store
+// incarnation with the folder id, so a client that fails over to the
+// other site, or to a rebuilt store, sees a new UIDVALIDITY and
+// resynchronises instead of trusting UIDs that name other mail there.
 //
 // The view changes only in Poll and Idle (never in the middle of a
-// command): a watch on each of the account's mailboxes (dbd's watch by
-// parent, push, no polling) marks the view dirty; the next Poll lists the
-// mailboxes again and reports the difference (diff): EXPUNGE for rows
-// gone, FETCH FLAGS for changed rows, EXISTS for rows above UIDNEXT. We do
-// not use go-imap's MailboxTracker: each session compares dbd's truth with
-// what it told its own client, so no cross-session bookkeeping can get
-// inconsistent.
+// command): a watch on each of the account's mailboxes and folder keys
+// (dbd's watch by parent, push, no polling) marks the view dirty; the next
+// Poll lists the folder again and reports the difference (diff): EXPUNGE
+// for mail gone, FETCH FLAGS for changed rows, EXISTS for UIDs above
+// UIDNEXT. We do not use go-imap's MailboxTracker: each session compares
+// dbd's truth with what it told its own client, so no cross-session
+// bookkeeping can get inconsistent.
 //
 // # Concurrency
 //
 // go-imap calls a Session from its connection goroutine, except Idle,
 // which runs on a second goroutine while the first waits for DONE; the
 // two never touch the session at the same time. The watch goroutines
-// touch only the watcher's atomic flag and channel. Every goroutine is
-// owned by the session and stopped in Unselect/Close.
+// touch only the watcher's atomic flag and channel. A FETCH's prefetch
+// goroutines read copies of the messages and the Store only, and end
+// before Fetch returns. Every goroutine is owned by the session and
+// stopped in Unselect/Close (or at the end of its command).
 //
 // # Read-only
 //
