@@ -271,10 +271,28 @@ func (s *Store) Fetch(ctx context.Context, m Message, drop []string) ([]byte, er
 	return DropFields(raw, drop), nil
 }
 
+// sizePrefix starts the receive column that caches a mail's size (see
+// RememberSizes): the prefix and the key of the received row the size was
+// computed with, since the acknowledged delivery's received row — and so
+// the size — can change when the other site's earlier acknowledgement
+// replicates.
+const sizePrefix = "pop3.sz."
+
+func sizeColumn(st model.State) string {
+	rk, _ := model.AcknowledgedReceived(st) // the zero key: no received row
+	return model.LinkColumn(sizePrefix, rk)
+}
+
 // Size returns the length of what Fetch(ctx, m, drop) returns, without
 // reading the body: a mailbox listing (POP3 LIST, IMAP RFC822.SIZE) costs
-// small reads only.
+// small reads only, and none once RememberSizes cached the size in the
+// receive row (for mail without a header filter).
 func (s *Store) Size(ctx context.Context, m Message, drop []string) (int64, error) {
+	if len(drop) == 0 {
+		if v := m.State.Col(sizeColumn(m.State)); v > 0 {
+			return int64(v), nil
+		}
+	}
 	mail, err := s.db.FindKey(ctx, model.Mail, m.Mail)
 	if err != nil {
 		return 0, fmt.Errorf("find mail %s: %w", m.Mail, err)
@@ -308,6 +326,30 @@ func (s *Store) Size(ctx context.Context, m Message, drop []string) (int64, erro
 		}
 	}
 	return n, nil
+}
+
+// RememberSizes caches sizes[i], computed by Size without a header filter,
+// in msgs[i]'s receive row (a pop3.* column the mailbox role may set), so
+// the next listing on this site — and on the other, after replication —
+// reads no rows to know it. Sizes already cached are skipped.
+func (s *Store) RememberSizes(ctx context.Context, msgs []Message, sizes []int64) error {
+	var reqs []wire.Request
+	for i, m := range msgs {
+		col := sizeColumn(m.State)
+		if i >= len(sizes) || sizes[i] <= 0 || m.State.Col(col) > 0 {
+			continue
+		}
+		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: m.Receive},
+			Name: col, Value: uint64(sizes[i])})
+	}
+	for len(reqs) > 0 {
+		n := min(len(reqs), wire.MaxBatchOps)
+		if _, err := s.db.Batch(ctx, reqs[:n]); err != nil {
+			return fmt.Errorf("remember %d sizes: %w", n, err)
+		}
+		reqs = reqs[n:]
+	}
+	return nil
 }
 
 // Delete marks the receive rows deleted, in one atomic batch. Deleted

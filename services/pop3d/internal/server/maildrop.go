@@ -134,6 +134,17 @@ feed:
 	if first != nil {
 		return fmt.Errorf("size messages: %w", first)
 	}
+	// Cache what was computed (unfiltered mail only), so the next login
+	// reads no rows for it.
+	var msgs []mailbox.Message
+	var sizes []int64
+	for _, m := range todo {
+		if len(m.drop) == 0 {
+			msgs, sizes = append(msgs, m.m), append(sizes, m.size)
+		}
+	}
+	// Best effort: on failure the next login computes them again.
+	_ = st.RememberSizes(ctx, msgs, sizes)
 	return nil
 }
 

@@ -17,6 +17,8 @@ type Store interface {
 	Fetch(ctx context.Context, m mailbox.Message, drop []string) ([]byte, error)
 	// Size returns len(Fetch(ctx, m, drop)) without reading the body.
 	Size(ctx context.Context, m mailbox.Message, drop []string) (int64, error)
+	// RememberSizes caches unfiltered sizes in the receive rows.
+	RememberSizes(ctx context.Context, msgs []mailbox.Message, sizes []int64) error
 	// Delete marks receive rows deleted, atomically.
 	Delete(ctx context.Context, keys []model.Key) error
 }
