@@ -14,16 +14,11 @@
 package test
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"crypto/rand"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -188,71 +183,21 @@ func need(t testing.TB, prog, pkg string) string {
 	return p
 }
 
-// loadCorpus reads every .eml of the shared corpus, CRLF line ends, mbox
-// "From " line removed (as smtpd's corpus test does).
+// loadCorpus reads every message of the shared corpus in its wire form
+// (proctest.Corpus, proctest.WireForm). Mails that differ only in their
+// Received fields are one mail and, in one mailbox, one receive row; it
+// keeps the first of each.
 func loadCorpus(t testing.TB) [][]byte {
 	t.Helper()
-	dir := os.Getenv("TWINMX_CORPUS")
-	if dir == "" {
-		dir = "../../../../shared/corpus"
-	}
-	path := filepath.Join(dir, "spamassassin-train.tar.gz")
-	f, err := os.Open(path)
-	if err != nil {
-		if os.Getenv("TWINMX_REQUIRE_CORPUS") != "" {
-			t.Fatalf("corpus: %v (TWINMX_REQUIRE_CORPUS is set)", err)
-		}
-		t.Skipf("corpus not found: %v (set TWINMX_CORPUS)", err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
-	type named struct {
-		name string
-		raw  []byte
-	}
-	var all []named
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag != tar.TypeReg || !strings.HasSuffix(h.Name, ".eml") {
-			continue
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bytes.HasPrefix(b, []byte("From ")) {
-			if i := bytes.IndexByte(b, '\n'); i >= 0 {
-				b = b[i+1:]
-			}
-		}
-		all = append(all, named{h.Name, toCRLF(b)})
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].name < all[j].name })
-	// Mails that differ only in their Received fields are one mail and,
-	// in one mailbox, one receive row; keep the first of each.
 	seen := map[model.Key]bool{}
 	var out [][]byte
-	for _, n := range all {
-		k := model.NewMailRows(n.raw).MailKey
+	for _, m := range proctest.Corpus(t) {
+		raw := proctest.WireForm(m.Raw)
+		k := model.NewMailRows(raw).MailKey
 		if !seen[k] {
 			seen[k] = true
-			out = append(out, n.raw)
+			out = append(out, raw)
 		}
 	}
 	return out
-}
-
-func toCRLF(b []byte) []byte {
-	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
-	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
 }
