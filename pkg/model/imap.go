@@ -233,6 +233,17 @@ func Folders(st State, home FolderID, known []FolderID) []FolderID {
 // set smtpd's rcvd.* links, which mean "acknowledged delivery").
 func AppendedReceivedColumn(k Key) string { return LinkColumn(appendRcvdColPrefix, k) }
 
+// MailReceived returns the received row whose Received fields belong to
+// the mail of a receive row with state st: the acknowledged delivery's
+// (AcknowledgedReceived), or, for a row stored by IMAP APPEND, its own
+// link (AppendedReceived). dbd's mail op uses it.
+func MailReceived(st State) (Key, bool) {
+	if k, ok := AcknowledgedReceived(st); ok {
+		return k, true
+	}
+	return AppendedReceived(st)
+}
+
 // AppendedReceived returns the received row an APPENDed receive row links.
 func AppendedReceived(st State) (k Key, ok bool) {
 	for name := range st.Cols {

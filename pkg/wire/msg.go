@@ -37,13 +37,14 @@ const (
 	OpScan         Op = 13 // table, limit -> stream of the newest rows by row number
 	OpList         Op = 14 // table, parent, after, limit -> stream of the parent's rows by row number
 	OpCheckpoint   Op = 15 // name -> path of a consistent copy of the store on dbd's host
+	OpMail         Op = 16 // receive key -> stream of the rows that make the mail, with content
 )
 
 var opNames = map[Op]string{
 	OpPing: "ping", OpFindOrInsert: "find-or-insert", OpFind: "find", OpSet: "set",
 	OpIncrement: "increment", OpBatch: "batch", OpWatch: "watch", OpChanges: "changes",
 	OpMerge: "merge", OpStatus: "status", OpDump: "dump", OpCursor: "cursor", OpScan: "scan",
-	OpList: "list", OpCheckpoint: "checkpoint",
+	OpList: "list", OpCheckpoint: "checkpoint", OpMail: "mail",
 }
 
 // String returns the operation's name, used in logs and metric labels.
@@ -89,7 +90,7 @@ func (r Ref) KeyIn(t model.Table) model.Key {
 type Request struct {
 	Op      Op
 	Table   model.Table // find-or-insert, find, set, increment, watch, scan, list
-	Ref     Ref         // find, set, increment
+	Ref     Ref         // find, set, increment; mail: the receive row, by key
 	Content []byte      // find-or-insert
 	Name    string      // set: column; increment: counter; merge and cursor: cursor name; changes: exclude (see OpChanges)
 	Value   uint64      // set: value; increment: delta; changes: cursor; merge: cursor value; scan, list: limit
@@ -264,6 +265,8 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 	case OpScan:
 		b = append(b, byte(r.Table))
 		b = binary.AppendUvarint(b, r.Value)
+	case OpMail:
+		b = append(b, r.Ref.Key[:]...)
 	case OpList:
 		if r.Parent == nil {
 			return nil, fmt.Errorf("encode list: no parent key")
@@ -586,6 +589,9 @@ func (d *dec) request(top bool) *Request {
 	case OpScan:
 		r.Table = d.table()
 		r.Value = d.uvarint()
+	case OpMail:
+		r.Table = model.Receive
+		r.Ref = Ref{ByKey: true, Key: d.key()}
 	case OpList:
 		r.Table = d.table()
 		k := d.key()

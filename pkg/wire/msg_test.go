@@ -130,6 +130,7 @@ var msgRequestCases = []msgRequestCase{
 		"0e 07" + msgKx(0xaa) + "05 64"},
 	{"watch receive children of bb..", Request{Op: OpWatch, Table: model.Receive, Parent: &msgKB}, "07 07 00 00" + msgKx(0xbb)},
 	{"checkpoint nightly-1", Request{Op: OpCheckpoint, Name: "nightly-1"}, "0f" + msgStr("nightly-1")},
+	{"mail of receive aa..", Request{Op: OpMail, Table: model.Receive, Ref: Ref{ByKey: true, Key: msgKA}}, "10" + msgKx(0xaa)},
 }
 
 // msgNormState drops empty maps, zero values and counters without counts:
@@ -304,6 +305,9 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"empty", ""},
 		{"unknown op 0", "00"},
 		{"unknown op 15", "0f"},
+		{"unknown op 17", "11"},
+		{"mail key truncated", "10" + msgKx(0xaa)[:40]},
+		{"mail with a trailing byte", "10" + msgKx(0xaa) + "00"},
 		{"list without parent", "0e 07"},
 		{"find with meta-only flag 0", "03 04 01" + msgKx(0xaa) + "00"},
 		{"find with two flags", "03 04 01" + msgKx(0xaa) + "01 01"},
@@ -618,7 +622,7 @@ func TestOpCodeNames(t *testing.T) {
 		OpPing: "ping", OpFindOrInsert: "find-or-insert", OpFind: "find", OpSet: "set",
 		OpIncrement: "increment", OpBatch: "batch", OpWatch: "watch", OpChanges: "changes",
 		OpMerge: "merge", OpStatus: "status", OpDump: "dump", OpCursor: "cursor", OpScan: "scan",
-		OpList: "list", OpCheckpoint: "checkpoint", 0: "unknown", 16: "unknown",
+		OpList: "list", OpCheckpoint: "checkpoint", OpMail: "mail", 0: "unknown", 17: "unknown",
 	}
 	for op, want := range ops {
 		if got := op.String(); got != want {
@@ -924,7 +928,7 @@ func FuzzDecodeAnswer(f *testing.F) {
 	f.Add(msgHex("02 01 8120"))
 	f.Add(msgHex("00 8020"))
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		for op := Op(0); op <= OpCheckpoint+1; op++ {
+		for op := Op(0); op <= OpMail+1; op++ {
 			res, err := DecodeAnswer(op, msg)
 			var we *Error
 			switch {

@@ -60,6 +60,13 @@ func (st *Stream) Next(ctx context.Context) (*wire.Row, error) {
 		}
 		return nil, err
 	}
+	if res.NotFound {
+		// The row a stream starts from does not exist (mail): the
+		// answer ends the request.
+		st.done = true
+		st.call.finish()
+		return nil, ErrNotFound
+	}
 	if res.Row == nil {
 		return nil, fmt.Errorf("%w: %s stream sent a result instead of a row", wire.ErrMalformed, st.op)
 	}
@@ -171,6 +178,29 @@ func (c *Client) List(ctx context.Context, t model.Table, parent model.Key, afte
 		}
 		if err != nil {
 			return nil, fmt.Errorf("list %s of %s: %w", t, parent, err)
+		}
+		rows = append(rows, *row)
+	}
+}
+
+// MailRows returns, from one snapshot, the rows that make the mail of
+// receive row k, with content: the receive row, then (those present) its
+// mail, header and body rows and the acknowledged delivery's received row.
+// It is ErrNotFound if the receive row does not exist.
+func (c *Client) MailRows(ctx context.Context, k model.Key) ([]wire.Row, error) {
+	st, err := c.stream(ctx, &wire.Request{Op: wire.OpMail, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: k}})
+	if err != nil {
+		return nil, fmt.Errorf("mail of %s: %w", k, err)
+	}
+	defer st.Close()
+	var rows []wire.Row
+	for {
+		row, err := st.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return rows, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("mail of %s: %w", k, err)
 		}
 		rows = append(rows, *row)
 	}

@@ -18,6 +18,7 @@ import (
 type DB interface {
 	FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error)
 	FindMeta(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error)
+	MailRows(ctx context.Context, receive model.Key) ([]wire.Row, error)
 	List(ctx context.Context, t model.Table, parent model.Key, after uint64, limit int) ([]wire.Row, error)
 	Watch(ctx context.Context, t model.Table, keys []model.Key, initial bool) (*client.Stream, error)
 	WatchChildren(ctx context.Context, t model.Table, parent model.Key) (*client.Stream, error)
@@ -137,14 +138,6 @@ type Message struct {
 	Appended bool
 }
 
-// receivedKey returns the received row whose fields Fetch puts back.
-func (m *Message) receivedKey() (model.Key, bool) {
-	if m.Appended {
-		return model.AppendedReceived(m.State)
-	}
-	return model.AcknowledgedReceived(m.State)
-}
-
 // Acknowledged reports whether the row is a mail in the mailbox: acknowledged
 // and not deleted.
 func Acknowledged(st model.State) bool {
@@ -209,54 +202,27 @@ func (s *Store) Appended(ctx context.Context, folder model.Key, after uint64) ([
 
 // Fetch returns the mail of m exactly as it was received (header with its
 // Received fields, then the body), with the mailbox's dropped header
-// fields removed (drop: lower-case names, see Box.Drop).
+// fields removed (drop: lower-case names, see Box.Drop). It is one round
+// trip: dbd sends the rows that make the mail in one answer (op mail).
 func (s *Store) Fetch(ctx context.Context, m Message, drop []string) ([]byte, error) {
-	mail, err := s.db.FindKey(ctx, model.Mail, m.Mail)
+	rows, err := s.db.MailRows(ctx, m.Receive)
 	if err != nil {
-		return nil, fmt.Errorf("find mail %s: %w", m.Mail, err)
+		return nil, fmt.Errorf("read mail %s: %w", m.Mail, err)
 	}
-	hk, bk, err := model.ParseMailContent(mail.Content)
-	if err != nil {
-		return nil, fmt.Errorf("mail %s: %w", m.Mail, err)
-	}
-	// Header, body and the received row are independent reads: ask for
-	// them at once (the client pipelines them on one connection), so a
-	// fetch costs two round trips, not four.
 	var p model.Parts
-	var herr, berr, rerr error
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		var h *wire.Row
-		if h, herr = s.db.FindKey(ctx, model.Header, hk); herr == nil {
-			p.Header = h.Content
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		var b *wire.Row
-		if b, berr = s.db.FindKey(ctx, model.Body, bk); berr == nil {
-			p.Body = b.Content
-		}
-	}()
-	if rk, ok := m.receivedKey(); ok {
-		r, err := s.db.FindKey(ctx, model.Received, rk)
-		switch {
-		case err == nil:
+	var header, body bool
+	for i := range rows {
+		switch r := &rows[i]; r.Table {
+		case model.Header:
+			p.Header, header = r.Content, true
+		case model.Body:
+			p.Body, body = r.Content, true
+		case model.Received:
 			p.Received = r.Content
-		case !errors.Is(err, client.ErrNotFound):
-			rerr = err
 		}
 	}
-	wg.Wait()
-	switch {
-	case herr != nil:
-		return nil, fmt.Errorf("find header of %s: %w", m.Mail, herr)
-	case berr != nil:
-		return nil, fmt.Errorf("find body of %s: %w", m.Mail, berr)
-	case rerr != nil:
-		return nil, fmt.Errorf("find received of %s: %w", m.Mail, rerr)
+	if !header || !body {
+		return nil, fmt.Errorf("read mail %s: header or body not on this site yet: %w", m.Mail, client.ErrNotFound)
 	}
 	raw, err := model.Join(p)
 	if err != nil {
@@ -279,7 +245,7 @@ func (s *Store) Fetch(ctx context.Context, m Message, drop []string) ([]byte, er
 const sizePrefix = "pop3.sz."
 
 func sizeColumn(st model.State) string {
-	rk, _ := model.AcknowledgedReceived(st) // the zero key: no received row
+	rk, _ := model.MailReceived(st) // the zero key: no received row
 	return model.LinkColumn(sizePrefix, rk)
 }
 
@@ -310,7 +276,7 @@ func (s *Store) Size(ctx context.Context, m Message, drop []string) (int64, erro
 		return 0, fmt.Errorf("find body of %s: %w", m.Mail, err)
 	}
 	n := int64(len(DropFields(h.Content, drop))) + int64(b.Size)
-	if rk, ok := m.receivedKey(); ok && !slices.Contains(drop, "received") {
+	if rk, ok := model.MailReceived(m.State); ok && !slices.Contains(drop, "received") {
 		r, err := s.db.FindKey(ctx, model.Received, rk)
 		switch {
 		case err == nil:

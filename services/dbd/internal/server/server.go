@@ -224,7 +224,17 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		backoff = 0
 		id++
+		// Add under the lock, after checking shutting: Shutdown sets it
+		// under the same lock before it waits, so an Add never races with
+		// that Wait (a connection accepted as Shutdown begins is closed).
+		s.mu.Lock()
+		if s.mu.shutting {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go func(id uint64) {
 			defer s.wg.Done()
 			s.serveConn(nc, id)

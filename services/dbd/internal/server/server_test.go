@@ -472,3 +472,57 @@ func TestListAndWatchChildren(t *testing.T) {
 		t.Fatalf("list mail rows = %v, want bad-request (no parent index)", err)
 	}
 }
+
+// TestMailRows: op mail answers the rows that make a mail in one stream —
+// receive, mail, header, body and the acknowledged received row — to a role
+// that may read them all, not-found for a missing receive row, and
+// forbidden to smtpd (which may not read mail).
+func TestMailRows(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	ctx := ctxT(t)
+	admin, pop, smtpd := e.Client(auth.Admin), e.Client(auth.Mailbox), e.Client(auth.SMTPD)
+	rows := model.NewMailRows([]byte("Received: from x\r\nSubject: hi\r\n\r\nbody\r\n"))
+	box := model.KeyOf(model.Mailbox, model.MailboxContent("u@x.example"))
+	rc := model.ReceiveContent(rows.MailKey, box)
+	if _, err := admin.Batch(ctx, []wire.Request{
+		{Op: wire.OpFindOrInsert, Table: model.Header, Content: rows.Parts.Header},
+		{Op: wire.OpFindOrInsert, Table: model.Body, Content: rows.Parts.Body},
+		{Op: wire.OpFindOrInsert, Table: model.Received, Content: rows.Received},
+		{Op: wire.OpFindOrInsert, Table: model.Mail, Content: rows.Mail},
+		{Op: wire.OpFindOrInsert, Table: model.Receive, Content: rc},
+		{Op: wire.OpSet, Table: model.Receive, Ref: wire.Ref{Content: rc}, Name: model.ReceivedColumn(rows.ReceivedKey), Value: 1},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := pop.MailRows(ctx, model.KeyOf(model.Receive, rc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	var p model.Parts
+	for _, r := range got {
+		tables = append(tables, r.Table.String())
+		switch r.Table {
+		case model.Header:
+			p.Header = r.Content
+		case model.Body:
+			p.Body = r.Content
+		case model.Received:
+			p.Received = r.Content
+		}
+	}
+	if fmt.Sprint(tables) != "[receive mail header body received]" {
+		t.Fatalf("mail rows of tables %v", tables)
+	}
+	if raw, err := model.Join(p); err != nil || string(raw) != "Received: from x\r\nSubject: hi\r\n\r\nbody\r\n" {
+		t.Fatalf("joined %q, %v", raw, err)
+	}
+	if _, err := pop.MailRows(ctx, model.KeyOf(model.Receive, []byte("none"))); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("mail of a missing receive row: %v, want ErrNotFound", err)
+	}
+	_, err = smtpd.MailRows(ctx, model.KeyOf(model.Receive, rc))
+	var we *wire.Error
+	if !errors.As(err, &we) || we.Code != wire.CodeForbidden {
+		t.Fatalf("smtpd reading a mail: %v, want forbidden", err)
+	}
+}

@@ -224,7 +224,7 @@ func TestAppendCopyMoveFeedback(t *testing.T) {
 	m := msgs[0]
 	if m.UID != ad.UID || !m.InternalDate.Equal(date) || !slices.Contains(m.Flags, imap.FlagSeen) || !slices.Contains(m.Flags, "custom+kw") ||
 		string(m.FindBodySection(&imap.FetchItemBodySection{Peek: true})) != mail(9) {
-		t.Fatalf("appended mail: uid %d date %v flags %v", m.UID, m.InternalDate, m.Flags)
+		t.Fatalf("appended mail: uid %d date %v flags %v body %q want %q", m.UID, m.InternalDate, m.Flags, m.FindBodySection(&imap.FetchItemBodySection{Peek: true}), mail(9))
 	}
 	// The appended mail is not in INBOX, and POP3's view (the SMTP
 	// mailbox) never shows it.
