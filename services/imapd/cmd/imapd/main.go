@@ -40,6 +40,9 @@ func main() {
 			&cli.StringFlag{Name: "hostname", Value: "localhost", Usage: "name in the self-signed certificate", EnvVars: env("HOSTNAME")},
 			&cli.BoolFlag{Name: "allow-plaintext", Usage: "let clients on any address log in without TLS (default: loopback only)", EnvVars: env("ALLOW_PLAINTEXT")},
 			&cli.DurationFlag{Name: "db-timeout", Value: 30 * time.Second, Usage: "bound on one dbd request", EnvVars: env("DB_TIMEOUT")},
+			&cli.IntFlag{Name: "max-auth-failures", Value: 10, Usage: "failed logins per client IP within --auth-fail-window before its logins are refused (-1: no limit)", EnvVars: env("MAX_AUTH_FAILURES")},
+			&cli.DurationFlag{Name: "auth-fail-window", Value: 15 * time.Minute, Usage: "how long a failed login counts", EnvVars: env("AUTH_FAIL_WINDOW")},
+			&cli.DurationFlag{Name: "auth-fail-delay", Value: 2 * time.Second, Usage: "least time before a failed login's reply (negative: none)", EnvVars: env("AUTH_FAIL_DELAY")},
 			&cli.BoolFlag{Name: "debug", Usage: "log debug lines", EnvVars: env("DEBUG")},
 			&cli.BoolFlag{Name: "trace", Usage: "log raw IMAP traffic, passwords included (local debugging only)", EnvVars: env("TRACE")},
 		},
@@ -74,6 +77,7 @@ func run(c *cli.Context) error {
 		Listen: c.String("listen"), TLSListen: c.String("tls-listen"),
 		DB: c.String("db"), DBKey: dbPub, Key: key, Metrics: c.String("metrics"),
 		AllowPlaintext: c.Bool("allow-plaintext"), DBTimeout: c.Duration("db-timeout"),
+		MaxAuthFailures: c.Int("max-auth-failures"), AuthFailWindow: c.Duration("auth-fail-window"), AuthFailDelay: c.Duration("auth-fail-delay"),
 		Logger: log, Debug: c.Bool("trace"),
 		Ready: func(_, _ net.Addr) { svc.Ready() },
 	}

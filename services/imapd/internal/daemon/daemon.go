@@ -4,6 +4,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/services/imapd/internal/metrics"
 	"github.com/twinmx/twinmx/services/imapd/internal/session"
 	"github.com/twinmx/twinmx/services/imapd/internal/store"
@@ -39,9 +41,14 @@ type Config struct {
 	// nil offers no TLS (then only loopback clients may log in, unless
 	// AllowPlaintext).
 	TLS            *tls.Config
-	AllowPlaintext bool          // let any client log in without TLS; default false
-	DBTimeout      time.Duration // bound on one dbd call; default 30s
-	Logger         *slog.Logger  // default: discard
+	AllowPlaintext bool // let any client log in without TLS; default false
+	// MaxAuthFailures failed logins per client IP within AuthFailWindow
+	// refuse its further logins (0: the default 10; < 0: no limit).
+	MaxAuthFailures int
+	AuthFailWindow  time.Duration // default 15 minutes
+	AuthFailDelay   time.Duration // least time before a failed login's answer; default 2s, < 0: none
+	DBTimeout       time.Duration // bound on one dbd call; default 30s
+	Logger          *slog.Logger  // default: discard
 	// Debug writes the raw IMAP traffic (passwords included!) to the log
 	// writer; for local debugging only.
 	Debug bool
@@ -104,6 +111,8 @@ func Run(ctx context.Context, cfg Config) error {
 	be := session.NewBackend(sessCtx, session.Config{
 		Store: store.New(db), Logger: log, Metrics: m,
 		AllowPlaintext: cfg.AllowPlaintext, DBTimeout: cfg.DBTimeout,
+		AuthLimit:     mailbox.NewAuthLimiter(cmp.Or(cfg.MaxAuthFailures, 10), cmp.Or(cfg.AuthFailWindow, 15*time.Minute)),
+		AuthFailDelay: cmp.Or(cfg.AuthFailDelay, 2*time.Second),
 	})
 	opts := imapserver.Options{
 		NewSession: be.NewSession, Caps: caps, TLSConfig: cfg.TLS,

@@ -44,6 +44,12 @@ type kit struct {
 
 func start(t *testing.T) *kit {
 	t.Helper()
+	return startWith(t, nil)
+}
+
+// startWith is start with mod applied to imapd's Config.
+func startWith(t *testing.T, mod func(*Config)) *kit {
+	t.Helper()
 	e := dbdtest.Start(t, dbdtest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -58,13 +64,15 @@ func start(t *testing.T) *kit {
 	runCtx, stop := context.WithCancel(context.Background())
 	ready := make(chan [2]net.Addr, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- Run(runCtx, Config{
-			Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", DB: e.Addr, DBKey: e.DBKey.Public,
-			Key: e.Keys["mailbox"], TLS: tc, Registry: k.reg, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-			Ready: func(p, s net.Addr) { ready <- [2]net.Addr{p, s} },
-		})
-	}()
+	cfg := Config{
+		Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", DB: e.Addr, DBKey: e.DBKey.Public,
+		Key: e.Keys["mailbox"], TLS: tc, Registry: k.reg, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Ready: func(p, s net.Addr) { ready <- [2]net.Addr{p, s} },
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	go func() { done <- Run(runCtx, cfg) }()
 	select {
 	case a := <-ready:
 		k.addr, k.tlsAddr = a[0].String(), a[1].String()
@@ -143,6 +151,26 @@ func TestLogin(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(mustCounter(t, k.reg, "twinmx_imapd_logins_total", "ok")); got != 3 {
 		t.Errorf("logins ok = %v, want 3", got)
+	}
+}
+
+// TestLoginLimit: after too many failed logins from one address, even the
+// right password is refused until the window passes; the count is per
+// address and shows in the metrics.
+func TestLoginLimit(t *testing.T) {
+	k := startWith(t, func(c *Config) { c.MaxAuthFailures, c.AuthFailDelay = 2, -1 })
+	c := k.dial(nil)
+	for range 2 {
+		if err := c.Login(login, "wrong").Wait(); err == nil {
+			t.Fatal("wrong password accepted")
+		}
+	}
+	err := c.Login(login, password).Wait()
+	if err == nil || !strings.Contains(err.Error(), "too many failed logins") {
+		t.Fatalf("right password after 2 failures (limit 2): %v, want refused", err)
+	}
+	if got := testutil.ToFloat64(mustCounter(t, k.reg, "twinmx_imapd_logins_total", "refused")); got != 1 {
+		t.Errorf("logins refused = %v, want 1", got)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,13 @@ type Config struct {
 	WatchRetry time.Duration
 	// Now is the clock for flag changes. Default time.Now.
 	Now func() time.Time
+	// AuthLimit refuses logins from an address with too many recent
+	// failures (nil: no limit).
+	AuthLimit *mailbox.AuthLimiter
+	// AuthFailDelay is the least time before a failed login is answered,
+	// so guessing is slow and an unknown login is not told apart by
+	// timing (0: none).
+	AuthFailDelay time.Duration
 }
 
 // Backend makes Sessions. It is safe for concurrent use.
@@ -184,6 +192,14 @@ func (s *Session) plaintextAllowed() bool {
 	return IsLoopback(nc.RemoteAddr())
 }
 
+// remoteIP returns the client's address (the zero Addr if unknown).
+func remoteIP(a net.Addr) netip.Addr {
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
 // IsLoopback reports whether a is a loopback IP address.
 func IsLoopback(a net.Addr) bool {
 	if ta, ok := a.(*net.TCPAddr); ok {
@@ -205,12 +221,28 @@ func (s *Session) Login(username, password string) (err error) {
 		m.Logins.WithLabelValues("refused").Inc()
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodePrivacyRequired, Text: "TLS is required to log in"}
 	}
+	start := time.Now()
+	ip := remoteIP(s.conn.NetConn().RemoteAddr())
+	if lim := s.b.cfg.AuthLimit; lim != nil && lim.Blocked(ip, start) {
+		m.Logins.WithLabelValues("refused").Inc()
+		s.log.Warn("login refused: too many failures from this address")
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "too many failed logins from your address; try later"}
+	}
 	ctx, cancel := s.dbctx()
 	defer cancel()
 	acct, err := s.b.cfg.Store.Login(ctx, username, password)
 	if errors.Is(err, mailbox.ErrAuth) {
 		m.Logins.WithLabelValues("failed").Inc()
 		s.log.Info("login failed")
+		if lim := s.b.cfg.AuthLimit; lim != nil {
+			lim.Fail(ip, start)
+		}
+		if wait := s.b.cfg.AuthFailDelay - time.Since(start); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+			}
+		}
 		return imapserver.ErrAuthFailed
 	}
 	if err != nil {

@@ -110,7 +110,7 @@ func decodePlain(resp string) (user, password string, err error) {
 // is refused without checking.
 func (c *conn) login(user, password string) error {
 	start := c.s.cfg.Now()
-	if c.s.limit.blocked(c.ip, start) {
+	if c.s.limit.Blocked(c.ip, start) {
 		c.s.m.Logins.WithLabelValues(metrics.LoginRefused).Inc()
 		c.log.Warn("login refused: too many failures from this address")
 		return errAuthBlocked
@@ -126,7 +126,7 @@ func (c *conn) login(user, password string) error {
 	acct, err := c.s.cfg.Store.Login(ctx, user, password)
 	<-c.s.logins
 	if errors.Is(err, mailbox.ErrAuth) {
-		c.s.limit.fail(c.ip, start)
+		c.s.limit.Fail(c.ip, start)
 		c.s.m.Logins.WithLabelValues(metrics.LoginFailed).Inc()
 		c.log.Warn("login failed", "login", user)
 		if d := c.s.cfg.AuthFailDelay - c.s.cfg.Now().Sub(start); d > 0 {

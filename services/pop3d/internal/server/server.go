@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/services/pop3d/internal/metrics"
 )
 
@@ -154,7 +155,7 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	m      *metrics.Metrics
-	limit  *authLimiter
+	limit  *mailbox.AuthLimiter
 	logins chan struct{} // semaphore of password checks
 
 	ctx    context.Context // cancelled by Close: ends in-flight store calls
@@ -178,7 +179,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, m: cfg.Metrics,
-		limit:  newAuthLimiter(cfg.MaxAuthFailures, cfg.AuthFailWindow),
+		limit:  mailbox.NewAuthLimiter(cfg.MaxAuthFailures, cfg.AuthFailWindow),
 		logins: make(chan struct{}, cfg.MaxLogins)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.listeners = map[net.Listener]struct{}{}

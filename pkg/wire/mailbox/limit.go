@@ -1,4 +1,4 @@
-package server
+package mailbox
 
 import (
 	"net/netip"
@@ -6,10 +6,11 @@ import (
 	"time"
 )
 
-// authLimiter remembers failed logins per client IP for a window. Safe for
-// concurrent use. Memory is bounded: at most max times per IP, and IPs
+// AuthLimiter remembers failed logins per client IP for a window, so a
+// server (pop3d, imapd) can refuse an address that guesses passwords.
+// Safe for concurrent use. Memory is bounded: at most max times per IP, and IPs
 // whose failures all expired are dropped whenever the map doubles.
-type authLimiter struct {
+type AuthLimiter struct {
 	max    int // < 0: no limit
 	window time.Duration
 
@@ -20,15 +21,17 @@ type authLimiter struct {
 	}
 }
 
-func newAuthLimiter(max int, window time.Duration) *authLimiter {
-	l := &authLimiter{max: max, window: window}
+// NewAuthLimiter returns a limiter that blocks an IP after max failures
+// within window (max < 0: never).
+func NewAuthLimiter(max int, window time.Duration) *AuthLimiter {
+	l := &AuthLimiter{max: max, window: window}
 	l.mu.fails = map[netip.Addr][]time.Time{}
 	l.mu.prune = 1024
 	return l
 }
 
-// blocked reports whether ip has max failures within the window before now.
-func (l *authLimiter) blocked(ip netip.Addr, now time.Time) bool {
+// Blocked reports whether ip has max failures within the window before now.
+func (l *AuthLimiter) Blocked(ip netip.Addr, now time.Time) bool {
 	if l.max < 0 {
 		return false
 	}
@@ -37,8 +40,8 @@ func (l *authLimiter) blocked(ip netip.Addr, now time.Time) bool {
 	return len(l.recentLocked(ip, now)) >= l.max
 }
 
-// fail records a failed login from ip at now.
-func (l *authLimiter) fail(ip netip.Addr, now time.Time) {
+// Fail records a failed login from ip at now.
+func (l *AuthLimiter) Fail(ip netip.Addr, now time.Time) {
 	if l.max < 0 {
 		return
 	}
@@ -59,7 +62,7 @@ func (l *authLimiter) fail(ip netip.Addr, now time.Time) {
 
 // recentLocked drops ip's expired failures and returns the rest.
 // REQUIRES: l.mu held.
-func (l *authLimiter) recentLocked(ip netip.Addr, now time.Time) []time.Time {
+func (l *AuthLimiter) recentLocked(ip netip.Addr, now time.Time) []time.Time {
 	ts := l.mu.fails[ip]
 	i := 0
 	for i < len(ts) && now.Sub(ts[i]) >= l.window {
