@@ -136,21 +136,34 @@ func (c *Client) Dump(ctx context.Context) (*Stream, error) {
 // ScanKeys returns the keys of up to limit of the newest rows of table t,
 // newest first: Scan, collected.
 func (c *Client) ScanKeys(ctx context.Context, t model.Table, limit int) ([]model.Key, error) {
-	st, err := c.Scan(ctx, t, limit)
+	rows, err := c.collect(ctx, &wire.Request{Op: wire.OpScan, Table: t, Value: uint64(max(limit, 0))})
 	if err != nil {
 		return nil, fmt.Errorf("scan %s: %w", t, err)
 	}
+	keys := make([]model.Key, len(rows))
+	for i := range rows {
+		keys[i] = rows[i].Key
+	}
+	return keys, nil
+}
+
+// collect runs a stream request to its end and returns its rows.
+func (c *Client) collect(ctx context.Context, req *wire.Request) ([]wire.Row, error) {
+	st, err := c.stream(ctx, req)
+	if err != nil {
+		return nil, err
+	}
 	defer st.Close()
-	var keys []model.Key
+	var rows []wire.Row
 	for {
 		row, err := st.Next(ctx)
 		if errors.Is(err, io.EOF) {
-			return keys, nil
+			return rows, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("scan %s: %w", t, err)
+			return nil, err
 		}
-		keys = append(keys, row.Key)
+		rows = append(rows, *row)
 	}
 }
 
@@ -165,22 +178,11 @@ func (c *Client) Scan(ctx context.Context, t model.Table, limit int) (*Stream, e
 // number order, with content: a mailbox's receive rows as they arrived at
 // this site. Page by passing the last row's RowNo as after.
 func (c *Client) List(ctx context.Context, t model.Table, parent model.Key, after uint64, limit int) ([]wire.Row, error) {
-	st, err := c.stream(ctx, &wire.Request{Op: wire.OpList, Table: t, Parent: &parent, After: after, Value: uint64(max(limit, 0))})
+	rows, err := c.collect(ctx, &wire.Request{Op: wire.OpList, Table: t, Parent: &parent, After: after, Value: uint64(max(limit, 0))})
 	if err != nil {
 		return nil, fmt.Errorf("list %s of %s: %w", t, parent, err)
 	}
-	defer st.Close()
-	var rows []wire.Row
-	for {
-		row, err := st.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			return rows, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list %s of %s: %w", t, parent, err)
-		}
-		rows = append(rows, *row)
-	}
+	return rows, nil
 }
 
 // MailRows returns, from one snapshot, the rows that make the mail of
@@ -188,20 +190,9 @@ func (c *Client) List(ctx context.Context, t model.Table, parent model.Key, afte
 // mail, header and body rows and the acknowledged delivery's received row.
 // It is ErrNotFound if the receive row does not exist.
 func (c *Client) MailRows(ctx context.Context, k model.Key) ([]wire.Row, error) {
-	st, err := c.stream(ctx, &wire.Request{Op: wire.OpMail, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: k}})
+	rows, err := c.collect(ctx, &wire.Request{Op: wire.OpMail, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: k}})
 	if err != nil {
 		return nil, fmt.Errorf("mail of %s: %w", k, err)
 	}
-	defer st.Close()
-	var rows []wire.Row
-	for {
-		row, err := st.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			return rows, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("mail of %s: %w", k, err)
-		}
-		rows = append(rows, *row)
-	}
+	return rows, nil
 }

@@ -617,29 +617,7 @@ func (v *View) Newest(t model.Table, limit int, fn func(Row) error) error {
 		return fmt.Errorf("iterate %s by number: %w", t, err)
 	}
 	defer it.Close()
-	n := 0
-	for ok := it.Last(); ok && n < limit; ok = it.Prev() {
-		var k model.Key
-		if len(it.Value()) != model.KeySize {
-			return fmt.Errorf("store: corrupt number index of %s", t)
-		}
-		copy(k[:], it.Value())
-		row, found, err := v.Find(t, k)
-		if err != nil {
-			return err
-		}
-		if !found {
-			return fmt.Errorf("store: number index of %s names missing row %s", t, k)
-		}
-		if err := fn(row); err != nil {
-			if errors.Is(err, ErrStop) {
-				return nil
-			}
-			return err
-		}
-		n++
-	}
-	return it.Error()
+	return v.indexed(it, it.Last(), it.Prev, t, "number index", limit, fn)
 }
 
 // Children calls fn for up to limit rows of table t whose parent (see
@@ -647,20 +625,26 @@ func (v *View) Newest(t model.Table, limit int, fn func(Row) error) error {
 // increasing row number order: a mailbox's receive rows in the order they
 // arrived at this site.
 func (v *View) Children(t model.Table, parent model.Key, after uint64, limit int, fn func(Row) error) error {
+	if after == math.MaxUint64 {
+		return nil // nothing is above it
+	}
 	p := childPrefix(t, parent)
 	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: binary.BigEndian.AppendUint64(bytes.Clone(p), after+1), UpperBound: prefixEnd(p)})
 	if err != nil {
 		return fmt.Errorf("iterate children of %s %s: %w", t, parent, err)
 	}
 	defer it.Close()
-	if after == math.MaxUint64 {
-		return nil // after+1 wrapped to 0
-	}
-	n := 0
-	for ok := it.First(); ok && n < limit; ok = it.Next() {
+	return v.indexed(it, it.First(), it.Next, t, "child index", limit, fn)
+}
+
+// indexed walks an index whose values are row keys of table t, from the
+// position ok (the iterator's first step) on with step, and calls fn with
+// up to limit of those rows. fn may return ErrStop.
+func (v *View) indexed(it *pebble.Iterator, ok bool, step func() bool, t model.Table, index string, limit int, fn func(Row) error) error {
+	for n := 0; ok && n < limit; ok, n = step(), n+1 {
 		var k model.Key
 		if len(it.Value()) != model.KeySize {
-			return fmt.Errorf("store: corrupt child index of %s", t)
+			return fmt.Errorf("store: corrupt %s of %s", index, t)
 		}
 		copy(k[:], it.Value())
 		row, found, err := v.Find(t, k)
@@ -668,7 +652,7 @@ func (v *View) Children(t model.Table, parent model.Key, after uint64, limit int
 			return err
 		}
 		if !found {
-			return fmt.Errorf("store: child index of %s names missing row %s", t, k)
+			return fmt.Errorf("store: %s of %s names missing row %s", index, t, k)
 		}
 		if err := fn(row); err != nil {
 			if errors.Is(err, ErrStop) {
@@ -676,7 +660,6 @@ func (v *View) Children(t model.Table, parent model.Key, after uint64, limit int
 			}
 			return err
 		}
-		n++
 	}
 	return it.Error()
 }
