@@ -635,6 +635,27 @@ func (c *Conn) WriteFrame(f Frame) error {
 	return nil
 }
 
+// Hold delays writing buffered frames to the socket until release is
+// called, so a writer that sends several frames in a row (the events of a
+// short stream) pays one write(2) for all of them instead of one each.
+// Frames of other writers wait in the buffer as well, and the buffer still
+// goes out whenever it fills, so a hold never blocks anyone for longer than
+// the holder takes. release must be called exactly once.
+func (c *Conn) Hold() (release func() error) {
+	c.wwait.Add(1)
+	return func() error {
+		if c.wwait.Add(-1) != 0 {
+			return nil // another writer in flight flushes when it is done
+		}
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		if err := c.fatal(); err != nil {
+			return err
+		}
+		return c.flushLocked()
+	}
+}
+
 // flushLocked writes buffered frames to the socket.
 // REQUIRES: c.wmu held.
 func (c *Conn) flushLocked() error {

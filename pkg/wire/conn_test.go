@@ -820,3 +820,45 @@ func BenchmarkFrameRoundTrip(b *testing.B) {
 		})
 	}
 }
+
+// TestConnHold: frames written under a hold stay in the buffer (the peer
+// reads nothing) until release, then all arrive in order.
+func TestConnHold(t *testing.T) {
+	f := newFixture(t)
+	cc, sc := mustConnect(t, f.serverConfig(), f.clientConfig())
+	defer cc.Close()
+	release := cc.Hold()
+	for i := range 3 {
+		if err := cc.WriteFrame(Frame{ReqID: uint32(i + 1), Data: []byte("event")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan Frame, 3)
+	go func() {
+		for range 3 {
+			fr, err := sc.ReadFrame()
+			if err != nil {
+				return
+			}
+			got <- fr
+		}
+	}()
+	select {
+	case fr := <-got:
+		t.Fatalf("frame %d arrived during the hold", fr.ReqID)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		select {
+		case fr := <-got:
+			if fr.ReqID != uint32(i+1) {
+				t.Fatalf("frame %d has request id %d", i, fr.ReqID)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("frames did not arrive after release")
+		}
+	}
+}

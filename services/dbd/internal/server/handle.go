@@ -195,6 +195,10 @@ func (c *conn) writeRow(m *message, v *store.View, row store.Row, parts rowParts
 	if !wr.HasContent {
 		return m.err
 	}
+	if row.Inline != nil && uint64(len(row.Inline)) == row.Size {
+		_, err := m.Write(row.Inline) // read with the row: no second lookup
+		return err
+	}
 	var n uint64
 	err := v.Content(row.Table, row.Key, func(chunk []byte) error {
 		n += uint64(len(chunk))
@@ -490,6 +494,8 @@ func (c *conn) serveList(ctx context.Context, id uint32, req *wire.Request) erro
 		return err
 	}
 	defer v.Close()
+	release := c.wc.Hold() // one write(2) per full buffer, not per row
+	defer release()
 	err = v.Children(req.Table, *req.Parent, req.After, limit, func(r store.Row) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -536,16 +542,16 @@ func (c *conn) serveMail(ctx context.Context, id uint32, req *wire.Request) (str
 		rows = append(rows, row)
 		return row, true, nil
 	}
-	var content []byte
-	if err := v.Content(model.Receive, rk, func(b []byte) error { content = append(content, b...); return nil }); err != nil {
+	content, err := smallContent(v, recv)
+	if err != nil {
 		return "", err
 	}
 	if mk, _, err := model.ParseReceiveContent(content); err == nil {
-		if _, ok, err := send(model.Mail, mk); err != nil {
+		if mrow, ok, err := send(model.Mail, mk); err != nil {
 			return "", err
 		} else if ok {
-			var mc []byte
-			if err := v.Content(model.Mail, mk, func(b []byte) error { mc = append(mc, b...); return nil }); err != nil {
+			mc, err := smallContent(v, mrow)
+			if err != nil {
 				return "", err
 			}
 			if hk, bk, err := model.ParseMailContent(mc); err == nil {
@@ -565,6 +571,9 @@ func (c *conn) serveMail(ctx context.Context, id uint32, req *wire.Request) (str
 			return "", err
 		}
 	}
+	// One write(2) for the whole answer, not one per row.
+	release := c.wc.Hold()
+	defer release()
 	for _, r := range rows {
 		if ctx.Err() != nil {
 			return "", errCanceledByClient
@@ -574,4 +583,15 @@ func (c *conn) serveMail(ctx context.Context, id uint32, req *wire.Request) (str
 		}
 	}
 	return "ok", c.endStream(ctx, id)
+}
+
+// smallContent returns the content of a small row (a receive or mail row's
+// pair of keys): the one read with it, or from the store.
+func smallContent(v *store.View, row store.Row) ([]byte, error) {
+	if row.Inline != nil {
+		return row.Inline, nil
+	}
+	var b []byte
+	err := v.Content(row.Table, row.Key, func(c []byte) error { b = append(b, c...); return nil })
+	return b, err
 }

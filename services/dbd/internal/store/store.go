@@ -458,6 +458,11 @@ type Row struct {
 	// model.ParentOf), when HasParent; watches filter on it.
 	Parent    model.Key
 	HasParent bool
+	// Inline is the content when View.Find read a row whose content is
+	// kept in its meta value (at most 4 KiB), so an answer needs no second
+	// read; nil otherwise (and always in watch events, which must stay
+	// small).
+	Inline []byte
 }
 
 func (r rowRef) rowWith(m *rowMeta) Row {
@@ -517,7 +522,9 @@ func (v *View) Find(t model.Table, k model.Key) (Row, bool, error) {
 	if err != nil || !ok {
 		return Row{}, ok, err
 	}
-	return rowRef{t, k}.rowWith(&m), true, nil
+	row := rowRef{t, k}.rowWith(&m)
+	row.Inline = m.Inline
+	return row, true, nil
 }
 
 // Content calls fn with the content of row (t, k) in chunks of at most
