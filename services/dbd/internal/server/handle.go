@@ -355,7 +355,7 @@ func (c *conn) serveWatch(ctx context.Context, id uint32, req *wire.Request, sta
 				}
 				return c.endStream(ctx, id)
 			}
-			if err := c.sendEvent(id, nil, row, 0); err != nil {
+			if err := c.sendEvents(id, row, sub.C); err != nil {
 				return err
 			}
 		}
@@ -376,6 +376,9 @@ func (c *conn) serveChanges(ctx context.Context, id uint32, req *wire.Request, s
 			return err
 		}
 		n := 0
+		// The rows of one view go out in as few write(2)s as the buffer
+		// allows, not one each.
+		release := c.wc.Hold()
 		err = v.Changes(cursor, func(r store.Row) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -398,6 +401,7 @@ func (c *conn) serveChanges(ctx context.Context, id uint32, req *wire.Request, s
 			return nil
 		})
 		v.Close()
+		release()
 		if err != nil {
 			if ctx.Err() != nil {
 				return errCanceledByClient
@@ -594,4 +598,25 @@ func smallContent(v *store.View, row store.Row) ([]byte, error) {
 	var b []byte
 	err := v.Content(row.Table, row.Key, func(c []byte) error { b = append(b, c...); return nil })
 	return b, err
+}
+
+// sendEvents sends row and every further row already waiting in more (a
+// commit group's changes arrive together) as watch events, in one write(2)
+// when the buffer allows. A closed channel is left for the caller's next
+// receive to see.
+func (c *conn) sendEvents(id uint32, row store.Row, more <-chan store.Row) error {
+	release := c.wc.Hold()
+	defer release()
+	for {
+		if err := c.sendEvent(id, nil, row, 0); err != nil {
+			return err
+		}
+		if len(more) == 0 {
+			return nil
+		}
+		var ok bool
+		if row, ok = <-more; !ok {
+			return nil
+		}
+	}
 }
