@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twinmx/twinmx/services/backupd/internal/backupdtest"
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 // TestMetrics: after a mail is replicated and marked, the figures say so,
@@ -26,27 +27,8 @@ func TestMetrics(t *testing.T) {
 	for markedCount(t, c) < 1 && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
-	problems, err := testutil.GatherAndLint(c.reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("metric %s: %s", p.Metric, p.Text)
-	}
-	mfs, err := c.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]bool{}
-	for _, mf := range mfs {
-		names[mf.GetName()] = true
-	}
-	for _, want := range []string{"twinmx_backupd_lag_rows", "twinmx_backupd_lag_seconds", "twinmx_backupd_merged_rows_total",
-		"twinmx_backupd_merged_bytes_total", "twinmx_backupd_marked_mails_total"} {
-		if !names[want] {
-			t.Errorf("no metric %s", want)
-		}
-	}
+	proctest.LintMetrics(t, c.reg, "twinmx_backupd_lag_rows", "twinmx_backupd_lag_seconds", "twinmx_backupd_merged_rows_total",
+		"twinmx_backupd_merged_bytes_total", "twinmx_backupd_marked_mails_total")
 	// One series per direction: the marks set at B travel back to A.
 	out, err := testutil.GatherAndCount(c.reg, "twinmx_backupd_merged_rows_total")
 	if err != nil || out != 2 {

@@ -1,8 +1,6 @@
 package metrics
 
 import (
-	"bytes"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -10,8 +8,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/expfmt"
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 // TestLint: dbd's /metrics as the daemon registers it (its own metrics,
@@ -37,39 +34,6 @@ func TestLint(t *testing.T) {
 	m.Streams.WithLabelValues("watch").Set(1)
 	m.OnCommit(3, 100, time.Millisecond)
 
-	problems, err := testutil.GatherAndLint(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
-	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]bool{}
-	var text bytes.Buffer
-	enc := expfmt.NewEncoder(&text, expfmt.NewFormat(expfmt.TypeTextPlain))
-	for _, mf := range mfs {
-		names[mf.GetName()] = true
-		if err := enc.Encode(mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, n := range []string{"twinmx_dbd_requests_total", "twinmx_dbd_commit_duration_seconds", "twinmx_dbd_pebble_disk_space_usage_bytes",
-		"twinmx_dbd_pebble_compaction_debt_bytes", "process_start_time_seconds"} {
-		if !names[n] {
-			t.Errorf("%s not exported", n)
-		}
-	}
-	if _, err := exec.LookPath("promtool"); err != nil {
-		t.Log("promtool not installed: only promlint ran")
-		return
-	}
-	cmd := exec.Command("promtool", "check", "metrics")
-	cmd.Stdin = &text
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
-	}
+	proctest.LintMetrics(t, reg, "twinmx_dbd_requests_total", "twinmx_dbd_commit_duration_seconds", "twinmx_dbd_pebble_disk_space_usage_bytes",
+		"twinmx_dbd_pebble_compaction_debt_bytes", "process_start_time_seconds")
 }

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 func TestPromlint(t *testing.T) {
@@ -22,11 +22,5 @@ func TestPromlint(t *testing.T) {
 	if len(mfs) != 7 {
 		t.Fatalf("gathered %d metric families, want 7", len(mfs))
 	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
-	}
+	proctest.LintMetrics(t, reg)
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 	"github.com/twinmx/twinmx/services/pop3d/internal/pop3"
 )
 
@@ -17,13 +18,7 @@ func TestLint(t *testing.T) {
 	m.Logins.WithLabelValues(LoginOK).Inc()
 	m.Commands.WithLabelValues(Command(pop3.RETR)).Inc()
 	m.Errors.WithLabelValues(ErrorDB).Inc()
-	problems, err := testutil.GatherAndLint(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("%s: %s", p.Metric, p.Text)
-	}
+	proctest.LintMetrics(t, reg)
 	if n := testutil.CollectAndCount(reg); n != 6 {
 		t.Errorf("%d metrics, want 6", n)
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 // TestLint: every smtpd metric passes promtool's lint (promlint), with each
@@ -16,13 +17,7 @@ func TestLint(t *testing.T) {
 	m.Rejections.WithLabelValues("spam").Inc()
 	m.DBErrors.WithLabelValues("store").Inc()
 	m.Decision.Observe(0.01)
-	problems, err := testutil.GatherAndLint(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("%s: %s", p.Metric, p.Text)
-	}
+	proctest.LintMetrics(t, reg)
 	if n := testutil.CollectAndCount(reg); n != 7 {
 		t.Errorf("%d metrics, want 7", n)
 	}
