@@ -25,10 +25,12 @@
 // # The secret
 //
 // A config row "twinmx-digest-secret/1" with four 64-bit columns k0..k3,
-// made by the first pass that finds none. Columns only rise, so two
-// instances that create it at once (one per site, before replication)
+// made by the first pass that finds none. At one site only the instance
+// whose find-or-insert created the row sets the columns (the others wait
+// for them), so instances started together agree at once. Columns only
+// rise, so two instances that create it at two sites before replication
 // converge on the same mixed secret; tokens issued before that converge
-// stop verifying (first start only). The config table is readable by every
+// stop verifying (first start of both sites at once only). The config table is readable by every
 // role (docs/roles.md): the secret protects against mail senders, not
 // against another twinmx service's key.
 //

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
@@ -52,16 +53,39 @@ func readSecret(ctx context.Context, db DB) (Secret, error) {
 }
 
 // ensureSecret returns the secret, creating it first if dbd has none.
+// Only the instance whose find-or-insert created the row sets its columns,
+// so instances that start together at one site agree at once (if each set
+// its own, the columns would merge into a third secret and tokens already
+// issued would stop verifying). Instances at two sites that both create it
+// before replication still mix (the first-start window in doc.go).
 func ensureSecret(ctx context.Context, db DB) (Secret, error) {
 	s, err := readSecret(ctx, db)
 	if !errors.Is(err, errNoSecret) {
 		return s, err
 	}
+	res, err := db.Batch(ctx, []wire.Request{{Op: wire.OpFindOrInsert, Table: model.Config, Content: secretContent}})
+	if err != nil {
+		return s, fmt.Errorf("create digest secret: %w", err)
+	}
+	if !res[0].New {
+		// Another instance created the row: wait (bounded) for its
+		// columns; if it died before setting them, set ours.
+		for range secretWaits {
+			if s, err = readSecret(ctx, db); !errors.Is(err, errNoSecret) {
+				return s, err
+			}
+			select {
+			case <-ctx.Done():
+				return s, ctx.Err()
+			case <-time.After(secretWait):
+			}
+		}
+	}
 	var fresh Secret
 	if _, err := rand.Read(fresh[:]); err != nil {
 		return s, fmt.Errorf("digest secret: %w", err)
 	}
-	reqs := []wire.Request{{Op: wire.OpFindOrInsert, Table: model.Config, Content: secretContent}}
+	var reqs []wire.Request
 	for i, c := range secretCols {
 		// |1: a column must never be 0 (0 reads as "not set").
 		v := binary.BigEndian.Uint64(fresh[i*8:]) | 1
@@ -70,9 +94,14 @@ func ensureSecret(ctx context.Context, db DB) (Secret, error) {
 	if _, err := db.Batch(ctx, reqs); err != nil {
 		return s, fmt.Errorf("create digest secret: %w", err)
 	}
-	// Read back: a concurrent creator's larger columns win.
 	return readSecret(ctx, db)
 }
+
+// How long ensureSecret waits for another instance's secret columns.
+const (
+	secretWaits = 50
+	secretWait  = 100 * time.Millisecond
+)
 
 func (s Secret) mac(parts ...string) []byte {
 	h := hmac.New(sha256.New, s[:])
