@@ -68,7 +68,10 @@ func TestCheckpointWhileWriting(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Checkpoint: %v", err)
 	}
-	for acked.Load() < int64(len(before))+200 {
+	// Counted after the checkpoint returned (writers went on during it, so
+	// counting from before would not prove any write came after it).
+	afterCP := acked.Load()
+	for acked.Load() < afterCP+200 {
 		if _, err := s.Apply(ctx, []Mutation{ins(model.Text, "pace")}); err != nil {
 			t.Fatal(err)
 		}
