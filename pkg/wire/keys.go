@@ -311,3 +311,17 @@ func readKeyFile(r io.Reader, path, header string) ([]byte, error) {
 	}
 	return key[:KeySize], nil
 }
+
+// LoadClientKeys loads what every dbd client is configured with: its own
+// secret key file and dbd's public key file (pinned).
+func LoadClientKeys(keyPath, serverPubPath string) (KeyPair, PublicKey, error) {
+	kp, err := LoadKeyPair(keyPath)
+	if err != nil {
+		return KeyPair{}, PublicKey{}, fmt.Errorf("client key: %w", err)
+	}
+	sp, err := LoadPublicKey(serverPubPath)
+	if err != nil {
+		return KeyPair{}, PublicKey{}, fmt.Errorf("dbd public key: %w", err)
+	}
+	return kp, sp, nil
+}

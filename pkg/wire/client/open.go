@@ -1,7 +1,6 @@
 package client
 
 import (
-	"fmt"
 	"log/slog"
 
 	"github.com/twinmx/twinmx/pkg/wire"
@@ -11,13 +10,9 @@ import (
 // configures one: serverPub is dbd's public key file (pinned) and key this
 // client's secret key file. Other settings are the defaults of Config.
 func Open(addr, serverPub, key string, log *slog.Logger) (*Client, error) {
-	kp, err := wire.LoadKeyPair(key)
+	kp, sp, err := wire.LoadClientKeys(key, serverPub)
 	if err != nil {
-		return nil, fmt.Errorf("dbd client key: %w", err)
-	}
-	sp, err := wire.LoadPublicKey(serverPub)
-	if err != nil {
-		return nil, fmt.Errorf("dbd public key: %w", err)
+		return nil, err
 	}
 	return New(Config{Addr: addr, Static: kp, Server: sp, Logger: log})
 }

@@ -49,3 +49,16 @@ func SelfSignedTLS(hostname string) (*tls.Config, error) {
 	}
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}, nil
 }
+
+// FromFlags returns the TLS configuration a listener's flags ask for: the
+// PEM files when either is given, else a self-signed certificate for
+// hostname when selfSigned, else nil (no TLS).
+func FromFlags(certFile, keyFile string, selfSigned bool, hostname string) (*tls.Config, error) {
+	switch {
+	case certFile != "" || keyFile != "":
+		return LoadTLS(certFile, keyFile)
+	case selfSigned:
+		return SelfSignedTLS(hostname)
+	}
+	return nil, nil
+}

@@ -32,3 +32,15 @@ func TestSelfSigned(t *testing.T) {
 		t.Fatalf("TLS version %x", v)
 	}
 }
+
+func TestFromFlags(t *testing.T) {
+	if c, err := FromFlags("", "", false, "x"); c != nil || err != nil {
+		t.Fatalf("no flags = %v, %v; want no TLS", c, err)
+	}
+	if c, err := FromFlags("", "", true, "x"); c == nil || err != nil {
+		t.Fatalf("self-signed = %v, %v", c, err)
+	}
+	if _, err := FromFlags("/nonexistent.crt", "", true, "x"); err == nil {
+		t.Fatal("a missing certificate file was accepted (files win over self-signed)")
+	}
+}

@@ -97,11 +97,7 @@ func dial(c *cli.Context) (*client.Client, error) {
 	if addr == "" || pub == "" || key == "" {
 		return nil, usageError("--db, --db-pub and --key (or TWINMX_DB, TWINMX_DB_PUB, TWINMX_KEY) are required")
 	}
-	kp, err := wire.LoadKeyPair(key)
-	if err != nil {
-		return nil, err
-	}
-	sp, err := wire.LoadPublicKey(pub)
+	kp, sp, err := wire.LoadClientKeys(key, pub)
 	if err != nil {
 		return nil, err
 	}

@@ -65,11 +65,7 @@ func run(c *cli.Context) error {
 			return fmt.Errorf("--%s is required", f)
 		}
 	}
-	key, err := wire.LoadKeyPair(c.String("key"))
-	if err != nil {
-		return err
-	}
-	dbPub, err := wire.LoadPublicKey(c.String("db-pub"))
+	key, dbPub, err := wire.LoadClientKeys(c.String("key"), c.String("db-pub"))
 	if err != nil {
 		return err
 	}
@@ -81,15 +77,8 @@ func run(c *cli.Context) error {
 		Logger: log, Debug: c.Bool("trace"),
 		Ready: func(_, _ net.Addr) { svc.Ready() },
 	}
-	switch {
-	case c.String("tls-cert") != "" || c.String("tls-key") != "":
-		if cfg.TLS, err = tlsconf.LoadTLS(c.String("tls-cert"), c.String("tls-key")); err != nil {
-			return err
-		}
-	case c.Bool("tls-self-signed"):
-		if cfg.TLS, err = tlsconf.SelfSignedTLS(c.String("hostname")); err != nil {
-			return err
-		}
+	if cfg.TLS, err = tlsconf.FromFlags(c.String("tls-cert"), c.String("tls-key"), c.Bool("tls-self-signed"), c.String("hostname")); err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -4,7 +4,6 @@
 package main
 
 import (
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -67,21 +66,11 @@ func run(c *cli.Context) error {
 			return fmt.Errorf("--%s is required", f)
 		}
 	}
-	key, err := wire.LoadKeyPair(c.String("key"))
+	key, dbPub, err := wire.LoadClientKeys(c.String("key"), c.String("db-pub"))
 	if err != nil {
 		return err
 	}
-	dbPub, err := wire.LoadPublicKey(c.String("db-pub"))
-	if err != nil {
-		return err
-	}
-	var tlsCfg *tls.Config
-	switch {
-	case c.String("tls-cert") != "" || c.String("tls-key") != "":
-		tlsCfg, err = tlsconf.LoadTLS(c.String("tls-cert"), c.String("tls-key"))
-	case c.Bool("tls-self-signed"):
-		tlsCfg, err = tlsconf.SelfSignedTLS(c.String("hostname"))
-	}
+	tlsCfg, err := tlsconf.FromFlags(c.String("tls-cert"), c.String("tls-key"), c.Bool("tls-self-signed"), c.String("hostname"))
 	if err != nil {
 		return err
 	}

@@ -73,11 +73,7 @@ func run(c *cli.Context) error {
 			return fmt.Errorf("--%s is required", f)
 		}
 	}
-	key, err := wire.LoadKeyPair(c.String("key"))
-	if err != nil {
-		return err
-	}
-	dbPub, err := wire.LoadPublicKey(c.String("db-pub"))
+	key, dbPub, err := wire.LoadClientKeys(c.String("key"), c.String("db-pub"))
 	if err != nil {
 		return err
 	}
@@ -102,15 +98,8 @@ func run(c *cli.Context) error {
 	if cfg.Guard.GreetPause == 0 {
 		cfg.Guard.GreetPause = -1 // 0 on the command line means off, not "default"
 	}
-	switch {
-	case c.String("tls-cert") != "" || c.String("tls-key") != "":
-		if cfg.TLS, err = tlsconf.LoadTLS(c.String("tls-cert"), c.String("tls-key")); err != nil {
-			return err
-		}
-	case c.Bool("tls-self-signed"):
-		if cfg.TLS, err = tlsconf.SelfSignedTLS(cfg.Hostname); err != nil {
-			return err
-		}
+	if cfg.TLS, err = tlsconf.FromFlags(c.String("tls-cert"), c.String("tls-key"), c.Bool("tls-self-signed"), cfg.Hostname); err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -10,7 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/twinmx/twinmx/pkg/model"
-	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/smtpd/internal/replay"
 )
@@ -97,15 +96,7 @@ func adminClient(c *cli.Context) (*client.Client, error) {
 	if c.String("db-pub") == "" || c.String("key") == "" {
 		return nil, errors.New("--db needs --db-pub and --key (an admin key)")
 	}
-	kp, err := wire.LoadKeyPair(c.String("key"))
-	if err != nil {
-		return nil, err
-	}
-	pub, err := wire.LoadPublicKey(c.String("db-pub"))
-	if err != nil {
-		return nil, err
-	}
-	return client.New(client.Config{Addr: c.String("db"), Static: kp, Server: pub})
+	return client.Open(c.String("db"), c.String("db-pub"), c.String("key"), nil)
 }
 
 func fetchCaptures(c *cli.Context, cl *client.Client) ([][]byte, error) {
