@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
@@ -195,4 +196,23 @@ func (c *Client) MailRows(ctx context.Context, k model.Key) ([]wire.Row, error) 
 		return nil, fmt.Errorf("mail of %s: %w", k, err)
 	}
 	return rows, nil
+}
+
+// Resubscribe runs follow (a watch or changes loop) until ctx ends. A
+// stream ends when dbd restarts, the connection breaks or the watcher falls
+// behind; after each such end it calls ended with the error and, after
+// pause, follow again, which must read the current rows anew (a watch
+// misses nothing only from when it is live).
+func Resubscribe(ctx context.Context, pause time.Duration, follow func(context.Context) error, ended func(error)) {
+	for ctx.Err() == nil {
+		err := follow(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		ended(err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(pause):
+		}
+	}
 }

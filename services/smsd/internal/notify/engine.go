@@ -199,19 +199,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		close(work)
 	})
 	defer wg.Wait()
-	for {
-		err := e.watch(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
+	client.Resubscribe(ctx, time.Second, e.watch, func(err error) {
 		e.cfg.Metrics.Errors.WithLabelValues("watch").Inc()
 		e.log.Warn("receive watch ended; subscribing again", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
-	}
+	})
+	return nil
 }
 
 func (e *Engine) watch(ctx context.Context) error {

@@ -106,17 +106,9 @@ func New(cfg Config) *Learner {
 // Run follows the feedback rows until ctx ends, subscribing again after
 // errors.
 func (l *Learner) Run(ctx context.Context) {
-	for ctx.Err() == nil {
-		err := l.follow(ctx)
-		if ctx.Err() != nil {
-			return
-		}
+	client.Resubscribe(ctx, l.cfg.Retry, l.follow, func(err error) {
 		l.cfg.Logger.Warn("feedback watch ended; subscribing again", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(l.cfg.Retry):
-		}
-	}
+	})
 }
 
 // follow subscribes, lists every feedback row (the subscription is live

@@ -135,19 +135,11 @@ func New(cfg Config) *Judge {
 // watcher fell behind) is re-subscribed after a pause, and the backlog read
 // again, so nothing is missed.
 func (j *Judge) Run(ctx context.Context) error {
-	for {
-		err := j.runOnce(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
+	client.Resubscribe(ctx, time.Second, j.runOnce, func(err error) {
 		j.cfg.Metrics.Errors.WithLabelValues("watch").Inc()
 		j.log.Warn("throw-in watch ended; subscribing again", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
-	}
+	})
+	return nil
 }
 
 func (j *Judge) runOnce(ctx context.Context) error {

@@ -133,17 +133,9 @@ func (l *Live) Current() *classify.Model {
 // Follow keeps l current until ctx ends, re-subscribing after errors.
 func (l *Live) Follow(ctx context.Context, db DB, log *slog.Logger) {
 	ak := model.KeyOf(model.Config, anchor)
-	for ctx.Err() == nil {
-		err := l.follow(ctx, db, ak, log)
-		if ctx.Err() != nil {
-			return
-		}
+	client.Resubscribe(ctx, 2*time.Second, func(ctx context.Context) error { return l.follow(ctx, db, ak, log) }, func(err error) {
 		log.Warn("model watch ended; subscribing again", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(2 * time.Second):
-		}
-	}
+	})
 }
 
 func (l *Live) follow(ctx context.Context, db DB, ak model.Key, log *slog.Logger) error {
