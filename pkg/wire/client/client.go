@@ -2,7 +2,9 @@
 // twinmx service. It keeps one encrypted connection to one dbd, multiplexes
 // many requests on it, reconnects with exponential backoff when it breaks,
 // and retries idempotent requests (everything but increment) on a new
-// connection.
+// connection. dbd bounds the streams open on one connection, so streams
+// beyond Config.StreamsPerConn go to further connections, opened as
+// needed: a daemon with many sessions that each watch is not refused.
 //
 // # Concurrency
 //
@@ -60,6 +62,10 @@ type Config struct {
 	// StreamBuffer is how many answer messages a stream may hold unread
 	// before the connection's reader waits for it. Default 256.
 	StreamBuffer int
+	// StreamsPerConn is how many streams (watch, list, mail, scan, ...)
+	// one connection carries before the next stream opens another
+	// connection. Keep it at or below dbd's MaxStreams. Default 60.
+	StreamsPerConn int
 	// Logger gets reconnect logs. Default slog.Default().
 	Logger *slog.Logger
 	// Dial opens the TCP connection (test hook). Default net.Dialer.
@@ -80,6 +86,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = 5 * time.Second
+	}
+	if c.StreamsPerConn == 0 {
+		c.StreamsPerConn = 60
 	}
 	if c.MaxAnswer == 0 {
 		c.MaxAnswer = 128 << 20
@@ -118,7 +127,7 @@ type Client struct {
 	nextID atomic.Uint32
 
 	mu       sync.Mutex
-	cur      *session
+	sessions []*session    // the first carries one-shot requests; all carry streams
 	dialing  chan struct{} // non-nil while a dial is in progress; closed when it ends
 	failures int           // consecutive failed dials
 	retryAt  time.Time     // no dial before this
@@ -134,32 +143,69 @@ func New(cfg Config) (*Client, error) {
 	return &Client{cfg: cfg, log: cfg.Logger.With("dbd", cfg.Addr)}, nil
 }
 
-// Close closes the connection; requests in flight fail with ErrClosed.
+// Close closes the connections; requests in flight fail with ErrClosed.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	c.closed = true
-	s := c.cur
-	c.cur = nil
+	ss := c.sessions
+	c.sessions = nil
 	c.mu.Unlock()
-	if s != nil {
+	for _, s := range ss {
 		s.kill(ErrClosed)
 	}
 	return nil
 }
 
-// conn returns the live session, dialling one if needed. Concurrent callers
-// share one dial. After a failed dial, callers wait out the backoff.
+// conn returns the live session for one-shot requests, dialling one if
+// needed.
 func (c *Client) conn(ctx context.Context) (*session, error) {
+	return c.pick(ctx, false)
+}
+
+// streamConn returns a live session with room for one more stream and
+// counts the stream on it; release (exactly once) when it ends.
+func (c *Client) streamConn(ctx context.Context) (s *session, release func(), err error) {
+	s, err = c.pick(ctx, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, func() {
+		c.mu.Lock()
+		s.streams--
+		c.mu.Unlock()
+	}, nil
+}
+
+// pick returns a live session (for a stream: one with room, counting the
+// stream), dialling one if there is none. Concurrent callers share one
+// dial. After a failed dial, callers wait out the backoff. A connection
+// that served only streams stays open when they end (dbd closes it once
+// it has been idle long enough).
+func (c *Client) pick(ctx context.Context, stream bool) (*session, error) {
 	for {
 		c.mu.Lock()
 		if c.closed {
 			c.mu.Unlock()
 			return nil, ErrClosed
 		}
-		if c.cur != nil && !c.cur.dead() {
-			s := c.cur
-			c.mu.Unlock()
-			return s, nil
+		live := c.sessions[:0]
+		for _, s := range c.sessions {
+			if !s.dead() {
+				live = append(live, s)
+			}
+		}
+		clear(c.sessions[len(live):])
+		c.sessions = live
+		for _, s := range c.sessions {
+			if !stream {
+				c.mu.Unlock()
+				return s, nil
+			}
+			if s.streams < c.cfg.StreamsPerConn {
+				s.streams++
+				c.mu.Unlock()
+				return s, nil
+			}
 		}
 		if ch := c.dialing; ch != nil {
 			c.mu.Unlock()
@@ -209,9 +255,10 @@ func (c *Client) conn(ctx context.Context) (*session, error) {
 			return nil, ErrClosed
 		}
 		c.failures = 0
-		c.cur = s
+		c.sessions = append(c.sessions, s)
 		c.mu.Unlock()
-		return s, nil
+		// Loop: the new session is picked like any other (a concurrent
+		// caller may have filled it already).
 	}
 }
 
@@ -281,7 +328,7 @@ func (c *Client) do(ctx context.Context, req *wire.Request, parts [][]byte) (*wi
 			}
 			continue // backoff is applied by conn
 		}
-		call, err := s.start(ctx, c.newID(), parts, 1)
+		call, err := s.start(ctx, c.newID(), parts, 1, nil)
 		var ans []byte
 		if err == nil {
 			if ans, err = call.next(ctx); err == nil {

@@ -62,6 +62,9 @@ func newFakeDBD(t *testing.T) *fakeDBD {
 					if err != nil {
 						return
 					}
+					if fr.Flags&wire.FlagCancel != 0 {
+						continue // a closed stream; its events stop mattering
+					}
 					req, err := wire.DecodeRequest(fr.Data)
 					if err != nil {
 						return
@@ -264,5 +267,57 @@ func TestClosed(t *testing.T) {
 	c.Close()
 	if err := c.Ping(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("ping after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestStreamsSpreadOverConnections: streams beyond StreamsPerConn open a
+// further connection; a freed slot is used again before a new one is
+// opened; one-shot requests keep using the first connection.
+func TestStreamsSpreadOverConnections(t *testing.T) {
+	f := newFakeDBD(t)
+	kp, _ := wire.GenerateKeyPair(rand.Reader)
+	c, err := New(Config{Addr: f.ln.Addr().String(), Static: kp, Server: f.key.Public,
+		StreamsPerConn: 2, StreamBuffer: 2 * watchBurst, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var open []*Stream
+	watch := func() {
+		t.Helper()
+		st, err := c.Watch(ctx, model.Receive, nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, st)
+	}
+	for range 5 {
+		watch()
+	}
+	if n := f.accepts.Load(); n != 3 {
+		t.Fatalf("5 streams at 2 a connection used %d connections, want 3", n)
+	}
+	open[0].Close()
+	open[3].Close()
+	watch()
+	watch()
+	if n := f.accepts.Load(); n != 3 {
+		t.Fatalf("after two streams ended, two more used %d connections in all, want 3", n)
+	}
+	watch() // the 6th open stream fills the third connection
+	watch()
+	if n := f.accepts.Load(); n != 4 {
+		t.Fatalf("the 7th open stream used %d connections in all, want 4", n)
+	}
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.accepts.Load(); n != 4 {
+		t.Fatalf("a ping opened a connection (%d in all)", n)
+	}
+	for _, st := range open {
+		st.Close()
 	}
 }

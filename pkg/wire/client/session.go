@@ -20,6 +20,8 @@ type session struct {
 	wc        *wire.Conn
 	maxAnswer int
 
+	streams int // open streams; guarded by the Client's mu
+
 	mu    sync.Mutex
 	calls map[uint32]*call
 	err   error         // why the session died
@@ -69,15 +71,29 @@ type call struct {
 	ch       chan []byte
 	gone     chan struct{}
 	goneOnce sync.Once
+	release  func() // a stream's slot on its connection, or nil
+}
+
+// unregister marks the call gone, once, and gives back its stream slot.
+func (cl *call) unregister() {
+	cl.goneOnce.Do(func() {
+		close(cl.gone)
+		if cl.release != nil {
+			cl.release()
+		}
+	})
 }
 
 // start registers a call and sends its request frames. The request is the
 // concatenation of parts (see send).
-func (s *session) start(ctx context.Context, id uint32, parts [][]byte, buf int) (*call, error) {
-	cl := &call{s: s, id: id, ch: make(chan []byte, buf), gone: make(chan struct{})}
+// release, if not nil, is called once when the call ends (also when start
+// fails).
+func (s *session) start(ctx context.Context, id uint32, parts [][]byte, buf int, release func()) (*call, error) {
+	cl := &call{s: s, id: id, ch: make(chan []byte, buf), gone: make(chan struct{}), release: release}
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
+		cl.unregister()
 		return nil, s.lostErr()
 	}
 	s.calls[id] = cl
@@ -174,7 +190,7 @@ func (cl *call) next(ctx context.Context) ([]byte, error) {
 // frame tells it to stop.
 func (cl *call) close() {
 	s := cl.s
-	cl.goneOnce.Do(func() { close(cl.gone) })
+	cl.unregister()
 	s.mu.Lock()
 	_, live := s.calls[cl.id]
 	delete(s.calls, cl.id)
@@ -187,7 +203,7 @@ func (cl *call) close() {
 
 // finish unregisters a call whose answer is complete (no cancel needed).
 func (cl *call) finish() {
-	cl.goneOnce.Do(func() { close(cl.gone) })
+	cl.unregister()
 	cl.s.mu.Lock()
 	delete(cl.s.calls, cl.id)
 	cl.s.mu.Unlock()

@@ -26,11 +26,11 @@ func (c *Client) stream(ctx context.Context, req *wire.Request) (*Stream, error)
 	if err != nil {
 		return nil, err
 	}
-	s, err := c.conn(ctx)
+	s, release, err := c.streamConn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("open %s stream: %w", req.Op, err)
 	}
-	cl, err := s.start(ctx, c.newID(), [][]byte{msg}, c.cfg.StreamBuffer)
+	cl, err := s.start(ctx, c.newID(), [][]byte{msg}, c.cfg.StreamBuffer, release)
 	if err != nil {
 		return nil, fmt.Errorf("open %s stream: %w", req.Op, err)
 	}

@@ -33,7 +33,7 @@ const (
 
 // kit is one dbd and one imapd in this process, on 127.0.0.1.
 type kit struct {
-	t       *testing.T
+	t       testing.TB
 	ctx     context.Context
 	admin   *client.Client
 	env     *dbdtest.Env
@@ -42,13 +42,13 @@ type kit struct {
 	reg     *prometheus.Registry
 }
 
-func start(t *testing.T) *kit {
+func start(t testing.TB) *kit {
 	t.Helper()
 	return startWith(t, nil)
 }
 
 // startWith is start with mod applied to imapd's Config.
-func startWith(t *testing.T, mod func(*Config)) *kit {
+func startWith(t testing.TB, mod func(*Config)) *kit {
 	t.Helper()
 	e := dbdtest.Start(t, dbdtest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -408,7 +408,7 @@ func TestIdleSeesNewMail(t *testing.T) {
 
 // raw is a line-level IMAP conversation for hostile input.
 type raw struct {
-	t  *testing.T
+	t  testing.TB
 	c  net.Conn
 	br *bufio.Reader
 }
@@ -539,3 +539,41 @@ func TestUIDValidityPerStore(t *testing.T) {
 }
 
 var _ = errors.New
+
+// TestManySessions: more selected sessions than dbd allows streams on one
+// connection (each follows its mailbox with a watch), and FETCHes that
+// read ahead, all at once: every command succeeds.
+func TestManySessions(t *testing.T) {
+	k := start(t)
+	for i := range 20 {
+		k.deliver(mail(i))
+	}
+	const sessions = 100
+	clients := make([]*imapclient.Client, sessions)
+	for i := range clients {
+		clients[i] = k.loggedIn(nil)
+		if _, err := clients[i].Select("INBOX", nil).Wait(); err != nil {
+			t.Fatalf("session %d: select: %v", i, err)
+		}
+	}
+	errs := make(chan error, sessions)
+	for i, c := range clients {
+		go func() {
+			msgs, err := c.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, &imap.FetchOptions{
+				BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+			}).Collect()
+			if err == nil && len(msgs) != 20 {
+				err = fmt.Errorf("%d mails, want 20", len(msgs))
+			}
+			if err != nil {
+				err = fmt.Errorf("session %d: fetch: %w", i, err)
+			}
+			errs <- err
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
