@@ -119,12 +119,19 @@ func (r *registry) closeAll() {
 }
 
 // countingConn counts the bytes of a connection in the metrics and leaves
-// the registry when closed.
+// the registry when closed. It can also hold writes (see Hold).
 type countingConn struct {
 	net.Conn
 	m   *metrics.Metrics
 	reg *registry
+
+	mu   sync.Mutex // guards the fields below and orders writes
+	hold int        // > 0: writes are kept in buf
+	buf  []byte
 }
+
+// heldMax is how much a held connection keeps before writing anyway.
+const heldMax = 256 << 10
 
 func (c *countingConn) Close() error {
 	c.reg.remove(c)
@@ -138,7 +145,54 @@ func (c *countingConn) Read(p []byte) (int, error) {
 }
 
 func (c *countingConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.hold > 0 {
+		c.buf = append(c.buf, p...)
+		if len(c.buf) >= heldMax {
+			if err := c.flushLocked(); err != nil {
+				return 0, err
+			}
+		}
+		return len(p), nil
+	}
+	return c.writeLocked(p)
+}
+
+func (c *countingConn) writeLocked(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	c.m.Bytes.WithLabelValues("out").Add(float64(n))
 	return n, err
+}
+
+func (c *countingConn) flushLocked() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	_, err := c.writeLocked(c.buf)
+	c.buf = c.buf[:0]
+	return err
+}
+
+// Hold keeps what is written in a buffer until release (or until heldMax
+// bytes wait): go-imap flushes after every response, so a FETCH of many
+// mails would cost one write(2) per mail. release writes what waits; its
+// error is the connection's (the next write sees it too).
+func (c *countingConn) Hold() (release func() error) {
+	c.mu.Lock()
+	c.hold++
+	c.mu.Unlock()
+	return func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.hold--
+		if c.hold > 0 {
+			return nil
+		}
+		err := c.flushLocked()
+		if cap(c.buf) > heldMax {
+			c.buf = nil // an idle session keeps no large buffer
+		}
+		return err
+	}
 }

@@ -192,6 +192,25 @@ func (s *Session) plaintextAllowed() bool {
 	return IsLoopback(nc.RemoteAddr())
 }
 
+// writeHolder is a connection that can keep writes until released (the
+// daemon's byte-counting connection).
+type writeHolder interface {
+	Hold() (release func() error)
+}
+
+// holdWrites makes the writes to the client wait until release, below
+// TLS if there is TLS. Without a holder it does nothing.
+func (s *Session) holdWrites() (release func() error) {
+	nc := s.conn.NetConn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if h, ok := nc.(writeHolder); ok {
+		return h.Hold()
+	}
+	return func() error { return nil }
+}
+
 // remoteIP returns the client's address (the zero Addr if unknown).
 func remoteIP(a net.Addr) netip.Addr {
 	if ap, err := netip.ParseAddrPort(a.String()); err == nil {

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net/mail"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -64,6 +66,16 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		defer pf.stop()
 		next = pf.next
 	}
+	if len(idx) > 1 {
+		// The responses go out in large writes, not one per mail; the
+		// tagged reply after this returns flushes the rest.
+		release := s.holdWrites()
+		defer func() {
+			if rerr := release(); err == nil && rerr != nil {
+				err = fmt.Errorf("write to client: %w", rerr)
+			}
+		}()
+	}
 	for _, i := range idx {
 		var raw []byte
 		if next != nil {
@@ -86,8 +98,9 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 const fetchAhead = 8
 
 // prefetcher reads the bytes of a FETCH's mails from dbd ahead of the
-// writer, in order. It owns one feeder goroutine and up to fetchAhead
-// readers; stop cancels them and waits for all.
+// writer, in order. It owns up to fetchAhead readers, long-lived for the
+// command (a goroutine per mail costs a fresh stack that grows each time);
+// stop cancels them and waits for all.
 type prefetcher struct {
 	results []chan fetchResult // one per mail, buffered: readers never block
 	slots   chan struct{}      // a slot is held from a read's start until next() hands it over
@@ -118,25 +131,35 @@ func (s *Session) prefetch(idx []int) *prefetcher {
 		p.results[k] = make(chan fetchResult, 1)
 	}
 	st, timeout := s.b.cfg.Store, s.b.cfg.DBTimeout
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for k := range jobs {
-			select {
-			case p.slots <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
+	var next atomic.Int64 // the next job to start
+	for range min(fetchAhead, len(jobs)) {
+		p.wg.Go(func() {
+			for {
+				// The slot first, then the job: jobs start in order,
+				// and no more than fetchAhead are read and not yet
+				// handed over.
+				select {
+				case p.slots <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+				k := int(next.Add(1) - 1)
+				if k >= len(jobs) {
+					// Give the slot back unless stop has
+					// drained it already.
+					select {
+					case <-p.slots:
+					default:
+					}
+					return
+				}
 				rctx, rcancel := context.WithTimeout(ctx, timeout)
-				defer rcancel()
 				raw, err := st.Fetch(rctx, jobs[k].m, jobs[k].drop)
+				rcancel()
 				p.results[k] <- fetchResult{raw, err}
-			}()
-		}
-	}()
+			}
+		})
+	}
 	return p
 }
 
@@ -148,11 +171,11 @@ func (p *prefetcher) next() ([]byte, error) {
 	return r.raw, r.err
 }
 
-// stop cancels the reads still running and waits for every goroutine.
+// stop cancels the reads still running and waits for every reader.
 func (p *prefetcher) stop() {
 	p.cancel()
-	// Free the slots of reads never handed over, so the feeder is not
-	// stuck on a full channel (it also watches ctx).
+	// Free the slots of reads never handed over, so no reader is stuck
+	// on a full channel (they also watch ctx).
 	for {
 		select {
 		case <-p.slots:
