@@ -344,20 +344,26 @@ func (c *conn) serveWatch(ctx context.Context, id uint32, req *wire.Request, sta
 		v.Close()
 	}
 	c.s.m.RequestSeconds.WithLabelValues("watch").Observe(time.Since(start).Seconds())
+	var rows []store.Row
 	for {
 		select {
 		case <-ctx.Done():
 			return c.endStream(ctx, id)
-		case row, ok := <-sub.C:
-			if !ok {
-				if sub.Overflowed() {
-					return errOverflow
-				}
-				return c.endStream(ctx, id)
+		case <-sub.Ready:
+		}
+		var open bool
+		rows, open = sub.Take(rows[:0])
+		if err := c.sendEvents(id, rows); err != nil {
+			return err
+		}
+		if !open {
+			if sub.Overflowed() {
+				return errOverflow
 			}
-			if err := c.sendEvents(id, row, sub.C); err != nil {
-				return err
-			}
+			return c.endStream(ctx, id)
+		}
+		if cap(rows) > 256 {
+			rows = nil // keep no burst's buffer while idle
 		}
 	}
 }
@@ -600,23 +606,18 @@ func smallContent(v *store.View, row store.Row) ([]byte, error) {
 	return b, err
 }
 
-// sendEvents sends row and every further row already waiting in more (a
-// commit group's changes arrive together) as watch events, in one write(2)
-// when the buffer allows. A closed channel is left for the caller's next
-// receive to see.
-func (c *conn) sendEvents(id uint32, row store.Row, more <-chan store.Row) error {
+// sendEvents sends rows (what waited for a watch: often a commit group's
+// changes) as watch events, in one write(2) when the buffer allows.
+func (c *conn) sendEvents(id uint32, rows []store.Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
 	release := c.wc.Hold()
 	defer release()
-	for {
+	for _, row := range rows {
 		if err := c.sendEvent(id, nil, row, 0); err != nil {
 			return err
 		}
-		if len(more) == 0 {
-			return nil
-		}
-		var ok bool
-		if row, ok = <-more; !ok {
-			return nil
-		}
 	}
+	return nil
 }

@@ -30,21 +30,44 @@ func (f *Filter) match(r *Row) bool {
 }
 
 // Subscription receives committed changes of the rows its filter selects,
-// in commit order. If the subscriber falls more than its buffer behind, the
-// channel is closed and Overflowed reports true: the subscriber must read
+// in commit order: wait on Ready, then Take. The rows wait in a queue that
+// grows with the backlog (an idle watch holds no buffer: dbd may serve
+// thousands). If the subscriber falls more than its limit behind, the
+// subscription ends and Overflowed reports true: the subscriber must read
 // the current state again and resubscribe. Callers must call Close.
 type Subscription struct {
-	C <-chan Row
+	// Ready holds a value when rows wait, and is closed when the
+	// subscription has ended (Take still returns the rows queued before).
+	Ready <-chan struct{}
 
-	c        chan Row
+	ready    chan struct{}
 	filter   Filter
 	h        *hub
-	overflow bool // guarded by h.mu
-	closed   bool // guarded by h.mu
+	max      int   // queued rows allowed
+	queue    []Row // guarded by h.mu
+	overflow bool  // guarded by h.mu
+	closed   bool  // guarded by h.mu
 }
 
-// Overflowed reports whether the channel was closed because the subscriber
-// fell behind (as opposed to Close or store shutdown).
+// Take appends the waiting rows to dst in commit order and reports whether
+// the subscription is still open. After it reported false, no rows come.
+func (s *Subscription) Take(dst []Row) ([]Row, bool) {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	dst = append(dst, s.queue...)
+	clear(s.queue)
+	s.queue = s.queue[:0]
+	if cap(s.queue) > queueKeep {
+		s.queue = nil // a burst's queue is not kept for an idle watch
+	}
+	return dst, !s.closed
+}
+
+// queueKeep is the largest queue capacity a subscription keeps when empty.
+const queueKeep = 64
+
+// Overflowed reports whether the subscription ended because the
+// subscriber fell behind (as opposed to Close or store shutdown).
 func (s *Subscription) Overflowed() bool {
 	s.h.mu.Lock()
 	defer s.h.mu.Unlock()
@@ -56,6 +79,7 @@ func (s *Subscription) Close() {
 	s.h.mu.Lock()
 	defer s.h.mu.Unlock()
 	s.h.removeLocked(s)
+	s.queue = nil
 }
 
 // hub fans committed changes out to subscriptions. publish is called only
@@ -67,15 +91,16 @@ type hub struct {
 	shut bool
 }
 
-// Watch subscribes to changes matching f; buf is the channel's capacity.
-func (s *Store) Watch(f Filter, buf int) *Subscription {
-	c := make(chan Row, max(buf, 1))
-	sub := &Subscription{C: c, c: c, filter: f, h: &s.hub}
+// Watch subscribes to changes matching f; limit is how many rows may wait
+// unread before the subscription overflows.
+func (s *Store) Watch(f Filter, limit int) *Subscription {
+	ready := make(chan struct{}, 1)
+	sub := &Subscription{Ready: ready, ready: ready, filter: f, h: &s.hub, max: max(limit, 1)}
 	s.hub.mu.Lock()
 	defer s.hub.mu.Unlock()
 	if s.hub.shut {
 		sub.closed = true
-		close(c)
+		close(ready)
 		return sub
 	}
 	if s.hub.subs == nil {
@@ -99,20 +124,25 @@ func (h *hub) publish(rows []Row) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for sub := range h.subs {
+		added := false
 		for i := range rows {
 			if !sub.filter.match(&rows[i]) {
 				continue
 			}
-			r := rows[i]
-			r.State = r.State.Clone()
-			select {
-			case sub.c <- r:
-			default:
+			if len(sub.queue) >= sub.max {
 				sub.overflow = true
 				h.removeLocked(sub)
-			}
-			if sub.closed {
 				break
+			}
+			r := rows[i]
+			r.State = r.State.Clone()
+			sub.queue = append(sub.queue, r)
+			added = true
+		}
+		if added && !sub.closed {
+			select {
+			case sub.ready <- struct{}{}:
+			default: // already signalled; Take gets every queued row
 			}
 		}
 	}
@@ -124,7 +154,7 @@ func (h *hub) removeLocked(sub *Subscription) {
 	}
 	sub.closed = true
 	delete(h.subs, sub)
-	close(sub.c)
+	close(sub.ready)
 }
 
 func (h *hub) closeAll() {

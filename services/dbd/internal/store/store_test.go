@@ -207,13 +207,14 @@ func TestWatch(t *testing.T) {
 	if _, err := s.Apply(ctx, []Mutation{ins(model.Receive, "other"), m, {Kind: Set, Table: model.Receive, Key: m.Key, Name: "verdict", Value: 9}}); err != nil {
 		t.Fatal(err)
 	}
-	r := <-sub.C
-	if r.Key != m.Key || r.State.Col("verdict") != 9 {
-		t.Fatalf("watch got %+v", r)
+	<-sub.Ready
+	got, open := sub.Take(nil)
+	if len(got) != 1 || !open || got[0].Key != m.Key || got[0].State.Col("verdict") != 9 {
+		t.Fatalf("watch got %+v (open %v), want the one row", got, open)
 	}
 	select {
-	case r := <-sub.C:
-		t.Fatalf("unexpected second event %+v", r)
+	case <-sub.Ready:
+		t.Fatalf("ready again without a change: %+v", got)
 	default:
 	}
 	// Overflow closes the channel and says so.
@@ -222,12 +223,10 @@ func TestWatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n := 0
-	for range sub.C {
-		n++
-	}
-	if n != 4 || !sub.Overflowed() {
-		t.Fatalf("after overflow got %d events, overflowed=%v", n, sub.Overflowed())
+	<-sub.Ready
+	got, open = sub.Take(nil)
+	if len(got) != 4 || open || !sub.Overflowed() {
+		t.Fatalf("after overflow got %d events, open=%v overflowed=%v", len(got), open, sub.Overflowed())
 	}
 }
 
@@ -413,11 +412,14 @@ func TestChildren(t *testing.T) {
 	}
 	var seen []uint64
 	for len(seen) < 4 {
-		r := <-sub.C
-		if r.Parent != a {
-			t.Fatalf("watch by parent a got a row of %s", r.Parent)
+		<-sub.Ready
+		rows, _ := sub.Take(nil)
+		for _, r := range rows {
+			if r.Parent != a {
+				t.Fatalf("watch by parent a got a row of %s", r.Parent)
+			}
+			seen = append(seen, r.RowNo)
 		}
-		seen = append(seen, r.RowNo)
 	}
 	if fmt.Sprint(seen) != "[1 3 4 4]" {
 		t.Fatalf("watch by parent a saw rows %v, want [1 3 4 4] (three inserts, one set)", seen)
