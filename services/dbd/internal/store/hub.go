@@ -84,11 +84,35 @@ func (s *Subscription) Close() {
 
 // hub fans committed changes out to subscriptions. publish is called only
 // by the writer, after the commit is durable, so a watcher never sees a
-// change that could still be lost.
+// change that could still be lost. Watches by parent (one per IMAP folder
+// and session) are indexed by it, so a commit costs the writer a lookup
+// per row, not a look at every watch.
 type hub struct {
-	mu   sync.Mutex
-	subs map[*Subscription]struct{}
-	shut bool
+	mu       sync.Mutex
+	byParent map[model.Key]map[*Subscription]struct{}
+	others   map[*Subscription]struct{} // by table or keys
+	n        int                        // live subscriptions
+	shut     bool
+}
+
+func (h *hub) addLocked(sub *Subscription) {
+	h.n++
+	if p := sub.filter.Parent; p != nil {
+		if h.byParent == nil {
+			h.byParent = map[model.Key]map[*Subscription]struct{}{}
+		}
+		set := h.byParent[*p]
+		if set == nil {
+			set = map[*Subscription]struct{}{}
+			h.byParent[*p] = set
+		}
+		set[sub] = struct{}{}
+		return
+	}
+	if h.others == nil {
+		h.others = map[*Subscription]struct{}{}
+	}
+	h.others[sub] = struct{}{}
 }
 
 // Watch subscribes to changes matching f; limit is how many rows may wait
@@ -103,10 +127,7 @@ func (s *Store) Watch(f Filter, limit int) *Subscription {
 		close(ready)
 		return sub
 	}
-	if s.hub.subs == nil {
-		s.hub.subs = make(map[*Subscription]struct{})
-	}
-	s.hub.subs[sub] = struct{}{}
+	s.hub.addLocked(sub)
 	return sub
 }
 
@@ -114,7 +135,7 @@ func (s *Store) Watch(f Filter, limit int) *Subscription {
 func (s *Store) NumWatches() int {
 	s.hub.mu.Lock()
 	defer s.hub.mu.Unlock()
-	return len(s.hub.subs)
+	return s.hub.n
 }
 
 func (h *hub) publish(rows []Row) {
@@ -123,28 +144,37 @@ func (h *hub) publish(rows []Row) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for sub := range h.subs {
-		added := false
-		for i := range rows {
-			if !sub.filter.match(&rows[i]) {
-				continue
-			}
-			if len(sub.queue) >= sub.max {
-				sub.overflow = true
-				h.removeLocked(sub)
-				break
-			}
-			r := rows[i]
-			r.State = r.State.Clone()
-			sub.queue = append(sub.queue, r)
-			added = true
-		}
-		if added && !sub.closed {
-			select {
-			case sub.ready <- struct{}{}:
-			default: // already signalled; Take gets every queued row
+	for i := range rows {
+		r := &rows[i]
+		if r.HasParent {
+			for sub := range h.byParent[r.Parent] {
+				if sub.filter.match(r) {
+					h.enqueueLocked(sub, r)
+				}
 			}
 		}
+		for sub := range h.others {
+			if sub.filter.match(r) {
+				h.enqueueLocked(sub, r)
+			}
+		}
+	}
+}
+
+// enqueueLocked queues a copy of r for sub and signals it, or ends sub if
+// it is too far behind.
+func (h *hub) enqueueLocked(sub *Subscription, r *Row) {
+	if len(sub.queue) >= sub.max {
+		sub.overflow = true
+		h.removeLocked(sub)
+		return
+	}
+	c := *r
+	c.State = r.State.Clone()
+	sub.queue = append(sub.queue, c)
+	select {
+	case sub.ready <- struct{}{}:
+	default: // already signalled; Take gets every queued row
 	}
 }
 
@@ -153,15 +183,29 @@ func (h *hub) removeLocked(sub *Subscription) {
 		return
 	}
 	sub.closed = true
-	delete(h.subs, sub)
 	close(sub.ready)
+	h.n--
+	if p := sub.filter.Parent; p != nil {
+		set := h.byParent[*p]
+		delete(set, sub)
+		if len(set) == 0 {
+			delete(h.byParent, *p)
+		}
+		return
+	}
+	delete(h.others, sub)
 }
 
 func (h *hub) closeAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.shut = true
-	for sub := range h.subs {
+	for _, set := range h.byParent {
+		for sub := range set {
+			h.removeLocked(sub)
+		}
+	}
+	for sub := range h.others {
 		h.removeLocked(sub)
 	}
 }
