@@ -43,6 +43,8 @@ func main() {
 			&cli.IntFlag{Name: "max-auth-failures", Value: 10, Usage: "failed logins per client IP within --auth-fail-window before its logins are refused (-1: no limit)", EnvVars: env("MAX_AUTH_FAILURES")},
 			&cli.DurationFlag{Name: "auth-fail-window", Value: 15 * time.Minute, Usage: "how long a failed login counts", EnvVars: env("AUTH_FAIL_WINDOW")},
 			&cli.DurationFlag{Name: "auth-fail-delay", Value: 2 * time.Second, Usage: "least time before a failed login's reply (negative: none)", EnvVars: env("AUTH_FAIL_DELAY")},
+			&cli.IntFlag{Name: "max-conns", Value: daemon.DefaultMaxConns, Usage: "open connections in total (-1: no limit)", EnvVars: env("MAX_CONNS")},
+			&cli.IntFlag{Name: "max-conns-per-ip", Value: daemon.DefaultMaxConnsPerIP, Usage: "open connections per client IP (-1: no limit)", EnvVars: env("MAX_CONNS_PER_IP")},
 			&cli.BoolFlag{Name: "debug", Usage: "log debug lines", EnvVars: env("DEBUG")},
 			&cli.BoolFlag{Name: "trace", Usage: "log raw IMAP traffic, passwords included (local debugging only)", EnvVars: env("TRACE")},
 		},
@@ -74,6 +76,7 @@ func run(c *cli.Context) error {
 		DB: c.String("db"), DBKey: dbPub, Key: key, Metrics: c.String("metrics"),
 		AllowPlaintext: c.Bool("allow-plaintext"), DBTimeout: c.Duration("db-timeout"),
 		MaxAuthFailures: c.Int("max-auth-failures"), AuthFailWindow: c.Duration("auth-fail-window"), AuthFailDelay: c.Duration("auth-fail-delay"),
+		MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"),
 		Logger: log, Debug: c.Bool("trace"),
 		Ready: func(_, _ net.Addr) { svc.Ready() },
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/pkg/wire/connlimit"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/services/imapd/internal/metrics"
 	"github.com/twinmx/twinmx/services/imapd/internal/session"
@@ -48,7 +49,11 @@ type Config struct {
 	AuthFailWindow  time.Duration // default 15 minutes
 	AuthFailDelay   time.Duration // least time before a failed login's answer; default 2s, < 0: none
 	DBTimeout       time.Duration // bound on one dbd call; default 30s
-	Logger          *slog.Logger  // default: discard
+	// MaxConns and MaxConnsPerIP bound the open connections in total and
+	// from one client IP (0: the defaults 1000 and 50; < 0: no limit).
+	// A client over a limit gets BYE and is closed before go-imap sees it.
+	MaxConns, MaxConnsPerIP int
+	Logger                  *slog.Logger // default: discard
 	// Debug writes the raw IMAP traffic (passwords included!) to the log
 	// writer; for local debugging only.
 	Debug bool
@@ -81,11 +86,25 @@ func (c *Config) applyDefaults() {
 	if c.DBTimeout <= 0 {
 		c.DBTimeout = 30 * time.Second
 	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 		c.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 }
+
+// Connection limits by default. Per IP it is higher than smtpd's and
+// pop3d's: a mail client keeps several IMAP connections open (one per
+// folder it watches), and an office behind one NAT address has many.
+const (
+	DefaultMaxConns      = 1000
+	DefaultMaxConnsPerIP = 50
+)
 
 // caps is what imapd advertises (IMAP4rev1 plus what the sessions back;
 // go-imap adds IDLE, UNSELECT, ENABLE, STARTTLS and AUTH=PLAIN itself).
@@ -131,6 +150,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	var wg sync.WaitGroup
 	conns := &registry{conns: map[*countingConn]struct{}{}}
+	limit := connlimit.New(cfg.MaxConns, cfg.MaxConnsPerIP)
 	serveErr := make(chan error, 4) // one per Serve call: none blocks at shutdown
 	var lns []net.Listener
 	closeAll := func() {
@@ -145,7 +165,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("imapd: listen on %s: %w", cfg.Listen, err)
 		}
 		lns, plainAddr = append(lns, ln), ln.Addr()
-		d := newDispatcher(ln, m, conns, nil, func(c net.Conn) bool {
+		d := newDispatcher(ln, m, conns, limit, nil, log, func(c net.Conn) bool {
 			return cfg.AllowPlaintext || session.IsLoopback(c.RemoteAddr())
 		})
 		wg.Add(3)
@@ -160,7 +180,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("imapd: listen on %s: %w", cfg.TLSListen, err)
 		}
 		lns, tlsAddr = append(lns, ln), ln.Addr()
-		d := newDispatcher(ln, m, conns, cfg.TLS, func(net.Conn) bool { return false })
+		d := newDispatcher(ln, m, conns, limit, cfg.TLS, log, func(net.Conn) bool { return false })
 		wg.Add(3)
 		go func() { defer wg.Done(); d.run() }()
 		go func() { defer wg.Done(); serveErr <- strict.Serve(d.strict) }()

@@ -408,9 +408,10 @@ func TestIdleSeesNewMail(t *testing.T) {
 
 // raw is a line-level IMAP conversation for hostile input.
 type raw struct {
-	t  testing.TB
-	c  net.Conn
-	br *bufio.Reader
+	t            testing.TB
+	c            net.Conn
+	br           *bufio.Reader
+	lastGreeting string
 }
 
 func (k *kit) raw() *raw {
@@ -421,7 +422,7 @@ func (k *kit) raw() *raw {
 	k.t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(time.Minute))
 	r := &raw{t: k.t, c: c, br: bufio.NewReader(c)}
-	r.line() // greeting
+	r.lastGreeting = r.line()
 	return r
 }
 
@@ -544,7 +545,7 @@ var _ = errors.New
 // connection (each follows its mailbox with a watch), and FETCHes that
 // read ahead, all at once: every command succeeds.
 func TestManySessions(t *testing.T) {
-	k := start(t)
+	k := startWith(t, func(c *Config) { c.MaxConnsPerIP = -1 })
 	for i := range 20 {
 		k.deliver(mail(i))
 	}
@@ -575,5 +576,43 @@ func TestManySessions(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestConnectionLimit: a client IP over --max-conns-per-ip gets BYE and is
+// closed; a freed slot is given again.
+func TestConnectionLimit(t *testing.T) {
+	k := startWith(t, func(c *Config) { c.MaxConnsPerIP = 3 })
+	var held []*raw
+	for range 3 {
+		held = append(held, k.raw()) // each read the greeting
+	}
+	c, err := net.Dial("tcp", k.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "* BYE [UNAVAILABLE] Too many connections from your address") {
+		t.Fatalf("fourth connection got %q, %v; want BYE [UNAVAILABLE]", line, err)
+	}
+	if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+		t.Fatal("the refused connection stayed open")
+	}
+	held[0].send("a LOGOUT\r\n")
+	held[0].until("a ")
+	// The slot comes back once imapd has closed that connection.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := k.raw()
+		greeting := r.lastGreeting
+		if strings.HasPrefix(greeting, "* OK") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no slot 30 s after a LOGOUT: %q", greeting)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -2,9 +2,13 @@ package daemon
 
 import (
 	"crypto/tls"
+	"io"
+	"log/slog"
 	"net"
 	"sync"
+	"time"
 
+	"github.com/twinmx/twinmx/pkg/wire/connlimit"
 	"github.com/twinmx/twinmx/services/imapd/internal/metrics"
 )
 
@@ -16,14 +20,17 @@ type dispatcher struct {
 	ln      net.Listener
 	m       *metrics.Metrics
 	conns   *registry
+	limit   *connlimit.Limiter // shared by both listeners
+	log     *slog.Logger
 	tls     *tls.Config // non-nil: implicit TLS
 	trust   func(net.Conn) bool
 	strict  *chanListener
 	trusted *chanListener
 }
 
-func newDispatcher(ln net.Listener, m *metrics.Metrics, conns *registry, tc *tls.Config, trust func(net.Conn) bool) *dispatcher {
-	return &dispatcher{ln: ln, m: m, conns: conns, tls: tc, trust: trust, strict: newChanListener(ln.Addr()), trusted: newChanListener(ln.Addr())}
+func newDispatcher(ln net.Listener, m *metrics.Metrics, conns *registry, limit *connlimit.Limiter, tc *tls.Config, log *slog.Logger, trust func(net.Conn) bool) *dispatcher {
+	return &dispatcher{ln: ln, m: m, conns: conns, limit: limit, log: log, tls: tc, trust: trust,
+		strict: newChanListener(ln.Addr()), trusted: newChanListener(ln.Addr())}
 }
 
 // run accepts until the listener is closed, then closes both halves.
@@ -38,7 +45,12 @@ func (d *dispatcher) run() {
 			}
 			return
 		}
-		cc := &countingConn{Conn: c, m: d.m, reg: d.conns}
+		release, why := d.limit.Admit(connlimit.IP(c.RemoteAddr()))
+		if why != connlimit.Admitted {
+			d.refuse(c, why)
+			continue
+		}
+		cc := &countingConn{Conn: c, m: d.m, reg: d.conns, release: release}
 		d.conns.add(cc)
 		var nc net.Conn = cc
 		if d.tls != nil {
@@ -53,6 +65,24 @@ func (d *dispatcher) run() {
 			return
 		}
 	}
+}
+
+// refuse closes a connection over a limit, with a BYE where the client
+// can read one (not on the implicit-TLS port: no handshake is spent on
+// it). The socket is fresh, so the line fits its send buffer; the
+// deadline only keeps a broken socket from blocking Accept.
+func (d *dispatcher) refuse(c net.Conn, why connlimit.Refusal) {
+	text := "Too many connections, try again later"
+	if why == connlimit.TooManyFromIP {
+		text = "Too many connections from your address, try again later"
+	}
+	d.log.Warn("connection refused", "remote", c.RemoteAddr().String(), "reason", text)
+	d.m.Errors.WithLabelValues("conn_limit").Inc()
+	if d.tls == nil {
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		io.WriteString(c, "* BYE [UNAVAILABLE] "+text+"\r\n")
+	}
+	c.Close()
 }
 
 // chanListener is a net.Listener fed by a dispatcher.
@@ -122,8 +152,9 @@ func (r *registry) closeAll() {
 // the registry when closed. It can also hold writes (see Hold).
 type countingConn struct {
 	net.Conn
-	m   *metrics.Metrics
-	reg *registry
+	m       *metrics.Metrics
+	reg     *registry
+	release func() // the connection limit's slot
 
 	mu   sync.Mutex // guards the fields below and orders writes
 	hold int        // > 0: writes are kept in buf
@@ -135,6 +166,7 @@ const heldMax = 256 << 10
 
 func (c *countingConn) Close() error {
 	c.reg.remove(c)
+	c.release()
 	return c.Conn.Close()
 }
 

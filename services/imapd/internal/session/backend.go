@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/connlimit"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/services/imapd/internal/metrics"
 	"github.com/twinmx/twinmx/services/imapd/internal/store"
@@ -211,26 +211,8 @@ func (s *Session) holdWrites() (release func() error) {
 	return func() error { return nil }
 }
 
-// remoteIP returns the client's address (the zero Addr if unknown).
-func remoteIP(a net.Addr) netip.Addr {
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
-}
-
 // IsLoopback reports whether a is a loopback IP address.
-func IsLoopback(a net.Addr) bool {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.IsLoopback()
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func IsLoopback(a net.Addr) bool { return connlimit.IP(a).IsLoopback() }
 
 // Login is LOGIN and AUTHENTICATE PLAIN.
 func (s *Session) Login(username, password string) (err error) {
@@ -241,7 +223,7 @@ func (s *Session) Login(username, password string) (err error) {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodePrivacyRequired, Text: "TLS is required to log in"}
 	}
 	start := time.Now()
-	ip := remoteIP(s.conn.NetConn().RemoteAddr())
+	ip := connlimit.IP(s.conn.NetConn().RemoteAddr())
 	if lim := s.b.cfg.AuthLimit; lim != nil && lim.Blocked(ip, start) {
 		m.Logins.WithLabelValues("refused").Inc()
 		s.log.Warn("login refused: too many failures from this address")

@@ -8,13 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/twinmx/twinmx/pkg/wire/connlimit"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/services/pop3d/internal/metrics"
 )
@@ -167,9 +167,9 @@ type Server struct {
 		closing   bool
 		listeners map[net.Listener]struct{}
 		conns     map[*conn]struct{}
-		perIP     map[netip.Addr]int
 	}
-	wg sync.WaitGroup // one per connection goroutine
+	conns *connlimit.Limiter
+	wg    sync.WaitGroup // one per connection goroutine
 }
 
 // New returns a Server; cfg is copied.
@@ -184,7 +184,7 @@ func New(cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.conns = map[*conn]struct{}{}
-	s.mu.perIP = map[netip.Addr]int{}
+	s.conns = connlimit.New(cfg.MaxConns, cfg.MaxConnsPerIP)
 	return s, nil
 }
 
@@ -237,22 +237,23 @@ func (s *Server) isClosing() bool {
 
 // start registers a connection (or refuses it over the limits) and runs it.
 func (s *Server) start(nc net.Conn, mode Mode) {
-	ip := remoteIP(nc)
+	ip := connlimit.IP(nc.RemoteAddr())
+	s.m.Sessions.Inc()
+	release, why := s.conns.Admit(ip)
 	s.mu.Lock()
-	refuse := s.mu.closing ||
-		(s.cfg.MaxConns > 0 && len(s.mu.conns) >= s.cfg.MaxConns) ||
-		(s.cfg.MaxConnsPerIP > 0 && s.mu.perIP[ip] >= s.cfg.MaxConnsPerIP)
+	if s.mu.closing && release != nil {
+		release()
+		why, release = connlimit.TooMany, nil
+	}
 	var c *conn
-	if !refuse {
+	if release != nil {
 		c = newConn(s, nc, ip, mode)
 		s.mu.conns[c] = struct{}{}
-		s.mu.perIP[ip]++
 		s.wg.Add(1)
 	}
 	s.mu.Unlock()
-	s.m.Sessions.Inc()
-	if refuse {
-		s.log.Warn("connection refused: too many connections", "remote", nc.RemoteAddr().String())
+	if release == nil {
+		s.log.Warn("connection refused: too many connections", "remote", nc.RemoteAddr().String(), "per_ip", why == connlimit.TooManyFromIP)
 		if mode == Plain {
 			nc.SetWriteDeadline(time.Now().Add(time.Second))
 			io.WriteString(nc, "-ERR [SYS/TEMP] too many connections, try again later\r\n")
@@ -264,18 +265,16 @@ func (s *Server) start(nc net.Conn, mode Mode) {
 	go func() {
 		defer s.wg.Done()
 		defer s.m.SessionsActive.Dec()
-		defer s.forget(c, ip)
+		defer release()
+		defer s.forget(c)
 		c.serve()
 	}()
 }
 
-func (s *Server) forget(c *conn, ip netip.Addr) {
+func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.mu.conns, c)
-	if s.mu.perIP[ip]--; s.mu.perIP[ip] <= 0 {
-		delete(s.mu.perIP, ip)
-	}
 }
 
 // Shutdown stops accepting, tells every connection waiting for a command
@@ -323,13 +322,4 @@ func (s *Server) Close() error {
 	s.cancel()
 	s.wg.Wait()
 	return nil
-}
-
-func remoteIP(nc net.Conn) netip.Addr {
-	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			return ip.Unmap()
-		}
-	}
-	return netip.Addr{}
 }

@@ -1,13 +1,16 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCommands drives every TRANSACTION command over real TCP.
@@ -389,5 +392,34 @@ func TestShutdown(t *testing.T) {
 	}
 	if e.deleted(k) {
 		t.Error("shutdown applied a session's DELE")
+	}
+}
+
+// TestConnectionLimit: a client IP over MaxConnsPerIP gets -ERR [SYS/TEMP]
+// and is closed; the slot of a connection that ended is given again.
+func TestConnectionLimit(t *testing.T) {
+	e := startEnv(t, Config{MaxConnsPerIP: 2})
+	first := dialPOP(t, e.addr)
+	dialPOP(t, e.addr)
+	over := func() string {
+		nc, err := net.DialTimeout("tcp", e.addr, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(time.Minute))
+		line, _ := bufio.NewReader(nc).ReadString('\n')
+		return line
+	}
+	if g := over(); !strings.HasPrefix(g, "-ERR [SYS/TEMP]") {
+		t.Fatalf("third connection from one IP got %q, want -ERR [SYS/TEMP]", g)
+	}
+	first.ok("QUIT")
+	deadline := time.Now().Add(30 * time.Second)
+	for g := over(); !strings.HasPrefix(g, "+OK"); g = over() {
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after a QUIT a new connection still got %q", g)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -5,7 +5,10 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/twinmx/twinmx/pkg/wire/connlimit"
 )
 
 // Listener wraps a net.Listener: Accept enforces the connection limits and
@@ -16,12 +19,8 @@ type Listener struct {
 	cfg   Config
 	pass  *passCache
 
-	mu struct {
-		sync.Mutex
-		total  int
-		perIP  map[netip.Addr]int
-		nextID uint64
-	}
+	conns  *connlimit.Limiter
+	nextID atomic.Uint64
 }
 
 var _ net.Listener = (*Listener)(nil)
@@ -37,7 +36,7 @@ func NewListener(inner net.Listener, cfg Config) (*Listener, error) {
 		cfg:   cfg,
 		pass:  newPassCache(cfg.PassCacheTTL, cfg.PassCacheMax, cfg.Clock),
 	}
-	l.mu.perIP = make(map[netip.Addr]int)
+	l.conns = connlimit.New(cfg.MaxConns, cfg.MaxConnsPerIP)
 	return l, nil
 }
 
@@ -51,46 +50,23 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := remoteIP(raw.RemoteAddr())
-		id, reply := l.admit(ip)
-		if reply != "" {
-			l.refuse(raw, ip, reply)
+		ip := connlimit.IP(raw.RemoteAddr())
+		release, why := l.conns.Admit(ip)
+		switch why {
+		case connlimit.TooMany:
+			l.refuse(raw, ip, fmt.Sprintf("421 4.3.2 %s Too busy, try later\r\n", l.cfg.Hostname))
+			continue
+		case connlimit.TooManyFromIP:
+			l.refuse(raw, ip, fmt.Sprintf("421 4.7.0 %s Too many connections from your address\r\n", l.cfg.Hostname))
 			continue
 		}
 		return newConn(raw, connParams{
 			cfg:     &l.cfg,
-			id:      id,
+			id:      l.nextID.Add(1),
 			ip:      ip,
 			pass:    l.pass,
-			release: func() { l.release(ip) },
+			release: release,
 		}), nil
-	}
-}
-
-// admit takes a slot for ip, or returns the reply that refuses it.
-func (l *Listener) admit(ip netip.Addr) (uint64, string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.cfg.MaxConns > 0 && l.mu.total >= l.cfg.MaxConns {
-		return 0, fmt.Sprintf("421 4.3.2 %s Too busy, try later\r\n", l.cfg.Hostname)
-	}
-	if l.cfg.MaxConnsPerIP > 0 && l.mu.perIP[ip] >= l.cfg.MaxConnsPerIP {
-		return 0, fmt.Sprintf("421 4.7.0 %s Too many connections from your address\r\n", l.cfg.Hostname)
-	}
-	l.mu.total++
-	l.mu.perIP[ip]++
-	l.mu.nextID++
-	return l.mu.nextID, ""
-}
-
-func (l *Listener) release(ip netip.Addr) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.mu.total--
-	if l.mu.perIP[ip] <= 1 {
-		delete(l.mu.perIP, ip)
-	} else {
-		l.mu.perIP[ip]--
 	}
 }
 
@@ -105,34 +81,13 @@ func (l *Listener) refuse(raw net.Conn, ip netip.Addr, reply string) {
 }
 
 // Active returns the number of connections holding a slot.
-func (l *Listener) Active() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.mu.total
-}
+func (l *Listener) Active() int { return l.conns.Active() }
 
 // Close closes the inner listener. Accepted Conns stay open.
 func (l *Listener) Close() error { return l.inner.Close() }
 
 // Addr returns the inner listener's address.
 func (l *Listener) Addr() net.Addr { return l.inner.Addr() }
-
-// remoteIP extracts the client IP; an address that is not IP (a pipe in a
-// test) maps to the zero Addr, which then shares one slot count.
-func remoteIP(a net.Addr) netip.Addr {
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
-	case nil:
-		return netip.Addr{}
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
 
 // passCache remembers client IPs that passed the greeting test. It is
 // bounded: insertion order is kept in a queue and the oldest entries are
