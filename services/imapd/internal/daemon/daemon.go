@@ -53,7 +53,10 @@ type Config struct {
 	// from one client IP (0: the defaults 1000 and 50; < 0: no limit).
 	// A client over a limit gets BYE and is closed before go-imap sees it.
 	MaxConns, MaxConnsPerIP int
-	Logger                  *slog.Logger // default: discard
+	// IdleKeepalive is how often a quiet IDLE repeats the message count
+	// (0: every 2 minutes).
+	IdleKeepalive time.Duration
+	Logger        *slog.Logger // default: discard
 	// Debug writes the raw IMAP traffic (passwords included!) to the log
 	// writer; for local debugging only.
 	Debug bool
@@ -129,7 +132,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stopSessions()
 	be := session.NewBackend(sessCtx, session.Config{
 		Store: store.New(db), Logger: log, Metrics: m,
-		AllowPlaintext: cfg.AllowPlaintext, DBTimeout: cfg.DBTimeout,
+		AllowPlaintext: cfg.AllowPlaintext, DBTimeout: cfg.DBTimeout, IdleKeepalive: cfg.IdleKeepalive,
 		AuthLimit:     mailbox.NewAuthLimiter(cmp.Or(cfg.MaxAuthFailures, 10), cmp.Or(cfg.AuthFailWindow, 15*time.Minute)),
 		AuthFailDelay: cmp.Or(cfg.AuthFailDelay, 2*time.Second),
 	})

@@ -616,3 +616,27 @@ func TestConnectionLimit(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestIdleKeepalive: a quiet IDLE repeats the message count, so the
+// connection is never silent for long.
+func TestIdleKeepalive(t *testing.T) {
+	k := startWith(t, func(c *Config) { c.IdleKeepalive = 100 * time.Millisecond })
+	k.deliver(mail(1))
+	k.deliver(mail(2))
+	r := k.raw()
+	r.send(fmt.Sprintf("a LOGIN %s %q\r\n", login, password))
+	r.until("a OK")
+	r.send("b SELECT INBOX\r\n")
+	r.until("b OK")
+	r.send("c IDLE\r\n")
+	r.until("+ ")
+	start := time.Now()
+	for range 3 {
+		if l := r.line(); l != "* 2 EXISTS\r\n" {
+			t.Fatalf("during a quiet IDLE got %q, want * 2 EXISTS", l)
+		}
+	}
+	t.Logf("three keepalives in %v", time.Since(start))
+	r.send("DONE\r\n")
+	r.until("c OK")
+}

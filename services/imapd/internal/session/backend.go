@@ -62,6 +62,11 @@ type Config struct {
 	// WatchRetry is the pause before a broken mailbox watch is opened
 	// again. Default 1s.
 	WatchRetry time.Duration
+	// IdleKeepalive is how often an IDLE with nothing to report repeats
+	// the message count, so NAT gateways and firewalls along the way do
+	// not drop the quiet connection (Dovecot: "* OK Still here" every
+	// 2 minutes). Default 2 minutes.
+	IdleKeepalive time.Duration
 	// Now is the clock for flag changes. Default time.Now.
 	Now func() time.Time
 	// AuthLimit refuses logins from an address with too many recent
@@ -90,6 +95,9 @@ func NewBackend(ctx context.Context, cfg Config) *Backend {
 	}
 	if cfg.WatchRetry <= 0 {
 		cfg.WatchRetry = time.Second
+	}
+	if cfg.IdleKeepalive <= 0 {
+		cfg.IdleKeepalive = 2 * time.Minute
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -8,6 +8,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -368,6 +369,8 @@ func (s *Session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err er
 		<-stop
 		return nil
 	}
+	keepalive := time.NewTicker(s.b.cfg.IdleKeepalive)
+	defer keepalive.Stop()
 	for {
 		if err := s.sync(w, true); err != nil {
 			return err
@@ -378,6 +381,12 @@ func (s *Session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err er
 		case <-s.ctx.Done():
 			return nil
 		case <-s.sel.watch.notify:
+		case <-keepalive.C:
+			// An unchanged EXISTS is a valid untagged response any
+			// time (RFC 9051 §7.4.1); go-imap offers no bare OK.
+			if err := w.WriteNumMessages(uint32(len(s.sel.msgs))); err != nil {
+				return err
+			}
 		}
 	}
 }
