@@ -13,11 +13,12 @@ import (
 // Binary layout of a model (MarshalBinary), all integers unsigned varints:
 //
 //	magic   "TMXC" (4 bytes)
-//	version 1 (1 byte)
+//	version 3 (1 byte)
 //	nham, nspam, ntokens
 //	ntokens × { shared, suffixLen, suffix bytes, ham, spam }
 //	lrBits, bias (float32 bits, 4 bytes big endian), nweights
 //	nweights × { index delta, weight (float32 bits, 4 bytes big endian) }
+//	the shape regression in the same form (lrBits, bias, nweights, weights)
 //	stacked 0 or 1 (1 byte), then if 1: nStack weights (float64 bits, 8 bytes big endian)
 //	crc32   Castagnoli of everything before it (4 bytes, big endian)
 //
@@ -30,9 +31,10 @@ import (
 // increasing index, delta-coded).
 const (
 	magic = "TMXC"
-	// formatVersion 2 added the stacker; version 1 blobs (tokens of an
-	// older tokenizer, no stacker) are refused.
-	formatVersion = 2
+	// formatVersion 2 added the stacker, version 3 the shape regression
+	// (and a stacker input for it). Older blobs (tokens of an older
+	// tokenizer, fewer stacker inputs) are refused: retrain.
+	formatVersion = 3
 	maxTokenLen   = 1 << 10
 )
 
@@ -69,6 +71,7 @@ func (m *Model) MarshalBinary() ([]byte, error) {
 		prev = tok
 	}
 	b = m.mu.lr.append(b)
+	b = m.mu.shape.append(b)
 	b = m.mu.stack.append(b)
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
@@ -115,6 +118,10 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 	if err != nil {
 		return err
 	}
+	shape, err := d.logistic()
+	if err != nil {
+		return err
+	}
 	st, err := d.stacker()
 	if err != nil {
 		return err
@@ -124,7 +131,7 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.mu.nham, m.mu.nspam, m.mu.tokens, m.mu.lr, m.mu.stack = uint32(nham), uint32(nspam), tokens, lr, st
+	m.mu.nham, m.mu.nspam, m.mu.tokens, m.mu.lr, m.mu.shape, m.mu.stack = uint32(nham), uint32(nspam), tokens, lr, shape, st
 	return nil
 }
 

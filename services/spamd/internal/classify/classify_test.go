@@ -192,16 +192,19 @@ func FuzzUnmarshal(f *testing.F) {
 	})
 }
 
-// TestUnmarshalOldVersion: a blob of format version 1 (no stacker, older
-// tokens) is refused cleanly, not misread.
+// TestUnmarshalOldVersion: blobs of format versions 1 (no stacker, older
+// tokens) and 2 (no shape regression, 7 stacker inputs) are refused
+// cleanly, not misread.
 func TestUnmarshalOldVersion(t *testing.T) {
 	blob, _ := Train(trainSet()).MarshalBinary()
-	old := slices.Clone(blob[:len(blob)-4])
-	old[len(magic)] = 1
-	old = binary.BigEndian.AppendUint32(old, crc32.Checksum(old, castagnoli))
-	err := New().UnmarshalBinary(old)
-	if !errors.Is(err, ErrBadModel) || !strings.Contains(err.Error(), "version 1") {
-		t.Fatalf("version 1 blob: err = %v, want ErrBadModel naming the version", err)
+	for _, v := range []byte{1, 2} {
+		old := slices.Clone(blob[:len(blob)-4])
+		old[len(magic)] = v
+		old = binary.BigEndian.AppendUint32(old, crc32.Checksum(old, castagnoli))
+		err := New().UnmarshalBinary(old)
+		if !errors.Is(err, ErrBadModel) || !strings.Contains(err.Error(), fmt.Sprintf("version %d", v)) {
+			t.Fatalf("version %d blob: err = %v, want ErrBadModel naming the version", v, err)
+		}
 	}
 }
 
@@ -245,6 +248,43 @@ func TestSenderConsistencyTokens(t *testing.T) {
 	for _, w := range []string{"m:msgid:same", "m:replyto:same", "m:to:named", "url:#fromdom", "url:#otherdom", "sh:mid:9.a", "sh:date:a, 9 a 9 9:9:9 -9", "b:!!!"} {
 		if !slices.Contains(got, w) {
 			t.Errorf("Tokens lacks %q; got %q", w, got)
+		}
+	}
+}
+
+func TestLayoutAndHostTokens(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		mail      string
+		want, not []string
+	}{
+		{"fake reply", "From: a@b.example\nSubject: Re: your order\nX-Mailer: Foo 1.0\nDate: Mon, 2 Dec 2002 18:04:49 -0600\nReceived: from x\nList-Id: <l.example>\n\nhello",
+			[]string{"m:re:nothread", "hn:x-mailer", "ho:fsmd"}, []string{"hn:received", "hn:list-id"}},
+		{"real reply", "From: a@b.example\nSubject: RE: lunch\nIn-Reply-To: <1@b.example>\n\nsure",
+			[]string{"m:re:thread", "hn:in-reply-to", "ho:fsj"}, []string{"m:re:nothread"}},
+		{"escaped host", "From: a@b.example\nContent-Type: text/html\n\n<a href=\"http://%77%77%77.spam.example/x\">x</a> <a href=\"http://ok.example\n/y\">y</a>",
+			[]string{"url:#hostescaped", "url:www.spam.example", "url:spam.example", "url:ok.example"}, nil},
+	} {
+		got := Tokens([]byte(c.mail))
+		for _, w := range c.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("%s: Tokens lacks %q; got %q", c.name, w, got)
+			}
+		}
+		for _, w := range c.not {
+			if slices.Contains(got, w) {
+				t.Errorf("%s: Tokens has %q", c.name, w)
+			}
+		}
+	}
+}
+
+func TestShapeMargin(t *testing.T) {
+	m := Train(trainSet())
+	for _, mail := range []string{spamMail, "Subject: hi\n\nhello there", ""} {
+		toks := Tokens([]byte(mail))
+		if got, want := m.mu.shape.shapeMargin(toks), m.mu.shape.margin(shapeTokens(toks)); math.Abs(got-want) > 1e-9 {
+			t.Errorf("shapeMargin(%q) = %v, want margin of the shape tokens %v", mail, got, want)
 		}
 	}
 }

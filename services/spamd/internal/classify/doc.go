@@ -6,7 +6,8 @@
 //
 // Tokens (tokenize.go, html.go) reads only header fields that describe the
 // mail itself (Subject, From display name and domain, mailer, recipient
-// count, a few priority fields, the shapes of Message-ID and Date, and
+// count, a few priority fields, the shapes of Message-ID and Date, which
+// sender fields are present and in what order (headershape.go), and
 // whether Message-ID, Reply-To, To and link hosts agree with the From
 // domain), never relay or mailing-list headers (List-Unsubscribe
 // included), which say more about who collected a mail than about what it
@@ -24,10 +25,11 @@
 // A Model holds, per token, how many ham and how many spam training mails
 // contained it. Score combines the strongest tokens' Robinson
 // probabilities with Fisher's chi-square method (as SpamBayes does), and
-// separately runs a logistic regression over hashed tokens (logistic.go).
-// A small stacked logistic model (stack.go) turns the two judges' raw
-// outputs (chi-square evidence both ways in nats, the regression's margin)
-// into Result.Prob. Train fits it on out-of-sample judge outputs from
+// separately runs a logistic regression over hashed tokens (logistic.go),
+// and a second one over the shape tokens only (how the mail is built).
+// A small stacked logistic model (stack.go) turns the judges' raw
+// outputs (chi-square evidence both ways in nats, the regressions'
+// margins) into Result.Prob. Train fits it on out-of-sample judge outputs from
 // inner folds of the training set, weighting a rejected ham hamCost times
 // a missed spam, so a fixed threshold of 0.99 means the same thing for
 // every model. A model without a fitted stacker (one built only by Learn)

@@ -62,7 +62,10 @@ type Model struct {
 		nham, nspam uint32
 		tokens      map[string]counts
 		lr          logistic
-		stack       stacker
+		// shape is a second regression over the structure tokens only
+		// (isShape): a view of how a mail is built, without its words.
+		shape logistic
+		stack stacker
 	}
 }
 
@@ -83,6 +86,7 @@ func Train(docs []Doc) *Model {
 	}
 	m.mu.stack = fitStacker(m, docs)
 	m.mu.lr.fit(docs)
+	m.mu.shape.fit(shapeDocs(docs))
 	return m
 }
 
@@ -121,14 +125,15 @@ func fitStacker(m *Model, docs []Doc) stacker {
 				}
 				out.add(d)
 			}
-			var lr logistic
+			var lr, shape logistic
 			lr.fit(train)
+			shape.fit(shapeDocs(train))
 			nham, nspam := float64(m.mu.nham-out.nham), float64(m.mu.nspam-out.nspam)
 			for i := j; i < len(docs); i += stackFolds {
 				d := docs[i]
 				clues := m.cluesLocked(d.Tokens, nham, nspam, out.tokens)
 				se, he := chiEvidence(clues)
-				xs[i] = stackInputs(se, he, lr.margin(d.Tokens), chiCombine(clues), len(clues))
+				xs[i] = stackInputs(se, he, lr.margin(d.Tokens), shape.margin(shapeTokens(d.Tokens)), chiCombine(clues), len(clues))
 				ys[i] = label(d.Class)
 			}
 		})
@@ -185,6 +190,7 @@ func (m *Model) LearnTokens(toks []string, c Class) {
 	defer m.mu.Unlock()
 	m.countLocked(toks, c)
 	m.mu.lr.step(toks, label(c), lrRate)
+	m.mu.shape.step(shapeTokens(toks), label(c), lrRate)
 }
 
 func label(c Class) float64 {
@@ -221,6 +227,7 @@ func (m *Model) UnlearnTokens(toks []string, c Class) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.mu.lr.step(toks, label(c), -lrRate)
+	m.mu.shape.step(shapeTokens(toks), label(c), -lrRate)
 	if c == Spam {
 		m.mu.nspam = decr(m.mu.nspam)
 	} else {
@@ -313,7 +320,7 @@ func describe(tok string) string {
 	for _, p := range []struct{ prefix, say string }{
 		{pSubject, "subject "}, {pFromName, "from "}, {pFromDom, "from domain "},
 		{pMailer, "mailer "}, {pURL, "link "}, {pURLPath, "link "}, {pTag, "html "},
-		{pAttr, "html "}, {pMeta, ""},
+		{pAttr, "html "}, {pHeaderName, "header "}, {pHeaderOrder, "header layout "}, {pMeta, ""},
 	} {
 		if rest, ok := strings.CutPrefix(tok, p.prefix); ok {
 			return p.say + rest
@@ -330,6 +337,7 @@ func (m *Model) ScoreTokens(toks []string) Result {
 	m.mu.RLock()
 	clues := m.cluesLocked(toks, float64(m.mu.nham), float64(m.mu.nspam), nil)
 	margin := m.mu.lr.margin(toks)
+	smargin := m.mu.shape.shapeMargin(toks)
 	plr := m.mu.lr.prob(toks)
 	st := m.mu.stack
 	m.mu.RUnlock()
@@ -337,7 +345,7 @@ func (m *Model) ScoreTokens(toks []string) Result {
 	se, he := chiEvidence(clues)
 	p := combine(pchi, plr)
 	if st.fitted {
-		p = st.prob(stackInputs(se, he, margin, pchi, len(clues)))
+		p = st.prob(stackInputs(se, he, margin, smargin, pchi, len(clues)))
 	}
 	return Result{Prob: p, Chi: pchi, LR: plr, SpamEv: se, HamEv: he, Clues: reasons(clues, p)}
 }

@@ -26,7 +26,7 @@ const (
 	// convex, so a fixed count converges and is deterministic.
 	stackIters = 25
 	// nStack is the number of stacker inputs, bias included.
-	nStack = 7
+	nStack = 8
 )
 
 // stacker is the fitted combining model. The zero value (not fitted)
@@ -40,7 +40,7 @@ type stacker struct {
 
 // stackInputs maps the judges' raw outputs to the stacker's inputs, each
 // bounded so no single mail's extreme value dominates the fit.
-func stackInputs(spamEv, hamEv, margin, pchi float64, nclues int) [nStack]float64 {
+func stackInputs(spamEv, hamEv, margin, smargin, pchi float64, nclues int) [nStack]float64 {
 	clamp := func(v, lo, hi float64) float64 { return min(max(v, lo), hi) }
 	se, m := clamp(spamEv, 0, 200)/20, clamp(margin, -20, 20)/4
 	return [nStack]float64{
@@ -55,6 +55,8 @@ func stackInputs(spamEv, hamEv, margin, pchi float64, nclues int) [nStack]float6
 		// Evidence per clue: a long newsletter piles up many weak spammy
 		// clues, spam states a few strong ones.
 		clamp(spamEv, 0, 200) / float64(max(nclues, 1)),
+		// The structure-only regression: how the mail is built.
+		clamp(smargin, -20, 20) / 4,
 	}
 }
 

@@ -34,6 +34,10 @@ const (
 	pPair     = "p:"
 	pShape    = "sh:" // shape of a header value (Message-ID, Date)
 	pBody     = "b:"  // body-wide shape: shouting, !!!, money
+	// pHeaderName and pHeaderOrder are the sender fields present and
+	// their order (headershape.go).
+	pHeaderName  = "hn:"
+	pHeaderOrder = "ho:"
 )
 
 // tokenizer collects the set of distinct tokens of one mail. The zero value
@@ -123,6 +127,7 @@ func (t *tokenizer) headers(fs fields) {
 		t.addString(pMeta, "from:none")
 	}
 	t.consistency(fs)
+	t.layout(fs)
 	for _, name := range []string{"x-mailer", "user-agent"} {
 		if v := fs.get(name); v != nil {
 			// The product name, without version noise.
@@ -469,6 +474,16 @@ func (t *tokenizer) url(u []byte) {
 		t.addString(pURL, "#port")
 		host = host[:i]
 	}
+	// An href value may span lines; a host never does.
+	if i := bytes.IndexAny(host, " \t\r\n"); i >= 0 {
+		host = host[:i]
+	}
+	// Percent-escaped host names ("%77%77%77.") hide a link's domain from
+	// filters; browsers undo them, so do we.
+	if bytes.IndexByte(host, '%') >= 0 {
+		t.addString(pURL, "#hostescaped")
+		host = unescapeHost(host)
+	}
 	host = bytes.ToLower(bytes.TrimRight(host, "."))
 	if len(host) == 0 || len(host) > 100 {
 		return
@@ -496,6 +511,33 @@ func (t *tokenizer) url(u []byte) {
 		path = path[:256]
 	}
 	t.words(pURLPath, path)
+}
+
+// unescapeHost decodes %XX escapes in a host name; a malformed escape is
+// kept as written.
+func unescapeHost(h []byte) []byte {
+	out := make([]byte, 0, len(h))
+	for i := 0; i < len(h); i++ {
+		if h[i] == '%' && i+2 < len(h) && isHex(h[i+1]) && isHex(h[i+2]) {
+			out = append(out, unhex(h[i+1])<<4|unhex(h[i+2]))
+			i += 2
+			continue
+		}
+		out = append(out, h[i])
+	}
+	return out
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }
 
 func isNumericHost(h []byte) bool {
