@@ -640,3 +640,93 @@ func TestIdleKeepalive(t *testing.T) {
 	r.send("DONE\r\n")
 	r.until("c OK")
 }
+
+// TestHostileCommands: deep nesting, huge sequence sets, long lines and
+// malformed literals (TEST-CATALOG items 45-47) each get a tagged answer
+// or end the connection; imapd keeps serving.
+func TestHostileCommands(t *testing.T) {
+	k := start(t)
+	for i := range 3 {
+		k.deliver(mail(i))
+	}
+	login := func() *raw {
+		r := k.raw()
+		r.send("a LOGIN alice \"correct horse\"\r\n")
+		r.until("a OK")
+		r.send("b SELECT INBOX\r\n")
+		r.until("b OK")
+		return r
+	}
+	var set strings.Builder
+	for i := range 10000 {
+		if i > 0 {
+			set.WriteByte(',')
+		}
+		fmt.Fprint(&set, i*3+1)
+	}
+	// want: the prefix of the tagged answer; "" for a literal imapd must
+	// not invite (no "+" line; go-imap then waits for the rest of the
+	// command until its 30 s command timeout).
+	cases := []struct{ name, cmd, want string }{
+		{"nested parens", "t SEARCH " + strings.Repeat("(", 2000) + "ALL" + strings.Repeat(")", 2000), "t NO"},
+		{"nested NOT", "t SEARCH " + strings.Repeat("NOT ", 12000) + "ALL", "t OK"},
+		{"nested OR", "t SEARCH " + strings.Repeat("OR ALL ", 5000) + "ALL", "t OK"},
+		{"whole UID range", "t UID FETCH 1:4294967295 FLAGS", "t OK"},
+		{"reversed star", "t FETCH *:1 FLAGS", "t OK"},
+		{"zero", "t FETCH 0 FLAGS", "t NO"},
+		{"too large number", "t FETCH 4294967296 FLAGS", "t NO"},
+		{"10000-element set", "t FETCH " + set.String() + " FLAGS", "t NO"},
+		{"60 KiB line", "t NOOP " + strings.Repeat("x", 60<<10), "t BAD"},
+		{"deep section", "t FETCH 1 BODY.PEEK[" + strings.Repeat("1.", 500) + "1]", "t OK"},
+		{"negative literal", "t LOGIN {-1}", "t BAD"},
+		{"empty literal size", "t LOGIN {}", "t BAD"},
+		{"literal over 32 bits", "t LOGIN {4294967296}", ""},
+		{"STORE 5000 flags", "t STORE 1:* +FLAGS (" + strings.TrimSpace(strings.Repeat("\\Seen ", 5000)) + ")", "t OK"},
+	}
+	for _, c := range cases {
+		r := login()
+		wait := 30 * time.Second
+		if c.want == "" {
+			wait = 2 * time.Second
+		}
+		r.c.SetDeadline(time.Now().Add(wait))
+		r.send(c.cmd + "\r\n")
+		var tagged string
+		for {
+			l, err := r.br.ReadString('\n')
+			if err != nil {
+				break
+			}
+			if strings.HasPrefix(l, "+") {
+				t.Errorf("%s: imapd invited the literal: %q", c.name, l)
+			}
+			if strings.HasPrefix(l, "t ") {
+				tagged = l
+				break
+			}
+		}
+		if !strings.HasPrefix(tagged, c.want) || (c.want == "" && tagged != "") {
+			t.Errorf("%s: answer %.100q, want %q", c.name, tagged, c.want)
+		}
+	}
+	// go-imap answers some client errors as NO [SERVERBUG]; none of them
+	// was a panic of ours.
+	mfs, err := k.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if mf.GetName() == "twinmx_imapd_errors_total" && lp.GetValue() == "panic" && m.GetCounter().GetValue() > 0 {
+					t.Errorf("%v panics", m.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+	// Still serving.
+	c := k.loggedIn(nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatalf("a new session after hostile commands: %v", err)
+	}
+}
