@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -145,7 +146,13 @@ func runDaemon(c *cli.Context) error {
 	initCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	err = live.Init(initCtx, db)
 	cancel()
-	if err != nil {
+	if errors.Is(err, classify.ErrBadModel) {
+		// A model of an older format (after an upgrade): judging goes on
+		// with every other signal, and without the content classifier
+		// nothing is rejected for its content, until a model is pushed.
+		log.Error("the model in dbd cannot be read (retrain and push it: spamd train, spamd push); judging without it", "err", err,
+			"fallback-model", fallback != nil)
+	} else if err != nil {
 		return fmt.Errorf("load the model from dbd: %w", err)
 	}
 	go live.Follow(ctx, db, log)
