@@ -34,14 +34,26 @@ var ErrAuth = errors.New("mailbox: authentication failed")
 
 // Store reads and changes mailboxes through one dbd.
 type Store struct {
-	db DB
+	db     DB
+	checks chan struct{} // a slot per password check running
 
 	dummyOnce sync.Once
 	dummy     string // a hash checked for unknown logins (see burn)
 }
 
-// New returns a Store over db.
-func New(db DB) *Store { return &Store{db: db} }
+// DefaultMaxChecks bounds the logins one Store checks at once. An argon2id
+// check holds its memory cost (64 MiB with passwd.Default) while it runs,
+// so a flood of logins must queue, not allocate: 4 checks are 256 MiB.
+const DefaultMaxChecks = 4
+
+// New returns a Store over db that checks DefaultMaxChecks logins at once.
+func New(db DB) *Store { return NewLimited(db, DefaultMaxChecks) }
+
+// NewLimited returns a Store over db that checks at most maxChecks logins
+// at once (at least one).
+func NewLimited(db DB, maxChecks int) *Store {
+	return &Store{db: db, checks: make(chan struct{}, max(maxChecks, 1))}
+}
 
 // Account is a logged-in user.
 type Account struct {
@@ -60,8 +72,15 @@ type Box struct {
 }
 
 // Login checks login and password. Any failure to authenticate is ErrAuth;
-// other errors mean dbd could not be asked (a temporary failure).
+// other errors mean dbd could not be asked (a temporary failure) or ctx
+// ended while the login waited for a check slot (see NewLimited).
 func (s *Store) Login(ctx context.Context, login, password string) (*Account, error) {
+	select {
+	case s.checks <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for a password check slot: %w", ctx.Err())
+	}
+	defer func() { <-s.checks }()
 	if model.CheckLogin(login) != nil {
 		s.burn(password)
 		return nil, ErrAuth

@@ -117,14 +117,9 @@ func (c *conn) login(user, password string) error {
 	}
 	ctx, cancel := c.storeCtx()
 	defer cancel()
-	select {
-	case c.s.logins <- struct{}{}:
-	case <-ctx.Done():
-		c.s.m.Logins.WithLabelValues(metrics.LoginError).Inc()
-		return fmt.Errorf("wait for a login slot: %w", ctx.Err())
-	}
+	// The store bounds the password checks running at once
+	// (mailbox.DefaultMaxChecks, argon2id's 64 MiB each).
 	acct, err := c.s.cfg.Store.Login(ctx, user, password)
-	<-c.s.logins
 	if errors.Is(err, mailbox.ErrAuth) {
 		c.s.limit.Fail(c.ip, start)
 		c.s.m.Logins.WithLabelValues(metrics.LoginFailed).Inc()

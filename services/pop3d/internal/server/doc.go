@@ -33,8 +33,8 @@
 // same reply, no sooner than Config.AuthFailDelay after the command
 // arrived. After Config.MaxAuthFailures failures from one IP within
 // Config.AuthFailWindow, further logins from it are refused unchecked.
-// At most Config.MaxLogins password checks (argon2id, 64 MiB each) run
-// at once.
+// At most mailbox.DefaultMaxChecks password checks (argon2id, 64 MiB
+// each) run at once: the store queues the others.
 //
 // # Concurrency
 //

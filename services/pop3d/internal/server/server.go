@@ -30,7 +30,6 @@ const (
 	DefaultAuthFailWindow  = 15 * time.Minute
 	DefaultMaxConns        = 1000
 	DefaultMaxConnsPerIP   = 20
-	DefaultMaxLogins       = 4
 	DefaultSizeWorkers     = 8
 	DefaultMaxErrors       = 10
 )
@@ -65,8 +64,6 @@ type Config struct {
 	// MaxConns and MaxConnsPerIP bound open connections. Defaults 1000, 20;
 	// negative: no limit.
 	MaxConns, MaxConnsPerIP int
-	// MaxLogins bounds password checks running at once. Default 4.
-	MaxLogins int
 	// SizeWorkers is how many Size calls one session makes at once for
 	// STAT and LIST. Default 8.
 	SizeWorkers int
@@ -101,7 +98,6 @@ func (c *Config) applyDefaults() {
 	setInt(&c.MaxAuthFailures, DefaultMaxAuthFailures)
 	setInt(&c.MaxConns, DefaultMaxConns)
 	setInt(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
-	setInt(&c.MaxLogins, DefaultMaxLogins)
 	setInt(&c.SizeWorkers, DefaultSizeWorkers)
 	setInt(&c.MaxErrors, DefaultMaxErrors)
 	if c.Logger == nil {
@@ -120,9 +116,6 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Store == nil {
 		errs = append(errs, errors.New("server: Store is required"))
-	}
-	if c.MaxLogins < 0 {
-		errs = append(errs, fmt.Errorf("server: MaxLogins %d is negative", c.MaxLogins))
 	}
 	if c.SizeWorkers < 0 {
 		errs = append(errs, fmt.Errorf("server: SizeWorkers %d is negative", c.SizeWorkers))
@@ -152,11 +145,10 @@ var ErrClosed = errors.New("server: closed")
 // Server serves POP3. Make it with New; it is safe for concurrent use.
 // Call Close or Shutdown to stop it.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	m      *metrics.Metrics
-	limit  *mailbox.AuthLimiter
-	logins chan struct{} // semaphore of password checks
+	cfg   Config
+	log   *slog.Logger
+	m     *metrics.Metrics
+	limit *mailbox.AuthLimiter
 
 	ctx    context.Context // cancelled by Close: ends in-flight store calls
 	cancel context.CancelFunc
@@ -179,8 +171,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, m: cfg.Metrics,
-		limit:  mailbox.NewAuthLimiter(cfg.MaxAuthFailures, cfg.AuthFailWindow),
-		logins: make(chan struct{}, cfg.MaxLogins)}
+		limit: mailbox.NewAuthLimiter(cfg.MaxAuthFailures, cfg.AuthFailWindow)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.conns = map[*conn]struct{}{}

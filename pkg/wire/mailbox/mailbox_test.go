@@ -1,0 +1,77 @@
+package mailbox
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+)
+
+// slowDB answers every account lookup with "not found" once released,
+// counting the lookups in progress. Only FindKey is used by Login.
+type slowDB struct {
+	DB
+	release      chan struct{}
+	now, maxSeen atomic.Int32
+}
+
+func (d *slowDB) FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error) {
+	n := d.now.Add(1)
+	defer d.now.Add(-1)
+	for {
+		m := d.maxSeen.Load()
+		if n <= m || d.maxSeen.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	select {
+	case <-d.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return nil, client.ErrNotFound
+}
+
+// TestLoginsQueue: at most maxChecks logins run at once (each may hold an
+// argon2id check's memory); the others wait, and one whose ctx ends while
+// waiting gets ctx's error, not ErrAuth.
+func TestLoginsQueue(t *testing.T) {
+	db := &slowDB{release: make(chan struct{})}
+	s := NewLimited(db, 2)
+	s.dummy = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA" // cheap: tests only
+	s.dummyOnce.Do(func() {})
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	for range 6 {
+		wg.Go(func() {
+			_, err := s.Login(context.Background(), "bob", "pw")
+			errs <- err
+		})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for db.now.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // room for a third lookup, if the bound were broken
+	if n := db.maxSeen.Load(); n != 2 {
+		t.Fatalf("%d logins ran at once, want 2", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if _, err := s.Login(ctx, "carol", "pw"); err == nil || err == ErrAuth {
+		t.Fatalf("a login that timed out waiting got %v, want the context's error", err)
+	}
+	close(db.release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != ErrAuth {
+			t.Errorf("login of an unknown user: %v, want ErrAuth", err)
+		}
+	}
+}
