@@ -80,9 +80,10 @@ type Config struct {
 
 // Backend makes Sessions. It is safe for concurrent use.
 type Backend struct {
-	cfg    Config
-	ctx    context.Context // the server's: sessions derive theirs from it
-	nextID atomic.Uint64
+	cfg     Config
+	ctx     context.Context // the server's: sessions derive theirs from it
+	nextID  atomic.Uint64
+	watches *watchHub
 }
 
 // NewBackend returns a Backend whose sessions stop when ctx ends.
@@ -102,7 +103,8 @@ func NewBackend(ctx context.Context, cfg Config) *Backend {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Backend{cfg: cfg, ctx: ctx}
+	return &Backend{cfg: cfg, ctx: ctx, watches: newWatchHub(ctx, cfg.Store, cfg.WatchRetry, cfg.Logger,
+		func() { cfg.Metrics.Errors.WithLabelValues("watch").Inc() })}
 }
 
 // NewSession is imapserver.Options.NewSession.

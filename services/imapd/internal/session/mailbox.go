@@ -230,8 +230,7 @@ func (s *Session) Select(name string, options *imap.SelectOptions) (data *imap.S
 	sel := &selected{folder: *f, fs: fs, readOnly: options != nil && options.ReadOnly}
 	// Watch first, then list: a change between the two marks the view
 	// dirty, so the next poll catches it.
-	sel.watch, err = startWatch(s.ctx, s.b.cfg.Store, s.watchKeys(fs), s.b.cfg.WatchRetry, s.log,
-		func() { s.b.cfg.Metrics.Errors.WithLabelValues("watch").Inc() })
+	sel.watch, err = startWatch(s.ctx, s.b.watches, s.watchKeys(fs))
 	if err != nil {
 		return nil, err
 	}

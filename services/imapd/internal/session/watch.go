@@ -11,29 +11,27 @@ import (
 	"github.com/twinmx/twinmx/services/imapd/internal/store"
 )
 
-// watcher follows the receive rows of an account's mailboxes through dbd
-// watches (by parent) and marks the view dirty on every change. It owns
-// one goroutine per mailbox; stop ends them and waits.
+// watcher is one selected session's interest in the receive rows of its
+// account's mailboxes and folders: marked dirty on every change. The dbd
+// watches behind it are shared with the account's other sessions (see
+// watchHub); stop leaves them.
 type watcher struct {
 	dirty  atomic.Bool
 	notify chan struct{} // capacity 1: "something changed since the last look"
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	hub    *watchHub
+	keys   []model.Key // joined
 }
 
-// startWatch subscribes to every mailbox before it returns, so a listing
-// made afterwards misses no change.
-func startWatch(ctx context.Context, st Store, boxes []model.Key, retry time.Duration, log *slog.Logger, onErr func()) (*watcher, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	w := &watcher{notify: make(chan struct{}, 1), cancel: cancel}
-	for _, box := range boxes {
-		ev, err := st.Watch(ctx, box)
-		if err != nil {
+// startWatch joins the watches of every key before it returns, so a
+// listing made afterwards misses no change.
+func startWatch(ctx context.Context, hub *watchHub, keys []model.Key) (*watcher, error) {
+	w := &watcher{notify: make(chan struct{}, 1), hub: hub}
+	for _, k := range keys {
+		if err := hub.join(ctx, k, w); err != nil {
 			w.stop()
 			return nil, err
 		}
-		w.wg.Add(1)
-		go w.follow(ctx, st, box, ev, retry, log, onErr)
+		w.keys = append(w.keys, k)
 	}
 	return w, nil
 }
@@ -46,41 +44,138 @@ func (w *watcher) mark() {
 	}
 }
 
-func (w *watcher) follow(ctx context.Context, st Store, box model.Key, ev store.Events, retry time.Duration, log *slog.Logger, onErr func()) {
-	defer w.wg.Done()
+// stop leaves the watches.
+func (w *watcher) stop() {
+	for _, k := range w.keys {
+		w.hub.leave(k, w)
+	}
+	w.keys = nil
+}
+
+// watchHub shares one dbd watch per mailbox or folder key among the
+// sessions that follow it: a mail client keeps several connections to one
+// account, and each selected session follows all the account's folders,
+// so per-session watches would multiply dbd's streams by that. A watch
+// ends when its last session leaves.
+type watchHub struct {
+	ctx   context.Context // the server's: watches end with it
+	st    Store
+	retry time.Duration // pause before a broken watch is opened again
+	log   *slog.Logger
+	onErr func() // counts a broken watch
+
+	mu     sync.Mutex
+	shared map[model.Key]*sharedWatch
+}
+
+type sharedWatch struct {
+	ready   chan struct{} // closed once the watch is live, or failed (err)
+	err     error         // set before ready is closed
+	members map[*watcher]struct{}
+	cancel  context.CancelFunc
+}
+
+func newWatchHub(ctx context.Context, st Store, retry time.Duration, log *slog.Logger, onErr func()) *watchHub {
+	return &watchHub{ctx: ctx, st: st, retry: retry, log: log, onErr: onErr, shared: map[model.Key]*sharedWatch{}}
+}
+
+// join makes w a member of k's watch, opening it if there is none. When it
+// returns nil the watch is live.
+func (h *watchHub) join(ctx context.Context, k model.Key, w *watcher) error {
+	h.mu.Lock()
+	if sw := h.shared[k]; sw != nil {
+		sw.members[w] = struct{}{}
+		h.mu.Unlock()
+		select {
+		case <-sw.ready:
+			return sw.err // on an error sw is gone from the hub: nothing to leave
+		case <-ctx.Done():
+			h.leave(k, w)
+			return ctx.Err()
+		}
+	}
+	wctx, cancel := context.WithCancel(h.ctx)
+	sw := &sharedWatch{ready: make(chan struct{}), members: map[*watcher]struct{}{w: {}}, cancel: cancel}
+	h.shared[k] = sw
+	h.mu.Unlock()
+	// Opened outside the lock: other keys' sessions need not wait.
+	ev, err := h.st.Watch(ctx, k)
+	if err != nil {
+		h.mu.Lock()
+		if h.shared[k] == sw {
+			delete(h.shared, k)
+		}
+		h.mu.Unlock()
+		cancel()
+		sw.err = err
+		close(sw.ready)
+		return err
+	}
+	close(sw.ready)
+	go h.follow(wctx, k, sw, ev)
+	return nil
+}
+
+// leave removes w from k's watch and ends the watch if w was the last.
+func (h *watchHub) leave(k model.Key, w *watcher) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sw := h.shared[k]
+	if sw == nil {
+		return
+	}
+	delete(sw.members, w)
+	if len(sw.members) == 0 {
+		delete(h.shared, k)
+		sw.cancel()
+	}
+}
+
+// markAll marks every member of sw.
+func (h *watchHub) markAll(sw *sharedWatch) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for w := range sw.members {
+		w.mark()
+	}
+}
+
+// follow marks sw's members on every event until ctx ends. A broken watch
+// (dbd restarted, or the watch fell behind) is opened again, and then the
+// members are marked, so they list everything again.
+func (h *watchHub) follow(ctx context.Context, k model.Key, sw *sharedWatch, ev store.Events) {
 	for {
 		_, err := ev.Next(ctx)
 		if err == nil {
-			w.mark()
+			h.markAll(sw)
 			continue
 		}
 		ev.Close()
 		if ctx.Err() != nil {
 			return
 		}
-		// The watch broke (dbd restarted, or we fell behind): read
-		// everything again and subscribe again.
-		log.Warn("mailbox watch broke; resubscribing", "err", err)
-		onErr()
+		h.log.Warn("mailbox watch broke; resubscribing", "err", err)
+		h.onErr()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(retry):
+			case <-time.After(h.retry):
 			}
-			if ev, err = st.Watch(ctx, box); err == nil {
+			if ev, err = h.st.Watch(ctx, k); err == nil {
 				break
 			}
 			if ctx.Err() != nil {
 				return
 			}
 		}
-		w.mark()
+		h.markAll(sw)
 	}
 }
 
-// stop ends the watches and waits for their goroutines.
-func (w *watcher) stop() {
-	w.cancel()
-	w.wg.Wait()
+// watches returns how many dbd watches are open (tests).
+func (h *watchHub) watches() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.shared)
 }
