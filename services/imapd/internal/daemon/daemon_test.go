@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -728,5 +729,90 @@ func TestHostileCommands(t *testing.T) {
 	c := k.loggedIn(nil)
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatalf("a new session after hostile commands: %v", err)
+	}
+}
+
+// TestExpungeSeenByOtherSession (TEST-CATALOG 39/40): session 1 expunges
+// mail 1 while session 2 still has it as message 1: session 2's FETCH 1
+// gives that mail's bytes or fails, never another mail's; its next NOOP
+// reports the EXPUNGE.
+func TestExpungeSeenByOtherSession(t *testing.T) {
+	k := start(t)
+	k.deliver(mail(1))
+	k.deliver(mail(2))
+	var mu sync.Mutex
+	var expunged []uint32
+	c1 := k.loggedIn(nil)
+	c2 := k.loggedIn(&imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+		Expunge: func(seq uint32) {
+			mu.Lock()
+			expunged = append(expunged, seq)
+			mu.Unlock()
+		},
+	}})
+	for _, c := range []*imapclient.Client{c1, c2} {
+		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c1.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.Expunge().Close(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c2.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+	if err == nil {
+		if len(msgs) != 1 {
+			t.Fatalf("FETCH 1 after another session's EXPUNGE gave %d messages", len(msgs))
+		}
+		for _, b := range msgs[0].BodySection {
+			if string(b.Bytes) != mail(1) {
+				t.Fatalf("FETCH 1 after another session's EXPUNGE gave other bytes:\n%s", b.Bytes)
+			}
+		}
+	}
+	if err := c2.Noop().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(expunged) != 1 || expunged[0] != 1 {
+		t.Fatalf("session 2 was told of expunges %v, want [1]", expunged)
+	}
+}
+
+// TestConcurrentKeywords (TEST-CATALOG 41): ten sessions add ten distinct
+// keywords to the same mail at once; none is lost.
+func TestConcurrentKeywords(t *testing.T) {
+	k := start(t)
+	k.deliver(mail(1))
+	var wg sync.WaitGroup
+	for i := range 10 {
+		c := k.loggedIn(nil)
+		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			kw := imap.Flag(fmt.Sprintf("$kw%d", i))
+			if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{kw}, Silent: true}, nil).Close(); err != nil {
+				t.Errorf("store %s: %v", kw, err)
+			}
+		})
+	}
+	wg.Wait()
+	c := k.loggedIn(nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Flags: true}).Collect()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("fetch flags: %v (%d messages)", err, len(msgs))
+	}
+	for i := range 10 {
+		kw := imap.Flag(fmt.Sprintf("$kw%d", i))
+		if !slices.Contains(msgs[0].Flags, kw) {
+			t.Errorf("keyword %s lost; flags %v", kw, msgs[0].Flags)
+		}
 	}
 }
