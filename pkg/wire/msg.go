@@ -38,13 +38,14 @@ const (
 	OpList         Op = 14 // table, parent, after, limit -> stream of the parent's rows by row number
 	OpCheckpoint   Op = 15 // name -> path of a consistent copy of the store on dbd's host
 	OpMail         Op = 16 // receive key -> stream of the rows that make the mail, with content
+	OpMails        Op = 17 // receive keys -> OpMail's rows of each mail in turn, from one snapshot
 )
 
 var opNames = map[Op]string{
 	OpPing: "ping", OpFindOrInsert: "find-or-insert", OpFind: "find", OpSet: "set",
 	OpIncrement: "increment", OpBatch: "batch", OpWatch: "watch", OpChanges: "changes",
 	OpMerge: "merge", OpStatus: "status", OpDump: "dump", OpCursor: "cursor", OpScan: "scan",
-	OpList: "list", OpCheckpoint: "checkpoint", OpMail: "mail",
+	OpList: "list", OpCheckpoint: "checkpoint", OpMail: "mail", OpMails: "mails",
 }
 
 // String returns the operation's name, used in logs and metric labels.
@@ -65,6 +66,7 @@ const (
 	MaxWatchKeys  = 4096 // keys in one watch filter
 	MaxMergeRows  = 4096 // rows in one merge
 	MaxStatusVals = 4096 // figures in one status answer
+	MaxMailsKeys  = 64   // mails in one mails request
 )
 
 // ErrMalformed is returned by the message decoders for bytes that are not a
@@ -267,6 +269,14 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 		b = binary.AppendUvarint(b, r.Value)
 	case OpMail:
 		b = append(b, r.Ref.Key[:]...)
+	case OpMails:
+		if len(r.Keys) == 0 || len(r.Keys) > MaxMailsKeys {
+			return nil, fmt.Errorf("encode mails: %d keys, want 1 to %d", len(r.Keys), MaxMailsKeys)
+		}
+		b = binary.AppendUvarint(b, uint64(len(r.Keys)))
+		for _, k := range r.Keys {
+			b = append(b, k[:]...)
+		}
 	case OpList:
 		if r.Parent == nil {
 			return nil, fmt.Errorf("encode list: no parent key")
@@ -592,6 +602,15 @@ func (d *dec) request(top bool) *Request {
 	case OpMail:
 		r.Table = model.Receive
 		r.Ref = Ref{ByKey: true, Key: d.key()}
+	case OpMails:
+		r.Table = model.Receive
+		n := d.count(MaxMailsKeys)
+		if n == 0 && d.err == nil {
+			d.fail("mails: no key")
+		}
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			r.Keys = append(r.Keys, d.key())
+		}
 	case OpList:
 		r.Table = d.table()
 		k := d.key()

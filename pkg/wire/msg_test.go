@@ -131,6 +131,7 @@ var msgRequestCases = []msgRequestCase{
 	{"watch receive children of bb..", Request{Op: OpWatch, Table: model.Receive, Parent: &msgKB}, "07 07 00 00" + msgKx(0xbb)},
 	{"checkpoint nightly-1", Request{Op: OpCheckpoint, Name: "nightly-1"}, "0f" + msgStr("nightly-1")},
 	{"mail of receive aa..", Request{Op: OpMail, Table: model.Receive, Ref: Ref{ByKey: true, Key: msgKA}}, "10" + msgKx(0xaa)},
+	{"mails of receive aa.., bb..", Request{Op: OpMails, Table: model.Receive, Keys: []model.Key{msgKA, msgKB}}, "11 02" + msgKx(0xaa) + msgKx(0xbb)},
 }
 
 // msgNormState drops empty maps, zero values and counters without counts:
@@ -281,6 +282,8 @@ func TestAppendRequestErrors(t *testing.T) {
 		{"nested batch", Request{Op: OpBatch, Batch: []Request{{Op: OpBatch}}}},
 		{"watch too many keys", Request{Op: OpWatch, Table: model.Body, Keys: make([]model.Key, MaxWatchKeys+1)}},
 		{"merge too many rows", Request{Op: OpMerge, Rows: make([]Row, MaxMergeRows+1)}},
+		{"mails without keys", Request{Op: OpMails}},
+		{"mails too many keys", Request{Op: OpMails, Keys: make([]model.Key, MaxMailsKeys+1)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -305,7 +308,11 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"empty", ""},
 		{"unknown op 0", "00"},
 		{"unknown op 15", "0f"},
-		{"unknown op 17", "11"},
+		{"unknown op 18", "12"},
+		{"mails without keys", "11 00"},
+		{"mails with 65 keys", "11 41" + strings.Repeat(msgKx(0xaa), 65)},
+		{"mails key truncated", "11 01" + msgKx(0xaa)[:40]},
+		{"mails with a trailing byte", "11 01" + msgKx(0xaa) + "00"},
 		{"mail key truncated", "10" + msgKx(0xaa)[:40]},
 		{"mail with a trailing byte", "10" + msgKx(0xaa) + "00"},
 		{"list without parent", "0e 07"},
@@ -412,6 +419,10 @@ func TestDecodeRequestBounds(t *testing.T) {
 	keys := "07 01 00 8020" + strings.Repeat(msgKx(0xaa), MaxWatchKeys)
 	if r, err := DecodeRequest(msgHex(keys)); err != nil || len(r.Keys) != MaxWatchKeys {
 		t.Fatalf("watch of %d keys: error %v", MaxWatchKeys, err)
+	}
+	mails := "11 40" + strings.Repeat(msgKx(0xaa), MaxMailsKeys)
+	if r, err := DecodeRequest(msgHex(mails)); err != nil || len(r.Keys) != MaxMailsKeys {
+		t.Fatalf("mails of %d keys: error %v", MaxMailsKeys, err)
 	}
 	name := strings.Repeat("z", model.MaxNameLen)
 	if _, err := DecodeRequest(msgHex("0c" + msgStr(name))); err != nil {
@@ -622,7 +633,7 @@ func TestOpCodeNames(t *testing.T) {
 		OpPing: "ping", OpFindOrInsert: "find-or-insert", OpFind: "find", OpSet: "set",
 		OpIncrement: "increment", OpBatch: "batch", OpWatch: "watch", OpChanges: "changes",
 		OpMerge: "merge", OpStatus: "status", OpDump: "dump", OpCursor: "cursor", OpScan: "scan",
-		OpList: "list", OpCheckpoint: "checkpoint", OpMail: "mail", 0: "unknown", 17: "unknown",
+		OpList: "list", OpCheckpoint: "checkpoint", OpMail: "mail", OpMails: "mails", 0: "unknown", 18: "unknown",
 	}
 	for op, want := range ops {
 		if got := op.String(); got != want {
@@ -928,7 +939,7 @@ func FuzzDecodeAnswer(f *testing.F) {
 	f.Add(msgHex("02 01 8120"))
 	f.Add(msgHex("00 8020"))
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		for op := Op(0); op <= OpMail+1; op++ {
+		for op := Op(0); op <= OpMails+1; op++ {
 			res, err := DecodeAnswer(op, msg)
 			var we *Error
 			switch {

@@ -198,6 +198,27 @@ func (c *Client) MailRows(ctx context.Context, k model.Key) ([]wire.Row, error) 
 	return rows, nil
 }
 
+// MailsRows is MailRows for up to wire.MaxMailsKeys receive rows, from one
+// snapshot and in one request: the rows of each mail, by its receive key.
+// A key without a receive row has no entry.
+func (c *Client) MailsRows(ctx context.Context, keys []model.Key) (map[model.Key][]wire.Row, error) {
+	rows, err := c.collect(ctx, &wire.Request{Op: wire.OpMails, Table: model.Receive, Keys: keys})
+	if err != nil {
+		return nil, fmt.Errorf("mails of %d receive rows: %w", len(keys), err)
+	}
+	out := make(map[model.Key][]wire.Row, len(keys))
+	var cur model.Key
+	for i := range rows {
+		if rows[i].Table == model.Receive {
+			cur = rows[i].Key
+		} else if i == 0 {
+			return nil, fmt.Errorf("%w: mails answer starts with a %s row", wire.ErrMalformed, rows[i].Table)
+		}
+		out[cur] = append(out[cur], rows[i])
+	}
+	return out, nil
+}
+
 // Resubscribe runs follow (a watch or changes loop) until ctx ends. A
 // stream ends when dbd restarts, the connection breaks or the watcher falls
 // behind; after each such end it calls ended with the error and, after

@@ -19,6 +19,7 @@ type DB interface {
 	FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error)
 	FindMeta(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error)
 	MailRows(ctx context.Context, receive model.Key) ([]wire.Row, error)
+	MailsRows(ctx context.Context, receives []model.Key) (map[model.Key][]wire.Row, error)
 	List(ctx context.Context, t model.Table, parent model.Key, after uint64, limit int) ([]wire.Row, error)
 	Watch(ctx context.Context, t model.Table, keys []model.Key, initial bool) (*client.Stream, error)
 	WatchChildren(ctx context.Context, t model.Table, parent model.Key) (*client.Stream, error)
@@ -228,6 +229,45 @@ func (s *Store) Fetch(ctx context.Context, m Message, drop []string) ([]byte, er
 	if err != nil {
 		return nil, fmt.Errorf("read mail %s: %w", m.Mail, err)
 	}
+	return joinRows(m, rows, drop)
+}
+
+// FetchMany is Fetch for several mails: raws[i] and errs[i] are msgs[i]'s,
+// read from one dbd snapshot per wire.MaxMailsKeys mails, in one request
+// each. A dbd from before the mails operation gets one request per mail.
+func (s *Store) FetchMany(ctx context.Context, msgs []Message, drops [][]string) (raws [][]byte, errs []error) {
+	raws, errs = make([][]byte, len(msgs)), make([]error, len(msgs))
+	for start := 0; start < len(msgs); start += wire.MaxMailsKeys {
+		part := msgs[start:min(start+wire.MaxMailsKeys, len(msgs))]
+		keys := make([]model.Key, len(part))
+		for i := range part {
+			keys[i] = part[i].Receive
+		}
+		byKey, err := s.db.MailsRows(ctx, keys)
+		var we *wire.Error
+		if errors.As(err, &we) && we.Code == wire.CodeBadRequest {
+			for i := range part {
+				raws[start+i], errs[start+i] = s.Fetch(ctx, part[i], drops[start+i])
+			}
+			continue
+		}
+		for i := range part {
+			switch rows, ok := byKey[part[i].Receive]; {
+			case err != nil:
+				errs[start+i] = fmt.Errorf("read mail %s: %w", part[i].Mail, err)
+			case !ok:
+				errs[start+i] = fmt.Errorf("read mail %s: %w", part[i].Mail, client.ErrNotFound)
+			default:
+				raws[start+i], errs[start+i] = joinRows(part[i], rows, drops[start+i])
+			}
+		}
+	}
+	return raws, errs
+}
+
+// joinRows makes m's bytes from the rows of op mail, without the header
+// fields drop names.
+func joinRows(m Message, rows []wire.Row, drop []string) ([]byte, error) {
 	var p model.Parts
 	var header, body bool
 	for i := range rows {

@@ -2,6 +2,7 @@ package mailbox
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -73,5 +74,40 @@ func TestLoginsQueue(t *testing.T) {
 		if err != ErrAuth {
 			t.Errorf("login of an unknown user: %v, want ErrAuth", err)
 		}
+	}
+}
+
+// oldDB is a dbd from before op mails: MailsRows is refused as an unknown
+// op; MailRows serves one mail.
+type oldDB struct {
+	DB
+	mails map[model.Key][]byte
+}
+
+func (d *oldDB) MailsRows(ctx context.Context, keys []model.Key) (map[model.Key][]wire.Row, error) {
+	return nil, &wire.Error{Code: wire.CodeBadRequest, Msg: "unknown op"}
+}
+
+func (d *oldDB) MailRows(ctx context.Context, k model.Key) ([]wire.Row, error) {
+	raw, ok := d.mails[k]
+	if !ok {
+		return nil, client.ErrNotFound
+	}
+	p := model.Split(raw)
+	return []wire.Row{{Table: model.Receive, Key: k}, {Table: model.Header, Content: p.Header},
+		{Table: model.Body, Content: p.Body}, {Table: model.Received, Content: p.Received}}, nil
+}
+
+// TestFetchManyFallsBack: against a dbd without op mails, FetchMany reads
+// mail by mail, with per-mail results.
+func TestFetchManyFallsBack(t *testing.T) {
+	a, b := model.Key{1}, model.Key{2}
+	db := &oldDB{mails: map[model.Key][]byte{a: []byte("Received: x\r\nSubject: a\r\n\r\nA\r\n")}}
+	raws, errs := New(db).FetchMany(context.Background(), []Message{{Receive: a}, {Receive: b}}, [][]string{nil, nil})
+	if errs[0] != nil || string(raws[0]) != string(db.mails[a]) {
+		t.Fatalf("mail a: %q, %v", raws[0], errs[0])
+	}
+	if !errors.Is(errs[1], client.ErrNotFound) {
+		t.Fatalf("missing mail b: %v, want ErrNotFound", errs[1])
 	}
 }

@@ -176,7 +176,7 @@ func (r Role) Check(req *wire.Request) error {
 		if !ru.read[req.Table] {
 			return deny(fmt.Sprintf("%s table %s", req.Op, req.Table))
 		}
-	case wire.OpMail:
+	case wire.OpMail, wire.OpMails:
 		// The rows that make a mail: a role needs to read each of them.
 		for _, t := range []model.Table{model.Receive, model.Mail, model.Header, model.Body, model.Received} {
 			if !ru.read[t] {

@@ -316,7 +316,7 @@ func (c *conn) dispatch(id uint32, msg []byte) bool {
 
 func isStream(op wire.Op) bool {
 	switch op {
-	case wire.OpWatch, wire.OpChanges, wire.OpDump, wire.OpScan, wire.OpList, wire.OpMail:
+	case wire.OpWatch, wire.OpChanges, wire.OpDump, wire.OpScan, wire.OpList, wire.OpMail, wire.OpMails:
 		return true
 	}
 	return false

@@ -54,6 +54,8 @@ func (c *conn) serve(ctx context.Context, id uint32, req *wire.Request) {
 		err = c.serveScan(ctx, id, req)
 	case wire.OpList:
 		err = c.serveList(ctx, id, req)
+	case wire.OpMails:
+		result, err = c.serveMails(ctx, id, req)
 	case wire.OpMail:
 		result, err = c.serveMail(ctx, id, req)
 	case wire.OpCheckpoint:
@@ -534,65 +536,98 @@ func (c *conn) serveMail(ctx context.Context, id uint32, req *wire.Request) (str
 		return "", err
 	}
 	defer v.Close()
-	rk := req.Ref.Key
-	recv, ok, err := v.Find(model.Receive, rk)
+	rows, found, err := mailRows(v, req.Ref.Key, nil)
 	if err != nil {
 		return "", err
 	}
-	if !ok {
+	if !found {
 		return "not-found", c.sendMessage(id, wire.AppendResult(nil, req.Op, &wire.Result{NotFound: true}))
 	}
+	return "ok", c.sendRows(ctx, id, v, rows)
+}
+
+// serveMails is serveMail for several receive keys, from one snapshot: the
+// rows of each mail in turn, each mail starting with its receive row; a
+// key without a receive row adds nothing. Readers of many mails (a FETCH,
+// POP3's read-ahead) save a request, a snapshot and a write(2) per mail.
+func (c *conn) serveMails(ctx context.Context, id uint32, req *wire.Request) (string, error) {
+	v, err := c.s.st.View()
+	if err != nil {
+		return "", err
+	}
+	defer v.Close()
 	var rows []store.Row
-	rows = append(rows, recv)
-	send := func(t model.Table, k model.Key) (store.Row, bool, error) {
-		row, ok, err := v.Find(t, k)
-		if err != nil || !ok {
-			return row, ok, err
+	for _, k := range req.Keys {
+		if rows, _, err = mailRows(v, k, rows); err != nil {
+			return "", err
 		}
-		rows = append(rows, row)
-		return row, true, nil
+	}
+	return "ok", c.sendRows(ctx, id, v, rows)
+}
+
+// mailRows appends to rows those that make the mail of receive row rk:
+// the receive row, then (those present) its mail, header and body rows
+// and the acknowledged delivery's received row. found is false when there
+// is no receive row.
+func mailRows(v *store.View, rk model.Key, rows []store.Row) (_ []store.Row, found bool, _ error) {
+	recv, ok, err := v.Find(model.Receive, rk)
+	if err != nil || !ok {
+		return rows, false, err
+	}
+	rows = append(rows, recv)
+	add := func(t model.Table, k model.Key) (store.Row, bool, error) {
+		row, ok, err := v.Find(t, k)
+		if err == nil && ok {
+			rows = append(rows, row)
+		}
+		return row, ok, err
 	}
 	content, err := smallContent(v, recv)
 	if err != nil {
-		return "", err
+		return rows, true, err
 	}
 	if mk, _, err := model.ParseReceiveContent(content); err == nil {
-		if mrow, ok, err := send(model.Mail, mk); err != nil {
-			return "", err
-		} else if ok {
+		mrow, ok, err := add(model.Mail, mk)
+		if err != nil {
+			return rows, true, err
+		}
+		if ok {
 			mc, err := smallContent(v, mrow)
 			if err != nil {
-				return "", err
+				return rows, true, err
 			}
 			if hk, bk, err := model.ParseMailContent(mc); err == nil {
-				for _, r := range []struct {
-					t model.Table
-					k model.Key
-				}{{model.Header, hk}, {model.Body, bk}} {
-					if _, _, err := send(r.t, r.k); err != nil {
-						return "", err
-					}
+				if _, _, err := add(model.Header, hk); err != nil {
+					return rows, true, err
+				}
+				if _, _, err := add(model.Body, bk); err != nil {
+					return rows, true, err
 				}
 			}
 		}
 	}
 	if rk, ok := model.MailReceived(recv.State); ok {
-		if _, _, err := send(model.Received, rk); err != nil {
-			return "", err
+		if _, _, err := add(model.Received, rk); err != nil {
+			return rows, true, err
 		}
 	}
-	// One write(2) for the whole answer, not one per row.
+	return rows, true, nil
+}
+
+// sendRows sends rows with their contents and ends the stream, in one
+// write(2) where the buffer allows, not one per row.
+func (c *conn) sendRows(ctx context.Context, id uint32, v *store.View, rows []store.Row) error {
 	release := c.wc.Hold()
 	defer release()
 	for _, r := range rows {
 		if ctx.Err() != nil {
-			return "", errCanceledByClient
+			return errCanceledByClient
 		}
 		if err := c.sendEvent(id, v, r, withContent); err != nil {
-			return "", err
+			return err
 		}
 	}
-	return "ok", c.endStream(ctx, id)
+	return c.endStream(ctx, id)
 }
 
 // smallContent returns the content of a small row (a receive or mail row's

@@ -526,3 +526,67 @@ func TestMailRows(t *testing.T) {
 		t.Fatalf("smtpd reading a mail: %v, want forbidden", err)
 	}
 }
+
+// TestMailsRows: op mails answers, for several receive keys, each mail's
+// rows starting with its receive row, skips missing keys, and is
+// forbidden to smtpd like op mail.
+func TestMailsRows(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	ctx := ctxT(t)
+	admin, pop, smtpd := e.Client(auth.Admin), e.Client(auth.Mailbox), e.Client(auth.SMTPD)
+	box := model.KeyOf(model.Mailbox, model.MailboxContent("u@x.example"))
+	var keys []model.Key
+	want := map[model.Key]string{}
+	for i := range 3 {
+		raw := fmt.Sprintf("Received: from x\r\nSubject: %d\r\n\r\nbody %d\r\n", i, i)
+		rows := model.NewMailRows([]byte(raw))
+		rc := model.ReceiveContent(rows.MailKey, box)
+		if _, err := admin.Batch(ctx, []wire.Request{
+			{Op: wire.OpFindOrInsert, Table: model.Header, Content: rows.Parts.Header},
+			{Op: wire.OpFindOrInsert, Table: model.Body, Content: rows.Parts.Body},
+			{Op: wire.OpFindOrInsert, Table: model.Received, Content: rows.Received},
+			{Op: wire.OpFindOrInsert, Table: model.Mail, Content: rows.Mail},
+			{Op: wire.OpFindOrInsert, Table: model.Receive, Content: rc},
+			{Op: wire.OpSet, Table: model.Receive, Ref: wire.Ref{Content: rc}, Name: model.ReceivedColumn(rows.ReceivedKey), Value: 1},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		k := model.KeyOf(model.Receive, rc)
+		keys = append(keys, k)
+		want[k] = raw
+	}
+	missing := model.KeyOf(model.Receive, []byte("none"))
+	got, err := pop.MailsRows(ctx, []model.Key{keys[2], missing, keys[0], keys[1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d mails, want 3 (the missing key left out)", len(got))
+	}
+	for k, raw := range want {
+		var tables []string
+		var p model.Parts
+		for _, r := range got[k] {
+			tables = append(tables, r.Table.String())
+			switch r.Table {
+			case model.Header:
+				p.Header = r.Content
+			case model.Body:
+				p.Body = r.Content
+			case model.Received:
+				p.Received = r.Content
+			}
+		}
+		if fmt.Sprint(tables) != "[receive mail header body received]" {
+			t.Fatalf("mail rows of tables %v", tables)
+		}
+		if j, err := model.Join(p); err != nil || string(j) != raw {
+			t.Fatalf("joined %q, %v; want %q", j, err, raw)
+		}
+	}
+	_, err = smtpd.MailsRows(ctx, keys)
+	var we *wire.Error
+	if !errors.As(err, &we) || we.Code != wire.CodeForbidden {
+		t.Fatalf("smtpd reading mails: %v, want forbidden", err)
+	}
+}

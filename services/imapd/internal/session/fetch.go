@@ -94,16 +94,20 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 }
 
 // fetchAhead bounds the mails read ahead of the one being written: at
-// most this many reads run, and at most this many mails wait in memory.
-const fetchAhead = 8
+// most this many are being read or wait in memory. They are read
+// fetchBatch at a time, in one dbd request each (op mails: one snapshot,
+// one answer write for all of them).
+const (
+	fetchAhead = 8
+	fetchBatch = 4
+)
 
 // prefetcher reads the bytes of a FETCH's mails from dbd ahead of the
-// writer, in order. It owns up to fetchAhead readers, long-lived for the
-// command (a goroutine per mail costs a fresh stack that grows each time);
-// stop cancels them and waits for all.
+// writer, in order. It owns fetchAhead/fetchBatch readers, long-lived for
+// the command; stop cancels them and waits for all.
 type prefetcher struct {
 	results []chan fetchResult // one per mail, buffered: readers never block
-	slots   chan struct{}      // a slot is held from a read's start until next() hands it over
+	slots   chan struct{}      // a slot is held from a read's start until next() hands its mail over
 	pos     int
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -120,43 +124,50 @@ type fetchResult struct {
 func (s *Session) prefetch(idx []int) *prefetcher {
 	ctx, cancel := context.WithCancel(s.ctx)
 	p := &prefetcher{results: make([]chan fetchResult, len(idx)), slots: make(chan struct{}, fetchAhead), cancel: cancel}
-	type job struct {
-		m    mailbox.Message
-		drop []string
-	}
-	jobs := make([]job, len(idx))
+	msgs := make([]mailbox.Message, len(idx))
+	drops := make([][]string, len(idx))
 	for k, i := range idx {
-		m := s.sel.msgs[i].m
-		jobs[k] = job{m: m, drop: s.drop(m)}
+		msgs[k] = s.sel.msgs[i].m
+		drops[k] = s.drop(msgs[k])
 		p.results[k] = make(chan fetchResult, 1)
 	}
 	st, timeout := s.b.cfg.Store, s.b.cfg.DBTimeout
-	var next atomic.Int64 // the next job to start
-	for range min(fetchAhead, len(jobs)) {
+	var next atomic.Int64 // the first mail of the next batch
+	giveBack := func(n int) {
+		for range n {
+			select {
+			case <-p.slots:
+			default: // stop has drained it already
+			}
+		}
+	}
+	for range min(fetchAhead/fetchBatch, (len(msgs)+fetchBatch-1)/fetchBatch) {
 		p.wg.Go(func() {
 			for {
-				// The slot first, then the job: jobs start in order,
-				// and no more than fetchAhead are read and not yet
-				// handed over.
-				select {
-				case p.slots <- struct{}{}:
-				case <-ctx.Done():
-					return
-				}
-				k := int(next.Add(1) - 1)
-				if k >= len(jobs) {
-					// Give the slot back unless stop has
-					// drained it already.
+				// The slots first, then the batch: batches start in
+				// order, and no more than fetchAhead mails are read and
+				// not yet handed over.
+				for i := range fetchBatch {
 					select {
-					case <-p.slots:
-					default:
+					case p.slots <- struct{}{}:
+					case <-ctx.Done():
+						giveBack(i)
+						return
 					}
+				}
+				k := int(next.Add(fetchBatch) - fetchBatch)
+				if k >= len(msgs) {
+					giveBack(fetchBatch)
 					return
 				}
+				end := min(k+fetchBatch, len(msgs))
+				giveBack(fetchBatch - (end - k))
 				rctx, rcancel := context.WithTimeout(ctx, timeout)
-				raw, err := st.Fetch(rctx, jobs[k].m, jobs[k].drop)
+				raws, errs := st.FetchMany(rctx, msgs[k:end], drops[k:end])
 				rcancel()
-				p.results[k] <- fetchResult{raw, err}
+				for i := k; i < end; i++ {
+					p.results[i] <- fetchResult{raws[i-k], errs[i-k]}
+				}
 			}
 		})
 	}

@@ -36,6 +36,27 @@ func (f *fetchFake) Fetch(ctx context.Context, m mailbox.Message, drop []string)
 	return []byte(strconv.FormatUint(m.RowNo, 10)), ctx.Err()
 }
 
+// FetchMany counts the mails of a batch as reads running at once.
+func (f *fetchFake) FetchMany(ctx context.Context, ms []mailbox.Message, drops [][]string) ([][]byte, []error) {
+	n := f.running.Add(int32(len(ms)))
+	defer f.running.Add(-int32(len(ms)))
+	for {
+		p := f.peak.Load()
+		if n <= p || f.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	raws, errs := make([][]byte, len(ms)), make([]error, len(ms))
+	for i, m := range ms {
+		if m.RowNo == f.fail {
+			errs[i] = errors.New("dbd gone")
+			continue
+		}
+		raws[i], errs[i] = []byte(strconv.FormatUint(m.RowNo, 10)), ctx.Err()
+	}
+	return raws, errs
+}
+
 func prefetchSession(t *testing.T, st Store, n int) (*Session, []int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())

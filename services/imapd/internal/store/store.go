@@ -88,6 +88,12 @@ func (s *Store) Fetch(ctx context.Context, m mailbox.Message, drop []string) ([]
 	return s.mb.Fetch(ctx, m, drop)
 }
 
+// FetchMany is Fetch for several mails, a dbd request per
+// wire.MaxMailsKeys of them.
+func (s *Store) FetchMany(ctx context.Context, ms []mailbox.Message, drops [][]string) ([][]byte, []error) {
+	return s.mb.FetchMany(ctx, ms, drops)
+}
+
 // Size returns the length of what Fetch returns, without reading the body.
 func (s *Store) Size(ctx context.Context, m mailbox.Message, drop []string) (int64, error) {
 	return s.mb.Size(ctx, m, drop)

@@ -7,11 +7,13 @@ import (
 )
 
 // Read-ahead: POP3 clients retrieve messages in order, and fetching one is
-// a few dbd round trips. While message n is being sent, the next few are
-// fetched concurrently, so the client's RETR n+1 finds its mail ready and
-// the round trips overlap instead of adding up.
+// a dbd round trip. While message n is being sent, the next ones are
+// fetched, so the client's RETR n+1 finds its mail ready and the round
+// trips overlap instead of adding up. They are fetched aheadBatch or more
+// at a time, in one dbd request (op mails: one snapshot, one answer write).
 const (
-	aheadCount   = 4       // messages fetched ahead
+	aheadCount   = 8       // messages fetched ahead at most
+	aheadBatch   = 4       // fewest messages worth a request, except at the end
 	aheadMaxSize = 1 << 20 // larger messages are fetched on demand only (memory)
 )
 
@@ -44,27 +46,43 @@ func (a *readAhead) take(n int) ([]byte, bool) {
 	return f.raw, f.err == nil
 }
 
-// start fetches the messages after n that are not marked deleted, not
-// pending already and not known to be large.
+// prefetch fetches, in one request, the messages among the aheadCount
+// after n that are not pending already, not marked deleted and not known
+// to be large — once there are aheadBatch of them, or the maildrop ends
+// within reach.
 func (c *conn) prefetch(n int) {
 	a := &c.ahead
 	if a.pending == nil {
 		a.pending = make(map[int]*fetched)
 	}
+	var (
+		ms    []mailbox.Message
+		drops [][]string
+		fs    []*fetched
+		ks    []int
+	)
 	for k := n + 1; k <= n+aheadCount && k <= len(c.drop.msgs); k++ {
 		m := &c.drop.msgs[k-1]
 		if _, ok := a.pending[k]; ok || m.deleted || !m.sized || m.size > aheadMaxSize {
 			continue
 		}
+		ms, drops, ks = append(ms, m.m), append(drops, m.drop), append(ks, k)
+	}
+	if len(ms) == 0 || len(ms) < aheadBatch && n+aheadCount < len(c.drop.msgs) {
+		return
+	}
+	for _, k := range ks {
 		f := &fetched{done: make(chan struct{})}
 		a.pending[k] = f
-		a.wg.Add(1)
-		go func(msg mailbox.Message, drop []string) {
-			defer a.wg.Done()
-			defer close(f.done)
-			ctx, cancel := c.storeCtx()
-			defer cancel()
-			f.raw, f.err = c.s.cfg.Store.Fetch(ctx, msg, drop)
-		}(m.m, m.drop)
+		fs = append(fs, f)
 	}
+	a.wg.Go(func() {
+		ctx, cancel := c.storeCtx()
+		defer cancel()
+		raws, errs := c.s.cfg.Store.FetchMany(ctx, ms, drops)
+		for i, f := range fs {
+			f.raw, f.err = raws[i], errs[i]
+			close(f.done)
+		}
+	})
 }

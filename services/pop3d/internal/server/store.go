@@ -15,6 +15,8 @@ type Store interface {
 	Messages(ctx context.Context, mailbox model.Key, after uint64) ([]mailbox.Message, error)
 	// Fetch returns a mail as received, without the dropped header fields.
 	Fetch(ctx context.Context, m mailbox.Message, drop []string) ([]byte, error)
+	// FetchMany is Fetch for several mails, in one request to dbd.
+	FetchMany(ctx context.Context, ms []mailbox.Message, drops [][]string) ([][]byte, []error)
 	// Size returns len(Fetch(ctx, m, drop)) without reading the body.
 	Size(ctx context.Context, m mailbox.Message, drop []string) (int64, error)
 	// RememberSizes caches unfiltered sizes in the receive rows.
