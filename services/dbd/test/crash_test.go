@@ -45,7 +45,12 @@ func TestKill9KeepsAcknowledged(t *testing.T) {
 				defer wg.Done()
 				c := s.client("admin")
 				for i := 0; ctx.Err() == nil && i < 100000; i++ {
-					body := []byte(fmt.Sprintf("round %d worker %d batch %d body %x", round, w, i, make([]byte, i%700)))
+					pad := i % 700
+					if i%4 == 3 {
+						// A 12 KiB body: in a blob file once flushed.
+						pad += 6 << 10
+					}
+					body := []byte(fmt.Sprintf("round %d worker %d batch %d body %x", round, w, i, make([]byte, pad)))
 					header := []byte(fmt.Sprintf("round %d worker %d batch %d header", round, w, i))
 					_, err := c.Batch(ctx, []wire.Request{
 						{Op: wire.OpFindOrInsert, Table: model.Body, Content: body},

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/twinmx/twinmx/pkg/model"
 )
@@ -171,23 +170,6 @@ func Open(opts Options) (*Store, error) {
 	go s.writer()
 	go s.syncer()
 	return s, nil
-}
-
-// PebbleOptions returns the Pebble options dbd runs with: Pebble's
-// defaults with the given block cache, plus bloom filters (10 bits a key)
-// on every level, because every insert first asks whether its content key
-// exists, and for a new row the answer is no: without filters that Get
-// searches every level (no measurable change at dbctl bench's few hundred
-// thousand rows; it matters as a site's data grows to many levels). dbctl
-// bench uses the same options for its embedded
-// baseline, so the comparison is like for like. (A 64 MiB memtable was
-// tried: it helped plain Pebble far more than dbd.)
-func PebbleOptions(cache *pebble.Cache) *pebble.Options {
-	o := &pebble.Options{Cache: cache}
-	for i := range o.Levels {
-		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-	}
-	return o
 }
 
 // recover reads the writer's counters back from disk.
