@@ -109,6 +109,8 @@ func NewPebbleCollector(metrics func() *pebble.Metrics) *PebbleCollector {
 		"cache_misses":      d("block_cache_misses_total", "Block cache misses."),
 		"compaction_debt":   d("compaction_debt_bytes", "Estimated bytes to compact to reach a stable shape."),
 		"table_count_total": d("sstables", "Number of sstables."),
+		"blob_bytes":        d("blob_bytes", "Bytes in live blob files (content chunks kept out of compactions)."),
+		"blob_garbage":      d("blob_garbage_bytes", "Value bytes in live blob files that no key references any more."),
 	}}
 }
 
@@ -142,4 +144,6 @@ func (c *PebbleCollector) Collect(ch chan<- prometheus.Metric) {
 	ctr("cache_misses", float64(m.BlockCache.Misses))
 	g("compaction_debt", float64(m.Compact.EstimatedDebt))
 	g("table_count_total", float64(m.Total().TablesCount))
+	g("blob_bytes", float64(m.BlobFiles.LiveSize))
+	g("blob_garbage", float64(m.BlobFiles.ValueSize-min(m.BlobFiles.ReferencedValueSize, m.BlobFiles.ValueSize)))
 }
