@@ -26,6 +26,9 @@
 #
 # Knobs (environment): RUNS=3 DURATION=10 CLIENTS=8 THREADS=2 SIZE=10240
 #   DBCTL_ROUNDS=2 PG_PORT=55432 TMPROOT=/tmp SKIP_APT=0 CALIBRATE=1
+#   DBCTL_B=PATH  a second dbctl binary (say, a build before a change) that
+#                 runs right after dbd in every run, as "dbd-B", for an A/B
+#                 comparison in one sitting; it is reported, not in the ratio.
 #
 # track_wal_io_timing=on (not a default) is set so pg_stat_wal reports the
 # time spent in fsync; it costs two clock reads per WAL write/sync.
@@ -41,6 +44,7 @@ PG_PORT=${PG_PORT:-55432}
 TMPROOT=${TMPROOT:-/tmp}
 SKIP_APT=${SKIP_APT:-0}
 CALIBRATE=${CALIBRATE:-1}
+DBCTL_B=${DBCTL_B:-}
 
 die() { echo "pg-compare: $*" >&2; exit 1; }
 
@@ -48,6 +52,7 @@ die() { echo "pg-compare: $*" >&2; exit 1; }
 (( SIZE % 1024 == 0 && SIZE > 0 )) || die "SIZE must be a positive multiple of 1024 (pgcrypto hands out ≤1024 random bytes per call)"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+[[ -z $DBCTL_B || -x $DBCTL_B ]] || die "DBCTL_B=$DBCTL_B is not an executable"
 [[ -f $REPO/go.work ]] || die "cannot find the twinmx checkout (expected $REPO/go.work)"
 
 # --- 1. packages -----------------------------------------------------------
@@ -84,6 +89,10 @@ command -v go >/dev/null || die "Go is not on PATH; install the version named in
 DBCTL=$WORK/dbctl
 (cd "$REPO/services/dbd" && go build -o "$DBCTL" ./cmd/dbctl)
 REV=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo "unknown (not a git checkout)")
+if [[ -n $DBCTL_B ]]; then
+	cp -- "$DBCTL_B" "$WORK/dbctl-b"
+	DBCTL_B=$WORK/dbctl-b
+fi
 
 # --- 3. cluster --------------------------------------------------------------
 pgrun() { runuser -u postgres -- "$@"; }
@@ -139,6 +148,7 @@ chmod 0644 "$WORK"/*.sql
 	ORDER BY name"
 echo "machine: nproc=$(nproc) mem=$(free -g | awk '/^Mem:/ {print $2 "G"}') kernel=$(uname -r) load=$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "dbctl:   built from $REV with $(go version | cut -d' ' -f3-)"
+[[ -z $DBCTL_B ]] || echo "dbd-B:   the dbctl given as DBCTL_B, run after dbd in every run"
 echo "disk:    $(df -hT "$WORK" | awk 'NR == 2 {print $1, $2, $3 " total"}') (pg data, WAL and dbctl bench data all under $WORK)"
 awk '$1 > 1.0 {print "warning: load average " $1 " before the first run; other work on this machine skews every figure"}' /proc/loadavg
 echo
@@ -191,18 +201,18 @@ pg_run() { # $1 = script; prints "tps lat_ms tx/fsync walkB/tx fsync% busy% iowa
 	echo "$tps $lat $per_sync $kb $share $(summary "$n" "$(delta "$s0" "$s1")")"
 }
 
-dbd_run() { # prints "mean_ops r1,r2,... busy% iowait% devkB/op ops/flush" (wire rounds only)
+dbd_run() { # $1 = dbctl binary; prints "mean_ops r1,r2,... busy% iowait% devkB/op ops/flush" (wire rounds only)
 	# dbctl bench prints one line as each phase ends, so the counters are
 	# sampled as each line arrives: the window that ends with a "wire
 	# find-or-insert" line is exactly that wire phase (its embedded-Pebble
 	# baseline phases are left out).
 	: >"$WORK/dbd.windows"
-	"$DBCTL" bench --concurrency "$CLIENTS" --size "$SIZE" --duration "${DURATION}s" \
+	"$1" bench --concurrency "$CLIENTS" --size "$SIZE" --duration "${DURATION}s" \
 		--rounds "$DBCTL_ROUNDS" --dir "$WORK" 2>&1 | {
 		prev=$(snap)
 		while IFS= read -r line; do
 			now=$(snap)
-			echo "$line" >>"$WORK/dbctl.log"
+			echo "$line" >>"$WORK/$(basename "$1").log"
 			if [[ $line == *"wire find-or-insert:"* ]]; then
 				rate=${line% ops/s}
 				echo "${rate##* } $(delta "$prev" "$now")" >>"$WORK/dbd.windows"
@@ -222,7 +232,7 @@ dbd_run() { # prints "mean_ops r1,r2,... busy% iowait% devkB/op ops/flush" (wire
 # cpu = whole-machine busy% / iowait% over the measured phase; dev = bytes the
 # disk holding $WORK was asked to write, per operation, and operations per
 # disk flush request (one fsync/fdatasync = one flush on most devices).
-PG_SUM=0 SENT_SUM=0 DBD_SUM=0
+PG_SUM=0 SENT_SUM=0 DBD_SUM=0 B_SUM=0
 for ((run = 1; run <= RUNS; run++)); do
 	read -r pg_tps pg_lat pg_ps pg_kb pg_share pg_busy pg_iow pg_dkb pg_pf < <(pg_run pg)
 	printf 'run %d  pg       %5.0f tx/s   latency avg %s ms  %s tx/fsync  %s kB WAL/tx  fsync %s%% of wall  dev %s kB/tx %s tx/flush  cpu %s busy %s iowait\n' \
@@ -230,11 +240,18 @@ for ((run = 1; run <= RUNS; run++)); do
 	read -r st_tps st_lat st_ps st_kb st_share st_busy st_iow st_dkb st_pf < <(pg_run pg-sent)
 	printf 'run %d  pg-sent  %5.0f tx/s   latency avg %s ms  %s tx/fsync  %s kB WAL/tx  fsync %s%% of wall  dev %s kB/tx %s tx/flush  cpu %s busy %s iowait\n' \
 		"$run" "$st_tps" "$st_lat" "$st_ps" "$st_kb" "$st_share" "$st_dkb" "$st_pf" "$st_busy" "$st_iow"
-	read -r dbd_ops dbd_rounds dbd_busy dbd_iow dbd_dkb dbd_pf < <(dbd_run)
+	read -r dbd_ops dbd_rounds dbd_busy dbd_iow dbd_dkb dbd_pf < <(dbd_run "$DBCTL")
 	printf 'run %d  dbd      %5.0f ops/s  rounds %s  dev %s kB/op %s ops/flush  cpu %s busy %s iowait\n' \
 		"$run" "$dbd_ops" "$dbd_rounds" "$dbd_dkb" "$dbd_pf" "$dbd_busy" "$dbd_iow"
 	awk -v d="$dbd_ops" -v p="$pg_tps" -v s="$st_tps" -v r="$run" \
 		'BEGIN {printf "run %d  ratio dbd/pg %.2f  dbd/pg-sent %.2f\n", r, d / p, d / s}'
+	if [[ -n $DBCTL_B ]]; then
+		read -r b_ops b_rounds b_busy b_iow b_dkb b_pf < <(dbd_run "$DBCTL_B")
+		printf 'run %d  dbd-B    %5.0f ops/s  rounds %s  dev %s kB/op %s ops/flush  cpu %s busy %s iowait\n' \
+			"$run" "$b_ops" "$b_rounds" "$b_dkb" "$b_pf" "$b_busy" "$b_iow"
+		awk -v d="$b_ops" -v p="$pg_tps" -v r="$run" 'BEGIN {printf "run %d  ratio dbd-B/pg %.2f\n", r, d / p}'
+		B_SUM=$(awk -v a="$B_SUM" -v b="$b_ops" 'BEGIN {print a + b}')
+	fi
 	PG_SUM=$(awk -v a="$PG_SUM" -v b="$pg_tps" 'BEGIN {print a + b}')
 	SENT_SUM=$(awk -v a="$SENT_SUM" -v b="$st_tps" 'BEGIN {print a + b}')
 	DBD_SUM=$(awk -v a="$DBD_SUM" -v b="$dbd_ops" 'BEGIN {print a + b}')
@@ -243,6 +260,10 @@ echo
 awk -v d="$DBD_SUM" -v p="$PG_SUM" -v s="$SENT_SUM" -v n="$RUNS" 'BEGIN {
 	printf "mean over %d runs: pg %.0f tx/s, pg-sent %.0f tx/s, dbd %.0f ops/s\n", n, p / n, s / n, d / n
 	printf "ratio dbd/pg %.2f (target >= 2.00: %s), dbd/pg-sent %.2f\n", d / p, (d / p >= 2 ? "met" : "NOT met"), d / s }'
+if [[ -n $DBCTL_B ]]; then
+	awk -v b="$B_SUM" -v d="$DBD_SUM" -v p="$PG_SUM" -v n="$RUNS" \
+		'BEGIN {printf "dbd-B: mean %.0f ops/s, ratio dbd-B/pg %.2f, dbd/dbd-B %.2f\n", b / n, b / p, d / b}'
+fi
 
 # --- calibration (not part of the ratio) ----------------------------------------
 if [[ $CALIBRATE == 1 ]]; then
