@@ -64,7 +64,9 @@ type Config struct {
 	StreamBuffer int
 	// StreamsPerConn is how many streams (watch, list, mail, scan, ...)
 	// one connection carries before the next stream opens another
-	// connection. Keep it at or below dbd's MaxStreams. Default 60.
+	// connection. Keep it below dbd's MaxStreams: dbd frees a stream's
+	// slot a moment after its end arrives here (a stream refused as busy
+	// is tried again on another connection). Default 48.
 	StreamsPerConn int
 	// Logger gets reconnect logs. Default slog.Default().
 	Logger *slog.Logger
@@ -88,7 +90,7 @@ func (c *Config) applyDefaults() {
 		c.MaxBackoff = 5 * time.Second
 	}
 	if c.StreamsPerConn == 0 {
-		c.StreamsPerConn = 60
+		c.StreamsPerConn = 48
 	}
 	if c.MaxAnswer == 0 {
 		c.MaxAnswer = 128 << 20
@@ -201,7 +203,7 @@ func (c *Client) pick(ctx context.Context, stream bool) (*session, error) {
 				c.mu.Unlock()
 				return s, nil
 			}
-			if s.streams < c.cfg.StreamsPerConn {
+			if s.streams < c.cfg.StreamsPerConn && time.Now().After(s.busyUntil) {
 				s.streams++
 				c.mu.Unlock()
 				return s, nil

@@ -24,6 +24,7 @@ type fakeDBD struct {
 	key      wire.KeyPair
 	drop     atomic.Bool
 	received atomic.Int64 // requests received, answered or not
+	busy     atomic.Int64 // watches still to refuse as busy
 	accepts  atomic.Int64
 	wg       sync.WaitGroup
 }
@@ -73,6 +74,12 @@ func newFakeDBD(t *testing.T) *fakeDBD {
 					if f.drop.Load() {
 						nc.Close()
 						return
+					}
+					if req.Op == wire.OpWatch && f.busy.Add(-1) >= 0 {
+						if err := wc.WriteFrame(wire.Frame{ReqID: fr.ReqID, Data: wire.AppendError(nil, wire.CodeBusy, "too many open streams")}); err != nil {
+							return
+						}
+						continue
 					}
 					if req.Op == wire.OpWatch {
 						// Subscribed, then a burst of events nobody may read.
@@ -319,5 +326,33 @@ func TestStreamsSpreadOverConnections(t *testing.T) {
 	}
 	for _, st := range open {
 		st.Close()
+	}
+}
+
+// TestBusyStreamTriedElsewhere: a stream dbd refuses as busy (its count of
+// the connection's streams lags ours) is opened on another connection.
+func TestBusyStreamTriedElsewhere(t *testing.T) {
+	f := newFakeDBD(t)
+	f.busy.Store(1)
+	kp, _ := wire.GenerateKeyPair(rand.Reader)
+	c, err := New(Config{Addr: f.ln.Addr().String(), Static: kp, Server: f.key.Public,
+		StreamBuffer: 2 * watchBurst, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := c.Watch(ctx, model.Receive, nil, false)
+	if err != nil {
+		t.Fatalf("watch refused once as busy: %v", err)
+	}
+	defer st.Close()
+	if n := f.accepts.Load(); n != 2 {
+		t.Fatalf("the retry used %d connections in all, want 2", n)
+	}
+	f.busy.Store(busyRetries + 10)
+	if _, err := c.Watch(ctx, model.Receive, nil, false); err == nil {
+		t.Fatal("a watch refused every time succeeded")
 	}
 }

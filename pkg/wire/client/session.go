@@ -20,7 +20,8 @@ type session struct {
 	wc        *wire.Conn
 	maxAnswer int
 
-	streams int // open streams; guarded by the Client's mu
+	streams   int       // open streams; guarded by the Client's mu
+	busyUntil time.Time // no new streams before (dbd said busy); guarded by the Client's mu
 
 	mu    sync.Mutex
 	calls map[uint32]*call

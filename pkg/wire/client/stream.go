@@ -103,19 +103,23 @@ func (c *Client) WatchChildren(ctx context.Context, t model.Table, parent model.
 
 func (c *Client) watch(ctx context.Context, req *wire.Request) (*Stream, error) {
 	t := req.Table
-	st, err := c.stream(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	m, err := st.call.next(ctx)
-	if err == nil {
-		_, err = wire.DecodeAnswer(wire.OpPing, m)
-	}
-	if err != nil {
+	for attempt := 1; ; attempt++ {
+		st, err := c.stream(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		m, err := st.call.next(ctx)
+		if err == nil {
+			_, err = wire.DecodeAnswer(wire.OpPing, m)
+		}
+		if err == nil {
+			return st, nil
+		}
 		st.Close()
-		return nil, fmt.Errorf("watch %s: %w", t, err)
+		if !c.refusedBusy(st, err, attempt) {
+			return nil, fmt.Errorf("watch %s: %w", t, err)
+		}
 	}
-	return st, nil
 }
 
 // Changes streams every row changed after cursor, with content, in change
@@ -150,10 +154,20 @@ func (c *Client) ScanKeys(ctx context.Context, t model.Table, limit int) ([]mode
 
 // collect runs a stream request to its end and returns its rows.
 func (c *Client) collect(ctx context.Context, req *wire.Request) ([]wire.Row, error) {
-	st, err := c.stream(ctx, req)
-	if err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		st, err := c.stream(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := readAll(ctx, st)
+		if len(rows) == 0 && c.refusedBusy(st, err, attempt) {
+			continue
+		}
+		return rows, err
 	}
+}
+
+func readAll(ctx context.Context, st *Stream) ([]wire.Row, error) {
 	defer st.Close()
 	var rows []wire.Row
 	for {
@@ -167,6 +181,30 @@ func (c *Client) collect(ctx context.Context, req *wire.Request) ([]wire.Row, er
 		rows = append(rows, *row)
 	}
 }
+
+// busyRetries bounds the connections a stream tries when dbd refuses it
+// as busy.
+const busyRetries = 3
+
+// refusedBusy reports whether st was refused by dbd because its
+// connection had no stream slot free — the client counts streams as ended
+// when their end arrives, dbd a moment later, when the stream's goroutine
+// is done — and the stream should be opened again, elsewhere: it keeps
+// new streams off that connection for a moment.
+func (c *Client) refusedBusy(st *Stream, err error, attempt int) bool {
+	var we *wire.Error
+	if attempt >= busyRetries || !errors.As(err, &we) || we.Code != wire.CodeBusy {
+		return false
+	}
+	c.mu.Lock()
+	st.call.s.busyUntil = time.Now().Add(busyPause)
+	c.mu.Unlock()
+	return true
+}
+
+// busyPause is how long a connection that refused a stream as busy gets no
+// new streams.
+const busyPause = 100 * time.Millisecond
 
 // Scan streams up to limit of the newest rows of table t (highest local row
 // number first), without content.
