@@ -28,13 +28,15 @@ func cpuTime(b *testing.B) time.Duration {
 // BenchmarkFetchBody measures UID FETCH 1:* BODY.PEEK[] of up to 1000
 // corpus mails over one plain connection, dbd and imapd in this process
 // (so -cpuprofile sees both). The figure is mails/s.
-func BenchmarkFetchBody(b *testing.B) {
+// benchSession delivers up to 1000 corpus mails to a dbd and imapd in this
+// process (so -cpuprofile sees both) and returns a logged-in, selected
+// plain connection's command function, the mails' count and bytes.
+func benchSession(b *testing.B) (cmd func(tag, line string), mails int, size int64) {
 	corpus := proctest.Corpus(b)
 	if len(corpus) > 1000 {
 		corpus = corpus[:1000]
 	}
 	k := start(b)
-	var size int64
 	for _, m := range corpus {
 		if _, err := testkit.Deliver(k.ctx, k.admin, address, m.Raw, true, time.Now()); err != nil {
 			b.Fatal(err)
@@ -45,9 +47,9 @@ func BenchmarkFetchBody(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	b.Cleanup(func() { c.Close() })
 	r := bufio.NewReaderSize(c, 64<<10)
-	cmd := func(tag, line string) {
+	cmd = func(tag, line string) {
 		b.Helper()
 		if _, err := fmt.Fprintf(c, "%s %s\r\n", tag, line); err != nil {
 			b.Fatal(err)
@@ -76,15 +78,31 @@ func BenchmarkFetchBody(b *testing.B) {
 	r.ReadString('\n') // greeting
 	cmd("l", fmt.Sprintf("LOGIN %s %q", login, password))
 	cmd("s", "SELECT INBOX")
+	return cmd, len(corpus), size
+}
+
+// BenchmarkFetchBody measures UID FETCH 1:* BODY.PEEK[] of up to 1000
+// corpus mails over one plain connection. The figure is mails/s.
+func BenchmarkFetchBody(b *testing.B) {
+	benchCommand(b, "UID FETCH 1:* BODY.PEEK[]")
+}
+
+// BenchmarkSearchText measures a SEARCH that reads every mail's bytes.
+func BenchmarkSearchText(b *testing.B) {
+	benchCommand(b, "UID SEARCH TEXT \"no such words anywhere\"")
+}
+
+func benchCommand(b *testing.B, line string) {
+	cmd, mails, size := benchSession(b)
 	b.SetBytes(size)
 	b.ResetTimer()
 	start, cpu0 := time.Now(), cpuTime(b)
 	for i := 0; i < b.N; i++ {
-		cmd("f", "UID FETCH 1:* BODY.PEEK[]")
+		cmd("f", line)
 	}
-	mails := float64(b.N * len(corpus))
-	b.ReportMetric(mails/time.Since(start).Seconds(), "mails/s")
+	n := float64(b.N * mails)
+	b.ReportMetric(n/time.Since(start).Seconds(), "mails/s")
 	// CPU per mail (dbd, imapd and this client together) varies less
 	// than the rate on a shared machine.
-	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/mails, "cpu-µs/mail")
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/n, "cpu-µs/mail")
 }

@@ -42,9 +42,24 @@ func (s *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	if len(sel.msgs) > 0 {
 		last = sel.msgs[len(sel.msgs)-1].uid
 	}
+	// Criteria on the bytes read every mail: read them ahead, several a
+	// dbd request, instead of one round trip per candidate.
+	var next func() ([]byte, error)
+	if needsBytes(criteria) && len(sel.msgs) > 1 {
+		idx := make([]int, len(sel.msgs))
+		for i := range idx {
+			idx[i] = i
+		}
+		pf := s.prefetch(idx)
+		defer pf.stop()
+		next = pf.next
+	}
 	for i, msg := range sel.msgs {
 		ctx, cancel := s.dbctx()
 		c := &candidate{s: s, ctx: ctx, seq: uint32(i + 1), n: uint32(len(sel.msgs)), last: last, msg: msg}
+		if next != nil {
+			c.raw, c.err = next()
+		}
 		ok := c.match(criteria)
 		cancel()
 		if c.err != nil {
@@ -72,6 +87,27 @@ func (s *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		data.All = seqs
 	}
 	return data, nil
+}
+
+// needsBytes reports whether matching cr reads the mails' bytes (not
+// counting the internal date: the bytes' Date field serves only for mails
+// without an acknowledgement or APPEND time).
+func needsBytes(cr *imap.SearchCriteria) bool {
+	if len(cr.Header) > 0 || len(cr.Body) > 0 || len(cr.Text) > 0 || cr.Larger > 0 || cr.Smaller > 0 ||
+		!cr.SentSince.IsZero() || !cr.SentBefore.IsZero() {
+		return true
+	}
+	for i := range cr.Not {
+		if needsBytes(&cr.Not[i]) {
+			return true
+		}
+	}
+	for i := range cr.Or {
+		if needsBytes(&cr.Or[i][0]) || needsBytes(&cr.Or[i][1]) {
+			return true
+		}
+	}
+	return false
 }
 
 // match reports whether the candidate meets every criterion (RFC 9051
