@@ -207,6 +207,23 @@ func TestWrongServerKey(t *testing.T) {
 }
 
 // TestManyInFlight: many concurrent requests share one connection.
+// fakeClient returns a client of f configured by cfg (address and keys
+// filled in), closed when the test ends, and a 5 s context.
+func fakeClient(t *testing.T, f *fakeDBD, cfg Config) (*Client, context.Context) {
+	t.Helper()
+	kp, _ := wire.GenerateKeyPair(rand.Reader)
+	cfg.Addr, cfg.Static, cfg.Server = f.ln.Addr().String(), kp, f.key.Public
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return c, ctx
+}
+
 // watchBurst is how many events the fake dbd sends on a watch.
 const watchBurst = 64
 
@@ -215,15 +232,7 @@ const watchBurst = 64
 // or every other request on it would hang.
 func TestClosedStreamDoesNotStallConnection(t *testing.T) {
 	f := newFakeDBD(t)
-	kp, _ := wire.GenerateKeyPair(rand.Reader)
-	c, err := New(Config{Addr: f.ln.Addr().String(), Static: kp, Server: f.key.Public, StreamBuffer: 2,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	c, ctx := fakeClient(t, f, Config{StreamBuffer: 2})
 	st, err := c.Watch(ctx, model.Receive, nil, false)
 	if err != nil {
 		t.Fatal(err)
@@ -282,15 +291,7 @@ func TestClosed(t *testing.T) {
 // opened; one-shot requests keep using the first connection.
 func TestStreamsSpreadOverConnections(t *testing.T) {
 	f := newFakeDBD(t)
-	kp, _ := wire.GenerateKeyPair(rand.Reader)
-	c, err := New(Config{Addr: f.ln.Addr().String(), Static: kp, Server: f.key.Public,
-		StreamsPerConn: 2, StreamBuffer: 2 * watchBurst, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	c, ctx := fakeClient(t, f, Config{StreamsPerConn: 2, StreamBuffer: 2 * watchBurst})
 	var open []*Stream
 	watch := func() {
 		t.Helper()
@@ -334,15 +335,7 @@ func TestStreamsSpreadOverConnections(t *testing.T) {
 func TestBusyStreamTriedElsewhere(t *testing.T) {
 	f := newFakeDBD(t)
 	f.busy.Store(1)
-	kp, _ := wire.GenerateKeyPair(rand.Reader)
-	c, err := New(Config{Addr: f.ln.Addr().String(), Static: kp, Server: f.key.Public,
-		StreamBuffer: 2 * watchBurst, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	c, ctx := fakeClient(t, f, Config{StreamBuffer: 2 * watchBurst})
 	st, err := c.Watch(ctx, model.Receive, nil, false)
 	if err != nil {
 		t.Fatalf("watch refused once as busy: %v", err)

@@ -473,16 +473,11 @@ func TestListAndWatchChildren(t *testing.T) {
 	}
 }
 
-// TestMailRows: op mail answers the rows that make a mail in one stream —
-// receive, mail, header, body and the acknowledged received row — to a role
-// that may read them all, not-found for a missing receive row, and
-// forbidden to smtpd (which may not read mail).
-func TestMailRows(t *testing.T) {
-	e := dbdtest.Start(t, dbdtest.Options{})
-	ctx := ctxT(t)
-	admin, pop, smtpd := e.Client(auth.Admin), e.Client(auth.Mailbox), e.Client(auth.SMTPD)
-	rows := model.NewMailRows([]byte("Received: from x\r\nSubject: hi\r\n\r\nbody\r\n"))
-	box := model.KeyOf(model.Mailbox, model.MailboxContent("u@x.example"))
+// putMail stores raw in mailbox box as smtpd does, acknowledged, and
+// returns its receive row's key.
+func putMail(t *testing.T, ctx context.Context, admin *client.Client, box model.Key, raw string) model.Key {
+	t.Helper()
+	rows := model.NewMailRows([]byte(raw))
 	rc := model.ReceiveContent(rows.MailKey, box)
 	if _, err := admin.Batch(ctx, []wire.Request{
 		{Op: wire.OpFindOrInsert, Table: model.Header, Content: rows.Parts.Header},
@@ -494,14 +489,16 @@ func TestMailRows(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := pop.MailRows(ctx, model.KeyOf(model.Receive, rc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tables []string
+	return model.KeyOf(model.Receive, rc)
+}
+
+// joinMailRows returns the tables of an op mail answer's rows and the mail
+// they make.
+func joinMailRows(rows []wire.Row) (tables string, raw []byte, err error) {
+	var names []string
 	var p model.Parts
-	for _, r := range got {
-		tables = append(tables, r.Table.String())
+	for _, r := range rows {
+		names = append(names, r.Table.String())
 		switch r.Table {
 		case model.Header:
 			p.Header = r.Content
@@ -511,16 +508,35 @@ func TestMailRows(t *testing.T) {
 			p.Received = r.Content
 		}
 	}
-	if fmt.Sprint(tables) != "[receive mail header body received]" {
+	raw, err = model.Join(p)
+	return fmt.Sprint(names), raw, err
+}
+
+// TestMailRows: op mail answers the rows that make a mail in one stream —
+// receive, mail, header, body and the acknowledged received row — to a role
+// that may read them all, not-found for a missing receive row, and
+// forbidden to smtpd (which may not read mail).
+func TestMailRows(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	ctx := ctxT(t)
+	admin, pop, smtpd := e.Client(auth.Admin), e.Client(auth.Mailbox), e.Client(auth.SMTPD)
+	const raw = "Received: from x\r\nSubject: hi\r\n\r\nbody\r\n"
+	k := putMail(t, ctx, admin, model.KeyOf(model.Mailbox, model.MailboxContent("u@x.example")), raw)
+	got, err := pop.MailRows(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, joined, err := joinMailRows(got)
+	if tables != "[receive mail header body received]" {
 		t.Fatalf("mail rows of tables %v", tables)
 	}
-	if raw, err := model.Join(p); err != nil || string(raw) != "Received: from x\r\nSubject: hi\r\n\r\nbody\r\n" {
-		t.Fatalf("joined %q, %v", raw, err)
+	if err != nil || string(joined) != raw {
+		t.Fatalf("joined %q, %v", joined, err)
 	}
 	if _, err := pop.MailRows(ctx, model.KeyOf(model.Receive, []byte("none"))); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("mail of a missing receive row: %v, want ErrNotFound", err)
 	}
-	_, err = smtpd.MailRows(ctx, model.KeyOf(model.Receive, rc))
+	_, err = smtpd.MailRows(ctx, k)
 	var we *wire.Error
 	if !errors.As(err, &we) || we.Code != wire.CodeForbidden {
 		t.Fatalf("smtpd reading a mail: %v, want forbidden", err)
@@ -539,19 +555,7 @@ func TestMailsRows(t *testing.T) {
 	want := map[model.Key]string{}
 	for i := range 3 {
 		raw := fmt.Sprintf("Received: from x\r\nSubject: %d\r\n\r\nbody %d\r\n", i, i)
-		rows := model.NewMailRows([]byte(raw))
-		rc := model.ReceiveContent(rows.MailKey, box)
-		if _, err := admin.Batch(ctx, []wire.Request{
-			{Op: wire.OpFindOrInsert, Table: model.Header, Content: rows.Parts.Header},
-			{Op: wire.OpFindOrInsert, Table: model.Body, Content: rows.Parts.Body},
-			{Op: wire.OpFindOrInsert, Table: model.Received, Content: rows.Received},
-			{Op: wire.OpFindOrInsert, Table: model.Mail, Content: rows.Mail},
-			{Op: wire.OpFindOrInsert, Table: model.Receive, Content: rc},
-			{Op: wire.OpSet, Table: model.Receive, Ref: wire.Ref{Content: rc}, Name: model.ReceivedColumn(rows.ReceivedKey), Value: 1},
-		}); err != nil {
-			t.Fatal(err)
-		}
-		k := model.KeyOf(model.Receive, rc)
+		k := putMail(t, ctx, admin, box, raw)
 		keys = append(keys, k)
 		want[k] = raw
 	}
@@ -564,24 +568,12 @@ func TestMailsRows(t *testing.T) {
 		t.Fatalf("%d mails, want 3 (the missing key left out)", len(got))
 	}
 	for k, raw := range want {
-		var tables []string
-		var p model.Parts
-		for _, r := range got[k] {
-			tables = append(tables, r.Table.String())
-			switch r.Table {
-			case model.Header:
-				p.Header = r.Content
-			case model.Body:
-				p.Body = r.Content
-			case model.Received:
-				p.Received = r.Content
-			}
-		}
-		if fmt.Sprint(tables) != "[receive mail header body received]" {
+		tables, joined, err := joinMailRows(got[k])
+		if tables != "[receive mail header body received]" {
 			t.Fatalf("mail rows of tables %v", tables)
 		}
-		if j, err := model.Join(p); err != nil || string(j) != raw {
-			t.Fatalf("joined %q, %v; want %q", j, err, raw)
+		if err != nil || string(joined) != raw {
+			t.Fatalf("joined %q, %v; want %q", joined, err, raw)
 		}
 	}
 	_, err = smtpd.MailsRows(ctx, keys)
