@@ -37,18 +37,8 @@ func TestTokens(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Tokens([]byte(tt.in))
-			for _, w := range tt.want {
-				if !slices.Contains(got, w) {
-					t.Errorf("Tokens(%q) lacks %q; got %q", tt.in, w, got)
-				}
-			}
-			for _, w := range tt.not {
-				if slices.Contains(got, w) {
-					t.Errorf("Tokens(%q) has %q", tt.in, w)
-				}
-			}
-			if !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {
+			checkTokens(t, tt.name, tt.in, tt.want, tt.not)
+			if got := Tokens([]byte(tt.in)); !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {
 				t.Errorf("Tokens(%q) not sorted and distinct: %q", tt.in, got)
 			}
 		})
@@ -265,17 +255,7 @@ func TestLayoutAndHostTokens(t *testing.T) {
 		{"escaped host", "From: a@b.example\nContent-Type: text/html\n\n<a href=\"http://%77%77%77.spam.example/x\">x</a> <a href=\"http://ok.example\n/y\">y</a>",
 			[]string{"url:#hostescaped", "url:www.spam.example", "url:spam.example", "url:ok.example"}, nil},
 	} {
-		got := Tokens([]byte(c.mail))
-		for _, w := range c.want {
-			if !slices.Contains(got, w) {
-				t.Errorf("%s: Tokens lacks %q; got %q", c.name, w, got)
-			}
-		}
-		for _, w := range c.not {
-			if slices.Contains(got, w) {
-				t.Errorf("%s: Tokens has %q", c.name, w)
-			}
-		}
+		checkTokens(t, c.name, c.mail, c.want, c.not)
 	}
 }
 
@@ -285,6 +265,23 @@ func TestShapeMargin(t *testing.T) {
 		toks := Tokens([]byte(mail))
 		if got, want := m.mu.shape.shapeMargin(toks), m.mu.shape.margin(shapeTokens(toks)); math.Abs(got-want) > 1e-9 {
 			t.Errorf("shapeMargin(%q) = %v, want margin of the shape tokens %v", mail, got, want)
+		}
+	}
+}
+
+// checkTokens fails t unless Tokens of in has every token of want and none
+// of not.
+func checkTokens(t *testing.T, name, in string, want, not []string) {
+	t.Helper()
+	got := Tokens([]byte(in))
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("%s: Tokens lacks %q; got %q", name, w, got)
+		}
+	}
+	for _, w := range not {
+		if slices.Contains(got, w) {
+			t.Errorf("%s: Tokens has %q", name, w)
 		}
 	}
 }
