@@ -423,3 +423,66 @@ func TestConnectionLimit(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestManySessions: 100 sessions of one account retrieve every mail at
+// once, each reading ahead (op mails streams on the shared dbd client):
+// every RETR works.
+func TestManySessions(t *testing.T) {
+	e := startEnv(t, Config{MaxConnsPerIP: -1})
+	e.user("bob", "correct horse", "bob@x.example")
+	const mails = 12
+	for i := range mails {
+		e.deliver("bob@x.example", mail(fmt.Sprintf("m%d", i), fmt.Sprintf("body %d\r\n", i)))
+	}
+	session := func() error {
+		nc, err := net.DialTimeout("tcp", e.addr, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(time.Minute))
+		r := bufio.NewReader(nc)
+		reply := func(cmd string) (string, error) {
+			if cmd != "" {
+				if _, err := fmt.Fprintf(nc, "%s\r\n", cmd); err != nil {
+					return "", err
+				}
+			}
+			l, err := r.ReadString('\n')
+			if err == nil && !strings.HasPrefix(l, "+OK") {
+				err = fmt.Errorf("%s: %s", cmd, strings.TrimSpace(l))
+			}
+			return l, err
+		}
+		for _, cmd := range []string{"", "USER bob", "PASS correct horse"} {
+			if _, err := reply(cmd); err != nil {
+				return err
+			}
+		}
+		for i := 1; i <= mails; i++ {
+			if _, err := reply(fmt.Sprintf("RETR %d", i)); err != nil {
+				return err
+			}
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return err
+				}
+				if l == ".\r\n" {
+					break
+				}
+			}
+		}
+		_, err = reply("QUIT")
+		return err
+	}
+	errs := make(chan error, 100)
+	for range 100 {
+		go func() { errs <- session() }()
+	}
+	for range 100 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
