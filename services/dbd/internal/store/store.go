@@ -458,10 +458,43 @@ func (r rowRef) rowWith(m *rowMeta) Row {
 
 // ---- reads ----------------------------------------------------------------
 
-// View is a consistent snapshot for reads. Callers must call Close.
+// View is a consistent snapshot for reads, used by one goroutine at a
+// time. Callers must call Close.
 type View struct {
 	snap *pebble.Snapshot
+	it   *pebble.Iterator // for point reads; made at the first
 }
+
+// Get reads one key of the snapshot through an iterator kept for the
+// view: Pebble's Get builds and drops an iterator stack per call, and a
+// view often reads several rows (op mail: five). Five reads cost about
+// half as much this way. The value is valid until the next Get.
+func (v *View) Get(key []byte) ([]byte, io.Closer, error) {
+	if v.it == nil {
+		it, err := v.snap.NewIter(nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		v.it = it
+	}
+	// The default comparer's prefix is the whole key, so this finds the
+	// key itself (and uses the bloom filters) or nothing.
+	if !v.it.SeekPrefixGE(key) || !bytes.Equal(v.it.Key(), key) {
+		if err := v.it.Error(); err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, pebble.ErrNotFound
+	}
+	val, err := v.it.ValueAndErr()
+	if err != nil {
+		return nil, nil, err
+	}
+	return val, noClose{}, nil
+}
+
+type noClose struct{}
+
+func (noClose) Close() error { return nil }
 
 // View returns a snapshot of the durable state. Pebble makes a batch
 // visible before its WAL sync completes; a View therefore waits until
@@ -496,11 +529,16 @@ func (s *Store) View() (*View, error) {
 }
 
 // Close releases the snapshot.
-func (v *View) Close() error { return v.snap.Close() }
+func (v *View) Close() error {
+	if v.it != nil {
+		v.it.Close()
+	}
+	return v.snap.Close()
+}
 
 // Find returns the row (table t, key k); found is false if there is none.
 func (v *View) Find(t model.Table, k model.Key) (Row, bool, error) {
-	m, ok, err := getMeta(v.snap, rowRef{t, k})
+	m, ok, err := getMeta(v, rowRef{t, k})
 	if err != nil || !ok {
 		return Row{}, ok, err
 	}
@@ -510,9 +548,9 @@ func (v *View) Find(t model.Table, k model.Key) (Row, bool, error) {
 }
 
 // Content calls fn with the content of row (t, k) in chunks of at most
-// 256 KiB, in order. The chunk is valid only during the call.
+// chunkSize (256 KiB for contents stored before 2026-11-29), in order. The chunk is valid only during the call.
 func (v *View) Content(t model.Table, k model.Key, fn func(chunk []byte) error) error {
-	m, ok, err := getMeta(v.snap, rowRef{t, k})
+	m, ok, err := getMeta(v, rowRef{t, k})
 	if err != nil {
 		return fmt.Errorf("read content of %s %s: %w", t, k, err)
 	}
@@ -550,7 +588,7 @@ func (v *View) Changes(since uint64, fn func(Row) error) error {
 		if err != nil {
 			return err
 		}
-		m, found, err := getMeta(v.snap, ref)
+		m, found, err := getMeta(v, ref)
 		if err != nil {
 			return err
 		}
