@@ -51,13 +51,11 @@ func backup(c *cli.Context) error {
 			return usageError("backup: --out %s exists", out)
 		}
 	}
-	cl, err := dial(c)
+	ctx, cl, done, err := connect(c)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := ctxOf(c)
-	defer cancel()
+	defer done()
 	path, err := cl.Checkpoint(ctx, name)
 	if err != nil {
 		return err

@@ -57,13 +57,11 @@ func (l tableLister) Rows(ctx context.Context, t model.Table) ([]wire.Row, error
 }
 
 func configShow(c *cli.Context) error {
-	cl, err := dial(c)
+	ctx, cl, done, err := connect(c)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := ctxOf(c)
-	defer cancel()
+	defer done()
 	s, err := config.Show(ctx, tableLister{cl})
 	if err != nil {
 		return err
@@ -73,13 +71,11 @@ func configShow(c *cli.Context) error {
 }
 
 func configHistory(c *cli.Context) error {
-	cl, err := dial(c)
+	ctx, cl, done, err := connect(c)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := ctxOf(c)
-	defer cancel()
+	defer done()
 	hist, err := config.History(ctx, tableLister{cl})
 	if err != nil {
 		return err
@@ -108,13 +104,11 @@ func configApply(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit("dbctl: "+err.Error()+"; nothing applied", 1)
 	}
-	cl, err := dial(c)
+	ctx, cl, done, err := connect(c)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := ctxOf(c)
-	defer cancel()
+	defer done()
 	p, err := config.Translate(ctx, cl, lines, config.Source{Who: "dbctl", Via: "dbctl", Now: time.Now()})
 	if err != nil {
 		return err

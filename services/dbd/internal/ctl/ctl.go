@@ -112,6 +112,16 @@ func ctxOf(c *cli.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.Context, c.Duration("timeout"))
 }
 
+// connect dials dbd for a command bounded by --timeout; done closes the
+// connection and ends the context.
+func connect(c *cli.Context) (ctx context.Context, cl *client.Client, done func(), err error) {
+	if cl, err = dial(c); err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := ctxOf(c)
+	return ctx, cl, func() { cancel(); cl.Close() }, nil
+}
+
 // rowArgs parses "TABLE CONTENT|--by-key HEX" and returns the table, the
 // reference, and the remaining arguments.
 func rowArgs(c *cli.Context) (model.Table, wire.Ref, []string, error) {
@@ -274,13 +284,11 @@ func update(c *cli.Context, op wire.Op) error {
 }
 
 func status(c *cli.Context) error {
-	cl, err := dial(c)
+	ctx, cl, done, err := connect(c)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := ctxOf(c)
-	defer cancel()
+	defer done()
 	figs, err := cl.Status(ctx)
 	if err != nil {
 		return err
@@ -343,13 +351,11 @@ func scan(c *cli.Context) error {
 			return usageError("scan: N must be a non-negative integer")
 		}
 	}
-	cl, err := dial(c)
+	ctx, cl, done, err := connect(c)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := ctxOf(c)
-	defer cancel()
+	defer done()
 	st, err := cl.Scan(ctx, t, n)
 	if err != nil {
 		return err

@@ -52,13 +52,11 @@ func mailboxAdd(c *cli.Context) error {
 	if !bytes.ContainsRune(content, '@') {
 		return usageError("mailbox add: %q is not an address (LOCAL@DOMAIN)", c.Args().First())
 	}
-	cl, err := dial(c)
+	ctx, cl, done, err := connect(c)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := ctxOf(c)
-	defer cancel()
+	defer done()
 	reqs := []wire.Request{{Op: wire.OpFindOrInsert, Table: model.Mailbox, Content: content}}
 	if p := c.Uint64("policy"); p > 0 {
 		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Mailbox, Ref: wire.Ref{Content: content}, Name: colPolicy, Value: p})
@@ -111,13 +109,11 @@ func verdict(c *cli.Context) error {
 	if err != nil {
 		return usageError("verdict: MAILKEY: %v", err)
 	}
-	cl, err := dial(c)
+	ctx, cl, done, err := connect(c)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := ctxOf(c)
-	defer cancel()
+	defer done()
 	var receives []model.Key
 	if len(args) == 3 {
 		mb := model.KeyOf(model.Mailbox, model.MailboxContent(args[2]))
@@ -210,13 +206,11 @@ func mails(c *cli.Context) error {
 	if c.Int("last") < 0 {
 		return usageError("mails: --last must not be negative")
 	}
-	cl, err := dial(c)
+	ctx, cl, done, err := connect(c)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := ctxOf(c)
-	defer cancel()
+	defer done()
 	return eachNewest(ctx, cl, c.Int("last"), func(r receiveInfo) error {
 		from, subject := "?", "?"
 		if h, err := headerOf(ctx, cl, r.mail); err == nil {

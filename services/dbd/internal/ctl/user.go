@@ -132,13 +132,11 @@ func userShow(c *cli.Context) error {
 	if err := model.CheckLogin(login); err != nil {
 		return usageError("user show: %v", err)
 	}
-	cl, err := dial(c)
+	ctx, cl, done, err := connect(c)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := ctxOf(c)
-	defer cancel()
+	defer done()
 	row, err := cl.Find(ctx, model.POP3, model.AccountContent(login))
 	if errors.Is(err, client.ErrNotFound) {
 		return notFound("no account %q", login)
@@ -214,13 +212,11 @@ func checkPassword(pw string) (string, error) {
 }
 
 func userBatch(c *cli.Context, what string, reqs []wire.Request) error {
-	cl, err := dial(c)
+	ctx, cl, done, err := connect(c)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := ctxOf(c)
-	defer cancel()
+	defer done()
 	res, err := cl.Batch(ctx, reqs)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
