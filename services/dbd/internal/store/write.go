@@ -168,6 +168,12 @@ func (s *Store) writer() {
 			s.drain(ErrFailed)
 			return
 		}
+		// Each request is staged (its rows read) as it arrives, so those
+		// reads overlap the fsync of the previous group instead of
+		// delaying the next one. Every earlier group is applied, so the
+		// reads see it.
+		g := s.newGroup()
+		g.stageRequest(group[0])
 		bytes := group[0].bytes
 		// Take what is waiting. While an earlier group's fsync is still
 		// running, keep gathering until it ends: the new group could not
@@ -181,6 +187,7 @@ func (s *Store) writer() {
 			select {
 			case r := <-s.reqs:
 				group = append(group, r)
+				g.stageRequest(r)
 				bytes += r.bytes
 				continue
 			default:
@@ -191,6 +198,7 @@ func (s *Store) writer() {
 			select {
 			case r := <-s.reqs:
 				group = append(group, r)
+				g.stageRequest(r)
 				bytes += r.bytes
 			case <-synced:
 			case <-s.quit:
@@ -199,7 +207,7 @@ func (s *Store) writer() {
 				break fill
 			}
 		}
-		pg, err := s.applyGroup(group, bytes)
+		pg, err := s.applyGroup(g, group, bytes)
 		if err != nil {
 			s.fail(err)
 			for _, r := range group {
@@ -317,15 +325,15 @@ type group struct {
 	cursor map[string]uint64
 }
 
-// applyGroup stages the requests of one group and applies them to Pebble
-// without waiting for the WAL sync (the syncer waits). Only the writer
-// calls it.
-func (s *Store) applyGroup(reqs []*writeReq, nbytes int) (*appliedGroup, error) {
+// newGroup starts the next group commit. Only the writer calls it.
+func (s *Store) newGroup() *group {
+	return &group{s: s, rows: make(map[rowRef]*staged), nextNo: s.nextRow, count: s.count, stamp: s.stamp}
+}
+
+// applyGroup applies the staged requests of group g to Pebble without
+// waiting for the WAL sync (the syncer waits). Only the writer calls it.
+func (s *Store) applyGroup(g *group, reqs []*writeReq, nbytes int) (*appliedGroup, error) {
 	start := time.Now()
-	g := &group{s: s, rows: make(map[rowRef]*staged), nextNo: s.nextRow, count: s.count, stamp: s.stamp}
-	for _, r := range reqs {
-		g.stageRequest(r)
-	}
 	// Size the batch once: a 50 MiB content must not be copied through a
 	// chain of growing buffers.
 	b := s.db.NewBatchWithSize(nbytes + 64*(nbytes/chunkSize+1) + 256*len(g.order) + 1024)
