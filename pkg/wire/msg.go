@@ -95,7 +95,7 @@ type Request struct {
 	Ref     Ref         // find, set, increment; mail: the receive row, by key
 	Content []byte      // find-or-insert
 	Name    string      // set: column; increment: counter; merge and cursor: cursor name; changes: exclude (see OpChanges)
-	Value   uint64      // set: value; increment: delta; changes: cursor; merge: cursor value; scan, list: limit
+	Value   uint64      // set: value; increment: delta; changes: cursor; merge: cursor value; scan, list: limit; mails: byte budget (0: none)
 	After   uint64      // list: only rows with a higher local row number
 	// Parent selects rows by the key their content refers to (see
 	// model.ParentOf): required for list; optional for watch, where it
@@ -276,6 +276,9 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(len(r.Keys)))
 		for _, k := range r.Keys {
 			b = append(b, k[:]...)
+		}
+		if r.Value > 0 {
+			b = binary.AppendUvarint(b, r.Value)
 		}
 	case OpList:
 		if r.Parent == nil {
@@ -610,6 +613,11 @@ func (d *dec) request(top bool) *Request {
 		}
 		for i := uint64(0); i < n && d.err == nil; i++ {
 			r.Keys = append(r.Keys, d.key())
+		}
+		if d.err == nil && len(d.b) > 0 {
+			if r.Value = d.uvarint(); r.Value == 0 && d.err == nil {
+				d.fail("mails: byte budget 0 (omit it instead)")
+			}
 		}
 	case OpList:
 		r.Table = d.table()

@@ -132,6 +132,8 @@ var msgRequestCases = []msgRequestCase{
 	{"checkpoint nightly-1", Request{Op: OpCheckpoint, Name: "nightly-1"}, "0f" + msgStr("nightly-1")},
 	{"mail of receive aa..", Request{Op: OpMail, Table: model.Receive, Ref: Ref{ByKey: true, Key: msgKA}}, "10" + msgKx(0xaa)},
 	{"mails of receive aa.., bb..", Request{Op: OpMails, Table: model.Receive, Keys: []model.Key{msgKA, msgKB}}, "11 02" + msgKx(0xaa) + msgKx(0xbb)},
+	{"mails of receive aa.., bb.., budget 300", Request{Op: OpMails, Table: model.Receive, Keys: []model.Key{msgKA, msgKB}, Value: 300},
+		"11 02" + msgKx(0xaa) + msgKx(0xbb) + "ac 02"},
 }
 
 // msgNormState drops empty maps, zero values and counters without counts:
@@ -312,7 +314,9 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"mails without keys", "11 00"},
 		{"mails with 65 keys", "11 41" + strings.Repeat(msgKx(0xaa), 65)},
 		{"mails key truncated", "11 01" + msgKx(0xaa)[:40]},
-		{"mails with a trailing byte", "11 01" + msgKx(0xaa) + "00"},
+		{"mails with budget 0", "11 01" + msgKx(0xaa) + "00"},
+		{"mails with a byte after the budget", "11 01" + msgKx(0xaa) + "05 00"},
+		{"mails budget truncated", "11 01" + msgKx(0xaa) + "80"},
 		{"mail key truncated", "10" + msgKx(0xaa)[:40]},
 		{"mail with a trailing byte", "10" + msgKx(0xaa) + "00"},
 		{"list without parent", "0e 07"},

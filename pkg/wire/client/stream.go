@@ -238,9 +238,11 @@ func (c *Client) MailRows(ctx context.Context, k model.Key) ([]wire.Row, error) 
 
 // MailsRows is MailRows for up to wire.MaxMailsKeys receive rows, from one
 // snapshot and in one request: the rows of each mail, by its receive key.
-// A key without a receive row has no entry.
-func (c *Client) MailsRows(ctx context.Context, keys []model.Key) (map[model.Key][]wire.Row, error) {
-	rows, err := c.collect(ctx, &wire.Request{Op: wire.OpMails, Table: model.Receive, Keys: keys})
+// A key without a receive row has no entry. With a budget (bytes; 0: none)
+// dbd stops after the mail whose contents reach it, so the keys after the
+// last one answered may not have been looked at: ask for them again.
+func (c *Client) MailsRows(ctx context.Context, keys []model.Key, budget uint64) (map[model.Key][]wire.Row, error) {
+	rows, err := c.collect(ctx, &wire.Request{Op: wire.OpMails, Table: model.Receive, Keys: keys, Value: budget})
 	if err != nil {
 		return nil, fmt.Errorf("mails of %d receive rows: %w", len(keys), err)
 	}

@@ -19,7 +19,7 @@ type DB interface {
 	FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error)
 	FindMeta(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error)
 	MailRows(ctx context.Context, receive model.Key) ([]wire.Row, error)
-	MailsRows(ctx context.Context, receives []model.Key) (map[model.Key][]wire.Row, error)
+	MailsRows(ctx context.Context, receives []model.Key, budget uint64) (map[model.Key][]wire.Row, error)
 	List(ctx context.Context, t model.Table, parent model.Key, after uint64, limit int) ([]wire.Row, error)
 	Watch(ctx context.Context, t model.Table, keys []model.Key, initial bool) (*client.Stream, error)
 	WatchChildren(ctx context.Context, t model.Table, parent model.Key) (*client.Stream, error)
@@ -243,7 +243,7 @@ func (s *Store) FetchMany(ctx context.Context, msgs []Message, drops [][]string)
 		for i := range part {
 			keys[i] = part[i].Receive
 		}
-		byKey, err := s.db.MailsRows(ctx, keys)
+		byKey, err := s.db.MailsRows(ctx, keys, 0)
 		var we *wire.Error
 		if errors.As(err, &we) && we.Code == wire.CodeBadRequest {
 			for i := range part {

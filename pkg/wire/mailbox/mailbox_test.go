@@ -84,7 +84,7 @@ type oldDB struct {
 	mails map[model.Key][]byte
 }
 
-func (d *oldDB) MailsRows(ctx context.Context, keys []model.Key) (map[model.Key][]wire.Row, error) {
+func (d *oldDB) MailsRows(ctx context.Context, keys []model.Key, budget uint64) (map[model.Key][]wire.Row, error) {
 	return nil, &wire.Error{Code: wire.CodeBadRequest, Msg: "unknown op"}
 }
 

@@ -548,8 +548,10 @@ func (c *conn) serveMail(ctx context.Context, id uint32, req *wire.Request) (str
 
 // serveMails is serveMail for several receive keys, from one snapshot: the
 // rows of each mail in turn, each mail starting with its receive row; a
-// key without a receive row adds nothing. Readers of many mails (a FETCH,
-// POP3's read-ahead) save a request, a snapshot and a write(2) per mail.
+// key without a receive row adds nothing. With a byte budget it stops
+// after the mail whose contents bring the answer to the budget. Readers
+// of many mails (a FETCH, POP3's read-ahead) save a request, a snapshot
+// and a write(2) per mail.
 func (c *conn) serveMails(ctx context.Context, id uint32, req *wire.Request) (string, error) {
 	v, err := c.s.st.View()
 	if err != nil {
@@ -557,9 +559,20 @@ func (c *conn) serveMails(ctx context.Context, id uint32, req *wire.Request) (st
 	}
 	defer v.Close()
 	var rows []store.Row
+	var bytes uint64
 	for _, k := range req.Keys {
+		n := len(rows)
 		if rows, _, err = mailRows(v, k, rows); err != nil {
 			return "", err
+		}
+		for _, r := range rows[n:] {
+			bytes += r.Size
+		}
+		// The budget bounds what the reader holds, not what one mail
+		// may be: the mail that reaches it is sent whole, so every
+		// request that finds a mail makes progress.
+		if req.Value > 0 && bytes >= req.Value {
+			break
 		}
 	}
 	return "ok", c.sendRows(ctx, id, v, rows)

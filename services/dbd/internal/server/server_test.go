@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -560,7 +561,7 @@ func TestMailsRows(t *testing.T) {
 		want[k] = raw
 	}
 	missing := model.KeyOf(model.Receive, []byte("none"))
-	got, err := pop.MailsRows(ctx, []model.Key{keys[2], missing, keys[0], keys[1]})
+	got, err := pop.MailsRows(ctx, []model.Key{keys[2], missing, keys[0], keys[1]}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -576,9 +577,58 @@ func TestMailsRows(t *testing.T) {
 			t.Fatalf("joined %q, %v; want %q", joined, err, raw)
 		}
 	}
-	_, err = smtpd.MailsRows(ctx, keys)
+	_, err = smtpd.MailsRows(ctx, keys, 0)
 	var we *wire.Error
 	if !errors.As(err, &we) || we.Code != wire.CodeForbidden {
 		t.Fatalf("smtpd reading mails: %v, want forbidden", err)
+	}
+}
+
+// TestMailsBudget: with a byte budget, op mails stops after the mail whose
+// contents reach it, and always answers the first mail it finds, however
+// large, so a reader that asks again for the rest makes progress.
+func TestMailsBudget(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	ctx := ctxT(t)
+	admin, pop := e.Client(auth.Admin), e.Client(auth.Mailbox)
+	box := model.KeyOf(model.Mailbox, model.MailboxContent("u@x.example"))
+	var keys []model.Key
+	var size uint64 // contents of one mail's rows (all mails are as long)
+	for i := range 4 {
+		k := putMail(t, ctx, admin, box, fmt.Sprintf("Received: from x\r\nSubject: %d\r\n\r\n%s\r\n", i, strings.Repeat("b", 1000)))
+		keys = append(keys, k)
+	}
+	all, err := pop.MailsRows(ctx, keys[:1], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range all[keys[0]] {
+		size += r.Size
+	}
+	missing := model.KeyOf(model.Receive, []byte("none"))
+	for _, tc := range []struct {
+		name   string
+		keys   []model.Key
+		budget uint64
+		want   []model.Key
+	}{
+		{"budget of one byte", keys, 1, keys[:1]},
+		{"budget of exactly two mails", keys, 2 * size, keys[:2]},
+		{"budget a byte over two mails", keys, 2*size + 1, keys[:3]},
+		{"budget over all", keys, 100 * size, keys},
+		{"missing key first", []model.Key{missing, keys[3], keys[2]}, 1, keys[3:4]},
+	} {
+		got, err := pop.MailsRows(ctx, tc.keys, tc.budget)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(got) != len(tc.want) {
+			t.Fatalf("%s: %d mails, want %d", tc.name, len(got), len(tc.want))
+		}
+		for _, k := range tc.want {
+			if _, ok := got[k]; !ok {
+				t.Fatalf("%s: mail %s missing from the answer", tc.name, k)
+			}
+		}
 	}
 }

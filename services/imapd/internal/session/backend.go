@@ -28,7 +28,7 @@ type Store interface {
 	Incarnation(ctx context.Context) (uint64, error)
 	Messages(ctx context.Context, box model.Key, after uint64) ([]mailbox.Message, error)
 	Fetch(ctx context.Context, m mailbox.Message, drop []string) ([]byte, error)
-	FetchMany(ctx context.Context, ms []mailbox.Message, drops [][]string) ([][]byte, []error)
+	ReadAhead(ctx context.Context, ms []mailbox.Message, drops [][]string, limit int, timeout time.Duration) *mailbox.Ahead
 	Size(ctx context.Context, m mailbox.Message, drop []string) (int64, error)
 	Delete(ctx context.Context, keys []model.Key) error
 	Watch(ctx context.Context, box model.Key) (store.Events, error)

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net/mail"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -46,8 +44,8 @@ func setsSeen(o *imap.FetchOptions) bool {
 // Fetch is FETCH and UID FETCH. Whole-mail sections (BODY[], BODY[HEADER],
 // BODY[TEXT] and their partials) are cut from the stored bytes, so they
 // are byte-exact; MIME part sections use go-imap's extractor. When the
-// mails' bytes are needed, a prefetcher reads the next ones from dbd
-// while the current one is written (see prefetch).
+// mails' bytes are needed, the next ones are read from dbd while the
+// current one is written (see readAhead).
 func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	defer s.track("fetch", &err)()
 	sel := s.sel
@@ -62,9 +60,9 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	}
 	var next func() ([]byte, error)
 	if needsContent(options) && len(idx) > 1 {
-		pf := s.prefetch(idx)
-		defer pf.stop()
-		next = pf.next
+		ra := s.readAhead(idx)
+		defer ra.Stop()
+		next = ra.Next
 	}
 	if len(idx) > 1 {
 		// The responses go out in large writes, not one per mail; the
@@ -93,109 +91,22 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	return nil
 }
 
-// fetchAhead bounds the mails read ahead of the one being written: at
-// most this many are being read or wait in memory. They are read
-// fetchBatch at a time, in one dbd request each (op mails: one snapshot,
-// one answer write for all of them).
-const (
-	fetchAhead = 8
-	fetchBatch = 4
-)
+// fetchAheadBytes bounds the mail bytes a FETCH or SEARCH reads from dbd
+// ahead of the one it is on (plus one mail, however large): small mails
+// come many to a dbd request, and 1,000 sessions reading at once hold a
+// bounded 1 GiB, not eight mails of up to 64 MiB each.
+const fetchAheadBytes = 1 << 20
 
-// prefetcher reads the bytes of a FETCH's mails from dbd ahead of the
-// writer, in order. It owns fetchAhead/fetchBatch readers, long-lived for
-// the command; stop cancels them and waits for all.
-type prefetcher struct {
-	results []chan fetchResult // one per mail, buffered: readers never block
-	slots   chan struct{}      // a slot is held from a read's start until next() hands its mail over
-	pos     int
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-}
-
-type fetchResult struct {
-	raw []byte
-	err error
-}
-
-// prefetch starts reading the mails at idx of the selected folder. The
-// messages are copied first: the view does not change during a command,
-// and readers must not touch the session.
-func (s *Session) prefetch(idx []int) *prefetcher {
-	ctx, cancel := context.WithCancel(s.ctx)
-	p := &prefetcher{results: make([]chan fetchResult, len(idx)), slots: make(chan struct{}, fetchAhead), cancel: cancel}
+// readAhead starts reading the bytes of the selected folder's mails at
+// idx, in order (see mailbox.Ahead). The caller must Stop it.
+func (s *Session) readAhead(idx []int) *mailbox.Ahead {
 	msgs := make([]mailbox.Message, len(idx))
 	drops := make([][]string, len(idx))
 	for k, i := range idx {
 		msgs[k] = s.sel.msgs[i].m
 		drops[k] = s.drop(msgs[k])
-		p.results[k] = make(chan fetchResult, 1)
 	}
-	st, timeout := s.b.cfg.Store, s.b.cfg.DBTimeout
-	var next atomic.Int64 // the first mail of the next batch
-	giveBack := func(n int) {
-		for range n {
-			select {
-			case <-p.slots:
-			default: // stop has drained it already
-			}
-		}
-	}
-	for range min(fetchAhead/fetchBatch, (len(msgs)+fetchBatch-1)/fetchBatch) {
-		p.wg.Go(func() {
-			for {
-				// The slots first, then the batch: batches start in
-				// order, and no more than fetchAhead mails are read and
-				// not yet handed over.
-				for i := range fetchBatch {
-					select {
-					case p.slots <- struct{}{}:
-					case <-ctx.Done():
-						giveBack(i)
-						return
-					}
-				}
-				k := int(next.Add(fetchBatch) - fetchBatch)
-				if k >= len(msgs) {
-					giveBack(fetchBatch)
-					return
-				}
-				end := min(k+fetchBatch, len(msgs))
-				giveBack(fetchBatch - (end - k))
-				rctx, rcancel := context.WithTimeout(ctx, timeout)
-				raws, errs := st.FetchMany(rctx, msgs[k:end], drops[k:end])
-				rcancel()
-				for i := k; i < end; i++ {
-					p.results[i] <- fetchResult{raws[i-k], errs[i-k]}
-				}
-			}
-		})
-	}
-	return p
-}
-
-// next returns the next mail's bytes, in FETCH order, and frees its slot.
-func (p *prefetcher) next() ([]byte, error) {
-	r := <-p.results[p.pos]
-	p.pos++
-	<-p.slots
-	return r.raw, r.err
-}
-
-// stop cancels the reads still running and waits for every reader.
-func (p *prefetcher) stop() {
-	p.cancel()
-	// Free the slots of reads never handed over, so no reader is stuck
-	// on a full channel (they also watch ctx).
-	for {
-		select {
-		case <-p.slots:
-			continue
-		default:
-		}
-		break
-	}
-	p.wg.Wait()
+	return s.b.cfg.Store.ReadAhead(s.ctx, msgs, drops, fetchAheadBytes, s.b.cfg.DBTimeout)
 }
 
 func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int, o *imap.FetchOptions, flagsChanged bool, raw []byte) error {

@@ -50,9 +50,9 @@ func (s *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		for i := range idx {
 			idx[i] = i
 		}
-		pf := s.prefetch(idx)
-		defer pf.stop()
-		next = pf.next
+		ra := s.readAhead(idx)
+		defer ra.Stop()
+		next = ra.Next
 	}
 	for i, msg := range sel.msgs {
 		ctx, cancel := s.dbctx()

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
@@ -88,10 +89,10 @@ func (s *Store) Fetch(ctx context.Context, m mailbox.Message, drop []string) ([]
 	return s.mb.Fetch(ctx, m, drop)
 }
 
-// FetchMany is Fetch for several mails, a dbd request per
-// wire.MaxMailsKeys of them.
-func (s *Store) FetchMany(ctx context.Context, ms []mailbox.Message, drops [][]string) ([][]byte, []error) {
-	return s.mb.FetchMany(ctx, ms, drops)
+// ReadAhead reads mails ahead of their reader, in order, holding about
+// limit bytes (see mailbox.Ahead).
+func (s *Store) ReadAhead(ctx context.Context, ms []mailbox.Message, drops [][]string, limit int, timeout time.Duration) *mailbox.Ahead {
+	return s.mb.ReadAhead(ctx, ms, drops, limit, timeout)
 }
 
 // Size returns the length of what Fetch returns, without reading the body.

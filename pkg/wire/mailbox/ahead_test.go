@@ -1,0 +1,185 @@
+package mailbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+)
+
+// mailsDB answers op mails as dbd does: keys in order, a missing key adds
+// nothing, and a budget stops the answer after the mail that reaches it.
+// It records the largest answer and the requests made, and can fail.
+type mailsDB struct {
+	DB
+	mu       sync.Mutex
+	mails    map[model.Key][]byte
+	requests int
+	maxBytes uint64 // the largest answer's contents
+	fail     error
+	block    chan struct{} // if set, each request waits for it or ctx
+}
+
+func (d *mailsDB) MailsRows(ctx context.Context, keys []model.Key, budget uint64) (map[model.Key][]wire.Row, error) {
+	if d.block != nil {
+		select {
+		case <-d.block:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.requests++
+	if d.fail != nil {
+		return nil, d.fail
+	}
+	out := map[model.Key][]wire.Row{}
+	var n uint64
+	for _, k := range keys {
+		raw, ok := d.mails[k]
+		if !ok {
+			continue
+		}
+		p := model.Split(raw)
+		rows := []wire.Row{{Table: model.Receive, Key: k}, {Table: model.Header, Content: p.Header, Size: uint64(len(p.Header))},
+			{Table: model.Body, Content: p.Body, Size: uint64(len(p.Body))}, {Table: model.Received, Content: p.Received, Size: uint64(len(p.Received))}}
+		out[k] = rows
+		for _, r := range rows {
+			n += r.Size
+		}
+		if budget > 0 && n >= budget {
+			break
+		}
+	}
+	d.maxBytes = max(d.maxBytes, n)
+	return out, nil
+}
+
+// aheadMails makes n mails of about size bytes each (mail i has i in its
+// subject), and leaves the mails at the missing indexes out of db.
+func aheadMails(n, size int, missing ...int) (*mailsDB, []Message, [][]byte) {
+	db := &mailsDB{mails: map[model.Key][]byte{}}
+	var msgs []Message
+	var raws [][]byte
+	for i := range n {
+		raw := []byte(fmt.Sprintf("Received: from x\r\nSubject: %d\r\n\r\n%s\r\n", i, strings.Repeat("b", size)))
+		k := model.KeyOf(model.Receive, raw)
+		msgs = append(msgs, Message{Receive: k})
+		raws = append(raws, raw)
+		skip := false
+		for _, m := range missing {
+			skip = skip || m == i
+		}
+		if !skip {
+			db.mails[k] = raw
+		}
+	}
+	return db, msgs, raws
+}
+
+// TestReadAheadOrderAndBound: mails come back in order; no answer is
+// much larger than the limit (one mail at most over it), a request asks
+// for more than one mail, and Stop in the middle ends the reader.
+func TestReadAheadOrderAndBound(t *testing.T) {
+	const size, limit = 1000, 10_000
+	db, msgs, raws := aheadMails(200, size)
+	a := New(db).ReadAhead(context.Background(), msgs, make([][]string, len(msgs)), limit, time.Minute)
+	for i := range 150 {
+		raw, err := a.Next()
+		if err != nil || string(raw) != string(raws[i]) {
+			t.Fatalf("mail %d = %.30q, %v", i, raw, err)
+		}
+	}
+	a.Stop()
+	if _, err := a.Next(); !errors.Is(err, ErrAheadStopped) {
+		t.Fatalf("Next after Stop: %v", err)
+	}
+	if db.maxBytes > limit+size+100 {
+		t.Fatalf("an answer of %d bytes, limit %d", db.maxBytes, limit)
+	}
+	if db.requests > 150/2+2 {
+		t.Fatalf("%d requests for 150 mails: not batched", db.requests)
+	}
+}
+
+// TestReadAheadLargeMail: a mail larger than the limit still comes, whole.
+func TestReadAheadLargeMail(t *testing.T) {
+	db, msgs, raws := aheadMails(3, 50_000)
+	a := New(db).ReadAhead(context.Background(), msgs, make([][]string, len(msgs)), 1000, time.Minute)
+	defer a.Stop()
+	for i := range 3 {
+		if raw, err := a.Next(); err != nil || len(raw) != len(raws[i]) {
+			t.Fatalf("mail %d: %d bytes, %v", i, len(raw), err)
+		}
+	}
+}
+
+// TestReadAheadMissing: a mail gone from dbd is not-found in its place,
+// whether it is cut by the budget's end or not, and the others come.
+func TestReadAheadMissing(t *testing.T) {
+	for _, limit := range []int{1, 5000, 1 << 20} {
+		db, msgs, raws := aheadMails(10, 1000, 0, 4, 9)
+		a := New(db).ReadAhead(context.Background(), msgs, make([][]string, len(msgs)), limit, time.Minute)
+		for i := range 10 {
+			raw, err := a.Next()
+			gone := i == 0 || i == 4 || i == 9
+			if gone != errors.Is(err, client.ErrNotFound) || !gone && string(raw) != string(raws[i]) {
+				t.Fatalf("limit %d, mail %d: %.30q, %v", limit, i, raw, err)
+			}
+		}
+		a.Stop()
+	}
+}
+
+// TestReadAheadError: when dbd fails, every mail left gets the error at
+// once (no timeout per mail).
+func TestReadAheadError(t *testing.T) {
+	db, msgs, _ := aheadMails(100, 10)
+	db.fail = errors.New("dbd gone")
+	a := New(db).ReadAhead(context.Background(), msgs, make([][]string, len(msgs)), 1000, time.Minute)
+	defer a.Stop()
+	for i := range 100 {
+		if _, err := a.Next(); err == nil || !strings.Contains(err.Error(), "dbd gone") {
+			t.Fatalf("mail %d: %v", i, err)
+		}
+	}
+	if db.requests != 1 {
+		t.Fatalf("%d requests after a failure, want 1", db.requests)
+	}
+}
+
+// TestReadAheadStopWhileReading: Stop ends a request in progress.
+func TestReadAheadStopWhileReading(t *testing.T) {
+	db, msgs, _ := aheadMails(10, 10)
+	db.block = make(chan struct{})
+	a := New(db).ReadAhead(context.Background(), msgs, make([][]string, len(msgs)), 1000, time.Minute)
+	done := make(chan struct{})
+	go func() { a.Stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not end the request in progress")
+	}
+}
+
+// TestReadAheadOldDBD: against a dbd without op mails, mail by mail.
+func TestReadAheadOldDBD(t *testing.T) {
+	a, b := model.Key{1}, model.Key{2}
+	db := &oldDB{mails: map[model.Key][]byte{a: []byte("Received: x\r\nSubject: a\r\n\r\nA\r\n")}}
+	r := New(db).ReadAhead(context.Background(), []Message{{Receive: a}, {Receive: b}}, [][]string{nil, nil}, 1000, time.Minute)
+	defer r.Stop()
+	if raw, err := r.Next(); err != nil || string(raw) != string(db.mails[a]) {
+		t.Fatalf("mail a: %q, %v", raw, err)
+	}
+	if _, err := r.Next(); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("missing mail b: %v, want ErrNotFound", err)
+	}
+}
