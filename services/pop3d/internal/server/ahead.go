@@ -11,9 +11,12 @@ import (
 // fetched, so the client's RETR n+1 finds its mail ready and the round
 // trips overlap instead of adding up. They are fetched aheadBatch or more
 // at a time, in one dbd request (op mails: one snapshot, one answer write).
+// The sizes are known from the login, so what is held ahead is bounded in
+// bytes as well as in messages.
 const (
-	aheadCount   = 8       // messages fetched ahead at most
-	aheadBatch   = 4       // fewest messages worth a request, except at the end
+	aheadCount   = 32      // messages fetched ahead at most
+	aheadBatch   = 8       // fewest messages worth a request, except at the end
+	aheadBytes   = 1 << 20 // bytes fetched ahead at most (pending messages' sizes)
 	aheadMaxSize = 1 << 20 // larger messages are fetched on demand only (memory)
 )
 
@@ -61,14 +64,24 @@ func (c *conn) prefetch(n int) {
 		fs    []*fetched
 		ks    []int
 	)
+	var held int64
+	for k := range a.pending {
+		held += c.drop.msgs[k-1].size
+	}
+	full := false // the byte bound, not the end of the window, stopped the batch
 	for k := n + 1; k <= n+aheadCount && k <= len(c.drop.msgs); k++ {
 		m := &c.drop.msgs[k-1]
 		if _, ok := a.pending[k]; ok || m.deleted || !m.sized || m.size > aheadMaxSize {
 			continue
 		}
+		if held+m.size > aheadBytes {
+			full = true
+			break
+		}
+		held += m.size
 		ms, drops, ks = append(ms, m.m), append(drops, m.drop), append(ks, k)
 	}
-	if len(ms) == 0 || len(ms) < aheadBatch && n+aheadCount < len(c.drop.msgs) {
+	if len(ms) == 0 || len(ms) < aheadBatch && !full && n+aheadCount < len(c.drop.msgs) {
 		return
 	}
 	for _, k := range ks {
