@@ -544,6 +544,21 @@ func TestMailRows(t *testing.T) {
 	}
 }
 
+// putMails stores n mails (subject i, then body) in one mailbox and
+// returns their receive keys and bytes. All are as long as each other.
+func putMails(t *testing.T, ctx context.Context, admin *client.Client, n int, body string) ([]model.Key, []string) {
+	t.Helper()
+	box := model.KeyOf(model.Mailbox, model.MailboxContent("u@x.example"))
+	var keys []model.Key
+	var raws []string
+	for i := range n {
+		raw := fmt.Sprintf("Received: from x\r\nSubject: %d\r\n\r\n%s\r\n", i, body)
+		keys = append(keys, putMail(t, ctx, admin, box, raw))
+		raws = append(raws, raw)
+	}
+	return keys, raws
+}
+
 // TestMailsRows: op mails answers, for several receive keys, each mail's
 // rows starting with its receive row, skips missing keys, and is
 // forbidden to smtpd like op mail.
@@ -551,14 +566,10 @@ func TestMailsRows(t *testing.T) {
 	e := dbdtest.Start(t, dbdtest.Options{})
 	ctx := ctxT(t)
 	admin, pop, smtpd := e.Client(auth.Admin), e.Client(auth.Mailbox), e.Client(auth.SMTPD)
-	box := model.KeyOf(model.Mailbox, model.MailboxContent("u@x.example"))
-	var keys []model.Key
+	keys, raws := putMails(t, ctx, admin, 3, "body")
 	want := map[model.Key]string{}
-	for i := range 3 {
-		raw := fmt.Sprintf("Received: from x\r\nSubject: %d\r\n\r\nbody %d\r\n", i, i)
-		k := putMail(t, ctx, admin, box, raw)
-		keys = append(keys, k)
-		want[k] = raw
+	for i, k := range keys {
+		want[k] = raws[i]
 	}
 	missing := model.KeyOf(model.Receive, []byte("none"))
 	got, err := pop.MailsRows(ctx, []model.Key{keys[2], missing, keys[0], keys[1]}, 0)
@@ -591,13 +602,8 @@ func TestMailsBudget(t *testing.T) {
 	e := dbdtest.Start(t, dbdtest.Options{})
 	ctx := ctxT(t)
 	admin, pop := e.Client(auth.Admin), e.Client(auth.Mailbox)
-	box := model.KeyOf(model.Mailbox, model.MailboxContent("u@x.example"))
-	var keys []model.Key
+	keys, _ := putMails(t, ctx, admin, 4, strings.Repeat("b", 1000))
 	var size uint64 // contents of one mail's rows (all mails are as long)
-	for i := range 4 {
-		k := putMail(t, ctx, admin, box, fmt.Sprintf("Received: from x\r\nSubject: %d\r\n\r\n%s\r\n", i, strings.Repeat("b", 1000)))
-		keys = append(keys, k)
-	}
 	all, err := pop.MailsRows(ctx, keys[:1], 0)
 	if err != nil {
 		t.Fatal(err)
