@@ -3,9 +3,11 @@ package test
 import (
 	"bufio"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,16 +16,20 @@ import (
 	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
-// benchScript logs in, selects INBOX read-only, fetches BODY.PEEK[] of
-// every mail in one UID FETCH, prints "mails seconds bytes", then waits for
-// a line on stdin (so the server's memory can be read while the session
-// is open) and logs out.
+// benchScript logs in, selects INBOX read-only, prints "ready" and waits
+// for a line on stdin (so the servers' CPU time can be read before the
+// FETCH), fetches BODY.PEEK[] of every mail in one UID FETCH, prints
+// "mails seconds bytes", then waits for a line on stdin again (so the
+// server's memory and CPU time can be read while the session is open)
+// and logs out.
 const benchScript = `
 import imaplib, sys, time
 host, port, user, pw = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 m = imaplib.IMAP4(host, port)
 m.login(user, pw)
 m.select("INBOX", readonly=True)
+print("ready", flush=True)
+sys.stdin.readline()
 t0 = time.monotonic()
 typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[])")
 dt = time.monotonic() - t0
@@ -55,12 +61,17 @@ func TestBenchFetchVsDovecot(t *testing.T) {
 	s := newSite(t)
 	s.deliver(corpus)
 	host, port, _ := strings.Cut(s.imapAddr, ":")
-	ours := benchRun(t, py, host, port, login, password, func() int64 {
-		rss, err := proctest.PeakRSS(s.imapd.Process.Pid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rss
+	ours := benchRun(t, py, host, port, login, password, server{
+		rss: func() int64 {
+			rss, err := proctest.PeakRSS(s.imapd.Process.Pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rss
+		},
+		cpu: func() map[string]time.Duration {
+			return map[string]time.Duration{"imapd": cpuTime(t, s.imapd.Process.Pid), "dbd": cpuTime(t, s.dbd.Process.Pid)}
+		},
 	})
 
 	// Dovecot over a Maildir holding the same mails.
@@ -149,12 +160,22 @@ service pop3-login {
 			t.Logf("dovecot log:\n%s", tail(string(b), 20))
 		}
 	})
-	theirs := benchRun(t, py, "127.0.0.1", dport, "bench", "benchpw", func() int64 { return imapProcessRSS(t) })
+	theirs := benchRun(t, py, "127.0.0.1", dport, "bench", "benchpw", server{
+		rss: func() int64 { return imapProcessRSS(t) },
+		cpu: func() map[string]time.Duration {
+			var sum time.Duration
+			for _, pid := range imapProcesses(t) {
+				sum += cpuTime(t, pid)
+			}
+			return map[string]time.Duration{"imap": sum}
+		},
+	})
 
 	t.Logf("FETCH BODY[] of %d mails (%d MB):", ours.mails, ours.bytes>>20)
 	t.Logf("  twinmx imapd: %.0f mails/s (%.2fs), peak RSS %d MiB", float64(ours.mails)/ours.secs, ours.secs, ours.rss>>20)
 	t.Logf("  dovecot:      %.0f mails/s (%.2fs), peak RSS %d MiB (imap process)", float64(theirs.mails)/theirs.secs, theirs.secs, theirs.rss>>20)
 	t.Logf("  ratio twinmx/dovecot: speed %.2f, RSS %.2f", theirs.secs/ours.secs, float64(ours.rss)/float64(max(theirs.rss, 1)))
+	t.Logf("  CPU during the FETCH: twinmx %s; dovecot %s", ours.cpuText(), theirs.cpuText())
 	if ours.mails != len(corpus) || theirs.mails != len(corpus) {
 		t.Fatalf("fetched %d (ours) and %d (dovecot) mails, want %d", ours.mails, theirs.mails, len(corpus))
 	}
@@ -165,9 +186,32 @@ type benchResult struct {
 	secs  float64
 	bytes int64
 	rss   int64
+	cpu   map[string]time.Duration // CPU time used during the FETCH, by process
 }
 
-func benchRun(t *testing.T, py, host, port, user, pw string, rss func() int64) benchResult {
+func (r benchResult) cpuText() string {
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(r.cpu)) {
+		parts = append(parts, fmt.Sprintf("%s %.2fs", name, r.cpu[name].Seconds()))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// server reads the serving processes' peak RSS and CPU times.
+type server struct {
+	rss func() int64
+	cpu func() map[string]time.Duration
+}
+
+func cpuTime(t *testing.T, pid int) time.Duration {
+	d, err := proctest.CPUTime(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func benchRun(t *testing.T, py, host, port, user, pw string, srv server) benchResult {
 	t.Helper()
 	ctx := proctest.Ctx(t, 10*time.Minute)
 	cmd := exec.CommandContext(ctx, py, "-c", benchScript, host, port, user, pw)
@@ -184,7 +228,18 @@ func benchRun(t *testing.T, py, host, port, user, pw string, rss func() int64) b
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	line, err := bufio.NewReader(out).ReadString('\n')
+	br := bufio.NewReader(out)
+	if line, err := br.ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("bench client said %q: %v\n%s", line, err, errb.String())
+	}
+	cpu := func() map[string]time.Duration {
+		m := srv.cpu()
+		m["client"] = cpuTime(t, cmd.Process.Pid)
+		return m
+	}
+	before := cpu()
+	in.Write([]byte("\n"))
+	line, err := br.ReadString('\n')
 	if err != nil {
 		t.Fatalf("bench client: %v\n%s", err, errb.String())
 	}
@@ -192,7 +247,11 @@ func benchRun(t *testing.T, py, host, port, user, pw string, rss func() int64) b
 	if _, err := fmt.Sscan(line, &r.mails, &r.secs, &r.bytes); err != nil {
 		t.Fatalf("bench client said %q: %v", line, err)
 	}
-	r.rss = rss()
+	r.cpu = cpu()
+	for name := range r.cpu {
+		r.cpu[name] -= before[name]
+	}
+	r.rss = srv.rss()
 	in.Write([]byte("\n"))
 	in.Close()
 	if err := cmd.Wait(); err != nil {
@@ -204,23 +263,31 @@ func benchRun(t *testing.T, py, host, port, user, pw string, rss func() int64) b
 // imapProcessRSS returns the largest peak RSS of Dovecot's "imap"
 // processes (one per session).
 func imapProcessRSS(t *testing.T) int64 {
+	var best int64
+	for _, pid := range imapProcesses(t) {
+		if rss, err := proctest.PeakRSS(pid); err == nil {
+			best = max(best, rss)
+		}
+	}
+	return best
+}
+
+// imapProcesses lists the pids of Dovecot's "imap" processes.
+func imapProcesses(t *testing.T) []int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var best int64
+	var pids []int
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
 		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if err != nil || strings.TrimSpace(string(comm)) != "imap" {
-			continue
-		}
-		if rss, err := proctest.PeakRSS(pid); err == nil {
-			best = max(best, rss)
+		if err == nil && strings.TrimSpace(string(comm)) == "imap" {
+			pids = append(pids, pid)
 		}
 	}
-	return best
+	return pids
 }

@@ -59,6 +59,7 @@ type site struct {
 	dir      string
 	dbAddr   string
 	imapAddr string
+	dbd      *exec.Cmd
 	imapd    *exec.Cmd
 	admin    *client.Client
 	logs     []*proctest.SyncBuffer
@@ -95,7 +96,7 @@ func newSiteWith(t testing.TB, o siteOptions) *site {
 		t.Fatal(err)
 	}
 	s.dbAddr = proctest.FreePort(t)
-	s.spawn("dbd", "--data", filepath.Join(s.dir, "data"), "--listen", s.dbAddr,
+	s.dbd = s.spawn("dbd", "--data", filepath.Join(s.dir, "data"), "--listen", s.dbAddr,
 		"--key", s.key("dbd"), "--clients", filepath.Join(s.dir, "clients"))
 	proctest.WaitListening(t, s.dbAddr, 20*time.Second, s.logs[0])
 	pub, err := wire.LoadPublicKey(s.key("dbd.pub"))

@@ -43,7 +43,9 @@ func TestBenchDovecot(t *testing.T) {
 	p := s.startPOP3D("")
 	var ours result
 	for range 2 {
-		ours = retrieveAll(t, p.addr, "bench", "bench password", len(mails))
+		ours = retrieveAll(t, p.addr, "bench", "bench password", len(mails), func() time.Duration {
+			return cpuTime(t, p.cmd.Process.Pid) + cpuTime(t, s.cmd.Process.Pid)
+		})
 	}
 	oursRSS, _ := proctest.PeakRSS(p.cmd.Process.Pid)
 	dbdRSS, _ := proctest.PeakRSS(s.cmd.Process.Pid)
@@ -126,7 +128,7 @@ service pop3-login {
 	proctest.WaitListening(t, addr, 20*time.Second, dlog)
 	var theirs result
 	for range 2 {
-		theirs = retrieveAll(t, addr, "bench", "bench", len(mails))
+		theirs = retrieveAll(t, addr, "bench", "bench", len(mails), func() time.Duration { return treeCPU(dc.Process.Pid) })
 	}
 	theirsRSS := treeRSS(dc.Process.Pid)
 
@@ -135,6 +137,8 @@ service pop3-login {
 		ours.rate(), ours.mbps(), ours.login.Round(time.Millisecond), ours.sessionRate(), mib(oursRSS), mib(dbdRSS))
 	t.Logf("dovecot:      %.0f mails/s (%.1f MB/s) STAT to QUIT, login %s (%.0f mails/s with it); peak RSS (all dovecot processes) %.1f MiB",
 		theirs.rate(), theirs.mbps(), theirs.login.Round(time.Millisecond), theirs.sessionRate(), mib(theirsRSS))
+	t.Logf("CPU from STAT to the last RETR: twinmx pop3d+dbd %.2fs (%.0f µs/mail), dovecot %.2fs (%.0f µs/mail)",
+		ours.cpu.Seconds(), ours.cpu.Seconds()*1e6/float64(ours.mails), theirs.cpu.Seconds(), theirs.cpu.Seconds()*1e6/float64(theirs.mails))
 	t.Logf("ratio twinmx/dovecot: throughput %.2f (with the logins %.2f); RSS pop3d %.2f, pop3d+dbd %.2f",
 		ours.rate()/theirs.rate(), ours.sessionRate()/theirs.sessionRate(),
 		float64(oursRSS)/float64(theirsRSS), float64(oursRSS+dbdRSS)/float64(theirsRSS))
@@ -149,6 +153,7 @@ type result struct {
 	octets int64
 	login  time.Duration
 	el     time.Duration
+	cpu    time.Duration // the server's CPU time (with dbd's, for twinmx) from STAT to the last RETR
 }
 
 func (r result) rate() float64 { return float64(r.mails) / r.el.Seconds() }
@@ -160,11 +165,13 @@ func (r result) sessionRate() float64 { return float64(r.mails) / (r.login + r.e
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
 // retrieveAll logs in and RETRs every mail once, in message-number order.
-func retrieveAll(t *testing.T, addr, user, pass string, want int) result {
+// cpu reads the server's CPU time, before STAT and after the last RETR.
+func retrieveAll(t *testing.T, addr, user, pass string, want int, cpu func() time.Duration) result {
 	t.Helper()
 	start := time.Now()
 	c := mustPOP(t, addr, user, pass)
 	login := time.Since(start)
+	cpu0 := cpu()
 	start = time.Now()
 	l, err := c.cmd("STAT")
 	if err != nil {
@@ -182,14 +189,37 @@ func retrieveAll(t *testing.T, addr, user, pass string, want int) result {
 		}
 		octets += int64(len(b))
 	}
+	used := cpu() - cpu0 // before QUIT: Dovecot's session process ends with it
 	if err := c.quit(); err != nil {
 		t.Fatal(err)
 	}
-	return result{mails: n, octets: octets, login: login, el: time.Since(start)}
+	return result{mails: n, octets: octets, login: login, el: time.Since(start), cpu: used}
 }
 
 // treeRSS sums the peak RSS of pid and its descendants.
 func treeRSS(pid int) int64 {
+	var sum int64
+	for _, p := range tree(pid) {
+		if n, err := proctest.PeakRSS(p); err == nil {
+			sum += n
+		}
+	}
+	return sum
+}
+
+// treeCPU sums the CPU time used so far by pid and its live descendants.
+func treeCPU(pid int) time.Duration {
+	var sum time.Duration
+	for _, p := range tree(pid) {
+		if d, err := proctest.CPUTime(p); err == nil {
+			sum += d
+		}
+	}
+	return sum
+}
+
+// tree returns pid and its descendants.
+func tree(pid int) []int {
 	kids := map[int][]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -207,16 +237,22 @@ func treeRSS(pid int) int64 {
 			kids[pp] = append(kids[pp], p)
 		}
 	}
-	var sum int64
+	var out []int
 	var walk func(int)
 	walk = func(p int) {
-		if n, err := proctest.PeakRSS(p); err == nil {
-			sum += n
-		}
+		out = append(out, p)
 		for _, k := range kids[p] {
 			walk(k)
 		}
 	}
 	walk(pid)
-	return sum
+	return out
+}
+
+func cpuTime(t *testing.T, pid int) time.Duration {
+	d, err := proctest.CPUTime(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
