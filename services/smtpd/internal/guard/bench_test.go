@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"log"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 // memConn is a net.Conn that reads from a buffer and discards writes.
@@ -65,5 +68,87 @@ func BenchmarkDataRawCopy(b *testing.B) {
 		if _, err := io.Copy(dst, src); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// discardBackend's sessions read each message whole into a reused buffer,
+// through go-smtp's reader or Conn.Message.
+type discardBackend struct{ direct bool }
+
+func (b discardBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &discardSession{direct: b.direct, gc: c.Conn().(*Conn)}, nil
+}
+
+type discardSession struct {
+	direct bool
+	gc     *Conn
+	buf    bytes.Buffer
+}
+
+func (s *discardSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *discardSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (s *discardSession) Reset()                               {}
+func (s *discardSession) Logout() error                        { return nil }
+func (s *discardSession) Data(r io.Reader) error {
+	if s.direct {
+		r = s.gc.Message()
+	}
+	s.buf.Reset()
+	_, err := s.buf.ReadFrom(r)
+	return err
+}
+
+// BenchmarkSessionData: transactions of a 10 kB message over one loopback
+// connection into a real go-smtp server behind the guard, the session
+// reading go-smtp's DATA reader (the baseline, smtpd before) or
+// Conn.Message. Client and server share the machine.
+func BenchmarkSessionData(b *testing.B) {
+	body := []byte(stuff(strings.Repeat(strings.Repeat("0123456789", 7)+"abcdef\r\n.x\r\n", 128)))
+	for _, direct := range []bool{false, true} {
+		name := "go-smtp"
+		if direct {
+			name = "message"
+		}
+		b.Run(name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			l, err := NewListener(ln, Config{GreetPause: -1, Hostname: "mx.test"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := smtp.NewServer(discardBackend{direct: direct})
+			s.MaxLineLength = 0
+			s.ErrorLog = log.New(io.Discard, "", 0)
+			go func() { _ = s.Serve(l) }()
+			defer s.Close()
+			conn, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			r := bufio.NewReader(conn)
+			expect := func(prefix string) {
+				line, err := r.ReadString('\n')
+				if err != nil || !strings.HasPrefix(line, prefix) {
+					b.Fatalf("reply %q, %v; want %s", line, err, prefix)
+				}
+			}
+			expect("220 ")
+			_, _ = conn.Write([]byte("HELO c.test\r\n"))
+			expect("250 ")
+			tx := append([]byte("MAIL FROM:<a@s.test>\r\nRCPT TO:<r@mx.test>\r\nDATA\r\n"), body...)
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if _, err := conn.Write(tx); err != nil {
+					b.Fatal(err)
+				}
+				expect("250 ")
+				expect("250 ")
+				expect("354 ")
+				expect("250 ")
+			}
+		})
 	}
 }

@@ -3,7 +3,9 @@ package guard
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -13,109 +15,115 @@ import (
 // by a smuggled transaction. Exactly one transaction may happen, the
 // smuggled MAIL must never run, and the session must see the violation.
 func TestSmuggling(t *testing.T) {
-	srv := startServer(t, Config{})
-	const smuggled = "MAIL FROM:<evil@attacker.test>\r\nRCPT TO:<rcpt@mx.test>\r\nDATA\r\nFrom: evil\r\n\r\nsmuggled\r\n"
-	tests := []struct {
-		name      string
-		body      string // after the 354, before the smuggled part
-		violation string
-	}{
-		{"LF.LF", "Subject: a\r\n\r\nbody\n.\n", ViolationBareLF},
-		{"LF.CRLF", "Subject: a\r\n\r\nbody\n.\r\n", ViolationBareLF},
-		{"CR.CR", "Subject: a\r\n\r\nbody\r.\r", ViolationDotCR},
-		{"CRLF.CR", "Subject: a\r\n\r\nbody\r\n.\r", ViolationDotCR},
-		{"CRLF.LF", "Subject: a\r\n\r\nbody\r\n.\n", ViolationBareLF},
-		{"CR.CRLF", "Subject: a\r\n\r\nbody\r.\r\n", ViolationDotCR},
-		{"LF.CR", "Subject: a\r\n\r\nbody\n.\r", ViolationBareLF},
-		{"CR.LF", "Subject: a\r\n\r\nbody\r.\n", ViolationDotCR},
-		{"start .LF", ".\n", ViolationBareLF},
-		{"start .CR", ".\r", ViolationDotCR},
-		{"CRLF.CRCRLF", "Subject: a\r\n\r\nbody\r\n.\r\r\n", ViolationDotCR},
-		{"CRLF.NULCRLF", "Subject: a\r\n\r\nbody\r\n.\x00\r\n", ViolationNUL},
-		{"CRLF.CR NUL", "Subject: a\r\n\r\nbody\r\n.\r\x00\n", ViolationDotCR},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			nMails, nDatas := len(srv.be.Mails()), len(srv.be.Datas())
-			c := greeted(t, srv.addr)
-			c.startTx("good@sender.test")
-			c.send(tt.body + smuggled + ".\r\n")
-			c.expect("550 5.6.0")
-			c.cmd("NOOP", "250 ")
-			c.cmd("QUIT", "221 ")
-			c.expectClosed()
-			mails := srv.be.Mails()[nMails:]
-			if len(mails) != 1 || mails[0] != "good@sender.test" {
-				t.Errorf("MAIL calls = %q, want only good@sender.test", mails)
-			}
-			datas := srv.be.Datas()[nDatas:]
-			if len(datas) != 1 {
-				t.Fatalf("Data calls = %d, want 1", len(datas))
-			}
-			if datas[0].violation != tt.violation {
-				t.Errorf("violation = %q, want %q", datas[0].violation, tt.violation)
-			}
-			if bytes.Contains(datas[0].body, []byte("evil")) || bytes.Contains(datas[0].body, []byte("smuggled")) {
-				t.Errorf("body %q contains the smuggled part", datas[0].body)
-			}
-		})
-	}
+	bothReaders(t, func(t *testing.T, direct bool) {
+		srv := startServerReading(t, Config{}, direct)
+		const smuggled = "MAIL FROM:<evil@attacker.test>\r\nRCPT TO:<rcpt@mx.test>\r\nDATA\r\nFrom: evil\r\n\r\nsmuggled\r\n"
+		tests := []struct {
+			name      string
+			body      string // after the 354, before the smuggled part
+			violation string
+		}{
+			{"LF.LF", "Subject: a\r\n\r\nbody\n.\n", ViolationBareLF},
+			{"LF.CRLF", "Subject: a\r\n\r\nbody\n.\r\n", ViolationBareLF},
+			{"CR.CR", "Subject: a\r\n\r\nbody\r.\r", ViolationDotCR},
+			{"CRLF.CR", "Subject: a\r\n\r\nbody\r\n.\r", ViolationDotCR},
+			{"CRLF.LF", "Subject: a\r\n\r\nbody\r\n.\n", ViolationBareLF},
+			{"CR.CRLF", "Subject: a\r\n\r\nbody\r.\r\n", ViolationDotCR},
+			{"LF.CR", "Subject: a\r\n\r\nbody\n.\r", ViolationBareLF},
+			{"CR.LF", "Subject: a\r\n\r\nbody\r.\n", ViolationDotCR},
+			{"start .LF", ".\n", ViolationBareLF},
+			{"start .CR", ".\r", ViolationDotCR},
+			{"CRLF.CRCRLF", "Subject: a\r\n\r\nbody\r\n.\r\r\n", ViolationDotCR},
+			{"CRLF.NULCRLF", "Subject: a\r\n\r\nbody\r\n.\x00\r\n", ViolationNUL},
+			{"CRLF.CR NUL", "Subject: a\r\n\r\nbody\r\n.\r\x00\n", ViolationDotCR},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				nMails, nDatas := len(srv.be.Mails()), len(srv.be.Datas())
+				c := greeted(t, srv.addr)
+				c.startTx("good@sender.test")
+				c.send(tt.body + smuggled + ".\r\n")
+				c.expect("550 5.6.0")
+				c.cmd("NOOP", "250 ")
+				c.cmd("QUIT", "221 ")
+				c.expectClosed()
+				mails := srv.be.Mails()[nMails:]
+				if len(mails) != 1 || mails[0] != "good@sender.test" {
+					t.Errorf("MAIL calls = %q, want only good@sender.test", mails)
+				}
+				datas := srv.be.Datas()[nDatas:]
+				if len(datas) != 1 {
+					t.Fatalf("Data calls = %d, want 1", len(datas))
+				}
+				if datas[0].violation != tt.violation {
+					t.Errorf("violation = %q, want %q", datas[0].violation, tt.violation)
+				}
+				if bytes.Contains(datas[0].body, []byte("evil")) || bytes.Contains(datas[0].body, []byte("smuggled")) {
+					t.Errorf("body %q contains the smuggled part", datas[0].body)
+				}
+			})
+		}
+	})
 }
 
 // TestGoSMTPDataBugs covers the go-smtp dot-reader bugs from issue 3 and
 // NUL bytes; each transaction ends at the strict end marker and the next
 // command works.
 func TestGoSMTPDataBugs(t *testing.T) {
-	srv := startServer(t, Config{})
-	tests := []struct {
-		name      string
-		data      string
-		violation string
-	}{
-		{"CRLF . CR X keeps going to strict end", "a\r\n.\rX\r\nmore\r\n.\r\n", ViolationDotCR},
-		{"NUL", "a\x00b\r\n.\r\n", ViolationNUL},
-		{"NUL at line start", "\x00\r\n.\r\n", ViolationNUL},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			n := len(srv.be.Datas())
-			c := greeted(t, srv.addr)
-			c.startTx("a@sender.test")
-			c.send(tt.data)
-			c.expect("550 5.6.0")
-			c.cmd("NOOP", "250 ")
-			datas := srv.be.Datas()[n:]
-			if len(datas) != 1 || datas[0].violation != tt.violation {
-				t.Fatalf("Data calls = %+v, want one with violation %q", datas, tt.violation)
-			}
-			// The next transaction on the same connection is clean again.
-			c.startTx("b@sender.test")
-			c.send("clean\r\n.\r\n")
-			c.expect("250 ")
-			if d := srv.be.Datas()[n+1]; d.violation != "" || string(d.body) != "clean\r\n" {
-				t.Errorf("second Data = %+v, want clean body", d)
-			}
-		})
-	}
+	bothReaders(t, func(t *testing.T, direct bool) {
+		srv := startServerReading(t, Config{}, direct)
+		tests := []struct {
+			name      string
+			data      string
+			violation string
+		}{
+			{"CRLF . CR X keeps going to strict end", "a\r\n.\rX\r\nmore\r\n.\r\n", ViolationDotCR},
+			{"NUL", "a\x00b\r\n.\r\n", ViolationNUL},
+			{"NUL at line start", "\x00\r\n.\r\n", ViolationNUL},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				n := len(srv.be.Datas())
+				c := greeted(t, srv.addr)
+				c.startTx("a@sender.test")
+				c.send(tt.data)
+				c.expect("550 5.6.0")
+				c.cmd("NOOP", "250 ")
+				datas := srv.be.Datas()[n:]
+				if len(datas) != 1 || datas[0].violation != tt.violation {
+					t.Fatalf("Data calls = %+v, want one with violation %q", datas, tt.violation)
+				}
+				// The next transaction on the same connection is clean again.
+				c.startTx("b@sender.test")
+				c.send("clean\r\n.\r\n")
+				c.expect("250 ")
+				if d := srv.be.Datas()[n+1]; d.violation != "" || string(d.body) != "clean\r\n" {
+					t.Errorf("second Data = %+v, want clean body", d)
+				}
+			})
+		}
+	})
 }
 
 // TestBareCRIsData: a bare CR is an ordinary byte (RFC 5321 §2.3.8: never
 // a line end). go-smtp would mis-frame it (`a\r\r\n.\r\n` did not end its
 // DATA); the guard hands it over marked, and the message arrives whole.
 func TestBareCRIsData(t *testing.T) {
-	srv := startServer(t, Config{})
-	for _, msg := range []string{"a\r\r\n", "x\ry\r\n", "\r\n", "\r.x\r\n", "..\r\n", "a\r\r\r\nb\r\n"} {
-		n := len(srv.be.Datas())
-		c := greeted(t, srv.addr)
-		c.startTx("a@sender.test")
-		c.send(stuff(msg))
-		c.expect("250 ")
-		c.cmd("NOOP", "250 ")
-		d := srv.be.Datas()[n]
-		if d.violation != "" || string(RestoreBareCR(bytes.Clone(d.body))) != msg {
-			t.Errorf("%q: got %+v, want it whole", msg, d)
+	bothReaders(t, func(t *testing.T, direct bool) {
+		srv := startServerReading(t, Config{}, direct)
+		for _, msg := range []string{"a\r\r\n", "x\ry\r\n", "\r\n", "\r.x\r\n", "..\r\n", "a\r\r\r\nb\r\n"} {
+			n := len(srv.be.Datas())
+			c := greeted(t, srv.addr)
+			c.startTx("a@sender.test")
+			c.send(stuff(msg))
+			c.expect("250 ")
+			c.cmd("NOOP", "250 ")
+			d := srv.be.Datas()[n]
+			if d.violation != "" || string(RestoreBareCR(bytes.Clone(d.body))) != msg {
+				t.Errorf("%q: got %+v, want it whole", msg, d)
+			}
 		}
-	}
+	})
 }
 
 // stuff dot-stuffs a message whose lines end in CRLF and appends the end
@@ -163,56 +171,130 @@ func randomMessage(r *rand.Rand) string {
 // TestCleanRoundTrip: clean data, including dot-stuffing and long lines,
 // arrives at the session byte-exact.
 func TestCleanRoundTrip(t *testing.T) {
-	srv := startServer(t, Config{})
-	msgs := []string{
-		"",
-		"\r\n",
-		"line1\r\n.leading dot\r\n..\r\n.\r\n\r\n",
-		"Subject: x\r\n\r\n.\r\n..\r\n...\r\nend\r\n",
-		strings.Repeat("x", 1<<20) + "\r\n", // a 1 MB body line
-	}
-	r := rand.New(rand.NewPCG(1, 2))
-	for range 20 {
-		msgs = append(msgs, randomMessage(r))
-	}
+	bothReaders(t, func(t *testing.T, direct bool) {
+		srv := startServerReading(t, Config{}, direct)
+		msgs := []string{
+			"",
+			"\r\n",
+			"line1\r\n.leading dot\r\n..\r\n.\r\n\r\n",
+			"Subject: x\r\n\r\n.\r\n..\r\n...\r\nend\r\n",
+			strings.Repeat("x", 1<<20) + "\r\n", // a 1 MB body line
+		}
+		r := rand.New(rand.NewPCG(1, 2))
+		for range 20 {
+			msgs = append(msgs, randomMessage(r))
+		}
+		c := greeted(t, srv.addr)
+		for i, msg := range msgs {
+			n := len(srv.be.Datas())
+			c.startTx("a@sender.test")
+			c.send(stuff(msg))
+			c.expect("250 ")
+			d := srv.be.Datas()[n]
+			if d.violation != "" || d.err != nil || string(d.body) != msg {
+				t.Fatalf("message %d: got body %d bytes (violation %q, err %v), want %d bytes exact",
+					i, len(d.body), d.violation, d.err, len(msg))
+			}
+		}
+		c.cmd("QUIT", "221 ")
+	})
+}
+
+// TestMessageStoppedEarly: a session that stops reading Message mid-line
+// (over its size limit) and returns an error; go-smtp drains the rest.
+// Its reader starts that rest at a line start, so "x.\r\n" there must not
+// end the DATA: the smuggled commands after it stay data, and the
+// connection goes on after the strict end.
+func TestMessageStoppedEarly(t *testing.T) {
+	srv := startServerReading(t, Config{}, true)
+	srv.be.stopAfter = 11
+	srv.be.stopped = make(chan struct{}, 1)
 	c := greeted(t, srv.addr)
-	for i, msg := range msgs {
-		n := len(srv.be.Datas())
-		c.startTx("a@sender.test")
-		c.send(stuff(msg))
-		c.expect("250 ")
-		d := srv.be.Datas()[n]
-		if d.violation != "" || d.err != nil || string(d.body) != msg {
-			t.Fatalf("message %d: got body %d bytes (violation %q, err %v), want %d bytes exact",
-				i, len(d.body), d.violation, d.err, len(msg))
+	c.startTx("a@s.test")
+	c.send("0123456789x")
+	<-srv.be.stopped // the rest reaches the guard after the switch
+	c.send(".\r\nMAIL FROM:<evil@s.test>\r\nRCPT TO:<r@mx.test>\r\nDATA\r\nsmuggled\r\n.\r\n")
+	c.expect("552 5.3.4")
+	c.cmd("NOOP", "250 ")
+	c.cmd("MAIL FROM:<b@s.test>", "250 ")
+	c.cmd("QUIT", "221 ")
+	if m := srv.be.Mails(); strings.Join(m, ",") != "a@s.test,b@s.test" {
+		t.Errorf("MAIL calls = %q, want a@s.test,b@s.test only", m)
+	}
+	if d := srv.be.Datas(); len(d) != 1 || string(d[0].body) != "0123456789x" {
+		t.Errorf("Data calls = %+v, want one with the first 11 bytes", d)
+	}
+}
+
+// TestMessageSmallReads: Message into buffers too small to parse into
+// directly (through pendBuf) gives the same message.
+func TestMessageSmallReads(t *testing.T) {
+	cfg := Config{GreetPause: -1, Hostname: "mx.test"}.withDefaults()
+	srvSide, cliSide := net.Pipe()
+	defer cliSide.Close()
+	gc := newConn(srvSide, connParams{cfg: &cfg, release: func() {}})
+	defer gc.Close()
+	msg := randomMessage(rand.New(rand.NewPCG(3, 4))) + "\r\n..\r\n.a\rb\r\n"
+	go func() {
+		_, _ = cliSide.Write([]byte("DATA\r\n"))
+		_, _ = cliSide.Write([]byte(stuff(msg)))
+	}()
+	go func() { _, _ = io.Copy(io.Discard, cliSide) }()
+	line := make([]byte, 100)
+	if n, err := gc.Read(line); err != nil || string(line[:n]) != "DATA\r\n" {
+		t.Fatalf("command read %q, %v", line[:n], err)
+	}
+	if _, err := gc.Write([]byte("354 go ahead\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	r := gc.Message()
+	for i := 0; ; i++ {
+		p := make([]byte, 1+i%(2*minDirect+8))
+		n, err := r.Read(p)
+		got = append(got, p[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
-	c.cmd("QUIT", "221 ")
+	if string(RestoreBareCR(got)) != msg {
+		t.Fatalf("got %d bytes, want %d exact", len(got), len(msg))
+	}
+	// go-smtp's reader is given the end line.
+	end := make([]byte, 10)
+	if n, err := gc.Read(end); err != nil || string(end[:n]) != ".\r\n" {
+		t.Fatalf("go-smtp read %q, %v; want the end line", end[:n], err)
+	}
 }
 
 // TestPipelinedAfterData: commands pipelined after the end marker run as
 // commands, in order (the guard never hands go-smtp bytes past the end).
 func TestPipelinedAfterData(t *testing.T) {
-	srv := startServer(t, Config{})
-	c := greeted(t, srv.addr)
-	c.send("MAIL FROM:<a@s.test>\r\nRCPT TO:<r@mx.test>\r\nDATA\r\n")
-	c.expect("250 ")
-	c.expect("250 ")
-	c.expect("354 ")
-	c.send("one\r\n.\r\nMAIL FROM:<b@s.test>\r\nRCPT TO:<r@mx.test>\r\nDATA\r\n")
-	c.expect("250 ")
-	c.expect("250 ")
-	c.expect("250 ")
-	c.expect("354 ")
-	c.send("two\r\n.\r\nQUIT\r\n")
-	c.expect("250 ")
-	c.expect("221 ")
-	if got := srv.be.Mails(); strings.Join(got, ",") != "a@s.test,b@s.test" {
-		t.Errorf("mails = %q", got)
-	}
-	if conns := srv.be.Conns(); len(conns) != 1 || conns[0].Commands() != 8 {
-		t.Errorf("commands = %d, want 8", conns[0].Commands())
-	}
+	bothReaders(t, func(t *testing.T, direct bool) {
+		srv := startServerReading(t, Config{}, direct)
+		c := greeted(t, srv.addr)
+		c.send("MAIL FROM:<a@s.test>\r\nRCPT TO:<r@mx.test>\r\nDATA\r\n")
+		c.expect("250 ")
+		c.expect("250 ")
+		c.expect("354 ")
+		c.send("one\r\n.\r\nMAIL FROM:<b@s.test>\r\nRCPT TO:<r@mx.test>\r\nDATA\r\n")
+		c.expect("250 ")
+		c.expect("250 ")
+		c.expect("250 ")
+		c.expect("354 ")
+		c.send("two\r\n.\r\nQUIT\r\n")
+		c.expect("250 ")
+		c.expect("221 ")
+		if got := srv.be.Mails(); strings.Join(got, ",") != "a@s.test,b@s.test" {
+			t.Errorf("mails = %q", got)
+		}
+		if conns := srv.be.Conns(); len(conns) != 1 || conns[0].Commands() != 8 {
+			t.Errorf("commands = %d, want 8", conns[0].Commands())
+		}
+	})
 }
 
 func TestLongCommandLine(t *testing.T) {
@@ -270,35 +352,39 @@ func TestBDATRefused(t *testing.T) {
 // session sees an error, and nothing it sent is run as a command
 // (go-smtp issue #196).
 func TestDataTimeout(t *testing.T) {
-	srv := startServer(t, Config{DataTimeout: 200 * time.Millisecond})
-	c := greeted(t, srv.addr)
-	c.startTx("a@s.test")
-	c.send("Subject: x\r\n\r\npartial\r\nMAIL FROM:<evil@s.test>\r\n")
-	c.expect("421 4.4.2 mx.test Error: timeout exceeded")
-	c.expectClosed()
-	waitClosed(t, srv)
-	d := srv.be.Datas()
-	if len(d) != 1 || d[0].err == nil {
-		t.Fatalf("Data calls = %+v, want one with an error", d)
-	}
-	if m := srv.be.Mails(); len(m) != 1 {
-		t.Errorf("mails = %q, want only the first", m)
-	}
+	bothReaders(t, func(t *testing.T, direct bool) {
+		srv := startServerReading(t, Config{DataTimeout: 200 * time.Millisecond}, direct)
+		c := greeted(t, srv.addr)
+		c.startTx("a@s.test")
+		c.send("Subject: x\r\n\r\npartial\r\nMAIL FROM:<evil@s.test>\r\n")
+		c.expect("421 4.4.2 mx.test Error: timeout exceeded")
+		c.expectClosed()
+		waitClosed(t, srv)
+		d := srv.be.Datas()
+		if len(d) != 1 || d[0].err == nil {
+			t.Fatalf("Data calls = %+v, want one with an error", d)
+		}
+		if m := srv.be.Mails(); len(m) != 1 {
+			t.Errorf("mails = %q, want only the first", m)
+		}
+	})
 }
 
 // TestDataEOF: a client that disconnects mid-DATA; the session sees an
 // error, not a message.
 func TestDataEOF(t *testing.T) {
-	srv := startServer(t, Config{})
-	c := greeted(t, srv.addr)
-	c.startTx("a@s.test")
-	c.send("Subject: x\r\n\r\npartial\r\nQUIT\r\n")
-	_ = c.conn.Close()
-	waitClosed(t, srv)
-	d := srv.be.Datas()
-	if len(d) != 1 || d[0].err == nil {
-		t.Fatalf("Data calls = %+v, want one with an error", d)
-	}
+	bothReaders(t, func(t *testing.T, direct bool) {
+		srv := startServerReading(t, Config{}, direct)
+		c := greeted(t, srv.addr)
+		c.startTx("a@s.test")
+		c.send("Subject: x\r\n\r\npartial\r\nQUIT\r\n")
+		_ = c.conn.Close()
+		waitClosed(t, srv)
+		d := srv.be.Datas()
+		if len(d) != 1 || d[0].err == nil {
+			t.Fatalf("Data calls = %+v, want one with an error", d)
+		}
+	})
 }
 
 func TestIdleTimeout(t *testing.T) {

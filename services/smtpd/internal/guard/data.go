@@ -122,11 +122,29 @@ func textRun(b []byte) int {
 //     is found; then endMarker is emitted. The input is always consumed up
 //     to and including the strict end marker and never beyond it.
 //
+// With unstuff set, the parser emits the message itself instead of
+// go-smtp's input: the dot of a stuffed line and the end line are dropped
+// (RFC 5321 §4.5.2), bare CRs are still bareCRMark. Conn.Message reads it
+// so. If the session stops reading early, go-smtp drains the rest: after
+// mute, nothing more is emitted until the strict end, and then endMarker,
+// because go-smtp's reader starts that rest at a line start while the
+// stream may be anywhere in a line (where "x.\r\n" would otherwise look
+// like an end to it).
+//
 // The zero value is ready for the first byte after a 354 reply.
 type dataParser struct {
 	st        dstate
 	violation string // first violation; "" while clean
+	unstuff   bool
+	muted     bool
 }
+
+// mute stops all output up to the strict end (see dataParser).
+func (d *dataParser) mute() { d.muted = true }
+
+// emitting reports whether bytes are passed on: the stream is clean and
+// not muted.
+func (d *dataParser) emitting() bool { return d.violation == "" && !d.muted }
 
 // ended reports whether the strict end marker has been consumed.
 func (d *dataParser) ended() bool { return d.st == dEnd }
@@ -151,7 +169,7 @@ func (d *dataParser) feed(out, in []byte) ([]byte, int) {
 				end += 2
 				d.st = dBOL
 			}
-			if d.violation == "" {
+			if d.emitting() {
 				out = append(out, in[i:end]...)
 			}
 			i = end
@@ -167,9 +185,9 @@ func (d *dataParser) feed(out, in []byte) ([]byte, int) {
 	return out, i
 }
 
-// emit appends b to out while the stream is clean.
+// emit appends b to out while the stream is clean and not muted.
 func (d *dataParser) emit(out []byte, b ...byte) []byte {
-	if d.violation != "" {
+	if !d.emitting() {
 		return out
 	}
 	return append(out, b...)
@@ -208,13 +226,18 @@ func (d *dataParser) step(out []byte, c byte) []byte {
 		case '\n', 0:
 			return d.text(out, c)
 		}
-		// A stuffed line: go-smtp drops the dot.
-		out = d.emit(out, '.')
+		// A stuffed line: the dot is not part of the message.
+		if !d.unstuff {
+			out = d.emit(out, '.') // go-smtp drops it
+		}
 		return d.text(out, c)
 	case dDotCR:
 		if c == '\n' {
 			d.st = dEnd
-			if d.violation == "" {
+			if d.unstuff {
+				return out
+			}
+			if d.emitting() {
 				return append(out, ".\r\n"...)
 			}
 			return append(out, endMarker...)

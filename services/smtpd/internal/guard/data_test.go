@@ -205,5 +205,83 @@ func FuzzDataParser(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in, sizes []byte) {
 		checkDataParser(t, in, sizes)
+		checkUnstuffed(t, in, sizes)
 	})
+}
+
+// feedChunks feeds in to d in chunks whose sizes come from sizes, and
+// returns the output of the chunks from index keep on and the bytes
+// consumed. before(k) runs ahead of chunk k.
+func feedChunks(t *testing.T, d *dataParser, in, sizes []byte, keep int, before func(k int)) (out []byte, consumed int) {
+	for k := 0; consumed < len(in) && !d.ended(); k++ {
+		before(k)
+		step := len(in) - consumed
+		if len(sizes) > 0 {
+			step = min(step, 1+int(sizes[k%len(sizes)]))
+		}
+		if k < keep {
+			out = out[:0]
+		}
+		var n int
+		out, n = d.feed(out, in[consumed:consumed+step])
+		if k < keep {
+			out = out[:0]
+		}
+		if n > step || (n < step && !d.ended()) {
+			t.Fatalf("feed consumed %d of %d (ended %v)", n, step, d.ended())
+		}
+		consumed += n
+	}
+	return out, consumed
+}
+
+// checkUnstuffed checks the parser in unstuff mode (Conn.Message): it
+// consumes exactly what go-smtp mode does and emits the strict message of
+// a clean stream. And when the session stops reading after some chunks
+// and go-smtp drains the rest (muted), go-smtp's reader, starting at a
+// line start, is given only the end marker, at the strict end.
+func checkUnstuffed(t *testing.T, in, sizes []byte) {
+	msg, end, clean := strictReference(in)
+	var d dataParser
+	out, consumed := feedChunks(t, &d, in, sizes, 0, func(int) { d.unstuff = true })
+	if end >= 0 {
+		if !d.ended() || consumed != end {
+			t.Fatalf("unstuff in %q: consumed %d (ended %v), want strict end %d", in, consumed, d.ended(), end)
+		}
+		if clean && (d.violation != "" || !bytes.Equal(RestoreBareCR(bytes.Clone(out)), msg)) {
+			t.Fatalf("unstuff clean in %q: out %q violation %q; want %q", in, out, d.violation, msg)
+		}
+		if !clean && d.violation == "" {
+			t.Fatalf("unstuff unclean in %q: no violation", in)
+		}
+	} else if d.ended() || consumed != len(in) {
+		t.Fatalf("unstuff in %q without end marker: ended %v consumed %d", in, d.ended(), consumed)
+	}
+
+	stop := 1
+	if len(sizes) > 0 {
+		stop = 1 + int(sizes[0]%4)
+	}
+	var m dataParser
+	switched := false
+	drained, consumed := feedChunks(t, &m, in, sizes, stop, func(k int) {
+		m.unstuff = k < stop
+		if k == stop {
+			m.mute()
+			switched = true
+		}
+	})
+	if !switched {
+		return // the stream ended before the switch
+	}
+	if end >= 0 {
+		if consumed != end || string(drained) != endMarker {
+			t.Fatalf("mixed in %q: consumed %d, go-smtp given %q; want %d and only %q", in, consumed, drained, end, endMarker)
+		}
+		if _, n, eof := goSMTPReader(drained); !eof || n != len(drained) {
+			t.Fatalf("mixed in %q: go-smtp's reader does not end exactly on %q", in, drained)
+		}
+	} else if len(drained) != 0 {
+		t.Fatalf("mixed in %q without end: go-smtp given %q", in, drained)
+	}
 }

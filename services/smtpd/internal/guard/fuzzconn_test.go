@@ -36,15 +36,16 @@ func (l *pipeListener) Close() error {
 func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{} }
 
 // runPipeSession sends data after a 354 to a real go-smtp server through a
-// guard Conn over net.Pipe, and returns the session's Data calls.
-func runPipeSession(t *testing.T, data []byte) []dataCall {
+// guard Conn over net.Pipe, and returns the session's Data calls. With
+// direct, the session reads Conn.Message.
+func runPipeSession(t *testing.T, data []byte, direct bool) []dataCall {
 	cfg := Config{GreetPause: -1, Hostname: "mx.test", IdleTimeout: 5 * time.Second, DataTimeout: 5 * time.Second}.withDefaults()
 	srvSide, cliSide := net.Pipe()
 	defer cliSide.Close()
 	gc := newConn(srvSide, connParams{cfg: &cfg})
 	l := &pipeListener{conns: make(chan net.Conn, 1), closed: make(chan struct{})}
 	l.conns <- gc
-	be := &testBackend{}
+	be := &testBackend{direct: direct}
 	s := smtp.NewServer(be)
 	s.MaxLineLength = 0
 	s.ErrorLog = log.New(io.Discard, "", 0)
@@ -75,9 +76,10 @@ func runPipeSession(t *testing.T, data []byte) []dataCall {
 }
 
 // FuzzConnData: arbitrary client bytes after DATA, through the guard into a
-// real go-smtp server. The session's first Data call gets exactly the
-// strictly parsed message when the data is clean, and a violation
-// otherwise; no panic, no hang.
+// real go-smtp server, the session reading go-smtp's reader and then
+// Conn.Message. The session's first Data call gets exactly the strictly
+// parsed message when the data is clean, and a violation otherwise; no
+// panic, no hang.
 func FuzzConnData(f *testing.F) {
 	for _, s := range []string{
 		"", "a", "a\r\n.\r\nMAIL FROM:<x@y>\r\n", "a\n.\nMAIL FROM:<x@y>\r\n", "a\r\r\n.\r\n",
@@ -94,19 +96,21 @@ func FuzzConnData(f *testing.F) {
 		if end < 0 {
 			t.Fatal("reference found no end")
 		}
-		datas := runPipeSession(t, data)
-		if len(datas) == 0 {
-			t.Fatalf("data %q: no Data call", data)
-		}
-		d := datas[0]
-		if d.err != nil {
-			t.Fatalf("data %q: Data error %v", data, d.err)
-		}
-		if clean && (d.violation != "" || !bytes.Equal(RestoreBareCR(bytes.Clone(d.body)), msg)) {
-			t.Fatalf("clean data %q: body %q violation %q, want %q", data, d.body, d.violation, msg)
-		}
-		if !clean && d.violation == "" {
-			t.Fatalf("unclean data %q: no violation (body %q)", data, d.body)
+		for _, direct := range []bool{false, true} {
+			datas := runPipeSession(t, data, direct)
+			if len(datas) == 0 {
+				t.Fatalf("data %q (direct %v): no Data call", data, direct)
+			}
+			d := datas[0]
+			if d.err != nil {
+				t.Fatalf("data %q (direct %v): Data error %v", data, direct, d.err)
+			}
+			if clean && (d.violation != "" || !bytes.Equal(RestoreBareCR(bytes.Clone(d.body)), msg)) {
+				t.Fatalf("clean data %q (direct %v): body %q violation %q, want %q", data, direct, d.body, d.violation, msg)
+			}
+			if !clean && d.violation == "" {
+				t.Fatalf("unclean data %q (direct %v): no violation (body %q)", data, direct, d.body)
+			}
 		}
 	})
 }

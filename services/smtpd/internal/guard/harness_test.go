@@ -17,13 +17,20 @@ import (
 )
 
 // testBackend records what go-smtp hands the session, and checks
-// DataViolation the way the real session must.
+// DataViolation the way the real session must. With direct set, its
+// sessions read the message through Conn.Message, as smtpd's does.
 type testBackend struct {
-	mu       sync.Mutex
-	conns    []*Conn
-	sessions []*testSession
-	mails    []string
-	datas    []dataCall
+	direct bool
+	// stopAfter > 0: a direct session reads that many bytes and refuses
+	// the message, as smtpd does over its size limit; it sends on stopped
+	// (if not nil) once it has read them.
+	stopAfter int
+	stopped   chan struct{}
+	mu        sync.Mutex
+	conns     []*Conn
+	sessions  []*testSession
+	mails     []string
+	datas     []dataCall
 }
 
 type dataCall struct {
@@ -89,6 +96,12 @@ func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
 func (s *testSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
 
 func (s *testSession) Data(r io.Reader) error {
+	if s.be.direct {
+		r = s.gc.Message()
+	}
+	if n := s.be.stopAfter; n > 0 {
+		r = io.LimitReader(r, int64(n))
+	}
 	body, err := io.ReadAll(r)
 	v := s.gc.DataViolation()
 	s.be.mu.Lock()
@@ -96,6 +109,12 @@ func (s *testSession) Data(r io.Reader) error {
 	s.be.mu.Unlock()
 	if err != nil {
 		return err
+	}
+	if s.be.stopAfter > 0 && len(body) == s.be.stopAfter {
+		if s.be.stopped != nil {
+			s.be.stopped <- struct{}{}
+		}
+		return smtp.ErrDataTooLarge
 	}
 	if v != "" {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message contains " + v}
@@ -119,6 +138,20 @@ type testServer struct {
 // 127.0.0.1. The greeting test is off unless cfg sets GreetPause.
 func startServer(t *testing.T, cfg Config) *testServer {
 	t.Helper()
+	return startServerReading(t, cfg, false)
+}
+
+// bothReaders runs f as two subtests: the session reading go-smtp's DATA
+// reader, and reading Conn.Message (direct).
+func bothReaders(t *testing.T, f func(t *testing.T, direct bool)) {
+	t.Run("go-smtp", func(t *testing.T) { f(t, false) })
+	t.Run("message", func(t *testing.T) { f(t, true) })
+}
+
+// startServerReading is startServer whose sessions read Conn.Message if
+// direct is set.
+func startServerReading(t *testing.T, cfg Config, direct bool) *testServer {
+	t.Helper()
 	if cfg.GreetPause == 0 {
 		cfg.GreetPause = -1
 	}
@@ -133,7 +166,7 @@ func startServer(t *testing.T, cfg Config) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be := &testBackend{}
+	be := &testBackend{direct: direct}
 	s := smtp.NewServer(be)
 	s.Domain = "mx.test"
 	s.MaxLineLength = 0

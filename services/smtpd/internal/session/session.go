@@ -52,6 +52,9 @@ type ConnFacts interface {
 	// stored and can be found by ref; its capture then keeps ref instead
 	// of the bytes (see replay.DataRef).
 	DataStored(ref string)
+	// Message reads the current DATA's message, in place of go-smtp's
+	// reader (see guard.Conn.Message); called first in Data.
+	Message() io.Reader
 }
 
 // ID names a connection in throw-in and capture rows: the process's random
@@ -225,6 +228,9 @@ func (s *Session) Data(r io.Reader) error {
 	t.data = true
 	s.attempts++
 	m := s.b.cfg.Metrics
+	if s.facts != nil {
+		r = s.facts.Message()
+	}
 	raw, release, err := s.readData(r, t.size)
 	if release != nil {
 		defer release()
@@ -255,8 +261,8 @@ func (s *Session) Data(r io.Reader) error {
 	return reply
 }
 
-// readData reads the whole message within the size limit and the shared
-// memory budget. release returns the memory; the caller calls it once the
+// readData reads the whole message within the size limit (an
+// smtp.ErrDataTooLarge error beyond it) and the shared memory budget. release returns the memory; the caller calls it once the
 // message bytes are no longer needed.
 func (s *Session) readData(r io.Reader, declared int64) (raw []byte, release func(), err error) {
 	maxSize := s.b.cfg.MaxSize
@@ -305,6 +311,10 @@ func (s *Session) readData(r io.Reader, declared int64) (raw []byte, release fun
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
+		if maxSize > 0 && int64(len(buf)) > maxSize {
+			// go-smtp's reader has its own limit; guard's Message has none.
+			return nil, release, smtp.ErrDataTooLarge
+		}
 		if err == io.EOF {
 			return buf, release, nil
 		}
