@@ -56,7 +56,7 @@ func TestBenchSMTP(t *testing.T) {
 	s := newSite(t)
 	s.start()
 	s.addMailbox(rcpt)
-	s.autoverdict("accept")
+	filter := s.autoverdict("accept")
 	// TWINMX_BENCH_SMTPD_FLAGS adds smtpd flags, for A/B runs of a knob.
 	d := s.startSMTPD(smtpdOptions{MinCopies: 1, Metrics: true, Hostname: "bench.twinmx.test",
 		Extra: append([]string{"--max-conns-per-ip", "-1"}, strings.Fields(os.Getenv("TWINMX_BENCH_SMTPD_FLAGS"))...)})
@@ -72,14 +72,41 @@ func TestBenchSMTP(t *testing.T) {
 		}
 	}
 
+	// CPU time of smtpd, its dbd and the stand-in filter during the
+	// smtp-source runs against smtpd.
+	procs := []struct {
+		name string
+		pid  int
+	}{{"smtpd", d.cmd.Process.Pid}, {"dbd", s.cmd.Process.Pid}, {"filter", filter.Process.Pid}}
+	cpu := make([]time.Duration, len(procs))
+	cpuNow := func() []time.Duration {
+		out := make([]time.Duration, len(procs))
+		for i, p := range procs {
+			c, err := proctest.CPUTime(p.pid)
+			if err != nil {
+				t.Fatalf("CPU time of %s: %v", p.name, err)
+			}
+			out[i] = c
+		}
+		return out
+	}
+	cpuMails := 0
+
 	source := map[string][]float64{}
 	goRate := map[string][]float64{}
 	lat := map[string][]time.Duration{}
 	for r := 0; r < rounds; r++ {
 		for _, tg := range targets {
+			before := cpuNow()
 			el, err := runSource(tg.addr, sessions, size, n, rcpt)
 			if err != nil {
 				t.Fatalf("smtp-source against %s: %v", tg.name, err)
+			}
+			if tg.name == "smtpd" {
+				for i, c := range cpuNow() {
+					cpu[i] += c - before[i]
+				}
+				cpuMails += n
 			}
 			source[tg.name] = append(source[tg.name], float64(n)/el.Seconds())
 		}
@@ -127,6 +154,11 @@ func TestBenchSMTP(t *testing.T) {
 	fmt.Fprintf(&b, "Go client:   smtpd/postfix %.2f×, smtpd*/postfix %.2f×, smtpd/smtp-sink %.2f×, postfix/smtp-sink %.2f×\n",
 		ratio("smtpd", "postfix", goRate), ratio("smtpd-preset", "postfix", goRate), ratio("smtpd", "smtp-sink", goRate),
 		ratio("postfix", "smtp-sink", goRate))
+	fmt.Fprintf(&b, "CPU per mail, smtp-source against smtpd:")
+	for i, p := range procs {
+		fmt.Fprintf(&b, " %s %.0f µs", p.name, float64(cpu[i].Microseconds())/float64(cpuMails))
+	}
+	fmt.Fprintln(&b)
 	p50, p99 := histQuantile(m, "twinmx_smtpd_decision_seconds", 0.5), histQuantile(m, "twinmx_smtpd_decision_seconds", 0.99)
 	fmt.Fprintf(&b, "smtpd's own decision histogram (end of DATA to reply, all loads): p50 ≈ %.1f ms, p99 ≈ %.1f ms\n", p50*1000, p99*1000)
 

@@ -107,7 +107,7 @@ func (s *site) addMailbox(addrs ...string) {
 
 // autoverdict runs `dbctl autoverdict accept|reject` until the test ends:
 // every mail gets the filter verdict as soon as smtpd stores it.
-func (s *site) autoverdict(v string) {
+func (s *site) autoverdict(v string) *exec.Cmd {
 	s.t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "dbctl"), "--db", s.addr, "--db-pub", s.key("dbd.pub"),
 		"--key", s.key("admin"), "autoverdict", v)
@@ -124,6 +124,7 @@ func (s *site) autoverdict(v string) {
 			s.t.Logf("dbctl autoverdict output (tail):\n%s", tail(out.String(), 10))
 		}
 	})
+	return cmd
 }
 
 // receiveKey is the key of the receive row of the mail raw (as smtpd

@@ -24,14 +24,14 @@ import (
 // env is a real in-process dbd and smtpd on loopback, and an admin client
 // that plays operator, spamd and backupd.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	db    *dbdtest.Env
 	admin *client.Client
 	addr  string
 	stop  func()
 }
 
-func start(t *testing.T, mod func(*Config)) *env {
+func start(t testing.TB, mod func(*Config)) *env {
 	t.Helper()
 	db := dbdtest.Start(t, dbdtest.Options{})
 	cfg := Config{
@@ -148,7 +148,7 @@ func (e *env) send(from string, to []string, raw []byte) (int, string) {
 	return 250, ""
 }
 
-func codeOf(t *testing.T, err error) (int, string) {
+func codeOf(t testing.TB, err error) (int, string) {
 	var te *textproto.Error
 	if !errors.As(err, &te) {
 		t.Fatalf("not an SMTP reply: %v", err)

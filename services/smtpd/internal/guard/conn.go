@@ -65,7 +65,24 @@ type connParams struct {
 	id      uint64
 	ip      netip.Addr
 	pass    *passCache
-	release func() // gives the Listener slot back; called once
+	release func()     // gives the Listener slot back; called once
+	bufs    *sync.Pool // of *connBufs for this cfg; nil: allocate
+}
+
+// connBufs are a Conn's read buffers. A Listener reuses them: a fresh
+// pair per connection was half of smtpd's allocation under a load of one
+// mail per connection.
+type connBufs struct {
+	in   []byte
+	pend []byte
+}
+
+// newConnBufs allocates the buffers for cfg.
+func newConnBufs(cfg *Config) *connBufs {
+	return &connBufs{
+		in:   make([]byte, max(readBufSize, cfg.CommandLineMax+1)),
+		pend: make([]byte, 0, readBufSize+len(endMarker)+8),
+	}
 }
 
 // Conn is a net.Conn between the TCP socket and go-smtp that sees every
@@ -96,7 +113,8 @@ type Conn struct {
 	once   sync.Once
 
 	rmu     sync.Mutex
-	in      []byte // socket read buffer; unconsumed bytes are in[inR:inW]
+	bufs    *connBufs // in and pendBuf, until Close gives them back
+	in      []byte    // socket read buffer; unconsumed bytes are in[inR:inW]
 	inR     int
 	inW     int
 	pend    []byte // bytes ready for go-smtp, a slice of pendBuf
@@ -144,15 +162,20 @@ var _ net.Conn = (*Conn)(nil)
 
 func newConn(raw net.Conn, p connParams) *Conn {
 	c := &Conn{
-		p:       p,
-		cfg:     p.cfg,
-		raw:     raw,
-		start:   time.Now(),
-		startC:  p.cfg.Clock(),
-		done:    make(chan struct{}),
-		in:      make([]byte, max(readBufSize, p.cfg.CommandLineMax+1)),
-		pendBuf: make([]byte, 0, readBufSize+len(endMarker)+8),
+		p:      p,
+		cfg:    p.cfg,
+		raw:    raw,
+		start:  time.Now(),
+		startC: p.cfg.Clock(),
+		done:   make(chan struct{}),
 	}
+	if p.bufs != nil {
+		c.bufs, _ = p.bufs.Get().(*connBufs)
+	}
+	if c.bufs == nil {
+		c.bufs = newConnBufs(p.cfg)
+	}
+	c.in, c.pendBuf = c.bufs.in, c.bufs.pend[:0]
 	c.log = p.cfg.Logger.With("conn", p.id, "remote", raw.RemoteAddr().String())
 	c.mu.conn = raw
 	c.mu.capture.max = p.cfg.CaptureMax
@@ -282,9 +305,28 @@ func (c *Conn) Close() error {
 		if c.p.release != nil {
 			c.p.release()
 		}
+		c.putBufs()
 		close(c.done)
 	})
 	return err
+}
+
+// putBufs gives the read buffers back to the Listener's pool, if no Read
+// holds them. go-smtp's own Close at the end of a session finds them free;
+// a Close from within Read (the guard ending a session) or from another
+// goroutine during a Read leaves them to the garbage collector. Every
+// later Read sees the closed flag before it could touch them.
+func (c *Conn) putBufs() {
+	if c.p.bufs == nil || !c.rmu.TryLock() {
+		return
+	}
+	defer c.rmu.Unlock()
+	if c.bufs == nil {
+		return
+	}
+	c.p.bufs.Put(c.bufs)
+	c.bufs, c.in, c.pendBuf, c.pend, c.msgPend = nil, nil, nil, nil, nil
+	c.inR, c.inW = 0, 0
 }
 
 func (c *Conn) isClosed() bool {

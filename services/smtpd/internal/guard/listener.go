@@ -21,6 +21,7 @@ type Listener struct {
 
 	conns  *connlimit.Limiter
 	nextID atomic.Uint64
+	bufs   sync.Pool // of *connBufs
 }
 
 var _ net.Listener = (*Listener)(nil)
@@ -66,6 +67,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			ip:      ip,
 			pass:    l.pass,
 			release: release,
+			bufs:    &l.bufs,
 		}), nil
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -90,7 +91,14 @@ type Backend struct {
 	db        DB
 	base      context.Context
 	mailboxes *mailboxes
+	// bufs holds *[]byte message buffers of dataBufSize, reused so that
+	// each mail does not allocate and zero a fresh one (under load that
+	// was a third of smtpd's allocation, paid again in GC work).
+	bufs sync.Pool
 }
+
+// dataBufSize is readData's first buffer for a mail of unknown size.
+const dataBufSize = 64 << 10
 
 // NewBackend returns a backend whose sessions end their dbd requests when
 // ctx is done.
@@ -262,20 +270,26 @@ func (s *Session) Data(r io.Reader) error {
 }
 
 // readData reads the whole message within the size limit (an
-// smtp.ErrDataTooLarge error beyond it) and the shared memory budget. release returns the memory; the caller calls it once the
+// smtp.ErrDataTooLarge error beyond it) and the shared memory budget.
+// raw may be a pooled buffer: it must not be used after release. release returns the memory; the caller calls it once the
 // message bytes are no longer needed.
 func (s *Session) readData(r io.Reader, declared int64) (raw []byte, release func(), err error) {
 	maxSize := s.b.cfg.MaxSize
-	initial := int64(64 << 10)
+	initial := int64(dataBufSize)
 	if declared > initial && (maxSize <= 0 || declared <= maxSize) {
 		initial = declared + 4<<10
 	}
 	var held int64
 	budget := s.b.cfg.Budget
+	var pooled *[]byte // the pool's buffer in use, until release
 	release = func() {
 		if budget != nil && held > 0 {
 			budget.Release(held)
 			held = 0
+		}
+		if pooled != nil {
+			s.b.bufs.Put(pooled)
+			pooled = nil
 		}
 	}
 	grow := func(n int64) error {
@@ -295,7 +309,17 @@ func (s *Session) readData(r io.Reader, declared int64) (raw []byte, release fun
 		// the rest after we return.
 		return nil, release, err
 	}
-	buf := make([]byte, 0, initial)
+	var buf []byte
+	if initial == dataBufSize {
+		pooled, _ = s.b.bufs.Get().(*[]byte)
+		if pooled == nil {
+			b := make([]byte, dataBufSize)
+			pooled = &b
+		}
+		buf = (*pooled)[:0]
+	} else {
+		buf = make([]byte, 0, initial)
+	}
 	for {
 		if len(buf) == cap(buf) {
 			next := int64(cap(buf)) * 2
@@ -308,6 +332,10 @@ func (s *Session) readData(r io.Reader, declared int64) (raw []byte, release fun
 			nb := make([]byte, len(buf), next)
 			copy(nb, buf)
 			buf = nb
+			if pooled != nil {
+				s.b.bufs.Put(pooled)
+				pooled = nil
+			}
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
