@@ -57,9 +57,11 @@ func TestBenchSMTP(t *testing.T) {
 	s.start()
 	s.addMailbox(rcpt)
 	filter := s.autoverdict("accept")
-	// TWINMX_BENCH_SMTPD_FLAGS adds smtpd flags, for A/B runs of a knob.
+	// TWINMX_BENCH_SMTPD_FLAGS adds smtpd flags and TWINMX_BENCH_SMTPD_ENV
+	// smtpd's environment (NAME=VALUE ...), for A/B runs of a knob.
 	d := s.startSMTPD(smtpdOptions{MinCopies: 1, Metrics: true, Hostname: "bench.twinmx.test",
-		Extra: append([]string{"--max-conns-per-ip", "-1"}, strings.Fields(os.Getenv("TWINMX_BENCH_SMTPD_FLAGS"))...)})
+		Extra: append([]string{"--max-conns-per-ip", "-1"}, strings.Fields(os.Getenv("TWINMX_BENCH_SMTPD_FLAGS"))...),
+		Env:   strings.Fields(os.Getenv("TWINMX_BENCH_SMTPD_ENV"))})
 	pf := newPostfix(t, postfixConfig{Hold: true, Main: map[string]string{"myhostname": "postfix.bench.test"}})
 	sk := startSink(t, 256)
 	targets := []struct{ name, addr string }{{"smtpd", d.addr}, {"postfix", pf.addr}, {"smtp-sink", sk.addr}}

@@ -196,6 +196,7 @@ type smtpdOptions struct {
 	Metrics        bool          // serve --metrics on a free port
 	Hostname       string        // --hostname; default mx.twinmx.test
 	Extra          []string      // more flags
+	Env            []string      // more environment (NAME=VALUE)
 }
 
 // startSMTPD runs smtpd against s and waits until it accepts connections.
@@ -225,6 +226,9 @@ func (s *site) startSMTPD(o smtpdOptions) *smtpdProc {
 	}
 	args = append(args, o.Extra...)
 	p.cmd = exec.Command(filepath.Join(binDir, "smtpd"), args...)
+	if len(o.Env) > 0 {
+		p.cmd.Env = append(os.Environ(), o.Env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	dieWithTest(p.cmd, syscall.SIGKILL)
 	if err := p.cmd.Start(); err != nil {
