@@ -76,9 +76,9 @@ func Split(raw []byte) Parts {
 			p.Received = appendRecord(p.Received, index, f)
 		} else {
 			if header == nil {
-				// Headers are small and bodies are not: guess a
-				// capacity that rarely grows yet never scales with the body.
-				header = make([]byte, 0, min(len(raw), 8<<10))
+				// The header section's length bounds the header's: one
+				// allocation, never scaled by the body.
+				header = make([]byte, 0, headerSectionLen(raw))
 			}
 			header = append(header, f...)
 			if p.MessageID == "" {
@@ -247,6 +247,22 @@ func uvarintLen(v uint64) int {
 }
 
 // isSeparator reports whether an empty line ("\n" or "\r\n") starts at pos.
+// headerSectionLen returns the length of raw's header section with its
+// separator line: up to the first empty line ("\n" or "\r\n" at a line
+// start), or all of raw without one.
+func headerSectionLen(raw []byte) int {
+	if len(raw) > 0 && separatorLen(raw, 0) > 0 {
+		return separatorLen(raw, 0)
+	}
+	end := len(raw)
+	for _, sep := range []string{"\n\n", "\n\r\n"} {
+		if i := bytes.Index(raw[:end], []byte(sep)); i >= 0 {
+			end = i + len(sep)
+		}
+	}
+	return end
+}
+
 func isSeparator(b []byte, pos int) bool {
 	return separatorLen(b, pos) > 0
 }
