@@ -130,60 +130,62 @@ func selfSigned(t *testing.T) *tls.Config {
 }
 
 func TestSTARTTLS(t *testing.T) {
-	srv := startServer(t, Config{TLS: selfSigned(t)})
-	c := dial(t, srv.addr)
-	c.expect("220 ")
-	ehlo := c.cmd("EHLO client.test", "250")
-	if !strings.Contains(ehlo, "250-STARTTLS\r\n") && !strings.Contains(ehlo, "250 STARTTLS\r\n") {
-		t.Errorf("EHLO before TLS lacks STARTTLS:\n%s", ehlo)
-	}
-	if strings.Contains(ehlo, "CHUNKING") {
-		t.Errorf("EHLO offers CHUNKING:\n%s", ehlo)
-	}
-	c.cmd("STARTTLS now", "501 ")
-	// A transaction opened before TLS must not survive it.
-	c.cmd("MAIL FROM:<before@s.test>", "250 ")
-	// CVE-2011-0411: the pipelined MAIL must be discarded.
-	c.send("STARTTLS\r\nMAIL FROM:<injected@s.test>\r\n")
-	c.expect("220 2.0.0")
-	c.tlsUpgrade()
-	// RFC 3207 §4.2: the client must greet again before a transaction.
-	c.cmd("MAIL FROM:<no-ehlo@s.test>", "503 5.5.1")
-	ehlo = c.cmd("EHLO client.test", "250")
-	if strings.Contains(ehlo, "STARTTLS") || strings.Contains(ehlo, "CHUNKING") {
-		t.Errorf("EHLO after TLS:\n%s", ehlo)
-	}
-	c.cmd("RCPT TO:<r@mx.test>", "502 ") // no MAIL in this (TLS) session
-	c.startTx("after@s.test")
-	c.send("hello\r\n.\r\n")
-	c.expect("250 ")
-	c.cmd("STARTTLS", "502 ") // go-smtp: not again
-	c.cmd("QUIT", "221 ")
-	waitClosed(t, srv)
+	bothReaders(t, func(t *testing.T, direct bool) {
+		srv := startServerReading(t, Config{TLS: selfSigned(t)}, direct)
+		c := dial(t, srv.addr)
+		c.expect("220 ")
+		ehlo := c.cmd("EHLO client.test", "250")
+		if !strings.Contains(ehlo, "250-STARTTLS\r\n") && !strings.Contains(ehlo, "250 STARTTLS\r\n") {
+			t.Errorf("EHLO before TLS lacks STARTTLS:\n%s", ehlo)
+		}
+		if strings.Contains(ehlo, "CHUNKING") {
+			t.Errorf("EHLO offers CHUNKING:\n%s", ehlo)
+		}
+		c.cmd("STARTTLS now", "501 ")
+		// A transaction opened before TLS must not survive it.
+		c.cmd("MAIL FROM:<before@s.test>", "250 ")
+		// CVE-2011-0411: the pipelined MAIL must be discarded.
+		c.send("STARTTLS\r\nMAIL FROM:<injected@s.test>\r\n")
+		c.expect("220 2.0.0")
+		c.tlsUpgrade()
+		// RFC 3207 §4.2: the client must greet again before a transaction.
+		c.cmd("MAIL FROM:<no-ehlo@s.test>", "503 5.5.1")
+		ehlo = c.cmd("EHLO client.test", "250")
+		if strings.Contains(ehlo, "STARTTLS") || strings.Contains(ehlo, "CHUNKING") {
+			t.Errorf("EHLO after TLS:\n%s", ehlo)
+		}
+		c.cmd("RCPT TO:<r@mx.test>", "502 ") // no MAIL in this (TLS) session
+		c.startTx("after@s.test")
+		c.send("hello\r\n.\r\n")
+		c.expect("250 ")
+		c.cmd("STARTTLS", "502 ") // go-smtp: not again
+		c.cmd("QUIT", "221 ")
+		waitClosed(t, srv)
 
-	if got := strings.Join(srv.be.Mails(), ","); got != "before@s.test,after@s.test" {
-		t.Errorf("mails = %s, want before@s.test,after@s.test", got)
-	}
-	gc := srv.be.Conns()[0]
-	if st, ok := gc.TLS(); !ok || !st.HandshakeComplete {
-		t.Errorf("TLS() = %v, %v; want a completed handshake", st.HandshakeComplete, ok)
-	}
-	recs, err := ParseCapture(gc.Capture())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sawTLS bool
-	for _, r := range recs {
-		if r.Dir == DirTLS {
-			sawTLS = true
+		if got := strings.Join(srv.be.Mails(), ","); got != "before@s.test,after@s.test" {
+			t.Errorf("mails = %s, want before@s.test,after@s.test", got)
 		}
-		if r.Dir == DirServer && strings.Contains(string(r.Data), "Session reset") {
-			t.Errorf("the reply to the injected RSET reached the client: %q", r.Data)
+		gc := srv.be.Conns()[0]
+		if st, ok := gc.TLS(); !ok || !st.HandshakeComplete {
+			t.Errorf("TLS() = %v, %v; want a completed handshake", st.HandshakeComplete, ok)
 		}
-	}
-	if !sawTLS {
-		t.Error("capture has no TLS record")
-	}
+		recs, err := ParseCapture(gc.Capture())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sawTLS bool
+		for _, r := range recs {
+			if r.Dir == DirTLS {
+				sawTLS = true
+			}
+			if r.Dir == DirServer && strings.Contains(string(r.Data), "Session reset") {
+				t.Errorf("the reply to the injected RSET reached the client: %q", r.Data)
+			}
+		}
+		if !sawTLS {
+			t.Error("capture has no TLS record")
+		}
+	})
 }
 
 func TestSTARTTLSHandshakeFailure(t *testing.T) {
@@ -197,54 +199,56 @@ func TestSTARTTLSHandshakeFailure(t *testing.T) {
 // TestCapture: the capture holds exactly the bytes on the wire, and counts
 // what it did not keep.
 func TestCapture(t *testing.T) {
-	for _, max := range []int{DefaultCaptureMax, 300} {
-		srv := startServer(t, Config{CaptureMax: max})
-		c := dial(t, srv.addr)
-		var sent, got strings.Builder
-		got.WriteString(c.expect("220 "))
-		for _, line := range []string{"EHLO client.test", "MAIL FROM:<a@s.test>", "RCPT TO:<r@mx.test>", "DATA"} {
-			sent.WriteString(line + "\r\n")
-			got.WriteString(c.cmd(line, ""))
-		}
-		body := strings.Repeat("body line\r\n", 100) + ".\r\n"
-		c.send(body)
-		sent.WriteString(body)
-		got.WriteString(c.expect("250 "))
-		sent.WriteString("QUIT\r\n")
-		got.WriteString(c.cmd("QUIT", "221 "))
-		waitClosed(t, srv)
+	bothReaders(t, func(t *testing.T, direct bool) {
+		for _, max := range []int{DefaultCaptureMax, 300} {
+			srv := startServerReading(t, Config{CaptureMax: max}, direct)
+			c := dial(t, srv.addr)
+			var sent, got strings.Builder
+			got.WriteString(c.expect("220 "))
+			for _, line := range []string{"EHLO client.test", "MAIL FROM:<a@s.test>", "RCPT TO:<r@mx.test>", "DATA"} {
+				sent.WriteString(line + "\r\n")
+				got.WriteString(c.cmd(line, ""))
+			}
+			body := strings.Repeat("body line\r\n", 100) + ".\r\n"
+			c.send(body)
+			sent.WriteString(body)
+			got.WriteString(c.expect("250 "))
+			sent.WriteString("QUIT\r\n")
+			got.WriteString(c.cmd("QUIT", "221 "))
+			waitClosed(t, srv)
 
-		recs, err := ParseCapture(srv.be.Conns()[0].Capture())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cKept, sKept strings.Builder
-		var cTotal, sTotal, elided int64
-		for i, r := range recs {
-			if i > 0 && r.At < recs[i-1].At {
-				t.Errorf("record %d goes back in time", i)
+			recs, err := ParseCapture(srv.be.Conns()[0].Capture())
+			if err != nil {
+				t.Fatal(err)
 			}
-			elided += r.Elided
-			switch r.Dir {
-			case DirClient:
-				cKept.Write(r.Data)
-				cTotal += int64(len(r.Data)) + r.Elided
-			case DirServer:
-				sKept.Write(r.Data)
-				sTotal += int64(len(r.Data)) + r.Elided
+			var cKept, sKept strings.Builder
+			var cTotal, sTotal, elided int64
+			for i, r := range recs {
+				if i > 0 && r.At < recs[i-1].At {
+					t.Errorf("record %d goes back in time", i)
+				}
+				elided += r.Elided
+				switch r.Dir {
+				case DirClient:
+					cKept.Write(r.Data)
+					cTotal += int64(len(r.Data)) + r.Elided
+				case DirServer:
+					sKept.Write(r.Data)
+					sTotal += int64(len(r.Data)) + r.Elided
+				}
+			}
+			if cTotal != int64(sent.Len()) || sTotal != int64(got.Len()) {
+				t.Errorf("max %d: totals client %d server %d, want %d %d", max, cTotal, sTotal, sent.Len(), got.Len())
+			}
+			if max == DefaultCaptureMax {
+				if cKept.String() != sent.String() || sKept.String() != got.String() || elided != 0 {
+					t.Errorf("capture differs from the wire")
+				}
+			} else if elided == 0 || !strings.HasPrefix(sent.String(), cKept.String()[:10]) {
+				t.Errorf("max %d: elided %d, want > 0", max, elided)
 			}
 		}
-		if cTotal != int64(sent.Len()) || sTotal != int64(got.Len()) {
-			t.Errorf("max %d: totals client %d server %d, want %d %d", max, cTotal, sTotal, sent.Len(), got.Len())
-		}
-		if max == DefaultCaptureMax {
-			if cKept.String() != sent.String() || sKept.String() != got.String() || elided != 0 {
-				t.Errorf("capture differs from the wire")
-			}
-		} else if elided == 0 || !strings.HasPrefix(sent.String(), cKept.String()[:10]) {
-			t.Errorf("max %d: elided %d, want > 0", max, elided)
-		}
-	}
+	})
 }
 
 var _ net.Conn = (*Conn)(nil)
