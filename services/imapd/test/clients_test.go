@@ -191,3 +191,47 @@ SyncState *
 	sync()
 	check(25)
 }
+
+// imaplibExtScript asks NAMESPACE and an ESEARCH-style UID SEARCH RETURN
+// with Python's imaplib and prints the two untagged answers.
+const imaplibExtScript = `
+import imaplib, sys
+host, port, user, pw = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+m = imaplib.IMAP4(host, port)
+m.login(user, pw)
+typ, data = m.capability()  # imaplib keeps the pre-login list otherwise
+caps = data[0].decode().split()
+assert "NAMESPACE" in caps and "ESEARCH" in caps, caps
+typ, data = m.namespace()
+assert typ == "OK", data
+print(data[0].decode())
+m.select("INBOX", readonly=True)
+typ, data = m.uid("SEARCH", "RETURN", "(MIN MAX COUNT)", "ALL")
+assert typ == "OK", data
+print(m.untagged_responses.get("ESEARCH", [b"none"])[0].decode())
+m.logout()
+`
+
+// TestImaplibNamespaceESearch: Python's imaplib sees NAMESPACE and
+// ESEARCH advertised and gets well-formed answers.
+func TestImaplibNamespaceESearch(t *testing.T) {
+	py := need(t, "python3", "python3")
+	s := newSite(t)
+	s.deliver(testMails(3))
+	host, port, _ := strings.Cut(s.imapAddr, ":")
+	ctx := proctest.Ctx(t, time.Minute)
+	res, err := exec.CommandContext(ctx, py, "-c", imaplibExtScript, host, port, login, password).CombinedOutput()
+	if err != nil {
+		t.Fatalf("imaplib: %v\n%s", err, res)
+	}
+	lines := strings.Split(strings.TrimSpace(string(res)), "\n")
+	if len(lines) != 2 || lines[0] != `(("" "/")) NIL NIL` {
+		t.Fatalf("NAMESPACE answer: got %q, want %q", res, `(("" "/")) NIL NIL`)
+	}
+	// UIDs are per site; only their count and order are known here.
+	var tag string
+	var min, max, count int
+	if _, err := fmt.Sscanf(lines[1], "(TAG %s UID MIN %d MAX %d COUNT %d", &tag, &min, &max, &count); err != nil || count != 3 || min >= max {
+		t.Fatalf("ESEARCH answer %q (%v): want UID MIN < MAX and COUNT 3", lines[1], err)
+	}
+}

@@ -341,6 +341,53 @@ func TestFlagsSearchExpunge(t *testing.T) {
 	}
 }
 
+// TestNamespaceAndESearch: NAMESPACE (RFC 2342) and SEARCH RETURN
+// (ESEARCH, RFC 4731) as go-imap's client sees them, both advertised.
+func TestNamespaceAndESearch(t *testing.T) {
+	k := start(t)
+	for i := 1; i <= 5; i++ {
+		k.deliver(mail(i))
+	}
+	c := k.loggedIn(nil)
+	for _, cp := range []imap.Cap{imap.CapNamespace, imap.CapESearch} {
+		if !c.Caps().Has(cp) {
+			t.Errorf("capability %s not advertised", cp)
+		}
+	}
+	ns, err := c.Namespace().Wait()
+	if err != nil {
+		t.Fatalf("NAMESPACE: %v", err)
+	}
+	if len(ns.Personal) != 1 || ns.Personal[0] != (imap.NamespaceDescriptor{Prefix: "", Delim: '/'}) || ns.Other != nil || ns.Shared != nil {
+		t.Errorf("NAMESPACE = %+v, want one personal namespace \"\" with delimiter /", ns)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(imap.SeqSetNum(2, 4), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagFlagged}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	flagged := &imap.SearchCriteria{Flag: []imap.Flag{imap.FlagFlagged}}
+	d, err := c.Search(flagged, &imap.SearchOptions{ReturnMin: true, ReturnMax: true, ReturnCount: true}).Wait()
+	if err != nil {
+		t.Fatalf("SEARCH RETURN (MIN MAX COUNT): %v", err)
+	}
+	if d.Min != 2 || d.Max != 4 || d.Count != 2 {
+		t.Errorf("SEARCH RETURN (MIN MAX COUNT) FLAGGED = min %d max %d count %d, want 2 4 2", d.Min, d.Max, d.Count)
+	}
+	all, err := c.UIDSearch(&imap.SearchCriteria{}, &imap.SearchOptions{ReturnAll: true, ReturnCount: true}).Wait()
+	if err != nil {
+		t.Fatalf("UID SEARCH RETURN (ALL COUNT): %v", err)
+	}
+	if all.Count != 5 || len(all.AllUIDs()) != 5 {
+		t.Errorf("UID SEARCH RETURN (ALL COUNT) ALL = %+v, want 5 UIDs", all)
+	}
+	none, err := c.Search(&imap.SearchCriteria{Flag: []imap.Flag{imap.FlagDraft}}, &imap.SearchOptions{ReturnCount: true, ReturnMin: true}).Wait()
+	if err != nil || none.Count != 0 || none.Min != 0 {
+		t.Errorf("SEARCH RETURN (COUNT MIN) DRAFT = %+v, %v; want count 0 and no MIN", none, err)
+	}
+}
+
 func TestExamineIsReadOnly(t *testing.T) {
 	k := start(t)
 	k.deliver(mail(1))

@@ -19,6 +19,13 @@ import (
 // delim is the hierarchy delimiter of folder names.
 const delim = '/'
 
+// Namespace answers NAMESPACE (RFC 2342): every folder is personal, at the
+// root, with delim between levels; there are no other users' or shared
+// folders. Clients ask it to learn where to create folders.
+func (s *Session) Namespace() (*imap.NamespaceData, error) {
+	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: delim}}}, nil
+}
+
 // folder is one selectable folder of the logged-in account.
 type folder struct {
 	id    model.FolderID
