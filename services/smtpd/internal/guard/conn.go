@@ -425,13 +425,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	for {
-		if len(c.pend) > 0 {
-			n := copy(p, c.pend)
-			c.pend = c.pend[n:]
+		if n, ok := ready(p, &c.pend); ok {
 			return n, nil
-		}
-		if len(p) == 0 {
-			return 0, nil
 		}
 		if c.isClosed() {
 			return 0, ErrClosed
@@ -505,6 +500,17 @@ func (c *Conn) readFailed(m mode, err error) error {
 		return io.EOF // go-smtp ends the session quietly
 	}
 	return fmt.Errorf("guard: read command: %w", errors.Join(err, ErrClosed))
+}
+
+// ready answers a Read from the bytes waiting in *pend, if any (or at
+// once if p is empty): it returns how many it copied and true then.
+func ready(p []byte, pend *[]byte) (int, bool) {
+	if len(*pend) > 0 {
+		n := copy(p, *pend)
+		*pend = (*pend)[n:]
+		return n, true
+	}
+	return 0, len(p) == 0
 }
 
 // modeForRead returns what the next client bytes are. After a 354 reply
@@ -591,13 +597,8 @@ func (r *messageReader) Read(p []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	for {
-		if len(c.msgPend) > 0 {
-			n := copy(p, c.msgPend)
-			c.msgPend = c.msgPend[n:]
+		if n, ok := ready(p, &c.msgPend); ok {
 			return n, nil
-		}
-		if len(p) == 0 {
-			return 0, nil
 		}
 		if c.isClosed() {
 			return 0, ErrClosed
