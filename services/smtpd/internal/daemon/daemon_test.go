@@ -204,6 +204,51 @@ func TestAcceptAfterVerdictAndBackup(t *testing.T) {
 	}
 }
 
+// sizedMail returns a mail of exactly n bytes (n >= 200), distinct by tag.
+func sizedMail(tag string, n int) []byte {
+	b := []byte("From: a@x.test\r\nSubject: " + tag + "\r\nMessage-ID: <" + tag + "@x.test>\r\n\r\n")
+	line := strings.Repeat("0123456789", 7) + "abcdef\r\n"
+	for len(b)+len(line) <= n-3 {
+		b = append(b, line...)
+	}
+	b = append(b, strings.Repeat(".", n-len(b)-2)...) // a stuffed last line
+	return append(b, "\r\n"...)
+}
+
+// TestSizeLimitExact: a message of exactly --max-size bytes is taken, one
+// byte more is refused with 552 and nothing of it is stored; the limit is
+// above the session's first 64 KiB buffer, so the buffer grows.
+func TestSizeLimitExact(t *testing.T) {
+	const limit = 100_000
+	e := start(t, func(c *Config) { c.MaxSize = limit; c.MinCopies = 1 })
+	e.mailbox("jo@example.org", 0)
+	exact := sizedMail("exact", limit)
+	k := receiveKey(exact, "jo@example.org")
+	go e.decide(k, model.Accept, false)
+	if code, msg := e.send("a@x.test", []string{"jo@example.org"}, exact); code != 250 {
+		t.Fatalf("%d bytes (the limit): %d %s, want 250", len(exact), code, msg)
+	}
+	row, err := e.admin.FindKey(context.Background(), model.Receive, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, ok := model.AcknowledgedReceived(row.State)
+	if !ok {
+		t.Fatal("no received link")
+	}
+	got := e.rejoin(exact, rk)
+	if !bytes.HasSuffix(got, exact) || len(got) <= len(exact) {
+		t.Fatalf("stored mail of %d bytes does not end with the %d sent", len(got), len(exact))
+	}
+	over := sizedMail("over", limit+1)
+	if code, msg := e.send("a@x.test", []string{"jo@example.org"}, over); code != 552 {
+		t.Fatalf("%d bytes (one over): %d %s, want 552", len(over), code, msg)
+	}
+	if _, err := e.admin.FindKey(context.Background(), model.Body, model.NewMailRows(over).BodyKey); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("body of the refused mail: %v, want not found", err)
+	}
+}
+
 func (e *env) rejoin(raw []byte, received model.Key) []byte {
 	e.t.Helper()
 	ctx := context.Background()
