@@ -1,7 +1,10 @@
 package proctest
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 )
@@ -31,5 +34,46 @@ func TestCPUTime(t *testing.T) {
 	}
 	if _, err := CPUTime(-1); err == nil {
 		t.Fatal("CPU time of pid -1: no error")
+	}
+}
+
+// TestTreeCPUTime: the CPU time of a child that ended and was waited for
+// counts in its parent's tree, not in the parent's own time.
+func TestTreeCPUTime(t *testing.T) {
+	cmd := exec.Command("sh", "-c", `(i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done); exec sleep 30`)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	pid := cmd.Process.Pid
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(string(comm)) == "sleep" {
+			break // the busy subshell ended and was waited for
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the busy subshell did not end")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	own, err := CPUTime(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total, err := TreeCPUTime(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total < 50*time.Millisecond || total-own < 50*time.Millisecond {
+		t.Fatalf("tree CPU %s, own %s: the ended child's time is missing", total, own)
+	}
+	if _, err := TreeCPUTime(-1); err == nil {
+		t.Fatal("tree CPU time of pid -1: no error")
 	}
 }

@@ -110,29 +110,93 @@ const clockTicks = 100
 // from /proc/PID/stat, in steps of 10 ms. Benchmarks read it before and
 // after a run to say which process the run's time went to.
 func CPUTime(pid int) (time.Duration, error) {
+	f, err := statFields(pid)
+	if err != nil {
+		return 0, err
+	}
+	return ticks(f[11:13]) // utime, stime
+}
+
+// TreeCPUTime returns the CPU time used so far by pid and all its
+// descendants: the live ones' own time, and the time of those that ended
+// and were waited for (each process's cutime and cstime), so that a
+// server whose workers come and go (Postfix's master) is counted whole.
+func TreeCPUTime(pid int) (time.Duration, error) {
+	var sum time.Duration
+	for _, p := range Tree(pid) {
+		f, err := statFields(p)
+		if err != nil {
+			if p == pid {
+				return 0, err
+			}
+			continue // ended meanwhile: its parent's cutime has it
+		}
+		d, err := ticks(f[11:15]) // utime, stime, cutime, cstime
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
+}
+
+// statFields returns the fields of /proc/PID/stat after the command name
+// (field 3, the state, is the first).
+func statFields(pid int) ([]string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("read CPU time: %w", err)
+		return nil, fmt.Errorf("read CPU time: %w", err)
 	}
 	// The command name, in parentheses, may hold spaces: fields start
-	// after its last ')'. utime and stime are fields 14 and 15.
+	// after its last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("read CPU time: malformed /proc/%d/stat", pid)
+		return nil, fmt.Errorf("read CPU time: malformed /proc/%d/stat", pid)
 	}
 	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("read CPU time: short /proc/%d/stat", pid)
+	if len(f) < 15 {
+		return nil, fmt.Errorf("read CPU time: short /proc/%d/stat", pid)
 	}
-	var ticks int64
-	for _, v := range f[11:13] {
-		n, err := strconv.ParseInt(v, 10, 64)
+	return f, nil
+}
+
+// ticks sums clock-tick fields.
+func ticks(fields []string) (time.Duration, error) {
+	var n int64
+	for _, v := range fields {
+		t, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
 			return 0, fmt.Errorf("read CPU time: %w", err)
 		}
-		ticks += n
+		n += t
 	}
-	return time.Duration(ticks) * time.Second / clockTicks, nil
+	return time.Duration(n) * time.Second / clockTicks, nil
+}
+
+// Tree returns pid and its live descendants (from /proc).
+func Tree(pid int) []int {
+	kids := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if f, err := statFields(p); err == nil {
+			pp, _ := strconv.Atoi(f[1])
+			kids[pp] = append(kids[pp], p)
+		}
+	}
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		out = append(out, p)
+		for _, k := range kids[p] {
+			walk(k)
+		}
+	}
+	walk(pid)
+	return out
 }
 
 // Ctx returns a context that ends after d or with the test.

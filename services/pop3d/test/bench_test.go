@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -199,7 +198,7 @@ func retrieveAll(t *testing.T, addr, user, pass string, want int, cpu func() tim
 // treeRSS sums the peak RSS of pid and its descendants.
 func treeRSS(pid int) int64 {
 	var sum int64
-	for _, p := range tree(pid) {
+	for _, p := range proctest.Tree(pid) {
 		if n, err := proctest.PeakRSS(p); err == nil {
 			sum += n
 		}
@@ -207,46 +206,11 @@ func treeRSS(pid int) int64 {
 	return sum
 }
 
-// treeCPU sums the CPU time used so far by pid and its live descendants.
+// treeCPU is the CPU time used so far by pid and its descendants (0 if
+// it cannot be read).
 func treeCPU(pid int) time.Duration {
-	var sum time.Duration
-	for _, p := range tree(pid) {
-		if d, err := proctest.CPUTime(p); err == nil {
-			sum += d
-		}
-	}
-	return sum
-}
-
-// tree returns pid and its descendants.
-func tree(pid int) []int {
-	kids := map[int][]int{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) > 1 {
-			pp, _ := strconv.Atoi(f[1])
-			kids[pp] = append(kids[pp], p)
-		}
-	}
-	var out []int
-	var walk func(int)
-	walk = func(p int) {
-		out = append(out, p)
-		for _, k := range kids[p] {
-			walk(k)
-		}
-	}
-	walk(pid)
-	return out
+	d, _ := proctest.TreeCPUTime(pid)
+	return d
 }
 
 func cpuTime(t *testing.T, pid int) time.Duration {
