@@ -632,11 +632,16 @@ func (c *Conn) nextMessage(p []byte) (int, error) {
 	var n, consumed int
 	if room := len(p) - 4; room >= minDirect {
 		// The output is at most the input plus two held-back bytes, so it
-		// stays within p and append never moves it.
+		// stays within p and append does not move it; if it ever did, the
+		// bytes would be in a new array (of a larger capacity) instead.
 		in = in[:min(len(in), room)]
 		var out []byte
 		out, consumed = c.dp.feed(p[:0:len(p)], in)
 		n = len(out)
+		if cap(out) != len(p) {
+			n = copy(p, out)
+			c.msgPend = out[n:]
+		}
 	} else {
 		in = in[:min(len(in), readBufSize)]
 		var out []byte
