@@ -341,21 +341,34 @@ func (c *conn) sendError(id uint32, code wire.Code, msg string) {
 
 // sendMessage sends a complete message, split into frames.
 func (c *conn) sendMessage(id uint32, msg []byte) error {
-	w := c.newMessage(id)
-	w.buf = msg
+	w := &message{c: c, id: id, buf: msg}
 	return w.finish()
 }
 
 // message writes one answer message of unknown length as frames: every
 // full frame goes out with FlagMore, finish sends the rest without it.
+// Its buffer comes from the server's pool and goes back after finish
+// (writeFrame has copied the bytes by then).
 type message struct {
-	c   *conn
-	id  uint32
-	buf []byte
-	err error
+	c      *conn
+	id     uint32
+	buf    []byte
+	err    error
+	pooled *[]byte // the pool's buffer, nil if buf is the caller's
 }
 
-func (c *conn) newMessage(id uint32) *message { return &message{c: c, id: id} }
+// maxPooledMessage bounds the buffers the pool keeps.
+const maxPooledMessage = 256 << 10
+
+func (c *conn) newMessage(id uint32) *message {
+	m := &message{c: c, id: id}
+	m.pooled, _ = c.s.msgBufs.Get().(*[]byte)
+	if m.pooled == nil {
+		m.pooled = new([]byte)
+	}
+	m.buf = (*m.pooled)[:0]
+	return m
+}
 
 func (m *message) Write(p []byte) (int, error) {
 	if m.err != nil {
@@ -366,6 +379,9 @@ func (m *message) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		n := min(len(p), max-len(m.buf))
 		m.buf = append(m.buf, p[:n]...)
+		if m.pooled != nil && cap(m.buf) != cap(*m.pooled) {
+			*m.pooled = m.buf[:0] // grown: keep the new array
+		}
 		p = p[n:]
 		if len(m.buf) == max && len(p) > 0 {
 			if m.err = m.c.writeFrame(wire.Frame{Flags: wire.FlagMore, ReqID: m.id, Data: m.buf}); m.err != nil {
@@ -389,5 +405,11 @@ func (m *message) finish() error {
 		m.buf = m.buf[max:]
 	}
 	m.err = m.c.writeFrame(wire.Frame{ReqID: m.id, Data: m.buf})
+	if m.pooled != nil {
+		if cap(*m.pooled) <= maxPooledMessage {
+			m.c.s.msgBufs.Put(m.pooled)
+		}
+		m.pooled, m.buf = nil, nil
+	}
 	return m.err
 }
