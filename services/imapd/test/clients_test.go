@@ -235,3 +235,76 @@ func TestImaplibNamespaceESearch(t *testing.T) {
 		t.Fatalf("ESEARCH answer %q (%v): want UID MIN < MAX and COUNT 3", lines[1], err)
 	}
 }
+
+// TestMutt: mutt, driven by keys pushed in a pseudo-terminal (script(1)),
+// logs in over IMAP, copies every mail of INBOX to an mbox file and
+// quits. Every mail arrives whole (mutt writes LF line ends and adds its
+// own Status and Content-Length fields, which are left out here).
+func TestMutt(t *testing.T) {
+	mutt := need(t, "mutt", "mutt")
+	scriptCmd := need(t, "script", "bsdutils")
+	s := newSite(t)
+	mails := testMails(5)
+	s.deliver(mails)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.mbox")
+	rc := fmt.Sprintf(`set imap_user = "%s"
+set imap_pass = "%s"
+set folder = "%s"
+set ssl_starttls = no
+set ssl_force_tls = no
+set imap_authenticators = "login"
+set header_cache = ""
+set message_cachedir = ""
+set mbox_type = mbox
+set confirmappend = no
+set confirmcreate = no
+set quit = yes
+set move = no
+set mark_old = no
+set wait_key = no
+set sort = date-sent
+folder-hook . 'push "<tag-pattern>~A<enter><tag-prefix><copy-message>%s<enter><quit>"'
+`, login, password, dir, out)
+	cfg := filepath.Join(dir, "muttrc")
+	if err := os.WriteFile(cfg, []byte(rc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(s.imapAddr, ":")
+	// The keys are pushed when the folder is open (folder-hook), not at
+	// startup, where mutt has no mailbox yet.
+	cmdline := fmt.Sprintf("%s -n -F %s -f imap://%s:%s/INBOX", mutt, cfg, host, port)
+	ctx := proctest.Ctx(t, 20*time.Second)
+	cmd := exec.CommandContext(ctx, scriptCmd, "-qec", cmdline, "/dev/null")
+	cmd.Env = append(os.Environ(), "TERM=vt100", "COLUMNS=120", "LINES=40", "HOME="+dir)
+	res, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("mutt: %v\nscreen:\n%q", err, res)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatalf("mutt wrote no mbox: %v\n%s", err, res)
+	}
+	if n := bytes.Count(got, []byte("\nFrom ")) + boolInt(bytes.HasPrefix(got, []byte("From "))); n != len(mails) {
+		t.Fatalf("mbox holds %d mails, want %d:\n%s\nscreen:\n%q", n, len(mails), got, res)
+	}
+	for _, m := range mails {
+		lf := bytes.ReplaceAll(m, []byte("\r\n"), []byte("\n"))
+		head, body, _ := bytes.Cut(lf, []byte("\n\n"))
+		for _, line := range bytes.Split(head, []byte("\n")) {
+			if !bytes.Contains(got, append(append([]byte("\n"), line...), '\n')) {
+				t.Errorf("header line %q missing from the mbox", line)
+			}
+		}
+		if !bytes.Contains(got, append([]byte("\n\n"), body...)) {
+			t.Errorf("body %q missing from the mbox", body)
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

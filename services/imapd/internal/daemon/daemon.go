@@ -114,7 +114,7 @@ const (
 // ESEARCH (RFC 4731): Session.Search fills MIN, MAX and COUNT besides ALL.
 var caps = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}, imap.CapMove: {}, imap.CapSpecialUse: {},
 	imap.CapChildren: {}, imap.CapListExtended: {}, imap.CapListStatus: {}, imap.CapStatusSize: {},
-	imap.CapNamespace: {}, imap.CapESearch: {}}
+	imap.CapNamespace: {}, imap.CapESearch: {}, imap.CapIMAP4rev2: {}}
 
 // Run serves IMAP until ctx ends.
 func Run(ctx context.Context, cfg Config) error {

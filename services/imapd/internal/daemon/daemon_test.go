@@ -388,6 +388,58 @@ func TestNamespaceAndESearch(t *testing.T) {
 	}
 }
 
+// TestIMAP4rev2: a client that ENABLEs IMAP4rev2 (RFC 9051) gets the same
+// mailbox through go-imap's rev2 answers: SELECT, STATUS with DELETED,
+// FETCH, STORE, SEARCH (ESEARCH answers), MOVE and EXPUNGE.
+func TestIMAP4rev2(t *testing.T) {
+	k := start(t)
+	for i := 1; i <= 3; i++ {
+		k.deliver(mail(i))
+	}
+	c := k.loggedIn(nil)
+	if !c.Caps().Has(imap.CapIMAP4rev2) {
+		t.Fatal("IMAP4rev2 not advertised")
+	}
+	if _, err := c.Enable(imap.CapIMAP4rev2).Wait(); err != nil {
+		t.Fatalf("ENABLE IMAP4rev2: %v", err)
+	}
+	sd, err := c.Select("INBOX", nil).Wait()
+	if err != nil || sd.NumMessages != 3 {
+		t.Fatalf("SELECT = %+v, %v; want 3 messages", sd, err)
+	}
+	msgs, err := c.Fetch(imap.SeqSetNum(2), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("FETCH BODY.PEEK[] = %v, %v", msgs, err)
+	}
+	var body []byte
+	for _, b := range msgs[0].BodySection {
+		body = b.Bytes
+	}
+	if !strings.Contains(string(body), "body 2") {
+		t.Errorf("FETCH 2 BODY[] = %q, want mail 2", body)
+	}
+	if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.Search(&imap.SearchCriteria{Flag: []imap.Flag{imap.FlagDeleted}}, nil).Wait()
+	if err != nil || !slices.Equal(d.AllSeqNums(), []uint32{1}) {
+		t.Fatalf("SEARCH DELETED = %v, %v; want [1]", d, err)
+	}
+	if _, err := c.Move(imap.SeqSetNum(3), "Trash").Wait(); err != nil {
+		t.Fatalf("MOVE: %v", err)
+	}
+	if exp, err := c.Expunge().Collect(); err != nil || !slices.Equal(exp, []uint32{1}) {
+		t.Fatalf("EXPUNGE = %v, %v; want [1]", exp, err)
+	}
+	st, err := c.Status("Trash", &imap.StatusOptions{NumMessages: true, NumDeleted: true}).Wait()
+	if err != nil || st.NumMessages == nil || *st.NumMessages != 1 || st.NumDeleted == nil || *st.NumDeleted != 0 {
+		t.Fatalf("STATUS Trash (MESSAGES DELETED) = %+v, %v; want 1 and 0", st, err)
+	}
+	if n := c.Mailbox().NumMessages; n != 1 {
+		t.Errorf("INBOX after MOVE and EXPUNGE: %d messages, want 1", n)
+	}
+}
+
 func TestExamineIsReadOnly(t *testing.T) {
 	k := start(t)
 	k.deliver(mail(1))
