@@ -32,9 +32,9 @@ func TestBenchStrict(t *testing.T) {
 		size     = 10240
 		rcpt     = "bench@twinmx.test"
 	)
-	a, _ := twoSites(t)
+	a, siteB := twoSites(t)
 	a.addMailbox(rcpt)
-	a.autoverdict("accept")
+	filter := a.autoverdict("accept")
 	d := a.startSMTPD(smtpdOptions{MinCopies: 2, Metrics: true, Hostname: "strict.twinmx.test",
 		Extra: []string{"--max-conns-per-ip", "-1"}})
 	pf := newPostfix(t, postfixConfig{Hold: true, Main: map[string]string{"myhostname": "postfix.bench.test"}})
@@ -44,12 +44,19 @@ func TestBenchStrict(t *testing.T) {
 			t.Fatalf("warm-up of %s: %v", tg.name, err)
 		}
 	}
+	meters := map[string]*cpuMeter{
+		"smtpd-strict": newCPUMeter(t, proc("smtpd", d.cmd), proc("dbd A", a.cmd), proc("dbd B", siteB.cmd),
+			proc("backupd", a.backupd), proc("filter", filter)),
+		"postfix": newCPUMeter(t, postfixProc(pf)),
+	}
 	source := map[string][]float64{}
 	goRate := map[string][]float64{}
 	lat := map[string][]time.Duration{}
 	for r := 0; r < rounds; r++ {
 		for _, tg := range targets {
-			el, err := runSource(tg.addr, sessions, size, n, rcpt)
+			var el time.Duration
+			var err error
+			meters[tg.name].measure(n, func() { el, err = runSource(tg.addr, sessions, size, n, rcpt) })
 			if err != nil {
 				t.Fatalf("smtp-source against %s: %v", tg.name, err)
 			}
@@ -72,6 +79,9 @@ func TestBenchStrict(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "smtpd-strict/postfix: smtp-source %.2f×, Go client %.2f×\n",
 		median(source["smtpd-strict"])/median(source["postfix"]), median(goRate["smtpd-strict"])/median(goRate["postfix"]))
+	ours, theirs := meters["smtpd-strict"], meters["postfix"]
+	fmt.Fprintf(&b, "CPU per mail, smtp-source: twinmx %s; Postfix %s (Postfix ÷ twinmx %.2f)\n",
+		ours, theirs, float64(theirs.perMail())/float64(ours.perMail()))
 	t.Log(b.String())
 	fmt.Print(b.String())
 }

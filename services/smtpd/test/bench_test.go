@@ -75,54 +75,27 @@ func TestBenchSMTP(t *testing.T) {
 	}
 
 	// CPU time of smtpd, its dbd and the stand-in filter during the
-	// smtp-source runs against smtpd.
-	procs := []struct {
-		name string
-		pid  int
-	}{{"smtpd", d.cmd.Process.Pid}, {"dbd", s.cmd.Process.Pid}, {"filter", filter.Process.Pid}}
-	cpu := make([]time.Duration, len(procs))
-	cpuNow := func() []time.Duration {
-		out := make([]time.Duration, len(procs))
-		for i, p := range procs {
-			c, err := proctest.CPUTime(p.pid)
-			if err != nil {
-				t.Fatalf("CPU time of %s: %v", p.name, err)
-			}
-			out[i] = c
-		}
-		return out
-	}
-	cpuMails := 0
-	// Postfix's: its master and every process under it, those that
-	// ended meanwhile included (a Postfix smtpd serves 100 clients).
-	var pfCPU time.Duration
-	postfixCPU := func() time.Duration {
-		d, err := proctest.TreeCPUTime(pf.masterPID())
-		if err != nil {
-			t.Fatalf("CPU time of Postfix: %v", err)
-		}
-		return d
-	}
+	// smtp-source runs against smtpd, and of Postfix (its master and every
+	// process under it) during those against Postfix.
+	ours := newCPUMeter(t, proc("smtpd", d.cmd), proc("dbd", s.cmd), proc("filter", filter))
+	theirs := newCPUMeter(t, postfixProc(pf))
+	meters := map[string]*cpuMeter{"smtpd": ours, "postfix": theirs}
 
 	source := map[string][]float64{}
 	goRate := map[string][]float64{}
 	lat := map[string][]time.Duration{}
 	for r := 0; r < rounds; r++ {
 		for _, tg := range targets {
-			before := cpuNow()
-			pfBefore := postfixCPU()
-			el, err := runSource(tg.addr, sessions, size, n, rcpt)
+			var el time.Duration
+			var err error
+			run := func() { el, err = runSource(tg.addr, sessions, size, n, rcpt) }
+			if m := meters[tg.name]; m != nil {
+				m.measure(n, run)
+			} else {
+				run()
+			}
 			if err != nil {
 				t.Fatalf("smtp-source against %s: %v", tg.name, err)
-			}
-			if tg.name == "smtpd" {
-				for i, c := range cpuNow() {
-					cpu[i] += c - before[i]
-				}
-				cpuMails += n
-			}
-			if tg.name == "postfix" {
-				pfCPU += postfixCPU() - pfBefore
 			}
 			source[tg.name] = append(source[tg.name], float64(n)/el.Seconds())
 		}
@@ -170,15 +143,8 @@ func TestBenchSMTP(t *testing.T) {
 	fmt.Fprintf(&b, "Go client:   smtpd/postfix %.2f×, smtpd*/postfix %.2f×, smtpd/smtp-sink %.2f×, postfix/smtp-sink %.2f×\n",
 		ratio("smtpd", "postfix", goRate), ratio("smtpd-preset", "postfix", goRate), ratio("smtpd", "smtp-sink", goRate),
 		ratio("postfix", "smtp-sink", goRate))
-	fmt.Fprintf(&b, "CPU per mail, smtp-source against smtpd:")
-	var ours time.Duration
-	for i, p := range procs {
-		fmt.Fprintf(&b, " %s %.0f µs", p.name, float64(cpu[i].Microseconds())/float64(cpuMails))
-		ours += cpu[i]
-	}
-	perMail := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(cpuMails) }
-	fmt.Fprintf(&b, " (sum %.0f µs); against Postfix: all its processes %.0f µs (Postfix ÷ ours %.2f)\n",
-		perMail(ours), perMail(pfCPU), float64(pfCPU)/float64(ours))
+	fmt.Fprintf(&b, "CPU per mail, smtp-source: twinmx %s; Postfix %s (Postfix ÷ twinmx %.2f)\n",
+		ours, theirs, float64(theirs.perMail())/float64(ours.perMail()))
 	p50, p99 := histQuantile(m, "twinmx_smtpd_decision_seconds", 0.5), histQuantile(m, "twinmx_smtpd_decision_seconds", 0.99)
 	fmt.Fprintf(&b, "smtpd's own decision histogram (end of DATA to reply, all loads): p50 ≈ %.1f ms, p99 ≈ %.1f ms\n", p50*1000, p99*1000)
 
@@ -434,4 +400,78 @@ func presetAccept(t testing.TB, s *site, rcpt, tag string, n, size int) {
 	if len(reqs) > 0 {
 		flush()
 	}
+}
+
+// cpuMeter sums the CPU time some processes use during measured runs.
+type cpuMeter struct {
+	t     testing.TB
+	procs []cpuProc
+	used  []time.Duration
+	mails int
+}
+
+// cpuProc names a process and reads its CPU time so far.
+type cpuProc struct {
+	name string
+	read func() (time.Duration, error)
+}
+
+// proc reads the CPU time of the process cmd started.
+func proc(name string, cmd *exec.Cmd) cpuProc {
+	pid := cmd.Process.Pid
+	return cpuProc{name, func() (time.Duration, error) { return proctest.CPUTime(pid) }}
+}
+
+// postfixProc reads the CPU time of Postfix's master and every process
+// under it, those that ended meanwhile included (a Postfix smtpd exits
+// after 100 clients).
+func postfixProc(pf *postfix) cpuProc {
+	return cpuProc{"all processes", func() (time.Duration, error) { return proctest.TreeCPUTime(pf.masterPID()) }}
+}
+
+func newCPUMeter(t testing.TB, procs ...cpuProc) *cpuMeter {
+	return &cpuMeter{t: t, procs: procs, used: make([]time.Duration, len(procs))}
+}
+
+func (m *cpuMeter) now() []time.Duration {
+	out := make([]time.Duration, len(m.procs))
+	for i, p := range m.procs {
+		d, err := p.read()
+		if err != nil {
+			m.t.Fatalf("CPU time of %s: %v", p.name, err)
+		}
+		out[i] = d
+	}
+	return out
+}
+
+// measure runs run, which handles mails, and adds the CPU time used.
+func (m *cpuMeter) measure(mails int, run func()) {
+	before := m.now()
+	run()
+	for i, d := range m.now() {
+		m.used[i] += d - before[i]
+	}
+	m.mails += mails
+}
+
+// perMail is the CPU time of all the processes per mail.
+func (m *cpuMeter) perMail() time.Duration {
+	var sum time.Duration
+	for _, d := range m.used {
+		sum += d
+	}
+	return sum / time.Duration(max(m.mails, 1))
+}
+
+// String gives each process's CPU time per mail, then their sum.
+func (m *cpuMeter) String() string {
+	parts := make([]string, len(m.procs))
+	for i, p := range m.procs {
+		parts[i] = fmt.Sprintf("%s %d", p.name, (m.used[i] / time.Duration(max(m.mails, 1))).Microseconds())
+	}
+	if len(parts) == 1 {
+		return parts[0] + " µs"
+	}
+	return fmt.Sprintf("%s = %d µs", strings.Join(parts, " + "), m.perMail().Microseconds())
 }

@@ -59,12 +59,13 @@ func TestMain(m *testing.M) {
 // site is one dbd process with its keys (dbd, admin, smtpd, backupd),
 // its clients file and data folder.
 type site struct {
-	t    testing.TB
-	dir  string
-	addr string
-	cmd  *exec.Cmd
-	log  *proctest.SyncBuffer
-	pub  wire.PublicKey
+	t       testing.TB
+	dir     string
+	addr    string
+	cmd     *exec.Cmd
+	backupd *exec.Cmd // the backupd twoSites started, on site A
+	log     *proctest.SyncBuffer
+	pub     wire.PublicKey
 
 	adminOnce sync.Once
 	admin     *client.Client

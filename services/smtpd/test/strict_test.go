@@ -37,6 +37,7 @@ func twoSites(t *testing.T) (a, b *site) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	a.backupd = cmd
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("backupd log (tail):\n%s", tail(log.String(), 30))
