@@ -609,12 +609,24 @@ func (c *Conn) readBodyLocked(n int) ([]byte, error) {
 // reserved flag, or FlagClose (Close sends CLOSE). When the send nonce
 // reaches its last value, reserved for CLOSE, it returns ErrNonceExhausted;
 // the caller should Close and reconnect. Any write error kills c.
-func (c *Conn) WriteFrame(f Frame) error {
+func (c *Conn) WriteFrame(f Frame) error { return c.writeFrame(f, nil) }
+
+// WriteFrameParts is WriteFrame for a frame whose data is f.Data followed
+// by parts: the parts are copied straight into the buffer they are
+// encrypted in, instead of being gathered into one slice first (a request
+// made of a header and large contents).
+func (c *Conn) WriteFrameParts(f Frame, parts [][]byte) error { return c.writeFrame(f, parts) }
+
+func (c *Conn) writeFrame(f Frame, parts [][]byte) error {
 	if f.Flags&FlagClose != 0 {
 		return fmt.Errorf("%w: CLOSE is sent only by Close", ErrBadFrame)
 	}
-	if len(f.Data) > c.MaxFrameData() {
-		return fmt.Errorf("%w: %d data bytes, peer accepts %d", ErrFrameTooLarge, len(f.Data), c.MaxFrameData())
+	size := len(f.Data)
+	for _, p := range parts {
+		size += len(p)
+	}
+	if size > c.MaxFrameData() {
+		return fmt.Errorf("%w: %d data bytes, peer accepts %d", ErrFrameTooLarge, size, c.MaxFrameData())
 	}
 	c.wwait.Add(1)
 	c.wmu.Lock()
@@ -626,7 +638,7 @@ func (c *Conn) WriteFrame(f Frame) error {
 	if c.wdone != nil {
 		return c.wdone
 	}
-	if err := c.writeLocked(f); err != nil {
+	if err := c.writeLocked(f, parts, size); err != nil {
 		return err
 	}
 	if last {
@@ -667,20 +679,23 @@ func (c *Conn) flushLocked() error {
 
 // writeLocked encrypts and sends f.
 // REQUIRES: c.wmu held; c not dead.
-func (c *Conn) writeLocked(f Frame) error {
+func (c *Conn) writeLocked(f Frame, parts [][]byte, size int) error {
 	if c.send.Nonce() >= noise.MaxNonce && f.Flags != FlagClose {
 		// Keep the last nonce for the CLOSE frame, so even an exhausted
 		// session ends with an authenticated CLOSE.
 		c.wdone = fmt.Errorf("%w: send side", ErrNonceExhausted)
 		return c.wdone
 	}
-	if need := LengthSize + FrameHeaderSize + len(f.Data) + TagSize; cap(c.wbuf) < need {
+	if need := LengthSize + FrameHeaderSize + size + TagSize; cap(c.wbuf) < need {
 		c.wbuf = make([]byte, 0, need)
 	}
 	b := append(c.wbuf[:0], 0, 0)
 	b, err := AppendFrame(b, f)
 	if err != nil {
 		return err
+	}
+	for _, p := range parts {
+		b = append(b, p...)
 	}
 	// Encrypt in place: the ciphertext overwrites the plaintext at b[2:].
 	b, err = c.send.Encrypt(b[:LengthSize], nil, b[LengthSize:])
@@ -723,7 +738,7 @@ func (c *Conn) Close() error {
 		c.nc.SetWriteDeadline(time.Now().Add(closeTimeout))
 		c.wmu.Lock()
 		if c.fatal() == nil {
-			if c.writeLocked(Frame{Flags: FlagClose}) == nil {
+			if c.writeLocked(Frame{Flags: FlagClose}, nil, 0) == nil {
 				c.flushLocked()
 			}
 		}

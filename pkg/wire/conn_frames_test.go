@@ -480,6 +480,20 @@ func TestConnWriteFrameLimits(t *testing.T) {
 	if err := sc.WriteFrame(Frame{Data: make([]byte, MaxFrameData+1)}); !errors.Is(err, ErrFrameTooLarge) {
 		t.Fatalf("server oversized write = %v", err)
 	}
+	// WriteFrameParts: the limit is on the data and parts together, and
+	// the frame read is their concatenation.
+	half := cc.MaxFrameData() / 2
+	if err := cc.WriteFrameParts(Frame{Data: make([]byte, half)}, [][]byte{make([]byte, half), {1, 2}}); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("oversized parts = %v, want ErrFrameTooLarge", err)
+	}
+	parts := [][]byte{[]byte("bc"), nil, []byte("def"), full[:cc.MaxFrameData()-6]}
+	if err := cc.WriteFrameParts(Frame{ReqID: 6, Flags: FlagMore, Data: []byte("a")}, parts); err != nil {
+		t.Fatal(err)
+	}
+	want := append([]byte("abcdef"), full[:cc.MaxFrameData()-6]...)
+	if fr, err := sc.ReadFrame(); err != nil || fr.ReqID != 6 || fr.Flags != FlagMore || !bytes.Equal(fr.Data, want) {
+		t.Fatalf("ReadFrame after WriteFrameParts = id %d flags %s %d bytes, %v; want id 6, more, %d bytes", fr.ReqID, fr.Flags, len(fr.Data), err, len(want))
+	}
 }
 
 func TestReadFrameDataOwned(t *testing.T) {

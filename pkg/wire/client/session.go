@@ -124,18 +124,20 @@ func (s *session) send(id uint32, parts [][]byte) error {
 		}
 		n := min(remaining, max)
 		var data []byte
+		var pieces [][]byte // the frame's data when it spans parts
 		if n > 0 && len(parts[pi])-off >= n {
 			data = parts[pi][off : off+n]
 			off += n
 		} else if n > 0 {
-			data = make([]byte, 0, n)
-			for len(data) < n {
+			pieces = make([][]byte, 0, len(parts)-pi)
+			for got := 0; got < n; {
 				for off == len(parts[pi]) {
 					pi, off = pi+1, 0
 				}
-				take := min(n-len(data), len(parts[pi])-off)
-				data = append(data, parts[pi][off:off+take]...)
+				take := min(n-got, len(parts[pi])-off)
+				pieces = append(pieces, parts[pi][off:off+take])
 				off += take
+				got += take
 			}
 		}
 		remaining -= n
@@ -143,7 +145,7 @@ func (s *session) send(id uint32, parts [][]byte) error {
 		if remaining > 0 {
 			f.Flags = wire.FlagMore
 		}
-		if err := s.writeFrame(f); err != nil {
+		if err := s.writeFrame(f, pieces); err != nil {
 			return err
 		}
 		if remaining == 0 {
@@ -155,9 +157,10 @@ func (s *session) send(id uint32, parts [][]byte) error {
 // writeFrame writes one frame with a deadline. No lock of its own:
 // wire.Conn serialises writers and combines concurrent ones into one
 // write(2), which an outer lock would defeat.
-func (s *session) writeFrame(f wire.Frame) error {
+// writeFrame writes f, whose data is f.Data followed by parts.
+func (s *session) writeFrame(f wire.Frame, parts [][]byte) error {
 	s.wc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if err := s.wc.WriteFrame(f); err != nil {
+	if err := s.wc.WriteFrameParts(f, parts); err != nil {
 		s.kill(err)
 		return s.lostErr()
 	}
@@ -198,7 +201,7 @@ func (cl *call) close() {
 	dead := s.err != nil
 	s.mu.Unlock()
 	if live && !dead {
-		s.writeFrame(wire.Frame{Flags: wire.FlagCancel, ReqID: cl.id})
+		s.writeFrame(wire.Frame{Flags: wire.FlagCancel, ReqID: cl.id}, nil)
 	}
 }
 
