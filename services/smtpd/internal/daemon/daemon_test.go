@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -90,6 +91,25 @@ func receiveKey(raw []byte, mailbox string) model.Key {
 // like backupd, the backed-up mark).
 func (e *env) decide(k model.Key, v model.Verdict, backedUp bool) {
 	e.t.Helper()
+	if err := e.setVerdict(k, v, backedUp); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// decideLater is decide in the background, while the test sends the mail.
+// The test waits for it at its end, before the env's clients close: an
+// SMTP reply can come before the verdict's own answer has.
+func (e *env) decideLater(k model.Key, v model.Verdict, backedUp bool) {
+	done := make(chan error, 1)
+	go func() { done <- e.setVerdict(k, v, backedUp) }()
+	e.t.Cleanup(func() {
+		if err := <-done; err != nil {
+			e.t.Error(err)
+		}
+	})
+}
+
+func (e *env) setVerdict(k model.Key, v model.Verdict, backedUp bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ref := wire.Ref{ByKey: true, Key: k}
@@ -99,19 +119,20 @@ func (e *env) decide(k model.Key, v model.Verdict, backedUp bool) {
 			break
 		}
 		if !errors.Is(err, client.ErrNotFound) {
-			e.t.Fatal(err)
+			return fmt.Errorf("set the verdict: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			e.t.Fatal("receive row never appeared")
+			return errors.New("receive row never appeared")
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
 	if backedUp {
 		if _, err := e.admin.Set(ctx, model.Receive, ref, model.ColBackedUp, model.FlagSet); err != nil {
-			e.t.Fatal(err)
+			return fmt.Errorf("set the backed-up mark: %w", err)
 		}
 	}
+	return nil
 }
 
 // send runs one SMTP transaction and returns the DATA reply code and text
@@ -161,7 +182,7 @@ func TestAcceptAfterVerdictAndBackup(t *testing.T) {
 	e.mailbox("jo@example.org", 0)
 	raw := []byte("Received: from a by b; Sun, 29 Nov 2026 00:00:00 +0000\r\nFrom: a@x.test\r\nSubject: hi\r\nMessage-ID: <m1@x.test>\r\n\r\nhello\r\n.dot line\r\n")
 	k := receiveKey(raw, "jo@example.org")
-	go e.decide(k, model.Accept, true)
+	e.decideLater(k, model.Accept, true)
 	code, msg := e.send("a@x.test", []string{"jo@example.org"}, raw)
 	if code != 250 {
 		t.Fatalf("reply %d %s, want 250", code, msg)
@@ -224,7 +245,7 @@ func TestSizeLimitExact(t *testing.T) {
 	e.mailbox("jo@example.org", 0)
 	exact := sizedMail("exact", limit)
 	k := receiveKey(exact, "jo@example.org")
-	go e.decide(k, model.Accept, false)
+	e.decideLater(k, model.Accept, false)
 	if code, msg := e.send("a@x.test", []string{"jo@example.org"}, exact); code != 250 {
 		t.Fatalf("%d bytes (the limit): %d %s, want 250", len(exact), code, msg)
 	}
@@ -301,7 +322,7 @@ func TestStrictWaitsForBackupDegradedDoesNot(t *testing.T) {
 		e := start(t, func(c *Config) { c.DecisionWindow = 500 * time.Millisecond; c.MinCopies = tc.minCopies })
 		e.mailbox("jo@example.org", 0)
 		ham := []byte("Subject: hello\r\n\r\nreal mail\r\n")
-		go e.decide(receiveKey(ham, "jo@example.org"), model.Accept, false)
+		e.decideLater(receiveKey(ham, "jo@example.org"), model.Accept, false)
 		if code, msg := e.send("a@x.test", []string{"jo@example.org"}, ham); code != tc.want {
 			t.Errorf("min-copies %d: %d %s, want %d", tc.minCopies, code, msg, tc.want)
 		}
@@ -372,7 +393,7 @@ func TestCaptureReplays(t *testing.T) {
 	e := start(t, nil)
 	e.mailbox("jo@example.org", 0)
 	raw := []byte("Subject: replay me\r\n\r\nbody\r\n")
-	go e.decide(receiveKey(raw, "jo@example.org"), model.Accept, true)
+	e.decideLater(receiveKey(raw, "jo@example.org"), model.Accept, true)
 	if code, msg := e.send("a@x.test", []string{"jo@example.org"}, raw); code != 250 {
 		t.Fatalf("%d %s", code, msg)
 	}
