@@ -379,9 +379,6 @@ func (m *message) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		n := min(len(p), max-len(m.buf))
 		m.buf = append(m.buf, p[:n]...)
-		if m.pooled != nil && cap(m.buf) != cap(*m.pooled) {
-			*m.pooled = m.buf[:0] // grown: keep the new array
-		}
 		p = p[n:]
 		if len(m.buf) == max && len(p) > 0 {
 			if m.err = m.c.writeFrame(wire.Frame{Flags: wire.FlagMore, ReqID: m.id, Data: m.buf}); m.err != nil {
@@ -396,6 +393,11 @@ func (m *message) Write(p []byte) (int, error) {
 func (m *message) finish() error {
 	if m.err != nil {
 		return m.err
+	}
+	if m.pooled != nil {
+		// The buffer as it grew (appends here and in the handlers), to
+		// go back to the pool.
+		*m.pooled = m.buf[:0]
 	}
 	max := m.c.wc.MaxFrameData()
 	for len(m.buf) > max {

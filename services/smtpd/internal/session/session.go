@@ -271,8 +271,9 @@ func (s *Session) Data(r io.Reader) error {
 
 // readData reads the whole message within the size limit (an
 // smtp.ErrDataTooLarge error beyond it) and the shared memory budget.
-// raw may be a pooled buffer: it must not be used after release. release returns the memory; the caller calls it once the
-// message bytes are no longer needed.
+// release returns the memory; the caller calls it once the message bytes
+// are no longer needed. raw may be a pooled buffer: it must not be used
+// after release.
 func (s *Session) readData(r io.Reader, declared int64) (raw []byte, release func(), err error) {
 	maxSize := s.b.cfg.MaxSize
 	initial := int64(dataBufSize)
@@ -281,16 +282,19 @@ func (s *Session) readData(r io.Reader, declared int64) (raw []byte, release fun
 	}
 	var held int64
 	budget := s.b.cfg.Budget
-	var pooled *[]byte // the pool's buffer in use, until release
+	var pooled *[]byte // the pool's buffer in use, until given back
+	giveBack := func() {
+		if pooled != nil {
+			s.b.bufs.Put(pooled)
+			pooled = nil
+		}
+	}
 	release = func() {
 		if budget != nil && held > 0 {
 			budget.Release(held)
 			held = 0
 		}
-		if pooled != nil {
-			s.b.bufs.Put(pooled)
-			pooled = nil
-		}
+		giveBack()
 	}
 	grow := func(n int64) error {
 		if budget == nil || n <= held {
@@ -332,10 +336,7 @@ func (s *Session) readData(r io.Reader, declared int64) (raw []byte, release fun
 			nb := make([]byte, len(buf), next)
 			copy(nb, buf)
 			buf = nb
-			if pooled != nil {
-				s.b.bufs.Put(pooled)
-				pooled = nil
-			}
+			giveBack() // grown out of it
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
