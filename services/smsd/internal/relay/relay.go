@@ -2,7 +2,8 @@
 // (go-smtp client): STARTTLS or implicit TLS, AUTH PLAIN, one message per
 // connection. The message is sent as given, byte for byte, apart from the
 // dot-stuffing and CRLF line ends SMTP itself needs (RFC 5321 §4.5.2):
-// mail smtpd stored already has CRLF line ends.
+// every bare CR and bare LF goes out as CRLF (canonicalLines), so no
+// receiver can read an end of DATA into a stored mail.
 package relay
 
 import (
@@ -143,7 +144,7 @@ func (r *Relay) Send(ctx context.Context, to string, raw []byte) error {
 	if err != nil {
 		return fmt.Errorf("relay: data: %w", err)
 	}
-	if _, err := w.Write(raw); err != nil {
+	if _, err := w.Write(canonicalLines(raw)); err != nil {
 		return fmt.Errorf("relay: data: %w", err)
 	}
 	if err := w.Close(); err != nil {
