@@ -54,9 +54,9 @@ func TestDroppedRequestNotApplied(t *testing.T) {
 
 	type ending int
 	const (
-		fin       ending = iota // TCP close, no CLOSE frame
-		rst                     // TCP reset
-		closeFrm                // authenticated CLOSE frame, then TCP close
+		fin      ending = iota // TCP close, no CLOSE frame
+		rst                    // TCP reset
+		closeFrm               // authenticated CLOSE frame, then TCP close
 	)
 	cases := []struct {
 		name string
