@@ -207,7 +207,24 @@ func (s *Store) writer() {
 				break fill
 			}
 		}
-		pg, err := s.applyGroup(g, group, bytes)
+		var err error
+		select {
+		case <-s.failed:
+			// An earlier group's WAL write or sync failed while this one
+			// was gathered: hand it to Pebble no more. Pebble's WAL writer
+			// keeps its error, and its commitWrite panics on a WAL writer
+			// with an error, which killed dbd when the disk filled
+			// (TestNoCommitAfterFailedSync). A group applied while an
+			// earlier one's sync is still running (a full group, see fill)
+			// can still meet that panic: the process dies without
+			// answering it, which is safe, only less clear.
+			err = ErrFailed
+		default:
+		}
+		var pg *appliedGroup
+		if err == nil {
+			pg, err = s.applyGroup(g, group, bytes)
+		}
 		if err != nil {
 			s.fail(err)
 			for _, r := range group {
