@@ -32,8 +32,15 @@ func FuzzSplitJoin(f *testing.F) {
 		if !bytes.Equal(got, raw) {
 			t.Fatalf("Join(Split(%q)) = %q", raw, got)
 		}
-		if _, err := ReceivedFields(p.Received); err != nil {
+		fs, err := ReceivedFields(p.Received)
+		if err != nil {
 			t.Fatalf("ReceivedFields(Split(%q).Received): %v", raw, err)
+		}
+		if n := ReceivedCount(raw); n != len(fs) {
+			t.Fatalf("ReceivedCount(%q) = %d, Split found %d", raw, n, len(fs))
+		}
+		if hl := HeaderSectionLen(raw); hl != len(raw)-len(p.Body) {
+			t.Fatalf("HeaderSectionLen(%q) = %d, Split's body starts at %d", raw, hl, len(raw)-len(p.Body))
 		}
 		if again := Split(p.Header); len(again.Received) != 0 || !bytes.Equal(again.Header, p.Header) || len(again.Body) != 0 {
 			t.Fatalf("Split(%q).Header is not a Received-free header section", raw)

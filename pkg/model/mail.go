@@ -247,6 +247,26 @@ func uvarintLen(v uint64) int {
 }
 
 // isSeparator reports whether an empty line ("\n" or "\r\n") starts at pos.
+// HeaderSectionLen returns the length of raw's header section with its
+// separator line, as Split finds it: up to the first empty line, or all of
+// raw without one. Header limits (smtpd's) are checked on it.
+func HeaderSectionLen(raw []byte) int { return headerSectionLen(raw) }
+
+// ReceivedCount returns how many Received fields raw's header section
+// holds, as Split counts them: the hops a mail has made (RFC 5321 §6.3
+// bounds them to detect loops). It reads only the header section.
+func ReceivedCount(raw []byte) int {
+	n := 0
+	for pos := 0; pos < len(raw) && !isSeparator(raw, pos); {
+		end := fieldEnd(raw, pos)
+		if isReceived(raw[pos:end]) {
+			n++
+		}
+		pos = end
+	}
+	return n
+}
+
 // headerSectionLen returns the length of raw's header section with its
 // separator line: up to the first empty line ("\n" or "\r\n" at a line
 // start), or all of raw without one.

@@ -401,3 +401,20 @@ func TestParentOf(t *testing.T) {
 		}
 	}
 }
+
+func TestReceivedCount(t *testing.T) {
+	for _, tc := range []struct {
+		raw  string
+		want int
+	}{
+		{"", 0},
+		{"Subject: a\n\nReceived: in the body\n", 0},
+		{"Received: a\n\tfolded\nX: b\nreceived \t: c\r\nRECEIVED:d\r\n\r\nReceived: body", 3},
+		{"Received-SPF: pass\nReceivedX: no\n\n", 0},
+		{"Received: open", 1},
+	} {
+		if got := ReceivedCount([]byte(tc.raw)); got != tc.want {
+			t.Errorf("ReceivedCount(%q) = %d, want %d", tc.raw, got, tc.want)
+		}
+	}
+}

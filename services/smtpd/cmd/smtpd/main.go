@@ -19,6 +19,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/smtpd/internal/daemon"
 	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
+	"github.com/twinmx/twinmx/services/smtpd/internal/session"
 )
 
 func env(name string) []string { return []string{"TWINMX_SMTPD_" + name} }
@@ -39,6 +40,8 @@ func main() {
 			&cli.Int64Flag{Name: "max-size", Value: 64 << 20, Usage: "message size limit in bytes (SIZE)", EnvVars: env("MAX_SIZE")},
 			&cli.Int64Flag{Name: "data-memory", Usage: "bytes of message data all sessions may hold at once (default max(144 MiB, 2×max-size+16 MiB))", EnvVars: env("DATA_MEMORY")},
 			&cli.IntFlag{Name: "max-recipients", Value: 100, Usage: "recipients per transaction", EnvVars: env("MAX_RECIPIENTS")},
+			&cli.IntFlag{Name: "max-header-size", Value: session.DefaultMaxHeaderSize, Usage: "header section limit in bytes (552 5.3.4 above it; -1: none)", EnvVars: env("MAX_HEADER_SIZE")},
+			&cli.IntFlag{Name: "max-hops", Value: session.DefaultMaxHops, Usage: "Received fields a mail may arrive with (554 5.4.6 above it: a loop; -1: no limit)", EnvVars: env("MAX_HOPS")},
 			&cli.DurationFlag{Name: "db-timeout", Value: 10 * time.Second, Usage: "bound on one dbd request (retries included) before 451 4.3.0", EnvVars: env("DB_TIMEOUT")},
 			&cli.IntFlag{Name: "max-conns", Value: guard.DefaultMaxConns, Usage: "concurrent connections in total (-1: no limit)", EnvVars: env("MAX_CONNS")},
 			&cli.IntFlag{Name: "max-conns-per-ip", Value: guard.DefaultMaxConnsPerIP, Usage: "concurrent connections per client IP (-1: no limit)", EnvVars: env("MAX_CONNS_PER_IP")},
@@ -82,6 +85,7 @@ func run(c *cli.Context) error {
 		DB: c.String("db"), DBKey: dbPub, Key: key, Metrics: c.String("metrics"),
 		DecisionWindow: c.Duration("decision-window"), MinCopies: c.Int("min-copies"),
 		MaxSize: c.Int64("max-size"), DataMemory: c.Int64("data-memory"), MaxRecipients: c.Int("max-recipients"),
+		MaxHeaderSize: c.Int("max-header-size"), MaxHops: c.Int("max-hops"),
 		DBTimeout: c.Duration("db-timeout"), MailboxTTL: c.Duration("mailbox-cache"),
 		Guard: guard.Config{
 			MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"),

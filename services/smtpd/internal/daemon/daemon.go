@@ -52,6 +52,10 @@ type Config struct {
 	DataMemory int64
 	// MaxRecipients per transaction. Default 100.
 	MaxRecipients int
+	// MaxHeaderSize bounds a mail's header section in bytes and MaxHops
+	// its Received fields (session.DefaultMaxHeaderSize,
+	// session.DefaultMaxHops by default; negative: no limit).
+	MaxHeaderSize, MaxHops int
 	// MailboxTTL is how long a mailbox lookup is remembered (a new
 	// mailbox is seen within a fifth of it). Default 5 s; negative: off.
 	MailboxTTL time.Duration
@@ -176,16 +180,18 @@ func Run(ctx context.Context, cfg Config) error {
 	watcher := deliver.NewWatcher(db, log.With("part", "watcher"))
 	go watcher.Run(sessCtx)
 	be := session.NewBackend(sessCtx, session.Config{
-		Hostname:   cfg.Hostname,
-		IDPrefix:   prefix,
-		Watcher:    watcher,
-		MailboxTTL: max(cfg.MailboxTTL, 0),
-		Decision:   deliver.Policy{Window: cfg.DecisionWindow, MinCopies: cfg.MinCopies},
-		MaxSize:    cfg.MaxSize,
-		Budget:     session.NewBudget(cfg.DataMemory),
-		DBTimeout:  cfg.DBTimeout,
-		Logger:     log,
-		Metrics:    m,
+		Hostname:      cfg.Hostname,
+		IDPrefix:      prefix,
+		Watcher:       watcher,
+		MailboxTTL:    max(cfg.MailboxTTL, 0),
+		Decision:      deliver.Policy{Window: cfg.DecisionWindow, MinCopies: cfg.MinCopies},
+		MaxSize:       cfg.MaxSize,
+		MaxHeaderSize: cfg.MaxHeaderSize,
+		MaxHops:       cfg.MaxHops,
+		Budget:        session.NewBudget(cfg.DataMemory),
+		DBTimeout:     cfg.DBTimeout,
+		Logger:        log,
+		Metrics:       m,
 	}, db)
 	srv := smtp.NewServer(be)
 	srv.Domain = cfg.Hostname

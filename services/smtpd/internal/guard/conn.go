@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -710,7 +711,16 @@ func (c *Conn) command(line []byte) error {
 		c.pend = append(c.pendBuf[:0], line...)
 		return nil
 	}
-	switch verb, arg := splitCommand(line); verb {
+	verb, arg := splitCommand(line)
+	if why := nonSMTP(line, verb); why != "" {
+		// Another protocol or a mail body sent as commands: answering each
+		// line with 500 until MaxErrors would run whatever SMTP commands
+		// the stream holds (a browser's form post, a body after a failed
+		// DATA). Postfix's smtpd_forbidden_commands does the same.
+		c.log.Warn("non-SMTP command; closing", "why", why)
+		return c.replyAndClose(fmt.Sprintf("221 2.7.0 %s Error: %s; closing\r\n", h, why))
+	}
+	switch verb {
 	case "BDAT":
 		// go-smtp always handles BDAT; we never offer CHUNKING, and a chunk
 		// of unknown framing cannot be skipped safely, so the session ends.
@@ -742,6 +752,34 @@ func (c *Conn) command(line []byte) error {
 	c.pend = append(c.pendBuf[:0], line...)
 	return nil
 }
+
+// httpMethods are HTTP request methods: a web client or a proxy abuse
+// attempt (CONNECT), never SMTP.
+var httpMethods = map[string]bool{
+	"GET": true, "HEAD": true, "POST": true, "PUT": true, "DELETE": true,
+	"CONNECT": true, "OPTIONS": true, "TRACE": true, "PATCH": true,
+}
+
+// nonSMTP says why a command line is not SMTP at all, or "": an HTTP
+// request line, a header field ("Subject: hi": message content sent as
+// commands), or a line that does not start with a letter (TLS records
+// on the plain port, binary junk). An empty line is left to go-smtp (a
+// syntax error).
+func nonSMTP(line []byte, verb string) string {
+	switch {
+	case len(line) == 0 || line[0] == '\r' || line[0] == '\n':
+		return ""
+	case !isLetter(line[0]):
+		return "not an SMTP command"
+	case httpMethods[verb]:
+		return "HTTP request"
+	case strings.Contains(verb, ":"):
+		return "message header sent as a command"
+	}
+	return ""
+}
+
+func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 
 func (c *Conn) isTLS() bool {
 	c.mu.Lock()

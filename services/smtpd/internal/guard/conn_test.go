@@ -470,3 +470,42 @@ func waitClosed(t *testing.T, srv *testServer) {
 		}
 	}
 }
+
+// TestNonSMTPCommands: an HTTP request, a header field or a line that
+// does not start with a letter ends the session with 221 at once, as the
+// first command or later, and nothing after it is run (TEST-CATALOG item
+// 24; without the check go-smtp answers 500 per line and goes on).
+func TestNonSMTPCommands(t *testing.T) {
+	for _, line := range []string{
+		"GET / HTTP/1.1", "CONNECT mx.test:25 HTTP/1.0", "POST /", "head / HTTP/1.0",
+		"Subject: hi", "From:a@b.test", "\x16\x03\x01\x02\xfc", "<html>", " EHLO x",
+	} {
+		for _, later := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%q later=%v", line, later), func(t *testing.T) {
+				srv := startServer(t, Config{})
+				c := greeted(t, srv.addr)
+				if later {
+					c.cmd("EHLO client.test", "250")
+					c.cmd("MAIL FROM:<a@s.test>", "250 ")
+				}
+				// Pipelined behind it: a transaction that must not run.
+				c.send(line + "\r\nMAIL FROM:<evil@s.test>\r\nRCPT TO:<r@mx.test>\r\n")
+				c.expect("221 2.7.0")
+				c.expectClosed()
+				for _, m := range srv.be.Mails() {
+					if strings.Contains(m, "evil") {
+						t.Fatalf("a command after the non-SMTP line ran: MAIL %s", m)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestEmptyLineIsNotForbidden: an empty line is an ordinary syntax error.
+func TestEmptyLineIsNotForbidden(t *testing.T) {
+	srv := startServer(t, Config{})
+	c := greeted(t, srv.addr)
+	c.cmd("", "500 ")
+	c.cmd("EHLO client.test", "250")
+}

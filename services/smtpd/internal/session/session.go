@@ -83,6 +83,13 @@ type Config struct {
 	Logger     *slog.Logger     // default slog.Default()
 	Metrics    *metrics.Metrics // required
 	Now        func() time.Time // default time.Now
+	// MaxHeaderSize bounds the header section in bytes (552 5.3.4 above
+	// it). Default DefaultMaxHeaderSize; negative: no limit.
+	MaxHeaderSize int
+	// MaxHops bounds the Received fields a mail may arrive with (554
+	// 5.4.6 above it: a mail loop). Default DefaultMaxHops; negative: no
+	// limit.
+	MaxHops int
 }
 
 // Backend makes sessions; it implements smtp.Backend.
@@ -96,6 +103,18 @@ type Backend struct {
 	// was a third of smtpd's allocation, paid again in GC work).
 	bufs sync.Pool
 }
+
+// Defaults of the header limits.
+const (
+	// DefaultMaxHeaderSize is 1 MiB: far above real mail (a few KiB; a
+	// list mail with a thousand addressees in To is some 50 KiB) and a
+	// bound on what spamd, imapd's ENVELOPE and every reader parse.
+	// Postfix keeps 100 KiB of a header and cuts the rest; twinmx stores
+	// mail byte for byte, so it refuses instead.
+	DefaultMaxHeaderSize = 1 << 20
+	// DefaultMaxHops is RFC 5321 §6.3's suggestion of 100 Received fields.
+	DefaultMaxHops = 100
+)
 
 // dataBufSize is readData's first buffer for a mail of unknown size.
 const dataBufSize = 64 << 10
@@ -111,6 +130,12 @@ func NewBackend(ctx context.Context, cfg Config, db DB) *Backend {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxHeaderSize == 0 {
+		cfg.MaxHeaderSize = DefaultMaxHeaderSize
+	}
+	if cfg.MaxHops == 0 {
+		cfg.MaxHops = DefaultMaxHops
 	}
 	return &Backend{cfg: cfg, db: db, base: ctx, mailboxes: newMailboxes(db, cfg.MailboxTTL, 10000, cfg.Now)}
 }
@@ -262,6 +287,12 @@ func (s *Session) Data(r io.Reader) error {
 		s.log.Info("message refused", "violation", v)
 		return smtpErr(550, smtp.EnhancedCode{5, 6, 0}, "Message refused: "+v+" (RFC 5321 section 2.3.8; SMTP smuggling defence)")
 	}
+	if se, reason := s.headerLimits(raw); se != nil {
+		m.Rejections.WithLabelValues(reason).Inc()
+		m.Transactions.WithLabelValues(metrics.Outcome(se.Code)).Inc()
+		s.log.Info("message refused", "reason", se.Message)
+		return se
+	}
 	end := s.b.cfg.Now()
 	reply := s.deliver(raw, release, t, end)
 	m.Transactions.WithLabelValues(metrics.Outcome(reply.Code)).Inc()
@@ -395,6 +426,23 @@ func unsafeBytes(b []byte) string {
 		}
 	}
 	return ""
+}
+
+// headerLimits refuses a mail whose header section is larger than
+// MaxHeaderSize or that has made more than MaxHops hops, before anything
+// is stored. reason is the rejection metric's label.
+func (s *Session) headerLimits(raw []byte) (_ *smtp.SMTPError, reason string) {
+	cfg := &s.b.cfg
+	n := model.HeaderSectionLen(raw)
+	if cfg.MaxHeaderSize > 0 && n > cfg.MaxHeaderSize {
+		return smtpErr(552, smtp.EnhancedCode{5, 3, 4},
+			fmt.Sprintf("Message header section too large (%d bytes, limit %d)", n, cfg.MaxHeaderSize)), "header"
+	}
+	if hops := model.ReceivedCount(raw[:n]); cfg.MaxHops > 0 && hops > cfg.MaxHops {
+		return smtpErr(554, smtp.EnhancedCode{5, 4, 6},
+			fmt.Sprintf("Too many Received fields (%d, limit %d): mail loop", hops, cfg.MaxHops)), "loop"
+	}
+	return nil, ""
 }
 
 func reasonOf(e *smtp.SMTPError) string {
