@@ -104,3 +104,62 @@ func TestDefaultHopLimit(t *testing.T) {
 		t.Fatalf("101 hops: %d %s, want 554", code, msg)
 	}
 }
+
+// TestRecipientLimit: with the default limit the first 100 recipients are
+// taken, the 101st gets 452 4.5.3 (RFC 5321 §4.5.3.1.8: a client must
+// then send the rest in another transaction), and the mail reaches
+// exactly the 100 (TEST-CATALOG item 17).
+func TestRecipientLimit(t *testing.T) {
+	e := start(t, func(c *Config) { c.MinCopies = 1 })
+	var rcpts []string
+	for i := range 101 {
+		r := fmt.Sprintf("u%03d@example.org", i)
+		e.mailbox(r, 0)
+		rcpts = append(rcpts, r)
+	}
+	raw := []byte("From: a@x.test\r\nSubject: many\r\nMessage-ID: <many@x.test>\r\n\r\nhi\r\n")
+	for _, r := range rcpts[:100] {
+		e.decideLater(receiveKey(raw, r), model.Accept, false)
+	}
+	c, err := smtp.Dial(e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("a@x.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rcpts {
+		err := c.Rcpt(r, nil)
+		var se *smtp.SMTPError
+		switch {
+		case i < 100 && err != nil:
+			t.Fatalf("RCPT %d: %v", i+1, err)
+		case i == 100 && (!errors.As(err, &se) || se.Code != 452 || se.EnhancedCode != smtp.EnhancedCode{4, 5, 3}):
+			t.Fatalf("RCPT 101: %v, want 452 4.5.3", err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("end of data: %v, want 250", err)
+	}
+	ctx := context.Background()
+	for i, r := range rcpts {
+		_, err := e.admin.FindKey(ctx, model.Receive, receiveKey(raw, r))
+		switch {
+		case i < 100 && err != nil:
+			t.Fatalf("recipient %d: %v", i+1, err)
+		case i == 100 && !errors.Is(err, client.ErrNotFound):
+			t.Fatalf("recipient 101 has a receive row (%v)", err)
+		}
+	}
+}
