@@ -509,3 +509,32 @@ func TestEmptyLineIsNotForbidden(t *testing.T) {
 	c.cmd("", "500 ")
 	c.cmd("EHLO client.test", "250")
 }
+
+// TestSlowDataKeepsGoing: --data-timeout bounds each read, not the whole
+// DATA: a client that sends its mail slowly but steadily, for five times
+// the timeout in all, gets its mail taken byte for byte (TEST-CATALOG item
+// 7; RFC 5321 §4.5.3.2.6 is per data block).
+func TestSlowDataKeepsGoing(t *testing.T) {
+	bothReaders(t, func(t *testing.T, direct bool) {
+		// Sends 50 ms apart against a 300 ms timeout: a 6× margin for a
+		// busy machine.
+		const timeout = 300 * time.Millisecond
+		srv := startServerReading(t, Config{DataTimeout: timeout}, direct)
+		c := greeted(t, srv.addr)
+		c.startTx("a@s.test")
+		body := "Subject: slow\r\n\r\n"
+		c.send(body)
+		for i := range 30 { // 30 × 50 ms = 1.5 s = 5 × the timeout
+			time.Sleep(timeout / 6)
+			line := fmt.Sprintf("line %02d of a slow but steady sender\r\n", i)
+			c.send(line)
+			body += line
+		}
+		c.send(".\r\n")
+		c.expect("250 ")
+		d := srv.be.Datas()
+		if len(d) != 1 || d[0].err != nil || string(d[0].body) != body {
+			t.Fatalf("Data calls = %+v, want one with the body %q", d, body)
+		}
+	})
+}
