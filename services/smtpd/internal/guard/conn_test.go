@@ -538,3 +538,30 @@ func TestSlowDataKeepsGoing(t *testing.T) {
 		}
 	})
 }
+
+// TestPipelinedAfterHELO pins the policy for a client that pipelines after
+// HELO, where PIPELINING was never offered (RFC 2920 forbids it; TEST-
+// CATALOG item 9): the commands are run one at a time, in order, each with
+// its own reply, exactly as after EHLO. The guard hands go-smtp one line
+// per read, so a command is never read ahead of its turn, and nothing a
+// misbehaving client batches can jump the queue; refusing such clients
+// (Postfix's reject_unauth_pipelining) is left to the spam verdict.
+func TestPipelinedAfterHELO(t *testing.T) {
+	srv := startServer(t, Config{})
+	c := dial(t, srv.addr)
+	c.expect("220 ")
+	c.send("HELO client.test\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<r@mx.test>\r\nDATA\r\n")
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("354 ")
+	c.send("Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+	c.expect("250 ")
+	c.expect("221 ")
+	if got := srv.be.Mails(); len(got) != 1 || got[0] != "a@s.test" {
+		t.Errorf("mails = %q, want a@s.test", got)
+	}
+	if d := srv.be.Datas(); len(d) != 1 || string(d[0].body) != "Subject: x\r\n\r\nbody\r\n" {
+		t.Errorf("Data calls = %+v", d)
+	}
+}
