@@ -159,3 +159,78 @@ func TestKill9DBDUnderLoad(t *testing.T) {
 		t.Errorf("dbctl mails shows %d acknowledged mails, but %d got 250", ackd, len(got250))
 	}
 }
+
+// TestKill9SMTPDBeforeReply: smtpd is killed with SIGKILL after the final
+// dot, while the mail is stored and waits for its verdict. The client gets
+// no 250 (the connection drops); the stored receive row is not
+// acknowledged, so the mail is in no mailbox. When the client retries
+// against the restarted smtpd, the retry finds the same rows and gets its
+// 250, and the mailbox holds exactly one copy, acknowledged, that re-joins
+// byte-exact (TEST-CATALOG item 36).
+func TestKill9SMTPDBeforeReply(t *testing.T) {
+	t.Parallel()
+	const rcpt = "victim@twinmx.test"
+	s := newSite(t)
+	s.start()
+	s.addMailbox(rcpt)
+	d := s.startSMTPD(smtpdOptions{DecisionWindow: time.Minute, MinCopies: 1})
+	raw := []byte("From: a@sender.test\r\nTo: " + rcpt + "\r\nSubject: killed before the reply\r\n" +
+		"Message-ID: <kill9-" + fmt.Sprint(time.Now().UnixNano()) + "@sender.test>\r\n\r\nbody\r\n")
+	k := receiveKey(raw, rcpt)
+	ctx := proctest.Ctx(t, 2*time.Minute)
+
+	type result struct {
+		r   reply
+		err error
+	}
+	first := make(chan result, 1)
+	go func() {
+		r, err := sendMail(d.addr, "a@sender.test", []string{rcpt}, raw, time.Minute)
+		first <- result{r, err}
+	}()
+	waitFor(t, 30*time.Second, "the receive row stored", func() bool {
+		st, err := s.receiveRow(ctx, k)
+		return err == nil && st != nil
+	})
+	d.kill()
+	res := <-first
+	if res.err == nil {
+		t.Fatalf("the client got a reply from a killed smtpd: %v", res.r)
+	}
+	st, err := s.receiveRow(ctx, k)
+	if err != nil || st == nil {
+		t.Fatalf("receive row after the kill: %v, %v", st, err)
+	}
+	if st.Cols[model.ColAcknowledged] == model.FlagSet {
+		t.Fatal("the receive row is acknowledged though no 250 was sent")
+	}
+
+	d = s.startSMTPD(smtpdOptions{DecisionWindow: 10 * time.Second, MinCopies: 1})
+	db := s.client()
+	if _, err := db.Set(ctx, model.Receive, wire.Ref{ByKey: true, Key: k}, model.ColVerdict,
+		model.EncodeVerdict(model.SourceFilter, model.Epoch(time.Now()), model.Accept)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := sendMail(d.addr, "a@sender.test", []string{rcpt}, raw, time.Minute)
+	if err != nil || r.Code != 250 {
+		t.Fatalf("retry: %v %v, want 250", r, err)
+	}
+	mb := model.KeyOf(model.Mailbox, model.MailboxContent(rcpt))
+	rows, err := db.List(ctx, model.Receive, mb, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].Key != k {
+		t.Fatalf("the mailbox has %d receive rows, want exactly the one of this mail", len(rows))
+	}
+	if rows[0].State.Cols[model.ColAcknowledged] != model.FlagSet {
+		t.Fatal("the retried mail is not acknowledged after its 250")
+	}
+	got, err := s.storedMail(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, rest := stripFirstField(got); !bytes.Equal(rest, raw) {
+		t.Fatalf("stored mail does not re-join byte-exact:\n%q\nwant (after our Received field)\n%q", got, raw)
+	}
+}
