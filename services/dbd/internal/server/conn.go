@@ -58,6 +58,9 @@ func (s *Server) serveConn(nc net.Conn, id uint64) {
 		log.Warn("handshake refused: rate limit")
 		return
 	}
+	if s.handshakeHook != nil {
+		s.handshakeHook(nc.RemoteAddr())
+	}
 	wc, err := wire.ServerHandshake(s.ctx, nc, &wire.ServerConfig{
 		Static: s.cfg.Static,
 		Authorize: func(k wire.PublicKey) error {

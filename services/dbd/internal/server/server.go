@@ -140,6 +140,12 @@ type Server struct {
 	}
 	wg sync.WaitGroup // connection goroutines
 
+	// handshakeHook, if set, is called with the peer's address when a
+	// connection has passed the rate limit, just before the handshake's
+	// crypto: a test seam (export_test.go) that counts the Curve25519
+	// work a flood costs. Set before Serve; never changed after.
+	handshakeHook func(net.Addr)
+
 	// msgBufs holds *[]byte answer buffers (see message): a fresh one per
 	// row sent, grown by append, was a third of dbd's allocation when
 	// serving mails to imapd and pop3d.

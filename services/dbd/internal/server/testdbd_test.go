@@ -32,7 +32,7 @@ import (
 // data folder (which empties the handshake replay cache, as a real restart
 // does). dbdtest.Env hides these parts.
 type testDBD struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	cfg   server.Config // limits; Static, Clients, Store, Metrics, Now are filled in
 	key   wire.KeyPair  // dbd's
@@ -45,6 +45,11 @@ type testDBD struct {
 	frozen   atomic.Bool
 	frozenAt time.Time
 
+	// handshakes counts, by source IP, the connections that reached the
+	// handshake's crypto (past the rate limiter).
+	hsMu       sync.Mutex
+	handshakes map[string]int
+
 	addr   string
 	st     *store.Store
 	srv    *server.Server
@@ -52,9 +57,9 @@ type testDBD struct {
 	served chan error
 }
 
-func startDBD(t *testing.T, cfg server.Config) *testDBD {
+func startDBD(t testing.TB, cfg server.Config) *testDBD {
 	t.Helper()
-	d := &testDBD{t: t, dir: t.TempDir(), cfg: cfg, frozenAt: time.Now()}
+	d := &testDBD{t: t, dir: t.TempDir(), cfg: cfg, frozenAt: time.Now(), handshakes: map[string]int{}}
 	var err error
 	if d.key, err = wire.GenerateKeyPair(rand.Reader); err != nil {
 		t.Fatal(err)
@@ -94,6 +99,11 @@ func (d *testDBD) start() {
 		st.Close()
 		t.Fatal(err)
 	}
+	server.SetHandshakeHook(srv, func(a net.Addr) {
+		d.hsMu.Lock()
+		d.handshakes[a.(*net.TCPAddr).IP.String()]++
+		d.hsMu.Unlock()
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		st.Close()
@@ -187,6 +197,13 @@ func (d *testDBD) dump() string {
 		d.t.Fatal(err)
 	}
 	return b.String()
+}
+
+// cryptoFrom returns the handshakes from ip that reached the crypto.
+func (d *testDBD) cryptoFrom(ip net.IP) int {
+	d.hsMu.Lock()
+	defer d.hsMu.Unlock()
+	return d.handshakes[ip.String()]
 }
 
 // failures returns the handshakes refused for reason.
