@@ -702,9 +702,13 @@ func (c *Conn) command(line []byte) error {
 		c.log.Warn("too many commands", "commands", n)
 		return c.replyAndClose(fmt.Sprintf("421 4.7.0 %s Error: too many commands\r\n", h))
 	}
-	if bytes.IndexByte(line, 0) >= 0 {
-		c.log.Warn("NUL in command line")
-		return c.replyAndClose(fmt.Sprintf("500 5.5.2 %s Error: NUL byte in command\r\n", h))
+	if i := controlByte(line); i >= 0 {
+		// SMTP commands are printable text (RFC 5321 §4.1.1; 8-bit only
+		// with SMTPUTF8). A NUL, a bare CR or another control byte is
+		// an attack or garbage: it would end up in a Received field or a
+		// throw-in row, or look like a line end to another parser.
+		c.log.Warn("control byte in command line", "byte", line[i])
+		return c.replyAndClose(fmt.Sprintf("500 5.5.2 %s Error: control character in command\r\n", h))
 	}
 	if sasl {
 		// A SASL response (after 334) is not a command.
@@ -751,6 +755,24 @@ func (c *Conn) command(line []byte) error {
 	}
 	c.pend = append(c.pendBuf[:0], line...)
 	return nil
+}
+
+// controlByte returns the index of the first control byte (C0 other than
+// HTAB, or DEL) in a command line before its line end, or -1.
+func controlByte(line []byte) int {
+	n := len(line)
+	if n > 0 && line[n-1] == '\n' {
+		n--
+		if n > 0 && line[n-1] == '\r' {
+			n--
+		}
+	}
+	for i, c := range line[:n] {
+		if (c < 0x20 && c != '\t') || c == 0x7f {
+			return i
+		}
+	}
+	return -1
 }
 
 // httpMethods are HTTP request methods: a web client or a proxy abuse

@@ -478,7 +478,7 @@ func waitClosed(t *testing.T, srv *testServer) {
 func TestNonSMTPCommands(t *testing.T) {
 	for _, line := range []string{
 		"GET / HTTP/1.1", "CONNECT mx.test:25 HTTP/1.0", "POST /", "head / HTTP/1.0",
-		"Subject: hi", "From:a@b.test", "\x16\x03\x01\x02\xfc", "<html>", " EHLO x",
+		"Subject: hi", "From:a@b.test", "\xfe\xffjunk", "<html>", " EHLO x",
 	} {
 		for _, later := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%q later=%v", line, later), func(t *testing.T) {
@@ -563,5 +563,39 @@ func TestPipelinedAfterHELO(t *testing.T) {
 	}
 	if d := srv.be.Datas(); len(d) != 1 || string(d[0].body) != "Subject: x\r\n\r\nbody\r\n" {
 		t.Errorf("Data calls = %+v", d)
+	}
+}
+
+// TestControlBytesInCommand: a command line with a NUL, a bare CR, DEL or
+// another control byte ends the session before go-smtp sees it (TEST-
+// CATALOG items 28, 29): a HELO name or address with a CR would otherwise
+// reach the Received field and the throw-in row.
+func TestControlBytesInCommand(t *testing.T) {
+	for _, tc := range []struct{ before, line string }{
+		{"", "HELO x\rX-Injected: 1"},
+		{"", "EHLO 0\x0b"},
+		{"", "\x16\x03\x01\x02\x00"},
+		{"EHLO client.test", "MAIL FROM:<a\rb@s.test>"},
+		{"EHLO client.test", "MAIL FROM:<a\x7fb@s.test>"},
+		{"EHLO client.test", "MAIL FROM:<a\x00b@s.test>"},
+		{"EHLO client.test\r\nMAIL FROM:<a@s.test>", "RCPT TO:<r\x1b@mx.test>"},
+	} {
+		t.Run(fmt.Sprintf("%q", tc.line), func(t *testing.T) {
+			srv := startServer(t, Config{})
+			c := greeted(t, srv.addr)
+			if tc.before != "" {
+				for _, l := range strings.Split(tc.before, "\r\n") {
+					c.cmd(l, "250")
+				}
+			}
+			c.send(tc.line + "\r\n")
+			c.expect("500 5.5.2")
+			c.expectClosed()
+			for _, m := range srv.be.Mails() {
+				if strings.ContainsAny(m, "\r\x7f\x00") {
+					t.Fatalf("MAIL with a control byte reached the session: %q", m)
+				}
+			}
+		})
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 
@@ -192,6 +193,7 @@ type txn struct {
 	policy    uint64
 	refused   []string // "address code" of refused recipients, for the throw-in
 	data      bool     // DATA reached (its throw-in is written with the mail)
+	utf8      bool     // MAIL had SMTPUTF8: non-ASCII addresses allowed
 }
 
 func smtpErr(code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
@@ -205,10 +207,45 @@ var (
 
 // Mail implements smtp.Session.
 func (s *Session) Mail(from string, opts *smtp.MailOptions) error {
-	s.finishTxn()
-	s.txn = &txn{from: from}
+	if s.txn != nil {
+		// RFC 5321 §4.1.4: a transaction ends with DATA or RSET (go-smtp
+		// resets the session then); go-smtp would let MAIL start over.
+		return smtpErr(503, smtp.EnhancedCode{5, 5, 1}, "Nested MAIL command")
+	}
+	utf8 := opts != nil && opts.UTF8
+	if err := checkAddress(from, utf8, smtp.EnhancedCode{5, 1, 7}); err != nil {
+		s.b.cfg.Metrics.Rejections.WithLabelValues("address").Inc()
+		return err
+	}
+	s.txn = &txn{from: from, utf8: utf8}
 	if opts != nil {
 		s.txn.size = opts.Size
+	}
+	return nil
+}
+
+// checkAddress refuses an envelope address with a control byte (501; the
+// guard already ends a session that sends one), a non-ASCII address in a
+// transaction without SMTPUTF8 (553 5.6.7, RFC 6531 §3.6) and one that is
+// not valid UTF-8 (501). enh is the enhanced code for a bad address:
+// 5.1.7 for the sender, 5.1.3 for a recipient.
+func checkAddress(addr string, utf8OK bool, enh smtp.EnhancedCode) *smtp.SMTPError {
+	ascii := true
+	for i := 0; i < len(addr); i++ {
+		switch c := addr[i]; {
+		case c < 0x20 || c == 0x7f:
+			return smtpErr(501, enh, "Bad address syntax: control character")
+		case c >= 0x80:
+			ascii = false
+		}
+	}
+	switch {
+	case ascii:
+		return nil
+	case !utf8OK:
+		return smtpErr(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII address needs SMTPUTF8")
+	case !utf8.ValidString(addr):
+		return smtpErr(501, enh, "Bad address syntax: not valid UTF-8")
 	}
 	return nil
 }
@@ -219,6 +256,11 @@ func (s *Session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	t := s.txn
 	if t == nil {
 		return smtpErr(503, smtp.EnhancedCode{5, 5, 1}, "MAIL first")
+	}
+	if err := checkAddress(to, t.utf8, smtp.EnhancedCode{5, 1, 3}); err != nil {
+		s.b.cfg.Metrics.Rejections.WithLabelValues("address").Inc()
+		t.refused = append(t.refused, fmt.Sprintf("%s %d", to, err.Code))
+		return err
 	}
 	content := model.MailboxContent(to)
 	ctx, cancel := context.WithTimeout(s.ctx, s.b.cfg.DBTimeout)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
@@ -130,5 +132,33 @@ func TestMailboxCache(t *testing.T) {
 	}
 	if len(m.known) > 2 {
 		t.Fatalf("%d entries, max 2", len(m.known))
+	}
+}
+
+func TestCheckAddress(t *testing.T) {
+	bad := smtp.EnhancedCode{5, 1, 3}
+	for _, tc := range []struct {
+		addr string
+		utf8 bool
+		code int
+	}{
+		{"a@b.test", false, 0},
+		{"", false, 0}, // the null sender
+		{"jö@b.test", true, 0},
+		{"jö@b.test", false, 553},
+		{"j\xc3\x28@b.test", true, 501},
+		{"j\xc3\x28@b.test", false, 553},
+		{"a\rb@c.test", true, 501},
+		{"a\x7f@c.test", false, 501},
+		{"a\tb@c.test", false, 501},
+		{strings.Repeat("l", 100) + "@" + strings.Repeat("d", 256), false, 0}, // long but clean
+	} {
+		err := checkAddress(tc.addr, tc.utf8, bad)
+		switch {
+		case tc.code == 0 && err != nil:
+			t.Errorf("checkAddress(%q, %v) = %v, want nil", tc.addr, tc.utf8, err)
+		case tc.code != 0 && (err == nil || err.Code != tc.code):
+			t.Errorf("checkAddress(%q, %v) = %v, want %d", tc.addr, tc.utf8, err, tc.code)
+		}
 	}
 }

@@ -1,0 +1,91 @@
+package daemon
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/twinmx/twinmx/pkg/model"
+)
+
+func dialGoSMTP(t *testing.T, addr string) *smtp.Client {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// wantCode checks err is the reply code (and enhanced code, unless enh
+// is zero); code 250 means no error.
+func wantCode(t *testing.T, what string, err error, code int, enh smtp.EnhancedCode) {
+	t.Helper()
+	var se *smtp.SMTPError
+	switch {
+	case code == 250 && err == nil:
+	case code == 250:
+		t.Fatalf("%s: %v, want 250", what, err)
+	case !errors.As(err, &se) || se.Code != code || (enh != smtp.EnhancedCode{} && se.EnhancedCode != enh):
+		t.Fatalf("%s: %v, want %d %d.%d.%d", what, err, code, enh[0], enh[1], enh[2])
+	}
+}
+
+// TestNestedMail: a second MAIL inside a transaction is a sequence error
+// (503 5.5.1, RFC 5321 §4.1.4) and the transaction goes on with its first
+// sender; after RSET a new MAIL is fine (TEST-CATALOG item 26).
+func TestNestedMail(t *testing.T) {
+	e := start(t, func(c *Config) { c.MinCopies = 1 })
+	e.mailbox("jo@example.org", 0)
+	raw := []byte("From: a@x.test\r\nSubject: nested\r\nMessage-ID: <nested@x.test>\r\n\r\nhi\r\n")
+	e.decideLater(receiveKey(raw, "jo@example.org"), model.Accept, false)
+	c := dialGoSMTP(t, e.addr)
+	wantCode(t, "MAIL", c.Mail("first@x.test", nil), 250, smtp.EnhancedCode{})
+	wantCode(t, "nested MAIL", c.Mail("second@x.test", nil), 503, smtp.EnhancedCode{5, 5, 1})
+	wantCode(t, "RCPT", c.Rcpt("jo@example.org", nil), 250, smtp.EnhancedCode{})
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(raw)
+	wantCode(t, "end of data", w.Close(), 250, smtp.EnhancedCode{})
+	wantCode(t, "MAIL after DATA", c.Mail("third@x.test", nil), 250, smtp.EnhancedCode{})
+	wantCode(t, "RSET", c.Reset(), 250, smtp.EnhancedCode{})
+	wantCode(t, "MAIL after RSET", c.Mail("fourth@x.test", nil), 250, smtp.EnhancedCode{})
+}
+
+// TestSMTPUTF8Addresses: a non-ASCII address needs the SMTPUTF8 parameter
+// on MAIL (553 5.6.7 without it, RFC 6531 §3.6); with it, a valid UTF-8
+// address is taken like any other and invalid UTF-8 is a syntax error
+// (501). TEST-CATALOG item 30.
+func TestSMTPUTF8Addresses(t *testing.T) {
+	e := start(t, func(c *Config) { c.MinCopies = 1 })
+	e.mailbox("jö@example.org", 0)
+	utf8 := &smtp.MailOptions{UTF8: true}
+
+	c := dialGoSMTP(t, e.addr)
+	wantCode(t, "MAIL é without SMTPUTF8", c.Mail("é@x.test", nil), 553, smtp.EnhancedCode{5, 6, 7})
+	wantCode(t, "MAIL ascii", c.Mail("a@x.test", nil), 250, smtp.EnhancedCode{})
+	wantCode(t, "RCPT ö without SMTPUTF8", c.Rcpt("jö@example.org", nil), 553, smtp.EnhancedCode{5, 6, 7})
+	wantCode(t, "RSET", c.Reset(), 250, smtp.EnhancedCode{})
+
+	// go-smtp's own path parser already refuses this one (5.5.2).
+	wantCode(t, "MAIL invalid UTF-8", c.Mail("\xc3\x28@x.test", utf8), 501, smtp.EnhancedCode{})
+	wantCode(t, "MAIL é with SMTPUTF8", c.Mail("é@x.test", utf8), 250, smtp.EnhancedCode{})
+	wantCode(t, "RCPT invalid UTF-8", c.Rcpt("j\xc3\x28@example.org", nil), 501, smtp.EnhancedCode{})
+	wantCode(t, "RCPT unknown UTF-8 mailbox", c.Rcpt("nö@example.org", nil), 550, smtp.EnhancedCode{5, 1, 1})
+	raw := []byte("From: é@x.test\r\nSubject: utf8\r\nMessage-ID: <utf8@x.test>\r\n\r\nhej\r\n")
+	e.decideLater(receiveKey(raw, "jö@example.org"), model.Accept, false)
+	wantCode(t, "RCPT ö with SMTPUTF8", c.Rcpt("jö@example.org", nil), 250, smtp.EnhancedCode{})
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(raw)
+	wantCode(t, "end of data", w.Close(), 250, smtp.EnhancedCode{})
+}
