@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -88,4 +90,60 @@ func TestSMTPUTF8Addresses(t *testing.T) {
 	}
 	w.Write(raw)
 	wantCode(t, "end of data", w.Close(), 250, smtp.EnhancedCode{})
+}
+
+// TestHostileHeloInTraceField: a 300-byte HELO name with 8-bit bytes and
+// header syntax in it ends up in the stored Received field as one
+// well-formed field: printable ASCII, cut to 255 bytes, nothing that ends
+// the line or a comment (TEST-CATALOG item 28; control bytes never get
+// this far: the guard closes the session).
+func TestHostileHeloInTraceField(t *testing.T) {
+	e := start(t, func(c *Config) { c.MinCopies = 1 })
+	e.mailbox("jo@example.org", 0)
+	helo := "évil(" + strings.Repeat("x", 280) + "); X-Injected: 1 <a@b>\xff"
+	raw := []byte("From: a@x.test\r\nSubject: helo\r\nMessage-ID: <helo@x.test>\r\n\r\nhi\r\n")
+	k := receiveKey(raw, "jo@example.org")
+	e.decideLater(k, model.Accept, false)
+	c, err := smtp.Dial(e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	wantCode(t, "HELO", c.Hello(helo), 250, smtp.EnhancedCode{})
+	wantCode(t, "MAIL", c.Mail("a@x.test", nil), 250, smtp.EnhancedCode{})
+	wantCode(t, "RCPT", c.Rcpt("jo@example.org", nil), 250, smtp.EnhancedCode{})
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(raw)
+	wantCode(t, "end of data", w.Close(), 250, smtp.EnhancedCode{})
+	row, err := e.admin.FindKey(context.Background(), model.Receive, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, ok := model.AcknowledgedReceived(row.State)
+	if !ok {
+		t.Fatal("no received link")
+	}
+	stored := e.rejoin(raw, rk)
+	fs, err := model.ReceivedFields(model.Split(stored).Received)
+	if err != nil || len(fs) != 1 {
+		t.Fatalf("stored mail has %d Received fields (%v), want ours only:\n%s", len(fs), err, stored)
+	}
+	f := fs[0].Raw
+	for i, line := range strings.Split(strings.TrimSuffix(string(f), "\r\n"), "\r\n") {
+		if i > 0 && !strings.HasPrefix(line, "\t") {
+			t.Fatalf("line %d of our Received field is not a continuation: %q", i, line)
+		}
+		for _, c := range []byte(line) {
+			if c < 0x20 && c != '\t' || c >= 0x7f {
+				t.Fatalf("our Received field has byte %#x: %q", c, f)
+			}
+		}
+	}
+	first := strings.SplitN(string(f), "\r\n", 2)[0]
+	if strings.Count(first, "(") != 1 || strings.Count(first, ")") != 1 || strings.Contains(first, "X-Injected: 1 <") {
+		t.Fatalf("the HELO name broke out of its place: %q", first)
+	}
 }
