@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -225,8 +226,9 @@ func faultRequest(r *rand.Rand, run string, w, i int) faultReq {
 
 // run starts writers goroutines, each sending up to n requests (stopping
 // at the first ErrFailed), and waits for them. ctxFor gives each request
-// its context; onAck, if set, checks each acknowledgement.
-func (l *faultLoad) run(s *Store, run string, writers, n int, seed uint64, ctxFor func() (context.Context, context.CancelFunc), onAck func()) {
+// its context; onAck, if set, is called after each acknowledgement with
+// the writer and the request's number.
+func (l *faultLoad) run(s *Store, run string, writers, n int, seed uint64, ctxFor func() (context.Context, context.CancelFunc), onAck func(w, i int)) {
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Add(1)
@@ -258,7 +260,7 @@ func (l *faultLoad) run(s *Store, run string, writers, n int, seed uint64, ctxFo
 				}
 				l.mu.Unlock()
 				if err == nil && onAck != nil {
-					onAck()
+					onAck(w, i)
 				}
 				if errors.Is(err, ErrFailed) || errors.Is(err, ErrClosed) {
 					return
@@ -273,9 +275,12 @@ func (l *faultLoad) run(s *Store, run string, writers, n int, seed uint64, ctxFo
 // is there with its exact content, that every other one is there whole or
 // not at all, and that the row counts match the rows. It returns how many
 // unacknowledged requests were found applied.
-func (l *faultLoad) verify(t *testing.T, fs vfs.FS) (unackedApplied int) {
+func (l *faultLoad) verify(t *testing.T, fs vfs.FS, dir string) (unackedApplied int) {
 	t.Helper()
-	s := openTest(t, fs)
+	s, err := Open(Options{Dir: dir, FS: fs, Site: "a", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("reopen after the fault: %v", err)
+	}
 	defer s.Close()
 	v := mustView(t, s)
 	defer v.Close()
