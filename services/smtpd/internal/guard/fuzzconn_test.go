@@ -39,6 +39,15 @@ func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{} }
 // guard Conn over net.Pipe, and returns the session's Data calls. With
 // direct, the session reads Conn.Message.
 func runPipeSession(t *testing.T, data []byte, direct bool) []dataCall {
+	return runPipe(t, direct, []byte("EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<r@mx.test>\r\nDATA\r\n"),
+		data, []byte("\r\n.\r\nQUIT\r\n")).Datas()
+}
+
+// runPipe writes each of writes in turn, as one client, to a real go-smtp
+// server through a guard Conn over net.Pipe, closes the client side and
+// returns the backend once the session has ended. It fails the test if
+// the session does not end.
+func runPipe(t *testing.T, direct bool, writes ...[]byte) *testBackend {
 	cfg := Config{GreetPause: -1, Hostname: "mx.test", IdleTimeout: 5 * time.Second, DataTimeout: 5 * time.Second}.withDefaults()
 	srvSide, cliSide := net.Pipe()
 	defer cliSide.Close()
@@ -60,19 +69,21 @@ func runPipeSession(t *testing.T, data []byte, direct bool) []dataCall {
 		_, _ = io.Copy(io.Discard, cliSide)
 	}()
 	_ = cliSide.SetDeadline(time.Now().Add(10 * time.Second))
-	_, _ = cliSide.Write([]byte("EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<r@mx.test>\r\nDATA\r\n"))
-	_, _ = cliSide.Write(data)
-	_, _ = cliSide.Write([]byte("\r\n.\r\nQUIT\r\n"))
+	for _, w := range writes {
+		if _, err := cliSide.Write(w); err != nil {
+			break // the guard closed the connection
+		}
+	}
+	_ = cliSide.Close()
 	select {
 	case <-gc.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal("session did not end")
 	}
-	_ = cliSide.Close()
 	<-replies
 	_ = s.Close()
 	<-served
-	return be.Datas()
+	return be
 }
 
 // FuzzConnData: arbitrary client bytes after DATA, through the guard into a
@@ -110,6 +121,47 @@ func FuzzConnData(f *testing.F) {
 			}
 			if !clean && d.violation == "" {
 				t.Fatalf("unclean data %q (direct %v): no violation (body %q)", data, direct, d.body)
+			}
+		}
+	})
+}
+
+// FuzzConnCommands: arbitrary client bytes in command mode, in each state
+// of a transaction (fresh, after EHLO, after MAIL, after RCPT), through the
+// guard into a real go-smtp server. No panic, the session always ends when
+// the client goes away, and no sender or recipient with a control byte
+// reaches the session (TEST-CATALOG item 27).
+func FuzzConnCommands(f *testing.F) {
+	for _, seed := range []struct {
+		state byte
+		data  string
+	}{
+		{0, "EHLO 0\nAUTH \x0b"}, {0, "HELO x\rX-Injected: 1\r\n"}, {1, "MAIL FROM:<a\rb@c>\r\n"},
+		{2, "RCPT TO:<\"a\r\nb\"@c>\r\n"}, {3, "DATA\r\nx\r\n.\r\n"}, {3, "DATA\r\nno end"},
+		{1, "STARTTLS\r\nMAIL FROM:<x@y>\r\n"}, {0, "\r\n\r\n\r\n\n\n"}, {2, "BDAT 5 LAST\r\nhello"},
+		{0, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"}, {1, "MAIL FROM:<a@b> SIZE=99999999999999999999\r\n"},
+	} {
+		f.Add(seed.state, []byte(seed.data))
+	}
+	prefixes := []string{
+		"",
+		"EHLO c\r\n",
+		"EHLO c\r\nMAIL FROM:<a@s.test>\r\n",
+		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<r@mx.test>\r\n",
+	}
+	f.Fuzz(func(t *testing.T, state byte, data []byte) {
+		if len(data) > 1<<14 {
+			return
+		}
+		be := runPipe(t, state&4 != 0, []byte(prefixes[int(state)%len(prefixes)]), data, []byte("\r\nQUIT\r\n"))
+		for _, m := range be.Mails() {
+			if controlByte([]byte(m)) >= 0 {
+				t.Fatalf("MAIL FROM %q with a control byte reached the session", m)
+			}
+		}
+		for _, r := range be.Rcpts() {
+			if controlByte([]byte(r)) >= 0 {
+				t.Fatalf("RCPT TO %q with a control byte reached the session", r)
 			}
 		}
 	})

@@ -30,6 +30,7 @@ type testBackend struct {
 	conns     []*Conn
 	sessions  []*testSession
 	mails     []string
+	rcpts     []string
 	datas     []dataCall
 }
 
@@ -57,6 +58,12 @@ func (b *testBackend) Mails() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]string(nil), b.mails...)
+}
+
+func (b *testBackend) Rcpts() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.rcpts...)
 }
 
 func (b *testBackend) Datas() []dataCall {
@@ -93,7 +100,12 @@ func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
 	return nil
 }
 
-func (s *testSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (s *testSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.be.mu.Lock()
+	s.be.rcpts = append(s.be.rcpts, to)
+	s.be.mu.Unlock()
+	return nil
+}
 
 func (s *testSession) Data(r io.Reader) error {
 	if s.be.direct {
