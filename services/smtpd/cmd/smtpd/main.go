@@ -46,7 +46,7 @@ func main() {
 			&cli.IntFlag{Name: "max-conns", Value: guard.DefaultMaxConns, Usage: "concurrent connections in total (-1: no limit)", EnvVars: env("MAX_CONNS")},
 			&cli.IntFlag{Name: "max-conns-per-ip", Value: guard.DefaultMaxConnsPerIP, Usage: "concurrent connections per client IP (-1: no limit)", EnvVars: env("MAX_CONNS_PER_IP")},
 			&cli.DurationFlag{Name: "greet-pause", Value: guard.DefaultGreetPause, Usage: "wait this long before the greeting to catch early talkers (new client IPs only; negative: off)", EnvVars: env("GREET_PAUSE")},
-			&cli.DurationFlag{Name: "idle-timeout", Value: guard.DefaultIdleTimeout, Usage: "per command read", EnvVars: env("IDLE_TIMEOUT")},
+			&cli.DurationFlag{Name: "idle-timeout", Value: guard.DefaultIdleTimeout, Usage: "per command line, from when smtpd is ready for it to its line end", EnvVars: env("IDLE_TIMEOUT")},
 			&cli.DurationFlag{Name: "data-timeout", Value: guard.DefaultDataTimeout, Usage: "per read during DATA", EnvVars: env("DATA_TIMEOUT")},
 			&cli.DurationFlag{Name: "session-timeout", Value: guard.DefaultSessionTimeout, Usage: "whole connection", EnvVars: env("SESSION_TIMEOUT")},
 			&cli.DurationFlag{Name: "mailbox-cache", Value: 5 * time.Second, Usage: "how long a mailbox lookup is remembered (a new mailbox is seen within a fifth of it; 0: off)", EnvVars: env("MAILBOX_CACHE")},

@@ -24,7 +24,9 @@ type Config struct {
 	// are passed on. Default: 2000.
 	CommandLineMax int
 
-	// IdleTimeout bounds each read in command mode. Default: 5 min.
+	// IdleTimeout bounds the wait for each command line, from when the
+	// server is ready for it until its line end, however the client
+	// spreads its bytes. Default: 5 min.
 	IdleTimeout time.Duration
 	// DataTimeout bounds each read in DATA (RFC 5321 §4.5.3.2.6 suggests
 	// 3 min for a data block). Default: 3 min.

@@ -123,6 +123,11 @@ type Conn struct {
 	msgPend []byte // message bytes ready for Message's reader, a slice of pendBuf
 	dp      dataParser
 	via     via // who reads the current DATA stream
+	// lineDue is when the command line being read must be complete:
+	// IdleTimeout from when go-smtp asked for it, however the client
+	// spreads its bytes (a slowloris drip of a byte a minute would
+	// otherwise hold a slot until SessionTimeout).
+	lineDue time.Time
 	// readTotal counts client bytes read from the socket (after TLS);
 	// dataFrom is consumed() when the current DATA stream began.
 	readTotal int64
@@ -456,11 +461,13 @@ func (c *Conn) fill(m mode) error {
 	if c.inW == len(c.in) {
 		return errors.New("guard: internal: read buffer full") // callers prevent this
 	}
-	timeout := c.cfg.IdleTimeout
+	// In DATA each read must make progress within DataTimeout (a large
+	// mail over a slow link takes as long as it takes); a command line
+	// must be whole by lineDue.
+	dl := c.lineDue
 	if m == modeData {
-		timeout = c.cfg.DataTimeout
+		dl = time.Now().Add(c.cfg.DataTimeout)
 	}
-	dl := time.Now().Add(timeout)
 	if end := c.start.Add(c.cfg.SessionTimeout); end.Before(dl) {
 		dl = end
 	}
@@ -663,6 +670,7 @@ func (c *Conn) nextMessage(p []byte) (int, error) {
 // handles it itself: STARTTLS, refused commands).
 // REQUIRES: rmu held.
 func (c *Conn) nextCommand() error {
+	c.lineDue = time.Now().Add(c.cfg.IdleTimeout)
 	scan := 0
 	var line []byte
 	for {

@@ -599,3 +599,31 @@ func TestControlBytesInCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestCommandDrip: a client that drips a command line a byte at a time,
+// each byte well within --idle-timeout but the line not, is cut off at
+// the timeout (slowloris; TEST-CATALOG item 23). Before, each read reset
+// the timeout and one connection slot was held until the session timeout.
+func TestCommandDrip(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	srv := startServer(t, Config{IdleTimeout: timeout})
+	c := greeted(t, srv.addr)
+	line := "EHLO a.slow.client.example\r\n"
+	// 28 bytes, one every 50 ms: 1.4 s for the line, 4.7 × the timeout.
+	var err error
+	for i := 0; i < len(line) && err == nil; i++ {
+		_, err = c.conn.Write([]byte{line[i]})
+		time.Sleep(timeout / 6)
+	}
+	c.expect("421 4.4.2 mx.test Error: timeout exceeded")
+	c.expectClosed()
+}
+
+// TestSilentAfterSTARTTLS: a client that says STARTTLS and then sends
+// nothing is closed at --tls-handshake-timeout (item 23, half-open TLS).
+func TestSilentAfterSTARTTLS(t *testing.T) {
+	srv := startServer(t, Config{TLS: selfSigned(t), TLSHandshakeTimeout: 200 * time.Millisecond})
+	c := greeted(t, srv.addr)
+	c.cmd("STARTTLS", "220 ")
+	c.expectClosed()
+}
