@@ -63,6 +63,14 @@ type Config struct {
 	// the reply that exceeds it is followed by "421 4.7.0" and a close
 	// (Postfix smtpd_hard_error_limit). Default: 20.
 	MaxErrors int
+	// SoftErrors is the number of 4xx/5xx replies (counted like
+	// MaxErrors) from which on every further reply is delayed by
+	// ErrorDelay: a tarpit that slows address harvesters and broken
+	// loops without cutting off a confused but honest client (Postfix
+	// smtpd_soft_error_limit, smtpd_error_sleep_time). Negative: no
+	// delay. Default: 10 and 1 s.
+	SoftErrors int
+	ErrorDelay time.Duration
 
 	// CaptureMax is the number of transcript bytes kept per connection;
 	// bytes beyond it are counted but not kept. Negative disables capture.
@@ -98,6 +106,8 @@ const (
 	DefaultPassCacheMax        = 100000
 	DefaultMaxCommands         = 1000
 	DefaultMaxErrors           = 20
+	DefaultSoftErrors          = 10
+	DefaultErrorDelay          = time.Second
 	DefaultCaptureMax          = 256 << 10
 	DefaultMaxConnsPerIP       = 20
 	DefaultMaxConns            = 1000
@@ -123,6 +133,7 @@ func (c *Config) Validate() error {
 		{"WriteTimeout", c.WriteTimeout},
 		{"TLSHandshakeTimeout", c.TLSHandshakeTimeout},
 		{"PassCacheTTL", c.PassCacheTTL},
+		{"ErrorDelay", c.ErrorDelay},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("guard: %s %v is negative", d.name, d.v))
@@ -177,6 +188,8 @@ func (c Config) withDefaults() Config {
 	setInt(&c.PassCacheMax, DefaultPassCacheMax)
 	setInt(&c.MaxCommands, DefaultMaxCommands)
 	setInt(&c.MaxErrors, DefaultMaxErrors)
+	setInt(&c.SoftErrors, DefaultSoftErrors)
+	setDur(&c.ErrorDelay, DefaultErrorDelay)
 	setInt(&c.CaptureMax, DefaultCaptureMax)
 	setInt(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	setInt(&c.MaxConns, DefaultMaxConns)

@@ -405,6 +405,15 @@ func (c *Conn) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	if d := c.errorDelay(); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-c.done:
+			t.Stop()
+			return 0, ErrClosed
+		}
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.isClosed() {
@@ -420,6 +429,20 @@ func (c *Conn) Write(p []byte) (int, error) {
 		_ = c.Close()
 	}
 	return len(p), nil
+}
+
+// errorDelay is how long a reply waits: ErrorDelay once the session has
+// collected SoftErrors error replies since its last DATA, else 0.
+func (c *Conn) errorDelay() time.Duration {
+	if c.cfg.SoftErrors < 0 {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.errorsSinceData >= c.cfg.SoftErrors {
+		return c.cfg.ErrorDelay
+	}
+	return 0
 }
 
 // --- reading ---

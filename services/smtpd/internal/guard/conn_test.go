@@ -627,3 +627,24 @@ func TestSilentAfterSTARTTLS(t *testing.T) {
 	c.cmd("STARTTLS", "220 ")
 	c.expectClosed()
 }
+
+// TestErrorTarpit: from SoftErrors error replies on, every reply waits
+// ErrorDelay (TEST-CATALOG item 20); MaxErrors still ends the session.
+func TestErrorTarpit(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	srv := startServer(t, Config{SoftErrors: 2, ErrorDelay: delay, MaxErrors: 3})
+	c := greeted(t, srv.addr)
+	c.cmd("RCPT TO:<x@y>", "502 ")
+	c.cmd("RCPT TO:<x@y>", "502 ")
+	for _, tc := range []struct{ line, reply string }{{"NOOP", "250 "}, {"RCPT TO:<x@y>", "502 "}} {
+		start := time.Now()
+		c.cmd(tc.line, tc.reply)
+		if took := time.Since(start); took < delay {
+			t.Fatalf("%s past the soft limit answered after %v, want at least %v", tc.line, took, delay)
+		}
+	}
+	c.send("RCPT TO:<x@y>\r\n")
+	c.expect("502 ")
+	c.expect("421 4.7.0")
+	c.expectClosed()
+}

@@ -30,8 +30,11 @@
 //     require a new EHLO if it cares (RFC 3207 §4.2).
 //   - Defences: early talker (postscreen pregreet: a client that speaks
 //     within GreetPause is rejected with 554), connection limits per IP
-//     and in total, command count, error count, idle/data/session/write
-//     timeouts, all answered with Postfix-style replies.
+//     and in total, command count, error count (with a tarpit: every
+//     reply waits ErrorDelay once SoftErrors errors have come), non-SMTP
+//     command lines (HTTP, header fields, control bytes: closed at once),
+//     idle (per command line)/data (per read)/session/write timeouts, all
+//     answered with Postfix-style replies.
 //
 // # Invariants
 //
