@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,7 @@ func TestHostileClients(t *testing.T) {
 
 	t.Run("flood", func(t *testing.T) {
 		// More connections from one IP than --max-conns-per-ip (default 20).
+		fdsBefore := openFiles(t, d.cmd.Process.Pid)
 		var conns []*smtpConn
 		refused := 0
 		for i := 0; i < 30; i++ {
@@ -114,6 +116,11 @@ func TestHostileClients(t *testing.T) {
 			}
 			c.close()
 			return r.Code == 220
+		})
+		// Every refused and closed connection gave its descriptor back
+		// (TEST-CATALOG item 22); a few may still be closing.
+		waitFor(t, 10*time.Second, fmt.Sprintf("smtpd's open files back to %d after the flood", fdsBefore), func() bool {
+			return openFiles(t, d.cmd.Process.Pid) <= fdsBefore
 		})
 	})
 
@@ -243,4 +250,14 @@ func TestEarlyTalker(t *testing.T) {
 	if r.Code != 220 {
 		t.Errorf("patient client: greeting %v after %s", r, time.Since(start))
 	}
+}
+
+// openFiles counts the open file descriptors of process pid.
+func openFiles(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
