@@ -218,7 +218,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	serveErr := make(chan error, 1)
-	rec := &recorder{ctx: sessCtx, db: db, prefix: prefix, timeout: cfg.DBTimeout, log: log, m: m}
+	rec := newRecorder(db, prefix, cfg.DBTimeout, log, m)
+	// The recorder's writes outlive the sessions' ctx: the records of the
+	// last connections are written at shutdown, within the grace.
+	recCtx, recStop := context.WithCancel(context.WithoutCancel(sessCtx))
+	defer recStop()
+	recDone := make(chan struct{})
+	go func() {
+		defer close(recDone)
+		rec.run(recCtx)
+	}()
 	go func() { serveErr <- srv.Serve(listener{Listener: ln, rec: rec}) }()
 	log.Info("smtpd serving", "listen", ln.Addr().String(), "hostname", cfg.Hostname, "dbd", cfg.DB,
 		"decision_window", cfg.DecisionWindow, "min_copies", cfg.MinCopies, "starttls", cfg.TLS != nil)
@@ -236,6 +245,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("sessions cut at shutdown", "err", err)
 		srv.Close()
+	}
+	rec.close()
+	select {
+	case <-recDone:
+	case <-sctx.Done():
+		log.Warn("connection records not all written at shutdown")
+		recStop()
+		<-recDone
 	}
 	return nil
 }
