@@ -61,12 +61,18 @@ func TestPoplib(t *testing.T) {
 
 func python(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("python3", append([]string{"testdata/poplib_fetch.py"}, args...)...)
+	return pythonScript(t, "testdata/poplib_fetch.py", args...)
+}
+
+// pythonScript runs a Python script of testdata and returns its output.
+func pythonScript(t *testing.T, script string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("python3", append([]string{script}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	dieWithTest(cmd)
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("poplib_fetch.py: %v: %s", err, errb.String())
+		t.Fatalf("%s: %v: %s", script, err, errb.String())
 	}
 	return strings.TrimSpace(out.String())
 }

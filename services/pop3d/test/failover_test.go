@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 // TestFailover is SPEC §11 scenario 7: two sites (dbd A and B with
@@ -24,23 +22,7 @@ func TestFailover(t *testing.T) {
 	runProg(t, nil, "dbctl", "keygen", "--out", filepath.Join(dir, "backupd"))
 	a := newSite(t, "A", filepath.Join(dir, "backupd.pub"))
 	b := newSite(t, "B", filepath.Join(dir, "backupd.pub"))
-	metrics := proctest.FreePort(t)
-	blog := &proctest.SyncBuffer{}
-	bk := exec.Command(filepath.Join(binDir, "backupd"), "--key", filepath.Join(dir, "backupd"), "--metrics", metrics,
-		"--site", fmt.Sprintf("A=%s,%s", a.addr, a.key("dbd.pub")), "--site", fmt.Sprintf("B=%s,%s", b.addr, b.key("dbd.pub")))
-	bk.Stderr = blog
-	dieWithTest(bk)
-	if err := bk.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("backupd log (tail):\n%s", tail(blog.String(), 30))
-		}
-		bk.Process.Kill()
-		bk.Wait()
-	})
-	proctest.WaitListening(t, metrics, 20*time.Second, blog)
+	startBackupd(t, dir, a, b)
 
 	// Accounts at site A only: backupd copies them to B like the mail.
 	a.user("alice", "alice password", "alice@x.example")

@@ -88,9 +88,12 @@ func newSite(t testing.TB, name, backupdPub string) *site {
 
 func (s *site) key(name string) string { return filepath.Join(s.dir, "keys", name) }
 
+// start runs dbd, on the address of its last run if it had one.
 func (s *site) start() {
 	s.t.Helper()
-	s.addr = proctest.FreePort(s.t)
+	if s.addr == "" {
+		s.addr = proctest.FreePort(s.t)
+	}
 	s.log = &proctest.SyncBuffer{}
 	s.cmd = exec.Command(filepath.Join(binDir, "dbd"), "--data", filepath.Join(s.dir, "data"), "--listen", s.addr,
 		"--key", s.key("dbd"), "--clients", filepath.Join(s.dir, "clients"), "--site", strings.ToLower(s.name))
@@ -276,3 +279,50 @@ func crlf(b []byte) []byte {
 func lf(b []byte) []byte { return bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")) }
 
 func ctxFor(t testing.TB, d time.Duration) context.Context { return proctest.Ctx(t, d) }
+
+// backupdProc is a backupd process replicating between two sites.
+type backupdProc struct {
+	t       testing.TB
+	args    []string
+	metrics string
+	cmd     *exec.Cmd
+	log     *proctest.SyncBuffer
+}
+
+// startBackupd runs backupd between a and b with the key dir/backupd
+// (listed at both sites) until the test ends.
+func startBackupd(t testing.TB, dir string, a, b *site) *backupdProc {
+	t.Helper()
+	p := &backupdProc{t: t, metrics: proctest.FreePort(t), log: &proctest.SyncBuffer{}}
+	p.args = []string{"--key", filepath.Join(dir, "backupd"), "--metrics", p.metrics,
+		"--site", fmt.Sprintf("A=%s,%s", a.addr, a.key("dbd.pub")), "--site", fmt.Sprintf("B=%s,%s", b.addr, b.key("dbd.pub"))}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("backupd log (tail):\n%s", tail(p.log.String(), 30))
+		}
+		p.kill()
+	})
+	p.start()
+	return p
+}
+
+func (p *backupdProc) start() {
+	p.t.Helper()
+	p.cmd = exec.Command(filepath.Join(binDir, "backupd"), p.args...)
+	p.cmd.Stderr = p.log
+	dieWithTest(p.cmd)
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	proctest.WaitListening(p.t, p.metrics, 20*time.Second, p.log)
+}
+
+// kill sends SIGKILL and reaps the process.
+func (p *backupdProc) kill() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	p.cmd.Process.Kill()
+	p.cmd.Wait()
+	p.cmd = nil
+}
