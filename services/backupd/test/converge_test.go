@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/dbd/proctest"
 
 	"github.com/twinmx/twinmx/services/backupd/internal/backupdtest"
@@ -30,13 +31,18 @@ const (
 var faultNames = [...]string{"none", "kill -9 backupd", "kill -9 dbd", "cut link", "stall link"}
 
 // TestConvergenceUnderFaults is the convergence property test of issue 4:
-// random writes at both sites (inserts, sets, increments, mails; the same
-// content at both sites at once), while in each round one random fault
-// hits: backupd or a dbd killed with SIGKILL and restarted, or backupd's
-// link to a dbd cut or stalled by a proxy. After healing, `dbctl dump` is
-// identical on both sites, every acknowledged write is there, counters are
-// the true sums and every acknowledged mail is marked backed up. Then a
-// restarted backupd resumes from its cursors instead of sending again.
+// random writes at both sites (inserts, sets, increments, mails, mail
+// deletions as POP3's QUIT writes them, IMAP flag changes; the same content
+// at both sites at once), while in each round one random fault hits:
+// backupd or a dbd killed with SIGKILL and restarted, or backupd's link to
+// a dbd cut or stalled by a proxy. Throughout, a watcher reads the deleted
+// receive rows at both sites: a row a site once showed deleted must never
+// show undeleted there (catalog item 90: no resurrection). After healing,
+// `dbctl dump` is identical on both sites, every acknowledged write is
+// there (each deletion at both sites, each flag at least its latest
+// acknowledged value), counters are the true sums and every acknowledged
+// mail is marked backed up. Then a restarted backupd resumes from its
+// cursors instead of sending again.
 //
 // TWINMX_SEED fixes the seed; TWINMX_BACKUPD_ROUNDS the rounds (default 6).
 func TestConvergenceUnderFaults(t *testing.T) {
@@ -54,6 +60,7 @@ func TestConvergenceUnderFaults(t *testing.T) {
 	w := newWorld(t, "A", "B")
 	w.startBackupd()
 	e := backupdtest.NewExpect()
+	ts := backupdtest.NewTombstones()
 	ctx := proctest.Ctx(t, 3*time.Minute)
 	for round := 0; round < rounds; round++ {
 		f := fault(rng.IntN(int(numFaults)))
@@ -68,6 +75,11 @@ func TestConvergenceUnderFaults(t *testing.T) {
 				w.load(ctx, e, rand.New(rand.NewPCG(seed, uint64(round*10+si))), n, f == killDBD && n == victim, stopLoad)
 			}()
 		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.watchTombstones(ctx, e, ts, stopLoad)
+		}()
 		sleep(rng, 100, 400)
 		switch f {
 		case killBackupd:
@@ -91,9 +103,9 @@ func TestConvergenceUnderFaults(t *testing.T) {
 		close(stopLoad)
 		wg.Wait()
 	}
-	rows, cols, ctrs, mails := e.Counts()
-	t.Logf("acknowledged: %d rows, %d columns, %d counters, %d mails; %d uncertain increments",
-		rows, cols, ctrs, mails, e.Uncertain)
+	rows, cols, ctrs, mails, deleted := e.Counts()
+	t.Logf("acknowledged: %d rows, %d columns, %d counters, %d mails, %d deleted; %d uncertain increments",
+		rows, cols, ctrs, mails, deleted, e.Uncertain)
 	if e.Uncertain != 0 {
 		t.Errorf("%d increments were not acknowledged; the test avoids that to check exact sums", e.Uncertain)
 	}
@@ -105,6 +117,18 @@ func TestConvergenceUnderFaults(t *testing.T) {
 	}
 	for _, n := range w.names {
 		e.Check(t, ctx, n, w.sites[n].client())
+		// Every acknowledged deletion shows at both sites, and none
+		// came undone.
+		keys := e.Deleted()
+		if read, err := ts.Observe(ctx, n, w.sites[n].client(), keys); err != nil || read != len(keys) {
+			t.Errorf("site %s after convergence: read %d of %d deleted rows: %v", n, read, len(keys), err)
+		}
+		if got := ts.Seen(n); got != len(keys) {
+			t.Errorf("site %s shows %d of the %d acknowledged deletions", n, got, len(keys))
+		}
+	}
+	if deleted == 0 {
+		t.Error("the workload deleted no mail")
 	}
 
 	// dbctl status shows both directions and, once every mail is marked,
@@ -162,6 +186,33 @@ func (w *world) load(ctx context.Context, e *backupdtest.Expect, rng *rand.Rand,
 		if err != nil && !killed {
 			w.t.Errorf("site %s: %v", n, err)
 			return
+		}
+	}
+}
+
+// watchTombstones reads every acknowledged deletion at every site until
+// stop (at most 2000 passes), and fails the test if a site shows a row
+// undeleted that it showed deleted before. Reads from a dbd that is down
+// are skipped.
+func (w *world) watchTombstones(ctx context.Context, e *backupdtest.Expect, ts *backupdtest.Tombstones, stop chan struct{}) {
+	clients := map[string]*client.Client{}
+	for _, n := range w.names {
+		clients[n] = w.sites[n].client()
+	}
+	for range 2000 {
+		for _, n := range w.names {
+			octx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err := ts.Observe(octx, n, clients[n], e.Deleted())
+			cancel()
+			if err != nil {
+				w.t.Error(err)
+				return
+			}
+		}
+		select {
+		case <-stop:
+			return
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }

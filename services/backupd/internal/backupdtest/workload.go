@@ -3,7 +3,9 @@ package backupdtest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +22,7 @@ type Op struct {
 	Content []byte
 	Name    string // column or counter
 	Value   uint64 // column value, counter delta, or mail number
+	Flag    uint64 // FlagMail: the flag column's value
 }
 
 // OpKind is what an Op does.
@@ -27,12 +30,19 @@ type OpKind int
 
 // Kinds of Op.
 const (
-	Insert    OpKind = iota // find-or-insert
-	Set                     // find-or-insert and set, one batch
-	Increment               // find-or-insert and increment, one batch
-	StoreMail               // a mail batch as smtpd sends it
+	Insert     OpKind = iota // find-or-insert
+	Set                      // find-or-insert and set, one batch
+	Increment                // find-or-insert and increment, one batch
+	StoreMail                // a mail batch as smtpd sends it
+	DeleteMail               // a mail batch and its receive row marked deleted (POP3 QUIT), one batch
+	FlagMail                 // a mail batch and an IMAP flag column on its receive row, one batch
 	numKinds
 )
+
+// flagColumns are the receive row columns FlagMail sets (imapd's \Seen and
+// \Flagged): each value is a change time in milliseconds shifted left by
+// one with the low bit "set", so the latest change wins.
+var flagColumns = []string{"imap.flag.seen", "imap.flag.flagged"}
 
 var tables = []model.Table{model.Body, model.Header, model.Text, model.RDNS, model.Config}
 
@@ -50,6 +60,14 @@ func RandomOp(rng *rand.Rand) Op {
 		o.Value = uint64(1 + rng.IntN(10))
 	case StoreMail:
 		o.Value = uint64(rng.IntN(60))
+	case DeleteMail:
+		// Only every third mail is ever deleted, so the check also sees
+		// mails that must stay undeleted.
+		o.Value = uint64(3 * rng.IntN(20))
+	case FlagMail:
+		o.Value = uint64(rng.IntN(60))
+		o.Name = flagColumns[rng.IntN(len(flagColumns))]
+		o.Flag = uint64(1_800_000_000_000+rng.IntN(1_000_000))<<1 | uint64(rng.IntN(2))
 	}
 	return o
 }
@@ -63,6 +81,7 @@ type Expect struct {
 	colsMax  map[string]uint64 // row "/" column -> highest value tried
 	counters map[string]uint64 // row "/" counter -> sum of deltas
 	mails    map[int]Mail      // acknowledged mails
+	deleted  map[model.Key]int // receive rows acknowledged deleted -> mail number
 	// Uncertain counts increments whose answer was lost: they may or may
 	// not count. Tests avoid them to check exact sums.
 	Uncertain int
@@ -71,7 +90,7 @@ type Expect struct {
 // NewExpect returns an empty record.
 func NewExpect() *Expect {
 	return &Expect{inserted: map[string]bool{}, cols: map[string]uint64{}, colsMax: map[string]uint64{},
-		counters: map[string]uint64{}, mails: map[int]Mail{}}
+		counters: map[string]uint64{}, mails: map[int]Mail{}, deleted: map[model.Key]int{}}
 }
 
 // Apply performs o with c (admin role) and records it; an error means not
@@ -121,23 +140,52 @@ func (e *Expect) Apply(ctx context.Context, c *client.Client, o Op) error {
 		e.mu.Lock()
 		e.mails[int(o.Value)] = m
 		e.mu.Unlock()
+	case DeleteMail, FlagMail:
+		m := NewMail(int(o.Value), "bob@example.org")
+		name, v := model.ColDeleted, model.FlagSet
+		if o.Kind == FlagMail {
+			name, v = o.Name, o.Flag
+		}
+		k := model.Receive.String() + "/" + string(m.Recv) + "/" + name
+		e.mu.Lock()
+		e.colsMax[k] = max(e.colsMax[k], v)
+		e.mu.Unlock()
+		reqs := append(m.Batch(), wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: wire.Ref{Content: m.Recv}, Name: name, Value: v})
+		if _, err := c.Batch(ctx, reqs); err != nil {
+			return err
+		}
+		e.mu.Lock()
+		e.mails[int(o.Value)] = m
+		e.cols[k] = max(e.cols[k], v)
+		if o.Kind == DeleteMail {
+			e.deleted[m.RecvKey] = int(o.Value)
+		}
+		e.mu.Unlock()
 	}
 	return nil
 }
 
-// Counts returns how many rows, columns, counters and mails were
-// acknowledged.
-func (e *Expect) Counts() (rows, cols, counters, mails int) {
+// Deleted returns the receive rows whose deletion was acknowledged.
+func (e *Expect) Deleted() []model.Key {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.inserted), len(e.cols), len(e.counters), len(e.mails)
+	return slices.Collect(maps.Keys(e.deleted))
+}
+
+// Counts returns how many rows, columns, counters, mails and deletions
+// were acknowledged.
+func (e *Expect) Counts() (rows, cols, counters, mails, deleted int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.inserted), len(e.cols), len(e.counters), len(e.mails), len(e.deleted)
 }
 
 // Check verifies a converged site: every acknowledged row is there; every
 // column is at least its highest acknowledged value and at most the
 // highest value tried; every counter equals the true sum of its
 // increments (when none was uncertain; else at least it); every
-// acknowledged mail is marked backed up.
+// acknowledged mail is marked backed up; every acknowledged deletion is
+// there (a column like the others: deleted is at least FlagSet).
 func (e *Expect) Check(t testing.TB, ctx context.Context, site string, c *client.Client) {
 	t.Helper()
 	e.mu.Lock()
@@ -178,6 +226,12 @@ func (e *Expect) Check(t testing.TB, ctx context.Context, site string, c *client
 	for i, m := range e.mails {
 		if ok, err := Marked(ctx, c, m); err != nil || !ok {
 			t.Errorf("%s: mail %d marked %v, %v", site, i, ok, err)
+		}
+		// A mail nobody tried to delete is not deleted.
+		if e.colsMax[model.Receive.String()+"/"+string(m.Recv)+"/"+model.ColDeleted] == 0 {
+			if got := get(model.Receive.String() + "/" + string(m.Recv)).State.Col(model.ColDeleted); got != 0 {
+				t.Errorf("%s: mail %d deleted = %d, but no deletion was tried", site, i, got)
+			}
 		}
 	}
 }
