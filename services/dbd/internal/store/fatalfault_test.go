@@ -56,6 +56,9 @@ func TestFatalDiskErrors(t *testing.T) {
 		{"manifest-write", "pebble fatal: MANIFEST"},
 		{"manifest-sync", "pebble fatal: MANIFEST"},
 		{"blob-sync", "nil pointer dereference"},
+		// Not fatal to Pebble (it retries the flush for ever); bgWatch
+		// ends the process once the errors have gone on long enough.
+		{"table-write-forever", "background writes failing"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			dir := t.TempDir()
@@ -126,7 +129,8 @@ func tail(s string) string {
 // fault, then exits.
 func faultChild(mode string) {
 	fs := newFaultFS(vfs.Default)
-	s, err := Open(Options{Dir: os.Getenv(faultDirEnv), FS: fs, Site: "a", Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	s, err := Open(Options{Dir: os.Getenv(faultDirEnv), FS: fs, Site: "a", Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		BackgroundFailAfter: 2 * time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
@@ -137,6 +141,13 @@ func faultChild(mode string) {
 		op := map[string]fsOp{"manifest-write": fsWrite, "manifest-sync": fsSync}[mode]
 		rule = func(o fsOp, path string) fsFault {
 			if o == op && isManifest(path) {
+				return fsFault{Err: syscall.EIO}
+			}
+			return fsFault{}
+		}
+	case "table-write-forever":
+		rule = func(o fsOp, path string) fsFault {
+			if o == fsWrite && strings.HasSuffix(path, ".sst") {
 				return fsFault{Err: syscall.EIO}
 			}
 			return fsFault{}

@@ -53,6 +53,10 @@ type Options struct {
 	OnCommit func(requests, bytes int, d time.Duration)
 	// CacheSize is Pebble's block cache in bytes. Default 64 MiB.
 	CacheSize int64
+	// BackgroundFailAfter is how long Pebble's flushes and compactions may
+	// keep failing, with no flush succeeding, before dbd exits (see
+	// bgWatch). Default 1 min; negative: never.
+	BackgroundFailAfter time.Duration
 }
 
 func (o *Options) applyDefaults() {
@@ -67,6 +71,9 @@ func (o *Options) applyDefaults() {
 	}
 	if o.CacheSize == 0 {
 		o.CacheSize = 64 << 20
+	}
+	if o.BackgroundFailAfter == 0 {
+		o.BackgroundFailAfter = time.Minute
 	}
 }
 
@@ -148,6 +155,8 @@ func Open(opts Options) (*Store, error) {
 	defer cache.Unref()
 	popts := PebbleOptions(cache)
 	popts.FS, popts.Logger = opts.FS, pebbleLogger{opts.Logger}
+	bg := &bgWatch{log: opts.Logger, failAfter: opts.BackgroundFailAfter, now: time.Now, exit: exitFatal}
+	popts.EventListener = &pebble.EventListener{BackgroundError: bg.onError, FlushEnd: bg.onFlushEnd}
 	db, err := pebble.Open(opts.Dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("open pebble in %s: %w", opts.Dir, err)
