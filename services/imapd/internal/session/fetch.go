@@ -1,21 +1,23 @@
 package session
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"math"
 	"net/mail"
 	"slices"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-message/textproto"
+	gomessage "github.com/emersion/go-message"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/services/imapd/internal/flags"
+	"github.com/twinmx/twinmx/services/imapd/internal/mimetree"
 	"github.com/twinmx/twinmx/services/imapd/internal/store"
 )
 
@@ -150,14 +152,15 @@ func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int
 	if o.RFC822Size {
 		rw.WriteRFC822Size(size)
 	}
+	m := &parts{raw: raw}
 	if o.Envelope {
 		rw.WriteEnvelope(envelope(raw))
 	}
 	if o.BodyStructure != nil {
-		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(raw)))
+		rw.WriteBodyStructure(m.tree().BodyStructure())
 	}
 	for _, sec := range o.BodySection {
-		data := BodySection(raw, sec)
+		data := m.bodySection(sec)
 		wc := rw.WriteBodySection(sec, int64(len(data)))
 		if _, err := wc.Write(data); err != nil {
 			return errClientGone
@@ -168,7 +171,10 @@ func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int
 		s.b.cfg.Metrics.FetchedMails.Inc()
 	}
 	for _, sec := range o.BinarySection {
-		data := imapserver.ExtractBinarySection(bytes.NewReader(raw), sec)
+		data := m.binarySection(sec.Part)
+		if p := sec.Partial; p != nil {
+			data = partial(data, p.Offset, p.Size)
+		}
 		wc := rw.WriteBinarySection(sec, int64(len(data)))
 		if _, err := wc.Write(data); err != nil {
 			return errClientGone
@@ -178,7 +184,7 @@ func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int
 		}
 	}
 	for _, sec := range o.BinarySectionSize {
-		rw.WriteBinarySectionSize(sec, imapserver.ExtractBinarySectionSize(bytes.NewReader(raw), sec))
+		rw.WriteBinarySectionSize(sec, uint32(min(len(m.binarySection(sec.Part)), math.MaxUint32)))
 	}
 	if err := rw.Close(); err != nil {
 		return errClientGone
@@ -188,59 +194,113 @@ func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int
 
 // headerEnd returns the length of raw's header section, the blank line
 // included (all of raw when there is no blank line).
-func headerEnd(raw []byte) int {
-	pos := 0
-	for pos < len(raw) {
-		end := bytes.IndexByte(raw[pos:], '\n')
-		if end < 0 {
-			return len(raw)
-		}
-		line := raw[pos : pos+end]
-		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
-			return pos + end + 1
-		}
-		pos += end + 1
-	}
-	return len(raw)
+func headerEnd(raw []byte) int { return mimetree.HeaderLen(raw) }
+
+// parts is one mail's bytes and, once a command needs it, its MIME tree
+// (bounded: see package mimetree).
+type parts struct {
+	raw []byte
+	t   *mimetree.Tree
 }
 
-// BodySection returns the bytes of one BODY[...] section of raw. Whole-mail
-// sections are slices of raw (byte-exact); part sections and header field
-// selections go through go-imap's MIME extractor. It is pure.
-func BodySection(raw []byte, sec *imap.FetchItemBodySection) []byte {
-	var data []byte
-	whole := len(sec.Part) == 0 && len(sec.HeaderFields) == 0 && len(sec.HeaderFieldsNot) == 0
-	switch {
-	case whole && sec.Specifier == imap.PartSpecifierNone:
-		data = raw
-	case whole && sec.Specifier == imap.PartSpecifierHeader:
-		data = raw[:headerEnd(raw)]
-	case whole && sec.Specifier == imap.PartSpecifierText:
-		data = raw[headerEnd(raw):]
-	default:
-		cp := *sec
-		cp.Partial = nil
-		data = imapserver.ExtractBodySection(bytes.NewReader(raw), &cp)
+func (m *parts) tree() *mimetree.Tree {
+	if m.t == nil {
+		m.t = mimetree.Parse(m.raw, mimetree.Limits{})
 	}
-	if p := sec.Partial; p != nil {
-		if p.Offset >= int64(len(data)) {
+	return m.t
+}
+
+// BodySection returns the bytes of one BODY[...] section of raw. It is
+// pure.
+func BodySection(raw []byte, sec *imap.FetchItemBodySection) []byte {
+	return (&parts{raw: raw}).bodySection(sec)
+}
+
+// bodySection returns one BODY[...] section. Whole-mail sections, part
+// bodies and MIME headers are slices of the stored bytes (byte-exact);
+// HEADER.FIELDS selections go through go-imap's header writer.
+func (m *parts) bodySection(sec *imap.FetchItemBodySection) []byte {
+	raw := m.raw
+	if len(sec.Part) > 0 {
+		p := m.tree().Find(sec.Part)
+		if p == nil {
 			return nil
 		}
-		data = data[p.Offset:]
-		if p.Size >= 0 && p.Size < int64(len(data)) {
-			data = data[:p.Size]
+		switch sec.Specifier {
+		case imap.PartSpecifierNone:
+			return cut(raw[p.BodyStart:p.End], sec.Partial)
+		case imap.PartSpecifierMIME:
+			return cut(raw[p.Start:p.BodyStart], sec.Partial)
 		}
+		// HEADER, TEXT and HEADER.FIELDS of a part read the mail it
+		// encloses, as of a whole mail.
+		e := p.Enclosed()
+		raw = raw[e.Start:e.End]
+	}
+	var data []byte
+	fields := len(sec.HeaderFields) > 0 || len(sec.HeaderFieldsNot) > 0
+	switch {
+	case !fields && sec.Specifier == imap.PartSpecifierNone:
+		data = raw
+	case !fields && sec.Specifier == imap.PartSpecifierHeader:
+		data = raw[:headerEnd(raw)]
+	case !fields && sec.Specifier == imap.PartSpecifierText:
+		data = raw[headerEnd(raw):]
+	default:
+		// No part path: go-imap reads only the header (no MIME walk).
+		cp := *sec
+		cp.Part, cp.Partial = nil, nil
+		data = imapserver.ExtractBodySection(bytes.NewReader(raw[:headerEnd(raw)]), &cp)
+	}
+	return cut(data, sec.Partial)
+}
+
+// cut applies a <offset.size> partial (size < 0: to the end).
+func cut(data []byte, p *imap.SectionPartial) []byte {
+	if p == nil {
+		return data
+	}
+	return partial(data, p.Offset, p.Size)
+}
+
+func partial(data []byte, off, size int64) []byte {
+	if off >= int64(len(data)) || off < 0 {
+		return nil
+	}
+	data = data[off:]
+	if size >= 0 && size < int64(len(data)) {
+		data = data[:size]
+	}
+	return data
+}
+
+// binarySection returns a BINARY[part] section (RFC 3516): the part's
+// body with its Content-Transfer-Encoding undone; the whole mail for no
+// part (header and decoded body, as go-imap gives it). nil for a part
+// that does not exist or does not decode.
+func (m *parts) binarySection(part []int) []byte {
+	if len(part) == 0 {
+		return imapserver.ExtractBinarySection(bytes.NewReader(m.raw), &imap.FetchItemBinarySection{})
+	}
+	p := m.tree().Find(part)
+	if p == nil {
+		return nil
+	}
+	e, err := gomessage.New(gomessage.Header{Header: p.Header}, bytes.NewReader(m.raw[p.BodyStart:p.End]))
+	if e == nil {
+		return nil
+	}
+	_ = err // an unknown charset still decodes the transfer encoding
+	data, err := io.ReadAll(e.Body)
+	if err != nil {
+		return nil
 	}
 	return data
 }
 
 // envelope parses raw's header into an ENVELOPE.
 func envelope(raw []byte) *imap.Envelope {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw[:headerEnd(raw)])))
-	if err != nil {
-		return &imap.Envelope{}
-	}
-	return imapserver.ExtractEnvelope(h)
+	return mimetree.Envelope(mimetree.ParseHeader(raw[:headerEnd(raw)]))
 }
 
 // internalDate is the date an APPEND gave, else the time the mail was

@@ -105,6 +105,30 @@ func TestBodySection(t *testing.T) {
 			}
 		})
 	}
+	mp := []byte("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\none\r\n" +
+		"--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: in\r\nX: y\r\n\r\ninner\r\n--b--\r\n")
+	parts := []struct {
+		name string
+		sec  imap.FetchItemBodySection
+		want string
+	}{
+		{"part", imap.FetchItemBodySection{Part: []int{1}}, "one"},
+		{"part partial", imap.FetchItemBodySection{Part: []int{1}, Partial: &imap.SectionPartial{Offset: 1, Size: 5}}, "ne"},
+		{"part MIME", imap.FetchItemBodySection{Part: []int{1}, Specifier: imap.PartSpecifierMIME}, "Content-Type: text/plain\r\n\r\n"},
+		{"message part", imap.FetchItemBodySection{Part: []int{2}}, "Subject: in\r\nX: y\r\n\r\ninner"},
+		{"message part HEADER", imap.FetchItemBodySection{Part: []int{2}, Specifier: imap.PartSpecifierHeader}, "Subject: in\r\nX: y\r\n\r\n"},
+		{"message part TEXT", imap.FetchItemBodySection{Part: []int{2}, Specifier: imap.PartSpecifierText}, "inner"},
+		{"message part fields", imap.FetchItemBodySection{Part: []int{2}, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"x"}}, "X: y\r\n\r\n"},
+		{"enclosed body", imap.FetchItemBodySection{Part: []int{2, 1}}, "inner"},
+		{"no such part", imap.FetchItemBodySection{Part: []int{3}}, ""},
+	}
+	for _, tt := range parts {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(BodySection(mp, &tt.sec)); got != tt.want {
+				t.Fatalf("BodySection(%+v) = %q, want %q", tt.sec, got, tt.want)
+			}
+		})
+	}
 	if got := headerEnd([]byte("no blank line")); got != 13 {
 		t.Fatalf("headerEnd without a blank line = %d", got)
 	}

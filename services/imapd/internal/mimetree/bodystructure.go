@@ -1,0 +1,125 @@
+package mimetree
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"mime"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
+)
+
+// BodyStructure returns the mail's BODYSTRUCTURE (RFC 9051 §7.5.2). Every
+// multipart has at least one part (an empty one is given a 0-byte
+// text/plain part, as Dovecot does: go-imap's writer panics on none),
+// every message/rfc822 part an envelope and a body, and no string holds
+// NUL (RFC 9051 CHAR8 excludes it from literals).
+func (t *Tree) BodyStructure() imap.BodyStructure { return t.bodyStructure(t.Root) }
+
+func (t *Tree) bodyStructure(p *Part) imap.BodyStructure {
+	h := p.Header
+	if p.Kind == Multipart {
+		bs := &imap.BodyStructureMultiPart{Subtype: clean(p.Subtype), Extended: &imap.BodyStructureMultiPartExt{
+			Params: cleanParams(p.Params), Disposition: disposition(h), Language: language(h),
+			Location: clean(h.Get("Content-Location")),
+		}}
+		for _, c := range p.Parts {
+			bs.Children = append(bs.Children, t.bodyStructure(c))
+		}
+		if len(bs.Children) == 0 {
+			bs.Children = []imap.BodyStructure{emptyText()}
+		}
+		return bs
+	}
+	body := t.Raw[p.BodyStart:p.End]
+	bs := &imap.BodyStructureSinglePart{
+		Type: p.Type, Subtype: p.Subtype, Params: cleanParams(p.Params),
+		ID: clean(h.Get("Content-Id")), Description: clean(h.Get("Content-Description")),
+		Encoding: clean(h.Get("Content-Transfer-Encoding")),
+		Size:     uint32(min(len(body), math.MaxUint32)),
+		Extended: &imap.BodyStructureSinglePartExt{
+			Disposition: disposition(h), Language: language(h), Location: clean(h.Get("Content-Location")),
+		},
+	}
+	lines := int64(bytes.Count(body, []byte("\n")))
+	switch {
+	case p.Overflow:
+		bs.Type, bs.Subtype, bs.Params = "application", "octet-stream", nil
+	case p.Kind == Message:
+		m := p.Parts[0]
+		bs.MessageRFC822 = &imap.BodyStructureMessageRFC822{
+			Envelope: Envelope(m.Header), BodyStructure: t.bodyStructure(m), NumLines: lines,
+		}
+	case p.Type == "text":
+		bs.Text = &imap.BodyStructureText{NumLines: lines}
+	}
+	return bs
+}
+
+func emptyText() *imap.BodyStructureSinglePart {
+	return &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain",
+		Params: map[string]string{"charset": "us-ascii"}, Encoding: "7bit",
+		Text: &imap.BodyStructureText{}, Extended: &imap.BodyStructureSinglePartExt{}}
+}
+
+// Envelope returns the ENVELOPE of a header (go-imap's extractor), with
+// NUL removed from every string.
+func Envelope(h textproto.Header) *imap.Envelope {
+	e := imapserver.ExtractEnvelope(h)
+	e.Subject = clean(e.Subject)
+	for _, l := range [][]imap.Address{e.From, e.Sender, e.ReplyTo, e.To, e.Cc, e.Bcc} {
+		for i := range l {
+			l[i].Name, l[i].Mailbox, l[i].Host = clean(l[i].Name), clean(l[i].Mailbox), clean(l[i].Host)
+		}
+	}
+	for i := range e.InReplyTo {
+		e.InReplyTo[i] = clean(e.InReplyTo[i])
+	}
+	e.MessageID = clean(e.MessageID)
+	return e
+}
+
+func disposition(h textproto.Header) *imap.BodyStructureDisposition {
+	v := h.Get("Content-Disposition")
+	if strings.TrimSpace(v) == "" {
+		return nil
+	}
+	d, params, err := mime.ParseMediaType(v)
+	if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) || d == "" {
+		return nil
+	}
+	return &imap.BodyStructureDisposition{Value: clean(d), Params: cleanParams(params)}
+}
+
+func language(h textproto.Header) []string {
+	var l []string
+	for _, s := range strings.Split(h.Get("Content-Language"), ",") {
+		if s = clean(strings.TrimSpace(s)); s != "" {
+			l = append(l, s)
+		}
+	}
+	return l
+}
+
+func clean(s string) string {
+	if strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(s, "\x00", "")
+}
+
+func cleanParams(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		if k = clean(k); k != "" {
+			out[k] = clean(v)
+		}
+	}
+	return out
+}
