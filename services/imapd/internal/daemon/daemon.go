@@ -43,6 +43,10 @@ type Config struct {
 	// AllowPlaintext).
 	TLS            *tls.Config
 	AllowPlaintext bool // let any client log in without TLS; default false
+	// PlaintextFrom reports whether a client at an address may log in
+	// without TLS (default: loopback addresses, session.IsLoopback).
+	// Tests set it to see a loopback client as a remote one.
+	PlaintextFrom func(net.Addr) bool
 	// MaxAuthFailures failed logins per client IP within AuthFailWindow
 	// refuse its further logins (0: the default 10; < 0: no limit).
 	MaxAuthFailures int
@@ -89,6 +93,9 @@ func (c *Config) applyDefaults() {
 	if c.DBTimeout <= 0 {
 		c.DBTimeout = 30 * time.Second
 	}
+	if c.PlaintextFrom == nil {
+		c.PlaintextFrom = session.IsLoopback
+	}
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns
 	}
@@ -134,7 +141,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stopSessions()
 	be := session.NewBackend(sessCtx, session.Config{
 		Store: store.New(db), Logger: log, Metrics: m,
-		AllowPlaintext: cfg.AllowPlaintext, DBTimeout: cfg.DBTimeout, IdleKeepalive: cfg.IdleKeepalive,
+		AllowPlaintext: cfg.AllowPlaintext, PlaintextFrom: cfg.PlaintextFrom, DBTimeout: cfg.DBTimeout, IdleKeepalive: cfg.IdleKeepalive,
 		AuthLimit:     mailbox.NewAuthLimiter(cmp.Or(cfg.MaxAuthFailures, 10), cmp.Or(cfg.AuthFailWindow, 15*time.Minute)),
 		AuthFailDelay: cmp.Or(cfg.AuthFailDelay, 2*time.Second),
 	})
@@ -171,7 +178,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		lns, plainAddr = append(lns, ln), ln.Addr()
 		d := newDispatcher(ln, m, conns, limit, nil, log, func(c net.Conn) bool {
-			return cfg.AllowPlaintext || session.IsLoopback(c.RemoteAddr())
+			return cfg.AllowPlaintext || cfg.PlaintextFrom(c.RemoteAddr())
 		})
 		wg.Add(3)
 		go func() { defer wg.Done(); d.run() }()

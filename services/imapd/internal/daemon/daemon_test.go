@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -197,9 +199,64 @@ func mustCounter(t *testing.T, reg *prometheus.Registry, name, label string) pro
 	return nil
 }
 
-// TestNoPlaintextLoginFromRemote: a client that is not on loopback must
-// use TLS. The check is in the session, so drive it through the strict
-// server as a non-loopback client would see it.
+// TestNoPlaintextLoginFromRemote (TEST-CATALOG 51): a client that is not
+// on loopback must use TLS (RFC 9051 §6.2.3, §7.1.2): without it
+// CAPABILITY says LOGINDISABLED and no AUTH=PLAIN, and LOGIN and
+// AUTHENTICATE PLAIN get NO [PRIVACYREQUIRED]; after STARTTLS, or on the
+// implicit-TLS port, it logs in. PlaintextFrom makes the loopback client a
+// remote one for the dispatcher and the session alike.
+func TestNoPlaintextLoginFromRemote(t *testing.T) {
+	k := startWith(t, func(c *Config) { c.PlaintextFrom = func(net.Addr) bool { return false } })
+	r := k.raw()
+	r.send("c CAPABILITY\r\n")
+	caps := r.until("* CAPABILITY")
+	if !strings.Contains(caps, " LOGINDISABLED") || strings.Contains(caps, "AUTH=PLAIN") || !strings.Contains(caps, " STARTTLS") {
+		t.Errorf("CAPABILITY without TLS from a remote client = %q, want LOGINDISABLED and STARTTLS, no AUTH=PLAIN", caps)
+	}
+	r.until("c OK")
+	r.send(fmt.Sprintf("l LOGIN %s %q\r\n", login, password))
+	if s := r.until("l "); !strings.HasPrefix(s, "l NO [PRIVACYREQUIRED]") {
+		t.Errorf("LOGIN without TLS from a remote client: %q, want NO [PRIVACYREQUIRED]", s)
+	}
+	ir := base64.StdEncoding.EncodeToString([]byte("\x00" + login + "\x00" + password))
+	r.send("p AUTHENTICATE PLAIN " + ir + "\r\n")
+	if s := r.until("p "); !strings.HasPrefix(s, "p NO [PRIVACYREQUIRED]") {
+		t.Errorf("AUTHENTICATE PLAIN without TLS from a remote client: %q, want NO [PRIVACYREQUIRED]", s)
+	}
+	r.send("q AUTHENTICATE PLAIN\r\n")
+	if s := r.until("q "); !strings.HasPrefix(s, "q NO [PRIVACYREQUIRED]") {
+		t.Errorf("AUTHENTICATE PLAIN (no initial response) without TLS: %q, want NO [PRIVACYREQUIRED]", s)
+	}
+	r.send("s SELECT INBOX\r\n")
+	if s := r.until("s "); strings.HasPrefix(s, "s OK") {
+		t.Errorf("SELECT after refused logins: %q", s)
+	}
+	// With TLS the same client logs in.
+	tc := &tls.Config{InsecureSkipVerify: true}
+	cs, err := imapclient.DialStartTLS(k.addr, &imapclient.Options{TLSConfig: tc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if c, err := cs.Capability().Wait(); err != nil || c.Has(imap.CapLoginDisabled) || !c.Has(imap.AuthCap(sasl.Plain)) {
+		t.Errorf("CAPABILITY after STARTTLS = %v, %v; want AUTH=PLAIN, no LOGINDISABLED", c, err)
+	}
+	if err := cs.Login(login, password).Wait(); err != nil {
+		t.Errorf("login after STARTTLS: %v", err)
+	}
+	ct, err := imapclient.DialTLS(k.tlsAddr, &imapclient.Options{TLSConfig: tc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ct.Close()
+	if err := ct.Authenticate(sasl.NewPlainClient("", login, password)); err != nil {
+		t.Errorf("AUTHENTICATE PLAIN over TLS: %v", err)
+	}
+	if got := testutil.ToFloat64(mustCounter(t, k.reg, "twinmx_imapd_logins_total", "ok")); got != 2 {
+		t.Errorf("logins ok = %v, want 2 (the TLS ones)", got)
+	}
+}
+
 func TestSelectFetchByteExact(t *testing.T) {
 	k := start(t)
 	for i := 1; i <= 3; i++ {

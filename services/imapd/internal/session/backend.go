@@ -58,6 +58,9 @@ type Config struct {
 	// AllowPlaintext lets clients log in without TLS from any address.
 	// Without it, only loopback clients may (SPEC §8). Default false.
 	AllowPlaintext bool
+	// PlaintextFrom reports whether a client at an address may log in
+	// without TLS. Default IsLoopback.
+	PlaintextFrom func(net.Addr) bool
 	// DBTimeout bounds one storage call. Default 30s.
 	DBTimeout time.Duration
 	// WatchRetry is the pause before a broken mailbox watch is opened
@@ -103,6 +106,9 @@ func NewBackend(ctx context.Context, cfg Config) *Backend {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.PlaintextFrom == nil {
+		cfg.PlaintextFrom = IsLoopback
 	}
 	return &Backend{cfg: cfg, ctx: ctx, watches: newWatchHub(ctx, cfg.Store, cfg.WatchRetry, cfg.Logger,
 		func() { cfg.Metrics.Errors.WithLabelValues("watch").Inc() })}
@@ -192,7 +198,7 @@ func (s *Session) Close() error {
 }
 
 // plaintextAllowed reports whether this connection may log in: over TLS,
-// from loopback, or with AllowPlaintext (SPEC §8). The daemon also serves
+// from loopback (PlaintextFrom), or with AllowPlaintext (SPEC §8). The daemon also serves
 // other clients with go-imap's InsecureAuth off, so they see
 // LOGINDISABLED; this check is the second line.
 func (s *Session) plaintextAllowed() bool {
@@ -200,7 +206,7 @@ func (s *Session) plaintextAllowed() bool {
 	if _, ok := nc.(*tls.Conn); ok || s.b.cfg.AllowPlaintext {
 		return true
 	}
-	return IsLoopback(nc.RemoteAddr())
+	return s.b.cfg.PlaintextFrom(nc.RemoteAddr())
 }
 
 // writeHolder is a connection that can keep writes until released (the
