@@ -19,7 +19,6 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
-	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/services/pop3d/internal/metrics"
 	"github.com/twinmx/twinmx/services/pop3d/internal/server"
 )
@@ -84,7 +83,7 @@ func Run(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sc := cfg.Server
-	sc.Store, sc.Logger, sc.Metrics, sc.TLS = mailbox.New(db), log, metrics.New(reg), cfg.TLS
+	sc.Store, sc.Logger, sc.Metrics, sc.TLS = server.NewDBStore(db), log, metrics.New(reg), cfg.TLS
 	srv, err := server.New(sc)
 	if err != nil {
 		return fmt.Errorf("pop3d: %w", err)

@@ -6,11 +6,16 @@ import (
 )
 
 // SentSize returns the octets of msg that WriteMessage sends for RETR: msg
-// with every bare LF counted as CRLF, before dot-stuffing, without the
-// terminating line and without the CRLF added after a last line that has
-// no line end. It is the size LIST and STAT report (RFC 1939 §5).
+// with every bare LF counted as CRLF and the CRLF added after a last line
+// that has no line end, before dot-stuffing and without the terminating
+// line. It is the size LIST and STAT report (RFC 1939 §5: the exact size
+// of the message as sent, which clients compare with what they receive).
 func SentSize(msg []byte) int64 {
-	return int64(len(msg) + bareLFs(msg))
+	n := int64(len(msg) + bareLFs(msg))
+	if len(msg) > 0 && msg[len(msg)-1] != '\n' {
+		n += 2
+	}
+	return n
 }
 
 // bareLFs counts the LFs of msg not preceded by a CR.
@@ -35,7 +40,7 @@ func bareLFs(msg []byte) int {
 // ends it. With bodyLines ≥ 0 it sends only the header section, the empty
 // line after it and the first bodyLines lines of the body (TOP, RFC 1939
 // §7); with bodyLines < 0 the whole message (RETR). It returns the message
-// octets written (as SentSize counts them) and the first write error.
+// octets written (for RETR what SentSize counts) and the first write error.
 func WriteMessage(w *bufio.Writer, msg []byte, bodyLines int) (int64, error) {
 	var sent int64
 	inHeader := true
@@ -65,10 +70,7 @@ func WriteMessage(w *bufio.Writer, msg []byte, bodyLines int) (int64, error) {
 		if _, err := w.WriteString("\r\n"); err != nil {
 			return sent, err
 		}
-		sent += int64(len(line))
-		if complete {
-			sent += 2
-		}
+		sent += int64(len(line)) + 2
 	}
 	_, err := w.WriteString(".\r\n")
 	return sent, err

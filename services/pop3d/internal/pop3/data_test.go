@@ -41,6 +41,14 @@ func TestWriteMessage(t *testing.T) {
 			if tt.lines < 0 && n != SentSize([]byte(tt.in)) {
 				t.Fatalf("WriteMessage(%q) = %d octets, SentSize = %d", tt.in, n, SentSize([]byte(tt.in)))
 			}
+			// The count is the octets a client keeps: everything before
+			// the terminating line, less one per stuffed dot (catalog
+			// item 55; the final CRLF added to a mail without one counts).
+			data := strings.TrimSuffix(tt.want, ".\r\n")
+			kept := len(data) - strings.Count("\n"+data, "\n..")
+			if tt.lines < 0 && n != int64(kept) {
+				t.Fatalf("WriteMessage(%q) = %d octets, the client keeps %d", tt.in, n, kept)
+			}
 		})
 	}
 }

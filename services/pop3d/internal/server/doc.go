@@ -18,12 +18,13 @@
 //
 // # Sizes
 //
-// RETR sends the stored mail with every bare LF turned into CRLF (see
-// pop3.WriteMessage). LIST and STAT report Store.Size (the stored octets
-// after the header filter), which is exactly what RETR sends for every mail
-// smtpd accepted (smtpd refuses bare LFs). For a mail with bare LFs (an
-// import), the figure is corrected to pop3.SentSize the first time the
-// session fetches it, and is exact from then on.
+// RETR sends the stored mail with every bare LF turned into CRLF and a
+// CRLF after a last line without one (see pop3.WriteMessage). LIST, STAT
+// and RETR's reply report pop3.SentSize of the mail: exactly the octets
+// sent before dot-stuffing (RFC 1939 §5). A size needs the mail's content
+// (its line ends), so the first listing fetches each mail and caches the
+// size in a receive row column (sizeColumn); later logins read it from
+// the row they list anyway.
 //
 // # Authentication
 //

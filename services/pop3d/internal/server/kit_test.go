@@ -44,7 +44,7 @@ func startEnv(t *testing.T, cfg Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Store = mailbox.New(e.dbd.Client("mailbox"))
+	cfg.Store = NewDBStore(e.dbd.Client("mailbox"))
 	cfg.TLS = tlsCfg
 	if cfg.AuthFailDelay == 0 {
 		cfg.AuthFailDelay = -1

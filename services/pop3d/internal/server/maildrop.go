@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/twinmx/twinmx/pkg/model"
@@ -25,9 +26,36 @@ type message struct {
 	m       mailbox.Message
 	drop    []string // the mailbox's header filter
 	uid     string
-	size    int64 // octets LIST reports; valid when sized
+	size    int64 // octets LIST reports: pop3.SentSize; valid when sized
 	sized   bool
 	deleted bool // marked by DELE
+}
+
+// sizePrefix starts the receive column in which pop3d keeps a message's
+// size as POP3 counts it (pop3.SentSize of what Store.Fetch returns: bare
+// LFs as CRLF, a final CRLF added), so that LIST and STAT are exact
+// without reading the mail again. The column's name links a key that
+// stands for everything the size depends on besides the mail: the received
+// row of the acknowledged delivery (it can change when the other site's
+// earlier acknowledgement replicates) and the mailbox's header filter.
+// The size is a function of the name, so both sites compute the same value
+// and the column's max-merge keeps it. 0 (no column) means not known.
+const sizePrefix = "pop3.size."
+
+// sizeColumn returns the name of the size column of m read through the
+// header filter drop.
+func sizeColumn(m mailbox.Message, drop []string) string {
+	rk, _ := model.MailReceived(m.State) // the zero key: no received row
+	if len(drop) == 0 {
+		return model.LinkColumn(sizePrefix, rk)
+	}
+	names := make([]string, len(drop))
+	for i, d := range drop {
+		names[i] = strings.ToLower(d)
+	}
+	slices.Sort(names)
+	id := append(rk[:], "\x00pop3 header filter\x00"+strings.Join(names, "\x00")...)
+	return model.LinkColumn(sizePrefix, model.KeyOf(model.Text, id))
 }
 
 // maildrop is the mail a session sees, numbered from 1. Owned by the
@@ -51,7 +79,11 @@ func openMaildrop(ctx context.Context, st Store, acct *mailbox.Account) (*maildr
 				continue
 			}
 			seen[m.Receive] = true
-			d.msgs = append(d.msgs, message{m: m, drop: b.Drop, uid: UID(m.Receive)})
+			msg := message{m: m, drop: b.Drop, uid: UID(m.Receive)}
+			if v := m.State.Col(sizeColumn(m, b.Drop)); v > 0 {
+				msg.size, msg.sized = int64(v), true
+			}
+			d.msgs = append(d.msgs, msg)
 		}
 	}
 	sortMessages(d.msgs)
@@ -83,7 +115,10 @@ func (d *maildrop) get(n int) (*message, error) {
 }
 
 // sizeAll makes every message not marked deleted sized, with at most
-// workers Size calls at once.
+// workers fetches at once (so at most workers mails in memory). A size not
+// cached in the receive row needs the mail: only the octets POP3 sends
+// count (RFC 1939 §5), and they depend on its line ends, which only its
+// content tells. What it measured it caches.
 func (d *maildrop) sizeAll(ctx context.Context, st Store, workers int) error {
 	var todo []*message
 	for i := range d.msgs {
@@ -96,6 +131,7 @@ func (d *maildrop) sizeAll(ctx context.Context, st Store, workers int) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	raws := make(map[*message]int64, len(todo)) // stored octets, for RememberSizes
 	next := make(chan *message)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -105,16 +141,17 @@ func (d *maildrop) sizeAll(ctx context.Context, st Store, workers int) error {
 		go func() {
 			defer wg.Done()
 			for m := range next {
-				n, err := st.Size(ctx, m.m, m.drop)
+				raw, err := st.Fetch(ctx, m.m, m.drop)
 				mu.Lock()
 				if err != nil && first == nil {
-					first = err
+					first = fmt.Errorf("size message %s: %w", m.uid, err)
 					cancel()
 				}
-				mu.Unlock()
 				if err == nil {
-					m.size, m.sized = n, true
+					m.size, m.sized = pop3.SentSize(raw), true
+					raws[m] = int64(len(raw))
 				}
+				mu.Unlock()
 			}
 		}()
 	}
@@ -134,18 +171,35 @@ feed:
 	if first != nil {
 		return fmt.Errorf("size messages: %w", first)
 	}
-	// Cache what was computed (unfiltered mail only), so the next login
-	// reads no rows for it.
-	var msgs []mailbox.Message
-	var sizes []int64
-	for _, m := range todo {
+	rememberSizes(ctx, st, todo, raws)
+	return nil
+}
+
+// rememberSizes caches the sizes of msgs, just measured, in their receive
+// rows: pop3d's exact size, and the stored size of unfiltered mail that
+// imapd reads (mailbox.Store.RememberSizes). Best effort: on failure the
+// next login measures again.
+func rememberSizes(ctx context.Context, st Store, msgs []*message, raws map[*message]int64) {
+	var keys []model.Key
+	var names []string
+	var values []uint64
+	var unfiltered []mailbox.Message
+	var rawSizes []int64
+	for _, m := range msgs {
+		if !m.sized || m.size <= 0 {
+			continue
+		}
+		if name := sizeColumn(m.m, m.drop); m.m.State.Col(name) == 0 {
+			keys, names, values = append(keys, m.m.Receive), append(names, name), append(values, uint64(m.size))
+		}
 		if len(m.drop) == 0 {
-			msgs, sizes = append(msgs, m.m), append(sizes, m.size)
+			unfiltered, rawSizes = append(unfiltered, m.m), append(rawSizes, raws[m])
 		}
 	}
-	// Best effort: on failure the next login computes them again.
-	_ = st.RememberSizes(ctx, msgs, sizes)
-	return nil
+	if len(keys) > 0 {
+		_ = st.SetReceiveColumns(ctx, keys, names, values)
+	}
+	_ = st.RememberSizes(ctx, unfiltered, rawSizes)
 }
 
 // commit marks the messages flagged by DELE deleted in the store (the
@@ -195,11 +249,12 @@ func (c *conn) list(n int) error {
 			return err
 		}
 		if !m.sized {
-			size, err := c.s.cfg.Store.Size(ctx, m.m, m.drop)
+			raw, err := c.s.cfg.Store.Fetch(ctx, m.m, m.drop)
 			if err != nil {
 				return fmt.Errorf("size message %s: %w", m.uid, err)
 			}
-			m.size, m.sized = size, true
+			m.size, m.sized = pop3.SentSize(raw), true
+			rememberSizes(ctx, c.s.cfg.Store, []*message{m}, map[*message]int64{m: int64(len(raw))})
 		}
 		return c.ok(fmt.Sprintf("%d %d", n, m.size))
 	}

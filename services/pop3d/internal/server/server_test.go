@@ -40,7 +40,7 @@ func TestCommands(t *testing.T) {
 	if r := c.cmd("USER alice"); r != "-ERR command not valid in this state" {
 		t.Errorf("USER after login: %q", r)
 	}
-	size3 := len(m3) // no line end is added to the count
+	size3 := len(m3) + 2 // the CRLF RETR adds after the last line counts too
 	if r, want := c.cmd("STAT"), fmt.Sprintf("+OK 3 %d", len(m1)+len(m2)+size3); r != want {
 		t.Errorf("STAT = %q, want %q", r, want)
 	}
@@ -357,7 +357,7 @@ func TestHeaderFilterAndAliases(t *testing.T) {
 }
 
 // TestBareLF: a stored mail with bare LFs (an import) is sent with CRLF,
-// and LIST reports the octets sent once the session has fetched it.
+// and LIST reports the octets sent, before and after the RETR.
 func TestBareLF(t *testing.T) {
 	e := startEnv(t, Config{})
 	e.user("hank", "correct horse", "hank@x.example")
@@ -366,6 +366,9 @@ func TestBareLF(t *testing.T) {
 	c := dialPOP(t, e.addr)
 	c.login("hank", "correct horse")
 	crlf := strings.ReplaceAll(lf, "\n", "\r\n")
+	if r, want := c.cmd("LIST 1"), fmt.Sprintf("+OK 1 %d", len(crlf)); r != want {
+		t.Errorf("LIST before RETR = %q, want %q", r, want)
+	}
 	if got := c.multi("RETR 1"); string(got) != crlf {
 		t.Errorf("RETR of an LF mail = %q, want %q", got, crlf)
 	}

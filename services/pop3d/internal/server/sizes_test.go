@@ -1,0 +1,93 @@
+package server
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire/mailbox"
+)
+
+// TestSizesEqualRETR is catalog item 55: for mail stored with LF-only or
+// mixed line ends, without a final line end, with a bare CR and with lines
+// that start with a dot, STAT, LIST and LIST n report exactly the octets
+// RETR sends (CRLF counted, the CRLF added after a last line without one
+// counted, dot-stuffing not), in the first session, before any RETR (what
+// fetchmail compares to detect truncation), and in a later one (cached).
+func TestSizesEqualRETR(t *testing.T) {
+	e := startEnv(t, Config{})
+	e.user("sam", "correct horse", "sam@x.example", "s@alias.example")
+	e.filter("s@alias.example", "X-Junk")
+	mails := []struct{ box, raw string }{
+		{"sam@x.example", "From: a@b\nSubject: LF only\n\nline\n.dot\n..two\n.\n"},
+		{"sam@x.example", mail("no final line end", "first\r\nlast")},
+		{"sam@x.example", "From: a@b\nSubject: LF, no final line end\n\nx\n.y"},
+		{"sam@x.example", mail("bare CR", "a\rb\r\n\rc\r\n")},
+		{"sam@x.example", mail("CR at the end", "x\r")},
+		{"sam@x.example", "From: a@b\r\nSubject: mixed\r\n\r\ncrlf\r\nlf\n\n.\r\n.lf dot\n"},
+		{"sam@x.example", mail("empty body", "")},
+		{"sam@x.example", mail("CRLF", "plain\r\n.dot\r\n")},
+		{"s@alias.example", "From: a@b\nX-Junk: 1\n\tfolded\nSubject: filtered LF\n\nbody\n.x"},
+	}
+	var keys []model.Key
+	for _, m := range mails {
+		keys = append(keys, e.deliver(m.box, m.raw))
+	}
+	var sizes []string
+	check := func(session string) {
+		c := dialPOP(t, e.addr)
+		c.login("sam", "correct horse")
+		stat := c.cmd("STAT")
+		list := lines(c.multi("LIST"))
+		var single []string
+		for i := range mails {
+			single = append(single, strings.TrimPrefix(c.cmd(fmt.Sprintf("LIST %d", i+1)), "+OK "))
+		}
+		// Sent octets: the data as the client reads it, dot-unstuffed.
+		var want []string
+		total := 0
+		for i := range mails {
+			c.send(fmt.Sprintf("RETR %d", i+1))
+			reply := c.line()
+			got := c.data()
+			total += len(got)
+			want = append(want, fmt.Sprintf("%d %d", i+1, len(got)))
+			if reply != fmt.Sprintf("+OK %d octets", len(got)) {
+				t.Errorf("%s: RETR %d = %q, and sent %d octets", session, i+1, reply, len(got))
+			}
+		}
+		if w := fmt.Sprintf("+OK %d %d", len(mails), total); stat != w {
+			t.Errorf("%s: STAT before RETR = %q, want %q", session, stat, w)
+		}
+		if !slices.Equal(list, want) {
+			t.Errorf("%s: LIST before RETR = %q, want (octets RETR sent) %q", session, list, want)
+		}
+		if !slices.Equal(single, want) {
+			t.Errorf("%s: LIST n before RETR = %q, want %q", session, single, want)
+		}
+		if after := lines(c.multi("LIST")); !slices.Equal(after, want) {
+			t.Errorf("%s: LIST after RETR = %q, want %q", session, after, want)
+		}
+		c.ok("QUIT")
+		sizes = want
+	}
+	check("first session")
+	// The first listing cached each size in the mail's receive row.
+	for i, k := range keys {
+		row, err := e.admin.FindMeta(e.ctx(), model.Receive, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var drop []string
+		if mails[i].box == "s@alias.example" {
+			drop = []string{"X-Junk"}
+		}
+		m := mailbox.Message{State: row.State}
+		if got := fmt.Sprintf("%d %d", i+1, row.State.Col(sizeColumn(m, drop))); got != sizes[i] {
+			t.Errorf("cached size of mail %d: %q, want %q", i+1, got, sizes[i])
+		}
+	}
+	check("second session")
+}
