@@ -24,6 +24,19 @@ func dialGoSMTP(t *testing.T, addr string) *smtp.Client {
 	return c
 }
 
+// sendData sends DATA and raw and returns the reply to the end of data
+// (nil for 250).
+func sendData(c *smtp.Client, raw []byte) error {
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(raw); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
 // wantCode checks err is the reply code (and enhanced code, unless enh
 // is zero); code 250 means no error.
 func wantCode(t *testing.T, what string, err error, code int, enh smtp.EnhancedCode) {
@@ -50,12 +63,7 @@ func TestNestedMail(t *testing.T) {
 	wantCode(t, "MAIL", c.Mail("first@x.test", nil), 250, smtp.EnhancedCode{})
 	wantCode(t, "nested MAIL", c.Mail("second@x.test", nil), 503, smtp.EnhancedCode{5, 5, 1})
 	wantCode(t, "RCPT", c.Rcpt("jo@example.org", nil), 250, smtp.EnhancedCode{})
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write(raw)
-	wantCode(t, "end of data", w.Close(), 250, smtp.EnhancedCode{})
+	wantCode(t, "end of data", sendData(c, raw), 250, smtp.EnhancedCode{})
 	wantCode(t, "MAIL after DATA", c.Mail("third@x.test", nil), 250, smtp.EnhancedCode{})
 	wantCode(t, "RSET", c.Reset(), 250, smtp.EnhancedCode{})
 	wantCode(t, "MAIL after RSET", c.Mail("fourth@x.test", nil), 250, smtp.EnhancedCode{})
@@ -84,12 +92,7 @@ func TestSMTPUTF8Addresses(t *testing.T) {
 	raw := []byte("From: é@x.test\r\nSubject: utf8\r\nMessage-ID: <utf8@x.test>\r\n\r\nhej\r\n")
 	e.decideLater(receiveKey(raw, "jö@example.org"), model.Accept, false)
 	wantCode(t, "RCPT ö with SMTPUTF8", c.Rcpt("jö@example.org", nil), 250, smtp.EnhancedCode{})
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write(raw)
-	wantCode(t, "end of data", w.Close(), 250, smtp.EnhancedCode{})
+	wantCode(t, "end of data", sendData(c, raw), 250, smtp.EnhancedCode{})
 }
 
 // TestHostileHeloInTraceField: a 300-byte HELO name with 8-bit bytes and
@@ -112,12 +115,7 @@ func TestHostileHeloInTraceField(t *testing.T) {
 	wantCode(t, "HELO", c.Hello(helo), 250, smtp.EnhancedCode{})
 	wantCode(t, "MAIL", c.Mail("a@x.test", nil), 250, smtp.EnhancedCode{})
 	wantCode(t, "RCPT", c.Rcpt("jo@example.org", nil), 250, smtp.EnhancedCode{})
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write(raw)
-	wantCode(t, "end of data", w.Close(), 250, smtp.EnhancedCode{})
+	wantCode(t, "end of data", sendData(c, raw), 250, smtp.EnhancedCode{})
 	row, err := e.admin.FindKey(context.Background(), model.Receive, k)
 	if err != nil {
 		t.Fatal(err)

@@ -142,14 +142,7 @@ func TestRecipientLimit(t *testing.T) {
 			t.Fatalf("RCPT 101: %v, want 452 4.5.3", err)
 		}
 	}
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(raw); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
+	if err := sendData(c, raw); err != nil {
 		t.Fatalf("end of data: %v, want 250", err)
 	}
 	ctx := context.Background()
