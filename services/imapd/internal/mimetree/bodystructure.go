@@ -39,7 +39,7 @@ func (t *Tree) bodyStructure(p *Part) imap.BodyStructure {
 		Type: p.Type, Subtype: p.Subtype, Params: cleanParams(p.Params),
 		ID: clean(h.Get("Content-Id")), Description: clean(h.Get("Content-Description")),
 		Encoding: clean(h.Get("Content-Transfer-Encoding")),
-		Size:     uint32(min(len(body), math.MaxUint32)),
+		Size:     uint32(min(int64(len(body)), math.MaxUint32)),
 		Extended: &imap.BodyStructureSinglePartExt{
 			Disposition: disposition(h), Language: language(h), Location: clean(h.Get("Content-Location")),
 		},
