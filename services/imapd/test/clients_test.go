@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
 	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
@@ -71,6 +74,58 @@ func TestImaplibCorpusByteExact(t *testing.T) {
 	}
 	if bad > 0 {
 		t.Fatalf("%d of %d mails differ", bad, len(corpus))
+	}
+	fetchStructures(t, s.imapAddr, len(corpus))
+}
+
+// fetchStructures fetches ENVELOPE and BODYSTRUCTURE (extended) of every
+// mail in INBOX with go-imap's client, which parses them strictly
+// (TEST-CATALOG 52): two corpus mails have a multipart with no parts,
+// which go-imap's own writer panicked on in the middle of the answer.
+func fetchStructures(t *testing.T, addr string, want int) {
+	t.Helper()
+	c, err := imapclient.DialInsecure(addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login(login, password).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := c.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, &imap.FetchOptions{
+		UID: true, Envelope: true, BodyStructure: &imap.FetchItemBodyStructure{Extended: true},
+	})
+	type result struct {
+		msgs []*imapclient.FetchMessageBuffer
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		msgs, err := cmd.Collect()
+		done <- result{msgs, err}
+	}()
+	var msgs []*imapclient.FetchMessageBuffer
+	select {
+	case r := <-done:
+		msgs, err = r.msgs, r.err
+	case <-time.After(2 * time.Minute):
+		// go-imap's client waits for ever when the connection fails
+		// under a FETCH.
+		t.Fatal("UID FETCH 1:* (ENVELOPE BODYSTRUCTURE): no complete answer within 2 minutes (hang guard)")
+	}
+	if err != nil {
+		t.Fatalf("UID FETCH 1:* (ENVELOPE BODYSTRUCTURE): %v", err)
+	}
+	if len(msgs) != want {
+		t.Fatalf("UID FETCH 1:* (ENVELOPE BODYSTRUCTURE) answered %d mails, want %d", len(msgs), want)
+	}
+	for _, m := range msgs {
+		if m.Envelope == nil || m.BodyStructure == nil {
+			t.Errorf("UID %d: no ENVELOPE or BODYSTRUCTURE", m.UID)
+		}
 	}
 }
 
