@@ -184,7 +184,7 @@ func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int
 		}
 	}
 	for _, sec := range o.BinarySectionSize {
-		rw.WriteBinarySectionSize(sec, uint32(min(len(m.binarySection(sec.Part)), math.MaxUint32)))
+		rw.WriteBinarySectionSize(sec, uint32(min(int64(len(m.binarySection(sec.Part))), math.MaxUint32)))
 	}
 	if err := rw.Close(); err != nil {
 		return errClientGone
