@@ -43,6 +43,8 @@ type kit struct {
 	addr    string // plain (STARTTLS) listener
 	tlsAddr string
 	reg     *prometheus.Registry
+	// stopFirst stops the imapd at addr (before cleanup does).
+	stopFirst func()
 }
 
 func start(t testing.TB) *kit {
@@ -60,17 +62,28 @@ func startWith(t testing.TB, mod func(*Config)) *kit {
 	if err := testkit.AddUser(ctx, k.admin, login, password, address); err != nil {
 		t.Fatal(err)
 	}
+	k.addr, k.tlsAddr, k.stopFirst = k.runIMAPD(mod)
+	return k
+}
+
+// runIMAPD starts an imapd over k's dbd and returns its addresses and a
+// stop function (also called at cleanup; calling it twice is harmless).
+func (k *kit) runIMAPD(mod func(*Config)) (addr, tlsAddr string, stop func()) {
+	t, e := k.t, k.env
 	tc, err := tlsconf.SelfSignedTLS("localhost")
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(context.Background())
+	runCtx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]net.Addr, 1)
 	done := make(chan error, 1)
 	cfg := Config{
 		Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", DB: e.Addr, DBKey: e.DBKey.Public,
-		Key: e.Keys["mailbox"], TLS: tc, Registry: k.reg, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Key: e.Keys["mailbox"], TLS: tc, Registry: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Ready: func(p, s net.Addr) { ready <- [2]net.Addr{p, s} },
+	}
+	if k.addr == "" {
+		cfg.Registry = k.reg
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -78,17 +91,21 @@ func startWith(t testing.TB, mod func(*Config)) *kit {
 	go func() { done <- Run(runCtx, cfg) }()
 	select {
 	case a := <-ready:
-		k.addr, k.tlsAddr = a[0].String(), a[1].String()
+		addr, tlsAddr = a[0].String(), a[1].String()
 	case err := <-done:
 		t.Fatalf("imapd: %v", err)
 	}
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("imapd: %v", err)
-		}
-	})
-	return k
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("imapd: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return addr, tlsAddr, stop
 }
 
 func (k *kit) deliver(raw string) {

@@ -44,6 +44,7 @@ type Store interface {
 	Appended(ctx context.Context, folder model.Key) ([]mailbox.Message, error)
 	Placements(ctx context.Context, folder model.Key, inc uint64) ([]store.PlacedRow, error)
 	Place(ctx context.Context, ps []model.Placement) ([]uint64, error)
+	Validity(ctx context.Context, folder model.Key, inc uint64) (uint64, error)
 	FindReceive(ctx context.Context, k model.Key) (*wire.Row, error)
 	Append(ctx context.Context, a store.Appendage) (model.Key, error)
 }

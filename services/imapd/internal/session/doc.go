@@ -10,10 +10,12 @@
 // membership columns), in UID order. The UID is the local row number of
 // the mail's placement in the folder at this site, created when imapd
 // first sees it there (reconcile), so UIDs rise in the order mail becomes
-// visible here and are never reused. UIDVALIDITY hashes dbd's store
-// incarnation with the folder id, so a client that fails over to the
-// other site, or to a rebuilt store, sees a new UIDVALIDITY and
-// resynchronises instead of trusting UIDs that name other mail there.
+// visible here and are never reused. UIDVALIDITY is a per-incarnation
+// offset plus the row number of the folder's validity marker at this site
+// (store.Validity): a folder made later here gets a greater value (RFC
+// 9051 §2.3.1.1), and a client that fails over to the other site, or to
+// a rebuilt store, sees a new UIDVALIDITY and resynchronises instead of
+// trusting UIDs that name other mail there.
 //
 // The view changes only in Poll and Idle (never in the middle of a
 // command): a watch on each of the account's mailboxes and folder keys

@@ -394,7 +394,11 @@ func (s *Session) status(f *folder, fs *folderSet, options *imap.StatusOptions) 
 	if err != nil {
 		return nil, err
 	}
-	data := &imap.StatusData{Mailbox: f.name, UIDValidity: UIDValidity(inc, f.id)}
+	uv, err := s.uidValidity(ctx, inc, f)
+	if err != nil {
+		return nil, err
+	}
+	data := &imap.StatusData{Mailbox: f.name, UIDValidity: uv}
 	// UIDNEXT: the last UID + 1. A new placement's row number is above
 	// every text row so far, so the next UID used is at least this (it is
 	// higher when other text rows took numbers in between, which RFC 9051

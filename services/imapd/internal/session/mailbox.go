@@ -40,21 +40,38 @@ func (sel *selected) stop() {
 	}
 }
 
-// UIDValidity derives a folder's UIDVALIDITY from the store incarnation
-// and the folder's id: different stores (the other site, a rebuilt store)
-// give different values, so clients never trust a UID across them; a
-// folder deleted and created again has a new id, hence a new value. The
-// "placements/1" tag changed the values when UIDs became placement row
-// numbers (clients resynchronise once after that upgrade). Never 0
-// (RFC 9051 §2.3.1.1).
-func UIDValidity(incarnation uint64, id model.FolderID) uint32 {
+// UIDValidity derives a folder's UIDVALIDITY at one site from the store
+// incarnation and the row number of the folder's validity marker there
+// (store.Validity): a per-site offset in [1, 2^30] drawn from the
+// incarnation, plus the row number. Within a store, a folder made later
+// (CREATE after DELETE, or after a RENAME freed the name) has its marker
+// made later, so a higher row number and a strictly greater UIDVALIDITY
+// (RFC 9051 §2.3.1.1 "MUST be greater"); a hash of the folder id, as
+// before, was random, and smaller half the time. Different stores (the
+// other site, a rebuilt store) add different offsets, so clients never
+// trust a UID across them (equal only if two offsets differ by exactly
+// the difference of the row numbers). Never 0. A marker past 3·2^30 rows
+// would overflow: the value then stays at 2^32-1 (docs/imapd.md §2).
+func UIDValidity(incarnation uint64, marker uint64) uint32 {
 	h := fnv.New32a()
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], incarnation)
-	binary.BigEndian.PutUint64(b[8:], uint64(id))
-	h.Write([]byte("placements/1"))
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], incarnation)
+	h.Write([]byte("uidvalidity/2"))
 	h.Write(b[:])
-	return max(h.Sum32(), 1)
+	v := 1 + uint64(h.Sum32()&(1<<30-1)) + marker
+	if marker > math.MaxUint32 || v > math.MaxUint32 {
+		return math.MaxUint32
+	}
+	return uint32(v)
+}
+
+// uidValidity returns folder f's UIDVALIDITY in store incarnation inc.
+func (s *Session) uidValidity(ctx context.Context, inc uint64, f *folder) (uint32, error) {
+	n, err := s.b.cfg.Store.Validity(ctx, f.key, inc)
+	if err != nil {
+		return 0, err
+	}
+	return UIDValidity(inc, n), nil
 }
 
 // acctMsg is one receive row of the account with its home folder.
@@ -244,7 +261,10 @@ func (s *Session) Select(name string, options *imap.SelectOptions) (data *imap.S
 		sel.stop()
 		return nil, err
 	}
-	sel.uidValidity = UIDValidity(sel.incarnation, f.id)
+	if sel.uidValidity, err = s.uidValidity(ctx, sel.incarnation, f); err != nil {
+		sel.stop()
+		return nil, err
+	}
 	sel.uidNext = 1
 	data = &imap.SelectData{
 		Flags:          flags.Permanent,

@@ -93,8 +93,11 @@ func (s *Session) copyTo(ctx context.Context, idx []int, dst *folder, move bool)
 	for _, n := range nos {
 		dstUIDs.AddNum(imap.UID(n))
 	}
-	inc := sel.incarnation
-	return &imap.CopyData{UIDValidity: UIDValidity(inc, dst.id), SourceUIDs: src, DestUIDs: dstUIDs}, nil
+	uv, err := s.uidValidity(ctx, sel.incarnation, dst)
+	if err != nil {
+		return nil, err
+	}
+	return &imap.CopyData{UIDValidity: uv, SourceUIDs: src, DestUIDs: dstUIDs}, nil
 }
 
 // destination resolves the target folder of COPY, MOVE and APPEND.
@@ -253,5 +256,9 @@ func (s *Session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if nos[0] > 1<<32-1 {
 		return nil, fmt.Errorf("append: UID %d beyond 32 bits", nos[0])
 	}
-	return &imap.AppendData{UID: imap.UID(nos[0]), UIDValidity: UIDValidity(inc, dst.id)}, nil
+	uv, err := s.uidValidity(ctx, inc, dst)
+	if err != nil {
+		return nil, err
+	}
+	return &imap.AppendData{UID: imap.UID(nos[0]), UIDValidity: uv}, nil
 }

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"math"
 	"slices"
 	"testing"
 
@@ -135,13 +136,28 @@ func TestBodySection(t *testing.T) {
 }
 
 func TestUIDValidity(t *testing.T) {
-	if UIDValidity(1, model.FolderInbox) == UIDValidity(2, model.FolderInbox) {
+	if UIDValidity(1, 7) == UIDValidity(2, 7) {
 		t.Fatal("two incarnations gave one UIDVALIDITY")
 	}
-	if UIDValidity(1, model.FolderInbox) == UIDValidity(1, model.FolderJunk) {
-		t.Fatal("two folders gave one UIDVALIDITY")
+	// A folder made later at one site (a higher marker row) gets a
+	// strictly greater value (RFC 9051 §2.3.1.1, TEST-CATALOG 44).
+	for _, inc := range []uint64{0, 1, 2, math.MaxUint64} {
+		prev := UIDValidity(inc, 0)
+		if prev == 0 {
+			t.Fatalf("UIDValidity(%d, 0) = 0", inc)
+		}
+		for _, n := range []uint64{1, 2, 1000, 1 << 31, 3 << 30} {
+			v := UIDValidity(inc, n)
+			if v <= prev {
+				t.Fatalf("UIDValidity(%d, %d) = %d, not above %d", inc, n, v, prev)
+			}
+			prev = v
+		}
+		if v := UIDValidity(inc, math.MaxUint64); v != math.MaxUint32 {
+			t.Fatalf("UIDValidity(%d, max) = %d, want 2^32-1", inc, v)
+		}
 	}
-	if UIDValidity(1, model.FolderInbox) != UIDValidity(1, model.FolderInbox) {
+	if UIDValidity(1, 7) != UIDValidity(1, 7) {
 		t.Fatal("UIDVALIDITY is not stable")
 	}
 }

@@ -258,6 +258,39 @@ func (s *Store) Place(ctx context.Context, ps []model.Placement) ([]uint64, erro
 	return out, nil
 }
 
+// Validity returns the row number, at this site, of folder's validity
+// marker: the placement {inc, folder, zero receive key, gen 0}, inserted
+// (find-or-insert) the first time imapd needs the folder's UIDVALIDITY
+// here. dbd numbers rows in commit order, so a folder created after
+// another gets a higher number at this site, and the number of one folder
+// never changes within an incarnation (it survives imapd restarts). No
+// receive row has the zero key, so the marker is never taken for a mail.
+func (s *Store) Validity(ctx context.Context, folder model.Key, inc uint64) (uint64, error) {
+	ck := validityKey{folder: folder, inc: inc}
+	s.mu.Lock()
+	n, ok := s.validity[ck]
+	s.mu.Unlock()
+	if ok {
+		return n, nil
+	}
+	nos, err := s.Place(ctx, []model.Placement{{Incarnation: inc, Folder: folder}})
+	if err != nil {
+		return 0, fmt.Errorf("validity marker: %w", err)
+	}
+	s.mu.Lock()
+	if len(s.validity) < 100000 {
+		s.validity[ck] = nos[0]
+	}
+	s.mu.Unlock()
+	return nos[0], nil
+}
+
+// validityKey names a folder's validity marker in one store.
+type validityKey struct {
+	folder model.Key
+	inc    uint64
+}
+
 // Appendage is a mail for Append.
 type Appendage struct {
 	Raw    []byte

@@ -43,13 +43,15 @@ type Store struct {
 	mb *mailbox.Store
 
 	mu       sync.Mutex
-	keywords map[model.Key]string // hashed keyword rows seen (immutable contents)
-	names    map[model.Key]string // folder name rows seen (immutable contents)
+	keywords map[model.Key]string   // hashed keyword rows seen (immutable contents)
+	names    map[model.Key]string   // folder name rows seen (immutable contents)
+	validity map[validityKey]uint64 // validity marker row numbers (fixed per incarnation)
 }
 
 // New returns a Store over db.
 func New(db DB) *Store {
-	return &Store{db: db, mb: mailbox.New(db), keywords: map[model.Key]string{}, names: map[model.Key]string{}}
+	return &Store{db: db, mb: mailbox.New(db), keywords: map[model.Key]string{}, names: map[model.Key]string{},
+		validity: map[validityKey]uint64{}}
 }
 
 // Login checks a login and password; mailbox.ErrAuth for any failure to
