@@ -40,6 +40,7 @@ type Store interface {
 	CreateFolder(ctx context.Context, login string, id model.FolderID, name string, now time.Time) error
 	RenameFolders(ctx context.Context, login string, renames []store.Rename, now time.Time) error
 	DeleteFolder(ctx context.Context, login string, f store.Folder, now time.Time) error
+	KeepFolder(ctx context.Context, login string, id model.FolderID, now time.Time) error
 	Subscribe(ctx context.Context, login string, id model.FolderID, st model.State, on bool, now time.Time) error
 	Appended(ctx context.Context, folder model.Key) ([]mailbox.Message, error)
 	Placements(ctx context.Context, folder model.Key, inc uint64) ([]store.PlacedRow, error)

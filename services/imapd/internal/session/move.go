@@ -55,6 +55,9 @@ func feedback(login string, keys []model.Key, spam bool, now time.Time) (texts [
 func (s *Session) copyTo(ctx context.Context, idx []int, dst *folder, move bool) (*imap.CopyData, error) {
 	sel := s.sel
 	now := s.b.cfg.Now()
+	if err := s.keep(ctx, dst, now); err != nil {
+		return nil, err
+	}
 	var sets []store.ColumnSet
 	var keys []model.Key
 	ps := make([]model.Placement, 0, len(idx))
@@ -98,6 +101,16 @@ func (s *Session) copyTo(ctx context.Context, idx []int, dst *folder, move bool)
 		return nil, err
 	}
 	return &imap.CopyData{UIDValidity: uv, SourceUIDs: src, DestUIDs: dstUIDs}, nil
+}
+
+// keep raises a user folder's "exists" value before mail goes into it, so
+// a concurrent DELETE at the other site, earlier than the mail, cannot
+// hide the mail once both sites have merged (store.KeepFolder).
+func (s *Session) keep(ctx context.Context, dst *folder, now time.Time) error {
+	if dst.user == nil {
+		return nil
+	}
+	return s.b.cfg.Store.KeepFolder(ctx, s.acct.Login, dst.id, now)
 }
 
 // destination resolves the target folder of COPY, MOVE and APPEND.
@@ -192,6 +205,9 @@ func (s *Session) Append(name string, r imap.LiteralReader, options *imap.Append
 		return nil, err
 	}
 	now := s.b.cfg.Now()
+	if err := s.keep(ctx, dst, now); err != nil {
+		return nil, err
+	}
 	_, _, rk := store.AppendRows(raw, dst.key)
 	// The same mail APPENDed into the same folder before is the same
 	// receive row: it becomes a member again (a new UID) and takes the

@@ -174,6 +174,21 @@ func (s *Store) DeleteFolder(ctx context.Context, login string, f Folder, now ti
 	return nil
 }
 
+// KeepFolder raises a user folder's "exists" value to now before mail is
+// put into it (APPEND, COPY, MOVE). A DELETE at the other site during a
+// partition, earlier than the mail, then loses to it on both sites (latest
+// wins, as for RENAME), and the mail stays visible; a DELETE later than
+// the mail wins, as it would at one site (TEST-CATALOG 86).
+func (s *Store) KeepFolder(ctx context.Context, login string, id model.FolderID, now time.Time) error {
+	_, err := s.db.Batch(ctx, []wire.Request{{Op: wire.OpSet, Table: model.Text,
+		Ref: wire.Ref{ByKey: true, Key: model.KeyOf(model.Text, model.FolderSetContent(login))}, Name: model.FolderColumn(id),
+		Value: model.MemberValue(now, true)}})
+	if err != nil {
+		return fmt.Errorf("keep folder: %w", err)
+	}
+	return nil
+}
+
 // Subscribe records SUBSCRIBE (on) or UNSUBSCRIBE of a folder.
 func (s *Store) Subscribe(ctx context.Context, login string, id model.FolderID, st model.State, on bool, now time.Time) error {
 	fc := model.FolderContent(login, id)
