@@ -67,7 +67,7 @@ func RandomOp(rng *rand.Rand) Op {
 	case FlagMail:
 		o.Value = uint64(rng.IntN(60))
 		o.Name = flagColumns[rng.IntN(len(flagColumns))]
-		o.Flag = uint64(1_800_000_000_000+rng.IntN(1_000_000))<<1 | uint64(rng.IntN(2))
+		o.Flag = (1_800_000_000_000+uint64(rng.IntN(1_000_000)))<<1 | uint64(rng.IntN(2))
 	}
 	return o
 }
