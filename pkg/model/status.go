@@ -213,6 +213,18 @@ func ParseReceivedColumn(name string) (k Key, ok bool) {
 	return ParseLinkColumn(receivedColPrefix, name)
 }
 
+// POP3SizePrefix starts the receive row column that holds a mail's size
+// as POP3 counts it (every line end CRLF, a final CRLF added; RFC 1939
+// §5) when read with the received row k of its acknowledged delivery and
+// no header filter: POP3SizeColumn(k). smtpd sets it when it acknowledges
+// (its mail is CRLF-only and ends in CRLF, so the size is the stored
+// length); pop3d measures and sets it for other mail. A size depends only
+// on the column's name, so both sites agree and the max-merge keeps it.
+const POP3SizePrefix = "pop3.size."
+
+// POP3SizeColumn is the POP3 size column for received row k.
+func POP3SizeColumn(k Key) string { return LinkColumn(POP3SizePrefix, k) }
+
 // LinkColumn returns the name of a column that links a row to the row with
 // key k: prefix, then k in lower-case base32 (52 characters). A column value
 // holds 64 bits and a key 256, so a link is a column's name, not its value;

@@ -80,7 +80,7 @@ var rules = map[Role]rule{
 		read:   some(model.Mailbox, model.Receive, model.Mail, model.MsgID, model.Config, model.RDNS, model.ThrowIn),
 		insert: some(append(mailTables, model.Receive, model.ThrowIn, model.Capture, model.RDNS)...),
 		set: map[model.Table][]string{
-			model.Receive: {"ack", "rcvd."},
+			model.Receive: {"ack", "rcvd.", model.POP3SizePrefix},
 			model.ThrowIn: {""},
 			model.Capture: {""},
 			model.RDNS:    {""},

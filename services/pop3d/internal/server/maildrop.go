@@ -40,14 +40,14 @@ type message struct {
 // earlier acknowledgement replicates) and the mailbox's header filter.
 // The size is a function of the name, so both sites compute the same value
 // and the column's max-merge keeps it. 0 (no column) means not known.
-const sizePrefix = "pop3.size."
+const sizePrefix = model.POP3SizePrefix
 
 // sizeColumn returns the name of the size column of m read through the
 // header filter drop.
 func sizeColumn(m mailbox.Message, drop []string) string {
 	rk, _ := model.MailReceived(m.State) // the zero key: no received row
 	if len(drop) == 0 {
-		return model.LinkColumn(sizePrefix, rk)
+		return model.POP3SizeColumn(rk) // smtpd sets it for the mail it acknowledges
 	}
 	names := make([]string, len(drop))
 	for i, d := range drop {

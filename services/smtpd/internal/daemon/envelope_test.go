@@ -145,3 +145,38 @@ func TestHostileHeloInTraceField(t *testing.T) {
 		t.Fatalf("the HELO name broke out of its place: %q", first)
 	}
 }
+
+// TestPOP3SizeSetAtAck: the acknowledgement carries the mail's size as
+// POP3 counts it (model.POP3SizeColumn of the acknowledged delivery's
+// received row): the length of the stored mail, which is CRLF-only and
+// ends in CRLF, so pop3d lists it without reading it. A bare CR (data
+// here) counts one octet.
+func TestPOP3SizeSetAtAck(t *testing.T) {
+	e := start(t, func(c *Config) { c.MinCopies = 1 })
+	e.mailbox("jo@example.org", 0)
+	for _, raw := range [][]byte{
+		[]byte("From: a@x.test\r\nSubject: size\r\nMessage-ID: <size1@x.test>\r\n\r\nline\r\n..dot\r\n"),
+		[]byte("From: a@x.test\r\nSubject: size\r\nMessage-ID: <size2@x.test>\r\n\r\nbare\rCR\r\n"),
+	} {
+		k := receiveKey(raw, "jo@example.org")
+		e.decideLater(k, model.Accept, false)
+		if code, msg := e.send("a@x.test", []string{"jo@example.org"}, raw); code != 250 {
+			t.Fatalf("%d %s", code, msg)
+		}
+		row, err := e.admin.FindKey(context.Background(), model.Receive, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rk, ok := model.AcknowledgedReceived(row.State)
+		if !ok {
+			t.Fatal("no received link")
+		}
+		stored := e.rejoin(raw, rk)
+		if got := row.State.Col(model.POP3SizeColumn(rk)); got != uint64(len(stored)) {
+			t.Fatalf("POP3 size column %d, stored mail %d octets", got, len(stored))
+		}
+		if stored[len(stored)-1] != '\n' || strings.Count(string(stored), "\n") != strings.Count(string(stored), "\r\n") {
+			t.Fatalf("stored mail is not CRLF-only with a final CRLF: %q", stored)
+		}
+	}
+}

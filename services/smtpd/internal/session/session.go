@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -502,11 +503,21 @@ func reasonOf(e *smtp.SMTPError) string {
 func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *smtp.SMTPError {
 	cfg := &s.b.cfg
 	rows := model.NewMailRows(raw)
-	p, err := rows.Parts.WithTrace(s.traceField(t, end))
+	trace := s.traceField(t, end)
+	p, err := rows.Parts.WithTrace(trace)
 	if err != nil {
 		// Our own field is always well-formed; this is a bug.
 		s.log.Error("trace field", "err", err)
 		return errTempStore
+	}
+	// The stored mail is our trace field, then raw. POP3 sends it with
+	// every line end as CRLF and a CRLF at the end (RFC 1939 §5); raw has
+	// no bare LF (the smuggling defence refused it) and ends in CRLF
+	// unless empty (DATA ends at CRLF . CRLF), so that is its length, and
+	// pop3d need not read the mail to list it (model.POP3SizeColumn).
+	var popSize int64
+	if len(raw) == 0 || raw[len(raw)-1] == '\n' {
+		popSize = int64(len(trace) + len(raw))
 	}
 	rows.Parts = p
 	rows.Received = p.Received
@@ -533,7 +544,7 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	if s.facts != nil {
 		s.facts.DataStored(replay.DataRef(mailKey, stored.ReceivedKey))
 	}
-	reply, recorded := s.decide(follow, stored, end)
+	reply, recorded := s.decide(follow, stored, end, popSize)
 	if !recorded {
 		// Off the reply's path: the answer does not wait for it.
 		go s.recordReply(stored.ThrowInKey, reply.Code, cfg.Now().Sub(end))
@@ -541,10 +552,11 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	return reply
 }
 
-// decide waits for the decision and acknowledges an accepted mail. recorded
-// reports that our reply was stored on the throw-in row with the
-// acknowledgement (one durable batch, not two).
-func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end time.Time) (*smtp.SMTPError, bool) {
+// decide waits for the decision and acknowledges an accepted mail, with
+// its POP3 size (0: unknown) on each receive row. recorded reports that
+// our reply was stored on the throw-in row with the acknowledgement (one
+// durable batch, not two).
+func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end time.Time, popSize int64) (*smtp.SMTPError, bool) {
 	cfg := &s.b.cfg
 	policy := cfg.Decision
 	policy.Since = end
@@ -564,8 +576,23 @@ func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end t
 		}
 		now := cfg.Now()
 		ctx, cancel := context.WithTimeout(s.ctx, cfg.DBTimeout)
-		err := deliver.Acknowledge(ctx, s.b.db, o.Accepted, stored.ReceivedKey, now,
-			replyRecord(stored.ThrowInKey, ok.Code, now.Sub(end))...)
+		record := replyRecord(stored.ThrowInKey, ok.Code, now.Sub(end))
+		also := slices.Clip(record)
+		if popSize > 0 {
+			col := model.POP3SizeColumn(stored.ReceivedKey)
+			for _, k := range o.Accepted {
+				also = append(also, wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: k}, Name: col, Value: uint64(popSize)})
+			}
+		}
+		err := deliver.Acknowledge(ctx, s.b.db, o.Accepted, stored.ReceivedKey, now, also...)
+		var we *wire.Error
+		if popSize > 0 && errors.As(err, &we) && we.Code == wire.CodeForbidden {
+			// A dbd older than this smtpd does not let the smtpd role set
+			// the size column: acknowledge without it (pop3d measures the
+			// mail itself then). Upgrade dbd first to save that read.
+			s.log.Warn("dbd refuses the POP3 size column; acknowledging without it", "err", err)
+			err = deliver.Acknowledge(ctx, s.b.db, o.Accepted, stored.ReceivedKey, now, record...)
+		}
 		cancel()
 		if err != nil {
 			cfg.Metrics.DBErrors.WithLabelValues("acknowledge").Inc()
