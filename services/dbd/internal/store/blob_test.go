@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -65,6 +66,7 @@ func TestCrashKeepsAcknowledgedBlobs(t *testing.T) {
 		}
 		s.Close()
 		s = openTest(t, fs)
+		mustInvariants(t, s, fmt.Sprintf("crash %d", round))
 		for k, want := range acked {
 			if got := content(t, s, model.Body, k); !bytes.Equal(got, want) {
 				t.Fatalf("round %d: acknowledged content %s read back as %d bytes, want %d", round, k, len(got), len(want))

@@ -267,6 +267,7 @@ func TestCrashKeepsAcknowledged(t *testing.T) {
 		fs = fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(2) * rng.IntN(101), RNG: rng})
 		s.Close()
 		s = openTest(t, fs)
+		mustInvariants(t, s, fmt.Sprintf("crash %d", round))
 		v := mustView(t, s)
 		for k, want := range acked {
 			row, ok, err := v.Find(model.Body, k)
