@@ -6,7 +6,6 @@ import (
 	"maps"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,7 +48,7 @@ func TestBenchFetchVsDovecot(t *testing.T) {
 		t.Skip("set TWINMX_BENCH=1 to run the benchmark")
 	}
 	py := need(t, "python3", "python3")
-	dovecot := need(t, "dovecot", "dovecot-imapd")
+	needDovecot(t)
 	n := 1000
 	if v, err := strconv.Atoi(os.Getenv("TWINMX_BENCH_MAILS")); err == nil && v > 0 {
 		n = v
@@ -75,92 +74,9 @@ func TestBenchFetchVsDovecot(t *testing.T) {
 	})
 
 	// Dovecot over a Maildir holding the same mails.
-	dir := t.TempDir()
-	md := filepath.Join(dir, "Maildir")
-	for _, sub := range []string{"cur", "new", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(md, sub), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, raw := range corpus {
-		name := filepath.Join(md, "cur", fmt.Sprintf("%d.%06d.bench,S=%d:2,", 1700000000+i, i, len(raw)))
-		if err := os.WriteFile(name, raw, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Dovecot refuses to serve mail as root: as root, let nobody own it.
-	uid, gid := os.Getuid(), os.Getgid()
-	if uid == 0 {
-		uid, gid = 65534, 65534
-		for _, d := range []string{filepath.Dir(dir), dir} {
-			if err := os.Chmod(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := filepath.Walk(md, func(p string, _ os.FileInfo, err error) error {
-			if err != nil {
-				return err
-			}
-			return os.Chown(p, uid, gid)
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dport := strings.Split(proctest.FreePort(t), ":")[1]
-	conf := fmt.Sprintf(`protocols = imap
-listen = 127.0.0.1
-base_dir = %[1]s/run
-state_dir = %[1]s/state
-log_path = %[1]s/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-first_valid_uid = 0
-mail_location = maildir:%[1]s/Maildir
-passdb {
-  driver = static
-  args = password=benchpw
-}
-userdb {
-  driver = static
-  args = uid=%[2]d gid=%[3]d home=%[1]s
-}
-service imap-login {
-  inet_listener imap {
-    port = %[4]s
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service pop3-login {
-  inet_listener pop3 {
-    port = 0
-  }
-}
-`, dir, uid, gid, dport)
-	cfg := filepath.Join(dir, "dovecot.conf")
-	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	dc := exec.Command(dovecot, "-F", "-c", cfg)
-	log := &proctest.SyncBuffer{}
-	dc.Stdout, dc.Stderr = log, log
-	if err := dc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dc.Process.Kill(); dc.Wait() })
-	proctest.WaitListening(t, "127.0.0.1:"+dport, 20*time.Second, log)
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-			t.Logf("dovecot log:\n%s", tail(string(b), 20))
-		}
-	})
-	theirs := benchRun(t, py, "127.0.0.1", dport, "bench", "benchpw", server{
+	dc := startDovecot(t, corpus)
+	dhost, dport, _ := strings.Cut(dc.addr, ":")
+	theirs := benchRun(t, py, dhost, dport, dc.user, dc.pass, server{
 		rss: func() int64 { return imapProcessRSS(t) },
 		cpu: func() map[string]time.Duration {
 			var sum time.Duration

@@ -7,7 +7,7 @@
 //
 // Environment:
 //
-//	TWINMX_REQUIRE_CLIENTS  fail instead of skip when python3 or mbsync is missing
+//	TWINMX_REQUIRE_CLIENTS  fail instead of skip when python3, mbsync or dovecot is missing
 //	TWINMX_REQUIRE_CORPUS   fail instead of skip when the mail corpus is missing
 //	TWINMX_CORPUS           folder of the corpus (default ../../../../shared/corpus)
 //	TWINMX_BENCH            run the benchmark against Dovecot

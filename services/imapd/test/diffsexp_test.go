@@ -1,0 +1,275 @@
+package test
+
+import (
+	"mime"
+	"net/mail"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// sexp is a parsed response value: an atom, a string or a list.
+type sexp struct {
+	atom string
+	str  *string
+	list []sexp
+	isL  bool
+}
+
+func (s sexp) String() string {
+	switch {
+	case s.isL:
+		parts := make([]string, len(s.list))
+		for i, e := range s.list {
+			parts[i] = e.String()
+		}
+		// One space between list elements: go-imap writes one between the
+		// addresses of an ENVELOPE address list, where RFC 9051's grammar
+		// (env-from = "(" 1*address ")") has none and Dovecot writes none.
+		return "(" + strings.Join(parts, " ") + ")"
+	case s.str != nil:
+		return strconv.Quote(*s.str)
+	}
+	return s.atom
+}
+
+func (s sexp) isNil() bool { return !s.isL && s.str == nil && strings.EqualFold(s.atom, "NIL") }
+
+func (s sexp) text() string {
+	if s.str != nil {
+		return *s.str
+	}
+	return ""
+}
+
+func strSexp(v string) sexp { return sexp{str: &v} }
+
+var nilSexp = sexp{atom: "NIL"}
+
+// parseSexp parses the canonical form made by canonStrings (strings in
+// Go quotes); brackets in atoms (BODY[HEADER.FIELDS (A B)]) are kept
+// whole.
+func parseSexp(s string) (sexp, string) {
+	s = strings.TrimLeft(s, " ")
+	switch {
+	case strings.HasPrefix(s, "("):
+		out := sexp{isL: true}
+		s = s[1:]
+		for {
+			s = strings.TrimLeft(s, " ")
+			if s == "" {
+				return out, ""
+			}
+			if s[0] == ')' {
+				return out, s[1:]
+			}
+			var e sexp
+			e, s = parseSexp(s)
+			out.list = append(out.list, e)
+		}
+	case strings.HasPrefix(s, `"`):
+		j := 1
+		for ; j < len(s) && s[j] != '"'; j++ {
+			if s[j] == '\\' {
+				j++
+			}
+		}
+		v, err := strconv.Unquote(s[:min(j+1, len(s))])
+		if err != nil {
+			v = s[:min(j+1, len(s))]
+		}
+		return strSexp(v), s[min(j+1, len(s)):]
+	}
+	depth, j := 0, 0
+	for ; j < len(s); j++ {
+		c := s[j]
+		if c == '[' {
+			depth++
+		} else if c == ']' {
+			depth--
+		} else if depth == 0 && (c == ' ' || c == '(' || c == ')') {
+			break
+		}
+	}
+	return sexp{atom: s[:j]}, s[j:]
+}
+
+// normFetch normalises the item list of a FETCH response.
+func (n *normaliser) normFetch(items sexp) sexp {
+	type pair struct {
+		name string
+		val  sexp
+	}
+	var ps []pair
+	for i := 0; i+1 < len(items.list); i += 2 {
+		name := strings.ToUpper(items.list[i].atom)
+		// go-imap echoes HEADER.FIELDS names quoted, Dovecot as atoms:
+		// both are astrings (RFC 9051 §9 header-fld-name).
+		name = strings.ReplaceAll(name, `"`, "")
+		v := items.list[i+1]
+		switch {
+		case name == "FLAGS":
+			v = normFlags(v)
+		case name == "UID":
+			u, _ := strconv.Atoi(v.atom)
+			v = sexp{atom: n.label(u)}
+		case name == "ENVELOPE":
+			v = normEnvelope(v)
+		case name == "BODYSTRUCTURE" || name == "BODY":
+			v = normBody(v)
+		}
+		ps = append(ps, pair{name, v})
+	}
+	// RFC 9051 §7.5.2 sets no order for FETCH items (imapd puts UID first).
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].name < ps[j].name })
+	out := sexp{isL: true}
+	for _, p := range ps {
+		out.list = append(out.list, sexp{atom: p.name}, p.val)
+	}
+	return out
+}
+
+// normFlags sorts a flag list (RFC 9051 sets no order) and drops
+// \Recent (docs/imapd.md §3).
+func normFlags(v sexp) sexp {
+	out := sexp{isL: true}
+	for _, f := range v.list {
+		if !strings.EqualFold(f.atom, `\Recent`) {
+			out.list = append(out.list, f)
+		}
+	}
+	sort.Slice(out.list, func(i, j int) bool { return out.list[i].atom < out.list[j].atom })
+	return out
+}
+
+var wordDecoder = &mime.WordDecoder{}
+
+// envText: Dovecot returns header text raw and squeezes runs of
+// whitespace; imapd (mimetree) decodes RFC 2047 words and keeps the
+// whitespace, and sends non-ASCII bytes as a UTF-8 encoded word (quoted
+// strings are 7-bit). Both are compared decoded and squeezed
+// (docs/imapd.md "Compared with Dovecot").
+func envText(v sexp) sexp {
+	if v.str == nil {
+		return v
+	}
+	s := *v.str
+	if d, err := wordDecoder.DecodeHeader(s); err == nil {
+		s = d
+	}
+	return strSexp(strings.Join(strings.Fields(s), " "))
+}
+
+func normEnvelope(v sexp) sexp {
+	if !v.isL || len(v.list) != 10 {
+		return v
+	}
+	e := sexp{isL: true, list: append([]sexp(nil), v.list...)}
+	// go-imap's Envelope.Date is a time.Time: imapd re-formats the Date
+	// field ("8 Oct" → "08 Oct", "-0000" → "+0000"); compare the instant.
+	if e.list[0].str != nil {
+		if t, err := mail.ParseDate(*e.list[0].str); err == nil {
+			e.list[0] = strSexp(t.UTC().Format("2006-01-02T15:04:05Z"))
+		}
+	}
+	e.list[1] = envText(e.list[1])
+	for i := 2; i <= 7; i++ {
+		e.list[i] = normAddrs(e.list[i])
+	}
+	// go-imap keeps only msg-ids in In-Reply-To; Dovecot sends any text.
+	if s := e.list[8].text(); !strings.HasPrefix(strings.TrimSpace(s), "<") {
+		e.list[8] = nilSexp
+	}
+	return e
+}
+
+// normAddrs drops RFC 9051 §7.5.2 group markers (host NIL), which imapd
+// does not send (go-imap has no groups; reported in docs/imapd.md), and
+// squeezes display names.
+func normAddrs(v sexp) sexp {
+	if !v.isL {
+		return v
+	}
+	out := sexp{isL: true}
+	for _, a := range v.list {
+		if !a.isL || len(a.list) != 4 || a.list[3].isNil() {
+			continue
+		}
+		b := sexp{isL: true, list: append([]sexp(nil), a.list...)}
+		b.list[0] = envText(b.list[0])
+		if b.list[0].str != nil && *b.list[0].str == "" {
+			b.list[0] = nilSexp
+		}
+		out.list = append(out.list, b)
+	}
+	if len(out.list) == 0 {
+		return nilSexp
+	}
+	return out
+}
+
+// normBody: Dovecot writes text parts' implied charset (RFC 2045 §5.2
+// "us-ascii"), imapd does not; Dovecot keeps the transfer encoding's
+// case, imapd lower-cases it (case-insensitive, RFC 2045 §6.1).
+func normBody(v sexp) sexp {
+	if !v.isL || len(v.list) == 0 {
+		return v
+	}
+	b := sexp{isL: true, list: append([]sexp(nil), v.list...)}
+	if b.list[0].isL { // multipart
+		i := 0
+		for ; i < len(b.list) && b.list[i].isL; i++ {
+			b.list[i] = normBody(b.list[i])
+		}
+		if i+1 < len(b.list) { // after the subtype: the parameters
+			b.list[i+1] = sortParams(b.list[i+1])
+		}
+		return b
+	}
+	if len(b.list) < 7 {
+		return b
+	}
+	b.list[2] = sortParams(b.list[2])
+	typ := strings.ToLower(b.list[0].text())
+	if typ == "text" {
+		p := b.list[2]
+		has := false
+		for i := 0; i+1 < len(p.list); i += 2 {
+			has = has || strings.EqualFold(p.list[i].text(), "charset")
+		}
+		if !has {
+			np := sexp{isL: true, list: append(append([]sexp(nil), p.list...), strSexp("charset"), strSexp("us-ascii"))}
+			b.list[2] = sortParams(np)
+		}
+	}
+	if b.list[5].str != nil {
+		b.list[5] = strSexp(strings.ToLower(*b.list[5].str))
+	}
+	if typ == "message" && strings.EqualFold(b.list[1].text(), "rfc822") && len(b.list) > 8 {
+		b.list[7] = normEnvelope(b.list[7])
+		b.list[8] = normBody(b.list[8])
+	}
+	return b
+}
+
+// sortParams sorts a body parameter list by name: go-imap keeps
+// parameters in a map and writes them sorted, Dovecot in header order
+// (RFC 9051 §7.5.2 sets no order).
+func sortParams(p sexp) sexp {
+	if !p.isL {
+		return p
+	}
+	type kv struct{ k, v sexp }
+	var kvs []kv
+	for i := 0; i+1 < len(p.list); i += 2 {
+		kvs = append(kvs, kv{p.list[i], p.list[i+1]})
+	}
+	sort.SliceStable(kvs, func(i, j int) bool {
+		return strings.ToLower(kvs[i].k.text()) < strings.ToLower(kvs[j].k.text())
+	})
+	out := sexp{isL: true}
+	for _, e := range kvs {
+		out.list = append(out.list, e.k, e.v)
+	}
+	return out
+}
