@@ -74,6 +74,7 @@ func TestKill9KeepsAcknowledged(t *testing.T) {
 		s.kill()
 		cancel()
 		wg.Wait()
+		checkStoreInvariants(t, s, round)
 		s.start()
 		checkCrashState(t, s, acked, round)
 	}
