@@ -21,9 +21,10 @@ import (
 // number twice); the change log has one entry per row, at the row's
 // current stamp (the crash workload sets its column in the insert's batch,
 // so no row is changed after its first batch and this workload cannot
-// leave a stale entry; TestCrashInvariants in the store covers that). It then writes one batch shaped like the crash test's
-// (body, header, the header's ack column, so the test's own checks still
-// hold) and requires row numbers above every earlier one: IMAP UIDs are
+// leave a stale entry; TestCrashInvariants in the store covers that).
+// It then writes one batch shaped like the crash test's (body, header,
+// the header's ack column, so the test's own checks still hold) and
+// requires row numbers above every earlier one: IMAP UIDs are
 // derived from them and must never repeat. The parent index is not
 // checked here: the crash workload writes no indexed rows (the store test
 // checks it). dbd must not be running.
