@@ -58,6 +58,11 @@ type Config struct {
 	// without reaching DATA (counted afresh after each 354) before it gets
 	// "421 4.7.0" and is closed. Default: 1000.
 	MaxCommands int
+	// MaxJunk is the number of commands that move no mail (NOOP, RSET,
+	// VRFY, EXPN, HELP) a session may send without reaching DATA before it
+	// gets "421 4.7.0" and is closed: a client looping on them holds a
+	// slot for nothing (Postfix smtpd_junk_command_limit). Default: 100.
+	MaxJunk int
 	// MaxErrors is the number of 4xx/5xx replies a session may collect
 	// without reaching DATA (counted afresh after each 354);
 	// the reply that exceeds it is followed by "421 4.7.0" and a close
@@ -106,6 +111,7 @@ const (
 	DefaultPassCacheMax        = 100000
 	DefaultMaxCommands         = 1000
 	DefaultMaxErrors           = 20
+	DefaultMaxJunk             = 100
 	DefaultSoftErrors          = 10
 	DefaultErrorDelay          = time.Second
 	DefaultCaptureMax          = 256 << 10
@@ -147,6 +153,7 @@ func (c *Config) Validate() error {
 		{"PassCacheMax", c.PassCacheMax},
 		{"MaxCommands", c.MaxCommands},
 		{"MaxErrors", c.MaxErrors},
+		{"MaxJunk", c.MaxJunk},
 	} {
 		if n.v < 0 {
 			errs = append(errs, fmt.Errorf("guard: %s %d is negative", n.name, n.v))
@@ -188,6 +195,7 @@ func (c Config) withDefaults() Config {
 	setInt(&c.PassCacheMax, DefaultPassCacheMax)
 	setInt(&c.MaxCommands, DefaultMaxCommands)
 	setInt(&c.MaxErrors, DefaultMaxErrors)
+	setInt(&c.MaxJunk, DefaultMaxJunk)
 	setInt(&c.SoftErrors, DefaultSoftErrors)
 	setDur(&c.ErrorDelay, DefaultErrorDelay)
 	setInt(&c.CaptureMax, DefaultCaptureMax)

@@ -152,6 +152,7 @@ type Conn struct {
 		// Commands and 4xx/5xx replies since the last 354 (the limits
 		// apply to these, see reply.go).
 		sinceData       int
+		junkSinceData   int
 		errorsSinceData int
 		// lastData is the client-byte range [from, to) of the last
 		// complete DATA stream (see DataStored).
@@ -747,6 +748,16 @@ func (c *Conn) command(line []byte) error {
 		return nil
 	}
 	verb, arg := splitCommand(line)
+	if junkCommands[verb] {
+		c.mu.Lock()
+		c.mu.junkSinceData++
+		junk := c.mu.junkSinceData
+		c.mu.Unlock()
+		if junk > c.cfg.MaxJunk {
+			c.log.Warn("too many junk commands", "commands", junk)
+			return c.replyAndClose(fmt.Sprintf("421 4.7.0 %s Error: too many commands that move no mail\r\n", h))
+		}
+	}
 	if why := nonSMTP(line, verb); why != "" {
 		// Another protocol or a mail body sent as commands: answering each
 		// line with 500 until MaxErrors would run whatever SMTP commands
@@ -805,6 +816,9 @@ func controlByte(line []byte) int {
 	}
 	return -1
 }
+
+// junkCommands move no mail; MaxJunk bounds them between two DATAs.
+var junkCommands = map[string]bool{"NOOP": true, "RSET": true, "VRFY": true, "EXPN": true, "HELP": true}
 
 // httpMethods are HTTP request methods: a web client or a proxy abuse
 // attempt (CONNECT), never SMTP.

@@ -648,3 +648,25 @@ func TestErrorTarpit(t *testing.T) {
 	c.expect("421 4.7.0")
 	c.expectClosed()
 }
+
+// TestMaxJunk: commands that move no mail (NOOP, RSET, VRFY, HELP) are
+// bounded between two DATAs (TEST-CATALOG item 19); a DATA starts the
+// count afresh, and other commands do not count.
+func TestMaxJunk(t *testing.T) {
+	srv := startServer(t, Config{MaxJunk: 3})
+	c := greeted(t, srv.addr)
+	c.cmd("NOOP", "250 ")
+	c.cmd("RSET", "250 ")
+	c.cmd("MAIL FROM:<a@s.test>", "250 ")
+	c.cmd("HELP", "")
+	c.cmd("RCPT TO:<r@mx.test>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.send("Subject: x\r\n\r\nbody\r\n.\r\n")
+	c.expect("250 ")
+	for _, v := range []string{"NOOP", "VRFY x", "RSET"} {
+		c.cmd(v, "")
+	}
+	c.send("NOOP\r\n")
+	c.expect("421 4.7.0")
+	c.expectClosed()
+}

@@ -105,6 +105,7 @@ func (c *Conn) replyLineLocked(out, line []byte) ([]byte, string) {
 		// "without delivering mail"), so a sender that reuses its
 		// connection for hundreds of mails is not cut off.
 		c.mu.sinceData = 0
+		c.mu.junkSinceData = 0
 		c.mu.errorsSinceData = 0
 	case r.code == 334:
 		c.mu.expectSASL = true
