@@ -249,15 +249,7 @@ func TestSizeLimitExact(t *testing.T) {
 	if code, msg := e.send("a@x.test", []string{"jo@example.org"}, exact); code != 250 {
 		t.Fatalf("%d bytes (the limit): %d %s, want 250", len(exact), code, msg)
 	}
-	row, err := e.admin.FindKey(context.Background(), model.Receive, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rk, ok := model.AcknowledgedReceived(row.State)
-	if !ok {
-		t.Fatal("no received link")
-	}
-	got := e.rejoin(exact, rk)
+	got, _, _ := e.acknowledged(exact, k)
 	if !bytes.HasSuffix(got, exact) || len(got) <= len(exact) {
 		t.Fatalf("stored mail of %d bytes does not end with the %d sent", len(got), len(exact))
 	}
@@ -268,6 +260,21 @@ func TestSizeLimitExact(t *testing.T) {
 	if _, err := e.admin.FindKey(context.Background(), model.Body, model.NewMailRows(over).BodyKey); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("body of the refused mail: %v, want not found", err)
 	}
+}
+
+// acknowledged reads receive row k of raw, which must be acknowledged, and
+// returns the stored mail it re-joins to, its received key and its state.
+func (e *env) acknowledged(raw []byte, k model.Key) (stored []byte, rk model.Key, st model.State) {
+	e.t.Helper()
+	row, err := e.admin.FindKey(context.Background(), model.Receive, k)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	rk, ok := model.AcknowledgedReceived(row.State)
+	if !ok {
+		e.t.Fatal("no received link")
+	}
+	return e.rejoin(raw, rk), rk, row.State
 }
 
 func (e *env) rejoin(raw []byte, received model.Key) []byte {

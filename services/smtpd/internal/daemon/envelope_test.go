@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -116,15 +115,7 @@ func TestHostileHeloInTraceField(t *testing.T) {
 	wantCode(t, "MAIL", c.Mail("a@x.test", nil), 250, smtp.EnhancedCode{})
 	wantCode(t, "RCPT", c.Rcpt("jo@example.org", nil), 250, smtp.EnhancedCode{})
 	wantCode(t, "end of data", sendData(c, raw), 250, smtp.EnhancedCode{})
-	row, err := e.admin.FindKey(context.Background(), model.Receive, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rk, ok := model.AcknowledgedReceived(row.State)
-	if !ok {
-		t.Fatal("no received link")
-	}
-	stored := e.rejoin(raw, rk)
+	stored, _, _ := e.acknowledged(raw, k)
 	fs, err := model.ReceivedFields(model.Split(stored).Received)
 	if err != nil || len(fs) != 1 {
 		t.Fatalf("stored mail has %d Received fields (%v), want ours only:\n%s", len(fs), err, stored)
@@ -163,16 +154,8 @@ func TestPOP3SizeSetAtAck(t *testing.T) {
 		if code, msg := e.send("a@x.test", []string{"jo@example.org"}, raw); code != 250 {
 			t.Fatalf("%d %s", code, msg)
 		}
-		row, err := e.admin.FindKey(context.Background(), model.Receive, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rk, ok := model.AcknowledgedReceived(row.State)
-		if !ok {
-			t.Fatal("no received link")
-		}
-		stored := e.rejoin(raw, rk)
-		if got := row.State.Col(model.POP3SizeColumn(rk)); got != uint64(len(stored)) {
+		stored, rk, st := e.acknowledged(raw, k)
+		if got := st.Col(model.POP3SizeColumn(rk)); got != uint64(len(stored)) {
 			t.Fatalf("POP3 size column %d, stored mail %d octets", got, len(stored))
 		}
 		if stored[len(stored)-1] != '\n' || strings.Count(string(stored), "\n") != strings.Count(string(stored), "\r\n") {
