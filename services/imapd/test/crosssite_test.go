@@ -1,12 +1,8 @@
 package test
 
 import (
-	"crypto/rand"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,7 +10,6 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/twinmx/twinmx/pkg/model"
-	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
@@ -85,34 +80,7 @@ func eventually(t *testing.T, what string, cond func() (bool, error)) {
 // own tests cover the learning); and a client that fails over to B sees
 // another UIDVALIDITY and never another mail under a UID it knew.
 func TestTwoSites(t *testing.T) {
-	dir := t.TempDir()
-	kp, err := wire.GenerateKeyPair(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bkey := filepath.Join(dir, "backupd")
-	if err := wire.WriteKeyFiles(bkey, kp); err != nil {
-		t.Fatal(err)
-	}
-	a := newSiteWith(t, siteOptions{backupdPub: bkey + ".pub"})
-	b := newSiteWith(t, siteOptions{backupdPub: bkey + ".pub", noUser: true})
-	metrics := proctest.FreePort(t)
-	blog := &proctest.SyncBuffer{}
-	bk := exec.Command(filepath.Join(binDir, "backupd"), "--key", bkey, "--metrics", metrics,
-		"--site", fmt.Sprintf("A=%s,%s", a.dbAddr, a.key("dbd.pub")), "--site", fmt.Sprintf("B=%s,%s", b.dbAddr, b.key("dbd.pub")))
-	bk.Stderr = blog
-	bk.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := bk.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("backupd log (tail):\n%s", tail(blog.String(), 30))
-		}
-		bk.Process.Kill()
-		bk.Wait()
-	})
-	proctest.WaitListening(t, metrics, 20*time.Second, blog)
+	a, b, _ := twoSites(t)
 
 	var mails [][]byte
 	for i := range 4 {
