@@ -406,12 +406,22 @@ func TestFlagsSearchExpunge(t *testing.T) {
 	if err != nil || sd.NumMessages != 3 {
 		t.Fatalf("SELECT after EXPUNGE = %+v, %v; want 3 messages", sd, err)
 	}
-	// The other session learns of the expunge at its next NOOP.
-	if err := c2.Noop().Wait(); err != nil {
-		t.Fatal(err)
-	}
-	if n := c2.Mailbox().NumMessages; n != 3 {
-		t.Errorf("second session after NOOP: %d messages, want 3", n)
+	// The other session learns of the expunge at a NOOP once dbd's watch
+	// has brought it the change: it travels as an event, so under load the
+	// first NOOP may come before it (seen once in CI under -race).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := c2.Noop().Wait(); err != nil {
+			t.Fatal(err)
+		}
+		n := c2.Mailbox().NumMessages
+		if n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("second session after NOOPs for 10 s: %d messages, want 3", n)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -945,8 +955,18 @@ func TestExpungeSeenByOtherSession(t *testing.T) {
 			}
 		}
 	}
-	if err := c2.Noop().Wait(); err != nil {
-		t.Fatal(err)
+	// The expunge reaches session 2 as a watch event: NOOP until it has
+	// (see TestFlagsSearchExpunge).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if err := c2.Noop().Wait(); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		n := len(expunged)
+		mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
