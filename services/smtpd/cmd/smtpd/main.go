@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,6 +47,8 @@ func main() {
 			&cli.DurationFlag{Name: "db-timeout", Value: 10 * time.Second, Usage: "bound on one dbd request (retries included) before 451 4.3.0", EnvVars: env("DB_TIMEOUT")},
 			&cli.IntFlag{Name: "max-conns", Value: guard.DefaultMaxConns, Usage: "concurrent connections in total (-1: no limit)", EnvVars: env("MAX_CONNS")},
 			&cli.IntFlag{Name: "max-conns-per-ip", Value: guard.DefaultMaxConnsPerIP, Usage: "concurrent connections per client IP (-1: no limit)", EnvVars: env("MAX_CONNS_PER_IP")},
+			&cli.IntFlag{Name: "max-conn-rate", Value: guard.DefaultMaxConnRate, Usage: "connections a minute from one client IP (IPv6: one /64; -1: no limit)", EnvVars: env("MAX_CONN_RATE")},
+			&cli.StringSliceFlag{Name: "conn-rate-exempt", Value: cli.NewStringSlice("127.0.0.0/8", "::1/128"), Usage: "client prefixes without a connection rate limit (\"\": none)", EnvVars: env("CONN_RATE_EXEMPT")},
 			&cli.DurationFlag{Name: "greet-pause", Value: guard.DefaultGreetPause, Usage: "wait this long before the greeting to catch early talkers (new client IPs only; negative: off)", EnvVars: env("GREET_PAUSE")},
 			&cli.DurationFlag{Name: "idle-timeout", Value: guard.DefaultIdleTimeout, Usage: "per command line, from when smtpd is ready for it to its line end", EnvVars: env("IDLE_TIMEOUT")},
 			&cli.DurationFlag{Name: "data-timeout", Value: guard.DefaultDataTimeout, Usage: "per read during DATA", EnvVars: env("DATA_TIMEOUT")},
@@ -88,7 +92,7 @@ func run(c *cli.Context) error {
 		MaxHeaderSize: c.Int("max-header-size"), MaxHops: c.Int("max-hops"),
 		DBTimeout: c.Duration("db-timeout"), MailboxTTL: c.Duration("mailbox-cache"),
 		Guard: guard.Config{
-			MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"),
+			MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"), MaxConnRate: c.Int("max-conn-rate"),
 			GreetPause: c.Duration("greet-pause"), IdleTimeout: c.Duration("idle-timeout"),
 			DataTimeout: c.Duration("data-timeout"), SessionTimeout: c.Duration("session-timeout"),
 			CaptureMax: c.Int("capture-max"),
@@ -99,6 +103,12 @@ func run(c *cli.Context) error {
 	if cfg.MailboxTTL == 0 {
 		cfg.MailboxTTL = -1 // 0 on the command line means off
 	}
+	if cfg.Guard.ConnRateExempt, err = prefixes(c.StringSlice("conn-rate-exempt")); err != nil {
+		return err
+	}
+	if cfg.Guard.MaxConnRate == 0 {
+		cfg.Guard.MaxConnRate = -1 // 0 on the command line means off
+	}
 	if cfg.Guard.GreetPause == 0 {
 		cfg.Guard.GreetPause = -1 // 0 on the command line means off, not "default"
 	}
@@ -108,4 +118,27 @@ func run(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return daemon.Run(ctx, cfg)
+}
+
+// prefixes parses --conn-rate-exempt: CIDR prefixes or single addresses.
+// An empty list (the flag given as "") is a non-nil empty slice, which
+// exempts nobody.
+func prefixes(list []string) ([]netip.Prefix, error) {
+	out := []netip.Prefix{}
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("--conn-rate-exempt %q: not a prefix or an address", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"time"
+
+	"github.com/twinmx/twinmx/pkg/wire/connlimit"
 )
 
 // Config configures a Listener and the Conns it returns. A zero field means
@@ -88,6 +91,16 @@ type Config struct {
 	// MaxConns is the number of concurrent connections in total. Negative
 	// means unlimited. Default: 1000.
 	MaxConns int
+	// MaxConnRate is the number of connections one client (an IPv4
+	// address, an IPv6 /64) may open per ConnRateWindow; the ones over it
+	// get "421 4.7.0" at once (Postfix smtpd_client_connection_rate_limit).
+	// Negative means unlimited. Default: 300 a minute.
+	MaxConnRate    int
+	ConnRateWindow time.Duration
+	// ConnRateExempt are the client prefixes MaxConnRate does not apply
+	// to. nil means the default, loopback; an empty non-nil slice exempts
+	// nobody.
+	ConnRateExempt []netip.Prefix
 
 	// Logger receives Warn for peer misbehaviour and Debug for decisions.
 	// Default: a logger that discards.
@@ -117,6 +130,8 @@ const (
 	DefaultCaptureMax          = 256 << 10
 	DefaultMaxConnsPerIP       = 20
 	DefaultMaxConns            = 1000
+	DefaultMaxConnRate         = 300
+	DefaultConnRateWindow      = time.Minute
 )
 
 // minCommandLineMax keeps room for the longest fixed command we must
@@ -140,6 +155,7 @@ func (c *Config) Validate() error {
 		{"TLSHandshakeTimeout", c.TLSHandshakeTimeout},
 		{"PassCacheTTL", c.PassCacheTTL},
 		{"ErrorDelay", c.ErrorDelay},
+		{"ConnRateWindow", c.ConnRateWindow},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("guard: %s %v is negative", d.name, d.v))
@@ -201,6 +217,11 @@ func (c Config) withDefaults() Config {
 	setInt(&c.CaptureMax, DefaultCaptureMax)
 	setInt(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	setInt(&c.MaxConns, DefaultMaxConns)
+	setInt(&c.MaxConnRate, DefaultMaxConnRate)
+	setDur(&c.ConnRateWindow, DefaultConnRateWindow)
+	if c.ConnRateExempt == nil {
+		c.ConnRateExempt = connlimit.Loopback()
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -94,6 +95,57 @@ func TestPerIPLimit(t *testing.T) {
 	}
 	c = dial(t, srv.addr)
 	c.expect("220 ")
+}
+
+// TestConnRateLimit opens connections from one address faster than the
+// rate allows (catalog item 22: 1000 connects a minute): the ones over it
+// get 421 4.7.0 and are closed at once, sessions already open carry on,
+// and once the window has passed the client is admitted again.
+func TestConnRateLimit(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1e9, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	srv := startServer(t, Config{MaxConnRate: 50, ConnRateExempt: []netip.Prefix{}, Clock: clock})
+	open := dial(t, srv.addr)
+	open.expect("220 ")
+	open.cmd("EHLO client.test", "250")
+	ok, refused := 1, 0
+	for range 1000 {
+		c := dial(t, srv.addr)
+		line := c.expect("")
+		switch {
+		case strings.HasPrefix(line, "220 "):
+			ok++
+			c.cmd("QUIT", "221 ")
+		case strings.HasPrefix(line, "421 4.7.0 mx.test Too many connections from your address in a short time"):
+			refused++
+			c.expectClosed()
+		default:
+			t.Fatalf("connection %d: %q", ok+refused, line)
+		}
+	}
+	if ok != 50 || refused != 951 {
+		t.Fatalf("%d admitted, %d refused; want 50 (the rate) and the other 951", ok, refused)
+	}
+	// The session opened before the flood is unaffected.
+	open.cmd("NOOP", "250 ")
+	if n := srv.l.Active(); n > 1 {
+		t.Logf("active %d (sessions still closing)", n)
+	}
+	mu.Lock()
+	now = now.Add(DefaultConnRateWindow)
+	mu.Unlock()
+	c := dial(t, srv.addr)
+	c.expect("220 ")
+	c.cmd("QUIT", "221 ")
+
+	// Loopback is exempt by default: the same flood is admitted.
+	srv = startServer(t, Config{MaxConnRate: 5})
+	for range 20 {
+		c := dial(t, srv.addr)
+		c.expect("220 ")
+		c.cmd("QUIT", "221 ")
+	}
 }
 
 func TestTotalLimit(t *testing.T) {

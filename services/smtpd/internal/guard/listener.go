@@ -20,6 +20,7 @@ type Listener struct {
 	pass  *passCache
 
 	conns  *connlimit.Limiter
+	rate   *connlimit.Rate
 	nextID atomic.Uint64
 	bufs   sync.Pool // of *connBufs
 }
@@ -38,6 +39,7 @@ func NewListener(inner net.Listener, cfg Config) (*Listener, error) {
 		pass:  newPassCache(cfg.PassCacheTTL, cfg.PassCacheMax, cfg.Clock),
 	}
 	l.conns = connlimit.New(cfg.MaxConns, cfg.MaxConnsPerIP)
+	l.rate = connlimit.NewRate(cfg.MaxConnRate, cfg.ConnRateWindow, cfg.ConnRateExempt, cfg.Clock)
 	return l, nil
 }
 
@@ -52,6 +54,17 @@ func (l *Listener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ip := connlimit.IP(raw.RemoteAddr())
+		// The rate is checked first: a connection refused for it takes
+		// no slot of the concurrency limits.
+		if v := l.rate.Allow(ip); v != connlimit.RateOK {
+			if v == connlimit.RateExceeded {
+				// Once per client and window: a flood must not flood the log.
+				l.cfg.Logger.Warn("connection rate limit reached; refusing this client until its window ends",
+					"remote", ip, "limit", l.cfg.MaxConnRate, "window", l.cfg.ConnRateWindow)
+			}
+			l.reply(raw, fmt.Sprintf("421 4.7.0 %s Too many connections from your address in a short time, try later\r\n", l.cfg.Hostname))
+			continue
+		}
 		release, why := l.conns.Admit(ip)
 		switch why {
 		case connlimit.TooMany:
@@ -72,11 +85,17 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
-// refuse answers a connection over a limit. The socket is fresh, so the
-// short reply fits its send buffer; the deadline only guards against a
-// broken kernel state and keeps Accept from blocking.
+// refuse logs and answers a connection over a concurrency limit.
 func (l *Listener) refuse(raw net.Conn, ip netip.Addr, reply string) {
 	l.cfg.Logger.Warn("connection refused", "remote", ip, "reply", reply[:len(reply)-2])
+	l.reply(raw, reply)
+}
+
+// reply writes reply to a connection refused at the door and closes it.
+// The socket is fresh, so the short reply fits its send buffer; the
+// deadline only guards against a broken kernel state and keeps Accept from
+// blocking.
+func (l *Listener) reply(raw net.Conn, reply string) {
 	_ = raw.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = raw.Write([]byte(reply))
 	_ = raw.Close()
