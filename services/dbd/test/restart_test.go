@@ -1,0 +1,158 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+)
+
+// TestRestartNoReplayNoLockout (TEST-CATALOG item 76) restarts a real dbd
+// process with kill -9 while a recorded session is still inside the
+// replay window (docs/wire.md §4.6):
+//   - before the restart, the recorded session (message 1, requests that
+//     insert a row and increment its counter, CLOSE) sent again is refused
+//     at once: dbd sends nothing (replay cache);
+//   - after the restart the cache is empty: dbd answers message 1 with at
+//     most message 2 and closes the connection; no request of the
+//     recording is served (the counter and `dbctl dump` are unchanged);
+//   - sent a third time, to the restarted dbd, it is refused again (the
+//     restarted cache holds it now);
+//   - legitimate clients are not locked out: a pooled client whose
+//     connections died with the old process, a new client with the same
+//     key and a client of another role all work right after the restart.
+func TestRestartNoReplayNoLockout(t *testing.T) {
+	s := newSite(t)
+	s.start()
+	ctx := proctest.Ctx(t, time.Minute)
+
+	var mu sync.Mutex
+	var recs []*recConn
+	kp, err := wire.LoadKeyPair(filepath.Join(s.dir, "keys", "admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := client.New(client.Config{Addr: s.addr, Static: kp, Server: s.dbd, Timeout: 20 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			var d net.Dialer
+			nc, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			rc := &recConn{Conn: nc}
+			mu.Lock()
+			recs = append(recs, rc)
+			mu.Unlock()
+			return rc, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := []byte("row of the recorded session")
+	if _, _, err := rec.FindOrInsert(ctx, model.Text, content); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := rec.Increment(ctx, model.Text, wire.Ref{Content: content}, "hits", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.Close() // sends CLOSE: a whole session
+	mu.Lock()
+	if len(recs) != 1 {
+		t.Fatalf("the recorded session used %d connections, want 1", len(recs))
+	}
+	session := recs[0].sent()
+	mu.Unlock()
+
+	pooled := s.client("admin")
+	hits := func(what string) {
+		t.Helper()
+		row, err := pooled.Find(ctx, model.Text, content)
+		if err != nil || row.State.Counter("hits") != 2 {
+			t.Fatalf("%s: row %+v, %v; want the counter at 2", what, row, err)
+		}
+	}
+	hits("before the replays")
+	before := s.dbctl(nil, "dump")
+
+	replay := func(what string) int {
+		t.Helper()
+		nc, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		if _, err := nc.Write(session); err != nil {
+			t.Fatalf("%s: send the recording: %v", what, err)
+		}
+		nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+		got, err := io.ReadAll(nc)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("%s: dbd kept the replayed connection open", what)
+		}
+		if len(got) > wire.LengthSize+wire.Msg2Size {
+			t.Fatalf("%s: dbd sent %d bytes, more than message 2", what, len(got))
+		}
+		return len(got)
+	}
+	if n := replay("same process"); n != 0 {
+		t.Fatalf("same process: dbd sent %d bytes to a replayed message 1, want none", n)
+	}
+
+	s.kill()
+	s.start()
+	replay("after the restart") // message 2 may come, or be lost to the reset
+	if n := replay("after the restart, again"); n != 0 {
+		t.Fatalf("after the restart, again: dbd sent %d bytes, want none (cached since the first replay)", n)
+	}
+	hits("after the replays")
+	if after := s.dbctl(nil, "dump"); after != before {
+		t.Fatalf("the replays changed the store:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// No lockout.
+	if _, err := pooled.Increment(ctx, model.Text, wire.Ref{Content: content}, "hits", 1); err != nil {
+		t.Fatalf("pooled client after the restart: %v", err)
+	}
+	fresh := s.client("admin")
+	if row, err := fresh.Find(ctx, model.Text, content); err != nil || row.State.Counter("hits") != 3 {
+		t.Fatalf("new client with the same key after the restart: %+v, %v; want the counter at 3", row, err)
+	}
+	if _, _, err := s.client("smtpd").FindOrInsert(ctx, model.Header, []byte("after the restart")); err != nil {
+		t.Fatalf("smtpd client after the restart: %v", err)
+	}
+}
+
+// recConn records the bytes written to a net.Conn.
+type recConn struct {
+	net.Conn
+	mu  sync.Mutex
+	out bytes.Buffer
+}
+
+func (c *recConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.mu.Lock()
+	c.out.Write(p[:n])
+	c.mu.Unlock()
+	return n, err
+}
+
+// sent returns a copy of the bytes written so far.
+func (c *recConn) sent() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return bytes.Clone(c.out.Bytes())
+}
