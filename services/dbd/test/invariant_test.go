@@ -19,9 +19,10 @@ import (
 // count equals its rows; row numbers are unique; the number index lists
 // each row once (every entry names a row, as many entries as rows, no
 // number twice); the change log has one entry per row, at the row's
-// current stamp (the crash workload sets its column in the insert's batch,
-// so no row is changed after its first batch and this workload cannot
-// leave a stale entry; TestCrashInvariants in the store covers that).
+// current stamp (bodies and headers get their column in the insert's
+// batch and never change, but every batch raises its writer's register
+// row, so a stale change-log entry of a changed row would show here too;
+// TestCrashInvariants in the store covers that as well).
 // It then writes one batch shaped like the crash test's (body, header,
 // the header's ack column, so the test's own checks still hold) and
 // requires row numbers above every earlier one: IMAP UIDs are
