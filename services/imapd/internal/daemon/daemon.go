@@ -60,7 +60,12 @@ type Config struct {
 	// IdleKeepalive is how often a quiet IDLE repeats the message count
 	// (0: every 2 minutes).
 	IdleKeepalive time.Duration
-	Logger        *slog.Logger // default: discard
+	// PreAuthTimeout is how long a connection that has not logged in may
+	// be silent, or take to send one command, before it is closed. It can
+	// only shorten go-imap's own bound, which is 30 s and also the default
+	// (0). TEST-CATALOG 51.
+	PreAuthTimeout time.Duration
+	Logger         *slog.Logger // default: discard
 	// Debug writes the raw IMAP traffic (passwords included!) to the log
 	// writer; for local debugging only.
 	Debug bool
@@ -69,6 +74,10 @@ type Config struct {
 	Ready func(plain, tls net.Addr)
 	// Registry, if set, receives the metrics (tests); default a new one.
 	Registry *prometheus.Registry
+
+	// onConn, if set, sees each accepted connection (tests in this
+	// package: the read deadlines go-imap sets).
+	onConn func(*countingConn)
 }
 
 // Validate reports every problem of cfg at once.
@@ -180,6 +189,7 @@ func Run(ctx context.Context, cfg Config) error {
 		d := newDispatcher(ln, m, conns, limit, nil, log, func(c net.Conn) bool {
 			return cfg.AllowPlaintext || cfg.PlaintextFrom(c.RemoteAddr())
 		})
+		d.preAuth, d.onConn = cfg.PreAuthTimeout, cfg.onConn
 		wg.Add(3)
 		go func() { defer wg.Done(); d.run() }()
 		go func() { defer wg.Done(); serveErr <- strict.Serve(d.strict) }()
@@ -193,6 +203,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		lns, tlsAddr = append(lns, ln), ln.Addr()
 		d := newDispatcher(ln, m, conns, limit, cfg.TLS, log, func(net.Conn) bool { return false })
+		d.preAuth, d.onConn = cfg.PreAuthTimeout, cfg.onConn
 		wg.Add(3)
 		go func() { defer wg.Done(); d.run() }()
 		go func() { defer wg.Done(); serveErr <- strict.Serve(d.strict) }()

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/wire/connlimit"
@@ -26,6 +27,8 @@ type dispatcher struct {
 	trust   func(net.Conn) bool
 	strict  *chanListener
 	trusted *chanListener
+	preAuth time.Duration       // Config.PreAuthTimeout
+	onConn  func(*countingConn) // Config.onConn
 }
 
 func newDispatcher(ln net.Listener, m *metrics.Metrics, conns *registry, limit *connlimit.Limiter, tc *tls.Config, log *slog.Logger, trust func(net.Conn) bool) *dispatcher {
@@ -50,8 +53,11 @@ func (d *dispatcher) run() {
 			d.refuse(c, why)
 			continue
 		}
-		cc := &countingConn{Conn: c, m: d.m, reg: d.conns, release: release}
+		cc := &countingConn{Conn: c, m: d.m, reg: d.conns, release: release, preAuth: d.preAuth}
 		d.conns.add(cc)
+		if d.onConn != nil {
+			d.onConn(cc)
+		}
 		var nc net.Conn = cc
 		if d.tls != nil {
 			nc = tls.Server(nc, d.tls)
@@ -155,10 +161,42 @@ type countingConn struct {
 	m       *metrics.Metrics
 	reg     *registry
 	release func() // the connection limit's slot
+	// preAuth > 0 caps each read deadline at that much from now until the
+	// session has logged in (Config.PreAuthTimeout).
+	preAuth  time.Duration
+	loggedIn atomic.Bool
 
 	mu   sync.Mutex // guards the fields below and orders writes
 	hold int        // > 0: writes are kept in buf
 	buf  []byte
+	// readDeadline is the last read deadline set (tests).
+	readDeadline time.Time
+}
+
+// LoggedIn lifts the pre-auth read deadline cap (the session calls it on
+// login; below TLS, like Hold).
+func (c *countingConn) LoggedIn() { c.loggedIn.Store(true) }
+
+// SetReadDeadline is go-imap's way to time out a silent client: 30 s
+// before login (cmdReadTimeout), 35 min after, both constants there.
+// Before login it is shortened to preAuth if that is set.
+func (c *countingConn) SetReadDeadline(t time.Time) error {
+	if c.preAuth > 0 && !c.loggedIn.Load() {
+		if lim := time.Now().Add(c.preAuth); t.IsZero() || t.After(lim) {
+			t = lim
+		}
+	}
+	c.mu.Lock()
+	c.readDeadline = t
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
+
+// lastReadDeadline returns the read deadline set last (tests).
+func (c *countingConn) lastReadDeadline() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.readDeadline
 }
 
 // heldMax is how much a held connection keeps before writing anyway.

@@ -230,6 +230,24 @@ func (s *Session) holdWrites() (release func() error) {
 	return func() error { return nil }
 }
 
+// loginNoter is a connection that wants to know of a login (the daemon's
+// connection: it bounds the silence of clients that have not logged in).
+type loginNoter interface {
+	LoggedIn()
+}
+
+// notedLogin tells the connection below TLS, if it asks, that the session
+// has logged in.
+func (s *Session) notedLogin() {
+	nc := s.conn.NetConn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if n, ok := nc.(loginNoter); ok {
+		n.LoggedIn()
+	}
+}
+
 // IsLoopback reports whether a is a loopback IP address.
 func IsLoopback(a net.Addr) bool { return connlimit.IP(a).IsLoopback() }
 
@@ -270,6 +288,7 @@ func (s *Session) Login(username, password string) (err error) {
 		return fmt.Errorf("login: %w", err)
 	}
 	m.Logins.WithLabelValues("ok").Inc()
+	s.notedLogin()
 	s.acct = acct
 	s.log = s.log.With("login", acct.Login)
 	s.log.Info("logged in", "mailboxes", len(acct.Mailboxes))

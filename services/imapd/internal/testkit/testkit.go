@@ -73,3 +73,31 @@ func Deliver(ctx context.Context, db Batcher, address string, raw []byte, ack bo
 	}
 	return model.KeyOf(model.Receive, rc), nil
 }
+
+// DeliverMany stores raws in the mailbox address like Deliver with ack,
+// in one dbd batch (callers keep batches to a few hundred mails), so big
+// mailboxes are quick to fill.
+func DeliverMany(ctx context.Context, db Batcher, address string, raws [][]byte, at time.Time) error {
+	box := model.KeyOf(model.Mailbox, model.MailboxContent(address))
+	reqs := []wire.Request{{Op: wire.OpFindOrInsert, Table: model.Mailbox, Content: model.MailboxContent(address)}}
+	for _, raw := range raws {
+		rows := model.NewMailRows(raw)
+		rc := model.ReceiveContent(rows.MailKey, box)
+		ref := wire.Ref{Content: rc}
+		reqs = append(reqs,
+			wire.Request{Op: wire.OpFindOrInsert, Table: model.Header, Content: rows.Parts.Header},
+			wire.Request{Op: wire.OpFindOrInsert, Table: model.Body, Content: rows.Parts.Body},
+			wire.Request{Op: wire.OpFindOrInsert, Table: model.Received, Content: rows.Received},
+			wire.Request{Op: wire.OpFindOrInsert, Table: model.Mail, Content: rows.Mail},
+			wire.Request{Op: wire.OpFindOrInsert, Table: model.Receive, Content: rc},
+			wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: model.ColAcknowledged, Value: model.FlagSet},
+			wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: model.ReceivedColumn(rows.ReceivedKey), Value: uint64(max(at.UnixMilli(), 1))})
+		if rows.MsgID != nil {
+			reqs = append(reqs, wire.Request{Op: wire.OpFindOrInsert, Table: model.MsgID, Content: rows.MsgID})
+		}
+	}
+	if _, err := db.Batch(ctx, reqs); err != nil {
+		return fmt.Errorf("deliver %d mails to %s: %w", len(raws), address, err)
+	}
+	return nil
+}
