@@ -629,13 +629,17 @@ func (r *messageReader) Read(p []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	for {
+		// modeForRead first: at a new DATA it drops what the last message
+		// left in msgPend when its session stopped reading early (over
+		// SIZE); served first, those stale bytes began the next mail.
+		m := c.modeForRead()
 		if n, ok := ready(p, &c.msgPend); ok {
 			return n, nil
 		}
 		if c.isClosed() {
 			return 0, ErrClosed
 		}
-		if c.modeForRead() != modeData {
+		if m != modeData {
 			return 0, io.EOF
 		}
 		n, err := c.nextMessage(p)
