@@ -1,0 +1,125 @@
+package test
+
+import (
+	"bytes"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+
+	"github.com/twinmx/twinmx/pkg/model"
+)
+
+// TestSMTPSource1000 (TEST-CATALOG item 92): Postfix's smtp-source sends
+// 1000 mails over 10 parallel sessions through a tap to smtpd, verdicts
+// from `dbctl autoverdict accept`, --min-copies 1. Every mail must be
+// answered 250 exactly once on the wire, dbd must hold each one
+// acknowledged exactly once (1000 mails, no more), and each stored mail,
+// after smtpd's Received field, must be byte for byte what smtp-source
+// sent (the tap's record). Not the benchmark: nothing is timed.
+func TestSMTPSource1000(t *testing.T) {
+	t.Parallel()
+	requireTool(t, smtpSource)
+	const (
+		n    = 1000
+		rcpt = "source@twinmx.test"
+	)
+	s := newSite(t)
+	s.start()
+	s.addMailbox(rcpt)
+	s.autoverdict("accept")
+	d := s.startSMTPD(smtpdOptions{DecisionWindow: 20 * time.Second, MinCopies: 1})
+	tp := startTap(t, d.addr)
+
+	// smtp-source exits non-zero when a reply is not 2xx. Its mails
+	// differ in Message-Id (and Date) and share a 1 kB body.
+	cmd := exec.Command(smtpSource, "-s", "10", "-m", fmt.Sprint(n), "-l", "1024", "-f", "sender@source.test",
+		"-t", rcpt, tp.addr)
+	dieWithTest(cmd, syscall.SIGKILL)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("smtp-source: %v\n%s", err, out)
+	}
+
+	mails, err := tp.mails()
+	if err != nil {
+		t.Fatal(err)
+	}
+	distinct := map[model.Key][]byte{}
+	for i, m := range mails {
+		if m.Reply.Code != 250 {
+			t.Errorf("mail %d: smtpd answered %v", i, m.Reply)
+		}
+		k := model.NewMailRows(m.Data).MailKey
+		if _, dup := distinct[k]; dup {
+			t.Errorf("mail %d was sent twice (same content): %q", i, m.Data[:min(len(m.Data), 200)])
+		}
+		distinct[k] = m.Data
+	}
+	if len(mails) != n || len(distinct) != n {
+		t.Fatalf("the tap saw %d mails (%d distinct), want %d", len(mails), len(distinct), n)
+	}
+
+	// dbd: each mail once, acknowledged.
+	acked := map[string]int{}
+	for _, m := range s.mails(2 * n) {
+		if m.Fields["to"] != rcpt {
+			continue
+		}
+		acked[m.Key]++
+		if m.Fields["ack"] != "yes" {
+			t.Errorf("not acknowledged: %v", m)
+		}
+	}
+	if len(acked) != n {
+		t.Errorf("dbd holds %d mails for %s, want %d", len(acked), rcpt, n)
+	}
+	for k, c := range acked {
+		if c != 1 {
+			t.Errorf("mail %s listed %d times", k, c)
+		}
+	}
+
+	// Byte for byte, 8 readers in parallel.
+	ctx := proctest.Ctx(t, 2*time.Minute)
+	work := make(chan []byte)
+	var mu sync.Mutex
+	var bad []string
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for data := range work {
+				stored, err := s.storedMail(ctx, receiveKey(data, rcpt))
+				var problem string
+				if err != nil {
+					problem = err.Error()
+				} else if field, rest := stripFirstField(stored); !bytes.HasPrefix(field, []byte("Received: ")) {
+					problem = fmt.Sprintf("no Received field of smtpd's first: %q", field)
+				} else if !bytes.Equal(rest, data) {
+					problem = "stored differently: " + firstDiff(rest, data)
+				}
+				if problem != "" {
+					mu.Lock()
+					bad = append(bad, fmt.Sprintf("%q: %s", data[:min(len(data), 120)], problem))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, data := range distinct {
+		work <- data
+	}
+	close(work)
+	wg.Wait()
+	if len(bad) > 0 {
+		t.Errorf("%d of %d mails not stored byte for byte:\n%s", len(bad), n, strings.Join(bad[:min(len(bad), 10)], "\n"))
+	}
+	t.Logf("%d mails over %d connections: %d answered 250, %d acknowledged in dbd, %d compared byte for byte",
+		len(mails), len(tp.conns), n, len(acked), len(distinct)-len(bad))
+}
