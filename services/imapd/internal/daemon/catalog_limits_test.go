@@ -1,0 +1,109 @@
+package daemon
+
+// Tests for TEST-CATALOG items 45 (literals) and 46 (hostile commands on a
+// big mailbox); the memory of a 60 MiB APPEND is measured on the imapd
+// process in ../../test (TestAppendMemory).
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/services/imapd/internal/testkit"
+)
+
+// bigMailboxSize is how many mails TestHostileSearchBigMailbox puts in
+// INBOX: 10,000 (a few seconds), or TWINMX_CATALOG_MAILS (the catalog
+// asks for 100,000).
+func bigMailboxSize(t *testing.T) int {
+	if s := os.Getenv("TWINMX_CATALOG_MAILS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("TWINMX_CATALOG_MAILS=%q", s)
+		}
+		return n
+	}
+	return 10000
+}
+
+// TestHostileSearchBigMailbox (TEST-CATALOG 46): the shapes of
+// TestHostileCommands, each made to visit every mail of a 10,000-mail
+// INBOX (bigMailboxSize), get their tagged answer within a time budget of
+// 20 s each (the connection's deadline; a stack blow-up would be a
+// crash, a CPU lock a timeout), and imapd goes on serving.
+func TestHostileSearchBigMailbox(t *testing.T) {
+	n := bigMailboxSize(t)
+	k := start(t)
+	begin := time.Now()
+	const batch = 250
+	for i := 0; i < n; i += batch {
+		var raws [][]byte
+		for j := i; j < min(n, i+batch); j++ {
+			raws = append(raws, []byte(mail(j)))
+		}
+		if err := testkit.DeliverMany(k.ctx, k.admin, address, raws, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d mails delivered in %v", n, time.Since(begin))
+	begin = time.Now()
+	r, sel := k.loginSelect()
+	if want := fmt.Sprintf("* %d EXISTS\r\n", n); !slicesHas(sel, want) {
+		t.Fatalf("SELECT: %q, want %q", sel, want)
+	}
+	t.Logf("first SELECT (placements made) in %v", time.Since(begin))
+	// DELETED is false for every mail, so each OR goes down its right
+	// side and each NOT is evaluated: keys × mails steps. Over 1000 keys
+	// SEARCH is refused (session.maxSearchKeys); 12,000 NOTs took 10 s
+	// here before that.
+	cases := []struct{ name, cmd, want string }{
+		{"nested parens", "SEARCH " + strings.Repeat("(", 2000) + "ALL" + strings.Repeat(")", 2000), "t NO"},
+		{"12000 NOT", "SEARCH " + strings.Repeat("NOT ", 12000) + "DELETED", "t NO [LIMIT]"},
+		{"5000 OR", "SEARCH " + strings.Repeat("OR DELETED ", 4500) + "SEEN", "t NO [LIMIT]"},
+		{"7000 keys in a row", "SEARCH " + strings.Repeat("UNDELETED ", 4000), "t NO [LIMIT]"},
+		{"998 NOT", "SEARCH " + strings.Repeat("NOT ", 998) + "DELETED", "t OK"},
+		{"997 NOT", "SEARCH " + strings.Repeat("NOT ", 997) + "DELETED", "t OK"},
+		{"332 OR", "SEARCH " + strings.Repeat("OR DELETED ", 332) + "UNSEEN", "t OK"},
+		{"300 OR of headers", "SEARCH " + strings.Repeat("OR SUBJECT zzz ", 300) + "FROM zzz", "t NO [LIMIT]"},
+		{"40 OR of headers", "SEARCH " + strings.Repeat("OR SUBJECT zzz ", 40) + "FROM zzz", "t OK"},
+		{"NOT around TEXT", "SEARCH " + strings.Repeat("NOT ", 500) + "TEXT zzz", "t OK"},
+		{"whole set, all flags", "STORE 1:* +FLAGS.SILENT (\\Flagged)", "t OK"},
+		{"UID range", "UID SEARCH UID 1:4294967295 NOT FLAGGED", "t OK"},
+	}
+	wantHits := map[string]int{"998 NOT": 0, "997 NOT": n, "332 OR": n, "40 OR of headers": 0, "NOT around TEXT": 0, "UID range": 0}
+	for _, c := range cases {
+		begin := time.Now()
+		r.c.SetDeadline(begin.Add(20 * time.Second))
+		r.send("t " + c.cmd + "\r\n")
+		lines, tagged := r.answer("t")
+		if !strings.HasPrefix(tagged, c.want) {
+			t.Errorf("%s: %.100q, want %q", c.name, tagged, c.want)
+		}
+		hits := 0
+		for _, l := range lines {
+			if strings.HasPrefix(l, "* SEARCH") {
+				hits = len(strings.Fields(l)) - 2
+			}
+		}
+		t.Logf("%s: %.40q (%d hits) in %v", c.name, tagged, hits, time.Since(begin))
+		if want, ok := wantHits[c.name]; ok && hits != want {
+			t.Errorf("%s: %d hits, want %d", c.name, hits, want)
+		}
+	}
+	// A line over go-imap's 50 KiB: BAD, or the connection ends.
+	long, _ := k.loginSelect()
+	long.c.SetDeadline(time.Now().Add(20 * time.Second))
+	long.send("t SEARCH " + strings.Repeat("OR ALL ", 60<<10/7) + "ALL\r\n")
+	if l, err := long.br.ReadString('\n'); err == nil && !strings.HasPrefix(l, "t BAD") && !strings.HasPrefix(l, "t NO") {
+		t.Errorf("60 KiB SEARCH: %.100q", l)
+	}
+	noPanics(t, k.reg)
+	r.c.SetDeadline(time.Now().Add(time.Minute))
+	r.send("z FETCH " + strconv.Itoa(n) + " FLAGS\r\n")
+	if lines, tagged := r.answer("z"); !strings.HasPrefix(tagged, "z OK") || len(lines) != 1 || !strings.Contains(lines[0], `\Flagged`) {
+		t.Errorf("after the hostile commands: %q %q", lines, tagged)
+	}
+}
