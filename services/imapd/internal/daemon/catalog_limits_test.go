@@ -107,3 +107,70 @@ func TestHostileSearchBigMailbox(t *testing.T) {
 		t.Errorf("after the hostile commands: %q %q", lines, tagged)
 	}
 }
+
+// TestLiteralLimits (TEST-CATALOG 45): literals imapd must not take.
+// go-imap refuses a literal over 4096 bytes outside APPEND and an APPEND
+// over APPENDLIMIT (64 MiB, session.appendLimit) without inviting it, so
+// nothing is read or allocated for it; a sync literal at the limit is
+// invited. A client that announces 400 MB and goes silent is closed by
+// the pre-auth timeout. The memory of a 60 MiB APPEND is measured in
+// ../../test TestAppendMemory.
+func TestLiteralLimits(t *testing.T) {
+	const limit = 64 << 20
+	k := startWith(t, func(c *Config) { c.PreAuthTimeout = 500 * time.Millisecond })
+
+	silent := k.raw()
+	silent.send("a LOGIN {400000000}\r\n")
+	silent.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		l, err := silent.br.ReadString('\n')
+		if err != nil {
+			break // closed, as it should be
+		}
+		if strings.HasPrefix(l, "+") {
+			t.Fatalf("LOGIN {400000000} invited: %q", l)
+		}
+	}
+
+	r := k.raw()
+	r.send(fmt.Sprintf("a LOGIN %s %q\r\n", login, password))
+	if _, tagged := r.answer("a"); !strings.Contains(tagged, fmt.Sprintf("APPENDLIMIT=%d", limit)) || !strings.Contains(tagged, "LITERAL-") || strings.Contains(tagged, "LITERAL+") {
+		t.Errorf("capabilities after login: %q, want APPENDLIMIT=%d and LITERAL- (not LITERAL+)", tagged, limit)
+	}
+	for _, c := range []struct{ cmd, want string }{
+		{fmt.Sprintf("APPEND INBOX {%d}", limit+1), "t NO [TOOBIG]"},
+		{"APPEND INBOX (\\Seen) {104857601}", "t NO [TOOBIG]"},
+		{"APPEND INBOX {99999999999999999999}", "t BAD"},
+		{"NOOP", "t OK"},
+	} {
+		r.send("t " + c.cmd + "\r\n")
+		lines, tagged := r.answer("t")
+		if !strings.HasPrefix(tagged, c.want) {
+			t.Errorf("%s: %q, want %s", c.cmd, tagged, c.want)
+		}
+		for _, l := range lines {
+			if strings.HasPrefix(l, "+") {
+				t.Errorf("%s invited the literal: %q", c.cmd, l)
+			}
+		}
+	}
+	// Exactly the limit is invited; a client that then leaves after 1 MiB
+	// stores nothing (it did: the part that came became a mail).
+	r.send(fmt.Sprintf("t APPEND INBOX {%d}\r\n", limit))
+	if l := r.line(); !strings.HasPrefix(l, "+") {
+		t.Errorf("APPEND of exactly APPENDLIMIT: %q, want +", l)
+	}
+	r.send(strings.Repeat("x", 1<<20))
+	r.c.Close()
+	for i := 0; gaugeValue(t, k, "twinmx_imapd_sessions") > 0; i++ { // the APPEND has ended
+		if i == 1000 {
+			t.Fatal("the abandoned APPEND's session is still open after 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c, _ := k.loginSelect()
+	c.send("s STATUS INBOX (MESSAGES)\r\n")
+	if lines, _ := c.answer("s"); len(lines) != 1 || !strings.Contains(lines[0], "MESSAGES 0") {
+		t.Errorf("after an abandoned APPEND: %q", lines)
+	}
+}

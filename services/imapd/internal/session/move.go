@@ -188,7 +188,10 @@ func (s *Session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 func (s *Session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (data *imap.AppendData, err error) {
 	defer s.track("append", &err)()
 	raw, err := io.ReadAll(io.LimitReader(r, appendLimit+1))
-	if err != nil {
+	// A literal cut short by the client leaving ends in io.EOF, which
+	// ReadAll takes for the end: without the size check the part that
+	// came was stored as a mail (TEST-CATALOG 45, TestLiteralLimits).
+	if err != nil || int64(len(raw)) < min(r.Size(), appendLimit+1) {
 		return nil, errClientGone
 	}
 	if len(raw) > appendLimit {
