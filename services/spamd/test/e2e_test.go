@@ -1,5 +1,8 @@
 // Package test runs spamd as a process against real dbd and smtpd
-// processes: the path a mail takes in production (SPEC §7, §11).
+// processes: the path a mail takes in production (SPEC §7, §11). The
+// chaos test (chaos_test.go) runs the whole two-site system, pop3d and
+// backupd included, and kills its services at random (SPEC §11
+// scenario 5).
 package test
 
 import (
@@ -27,7 +30,7 @@ var binDir string
 func TestMain(m *testing.M) {
 	dir, err := proctest.Build("spamd-bin-", map[string]string{
 		"dbd": "../../dbd/cmd/dbd", "dbctl": "../../dbd/cmd/dbctl", "smtpd": "../../smtpd/cmd/smtpd", "spamd": "../cmd/spamd",
-		"backupd": "../../backupd/cmd/backupd",
+		"backupd": "../../backupd/cmd/backupd", "pop3d": "../../pop3d/cmd/pop3d",
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
