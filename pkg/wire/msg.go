@@ -67,7 +67,13 @@ const (
 	MaxMergeRows  = 4096 // rows in one merge
 	MaxStatusVals = 4096 // figures in one status answer
 	MaxMailsKeys  = 64   // mails in one mails request
+	MaxPackedRows = 4096 // rows in one rows answer
 )
+
+// MailsPacked is the only flag a mails request may carry (docs/wire.md
+// §5.4): answer in rows messages (KindRows), several rows a message, not
+// one event a row.
+const MailsPacked byte = 0x01
 
 // ErrMalformed is returned by the message decoders for bytes that are not a
 // valid message. Use errors.Is(err, ErrMalformed).
@@ -101,7 +107,7 @@ type Request struct {
 	// model.ParentOf): required for list; optional for watch, where it
 	// needs an empty Keys and nil means "no parent filter".
 	Parent *model.Key
-	Flag   bool        // watch: send current rows first; changes: keep following; find: without content
+	Flag   bool        // watch: send current rows first; changes: keep following; find: without content; mails: packed rows (MailsPacked)
 	Batch  []Request   // batch: sub-requests
 	Keys   []model.Key // watch: only these rows (empty = whole table)
 	Rows   []Row       // merge
@@ -133,6 +139,7 @@ const (
 	KindError    Kind = 2 // the request failed; code and text follow
 	KindEvent    Kind = 3 // one item of a stream
 	KindEnd      Kind = 4 // a stream ended normally
+	KindRows     Kind = 5 // several rows of a stream: only to a mails request with MailsPacked
 )
 
 // Code classifies an error answer.
@@ -179,6 +186,7 @@ type Result struct {
 	RowNo    uint64   // find-or-insert, set, increment, merge (per row)
 	New      bool     // find-or-insert: the row did not exist; merge: state changed
 	Row      *Row     // find
+	Rows     []Row    // a rows answer (KindRows): one or more rows of a stream
 	Results  []Result // batch, merge: one per sub-request / row
 	Value    uint64   // cursor
 	Status   []Figure // status
@@ -277,8 +285,13 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 		for _, k := range r.Keys {
 			b = append(b, k[:]...)
 		}
-		if r.Value > 0 {
+		if r.Value > 0 || r.Flag {
+			// Optional: absent means no budget. With the flag byte
+			// after it, 0 means no budget too.
 			b = binary.AppendUvarint(b, r.Value)
+		}
+		if r.Flag {
+			b = append(b, MailsPacked)
 		}
 	case OpList:
 		if r.Parent == nil {
@@ -482,6 +495,14 @@ func truncate(s string, n int) string {
 // AppendEventHeader appends the kind byte of a stream event; a row follows.
 func AppendEventHeader(b []byte) []byte { return append(b, byte(KindEvent)) }
 
+// AppendRowsHeader appends the start of a rows answer that carries n rows
+// (1 to MaxPackedRows); the n rows follow, each as AppendRow writes it (or
+// AppendRowHeader and then its content).
+func AppendRowsHeader(b []byte, n int) []byte {
+	b = append(b, byte(KindRows))
+	return binary.AppendUvarint(b, uint64(n))
+}
+
 // AppendEnd appends the end-of-stream answer.
 func AppendEnd(b []byte) []byte { return append(b, byte(KindEnd)) }
 
@@ -615,8 +636,14 @@ func (d *dec) request(top bool) *Request {
 			r.Keys = append(r.Keys, d.key())
 		}
 		if d.err == nil && len(d.b) > 0 {
-			if r.Value = d.uvarint(); r.Value == 0 && d.err == nil {
-				d.fail("mails: byte budget 0 (omit it instead)")
+			r.Value = d.uvarint()
+			if d.err == nil && len(d.b) > 0 {
+				if d.byte() != MailsPacked {
+					d.fail("mails: unknown flags")
+				}
+				r.Flag = true
+			} else if r.Value == 0 && d.err == nil {
+				d.fail("mails: byte budget 0 without flags (omit it instead)")
 			}
 		}
 	case OpList:
@@ -654,6 +681,20 @@ func DecodeAnswer(op Op, msg []byte) (*Result, error) {
 	case KindEvent:
 		row := d.row()
 		res = &Result{Row: &row}
+	case KindRows:
+		if op != OpMails {
+			d.fail("rows answer to an op other than mails")
+			break
+		}
+		n := d.count(MaxPackedRows)
+		if n == 0 && d.err == nil {
+			d.fail("rows answer without rows")
+		}
+		// Allocate by what arrived, not by the count it claims.
+		res = &Result{Rows: make([]Row, 0, min(n, uint64(len(d.b)/minRowSize)))}
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			res.Rows = append(res.Rows, d.row())
+		}
 	case KindResult:
 		res = d.resultBody(op)
 	default:
@@ -667,6 +708,10 @@ func DecodeAnswer(op Op, msg []byte) (*Result, error) {
 	}
 	return res, nil
 }
+
+// minRowSize is the fewest bytes a row takes: table, key, row number,
+// stamp, an empty state (no columns, no counters), flags, size.
+const minRowSize = 1 + model.KeySize + 1 + 1 + 2 + 1 + 1
 
 // ErrEndOfStream is returned by DecodeAnswer for the end of a stream.
 var ErrEndOfStream = errors.New("wire: end of stream")

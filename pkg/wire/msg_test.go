@@ -134,6 +134,10 @@ var msgRequestCases = []msgRequestCase{
 	{"mails of receive aa.., bb..", Request{Op: OpMails, Table: model.Receive, Keys: []model.Key{msgKA, msgKB}}, "11 02" + msgKx(0xaa) + msgKx(0xbb)},
 	{"mails of receive aa.., bb.., budget 300", Request{Op: OpMails, Table: model.Receive, Keys: []model.Key{msgKA, msgKB}, Value: 300},
 		"11 02" + msgKx(0xaa) + msgKx(0xbb) + "ac 02"},
+	{"mails of receive aa.., packed", Request{Op: OpMails, Table: model.Receive, Keys: []model.Key{msgKA}, Flag: true},
+		"11 01" + msgKx(0xaa) + "00 01"},
+	{"mails of receive aa.., budget 300, packed", Request{Op: OpMails, Table: model.Receive, Keys: []model.Key{msgKA}, Value: 300, Flag: true},
+		"11 01" + msgKx(0xaa) + "ac 02 01"},
 }
 
 // msgNormState drops empty maps, zero values and counters without counts:
@@ -212,6 +216,11 @@ func msgNormResult(r Result) Result {
 		rs = append(rs, msgNormResult(s))
 	}
 	r.Results = rs
+	var rows []Row
+	for _, row := range r.Rows {
+		rows = append(rows, msgNormRow(row))
+	}
+	r.Rows = rows
 	if len(r.Status) == 0 {
 		r.Status = nil
 	}
@@ -315,7 +324,10 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"mails with 65 keys", "11 41" + strings.Repeat(msgKx(0xaa), 65)},
 		{"mails key truncated", "11 01" + msgKx(0xaa)[:40]},
 		{"mails with budget 0", "11 01" + msgKx(0xaa) + "00"},
-		{"mails with a byte after the budget", "11 01" + msgKx(0xaa) + "05 00"},
+		{"mails with flags 0", "11 01" + msgKx(0xaa) + "05 00"},
+		{"mails with flags 2", "11 01" + msgKx(0xaa) + "05 02"},
+		{"mails with flags 3", "11 01" + msgKx(0xaa) + "00 03"},
+		{"mails with a byte after the flags", "11 01" + msgKx(0xaa) + "05 01 00"},
 		{"mails budget truncated", "11 01" + msgKx(0xaa) + "80"},
 		{"mail key truncated", "10" + msgKx(0xaa)[:40]},
 		{"mail with a trailing byte", "10" + msgKx(0xaa) + "00"},
@@ -451,6 +463,16 @@ func msgEvent(r Row) func([]byte) []byte {
 	return func(b []byte) []byte { return AppendRow(AppendEventHeader(b), &r) }
 }
 
+func msgRows(rows ...Row) func([]byte) []byte {
+	return func(b []byte) []byte {
+		b = AppendRowsHeader(b, len(rows))
+		for i := range rows {
+			b = AppendRow(b, &rows[i])
+		}
+		return b
+	}
+}
+
 var (
 	msgFoundRow = Row{Table: model.Body, Key: msgHelloKey, RowNo: 1, Stamp: 1,
 		State: model.State{Cols: map[string]uint64{"backedup": 1}}, HasContent: true, Content: []byte("hello")}
@@ -491,6 +513,9 @@ var msgAnswerCases = []msgAnswerCase{
 	{"changes event with content", OpChanges, msgEvent(msgFullRow), "03" + msgFullRowHex, &Result{Row: &msgFullRow}, nil},
 	{"dump event with digest", OpDump, msgEvent(msgDumpRow), "03" + msgDumpRowHex, &Result{Row: &msgDumpRow}, nil},
 	{"scan event", OpScan, msgEvent(msgBareRow), "03" + msgBareRowHex, &Result{Row: &msgBareRow}, nil},
+	{"mails rows, two", OpMails, msgRows(msgFoundRow, msgFullRow), "05 02" + msgFoundRowHex + msgFullRowHex,
+		&Result{Rows: []Row{msgFoundRow, msgFullRow}}, nil},
+	{"mails rows, one", OpMails, msgRows(msgFoundRow), "05 01" + msgFoundRowHex, &Result{Rows: []Row{msgFoundRow}}, nil},
 	{"end", OpChanges, AppendEnd, "04", nil, ErrEndOfStream},
 	{"error forbidden", OpSet, func(b []byte) []byte { return AppendError(b, CodeForbidden, "no") }, "02 02" + msgStr("no"),
 		nil, &Error{Code: CodeForbidden, Msg: "no"}},
@@ -567,7 +592,18 @@ func TestDecodeAnswerErrors(t *testing.T) {
 		in   string
 	}{
 		{"empty", OpPing, ""},
-		{"unknown kind 5", OpPing, "05"},
+		{"unknown kind 6", OpPing, "06"},
+		{"rows answer to ping", OpPing, "05 01" + msgFoundRowHex},
+		{"rows answer to mail", OpMail, "05 01" + msgFoundRowHex},
+		{"rows answer to changes", OpChanges, "05 01" + msgFoundRowHex},
+		{"rows answer without count", OpMails, "05"},
+		{"rows answer of 0 rows", OpMails, "05 00"},
+		{"rows answer count above limit", OpMails, "05 8120" + strings.Repeat(msgFoundRowHex, 2)},
+		{"rows answer shorter than its count", OpMails, "05 03" + msgFoundRowHex + msgFullRowHex},
+		{"rows answer with a row truncated", OpMails, "05 02" + msgFoundRowHex + msgFullRowHex[:40]},
+		{"rows answer content short", OpMails, "05 01 01" + msgHelloKey.String() + "01 01 00 00 01 05 6865"},
+		{"rows answer with a trailing byte", OpMails, "05 01" + msgFoundRowHex + "00"},
+		{"rows answer with a bad row flag", OpMails, "05 01 07" + msgKx(0xaa) + "00 00 0000 04 00"},
 		{"unknown kind ff", OpPing, "ff"},
 		{"result to op 0", 0, "00"},
 		{"result to op 14", 14, "00"},
@@ -629,6 +665,20 @@ func TestDecodeAnswerBounds(t *testing.T) {
 	got, err := DecodeAnswer(OpBatch, AppendResult(nil, OpBatch, &res))
 	if err != nil || len(got.Results) != len(res.Results) {
 		t.Fatalf("batch answer with %d results: error %v", len(res.Results), err)
+	}
+	rows := make([]Row, MaxPackedRows)
+	for i := range rows {
+		rows[i] = Row{Table: model.Body, RowNo: uint64(i + 1), HasContent: true, Content: []byte{}}
+	}
+	ans := msgRows(rows...)(nil)
+	got, err = DecodeAnswer(OpMails, ans)
+	if err != nil || len(got.Rows) != MaxPackedRows || got.Rows[MaxPackedRows-1].RowNo != MaxPackedRows {
+		t.Fatalf("rows answer with %d rows: error %v", MaxPackedRows, err)
+	}
+	// One more row than the bound: refused before the rows are read.
+	ans = AppendRowsHeader(nil, MaxPackedRows+1)
+	if _, err := DecodeAnswer(OpMails, ans); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("rows answer claiming %d rows: error %v, want ErrMalformed", MaxPackedRows+1, err)
 	}
 }
 
@@ -952,12 +1002,18 @@ func FuzzDecodeAnswer(f *testing.F) {
 					t.Fatalf("DecodeAnswer(%s, %x) = nil, nil", op, msg)
 				}
 				var enc []byte
-				if Kind(msg[0]) == KindEvent {
+				switch Kind(msg[0]) {
+				case KindEvent:
 					if res.Row == nil {
 						t.Fatalf("DecodeAnswer(%s, %x): event without a row", op, msg)
 					}
 					enc = AppendRow(AppendEventHeader(nil), res.Row)
-				} else {
+				case KindRows:
+					if op != OpMails || len(res.Rows) == 0 || len(res.Rows) > MaxPackedRows {
+						t.Fatalf("DecodeAnswer(%s, %x): %d rows", op, msg, len(res.Rows))
+					}
+					enc = msgRows(res.Rows...)(nil)
+				default:
 					enc = AppendResult(nil, op, res)
 				}
 				res2, err := DecodeAnswer(op, enc)
