@@ -1,0 +1,39 @@
+package server
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/twinmx/twinmx/pkg/wire"
+)
+
+func TestPackRows(t *testing.T) {
+	many := make([]uint64, wire.MaxPackedRows+1)
+	for i := range many {
+		many[i] = 1
+	}
+	tests := []struct {
+		name  string
+		sizes []uint64
+		max   int
+		want  []int
+	}{
+		{"none", nil, 100, nil},
+		{"one", []uint64{10}, 100, []int{1}},
+		{"all fit", []uint64{10, 20, 30}, 100, []int{3}},
+		{"exactly full", []uint64{50, 50}, 100, []int{2}},
+		{"a byte over", []uint64{50, 51}, 100, []int{1, 1}},
+		{"split in order", []uint64{40, 40, 40, 40, 40}, 100, []int{2, 2, 1}},
+		{"large row alone in the middle", []uint64{10, 500, 10}, 100, []int{1, 1, 1}},
+		{"large row first", []uint64{500, 10, 10}, 100, []int{1, 2}},
+		{"large row last", []uint64{10, 10, 500}, 100, []int{2, 1}},
+		{"count bound", many, 1 << 20, []int{wire.MaxPackedRows, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := packRows(tt.sizes, tt.max); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("packRows(%v, %d) = %v, want %v", tt.sizes, tt.max, got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,135 @@
+package server_test
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/services/dbd/dbdtest"
+	"github.com/twinmx/twinmx/services/dbd/internal/auth"
+)
+
+// answerMsg is one answer message as it came: its bytes and its frames.
+type answerMsg struct {
+	data   []byte
+	frames int
+}
+
+// askRaw sends req on wc as request id and returns its answer messages up
+// to and including the end (or an error).
+func askRaw(t *testing.T, wc *wire.Conn, id uint32, req *wire.Request) []answerMsg {
+	t.Helper()
+	msg, err := wire.AppendRequest(nil, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wc.WriteFrame(wire.Frame{ReqID: id, Data: msg}); err != nil {
+		t.Fatal(err)
+	}
+	var out []answerMsg
+	var cur answerMsg
+	for {
+		f, err := wc.ReadFrame()
+		if err != nil {
+			t.Fatalf("read answer: %v", err)
+		}
+		if f.ReqID != id {
+			t.Fatalf("frame for request %d, want %d", f.ReqID, id)
+		}
+		cur.data = append(cur.data, f.Data...)
+		cur.frames++
+		if f.Flags&wire.FlagMore != 0 {
+			continue
+		}
+		out = append(out, cur)
+		if k := wire.Kind(cur.data[0]); k == wire.KindEnd || k == wire.KindError {
+			return out
+		}
+		cur = answerMsg{}
+	}
+}
+
+// TestMailsPacked: a mails request with the packed flag gets the same
+// rows, in the same order, as one without it, but as rows answers of as
+// many rows as fit in a frame (a row larger than a frame in an answer of
+// its own); the request without the flag still gets one event a row, as
+// clients older than the flag expect.
+func TestMailsPacked(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	ctx := ctxT(t)
+	admin := e.Client(auth.Admin)
+	small, _ := putMails(t, ctx, admin, 4, "body")
+	big, _ := putMails(t, ctx, admin, 1, strings.Repeat("large body line\r\n", 10000)) // 170 kB: three frames
+	missing := model.KeyOf(model.Receive, []byte("none"))
+	keys := []model.Key{small[0], small[1], big[0], missing, small[2], small[3]}
+	wc := e.Dial(auth.Mailbox)
+
+	// Without the flag: events, one a row.
+	var want [][]byte
+	plain := askRaw(t, wc, 1, &wire.Request{Op: wire.OpMails, Keys: keys})
+	for _, m := range plain[:len(plain)-1] {
+		res, err := wire.DecodeAnswer(wire.OpMails, m.data)
+		if err != nil || res.Row == nil {
+			t.Fatalf("unpacked answer % x: %+v, %v; want an event", m.data[:min(len(m.data), 8)], res, err)
+		}
+		want = append(want, wire.AppendRow(nil, res.Row))
+	}
+	if len(want) != 5*5 {
+		t.Fatalf("unpacked: %d rows, want 25 (five mails of five rows)", len(want))
+	}
+
+	packed := askRaw(t, wc, 2, &wire.Request{Op: wire.OpMails, Keys: keys, Flag: true})
+	if end := packed[len(packed)-1]; !bytes.Equal(end.data, wire.AppendEnd(nil)) {
+		t.Fatalf("packed answer ends with % x, want an end", end.data)
+	}
+	var got [][]byte
+	for i, m := range packed[:len(packed)-1] {
+		res, err := wire.DecodeAnswer(wire.OpMails, m.data)
+		if err != nil || len(res.Rows) == 0 {
+			t.Fatalf("packed answer %d: %+v, %v; want a rows answer", i, res, err)
+		}
+		if m.frames > 1 && (len(res.Rows) != 1 || res.Rows[0].Table != model.Body) {
+			t.Fatalf("packed answer %d spans %d frames with %d rows; only a large body may", i, m.frames, len(res.Rows))
+		}
+		for j := range res.Rows {
+			got = append(got, wire.AppendRow(nil, &res.Rows[j]))
+		}
+	}
+	// Four small mails and the large one's small rows fit in two frames;
+	// the large body is the third answer.
+	if len(packed) != 1+3 {
+		t.Fatalf("packed: %d rows answers, want 3", len(packed)-1)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("packed: %d rows, unpacked %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("row %d packed differs from unpacked:\n% x\n% x", i, got[i][:min(len(got[i]), 64)], want[i][:min(len(want[i]), 64)])
+		}
+	}
+}
+
+// TestMailsPackedRefusedFlags: a mails request with a flag dbd does not
+// know is bad-request (so a client can tell, and ask without it).
+func TestMailsPackedRefusedFlags(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	wc := e.Dial(auth.Mailbox)
+	msg, _ := wire.AppendRequest(nil, &wire.Request{Op: wire.OpMails, Keys: []model.Key{{}}, Flag: true})
+	msg[len(msg)-1] = 0x02 // an unknown flag
+	if err := wc.WriteFrame(wire.Frame{ReqID: 1, Data: msg}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := wc.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = wire.DecodeAnswer(wire.OpMails, f.Data)
+	var we *wire.Error
+	if !errors.As(err, &we) || we.Code != wire.CodeBadRequest {
+		t.Fatalf("mails with flag 2: %v, want bad-request", err)
+	}
+}
