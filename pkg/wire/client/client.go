@@ -127,6 +127,9 @@ type Client struct {
 	cfg    Config
 	log    *slog.Logger
 	nextID atomic.Uint32
+	// unpacked: a dbd refused a mails request with wire.MailsPacked (it
+	// is older than the flag); cleared when a connection is opened.
+	unpacked atomic.Bool
 
 	mu       sync.Mutex
 	sessions []*session    // the first carries one-shot requests; all carry streams
@@ -280,6 +283,7 @@ func (c *Client) dial(ctx context.Context) (*session, error) {
 	}
 	s := newSession(wc, c.cfg.MaxAnswer)
 	go s.readLoop()
+	c.unpacked.Store(false) // this dbd may know packed mails
 	return s, nil
 }
 

@@ -26,7 +26,10 @@ type fakeDBD struct {
 	received atomic.Int64 // requests received, answered or not
 	busy     atomic.Int64 // watches still to refuse as busy
 	accepts  atomic.Int64
-	wg       sync.WaitGroup
+	// mails, if set, answers a mails request: the answer messages, each
+	// sent as one frame.
+	mails func(req *wire.Request) [][]byte
+	wg    sync.WaitGroup
 }
 
 func newFakeDBD(t *testing.T) *fakeDBD {
@@ -74,6 +77,14 @@ func newFakeDBD(t *testing.T) *fakeDBD {
 					if f.drop.Load() {
 						nc.Close()
 						return
+					}
+					if req.Op == wire.OpMails && f.mails != nil {
+						for _, ans := range f.mails(req) {
+							if err := wc.WriteFrame(wire.Frame{ReqID: fr.ReqID, Data: ans}); err != nil {
+								return
+							}
+						}
+						continue
 					}
 					if req.Op == wire.OpWatch && f.busy.Add(-1) >= 0 {
 						if err := wc.WriteFrame(wire.Frame{ReqID: fr.ReqID, Data: wire.AppendError(nil, wire.CodeBusy, "too many open streams")}); err != nil {

@@ -19,6 +19,7 @@ type Stream struct {
 	call *call
 	op   wire.Op
 	done bool
+	rows []wire.Row // the rest of a rows answer (wire.KindRows), handed out first
 }
 
 func (c *Client) stream(ctx context.Context, req *wire.Request) (*Stream, error) {
@@ -40,6 +41,11 @@ func (c *Client) stream(ctx context.Context, req *wire.Request) (*Stream, error)
 // Next returns the next row, io.EOF at the normal end of the stream, or an
 // error (a *wire.Error from dbd, ErrConnLost, or ctx's error).
 func (st *Stream) Next(ctx context.Context) (*wire.Row, error) {
+	if len(st.rows) > 0 {
+		r := &st.rows[0]
+		st.rows = st.rows[1:]
+		return r, nil
+	}
 	if st.done {
 		return nil, io.EOF
 	}
@@ -67,6 +73,10 @@ func (st *Stream) Next(ctx context.Context) (*wire.Row, error) {
 		st.done = true
 		st.call.finish()
 		return nil, ErrNotFound
+	}
+	if len(res.Rows) > 0 {
+		st.rows = res.Rows[1:]
+		return &res.Rows[0], nil
 	}
 	if res.Row == nil {
 		return nil, fmt.Errorf("%w: %s stream sent a result instead of a row", wire.ErrMalformed, st.op)
@@ -241,8 +251,19 @@ func (c *Client) MailRows(ctx context.Context, k model.Key) ([]wire.Row, error) 
 // A key without a receive row has no entry. With a budget (bytes; 0: none)
 // dbd stops after the mail whose contents reach it, so the keys after the
 // last one answered may not have been looked at: ask for them again.
+//
+// It asks for packed rows (wire.MailsPacked: several rows a message); a dbd
+// that does not know the flag refuses the request as bad-request, and the
+// Client then asks without it, and keeps doing so until it opens a new
+// connection (which may reach an upgraded dbd).
 func (c *Client) MailsRows(ctx context.Context, keys []model.Key, budget uint64) (map[model.Key][]wire.Row, error) {
-	rows, err := c.collect(ctx, &wire.Request{Op: wire.OpMails, Table: model.Receive, Keys: keys, Value: budget})
+	req := &wire.Request{Op: wire.OpMails, Table: model.Receive, Keys: keys, Value: budget, Flag: !c.unpacked.Load()}
+	rows, err := c.collect(ctx, req)
+	if req.Flag && isCode(err, wire.CodeBadRequest) {
+		c.unpacked.Store(true)
+		req.Flag = false
+		rows, err = c.collect(ctx, req)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("mails of %d receive rows: %w", len(keys), err)
 	}
@@ -257,6 +278,11 @@ func (c *Client) MailsRows(ctx context.Context, keys []model.Key, budget uint64)
 		out[cur] = append(out[cur], rows[i])
 	}
 	return out, nil
+}
+
+func isCode(err error, code wire.Code) bool {
+	var we *wire.Error
+	return errors.As(err, &we) && we.Code == code
 }
 
 // Resubscribe runs follow (a watch or changes loop) until ctx ends. A

@@ -1,0 +1,154 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+)
+
+// mailsFixture is two mails' rows as dbd would send them: each mail's
+// receive row first.
+func mailsFixture() (keys []model.Key, rows []wire.Row) {
+	for i, name := range []string{"a", "b"} {
+		k := model.KeyOf(model.Receive, []byte(name))
+		keys = append(keys, k)
+		rows = append(rows,
+			wire.Row{Table: model.Receive, Key: k, RowNo: uint64(i + 1), HasContent: true, Content: []byte("pair " + name)},
+			wire.Row{Table: model.Header, Key: model.KeyOf(model.Header, []byte(name)), RowNo: uint64(i + 1), HasContent: true, Content: []byte("Subject: " + name + "\r\n")},
+			wire.Row{Table: model.Body, Key: model.KeyOf(model.Body, []byte(name)), RowNo: uint64(i + 1), HasContent: true, Content: []byte("body " + name)},
+		)
+	}
+	for i := range rows {
+		rows[i].Size = uint64(len(rows[i].Content)) // as decoded
+	}
+	return keys, rows
+}
+
+func rowsAnswer(rows []wire.Row) []byte {
+	b := wire.AppendRowsHeader(nil, len(rows))
+	for i := range rows {
+		b = wire.AppendRow(b, &rows[i])
+	}
+	return b
+}
+
+func eventAnswers(rows []wire.Row) [][]byte {
+	var out [][]byte
+	for i := range rows {
+		out = append(out, wire.AppendRow(wire.AppendEventHeader(nil), &rows[i]))
+	}
+	return out
+}
+
+func wantByKey(rows []wire.Row) map[model.Key][]wire.Row {
+	out := map[model.Key][]wire.Row{}
+	var cur model.Key
+	for _, r := range rows {
+		if r.Table == model.Receive {
+			cur = r.Key
+		}
+		out[cur] = append(out[cur], r)
+	}
+	return out
+}
+
+// TestMailsRowsPacked: MailsRows asks for packed rows and reads them from
+// rows answers, also when a mail's rows are split over two of them, to
+// the same map as from one event a row.
+func TestMailsRowsPacked(t *testing.T) {
+	keys, rows := mailsFixture()
+	f := newFakeDBD(t)
+	var mu sync.Mutex
+	var asked []bool
+	f.mails = func(req *wire.Request) [][]byte {
+		mu.Lock()
+		asked = append(asked, req.Flag)
+		mu.Unlock()
+		if !req.Flag {
+			return append(eventAnswers(rows), wire.AppendEnd(nil))
+		}
+		// The first mail and the start of the second, then the rest.
+		return [][]byte{rowsAnswer(rows[:4]), rowsAnswer(rows[4:]), wire.AppendEnd(nil)}
+	}
+	c := newTestClient(t, f.ln.Addr().String(), f.key.Public, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := c.MailsRows(ctx, keys, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := wantByKey(rows); !reflect.DeepEqual(got, want) {
+		t.Fatalf("MailsRows = %v, want %v", got, want)
+	}
+	if !reflect.DeepEqual(asked, []bool{true}) {
+		t.Fatalf("requests asked packed: %v, want [true]", asked)
+	}
+}
+
+// TestMailsRowsOlderDBD: a dbd older than the packed flag refuses the
+// request as bad-request; MailsRows asks again without the flag, gets one
+// event a row, and asks without it from then on.
+func TestMailsRowsOlderDBD(t *testing.T) {
+	keys, rows := mailsFixture()
+	f := newFakeDBD(t)
+	var mu sync.Mutex
+	var asked []bool
+	f.mails = func(req *wire.Request) [][]byte {
+		mu.Lock()
+		asked = append(asked, req.Flag)
+		mu.Unlock()
+		if req.Flag {
+			return [][]byte{wire.AppendError(nil, wire.CodeBadRequest, "wire: malformed message: trailing bytes")}
+		}
+		return append(eventAnswers(rows), wire.AppendEnd(nil))
+	}
+	c := newTestClient(t, f.ln.Addr().String(), f.key.Public, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 2 {
+		got, err := c.MailsRows(ctx, keys, 0)
+		if err != nil {
+			t.Fatalf("MailsRows #%d: %v", i+1, err)
+		}
+		if want := wantByKey(rows); !reflect.DeepEqual(got, want) {
+			t.Fatalf("MailsRows #%d = %v, want %v", i+1, got, want)
+		}
+	}
+	if !reflect.DeepEqual(asked, []bool{true, false, false}) {
+		t.Fatalf("requests asked packed: %v, want [true false false]", asked)
+	}
+}
+
+// TestMailsRowsMalformedRows: a rows answer that does not decode fails
+// MailsRows with ErrMalformed, never a partial map.
+func TestMailsRowsMalformedRows(t *testing.T) {
+	keys, rows := mailsFixture()
+	good := rowsAnswer(rows)
+	for _, tc := range []struct {
+		name string
+		ans  []byte
+	}{
+		{"truncated", good[:len(good)-3]},
+		{"count above its rows", append(wire.AppendRowsHeader(nil, len(rows)+1), good[2:]...)},
+		{"no rows", wire.AppendRowsHeader(nil, 0)},
+		{"trailing byte", append(good[:len(good):len(good)], 0)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeDBD(t)
+			f.mails = func(*wire.Request) [][]byte { return [][]byte{tc.ans, wire.AppendEnd(nil)} }
+			c := newTestClient(t, f.ln.Addr().String(), f.key.Public, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			got, err := c.MailsRows(ctx, keys, 0)
+			if !errors.Is(err, wire.ErrMalformed) || got != nil {
+				t.Fatalf("MailsRows = %v, %v; want ErrMalformed", got, err)
+			}
+		})
+	}
+}
