@@ -174,3 +174,53 @@ func TestLiteralLimits(t *testing.T) {
 		t.Errorf("after an abandoned APPEND: %q", lines)
 	}
 }
+
+// TestNonSyncLiteralBeyondLiteralMinus (TEST-CATALOG 45, `{5000+}`):
+// imapd offers LITERAL- (RFC 7888), so a non-synchronizing literal over
+// 4096 bytes is refused with BAD. go-imap v2.0.0-beta.8 then reads the
+// literal's bytes as commands (ruby net-imap#701 describes the attack: a
+// mail APPENDed by a LITERAL+ client becomes commands). KNOWN BUG, not
+// fixed: the fix belongs in go-imap's decoder (skip or close after a
+// refused non-sync literal); imapd cannot see the plaintext after
+// STARTTLS to do it. Runs with TWINMX_KNOWN_BUGS=1 (and fails).
+func TestNonSyncLiteralBeyondLiteralMinus(t *testing.T) {
+	if os.Getenv("TWINMX_KNOWN_BUGS") != "1" {
+		t.Skip("known go-imap bug: the bytes of a refused {5000+} literal run as commands; TWINMX_KNOWN_BUGS=1 runs it")
+	}
+	k := start(t)
+	k.deliver(mail(1))
+	smuggled := "\r\nd LOGIN alice \"correct horse\"\r\ne CREATE Smuggled\r\n"
+	pad := func(s string) string { return s + strings.Repeat("x", 5000-len(s)) }
+
+	// Before login: the literal's lines must not log in.
+	r := k.raw()
+	r.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	r.send("c LOGIN {5000+}\r\n" + pad(smuggled) + " pw\r\n")
+	for {
+		l, err := r.br.ReadString('\n')
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(l, "d OK") || strings.HasPrefix(l, "e OK") {
+			t.Errorf("a command inside a refused literal ran: %q", l)
+		}
+	}
+	// In APPEND: the mail's lines must not run.
+	a, _ := k.loginSelect()
+	a.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	a.send("t APPEND INBOX {5000+}\r\n" + pad("Subject: x\r\n\r\nhello\r\nf CREATE Smuggled2\r\n") + "\r\n")
+	for {
+		l, err := a.br.ReadString('\n')
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(l, "f OK") {
+			t.Errorf("a command inside a refused APPEND literal ran: %q", l)
+		}
+	}
+	c, _ := k.loginSelect()
+	c.send("l LIST \"\" Smuggled*\r\n")
+	if lines, _ := c.answer("l"); len(lines) != 0 {
+		t.Errorf("the literal's CREATE ran: %q", lines)
+	}
+}
