@@ -110,11 +110,39 @@ func TestConvergenceUnderFaults(t *testing.T) {
 		t.Errorf("%d increments were not acknowledged; the test avoids that to check exact sums", e.Uncertain)
 	}
 
+	dumpA := w.checkHealed(ctx, e, ts)
+
+	// A restart resumes from the cursors: it sends only the new row (and
+	// at most a few rows whose mark was being settled), not everything.
+	w.killBackupd()
+	w.startBackupd()
+	c := w.sites["A"].client()
+	if _, _, err := c.FindOrInsert(ctx, 12, []byte("after restart")); err != nil {
+		t.Fatal(err)
+	}
+	w.waitConverged(ctx)
+	sent := w.metric(`twinmx_backupd_merged_rows_total{from="A",to="B"}`)
+	t.Logf("after the restart backupd merged %v rows from A into B (the site holds %d rows)", sent, len(lines(dumpA)))
+	if sent < 1 || sent > float64(len(lines(dumpA)))/4 {
+		t.Errorf("after a restart backupd merged %v rows from A into B, want the new row and few others", sent)
+	}
+}
+
+// checkHealed waits until the sites have converged after the faults and
+// checks them: `dbctl dump` identical on both sites, every acknowledged
+// write present at each (e.Check), every acknowledged deletion shown at
+// both sites and none undone (ts), and, once every mail is marked, `dbctl
+// status --site` showing both directions and no mail waiting for its
+// mark. It returns site A's dump.
+func (w *world) checkHealed(ctx context.Context, e *backupdtest.Expect, ts *backupdtest.Tombstones) string {
+	t := w.t
+	t.Helper()
 	w.waitConverged(ctx)
 	dumpA, dumpB := w.sites["A"].dbctl("dump"), w.sites["B"].dbctl("dump")
 	if dumpA != dumpB {
 		t.Fatalf("dbctl dump differs between A and B:\n%s", backupdtest.Diff(lines(dumpA), lines(dumpB)))
 	}
+	_, _, _, _, deleted := e.Counts()
 	for _, n := range w.names {
 		e.Check(t, ctx, n, w.sites[n].client())
 		// Every acknowledged deletion shows at both sites, and none
@@ -147,21 +175,7 @@ func TestConvergenceUnderFaults(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-
-	// A restart resumes from the cursors: it sends only the new row (and
-	// at most a few rows whose mark was being settled), not everything.
-	w.killBackupd()
-	w.startBackupd()
-	c := w.sites["A"].client()
-	if _, _, err := c.FindOrInsert(ctx, 12, []byte("after restart")); err != nil {
-		t.Fatal(err)
-	}
-	w.waitConverged(ctx)
-	sent := w.metric(`twinmx_backupd_merged_rows_total{from="A",to="B"}`)
-	t.Logf("after the restart backupd merged %v rows from A into B (the site holds %d rows)", sent, len(lines(dumpA)))
-	if sent < 1 || sent > float64(len(lines(dumpA)))/4 {
-		t.Errorf("after a restart backupd merged %v rows from A into B, want the new row and few others", sent)
-	}
+	return dumpA
 }
 
 // load runs random writes at site n until stop (at most 400 operations).

@@ -1,7 +1,8 @@
 // Package backupdtest holds what backupd's tests share (for tests only):
 // a loopback TCP proxy that stands between backupd and a dbd and can cut
-// the link (drop every connection and refuse new ones) or stall it (stop
-// forwarding bytes, keep the connections) and heal it; canonical dumps; test
+// the link (drop every connection and refuse new ones), stall it (stop
+// forwarding bytes, keep the connections) or delay it (forward every chunk
+// of bytes a fixed time after it arrived) and heal it; canonical dumps; test
 // mails stored as smtpd stores them; and a random workload whose
 // acknowledged writes are checked after convergence.
 package backupdtest
@@ -10,6 +11,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Mode is what the proxy does with traffic.
@@ -29,8 +31,10 @@ type Proxy struct {
 	mu     sync.Mutex
 	target string
 	mode   Mode
+	delay  time.Duration // added to every chunk read from now on
 	conns  map[net.Conn]struct{}
 	resume chan struct{} // closed when a stall ends
+	cut    chan struct{} // closed when the link is cut
 	wg     sync.WaitGroup
 }
 
@@ -42,7 +46,7 @@ func Start(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, resume: make(chan struct{})}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, resume: make(chan struct{}), cut: make(chan struct{})}
 	close(p.resume)
 	p.wg.Add(1)
 	go p.accept()
@@ -60,6 +64,17 @@ func (p *Proxy) SetTarget(target string) {
 	p.mu.Unlock()
 }
 
+// SetDelay makes the proxy forward each chunk of bytes it reads from now
+// on d after it read it, in both directions, keeping their order (0: at
+// once). It is latency, not a bandwidth limit: chunks read meanwhile are
+// queued. Chunks already queued keep their time. It is independent of
+// the mode (a stall holds delayed chunks too; a cut drops them).
+func (p *Proxy) SetDelay(d time.Duration) {
+	p.mu.Lock()
+	p.delay = d
+	p.mu.Unlock()
+}
+
 // Set changes the mode. Cut closes every open connection.
 func (p *Proxy) Set(m Mode) {
 	p.mu.Lock()
@@ -67,14 +82,18 @@ func (p *Proxy) Set(m Mode) {
 	if m == p.mode {
 		return
 	}
-	if p.mode == Stall {
+	switch p.mode {
+	case Stall:
 		close(p.resume)
+	case Cut:
+		p.cut = make(chan struct{})
 	}
 	p.mode = m
 	switch m {
 	case Stall:
 		p.resume = make(chan struct{})
 	case Cut:
+		close(p.cut)
 		for c := range p.conns {
 			c.Close()
 		}
@@ -143,18 +162,61 @@ func (p *Proxy) forget(c net.Conn) {
 	c.Close()
 }
 
-// copy forwards from src to dst, waiting out stalls between reads.
+// copy forwards from src to dst, each chunk after its delay, waiting out
+// stalls. It returns when src fails and what it read is written, or when
+// dst fails or the link is cut.
 func (p *Proxy) copy(dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
+	type chunk struct {
+		b   []byte
+		due time.Time
+	}
+	// The queue bounds the bytes in flight (64 chunks of 32 KiB); beyond
+	// it the reader waits, and TCP pushes back on the sender.
+	q := make(chan chunk, 64)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		for ch := range q {
+			p.mu.Lock()
+			cut := p.cut
+			p.mu.Unlock()
+			if d := time.Until(ch.due); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-cut:
+					t.Stop()
+					return
+				}
+			}
 			p.mu.Lock()
 			resume := p.resume
 			p.mu.Unlock()
-			<-resume
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			select {
+			case <-resume:
+			case <-cut:
 				return
+			}
+			if _, err := dst.Write(ch.b); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(q)
+		<-written
+	}()
+	for {
+		buf := make([]byte, 32<<10)
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			due := time.Now().Add(p.delay)
+			p.mu.Unlock()
+			select {
+			case q <- chunk{buf[:n], due}:
+			case <-written:
+				return // dst failed or the link was cut
 			}
 		}
 		if err != nil {
