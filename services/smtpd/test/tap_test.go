@@ -23,6 +23,7 @@ type tap struct {
 
 	mu    sync.Mutex
 	conns []*tapConn
+	open  map[net.Conn]bool // both ends of every relayed connection still open
 }
 
 // tapConn is one relayed connection: toServer holds what the client
@@ -48,7 +49,7 @@ func startTap(t testing.TB, target string) *tap {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := &tap{addr: ln.Addr().String(), ln: ln}
+	tp := &tap{addr: ln.Addr().String(), ln: ln, open: map[net.Conn]bool{}}
 	tp.wg.Add(1)
 	go func() {
 		defer tp.wg.Done()
@@ -66,6 +67,11 @@ func startTap(t testing.TB, target string) *tap {
 	}()
 	t.Cleanup(func() {
 		ln.Close()
+		tp.mu.Lock()
+		for c := range tp.open {
+			c.Close()
+		}
+		tp.mu.Unlock()
 		tp.wg.Wait()
 	})
 	return tp
@@ -83,7 +89,14 @@ func (tp *tap) relay(c net.Conn, target string) {
 	tc := &tapConn{}
 	tp.mu.Lock()
 	tp.conns = append(tp.conns, tc)
+	tp.open[c], tp.open[s] = true, true
 	tp.mu.Unlock()
+	defer func() {
+		tp.mu.Lock()
+		delete(tp.open, c)
+		delete(tp.open, s)
+		tp.mu.Unlock()
+	}()
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn, rec *bytes.Buffer) {
 		buf := make([]byte, 32<<10)
