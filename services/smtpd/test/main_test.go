@@ -13,6 +13,10 @@
 //	TWINMX_BENCH            run the benchmark (bench_test.go); TWINMX_BENCH_MAILS, TWINMX_BENCH_ROUNDS size it
 //	TWINMX_FULL_LOGS        show whole process logs of a failed test, not their tails
 //
+// TestDiskFull mounts a tmpfs for dbd's data, so the package's tests must
+// run as root (CI does; Postfix's tests need root too); it fails, not
+// skips, otherwise.
+//
 // Every child process gets a parent-death signal and every Postfix
 // instance a watchdog, so a test binary killed by its timeout leaves no
 // dbd, smtpd or Postfix running.
