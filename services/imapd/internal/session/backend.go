@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -140,6 +141,13 @@ type Session struct {
 
 	acct *mailbox.Account
 	sel  *selected
+
+	// idleMu is held by Idle while it runs and by Close. go-imap
+	// (v2.0.0-beta.8 idle.go) returns from IDLE on a client's EOF without
+	// waiting for Idle, and then calls Close from another goroutine: Close
+	// must not tear down sel under a running Idle (a data race, seen by
+	// TestIdleHalfClose under -race).
+	idleMu sync.Mutex
 }
 
 var (
@@ -190,11 +198,13 @@ func (s *Session) dbctx() (context.Context, context.CancelFunc) {
 
 // Close ends the session: stops its watches and cancels its storage calls.
 func (s *Session) Close() error {
+	s.cancel() // ends a running Idle
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
 	if s.sel != nil {
 		s.sel.stop()
 		s.sel = nil
 	}
-	s.cancel()
 	s.b.cfg.Metrics.SessionsActive.Dec()
 	return nil
 }

@@ -383,9 +383,14 @@ func (s *Session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error
 // Idle is IDLE: it reports changes as the mailbox watch announces them
 // (push from dbd, no polling) until stop is closed.
 func (s *Session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err error) {
+	s.idleMu.Lock() // see Session.idleMu
+	defer s.idleMu.Unlock()
 	defer s.track("idle", &err)()
 	if s.sel == nil {
-		<-stop
+		select {
+		case <-stop:
+		case <-s.ctx.Done():
+		}
 		return nil
 	}
 	keepalive := time.NewTicker(s.b.cfg.IdleKeepalive)
