@@ -45,6 +45,15 @@ func TestSMTPSource1000(t *testing.T) {
 		t.Fatalf("smtp-source: %v\n%s", err, out)
 	}
 
+	requireDeliveredOnce(t, s, tp, n, rcpt)
+}
+
+// requireDeliveredOnce checks that the client behind tp sent n distinct
+// mails to rcpt, each answered 250 once, and that dbd holds exactly those
+// n, each acknowledged once and stored (after smtpd's Received field)
+// byte for byte as sent.
+func requireDeliveredOnce(t *testing.T, s *site, tp *tap, n int, rcpt string) {
+	t.Helper()
 	mails, err := tp.mails()
 	if err != nil {
 		t.Fatal(err)
@@ -123,6 +132,46 @@ func TestSMTPSource1000(t *testing.T) {
 	if len(bad) > 0 {
 		t.Errorf("%d of %d mails not stored byte for byte:\n%s", len(bad), n, strings.Join(bad[:min(len(bad), 10)], "\n"))
 	}
+	tp.mu.Lock()
+	conns := len(tp.conns)
+	tp.mu.Unlock()
 	t.Logf("%d mails over %d connections: %d answered 250, %d acknowledged in dbd, %d compared byte for byte",
-		len(mails), len(tp.conns), ok, len(acked), len(distinct)-len(bad))
+		len(mails), conns, ok, len(acked), len(distinct)-len(bad))
+}
+
+// TestPostfixRelays1000 (TEST-CATALOG item 92, relay role): smtp-source
+// sends 1000 mails into a real Postfix, which relays them (10 connections
+// at most) through a tap to smtpd. Postfix must log each as sent once,
+// with no deferral, and requireDeliveredOnce holds for what Postfix sent.
+func TestPostfixRelays1000(t *testing.T) {
+	t.Parallel()
+	requirePostfix(t)
+	requireTool(t, smtpSource)
+	const (
+		n    = 1000
+		rcpt = "relayed@twinmx.test"
+	)
+	s := newSite(t)
+	s.start()
+	s.addMailbox(rcpt)
+	s.autoverdict("accept")
+	d := s.startSMTPD(smtpdOptions{DecisionWindow: 20 * time.Second, MinCopies: 1})
+	tp := startTap(t, d.addr)
+	p := newPostfix(t, postfixConfig{Relayhost: tp.addr, Main: map[string]string{"smtp_destination_concurrency_limit": "10"}})
+
+	cmd := exec.Command(smtpSource, "-s", "10", "-m", fmt.Sprint(n), "-l", "1024", "-f", "sender@sender.test",
+		"-t", rcpt, p.addr)
+	dieWithTest(cmd, syscall.SIGKILL)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("smtp-source into Postfix: %v\n%s", err, out)
+	}
+	waitFor(t, 60*time.Second, fmt.Sprintf("Postfix to log %d mails sent", n), func() bool {
+		return strings.Count(p.log(), "status=sent") >= n
+	})
+	p.waitQueueEmpty(10 * time.Second)
+	if log := p.log(); strings.Count(log, "status=sent") != n || strings.Contains(log, "status=deferred") ||
+		strings.Contains(log, "status=bounced") {
+		t.Errorf("Postfix logged %d sent (want %d), deferrals or bounces:\n%s", strings.Count(log, "status=sent"), n, tail(log, 20))
+	}
+	requireDeliveredOnce(t, s, tp, n, rcpt)
 }
