@@ -72,9 +72,6 @@ func TestPostfixOddContent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mails) != len(cases) {
-		t.Fatalf("Postfix sent %d mails through the tap, want %d", len(mails), len(cases))
-	}
 	ctx := proctest.Ctx(t, time.Minute)
 	for _, c := range cases {
 		var m *tapMail
@@ -82,18 +79,19 @@ func TestPostfixOddContent(t *testing.T) {
 			if c.name == "empty" && !bytes.Contains(mails[i].Data, []byte(token)) ||
 				c.name != "empty" && bytes.Contains(mails[i].Data, []byte("Subject: "+token+"-"+c.name+"\r\n")) ||
 				c.name == "8bit" && bytes.Contains(mails[i].Data, []byte(token+"-8bit")) {
-				if m != nil {
-					t.Fatalf("%s: two mails on the wire", c.name)
+				// A 4xx before Postfix's retry may be; one 250 must.
+				switch r := mails[i].Reply; {
+				case r.Code == 250 && m != nil:
+					t.Errorf("%s: answered 250 twice", c.name)
+				case r.Code == 250:
+					m = &mails[i]
+				case r.Code < 400 || r.Code >= 500:
+					t.Errorf("%s: smtpd answered %v", c.name, r)
 				}
-				m = &mails[i]
 			}
 		}
 		if m == nil {
-			t.Errorf("%s: not on the wire", c.name)
-			continue
-		}
-		if m.Reply.Code != 250 {
-			t.Errorf("%s: smtpd answered %v", c.name, m.Reply)
+			t.Errorf("%s: not answered 250 on the wire", c.name)
 			continue
 		}
 		// What Postfix changed, exactly.
