@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -83,8 +82,7 @@ func (r *recorder) add(c *guard.Conn, start time.Time) {
 	var reqs []wire.Request
 	if c.EarlyTalker() {
 		r.m.Rejections.WithLabelValues("early-talker").Inc()
-		ti := []byte(fmt.Sprintf("twinmx-throw-in/1\nsession: %s\ntime: %s\nclient: %s\nearly-talker: yes\n",
-			id, start.UTC().Format(time.RFC3339Nano), client))
+		ti := model.Attempt{Session: id, Time: start, Client: client, EarlyTalker: true}.Content()
 		reqs = append(reqs,
 			wire.Request{Op: wire.OpFindOrInsert, Table: model.ThrowIn, Content: ti},
 			wire.Request{Op: wire.OpSet, Table: model.ThrowIn, Ref: wire.Ref{Content: ti}, Name: "reply", Value: 554})

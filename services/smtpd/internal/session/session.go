@@ -524,7 +524,7 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	rows.ReceivedKey = model.KeyOf(model.Received, p.Received)
 	mail := deliver.Mail{
 		Rows: rows, Mailboxes: t.mailboxes, ReceivedAt: end,
-		ThrowIn: s.throwIn(t, end, len(raw), rows.MailKey),
+		ThrowIn: s.throwIn(t, end, len(raw), rows.MailKey, rows.ReceivedKey),
 	}
 	// Follow the receive rows before storing them: then a fresh row's
 	// every change arrives as an event and it need not be read back.
@@ -657,29 +657,28 @@ func (s *Session) finishTxn() {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.b.cfg.DBTimeout)
 	defer cancel()
-	if _, _, err := s.b.db.FindOrInsert(ctx, model.ThrowIn, s.throwIn(t, s.b.cfg.Now(), 0, model.Key{})); err != nil {
+	if _, _, err := s.b.db.FindOrInsert(ctx, model.ThrowIn, s.throwIn(t, s.b.cfg.Now(), 0, model.Key{}, model.Key{})); err != nil {
 		s.b.cfg.Metrics.DBErrors.WithLabelValues("throw-in").Inc()
 		s.log.Warn("recording the attempt failed", "err", err)
 	}
 }
 
-// throwIn is the content of the throw-in row of one attempt: a small text
-// record, one "name: value" per line, unique per session and attempt.
-func (s *Session) throwIn(t *txn, at time.Time, size int, mail model.Key) []byte {
-	var b strings.Builder
-	b.WriteString("twinmx-throw-in/1\n")
-	fmt.Fprintf(&b, "session: %s\nattempt: %d\ntime: %s\nclient: %s\nhelo: %s\ntls: %s\nfrom: %s\n",
-		s.id, s.attempts, at.UTC().Format(time.RFC3339Nano), s.client, oneLine(s.conn.Hostname()), s.tlsInfo(), oneLine(t.from))
+// throwIn is the content of the throw-in row of one attempt (a
+// model.Attempt), unique per session and attempt. With a message it names
+// the mail and received rows stored, so that after the loss of a site the
+// other can find the Received fields of a mail whose acknowledgement it
+// never got (dbctl recover-acks).
+func (s *Session) throwIn(t *txn, at time.Time, size int, mail, received model.Key) []byte {
+	a := model.Attempt{Session: s.id, Attempt: s.attempts, Time: at, Client: s.client, Helo: oneLine(s.conn.Hostname()),
+		TLS: s.tlsInfo(), From: oneLine(t.from), Size: size, Mail: mail, HasMail: size > 0,
+		Received: received, HasReceived: size > 0}
 	for _, r := range t.rcpts {
-		fmt.Fprintf(&b, "rcpt: %s\n", oneLine(r))
+		a.Rcpts = append(a.Rcpts, oneLine(r))
 	}
 	for _, r := range t.refused {
-		fmt.Fprintf(&b, "refused: %s\n", oneLine(r))
+		a.Refused = append(a.Refused, oneLine(r))
 	}
-	if size > 0 {
-		fmt.Fprintf(&b, "size: %d\nmail: %s\n", size, mail)
-	}
-	return []byte(b.String())
+	return a.Content()
 }
 
 func (s *Session) tlsInfo() string {

@@ -220,7 +220,7 @@ func (m *Mailer) IsConfigAddress(mailbox string) bool {
 // Apply handles a mail to the config address attempted at a.Time: it
 // authenticates, applies and confirms. It returns whether to accept the
 // mail and why; an error means "try again later" (nothing was applied).
-func (m *Mailer) Apply(ctx context.Context, a judge.Attempt, mailbox string, raw []byte) (bool, string, error) {
+func (m *Mailer) Apply(ctx context.Context, a model.Attempt, mailbox string, raw []byte) (bool, string, error) {
 	if m.cfg.Apply == nil {
 		return false, ErrOff, nil
 	}
@@ -285,9 +285,9 @@ func (m *Mailer) Apply(ctx context.Context, a judge.Attempt, mailbox string, raw
 }
 
 // authenticate returns how the admin from is authenticated ("" if not).
-func (m *Mailer) authenticate(ctx context.Context, a judge.Attempt, mailbox string, raw []byte, from, secret string) (string, error) {
+func (m *Mailer) authenticate(ctx context.Context, a model.Attempt, mailbox string, raw []byte, from, secret string) (string, error) {
 	if m.cfg.Auth != nil {
-		res := m.cfg.Auth.Check(ctx, signal.Envelope{ClientIP: a.Client, Helo: a.Helo, From: a.From, Rcpt: mailbox}, raw)
+		res := m.cfg.Auth.Check(ctx, signal.Envelope{ClientIP: a.ClientIP(), Helo: a.Helo, From: a.From, Rcpt: mailbox}, raw)
 		if res.DKIM == signal.Pass {
 			for _, d := range res.DKIMDomains {
 				if msgauth.AlignedRelaxed(d, domainOf(from)) {

@@ -398,7 +398,7 @@ func (d *Digester) envelopes(ctx context.Context, boxes []*box) error {
 		if err != nil {
 			return fmt.Errorf("read throw-in: %w", err)
 		}
-		a, err := judge.ParseThrowIn(row.Content)
+		a, err := model.ParseThrowIn(row.Content)
 		if err != nil || !a.HasMail {
 			continue
 		}

@@ -64,7 +64,7 @@ type ConfigMails interface {
 	// Apply authenticates and applies raw, a mail to the config address
 	// attempted as a says, and returns whether to accept it and why. An
 	// error means nothing was applied and the attempt is judged again.
-	Apply(ctx context.Context, a Attempt, mailbox string, raw []byte) (accept bool, reason string, err error)
+	Apply(ctx context.Context, a model.Attempt, mailbox string, raw []byte) (accept bool, reason string, err error)
 	// Own reports whether raw is a confirmation spamd made for mailbox.
 	Own(ctx context.Context, mailbox string, raw []byte) (bool, error)
 }
@@ -231,7 +231,7 @@ func (j *Judge) judgeAttempt(ctx context.Context, key model.Key) error {
 	if err != nil {
 		return fmt.Errorf("read throw-in: %w", err)
 	}
-	a, err := ParseThrowIn(row.Content)
+	a, err := model.ParseThrowIn(row.Content)
 	if err != nil {
 		// Not ours to judge (an unknown record): nothing to retry.
 		j.log.Debug("skipping a throw-in", "key", key, "err", err)
@@ -249,7 +249,7 @@ func (j *Judge) judgeAttempt(ctx context.Context, key model.Key) error {
 	return nil
 }
 
-func (j *Judge) judgeRecipient(ctx context.Context, a Attempt, rcpt string, raw *[]byte) error {
+func (j *Judge) judgeRecipient(ctx context.Context, a model.Attempt, rcpt string, raw *[]byte) error {
 	mbContent := model.MailboxContent(rcpt)
 	rk := model.KeyOf(model.Receive, model.ReceiveContent(a.Mail, model.KeyOf(model.Mailbox, mbContent)))
 	rrow, err := j.cfg.DB.FindKey(ctx, model.Receive, rk)
@@ -302,7 +302,7 @@ func (j *Judge) judgeRecipient(ctx context.Context, a Attempt, rcpt string, raw 
 		j.log.Info("judged", "mail", a.Mail, "rcpt", rcpt, "verdict", sd.Verdict, "reason", sd.Reason)
 		return nil
 	}
-	gk := model.KeyOf(model.RDNS, greyContent(Network(a.Client), a.From, string(mbContent)))
+	gk := model.KeyOf(model.RDNS, greyContent(Network(a.ClientIP()), a.From, string(mbContent)))
 	if grey == decide.GreyFirst {
 		if g, err := j.cfg.DB.FindKey(ctx, model.RDNS, gk); err == nil && g.State.Col(colPassed) > 0 {
 			grey = decide.GreyOff
@@ -316,7 +316,7 @@ func (j *Judge) judgeRecipient(ctx context.Context, a Attempt, rcpt string, raw 
 		}
 	}
 	in := decide.Input{Raw: *raw, Grey: grey,
-		Env: signal.Envelope{ClientIP: a.Client, Helo: a.Helo, From: a.From, Rcpt: string(mbContent)}}
+		Env: signal.Envelope{ClientIP: a.ClientIP(), Helo: a.Helo, From: a.From, Rcpt: string(mbContent)}}
 	if in.List, in.ListWhat, err = j.list(ctx, string(mbContent), a.From); err != nil {
 		return err
 	}
@@ -357,7 +357,7 @@ func (j *Judge) judgeRecipient(ctx context.Context, a Attempt, rcpt string, raw 
 // sender and refused when it held no valid token (the user's mail program
 // then says so); a digest whose MAC verifies is accepted. ok is false for
 // any other mail.
-func (j *Judge) digestDecision(ctx context.Context, a Attempt, mailbox string, raw *[]byte) (decide.Decision, bool, error) {
+func (j *Judge) digestDecision(ctx context.Context, a model.Attempt, mailbox string, raw *[]byte) (decide.Decision, bool, error) {
 	dg := j.cfg.Digests
 	if dg == nil {
 		return decide.Decision{}, false, nil
@@ -390,7 +390,7 @@ func (j *Judge) digestDecision(ctx context.Context, a Attempt, mailbox string, r
 // when its sender is not an authenticated admin or configuration by
 // e-mail is off; a confirmation whose MAC verifies is accepted. ok is
 // false for any other mail.
-func (j *Judge) configDecision(ctx context.Context, a Attempt, mailbox string, raw *[]byte) (decide.Decision, bool, error) {
+func (j *Judge) configDecision(ctx context.Context, a model.Attempt, mailbox string, raw *[]byte) (decide.Decision, bool, error) {
 	cm := j.cfg.ConfigMails
 	if cm == nil {
 		return decide.Decision{}, false, nil
@@ -420,7 +420,7 @@ func (j *Judge) configDecision(ctx context.Context, a Attempt, mailbox string, r
 
 // write stores the decision in one atomic batch: reason row and link,
 // score, the known-correspondent and greylisting marks, and the verdict.
-func (j *Judge) write(ctx context.Context, rk model.Key, a Attempt, mailbox string, d decide.Decision, passed bool) error {
+func (j *Judge) write(ctx context.Context, rk model.Key, a model.Attempt, mailbox string, d decide.Decision, passed bool) error {
 	ref := wire.Ref{ByKey: true, Key: rk}
 	reason := model.ReasonContent(rk, d.Verdict, d.Score, d.Reason)
 	ms := uint64(max(a.Time.UnixMilli(), 1))
@@ -429,7 +429,7 @@ func (j *Judge) write(ctx context.Context, rk model.Key, a Attempt, mailbox stri
 		{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: model.ReasonColumn(model.KeyOf(model.Text, reason)), Value: ms},
 		{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: colScore, Value: uint64(math.Round(min(max(d.Score, 0), 1) * 1e6))},
 	}
-	if g := greyContent(Network(a.Client), a.From, mailbox); passed {
+	if g := greyContent(Network(a.ClientIP()), a.From, mailbox); passed {
 		reqs = append(reqs,
 			wire.Request{Op: wire.OpFindOrInsert, Table: model.RDNS, Content: g},
 			wire.Request{Op: wire.OpSet, Table: model.RDNS, Ref: wire.Ref{Content: g}, Name: colPassed, Value: uint64(a.Time.Unix())})
@@ -456,8 +456,8 @@ func (j *Judge) write(ctx context.Context, rk model.Key, a Attempt, mailbox stri
 
 // greyFirst returns the first contact's time recorded for the attempt's
 // greylisting triplet.
-func (j *Judge) greyFirst(ctx context.Context, a Attempt, mailbox string) (time.Time, bool, error) {
-	g, err := j.cfg.DB.FindKey(ctx, model.RDNS, model.KeyOf(model.RDNS, greyContent(Network(a.Client), a.From, mailbox)))
+func (j *Judge) greyFirst(ctx context.Context, a model.Attempt, mailbox string) (time.Time, bool, error) {
+	g, err := j.cfg.DB.FindKey(ctx, model.RDNS, model.KeyOf(model.RDNS, greyContent(Network(a.ClientIP()), a.From, mailbox)))
 	if errors.Is(err, client.ErrNotFound) {
 		return time.Time{}, false, nil
 	}

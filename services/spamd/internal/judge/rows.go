@@ -1,88 +1,13 @@
 package judge
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"time"
 
-	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire/config"
 )
-
-// Attempt is what a throw-in row says about one delivery attempt.
-type Attempt struct {
-	Time    time.Time
-	Client  string // IP address, without port
-	Helo    string
-	From    string
-	Rcpts   []string
-	Mail    model.Key
-	HasMail bool
-}
-
-// ParseThrowIn reads a throw-in row's content (services/smtpd's
-// "twinmx-throw-in/1" record: "name: value" lines). Unknown lines are
-// ignored; a record without a usable time is an error.
-func ParseThrowIn(b []byte) (Attempt, error) {
-	var a Attempt
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 4096), 64<<10)
-	first := true
-	for sc.Scan() {
-		line := sc.Text()
-		if first {
-			if line != "twinmx-throw-in/1" {
-				return a, fmt.Errorf("throw-in: unknown record %q", line)
-			}
-			first = false
-			continue
-		}
-		name, val, ok := strings.Cut(line, ": ")
-		if !ok {
-			name, val = strings.TrimSuffix(line, ":"), ""
-		}
-		switch name {
-		case "time":
-			t, err := time.Parse(time.RFC3339Nano, val)
-			if err != nil {
-				return a, fmt.Errorf("throw-in: time %q: %w", val, err)
-			}
-			a.Time = t
-		case "client":
-			a.Client = clientIP(val)
-		case "helo":
-			a.Helo = val
-		case "from":
-			a.From = strings.Trim(val, "<>")
-		case "rcpt":
-			a.Rcpts = append(a.Rcpts, val)
-		case "mail":
-			k, err := model.ParseKey(val)
-			if err != nil {
-				return a, fmt.Errorf("throw-in: mail: %w", err)
-			}
-			a.Mail, a.HasMail = k, true
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return a, fmt.Errorf("throw-in: %w", err)
-	}
-	if first || a.Time.IsZero() {
-		return a, fmt.Errorf("throw-in: no time")
-	}
-	return a, nil
-}
-
-func clientIP(s string) string {
-	if h, _, err := net.SplitHostPort(s); err == nil {
-		return h
-	}
-	return s
-}
 
 // Network returns the client's network for greylisting: the /24 of an IPv4
 // address, the /64 of an IPv6 one (senders retry from another address of

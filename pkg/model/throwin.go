@@ -1,0 +1,147 @@
+package model
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Attempt is the content of a throw-in row: one SMTP delivery attempt as
+// smtpd saw it. smtpd writes it (Content), spamd and dbctl read it
+// (ParseThrowIn). The record is "twinmx-throw-in/1" and then one
+// "name: value" line a field; readers ignore lines they do not know, so
+// fields can be added.
+type Attempt struct {
+	Session     string
+	Attempt     int // the transaction's number in its session, from 1
+	Time        time.Time
+	Client      string // the client's address as IP:port (ParseThrowIn keeps it so; ClientIP drops the port)
+	Helo        string
+	TLS         string // "none", or version and cipher suite
+	From        string // the envelope sender, without angle brackets after parsing
+	Rcpts       []string
+	Refused     []string // RCPTs refused in this transaction
+	Size        int      // message bytes; 0 when no message came
+	Mail        Key      // the mail row stored, when HasMail
+	HasMail     bool
+	Received    Key // the received row stored with it (smtpd's trace field first), when HasReceived
+	HasReceived bool
+	EarlyTalker bool // refused before the greeting
+}
+
+const throwInRecord = "twinmx-throw-in/1"
+
+// Content returns the row content of t. Values are written as given; the
+// caller keeps them to one line.
+func (t Attempt) Content() []byte {
+	var b strings.Builder
+	b.WriteString(throwInRecord + "\n")
+	line := func(name, val string) { b.WriteString(name + ": " + val + "\n") }
+	line("session", t.Session)
+	if t.Attempt > 0 {
+		line("attempt", strconv.Itoa(t.Attempt))
+	}
+	line("time", t.Time.UTC().Format(time.RFC3339Nano))
+	line("client", t.Client)
+	if t.EarlyTalker {
+		line("early-talker", "yes")
+		return []byte(b.String())
+	}
+	line("helo", t.Helo)
+	line("tls", t.TLS)
+	line("from", t.From)
+	for _, r := range t.Rcpts {
+		line("rcpt", r)
+	}
+	for _, r := range t.Refused {
+		line("refused", r)
+	}
+	if t.Size > 0 {
+		line("size", strconv.Itoa(t.Size))
+		line("mail", t.Mail.String())
+		if t.HasReceived {
+			line("received", t.Received.String())
+		}
+	}
+	return []byte(b.String())
+}
+
+// ParseThrowIn reads a throw-in row's content. Unknown lines are ignored;
+// a record without a usable time, or with a mail or received key that
+// does not parse, is an error.
+func ParseThrowIn(b []byte) (Attempt, error) {
+	var t Attempt
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	first := true
+	for sc.Scan() {
+		line := sc.Text()
+		if first {
+			if line != throwInRecord {
+				return t, fmt.Errorf("throw-in: unknown record %q", line)
+			}
+			first = false
+			continue
+		}
+		name, val, ok := strings.Cut(line, ": ")
+		if !ok {
+			name, val = strings.TrimSuffix(line, ":"), ""
+		}
+		var err error
+		switch name {
+		case "session":
+			t.Session = val
+		case "attempt":
+			t.Attempt, _ = strconv.Atoi(val)
+		case "time":
+			if t.Time, err = time.Parse(time.RFC3339Nano, val); err != nil {
+				return t, fmt.Errorf("throw-in: time %q: %w", val, err)
+			}
+		case "client":
+			t.Client = val
+		case "helo":
+			t.Helo = val
+		case "tls":
+			t.TLS = val
+		case "from":
+			t.From = strings.Trim(val, "<>")
+		case "rcpt":
+			t.Rcpts = append(t.Rcpts, val)
+		case "refused":
+			t.Refused = append(t.Refused, val)
+		case "size":
+			t.Size, _ = strconv.Atoi(val)
+		case "early-talker":
+			t.EarlyTalker = val == "yes"
+		case "mail":
+			if t.Mail, err = ParseKey(val); err != nil {
+				return t, fmt.Errorf("throw-in: mail: %w", err)
+			}
+			t.HasMail = true
+		case "received":
+			if t.Received, err = ParseKey(val); err != nil {
+				return t, fmt.Errorf("throw-in: received: %w", err)
+			}
+			t.HasReceived = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return t, fmt.Errorf("throw-in: %w", err)
+	}
+	if first || t.Time.IsZero() {
+		return t, fmt.Errorf("throw-in: no time")
+	}
+	return t, nil
+}
+
+// ClientIP returns the client's address without its port.
+func (t Attempt) ClientIP() string {
+	if h, _, err := net.SplitHostPort(t.Client); err == nil {
+		return h
+	}
+	return t.Client
+}
