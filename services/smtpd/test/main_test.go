@@ -7,7 +7,7 @@
 //
 // Environment:
 //
-//	TWINMX_REQUIRE_POSTFIX  fail instead of skip when Postfix, swaks or python3 is missing
+//	TWINMX_REQUIRE_POSTFIX  fail instead of skip when Postfix, swaks, python3 or strace (TestSyncEIO) is missing
 //	TWINMX_REQUIRE_CORPUS   fail instead of skip when the mail corpus is missing
 //	TWINMX_CORPUS           folder of the corpus (default ../../../../shared/corpus)
 //	TWINMX_BENCH            run the benchmark (bench_test.go); TWINMX_BENCH_MAILS, TWINMX_BENCH_ROUNDS size it
