@@ -29,7 +29,9 @@ type fakeDBD struct {
 	// mails, if set, answers a mails request: the answer messages, each
 	// sent as one frame.
 	mails func(req *wire.Request) [][]byte
-	wg    sync.WaitGroup
+	// onReceive, if set, is called after each request is counted.
+	onReceive atomic.Pointer[func()]
+	wg        sync.WaitGroup
 }
 
 func newFakeDBD(t *testing.T) *fakeDBD {
@@ -74,6 +76,9 @@ func newFakeDBD(t *testing.T) *fakeDBD {
 						return
 					}
 					f.received.Add(1)
+					if fn := f.onReceive.Load(); fn != nil {
+						(*fn)()
+					}
 					if f.drop.Load() {
 						nc.Close()
 						return
@@ -188,12 +193,21 @@ func TestIdempotentRetried(t *testing.T) {
 		t.Fatalf("increment was sent %d times, want exactly once", got)
 	}
 	// A ping is retried: with every connection dropped it keeps trying
-	// until its deadline, more than once. (200 ms was too short for two
-	// handshakes on a loaded machine in 386 builds: 1 failure in 30 runs.)
+	// until its ctx ends, here when dbd has seen it twice. (A fixed
+	// 200 ms was too short for two handshakes on a loaded machine in 386
+	// builds; a long one fills the fake's replay cache.)
 	before = f.received.Load()
-	pctx, pcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer pcancel()
-	if err := c.Ping(pctx); err == nil {
+	seenTwice := func() {
+		if f.received.Load()-before >= 2 {
+			pcancel()
+		}
+	}
+	f.onReceive.Store(&seenTwice)
+	err = c.Ping(pctx)
+	f.onReceive.Store(nil)
+	if err == nil {
 		t.Fatal("ping succeeded though every connection was dropped")
 	}
 	if got := f.received.Load() - before; got < 2 {
