@@ -5,10 +5,14 @@ package daemon
 // process in ../../test (TestAppendMemory).
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -180,16 +184,12 @@ func TestLiteralLimits(t *testing.T) {
 
 // TestNonSyncLiteralBeyondLiteralMinus (TEST-CATALOG 45, `{5000+}`):
 // imapd offers LITERAL- (RFC 7888), so a non-synchronizing literal over
-// 4096 bytes is refused with BAD. go-imap v2.0.0-beta.8 then reads the
+// 4096 bytes is refused with BAD. go-imap v2.0.0-beta.8 then read the
 // literal's bytes as commands (ruby net-imap#701 describes the attack: a
-// mail APPENDed by a LITERAL+ client becomes commands). KNOWN BUG, not
-// fixed: the fix belongs in go-imap's decoder (skip or close after a
-// refused non-sync literal); imapd cannot see the plaintext after
-// STARTTLS to do it. Runs with TWINMX_KNOWN_BUGS=1 (and fails).
+// mail APPENDed by a LITERAL+ client becomes commands). Our copy of
+// go-imap (third_party/go-imap/TWINMX-PATCH.md) answers the command, says
+// BYE and closes the connection: nothing in the literal runs.
 func TestNonSyncLiteralBeyondLiteralMinus(t *testing.T) {
-	if os.Getenv("TWINMX_KNOWN_BUGS") != "1" {
-		t.Skip("known go-imap bug: the bytes of a refused {5000+} literal run as commands; TWINMX_KNOWN_BUGS=1 runs it")
-	}
 	k := start(t)
 	k.deliver(mail(1))
 	smuggled := "\r\nd LOGIN alice \"correct horse\"\r\ne CREATE Smuggled\r\n"
@@ -199,33 +199,55 @@ func TestNonSyncLiteralBeyondLiteralMinus(t *testing.T) {
 	r := k.raw()
 	r.c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	r.send("c LOGIN {5000+}\r\n" + pad(smuggled) + " pw\r\n")
-	for {
-		l, err := r.br.ReadString('\n')
-		if err != nil {
-			break
-		}
-		if strings.HasPrefix(l, "d OK") || strings.HasPrefix(l, "e OK") {
-			t.Errorf("a command inside a refused literal ran: %q", l)
-		}
-	}
+	expectRefusedThenClosed(t, r.br, "c ", "d OK", "e OK")
 	// In APPEND: the mail's lines must not run. A header line "X: CMD
 	// args" is tag and command; the blank line after the header ends the
 	// connection (go-imap cannot read a tag), so the body is safe.
 	a, _ := k.loginSelect()
 	a.c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	a.send("t APPEND INBOX {5000+}\r\n" + pad("X-Evil: CREATE Smuggled2\r\nSubject: x\r\n\r\nhello\r\n") + "\r\n")
-	for {
-		l, err := a.br.ReadString('\n')
-		if err != nil {
-			break
-		}
-		if strings.HasPrefix(l, "X-Evil: OK") {
-			t.Errorf("a command inside a refused APPEND literal ran: %q", l)
-		}
-	}
+	expectRefusedThenClosed(t, a.br, "t ", "X-Evil: OK")
+	// The same over the APPENDLIMIT (a literal go-imap refuses before it
+	// asks whether it may be non-synchronizing).
+	b, _ := k.loginSelect()
+	b.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	b.send("u APPEND INBOX {104857601+}\r\nX-Evil: CREATE Smuggled3\r\n")
+	expectRefusedThenClosed(t, b.br, "u ", "X-Evil: OK")
 	c, _ := k.loginSelect()
 	c.send("l LIST \"\" Smuggled*\r\n")
+	// (Smuggled, Smuggled2, Smuggled3: none may exist.)
 	if lines, _ := c.answer("l"); len(lines) != 0 {
 		t.Errorf("the literal's CREATE ran: %q", lines)
+	}
+}
+
+// expectRefusedThenClosed reads a connection until it ends: the command
+// tagged tag must be refused (BAD or NO), no line may start with one of
+// ran (a smuggled command's OK), and the server must close the
+// connection (EOF or a reset, not the read deadline).
+func expectRefusedThenClosed(t *testing.T, br *bufio.Reader, tag string, ran ...string) {
+	t.Helper()
+	refused := false
+	for {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			// A reset is a close too: the server closed with the
+			// literal's bytes unread.
+			if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("after the refused literal the connection stayed open: %v", err)
+			}
+			break
+		}
+		if strings.HasPrefix(l, tag+"BAD") || strings.HasPrefix(l, tag+"NO") {
+			refused = true
+		}
+		for _, r := range ran {
+			if strings.HasPrefix(l, r) {
+				t.Errorf("a command inside a refused literal ran: %q", l)
+			}
+		}
+	}
+	if !refused {
+		t.Errorf("the command %q was not refused", tag)
 	}
 }
