@@ -67,6 +67,7 @@ func App() *cli.App {
 			userCmd(),
 			mailsCmd(),
 			verdictCmd(),
+			recoverAcksCmd(),
 			autoverdictCmd(),
 			backupCmd(),
 			configCmd(),
