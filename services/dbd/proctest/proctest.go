@@ -205,3 +205,26 @@ func Ctx(t testing.TB, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// RecordingConn is a net.Conn that keeps a copy of every byte written to
+// it: a client's side of a session, to replay it later.
+type RecordingConn struct {
+	net.Conn
+	mu  sync.Mutex
+	out bytes.Buffer
+}
+
+func (c *RecordingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.mu.Lock()
+	c.out.Write(p[:n])
+	c.mu.Unlock()
+	return n, err
+}
+
+// Sent returns a copy of the bytes written so far.
+func (c *RecordingConn) Sent() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return bytes.Clone(c.out.Bytes())
+}

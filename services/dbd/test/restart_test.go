@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -37,7 +36,7 @@ func TestRestartNoReplayNoLockout(t *testing.T) {
 	ctx := proctest.Ctx(t, time.Minute)
 
 	var mu sync.Mutex
-	var recs []*recConn
+	var recs []*proctest.RecordingConn
 	kp, err := wire.LoadKeyPair(filepath.Join(s.dir, "keys", "admin"))
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +49,7 @@ func TestRestartNoReplayNoLockout(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
-			rc := &recConn{Conn: nc}
+			rc := &proctest.RecordingConn{Conn: nc}
 			mu.Lock()
 			recs = append(recs, rc)
 			mu.Unlock()
@@ -73,7 +72,7 @@ func TestRestartNoReplayNoLockout(t *testing.T) {
 	if len(recs) != 1 {
 		t.Fatalf("the recorded session used %d connections, want 1", len(recs))
 	}
-	session := recs[0].sent()
+	session := recs[0].Sent()
 	mu.Unlock()
 
 	pooled := s.client("admin")
@@ -133,26 +132,4 @@ func TestRestartNoReplayNoLockout(t *testing.T) {
 	if _, _, err := s.client("smtpd").FindOrInsert(ctx, model.Header, []byte("after the restart")); err != nil {
 		t.Fatalf("smtpd client after the restart: %v", err)
 	}
-}
-
-// recConn records the bytes written to a net.Conn.
-type recConn struct {
-	net.Conn
-	mu  sync.Mutex
-	out bytes.Buffer
-}
-
-func (c *recConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.mu.Lock()
-	c.out.Write(p[:n])
-	c.mu.Unlock()
-	return n, err
-}
-
-// sent returns a copy of the bytes written so far.
-func (c *recConn) sent() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return bytes.Clone(c.out.Bytes())
 }

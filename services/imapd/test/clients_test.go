@@ -167,37 +167,10 @@ func TestMbsync(t *testing.T) {
 	mails := testMails(20)
 	s.deliver(mails)
 	dir := t.TempDir()
-	host, port, _ := strings.Cut(s.imapAddr, ":")
-	rc := fmt.Sprintf(`IMAPAccount t
-Host %s
-Port %s
-User %s
-Pass "%s"
-SSLType None
-AuthMechs LOGIN
-
-IMAPStore remote
-Account t
-
-MaildirStore local
-Path %s/mail/
-Inbox %s/mail/INBOX
-
-Channel c
-Far :remote:
-Near :local:
-Patterns INBOX
-Create Near
-Sync Pull
-SyncState *
-`, host, port, login, password, dir, dir)
 	if err := os.MkdirAll(filepath.Join(dir, "mail"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	cfg := filepath.Join(dir, "mbsyncrc")
-	if err := os.WriteFile(cfg, []byte(rc), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeMbsyncrc(t, dir, s.imapAddr, "Create Near\nSync Pull")
 	sync := func() {
 		t.Helper()
 		ctx := proctest.Ctx(t, 2*time.Minute)

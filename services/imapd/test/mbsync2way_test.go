@@ -46,35 +46,7 @@ func (m *mbsyncTwoWay) sync(addr string) string {
 // try runs mbsync against the imapd at addr.
 func (m *mbsyncTwoWay) try(addr string) (string, error) {
 	m.t.Helper()
-	host, port, _ := strings.Cut(addr, ":")
-	rc := fmt.Sprintf(`IMAPAccount t
-Host %s
-Port %s
-User %s
-Pass "%s"
-SSLType None
-AuthMechs LOGIN
-
-IMAPStore remote
-Account t
-
-MaildirStore local
-Path %s/mail/
-Inbox %s/mail/INBOX
-
-Channel c
-Far :remote:
-Near :local:
-Patterns INBOX
-Create Both
-Expunge Both
-Sync All
-SyncState *
-`, host, port, login, password, m.dir, m.dir)
-	cfg := filepath.Join(m.dir, "mbsyncrc")
-	if err := os.WriteFile(cfg, []byte(rc), 0o600); err != nil {
-		m.t.Fatal(err)
-	}
+	cfg := writeMbsyncrc(m.t, m.dir, addr, "Create Both\nExpunge Both\nSync All")
 	ctx := proctest.Ctx(m.t, 2*time.Minute)
 	out, err := exec.CommandContext(ctx, m.prog, "-V", "-c", cfg, "-a").CombinedOutput()
 	return string(out), err
@@ -323,4 +295,39 @@ func mapsEqual(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// writeMbsyncrc writes an isync configuration for INBOX between the imapd
+// at addr and a Maildir under dir, with the channel's sync options, and
+// returns its path.
+func writeMbsyncrc(t *testing.T, dir, addr, options string) string {
+	t.Helper()
+	host, port, _ := strings.Cut(addr, ":")
+	rc := fmt.Sprintf(`IMAPAccount t
+Host %s
+Port %s
+User %s
+Pass "%s"
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore remote
+Account t
+
+MaildirStore local
+Path %s/mail/
+Inbox %s/mail/INBOX
+
+Channel c
+Far :remote:
+Near :local:
+Patterns INBOX
+%s
+SyncState *
+`, host, port, login, password, dir, dir, options)
+	cfg := filepath.Join(dir, "mbsyncrc")
+	if err := os.WriteFile(cfg, []byte(rc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/services/dbd/internal/server"
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 // TestReplayedSessionChangesNothing (TEST-CATALOG item 62): the bytes a
@@ -36,14 +36,14 @@ func TestReplayedSessionChangesNothing(t *testing.T) {
 	ctx := ctxT(t)
 
 	var mu sync.Mutex
-	var recs []*recConn
+	var recs []*proctest.RecordingConn
 	rec := d.client(d.admin, func(ctx context.Context, addr string) (net.Conn, error) {
 		var dl net.Dialer
 		nc, err := dl.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return nil, err
 		}
-		rc := &recConn{Conn: nc}
+		rc := &proctest.RecordingConn{Conn: nc}
 		mu.Lock()
 		recs = append(recs, rc)
 		mu.Unlock()
@@ -74,7 +74,7 @@ func TestReplayedSessionChangesNothing(t *testing.T) {
 	if len(recs) != 1 {
 		t.Fatalf("the session used %d connections, want 1", len(recs))
 	}
-	session := recs[0].sent()
+	session := recs[0].Sent()
 	mu.Unlock()
 	if len(session) < wire.LengthSize+wire.Msg1Size+6*(wire.LengthSize+wire.MinCiphertext) {
 		t.Fatalf("recorded %d bytes: not message 1 and six requests", len(session))
@@ -142,26 +142,4 @@ func TestReplayedSessionChangesNothing(t *testing.T) {
 		t.Fatalf("after the window: %d connections accepted, want 0", n)
 	}
 	check("after the window")
-}
-
-// recConn records the bytes written to a net.Conn.
-type recConn struct {
-	net.Conn
-	mu  sync.Mutex
-	out bytes.Buffer
-}
-
-func (c *recConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.mu.Lock()
-	c.out.Write(p[:n])
-	c.mu.Unlock()
-	return n, err
-}
-
-// sent returns a copy of the bytes written so far.
-func (c *recConn) sent() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return bytes.Clone(c.out.Bytes())
 }
