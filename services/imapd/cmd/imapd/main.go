@@ -19,6 +19,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/imapd/internal/daemon"
+	"github.com/twinmx/twinmx/services/imapd/internal/session"
 )
 
 func env(name string) []string { return []string{"TWINMX_IMAPD_" + name} }
@@ -43,6 +44,7 @@ func main() {
 			&cli.IntFlag{Name: "max-auth-failures", Value: 10, Usage: "failed logins per client IP within --auth-fail-window before its logins are refused (-1: no limit)", EnvVars: env("MAX_AUTH_FAILURES")},
 			&cli.DurationFlag{Name: "auth-fail-window", Value: 15 * time.Minute, Usage: "how long a failed login counts", EnvVars: env("AUTH_FAIL_WINDOW")},
 			&cli.DurationFlag{Name: "auth-fail-delay", Value: 2 * time.Second, Usage: "least time before a failed login's reply (negative: none)", EnvVars: env("AUTH_FAIL_DELAY")},
+			&cli.Int64Flag{Name: "append-memory", Value: session.DefaultAppendMemory, Usage: "bytes of APPENDed mails all sessions may hold at once (at least the APPENDLIMIT, 64 MiB)", EnvVars: env("APPEND_MEMORY")},
 			&cli.DurationFlag{Name: "pre-auth-timeout", Value: 30 * time.Second, Usage: "how long a client that has not logged in may be silent (at most go-imap's 30s)", EnvVars: env("PRE_AUTH_TIMEOUT")},
 			&cli.IntFlag{Name: "max-conns", Value: daemon.DefaultMaxConns, Usage: "open connections in total (-1: no limit)", EnvVars: env("MAX_CONNS")},
 			&cli.IntFlag{Name: "max-conns-per-ip", Value: daemon.DefaultMaxConnsPerIP, Usage: "open connections per client IP (-1: no limit)", EnvVars: env("MAX_CONNS_PER_IP")},
@@ -78,7 +80,8 @@ func run(c *cli.Context) error {
 		AllowPlaintext: c.Bool("allow-plaintext"), DBTimeout: c.Duration("db-timeout"),
 		MaxAuthFailures: c.Int("max-auth-failures"), AuthFailWindow: c.Duration("auth-fail-window"), AuthFailDelay: c.Duration("auth-fail-delay"),
 		MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"), PreAuthTimeout: c.Duration("pre-auth-timeout"),
-		Logger: log, Debug: c.Bool("trace"),
+		AppendMemory: c.Int64("append-memory"),
+		Logger:       log, Debug: c.Bool("trace"),
 		Ready: func(_, _ net.Addr) { svc.Ready() },
 	}
 	if cfg.TLS, err = tlsconf.FromFlags(c.String("tls-cert"), c.String("tls-key"), c.Bool("tls-self-signed"), c.String("hostname")); err != nil {

@@ -65,7 +65,10 @@ type Config struct {
 	// only shorten go-imap's own bound, which is 30 s and also the default
 	// (0). TEST-CATALOG 51.
 	PreAuthTimeout time.Duration
-	Logger         *slog.Logger // default: discard
+	// AppendMemory is the bytes of APPENDed mails all sessions may hold at
+	// once (0: session.DefaultAppendMemory; at least the APPENDLIMIT).
+	AppendMemory int64
+	Logger       *slog.Logger // default: discard
 	// Debug writes the raw IMAP traffic (passwords included!) to the log
 	// writer; for local debugging only.
 	Debug bool
@@ -150,7 +153,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stopSessions()
 	be := session.NewBackend(sessCtx, session.Config{
 		Store: store.New(db), Logger: log, Metrics: m,
-		AllowPlaintext: cfg.AllowPlaintext, PlaintextFrom: cfg.PlaintextFrom, DBTimeout: cfg.DBTimeout, IdleKeepalive: cfg.IdleKeepalive,
+		AllowPlaintext: cfg.AllowPlaintext, PlaintextFrom: cfg.PlaintextFrom, DBTimeout: cfg.DBTimeout, IdleKeepalive: cfg.IdleKeepalive, AppendMemory: cfg.AppendMemory,
 		AuthLimit:     mailbox.NewAuthLimiter(cmp.Or(cfg.MaxAuthFailures, 10), cmp.Or(cfg.AuthFailWindow, 15*time.Minute)),
 		AuthFailDelay: cmp.Or(cfg.AuthFailDelay, 2*time.Second),
 	})

@@ -15,7 +15,7 @@ type Metrics struct {
 	Logins         *prometheus.CounterVec // result: ok, failed, refused (no TLS), error
 	Commands       *prometheus.CounterVec // command: select, fetch, ...; result: ok, no, error
 	Bytes          *prometheus.CounterVec // direction: in, out
-	Errors         *prometheus.CounterVec // kind: dbd, watch, panic, conn_limit
+	Errors         *prometheus.CounterVec // kind: dbd, watch, panic, conn_limit, append_memory
 	FetchedMails   prometheus.Counter
 }
 

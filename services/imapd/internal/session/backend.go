@@ -14,6 +14,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
@@ -79,6 +80,10 @@ type Config struct {
 	// AuthLimit refuses logins from an address with too many recent
 	// failures (nil: no limit).
 	AuthLimit *mailbox.AuthLimiter
+	// AppendMemory is the bytes of APPENDed mails all sessions may hold at
+	// once: an APPEND waits (up to DBTimeout) for its mail's size, then
+	// gets NO [LIMIT]. At least the APPENDLIMIT. Default 256 MiB.
+	AppendMemory int64
 	// AuthFailDelay is the least time before a failed login is answered,
 	// so guessing is slow and an unknown login is not told apart by
 	// timing (0: none).
@@ -88,7 +93,8 @@ type Config struct {
 // Backend makes Sessions. It is safe for concurrent use.
 type Backend struct {
 	cfg     Config
-	ctx     context.Context // the server's: sessions derive theirs from it
+	appends *semaphore.Weighted // AppendMemory
+	ctx     context.Context     // the server's: sessions derive theirs from it
 	nextID  atomic.Uint64
 	watches *watchHub
 }
@@ -113,7 +119,11 @@ func NewBackend(ctx context.Context, cfg Config) *Backend {
 	if cfg.PlaintextFrom == nil {
 		cfg.PlaintextFrom = IsLoopback
 	}
-	return &Backend{cfg: cfg, ctx: ctx, watches: newWatchHub(ctx, cfg.Store, cfg.WatchRetry, cfg.Logger,
+	if cfg.AppendMemory <= 0 {
+		cfg.AppendMemory = DefaultAppendMemory
+	}
+	cfg.AppendMemory = max(cfg.AppendMemory, appendLimit)
+	return &Backend{cfg: cfg, ctx: ctx, appends: semaphore.NewWeighted(cfg.AppendMemory), watches: newWatchHub(ctx, cfg.Store, cfg.WatchRetry, cfg.Logger,
 		func() { cfg.Metrics.Errors.WithLabelValues("watch").Inc() })}
 }
 

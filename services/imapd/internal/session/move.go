@@ -19,6 +19,16 @@ import (
 // appendLimit bounds an APPENDed mail (advertised as APPENDLIMIT).
 const appendLimit = 64 << 20
 
+// DefaultAppendMemory is Config.AppendMemory's default: four mails of the
+// APPENDLIMIT at once. Without a bound, every connection (a thousand, 50
+// from one address) could hold one.
+const DefaultAppendMemory = 4 * appendLimit
+
+// errAppendBusy answers an APPEND that found no room in AppendMemory
+// (RFC 5530 LIMIT); the client may try again later.
+var errAppendBusy = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
+	Text: "Too many large APPENDs at once, try again later"}
+
 // AppendLimit is imapserver.SessionAppendLimit.
 func (s *Session) AppendLimit() uint32 { return appendLimit }
 
@@ -187,15 +197,26 @@ func (s *Session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 // needs no ack and cannot make a refused delivery visible).
 func (s *Session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (data *imap.AppendData, err error) {
 	defer s.track("append", &err)()
-	raw, err := io.ReadAll(io.LimitReader(r, appendLimit+1))
-	// A literal cut short by the client leaving ends in io.EOF, which
-	// ReadAll takes for the end: without the size check the part that
-	// came was stored as a mail (TEST-CATALOG 45, TestLiteralLimits).
-	if err != nil || int64(len(raw)) < min(r.Size(), appendLimit+1) {
-		return nil, errClientGone
-	}
-	if len(raw) > appendLimit {
+	if r.Size() > appendLimit {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig, Text: "Mail too big"}
+	}
+	// The literal's size is known: one buffer of exactly that size, not
+	// ReadAll's doubling (which held up to twice the mail), taken from the
+	// sessions' shared budget. Not reading the literal on refusal is safe:
+	// go-imap discards the rest of it.
+	wait, cancel := s.dbctx()
+	err = s.b.appends.Acquire(wait, r.Size())
+	cancel()
+	if err != nil {
+		s.b.cfg.Metrics.Errors.WithLabelValues("append_memory").Inc()
+		return nil, errAppendBusy
+	}
+	defer s.b.appends.Release(r.Size())
+	raw := make([]byte, r.Size())
+	// A literal cut short by the client leaving ends early: nothing is
+	// stored (TEST-CATALOG 45, TestLiteralLimits).
+	if _, err := io.ReadFull(r, raw); err != nil {
+		return nil, errClientGone
 	}
 	dst, err := s.destination(name)
 	if err != nil {
