@@ -65,6 +65,11 @@ type Config struct {
 	// only shorten go-imap's own bound, which is 30 s and also the default
 	// (0). TEST-CATALOG 51.
 	PreAuthTimeout time.Duration
+	// Now is the clock that stamps flag, folder and move changes (default
+	// time.Now). Stamps are Lamport-style (never below what they replace),
+	// so a server whose clock is behind still overrides a change it has
+	// seen; tests skew it to check that (TestClockSkewBetweenServers).
+	Now func() time.Time
 	// AppendMemory is the bytes of APPENDed mails all sessions may hold at
 	// once (0: session.DefaultAppendMemory; at least the APPENDLIMIT).
 	AppendMemory int64
@@ -153,7 +158,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stopSessions()
 	be := session.NewBackend(sessCtx, session.Config{
 		Store: store.New(db), Logger: log, Metrics: m,
-		AllowPlaintext: cfg.AllowPlaintext, PlaintextFrom: cfg.PlaintextFrom, DBTimeout: cfg.DBTimeout, IdleKeepalive: cfg.IdleKeepalive, AppendMemory: cfg.AppendMemory,
+		AllowPlaintext: cfg.AllowPlaintext, PlaintextFrom: cfg.PlaintextFrom, DBTimeout: cfg.DBTimeout, IdleKeepalive: cfg.IdleKeepalive, AppendMemory: cfg.AppendMemory, Now: cfg.Now,
 		AuthLimit:     mailbox.NewAuthLimiter(cmp.Or(cfg.MaxAuthFailures, 10), cmp.Or(cfg.AuthFailWindow, 15*time.Minute)),
 		AuthFailDelay: cmp.Or(cfg.AuthFailDelay, 2*time.Second),
 	})

@@ -75,7 +75,7 @@ type Config struct {
 	// not drop the quiet connection (Dovecot: "* OK Still here" every
 	// 2 minutes). Default 2 minutes.
 	IdleKeepalive time.Duration
-	// Now is the clock for flag changes. Default time.Now.
+	// Now is the clock for flag, folder and move changes. Default time.Now.
 	Now func() time.Time
 	// AuthLimit refuses logins from an address with too many recent
 	// failures (nil: no limit).
