@@ -1,0 +1,179 @@
+package test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// TestRandomOpsConverge (TEST-CATALOG 83 with IMAP-level operations): two
+// sites with backupd between them; in each round, with the link cut half
+// of the time, random IMAP operations at random sites: flags and keywords
+// set and cleared, mails expunged, moved, APPENDed, folders created,
+// renamed and deleted. After each round the link is healed and both sites
+// must show the same account (every folder with the same mails and
+// flags), and every mail that no operation expunged must still be in
+// some folder. TWINMX_SEED replays a run; TWINMX_CONVERGE_ROUNDS
+// lengthens it (default 4 rounds of 12 operations).
+func TestRandomOpsConverge(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	if s, err := strconv.ParseUint(os.Getenv("TWINMX_SEED"), 10, 64); err == nil {
+		seed = s
+	}
+	rounds := 4
+	if n, err := strconv.Atoi(os.Getenv("TWINMX_CONVERGE_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	t.Logf("TWINMX_SEED=%d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+
+	a, b, l := twoSites(t)
+	a.deliver(testMails(6))
+	eventually(t, "the mails at B", func() (bool, error) {
+		v, err := look(t, b.imapAddr, "INBOX")
+		return err == nil && len(v.byUID) == 6, err
+	})
+	sites := []*site{a, b}
+	names := []string{"Work", "Lists", "Old", "Work/2026"}
+	flags := []imap.Flag{imap.FlagSeen, imap.FlagFlagged, imap.FlagAnswered, "$Work"}
+	expunged := map[string]bool{} // subjects an operation expunged
+	stored := []string{}          // subjects of every mail stored
+	for i := range 6 {
+		stored = append(stored, fmt.Sprintf("test %d", i+1))
+	}
+	appended := 0
+	ops := map[string]int{}
+
+	// session opens a logged-in session at s; errors of the connection
+	// itself fail the test, NO answers to an operation do not (the folder
+	// may be gone, the mail moved away by the other site's operation).
+	session := func(s *site) *imapclient.Client {
+		c, err := imapclient.DialInsecure(s.imapAddr, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Login(login, password).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	folderAt := func(c *imapclient.Client) string {
+		list, err := c.List("", "*", nil).Collect()
+		if err != nil || len(list) == 0 {
+			return "INBOX"
+		}
+		return list[rng.IntN(len(list))].Mailbox
+	}
+	// onMessage selects a random folder and runs fn on a random message
+	// of it (with the message's subject), if it has any.
+	onMessage := func(c *imapclient.Client, fn func(seq uint32, subj string)) {
+		box := folderAt(c)
+		sd, err := c.Select(box, nil).Wait()
+		if err != nil || sd.NumMessages == 0 {
+			return
+		}
+		seq := uint32(1 + rng.IntN(int(sd.NumMessages)))
+		sec := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
+		msgs, err := c.Fetch(imap.SeqSetNum(seq), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{sec}}).Collect()
+		if err != nil || len(msgs) != 1 {
+			return
+		}
+		fn(seq, subject(string(msgs[0].FindBodySection(sec))))
+	}
+	op := func(s *site) {
+		c := session(s)
+		defer c.Close()
+		switch k := rng.IntN(10); {
+		case k < 4:
+			ops["flag"]++
+			onMessage(c, func(seq uint32, _ string) {
+				o := imap.StoreFlagsAdd
+				if rng.IntN(2) == 0 {
+					o = imap.StoreFlagsDel
+				}
+				c.Store(imap.SeqSetNum(seq), &imap.StoreFlags{Op: o, Silent: true, Flags: []imap.Flag{flags[rng.IntN(len(flags))]}}, nil).Close()
+			})
+		case k == 4:
+			ops["expunge"]++
+			onMessage(c, func(seq uint32, subj string) {
+				expunged[subj] = true // whatever the outcome: it may be gone
+				c.Store(imap.SeqSetNum(seq), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close()
+				c.Expunge().Close()
+			})
+		case k < 7:
+			ops["move"]++
+			onMessage(c, func(seq uint32, _ string) {
+				c.Move(imap.SeqSetNum(seq), folderAt(c)).Wait()
+			})
+		case k == 7:
+			ops["append"]++
+			appended++
+			msg := fmt.Sprintf("From: Ann <ann@y.example>\r\nTo: alice@x.example\r\nSubject: appended %d\r\nMessage-ID: <app%d.%d@y.example>\r\n\r\nwritten at site %p\r\n", appended, appended, seed, s)
+			cmd := c.Append(folderAt(c), int64(len(msg)), nil)
+			cmd.Write([]byte(msg))
+			cmd.Close()
+			if _, err := cmd.Wait(); err == nil {
+				stored = append(stored, fmt.Sprintf("appended %d", appended))
+			}
+		case k == 8:
+			ops["create/rename"]++
+			name := names[rng.IntN(len(names))]
+			if rng.IntN(2) == 0 {
+				c.Create(name, nil).Wait()
+			} else if from := folderAt(c); from != "INBOX" {
+				c.Rename(from, name, nil).Wait()
+			}
+		default:
+			ops["delete folder"]++
+			// Only empty folders: deleting a folder with mail in it
+			// deletes the mail (RFC 9051 §6.3.4), which the oracle below
+			// would have to follow through renames.
+			if box := folderAt(c); box != "INBOX" {
+				if sd, err := c.Select(box, &imap.SelectOptions{ReadOnly: true}).Wait(); err == nil && sd.NumMessages == 0 {
+					c.Unselect().Wait()
+					c.Delete(box).Wait()
+				}
+			}
+		}
+	}
+
+	for r := range rounds {
+		cut := rng.IntN(2) == 0
+		if cut {
+			l.stop()
+		}
+		for range 12 {
+			op(sites[rng.IntN(2)])
+		}
+		if cut {
+			l.start()
+		}
+		var sa, sb string
+		eventually(t, fmt.Sprintf("round %d (link cut: %v): both sites showing the same account", r, cut), func() (bool, error) {
+			stA, err := lookAll(t, a.imapAddr)
+			if err != nil {
+				return false, err
+			}
+			stB, err := lookAll(t, b.imapAddr)
+			if err != nil {
+				return false, err
+			}
+			sa, sb = stA.summary(), stB.summary()
+			return sa == sb, fmt.Errorf("site A:\n%s\nsite B:\n%s", sa, sb)
+		})
+		// No mail lost: each one no operation expunged is somewhere.
+		for _, subj := range stored {
+			if !expunged[subj] && !strings.Contains(sa, subj+"[") {
+				t.Errorf("round %d: %q was never expunged and is in no folder:\n%s", r, subj, sa)
+			}
+		}
+	}
+	t.Logf("operations: %v; final account:\n%s", ops, func() string { st, _ := lookAll(t, a.imapAddr); return st.summary() }())
+}
