@@ -21,13 +21,16 @@ import (
 // must show the same account (every folder with the same mails and
 // flags), and every mail that no operation expunged must still be in
 // some folder. TWINMX_SEED replays a run; TWINMX_CONVERGE_ROUNDS
-// lengthens it (default 4 rounds of 12 operations).
+// lengthens it (default 8 rounds of 12 operations). With the fix for a
+// DELETE at one site racing an APPEND at the other undone (APPEND no
+// longer re-asserts its folder), 1 of 6 runs of 15 rounds found the lost
+// mail; the targeted test for that race is in partition_test.go.
 func TestRandomOpsConverge(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if s, err := strconv.ParseUint(os.Getenv("TWINMX_SEED"), 10, 64); err == nil {
 		seed = s
 	}
-	rounds := 4
+	rounds := 8
 	if n, err := strconv.Atoi(os.Getenv("TWINMX_CONVERGE_ROUNDS")); err == nil && n > 0 {
 		rounds = n
 	}
@@ -41,7 +44,8 @@ func TestRandomOpsConverge(t *testing.T) {
 		return err == nil && len(v.byUID) == 6, err
 	})
 	sites := []*site{a, b}
-	names := []string{"Work", "Lists", "Old", "Work/2026"}
+	// Few names, so operations at the two sites meet on the same folders.
+	names := []string{"Work", "Old", "Work/2026"}
 	flags := []imap.Flag{imap.FlagSeen, imap.FlagFlagged, imap.FlagAnswered, "$Work"}
 	expunged := map[string]bool{} // subjects an operation expunged
 	stored := []string{}          // subjects of every mail stored
@@ -91,7 +95,7 @@ func TestRandomOpsConverge(t *testing.T) {
 		c := session(s)
 		defer c.Close()
 		switch k := rng.IntN(10); {
-		case k < 4:
+		case k < 3:
 			ops["flag"]++
 			onMessage(c, func(seq uint32, _ string) {
 				o := imap.StoreFlagsAdd
@@ -100,19 +104,19 @@ func TestRandomOpsConverge(t *testing.T) {
 				}
 				c.Store(imap.SeqSetNum(seq), &imap.StoreFlags{Op: o, Silent: true, Flags: []imap.Flag{flags[rng.IntN(len(flags))]}}, nil).Close()
 			})
-		case k == 4:
+		case k == 3:
 			ops["expunge"]++
 			onMessage(c, func(seq uint32, subj string) {
 				expunged[subj] = true // whatever the outcome: it may be gone
 				c.Store(imap.SeqSetNum(seq), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close()
 				c.Expunge().Close()
 			})
-		case k < 7:
+		case k < 6:
 			ops["move"]++
 			onMessage(c, func(seq uint32, _ string) {
 				c.Move(imap.SeqSetNum(seq), folderAt(c)).Wait()
 			})
-		case k == 7:
+		case k < 8:
 			ops["append"]++
 			appended++
 			msg := fmt.Sprintf("From: Ann <ann@y.example>\r\nTo: alice@x.example\r\nSubject: appended %d\r\nMessage-ID: <app%d.%d@y.example>\r\n\r\nwritten at site %p\r\n", appended, appended, seed, s)
