@@ -40,6 +40,12 @@ const closeTimeout = time.Second
 type ServerConfig struct {
 	// Static is the server's key pair. Required.
 	Static KeyPair
+	// Previous are older server key pairs still accepted while clients
+	// move to Static's public key (a rotation, docs/roles.md §7): a
+	// client that pins one of them completes its handshake as before.
+	// They are tried after Static, each costing one more X25519 for
+	// message 1 of an older key's client. Default none.
+	Previous []KeyPair
 	// Authorize decides whether a client's static key may connect: nil
 	// error means allowed. It runs after message 1 has been decrypted, so
 	// the key is authenticated (but see docs/wire.md §4 on KCI). Required.
@@ -95,12 +101,18 @@ func (cfg *ServerConfig) params() (*serverParams, error) {
 	} else if err := cfg.Static.checkCached(); err != nil {
 		problems = append(problems, err)
 	}
+	for i := range cfg.Previous {
+		if err := cfg.Previous[i].checkCached(); err != nil {
+			problems = append(problems, fmt.Errorf("previous key %d: %w", i+1, err))
+		}
+	}
 	if cfg.Authorize == nil {
 		problems = append(problems, errors.New("Authorize is required"))
 	}
 	p := &serverParams{
 		responder: responder{
 			static:    &cfg.Static,
+			previous:  cfg.Previous,
 			authorize: cfg.Authorize,
 			replay:    cfg.Replay,
 			window:    orDefault(cfg.Window, DefaultWindow),

@@ -862,3 +862,50 @@ func TestConnHold(t *testing.T) {
 		}
 	}
 }
+
+// TestServerKeyRotation: a server with a new key and the old one in
+// Previous serves clients pinning either, on the session of the key they
+// pinned (each side's transport keys match: frames flow both ways); a
+// client pinning an unrelated key is refused as before, and once the old
+// key is dropped from Previous, so is a client pinning it.
+func TestServerKeyRotation(t *testing.T) {
+	f := newFixture(t)
+	old := f.server
+	next := mustKeyPair(t)
+	scfg := f.serverConfig()
+	scfg.Static, scfg.Previous = next, []KeyPair{old}
+	for name, pinned := range map[string]PublicKey{"old key": old.Public, "new key": next.Public} {
+		ccfg := f.clientConfig()
+		ccfg.Server = pinned
+		cc, sc := mustConnect(t, scfg, ccfg)
+		if err := cc.WriteFrame(Frame{ReqID: 1, Data: []byte("ping " + name)}); err != nil {
+			t.Fatal(err)
+		}
+		if fr, err := sc.ReadFrame(); err != nil || string(fr.Data) != "ping "+name {
+			t.Fatalf("%s: server read %q, %v", name, fr.Data, err)
+		}
+		if err := sc.WriteFrame(Frame{ReqID: 1, Data: []byte("pong")}); err != nil {
+			t.Fatal(err)
+		}
+		if fr, err := cc.ReadFrame(); err != nil || string(fr.Data) != "pong" {
+			t.Fatalf("%s: client read %q, %v", name, fr.Data, err)
+		}
+	}
+	ccfg := f.clientConfig()
+	ccfg.Server = mustKeyPair(t).Public
+	_, _, cerr, serr := connect(t, scfg, ccfg)
+	wantReason(t, serr, ReasonDecrypt)
+	wantReason(t, cerr, ReasonClosed)
+
+	scfg.Previous = nil
+	ccfg.Server = old.Public
+	_, _, cerr, serr = connect(t, scfg, ccfg)
+	wantReason(t, serr, ReasonDecrypt)
+	wantReason(t, cerr, ReasonClosed)
+
+	bad := f.serverConfig()
+	bad.Previous = []KeyPair{{}}
+	if _, err := bad.params(); err == nil {
+		t.Error("an empty previous key pair was accepted")
+	}
+}

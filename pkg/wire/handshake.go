@@ -269,6 +269,7 @@ func (in *initiator) finish(msg2 []byte) (*session, error) {
 // responder holds what the server's pure handshake step needs.
 type responder struct {
 	static    *KeyPair
+	previous  []KeyPair // older keys still accepted (ServerConfig.Previous)
 	authorize func(PublicKey) error
 	replay    *ReplayCache
 	now       time.Time // the server's clock when message 1 arrived
@@ -276,6 +277,36 @@ type responder struct {
 	payload   msg2Payload
 	prologue  []byte
 	rng       io.Reader // nil: crypto/rand
+}
+
+// readMsg1 decrypts message 1 with the server's key, or, failing that,
+// with each previous key (a rotation in progress): message 1 is encrypted
+// to the key the client pins, and only the right private key opens its
+// static-key field. It returns the handshake state of the key that
+// opened it and the payload (the timestamp).
+func (r *responder) readMsg1(msg1 []byte) (*noise.HandshakeState, []byte, error) {
+	var last error
+	for i := -1; i < len(r.previous); i++ {
+		key := r.static
+		if i >= 0 {
+			key = &r.previous[i]
+		}
+		hs, err := noise.NewHandshakeState(noiseConfig(false, key, nil, r.prologue, r.rng))
+		if err != nil {
+			return nil, nil, hsError(ReasonMalformed, err)
+		}
+		ts, _, _, err := hs.ReadMessage(make([]byte, 0, TimestampSize), msg1)
+		if err == nil {
+			return hs, ts, nil
+		}
+		last = err
+		// A low-order ephemeral key or a short message fails the same
+		// with every key.
+		if errors.Is(err, errLowOrder) || errors.Is(err, noise.ErrShortMessage) {
+			break
+		}
+	}
+	return nil, nil, classify(last)
 }
 
 // respond checks message 1 and, if it is acceptable, returns message 2 and
@@ -288,13 +319,9 @@ func (r *responder) respond(msg1 []byte) ([]byte, *session, error) {
 	if len(msg1) != Msg1Size {
 		return nil, nil, hsError(ReasonMalformed, fmt.Errorf("message 1 is %d bytes, want %d", len(msg1), Msg1Size))
 	}
-	hs, err := noise.NewHandshakeState(noiseConfig(false, r.static, nil, r.prologue, r.rng))
+	hs, ts, err := r.readMsg1(msg1)
 	if err != nil {
-		return nil, nil, hsError(ReasonMalformed, err)
-	}
-	ts, _, _, err := hs.ReadMessage(make([]byte, 0, TimestampSize), msg1)
-	if err != nil {
-		return nil, nil, classify(err)
+		return nil, nil, err
 	}
 	peer := PublicKey(hs.PeerStatic())
 	fail := func(reason Reason, err error) ([]byte, *session, error) {

@@ -44,6 +44,8 @@ type site struct {
 	cmd  *exec.Cmd
 	log  *bytes.Buffer
 	dbd  wire.PublicKey
+	// flags are more dbd flags for the next start.
+	flags []string
 }
 
 // newSite makes keys (dbd, admin, smtpd, mailbox) and a clients file.
@@ -73,8 +75,9 @@ func (s *site) start() {
 		s.addr = proctest.FreePort(s.t)
 	}
 	s.log = &bytes.Buffer{}
-	s.cmd = exec.Command(filepath.Join(binDir, "dbd"), "--data", filepath.Join(s.dir, "data"), "--listen", s.addr,
-		"--key", filepath.Join(s.dir, "keys", "dbd"), "--clients", filepath.Join(s.dir, "clients"))
+	args := append([]string{"--data", filepath.Join(s.dir, "data"), "--listen", s.addr,
+		"--key", filepath.Join(s.dir, "keys", "dbd"), "--clients", filepath.Join(s.dir, "clients")}, s.flags...)
+	s.cmd = exec.Command(filepath.Join(binDir, "dbd"), args...)
 	s.cmd.Stderr = s.log
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)

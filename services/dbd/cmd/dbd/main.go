@@ -23,6 +23,7 @@ func main() {
 			&cli.StringFlag{Name: "data", Usage: "data folder", EnvVars: []string{"TWINMX_DBD_DATA"}, Required: true},
 			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT for the encrypted wire protocol", EnvVars: []string{"TWINMX_DBD_LISTEN"}, Required: true},
 			&cli.StringFlag{Name: "key", Usage: "dbd's secret key file (made by dbctl keygen)", EnvVars: []string{"TWINMX_DBD_KEY"}, Required: true},
+			&cli.StringSliceFlag{Name: "old-key", Usage: "an older secret key of dbd still accepted while clients move to --key's public key (repeatable; docs/roles.md §7)", EnvVars: []string{"TWINMX_DBD_OLD_KEY"}},
 			&cli.StringFlag{Name: "clients", Usage: "clients file: one \"ROLE PATH-TO-PUBKEY\" a line", EnvVars: []string{"TWINMX_DBD_CLIENTS"}, Required: true},
 			&cli.StringFlag{Name: "metrics", Usage: "HOST:PORT for Prometheus /metrics (empty: off)", EnvVars: []string{"TWINMX_DBD_METRICS"}},
 			&cli.StringFlag{Name: "site", Usage: "site name for per-site counters (default: from the key)", EnvVars: []string{"TWINMX_DBD_SITE"}},
@@ -45,13 +46,14 @@ func run(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return daemon.Run(ctx, daemon.Config{
-		Data:    c.String("data"),
-		Listen:  c.String("listen"),
-		KeyPath: c.String("key"),
-		Clients: c.String("clients"),
-		Metrics: c.String("metrics"),
-		Site:    c.String("site"),
-		Logger:  log,
-		Ready:   func(net.Addr) { svc.Ready() },
+		Data:        c.String("data"),
+		Listen:      c.String("listen"),
+		KeyPath:     c.String("key"),
+		OldKeyPaths: c.StringSlice("old-key"),
+		Clients:     c.String("clients"),
+		Metrics:     c.String("metrics"),
+		Site:        c.String("site"),
+		Logger:      log,
+		Ready:       func(net.Addr) { svc.Ready() },
 	})
 }

@@ -32,8 +32,11 @@ type Config struct {
 	Data    string // data folder. Required.
 	Listen  string // HOST:PORT for the wire protocol. Required.
 	KeyPath string // dbd's secret key file (KeyPath.pub beside it). Required.
-	Clients string // clients file: "ROLE PATH-TO-PUBKEY" per line. Required.
-	Metrics string // HOST:PORT for /metrics; "" = none.
+	// OldKeyPaths are older secret key files of dbd still accepted while
+	// clients move to KeyPath's public key (docs/roles.md §7).
+	OldKeyPaths []string
+	Clients     string // clients file: "ROLE PATH-TO-PUBKEY" per line. Required.
+	Metrics     string // HOST:PORT for /metrics; "" = none.
 	// Site names this dbd's counter slot. Default: the first 8 bytes of
 	// its public key in hex, unique without configuration.
 	Site string
@@ -88,6 +91,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("load dbd key: %w", err)
 	}
+	var previous []wire.KeyPair
+	for _, p := range cfg.OldKeyPaths {
+		old, err := wire.LoadKeyPair(p)
+		if err != nil {
+			return fmt.Errorf("load old dbd key: %w", err)
+		}
+		previous = append(previous, old)
+		log.Warn("accepting clients that pin an old dbd key: remove --old-key once every client has the new one",
+			"old", old.Public.String(), "key", kp.Public.String())
+	}
 	// Digest before loading: if the file changes in between, the reload
 	// loop sees a difference and loads it again (never the other way round).
 	clientsDigest := fileDigest(cfg.Clients)
@@ -110,7 +123,7 @@ func Run(ctx context.Context, cfg Config) error {
 	reg.MustRegister(metrics.NewPebbleCollector(st.Metrics))
 
 	scfg := cfg.Server
-	scfg.Static, scfg.Clients, scfg.Store, scfg.Logger, scfg.Metrics = kp, clients, st, log, m
+	scfg.Static, scfg.Previous, scfg.Clients, scfg.Store, scfg.Logger, scfg.Metrics = kp, previous, clients, st, log, m
 	srv, err := server.New(scfg)
 	if err != nil {
 		return err

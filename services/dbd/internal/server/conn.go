@@ -62,7 +62,8 @@ func (s *Server) serveConn(nc net.Conn, id uint64) {
 		s.handshakeHook(nc.RemoteAddr())
 	}
 	wc, err := wire.ServerHandshake(s.ctx, nc, &wire.ServerConfig{
-		Static: s.cfg.Static,
+		Static:   s.cfg.Static,
+		Previous: s.cfg.Previous,
 		Authorize: func(k wire.PublicKey) error {
 			if _, ok := s.roleOf(k); !ok {
 				return errUnknownClient

@@ -30,11 +30,14 @@ import (
 
 // Config configures a Server. A zero field means its default.
 type Config struct {
-	Static  wire.KeyPair  // dbd's key pair. Required.
-	Clients *auth.Clients // allowed client keys and roles. Required.
-	Store   *store.Store  // Required.
-	Logger  *slog.Logger  // default slog.Default()
-	Metrics *metrics.DBD  // Required.
+	Static wire.KeyPair // dbd's key pair. Required.
+	// Previous are older key pairs of dbd still accepted while clients
+	// move to Static's public key (docs/roles.md §7). Default none.
+	Previous []wire.KeyPair
+	Clients  *auth.Clients // allowed client keys and roles. Required.
+	Store    *store.Store  // Required.
+	Logger   *slog.Logger  // default slog.Default()
+	Metrics  *metrics.DBD  // Required.
 
 	// MaxMessage bounds one assembled request in bytes. Default 80 MiB,
 	// room for a 64 MiB content plus its batch.
