@@ -157,6 +157,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if gcfg.Logger == nil {
 		gcfg.Logger = log.With("part", "guard")
 	}
+	gcfg.OnRefuse = func(reason string) { m.Rejections.WithLabelValues(reason).Inc() }
 	inner, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("smtpd: listen on %s: %w", cfg.Listen, err)

@@ -102,6 +102,11 @@ type Config struct {
 	// nobody.
 	ConnRateExempt []netip.Prefix
 
+	// OnRefuse, if set, is called with the reason ("conn-limit",
+	// "conn-limit-ip", "conn-rate") of every connection refused at the
+	// door, for metrics. It must not block.
+	OnRefuse func(reason string)
+
 	// Logger receives Warn for peer misbehaviour and Debug for decisions.
 	// Default: a logger that discards.
 	Logger *slog.Logger
@@ -227,6 +232,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
+	}
+	if c.OnRefuse == nil {
+		c.OnRefuse = func(string) {}
 	}
 	return c
 }

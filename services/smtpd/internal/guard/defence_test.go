@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -105,7 +106,13 @@ func TestConnRateLimit(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Unix(1e9, 0)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	srv := startServer(t, Config{MaxConnRate: 50, ConnRateExempt: []netip.Prefix{}, Clock: clock})
+	var counted atomic.Int64
+	srv := startServer(t, Config{MaxConnRate: 50, ConnRateExempt: []netip.Prefix{}, Clock: clock,
+		OnRefuse: func(reason string) {
+			if reason == "conn-rate" {
+				counted.Add(1)
+			}
+		}})
 	open := dial(t, srv.addr)
 	open.expect("220 ")
 	open.cmd("EHLO client.test", "250")
@@ -126,6 +133,9 @@ func TestConnRateLimit(t *testing.T) {
 	}
 	if ok != 50 || refused != 951 {
 		t.Fatalf("%d admitted, %d refused; want 50 (the rate) and the other 951", ok, refused)
+	}
+	if n := counted.Load(); n != 951 {
+		t.Errorf("OnRefuse(conn-rate) called %d times, want 951 (the metric)", n)
 	}
 	// The session opened before the flood is unaffected.
 	open.cmd("NOOP", "250 ")

@@ -57,6 +57,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		// The rate is checked first: a connection refused for it takes
 		// no slot of the concurrency limits.
 		if v := l.rate.Allow(ip); v != connlimit.RateOK {
+			l.cfg.OnRefuse("conn-rate")
 			if v == connlimit.RateExceeded {
 				// Once per client and window: a flood must not flood the log.
 				l.cfg.Logger.Warn("connection rate limit reached; refusing this client until its window ends",
@@ -68,9 +69,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 		release, why := l.conns.Admit(ip)
 		switch why {
 		case connlimit.TooMany:
+			l.cfg.OnRefuse("conn-limit")
 			l.refuse(raw, ip, fmt.Sprintf("421 4.3.2 %s Too busy, try later\r\n", l.cfg.Hostname))
 			continue
 		case connlimit.TooManyFromIP:
+			l.cfg.OnRefuse("conn-limit-ip")
 			l.refuse(raw, ip, fmt.Sprintf("421 4.7.0 %s Too many connections from your address\r\n", l.cfg.Hostname))
 			continue
 		}
