@@ -11,14 +11,14 @@ import (
 // TestAppendMemoryBudget: APPENDs share one memory budget (Config.
 // AppendMemory, here its least, the 64 MiB APPENDLIMIT). While one
 // session holds 40 MB of it with a half-sent mail, another's 30 MB APPEND
-// waits its DBTimeout and gets NO [LIMIT] (its literal is read and
+// waits AppendWait and gets NO [LIMIT] (its literal is read and
 // dropped, the session goes on); once the first mail is complete, both
 // the first APPEND and a later 30 MB one succeed, and the mails are
 // stored whole.
 func TestAppendMemoryBudget(t *testing.T) {
 	k := startWith(t, func(c *Config) {
 		c.AppendMemory = 1 // raised to the APPENDLIMIT
-		c.DBTimeout = time.Second
+		c.AppendWait = time.Second
 	})
 	mailOf := func(n int, tag string) []byte {
 		head := "From: Bob <bob@y.example>\r\nSubject: " + tag + "\r\n\r\n"

@@ -73,7 +73,8 @@ type Config struct {
 	// AppendMemory is the bytes of APPENDed mails all sessions may hold at
 	// once (0: session.DefaultAppendMemory; at least the APPENDLIMIT).
 	AppendMemory int64
-	Logger       *slog.Logger // default: discard
+	AppendWait   time.Duration // how long an APPEND waits for room in it (0: DBTimeout)
+	Logger       *slog.Logger  // default: discard
 	// Debug writes the raw IMAP traffic (passwords included!) to the log
 	// writer; for local debugging only.
 	Debug bool
@@ -158,7 +159,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stopSessions()
 	be := session.NewBackend(sessCtx, session.Config{
 		Store: store.New(db), Logger: log, Metrics: m,
-		AllowPlaintext: cfg.AllowPlaintext, PlaintextFrom: cfg.PlaintextFrom, DBTimeout: cfg.DBTimeout, IdleKeepalive: cfg.IdleKeepalive, AppendMemory: cfg.AppendMemory, Now: cfg.Now,
+		AllowPlaintext: cfg.AllowPlaintext, PlaintextFrom: cfg.PlaintextFrom, DBTimeout: cfg.DBTimeout, IdleKeepalive: cfg.IdleKeepalive, AppendMemory: cfg.AppendMemory, AppendWait: cfg.AppendWait, Now: cfg.Now,
 		AuthLimit:     mailbox.NewAuthLimiter(cmp.Or(cfg.MaxAuthFailures, 10), cmp.Or(cfg.AuthFailWindow, 15*time.Minute)),
 		AuthFailDelay: cmp.Or(cfg.AuthFailDelay, 2*time.Second),
 	})

@@ -81,9 +81,12 @@ type Config struct {
 	// failures (nil: no limit).
 	AuthLimit *mailbox.AuthLimiter
 	// AppendMemory is the bytes of APPENDed mails all sessions may hold at
-	// once: an APPEND waits (up to DBTimeout) for its mail's size, then
+	// once: an APPEND waits (up to AppendWait) for its mail's size, then
 	// gets NO [LIMIT]. At least the APPENDLIMIT. Default 256 MiB.
 	AppendMemory int64
+	// AppendWait is how long an APPEND waits for room in AppendMemory.
+	// Default DBTimeout.
+	AppendWait time.Duration
 	// AuthFailDelay is the least time before a failed login is answered,
 	// so guessing is slow and an unknown login is not told apart by
 	// timing (0: none).
@@ -123,6 +126,9 @@ func NewBackend(ctx context.Context, cfg Config) *Backend {
 		cfg.AppendMemory = DefaultAppendMemory
 	}
 	cfg.AppendMemory = max(cfg.AppendMemory, appendLimit)
+	if cfg.AppendWait <= 0 {
+		cfg.AppendWait = cfg.DBTimeout
+	}
 	return &Backend{cfg: cfg, ctx: ctx, appends: semaphore.NewWeighted(cfg.AppendMemory), watches: newWatchHub(ctx, cfg.Store, cfg.WatchRetry, cfg.Logger,
 		func() { cfg.Metrics.Errors.WithLabelValues("watch").Inc() })}
 }

@@ -204,7 +204,7 @@ func (s *Session) Append(name string, r imap.LiteralReader, options *imap.Append
 	// ReadAll's doubling (which held up to twice the mail), taken from the
 	// sessions' shared budget. Not reading the literal on refusal is safe:
 	// go-imap discards the rest of it.
-	wait, cancel := s.dbctx()
+	wait, cancel := context.WithTimeout(s.ctx, s.b.cfg.AppendWait)
 	err = s.b.appends.Acquire(wait, r.Size())
 	cancel()
 	if err != nil {
