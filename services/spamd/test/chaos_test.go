@@ -138,14 +138,15 @@ func envInt(name string, def int) int {
 }
 
 // TestChaosAllServices is SPEC §11 scenario 5: the whole two-site system
-// (per site dbd, smtpd in strict mode, spamd and pop3d; backupd between
+// (per site dbd, smtpd in strict mode, spamd, pop3d and imapd; backupd between
 // them) under a load of mails sent by senders that behave like MTAs
 // (retry on 4xx or a broken connection, alternating between the two
 // MXs), while a chaos loop kills a random service with SIGKILL and starts
-// it again. Afterwards both sites' dumps are identical, and POP3 at each
-// site lists every mail that got 250 exactly once, byte for byte, and no
-// mail twice. TWINMX_CHAOS_MAILS and TWINMX_CHAOS_KILLS size it (default
-// 2000 mails, 36 kills: four of each service).
+// it again. Afterwards both sites' dumps are identical, and POP3 and IMAP
+// at each site list every mail that got 250 exactly once, byte for byte,
+// and no mail twice. TWINMX_CHAOS_MAILS and TWINMX_CHAOS_KILLS size it (default
+// 2000 mails, 44 kills: four of each of the 11 services, as long as the
+// load lasts; every service must have been killed at least once).
 func TestChaosAllServices(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole system")
@@ -154,7 +155,7 @@ func TestChaosAllServices(t *testing.T) {
 	if _, err := exec.LookPath(py); err != nil {
 		t.Fatalf("python3 is needed to read the mailboxes with poplib: %v", err)
 	}
-	nMails, maxKills := envInt("TWINMX_CHAOS_MAILS", 2000), envInt("TWINMX_CHAOS_KILLS", 36)
+	nMails, maxKills := envInt("TWINMX_CHAOS_MAILS", 2000), envInt("TWINMX_CHAOS_KILLS", 44)
 	dir := t.TempDir()
 	key := func(site, n string) string { return filepath.Join(dir, site, "keys", n) }
 	run(t, "dbctl", "keygen", "--out", filepath.Join(dir, "backupd"))
@@ -202,13 +203,15 @@ func TestChaosAllServices(t *testing.T) {
 	if out, err := user.CombinedOutput(); err != nil {
 		t.Fatalf("dbctl user add: %v\n%s", err, out)
 	}
-	mx, pop := map[string]string{}, map[string]string{}
+	mx, pop, imap := map[string]string{}, map[string]string{}, map[string]string{}
 	for _, site := range []string{"a", "b"} {
 		mx[site], pop[site] = proctest.FreePort(t), proctest.FreePort(t)
 		add("smtpd", site, mx[site], append(dbFlags(site, "smtpd"), "--listen", mx[site], "--hostname", "mx-"+site+".x.test",
 			"--min-copies", "2", "--decision-window", "5s", "--db-timeout", "3s", "--greet-pause", "0s")...)
 		add("spamd", site, "", append(dbFlags(site, "spamd"), "--no-auth", "--grey-delay", "0", "--digest-every", "0")...)
 		add("pop3d", site, pop[site], append(dbFlags(site, "mailbox"), "--listen", pop[site])...)
+		imap[site] = proctest.FreePort(t)
+		add("imapd", site, imap[site], append(dbFlags(site, "mailbox"), "--listen", imap[site])...)
 	}
 	// Until replication has brought the mailbox to B, B's smtpd refuses
 	// the recipient: wait for it (bounded).
@@ -260,7 +263,7 @@ func TestChaosAllServices(t *testing.T) {
 			select {
 			case <-loadDone:
 				return
-			case <-time.After(time.Duration(100+rand.IntN(300)) * time.Millisecond):
+			case <-time.After(time.Duration(50+rand.IntN(150)) * time.Millisecond):
 			}
 			if len(order) == 0 {
 				order = rand.Perm(len(all))
@@ -268,7 +271,7 @@ func TestChaosAllServices(t *testing.T) {
 			s := all[order[0]]
 			order = order[1:]
 			s.kill9()
-			time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
+			time.Sleep(time.Duration(rand.IntN(200)) * time.Millisecond)
 			if err := s.start(); err != nil {
 				t.Errorf("restart after kill -9: %v", err)
 				return
@@ -296,6 +299,11 @@ func TestChaosAllServices(t *testing.T) {
 	}
 	t.Logf("%d mails in %s: %d got 250, %d refused, %d given up, %d attempts; kills: %s",
 		nMails, loadTime.Round(time.Millisecond), nAcked, rejected.Load(), gaveUp.Load(), attempts.Load(), strings.Join(killed, ", "))
+	for _, s := range all {
+		if s.kills == 0 {
+			t.Errorf("%s was never killed: the load ended before the chaos reached it", s.label)
+		}
+	}
 	if nAcked < nMails/2 {
 		t.Errorf("only %d of %d mails got 250: the system did not recover from the kills", nAcked, nMails)
 	}
@@ -315,44 +323,49 @@ func TestChaosAllServices(t *testing.T) {
 		t.Fatalf("the two sites' dumps still differ after 2 minutes (%d and %d lines)", strings.Count(dumpA, "\n"), strings.Count(dumpB, "\n"))
 	}
 
-	// Every mail that got 250 is readable at both sites, once, byte for
-	// byte after smtpd's trace field; no mail is there twice.
+	// Every mail that got 250 is readable at both sites, by POP3 and by
+	// IMAP, once, byte for byte after smtpd's trace field; no mail is
+	// there twice.
 	for _, site := range []string{"a", "b"} {
-		got := popAll(t, py, pop[site])
-		seen := map[int]int{}
-		for _, m := range got {
-			id := chaosID.FindSubmatch(m)
-			if id == nil {
-				t.Errorf("site %s: a mail that was not sent:\n%.300s", site, m)
-				continue
-			}
-			i, _ := strconv.Atoi(string(id[1]))
-			seen[i]++
-			if i < 0 || i >= nMails || !bytes.HasSuffix(m, chaosMail(i)) {
-				t.Errorf("site %s: mail %d is not what was sent:\n%.300s", site, i, m)
-			}
-		}
-		missing := 0
-		for i := range nMails {
-			if seen[i] > 1 {
-				t.Errorf("site %s lists mail %d %d times", site, i, seen[i])
-			}
-			if acked[i].Load() && seen[i] == 0 {
-				missing++
-				if missing <= 5 {
-					t.Errorf("site %s: mail %d got 250 and is not in the mailbox", site, i)
+		for _, proto := range []string{"pop3", "imap"} {
+			addr := map[string]string{"pop3": pop[site], "imap": imap[site]}[proto]
+			got := readMailbox(t, py, proto, addr)
+			seen := map[int]int{}
+			for _, m := range got {
+				id := chaosID.FindSubmatch(m)
+				if id == nil {
+					t.Errorf("site %s, %s: a mail that was not sent:\n%.300s", site, proto, m)
+					continue
+				}
+				i, _ := strconv.Atoi(string(id[1]))
+				seen[i]++
+				if i < 0 || i >= nMails || !bytes.HasSuffix(m, chaosMail(i)) {
+					t.Errorf("site %s, %s: mail %d is not what was sent:\n%.300s", site, proto, i, m)
 				}
 			}
+			missing := 0
+			for i := range nMails {
+				if seen[i] > 1 {
+					t.Errorf("site %s, %s lists mail %d %d times", site, proto, i, seen[i])
+				}
+				if acked[i].Load() && seen[i] == 0 {
+					missing++
+					if missing <= 5 {
+						t.Errorf("site %s, %s: mail %d got 250 and is not in the mailbox", site, proto, i)
+					}
+				}
+			}
+			t.Logf("site %s, %s: %d mails in the mailbox (%d got 250), %d missing", site, proto, len(got), nAcked, missing)
 		}
-		t.Logf("site %s: %d mails in the mailbox (%d got 250), %d missing", site, len(got), nAcked, missing)
 	}
 }
 
 var chaosID = regexp.MustCompile(`Message-ID: <chaos-(\d+)@sender\.example>`)
 
-// popScript prints every message of the mailbox, each as its byte length,
-// a newline and the bytes (poplib undoes the dot-stuffing).
-const popScript = `
+// mailboxScripts print every message of the mailbox, each as its byte
+// length, a newline and the bytes: poplib (RETR; it undoes the
+// dot-stuffing) and imaplib (UID FETCH BODY.PEEK[] of INBOX).
+var mailboxScripts = map[string]string{"pop3": `
 import poplib, sys
 m = poplib.POP3(sys.argv[1], int(sys.argv[2]), timeout=60)
 m.user(sys.argv[3]); m.pass_(sys.argv[4])
@@ -362,23 +375,36 @@ for i in range(1, n + 1):
     data = b"\r\n".join(m.retr(i)[1]) + b"\r\n"
     out.write(b"%d\n" % len(data)); out.write(data)
 m.quit()
-`
+`, "imap": `
+import imaplib, sys
+m = imaplib.IMAP4(sys.argv[1], int(sys.argv[2]))
+m.login(sys.argv[3], sys.argv[4])
+typ, data = m.select("INBOX", readonly=True)
+out = sys.stdout.buffer
+if int(data[0]) > 0:
+    typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[])")
+    assert typ == "OK", data
+    for part in data:
+        if isinstance(part, tuple):
+            out.write(b"%d\n" % len(part[1])); out.write(part[1])
+m.logout()
+`}
 
-// popAll reads the whole mailbox with Python's poplib.
-func popAll(t *testing.T, py, addr string) [][]byte {
+// readMailbox reads the whole mailbox with Python's poplib or imaplib.
+func readMailbox(t *testing.T, py, proto, addr string) [][]byte {
 	t.Helper()
 	host, port, _ := strings.Cut(addr, ":")
 	ctx := proctest.Ctx(t, 3*time.Minute)
-	out, err := exec.CommandContext(ctx, py, "-c", popScript, host, port, "u", "chaos password").Output()
+	out, err := exec.CommandContext(ctx, py, "-c", mailboxScripts[proto], host, port, "u", "chaos password").Output()
 	if err != nil {
-		t.Fatalf("poplib at %s: %v", addr, err)
+		t.Fatalf("%s at %s: %v", proto, addr, err)
 	}
 	var mails [][]byte
 	for len(out) > 0 {
 		nl := bytes.IndexByte(out, '\n')
 		n, err := strconv.Atoi(string(out[:max(nl, 0)]))
 		if nl < 0 || err != nil || nl+1+n > len(out) {
-			t.Fatalf("poplib output cut at %d bytes", len(out))
+			t.Fatalf("%s output cut at %d bytes", proto, len(out))
 		}
 		mails = append(mails, out[nl+1:nl+1+n])
 		out = out[nl+1+n:]

@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 	dir, err := proctest.Build("spamd-bin-", map[string]string{
 		"dbd": "../../dbd/cmd/dbd", "dbctl": "../../dbd/cmd/dbctl", "smtpd": "../../smtpd/cmd/smtpd", "spamd": "../cmd/spamd",
 		"backupd": "../../backupd/cmd/backupd", "pop3d": "../../pop3d/cmd/pop3d",
+		"imapd": "../../imapd/cmd/imapd",
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
