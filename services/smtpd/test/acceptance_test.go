@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -75,55 +74,11 @@ func (y *system) stopSpamd(s *site) {
 }
 
 // readAll returns the mailbox's mails at addr as the client reads them:
-// proto "pop3" (poplib, RETR of each) or "imap" (imaplib, UID FETCH
-// BODY.PEEK[] of INBOX).
+// proto "pop3" (poplib) or "imap" (imaplib, INBOX).
 func (y *system) readAll(proto, addr string) [][]byte {
 	y.t.Helper()
-	host, port, _ := strings.Cut(addr, ":")
-	script := map[string]string{"pop3": popAllScript, "imap": imapAllScript}[proto]
-	ctx := proctest.Ctx(y.t, time.Minute)
-	out, err := exec.CommandContext(ctx, y.python, "-c", script, host, port, accUser, accPass).Output()
-	if err != nil {
-		y.t.Fatalf("%s at %s: %v", proto, addr, err)
-	}
-	var mails [][]byte
-	for len(out) > 0 {
-		nl := bytes.IndexByte(out, '\n')
-		n, err := strconv.Atoi(string(out[:max(nl, 0)]))
-		if nl < 0 || err != nil || nl+1+n > len(out) {
-			y.t.Fatalf("%s output cut at %d bytes", proto, len(out))
-		}
-		mails = append(mails, out[nl+1:nl+1+n])
-		out = out[nl+1+n:]
-	}
-	return mails
+	return proctest.ReadMailbox(y.t, y.python, proto, addr, accUser, accPass)
 }
-
-const popAllScript = `
-import poplib, sys
-m = poplib.POP3(sys.argv[1], int(sys.argv[2]), timeout=30)
-m.user(sys.argv[3]); m.pass_(sys.argv[4])
-out = sys.stdout.buffer
-for i in range(1, len(m.list()[1]) + 1):
-    data = b"\r\n".join(m.retr(i)[1]) + b"\r\n"
-    out.write(b"%d\n" % len(data)); out.write(data)
-m.quit()
-`
-
-const imapAllScript = `
-import imaplib, sys
-m = imaplib.IMAP4(sys.argv[1], int(sys.argv[2]))
-m.login(sys.argv[3], sys.argv[4])
-typ, data = m.select("INBOX", readonly=True)
-out = sys.stdout.buffer
-if int(data[0]) > 0:
-    typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[])")
-    assert typ == "OK", data
-    for part in data:
-        if isinstance(part, tuple):
-            out.write(b"%d\n" % len(part[1])); out.write(part[1])
-m.logout()
-`
 
 // holding returns the mails of the mailbox, read at every site with both
 // protocols, whose body is exactly body: it fails unless all four reads

@@ -329,7 +329,7 @@ func TestChaosAllServices(t *testing.T) {
 	for _, site := range []string{"a", "b"} {
 		for _, proto := range []string{"pop3", "imap"} {
 			addr := map[string]string{"pop3": pop[site], "imap": imap[site]}[proto]
-			got := readMailbox(t, py, proto, addr)
+			got := proctest.ReadMailbox(t, py, proto, addr, "u", "chaos password")
 			seen := map[int]int{}
 			for _, m := range got {
 				id := chaosID.FindSubmatch(m)
@@ -361,53 +361,3 @@ func TestChaosAllServices(t *testing.T) {
 }
 
 var chaosID = regexp.MustCompile(`Message-ID: <chaos-(\d+)@sender\.example>`)
-
-// mailboxScripts print every message of the mailbox, each as its byte
-// length, a newline and the bytes: poplib (RETR; it undoes the
-// dot-stuffing) and imaplib (UID FETCH BODY.PEEK[] of INBOX).
-var mailboxScripts = map[string]string{"pop3": `
-import poplib, sys
-m = poplib.POP3(sys.argv[1], int(sys.argv[2]), timeout=60)
-m.user(sys.argv[3]); m.pass_(sys.argv[4])
-n = len(m.list()[1])
-out = sys.stdout.buffer
-for i in range(1, n + 1):
-    data = b"\r\n".join(m.retr(i)[1]) + b"\r\n"
-    out.write(b"%d\n" % len(data)); out.write(data)
-m.quit()
-`, "imap": `
-import imaplib, sys
-m = imaplib.IMAP4(sys.argv[1], int(sys.argv[2]))
-m.login(sys.argv[3], sys.argv[4])
-typ, data = m.select("INBOX", readonly=True)
-out = sys.stdout.buffer
-if int(data[0]) > 0:
-    typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[])")
-    assert typ == "OK", data
-    for part in data:
-        if isinstance(part, tuple):
-            out.write(b"%d\n" % len(part[1])); out.write(part[1])
-m.logout()
-`}
-
-// readMailbox reads the whole mailbox with Python's poplib or imaplib.
-func readMailbox(t *testing.T, py, proto, addr string) [][]byte {
-	t.Helper()
-	host, port, _ := strings.Cut(addr, ":")
-	ctx := proctest.Ctx(t, 3*time.Minute)
-	out, err := exec.CommandContext(ctx, py, "-c", mailboxScripts[proto], host, port, "u", "chaos password").Output()
-	if err != nil {
-		t.Fatalf("%s at %s: %v", proto, addr, err)
-	}
-	var mails [][]byte
-	for len(out) > 0 {
-		nl := bytes.IndexByte(out, '\n')
-		n, err := strconv.Atoi(string(out[:max(nl, 0)]))
-		if nl < 0 || err != nil || nl+1+n > len(out) {
-			t.Fatalf("%s output cut at %d bytes", proto, len(out))
-		}
-		mails = append(mails, out[nl+1:nl+1+n])
-		out = out[nl+1+n:]
-	}
-	return mails
-}
