@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -19,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/twinmx/twinmx/pkg/wire"
 )
 
 // Build builds each program (name -> package path, as `go build` takes it)
@@ -227,4 +230,30 @@ func (c *RecordingConn) Sent() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return bytes.Clone(c.out.Bytes())
+}
+
+// ReplayRecorded sends a recorded client side of a dbd session (from a
+// RecordingConn) to dbd at addr as one write and returns what dbd sent
+// back before it ended the connection. dbd must end it (a connection it
+// keeps for 20 s fails the test), and must send at most message 2 of the
+// handshake: a replay is never served. what names the step in failures.
+func ReplayRecorded(t testing.TB, addr string, session []byte, what string) []byte {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write(session); err != nil {
+		t.Fatalf("%s: send the recording: %v", what, err)
+	}
+	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.ReadAll(nc)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("%s: dbd kept the replayed connection open", what)
+	}
+	if len(got) > wire.LengthSize+wire.Msg2Size {
+		t.Fatalf("%s: dbd sent %d bytes, more than message 2", what, len(got))
+	}
+	return got
 }
