@@ -46,14 +46,7 @@ func TestFromLines(t *testing.T) {
 		{"100k-first-body-line", header("100k-first-body-line") + "\r\n" + from100k + "body\r\n"},
 	}
 
-	c, r, err := dialSMTP(d.addr, 30*time.Second)
-	if err != nil || r.Code != 220 {
-		t.Fatalf("connect: %v %v", r, err)
-	}
-	defer c.close()
-	if r, err := c.cmd("EHLO client.test"); err != nil || r.Code != 250 {
-		t.Fatalf("EHLO: %v %v", r, err)
-	}
+	c := greeted(t, d.addr)
 	ctx := proctest.Ctx(t, time.Minute)
 	for i, tc := range cases {
 		msg := []byte(tc.msg)

@@ -42,14 +42,7 @@ func TestMailAfterRefusal(t *testing.T) {
 		{"bare-lf", header("bare-lf") + "\r\n" + body + "bare\nLF\r\n" + body, 550, "5.6.0"},
 	}
 
-	c, r, err := dialSMTP(d.addr, 30*time.Second)
-	if err != nil || r.Code != 220 {
-		t.Fatalf("connect: %v %v", r, err)
-	}
-	defer c.close()
-	if r, err := c.cmd("EHLO client.test"); err != nil || r.Code != 250 {
-		t.Fatalf("EHLO: %v %v", r, err)
-	}
+	c := greeted(t, d.addr)
 	ctx := proctest.Ctx(t, time.Minute)
 	for _, rf := range refusals {
 		_, r, err := c.transaction("a@sender.test", []string{rcpt}, []byte(rf.msg))

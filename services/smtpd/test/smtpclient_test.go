@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/textproto"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -42,6 +43,21 @@ func dialSMTP(addr string, timeout time.Duration) (*smtpConn, reply, error) {
 		return nil, r, fmt.Errorf("greeting: %w", err)
 	}
 	return c, r, nil
+}
+
+// greeted dials the SMTP server at addr and says EHLO; the connection is
+// closed when the test ends.
+func greeted(t testing.TB, addr string) *smtpConn {
+	t.Helper()
+	c, r, err := dialSMTP(addr, 30*time.Second)
+	if err != nil || r.Code != 220 {
+		t.Fatalf("connect: %v %v", r, err)
+	}
+	t.Cleanup(c.close)
+	if r, err := c.cmd("EHLO client.test"); err != nil || r.Code != 250 {
+		t.Fatalf("EHLO: %v %v", r, err)
+	}
+	return c
 }
 
 func (c *smtpConn) close() { c.nc.Close() }
