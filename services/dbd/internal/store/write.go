@@ -207,6 +207,7 @@ func (s *Store) writer() {
 				break fill
 			}
 		}
+		g.release()
 		var err error
 		select {
 		case <-s.failed:
@@ -340,6 +341,9 @@ type group struct {
 	count  [model.Config + 1]uint64
 	stamp  uint64
 	cursor map[string]uint64
+	// probe reads the rows the group touches (see probe); opened at the
+	// first lookup, after every earlier group was applied.
+	probe *probe
 }
 
 // newGroup starts the next group commit. Only the writer calls it.
@@ -436,11 +440,27 @@ func (g *group) lookup(ref rowRef) (staged, error) {
 		c.meta.State = st.meta.State.Clone()
 		return c, nil
 	}
-	m, ok, err := getMeta(g.s.db, ref)
+	if g.probe == nil {
+		p, err := newProbe(g.s.db)
+		if err != nil {
+			return staged{}, fmt.Errorf("read row %s %s: %w", ref.Table, ref.Key, err)
+		}
+		g.probe = p
+	}
+	m, ok, err := getMeta(g.probe, ref)
 	if err != nil {
 		return staged{}, err
 	}
 	return staged{meta: m, exists: ok, oldStamp: m.Stamp}, nil
+}
+
+// release frees the group's probe. The writer calls it before it applies
+// the group: the next group's probe must see this one.
+func (g *group) release() {
+	if g.probe != nil {
+		g.probe.close()
+		g.probe = nil
+	}
 }
 
 // stageRequest stages all of r or nothing of it, and sets r.res or r.err.
