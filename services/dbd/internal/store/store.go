@@ -486,15 +486,21 @@ func (v *View) Get(key []byte) ([]byte, io.Closer, error) {
 		}
 		v.it = it
 	}
+	return iterGet(v.it, key)
+}
+
+// iterGet is Get through it: the value is valid until it moves, and the
+// closer does nothing.
+func iterGet(it *pebble.Iterator, key []byte) ([]byte, io.Closer, error) {
 	// The default comparer's prefix is the whole key, so this finds the
 	// key itself (and uses the bloom filters) or nothing.
-	if !v.it.SeekPrefixGE(key) || !bytes.Equal(v.it.Key(), key) {
-		if err := v.it.Error(); err != nil {
+	if !it.SeekPrefixGE(key) || !bytes.Equal(it.Key(), key) {
+		if err := it.Error(); err != nil {
 			return nil, nil, err
 		}
 		return nil, nil, pebble.ErrNotFound
 	}
-	val, err := v.it.ValueAndErr()
+	val, err := it.ValueAndErr()
 	if err != nil {
 		return nil, nil, err
 	}
