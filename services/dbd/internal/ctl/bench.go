@@ -88,11 +88,19 @@ func bench(c *cli.Context) error {
 			return err
 		}
 		fmt.Fprintf(w, "round %d: embedded pebble synced writes: %.0f ops/s\n", round, base)
+		before, err := env.commits(c.Context)
+		if err != nil {
+			return err
+		}
 		wireOps, err := benchWire(c.Context, clients, conc, size, dur, uint64(round))
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "round %d: wire find-or-insert: %.0f ops/s\n", round, wireOps)
+		after, err := env.commits(c.Context)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "round %d: wire find-or-insert: %.0f ops/s (%s)\n", round, wireOps, after.since(before, dur))
 		baseSum += base
 		wireSum += wireOps
 	}
@@ -220,11 +228,12 @@ func benchLatency(ctx context.Context, cl *client.Client, size int, dur time.Dur
 
 // benchEnv is a dbd started in-process on loopback with fresh keys.
 type benchEnv struct {
-	addr   string
-	dbPub  wire.PublicKey
-	admin  wire.KeyPair
-	cancel context.CancelFunc
-	done   chan error
+	addr    string
+	metrics string // dbd's /metrics HOST:PORT
+	dbPub   wire.PublicKey
+	admin   wire.KeyPair
+	cancel  context.CancelFunc
+	done    chan error
 }
 
 func startBenchDBD(ctx context.Context, root string) (*benchEnv, error) {
@@ -247,14 +256,22 @@ func startBenchDBD(ctx context.Context, root string) (*benchEnv, error) {
 	if err := os.WriteFile(clients, []byte("admin keys/admin.pub\n"), 0o600); err != nil {
 		return nil, err
 	}
+	// dbd's metrics tell how the wire phase's requests were grouped into
+	// fsyncs. daemon.Run reports only the wire address, so the metrics
+	// port is chosen here (another process could take it meanwhile; then
+	// the start fails and the bench can be run again).
+	metricsAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	env := &benchEnv{dbPub: pairs[0].Public, admin: pairs[1], cancel: cancel, done: make(chan error, 1)}
+	env := &benchEnv{dbPub: pairs[0].Public, admin: pairs[1], metrics: metricsAddr, cancel: cancel, done: make(chan error, 1)}
 	ready := make(chan net.Addr, 1)
 	go func() {
 		env.done <- daemon.Run(ctx, daemon.Config{
 			Data: filepath.Join(root, "dbd"), Listen: "127.0.0.1:0", KeyPath: filepath.Join(keys, "dbd"),
 			Clients: clients, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ready: func(a net.Addr) { ready <- a },
+			Metrics: metricsAddr, Ready: func(a net.Addr) { ready <- a },
 		})
 	}()
 	select {
