@@ -84,4 +84,8 @@ func TestBenchCommand(t *testing.T) {
 	if !regexp.MustCompile(`^ratio: [0-9]+\.[0-9]+$`).MatchString(last) {
 		t.Fatalf("last line %q, want \"ratio: X\"; output:\n%s", last, out)
 	}
+	// The wire round reports its group commits from dbd's metrics.
+	if !regexp.MustCompile(`(?m)^round 1: wire find-or-insert: [0-9]+ ops/s \([0-9]+ group commits of [0-9.]+ requests`).MatchString(out) {
+		t.Errorf("no group-commit figures in the wire round; output:\n%s", out)
+	}
 }
