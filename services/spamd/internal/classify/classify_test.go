@@ -183,11 +183,11 @@ func FuzzUnmarshal(f *testing.F) {
 }
 
 // TestUnmarshalOldVersion: blobs of format versions 1 (no stacker, older
-// tokens) and 2 (no shape regression, 7 stacker inputs) are refused
-// cleanly, not misread.
+// tokens), 2 (no shape regression, 7 stacker inputs) and 3 (no structure
+// tokens, 8 stacker inputs) are refused cleanly, not misread.
 func TestUnmarshalOldVersion(t *testing.T) {
 	blob, _ := Train(trainSet()).MarshalBinary()
-	for _, v := range []byte{1, 2} {
+	for _, v := range []byte{1, 2, 3} {
 		old := slices.Clone(blob[:len(blob)-4])
 		old[len(magic)] = v
 		old = binary.BigEndian.AppendUint32(old, crc32.Checksum(old, castagnoli))
@@ -283,5 +283,33 @@ func checkTokens(t *testing.T, name, in string, want, not []string) {
 		if slices.Contains(got, w) {
 			t.Errorf("%s: Tokens has %q", name, w)
 		}
+	}
+}
+
+func TestStructureTokens(t *testing.T) {
+	alt := func(plain, html string) string {
+		return "From: a@shop.example\nTo: Ann <ann@example.org>\nContent-Type: multipart/alternative; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\n" +
+			plain + "\n--b\nContent-Type: text/html\n\n" + html + "\n--b--\n"
+	}
+	for _, c := range []struct {
+		name      string
+		mail      string
+		want, not []string
+	}{
+		{"links", "From: a@shop.example\nTo: ann@example.org\nContent-Type: text/html\n\n<p>Sent to ann@example.org. <a href=\"http://www.evil.example/r?u=http://x.example\">www.paypal.com</a> " +
+			"<a href=\"http://shop.example/unsubscribe\">leave</a> <a href=\"mailto:remove@x.example\">remove</a> <img src=\"http://shop.example/a.gif\">",
+			[]string{"url:#redirect", "url:#textmismatch", "url:#unsub:fromdom", "url:#unsub:mailto", "url:#ndom:2-3", "url:#nlinks:2-3", "m:to:inbody", "m:html:imgonly"}, nil},
+		{"plain", "From: a@b.example\nTo: c@d.example\n\nBuy V1agra and m0rtgage now, F R E E, see http://b.example/x",
+			[]string{"b:leet", "b:spaced", "url:#ndom:1", "url:#nlinks:1"}, []string{"m:to:inbody", "url:#redirect", "url:#textmismatch"}},
+		{"words", "From: a@b.example\n\nwin2k mp3 and a-b-c are fine, I am OK",
+			[]string{"url:#ndom:0"}, []string{"b:leet", "b:spaced"}},
+		{"alt agrees", alt("Our spring sale starts today with great prices on garden tools", "<p>Our spring <b>sale</b> starts today with great prices on garden tools</p>"),
+			[]string{"m:alt:4"}, []string{"m:alt:plainstub"}},
+		{"alt stub", alt("", "<p>Our spring sale starts today with great prices on garden tools</p>"),
+			[]string{"m:alt:plainstub"}, []string{"m:alt:4"}},
+		{"alt differs", alt("Nothing here matches anything at all in the other part whatsoever", "<p>Our spring sale starts today with great prices on garden tools</p>"),
+			[]string{"m:alt:0"}, nil},
+	} {
+		checkTokens(t, c.name, c.mail, c.want, c.not)
 	}
 }

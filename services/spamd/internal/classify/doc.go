@@ -14,7 +14,13 @@
 // is. The body is
 // walked as a MIME tree (RFC 2045/2046): quoted-printable and base64 are
 // decoded, HTML is reduced to its visible text plus markup features (tag,
-// tag:attribute, link hosts), and body text also yields word pairs. Every
+// tag:attribute, link hosts), and body text also yields word pairs.
+// Structure tokens (structure.go) describe the mail as a whole: how many
+// sites it links to, redirecting links, link text naming another site than
+// the link, where the unsubscribe link goes, whether the body names the
+// To address, image-only HTML, words spelt to dodge filters ("v1agra",
+// "F R E E"), and how far the text and HTML versions of a
+// multipart/alternative agree. Every
 // token is prefixed with where it was seen ("s:" subject, "url:" link
 // host, ...). Malformed mail never fails: what cannot be parsed is skipped
 // and noted as an "m:" token, and all work is bounded (header bytes, MIME

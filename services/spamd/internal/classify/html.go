@@ -15,7 +15,9 @@ const maxTags = 4096
 func (t *tokenizer) html(b []byte) {
 	b = t.budget(b)
 	text := t.htmlText[:0]
-	tags := 0
+	tags, imgs := 0, 0
+	anchor := -1
+	var anchorOrg []byte
 	for i := 0; i < len(b); {
 		c := b[i]
 		switch {
@@ -40,7 +42,20 @@ func (t *tokenizer) html(b []byte) {
 			if tags > maxTags {
 				continue
 			}
+			t.href = nil
+			closing := len(tag) > 0 && tag[0] == '/'
 			name := t.tag(tag)
+			switch {
+			case name == "img":
+				imgs++
+			case name == "a" && closing:
+				if anchor >= 0 && anchor <= len(text) && anchorOrg != nil {
+					t.anchorText(text[anchor:], anchorOrg)
+				}
+				anchor, anchorOrg = -1, nil
+			case name == "a":
+				anchor, anchorOrg = len(text), t.href
+			}
 			// Block-level tags separate words; inline ones (font, b, span)
 			// do not, since spam splits words with them.
 			if !inlineTag(name) {
@@ -81,6 +96,9 @@ func (t *tokenizer) html(b []byte) {
 	// read is a spam habit, newsletters carry articles.
 	if len(b) > 0 {
 		t.addString(pMeta+"htmltext:", strconv.Itoa(min(len(bytes.TrimSpace(text))*10/len(b), 9)))
+	}
+	if imgs > 0 && len(bytes.TrimSpace(text)) < 200 {
+		t.addString(pMeta, "html:imgonly")
 	}
 }
 
@@ -153,6 +171,9 @@ func (t *tokenizer) tag(tag []byte) string {
 		switch string(attr) {
 		case "href", "src", "action", "background":
 			v := bytes.TrimSpace(val)
+			if string(attr) == "href" {
+				t.href = hrefOrg(v)
+			}
 			switch {
 			case hasPrefixFold(v, "http://"):
 				t.url(v[7:])
@@ -160,6 +181,9 @@ func (t *tokenizer) tag(tag []byte) string {
 				t.url(v[8:])
 			case hasPrefixFold(v, "mailto:"):
 				t.addString(pURL, "#mailto")
+				if isUnsub(v) {
+					t.addString(pURL, "#unsub:mailto")
+				}
 			}
 		}
 	}

@@ -26,7 +26,7 @@ const (
 	// convex, so a fixed count converges and is deterministic.
 	stackIters = 25
 	// nStack is the number of stacker inputs, bias included.
-	nStack = 8
+	nStack = 9
 )
 
 // stacker is the fitted combining model. The zero value (not fitted)
@@ -57,6 +57,12 @@ func stackInputs(spamEv, hamEv, margin, smargin, pchi float64, nclues int) [nSta
 		clamp(spamEv, 0, 200) / float64(max(nclues, 1)),
 		// The structure-only regression: how the mail is built.
 		clamp(smargin, -20, 20) / 4,
+		// Spam evidence squared: the stacker is linear in its inputs, so
+		// without this the strongest chi-square evidence (spam that states
+		// its business in many strong clues) counts no more per nat than
+		// the few weak clues a newsletter piles up; the square lets
+		// overwhelming evidence reach "sure" where a linear term cannot.
+		se * se,
 	}
 }
 

@@ -43,9 +43,17 @@ const (
 // tokenizer collects the set of distinct tokens of one mail. The zero value
 // is not usable; use newTokenizer. Not safe for concurrent use.
 type tokenizer struct {
-	set      map[string]struct{}
-	fromOrg  []byte // From's organisational domain (orgDomain), for link/ID agreement
-	hosts    int    // distinct link hosts seen
+	set     map[string]struct{}
+	fromOrg []byte // From's organisational domain (orgDomain), for link/ID agreement
+	// linkDoms are the distinct organisational domains of links (at most
+	// maxLinkDoms), links the number of links seen (structure.go).
+	linkDoms []string
+	links    int
+	// sig, when set, collects a signature of the body words tokenized
+	// (structure.go: text against HTML of multipart/alternative).
+	sig *wordSig
+	// href is the organisational domain of the last tag's http(s) href.
+	href     []byte
 	buf      []byte // scratch for building prefix+word without allocating
 	used     int    // decoded text bytes tokenized so far
 	parts    int
@@ -66,6 +74,7 @@ func newTokenizer() *tokenizer {
 func Tokens(raw []byte) []string {
 	t := newTokenizer()
 	t.message(raw, 0)
+	t.finish()
 	return t.sorted()
 }
 
@@ -100,6 +109,9 @@ func (t *tokenizer) message(raw []byte, depth int) {
 	fs := parseFields(hdr)
 	if depth == 0 {
 		t.headers(fs)
+		if to := fs.get("to"); to != nil && toInBody(to, body) {
+			t.addString(pMeta, "to:inbody")
+		}
 	}
 	t.entity(fs, body, depth)
 }
@@ -282,9 +294,27 @@ func (t *tokenizer) entity(fs fields, body []byte, depth int) {
 			t.addString(pMeta, "mime:noparts")
 			t.text(body)
 		}
+		alt := typ == "multipart/alternative"
+		var plain, html wordSig
+		var hasPlain, hasHTML bool
+		saved := t.sig
 		for _, p := range ps {
 			h, pb := splitPart(p)
-			t.entity(parseFields(h), pb, depth+1)
+			pf := parseFields(h)
+			if alt {
+				t.sig = nil
+				switch ct, _, _ := mediaType(pf.get("content-type")); ct {
+				case "text/plain":
+					t.sig, hasPlain = &plain, true
+				case "text/html":
+					t.sig, hasHTML = &html, true
+				}
+			}
+			t.entity(pf, pb, depth+1)
+		}
+		t.sig = saved
+		if hasPlain && hasHTML {
+			t.alternative(&plain, &html)
 		}
 	case typ == "message/rfc822":
 		dec, _ := decodeBody(cte, body)
@@ -373,6 +403,9 @@ func (t *tokenizer) bodyShape(b []byte) {
 	if bytes.Contains(b, []byte("$$")) {
 		t.addString(pBody, "$$")
 	}
+	if hasSpacedWord(b) {
+		t.addString(pBody, "spaced")
+	}
 }
 
 // isWordByte reports whether c may be part of a word. Bytes >= 0x80 are
@@ -418,6 +451,12 @@ func (t *tokenizer) words(prefix string, b []byte) {
 			}
 			t.add(prefix, w[:n])
 			if prefix == "" {
+				if t.sig != nil {
+					t.sig.add(w[:n])
+				}
+				if isLeet(word) {
+					t.addString(pBody, "leet")
+				}
 				if np > 0 {
 					t.buf = append(append(append(t.buf[:0], pPair...), prev[:np]...), w[:n]...)
 					if _, ok := t.set[string(t.buf)]; !ok {
@@ -488,6 +527,7 @@ func (t *tokenizer) url(u []byte) {
 	if len(host) == 0 || len(host) > 100 {
 		return
 	}
+	t.link(host, path)
 	if isNumericHost(host) {
 		t.addString(pURL, "#ip")
 	} else {
