@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 )
@@ -190,6 +191,10 @@ func encodeCapture(recs []Record) []byte {
 // cannot overflow durations or lengths.
 const maxCaptureNumber = 1 << 53
 
+// maxCaptureAt bounds AT, in milliseconds, to what a time.Duration holds
+// (about 292 years): beyond it the conversion overflows.
+const maxCaptureAt = int64(math.MaxInt64 / int64(time.Millisecond))
+
 // ParseCapture decodes a capture produced by Conn.Capture. The returned
 // records' Data slices alias b.
 func ParseCapture(b []byte) ([]Record, error) {
@@ -232,6 +237,9 @@ func parseRecord(b []byte) (Record, int, error) {
 		nums[i] = v
 	}
 	at, n, elided := nums[0], nums[1], nums[2]
+	if at > maxCaptureAt {
+		return Record{}, 0, fmt.Errorf("time %d ms out of range", at)
+	}
 	body := b[nl+1:]
 	if n >= int64(len(body)) { // the data plus its LF must fit
 		return Record{}, 0, fmt.Errorf("data length %d exceeds input", n)

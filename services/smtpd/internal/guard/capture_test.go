@@ -3,7 +3,9 @@ package guard
 import (
 	"bytes"
 	"errors"
+	"math"
 	"math/rand"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -60,6 +62,29 @@ func TestParseCaptureErrors(t *testing.T) {
 	}
 	if recs, err := ParseCapture([]byte(captureMagic)); err != nil || len(recs) != 0 {
 		t.Errorf("empty capture: %v, %v", recs, err)
+	}
+}
+
+// TestParseCaptureTimeOverflow: an AT beyond what a time.Duration holds
+// in milliseconds (about 292 years) is refused. It was accepted and
+// overflowed: the record's At came out negative or wrapped, and the
+// capture re-encoded to other bytes (a replay then slept for a negative
+// or bogus time).
+func TestParseCaptureTimeOverflow(t *testing.T) {
+	maxAt := int64(math.MaxInt64 / int64(time.Millisecond))
+	for _, at := range []int64{maxAt + 1, 9300000000000, 1 << 53} {
+		in := captureMagic + "C " + strconv.FormatInt(at, 10) + " 0 0\n\n"
+		if recs, err := ParseCapture([]byte(in)); !errors.Is(err, ErrBadCapture) {
+			t.Errorf("ParseCapture(%q) = %+v, %v; want ErrBadCapture", in, recs, err)
+		}
+	}
+	in := captureMagic + "S " + strconv.FormatInt(maxAt, 10) + " 0 0\n\n"
+	recs, err := ParseCapture([]byte(in))
+	if err != nil || len(recs) != 1 || recs[0].At != time.Duration(maxAt)*time.Millisecond {
+		t.Fatalf("ParseCapture(%q) = %+v, %v", in, recs, err)
+	}
+	if out := encodeCapture(recs); string(out) != in {
+		t.Fatalf("re-encoded as %q", out)
 	}
 }
 
