@@ -187,17 +187,19 @@ func number(s string, lo int) (int, error) {
 	if len(s) == 0 || len(s) > 10 {
 		return 0, errors.New("bad number")
 	}
-	n := 0
+	// int64: ten digits overflow a 32-bit int, and the wrapped value
+	// could name another message (4294967298 as 2).
+	var n int64
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
 			return 0, errors.New("bad number")
 		}
-		n = n*10 + int(s[i]-'0')
+		n = n*10 + int64(s[i]-'0')
 	}
-	if n < lo || n > MaxNumber {
+	if n < int64(lo) || n > MaxNumber {
 		return 0, errors.New("number out of range")
 	}
-	return n, nil
+	return int(n), nil
 }
 
 func isAlpha(b []byte) bool {

@@ -91,6 +91,24 @@ func TestParse(t *testing.T) {
 // errSyntax stands for any *SyntaxError in TestParse.
 var errSyntax = errors.New("syntax error")
 
+// TestParseNumberOverflow: a message number or line count of ten digits
+// that does not fit 32 bits is refused on every platform. With a 32-bit
+// int (GOARCH=386, arm) number() wrapped: RETR 4294967297 read as RETR 1,
+// DELE 4294967298 as DELE 2.
+func TestParseNumberOverflow(t *testing.T) {
+	for _, line := range []string{
+		"RETR 4294967297", "DELE 4294967298", "LIST 4294967297", "UIDL 6442450945",
+		"TOP 1 4294967296", "TOP 4294967297 0", "RETR 9999999999", "RETR 2147483648",
+	} {
+		if c, err := Parse([]byte(line)); err == nil {
+			t.Errorf("Parse(%q) = %+v, want an error", line, c)
+		}
+	}
+	if c, err := Parse([]byte("RETR 2147483647")); err != nil || c.Msg != MaxNumber {
+		t.Errorf("Parse(RETR 2147483647) = %+v, %v", c, err)
+	}
+}
+
 func TestReadLine(t *testing.T) {
 	in := "QUIT\r\nLIST\n\r\nPASS a\rb\r\n" + strings.Repeat("x", MaxLine+1) + "\r\n"
 	r := bufio.NewReaderSize(strings.NewReader(in), 4096)
