@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"unicode/utf8"
 
@@ -941,7 +942,9 @@ func RequestSize(p []byte) (n int, ok bool) {
 		return 0, false
 	}
 	l, k := binary.Uvarint(p[at:])
-	if k <= 0 || l > uint64(1<<40) {
+	// The size must fit an int: with a 32-bit int a length near 2^32
+	// wrapped to a small or negative size.
+	if k <= 0 || l > uint64(1<<40) || l > uint64(math.MaxInt-at-k) {
 		return 0, false
 	}
 	return at + k + int(l), true

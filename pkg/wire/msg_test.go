@@ -523,6 +523,40 @@ var msgAnswerCases = []msgAnswerCase{
 		nil, &Error{Code: CodeBusy}},
 }
 
+// TestRequestSize: the size a request's first bytes declare is the size of
+// its encoding, and a declared length that does not fit an int with the
+// bytes before it is not reported. On a 32-bit platform a length near 2^32
+// came back as a small or negative size, and dbd's make([]byte, 0, n)
+// panicked on the negative one (one frame from any client).
+func TestRequestSize(t *testing.T) {
+	content := bytes.Repeat([]byte("x"), 300)
+	for _, r := range []*Request{
+		{Op: OpFindOrInsert, Table: model.Body, Content: content},
+		{Op: OpFindOrInsert, Table: model.Body, Content: content[:5]},
+		{Op: OpFind, Table: model.Header, Ref: Ref{Content: content}},
+	} {
+		b, err := AppendRequest(nil, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, ok := RequestSize(b[:8]); !ok || n != len(b) {
+			t.Errorf("RequestSize(%x...) = %d, %v; want %d", b[:8], n, ok, len(b))
+		}
+	}
+	for _, p := range [][]byte{{byte(OpPing)}, {byte(OpFind), byte(model.Header), 1, 0}, {byte(OpFindOrInsert), 1, 0x80}} {
+		if n, ok := RequestSize(p); ok {
+			t.Errorf("RequestSize(%x) = %d, true", p, n)
+		}
+	}
+	for _, l := range []uint64{1<<31 - 8, 1<<31 - 1, 1<<32 - 10, 1<<32 + 5, 1 << 40} {
+		p := binary.AppendUvarint([]byte{byte(OpFindOrInsert), byte(model.Body)}, l)
+		n, ok := RequestSize(p)
+		if ok && uint64(n) != uint64(len(p))+l {
+			t.Errorf("RequestSize with declared length %d = %d, true", l, n)
+		}
+	}
+}
+
 func TestAnswerRoundTrip(t *testing.T) {
 	for _, tc := range msgAnswerCases {
 		t.Run(tc.name, func(t *testing.T) {
