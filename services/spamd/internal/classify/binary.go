@@ -13,7 +13,7 @@ import (
 // Binary layout of a model (MarshalBinary), all integers unsigned varints:
 //
 //	magic   "TMXC" (4 bytes)
-//	version 4 (1 byte)
+//	version 5 (1 byte)
 //	nham, nspam, ntokens
 //	ntokens × { shared, suffixLen, suffix bytes, ham, spam }
 //	lrBits, bias (float32 bits, 4 bytes big endian), nweights
@@ -33,10 +33,10 @@ const (
 	magic = "TMXC"
 	// formatVersion 2 added the stacker, version 3 the shape regression
 	// (and a stacker input for it), version 4 the structure tokens
-	// (structure.go) and the squared-evidence stacker input. Older blobs
-	// (tokens of an older tokenizer, fewer stacker inputs) are refused:
-	// retrain.
-	formatVersion = 4
+	// (structure.go) and the squared-evidence stacker input, version 5 the
+	// squared shape-margin stacker input. Older blobs (tokens of an older
+	// tokenizer, fewer stacker inputs) are refused: retrain.
+	formatVersion = 5
 	maxTokenLen   = 1 << 10
 )
 

@@ -183,11 +183,12 @@ func FuzzUnmarshal(f *testing.F) {
 }
 
 // TestUnmarshalOldVersion: blobs of format versions 1 (no stacker, older
-// tokens), 2 (no shape regression, 7 stacker inputs) and 3 (no structure
-// tokens, 8 stacker inputs) are refused cleanly, not misread.
+// tokens), 2 (no shape regression, 7 stacker inputs), 3 (no structure
+// tokens, 8 stacker inputs) and 4 (9 stacker inputs) are refused cleanly,
+// not misread.
 func TestUnmarshalOldVersion(t *testing.T) {
 	blob, _ := Train(trainSet()).MarshalBinary()
-	for _, v := range []byte{1, 2, 3} {
+	for _, v := range []byte{1, 2, 3, 4} {
 		old := slices.Clone(blob[:len(blob)-4])
 		old[len(magic)] = v
 		old = binary.BigEndian.AppendUint32(old, crc32.Checksum(old, castagnoli))

@@ -26,7 +26,7 @@ const (
 	// convex, so a fixed count converges and is deterministic.
 	stackIters = 25
 	// nStack is the number of stacker inputs, bias included.
-	nStack = 9
+	nStack = 10
 )
 
 // stacker is the fitted combining model. The zero value (not fitted)
@@ -42,7 +42,7 @@ type stacker struct {
 // bounded so no single mail's extreme value dominates the fit.
 func stackInputs(spamEv, hamEv, margin, smargin, pchi float64, nclues int) [nStack]float64 {
 	clamp := func(v, lo, hi float64) float64 { return min(max(v, lo), hi) }
-	se, m := clamp(spamEv, 0, 200)/20, clamp(margin, -20, 20)/4
+	se, m, sm := clamp(spamEv, 0, 200)/20, clamp(margin, -20, 20)/4, clamp(smargin, -20, 20)/4
 	return [nStack]float64{
 		1,
 		se,
@@ -56,13 +56,16 @@ func stackInputs(spamEv, hamEv, margin, smargin, pchi float64, nclues int) [nSta
 		// clues, spam states a few strong ones.
 		clamp(spamEv, 0, 200) / float64(max(nclues, 1)),
 		// The structure-only regression: how the mail is built.
-		clamp(smargin, -20, 20) / 4,
+		sm,
 		// Spam evidence squared: the stacker is linear in its inputs, so
 		// without this the strongest chi-square evidence (spam that states
 		// its business in many strong clues) counts no more per nat than
 		// the few weak clues a newsletter piles up; the square lets
 		// overwhelming evidence reach "sure" where a linear term cannot.
 		se * se,
+		// The shape margin signed-squared, for the same reason: a mail
+		// built exactly like spam is surer than a linear term says.
+		sm * math.Abs(sm),
 	}
 }
 
