@@ -26,6 +26,7 @@ func main() {
 			&cli.StringSliceFlag{Name: "old-key", Usage: "an older secret key of dbd still accepted while clients move to --key's public key (repeatable; docs/roles.md §7)", EnvVars: []string{"TWINMX_DBD_OLD_KEY"}},
 			&cli.StringFlag{Name: "clients", Usage: "clients file: one \"ROLE PATH-TO-PUBKEY\" a line", EnvVars: []string{"TWINMX_DBD_CLIENTS"}, Required: true},
 			&cli.StringFlag{Name: "metrics", Usage: "HOST:PORT for Prometheus /metrics (empty: off)", EnvVars: []string{"TWINMX_DBD_METRICS"}},
+			&cli.IntFlag{Name: "cache", Value: 64, Usage: "Pebble's block cache in MiB; give it about 5 bytes a row (the bloom filters) plus room for index and data blocks (docs/dbd.md, Storage)", EnvVars: []string{"TWINMX_DBD_CACHE"}},
 			&cli.StringFlag{Name: "site", Usage: "site name for per-site counters (default: from the key)", EnvVars: []string{"TWINMX_DBD_SITE"}},
 			&cli.BoolFlag{Name: "debug", Usage: "log protocol detail", EnvVars: []string{"TWINMX_DEBUG"}},
 		},
@@ -53,6 +54,7 @@ func run(c *cli.Context) error {
 		Clients:     c.String("clients"),
 		Metrics:     c.String("metrics"),
 		Site:        c.String("site"),
+		CacheMiB:    c.Int("cache"),
 		Logger:      log,
 		Ready:       func(net.Addr) { svc.Ready() },
 	})

@@ -40,6 +40,8 @@ type Config struct {
 	// Site names this dbd's counter slot. Default: the first 8 bytes of
 	// its public key in hex, unique without configuration.
 	Site string
+	// CacheMiB is Pebble's block cache in MiB. Default 64.
+	CacheMiB int
 	// ReloadInterval is how often the clients file is checked for changes
 	// (it is also reloaded on SIGHUP). Default 5 s.
 	ReloadInterval time.Duration
@@ -73,8 +75,11 @@ func (c *Config) Validate() error {
 		{"--data", c.Data}, {"--listen", c.Listen}, {"--key", c.KeyPath}, {"--clients", c.Clients},
 	} {
 		if f.v == "" {
-			errs = append(errs, fmt.Errorf("dbd: %s is required", f.name))
+			errs = append(errs, fmt.Errorf("%s is required", f.name))
 		}
+	}
+	if c.CacheMiB < 0 {
+		errs = append(errs, fmt.Errorf("--cache %d: want a size in MiB (0: the default)", c.CacheMiB))
 	}
 	return errors.Join(errs...)
 }
@@ -115,7 +120,8 @@ func Run(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
-	st, err := store.Open(store.Options{Dir: cfg.Data, Site: site, Logger: log, OnCommit: m.OnCommit})
+	st, err := store.Open(store.Options{Dir: cfg.Data, Site: site, Logger: log, OnCommit: m.OnCommit,
+		CacheSize: int64(cfg.CacheMiB) << 20})
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -11,53 +13,72 @@ import (
 
 // TestNewRowLookupsUseL6Filters: with every row compacted into the bottom
 // level, inserting new rows must consult that level's bloom filters
-// instead of reading its data blocks (see probe). pebble.DB.Get would not
-// use them at all: the filter hits would stay at zero.
+// instead of reading its data blocks (see probe); pebble.DB.Get would not
+// use them at all, and the filter hits would stay at zero. With a block
+// cache too small to hold the filters, the probe must leave them out.
 func TestNewRowLookupsUseL6Filters(t *testing.T) {
-	ctx := context.Background()
-	s := openTest(t, vfs.NewMem())
-	defer s.Close()
-	var muts []Mutation
-	for i := range 2000 {
-		muts = append(muts, ins(model.Body, fmt.Sprintf("old row %d", i)))
-	}
-	if _, err := s.Apply(ctx, muts); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.db.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.db.Compact(ctx, []byte{0}, []byte{0xff}, false); err != nil {
-		t.Fatal(err)
-	}
-	m := s.db.Metrics()
-	for l := 0; l < 6; l++ {
-		if n := m.Levels[l].TablesCount; n != 0 {
-			t.Fatalf("L%d holds %d tables after the full compaction, want all in L6", l, n)
-		}
-	}
-	before := m.Filter.Hits
 	const fresh = 200
-	for i := range fresh {
-		res, err := s.Apply(ctx, []Mutation{ins(model.Body, fmt.Sprintf("new row %d", i))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !res[0].New {
-			t.Fatalf("new row %d found as existing", i)
-		}
-	}
-	// Each new row is looked up once; a few may pass the filter falsely
-	// (about 1 %).
-	if hits := s.db.Metrics().Filter.Hits - before; hits < fresh*9/10 {
-		t.Errorf("L6 filter hits while inserting %d new rows: %d, want about one each", fresh, hits)
-	}
-	// And the old rows are still found, through the same path.
-	res, err := s.Apply(ctx, []Mutation{ins(model.Body, "old row 7")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res[0].New {
-		t.Error("a row compacted into L6 was not found")
+	for _, tc := range []struct {
+		name       string
+		cache      int64 // 0: the default
+		wantHits   int64 // at least
+		wantAtMost int64
+	}{
+		{"filters fit", 0, fresh * 9 / 10, 1 << 62},
+		// 2000 rows of 5 filter bytes: over half of 16 KiB.
+		{"filters too big for the cache", 16 << 10, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, err := Open(Options{Dir: "db", FS: vfs.NewMem(), Site: "a", CacheSize: tc.cache,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			var muts []Mutation
+			for i := range 2000 {
+				muts = append(muts, ins(model.Body, fmt.Sprintf("old row %d", i)))
+			}
+			if _, err := s.Apply(ctx, muts); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.db.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.db.Compact(ctx, []byte{0}, []byte{0xff}, false); err != nil {
+				t.Fatal(err)
+			}
+			m := s.db.Metrics()
+			for l := 0; l < 6; l++ {
+				if n := m.Levels[l].TablesCount; n != 0 {
+					t.Fatalf("L%d holds %d tables after the full compaction, want all in L6", l, n)
+				}
+			}
+			before := m.Filter.Hits
+			for i := range fresh {
+				res, err := s.Apply(ctx, []Mutation{ins(model.Body, fmt.Sprintf("new row %d", i))})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !res[0].New {
+					t.Fatalf("new row %d found as existing", i)
+				}
+			}
+			// Each new row is looked up once; a few may pass the filter
+			// falsely (about 1 %).
+			hits := s.db.Metrics().Filter.Hits - before
+			if hits < tc.wantHits || hits > tc.wantAtMost {
+				t.Errorf("L6 filter hits while inserting %d new rows: %d, want %d to %d", fresh, hits, tc.wantHits, tc.wantAtMost)
+			}
+			// The old rows are still found, through the same path.
+			res, err := s.Apply(ctx, []Mutation{ins(model.Body, "old row 7")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res[0].New {
+				t.Error("a row compacted into L6 was not found")
+			}
+		})
 	}
 }

@@ -131,6 +131,7 @@ type Store struct {
 	count   [model.Config + 1]uint64
 	stamp   uint64
 	gen     uint64 // groups applied
+	noL6    bool   // the last probe went without L6 filters (see filtersFit)
 
 	applied   atomic.Uint64 // generation of the last applied group (maybe not durable)
 	durable   atomic.Uint64 // generation of the last durable group

@@ -441,7 +441,7 @@ func (g *group) lookup(ref rowRef) (staged, error) {
 		return c, nil
 	}
 	if g.probe == nil {
-		p, err := newProbe(g.s.db)
+		p, err := newProbe(g.s.db, g.s.filtersFit())
 		if err != nil {
 			return staged{}, fmt.Errorf("read row %s %s: %w", ref.Table, ref.Key, err)
 		}
