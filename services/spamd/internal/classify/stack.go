@@ -13,8 +13,13 @@ import (
 
 const (
 	// stackFolds is the number of inner folds Train uses to get
-	// out-of-sample judge outputs for the stacker.
-	stackFolds = 4
+	// out-of-sample judge outputs for the stacker. The more folds, the
+	// closer each inner judge (trained on all but 1/stackFolds of the
+	// set) is to the final one the stacker will combine: out of fold, 8
+	// instead of 4 raised recall at 0.99 from 75.1% to 77.0% (hints
+	// stripped) with 0 ham and a lower highest ham; 16 gave the same as 8
+	// at twice the training time.
+	stackFolds = 8
 	// hamCost is how much worse a rejected ham is than a missed spam when
 	// the stacker is fitted (after balancing the classes). With it, the
 	// stacker's 0.99 means a likelihood ratio of about 99×hamCost for spam.
