@@ -101,6 +101,11 @@ func ParseThrowIn(b []byte) (Attempt, error) {
 			if t.Time, err = time.Parse(time.RFC3339Nano, val); err != nil {
 				return t, fmt.Errorf("throw-in: time %q: %w", val, err)
 			}
+			// Content writes the time in UTC: its year must have four
+			// digits there too, or the record would not read back.
+			if y := t.Time.UTC().Year(); y < 0 || y > 9999 {
+				return t, fmt.Errorf("throw-in: time %q: year %d in UTC", val, y)
+			}
 		case "client":
 			t.Client = val
 		case "helo":

@@ -49,6 +49,27 @@ func TestParseThrowInWritten(t *testing.T) {
 	}
 }
 
+// TestParseThrowInTimeRange: a time whose UTC form has no four-digit
+// year is refused. ParseThrowIn took "0000-01-01T00:00:00+01:00" and
+// "9999-12-31T23:00:00-02:00", and Content wrote them in UTC as years -1
+// and 10000, which no RFC 3339 reader (ParseThrowIn included) takes back.
+func TestParseThrowInTimeRange(t *testing.T) {
+	for _, v := range []string{"0000-01-01T00:00:00+01:00", "9999-12-31T23:00:00-02:00"} {
+		if a, err := ParseThrowIn([]byte(throwInRecord + "\ntime: " + v + "\n")); err == nil {
+			t.Errorf("ParseThrowIn(time %s) = %v, accepted", v, a.Time)
+		}
+	}
+	for _, v := range []string{"0000-01-01T00:00:00-01:00", "9999-12-31T23:00:00+02:00", "0000-01-01T00:00:00Z"} {
+		a, err := ParseThrowIn([]byte(throwInRecord + "\ntime: " + v + "\n"))
+		if err != nil {
+			t.Fatalf("ParseThrowIn(time %s): %v", v, err)
+		}
+		if b, err := ParseThrowIn(a.Content()); err != nil || !b.Time.Equal(a.Time) {
+			t.Errorf("time %s written as %q reads back as %v, %v", v, a.Content(), b.Time, err)
+		}
+	}
+}
+
 func FuzzParseThrowIn(f *testing.F) {
 	f.Add([]byte("twinmx-throw-in/1\ntime: 2026-11-29T10:00:00Z\nclient: [::1]:25\nrcpt: a@b\nmail: " + KeyOf(Mail, nil).String()))
 	f.Add([]byte("twinmx-throw-in/1\n"))
