@@ -3,6 +3,7 @@ package pop3
 import (
 	"bufio"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -155,9 +156,26 @@ func FuzzParse(f *testing.F) {
 		if c.Lines < 0 {
 			t.Fatalf("Parse(%q): negative line count", line)
 		}
+		// The numbers are the decimal arguments themselves (no wrap on a
+		// 32-bit int).
+		args := strings.Fields(string(line))[1:]
+		if c.Msg > 0 && decimal(args[0]) != strconv.Itoa(c.Msg) {
+			t.Fatalf("Parse(%q): message number %d", line, c.Msg)
+		}
+		if c.Verb == TOP && decimal(args[1]) != strconv.Itoa(c.Lines) {
+			t.Fatalf("Parse(%q): line count %d", line, c.Lines)
+		}
 		// A parsed command's keyword is the line's first word.
 		if !strings.EqualFold(strings.SplitN(string(line), " ", 2)[0], string(c.Verb)) {
 			t.Fatalf("Parse(%q) = verb %s", line, c.Verb)
 		}
 	})
+}
+
+// decimal returns s without leading zeros ("0" for zero).
+func decimal(s string) string {
+	if s = strings.TrimLeft(s, "0"); s == "" {
+		return "0"
+	}
+	return s
 }
