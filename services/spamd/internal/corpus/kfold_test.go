@@ -57,7 +57,7 @@ const (
 // TestKFoldCorpus runs the k-fold evaluation on the real corpus, with and
 // without the corpus's hints, and checks ham rejected and spam recall per
 // class. Under the race detector (and with -short) it runs k=2 on every
-// fourth mail with hints stripped only (about 13 s of CPU under -race):
+// fourth mail with hints stripped only (about 18 s of CPU under -race):
 // the full run takes about a minute without -race and many with it, and
 // the smaller run still checks the same properties on unseen mail in CI
 // (`make test` runs -race).
