@@ -126,7 +126,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer st.Close()
-	reg.MustRegister(metrics.NewPebbleCollector(st.Metrics))
+	reg.MustRegister(metrics.NewPebbleCollector(st.Metrics), metrics.L6Filters(st.L6Filters))
 
 	scfg := cfg.Server
 	scfg.Static, scfg.Previous, scfg.Clients, scfg.Store, scfg.Logger, scfg.Metrics = kp, previous, clients, st, log, m

@@ -85,6 +85,20 @@ func (m *DBD) OnCommit(requests, bytes int, d time.Duration) {
 	m.CommitBytes.Add(float64(bytes))
 }
 
+// L6Filters exports whether dbd's lookups of new rows use the bottom
+// level's bloom filters; used reports it (store.Store.L6Filters).
+func L6Filters(used func() bool) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "twinmx_dbd_l6_filters_used",
+		Help: "1 while lookups of new rows use the bottom level's bloom filters; 0 once the filters no longer fit half the block cache (raise dbd --cache).",
+	}, func() float64 {
+		if used() {
+			return 1
+		}
+		return 0
+	})
+}
+
 // PebbleCollector exports Pebble's own figures (from DB.Metrics) at scrape
 // time.
 type PebbleCollector struct {

@@ -59,6 +59,7 @@ func (s *Store) filtersFit() bool {
 	fit := rows*filterBytesPerRow <= uint64(s.opts.CacheSize)/2
 	if fit == s.noL6 {
 		s.noL6 = !fit
+		s.l6Off.Store(!fit)
 		if fit {
 			s.log.Info("new-row lookups use the bottom level's bloom filters again", "rows", rows, "cache_bytes", s.opts.CacheSize)
 		} else {

@@ -71,6 +71,9 @@ func TestNewRowLookupsUseL6Filters(t *testing.T) {
 			if hits < tc.wantHits || hits > tc.wantAtMost {
 				t.Errorf("L6 filter hits while inserting %d new rows: %d, want %d to %d", fresh, hits, tc.wantHits, tc.wantAtMost)
 			}
+			if got, want := s.L6Filters(), tc.wantHits > 0; got != want {
+				t.Errorf("L6Filters() = %v, want %v", got, want)
+			}
 			// The old rows are still found, through the same path.
 			res, err := s.Apply(ctx, []Mutation{ins(model.Body, "old row 7")})
 			if err != nil {

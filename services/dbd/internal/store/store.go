@@ -133,6 +133,8 @@ type Store struct {
 	gen     uint64 // groups applied
 	noL6    bool   // the last probe went without L6 filters (see filtersFit)
 
+	l6Off atomic.Bool // noL6, for L6Filters
+
 	applied   atomic.Uint64 // generation of the last applied group (maybe not durable)
 	durable   atomic.Uint64 // generation of the last durable group
 	lastStamp atomic.Uint64 // highest durable stamp
@@ -390,6 +392,10 @@ func (s *Store) Close() error {
 
 // Metrics returns Pebble's own figures.
 func (s *Store) Metrics() *pebble.Metrics { return s.db.Metrics() }
+
+// L6Filters reports whether the writer's last lookups of new rows used
+// the bottom level's bloom filters (see probe).
+func (s *Store) L6Filters() bool { return !s.l6Off.Load() }
 
 // LastStamp returns the highest committed change stamp.
 func (s *Store) LastStamp() uint64 { return s.lastStamp.Load() }
