@@ -283,12 +283,7 @@ func metric(t *testing.T, addr, series string) float64 {
 // waitFor polls cond until it holds or the test's bound passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
+	waitForLong(t, 90*time.Second, what, cond)
 }
 
 const (

@@ -138,10 +138,10 @@ func TestForwardToSmtpSink(t *testing.T) {
 	}
 }
 
-// waitForLong polls cond every 100 ms for at most limit.
+// waitForLong polls cond every 50 ms for at most limit.
 func waitForLong(t *testing.T, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if cond() {
 			return
 		}
