@@ -57,8 +57,7 @@ func (s *Store) filtersFit() bool {
 		rows += n
 	}
 	fit := rows*filterBytesPerRow <= uint64(s.opts.CacheSize)/2
-	if fit == s.noL6 {
-		s.noL6 = !fit
+	if fit == s.l6Off.Load() {
 		s.l6Off.Store(!fit)
 		if fit {
 			s.log.Info("new-row lookups use the bottom level's bloom filters again", "rows", rows, "cache_bytes", s.opts.CacheSize)

@@ -131,14 +131,12 @@ type Store struct {
 	count   [model.Config + 1]uint64
 	stamp   uint64
 	gen     uint64 // groups applied
-	noL6    bool   // the last probe went without L6 filters (see filtersFit)
-
-	l6Off atomic.Bool // noL6, for L6Filters
 
 	applied   atomic.Uint64 // generation of the last applied group (maybe not durable)
 	durable   atomic.Uint64 // generation of the last durable group
 	lastStamp atomic.Uint64 // highest durable stamp
 	counts    [model.Config + 1]atomic.Uint64
+	l6Off     atomic.Bool // the writer's last probe went without L6 filters (see filtersFit)
 
 	chMu    sync.Mutex
 	changed chan struct{} // closed and replaced after each durable group
