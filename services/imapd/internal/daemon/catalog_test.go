@@ -452,7 +452,14 @@ func TestIdleOutlastsThirtyMinutes(t *testing.T) {
 	cc := <-conns
 	r.send("i IDLE\r\n")
 	r.until("+ ")
-	if left := time.Until(cc.lastReadDeadline()); left < 30*time.Minute {
+	// go-imap sends "+ idling" before it sets IDLE's read deadline, so the
+	// deadline is watched for a while rather than read once.
+	left := time.Until(cc.lastReadDeadline())
+	for end := time.Now().Add(5 * time.Second); left < 30*time.Minute && time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+		left = time.Until(cc.lastReadDeadline())
+	}
+	if left < 30*time.Minute {
 		t.Errorf("a client in IDLE is given %v before it is cut off, want > 30 min", left)
 	}
 	r.send("DONE\r\n")
