@@ -21,9 +21,11 @@ const aheadKeys = wire.MaxMailsKeys / 2
 var ErrAheadStopped = errors.New("mailbox: read-ahead stopped")
 
 // Ahead reads the bytes of a run of mails from dbd ahead of their reader,
-// in order, one request at a time (op mails with a byte budget): the
-// mails read and not yet taken hold less than the limit, plus at most one
-// mail, however large (dbd sends a mail whole once it started it). A mail
+// in order, with up to aheadWindow requests in flight (op mails with a
+// byte budget each): the mails read and not yet taken and the budgets of
+// the requests in flight add up to less than the limit, plus at most one
+// mail a request, however large (dbd sends a mail whole once it started
+// it). A mail
 // count alone could not bound memory: eight 64 MiB mails are 512 MiB.
 type Ahead struct {
 	mu      sync.Mutex
@@ -92,79 +94,125 @@ func (a *Ahead) put(raw []byte, err error) {
 	a.mu.Unlock()
 }
 
-// room waits until the mails held are under limit and returns the bytes
-// left, or false once stopped.
-func (a *Ahead) room(limit int) (int, bool) {
+// room returns the bytes a new request may ask for: limit less the mails
+// held and the budgets of the requests in flight (reserved), or 0 when
+// none are left. With wait it waits for room instead of returning 0. ok
+// is false once stopped.
+func (a *Ahead) room(limit, reserved int, wait bool) (budget int, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for a.held >= limit && !a.stopped {
+	for wait && a.held+reserved >= limit && !a.stopped {
 		a.cond.Wait()
 	}
-	return limit - a.held, !a.stopped
+	return max(limit-a.held-reserved, 0), !a.stopped
+}
+
+// aheadWindow is how many read-ahead requests may be in flight at once.
+// dbd serves the requests of one connection concurrently, so while it
+// reads the next run of mails the run before is on its way or being
+// joined here; with one request at a time dbd and this reader took turns,
+// and dbd's reads used one core.
+const aheadWindow = 2
+
+// aheadReq is one op mails request of the read-ahead: msgs[start:end]
+// with a byte budget.
+type aheadReq struct {
+	start, end, budget int
+	done               chan struct{} // closed when rows and err are set
+	rows               map[model.Key][]wire.Row
+	err                error
 }
 
 func (a *Ahead) run(ctx context.Context, s *Store, msgs []Message, drops [][]string, limit int, timeout time.Duration) {
+	var window []*aheadReq // in flight, in mail order
 	defer func() {
+		for _, r := range window {
+			<-r.done // ended by the cancelled context
+		}
 		a.mu.Lock()
 		a.ended = true
 		a.cond.Broadcast()
 		a.mu.Unlock()
 		close(a.done)
 	}()
-	perMail := false // dbd predates op mails or its budget
-	for pos := 0; pos < len(msgs); {
-		budget, ok := a.room(limit)
-		if !ok {
-			return
-		}
-		rctx, cancel := context.WithTimeout(ctx, timeout)
-		if perMail {
-			raw, err := s.Fetch(rctx, msgs[pos], drops[pos])
-			cancel()
-			a.put(raw, err)
-			pos++
-			continue
-		}
-		end := min(pos+aheadKeys, len(msgs))
-		keys := make([]model.Key, 0, end-pos)
-		for _, m := range msgs[pos:end] {
+	issue := func(start, end, budget int) *aheadReq {
+		r := &aheadReq{start: start, end: end, budget: budget, done: make(chan struct{})}
+		keys := make([]model.Key, 0, end-start)
+		for _, m := range msgs[start:end] {
 			keys = append(keys, m.Receive)
 		}
-		byKey, err := s.db.MailsRows(rctx, keys, uint64(budget))
-		cancel()
-		var we *wire.Error
-		if errors.As(err, &we) && we.Code == wire.CodeBadRequest {
-			perMail = true
-			continue
+		go func() {
+			defer close(r.done)
+			rctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			r.rows, r.err = s.db.MailsRows(rctx, keys, uint64(budget))
+		}()
+		return r
+	}
+	// Each request may hold part of the limit, so the window's answers
+	// together stay within it (plus a mail each: dbd sends the mail that
+	// reaches the budget whole).
+	perReq := max(limit/aheadWindow, 1)
+	reserved := 0 // the budgets of the window's requests
+	next := 0     // the first mail not yet asked for
+	for pos := 0; pos < len(msgs); {
+		for len(window) < aheadWindow && next < len(msgs) {
+			budget, ok := a.room(limit, reserved, len(window) == 0)
+			if !ok {
+				return
+			}
+			if budget == 0 {
+				break // the reader has to take mails first
+			}
+			budget = min(budget, perReq)
+			end := min(next+aheadKeys, len(msgs))
+			window = append(window, issue(next, end, budget))
+			reserved += budget
+			next = end
 		}
-		if err != nil {
+		r := window[0]
+		<-r.done
+		window = window[1:]
+		reserved -= r.budget
+		var we *wire.Error
+		if errors.As(r.err, &we) && we.Code == wire.CodeBadRequest {
+			// dbd predates op mails or its budget.
+			for _, w := range window {
+				<-w.done
+			}
+			window = nil
+			a.perMail(ctx, s, msgs[pos:], drops[pos:], limit, timeout)
+			return
+		}
+		if r.err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			// dbd is unreachable or failing: every mail left gets the
 			// error now rather than a timeout each.
 			for i := pos; i < len(msgs); i++ {
-				a.put(nil, fmt.Errorf("read mail %s: %w", msgs[i].Mail, err))
+				a.put(nil, fmt.Errorf("read mail %s: %w", msgs[i].Mail, r.err))
 			}
 			return
 		}
 		// dbd looked at every key unless the budget stopped it, which
 		// it does right after a mail: keys after the last mail answered
-		// are then asked again.
-		last, got := -1, uint64(0)
-		for i := pos; i < end; i++ {
-			if rows, ok := byKey[msgs[i].Receive]; ok {
+		// are then asked again, before the requests after this one are
+		// handed out.
+		end, last, got := r.end, -1, uint64(0)
+		for i := r.start; i < r.end; i++ {
+			if rows, ok := r.rows[msgs[i].Receive]; ok {
 				last = i
-				for _, r := range rows {
-					got += r.Size
+				for _, row := range rows {
+					got += row.Size
 				}
 			}
 		}
-		if last >= 0 && got >= uint64(budget) {
+		if last >= 0 && got >= uint64(r.budget) {
 			end = last + 1
 		}
-		for i := pos; i < end; i++ {
-			rows, ok := byKey[msgs[i].Receive]
+		for i := r.start; i < end; i++ {
+			rows, ok := r.rows[msgs[i].Receive]
 			if !ok {
 				a.put(nil, fmt.Errorf("read mail %s: %w", msgs[i].Mail, client.ErrNotFound))
 				continue
@@ -172,5 +220,28 @@ func (a *Ahead) run(ctx context.Context, s *Store, msgs []Message, drops [][]str
 			a.put(joinRows(msgs[i], rows, drops[i]))
 		}
 		pos = end
+		if end < r.end {
+			budget, ok := a.room(limit, reserved, true)
+			if !ok {
+				return
+			}
+			budget = min(budget, perReq)
+			window = append([]*aheadReq{issue(end, r.end, budget)}, window...)
+			reserved += budget
+		}
+	}
+}
+
+// perMail reads msgs one op mail request at a time, for a dbd without op
+// mails.
+func (a *Ahead) perMail(ctx context.Context, s *Store, msgs []Message, drops [][]string, limit int, timeout time.Duration) {
+	for i := range msgs {
+		if _, ok := a.room(limit, 0, true); !ok {
+			return
+		}
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		raw, err := s.Fetch(rctx, msgs[i], drops[i])
+		cancel()
+		a.put(raw, err)
 	}
 }

@@ -25,10 +25,14 @@ type mailsDB struct {
 	maxBytes uint64 // the largest answer's contents
 	fail     error
 	block    chan struct{} // if set, each request waits for it or ctx
+	waiting  int           // requests waiting for block
 }
 
 func (d *mailsDB) MailsRows(ctx context.Context, keys []model.Key, budget uint64) (map[model.Key][]wire.Row, error) {
 	if d.block != nil {
+		d.mu.Lock()
+		d.waiting++
+		d.mu.Unlock()
 		select {
 		case <-d.block:
 		case <-ctx.Done():
@@ -151,8 +155,34 @@ func TestReadAheadError(t *testing.T) {
 			t.Fatalf("mail %d: %v", i, err)
 		}
 	}
-	if db.requests != 1 {
-		t.Fatalf("%d requests after a failure, want 1", db.requests)
+	if db.requests > aheadWindow {
+		t.Fatalf("%d requests after a failure, want at most the %d in flight when it came", db.requests, aheadWindow)
+	}
+}
+
+// TestReadAheadWindow: while dbd reads one run of mails the next is
+// already asked for, and the mails still come in order.
+func TestReadAheadWindow(t *testing.T) {
+	db, msgs, raws := aheadMails(200, 1000)
+	db.block = make(chan struct{})
+	a := New(db).ReadAhead(context.Background(), msgs, make([][]string, len(msgs)), 1<<20, time.Minute)
+	defer a.Stop()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		db.mu.Lock()
+		n := db.waiting
+		db.mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%d request(s) in flight, want 2", n)
+		}
+	}
+	close(db.block)
+	for i := range msgs {
+		if raw, err := a.Next(); err != nil || string(raw) != string(raws[i]) {
+			t.Fatalf("mail %d = %.30q, %v", i, raw, err)
+		}
 	}
 }
 
