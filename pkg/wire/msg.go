@@ -154,11 +154,22 @@ const (
 	CodeUnavailable Code = 4 // dbd cannot serve now (shutting down, storage failed); retry elsewhere or later
 	CodeInternal    Code = 5 // a bug; logged by dbd
 	CodeBusy        Code = 6 // too many requests in flight on this connection
+	// CodeNoSpace: dbd's disk is full. Its store failed on a write that
+	// ran out of space and acknowledges nothing until dbd restarts with
+	// free space; retry later or at the other site. A client that does
+	// not know the code takes it as a plain failure (not temporary).
+	CodeNoSpace Code = 7
 )
+
+// ErrNoSpace matches (errors.Is) an *Error with CodeNoSpace: dbd could not
+// store the request because its disk is full. smtpd answers 452 4.3.1 for
+// it.
+var ErrNoSpace = errors.New("wire: dbd's disk is full")
 
 var codeNames = map[Code]string{
 	CodeBadRequest: "bad-request", CodeForbidden: "forbidden", CodeTooLarge: "too-large",
 	CodeUnavailable: "unavailable", CodeInternal: "internal", CodeBusy: "busy",
+	CodeNoSpace: "no-space",
 }
 
 // String returns the code's name, used in metric labels.
@@ -178,7 +189,13 @@ type Error struct {
 func (e *Error) Error() string { return fmt.Sprintf("dbd: %s: %s", e.Code, e.Msg) }
 
 // Temporary reports whether the same request may succeed later.
-func (e *Error) Temporary() bool { return e.Code == CodeUnavailable || e.Code == CodeBusy }
+func (e *Error) Temporary() bool {
+	return e.Code == CodeUnavailable || e.Code == CodeBusy || e.Code == CodeNoSpace
+}
+
+// Is lets callers branch on a code with errors.Is: an error answer with
+// CodeNoSpace is ErrNoSpace.
+func (e *Error) Is(target error) bool { return target == ErrNoSpace && e.Code == CodeNoSpace }
 
 // Result is a decoded one-shot answer. Which fields are set depends on the
 // operation asked.

@@ -521,6 +521,8 @@ var msgAnswerCases = []msgAnswerCase{
 		nil, &Error{Code: CodeForbidden, Msg: "no"}},
 	{"error busy empty text", OpWatch, func(b []byte) []byte { return AppendError(b, CodeBusy, "") }, "02 06 00",
 		nil, &Error{Code: CodeBusy}},
+	{"error no-space", OpBatch, func(b []byte) []byte { return AppendError(b, CodeNoSpace, "disk full") }, "02 07" + msgStr("disk full"),
+		nil, &Error{Code: CodeNoSpace, Msg: "disk full"}},
 }
 
 // TestRequestSize: the size a request's first bytes declare is the size of
@@ -742,8 +744,9 @@ func TestOpCodeNames(t *testing.T) {
 		{CodeUnavailable, "unavailable", true},
 		{CodeInternal, "internal", false},
 		{CodeBusy, "busy", true},
+		{CodeNoSpace, "no-space", true},
 		{0, "unknown", false},
-		{7, "unknown", false},
+		{8, "unknown", false},
 	}
 	for _, c := range codes {
 		e := &Error{Code: c.code, Msg: "m"}
@@ -756,6 +759,21 @@ func TestOpCodeNames(t *testing.T) {
 		if got, want := e.Error(), "dbd: "+c.name+": m"; got != want {
 			t.Errorf("Error{Code: %s}.Error() = %q, want %q", c.code, got, want)
 		}
+	}
+}
+
+// TestErrNoSpace: a no-space answer, decoded and wrapped the way the
+// client and smtpd wrap it, is ErrNoSpace; no other code is.
+func TestErrNoSpace(t *testing.T) {
+	for code := Code(0); code < 10; code++ {
+		_, err := DecodeAnswer(OpBatch, AppendError(nil, code, "x"))
+		err = fmt.Errorf("store mail: %w", err)
+		if got, want := errors.Is(err, ErrNoSpace), code == CodeNoSpace; got != want {
+			t.Errorf("errors.Is(answer with code %d, ErrNoSpace) = %v, want %v", uint8(code), got, want)
+		}
+	}
+	if errors.Is(ErrMalformed, ErrNoSpace) {
+		t.Errorf("errors.Is(ErrMalformed, ErrNoSpace) = true")
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,7 +49,17 @@ type Config struct {
 	// ShutdownGrace is how long requests in flight may finish at shutdown.
 	// Default 10 s.
 	ShutdownGrace time.Duration
-	Logger        *slog.Logger // default slog.Default()
+	// NoSpaceWait bounds how long dbd keeps running, answering no-space,
+	// after its store failed because the disk is full; then it exits (1)
+	// however full the disk is, so that its supervisor restarts it.
+	// Default 15 minutes.
+	NoSpaceWait time.Duration
+	// NoSpaceFree is the free space in the data folder's file system at
+	// which dbd, its store failed for lack of space, exits (1) to be
+	// restarted. Default: 64 MiB, or an eighth of the file system if that
+	// is less.
+	NoSpaceFree uint64
+	Logger      *slog.Logger // default slog.Default()
 	// Ready, if set, is called with the listening address once dbd serves.
 	Ready func(addr net.Addr)
 	// Server holds protocol limits; its key, clients, store, logger and
@@ -62,6 +73,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.NoSpaceWait == 0 {
+		c.NoSpaceWait = defaultNoSpaceWait
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -181,23 +195,53 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Ready(ln.Addr())
 	}
 	var runErr error
+	drain := true // Shutdown (answer what is in flight), not Close
 	select {
 	case <-ctx.Done():
 		log.Info("dbd shutting down")
 	case <-st.Failed():
 		runErr = fmt.Errorf("storage failed: %w", st.Err())
+		drain = afterFailure(ctx, cfg, st.Err(), serveErr)
 	case err := <-serveErr:
 		runErr = fmt.Errorf("serve: %w", err)
+		drain = false
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
-	if runErr != nil {
-		srv.Close()
-	} else {
+	if drain {
 		srv.Shutdown(sctx)
+	} else {
+		srv.Close()
 	}
 	stopReload()
 	return runErr
+}
+
+// afterFailure runs once the store has failed with err, while the wire
+// server still runs, and returns when dbd should exit; drain reports
+// whether requests in flight may still be answered (Shutdown) rather than
+// cut (Close). Most failures end dbd at once. A full disk does not: dbd
+// keeps serving, so that every client learns why its write failed
+// (no-space, docs/wire.md §5.7) instead of seeing a broken connection,
+// until there is room for a restart (docs/dbd.md, Disk faults). That is
+// safe: the failed store refuses every request, so nothing is
+// acknowledged, and only a restart recovers (from the WAL): Pebble keeps
+// its WAL error, and after a failed fsync the kernel may have dropped the
+// data.
+func afterFailure(ctx context.Context, cfg Config, err error, serveErr <-chan error) (drain bool) {
+	if !errors.Is(err, syscall.ENOSPC) {
+		return false
+	}
+	cfg.Logger.Error("disk full: answering no-space until there is free space again, then exiting for a restart",
+		"data", cfg.Data, "wait_at_most", cfg.NoSpaceWait)
+	w := spaceWait{dir: cfg.Data, need: cfg.NoSpaceFree, bound: cfg.NoSpaceWait, poll: spacePoll,
+		free: diskSpace, log: cfg.Logger}
+	res := w.run(ctx, serveErr)
+	if res == spaceTimeout {
+		cfg.Logger.Error("disk still full; exiting for a restart", "data", cfg.Data, "waited", cfg.NoSpaceWait)
+	}
+	// Cut at once only if the wire server itself ended.
+	return res != spaceStopped || ctx.Err() != nil
 }
 
 // reloadClients reloads the clients file on SIGHUP and when its content

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
@@ -90,6 +91,11 @@ func (c *conn) answerError(id uint32, op wire.Op, err error) string {
 		code = wire.CodeBadRequest
 	case errors.Is(err, auth.ErrForbidden):
 		code = wire.CodeForbidden
+	case errors.Is(err, store.ErrFailed) && errors.Is(c.s.st.Err(), syscall.ENOSPC):
+		// The store failed because the disk is full: say so, so that a
+		// mail server can answer "insufficient system storage" (docs/wire.md
+		// §5.7). It is still a failure: nothing more is acknowledged.
+		code, msg = wire.CodeNoSpace, "dbd's disk is full"
 	case errors.Is(err, store.ErrFailed), errors.Is(err, store.ErrClosed), errors.Is(err, context.Canceled):
 		code, msg = wire.CodeUnavailable, "dbd cannot serve now"
 	case errors.Is(err, errOverflow):

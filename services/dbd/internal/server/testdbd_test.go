@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twinmx/twinmx/pkg/wire"
@@ -50,6 +51,8 @@ type testDBD struct {
 	hsMu       sync.Mutex
 	handshakes map[string]int
 
+	fs vfs.FS // the store's file system; nil: the real disk
+
 	addr   string
 	st     *store.Store
 	srv    *server.Server
@@ -59,7 +62,14 @@ type testDBD struct {
 
 func startDBD(t testing.TB, cfg server.Config) *testDBD {
 	t.Helper()
-	d := &testDBD{t: t, dir: t.TempDir(), cfg: cfg, frozenAt: time.Now(), handshakes: map[string]int{}}
+	return startDBDOn(t, cfg, nil)
+}
+
+// startDBDOn is startDBD with the store on file system fs (nil: the real
+// disk), for tests that inject disk faults.
+func startDBDOn(t testing.TB, cfg server.Config, fs vfs.FS) *testDBD {
+	t.Helper()
+	d := &testDBD{t: t, dir: t.TempDir(), cfg: cfg, frozenAt: time.Now(), handshakes: map[string]int{}, fs: fs}
 	var err error
 	if d.key, err = wire.GenerateKeyPair(rand.Reader); err != nil {
 		t.Fatal(err)
@@ -87,7 +97,7 @@ func (d *testDBD) start() {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	d.m = metrics.New(prometheus.NewRegistry())
-	st, err := store.Open(store.Options{Dir: filepath.Join(d.dir, "data"), Site: "test", Logger: log, OnCommit: d.m.OnCommit})
+	st, err := store.Open(store.Options{Dir: filepath.Join(d.dir, "data"), Site: "test", Logger: log, OnCommit: d.m.OnCommit, FS: d.fs})
 	if err != nil {
 		t.Fatal(err)
 	}
