@@ -216,6 +216,7 @@ func (s *Store) recover() error {
 	if err := s.loadIncarnation(); err != nil {
 		return err
 	}
+	s.filtersFit() // for the views made before the first write
 	return s.buildChildIndex()
 }
 
@@ -477,6 +478,7 @@ func (r rowRef) rowWith(m *rowMeta) Row {
 type View struct {
 	snap *pebble.Snapshot
 	it   *pebble.Iterator // for point reads; made at the first
+	l6   bool             // it consults the bottom level's bloom filters
 }
 
 // Get reads one key of the snapshot through an iterator kept for the
@@ -485,7 +487,7 @@ type View struct {
 // half as much this way. The value is valid until the next Get.
 func (v *View) Get(key []byte) ([]byte, io.Closer, error) {
 	if v.it == nil {
-		it, err := v.snap.NewIter(nil)
+		it, err := v.snap.NewIter(&pebble.IterOptions{UseL6Filters: v.l6})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -529,7 +531,7 @@ func (s *Store) View() (*View, error) {
 		ch := s.changed
 		s.chMu.Unlock()
 		if s.durable.Load() >= gen {
-			return &View{snap: snap}, nil
+			return &View{snap: snap, l6: !s.l6Off.Load()}, nil
 		}
 		select {
 		case <-ch:
