@@ -92,6 +92,11 @@ type Config struct {
 	// 5.4.6 above it: a mail loop). Default DefaultMaxHops; negative: no
 	// limit.
 	MaxHops int
+	// NoSpaceHold is how long after dbd last answered that its disk is
+	// full MAIL gets 452 4.3.1 without asking dbd (see fullMark).
+	// Default DefaultNoSpaceHold; negative: MAIL is never refused for it
+	// (the mail still gets 452 4.3.1 after DATA).
+	NoSpaceHold time.Duration
 }
 
 // Backend makes sessions; it implements smtp.Backend.
@@ -100,6 +105,7 @@ type Backend struct {
 	db        DB
 	base      context.Context
 	mailboxes *mailboxes
+	full      fullMark // dbd recently said its disk is full
 	// bufs holds *[]byte message buffers of dataBufSize, reused so that
 	// each mail does not allocate and zero a fresh one (under load that
 	// was a third of smtpd's allocation, paid again in GC work).
@@ -139,7 +145,11 @@ func NewBackend(ctx context.Context, cfg Config, db DB) *Backend {
 	if cfg.MaxHops == 0 {
 		cfg.MaxHops = DefaultMaxHops
 	}
-	return &Backend{cfg: cfg, db: db, base: ctx, mailboxes: newMailboxes(db, cfg.MailboxTTL, 10000, cfg.Now)}
+	if cfg.NoSpaceHold == 0 {
+		cfg.NoSpaceHold = DefaultNoSpaceHold
+	}
+	return &Backend{cfg: cfg, db: db, base: ctx, mailboxes: newMailboxes(db, cfg.MailboxTTL, 10000, cfg.Now),
+		full: fullMark{hold: cfg.NoSpaceHold}}
 }
 
 // NewSession implements smtp.Backend. go-smtp calls it at the first
@@ -218,6 +228,12 @@ func (s *Session) Mail(from string, opts *smtp.MailOptions) error {
 		s.b.cfg.Metrics.Rejections.WithLabelValues("address").Inc()
 		return err
 	}
+	if s.b.full.full(s.b.cfg.Now()) {
+		// RFC 5321 §4.3.2 allows 452 for MAIL; Postfix says it there when
+		// its queue file system is full, before the sender sends data.
+		s.b.cfg.Metrics.Rejections.WithLabelValues("no-space").Inc()
+		return errNoSpace
+	}
 	s.txn = &txn{from: from, utf8: utf8}
 	if opts != nil {
 		s.txn.size = opts.Size
@@ -271,8 +287,9 @@ func (s *Session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	case err != nil:
 		s.b.cfg.Metrics.DBErrors.WithLabelValues("find-mailbox").Inc()
 		s.log.Warn("mailbox lookup failed", "rcpt", to, "err", err)
-		t.refused = append(t.refused, to+" 451")
-		return errTempDB
+		reply := s.dbReply(err, errTempDB)
+		t.refused = append(t.refused, fmt.Sprintf("%s %d", to, reply.Code))
+		return reply
 	case !exists:
 		s.b.cfg.Metrics.Rejections.WithLabelValues("unknown-mailbox").Inc()
 		t.refused = append(t.refused, to+" 550")
@@ -539,8 +556,9 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	if err != nil {
 		cfg.Metrics.DBErrors.WithLabelValues("store").Inc()
 		s.log.Warn("store failed", "err", err)
-		return errTempStore
+		return s.dbReply(err, errTempStore)
 	}
+	s.b.full.clear()
 	if s.facts != nil {
 		s.facts.DataStored(replay.DataRef(mailKey, stored.ReceivedKey))
 	}
@@ -564,7 +582,7 @@ func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end t
 	if err != nil {
 		cfg.Metrics.DBErrors.WithLabelValues("watch").Inc()
 		s.log.Warn("waiting for the decision failed", "err", err)
-		return errTempStore, false
+		return s.dbReply(err, errTempStore), false
 	}
 	s.log.Info("decision", "outcome", o.Kind.String(), "accepted", len(o.Accepted), "rejected", o.Rejected,
 		"ms", cfg.Now().Sub(end).Milliseconds())
@@ -597,7 +615,7 @@ func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end t
 		if err != nil {
 			cfg.Metrics.DBErrors.WithLabelValues("acknowledge").Inc()
 			s.log.Warn("acknowledge failed", "err", err)
-			return errTempStore, false
+			return s.dbReply(err, errTempStore), false
 		}
 		return ok, true
 	case deliver.Rejected:

@@ -1,0 +1,214 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/services/smtpd/internal/deliver"
+	"github.com/twinmx/twinmx/services/smtpd/internal/metrics"
+)
+
+// TestDBReply: the one mapping of dbd failures to replies. A no-space
+// answer, however wrapped, is 452 4.3.1 and marks dbd full; any other
+// failure is the caller's fallback and marks nothing.
+func TestDBReply(t *testing.T) {
+	noSpace := &wire.Error{Code: wire.CodeNoSpace, Msg: "dbd's disk is full"}
+	tests := []struct {
+		name     string
+		err      error
+		wantCode int
+		wantEnh  smtp.EnhancedCode
+		wantFull bool
+	}{
+		{"no-space", noSpace, 452, smtp.EnhancedCode{4, 3, 1}, true},
+		{"no-space wrapped", fmt.Errorf("store mail k: batch: %w", noSpace), 452, smtp.EnhancedCode{4, 3, 1}, true},
+		{"unavailable", &wire.Error{Code: wire.CodeUnavailable}, 451, smtp.EnhancedCode{4, 3, 0}, false},
+		{"internal", &wire.Error{Code: wire.CodeInternal}, 451, smtp.EnhancedCode{4, 3, 0}, false},
+		{"connection lost", fmt.Errorf("batch: %w", client.ErrConnLost), 451, smtp.EnhancedCode{4, 3, 0}, false},
+		{"timeout", context.DeadlineExceeded, 451, smtp.EnhancedCode{4, 3, 0}, false},
+	}
+	now := time.Unix(1000, 0)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := metrics.New(prometheus.NewRegistry())
+			s := &Session{b: &Backend{cfg: Config{Now: func() time.Time { return now }, Metrics: m}, full: fullMark{hold: time.Second}}}
+			got := s.dbReply(tt.err, errTempStore)
+			if got.Code != tt.wantCode || got.EnhancedCode != tt.wantEnh {
+				t.Errorf("dbReply(%v) = %d %v, want %d %v", tt.err, got.Code, got.EnhancedCode, tt.wantCode, tt.wantEnh)
+			}
+			if full := s.b.full.full(now); full != tt.wantFull {
+				t.Errorf("after dbReply(%v): full = %v, want %v", tt.err, full, tt.wantFull)
+			}
+			if n := testutil.ToFloat64(m.Rejections.WithLabelValues("no-space")); (n == 1) != tt.wantFull {
+				t.Errorf("after dbReply(%v): %v no-space rejections counted", tt.err, n)
+			}
+		})
+	}
+}
+
+func TestFullMark(t *testing.T) {
+	now := time.Unix(1000, 0)
+	f := fullMark{hold: 5 * time.Second}
+	if f.full(now) {
+		t.Fatal("full before any no-space")
+	}
+	f.seen(now)
+	if !f.full(now) || !f.full(now.Add(5*time.Second-1)) {
+		t.Error("not full within the hold")
+	}
+	if f.full(now.Add(5 * time.Second)) {
+		t.Error("still full after the hold")
+	}
+	f.clear()
+	if f.full(now) {
+		t.Error("full after a successful write cleared it")
+	}
+	off := fullMark{hold: -1}
+	off.seen(now)
+	if off.full(now) {
+		t.Error("full with a negative hold")
+	}
+}
+
+// fakeDB is a dbd whose mailboxes all exist and whose batches fail with
+// batchErr (nil: the batch succeeds).
+type fakeDB struct {
+	mu       sync.Mutex
+	batchErr error
+	batches  int
+}
+
+func (f *fakeDB) fail(err error) {
+	f.mu.Lock()
+	f.batchErr = err
+	f.mu.Unlock()
+}
+
+func (f *fakeDB) batchCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.batches
+}
+
+func (f *fakeDB) Batch(ctx context.Context, reqs []wire.Request) ([]wire.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.batches++
+	if f.batchErr != nil {
+		return nil, fmt.Errorf("batch: %w", f.batchErr)
+	}
+	return make([]wire.Result, len(reqs)), nil
+}
+
+func (f *fakeDB) Find(ctx context.Context, t model.Table, content []byte) (*wire.Row, error) {
+	return &wire.Row{}, nil
+}
+
+func (f *fakeDB) Set(ctx context.Context, t model.Table, ref wire.Ref, col string, v uint64) (uint64, error) {
+	return 1, nil
+}
+
+func (f *fakeDB) FindOrInsert(ctx context.Context, t model.Table, content []byte) (uint64, bool, error) {
+	return 1, true, nil
+}
+
+func (f *fakeDB) Watch(ctx context.Context, t model.Table, keys []model.Key, initial bool) (*client.Stream, error) {
+	return nil, errors.New("fake: no watch")
+}
+
+func (f *fakeDB) FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error) {
+	return nil, client.ErrNotFound
+}
+
+// TestNoSpaceReplies (TEST-CATALOG 38, smtpd side): when dbd answers
+// no-space for the mail's batch, DATA gets 452 4.3.1; the next MAIL gets
+// 452 4.3.1 at once, until the hold passes; another dbd failure is still
+// 451 4.3.0.
+func TestNoSpaceReplies(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1000, 0)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	db := &fakeDB{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	be := NewBackend(ctx, Config{Hostname: "mx.test", IDPrefix: "t", Watcher: deliver.NewWatcher(db, log),
+		Decision: deliver.Policy{Window: time.Second}, Logger: log, Metrics: metrics.New(prometheus.NewRegistry()),
+		Now: clock}, db)
+	srv := smtp.NewServer(be)
+	srv.Domain = "mx.test"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	c, err := smtp.Dial(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	mail := func() error {
+		if err := c.Mail("a@sender.test", nil); err != nil {
+			return err
+		}
+		if err := c.Rcpt("jo@example.org", nil); err != nil {
+			return err
+		}
+		w, err := c.Data()
+		if err != nil {
+			return err
+		}
+		if _, err := io.WriteString(w, "From: a@sender.test\r\nSubject: full\r\n\r\nbody\r\n"); err != nil {
+			return err
+		}
+		return w.Close()
+	}
+	want := func(what string, err error, code int, enh smtp.EnhancedCode) {
+		t.Helper()
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != code || se.EnhancedCode != enh {
+			t.Fatalf("%s: %v, want %d %v", what, err, code, enh)
+		}
+		c.Reset()
+	}
+
+	db.fail(&wire.Error{Code: wire.CodeNoSpace, Msg: "dbd's disk is full"})
+	want("mail meeting the full disk", mail(), 452, smtp.EnhancedCode{4, 3, 1})
+	batches := db.batchCount()
+	want("MAIL while dbd is full", c.Mail("a@sender.test", nil), 452, smtp.EnhancedCode{4, 3, 1})
+	if db.batchCount() != batches {
+		t.Errorf("a MAIL refused for the full disk reached dbd")
+	}
+
+	mu.Lock()
+	now = now.Add(DefaultNoSpaceHold)
+	mu.Unlock()
+	db.fail(&wire.Error{Code: wire.CodeUnavailable, Msg: "dbd cannot serve now"})
+	want("mail after the hold, dbd failing otherwise", mail(), 451, smtp.EnhancedCode{4, 3, 0})
+	if err := c.Mail("a@sender.test", nil); err != nil {
+		t.Errorf("MAIL after another failure: %v, want 250", err)
+	}
+}
