@@ -302,9 +302,24 @@ func (c *conn) serveStatus(id uint32) error {
 	pm := st.Metrics()
 	figs = append(figs,
 		wire.Figure{Name: "disk.bytes", Value: strconv.FormatUint(pm.DiskSpaceUsage(), 10)},
+		wire.Figure{Name: "storage", Value: storageState(st.Err())},
 		wire.Figure{Name: "role", Value: string(c.role)},
 	)
 	return c.sendMessage(id, wire.AppendResult(nil, wire.OpStatus, &wire.Result{Status: figs}))
+}
+
+// storageState names the store's state for status, given its failure (nil:
+// none): "ok", "no-space" (the disk filled; dbd waits for free space and
+// then exits, docs/dbd.md) or "failed". dbd stays up while its disk is
+// full, so this is how an operator asking dbd sees why writes fail.
+func storageState(failure error) string {
+	switch {
+	case failure == nil:
+		return "ok"
+	case errors.Is(failure, syscall.ENOSPC):
+		return "no-space"
+	}
+	return "failed"
 }
 
 // sendEvent sends one stream event carrying row.

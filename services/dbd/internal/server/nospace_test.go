@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/dbd/internal/server"
 )
 
@@ -91,6 +92,9 @@ func TestNoSpaceAnswer(t *testing.T) {
 	if _, _, err := admin.FindOrInsert(ctx, model.Text, before); err != nil {
 		t.Fatal(err)
 	}
+	if got := storageFigure(t, admin); got != "ok" {
+		t.Errorf("status storage = %q, want ok", got)
+	}
 	fs.errno.Store(uintptr(syscall.ENOSPC))
 	_, _, err := admin.FindOrInsert(ctx, model.Text, []byte("meets the full disk"))
 	var we *wire.Error
@@ -105,6 +109,9 @@ func TestNoSpaceAnswer(t *testing.T) {
 	}
 	if err := admin.Ping(ctx); err != nil {
 		t.Errorf("ping after the disk filled: %v", err)
+	}
+	if got := storageFigure(t, admin); got != "no-space" {
+		t.Errorf("status storage = %q after the disk filled, want no-space", got)
 	}
 	d.stopFailed()
 }
@@ -127,6 +134,9 @@ func TestOtherFailureIsUnavailable(t *testing.T) {
 			t.Errorf("write %d after EIO: %v, want unavailable", i, err)
 		}
 	}
+	if got := storageFigure(t, admin); got != "failed" {
+		t.Errorf("status storage = %q after EIO, want failed", got)
+	}
 	d.stopFailed()
 }
 
@@ -138,4 +148,19 @@ func (d *testDBD) stopFailed() {
 	<-d.served
 	d.st.Close()
 	d.srv = nil
+}
+
+// storageFigure returns the storage figure of dbd's status.
+func storageFigure(t *testing.T, c *client.Client) string {
+	t.Helper()
+	figs, err := c.Status(ctxT(t))
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	for _, f := range figs {
+		if f.Name == "storage" {
+			return f.Value
+		}
+	}
+	return ""
 }
