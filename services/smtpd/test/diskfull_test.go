@@ -113,6 +113,9 @@ func TestDiskFull(t *testing.T) {
 	if !strings.Contains(s.log.String(), "disk full: answering no-space") {
 		t.Errorf("dbd did not log that it answers no-space")
 	}
+	if out, errOut, code := s.dbctlExit("status"); code != 0 || !strings.Contains(out, "\nstorage: no-space\n") {
+		t.Errorf("dbctl status while the disk is full (exit %d): %s%s; want storage: no-space", code, out, errOut)
+	}
 
 	// Space again: dbd, which waits for it, exits to be restarted (1);
 	// the test restarts it as systemd's Restart=on-failure would.
