@@ -99,7 +99,9 @@ func (c *Config) Validate() error {
 }
 
 // Run runs dbd until ctx ends (clean shutdown, nil error) or storage fails
-// (error: the process must exit non-zero and be restarted).
+// (error: the process must exit non-zero and be restarted). After a
+// failure for lack of space it returns only once there is free space
+// again, NoSpaceWait has passed or ctx ends (see afterFailure).
 func Run(ctx context.Context, cfg Config) error {
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {
