@@ -10,8 +10,11 @@ import (
 const (
 	defaultNoSpaceWait = 15 * time.Minute
 	// maxNoSpaceFree caps the free space that counts as "space is back":
-	// room for a few 4 MiB memtables, their WAL and a flush (Pebble's
-	// defaults; docs/dbd.md, Disk faults).
+	// room for the restart to replay the WAL, flush it and start a new
+	// one, with Pebble's 4 MiB default memtable (docs/dbd.md, Disk
+	// faults). With a larger memtable a restart may meet the full disk
+	// again; it then fails without acknowledging anything, and tries
+	// again.
 	maxNoSpaceFree = 64 << 20
 	spacePoll      = time.Second
 )
