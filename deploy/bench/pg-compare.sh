@@ -214,8 +214,10 @@ dbd_run() { # $1 = dbctl binary; prints "mean_ops r1,r2,... busy% iowait% devkB/
 			now=$(snap)
 			echo "$line" >>"$WORK/$(basename "$1").log"
 			if [[ $line == *"wire find-or-insert:"* ]]; then
-				rate=${line% ops/s}
-				echo "${rate##* } $(delta "$prev" "$now")" >>"$WORK/dbd.windows"
+				# "round N: wire find-or-insert: RATE ops/s (group commits ...)"
+				rate=${line#*wire find-or-insert: }
+				rate=${rate%% *}
+				echo "$rate $(delta "$prev" "$now")" >>"$WORK/dbd.windows"
 			fi
 			prev=$now
 		done

@@ -139,7 +139,7 @@ func newBenchBuf(size int) []byte {
 func benchPebble(ctx context.Context, dir string, conc, size int, dur time.Duration, round uint64) (float64, error) {
 	cache := pebble.NewCache(64 << 20)
 	defer cache.Unref()
-	opts := store.PebbleOptions(cache)
+	opts := store.PebbleOptions(cache, store.DefaultMemTableSize)
 	opts.Logger = quietPebble{}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {

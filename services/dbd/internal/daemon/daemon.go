@@ -43,6 +43,8 @@ type Config struct {
 	Site string
 	// CacheMiB is Pebble's block cache in MiB. Default 64.
 	CacheMiB int
+	// MemTableMiB is Pebble's memtable in MiB. Default 64.
+	MemTableMiB int
 	// ReloadInterval is how often the clients file is checked for changes
 	// (it is also reloaded on SIGHUP). Default 5 s.
 	ReloadInterval time.Duration
@@ -56,8 +58,8 @@ type Config struct {
 	NoSpaceWait time.Duration
 	// NoSpaceFree is the free space in the data folder's file system at
 	// which dbd, its store failed for lack of space, exits (1) to be
-	// restarted. Default: 64 MiB, or an eighth of the file system if that
-	// is less.
+	// restarted. Default: twice the memtable (64 MiB at least), or an
+	// eighth of the file system if that is less.
 	NoSpaceFree uint64
 	Logger      *slog.Logger // default slog.Default()
 	// Ready, if set, is called with the listening address once dbd serves.
@@ -94,6 +96,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CacheMiB < 0 {
 		errs = append(errs, fmt.Errorf("--cache %d: want a size in MiB (0: the default)", c.CacheMiB))
+	}
+	if c.MemTableMiB < 0 || c.MemTableMiB > store.MaxMemTableSize>>20 {
+		errs = append(errs, fmt.Errorf("--memtable %d: want a size in MiB up to %d (0: the default)", c.MemTableMiB, store.MaxMemTableSize>>20))
 	}
 	return errors.Join(errs...)
 }
@@ -137,7 +142,7 @@ func Run(ctx context.Context, cfg Config) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 	st, err := store.Open(store.Options{Dir: cfg.Data, Site: site, Logger: log, OnCommit: m.OnCommit,
-		CacheSize: int64(cfg.CacheMiB) << 20})
+		CacheSize: int64(cfg.CacheMiB) << 20, MemTableSize: int64(cfg.MemTableMiB) << 20})
 	if err != nil {
 		return err
 	}
@@ -236,7 +241,11 @@ func afterFailure(ctx context.Context, cfg Config, err error, serveErr <-chan er
 	}
 	cfg.Logger.Error("disk full: answering no-space until there is free space again, then exiting for a restart",
 		"data", cfg.Data, "wait_at_most", cfg.NoSpaceWait)
-	w := spaceWait{dir: cfg.Data, need: cfg.NoSpaceFree, bound: cfg.NoSpaceWait, poll: spacePoll,
+	memTable := int64(cfg.MemTableMiB) << 20
+	if memTable == 0 {
+		memTable = store.DefaultMemTableSize
+	}
+	w := spaceWait{dir: cfg.Data, need: cfg.NoSpaceFree, room: restartRoom(memTable), bound: cfg.NoSpaceWait, poll: spacePoll,
 		free: diskSpace, log: cfg.Logger}
 	res := w.run(ctx, serveErr)
 	if res == spaceTimeout {

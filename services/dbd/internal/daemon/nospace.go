@@ -9,22 +9,18 @@ import (
 // Defaults of the disk-full wait (see Config.NoSpaceWait, NoSpaceFree).
 const (
 	defaultNoSpaceWait = 15 * time.Minute
-	// maxNoSpaceFree caps the free space that counts as "space is back":
-	// room for the restart to replay the WAL, flush it and start a new
-	// one, with Pebble's 4 MiB default memtable (docs/dbd.md, Disk
-	// faults). With a larger memtable a restart may meet the full disk
-	// again; it then fails without acknowledging anything, and tries
-	// again.
-	maxNoSpaceFree = 64 << 20
-	spacePoll      = time.Second
+	spacePoll          = time.Second
 )
 
 // spaceWait is dbd's wait after its store failed for lack of space: the
 // wire server keeps answering (no-space) while it runs. Its fields are
 // seams for tests.
 type spaceWait struct {
-	dir   string        // the data folder
-	need  uint64        // free bytes that count as space back; 0: min(maxNoSpaceFree, an eighth of the file system)
+	dir  string // the data folder
+	need uint64 // free bytes that count as space back; 0: min(room, an eighth of the file system)
+	// room is what a restart needs (restartRoom); it caps the default
+	// need, which an eighth of a small file system may be below.
+	room  uint64
 	bound time.Duration // the wait ends after this however full the disk is
 	poll  time.Duration // how often free space is measured
 	// free returns the bytes available to dbd and the size of the file
@@ -84,11 +80,20 @@ func (w spaceWait) run(ctx context.Context, stop <-chan error) spaceResult {
 		}
 		need := w.need
 		if need == 0 {
-			need = min(maxNoSpaceFree, total/8)
+			need = min(w.room, total/8)
 		}
 		if avail >= need {
 			w.log.Info("free space is back", "data", w.dir, "free_bytes", avail, "need_bytes", need)
 			return spaceBack
 		}
 	}
+}
+
+// restartRoom is the free space a restart needs: the WAL replayed into the
+// memtable is flushed to a table (at most a memtable's bytes) while a new
+// WAL starts, so twice the memtable, and 64 MiB at least (docs/dbd.md,
+// Disk faults). A restart short of it fails again without acknowledging
+// anything, and is tried again.
+func restartRoom(memTableBytes int64) uint64 {
+	return uint64(max(2*memTableBytes, 64<<20))
 }

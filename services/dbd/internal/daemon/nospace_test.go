@@ -27,7 +27,7 @@ func TestSpaceWait(t *testing.T) {
 		want  spaceResult
 		polls int64 // measurements taken, at least
 	}{
-		{"space back, default of a big disk", 0, 1 << 40, []uint64{0, 10 * mib, 64*mib - 1, 64 * mib}, nil, 5 * time.Second, spaceBack, 4},
+		{"space back, default of a big disk", 0, 1 << 40, []uint64{0, 10 * mib, 128*mib - 1, 128 * mib}, nil, 5 * time.Second, spaceBack, 4},
 		{"space back, default of a small disk", 0, 48 * mib, []uint64{0, 5 * mib, 6 * mib}, nil, 5 * time.Second, spaceBack, 3},
 		{"still full", 0, 48 * mib, []uint64{0, 6*mib - 1}, nil, 50 * time.Millisecond, spaceTimeout, 2},
 		{"configured threshold", 100, 1 << 40, []uint64{99, 100}, nil, 5 * time.Second, spaceBack, 2},
@@ -36,7 +36,7 @@ func TestSpaceWait(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var polls atomic.Int64
-			w := spaceWait{dir: "/data", need: tt.need, bound: tt.bound, poll: time.Millisecond,
+			w := spaceWait{dir: "/data", need: tt.need, room: restartRoom(64 * mib), bound: tt.bound, poll: time.Millisecond,
 				log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 				free: func(dir string) (uint64, uint64, error) {
 					i := int(polls.Add(1)) - 1
@@ -80,5 +80,19 @@ func TestDiskSpace(t *testing.T) {
 	}
 	if total == 0 || avail > total {
 		t.Errorf("diskSpace = %d free of %d", avail, total)
+	}
+}
+
+// TestRestartRoom: a restart needs room to flush a whole memtable while a
+// new WAL starts.
+func TestRestartRoom(t *testing.T) {
+	const mib = 1 << 20
+	for _, tt := range []struct {
+		memTable int64
+		want     uint64
+	}{{mib, 64 * mib}, {64 * mib, 128 * mib}, {512 * mib, 1024 * mib}} {
+		if got := restartRoom(tt.memTable); got != tt.want {
+			t.Errorf("restartRoom(%d MiB) = %d MiB, want %d MiB", tt.memTable/mib, got/mib, tt.want/mib)
+		}
 	}
 }

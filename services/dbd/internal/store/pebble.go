@@ -64,6 +64,20 @@ func contentSpans(start []byte) (pebble.SpanPolicy, []byte, error) {
 	}
 }
 
+// DefaultMemTableSize is dbd's memtable: 64 MiB (CockroachDB's choice too)
+// instead of Pebble's 4 MiB. Mail is read soon after it is written, and a
+// row still in a memtable is read without a block load (read, checksum,
+// decompression: most of the CPU of a FETCH of new mail); fewer, larger
+// flushes also leave less for compactions to merge. The price is memory
+// (a memtable being flushed and the next one: up to about twice this) and
+// a longer WAL replay after a crash (at most this many bytes). Figures in
+// docs/dbd.md, "Storage".
+const DefaultMemTableSize = 64 << 20
+
+// MaxMemTableSize is the largest memtable dbd accepts; Pebble refuses 4 GiB
+// and more, and a 32-bit dbd could not map even that.
+const MaxMemTableSize = 1 << 30
+
 // PebbleOptions returns the Pebble options dbd runs with: Pebble's
 // defaults with the given block cache, plus
 //
@@ -73,13 +87,14 @@ func contentSpans(start []byte) (pebble.SpanPolicy, []byte, error) {
 //     measurable change at dbctl bench's few hundred thousand rows; it
 //     matters as a site's data grows to many levels);
 //   - format formatVersion and value separation of content chunks (see
-//     valueSeparation).
+//     valueSeparation);
+//   - a memtable of memTableSize bytes (DefaultMemTableSize) instead of
+//     Pebble's 4 MiB.
 //
 // dbctl bench uses the same options for its embedded baseline, so the
-// comparison is like for like. (A 64 MiB memtable was tried: it helped
-// plain Pebble far more than dbd.)
-func PebbleOptions(cache *pebble.Cache) *pebble.Options {
-	o := &pebble.Options{Cache: cache, FormatMajorVersion: formatVersion}
+// comparison is like for like.
+func PebbleOptions(cache *pebble.Cache, memTableSize int64) *pebble.Options {
+	o := &pebble.Options{Cache: cache, FormatMajorVersion: formatVersion, MemTableSize: uint64(memTableSize)}
 	for i := range o.Levels {
 		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}

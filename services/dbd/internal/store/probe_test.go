@@ -106,3 +106,36 @@ func TestNewRowLookupsUseL6Filters(t *testing.T) {
 		})
 	}
 }
+
+// TestMemTableSize: the memtable holds what Options.MemTableSize says:
+// 3 MiB of rows stay in a 64 MiB memtable, and a 1 MiB one flushes them
+// to tables.
+func TestMemTableSize(t *testing.T) {
+	for _, tc := range []struct {
+		size      int64
+		wantFlush bool
+	}{{1 << 20, true}, {64 << 20, false}} {
+		s, err := Open(Options{Dir: "db", FS: vfs.NewMem(), Site: "a", MemTableSize: tc.size,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pad := string(make([]byte, 1000))
+		for b := range 30 {
+			var muts []Mutation
+			for i := range 100 {
+				muts = append(muts, ins(model.Body, fmt.Sprintf("row %d %d %s", b, i, pad)))
+			}
+			if _, err := s.Apply(context.Background(), muts); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if flushed := s.db.Metrics().Flush.Count > 0; flushed != tc.wantFlush {
+			t.Errorf("memtable of %d bytes: flushed %v after 3 MiB of rows, want %v", tc.size, flushed, tc.wantFlush)
+		}
+		s.Close()
+	}
+	if err := (&Options{Dir: "d", Site: "a", MemTableSize: MaxMemTableSize + 1}).Validate(); err == nil {
+		t.Error("a memtable over MaxMemTableSize accepted")
+	}
+}

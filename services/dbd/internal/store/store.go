@@ -53,6 +53,9 @@ type Options struct {
 	OnCommit func(requests, bytes int, d time.Duration)
 	// CacheSize is Pebble's block cache in bytes. Default 64 MiB.
 	CacheSize int64
+	// MemTableSize is the size of Pebble's memtable in bytes. Default
+	// 64 MiB (see PebbleOptions).
+	MemTableSize int64
 	// BackgroundFailAfter is how long Pebble's flushes and compactions may
 	// keep failing, with no flush succeeding, before dbd exits (see
 	// bgWatch). Default 1 min; negative: never.
@@ -72,6 +75,9 @@ func (o *Options) applyDefaults() {
 	if o.CacheSize == 0 {
 		o.CacheSize = 64 << 20
 	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = DefaultMemTableSize
+	}
 	if o.BackgroundFailAfter == 0 {
 		o.BackgroundFailAfter = time.Minute
 	}
@@ -88,6 +94,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxGroup < 0 || o.MaxGroupBytes < 0 {
 		errs = append(errs, errors.New("store: MaxGroup and MaxGroupBytes must not be negative"))
+	}
+	if o.MemTableSize < 0 || o.MemTableSize > MaxMemTableSize {
+		errs = append(errs, fmt.Errorf("store: MemTableSize %d: want 1 to %d bytes", o.MemTableSize, int64(MaxMemTableSize)))
 	}
 	return errors.Join(errs...)
 }
@@ -154,7 +163,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	cache := pebble.NewCache(opts.CacheSize)
 	defer cache.Unref()
-	popts := PebbleOptions(cache)
+	popts := PebbleOptions(cache, opts.MemTableSize)
 	popts.FS, popts.Logger = opts.FS, pebbleLogger{opts.Logger}
 	bg := &bgWatch{log: opts.Logger, failAfter: opts.BackgroundFailAfter, now: time.Now, exit: exitFatal}
 	popts.EventListener = &pebble.EventListener{BackgroundError: bg.onError, FlushEnd: bg.onFlushEnd}
