@@ -28,10 +28,10 @@ func openFault(t *testing.T, fs vfs.FS, c *logCapture) *Store {
 // TestDiskFullOnWALWrite: the disk fills up under concurrent writers (every
 // write returns ENOSPC after writing half its bytes, as write(2) does).
 // No write whose WAL record did not reach the disk is acknowledged: the
-// store fails (ErrFailed, which clients get as "unavailable") and logs the
-// cause at error level. It does not recover by itself once space returns:
-// Pebble's WAL writer keeps its first error for good, so dbd exits and is
-// restarted. The restarted store holds every acknowledged write, byte for
+// store fails (ErrFailed; dbd answers "no-space" when the cause is ENOSPC)
+// and logs the cause at error level. It does not recover by itself once
+// space returns: Pebble's WAL writer keeps its first error for good, so
+// dbd exits and is restarted. The restarted store holds every acknowledged write, byte for
 // byte, and no request half applied, and takes writes again.
 // TEST-CATALOG 38.
 func TestDiskFullOnWALWrite(t *testing.T) {
