@@ -43,7 +43,7 @@ type Config struct {
 	Site string
 	// CacheMiB is Pebble's block cache in MiB. Default 64.
 	CacheMiB int
-	// MemTableMiB is Pebble's memtable in MiB. Default 64.
+	// MemTableMiB is Pebble's memtable in MiB. Default 4 (Pebble's).
 	MemTableMiB int
 	// ReloadInterval is how often the clients file is checked for changes
 	// (it is also reloaded on SIGHUP). Default 5 s.
@@ -58,7 +58,7 @@ type Config struct {
 	NoSpaceWait time.Duration
 	// NoSpaceFree is the free space in the data folder's file system at
 	// which dbd, its store failed for lack of space, exits (1) to be
-	// restarted. Default: twice the memtable (64 MiB at least), or an
+	// restarted. Default: twice the memtable, 64 MiB at least, or an
 	// eighth of the file system if that is less.
 	NoSpaceFree uint64
 	Logger      *slog.Logger // default slog.Default()

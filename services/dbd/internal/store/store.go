@@ -54,7 +54,7 @@ type Options struct {
 	// CacheSize is Pebble's block cache in bytes. Default 64 MiB.
 	CacheSize int64
 	// MemTableSize is the size of Pebble's memtable in bytes. Default
-	// 64 MiB (see PebbleOptions).
+	// DefaultMemTableSize.
 	MemTableSize int64
 	// BackgroundFailAfter is how long Pebble's flushes and compactions may
 	// keep failing, with no flush succeeding, before dbd exits (see
