@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -208,7 +207,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("dbd shutting down")
 	case <-st.Failed():
 		runErr = fmt.Errorf("storage failed: %w", st.Err())
-		drain = afterFailure(ctx, cfg, st.Err(), serveErr)
+		drain = afterFailure(ctx, cfg, st, serveErr)
 	case err := <-serveErr:
 		runErr = fmt.Errorf("serve: %w", err)
 		drain = false
@@ -224,7 +223,7 @@ func Run(ctx context.Context, cfg Config) error {
 	return runErr
 }
 
-// afterFailure runs once the store has failed with err, while the wire
+// afterFailure runs once the store st has failed, while the wire
 // server still runs, and returns when dbd should exit; drain reports
 // whether requests in flight may still be answered (Shutdown) rather than
 // cut (Close). Most failures end dbd at once. A full disk does not: dbd
@@ -235,17 +234,13 @@ func Run(ctx context.Context, cfg Config) error {
 // acknowledged, and only a restart recovers (from the WAL): Pebble keeps
 // its WAL error, and after a failed fsync the kernel may have dropped the
 // data.
-func afterFailure(ctx context.Context, cfg Config, err error, serveErr <-chan error) (drain bool) {
-	if !errors.Is(err, syscall.ENOSPC) {
+func afterFailure(ctx context.Context, cfg Config, st *store.Store, serveErr <-chan error) (drain bool) {
+	if !store.OutOfSpace(st.Err()) {
 		return false
 	}
 	cfg.Logger.Error("disk full: answering no-space until there is free space again, then exiting for a restart",
 		"data", cfg.Data, "wait_at_most", cfg.NoSpaceWait)
-	memTable := int64(cfg.MemTableMiB) << 20
-	if memTable == 0 {
-		memTable = store.DefaultMemTableSize
-	}
-	w := spaceWait{dir: cfg.Data, need: cfg.NoSpaceFree, room: restartRoom(memTable), bound: cfg.NoSpaceWait, poll: spacePoll,
+	w := spaceWait{dir: cfg.Data, need: cfg.NoSpaceFree, room: restartRoom(st.MemTableSize()), bound: cfg.NoSpaceWait, poll: spacePoll,
 		free: diskSpace, log: cfg.Logger}
 	res := w.run(ctx, serveErr)
 	if res == spaceTimeout {

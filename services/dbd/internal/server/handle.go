@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
@@ -91,7 +90,7 @@ func (c *conn) answerError(id uint32, op wire.Op, err error) string {
 		code = wire.CodeBadRequest
 	case errors.Is(err, auth.ErrForbidden):
 		code = wire.CodeForbidden
-	case errors.Is(err, store.ErrFailed) && errors.Is(c.s.st.Err(), syscall.ENOSPC):
+	case errors.Is(err, store.ErrFailed) && store.OutOfSpace(c.s.st.Err()):
 		// The store failed because the disk is full: say so, so that a
 		// mail server can answer "insufficient system storage" (docs/wire.md
 		// §5.7). It is still a failure: nothing more is acknowledged.
@@ -316,7 +315,7 @@ func storageState(failure error) string {
 	switch {
 	case failure == nil:
 		return "ok"
-	case errors.Is(failure, syscall.ENOSPC):
+	case store.OutOfSpace(failure):
 		return "no-space"
 	}
 	return "failed"

@@ -12,6 +12,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -385,6 +386,14 @@ func (s *Store) Err() error {
 	defer s.failMu.Unlock()
 	return s.failErr
 }
+
+// OutOfSpace reports whether failure (Err's value) is a full disk: a
+// write met ENOSPC. dbd then tells clients so and waits for free space
+// before it restarts (docs/dbd.md, Disk faults).
+func OutOfSpace(failure error) bool { return errors.Is(failure, syscall.ENOSPC) }
+
+// MemTableSize returns the memtable size the store runs with.
+func (s *Store) MemTableSize() int64 { return s.opts.MemTableSize }
 
 // Close stops the writer (answering requests still queued with ErrClosed)
 // and closes Pebble. It is safe to call more than once.
