@@ -46,18 +46,30 @@ func (st *Stream) Next(ctx context.Context) (*wire.Row, error) {
 		st.rows = st.rows[1:]
 		return r, nil
 	}
+	rows, row, err := st.nextMessage(ctx)
+	if err != nil || row != nil {
+		return row, err
+	}
+	st.rows = rows[1:]
+	return &rows[0], nil
+}
+
+// nextMessage decodes the next answer message: several rows (a rows
+// answer) or one row, io.EOF at the normal end of the stream, or an error.
+// It must not be mixed with a Next that left rows of a message unread.
+func (st *Stream) nextMessage(ctx context.Context) ([]wire.Row, *wire.Row, error) {
 	if st.done {
-		return nil, io.EOF
+		return nil, nil, io.EOF
 	}
 	m, err := st.call.next(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	res, err := wire.DecodeAnswer(st.op, m)
 	if errors.Is(err, wire.ErrEndOfStream) {
 		st.done = true
 		st.call.finish()
-		return nil, io.EOF
+		return nil, nil, io.EOF
 	}
 	if err != nil {
 		var we *wire.Error
@@ -65,23 +77,22 @@ func (st *Stream) Next(ctx context.Context) (*wire.Row, error) {
 			st.done = true
 			st.call.finish()
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	if res.NotFound {
 		// The row a stream starts from does not exist (mail): the
 		// answer ends the request.
 		st.done = true
 		st.call.finish()
-		return nil, ErrNotFound
+		return nil, nil, ErrNotFound
 	}
 	if len(res.Rows) > 0 {
-		st.rows = res.Rows[1:]
-		return &res.Rows[0], nil
+		return res.Rows, nil, nil
 	}
 	if res.Row == nil {
-		return nil, fmt.Errorf("%w: %s stream sent a result instead of a row", wire.ErrMalformed, st.op)
+		return nil, nil, fmt.Errorf("%w: %s stream sent a result instead of a row", wire.ErrMalformed, st.op)
 	}
-	return res.Row, nil
+	return nil, res.Row, nil
 }
 
 // Close ends the stream, telling dbd to stop if it has not ended.
@@ -151,7 +162,7 @@ func (c *Client) Dump(ctx context.Context) (*Stream, error) {
 // ScanKeys returns the keys of up to limit of the newest rows of table t,
 // newest first: Scan, collected.
 func (c *Client) ScanKeys(ctx context.Context, t model.Table, limit int) ([]model.Key, error) {
-	rows, err := c.collect(ctx, &wire.Request{Op: wire.OpScan, Table: t, Value: uint64(max(limit, 0))})
+	rows, err := c.collect(ctx, &wire.Request{Op: wire.OpScan, Table: t, Value: uint64(max(limit, 0))}, 0)
 	if err != nil {
 		return nil, fmt.Errorf("scan %s: %w", t, err)
 	}
@@ -163,13 +174,15 @@ func (c *Client) ScanKeys(ctx context.Context, t model.Table, limit int) ([]mode
 }
 
 // collect runs a stream request to its end and returns its rows.
-func (c *Client) collect(ctx context.Context, req *wire.Request) ([]wire.Row, error) {
+// collect reads the whole answer of the streaming request req. want is
+// how many rows to make room for at once (0: grow as they come).
+func (c *Client) collect(ctx context.Context, req *wire.Request, want int) ([]wire.Row, error) {
 	for attempt := 1; ; attempt++ {
 		st, err := c.stream(ctx, req)
 		if err != nil {
 			return nil, err
 		}
-		rows, err := readAll(ctx, st)
+		rows, err := readAll(ctx, st, want)
 		if len(rows) == 0 && c.refusedBusy(st, err, attempt) {
 			continue
 		}
@@ -177,18 +190,29 @@ func (c *Client) collect(ctx context.Context, req *wire.Request) ([]wire.Row, er
 	}
 }
 
-func readAll(ctx context.Context, st *Stream) ([]wire.Row, error) {
+// readAll reads st to its end, a message's rows at a time: a mails
+// answer packs dozens of rows in a message, and copying them one by one
+// into an ever growing slice cost as many bytes as the mails themselves.
+func readAll(ctx context.Context, st *Stream, want int) ([]wire.Row, error) {
 	defer st.Close()
 	var rows []wire.Row
+	if want > 0 {
+		rows = make([]wire.Row, 0, want)
+	}
 	for {
-		row, err := st.Next(ctx)
-		if errors.Is(err, io.EOF) {
+		batch, row, err := st.nextMessage(ctx)
+		switch {
+		case errors.Is(err, io.EOF):
 			return rows, nil
-		}
-		if err != nil {
+		case err != nil:
 			return nil, err
+		case row != nil:
+			rows = append(rows, *row)
+		case rows == nil:
+			rows = batch // the first message's rows, not copied
+		default:
+			rows = append(rows, batch...)
 		}
-		rows = append(rows, *row)
 	}
 }
 
@@ -227,7 +251,7 @@ func (c *Client) Scan(ctx context.Context, t model.Table, limit int) (*Stream, e
 // number order, with content: a mailbox's receive rows as they arrived at
 // this site. Page by passing the last row's RowNo as after.
 func (c *Client) List(ctx context.Context, t model.Table, parent model.Key, after uint64, limit int) ([]wire.Row, error) {
-	rows, err := c.collect(ctx, &wire.Request{Op: wire.OpList, Table: t, Parent: &parent, After: after, Value: uint64(max(limit, 0))})
+	rows, err := c.collect(ctx, &wire.Request{Op: wire.OpList, Table: t, Parent: &parent, After: after, Value: uint64(max(limit, 0))}, 0)
 	if err != nil {
 		return nil, fmt.Errorf("list %s of %s: %w", t, parent, err)
 	}
@@ -239,7 +263,7 @@ func (c *Client) List(ctx context.Context, t model.Table, parent model.Key, afte
 // mail, header and body rows and the acknowledged delivery's received row.
 // It is ErrNotFound if the receive row does not exist.
 func (c *Client) MailRows(ctx context.Context, k model.Key) ([]wire.Row, error) {
-	rows, err := c.collect(ctx, &wire.Request{Op: wire.OpMail, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: k}})
+	rows, err := c.collect(ctx, &wire.Request{Op: wire.OpMail, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: k}}, mailRowsMax)
 	if err != nil {
 		return nil, fmt.Errorf("mail of %s: %w", k, err)
 	}
@@ -258,27 +282,36 @@ func (c *Client) MailRows(ctx context.Context, k model.Key) ([]wire.Row, error) 
 // connection (which may reach an upgraded dbd).
 func (c *Client) MailsRows(ctx context.Context, keys []model.Key, budget uint64) (map[model.Key][]wire.Row, error) {
 	req := &wire.Request{Op: wire.OpMails, Table: model.Receive, Keys: keys, Value: budget, Flag: !c.unpacked.Load()}
-	rows, err := c.collect(ctx, req)
+	rows, err := c.collect(ctx, req, mailRowsMax*len(keys))
 	if req.Flag && isCode(err, wire.CodeBadRequest) {
 		c.unpacked.Store(true)
 		req.Flag = false
-		rows, err = c.collect(ctx, req)
+		rows, err = c.collect(ctx, req, mailRowsMax*len(keys))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("mails of %d receive rows: %w", len(keys), err)
 	}
+	if len(rows) > 0 && rows[0].Table != model.Receive {
+		return nil, fmt.Errorf("%w: mails answer starts with a %s row", wire.ErrMalformed, rows[0].Table)
+	}
+	// A mail's rows come together, its receive row first: each mail's
+	// list is a window on rows, not a copy. A receive row sent twice
+	// (dbd does not) keeps the later window.
 	out := make(map[model.Key][]wire.Row, len(keys))
-	var cur model.Key
-	for i := range rows {
-		if rows[i].Table == model.Receive {
-			cur = rows[i].Key
-		} else if i == 0 {
-			return nil, fmt.Errorf("%w: mails answer starts with a %s row", wire.ErrMalformed, rows[i].Table)
+	for start := 0; start < len(rows); {
+		end := start + 1
+		for end < len(rows) && rows[end].Table != model.Receive {
+			end++
 		}
-		out[cur] = append(out[cur], rows[i])
+		out[rows[start].Key] = rows[start:end:end]
+		start = end
 	}
 	return out, nil
 }
+
+// mailRowsMax is how many rows dbd sends for one mail (op mail or mails):
+// receive, mail, header, body and received.
+const mailRowsMax = 5
 
 func isCode(err error, code wire.Code) bool {
 	var we *wire.Error

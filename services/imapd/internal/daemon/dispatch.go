@@ -132,6 +132,10 @@ func (l *chanListener) Addr() net.Addr { return l.addr }
 type registry struct {
 	mu    sync.Mutex
 	conns map[*countingConn]struct{}
+	// held lends the connections their hold buffers (heldMax bytes):
+	// a FETCH of many mails gets one that earlier FETCHes used, not a new
+	// one grown by doubling.
+	held sync.Pool
 }
 
 func (r *registry) add(c *countingConn) {
@@ -217,16 +221,26 @@ func (c *countingConn) Read(p []byte) (int, error) {
 func (c *countingConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.hold > 0 {
-		c.buf = append(c.buf, p...)
-		if len(c.buf) >= heldMax {
-			if err := c.flushLocked(); err != nil {
-				return 0, err
-			}
-		}
-		return len(p), nil
+	if c.hold == 0 {
+		return c.writeLocked(p)
 	}
-	return c.writeLocked(p)
+	if c.buf == nil {
+		if b, ok := c.reg.held.Get().(*[]byte); ok {
+			c.buf = (*b)[:0]
+		} else {
+			c.buf = make([]byte, 0, heldMax)
+		}
+	}
+	if len(c.buf)+len(p) > cap(c.buf) {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+		if len(p) >= cap(c.buf) {
+			return c.writeLocked(p)
+		}
+	}
+	c.buf = append(c.buf, p...)
+	return len(p), nil
 }
 
 func (c *countingConn) writeLocked(p []byte) (int, error) {
@@ -260,8 +274,10 @@ func (c *countingConn) Hold() (release func() error) {
 			return nil
 		}
 		err := c.flushLocked()
-		if cap(c.buf) > heldMax {
-			c.buf = nil // an idle session keeps no large buffer
+		if c.buf != nil {
+			b := c.buf
+			c.reg.held.Put(&b) // an idle session keeps no buffer
+			c.buf = nil
 		}
 		return err
 	}
