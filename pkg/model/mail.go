@@ -109,7 +109,18 @@ func Split(raw []byte) Parts {
 // p.Received is malformed or does not fit p.Header (a position beyond the
 // header's fields, a field that would merge with its neighbour).
 func Join(p Parts) ([]byte, error) {
-	out := make([]byte, 0, len(p.Header)+len(p.Received)+len(p.Body))
+	return AppendJoin(make([]byte, 0, JoinedSizeMax(p)), p)
+}
+
+// JoinedSizeMax is the most bytes Join(p) returns: the parts' lengths
+// (the Received encoding holds each field's bytes and a little more).
+func JoinedSizeMax(p Parts) int { return len(p.Header) + len(p.Received) + len(p.Body) }
+
+// AppendJoin is Join appending to dst, so that a reader of many mails can
+// join each into memory the one before it used. On error dst's bytes
+// beyond its length may have been written.
+func AppendJoin(dst []byte, p Parts) ([]byte, error) {
+	out := dst
 	h := p.Header
 	pos, index := 0, 0
 	rd := recordReader{b: p.Received}
@@ -135,7 +146,7 @@ func Join(p Parts) ([]byte, error) {
 			pos = end
 			index++
 		}
-		if len(out) > 0 && out[len(out)-1] != '\n' {
+		if len(out) > len(dst) && out[len(out)-1] != '\n' {
 			return nil, fmt.Errorf("%w: field %d would continue the line before it", ErrBadReceived, f.Index)
 		}
 		if pos < len(h) && isWSP(h[pos]) {

@@ -36,11 +36,36 @@ type Ahead struct {
 	ended   bool // the reader goroutine returned
 	cancel  context.CancelFunc
 	done    chan struct{}
+	spare   []byte // given back by Recycle, for the next mail Next joins
 }
 
+// Recycle gives back the bytes of a mail Next returned, once the caller
+// no longer needs them (nor anything sliced from them): Next joins the
+// next mail that fits into that memory instead of new memory. Optional;
+// only one buffer of at most recycleMax bytes is kept.
+func (a *Ahead) Recycle(raw []byte) {
+	if raw == nil || cap(raw) > recycleMax {
+		return
+	}
+	a.mu.Lock()
+	if !a.stopped && cap(raw) > cap(a.spare) {
+		a.spare = raw[:0]
+	}
+	a.mu.Unlock()
+}
+
+// recycleMax bounds the buffer Recycle keeps: typical mails.
+const recycleMax = 64 << 10
+
+// fetchedMail is one mail read: its rows, joined by Next (so into memory
+// a reader gave back with Recycle), or its bytes or error.
 type fetchedMail struct {
-	raw []byte
-	err error
+	msg  Message
+	rows []wire.Row // the rows of op mail, or nil
+	drop []string
+	size int // bytes held: of rows' contents, or of raw
+	raw  []byte
+	err  error
 }
 
 // ReadAhead starts reading msgs (drops[i] are msgs[i]'s dropped header
@@ -57,19 +82,27 @@ func (s *Store) ReadAhead(ctx context.Context, msgs []Message, drops [][]string,
 // Next returns the next mail's bytes, or its error; it waits for the read.
 func (a *Ahead) Next() ([]byte, error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	for len(a.ready) == 0 && !a.ended && !a.stopped {
 		a.cond.Wait()
 	}
 	if len(a.ready) == 0 {
+		a.mu.Unlock()
 		return nil, ErrAheadStopped
 	}
 	m := a.ready[0]
 	a.ready[0] = fetchedMail{}
 	a.ready = a.ready[1:]
-	a.held -= len(m.raw)
+	a.held -= m.size
+	spare := a.spare
+	if m.rows != nil {
+		a.spare = nil
+	}
 	a.cond.Broadcast()
-	return m.raw, m.err
+	a.mu.Unlock()
+	if m.rows == nil {
+		return m.raw, m.err
+	}
+	return joinRows(m.msg, m.rows, m.drop, spare)
 }
 
 // Stop cancels the read in progress and waits for the reader to end.
@@ -78,17 +111,28 @@ func (a *Ahead) Stop() {
 	a.mu.Lock()
 	a.stopped = true
 	a.ready = nil
+	a.spare = nil
 	a.cond.Broadcast()
 	a.mu.Unlock()
 	<-a.done
 }
 
-// put hands one mail to Next.
+// put hands one mail's bytes or error to Next.
 func (a *Ahead) put(raw []byte, err error) {
+	a.add(fetchedMail{raw: raw, err: err, size: len(raw)})
+}
+
+// putRows hands one mail's rows to Next, which joins them.
+func (a *Ahead) putRows(msg Message, rows []wire.Row, drop []string) {
+	p, _ := rowParts(rows)
+	a.add(fetchedMail{msg: msg, rows: rows, drop: drop, size: model.JoinedSizeMax(p)})
+}
+
+func (a *Ahead) add(m fetchedMail) {
 	a.mu.Lock()
 	if !a.stopped {
-		a.ready = append(a.ready, fetchedMail{raw, err})
-		a.held += len(raw)
+		a.ready = append(a.ready, m)
+		a.held += m.size
 	}
 	a.cond.Broadcast()
 	a.mu.Unlock()
@@ -217,7 +261,7 @@ func (a *Ahead) run(ctx context.Context, s *Store, msgs []Message, drops [][]str
 				a.put(nil, fmt.Errorf("read mail %s: %w", msgs[i].Mail, client.ErrNotFound))
 				continue
 			}
-			a.put(joinRows(msgs[i], rows, drops[i]))
+			a.putRows(msgs[i], rows, drops[i])
 		}
 		pos = end
 		if end < r.end {

@@ -213,3 +213,38 @@ func TestReadAheadOldDBD(t *testing.T) {
 		t.Fatalf("missing mail b: %v, want ErrNotFound", err)
 	}
 }
+
+// TestReadAheadRecycle: the memory of a mail given back with Recycle is
+// where Next joins the next one, every mail still comes whole and in
+// order, and a buffer larger than recycleMax is not kept.
+func TestReadAheadRecycle(t *testing.T) {
+	const size = 1000
+	db, msgs, raws := aheadMails(300, size)
+	a := New(db).ReadAhead(context.Background(), msgs, make([][]string, len(msgs)), 8*size, time.Minute)
+	defer a.Stop()
+	given := map[*byte]bool{}
+	reused := 0
+	for i := range msgs {
+		raw, err := a.Next()
+		if err != nil || string(raw) != string(raws[i]) {
+			t.Fatalf("mail %d = %.30q, %v", i, raw, err)
+		}
+		if given[&raw[:1][0]] {
+			reused++
+		}
+		given[&raw[:1][0]] = true
+		a.Recycle(raw)
+		// Overwrite what was given back, as the next use of the
+		// memory will: a mail still held by Ahead must not change.
+		clear(raw)
+	}
+	if reused < len(msgs)-10 {
+		t.Fatalf("%d of %d mails joined into recycled memory", reused, len(msgs))
+	}
+	a.Recycle(make([]byte, 0, recycleMax+1))
+	a.mu.Lock()
+	if cap(a.spare) > recycleMax {
+		t.Errorf("a buffer of %d bytes kept", cap(a.spare))
+	}
+	a.mu.Unlock()
+}

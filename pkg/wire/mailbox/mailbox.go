@@ -229,7 +229,7 @@ func (s *Store) Fetch(ctx context.Context, m Message, drop []string) ([]byte, er
 	if err != nil {
 		return nil, fmt.Errorf("read mail %s: %w", m.Mail, err)
 	}
-	return joinRows(m, rows, drop)
+	return joinRows(m, rows, drop, nil)
 }
 
 // FetchMany is Fetch for several mails: raws[i] and errs[i] are msgs[i]'s,
@@ -258,7 +258,7 @@ func (s *Store) FetchMany(ctx context.Context, msgs []Message, drops [][]string)
 			case !ok:
 				errs[start+i] = fmt.Errorf("read mail %s: %w", part[i].Mail, client.ErrNotFound)
 			default:
-				raws[start+i], errs[start+i] = joinRows(part[i], rows, drops[start+i])
+				raws[start+i], errs[start+i] = joinRows(part[i], rows, drops[start+i], nil)
 			}
 		}
 	}
@@ -266,9 +266,32 @@ func (s *Store) FetchMany(ctx context.Context, msgs []Message, drops [][]string)
 }
 
 // joinRows makes m's bytes from the rows of op mail, without the header
-// fields drop names.
-func joinRows(m Message, rows []wire.Row, drop []string) ([]byte, error) {
-	var p model.Parts
+// fields drop names, in buf's memory if it is large enough (nil: new
+// memory).
+func joinRows(m Message, rows []wire.Row, drop []string, buf []byte) ([]byte, error) {
+	p, whole := rowParts(rows)
+	if !whole {
+		return nil, fmt.Errorf("read mail %s: header or body not on this site yet: %w", m.Mail, client.ErrNotFound)
+	}
+	if cap(buf) < model.JoinedSizeMax(p) {
+		buf = make([]byte, 0, model.JoinedSizeMax(p))
+	}
+	raw, err := model.AppendJoin(buf[:0], p)
+	if err != nil {
+		// A received row that does not fit its header (it cannot happen
+		// for rows smtpd wrote): the mail without trace fields is better
+		// than no mail.
+		p.Received = nil
+		if raw, err = model.AppendJoin(buf[:0], p); err != nil {
+			return nil, fmt.Errorf("join mail %s: %w", m.Mail, err)
+		}
+	}
+	return DropFields(raw, drop), nil
+}
+
+// rowParts picks a mail's parts from the rows of op mail; whole is false
+// when its header or body row is missing.
+func rowParts(rows []wire.Row) (p model.Parts, whole bool) {
 	var header, body bool
 	for i := range rows {
 		switch r := &rows[i]; r.Table {
@@ -280,20 +303,7 @@ func joinRows(m Message, rows []wire.Row, drop []string) ([]byte, error) {
 			p.Received = r.Content
 		}
 	}
-	if !header || !body {
-		return nil, fmt.Errorf("read mail %s: header or body not on this site yet: %w", m.Mail, client.ErrNotFound)
-	}
-	raw, err := model.Join(p)
-	if err != nil {
-		// A received row that does not fit its header (it cannot happen
-		// for rows smtpd wrote): the mail without trace fields is better
-		// than no mail.
-		p.Received = nil
-		if raw, err = model.Join(p); err != nil {
-			return nil, fmt.Errorf("join mail %s: %w", m.Mail, err)
-		}
-	}
-	return DropFields(raw, drop), nil
+	return p, header && body
 }
 
 // sizePrefix starts the receive column that caches a mail's size (see

@@ -60,11 +60,10 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			return err
 		}
 	}
-	var next func() ([]byte, error)
+	var ra *mailbox.Ahead
 	if needsContent(options) && len(idx) > 1 {
-		ra := s.readAhead(idx)
+		ra = s.readAhead(idx)
 		defer ra.Stop()
-		next = ra.Next
 	}
 	if len(idx) > 1 {
 		// The responses go out in large writes, not one per mail; the
@@ -78,13 +77,18 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	}
 	for _, i := range idx {
 		var raw []byte
-		if next != nil {
-			if raw, err = next(); err != nil {
+		if ra != nil {
+			if raw, err = ra.Next(); err != nil {
 				return err
 			}
 		}
 		if err := s.fetchOne(ctx, w, i, options, seen[i], raw); err != nil {
 			return err
+		}
+		if ra != nil {
+			// fetchOne wrote what it took from raw to the client's
+			// buffer and kept nothing of it.
+			ra.Recycle(raw)
 		}
 		// Each mail gets the whole timeout: a big FETCH is not one call.
 		cancel()
