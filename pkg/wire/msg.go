@@ -748,6 +748,12 @@ func (d *dec) resultBody(op Op) *Result {
 		res.Row = &row
 	case OpBatch, OpMerge:
 		n := d.count(max(MaxBatchOps, MaxMergeRows))
+		// Sized at once (a result takes at least three bytes, so a
+		// false count cannot make it large): grown by appends, a batch's
+		// results cost smtpd more memory than the rest of its answers.
+		if n > 0 {
+			res.Results = make([]Result, 0, min(n, uint64(len(d.b))/3))
+		}
 		for i := uint64(0); i < n && d.err == nil; i++ {
 			var r Result
 			r.NotFound = d.bool()
