@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/imapd/internal/testkit"
 )
 
@@ -194,6 +196,67 @@ func appendMail(c *imapclient.Client, box, raw string, fl []imap.Flag, date time
 		return nil, err
 	}
 	return cmd.Wait()
+}
+
+// TestJunkKeywordFeedback: STORE of $Junk (or Thunderbird's Junk) is spam
+// feedback and of $NotJunk (or NonJunk) ham feedback, as a move into or
+// out of Junk is; clearing them, or setting both at once, records
+// nothing.
+func TestJunkKeywordFeedback(t *testing.T) {
+	k := start(t)
+	for i := 1; i <= 3; i++ {
+		k.deliver(mail(i))
+	}
+	c := k.loggedIn(nil)
+	k.selectBox(c, "INBOX")
+	store := func(n uint32, op imap.StoreFlagsOp, fl ...imap.Flag) {
+		t.Helper()
+		if err := c.Store(imap.SeqSetNum(n), &imap.StoreFlags{Op: op, Silent: true, Flags: fl}, nil).Close(); err != nil {
+			t.Fatalf("STORE %v %v: %v", op, fl, err)
+		}
+	}
+	// feedback returns mail i's feedback column (0: no feedback row).
+	feedback := func(i int) uint64 {
+		t.Helper()
+		rk := model.KeyOf(model.Receive, model.ReceiveContent(model.NewMailRows([]byte(mail(i))).MailKey, model.KeyOf(model.Mailbox, model.MailboxContent(address))))
+		row, err := k.admin.FindKey(k.ctx, model.Text, model.KeyOf(model.Text, model.FeedbackContent(rk, login)))
+		if errors.Is(err, client.ErrNotFound) {
+			return 0
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return row.State.Col(model.ColFeedback)
+	}
+	verdict := func(i int, wantSpam bool) uint64 {
+		t.Helper()
+		v := feedback(i)
+		if spam, ok := model.DecodeFeedback(v); !ok || spam != wantSpam {
+			t.Fatalf("mail %d: feedback %d (spam %v, %v), want spam %v", i, v, spam, ok, wantSpam)
+		}
+		return v
+	}
+	store(1, imap.StoreFlagsAdd, imap.FlagJunk)
+	spamV := verdict(1, true)
+	store(2, imap.StoreFlagsAdd, "NonJunk")
+	verdict(2, false)
+	// Clearing $Junk is not "this is ham".
+	store(1, imap.StoreFlagsDel, imap.FlagJunk)
+	if v := feedback(1); v != spamV {
+		t.Fatalf("feedback after -FLAGS $Junk = %d, want unchanged %d", v, spamV)
+	}
+	// Both at once say nothing; then $NotJunk alone is newer ham.
+	store(3, imap.StoreFlagsSet, imap.FlagJunk, imap.FlagNotJunk)
+	if v := feedback(3); v != 0 {
+		t.Fatalf("feedback after $Junk and $NotJunk at once = %d, want none", v)
+	}
+	time.Sleep(2 * time.Millisecond) // a later verdict has a later time
+	store(1, imap.StoreFlagsAdd, imap.FlagNotJunk)
+	if v := verdict(1, false); v <= spamV {
+		t.Fatalf("ham feedback %d not newer than the spam feedback %d", v, spamV)
+	}
+	store(3, imap.StoreFlagsSet, "Junk")
+	verdict(3, true)
 }
 
 func TestAppendCopyMoveFeedback(t *testing.T) {

@@ -63,6 +63,19 @@ var wellKnown = map[string]imap.Flag{
 	"nonjunk":    "NonJunk",
 }
 
+// Junk reports whether flag is a keyword mail clients set to say "this
+// is spam" ($Junk, and Thunderbird's older Junk) or "this is not spam"
+// ($NotJunk, NonJunk); ok is false for every other flag.
+func Junk(flag imap.Flag) (spam, ok bool) {
+	switch strings.ToLower(string(flag)) {
+	case "$junk", "junk":
+		return true, true
+	case "$notjunk", "nonjunk":
+		return false, true
+	}
+	return false, false
+}
+
 // Permanent lists the flags every mailbox offers (FLAGS, PERMANENTFLAGS
 // adds \*).
 var Permanent = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}

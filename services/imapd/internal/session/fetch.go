@@ -353,12 +353,16 @@ func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp,
 	var texts [][]byte
 	var sets []store.ColumnSet
 	want := map[string]bool{} // column -> set
+	junk := map[string]bool{} // column of a junk keyword -> it says spam
 	for _, f := range fl {
 		col, text, ok := flags.Column(f)
 		if !ok {
 			continue
 		}
 		want[col] = true
+		if spam, ok := flags.Junk(f); ok {
+			junk[col] = spam
+		}
 		if text != nil && !slices.ContainsFunc(texts, func(t []byte) bool { return bytes.Equal(t, text) }) {
 			texts = append(texts, text)
 		}
@@ -369,6 +373,7 @@ func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp,
 		v   uint64
 	}
 	var changes []change
+	var spam, ham []model.Key // mails a junk keyword was set on
 	for _, i := range idx {
 		cols := sel.msgs[i].m.State.Cols
 		target := map[string]bool{}
@@ -400,9 +405,34 @@ func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp,
 			changes = append(changes, change{i, c, v})
 			sets = append(sets, store.ColumnSet{Receive: sel.msgs[i].m.Receive, Column: c, Value: v})
 		}
+		// Setting $Junk or $NotJunk is the user's verdict, as a move
+		// into or out of Junk is (clients that mark junk without moving
+		// it, or before they move it). Both at once say nothing.
+		says := map[bool]bool{}
+		for c, isSpam := range junk {
+			if target[c] {
+				says[isSpam] = true
+			}
+		}
+		if len(says) == 1 {
+			if says[true] {
+				spam = append(spam, sel.msgs[i].m.Receive)
+			} else {
+				ham = append(ham, sel.msgs[i].m.Receive)
+			}
+		}
 	}
 	if len(sets) == 0 {
 		return nil
+	}
+	for _, v := range []struct {
+		keys []model.Key
+		spam bool
+	}{{spam, true}, {ham, false}} {
+		if len(v.keys) > 0 {
+			t, fs := feedback(s.acct.Login, v.keys, v.spam, s.b.cfg.Now())
+			texts, sets = append(texts, t...), append(sets, fs...)
+		}
 	}
 	if err := s.b.cfg.Store.SetColumns(ctx, texts, sets); err != nil {
 		return err
