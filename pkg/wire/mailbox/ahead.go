@@ -60,7 +60,7 @@ const recycleMax = 64 << 10
 // fetchedMail is one mail read: its rows, joined by Next (so into memory
 // a reader gave back with Recycle), or its bytes or error.
 type fetchedMail struct {
-	msg  Message
+	msg  *Message   // an element of the reader's msgs
 	rows []wire.Row // the rows of op mail, or nil
 	drop []string
 	size int // bytes held: of rows' contents, or of raw
@@ -102,7 +102,7 @@ func (a *Ahead) Next() ([]byte, error) {
 	if m.rows == nil {
 		return m.raw, m.err
 	}
-	return joinRows(m.msg, m.rows, m.drop, spare)
+	return joinRows(*m.msg, m.rows, m.drop, spare)
 }
 
 // Stop cancels the read in progress and waits for the reader to end.
@@ -123,7 +123,7 @@ func (a *Ahead) put(raw []byte, err error) {
 }
 
 // putRows hands one mail's rows to Next, which joins them.
-func (a *Ahead) putRows(msg Message, rows []wire.Row, drop []string) {
+func (a *Ahead) putRows(msg *Message, rows []wire.Row, drop []string) {
 	p, _ := rowParts(rows)
 	a.add(fetchedMail{msg: msg, rows: rows, drop: drop, size: model.JoinedSizeMax(p)})
 }
@@ -261,7 +261,7 @@ func (a *Ahead) run(ctx context.Context, s *Store, msgs []Message, drops [][]str
 				a.put(nil, fmt.Errorf("read mail %s: %w", msgs[i].Mail, client.ErrNotFound))
 				continue
 			}
-			a.putRows(msgs[i], rows, drops[i])
+			a.putRows(&msgs[i], rows, drops[i])
 		}
 		pos = end
 		if end < r.end {
