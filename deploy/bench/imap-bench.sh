@@ -9,4 +9,4 @@ set -eu
 cd "$(dirname "$0")/../../services/imapd"
 TWINMX_BENCH=1 TWINMX_BENCH_MAILS="${1:-1000}" \
 	go test -count=1 -timeout 20m -run TestBenchFetchVsDovecot -v ./test/ |
-	grep -E 'FETCH BODY|imapd:|dovecot:|ratio|CPU during|^(--- |ok|FAIL)'
+	grep -E 'FETCH BODY|imapd:|dovecot:|ratio|CPU during|again|^(--- |ok|FAIL)'
