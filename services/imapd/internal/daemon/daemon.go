@@ -87,6 +87,9 @@ type Config struct {
 	// onConn, if set, sees each accepted connection (tests in this
 	// package: the read deadlines go-imap sets).
 	onConn func(*countingConn)
+	// wrapStore, if set, puts a store in front of the one over dbd (tests
+	// in this package: a watch whose events come late).
+	wrapStore func(session.Store) session.Store
 }
 
 // Validate reports every problem of cfg at once.
@@ -157,8 +160,12 @@ func Run(ctx context.Context, cfg Config) error {
 
 	sessCtx, stopSessions := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSessions()
+	var st session.Store = store.New(db)
+	if cfg.wrapStore != nil {
+		st = cfg.wrapStore(st)
+	}
 	be := session.NewBackend(sessCtx, session.Config{
-		Store: store.New(db), Logger: log, Metrics: m,
+		Store: st, Logger: log, Metrics: m,
 		AllowPlaintext: cfg.AllowPlaintext, PlaintextFrom: cfg.PlaintextFrom, DBTimeout: cfg.DBTimeout, IdleKeepalive: cfg.IdleKeepalive, AppendMemory: cfg.AppendMemory, AppendWait: cfg.AppendWait, Now: cfg.Now,
 		AuthLimit:     mailbox.NewAuthLimiter(cmp.Or(cfg.MaxAuthFailures, 10), cmp.Or(cfg.AuthFailWindow, 15*time.Minute)),
 		AuthFailDelay: cmp.Or(cfg.AuthFailDelay, 2*time.Second),

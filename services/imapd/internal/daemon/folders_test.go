@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +16,8 @@ import (
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/services/imapd/internal/session"
+	"github.com/twinmx/twinmx/services/imapd/internal/store"
 	"github.com/twinmx/twinmx/services/imapd/internal/testkit"
 )
 
@@ -441,4 +445,78 @@ func parseU(t *testing.T, s string) uint64 {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// lateWatch is a store whose watch events each come 300 ms late, as they
+// may on a loaded machine.
+type lateWatch struct{ session.Store }
+
+func (s lateWatch) Watch(ctx context.Context, box model.Key) (store.Events, error) {
+	ev, err := s.Store.Watch(ctx, box)
+	if err != nil {
+		return nil, err
+	}
+	return lateEvents{ev}, nil
+}
+
+type lateEvents struct{ store.Events }
+
+func (e lateEvents) Next(ctx context.Context) (*wire.Row, error) {
+	row, err := e.Events.Next(ctx)
+	if err == nil {
+		select {
+		case <-time.After(300 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	return row, err
+}
+
+// TestAppendToSelectedSaysExists: an APPEND into the selected folder is
+// answered with its untagged EXISTS before the tagged OK (RFC 9051
+// §6.3.12), not at whichever later command comes after dbd's watch event
+// (here each event comes 300 ms late; CI once saw a NOOP right after an
+// APPEND miss the new mail).
+func TestAppendToSelectedSaysExists(t *testing.T) {
+	k := startWith(t, func(c *Config) {
+		c.wrapStore = func(s session.Store) session.Store { return lateWatch{s} }
+	})
+	k.deliver(mail(1))
+	r := k.raw()
+	r.send("a1 LOGIN " + login + " \"" + password + "\"\r\n")
+	if s := r.until("a1 "); !strings.HasPrefix(s, "a1 OK") {
+		t.Fatalf("login: %q", s)
+	}
+	r.send("a2 SELECT INBOX\r\n")
+	if s := r.until("a2 "); !strings.HasPrefix(s, "a2 OK") {
+		t.Fatalf("select: %q", s)
+	}
+	// response reads one command's answer: whether an untagged EXISTS
+	// of want came before the tagged line.
+	response := func(tag string, want int) (exists bool, tagged string) {
+		for i := 0; i < 1000; i++ {
+			s := r.line()
+			if strings.HasPrefix(s, tag+" ") {
+				return exists, s
+			}
+			exists = exists || s == fmt.Sprintf("* %d EXISTS\r\n", want)
+		}
+		t.Fatalf("no answer to %s", tag)
+		return false, ""
+	}
+	n := 1
+	for i := range 10 {
+		body := fmt.Sprintf("Subject: appended %d\r\n\r\nbody %d\r\n", i, i)
+		tag := fmt.Sprintf("b%d", i)
+		r.send(fmt.Sprintf("%s APPEND INBOX {%d}\r\n", tag, len(body)))
+		if s := r.line(); !strings.HasPrefix(s, "+") {
+			t.Fatalf("APPEND literal: %q", s)
+		}
+		r.send(body + "\r\n")
+		n++
+		exists, s := response(tag, n)
+		if !strings.HasPrefix(s, tag+" OK") || !exists {
+			t.Fatalf("APPEND %d into the selected INBOX: EXISTS %d before %q: %v", i, n, s, exists)
+		}
+	}
 }

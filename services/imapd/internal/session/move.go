@@ -102,6 +102,7 @@ func (s *Session) copyTo(ctx context.Context, idx []int, dst *folder, move bool)
 	if err != nil {
 		return nil, err
 	}
+	s.wroteTo(dst)
 	var dstUIDs imap.UIDSet
 	for _, n := range nos {
 		dstUIDs.AddNum(imap.UID(n))
@@ -296,9 +297,20 @@ func (s *Session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if nos[0] > 1<<32-1 {
 		return nil, fmt.Errorf("append: UID %d beyond 32 bits", nos[0])
 	}
+	s.wroteTo(dst)
 	uv, err := s.uidValidity(ctx, inc, dst)
 	if err != nil {
 		return nil, err
 	}
 	return &imap.AppendData{UID: imap.UID(nos[0]), UIDValidity: uv}, nil
+}
+
+// wroteTo marks the selected view dirty after this session put mail into
+// dst, if dst is the selected folder: the poll after the command then
+// lists it (RFC 9051 §6.3.12: the client should hear EXISTS at once),
+// rather than whichever poll comes after dbd's watch event reaches us.
+func (s *Session) wroteTo(dst *folder) {
+	if s.sel != nil && dst.id == s.sel.folder.id {
+		s.sel.watch.mark()
+	}
 }
