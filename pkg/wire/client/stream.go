@@ -173,9 +173,8 @@ func (c *Client) ScanKeys(ctx context.Context, t model.Table, limit int) ([]mode
 	return keys, nil
 }
 
-// collect runs a stream request to its end and returns its rows.
-// collect reads the whole answer of the streaming request req. want is
-// how many rows to make room for at once (0: grow as they come).
+// collect runs the stream request req to its end and returns its rows.
+// want is how many rows to make room for at once (0: grow as they come).
 func (c *Client) collect(ctx context.Context, req *wire.Request, want int) ([]wire.Row, error) {
 	for attempt := 1; ; attempt++ {
 		st, err := c.stream(ctx, req)
