@@ -408,18 +408,17 @@ func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp,
 		// Setting $Junk or $NotJunk is the user's verdict, as a move
 		// into or out of Junk is (clients that mark junk without moving
 		// it, or before they move it). Both at once say nothing.
-		says := map[bool]bool{}
+		var saysSpam, saysHam bool
 		for c, isSpam := range junk {
 			if target[c] {
-				says[isSpam] = true
+				saysSpam, saysHam = saysSpam || isSpam, saysHam || !isSpam
 			}
 		}
-		if len(says) == 1 {
-			if says[true] {
-				spam = append(spam, sel.msgs[i].m.Receive)
-			} else {
-				ham = append(ham, sel.msgs[i].m.Receive)
-			}
+		switch {
+		case saysSpam && !saysHam:
+			spam = append(spam, sel.msgs[i].m.Receive)
+		case saysHam && !saysSpam:
+			ham = append(ham, sel.msgs[i].m.Receive)
 		}
 	}
 	if len(sets) == 0 {
