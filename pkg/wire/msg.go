@@ -71,6 +71,10 @@ const (
 	MaxPackedRows = 4096 // rows in one rows answer
 )
 
+// MailRows is the most rows an answer to op mail or mails carries for one
+// mail: its receive, mail, header, body and received rows.
+const MailRows = 5
+
 // MailsPacked is the only flag a mails request may carry (docs/wire.md
 // §5.4): answer in rows messages (KindRows), several rows a message, not
 // one event a row.

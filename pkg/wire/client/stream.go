@@ -262,7 +262,7 @@ func (c *Client) List(ctx context.Context, t model.Table, parent model.Key, afte
 // mail, header and body rows and the acknowledged delivery's received row.
 // It is ErrNotFound if the receive row does not exist.
 func (c *Client) MailRows(ctx context.Context, k model.Key) ([]wire.Row, error) {
-	rows, err := c.collect(ctx, &wire.Request{Op: wire.OpMail, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: k}}, mailRowsMax)
+	rows, err := c.collect(ctx, &wire.Request{Op: wire.OpMail, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: k}}, wire.MailRows)
 	if err != nil {
 		return nil, fmt.Errorf("mail of %s: %w", k, err)
 	}
@@ -281,11 +281,11 @@ func (c *Client) MailRows(ctx context.Context, k model.Key) ([]wire.Row, error) 
 // connection (which may reach an upgraded dbd).
 func (c *Client) MailsRows(ctx context.Context, keys []model.Key, budget uint64) (map[model.Key][]wire.Row, error) {
 	req := &wire.Request{Op: wire.OpMails, Table: model.Receive, Keys: keys, Value: budget, Flag: !c.unpacked.Load()}
-	rows, err := c.collect(ctx, req, mailRowsMax*len(keys))
+	rows, err := c.collect(ctx, req, wire.MailRows*len(keys))
 	if req.Flag && isCode(err, wire.CodeBadRequest) {
 		c.unpacked.Store(true)
 		req.Flag = false
-		rows, err = c.collect(ctx, req, mailRowsMax*len(keys))
+		rows, err = c.collect(ctx, req, wire.MailRows*len(keys))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("mails of %d receive rows: %w", len(keys), err)
@@ -307,10 +307,6 @@ func (c *Client) MailsRows(ctx context.Context, keys []model.Key, budget uint64)
 	}
 	return out, nil
 }
-
-// mailRowsMax is how many rows dbd sends for one mail (op mail or mails):
-// receive, mail, header, body and received.
-const mailRowsMax = 5
 
 func isCode(err error, code wire.Code) bool {
 	var we *wire.Error

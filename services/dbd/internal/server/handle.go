@@ -591,7 +591,7 @@ func (c *conn) serveMails(ctx context.Context, id uint32, req *wire.Request) (st
 	// Room for every row at once (five a mail, at most wire.MaxMailsKeys
 	// mails): grown by appends, the list cost dbd as much memory as the
 	// mails' contents.
-	rows := make([]store.Row, 0, mailRowsMax*len(req.Keys))
+	rows := make([]store.Row, 0, wire.MailRows*len(req.Keys))
 	var bytes uint64
 	for _, k := range req.Keys {
 		n := len(rows)
@@ -613,9 +613,6 @@ func (c *conn) serveMails(ctx context.Context, id uint32, req *wire.Request) (st
 	}
 	return "ok", c.sendRows(ctx, id, v, rows)
 }
-
-// mailRowsMax is the most rows mailRows appends for one mail.
-const mailRowsMax = 5
 
 // mailRows appends to rows those that make the mail of receive row rk:
 // the receive row, then (those present) its mail, header and body rows
