@@ -57,15 +57,16 @@ func (a *Ahead) Recycle(raw []byte) {
 // recycleMax bounds the buffer Recycle keeps: typical mails.
 const recycleMax = 64 << 10
 
-// fetchedMail is one mail read: its rows, joined by Next (so into memory
+// fetchedMail is one mail read: its parts, joined by Next (so into memory
 // a reader gave back with Recycle), or its bytes or error.
 type fetchedMail struct {
-	msg  *Message   // an element of the reader's msgs
-	rows []wire.Row // the rows of op mail, or nil
-	drop []string
-	size int // bytes held: of rows' contents, or of raw
-	raw  []byte
-	err  error
+	msg   *Message // an element of the reader's msgs; nil: raw and err
+	parts model.Parts
+	whole bool // parts has a header and a body
+	drop  []string
+	size  int // bytes held: of parts, or of raw
+	raw   []byte
+	err   error
 }
 
 // ReadAhead starts reading msgs (drops[i] are msgs[i]'s dropped header
@@ -94,15 +95,15 @@ func (a *Ahead) Next() ([]byte, error) {
 	a.ready = a.ready[1:]
 	a.held -= m.size
 	spare := a.spare
-	if m.rows != nil {
+	if m.msg != nil {
 		a.spare = nil
 	}
 	a.cond.Broadcast()
 	a.mu.Unlock()
-	if m.rows == nil {
+	if m.msg == nil {
 		return m.raw, m.err
 	}
-	return joinRows(*m.msg, m.rows, m.drop, spare)
+	return joinParts(*m.msg, m.parts, m.whole, m.drop, spare)
 }
 
 // Stop cancels the read in progress and waits for the reader to end.
@@ -124,8 +125,8 @@ func (a *Ahead) put(raw []byte, err error) {
 
 // putRows hands one mail's rows to Next, which joins them.
 func (a *Ahead) putRows(msg *Message, rows []wire.Row, drop []string) {
-	p, _ := rowParts(rows)
-	a.add(fetchedMail{msg: msg, rows: rows, drop: drop, size: model.JoinedSizeMax(p)})
+	p, whole := rowParts(rows)
+	a.add(fetchedMail{msg: msg, parts: p, whole: whole, drop: drop, size: model.JoinedSizeMax(p)})
 }
 
 func (a *Ahead) add(m fetchedMail) {

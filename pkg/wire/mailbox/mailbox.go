@@ -229,7 +229,7 @@ func (s *Store) Fetch(ctx context.Context, m Message, drop []string) ([]byte, er
 	if err != nil {
 		return nil, fmt.Errorf("read mail %s: %w", m.Mail, err)
 	}
-	return joinRows(m, rows, drop, nil)
+	return joinRows(m, rows, drop)
 }
 
 // FetchMany is Fetch for several mails: raws[i] and errs[i] are msgs[i]'s,
@@ -258,7 +258,7 @@ func (s *Store) FetchMany(ctx context.Context, msgs []Message, drops [][]string)
 			case !ok:
 				errs[start+i] = fmt.Errorf("read mail %s: %w", part[i].Mail, client.ErrNotFound)
 			default:
-				raws[start+i], errs[start+i] = joinRows(part[i], rows, drops[start+i], nil)
+				raws[start+i], errs[start+i] = joinRows(part[i], rows, drops[start+i])
 			}
 		}
 	}
@@ -266,10 +266,16 @@ func (s *Store) FetchMany(ctx context.Context, msgs []Message, drops [][]string)
 }
 
 // joinRows makes m's bytes from the rows of op mail, without the header
-// fields drop names, in buf's memory if it is large enough (nil: new
-// memory).
-func joinRows(m Message, rows []wire.Row, drop []string, buf []byte) ([]byte, error) {
+// fields drop names.
+func joinRows(m Message, rows []wire.Row, drop []string) ([]byte, error) {
 	p, whole := rowParts(rows)
+	return joinParts(m, p, whole, drop, nil)
+}
+
+// joinParts makes m's bytes from its parts (whole: the header and body
+// were there), without the header fields drop names, in buf's memory if
+// it is large enough (nil: new memory).
+func joinParts(m Message, p model.Parts, whole bool, drop []string, buf []byte) ([]byte, error) {
 	if !whole {
 		return nil, fmt.Errorf("read mail %s: header or body not on this site yet: %w", m.Mail, client.ErrNotFound)
 	}
