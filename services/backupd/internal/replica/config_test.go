@@ -123,6 +123,24 @@ func TestLagTracker(t *testing.T) {
 	}
 }
 
+// TestLagTrackerStampGap: the source restarted, and its stamps jumped from
+// 9 to above 1,000,000 (wire.Stamps); the lag in rows counts changes, not
+// the stamps of the gap.
+func TestLagTrackerStampGap(t *testing.T) {
+	var l lagTracker
+	t0 := time.Unix(1000, 0)
+	l.seen(9, t0)
+	l.done(6)
+	l.status(wire.Stamps{Last: 1000004, Before: 9, Floor: 1000000}, t0.Add(time.Second))
+	if rows, _ := l.values(t0.Add(2 * time.Second)); rows != 3+4 {
+		t.Fatalf("values across the gap = %d rows, want 7", rows)
+	}
+	l.done(1000001)
+	if rows, _ := l.values(t0.Add(2 * time.Second)); rows != 3 {
+		t.Fatalf("after merging into the new run: %d rows, want 3", rows)
+	}
+}
+
 func TestQueueBounds(t *testing.T) {
 	q := newQueue(100)
 	big := &wire.Row{Content: make([]byte, 500)}

@@ -190,7 +190,10 @@ type lagTracker struct {
 	mu     sync.Mutex
 	head   uint64 // highest source stamp known (stream rows, status)
 	merged uint64 // highest source stamp merged
-	marks  []lagMark
+	// run is the source's stamp gap from its last status (Before and
+	// Floor; Last unused): the stamps in it stand for no change.
+	run   wire.Stamps
+	marks []lagMark
 }
 
 // lagMark: stamp was first known to exist at the source at time at.
@@ -233,13 +236,20 @@ func (l *lagTracker) done(stamp uint64) {
 	l.marks = l.marks[i:]
 }
 
-// values returns the lag in stamps and in seconds at now.
+// status takes the source's stamp figures from a status answer.
+func (l *lagTracker) status(st wire.Stamps, at time.Time) {
+	l.mu.Lock()
+	l.run = st
+	l.mu.Unlock()
+	l.seen(st.Last, at)
+}
+
+// values returns the lag in changes (stamps that may stand for a change)
+// and in seconds at now.
 func (l *lagTracker) values(now time.Time) (rows uint64, secs float64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.head > l.merged {
-		rows = l.head - l.merged
-	}
+	rows = wire.Stamps{Last: l.head, Before: l.run.Before, Floor: l.run.Floor}.Behind(l.merged)
 	if len(l.marks) > 0 {
 		secs = now.Sub(l.marks[0].at).Seconds()
 	}

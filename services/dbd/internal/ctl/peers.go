@@ -40,7 +40,7 @@ func statusCmd() *cli.Command {
 type peerSite struct {
 	name, addr string
 	cl         *client.Client
-	stamp      uint64
+	stamps     wire.Stamps
 	err        error
 }
 
@@ -105,11 +105,7 @@ func peerStatus(c *cli.Context) error {
 			case src.err != nil:
 				fmt.Fprintf(w, "%s -> %s: cursor %d, lag unknown (%s unreachable)\n", src.name, dst.name, cur, src.name)
 			default:
-				lag := uint64(0)
-				if src.stamp > cur {
-					lag = src.stamp - cur
-				}
-				fmt.Fprintf(w, "%s -> %s: cursor %d, lag %d changes\n", src.name, dst.name, cur, lag)
+				fmt.Fprintf(w, "%s -> %s: cursor %d, lag %d changes\n", src.name, dst.name, cur, src.stamps.Behind(cur))
 			}
 		}
 	}
@@ -122,13 +118,13 @@ func siteLine(ctx context.Context, s *peerSite) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if s.stamps, err = wire.StampsOf(figs); err != nil {
+		return "", err
+	}
 	var rows uint64
 	for _, f := range figs {
-		v, _ := strconv.ParseUint(f.Value, 10, 64)
-		switch {
-		case f.Name == "stamp":
-			s.stamp = v
-		case strings.HasPrefix(f.Name, "rows."):
+		if strings.HasPrefix(f.Name, "rows.") {
+			v, _ := strconv.ParseUint(f.Value, 10, 64)
 			rows += v
 		}
 	}
@@ -137,7 +133,7 @@ func siteLine(ctx context.Context, s *peerSite) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("stamp %d, %d rows, %d mails not backed up (of the newest %d receive rows)",
-		s.stamp, rows, unmarked, scanned), nil
+		s.stamps.Last, rows, unmarked, scanned), nil
 }
 
 // countUnmarked counts receive rows without the backed-up mark among the

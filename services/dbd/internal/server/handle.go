@@ -286,9 +286,12 @@ func (c *conn) serveCheckpoint(id uint32, req *wire.Request) error {
 
 func (c *conn) serveStatus(id uint32) error {
 	st := c.s.st
+	before, floor := st.StampRun()
 	figs := []wire.Figure{
 		{Name: "site", Value: st.Site()},
 		{Name: "stamp", Value: strconv.FormatUint(st.LastStamp(), 10)},
+		{Name: "stamp.before", Value: strconv.FormatUint(before, 10)},
+		{Name: "stamp.floor", Value: strconv.FormatUint(floor, 10)},
 		{Name: "incarnation", Value: strconv.FormatUint(st.Incarnation(), 10)},
 		{Name: "watches", Value: strconv.Itoa(st.NumWatches())},
 	}

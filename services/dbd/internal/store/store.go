@@ -61,6 +61,9 @@ type Options struct {
 	// keep failing, with no flush succeeding, before dbd exits (see
 	// bgWatch). Default 1 min; negative: never.
 	BackgroundFailAfter time.Duration
+	// Now is the clock the stamps of a new run start from (see
+	// Store.stampFloor). Default time.Now.
+	Now func() time.Time
 }
 
 func (o *Options) applyDefaults() {
@@ -81,6 +84,9 @@ func (o *Options) applyDefaults() {
 	}
 	if o.BackgroundFailAfter == 0 {
 		o.BackgroundFailAfter = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 }
 
@@ -141,6 +147,18 @@ type Store struct {
 	count   [model.Config + 1]uint64
 	stamp   uint64
 	gen     uint64 // groups applied
+
+	// Stamps of this run are above stampFloor: the larger of the last
+	// stamp on disk (stampBefore) and the time of Open in microseconds.
+	// A replicator keeps, in the other site, the highest stamp of ours it
+	// has merged, and asks for the changes above it. If this store is a
+	// restored older copy, or was rebuilt empty, its counter alone would
+	// hand out again stamps that cursor has already passed, and the
+	// replicator would skip those changes for good. The clock moves on
+	// while a store is lost or copied back, and no store makes a stamp a
+	// microsecond, so the stamps of a new run start above every stamp
+	// any earlier run (of this copy or another) has shown.
+	stampFloor, stampBefore uint64
 
 	applied   atomic.Uint64 // generation of the last applied group (maybe not durable)
 	durable   atomic.Uint64 // generation of the last durable group
@@ -223,6 +241,8 @@ func (s *Store) recover() error {
 		s.stamp = binary.BigEndian.Uint64(last[1:])
 	}
 	s.lastStamp.Store(s.stamp)
+	s.stampBefore = s.stamp
+	s.stampFloor = max(s.stamp, uint64(max(s.opts.Now().UnixMicro(), 0)))
 	if err := s.loadIncarnation(); err != nil {
 		return err
 	}
@@ -416,6 +436,11 @@ func (s *Store) L6Filters() bool { return !s.l6Off.Load() }
 
 // LastStamp returns the highest committed change stamp.
 func (s *Store) LastStamp() uint64 { return s.lastStamp.Load() }
+
+// StampRun returns the last stamp on disk when the store was opened and
+// the floor the stamps of this run start above (see Store.stampFloor).
+// Between the two lies a gap of stamps no change has.
+func (s *Store) StampRun() (before, floor uint64) { return s.stampBefore, s.stampFloor }
 
 // Count returns the number of rows in table t.
 func (s *Store) Count(t model.Table) uint64 {

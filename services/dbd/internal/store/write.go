@@ -481,7 +481,7 @@ func (g *group) stageRequest(r *writeReq) {
 		return &st, nil
 	}
 	touch := func(st *staged) {
-		stamp++
+		stamp = max(stamp, g.s.stampFloor) + 1
 		st.meta.Stamp = stamp
 		st.dirty = true
 		st.origin = ""

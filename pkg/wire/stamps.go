@@ -1,0 +1,73 @@
+package wire
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Stamps is what a status answer says about dbd's change stamps. The
+// stamps of dbd's current run start above Floor, which is at least the
+// time dbd opened its store in microseconds, so that a store restored
+// from an older copy, or rebuilt empty, never hands out a stamp again
+// that a replicator's cursor has passed. Between Before (the last stamp
+// on disk at that moment) and Floor lies a gap of stamps that no change
+// has.
+type Stamps struct {
+	Last   uint64 // "stamp": the latest durable change
+	Before uint64 // "stamp.before"
+	Floor  uint64 // "stamp.floor"
+}
+
+// StampsOf reads the stamp figures of a status answer. A dbd that sends
+// no "stamp.floor" (older than the figure) made no gap: Before and Floor
+// are then both Last.
+func StampsOf(figs []Figure) (Stamps, error) {
+	var s Stamps
+	seen := 0
+	for _, f := range figs {
+		var dst *uint64
+		switch f.Name {
+		case "stamp":
+			dst = &s.Last
+		case "stamp.before":
+			dst = &s.Before
+		case "stamp.floor":
+			dst = &s.Floor
+		default:
+			continue
+		}
+		v, err := strconv.ParseUint(f.Value, 10, 64)
+		if err != nil {
+			return Stamps{}, fmt.Errorf("status figure %s %q: %w", f.Name, f.Value, err)
+		}
+		*dst = v
+		seen++
+	}
+	if seen == 0 {
+		return Stamps{}, fmt.Errorf("status has no stamp figure")
+	}
+	if s.Floor == 0 {
+		s.Before, s.Floor = s.Last, s.Last
+	}
+	return s, nil
+}
+
+// Behind returns how many changes above cursor there may be: the stamps
+// between cursor and Last, without the gap that no change has. It is an
+// upper bound on the rows to send (dbd keeps one change-log entry a row,
+// at its latest stamp). A cursor from an earlier run of a lost copy of the
+// store may lie in the gap or above Before; the changes above it are then
+// those of the current run.
+func (s Stamps) Behind(cursor uint64) uint64 {
+	if cursor >= s.Last {
+		return 0
+	}
+	if s.Last <= s.Floor || cursor >= s.Floor {
+		return s.Last - cursor
+	}
+	n := s.Last - s.Floor
+	if cursor < s.Before {
+		n += s.Before - cursor
+	}
+	return n
+}
