@@ -68,6 +68,13 @@ type Config struct {
 	// slot a moment after its end arrives here (a stream refused as busy
 	// is tried again on another connection). Default 48.
 	StreamsPerConn int
+	// OneConnection makes the client dial once: after its first
+	// connection is lost, every request and stream fails with
+	// ErrConnLost instead of dialling again. For a caller whose state
+	// holds only for the dbd run it read it from, such as a replicator's
+	// cursor: dbd may come back with an older copy of its store.
+	// Streams share that one connection past StreamsPerConn.
+	OneConnection bool
 	// Logger gets reconnect logs. Default slog.Default().
 	Logger *slog.Logger
 	// Dial opens the TCP connection (test hook). Default net.Dialer.
@@ -135,6 +142,7 @@ type Client struct {
 	sessions []*session    // the first carries one-shot requests; all carry streams
 	dialing  chan struct{} // non-nil while a dial is in progress; closed when it ends
 	failures int           // consecutive failed dials
+	dialed   bool          // a dial succeeded (see Config.OneConnection)
 	retryAt  time.Time     // no dial before this
 	closed   bool
 }
@@ -202,7 +210,10 @@ func (c *Client) pick(ctx context.Context, stream bool) (*session, error) {
 		clear(c.sessions[len(live):])
 		c.sessions = live
 		for _, s := range c.sessions {
-			if !stream {
+			if !stream || c.cfg.OneConnection {
+				if stream {
+					s.streams++
+				}
 				c.mu.Unlock()
 				return s, nil
 			}
@@ -211,6 +222,10 @@ func (c *Client) pick(ctx context.Context, stream bool) (*session, error) {
 				c.mu.Unlock()
 				return s, nil
 			}
+		}
+		if c.dialed && c.cfg.OneConnection {
+			c.mu.Unlock()
+			return nil, fmt.Errorf("%w (the client keeps to one connection)", ErrConnLost)
 		}
 		if ch := c.dialing; ch != nil {
 			c.mu.Unlock()
@@ -260,6 +275,7 @@ func (c *Client) pick(ctx context.Context, stream bool) (*session, error) {
 			return nil, ErrClosed
 		}
 		c.failures = 0
+		c.dialed = true
 		c.sessions = append(c.sessions, s)
 		c.mu.Unlock()
 		// Loop: the new session is picked like any other (a concurrent
@@ -329,7 +345,7 @@ func (c *Client) do(ctx context.Context, req *wire.Request, parts [][]byte) (*wi
 	for {
 		s, err := c.conn(ctx)
 		if err != nil {
-			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+			if errors.Is(err, ErrClosed) || errors.Is(err, ErrConnLost) || ctx.Err() != nil {
 				return nil, lastErr(ctx, err)
 			}
 			continue // backoff is applied by conn

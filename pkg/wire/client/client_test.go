@@ -375,3 +375,40 @@ func TestBusyStreamTriedElsewhere(t *testing.T) {
 		t.Fatal("a watch refused every time succeeded")
 	}
 }
+
+// TestOneConnection: a client made with OneConnection never dials again
+// once its connection is lost; requests, even idempotent ones, and streams
+// fail with ErrConnLost, while dbd would accept a new connection.
+func TestOneConnection(t *testing.T) {
+	f := newFakeDBD(t)
+	kp, _ := wire.GenerateKeyPair(rand.Reader)
+	c, err := New(Config{Addr: f.ln.Addr().String(), Static: kp, Server: f.key.Public, OneConnection: true,
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 40 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.drop.Store(true)
+	if err := c.Ping(ctx); !errors.Is(err, ErrConnLost) {
+		t.Fatalf("ping on the dropped connection: %v, want ErrConnLost", err)
+	}
+	f.drop.Store(false)
+	if err := c.Ping(ctx); !errors.Is(err, ErrConnLost) {
+		t.Fatalf("ping after the connection was lost: %v, want ErrConnLost", err)
+	}
+	if _, err := c.Watch(ctx, model.Text, nil, false); !errors.Is(err, ErrConnLost) {
+		t.Fatalf("stream after the connection was lost: %v, want ErrConnLost", err)
+	}
+	if n := f.accepts.Load(); n != 1 {
+		t.Fatalf("%d connections accepted, want 1", n)
+	}
+	if err := ctx.Err(); err != nil {
+		t.Fatalf("requests waited for their ctx instead of failing: %v", err)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -93,12 +92,19 @@ func (p *pump) run(ctx context.Context) {
 	}
 }
 
+// newClient makes a client for one session. It keeps to one connection
+// (client.Config.OneConnection): the cursor a session read from dst is
+// true only of that dbd run. Had dst come back with an older copy of its
+// store, or an empty one, a merge sent on a new connection would raise
+// the cursor past what that copy lacks, and those rows would never be
+// sent again. A lost connection ends the session instead, and the next
+// one reads the cursor anew.
 func (p *pump) newClient(s Site, streamBuffer int) (*client.Client, error) {
 	return client.New(client.Config{
 		Addr: s.Addr, Static: p.cfg.Key, Server: s.Server,
 		Timeout: p.cfg.RequestTimeout, DialTimeout: p.cfg.HeartbeatTimeout,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second,
-		StreamBuffer: streamBuffer, Logger: p.log,
+		StreamBuffer: streamBuffer, Logger: p.log, OneConnection: true,
 	})
 }
 
@@ -197,12 +203,8 @@ func (p *pump) heartbeat(ctx context.Context, src, dst *client.Client) error {
 			}
 			return staged(stageLive, err)
 		}
-		for _, f := range figs {
-			if f.Name == "stamp" {
-				if v, err := strconv.ParseUint(f.Value, 10, 64); err == nil {
-					p.lag.seen(v, time.Now())
-				}
-			}
+		if st, err := wire.StampsOf(figs); err == nil {
+			p.lag.status(st, time.Now())
 		}
 		select {
 		case <-t.C:
