@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -14,8 +15,8 @@ import (
 )
 
 // TestRestoredAndRebuiltSite brings site A back twice while backupd runs:
-// from a checkpoint older than what B already holds of it, then with an
-// empty disk. Each time B's cursor for A is above every stamp A has, so
+// from a checkpoint older than what B already holds of it (a new
+// incarnation, see below), then with an empty disk. Each time B's cursor for A is above every stamp A has, so
 // if A numbered its new changes from its own last stamp again, backupd
 // would skip them for good and the sites would never converge. dbd starts
 // the stamps of each run above the time it opened its store, so what A
@@ -35,6 +36,7 @@ func TestRestoredAndRebuiltSite(t *testing.T) {
 		}
 	}
 	insert("before the checkpoint", 20)
+	inc := incarnation(ctx, t, a)
 	a.dbctl("backup", "--name", "t")
 	ckpt := filepath.Join(a.dir, "checkpoint")
 	if err := os.Rename(filepath.Join(a.dir, "data", "checkpoints", "t"), ckpt); err != nil {
@@ -53,6 +55,11 @@ func TestRestoredAndRebuiltSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.start()
+	// Row numbers (IMAP UIDs) that A gave after the checkpoint may be
+	// given again, so the copy is a new incarnation (a new UIDVALIDITY).
+	if got := incarnation(ctx, t, a); got == inc {
+		t.Fatalf("A restored from a checkpoint kept its incarnation %d", inc)
+	}
 	insert("after the restore", 10)
 	w.waitConverged(ctx)
 	expectAt(ctx, t, b, "after the restore", 10)
@@ -67,6 +74,25 @@ func TestRestoredAndRebuiltSite(t *testing.T) {
 	w.waitConverged(ctx)
 	expectAt(ctx, t, b, "after the rebuild", 10)
 	expectAt(ctx, t, a, "after the checkpoint", 100)
+}
+
+func incarnation(ctx context.Context, t *testing.T, s *site) uint64 {
+	t.Helper()
+	figs, err := s.client().Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range figs {
+		if f.Name == "incarnation" {
+			v, err := strconv.ParseUint(f.Value, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no incarnation in %s's status", s.name)
+	return 0
 }
 
 // expectAt checks that site s holds the text rows "prefix 0" … "prefix n-1".

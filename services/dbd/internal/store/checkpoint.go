@@ -46,10 +46,47 @@ func (s *Store) Checkpoint(name string) (string, error) {
 		}
 		return "", fmt.Errorf("checkpoint %s: %w", name, err)
 	}
+	if err := writeCopyMark(s.opts.FS, dir); err != nil {
+		return "", fmt.Errorf("checkpoint %s: %w", name, err)
+	}
 	if s.opts.FS == nil || s.opts.FS == vfs.Default {
 		if abs, err := filepath.Abs(dir); err == nil {
 			dir = abs
 		}
 	}
 	return dir, nil
+}
+
+// copyMark is a file that Checkpoint puts into every checkpoint. A store
+// opened from a folder that holds it is a copy brought back (see Open):
+// whatever the original numbered after the checkpoint is lost in the
+// copy, and the copy would give those row numbers again, to other rows.
+// Row numbers are IMAP UIDs, and a client that knew one must never get
+// another mail under it with the same UIDVALIDITY; so the copy draws a
+// new incarnation (imapd derives UIDVALIDITY from it) and removes the file.
+const copyMark = "TWINMX-CHECKPOINT"
+
+const copyMarkText = "This folder is a checkpoint of a twinmx dbd store. A dbd that opens it as its\n" +
+	"data folder gives the store a new incarnation (IMAP clients resynchronise:\n" +
+	"UIDVALIDITY changes) and removes this file. Keep it with the copy.\n"
+
+func writeCopyMark(fs vfs.FS, dir string) error {
+	if fs == nil {
+		fs = vfs.Default
+	}
+	f, err := fs.Create(fs.PathJoin(dir, copyMark), vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", copyMark, err)
+	}
+	_, err = f.Write([]byte(copyMarkText))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", copyMark, err)
+	}
+	return nil
 }

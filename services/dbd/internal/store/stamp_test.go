@@ -85,3 +85,49 @@ func TestStampsOfARunStartAboveItsOpen(t *testing.T) {
 		t.Fatalf("clock set back: stamp %d, want %d", got, original+1)
 	}
 }
+
+// TestCheckpointCopyGetsNewIncarnation: a store opened from a checkpoint
+// gets a new incarnation, once, because it may number rows again that the
+// original numbered after the checkpoint (IMAP UIDs); the original keeps
+// its own.
+func TestCheckpointCopyGetsNewIncarnation(t *testing.T) {
+	fs := vfs.NewMem()
+	open := func(dir string) *Store {
+		t.Helper()
+		s, err := Open(Options{Dir: dir, FS: fs, Site: "a", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatalf("Open %s: %v", dir, err)
+		}
+		return s
+	}
+	s := open("db")
+	orig := s.Incarnation()
+	path, err := s.Checkpoint("cp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.Stat(fs.PathJoin(path, copyMark)); err != nil {
+		t.Fatalf("checkpoint without its mark: %v", err)
+	}
+	s.Close()
+	s = open("db")
+	if got := s.Incarnation(); got != orig {
+		t.Fatalf("original reopened: incarnation %d, want %d", got, orig)
+	}
+	s.Close()
+
+	c := open(path)
+	restored := c.Incarnation()
+	if restored == orig {
+		t.Fatalf("copy opened from a checkpoint kept the incarnation %d", orig)
+	}
+	if _, err := fs.Stat(fs.PathJoin(path, copyMark)); err == nil {
+		t.Fatal("the mark is still there after the copy was opened")
+	}
+	c.Close()
+	c = open(path)
+	defer c.Close()
+	if got := c.Incarnation(); got != restored {
+		t.Fatalf("copy reopened: incarnation %d, want %d (drawn once)", got, restored)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -251,20 +252,53 @@ func (s *Store) recover() error {
 }
 
 // loadIncarnation reads the store's incarnation number, drawing and
-// storing it on the first open.
+// storing it on the first open, and again on the first open of a copy
+// made by Checkpoint (see copyMark).
 func (s *Store) loadIncarnation() error {
 	v, closer, err := s.db.Get(incarnationKey)
-	if err == nil {
-		defer closer.Close()
-		if len(v) != 8 {
+	switch {
+	case err == nil:
+		ok := len(v) == 8
+		if ok {
+			s.incarnation = binary.BigEndian.Uint64(v)
+		}
+		closer.Close()
+		if !ok {
 			return fmt.Errorf("store: corrupt incarnation")
 		}
-		s.incarnation = binary.BigEndian.Uint64(v)
-		return nil
-	}
-	if !errors.Is(err, pebble.ErrNotFound) {
+	case errors.Is(err, pebble.ErrNotFound):
+		if err := s.drawIncarnation(); err != nil {
+			return err
+		}
+	default:
 		return fmt.Errorf("read incarnation: %w", err)
 	}
+	fs := s.opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	mark := fs.PathJoin(s.opts.Dir, copyMark)
+	if _, err := fs.Stat(mark); errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("look for %s: %w", mark, err)
+	}
+	old := s.incarnation
+	if err := s.drawIncarnation(); err != nil {
+		return err
+	}
+	// Removed only once the new incarnation is on disk: a crash in
+	// between draws yet another one next time, which is as good.
+	if err := fs.Remove(mark); err != nil {
+		return fmt.Errorf("remove %s after drawing a new incarnation: %w", mark, err)
+	}
+	s.log.Warn("store opened from a checkpoint: new incarnation, so IMAP clients resynchronise (UIDVALIDITY changes)",
+		"dir", s.opts.Dir, "incarnation", s.incarnation, "was", old)
+	return nil
+}
+
+// drawIncarnation draws a new incarnation number and stores it durably.
+func (s *Store) drawIncarnation() error {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return fmt.Errorf("draw incarnation: %w", err)
