@@ -88,5 +88,18 @@ func writeCopyMark(fs vfs.FS, dir string) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", copyMark, err)
 	}
+	// The folder's entry for the file must reach the disk too: a copy
+	// taken without it would keep the original's incarnation.
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
 	return nil
 }
