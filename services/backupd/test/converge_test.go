@@ -166,7 +166,7 @@ func (w *world) checkHealed(ctx context.Context, e *backupdtest.Expect, ts *back
 		if !strings.Contains(st, "A -> B: cursor") || !strings.Contains(st, "B -> A: cursor") {
 			t.Fatalf("dbctl status --site lacks the directions:\n%s", st)
 		}
-		if strings.Count(st, " 0 mails not backed up") == 2 {
+		if strings.Count(st, ", 0 not backed up") == 2 {
 			t.Logf("dbctl status:\n%s", st)
 			break
 		}

@@ -57,7 +57,15 @@ func TestMailCommands(t *testing.T) {
 	if strings.TrimSpace(out) != want {
 		t.Fatalf("mails:\n got %q\nwant %q", out, want)
 	}
+	// status shows the mail in spamd's queue (no verdict) and in strict
+	// mode's (not backed up) until each is settled.
+	if out := s.dbctl(nil, "status"); !strings.Contains(out, "\nmails.scanned: 1\nmails.undecided: 1\nmails.not-backed-up: 1\n") {
+		t.Fatalf("status before the verdict:\n%s", out)
+	}
 	s.dbctl(nil, "verdict", "accept", rows.MailKey.String())
+	if out := s.dbctl(nil, "status"); !strings.Contains(out, "\nmails.undecided: 0\nmails.not-backed-up: 1\n") {
+		t.Fatalf("status after the verdict:\n%s", out)
+	}
 	if out := s.dbctl(nil, "mails"); !strings.Contains(out, "verdict=accept/operator") {
 		t.Fatalf("after accept: %q", out)
 	}

@@ -294,10 +294,19 @@ func status(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "db: %s\n", c.String("db"))
+	w := c.App.Writer
+	fmt.Fprintf(w, "db: %s\n", c.String("db"))
 	for _, f := range figs {
-		fmt.Fprintf(c.App.Writer, "%s: %s\n", f.Name, f.Value)
+		fmt.Fprintf(w, "%s: %s\n", f.Name, f.Value)
 	}
+	// The queues need a key that may scan receive rows, and a store that
+	// serves reads: without them status still shows dbd's own figures.
+	q, err := scanReceive(ctx, cl)
+	if err != nil {
+		fmt.Fprintf(w, "mails: unknown (%v)\n", err)
+		return nil
+	}
+	fmt.Fprintf(w, "mails.scanned: %d\nmails.undecided: %d\nmails.not-backed-up: %d\n", q.scanned, q.undecided, q.unmarked)
 	return nil
 }
 

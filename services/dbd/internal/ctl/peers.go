@@ -16,14 +16,14 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// unmarkedScan is how many of the newest receive rows status reads to count
-// mails not yet backed up (dbd's scan limit).
-const unmarkedScan = 10000
+// receiveScan is how many of the newest receive rows status reads to count
+// mails undecided and not yet backed up (dbd's scan limit).
+const receiveScan = 10000
 
 func statusCmd() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "show dbd's figures; with --site (as given to backupd), every site, the replication lag per direction and the mails not yet backed up",
+		Usage: "show dbd's figures and its queues (mails without a verdict, and not yet backed up, among the newest 10000 receive rows); with --site (as given to backupd), every site, the replication lag per direction and those queues",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "site", Usage: "NAME=HOST:PORT,PUBFILE of one site, as for backupd (repeat); --key must be an admin key at every site"},
 		},
@@ -128,33 +128,43 @@ func siteLine(ctx context.Context, s *peerSite) (string, error) {
 			rows += v
 		}
 	}
-	unmarked, scanned, err := countUnmarked(ctx, s.cl)
+	q, err := scanReceive(ctx, s.cl)
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("stamp %d, %d rows, %d mails not backed up (of the newest %d receive rows)",
-		s.stamps.Last, rows, unmarked, scanned), nil
+	return fmt.Sprintf("stamp %d, %d rows, %d mails undecided, %d not backed up (of the newest %d receive rows)",
+		s.stamps.Last, rows, q.undecided, q.unmarked, q.scanned), nil
 }
 
-// countUnmarked counts receive rows without the backed-up mark among the
-// newest unmarkedScan.
-func countUnmarked(ctx context.Context, cl *client.Client) (unmarked, scanned int, err error) {
-	st, err := cl.Scan(ctx, model.Receive, unmarkedScan)
+// receiveQueue is what the newest receive rows of a site say about the
+// mails still waiting: for a verdict (spamd's queue; smtpd answers 451
+// while it lasts) or for the backed-up mark (strict mode's queue).
+type receiveQueue struct {
+	scanned, undecided, unmarked int
+}
+
+// scanReceive reads the newest receiveScan receive rows.
+func scanReceive(ctx context.Context, cl *client.Client) (receiveQueue, error) {
+	var q receiveQueue
+	st, err := cl.Scan(ctx, model.Receive, receiveScan)
 	if err != nil {
-		return 0, 0, err
+		return q, err
 	}
 	defer st.Close()
 	for {
 		r, err := st.Next(ctx)
 		if errors.Is(err, io.EOF) {
-			return unmarked, scanned, nil
+			return q, nil
 		}
 		if err != nil {
-			return 0, 0, err
+			return receiveQueue{}, err
 		}
-		scanned++
+		q.scanned++
+		if r.State.Col(model.ColVerdict) == 0 {
+			q.undecided++
+		}
 		if r.State.Col(model.ColBackedUp) < model.FlagSet {
-			unmarked++
+			q.unmarked++
 		}
 	}
 }
