@@ -338,3 +338,38 @@ func TestDecodeStateRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestEqualMeansSameMeaning: Equal compares in place; it must agree with
+// the states' meanings (and so with their canonical encodings), zero
+// entries and all.
+func TestEqualMeansSameMeaning(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		a := genState().Draw(t, "a")
+		b := a.Clone()
+		if rapid.Bool().Draw(t, "other") {
+			b = genState().Draw(t, "b")
+		}
+		if rapid.Bool().Draw(t, "zeros") {
+			// Explicit zero entries mean the same as absent ones.
+			if b.Cols == nil {
+				b.Cols = map[string]uint64{}
+			}
+			b.Cols[rapid.SampledFrom(colNames).Draw(t, "zcol")] += 0
+			if b.Counters == nil {
+				b.Counters = map[string]map[string]uint64{}
+			}
+			n := rapid.SampledFrom(ctrNames).Draw(t, "zctr")
+			if b.Counters[n] == nil {
+				b.Counters[n] = map[string]uint64{}
+			}
+			b.Counters[n][rapid.SampledFrom(siteNames).Draw(t, "zsite")] += 0
+		}
+		same := logical(a) == logical(b)
+		if got := a.Equal(b); got != same || b.Equal(a) != same {
+			t.Fatalf("Equal = %v, want %v:\n%s\n--\n%s", got, same, logical(a), logical(b))
+		}
+		if same != bytes.Equal(enc(a), enc(b)) {
+			t.Fatalf("meaning and encoding disagree")
+		}
+	})
+}

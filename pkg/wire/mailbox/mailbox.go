@@ -170,54 +170,56 @@ const pageSize = 5000
 // Messages returns the mail of mailbox with a row number above after, in
 // arrival order at this site: acknowledged, not deleted receive rows.
 func (s *Store) Messages(ctx context.Context, mailbox model.Key, after uint64) ([]Message, error) {
-	var out []Message
+	ms, _, err := s.Rows(ctx, mailbox, after, false)
+	if err != nil {
+		return nil, err
+	}
+	out := ms[:0]
+	for _, m := range ms {
+		if m.Visible() {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// Rows returns every receive row under parent (an SMTP mailbox, or with
+// appended an IMAP folder key: mail APPENDed through IMAP, whose rows never
+// share a parent with an SMTP mailbox, since a folder key is a text row
+// key) with a row number above after, in arrival order, visible or not: a caller that keeps them can follow a row that
+// becomes visible later (acknowledged) from a watch event, which carries no
+// content. last is the highest row number listed (after if none), rows
+// that do not belong to parent included.
+func (s *Store) Rows(ctx context.Context, parent model.Key, after uint64, appended bool) (ms []Message, last uint64, err error) {
 	for {
-		rows, err := s.db.List(ctx, model.Receive, mailbox, after, pageSize)
+		rows, err := s.db.List(ctx, model.Receive, parent, after, pageSize)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		for i := range rows {
 			r := &rows[i]
 			after = r.RowNo
 			mail, box, err := model.ParseReceiveContent(r.Content)
-			if err != nil || box != mailbox || !Acknowledged(r.State) {
+			if err != nil || box != parent {
 				continue
 			}
-			out = append(out, Message{Receive: r.Key, Mail: mail, Mailbox: box, RowNo: r.RowNo, State: r.State})
+			ms = append(ms, Message{Receive: r.Key, Mail: mail, Mailbox: box, RowNo: r.RowNo, State: r.State, Appended: appended})
 		}
 		if len(rows) < pageSize {
-			return out, nil
+			return ms, after, nil
 		}
 	}
 }
 
-// Appended returns the mail APPENDed through IMAP into a folder (parent:
-// model.FolderKey) with a row number above after, in arrival order: the
-// receive rows whose "mailbox" is folder and that are not deleted. These
-// rows never share a parent with an SMTP mailbox (a folder key is a text
-// row key), so no listing of a mailbox shows them, and they need no ack:
-// the mailbox role that writes them cannot make an SMTP delivery visible
-// (docs/imapd.md §4).
-func (s *Store) Appended(ctx context.Context, folder model.Key, after uint64) ([]Message, error) {
-	var out []Message
-	for {
-		rows, err := s.db.List(ctx, model.Receive, folder, after, pageSize)
-		if err != nil {
-			return nil, err
-		}
-		for i := range rows {
-			r := &rows[i]
-			after = r.RowNo
-			mail, box, err := model.ParseReceiveContent(r.Content)
-			if err != nil || box != folder || r.State.Col(model.ColDeleted) != 0 {
-				continue
-			}
-			out = append(out, Message{Receive: r.Key, Mail: mail, Mailbox: box, RowNo: r.RowNo, State: r.State, Appended: true})
-		}
-		if len(rows) < pageSize {
-			return out, nil
-		}
+// Visible reports whether m is mail in its mailbox or folder: an SMTP
+// delivery acknowledged and not deleted, an APPENDed mail not deleted (it
+// needs no ack: the mailbox role that writes it cannot make an SMTP
+// delivery visible, docs/imapd.md §4).
+func (m *Message) Visible() bool {
+	if m.Appended {
+		return m.State.Col(model.ColDeleted) == 0
 	}
+	return Acknowledged(m.State)
 }
 
 // Fetch returns the mail of m exactly as it was received (header with its

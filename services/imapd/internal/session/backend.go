@@ -28,7 +28,6 @@ import (
 type Store interface {
 	Login(ctx context.Context, login, password string) (*mailbox.Account, error)
 	Incarnation(ctx context.Context) (uint64, error)
-	Messages(ctx context.Context, box model.Key, after uint64) ([]mailbox.Message, error)
 	Fetch(ctx context.Context, m mailbox.Message, drop []string) ([]byte, error)
 	ReadAhead(ctx context.Context, ms []mailbox.Message, drops [][]string, limit int, timeout time.Duration) *mailbox.Ahead
 	Size(ctx context.Context, m mailbox.Message, drop []string) (int64, error)
@@ -44,8 +43,8 @@ type Store interface {
 	DeleteFolder(ctx context.Context, login string, f store.Folder, now time.Time) error
 	KeepFolder(ctx context.Context, login string, id model.FolderID, now time.Time) error
 	Subscribe(ctx context.Context, login string, id model.FolderID, st model.State, on bool, now time.Time) error
-	Appended(ctx context.Context, folder model.Key) ([]mailbox.Message, error)
-	Placements(ctx context.Context, folder model.Key, inc uint64) ([]store.PlacedRow, error)
+	Rows(ctx context.Context, parent model.Key, after uint64, appended bool) ([]mailbox.Message, uint64, error)
+	Placements(ctx context.Context, folder model.Key, inc, after uint64) ([]store.PlacedRow, uint64, error)
 	Place(ctx context.Context, ps []model.Placement) ([]uint64, error)
 	Validity(ctx context.Context, folder model.Key, inc uint64) (uint64, error)
 	FindReceive(ctx context.Context, k model.Key) (*wire.Row, error)

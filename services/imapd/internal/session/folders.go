@@ -327,7 +327,7 @@ func (s *Session) Delete(name string) (err error) {
 	if err != nil {
 		return err
 	}
-	msgs, err := s.view(ctx, f, fs, inc)
+	msgs, _, err := s.view(ctx, f, fs, inc)
 	if err != nil {
 		return err
 	}
@@ -390,7 +390,7 @@ func (s *Session) status(f *folder, fs *folderSet, options *imap.StatusOptions) 
 	if err != nil {
 		return nil, err
 	}
-	msgs, err := s.view(ctx, f, fs, inc)
+	msgs, _, err := s.view(ctx, f, fs, inc)
 	if err != nil {
 		return nil, err
 	}

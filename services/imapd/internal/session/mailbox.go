@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"errors"
 	"hash/fnv"
 	"math"
 	"reflect"
@@ -32,6 +33,7 @@ type selected struct {
 	uidNext     imap.UID
 	msgs        []*message
 	watch       *watcher
+	cache       *rowCache // nil: list everything at the next sync
 }
 
 func (sel *selected) stop() {
@@ -80,32 +82,6 @@ type acctMsg struct {
 	home model.FolderID
 }
 
-// accountRows lists every visible receive row of the account: SMTP
-// deliveries to its mailboxes (acknowledged, not deleted; home INBOX) and
-// mail APPENDed into any of its folders (home that folder).
-func (s *Session) accountRows(ctx context.Context, fs *folderSet) ([]acctMsg, error) {
-	var all []acctMsg
-	for _, b := range s.acct.Mailboxes {
-		ms, err := s.b.cfg.Store.Messages(ctx, b.Key, 0)
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range ms {
-			all = append(all, acctMsg{m: m, home: model.FolderInbox})
-		}
-	}
-	for _, id := range fs.known {
-		ms, err := s.b.cfg.Store.Appended(ctx, model.FolderKey(s.acct.Login, id))
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range ms {
-			all = append(all, acctMsg{m: m, home: id})
-		}
-	}
-	return all, nil
-}
-
 // member is a receive row in a folder, with the membership value that put
 // it there.
 type member struct {
@@ -150,25 +126,35 @@ type placedMsg struct {
 
 // view returns folder f's mail at this site in UID order, creating the
 // placements (UIDs) of mail that became visible in it since anyone here
-// last looked. Placements are listed before the mail, so every placement
-// seen names mail that was visible before the listing: a mail can never
-// show up later under a UID below one already shown.
-func (s *Session) view(ctx context.Context, f *folder, fs *folderSet, inc uint64) ([]*message, error) {
-	placed, err := s.b.cfg.Store.Placements(ctx, f.key, inc)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := s.accountRows(ctx, fs)
-	if err != nil {
-		return nil, err
-	}
-	var members []member
-	for _, r := range rows {
-		if gen, in := model.Member(r.m.State, r.home, f.id); in {
-			members = append(members, member{acctMsg: r, gen: gen})
+// last looked, and the rows it read for a later sync. Placements are
+// listed before the mail, so every placement seen names mail that was
+// visible before the listing: a mail can never show up later under a UID
+// below one already shown.
+func (s *Session) view(ctx context.Context, f *folder, fs *folderSet, inc uint64) ([]*message, *rowCache, error) {
+	for try := 1; ; try++ {
+		c, err := s.loadCache(ctx, f, fs, inc)
+		if err != nil {
+			return nil, nil, err
 		}
+		msgs, err := s.build(ctx, f, c, inc)
+		if errors.Is(err, errPlacementRace) && try < 3 {
+			continue
+		}
+		return msgs, c, err
 	}
-	view, missing := reconcile(members, placed)
+}
+
+// errPlacementRace: while build placed mail, another session here placed
+// mail that build's rows did not show (yet), under a lower UID, or under a
+// higher one that a later placement of ours could pass before the rows
+// show it. Either way that mail could later come below UIDNEXT, which IMAP
+// forbids; a new listing shows it now.
+var errPlacementRace = errors.New("another session placed mail meanwhile")
+
+// build makes folder f's view from the cache, placing what has no
+// placement yet.
+func (s *Session) build(ctx context.Context, f *folder, c *rowCache, inc uint64) ([]*message, error) {
+	view, missing := reconcile(c.members(f.id), c.placed)
 	if len(missing) > 0 {
 		ps := make([]model.Placement, len(missing))
 		for i, m := range missing {
@@ -178,9 +164,26 @@ func (s *Session) view(ctx context.Context, f *folder, fs *folderSet, inc uint64
 		if err != nil {
 			return nil, err
 		}
+		placed := make([]store.PlacedRow, len(missing))
 		for i, m := range missing {
 			view = append(view, placedMsg{uid: nos[i], member: m})
+			placed[i] = store.PlacedRow{RowNo: nos[i], Placement: ps[i]}
 		}
+		c.addPlaced(placed)
+		// Placements are numbered in commit order: one made by another
+		// session before ours is listed now.
+		others, last, err := s.b.cfg.Store.Placements(ctx, f.key, inc, c.placedAfter)
+		if err != nil {
+			return nil, err
+		}
+		top := slices.Max(nos)
+		for _, p := range others {
+			if !c.placedRows[p.RowNo] && (p.RowNo < top || !c.shows(p, f.id)) {
+				return nil, errPlacementRace
+			}
+		}
+		c.addPlaced(others)
+		c.placedAfter = max(c.placedAfter, last)
 		slices.SortFunc(view, func(a, b placedMsg) int { return cmp.Compare(a.uid, b.uid) })
 	}
 	out := make([]*message, 0, len(view))
@@ -257,7 +260,7 @@ func (s *Session) Select(name string, options *imap.SelectOptions) (data *imap.S
 		sel.stop()
 		return nil, err
 	}
-	if sel.msgs, err = s.view(ctx, &sel.folder, fs, sel.incarnation); err != nil {
+	if sel.msgs, sel.cache, err = s.view(ctx, &sel.folder, fs, sel.incarnation); err != nil {
 		sel.stop()
 		return nil, err
 	}
@@ -415,6 +418,35 @@ func (s *Session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err er
 	}
 }
 
+// refresh returns the selected folder's view after the changes the watch
+// saw: from the cache brought up to date, or from a new listing when the
+// cache cannot be trusted (none, the watch lost events, see
+// rowCache.update). On an error the cache is dropped: the changes taken
+// from the watch are not in it.
+func (s *Session) refresh(ctx context.Context, sel *selected) ([]*message, error) {
+	changes, complete := sel.watch.take()
+	if sel.cache != nil && complete {
+		ok, err := sel.cache.update(ctx, s.b.cfg.Store, &sel.folder, sel.incarnation, changes)
+		if err != nil {
+			sel.cache = nil
+			return nil, err
+		}
+		if ok {
+			msgs, err := s.build(ctx, &sel.folder, sel.cache, sel.incarnation)
+			if err == nil {
+				return msgs, nil
+			}
+			if !errors.Is(err, errPlacementRace) {
+				sel.cache = nil
+				return nil, err
+			}
+		}
+	}
+	msgs, c, err := s.view(ctx, &sel.folder, sel.fs, sel.incarnation)
+	sel.cache = c
+	return msgs, err
+}
+
 // sync lists the mailbox again if the watch saw a change, and reports the
 // difference. While expunges may not be reported (during FETCH, STORE,
 // SEARCH: RFC 9051 §7.5.1), it waits for a later poll.
@@ -438,7 +470,7 @@ func (s *Session) sync(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		s.conn.Bye("Mailbox store changed, please reconnect")
 		return errClientGone
 	}
-	fresh, err := s.view(ctx, &sel.folder, sel.fs, sel.incarnation)
+	fresh, err := s.refresh(ctx, sel)
 	if err != nil {
 		sel.watch.dirty.Store(true)
 		return err

@@ -12,15 +12,24 @@ import (
 )
 
 // watcher is one selected session's interest in the receive rows of its
-// account's mailboxes and folders: marked dirty on every change. The dbd
-// watches behind it are shared with the account's other sessions (see
-// watchHub); stop leaves them.
+// account's mailboxes and folders: marked dirty on every change, and
+// keeping the changed rows until the session takes them. The dbd watches
+// behind it are shared with the account's other sessions (see watchHub);
+// stop leaves them.
 type watcher struct {
 	dirty  atomic.Bool
 	notify chan struct{} // capacity 1: "something changed since the last look"
 	hub    *watchHub
 	keys   []model.Key // joined
+
+	mu      sync.Mutex
+	pending []rowChange
+	lost    bool // changes were dropped: the session must list everything
 }
+
+// maxPending bounds the changes a watcher keeps for a session that does
+// not look; past it the session lists everything again.
+const maxPending = 10000
 
 // startWatch joins the watches of every key before it returns, so a
 // listing made afterwards misses no change.
@@ -34,6 +43,37 @@ func startWatch(ctx context.Context, hub *watchHub, keys []model.Key) (*watcher,
 		w.keys = append(w.keys, k)
 	}
 	return w, nil
+}
+
+// add keeps one changed row for the session, or, past maxPending, only
+// the fact that something was lost.
+func (w *watcher) add(ch rowChange) {
+	w.mu.Lock()
+	if !w.lost && len(w.pending) < maxPending {
+		w.pending = append(w.pending, ch)
+	} else {
+		w.lost, w.pending = true, nil
+	}
+	w.mu.Unlock()
+	w.mark()
+}
+
+// loseAll records that changes may have been missed (a watch broke).
+func (w *watcher) loseAll() {
+	w.mu.Lock()
+	w.lost, w.pending = true, nil
+	w.mu.Unlock()
+	w.mark()
+}
+
+// take returns the changes kept since the last take, and whether they are
+// all the changes there were.
+func (w *watcher) take() (changes []rowChange, complete bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	changes, complete = w.pending, !w.lost
+	w.pending, w.lost = nil, false
+	return changes, complete
 }
 
 func (w *watcher) mark() {
@@ -131,23 +171,32 @@ func (h *watchHub) leave(k model.Key, w *watcher) {
 	}
 }
 
-// markAll marks every member of sw.
-func (h *watchHub) markAll(sw *sharedWatch) {
+// deliver hands a changed row to every member of sw.
+func (h *watchHub) deliver(sw *sharedWatch, ch rowChange) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for w := range sw.members {
-		w.mark()
+		w.add(ch)
 	}
 }
 
-// follow marks sw's members on every event until ctx ends. A broken watch
-// (dbd restarted, or the watch fell behind) is opened again, and then the
-// members are marked, so they list everything again.
+// loseAll tells every member of sw that changes may have been missed.
+func (h *watchHub) loseAll(sw *sharedWatch) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for w := range sw.members {
+		w.loseAll()
+	}
+}
+
+// follow hands each changed row to sw's members until ctx ends. A broken
+// watch (dbd restarted, or the watch fell behind) is opened again, and
+// then the members are told to list everything again.
 func (h *watchHub) follow(ctx context.Context, k model.Key, sw *sharedWatch, ev store.Events) {
 	for {
-		_, err := ev.Next(ctx)
+		row, err := ev.Next(ctx)
 		if err == nil {
-			h.markAll(sw)
+			h.deliver(sw, rowChange{parent: k, key: row.Key, rowNo: row.RowNo, state: row.State})
 			continue
 		}
 		ev.Close()
@@ -169,7 +218,7 @@ func (h *watchHub) follow(ctx context.Context, k model.Key, sw *sharedWatch, ev 
 				return
 			}
 		}
-		h.markAll(sw)
+		h.loseAll(sw)
 	}
 }
 

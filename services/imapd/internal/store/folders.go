@@ -209,10 +209,10 @@ func (s *Store) Subscribe(ctx context.Context, login string, id model.FolderID, 
 	return nil
 }
 
-// Appended lists the receive rows APPENDed into folder (see
-// mailbox.Store.Appended).
-func (s *Store) Appended(ctx context.Context, folder model.Key) ([]mailbox.Message, error) {
-	return s.mb.Appended(ctx, folder, 0)
+// Rows lists every receive row under parent above after, visible or not
+// (mailbox.Store.Rows).
+func (s *Store) Rows(ctx context.Context, parent model.Key, after uint64, appended bool) ([]mailbox.Message, uint64, error) {
+	return s.mb.Rows(ctx, parent, after, appended)
 }
 
 // PlacedRow is one placement row of this site: RowNo is the UID.
@@ -221,16 +221,15 @@ type PlacedRow struct {
 	model.Placement
 }
 
-// Placements lists this store's placements of folder (incarnation inc) in
-// row number order.
-func (s *Store) Placements(ctx context.Context, folder model.Key, inc uint64) ([]PlacedRow, error) {
+// Placements lists this store's placements of folder (incarnation inc)
+// with a row number above after, in row number order. last is the highest
+// row number listed (after if none).
+func (s *Store) Placements(ctx context.Context, folder model.Key, inc uint64, after uint64) (out []PlacedRow, last uint64, err error) {
 	parent := model.PlacementParent(folder, inc)
-	var out []PlacedRow
-	var after uint64
 	for {
 		rows, err := s.db.List(ctx, model.Text, parent, after, 5000)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		for _, r := range rows {
 			after = r.RowNo
@@ -243,7 +242,7 @@ func (s *Store) Placements(ctx context.Context, folder model.Key, inc uint64) ([
 			out = append(out, PlacedRow{RowNo: r.RowNo, Placement: p})
 		}
 		if len(rows) < 5000 {
-			return out, nil
+			return out, after, nil
 		}
 	}
 }

@@ -80,12 +80,6 @@ func (s *Store) Incarnation(ctx context.Context) (uint64, error) {
 	return 0, ErrNoIncarnation
 }
 
-// Messages lists a mailbox's mail above row number after (see
-// mailbox.Store.Messages).
-func (s *Store) Messages(ctx context.Context, box model.Key, after uint64) ([]mailbox.Message, error) {
-	return s.mb.Messages(ctx, box, after)
-}
-
 // Fetch returns a mail byte for byte as received, less dropped fields.
 func (s *Store) Fetch(ctx context.Context, m mailbox.Message, drop []string) ([]byte, error) {
 	return s.mb.Fetch(ctx, m, drop)

@@ -1,0 +1,82 @@
+//go:build unix
+
+package daemon
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/services/imapd/internal/testkit"
+)
+
+// BenchmarkNewMailInBigFolder measures what one new mail costs a session
+// that has a big INBOX selected: the mail is delivered, and the session's
+// NOOP must answer with its EXISTS. TWINMX_BENCH_FOLDER sets the folder's
+// size (default 10,000 mails). Figures: ms per new mail, and CPU (dbd,
+// imapd and this client together) per new mail.
+func BenchmarkNewMailInBigFolder(b *testing.B) {
+	n := 10000
+	if v, err := strconv.Atoi(os.Getenv("TWINMX_BENCH_FOLDER")); err == nil && v > 0 {
+		n = v
+	}
+	k := start(b)
+	mail := func(i int) []byte {
+		return fmt.Appendf(nil, "From: s@y.example\r\nTo: %s\r\nSubject: %d\r\nMessage-ID: <big%d@y.example>\r\n\r\nbody %d\r\n", address, i, i, i)
+	}
+	for i := 0; i < n; i += 500 {
+		var raws [][]byte
+		for j := i; j < min(i+500, n); j++ {
+			raws = append(raws, mail(j))
+		}
+		if err := testkit.DeliverMany(k.ctx, k.admin, address, raws, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c, err := net.Dial("tcp", k.addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	// cmd sends a command and returns whether its answer carried an EXISTS.
+	cmd := func(tag, line string) bool {
+		b.Helper()
+		fmt.Fprintf(c, "%s %s\r\n", tag, line)
+		exists := false
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				b.Fatal(err)
+			}
+			exists = exists || strings.HasSuffix(l, " EXISTS\r\n")
+			if strings.HasPrefix(l, tag+" ") {
+				if !strings.HasPrefix(l, tag+" OK") {
+					b.Fatalf("%s: %s", line, l)
+				}
+				return exists
+			}
+		}
+	}
+	r.ReadString('\n')
+	cmd("l", fmt.Sprintf("LOGIN %s %q", login, password))
+	t0 := time.Now()
+	cmd("s", "SELECT INBOX")
+	b.Logf("SELECT of %d mails: %v", n, time.Since(t0))
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime(b)
+	for i := 0; i < b.N; i++ {
+		if _, err := testkit.Deliver(k.ctx, k.admin, address, mail(n+i), true, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+		for !cmd("n", "NOOP") {
+		}
+	}
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/mail")
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/mail")
+}

@@ -1,0 +1,220 @@
+package daemon
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/services/imapd/internal/testkit"
+)
+
+// folderView is what a session shows of a folder: UID -> Message-ID and
+// sorted flags.
+type folderView map[imap.UID]string
+
+func viewOf(t *testing.T, c *imapclient.Client) folderView {
+	t.Helper()
+	sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader,
+		HeaderFields: []string{"Message-ID"}}
+	msgs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true,
+		BodySection: []*imap.FetchItemBodySection{sec}}).Collect()
+	if err != nil {
+		if strings.Contains(err.Error(), "No messages") || strings.Contains(err.Error(), "Invalid") {
+			return folderView{}
+		}
+		t.Fatalf("fetch: %v", err)
+	}
+	v := folderView{}
+	for _, m := range msgs {
+		fl := make([]string, 0, len(m.Flags))
+		for _, f := range m.Flags {
+			if f != `\Recent` {
+				fl = append(fl, string(f))
+			}
+		}
+		slices.Sort(fl)
+		v[m.UID] = strings.TrimSpace(string(m.FindBodySection(sec))) + " " + strings.Join(fl, ",")
+	}
+	return v
+}
+
+func (v folderView) String() string {
+	uids := make([]imap.UID, 0, len(v))
+	for u := range v {
+		uids = append(uids, u)
+	}
+	slices.Sort(uids)
+	var b strings.Builder
+	for _, u := range uids {
+		fmt.Fprintf(&b, "%d: %s\n", u, v[u])
+	}
+	return b.String()
+}
+
+// TestIncrementalSyncMatchesFreshView: a session that stays in INBOX
+// follows the folder from the rows its watch events carry (rowCache), not
+// from a new listing. After each of many random changes (new mail, mail
+// acknowledged late, flags set and cleared by another session, moves out
+// and back, copies, expunges, APPENDs, deletions as POP3 makes them), its
+// view must become exactly what a new session's SELECT shows: same UIDs,
+// same mails, same flags. TWINMX_SEED replays a run.
+func TestIncrementalSyncMatchesFreshView(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	if v, err := strconv.ParseUint(os.Getenv("TWINMX_SEED"), 10, 64); err == nil {
+		seed = v
+	}
+	t.Logf("TWINMX_SEED=%d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	k := start(t)
+	for i := range 5 {
+		k.deliver(mail(i))
+	}
+	follower := k.loggedIn(nil)
+	if _, err := follower.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	actor := k.loggedIn(nil)
+	if err := actor.Create("Other", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	box := model.KeyOf(model.Mailbox, model.MailboxContent(address))
+	next := 5
+	var unacked []model.Key // receive rows stored, not yet acknowledged
+	flagsToUse := []imap.Flag{imap.FlagSeen, imap.FlagFlagged, imap.FlagAnswered, "$Label1"}
+
+	for step := range 60 {
+		if _, err := actor.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		fresh := viewOf(t, actor)
+		uids := make([]imap.UID, 0, len(fresh))
+		for u := range fresh {
+			uids = append(uids, u)
+		}
+		slices.Sort(uids)
+		pick := func() imap.UID { return uids[rng.IntN(len(uids))] }
+		op := rng.IntN(9)
+		if len(uids) == 0 {
+			op = 0
+		}
+		var what string
+		switch op {
+		case 0:
+			what = "deliver"
+			k.deliver(mail(next))
+			next++
+		case 1:
+			what = "deliver without ack"
+			rk, err := testkit.Deliver(k.ctx, k.admin, address, []byte(mail(next)), false, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			next++
+			unacked = append(unacked, rk)
+		case 2:
+			what = "acknowledge late"
+			if len(unacked) == 0 {
+				k.deliver(mail(next))
+				next++
+				break
+			}
+			rk := unacked[0]
+			unacked = unacked[1:]
+			if _, err := k.admin.Batch(k.ctx, []wire.Request{{Op: wire.OpSet, Table: model.Receive,
+				Ref: wire.Ref{ByKey: true, Key: rk}, Name: model.ColAcknowledged, Value: model.FlagSet}}); err != nil {
+				t.Fatal(err)
+			}
+		case 3:
+			u, f := pick(), flagsToUse[rng.IntN(len(flagsToUse))]
+			op := imap.StoreFlagsAdd
+			if rng.IntN(2) == 0 {
+				op = imap.StoreFlagsDel
+			}
+			what = fmt.Sprintf("store %v %s on %d", op, f, u)
+			if err := actor.Store(imap.UIDSetNum(u), &imap.StoreFlags{Op: op, Flags: []imap.Flag{f}, Silent: true}, nil).Close(); err != nil {
+				t.Fatal(err)
+			}
+		case 4:
+			u := pick()
+			what = fmt.Sprintf("move %d out and back", u)
+			if _, err := actor.Move(imap.UIDSetNum(u), "Other").Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := actor.Select("Other", nil).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := actor.Move(imap.SeqSet{{Start: 1, Stop: 0}}, "INBOX").Wait(); err != nil {
+				t.Fatal(err)
+			}
+		case 5:
+			u := pick()
+			what = fmt.Sprintf("move %d out", u)
+			if _, err := actor.Move(imap.UIDSetNum(u), "Other").Wait(); err != nil {
+				t.Fatal(err)
+			}
+		case 6:
+			u := pick()
+			what = fmt.Sprintf("expunge %d", u)
+			if err := actor.Store(imap.UIDSetNum(u), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := actor.Expunge().Close(); err != nil {
+				t.Fatal(err)
+			}
+		case 7:
+			what = "append"
+			raw := mail(next)
+			next++
+			cmd := actor.Append("INBOX", int64(len(raw)), nil)
+			if _, err := cmd.Write([]byte(raw)); err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cmd.Wait(); err != nil {
+				t.Fatal(err)
+			}
+		case 8:
+			// POP3's DELE+QUIT: the deleted column, by another program.
+			what = "deleted by POP3"
+			ms, err := k.admin.List(k.ctx, model.Receive, box, 0, 1000)
+			if err != nil || len(ms) == 0 {
+				t.Fatalf("list: %v", err)
+			}
+			r := ms[rng.IntN(len(ms))]
+			if _, err := k.admin.Batch(k.ctx, []wire.Request{{Op: wire.OpSet, Table: model.Receive,
+				Ref: wire.Ref{ByKey: true, Key: r.Key}, Name: model.ColDeleted, Value: model.FlagSet}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The truth: a new session's listing.
+		if _, err := actor.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		want := viewOf(t, actor)
+		var got folderView
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if err := follower.Noop().Wait(); err != nil {
+				t.Fatal(err)
+			}
+			got = viewOf(t, follower)
+			if got.String() == want.String() || time.Now().After(deadline) {
+				break
+			}
+		}
+		if got.String() != want.String() {
+			t.Fatalf("step %d (%s): the selected session shows\n%s\na new session shows\n%s", step, what, got, want)
+		}
+	}
+}
