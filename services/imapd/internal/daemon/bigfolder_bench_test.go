@@ -15,18 +15,15 @@ import (
 	"github.com/twinmx/twinmx/services/imapd/internal/testkit"
 )
 
-// BenchmarkNewMailInBigFolder measures what one new mail costs a session
-// that has a big INBOX selected: the mail is delivered, and the session's
-// NOOP must answer with its EXISTS. TWINMX_BENCH_FOLDER sets the folder's
-// size (default 10,000 mails). Figures: ms per new mail, and CPU (dbd,
-// imapd and this client together) per new mail.
-func BenchmarkNewMailInBigFolder(b *testing.B) {
-	n := 10000
+// bigFolder delivers n mails to INBOX and returns a logged-in plain
+// connection's command function, which reports whether the answer carried
+// an EXISTS. n is TWINMX_BENCH_FOLDER if set.
+func bigFolder(b *testing.B, n int) (k *kit, cmd func(tag, line string) bool, mail func(int) []byte, size int) {
 	if v, err := strconv.Atoi(os.Getenv("TWINMX_BENCH_FOLDER")); err == nil && v > 0 {
 		n = v
 	}
-	k := start(b)
-	mail := func(i int) []byte {
+	k = start(b)
+	mail = func(i int) []byte {
 		return fmt.Appendf(nil, "From: s@y.example\r\nTo: %s\r\nSubject: %d\r\nMessage-ID: <big%d@y.example>\r\n\r\nbody %d\r\n", address, i, i, i)
 	}
 	for i := 0; i < n; i += 500 {
@@ -42,10 +39,9 @@ func BenchmarkNewMailInBigFolder(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	b.Cleanup(func() { c.Close() })
 	r := bufio.NewReader(c)
-	// cmd sends a command and returns whether its answer carried an EXISTS.
-	cmd := func(tag, line string) bool {
+	cmd = func(tag, line string) bool {
 		b.Helper()
 		fmt.Fprintf(c, "%s %s\r\n", tag, line)
 		exists := false
@@ -65,6 +61,31 @@ func BenchmarkNewMailInBigFolder(b *testing.B) {
 	}
 	r.ReadString('\n')
 	cmd("l", fmt.Sprintf("LOGIN %s %q", login, password))
+	return k, cmd, mail, n
+}
+
+// BenchmarkSelectBigFolder measures SELECT INBOX of a big folder
+// (TWINMX_BENCH_FOLDER mails, default 10,000), as a mail client does on
+// each new connection.
+func BenchmarkSelectBigFolder(b *testing.B) {
+	_, cmd, _, _ := bigFolder(b, 10000)
+	cmd("s", "SELECT INBOX")
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime(b)
+	for i := 0; i < b.N; i++ {
+		cmd("s", "SELECT INBOX")
+	}
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/select")
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/select")
+}
+
+// BenchmarkNewMailInBigFolder measures what one new mail costs a session
+// that has a big INBOX selected: the mail is delivered, and the session's
+// NOOP must answer with its EXISTS. TWINMX_BENCH_FOLDER sets the folder's
+// size (default 10,000 mails). Figures: ms per new mail, and CPU (dbd,
+// imapd and this client together) per new mail.
+func BenchmarkNewMailInBigFolder(b *testing.B) {
+	k, cmd, mail, n := bigFolder(b, 10000)
 	t0 := time.Now()
 	cmd("s", "SELECT INBOX")
 	b.Logf("SELECT of %d mails: %v", n, time.Since(t0))
