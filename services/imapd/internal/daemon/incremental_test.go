@@ -67,7 +67,8 @@ func (v folderView) String() string {
 // acknowledged late, flags set and cleared by another session, moves out
 // and back, copies, expunges, APPENDs, deletions as POP3 makes them), its
 // view must become exactly what a new session's SELECT shows: same UIDs,
-// same mails, same flags. TWINMX_SEED replays a run.
+// same mails, same flags. TWINMX_SEED replays a run; TWINMX_STEPS sets
+// its length (default 60).
 func TestIncrementalSyncMatchesFreshView(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if v, err := strconv.ParseUint(os.Getenv("TWINMX_SEED"), 10, 64); err == nil {
@@ -75,6 +76,10 @@ func TestIncrementalSyncMatchesFreshView(t *testing.T) {
 	}
 	t.Logf("TWINMX_SEED=%d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
+	steps := 60
+	if v, err := strconv.Atoi(os.Getenv("TWINMX_STEPS")); err == nil && v > 0 {
+		steps = v
+	}
 	k := start(t)
 	for i := range 5 {
 		k.deliver(mail(i))
@@ -92,7 +97,7 @@ func TestIncrementalSyncMatchesFreshView(t *testing.T) {
 	var unacked []model.Key // receive rows stored, not yet acknowledged
 	flagsToUse := []imap.Flag{imap.FlagSeen, imap.FlagFlagged, imap.FlagAnswered, "$Label1"}
 
-	for step := range 60 {
+	for step := range steps {
 		if _, err := actor.Select("INBOX", nil).Wait(); err != nil {
 			t.Fatal(err)
 		}
