@@ -15,6 +15,7 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/services/imapd/internal/session"
 	"github.com/twinmx/twinmx/services/imapd/internal/testkit"
 )
 
@@ -221,5 +222,44 @@ func TestIncrementalSyncMatchesFreshView(t *testing.T) {
 		if got.String() != want.String() {
 			t.Fatalf("step %d (%s): the selected session shows\n%s\na new session shows\n%s", step, what, got, want)
 		}
+	}
+}
+
+// TestOwnStoreDoesNotFlicker: a session's own STORE shows in its view at
+// once, and a sync that runs before that STORE's watch event arrives (here
+// every event comes 300 ms late, and another session's earlier change
+// brings a sync in between) must not report the mail's flags as they were
+// before the STORE.
+func TestOwnStoreDoesNotFlicker(t *testing.T) {
+	k := startWith(t, func(c *Config) {
+		c.wrapStore = func(s session.Store) session.Store { return lateWatch{s} }
+	})
+	k.deliver(mail(1))
+	k.deliver(mail(2))
+	r, _ := k.loginSelect()
+	other, _ := k.loginSelect()
+	other.send("o STORE 2 +FLAGS (\\Seen)\r\n")
+	if _, tagged := other.answer("o"); !strings.HasPrefix(tagged, "o OK") {
+		t.Fatalf("other session's STORE: %q", tagged)
+	}
+	time.Sleep(150 * time.Millisecond)
+	r.send("s STORE 1 +FLAGS (\\Flagged)\r\n")
+	if lines, tagged := r.answer("s"); !strings.HasPrefix(tagged, "s OK") || !slicesHas(lines, "* 1 FETCH (FLAGS (\\Flagged))\r\n") {
+		t.Fatalf("STORE: %q %q", lines, tagged)
+	}
+	sawSeen := false
+	for i := 0; i < 40; i++ {
+		time.Sleep(25 * time.Millisecond)
+		r.send(fmt.Sprintf("n%d NOOP\r\n", i))
+		lines, _ := r.answer(fmt.Sprintf("n%d", i))
+		for _, l := range lines {
+			if strings.HasPrefix(l, "* 1 FETCH") && !strings.Contains(l, "\\Flagged") {
+				t.Fatalf("NOOP %d after the session's own STORE reported %q", i, l)
+			}
+			sawSeen = sawSeen || strings.HasPrefix(l, "* 2 FETCH") && strings.Contains(l, "\\Seen")
+		}
+	}
+	if !sawSeen {
+		t.Fatal("the other session's \\Seen never reached the session")
 	}
 }

@@ -198,3 +198,24 @@ func (c *rowCache) members(id model.FolderID) []member {
 	}
 	return out
 }
+
+// raise applies the session's own column sets to the cache, as dbd has
+// them now: the watch events of those writes come later, and a sync in
+// between must not show the session's client the rows as they were
+// before its own command (its flags would flicker back and forth).
+func (c *rowCache) raise(sets []store.ColumnSet) {
+	for _, cs := range sets {
+		if cs.Table != 0 && cs.Table != model.Receive {
+			continue
+		}
+		at, ok := c.at[cs.Receive]
+		if !ok {
+			continue
+		}
+		m := &at.p.msgs[at.i]
+		st := m.State.Clone()
+		if changed, err := st.Set(cs.Column, cs.Value); err == nil && changed {
+			m.State = st
+		}
+	}
+}

@@ -433,7 +433,7 @@ func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp,
 			texts, sets = append(texts, t...), append(sets, fs...)
 		}
 	}
-	if err := s.b.cfg.Store.SetColumns(ctx, texts, sets); err != nil {
+	if err := s.setColumns(ctx, texts, sets); err != nil {
 		return err
 	}
 	for _, c := range changes {

@@ -371,7 +371,19 @@ func (s *Session) removeFrom(ctx context.Context, f *folder, fs *folderSet, msgs
 	if len(sets) == 0 {
 		return nil
 	}
-	return s.b.cfg.Store.SetColumns(ctx, nil, sets)
+	return s.setColumns(ctx, nil, sets)
+}
+
+// setColumns writes texts and column sets (store.SetColumns) and applies
+// the sets to the selected folder's cache (rowCache.raise).
+func (s *Session) setColumns(ctx context.Context, texts [][]byte, sets []store.ColumnSet) error {
+	if err := s.b.cfg.Store.SetColumns(ctx, texts, sets); err != nil {
+		return err
+	}
+	if s.sel != nil && s.sel.cache != nil {
+		s.sel.cache.raise(sets)
+	}
+	return nil
 }
 
 // Poll reports changes since the last look (after each command).

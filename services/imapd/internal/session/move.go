@@ -95,7 +95,7 @@ func (s *Session) copyTo(ctx context.Context, idx []int, dst *folder, move bool)
 	// The membership and the feedback first, in one batch per 4096 sets:
 	// a placement must never name a mail that is not (yet) a member, or
 	// the destination would list it under a dead UID.
-	if err := s.b.cfg.Store.SetColumns(ctx, texts, sets); err != nil {
+	if err := s.setColumns(ctx, texts, sets); err != nil {
 		return nil, err
 	}
 	nos, err := s.b.cfg.Store.Place(ctx, ps)
@@ -283,7 +283,7 @@ func (s *Session) Append(name string, r imap.LiteralReader, options *imap.Append
 		}
 	}
 	if len(texts) > 0 {
-		if err := s.b.cfg.Store.SetColumns(ctx, texts, nil); err != nil {
+		if err := s.setColumns(ctx, texts, nil); err != nil {
 			return nil, err
 		}
 	}

@@ -235,8 +235,12 @@ func (s *Store) Placements(ctx context.Context, folder model.Key, inc uint64, af
 			after = r.RowNo
 			p, err := model.ParsePlacementContent(r.Content)
 			// A replicated placement of another site has another parent;
-			// checking the incarnation again costs nothing.
-			if err != nil || p.Incarnation != inc || p.Folder != folder {
+			// checking the incarnation again costs nothing. The folder's
+			// validity marker (zero receive key, see Validity) names no
+			// mail: a session that kept the placements it listed would
+			// take it for another session's placement of mail it cannot
+			// see, and list everything again.
+			if err != nil || p.Incarnation != inc || p.Folder != folder || p.Receive == (model.Key{}) {
 				continue
 			}
 			out = append(out, PlacedRow{RowNo: r.RowNo, Placement: p})
