@@ -137,10 +137,13 @@ func (s *Session) view(ctx context.Context, f *folder, fs *folderSet, inc uint64
 			return nil, nil, err
 		}
 		msgs, err := s.build(ctx, f, c, inc)
-		if errors.Is(err, errPlacementRace) && try < 3 {
+		switch {
+		case errors.Is(err, errPlacementRace) && try < 3:
 			continue
+		case err != nil:
+			return nil, nil, err
 		}
-		return msgs, c, err
+		return msgs, c, nil
 	}
 }
 
