@@ -24,8 +24,7 @@ type rowCache struct {
 	at       map[model.Key]rowAt // receive key -> its row
 
 	placed      []store.PlacedRow // row number order
-	placedRows  map[uint64]bool
-	placedAfter uint64 // placements above it are not listed yet
+	placedAfter uint64            // placements above it are not listed yet
 }
 
 // cachedParent is the receive rows of one mailbox or folder (APPEND home).
@@ -53,7 +52,7 @@ type rowChange struct {
 // loadCache lists everything: placements first, then the rows (see view
 // for why that order).
 func (s *Session) loadCache(ctx context.Context, f *folder, fs *folderSet, inc uint64) (*rowCache, error) {
-	c := &rowCache{byParent: map[model.Key]*cachedParent{}, at: map[model.Key]rowAt{}, placedRows: map[uint64]bool{}}
+	c := &rowCache{byParent: map[model.Key]*cachedParent{}, at: map[model.Key]rowAt{}}
 	placed, last, err := s.b.cfg.Store.Placements(ctx, f.key, inc, 0)
 	if err != nil {
 		return nil, err
@@ -109,21 +108,21 @@ func (c *rowCache) put(p *cachedParent, m mailbox.Message) {
 
 // addPlaced adds placements the cache does not have, keeping row order.
 func (c *rowCache) addPlaced(ps []store.PlacedRow) {
-	sorted := true
 	for _, p := range ps {
-		if c.placedRows[p.RowNo] {
-			continue
+		i, found := slices.BinarySearchFunc(c.placed, p.RowNo, placedAt)
+		if !found {
+			c.placed = slices.Insert(c.placed, i, p)
 		}
-		c.placedRows[p.RowNo] = true
-		if n := len(c.placed); n > 0 && c.placed[n-1].RowNo > p.RowNo {
-			sorted = false
-		}
-		c.placed = append(c.placed, p)
-	}
-	if !sorted {
-		slices.SortFunc(c.placed, func(a, b store.PlacedRow) int { return cmp.Compare(a.RowNo, b.RowNo) })
 	}
 }
+
+// known reports whether the cache has the placement numbered rowNo.
+func (c *rowCache) known(rowNo uint64) bool {
+	_, found := slices.BinarySearchFunc(c.placed, rowNo, placedAt)
+	return found
+}
+
+func placedAt(p store.PlacedRow, rowNo uint64) int { return cmp.Compare(p.RowNo, rowNo) }
 
 // update brings the cache up to date after the watch events changes: new
 // placements first, then the changed rows' states and the rows numbered
@@ -158,10 +157,7 @@ func (c *rowCache) update(ctx context.Context, st Store, f *folder, inc uint64, 
 		}
 	}
 	for _, p := range placed {
-		if c.placedRows[p.RowNo] {
-			continue
-		}
-		if !c.shows(p, f.id) {
+		if !c.known(p.RowNo) && !c.shows(p, f.id) {
 			return false, nil
 		}
 	}

@@ -170,7 +170,7 @@ func (s *Session) build(ctx context.Context, f *folder, c *rowCache, inc uint64)
 		placed := make([]store.PlacedRow, len(missing))
 		for i, m := range missing {
 			view = append(view, placedMsg{uid: nos[i], member: m})
-			placed[i] = store.PlacedRow{RowNo: nos[i], Placement: ps[i]}
+			placed[i] = store.PlacedRow{RowNo: nos[i], Receive: ps[i].Receive, Gen: ps[i].Gen}
 		}
 		c.addPlaced(placed)
 		// Placements are numbered in commit order: one made by another
@@ -181,7 +181,7 @@ func (s *Session) build(ctx context.Context, f *folder, c *rowCache, inc uint64)
 		}
 		top := slices.Max(nos)
 		for _, p := range others {
-			if !c.placedRows[p.RowNo] && (p.RowNo < top || !c.shows(p, f.id)) {
+			if !c.known(p.RowNo) && (p.RowNo < top || !c.shows(p, f.id)) {
 				return nil, errPlacementRace
 			}
 		}

@@ -173,7 +173,7 @@ func TestReconcile(t *testing.T) {
 		return member{acctMsg: acctMsg{m: mailbox.Message{Receive: key(s), RowNo: rowNo}}, gen: gen}
 	}
 	pl := func(s string, rowNo, gen uint64) store.PlacedRow {
-		return store.PlacedRow{RowNo: rowNo, Placement: model.Placement{Receive: key(s), Gen: gen}}
+		return store.PlacedRow{RowNo: rowNo, Receive: key(s), Gen: gen}
 	}
 	members := []member{mem("late", 1, 0), mem("a", 2, 0), mem("back", 3, 9), mem("b", 4, 0)}
 	placed := []store.PlacedRow{pl("a", 10, 0), pl("back", 11, 5), pl("gone", 12, 0), pl("b", 13, 0), pl("a", 14, 0)}

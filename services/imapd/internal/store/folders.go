@@ -215,10 +215,13 @@ func (s *Store) Rows(ctx context.Context, parent model.Key, after uint64, append
 	return s.mb.Rows(ctx, parent, after, appended)
 }
 
-// PlacedRow is one placement row of this site: RowNo is the UID.
+// PlacedRow is one placement row of this site's listing of one folder:
+// RowNo is the UID, and Receive and Gen are the placement's mail and
+// membership value (the folder and incarnation are the listing's).
 type PlacedRow struct {
-	RowNo uint64
-	model.Placement
+	RowNo   uint64
+	Receive model.Key
+	Gen     uint64
 }
 
 // Placements lists this store's placements of folder (incarnation inc)
@@ -243,7 +246,7 @@ func (s *Store) Placements(ctx context.Context, folder model.Key, inc uint64, af
 			if err != nil || p.Incarnation != inc || p.Folder != folder || p.Receive == (model.Key{}) {
 				continue
 			}
-			out = append(out, PlacedRow{RowNo: r.RowNo, Placement: p})
+			out = append(out, PlacedRow{RowNo: r.RowNo, Receive: p.Receive, Gen: p.Gen})
 		}
 		if len(rows) < 5000 {
 			return out, after, nil
