@@ -198,11 +198,20 @@ func ParseMemberColumn(name string) (FolderID, bool) {
 // value. A new move into the folder gives a new gen, hence a new
 // placement and a new UID.
 func Member(st State, home, id FolderID) (gen uint64, in bool) {
-	v := st.Col(MemberColumn(id))
-	if v == 0 {
-		return 0, id == home
+	return MemberTest(id)(st, home)
+}
+
+// MemberTest returns Member for folder id, with its column name made
+// once: for a loop over every row of an account.
+func MemberTest(id FolderID) func(st State, home FolderID) (gen uint64, in bool) {
+	col := MemberColumn(id)
+	return func(st State, home FolderID) (uint64, bool) {
+		v := st.Col(col)
+		if v == 0 {
+			return 0, id == home
+		}
+		return v, v&1 == 1
 	}
-	return v, v&1 == 1
 }
 
 // MoveValue returns the value that records a move into (in) or out of

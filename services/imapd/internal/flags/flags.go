@@ -80,6 +80,16 @@ func Junk(flag imap.Flag) (spam, ok bool) {
 // adds \*).
 var Permanent = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
 
+// permanentCols are the columns of Permanent, in its order: Of runs for
+// every message of a folder on each change, so they are looked up once.
+var permanentCols = func() []string {
+	cols := make([]string, len(Permanent))
+	for i, f := range Permanent {
+		cols[i] = system[strings.ToLower(string(f))]
+	}
+	return cols
+}()
+
 // Column returns the receive column for flag. For a keyword of the hashed
 // form, text is the content of the text row that must exist so the flag
 // can be shown (KeywordContent); it is nil otherwise. ok is false for a
@@ -146,8 +156,8 @@ func Value(ms int64, set bool) uint64 {
 // come in a stable order: system flags, then keywords by column name.
 func Of(cols map[string]uint64, resolve func(model.Key) (string, bool)) []imap.Flag {
 	var out []imap.Flag
-	for _, f := range Permanent {
-		if Set(cols[system[strings.ToLower(string(f))]]) {
+	for i, f := range Permanent {
+		if Set(cols[permanentCols[i]]) {
 			out = append(out, f)
 		}
 	}

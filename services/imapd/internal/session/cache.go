@@ -181,13 +181,14 @@ func (c *rowCache) shows(p store.PlacedRow, id model.FolderID) bool {
 // order.
 func (c *rowCache) members(id model.FolderID) []member {
 	var out []member
+	isMember := model.MemberTest(id)
 	for _, p := range c.parents {
 		for i := range p.msgs {
 			m := &p.msgs[i]
 			if !m.Visible() {
 				continue
 			}
-			if gen, in := model.Member(m.State, p.home, id); in {
+			if gen, in := isMember(m.State, p.home); in {
 				out = append(out, member{acctMsg: acctMsg{m: *m, home: p.home}, gen: gen})
 			}
 		}
