@@ -79,6 +79,23 @@ func BenchmarkSelectBigFolder(b *testing.B) {
 	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/select")
 }
 
+// BenchmarkStatusWhileSelected measures STATUS of a small folder from a
+// session that has the big INBOX selected, as mail clients poll their
+// folders' counts.
+func BenchmarkStatusWhileSelected(b *testing.B) {
+	_, cmd, _, _ := bigFolder(b, 10000)
+	cmd("c", "CREATE Other")
+	cmd("s", "SELECT INBOX")
+	cmd("t", "STATUS Other (MESSAGES UNSEEN UIDNEXT)")
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime(b)
+	for i := 0; i < b.N; i++ {
+		cmd("t", "STATUS Other (MESSAGES UNSEEN UIDNEXT)")
+	}
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/status")
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/status")
+}
+
 // BenchmarkNewMailInBigFolder measures what one new mail costs a session
 // that has a big INBOX selected: the mail is delivered, and the session's
 // NOOP must answer with its EXISTS. TWINMX_BENCH_FOLDER sets the folder's

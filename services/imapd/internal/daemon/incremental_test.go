@@ -49,6 +49,15 @@ func viewOf(t *testing.T, c *imapclient.Client) folderView {
 	return v
 }
 
+func statusOf(t *testing.T, c *imapclient.Client, box string) string {
+	t.Helper()
+	d, err := c.Status(box, &imap.StatusOptions{NumMessages: true, NumUnseen: true, UIDNext: true, NumDeleted: true}).Wait()
+	if err != nil {
+		t.Fatalf("status %s: %v", box, err)
+	}
+	return fmt.Sprintf("messages %d unseen %d deleted %d uidnext %d", *d.NumMessages, *d.NumUnseen, *d.NumDeleted, d.UIDNext)
+}
+
 func (v folderView) String() string {
 	uids := make([]imap.UID, 0, len(v))
 	for u := range v {
@@ -68,7 +77,9 @@ func (v folderView) String() string {
 // acknowledged late, flags set and cleared by another session, moves out
 // and back, copies, expunges, APPENDs, deletions as POP3 makes them), its
 // view must become exactly what a new session's SELECT shows: same UIDs,
-// same mails, same flags. TWINMX_SEED replays a run; TWINMX_STEPS sets
+// same mails, same flags; and its STATUS of INBOX and of another folder,
+// answered from its copy, what a session with nothing selected answers.
+// TWINMX_SEED replays a run; TWINMX_STEPS sets
 // its length (default 60).
 func TestIncrementalSyncMatchesFreshView(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
@@ -85,12 +96,15 @@ func TestIncrementalSyncMatchesFreshView(t *testing.T) {
 	for i := range 5 {
 		k.deliver(mail(i))
 	}
-	follower := k.loggedIn(nil)
-	if _, err := follower.Select("INBOX", nil).Wait(); err != nil {
+	actor := k.loggedIn(nil)
+	unselected := k.loggedIn(nil)
+	// Created first: the follower's copy then holds Other's rows too, and
+	// its STATUS of Other is answered from the copy.
+	if err := actor.Create("Other", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	actor := k.loggedIn(nil)
-	if err := actor.Create("Other", nil).Wait(); err != nil {
+	follower := k.loggedIn(nil)
+	if _, err := follower.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
 	box := model.KeyOf(model.Mailbox, model.MailboxContent(address))
@@ -209,6 +223,20 @@ func TestIncrementalSyncMatchesFreshView(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := viewOf(t, actor)
+		// STATUS from the selected session (its rows come from the copy)
+		// and from a session with nothing selected (a new listing).
+		for _, box := range []string{"INBOX", "Other"} {
+			wantStatus := statusOf(t, unselected, box)
+			var gotStatus string
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				if gotStatus = statusOf(t, follower, box); gotStatus == wantStatus || time.Now().After(deadline) {
+					break
+				}
+			}
+			if gotStatus != wantStatus {
+				t.Fatalf("step %d (%s): STATUS %s in the selected session %s, in a new one %s", step, what, box, gotStatus, wantStatus)
+			}
+		}
 		var got folderView
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 			if err := follower.Noop().Wait(); err != nil {

@@ -3,6 +3,7 @@ package session
 import (
 	"cmp"
 	"context"
+	"errors"
 	"slices"
 
 	"github.com/twinmx/twinmx/pkg/model"
@@ -215,4 +216,50 @@ func (c *rowCache) raise(sets []store.ColumnSet) {
 			m.State = st
 		}
 	}
+}
+
+// statusView is view for STATUS (and LIST-STATUS). With a folder
+// selected, the account's rows come from the selected folder's copy,
+// brought up to date, and only f's placements are listed: a mail client
+// that asks for the STATUS of every folder does not make imapd list the
+// whole account each time (with 10,000 mails in INBOX, a listing costs
+// about 120 ms of CPU). The changes taken from the watch for that stay
+// owed to the selected view: its next sync still reports them.
+func (s *Session) statusView(ctx context.Context, f *folder, fs *folderSet, inc uint64) ([]*message, error) {
+	sel := s.sel
+	if sel == nil || sel.cache == nil || sel.incarnation != inc || !slices.Equal(sel.fs.known, fs.known) {
+		msgs, _, err := s.view(ctx, f, fs, inc)
+		return msgs, err
+	}
+	changes, complete := sel.watch.take()
+	if len(changes) > 0 || !complete {
+		sel.watch.mark()
+	}
+	ok := complete
+	if ok {
+		var err error
+		if ok, err = sel.cache.update(ctx, s.b.cfg.Store, &sel.folder, inc, changes); err != nil {
+			sel.cache = nil
+			return nil, err
+		}
+	}
+	if !ok {
+		sel.cache = nil // the next sync lists everything
+		msgs, _, err := s.view(ctx, f, fs, inc)
+		return msgs, err
+	}
+	// The rows are shared and build only reads them; the placements are
+	// f's own.
+	c := &rowCache{parents: sel.cache.parents, byParent: sel.cache.byParent, at: sel.cache.at}
+	placed, last, err := s.b.cfg.Store.Placements(ctx, f.key, inc, 0)
+	if err != nil {
+		return nil, err
+	}
+	c.addPlaced(placed)
+	c.placedAfter = last
+	msgs, err := s.build(ctx, f, c, inc)
+	if errors.Is(err, errPlacementRace) {
+		msgs, _, err = s.view(ctx, f, fs, inc)
+	}
+	return msgs, err
 }

@@ -390,7 +390,7 @@ func (s *Session) status(f *folder, fs *folderSet, options *imap.StatusOptions) 
 	if err != nil {
 		return nil, err
 	}
-	msgs, _, err := s.view(ctx, f, fs, inc)
+	msgs, err := s.statusView(ctx, f, fs, inc)
 	if err != nil {
 		return nil, err
 	}
