@@ -96,6 +96,21 @@ func BenchmarkStatusWhileSelected(b *testing.B) {
 	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/status")
 }
 
+// BenchmarkListStatus measures LIST "" "*" RETURN (STATUS ...) from a
+// session with nothing selected, over the system folders and one user
+// folder, with the big INBOX.
+func BenchmarkListStatus(b *testing.B) {
+	_, cmd, _, _ := bigFolder(b, 10000)
+	cmd("c", "CREATE Other")
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime(b)
+	for i := 0; i < b.N; i++ {
+		cmd("t", `LIST "" "*" RETURN (STATUS (MESSAGES UNSEEN UIDNEXT))`)
+	}
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/list")
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/list")
+}
+
 // BenchmarkNewMailInBigFolder measures what one new mail costs a session
 // that has a big INBOX selected: the mail is delivered, and the session's
 // NOOP must answer with its EXISTS. TWINMX_BENCH_FOLDER sets the folder's

@@ -291,3 +291,61 @@ func TestOwnStoreDoesNotFlicker(t *testing.T) {
 		t.Fatal("the other session's \\Seen never reached the session")
 	}
 }
+
+// TestListStatusMatchesStatus: LIST-STATUS answers, for every folder, what
+// a STATUS of that folder in a new session answers, whether the asking
+// session has a folder selected (rows from its copy) or not (the
+// account's rows listed once for all folders).
+func TestListStatusMatchesStatus(t *testing.T) {
+	k := start(t)
+	for i := range 6 {
+		k.deliver(mail(i))
+	}
+	c := k.loggedIn(nil)
+	for _, f := range []string{"Other", "Other/Sub"} {
+		if err := c.Create(f, nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagSeen}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Move(imap.SeqSetNum(2, 3), "Other").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Copy(imap.SeqSetNum(1), "Other/Sub").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	opts := &imap.StatusOptions{NumMessages: true, NumUnseen: true, UIDNext: true, NumDeleted: true}
+	want := map[string]string{}
+	for _, box := range []string{"INBOX", "Other", "Other/Sub", "Sent", "Trash", "Junk", "Drafts"} {
+		want[box] = statusOf(t, k.loggedIn(nil), box)
+	}
+	for name, asker := range map[string]*imapclient.Client{"selected": c, "unselected": k.loggedIn(nil)} {
+		list, err := asker.List("", "*", &imap.ListOptions{ReturnStatus: opts}).Collect()
+		if err != nil {
+			t.Fatalf("%s: LIST-STATUS: %v", name, err)
+		}
+		seen := 0
+		for _, d := range list {
+			w, ok := want[d.Mailbox]
+			if !ok {
+				continue
+			}
+			seen++
+			if d.Status == nil {
+				t.Fatalf("%s: LIST-STATUS of %s without STATUS", name, d.Mailbox)
+			}
+			got := fmt.Sprintf("messages %d unseen %d deleted %d uidnext %d", *d.Status.NumMessages, *d.Status.NumUnseen, *d.Status.NumDeleted, d.Status.UIDNext)
+			if got != w {
+				t.Errorf("%s: LIST-STATUS of %s: %s, STATUS in a new session: %s", name, d.Mailbox, got, w)
+			}
+		}
+		if seen != len(want) {
+			t.Errorf("%s: LIST-STATUS named %d of the %d folders", name, seen, len(want))
+		}
+	}
+}

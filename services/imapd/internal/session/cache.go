@@ -53,13 +53,23 @@ type rowChange struct {
 // loadCache lists everything: placements first, then the rows (see view
 // for why that order).
 func (s *Session) loadCache(ctx context.Context, f *folder, fs *folderSet, inc uint64) (*rowCache, error) {
-	c := &rowCache{byParent: map[model.Key]*cachedParent{}, at: map[model.Key]rowAt{}}
 	placed, last, err := s.b.cfg.Store.Placements(ctx, f.key, inc, 0)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.accountRows(ctx, fs)
 	if err != nil {
 		return nil, err
 	}
 	c.addPlaced(placed)
 	c.placedAfter = last
+	return c, nil
+}
+
+// accountRows lists the account's receive rows: under each of its SMTP
+// mailboxes and each folder's APPEND home (watchKeys).
+func (s *Session) accountRows(ctx context.Context, fs *folderSet) (*rowCache, error) {
+	c := &rowCache{byParent: map[model.Key]*cachedParent{}, at: map[model.Key]rowAt{}}
 	for _, b := range s.acct.Mailboxes {
 		c.addParent(b.Key, model.FolderInbox, false)
 	}
@@ -224,12 +234,24 @@ func (c *rowCache) raise(sets []store.ColumnSet) {
 // that asks for the STATUS of every folder does not make imapd list the
 // whole account each time (with 10,000 mails in INBOX, a listing costs
 // about 120 ms of CPU). The changes taken from the watch for that stay
-// owed to the selected view: its next sync still reports them.
-func (s *Session) statusView(ctx context.Context, f *folder, fs *folderSet, inc uint64) ([]*message, error) {
+// owed to the selected view: its next sync still reports them. Without a
+// selected folder, shared (one LIST-STATUS's folders) lists the rows once;
+// nil lists everything for f alone.
+func (s *Session) statusView(ctx context.Context, f *folder, fs *folderSet, inc uint64, shared **rowCache) ([]*message, error) {
 	sel := s.sel
 	if sel == nil || sel.cache == nil || sel.incarnation != inc || !slices.Equal(sel.fs.known, fs.known) {
-		msgs, _, err := s.view(ctx, f, fs, inc)
-		return msgs, err
+		if shared == nil {
+			msgs, _, err := s.view(ctx, f, fs, inc)
+			return msgs, err
+		}
+		if *shared == nil {
+			c, err := s.accountRows(ctx, fs)
+			if err != nil {
+				return nil, err
+			}
+			*shared = c
+		}
+		return s.statusFrom(ctx, f, fs, *shared, inc)
 	}
 	changes, complete := sel.watch.take()
 	if len(changes) > 0 || !complete {
@@ -248,9 +270,17 @@ func (s *Session) statusView(ctx context.Context, f *folder, fs *folderSet, inc 
 		msgs, _, err := s.view(ctx, f, fs, inc)
 		return msgs, err
 	}
+	return s.statusFrom(ctx, f, fs, sel.cache, inc)
+}
+
+// statusFrom builds folder f's view from rows' receive rows and f's
+// placements, listed now. The rows were listed before the placements, so
+// a placement made meanwhile may name mail they do not show: STATUS then
+// counts without it, which the next STATUS corrects; no UID is shown.
+func (s *Session) statusFrom(ctx context.Context, f *folder, fs *folderSet, rows *rowCache, inc uint64) ([]*message, error) {
 	// The rows are shared and build only reads them; the placements are
 	// f's own.
-	c := &rowCache{parents: sel.cache.parents, byParent: sel.cache.byParent, at: sel.cache.at}
+	c := &rowCache{parents: rows.parents, byParent: rows.byParent, at: rows.at}
 	placed, last, err := s.b.cfg.Store.Placements(ctx, f.key, inc, 0)
 	if err != nil {
 		return nil, err

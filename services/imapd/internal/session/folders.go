@@ -181,6 +181,7 @@ func (s *Session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	if err != nil {
 		return err
 	}
+	var rows *rowCache // the account's rows, listed once for all STATUS answers
 	for _, p := range patterns {
 		if p == "" {
 			// RFC 9051 §6.3.9: the hierarchy delimiter and root.
@@ -219,7 +220,7 @@ func (s *Session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 				}
 			}
 			if options != nil && options.ReturnStatus != nil {
-				if data.Status, err = s.status(f, fs, options.ReturnStatus); err != nil {
+				if data.Status, err = s.status(f, fs, options.ReturnStatus, &rows); err != nil {
 					return err
 				}
 			}
@@ -380,17 +381,19 @@ func (s *Session) Status(name string, options *imap.StatusOptions) (data *imap.S
 	if !ok {
 		return nil, errNoMailbox
 	}
-	return s.status(f, fs, options)
+	return s.status(f, fs, options, nil)
 }
 
-func (s *Session) status(f *folder, fs *folderSet, options *imap.StatusOptions) (*imap.StatusData, error) {
+// status answers STATUS of f; shared, if not nil, keeps the account's rows
+// for the next folder of the same command (see statusView).
+func (s *Session) status(f *folder, fs *folderSet, options *imap.StatusOptions, shared **rowCache) (*imap.StatusData, error) {
 	ctx, cancel := s.dbctx()
 	defer cancel()
 	inc, err := s.b.cfg.Store.Incarnation(ctx)
 	if err != nil {
 		return nil, err
 	}
-	msgs, err := s.statusView(ctx, f, fs, inc)
+	msgs, err := s.statusView(ctx, f, fs, inc, shared)
 	if err != nil {
 		return nil, err
 	}
