@@ -64,19 +64,26 @@ func bigFolder(b *testing.B, n int) (k *kit, cmd func(tag, line string) bool, ma
 	return k, cmd, mail, n
 }
 
+// timed runs op b.N times and reports, per run, the wall time and the CPU
+// time of the whole process (dbd, imapd and the client) in ms, as
+// "ms/"+unit and "cpu-ms/"+unit.
+func timed(b *testing.B, unit string, op func(i int)) {
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime(b)
+	for i := 0; i < b.N; i++ {
+		op(i)
+	}
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/"+unit)
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/"+unit)
+}
+
 // BenchmarkSelectBigFolder measures SELECT INBOX of a big folder
 // (TWINMX_BENCH_FOLDER mails, default 10,000), as a mail client does on
 // each new connection.
 func BenchmarkSelectBigFolder(b *testing.B) {
 	_, cmd, _, _ := bigFolder(b, 10000)
 	cmd("s", "SELECT INBOX")
-	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime(b)
-	for i := 0; i < b.N; i++ {
-		cmd("s", "SELECT INBOX")
-	}
-	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/select")
-	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/select")
+	timed(b, "select", func(int) { cmd("s", "SELECT INBOX") })
 }
 
 // BenchmarkStatusWhileSelected measures STATUS of a small folder from a
@@ -87,13 +94,7 @@ func BenchmarkStatusWhileSelected(b *testing.B) {
 	cmd("c", "CREATE Other")
 	cmd("s", "SELECT INBOX")
 	cmd("t", "STATUS Other (MESSAGES UNSEEN UIDNEXT)")
-	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime(b)
-	for i := 0; i < b.N; i++ {
-		cmd("t", "STATUS Other (MESSAGES UNSEEN UIDNEXT)")
-	}
-	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/status")
-	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/status")
+	timed(b, "status", func(int) { cmd("t", "STATUS Other (MESSAGES UNSEEN UIDNEXT)") })
 }
 
 // BenchmarkListStatus measures LIST "" "*" RETURN (STATUS ...) from a
@@ -102,13 +103,7 @@ func BenchmarkStatusWhileSelected(b *testing.B) {
 func BenchmarkListStatus(b *testing.B) {
 	_, cmd, _, _ := bigFolder(b, 10000)
 	cmd("c", "CREATE Other")
-	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime(b)
-	for i := 0; i < b.N; i++ {
-		cmd("t", `LIST "" "*" RETURN (STATUS (MESSAGES UNSEEN UIDNEXT))`)
-	}
-	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/list")
-	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/list")
+	timed(b, "list", func(int) { cmd("t", `LIST "" "*" RETURN (STATUS (MESSAGES UNSEEN UIDNEXT))`) })
 }
 
 // BenchmarkNewMailInBigFolder measures what one new mail costs a session
@@ -121,15 +116,11 @@ func BenchmarkNewMailInBigFolder(b *testing.B) {
 	t0 := time.Now()
 	cmd("s", "SELECT INBOX")
 	b.Logf("SELECT of %d mails: %v", n, time.Since(t0))
-	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime(b)
-	for i := 0; i < b.N; i++ {
+	timed(b, "mail", func(i int) {
 		if _, err := testkit.Deliver(k.ctx, k.admin, address, mail(n+i), true, time.Now()); err != nil {
 			b.Fatal(err)
 		}
 		for !cmd("n", "NOOP") {
 		}
-	}
-	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/mail")
-	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/mail")
+	})
 }
