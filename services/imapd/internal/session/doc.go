@@ -19,19 +19,21 @@
 //
 // The view changes only in Poll and Idle (never in the middle of a
 // command): a watch on each of the account's mailboxes and folder keys
-// (dbd's watch by parent, push, no polling) marks the view dirty; the next
-// Poll lists the folder again and reports the difference (diff): EXPUNGE
-// for mail gone, FETCH FLAGS for changed rows, EXISTS for UIDs above
-// UIDNEXT. We do not use go-imap's MailboxTracker: each session compares
-// dbd's truth with what it told its own client, so no cross-session
-// bookkeeping can get inconsistent.
+// (dbd's watch by parent, push, no polling) hands the changed rows to the
+// session and marks the view dirty; the next Poll merges them into the
+// rows the session keeps (rowCache; everything is listed again when that
+// copy cannot be trusted), rebuilds the view and reports the difference
+// (diff): EXPUNGE for mail gone, FETCH FLAGS for changed rows, EXISTS for
+// UIDs above UIDNEXT. We do not use go-imap's MailboxTracker: each session
+// compares dbd's rows with what it told its own client, so no
+// cross-session bookkeeping can get inconsistent.
 //
 // # Concurrency
 //
 // go-imap calls a Session from its connection goroutine, except Idle,
 // which runs on a second goroutine while the first waits for DONE; the
 // two never touch the session at the same time. The watch goroutines
-// touch only the watcher's atomic flag and channel. A FETCH's prefetch
+// touch only the watcher's flag, channel and change list (under its lock). A FETCH's prefetch
 // goroutines read copies of the messages and the Store only, and end
 // before Fetch returns. Every goroutine is owned by the session and
 // stopped in Unselect/Close (or at the end of its command).
