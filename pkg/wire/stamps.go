@@ -23,33 +23,38 @@ type Stamps struct {
 // are then both Last.
 func StampsOf(figs []Figure) (Stamps, error) {
 	var s Stamps
-	seen := 0
-	for _, f := range figs {
-		var dst *uint64
-		switch f.Name {
-		case "stamp":
-			dst = &s.Last
-		case "stamp.before":
-			dst = &s.Before
-		case "stamp.floor":
-			dst = &s.Floor
-		default:
-			continue
-		}
-		v, err := strconv.ParseUint(f.Value, 10, 64)
-		if err != nil {
-			return Stamps{}, fmt.Errorf("status figure %s %q: %w", f.Name, f.Value, err)
-		}
-		*dst = v
-		seen++
-	}
-	if seen == 0 {
+	var ok bool
+	var err error
+	if s.Last, ok, err = FigureUint(figs, "stamp"); err != nil {
+		return Stamps{}, err
+	} else if !ok {
 		return Stamps{}, fmt.Errorf("status has no stamp figure")
+	}
+	if s.Before, _, err = FigureUint(figs, "stamp.before"); err != nil {
+		return Stamps{}, err
+	}
+	if s.Floor, _, err = FigureUint(figs, "stamp.floor"); err != nil {
+		return Stamps{}, err
 	}
 	if s.Floor == 0 {
 		s.Before, s.Floor = s.Last, s.Last
 	}
 	return s, nil
+}
+
+// FigureUint reads the decimal figure name of a status answer; ok is false
+// if the answer has none.
+func FigureUint(figs []Figure, name string) (v uint64, ok bool, err error) {
+	for _, f := range figs {
+		if f.Name == name {
+			v, err := strconv.ParseUint(f.Value, 10, 64)
+			if err != nil {
+				return 0, false, fmt.Errorf("status figure %s %q: %w", name, f.Value, err)
+			}
+			return v, true, nil
+		}
+	}
+	return 0, false, nil
 }
 
 // Behind returns how many changes above cursor there may be: the stamps

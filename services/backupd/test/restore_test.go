@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/twinmx/twinmx/services/dbd/proctest"
 
 	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
 )
 
 // TestRestoredAndRebuiltSite brings site A back twice while backupd runs:
@@ -82,17 +82,11 @@ func incarnation(ctx context.Context, t *testing.T, s *site) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range figs {
-		if f.Name == "incarnation" {
-			v, err := strconv.ParseUint(f.Value, 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return v
-		}
+	v, ok, err := wire.FigureUint(figs, "incarnation")
+	if err != nil || !ok {
+		t.Fatalf("incarnation in %s's status: %v %v", s.name, ok, err)
 	}
-	t.Fatalf("no incarnation in %s's status", s.name)
-	return 0
+	return v
 }
 
 // expectAt checks that site s holds the text rows "prefix 0" … "prefix n-1".

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -398,11 +397,9 @@ func TestMailboxRoleCannotShowRefusedMail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var inc uint64
-	for _, f := range st {
-		if f.Name == "incarnation" {
-			inc = parseU(t, f.Value)
-		}
+	inc, _, err := wire.FigureUint(st, "incarnation")
+	if err != nil {
+		t.Fatal(err)
 	}
 	mb := k.env.Client("mailbox")
 	now := time.Now()
@@ -436,15 +433,6 @@ func TestMailboxRoleCannotShowRefusedMail(t *testing.T) {
 	if got := k.selectBox(c, "INBOX"); got.NumMessages != sd.NumMessages {
 		t.Fatalf("INBOX went from %d to %d mails", sd.NumMessages, got.NumMessages)
 	}
-}
-
-func parseU(t *testing.T, s string) uint64 {
-	t.Helper()
-	v, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
 }
 
 // lateWatch is a store whose watch events each come 300 ms late, as they

@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -68,16 +67,14 @@ func (s *Store) Incarnation(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("dbd status: %w", err)
 	}
-	for _, f := range figs {
-		if f.Name == "incarnation" {
-			v, err := strconv.ParseUint(f.Value, 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("dbd incarnation %q: %w", f.Value, err)
-			}
-			return v, nil
-		}
+	v, ok, err := wire.FigureUint(figs, "incarnation")
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("dbd: %w", err)
+	case !ok:
+		return 0, ErrNoIncarnation
 	}
-	return 0, ErrNoIncarnation
+	return v, nil
 }
 
 // Fetch returns a mail byte for byte as received, less dropped fields.
