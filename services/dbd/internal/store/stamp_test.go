@@ -20,15 +20,7 @@ func TestStampsOfARunStartAboveItsOpen(t *testing.T) {
 	ctx := context.Background()
 	fs := vfs.NewMem()
 	clock := time.Unix(1_800_000_000, 0)
-	open := func(dir string) *Store {
-		t.Helper()
-		s, err := Open(Options{Dir: dir, FS: fs, Site: "a", Now: func() time.Time { return clock },
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatalf("Open %s: %v", dir, err)
-		}
-		return s
-	}
+	open := func(dir string) *Store { return openDir(t, fs, dir, func() time.Time { return clock }) }
 	write := func(s *Store, prefix string, n int) {
 		t.Helper()
 		for i := range n {
@@ -92,14 +84,7 @@ func TestStampsOfARunStartAboveItsOpen(t *testing.T) {
 // its own.
 func TestCheckpointCopyGetsNewIncarnation(t *testing.T) {
 	fs := vfs.NewMem()
-	open := func(dir string) *Store {
-		t.Helper()
-		s, err := Open(Options{Dir: dir, FS: fs, Site: "a", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatalf("Open %s: %v", dir, err)
-		}
-		return s
-	}
+	open := func(dir string) *Store { return openDir(t, fs, dir, nil) }
 	s := open("db")
 	orig := s.Incarnation()
 	path, err := s.Checkpoint("cp")
@@ -130,4 +115,14 @@ func TestCheckpointCopyGetsNewIncarnation(t *testing.T) {
 	if got := c.Incarnation(); got != restored {
 		t.Fatalf("copy reopened: incarnation %d, want %d (drawn once)", got, restored)
 	}
+}
+
+// openDir opens the store in dir of fs with the clock now (nil: time.Now).
+func openDir(t *testing.T, fs vfs.FS, dir string, now func() time.Time) *Store {
+	t.Helper()
+	s, err := Open(Options{Dir: dir, FS: fs, Site: "a", Now: now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("Open %s: %v", dir, err)
+	}
+	return s
 }

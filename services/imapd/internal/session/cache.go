@@ -253,20 +253,14 @@ func (s *Session) statusView(ctx context.Context, f *folder, fs *folderSet, inc 
 		}
 		return s.statusFrom(ctx, f, fs, *shared, inc)
 	}
-	changes, complete := sel.watch.take()
-	if len(changes) > 0 || !complete {
+	ok, took, err := s.catchUp(ctx, sel)
+	if took {
 		sel.watch.mark()
 	}
-	ok := complete
-	if ok {
-		var err error
-		if ok, err = sel.cache.update(ctx, s.b.cfg.Store, &sel.folder, inc, changes); err != nil {
-			sel.cache = nil
-			return nil, err
-		}
+	if err != nil {
+		return nil, err
 	}
 	if !ok {
-		sel.cache = nil // the next sync lists everything
 		msgs, _, err := s.view(ctx, f, fs, inc)
 		return msgs, err
 	}

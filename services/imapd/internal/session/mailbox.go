@@ -433,28 +433,42 @@ func (s *Session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err er
 	}
 }
 
+// catchUp brings the selected folder's copy up to date with the changes
+// its watch kept (rowCache.update) and reports whether the copy can be
+// used. If it cannot (there is none, changes were lost, a placement names
+// mail it does not show, an error) the copy is dropped, and the caller
+// lists everything. took reports whether anything was taken from the
+// watch.
+func (s *Session) catchUp(ctx context.Context, sel *selected) (ok, took bool, err error) {
+	changes, complete := sel.watch.take()
+	took = len(changes) > 0 || !complete
+	if sel.cache != nil && complete {
+		ok, err = sel.cache.update(ctx, s.b.cfg.Store, &sel.folder, sel.incarnation, changes)
+	}
+	if !ok {
+		sel.cache = nil
+	}
+	return ok, took, err
+}
+
 // refresh returns the selected folder's view after the changes the watch
 // saw: from the cache brought up to date, or from a new listing when the
 // cache cannot be trusted (none, the watch lost events, see
 // rowCache.update). On an error the cache is dropped: the changes taken
 // from the watch are not in it.
 func (s *Session) refresh(ctx context.Context, sel *selected) ([]*message, error) {
-	changes, complete := sel.watch.take()
-	if sel.cache != nil && complete {
-		ok, err := sel.cache.update(ctx, s.b.cfg.Store, &sel.folder, sel.incarnation, changes)
-		if err != nil {
+	ok, _, err := s.catchUp(ctx, sel)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		msgs, err := s.build(ctx, &sel.folder, sel.cache, sel.incarnation)
+		if err == nil {
+			return msgs, nil
+		}
+		if !errors.Is(err, errPlacementRace) {
 			sel.cache = nil
 			return nil, err
-		}
-		if ok {
-			msgs, err := s.build(ctx, &sel.folder, sel.cache, sel.incarnation)
-			if err == nil {
-				return msgs, nil
-			}
-			if !errors.Is(err, errPlacementRace) {
-				sel.cache = nil
-				return nil, err
-			}
 		}
 	}
 	msgs, c, err := s.view(ctx, &sel.folder, sel.fs, sel.incarnation)
