@@ -349,3 +349,39 @@ func TestListStatusMatchesStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyThenExpungeKeepsCopy: a client without MOVE copies a mail to
+// another folder, marks it \Deleted and expunges it (RFC 9051 §6.4.8's
+// old way), all before the COPY's watch event reaches the session (here
+// every event comes 300 ms late). EXPUNGE gives a delivery in no other
+// folder the deleted column, which is never undone: it must count the
+// copy the session itself just made, or the mail is gone from both.
+func TestCopyThenExpungeKeepsCopy(t *testing.T) {
+	k := startWith(t, func(c *Config) {
+		c.wrapStore = func(s session.Store) session.Store { return lateWatch{s} }
+	})
+	k.deliver(mail(1))
+	c := k.loggedIn(nil)
+	if err := c.Create("Other", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Copy(imap.SeqSetNum(1), "Other").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Expunge().Close(); err != nil {
+		t.Fatal(err)
+	}
+	sd, err := k.loggedIn(nil).Select("Other", nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sd.NumMessages != 1 {
+		t.Fatalf("Other holds %d mails after COPY to it and EXPUNGE from INBOX, want 1", sd.NumMessages)
+	}
+}

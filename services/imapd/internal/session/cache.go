@@ -127,6 +127,15 @@ func (c *rowCache) addPlaced(ps []store.PlacedRow) {
 	}
 }
 
+// state returns the cache's state of receive row k.
+func (c *rowCache) state(k model.Key) (model.State, bool) {
+	at, ok := c.at[k]
+	if !ok {
+		return model.State{}, false
+	}
+	return at.p.msgs[at.i].State, true
+}
+
 // known reports whether the cache has the placement numbered rowNo.
 func (c *rowCache) known(rowNo uint64) bool {
 	_, found := slices.BinarySearchFunc(c.placed, rowNo, placedAt)

@@ -329,16 +329,25 @@ func (s *Session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err e
 		}
 		return errReadOnly
 	}
+	ctx, cancel := s.dbctx()
+	defer cancel()
 	var gone []int
 	var msgs []*message
 	for i, m := range sel.msgs {
 		if slices.Contains(m.flags, imap.FlagDeleted) && (uids == nil || uids.Contains(m.uid)) {
 			gone = append(gone, i)
-			msgs = append(msgs, m)
+			// removeFrom decides from the row's state whether the
+			// mail is in another folder: the view's may lack a COPY
+			// this session just made.
+			latest := *m
+			st, err := s.latest(ctx, m.m)
+			if err != nil {
+				return err
+			}
+			latest.m.State = st
+			msgs = append(msgs, &latest)
 		}
 	}
-	ctx, cancel := s.dbctx()
-	defer cancel()
 	if err := s.removeFrom(ctx, &sel.folder, sel.fs, msgs); err != nil {
 		return err
 	}
@@ -350,6 +359,23 @@ func (s *Session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err e
 		}
 	}
 	return nil
+}
+
+// latest returns the newest state the session has of m's row without
+// waiting for watch events: the view's merged with the selected folder's
+// copy, which takes the session's own writes at once (rowCache.raise);
+// with no copy of the row, dbd's.
+func (s *Session) latest(ctx context.Context, m mailbox.Message) (model.State, error) {
+	if s.sel != nil && s.sel.cache != nil {
+		if st, ok := s.sel.cache.state(m.Receive); ok {
+			return model.Merge(m.State, st), nil
+		}
+	}
+	row, err := s.b.cfg.Store.FindReceive(ctx, m.Receive)
+	if err != nil || row == nil {
+		return m.State, err
+	}
+	return model.Merge(m.State, row.State), nil
 }
 
 // removeFrom takes mail out of folder f: its membership column records
