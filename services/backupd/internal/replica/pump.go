@@ -124,6 +124,15 @@ func (p *pump) session(ctx context.Context) (progressed bool, err error) {
 		return false, staged(stageConnect, err)
 	}
 	defer dst.Close()
+	// The rows dst lacks are read from src on a connection of their own
+	// (dialled only then): the stream's connection is not read while the
+	// queue is full, so an answer on it would wait behind the stream for
+	// good (see merge).
+	srcRows, err := p.newClient(p.src, 0)
+	if err != nil {
+		return false, staged(stageConnect, err)
+	}
+	defer srcRows.Close()
 
 	cctx, cancel := context.WithTimeout(ctx, p.cfg.HeartbeatTimeout)
 	cur, err := dst.Cursor(cctx, p.cursor)
@@ -158,7 +167,7 @@ func (p *pump) session(ctx context.Context) (progressed bool, err error) {
 		defer wg.Done()
 		stop(p.heartbeat(sctx, src, dst))
 	}()
-	return p.mergeLoop(sctx, src, dst, q, cur)
+	return p.mergeLoop(sctx, srcRows, dst, q, cur)
 }
 
 // read moves rows from the stream into q until an error.
@@ -312,7 +321,8 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 // it merges the rows one by one and skips (logs, counts) the ones refused
 // alone: one bad row must not stop replication for good. A row sent
 // without content (src said dst has it) that dst refuses — dst lost it, e.g.
-// a rebuilt site — is fetched from src with its content and merged again.
+// a rebuilt site — is fetched from src with its content and merged again;
+// src must not be the client whose connection carries the changes stream.
 func (p *pump) merge(ctx context.Context, src, dst *client.Client, rows []wire.Row, cursor uint64) error {
 	mctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
 	defer cancel()
