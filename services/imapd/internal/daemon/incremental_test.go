@@ -385,3 +385,35 @@ func TestCopyThenExpungeKeepsCopy(t *testing.T) {
 		t.Fatalf("Other holds %d mails after COPY to it and EXPUNGE from INBOX, want 1", sd.NumMessages)
 	}
 }
+
+// TestExpungeCountsFolderMadeAfterSelect: a folder created after the
+// session selected INBOX (by it, or by another session) holds a copy of
+// a mail; expunging the mail from INBOX must not delete it, though the
+// folder set the session read at SELECT does not name the folder.
+func TestExpungeCountsFolderMadeAfterSelect(t *testing.T) {
+	k := start(t)
+	k.deliver(mail(1))
+	c := k.loggedIn(nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create("New", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Copy(imap.SeqSetNum(1), "New").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Expunge().Close(); err != nil {
+		t.Fatal(err)
+	}
+	sd, err := k.loggedIn(nil).Select("New", nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sd.NumMessages != 1 {
+		t.Fatalf("New holds %d mails after COPY to it and EXPUNGE from INBOX, want 1", sd.NumMessages)
+	}
+}

@@ -329,26 +329,34 @@ func (s *Session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err e
 		}
 		return errReadOnly
 	}
-	ctx, cancel := s.dbctx()
-	defer cancel()
 	var gone []int
-	var msgs []*message
 	for i, m := range sel.msgs {
 		if slices.Contains(m.flags, imap.FlagDeleted) && (uids == nil || uids.Contains(m.uid)) {
 			gone = append(gone, i)
-			// removeFrom decides from the row's state whether the
-			// mail is in another folder: the view's may lack a COPY
-			// this session just made.
-			latest := *m
-			st, err := s.latest(ctx, m.m)
-			if err != nil {
-				return err
-			}
-			latest.m.State = st
-			msgs = append(msgs, &latest)
 		}
 	}
-	if err := s.removeFrom(ctx, &sel.folder, sel.fs, msgs); err != nil {
+	if len(gone) == 0 {
+		return nil
+	}
+	// removeFrom decides whether a delivery is in another folder: by the
+	// folders now, not at SELECT (a copy in a folder made since counts),
+	// and by the row's latest state (the view's may lack a COPY this
+	// session just made).
+	fs, err := s.folders()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.dbctx()
+	defer cancel()
+	msgs := make([]*message, len(gone))
+	for k, i := range gone {
+		latest := *sel.msgs[i]
+		if latest.m.State, err = s.latest(ctx, latest.m); err != nil {
+			return err
+		}
+		msgs[k] = &latest
+	}
+	if err := s.removeFrom(ctx, &sel.folder, fs, msgs); err != nil {
 		return err
 	}
 	for k := len(gone) - 1; k >= 0; k-- {
