@@ -417,3 +417,54 @@ func TestExpungeCountsFolderMadeAfterSelect(t *testing.T) {
 		t.Fatalf("New holds %d mails after COPY to it and EXPUNGE from INBOX, want 1", sd.NumMessages)
 	}
 }
+
+// TestFolderMadeAfterSelectIsFollowed: another session creates a folder
+// after this one selected INBOX, appends a mail to it and moves the mail
+// into INBOX. The mail's row lives under the new folder's key, which the
+// session's watches and row copy did not cover: it must still show up,
+// without any other change to INBOX, as in a new SELECT.
+func TestFolderMadeAfterSelectIsFollowed(t *testing.T) {
+	k := start(t)
+	k.deliver(mail(1))
+	follower := k.loggedIn(nil)
+	if _, err := follower.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	actor := k.loggedIn(nil)
+	if err := actor.Create("New", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	raw := mail(2)
+	cmd := actor.Append("New", int64(len(raw)), nil)
+	if _, err := cmd.Write([]byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := actor.Select("New", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := actor.Move(imap.SeqSet{{Start: 1, Stop: 0}}, "INBOX").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := actor.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	want := viewOf(t, actor)
+	var got folderView
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if err := follower.Noop().Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if got = viewOf(t, follower); got.String() == want.String() || time.Now().After(deadline) {
+			break
+		}
+	}
+	if got.String() != want.String() {
+		t.Fatalf("the selected session shows\n%s\na new session shows\n%s", got, want)
+	}
+}

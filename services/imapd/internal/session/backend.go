@@ -33,6 +33,7 @@ type Store interface {
 	Size(ctx context.Context, m mailbox.Message, drop []string) (int64, error)
 	Delete(ctx context.Context, keys []model.Key) error
 	Watch(ctx context.Context, box model.Key) (store.Events, error)
+	WatchText(ctx context.Context, k model.Key) (store.Events, error)
 	SetColumns(ctx context.Context, texts [][]byte, sets []store.ColumnSet) error
 	Keyword(ctx context.Context, k model.Key) (string, bool, error)
 

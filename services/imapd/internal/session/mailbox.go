@@ -253,7 +253,7 @@ func (s *Session) Select(name string, options *imap.SelectOptions) (data *imap.S
 	sel := &selected{folder: *f, fs: fs, readOnly: options != nil && options.ReadOnly}
 	// Watch first, then list: a change between the two marks the view
 	// dirty, so the next poll catches it.
-	sel.watch, err = startWatch(s.ctx, s.b.watches, s.watchKeys(fs))
+	sel.watch, err = startWatch(s.ctx, s.b.watches, model.KeyOf(model.Text, model.FolderSetContent(s.acct.Login)), s.watchKeys(fs))
 	if err != nil {
 		return nil, err
 	}
@@ -510,6 +510,26 @@ func (s *Session) refresh(ctx context.Context, sel *selected) ([]*message, error
 	return msgs, err
 }
 
+// followFolders reads the account's folders after their set changed. A
+// folder made since SELECT is the home of mail that can come into the
+// selected one (APPENDed there, then moved or copied): its rows are
+// watched from now on, and everything is listed again (the copy lacks
+// them).
+func (s *Session) followFolders(ctx context.Context, sel *selected) error {
+	fs, err := s.folders()
+	if err != nil {
+		return err
+	}
+	if slices.Equal(fs.known, sel.fs.known) {
+		return nil
+	}
+	if err := sel.watch.joinParents(ctx, s.watchKeys(fs)); err != nil {
+		return err
+	}
+	sel.fs, sel.cache = fs, nil
+	return nil
+}
+
 // sync lists the mailbox again if the watch saw a change, and reports the
 // difference. While expunges may not be reported (during FETCH, STORE,
 // SEARCH: RFC 9051 §7.5.1), it waits for a later poll.
@@ -532,6 +552,12 @@ func (s *Session) sync(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		s.log.Warn("store incarnation changed under a selected mailbox; closing", "old", sel.incarnation, "new", inc)
 		s.conn.Bye("Mailbox store changed, please reconnect")
 		return errClientGone
+	}
+	if sel.watch.foldersChanged() {
+		if err := s.followFolders(ctx, sel); err != nil {
+			sel.watch.refolder()
+			return err
+		}
 	}
 	fresh, err := s.refresh(ctx, sel)
 	if err != nil {

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,36 +21,70 @@ type watcher struct {
 	dirty  atomic.Bool
 	notify chan struct{} // capacity 1: "something changed since the last look"
 	hub    *watchHub
-	keys   []model.Key // joined
+	keys   []watchKey // joined
 
 	mu      sync.Mutex
 	pending []rowChange
 	lost    bool // changes were dropped: the session must list everything
+	folders bool // the folder set row changed: a folder may be new
+}
+
+// watchKey names a shared dbd watch: the receive rows under a parent (a
+// mailbox or a folder's APPEND home), or, with row, the one text row k
+// (the account's folder set).
+type watchKey struct {
+	k   model.Key
+	row bool
 }
 
 // maxPending bounds the changes a watcher keeps for a session that does
 // not look; past it the session lists everything again.
 const maxPending = 10000
 
-// startWatch joins the watches of every key before it returns, so a
-// listing made afterwards misses no change.
-func startWatch(ctx context.Context, hub *watchHub, keys []model.Key) (*watcher, error) {
+// startWatch joins the watches of the account's folder set row and of
+// every parent before it returns, so a listing made afterwards misses no
+// change.
+func startWatch(ctx context.Context, hub *watchHub, folderSet model.Key, parents []model.Key) (*watcher, error) {
 	w := &watcher{notify: make(chan struct{}, 1), hub: hub}
-	for _, k := range keys {
-		if err := hub.join(ctx, k, w); err != nil {
-			w.stop()
-			return nil, err
-		}
-		w.keys = append(w.keys, k)
+	if err := w.join(ctx, watchKey{k: folderSet, row: true}); err != nil {
+		return nil, err
+	}
+	if err := w.joinParents(ctx, parents); err != nil {
+		w.stop()
+		return nil, err
 	}
 	return w, nil
 }
 
+// joinParents joins the watches of the parents w does not follow yet.
+func (w *watcher) joinParents(ctx context.Context, parents []model.Key) error {
+	for _, k := range parents {
+		if err := w.join(ctx, watchKey{k: k}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *watcher) join(ctx context.Context, wk watchKey) error {
+	if slices.Contains(w.keys, wk) {
+		return nil
+	}
+	if err := w.hub.join(ctx, wk, w); err != nil {
+		return err
+	}
+	w.keys = append(w.keys, wk)
+	return nil
+}
+
 // add keeps one changed row for the session, or, past maxPending, only
-// the fact that something was lost.
-func (w *watcher) add(ch rowChange) {
+// the fact that something was lost. A change of the folder set row is
+// kept as a flag (see foldersChanged).
+func (w *watcher) add(wk watchKey, ch rowChange) {
 	w.mu.Lock()
-	if !w.lost && len(w.pending) < maxPending {
+	if wk.row {
+		w.folders = true
+	} else if !w.lost && len(w.pending) < maxPending {
 		w.pending = append(w.pending, ch)
 	} else {
 		w.lost, w.pending = true, nil
@@ -61,7 +96,26 @@ func (w *watcher) add(ch rowChange) {
 // loseAll records that changes may have been missed (a watch broke).
 func (w *watcher) loseAll() {
 	w.mu.Lock()
-	w.lost, w.pending = true, nil
+	w.lost, w.pending, w.folders = true, nil, true
+	w.mu.Unlock()
+	w.mark()
+}
+
+// foldersChanged reports whether the folder set row changed (or changes
+// may have been missed) since the last call.
+func (w *watcher) foldersChanged() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := w.folders
+	w.folders = false
+	return c
+}
+
+// refolder records again that the folder set may have changed (its
+// reading failed).
+func (w *watcher) refolder() {
+	w.mu.Lock()
+	w.folders = true
 	w.mu.Unlock()
 	w.mark()
 }
@@ -86,8 +140,8 @@ func (w *watcher) mark() {
 
 // stop leaves the watches.
 func (w *watcher) stop() {
-	for _, k := range w.keys {
-		w.hub.leave(k, w)
+	for _, wk := range w.keys {
+		w.hub.leave(wk, w)
 	}
 	w.keys = nil
 }
@@ -105,7 +159,7 @@ type watchHub struct {
 	onErr func() // counts a broken watch
 
 	mu     sync.Mutex
-	shared map[model.Key]*sharedWatch
+	shared map[watchKey]*sharedWatch
 }
 
 type sharedWatch struct {
@@ -116,12 +170,12 @@ type sharedWatch struct {
 }
 
 func newWatchHub(ctx context.Context, st Store, retry time.Duration, log *slog.Logger, onErr func()) *watchHub {
-	return &watchHub{ctx: ctx, st: st, retry: retry, log: log, onErr: onErr, shared: map[model.Key]*sharedWatch{}}
+	return &watchHub{ctx: ctx, st: st, retry: retry, log: log, onErr: onErr, shared: map[watchKey]*sharedWatch{}}
 }
 
 // join makes w a member of k's watch, opening it if there is none. When it
 // returns nil the watch is live.
-func (h *watchHub) join(ctx context.Context, k model.Key, w *watcher) error {
+func (h *watchHub) join(ctx context.Context, k watchKey, w *watcher) error {
 	h.mu.Lock()
 	if sw := h.shared[k]; sw != nil {
 		sw.members[w] = struct{}{}
@@ -139,7 +193,7 @@ func (h *watchHub) join(ctx context.Context, k model.Key, w *watcher) error {
 	h.shared[k] = sw
 	h.mu.Unlock()
 	// Opened outside the lock: other keys' sessions need not wait.
-	ev, err := h.st.Watch(ctx, k)
+	ev, err := h.open(ctx, k)
 	if err != nil {
 		h.mu.Lock()
 		if h.shared[k] == sw {
@@ -156,8 +210,16 @@ func (h *watchHub) join(ctx context.Context, k model.Key, w *watcher) error {
 	return nil
 }
 
+// open opens the dbd watch k names.
+func (h *watchHub) open(ctx context.Context, k watchKey) (store.Events, error) {
+	if k.row {
+		return h.st.WatchText(ctx, k.k)
+	}
+	return h.st.Watch(ctx, k.k)
+}
+
 // leave removes w from k's watch and ends the watch if w was the last.
-func (h *watchHub) leave(k model.Key, w *watcher) {
+func (h *watchHub) leave(k watchKey, w *watcher) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sw := h.shared[k]
@@ -171,12 +233,12 @@ func (h *watchHub) leave(k model.Key, w *watcher) {
 	}
 }
 
-// deliver hands a changed row to every member of sw.
-func (h *watchHub) deliver(sw *sharedWatch, ch rowChange) {
+// deliver hands a changed row of k's watch to every member of sw.
+func (h *watchHub) deliver(k watchKey, sw *sharedWatch, ch rowChange) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for w := range sw.members {
-		w.add(ch)
+		w.add(k, ch)
 	}
 }
 
@@ -192,11 +254,11 @@ func (h *watchHub) loseAll(sw *sharedWatch) {
 // follow hands each changed row to sw's members until ctx ends. A broken
 // watch (dbd restarted, or the watch fell behind) is opened again, and
 // then the members are told to list everything again.
-func (h *watchHub) follow(ctx context.Context, k model.Key, sw *sharedWatch, ev store.Events) {
+func (h *watchHub) follow(ctx context.Context, k watchKey, sw *sharedWatch, ev store.Events) {
 	for {
 		row, err := ev.Next(ctx)
 		if err == nil {
-			h.deliver(sw, rowChange{parent: k, key: row.Key, rowNo: row.RowNo, state: row.State})
+			h.deliver(k, sw, rowChange{parent: k.k, key: row.Key, rowNo: row.RowNo, state: row.State})
 			continue
 		}
 		ev.Close()
@@ -211,7 +273,7 @@ func (h *watchHub) follow(ctx context.Context, k model.Key, sw *sharedWatch, ev 
 				return
 			case <-time.After(h.retry):
 			}
-			if ev, err = h.st.Watch(ctx, k); err == nil {
+			if ev, err = h.open(ctx, k); err == nil {
 				break
 			}
 			if ctx.Err() != nil {

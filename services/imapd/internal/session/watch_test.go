@@ -56,6 +56,11 @@ func (f *watchFake) Watch(ctx context.Context, k model.Key) (store.Events, error
 	return e, nil
 }
 
+// WatchText watches the folder set row like a parent (keys differ).
+func (f *watchFake) WatchText(ctx context.Context, k model.Key) (store.Events, error) {
+	return f.Watch(ctx, k)
+}
+
 func (f *watchFake) last(k model.Key) *fakeEvents {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -82,18 +87,18 @@ func TestWatchesShared(t *testing.T) {
 	f := &watchFake{opened: map[model.Key]int{}, open: map[model.Key][]*fakeEvents{}}
 	errs := 0
 	hub := newWatchHub(context.Background(), f, time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)), func() { errs++ })
-	a, b := model.Key{1}, model.Key{2}
+	a, b, set := model.Key{1}, model.Key{2}, model.Key{3}
 	ctx := context.Background()
-	w1, err := startWatch(ctx, hub, []model.Key{a, b})
+	w1, err := startWatch(ctx, hub, set, []model.Key{a, b})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w2, err := startWatch(ctx, hub, []model.Key{a, b})
+	w2, err := startWatch(ctx, hub, set, []model.Key{a, b})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.opened[a] != 1 || f.opened[b] != 1 || hub.watches() != 2 {
-		t.Fatalf("two sessions opened %d and %d watches (%d live), want one each", f.opened[a], f.opened[b], hub.watches())
+	if f.opened[a] != 1 || f.opened[b] != 1 || f.opened[set] != 1 || hub.watches() != 3 {
+		t.Fatalf("two sessions opened %d, %d and %d watches (%d live), want one each", f.opened[a], f.opened[b], f.opened[set], hub.watches())
 	}
 	f.last(b).ch <- nil
 	waitMarked(t, w1)
@@ -110,8 +115,8 @@ func TestWatchesShared(t *testing.T) {
 	w1.stop()
 	f.last(a).ch <- nil
 	waitMarked(t, w2)
-	if hub.watches() != 2 {
-		t.Fatalf("%d watches after one of two sessions left, want 2", hub.watches())
+	if hub.watches() != 3 {
+		t.Fatalf("%d watches after one of two sessions left, want 3", hub.watches())
 	}
 	w2.stop()
 	if hub.watches() != 0 {
@@ -125,7 +130,7 @@ func TestWatchesShared(t *testing.T) {
 
 	// A watch that cannot be opened fails the join and leaves nothing.
 	f.fail = true
-	if _, err := startWatch(ctx, hub, []model.Key{a}); err == nil {
+	if _, err := startWatch(ctx, hub, set, []model.Key{a}); err == nil {
 		t.Fatal("startWatch succeeded with dbd down")
 	}
 	if hub.watches() != 0 {

@@ -111,6 +111,17 @@ func (s *Store) Watch(ctx context.Context, box model.Key) (Events, error) {
 	return s.mb.Watch(ctx, box)
 }
 
+// WatchText subscribes to changes of the text row with key k (imapd: the
+// account's folder set row, which CREATE and DELETE change at either
+// site), live when it returns. The row need not exist yet.
+func (s *Store) WatchText(ctx context.Context, k model.Key) (Events, error) {
+	st, err := s.db.Watch(ctx, model.Text, []model.Key{k}, false)
+	if err != nil {
+		return nil, fmt.Errorf("watch text row %s: %w", k, err)
+	}
+	return st, nil
+}
+
 // ColumnSet raises one column of one receive row (or, with Table
 // model.Text, of a text row: spam feedback).
 type ColumnSet struct {
