@@ -508,3 +508,24 @@ func TestAppendToSelectedSaysExists(t *testing.T) {
 		}
 	}
 }
+
+// TestUIDCopyOfNoMail: UID COPY of UIDs that name no mail (expunged
+// meanwhile by another session) succeeds without COPYUID, which has no
+// empty form; the connection goes on.
+func TestUIDCopyOfNoMail(t *testing.T) {
+	k := start(t)
+	k.deliver(mail(1))
+	r, _ := k.loginSelect()
+	r.send("c1 CREATE Other\r\n")
+	if _, tagged := r.answer("c1"); !strings.HasPrefix(tagged, "c1 OK") {
+		t.Fatalf("CREATE: %q", tagged)
+	}
+	r.send("c2 UID COPY 999 Other\r\n")
+	if _, tagged := r.answer("c2"); tagged != "c2 OK COPY completed\r\n" {
+		t.Fatalf("UID COPY of no mail: %q", tagged)
+	}
+	r.send("c3 NOOP\r\n")
+	if _, tagged := r.answer("c3"); !strings.HasPrefix(tagged, "c3 OK") {
+		t.Fatalf("NOOP after it: %q", tagged)
+	}
+}

@@ -147,7 +147,7 @@ func (s *Session) Copy(numSet imap.NumSet, dest string) (data *imap.CopyData, er
 	}
 	idx := indices(numSet, s.sel.msgs)
 	if len(idx) == 0 {
-		return &imap.CopyData{}, nil
+		return nil, nil // COPYUID has no empty form (RFC 4315 §3)
 	}
 	ctx, cancel := s.dbctx()
 	defer cancel()
