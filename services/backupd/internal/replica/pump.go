@@ -165,7 +165,7 @@ func (p *pump) session(ctx context.Context) (progressed bool, err error) {
 	}()
 	go func() {
 		defer wg.Done()
-		stop(p.heartbeat(sctx, src, dst))
+		stop(p.heartbeat(sctx, src, dst, q))
 	}()
 	return p.mergeLoop(sctx, srcRows, dst, q, cur)
 }
@@ -191,28 +191,43 @@ func (p *pump) read(ctx context.Context, st *client.Stream, q *queue) error {
 
 // heartbeat checks that both dbds answer, and reads the source's latest
 // stamp for the lag figures.
-func (p *pump) heartbeat(ctx context.Context, src, dst *client.Client) error {
+//
+// The source's status goes on the stream's connection, so a stall of that
+// connection is seen. But while the queue is full the reader leaves the
+// stream unread, and the status answer waits behind the rows: a merge
+// that takes longer than HeartbeatTimeout (a slow destination, a large
+// batch on a slow link, a rebuilt site's rows fetched one by one) is then
+// no sign of a dead source, and ending the session would cancel that
+// merge each time. Such a timeout is let pass; the next status, once the
+// reader goes on, checks the connection again.
+func (p *pump) heartbeat(ctx context.Context, src, dst *client.Client, q *queue) error {
 	t := time.NewTicker(p.cfg.Heartbeat)
 	defer t.Stop()
 	for {
+		held := q.held()
 		hctx, cancel := context.WithTimeout(ctx, p.cfg.HeartbeatTimeout)
 		figs, err := src.Status(hctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && hctx.Err() != nil && q.heldSince(held) {
+			figs, err = nil, nil
+		}
 		if err == nil {
+			hctx, cancel := context.WithTimeout(ctx, p.cfg.HeartbeatTimeout)
 			err = dst.Ping(hctx)
+			cancel()
 			if err != nil {
 				err = fmt.Errorf("ping %s: %w", p.dst.Name, err)
 			}
 		} else {
 			err = fmt.Errorf("status of %s: %w", p.src.Name, err)
 		}
-		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
 			}
 			return staged(stageLive, err)
 		}
-		if st, err := wire.StampsOf(figs); err == nil {
+		if st, err := wire.StampsOf(figs); figs != nil && err == nil {
 			p.lag.status(st, time.Now())
 		}
 		select {

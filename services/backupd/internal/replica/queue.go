@@ -20,6 +20,11 @@ type queue struct {
 	rows  []*wire.Row
 	bytes int
 
+	// Puts that had to wait for room, in all and now. While one waits,
+	// the reader leaves the changes stream unread, and so every answer
+	// on the stream's connection waits too (see heldSince).
+	waits, waiting int
+
 	notEmpty chan struct{} // cap 1: rows were added
 	notFull  chan struct{} // cap 1: rows were taken
 }
@@ -39,6 +44,14 @@ func signal(ch chan struct{}) {
 // larger than the bound is accepted when the queue is empty.
 func (q *queue) put(ctx context.Context, r *wire.Row) error {
 	n := len(r.Content)
+	waited := false
+	defer func() {
+		if waited {
+			q.mu.Lock()
+			q.waiting--
+			q.mu.Unlock()
+		}
+	}()
 	for {
 		q.mu.Lock()
 		if q.bytes == 0 || q.bytes+n <= q.max {
@@ -48,6 +61,11 @@ func (q *queue) put(ctx context.Context, r *wire.Row) error {
 			signal(q.notEmpty)
 			return nil
 		}
+		if !waited {
+			waited = true
+			q.waits++
+			q.waiting++
+		}
 		q.mu.Unlock()
 		select {
 		case <-q.notFull:
@@ -55,6 +73,21 @@ func (q *queue) put(ctx context.Context, r *wire.Row) error {
 			return context.Cause(ctx)
 		}
 	}
+}
+
+// held returns a count of the puts that have waited for room so far.
+func (q *queue) held() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.waits
+}
+
+// heldSince reports whether a put has waited for room at any time since
+// held returned n.
+func (q *queue) heldSince(n int) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.waiting > 0 || q.waits != n
 }
 
 // take removes and returns the oldest rows, at most maxRows of them and at

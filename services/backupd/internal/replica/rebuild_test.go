@@ -59,3 +59,71 @@ func insertAll(ctx context.Context, t *testing.T, c *cluster, name string, n int
 		t.Fatalf("insert at %s: %v", name, err)
 	}
 }
+
+// TestSlowMergeKeepsSession: while one merge takes longer than the
+// heartbeat's timeout (here A, rebuilt behind a slow link, gets back its
+// rows one by one) and the queue behind it is full, the source's status
+// answer waits behind stream rows the pump leaves unread. That is the
+// pump's own doing, not a dead source: the session must go on. It used to
+// end at every heartbeat timeout, cancelling the merge in flight.
+func TestSlowMergeKeepsSession(t *testing.T) {
+	c := newCluster(t, "A", "B")
+	cfg := c.config()
+	cfg.MaxQueuedBytes = 256 << 10
+	cfg.MaxBatchBytes = 64 << 10
+	cfg.Heartbeat, cfg.HeartbeatTimeout = 100*time.Millisecond, time.Second
+	stop := c.run(cfg)
+	ctx := ctxT(t, 60*time.Second)
+	insertAll(ctx, t, c, "A", 25, func(i int) []byte { return fmt.Appendf(nil, "row of A %d", i) })
+	c.waitConverged(ctx)
+	insertAll(ctx, t, c, "B", 64, func(int) []byte {
+		b := make([]byte, 16<<10)
+		rand.Read(b)
+		return b
+	})
+	c.waitConverged(ctx)
+	stop()
+
+	c.stop("A")
+	if err := os.RemoveAll(filepath.Join(c.dirs["A"], "data")); err != nil {
+		t.Fatal(err)
+	}
+	c.restart("A")
+	// Each of A's 25 rows costs two round trips of 50 ms: about 2.5 s.
+	c.proxies["A"].SetDelay(25 * time.Millisecond)
+	c.run(cfg)
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	c.waitConverged(wctx)
+	if n := counter(t, c, "twinmx_backupd_reconnects_total", "from", "B", "to", "A"); n != 0 {
+		t.Errorf("B→A: %v sessions after an error, want 0", n)
+	}
+}
+
+// counter reads the counter name with the label pairs kv (0 if absent).
+func counter(t *testing.T, c *cluster, name string, kv ...string) float64 {
+	t.Helper()
+	mfs, err := c.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			for i := 0; i+1 < len(kv); i += 2 {
+				if l[kv[i]] != kv[i+1] {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
