@@ -15,6 +15,7 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/services/imapd/internal/flags"
 	"github.com/twinmx/twinmx/services/imapd/internal/session"
 	"github.com/twinmx/twinmx/services/imapd/internal/testkit"
 )
@@ -74,8 +75,10 @@ func (v folderView) String() string {
 // TestIncrementalSyncMatchesFreshView: a session that stays in INBOX
 // follows the folder from the rows its watch events carry (rowCache), not
 // from a new listing. After each of many random changes (new mail, mail
-// acknowledged late, flags set and cleared by another session, moves out
-// and back, copies, expunges, APPENDs, deletions as POP3 makes them), its
+// acknowledged late, flags set and cleared by another session, by itself
+// and by the other site, moves out and back, copies in, its own COPY and
+// EXPUNGE, APPENDs, mail moved in from a folder made after its SELECT,
+// deletions as POP3 makes them), its
 // view must become exactly what a new session's SELECT shows: same UIDs,
 // same mails, same flags; and its STATUS of INBOX and of another folder,
 // answered from its copy, what a session with nothing selected answers.
@@ -123,7 +126,7 @@ func TestIncrementalSyncMatchesFreshView(t *testing.T) {
 		}
 		slices.Sort(uids)
 		pick := func() imap.UID { return uids[rng.IntN(len(uids))] }
-		op := rng.IntN(9)
+		op := rng.IntN(14)
 		if len(uids) == 0 {
 			op = 0
 		}
@@ -215,6 +218,87 @@ func TestIncrementalSyncMatchesFreshView(t *testing.T) {
 			r := ms[rng.IntN(len(ms))]
 			if _, err := k.admin.Batch(k.ctx, []wire.Request{{Op: wire.OpSet, Table: model.Receive,
 				Ref: wire.Ref{ByKey: true, Key: r.Key}, Name: model.ColDeleted, Value: model.FlagSet}}); err != nil {
+				t.Fatal(err)
+			}
+		case 9:
+			// The selected session's own STORE, on a row whose other
+			// changes may still be on their way to it.
+			u, f := pick(), flagsToUse[rng.IntN(len(flagsToUse))]
+			op := imap.StoreFlagsAdd
+			if rng.IntN(2) == 0 {
+				op = imap.StoreFlagsDel
+			}
+			what = fmt.Sprintf("follower's store %v %s on %d", op, f, u)
+			if err := follower.Store(imap.UIDSetNum(u), &imap.StoreFlags{Op: op, Flags: []imap.Flag{f}, Silent: true}, nil).Close(); err != nil {
+				t.Fatal(err)
+			}
+		case 10:
+			// A flag change replicated from the other site: a column
+			// set by another program, its time ahead of ours.
+			u := pick()
+			on := rng.IntN(2) == 0
+			what = fmt.Sprintf("\\Seen %v from the other site on %d", on, u)
+			ms, err := k.admin.List(k.ctx, model.Receive, box, 0, 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			col, _, _ := flags.Column(imap.FlagSeen)
+			for _, r := range ms {
+				if rng.IntN(3) == 0 {
+					if _, err := k.admin.Batch(k.ctx, []wire.Request{{Op: wire.OpSet, Table: model.Receive,
+						Ref: wire.Ref{ByKey: true, Key: r.Key}, Name: col, Value: flags.Value(time.Now().UnixMilli()+int64(step)+1000, on)}}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		case 11:
+			// A folder made after the follower selected INBOX, its
+			// APPENDed mail moved into INBOX.
+			name := fmt.Sprintf("New%d", step)
+			what = "append to " + name + " and move into INBOX"
+			if err := actor.Create(name, nil).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			raw := mail(next)
+			next++
+			cmd := actor.Append(name, int64(len(raw)), nil)
+			if _, err := cmd.Write([]byte(raw)); err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cmd.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := actor.Select(name, nil).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := actor.Move(imap.SeqSet{{Start: 1, Stop: 0}}, "INBOX").Wait(); err != nil {
+				t.Fatal(err)
+			}
+		case 12:
+			// The selected session moves a mail the old way: COPY,
+			// \Deleted, EXPUNGE.
+			u := pick()
+			what = fmt.Sprintf("follower's copy of %d to Other and expunge", u)
+			if _, err := follower.Copy(imap.UIDSetNum(u), "Other").Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if err := follower.Store(imap.UIDSetNum(u), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := follower.Expunge().Close(); err != nil {
+				t.Fatal(err)
+			}
+		case 13:
+			// Mail copied into INBOX from Other (a second folder of the
+			// same row).
+			what = "copy Other into INBOX"
+			if _, err := actor.Select("Other", nil).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := actor.Copy(imap.SeqSet{{Start: 1, Stop: 0}}, "INBOX").Wait(); err != nil && !strings.Contains(err.Error(), "No") {
 				t.Fatal(err)
 			}
 		}
