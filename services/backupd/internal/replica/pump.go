@@ -141,7 +141,7 @@ func (p *pump) session(ctx context.Context) (progressed bool, err error) {
 		return false, staged(stageConnect, fmt.Errorf("read cursor %s at %s: %w", p.cursor, p.dst.Name, err))
 	}
 	p.tr.reset(cur)
-	p.lag.done(cur)
+	p.lag.start(cur, time.Now())
 
 	sctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)

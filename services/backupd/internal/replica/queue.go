@@ -257,6 +257,26 @@ func (l *lagTracker) seen(stamp uint64, at time.Time) {
 	l.marks = append(l.marks, lagMark{stamp, at})
 }
 
+// start records the cursor a session read from the destination. It may be
+// below what was merged before: the destination came back with an older
+// copy of its store (or the cursor was held below unmarked mails), and
+// the changes above it are to be sent again. When those changes became
+// known is lost; their age counts from now.
+func (l *lagTracker) start(cursor uint64, at time.Time) {
+	l.mu.Lock()
+	if cursor < l.merged {
+		if l.head > cursor {
+			if len(l.marks) > 0 && l.marks[0].at.Before(at) {
+				at = l.marks[0].at
+			}
+			l.marks = append([]lagMark{{l.merged, at}}, l.marks...)
+		}
+		l.merged = cursor
+	}
+	l.mu.Unlock()
+	l.done(cursor)
+}
+
 // done records that everything up to stamp is merged.
 func (l *lagTracker) done(stamp uint64) {
 	l.mu.Lock()

@@ -100,7 +100,14 @@ func TestSlowMergeKeepsSession(t *testing.T) {
 	}
 }
 
-// counter reads the counter name with the label pairs kv (0 if absent).
+// gauge reads the gauge name with the label pairs kv (0 if absent).
+func gauge(t *testing.T, c *cluster, name string, kv ...string) float64 {
+	t.Helper()
+	return counter(t, c, name, kv...)
+}
+
+// counter reads the counter (or gauge) name with the label pairs kv (0 if
+// absent).
 func counter(t *testing.T, c *cluster, name string, kv ...string) float64 {
 	t.Helper()
 	mfs, err := c.reg.Gather()
@@ -121,6 +128,9 @@ func counter(t *testing.T, c *cluster, name string, kv ...string) float64 {
 				if l[kv[i]] != kv[i+1] {
 					continue metrics
 				}
+			}
+			if m.GetGauge() != nil {
+				return m.GetGauge().GetValue()
 			}
 			return m.GetCounter().GetValue()
 		}
