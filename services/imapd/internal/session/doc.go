@@ -20,7 +20,8 @@
 // The view changes only in Poll and Idle (never in the middle of a
 // command): a watch on each of the account's mailboxes and folder keys
 // (dbd's watch by parent, push, no polling) hands the changed rows to the
-// session and marks the view dirty; the next Poll merges them into the
+// session and marks the view dirty (a watch on the account's folder set
+// row adds the keys of folders created since SELECT); the next Poll merges them into the
 // rows the session keeps (rowCache; everything is listed again when that
 // copy cannot be trusted), rebuilds the view and reports the difference
 // (diff): EXPUNGE for mail gone, FETCH FLAGS for changed rows, EXISTS for
