@@ -65,3 +65,30 @@ func TestLagAfterRestoredDestination(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestSessionErrorStage: B's link stalls while a merge into B is in
+// flight. The heartbeat ends the session, and the error counted and
+// logged must be the heartbeat's: it used to be the merge's "context
+// canceled", counted as stage merge (the destination refusing writes, in
+// docs/operations.md's words).
+func TestSessionErrorStage(t *testing.T) {
+	c := newCluster(t, "A", "B")
+	c.run(c.config())
+	ctx := ctxT(t, 30*time.Second)
+	insertAll(ctx, t, c, "A", 1, func(int) []byte { return []byte("first") })
+	c.waitConverged(ctx)
+	c.proxies["B"].Set(backupdtest.Stall)
+	insertAll(ctx, t, c, "A", 1, func(int) []byte { return []byte("second") })
+	for counter(t, c, "twinmx_backupd_errors_total", "from", "A", "to", "B") == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("A→B: no session ended with B stalled")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.proxies["B"].Set(backupdtest.Pass)
+	if n := counter(t, c, "twinmx_backupd_errors_total", "from", "A", "to", "B", "stage", "merge"); n != 0 {
+		t.Errorf("A→B: %v sessions ended with stage merge, want 0 (heartbeat %v)", n,
+			counter(t, c, "twinmx_backupd_errors_total", "from", "A", "to", "B", "stage", "heartbeat"))
+	}
+	c.waitConverged(ctx)
+}

@@ -167,7 +167,13 @@ func (p *pump) session(ctx context.Context) (progressed bool, err error) {
 		defer wg.Done()
 		stop(p.heartbeat(sctx, src, dst, q))
 	}()
-	return p.mergeLoop(sctx, srcRows, dst, q, cur)
+	progressed, err = p.mergeLoop(sctx, srcRows, dst, q, cur)
+	if sctx.Err() != nil {
+		// The reader or the heartbeat ended the session: their error
+		// says why, not the merge it cancelled.
+		err = context.Cause(sctx)
+	}
+	return progressed, err
 }
 
 // read moves rows from the stream into q until an error.
