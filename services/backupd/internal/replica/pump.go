@@ -355,6 +355,21 @@ func (p *pump) merge(ctx context.Context, src, dst *client.Client, rows []wire.R
 	if !refused(err) || len(rows) == 0 {
 		return staged(stageMerge, fmt.Errorf("merge into %s: %w", p.dst.Name, err))
 	}
+	// Most often dst lacks rows sent without content: it is a restored or
+	// rebuilt site, and a refused batch is followed by many more. Send
+	// those rows with their content, then the batch once more.
+	if n, err := p.refill(mctx, src, dst, rows); err != nil {
+		return staged(stageMerge, fmt.Errorf("merge into %s the rows it lacks: %w", p.dst.Name, err))
+	} else if n > 0 {
+		_, err := dst.Merge(mctx, rows, p.cursor, cursor)
+		if err == nil {
+			p.m.merges.WithLabelValues(p.src.Name, p.dst.Name).Inc()
+			return nil
+		}
+		if !refused(err) {
+			return staged(stageMerge, fmt.Errorf("merge into %s: %w", p.dst.Name, err))
+		}
+	}
 	for i := range rows {
 		_, err := dst.Merge(mctx, rows[i:i+1], "", 0)
 		if refused(err) && !rows[i].HasContent {
@@ -379,6 +394,116 @@ func (p *pump) merge(ctx context.Context, src, dst *client.Client, rows []wire.R
 		return staged(stageMerge, fmt.Errorf("store cursor at %s: %w", p.dst.Name, err))
 	}
 	p.m.merges.WithLabelValues(p.src.Name, p.dst.Name).Inc()
+	return nil
+}
+
+// refillPar bounds the finds refill has in flight on one connection.
+const refillPar = 64
+
+// refill finds the rows of a refused batch that came without content and
+// that dst lacks, reads them from src with their content and merges them
+// into dst, in merges bounded like a batch. It returns how many it merged.
+// They are merged under the pump's cursor, left as it is: their state is
+// exactly src's, so the reverse pump sends them back without content. A
+// row src no longer has is left out (the merge row by row skips it).
+// Finds go refillPar at a time: over a link with a long round trip, one
+// at a time would cost a round trip per row.
+func (p *pump) refill(ctx context.Context, src, dst *client.Client, rows []wire.Row) (int, error) {
+	var bare []int
+	for i := range rows {
+		if !rows[i].HasContent {
+			bare = append(bare, i)
+		}
+	}
+	lacks := make([]bool, len(bare))
+	err := eachPar(ctx, len(bare), func(ctx context.Context, j int) error {
+		r := &rows[bare[j]]
+		_, err := dst.FindMeta(ctx, r.Table, r.Key)
+		if errors.Is(err, client.ErrNotFound) {
+			lacks[j], err = true, nil
+		}
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	var missing []int
+	for j, l := range lacks {
+		if l {
+			missing = append(missing, bare[j])
+		}
+	}
+	merged := 0
+	for len(missing) > 0 {
+		// One group of finds, then one merge: at most refillPar rows
+		// beyond the batch bounds in memory.
+		var sub []wire.Row
+		size := 0
+		for len(missing) > 0 && len(sub) < p.cfg.MaxBatchRows && size < p.cfg.MaxBatchBytes {
+			group := missing[:min(len(missing), refillPar, p.cfg.MaxBatchRows-len(sub))]
+			missing = missing[len(group):]
+			full := make([]*wire.Row, len(group))
+			err := eachPar(ctx, len(group), func(ctx context.Context, j int) error {
+				r := &rows[group[j]]
+				row, err := src.FindKey(ctx, r.Table, r.Key)
+				if errors.Is(err, client.ErrNotFound) {
+					return nil
+				}
+				full[j] = row
+				return err
+			})
+			if err != nil {
+				return merged, err
+			}
+			for _, r := range full {
+				if r != nil {
+					sub = append(sub, *r)
+					size += len(r.Content)
+				}
+			}
+		}
+		if len(sub) == 0 {
+			continue
+		}
+		if _, err := dst.Merge(ctx, sub, p.cursor, 0); err != nil {
+			if refused(err) {
+				return merged, nil // the merge row by row finds the bad row
+			}
+			return merged, err
+		}
+		merged += len(sub)
+	}
+	return merged, nil
+}
+
+// eachPar calls fn(ctx, i) for i in [0, n), refillPar at a time, and
+// returns the first error (the others are cancelled).
+func eachPar(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, refillPar)
+	var wg sync.WaitGroup
+	for i := range n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := fn(ctx, i); err != nil {
+				cancel(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
 	return nil
 }
 
