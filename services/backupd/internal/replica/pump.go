@@ -435,13 +435,20 @@ func (p *pump) refill(ctx context.Context, src, dst *client.Client, rows []wire.
 	}
 	merged := 0
 	for len(missing) > 0 {
-		// One group of finds, then one merge: at most refillPar rows
-		// beyond the batch bounds in memory.
+		// Groups of finds, bounded like a batch (Size says how large a
+		// row is), then one merge: at most two batches in memory, or one
+		// row larger than that.
 		var sub []wire.Row
 		size := 0
 		for len(missing) > 0 && len(sub) < p.cfg.MaxBatchRows && size < p.cfg.MaxBatchBytes {
-			group := missing[:min(len(missing), refillPar, p.cfg.MaxBatchRows-len(sub))]
-			missing = missing[len(group):]
+			n, gsize := 0, uint64(0)
+			for n < len(missing) && n < refillPar && len(sub)+n < p.cfg.MaxBatchRows &&
+				(n == 0 || gsize+rows[missing[n]].Size <= uint64(p.cfg.MaxBatchBytes)) {
+				gsize += rows[missing[n]].Size
+				n++
+			}
+			group := missing[:n]
+			missing = missing[n:]
 			full := make([]*wire.Row, len(group))
 			err := eachPar(ctx, len(group), func(ctx context.Context, j int) error {
 				r := &rows[group[j]]
