@@ -217,12 +217,19 @@ func HeaderLen(raw []byte) int {
 	return len(raw)
 }
 
-// ParseHeader reads the fields of a header section leniently: lines
-// without a colon, with an empty or bad field name (RFC 5322 §2.2: printable
-// ASCII but colon), and continuation lines before any field are skipped; it
-// stops at the first blank line.
+// ParseHeader reads the fields of a header section leniently (EachField).
 func ParseHeader(raw []byte) textproto.Header {
 	var h textproto.Header
+	EachField(raw, func(_, field []byte) { h.AddRaw(field) })
+	return h
+}
+
+// EachField calls fn with each field of a header section in order: its
+// name and its bytes, continuation lines and line ends included. It reads
+// leniently: lines without a colon, with an empty or bad field name (RFC
+// 5322 §2.2: printable ASCII but colon), and continuation lines before any
+// field are skipped; it stops at the first blank line.
+func EachField(raw []byte, fn func(name, field []byte)) {
 	fstart, fend := -1, -1 // the current field, continuation lines included
 	flush := func() {
 		if fstart < 0 {
@@ -232,7 +239,7 @@ func ParseHeader(raw []byte) textproto.Header {
 		colon := bytes.IndexByte(field, ':')
 		if colon > 0 {
 			if key := bytes.TrimRight(field[:colon], " \t"); len(key) > 0 && validKey(key) {
-				h.AddRaw(field)
+				fn(key, field)
 			}
 		}
 		fstart = -1
@@ -261,7 +268,6 @@ func ParseHeader(raw []byte) textproto.Header {
 		pos = next
 	}
 	flush()
-	return h
 }
 
 func validKey(k []byte) bool {

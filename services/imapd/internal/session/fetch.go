@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/mail"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -222,7 +223,7 @@ func BodySection(raw []byte, sec *imap.FetchItemBodySection) []byte {
 
 // bodySection returns one BODY[...] section. Whole-mail sections, part
 // bodies and MIME headers are slices of the stored bytes (byte-exact);
-// HEADER.FIELDS selections go through go-imap's header writer.
+// HEADER.FIELDS selections are the chosen fields' bytes (headerFields).
 func (m *parts) bodySection(sec *imap.FetchItemBodySection) []byte {
 	raw := m.raw
 	if len(sec.Part) > 0 {
@@ -251,12 +252,37 @@ func (m *parts) bodySection(sec *imap.FetchItemBodySection) []byte {
 	case !fields && sec.Specifier == imap.PartSpecifierText:
 		data = raw[headerEnd(raw):]
 	default:
-		// No part path: go-imap reads only the header (no MIME walk).
-		cp := *sec
-		cp.Part, cp.Partial = nil, nil
-		data = imapserver.ExtractBodySection(bytes.NewReader(raw[:headerEnd(raw)]), &cp)
+		data = headerFields(raw[:headerEnd(raw)], sec.HeaderFields, sec.HeaderFieldsNot)
 	}
 	return cut(data, sec.Partial)
+}
+
+// headerFields returns HEADER.FIELDS (only, if given) or HEADER.FIELDS.NOT
+// (not) of a header section: the chosen fields' own bytes, in their order,
+// then the blank line. The header is read leniently (mimetree.ParseHeader):
+// go-imap's strict reader gave nothing at all for a header with one line
+// that is not a field (an mbox "From " line, a broken mailer's output), so
+// such a mail showed no From, Subject or Message-ID in a client's list.
+func headerFields(header []byte, only, not []string) []byte {
+	names := only
+	if len(only) == 0 {
+		names = not
+	}
+	named := func(name []byte) bool {
+		for _, n := range names {
+			if strings.EqualFold(n, string(name)) {
+				return true
+			}
+		}
+		return false
+	}
+	var out []byte
+	mimetree.EachField(header, func(name, field []byte) {
+		if named(name) == (len(only) > 0) {
+			out = append(out, field...)
+		}
+	})
+	return append(out, "\r\n"...)
 }
 
 // cut applies a <offset.size> partial (size < 0: to the end).
