@@ -142,14 +142,18 @@ func (p *pump) session(ctx context.Context) (progressed bool, err error) {
 	}
 	p.tr.reset(cur)
 	p.lag.start(cur, time.Now())
+	from, err := p.streamFrom(ctx, src, cur)
+	if err != nil {
+		return false, staged(stageConnect, err)
+	}
 
 	sctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	// Rows whose state came from dst exactly as dst sent it come without
 	// content: dst has them. Only their stamps and states travel back.
-	st, err := src.Changes(sctx, cur, true, CursorName(p.dst.Name, p.src.Name))
+	st, err := src.Changes(sctx, from, true, CursorName(p.dst.Name, p.src.Name))
 	if err != nil {
-		return false, staged(stageConnect, fmt.Errorf("open changes stream at %s from %d: %w", p.src.Name, cur, err))
+		return false, staged(stageConnect, fmt.Errorf("open changes stream at %s from %d: %w", p.src.Name, from, err))
 	}
 	defer st.Close()
 	p.log.Info("replication session started", "cursor", cur)
@@ -174,6 +178,38 @@ func (p *pump) session(ctx context.Context) (progressed bool, err error) {
 		err = context.Cause(sctx)
 	}
 	return progressed, err
+}
+
+// streamFrom returns the stamp to stream src's changes from: the cursor
+// cur, unless cur lies above every stamp src has (so it was given by a
+// lost copy of src's store: src came back from an older copy) and src's
+// current run hands out stamps at or below it. A run's stamps start above
+// the time src opened its store (wire.Stamps), and so above every stamp a
+// lost copy gave, as long as src's clock is not behind the one that copy
+// had; a restored copy or VM snapshot that starts with its clock set back
+// breaks that, and its changes up to cur would be skipped. They are then
+// streamed from where the run's stamps start; the changes streamed twice
+// are merged as no-ops. (A dbd without the stamp floor reports its last
+// stamp as the floor: the same rule covers one that came back with an
+// older copy of its store.)
+func (p *pump) streamFrom(ctx context.Context, src *client.Client, cur uint64) (uint64, error) {
+	sctx, cancel := context.WithTimeout(ctx, p.cfg.HeartbeatTimeout)
+	figs, err := src.Status(sctx)
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("status of %s: %w", p.src.Name, err)
+	}
+	st, err := wire.StampsOf(figs)
+	if err != nil {
+		return cur, nil // no stamp figures: nothing to check
+	}
+	p.lag.status(st, time.Now())
+	if cur <= st.Last || st.Floor >= cur {
+		return cur, nil
+	}
+	p.log.Error("the source came back with an older copy of its store and its stamps start below the cursor (its clock is behind the clock that copy had): streaming from where they start",
+		"cursor", cur, "floor", st.Floor, "last", st.Last)
+	return st.Floor, nil
 }
 
 // read moves rows from the stream into q until an error.
