@@ -250,7 +250,7 @@ func (p *pump) heartbeat(ctx context.Context, src, dst *client.Client, q *queue)
 		hctx, cancel := context.WithTimeout(ctx, p.cfg.HeartbeatTimeout)
 		figs, err := src.Status(hctx)
 		cancel()
-		if err != nil && ctx.Err() == nil && hctx.Err() != nil && q.heldSince(held) {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && q.heldSince(held) {
 			figs, err = nil, nil
 		}
 		if err == nil {
