@@ -529,3 +529,59 @@ func TestUIDCopyOfNoMail(t *testing.T) {
 		t.Fatalf("NOOP after it: %q", tagged)
 	}
 }
+
+// UIDNEXT changes only when mail is added (RFC 9051 §2.3.1.1): when the
+// newest mail leaves the folder — expunged, moved away, or deleted over
+// POP3 — a later SELECT and STATUS still answer the UIDNEXT seen before.
+// It was the last shown UID + 1, so it went down.
+func TestUIDNEXTDoesNotGoDown(t *testing.T) {
+	k := start(t)
+	for i := 1; i <= 4; i++ {
+		k.deliver(mail(i))
+	}
+	c := k.loggedIn(nil)
+	if err := c.Create("Archive", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	other := k.loggedIn(nil)
+	sd := k.selectBox(c, "INBOX")
+	if sd.NumMessages != 4 {
+		t.Fatalf("INBOX has %d mails, want 4", sd.NumMessages)
+	}
+	want := sd.UIDNext
+	check := func(step string) {
+		t.Helper()
+		if err := c.Unselect().Wait(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := other.Status("INBOX", &imap.StatusOptions{UIDNext: true}).Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.UIDNext != want {
+			t.Errorf("after %s: STATUS UIDNEXT %d, want %d", step, st.UIDNext, want)
+		}
+		if sd := k.selectBox(c, "INBOX"); sd.UIDNext != want {
+			t.Errorf("after %s: SELECT UIDNEXT %d, want %d", step, sd.UIDNext, want)
+		}
+	}
+	// The newest mail expunged.
+	if err := c.Store(imap.SeqSetNum(4), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Expunge().Close(); err != nil {
+		t.Fatal(err)
+	}
+	check("EXPUNGE of the newest mail")
+	// The newest left moved to another folder.
+	if _, err := c.Move(imap.SeqSetNum(3), "Archive").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	check("MOVE of the newest mail")
+	// Mail added still raises it.
+	k.deliver(mail(5))
+	sd = k.selectBox(c, "INBOX")
+	if sd.UIDNext <= want || sd.NumMessages != 3 {
+		t.Fatalf("after a new mail: %d mails, UIDNEXT %d, want 3 mails and UIDNEXT above %d", sd.NumMessages, sd.UIDNext, want)
+	}
+}

@@ -115,10 +115,16 @@ func TestIncrementalSyncMatchesFreshView(t *testing.T) {
 	var unacked []model.Key // receive rows stored, not yet acknowledged
 	flagsToUse := []imap.Flag{imap.FlagSeen, imap.FlagFlagged, imap.FlagAnswered, "$Label1"}
 
+	var uidNext imap.UID // the highest UIDNEXT a SELECT of INBOX answered
 	for step := range steps {
-		if _, err := actor.Select("INBOX", nil).Wait(); err != nil {
+		sd, err := actor.Select("INBOX", nil).Wait()
+		if err != nil {
 			t.Fatal(err)
 		}
+		if sd.UIDNext < uidNext {
+			t.Fatalf("seed %d step %d: SELECT's UIDNEXT went down from %d to %d", seed, step, uidNext, sd.UIDNext)
+		}
+		uidNext = sd.UIDNext
 		fresh := viewOf(t, actor)
 		uids := make([]imap.UID, 0, len(fresh))
 		for u := range fresh {

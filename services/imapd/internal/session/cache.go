@@ -4,7 +4,10 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"math"
 	"slices"
+
+	"github.com/emersion/go-imap/v2"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
@@ -197,6 +200,37 @@ func (c *rowCache) shows(p store.PlacedRow, id model.FolderID) bool {
 	return m.Visible() && in && gen == p.Gen
 }
 
+// uidNext returns folder id's UIDNEXT for msgs, its view from this cache:
+// above every UID shown and above every placement the cache proves can
+// never show its mail again, because the row's membership value for the
+// folder has risen past the placement's (moved or expunged) or the row is
+// deleted; both only rise. So UIDNEXT does not go down when the newest
+// mail leaves the folder (RFC 9051 §2.3.1.1: it changes only when mail is
+// added). A placement whose mail the cache does not show for another
+// reason (its row's newer state not in yet) may still show under its
+// number, so it does not count.
+func (c *rowCache) uidNext(id model.FolderID, msgs []*message) imap.UID {
+	next := uint64(1)
+	if len(msgs) > 0 {
+		next = uint64(msgs[len(msgs)-1].uid) + 1
+	}
+	isMember := model.MemberTest(id)
+	for _, p := range c.placed {
+		if p.RowNo < next || p.RowNo >= math.MaxUint32 {
+			continue
+		}
+		at, ok := c.at[p.Receive]
+		if !ok {
+			continue
+		}
+		st := at.p.msgs[at.i].State
+		if gen, _ := isMember(st, at.p.home); gen > p.Gen || st.Col(model.ColDeleted) != 0 {
+			next = p.RowNo + 1
+		}
+	}
+	return imap.UID(next)
+}
+
 // members returns the visible rows of the cache in folder id, in listing
 // order.
 func (c *rowCache) members(id model.FolderID) []member {
@@ -246,17 +280,16 @@ func (c *rowCache) raise(sets []store.ColumnSet) {
 // owed to the selected view: its next sync still reports them. Without a
 // selected folder, shared (one LIST-STATUS's folders) lists the rows once;
 // nil lists everything for f alone.
-func (s *Session) statusView(ctx context.Context, f *folder, fs *folderSet, inc uint64, shared **rowCache) ([]*message, error) {
+func (s *Session) statusView(ctx context.Context, f *folder, fs *folderSet, inc uint64, shared **rowCache) ([]*message, *rowCache, error) {
 	sel := s.sel
 	if sel == nil || sel.cache == nil || sel.incarnation != inc || !slices.Equal(sel.fs.known, fs.known) {
 		if shared == nil {
-			msgs, _, err := s.view(ctx, f, fs, inc)
-			return msgs, err
+			return s.view(ctx, f, fs, inc)
 		}
 		if *shared == nil {
 			c, err := s.accountRows(ctx, fs)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			*shared = c
 		}
@@ -267,11 +300,10 @@ func (s *Session) statusView(ctx context.Context, f *folder, fs *folderSet, inc 
 		sel.watch.mark()
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !ok {
-		msgs, _, err := s.view(ctx, f, fs, inc)
-		return msgs, err
+		return s.view(ctx, f, fs, inc)
 	}
 	return s.statusFrom(ctx, f, fs, sel.cache, inc)
 }
@@ -280,19 +312,19 @@ func (s *Session) statusView(ctx context.Context, f *folder, fs *folderSet, inc 
 // placements, listed now. The rows were listed before the placements, so
 // a placement made meanwhile may name mail they do not show: STATUS then
 // counts without it, which the next STATUS corrects; no UID is shown.
-func (s *Session) statusFrom(ctx context.Context, f *folder, fs *folderSet, rows *rowCache, inc uint64) ([]*message, error) {
+func (s *Session) statusFrom(ctx context.Context, f *folder, fs *folderSet, rows *rowCache, inc uint64) ([]*message, *rowCache, error) {
 	// The rows are shared and build only reads them; the placements are
 	// f's own.
 	c := &rowCache{parents: rows.parents, byParent: rows.byParent, at: rows.at}
 	placed, last, err := s.b.cfg.Store.Placements(ctx, f.key, inc, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c.addPlaced(placed)
 	c.placedAfter = last
 	msgs, err := s.build(ctx, f, c, inc)
 	if errors.Is(err, errPlacementRace) {
-		msgs, _, err = s.view(ctx, f, fs, inc)
+		return s.view(ctx, f, fs, inc)
 	}
-	return msgs, err
+	return msgs, c, err
 }

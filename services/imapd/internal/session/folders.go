@@ -393,7 +393,7 @@ func (s *Session) status(f *folder, fs *folderSet, options *imap.StatusOptions, 
 	if err != nil {
 		return nil, err
 	}
-	msgs, err := s.statusView(ctx, f, fs, inc, shared)
+	msgs, c, err := s.statusView(ctx, f, fs, inc, shared)
 	if err != nil {
 		return nil, err
 	}
@@ -402,14 +402,11 @@ func (s *Session) status(f *folder, fs *folderSet, options *imap.StatusOptions, 
 		return nil, err
 	}
 	data := &imap.StatusData{Mailbox: f.name, UIDValidity: uv}
-	// UIDNEXT: the last UID + 1. A new placement's row number is above
-	// every text row so far, so the next UID used is at least this (it is
-	// higher when other text rows took numbers in between, which RFC 9051
-	// §2.3.1.1 allows: UIDs need only ascend).
-	data.UIDNext = 1
-	if len(msgs) > 0 {
-		data.UIDNext = msgs[len(msgs)-1].uid + 1
-	}
+	// UIDNEXT: the next placement's row number is above every text row
+	// so far, so the next UID used is at least this (higher when other
+	// text rows took numbers in between, which RFC 9051 §2.3.1.1 allows:
+	// UIDs need only ascend).
+	data.UIDNext = c.uidNext(f.id, msgs)
 	n := uint32(len(msgs))
 	data.NumMessages = &n
 	var unseen, deleted uint32

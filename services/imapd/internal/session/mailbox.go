@@ -271,14 +271,13 @@ func (s *Session) Select(name string, options *imap.SelectOptions) (data *imap.S
 		sel.stop()
 		return nil, err
 	}
-	sel.uidNext = 1
+	sel.uidNext = sel.cache.uidNext(f.id, sel.msgs)
 	data = &imap.SelectData{
 		Flags:          flags.Permanent,
 		PermanentFlags: append(slices.Clone(flags.Permanent), imap.FlagWildcard),
 		UIDValidity:    sel.uidValidity,
 	}
 	for i, msg := range sel.msgs {
-		sel.uidNext = msg.uid + 1
 		if data.FirstUnseenSeqNum == 0 && !slices.Contains(msg.flags, imap.FlagSeen) {
 			data.FirstUnseenSeqNum = uint32(i + 1)
 		}
