@@ -92,3 +92,54 @@ func TestSessionErrorStage(t *testing.T) {
 	}
 	c.waitConverged(ctx)
 }
+
+// TestLagAfterRestoredSource: the pump has seen five of A's changes that
+// B's cut link kept it from merging when A comes back from an older
+// checkpoint that lacks them. They are gone: once B's link heals, the lag
+// must fall to 0 although A writes nothing more. It used to stay at those
+// five stamps, its age growing, until A's next change.
+func TestLagAfterRestoredSource(t *testing.T) {
+	c := newCluster(t, "A", "B")
+	c.run(c.config())
+	ctx := ctxT(t, 60*time.Second)
+	insertAll(ctx, t, c, "A", 1, func(int) []byte { return []byte("before") })
+	c.waitConverged(ctx)
+	if _, err := c.admin("A").Checkpoint(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	c.proxies["B"].Set(backupdtest.Cut)
+	insertAll(ctx, t, c, "A", 5, func(i int) []byte { return fmt.Appendf(nil, "lost %d", i) })
+	for gauge(t, c, "twinmx_backupd_lag_rows", "from", "A", "to", "B") < 5 {
+		if ctx.Err() != nil {
+			t.Fatal("A→B lag never showed A's five changes")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.stop("A")
+	data := filepath.Join(c.dirs["A"], "data")
+	ckpt := filepath.Join(c.dirs["A"], "checkpoint")
+	if err := os.Rename(filepath.Join(data, "checkpoints", "t"), ckpt); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(ckpt, data); err != nil {
+		t.Fatal(err)
+	}
+	c.restart("A")
+	c.proxies["B"].Set(backupdtest.Pass)
+	c.waitConverged(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rows := gauge(t, c, "twinmx_backupd_lag_rows", "from", "A", "to", "B")
+		secs := gauge(t, c, "twinmx_backupd_lag_seconds", "from", "A", "to", "B")
+		if rows == 0 && secs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("A→B with nothing to send: lag %v rows, %v s; want 0", rows, secs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -203,7 +203,7 @@ func (p *pump) streamFrom(ctx context.Context, src *client.Client, cur uint64) (
 	if err != nil {
 		return cur, nil // no stamp figures: nothing to check
 	}
-	p.lag.status(st, time.Now())
+	p.lag.restarted(st, time.Now())
 	if cur <= st.Last || st.Floor >= cur {
 		return cur, nil
 	}

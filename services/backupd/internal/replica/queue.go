@@ -277,6 +277,25 @@ func (l *lagTracker) start(cursor uint64, at time.Time) {
 	l.done(cursor)
 }
 
+// restarted takes the source's stamp figures read at a session's start,
+// before its stream: no row of this session is seen yet, so a last stamp
+// below the highest one seen means the source came back with an older
+// copy of its store, and the changes seen above it are gone (a new run's
+// stamps start above them). They no longer count.
+func (l *lagTracker) restarted(st wire.Stamps, at time.Time) {
+	l.mu.Lock()
+	if st.Last < l.head {
+		l.head = max(st.Last, l.merged)
+		i := len(l.marks)
+		for i > 0 && l.marks[i-1].stamp > l.head {
+			i--
+		}
+		l.marks = l.marks[:i]
+	}
+	l.mu.Unlock()
+	l.status(st, at)
+}
+
 // done records that everything up to stamp is merged.
 func (l *lagTracker) done(stamp uint64) {
 	l.mu.Lock()
