@@ -61,23 +61,25 @@ func insertAll(ctx context.Context, t *testing.T, c *cluster, name string, n int
 }
 
 // TestSlowMergeKeepsSession: while one merge takes longer than the
-// heartbeat's timeout (here A, rebuilt behind a slow link, gets back its
-// rows one by one) and the queue behind it is full, the source's status
-// answer waits behind stream rows the pump leaves unread. That is the
-// pump's own doing, not a dead source: the session must go on. It used to
-// end at every heartbeat timeout, cancelling the merge in flight.
+// heartbeat's timeout (here A, rebuilt behind a slow link, gets back the
+// rows it lacks: seven round trips of 300 ms) and the queue behind it is
+// full, the source's status answer waits behind stream rows the pump
+// leaves unread. That is the pump's own doing, not a dead source: the
+// session must go on. It used to end at every heartbeat timeout,
+// cancelling the merge in flight, and A never converged.
 func TestSlowMergeKeepsSession(t *testing.T) {
 	c := newCluster(t, "A", "B")
 	cfg := c.config()
-	cfg.MaxQueuedBytes = 256 << 10
-	cfg.MaxBatchBytes = 64 << 10
+	cfg.MaxQueuedBytes = 32 << 10
+	cfg.MaxBatchBytes = 32 << 10
 	cfg.Heartbeat, cfg.HeartbeatTimeout = 100*time.Millisecond, time.Second
 	stop := c.run(cfg)
 	ctx := ctxT(t, 60*time.Second)
-	insertAll(ctx, t, c, "A", 25, func(i int) []byte { return fmt.Appendf(nil, "row of A %d", i) })
+	insertAll(ctx, t, c, "A", 200, func(i int) []byte { return fmt.Appendf(nil, "row of A %d", i) })
 	c.waitConverged(ctx)
-	insertAll(ctx, t, c, "B", 64, func(int) []byte {
-		b := make([]byte, 16<<10)
+	// More than a batch, the queue and the stream's buffer hold.
+	insertAll(ctx, t, c, "B", 16, func(int) []byte {
+		b := make([]byte, 8<<10)
 		rand.Read(b)
 		return b
 	})
@@ -89,8 +91,9 @@ func TestSlowMergeKeepsSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.restart("A")
-	// Each of A's 25 rows costs two round trips of 50 ms: about 2.5 s.
-	c.proxies["A"].SetDelay(25 * time.Millisecond)
+	// The refused batch, the finds of what A lacks (64 at a time), their
+	// merge and the batch again: about seven round trips of 300 ms.
+	c.proxies["A"].SetDelay(150 * time.Millisecond)
 	c.run(cfg)
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
