@@ -97,6 +97,7 @@ type response struct {
 // exchange is one command and every response up to its tagged one.
 type exchange struct {
 	cmd  string
+	sent string // cmd as sent, its tokens resolved (diffrand_test.go)
 	resp []response
 }
 

@@ -41,6 +41,7 @@ var (
 	recentRe     = regexp.MustCompile(`^\* \d+ RECENT$`)
 	recentFlagRe = regexp.MustCompile(` ?\\Recent\b ?`)
 	selectRe     = regexp.MustCompile(`(?i)^(?:UID )?(SELECT|EXAMINE) (\S+)`)
+	storeRe      = regexp.MustCompile(`(?i)^(?:UID )?STORE `)
 )
 
 // command is called before the responses of cmd are normalised.
@@ -71,6 +72,11 @@ func (n *normaliser) label(uid int) string {
 func (n *normaliser) response(cmd string, r response) string {
 	var b strings.Builder
 	for i, p := range r.parts {
+		if i < len(r.lits) {
+			// RFC 3516: a server may send BINARY data as a literal8
+			// (~{n}) even without NUL in it; go-imap always does.
+			p = strings.TrimSuffix(p, "~")
+		}
 		b.WriteString(canonStrings(p))
 		if i < len(r.lits) {
 			b.WriteString(strconv.Quote(string(r.lits[i])))
@@ -78,6 +84,18 @@ func (n *normaliser) response(cmd string, r response) string {
 	}
 	s := b.String()
 	if recentRe.MatchString(s) {
+		return ""
+	}
+	// Dovecot answers STORE with a FETCH only for mails whose flags
+	// changed, imapd for every mail named (RFC 9051 §6.4.6 allows
+	// both); the random script fetches the flags after each STORE.
+	if storeRe.MatchString(cmd) && fetchRe.MatchString(s) {
+		return ""
+	}
+	// Dovecot announces new keywords with FLAGS and PERMANENTFLAGS at
+	// the next command (RFC 9051 §7.3.5 allows it at any time); imapd
+	// does not (see keywordsOnly).
+	if !selectRe.MatchString(cmd) && flagsRe.MatchString(s) {
 		return ""
 	}
 	s = tagRe.ReplaceAllString(s, "TAG ")
@@ -100,6 +118,10 @@ func (n *normaliser) response(cmd string, r response) string {
 	s = statusBoxRe.ReplaceAllString(s, "* STATUS $1 (")
 	if m := flagsRe.FindStringSubmatch(s); m != nil {
 		fl, _ := parseSexp(m[2])
+		// RFC 9051 §7.3.5: FLAGS lists "at a minimum, the system-defined
+		// flags". Dovecot adds the keywords used in the folder; imapd
+		// keeps keywords per mail, not per folder, and lists none.
+		fl.list = slices.DeleteFunc(fl.list, func(f sexp) bool { return !strings.HasPrefix(f.atom, `\`) })
 		s = m[1] + normFlags(fl).String() + m[3]
 	}
 	if strings.HasPrefix(strings.ToUpper(cmd), "UID SEARCH") && strings.HasPrefix(s, "* SEARCH") {

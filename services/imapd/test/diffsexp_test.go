@@ -3,6 +3,7 @@ package test
 import (
 	"mime"
 	"net/mail"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -117,6 +118,11 @@ func (n *normaliser) normFetch(items sexp) sexp {
 			v = normEnvelope(v)
 		case name == "BODYSTRUCTURE" || name == "BODY":
 			v = normBody(v)
+		}
+		// A repeated item (FETCH 1 (FLAGS FLAGS)): Dovecot answers it
+		// once, go-imap once for each time it was asked.
+		if slices.ContainsFunc(ps, func(p pair) bool { return p.name == name && p.val.String() == v.String() }) {
+			continue
 		}
 		ps = append(ps, pair{name, v})
 	}
@@ -262,7 +268,13 @@ func sortParams(p sexp) sexp {
 	type kv struct{ k, v sexp }
 	var kvs []kv
 	for i := 0; i+1 < len(p.list); i += 2 {
-		kvs = append(kvs, kv{p.list[i], p.list[i+1]})
+		v := p.list[i+1]
+		if strings.EqualFold(p.list[i].text(), "charset") && v.str != nil {
+			// Charset names are case-insensitive (RFC 2046 §4.1.2);
+			// Dovecot writes "us-ascii" for some "US-ASCII".
+			v = strSexp(strings.ToLower(*v.str))
+		}
+		kvs = append(kvs, kv{p.list[i], v})
 	}
 	sort.SliceStable(kvs, func(i, j int) bool {
 		return strings.ToLower(kvs[i].k.text()) < strings.ToLower(kvs[j].k.text())
