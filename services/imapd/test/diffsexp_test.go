@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/emersion/go-message/charset"
 )
 
 // sexp is a parsed response value: an atom, a string or a list.
@@ -118,6 +120,11 @@ func (n *normaliser) normFetch(items sexp) sexp {
 			v = normEnvelope(v)
 		case name == "BODYSTRUCTURE" || name == "BODY":
 			v = normBody(v)
+		case strings.Contains(name, "HEADER.FIELDS") && strings.HasSuffix(name, ">") && v.str != nil && *v.str == "\r":
+			// Dovecot 2.3.19 answers a partial of a HEADER.FIELDS that
+			// matched no field ("\r\n") from offset 0 whatever the offset
+			// asked: <1.1000> gives "\r", where imapd gives "\n".
+			v = strSexp("\n")
 		}
 		// A repeated item (FETCH 1 (FLAGS FLAGS)): Dovecot answers it
 		// once, go-imap once for each time it was asked.
@@ -148,7 +155,7 @@ func normFlags(v sexp) sexp {
 	return out
 }
 
-var wordDecoder = &mime.WordDecoder{}
+var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader} // any charset, as imapd
 
 // envText: Dovecot returns header text raw and squeezes runs of
 // whitespace; imapd (mimetree) decodes RFC 2047 words and keeps the

@@ -42,3 +42,48 @@ func TestSearchSmallerWithOtherKeys(t *testing.T) {
 		}
 	}
 }
+
+// SEARCH reads a mail's text as its reader sees it, as Dovecot does: a
+// word in a base64 part or an RFC 2047 encoded Subject is found; the
+// base64 letters as sent, MIME part headers and the text after a
+// multipart's closing boundary (a mailing-list footer) are not. SEARCH
+// matched the stored bytes before (found by TestDifferentialDovecotRandom).
+func TestSearchDecodedText(t *testing.T) {
+	k := start(t)
+	k.deliver(mail(1))
+	k.deliver("From: Bob <bob@y.example>\r\nSubject: =?utf-8?b?R3LDvMOfZSBhdXMgS8O2bG4=?=\r\n" +
+		"Message-ID: <enc@y.example>\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		"aGVsbG8gZGVjb2RlZCB3b3JsZA0K\r\n--b--\r\nlistinfo footer\r\n")
+	r, _ := k.loginSelect()
+	for _, tt := range []struct{ keys, want string }{
+		{`BODY "decoded world"`, "* SEARCH 2"},
+		{`TEXT "decoded world"`, "* SEARCH 2"},
+		{`SUBJECT "aus"`, "* SEARCH 2"},
+		{`TEXT "aus"`, "* SEARCH 2"},
+		{`BODY "aGVsbG8"`, "* SEARCH"},
+		{`BODY "listinfo"`, "* SEARCH"},
+		{`BODY "Content-Transfer"`, "* SEARCH"},
+		{`BODY "line two"`, "* SEARCH 1"},
+		{`SUBJECT "mail 1"`, "* SEARCH 1"},
+		{`HEADER Message-ID "enc@"`, "* SEARCH 2"},
+		{`HEADER X-Absent ""`, "* SEARCH"},
+		{`OR BODY "decoded" BODY "line two"`, "* SEARCH 1 2"},
+	} {
+		r.send("s SEARCH " + tt.keys + "\r\n")
+		lines, tagged := r.answer("s")
+		if !strings.HasPrefix(tagged, "s OK") || len(lines) != 1 || strings.TrimSpace(lines[0]) != tt.want {
+			t.Errorf("SEARCH %s = %q %q, want %q", tt.keys, lines, tagged, tt.want)
+		}
+	}
+	// A UTF-8 search string (a literal) finds the decoded Subject.
+	r.send("s SEARCH CHARSET UTF-8 SUBJECT {5}\r\n")
+	if l := r.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("literal: %q", l)
+	}
+	r.send("Köln\r\n")
+	lines, tagged := r.answer("s")
+	if !strings.HasPrefix(tagged, "s OK") || len(lines) != 1 || strings.TrimSpace(lines[0]) != "* SEARCH 2" {
+		t.Errorf("SEARCH CHARSET UTF-8 SUBJECT Köln = %q %q", lines, tagged)
+	}
+}

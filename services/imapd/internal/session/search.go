@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/twinmx/twinmx/services/imapd/internal/flags"
+	"github.com/twinmx/twinmx/services/imapd/internal/mimetree"
 )
 
 // candidate is one message under SEARCH, with its content read lazily.
@@ -21,7 +22,31 @@ type candidate struct {
 	last imap.UID
 	msg  *message
 	raw  []byte
-	err  error
+	// searchText of raw, once a BODY or TEXT key needs it
+	headers, body []byte
+	decoded       bool
+	err           error
+}
+
+// text returns the mail as SEARCH's BODY and TEXT read it (searchText).
+func (c *candidate) text() (headers, body []byte) {
+	if !c.decoded {
+		c.headers, c.body = searchText(mimetree.Parse(c.content(), mimetree.Limits{}))
+		c.decoded = true
+	}
+	return c.headers, c.body
+}
+
+// headerHas reports whether the mail's header has a field named key whose
+// decoded value contains value (any value for "").
+func (c *candidate) headerHas(key, value string) bool {
+	raw := c.content()
+	for _, v := range searchHeader(raw[:headerEnd(raw)], key) {
+		if value == "" || containsFold(v, value) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *candidate) content() []byte {
@@ -201,18 +226,17 @@ func (c *candidate) match(cr *imap.SearchCriteria) bool {
 		}
 	}
 	for _, h := range cr.Header {
-		if !headerMatch(c.content(), h.Key, h.Value) {
+		if !c.headerHas(h.Key, h.Value) {
 			return false
 		}
 	}
 	for _, b := range cr.Body {
-		raw := c.content()
-		if !containsFold(raw[headerEnd(raw):], b) {
+		if _, body := c.text(); !containsFold(body, b) {
 			return false
 		}
 	}
 	for _, t := range cr.Text {
-		if !containsFold(c.content(), t) {
+		if headers, body := c.text(); !containsFold(headers, t) && !containsFold(body, t) {
 			return false
 		}
 	}
@@ -284,27 +308,4 @@ func containsUID(set imap.UIDSet, uid, last imap.UID) bool {
 // containsFold reports whether s contains sub, ignoring ASCII case.
 func containsFold(s []byte, sub string) bool {
 	return bytes.Contains(bytes.ToLower(s), bytes.ToLower([]byte(sub)))
-}
-
-// headerMatch reports whether raw has a header field named key whose
-// value contains value (ignoring case); an empty value matches any field
-// of that name.
-func headerMatch(raw []byte, key, value string) bool {
-	hdr := raw[:headerEnd(raw)]
-	lines := bytes.Split(hdr, []byte("\n"))
-	for i := 0; i < len(lines); i++ {
-		name, rest, ok := bytes.Cut(lines[i], []byte(":"))
-		if !ok || !strings.EqualFold(strings.TrimSpace(string(name)), key) {
-			continue
-		}
-		v := append([]byte{}, rest...)
-		for i+1 < len(lines) && len(lines[i+1]) > 0 && (lines[i+1][0] == ' ' || lines[i+1][0] == '\t') {
-			i++
-			v = append(v, lines[i]...)
-		}
-		if value == "" || containsFold(v, value) {
-			return true
-		}
-	}
-	return false
 }
