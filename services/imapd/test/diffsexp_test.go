@@ -7,8 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/emersion/go-message/charset"
 )
 
 // sexp is a parsed response value: an atom, a string or a list.
@@ -155,7 +153,7 @@ func normFlags(v sexp) sexp {
 	return out
 }
 
-var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader} // any charset, as imapd
+var wordDecoder = &mime.WordDecoder{}
 
 // envText: Dovecot returns header text raw and squeezes runs of
 // whitespace; imapd (mimetree) decodes RFC 2047 words and keeps the

@@ -8,7 +8,7 @@ import (
 	"mime/quotedprintable"
 	"strings"
 
-	"github.com/emersion/go-message/charset"
+	"golang.org/x/text/encoding/htmlindex"
 
 	"github.com/twinmx/twinmx/services/imapd/internal/mimetree"
 )
@@ -25,9 +25,23 @@ import (
 // UTF-16 can double a part, and a SEARCH holds one mail's text at a time.
 const maxSearchText = 32 << 20
 
-// wordDecoder decodes RFC 2047 encoded words in any charset go-message
-// knows.
-var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
+// wordDecoder decodes RFC 2047 encoded words in any charset
+// charsetReader knows.
+var wordDecoder = &mime.WordDecoder{CharsetReader: charsetReader}
+
+// charsetReader returns r converted from the charset named label to
+// UTF-8, by the WHATWG names and aliases that mail clients use. It
+// registers nothing: importing go-message/charset would make every
+// go-message reader convert charsets, BINARY's included, which RFC 3516
+// forbids (it did, for a moment: BINARY.SIZE of an ISO-8859-1 part grew
+// by its 8-bit bytes).
+func charsetReader(label string, r io.Reader) (io.Reader, error) {
+	e, err := htmlindex.Get(label)
+	if err != nil {
+		return nil, err
+	}
+	return e.NewDecoder().Reader(r), nil
+}
 
 // decodedValue returns a header field's value unfolded, its encoded words
 // decoded; the raw value if they do not decode.
@@ -105,7 +119,7 @@ func decodePart(out *bytes.Buffer, p *mimetree.Part, body []byte) {
 		r = quotedprintable.NewReader(r)
 	}
 	if cs := strings.ToLower(p.Params["charset"]); cs != "" && cs != "us-ascii" && cs != "utf-8" {
-		if cr, err := charset.Reader(cs, r); err == nil {
+		if cr, err := charsetReader(cs, r); err == nil {
 			r = cr
 		}
 	}

@@ -81,3 +81,26 @@ func FuzzSearchText(f *testing.F) {
 		searchHeader(raw[:headerEnd(raw)], "")
 	})
 }
+
+// BINARY undoes the transfer encoding only, never the charset (RFC
+// 3516): SEARCH's charset conversion must not leak into it. It did once,
+// through go-message/charset's global registration: BINARY.SIZE of an
+// ISO-8859-1 part grew by one byte for each 8-bit byte.
+func TestBinaryKeepsCharset(t *testing.T) {
+	latin := "Gr\xfc\xdfe aus K\xf6ln\r\n"
+	raw := []byte("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n" +
+		"Content-Type: text/plain; charset=ISO-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + latin +
+		"--b\r\nContent-Type: text/plain; charset=ISO-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGr=FC=DFe\r\n--b--\r\n")
+	m := &parts{raw: raw}
+	// The line end before a delimiter belongs to the delimiter (RFC 2046).
+	if got, want := string(m.binarySection([]int{1})), strings.TrimSuffix(latin, "\r\n"); got != want {
+		t.Errorf("BINARY[1] = %q, want the part as sent, %q", got, want)
+	}
+	if got := string(m.binarySection([]int{2})); got != "Gr\xfc\xdfe" {
+		t.Errorf("BINARY[2] = %q, want the quoted-printable undone only", got)
+	}
+	// SEARCH, on the other hand, reads it as UTF-8.
+	if _, body := searchText(mimetree.Parse(raw, mimetree.Limits{})); !strings.Contains(string(body), "Grüße aus Köln") {
+		t.Errorf("search text %q lacks the decoded words", body)
+	}
+}
