@@ -458,22 +458,7 @@ func TestCopyThenExpungeKeepsCopy(t *testing.T) {
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Copy(imap.SeqSetNum(1), "Other").Wait(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Expunge().Close(); err != nil {
-		t.Fatal(err)
-	}
-	sd, err := k.loggedIn(nil).Select("Other", nil).Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sd.NumMessages != 1 {
-		t.Fatalf("Other holds %d mails after COPY to it and EXPUNGE from INBOX, want 1", sd.NumMessages)
-	}
+	copyThenExpunge(t, k, c, "Other")
 }
 
 // TestExpungeCountsFolderMadeAfterSelect: a folder created after the
@@ -490,22 +475,7 @@ func TestExpungeCountsFolderMadeAfterSelect(t *testing.T) {
 	if err := c.Create("New", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Copy(imap.SeqSetNum(1), "New").Wait(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Expunge().Close(); err != nil {
-		t.Fatal(err)
-	}
-	sd, err := k.loggedIn(nil).Select("New", nil).Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sd.NumMessages != 1 {
-		t.Fatalf("New holds %d mails after COPY to it and EXPUNGE from INBOX, want 1", sd.NumMessages)
-	}
+	copyThenExpunge(t, k, c, "New")
 }
 
 // TestFolderMadeAfterSelectIsFollowed: another session creates a folder
@@ -556,5 +526,28 @@ func TestFolderMadeAfterSelectIsFollowed(t *testing.T) {
 	}
 	if got.String() != want.String() {
 		t.Fatalf("the selected session shows\n%s\na new session shows\n%s", got, want)
+	}
+}
+
+// copyThenExpunge copies the first mail of c's selected folder to
+// folder, expunges it from the selected one, and checks that folder
+// still holds it for a new session.
+func copyThenExpunge(t *testing.T, k *kit, c *imapclient.Client, folder string) {
+	t.Helper()
+	if _, err := c.Copy(imap.SeqSetNum(1), folder).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Expunge().Close(); err != nil {
+		t.Fatal(err)
+	}
+	sd, err := k.loggedIn(nil).Select(folder, nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sd.NumMessages != 1 {
+		t.Fatalf("%s holds %d mails after COPY to it and EXPUNGE from the first folder, want 1", folder, sd.NumMessages)
 	}
 }
