@@ -551,3 +551,42 @@ func copyThenExpunge(t *testing.T, k *kit, c *imapclient.Client, folder string) 
 		t.Fatalf("%s holds %d mails after COPY to it and EXPUNGE from the first folder, want 1", folder, sd.NumMessages)
 	}
 }
+
+// TestOtherSessionsCopyThenExpunge: another session copies a mail to a
+// folder, and this one expunges it from INBOX before the COPY's watch
+// event arrives (every event 300 ms late here). EXPUNGE gives a delivery
+// in no other folder the deleted column, which is never undone: it must
+// ask dbd for the row, or the copy is deleted with it.
+func TestOtherSessionsCopyThenExpunge(t *testing.T) {
+	k := startWith(t, func(c *Config) {
+		c.wrapStore = func(s session.Store) session.Store { return lateWatch{s} }
+	})
+	k.deliver(mail(1))
+	c := k.loggedIn(nil)
+	if err := c.Create("Other", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	other := k.loggedIn(nil)
+	if _, err := other.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Copy(imap.SeqSetNum(1), "Other").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Expunge().Close(); err != nil {
+		t.Fatal(err)
+	}
+	sd, err := k.loggedIn(nil).Select("Other", nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sd.NumMessages != 1 {
+		t.Fatalf("Other holds %d mails after another session's COPY to it and EXPUNGE from INBOX, want 1", sd.NumMessages)
+	}
+}

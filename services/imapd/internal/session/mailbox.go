@@ -340,7 +340,9 @@ func (s *Session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err e
 	// removeFrom decides whether a delivery is in another folder: by the
 	// folders now, not at SELECT (a copy in a folder made since counts),
 	// and by the row's latest state (the view's may lack a COPY this
-	// session just made).
+	// session just made), read from dbd for SMTP deliveries: their
+	// deleted column is never undone, and a COPY another session made a
+	// moment ago may not have reached this one by its watch yet.
 	fs, err := s.folders()
 	if err != nil {
 		return err
@@ -352,6 +354,15 @@ func (s *Session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err e
 		latest := *sel.msgs[i]
 		if latest.m.State, err = s.latest(ctx, latest.m); err != nil {
 			return err
+		}
+		if !latest.m.Appended {
+			row, err := s.b.cfg.Store.FindReceive(ctx, latest.m.Receive)
+			if err != nil {
+				return err
+			}
+			if row != nil {
+				latest.m.State = model.Merge(latest.m.State, row.State)
+			}
 		}
 		msgs[k] = &latest
 	}
