@@ -333,18 +333,10 @@ func writeFileAt(path string, raw []byte, at time.Time) error {
 	return os.Chtimes(path, at, at)
 }
 
+// syncDir syncs a Maildir's folder and its cur folder, if there is one.
 func syncDir(dir string) error {
 	for _, d := range []string{dir, filepath.Join(dir, "cur")} {
-		f, err := os.Open(d)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
+		if err := syncFolder(d); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
