@@ -25,10 +25,6 @@ import (
 // UTF-16 can double a part, and a SEARCH holds one mail's text at a time.
 const maxSearchText = 32 << 20
 
-// wordDecoder decodes RFC 2047 encoded words in any charset
-// charsetReader knows.
-var wordDecoder = &mime.WordDecoder{CharsetReader: charsetReader}
-
 // charsetReader returns r converted from the charset named label to
 // UTF-8, by the WHATWG names and aliases that mail clients use. It
 // registers nothing: importing go-message/charset would make every
@@ -51,7 +47,7 @@ func decodedValue(field []byte) []byte {
 	if !bytes.Contains(v, []byte("=?")) {
 		return v
 	}
-	d, err := wordDecoder.DecodeHeader(string(v))
+	d, err := (&mime.WordDecoder{CharsetReader: charsetReader}).DecodeHeader(string(v))
 	if err != nil {
 		return v
 	}
