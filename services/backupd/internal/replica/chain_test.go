@@ -57,6 +57,11 @@ func TestChainMiddleRestored(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.restart("B")
+	// B's own counter slot went back with its store; an increment there
+	// before A and C return the higher count is lost (a known limit,
+	// docs/backupd.md). So B first converges, then all three write again.
+	// (Writing at once failed now and then: ctr0 = 9, want 11.)
+	c.waitConverged(ctx)
 	load(t, ctx, c, e, seed+2, 40)
 	c.waitConverged(ctx)
 	for _, n := range c.names {
