@@ -32,6 +32,7 @@ type Proxy struct {
 	target string
 	mode   Mode
 	delay  time.Duration // added to every chunk read from now on
+	rate   int           // bytes a second each direction forwards at most (0: no bound)
 	conns  map[net.Conn]struct{}
 	resume chan struct{} // closed when a stall ends
 	cut    chan struct{} // closed when the link is cut
@@ -72,6 +73,15 @@ func (p *Proxy) SetTarget(target string) {
 func (p *Proxy) SetDelay(d time.Duration) {
 	p.mu.Lock()
 	p.delay = d
+	p.mu.Unlock()
+}
+
+// SetRate bounds how fast the proxy forwards, in bytes a second in each
+// direction of each connection (0: no bound): a slow link, where SetDelay
+// is a far one.
+func (p *Proxy) SetRate(bytesPerSecond int) {
+	p.mu.Lock()
+	p.rate = bytesPerSecond
 	p.mu.Unlock()
 }
 
@@ -212,7 +222,14 @@ func (p *Proxy) copy(dst, src net.Conn) {
 		if n > 0 {
 			p.mu.Lock()
 			due := time.Now().Add(p.delay)
+			rate := p.rate
 			p.mu.Unlock()
+			if rate > 0 {
+				// Reading no faster than the rate leaves the rest in the
+				// sender's socket, as a slow link does: the sender's
+				// writes wait, and so does whatever it sends after.
+				time.Sleep(time.Duration(n) * time.Second / time.Duration(rate))
+			}
 			select {
 			case q <- chunk{buf[:n], due}:
 			case <-written:

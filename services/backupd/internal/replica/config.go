@@ -69,7 +69,14 @@ type Config struct {
 	// by itself. Default 5 s.
 	HeartbeatTimeout time.Duration
 	// RequestTimeout bounds one merge, cursor read or mark batch. Default 30 s.
+	// A merge gets more time by its content bytes (MinMergeRate).
 	RequestTimeout time.Duration
+	// MinMergeRate is the slowest link, in bytes a second, over which a
+	// merge must still get through: a merge of n content bytes may take
+	// RequestTimeout plus n / MinMergeRate. Default 64 KiB/s (512 kbit/s:
+	// a 50 MiB body may take 14 minutes). Below it, a large row never
+	// crosses and its mail is never marked backed up.
+	MinMergeRate int
 	// MinBackoff and MaxBackoff bound the wait before a pump reconnects
 	// after an error. Defaults 100 ms and 5 s.
 	MinBackoff, MaxBackoff time.Duration
@@ -103,6 +110,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 30 * time.Second
+	}
+	if c.MinMergeRate <= 0 {
+		c.MinMergeRate = 64 << 10
 	}
 	if c.MinBackoff == 0 {
 		c.MinBackoff = 100 * time.Millisecond

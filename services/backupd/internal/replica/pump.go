@@ -124,6 +124,15 @@ func (p *pump) session(ctx context.Context) (progressed bool, err error) {
 		return false, staged(stageConnect, err)
 	}
 	defer dst.Close()
+	// The heartbeat pings dst on a connection of its own: on dst's
+	// connection a ping waits behind the merge under way, which over a
+	// slow link takes longer than HeartbeatTimeout without anything being
+	// wrong. A stalled link stalls this connection too.
+	live, err := p.newClient(p.dst, 0)
+	if err != nil {
+		return false, staged(stageConnect, err)
+	}
+	defer live.Close()
 	// The rows dst lacks are read from src on a connection of their own
 	// (dialled only then): the stream's connection is not read while the
 	// queue is full, so an answer on it would wait behind the stream for
@@ -169,7 +178,7 @@ func (p *pump) session(ctx context.Context) (progressed bool, err error) {
 	}()
 	go func() {
 		defer wg.Done()
-		stop(p.heartbeat(sctx, src, dst, q))
+		stop(p.heartbeat(sctx, src, live, q))
 	}()
 	progressed, err = p.mergeLoop(sctx, srcRows, dst, q, cur)
 	if sctx.Err() != nil {
@@ -242,7 +251,7 @@ func (p *pump) read(ctx context.Context, st *client.Stream, q *queue) error {
 // no sign of a dead source, and ending the session would cancel that
 // merge each time. Such a timeout is let pass; the next status, once the
 // reader goes on, checks the connection again.
-func (p *pump) heartbeat(ctx context.Context, src, dst *client.Client, q *queue) error {
+func (p *pump) heartbeat(ctx context.Context, src, live *client.Client, q *queue) error {
 	t := time.NewTicker(p.cfg.Heartbeat)
 	defer t.Stop()
 	for {
@@ -255,7 +264,7 @@ func (p *pump) heartbeat(ctx context.Context, src, dst *client.Client, q *queue)
 		}
 		if err == nil {
 			hctx, cancel := context.WithTimeout(ctx, p.cfg.HeartbeatTimeout)
-			err = dst.Ping(hctx)
+			err = live.Ping(hctx)
 			cancel()
 			if err != nil {
 				err = fmt.Errorf("ping %s: %w", p.dst.Name, err)
@@ -381,7 +390,13 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 // a rebuilt site — is fetched from src with its content and merged again;
 // src must not be the client whose connection carries the changes stream.
 func (p *pump) merge(ctx context.Context, src, dst *client.Client, rows []wire.Row, cursor uint64) error {
-	mctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
+	// The time a merge may take grows with the bytes it moves (rows sent
+	// without content move theirs if dst lacks them: refill).
+	var size uint64
+	for i := range rows {
+		size += max(rows[i].Size, uint64(len(rows[i].Content)))
+	}
+	mctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout+time.Duration(size)*time.Second/time.Duration(p.cfg.MinMergeRate))
 	defer cancel()
 	_, err := dst.Merge(mctx, rows, p.cursor, cursor)
 	if err == nil {

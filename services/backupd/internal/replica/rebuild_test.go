@@ -163,3 +163,32 @@ func TestRebuildOverSlowLink(t *testing.T) {
 	defer cancel()
 	c.waitConverged(wctx)
 }
+
+// TestBigRowOverSlowLink: a row larger than the link to dst carries in
+// RequestTimeout still gets through (the merge's time grows with its
+// bytes), and the heartbeat's pings to dst, which wait behind the merge's
+// bytes, do not end the session. Before, every attempt was cancelled at
+// RequestTimeout, so a large mail over a slow link was never backed up.
+func TestBigRowOverSlowLink(t *testing.T) {
+	c := newCluster(t, "A", "B")
+	cfg := c.config()
+	cfg.RequestTimeout = time.Second
+	cfg.Heartbeat, cfg.HeartbeatTimeout = 100*time.Millisecond, 500*time.Millisecond
+	cfg.MinMergeRate = 512 << 10
+	c.run(cfg)
+	ctx := ctxT(t, 60*time.Second)
+	// More than the sockets' and the proxy's buffers hold, so that a
+	// cancelled merge really stops half sent, as on a slow link.
+	c.proxies["B"].SetRate(2 << 20)
+	insertAll(ctx, t, c, "A", 1, func(int) []byte {
+		b := make([]byte, 12<<20) // 6 s at 2 MiB/s
+		rand.Read(b)
+		return b
+	})
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c.waitConverged(wctx)
+	if n := counter(t, c, "twinmx_backupd_reconnects_total", "from", "A", "to", "B"); n != 0 {
+		t.Errorf("A→B: %v sessions after an error, want 0 (stage heartbeat %v, merge %v, stream %v)", n, counter(t, c, "twinmx_backupd_errors_total", "from", "A", "to", "B", "stage", "heartbeat"), counter(t, c, "twinmx_backupd_errors_total", "from", "A", "to", "B", "stage", "merge"), counter(t, c, "twinmx_backupd_errors_total", "from", "A", "to", "B", "stage", "stream"))
+	}
+}
