@@ -228,11 +228,25 @@ func TestGetmail(t *testing.T) {
 	}
 	chownTree(t, dir)
 	getmail := func() {
-		cmd := exec.Command("getmail", "--getmaildir", dir, "--rcfile", rcPath)
-		asNobody(cmd)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("getmail: %v\n%s", err, out)
+		for try := 1; ; try++ {
+			cmd := exec.Command("getmail", "--getmaildir", dir, "--rcfile", rcPath)
+			asNobody(cmd)
+			out, err := cmd.CombinedOutput()
+			// getmail writes each mail from a forked child and gives up
+			// on one that does not end in 180 s: once in CI (386 run,
+			// 2026-11-30) after 29 of 64 mails, with pop3d idle waiting
+			// for the next command. That is getmail's own process
+			// handling, not the POP3 exchange; its next run goes on
+			// from the mails it has (read_all false), and the checks
+			// below stay exact.
+			if err != nil && try == 1 && strings.Contains(string(out), "waiting child") && strings.Contains(string(out), "timed out") {
+				t.Logf("getmail's delivery child timed out; running getmail again:\n%s", out)
+				continue
+			}
+			if err != nil {
+				t.Fatalf("getmail: %v\n%s", err, out)
+			}
+			return
 		}
 	}
 	getmail()
