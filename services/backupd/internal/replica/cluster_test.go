@@ -65,6 +65,26 @@ func (c *cluster) restart(n string) {
 	c.proxies[n].SetTarget(c.envs[n].Addr)
 }
 
+// restoreFrom stops site n's dbd, puts its checkpoint ckpt (written by
+// Checkpoint under its data folder) in place of the data folder, as an
+// operator restores a backup, and starts the dbd again.
+func (c *cluster) restoreFrom(n, ckpt string) {
+	c.t.Helper()
+	c.stop(n)
+	data := filepath.Join(c.dirs[n], "data")
+	saved := filepath.Join(c.dirs[n], "checkpoint")
+	if err := os.Rename(filepath.Join(data, "checkpoints", ckpt), saved); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.RemoveAll(data); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.Rename(saved, data); err != nil {
+		c.t.Fatal(err)
+	}
+	c.restart(n)
+}
+
 func (c *cluster) config() replica.Config {
 	cfg := replica.Config{Key: c.key, Heartbeat: 200 * time.Millisecond, HeartbeatTimeout: 2 * time.Second,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: testLogger()}

@@ -2,8 +2,6 @@ package replica_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -31,19 +29,7 @@ func TestLagAfterRestoredDestination(t *testing.T) {
 	}
 
 	c.proxies["A"].Set(backupdtest.Stall)
-	c.stop("B")
-	data := filepath.Join(c.dirs["B"], "data")
-	ckpt := filepath.Join(c.dirs["B"], "checkpoint")
-	if err := os.Rename(filepath.Join(data, "checkpoints", "t"), ckpt); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(ckpt, data); err != nil {
-		t.Fatal(err)
-	}
-	c.restart("B")
+	c.restoreFrom("B", "t")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		rows := gauge(t, c, "twinmx_backupd_lag_rows", "from", "A", "to", "B")
@@ -115,19 +101,7 @@ func TestLagAfterRestoredSource(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	c.stop("A")
-	data := filepath.Join(c.dirs["A"], "data")
-	ckpt := filepath.Join(c.dirs["A"], "checkpoint")
-	if err := os.Rename(filepath.Join(data, "checkpoints", "t"), ckpt); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(ckpt, data); err != nil {
-		t.Fatal(err)
-	}
-	c.restart("A")
+	c.restoreFrom("A", "t")
 	c.proxies["B"].Set(backupdtest.Pass)
 	c.waitConverged(ctx)
 	deadline := time.Now().Add(5 * time.Second)
