@@ -132,6 +132,18 @@ func TestIncrementalSyncMatchesFreshView(t *testing.T) {
 		}
 		slices.Sort(uids)
 		pick := func() imap.UID { return uids[rng.IntN(len(uids))] }
+		// store sets or clears a random flag on a random mail through c.
+		store := func(who string, c *imapclient.Client) string {
+			u, f := pick(), flagsToUse[rng.IntN(len(flagsToUse))]
+			op := imap.StoreFlagsAdd
+			if rng.IntN(2) == 0 {
+				op = imap.StoreFlagsDel
+			}
+			if err := c.Store(imap.UIDSetNum(u), &imap.StoreFlags{Op: op, Flags: []imap.Flag{f}, Silent: true}, nil).Close(); err != nil {
+				t.Fatal(err)
+			}
+			return fmt.Sprintf("%sstore %v %s on %d", who, op, f, u)
+		}
 		op := rng.IntN(14)
 		if len(uids) == 0 {
 			op = 0
@@ -164,15 +176,7 @@ func TestIncrementalSyncMatchesFreshView(t *testing.T) {
 				t.Fatal(err)
 			}
 		case 3:
-			u, f := pick(), flagsToUse[rng.IntN(len(flagsToUse))]
-			op := imap.StoreFlagsAdd
-			if rng.IntN(2) == 0 {
-				op = imap.StoreFlagsDel
-			}
-			what = fmt.Sprintf("store %v %s on %d", op, f, u)
-			if err := actor.Store(imap.UIDSetNum(u), &imap.StoreFlags{Op: op, Flags: []imap.Flag{f}, Silent: true}, nil).Close(); err != nil {
-				t.Fatal(err)
-			}
+			what = store("", actor)
 		case 4:
 			u := pick()
 			what = fmt.Sprintf("move %d out and back", u)
@@ -229,15 +233,7 @@ func TestIncrementalSyncMatchesFreshView(t *testing.T) {
 		case 9:
 			// The selected session's own STORE, on a row whose other
 			// changes may still be on their way to it.
-			u, f := pick(), flagsToUse[rng.IntN(len(flagsToUse))]
-			op := imap.StoreFlagsAdd
-			if rng.IntN(2) == 0 {
-				op = imap.StoreFlagsDel
-			}
-			what = fmt.Sprintf("follower's store %v %s on %d", op, f, u)
-			if err := follower.Store(imap.UIDSetNum(u), &imap.StoreFlags{Op: op, Flags: []imap.Flag{f}, Silent: true}, nil).Close(); err != nil {
-				t.Fatal(err)
-			}
+			what = store("follower's ", follower)
 		case 10:
 			// A flag change replicated from the other site: a column
 			// set by another program, its time ahead of ours.
