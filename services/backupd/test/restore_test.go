@@ -51,14 +51,7 @@ func TestRestoredAndRebuiltSite(t *testing.T) {
 
 	// Restore: A loses the 100 rows B already has, and B's cursor for A is
 	// past A's last stamp.
-	a.kill()
-	if err := os.RemoveAll(filepath.Join(a.dir, "data")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(ckpt, filepath.Join(a.dir, "data")); err != nil {
-		t.Fatal(err)
-	}
-	a.start()
+	a.restoreFrom(ckpt)
 	// Row numbers (IMAP UIDs) that A gave after the checkpoint may be
 	// given again, so the copy is a new incarnation (a new UIDVALIDITY).
 	if got := incarnation(ctx, t, a); got == inc {
@@ -176,14 +169,7 @@ func TestRestoreUnderLoad(t *testing.T) {
 			}
 		})
 		time.Sleep(100 * time.Millisecond)
-		a.kill()
-		if err := os.RemoveAll(filepath.Join(a.dir, "data")); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(ckpt, filepath.Join(a.dir, "data")); err != nil {
-			t.Fatal(err)
-		}
-		a.start()
+		a.restoreFrom(ckpt)
 		restored = true
 		time.Sleep(200 * time.Millisecond)
 		close(stop)
@@ -192,4 +178,18 @@ func TestRestoreUnderLoad(t *testing.T) {
 	}
 	loadFor(300*time.Millisecond, "A", "B")
 	w.checkHealed(ctx, e, backupdtest.NewTombstones())
+}
+
+// restoreFrom kills s's dbd, puts the checkpoint folder ckpt in place of
+// its data folder, as an operator restores a backup, and starts it again.
+func (s *site) restoreFrom(ckpt string) {
+	s.t.Helper()
+	s.kill()
+	if err := os.RemoveAll(filepath.Join(s.dir, "data")); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.Rename(ckpt, filepath.Join(s.dir, "data")); err != nil {
+		s.t.Fatal(err)
+	}
+	s.start()
 }
