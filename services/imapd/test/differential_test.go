@@ -101,22 +101,23 @@ type exchange struct {
 	resp []response
 }
 
-// runScript logs in and runs script over a raw connection, and returns
-// the transcript from the first command on (the greeting and the LOGIN
-// answer carry capability lists and are not compared).
-func runScript(t *testing.T, name, addr, user, pass string, script []string) []exchange {
+// rawSession dials addr, reads the greeting and logs in as user; the
+// connection closes when the test ends, and within d of now in any case.
+// do sends one tagged command and returns its responses up to the tagged
+// one, handing each first line to observe (if not nil) as it comes.
+func rawSession(t *testing.T, name, addr, user, pass string, d time.Duration, observe func(string)) (do func(tag, cmd string) []response) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second)) // bounds the whole session
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(d))
 	r := bufio.NewReader(c)
 	if _, err := readResponse(r); err != nil {
 		t.Fatalf("%s: greeting: %v", name, err)
 	}
-	do := func(tag, cmd string) []response {
+	do = func(tag, cmd string) []response {
 		if _, err := fmt.Fprintf(c, "%s %s\r\n", tag, cmd); err != nil {
 			t.Fatalf("%s: %s: %v", name, cmd, err)
 		}
@@ -127,6 +128,9 @@ func runScript(t *testing.T, name, addr, user, pass string, script []string) []e
 				t.Fatalf("%s: %s: %v", name, cmd, err)
 			}
 			out = append(out, resp)
+			if observe != nil {
+				observe(resp.parts[0])
+			}
 			if strings.HasPrefix(resp.parts[0], tag+" ") {
 				return out
 			}
@@ -135,6 +139,15 @@ func runScript(t *testing.T, name, addr, user, pass string, script []string) []e
 	if resp := do("L", fmt.Sprintf("LOGIN %q %q", user, pass)); !strings.HasPrefix(resp[len(resp)-1].parts[0], "L OK") {
 		t.Fatalf("%s: LOGIN: %q", name, resp[len(resp)-1].parts)
 	}
+	return do
+}
+
+// runScript logs in and runs script over a raw connection, and returns
+// the transcript from the first command on (the greeting and the LOGIN
+// answer carry capability lists and are not compared).
+func runScript(t *testing.T, name, addr, user, pass string, script []string) []exchange {
+	t.Helper()
+	do := rawSession(t, name, addr, user, pass, 30*time.Second, nil)
 	uids := map[int]int{} // INBOX message number → UID, from FETCH responses
 	var out []exchange
 	for i, cmd := range script {

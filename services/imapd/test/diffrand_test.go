@@ -1,12 +1,10 @@
 package test
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/mail"
 	"os"
 	"path/filepath"
@@ -620,37 +618,8 @@ func (d *diffRunner) pastEnd(cmd string) bool {
 // runDynamic is runScript for a script with tokens.
 func runDynamic(t *testing.T, name, addr, user, pass string, script []string) []exchange {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Duration(30+len(script)/5) * time.Second))
-	r := bufio.NewReader(c)
-	if _, err := readResponse(r); err != nil {
-		t.Fatalf("%s: greeting: %v", name, err)
-	}
 	d := &diffRunner{maxUID: map[string]int{}}
-	do := func(tag, cmd string) []response {
-		if _, err := fmt.Fprintf(c, "%s %s\r\n", tag, cmd); err != nil {
-			t.Fatalf("%s: %s: %v", name, cmd, err)
-		}
-		var out []response
-		for {
-			resp, err := readResponse(r)
-			if err != nil {
-				t.Fatalf("%s: %s: %v", name, cmd, err)
-			}
-			out = append(out, resp)
-			d.observe(resp.parts[0])
-			if strings.HasPrefix(resp.parts[0], tag+" ") {
-				return out
-			}
-		}
-	}
-	if resp := do("L", fmt.Sprintf("LOGIN %q %q", user, pass)); !strings.HasPrefix(resp[len(resp)-1].parts[0], "L OK") {
-		t.Fatalf("%s: LOGIN: %q", name, resp[len(resp)-1].parts)
-	}
+	do := rawSession(t, name, addr, user, pass, time.Duration(30+len(script)/5)*time.Second, d.observe)
 	var out []exchange
 	for i, cmd := range script {
 		if m := selectRe.FindStringSubmatch(cmd); m != nil {
