@@ -289,6 +289,7 @@ func (c *conn) serveStatus(id uint32) error {
 	before, floor := st.StampRun()
 	figs := []wire.Figure{
 		{Name: "site", Value: st.Site()},
+		{Name: "counter.slot", Value: st.CounterSlot()},
 		{Name: "stamp", Value: strconv.FormatUint(st.LastStamp(), 10)},
 		{Name: "stamp.before", Value: strconv.FormatUint(before, 10)},
 		{Name: "stamp.floor", Value: strconv.FormatUint(floor, 10)},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -108,5 +109,75 @@ func TestCheckpointWhileWriting(t *testing.T) {
 	}
 	if n, total := cp.Count(model.Body), s.Count(model.Body); n < uint64(len(before)) || n >= total {
 		t.Fatalf("checkpoint holds %d body rows; want between %d (before) and %d (now, after more writes)", n, len(before), total)
+	}
+}
+
+// TestRestoredCountsInFreshSlot plays a site restored from a checkpoint:
+// the live store counts on after the checkpoint, the restored copy counts
+// too, and then the live store's row is merged into the copy (what
+// backupd does once the site is back). Every increment must survive: the
+// copy counts in a slot of its own, so the live store's higher count of
+// the old slot cannot swallow the copy's increments in the merge.
+func TestRestoredCountsInFreshSlot(t *testing.T) {
+	ctx := context.Background()
+	fs := vfs.NewMem()
+	s := openTest(t, fs)
+	defer s.Close()
+	row := ins(model.Receive, "r")
+	add := func(s *Store, n uint64) {
+		t.Helper()
+		if _, err := s.Apply(ctx, []Mutation{{Kind: Add, Table: row.Table, Key: row.Key, Name: "hits", Value: n}}); err != nil {
+			t.Fatalf("Add: %v", err)
+		}
+	}
+	state := func(s *Store) model.State {
+		t.Helper()
+		v := mustView(t, s)
+		defer v.Close()
+		r, ok, err := v.Find(row.Table, row.Key)
+		if err != nil || !ok {
+			t.Fatalf("Find: %v, %v", ok, err)
+		}
+		return r.State
+	}
+	if _, err := s.Apply(ctx, []Mutation{row}); err != nil {
+		t.Fatal(err)
+	}
+	add(s, 5)
+	path, err := s.Checkpoint("before")
+	if err != nil {
+		t.Fatalf("Checkpoint: %v", err)
+	}
+	add(s, 4) // 9 at the live store
+
+	cp, err := Open(Options{Dir: path, FS: fs, Site: "a", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("open checkpoint: %v", err)
+	}
+	defer cp.Close()
+	if cp.CounterSlot() == s.CounterSlot() {
+		t.Fatalf("restored store counts in the live store's slot %q", s.CounterSlot())
+	}
+	add(cp, 2) // 5 + 2 at the restored copy
+	if _, err := cp.Merge(ctx, []MergeRow{{Table: row.Table, Key: row.Key, Content: row.Content, State: state(s)}}, "", 0); err != nil {
+		t.Fatalf("Merge: %v", err)
+	}
+	if got := state(cp).Counter("hits"); got != 11 {
+		t.Fatalf("restored store counts %d hits after the merge (%v), want 5 + 4 + 2 = 11", got, state(cp).Counters)
+	}
+}
+
+// TestSiteNameLeavesRoomForSlot: the counter slot adds the incarnation to
+// the site name, so a site name must leave room for it.
+func TestSiteNameLeavesRoomForSlot(t *testing.T) {
+	max := model.MaxNameLen - len(counterSlot("", 0))
+	for _, c := range []struct {
+		site string
+		ok   bool
+	}{{"a", true}, {strings.Repeat("s", max), true}, {strings.Repeat("s", max+1), false}, {"", false}, {"A", false}} {
+		o := Options{Dir: "db", Site: c.site}
+		if err := o.Validate(); (err == nil) != c.ok {
+			t.Errorf("site %q (%d bytes): Validate = %v, want ok %v", c.site, len(c.site), err, c.ok)
+		}
 	}
 }

@@ -360,7 +360,7 @@ func TestCrashInvariants(t *testing.T) {
 			if got := m.State.Col("seen"); got < lo.seen {
 				t.Fatalf("%s: row %s column seen = %d, below the acknowledged %d", when, k, got, lo.seen)
 			}
-			if got := m.State.Counters["hits"]["a"]; got < lo.hits {
+			if got := m.State.Counter("hits"); got < lo.hits {
 				t.Fatalf("%s: row %s counter hits = %d, below the acknowledged %d", when, k, got, lo.hits)
 			}
 		}
@@ -373,7 +373,7 @@ func TestCrashInvariants(t *testing.T) {
 			}
 			k := ref.Key
 			hi, ok := attempted[k]
-			got := val{m.State.Col("seen"), m.State.Counters["hits"]["a"]}
+			got := val{m.State.Col("seen"), m.State.Counter("hits")}
 			if !ok || got.seen > hi.seen || got.hits > hi.hits || got.seen == 0 || got.hits == 0 {
 				t.Fatalf("%s: row %s has seen %d hits %d, but requests asked for at most %+v (known %v): a phantom or half request", when, k, got.seen, got.hits, hi, ok)
 			}

@@ -41,7 +41,8 @@ type Options struct {
 	// FS is the file system; nil means the real disk (tests use a crashable
 	// in-memory FS).
 	FS vfs.FS
-	// Site names this store's slot in per-site counters. Required.
+	// Site names this store's slots in per-site counters (CounterSlot).
+	// Required.
 	Site string
 	// MaxGroup bounds the requests committed together in one group commit.
 	// Default 512.
@@ -100,6 +101,9 @@ func (o *Options) Validate() error {
 	}
 	if err := model.CheckName(o.Site); err != nil {
 		errs = append(errs, fmt.Errorf("store: Site: %w", err))
+	} else if n := len(counterSlot(o.Site, 0)); n > model.MaxNameLen {
+		errs = append(errs, fmt.Errorf("store: Site %q: at most %d bytes, as its counter slot (see CounterSlot) adds %d", o.Site,
+			model.MaxNameLen-(n-len(o.Site)), n-len(o.Site)))
 	}
 	if o.MaxGroup < 0 || o.MaxGroupBytes < 0 {
 		errs = append(errs, errors.New("store: MaxGroup and MaxGroupBytes must not be negative"))
@@ -174,6 +178,7 @@ type Store struct {
 	hub hub
 
 	incarnation uint64 // see Incarnation
+	slot        string // see CounterSlot
 }
 
 // Open opens (or creates) the store in opts.Dir.
@@ -248,6 +253,7 @@ func (s *Store) recover() error {
 	if err := s.loadIncarnation(); err != nil {
 		return err
 	}
+	s.slot = counterSlot(s.opts.Site, s.incarnation)
 	s.filtersFit() // for the views made before the first write
 	return s.buildChildIndex()
 }
@@ -429,8 +435,23 @@ func prefixEnd(p []byte) []byte {
 	return nil
 }
 
-// Site returns the name of this store's counter slot.
+// Site returns the site name this store was opened with.
 func (s *Store) Site() string { return s.opts.Site }
+
+// CounterSlot returns the name of the slot this store adds to in per-site
+// counters: the site name and the incarnation. A counter slot must only
+// ever grow from one history. A store restored from an older copy counts
+// on from an older value, so if it kept the slot of the copy, the other
+// site's higher count of that slot would win the merge and swallow the
+// increments made since the restore. With the incarnation in the name the
+// restored store counts in a fresh slot, and the old slot comes back
+// whole from the other site.
+func (s *Store) CounterSlot() string { return s.slot }
+
+// counterSlot names the counter slot of site in incarnation inc.
+func counterSlot(site string, inc uint64) string {
+	return fmt.Sprintf("%s.%08x", site, uint32(inc>>32))
+}
 
 // Failed is closed when the store has failed permanently.
 func (s *Store) Failed() <-chan struct{} { return s.failed }

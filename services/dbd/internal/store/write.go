@@ -535,7 +535,7 @@ func (g *group) stageRequest(r *writeReq) {
 				res.NotFound = true
 				break
 			}
-			ch, err := st.meta.State.Add(m.Name, g.s.opts.Site, m.Value)
+			ch, err := st.meta.State.Add(m.Name, g.s.slot, m.Value)
 			if err != nil {
 				fail(fmt.Errorf("%w: mutation %d: %w", ErrInvalid, i, err))
 				return
