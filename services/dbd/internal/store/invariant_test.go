@@ -38,7 +38,9 @@ type storeFacts struct {
 //     the entry of the old stamp in the same batch), and the next stamp
 //     is above every one in the log;
 //   - the parent index ('x') holds exactly the entries model.ParentOf
-//     gives for the rows' contents, each at the row's number.
+//     gives for the rows' contents, each at the row's number and with
+//     the row's key and current meta value (childValue), and every row
+//     with a parent has its content inline.
 //
 // It must run with no write in flight: it reads the writer's counters.
 func checkInvariants(s *Store) (storeFacts, error) {
@@ -67,7 +69,7 @@ func checkInvariants(s *Store) (storeFacts, error) {
 	// Rows.
 	var rows [model.Config + 1]uint64
 	byNo := make(map[[2]uint64]model.Key) // (table, rowno) -> key
-	wantChild := make(map[string]model.Key)
+	wantChild := make(map[string][]byte)  // child key -> childValue
 	scan(spaceRow, func(k, v []byte) {
 		ref, err := decodeRowRef(k[1:])
 		if err != nil {
@@ -97,7 +99,10 @@ func checkInvariants(s *Store) (storeFacts, error) {
 				return
 			}
 			if parent, ok := model.ParentOf(ref.Table, c); ok {
-				wantChild[string(childKey(ref.Table, parent, m.RowNo))] = ref.Key
+				wantChild[string(childKey(ref.Table, parent, m.RowNo))] = childValue(ref.Key, v)
+				if m.Inline == nil {
+					bad("row %s %s names a parent but its content is not inline", ref.Table, ref.Key)
+				}
 			}
 		}
 	})
@@ -170,17 +175,18 @@ func checkInvariants(s *Store) (storeFacts, error) {
 		bad("next stamp %d is not above the highest logged one, %d", s.stamp+1, maxStamp)
 	}
 
-	// Parent index: exactly what model.ParentOf says.
+	// Parent index: exactly what model.ParentOf says, each entry with
+	// its row's current meta.
 	scan(spaceChild, func(k, v []byte) {
 		want, ok := wantChild[string(k)]
-		if !ok || !bytes.Equal(v, want[:]) {
-			bad("parent index entry %x -> %x is not one model.ParentOf gives (want %v)", k, v, ok)
+		if !ok || !bytes.Equal(v, want) {
+			bad("parent index entry %x -> %x is not one model.ParentOf gives with the row's meta (want %x, %v)", k, v, want, ok)
 			return
 		}
 		delete(wantChild, string(k))
 	})
-	for k, key := range wantChild {
-		bad("parent index lacks %x -> %s", k, key)
+	for k, want := range wantChild {
+		bad("parent index lacks %x -> %x", k, want)
 	}
 	if len(errs) > 0 {
 		return f, fmt.Errorf("broken invariants (at most 20 listed):\n%w", errors.Join(errs...))

@@ -17,29 +17,23 @@ const (
 	spaceStamp   = 's' // s stamp(BE8)           -> table key
 	spaceCursor  = 'k' // k name                 -> cursor(BE8)
 	spaceCount   = 'm' // m table                -> row count(BE8)
-	spaceChild   = 'x' // x table parent rowno   -> key (see model.ParentOf)
+	spaceChild   = 'x' // x table parent rowno   -> key, then the row's meta value (childValue)
 	spaceLayout  = 'v' // v name                 -> layout facts (which indexes are complete)
 )
 
-// childIndexDone marks that every row of an indexed table has its entry in
-// the child index: stores made before the index existed build it once, at
-// open.
-var childIndexDone = []byte{spaceLayout, 'x', '1'}
+// childIndexDone marks that the child index is complete and covering:
+// every row of an indexed table (model.Indexed) whose content names a
+// parent has its entry, the entry carries the row's meta value
+// (childValue), and the row's content is inline. A store without it
+// (written before the index existed, before text rows were indexed
+// under 'vx2', or before entries carried the meta, with 'vx1' and 'vx2'
+// only) has its index rebuilt once, at open (see buildChildIndex).
+var childIndexDone = []byte{spaceLayout, 'x', '3'}
 
-// textChildIndexDone marks the same for the text rows that model.ParentOf
-// indexes (IMAP placements, spam feedback), which came after 'vx1': a
-// store whose text rows were written by a dbd that did not index them
-// (rows replicated from a newer site, say) builds their entries once.
-var textChildIndexDone = []byte{spaceLayout, 'x', '2'}
-
-// childIndexes lists each indexed table with the marker of its build.
-var childIndexes = []struct {
-	table  model.Table
-	marker []byte
-}{
-	{model.Receive, childIndexDone},
-	{model.Text, textChildIndexDone},
-}
+// oldChildIndexMarkers are the markers of the earlier index layouts
+// (receive rows, then text rows, with the row key alone as the value):
+// the rebuild removes them.
+var oldChildIndexMarkers = [][]byte{{spaceLayout, 'x', '1'}, {spaceLayout, 'x', '2'}}
 
 // incarnationKey holds a random number drawn when the store is created: a
 // store rebuilt from the other site (same rows, new local row numbers) has
@@ -86,6 +80,29 @@ func childKey(t model.Table, parent model.Key, rowno uint64) []byte {
 	b = append(b, spaceChild, byte(t))
 	b = append(b, parent[:]...)
 	return binary.BigEndian.AppendUint64(b, rowno)
+}
+
+// childValue is the value of a child index entry: the row's key, then
+// the row's meta value exactly as it is under its row key. The writer
+// writes both in the same batch whenever the row changes, so listing a
+// parent's children reads the index alone, with no point read per child
+// (an IMAP SELECT of 10,000 mails spent two thirds of its CPU on those
+// reads).
+func childValue(k model.Key, meta []byte) []byte {
+	b := make([]byte, 0, model.KeySize+len(meta))
+	b = append(b, k[:]...)
+	return append(b, meta...)
+}
+
+// decodeChildValue splits a child index entry's value.
+func decodeChildValue(v []byte) (model.Key, rowMeta, error) {
+	var k model.Key
+	if len(v) < model.KeySize {
+		return k, rowMeta{}, fmt.Errorf("store: corrupt child index entry of %d bytes", len(v))
+	}
+	copy(k[:], v)
+	m, err := decodeRowMeta(v[model.KeySize:])
+	return k, m, err
 }
 
 func childPrefix(t model.Table, parent model.Key) []byte {

@@ -492,7 +492,7 @@ func TestTextChildIndexBuiltOnOpen(t *testing.T) {
 	if err := s.db.DeleteRange(p, prefixEnd(p), pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.db.Delete(textChildIndexDone, pebble.Sync); err != nil {
+	if err := s.db.Delete(childIndexDone, pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {

@@ -374,12 +374,6 @@ func (s *Store) applyGroup(g *group, reqs []*writeReq, nbytes int) (*appliedGrou
 				b.Close()
 				return nil, fmt.Errorf("stage number: %w", err)
 			}
-			if parent, ok := model.ParentOf(ref.Table, st.content); ok {
-				if err := b.Set(childKey(ref.Table, parent, st.meta.RowNo), ref.Key[:], nil); err != nil {
-					b.Close()
-					return nil, fmt.Errorf("stage child index: %w", err)
-				}
-			}
 		}
 		if st.oldStamp != 0 {
 			if err := b.Delete(stampKey(st.oldStamp), nil); err != nil {
@@ -391,9 +385,20 @@ func (s *Store) applyGroup(g *group, reqs []*writeReq, nbytes int) (*appliedGrou
 			b.Close()
 			return nil, fmt.Errorf("stage stamp: %w", err)
 		}
-		if err := b.Set(rowKey(ref.Table, ref.Key), st.meta.encode(), nil); err != nil {
+		meta := st.meta.encode()
+		if err := b.Set(rowKey(ref.Table, ref.Key), meta, nil); err != nil {
 			b.Close()
 			return nil, fmt.Errorf("stage row: %w", err)
+		}
+		// The child index entry carries the meta too (childValue), so it
+		// is rewritten with every change of the row. A content that names
+		// a parent is small, hence inline (inlineMax; the open-time
+		// rebuild made older chunked ones inline).
+		if parent, ok := model.ParentOf(ref.Table, st.meta.Inline); ok {
+			if err := b.Set(childKey(ref.Table, parent, st.meta.RowNo), childValue(ref.Key, meta), nil); err != nil {
+				b.Close()
+				return nil, fmt.Errorf("stage child index: %w", err)
+			}
 		}
 		changed = append(changed, ref.rowWith(&st.meta))
 	}
