@@ -11,19 +11,26 @@ Load (each loop bounded by the deadline and by MAX_MAILS):
   - IMAP readers at A and B: SELECT INBOX, FETCH the newest mails' bodies,
     STORE flags, a short IDLE, some connections dropped mid-FETCH;
   - POP3 readers at A and B: UIDL and RETR of a few mails (no DELE, so the
-    final check can find every mail).
+    final check can find every mail);
+  - with SOAK_KILL_EVERY=N (seconds, default 0: off), chaos: every N s one
+    process of the system, chosen at random, is killed with SIGKILL and
+    started again with the same command line after up to SOAK_KILL_DOWN
+    seconds (default 3), the way a supervisor would (SPEC §11, scenario 5).
 Output: one line per sample, then a summary with the growth of each
 figure from the first sample after the warm-up to the last, and the
-check's result. Exit status 1 if a mail answered 250 is missing at a site.
+check's result. Exit status 1 if a mail answered 250 is missing at a site
+or is in a mailbox twice.
 """
-import email.utils
+import atexit
 import imaplib
 import os
 import poplib
 import random
 import re
+import signal
 import smtplib
 import socket
+import subprocess
 import sys
 import tarfile
 import threading
@@ -35,6 +42,8 @@ DURATION = float(os.environ.get("SOAK_SECONDS", "600"))
 WARMUP = float(os.environ.get("SOAK_WARMUP", "60"))
 EVERY = float(os.environ.get("SOAK_EVERY", "15"))
 MAX_MAILS = int(os.environ.get("SOAK_MAX_MAILS", "200000"))
+KILL_EVERY = float(os.environ.get("SOAK_KILL_EVERY", "0"))
+KILL_DOWN = float(os.environ.get("SOAK_KILL_DOWN", "3"))
 CORPUS = os.environ.get("SOAK_CORPUS", "../shared/corpus/spamassassin-train.tar.gz")
 RCPT, USER, PASSWORD = "demo@twinmx.test", "demo", "demo-password"
 SMTP = [("127.0.0.1", 2525), ("127.0.0.1", 2526)]
@@ -51,7 +60,7 @@ deadline = time.monotonic() + DURATION
 lock = threading.Lock()
 stats = {"sent": 0, "250": 0, "451": 0, "550": 0, "other": 0, "dropped": 0,
          "imap_sessions": 0, "imap_fetched": 0, "imap_dropped": 0, "pop_sessions": 0,
-         "pop_retr": 0, "errors": 0}
+         "pop_retr": 0, "errors": 0, "kills": 0}
 accepted = []  # Message-IDs answered 250
 errors = []
 
@@ -144,6 +153,15 @@ def sender(idx, mails):
             time.sleep(0.5)
 
 
+def select(c):
+    """SELECT INBOX; its message count. A refusal (dbd restarting: NO
+    [UNAVAILABLE]) is an error like a dropped connection."""
+    typ, data = c.select("INBOX")
+    if typ != "OK":
+        raise imaplib.IMAP4.error("SELECT: %s %r" % (typ, data))
+    return int(data[0])
+
+
 def imap_reader(idx):
     rng = random.Random(1000 + idx)
     host, port = IMAP[idx % 2]
@@ -152,8 +170,7 @@ def imap_reader(idx):
             c = imaplib.IMAP4(host, port, timeout=60)
             c.login(USER, PASSWORD)
             count("imap_sessions")
-            typ, data = c.select("INBOX")
-            n = int(data[0])
+            n = select(c)
             for _ in range(rng.randint(1, 6)):
                 if time.monotonic() >= deadline:
                     break
@@ -172,8 +189,7 @@ def imap_reader(idx):
                     op = rng.choice(["+FLAGS", "-FLAGS"])
                     c.store("%d:%d" % (lo, n), op, flag)
                 c.noop()
-                typ, data = c.select("INBOX")
-                n = int(data[0])
+                n = select(c)
                 time.sleep(rng.uniform(0.1, 1.0))
             if c is not None:
                 c.logout()
@@ -227,8 +243,60 @@ def processes():
     return out
 
 
+class Chaos:
+    """Kills processes of the system at random and starts them again.
+
+    A restarted process is this script's child; its command line, working
+    folder and log file are those of the process it replaces, so the
+    system looks as run-local.sh left it. pids is shared with the sampler
+    and updated under lock."""
+
+    def __init__(self, pids):
+        self.pids = pids
+        self.children = []
+        self.kills = []  # (time, label) of each kill, for the summary
+
+    def run(self, rng):
+        while time.monotonic() + KILL_EVERY < deadline:
+            time.sleep(KILL_EVERY)
+            with lock:
+                label = rng.choice(sorted(self.pids))
+                pid = self.pids[label]
+            try:
+                argv = open("/proc/%d/cmdline" % pid, "rb").read().rstrip(b"\0").split(b"\0")
+                cwd = os.readlink("/proc/%d/cwd" % pid)
+                os.kill(pid, signal.SIGKILL)
+            except OSError as e:
+                note_error("chaos %s" % label, e)
+                continue
+            count("kills")
+            self.kills.append((time.monotonic(), label))
+            time.sleep(rng.uniform(0, KILL_DOWN))
+            self.start(label, argv, cwd)
+
+    def start(self, label, argv, cwd):
+        log = open(os.path.join(RUN, label + ".log"), "ab")
+        p = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+        log.close()
+        self.children.append(p)
+        with lock:
+            self.pids[label] = p.pid
+
+    def stop(self):
+        for p in self.children:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in self.children:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def sample(pids):
     row = {}
+    with lock:
+        pids = dict(pids)
     for label, pid in pids.items():
         rss = threads = fds = None
         try:
@@ -254,22 +322,26 @@ def sample(pids):
 
 
 def check(ids):
-    """Message-IDs of ids missing from INBOX at each site."""
-    missing = {}
+    """For each site, the Message-IDs of ids missing from INBOX, and those
+    in it more than once."""
+    missing, twice = {}, {}
     for host, port in IMAP:
         c = imaplib.IMAP4(host, port, timeout=120)
         c.login(USER, PASSWORD)
         c.select("INBOX", readonly=True)
         typ, data = c.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-        have = set()
+        have = {}
         for d in data:
             if isinstance(d, tuple):
                 m = re.search(rb"<[^>]+>", d[1])
                 if m:
-                    have.add(m.group(0).decode())
+                    k = m.group(0).decode()
+                    have[k] = have.get(k, 0) + 1
         c.logout()
-        missing["%s:%d" % (host, port)] = [i for i in ids if i not in have]
-    return missing
+        site = "%s:%d" % (host, port)
+        missing[site] = [i for i in ids if i not in have]
+        twice[site] = [k for k, n in have.items() if n > 1 and k.startswith("<soak-")]
+    return missing, twice
 
 
 def main():
@@ -281,6 +353,12 @@ def main():
     workers = [threading.Thread(target=sender, args=(i, mails)) for i in range(4)]
     workers += [threading.Thread(target=imap_reader, args=(i,)) for i in range(4)]
     workers += [threading.Thread(target=pop_reader, args=(i,)) for i in range(2)]
+    chaos = None
+    if KILL_EVERY > 0:
+        chaos = Chaos(pids)
+        atexit.register(chaos.stop)  # the restarted processes are ours to stop
+        workers.append(threading.Thread(target=chaos.run, args=(random.Random(3000),)))
+        print("soak: chaos: a random process killed (SIGKILL) every %.0f s, down up to %.0f s" % (KILL_EVERY, KILL_DOWN), flush=True)
     for w in workers:
         w.daemon = True
         w.start()
@@ -312,11 +390,23 @@ def main():
         print("%-10s %-22s %-18s %-14s %-14s" % (label, fig(0), fig(3), fig(1), fig(2)))
     for e in errors[:20]:
         print("error:", e)
-    missing = check(accepted)
+    if chaos:
+        print("chaos: %d kills: %s" % (len(chaos.kills), ", ".join("t=%.0fs %s" % (t - start, l) for t, l in chaos.kills)))
+    # A mail answered 250 is on both sites at once, but its mailbox entry
+    # at the other site needs the acknowledgement replicated, which waits
+    # for backupd if chaos just restarted it: give that a bounded time.
+    settle = time.monotonic() + (120 if chaos else 0)
+    while True:
+        missing, twice = check(accepted)
+        if not any(missing.values()) or time.monotonic() >= settle:
+            break
+        time.sleep(5)
     bad = False
     for site, ids in missing.items():
-        print("check %s: %d of %d mails answered 250 missing%s" % (site, len(ids), len(accepted), (": " + " ".join(ids[:5])) if ids else ""))
-        bad = bad or bool(ids)
+        print("check %s: %d of %d mails answered 250 missing%s; %d twice%s" % (
+            site, len(ids), len(accepted), (": " + " ".join(ids[:5])) if ids else "",
+            len(twice[site]), (": " + " ".join(twice[site][:5])) if twice[site] else ""))
+        bad = bad or bool(ids) or bool(twice[site])
     if stuck:
         print("soak: %d load threads did not stop in time" % len(stuck))
         bad = True

@@ -9,7 +9,13 @@
 #
 # Knobs (environment): SOAK_SECONDS=600 (load time), SOAK_WARMUP=60 (the
 # growth is measured from the first sample after it), SOAK_EVERY=15,
-# SOAK_MAX_MAILS=200000, SOAK_CORPUS (default ../shared/corpus's tarball).
+# SOAK_MAX_MAILS=200000, SOAK_CORPUS (default ../shared/corpus's tarball),
+# SOAK_KILL_EVERY=0 (seconds; above 0, chaos: a random process of the
+# system killed with SIGKILL that often and started again after up to
+# SOAK_KILL_DOWN=3 seconds; the check then also waits up to 2 minutes for
+# replication to settle):
+#
+#   SOAK_SECONDS=300 SOAK_KILL_EVERY=5 deploy/bench/soak.sh
 # Uses its own run folder (a temp dir) and run-local.sh's fixed loopback
 # ports: nothing else may listen there (no `make run` at the same time).
 # Needs: Go, python3; the corpus for spamd's model and the mails.
