@@ -24,9 +24,9 @@ func (s sexp) String() string {
 		for i, e := range s.list {
 			parts[i] = e.String()
 		}
-		// One space between list elements: go-imap writes one between the
-		// addresses of an ENVELOPE address list, where RFC 9051's grammar
-		// (env-from = "(" 1*address ")") has none and Dovecot writes none.
+		// One space between list elements, also between the addresses of
+		// an ENVELOPE address list, which are written without one (RFC
+		// 9051 env-from; TestEnvelopeAddressesDovecot checks the form).
 		return "(" + strings.Join(parts, " ") + ")"
 	case s.str != nil:
 		return strconv.Quote(*s.str)
@@ -185,38 +185,13 @@ func normEnvelope(v sexp) sexp {
 	}
 	e.list[1] = envText(e.list[1])
 	for i := 2; i <= 7; i++ {
-		e.list[i] = normAddrs(e.list[i])
+		e.list[i] = dovecotAddrs(e.list[i])
 	}
 	// go-imap keeps only msg-ids in In-Reply-To; Dovecot sends any text.
 	if s := e.list[8].text(); !strings.HasPrefix(strings.TrimSpace(s), "<") {
 		e.list[8] = nilSexp
 	}
 	return e
-}
-
-// normAddrs drops RFC 9051 §7.5.2 group markers (host NIL), which imapd
-// does not send (go-imap has no groups; reported in docs/imapd.md), and
-// squeezes display names.
-func normAddrs(v sexp) sexp {
-	if !v.isL {
-		return v
-	}
-	out := sexp{isL: true}
-	for _, a := range v.list {
-		if !a.isL || len(a.list) != 4 || a.list[3].isNil() {
-			continue
-		}
-		b := sexp{isL: true, list: append([]sexp(nil), a.list...)}
-		b.list[0] = envText(b.list[0])
-		if b.list[0].str != nil && *b.list[0].str == "" {
-			b.list[0] = nilSexp
-		}
-		out.list = append(out.list, b)
-	}
-	if len(out.list) == 0 {
-		return nilSexp
-	}
-	return out
 }
 
 // normBody: Dovecot writes text parts' implied charset (RFC 2045 §5.2

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"mime"
+	"slices"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -65,10 +66,26 @@ func emptyText() *imap.BodyStructureSinglePart {
 		Text: &imap.BodyStructureText{}, Extended: &imap.BodyStructureSinglePartExt{}}
 }
 
-// Envelope returns the ENVELOPE of a header (go-imap's extractor), with
-// NUL removed from every string.
+// Envelope returns the ENVELOPE of a header (go-imap's extractor, but
+// the address lists read by addressList), with NUL removed from every
+// string.
 func Envelope(h textproto.Header) *imap.Envelope {
 	e := imapserver.ExtractEnvelope(h)
+	addrs := func(k string, max int) []imap.Address {
+		// Every field of the name, as a reader shows them all: a header
+		// with one Cc field per address is common in spam and in old mail.
+		// go-message lists the fields of a header built field by field
+		// (ParseHeader) last first (TestEnvelopeFieldOrder).
+		v := h.Values(k)
+		slices.Reverse(v)
+		if len(v) == 0 {
+			return nil
+		}
+		return addressList(strings.Join(v, ","), max)
+	}
+	// Sender holds one mailbox (RFC 5322 §3.6.2).
+	e.From, e.Sender, e.ReplyTo = addrs("From", 0), addrs("Sender", 1), addrs("Reply-To", 0)
+	e.To, e.Cc, e.Bcc = addrs("To", 0), addrs("Cc", 0), addrs("Bcc", 0)
 	e.Subject = clean(e.Subject)
 	for _, l := range [][]imap.Address{e.From, e.Sender, e.ReplyTo, e.To, e.Cc, e.Bcc} {
 		for i := range l {
