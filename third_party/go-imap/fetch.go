@@ -93,6 +93,19 @@ type Envelope struct {
 	Bcc       []Address
 	InReplyTo []string
 	MessageID string
+
+	// Text, when set, is written instead of Date, Subject, InReplyTo and
+	// MessageID (twinmx patch): RFC 9051 §7.5.2 sends those fields as
+	// they are in the header, which a time.Time or a list of msg-ids
+	// cannot always hold.
+	Text *EnvelopeText
+}
+
+// EnvelopeText holds the header text of an envelope's fields (twinmx
+// patch). A nil field is absent from the header (NIL); an empty one is
+// present but empty ("").
+type EnvelopeText struct {
+	Date, Subject, InReplyTo, MessageID *string
 }
 
 // Address represents a sender or recipient of a message.

@@ -521,13 +521,20 @@ func writeEnvelope(enc *imapwire.Encoder, envelope *imap.Envelope) {
 	}
 
 	enc.Special('(')
-	if envelope.Date.IsZero() {
-		enc.NIL()
+	text := envelope.Text
+	if text != nil { // twinmx patch, see imap.EnvelopeText
+		writeText(enc, text.Date)
+		enc.SP()
+		writeText(enc, text.Subject)
 	} else {
-		enc.String(envelope.Date.Format(envelopeDateLayout))
+		if envelope.Date.IsZero() {
+			enc.NIL()
+		} else {
+			enc.String(envelope.Date.Format(envelopeDateLayout))
+		}
+		enc.SP()
+		writeNString(enc, mime.QEncoding.Encode("utf-8", envelope.Subject))
 	}
-	enc.SP()
-	writeNString(enc, mime.QEncoding.Encode("utf-8", envelope.Subject))
 	addrs := [][]imap.Address{
 		envelope.From,
 		sender,
@@ -541,6 +548,13 @@ func writeEnvelope(enc *imapwire.Encoder, envelope *imap.Envelope) {
 		writeAddressList(enc, l)
 	}
 	enc.SP()
+	if text != nil {
+		writeText(enc, text.InReplyTo)
+		enc.SP()
+		writeText(enc, text.MessageID)
+		enc.Special(')')
+		return
+	}
 	if len(envelope.InReplyTo) > 0 {
 		enc.String("<" + strings.Join(envelope.InReplyTo, "> <") + ">")
 	} else {
@@ -553,6 +567,16 @@ func writeEnvelope(enc *imapwire.Encoder, envelope *imap.Envelope) {
 		enc.NIL()
 	}
 	enc.Special(')')
+}
+
+// writeText writes a header field's text: NIL if absent, else a string
+// (twinmx patch).
+func writeText(enc *imapwire.Encoder, s *string) {
+	if s == nil {
+		enc.NIL()
+	} else {
+		enc.String(*s)
+	}
 }
 
 func writeAddressList(enc *imapwire.Encoder, l []imap.Address) {

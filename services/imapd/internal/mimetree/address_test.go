@@ -120,3 +120,33 @@ func FuzzAddressList(f *testing.F) {
 		}
 	})
 }
+
+// TestEnvelopeText: Date, Subject, In-Reply-To and Message-ID are the
+// text of the first field of the name, unfolded; absent is nil, empty is
+// "" (RFC 9051 §7.5.2).
+func TestEnvelopeText(t *testing.T) {
+	h := ParseHeader([]byte("Subject: first\r\n  folded\tline \r\nDate: Fri, 23 Aug 2002 19:27:52\r\n" +
+		"In-Reply-To: <a@b>; from\r\n    me \r\nMessage-ID: PM200011:12:45 AM\r\nSubject: second\r\n\r\n"))
+	e := Envelope(h)
+	str := func(p *string) string {
+		if p == nil {
+			return "<nil>"
+		}
+		return fmt.Sprintf("%q", *p)
+	}
+	for _, c := range []struct{ name, got, want string }{
+		{"Subject", str(e.Text.Subject), `"first folded line"`},
+		{"Date", str(e.Text.Date), `"Fri, 23 Aug 2002 19:27:52"`},
+		{"In-Reply-To", str(e.Text.InReplyTo), `"<a@b>; from    me "`},
+		{"Message-ID", str(e.Text.MessageID), `"PM200011:12:45 AM"`},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %s, want %s", c.name, c.got, c.want)
+		}
+	}
+	e = Envelope(ParseHeader([]byte("Subject:\r\nFrom: a@b.c\r\n\r\n")))
+	if str(e.Text.Subject) != `""` || e.Text.Date != nil || e.Text.MessageID != nil || e.Text.InReplyTo != nil {
+		t.Errorf("empty Subject %s (want \"\"), absent Date %s, Message-ID %s, In-Reply-To %s (want <nil>)",
+			str(e.Text.Subject), str(e.Text.Date), str(e.Text.MessageID), str(e.Text.InReplyTo))
+	}
+}

@@ -86,6 +86,14 @@ func Envelope(h textproto.Header) *imap.Envelope {
 	// Sender holds one mailbox (RFC 5322 §3.6.2).
 	e.From, e.Sender, e.ReplyTo = addrs("From", 0), addrs("Sender", 1), addrs("Reply-To", 0)
 	e.To, e.Cc, e.Bcc = addrs("To", 0), addrs("Cc", 0), addrs("Bcc", 0)
+	e.Text = &imap.EnvelopeText{Date: fieldText(h, "Date"), Subject: fieldText(h, "Subject"),
+		InReplyTo: fieldText(h, "In-Reply-To"), MessageID: fieldText(h, "Message-Id")}
+	if s := e.Text.Subject; s != nil {
+		// A subject reads as one line of words, as Dovecot sends it:
+		// each run of white space (a fold, a tab) becomes one space.
+		t := strings.Join(strings.FieldsFunc(*s, func(r rune) bool { return r == ' ' || r == '\t' }), " ")
+		e.Text.Subject = &t
+	}
 	e.Subject = clean(e.Subject)
 	for _, l := range [][]imap.Address{e.From, e.Sender, e.ReplyTo, e.To, e.Cc, e.Bcc} {
 		for i := range l {
@@ -139,4 +147,31 @@ func cleanParams(m map[string]string) map[string]string {
 		}
 	}
 	return out
+}
+
+// fieldText returns the text of the first field named k, as ENVELOPE
+// sends Date, Subject, In-Reply-To and Message-ID (RFC 9051 §7.5.2):
+// unfolded (line breaks removed, the white space after them kept),
+// without the white space after the colon, NUL removed; nil if the
+// header has no such field. go-imap's
+// own fields would turn an unparsable Date or Message-ID into NIL, keep
+// only the msg-ids of In-Reply-To and send an empty Subject as NIL.
+func fieldText(h textproto.Header, k string) *string {
+	var first []byte
+	fields := h.FieldsByKey(k)
+	for fields.Next() {
+		// go-message lists the fields of a header built field by field
+		// last first (TestEnvelopeText): the last seen is the first.
+		raw, err := fields.Raw()
+		if err == nil {
+			first = raw
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	_, v, _ := bytes.Cut(first, []byte(":"))
+	v = bytes.ReplaceAll(bytes.ReplaceAll(v, []byte("\r"), nil), []byte("\n"), nil)
+	t := clean(string(bytes.TrimLeft(v, " \t")))
+	return &t
 }
