@@ -80,6 +80,11 @@ const MailRows = 5
 // one event a row.
 const MailsPacked byte = 0x01
 
+// ListPacked is the only flag a list request may carry (docs/wire.md
+// §5.4): answer in rows messages, as MailsPacked does for mails. A
+// listing of 10,000 receive rows is then some 30 frames, not 10,000.
+const ListPacked byte = 0x01
+
 // ErrMalformed is returned by the message decoders for bytes that are not a
 // valid message. Use errors.Is(err, ErrMalformed).
 var ErrMalformed = errors.New("wire: malformed message")
@@ -112,7 +117,7 @@ type Request struct {
 	// model.ParentOf): required for list; optional for watch, where it
 	// needs an empty Keys and nil means "no parent filter".
 	Parent *model.Key
-	Flag   bool        // watch: send current rows first; changes: keep following; find: without content; mails: packed rows (MailsPacked)
+	Flag   bool        // watch: send current rows first; changes: keep following; find: without content; mails, list: packed rows (MailsPacked, ListPacked)
 	Batch  []Request   // batch: sub-requests
 	Keys   []model.Key // watch: only these rows (empty = whole table)
 	Rows   []Row       // merge
@@ -144,7 +149,7 @@ const (
 	KindError    Kind = 2 // the request failed; code and text follow
 	KindEvent    Kind = 3 // one item of a stream
 	KindEnd      Kind = 4 // a stream ended normally
-	KindRows     Kind = 5 // several rows of a stream: only to a mails request with MailsPacked
+	KindRows     Kind = 5 // several rows of a stream: only to a mails or list request with MailsPacked or ListPacked
 )
 
 // Code classifies an error answer.
@@ -323,6 +328,9 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 		b = append(b, r.Parent[:]...)
 		b = binary.AppendUvarint(b, r.After)
 		b = binary.AppendUvarint(b, r.Value)
+		if r.Flag {
+			b = append(b, ListPacked)
+		}
 	default:
 		return nil, fmt.Errorf("encode request: unknown op %d", r.Op)
 	}
@@ -674,6 +682,14 @@ func (d *dec) request(top bool) *Request {
 		r.Parent = &k
 		r.After = d.uvarint()
 		r.Value = d.uvarint()
+		// Optional flags: a dbd older than them refuses the byte as
+		// trailing (bad-request), and the client asks again without.
+		if d.err == nil && len(d.b) > 0 {
+			if d.byte() != ListPacked {
+				d.fail("list: unknown flags")
+			}
+			r.Flag = true
+		}
 	default:
 		d.fail("unknown op")
 	}
@@ -704,8 +720,8 @@ func DecodeAnswer(op Op, msg []byte) (*Result, error) {
 		row := d.row()
 		res = &Result{Row: &row}
 	case KindRows:
-		if op != OpMails {
-			d.fail("rows answer to an op other than mails")
+		if op != OpMails && op != OpList {
+			d.fail("rows answer to an op other than mails and list")
 			break
 		}
 		n := d.count(MaxPackedRows)

@@ -128,6 +128,8 @@ var msgRequestCases = []msgRequestCase{
 		"03 04 01" + msgKx(0xaa) + "01"},
 	{"list receive of aa.. after 5, 100", Request{Op: OpList, Table: model.Receive, Parent: &msgKA, After: 5, Value: 100},
 		"0e 07" + msgKx(0xaa) + "05 64"},
+	{"list receive of aa.. after 5, 100, packed", Request{Op: OpList, Table: model.Receive, Parent: &msgKA, After: 5, Value: 100, Flag: true},
+		"0e 07" + msgKx(0xaa) + "05 64 01"},
 	{"watch receive children of bb..", Request{Op: OpWatch, Table: model.Receive, Parent: &msgKB}, "07 07 00 00" + msgKx(0xbb)},
 	{"checkpoint nightly-1", Request{Op: OpCheckpoint, Name: "nightly-1"}, "0f" + msgStr("nightly-1")},
 	{"mail of receive aa..", Request{Op: OpMail, Table: model.Receive, Ref: Ref{ByKey: true, Key: msgKA}}, "10" + msgKx(0xaa)},
@@ -336,6 +338,9 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"find with two flags", "03 04 01" + msgKx(0xaa) + "01 01"},
 		{"list parent truncated", "0e 07" + msgKx(0xaa)[:62]},
 		{"list without limit", "0e 07" + msgKx(0xaa) + "05"},
+		{"list with flags 0", "0e 07" + msgKx(0xaa) + "05 64 00"},
+		{"list with flags 2", "0e 07" + msgKx(0xaa) + "05 64 02"},
+		{"list with a byte after the flags", "0e 07" + msgKx(0xaa) + "05 64 01 00"},
 		{"watch with keys and a parent", "07 07 00 01" + msgKx(0xaa) + msgKx(0xbb)},
 		{"watch parent truncated", "07 07 00 00" + msgKx(0xbb)[:40]},
 		{"unknown op ff", "ff"},
@@ -516,6 +521,8 @@ var msgAnswerCases = []msgAnswerCase{
 	{"mails rows, two", OpMails, msgRows(msgFoundRow, msgFullRow), "05 02" + msgFoundRowHex + msgFullRowHex,
 		&Result{Rows: []Row{msgFoundRow, msgFullRow}}, nil},
 	{"mails rows, one", OpMails, msgRows(msgFoundRow), "05 01" + msgFoundRowHex, &Result{Rows: []Row{msgFoundRow}}, nil},
+	{"list rows, two", OpList, msgRows(msgFoundRow, msgFullRow), "05 02" + msgFoundRowHex + msgFullRowHex,
+		&Result{Rows: []Row{msgFoundRow, msgFullRow}}, nil},
 	{"end", OpChanges, AppendEnd, "04", nil, ErrEndOfStream},
 	{"error forbidden", OpSet, func(b []byte) []byte { return AppendError(b, CodeForbidden, "no") }, "02 02" + msgStr("no"),
 		nil, &Error{Code: CodeForbidden, Msg: "no"}},
@@ -1061,7 +1068,7 @@ func FuzzDecodeAnswer(f *testing.F) {
 					}
 					enc = AppendRow(AppendEventHeader(nil), res.Row)
 				case KindRows:
-					if op != OpMails || len(res.Rows) == 0 || len(res.Rows) > MaxPackedRows {
+					if (op != OpMails && op != OpList) || len(res.Rows) == 0 || len(res.Rows) > MaxPackedRows {
 						t.Fatalf("DecodeAnswer(%s, %x): %d rows", op, msg, len(res.Rows))
 					}
 					enc = msgRows(res.Rows...)(nil)

@@ -137,6 +137,9 @@ type Client struct {
 	// unpacked: a dbd refused a mails request with wire.MailsPacked (it
 	// is older than the flag); cleared when a connection is opened.
 	unpacked atomic.Bool
+	// unpackedList: the same for a list request with wire.ListPacked,
+	// which came later: a dbd may know packed mails and not packed lists.
+	unpackedList atomic.Bool
 
 	mu       sync.Mutex
 	sessions []*session    // the first carries one-shot requests; all carry streams
@@ -299,7 +302,9 @@ func (c *Client) dial(ctx context.Context) (*session, error) {
 	}
 	s := newSession(wc, c.cfg.MaxAnswer)
 	go s.readLoop()
-	c.unpacked.Store(false) // this dbd may know packed mails
+	// This dbd may know packed mails and lists.
+	c.unpacked.Store(false)
+	c.unpackedList.Store(false)
 	return s, nil
 }
 

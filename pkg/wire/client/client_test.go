@@ -26,8 +26,8 @@ type fakeDBD struct {
 	received atomic.Int64 // requests received, answered or not
 	busy     atomic.Int64 // watches still to refuse as busy
 	accepts  atomic.Int64
-	// mails, if set, answers a mails request: the answer messages, each
-	// sent as one frame.
+	// mails, if set, answers a mails or list request: the answer
+	// messages, each sent as one frame.
 	mails func(req *wire.Request) [][]byte
 	// onReceive, if set, is called after each request is counted.
 	onReceive atomic.Pointer[func()]
@@ -83,7 +83,7 @@ func newFakeDBD(t *testing.T) *fakeDBD {
 						nc.Close()
 						return
 					}
-					if req.Op == wire.OpMails && f.mails != nil {
+					if (req.Op == wire.OpMails || req.Op == wire.OpList) && f.mails != nil {
 						for _, ans := range f.mails(req) {
 							if err := wc.WriteFrame(wire.Frame{ReqID: fr.ReqID, Data: ans}); err != nil {
 								return

@@ -152,3 +152,53 @@ func TestMailsRowsMalformedRows(t *testing.T) {
 		})
 	}
 }
+
+// TestListPacked: List asks for packed rows and reads them from rows
+// answers to the same rows as from one event a row; a dbd older than the
+// flag refuses it as bad-request, and List asks again without the flag
+// and without it from then on, until a new connection.
+func TestListPacked(t *testing.T) {
+	_, rows := mailsFixture()
+	parent := model.KeyOf(model.Mailbox, []byte("u"))
+	for _, tc := range []struct {
+		name  string
+		older bool
+		asked []bool
+	}{
+		{"packed", false, []bool{true, true}},
+		{"older dbd", true, []bool{true, false, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeDBD(t)
+			var mu sync.Mutex
+			var asked []bool
+			f.mails = func(req *wire.Request) [][]byte {
+				mu.Lock()
+				asked = append(asked, req.Flag)
+				mu.Unlock()
+				switch {
+				case req.Flag && tc.older:
+					return [][]byte{wire.AppendError(nil, wire.CodeBadRequest, "wire: malformed message: trailing bytes")}
+				case req.Flag:
+					return [][]byte{rowsAnswer(rows[:2]), rowsAnswer(rows[2:]), wire.AppendEnd(nil)}
+				}
+				return append(eventAnswers(rows), wire.AppendEnd(nil))
+			}
+			c := newTestClient(t, f.ln.Addr().String(), f.key.Public, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for i := range 2 {
+				got, err := c.List(ctx, model.Receive, parent, 0, 100)
+				if err != nil {
+					t.Fatalf("List #%d: %v", i+1, err)
+				}
+				if !reflect.DeepEqual(got, rows) {
+					t.Fatalf("List #%d = %v, want %v", i+1, got, rows)
+				}
+			}
+			if !reflect.DeepEqual(asked, tc.asked) {
+				t.Fatalf("requests asked packed: %v, want %v", asked, tc.asked)
+			}
+		})
+	}
+}

@@ -249,8 +249,18 @@ func (c *Client) Scan(ctx context.Context, t model.Table, limit int) (*Stream, e
 // parent and whose local row number is above after, in increasing row
 // number order, with content: a mailbox's receive rows as they arrived at
 // this site. Page by passing the last row's RowNo as after.
+//
+// It asks for packed rows (wire.ListPacked: several rows a message) and,
+// like MailsRows, asks again without the flag when a dbd older than it
+// refuses the request as bad-request, until it opens a new connection.
 func (c *Client) List(ctx context.Context, t model.Table, parent model.Key, after uint64, limit int) ([]wire.Row, error) {
-	rows, err := c.collect(ctx, &wire.Request{Op: wire.OpList, Table: t, Parent: &parent, After: after, Value: uint64(max(limit, 0))}, 0)
+	req := &wire.Request{Op: wire.OpList, Table: t, Parent: &parent, After: after, Value: uint64(max(limit, 0)), Flag: !c.unpackedList.Load()}
+	rows, err := c.collect(ctx, req, 0)
+	if req.Flag && isCode(err, wire.CodeBadRequest) {
+		c.unpackedList.Store(true)
+		req.Flag = false
+		rows, err = c.collect(ctx, req, 0)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list %s of %s: %w", t, parent, err)
 	}

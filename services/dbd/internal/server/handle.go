@@ -529,7 +529,10 @@ func (c *conn) serveScan(ctx context.Context, id uint32, req *wire.Request) erro
 // serveList streams up to Value (at most maxScan) rows of the table whose
 // parent is req.Parent and whose row number is above req.After, in row
 // number order, with their contents (a receive row's is its 64-byte pair).
-// A client pages by passing the last row number it got as After.
+// A client pages by passing the last row number it got as After. With
+// req.Flag (wire.ListPacked) the rows go as rows answers, listBatch rows
+// read at a time and as many a message as fit in a frame; without it,
+// one event a row, as clients older than the flag expect.
 func (c *conn) serveList(ctx context.Context, id uint32, req *wire.Request) error {
 	if !model.Indexed(req.Table) {
 		return fmt.Errorf("%w: table %s has no parent index", store.ErrInvalid, req.Table)
@@ -542,12 +545,24 @@ func (c *conn) serveList(ctx context.Context, id uint32, req *wire.Request) erro
 	defer v.Close()
 	release := c.wc.Hold() // one write(2) per full buffer, not per row
 	defer release()
+	var rows []store.Row
 	err = v.Children(req.Table, *req.Parent, req.After, limit, func(r store.Row) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return c.sendEvent(id, v, r, withContent)
+		if !req.Flag {
+			return c.sendEvent(id, v, r, withContent)
+		}
+		if rows = append(rows, r); len(rows) < listBatch {
+			return nil
+		}
+		err := c.sendPacked(ctx, id, v, rows)
+		rows = rows[:0]
+		return err
 	})
+	if err == nil && len(rows) > 0 {
+		err = c.sendPacked(ctx, id, v, rows)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return errCanceledByClient
@@ -556,6 +571,11 @@ func (c *conn) serveList(ctx context.Context, id uint32, req *wire.Request) erro
 	}
 	return c.endStream(ctx, id)
 }
+
+// listBatch is how many rows a packed list answer gathers before it
+// sends them: a few frames' worth of receive rows (some 200 bytes each),
+// so the rows held stay few and the frames full.
+const listBatch = 1024
 
 // serveMail streams, from one snapshot, the rows that make the mail of a
 // receive row: the receive row, its mail, header and body rows and the
@@ -613,7 +633,10 @@ func (c *conn) serveMails(ctx context.Context, id uint32, req *wire.Request) (st
 		}
 	}
 	if req.Flag {
-		return "ok", c.sendPacked(ctx, id, v, rows)
+		if err := c.sendPacked(ctx, id, v, rows); err != nil {
+			return "ok", err
+		}
+		return "ok", c.endStream(ctx, id)
 	}
 	return "ok", c.sendRows(ctx, id, v, rows)
 }
@@ -683,11 +706,12 @@ func (c *conn) sendRows(ctx context.Context, id uint32, v *store.View, rows []st
 	return c.endStream(ctx, id)
 }
 
-// sendPacked sends rows with their contents as rows answers (wire.KindRows)
-// and ends the stream: as many rows a message as fit in one frame, so a
-// mail of a few KiB costs a fraction of a frame, an encryption and a
-// hand-over in the client instead of five of each. A row too large for a
-// frame goes in a message of its own, streamed over frames like an event.
+// sendPacked sends rows with their contents as rows answers (wire.KindRows):
+// as many rows a message as fit in one frame, so a mail of a few KiB, or
+// a listing's receive row, costs a fraction of a frame, an encryption and
+// a hand-over in the client instead of one of each per row. A row too
+// large for a frame goes in a message of its own, streamed over frames
+// like an event. The caller ends the stream.
 func (c *conn) sendPacked(ctx context.Context, id uint32, v *store.View, rows []store.Row) error {
 	release := c.wc.Hold()
 	defer release()
@@ -727,7 +751,7 @@ func (c *conn) sendPacked(ctx context.Context, id uint32, v *store.View, rows []
 		}
 		from += n
 	}
-	return c.endStream(ctx, id)
+	return nil
 }
 
 // packOverhead is what a rows answer adds to its rows: the kind byte and

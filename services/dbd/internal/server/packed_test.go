@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -131,5 +132,85 @@ func TestMailsPackedRefusedFlags(t *testing.T) {
 	var we *wire.Error
 	if !errors.As(err, &we) || we.Code != wire.CodeBadRequest {
 		t.Fatalf("mails with flag 2: %v, want bad-request", err)
+	}
+}
+
+// TestListPacked: a list request with the packed flag gets the same rows,
+// in the same order, as one without it, as rows answers of many rows
+// (more rows than one gathering, listBatch, so the batches join up); a
+// list with a flag dbd does not know is bad-request.
+func TestListPacked(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	ctx := ctxT(t)
+	admin := e.Client(auth.Admin)
+	box := model.KeyOf(model.Mailbox, model.MailboxContent("u@x.example"))
+	const n = 1500
+	for i := 0; i < n; i += 500 {
+		var reqs []wire.Request
+		for j := i; j < i+500; j++ {
+			c := model.ReceiveContent(model.KeyOf(model.Mail, fmt.Appendf(nil, "m%d", j)), box)
+			reqs = append(reqs, wire.Request{Op: wire.OpFindOrInsert, Table: model.Receive, Content: c})
+		}
+		if _, err := admin.Batch(ctx, reqs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wc := e.Dial(auth.Mailbox)
+	list := wire.Request{Op: wire.OpList, Table: model.Receive, Parent: &box, After: 7, Value: 10000}
+
+	var want [][]byte
+	plain := askRaw(t, wc, 1, &list)
+	for _, m := range plain[:len(plain)-1] {
+		res, err := wire.DecodeAnswer(wire.OpList, m.data)
+		if err != nil || res.Row == nil {
+			t.Fatalf("unpacked answer % x: %+v, %v; want an event", m.data[:min(len(m.data), 8)], res, err)
+		}
+		want = append(want, wire.AppendRow(nil, res.Row))
+	}
+	if len(want) != n-7 {
+		t.Fatalf("unpacked: %d rows, want %d", len(want), n-7)
+	}
+
+	list.Flag = true
+	packed := askRaw(t, wc, 2, &list)
+	if end := packed[len(packed)-1]; !bytes.Equal(end.data, wire.AppendEnd(nil)) {
+		t.Fatalf("packed answer ends with % x, want an end", end.data)
+	}
+	var got [][]byte
+	for i, m := range packed[:len(packed)-1] {
+		res, err := wire.DecodeAnswer(wire.OpList, m.data)
+		if err != nil || len(res.Rows) == 0 || m.frames != 1 {
+			t.Fatalf("packed answer %d (%d frames): %+v, %v; want a rows answer in one frame", i, m.frames, res, err)
+		}
+		for j := range res.Rows {
+			got = append(got, wire.AppendRow(nil, &res.Rows[j]))
+		}
+	}
+	// Some 200 bytes a row: a frame holds hundreds.
+	if len(packed)-1 > n/100 {
+		t.Fatalf("packed: %d rows answers for %d rows", len(packed)-1, len(got))
+	}
+	if len(got) != len(want) {
+		t.Fatalf("packed: %d rows, unpacked %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("row %d packed differs from unpacked:\n% x\n% x", i, got[i][:min(len(got[i]), 64)], want[i][:min(len(want[i]), 64)])
+		}
+	}
+
+	msg, _ := wire.AppendRequest(nil, &list)
+	msg[len(msg)-1] = 0x02 // an unknown flag
+	if err := wc.WriteFrame(wire.Frame{ReqID: 3, Data: msg}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := wc.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = wire.DecodeAnswer(wire.OpList, f.Data)
+	var we *wire.Error
+	if !errors.As(err, &we) || we.Code != wire.CodeBadRequest {
+		t.Fatalf("list with flag 2: %v, want bad-request", err)
 	}
 }
