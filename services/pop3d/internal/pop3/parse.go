@@ -131,7 +131,7 @@ func Parse(line []byte) (Command, error) {
 		if err != nil {
 			return Command{}, &SyntaxError{v, "bad message number"}
 		}
-		l, err := number(args[1], 0)
+		l, err := lineCount(args[1])
 		if err != nil {
 			return Command{}, &SyntaxError{v, "bad line count"}
 		}
@@ -198,6 +198,27 @@ func number(s string, lo int) (int, error) {
 	}
 	if n < int64(lo) || n > MaxNumber {
 		return 0, errors.New("number out of range")
+	}
+	return int(n), nil
+}
+
+// lineCount parses TOP's line count. RFC 1939 §7 asks for a non-negative
+// number and sets no bound: a count past the body's end sends the whole
+// body, so any count of at least MaxNumber (the line bounds its digits)
+// reads as MaxNumber, more lines than a mail can hold. Refusing it, as
+// pop3d did, answered -ERR to a valid command.
+func lineCount(s string) (int, error) {
+	if len(s) == 0 {
+		return 0, errors.New("bad number")
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, errors.New("bad number")
+		}
+		if n = n*10 + int64(s[i]-'0'); n > MaxNumber {
+			n = MaxNumber // no overflow of n however many digits follow
+		}
 	}
 	return int(n), nil
 }

@@ -92,14 +92,14 @@ func TestParse(t *testing.T) {
 // errSyntax stands for any *SyntaxError in TestParse.
 var errSyntax = errors.New("syntax error")
 
-// TestParseNumberOverflow: a message number or line count of ten digits
-// that does not fit 32 bits is refused on every platform. With a 32-bit
+// TestParseNumberOverflow: a message number of ten digits that does not
+// fit 32 bits is refused on every platform. With a 32-bit
 // int (GOARCH=386, arm) number() wrapped: RETR 4294967297 read as RETR 1,
 // DELE 4294967298 as DELE 2.
 func TestParseNumberOverflow(t *testing.T) {
 	for _, line := range []string{
 		"RETR 4294967297", "DELE 4294967298", "LIST 4294967297", "UIDL 6442450945",
-		"TOP 1 4294967296", "TOP 4294967297 0", "RETR 9999999999", "RETR 2147483648",
+		"TOP 4294967297 0", "RETR 9999999999", "RETR 2147483648",
 	} {
 		if c, err := Parse([]byte(line)); err == nil {
 			t.Errorf("Parse(%q) = %+v, want an error", line, c)
@@ -107,6 +107,34 @@ func TestParseNumberOverflow(t *testing.T) {
 	}
 	if c, err := Parse([]byte("RETR 2147483647")); err != nil || c.Msg != MaxNumber {
 		t.Errorf("Parse(RETR 2147483647) = %+v, %v", c, err)
+	}
+}
+
+// TestParseTopLargeLineCount: RFC 1939 §7 bounds TOP's line count only
+// below (non-negative); a count past the body sends all of it. pop3d
+// answered -ERR to TOP 1 4294967296, which Dovecot serves
+// (TestDifferentialDovecotPOP3, seed 6). Counts past MaxNumber read as
+// MaxNumber, without wrapping on a 32-bit int.
+func TestParseTopLargeLineCount(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{"TOP 1 2147483647", MaxNumber},
+		{"TOP 1 2147483648", MaxNumber},
+		{"TOP 1 4294967296", MaxNumber},
+		{"TOP 1 4294967297", MaxNumber},
+		{"TOP 1 99999999999999999999999999999999", MaxNumber},
+		{"TOP 1 000000000000000000000000000000005", 5},
+	} {
+		if c, err := Parse([]byte(tc.in)); err != nil || c.Lines != tc.want {
+			t.Errorf("Parse(%q) = %+v, %v; want Lines %d", tc.in, c, err, tc.want)
+		}
+	}
+	for _, in := range []string{"TOP 1 -1", "TOP 1 1x", "TOP 1 +1", "TOP 1 1.0"} {
+		if c, err := Parse([]byte(in)); err == nil {
+			t.Errorf("Parse(%q) = %+v, want an error", in, c)
+		}
 	}
 }
 
@@ -162,7 +190,7 @@ func FuzzParse(f *testing.F) {
 		if c.Msg > 0 && decimal(args[0]) != strconv.Itoa(c.Msg) {
 			t.Fatalf("Parse(%q): message number %d", line, c.Msg)
 		}
-		if c.Verb == TOP && decimal(args[1]) != strconv.Itoa(c.Lines) {
+		if c.Verb == TOP && c.Lines < MaxNumber && decimal(args[1]) != strconv.Itoa(c.Lines) {
 			t.Fatalf("Parse(%q): line count %d", line, c.Lines)
 		}
 		// A parsed command's keyword is the line's first word.
