@@ -10,6 +10,8 @@
 //	TWINMX_REQUIRE_CORPUS   fail instead of skip when the mail corpus is missing
 //	TWINMX_CORPUS           folder of the corpus (default ../../../../shared/corpus)
 //	TWINMX_BENCH            run the Dovecot comparison (bench_test.go; deploy/bench/pop3-bench.sh)
+//	TWINMX_SEED, TWINMX_STEPS, TWINMX_DIFF_DUMP, TWINMX_DIFF_SCRIPT
+//	                        replay, lengthen, dump or script the Dovecot differential (diffrand_test.go)
 //
 // Every child process gets a parent-death signal, so a test binary killed
 // by its timeout leaves nothing running.
