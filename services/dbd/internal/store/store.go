@@ -847,8 +847,11 @@ func (v *View) Children(t model.Table, parent model.Key, after uint64, limit int
 		if err != nil {
 			return fmt.Errorf("child index of %s %s: %w", t, parent, err)
 		}
-		row := rowRef{t, k}.rowWith(&m)
-		row.Inline = m.Inline
+		// The entry sits under its parent, so the row's parent is known
+		// without parsing its content (model.ParentOf parses a
+		// placement's: 4 % of a SELECT's CPU).
+		row := Row{Table: t, Key: k, RowNo: m.RowNo, Size: m.Size, Stamp: m.Stamp, State: m.State,
+			Parent: parent, HasParent: true, Inline: m.Inline}
 		if err := fn(row); err != nil {
 			if errors.Is(err, ErrStop) {
 				return nil
