@@ -197,6 +197,9 @@ func normBody(v sexp) sexp {
 		for ; i < len(b.list) && b.list[i].isL; i++ {
 			b.list[i] = normBody(b.list[i])
 		}
+		if i < len(b.list) && b.list[i].str != nil { // the subtype
+			b.list[i] = strSexp(strings.ToLower(*b.list[i].str))
+		}
 		if i+1 < len(b.list) { // after the subtype: the parameters
 			b.list[i+1] = sortParams(b.list[i+1])
 		}
@@ -218,8 +221,19 @@ func normBody(v sexp) sexp {
 			b.list[2] = sortParams(np)
 		}
 	}
-	if b.list[5].str != nil {
-		b.list[5] = strSexp(strings.ToLower(*b.list[5].str))
+	// Types, subtypes and encodings are case-insensitive (RFC 2045
+	// §5.1, §6.1): Dovecot keeps the header's case, imapd lower-cases.
+	for _, k := range []int{0, 1, 5} {
+		if b.list[k].str != nil {
+			b.list[k] = strSexp(strings.ToLower(*b.list[k].str))
+		}
+	}
+	for i := 7; i < len(b.list); i++ {
+		// The disposition's value is case-insensitive (RFC 2183 §2):
+		// Dovecot keeps the header's case ("Inline"), imapd lower-cases.
+		if d := b.list[i]; d.isL && len(d.list) == 2 && d.list[0].str != nil && slices.Contains([]string{"inline", "attachment"}, strings.ToLower(*d.list[0].str)) {
+			b.list[i] = sexp{isL: true, list: []sexp{strSexp(strings.ToLower(*d.list[0].str)), d.list[1]}}
+		}
 	}
 	if typ == "message" && strings.EqualFold(b.list[1].text(), "rfc822") && len(b.list) > 8 {
 		b.list[7] = normEnvelope(b.list[7])
@@ -244,7 +258,17 @@ func sortParams(p sexp) sexp {
 			// Dovecot writes "us-ascii" for some "US-ASCII".
 			v = strSexp(strings.ToLower(*v.str))
 		}
-		kvs = append(kvs, kv{p.list[i], v})
+		if v.str != nil && strings.Contains(*v.str, `\`) {
+			// `name="C:\WINDOWS\x.htm"`: Go's parser keeps a backslash
+			// before a letter (Windows paths, as browsers read them),
+			// Dovecot drops it (a quoted pair).
+			v = strSexp(strings.ReplaceAll(*v.str, `\`, ""))
+		}
+		k := p.list[i]
+		if k.str != nil { // names are case-insensitive (RFC 2045 §5.1)
+			k = strSexp(strings.ToLower(*k.str))
+		}
+		kvs = append(kvs, kv{k, v})
 	}
 	sort.SliceStable(kvs, func(i, j int) bool {
 		return strings.ToLower(kvs[i].k.text()) < strings.ToLower(kvs[j].k.text())

@@ -2,6 +2,9 @@ package mimetree
 
 import (
 	"fmt"
+	"maps"
+	"mime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -149,4 +152,42 @@ func TestEnvelopeText(t *testing.T) {
 		t.Errorf("empty Subject %s (want \"\"), absent Date %s, Message-ID %s, In-Reply-To %s (want <nil>)",
 			str(e.Text.Subject), str(e.Text.Date), str(e.Text.MessageID), str(e.Text.InReplyTo))
 	}
+}
+
+// TestParseMediaTypeKeepsGoodParams: one bad parameter does not take the
+// others with it (Go's parser returns none then).
+func TestParseMediaTypeKeepsGoodParams(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`application/octet-stream; charset=iso-8859-1; file=Yinxiang Motorcycles.doc`, `application/octet-stream charset=iso-8859-1 file=Yinxiang`},
+		{`multipart/mixed; name=a b c; boundary="=_x;y"`, `multipart/mixed boundary==_x;y name=a`},
+		{`multipart/mixed; @@@; boundary=b`, `multipart/mixed boundary=b`},
+		{`text/plain; title*0*=us-ascii'en'a%20; title*1=b; junk=x y`, `text/plain junk=x title=a b`},
+		{`text/plain; a=1; a=2`, `text/plain a=1`}, // the first of a name given twice
+		{`multipart/mixed; boundary=x; BOUNDARY=y`, `multipart/mixed boundary=x`},
+		{`text/plain; charset=utf-8`, `text/plain charset=utf-8`},
+	} {
+		mt, params, err := parseMediaType(c.in)
+		got := mt
+		for _, k := range slices.Sorted(maps.Keys(params)) {
+			got += " " + k + "=" + params[k]
+		}
+		if err != nil || got != c.want {
+			t.Errorf("parseMediaType(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
+
+func FuzzParseMediaType(f *testing.F) {
+	for _, s := range []string{`text/plain; charset=utf-8`, `multipart/mixed; name=a b; boundary="x"`, `a/b; c*0*=utf-8''%41; c*1=b`, `x/y; "`, `;;;`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		parseMediaType(s) // must not panic; Go's parser is the reference for good input
+		if mt, p, err := mime.ParseMediaType(s); err == nil {
+			mt2, p2, err2 := parseMediaType(s)
+			if err2 != nil || mt2 != mt || !maps.Equal(p, p2) {
+				t.Fatalf("%q: good input read differently: %q %v %v", s, mt2, p2, err2)
+			}
+		}
+	})
 }

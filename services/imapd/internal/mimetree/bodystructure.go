@@ -112,7 +112,7 @@ func disposition(h textproto.Header) *imap.BodyStructureDisposition {
 	if strings.TrimSpace(v) == "" {
 		return nil
 	}
-	d, params, err := mime.ParseMediaType(v)
+	d, params, err := parseMediaType(v)
 	if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) || d == "" {
 		return nil
 	}

@@ -288,7 +288,7 @@ func contentType(h textproto.Header, inDigest bool) (typ, sub string, params map
 		}
 		return "text", "plain", nil
 	}
-	mt, params, err := mime.ParseMediaType(v)
+	mt, params, err := parseMediaType(v)
 	if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
 		return "text", "plain", nil
 	}
