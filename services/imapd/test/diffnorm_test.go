@@ -101,6 +101,11 @@ func (n *normaliser) response(cmd string, r response) string {
 	s = tagRe.ReplaceAllString(s, "TAG ")
 	if m := statusRe.FindStringSubmatch(s); m != nil {
 		s = m[1] + " " + m[2] + m[3]
+		if m[2] == "BAD" {
+			// A response code is optional (RFC 9051 §7.1): go-imap sends
+			// [CLIENTBUG] with some BADs, Dovecot none.
+			s = m[1] + " BAD"
+		}
 	}
 	s = uidValidityRe.ReplaceAllString(s, "[$1 *]")
 	s = copyUIDRe.ReplaceAllString(s, "[COPYUID *]")

@@ -87,3 +87,29 @@ func TestSearchDecodedText(t *testing.T) {
 		t.Errorf("SEARCH CHARSET UTF-8 SUBJECT Köln = %q %q", lines, tagged)
 	}
 }
+
+// SENTBEFORE, SENTON and SENTSINCE read the Date field's day as written
+// (RFC 9051 §6.4.4: "disregarding time and timezone"), also from a Date
+// net/mail refuses. imapd took the day in UTC, and matched no SENT* key
+// for such Dates (found by TestDifferentialDovecotRandom over 300 corpus
+// mails, TWINMX_DIFF_MAILS).
+func TestSearchSentDayAsWritten(t *testing.T) {
+	k := start(t)
+	for _, d := range []string{"Wed, 24 Jul 2002 23:30:00 -0700", "Fri, 23 Aug 2002 19:27:52", "2002/09/14 Sat 13:06:03 GMT"} {
+		k.deliver("From: a@x.example\r\nSubject: s\r\nDate: " + d + "\r\nMessage-ID: <" + strings.ReplaceAll(d, " ", "") + "@x>\r\n\r\nbody\r\n")
+	}
+	r, _ := k.loginSelect()
+	for _, tt := range []struct{ keys, want string }{
+		{"SENTON 24-Jul-2002", "* SEARCH 1"},
+		{"SENTON 25-Jul-2002", "* SEARCH"},
+		{"SENTON 23-Aug-2002", "* SEARCH 2"},
+		{"SENTSINCE 1-Aug-2002", "* SEARCH 2"},
+		{"SENTBEFORE 1-Jan-1971", "* SEARCH 3"}, // no day named: 1 January 1970
+	} {
+		r.send("s SEARCH " + tt.keys + "\r\n")
+		lines, tagged := r.answer("s")
+		if !strings.HasPrefix(tagged, "s OK") || len(lines) != 1 || strings.TrimSpace(lines[0]) != tt.want {
+			t.Errorf("SEARCH %s = %q %q, want %q", tt.keys, lines, tagged, tt.want)
+		}
+	}
+}

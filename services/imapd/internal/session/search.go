@@ -204,11 +204,7 @@ func (c *candidate) match(cr *imap.SearchCriteria) bool {
 		}
 	}
 	if !cr.SentSince.IsZero() || !cr.SentBefore.IsZero() {
-		sent, ok := sentDate(c.content())
-		if !ok {
-			return false
-		}
-		d := day(sent)
+		d := sentDay(c.content())
 		if !cr.SentSince.IsZero() && d.Before(day(cr.SentSince)) {
 			return false
 		}
