@@ -689,4 +689,3 @@ func readsApart(raw []byte) bool {
 	t, err := mail.ParseDate(string(date[1]))
 	return err != nil || t.Year() < 1970
 }
-
