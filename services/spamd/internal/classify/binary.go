@@ -13,13 +13,14 @@ import (
 // Binary layout of a model (MarshalBinary), all integers unsigned varints:
 //
 //	magic   "TMXC" (4 bytes)
-//	version 5 (1 byte)
+//	version 6 (1 byte)
 //	nham, nspam, ntokens
 //	ntokens × { shared, suffixLen, suffix bytes, ham, spam }
 //	lrBits, bias (float32 bits, 4 bytes big endian), nweights
 //	nweights × { index delta, weight (float32 bits, 4 bytes big endian) }
 //	the shape regression in the same form (lrBits, bias, nweights, weights)
-//	stacked 0 or 1 (1 byte), then if 1: nStack weights (float64 bits, 8 bytes big endian)
+//	stacked 0 or 1 (1 byte), then if 1: nStack weights and the nTail
+//	  weights of the tail calibration (float64 bits, 8 bytes big endian)
 //	crc32   Castagnoli of everything before it (4 bytes, big endian)
 //
 // Tokens are in strictly increasing byte order and front-coded: shared is
@@ -34,9 +35,11 @@ const (
 	// formatVersion 2 added the stacker, version 3 the shape regression
 	// (and a stacker input for it), version 4 the structure tokens
 	// (structure.go) and the squared-evidence stacker input, version 5 the
-	// squared shape-margin stacker input. Older blobs (tokens of an older
-	// tokenizer, fewer stacker inputs) are refused: retrain.
-	formatVersion = 5
+	// squared shape-margin stacker input, version 6 the stacker's tail
+	// calibration (and averaged regressions). Older blobs (tokens of an
+	// older tokenizer, fewer stacker inputs, no calibration) are refused:
+	// retrain.
+	formatVersion = 6
 	maxTokenLen   = 1 << 10
 )
 
@@ -236,6 +239,9 @@ func (s *stacker) append(b []byte) []byte {
 	for _, w := range s.w {
 		b = binary.BigEndian.AppendUint64(b, math.Float64bits(w))
 	}
+	for _, w := range s.tail {
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(w))
+	}
 	return b
 }
 
@@ -249,7 +255,7 @@ func (d *decoder) stacker() (stacker, error) {
 	if !fitted {
 		return stacker{}, nil
 	}
-	if len(d.b) < 8*nStack {
+	if len(d.b) < 8*(nStack+nTail) {
 		return stacker{}, fmt.Errorf("%w: short stacker", ErrBadModel)
 	}
 	s := stacker{fitted: true}
@@ -260,6 +266,13 @@ func (d *decoder) stacker() (stacker, error) {
 			return stacker{}, fmt.Errorf("%w: stacker weight not finite", ErrBadModel)
 		}
 		s.w[i] = w
+	}
+	for i := range s.tail {
+		s.tail[i] = math.Float64frombits(binary.BigEndian.Uint64(d.b))
+		d.b = d.b[8:]
+	}
+	if !s.tail.monotone() {
+		return stacker{}, fmt.Errorf("%w: stacker calibration not finite or not monotone", ErrBadModel)
 	}
 	return s, nil
 }

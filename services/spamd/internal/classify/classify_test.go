@@ -184,11 +184,11 @@ func FuzzUnmarshal(f *testing.F) {
 
 // TestUnmarshalOldVersion: blobs of format versions 1 (no stacker, older
 // tokens), 2 (no shape regression, 7 stacker inputs), 3 (no structure
-// tokens, 8 stacker inputs) and 4 (9 stacker inputs) are refused cleanly,
-// not misread.
+// tokens, 8 stacker inputs), 4 (9 stacker inputs) and 5 (no tail
+// calibration) are refused cleanly, not misread.
 func TestUnmarshalOldVersion(t *testing.T) {
 	blob, _ := Train(trainSet()).MarshalBinary()
-	for _, v := range []byte{1, 2, 3, 4} {
+	for _, v := range []byte{1, 2, 3, 4, 5} {
 		old := slices.Clone(blob[:len(blob)-4])
 		old[len(magic)] = v
 		old = binary.BigEndian.AppendUint32(old, crc32.Checksum(old, castagnoli))
@@ -208,7 +208,7 @@ func TestTrainedTamper(t *testing.T) {
 	}
 	blob, _ := m.MarshalBinary()
 	// The weights are the tail of the blob; flip bytes there and in the header.
-	for _, i := range []int{0, 4, 5, len(blob) - 5, len(blob) - 12, len(blob) - 4 - 8*nStack - 1} {
+	for _, i := range []int{0, 4, 5, len(blob) - 5, len(blob) - 12, len(blob) - 4 - 8*(nStack+nTail) - 1} {
 		bad := slices.Clone(blob)
 		bad[i] ^= 0x41
 		if err := New().UnmarshalBinary(bad); !errors.Is(err, ErrBadModel) {

@@ -35,10 +35,11 @@
 // and a second one over the shape tokens only (how the mail is built).
 // A small stacked logistic model (stack.go) turns the judges' raw
 // outputs (chi-square evidence both ways in nats, the regressions'
-// margins) into Result.Prob. Train fits it on out-of-sample judge outputs from
-// inner folds of the training set, weighting a rejected ham hamCost times
-// a missed spam, so a fixed threshold of 0.99 means the same thing for
-// every model. A model without a fitted stacker (one built only by Learn)
+// margins) into Result.Prob, through a tail calibration that lets the
+// upper end of its scale bend. Train fits both on out-of-sample judge
+// outputs from inner folds of the training set, weighting a rejected ham
+// hamCost times a missed spam, so a fixed threshold of 0.99 means the same
+// thing for every model. A model without a fitted stacker (one built only by Learn)
 // falls back to the old rule: the less confident judge when they agree,
 // their mean when they disagree.
 //

@@ -38,6 +38,9 @@ const (
 // makes Score fall back to combine.
 type stacker struct {
 	w [nStack]float64
+	// tail bends the margin's upper side (tailCalibration); the
+	// identity if its fit failed.
+	tail tailCalibration
 	// fitted is false for a model that never ran Train (New, or the
 	// learning-only path): then combine() is used.
 	fitted bool
@@ -79,18 +82,121 @@ func logit(p float64) float64 {
 	return math.Log(p / (1 - p))
 }
 
-// prob returns the stacked spam probability.
+// prob returns the stacked spam probability: the linear margin, bent by
+// the tail calibration.
 func (s *stacker) prob(x [nStack]float64) float64 {
 	var z float64
 	for i := range x {
 		z += s.w[i] * x[i]
 	}
-	return 1 / (1 + math.Exp(-z))
+	return 1 / (1 + math.Exp(-s.tail.apply(z)))
 }
 
-// fit fits the stacker by Newton's method on weighted examples: classes
-// balanced, ham weighted hamCost times more.
+// fit fits the stacker by Newton's method on weighted examples (newton),
+// then the tail calibration on its margins.
 func (s *stacker) fit(xs [][nStack]float64, ys []float64) {
+	rows := make([][]float64, len(xs))
+	for i := range xs {
+		rows[i] = xs[i][:]
+	}
+	w := make([]float64, nStack)
+	ridge := make([]float64, nStack)
+	for a := range ridge {
+		ridge[a] = stackRidge
+	}
+	ridge[0] = 1e-9 // the bias is not shrunk; this only keeps h regular
+	if !newton(rows, ys, w, ridge, stackIters) {
+		return
+	}
+	s.w, s.tail, s.fitted = [nStack]float64(w), identityTail(), true
+	margins := make([][]float64, len(xs))
+	for i, x := range xs {
+		var z float64
+		for k := range x {
+			z += s.w[k] * x[k]
+		}
+		margins[i] = tailBasis(z)
+	}
+	var ns float64
+	for _, y := range ys {
+		ns += y
+	}
+	t := identityTail()
+	if newton(margins, ys, t[:], tailRidges(ns), tailIters) && t.monotone() {
+		s.tail = t
+	}
+}
+
+// The tail calibration. The stacker is linear in its inputs, fitted on
+// every training mail, so its margin is right in the middle, where most
+// mails are, and extrapolated in the upper tail: there the training set's
+// spam lies further from its ham than a straight line says, and spam that
+// every judge calls spam stays just under 0.99 (out of fold, 92 of 1319
+// spam between the highest ham's 0.975 and 0.99). A second, one-input
+// logistic over the margin z, a + b·z + c·max(z, 0)²/10, fitted the same
+// way (same out-of-sample outputs, same classes balanced and hamCost) lets
+// the upper side bend; the lower side, where a mail is accepted, stays
+// linear. Fitted inside the training set like everything else; nothing
+// about the 0.99 changes.
+//
+// The bend c is estimated from the few mails in the tail, so it gets a
+// prior: c ~ N(0, 1), which on the loss newton minimises (each class's
+// weights sum to a constant) is a ridge of tailPrior/nspam. A large
+// training set then gets the bend its data show, and a small one, whose
+// tail is a handful of mails, a nearly straight calibration. Without the
+// prior, k = 2 on every fourth mail of the corpus (about 150 training spam)
+// fitted a bend that rejected a hard ham; with it none, and on the full
+// corpus it costs about one point of recall.
+const (
+	nTail = 3
+	// tailRidge only keeps the problem well posed (a and b).
+	tailRidge = 1e-6
+	// tailPrior is 1/σ² of the prior on c.
+	tailPrior = 1
+	tailIters = 50
+)
+
+// tailRidges returns the penalties of a, b and c for a training set of ns
+// spam.
+func tailRidges(ns float64) []float64 {
+	return []float64{tailRidge, tailRidge, tailPrior / max(ns, 1)}
+}
+
+// tailCalibration holds a, b and c of the tail calibration.
+type tailCalibration [nTail]float64
+
+// identityTail leaves the margin as it is.
+func identityTail() tailCalibration { return tailCalibration{0, 1, 0} }
+
+func tailBasis(z float64) []float64 {
+	u := max(z, 0)
+	return []float64{1, z, u * u / 10}
+}
+
+func (t tailCalibration) apply(z float64) float64 {
+	u := max(z, 0)
+	return t[0] + t[1]*z + t[2]*u*u/10
+}
+
+// monotone reports whether a higher stacker margin always gives a higher
+// probability: the calibration may bend the scale, never reorder mails. A
+// fit that would (b <= 0 or c < 0, never seen on real mail) is not used,
+// and a decoded model that would is refused.
+func (t tailCalibration) monotone() bool {
+	for _, v := range t {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return false
+		}
+	}
+	return t[1] > 0 && t[2] >= 0
+}
+
+// newton fits logistic weights w (w[0] the bias, given a starting value)
+// by damped Newton steps on weighted examples: classes balanced, ham
+// weighted hamCost times more, and an L2 penalty ridge[a]·w[a]²/2 per
+// weight. It reports false if the weights are not finite; a singular step
+// ends the iterations early, keeping the weights so far.
+func newton(xs [][]float64, ys []float64, w, ridge []float64, iters int) bool {
 	var nh, ns float64
 	for _, y := range ys {
 		if y == 1 {
@@ -100,13 +206,39 @@ func (s *stacker) fit(xs [][nStack]float64, ys []float64) {
 		}
 	}
 	if nh == 0 || ns == 0 {
-		return
+		return false
 	}
 	wSpam, wHam := 1/ns, hamCost/nh
-	var w [nStack]float64
-	for range stackIters {
-		var g [nStack]float64
-		var h [nStack][nStack]float64
+	n := len(w)
+	// loss is the weighted log-loss plus the penalties, minimised.
+	loss := func(w []float64) float64 {
+		var l float64
+		for i, x := range xs {
+			var z float64
+			for k := range x {
+				z += w[k] * x[k]
+			}
+			if ys[i] == 1 {
+				l += wSpam * softplus(-z)
+			} else {
+				l += wHam * softplus(z)
+			}
+		}
+		for a, v := range w {
+			l += ridge[a] * v * v / 2
+		}
+		return l
+	}
+	g := make([]float64, n)
+	h := make([][]float64, n)
+	for a := range h {
+		h[a] = make([]float64, n)
+	}
+	for range iters {
+		clear(g)
+		for a := range h {
+			clear(h[a])
+		}
 		for i, x := range xs {
 			var z float64
 			for k := range x {
@@ -124,33 +256,52 @@ func (s *stacker) fit(xs [][nStack]float64, ys []float64) {
 				}
 			}
 		}
-		for a := 1; a < nStack; a++ {
-			g[a] += stackRidge * w[a]
-			h[a][a] += stackRidge
+		for a := range n {
+			g[a] += ridge[a] * w[a]
+			h[a][a] += ridge[a]
 		}
-		h[0][0] += 1e-9
 		d, ok := solve(h, g)
 		if !ok {
 			break
 		}
-		for a := range w {
-			w[a] -= d[a]
+		// Damped: a full Newton step can overshoot far from the optimum
+		// (and then diverge); halve it until the loss does not rise.
+		before := loss(w)
+		next := make([]float64, n)
+		for step := 1.0; step > 1e-6; step /= 2 {
+			for a := range w {
+				next[a] = w[a] - step*d[a]
+			}
+			if loss(next) <= before {
+				copy(w, next)
+				break
+			}
 		}
 	}
 	for _, v := range w {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return
+			return false
 		}
 	}
-	s.w, s.fitted = w, true
+	return true
 }
 
-// solve solves h·x = g by Gaussian elimination with partial pivoting.
-func solve(h [nStack][nStack]float64, g [nStack]float64) ([nStack]float64, bool) {
-	var x [nStack]float64
-	for c := range nStack {
+// softplus is ln(1+e^z) without overflow.
+func softplus(z float64) float64 {
+	if z > 0 {
+		return z + math.Log1p(math.Exp(-z))
+	}
+	return math.Log1p(math.Exp(z))
+}
+
+// solve solves h·x = g by Gaussian elimination with partial pivoting; h
+// and g are overwritten.
+func solve(h [][]float64, g []float64) ([]float64, bool) {
+	n := len(g)
+	x := make([]float64, n)
+	for c := range n {
 		p := c
-		for r := c + 1; r < nStack; r++ {
+		for r := c + 1; r < n; r++ {
 			if math.Abs(h[r][c]) > math.Abs(h[p][c]) {
 				p = r
 			}
@@ -160,17 +311,17 @@ func solve(h [nStack][nStack]float64, g [nStack]float64) ([nStack]float64, bool)
 		}
 		h[c], h[p] = h[p], h[c]
 		g[c], g[p] = g[p], g[c]
-		for r := c + 1; r < nStack; r++ {
+		for r := c + 1; r < n; r++ {
 			f := h[r][c] / h[c][c]
-			for k := c; k < nStack; k++ {
+			for k := c; k < n; k++ {
 				h[r][k] -= f * h[c][k]
 			}
 			g[r] -= f * g[c]
 		}
 	}
-	for r := nStack - 1; r >= 0; r-- {
+	for r := n - 1; r >= 0; r-- {
 		v := g[r]
-		for k := r + 1; k < nStack; k++ {
+		for k := r + 1; k < n; k++ {
 			v -= h[r][k] * x[k]
 		}
 		x[r] = v / h[r][r]
