@@ -25,9 +25,6 @@ func cpuTime(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// BenchmarkFetchBody measures UID FETCH 1:* BODY.PEEK[] of up to 1000
-// corpus mails over one plain connection, dbd and imapd in this process
-// (so -cpuprofile sees both). The figure is mails/s.
 // benchSession delivers up to 1000 corpus mails to a dbd and imapd in this
 // process (so -cpuprofile sees both) and returns a logged-in, selected
 // plain connection's command function, the mails' count and bytes.
@@ -85,6 +82,12 @@ func benchSession(b *testing.B) (cmd func(tag, line string), mails int, size int
 // corpus mails over one plain connection. The figure is mails/s.
 func BenchmarkFetchBody(b *testing.B) {
 	benchCommand(b, "UID FETCH 1:* BODY.PEEK[]")
+}
+
+// BenchmarkFetchHeaders measures what a client fetches to list a folder
+// (mutt, Thunderbird): FLAGS, ENVELOPE and BODYSTRUCTURE of every mail.
+func BenchmarkFetchHeaders(b *testing.B) {
+	benchCommand(b, "UID FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE)")
 }
 
 // BenchmarkSearchText measures a SEARCH that reads every mail's bytes.

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
 )
 
@@ -66,44 +65,41 @@ func emptyText() *imap.BodyStructureSinglePart {
 		Text: &imap.BodyStructureText{}, Extended: &imap.BodyStructureSinglePartExt{}}
 }
 
-// Envelope returns the ENVELOPE of a header (go-imap's extractor, but
-// the address lists read by addressList), with NUL removed from every
-// string.
+// Envelope returns the ENVELOPE of a header: the address lists read by
+// addressList, the other fields as the header's text (fieldText), NUL
+// removed from every string. (go-imap's ExtractEnvelope parses dates and
+// msg-ids, which ENVELOPE does not want, and drops an address list for
+// one bad address.)
 func Envelope(h textproto.Header) *imap.Envelope {
-	e := imapserver.ExtractEnvelope(h)
 	addrs := func(k string, max int) []imap.Address {
 		// Every field of the name, as a reader shows them all: a header
 		// with one Cc field per address is common in spam and in old mail.
 		// go-message lists the fields of a header built field by field
 		// (ParseHeader) last first (TestEnvelopeFieldOrder).
 		v := h.Values(k)
-		slices.Reverse(v)
 		if len(v) == 0 {
 			return nil
 		}
-		return addressList(strings.Join(v, ","), max)
+		slices.Reverse(v)
+		l := addressList(strings.Join(v, ","), max)
+		for i := range l {
+			l[i].Name, l[i].Mailbox, l[i].Host = clean(l[i].Name), clean(l[i].Mailbox), clean(l[i].Host)
+		}
+		return l
 	}
-	// Sender holds one mailbox (RFC 5322 §3.6.2).
-	e.From, e.Sender, e.ReplyTo = addrs("From", 0), addrs("Sender", 1), addrs("Reply-To", 0)
-	e.To, e.Cc, e.Bcc = addrs("To", 0), addrs("Cc", 0), addrs("Bcc", 0)
-	e.Text = &imap.EnvelopeText{Date: fieldText(h, "Date"), Subject: fieldText(h, "Subject"),
-		InReplyTo: fieldText(h, "In-Reply-To"), MessageID: fieldText(h, "Message-Id")}
+	e := &imap.Envelope{
+		// Sender holds one mailbox (RFC 5322 §3.6.2).
+		From: addrs("From", 0), Sender: addrs("Sender", 1), ReplyTo: addrs("Reply-To", 0),
+		To: addrs("To", 0), Cc: addrs("Cc", 0), Bcc: addrs("Bcc", 0),
+		Text: &imap.EnvelopeText{Date: fieldText(h, "Date"), Subject: fieldText(h, "Subject"),
+			InReplyTo: fieldText(h, "In-Reply-To"), MessageID: fieldText(h, "Message-Id")},
+	}
 	if s := e.Text.Subject; s != nil {
 		// A subject reads as one line of words, as Dovecot sends it:
 		// each run of white space (a fold, a tab) becomes one space.
 		t := strings.Join(strings.FieldsFunc(*s, func(r rune) bool { return r == ' ' || r == '\t' }), " ")
 		e.Text.Subject = &t
 	}
-	e.Subject = clean(e.Subject)
-	for _, l := range [][]imap.Address{e.From, e.Sender, e.ReplyTo, e.To, e.Cc, e.Bcc} {
-		for i := range l {
-			l[i].Name, l[i].Mailbox, l[i].Host = clean(l[i].Name), clean(l[i].Mailbox), clean(l[i].Host)
-		}
-	}
-	for i := range e.InReplyTo {
-		e.InReplyTo[i] = clean(e.InReplyTo[i])
-	}
-	e.MessageID = clean(e.MessageID)
 	return e
 }
 
