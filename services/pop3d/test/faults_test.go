@@ -215,3 +215,67 @@ func uidsOf(lists ...[]model.Key) []string {
 	}
 	return out
 }
+
+// TestQuitRacesDBDKill: dbd is killed with SIGKILL at moments around a
+// QUIT that removes one marked mail, and restarted. A +OK to QUIT means
+// the deletion is durable: the restarted dbd has the mail deleted. An
+// -ERR (RFC 1939 §6: "some deleted messages not removed") may come with
+// the mark applied or not — the answer was lost or the batch never
+// arrived — and either way nothing else is deleted.
+func TestQuitRacesDBDKill(t *testing.T) {
+	s := newSite(t, "A", "")
+	s.user("alice", "alice password", "alice@x.example")
+	const rounds = 8
+	_, keys := faultMails(t, s, rounds+1)
+	p := s.startPOP3D("", "--db-timeout", "1s")
+	for i := range rounds {
+		c := loginRetry(t, p.addr)
+		nums, _, err := c.uidl()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.cmd(fmt.Sprintf("DELE %d", nums[uidsOf(keys[i:i+1])[0]])); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		var reply string
+		go func() {
+			defer close(done)
+			reply, err = c.cmd("QUIT")
+		}()
+		time.Sleep(time.Duration(i%4) * 300 * time.Microsecond)
+		s.kill()
+		<-done
+		s.start()
+		switch {
+		case err == nil && !deletedAt(t, s, keys[i]):
+			t.Fatalf("round %d: QUIT answered %q, but the restarted dbd has the mail not deleted", i, reply)
+		case err != nil && !strings.Contains(err.Error(), "-ERR [SYS/TEMP]"):
+			t.Fatalf("round %d: QUIT: %v, want +OK or -ERR [SYS/TEMP]", i, err)
+		}
+		for k, key := range keys[i+1:] {
+			if deletedAt(t, s, key) {
+				t.Fatalf("round %d: mail %d, not marked, is deleted", i, i+1+k)
+			}
+		}
+	}
+}
+
+// loginRetry logs alice in at addr, retrying for up to 30 s while pop3d's
+// dbd client reconnects (a login meanwhile gets -ERR [SYS/TEMP]).
+func loginRetry(t *testing.T, addr string) *popConn {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var c *popConn
+		if c, err = dialPOP(addr, "alice", "alice password"); err == nil {
+			t.Cleanup(func() { c.nc.Close() })
+			return c
+		}
+		if !strings.Contains(err.Error(), "-ERR [SYS/TEMP]") {
+			break
+		}
+	}
+	t.Fatalf("login at %s: %v", addr, err)
+	return nil
+}
