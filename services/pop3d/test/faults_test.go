@@ -234,7 +234,7 @@ func TestQuitRacesDBDKill(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.cmd(fmt.Sprintf("DELE %d", nums[uidsOf(keys[i:i+1])[0]])); err != nil {
+		if _, err := c.cmd(fmt.Sprintf("DELE %d", nums[uidsOf(keys[i : i+1])[0]])); err != nil {
 			t.Fatal(err)
 		}
 		done := make(chan struct{})
