@@ -251,3 +251,31 @@ func expectRefusedThenClosed(t *testing.T, br *bufio.Reader, tag string, ran ...
 		t.Errorf("the command %q was not refused", tag)
 	}
 }
+
+// TestRefusedSyncLiteralAnswered: a synchronizing literal over 4096 bytes
+// in LOGIN (or any command that buffers its literals) gets NO [TOOBIG] at
+// once, and the session goes on: the client never sends the literal, as
+// it was not invited. go-imap v2.0.0-beta.8 read on for the rest of the
+// command instead, and answered only when its 30 s command timeout
+// closed the connection (third_party/go-imap/TWINMX-PATCH.md).
+func TestRefusedSyncLiteralAnswered(t *testing.T) {
+	k := start(t)
+	r := k.raw()
+	r.c.SetDeadline(time.Now().Add(10 * time.Second)) // well inside the 30 s timeout
+	r.send("a LOGIN {5000}\r\n")
+	if l := r.line(); !strings.HasPrefix(l, "a NO [TOOBIG]") {
+		t.Fatalf("LOGIN {5000}: %q, want a NO [TOOBIG] without waiting for the literal", l)
+	}
+	r.send(fmt.Sprintf("b LOGIN %s %q\r\n", login, password))
+	if _, tagged := r.answer("b"); !strings.HasPrefix(tagged, "b OK") {
+		t.Fatalf("LOGIN after the refused literal: %q", tagged)
+	}
+	r.send("c SELECT {5000}\r\n")
+	if l := r.line(); !strings.HasPrefix(l, "c NO [TOOBIG]") {
+		t.Fatalf("SELECT {5000}: %q", l)
+	}
+	r.send("d NOOP\r\n")
+	if _, tagged := r.answer("d"); !strings.HasPrefix(tagged, "d OK") {
+		t.Fatalf("NOOP after: %q", tagged)
+	}
+}

@@ -61,6 +61,7 @@ type Decoder struct {
 	err       error
 	literal   bool
 	crlf      bool
+	refused   bool // a literal was refused: nothing more to read (twinmx patch)
 	listDepth int
 	readBytes int64
 }
@@ -93,6 +94,9 @@ func (dec *Decoder) returnErr(err error) bool {
 }
 
 func (dec *Decoder) readByte() (byte, bool) {
+	if dec.refused {
+		return 0, false // twinmx patch: see Literal
+	}
 	if dec.MaxSize > 0 && dec.readBytes > dec.MaxSize {
 		return 0, dec.returnErr(fmt.Errorf("imapwire: max size exceeded"))
 	}
@@ -578,7 +582,12 @@ func (dec *Decoder) Literal(ptr *string) bool {
 	if dec.CheckBufferedLiteralFunc != nil {
 		if err := dec.CheckBufferedLiteralFunc(lit.Size(), nonSync); err != nil {
 			lit.cancel()
-			return false
+			// twinmx patch: keep the refusal (the command's answer) and
+			// read no further: a client that sent a synchronizing literal
+			// waits for "+", so reading on hung until the command timeout.
+			// The literal's line ended with its announcement.
+			dec.refused = true
+			return dec.returnErr(err)
 		}
 	}
 	var sb strings.Builder
