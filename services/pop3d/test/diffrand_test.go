@@ -3,6 +3,7 @@ package test
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -199,11 +200,16 @@ func (g *popGen) session() []string {
 	if g.r.IntN(6) == 0 {
 		out = append(out, "USER alice", "PASS wrong password")
 	}
-	switch g.r.IntN(4) {
+	plain := base64.StdEncoding.EncodeToString([]byte("\x00alice\x00alice password"))
+	switch g.r.IntN(6) {
 	case 0:
 		out = append(out, "user alice", "pass alice password")
 	case 1:
 		out = append(out, popPipe+"USER alice\tPASS alice password\tSTAT")
+	case 2:
+		out = append(out, "AUTH PLAIN "+plain)
+	case 3:
+		out = append(out, "AUTH", "auth plain", plain) // RFC 5034 §4: an empty challenge, then the response
 	default:
 		out = append(out, "USER alice", "PASS alice password")
 	}
@@ -326,6 +332,8 @@ func multiLine(cmd string) bool {
 	switch strings.ToUpper(verb) {
 	case "CAPA":
 		return true
+	case "AUTH": // the mechanisms (RFC 5034 leaves a bare AUTH open; both list them)
+		return len(args) == 0
 	case "LIST", "UIDL":
 		return len(args) == 0
 	case "RETR", "TOP":
