@@ -549,7 +549,9 @@ func (dec *Decoder) ExpectNumSet(kind NumKind, ptr *imap.NumSet) bool {
 	}
 	numSet, err := imapnum.ParseSet(s)
 	if err != nil {
-		return dec.returnErr(err)
+		// twinmx patch: a client's error (a 0, a number over 2^32),
+		// answered BAD like any syntax error, not NO [SERVERBUG].
+		return dec.returnErr(&DecoderExpectError{Message: "sequence-set: " + err.Error()})
 	}
 
 	switch kind {
