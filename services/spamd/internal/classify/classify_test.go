@@ -184,11 +184,11 @@ func FuzzUnmarshal(f *testing.F) {
 
 // TestUnmarshalOldVersion: blobs of format versions 1 (no stacker, older
 // tokens), 2 (no shape regression, 7 stacker inputs), 3 (no structure
-// tokens, 8 stacker inputs), 4 (9 stacker inputs) and 5 (no tail
-// calibration) are refused cleanly, not misread.
+// tokens, 8 stacker inputs), 4 (9 stacker inputs), 5 (no tail
+// calibration) and 6 (10 stacker inputs) are refused cleanly, not misread.
 func TestUnmarshalOldVersion(t *testing.T) {
 	blob, _ := Train(trainSet()).MarshalBinary()
-	for _, v := range []byte{1, 2, 3, 4, 5} {
+	for _, v := range []byte{1, 2, 3, 4, 5, 6} {
 		old := slices.Clone(blob[:len(blob)-4])
 		old[len(magic)] = v
 		old = binary.BigEndian.AppendUint32(old, crc32.Checksum(old, castagnoli))
@@ -257,16 +257,6 @@ func TestLayoutAndHostTokens(t *testing.T) {
 			[]string{"url:#hostescaped", "url:www.spam.example", "url:spam.example", "url:ok.example"}, nil},
 	} {
 		checkTokens(t, c.name, c.mail, c.want, c.not)
-	}
-}
-
-func TestShapeMargin(t *testing.T) {
-	m := Train(trainSet())
-	for _, mail := range []string{spamMail, "Subject: hi\n\nhello there", ""} {
-		toks := Tokens([]byte(mail))
-		if got, want := m.mu.shape.shapeMargin(toks), m.mu.shape.margin(shapeTokens(toks)); math.Abs(got-want) > 1e-9 {
-			t.Errorf("shapeMargin(%q) = %v, want margin of the shape tokens %v", mail, got, want)
-		}
 	}
 }
 

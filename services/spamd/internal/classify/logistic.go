@@ -69,25 +69,6 @@ func (l *logistic) margin(toks []string) float64 {
 	return z*x + float64(l.bias)
 }
 
-// shapeMargin is margin(shapeTokens(toks)) without building the subset.
-func (l *logistic) shapeMargin(toks []string) float64 {
-	if l.w == nil {
-		return 0
-	}
-	var z float64
-	n := 0
-	for _, tok := range toks {
-		if isShape(tok) {
-			z += float64(l.w[fnv1a(tok)&(lrDim-1)])
-			n++
-		}
-	}
-	if n == 0 {
-		return 0
-	}
-	return z/math.Sqrt(float64(n)) + float64(l.bias)
-}
-
 // prob returns P(spam) for a token set; 0.5 for an untrained model.
 func (l *logistic) prob(toks []string) float64 {
 	if l.w == nil {

@@ -133,7 +133,9 @@ func fitStacker(m *Model, docs []Doc) stacker {
 				d := docs[i]
 				clues := m.cluesLocked(d.Tokens, nham, nspam, out.tokens)
 				se, he := chiEvidence(clues)
-				xs[i] = stackInputs(se, he, lr.margin(d.Tokens), shape.margin(shapeTokens(d.Tokens)), chiCombine(clues), len(clues))
+				stoks := shapeTokens(d.Tokens)
+				sse, she := chiEvidence(m.cluesLocked(stoks, nham, nspam, out.tokens))
+				xs[i] = stackInputs(se, he, lr.margin(d.Tokens), shape.margin(stoks), chiCombine(clues), len(clues), sse-she)
 				ys[i] = label(d.Class)
 			}
 		})
@@ -335,9 +337,11 @@ func (m *Model) Score(raw []byte) Result { return m.ScoreTokens(Tokens(raw)) }
 // ScoreTokens judges one mail given as its distinct tokens.
 func (m *Model) ScoreTokens(toks []string) Result {
 	m.mu.RLock()
+	stoks := shapeTokens(toks)
 	clues := m.cluesLocked(toks, float64(m.mu.nham), float64(m.mu.nspam), nil)
+	sse, she := chiEvidence(m.cluesLocked(stoks, float64(m.mu.nham), float64(m.mu.nspam), nil))
 	margin := m.mu.lr.margin(toks)
-	smargin := m.mu.shape.shapeMargin(toks)
+	smargin := m.mu.shape.margin(stoks)
 	plr := m.mu.lr.prob(toks)
 	st := m.mu.stack
 	m.mu.RUnlock()
@@ -345,7 +349,7 @@ func (m *Model) ScoreTokens(toks []string) Result {
 	se, he := chiEvidence(clues)
 	p := combine(pchi, plr)
 	if st.fitted {
-		p = st.prob(stackInputs(se, he, margin, smargin, pchi, len(clues)))
+		p = st.prob(stackInputs(se, he, margin, smargin, pchi, len(clues), sse-she))
 	}
 	return Result{Prob: p, Chi: pchi, LR: plr, SpamEv: se, HamEv: he, Clues: reasons(clues, p)}
 }

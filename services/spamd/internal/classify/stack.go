@@ -31,7 +31,7 @@ const (
 	// convex, so a fixed count converges and is deterministic.
 	stackIters = 25
 	// nStack is the number of stacker inputs, bias included.
-	nStack = 10
+	nStack = 11
 )
 
 // stacker is the fitted combining model. The zero value (not fitted)
@@ -47,8 +47,9 @@ type stacker struct {
 }
 
 // stackInputs maps the judges' raw outputs to the stacker's inputs, each
-// bounded so no single mail's extreme value dominates the fit.
-func stackInputs(spamEv, hamEv, margin, smargin, pchi float64, nclues int) [nStack]float64 {
+// bounded so no single mail's extreme value dominates the fit. shapeEv is
+// the chi-square judge's spam minus ham evidence over the shape tokens.
+func stackInputs(spamEv, hamEv, margin, smargin, pchi float64, nclues int, shapeEv float64) [nStack]float64 {
 	clamp := func(v, lo, hi float64) float64 { return min(max(v, lo), hi) }
 	se, m, sm := clamp(spamEv, 0, 200)/20, clamp(margin, -20, 20)/4, clamp(smargin, -20, 20)/4
 	return [nStack]float64{
@@ -74,6 +75,12 @@ func stackInputs(spamEv, hamEv, margin, smargin, pchi float64, nclues int) [nSta
 		// The shape margin signed-squared, for the same reason: a mail
 		// built exactly like spam is surer than a linear term says.
 		sm * math.Abs(sm),
+		// The chi-square judge over the shape tokens alone, spam minus
+		// ham evidence: the full judge lets at most five markup and five
+		// structure tokens among its 150 clues, so there a mail's build
+		// is outvoted by its words; here it is judged on its own, from
+		// the same counts.
+		clamp(shapeEv, -100, 100) / 20,
 	}
 }
 
