@@ -85,6 +85,10 @@ disable_plaintext_auth = no
 auth_mechanisms = plain
 first_valid_uid = 0
 mail_location = maildir:%[1]s/Maildir
+namespace inbox {
+  inbox = yes
+  separator = /
+}
 passdb {
   driver = static
   args = password=benchpw

@@ -113,3 +113,27 @@ func TestSearchSentDayAsWritten(t *testing.T) {
 		}
 	}
 }
+
+// LIST shows the levels above a nested folder as \Noselect (RFC 3501
+// §6.3.8), answers the delimiter query, and matches INBOX in any case;
+// RENAME of such a level renames what is under it. Found by
+// TestFolderDifferentialDovecot (services/imapd/test).
+func TestListHierarchyLevels(t *testing.T) {
+	k := start(t)
+	r, _ := k.loginSelect()
+	for _, tt := range []struct{ cmd, want string }{
+		{`CREATE a/b/c`, ``},
+		{`LIST "" %`, `(\Noselect \HasChildren) "/" "a"`},
+		{`LIST "a/" %`, `(\Noselect \HasChildren) "/" "a/b"`},
+		{`LIST "" ""`, `(\Noselect) "/" ""`},
+		{`LIST "" iNbOx`, `"/" INBOX`},
+		{`RENAME a/b a/z`, ``},
+		{`LIST "" a/z/%`, `(\HasNoChildren) "/" "a/z/c"`},
+	} {
+		r.send("l " + tt.cmd + "\r\n")
+		lines, tagged := r.answer("l")
+		if !strings.HasPrefix(tagged, "l OK") || tt.want != "" && !strings.Contains(strings.Join(lines, ""), tt.want) {
+			t.Errorf("%s = %q %q, want a line with %s", tt.cmd, lines, tagged, tt.want)
+		}
+	}
+}

@@ -157,6 +157,37 @@ func (fs *folderSet) hasChildren(name string) bool {
 	return false
 }
 
+// implied returns, sorted, the names of the hierarchy levels above live
+// folders that are no folder themselves.
+func (fs *folderSet) implied() []string {
+	var out []string
+	for _, f := range fs.live {
+		for i := strings.IndexRune(f.name, delim); i > 0; {
+			up := f.name[:i]
+			if _, ok := fs.byName(up); !ok && !slices.Contains(out, up) {
+				out = append(out, up)
+			}
+			j := strings.IndexRune(f.name[i+1:], delim)
+			if j < 0 {
+				break
+			}
+			i += 1 + j
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// inboxCase spells a leading INBOX of a name, reference or pattern in
+// capitals: INBOX alone, or followed by the delimiter or a wildcard.
+func inboxCase(s string) string {
+	n := len(inbox)
+	if len(s) >= n && strings.EqualFold(s[:n], inbox) && (len(s) == n || strings.ContainsRune(string(delim)+"*%", rune(s[n]))) {
+		return inbox + s[n:]
+	}
+	return s
+}
+
 // subscribed reports whether f is subscribed (reading a system folder's
 // row when needed).
 func (s *Session) subscribed(f *folder) (bool, error) {
@@ -182,6 +213,12 @@ func (s *Session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		return err
 	}
 	var rows *rowCache // the account's rows, listed once for all STATUS answers
+	if len(patterns) == 0 {
+		// go-imap drops an empty pattern: `LIST ref ""` asks for the
+		// hierarchy delimiter and root (RFC 9051 §6.3.9).
+		patterns = []string{""}
+	}
+	implied := fs.implied()
 	for _, p := range patterns {
 		if p == "" {
 			// RFC 9051 §6.3.9: the hierarchy delimiter and root.
@@ -190,9 +227,34 @@ func (s *Session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 			}
 			continue
 		}
+		// INBOX is case-insensitive (RFC 9051 §5.1), in patterns too:
+		// INBOX and its inferiors match either spelling.
+		match := func(name string) bool {
+			if imapserver.MatchList(name, delim, ref, p) {
+				return true
+			}
+			isInbox := name == inbox || strings.HasPrefix(name, inbox+string(delim))
+			return isInbox && imapserver.MatchList(name, delim, inboxCase(ref), inboxCase(p))
+		}
+		// A level of the hierarchy that is no folder (`a` and `a/b` of
+		// a folder `a/b/c`) is listed \Noselect, as RFC 3501 §6.3.8 asks
+		// for `%` and Dovecot does for any pattern: without it a client
+		// that lists level by level never finds `a/b/c`.
+		if options == nil || !options.SelectSubscribed && !options.SelectSpecialUse {
+			for _, name := range implied {
+				if !match(name) {
+					continue
+				}
+				data := &imap.ListData{Mailbox: name, Delim: delim,
+					Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect, imap.MailboxAttrHasChildren}}
+				if err := w.WriteList(data); err != nil {
+					return errClientGone
+				}
+			}
+		}
 		for i := range fs.live {
 			f := &fs.live[i]
-			if !imapserver.MatchList(f.name, delim, ref, p) {
+			if !match(f.name) {
 				continue
 			}
 			data := &imap.ListData{Mailbox: f.name, Delim: delim}
@@ -275,11 +337,12 @@ func (s *Session) Rename(old, newName string, options *imap.RenameOptions) (err 
 	if err != nil {
 		return err
 	}
+	old = strings.TrimSuffix(old, string(delim))
 	f, ok := fs.byName(old)
-	if !ok {
+	switch {
+	case !ok && !fs.hasChildren(old):
 		return errNoMailbox
-	}
-	if f.user == nil {
+	case ok && f.user == nil:
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "System folders cannot be renamed"}
 	}
 	newName = strings.TrimSuffix(newName, string(delim))
@@ -289,10 +352,15 @@ func (s *Session) Rename(old, newName string, options *imap.RenameOptions) (err 
 	if err := checkFolderName(newName); err != nil {
 		return err
 	}
-	renames := []store.Rename{{Folder: *f.user, Name: newName}}
+	// A level that is no folder (`a/b` of `a/b/c`) is renamed by
+	// renaming its inferiors (RFC 9051 §6.3.6), as Dovecot does.
+	var renames []store.Rename
+	if ok {
+		renames = append(renames, store.Rename{Folder: *f.user, Name: newName})
+	}
 	for _, c := range fs.live {
-		if c.user != nil && strings.HasPrefix(c.name, f.name+string(delim)) {
-			n := newName + c.name[len(f.name):]
+		if c.user != nil && strings.HasPrefix(c.name, old+string(delim)) {
+			n := newName + c.name[len(old):]
 			if checkFolderName(n) != nil {
 				return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "A subfolder's new name is not allowed"}
 			}
