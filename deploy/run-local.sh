@@ -46,7 +46,7 @@ dbd() { # site port metrics-port
 smtpd() { # site smtp-port dbd-port metrics-port
 	"$bin/smtpd" --listen "127.0.0.1:$2" --hostname "mx-$1.twinmx.test" --db "127.0.0.1:$3" \
 		--db-pub "$run/keys/dbd-$1.pub" --key "$run/keys/smtpd-$1" --metrics "127.0.0.1:$4" \
-		--tls-self-signed 2>>"$run/smtpd-$1.log" &
+		--tls-self-signed --postmaster demo@twinmx.test 2>>"$run/smtpd-$1.log" &
 	pids+=($!)
 }
 wait_port() {

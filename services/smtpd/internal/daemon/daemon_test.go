@@ -366,6 +366,44 @@ func TestRecipientChecks(t *testing.T) {
 	}
 }
 
+// TestPostmaster: RCPT TO:<Postmaster> without a domain reaches the
+// --postmaster mailbox (RFC 5321 §4.5.1 requires a server to take it),
+// in any case, and postmaster@DOMAIN is an ordinary mailbox matched in
+// any case. Without --postmaster, <Postmaster> gets go-smtp's 501.
+func TestPostmaster(t *testing.T) {
+	for _, tc := range []struct {
+		postmaster string
+		want       int
+	}{{"pm@example.org", 250}, {"", 501}} {
+		e := start(t, func(c *Config) { c.Guard.Postmaster = tc.postmaster })
+		e.mailbox("pm@example.org", 0)
+		e.mailbox("postmaster@example.org", 0)
+		c, err := smtp.Dial(e.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Hello("client.test"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Mail("x@y.test"); err != nil {
+			t.Fatal(err)
+		}
+		for _, rcpt := range []string{"Postmaster", "postmaster", "POSTMASTER"} {
+			code, msg := 250, ""
+			if err := c.Rcpt(rcpt); err != nil {
+				code, msg = codeOf(t, err)
+			}
+			if code != tc.want {
+				t.Errorf("--postmaster %q: RCPT TO:<%s> = %d %s, want %d", tc.postmaster, rcpt, code, msg, tc.want)
+			}
+		}
+		if err := c.Rcpt("PostMaster@Example.ORG"); err != nil {
+			t.Errorf("RCPT TO:<PostMaster@Example.ORG>: %v", err)
+		}
+		c.Close()
+	}
+}
+
 func TestDBDownGives451(t *testing.T) {
 	e := start(t, func(c *Config) { c.DecisionWindow = 2 * time.Second; c.DBTimeout = time.Second })
 	e.mailbox("jo@example.org", 0)

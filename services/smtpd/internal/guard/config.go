@@ -21,6 +21,12 @@ type Config struct {
 	// Default: os.Hostname(), or "localhost" if that fails.
 	Hostname string
 
+	// Postmaster is the mailbox that RCPT TO:<Postmaster>, without a
+	// domain, is passed on for (RFC 5321 §4.5.1: a server MUST accept
+	// it; go-smtp's parser wants a domain in every path). "" passes the
+	// command on as it is, and go-smtp answers it 501.
+	Postmaster string
+
 	// CommandLineMax is the longest command line accepted, in bytes
 	// including the CRLF. A longer line gets "500 5.5.2" and the connection
 	// is closed. It does not apply to DATA, where body lines of any length

@@ -798,9 +798,27 @@ func (c *Conn) command(line []byte) error {
 			// would still remember the greeting from before TLS.
 			return c.reply(fmt.Sprintf("503 5.5.1 %s Error: send EHLO again after STARTTLS\r\n", h))
 		}
+		if verb == "RCPT" && c.cfg.Postmaster != "" {
+			line = postmasterPath(line, c.cfg.Postmaster)
+		}
 	}
 	c.pend = append(c.pendBuf[:0], line...)
 	return nil
+}
+
+// postmasterPath returns an RCPT line whose path is <Postmaster> (in any
+// case, no domain) with that path replaced by <mailbox>; any other line
+// as it is.
+func postmasterPath(line []byte, mailbox string) []byte {
+	lt := bytes.IndexByte(line, '<')
+	gt := bytes.IndexByte(line, '>')
+	if lt < 0 || gt < lt || !bytes.EqualFold(bytes.TrimSpace(line[lt+1:gt]), []byte("postmaster")) {
+		return line
+	}
+	out := make([]byte, 0, len(line)+len(mailbox))
+	out = append(out, line[:lt+1]...)
+	out = append(out, mailbox...)
+	return append(out, line[gt:]...)
 }
 
 // controlByte returns the index of the first control byte (C0 other than

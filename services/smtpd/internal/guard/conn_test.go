@@ -670,3 +670,18 @@ func TestMaxJunk(t *testing.T) {
 	c.expect("421 4.7.0")
 	c.expectClosed()
 }
+
+func TestPostmasterPath(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"RCPT TO:<Postmaster>\r\n", "RCPT TO:<pm@x.org>\r\n"},
+		{"rcpt to:< postmaster > NOTIFY=NEVER\r\n", "rcpt to:<pm@x.org> NOTIFY=NEVER\r\n"},
+		{"RCPT TO:<postmaster@other.org>\r\n", "RCPT TO:<postmaster@other.org>\r\n"},
+		{"RCPT TO:<postmasterx>\r\n", "RCPT TO:<postmasterx>\r\n"},
+		{"RCPT TO:postmaster\r\n", "RCPT TO:postmaster\r\n"},
+		{"RCPT TO:>postmaster<\r\n", "RCPT TO:>postmaster<\r\n"},
+	} {
+		if got := string(postmasterPath([]byte(c.in), "pm@x.org")); got != c.want {
+			t.Errorf("postmasterPath(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
