@@ -231,7 +231,15 @@ func (g *popGen) session() []string {
 	}
 	for range 3 + g.r.IntN(12) {
 		if g.r.IntN(8) == 0 {
-			group := []string{next(), next(), next()}
+			// Mostly a few commands in one write; sometimes many
+			// (RFC 2449 §6.6: the client may send them all at once).
+			group := make([]string, 2+g.r.IntN(2))
+			if g.r.IntN(6) == 0 {
+				group = make([]string, 20+g.r.IntN(40))
+			}
+			for i := range group {
+				group[i] = next()
+			}
 			out = append(out, popPipe+strings.Join(group, "\t"))
 			continue
 		}
