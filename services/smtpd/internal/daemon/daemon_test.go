@@ -355,6 +355,11 @@ func TestRecipientChecks(t *testing.T) {
 	if code, msg := codeOf(t, c.Rcpt("nobody@example.org")); code != 550 || !strings.HasPrefix(msg, "5.1.1") {
 		t.Errorf("unknown mailbox: %d %s", code, msg)
 	}
+	// A local part with capitals reaches its lower-case mailbox (it got
+	// 550 5.1.1 before 2026-11-30).
+	if err := c.Rcpt("A@Example.ORG"); err != nil {
+		t.Errorf("RCPT TO:<A@Example.ORG> for a@example.org: %v", err)
+	}
 	if err := c.Rcpt("a@example.org"); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -283,6 +284,17 @@ func (s *Session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ctx, cancel := context.WithTimeout(s.ctx, s.b.cfg.DBTimeout)
 	defer cancel()
 	exists, policy, err := s.b.mailboxes.lookup(ctx, content)
+	if lower := bytes.ToLower(content); err == nil && !exists && !bytes.Equal(lower, content) {
+		// Senders write John.Doe@ for john.doe@, and a 550 bounces the
+		// mail for good. RFC 5321 §2.4 lets a server read local parts
+		// case-sensitively but tells it not to depend on that: a local
+		// part with capitals that names no mailbox reaches the mailbox of
+		// its lower-case spelling, if there is one. (A mailbox made with
+		// capitals is still reached by exactly its spelling.)
+		if exists, policy, err = s.b.mailboxes.lookup(ctx, lower); exists {
+			content = lower
+		}
+	}
 	switch {
 	case err != nil:
 		s.b.cfg.Metrics.DBErrors.WithLabelValues("find-mailbox").Inc()
