@@ -53,6 +53,10 @@ type Options struct {
 	// Note, this may include sensitive information such as credentials used
 	// during authentication.
 	DebugWriter io.Writer
+	// ID is what the server says of itself to the ID command (RFC 2971;
+	// twinmx patch). If nil, ID is an unknown command; Caps should hold
+	// imap.CapID when it is set.
+	ID *imap.IDData
 }
 
 func (options *Options) wrapReadWriter(rw io.ReadWriter) io.ReadWriter {

@@ -279,3 +279,36 @@ func TestRefusedSyncLiteralAnswered(t *testing.T) {
 		t.Fatalf("NOOP after: %q", tagged)
 	}
 }
+
+// TestID: ID (RFC 2971) is offered and answered before and after login,
+// with NIL or a field list from the client; malformed lists get BAD and
+// the session goes on.
+func TestID(t *testing.T) {
+	k := start(t)
+	r := k.raw()
+	r.c.SetDeadline(time.Now().Add(10 * time.Second))
+	for _, c := range []struct{ cmd, want string }{
+		{`ID NIL`, `* ID ("name" "twinmx")`},
+		{`ID ("name" "mutt" "version" NIL)`, `* ID ("name" "twinmx")`},
+		{`ID ("name")`, `i BAD`},
+		{`ID`, `i BAD`},
+	} {
+		r.send("i " + c.cmd + "\r\n")
+		lines, tagged := r.answer("i")
+		if got := strings.Join(lines, "") + tagged; !strings.Contains(got, c.want) {
+			t.Errorf("%s: %q, want %q in it", c.cmd, got, c.want)
+		}
+	}
+	r.send(fmt.Sprintf("l LOGIN %s %q\r\n", login, password))
+	if _, tagged := r.answer("l"); !strings.HasPrefix(tagged, "l OK") {
+		t.Fatalf("LOGIN after ID: %q", tagged)
+	}
+	r.send("i ID NIL\r\n")
+	if lines, _ := r.answer("i"); len(lines) != 1 || !strings.HasPrefix(lines[0], `* ID ("name" "twinmx")`) {
+		t.Errorf("ID after login: %q", lines)
+	}
+	r.send("c CAPABILITY\r\n")
+	if lines, _ := r.answer("c"); len(lines) != 1 || !strings.Contains(lines[0], " ID") {
+		t.Errorf("CAPABILITY after login: %q, want ID in it", lines)
+	}
+}

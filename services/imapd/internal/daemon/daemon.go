@@ -142,7 +142,7 @@ const (
 // ESEARCH (RFC 4731): Session.Search fills MIN, MAX and COUNT besides ALL.
 var caps = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}, imap.CapMove: {}, imap.CapSpecialUse: {},
 	imap.CapChildren: {}, imap.CapListExtended: {}, imap.CapListStatus: {}, imap.CapStatusSize: {},
-	imap.CapNamespace: {}, imap.CapESearch: {}, imap.CapIMAP4rev2: {}}
+	imap.CapNamespace: {}, imap.CapESearch: {}, imap.CapIMAP4rev2: {}, imap.CapID: {}}
 
 // Run serves IMAP until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
@@ -171,7 +171,7 @@ func Run(ctx context.Context, cfg Config) error {
 		AuthFailDelay: cmp.Or(cfg.AuthFailDelay, 2*time.Second),
 	})
 	opts := imapserver.Options{
-		NewSession: be.NewSession, Caps: caps, TLSConfig: cfg.TLS,
+		NewSession: be.NewSession, Caps: caps, TLSConfig: cfg.TLS, ID: &imap.IDData{Name: "twinmx"},
 		Logger: printer{log.With("part", "go-imap")},
 	}
 	if cfg.Debug {
