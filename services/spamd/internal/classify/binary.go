@@ -13,7 +13,7 @@ import (
 // Binary layout of a model (MarshalBinary), all integers unsigned varints:
 //
 //	magic   "TMXC" (4 bytes)
-//	version 7 (1 byte)
+//	version 8 (1 byte)
 //	nham, nspam, ntokens
 //	ntokens × { shared, suffixLen, suffix bytes, ham, spam }
 //	lrBits, bias (float32 bits, 4 bytes big endian), nweights
@@ -37,9 +37,10 @@ const (
 	// (structure.go) and the squared-evidence stacker input, version 5 the
 	// squared shape-margin stacker input, version 6 the stacker's tail
 	// calibration (and averaged regressions), version 7 the shape-token
-	// chi-square stacker input. Older blobs (tokens of an older tokenizer,
-	// fewer stacker inputs, no calibration) are refused: retrain.
-	formatVersion = 7
+	// and version 8 the header-token chi-square stacker input. Older blobs
+	// (tokens of an older tokenizer, fewer stacker inputs, no calibration)
+	// are refused: retrain.
+	formatVersion = 8
 	maxTokenLen   = 1 << 10
 )
 

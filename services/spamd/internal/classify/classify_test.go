@@ -185,10 +185,11 @@ func FuzzUnmarshal(f *testing.F) {
 // TestUnmarshalOldVersion: blobs of format versions 1 (no stacker, older
 // tokens), 2 (no shape regression, 7 stacker inputs), 3 (no structure
 // tokens, 8 stacker inputs), 4 (9 stacker inputs), 5 (no tail
-// calibration) and 6 (10 stacker inputs) are refused cleanly, not misread.
+// calibration), 6 (10 stacker inputs) and 7 (11) are refused cleanly, not
+// misread.
 func TestUnmarshalOldVersion(t *testing.T) {
 	blob, _ := Train(trainSet()).MarshalBinary()
-	for _, v := range []byte{1, 2, 3, 4, 5, 6} {
+	for _, v := range []byte{1, 2, 3, 4, 5, 6, 7} {
 		old := slices.Clone(blob[:len(blob)-4])
 		old[len(magic)] = v
 		old = binary.BigEndian.AppendUint32(old, crc32.Checksum(old, castagnoli))

@@ -194,6 +194,29 @@ func shapeTokens(toks []string) []string {
 	return out
 }
 
+// isHeader reports whether a token comes from the header fields that say
+// how the sender presents the mail: Subject, From name and domain, mailer,
+// the shapes of Message-ID and Date, and the sender-field layout.
+func isHeader(tok string) bool {
+	for _, p := range []string{pSubject, pFromName, pFromDom, pMailer, pShape, pHeaderName, pHeaderOrder} {
+		if strings.HasPrefix(tok, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// headerTokens returns the header tokens of a token set (isHeader).
+func headerTokens(toks []string) []string {
+	out := make([]string, 0, 32)
+	for _, t := range toks {
+		if isHeader(t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // shapeDocs returns docs reduced to their shape tokens.
 func shapeDocs(docs []Doc) []Doc {
 	out := make([]Doc, len(docs))

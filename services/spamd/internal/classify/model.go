@@ -131,11 +131,8 @@ func fitStacker(m *Model, docs []Doc) stacker {
 			nham, nspam := float64(m.mu.nham-out.nham), float64(m.mu.nspam-out.nspam)
 			for i := j; i < len(docs); i += stackFolds {
 				d := docs[i]
-				clues := m.cluesLocked(d.Tokens, nham, nspam, out.tokens)
-				se, he := chiEvidence(clues)
-				stoks := shapeTokens(d.Tokens)
-				sse, she := chiEvidence(m.cluesLocked(stoks, nham, nspam, out.tokens))
-				xs[i] = stackInputs(se, he, lr.margin(d.Tokens), shape.margin(stoks), chiCombine(clues), len(clues), sse-she)
+				jd, _ := m.judgeLocked(d.Tokens, nham, nspam, out.tokens, &lr, &shape)
+				xs[i] = jd.stackInputs()
 				ys[i] = label(d.Class)
 			}
 		})
@@ -337,21 +334,46 @@ func (m *Model) Score(raw []byte) Result { return m.ScoreTokens(Tokens(raw)) }
 // ScoreTokens judges one mail given as its distinct tokens.
 func (m *Model) ScoreTokens(toks []string) Result {
 	m.mu.RLock()
-	stoks := shapeTokens(toks)
-	clues := m.cluesLocked(toks, float64(m.mu.nham), float64(m.mu.nspam), nil)
-	sse, she := chiEvidence(m.cluesLocked(stoks, float64(m.mu.nham), float64(m.mu.nspam), nil))
-	margin := m.mu.lr.margin(toks)
-	smargin := m.mu.shape.margin(stoks)
+	jd, clues := m.judgeLocked(toks, float64(m.mu.nham), float64(m.mu.nspam), nil, &m.mu.lr, &m.mu.shape)
 	plr := m.mu.lr.prob(toks)
 	st := m.mu.stack
 	m.mu.RUnlock()
-	pchi := chiCombine(clues)
-	se, he := chiEvidence(clues)
-	p := combine(pchi, plr)
+	p := combine(jd.pchi, plr)
 	if st.fitted {
-		p = st.prob(stackInputs(se, he, margin, smargin, pchi, len(clues), sse-she))
+		p = st.prob(jd.stackInputs())
 	}
-	return Result{Prob: p, Chi: pchi, LR: plr, SpamEv: se, HamEv: he, Clues: reasons(clues, p)}
+	return Result{Prob: p, Chi: jd.pchi, LR: plr, SpamEv: jd.spamEv, HamEv: jd.hamEv, Clues: reasons(clues, p)}
+}
+
+// judged is what the judges say of one mail: the stacker's raw inputs.
+type judged struct {
+	// spamEv and hamEv are the chi-square judge's evidence (chiEvidence)
+	// over all tokens, pchi its probability, nclues its clue count.
+	spamEv, hamEv, pchi float64
+	nclues              int
+	// margin and shapeMargin are the two regressions' margins.
+	margin, shapeMargin float64
+	// shapeNet and headerNet are the chi-square judge's spam minus ham
+	// evidence over the shape tokens alone (isShape) and over the header
+	// tokens alone (isHeader).
+	shapeNet, headerNet float64
+}
+
+// judgeLocked runs the judges on a token set: the chi-square judge with
+// the model's counts (less minus, an inner fold's, if given) and the
+// regressions lr and shape. It also returns the chi-square clues, for
+// Reason.
+// REQUIRES: m.mu held (read), or m not yet shared.
+func (m *Model) judgeLocked(toks []string, nham, nspam float64, minus map[string]counts, lr, shape *logistic) (judged, []Clue) {
+	stoks := shapeTokens(toks)
+	clues := m.cluesLocked(toks, nham, nspam, minus)
+	jd := judged{pchi: chiCombine(clues), nclues: len(clues), margin: lr.margin(toks), shapeMargin: shape.margin(stoks)}
+	jd.spamEv, jd.hamEv = chiEvidence(clues)
+	se, he := chiEvidence(m.cluesLocked(stoks, nham, nspam, minus))
+	jd.shapeNet = se - he
+	se, he = chiEvidence(m.cluesLocked(headerTokens(toks), nham, nspam, minus))
+	jd.headerNet = se - he
+	return jd, clues
 }
 
 // cluesLocked returns the clues of a token set, strongest first, picked

@@ -31,7 +31,7 @@ const (
 	// convex, so a fixed count converges and is deterministic.
 	stackIters = 25
 	// nStack is the number of stacker inputs, bias included.
-	nStack = 11
+	nStack = 12
 )
 
 // stacker is the fitted combining model. The zero value (not fitted)
@@ -47,23 +47,22 @@ type stacker struct {
 }
 
 // stackInputs maps the judges' raw outputs to the stacker's inputs, each
-// bounded so no single mail's extreme value dominates the fit. shapeEv is
-// the chi-square judge's spam minus ham evidence over the shape tokens.
-func stackInputs(spamEv, hamEv, margin, smargin, pchi float64, nclues int, shapeEv float64) [nStack]float64 {
+// bounded so no single mail's extreme value dominates the fit.
+func (j judged) stackInputs() [nStack]float64 {
 	clamp := func(v, lo, hi float64) float64 { return min(max(v, lo), hi) }
-	se, m, sm := clamp(spamEv, 0, 200)/20, clamp(margin, -20, 20)/4, clamp(smargin, -20, 20)/4
+	se, m, sm := clamp(j.spamEv, 0, 200)/20, clamp(j.margin, -20, 20)/4, clamp(j.shapeMargin, -20, 20)/4
 	return [nStack]float64{
 		1,
 		se,
-		clamp(hamEv, 0, 200) / 20,
+		clamp(j.hamEv, 0, 200) / 20,
 		m,
-		clamp(logit(pchi), -12, 12) / 4,
+		clamp(logit(j.pchi), -12, 12) / 4,
 		// Agreement: only as strong as the weaker judge (the old min()
 		// combination, as one input among others).
 		min(se, m),
 		// Evidence per clue: a long newsletter piles up many weak spammy
 		// clues, spam states a few strong ones.
-		clamp(spamEv, 0, 200) / float64(max(nclues, 1)),
+		clamp(j.spamEv, 0, 200) / float64(max(j.nclues, 1)),
 		// The structure-only regression: how the mail is built.
 		sm,
 		// Spam evidence squared: the stacker is linear in its inputs, so
@@ -80,7 +79,12 @@ func stackInputs(spamEv, hamEv, margin, smargin, pchi float64, nclues int, shape
 		// structure tokens among its 150 clues, so there a mail's build
 		// is outvoted by its words; here it is judged on its own, from
 		// the same counts.
-		clamp(shapeEv, -100, 100) / 20,
+		clamp(j.shapeNet, -100, 100) / 20,
+		// The same over the header tokens alone (Subject, From name and
+		// domain, mailer, Message-ID and Date shapes, field layout): how
+		// the sender presents the mail, which the body's many words
+		// outvote in the full judge.
+		clamp(j.headerNet, -100, 100) / 20,
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -86,5 +87,21 @@ func TestUnmarshalBadTail(t *testing.T) {
 	bad = binary.BigEndian.AppendUint32(bad, crc32.Checksum(bad, castagnoli))
 	if err := New().UnmarshalBinary(bad); !errors.Is(err, ErrBadModel) {
 		t.Fatalf("negative tail weight: err = %v, want ErrBadModel", err)
+	}
+}
+
+// TestHeaderTokens: the header view keeps what the sender's header fields
+// say and nothing of the body.
+func TestHeaderTokens(t *testing.T) {
+	got := headerTokens(Tokens([]byte(spamMail)))
+	for _, want := range []string{"s:viagra", "s:#caps", "f:deals", "fd:cheap-pills.biz"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("headerTokens lacks %q; got %q", want, got)
+		}
+	}
+	for _, tok := range got {
+		if !isHeader(tok) || tok == "viagra" || strings.HasPrefix(tok, pTag) || strings.HasPrefix(tok, pURL) {
+			t.Errorf("headerTokens has %q", tok)
+		}
 	}
 }
