@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,6 +71,7 @@ func TestRandomOpsConverge(t *testing.T) {
 	}
 	folderAt := func(c *imapclient.Client) string {
 		list, err := c.List("", "*", nil).Collect()
+		list = slices.DeleteFunc(list, func(d *imap.ListData) bool { return slices.Contains(d.Attrs, imap.MailboxAttrNoSelect) })
 		if err != nil || len(list) == 0 {
 			return "INBOX"
 		}

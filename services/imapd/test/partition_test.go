@@ -103,6 +103,9 @@ func lookAll(t *testing.T, addr string) (state, error) {
 	}
 	st := state{}
 	for _, b := range boxes {
+		if slices.Contains(b.Attrs, imap.MailboxAttrNoSelect) {
+			continue // a level above a folder, no folder itself (LIST shows it)
+		}
 		v, err := look(t, addr, b.Mailbox)
 		if err != nil {
 			return nil, err

@@ -244,7 +244,7 @@ func TestIncrementalSyncMatchesFreshView(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			col, _, _ := flags.Column(imap.FlagSeen)
+			col, _, _ := flags.Column(imap.FlagSeen, model.FolderInbox)
 			for _, r := range ms {
 				if rng.IntN(3) == 0 {
 					if _, err := k.admin.Batch(k.ctx, []wire.Request{{Op: wire.OpSet, Table: model.Receive,

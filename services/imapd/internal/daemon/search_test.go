@@ -137,3 +137,38 @@ func TestListHierarchyLevels(t *testing.T) {
 		}
 	}
 }
+
+// TestDeletedIsPerFolder: \Deleted marks a mail in one folder only. A
+// mail COPYed to Archive whose Archive copy is deleted the "mark, then
+// expunge" way keeps its INBOX copy: before 2026-11-30 \Deleted was shared
+// by the copies (one receive row), and the next EXPUNGE in INBOX removed
+// the INBOX copy too. A COPY of a mail marked \Deleted is marked in the
+// target as well (RFC 9051 §6.4.7 keeps flags).
+func TestDeletedIsPerFolder(t *testing.T) {
+	k := start(t)
+	k.deliver(mail(1))
+	k.deliver(mail(2))
+	r, _ := k.loginSelect()
+	for _, tt := range []struct{ cmd, want string }{
+		{`CREATE Archive`, ``},
+		{`COPY 1 Archive`, ``},
+		{`SELECT Archive`, `* 1 EXISTS`},
+		{`STORE 1 +FLAGS (\Deleted)`, `\Deleted`},
+		{`CLOSE`, ``},
+		{`SELECT INBOX`, `* 2 EXISTS`},
+		{`FETCH 1 FLAGS`, `FLAGS ()`},
+		{`SEARCH DELETED`, `* SEARCH` + "\r\n"},
+		{`EXPUNGE`, ``},
+		{`STATUS Archive (MESSAGES)`, `MESSAGES 0`},
+		{`FETCH 1:* FLAGS`, `* 2 FETCH`},
+		{`STORE 2 +FLAGS.SILENT (\Deleted)`, ``},
+		{`COPY 2 Archive`, ``},
+		{`STATUS Archive (MESSAGES DELETED)`, `MESSAGES 1 DELETED 1`},
+	} {
+		r.send("s " + tt.cmd + "\r\n")
+		lines, tagged := r.answer("s")
+		if !strings.HasPrefix(tagged, "s OK") || !strings.Contains(strings.Join(lines, ""), tt.want) {
+			t.Errorf("%s = %q %q, want a line with %q", tt.cmd, lines, tagged, tt.want)
+		}
+	}
+}

@@ -10,10 +10,18 @@
 //
 // Column names:
 //
-//	\Seen \Answered \Flagged \Draft \Deleted   imap.flag.seen, ... (fixed)
+//	\Seen \Answered \Flagged \Draft           imap.flag.seen, ... (fixed)
+//	\Deleted in folder F                       imap.flag.deleted.<F's id, 16 hex>
 //	well-known keywords ($Forwarded, $Junk ...) imap.kw._forwarded, ... (fixed)
 //	a keyword of a-z 0-9 . _ - only, ≤ 56 bytes imap.kw.<keyword>
 //	any other keyword                           imap.kh.<base32 of a text row key>
+//
+// \Deleted is a column per folder, unlike every other flag: a mail COPYed
+// to a second folder is one receive row in both (flags shared), and a
+// shared \Deleted set to delete one copy made the next EXPUNGE of the
+// other folder remove the other copy too. Rows written before keep the
+// shared column imap.flag.deleted; it counts in every folder, and the
+// later of it and a folder's own column wins (Current).
 //
 // The last form names a text row whose content is KeywordContent(keyword)
 // (the keyword in lower case): column names allow only [a-z0-9._-], so the
@@ -41,13 +49,54 @@ const (
 	hashedPrefix  = "imap.kh."
 )
 
-// system maps the IMAP system flags (lower case) to their column.
+// system maps the IMAP system flags (lower case) to their column; the
+// \Deleted one is the shared column of rows written before \Deleted
+// became per folder (DeletedColumn).
 var system = map[string]string{
 	`\seen`:     systemPrefix + "seen",
 	`\answered`: systemPrefix + "answered",
 	`\flagged`:  systemPrefix + "flagged",
 	`\draft`:    systemPrefix + "draft",
-	`\deleted`:  systemPrefix + "deleted",
+	`\deleted`:  sharedDeleted,
+}
+
+const (
+	sharedDeleted = systemPrefix + "deleted"
+	deletedPrefix = sharedDeleted + "."
+)
+
+// DeletedColumn is \Deleted's column in folder f.
+func DeletedColumn(f model.FolderID) string { return deletedPrefix + f.String() }
+
+// Current returns the value that decides col's flag: the column's own,
+// and for a folder's \Deleted the later of it and the shared column of
+// older rows.
+func Current(cols map[string]uint64, col string) uint64 {
+	v := cols[col]
+	if strings.HasPrefix(col, deletedPrefix) {
+		v = max(v, cols[sharedDeleted])
+	}
+	return v
+}
+
+// SetIn returns the flag columns that are set for a mail shown in folder
+// f: the shared \Deleted of older rows as f's own column, no other
+// folder's \Deleted.
+func SetIn(cols map[string]uint64, f model.FolderID) []string {
+	var out []string
+	del := DeletedColumn(f)
+	for c := range cols {
+		if c == sharedDeleted || c == del {
+			continue
+		}
+		if IsFlagColumn(c) && !strings.HasPrefix(c, deletedPrefix) && Set(cols[c]) {
+			out = append(out, c)
+		}
+	}
+	if Set(Current(cols, del)) {
+		out = append(out, del)
+	}
+	return out
 }
 
 // wellKnown maps widely used keywords (lower case) to their spelling; they
@@ -90,12 +139,16 @@ var permanentCols = func() []string {
 	return cols
 }()
 
-// Column returns the receive column for flag. For a keyword of the hashed
+// Column returns the receive column for flag on a mail shown in folder
+// f. For a keyword of the hashed
 // form, text is the content of the text row that must exist so the flag
 // can be shown (KeywordContent); it is nil otherwise. ok is false for a
 // flag that cannot be stored: \Recent, \* and other unknown system flags.
-func Column(flag imap.Flag) (col string, text []byte, ok bool) {
+func Column(flag imap.Flag, f model.FolderID) (col string, text []byte, ok bool) {
 	lower := strings.ToLower(string(flag))
+	if lower == `\deleted` {
+		return DeletedColumn(f), nil, true
+	}
 	if strings.HasPrefix(lower, `\`) {
 		col, ok = system[lower]
 		return col, nil, ok
@@ -151,13 +204,18 @@ func Value(ms int64, set bool) uint64 {
 	return v
 }
 
-// Of returns the flags a receive row's columns say are set. resolve looks
+// Of returns the flags a receive row's columns say are set for the mail
+// shown in folder. resolve looks
 // up the keyword of a hashed column's text row; nil skips such flags. Flags
 // come in a stable order: system flags, then keywords by column name.
-func Of(cols map[string]uint64, resolve func(model.Key) (string, bool)) []imap.Flag {
+func Of(cols map[string]uint64, folder model.FolderID, resolve func(model.Key) (string, bool)) []imap.Flag {
 	var out []imap.Flag
 	for i, f := range Permanent {
-		if Set(cols[permanentCols[i]]) {
+		v := cols[permanentCols[i]]
+		if f == imap.FlagDeleted {
+			v = Current(cols, DeletedColumn(folder))
+		}
+		if Set(v) {
 			out = append(out, f)
 		}
 	}
@@ -192,10 +250,11 @@ func Of(cols map[string]uint64, resolve func(model.Key) (string, bool)) []imap.F
 	return out
 }
 
-// Has reports whether flag is set in cols (hashed keywords included).
-func Has(cols map[string]uint64, flag imap.Flag) bool {
-	col, _, ok := Column(flag)
-	return ok && Set(cols[col])
+// Has reports whether flag is set in cols for the mail shown in folder f
+// (hashed keywords included).
+func Has(cols map[string]uint64, flag imap.Flag, f model.FolderID) bool {
+	col, _, ok := Column(flag, f)
+	return ok && Set(Current(cols, col))
 }
 
 // IsFlagColumn reports whether a column holds a flag.

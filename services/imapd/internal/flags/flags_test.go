@@ -19,7 +19,7 @@ func TestColumn(t *testing.T) {
 	}{
 		{"seen", imap.FlagSeen, "imap.flag.seen", false, true},
 		{"seen any case", `\SEEN`, "imap.flag.seen", false, true},
-		{"deleted", imap.FlagDeleted, "imap.flag.deleted", false, true},
+		{"deleted is per folder", imap.FlagDeleted, "imap.flag.deleted.8000000000000007", false, true},
 		{"recent is not stored", `\Recent`, "", false, false},
 		{"wildcard", imap.FlagWildcard, "", false, false},
 		{"empty", "", "", false, false},
@@ -34,7 +34,7 @@ func TestColumn(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			col, text, ok := Column(tt.in)
+			col, text, ok := Column(tt.in, 1<<63|7)
 			if ok != tt.wantOK || (tt.want != "" && col != tt.want) || (text != nil) != tt.wantText {
 				t.Fatalf("Column(%q) = %q, %q, %v; want %q, text %v, %v", tt.in, col, text, ok, tt.want, tt.wantText, tt.wantOK)
 			}
@@ -52,7 +52,7 @@ func TestRoundTrip(t *testing.T) {
 	cols := map[string]uint64{}
 	names := map[model.Key]string{}
 	for i, f := range in {
-		col, text, ok := Column(f)
+		col, text, ok := Column(f, model.FolderInbox)
 		if !ok {
 			t.Fatalf("Column(%q) not ok", f)
 		}
@@ -64,15 +64,48 @@ func TestRoundTrip(t *testing.T) {
 	}
 	cols["imap.flag.flagged"] = Value(5000, false) // cleared
 	cols["ack"] = 1
-	got := Of(cols, func(k model.Key) (string, bool) { n, ok := names[k]; return n, ok })
+	got := Of(cols, model.FolderInbox, func(k model.Key) (string, bool) { n, ok := names[k]; return n, ok })
 	want := []imap.Flag{imap.FlagSeen, imap.FlagDraft, imap.FlagForwarded, "NonJunk", "work", "$label1", "ärger"}
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("Of = %q, want %q", got, want)
 	}
-	if !Has(cols, "$LABEL1") || Has(cols, imap.FlagFlagged) {
+	if !Has(cols, "$LABEL1", model.FolderInbox) || Has(cols, imap.FlagFlagged, model.FolderInbox) {
 		t.Fatal("Has disagrees with Of")
+	}
+}
+
+// TestDeletedPerFolder: \Deleted of a mail in one folder is not its
+// \Deleted in another (a COPY is one receive row in both); the shared
+// column of older rows counts in every folder, and the later of it and a
+// folder's own column wins.
+func TestDeletedPerFolder(t *testing.T) {
+	const archive = model.FolderID(1<<63 | 42)
+	cols := map[string]uint64{DeletedColumn(archive): Value(1000, true)}
+	if !Has(cols, imap.FlagDeleted, archive) || Has(cols, imap.FlagDeleted, model.FolderInbox) {
+		t.Fatal("\\Deleted in Archive shows in INBOX, or not in Archive")
+	}
+	if got := Of(cols, model.FolderInbox, nil); slices.Contains(got, imap.FlagDeleted) {
+		t.Fatalf("Of(INBOX) = %q", got)
+	}
+	if got := SetIn(cols, model.FolderInbox); len(got) != 0 {
+		t.Fatalf("SetIn(INBOX) = %q, want nothing", got)
+	}
+	old := map[string]uint64{sharedDeleted: Value(1000, true), "imap.flag.seen": Value(1000, true)}
+	for _, f := range []model.FolderID{model.FolderInbox, archive} {
+		if !Has(old, imap.FlagDeleted, f) {
+			t.Fatalf("an older row's shared \\Deleted does not count in %v", f)
+		}
+		got := SetIn(old, f)
+		slices.Sort(got)
+		if want := []string{DeletedColumn(f), "imap.flag.seen"}; !slices.Equal(got, want) {
+			t.Fatalf("SetIn(%v) = %q, want %q", f, got, want)
+		}
+	}
+	old[DeletedColumn(archive)] = Value(2000, false) // cleared in Archive later
+	if Has(old, imap.FlagDeleted, archive) || !Has(old, imap.FlagDeleted, model.FolderInbox) {
+		t.Fatal("a later clear in Archive did not win there, or reached INBOX")
 	}
 }
 
@@ -96,7 +129,7 @@ func FuzzColumn(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		col, text, ok := Column(imap.Flag(s))
+		col, text, ok := Column(imap.Flag(s), 1<<63|0xffff_ffff_ffff)
 		if !ok {
 			return
 		}

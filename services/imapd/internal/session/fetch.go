@@ -381,7 +381,7 @@ func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp,
 	want := map[string]bool{} // column -> set
 	junk := map[string]bool{} // column of a junk keyword -> it says spam
 	for _, f := range fl {
-		col, text, ok := flags.Column(f)
+		col, text, ok := flags.Column(f, sel.folder.id)
 		if !ok {
 			continue
 		}
@@ -413,8 +413,8 @@ func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp,
 				target[c] = false
 			}
 		case imap.StoreFlagsSet:
-			for c, v := range cols {
-				if flags.IsFlagColumn(c) && flags.Set(v) && !want[c] {
+			for _, c := range flags.SetIn(cols, sel.folder.id) {
+				if !want[c] {
 					target[c] = false
 				}
 			}
@@ -423,7 +423,7 @@ func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp,
 			}
 		}
 		for c, on := range target {
-			cur := cols[c]
+			cur := flags.Current(cols, c)
 			if flags.Set(cur) == on {
 				continue // already so (a never-set flag is clear)
 			}
@@ -472,7 +472,7 @@ func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp,
 		changed[c.i] = true
 	}
 	for i := range changed {
-		sel.msgs[i].flags = s.flagsOf(ctx, sel.msgs[i].m.State)
+		sel.msgs[i].flags = s.flagsOf(ctx, sel.msgs[i].m.State, sel.folder.id)
 	}
 	return nil
 }

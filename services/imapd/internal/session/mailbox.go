@@ -196,7 +196,7 @@ func (s *Session) build(ctx context.Context, f *folder, c *rowCache, inc uint64)
 		if v.uid > math.MaxUint32 {
 			break
 		}
-		out = append(out, &message{uid: imap.UID(v.uid), m: v.m, home: v.home, flags: s.flagsOf(ctx, v.m.State)})
+		out = append(out, &message{uid: imap.UID(v.uid), m: v.m, home: v.home, flags: s.flagsOf(ctx, v.m.State, f.id)})
 	}
 	return out, nil
 }
@@ -211,9 +211,10 @@ func (s *Session) drop(m mailbox.Message) []string {
 	return nil
 }
 
-// flagsOf returns a message's flags, resolving hashed keywords.
-func (s *Session) flagsOf(ctx context.Context, st model.State) []imap.Flag {
-	return flags.Of(st.Cols, func(k model.Key) (string, bool) {
+// flagsOf returns the flags of a message shown in folder, resolving
+// hashed keywords.
+func (s *Session) flagsOf(ctx context.Context, st model.State, folder model.FolderID) []imap.Flag {
+	return flags.Of(st.Cols, folder, func(k model.Key) (string, bool) {
 		kw, ok, err := s.b.cfg.Store.Keyword(ctx, k)
 		if err != nil {
 			s.log.Warn("keyword lookup failed", "err", err)

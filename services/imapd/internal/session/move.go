@@ -83,6 +83,16 @@ func (s *Session) copyTo(ctx context.Context, idx []int, dst *folder, move bool)
 			sets = append(sets, store.ColumnSet{Receive: m.m.Receive, Column: model.MemberColumn(sel.folder.id),
 				Value: model.MoveValue(m.m.State, sel.folder.id, now, false)})
 		}
+		// \Deleted is per folder (package flags); the copy takes the
+		// original's, as RFC 9051 §6.4.7 asks flags to be kept.
+		if dst.id != sel.folder.id {
+			cols := m.m.State.Cols
+			from, to := flags.Current(cols, flags.DeletedColumn(sel.folder.id)), flags.DeletedColumn(dst.id)
+			if cur := flags.Current(cols, to); flags.Set(from) != flags.Set(cur) {
+				sets = append(sets, store.ColumnSet{Receive: m.m.Receive, Column: to,
+					Value: flags.Value(max(now.UnixMilli(), int64(cur>>1)+1), flags.Set(from))})
+			}
+		}
 		keys = append(keys, m.m.Receive)
 		ps = append(ps, model.Placement{Incarnation: sel.incarnation, Folder: dst.key, Receive: m.m.Receive, Gen: gen})
 		src.AddNum(m.uid)
@@ -262,7 +272,7 @@ func (s *Session) Append(name string, r imap.LiteralReader, options *imap.Append
 	want := map[string]bool{}
 	if options != nil {
 		for _, f := range options.Flags {
-			col, text, ok := flags.Column(f)
+			col, text, ok := flags.Column(f, dst.id)
 			if !ok {
 				continue
 			}
@@ -272,13 +282,13 @@ func (s *Session) Append(name string, r imap.LiteralReader, options *imap.Append
 			}
 		}
 	}
-	for c, v := range st.Cols {
-		if flags.IsFlagColumn(c) && flags.Set(v) && !want[c] {
-			cols[c] = flags.Value(max(now.UnixMilli(), int64(v>>1)+1), false)
+	for _, c := range flags.SetIn(st.Cols, dst.id) {
+		if !want[c] {
+			cols[c] = flags.Value(max(now.UnixMilli(), int64(flags.Current(st.Cols, c)>>1)+1), false)
 		}
 	}
 	for c := range want {
-		if cur := st.Col(c); !flags.Set(cur) {
+		if cur := flags.Current(st.Cols, c); !flags.Set(cur) {
 			cols[c] = flags.Value(max(now.UnixMilli(), int64(cur>>1)+1), true)
 		}
 	}

@@ -255,7 +255,12 @@ func hasFlag(m *message, f imap.Flag) bool {
 			return true
 		}
 	}
-	return flags.Has(m.m.State.Cols, f)
+	// m.flags holds every system flag of the mail as shown in its folder
+	// (\Deleted is per folder); a keyword may be spelt otherwise there.
+	if strings.HasPrefix(string(f), `\`) {
+		return false
+	}
+	return flags.Has(m.m.State.Cols, f, 0)
 }
 
 func day(t time.Time) time.Time {
