@@ -1,13 +1,9 @@
 package test
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
@@ -36,99 +32,11 @@ func needDovecot(t testing.TB) string {
 
 // startDovecot starts Dovecot over a Maildir whose INBOX holds mails, in
 // order (the file names sort in slice order, so UIDs follow the slice),
-// all unflagged. Dovecot dies with the test.
+// all unflagged, with "/" as the hierarchy separator. Dovecot dies with
+// the test.
 func startDovecot(t testing.TB, mails [][]byte) dovecotServer {
 	t.Helper()
-	dovecot := needDovecot(t)
-	dir := t.TempDir()
-	md := filepath.Join(dir, "Maildir")
-	for _, sub := range []string{"cur", "new", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(md, sub), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, raw := range mails {
-		name := filepath.Join(md, "cur", fmt.Sprintf("%d.%06d.bench,S=%d:2,", 1700000000+i, i, len(raw)))
-		if err := os.WriteFile(name, raw, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Dovecot refuses to serve mail as root: as root, let nobody own it.
-	uid, gid := os.Getuid(), os.Getgid()
-	if uid == 0 {
-		uid, gid = 65534, 65534
-		for _, d := range []string{filepath.Dir(dir), dir} {
-			if err := os.Chmod(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := filepath.Walk(md, func(p string, _ os.FileInfo, err error) error {
-			if err != nil {
-				return err
-			}
-			return os.Chown(p, uid, gid)
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dport := strings.Split(proctest.FreePort(t), ":")[1]
-	conf := fmt.Sprintf(`protocols = imap
-listen = 127.0.0.1
-base_dir = %[1]s/run
-state_dir = %[1]s/state
-log_path = %[1]s/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-first_valid_uid = 0
-mail_location = maildir:%[1]s/Maildir
-namespace inbox {
-  inbox = yes
-  separator = /
-}
-passdb {
-  driver = static
-  args = password=benchpw
-}
-userdb {
-  driver = static
-  args = uid=%[2]d gid=%[3]d home=%[1]s
-}
-service imap-login {
-  inet_listener imap {
-    port = %[4]s
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service pop3-login {
-  inet_listener pop3 {
-    port = 0
-  }
-}
-`, dir, uid, gid, dport)
-	cfg := filepath.Join(dir, "dovecot.conf")
-	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	dc := exec.Command(dovecot, "-F", "-c", cfg)
-	log := &proctest.SyncBuffer{}
-	dc.Stdout, dc.Stderr = log, log
-	if err := dc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dc.Process.Kill(); dc.Wait() })
-	addr := "127.0.0.1:" + dport
-	proctest.WaitListening(t, addr, 20*time.Second, log)
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-			t.Logf("dovecot log:\n%s", tail(string(b), 20))
-		}
-	})
+	addr, _ := proctest.Dovecot{Bin: needDovecot(t), Protocol: "imap", Mails: mails,
+		Passwd: "bench:{PLAIN}benchpw\n"}.Start(t)
 	return dovecotServer{addr: addr, user: "bench", pass: "benchpw"}
 }

@@ -1,10 +1,7 @@
 package test
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -50,81 +47,20 @@ func TestBenchDovecot(t *testing.T) {
 	dbdRSS, _ := proctest.PeakRSS(s.cmd.Process.Pid)
 
 	// Dovecot, with the same mails in a Maildir (LF line ends, as Maildir
-	// keeps them; Dovecot sends CRLF).
-	dir, err := os.MkdirTemp("", "pop3-bench-dovecot-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	for _, sub := range []string{"cur", "new", "tmp"} {
-		os.MkdirAll(filepath.Join(dir, "Maildir", sub), 0o700)
-	}
+	// keeps them; Dovecot sends CRLF). It checks the same kind of hash as
+	// pop3d (argon2id, 64 MiB, 2 passes; libsodium reads the PHC string
+	// passwd writes), so the logins cost alike.
+	lfMails := make([][]byte, len(mails))
 	for i, m := range mails {
-		name := fmt.Sprintf("%d.M%dP1.bench,S=%d:2,", 1700000000+i, i, len(lf(m)))
-		if err := os.WriteFile(filepath.Join(dir, "Maildir", "cur", name), lf(m), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		lfMails[i] = lf(m)
 	}
-	// Dovecot checks the same kind of hash as pop3d (argon2id, 64 MiB,
-	// 2 passes; libsodium reads the PHC string passwd writes), so the
-	// logins cost alike.
 	hash, err := passwd.Hash("bench", passwd.Default)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "passwd"), []byte("bench:{ARGON2ID}"+hash+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	chownTree(t, dir)
-	addr := proctest.FreePort(t)
-	host, port, _ := strings.Cut(addr, ":")
-	conf := fmt.Sprintf(`protocols = pop3
-listen = %[1]s
-base_dir = %[3]s/run
-state_dir = %[3]s/state
-log_path = %[3]s/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-mail_location = maildir:%[3]s/Maildir
-default_login_user = nobody
-default_internal_user = nobody
-first_valid_uid = 1
-passdb {
-  driver = passwd-file
-  args = %[3]s/passwd
-}
-userdb {
-  driver = static
-  args = uid=%[4]d gid=%[4]d home=%[3]s
-}
-service pop3-login {
-  inet_listener pop3 {
-    address = %[1]s
-    port = %[2]s
-  }
-}
-`, host, port, dir, nobody)
-	confPath := filepath.Join(dir, "dovecot.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dlog := &proctest.SyncBuffer{}
-	dc := exec.Command(dovecot, "-F", "-c", confPath)
-	dc.Stdout, dc.Stderr = dlog, dlog
-	dieWithTest(dc)
-	if err := dc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		dc.Process.Kill()
-		dc.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-			t.Logf("dovecot log:\n%s%s", dlog, tail(string(b), 30))
-		}
-	})
-	proctest.WaitListening(t, addr, 20*time.Second, dlog)
+	addr, dc := proctest.Dovecot{Bin: dovecot, Protocol: "pop3", Mails: lfMails,
+		Passwd: "bench:{ARGON2ID}" + hash + "\n",
+		Extra:  "default_login_user = nobody\ndefault_internal_user = nobody\n"}.Start(t)
 	var theirs result
 	for range 2 {
 		theirs = retrieveAll(t, addr, "bench", "bench", len(mails), func() time.Duration { return treeCPU(dc.Process.Pid) })
