@@ -434,8 +434,8 @@ func TestLimitsCountAfreshPerTransaction(t *testing.T) {
 		c.send("x\r\n.\r\n")
 		c.expect("250 ")
 	}
-	c.cmd("RCPT TO:<x@y>", "502 ")
-	c.cmd("RCPT TO:<x@y>", "502 ")
+	c.cmd("RCPT TO:<x@y>", "503 ")
+	c.cmd("RCPT TO:<x@y>", "503 ")
 	for range 3 {
 		c.cmd("NOOP", "250 ")
 	}
@@ -446,10 +446,10 @@ func TestLimitsCountAfreshPerTransaction(t *testing.T) {
 func TestMaxErrors(t *testing.T) {
 	srv := startServer(t, Config{MaxErrors: 2})
 	c := greeted(t, srv.addr)
-	c.cmd("RCPT TO:<x@y>", "502 ")
-	c.cmd("RCPT TO:<x@y>", "502 ")
+	c.cmd("RCPT TO:<x@y>", "503 ")
+	c.cmd("RCPT TO:<x@y>", "503 ")
 	c.send("RCPT TO:<x@y>\r\n")
-	c.expect("502 ")
+	c.expect("503 ")
 	c.expect("421 4.7.0")
 	c.expectClosed()
 }
@@ -634,9 +634,9 @@ func TestErrorTarpit(t *testing.T) {
 	const delay = 300 * time.Millisecond
 	srv := startServer(t, Config{SoftErrors: 2, ErrorDelay: delay, MaxErrors: 3})
 	c := greeted(t, srv.addr)
-	c.cmd("RCPT TO:<x@y>", "502 ")
-	c.cmd("RCPT TO:<x@y>", "502 ")
-	for _, tc := range []struct{ line, reply string }{{"NOOP", "250 "}, {"RCPT TO:<x@y>", "502 "}} {
+	c.cmd("RCPT TO:<x@y>", "503 ")
+	c.cmd("RCPT TO:<x@y>", "503 ")
+	for _, tc := range []struct{ line, reply string }{{"NOOP", "250 "}, {"RCPT TO:<x@y>", "503 "}} {
 		start := time.Now()
 		c.cmd(tc.line, tc.reply)
 		if took := time.Since(start); took < delay {
@@ -644,7 +644,7 @@ func TestErrorTarpit(t *testing.T) {
 		}
 	}
 	c.send("RCPT TO:<x@y>\r\n")
-	c.expect("502 ")
+	c.expect("503 ")
 	c.expect("421 4.7.0")
 	c.expectClosed()
 }
@@ -684,4 +684,24 @@ func TestPostmasterPath(t *testing.T) {
 			t.Errorf("postmasterPath(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
+}
+
+// TestBadSequenceIs503: a command out of order gets 503 (RFC 5321
+// §4.3.2), where go-smtp answers 502 (command not implemented).
+func TestBadSequenceIs503(t *testing.T) {
+	srv := startServer(t, Config{})
+	c := dial(t, srv.addr)
+	c.expect("220 ")
+	c.send("MAIL FROM:<a@s.test>\r\n")
+	c.expect("503 5.5.1 Please introduce yourself first.")
+	c.send("HELO client.test\r\n")
+	c.expect("250 ")
+	c.send("RCPT TO:<r@mx.test>\r\n")
+	c.expect("503 5.5.1 Missing MAIL FROM command.")
+	c.send("MAIL FROM:<a@s.test>\r\n")
+	c.expect("250 ")
+	c.send("DATA\r\n")
+	c.expect("503 5.5.1 Missing RCPT TO command.")
+	c.send("EXPN x\r\n")
+	c.expect("502 ") // not implemented: stays 502
 }

@@ -216,7 +216,7 @@ func TestSTARTTLS(t *testing.T) {
 		if strings.Contains(ehlo, "STARTTLS") || strings.Contains(ehlo, "CHUNKING") {
 			t.Errorf("EHLO after TLS:\n%s", ehlo)
 		}
-		c.cmd("RCPT TO:<r@mx.test>", "502 ") // no MAIL in this (TLS) session
+		c.cmd("RCPT TO:<r@mx.test>", "503 ") // no MAIL in this (TLS) session
 		c.startTx("after@s.test")
 		c.send("hello\r\n.\r\n")
 		c.expect("250 ")

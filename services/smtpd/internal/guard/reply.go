@@ -90,7 +90,7 @@ func (c *Conn) replyLineLocked(out, line []byte) ([]byte, string) {
 		out = append(out, rewriteEHLO(c.ehloHold, c.cfg.TLS != nil && c.mu.tls == nil)...)
 		c.ehloHold = c.ehloHold[:0]
 	} else {
-		out = append(out, line...)
+		out = append(out, sequenceCode(line)...)
 	}
 	if !r.final {
 		return out, ""
@@ -117,6 +117,26 @@ func (c *Conn) replyLineLocked(out, line []byte) ([]byte, string) {
 		}
 	}
 	return out, ""
+}
+
+// badSequence are go-smtp's replies to a command sent out of order,
+// which it codes 502 (command not implemented); RFC 5321 §4.2.4 and
+// §4.3.2 code them 503 (bad sequence of commands).
+var badSequence = [][]byte{
+	[]byte("502 5.5.1 Please introduce yourself first."),
+	[]byte("502 5.5.1 Missing MAIL FROM command."),
+	[]byte("502 5.5.1 Missing RCPT TO command."),
+}
+
+// sequenceCode returns a reply line with go-smtp's 502 for a command out
+// of order made 503; any other line as it is.
+func sequenceCode(line []byte) []byte {
+	for _, b := range badSequence {
+		if bytes.HasPrefix(line, b) {
+			return append([]byte("503"), line[3:]...)
+		}
+	}
+	return line
 }
 
 // rewriteEHLO rewrites a complete EHLO reply: it removes CHUNKING (go-smtp
