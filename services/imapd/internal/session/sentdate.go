@@ -1,14 +1,11 @@
 package session
 
 import (
-	"bytes"
 	"net/mail"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/twinmx/twinmx/services/imapd/internal/mimetree"
 )
 
 // sentDay returns the day of raw's first Date field as written, at 00:00
@@ -21,7 +18,8 @@ import (
 // Dovecot: RFC 9051 leaves it open, and so each such mail is found by
 // SENTBEFORE and by no SENTSINCE after 1970.
 func sentDay(raw []byte) time.Time {
-	if v, ok := firstField(raw, "date"); ok {
+	if dates := searchHeader(raw[:headerEnd(raw)], "Date"); len(dates) > 0 {
+		v := string(dates[0])
 		if t, err := mail.ParseDate(v); err == nil {
 			y, m, d := t.Date()
 			return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
@@ -55,23 +53,4 @@ func looseDay(v string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.Date(y, time.Month(mon+1), d, 0, 0, 0, 0, time.UTC), true
-}
-
-// firstField returns the unfolded value of the first header field named
-// name (lower case).
-func firstField(raw []byte, name string) (string, bool) {
-	var val []byte
-	found := false
-	mimetree.EachField(raw[:headerEnd(raw)], func(k, field []byte) {
-		if found || !bytes.EqualFold(k, []byte(name)) {
-			return
-		}
-		found = true
-		_, val, _ = bytes.Cut(field, []byte(":"))
-	})
-	if !found {
-		return "", false
-	}
-	val = bytes.ReplaceAll(bytes.ReplaceAll(val, []byte("\r"), nil), []byte("\n"), nil)
-	return strings.TrimSpace(string(val)), true
 }
