@@ -121,7 +121,7 @@ func TestSearchSentDayAsWritten(t *testing.T) {
 func TestListHierarchyLevels(t *testing.T) {
 	k := start(t)
 	r, _ := k.loginSelect()
-	for _, tt := range []struct{ cmd, want string }{
+	r.expectOK([]okStep{
 		{`CREATE a/b/c`, ``},
 		{`LIST "" %`, `(\Noselect \HasChildren) "/" "a"`},
 		{`LIST "a/" %`, `(\Noselect \HasChildren) "/" "a/b"`},
@@ -129,13 +129,7 @@ func TestListHierarchyLevels(t *testing.T) {
 		{`LIST "" iNbOx`, `"/" INBOX`},
 		{`RENAME a/b a/z`, ``},
 		{`LIST "" a/z/%`, `(\HasNoChildren) "/" "a/z/c"`},
-	} {
-		r.send("l " + tt.cmd + "\r\n")
-		lines, tagged := r.answer("l")
-		if !strings.HasPrefix(tagged, "l OK") || tt.want != "" && !strings.Contains(strings.Join(lines, ""), tt.want) {
-			t.Errorf("%s = %q %q, want a line with %s", tt.cmd, lines, tagged, tt.want)
-		}
-	}
+	})
 }
 
 // TestDeletedIsPerFolder: \Deleted marks a mail in one folder only. A
@@ -149,7 +143,7 @@ func TestDeletedIsPerFolder(t *testing.T) {
 	k.deliver(mail(1))
 	k.deliver(mail(2))
 	r, _ := k.loginSelect()
-	for _, tt := range []struct{ cmd, want string }{
+	r.expectOK([]okStep{
 		{`CREATE Archive`, ``},
 		{`COPY 1 Archive`, ``},
 		{`SELECT Archive`, `* 1 EXISTS`},
@@ -164,11 +158,21 @@ func TestDeletedIsPerFolder(t *testing.T) {
 		{`STORE 2 +FLAGS.SILENT (\Deleted)`, ``},
 		{`COPY 2 Archive`, ``},
 		{`STATUS Archive (MESSAGES DELETED)`, `MESSAGES 1 DELETED 1`},
-	} {
-		r.send("s " + tt.cmd + "\r\n")
+	})
+}
+
+// okStep is a command and a text its untagged answers must hold ("": any).
+type okStep struct{ cmd, want string }
+
+// expectOK sends each step's command and checks it is answered OK with
+// the step's text among its untagged answers.
+func (r *raw) expectOK(steps []okStep) {
+	r.t.Helper()
+	for _, st := range steps {
+		r.send("s " + st.cmd + "\r\n")
 		lines, tagged := r.answer("s")
-		if !strings.HasPrefix(tagged, "s OK") || !strings.Contains(strings.Join(lines, ""), tt.want) {
-			t.Errorf("%s = %q %q, want a line with %q", tt.cmd, lines, tagged, tt.want)
+		if !strings.HasPrefix(tagged, "s OK") || !strings.Contains(strings.Join(lines, ""), st.want) {
+			r.t.Errorf("%s = %q %q, want OK and an answer with %q", st.cmd, lines, tagged, st.want)
 		}
 	}
 }
