@@ -705,3 +705,24 @@ func TestBadSequenceIs503(t *testing.T) {
 	c.send("EXPN x\r\n")
 	c.expect("502 ") // not implemented: stays 502
 }
+
+// TestUnknownParameterIs555: an unknown MAIL or RCPT parameter gets 555
+// (RFC 5321 §4.1.1.11), where go-smtp answers 500, and a malformed AUTH=
+// value 501; the session goes on.
+func TestUnknownParameterIs555(t *testing.T) {
+	srv := startServer(t, Config{})
+	c := dial(t, srv.addr)
+	c.expect("220 ")
+	c.send("EHLO client.test\r\n")
+	c.expect("250-")
+	c.send("MAIL FROM:<a@s.test> XFOO=1\r\n")
+	c.expect("555 5.5.4 Unknown MAIL FROM argument")
+	c.send("MAIL FROM:<a@s.test> AUTH=<bad\r\n")
+	c.expect("501 5.5.4 Malformed AUTH parameter")
+	c.send("MAIL FROM:<a@s.test>\r\n")
+	c.expect("250 ")
+	c.send("RCPT TO:<r@mx.test> XBAR\r\n")
+	c.expect("555 5.5.4 Unknown RCPT TO argument")
+	c.send("RCPT TO:<r@mx.test>\r\n")
+	c.expect("250 ")
+}

@@ -90,7 +90,7 @@ func (c *Conn) replyLineLocked(out, line []byte) ([]byte, string) {
 		out = append(out, rewriteEHLO(c.ehloHold, c.cfg.TLS != nil && c.mu.tls == nil)...)
 		c.ehloHold = c.ehloHold[:0]
 	} else {
-		out = append(out, sequenceCode(line)...)
+		out = append(out, recode(line)...)
 	}
 	if !r.final {
 		return out, ""
@@ -119,21 +119,31 @@ func (c *Conn) replyLineLocked(out, line []byte) ([]byte, string) {
 	return out, ""
 }
 
-// badSequence are go-smtp's replies to a command sent out of order,
-// which it codes 502 (command not implemented); RFC 5321 §4.2.4 and
-// §4.3.2 code them 503 (bad sequence of commands).
-var badSequence = [][]byte{
-	[]byte("502 5.5.1 Please introduce yourself first."),
-	[]byte("502 5.5.1 Missing MAIL FROM command."),
-	[]byte("502 5.5.1 Missing RCPT TO command."),
+// recodes are go-smtp replies whose code RFC 5321 gives otherwise, with
+// the code they get. A command out of order: go-smtp says 502 (command
+// not implemented), §4.2.4 and §4.3.2 say 503 (bad sequence of commands).
+// An unknown MAIL or RCPT parameter: go-smtp says 500 (syntax error,
+// command unrecognized), §4.1.1.11 says 555, which a sender such as
+// Postfix reads as "drop the parameter", not "the command is wrong".
+// A malformed AUTH= value is a syntax error in a parameter: 501.
+var recodes = []struct {
+	line []byte
+	code string
+}{
+	{[]byte("502 5.5.1 Please introduce yourself first."), "503"},
+	{[]byte("502 5.5.1 Missing MAIL FROM command."), "503"},
+	{[]byte("502 5.5.1 Missing RCPT TO command."), "503"},
+	{[]byte("500 5.5.4 Unknown MAIL FROM argument"), "555"},
+	{[]byte("500 5.5.4 Unknown RCPT TO argument"), "555"},
+	{[]byte("500 5.5.4 Malformed AUTH parameter"), "501"},
 }
 
-// sequenceCode returns a reply line with go-smtp's 502 for a command out
-// of order made 503; any other line as it is.
-func sequenceCode(line []byte) []byte {
-	for _, b := range badSequence {
-		if bytes.HasPrefix(line, b) {
-			return append([]byte("503"), line[3:]...)
+// recode returns a reply line of go-smtp's with the code RFC 5321 gives
+// it (recodes), any other line as it is.
+func recode(line []byte) []byte {
+	for _, r := range recodes {
+		if bytes.HasPrefix(line, r.line) {
+			return append([]byte(r.code), line[3:]...)
 		}
 	}
 	return line
