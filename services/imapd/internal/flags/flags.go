@@ -27,7 +27,8 @@
 // (the keyword in lower case): column names allow only [a-z0-9._-], so the
 // name is kept in the row and the column links to it (model.LinkColumn).
 // Keywords compare without regard to case (RFC 9051 §2.3.2); a keyword
-// of the last form is shown in lower case.
+// of the last form is shown in lower case, but for registered keywords
+// ($MailFlagBit0 ...), which keep their registered spelling.
 //
 // The package is pure: no I/O.
 package flags
@@ -111,6 +112,27 @@ var wellKnown = map[string]imap.Flag{
 	"junk":       "Junk",
 	"nonjunk":    "NonJunk",
 }
+
+// spelling maps registered keywords (the IANA "IMAP and JMAP Keywords"
+// registry: RFC 5550, RFC 9979, Apple's flag colours) that are stored in
+// the hashed form, in lower case, to their registered spelling, so a
+// client that compares keywords by their bytes (Apple Mail's
+// $MailFlagBit0) finds its own. Only the display changes: the column of
+// such a keyword is what it was before, so flags set earlier still show.
+var spelling = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"$SubmitPending", "$Submitted",
+		"$MailFlagBit0", "$MailFlagBit1", "$MailFlagBit2",
+		"$Notify", "$Muted", "$Followed", "$Memo", "$HasMemo",
+		"$HasAttachment", "$HasNoAttachment", "$AutoSent",
+		"$CanUnsubscribe", "$Unsubscribed", "$Imported", "$IsTrusted",
+		"$MaskedEmail", "$New",
+	} {
+		m[strings.ToLower(k)] = k
+	}
+	return m
+}()
 
 // Junk reports whether flag is a keyword mail clients set to say "this
 // is spam" ($Junk, and Thunderbird's older Junk) or "this is not spam"
@@ -244,6 +266,9 @@ func Of(cols map[string]uint64, folder model.FolderID, resolve func(model.Key) (
 			continue
 		}
 		if kw, ok := resolve(key); ok {
+			if sp, registered := spelling[kw]; registered {
+				kw = sp
+			}
 			out = append(out, imap.Flag(kw))
 		}
 	}

@@ -48,7 +48,7 @@ func TestColumn(t *testing.T) {
 }
 
 func TestRoundTrip(t *testing.T) {
-	in := []imap.Flag{imap.FlagSeen, imap.FlagDraft, imap.FlagForwarded, "NonJunk", "work", "$label1", "Ärger"}
+	in := []imap.Flag{imap.FlagSeen, imap.FlagDraft, imap.FlagForwarded, "NonJunk", "work", "$label1", "Ärger", "$mailflagbit0", "$HasAttachment"}
 	cols := map[string]uint64{}
 	names := map[model.Key]string{}
 	for i, f := range in {
@@ -65,7 +65,8 @@ func TestRoundTrip(t *testing.T) {
 	cols["imap.flag.flagged"] = Value(5000, false) // cleared
 	cols["ack"] = 1
 	got := Of(cols, model.FolderInbox, func(k model.Key) (string, bool) { n, ok := names[k]; return n, ok })
-	want := []imap.Flag{imap.FlagSeen, imap.FlagDraft, imap.FlagForwarded, "NonJunk", "work", "$label1", "ärger"}
+	// Registered keywords keep their spelling whatever case set them.
+	want := []imap.Flag{imap.FlagSeen, imap.FlagDraft, imap.FlagForwarded, "NonJunk", "work", "$label1", "ärger", "$MailFlagBit0", "$HasAttachment"}
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
