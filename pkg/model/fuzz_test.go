@@ -124,3 +124,25 @@ func FuzzParseMailContent(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCRLF: CRLF leaves no LF without its CR, and taking out the CRs it
+// added gives the input back.
+func FuzzCRLF(f *testing.F) {
+	for _, s := range []string{"", "a\nb", "a\r\nb\n", "\r\r\n\n", "x\ry\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		out := CRLF(raw)
+		for i, b := range out {
+			if b == '\n' && (i == 0 || out[i-1] != '\r') {
+				t.Fatalf("CRLF(%q) = %q: bare LF at %d", raw, out, i)
+			}
+		}
+		if len(out)-len(raw) != bytes.Count(out, []byte("\r\n"))-bytes.Count(raw, []byte("\r\n")) {
+			t.Fatalf("CRLF(%q) = %q: added more than a CR per bare LF", raw, out)
+		}
+		if !bytes.Equal(bytes.ReplaceAll(out, []byte("\r\n"), []byte("\n")), bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))) {
+			t.Fatalf("CRLF(%q) = %q: content changed", raw, out)
+		}
+	})
+}

@@ -576,3 +576,28 @@ func (p Parts) WithTrace(field []byte) (Parts, error) {
 	p.Received = enc
 	return p, nil
 }
+
+// CRLF returns raw with every LF that no CR precedes turned into CRLF,
+// the only line end of mail on the wire (RFC 5322 §2.1, RFC 5321
+// §2.3.8); a CR without LF is content and stays. raw itself comes back
+// when it has no such LF, so the common case copies nothing.
+func CRLF(raw []byte) []byte {
+	bare := bytes.Count(raw, []byte("\n")) - bytes.Count(raw, []byte("\r\n"))
+	if bare == 0 {
+		return raw
+	}
+	out := make([]byte, 0, len(raw)+bare)
+	for len(raw) > 0 {
+		i := bytes.IndexByte(raw, '\n')
+		if i < 0 {
+			return append(out, raw...)
+		}
+		out = append(out, raw[:i]...)
+		if i == 0 || raw[i-1] != '\r' {
+			out = append(out, '\r')
+		}
+		out = append(out, '\n')
+		raw = raw[i+1:]
+	}
+	return out
+}

@@ -418,3 +418,24 @@ func TestReceivedCount(t *testing.T) {
 		}
 	}
 }
+
+func TestCRLF(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"", ""},
+		{"a\r\nb\r\n", "a\r\nb\r\n"},
+		{"a\nb\n", "a\r\nb\r\n"},
+		{"\n", "\r\n"},
+		{"a\r\n\nb", "a\r\n\r\nb"},
+		{"a\rb\r", "a\rb\r"},     // a CR alone is content
+		{"a\r\r\nb", "a\r\r\nb"}, // LF after CR stays one line end
+		{"x\n\r\n\n", "x\r\n\r\n\r\n"},
+	} {
+		if got := string(CRLF([]byte(c.in))); got != c.want {
+			t.Errorf("CRLF(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	in := []byte("no bare line ends\r\n")
+	if out := CRLF(in); &out[0] != &in[0] {
+		t.Error("CRLF copied a mail that needed no change")
+	}
+}

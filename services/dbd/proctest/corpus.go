@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/twinmx/twinmx/pkg/model"
 )
 
 // CorpusMail is one message of the shared corpus, exactly as stored in the
@@ -83,14 +85,5 @@ func WireForm(raw []byte) []byte {
 	return ToCRLF(raw)
 }
 
-// ToCRLF turns every LF not preceded by CR into CRLF.
-func ToCRLF(b []byte) []byte {
-	out := make([]byte, 0, len(b)+bytes.Count(b, []byte("\n")))
-	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
-			out = append(out, '\r')
-		}
-		out = append(out, c)
-	}
-	return out
-}
+// ToCRLF turns every LF not preceded by CR into CRLF (in a copy).
+func ToCRLF(b []byte) []byte { return bytes.Clone(model.CRLF(b)) }
