@@ -29,6 +29,10 @@ const DefaultAppendMemory = 4 * appendLimit
 var errAppendBusy = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
 	Text: "Too many large APPENDs at once, try again later"}
 
+// errAppendEmpty refuses a zero-byte APPEND: it is no message (RFC 5322
+// wants at least a header field), and Dovecot refuses it too.
+var errAppendEmpty = &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Can't store an empty message"}
+
 // AppendLimit is imapserver.SessionAppendLimit.
 func (s *Session) AppendLimit() uint32 { return appendLimit }
 
@@ -211,6 +215,9 @@ func (s *Session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if r.Size() > appendLimit {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig, Text: "Mail too big"}
 	}
+	if r.Size() == 0 {
+		return nil, errAppendEmpty
+	}
 	// The literal's size is known: one buffer of exactly that size, not
 	// ReadAll's doubling (which held up to twice the mail), taken from the
 	// sessions' shared budget. Not reading the literal on refusal is safe:
@@ -229,6 +236,12 @@ func (s *Session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if _, err := io.ReadFull(r, raw); err != nil {
 		return nil, errClientGone
 	}
+	// A mail's lines end in CRLF (RFC 5322 §2.1), but clients APPEND
+	// mails saved with LF ends as they are: store the CRLF form, which
+	// every reader of the mail expects and which Dovecot serves for such
+	// a mail (a CR alone stays, as there). The copy, when one is needed,
+	// replaces the literal's buffer.
+	raw = model.CRLF(raw)
 	dst, err := s.destination(name)
 	if err != nil {
 		return nil, err
