@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/mail"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -175,8 +176,33 @@ func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int
 		}
 		s.b.cfg.Metrics.FetchedMails.Inc()
 	}
-	for _, sec := range o.BinarySection {
-		data := m.binarySection(sec.Part)
+	// Every BINARY section is decoded before the first is written: a part
+	// that does not decode ends the FETCH with NO after this message's
+	// other items, as Dovecot does, instead of showing it empty.
+	binary := make([][]byte, len(o.BinarySection))
+	for i, sec := range o.BinarySection {
+		data, err := m.binarySection(sec.Part)
+		if err != nil {
+			if cerr := rw.Close(); cerr != nil {
+				return errClientGone
+			}
+			return err
+		}
+		binary[i] = data
+	}
+	sizes := make([]int, len(o.BinarySectionSize))
+	for i, sec := range o.BinarySectionSize {
+		data, err := m.binarySection(sec.Part)
+		if err != nil {
+			if cerr := rw.Close(); cerr != nil {
+				return errClientGone
+			}
+			return err
+		}
+		sizes[i] = len(data)
+	}
+	for i, sec := range o.BinarySection {
+		data := binary[i]
 		if p := sec.Partial; p != nil {
 			data = partial(data, p.Offset, p.Size)
 		}
@@ -188,8 +214,8 @@ func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int
 			return errClientGone
 		}
 	}
-	for _, sec := range o.BinarySectionSize {
-		rw.WriteBinarySectionSize(sec, uint32(min(int64(len(m.binarySection(sec.Part))), math.MaxUint32)))
+	for i, sec := range o.BinarySectionSize {
+		rw.WriteBinarySectionSize(sec, uint32(min(int64(sizes[i]), math.MaxUint32)))
 	}
 	if err := rw.Close(); err != nil {
 		return errClientGone
@@ -306,26 +332,44 @@ func partial(data []byte, off, size int64) []byte {
 
 // binarySection returns a BINARY[part] section (RFC 3516): the part's
 // body with its Content-Transfer-Encoding undone; the whole mail for no
-// part (header and decoded body, as go-imap gives it). nil for a part
-// that does not exist or does not decode.
-func (m *parts) binarySection(part []int) []byte {
+// part (header and decoded body, as go-imap gives it); nil for a part
+// that does not exist. A part whose encoding is unknown is refused with
+// UNKNOWN-CTE (RFC 3516 §4.2), one whose content does not decode (a
+// mailing list's footer after base64 text) with PARSE, as Dovecot does:
+// the decoded part is not there to give, and an empty one would say the
+// part is empty.
+func (m *parts) binarySection(part []int) ([]byte, error) {
 	if len(part) == 0 {
-		return imapserver.ExtractBinarySection(bytes.NewReader(m.raw), &imap.FetchItemBinarySection{})
+		return imapserver.ExtractBinarySection(bytes.NewReader(m.raw), &imap.FetchItemBinarySection{}), nil
 	}
 	p := m.tree().Find(part)
 	if p == nil {
-		return nil
+		return nil, nil
 	}
 	e, err := gomessage.New(gomessage.Header{Header: p.Header}, bytes.NewReader(m.raw[p.BodyStart:p.End]))
-	if e == nil {
-		return nil
+	if gomessage.IsUnknownEncoding(err) {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnknownCTE,
+			Text: fmt.Sprintf("Unknown Content-Transfer-Encoding in part %s", partName(part))}
 	}
-	_ = err // an unknown charset still decodes the transfer encoding
+	if e == nil {
+		return nil, nil
+	}
+	// An unknown charset still decodes the transfer encoding.
 	data, err := io.ReadAll(e.Body)
 	if err != nil {
-		return nil
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeParse,
+			Text: fmt.Sprintf("Part %s does not decode: %v", partName(part), err)}
 	}
-	return data
+	return data, nil
+}
+
+// partName writes a part path as IMAP does ("1.2").
+func partName(part []int) string {
+	s := make([]string, len(part))
+	for i, n := range part {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ".")
 }
 
 // envelope parses raw's header into an ENVELOPE.

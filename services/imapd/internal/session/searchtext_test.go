@@ -1,8 +1,11 @@
 package session
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-imap/v2"
 
 	"github.com/twinmx/twinmx/services/imapd/internal/mimetree"
 )
@@ -93,14 +96,46 @@ func TestBinaryKeepsCharset(t *testing.T) {
 		"--b\r\nContent-Type: text/plain; charset=ISO-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGr=FC=DFe\r\n--b--\r\n")
 	m := &parts{raw: raw}
 	// The line end before a delimiter belongs to the delimiter (RFC 2046).
-	if got, want := string(m.binarySection([]int{1})), strings.TrimSuffix(latin, "\r\n"); got != want {
+	if got, want := string(binaryOf(t, m, 1)), strings.TrimSuffix(latin, "\r\n"); got != want {
 		t.Errorf("BINARY[1] = %q, want the part as sent, %q", got, want)
 	}
-	if got := string(m.binarySection([]int{2})); got != "Gr\xfc\xdfe" {
+	if got := string(binaryOf(t, m, 2)); got != "Gr\xfc\xdfe" {
 		t.Errorf("BINARY[2] = %q, want the quoted-printable undone only", got)
 	}
 	// SEARCH, on the other hand, reads it as UTF-8.
 	if _, body := searchText(mimetree.Parse(raw, mimetree.Limits{})); !strings.Contains(string(body), "Grüße aus Köln") {
 		t.Errorf("search text %q lacks the decoded words", body)
 	}
+}
+
+// TestBinaryRefusesWhatDoesNotDecode: a base64 part with a mailing
+// list's footer after it (spam-2-01072 of the corpus) and a part in an
+// unknown transfer encoding are refused with PARSE and UNKNOWN-CTE (RFC
+// 3516 §4.2), not shown as an empty part; a part that decodes is not.
+func TestBinaryRefusesWhatDoesNotDecode(t *testing.T) {
+	raw := []byte("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n" +
+		"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n" +
+		"--b\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\nPGI+aGk8L2I+\r\n" +
+		"Spamassassin-Sightings@lists.sourceforge.net\r\n" +
+		"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-martian\r\n\r\nzork\r\n--b--\r\n")
+	m := &parts{raw: raw}
+	if got, err := m.binarySection([]int{1}); err != nil || string(got) != "hello" {
+		t.Errorf("BINARY[1] = %q, %v; want hello", got, err)
+	}
+	for part, code := range map[int]imap.ResponseCode{2: imap.ResponseCodeParse, 3: imap.ResponseCodeUnknownCTE} {
+		got, err := m.binarySection([]int{part})
+		var ie *imap.Error
+		if !errors.As(err, &ie) || ie.Type != imap.StatusResponseTypeNo || ie.Code != code {
+			t.Errorf("BINARY[%d] = %q, %v; want NO [%s]", part, got, err, code)
+		}
+	}
+}
+
+func binaryOf(t *testing.T, m *parts, part int) []byte {
+	t.Helper()
+	b, err := m.binarySection([]int{part})
+	if err != nil {
+		t.Fatalf("BINARY[%d]: %v", part, err)
+	}
+	return b
 }
