@@ -44,7 +44,7 @@ func main() {
 			&cli.IntFlag{Name: "max-recipients", Value: 100, Usage: "recipients per transaction", EnvVars: env("MAX_RECIPIENTS")},
 			&cli.IntFlag{Name: "max-header-size", Value: session.DefaultMaxHeaderSize, Usage: "header section limit in bytes (552 5.3.4 above it; -1: none)", EnvVars: env("MAX_HEADER_SIZE")},
 			&cli.IntFlag{Name: "max-hops", Value: session.DefaultMaxHops, Usage: "Received fields a mail may arrive with (554 5.4.6 above it: a loop; -1: no limit)", EnvVars: env("MAX_HOPS")},
-			&cli.StringFlag{Name: "postmaster", Usage: "mailbox that RCPT TO:<Postmaster> without a domain reaches (RFC 5321 §4.5.1 requires it; also create postmaster@DOMAIN for each domain)", EnvVars: env("POSTMASTER")},
+			&cli.StringFlag{Name: "postmaster", Usage: "mailbox that RCPT TO:<Postmaster> without a domain reaches (RFC 5321 §4.5.1 requires it; default postmaster@HOSTNAME; also create postmaster@DOMAIN for each domain)", EnvVars: env("POSTMASTER")},
 			&cli.DurationFlag{Name: "db-timeout", Value: 10 * time.Second, Usage: "bound on one dbd request (retries included) before 451 4.3.0", EnvVars: env("DB_TIMEOUT")},
 			&cli.IntFlag{Name: "max-conns", Value: guard.DefaultMaxConns, Usage: "concurrent connections in total (-1: no limit)", EnvVars: env("MAX_CONNS")},
 			&cli.IntFlag{Name: "max-conns-per-ip", Value: guard.DefaultMaxConnsPerIP, Usage: "concurrent connections per client IP (-1: no limit)", EnvVars: env("MAX_CONNS_PER_IP")},

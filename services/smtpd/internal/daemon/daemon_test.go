@@ -374,15 +374,21 @@ func TestRecipientChecks(t *testing.T) {
 // TestPostmaster: RCPT TO:<Postmaster> without a domain reaches the
 // --postmaster mailbox (RFC 5321 §4.5.1 requires a server to take it),
 // in any case, and postmaster@DOMAIN is an ordinary mailbox matched in
-// any case. Without --postmaster, <Postmaster> gets go-smtp's 501.
+// any case. Without --postmaster, <Postmaster> is postmaster@HOSTNAME:
+// 550 5.1.1 where that mailbox does not exist (it was go-smtp's 501, a
+// syntax error), 250 where it does.
 func TestPostmaster(t *testing.T) {
 	for _, tc := range []struct {
 		postmaster string
+		hostBox    bool // postmaster@mx.test exists
 		want       int
-	}{{"pm@example.org", 250}, {"", 501}} {
+	}{{"pm@example.org", false, 250}, {"", false, 550}, {"", true, 250}} {
 		e := start(t, func(c *Config) { c.Guard.Postmaster = tc.postmaster })
 		e.mailbox("pm@example.org", 0)
 		e.mailbox("postmaster@example.org", 0)
+		if tc.hostBox {
+			e.mailbox("postmaster@mx.test", 0)
+		}
 		c, err := smtp.Dial(e.addr)
 		if err != nil {
 			t.Fatal(err)

@@ -23,8 +23,10 @@ type Config struct {
 
 	// Postmaster is the mailbox that RCPT TO:<Postmaster>, without a
 	// domain, is passed on for (RFC 5321 §4.5.1: a server MUST accept
-	// it; go-smtp's parser wants a domain in every path). "" passes the
-	// command on as it is, and go-smtp answers it 501.
+	// it; go-smtp's parser wants a domain in every path).
+	// Default: postmaster@Hostname, so that the path is at least an
+	// address, answered like any other (a 550 5.1.1 where no such
+	// mailbox exists, not go-smtp's 501 for a syntax error).
 	Postmaster string
 
 	// CommandLineMax is the longest command line accepted, in bytes
@@ -200,6 +202,9 @@ func (c Config) withDefaults() Config {
 			h = "localhost"
 		}
 		c.Hostname = h
+	}
+	if c.Postmaster == "" {
+		c.Postmaster = "postmaster@" + c.Hostname
 	}
 	setInt := func(p *int, def int) {
 		if *p == 0 {

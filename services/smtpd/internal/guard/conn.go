@@ -798,7 +798,7 @@ func (c *Conn) command(line []byte) error {
 			// would still remember the greeting from before TLS.
 			return c.reply(fmt.Sprintf("503 5.5.1 %s Error: send EHLO again after STARTTLS\r\n", h))
 		}
-		if verb == "RCPT" && c.cfg.Postmaster != "" {
+		if verb == "RCPT" {
 			line = postmasterPath(line, c.cfg.Postmaster)
 		}
 	}

@@ -707,8 +707,9 @@ func TestBadSequenceIs503(t *testing.T) {
 }
 
 // TestUnknownParameterIs555: an unknown MAIL or RCPT parameter gets 555
-// (RFC 5321 §4.1.1.11), where go-smtp answers 500, and a malformed AUTH=
-// value 501; the session goes on.
+// (RFC 5321 §4.1.1.11), where go-smtp answers 500, a malformed AUTH=
+// value 501, and a line that is no command 500 (go-smtp: 501); the
+// session goes on.
 func TestUnknownParameterIs555(t *testing.T) {
 	srv := startServer(t, Config{})
 	c := dial(t, srv.addr)
@@ -725,4 +726,8 @@ func TestUnknownParameterIs555(t *testing.T) {
 	c.expect("555 5.5.4 Unknown RCPT TO argument")
 	c.send("RCPT TO:<r@mx.test>\r\n")
 	c.expect("250 ")
+	c.send("FOO bar\r\n")
+	c.expect("500 5.5.2 ")
+	c.send("AB\r\n")
+	c.expect("500 5.5.2 ")
 }

@@ -125,7 +125,10 @@ func (c *Conn) replyLineLocked(out, line []byte) ([]byte, string) {
 // An unknown MAIL or RCPT parameter: go-smtp says 500 (syntax error,
 // command unrecognized), §4.1.1.11 says 555, which a sender such as
 // Postfix reads as "drop the parameter", not "the command is wrong".
-// A malformed AUTH= value is a syntax error in a parameter: 501.
+// A malformed AUTH= value is a syntax error in a parameter: 501. A line
+// go-smtp cannot split into a four-letter verb and its arguments ("FOO
+// bar", "AB") is a command not recognized: 500, where go-smtp
+// says 501 (syntax error in parameters).
 var recodes = []struct {
 	line []byte
 	code string
@@ -136,6 +139,7 @@ var recodes = []struct {
 	{[]byte("500 5.5.4 Unknown MAIL FROM argument"), "555"},
 	{[]byte("500 5.5.4 Unknown RCPT TO argument"), "555"},
 	{[]byte("500 5.5.4 Malformed AUTH parameter"), "501"},
+	{[]byte("501 5.5.2 Bad command"), "500"},
 }
 
 // recode returns a reply line of go-smtp's with the code RFC 5321 gives
