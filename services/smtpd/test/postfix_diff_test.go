@@ -17,7 +17,8 @@ import (
 // step names why (want), and the test checks that answer instead. It
 // found that an unknown MAIL parameter got 500 (RFC 5321 §4.1.1.11 wants
 // 555), a line that is no command 501 (§4.2.4: 500), and <Postmaster>
-// without --postmaster 501 (§4.5.1: it must be taken).
+// without --postmaster 501 (§4.5.1: it must be taken), and that
+// bob@twinmx.test. (a domain written with its final dot) named no mailbox.
 func TestDifferentialPostfix(t *testing.T) {
 	t.Parallel()
 	requirePostfix(t)
@@ -66,6 +67,23 @@ func TestDifferentialPostfix(t *testing.T) {
 			{cmd: "MAIL FROM:<s@sender.test"}}},
 		{"syntax errors", []step{{cmd: ehlo}, {cmd: "MAIL TO:<s@sender.test>"}, {cmd: "MAIL FROM:"}, {cmd: mail}, {cmd: "RCPT FROM:<bob@twinmx.test>"}, {cmd: "RCPT TO:"},
 			{cmd: "DATA now", want: "501", why: "an argument to DATA is a syntax error (501) before the missing recipients (Postfix: 554)"}}},
+		{"DSN and other extension parameters", []step{{cmd: ehlo},
+			{cmd: mail + " RET=HDRS ENVID=abc123", want: "504", why: "DSN is not offered (twinmx answers every mail during the session and sends no notices), so RET is a parameter not implemented; Postfix offers DSN"},
+			{cmd: "RSET"}, {cmd: mail}, {cmd: rcpt + " NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@twinmx.test", want: "504", why: "as RET"}, {cmd: "RSET"},
+			{cmd: mail + " SIZE=100 BODY=7BIT"}, {cmd: "RSET"},
+			{cmd: mail + " SMTPUTF8"}, {cmd: "RSET"},
+			{cmd: mail + " RET=NONSENSE", want: "504", why: "as RET above"}}},
+		{"HELO forms", []step{{cmd: "EHLO [127.0.0.1]"}, {cmd: "EHLO client.test"}, {cmd: "HELO client.test"}, {cmd: "EHLO under_score.test"}, {cmd: mail}}},
+		{"address forms", []step{{cmd: ehlo},
+			{cmd: "MAIL FROM:<" + strings.Repeat("l", 65) + "@sender.test>"}, {cmd: "RSET"},
+			{cmd: "MAIL FROM:<j\xc3\xb6rg@sender.test>", want: "553", why: "a non-ASCII address without SMTPUTF8 is refused, 553 5.6.7 (RFC 6531 §3.5); Postfix takes it"}, {cmd: "RSET"},
+			{cmd: mail}, {cmd: "RCPT TO:<bob@twinmx.test.>"}, {cmd: "RCPT TO:<bob@TWINMX.test>"}}},
+		{"pipelined transaction", []step{{cmd: ehlo}, {cmd: mail + "\r\n" + rcpt + "\r\nDATA", replies: 3}, {cmd: msg}}},
+		{"dot-stuffed lines and an empty body", []step{{cmd: ehlo}, {cmd: mail}, {cmd: rcpt}, {cmd: "DATA"},
+			{cmd: fmt.Sprintf("Subject: dots %d\r\n\r\n..a line with a dot\r\n...\r\n.", time.Now().UnixNano())},
+			{cmd: mail}, {cmd: rcpt}, {cmd: "DATA"}, {cmd: fmt.Sprintf("Subject: empty %d\r\n.", time.Now().UnixNano())}}},
+		{"message over the SIZE limit", []step{{cmd: ehlo}, {cmd: mail}, {cmd: rcpt}, {cmd: "DATA"},
+			{cmd: "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 998)+"\r\n", edgeLimit/1000+2) + "."}, {cmd: "NOOP"}}},
 		{"RSET mid-transaction, then a mail", []step{{cmd: ehlo}, {cmd: mail}, {cmd: rcpt}, {cmd: "RSET"}, {cmd: "DATA"}, {cmd: mail}, {cmd: rcpt}, {cmd: "DATA"}, {cmd: msg}}},
 	}
 	var diffs []string
@@ -95,6 +113,7 @@ func TestDifferentialPostfix(t *testing.T) {
 // reply code twinmx gives instead of Postfix's, and why says why.
 type step struct {
 	cmd, want, why string
+	replies        int // replies to read for a pipelined cmd (default 1); the last is compared
 }
 
 // runSMTPSteps dials addr, reads the greeting and sends each step's
@@ -129,7 +148,11 @@ func runSMTPSteps(t *testing.T, name, addr string, steps []step) []string {
 		if _, err := fmt.Fprintf(c, "%s\r\n", s.cmd); err != nil {
 			t.Fatalf("%s: %s: %v", name, s.cmd, err)
 		}
-		out = append(out, read())
+		var reply string
+		for range max(s.replies, 1) {
+			reply = read()
+		}
+		out = append(out, reply)
 	}
 	return out
 }

@@ -280,6 +280,11 @@ func (s *Session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		t.refused = append(t.refused, fmt.Sprintf("%s %d", to, err.Code))
 		return err
 	}
+	// A domain written as an absolute DNS name (bob@example.org.) is the
+	// same domain; Postfix reads it so too.
+	if at := strings.LastIndexByte(to, '@'); at > 0 && strings.HasSuffix(to, ".") && !strings.HasSuffix(to, "..") {
+		to = to[:len(to)-1]
+	}
 	content := model.MailboxContent(to)
 	ctx, cancel := context.WithTimeout(s.ctx, s.b.cfg.DBTimeout)
 	defer cancel()
