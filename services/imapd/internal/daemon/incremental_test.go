@@ -300,7 +300,7 @@ func TestIncrementalSyncMatchesFreshView(t *testing.T) {
 			if _, err := actor.Select("Other", nil).Wait(); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := actor.Copy(imap.SeqSet{{Start: 1, Stop: 0}}, "INBOX").Wait(); err != nil && !strings.Contains(err.Error(), "No") {
+			if _, err := actor.Copy(imap.UIDSet{{Start: 1, Stop: 0}}, "INBOX").Wait(); err != nil && !strings.Contains(err.Error(), "No") {
 				t.Fatal(err)
 			}
 		}

@@ -53,7 +53,10 @@ func setsSeen(o *imap.FetchOptions) bool {
 func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	defer s.track("fetch", &err)()
 	sel := s.sel
-	idx := indices(numSet, sel.msgs)
+	idx, err := indices(numSet, sel.msgs)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := s.dbctx()
 	defer cancel()
 	seen := map[int]bool{}
@@ -528,7 +531,10 @@ func (s *Session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, sf *imap.
 	if sel.readOnly {
 		return errReadOnly
 	}
-	idx := indices(numSet, sel.msgs)
+	idx, err := indices(numSet, sel.msgs)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := s.dbctx()
 	defer cancel()
 	changed := map[int]bool{}

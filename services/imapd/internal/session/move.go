@@ -159,7 +159,10 @@ func (s *Session) Copy(numSet imap.NumSet, dest string) (data *imap.CopyData, er
 	if err != nil {
 		return nil, err
 	}
-	idx := indices(numSet, s.sel.msgs)
+	idx, err := indices(numSet, s.sel.msgs)
+	if err != nil {
+		return nil, err
+	}
 	if len(idx) == 0 {
 		return nil, nil // COPYUID has no empty form (RFC 4315 §3)
 	}
@@ -180,7 +183,10 @@ func (s *Session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	if err != nil {
 		return err
 	}
-	idx := indices(numSet, sel.msgs)
+	idx, err := indices(numSet, sel.msgs)
+	if err != nil {
+		return err
+	}
 	if len(idx) == 0 {
 		return nil
 	}

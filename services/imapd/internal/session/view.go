@@ -136,13 +136,29 @@ func cmpUID(a, b imap.UID) int {
 	return 0
 }
 
-// indices resolves a sequence or UID set.
-func indices(set imap.NumSet, view []*message) []int {
+// errBadSeq answers a FETCH, STORE, COPY or MOVE whose sequence set names
+// a message the client has not been told of.
+var errBadSeq = &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug,
+	Text: "Invalid message sequence number: above the number of messages"}
+
+// indices resolves a sequence or UID set for FETCH, STORE, COPY and MOVE.
+// A sequence number above the view's size, or "*" in an empty view, is
+// the client's error (RFC 9051 §9, seq-number: the server should answer
+// BAD), as Dovecot answers it; a UID that names no message is not (UIDs
+// of expunged mail are normal).
+func indices(set imap.NumSet, view []*message) ([]int, error) {
 	switch s := set.(type) {
 	case imap.SeqSet:
-		return seqIndices(s, len(view))
+		for _, r := range s {
+			for _, n := range []uint32{r.Start, r.Stop} {
+				if (n == 0 && len(view) == 0) || int64(n) > int64(len(view)) {
+					return nil, errBadSeq
+				}
+			}
+		}
+		return seqIndices(s, len(view)), nil
 	case imap.UIDSet:
-		return uidIndices(s, view)
+		return uidIndices(s, view), nil
 	}
-	return nil
+	return nil, nil
 }

@@ -70,7 +70,7 @@ func TestIndices(t *testing.T) {
 	}{
 		{"seq", imap.SeqSetNum(1, 3), []int{0, 2}},
 		{"seq star", imap.SeqSet{{Start: 2, Stop: 0}}, []int{1, 2, 3}},
-		{"seq beyond", imap.SeqSetNum(9), nil},
+		{"seq range to the last", imap.SeqSetNum(4), []int{3}},
 		{"uid range", imap.UIDSet{{Start: 4, Stop: 10}}, []int{1, 2}},
 		{"uid star above all", imap.UIDSet{{Start: 50, Stop: 0}}, []int{3}},
 		{"uid reversed", imap.UIDSet{{Start: 9, Stop: 3}}, []int{0, 1, 2}},
@@ -78,10 +78,29 @@ func TestIndices(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := indices(tt.set, view); !slices.Equal(got, tt.want) {
-				t.Fatalf("indices(%v) = %v, want %v", tt.set, got, tt.want)
+			if got, err := indices(tt.set, view); err != nil || !slices.Equal(got, tt.want) {
+				t.Fatalf("indices(%v) = %v, %v; want %v", tt.set, got, err, tt.want)
 			}
 		})
+	}
+	// A sequence number the client was not told of is its error (RFC
+	// 9051 §9), as is "*" in an empty folder; a UID is not.
+	for _, tc := range []struct {
+		set  imap.NumSet
+		view []*message
+	}{
+		{imap.SeqSetNum(5), view},
+		{imap.SeqSet{{Start: 5, Stop: 0}}, view},
+		{imap.SeqSet{{Start: 2, Stop: 9}}, view},
+		{imap.SeqSet{{Start: 1, Stop: 0}}, nil},
+		{imap.SeqSet{{Start: 0, Stop: 0}}, nil},
+	} {
+		if got, err := indices(tc.set, tc.view); err != errBadSeq {
+			t.Errorf("indices(%v) in %d messages = %v, %v; want errBadSeq", tc.set, len(tc.view), got, err)
+		}
+	}
+	if got, err := indices(imap.UIDSetNum(99), view); err != nil || got != nil {
+		t.Errorf("indices(UID 99) = %v, %v; want nothing, no error", got, err)
 	}
 }
 
