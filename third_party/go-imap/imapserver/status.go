@@ -14,15 +14,17 @@ func (c *Conn) handleStatus(dec *imapwire.Decoder) error {
 	}
 
 	var options imap.StatusOptions
+	items := 0
 	err := dec.ExpectList(func() error {
-		err := readStatusItem(dec, &options)
-		if err != nil {
-			return err
-		}
-		return nil
+		items++
+		return readStatusItem(dec, &options)
 	})
 	if err != nil {
 		return err
+	}
+	// TWINMX-PATCH: status-att-list holds at least one item (RFC 9051 §9).
+	if items == 0 {
+		return newClientBugError("Empty STATUS item list")
 	}
 
 	if !dec.ExpectCRLF() {
