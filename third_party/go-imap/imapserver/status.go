@@ -22,7 +22,7 @@ func (c *Conn) handleStatus(dec *imapwire.Decoder) error {
 	if err != nil {
 		return err
 	}
-	// TWINMX-PATCH: status-att-list holds at least one item (RFC 9051 §9).
+	// twinmx patch: status-att-list holds at least one item (RFC 9051 §9).
 	if items == 0 {
 		return newClientBugError("Empty STATUS item list")
 	}
