@@ -67,6 +67,7 @@ type fetchedMail struct {
 	size  int // bytes held: of parts, or of raw
 	raw   []byte
 	err   error
+	from  Origin
 }
 
 // ReadAhead starts reading msgs (drops[i] are msgs[i]'s dropped header
@@ -82,13 +83,20 @@ func (s *Store) ReadAhead(ctx context.Context, msgs []Message, drops [][]string,
 
 // Next returns the next mail's bytes, or its error; it waits for the read.
 func (a *Ahead) Next() ([]byte, error) {
+	raw, _, err := a.NextOrigin()
+	return raw, err
+}
+
+// NextOrigin is Next that also returns the rows the bytes were joined
+// from (see Origin).
+func (a *Ahead) NextOrigin() ([]byte, Origin, error) {
 	a.mu.Lock()
 	for len(a.ready) == 0 && !a.ended && !a.stopped {
 		a.cond.Wait()
 	}
 	if len(a.ready) == 0 {
 		a.mu.Unlock()
-		return nil, ErrAheadStopped
+		return nil, Origin{}, ErrAheadStopped
 	}
 	m := a.ready[0]
 	a.ready[0] = fetchedMail{}
@@ -101,9 +109,10 @@ func (a *Ahead) Next() ([]byte, error) {
 	a.cond.Broadcast()
 	a.mu.Unlock()
 	if m.msg == nil {
-		return m.raw, m.err
+		return m.raw, m.from, m.err
 	}
-	return joinParts(*m.msg, m.parts, m.whole, m.drop, spare)
+	raw, err := joinParts(*m.msg, m.parts, m.whole, m.drop, spare)
+	return raw, m.from, err
 }
 
 // Stop cancels the read in progress and waits for the reader to end.
@@ -118,15 +127,16 @@ func (a *Ahead) Stop() {
 	<-a.done
 }
 
-// put hands one mail's bytes or error to Next.
-func (a *Ahead) put(raw []byte, err error) {
-	a.add(fetchedMail{raw: raw, err: err, size: len(raw)})
+// put hands one mail's bytes (joined from the rows o names) or error to
+// Next.
+func (a *Ahead) put(raw []byte, o Origin, err error) {
+	a.add(fetchedMail{raw: raw, from: o, err: err, size: len(raw)})
 }
 
 // putRows hands one mail's rows to Next, which joins them.
 func (a *Ahead) putRows(msg *Message, rows []wire.Row, drop []string) {
-	p, whole := rowParts(rows)
-	a.add(fetchedMail{msg: msg, parts: p, whole: whole, drop: drop, size: model.JoinedSizeMax(p)})
+	p, whole, o := rowParts(*msg, rows)
+	a.add(fetchedMail{msg: msg, parts: p, whole: whole, drop: drop, size: model.JoinedSizeMax(p), from: o})
 }
 
 func (a *Ahead) add(m fetchedMail) {
@@ -236,7 +246,7 @@ func (a *Ahead) run(ctx context.Context, s *Store, msgs []Message, drops [][]str
 			// dbd is unreachable or failing: every mail left gets the
 			// error now rather than a timeout each.
 			for i := pos; i < len(msgs); i++ {
-				a.put(nil, fmt.Errorf("read mail %s: %w", msgs[i].Mail, r.err))
+				a.put(nil, Origin{}, fmt.Errorf("read mail %s: %w", msgs[i].Mail, r.err))
 			}
 			return
 		}
@@ -259,7 +269,7 @@ func (a *Ahead) run(ctx context.Context, s *Store, msgs []Message, drops [][]str
 		for i := r.start; i < end; i++ {
 			rows, ok := r.rows[msgs[i].Receive]
 			if !ok {
-				a.put(nil, fmt.Errorf("read mail %s: %w", msgs[i].Mail, client.ErrNotFound))
+				a.put(nil, Origin{}, fmt.Errorf("read mail %s: %w", msgs[i].Mail, client.ErrNotFound))
 				continue
 			}
 			a.putRows(&msgs[i], rows, drops[i])
@@ -285,8 +295,8 @@ func (a *Ahead) perMail(ctx context.Context, s *Store, msgs []Message, drops [][
 			return
 		}
 		rctx, cancel := context.WithTimeout(ctx, timeout)
-		raw, err := s.Fetch(rctx, msgs[i], drops[i])
+		raw, o, err := s.FetchOrigin(rctx, msgs[i], drops[i])
 		cancel()
-		a.put(raw, err)
+		a.put(raw, o, err)
 	}
 }

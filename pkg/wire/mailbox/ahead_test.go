@@ -52,9 +52,7 @@ func (d *mailsDB) MailsRows(ctx context.Context, keys []model.Key, budget uint64
 		if !ok {
 			continue
 		}
-		p := model.Split(raw)
-		rows := []wire.Row{{Table: model.Receive, Key: k}, {Table: model.Header, Content: p.Header, Size: uint64(len(p.Header))},
-			{Table: model.Body, Content: p.Body, Size: uint64(len(p.Body))}, {Table: model.Received, Content: p.Received, Size: uint64(len(p.Received))}}
+		rows := mailRowsOf(k, raw)
 		out[k] = rows
 		for _, r := range rows {
 			n += r.Size
@@ -65,6 +63,48 @@ func (d *mailsDB) MailsRows(ctx context.Context, keys []model.Key, budget uint64
 	}
 	d.maxBytes = max(d.maxBytes, n)
 	return out, nil
+}
+
+// mailRowsOf is what dbd answers for raw's receive row k: the receive,
+// mail, header and body rows, and a received row if raw has Received
+// fields.
+func mailRowsOf(k model.Key, raw []byte) []wire.Row {
+	r := model.NewMailRows(raw)
+	p := r.Parts
+	rows := []wire.Row{{Table: model.Receive, Key: k}, {Table: model.Mail, Key: r.MailKey, Content: r.Mail},
+		{Table: model.Header, Key: r.HeaderKey, Content: p.Header, Size: uint64(len(p.Header))},
+		{Table: model.Body, Key: r.BodyKey, Content: p.Body, Size: uint64(len(p.Body))}}
+	if len(p.Received) > 0 {
+		rows = append(rows, wire.Row{Table: model.Received, Key: r.ReceivedKey, Content: p.Received, Size: uint64(len(p.Received))})
+	}
+	return rows
+}
+
+// TestReadAheadOrigin: each mail comes with the rows it was joined from:
+// its mail row and its received row, or none when it has no Received
+// fields (the cache in imapd keys what it derives by them).
+func TestReadAheadOrigin(t *testing.T) {
+	db, msgs, raws := aheadMails(5, 100)
+	plain := []byte("Subject: no trace\r\n\r\nbody\r\n")
+	k := model.KeyOf(model.Receive, plain)
+	db.mails[k] = plain
+	msgs, raws = append(msgs, Message{Receive: k}), append(raws, plain)
+	a := New(db).ReadAhead(context.Background(), msgs, make([][]string, len(msgs)), 1<<20, time.Minute)
+	defer a.Stop()
+	for i := range msgs {
+		raw, o, err := a.NextOrigin()
+		if err != nil || string(raw) != string(raws[i]) {
+			t.Fatalf("mail %d: %q, %v", i, raw, err)
+		}
+		r := model.NewMailRows(raws[i])
+		want := Origin{Mail: r.MailKey}
+		if len(r.Received) > 0 {
+			want.Received = r.ReceivedKey
+		}
+		if o != want {
+			t.Errorf("mail %d: origin %v, want %v", i, o, want)
+		}
+	}
 }
 
 // aheadMails makes n mails of about size bytes each (mail i has i in its

@@ -227,11 +227,34 @@ func (m *Message) Visible() bool {
 // fields removed (drop: lower-case names, see Box.Drop). It is one round
 // trip: dbd sends the rows that make the mail in one answer (op mail).
 func (s *Store) Fetch(ctx context.Context, m Message, drop []string) ([]byte, error) {
+	raw, _, err := s.FetchOrigin(ctx, m, drop)
+	return raw, err
+}
+
+// Origin names the rows a mail's bytes were joined from: the mail row
+// (which names the header and body rows) and the received row whose
+// Received fields were put back (zero: none was there). Every one of
+// these rows is keyed by a hash of its content, so two reads with equal
+// origins and equal dropped fields return equal bytes: a reader may
+// cache what it derives from the bytes under the origin. The receive
+// row's link to its received row can change (an earlier acknowledgement
+// replicating from the other site), which is why the received row is
+// part of the origin and not implied by the receive row.
+type Origin struct {
+	Mail     model.Key
+	Received model.Key
+}
+
+// FetchOrigin is Fetch that also returns the rows the bytes were joined
+// from.
+func (s *Store) FetchOrigin(ctx context.Context, m Message, drop []string) ([]byte, Origin, error) {
 	rows, err := s.db.MailRows(ctx, m.Receive)
 	if err != nil {
-		return nil, fmt.Errorf("read mail %s: %w", m.Mail, err)
+		return nil, Origin{}, fmt.Errorf("read mail %s: %w", m.Mail, err)
 	}
-	return joinRows(m, rows, drop)
+	p, whole, o := rowParts(m, rows)
+	raw, err := joinParts(m, p, whole, drop, nil)
+	return raw, o, err
 }
 
 // FetchMany is Fetch for several mails: raws[i] and errs[i] are msgs[i]'s,
@@ -270,7 +293,7 @@ func (s *Store) FetchMany(ctx context.Context, msgs []Message, drops [][]string)
 // joinRows makes m's bytes from the rows of op mail, without the header
 // fields drop names.
 func joinRows(m Message, rows []wire.Row, drop []string) ([]byte, error) {
-	p, whole := rowParts(rows)
+	p, whole, _ := rowParts(m, rows)
 	return joinParts(m, p, whole, drop, nil)
 }
 
@@ -297,21 +320,24 @@ func joinParts(m Message, p model.Parts, whole bool, drop []string, buf []byte) 
 	return DropFields(raw, drop), nil
 }
 
-// rowParts picks a mail's parts from the rows of op mail; whole is false
-// when its header or body row is missing.
-func rowParts(rows []wire.Row) (p model.Parts, whole bool) {
+// rowParts picks m's parts from the rows of op mail; whole is false
+// when its header or body row is missing. o names the rows picked.
+func rowParts(m Message, rows []wire.Row) (p model.Parts, whole bool, o Origin) {
 	var header, body bool
+	o.Mail = m.Mail // fixed by the receive row's content
 	for i := range rows {
 		switch r := &rows[i]; r.Table {
+		case model.Mail:
+			o.Mail = r.Key
 		case model.Header:
 			p.Header, header = r.Content, true
 		case model.Body:
 			p.Body, body = r.Content, true
 		case model.Received:
-			p.Received = r.Content
+			p.Received, o.Received = r.Content, r.Key
 		}
 	}
-	return p, header && body
+	return p, header && body, o
 }
 
 // sizePrefix starts the receive column that caches a mail's size (see
