@@ -17,6 +17,11 @@ type Metrics struct {
 	Bytes          *prometheus.CounterVec // direction: in, out
 	Errors         *prometheus.CounterVec // kind: dbd, watch, panic, conn_limit, append_memory
 	FetchedMails   prometheus.Counter
+	// The mail cache (internal/mailcache); kind: parsed, body.
+	CacheHits      *prometheus.CounterVec
+	CacheMisses    *prometheus.CounterVec
+	CacheEvictions *prometheus.CounterVec
+	CacheBytes     *prometheus.GaugeVec
 }
 
 // New registers imapd's metrics with reg.
@@ -34,5 +39,13 @@ func New(reg prometheus.Registerer) *Metrics {
 		Errors: f.NewCounterVec(prometheus.CounterOpts{Name: "twinmx_imapd_errors_total",
 			Help: "Internal errors by kind: dbd (a storage request failed), watch (a mailbox watch broke), panic."}, []string{"kind"}),
 		FetchedMails: f.NewCounter(prometheus.CounterOpts{Name: "twinmx_imapd_fetched_mails_total", Help: "Whole mails or sections sent in FETCH answers."}),
+		CacheHits: f.NewCounterVec(prometheus.CounterOpts{Name: "twinmx_imapd_cache_hits_total",
+			Help: "Mail cache lookups that found an entry, by kind (parsed: structure for listings; body: whole mails)."}, []string{"kind"}),
+		CacheMisses: f.NewCounterVec(prometheus.CounterOpts{Name: "twinmx_imapd_cache_misses_total",
+			Help: "Mail cache lookups that found nothing, by kind (parsed, body)."}, []string{"kind"}),
+		CacheEvictions: f.NewCounterVec(prometheus.CounterOpts{Name: "twinmx_imapd_cache_evictions_total",
+			Help: "Mail cache entries dropped to stay within the byte budget, by kind (parsed, body)."}, []string{"kind"}),
+		CacheBytes: f.NewGaugeVec(prometheus.GaugeOpts{Name: "twinmx_imapd_cache_bytes",
+			Help: "Estimated heap bytes the mail cache keeps, by kind (parsed, body)."}, []string{"kind"}),
 	}
 }

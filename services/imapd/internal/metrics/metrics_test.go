@@ -15,12 +15,16 @@ func TestPromlint(t *testing.T) {
 	m.Commands.WithLabelValues("select", "ok").Inc()
 	m.Bytes.WithLabelValues("in").Inc()
 	m.Errors.WithLabelValues("dbd").Inc()
+	m.CacheHits.WithLabelValues("parsed").Inc()
+	m.CacheMisses.WithLabelValues("parsed").Inc()
+	m.CacheEvictions.WithLabelValues("parsed").Inc()
+	m.CacheBytes.WithLabelValues("parsed").Set(1)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 7 {
-		t.Fatalf("gathered %d metric families, want 7", len(mfs))
+	if len(mfs) != 11 {
+		t.Fatalf("gathered %d metric families, want 11", len(mfs))
 	}
 	proctest.LintMetrics(t, reg)
 }

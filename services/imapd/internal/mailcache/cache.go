@@ -1,0 +1,236 @@
+package mailcache
+
+import (
+	"strings"
+	"sync"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire/mailbox"
+	"github.com/twinmx/twinmx/services/imapd/internal/metrics"
+)
+
+// Key names a mail's bytes as a session sees them (see the package doc).
+type Key struct {
+	Mail     model.Key // the mail row: its header and body rows
+	Received model.Key // the received row joined in; zero: none
+	Drop     string    // the dropped header fields, NUL-separated
+}
+
+// KeyOf is the key of bytes joined from o with the header fields drop
+// names removed.
+func KeyOf(o mailbox.Origin, drop []string) Key {
+	return Key{Mail: o.Mail, Received: o.Received, Drop: strings.Join(drop, "\x00")}
+}
+
+// Parsed is what a folder listing needs of one mail, derived from its
+// bytes once: read-only once added to a Cache.
+type Parsed struct {
+	Size      int64              // RFC822.SIZE: the bytes' length
+	Header    []byte             // the header section, blank line included (mimetree.HeaderLen)
+	Envelope  *imap.Envelope     // ENVELOPE
+	Structure imap.BodyStructure // BODYSTRUCTURE, extended
+}
+
+// Config configures a Cache. Zero values mean the defaults.
+type Config struct {
+	// ParsedBytes bounds the Parsed entries (estimated heap). 0: none
+	// kept.
+	ParsedBytes int64
+	// BodyBytes bounds the whole mails kept for BODY[]. 0: none kept.
+	BodyBytes int64
+	// Metrics receives hits, misses, evictions and bytes; required.
+	Metrics *metrics.Metrics
+}
+
+// Cache holds Parsed entries and whole mails by Key, each kind within its
+// byte budget, least recently used out first. It is safe for concurrent
+// use; a nil *Cache caches nothing.
+type Cache struct {
+	parsed *lru[*Parsed]
+	body   *lru[[]byte]
+}
+
+// New returns a Cache with cfg's budgets, or nil when both are 0.
+func New(cfg Config) *Cache {
+	if cfg.ParsedBytes <= 0 && cfg.BodyBytes <= 0 {
+		return nil
+	}
+	return &Cache{
+		parsed: newLRU[*Parsed](cfg.ParsedBytes, cfg.Metrics, "parsed"),
+		body:   newLRU[[]byte](cfg.BodyBytes, cfg.Metrics, "body"),
+	}
+}
+
+// Parsed returns the entry under k, or nil.
+func (c *Cache) Parsed(k Key) *Parsed {
+	if c == nil {
+		return nil
+	}
+	p, _ := c.parsed.get(k)
+	return p
+}
+
+// AddParsed keeps p under k; p must not change afterwards.
+func (c *Cache) AddParsed(k Key, p *Parsed) {
+	if c == nil || p == nil {
+		return
+	}
+	c.parsed.add(k, p, ParsedSize(p))
+}
+
+// WantsParsed reports whether the cache keeps Parsed entries at all.
+func (c *Cache) WantsParsed() bool { return c != nil && c.parsed.max > 0 }
+
+// Body returns the whole mail under k, or nil. The caller must not
+// modify it.
+func (c *Cache) Body(k Key) []byte {
+	if c == nil {
+		return nil
+	}
+	b, _ := c.body.get(k)
+	return b
+}
+
+// AddBody keeps a copy of raw under k.
+func (c *Cache) AddBody(k Key, raw []byte) {
+	if c == nil || raw == nil || c.body.max == 0 || !c.body.fits(bodySize(raw)) {
+		return
+	}
+	c.body.add(k, append([]byte(nil), raw...), bodySize(raw))
+}
+
+// WantsBody reports whether the cache keeps whole mails at all.
+func (c *Cache) WantsBody() bool { return c != nil && c.body.max > 0 }
+
+// Reset drops every entry (benchmarks: a cold cache).
+func (c *Cache) Reset() {
+	if c == nil {
+		return
+	}
+	c.parsed.reset()
+	c.body.reset()
+}
+
+// Bytes returns the estimated bytes the cache keeps, of both kinds.
+func (c *Cache) Bytes() int64 {
+	if c == nil {
+		return 0
+	}
+	return c.parsed.bytes() + c.body.bytes()
+}
+
+// entryOverhead is charged per entry besides its value: the map slot,
+// the list node and the key.
+const entryOverhead = 160
+
+func bodySize(raw []byte) int64 { return int64(len(raw)) + entryOverhead }
+
+// node is one entry of an lru, in its recency list.
+type node[V any] struct {
+	key        Key
+	val        V
+	size       int64
+	prev, next *node[V]
+}
+
+// lru is a map with a byte budget and a recency list: get moves an entry
+// to the front, add evicts from the back until the budget holds.
+type lru[V any] struct {
+	max  int64 // the budget; 0: keeps nothing
+	kind string
+	m    *metrics.Metrics
+
+	mu    sync.Mutex
+	items map[Key]*node[V]
+	root  node[V] // sentinel: root.next is the most recently used
+	used  int64
+}
+
+func newLRU[V any](budget int64, m *metrics.Metrics, kind string) *lru[V] {
+	l := &lru[V]{max: max(budget, 0), kind: kind, m: m, items: map[Key]*node[V]{}}
+	l.root.next, l.root.prev = &l.root, &l.root
+	return l
+}
+
+// fits reports whether an entry of size may be kept: at most an eighth
+// of the budget, so one large mail cannot empty the cache.
+func (l *lru[V]) fits(size int64) bool { return size <= l.max/8 }
+
+func (l *lru[V]) get(k Key) (v V, ok bool) {
+	if l.max == 0 {
+		return v, false
+	}
+	l.mu.Lock()
+	n := l.items[k]
+	if n != nil {
+		l.unlinkLocked(n)
+		l.pushFrontLocked(n)
+		v, ok = n.val, true
+	}
+	l.mu.Unlock()
+	if ok {
+		l.m.CacheHits.WithLabelValues(l.kind).Inc()
+	} else {
+		l.m.CacheMisses.WithLabelValues(l.kind).Inc()
+	}
+	return v, ok
+}
+
+func (l *lru[V]) add(k Key, v V, size int64) {
+	if l.max == 0 || !l.fits(size) {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if old := l.items[k]; old != nil {
+		// Another session parsed the same mail meanwhile: the values
+		// are equal (same key, same bytes); keep the one there.
+		l.unlinkLocked(old)
+		l.pushFrontLocked(old)
+		return
+	}
+	n := &node[V]{key: k, val: v, size: size}
+	l.items[k] = n
+	l.pushFrontLocked(n)
+	l.used += size
+	evicted := 0
+	for l.used > l.max {
+		last := l.root.prev
+		l.unlinkLocked(last)
+		delete(l.items, last.key)
+		l.used -= last.size
+		evicted++
+	}
+	if evicted > 0 {
+		l.m.CacheEvictions.WithLabelValues(l.kind).Add(float64(evicted))
+	}
+	l.m.CacheBytes.WithLabelValues(l.kind).Set(float64(l.used))
+}
+
+func (l *lru[V]) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	clear(l.items)
+	l.root.next, l.root.prev = &l.root, &l.root
+	l.used = 0
+	l.m.CacheBytes.WithLabelValues(l.kind).Set(0)
+}
+
+func (l *lru[V]) bytes() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.used
+}
+
+func (l *lru[V]) unlinkLocked(n *node[V]) {
+	n.prev.next, n.next.prev = n.next, n.prev
+	n.prev, n.next = nil, nil
+}
+
+func (l *lru[V]) pushFrontLocked(n *node[V]) {
+	n.prev, n.next = &l.root, l.root.next
+	l.root.next.prev = n
+	l.root.next = n
+}

@@ -1,0 +1,188 @@
+package mailcache
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire/mailbox"
+	"github.com/twinmx/twinmx/services/imapd/internal/metrics"
+)
+
+func newCache(t testing.TB, parsed, body int64) *Cache {
+	t.Helper()
+	return New(Config{ParsedBytes: parsed, BodyBytes: body, Metrics: metrics.New(prometheus.NewRegistry())})
+}
+
+func key(i int) model.Key { return model.KeyOf(model.Mail, fmt.Appendf(nil, "mail %d", i)) }
+
+func entry(subject string, headerLen int) *Parsed {
+	return &Parsed{Size: int64(headerLen + 10), Header: make([]byte, headerLen),
+		Envelope:  &imap.Envelope{Subject: subject},
+		Structure: &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Text: &imap.BodyStructureText{NumLines: 1}}}
+}
+
+// TestKeysKeepEntriesApart: an entry is found only under its own key:
+// another mail row, another received row (the same mail with other
+// Received fields), other dropped fields, or none.
+func TestKeysKeepEntriesApart(t *testing.T) {
+	c := newCache(t, 1<<20, 1<<20)
+	base := Key{Mail: key(1), Received: key(2)}
+	others := []struct {
+		name string
+		k    Key
+	}{
+		{"other mail", Key{Mail: key(3), Received: key(2)}},
+		{"other received row", Key{Mail: key(1), Received: key(4)}},
+		{"no received row", Key{Mail: key(1)}},
+		{"dropped fields", KeyOf(mailbox.Origin{Mail: key(1), Received: key(2)}, []string{"x-spam"})},
+		{"mail and received swapped", Key{Mail: key(2), Received: key(1)}},
+	}
+	c.AddParsed(base, entry("base", 100))
+	c.AddBody(base, []byte("base bytes"))
+	for _, o := range others {
+		if p := c.Parsed(o.k); p != nil {
+			t.Errorf("%s: Parsed = %q, want nil", o.name, p.Envelope.Subject)
+		}
+		if b := c.Body(o.k); b != nil {
+			t.Errorf("%s: Body = %q, want nil", o.name, b)
+		}
+	}
+	for _, o := range others {
+		c.AddParsed(o.k, entry(o.name, 100))
+	}
+	for _, o := range others {
+		if p := c.Parsed(o.k); p == nil || p.Envelope.Subject != o.name {
+			t.Errorf("%s: Parsed = %v, want its own entry", o.name, p)
+		}
+	}
+	if p := c.Parsed(KeyOf(mailbox.Origin{Mail: key(1), Received: key(2)}, nil)); p == nil || p.Envelope.Subject != "base" {
+		t.Errorf("KeyOf(origin, nil) = %v, want the base entry", p)
+	}
+}
+
+// TestBodyIsCopied: the cache keeps its own copy of the bytes; the
+// caller's buffer is recycled for the next mail.
+func TestBodyIsCopied(t *testing.T) {
+	c := newCache(t, 0, 1<<20)
+	buf := []byte("mail one")
+	c.AddBody(Key{Mail: key(1)}, buf)
+	copy(buf, "MAIL TWO")
+	if got := c.Body(Key{Mail: key(1)}); string(got) != "mail one" {
+		t.Fatalf("Body = %q after the caller reused its buffer, want %q", got, "mail one")
+	}
+}
+
+// TestEvictionKeepsBound: whatever is added, the bytes kept stay within
+// the budget, the most recently used entries stay, and an entry over an
+// eighth of the budget is not kept.
+func TestEvictionKeepsBound(t *testing.T) {
+	const budget = 64 << 10
+	c := newCache(t, budget, budget)
+	size := ParsedSize(entry("x", 1000))
+	for i := range 1000 {
+		c.AddParsed(Key{Mail: key(i)}, entry("x", 1000))
+		c.AddBody(Key{Mail: key(i)}, make([]byte, 1+i*7%4000))
+		if got := c.parsed.bytes(); got > budget {
+			t.Fatalf("after %d entries the parsed kind keeps %d bytes, over its budget %d", i+1, got, budget)
+		}
+		if got := c.body.bytes(); got > budget {
+			t.Fatalf("after %d entries the body kind keeps %d bytes, over its budget %d", i+1, got, budget)
+		}
+		// Keep mail 0 in use: it must survive as the least recently
+		// added.
+		if c.Parsed(Key{Mail: key(0)}) == nil {
+			t.Fatalf("mail 0, used after every add, was evicted after %d entries", i+1)
+		}
+	}
+	if got, want := c.parsed.bytes(), budget-size; got < want {
+		t.Errorf("parsed kind keeps %d bytes, want at least %d (evicted too much)", got, want)
+	}
+	if c.Parsed(Key{Mail: key(1)}) != nil {
+		t.Error("mail 1, not used since it was added, is still kept")
+	}
+	if c.Parsed(Key{Mail: key(999)}) == nil {
+		t.Error("mail 999, the last added, is not kept")
+	}
+	c.AddBody(Key{Mail: key(5000)}, make([]byte, budget/8))
+	if c.Body(Key{Mail: key(5000)}) != nil {
+		t.Error("a mail over an eighth of the budget was kept")
+	}
+	c.Reset()
+	if c.Bytes() != 0 || c.Parsed(Key{Mail: key(0)}) != nil {
+		t.Errorf("after Reset: %d bytes kept, mail 0 found: %v", c.Bytes(), c.Parsed(Key{Mail: key(0)}) != nil)
+	}
+}
+
+// TestNilCache: no budget, no cache; a nil *Cache answers nothing and
+// keeps nothing.
+func TestNilCache(t *testing.T) {
+	c := newCache(t, 0, 0)
+	if c != nil {
+		t.Fatalf("New with no budget = %v, want nil", c)
+	}
+	c.AddParsed(Key{}, entry("x", 1))
+	c.AddBody(Key{}, []byte("x"))
+	if c.Parsed(Key{}) != nil || c.Body(Key{}) != nil || c.WantsParsed() || c.WantsBody() || c.Bytes() != 0 {
+		t.Fatal("a nil cache returned something")
+	}
+	c.Reset()
+}
+
+// TestConcurrentUse: sessions add, look up and evict at once (run with
+// -race); every entry found is the one added under its key.
+func TestConcurrentUse(t *testing.T) {
+	const budget = 256 << 10
+	c := newCache(t, budget, budget)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				n := (i*7 + g*13) % 300
+				k := Key{Mail: key(n), Received: key(n + 1000)}
+				name := fmt.Sprint(n)
+				if p := c.Parsed(k); p != nil && p.Envelope.Subject != name {
+					t.Errorf("key of mail %d gave entry %q", n, p.Envelope.Subject)
+					return
+				}
+				if b := c.Body(k); b != nil && string(b) != name {
+					t.Errorf("key of mail %d gave bytes %q", n, b)
+					return
+				}
+				c.AddParsed(k, entry(name, 500))
+				c.AddBody(k, []byte(name))
+				if i%500 == 0 && g == 0 {
+					c.Reset()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if c.parsed.bytes() > budget || c.body.bytes() > budget {
+		t.Fatalf("kept %d and %d bytes, budget %d each", c.parsed.bytes(), c.body.bytes(), budget)
+	}
+}
+
+// TestParsedSizeCountsContent: the estimate grows with what an entry
+// holds, nested messages included.
+func TestParsedSizeCountsContent(t *testing.T) {
+	small := entry("s", 100)
+	big := entry("s", 100)
+	big.Envelope.From = []imap.Address{{Name: string(make([]byte, 5000))}}
+	nested := entry("s", 100)
+	nested.Structure = &imap.BodyStructureMultiPart{Subtype: "mixed", Children: []imap.BodyStructure{
+		&imap.BodyStructureSinglePart{Type: "message", Subtype: "rfc822", MessageRFC822: &imap.BodyStructureMessageRFC822{
+			Envelope: &imap.Envelope{Subject: string(make([]byte, 5000))}, BodyStructure: small.Structure}},
+	}}
+	for _, e := range []*Parsed{big, nested} {
+		if ParsedSize(e) < ParsedSize(small)+5000 {
+			t.Errorf("ParsedSize = %d, want at least %d", ParsedSize(e), ParsedSize(small)+5000)
+		}
+	}
+}
