@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twinmx/twinmx/services/dbd/proctest"
+	"github.com/twinmx/twinmx/services/imapd/internal/mailcache"
 	"github.com/twinmx/twinmx/services/imapd/internal/testkit"
 )
 
@@ -26,14 +27,15 @@ func cpuTime(b *testing.B) time.Duration {
 }
 
 // benchSession delivers up to 1000 corpus mails to a dbd and imapd in this
-// process (so -cpuprofile sees both) and returns a logged-in, selected
-// plain connection's command function, the mails' count and bytes.
-func benchSession(b *testing.B) (cmd func(tag, line string), mails int, size int64) {
+// process (so -cpuprofile sees both), imapd's Config changed by mod, and
+// returns a logged-in, selected plain connection's command function, the
+// mails' count and bytes.
+func benchSession(b *testing.B, mod func(*Config)) (cmd func(tag, line string), mails int, size int64) {
 	corpus := proctest.Corpus(b)
 	if len(corpus) > 1000 {
 		corpus = corpus[:1000]
 	}
-	k := start(b)
+	k := startWith(b, mod)
 	for _, m := range corpus {
 		if _, err := testkit.Deliver(k.ctx, k.admin, address, m.Raw, true, time.Now()); err != nil {
 			b.Fatal(err)
@@ -79,28 +81,62 @@ func benchSession(b *testing.B) (cmd func(tag, line string), mails int, size int
 }
 
 // BenchmarkFetchBody measures UID FETCH 1:* BODY.PEEK[] of up to 1000
-// corpus mails over one plain connection. The figure is mails/s.
+// corpus mails over one plain connection. The figure is mails/s. Cases:
+// off (no cache, the build before the cache), cold (whole mails cached,
+// BodyCacheBytes 64 MiB, but the cache emptied before every FETCH: the
+// cost of filling it), warm (the same, not emptied: every FETCH after
+// the first finds all mails cached).
 func BenchmarkFetchBody(b *testing.B) {
-	benchCommand(b, "UID FETCH 1:* BODY.PEEK[]")
+	benchCached(b, "UID FETCH 1:* BODY.PEEK[]", func(c *Config) { c.BodyCacheBytes = 64 << 20 })
 }
 
 // BenchmarkFetchHeaders measures what a client fetches to list a folder
 // (mutt, Thunderbird): FLAGS, ENVELOPE and BODYSTRUCTURE of every mail.
+// Cases as BenchmarkFetchBody's, with the default parsed-mail cache.
 func BenchmarkFetchHeaders(b *testing.B) {
-	benchCommand(b, "UID FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE)")
+	benchCached(b, "UID FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE)", nil)
+}
+
+// BenchmarkFetchHeaderFields is Thunderbird's listing: sizes and a choice
+// of header fields.
+func BenchmarkFetchHeaderFields(b *testing.B) {
+	benchCached(b, "UID FETCH 1:* (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (From To Cc Bcc Subject Date Message-ID Priority X-Priority References Newsgroups In-Reply-To Content-Type Reply-To)])", nil)
+}
+
+// benchCached runs line with no cache (off), a cache emptied before each
+// run (cold: dbd's block cache is warm after the first run all the same)
+// and a cache kept (warm); mod sets the cache's budgets.
+func benchCached(b *testing.B, line string, mod func(*Config)) {
+	b.Run("off", func(b *testing.B) {
+		benchCommand(b, line, func(c *Config) { c.CacheBytes = -1 }, false)
+	})
+	b.Run("cold", func(b *testing.B) { benchCommand(b, line, mod, true) })
+	b.Run("warm", func(b *testing.B) { benchCommand(b, line, mod, false) })
 }
 
 // BenchmarkSearchText measures a SEARCH that reads every mail's bytes.
 func BenchmarkSearchText(b *testing.B) {
-	benchCommand(b, "UID SEARCH TEXT \"no such words anywhere\"")
+	benchCommand(b, "UID SEARCH TEXT \"no such words anywhere\"", nil, false)
 }
 
-func benchCommand(b *testing.B, line string) {
-	cmd, mails, size := benchSession(b)
+func benchCommand(b *testing.B, line string, mod func(*Config), cold bool) {
+	var cache *mailcache.Cache
+	cmd, mails, size := benchSession(b, func(c *Config) {
+		if mod != nil {
+			mod(c)
+		}
+		c.onCache = func(m *mailcache.Cache) { cache = m }
+	})
 	b.SetBytes(size)
+	if !cold {
+		cmd("f0", line) // the first FETCH fills the cache
+	}
 	b.ResetTimer()
 	start, cpu0 := time.Now(), cpuTime(b)
 	for i := 0; i < b.N; i++ {
+		if cold {
+			cache.Reset()
+		}
 		cmd("f", line)
 	}
 	n := float64(b.N * mails)
@@ -108,4 +144,5 @@ func benchCommand(b *testing.B, line string) {
 	// CPU per mail (dbd, imapd and this client together) varies less
 	// than the rate on a shared machine.
 	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/n, "cpu-µs/mail")
+	b.ReportMetric(float64(cache.Bytes())/(1<<20), "cache-MiB")
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/pkg/wire/connlimit"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
+	"github.com/twinmx/twinmx/services/imapd/internal/mailcache"
 	"github.com/twinmx/twinmx/services/imapd/internal/metrics"
 	"github.com/twinmx/twinmx/services/imapd/internal/session"
 	"github.com/twinmx/twinmx/services/imapd/internal/store"
@@ -74,7 +75,14 @@ type Config struct {
 	// once (0: session.DefaultAppendMemory; at least the APPENDLIMIT).
 	AppendMemory int64
 	AppendWait   time.Duration // how long an APPEND waits for room in it (0: DBTimeout)
-	Logger       *slog.Logger  // default: discard
+	// CacheBytes bounds the parsed mails all sessions share (what folder
+	// listings fetch: ENVELOPE, BODYSTRUCTURE, sizes, header fields; see
+	// package mailcache), in estimated heap bytes (0: DefaultCacheBytes;
+	// < 0: no cache).
+	CacheBytes int64
+	// BodyCacheBytes bounds the whole mails kept for BODY[] (0: none).
+	BodyCacheBytes int64
+	Logger         *slog.Logger // default: discard
 	// Debug writes the raw IMAP traffic (passwords included!) to the log
 	// writer; for local debugging only.
 	Debug bool
@@ -90,6 +98,9 @@ type Config struct {
 	// wrapStore, if set, puts a store in front of the one over dbd (tests
 	// in this package: a watch whose events come late).
 	wrapStore func(session.Store) session.Store
+	// onCache, if set, sees the mail cache (nil when off): benchmarks in
+	// this package empty it to measure a cold FETCH.
+	onCache func(*mailcache.Cache)
 }
 
 // Validate reports every problem of cfg at once.
@@ -123,11 +134,18 @@ func (c *Config) applyDefaults() {
 	if c.MaxConnsPerIP == 0 {
 		c.MaxConnsPerIP = DefaultMaxConnsPerIP
 	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = DefaultCacheBytes
+	}
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 		c.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 }
+
+// DefaultCacheBytes is the mail cache's default budget: some 15,000
+// parsed mails of typical size (about 4 KiB each, most of it the header).
+const DefaultCacheBytes = 64 << 20
 
 // Connection limits by default. Per IP it is higher than smtpd's and
 // pop3d's: a mail client keeps several IMAP connections open (one per
@@ -160,6 +178,10 @@ func Run(ctx context.Context, cfg Config) error {
 
 	sessCtx, stopSessions := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSessions()
+	cache := mailcache.New(mailcache.Config{ParsedBytes: cfg.CacheBytes, BodyBytes: cfg.BodyCacheBytes, Metrics: m})
+	if cfg.onCache != nil {
+		cfg.onCache(cache)
+	}
 	var st session.Store = store.New(db)
 	if cfg.wrapStore != nil {
 		st = cfg.wrapStore(st)
@@ -169,6 +191,7 @@ func Run(ctx context.Context, cfg Config) error {
 		AllowPlaintext: cfg.AllowPlaintext, PlaintextFrom: cfg.PlaintextFrom, DBTimeout: cfg.DBTimeout, IdleKeepalive: cfg.IdleKeepalive, AppendMemory: cfg.AppendMemory, AppendWait: cfg.AppendWait, Now: cfg.Now,
 		AuthLimit:     mailbox.NewAuthLimiter(cmp.Or(cfg.MaxAuthFailures, 10), cmp.Or(cfg.AuthFailWindow, 15*time.Minute)),
 		AuthFailDelay: cmp.Or(cfg.AuthFailDelay, 2*time.Second),
+		Cache:         cache,
 	})
 	opts := imapserver.Options{
 		NewSession: be.NewSession, Caps: caps, TLSConfig: cfg.TLS, ID: &imap.IDData{Name: "twinmx"},

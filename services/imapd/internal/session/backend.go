@@ -20,6 +20,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/connlimit"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
+	"github.com/twinmx/twinmx/services/imapd/internal/mailcache"
 	"github.com/twinmx/twinmx/services/imapd/internal/metrics"
 	"github.com/twinmx/twinmx/services/imapd/internal/store"
 )
@@ -29,6 +30,7 @@ type Store interface {
 	Login(ctx context.Context, login, password string) (*mailbox.Account, error)
 	Incarnation(ctx context.Context) (uint64, error)
 	Fetch(ctx context.Context, m mailbox.Message, drop []string) ([]byte, error)
+	FetchOrigin(ctx context.Context, m mailbox.Message, drop []string) ([]byte, mailbox.Origin, error)
 	ReadAhead(ctx context.Context, ms []mailbox.Message, drops [][]string, limit int, timeout time.Duration) *mailbox.Ahead
 	Size(ctx context.Context, m mailbox.Message, drop []string) (int64, error)
 	Delete(ctx context.Context, keys []model.Key) error
@@ -91,6 +93,9 @@ type Config struct {
 	// so guessing is slow and an unknown login is not told apart by
 	// timing (0: none).
 	AuthFailDelay time.Duration
+	// Cache keeps what FETCH derives from mails' bytes, shared by all
+	// sessions (see package mailcache). Default nil: nothing cached.
+	Cache *mailcache.Cache
 }
 
 // Backend makes Sessions. It is safe for concurrent use.

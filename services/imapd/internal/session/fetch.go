@@ -19,6 +19,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/services/imapd/internal/flags"
+	"github.com/twinmx/twinmx/services/imapd/internal/mailcache"
 	"github.com/twinmx/twinmx/services/imapd/internal/mimetree"
 	"github.com/twinmx/twinmx/services/imapd/internal/store"
 )
@@ -47,9 +48,11 @@ func setsSeen(o *imap.FetchOptions) bool {
 
 // Fetch is FETCH and UID FETCH. Whole-mail sections (BODY[], BODY[HEADER],
 // BODY[TEXT] and their partials) are cut from the stored bytes, so they
-// are byte-exact; MIME part sections use go-imap's extractor. When the
-// mails' bytes are needed, the next ones are read from dbd while the
-// current one is written (see readAhead).
+// are byte-exact; MIME part sections use go-imap's extractor. A mail whose
+// answer the cache holds (mailcache: a folder listing's ENVELOPE,
+// BODYSTRUCTURE, RFC822.SIZE and header fields) is not read; the bytes of
+// the others are read from dbd while the current one is written (see
+// readAhead).
 func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	defer s.track("fetch", &err)()
 	sel := s.sel
@@ -65,9 +68,19 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			return err
 		}
 	}
+	// What the cache has, looked up before the read-ahead starts so that
+	// it reads only the mails missing.
+	srcs := make([]source, len(idx))
+	var read []int
+	for k, i := range idx {
+		srcs[k] = s.cached(sel.msgs[i].m, options)
+		if !srcs[k].complete(options) {
+			read = append(read, i)
+		}
+	}
 	var ra *mailbox.Ahead
-	if needsContent(options) && len(idx) > 1 {
-		ra = s.readAhead(idx)
+	if len(read) > 1 {
+		ra = s.readAhead(read)
 		defer ra.Stop()
 	}
 	if len(idx) > 1 {
@@ -80,20 +93,24 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			}
 		}()
 	}
-	for _, i := range idx {
-		var raw []byte
-		if ra != nil {
-			if raw, err = ra.Next(); err != nil {
+	for k, i := range idx {
+		src := srcs[k]
+		srcs[k] = source{}
+		if ra != nil && !src.complete(options) {
+			raw, from, err := ra.NextOrigin()
+			if err != nil {
 				return err
 			}
+			src = s.took(sel.msgs[i].m, options, src, raw, from)
+			src.recycle = true
 		}
-		if err := s.fetchOne(ctx, w, i, options, seen[i], raw); err != nil {
+		if err := s.fetchOne(ctx, w, i, options, seen[i], src); err != nil {
 			return err
 		}
-		if ra != nil {
+		if src.recycle {
 			// fetchOne wrote what it took from raw to the client's
-			// buffer and kept nothing of it.
-			ra.Recycle(raw)
+			// buffer and kept nothing of it (the cache keeps copies).
+			ra.Recycle(src.raw)
 		}
 		// Each mail gets the whole timeout: a big FETCH is not one call.
 		cancel()
@@ -102,11 +119,58 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	return nil
 }
 
-// fetchAheadBytes bounds the mail bytes a FETCH or SEARCH reads from dbd
-// ahead of the one it is on (plus one mail, however large): small mails
-// come many to a dbd request, and 1,000 sessions reading at once hold a
-// bounded 1 GiB, not eight mails of up to 64 MiB each.
-const fetchAheadBytes = 1 << 20
+// source is what a FETCH has of one mail: its bytes, its cache entry, or
+// both.
+type source struct {
+	raw     []byte            // nil: not read (nor cached)
+	p       *mailcache.Parsed // nil: not cached
+	recycle bool              // raw is the read-ahead's, to give back
+}
+
+// complete reports whether src answers a FETCH of o without reading the
+// mail.
+func (src source) complete(o *imap.FetchOptions) bool {
+	return !needsContent(o) || src.raw != nil || (src.p != nil && answersFromParsed(o))
+}
+
+// cached returns what the cache holds of m for a FETCH of o.
+func (s *Session) cached(m mailbox.Message, o *imap.FetchOptions) source {
+	c := s.b.cfg.Cache
+	var src source
+	if c == nil || (!needsContent(o) && !o.RFC822Size) {
+		return src
+	}
+	k := s.viewKey(m)
+	if c.WantsParsed() && (usesParsed(o) || o.RFC822Size) {
+		src.p = c.Parsed(k)
+	}
+	if !src.complete(o) && c.WantsBody() {
+		src.raw = c.Body(k)
+	}
+	return src
+}
+
+// took adds to src m's bytes, read from dbd and joined from the rows
+// from names, and caches what the cache keeps of them.
+func (s *Session) took(m mailbox.Message, o *imap.FetchOptions, src source, raw []byte, from mailbox.Origin) source {
+	src.raw = raw
+	c := s.b.cfg.Cache
+	if c == nil || raw == nil {
+		return src
+	}
+	k := mailcache.KeyOf(from, s.drop(m))
+	if src.p != nil && k != s.viewKey(m) {
+		src.p = nil // the entry is of other Received fields than raw
+	}
+	if src.p == nil && c.WantsParsed() && usesParsed(o) {
+		src.p = parse(raw)
+		c.AddParsed(k, src.p)
+	}
+	if c.WantsBody() {
+		c.AddBody(k, raw)
+	}
+	return src
+}
 
 // readAhead starts reading the bytes of the selected folder's mails at
 // idx, in order (see mailbox.Ahead). The caller must Stop it.
@@ -120,19 +184,30 @@ func (s *Session) readAhead(idx []int) *mailbox.Ahead {
 	return s.b.cfg.Store.ReadAhead(s.ctx, msgs, drops, fetchAheadBytes, s.b.cfg.DBTimeout)
 }
 
-func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int, o *imap.FetchOptions, flagsChanged bool, raw []byte) error {
+// fetchAheadBytes bounds the mail bytes a FETCH or SEARCH reads from dbd
+// ahead of the one it is on (plus one mail, however large): small mails
+// come many to a dbd request, and 1,000 sessions reading at once hold a
+// bounded 1 GiB, not eight mails of up to 64 MiB each.
+const fetchAheadBytes = 1 << 20
+
+func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int, o *imap.FetchOptions, flagsChanged bool, src source) error {
 	msg := s.sel.msgs[i]
-	if raw == nil && needsContent(o) {
-		var err error
-		if raw, err = s.b.cfg.Store.Fetch(ctx, msg.m, s.drop(msg.m)); err != nil {
+	if !src.complete(o) {
+		raw, from, err := s.b.cfg.Store.FetchOrigin(ctx, msg.m, s.drop(msg.m))
+		if err != nil {
 			return err
 		}
+		src = s.took(msg.m, o, src, raw, from)
 	}
+	raw, p := src.raw, src.p
 	var size int64 = -1
 	if o.RFC822Size {
-		if raw != nil {
+		switch {
+		case p != nil:
+			size = p.Size
+		case raw != nil:
 			size = int64(len(raw))
-		} else {
+		default:
 			var err error
 			if size, err = s.b.cfg.Store.Size(ctx, msg.m, s.drop(msg.m)); err != nil {
 				return err
@@ -142,9 +217,13 @@ func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int
 	var date time.Time
 	if o.InternalDate {
 		date = internalDate(msg.m.State, func() []byte {
-			if raw == nil {
-				raw, _ = s.b.cfg.Store.Fetch(ctx, msg.m, s.drop(msg.m))
+			switch {
+			case raw != nil:
+				return raw
+			case p != nil:
+				return p.Header
 			}
+			raw, _ = s.b.cfg.Store.Fetch(ctx, msg.m, s.drop(msg.m))
 			return raw
 		})
 	}
@@ -163,13 +242,26 @@ func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int
 	}
 	m := &parts{raw: raw}
 	if o.Envelope {
-		rw.WriteEnvelope(envelope(raw))
+		if p != nil {
+			rw.WriteEnvelope(p.Envelope)
+		} else {
+			rw.WriteEnvelope(envelope(raw))
+		}
 	}
 	if o.BodyStructure != nil {
-		rw.WriteBodyStructure(m.tree().BodyStructure())
+		if p != nil {
+			rw.WriteBodyStructure(p.Structure)
+		} else {
+			rw.WriteBodyStructure(m.tree().BodyStructure())
+		}
 	}
 	for _, sec := range o.BodySection {
-		data := m.bodySection(sec)
+		var data []byte
+		if raw == nil && p != nil && headerOnly(sec) {
+			data = (&parts{raw: p.Header}).bodySection(sec)
+		} else {
+			data = m.bodySection(sec)
+		}
 		wc := rw.WriteBodySection(sec, int64(len(data)))
 		if _, err := wc.Write(data); err != nil {
 			return errClientGone

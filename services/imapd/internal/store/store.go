@@ -82,6 +82,12 @@ func (s *Store) Fetch(ctx context.Context, m mailbox.Message, drop []string) ([]
 	return s.mb.Fetch(ctx, m, drop)
 }
 
+// FetchOrigin is Fetch that also names the rows the bytes were joined
+// from (see mailbox.Origin).
+func (s *Store) FetchOrigin(ctx context.Context, m mailbox.Message, drop []string) ([]byte, mailbox.Origin, error) {
+	return s.mb.FetchOrigin(ctx, m, drop)
+}
+
 // ReadAhead reads mails ahead of their reader, in order, holding about
 // limit bytes (see mailbox.Ahead).
 func (s *Store) ReadAhead(ctx context.Context, ms []mailbox.Message, drops [][]string, limit int, timeout time.Duration) *mailbox.Ahead {

@@ -1,0 +1,73 @@
+package session
+
+import (
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire/mailbox"
+	"github.com/twinmx/twinmx/services/imapd/internal/mailcache"
+	"github.com/twinmx/twinmx/services/imapd/internal/mimetree"
+)
+
+// viewKey is the cache key of m's bytes as this session's view has them:
+// the received row its state links (zero: none). The bytes dbd joins may
+// come from a newer state; they are then cached under the key of the
+// rows they came from (mailcache.KeyOf of the origin), and a lookup by
+// the view's key does not find them.
+func (s *Session) viewKey(m mailbox.Message) mailcache.Key {
+	rk, _ := model.MailReceived(m.State)
+	return mailcache.KeyOf(mailbox.Origin{Mail: m.Mail, Received: rk}, s.drop(m))
+}
+
+// parse derives a mail's cache entry from its bytes. The entry holds
+// copies only: raw's memory is recycled for the next mail.
+func parse(raw []byte) *mailcache.Parsed {
+	t := mimetree.Parse(raw, mimetree.Limits{})
+	header := raw[:headerEnd(raw)]
+	return &mailcache.Parsed{
+		Size:      int64(len(raw)),
+		Header:    append(make([]byte, 0, len(header)), header...),
+		Envelope:  mimetree.Envelope(mimetree.ParseHeader(header)),
+		Structure: t.BodyStructure(),
+	}
+}
+
+// usesParsed reports whether a FETCH asks for something a cache entry
+// holds (ENVELOPE, BODYSTRUCTURE, a header section): then a mail read for
+// it is parsed once and cached.
+func usesParsed(o *imap.FetchOptions) bool {
+	if o.Envelope || o.BodyStructure != nil {
+		return true
+	}
+	for _, sec := range o.BodySection {
+		if headerOnly(sec) {
+			return true
+		}
+	}
+	return false
+}
+
+// answersFromParsed reports whether a cache entry answers every item of
+// a FETCH that reads the mail: no section but header ones, no BINARY.
+func answersFromParsed(o *imap.FetchOptions) bool {
+	if len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0 {
+		return false
+	}
+	for _, sec := range o.BodySection {
+		if !headerOnly(sec) {
+			return false
+		}
+	}
+	return true
+}
+
+// headerOnly reports whether a BODY[...] section is cut from the mail's
+// header section alone (see parts.bodySection): HEADER, HEADER.FIELDS
+// and HEADER.FIELDS.NOT of the mail itself, not of a part.
+func headerOnly(sec *imap.FetchItemBodySection) bool {
+	if len(sec.Part) > 0 {
+		return false
+	}
+	fields := len(sec.HeaderFields) > 0 || len(sec.HeaderFieldsNot) > 0
+	return fields || sec.Specifier == imap.PartSpecifierHeader
+}
