@@ -46,6 +46,7 @@ func main() {
 			&cli.DurationFlag{Name: "auth-fail-delay", Value: 2 * time.Second, Usage: "least time before a failed login's reply (negative: none)", EnvVars: env("AUTH_FAIL_DELAY")},
 			&cli.Int64Flag{Name: "append-memory", Value: session.DefaultAppendMemory, Usage: "bytes of APPENDed mails all sessions may hold at once (at least the APPENDLIMIT, 64 MiB)", EnvVars: env("APPEND_MEMORY")},
 			&cli.Int64Flag{Name: "cache-mb", Value: daemon.DefaultCacheBytes >> 20, Usage: "MiB of parsed mails (ENVELOPE, BODYSTRUCTURE, header fields) kept for folder listings, shared by all sessions (0: no cache)", EnvVars: env("CACHE_MB")},
+			&cli.Int64Flag{Name: "body-cache-mb", Usage: "MiB of whole mails kept for BODY[] read again, shared by all sessions (0: none)", EnvVars: env("BODY_CACHE_MB")},
 			&cli.DurationFlag{Name: "pre-auth-timeout", Value: 30 * time.Second, Usage: "how long a client that has not logged in may be silent (at most go-imap's 30s)", EnvVars: env("PRE_AUTH_TIMEOUT")},
 			&cli.IntFlag{Name: "max-conns", Value: daemon.DefaultMaxConns, Usage: "open connections in total (-1: no limit)", EnvVars: env("MAX_CONNS")},
 			&cli.IntFlag{Name: "max-conns-per-ip", Value: daemon.DefaultMaxConnsPerIP, Usage: "open connections per client IP (-1: no limit)", EnvVars: env("MAX_CONNS_PER_IP")},
@@ -81,7 +82,7 @@ func run(c *cli.Context) error {
 		AllowPlaintext: c.Bool("allow-plaintext"), DBTimeout: c.Duration("db-timeout"),
 		MaxAuthFailures: c.Int("max-auth-failures"), AuthFailWindow: c.Duration("auth-fail-window"), AuthFailDelay: c.Duration("auth-fail-delay"),
 		MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"), PreAuthTimeout: c.Duration("pre-auth-timeout"),
-		AppendMemory: c.Int64("append-memory"), CacheBytes: cacheBytes(c.Int64("cache-mb")),
+		AppendMemory: c.Int64("append-memory"), CacheBytes: cacheBytes(c.Int64("cache-mb")), BodyCacheBytes: max(c.Int64("body-cache-mb"), 0) << 20,
 		Logger: log, Debug: c.Bool("trace"),
 		Ready: func(_, _ net.Addr) { svc.Ready() },
 	}

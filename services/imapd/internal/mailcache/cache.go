@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
@@ -93,12 +94,16 @@ func (c *Cache) Body(k Key) []byte {
 	return b
 }
 
-// AddBody keeps a copy of raw under k.
-func (c *Cache) AddBody(k Key, raw []byte) {
+// KeepBody keeps raw, a whole mail, under k if it fits the budget: when
+// it returns true the cache owns raw, and the caller must neither modify
+// nor reuse its memory (no copy: the read-ahead's buffer of a mail the
+// cache keeps is simply not recycled).
+func (c *Cache) KeepBody(k Key, raw []byte) bool {
 	if c == nil || raw == nil || c.body.max == 0 || !c.body.fits(bodySize(raw)) {
-		return
+		return false
 	}
-	c.body.add(k, append([]byte(nil), raw...), bodySize(raw))
+	c.body.add(k, raw[:len(raw):len(raw)], bodySize(raw))
+	return true
 }
 
 // WantsBody reports whether the cache keeps whole mails at all.
@@ -138,9 +143,11 @@ type node[V any] struct {
 // lru is a map with a byte budget and a recency list: get moves an entry
 // to the front, add evicts from the back until the budget holds.
 type lru[V any] struct {
-	max  int64 // the budget; 0: keeps nothing
-	kind string
-	m    *metrics.Metrics
+	max int64 // the budget; 0: keeps nothing
+	// The kind's metrics, looked up once (a lookup by label costs a
+	// hash and a lock on every FETCHed mail).
+	hits, misses, evictions prometheus.Counter
+	gauge                   prometheus.Gauge
 
 	mu    sync.Mutex
 	items map[Key]*node[V]
@@ -149,7 +156,9 @@ type lru[V any] struct {
 }
 
 func newLRU[V any](budget int64, m *metrics.Metrics, kind string) *lru[V] {
-	l := &lru[V]{max: max(budget, 0), kind: kind, m: m, items: map[Key]*node[V]{}}
+	l := &lru[V]{max: max(budget, 0), items: map[Key]*node[V]{},
+		hits: m.CacheHits.WithLabelValues(kind), misses: m.CacheMisses.WithLabelValues(kind),
+		evictions: m.CacheEvictions.WithLabelValues(kind), gauge: m.CacheBytes.WithLabelValues(kind)}
 	l.root.next, l.root.prev = &l.root, &l.root
 	return l
 }
@@ -171,9 +180,9 @@ func (l *lru[V]) get(k Key) (v V, ok bool) {
 	}
 	l.mu.Unlock()
 	if ok {
-		l.m.CacheHits.WithLabelValues(l.kind).Inc()
+		l.hits.Inc()
 	} else {
-		l.m.CacheMisses.WithLabelValues(l.kind).Inc()
+		l.misses.Inc()
 	}
 	return v, ok
 }
@@ -204,9 +213,9 @@ func (l *lru[V]) add(k Key, v V, size int64) {
 		evicted++
 	}
 	if evicted > 0 {
-		l.m.CacheEvictions.WithLabelValues(l.kind).Add(float64(evicted))
+		l.evictions.Add(float64(evicted))
 	}
-	l.m.CacheBytes.WithLabelValues(l.kind).Set(float64(l.used))
+	l.gauge.Set(float64(l.used))
 }
 
 func (l *lru[V]) reset() {
@@ -215,7 +224,7 @@ func (l *lru[V]) reset() {
 	clear(l.items)
 	l.root.next, l.root.prev = &l.root, &l.root
 	l.used = 0
-	l.m.CacheBytes.WithLabelValues(l.kind).Set(0)
+	l.gauge.Set(0)
 }
 
 func (l *lru[V]) bytes() int64 {

@@ -43,7 +43,7 @@ func TestKeysKeepEntriesApart(t *testing.T) {
 		{"mail and received swapped", Key{Mail: key(2), Received: key(1)}},
 	}
 	c.AddParsed(base, entry("base", 100))
-	c.AddBody(base, []byte("base bytes"))
+	c.KeepBody(base, []byte("base bytes"))
 	for _, o := range others {
 		if p := c.Parsed(o.k); p != nil {
 			t.Errorf("%s: Parsed = %q, want nil", o.name, p.Envelope.Subject)
@@ -65,18 +65,6 @@ func TestKeysKeepEntriesApart(t *testing.T) {
 	}
 }
 
-// TestBodyIsCopied: the cache keeps its own copy of the bytes; the
-// caller's buffer is recycled for the next mail.
-func TestBodyIsCopied(t *testing.T) {
-	c := newCache(t, 0, 1<<20)
-	buf := []byte("mail one")
-	c.AddBody(Key{Mail: key(1)}, buf)
-	copy(buf, "MAIL TWO")
-	if got := c.Body(Key{Mail: key(1)}); string(got) != "mail one" {
-		t.Fatalf("Body = %q after the caller reused its buffer, want %q", got, "mail one")
-	}
-}
-
 // TestEvictionKeepsBound: whatever is added, the bytes kept stay within
 // the budget, the most recently used entries stay, and an entry over an
 // eighth of the budget is not kept.
@@ -86,7 +74,7 @@ func TestEvictionKeepsBound(t *testing.T) {
 	size := ParsedSize(entry("x", 1000))
 	for i := range 1000 {
 		c.AddParsed(Key{Mail: key(i)}, entry("x", 1000))
-		c.AddBody(Key{Mail: key(i)}, make([]byte, 1+i*7%4000))
+		c.KeepBody(Key{Mail: key(i)}, make([]byte, 1+i*7%4000))
 		if got := c.parsed.bytes(); got > budget {
 			t.Fatalf("after %d entries the parsed kind keeps %d bytes, over its budget %d", i+1, got, budget)
 		}
@@ -108,8 +96,7 @@ func TestEvictionKeepsBound(t *testing.T) {
 	if c.Parsed(Key{Mail: key(999)}) == nil {
 		t.Error("mail 999, the last added, is not kept")
 	}
-	c.AddBody(Key{Mail: key(5000)}, make([]byte, budget/8))
-	if c.Body(Key{Mail: key(5000)}) != nil {
+	if c.KeepBody(Key{Mail: key(5000)}, make([]byte, budget/8)) || c.Body(Key{Mail: key(5000)}) != nil {
 		t.Error("a mail over an eighth of the budget was kept")
 	}
 	c.Reset()
@@ -126,7 +113,9 @@ func TestNilCache(t *testing.T) {
 		t.Fatalf("New with no budget = %v, want nil", c)
 	}
 	c.AddParsed(Key{}, entry("x", 1))
-	c.AddBody(Key{}, []byte("x"))
+	if c.KeepBody(Key{}, []byte("x")) {
+		t.Error("a nil cache kept a mail")
+	}
 	if c.Parsed(Key{}) != nil || c.Body(Key{}) != nil || c.WantsParsed() || c.WantsBody() || c.Bytes() != 0 {
 		t.Fatal("a nil cache returned something")
 	}
@@ -156,7 +145,7 @@ func TestConcurrentUse(t *testing.T) {
 					return
 				}
 				c.AddParsed(k, entry(name, 500))
-				c.AddBody(k, []byte(name))
+				c.KeepBody(k, []byte(name))
 				if i%500 == 0 && g == 0 {
 					c.Reset()
 				}

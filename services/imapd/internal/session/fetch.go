@@ -101,8 +101,7 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			if err != nil {
 				return err
 			}
-			src = s.took(sel.msgs[i].m, options, src, raw, from)
-			src.recycle = true
+			src = s.took(sel.msgs[i].m, options, src, raw, from, true)
 		}
 		if err := s.fetchOne(ctx, w, i, options, seen[i], src); err != nil {
 			return err
@@ -151,9 +150,10 @@ func (s *Session) cached(m mailbox.Message, o *imap.FetchOptions) source {
 }
 
 // took adds to src m's bytes, read from dbd and joined from the rows
-// from names, and caches what the cache keeps of them.
-func (s *Session) took(m mailbox.Message, o *imap.FetchOptions, src source, raw []byte, from mailbox.Origin) source {
-	src.raw = raw
+// from names, and caches what the cache keeps of them. ahead says raw is
+// the read-ahead's, to give back after use unless the cache kept it.
+func (s *Session) took(m mailbox.Message, o *imap.FetchOptions, src source, raw []byte, from mailbox.Origin, ahead bool) source {
+	src.raw, src.recycle = raw, ahead
 	c := s.b.cfg.Cache
 	if c == nil || raw == nil {
 		return src
@@ -166,8 +166,8 @@ func (s *Session) took(m mailbox.Message, o *imap.FetchOptions, src source, raw 
 		src.p = parse(raw)
 		c.AddParsed(k, src.p)
 	}
-	if c.WantsBody() {
-		c.AddBody(k, raw)
+	if c.KeepBody(k, raw) {
+		src.recycle = false // the cache owns raw now
 	}
 	return src
 }
@@ -197,7 +197,7 @@ func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int
 		if err != nil {
 			return err
 		}
-		src = s.took(msg.m, o, src, raw, from)
+		src = s.took(msg.m, o, src, raw, from, false)
 	}
 	raw, p := src.raw, src.p
 	var size int64 = -1
