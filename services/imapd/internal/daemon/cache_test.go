@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
@@ -336,5 +338,38 @@ func TestCacheKeyIsTheRowsRead(t *testing.T) {
 	}
 	if got := openSession(k, k.addr, bob).do(listing); !strings.Contains(got, "both.example") {
 		t.Fatalf("bob got\n%s\nwant his own delivery's Received field (both.example)", got)
+	}
+}
+
+// TestCacheHitsAndMisses: the first listing misses and reads dbd, the
+// second hits for every mail; a listing after a FETCH of whole mails that
+// the cache kept parses the kept bytes once, not at every listing; the
+// metrics count it all.
+func TestCacheHitsAndMisses(t *testing.T) {
+	k := startWith(t, func(c *Config) { c.BodyCacheBytes = 1 << 20 })
+	mails := cacheMails()
+	for _, m := range mails {
+		k.deliver(m)
+	}
+	n := float64(len(mails))
+	s := openSession(k, k.addr, login)
+	count := func(name, kind string) float64 {
+		return testutil.ToFloat64(mustCounter(t, k.reg, name, kind))
+	}
+	s.do("UID FETCH 1:* BODY.PEEK[]")
+	if got := count("twinmx_imapd_cache_misses_total", "body"); got != n {
+		t.Fatalf("first BODY[] of %v mails: %v body misses", n, got)
+	}
+	const listing = "UID FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE)"
+	s.do(listing) // parses the kept bytes
+	s.do(listing)
+	if got := count("twinmx_imapd_cache_hits_total", "body"); got != n {
+		t.Errorf("listings after BODY[]: %v body hits, want %v (one listing's)", got, n)
+	}
+	if got := count("twinmx_imapd_cache_hits_total", "parsed"); got != n {
+		t.Errorf("two listings: %v parsed hits, want %v (the second's)", got, n)
+	}
+	if got := count("twinmx_imapd_cache_misses_total", "parsed"); got != n {
+		t.Errorf("two listings: %v parsed misses, want %v (the first's)", got, n)
 	}
 }

@@ -121,9 +121,10 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 // source is what a FETCH has of one mail: its bytes, its cache entry, or
 // both.
 type source struct {
-	raw     []byte            // nil: not read (nor cached)
-	p       *mailcache.Parsed // nil: not cached
-	recycle bool              // raw is the read-ahead's, to give back
+	raw       []byte            // nil: not read (nor cached)
+	p         *mailcache.Parsed // nil: not cached
+	recycle   bool              // raw is the read-ahead's, to give back
+	fromCache bool              // raw is the cache's
 }
 
 // complete reports whether src answers a FETCH of o without reading the
@@ -145,7 +146,21 @@ func (s *Session) cached(m mailbox.Message, o *imap.FetchOptions) source {
 	}
 	if !src.complete(o) && c.WantsBody() {
 		src.raw = c.Body(k)
+		src.fromCache = src.raw != nil
 	}
+	return src
+}
+
+// parseCached gives src, whose bytes came from the cache, the entry
+// this FETCH uses, made and cached now if missing: a listing after a
+// FETCH of whole mails would otherwise parse the cached bytes each time.
+func (s *Session) parseCached(m mailbox.Message, o *imap.FetchOptions, src source) source {
+	c := s.b.cfg.Cache
+	if !src.fromCache || src.p != nil || !c.WantsParsed() || !usesParsed(o) {
+		return src
+	}
+	src.p = parse(src.raw)
+	c.AddParsed(s.viewKey(m), src.p) // the key the bytes were cached under
 	return src
 }
 
@@ -199,6 +214,7 @@ func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int
 		}
 		src = s.took(msg.m, o, src, raw, from, false)
 	}
+	src = s.parseCached(msg.m, o, src)
 	raw, p := src.raw, src.p
 	var size int64 = -1
 	if o.RFC822Size {
