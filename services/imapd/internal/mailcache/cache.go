@@ -94,15 +94,22 @@ func (c *Cache) Body(k Key) []byte {
 	return b
 }
 
-// KeepBody keeps raw, a whole mail, under k if it fits the budget: when
-// it returns true the cache owns raw, and the caller must neither modify
-// nor reuse its memory (no copy: the read-ahead's buffer of a mail the
-// cache keeps is simply not recycled).
-func (c *Cache) KeepBody(k Key, raw []byte) bool {
+// KeepBody keeps raw, a whole mail, under k if it fits the budget. It
+// reports whether the cache took raw itself: then the caller must
+// neither modify nor reuse its memory (no copy: the read-ahead's buffer
+// of a mail the cache keeps is simply not recycled). A raw whose memory
+// is much larger than the mail (a recycled buffer) is kept as a copy
+// instead, so the budget counts what is held; then, as when nothing is
+// kept, raw stays the caller's.
+func (c *Cache) KeepBody(k Key, raw []byte) (took bool) {
 	if c == nil || raw == nil || c.body.max == 0 || !c.body.fits(bodySize(raw)) {
 		return false
 	}
-	c.body.add(k, raw[:len(raw):len(raw)], bodySize(raw))
+	if cap(raw) > len(raw)+len(raw)/8+64 {
+		c.body.add(k, append(make([]byte, 0, len(raw)), raw...), bodySize(raw))
+		return false
+	}
+	c.body.add(k, raw[:len(raw):len(raw)], int64(cap(raw))+entryOverhead)
 	return true
 }
 

@@ -65,6 +65,28 @@ func TestKeysKeepEntriesApart(t *testing.T) {
 	}
 }
 
+// TestKeepBodyOwnership: the cache takes a mail's own buffer, but keeps
+// a copy of a mail in a much larger buffer (a recycled one), which stays
+// the caller's: its later use must not change what the cache holds.
+func TestKeepBodyOwnership(t *testing.T) {
+	c := newCache(t, 0, 1<<20)
+	if !c.KeepBody(Key{Mail: key(1)}, []byte("exact")) {
+		t.Error("a mail in a buffer of its size was copied")
+	}
+	buf := make([]byte, 0, 64<<10)
+	buf = append(buf, "small mail"...)
+	if c.KeepBody(Key{Mail: key(2)}, buf) {
+		t.Fatal("the cache took a 64 KiB buffer for a 10-byte mail")
+	}
+	copy(buf, "REUSED BUF")
+	if got := c.Body(Key{Mail: key(2)}); string(got) != "small mail" {
+		t.Fatalf("Body = %q after the caller reused its buffer, want %q", got, "small mail")
+	}
+	if got := c.body.bytes(); got > 2*(64+entryOverhead) {
+		t.Errorf("two small mails charged %d bytes", got)
+	}
+}
+
 // TestEvictionKeepsBound: whatever is added, the bytes kept stay within
 // the budget, the most recently used entries stay, and an entry over an
 // eighth of the budget is not kept.
