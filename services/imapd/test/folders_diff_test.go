@@ -21,11 +21,6 @@ import (
 // subscribed, docs/imapd.md §4) and are not compared, nor is DELETE of a
 // folder with inferiors (Dovecot lists it on without \Noselect).
 func TestFolderDifferentialDovecot(t *testing.T) {
-	needDovecot(t)
-	mails := pickDiffMails(t, loadCorpus(t))[:3]
-	dc := startDovecot(t, mails)
-	s := newSite(t)
-	s.deliver(mails)
 	script := []string{
 		`LIST "" *`,
 		`CREATE a/b/c`,
@@ -41,13 +36,25 @@ func TestFolderDifferentialDovecot(t *testing.T) {
 		`DELETE nosuch`, `DELETE INBOX`, `RENAME INBOX Old`,
 		`LIST "" ""`, `LIST "a" ""`, `LIST "" iNbOx`, `LIST "" inbox*`, `SELECT iNbOx`,
 	}
-	theirs := runScript(t, "dovecot", dc.addr, dc.user, dc.pass, script)
-	ours := runScript(t, "imapd", s.imapAddr, login, password, script)
+	theirs, ours := againstDovecot(t, 3, script)
 	for i, cmd := range script {
 		if a, b := folderAnswer(theirs[i]), folderAnswer(ours[i]); a != b {
 			t.Errorf("C: %s\n dovecot: %s\n imapd:   %s", cmd, a, b)
 		}
 	}
+}
+
+// againstDovecot runs script over raw connections to Dovecot and to
+// imapd, both holding the first n mails of pickDiffMails, and returns
+// both transcripts.
+func againstDovecot(t *testing.T, n int, script []string) (theirs, ours []exchange) {
+	t.Helper()
+	needDovecot(t)
+	mails := pickDiffMails(t, loadCorpus(t))[:n]
+	dc := startDovecot(t, mails)
+	s := newSite(t)
+	s.deliver(mails)
+	return runScript(t, "dovecot", dc.addr, dc.user, dc.pass, script), runScript(t, "imapd", s.imapAddr, login, password, script)
 }
 
 var (

@@ -11,11 +11,6 @@ import (
 // where RFC 9051 §9 (seq-number) says a server should answer BAD, as
 // Dovecot does; SEARCH and every UID form stay OK.
 func TestSeqNumbersDovecot(t *testing.T) {
-	needDovecot(t)
-	mails := pickDiffMails(t, loadCorpus(t))[:3]
-	dc := startDovecot(t, mails)
-	s := newSite(t)
-	s.deliver(mails)
 	script := []string{
 		`CREATE e`, `SELECT e`,
 		`FETCH 1:* FLAGS`, `FETCH * FLAGS`, `STORE 1:* +FLAGS (\Seen)`, `COPY 1:* INBOX`, `MOVE * INBOX`,
@@ -25,8 +20,7 @@ func TestSeqNumbersDovecot(t *testing.T) {
 		`STORE 4 +FLAGS (\Seen)`, `COPY 3:5 e`, `MOVE 9 e`,
 		`SEARCH 1:9`, `SEARCH 9`, `SEARCH NOT 1:9`, `UID FETCH 99999 FLAGS`, `UID SEARCH 1:99999`,
 	}
-	theirs := runScript(t, "dovecot", dc.addr, dc.user, dc.pass, script)
-	ours := runScript(t, "imapd", s.imapAddr, login, password, script)
+	theirs, ours := againstDovecot(t, 3, script)
 	for i, cmd := range script {
 		if a, b := taggedStatus(theirs[i]), taggedStatus(ours[i]); a != b {
 			t.Errorf("C: %s\n dovecot: %s\n imapd:   %s", cmd, a, b)
