@@ -114,6 +114,12 @@ func benchCached(b *testing.B, line string, mod func(*Config)) {
 	b.Run("warm", func(b *testing.B) { benchCommand(b, line, mod, false) })
 }
 
+// BenchmarkSearchHeader measures a SEARCH on a header field (a client's
+// quick filter), with cases as BenchmarkFetchHeaders'.
+func BenchmarkSearchHeader(b *testing.B) {
+	benchCached(b, "UID SEARCH FROM \"no.such.sender@nowhere.example\"", nil)
+}
+
 // BenchmarkSearchText measures a SEARCH that reads every mail's bytes.
 func BenchmarkSearchText(b *testing.B) {
 	benchCommand(b, "UID SEARCH TEXT \"no such words anywhere\"", nil, false)

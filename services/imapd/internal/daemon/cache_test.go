@@ -38,8 +38,8 @@ func cacheMails() []string {
 	}
 }
 
-// cacheCommands are FETCHes a cache entry answers, alone or with the
-// mail's bytes, and FETCHes it must leave to the bytes.
+// cacheCommands are FETCHes and SEARCHes a cache entry answers, alone or
+// with the mail's bytes, and ones it must leave to the bytes.
 var cacheCommands = []string{
 	"UID FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE)",
 	"UID FETCH 1:* (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (From To Subject Date Message-ID Content-Type Received)])",
@@ -53,6 +53,13 @@ var cacheCommands = []string{
 	"UID FETCH 1:* (BODY.PEEK[]<0.100>)",
 	"FETCH 2 (ENVELOPE BODYSTRUCTURE RFC822.SIZE BODY.PEEK[HEADER])",
 	"FETCH 3 (BODY.PEEK[HEADER.FIELDS (Subject)])",
+	"UID SEARCH FROM bob",
+	"UID SEARCH HEADER Subject mail",
+	"UID SEARCH OR SUBJECT forward NOT FROM x LARGER 200",
+	"UID SEARCH SENTSINCE 1-Jan-2026 SMALLER 300",
+	"UID SEARCH SENTBEFORE 1-Jan-2026",
+	"UID SEARCH SUBJECT mail TEXT body",
+	"SEARCH HEADER Received two",
 }
 
 // session is a raw IMAP connection to addr, logged in as user with INBOX
@@ -371,5 +378,10 @@ func TestCacheHitsAndMisses(t *testing.T) {
 	}
 	if got := count("twinmx_imapd_cache_misses_total", "parsed"); got != n {
 		t.Errorf("two listings: %v parsed misses, want %v (the first's)", got, n)
+	}
+	// A SEARCH on header fields and sizes reads nothing either.
+	s.do("UID SEARCH OR FROM bob LARGER 100")
+	if got := count("twinmx_imapd_cache_hits_total", "parsed"); got != 2*n {
+		t.Errorf("SEARCH after the listings: %v parsed hits, want %v", got, 2*n)
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/services/imapd/internal/flags"
+	"github.com/twinmx/twinmx/services/imapd/internal/mailcache"
 	"github.com/twinmx/twinmx/services/imapd/internal/mimetree"
 )
 
@@ -22,6 +24,7 @@ type candidate struct {
 	last imap.UID
 	msg  *message
 	raw  []byte
+	p    *mailcache.Parsed // the cache's entry: header and size without raw
 	// searchText of raw, once a BODY or TEXT key needs it
 	headers, body []byte
 	decoded       bool
@@ -40,13 +43,30 @@ func (c *candidate) text() (headers, body []byte) {
 // headerHas reports whether the mail's header has a field named key whose
 // decoded value contains value (any value for "").
 func (c *candidate) headerHas(key, value string) bool {
-	raw := c.content()
-	for _, v := range searchHeader(raw[:headerEnd(raw)], key) {
+	for _, v := range searchHeader(c.header(), key) {
 		if value == "" || containsFold(v, value) {
 			return true
 		}
 	}
 	return false
+}
+
+// header returns the mail's header section, from the cache's entry if
+// the candidate has one.
+func (c *candidate) header() []byte {
+	if c.p != nil {
+		return c.p.Header
+	}
+	raw := c.content()
+	return raw[:headerEnd(raw)]
+}
+
+// size returns the mail's RFC822.SIZE.
+func (c *candidate) size() int64 {
+	if c.p != nil {
+		return c.p.Size
+	}
+	return int64(len(c.content()))
 }
 
 func (c *candidate) content() []byte {
@@ -104,22 +124,43 @@ func (s *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		last = sel.msgs[len(sel.msgs)-1].uid
 	}
 	// Criteria on the bytes read every mail: read them ahead, several a
-	// dbd request, instead of one round trip per candidate.
-	var next func() ([]byte, error)
-	if needsBytes(criteria) && len(sel.msgs) > 1 {
-		idx := make([]int, len(sel.msgs))
-		for i := range idx {
-			idx[i] = i
+	// dbd request, instead of one round trip per candidate. Criteria on
+	// the header and size alone take them from the cache where it has
+	// them (and fill it with the mails read).
+	cache := s.b.cfg.Cache
+	var parsed []*mailcache.Parsed
+	var read []int
+	if needsBytes(criteria) {
+		if !needsBody(criteria) && cache.WantsParsed() {
+			parsed = make([]*mailcache.Parsed, len(sel.msgs))
 		}
-		ra := s.readAhead(idx)
+		for i, msg := range sel.msgs {
+			if parsed != nil {
+				parsed[i] = cache.Parsed(s.viewKey(msg.m))
+			}
+			if parsed == nil || parsed[i] == nil {
+				read = append(read, i)
+			}
+		}
+	}
+	var ra *mailbox.Ahead
+	if len(read) > 1 {
+		ra = s.readAhead(read)
 		defer ra.Stop()
-		next = ra.Next
 	}
 	for i, msg := range sel.msgs {
 		ctx, cancel := s.dbctx()
 		c := &candidate{s: s, ctx: ctx, seq: uint32(i + 1), n: uint32(len(sel.msgs)), last: last, msg: msg}
-		if next != nil {
-			c.raw, c.err = next()
+		switch {
+		case parsed != nil && parsed[i] != nil:
+			c.p = parsed[i]
+		case ra != nil:
+			var from mailbox.Origin
+			c.raw, from, c.err = ra.NextOrigin()
+			if parsed != nil && c.err == nil {
+				c.p = parse(c.raw)
+				cache.AddParsed(mailcache.KeyOf(from, s.drop(msg.m)), c.p)
+			}
 		}
 		ok := c.match(criteria)
 		cancel()
@@ -171,6 +212,25 @@ func needsBytes(cr *imap.SearchCriteria) bool {
 	return false
 }
 
+// needsBody reports whether matching cr reads the mails' bodies (BODY,
+// TEXT), not only their headers and sizes.
+func needsBody(cr *imap.SearchCriteria) bool {
+	if len(cr.Body) > 0 || len(cr.Text) > 0 {
+		return true
+	}
+	for i := range cr.Not {
+		if needsBody(&cr.Not[i]) {
+			return true
+		}
+	}
+	for i := range cr.Or {
+		if needsBody(&cr.Or[i][0]) || needsBody(&cr.Or[i][1]) {
+			return true
+		}
+	}
+	return false
+}
+
 // match reports whether the candidate meets every criterion (RFC 9051
 // §6.4.4). Date criteria compare dates only, in UTC.
 func (c *candidate) match(cr *imap.SearchCriteria) bool {
@@ -195,7 +255,7 @@ func (c *candidate) match(cr *imap.SearchCriteria) bool {
 		}
 	}
 	if !cr.Since.IsZero() || !cr.Before.IsZero() {
-		d := day(internalDate(c.msg.m.State, c.content))
+		d := day(internalDate(c.msg.m.State, c.header))
 		if !cr.Since.IsZero() && d.Before(day(cr.Since)) {
 			return false
 		}
@@ -204,7 +264,7 @@ func (c *candidate) match(cr *imap.SearchCriteria) bool {
 		}
 	}
 	if !cr.SentSince.IsZero() || !cr.SentBefore.IsZero() {
-		d := sentDay(c.content())
+		d := sentDay(c.header())
 		if !cr.SentSince.IsZero() && d.Before(day(cr.SentSince)) {
 			return false
 		}
@@ -213,7 +273,7 @@ func (c *candidate) match(cr *imap.SearchCriteria) bool {
 		}
 	}
 	if cr.Larger > 0 || cr.Smaller > 0 {
-		size := int64(len(c.content()))
+		size := c.size()
 		if cr.Larger > 0 && size <= cr.Larger {
 			return false
 		}
