@@ -26,12 +26,17 @@ func KeyOf(o mailbox.Origin, drop []string) Key {
 }
 
 // Parsed is what a folder listing needs of one mail, derived from its
-// bytes once: read-only once added to a Cache.
+// bytes once: read-only once added to a Cache. Size and Header are
+// always set; Envelope and Structure only once a FETCH asked for them
+// (parsing the MIME tree costs more than cutting header fields, which is
+// all Thunderbird's listing and a SEARCH on header fields need). The
+// envelope can be derived from Header later; the structure needs the
+// whole mail.
 type Parsed struct {
 	Size      int64              // RFC822.SIZE: the bytes' length
 	Header    []byte             // the header section, blank line included (mimetree.HeaderLen)
-	Envelope  *imap.Envelope     // ENVELOPE
-	Structure imap.BodyStructure // BODYSTRUCTURE, extended
+	Envelope  *imap.Envelope     // ENVELOPE; nil: not derived yet
+	Structure imap.BodyStructure // BODYSTRUCTURE, extended; nil: not derived yet
 }
 
 // Config configures a Cache. Zero values mean the defaults.
@@ -73,12 +78,30 @@ func (c *Cache) Parsed(k Key) *Parsed {
 	return p
 }
 
-// AddParsed keeps p under k; p must not change afterwards.
-func (c *Cache) AddParsed(k Key, p *Parsed) {
+// AddParsed keeps p under k; p must not change afterwards. An entry
+// already under k and p are merged: the result has every field either
+// has (both were derived from the same bytes). It returns the entry kept,
+// or p when none is.
+func (c *Cache) AddParsed(k Key, p *Parsed) *Parsed {
 	if c == nil || p == nil {
-		return
+		return p
 	}
-	c.parsed.add(k, p, ParsedSize(p))
+	return c.parsed.add(k, p, ParsedSize(p), mergeParsed)
+}
+
+// mergeParsed is an entry with the fields of a and b (of the same bytes).
+func mergeParsed(a, b *Parsed) (*Parsed, int64) {
+	if (a.Envelope != nil || b.Envelope == nil) && (a.Structure != nil || b.Structure == nil) {
+		return a, ParsedSize(a)
+	}
+	m := *a
+	if m.Envelope == nil {
+		m.Envelope = b.Envelope
+	}
+	if m.Structure == nil {
+		m.Structure = b.Structure
+	}
+	return &m, ParsedSize(&m)
 }
 
 // WantsParsed reports whether the cache keeps Parsed entries at all.
@@ -106,10 +129,10 @@ func (c *Cache) KeepBody(k Key, raw []byte) (took bool) {
 		return false
 	}
 	if cap(raw) > len(raw)+len(raw)/8+64 {
-		c.body.add(k, append(make([]byte, 0, len(raw)), raw...), bodySize(raw))
+		c.body.add(k, append(make([]byte, 0, len(raw)), raw...), bodySize(raw), nil)
 		return false
 	}
-	c.body.add(k, raw[:len(raw):len(raw)], int64(cap(raw))+entryOverhead)
+	c.body.add(k, raw[:len(raw):len(raw)], int64(cap(raw))+entryOverhead, nil)
 	return true
 }
 
@@ -194,25 +217,45 @@ func (l *lru[V]) get(k Key) (v V, ok bool) {
 	return v, ok
 }
 
-func (l *lru[V]) add(k Key, v V, size int64) {
+// add keeps v (of size bytes) under k and returns the value kept. When k
+// is there already, merge (nil: keep the old value) gives the value to
+// keep instead, from the old one and v, and its size: both describe the
+// same bytes (same key), so a merge only adds what one of them lacks.
+func (l *lru[V]) add(k Key, v V, size int64, merge func(old, v V) (V, int64)) V {
 	if l.max == 0 || !l.fits(size) {
-		return
+		return v
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if old := l.items[k]; old != nil {
-		// Another session parsed the same mail meanwhile: the values
-		// are equal (same key, same bytes); keep the one there.
 		l.unlinkLocked(old)
 		l.pushFrontLocked(old)
-		return
+		if merge == nil {
+			return old.val
+		}
+		mv, msize := merge(old.val, v)
+		if !l.fits(msize) {
+			return mv
+		}
+		old.val = mv
+		l.used += msize - old.size
+		old.size = msize
+		l.evictLocked()
+		return mv
 	}
 	n := &node[V]{key: k, val: v, size: size}
 	l.items[k] = n
 	l.pushFrontLocked(n)
 	l.used += size
+	l.evictLocked()
+	return v
+}
+
+// evictLocked drops the least recently used entries until the budget
+// holds (the front entry, just used, stays: fits bounds its size).
+func (l *lru[V]) evictLocked() {
 	evicted := 0
-	for l.used > l.max {
+	for l.used > l.max && l.root.prev != l.root.next {
 		last := l.root.prev
 		l.unlinkLocked(last)
 		delete(l.items, last.key)

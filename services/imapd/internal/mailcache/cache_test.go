@@ -197,3 +197,31 @@ func TestParsedSizeCountsContent(t *testing.T) {
 		}
 	}
 }
+
+// TestAddParsedMerges: an entry with the header only, then one with the
+// structure, then one with the envelope: the cache keeps one entry with
+// all three, charged at its size, and never trades a field for nothing.
+func TestAddParsedMerges(t *testing.T) {
+	c := newCache(t, 1<<20, 0)
+	k := Key{Mail: key(1)}
+	header := &Parsed{Size: 10, Header: []byte("Subject: x\r\n\r\n")}
+	full := entry("x", 14)
+	if got := c.AddParsed(k, header); got != header {
+		t.Fatalf("first AddParsed kept %v", got)
+	}
+	withStructure := &Parsed{Size: 10, Header: header.Header, Structure: full.Structure}
+	got := c.AddParsed(k, withStructure)
+	if got.Structure == nil || got.Envelope != nil {
+		t.Fatalf("after adding the structure: %+v", got)
+	}
+	got = c.AddParsed(k, &Parsed{Size: 10, Header: header.Header, Envelope: full.Envelope})
+	if got.Structure == nil || got.Envelope == nil || c.Parsed(k) != got {
+		t.Fatalf("after adding the envelope: %+v (cache has %+v)", got, c.Parsed(k))
+	}
+	if c.AddParsed(k, header) != got {
+		t.Error("adding the header-only entry again replaced the full one")
+	}
+	if c.parsed.bytes() != ParsedSize(got) {
+		t.Errorf("charged %d bytes, the entry's size is %d", c.parsed.bytes(), ParsedSize(got))
+	}
+}

@@ -130,7 +130,7 @@ type source struct {
 // complete reports whether src answers a FETCH of o without reading the
 // mail.
 func (src source) complete(o *imap.FetchOptions) bool {
-	return !needsContent(o) || src.raw != nil || (src.p != nil && answersFromParsed(o))
+	return !needsContent(o) || src.raw != nil || answers(src.p, o)
 }
 
 // cached returns what the cache holds of m for a FETCH of o.
@@ -152,15 +152,16 @@ func (s *Session) cached(m mailbox.Message, o *imap.FetchOptions) source {
 }
 
 // parseCached gives src, whose bytes came from the cache, the entry
-// this FETCH uses, made and cached now if missing: a listing after a
-// FETCH of whole mails would otherwise parse the cached bytes each time.
+// this FETCH uses, made and cached now if missing or lacking: a listing
+// after a FETCH of whole mails would otherwise parse the cached bytes
+// each time.
 func (s *Session) parseCached(m mailbox.Message, o *imap.FetchOptions, src source) source {
 	c := s.b.cfg.Cache
-	if !src.fromCache || src.p != nil || !c.WantsParsed() || !usesParsed(o) {
+	if !src.fromCache || !c.WantsParsed() || !usesParsed(o) || !derives(o).lacks(src.p) {
 		return src
 	}
-	src.p = parse(src.raw)
-	c.AddParsed(s.viewKey(m), src.p) // the key the bytes were cached under
+	// The key the bytes were cached under.
+	src.p = c.AddParsed(s.viewKey(m), parse(src.raw, derives(o)))
 	return src
 }
 
@@ -177,13 +178,24 @@ func (s *Session) took(m mailbox.Message, o *imap.FetchOptions, src source, raw 
 	if src.p != nil && k != s.viewKey(m) {
 		src.p = nil // the entry is of other Received fields than raw
 	}
-	if src.p == nil && c.WantsParsed() && usesParsed(o) {
-		src.p = parse(raw)
-		c.AddParsed(k, src.p)
+	if c.WantsParsed() && usesParsed(o) && derives(o).lacks(src.p) {
+		src.p = c.AddParsed(k, parse(raw, derives(o)))
 	}
 	if c.KeepBody(k, raw) {
 		src.recycle = false // the cache owns raw now
 	}
+	return src
+}
+
+// withEnvelope gives src's entry, found in the cache without the
+// envelope a FETCH asks for, one derived from its header, and caches it.
+func (s *Session) withEnvelope(m mailbox.Message, o *imap.FetchOptions, src source) source {
+	if !o.Envelope || src.p == nil || src.p.Envelope != nil {
+		return src
+	}
+	p := *src.p
+	p.Envelope = mimetree.Envelope(mimetree.ParseHeader(p.Header))
+	src.p = s.b.cfg.Cache.AddParsed(s.viewKey(m), &p)
 	return src
 }
 
@@ -215,6 +227,7 @@ func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int
 		src = s.took(msg.m, o, src, raw, from, false)
 	}
 	src = s.parseCached(msg.m, o, src)
+	src = s.withEnvelope(msg.m, o, src)
 	raw, p := src.raw, src.p
 	var size int64 = -1
 	if o.RFC822Size {

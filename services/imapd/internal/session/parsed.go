@@ -19,17 +19,32 @@ func (s *Session) viewKey(m mailbox.Message) mailcache.Key {
 	return mailcache.KeyOf(mailbox.Origin{Mail: m.Mail, Received: rk}, s.drop(m))
 }
 
-// parse derives a mail's cache entry from its bytes. The entry holds
-// copies only: raw's memory is recycled for the next mail.
-func parse(raw []byte) *mailcache.Parsed {
-	t := mimetree.Parse(raw, mimetree.Limits{})
+// derive says which of a cache entry's optional fields to derive.
+type derive struct{ envelope, structure bool }
+
+// derives is what a FETCH of o needs derived.
+func derives(o *imap.FetchOptions) derive {
+	return derive{envelope: o.Envelope, structure: o.BodyStructure != nil}
+}
+
+// lacks reports whether p lacks a field d asks for.
+func (d derive) lacks(p *mailcache.Parsed) bool {
+	return p == nil || (d.envelope && p.Envelope == nil) || (d.structure && p.Structure == nil)
+}
+
+// parse derives a mail's cache entry from its bytes: its size and header
+// (copies: raw's memory is recycled for the next mail), and the envelope
+// and body structure d asks for.
+func parse(raw []byte, d derive) *mailcache.Parsed {
 	header := raw[:headerEnd(raw)]
-	return &mailcache.Parsed{
-		Size:      int64(len(raw)),
-		Header:    append(make([]byte, 0, len(header)), header...),
-		Envelope:  mimetree.Envelope(mimetree.ParseHeader(header)),
-		Structure: t.BodyStructure(),
+	p := &mailcache.Parsed{Size: int64(len(raw)), Header: append(make([]byte, 0, len(header)), header...)}
+	if d.envelope {
+		p.Envelope = mimetree.Envelope(mimetree.ParseHeader(header))
 	}
+	if d.structure {
+		p.Structure = mimetree.Parse(raw, mimetree.Limits{}).BodyStructure()
+	}
+	return p
 }
 
 // usesParsed reports whether a FETCH asks for something a cache entry
@@ -47,10 +62,13 @@ func usesParsed(o *imap.FetchOptions) bool {
 	return false
 }
 
-// answersFromParsed reports whether a cache entry answers every item of
-// a FETCH that reads the mail: no section but header ones, no BINARY.
-func answersFromParsed(o *imap.FetchOptions) bool {
-	if len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0 {
+// answers reports whether p answers every item of a FETCH of o that
+// reads the mail: no section but header ones, no BINARY, and the body
+// structure if asked (the envelope, if missing, is derived from p's
+// header).
+func answers(p *mailcache.Parsed, o *imap.FetchOptions) bool {
+	if p == nil || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0 ||
+		(o.BodyStructure != nil && p.Structure == nil) {
 		return false
 	}
 	for _, sec := range o.BodySection {

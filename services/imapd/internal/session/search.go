@@ -158,8 +158,7 @@ func (s *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			var from mailbox.Origin
 			c.raw, from, c.err = ra.NextOrigin()
 			if parsed != nil && c.err == nil {
-				c.p = parse(c.raw)
-				cache.AddParsed(mailcache.KeyOf(from, s.drop(msg.m)), c.p)
+				c.p = cache.AddParsed(mailcache.KeyOf(from, s.drop(msg.m)), parse(c.raw, derive{}))
 			}
 		}
 		ok := c.match(criteria)
