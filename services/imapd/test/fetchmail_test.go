@@ -18,10 +18,10 @@ import (
 // hand-made edge cases and 60 corpus mails, with exactly the bytes
 // delivered but for the line ends (an MDA gets LF; --invisible: no
 // Received field of its own); the mails are marked \Seen, so a second
-// poll fetches nothing. fetchmail reads by sequence number after SELECT and
-// EXPUNGE, with RFC822.SIZE, RFC822.HEADER and BODY.PEEK[TEXT] in
-// separate FETCHes, and SEARCH UNSEEN: another path through imapd than
-// imaplib's and mutt's.
+// poll fetches nothing. fetchmail finds the mails with SEARCH UNSEEN
+// UNDELETED, reads them by sequence number, RFC822.SIZE of all, then
+// RFC822.HEADER and BODY.PEEK[TEXT] of each, and sets \Seen with STORE:
+// another path through imapd than imaplib's and mutt's.
 func TestFetchmailIMAP(t *testing.T) {
 	fetchmail := need(t, "fetchmail", "fetchmail")
 	s := newSite(t)
