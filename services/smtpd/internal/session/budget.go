@@ -31,5 +31,9 @@ func (b *Budget) Acquire(ctx context.Context, n int64) error {
 	return nil
 }
 
+// TryAcquire takes n bytes if they are free now and nobody waits for
+// memory; it reports whether it did.
+func (b *Budget) TryAcquire(n int64) bool { return n <= b.total && b.sem.TryAcquire(n) }
+
 // Release returns n bytes.
 func (b *Budget) Release(n int64) { b.sem.Release(n) }

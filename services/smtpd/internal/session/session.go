@@ -149,7 +149,7 @@ func NewBackend(ctx context.Context, cfg Config, db DB) *Backend {
 	if cfg.NoSpaceHold == 0 {
 		cfg.NoSpaceHold = DefaultNoSpaceHold
 	}
-	return &Backend{cfg: cfg, db: db, base: ctx, mailboxes: newMailboxes(db, cfg.MailboxTTL, 10000, cfg.Now),
+	return &Backend{cfg: cfg, db: db, base: ctx, mailboxes: newMailboxes(db, cfg.MailboxTTL, 10000, cfg.Now, cfg.DBTimeout),
 		full: fullMark{hold: cfg.NoSpaceHold}}
 }
 
@@ -286,17 +286,15 @@ func (s *Session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		to = to[:len(to)-1]
 	}
 	content := model.MailboxContent(to)
-	ctx, cancel := context.WithTimeout(s.ctx, s.b.cfg.DBTimeout)
-	defer cancel()
-	exists, policy, err := s.b.mailboxes.lookup(ctx, content)
-	if lower := bytes.ToLower(content); err == nil && !exists && !bytes.Equal(lower, content) {
+	exists, policy, err := s.b.mailboxes.lookup(s.ctx, content)
+	if lower := lowerIfUnknown(content, exists, err); lower != nil {
 		// Senders write John.Doe@ for john.doe@, and a 550 bounces the
 		// mail for good. RFC 5321 §2.4 lets a server read local parts
 		// case-sensitively but tells it not to depend on that: a local
 		// part with capitals that names no mailbox reaches the mailbox of
 		// its lower-case spelling, if there is one. (A mailbox made with
 		// capitals is still reached by exactly its spelling.)
-		if exists, policy, err = s.b.mailboxes.lookup(ctx, lower); exists {
+		if exists, policy, err = s.b.mailboxes.lookup(s.ctx, lower); exists {
 			content = lower
 		}
 	}
@@ -326,6 +324,19 @@ func (s *Session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	t.policy = policy
 	t.rcpts = append(t.rcpts, to)
 	t.mailboxes = append(t.mailboxes, key)
+	return nil
+}
+
+// lowerIfUnknown returns the lower-case spelling of the content of a
+// mailbox that was looked up without error and does not exist, if it
+// differs; else nil. A found mailbox costs no copy.
+func lowerIfUnknown(content []byte, exists bool, err error) []byte {
+	if err != nil || exists {
+		return nil
+	}
+	if lower := bytes.ToLower(content); !bytes.Equal(lower, content) {
+		return lower
+	}
 	return nil
 }
 
@@ -406,6 +417,11 @@ func (s *Session) readData(r io.Reader, declared int64) (raw []byte, release fun
 	}
 	grow := func(n int64) error {
 		if budget == nil || n <= held {
+			return nil
+		}
+		// Memory is free nearly always: take it without a timer.
+		if budget.TryAcquire(n - held) {
+			held = n
 			return nil
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, s.b.cfg.DBTimeout)

@@ -66,7 +66,13 @@ func TestBudget(t *testing.T) {
 	if err := b.Acquire(ctx, 30); err == nil {
 		t.Fatal("acquired past the budget")
 	}
-	b.Release(80)
+	if b.TryAcquire(30) || b.TryAcquire(101) {
+		t.Fatal("TryAcquire took more than is free")
+	}
+	if !b.TryAcquire(20) {
+		t.Fatal("TryAcquire refused free memory")
+	}
+	b.Release(100)
 	if err := b.Acquire(context.Background(), 100); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +99,7 @@ func (f *countingFinder) Find(ctx context.Context, t model.Table, content []byte
 func TestMailboxCache(t *testing.T) {
 	now := time.Unix(1000, 0)
 	f := &countingFinder{exists: true}
-	m := newMailboxes(f, 5*time.Second, 2, func() time.Time { return now })
+	m := newMailboxes(f, 5*time.Second, 2, func() time.Time { return now }, 0)
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
 		ok, policy, err := m.lookup(ctx, []byte("a@b"))
