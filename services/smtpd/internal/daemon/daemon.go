@@ -158,7 +158,12 @@ func Run(ctx context.Context, cfg Config) error {
 		gcfg.Logger = log.With("part", "guard")
 	}
 	gcfg.OnRefuse = func(reason string) { m.Rejections.WithLabelValues(reason).Inc() }
-	inner, err := net.Listen("tcp", cfg.Listen)
+	// No TCP keepalive on client connections: Go's default turns it on
+	// with four setsockopt calls per accepted connection (a new one per
+	// mail under smtp-source), and the idle and session timeouts already
+	// end a connection whose peer vanished. Postfix's smtpd sets none.
+	lc := net.ListenConfig{KeepAlive: -1}
+	inner, err := lc.Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("smtpd: listen on %s: %w", cfg.Listen, err)
 	}
