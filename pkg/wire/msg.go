@@ -579,7 +579,15 @@ func DecodeRequest(msg []byte) (*Request, error) {
 }
 
 func (d *dec) request(top bool) *Request {
-	r := &Request{Op: Op(d.byte())}
+	r := &Request{}
+	d.requestInto(r, top)
+	return r
+}
+
+// requestInto decodes one request into r, which must be zero: a batch
+// decodes its sub-requests in place, one allocation for all of them.
+func (d *dec) requestInto(r *Request, top bool) {
+	r.Op = Op(d.byte())
 	switch r.Op {
 	case OpPing, OpStatus, OpDump:
 	case OpFindOrInsert:
@@ -601,17 +609,24 @@ func (d *dec) request(top bool) *Request {
 	case OpBatch:
 		if !top {
 			d.fail("nested batch")
-			return r
+			return
 		}
 		n := d.count(MaxBatchOps)
+		// Sized once, not grown: a Request is some 200 bytes, and a
+		// batch of smtpd's seven rows grew through four arrays. The
+		// capacity is bounded by what the message can hold (a batched
+		// request takes at least minBatched bytes), so a small message
+		// that claims 4096 requests allocates for what it carries.
+		r.Batch = make([]Request, 0, min(n, uint64(len(d.b))/minBatched))
 		for i := uint64(0); i < n && d.err == nil; i++ {
-			sub := d.request(false)
+			r.Batch = append(r.Batch, Request{})
+			sub := &r.Batch[len(r.Batch)-1]
+			d.requestInto(sub, false)
 			switch sub.Op {
 			case OpFindOrInsert, OpSet, OpIncrement:
 			default:
 				d.fail("op cannot be batched")
 			}
-			r.Batch = append(r.Batch, *sub)
 		}
 	case OpWatch:
 		r.Table = d.table()
@@ -693,7 +708,6 @@ func (d *dec) request(top bool) *Request {
 	default:
 		d.fail("unknown op")
 	}
-	return r
 }
 
 // DecodeAnswer decodes one answer message to a request of operation op. An
@@ -855,6 +869,10 @@ func (d *dec) uvarint() uint64 {
 	d.b = d.b[n:]
 	return v
 }
+
+// minBatched is the size of the smallest request a batch may hold: a
+// find-or-insert of empty content (op, table, length 0).
+const minBatched = 3
 
 func (d *dec) count(max uint64) uint64 {
 	n := d.uvarint()

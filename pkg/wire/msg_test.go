@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -1142,5 +1143,43 @@ func TestAppendRequestPartsEqualsAppendRequest(t *testing.T) {
 		if r.Op == OpBatch && len(r.Batch) > 0 && &parts[1][0] != &big[0] {
 			t.Fatal("the large body of the batch was copied")
 		}
+	}
+}
+
+// BenchmarkDecodeBatch decodes the batch smtpd stores a mail with: seven
+// find-or-inserts, one of them a 10 kB body (dbd decodes one per mail).
+func BenchmarkDecodeBatch(b *testing.B) {
+	req := &Request{Op: OpBatch}
+	for _, n := range []int{600, 10240, 96, 700, 40, 80, 300} {
+		req.Batch = append(req.Batch, Request{Op: OpFindOrInsert, Table: model.Body, Content: make([]byte, n)})
+	}
+	msg, err := AppendRequest(nil, req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeRequest(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// A batch that claims more requests than its message holds is refused,
+// and its array is sized by the bytes present, not by the claim.
+func TestDecodeBatchClaimsTooMany(t *testing.T) {
+	msg := []byte{byte(OpBatch), 0x80, 0x20, byte(OpFindOrInsert), byte(model.Body), 0}
+	if _, err := DecodeRequest(msg); err == nil {
+		t.Fatal("a batch of 4096 claimed, 1 present, was decoded")
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 10 {
+		DecodeRequest(msg)
+	}
+	runtime.ReadMemStats(&after)
+	// 4096 requests would be about 1 MiB each time.
+	if n := after.TotalAlloc - before.TotalAlloc; n > 10*4096 {
+		t.Fatalf("%d bytes allocated for 10 decodes", n)
 	}
 }
