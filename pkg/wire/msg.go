@@ -121,7 +121,24 @@ type Request struct {
 	Batch  []Request   // batch: sub-requests
 	Keys   []model.Key // watch: only these rows (empty = whole table)
 	Rows   []Row       // merge
+	// Cond, for watch, narrows the events to rows whose new state meets
+	// it; nil: every change (see WatchCond).
+	Cond *WatchCond
 }
+
+// WatchCond is a watch's condition on the state of a changed row: an
+// event is sent only if column With is set (non-zero) and column Without
+// is not. An empty name makes no condition; at least one must be given.
+// A watcher that needs only some changes saves their encryption and
+// hand-over on both sides: smtpd waits for verdicts (With verdict,
+// Without ack), a filter for new rows (Without verdict).
+type WatchCond struct {
+	With, Without string
+}
+
+// watchCondFlag marks, in a watch request's initial byte, that a
+// condition follows the keys.
+const watchCondFlag = 0x02
 
 // Row is a row as it travels on the wire. Content is present only where the
 // operation sends it (HasContent); Digest (SHA-256 of the content) only in
@@ -268,10 +285,21 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 		if len(r.Keys) > MaxWatchKeys {
 			return nil, fmt.Errorf("encode watch: %d keys, at most %d", len(r.Keys), MaxWatchKeys)
 		}
-		b = append(b, byte(r.Table), boolByte(r.Flag))
+		flags := boolByte(r.Flag)
+		if r.Cond != nil {
+			if r.Cond.With == "" && r.Cond.Without == "" {
+				return nil, fmt.Errorf("encode watch: an empty condition (use nil)")
+			}
+			flags |= watchCondFlag
+		}
+		b = append(b, byte(r.Table), flags)
 		b = binary.AppendUvarint(b, uint64(len(r.Keys)))
 		for _, k := range r.Keys {
 			b = append(b, k[:]...)
+		}
+		if r.Cond != nil {
+			b = appendString(b, r.Cond.With)
+			b = appendString(b, r.Cond.Without)
 		}
 		if r.Parent != nil {
 			if len(r.Keys) > 0 {
@@ -630,10 +658,21 @@ func (d *dec) requestInto(r *Request, top bool) {
 		}
 	case OpWatch:
 		r.Table = d.table()
-		r.Flag = d.bool()
+		flags := d.byte()
+		if flags&^(1|watchCondFlag) != 0 {
+			d.fail("watch: unknown flags")
+		}
+		r.Flag = flags&1 != 0
 		n := d.count(MaxWatchKeys)
 		for i := uint64(0); i < n && d.err == nil; i++ {
 			r.Keys = append(r.Keys, d.key())
+		}
+		if flags&watchCondFlag != 0 {
+			c := WatchCond{With: d.optName(), Without: d.optName()}
+			if d.err == nil && c.With == "" && c.Without == "" {
+				d.fail("watch: empty condition (omit it instead)")
+			}
+			r.Cond = &c
 		}
 		if d.err == nil && len(d.b) > 0 {
 			if n > 0 {

@@ -140,6 +140,9 @@ type Client struct {
 	// unpackedList: the same for a list request with wire.ListPacked,
 	// which came later: a dbd may know packed mails and not packed lists.
 	unpackedList atomic.Bool
+	// noWatchCond: a dbd refused a watch with a condition (wire.WatchCond,
+	// it is older than it); cleared when a connection is opened.
+	noWatchCond atomic.Bool
 
 	mu       sync.Mutex
 	sessions []*session    // the first carries one-shot requests; all carry streams
@@ -302,9 +305,10 @@ func (c *Client) dial(ctx context.Context) (*session, error) {
 	}
 	s := newSession(wc, c.cfg.MaxAnswer)
 	go s.readLoop()
-	// This dbd may know packed mails and lists.
+	// This dbd may know packed mails and lists, and watch conditions.
 	c.unpacked.Store(false)
 	c.unpackedList.Store(false)
+	c.noWatchCond.Store(false)
 	return s, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +30,9 @@ type fakeDBD struct {
 	// mails, if set, answers a mails or list request: the answer
 	// messages, each sent as one frame.
 	mails func(req *wire.Request) [][]byte
+	// refuseWatch, if set, is asked about each watch request: true
+	// answers it bad-request (as a dbd that does not know its fields).
+	refuseWatch func(req *wire.Request) bool
 	// onReceive, if set, is called after each request is counted.
 	onReceive atomic.Pointer[func()]
 	wg        sync.WaitGroup
@@ -88,6 +92,12 @@ func newFakeDBD(t *testing.T) *fakeDBD {
 							if err := wc.WriteFrame(wire.Frame{ReqID: fr.ReqID, Data: ans}); err != nil {
 								return
 							}
+						}
+						continue
+					}
+					if req.Op == wire.OpWatch && f.refuseWatch != nil && f.refuseWatch(req) {
+						if err := wc.WriteFrame(wire.Frame{ReqID: fr.ReqID, Data: wire.AppendError(nil, wire.CodeBadRequest, "wire: malformed message: watch: unknown flags")}); err != nil {
+							return
 						}
 						continue
 					}
@@ -410,5 +420,49 @@ func TestOneConnection(t *testing.T) {
 	}
 	if err := ctx.Err(); err != nil {
 		t.Fatalf("requests waited for their ctx instead of failing: %v", err)
+	}
+}
+
+// TestWatchWhere: WatchWhere sends its condition; a dbd older than watch
+// conditions refuses it as bad-request, and the Client watches without
+// it, and keeps doing so until a new connection.
+func TestWatchWhere(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		older bool
+		asked []bool
+	}{
+		{"conditions known", false, []bool{true, true}},
+		{"older dbd", true, []bool{true, false, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeDBD(t)
+			var mu sync.Mutex
+			var asked []bool
+			f.refuseWatch = func(req *wire.Request) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				asked = append(asked, req.Cond != nil)
+				if req.Cond != nil && *req.Cond != (wire.WatchCond{With: "verdict", Without: "ack"}) {
+					t.Errorf("condition %+v sent", *req.Cond)
+				}
+				return req.Cond != nil && tc.older
+			}
+			c := newTestClient(t, f.ln.Addr().String(), f.key.Public, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for i := range 2 {
+				st, err := c.WatchWhere(ctx, model.Receive, wire.WatchCond{With: "verdict", Without: "ack"})
+				if err != nil {
+					t.Fatalf("WatchWhere #%d: %v", i+1, err)
+				}
+				st.Close()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !reflect.DeepEqual(asked, tc.asked) {
+				t.Fatalf("watches with a condition: %v, want %v", asked, tc.asked)
+			}
+		})
 	}
 }

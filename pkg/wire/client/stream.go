@@ -122,8 +122,21 @@ func (c *Client) WatchChildren(ctx context.Context, t model.Table, parent model.
 	return c.watch(ctx, &wire.Request{Op: wire.OpWatch, Table: t, Parent: &parent})
 }
 
+// WatchWhere is Watch of the whole table t (no keys, no initial rows)
+// with only the events whose row meets cond: a watcher that needs some
+// changes only saves the others' encryption and hand-over on both sides.
+// A dbd older than conditions refuses it as bad-request; the Client then
+// watches without the condition, and keeps doing so until it opens a new
+// connection, so the caller must still check each row itself.
+func (c *Client) WatchWhere(ctx context.Context, t model.Table, cond wire.WatchCond) (*Stream, error) {
+	return c.watch(ctx, &wire.Request{Op: wire.OpWatch, Table: t, Cond: &cond})
+}
+
 func (c *Client) watch(ctx context.Context, req *wire.Request) (*Stream, error) {
 	t := req.Table
+	if req.Cond != nil && c.noWatchCond.Load() {
+		req.Cond = nil
+	}
 	for attempt := 1; ; attempt++ {
 		st, err := c.stream(ctx, req)
 		if err != nil {
@@ -137,6 +150,11 @@ func (c *Client) watch(ctx context.Context, req *wire.Request) (*Stream, error) 
 			return st, nil
 		}
 		st.Close()
+		if req.Cond != nil && isCode(err, wire.CodeBadRequest) {
+			c.noWatchCond.Store(true)
+			req.Cond = nil
+			continue
+		}
 		if !c.refusedBusy(st, err, attempt) {
 			return nil, fmt.Errorf("watch %s: %w", t, err)
 		}

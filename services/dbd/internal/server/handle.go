@@ -349,6 +349,9 @@ func (c *conn) endStream(ctx context.Context, id uint32) error {
 // that reads a row after Watch returns cannot miss a change to it.
 func (c *conn) serveWatch(ctx context.Context, id uint32, req *wire.Request, start time.Time) error {
 	f := store.Filter{Table: req.Table, Parent: req.Parent}
+	if req.Cond != nil {
+		f.With, f.Without = req.Cond.With, req.Cond.Without
+	}
 	if len(req.Keys) > 0 {
 		f.Keys = make(map[model.Key]struct{}, len(req.Keys))
 		for _, k := range req.Keys {
@@ -369,7 +372,7 @@ func (c *conn) serveWatch(ctx context.Context, id uint32, req *wire.Request, sta
 		}
 		for _, k := range req.Keys {
 			row, ok, err := v.Find(req.Table, k)
-			if err == nil && ok {
+			if err == nil && ok && f.Match(&row) {
 				err = c.sendEvent(id, v, row, 0)
 			}
 			if err != nil {

@@ -336,6 +336,62 @@ func TestWatchAndChanges(t *testing.T) {
 	}
 }
 
+// TestWatchWhere: a watch with a condition gets only the events of rows
+// whose new state meets it, as a filter (new rows: without verdict) and
+// smtpd (verdicts: with verdict, without ack) watch the receive table.
+func TestWatchWhere(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	ctx := ctxT(t)
+	admin := e.Client(auth.Admin)
+	filter, err := admin.WatchWhere(ctx, model.Receive, wire.WatchCond{Without: model.ColVerdict})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer filter.Close()
+	waiter, err := admin.WatchWhere(ctx, model.Receive, wire.WatchCond{With: model.ColVerdict, Without: model.ColAcknowledged})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waiter.Close()
+	set := func(k model.Key, col string) {
+		t.Helper()
+		if _, err := admin.Set(ctx, model.Receive, wire.Ref{ByKey: true, Key: k}, col, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var keys []model.Key
+	for _, c := range []string{"r1", "r2"} {
+		if _, _, err := admin.FindOrInsert(ctx, model.Receive, []byte(c)); err != nil {
+			t.Fatal(err)
+		}
+		k := model.KeyOf(model.Receive, []byte(c))
+		keys = append(keys, k)
+		set(k, model.ColVerdict)
+		set(k, model.ColAcknowledged)
+	}
+	// The filter sees the inserts only; the waiter the verdicts only.
+	for _, k := range keys {
+		if r, err := filter.Next(ctx); err != nil || r.Key != k || r.State.Col(model.ColVerdict) != 0 {
+			t.Fatalf("filter's event = %+v, %v; want the insert of %s", r, err, k)
+		}
+		if r, err := waiter.Next(ctx); err != nil || r.Key != k || r.State.Col(model.ColVerdict) != 1 || r.State.Col(model.ColAcknowledged) != 0 {
+			t.Fatalf("waiter's event = %+v, %v; want the verdict of %s", r, err, k)
+		}
+	}
+	// Nothing else is queued: a last insert is the next event of each.
+	if _, _, err := admin.FindOrInsert(ctx, model.Receive, []byte("r3")); err != nil {
+		t.Fatal(err)
+	}
+	k3 := model.KeyOf(model.Receive, []byte("r3"))
+	if r, err := filter.Next(ctx); err != nil || r.Key != k3 {
+		t.Fatalf("filter's event = %+v, %v; want the insert of r3", r, err)
+	}
+	set(k3, model.ColVerdict)
+	if r, err := waiter.Next(ctx); err != nil || r.Key != k3 {
+		t.Fatalf("waiter's event = %+v, %v; want the verdict of r3", r, err)
+	}
+}
+
 func TestLargeContent(t *testing.T) {
 	e := dbdtest.Start(t, dbdtest.Options{})
 	ctx := ctxT(t)

@@ -13,10 +13,19 @@ type Filter struct {
 	// Parent, if not nil, selects only rows whose parent is *Parent (see
 	// model.ParentOf); Keys must then be empty.
 	Parent *model.Key
+	// With and Without, if not empty, select only rows whose state has
+	// column With set (non-zero) and column Without not set (wire.WatchCond).
+	With, Without string
 }
+
+// Match reports whether row r, in its new state, is selected by f.
+func (f *Filter) Match(r *Row) bool { return f.match(r) }
 
 func (f *Filter) match(r *Row) bool {
 	if r.Table != f.Table {
+		return false
+	}
+	if f.With != "" && r.State.Cols[f.With] == 0 || f.Without != "" && r.State.Cols[f.Without] != 0 {
 		return false
 	}
 	if f.Parent != nil {
