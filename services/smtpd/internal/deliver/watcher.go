@@ -15,7 +15,7 @@ import (
 
 // WatchDB is what the Watcher needs of a dbd client.
 type WatchDB interface {
-	Watch(ctx context.Context, t model.Table, keys []model.Key, initial bool) (*client.Stream, error)
+	WatchWhere(ctx context.Context, t model.Table, cond wire.WatchCond) (*client.Stream, error)
 	FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error)
 }
 
@@ -70,8 +70,18 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 }
 
+// watchCond selects the changes a waiter can act on: rows with a
+// verdict. Inserts (no verdict yet) were one of every three events of a
+// mail, each encrypted by dbd, decrypted and dispatched here, and none can
+// end a wait: Decide needs every recipient's verdict, and an event carries
+// the row's whole state, so the backed-up mark (strict mode) comes with
+// the verdict's event or a later one. Acknowledgements still come: one
+// that arrives in the same commit as the verdict (a retry acknowledged at
+// the other site, merged here) must end the waits for the row.
+var watchCond = wire.WatchCond{With: model.ColVerdict}
+
 func (w *Watcher) follow(ctx context.Context) error {
-	st, err := w.db.Watch(ctx, model.Receive, nil, false)
+	st, err := w.db.WatchWhere(ctx, model.Receive, watchCond)
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
