@@ -36,7 +36,7 @@ func TestFolderDifferentialDovecot(t *testing.T) {
 		`DELETE nosuch`, `DELETE INBOX`, `RENAME INBOX Old`,
 		`LIST "" ""`, `LIST "a" ""`, `LIST "" iNbOx`, `LIST "" inbox*`, `SELECT iNbOx`,
 	}
-	theirs, ours := againstDovecot(t, 3, script)
+	theirs, ours := againstDovecot(t, pickDiffMails(t, loadCorpus(t))[:3], script)
 	for i, cmd := range script {
 		if a, b := folderAnswer(theirs[i]), folderAnswer(ours[i]); a != b {
 			t.Errorf("C: %s\n dovecot: %s\n imapd:   %s", cmd, a, b)
@@ -45,12 +45,10 @@ func TestFolderDifferentialDovecot(t *testing.T) {
 }
 
 // againstDovecot runs script over raw connections to Dovecot and to
-// imapd, both holding the first n mails of pickDiffMails, and returns
-// both transcripts.
-func againstDovecot(t *testing.T, n int, script []string) (theirs, ours []exchange) {
+// imapd, both holding mails, and returns both transcripts.
+func againstDovecot(t *testing.T, mails [][]byte, script []string) (theirs, ours []exchange) {
 	t.Helper()
 	needDovecot(t)
-	mails := pickDiffMails(t, loadCorpus(t))[:n]
 	dc := startDovecot(t, mails)
 	s := newSite(t)
 	s.deliver(mails)

@@ -20,7 +20,7 @@ func TestSeqNumbersDovecot(t *testing.T) {
 		`STORE 4 +FLAGS (\Seen)`, `COPY 3:5 e`, `MOVE 9 e`,
 		`SEARCH 1:9`, `SEARCH 9`, `SEARCH NOT 1:9`, `UID FETCH 99999 FLAGS`, `UID SEARCH 1:99999`,
 	}
-	theirs, ours := againstDovecot(t, 3, script)
+	theirs, ours := againstDovecot(t, pickDiffMails(t, loadCorpus(t))[:3], script)
 	for i, cmd := range script {
 		if a, b := taggedStatus(theirs[i]), taggedStatus(ours[i]); a != b {
 			t.Errorf("C: %s\n dovecot: %s\n imapd:   %s", cmd, a, b)

@@ -30,6 +30,10 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 		atom = ""
 		maybeReadSearchKeyAtom(dec, &atom)
 	}
+	var (
+		toUTF8     func(string) (string, error)
+		badCharset bool
+	)
 	if strings.EqualFold(atom, "CHARSET") {
 		var charset string
 		if !dec.ExpectSP() || !dec.ExpectAString(&charset) || !dec.ExpectSP() {
@@ -39,11 +43,15 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 		case "US-ASCII", "UTF-8":
 			// nothing to do
 		default:
-			return &imap.Error{
-				Type: imap.StatusResponseTypeNo,
-				Code: imap.ResponseCodeBadCharset, // TODO: return list of supported charsets
-				Text: "Only US-ASCII and UTF-8 are supported SEARCH charsets",
+			// twinmx patch: other charsets through Options.SearchCharset.
+			var err error
+			if f := c.server.options.SearchCharset; f != nil {
+				toUTF8, err = f(charset)
 			}
+			// The refusal waits for the end of the command: its
+			// literals are still to be read, and read as commands
+			// they would run in this session.
+			badCharset = toUTF8 == nil || err != nil
 		}
 		atom = ""
 		maybeReadSearchKeyAtom(dec, &atom)
@@ -69,6 +77,18 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 
 	if !dec.ExpectCRLF() {
 		return dec.Err()
+	}
+	if badCharset {
+		return &imap.Error{
+			Type: imap.StatusResponseTypeNo,
+			Code: imap.ResponseCodeBadCharset, // TODO: return list of supported charsets
+			Text: "Unknown SEARCH charset",
+		}
+	}
+	if toUTF8 != nil {
+		if err := criteriaToUTF8(&criteria, toUTF8); err != nil {
+			return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "SEARCH string not in the charset named"}
+		}
 	}
 
 	if err := c.checkState(imap.ConnStateSelected); err != nil {
@@ -340,4 +360,37 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 
 func searchKeyFlag(key string) imap.Flag {
 	return imap.Flag("\\" + strings.Title(strings.ToLower(key)))
+}
+
+// criteriaToUTF8 turns every string of criteria, nested ones too, into
+// UTF-8 with f (twinmx patch).
+func criteriaToUTF8(criteria *imap.SearchCriteria, f func(string) (string, error)) error {
+	var err error
+	conv := func(s *string) {
+		if err == nil {
+			*s, err = f(*s)
+		}
+	}
+	for i := range criteria.Header {
+		conv(&criteria.Header[i].Value)
+	}
+	for i := range criteria.Body {
+		conv(&criteria.Body[i])
+	}
+	for i := range criteria.Text {
+		conv(&criteria.Text[i])
+	}
+	for i := range criteria.Not {
+		if err == nil {
+			err = criteriaToUTF8(&criteria.Not[i], f)
+		}
+	}
+	for i := range criteria.Or {
+		for j := range criteria.Or[i] {
+			if err == nil {
+				err = criteriaToUTF8(&criteria.Or[i][j], f)
+			}
+		}
+	}
+	return err
 }

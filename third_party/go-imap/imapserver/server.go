@@ -57,6 +57,13 @@ type Options struct {
 	// twinmx patch). If nil, ID is an unknown command; Caps should hold
 	// imap.CapID when it is set.
 	ID *imap.IDData
+
+	// SearchCharset, when set, makes SEARCH take charsets other than
+	// US-ASCII and UTF-8 (twinmx patch): it returns a function that turns
+	// a string in that charset into UTF-8, or an error for a charset it
+	// does not know (answered NO [BADCHARSET]). If nil, only US-ASCII and
+	// UTF-8 are taken.
+	SearchCharset func(charset string) (func(string) (string, error), error)
 }
 
 func (options *Options) wrapReadWriter(rw io.ReadWriter) io.ReadWriter {

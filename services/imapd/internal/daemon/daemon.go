@@ -195,7 +195,8 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	opts := imapserver.Options{
 		NewSession: be.NewSession, Caps: caps, TLSConfig: cfg.TLS, ID: &imap.IDData{Name: "twinmx"},
-		Logger: printer{log.With("part", "go-imap")},
+		SearchCharset: session.SearchCharset,
+		Logger:        printer{log.With("part", "go-imap")},
 	}
 	if cfg.Debug {
 		opts.DebugWriter = debugWriter{log}

@@ -860,7 +860,7 @@ func TestHostileCommands(t *testing.T) {
 		{"zero", "t FETCH 0 FLAGS", "t BAD"}, // BAD since 2026-11-30 (NO [SERVERBUG] before)
 		{"too large number", "t FETCH 4294967296 FLAGS", "t BAD"},
 		{"bad date", "t SEARCH BEFORE 32-Jan-2020", "t BAD"}, // BAD since 2026-11-30 (NO [SERVERBUG] before)
-		{"empty status list", "t STATUS INBOX ()", "t BAD"}, // BAD since 2026-11-30 (OK before)
+		{"empty status list", "t STATUS INBOX ()", "t BAD"},  // BAD since 2026-11-30 (OK before)
 		{"bad date-time", "t APPEND INBOX \"32-Jan-2020 10:00:00 +0000\" {5}", "t BAD"},
 		{"10000-element set", "t FETCH " + set.String() + " FLAGS", "t NO"},
 		{"60 KiB line", "t NOOP " + strings.Repeat("x", 60<<10), "t BAD"},

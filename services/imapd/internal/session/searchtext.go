@@ -39,6 +39,18 @@ func charsetReader(label string, r io.Reader) (io.Reader, error) {
 	return e.NewDecoder().Reader(r), nil
 }
 
+// SearchCharset turns the strings of a SEARCH CHARSET label (RFC 9051
+// §6.4.4; ISO-8859-1, KOI8-R, Shift_JIS, ...: what Dovecot takes too)
+// into UTF-8, by the same WHATWG names as charsetReader. For the go-imap
+// server's Options.SearchCharset.
+func SearchCharset(label string) (func(string) (string, error), error) {
+	e, err := htmlindex.Get(label)
+	if err != nil {
+		return nil, err
+	}
+	return func(s string) (string, error) { return e.NewDecoder().String(s) }, nil
+}
+
 // decodedValue returns a header field's value unfolded, its encoded words
 // decoded; the raw value if they do not decode.
 func decodedValue(field []byte) []byte {
