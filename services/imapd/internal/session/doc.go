@@ -37,7 +37,9 @@
 // touch only the watcher's flag, channel and change list (under its lock). A FETCH's prefetch
 // goroutines read copies of the messages and the Store only, and end
 // before Fetch returns. Every goroutine is owned by the session and
-// stopped in Unselect/Close (or at the end of its command).
+// stopped in Unselect/Close (or at the end of its command). The mail
+// cache (Config.Cache, package mailcache) is shared by every session of
+// the Backend; its entries are read-only.
 //
 // # Read-only
 //
