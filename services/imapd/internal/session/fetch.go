@@ -271,9 +271,13 @@ func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int
 	}
 	m := &parts{raw: raw}
 	if o.Envelope {
-		if p != nil {
+		switch {
+		case p != nil:
 			rw.WriteEnvelope(p.Envelope)
-		} else {
+		case o.BodyStructure != nil:
+			// The tree is needed anyway; its root header is the mail's.
+			rw.WriteEnvelope(mimetree.Envelope(m.tree().Root.Header))
+		default:
 			rw.WriteEnvelope(envelope(raw))
 		}
 	}

@@ -38,11 +38,17 @@ func (d derive) lacks(p *mailcache.Parsed) bool {
 func parse(raw []byte, d derive) *mailcache.Parsed {
 	header := raw[:headerEnd(raw)]
 	p := &mailcache.Parsed{Size: int64(len(raw)), Header: append(make([]byte, 0, len(header)), header...)}
-	if d.envelope {
+	switch {
+	case d.structure:
+		t := mimetree.Parse(raw, mimetree.Limits{})
+		p.Structure = t.BodyStructure()
+		if d.envelope {
+			// The root part's header is the mail's, read as ParseHeader
+			// reads it: parsed once, not twice.
+			p.Envelope = mimetree.Envelope(t.Root.Header)
+		}
+	case d.envelope:
 		p.Envelope = mimetree.Envelope(mimetree.ParseHeader(header))
-	}
-	if d.structure {
-		p.Structure = mimetree.Parse(raw, mimetree.Limits{}).BodyStructure()
 	}
 	return p
 }
