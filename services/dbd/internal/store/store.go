@@ -149,6 +149,7 @@ type Store struct {
 	failErr error
 
 	// Owned by the writer goroutine.
+	recent  recentRows // metas of the rows written last (see recentRows)
 	nextRow [model.Config + 1]uint64
 	count   [model.Config + 1]uint64
 	stamp   uint64

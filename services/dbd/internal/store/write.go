@@ -433,6 +433,9 @@ func (s *Store) applyGroup(g *group, reqs []*writeReq, nbytes int) (*appliedGrou
 		}
 	}
 	s.nextRow, s.count, s.stamp = g.nextNo, g.count, g.stamp
+	for _, ref := range g.order {
+		s.recent.put(ref, g.rows[ref].meta)
+	}
 	return &appliedGroup{gen: s.gen, batch: b, reqs: reqs, changed: changed, stamp: g.stamp,
 		count: g.count, bytes: nbytes, start: start}, nil
 }
@@ -444,6 +447,10 @@ func (g *group) lookup(ref rowRef) (staged, error) {
 		c := *st
 		c.meta.State = st.meta.State.Clone()
 		return c, nil
+	}
+	if m, ok := g.s.recent.get(ref); ok {
+		m.State = m.State.Clone()
+		return staged{meta: m, exists: true, oldStamp: m.Stamp}, nil
 	}
 	if g.probe == nil {
 		p, err := newProbe(g.s.db, g.s.filtersFit())
