@@ -1,6 +1,7 @@
 package imapserver
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -25,7 +26,9 @@ func (c *Conn) handleAuthenticate(tag string, dec *imapwire.Decoder) error {
 			return dec.Err()
 		}
 		var err error
-		initialResp, err = internal.DecodeSASL(initialRespStr)
+		// twinmx patch: bad base64 is the client's error (BAD), not an
+		// internal one.
+		initialResp, err = decodeSASL(initialRespStr)
 		if err != nil {
 			return err
 		}
@@ -46,7 +49,10 @@ func (c *Conn) handleAuthenticate(tag string, dec *imapwire.Decoder) error {
 		}
 	}
 
-	var saslServer sasl.Server
+	var (
+		saslServer sasl.Server
+		loginTried bool // the PLAIN server reached Login
+	)
 	if authSess, ok := c.session.(SessionSASL); ok {
 		var err error
 		saslServer, err = authSess.Authenticate(mech)
@@ -68,6 +74,7 @@ func (c *Conn) handleAuthenticate(tag string, dec *imapwire.Decoder) error {
 					Text: "SASL identity not supported",
 				}
 			}
+			loginTried = true
 			return c.session.Login(username, password)
 		})
 	}
@@ -78,6 +85,12 @@ func (c *Conn) handleAuthenticate(tag string, dec *imapwire.Decoder) error {
 	resp := initialResp
 	for {
 		challenge, done, err := saslServer.Next(resp)
+		var imapErr *imap.Error
+		if err != nil && !loginTried && !errors.As(err, &imapErr) {
+			// twinmx patch: a PLAIN message without its two NULs is
+			// the client's error, not an internal one.
+			return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Malformed SASL response"}
+		}
 		if err != nil {
 			return err
 		} else if done {

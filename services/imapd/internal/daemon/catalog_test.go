@@ -624,3 +624,35 @@ func gaugeValue(t *testing.T, k *kit, name string) float64 {
 	t.Fatalf("no gauge %s", name)
 	return 0
 }
+
+// TestMalformedSASL: AUTHENTICATE PLAIN whose initial response or
+// continuation is not base64, or is base64 of something that is no PLAIN
+// message (no NULs, nothing at all), is the client's error: BAD, not NO
+// [SERVERBUG] (go-imap's answer before the twinmx patch); the session
+// goes on and a right LOGIN works after.
+func TestMalformedSASL(t *testing.T) {
+	k := start(t)
+	r := k.raw()
+	for _, c := range []struct{ cmd, cont string }{
+		{cmd: "AUTHENTICATE PLAIN !!!"},
+		{cmd: "AUTHENTICATE PLAIN ="},
+		{cmd: "AUTHENTICATE PLAIN bm8gbnVscyBoZXJl"}, // "no nuls here"
+		{cmd: "AUTHENTICATE PLAIN", cont: "%%%"},
+		{cmd: "AUTHENTICATE PLAIN", cont: "bm8gbnVscyBoZXJl"},
+	} {
+		r.send("t " + c.cmd + "\r\n")
+		if c.cont != "" {
+			if l := r.line(); !strings.HasPrefix(l, "+") {
+				t.Fatalf("%s: %q, want a continuation", c.cmd, l)
+			}
+			r.send(c.cont + "\r\n")
+		}
+		if _, tagged := r.answer("t"); !strings.HasPrefix(tagged, "t BAD") {
+			t.Errorf("%s / %q: %q, want BAD", c.cmd, c.cont, tagged)
+		}
+	}
+	r.send("t LOGIN alice \"correct horse\"\r\n")
+	if _, tagged := r.answer("t"); !strings.HasPrefix(tagged, "t OK") {
+		t.Errorf("LOGIN after the malformed AUTHENTICATEs: %q", tagged)
+	}
+}
