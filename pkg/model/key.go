@@ -21,10 +21,29 @@ type Key [KeySize]byte
 var ErrBadKey = errors.New("model: malformed key")
 
 // keyDomain separates tables (and future versions of the scheme), so equal
-// content in two tables gets two unrelated keys.
+// content in two tables gets two unrelated keys. The result is shared:
+// callers must not change it.
 func keyDomain(t Table) []byte {
+	if t.Valid() {
+		return keyDomains[t]
+	}
 	return []byte("twinmx/row/v1/" + t.String() + "\x00")
 }
+
+// keyDomains holds the domain of every table, made once: KeyOf runs a
+// score of times for each mail received, in smtpd and again in dbd.
+var keyDomains = func() (d [Config + 1][]byte) {
+	for t := Body; t <= Config; t++ {
+		d[t] = []byte("twinmx/row/v1/" + t.String() + "\x00")
+	}
+	return d
+}()
+
+// keyOnStack is the largest domain and content KeyOf hashes from a buffer
+// on the stack, without a hash object on the heap: the small rows looked
+// up most (receive, mail, msgid, mailbox). For larger contents the copy
+// into the buffer costs what the heap object does.
+const keyOnStack = 128
 
 // NewKeyHash returns a hash that, after the content is written to it, yields
 // the row key in its Sum. It lets large contents be keyed while streaming.
@@ -36,6 +55,12 @@ func NewKeyHash(t Table) hash.Hash {
 
 // KeyOf returns the key of the row with the given content in table t.
 func KeyOf(t Table, content []byte) Key {
+	if d := keyDomain(t); len(d)+len(content) <= keyOnStack {
+		var buf [keyOnStack]byte
+		n := copy(buf[:], d)
+		n += copy(buf[n:], content)
+		return Key(sha256.Sum256(buf[:n]))
+	}
 	h := NewKeyHash(t)
 	h.Write(content)
 	var k Key

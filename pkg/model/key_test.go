@@ -2,6 +2,7 @@ package model
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -66,10 +67,29 @@ func TestTables(t *testing.T) {
 }
 
 func BenchmarkKeyOf(b *testing.B) {
-	content := []byte(strings.Repeat("x", 1024))
-	b.SetBytes(int64(len(content)))
-	b.ReportAllocs()
-	for b.Loop() {
-		KeyOf(Body, content)
+	for _, size := range []int{64, 300, 1024} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			content := []byte(strings.Repeat("x", size))
+			b.SetBytes(int64(len(content)))
+			b.ReportAllocs()
+			for b.Loop() {
+				KeyOf(Receive, content)
+			}
+		})
+	}
+}
+
+// TestKeyOfSizes: KeyOf gives the key of the streaming hash for every
+// size around the stack buffer's limit, in every table.
+func TestKeyOfSizes(t *testing.T) {
+	content := []byte(strings.Repeat("abcdefghijklmnopqrstuvwxyz", 30))
+	for _, tb := range Tables() {
+		for n := 0; n <= len(content); n++ {
+			h := NewKeyHash(tb)
+			h.Write(content[:n])
+			if got, want := KeyOf(tb, content[:n]), KeyFromHash(h); got != want {
+				t.Fatalf("KeyOf(%s, %d bytes) = %s, want %s", tb, n, got, want)
+			}
+		}
 	}
 }
