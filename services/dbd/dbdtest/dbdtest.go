@@ -6,6 +6,7 @@ package dbdtest
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +34,7 @@ type Env struct {
 	Clients string // path of the clients file
 
 	t      testing.TB
+	cfg    daemon.Config
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -81,25 +84,55 @@ func Start(t testing.TB, o Options) *Env {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	e.cfg = daemon.Config{
+		Data: filepath.Join(dir, "data"), Listen: "127.0.0.1:0", KeyPath: filepath.Join(keyDir, "dbd"),
+		Clients: e.Clients, Logger: log, Server: o.Server, ReloadInterval: 50 * time.Millisecond,
+	}
+	if err := e.run(); err != nil {
+		t.Fatalf("start dbd: %v", err)
+	}
+	e.cfg.Listen = e.Addr
+	t.Cleanup(e.Stop)
+	return e
+}
+
+// run starts dbd with e.cfg and waits until it listens.
+func (e *Env) run() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan error, 1)
 	ready := make(chan net.Addr, 1)
-	go func() {
-		e.done <- daemon.Run(ctx, daemon.Config{
-			Data: filepath.Join(dir, "data"), Listen: "127.0.0.1:0", KeyPath: filepath.Join(keyDir, "dbd"),
-			Clients: e.Clients, Logger: log, Server: o.Server, ReloadInterval: 50 * time.Millisecond,
-			Ready: func(a net.Addr) { ready <- a },
-		})
-	}()
+	cfg := e.cfg
+	cfg.Ready = func(a net.Addr) { ready <- a }
+	go func() { e.done <- daemon.Run(ctx, cfg) }()
 	select {
 	case a := <-ready:
 		e.Addr = a.String()
+		return nil
 	case err := <-e.done:
 		cancel()
-		t.Fatalf("start dbd: %v", err)
+		e.cancel = nil
+		return err
 	}
-	t.Cleanup(e.Stop)
-	return e
+}
+
+// Restart stops dbd and starts it again on the same data folder and
+// address: its block cache starts empty, as after a reboot, while the
+// operating system's page cache stays as it was. Clients reconnect.
+func (e *Env) Restart() {
+	e.t.Helper()
+	e.Stop()
+	// The old dbd's accepted connections may outlive it for a moment
+	// and keep the port.
+	var err error
+	for try := 0; try < 500; try++ {
+		if err = e.run(); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		e.t.Fatalf("restart dbd: %v", err)
+	}
 }
 
 func roleNames() []string {
