@@ -217,7 +217,9 @@ func (c *conn) writeContent(m *message, v *store.View, row store.Row) error {
 		return err
 	}
 	var n uint64
-	err := v.Content(row.Table, row.Key, func(chunk []byte) error {
+	// Chunks: a row from Find has its content's place with it, so the
+	// meta is not read again.
+	err := v.Chunks(row, func(chunk []byte) error {
 		n += uint64(len(chunk))
 		if n > row.Size {
 			return errCorrupt
@@ -789,7 +791,7 @@ func smallContent(v *store.View, row store.Row) ([]byte, error) {
 		return row.Inline, nil
 	}
 	var b []byte
-	err := v.Content(row.Table, row.Key, func(c []byte) error { b = append(b, c...); return nil })
+	err := v.Chunks(row, func(c []byte) error { b = append(b, c...); return nil })
 	return b, err
 }
 

@@ -190,6 +190,16 @@ func (m *rowMeta) encode() []byte {
 }
 
 func decodeRowMeta(b []byte) (rowMeta, error) {
+	m, err := decodeRowMetaAlias(b)
+	if m.Inline != nil {
+		m.Inline = bytes.Clone(m.Inline) // the value's buffer is Pebble's
+	}
+	return m, err
+}
+
+// decodeRowMetaAlias is decodeRowMeta with the inline content a window on
+// b, valid as long as b is.
+func decodeRowMetaAlias(b []byte) (rowMeta, error) {
 	var m rowMeta
 	var n int
 	for _, p := range []*uint64{&m.RowNo, &m.Size, &m.Stamp} {
@@ -208,7 +218,7 @@ func decodeRowMeta(b []byte) (rowMeta, error) {
 	}
 	m.State = st
 	if len(rest) > 0 {
-		m.Inline = bytes.Clone(rest) // the value's buffer is Pebble's
+		m.Inline = rest
 	}
 	return m, nil
 }

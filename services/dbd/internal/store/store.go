@@ -614,6 +614,10 @@ type Row struct {
 	// read; nil otherwise (and always in watch events, which must stay
 	// small).
 	Inline []byte
+	// InChunks is set by View.Find when the row's content is kept in
+	// chunks, not in its meta: View.Chunks then reads them without
+	// reading the meta again.
+	InChunks bool
 }
 
 func (r rowRef) rowWith(m *rowMeta) Row {
@@ -633,7 +637,19 @@ type View struct {
 	snap *pebble.Snapshot
 	it   *pebble.Iterator // for point reads; made at the first
 	l6   bool             // it consults the bottom level's bloom filters
+	// cit reads contents in chunks, its bounds set per content: made at
+	// the first, like it (a new iterator a content cost as much as
+	// reading a corpus mail's body chunk).
+	cit *pebble.Iterator
+	// slab holds copies of the inline contents Find returned: one
+	// allocation for many rows (five a mail in op mails) instead of one
+	// each. Rows keep their windows on it after it is replaced.
+	slab []byte
 }
+
+// slabSize is the size of a View's slab of inline contents: some ten
+// corpus mails' small rows.
+const slabSize = 32 << 10
 
 // Get reads one key of the snapshot through an iterator kept for the
 // view: Pebble's Get builds and drops an iterator stack per call, and a
@@ -709,18 +725,84 @@ func (v *View) Close() error {
 	if v.it != nil {
 		v.it.Close()
 	}
+	if v.cit != nil {
+		v.cit.Close()
+	}
 	return v.snap.Close()
 }
 
 // Find returns the row (table t, key k); found is false if there is none.
 func (v *View) Find(t model.Table, k model.Key) (Row, bool, error) {
-	m, ok, err := getMeta(v, rowRef{t, k})
-	if err != nil || !ok {
-		return Row{}, ok, err
+	r := rowRef{t, k}
+	val, _, err := v.Get(rowKey(t, k))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Row{}, false, nil
 	}
-	row := rowRef{t, k}.rowWith(&m)
+	if err != nil {
+		return Row{}, false, fmt.Errorf("read row %s %s: %w", t, k, err)
+	}
+	m, err := decodeRowMetaAlias(val)
+	if err != nil {
+		return Row{}, false, err
+	}
+	if m.Inline != nil {
+		m.Inline = v.keep(m.Inline) // val is Pebble's until the next Get
+	}
+	row := r.rowWith(&m)
 	row.Inline = m.Inline
+	row.InChunks = m.Inline == nil
 	return row, true, nil
+}
+
+// keep returns a copy of b in the view's slab.
+func (v *View) keep(b []byte) []byte {
+	if len(b) > cap(v.slab)-len(v.slab) {
+		if len(b) > slabSize/4 {
+			return bytes.Clone(b)
+		}
+		v.slab = make([]byte, 0, slabSize)
+	}
+	n := len(v.slab)
+	v.slab = append(v.slab, b...)
+	return v.slab[n:len(v.slab):len(v.slab)]
+}
+
+// Chunks calls fn with the content of row, read by Find from this view,
+// as Content does; a row whose content is inline it hands over at once,
+// and one in chunks (row.InChunks) it reads without reading its meta
+// again.
+func (v *View) Chunks(row Row, fn func(chunk []byte) error) error {
+	if !row.InChunks {
+		if row.Inline != nil {
+			return fn(row.Inline)
+		}
+		return v.Content(row.Table, row.Key, fn)
+	}
+	p := contentPrefix(row.Table, row.Key)
+	if v.cit == nil {
+		it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return fmt.Errorf("read content of %s %s: %w", row.Table, row.Key, err)
+		}
+		v.cit = it
+	} else {
+		v.cit.SetBounds(p, prefixEnd(p))
+	}
+	return eachChunk(v.cit, row.Table, row.Key, fn)
+}
+
+// eachChunk calls fn with every value of it from the first on.
+func eachChunk(it *pebble.Iterator, t model.Table, k model.Key, fn func(chunk []byte) error) error {
+	for ok := it.First(); ok; ok = it.Next() {
+		val, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("read content of %s %s: %w", t, k, err)
+		}
+		if err := fn(val); err != nil {
+			return err
+		}
+	}
+	return it.Error()
 }
 
 // Content calls fn with the content of row (t, k) in chunks of at most
@@ -739,16 +821,7 @@ func (v *View) Content(t model.Table, k model.Key, fn func(chunk []byte) error) 
 		return fmt.Errorf("read content of %s %s: %w", t, k, err)
 	}
 	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		val, err := it.ValueAndErr()
-		if err != nil {
-			return fmt.Errorf("read content of %s %s: %w", t, k, err)
-		}
-		if err := fn(val); err != nil {
-			return err
-		}
-	}
-	return it.Error()
+	return eachChunk(it, t, k, fn)
 }
 
 // Changes calls fn for every row changed after stamp since, in stamp order.
