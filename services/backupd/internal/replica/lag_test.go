@@ -117,3 +117,34 @@ func TestLagAfterRestoredSource(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestLagCountsWhileDestinationDown: with B's link cut and the session
+// that was running ended, A takes five changes; the A→B lag must count
+// them. Every new session ends at B's cursor, and the pump used to read
+// A's stamps only after it, so the rows figure stood still for as long as
+// B was unreachable (and TestLagAfterRestoredSource failed whenever the
+// cut ended the running session before A's changes reached it).
+func TestLagCountsWhileDestinationDown(t *testing.T) {
+	c := newCluster(t, "A", "B")
+	c.run(c.config())
+	ctx := ctxT(t, 30*time.Second)
+	insertAll(ctx, t, c, "A", 1, func(int) []byte { return []byte("before") })
+	c.waitConverged(ctx)
+	ended := counter(t, c, "twinmx_backupd_errors_total", "from", "A", "to", "B")
+	c.proxies["B"].Set(backupdtest.Cut)
+	for counter(t, c, "twinmx_backupd_errors_total", "from", "A", "to", "B") <= ended {
+		if ctx.Err() != nil {
+			t.Fatal("A→B: the session did not end with B's link cut")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	insertAll(ctx, t, c, "A", 5, func(i int) []byte { return fmt.Appendf(nil, "while B is down %d", i) })
+	for gauge(t, c, "twinmx_backupd_lag_rows", "from", "A", "to", "B") < 5 {
+		if ctx.Err() != nil {
+			t.Fatal("A→B lag never counted A's five changes while B was down")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.proxies["B"].Set(backupdtest.Pass)
+	c.waitConverged(ctx)
+}

@@ -143,7 +143,18 @@ func (p *pump) session(ctx context.Context) (progressed bool, err error) {
 	}
 	defer srcRows.Close()
 
+	// The source's last stamp first: while the destination cannot be
+	// reached, every session ends at its cursor below, and the lag would
+	// not count the changes the source takes meanwhile (the rows figure
+	// stood still while the link to a dead site was down).
 	cctx, cancel := context.WithTimeout(ctx, p.cfg.HeartbeatTimeout)
+	if figs, err := src.Status(cctx); err == nil {
+		if st, err := wire.StampsOf(figs); err == nil {
+			p.lag.status(st, time.Now())
+		}
+	}
+	cancel()
+	cctx, cancel = context.WithTimeout(ctx, p.cfg.HeartbeatTimeout)
 	cur, err := dst.Cursor(cctx, p.cursor)
 	cancel()
 	if err != nil {
