@@ -244,10 +244,10 @@ func (g *diffGen) command() []string {
 }
 
 // seqNum is a sequence number token: a message at a fraction of the
-// folder, the last one, or (if past) one past the end. Dovecot answers BAD
-// to a FETCH, STORE, COPY or MOVE naming a number past the end (RFC 9051
-// §9 seq-number "should"), imapd ignores it (docs/imapd.md "Compared with
-// Dovecot"): only SEARCH gets those.
+// folder, the last one, or (if past) one past the end. Both servers answer
+// BAD to a FETCH, STORE, COPY or MOVE naming a number past the end (RFC
+// 9051 §9 seq-number "should"; TestSeqNumbersDovecot compares that): only
+// SEARCH gets those here.
 func (g *diffGen) seqNum(past bool) string {
 	switch g.r.IntN(10) {
 	case 0:
@@ -293,6 +293,18 @@ func (g *diffGen) numSet(num func() string) string {
 		}
 		parts = append(parts, a+":"+b)
 	}
+	// One "*" a set: Dovecot 2.3.19's MOVE asserts and dies on two
+	// ranges that reach it ("1:3,*:5,*:1", mailbox_get_uid_range), a
+	// fault of its own that ended the run (CI, 2026-11-30).
+	star := false
+	parts = slices.DeleteFunc(parts, func(p string) bool {
+		if !strings.Contains(p, "*") {
+			return false
+		}
+		drop := star
+		star = true
+		return drop
+	})
 	if g.r.IntN(12) == 0 {
 		return "1:*"
 	}
@@ -635,8 +647,8 @@ func runDynamic(t *testing.T, name, addr, user, pass string, script []string) []
 		}
 		sent := d.resolveTokens(t, cmd)
 		if d.pastEnd(sent) {
-			// Dovecot answers BAD, imapd acts on the numbers that
-			// exist (docs/imapd.md "Compared with Dovecot").
+			// Both answer BAD (TestSeqNumbersDovecot); nothing to
+			// compare here.
 			out = append(out, exchange{cmd: cmd, sent: sent, resp: []response{{parts: []string{"(not sent: a number past the end)"}}}})
 			continue
 		}
