@@ -109,7 +109,7 @@ service %[5]s-login {
 	log := &SyncBuffer{}
 	cmd = exec.Command(d.Bin, "-F", "-c", cfg)
 	cmd.Stdout, cmd.Stderr = log, log
-	dieWithParent(cmd)
+	DieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,11 @@ import (
 	"syscall"
 )
 
-// dieWithParent has the kernel kill cmd when the test process dies, so
-// a killed test leaves no server behind.
-func dieWithParent(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+// DieWithTest has the kernel kill cmd with SIGKILL when the test process
+// dies, so a test binary killed by its timeout leaves no server behind.
+func DieWithTest(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 }

@@ -4,6 +4,6 @@ package proctest
 
 import "os/exec"
 
-// dieWithParent: only Linux has a parent-death signal; elsewhere the
+// DieWithTest: only Linux has a parent-death signal; elsewhere the
 // test's cleanup kills cmd.
-func dieWithParent(*exec.Cmd) {}
+func DieWithTest(*exec.Cmd) {}

@@ -1,8 +1,8 @@
 // Package proctest holds what every black-box test of a twinmx program
-// needs: building the real binaries, loopback ports, waiting for a process
-// to listen, a log buffer a process writes while the test reads, and the
-// peak memory of a process. The dbd, smtpd and backupd test packages share
-// it. It is for tests only.
+// needs: building the real binaries, a dbd run as an operator runs it
+// (DB), loopback ports, waiting for a process to listen, a log buffer a
+// process writes while the test reads, and the memory and CPU time of a
+// process. Every service's test package shares it. It is for tests only.
 package proctest
 
 import (

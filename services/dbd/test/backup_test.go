@@ -20,7 +20,7 @@ import (
 // working store.
 func TestBackupWhileWriting(t *testing.T) {
 	s := newSite(t)
-	s.start()
+	s.Start()
 	ctx := context.Background()
 
 	var mu sync.Mutex
@@ -28,7 +28,7 @@ func TestBackupWhileWriting(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range 4 {
-		cl := s.client("admin")
+		cl := s.NewClient("admin")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -54,7 +54,7 @@ func TestBackupWhileWriting(t *testing.T) {
 			}
 		}()
 	}
-	pinger := s.client("admin")
+	pinger := s.NewClient("admin")
 	waitFor := func(n int) {
 		for {
 			mu.Lock()
@@ -72,13 +72,13 @@ func TestBackupWhileWriting(t *testing.T) {
 	mu.Unlock()
 
 	copySite := newSite(t)
-	out := filepath.Join(copySite.dir, "data")
-	got := s.dbctl(nil, "backup", "--name", "nightly-1", "--out", out)
+	out := filepath.Join(copySite.Dir, "data")
+	got := s.Dbctl(nil, "backup", "--name", "nightly-1", "--out", out)
 	waitFor(len(before) + 300) // writes went on during and after the backup
 	close(stop)
 	wg.Wait()
 
-	wantPath := filepath.Join(s.dir, "data", "checkpoints", "nightly-1")
+	wantPath := filepath.Join(s.Dir, "data", "checkpoints", "nightly-1")
 	if !strings.Contains(got, "checkpoint: "+wantPath+"\n") || !strings.Contains(got, "copied: "+out) {
 		t.Fatalf("dbctl backup printed %q, want the checkpoint %s and the copy %s", got, wantPath, out)
 	}
@@ -86,21 +86,21 @@ func TestBackupWhileWriting(t *testing.T) {
 		t.Fatalf("checkpoint folder: %v", err)
 	}
 	// A second backup of the same name is refused; bad names are usage errors.
-	if _, errs, code := s.dbctlExit(nil, "backup", "--name", "nightly-1"); code != 1 || !strings.Contains(errs, "exists") {
+	if _, errs, code := s.DbctlExit(nil, "backup", "--name", "nightly-1"); code != 1 || !strings.Contains(errs, "exists") {
 		t.Fatalf("backup of an existing name: exit %d, %q; want 1 and \"exists\"", code, errs)
 	}
 	for _, bad := range []string{"..", "a/b", "/tmp/x"} {
-		if _, _, code := s.dbctlExit(nil, "backup", "--name", bad); code != 2 {
+		if _, _, code := s.DbctlExit(nil, "backup", "--name", bad); code != 2 {
 			t.Fatalf("backup --name %q: exit %d, want 2", bad, code)
 		}
 	}
 	// Other roles may not take checkpoints.
-	if _, err := s.client("mailbox").Checkpoint(ctx, "sneaky"); err == nil || !strings.Contains(err.Error(), "forbidden") {
+	if _, err := s.NewClient("mailbox").Checkpoint(ctx, "sneaky"); err == nil || !strings.Contains(err.Error(), "forbidden") {
 		t.Fatalf("checkpoint with the mailbox role: %v, want forbidden", err)
 	}
 
-	copySite.start()
-	cl := copySite.client("admin")
+	copySite.Start()
+	cl := copySite.NewClient("admin")
 	for _, c := range before {
 		row, err := cl.FindKey(ctx, model.Body, model.KeyOf(model.Body, []byte(c)))
 		if err != nil {
@@ -130,7 +130,7 @@ func TestBackupSyncsFolders(t *testing.T) {
 		t.Skipf("strace missing: %v", err)
 	}
 	s := newSite(t)
-	s.start()
+	s.Start()
 	parent := filepath.Join(t.TempDir(), "backups")
 	if err := os.Mkdir(parent, 0o700); err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestBackupSyncsFolders(t *testing.T) {
 	out := filepath.Join(parent, "copy")
 	trace := filepath.Join(t.TempDir(), "trace")
 	args := []string{"-f", "-y", "-e", "trace=fsync,fdatasync", "-o", trace, filepath.Join(binDir, "dbctl"),
-		"--db", s.addr, "--db-pub", filepath.Join(s.dir, "keys", "dbd.pub"), "--key", filepath.Join(s.dir, "keys", "admin"),
+		"--db", s.Addr, "--db-pub", filepath.Join(s.Dir, "keys", "dbd.pub"), "--key", filepath.Join(s.Dir, "keys", "admin"),
 		"backup", "--name", "synced", "--out", out}
 	if b, err := exec.Command(strace, args...).CombinedOutput(); err != nil {
 		t.Fatalf("strace dbctl backup: %v\n%s", err, b)

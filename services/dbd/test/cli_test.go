@@ -11,59 +11,59 @@ import (
 // operators (and the project's checks) use.
 func TestDBCtl(t *testing.T) {
 	s := newSite(t)
-	s.start()
-	if got := s.dbctl(nil, "find-or-insert", "body", "hello"); got != "1 new\n" {
+	s.Start()
+	if got := s.Dbctl(nil, "find-or-insert", "body", "hello"); got != "1 new\n" {
 		t.Fatalf("first find-or-insert printed %q, want \"1 new\"", got)
 	}
-	if got := s.dbctl(nil, "find-or-insert", "body", "hello"); got != "1 old\n" {
+	if got := s.Dbctl(nil, "find-or-insert", "body", "hello"); got != "1 old\n" {
 		t.Fatalf("second find-or-insert printed %q, want \"1 old\"", got)
 	}
-	if got := s.dbctl(nil, "set", "body", "hello", "verdict", "7"); got != "1\n" {
+	if got := s.Dbctl(nil, "set", "body", "hello", "verdict", "7"); got != "1\n" {
 		t.Fatalf("set printed %q", got)
 	}
-	s.dbctl(nil, "set", "body", "hello", "verdict", "3") // never lowers
-	s.dbctl(nil, "increment", "body", "hello", "hits", "2")
-	s.dbctl(nil, "increment", "body", "hello", "hits", "3")
-	out := s.dbctl(nil, "find", "body", "hello")
+	s.Dbctl(nil, "set", "body", "hello", "verdict", "3") // never lowers
+	s.Dbctl(nil, "increment", "body", "hello", "hits", "2")
+	s.Dbctl(nil, "increment", "body", "hello", "hits", "3")
+	out := s.Dbctl(nil, "find", "body", "hello")
 	for _, want := range []string{"rowno: 1", "columns: verdict=7", "counters: hits=5(", `content: "hello"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("find output lacks %q:\n%s", want, out)
 		}
 	}
-	if _, _, code := s.dbctlExit(nil, "find", "body", "absent"); code != 1 {
+	if _, _, code := s.DbctlExit(nil, "find", "body", "absent"); code != 1 {
 		t.Errorf("find of a missing row exited %d, want 1", code)
 	}
-	if _, _, code := s.dbctlExit(nil, "set", "body", "absent", "x", "1"); code != 1 {
+	if _, _, code := s.DbctlExit(nil, "set", "body", "absent", "x", "1"); code != 1 {
 		t.Errorf("set of a missing row exited %d, want 1", code)
 	}
-	if _, _, code := s.dbctlExit(nil, "find", "nosuchtable", "x"); code != 2 {
+	if _, _, code := s.DbctlExit(nil, "find", "nosuchtable", "x"); code != 2 {
 		t.Errorf("unknown table exited %d, want 2 (usage)", code)
 	}
-	dump := s.dbctl(nil, "dump")
+	dump := s.Dbctl(nil, "dump")
 	if lines := strings.Split(strings.TrimSpace(dump), "\n"); len(lines) != 1 ||
 		!strings.HasPrefix(lines[0], "body ") || !strings.Contains(lines[0], "cols=verdict=7") {
 		t.Errorf("dump = %q", dump)
 	}
-	status := s.dbctl(nil, "status")
+	status := s.Dbctl(nil, "status")
 	if !strings.Contains(status, "rows.body: 1") {
 		t.Errorf("status lacks the row count:\n%s", status)
 	}
 	// A key of another role is refused for what its role may not do.
-	_, errs, code := s.dbctlExit(nil, "--db", s.addr, "--db-pub", filepath.Join(s.dir, "keys", "dbd.pub"),
-		"--key", filepath.Join(s.dir, "keys", "smtpd"), "find", "body", "hello")
+	_, errs, code := s.DbctlExit(nil, "--db", s.Addr, "--db-pub", filepath.Join(s.Dir, "keys", "dbd.pub"),
+		"--key", filepath.Join(s.Dir, "keys", "smtpd"), "find", "body", "hello")
 	if code == 0 || !strings.Contains(errs, "forbidden") {
 		t.Errorf("smtpd reading a body: exit %d, stderr %q; want forbidden", code, errs)
 	}
 	// Content from a file and from stdin, and --raw output.
 	path := filepath.Join(t.TempDir(), "c")
 	os.WriteFile(path, []byte("from a file\n"), 0o600)
-	s.dbctl(nil, "find-or-insert", "--file", "text", path)
-	if got := s.dbctl(nil, "find", "--raw", "--file", "text", path); got != "from a file\n" {
+	s.Dbctl(nil, "find-or-insert", "--file", "text", path)
+	if got := s.Dbctl(nil, "find", "--raw", "--file", "text", path); got != "from a file\n" {
 		t.Errorf("find --raw = %q", got)
 	}
-	s.stop()
-	s.start()
-	if got := s.dbctl(nil, "find-or-insert", "body", "hello"); got != "1 old\n" {
+	s.Stop()
+	s.Start()
+	if got := s.Dbctl(nil, "find-or-insert", "body", "hello"); got != "1 old\n" {
 		t.Fatalf("after restart: %q", got)
 	}
 }

@@ -47,10 +47,10 @@ func TestKill9KeepsAcknowledged(t *testing.T) {
 	const writers, readers = 8, 2
 	start := time.Now()
 	s := newSite(t)
-	s.start()
+	s.Start()
 	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	h := newHistory(writers)
-	setup := s.client("admin")
+	setup := s.NewClient("admin")
 	for w := range writers {
 		if _, _, err := setup.FindOrInsert(proctest.Ctx(t, 20*time.Second), model.Text, registerContent(w)); err != nil {
 			t.Fatal(err)
@@ -67,7 +67,7 @@ func TestKill9KeepsAcknowledged(t *testing.T) {
 			wg.Add(1)
 			go func(w int) {
 				defer wg.Done()
-				c := s.client("admin")
+				c := s.NewClient("admin")
 				for i := 0; ctx.Err() == nil && i < 100000; i++ {
 					body, header := batchContent(round, w, i)
 					seq := h.invoke(w, header, round, i)
@@ -91,7 +91,7 @@ func TestKill9KeepsAcknowledged(t *testing.T) {
 			wg.Add(1)
 			go func(r int) {
 				defer wg.Done()
-				c := s.client("admin")
+				c := s.NewClient("admin")
 				rr := mrand.New(mrand.NewPCG(uint64(round), uint64(r)))
 				for j := 0; ctx.Err() == nil && j < 100000; j++ {
 					w := rr.IntN(writers)
@@ -122,7 +122,7 @@ func TestKill9KeepsAcknowledged(t *testing.T) {
 			}(r)
 		}
 		time.Sleep(time.Duration(100+rng.IntN(400)) * time.Millisecond)
-		s.kill()
+		s.Kill()
 		cancel()
 		wg.Wait()
 		if violation != nil {
@@ -134,7 +134,7 @@ func TestKill9KeepsAcknowledged(t *testing.T) {
 		}
 		readsChecked += n
 		checkStoreInvariants(t, s, round)
-		s.start()
+		s.Start()
 		checkCrashState(t, s, h, round)
 	}
 	acked := len(h.acknowledged())
@@ -151,10 +151,10 @@ func TestKill9KeepsAcknowledged(t *testing.T) {
 // back byte for byte), no batch is there by halves, and each writer's
 // register lies between its last acknowledged and its last sent sequence
 // number, with the batch that set it there whole.
-func checkCrashState(t *testing.T, s *site, h *history, round int) {
+func checkCrashState(t *testing.T, s *proctest.DB, h *history, round int) {
 	t.Helper()
 	ctx := proctest.Ctx(t, 2*time.Minute)
-	c := s.client("admin")
+	c := s.NewClient("admin")
 	for w := range h.writes {
 		lo, hi, header := h.registerBounds(w)
 		row, err := c.Find(ctx, model.Text, registerContent(w))

@@ -83,7 +83,7 @@ func readFiles(t *testing.T, dir string) map[string][]byte {
 func TestExportImportCorpus(t *testing.T) {
 	corpus := loadCorpus(t)
 	s := newSite(t)
-	s.start()
+	s.Start()
 	dir := t.TempDir()
 
 	// Mails that differ only in Received fields are one mail (one receive
@@ -98,7 +98,7 @@ func TestExportImportCorpus(t *testing.T) {
 	writeTestMbox(t, src, corpus)
 	imp := func(box, format, path string) string {
 		t.Helper()
-		out, errs, code := s.dbctlExit(nil, "import", "--mailbox", box, "--format", format, path)
+		out, errs, code := s.DbctlExit(nil, "import", "--mailbox", box, "--format", format, path)
 		if code != 0 {
 			t.Fatalf("import %s %s: exit %d: %s%s", format, path, code, out, errs)
 		}
@@ -116,7 +116,7 @@ func TestExportImportCorpus(t *testing.T) {
 
 	// .eml: one file per mail, each a corpus mail byte for byte.
 	emlDir := filepath.Join(dir, "eml")
-	s.dbctl(nil, "export", "--mailbox", "a@example.org", "--format", "eml", "--out", emlDir)
+	s.Dbctl(nil, "export", "--mailbox", "a@example.org", "--format", "eml", "--out", emlDir)
 	emls := readFiles(t, emlDir)
 	if len(emls) != unique {
 		t.Fatalf("eml export: %d files, want %d", len(emls), unique)
@@ -129,10 +129,10 @@ func TestExportImportCorpus(t *testing.T) {
 
 	// mbox: A's export, imported into B and exported again, is the same file.
 	mboxA, mboxB := filepath.Join(dir, "a.mbox"), filepath.Join(dir, "b.mbox")
-	s.dbctl(nil, "export", "--mailbox", "a@example.org", "--format", "mbox", "--out", mboxA)
+	s.Dbctl(nil, "export", "--mailbox", "a@example.org", "--format", "mbox", "--out", mboxA)
 	expectCounts(imp("b@example.org", "mbox", mboxA), unique, 0)
 	expectCounts(imp("b@example.org", "mbox", mboxA), 0, unique)
-	s.dbctl(nil, "export", "--mailbox", "b@example.org", "--format", "mbox", "--out", mboxB)
+	s.Dbctl(nil, "export", "--mailbox", "b@example.org", "--format", "mbox", "--out", mboxB)
 	a, _ := os.ReadFile(mboxA)
 	b, _ := os.ReadFile(mboxB)
 	if !bytes.Equal(a, b) {
@@ -153,10 +153,10 @@ func TestExportImportCorpus(t *testing.T) {
 	// Maildir: A's export, imported into C and exported again, holds the
 	// same mails with the same arrival times (file modification times).
 	mdA, mdC := filepath.Join(dir, "md-a"), filepath.Join(dir, "md-c")
-	s.dbctl(nil, "export", "--mailbox", "a@example.org", "--format", "maildir", "--out", mdA)
+	s.Dbctl(nil, "export", "--mailbox", "a@example.org", "--format", "maildir", "--out", mdA)
 	expectCounts(imp("c@example.org", "maildir", mdA), unique, 0)
 	expectCounts(imp("c@example.org", "maildir", mdA), 0, unique)
-	s.dbctl(nil, "export", "--mailbox", "c@example.org", "--format", "maildir", "--out", mdC)
+	s.Dbctl(nil, "export", "--mailbox", "c@example.org", "--format", "maildir", "--out", mdC)
 	filesA, filesC := readFiles(t, mdA), readFiles(t, mdC)
 	if len(filesA) != unique || len(filesC) != unique {
 		t.Fatalf("maildir exports hold %d and %d files, want %d", len(filesA), len(filesC), unique)
@@ -178,7 +178,7 @@ func TestExportImportCorpus(t *testing.T) {
 
 	// Every mailbox at once: one mbox file per mailbox.
 	all := filepath.Join(dir, "all")
-	out := s.dbctl(nil, "export", "--format", "mbox", "--out", all)
+	out := s.Dbctl(nil, "export", "--format", "mbox", "--out", all)
 	// C got its mail from a Maildir, in file name order: the same
 	// messages (separator lines included: same arrival times), in another order.
 	messages := func(b []byte) []string {
@@ -194,7 +194,7 @@ func TestExportImportCorpus(t *testing.T) {
 	}
 	// Imported mail is in the mailbox like received mail: acknowledged,
 	// with an operator verdict accept.
-	mails := s.dbctl(nil, "mails", "--last", "3")
+	mails := s.Dbctl(nil, "mails", "--last", "3")
 	if strings.Count(mails, "verdict=accept/operator") != 3 || strings.Count(mails, "ack=yes") != 3 {
 		t.Fatalf("dbctl mails after import:\n%s", mails)
 	}
@@ -205,7 +205,7 @@ func TestExportImportCorpus(t *testing.T) {
 // failed.
 func TestImportMalformedMbox(t *testing.T) {
 	s := newSite(t)
-	s.start()
+	s.Start()
 	dir := t.TempDir()
 	in := "junk before the first separator\n" +
 		"From a@example.org Thu Aug 22 12:36:23 2002\nSubject: good 1\n\nbody\n>From quoted\n\n" + // line 2
@@ -217,7 +217,7 @@ func TestImportMalformedMbox(t *testing.T) {
 	if err := os.WriteFile(path, []byte(in), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, errs, code := s.dbctlExit(nil, "import", "--mailbox", "x@example.org", "--format", "mbox", "--max-size", "1000", path)
+	out, errs, code := s.DbctlExit(nil, "import", "--mailbox", "x@example.org", "--format", "mbox", "--max-size", "1000", path)
 	if code != 1 || !strings.HasPrefix(out, "2 new, 0 already there, 4 failed") {
 		t.Fatalf("import of a malformed mbox: exit %d, stdout %q, stderr %q; want exit 1 and 2 new, 4 failed", code, out, errs)
 	}
@@ -227,7 +227,7 @@ func TestImportMalformedMbox(t *testing.T) {
 		}
 	}
 	eml := filepath.Join(dir, "eml")
-	s.dbctl(nil, "export", "--mailbox", "x@example.org", "--format", "eml", "--out", eml)
+	s.Dbctl(nil, "export", "--mailbox", "x@example.org", "--format", "eml", "--out", eml)
 	got := readFiles(t, eml)
 	wantMails := map[string]bool{"Subject: good 1\n\nbody\nFrom quoted\n": true, "Subject: good 2\r\n\r\nbody\r\n": true}
 	for _, b := range got {
@@ -246,11 +246,11 @@ func TestImportMalformedMbox(t *testing.T) {
 		{"import", "--mailbox", "x@example.org", "--format", "pst", path},
 		{"export", "--mailbox", "x@example.org", "--format", "eml", "--out", eml},
 	} {
-		if _, errs, code := s.dbctlExit(nil, args...); code != 2 {
+		if _, errs, code := s.DbctlExit(nil, args...); code != 2 {
 			t.Errorf("dbctl %v: exit %d (%s), want 2", args, code, errs)
 		}
 	}
-	if _, _, code := s.dbctlExit(nil, "export", "--mailbox", "nobody@example.org", "--format", "eml", "--out", dir+"/none"); code != 1 {
+	if _, _, code := s.DbctlExit(nil, "export", "--mailbox", "nobody@example.org", "--format", "eml", "--out", dir+"/none"); code != 1 {
 		t.Errorf("export of a missing mailbox: exit %d, want 1", code)
 	}
 }

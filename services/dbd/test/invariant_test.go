@@ -11,6 +11,7 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/services/dbd/internal/store"
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 // checkStoreInvariants opens the data folder of a killed dbd directly and
@@ -29,9 +30,9 @@ import (
 // derived from them and must never repeat. The parent index is not
 // checked here: the crash workload writes no indexed rows (the store test
 // checks it). dbd must not be running.
-func checkStoreInvariants(t *testing.T, s *site, round int) {
+func checkStoreInvariants(t *testing.T, s *proctest.DB, round int) {
 	t.Helper()
-	st, err := store.Open(store.Options{Dir: filepath.Join(s.dir, "data"), Site: "check",
+	st, err := store.Open(store.Options{Dir: filepath.Join(s.Dir, "data"), Site: "check",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatalf("after kill %d: open the store: %v", round, err)

@@ -16,12 +16,12 @@ import (
 // is dropped, the old pin is refused and the new one served.
 func TestServerKeyRotationProcess(t *testing.T) {
 	s := newSite(t)
-	s.flags = []string{"--site", "a"} // the site name must not follow the key
-	s.start()
-	keys := filepath.Join(s.dir, "keys")
+	s.Flags = []string{"--site", "a"} // the site name must not follow the key
+	s.Start()
+	keys := filepath.Join(s.Dir, "keys")
 	as := func(pub string, args ...string) (string, int) {
 		t.Helper()
-		cmd := exec.Command(filepath.Join(binDir, "dbctl"), append([]string{"--db", s.addr, "--db-pub", filepath.Join(keys, pub),
+		cmd := exec.Command(filepath.Join(binDir, "dbctl"), append([]string{"--db", s.Addr, "--db-pub", filepath.Join(keys, pub),
 			"--key", filepath.Join(keys, "admin"), "--timeout", "3s"}, args...)...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -37,15 +37,15 @@ func TestServerKeyRotationProcess(t *testing.T) {
 		t.Fatalf("before the rotation: %d %s", code, out)
 	}
 
-	s.kill()
+	s.Kill()
 	for _, f := range []string{"dbd", "dbd.pub"} {
 		if err := os.Rename(filepath.Join(keys, f), filepath.Join(keys, strings.Replace(f, "dbd", "dbd-old", 1))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.dbctl(nil, "keygen", "--out", filepath.Join(keys, "dbd"))
-	s.flags = []string{"--site", "a", "--old-key", filepath.Join(keys, "dbd-old")}
-	s.start()
+	s.Dbctl(nil, "keygen", "--out", filepath.Join(keys, "dbd"))
+	s.Flags = []string{"--site", "a", "--old-key", filepath.Join(keys, "dbd-old")}
+	s.Start()
 	for _, pub := range []string{"dbd-old.pub", "dbd.pub"} {
 		if out, code := as(pub, "find", "text", "before the rotation"); code != 0 {
 			t.Errorf("during the rotation, a client pinning %s: %d %s", pub, code, out)
@@ -54,13 +54,13 @@ func TestServerKeyRotationProcess(t *testing.T) {
 			t.Errorf("during the rotation, a client pinning %s cannot write: %d %s", pub, code, out)
 		}
 	}
-	s.kill() // the log is complete (and no longer written) once dbd is reaped
-	if !strings.Contains(s.log.String(), "accepting clients that pin an old dbd key") {
-		t.Errorf("dbd does not say it accepts an old key:\n%s", s.log)
+	s.Kill() // the log is complete (and no longer written) once dbd is reaped
+	if !strings.Contains(s.Log.String(), "accepting clients that pin an old dbd key") {
+		t.Errorf("dbd does not say it accepts an old key:\n%s", s.Log)
 	}
 
-	s.flags = []string{"--site", "a"}
-	s.start()
+	s.Flags = []string{"--site", "a"}
+	s.Start()
 	if out, code := as("dbd-old.pub", "find", "text", "before the rotation"); code == 0 {
 		t.Errorf("after the rotation a client pinning the old key was served: %s", out)
 	}

@@ -19,17 +19,17 @@ import (
 func TestLargeContentRoundTrip(t *testing.T) {
 	const size = 50 << 20
 	s := newSite(t)
-	s.start()
-	idle := peakRSS(t, s.cmd.Process.Pid)
+	s.Start()
+	idle := peakRSS(t, s.Cmd.Process.Pid)
 	big := randomBytes(size)
 	ctx := proctest.Ctx(t, 3*time.Minute)
-	c := s.client("admin")
+	c := s.NewClient("admin")
 	start := time.Now()
 	if _, isNew, err := c.FindOrInsert(ctx, model.Body, big); err != nil || !isNew {
 		t.Fatalf("insert 50 MiB: new %v, %v", isNew, err)
 	}
 	ins := time.Since(start)
-	afterInsert := peakRSS(t, s.cmd.Process.Pid)
+	afterInsert := peakRSS(t, s.Cmd.Process.Pid)
 	start = time.Now()
 	row, err := c.FindKey(ctx, model.Body, model.KeyOf(model.Body, big))
 	if err != nil {
@@ -39,7 +39,7 @@ func TestLargeContentRoundTrip(t *testing.T) {
 		t.Fatalf("50 MiB content came back different (%d bytes)", len(row.Content))
 	}
 	find := time.Since(start)
-	peak := peakRSS(t, s.cmd.Process.Pid)
+	peak := peakRSS(t, s.Cmd.Process.Pid)
 	t.Logf("50 MiB: insert %s, find %s; dbd peak RSS %d MiB (idle %d MiB, after the insert %d MiB) = %.1f× the content",
 		ins.Round(time.Millisecond), find.Round(time.Millisecond), peak>>20, idle>>20, afterInsert>>20, float64(peak-idle)/size)
 	// The request buffer plus Pebble's batch are two copies; allow a third
@@ -52,10 +52,10 @@ func TestLargeContentRoundTrip(t *testing.T) {
 	if err := os.WriteFile(path, big, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.dbctl(nil, "find-or-insert", "--file", "body", path); got != "1 old\n" {
+	if got := s.Dbctl(nil, "find-or-insert", "--file", "body", path); got != "1 old\n" {
 		t.Fatalf("dbctl find-or-insert of the same 50 MiB = %q, want \"1 old\"", got)
 	}
-	if out := s.dbctl(nil, "find", "--raw", "--file", "body", path); !bytes.Equal([]byte(out), big) {
+	if out := s.Dbctl(nil, "find", "--raw", "--file", "body", path); !bytes.Equal([]byte(out), big) {
 		t.Fatalf("dbctl find --raw returned %d bytes, not the content", len(out))
 	}
 }

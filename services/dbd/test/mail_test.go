@@ -17,23 +17,23 @@ import (
 // and drives mailbox add, mails and verdict through the real dbctl.
 func TestMailCommands(t *testing.T) {
 	s := newSite(t)
-	s.start()
-	out := s.dbctl(nil, "mailbox", "add", "--policy", "2", "jo@Example.ORG")
+	s.Start()
+	out := s.Dbctl(nil, "mailbox", "add", "--policy", "2", "jo@Example.ORG")
 	if !strings.Contains(out, "jo@example.org added") {
 		t.Fatalf("mailbox add: %q", out)
 	}
-	if out := s.dbctl(nil, "mailbox", "add", "jo@example.org"); !strings.Contains(out, "exists") {
+	if out := s.Dbctl(nil, "mailbox", "add", "jo@example.org"); !strings.Contains(out, "exists") {
 		t.Fatalf("mailbox add again: %q", out)
 	}
-	if _, _, code := s.dbctlExit(nil, "mailbox", "add", "no-at-sign"); code != 2 {
+	if _, _, code := s.DbctlExit(nil, "mailbox", "add", "no-at-sign"); code != 2 {
 		t.Fatalf("mailbox add without @: exit %d, want 2", code)
 	}
 
-	kp, err := wire.LoadKeyPair(filepath.Join(s.dir, "keys", "smtpd"))
+	kp, err := wire.LoadKeyPair(filepath.Join(s.Dir, "keys", "smtpd"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := client.New(client.Config{Addr: s.addr, Static: kp, Server: s.dbd})
+	cl, err := client.New(client.Config{Addr: s.Addr, Static: kp, Server: s.Pub})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,34 +52,34 @@ func TestMailCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	out = s.dbctl(nil, "mails", "--last", "5")
+	out = s.Dbctl(nil, "mails", "--last", "5")
 	want := rows.MailKey.String() + ` from="Ann <ann@x.example>" to=jo@example.org subject=grüße verdict=none backed-up=no ack=no`
 	if strings.TrimSpace(out) != want {
 		t.Fatalf("mails:\n got %q\nwant %q", out, want)
 	}
 	// status shows the mail in spamd's queue (no verdict) and in strict
 	// mode's (not backed up) until each is settled.
-	if out := s.dbctl(nil, "status"); !strings.Contains(out, "\nmails.scanned: 1\nmails.undecided: 1\nmails.not-backed-up: 1\n") {
+	if out := s.Dbctl(nil, "status"); !strings.Contains(out, "\nmails.scanned: 1\nmails.undecided: 1\nmails.not-backed-up: 1\n") {
 		t.Fatalf("status before the verdict:\n%s", out)
 	}
-	s.dbctl(nil, "verdict", "accept", rows.MailKey.String())
-	if out := s.dbctl(nil, "status"); !strings.Contains(out, "\nmails.undecided: 0\nmails.not-backed-up: 1\n") {
+	s.Dbctl(nil, "verdict", "accept", rows.MailKey.String())
+	if out := s.Dbctl(nil, "status"); !strings.Contains(out, "\nmails.undecided: 0\nmails.not-backed-up: 1\n") {
 		t.Fatalf("status after the verdict:\n%s", out)
 	}
-	if out := s.dbctl(nil, "mails"); !strings.Contains(out, "verdict=accept/operator") {
+	if out := s.Dbctl(nil, "mails"); !strings.Contains(out, "verdict=accept/operator") {
 		t.Fatalf("after accept: %q", out)
 	}
 	// A later operator verdict outranks the earlier one, even a reject
 	// (which loses to accept at the same epoch).
 	time.Sleep(1100 * time.Millisecond) // epochs have one-second resolution
-	s.dbctl(nil, "verdict", "reject", rows.MailKey.String(), "jo@example.org")
-	if out := s.dbctl(nil, "mails"); !strings.Contains(out, "verdict=reject/operator") {
+	s.Dbctl(nil, "verdict", "reject", rows.MailKey.String(), "jo@example.org")
+	if out := s.Dbctl(nil, "mails"); !strings.Contains(out, "verdict=reject/operator") {
 		t.Fatalf("after reject: %q", out)
 	}
-	if _, _, code := s.dbctlExit(nil, "verdict", "accept", model.KeyOf(model.Mail, []byte("none")).String()); code != 1 {
+	if _, _, code := s.DbctlExit(nil, "verdict", "accept", model.KeyOf(model.Mail, []byte("none")).String()); code != 1 {
 		t.Fatalf("verdict for an unknown mail: exit %d, want 1", code)
 	}
-	if _, _, code := s.dbctlExit(nil, "verdict", "maybe", rows.MailKey.String()); code != 2 {
+	if _, _, code := s.DbctlExit(nil, "verdict", "maybe", rows.MailKey.String()); code != 2 {
 		t.Fatalf("bad verdict word: exit %d, want 2", code)
 	}
 }
@@ -88,8 +88,8 @@ func TestMailCommands(t *testing.T) {
 // (or while it was away) are decided, and so are new ones.
 func TestAutoverdictDecidesBacklog(t *testing.T) {
 	s := newSite(t)
-	s.start()
-	cl := s.client("smtpd")
+	s.Start()
+	cl := s.NewClient("smtpd")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	insert := func(name string) model.Key {
@@ -100,8 +100,8 @@ func TestAutoverdictDecidesBacklog(t *testing.T) {
 		return model.KeyOf(model.Receive, c)
 	}
 	old := insert("before")
-	cmd := exec.Command(filepath.Join(binDir, "dbctl"), "--db", s.addr, "--db-pub", filepath.Join(s.dir, "keys", "dbd.pub"),
-		"--key", filepath.Join(s.dir, "keys", "admin"), "autoverdict", "accept")
+	cmd := exec.Command(filepath.Join(binDir, "dbctl"), "--db", s.Addr, "--db-pub", filepath.Join(s.Dir, "keys", "dbd.pub"),
+		"--key", filepath.Join(s.Dir, "keys", "admin"), "autoverdict", "accept")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

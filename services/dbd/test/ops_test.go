@@ -18,13 +18,13 @@ import (
 // its next request reconnects (with backoff) and succeeds.
 func TestClientReconnects(t *testing.T) {
 	s := newSite(t)
-	s.start()
-	c := s.client("admin")
+	s.Start()
+	c := s.NewClient("admin")
 	if err := c.Ping(proctest.Ctx(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	s.kill()
-	s.start()
+	s.Kill()
+	s.Start()
 	if err := c.Ping(proctest.Ctx(t, 20*time.Second)); err != nil {
 		t.Fatalf("ping after a dbd restart: %v", err)
 	}
@@ -33,17 +33,17 @@ func TestClientReconnects(t *testing.T) {
 // TestMetricsEndpoint: dbd serves Prometheus metrics, its own and Pebble's.
 func TestMetricsEndpoint(t *testing.T) {
 	s := newSite(t)
-	s.addr = proctest.FreePort(t)
+	s.Addr = proctest.FreePort(t)
 	metrics := proctest.FreePort(t)
-	s.log = nil
-	cmd := exec.Command(filepath.Join(binDir, "dbd"), "--data", filepath.Join(s.dir, "data"), "--listen", s.addr,
-		"--key", filepath.Join(s.dir, "keys", "dbd"), "--clients", filepath.Join(s.dir, "clients"), "--metrics", metrics)
+	s.Log = nil
+	cmd := exec.Command(filepath.Join(binDir, "dbd"), "--data", filepath.Join(s.Dir, "data"), "--listen", s.Addr,
+		"--key", filepath.Join(s.Dir, "keys", "dbd"), "--clients", filepath.Join(s.Dir, "clients"), "--metrics", metrics)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s.cmd = cmd
+	s.Cmd = cmd
 	proctest.WaitListening(t, metrics, 20*time.Second, &bytes.Buffer{})
-	s.dbctl(nil, "find-or-insert", "body", "x")
+	s.Dbctl(nil, "find-or-insert", "body", "x")
 	scrape := func() string {
 		resp, err := http.Get("http://" + metrics + "/metrics")
 		if err != nil {
@@ -78,7 +78,7 @@ func TestMetricsEndpoint(t *testing.T) {
 // asserted: performance is reported, not tested by timing.)
 func TestBenchCommand(t *testing.T) {
 	s := newSite(t)
-	out := s.dbctl(nil, "bench", "--concurrency", "4", "--size", "512", "--duration", "300ms", "--rounds", "1", "--dir", t.TempDir())
+	out := s.Dbctl(nil, "bench", "--concurrency", "4", "--size", "512", "--duration", "300ms", "--rounds", "1", "--dir", t.TempDir())
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	last := lines[len(lines)-1]
 	if !regexp.MustCompile(`^ratio: [0-9]+\.[0-9]+$`).MatchString(last) {

@@ -20,18 +20,18 @@ import (
 // row of its newest attempt; without --apply nothing changes.
 func TestRecoverAcks(t *testing.T) {
 	s := newSite(t)
-	s.start()
-	s.dbctl(nil, "mailbox", "add", "jo@example.org")
-	kp, err := wire.LoadKeyPair(filepath.Join(s.dir, "keys", "smtpd"))
+	s.Start()
+	s.Dbctl(nil, "mailbox", "add", "jo@example.org")
+	kp, err := wire.LoadKeyPair(filepath.Join(s.Dir, "keys", "smtpd"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := client.New(client.Config{Addr: s.addr, Static: kp, Server: s.dbd})
+	cl, err := client.New(client.Config{Addr: s.Addr, Static: kp, Server: s.Pub})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	admin := s.client("admin")
+	admin := s.NewClient("admin")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	mb := model.KeyOf(model.Mailbox, model.MailboxContent("jo@example.org"))
@@ -114,7 +114,7 @@ func TestRecoverAcks(t *testing.T) {
 		return row.State
 	}
 
-	out := s.dbctl(nil, "recover-acks")
+	out := s.Dbctl(nil, "recover-acks")
 	if !strings.Contains(out, "recover-acks: 2 accepted without ack, 0 acknowledged now, 1 with an attempt but no verdict yet") {
 		t.Fatalf("recover-acks (listing):\n%s", out)
 	}
@@ -126,7 +126,7 @@ func TestRecoverAcks(t *testing.T) {
 			t.Errorf("%s: acknowledged without --apply", m.name)
 		}
 	}
-	out = s.dbctl(nil, "recover-acks", "--apply")
+	out = s.Dbctl(nil, "recover-acks", "--apply")
 	if !strings.Contains(out, "recover-acks: 2 accepted without ack, 2 acknowledged now") {
 		t.Fatalf("recover-acks --apply:\n%s", out)
 	}
@@ -142,10 +142,10 @@ func TestRecoverAcks(t *testing.T) {
 			}
 		}
 	}
-	if out := s.dbctl(nil, "recover-acks", "--apply"); !strings.Contains(out, "recover-acks: 0 accepted without ack, 0 acknowledged now") {
+	if out := s.Dbctl(nil, "recover-acks", "--apply"); !strings.Contains(out, "recover-acks: 0 accepted without ack, 0 acknowledged now") {
 		t.Errorf("a second run found more:\n%s", out)
 	}
-	if _, _, code := s.dbctlExit(nil, "recover-acks", "--since", "0s"); code != 2 {
+	if _, _, code := s.DbctlExit(nil, "recover-acks", "--since", "0s"); code != 2 {
 		t.Errorf("--since 0: exit %d, want 2", code)
 	}
 }

@@ -32,16 +32,16 @@ import (
 //     key and a client of another role all work right after the restart.
 func TestRestartNoReplayNoLockout(t *testing.T) {
 	s := newSite(t)
-	s.start()
+	s.Start()
 	ctx := proctest.Ctx(t, time.Minute)
 
 	var mu sync.Mutex
 	var recs []*proctest.RecordingConn
-	kp, err := wire.LoadKeyPair(filepath.Join(s.dir, "keys", "admin"))
+	kp, err := wire.LoadKeyPair(filepath.Join(s.Dir, "keys", "admin"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := client.New(client.Config{Addr: s.addr, Static: kp, Server: s.dbd, Timeout: 20 * time.Second,
+	rec, err := client.New(client.Config{Addr: s.Addr, Static: kp, Server: s.Pub, Timeout: 20 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
 			var d net.Dialer
@@ -75,7 +75,7 @@ func TestRestartNoReplayNoLockout(t *testing.T) {
 	session := recs[0].Sent()
 	mu.Unlock()
 
-	pooled := s.client("admin")
+	pooled := s.NewClient("admin")
 	hits := func(what string) {
 		t.Helper()
 		row, err := pooled.Find(ctx, model.Text, content)
@@ -84,23 +84,23 @@ func TestRestartNoReplayNoLockout(t *testing.T) {
 		}
 	}
 	hits("before the replays")
-	before := s.dbctl(nil, "dump")
+	before := s.Dbctl(nil, "dump")
 
 	// dbd sends at most message 2 (it may be lost to the reset that
 	// closing with unread bytes causes).
-	replay := func(what string) int { return len(proctest.ReplayRecorded(t, s.addr, session, what)) }
+	replay := func(what string) int { return len(proctest.ReplayRecorded(t, s.Addr, session, what)) }
 	if n := replay("same process"); n != 0 {
 		t.Fatalf("same process: dbd sent %d bytes to a replayed message 1, want none", n)
 	}
 
-	s.kill()
-	s.start()
+	s.Kill()
+	s.Start()
 	replay("after the restart") // message 2 may come, or be lost to the reset
 	if n := replay("after the restart, again"); n != 0 {
 		t.Fatalf("after the restart, again: dbd sent %d bytes, want none (cached since the first replay)", n)
 	}
 	hits("after the replays")
-	if after := s.dbctl(nil, "dump"); after != before {
+	if after := s.Dbctl(nil, "dump"); after != before {
 		t.Fatalf("the replays changed the store:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 
@@ -108,11 +108,11 @@ func TestRestartNoReplayNoLockout(t *testing.T) {
 	if _, err := pooled.Increment(ctx, model.Text, wire.Ref{Content: content}, "hits", 1); err != nil {
 		t.Fatalf("pooled client after the restart: %v", err)
 	}
-	fresh := s.client("admin")
+	fresh := s.NewClient("admin")
 	if row, err := fresh.Find(ctx, model.Text, content); err != nil || row.State.Counter("hits") != 3 {
 		t.Fatalf("new client with the same key after the restart: %+v, %v; want the counter at 3", row, err)
 	}
-	if _, _, err := s.client("smtpd").FindOrInsert(ctx, model.Header, []byte("after the restart")); err != nil {
+	if _, _, err := s.NewClient("smtpd").FindOrInsert(ctx, model.Header, []byte("after the restart")); err != nil {
 		t.Fatalf("smtpd client after the restart: %v", err)
 	}
 }

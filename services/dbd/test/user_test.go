@@ -17,23 +17,23 @@ import (
 // and deletes — the path pop3d and imapd take.
 func TestUserAndMailbox(t *testing.T) {
 	s := newSite(t)
-	s.start()
-	s.dbctl(strings.NewReader("correct horse\n"), "user", "add", "Alice", "--mailbox", "alice@x.example", "--mailbox", "ali@x.example")
-	out := s.dbctl(nil, "user", "show", "alice")
+	s.Start()
+	s.Dbctl(strings.NewReader("correct horse\n"), "user", "add", "Alice", "--mailbox", "alice@x.example", "--mailbox", "ali@x.example")
+	out := s.Dbctl(nil, "user", "show", "alice")
 	for _, want := range []string{"login: alice", "password: set ", "mailbox: alice@x.example", "mailbox: ali@x.example"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("user show lacks %q:\n%s", want, out)
 		}
 	}
-	if _, errs, code := s.dbctlExit(strings.NewReader("short\n"), "user", "passwd", "alice"); code != 2 {
+	if _, errs, code := s.DbctlExit(strings.NewReader("short\n"), "user", "passwd", "alice"); code != 2 {
 		t.Errorf("a 5-character password: exit %d (%s), want 2", code, errs)
 	}
-	if _, _, code := s.dbctlExit(nil, "user", "remove-mailbox", "nobody", "a@x.example"); code != 1 {
+	if _, _, code := s.DbctlExit(nil, "user", "remove-mailbox", "nobody", "a@x.example"); code != 1 {
 		t.Errorf("remove-mailbox of a missing account: exit %d, want 1", code)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st := mailbox.New(s.client("mailbox"))
+	st := mailbox.New(s.NewClient("mailbox"))
 	if _, err := st.Login(ctx, "alice", "wrong horse"); !errors.Is(err, mailbox.ErrAuth) {
 		t.Fatalf("wrong password: %v, want ErrAuth", err)
 	}
@@ -44,7 +44,7 @@ func TestUserAndMailbox(t *testing.T) {
 	if err != nil || len(acct.Mailboxes) != 2 {
 		t.Fatalf("Login = %+v, %v; want two mailboxes", acct, err)
 	}
-	s.dbctl(strings.NewReader("new horse battery\n"), "user", "passwd", "alice")
+	s.Dbctl(strings.NewReader("new horse battery\n"), "user", "passwd", "alice")
 	if _, err := st.Login(ctx, "alice", "correct horse"); !errors.Is(err, mailbox.ErrAuth) {
 		t.Fatalf("old password after passwd: %v, want ErrAuth", err)
 	}
@@ -54,7 +54,7 @@ func TestUserAndMailbox(t *testing.T) {
 
 	// Deliver two mails the way smtpd does (rows, ack, received link); the
 	// second is not acknowledged and must not show.
-	admin := s.client("admin")
+	admin := s.NewClient("admin")
 	box := model.KeyOf(model.Mailbox, model.MailboxContent("alice@x.example"))
 	raw := "Received: from a by b; Sat, 28 Nov 2026 10:00:00 +0000\r\nFrom: x@y.example\r\nX-Junk: 1\r\nSubject: hi\r\n\r\nbody\r\n"
 	deliver := func(raw string, ack bool) model.Key {
@@ -91,7 +91,7 @@ func TestUserAndMailbox(t *testing.T) {
 	if n, err := st.Size(ctx, msgs[0], nil); err != nil || n != int64(len(raw)) {
 		t.Fatalf("Size = %d, %v; want %d", n, err, len(raw))
 	}
-	s.dbctl(nil, "mailbox", "filter", "alice@x.example", "X-Junk")
+	s.Dbctl(nil, "mailbox", "filter", "alice@x.example", "X-Junk")
 	acct, err = st.Login(ctx, "alice", "new horse battery")
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func TestUserAndMailbox(t *testing.T) {
 		t.Fatalf("Messages after delete = %+v, %v; want none", msgs, err)
 	}
 	// The mailbox role cannot write accounts.
-	if _, err := s.client("mailbox").Batch(ctx, []wire.Request{{Op: wire.OpSet, Table: model.POP3, Ref: wire.Ref{Content: model.AccountContent("alice")}, Name: "x", Value: 1}}); err == nil {
+	if _, err := s.NewClient("mailbox").Batch(ctx, []wire.Request{{Op: wire.OpSet, Table: model.POP3, Ref: wire.Ref{Content: model.AccountContent("alice")}, Name: "x", Value: 1}}); err == nil {
 		t.Fatal("the mailbox role set an account column")
 	}
 }
