@@ -100,6 +100,9 @@ func keyNames(keys map[string]string) []string {
 	return names
 }
 
+// T returns the test the DB belongs to, for helpers built on it.
+func (d *DB) T() testing.TB { return d.t }
+
 // Key returns the path of key file name in the site's keys folder
 // ("smtpd", "dbd.pub").
 func (d *DB) Key(name string) string { return filepath.Join(d.Dir, "keys", name) }

@@ -40,11 +40,11 @@ func TestBenchDovecot(t *testing.T) {
 	var ours result
 	for range 2 {
 		ours = retrieveAll(t, p.addr, "bench", "bench password", len(mails), func() time.Duration {
-			return cpuTime(t, p.cmd.Process.Pid) + cpuTime(t, s.cmd.Process.Pid)
+			return cpuTime(t, p.cmd.Process.Pid) + cpuTime(t, s.Cmd.Process.Pid)
 		})
 	}
 	oursRSS, _ := proctest.PeakRSS(p.cmd.Process.Pid)
-	dbdRSS, _ := proctest.PeakRSS(s.cmd.Process.Pid)
+	dbdRSS, _ := proctest.PeakRSS(s.Cmd.Process.Pid)
 
 	// Dovecot, with the same mails in a Maildir (LF line ends, as Maildir
 	// keeps them; Dovecot sends CRLF). It checks the same kind of hash as

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 // sampleMails are hand-made edge cases plus the first 60 corpus mails
@@ -70,7 +72,7 @@ func pythonScript(t *testing.T, script string, args ...string) string {
 	cmd := exec.Command("python3", append([]string{script}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	dieWithTest(cmd)
+	proctest.DieWithTest(cmd)
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("%s: %v: %s", script, err, errb.String())
 	}
@@ -190,7 +192,7 @@ func (f *fetchmail) run(addr string, limit int) {
 	cmd.Env = append(os.Environ(), "HOME="+f.dir, "FETCHMAILHOME="+f.dir)
 	var outb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &outb, &outb
-	dieWithTest(cmd)
+	proctest.DieWithTest(cmd)
 	err := cmd.Run()
 	// Exit 1 means "no mail" (a poll that finds nothing new), 13 "fetch
 	// limit reached": both are normal outcomes.
@@ -289,7 +291,7 @@ func chownTree(t *testing.T, dir string) {
 }
 
 func asNobody(cmd *exec.Cmd) {
-	dieWithTest(cmd)
+	proctest.DieWithTest(cmd)
 	if os.Getuid() == 0 {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: nobody, Gid: nobody}
 		cmd.Env = append(os.Environ(), "HOME=/tmp")

@@ -34,7 +34,7 @@ func loadCorpus(t testing.TB) []corpusMail {
 func deliverAll(t testing.TB, s *site, box string, mails [][]byte) []string {
 	t.Helper()
 	ctx := ctxFor(t, 10*time.Minute)
-	s.client() // made once, before the writers share it
+	s.Client() // made once, before the writers share it
 	uids := make([]string, len(mails))
 	errs := make([]error, len(mails))
 	var wg sync.WaitGroup

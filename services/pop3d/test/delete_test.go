@@ -99,14 +99,14 @@ func TestDeleteAcrossSites(t *testing.T) {
 		wantDeleted := i == 1 || i == 4 || i == 7
 		for _, s := range []*site{a, b} {
 			if got := deletedAt(t, s, k); got != wantDeleted {
-				t.Errorf("mail %d at %s: deleted %v, want %v", i, s.name, got, wantDeleted)
+				t.Errorf("mail %d at %s: deleted %v, want %v", i, s.Site, got, wantDeleted)
 			}
 		}
 	}
 
 	// B's dbd killed with SIGKILL: the deletions it took stay.
-	b.kill()
-	b.start()
+	b.Kill()
+	b.Start()
 	waitUIDs(t, pb.addr, want)
 	for _, i := range []int{1, 4, 7} {
 		if !deletedAt(t, b, keys[i]) {
@@ -160,9 +160,9 @@ func waitUIDs(t *testing.T, addr string, want []string) {
 // deletedAt reports whether the receive row k carries the deleted mark at s.
 func deletedAt(t *testing.T, s *site, k model.Key) bool {
 	t.Helper()
-	row, err := s.client().FindMeta(ctxFor(t, 30*time.Second), model.Receive, k)
+	row, err := s.Client().FindMeta(ctxFor(t, 30*time.Second), model.Receive, k)
 	if err != nil {
-		t.Fatalf("find receive row %s at %s: %v", k, s.name, err)
+		t.Fatalf("find receive row %s at %s: %v", k, s.Site, err)
 	}
 	return row.State.Col(model.ColDeleted) == model.FlagSet
 }

@@ -63,7 +63,7 @@ func TestFailover(t *testing.T) {
 
 	// Site A dies.
 	pa.kill()
-	a.kill()
+	a.Kill()
 
 	hostB, portB, _ := strings.Cut(pb.addr, ":")
 	if got := python(t, hostB, portB, "alice", "alice password", out, seen); got != fmt.Sprintf("downloaded %d", len(mails)-12) {

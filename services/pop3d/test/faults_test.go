@@ -93,7 +93,7 @@ func TestDBDKilledMidSession(t *testing.T) {
 	if _, err := c.cmd("DELE 2"); err != nil {
 		t.Fatal(err)
 	}
-	s.kill()
+	s.Kill()
 	// Every mail, the large one too, while dbd is down.
 	down := 0
 	for i := 3; i <= len(mails); i++ {
@@ -113,7 +113,7 @@ func TestDBDKilledMidSession(t *testing.T) {
 	if _, err := c.cmd("NOOP"); err != nil {
 		t.Fatalf("NOOP after failed RETRs: %v", err)
 	}
-	s.start()
+	s.Start()
 	var last error
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		var got []byte
@@ -141,18 +141,18 @@ func TestDBDKilledMidSession(t *testing.T) {
 	if _, err := c.cmd("DELE 1"); err != nil {
 		t.Fatal(err)
 	}
-	s.kill()
+	s.Kill()
 	if l, err := c.cmd("QUIT"); err == nil || !strings.Contains(err.Error(), "-ERR [SYS/TEMP]") {
 		t.Fatalf("QUIT with dbd down: %q, %v; want -ERR [SYS/TEMP]", l, err)
 	}
-	s.start()
+	s.Start()
 	waitUIDs(t, p.addr, uidsOf(keys[:1], keys[2:]))
 	// A login while dbd is down is refused as temporary.
-	s.kill()
+	s.Kill()
 	if _, err := dialPOP(p.addr, "alice", "alice password"); err == nil || !strings.Contains(err.Error(), "-ERR [SYS/TEMP]") {
 		t.Fatalf("login with dbd down: %v, want -ERR [SYS/TEMP]", err)
 	}
-	s.start()
+	s.Start()
 }
 
 // TestSessionsAtBothSites: two sessions of one mailbox at once are both
@@ -244,9 +244,9 @@ func TestQuitRacesDBDKill(t *testing.T) {
 			reply, err = c.cmd("QUIT")
 		}()
 		time.Sleep(time.Duration(i%4) * 300 * time.Microsecond)
-		s.kill()
+		s.Kill()
 		<-done
-		s.start()
+		s.Start()
 		switch {
 		case err == nil && !deletedAt(t, s, keys[i]):
 			t.Fatalf("round %d: QUIT answered %q, but the restarted dbd has the mail not deleted", i, reply)

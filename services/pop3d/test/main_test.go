@@ -22,18 +22,15 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
-	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
@@ -55,123 +52,32 @@ func TestMain(m *testing.M) {
 
 // site is one dbd process with keys for admin, pop3d (role mailbox) and,
 // if given, a shared backupd key.
-type site struct {
-	t     testing.TB
-	name  string
-	dir   string
-	addr  string
-	cmd   *exec.Cmd
-	log   *proctest.SyncBuffer
-	admin *client.Client
-}
+type site struct{ *proctest.DB }
 
 func newSite(t testing.TB, name, backupdPub string) *site {
 	t.Helper()
-	s := &site{t: t, name: name, dir: t.TempDir()}
-	for _, k := range []string{"dbd", "admin", "pop3d"} {
-		s.run(nil, "dbctl", "keygen", "--out", s.key(k))
-	}
-	clients := "admin keys/admin.pub\nmailbox keys/pop3d.pub\n"
+	cfg := proctest.DBConfig{Bin: binDir, Site: name, Keys: map[string]string{"pop3d": "mailbox"}}
 	if backupdPub != "" {
-		clients += "backupd " + backupdPub + "\n"
+		cfg.Clients = []string{"backupd " + backupdPub}
 	}
-	if err := os.WriteFile(filepath.Join(s.dir, "clients"), []byte(clients), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() && s.log != nil {
-			t.Logf("dbd %s log (tail):\n%s", name, tail(s.log.String(), 30))
-		}
-		s.kill()
-	})
-	s.start()
+	s := &site{proctest.NewDB(t, cfg)}
+	s.Start()
 	return s
-}
-
-func (s *site) key(name string) string { return filepath.Join(s.dir, "keys", name) }
-
-// start runs dbd, on the address of its last run if it had one.
-func (s *site) start() {
-	s.t.Helper()
-	if s.addr == "" {
-		s.addr = proctest.FreePort(s.t)
-	}
-	s.log = &proctest.SyncBuffer{}
-	s.cmd = exec.Command(filepath.Join(binDir, "dbd"), "--data", filepath.Join(s.dir, "data"), "--listen", s.addr,
-		"--key", s.key("dbd"), "--clients", filepath.Join(s.dir, "clients"), "--site", strings.ToLower(s.name))
-	s.cmd.Stderr = s.log
-	dieWithTest(s.cmd)
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	proctest.WaitListening(s.t, s.addr, 20*time.Second, s.log)
-}
-
-func (s *site) kill() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	s.cmd.Process.Kill()
-	s.cmd.Wait()
-	s.cmd = nil
-}
-
-// run runs a built program and fails the test unless it exits 0.
-func (s *site) run(stdin io.Reader, prog string, args ...string) string {
-	s.t.Helper()
-	return runProg(s.t, stdin, prog, args...)
 }
 
 func runProg(t testing.TB, stdin io.Reader, prog string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, prog), args...)
-	var out, errb bytes.Buffer
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &out, &errb
-	dieWithTest(cmd)
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v: %s", prog, strings.Join(args, " "), err, errb.String())
-	}
-	return out.String()
-}
-
-// dbctl runs dbctl with the admin key.
-func (s *site) dbctl(stdin io.Reader, args ...string) string {
-	s.t.Helper()
-	return s.run(stdin, "dbctl", append([]string{"--db", s.addr, "--db-pub", s.key("dbd.pub"), "--key", s.key("admin"), "--timeout", "20s"}, args...)...)
+	return proctest.RunProg(t, binDir, stdin, prog, args...)
 }
 
 // user makes an account with dbctl (password on stdin).
 func (s *site) user(login, password string, boxes ...string) {
-	s.t.Helper()
+	s.T().Helper()
 	args := []string{"user", "add", login}
 	for _, b := range boxes {
 		args = append(args, "--mailbox", b)
 	}
-	s.dbctl(strings.NewReader(password+"\n"), args...)
-}
-
-func (s *site) client() *client.Client {
-	s.t.Helper()
-	if s.admin != nil {
-		return s.admin
-	}
-	kp, err := wire.LoadKeyPair(s.key("admin"))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	pub, err := wire.LoadPublicKey(s.key("dbd.pub"))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	c, err := client.New(client.Config{Addr: s.addr, Static: kp, Server: pub, Timeout: 30 * time.Second,
-		MinBackoff: 5 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.t.Cleanup(func() { c.Close() })
-	s.admin = c
-	return c
+	s.Dbctl(strings.NewReader(password+"\n"), args...)
 }
 
 // deliver stores raw in mailbox box as smtpd does (header, body,
@@ -181,7 +87,7 @@ func (s *site) deliver(ctx context.Context, box string, raw []byte) (model.Key, 
 	rows := model.NewMailRows(raw)
 	rc := model.ReceiveContent(rows.MailKey, model.KeyOf(model.Mailbox, model.MailboxContent(box)))
 	ref := wire.Ref{Content: rc}
-	_, err := s.client().Batch(ctx, []wire.Request{
+	_, err := s.Client().Batch(ctx, []wire.Request{
 		{Op: wire.OpFindOrInsert, Table: model.Header, Content: rows.Parts.Header},
 		{Op: wire.OpFindOrInsert, Table: model.Body, Content: rows.Parts.Body},
 		{Op: wire.OpFindOrInsert, Table: model.Received, Content: rows.Received},
@@ -203,26 +109,26 @@ type pop3dProc struct {
 
 // startPOP3D runs pop3d against s (on addr, or a free port when "").
 func (s *site) startPOP3D(addr string, extra ...string) *pop3dProc {
-	s.t.Helper()
+	s.T().Helper()
 	if addr == "" {
-		addr = proctest.FreePort(s.t)
+		addr = proctest.FreePort(s.T())
 	}
-	p := &pop3dProc{addr: addr, metrics: proctest.FreePort(s.t), log: &proctest.SyncBuffer{}}
-	args := append([]string{"--listen", p.addr, "--metrics", p.metrics, "--db", s.addr, "--db-pub", s.key("dbd.pub"),
-		"--key", s.key("pop3d"), "--auth-fail-delay", "0"}, extra...)
+	p := &pop3dProc{addr: addr, metrics: proctest.FreePort(s.T()), log: &proctest.SyncBuffer{}}
+	args := append([]string{"--listen", p.addr, "--metrics", p.metrics, "--db", s.Addr, "--db-pub", s.Key("dbd.pub"),
+		"--key", s.Key("pop3d"), "--auth-fail-delay", "0"}, extra...)
 	p.cmd = exec.Command(filepath.Join(binDir, "pop3d"), args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	dieWithTest(p.cmd)
+	proctest.DieWithTest(p.cmd)
 	if err := p.cmd.Start(); err != nil {
-		s.t.Fatal(err)
+		s.T().Fatal(err)
 	}
-	s.t.Cleanup(func() {
-		if s.t.Failed() {
-			s.t.Logf("pop3d %s log (tail):\n%s", s.name, tail(p.log.String(), 30))
+	s.T().Cleanup(func() {
+		if s.T().Failed() {
+			s.T().Logf("pop3d %s log (tail):\n%s", s.Site, proctest.Tail(p.log.String(), 30))
 		}
 		p.kill()
 	})
-	proctest.WaitListening(s.t, p.addr, 20*time.Second, p.log)
+	proctest.WaitListening(s.T(), p.addr, 20*time.Second, p.log)
 	return p
 }
 
@@ -233,18 +139,6 @@ func (p *pop3dProc) kill() {
 	p.cmd.Process.Kill()
 	p.cmd.Wait()
 	p.cmd = nil
-}
-
-func dieWithTest(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // requireTool returns the path of a client program, or skips the test
@@ -297,10 +191,10 @@ func startBackupd(t testing.TB, dir string, a, b *site) *backupdProc {
 	t.Helper()
 	p := &backupdProc{t: t, metrics: proctest.FreePort(t), log: &proctest.SyncBuffer{}}
 	p.args = []string{"--key", filepath.Join(dir, "backupd"), "--metrics", p.metrics,
-		"--site", fmt.Sprintf("A=%s,%s", a.addr, a.key("dbd.pub")), "--site", fmt.Sprintf("B=%s,%s", b.addr, b.key("dbd.pub"))}
+		"--site", fmt.Sprintf("A=%s,%s", a.Addr, a.Key("dbd.pub")), "--site", fmt.Sprintf("B=%s,%s", b.Addr, b.Key("dbd.pub"))}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("backupd log (tail):\n%s", tail(p.log.String(), 30))
+			t.Logf("backupd log (tail):\n%s", proctest.Tail(p.log.String(), 30))
 		}
 		p.kill()
 	})
@@ -312,7 +206,7 @@ func (p *backupdProc) start() {
 	p.t.Helper()
 	p.cmd = exec.Command(filepath.Join(binDir, "backupd"), p.args...)
 	p.cmd.Stderr = p.log
-	dieWithTest(p.cmd)
+	proctest.DieWithTest(p.cmd)
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
