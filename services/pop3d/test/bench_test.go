@@ -40,10 +40,10 @@ func TestBenchDovecot(t *testing.T) {
 	var ours result
 	for range 2 {
 		ours = retrieveAll(t, p.addr, "bench", "bench password", len(mails), func() time.Duration {
-			return cpuTime(t, p.cmd.Process.Pid) + cpuTime(t, s.Cmd.Process.Pid)
+			return cpuTime(t, p.Cmd.Process.Pid) + cpuTime(t, s.Cmd.Process.Pid)
 		})
 	}
-	oursRSS, _ := proctest.PeakRSS(p.cmd.Process.Pid)
+	oursRSS, _ := proctest.PeakRSS(p.Cmd.Process.Pid)
 	dbdRSS, _ := proctest.PeakRSS(s.Cmd.Process.Pid)
 
 	// Dovecot, with the same mails in a Maildir (LF line ends, as Maildir

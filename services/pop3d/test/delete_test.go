@@ -59,8 +59,8 @@ func TestDeleteAcrossSites(t *testing.T) {
 	if got := pythonScript(t, "testdata/poplib_dele.py", host, port, "alice", "alice password", uids[1], uids[4]); got != "deleted 2 +OK bye, 2 messages deleted" {
 		t.Fatalf("poplib DELE + QUIT at A: %q", got)
 	}
-	bk.kill()
-	bk.start()
+	bk.Kill()
+	bk.Restart()
 	waitUIDs(t, pa.addr, keep(1, 4))
 	waitUIDs(t, pb.addr, keep(1, 4))
 

@@ -62,7 +62,7 @@ func TestFailover(t *testing.T) {
 	}
 
 	// Site A dies.
-	pa.kill()
+	pa.Kill()
 	a.Kill()
 
 	hostB, portB, _ := strings.Cut(pb.addr, ":")

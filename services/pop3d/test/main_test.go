@@ -101,10 +101,9 @@ func (s *site) deliver(ctx context.Context, box string, raw []byte) (model.Key, 
 
 // pop3dProc is one pop3d process.
 type pop3dProc struct {
+	*proctest.Proc
 	addr    string
 	metrics string
-	cmd     *exec.Cmd
-	log     *proctest.SyncBuffer
 }
 
 // startPOP3D runs pop3d against s (on addr, or a free port when "").
@@ -113,32 +112,11 @@ func (s *site) startPOP3D(addr string, extra ...string) *pop3dProc {
 	if addr == "" {
 		addr = proctest.FreePort(s.T())
 	}
-	p := &pop3dProc{addr: addr, metrics: proctest.FreePort(s.T()), log: &proctest.SyncBuffer{}}
+	p := &pop3dProc{addr: addr, metrics: proctest.FreePort(s.T())}
 	args := append([]string{"--listen", p.addr, "--metrics", p.metrics, "--db", s.Addr, "--db-pub", s.Key("dbd.pub"),
 		"--key", s.Key("pop3d"), "--auth-fail-delay", "0"}, extra...)
-	p.cmd = exec.Command(filepath.Join(binDir, "pop3d"), args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	proctest.DieWithTest(p.cmd)
-	if err := p.cmd.Start(); err != nil {
-		s.T().Fatal(err)
-	}
-	s.T().Cleanup(func() {
-		if s.T().Failed() {
-			s.T().Logf("pop3d %s log (tail):\n%s", s.Site, proctest.Tail(p.log.String(), 30))
-		}
-		p.kill()
-	})
-	proctest.WaitListening(s.T(), p.addr, 20*time.Second, p.log)
+	p.Proc = proctest.StartProc(s.T(), binDir, "pop3d", p.addr, args...)
 	return p
-}
-
-func (p *pop3dProc) kill() {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	p.cmd.Process.Kill()
-	p.cmd.Wait()
-	p.cmd = nil
 }
 
 // requireTool returns the path of a client program, or skips the test
@@ -176,49 +154,11 @@ func lf(b []byte) []byte { return bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n
 
 func ctxFor(t testing.TB, d time.Duration) context.Context { return proctest.Ctx(t, d) }
 
-// backupdProc is a backupd process replicating between two sites.
-type backupdProc struct {
-	t       testing.TB
-	args    []string
-	metrics string
-	cmd     *exec.Cmd
-	log     *proctest.SyncBuffer
-}
-
 // startBackupd runs backupd between a and b with the key dir/backupd
 // (listed at both sites) until the test ends.
-func startBackupd(t testing.TB, dir string, a, b *site) *backupdProc {
+func startBackupd(t testing.TB, dir string, a, b *site) *proctest.Proc {
 	t.Helper()
-	p := &backupdProc{t: t, metrics: proctest.FreePort(t), log: &proctest.SyncBuffer{}}
-	p.args = []string{"--key", filepath.Join(dir, "backupd"), "--metrics", p.metrics,
-		"--site", fmt.Sprintf("A=%s,%s", a.Addr, a.Key("dbd.pub")), "--site", fmt.Sprintf("B=%s,%s", b.Addr, b.Key("dbd.pub"))}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("backupd log (tail):\n%s", proctest.Tail(p.log.String(), 30))
-		}
-		p.kill()
-	})
-	p.start()
-	return p
-}
-
-func (p *backupdProc) start() {
-	p.t.Helper()
-	p.cmd = exec.Command(filepath.Join(binDir, "backupd"), p.args...)
-	p.cmd.Stderr = p.log
-	proctest.DieWithTest(p.cmd)
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	proctest.WaitListening(p.t, p.metrics, 20*time.Second, p.log)
-}
-
-// kill sends SIGKILL and reaps the process.
-func (p *backupdProc) kill() {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	p.cmd.Process.Kill()
-	p.cmd.Wait()
-	p.cmd = nil
+	metrics := proctest.FreePort(t)
+	return proctest.StartProc(t, binDir, "backupd", metrics, "--key", filepath.Join(dir, "backupd"), "--metrics", metrics,
+		"--site", fmt.Sprintf("A=%s,%s", a.Addr, a.Key("dbd.pub")), "--site", fmt.Sprintf("B=%s,%s", b.Addr, b.Key("dbd.pub")))
 }

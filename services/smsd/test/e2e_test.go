@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -20,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,7 +26,6 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
-	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
@@ -49,40 +46,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type proc struct {
-	cmd *exec.Cmd
-	log *proctest.SyncBuffer
-}
-
-func start(t *testing.T, name string, args ...string) *proc {
-	t.Helper()
-	p := &proc{log: &proctest.SyncBuffer{}}
-	p.cmd = exec.Command(filepath.Join(binDir, name), args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("%s log:\n%s", name, tail(p.log.String(), 3000))
-		}
-	})
-	return p
-}
-
-// kill sends SIGKILL and reaps the process.
-func (p *proc) kill() {
-	if p.cmd != nil && p.cmd.Process != nil {
-		p.cmd.Process.Kill()
-		p.cmd.Wait()
-		p.cmd = nil
-	}
-}
-
-func tail(s string, n int) string { return s[max(0, len(s)-n):] }
-
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(filepath.Join(binDir, name), args...).CombinedOutput()
@@ -92,45 +55,14 @@ func run(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-// site is one dbd with its keys.
-type site struct {
-	name, dir, addr string
-	dbd             *proc
-	admin           *client.Client
-}
-
-func (s *site) key(n string) string { return filepath.Join(s.dir, "keys", n) }
-
-func (s *site) dbFlags(key string) []string {
-	return []string{"--db", s.addr, "--db-pub", s.key("dbd.pub"), "--key", s.key(key)}
-}
+// site is one dbd with its keys: admin, notify (smsd's) and the shared
+// backupd key.
+type site = proctest.DB
 
 func newSite(t *testing.T, dir, name, backupdPub string) *site {
-	s := &site{name: name, dir: filepath.Join(dir, name), addr: proctest.FreePort(t)}
-	for _, k := range []string{"dbd", "admin", "notify"} {
-		run(t, "dbctl", "keygen", "--out", s.key(k))
-	}
-	clients := fmt.Sprintf("admin keys/admin.pub\nnotify keys/notify.pub\nbackupd %s\n", backupdPub)
-	if err := os.WriteFile(filepath.Join(s.dir, "clients"), []byte(clients), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.dbd = start(t, "dbd", "--data", filepath.Join(s.dir, "data"), "--listen", s.addr, "--key", s.key("dbd"),
-		"--clients", filepath.Join(s.dir, "clients"), "--site", strings.ToLower(name))
-	proctest.WaitListening(t, s.addr, 20*time.Second, s.dbd.log)
-	kp, err := wire.LoadKeyPair(s.key("admin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := wire.LoadPublicKey(s.key("dbd.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.admin, err = client.New(client.Config{Addr: s.addr, Static: kp, Server: pub, Timeout: 5 * time.Second,
-		MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.admin.Close() })
+	s := proctest.NewDB(t, proctest.DBConfig{Bin: binDir, Dir: filepath.Join(dir, name), Site: name,
+		Keys: map[string]string{"notify": "notify"}, Clients: []string{"backupd " + backupdPub}})
+	s.Start()
 	return s
 }
 
@@ -327,7 +259,7 @@ func deliver(t *testing.T, ctx context.Context, s *site, from, subject string, a
 			wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: model.ReceivedColumn(rows.ReceivedKey), Value: uint64(at.UnixMilli())},
 			wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: model.ColAcknowledged, Value: model.FlagSet})
 	}
-	if _, err := s.admin.Batch(ctx, reqs); err != nil {
+	if _, err := s.Client().Batch(ctx, reqs); err != nil {
 		t.Fatal(err)
 	}
 	return mail{subject: subject, raw: []byte(raw), key: model.KeyOf(model.Receive, rc)}
@@ -335,7 +267,7 @@ func deliver(t *testing.T, ctx context.Context, s *site, from, subject string, a
 
 // col reads one column of a receive row at a site (0 if missing).
 func col(ctx context.Context, s *site, k model.Key, name string) uint64 {
-	row, err := s.admin.FindMeta(ctx, model.Receive, k)
+	row, err := s.Client().FindMeta(ctx, model.Receive, k)
 	if err != nil {
 		return 0
 	}
@@ -353,22 +285,21 @@ func TestTwoSites(t *testing.T) {
 	run(t, "dbctl", "keygen", "--out", filepath.Join(dir, "backupd"))
 	a := newSite(t, dir, "A", filepath.Join(dir, "backupd.pub"))
 	b := newSite(t, dir, "B", filepath.Join(dir, "backupd.pub"))
-	bk := start(t, "backupd", "--key", filepath.Join(dir, "backupd"), "--metrics", proctest.FreePort(t),
-		"--site", fmt.Sprintf("A=%s,%s", a.addr, a.key("dbd.pub")), "--site", fmt.Sprintf("B=%s,%s", b.addr, b.key("dbd.pub")))
-	_ = bk
+	proctest.StartProc(t, binDir, "backupd", "", "--key", filepath.Join(dir, "backupd"), "--metrics", proctest.FreePort(t),
+		"--site", fmt.Sprintf("A=%s,%s", a.Addr, a.Key("dbd.pub")), "--site", fmt.Sprintf("B=%s,%s", b.Addr, b.Key("dbd.pub")))
 	ctx := proctest.Ctx(t, 5*time.Minute)
 
 	// The mailbox and its rules, written at site A; backupd takes them to B.
-	if _, _, err := a.admin.FindOrInsert(ctx, model.Mailbox, model.MailboxContent(box)); err != nil {
+	if _, _, err := a.Client().FindOrInsert(ctx, model.Mailbox, model.MailboxContent(box)); err != nil {
 		t.Fatal(err)
 	}
-	run(t, "smsd", append([]string{"rule", "set"}, append(a.dbFlags("admin"), "--mailbox", box, "--name", "office",
+	run(t, "smsd", append([]string{"rule", "set"}, append(a.DBFlags("admin"), "--mailbox", box, "--name", "office",
 		"--from", "list:hotline", "--from", "@big.example", "--window", "mon-fri 08:00-18:00", "--phone", phone,
 		"--template", "{subject} from {from}: {line}")...)...)
-	run(t, "smsd", append([]string{"zone"}, append(a.dbFlags("admin"), "--mailbox", box, "Europe/Berlin")...)...)
-	run(t, "smsd", append([]string{"list", "add"}, append(a.dbFlags("admin"), "--mailbox", box, "--list", "hotline", "vip@customer.example")...)...)
-	run(t, "smsd", append([]string{"forward", "add"}, append(a.dbFlags("admin"), "--mailbox", box, copyTo)...)...)
-	show := run(t, "smsd", append([]string{"rule", "show"}, append(a.dbFlags("admin"), "--mailbox", box)...)...)
+	run(t, "smsd", append([]string{"zone"}, append(a.DBFlags("admin"), "--mailbox", box, "Europe/Berlin")...)...)
+	run(t, "smsd", append([]string{"list", "add"}, append(a.DBFlags("admin"), "--mailbox", box, "--list", "hotline", "vip@customer.example")...)...)
+	run(t, "smsd", append([]string{"forward", "add"}, append(a.DBFlags("admin"), "--mailbox", box, copyTo)...)...)
+	show := run(t, "smsd", append([]string{"rule", "show"}, append(a.DBFlags("admin"), "--mailbox", box)...)...)
 	for _, want := range []string{"zone Europe/Berlin", "forward " + copyTo, "from: list:hotline", "phone: " + phone} {
 		if !strings.Contains(show, want) {
 			t.Fatalf("rule show lacks %q:\n%s", want, show)
@@ -376,7 +307,7 @@ func TestTwoSites(t *testing.T) {
 	}
 	mbKey := model.KeyOf(model.Mailbox, model.MailboxContent(box))
 	waitFor(t, "the rules to reach site B", func() bool {
-		row, err := b.admin.FindMeta(ctx, model.Mailbox, mbKey)
+		row, err := b.Client().FindMeta(ctx, model.Mailbox, mbKey)
 		return err == nil && len(row.State.Cols) >= 3
 	})
 
@@ -384,14 +315,13 @@ func TestTwoSites(t *testing.T) {
 	sk := newSink(t)
 	secret := filepath.Join(dir, "gw-secret")
 	os.WriteFile(secret, []byte("gw-secret\n"), 0o600)
-	smsd := func(s *site, name string, extra ...string) (*proc, string) {
+	smsd := func(s *site, name string, extra ...string) (*proctest.Proc, string) {
 		m := proctest.FreePort(t)
-		args := append(s.dbFlags("notify"), "--site", name, "--gateway-url", gw.url,
+		args := append(s.DBFlags("notify"), "--site", name, "--gateway-url", gw.url,
 			"--gateway-header", "Authorization: Bearer {{.Secret}}", "--gateway-secret-file", secret,
 			"--relay", sk.addr, "--relay-tls", "none", "--forward-from", "smsd@example.com",
 			"--retry-min", "100ms", "--retry-max", "500ms", "--claim-timeout", "3s", "--metrics", m)
-		p := start(t, "smsd", append(args, extra...)...)
-		proctest.WaitListening(t, m, 20*time.Second, p.log)
+		p := proctest.StartProc(t, binDir, "smsd", m, append(args, extra...)...)
 		return p, m
 	}
 	smsdA, metA := smsd(a, "A")
@@ -463,7 +393,7 @@ func TestTwoSites(t *testing.T) {
 	}
 
 	// Site A's smsd dies: site B sends after its peer delay.
-	smsdA.kill()
+	smsdA.Kill()
 	m8 := deliver(t, ctx, a, "vip@customer.example", "m8", in, true, model.Accept)
 	waitFor(t, "site B to send m8", func() bool { return gw.count(text(m8, "vip@customer.example")) >= 1 && sk.copies(copyTo, m8.raw) >= 1 })
 	if _, owner := claimOwner(ctx, b, m8.key, "sms.claim"); owner != 2 {
@@ -472,7 +402,7 @@ func TestTwoSites(t *testing.T) {
 
 	// Site A's dbd is down too: mail delivered at B still gets its SMS
 	// and its copy.
-	a.dbd.kill()
+	a.Kill()
 	m9 := deliver(t, ctx, b, "vip@customer.example", "m9", in, true, model.Accept)
 	waitFor(t, "site B to send m9", func() bool { return gw.count(text(m9, "vip@customer.example")) >= 1 && sk.copies(copyTo, m9.raw) >= 1 })
 	waitFor(t, "m9 confirmed at B", func() bool {

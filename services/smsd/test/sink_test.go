@@ -44,10 +44,10 @@ func TestForwardToSmtpSink(t *testing.T) {
 	run(t, "dbctl", "keygen", "--out", filepath.Join(dir, "backupd"))
 	a := newSite(t, dir, "A", filepath.Join(dir, "backupd.pub"))
 	ctx := proctest.Ctx(t, 5*time.Minute)
-	if _, _, err := a.admin.FindOrInsert(ctx, model.Mailbox, model.MailboxContent(box)); err != nil {
+	if _, _, err := a.Client().FindOrInsert(ctx, model.Mailbox, model.MailboxContent(box)); err != nil {
 		t.Fatal(err)
 	}
-	run(t, "smsd", append([]string{"forward", "add"}, append(a.dbFlags("admin"), "--mailbox", box, copyTo)...)...)
+	run(t, "smsd", append([]string{"forward", "add"}, append(a.DBFlags("admin"), "--mailbox", box, copyTo)...)...)
 
 	// smtp-sink drops its privileges to postfix: its dump folder must be
 	// reachable and writable by that user.
@@ -85,9 +85,8 @@ func TestForwardToSmtpSink(t *testing.T) {
 		sent[fmt.Sprintf("sink-%04d@test", i)] = m.raw
 	}
 	m := proctest.FreePort(t)
-	p := start(t, "smsd", append(a.dbFlags("notify"), "--site", "A", "--relay", addr, "--relay-tls", "none",
+	proctest.StartProc(t, binDir, "smsd", m, append(a.DBFlags("notify"), "--site", "A", "--relay", addr, "--relay-tls", "none",
 		"--forward-from", "smsd@example.com", "--retry-min", "100ms", "--retry-max", "500ms", "--metrics", m)...)
-	proctest.WaitListening(t, m, 20*time.Second, p.log)
 
 	files := func() []string {
 		ents, _ := os.ReadDir(dump)

@@ -1,0 +1,63 @@
+package proctest
+
+import (
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Proc is one program a black-box test runs (smtpd, pop3d, backupd, ...).
+// Its standard output and error go to Log; it dies with the test process,
+// and the test's cleanup kills it and, if the test failed, logs the end
+// of its output.
+type Proc struct {
+	t    testing.TB
+	name string
+	path string
+	args []string
+	wait string
+	Cmd  *exec.Cmd // nil while it does not run
+	Log  *SyncBuffer
+}
+
+// StartProc starts program name from folder bin with args and, unless
+// wait is "", waits until wait accepts connections.
+func StartProc(t testing.TB, bin, name, wait string, args ...string) *Proc {
+	t.Helper()
+	p := &Proc{t: t, name: name, path: filepath.Join(bin, name), args: args, wait: wait}
+	t.Cleanup(func() {
+		if t.Failed() && p.Log != nil {
+			t.Logf("%s log (tail):\n%s", name, Tail(p.Log.String(), 40))
+		}
+		p.Kill()
+	})
+	p.Restart()
+	return p
+}
+
+// Restart starts the program again with the same arguments (after Kill
+// or its exit), with a new Log, and waits as StartProc does.
+func (p *Proc) Restart() {
+	p.t.Helper()
+	p.Log = &SyncBuffer{}
+	p.Cmd = exec.Command(p.path, p.args...)
+	p.Cmd.Stdout, p.Cmd.Stderr = p.Log, p.Log
+	DieWithTest(p.Cmd)
+	if err := p.Cmd.Start(); err != nil {
+		p.t.Fatalf("start %s: %v", p.name, err)
+	}
+	if p.wait != "" {
+		WaitListening(p.t, p.wait, 20*time.Second, p.Log)
+	}
+}
+
+// Kill sends SIGKILL and reaps the process.
+func (p *Proc) Kill() {
+	if p.Cmd == nil || p.Cmd.Process == nil {
+		return
+	}
+	p.Cmd.Process.Kill()
+	p.Cmd.Wait()
+	p.Cmd = nil
+}
