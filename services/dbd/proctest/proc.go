@@ -1,6 +1,7 @@
 package proctest
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -17,31 +18,42 @@ type Proc struct {
 	path string
 	args []string
 	wait string
-	Cmd  *exec.Cmd // nil while it does not run
-	Log  *SyncBuffer
+	// Env is more environment (NAME=VALUE) for the next Start.
+	Env []string
+	Cmd *exec.Cmd // nil while it does not run
+	Log *SyncBuffer
 }
 
-// StartProc starts program name from folder bin with args and, unless
-// wait is "", waits until wait accepts connections.
-func StartProc(t testing.TB, bin, name, wait string, args ...string) *Proc {
-	t.Helper()
+// NewProc prepares program name from folder bin with args; Start runs
+// it and, unless wait is "", waits until wait accepts connections.
+func NewProc(t testing.TB, bin, name, wait string, args ...string) *Proc {
 	p := &Proc{t: t, name: name, path: filepath.Join(bin, name), args: args, wait: wait}
 	t.Cleanup(func() {
 		if t.Failed() && p.Log != nil {
-			t.Logf("%s log (tail):\n%s", name, Tail(p.Log.String(), 40))
+			t.Logf("%s log (tail):\n%s", name, Tail(p.Log.String(), 60))
 		}
 		p.Kill()
 	})
-	p.Restart()
 	return p
 }
 
-// Restart starts the program again with the same arguments (after Kill
-// or its exit), with a new Log, and waits as StartProc does.
-func (p *Proc) Restart() {
+// StartProc is NewProc and Start.
+func StartProc(t testing.TB, bin, name, wait string, args ...string) *Proc {
+	t.Helper()
+	p := NewProc(t, bin, name, wait, args...)
+	p.Start()
+	return p
+}
+
+// Start runs the program (again, after Kill or its exit: same arguments,
+// a new Log) and waits as NewProc says.
+func (p *Proc) Start() {
 	p.t.Helper()
 	p.Log = &SyncBuffer{}
 	p.Cmd = exec.Command(p.path, p.args...)
+	if len(p.Env) > 0 {
+		p.Cmd.Env = append(os.Environ(), p.Env...)
+	}
 	p.Cmd.Stdout, p.Cmd.Stderr = p.Log, p.Log
 	DieWithTest(p.Cmd)
 	if err := p.Cmd.Start(); err != nil {

@@ -59,7 +59,7 @@ func (y *system) spawn(name string, args ...string) *exec.Cmd {
 }
 
 func (y *system) dbFlags(s *site, key string) []string {
-	return []string{"--db", s.addr, "--db-pub", s.key("dbd.pub"), "--key", s.key(key)}
+	return []string{"--db", s.Addr, "--db-pub", s.Key("dbd.pub"), "--key", s.Key(key)}
 }
 
 func (y *system) startSpamd(s *site) {
@@ -229,7 +229,7 @@ func newSystem(t *testing.T) *system {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for name, l := range y.logs {
-				t.Logf("%s log (tail):\n%s", name, tail(l.String(), 20))
+				t.Logf("%s log (tail):\n%s", name, proctest.Tail(l.String(), 20))
 			}
 		}
 	})
@@ -237,17 +237,17 @@ func newSystem(t *testing.T) *system {
 	// spamd's and the mailbox servers' keys, added to the running dbds'
 	// clients files (dbd reloads them on SIGHUP).
 	for _, s := range []*site{y.a, y.b} {
-		s.dbctl("keygen", "--out", s.key("spamd"))
-		s.dbctl("keygen", "--out", s.key("mailbox"))
-		f, err := os.OpenFile(filepath.Join(s.dir, "clients"), os.O_APPEND|os.O_WRONLY, 0)
+		s.Dbctl(nil, "keygen", "--out", s.Key("spamd"))
+		s.Dbctl(nil, "keygen", "--out", s.Key("mailbox"))
+		f, err := os.OpenFile(filepath.Join(s.Dir, "clients"), os.O_APPEND|os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(f, "spamd keys/spamd.pub\nmailbox keys/mailbox.pub\n")
 		f.Close()
-		s.cmd.Process.Signal(syscall.SIGHUP)
+		s.Cmd.Process.Signal(syscall.SIGHUP)
 		waitFor(t, 10*time.Second, "dbd reloading its clients file", func() bool {
-			return strings.Contains(s.log.String(), "clients file reloaded")
+			return strings.Contains(s.Log.String(), "clients file reloaded")
 		})
 	}
 	y.a.addMailbox(accRcpt)
@@ -257,7 +257,7 @@ func newSystem(t *testing.T) *system {
 		t.Fatalf("dbctl user add: %v\n%s", err, out)
 	}
 	waitFor(t, 30*time.Second, "the mailbox and account at site B", func() bool {
-		_, _, code := y.b.dbctlExit("user", "show", accUser)
+		_, _, code := y.b.DbctlExit(nil, "user", "show", accUser)
 		return code == 0
 	})
 	for _, s := range []*site{y.a, y.b} {
@@ -265,8 +265,8 @@ func newSystem(t *testing.T) *system {
 		y.pop3[s], y.imap[s] = proctest.FreePort(t), proctest.FreePort(t)
 		y.spawn("pop3d", append(y.dbFlags(s, "mailbox"), "--listen", y.pop3[s])...)
 		y.spawn("imapd", append(y.dbFlags(s, "mailbox"), "--listen", y.imap[s])...)
-		proctest.WaitListening(t, y.pop3[s], 20*time.Second, s.log)
-		proctest.WaitListening(t, y.imap[s], 20*time.Second, s.log)
+		proctest.WaitListening(t, y.pop3[s], 20*time.Second, s.Log)
+		proctest.WaitListening(t, y.imap[s], 20*time.Second, s.Log)
 	}
 	return y
 }
@@ -337,7 +337,7 @@ func TestAcceptance(t *testing.T) {
 	})
 
 	t.Run("4 site B down: 451 in strict mode; B back: the retry gets 250, once", func(t *testing.T) {
-		y.b.kill()
+		y.b.Kill()
 		qid := p.inject("friend@ham.example", []string{accRcpt}, string(ham[1]))
 		line := p.deliveryLine(qid, "deferred", time.Minute)
 		if !strings.Contains(line, "451") {
@@ -346,7 +346,7 @@ func TestAcceptance(t *testing.T) {
 		if regexp.MustCompile(qid + `: .*status=sent`).MatchString(p.log()) {
 			t.Fatal("250 while site B is down")
 		}
-		y.b.start()
+		y.b.Start()
 		line = p.deliveryLine(qid, "sent", 2*time.Minute)
 		if !strings.Contains(line, "status=sent (250") {
 			t.Fatalf("want 250 once site B is back: %s", line)
@@ -365,7 +365,7 @@ func TestAcceptance(t *testing.T) {
 		if !strings.Contains(line, "451") {
 			t.Fatalf("want a 451 deferral with spamd down: %s", line)
 		}
-		y.smtpd[y.a].kill() // MX A is down now: the retry goes to MX B
+		y.smtpd[y.a].Kill() // MX A is down now: the retry goes to MX B
 		for _, s := range []*site{y.a, y.b} {
 			y.startSpamd(s)
 		}

@@ -45,8 +45,8 @@ func TestBenchStrict(t *testing.T) {
 		}
 	}
 	meters := map[string]*cpuMeter{
-		"smtpd-strict": newCPUMeter(t, proc("smtpd", d.cmd), proc("dbd A", a.cmd), proc("dbd B", siteB.cmd),
-			proc("backupd", a.backupd), proc("filter", filter)),
+		"smtpd-strict": newCPUMeter(t, proc("smtpd", d.Cmd), proc("dbd A", a.Cmd), proc("dbd B", siteB.Cmd),
+			proc("backupd", a.backupd.Cmd), proc("filter", filter)),
 		"postfix": newCPUMeter(t, postfixProc(pf)),
 	}
 	source := map[string][]float64{}

@@ -54,7 +54,7 @@ func TestBenchSMTP(t *testing.T) {
 	)
 
 	s := newSite(t)
-	s.start()
+	s.Start()
 	s.addMailbox(rcpt)
 	filter := s.autoverdict("accept")
 	// TWINMX_BENCH_SMTPD_FLAGS adds smtpd flags and TWINMX_BENCH_SMTPD_ENV
@@ -77,7 +77,7 @@ func TestBenchSMTP(t *testing.T) {
 	// CPU time of smtpd, its dbd and the stand-in filter during the
 	// smtp-source runs against smtpd, and of Postfix (its master and every
 	// process under it) during those against Postfix.
-	ours := newCPUMeter(t, proc("smtpd", d.cmd), proc("dbd", s.cmd), proc("filter", filter))
+	ours := newCPUMeter(t, proc("smtpd", d.Cmd), proc("dbd", s.Cmd), proc("filter", filter))
 	theirs := newCPUMeter(t, postfixProc(pf))
 	meters := map[string]*cpuMeter{"smtpd": ours, "postfix": theirs}
 
@@ -150,12 +150,12 @@ func TestBenchSMTP(t *testing.T) {
 
 	// Peak memory under 100 concurrent sessions (Go client: it counts
 	// the replies instead of stopping at the first temporary failure).
-	idle := peakRSS(t, d.cmd.Process.Pid)
+	idle := peakRSS(t, d.Cmd.Process.Pid)
 	rate, ls, codes, err := runGoClient(d.addr, 100, size, 3000, rcpt, "rss")
 	if err != nil {
 		t.Errorf("100 sessions against smtpd: %v", err)
 	}
-	peak := peakRSS(t, d.cmd.Process.Pid)
+	peak := peakRSS(t, d.Cmd.Process.Pid)
 	fmt.Fprintf(&b, "smtpd under 100 concurrent sessions, 3000 mails: %.0f mails/s, p50 %s, p99 %s, replies %v\n",
 		rate, quantile(ls, 0.5).Round(10*time.Microsecond), quantile(ls, 0.99).Round(10*time.Microsecond), codes)
 	prate, pls, pcodes, err := runGoClient(pf.addr, 100, size, 3000, rcpt, "rss-postfix")
@@ -384,7 +384,7 @@ func presetAccept(t testing.TB, s *site, rcpt, tag string, n, size int) {
 	val := model.EncodeVerdict(model.SourceFilter, model.Epoch(time.Now()), model.Accept)
 	var reqs []wire.Request
 	flush := func() {
-		if _, err := s.client().Batch(ctx, reqs); err != nil {
+		if _, err := s.Client().Batch(ctx, reqs); err != nil {
 			t.Fatalf("preset verdicts: %v", err)
 		}
 		reqs = reqs[:0]

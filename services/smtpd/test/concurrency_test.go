@@ -23,7 +23,7 @@ func TestManySessionsAwaitDecision(t *testing.T) {
 	t.Parallel()
 	const n = 100
 	s := newSite(t)
-	s.start()
+	s.Start()
 	rcpt := "busy@twinmx.test"
 	s.addMailbox(rcpt)
 	d := s.startSMTPD(smtpdOptions{DecisionWindow: 30 * time.Second, MinCopies: 1,
@@ -65,7 +65,7 @@ func TestManySessionsAwaitDecision(t *testing.T) {
 	for i, k := range keys {
 		reqs[i] = wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: k}, Name: model.ColVerdict, Value: val}
 	}
-	if _, err := s.client().Batch(ctx, reqs); err != nil {
+	if _, err := s.Client().Batch(ctx, reqs); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()

@@ -42,7 +42,7 @@ func TestCorpusStoredByteExact(t *testing.T) {
 	t.Parallel()
 	corpus := loadCorpus(t)
 	s := newSite(t)
-	s.start()
+	s.Start()
 	const rcpt = "corpus@twinmx.test"
 	s.addMailbox(rcpt)
 	s.autoverdict("accept")
@@ -177,10 +177,10 @@ func TestCorpusStoredByteExact(t *testing.T) {
 	// header and body of the first mail byte for byte.
 	if checked > 0 {
 		p := model.Split(corpus[0].raw)
-		if got := s.dbctl("find", "--raw", "--by-key", model.KeyOf(model.Header, p.Header).String(), "header"); got != string(p.Header) {
+		if got := s.Dbctl(nil, "find", "--raw", "--by-key", model.KeyOf(model.Header, p.Header).String(), "header"); got != string(p.Header) {
 			t.Errorf("dbctl find --raw header of %s differs: %s", corpus[0].name, firstDiff([]byte(got), p.Header))
 		}
-		if got := s.dbctl("find", "--raw", "--by-key", model.KeyOf(model.Body, p.Body).String(), "body"); got != string(p.Body) {
+		if got := s.Dbctl(nil, "find", "--raw", "--by-key", model.KeyOf(model.Body, p.Body).String(), "body"); got != string(p.Body) {
 			t.Errorf("dbctl find --raw body of %s differs: %s", corpus[0].name, firstDiff([]byte(got), p.Body))
 		}
 	}

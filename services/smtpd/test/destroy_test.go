@@ -51,10 +51,10 @@ func TestStrictSiteDestroyedAfter250(t *testing.T) {
 	destroyed := make(chan struct{})
 	destroy := func() {
 		// Site A's machine is gone: everything on it stops at once.
-		a.backupd.Process.Kill()
-		a.kill()
-		d.kill()
-		if err := os.RemoveAll(filepath.Join(a.dir, "data")); err != nil {
+		a.backupd.Kill()
+		a.Kill()
+		d.Kill()
+		if err := os.RemoveAll(filepath.Join(a.Dir, "data")); err != nil {
 			t.Error(err)
 		}
 		close(destroyed)
@@ -106,7 +106,7 @@ func TestStrictSiteDestroyedAfter250(t *testing.T) {
 			t.Errorf("mail %s got 250, but its receive row is not at B: %v", mr.MailKey, err)
 			continue
 		}
-		c := b.client()
+		c := b.Client()
 		if row, err := c.FindKey(ctx, model.Mail, mr.MailKey); err != nil || !bytes.Equal(row.Content, mr.Mail) {
 			t.Errorf("mail %s: mail row at B: %v", mr.MailKey, err)
 		}
@@ -152,7 +152,7 @@ func TestStrictSiteDestroyedAfter250(t *testing.T) {
 		}
 		return true
 	})
-	out := b.dbctl("recover-acks", "--apply")
+	out := b.Dbctl(nil, "recover-acks", "--apply")
 	t.Logf("dbctl recover-acks --apply at B:\n%s", out)
 	for _, msg := range accepted {
 		rk := receiveKey(msg, rcpt)
@@ -167,7 +167,7 @@ func TestStrictSiteDestroyedAfter250(t *testing.T) {
 		}
 	}
 	// Run again: nothing left to do.
-	if out := b.dbctl("recover-acks", "--apply"); !bytes.Contains([]byte(out), []byte("recover-acks: 0 accepted without ack, 0 acknowledged now")) {
+	if out := b.Dbctl(nil, "recover-acks", "--apply"); !bytes.Contains([]byte(out), []byte("recover-acks: 0 accepted without ack, 0 acknowledged now")) {
 		t.Errorf("a second recover-acks found more:\n%s", out)
 	}
 }

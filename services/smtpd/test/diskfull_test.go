@@ -35,7 +35,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	const rcpt = "full@twinmx.test"
 	s := newSite(t)
-	data := filepath.Join(s.dir, "data")
+	data := filepath.Join(s.Dir, "data")
 	if err := os.Mkdir(data, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -45,12 +45,12 @@ func TestDiskFull(t *testing.T) {
 	// Cleanups run last in, first out: this one before newSite's (and
 	// before its TempDir is removed), so dbd is killed, then unmounted.
 	t.Cleanup(func() {
-		s.kill()
+		s.Kill()
 		if out, err := exec.Command("umount", "-l", data).CombinedOutput(); err != nil {
 			t.Errorf("umount %s: %v: %s", data, err, out)
 		}
 	})
-	s.start()
+	s.Start()
 	s.addMailbox(rcpt)
 	s.autoverdict("accept")
 	d := s.startSMTPD(smtpdOptions{DecisionWindow: 10 * time.Second, MinCopies: 1,
@@ -108,12 +108,12 @@ func TestDiskFull(t *testing.T) {
 	if len(acked) == 0 {
 		t.Errorf("no mail got 250 before the disk was full (is 1 MiB too little for one?)")
 	}
-	t.Logf("%d mails got 250, then the disk was full; dbd log (tail):\n%s", len(acked), tail(s.log.String(), 5))
+	t.Logf("%d mails got 250, then the disk was full; dbd log (tail):\n%s", len(acked), proctest.Tail(s.Log.String(), 5))
 
-	if !strings.Contains(s.log.String(), "disk full: answering no-space") {
+	if !strings.Contains(s.Log.String(), "disk full: answering no-space") {
 		t.Errorf("dbd did not log that it answers no-space")
 	}
-	if out, errOut, code := s.dbctlExit("status"); code != 0 || !strings.Contains(out, "\nstorage: no-space\n") {
+	if out, errOut, code := s.DbctlExit(nil, "status"); code != 0 || !strings.Contains(out, "\nstorage: no-space\n") {
 		t.Errorf("dbctl status while the disk is full (exit %d): %s%s; want storage: no-space", code, out, errOut)
 	}
 
@@ -123,7 +123,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- s.cmd.Wait() }()
+	go func() { exited <- s.Cmd.Wait() }()
 	select {
 	case err := <-exited:
 		var ee *exec.ExitError
@@ -131,10 +131,10 @@ func TestDiskFull(t *testing.T) {
 			t.Errorf("dbd ended with %v once space was back, want exit status 1", err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatalf("dbd still runs 30 s after space was freed; log (tail):\n%s", tail(s.log.String(), 5))
+		t.Fatalf("dbd still runs 30 s after space was freed; log (tail):\n%s", proctest.Tail(s.Log.String(), 5))
 	}
-	s.cmd = nil
-	s.start()
+	s.Cmd = nil
+	s.Start()
 	next := mail(1000)
 	waitFor(t, 30*time.Second, "250 for a new mail once space is free", func() bool {
 		r, err := sendMail(d.addr, "a@sender.test", []string{rcpt}, next, 30*time.Second)

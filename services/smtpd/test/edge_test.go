@@ -27,7 +27,7 @@ const (
 func edgeSite(t *testing.T) (*site, *smtpdProc) {
 	t.Helper()
 	s := newSite(t)
-	s.start()
+	s.Start()
 	s.addMailbox("bob@twinmx.test", "carol@twinmx.test", "dave@twinmx.test")
 	s.autoverdict("accept")
 	d := s.startSMTPD(smtpdOptions{DecisionWindow: 10 * time.Second, MinCopies: 1,
@@ -89,7 +89,7 @@ func TestSwaks(t *testing.T) {
 	big := strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopq\r\n", edgeLimit/90+10)
 	out = swaks(t, d.addr, "--to", "dave@twinmx.test", "--header", "Subject: "+token+"-big", "--body", big)
 	if !strings.Contains(out, "<** 552") {
-		t.Errorf("oversized message: want 552; swaks (tail):\n%s", tail(out, 6))
+		t.Errorf("oversized message: want 552; swaks (tail):\n%s", proctest.Tail(out, 6))
 	}
 	for _, m := range s.mails(20) {
 		if strings.Contains(m.Fields["subject"], token+"-big") {
@@ -167,7 +167,7 @@ func TestPythonSmtplib(t *testing.T) {
 func TestRetryMatchedByContent(t *testing.T) {
 	t.Parallel()
 	s := newSite(t)
-	s.start()
+	s.Start()
 	s.addMailbox("erin@twinmx.test")
 	d := s.startSMTPD(smtpdOptions{DecisionWindow: 500 * time.Millisecond, MinCopies: 1})
 	token := fmt.Sprintf("retry-%d", time.Now().UnixNano())
@@ -181,7 +181,7 @@ func TestRetryMatchedByContent(t *testing.T) {
 		t.Fatalf("first attempt, undecided: %v %v; want 451 4.7.1", r, err)
 	}
 	m := s.waitMail("erin@twinmx.test", token, 10*time.Second, nil)
-	s.dbctl("verdict", "accept", m.Key)
+	s.Dbctl(nil, "verdict", "accept", m.Key)
 	r, err = sendMail(d.addr, "a@sender.test", []string{"erin@twinmx.test"}, retry, 20*time.Second)
 	if err != nil || r.Code != 250 {
 		t.Fatalf("retry with other Received fields after the accept: %v %v; want 250", r, err)

@@ -36,7 +36,7 @@ func TestSyncEIO(t *testing.T) {
 	}
 	const rcpt = "eio@twinmx.test"
 	s := newSite(t)
-	s.start()
+	s.Start()
 	s.addMailbox(rcpt)
 	s.autoverdict("accept")
 	d := s.startSMTPD(smtpdOptions{DecisionWindow: 10 * time.Second, MinCopies: 1,
@@ -51,7 +51,7 @@ func TestSyncEIO(t *testing.T) {
 	}
 
 	out := &proctest.SyncBuffer{}
-	st := exec.Command(straceBin, "-f", "-p", fmt.Sprint(s.cmd.Process.Pid), "-e", "trace=fsync,fdatasync",
+	st := exec.Command(straceBin, "-f", "-p", fmt.Sprint(s.Cmd.Process.Pid), "-e", "trace=fsync,fdatasync",
 		"-e", "inject=fsync,fdatasync:error=EIO", "-o", "/dev/null")
 	st.Stderr = out
 	dieWithTest(st, syscall.SIGKILL)
@@ -80,18 +80,18 @@ func TestSyncEIO(t *testing.T) {
 			t.Errorf("mail %d during the fault: %v; want 451 4.3.0", i+1, r)
 		}
 	}
-	pid := s.cmd.Process.Pid
+	pid := s.Cmd.Process.Pid
 	waitFor(t, 10*time.Second, "dbd to exit after the failed sync", func() bool {
 		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		return err != nil || bytes.Contains(stat, []byte(") Z "))
 	})
-	if !strings.Contains(s.log.String(), "input/output error") {
-		t.Errorf("dbd did not log the EIO; log (tail):\n%s", tail(s.log.String(), 10))
+	if !strings.Contains(s.Log.String(), "input/output error") {
+		t.Errorf("dbd did not log the EIO; log (tail):\n%s", proctest.Tail(s.Log.String(), 10))
 	}
 
 	stopStrace()
-	s.kill()
-	s.start()
+	s.Kill()
+	s.Start()
 	after := mail("after")
 	waitFor(t, 30*time.Second, "250 for a new mail after dbd's restart", func() bool {
 		r, err := sendMail(d.addr, "a@sender.test", []string{rcpt}, after, 30*time.Second)

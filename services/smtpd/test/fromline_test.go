@@ -27,7 +27,7 @@ func TestFromLines(t *testing.T) {
 		limit = 150000
 	)
 	s := newSite(t)
-	s.start()
+	s.Start()
 	s.addMailbox(rcpt)
 	s.autoverdict("accept")
 	d := s.startSMTPD(smtpdOptions{DecisionWindow: 20 * time.Second, MinCopies: 1,

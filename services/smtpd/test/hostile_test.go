@@ -30,7 +30,7 @@ var smugglingSequences = []string{
 func TestHostileClients(t *testing.T) {
 	t.Parallel()
 	s := newSite(t)
-	s.start()
+	s.Start()
 	s.addMailbox("bob@twinmx.test")
 	s.autoverdict("accept")
 	d := s.startSMTPD(smtpdOptions{DecisionWindow: 10 * time.Second, MinCopies: 1})
@@ -83,7 +83,7 @@ func TestHostileClients(t *testing.T) {
 
 	t.Run("flood", func(t *testing.T) {
 		// More connections from one IP than --max-conns-per-ip (default 20).
-		fdsBefore := openFiles(t, d.cmd.Process.Pid)
+		fdsBefore := openFiles(t, d.Cmd.Process.Pid)
 		var conns []*smtpConn
 		refused := 0
 		for i := 0; i < 30; i++ {
@@ -120,7 +120,7 @@ func TestHostileClients(t *testing.T) {
 		// Every refused and closed connection gave its descriptor back
 		// (TEST-CATALOG item 22); a few may still be closing.
 		waitFor(t, 10*time.Second, fmt.Sprintf("smtpd's open files back to %d after the flood", fdsBefore), func() bool {
-			return openFiles(t, d.cmd.Process.Pid) <= fdsBefore
+			return openFiles(t, d.Cmd.Process.Pid) <= fdsBefore
 		})
 	})
 
@@ -221,7 +221,7 @@ func TestHostileClients(t *testing.T) {
 func TestEarlyTalker(t *testing.T) {
 	t.Parallel()
 	s := newSite(t)
-	s.start()
+	s.Start()
 	d := s.startSMTPD(smtpdOptions{GreetPause: "1s"})
 
 	nc, err := net.DialTimeout("tcp", d.addr, 5*time.Second)

@@ -32,7 +32,7 @@ func TestKill9DBDUnderLoad(t *testing.T) {
 		downtime = 300 * time.Millisecond
 	)
 	s := newSite(t)
-	s.start()
+	s.Start()
 	s.addMailbox(rcpt)
 	s.autoverdict("accept")
 	d := s.startSMTPD(smtpdOptions{DecisionWindow: 5 * time.Second, MinCopies: 1})
@@ -54,7 +54,7 @@ func TestKill9DBDUnderLoad(t *testing.T) {
 	}
 	close(work)
 	var late atomic.Int64
-	db := s.client()
+	db := s.Client()
 	ctx := proctest.Ctx(t, 3*time.Minute)
 	var wg sync.WaitGroup
 	for w := 0; w < clients; w++ {
@@ -101,9 +101,9 @@ func TestKill9DBDUnderLoad(t *testing.T) {
 	for _, at := range []int64{total / 3, 2 * total / 3} {
 		waitFor(t, 60*time.Second, fmt.Sprintf("%d mails acknowledged before a kill", at), func() bool { return acked.Load() >= at })
 		before = append(before, acked.Load())
-		s.kill()
+		s.Kill()
 		time.Sleep(downtime)
-		s.start()
+		s.Start()
 	}
 	wg.Wait()
 
@@ -171,7 +171,7 @@ func TestKill9SMTPDBeforeReply(t *testing.T) {
 	t.Parallel()
 	const rcpt = "victim@twinmx.test"
 	s := newSite(t)
-	s.start()
+	s.Start()
 	s.addMailbox(rcpt)
 	d := s.startSMTPD(smtpdOptions{DecisionWindow: time.Minute, MinCopies: 1})
 	raw := []byte("From: a@sender.test\r\nTo: " + rcpt + "\r\nSubject: killed before the reply\r\n" +
@@ -192,7 +192,7 @@ func TestKill9SMTPDBeforeReply(t *testing.T) {
 		st, err := s.receiveRow(ctx, k)
 		return err == nil && st != nil
 	})
-	d.kill()
+	d.Kill()
 	res := <-first
 	if res.err == nil {
 		t.Fatalf("the client got a reply from a killed smtpd: %v", res.r)
@@ -206,7 +206,7 @@ func TestKill9SMTPDBeforeReply(t *testing.T) {
 	}
 
 	d = s.startSMTPD(smtpdOptions{DecisionWindow: 10 * time.Second, MinCopies: 1})
-	db := s.client()
+	db := s.Client()
 	if _, err := db.Set(ctx, model.Receive, wire.Ref{ByKey: true, Key: k}, model.ColVerdict,
 		model.EncodeVerdict(model.SourceFilter, model.Epoch(time.Now()), model.Accept)); err != nil {
 		t.Fatal(err)

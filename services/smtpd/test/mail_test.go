@@ -62,15 +62,15 @@ func parseMailLine(line string) (mailLine, bool) {
 
 // mails runs `dbctl mails --last n`.
 func (s *site) mails(n int) []mailLine {
-	s.t.Helper()
+	s.T().Helper()
 	var out []mailLine
-	for _, line := range strings.Split(strings.TrimSpace(s.dbctl("mails", "--last", strconv.Itoa(n))), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(s.Dbctl(nil, "mails", "--last", strconv.Itoa(n))), "\n") {
 		if line == "" {
 			continue
 		}
 		m, ok := parseMailLine(line)
 		if !ok {
-			s.t.Fatalf("dbctl mails printed a line that is not KEY name=value...: %q", line)
+			s.T().Fatalf("dbctl mails printed a line that is not KEY name=value...: %q", line)
 		}
 		out = append(out, m)
 	}
@@ -80,7 +80,7 @@ func (s *site) mails(n int) []mailLine {
 // waitMail polls `dbctl mails` until a line for mailbox `to` whose subject
 // contains token satisfies ok, and returns it.
 func (s *site) waitMail(to, token string, limit time.Duration, ok func(mailLine) bool) mailLine {
-	s.t.Helper()
+	s.T().Helper()
 	deadline := time.Now().Add(limit)
 	var last []mailLine
 	for {
@@ -91,7 +91,7 @@ func (s *site) waitMail(to, token string, limit time.Duration, ok func(mailLine)
 			}
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("no mail to %s with subject %q in the wanted state after %s; dbctl mails: %v", to, token, limit, last)
+			s.T().Fatalf("no mail to %s with subject %q in the wanted state after %s; dbctl mails: %v", to, token, limit, last)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -99,29 +99,29 @@ func (s *site) waitMail(to, token string, limit time.Duration, ok func(mailLine)
 
 // addMailbox runs `dbctl mailbox add`.
 func (s *site) addMailbox(addrs ...string) {
-	s.t.Helper()
+	s.T().Helper()
 	for _, a := range addrs {
-		s.dbctl("mailbox", "add", a)
+		s.Dbctl(nil, "mailbox", "add", a)
 	}
 }
 
 // autoverdict runs `dbctl autoverdict accept|reject` until the test ends:
 // every mail gets the filter verdict as soon as smtpd stores it.
 func (s *site) autoverdict(v string) *exec.Cmd {
-	s.t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "dbctl"), "--db", s.addr, "--db-pub", s.key("dbd.pub"),
-		"--key", s.key("admin"), "autoverdict", v)
+	s.T().Helper()
+	cmd := exec.Command(filepath.Join(binDir, "dbctl"), "--db", s.Addr, "--db-pub", s.Key("dbd.pub"),
+		"--key", s.Key("admin"), "autoverdict", v)
 	out := &proctest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	dieWithTest(cmd, syscall.SIGKILL)
 	if err := cmd.Start(); err != nil {
-		s.t.Fatal(err)
+		s.T().Fatal(err)
 	}
-	s.t.Cleanup(func() {
+	s.T().Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
-		if s.t.Failed() {
-			s.t.Logf("dbctl autoverdict output (tail):\n%s", tail(out.String(), 10))
+		if s.T().Failed() {
+			s.T().Logf("dbctl autoverdict output (tail):\n%s", proctest.Tail(out.String(), 10))
 		}
 	})
 	return cmd
@@ -136,7 +136,7 @@ func receiveKey(raw []byte, addr string) model.Key {
 
 // receiveRow reads a receive row; nil if it does not exist.
 func (s *site) receiveRow(ctx context.Context, k model.Key) (*model.State, error) {
-	row, err := s.client().FindKey(ctx, model.Receive, k)
+	row, err := s.Client().FindKey(ctx, model.Receive, k)
 	if errors.Is(err, client.ErrNotFound) {
 		return nil, nil
 	}
@@ -150,7 +150,7 @@ func (s *site) receiveRow(ctx context.Context, k model.Key) (*model.State, error
 // row k: header, the received row its acknowledgement links to, and body,
 // joined. The result starts with smtpd's own Received field.
 func (s *site) storedMail(ctx context.Context, k model.Key) ([]byte, error) {
-	c := s.client()
+	c := s.Client()
 	rcv, err := c.FindKey(ctx, model.Receive, k)
 	if err != nil {
 		return nil, err

@@ -23,23 +23,12 @@
 package test
 
 import (
-	"bytes"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twinmx/twinmx/services/dbd/proctest"
-
-	"github.com/twinmx/twinmx/pkg/wire"
-	"github.com/twinmx/twinmx/pkg/wire/client"
 )
 
 // binDir holds the binaries built by TestMain.
@@ -63,132 +52,21 @@ func TestMain(m *testing.M) {
 // site is one dbd process with its keys (dbd, admin, smtpd, backupd),
 // its clients file and data folder.
 type site struct {
-	t       testing.TB
-	dir     string
-	addr    string
-	cmd     *exec.Cmd
-	backupd *exec.Cmd // the backupd twoSites started, on site A
-	log     *proctest.SyncBuffer
-	pub     wire.PublicKey
-
-	adminOnce sync.Once
-	admin     *client.Client
+	*proctest.DB
+	backupd *proctest.Proc // the backupd twoSites started, on site A
 }
 
+// newSite makes a site's keys and clients file; the test starts its dbd.
 func newSite(t testing.TB) *site {
 	t.Helper()
-	s := &site{t: t, dir: t.TempDir()}
-	for _, name := range []string{"dbd", "admin", "smtpd", "backupd"} {
-		s.dbctl("keygen", "--out", filepath.Join(s.dir, "keys", name))
-	}
-	clients := "admin keys/admin.pub\nsmtpd keys/smtpd.pub\nbackupd keys/backupd.pub\n"
-	if err := os.WriteFile(filepath.Join(s.dir, "clients"), []byte(clients), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pub, err := wire.LoadPublicKey(s.key("dbd.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.pub = pub
-	t.Cleanup(func() {
-		if t.Failed() && s.log != nil {
-			t.Logf("dbd log (tail):\n%s", tail(s.log.String(), 40))
-		}
-		s.kill()
-	})
-	return s
-}
-
-func (s *site) key(name string) string { return filepath.Join(s.dir, "keys", name) }
-
-// start runs dbd on its fixed port (a restart keeps it) and waits until
-// it accepts connections.
-func (s *site) start() {
-	s.t.Helper()
-	if s.addr == "" {
-		s.addr = proctest.FreePort(s.t)
-	}
-	s.log = &proctest.SyncBuffer{}
-	s.cmd = exec.Command(filepath.Join(binDir, "dbd"), "--data", filepath.Join(s.dir, "data"), "--listen", s.addr,
-		"--key", s.key("dbd"), "--clients", filepath.Join(s.dir, "clients"))
-	s.cmd.Stderr = s.log
-	dieWithTest(s.cmd, syscall.SIGKILL)
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	proctest.WaitListening(s.t, s.addr, 20*time.Second, s.log)
-}
-
-// kill sends SIGKILL and reaps the process.
-func (s *site) kill() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	s.cmd.Process.Kill()
-	s.cmd.Wait()
-	s.cmd = nil
-}
-
-// dbctlExit runs dbctl with the admin key (except for keygen) and returns
-// stdout, stderr and the exit status.
-func (s *site) dbctlExit(args ...string) (string, string, int) {
-	s.t.Helper()
-	full := args
-	if args[0] != "keygen" {
-		full = append([]string{"--db", s.addr, "--db-pub", s.key("dbd.pub"), "--key", s.key("admin"),
-			"--timeout", "20s"}, args...)
-	}
-	cmd := exec.Command(filepath.Join(binDir, "dbctl"), full...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	dieWithTest(cmd, syscall.SIGKILL)
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		s.t.Fatalf("dbctl %v: %v", args, err)
-	}
-	return out.String(), errb.String(), code
-}
-
-// dbctl runs dbctl and fails the test unless it exits 0.
-func (s *site) dbctl(args ...string) string {
-	s.t.Helper()
-	out, errs, code := s.dbctlExit(args...)
-	if code != 0 {
-		s.t.Fatalf("dbctl %s: exit %d: %s", strings.Join(args, " "), code, errs)
-	}
-	return out
-}
-
-// client returns a wire client with the admin key, shared by the test.
-func (s *site) client() *client.Client {
-	s.t.Helper()
-	s.adminOnce.Do(func() {
-		kp, err := wire.LoadKeyPair(s.key("admin"))
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		c, err := client.New(client.Config{Addr: s.addr, Static: kp, Server: s.pub, Timeout: 20 * time.Second,
-			MinBackoff: 5 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		s.admin = c
-		s.t.Cleanup(func() { c.Close() })
-	})
-	return s.admin
+	return &site{DB: proctest.NewDB(t, proctest.DBConfig{Bin: binDir, Keys: map[string]string{"smtpd": "smtpd", "backupd": "backupd"}})}
 }
 
 // smtpdProc is one smtpd process.
 type smtpdProc struct {
-	t       testing.TB
+	*proctest.Proc
 	addr    string
 	metrics string
-	cmd     *exec.Cmd
-	log     *proctest.SyncBuffer
 }
 
 // smtpdOptions are the command-line choices of a test; zero values leave
@@ -206,14 +84,13 @@ type smtpdOptions struct {
 
 // startSMTPD runs smtpd against s and waits until it accepts connections.
 func (s *site) startSMTPD(o smtpdOptions) *smtpdProc {
-	s.t.Helper()
-	p := &smtpdProc{t: s.t, addr: proctest.FreePort(s.t), log: &proctest.SyncBuffer{}}
+	s.T().Helper()
+	p := &smtpdProc{addr: proctest.FreePort(s.T())}
 	host := o.Hostname
 	if host == "" {
 		host = "mx.twinmx.test"
 	}
-	args := []string{"--listen", p.addr, "--hostname", host, "--db", s.addr, "--db-pub", s.key("dbd.pub"),
-		"--key", s.key("smtpd")}
+	args := append([]string{"--listen", p.addr, "--hostname", host}, s.DBFlags("smtpd")...)
 	if o.DecisionWindow > 0 {
 		args = append(args, "--decision-window", o.DecisionWindow.String())
 	}
@@ -226,49 +103,14 @@ func (s *site) startSMTPD(o smtpdOptions) *smtpdProc {
 	}
 	args = append(args, "--greet-pause", gp)
 	if o.Metrics {
-		p.metrics = proctest.FreePort(s.t)
+		p.metrics = proctest.FreePort(s.T())
 		args = append(args, "--metrics", p.metrics)
 	}
 	args = append(args, o.Extra...)
-	p.cmd = exec.Command(filepath.Join(binDir, "smtpd"), args...)
-	if len(o.Env) > 0 {
-		p.cmd.Env = append(os.Environ(), o.Env...)
-	}
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	dieWithTest(p.cmd, syscall.SIGKILL)
-	if err := p.cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	s.t.Cleanup(func() {
-		if s.t.Failed() {
-			s.t.Logf("smtpd log (tail):\n%s", tail(p.log.String(), 60))
-		}
-		p.kill()
-	})
-	proctest.WaitListening(s.t, p.addr, 20*time.Second, p.log)
+	p.Proc = proctest.NewProc(s.T(), binDir, "smtpd", p.addr, args...)
+	p.Env = o.Env
+	p.Start()
 	return p
-}
-
-func (p *smtpdProc) kill() {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	p.cmd.Process.Kill()
-	p.cmd.Wait()
-	p.cmd = nil
-}
-
-// tail returns the last n lines of s (all of them with TWINMX_FULL_LOGS
-// set).
-func tail(s string, n int) string {
-	if os.Getenv("TWINMX_FULL_LOGS") != "" {
-		return s
-	}
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // peakRSS returns the process's peak resident set (VmHWM) in bytes.

@@ -20,7 +20,7 @@ func TestPostfixDeferredUntilDecided(t *testing.T) {
 	t.Parallel()
 	requirePostfix(t)
 	s := newSite(t)
-	s.start()
+	s.Start()
 	s.addMailbox("bob@twinmx.test")
 	d := s.startSMTPD(smtpdOptions{DecisionWindow: time.Second})
 	p := newPostfix(t, postfixConfig{Relayhost: d.addr})
@@ -37,7 +37,7 @@ func TestPostfixDeferredUntilDecided(t *testing.T) {
 		t.Fatalf("an undecided mail is acknowledged: %v", m)
 	}
 
-	s.dbctl("verdict", "accept", m.Key)
+	s.Dbctl(nil, "verdict", "accept", m.Key)
 	before := len(regexp.MustCompile(`\b`+qid+`: to=<bob@twinmx.test>.*status=deferred`).FindAllString(p.log(), -1))
 	p.nthDeliveryLine(qid, "deferred", before+1, 30*time.Second) // a retry after the verdict
 	if regexp.MustCompile(`status=sent`).MatchString(p.log()) {
@@ -50,7 +50,7 @@ func TestPostfixDeferredUntilDecided(t *testing.T) {
 
 	// The backed-up mark, as backupd would set it.
 	rk := receiveKeyOf(t, m.Key, "bob@twinmx.test")
-	s.dbctl("set", "--by-key", rk, "receive", "backedup", "1")
+	s.Dbctl(nil, "set", "--by-key", rk, "receive", "backedup", "1")
 	line = p.deliveryLine(qid, "sent", 30*time.Second)
 	if !strings.Contains(line, "status=sent (250") {
 		t.Fatalf("after verdict and backup: want status=sent (250 ...), got: %s", line)
@@ -70,7 +70,7 @@ func TestPostfixRejectedBounces(t *testing.T) {
 	t.Parallel()
 	requirePostfix(t)
 	s := newSite(t)
-	s.start()
+	s.Start()
 	s.addMailbox("carol@twinmx.test")
 	d := s.startSMTPD(smtpdOptions{DecisionWindow: time.Second, MinCopies: 1, Extra: []string{"--tls-self-signed"}})
 	// Postfix must use STARTTLS here (the certificate is not verified).
@@ -90,7 +90,7 @@ func TestPostfixRejectedBounces(t *testing.T) {
 
 	p.deliveryLine(qid, "deferred", 30*time.Second)
 	m := s.waitMail("carol@twinmx.test", token, 10*time.Second, nil)
-	s.dbctl("verdict", "reject", m.Key)
+	s.Dbctl(nil, "verdict", "reject", m.Key)
 	line = p.deliveryLine(qid, "bounced", 30*time.Second)
 	if !strings.Contains(line, "said: 550 5.7.1") {
 		t.Fatalf("rejected mail: want a bounce with 550 5.7.1, got: %s", line)

@@ -31,7 +31,7 @@ func TestPostfixOddContent(t *testing.T) {
 	t.Parallel()
 	requirePostfix(t)
 	s := newSite(t)
-	s.start()
+	s.Start()
 	const rcpt = "odd@twinmx.test"
 	s.addMailbox(rcpt)
 	s.autoverdict("accept")

@@ -95,7 +95,7 @@ func newPostfix(t testing.TB, cfg postfixConfig) *postfix {
 		logPath: filepath.Join(dir, "maillog"), addr: proctest.FreePort(t)}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("postfix log (tail):\n%s", tail(p.log(), 60))
+			t.Logf("postfix log (tail):\n%s", proctest.Tail(p.log(), 60))
 		}
 		p.stop()
 		os.RemoveAll(dir)
@@ -281,7 +281,7 @@ func (p *postfix) waitLogCount(re *regexp.Regexp, n int, limit time.Duration, fl
 			return found[n-1]
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("%d lines of the Postfix log match %s after %s, want %d; log:\n%s", len(found), re, limit, n, tail(p.log(), 40))
+			p.t.Fatalf("%d lines of the Postfix log match %s after %s, want %d; log:\n%s", len(found), re, limit, n, proctest.Tail(p.log(), 40))
 		}
 		if flush && time.Since(lastFlush) > 2*time.Second {
 			p.flush()

@@ -20,7 +20,7 @@ func TestMailAfterRefusal(t *testing.T) {
 	t.Parallel()
 	const rcpt = "after@twinmx.test"
 	s := newSite(t)
-	s.start()
+	s.Start()
 	s.addMailbox(rcpt)
 	s.autoverdict("accept")
 	d := s.startSMTPD(smtpdOptions{DecisionWindow: 20 * time.Second, MinCopies: 1,

@@ -17,7 +17,7 @@ import (
 // DATA is rebuilt from dbd, and every reply code matches.
 func TestReplayCommand(t *testing.T) {
 	s := newSite(t)
-	s.start()
+	s.Start()
 	const rcpt = "replay@twinmx.test"
 	s.addMailbox(rcpt)
 	s.autoverdict("accept")
@@ -32,7 +32,7 @@ func TestReplayCommand(t *testing.T) {
 	// Captures are stored when the connections close: wait for both.
 	ctx := proctest.Ctx(t, 20*time.Second)
 	for n := 0; n < 2; {
-		st, err := s.client().Scan(ctx, model.Capture, 10)
+		st, err := s.Client().Scan(ctx, model.Capture, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,8 +47,8 @@ func TestReplayCommand(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	out, err := exec.Command(filepath.Join(binDir, "smtpd"), "replay", "--to", d.addr, "--db", s.addr,
-		"--db-pub", s.key("dbd.pub"), "--key", s.key("admin"), "--last", "2").CombinedOutput()
+	out, err := exec.Command(filepath.Join(binDir, "smtpd"), "replay", "--to", d.addr, "--db", s.Addr,
+		"--db-pub", s.Key("dbd.pub"), "--key", s.Key("admin"), "--last", "2").CombinedOutput()
 	if err != nil {
 		t.Fatalf("smtpd replay: %v\n%s", err, out)
 	}

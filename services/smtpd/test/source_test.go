@@ -30,7 +30,7 @@ func TestSMTPSource1000(t *testing.T) {
 		rcpt = "source@twinmx.test"
 	)
 	s := newSite(t)
-	s.start()
+	s.Start()
 	s.addMailbox(rcpt)
 	s.autoverdict("accept")
 	d := s.startSMTPD(smtpdOptions{DecisionWindow: 20 * time.Second, MinCopies: 1})
@@ -166,7 +166,7 @@ func TestPostfixRelays1000(t *testing.T) {
 		rcpt = "relayed@twinmx.test"
 	)
 	s := newSite(t)
-	s.start()
+	s.Start()
 	s.addMailbox(rcpt)
 	s.autoverdict("accept")
 	d := s.startSMTPD(smtpdOptions{DecisionWindow: 20 * time.Second, MinCopies: 1})
@@ -184,7 +184,7 @@ func TestPostfixRelays1000(t *testing.T) {
 	})
 	p.waitQueueEmpty(10 * time.Second)
 	if log := p.log(); strings.Count(log, "status=sent") != n || strings.Contains(log, "status=bounced") {
-		t.Errorf("Postfix logged %d sent (want %d) or a bounce:\n%s", strings.Count(log, "status=sent"), n, tail(log, 20))
+		t.Errorf("Postfix logged %d sent (want %d) or a bounce:\n%s", strings.Count(log, "status=sent"), n, proctest.Tail(log, 20))
 	}
 	requireDeliveredOnce(t, s, tp, n, rcpt)
 }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,30 +19,16 @@ import (
 func twoSites(t *testing.T) (a, b *site) {
 	t.Helper()
 	a, b = newSite(t), newSite(t)
-	f, err := os.OpenFile(filepath.Join(b.dir, "clients"), os.O_APPEND|os.O_WRONLY, 0)
+	f, err := os.OpenFile(filepath.Join(b.Dir, "clients"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(f, "backupd %s\n", a.key("backupd.pub"))
+	fmt.Fprintf(f, "backupd %s\n", a.Key("backupd.pub"))
 	f.Close()
-	a.start()
-	b.start()
-	cmd := exec.Command(filepath.Join(binDir, "backupd"),
-		"--site", "A="+a.addr+","+a.key("dbd.pub"), "--site", "B="+b.addr+","+b.key("dbd.pub"), "--key", a.key("backupd"))
-	log := &proctest.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = log, log
-	dieWithTest(cmd, syscall.SIGKILL)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	a.backupd = cmd
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("backupd log (tail):\n%s", tail(log.String(), 30))
-		}
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
+	a.Start()
+	b.Start()
+	a.backupd = proctest.StartProc(t, binDir, "backupd", "",
+		"--site", "A="+a.Addr+","+a.Key("dbd.pub"), "--site", "B="+b.Addr+","+b.Key("dbd.pub"), "--key", a.Key("backupd"))
 	return a, b
 }
 
@@ -67,18 +51,18 @@ func TestStrictTwoSites(t *testing.T) {
 		model.KeyOf(model.Mailbox, model.MailboxContent(rcpt))))
 	waitAck(t, b, key)
 
-	b.kill()
+	b.Kill()
 	msg2 := []byte("From: ann@example.net\r\nSubject: while B is down\r\n\r\nwait for B\r\n")
 	if r, err := sendMail(d.addr, "ann@example.net", []string{rcpt}, msg2, 30*time.Second); err != nil || r.Code != 451 || !strings.HasPrefix(r.Text, "4.7.1") {
 		t.Fatalf("site B down: %v %v, want 451 4.7.1", r, err)
 	}
 	key2 := model.KeyOf(model.Receive, model.ReceiveContent(model.NewMailRows(msg2).MailKey,
 		model.KeyOf(model.Mailbox, model.MailboxContent(rcpt))))
-	row, err := a.client().FindKey(proctest.Ctx(t, 10*time.Second), model.Receive, key2)
+	row, err := a.Client().FindKey(proctest.Ctx(t, 10*time.Second), model.Receive, key2)
 	if err != nil || row.State.Cols[model.ColAcknowledged] != 0 || row.State.Cols[model.ColBackedUp] != 0 {
 		t.Fatalf("after 451 at A: %v %v, want stored, not backed up, not acknowledged", row, err)
 	}
-	b.start()
+	b.Start()
 	// The sender's retry (a real MTA retries later) gets 250 once B has it.
 	var r reply
 	for i := 0; i < 20; i++ {
@@ -99,12 +83,12 @@ func waitAck(t *testing.T, s *site, key model.Key) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for {
-		row, err := s.client().FindKey(ctx, model.Receive, key)
+		row, err := s.Client().FindKey(ctx, model.Receive, key)
 		if err == nil && row.State.Cols[model.ColAcknowledged] == model.FlagSet && row.State.Cols[model.ColBackedUp] == model.FlagSet {
 			return
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("receive row %s never acknowledged and backed up at %s: %v %v", key, s.addr, row, err)
+			t.Fatalf("receive row %s never acknowledged and backed up at %s: %v %v", key, s.Addr, row, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

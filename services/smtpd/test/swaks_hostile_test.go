@@ -69,7 +69,7 @@ func TestSwaksHostile(t *testing.T) {
 			t.Errorf("a reply after STARTTLS's 220 (the injected MAIL answered?), or the connection not closed; swaks:\n%s", out)
 		}
 		waitFor(t, 10*time.Second, "smtpd's log line on the discarded bytes", func() bool {
-			return strings.Contains(d.log.String(), "discarding bytes pipelined after STARTTLS")
+			return strings.Contains(d.Log.String(), "discarding bytes pipelined after STARTTLS")
 		})
 	})
 
@@ -104,7 +104,7 @@ func TestSwaksEarlyTalker(t *testing.T) {
 	t.Parallel()
 	requireTool(t, swaksBin)
 	s := newSite(t)
-	s.start()
+	s.Start()
 	s.addMailbox("bob@twinmx.test")
 	s.autoverdict("accept")
 	d := s.startSMTPD(smtpdOptions{GreetPause: "1s", Metrics: true, DecisionWindow: 10 * time.Second, MinCopies: 1})
@@ -118,7 +118,7 @@ func TestSwaksEarlyTalker(t *testing.T) {
 	waitFor(t, 10*time.Second, "an early-talker rejection in smtpd's metrics", func() bool {
 		return scrapeMetrics(t, d.metrics)[`twinmx_smtpd_rejections_total{reason="early-talker"}`] == 1
 	})
-	if !strings.Contains(d.log.String(), "early talker") {
+	if !strings.Contains(d.Log.String(), "early talker") {
 		t.Errorf("smtpd did not log the early talker")
 	}
 
