@@ -87,9 +87,9 @@ func TestConvergenceUnderFaults(t *testing.T) {
 			sleep(rng, 50, 400)
 			w.startBackupd()
 		case killDBD:
-			w.sites[victim].kill()
+			w.sites[victim].Kill()
 			sleep(rng, 50, 400)
-			w.sites[victim].start()
+			w.sites[victim].Start()
 		case cutLink:
 			w.sites[victim].proxy.Set(backupdtest.Cut)
 			sleep(rng, 100, 800)
@@ -116,7 +116,7 @@ func TestConvergenceUnderFaults(t *testing.T) {
 	// at most a few rows whose mark was being settled), not everything.
 	w.killBackupd()
 	w.startBackupd()
-	c := w.sites["A"].client()
+	c := w.sites["A"].NewClient("admin")
 	if _, _, err := c.FindOrInsert(ctx, 12, []byte("after restart")); err != nil {
 		t.Fatal(err)
 	}
@@ -138,17 +138,17 @@ func (w *world) checkHealed(ctx context.Context, e *backupdtest.Expect, ts *back
 	t := w.t
 	t.Helper()
 	w.waitConverged(ctx)
-	dumpA, dumpB := w.sites["A"].dbctl("dump"), w.sites["B"].dbctl("dump")
+	dumpA, dumpB := w.sites["A"].Dbctl(nil, "dump"), w.sites["B"].Dbctl(nil, "dump")
 	if dumpA != dumpB {
 		t.Fatalf("dbctl dump differs between A and B:\n%s", backupdtest.Diff(lines(dumpA), lines(dumpB)))
 	}
 	_, _, _, _, deleted := e.Counts()
 	for _, n := range w.names {
-		e.Check(t, ctx, n, w.sites[n].client())
+		e.Check(t, ctx, n, w.sites[n].NewClient("admin"))
 		// Every acknowledged deletion shows at both sites, and none
 		// came undone.
 		keys := e.Deleted()
-		if read, err := ts.Observe(ctx, n, w.sites[n].client(), keys); err != nil || read != len(keys) {
+		if read, err := ts.Observe(ctx, n, w.sites[n].NewClient("admin"), keys); err != nil || read != len(keys) {
 			t.Errorf("site %s after convergence: read %d of %d deleted rows: %v", n, read, len(keys), err)
 		}
 		if got := ts.Seen(n); got != len(keys) {
@@ -183,7 +183,7 @@ func (w *world) checkHealed(ctx context.Context, e *backupdtest.Expect, ts *back
 // whose answer is lost may or may not count, and the test checks exact
 // sums.
 func (w *world) load(ctx context.Context, e *backupdtest.Expect, rng *rand.Rand, n string, killed bool, stop chan struct{}) {
-	c := w.sites[n].client()
+	c := w.sites[n].NewClient("admin")
 	for i := 0; i < 400; i++ {
 		select {
 		case <-stop:
@@ -211,7 +211,7 @@ func (w *world) load(ctx context.Context, e *backupdtest.Expect, rng *rand.Rand,
 func (w *world) watchTombstones(ctx context.Context, e *backupdtest.Expect, ts *backupdtest.Tombstones, stop chan struct{}) {
 	clients := map[string]*client.Client{}
 	for _, n := range w.names {
-		clients[n] = w.sites[n].client()
+		clients[n] = w.sites[n].NewClient("admin")
 	}
 	for range 2000 {
 		for _, n := range w.names {

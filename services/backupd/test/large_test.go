@@ -23,11 +23,11 @@ func TestLargeBody(t *testing.T) {
 	w.startBackupd()
 	ctx := proctest.Ctx(t, 2*time.Minute)
 	body := randomBytes(size)
-	if _, _, err := w.sites["A"].client().FindOrInsert(ctx, model.Body, body); err != nil {
+	if _, _, err := w.sites["A"].NewClient("admin").FindOrInsert(ctx, model.Body, body); err != nil {
 		t.Fatal(err)
 	}
 	w.waitConverged(ctx)
-	row, err := w.sites["B"].client().FindKey(ctx, model.Body, model.KeyOf(model.Body, body))
+	row, err := w.sites["B"].NewClient("admin").FindKey(ctx, model.Body, model.KeyOf(model.Body, body))
 	if err != nil || !bytes.Equal(row.Content, body) {
 		t.Fatalf("body at B: %v", err)
 	}

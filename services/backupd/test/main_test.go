@@ -6,12 +6,9 @@ package test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,8 +20,6 @@ import (
 
 	"github.com/twinmx/twinmx/services/dbd/proctest"
 
-	"github.com/twinmx/twinmx/pkg/wire"
-	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/backupd/internal/backupdtest"
 )
 
@@ -57,15 +52,9 @@ type world struct {
 	metrics string
 }
 
-// site is one dbd process with its keys and data folder.
+// site is one dbd process with its keys and data folder, behind a proxy.
 type site struct {
-	t     *testing.T
-	name  string
-	dir   string
-	addr  string
-	cmd   *exec.Cmd
-	log   *proctest.SyncBuffer
-	dbd   wire.PublicKey
+	*proctest.DB
 	proxy *backupdtest.Proxy
 }
 
@@ -75,24 +64,11 @@ func newWorld(t *testing.T, names ...string) *world {
 	run(t, "dbctl", "keygen", "--out", filepath.Join(w.dir, "backupd"))
 	run(t, "dbctl", "keygen", "--out", filepath.Join(w.dir, "operator"))
 	for _, n := range names {
-		s := &site{t: t, name: n, dir: filepath.Join(w.dir, n), addr: proctest.FreePort(t)}
-		for _, k := range []string{"dbd", "admin"} {
-			run(t, "dbctl", "keygen", "--out", filepath.Join(s.dir, "keys", k))
-		}
 		// operator is an admin key listed at every site, for dbctl status --site.
-		clients := fmt.Sprintf("admin keys/admin.pub\nadmin %s\nbackupd %s\n",
-			filepath.Join(w.dir, "operator.pub"), filepath.Join(w.dir, "backupd.pub"))
-		if err := os.WriteFile(filepath.Join(s.dir, "clients"), []byte(clients), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		pub, err := wire.LoadPublicKey(filepath.Join(s.dir, "keys", "dbd.pub"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.dbd = pub
-		s.start()
-		s.proxy = backupdtest.Start(t, s.addr)
-		t.Cleanup(s.kill)
+		s := &site{DB: proctest.NewDB(t, proctest.DBConfig{Bin: binDir, Dir: filepath.Join(w.dir, n), Site: n,
+			Clients: []string{"admin " + filepath.Join(w.dir, "operator.pub"), "backupd " + filepath.Join(w.dir, "backupd.pub")}})}
+		s.Start()
+		s.proxy = backupdtest.Start(t, s.Addr)
 		w.sites[n] = s
 	}
 	t.Cleanup(w.killBackupd)
@@ -108,71 +84,17 @@ func run(t *testing.T, prog string, args ...string) string {
 	return string(out)
 }
 
-// start runs dbd and waits until it serves.
-func (s *site) start() {
-	s.t.Helper()
-	s.log = &proctest.SyncBuffer{}
-	s.cmd = exec.Command(filepath.Join(binDir, "dbd"), "--data", filepath.Join(s.dir, "data"), "--listen", s.addr,
-		"--key", filepath.Join(s.dir, "keys", "dbd"), "--clients", filepath.Join(s.dir, "clients"), "--site", strings.ToLower(s.name))
-	s.cmd.Stderr = s.log
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	proctest.WaitListening(s.t, s.addr, 20*time.Second, s.log)
-}
-
-// kill sends SIGKILL and reaps the process.
-func (s *site) kill() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	s.cmd.Process.Kill()
-	s.cmd.Wait()
-	s.cmd = nil
-}
-
-// client returns an admin wire client that dials dbd directly.
-func (s *site) client() *client.Client {
-	s.t.Helper()
-	kp, err := wire.LoadKeyPair(filepath.Join(s.dir, "keys", "admin"))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	c, err := client.New(client.Config{Addr: s.addr, Static: kp, Server: s.dbd, Timeout: 20 * time.Second,
-		MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// dbctl runs dbctl against the site with the admin key.
-func (s *site) dbctl(args ...string) string {
-	s.t.Helper()
-	full := append([]string{"--db", s.addr, "--db-pub", filepath.Join(s.dir, "keys", "dbd.pub"),
-		"--key", filepath.Join(s.dir, "keys", "admin"), "--timeout", "20s"}, args...)
-	cmd := exec.Command(filepath.Join(binDir, "dbctl"), full...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		s.t.Fatalf("dbctl %v: %v: %s", args, err, errb.String())
-	}
-	return out.String()
-}
-
 // siteFlags returns the --site flags of every site (direct or through
 // the proxies).
 func (w *world) siteFlags(proxied bool) []string {
 	var args []string
 	for _, n := range w.names {
 		s := w.sites[n]
-		addr := s.addr
+		addr := s.Addr
 		if proxied {
 			addr = s.proxy.Addr()
 		}
-		args = append(args, "--site", fmt.Sprintf("%s=%s,%s", n, addr, filepath.Join(s.dir, "keys", "dbd.pub")))
+		args = append(args, "--site", fmt.Sprintf("%s=%s,%s", n, addr, filepath.Join(s.Dir, "keys", "dbd.pub")))
 	}
 	return args
 }
@@ -236,13 +158,13 @@ func (w *world) waitConverged(ctx context.Context) {
 	w.t.Helper()
 	var last string
 	for {
-		first, err := backupdtest.Dump(ctx, w.sites[w.names[0]].client())
+		first, err := backupdtest.Dump(ctx, w.sites[w.names[0]].NewClient("admin"))
 		same := err == nil
 		for _, n := range w.names[1:] {
 			if !same {
 				break
 			}
-			d, err := backupdtest.Dump(ctx, w.sites[n].client())
+			d, err := backupdtest.Dump(ctx, w.sites[n].NewClient("admin"))
 			if err != nil {
 				same = false
 				break

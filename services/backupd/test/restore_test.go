@@ -32,7 +32,7 @@ func TestRestoredAndRebuiltSite(t *testing.T) {
 	ctx := proctest.Ctx(t, 3*time.Minute)
 	insert := func(prefix string, n int) {
 		t.Helper()
-		cl := a.client()
+		cl := a.NewClient("admin")
 		for i := range n {
 			if _, _, err := cl.FindOrInsert(ctx, model.Text, fmt.Appendf(nil, "%s %d", prefix, i)); err != nil {
 				t.Fatalf("insert %s %d at A: %v", prefix, i, err)
@@ -41,9 +41,9 @@ func TestRestoredAndRebuiltSite(t *testing.T) {
 	}
 	insert("before the checkpoint", 20)
 	inc := incarnation(ctx, t, a)
-	a.dbctl("backup", "--name", "t")
-	ckpt := filepath.Join(a.dir, "checkpoint")
-	if err := os.Rename(filepath.Join(a.dir, "data", "checkpoints", "t"), ckpt); err != nil {
+	a.Dbctl(nil, "backup", "--name", "t")
+	ckpt := filepath.Join(a.Dir, "checkpoint")
+	if err := os.Rename(filepath.Join(a.Dir, "data", "checkpoints", "t"), ckpt); err != nil {
 		t.Fatal(err)
 	}
 	insert("after the checkpoint", 100)
@@ -62,11 +62,11 @@ func TestRestoredAndRebuiltSite(t *testing.T) {
 	expectAt(ctx, t, b, "after the restore", 10)
 
 	// Rebuild: an empty store, whose stamps would start again at 1.
-	a.kill()
-	if err := os.RemoveAll(filepath.Join(a.dir, "data")); err != nil {
+	a.Kill()
+	if err := os.RemoveAll(filepath.Join(a.Dir, "data")); err != nil {
 		t.Fatal(err)
 	}
-	a.start()
+	a.Start()
 	insert("after the rebuild", 10)
 	w.waitConverged(ctx)
 	expectAt(ctx, t, b, "after the rebuild", 10)
@@ -75,13 +75,13 @@ func TestRestoredAndRebuiltSite(t *testing.T) {
 
 func incarnation(ctx context.Context, t *testing.T, s *site) uint64 {
 	t.Helper()
-	figs, err := s.client().Status(ctx)
+	figs, err := s.NewClient("admin").Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	v, ok, err := wire.FigureUint(figs, "incarnation")
 	if err != nil || !ok {
-		t.Fatalf("incarnation in %s's status: %v %v", s.name, ok, err)
+		t.Fatalf("incarnation in %s's status: %v %v", s.Site, ok, err)
 	}
 	return v
 }
@@ -89,10 +89,10 @@ func incarnation(ctx context.Context, t *testing.T, s *site) uint64 {
 // expectAt checks that site s holds the text rows "prefix 0" … "prefix n-1".
 func expectAt(ctx context.Context, t *testing.T, s *site, prefix string, n int) {
 	t.Helper()
-	cl := s.client()
+	cl := s.NewClient("admin")
 	for i := range n {
 		if _, err := cl.Find(ctx, model.Text, fmt.Appendf(nil, "%s %d", prefix, i)); err != nil {
-			t.Fatalf("%q %d at %s: %v", prefix, i, s.name, err)
+			t.Fatalf("%q %d at %s: %v", prefix, i, s.Site, err)
 		}
 	}
 }
@@ -142,9 +142,9 @@ func TestRestoreUnderLoad(t *testing.T) {
 		loadFor(300*time.Millisecond, "A", "B")
 		w.waitConverged(ctx)
 		name := fmt.Sprintf("r%d", r)
-		a.dbctl("backup", "--name", name)
-		ckpt := filepath.Join(a.dir, name)
-		if err := os.Rename(filepath.Join(a.dir, "data", "checkpoints", name), ckpt); err != nil {
+		a.Dbctl(nil, "backup", "--name", name)
+		ckpt := filepath.Join(a.Dir, name)
+		if err := os.Rename(filepath.Join(a.Dir, "data", "checkpoints", name), ckpt); err != nil {
 			t.Fatal(err)
 		}
 		loadFor(300*time.Millisecond, "A", "B")
@@ -155,7 +155,7 @@ func TestRestoreUnderLoad(t *testing.T) {
 		var wg sync.WaitGroup
 		wg.Go(func() { w.load(ctx, e, rand.New(rand.NewPCG(seed, uint64(1000+r))), "B", false, stop) })
 		wg.Go(func() {
-			c := w.sites["B"].client()
+			c := w.sites["B"].NewClient("admin")
 			for range 500 {
 				if _, err := tsB.Observe(ctx, "B", c, e.Deleted()); err != nil {
 					t.Error(err)
@@ -183,13 +183,13 @@ func TestRestoreUnderLoad(t *testing.T) {
 // restoreFrom kills s's dbd, puts the checkpoint folder ckpt in place of
 // its data folder, as an operator restores a backup, and starts it again.
 func (s *site) restoreFrom(ckpt string) {
-	s.t.Helper()
-	s.kill()
-	if err := os.RemoveAll(filepath.Join(s.dir, "data")); err != nil {
-		s.t.Fatal(err)
+	s.T().Helper()
+	s.Kill()
+	if err := os.RemoveAll(filepath.Join(s.Dir, "data")); err != nil {
+		s.T().Fatal(err)
 	}
-	if err := os.Rename(ckpt, filepath.Join(s.dir, "data")); err != nil {
-		s.t.Fatal(err)
+	if err := os.Rename(ckpt, filepath.Join(s.Dir, "data")); err != nil {
+		s.T().Fatal(err)
 	}
-	s.start()
+	s.Start()
 }

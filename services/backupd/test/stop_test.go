@@ -82,8 +82,8 @@ func TestConvergenceUnderStopAndDelay(t *testing.T) {
 			inject: func() { signal("stop backupd", w.backupd.Process.Pid, syscall.SIGSTOP) },
 			heal:   func() { signal("continue backupd", w.backupd.Process.Pid, syscall.SIGCONT) }},
 		{name: "SIGSTOP dbd B", frozen: "B", hold: stop,
-			inject: func() { signal("stop dbd B", w.sites["B"].cmd.Process.Pid, syscall.SIGSTOP) },
-			heal:   func() { signal("continue dbd B", w.sites["B"].cmd.Process.Pid, syscall.SIGCONT) }},
+			inject: func() { signal("stop dbd B", w.sites["B"].Cmd.Process.Pid, syscall.SIGSTOP) },
+			heal:   func() { signal("continue dbd B", w.sites["B"].Cmd.Process.Pid, syscall.SIGCONT) }},
 		{name: "200 ms delay on A's link", hold: 2 * time.Second, converged: true,
 			inject: func() { w.sites["A"].proxy.SetDelay(200 * time.Millisecond) },
 			heal:   func() { w.sites["A"].proxy.SetDelay(0) }},
@@ -143,7 +143,7 @@ func TestConvergenceUnderStopAndDelay(t *testing.T) {
 // loadOnce inserts rows at site n that nothing writes again, one every
 // 10 ms until stop (at most 500). Errors are fine while n is frozen.
 func (w *world) loadOnce(ctx context.Context, e *backupdtest.Expect, round int, n string, frozen bool, stop chan struct{}) {
-	c := w.sites[n].client()
+	c := w.sites[n].NewClient("admin")
 	for i := range 500 {
 		select {
 		case <-stop:
