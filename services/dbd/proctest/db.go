@@ -136,11 +136,7 @@ func (d *DB) Start() {
 
 // Kill sends SIGKILL and reaps the process.
 func (d *DB) Kill() {
-	if d.Cmd == nil || d.Cmd.Process == nil {
-		return
-	}
-	d.Cmd.Process.Kill()
-	d.Cmd.Wait()
+	killWait(d.Cmd)
 	d.Cmd = nil
 }
 

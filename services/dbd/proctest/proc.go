@@ -66,10 +66,15 @@ func (p *Proc) Start() {
 
 // Kill sends SIGKILL and reaps the process.
 func (p *Proc) Kill() {
-	if p.Cmd == nil || p.Cmd.Process == nil {
+	killWait(p.Cmd)
+	p.Cmd = nil
+}
+
+// killWait sends SIGKILL to cmd's process, if it runs, and reaps it.
+func killWait(cmd *exec.Cmd) {
+	if cmd == nil || cmd.Process == nil {
 		return
 	}
-	p.Cmd.Process.Kill()
-	p.Cmd.Wait()
-	p.Cmd = nil
+	cmd.Process.Kill()
+	cmd.Wait()
 }
