@@ -187,7 +187,7 @@ func TestChaosAllServices(t *testing.T) {
 		for _, s := range all {
 			s.kill9()
 			if t.Failed() {
-				t.Logf("%s log (tail):\n%s", s.label, tail(s.log.String(), 20))
+				t.Logf("%s log (tail):\n%s", s.label, proctest.Tail(s.log.String(), 20))
 			}
 		}
 	})

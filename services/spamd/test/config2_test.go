@@ -21,34 +21,23 @@ func TestConfigByMailTwoSites(t *testing.T) {
 	xKey := dkimKey(t, z, "x.test")
 	dnsAddr := startDNS(t, z)
 
-	type site struct{ name, dir, db, smtp string }
-	key := func(s site, n string) string { return filepath.Join(s.dir, "keys", n) }
+	type site struct {
+		*proctest.DB
+		name, smtp string
+	}
+	run(t, "dbctl", "keygen", "--out", filepath.Join(dir, "backupd"))
 	sites := []site{{name: "A"}, {name: "B"}}
 	for i := range sites {
 		s := &sites[i]
-		s.dir = filepath.Join(dir, s.name)
-		for _, n := range []string{"dbd", "admin", "smtpd", "spamd", "spamd-config", "backupd"} {
-			run(t, "dbctl", "keygen", "--out", key(*s, n))
-		}
-		clients := "admin keys/admin.pub\nsmtpd keys/smtpd.pub\nspamd keys/spamd.pub\nadmin keys/spamd-config.pub\nbackupd " +
-			filepath.Join(dir, "backupd.pub") + "\n"
-		if err := os.WriteFile(filepath.Join(s.dir, "clients"), []byte(clients), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		s.DB = proctest.NewDB(t, proctest.DBConfig{Bin: binDir, Dir: filepath.Join(dir, s.name), Site: s.name,
+			Keys: spamdKeys(true), Clients: []string{"backupd " + filepath.Join(dir, "backupd.pub")}})
+		s.Start()
 	}
-	run(t, "dbctl", "keygen", "--out", filepath.Join(dir, "backupd"))
-	for i := range sites {
-		s := &sites[i]
-		s.db = proctest.FreePort(t)
-		p := start(t, "dbd", "--data", filepath.Join(s.dir, "data"), "--listen", s.db, "--key", key(*s, "dbd"),
-			"--clients", filepath.Join(s.dir, "clients"), "--site", strings.ToLower(s.name))
-		proctest.WaitListening(t, s.db, 20*time.Second, p.log)
-	}
-	start(t, "backupd", "--key", filepath.Join(dir, "backupd"),
-		"--site", "A="+sites[0].db+","+key(sites[0], "dbd.pub"), "--site", "B="+sites[1].db+","+key(sites[1], "dbd.pub"))
+	proctest.StartProc(t, binDir, "backupd", "", "--key", filepath.Join(dir, "backupd"),
+		"--site", "A="+sites[0].Addr+","+sites[0].Key("dbd.pub"), "--site", "B="+sites[1].Addr+","+sites[1].Key("dbd.pub"))
 	admin := func(s site, args ...string) string {
 		t.Helper()
-		return run(t, "dbctl", append([]string{"--db", s.db, "--db-pub", key(s, "dbd.pub"), "--key", key(s, "admin")}, args...)...)
+		return run(t, "dbctl", append([]string{"--db", s.Addr, "--db-pub", s.Key("dbd.pub"), "--key", s.Key("admin")}, args...)...)
 	}
 	admin(sites[0], "mailbox", "add", "u@x.test")
 	admin(sites[0], "mailbox", "add", "boss@x.test")
@@ -58,18 +47,17 @@ func TestConfigByMailTwoSites(t *testing.T) {
 	for i := range sites {
 		s := &sites[i]
 		s.smtp = proctest.FreePort(t)
-		p := start(t, "smtpd", "--db", s.db, "--db-pub", key(*s, "dbd.pub"), "--key", key(*s, "smtpd"), "--listen", s.smtp,
+		proctest.StartProc(t, binDir, "smtpd", s.smtp, "--db", s.Addr, "--db-pub", s.Key("dbd.pub"), "--key", s.Key("smtpd"), "--listen", s.smtp,
 			"--hostname", "mx-"+s.name+".x.test", "--min-copies", "1", "--decision-window", "10s", "--greet-pause", "0s")
-		proctest.WaitListening(t, s.smtp, 20*time.Second, p.log)
-		start(t, "spamd", "--db", s.db, "--db-pub", key(*s, "dbd.pub"), "--key", key(*s, "spamd"), "--config-key", key(*s, "spamd-config"),
+		proctest.StartProc(t, binDir, "spamd", "", "--db", s.Addr, "--db-pub", s.Key("dbd.pub"), "--key", s.Key("spamd"), "--config-key", s.Key("spamd-config"),
 			"--dns", dnsAddr, "--grey-delay", "0", "--digest-every", "0", "--digest-smtp", s.smtp)
 	}
 	// Until replication brought the admin and the mailboxes to B, B's
 	// smtpd does not know u@x.test: wait for that (bounded).
 	waitFor(t, "the mailboxes and the admin at site B", func() bool {
 		out := admin(sites[1], "config", "show")
-		return strings.Contains(out, "admin add boss@x.test") && exec.Command(filepath.Join(binDir, "dbctl"), "--db", sites[1].db,
-			"--db-pub", key(sites[1], "dbd.pub"), "--key", key(sites[1], "admin"), "find", "mailbox", "config@x.test").Run() == nil
+		return strings.Contains(out, "admin add boss@x.test") && exec.Command(filepath.Join(binDir, "dbctl"), "--db", sites[1].Addr,
+			"--db-pub", sites[1].Key("dbd.pub"), "--key", sites[1].Key("admin"), "find", "mailbox", "config@x.test").Run() == nil
 	})
 	n := 0
 	spamAt := func(s site) int {
@@ -97,7 +85,7 @@ func TestConfigByMailTwoSites(t *testing.T) {
 			t.Errorf("site %s's history lacks a change:\n%s", s.name, h)
 		}
 	}
-	store := mailbox.New(adminClient(t, sites[0].db, key(sites[0], "admin"), key(sites[0], "dbd.pub")))
+	store := mailbox.New(adminClient(t, sites[0].Addr, sites[0].Key("admin"), sites[0].Key("dbd.pub")))
 	waitConfirmation(t, store, "boss@x.test", "twinmx config: applied", "unlist u@x.test @spam.example")
 }
 

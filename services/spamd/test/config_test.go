@@ -110,21 +110,12 @@ func configMail(t *testing.T, from, id, body string, d string, key crypto.Signer
 // config show, history and apply see the same configuration.
 func TestConfigByMail(t *testing.T) {
 	dir := t.TempDir()
-	key := func(n string) string { return filepath.Join(dir, "keys", n) }
-	for _, n := range []string{"dbd", "admin", "smtpd", "spamd", "spamd-config"} {
-		run(t, "dbctl", "keygen", "--out", key(n))
-	}
-	clients := "admin keys/admin.pub\nsmtpd keys/smtpd.pub\nspamd keys/spamd.pub\nadmin keys/spamd-config.pub\n"
-	if err := os.WriteFile(filepath.Join(dir, "clients"), []byte(clients), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	z := &zone{txt: map[string]string{}}
 	xKey, evilKey := dkimKey(t, z, "x.test"), dkimKey(t, z, "evil.test")
 	dnsAddr := startDNS(t, z)
 
-	dbAddr := proctest.FreePort(t)
-	dbd := start(t, "dbd", "--data", filepath.Join(dir, "data"), "--listen", dbAddr, "--key", key("dbd"), "--clients", filepath.Join(dir, "clients"))
-	proctest.WaitListening(t, dbAddr, 20*time.Second, dbd.log)
+	d := startDB(t, dir, true)
+	key, dbAddr := d.Key, d.Addr
 	db := []string{"--db", dbAddr, "--db-pub", key("dbd.pub"), "--key", key("admin")}
 	dbctl := func(args ...string) string {
 		t.Helper()
@@ -145,10 +136,9 @@ func TestConfigByMail(t *testing.T) {
 	}
 
 	smtpAddr := proctest.FreePort(t)
-	smtpd := start(t, "smtpd", "--db", dbAddr, "--db-pub", key("dbd.pub"), "--key", key("smtpd"), "--listen", smtpAddr,
+	proctest.StartProc(t, binDir, "smtpd", smtpAddr, "--db", dbAddr, "--db-pub", key("dbd.pub"), "--key", key("smtpd"), "--listen", smtpAddr,
 		"--hostname", "mx.x.test", "--min-copies", "1", "--decision-window", "10s", "--greet-pause", "0s")
-	proctest.WaitListening(t, smtpAddr, 20*time.Second, smtpd.log)
-	spamd := start(t, "spamd", "--db", dbAddr, "--db-pub", key("dbd.pub"), "--key", key("spamd"), "--config-key", key("spamd-config"),
+	spamd := proctest.StartProc(t, binDir, "spamd", "", "--db", dbAddr, "--db-pub", key("dbd.pub"), "--key", key("spamd"), "--config-key", key("spamd-config"),
 		"--dns", dnsAddr, "--grey-delay", "0", "--digest-every", "0", "--digest-smtp", smtpAddr)
 	// spamd creates config@ of every local domain.
 	for _, box := range []string{"config@x.test", "config@y.test"} {
@@ -158,7 +148,7 @@ func TestConfigByMail(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("spamd did not create %s:\n%s", box, spamd.log.String())
+				t.Fatalf("spamd did not create %s:\n%s", box, spamd.Log.String())
 			}
 		}
 	}
@@ -176,7 +166,7 @@ func TestConfigByMail(t *testing.T) {
 	// An admin's signed mail blocks spam.example and filters a header.
 	good := configMail(t, "Boss <boss@x.test>", "c1", "block u@x.test @spam.example   # enough\nfilter add u@x.test X-Spam-Report\n", "x.test", xKey)
 	if code := send(t, smtpAddr, "boss@x.test", "config@x.test", good); code != 250 {
-		t.Fatalf("signed config mail from the admin: %d, want 250\n%s", code, spamd.log.String())
+		t.Fatalf("signed config mail from the admin: %d, want 250\n%s", code, spamd.Log.String())
 	}
 	if code := spam(); code != 550 {
 		t.Fatalf("mail from spam.example after the config mail blocked it: %d, want 550", code)

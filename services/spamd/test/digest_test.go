@@ -6,8 +6,6 @@ import (
 	"io"
 	"mime/quotedprintable"
 	"net/mail"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -27,28 +25,18 @@ import (
 // send one digest.
 func TestDigest(t *testing.T) {
 	dir := t.TempDir()
-	key := func(n string) string { return filepath.Join(dir, "keys", n) }
-	for _, n := range []string{"dbd", "admin", "smtpd", "spamd"} {
-		run(t, "dbctl", "keygen", "--out", key(n))
-	}
-	clients := "admin keys/admin.pub\nsmtpd keys/smtpd.pub\nspamd keys/spamd.pub\n"
-	if err := os.WriteFile(filepath.Join(dir, "clients"), []byte(clients), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	dbAddr := proctest.FreePort(t)
-	dbd := start(t, "dbd", "--data", filepath.Join(dir, "data"), "--listen", dbAddr, "--key", key("dbd"), "--clients", filepath.Join(dir, "clients"))
-	proctest.WaitListening(t, dbAddr, 20*time.Second, dbd.log)
+	d := startDB(t, dir, false)
+	key, dbAddr := d.Key, d.Addr
 	db := []string{"--db", dbAddr, "--db-pub", key("dbd.pub")}
 	run(t, "dbctl", append(append([]string{}, db...), "--key", key("admin"), "mailbox", "add", "u@x.test")...)
 
 	smtpAddr := proctest.FreePort(t)
-	smtpd := start(t, "smtpd", append(append([]string{}, db...), "--key", key("smtpd"), "--listen", smtpAddr,
+	proctest.StartProc(t, binDir, "smtpd", smtpAddr, append(append([]string{}, db...), "--key", key("smtpd"), "--listen", smtpAddr,
 		"--hostname", "mx.x.test", "--min-copies", "1", "--decision-window", "5s", "--greet-pause", "0s")...)
-	proctest.WaitListening(t, smtpAddr, 20*time.Second, smtpd.log)
 	spamdArgs := append(append([]string{}, db...), "--key", key("spamd"), "--no-auth", "--grey-delay", "0",
 		"--digest-every", "2s", "--digest-smtp", smtpAddr, "--digest-claim-wait", "300ms")
-	start(t, "spamd", spamdArgs...)
-	start(t, "spamd", spamdArgs...)
+	proctest.StartProc(t, binDir, "spamd", "", spamdArgs...)
+	proctest.StartProc(t, binDir, "spamd", "", spamdArgs...)
 	run(t, "spamd", append(append([]string{"list"}, db...), "--key", key("spamd"), "block", "u@x.test", "@spam.example")...)
 
 	spam := []byte("From: Bot <bot@spam.example>\nTo: u@x.test\nSubject: Cheap watches\nMessage-ID: <w1@spam.example>\n\nBuy now.\n")

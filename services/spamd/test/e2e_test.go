@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,42 +42,23 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is one running program whose log is kept for failures.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  *proctest.SyncBuffer
-}
-
-func start(t *testing.T, name string, args ...string) *proc {
+// startDB starts a dbd in dir with the keys of spamdKeys.
+func startDB(t *testing.T, dir string, config bool) *proctest.DB {
 	t.Helper()
-	p := &proc{name: name, log: &proctest.SyncBuffer{}}
-	p.cmd = exec.Command(filepath.Join(binDir, name), args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("%s log:\n%s", name, tail(p.log.String(), 30))
-		}
-	})
-	return p
+	d := proctest.NewDB(t, proctest.DBConfig{Bin: binDir, Dir: dir, Keys: spamdKeys(config)})
+	d.Start()
+	return d
 }
 
-func (p *proc) kill() {
-	if p.cmd != nil && p.cmd.Process != nil {
-		p.cmd.Process.Kill()
-		p.cmd.Wait()
-		p.cmd = nil
+// spamdKeys are the client keys of a site with smtpd and spamd: smtpd's,
+// spamd's and, with config, spamd's key for configuration by mail (an
+// admin key).
+func spamdKeys(config bool) map[string]string {
+	keys := map[string]string{"smtpd": "smtpd", "spamd": "spamd"}
+	if config {
+		keys["spamd-config"] = "admin"
 	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+	return keys
 }
 
 func run(t *testing.T, name string, args ...string) string {
@@ -193,28 +173,18 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	key := func(n string) string { return filepath.Join(dir, "keys", n) }
-	for _, n := range []string{"dbd", "admin", "smtpd", "spamd"} {
-		run(t, "dbctl", "keygen", "--out", key(n))
-	}
-	clients := "admin keys/admin.pub\nsmtpd keys/smtpd.pub\nspamd keys/spamd.pub\n"
-	if err := os.WriteFile(filepath.Join(dir, "clients"), []byte(clients), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	dbAddr := proctest.FreePort(t)
-	dbd := start(t, "dbd", "--data", filepath.Join(dir, "data"), "--listen", dbAddr, "--key", key("dbd"), "--clients", filepath.Join(dir, "clients"))
-	proctest.WaitListening(t, dbAddr, 20*time.Second, dbd.log)
-	db := []string{"--db", dbAddr, "--db-pub", key("dbd.pub")}
+	d := startDB(t, dir, false)
+	key := d.Key
+	db := []string{"--db", d.Addr, "--db-pub", key("dbd.pub")}
 	admin := append(append([]string{}, db...), "--key", key("admin"))
 	run(t, "dbctl", append(admin, "mailbox", "add", "u@x.test")...)
 	run(t, "spamd", append(append([]string{"push"}, db...), "--key", key("spamd"), "--model", modelDir)...)
 
 	smtpAddr := proctest.FreePort(t)
-	smtpd := start(t, "smtpd", append(append([]string{}, db...), "--key", key("smtpd"), "--listen", smtpAddr,
+	proctest.StartProc(t, binDir, "smtpd", smtpAddr, append(append([]string{}, db...), "--key", key("smtpd"), "--listen", smtpAddr,
 		"--hostname", "mx.x.test", "--min-copies", "1", "--decision-window", "3s", "--greet-pause", "0s")...)
-	proctest.WaitListening(t, smtpAddr, 20*time.Second, smtpd.log)
 	spamdArgs := append(append([]string{}, db...), "--key", key("spamd"), "--no-auth", "--grey-delay", "2s")
-	s1 := start(t, "spamd", spamdArgs...)
+	s1 := proctest.StartProc(t, binDir, "spamd", "", spamdArgs...)
 
 	// Clear ham from a first contact is not greylisted.
 	if code := send(t, smtpAddr, "friend@ham.example", "u@x.test", ham[0].Raw); code != 250 {
@@ -245,13 +215,12 @@ func TestEndToEnd(t *testing.T) {
 
 	// spamd down: the mail is stored and deferred, never lost; after a
 	// restart the sender's retry gets its answer.
-	s1.kill()
+	s1.Kill()
 	if code := send(t, smtpAddr, "friend@ham.example", "u@x.test", ham[1].Raw); code != 451 {
 		t.Fatalf("ham with spamd down: %d, want 451", code)
 	}
-	s1 = start(t, "spamd", spamdArgs...)
-	s2 := start(t, "spamd", spamdArgs...) // a second instance at once
-	_ = s2
+	s1 = proctest.StartProc(t, binDir, "spamd", "", spamdArgs...)
+	proctest.StartProc(t, binDir, "spamd", "", spamdArgs...) // a second instance at once
 	deadline := time.Now().Add(20 * time.Second)
 	code := 0
 	for time.Now().Before(deadline) {
