@@ -60,7 +60,7 @@ func TestDeleteAcrossSites(t *testing.T) {
 		t.Fatalf("poplib DELE + QUIT at A: %q", got)
 	}
 	bk.Kill()
-	bk.Restart()
+	bk.Start()
 	waitUIDs(t, pa.addr, keep(1, 4))
 	waitUIDs(t, pb.addr, keep(1, 4))
 
