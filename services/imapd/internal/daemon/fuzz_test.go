@@ -1,0 +1,116 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// FuzzCommands sends arbitrary bytes as commands to a logged-in session
+// with INBOX selected, over real TCP into an imapd and dbd in this
+// process: the IMAP command parser (go-imap's, patched, and ours behind
+// it) meets what a hostile client sends. Whatever the answers, imapd must
+// not panic — a panic it recovers from is logged, and counts as a failure
+// here — and must go on serving: the next input's login needs it.
+//
+//	go test -run XXX -fuzz FuzzCommands ./services/imapd/internal/daemon/
+func FuzzCommands(f *testing.F) {
+	for _, seed := range []string{
+		"c NOOP\r\n",
+		"c FETCH 1:* (FLAGS UID INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)\r\n",
+		"c UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (From Subject)] BODY.PEEK[1]<0.10>)\r\n",
+		"c FETCH 2 (BODY[TEXT] BINARY[1] BINARY.SIZE[1] RFC822.HEADER)\r\n",
+		"c SEARCH OR FROM bob (NOT SUBJECT \"mail 1\") LARGER 10 SINCE 1-Jan-2020\r\n",
+		"c UID SEARCH RETURN (MIN MAX COUNT) CHARSET UTF-8 TEXT {4+}\r\nbody\r\n",
+		"c STORE 1:2 +FLAGS.SILENT (\\Seen $Label1)\r\nd STORE 1 -FLAGS (\\Seen)\r\n",
+		"c COPY 1 Trash\r\nd UID MOVE 2 Junk\r\ne EXPUNGE\r\n",
+		"c APPEND INBOX (\\Flagged) \"01-Jan-2026 10:00:00 +0000\" {27+}\r\nSubject: hi\r\n\r\nappended\r\n\r\n",
+		"c CREATE a/b\r\nd RENAME a/b c\r\ne LIST \"\" *\r\nf DELETE c\r\n",
+		"c STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN SIZE)\r\n",
+		"c IDLE\r\nDONE\r\n",
+		"c EXAMINE INBOX\r\nd STORE 1 +FLAGS (\\Deleted)\r\n",
+		"c FETCH 1:4294967295,* (FLAGS)\r\n",
+		"c FETCH 1 (BODY[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.MIME])\r\n",
+		"c SEARCH ((((((((((ALL))))))))))\r\n",
+		"c LOGIN {5}\r\n",
+		"c FETCH 1 BODY[]<4294967295.4294967295>\r\n",
+		"c UID EXPUNGE 1:*\r\nd UNSELECT\r\ne CLOSE\r\n",
+		"\x00\xff\r\n* BAD\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	logs := &panicLog{}
+	k := startWith(f, func(c *Config) {
+		c.MaxAuthFailures, c.AuthFailDelay = -1, -1
+		c.Logger = slog.New(logs)
+	})
+	for i := range 4 {
+		k.deliver(mail(i))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) > 64<<10 {
+			return
+		}
+		c, err := net.Dial("tcp", k.addr)
+		if err != nil {
+			t.Fatalf("imapd no longer accepts connections: %v", err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		var msg bytes.Buffer
+		msg.WriteString("a LOGIN alice \"correct horse\"\r\nb SELECT INBOX\r\n")
+		msg.Write(in)
+		msg.WriteString("\r\nzz LOGOUT\r\n")
+		// Write and read at once: imapd may answer (or stop reading)
+		// before it has read everything.
+		go func() { c.Write(msg.Bytes()) }()
+		got, _ := io.ReadAll(c)
+		if !bytes.HasPrefix(got, []byte("* OK")) || !bytes.Contains(got, []byte("\r\na OK")) || !bytes.Contains(got, []byte("\r\nb OK")) {
+			t.Fatalf("no greeting, login or SELECT before the input: %q", got)
+		}
+		if p := logs.take(); p != "" {
+			t.Fatalf("imapd panicked on %q: %s", in, p)
+		}
+	})
+}
+
+// panicLog is a slog.Handler that keeps the log lines that report a
+// panic (imapd's own recovery and go-imap's) and drops the rest.
+type panicLog struct {
+	mu     sync.Mutex
+	panics []string
+}
+
+func (h *panicLog) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *panicLog) Handle(_ context.Context, r slog.Record) error {
+	text := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		text += " " + a.Key + "=" + a.Value.String()
+		return true
+	})
+	if strings.Contains(strings.ToLower(r.Message), "panic") {
+		h.mu.Lock()
+		h.panics = append(h.panics, text)
+		h.mu.Unlock()
+	}
+	return nil
+}
+
+func (h *panicLog) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *panicLog) WithGroup(string) slog.Handler      { return h }
+
+// take returns the panics logged since the last call, "" for none.
+func (h *panicLog) take() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := strings.Join(h.panics, "\n")
+	h.panics = nil
+	return p
+}
