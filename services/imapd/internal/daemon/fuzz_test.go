@@ -2,14 +2,13 @@ package daemon
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"log/slog"
 	"net"
-	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 // FuzzCommands sends arbitrary bytes as commands to a logged-in session
@@ -45,7 +44,7 @@ func FuzzCommands(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	logs := &panicLog{}
+	logs := &proctest.PanicLog{}
 	k := startWith(f, func(c *Config) {
 		c.MaxAuthFailures, c.AuthFailDelay = -1, -1
 		c.Logger = slog.New(logs)
@@ -74,43 +73,8 @@ func FuzzCommands(f *testing.F) {
 		if !bytes.HasPrefix(got, []byte("* OK")) || !bytes.Contains(got, []byte("\r\na OK")) || !bytes.Contains(got, []byte("\r\nb OK")) {
 			t.Fatalf("no greeting, login or SELECT before the input: %q", got)
 		}
-		if p := logs.take(); p != "" {
+		if p := logs.Take(); p != "" {
 			t.Fatalf("imapd panicked on %q: %s", in, p)
 		}
 	})
-}
-
-// panicLog is a slog.Handler that keeps the log lines that report a
-// panic (imapd's own recovery and go-imap's) and drops the rest.
-type panicLog struct {
-	mu     sync.Mutex
-	panics []string
-}
-
-func (h *panicLog) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *panicLog) Handle(_ context.Context, r slog.Record) error {
-	text := r.Message
-	r.Attrs(func(a slog.Attr) bool {
-		text += " " + a.Key + "=" + a.Value.String()
-		return true
-	})
-	if strings.Contains(strings.ToLower(r.Message), "panic") {
-		h.mu.Lock()
-		h.panics = append(h.panics, text)
-		h.mu.Unlock()
-	}
-	return nil
-}
-
-func (h *panicLog) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *panicLog) WithGroup(string) slog.Handler      { return h }
-
-// take returns the panics logged since the last call, "" for none.
-func (h *panicLog) take() string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	p := strings.Join(h.panics, "\n")
-	h.panics = nil
-	return p
 }

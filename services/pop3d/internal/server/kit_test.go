@@ -25,7 +25,7 @@ import (
 // a listener that makes every client look remote (remote, remoteTLS), so
 // the plaintext policy can be tested on loopback.
 type env struct {
-	t                 *testing.T
+	t                 testing.TB
 	dbd               *dbdtest.Env
 	admin             *client.Client
 	srv               *Server
@@ -36,7 +36,7 @@ type env struct {
 // cheap argon2id parameters: tests check passwords, not their cost.
 var cheap = passwd.Params{MemoryKiB: 256, Time: 1, Threads: 1}
 
-func startEnv(t *testing.T, cfg Config) *env {
+func startEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	e := &env{t: t, dbd: dbdtest.Start(t, dbdtest.Options{})}
 	e.admin = e.dbd.Client("admin")

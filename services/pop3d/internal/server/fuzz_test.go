@@ -1,0 +1,70 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+)
+
+// FuzzSession sends arbitrary bytes as commands to a logged-in POP3
+// session over TCP into a Server and dbd in this process: the command
+// parser and every command behind it meet what a hostile client sends.
+// Whatever the answers, the server must not panic — a panic it recovers
+// from is logged, and counts as a failure here — and must go on serving:
+// the next input's login needs it. pop3.FuzzParse covers the parser
+// alone.
+//
+//	go test -run XXX -fuzz FuzzSession ./services/pop3d/internal/server/
+func FuzzSession(f *testing.F) {
+	for _, seed := range []string{
+		"STAT\r\nLIST\r\nUIDL\r\n",
+		"RETR 1\r\nTOP 2 0\r\nTOP 1 4294967295\r\n",
+		"DELE 1\r\nRSET\r\nDELE 2\r\nLIST 2\r\nRETR 2\r\n",
+		"LIST 0\r\nRETR -1\r\nDELE 99999999999999999999\r\nTOP 1\r\n",
+		"UIDL 3\r\nNOOP\r\nCAPA\r\n",
+		"USER x\r\nPASS y\r\nAUTH PLAIN\r\n*\r\n",
+		"STLS\r\n",
+		"\x00\xff\r\n\n\r\r\n",
+		"QUIT\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	logs := &proctest.PanicLog{}
+	e := startEnv(f, Config{Logger: slog.New(logs), MaxAuthFailures: -1})
+	e.user("fuzz", "correct horse", "fuzz@x.example")
+	for i := range 3 {
+		e.deliver("fuzz@x.example", fmt.Sprintf("From: a@b.example\r\nSubject: mail %d\r\n\r\nbody %d\r\n", i, i))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) > 64<<10 {
+			return
+		}
+		c, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			t.Fatalf("pop3d no longer accepts connections: %v", err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		var msg bytes.Buffer
+		msg.WriteString("USER fuzz\r\nPASS correct horse\r\n")
+		msg.Write(in)
+		// RSET first: a QUIT must not make the input's DELEs stick, or
+		// later inputs would find an empty maildrop.
+		msg.WriteString("\r\nRSET\r\nQUIT\r\n")
+		go func() { c.Write(msg.Bytes()) }()
+		got, _ := io.ReadAll(c)
+		if lines := bytes.SplitN(got, []byte("\r\n"), 4); len(lines) < 4 || !bytes.HasPrefix(lines[0], []byte("+OK")) ||
+			!bytes.HasPrefix(lines[1], []byte("+OK")) || !bytes.HasPrefix(lines[2], []byte("+OK")) {
+			t.Fatalf("no greeting, USER and PASS answered +OK before the input: %q", got)
+		}
+		if p := logs.Take(); p != "" {
+			t.Fatalf("pop3d panicked on %q: %s", in, p)
+		}
+	})
+}
