@@ -1,0 +1,71 @@
+package daemon
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
+)
+
+// FuzzSMTPSession sends arbitrary bytes after EHLO over TCP into an smtpd
+// and dbd in this process: the guard, go-smtp's command parser and our
+// session behind them, with a real mailbox and store, meet what a hostile
+// client sends. Whatever the answers, smtpd must not panic — a panic it
+// or go-smtp recovers from is logged, and counts as a failure here — and
+// must go on serving: the next input's greeting needs it. The guard's own
+// fuzz targets (internal/guard) cover its parsers without the session.
+//
+//	go test -run XXX -fuzz FuzzSMTPSession ./services/smtpd/internal/daemon/
+func FuzzSMTPSession(f *testing.F) {
+	for _, seed := range []string{
+		"MAIL FROM:<a@s.test>\r\nRCPT TO:<fuzz@twinmx.test>\r\nDATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n",
+		"MAIL FROM:<a@s.test> SIZE=100 BODY=8BITMIME\r\nRCPT TO:<nobody@twinmx.test>\r\nRCPT TO:<Postmaster>\r\n",
+		"MAIL FROM:<>\r\nRCPT TO:<\"quoted local\"@twinmx.test>\r\nRCPT TO:<@route:fuzz@twinmx.test>\r\nDATA\r\n.\r\n",
+		"MAIL FROM:<a@s.test> RET=HDRS ENVID=x\r\nRCPT TO:<fuzz@twinmx.test> NOTIFY=NEVER\r\n",
+		"MAIL FROM:<a@[127.0.0.1]>\r\nRCPT TO:<fuzz@TWINMX.TEST.>\r\nDATA\r\nline\rwith\nbare\x00\r\n..\r\n.\r\n",
+		"VRFY fuzz\r\nEXPN list\r\nHELP\r\nNOOP x\r\nRSET\r\n",
+		"STARTTLS\r\nAUTH PLAIN AGZ1enoAcHc=\r\nBDAT 10 LAST\r\n",
+		"MAIL FROM:<ä@s.test> SMTPUTF8\r\nRCPT TO:<fuzz@twinmx.test>\r\n",
+		"DATA\r\nMAIL\r\nRCPT\r\nMAIL FROM:\r\nRCPT TO:<>\r\n",
+		"\x00\xff\r\n\r\n\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	logs := &proctest.PanicLog{}
+	e := start(f, func(c *Config) {
+		c.Logger = slog.New(logs)
+		// Answers come at once: a mail gets its 451 after 100 ms without
+		// a verdict, and errors are not tarpitted.
+		c.DecisionWindow = 100 * time.Millisecond
+		c.Guard = guard.Config{GreetPause: -1, SoftErrors: -1}
+	})
+	e.mailbox("fuzz@twinmx.test", 0)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) > 64<<10 {
+			return
+		}
+		c, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			t.Fatalf("smtpd no longer accepts connections: %v", err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		var msg bytes.Buffer
+		msg.WriteString("EHLO fuzz.test\r\n")
+		msg.Write(in)
+		msg.WriteString("\r\n.\r\nRSET\r\nQUIT\r\n")
+		go func() { c.Write(msg.Bytes()) }()
+		got, _ := io.ReadAll(c)
+		if !bytes.HasPrefix(got, []byte("220 ")) {
+			t.Fatalf("no greeting: %q", got)
+		}
+		if p := logs.Take(); p != "" {
+			t.Fatalf("smtpd panicked on %q: %s", in, p)
+		}
+	})
+}
