@@ -12,6 +12,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/services/dbd/dbdtest"
 	"github.com/twinmx/twinmx/services/dbd/internal/auth"
+	"github.com/twinmx/twinmx/services/dbd/internal/server"
 	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
@@ -60,7 +61,9 @@ func FuzzRequests(f *testing.F) {
 	}
 	ping := req(wire.Request{Op: wire.OpPing})
 	logs := &proctest.PanicLog{}
-	e := dbdtest.Start(f, dbdtest.Options{Logger: slog.New(logs)})
+	// One handshake an input: far over the 50 a second dbd takes from
+	// one address by default.
+	e := dbdtest.Start(f, dbdtest.Options{Logger: slog.New(logs), Server: server.Config{HandshakeRate: 1e6}})
 	admin := e.Client(auth.Admin)
 	roles := []auth.Role{auth.Admin, auth.SMTPD, auth.SpamD, auth.BackupD, auth.Mailbox, auth.Notify}
 	f.Fuzz(func(t *testing.T, in []byte) {
