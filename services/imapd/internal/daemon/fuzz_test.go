@@ -11,10 +11,12 @@ import (
 	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
-// FuzzCommands sends arbitrary bytes as commands to a logged-in session
-// with INBOX selected, over real TCP into an imapd and dbd in this
-// process: the IMAP command parser (go-imap's, patched, and ours behind
-// it) meets what a hostile client sends. Whatever the answers, imapd must
+// FuzzCommands sends arbitrary bytes as commands over real TCP into an
+// imapd and dbd in this process: the IMAP command parser (go-imap's,
+// patched, and ours behind it) meets what a hostile client sends. The
+// input's first byte picks the state they arrive in: even, right after
+// the greeting (what anyone on the network can reach); odd, logged in
+// with INBOX selected. Whatever the answers, imapd must
 // not panic — a panic it recovers from is logged, and counts as a failure
 // here — and must go on serving: the next input's login needs it.
 //
@@ -42,7 +44,16 @@ func FuzzCommands(f *testing.F) {
 		"c UID EXPUNGE 1:*\r\nd UNSELECT\r\ne CLOSE\r\n",
 		"\x00\xff\r\n* BAD\r\n\r\n",
 	} {
-		f.Add([]byte(seed))
+		f.Add(append([]byte{1}, seed...))
+	}
+	for _, seed := range []string{
+		"a CAPABILITY\r\nb ID (\"name\" \"x\")\r\nc ENABLE IMAP4rev2\r\n",
+		"a AUTHENTICATE PLAIN\r\nAGFsaWNlAHdyb25n\r\nb AUTHENTICATE PLAIN =\r\n",
+		"a LOGIN {5+}\r\nalice {13+}\r\ncorrect horse\r\nb SELECT INBOX\r\n",
+		"a STARTTLS\r\nb LOGIN alice x\r\n",
+		"a SELECT INBOX\r\nb FETCH 1 BODY[]\r\n",
+	} {
+		f.Add(append([]byte{0}, seed...))
 	}
 	logs := &proctest.PanicLog{}
 	k := startWith(f, func(c *Config) {
@@ -53,9 +64,10 @@ func FuzzCommands(f *testing.F) {
 		k.deliver(mail(i))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		if len(in) > 64<<10 {
+		if len(in) < 1 || len(in) > 64<<10 {
 			return
 		}
+		loggedIn := in[0]%2 == 1
 		c, err := net.Dial("tcp", k.addr)
 		if err != nil {
 			t.Fatalf("imapd no longer accepts connections: %v", err)
@@ -63,14 +75,16 @@ func FuzzCommands(f *testing.F) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(3 * time.Second))
 		var msg bytes.Buffer
-		msg.WriteString("a LOGIN alice \"correct horse\"\r\nb SELECT INBOX\r\n")
-		msg.Write(in)
+		if loggedIn {
+			msg.WriteString("a LOGIN alice \"correct horse\"\r\nb SELECT INBOX\r\n")
+		}
+		msg.Write(in[1:])
 		msg.WriteString("\r\nzz LOGOUT\r\n")
 		// Write and read at once: imapd may answer (or stop reading)
 		// before it has read everything.
 		go func() { c.Write(msg.Bytes()) }()
 		got, _ := io.ReadAll(c)
-		if !bytes.HasPrefix(got, []byte("* OK")) || !bytes.Contains(got, []byte("\r\na OK")) || !bytes.Contains(got, []byte("\r\nb OK")) {
+		if !bytes.HasPrefix(got, []byte("* OK")) || loggedIn && (!bytes.Contains(got, []byte("\r\na OK")) || !bytes.Contains(got, []byte("\r\nb OK"))) {
 			t.Fatalf("no greeting, login or SELECT before the input: %q", got)
 		}
 		if p := logs.Take(); p != "" {

@@ -12,9 +12,11 @@ import (
 	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
-// FuzzSession sends arbitrary bytes as commands to a logged-in POP3
-// session over TCP into a Server and dbd in this process: the command
-// parser and every command behind it meet what a hostile client sends.
+// FuzzSession sends arbitrary bytes as commands over TCP into a POP3
+// Server and dbd in this process: the command parser and every command
+// behind it meet what a hostile client sends. The input's first byte
+// picks the state they arrive in: even, right after the greeting; odd,
+// logged in.
 // Whatever the answers, the server must not panic — a panic it recovers
 // from is logged, and counts as a failure here — and must go on serving:
 // the next input's login needs it. pop3.FuzzParse covers the parser
@@ -33,7 +35,16 @@ func FuzzSession(f *testing.F) {
 		"\x00\xff\r\n\n\r\r\n",
 		"QUIT\r\n",
 	} {
-		f.Add([]byte(seed))
+		f.Add(append([]byte{1}, seed...))
+	}
+	for _, seed := range []string{
+		"CAPA\r\nUSER fuzz\r\nPASS wrong\r\nUSER fuzz\r\nPASS correct horse\r\nSTAT\r\n",
+		"AUTH PLAIN\r\nAGZ1enoAY29ycmVjdCBob3JzZQ==\r\nLIST\r\n",
+		"AUTH PLAIN =\r\nAUTH LOGIN\r\nAPOP fuzz 0123456789abcdef\r\n",
+		"STLS\r\nUSER fuzz\r\n",
+		"RETR 1\r\nPASS x\r\n",
+	} {
+		f.Add(append([]byte{0}, seed...))
 	}
 	logs := &proctest.PanicLog{}
 	e := startEnv(f, Config{Logger: slog.New(logs), MaxAuthFailures: -1})
@@ -42,9 +53,10 @@ func FuzzSession(f *testing.F) {
 		e.deliver("fuzz@x.example", fmt.Sprintf("From: a@b.example\r\nSubject: mail %d\r\n\r\nbody %d\r\n", i, i))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		if len(in) > 64<<10 {
+		if len(in) < 1 || len(in) > 64<<10 {
 			return
 		}
+		loggedIn := in[0]%2 == 1
 		c, err := net.Dial("tcp", e.addr)
 		if err != nil {
 			t.Fatalf("pop3d no longer accepts connections: %v", err)
@@ -52,16 +64,19 @@ func FuzzSession(f *testing.F) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(3 * time.Second))
 		var msg bytes.Buffer
-		msg.WriteString("USER fuzz\r\nPASS correct horse\r\n")
-		msg.Write(in)
+		if loggedIn {
+			msg.WriteString("USER fuzz\r\nPASS correct horse\r\n")
+		}
+		msg.Write(in[1:])
 		// RSET first: a QUIT must not make the input's DELEs stick, or
 		// later inputs would find an empty maildrop.
 		msg.WriteString("\r\nRSET\r\nQUIT\r\n")
 		go func() { c.Write(msg.Bytes()) }()
 		got, _ := io.ReadAll(c)
-		if lines := bytes.SplitN(got, []byte("\r\n"), 4); len(lines) < 4 || !bytes.HasPrefix(lines[0], []byte("+OK")) ||
-			!bytes.HasPrefix(lines[1], []byte("+OK")) || !bytes.HasPrefix(lines[2], []byte("+OK")) {
-			t.Fatalf("no greeting, USER and PASS answered +OK before the input: %q", got)
+		lines := bytes.SplitN(got, []byte("\r\n"), 4)
+		if !bytes.HasPrefix(got, []byte("+OK")) || loggedIn && (len(lines) < 4 ||
+			!bytes.HasPrefix(lines[1], []byte("+OK")) || !bytes.HasPrefix(lines[2], []byte("+OK"))) {
+			t.Fatalf("no greeting, or USER and PASS not answered +OK before the input: %q", got)
 		}
 		if p := logs.Take(); p != "" {
 			t.Fatalf("pop3d panicked on %q: %s", in, p)

@@ -12,10 +12,11 @@ import (
 	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
 )
 
-// FuzzSMTPSession sends arbitrary bytes after EHLO over TCP into an smtpd
-// and dbd in this process: the guard, go-smtp's command parser and our
-// session behind them, with a real mailbox and store, meet what a hostile
-// client sends. Whatever the answers, smtpd must not panic — a panic it
+// FuzzSMTPSession sends arbitrary bytes over TCP into an smtpd and dbd in
+// this process: the guard, go-smtp's command parser and our session
+// behind them, with a real mailbox and store, meet what a hostile client
+// sends. The input's first byte picks where they start: even, right
+// after the greeting; odd, after EHLO. Whatever the answers, smtpd must not panic — a panic it
 // or go-smtp recovers from is logged, and counts as a failure here — and
 // must go on serving: the next input's greeting needs it. The guard's own
 // fuzz targets (internal/guard) cover its parsers without the session.
@@ -34,7 +35,15 @@ func FuzzSMTPSession(f *testing.F) {
 		"DATA\r\nMAIL\r\nRCPT\r\nMAIL FROM:\r\nRCPT TO:<>\r\n",
 		"\x00\xff\r\n\r\n\n",
 	} {
-		f.Add([]byte(seed))
+		f.Add(append([]byte{1}, seed...))
+	}
+	for _, seed := range []string{
+		"HELO x\r\nMAIL FROM:<a@s.test>\r\n",
+		"EHLO\r\nEHLO [127.0.0.1]\r\nLHLO x\r\n",
+		"MAIL FROM:<a@s.test>\r\nDATA\r\n",
+		"QUIT\r\n",
+	} {
+		f.Add(append([]byte{0}, seed...))
 	}
 	logs := &proctest.PanicLog{}
 	e := start(f, func(c *Config) {
@@ -46,7 +55,7 @@ func FuzzSMTPSession(f *testing.F) {
 	})
 	e.mailbox("fuzz@twinmx.test", 0)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		if len(in) > 64<<10 {
+		if len(in) < 1 || len(in) > 64<<10 {
 			return
 		}
 		c, err := net.Dial("tcp", e.addr)
@@ -56,8 +65,10 @@ func FuzzSMTPSession(f *testing.F) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(3 * time.Second))
 		var msg bytes.Buffer
-		msg.WriteString("EHLO fuzz.test\r\n")
-		msg.Write(in)
+		if in[0]%2 == 1 {
+			msg.WriteString("EHLO fuzz.test\r\n")
+		}
+		msg.Write(in[1:])
 		msg.WriteString("\r\n.\r\nRSET\r\nQUIT\r\n")
 		go func() { c.Write(msg.Bytes()) }()
 		got, _ := io.ReadAll(c)
