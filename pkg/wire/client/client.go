@@ -143,6 +143,9 @@ type Client struct {
 	// noWatchCond: a dbd refused a watch with a condition (wire.WatchCond,
 	// it is older than it); cleared when a connection is opened.
 	noWatchCond atomic.Bool
+	// frames: decrypted frame buffers shared by the sessions' read loops,
+	// given back by MailsRowsPooled's callers.
+	frames framePool
 
 	mu       sync.Mutex
 	sessions []*session    // the first carries one-shot requests; all carry streams
@@ -303,7 +306,7 @@ func (c *Client) dial(ctx context.Context) (*session, error) {
 		nc.Close()
 		return nil, fmt.Errorf("handshake with dbd %s: %w", c.cfg.Addr, err)
 	}
-	s := newSession(wc, c.cfg.MaxAnswer)
+	s := newSession(wc, c.cfg.MaxAnswer, &c.frames)
 	go s.readLoop()
 	// This dbd may know packed mails and lists, and watch conditions.
 	c.unpacked.Store(false)

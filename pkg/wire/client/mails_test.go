@@ -1,8 +1,10 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"sync"
 	"testing"
@@ -200,5 +202,64 @@ func TestListPacked(t *testing.T) {
 				t.Fatalf("requests asked packed: %v, want %v", asked, tc.asked)
 			}
 		})
+	}
+}
+
+// TestMailsRowsPooled: answers read into pooled frame buffers stay intact
+// until given back, with calls in parallel on one connection giving back
+// and reusing buffers all the while: a buffer handed to two answers at
+// once, or reused while handed out, shows as another answer's bytes.
+// Each mail's rows come in a frame of their own, large (pooled) or small
+// (copied out).
+func TestMailsRowsPooled(t *testing.T) {
+	var keys []model.Key
+	var rows []wire.Row
+	for i := range 6 {
+		name := fmt.Sprint("mail", i)
+		k := model.KeyOf(model.Receive, []byte(name))
+		body := bytes.Repeat([]byte{byte('a' + i)}, (i%2)*50<<10+100) // odd mails fill most of a frame
+		keys = append(keys, k)
+		rows = append(rows,
+			wire.Row{Table: model.Receive, Key: k, RowNo: uint64(i + 1), HasContent: true, Content: []byte("pair " + name)},
+			wire.Row{Table: model.Body, Key: model.KeyOf(model.Body, body), RowNo: uint64(i + 1), HasContent: true, Content: body},
+		)
+	}
+	for i := range rows {
+		rows[i].Size = uint64(len(rows[i].Content))
+	}
+	f := newFakeDBD(t)
+	f.mails = func(req *wire.Request) [][]byte {
+		var out [][]byte
+		for i := 0; i < len(rows); i += 2 {
+			out = append(out, rowsAnswer(rows[i:i+2]))
+		}
+		return append(out, wire.AppendEnd(nil))
+	}
+	c := newTestClient(t, f.ln.Addr().String(), f.key.Public, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	want := wantByKey(rows)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			for i := range 30 {
+				got, release, err := c.MailsRowsPooled(ctx, keys, 0)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !reflect.DeepEqual(got, want) {
+					errs <- fmt.Errorf("MailsRowsPooled #%d: rows differ", i)
+					return
+				}
+				release()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

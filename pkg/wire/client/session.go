@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ const writeTimeout = 30 * time.Second
 type session struct {
 	wc        *wire.Conn
 	maxAnswer int
+	frames    *framePool // the Client's: buffers readLoop decrypts into
 
 	streams   int       // open streams; guarded by the Client's mu
 	busyUntil time.Time // no new streams before (dbd said busy); guarded by the Client's mu
@@ -29,8 +31,8 @@ type session struct {
 	done  chan struct{} // closed when the session is dead
 }
 
-func newSession(wc *wire.Conn, maxAnswer int) *session {
-	return &session{wc: wc, maxAnswer: maxAnswer, calls: map[uint32]*call{}, done: make(chan struct{})}
+func newSession(wc *wire.Conn, maxAnswer int, frames *framePool) *session {
+	return &session{wc: wc, maxAnswer: maxAnswer, frames: frames, calls: map[uint32]*call{}, done: make(chan struct{})}
 }
 
 func (s *session) dead() bool {
@@ -69,10 +71,24 @@ func (s *session) lostErr() error {
 type call struct {
 	s        *session
 	id       uint32
-	ch       chan []byte
+	ch       chan answer
 	gone     chan struct{}
 	goneOnce sync.Once
 	release  func() // a stream's slot on its connection, or nil
+
+	// keepFrames makes next note the pool buffers of the messages it
+	// returns in frames, for the caller to give back once nothing uses
+	// them (MailsRowsPooled). Without it they are the caller's, as any
+	// answer is. Both are the caller's goroutine's.
+	keepFrames bool
+	frames     []*[]byte
+}
+
+// answer is one answer message and the pool buffer it lies in (nil: it
+// is memory of its own).
+type answer struct {
+	msg   []byte
+	frame *[]byte
 }
 
 // unregister marks the call gone, once, and gives back its stream slot.
@@ -90,7 +106,7 @@ func (cl *call) unregister() {
 // release, if not nil, is called once when the call ends (also when start
 // fails).
 func (s *session) start(ctx context.Context, id uint32, parts [][]byte, buf int, release func()) (*call, error) {
-	cl := &call{s: s, id: id, ch: make(chan []byte, buf), gone: make(chan struct{}), release: release}
+	cl := &call{s: s, id: id, ch: make(chan answer, buf), gone: make(chan struct{}), release: release}
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
@@ -170,24 +186,32 @@ func (s *session) writeFrame(f wire.Frame, parts [][]byte) error {
 // next waits for the call's next answer message.
 func (cl *call) next(ctx context.Context) ([]byte, error) {
 	select {
-	case m := <-cl.ch:
-		return m, nil
+	case a := <-cl.ch:
+		return cl.took(a), nil
 	default:
 	}
 	select {
-	case m := <-cl.ch:
-		return m, nil
+	case a := <-cl.ch:
+		return cl.took(a), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-cl.s.done:
 		// Deliver answers that arrived before the connection died.
 		select {
-		case m := <-cl.ch:
-			return m, nil
+		case a := <-cl.ch:
+			return cl.took(a), nil
 		default:
 		}
 		return nil, cl.s.lostErr()
 	}
+}
+
+// took notes a's pool buffer if the caller gives them back.
+func (cl *call) took(a answer) []byte {
+	if cl.keepFrames && a.frame != nil {
+		cl.frames = append(cl.frames, a.frame)
+	}
+	return a.msg
 }
 
 // close unregisters the call; if dbd may still be working on it, a cancel
@@ -215,34 +239,52 @@ func (cl *call) finish() {
 
 // readLoop reads frames, reassembles messages by request id and hands each
 // complete message to its call. It ends the session on any error.
+//
+// Frames are decrypted into buffers of the Client's pool. A message of
+// one large frame is handed on in its buffer, which the caller may give
+// back (MailsRowsPooled: the packed rows of op mails fill frames, and a
+// fresh 64 KiB allocation each was most of what a FETCH allocated); a
+// frame under half a buffer is copied out and its buffer kept, so that an
+// answer held long (a watch event, a row found) holds at most twice its
+// size; the frames of a message of several are joined and their buffers
+// kept.
 func (s *session) readLoop() {
-	// A message's frames are kept as they arrive (ReadFrame hands over
-	// ownership) and joined once at its end, so a 50 MiB answer costs two
-	// copies at most, not a chain of ever larger buffers.
+	// A message's frames are kept as they arrive and joined once at its
+	// end, so a 50 MiB answer costs two copies at most, not a chain of
+	// ever larger buffers.
 	type parts struct {
 		frames [][]byte
+		bufs   []*[]byte // the pool buffers of frames
 		size   int
 	}
 	pending := map[uint32]*parts{}
 	for {
-		f, err := s.wc.ReadFrame()
+		fb := s.frames.get()
+		f, err := s.wc.ReadFrameTo(*fb)
 		if err != nil {
+			s.frames.put(fb)
 			if errors.Is(err, io.EOF) {
 				err = errors.New("dbd closed the connection")
 			}
 			s.kill(err)
 			return
 		}
+		if len(f.Data) < pooledFrameMin {
+			f.Data = bytes.Clone(f.Data)
+			s.frames.put(fb)
+			fb = nil
+		}
 		p := pending[f.ReqID]
 		if p == nil && f.Flags&wire.FlagMore != 0 {
 			p = &parts{}
 			pending[f.ReqID] = p
 		}
-		var buf []byte
-		if p == nil {
-			buf = f.Data
-		} else {
+		a := answer{msg: f.Data, frame: fb}
+		if p != nil {
 			p.frames = append(p.frames, f.Data)
+			if fb != nil {
+				p.bufs = append(p.bufs, fb)
+			}
 			p.size += len(f.Data)
 			if p.size > s.maxAnswer {
 				s.kill(ErrAnswerTooLarge)
@@ -251,23 +293,52 @@ func (s *session) readLoop() {
 			if f.Flags&wire.FlagMore != 0 {
 				continue
 			}
-			buf = make([]byte, 0, p.size)
+			buf := make([]byte, 0, p.size)
 			for _, fr := range p.frames {
 				buf = append(buf, fr...)
 			}
+			for _, b := range p.bufs {
+				s.frames.put(b)
+			}
 			delete(pending, f.ReqID)
+			a = answer{msg: buf}
 		}
 		s.mu.Lock()
 		cl := s.calls[f.ReqID]
 		s.mu.Unlock()
 		if cl == nil {
-			continue // answer to a cancelled call
+			s.frames.put(a.frame) // answer to a cancelled call
+			continue
 		}
 		select {
-		case cl.ch <- buf:
+		case cl.ch <- a:
 		case <-cl.gone: // the caller closed the call: drop the answer
+			s.frames.put(a.frame)
 		case <-s.done:
 			return
 		}
+	}
+}
+
+// pooledFrameMin is the smallest frame handed on in its pool buffer: half
+// of one.
+const pooledFrameMin = (wire.MaxFrameData + wire.FrameHeaderSize) / 2
+
+// framePool holds buffers for decrypted frames, each large enough for any
+// frame (wire.Conn.ReadFrameTo). It is safe for concurrent use.
+type framePool struct{ p sync.Pool }
+
+func (fp *framePool) get() *[]byte {
+	if b, ok := fp.p.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, wire.MaxFrameData+wire.FrameHeaderSize)
+	return &b
+}
+
+// put gives b back; nil is ignored. Nothing may use b's memory after.
+func (fp *framePool) put(b *[]byte) {
+	if b != nil {
+		fp.p.Put(b)
 	}
 }

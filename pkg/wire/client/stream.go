@@ -194,16 +194,37 @@ func (c *Client) ScanKeys(ctx context.Context, t model.Table, limit int) ([]mode
 // collect runs the stream request req to its end and returns its rows.
 // want is how many rows to make room for at once (0: grow as they come).
 func (c *Client) collect(ctx context.Context, req *wire.Request, want int) ([]wire.Row, error) {
+	return c.collectFrames(ctx, req, want, nil)
+}
+
+// collectFrames is collect that, with a non-nil frames, adds to it the
+// pool buffers the rows lie in (see MailsRowsPooled); on an error they
+// are given back at once.
+func (c *Client) collectFrames(ctx context.Context, req *wire.Request, want int, frames *[]*[]byte) ([]wire.Row, error) {
 	for attempt := 1; ; attempt++ {
 		st, err := c.stream(ctx, req)
 		if err != nil {
 			return nil, err
 		}
+		st.call.keepFrames = frames != nil
 		rows, err := readAll(ctx, st, want)
+		if err != nil {
+			c.giveBack(st.call.frames)
+		} else if frames != nil {
+			*frames = append(*frames, st.call.frames...)
+		}
+		st.call.frames = nil
 		if len(rows) == 0 && c.refusedBusy(st, err, attempt) {
 			continue
 		}
 		return rows, err
+	}
+}
+
+// giveBack puts frame buffers back in the pool.
+func (c *Client) giveBack(frames []*[]byte) {
+	for _, f := range frames {
+		c.frames.put(f)
 	}
 }
 
@@ -308,12 +329,31 @@ func (c *Client) MailRows(ctx context.Context, k model.Key) ([]wire.Row, error) 
 // Client then asks without it, and keeps doing so until it opens a new
 // connection (which may reach an upgraded dbd).
 func (c *Client) MailsRows(ctx context.Context, keys []model.Key, budget uint64) (map[model.Key][]wire.Row, error) {
+	return c.mailsRows(ctx, keys, budget, nil)
+}
+
+// MailsRowsPooled is MailsRows whose rows lie in memory the caller gives
+// back by calling release, once, when it no longer uses any row nor
+// anything sliced from one (a mail joined from their contents is a copy):
+// the Client decrypts later answers into that memory. Never calling
+// release is safe, only slower; calling it early corrupts the rows of
+// later answers. release is not nil, even with an error.
+func (c *Client) MailsRowsPooled(ctx context.Context, keys []model.Key, budget uint64) (rows map[model.Key][]wire.Row, release func(), err error) {
+	var frames []*[]byte
+	rows, err = c.mailsRows(ctx, keys, budget, &frames)
+	return rows, func() {
+		c.giveBack(frames)
+		frames = nil
+	}, err
+}
+
+func (c *Client) mailsRows(ctx context.Context, keys []model.Key, budget uint64, frames *[]*[]byte) (map[model.Key][]wire.Row, error) {
 	req := &wire.Request{Op: wire.OpMails, Table: model.Receive, Keys: keys, Value: budget, Flag: !c.unpacked.Load()}
-	rows, err := c.collect(ctx, req, wire.MailRows*len(keys))
+	rows, err := c.collectFrames(ctx, req, wire.MailRows*len(keys), frames)
 	if req.Flag && isCode(err, wire.CodeBadRequest) {
 		c.unpacked.Store(true)
 		req.Flag = false
-		rows, err = c.collect(ctx, req, wire.MailRows*len(keys))
+		rows, err = c.collectFrames(ctx, req, wire.MailRows*len(keys), frames)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("mails of %d receive rows: %w", len(keys), err)

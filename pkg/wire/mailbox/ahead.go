@@ -68,6 +68,9 @@ type fetchedMail struct {
 	raw   []byte
 	err   error
 	from  Origin
+	// release, if not nil, gives back the memory of the rows of this
+	// mail's dbd answer (pooledDB), once this last mail of it is joined.
+	release func()
 }
 
 // ReadAhead starts reading msgs (drops[i] are msgs[i]'s dropped header
@@ -109,9 +112,15 @@ func (a *Ahead) NextOrigin() ([]byte, Origin, error) {
 	a.cond.Broadcast()
 	a.mu.Unlock()
 	if m.msg == nil {
+		if m.release != nil {
+			m.release()
+		}
 		return m.raw, m.from, m.err
 	}
 	raw, err := joinParts(*m.msg, m.parts, m.whole, m.drop, spare)
+	if m.release != nil {
+		m.release() // raw is a copy
+	}
 	return raw, m.from, err
 }
 
@@ -133,10 +142,11 @@ func (a *Ahead) put(raw []byte, o Origin, err error) {
 	a.add(fetchedMail{raw: raw, from: o, err: err, size: len(raw)})
 }
 
-// putRows hands one mail's rows to Next, which joins them.
-func (a *Ahead) putRows(msg *Message, rows []wire.Row, drop []string) {
+// putRows hands one mail's rows to Next, which joins them and then calls
+// release, if not nil.
+func (a *Ahead) putRows(msg *Message, rows []wire.Row, drop []string, release func()) {
 	p, whole, o := rowParts(*msg, rows)
-	a.add(fetchedMail{msg: msg, parts: p, whole: whole, drop: drop, size: model.JoinedSizeMax(p), from: o})
+	a.add(fetchedMail{msg: msg, parts: p, whole: whole, drop: drop, size: model.JoinedSizeMax(p), from: o, release: release})
 }
 
 func (a *Ahead) add(m fetchedMail) {
@@ -173,10 +183,21 @@ const aheadWindow = 2
 // with a byte budget.
 type aheadReq struct {
 	start, end, budget int
-	done               chan struct{} // closed when rows and err are set
+	done               chan struct{} // closed when rows, release and err are set
 	rows               map[model.Key][]wire.Row
+	release            func() // gives back the memory of rows; nil: none to give
 	err                error
 }
+
+// pooledDB is a DB whose mails answers lie in memory it reuses once given
+// back (client.Client): the read-ahead gives an answer's back when Next
+// has joined its last mail, so a FETCH of many mails does not allocate
+// the decrypted answers anew.
+type pooledDB interface {
+	MailsRowsPooled(ctx context.Context, keys []model.Key, budget uint64) (map[model.Key][]wire.Row, func(), error)
+}
+
+var _ pooledDB = (*client.Client)(nil)
 
 func (a *Ahead) run(ctx context.Context, s *Store, msgs []Message, drops [][]string, limit int, timeout time.Duration) {
 	var window []*aheadReq // in flight, in mail order
@@ -200,7 +221,11 @@ func (a *Ahead) run(ctx context.Context, s *Store, msgs []Message, drops [][]str
 			defer close(r.done)
 			rctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			r.rows, r.err = s.db.MailsRows(rctx, keys, uint64(budget))
+			if p, ok := s.db.(pooledDB); ok {
+				r.rows, r.release, r.err = p.MailsRowsPooled(rctx, keys, uint64(budget))
+			} else {
+				r.rows, r.err = s.db.MailsRows(rctx, keys, uint64(budget))
+			}
 		}()
 		return r
 	}
@@ -267,12 +292,19 @@ func (a *Ahead) run(ctx context.Context, s *Store, msgs []Message, drops [][]str
 			end = last + 1
 		}
 		for i := r.start; i < end; i++ {
+			// The last mail of the answer takes its release: Next
+			// joins the mails in order, so the others are joined by
+			// then.
+			var release func()
+			if i == end-1 {
+				release = r.release
+			}
 			rows, ok := r.rows[msgs[i].Receive]
 			if !ok {
-				a.put(nil, Origin{}, fmt.Errorf("read mail %s: %w", msgs[i].Mail, client.ErrNotFound))
+				a.add(fetchedMail{err: fmt.Errorf("read mail %s: %w", msgs[i].Mail, client.ErrNotFound), release: release})
 				continue
 			}
-			a.putRows(&msgs[i], rows, drops[i])
+			a.putRows(&msgs[i], rows, drops[i], release)
 		}
 		pos = end
 		if end < r.end {

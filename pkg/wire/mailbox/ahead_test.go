@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -287,4 +288,80 @@ func TestReadAheadRecycle(t *testing.T) {
 		t.Errorf("a buffer of %d bytes kept", cap(a.spare))
 	}
 	a.mu.Unlock()
+}
+
+// pooledMailsDB is a mailsDB whose answers lie in one buffer each, as the
+// client's decrypted frames do; release overwrites it, as the next answer
+// decrypted into it would.
+type pooledMailsDB struct {
+	*mailsDB
+	mu       sync.Mutex
+	answers  int
+	released int
+	twice    int // releases of an answer already released
+}
+
+func (d *pooledMailsDB) MailsRowsPooled(ctx context.Context, keys []model.Key, budget uint64) (map[model.Key][]wire.Row, func(), error) {
+	byKey, err := d.MailsRows(ctx, keys, budget)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	var all []*wire.Row
+	var buf []byte
+	for _, rows := range byKey {
+		for i := range rows {
+			all = append(all, &rows[i])
+			buf = append(buf, rows[i].Content...)
+		}
+	}
+	off := 0
+	for _, r := range all {
+		n := len(r.Content)
+		r.Content = buf[off : off+n : off+n]
+		off += n
+	}
+	d.mu.Lock()
+	d.answers++
+	d.mu.Unlock()
+	done := false
+	return byKey, func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if done {
+			d.twice++
+			return
+		}
+		done = true
+		d.released++
+		for i := range buf {
+			buf[i] = 'X'
+		}
+	}, nil
+}
+
+// TestReadAheadPooled: the memory of a pooled answer is given back once,
+// and only after every mail of it was joined (a mail joined after the
+// release would hold the overwritten bytes), also when the budget ends an
+// answer early and when the last mail asked for is missing.
+func TestReadAheadPooled(t *testing.T) {
+	for _, missing := range [][]int{nil, {3, 17, 63, 64, 99}} {
+		db, msgs, raws := aheadMails(100, 1000, missing...)
+		pdb := &pooledMailsDB{mailsDB: db}
+		a := New(pdb).ReadAhead(context.Background(), msgs, make([][]string, len(msgs)), 10_000, time.Minute)
+		for i := range msgs {
+			raw, err := a.Next()
+			if isMissing := slices.Contains(missing, i); isMissing != (err != nil) {
+				t.Fatalf("missing %v, mail %d: %v", missing, i, err)
+			}
+			if err == nil && string(raw) != string(raws[i]) {
+				t.Fatalf("missing %v, mail %d: %q, want %q", missing, i, raw, raws[i])
+			}
+		}
+		a.Stop()
+		pdb.mu.Lock()
+		if pdb.answers < 2 || pdb.released != pdb.answers || pdb.twice != 0 {
+			t.Errorf("missing %v: %d answers, %d released, %d released twice", missing, pdb.answers, pdb.released, pdb.twice)
+		}
+		pdb.mu.Unlock()
+	}
 }
