@@ -60,11 +60,12 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.dbctx()
-	defer cancel()
 	seen := map[int]bool{}
 	if !sel.readOnly && setsSeen(options) {
-		if err := s.setFlags(ctx, idx, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen}, seen); err != nil {
+		ctx, cancel := s.dbctx()
+		err := s.setFlags(ctx, idx, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen}, seen)
+		cancel()
+		if err != nil {
 			return err
 		}
 	}
@@ -103,7 +104,7 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			}
 			src = s.took(sel.msgs[i].m, options, src, raw, from, true)
 		}
-		if err := s.fetchOne(ctx, w, i, options, seen[i], src); err != nil {
+		if err := s.fetchOne(w, i, options, seen[i], src); err != nil {
 			return err
 		}
 		if src.recycle {
@@ -111,9 +112,6 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			// buffer and kept nothing of it (the cache keeps copies).
 			ra.Recycle(src.raw)
 		}
-		// Each mail gets the whole timeout: a big FETCH is not one call.
-		cancel()
-		ctx, cancel = s.dbctx()
 	}
 	return nil
 }
@@ -217,10 +215,22 @@ func (s *Session) readAhead(idx []int) *mailbox.Ahead {
 // bounded 1 GiB, not eight mails of up to 64 MiB each.
 const fetchAheadBytes = 1 << 20
 
-func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int, o *imap.FetchOptions, flagsChanged bool, src source) error {
+func (s *Session) fetchOne(w *imapserver.FetchWriter, i int, o *imap.FetchOptions, flagsChanged bool, src source) error {
+	// Each mail that needs dbd gets the whole timeout (a big FETCH is
+	// not one call), in a context made only then: one a mail was a
+	// timer made and stopped for every mail the read-ahead had read.
+	var ctx context.Context
+	cancel := func() {}
+	defer func() { cancel() }()
+	dbctx := func() context.Context {
+		if ctx == nil {
+			ctx, cancel = s.dbctx()
+		}
+		return ctx
+	}
 	msg := s.sel.msgs[i]
 	if !src.complete(o) {
-		raw, from, err := s.b.cfg.Store.FetchOrigin(ctx, msg.m, s.drop(msg.m))
+		raw, from, err := s.b.cfg.Store.FetchOrigin(dbctx(), msg.m, s.drop(msg.m))
 		if err != nil {
 			return err
 		}
@@ -238,7 +248,7 @@ func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int
 			size = int64(len(raw))
 		default:
 			var err error
-			if size, err = s.b.cfg.Store.Size(ctx, msg.m, s.drop(msg.m)); err != nil {
+			if size, err = s.b.cfg.Store.Size(dbctx(), msg.m, s.drop(msg.m)); err != nil {
 				return err
 			}
 		}
@@ -252,7 +262,7 @@ func (s *Session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, i int
 			case p != nil:
 				return p.Header
 			}
-			raw, _ = s.b.cfg.Store.Fetch(ctx, msg.m, s.drop(msg.m))
+			raw, _ = s.b.cfg.Store.Fetch(dbctx(), msg.m, s.drop(msg.m))
 			return raw
 		})
 	}
