@@ -29,8 +29,9 @@ var ErrAheadStopped = errors.New("mailbox: read-ahead stopped")
 // count alone could not bound memory: eight 64 MiB mails are 512 MiB.
 type Ahead struct {
 	mu      sync.Mutex
-	cond    *sync.Cond // signals a mail ready, room made, or stop
-	ready   []fetchedMail
+	cond    *sync.Cond    // signals a mail ready, room made, or stop
+	ready   []fetchedMail // ready[head:] wait for Next
+	head    int
 	held    int // bytes of ready
 	stopped bool
 	ended   bool // the reader goroutine returned
@@ -94,16 +95,21 @@ func (a *Ahead) Next() ([]byte, error) {
 // from (see Origin).
 func (a *Ahead) NextOrigin() ([]byte, Origin, error) {
 	a.mu.Lock()
-	for len(a.ready) == 0 && !a.ended && !a.stopped {
+	for len(a.ready) == a.head && !a.ended && !a.stopped {
 		a.cond.Wait()
 	}
-	if len(a.ready) == 0 {
+	if len(a.ready) == a.head {
 		a.mu.Unlock()
 		return nil, Origin{}, ErrAheadStopped
 	}
-	m := a.ready[0]
-	a.ready[0] = fetchedMail{}
-	a.ready = a.ready[1:]
+	m := a.ready[a.head]
+	a.ready[a.head] = fetchedMail{}
+	a.head++
+	if a.head == len(a.ready) {
+		// The queue's memory serves again: taking from the front of a
+		// slice and appending at its end made a new array a few mails.
+		a.ready, a.head = a.ready[:0], 0
+	}
 	a.held -= m.size
 	spare := a.spare
 	if m.msg != nil {
@@ -129,7 +135,7 @@ func (a *Ahead) Stop() {
 	a.cancel()
 	a.mu.Lock()
 	a.stopped = true
-	a.ready = nil
+	a.ready, a.head = nil, 0
 	a.spare = nil
 	a.cond.Broadcast()
 	a.mu.Unlock()
@@ -152,6 +158,11 @@ func (a *Ahead) putRows(msg *Message, rows []wire.Row, drop []string, release fu
 func (a *Ahead) add(m fetchedMail) {
 	a.mu.Lock()
 	if !a.stopped {
+		if a.head > 0 && len(a.ready) == cap(a.ready) {
+			n := copy(a.ready, a.ready[a.head:])
+			clear(a.ready[n:])
+			a.ready, a.head = a.ready[:n], 0
+		}
 		a.ready = append(a.ready, m)
 		a.held += m.size
 	}
