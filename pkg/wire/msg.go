@@ -753,6 +753,19 @@ func (d *dec) requestInto(r *Request, top bool) {
 // error answer is returned as *Error; a stream event returns its row in
 // Result.Row; the end of a stream returns (nil, io.EOF-like ErrEndOfStream).
 func DecodeAnswer(op Op, msg []byte) (*Result, error) {
+	rows, res, err := DecodeAnswerTo(nil, op, msg)
+	if err == nil && rows != nil {
+		res.Rows = rows
+	}
+	return res, err
+}
+
+// DecodeAnswerTo is DecodeAnswer that appends the rows of a rows answer
+// (KindRows) to rows and returns them, instead of a new list in
+// Result.Rows: a reader of many such answers (the mails of a FETCH)
+// decodes them all into one list. Other answers return rows unchanged.
+func DecodeAnswerTo(rows []Row, op Op, msg []byte) ([]Row, *Result, error) {
+	before := len(rows)
 	d := &dec{b: msg}
 	kind := Kind(d.byte())
 	var res *Result
@@ -763,11 +776,11 @@ func DecodeAnswer(op Op, msg []byte) (*Result, error) {
 		code := Code(d.byte())
 		text := d.str(MaxErrorText)
 		if d.err == nil && len(d.b) == 0 {
-			return nil, &Error{Code: code, Msg: text}
+			return rows, nil, &Error{Code: code, Msg: text}
 		}
 	case KindEnd:
 		if d.err == nil && len(d.b) == 0 {
-			return nil, ErrEndOfStream
+			return rows, nil, ErrEndOfStream
 		}
 	case KindEvent:
 		row := d.row()
@@ -781,10 +794,13 @@ func DecodeAnswer(op Op, msg []byte) (*Result, error) {
 		if n == 0 && d.err == nil {
 			d.fail("rows answer without rows")
 		}
-		// Allocate by what arrived, not by the count it claims.
-		res = &Result{Rows: make([]Row, 0, min(n, uint64(len(d.b)/minRowSize)))}
+		if rows == nil {
+			// Allocate by what arrived, not by the count it claims.
+			rows = make([]Row, 0, min(n, uint64(len(d.b)/minRowSize)))
+		}
+		res = &Result{}
 		for i := uint64(0); i < n && d.err == nil; i++ {
-			res.Rows = append(res.Rows, d.row())
+			rows = append(rows, d.row())
 		}
 	case KindResult:
 		res = d.resultBody(op)
@@ -795,9 +811,10 @@ func DecodeAnswer(op Op, msg []byte) (*Result, error) {
 		d.fail("trailing bytes")
 	}
 	if d.err != nil {
-		return nil, d.err
+		clear(rows[before:])
+		return rows[:before], nil, d.err
 	}
-	return res, nil
+	return rows, res, nil
 }
 
 // minRowSize is the fewest bytes a row takes: table, key, row number,

@@ -1196,3 +1196,44 @@ func TestDecodeBatchClaimsTooMany(t *testing.T) {
 		t.Fatalf("%d bytes allocated for 10 decodes", n)
 	}
 }
+
+// TestDecodeAnswerTo: the rows of rows answers are appended to the list
+// given, in order; an answer that is not a rows answer leaves it as it
+// is, and one that does not decode leaves it at its length (no row of the
+// bad answer kept).
+func TestDecodeAnswerTo(t *testing.T) {
+	first, second := msgRows(msgFoundRow, msgWatchRow)(nil), msgRows(msgDumpRow)(nil)
+	rows := make([]Row, 0, 8)
+	for _, ans := range [][]byte{first, second} {
+		var err error
+		if rows, _, err = DecodeAnswerTo(rows, OpMails, ans); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want []Row
+	for _, ans := range [][]byte{first, second} {
+		res, err := DecodeAnswer(OpMails, ans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, res.Rows...)
+	}
+	if len(want) != 3 || !reflect.DeepEqual(rows, want) {
+		t.Fatalf("rows = %v, want %v", rows, want)
+	}
+	for _, tc := range []struct {
+		name string
+		ans  []byte
+		err  bool
+	}{
+		{"event", msgEvent(msgWatchRow)(nil), false},
+		{"end", AppendEnd(nil), true},
+		{"truncated rows", first[:len(first)-2], true},
+		{"trailing byte", append(second[:len(second):len(second)], 0), true},
+	} {
+		got, res, err := DecodeAnswerTo(rows, OpMails, tc.ans)
+		if (err != nil) != tc.err || len(got) != 3 || (err == nil && res.Rows != nil) {
+			t.Errorf("%s: %d rows, %v, %v; want 3 rows, error %v", tc.name, len(got), res, err, tc.err)
+		}
+	}
+}

@@ -144,8 +144,9 @@ type Client struct {
 	// it is older than it); cleared when a connection is opened.
 	noWatchCond atomic.Bool
 	// frames: decrypted frame buffers shared by the sessions' read loops,
-	// given back by MailsRowsPooled's callers.
-	frames framePool
+	// given back by MailsRowsPooled's callers, with the lists of rows.
+	frames   framePool
+	rowLists rowList
 
 	mu       sync.Mutex
 	sessions []*session    // the first carries one-shot requests; all carry streams

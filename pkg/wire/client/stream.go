@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
@@ -46,7 +47,7 @@ func (st *Stream) Next(ctx context.Context) (*wire.Row, error) {
 		st.rows = st.rows[1:]
 		return r, nil
 	}
-	rows, row, err := st.nextMessage(ctx)
+	rows, row, err := st.nextMessage(ctx, nil)
 	if err != nil || row != nil {
 		return row, err
 	}
@@ -55,21 +56,23 @@ func (st *Stream) Next(ctx context.Context) (*wire.Row, error) {
 }
 
 // nextMessage decodes the next answer message: several rows (a rows
-// answer) or one row, io.EOF at the normal end of the stream, or an error.
-// It must not be mixed with a Next that left rows of a message unread.
-func (st *Stream) nextMessage(ctx context.Context) ([]wire.Row, *wire.Row, error) {
+// answer), appended to into, or one row, io.EOF at the normal end of the
+// stream, or an error. It returns into, with the rows of a rows answer
+// appended. It must not be mixed with a Next that left rows of a message
+// unread.
+func (st *Stream) nextMessage(ctx context.Context, into []wire.Row) ([]wire.Row, *wire.Row, error) {
 	if st.done {
-		return nil, nil, io.EOF
+		return into, nil, io.EOF
 	}
 	m, err := st.call.next(ctx)
 	if err != nil {
-		return nil, nil, err
+		return into, nil, err
 	}
-	res, err := wire.DecodeAnswer(st.op, m)
+	rows, res, err := wire.DecodeAnswerTo(into, st.op, m)
 	if errors.Is(err, wire.ErrEndOfStream) {
 		st.done = true
 		st.call.finish()
-		return nil, nil, io.EOF
+		return into, nil, io.EOF
 	}
 	if err != nil {
 		var we *wire.Error
@@ -77,22 +80,22 @@ func (st *Stream) nextMessage(ctx context.Context) ([]wire.Row, *wire.Row, error
 			st.done = true
 			st.call.finish()
 		}
-		return nil, nil, err
+		return into, nil, err
 	}
 	if res.NotFound {
 		// The row a stream starts from does not exist (mail): the
 		// answer ends the request.
 		st.done = true
 		st.call.finish()
-		return nil, nil, ErrNotFound
+		return into, nil, ErrNotFound
 	}
-	if len(res.Rows) > 0 {
-		return res.Rows, nil, nil
+	if len(rows) > len(into) {
+		return rows, nil, nil
 	}
 	if res.Row == nil {
-		return nil, nil, fmt.Errorf("%w: %s stream sent a result instead of a row", wire.ErrMalformed, st.op)
+		return into, nil, fmt.Errorf("%w: %s stream sent a result instead of a row", wire.ErrMalformed, st.op)
 	}
-	return nil, res.Row, nil
+	return into, res.Row, nil
 }
 
 // Close ends the stream, telling dbd to stop if it has not ended.
@@ -194,20 +197,25 @@ func (c *Client) ScanKeys(ctx context.Context, t model.Table, limit int) ([]mode
 // collect runs the stream request req to its end and returns its rows.
 // want is how many rows to make room for at once (0: grow as they come).
 func (c *Client) collect(ctx context.Context, req *wire.Request, want int) ([]wire.Row, error) {
-	return c.collectFrames(ctx, req, want, nil)
+	var rows []wire.Row
+	if want > 0 {
+		rows = make([]wire.Row, 0, want)
+	}
+	return c.collectFrames(ctx, req, rows, nil)
 }
 
-// collectFrames is collect that, with a non-nil frames, adds to it the
-// pool buffers the rows lie in (see MailsRowsPooled); on an error they
-// are given back at once.
-func (c *Client) collectFrames(ctx context.Context, req *wire.Request, want int, frames *[]*[]byte) ([]wire.Row, error) {
+// collectFrames is collect into the memory of the list into (its length
+// is ignored) that, with a non-nil frames, adds to it the pool buffers
+// the rows lie in (see MailsRowsPooled); on an error they are given back
+// at once.
+func (c *Client) collectFrames(ctx context.Context, req *wire.Request, into []wire.Row, frames *[]*[]byte) ([]wire.Row, error) {
 	for attempt := 1; ; attempt++ {
 		st, err := c.stream(ctx, req)
 		if err != nil {
 			return nil, err
 		}
 		st.call.keepFrames = frames != nil
-		rows, err := readAll(ctx, st, want)
+		rows, err := readAll(ctx, st, into[:0])
 		if err != nil {
 			c.giveBack(st.call.frames)
 		} else if frames != nil {
@@ -228,17 +236,16 @@ func (c *Client) giveBack(frames []*[]byte) {
 	}
 }
 
-// readAll reads st to its end, a message's rows at a time: a mails
-// answer packs dozens of rows in a message, and copying them one by one
-// into an ever growing slice cost as many bytes as the mails themselves.
-func readAll(ctx context.Context, st *Stream, want int) ([]wire.Row, error) {
+// readAll reads st to its end and appends its rows to rows, a message's
+// rows at a time, decoded into rows: a mails answer packs dozens of rows
+// in a message, and copying them one by one into an ever growing slice
+// cost as many bytes as the mails themselves.
+func readAll(ctx context.Context, st *Stream, rows []wire.Row) ([]wire.Row, error) {
 	defer st.Close()
-	var rows []wire.Row
-	if want > 0 {
-		rows = make([]wire.Row, 0, want)
-	}
 	for {
-		batch, row, err := st.nextMessage(ctx)
+		var row *wire.Row
+		var err error
+		rows, row, err = st.nextMessage(ctx, rows)
 		switch {
 		case errors.Is(err, io.EOF):
 			return rows, nil
@@ -246,10 +253,6 @@ func readAll(ctx context.Context, st *Stream, want int) ([]wire.Row, error) {
 			return nil, err
 		case row != nil:
 			rows = append(rows, *row)
-		case rows == nil:
-			rows = batch // the first message's rows, not copied
-		default:
-			rows = append(rows, batch...)
 		}
 	}
 }
@@ -329,7 +332,8 @@ func (c *Client) MailRows(ctx context.Context, k model.Key) ([]wire.Row, error) 
 // Client then asks without it, and keeps doing so until it opens a new
 // connection (which may reach an upgraded dbd).
 func (c *Client) MailsRows(ctx context.Context, keys []model.Key, budget uint64) (map[model.Key][]wire.Row, error) {
-	return c.mailsRows(ctx, keys, budget, nil)
+	byKey, _, err := c.mailsRows(ctx, keys, budget, make([]wire.Row, 0, wire.MailRows*len(keys)), nil)
+	return byKey, err
 }
 
 // MailsRowsPooled is MailsRows whose rows lie in memory the caller gives
@@ -338,28 +342,31 @@ func (c *Client) MailsRows(ctx context.Context, keys []model.Key, budget uint64)
 // the Client decrypts later answers into that memory. Never calling
 // release is safe, only slower; calling it early corrupts the rows of
 // later answers. release is not nil, even with an error.
-func (c *Client) MailsRowsPooled(ctx context.Context, keys []model.Key, budget uint64) (rows map[model.Key][]wire.Row, release func(), err error) {
+func (c *Client) MailsRowsPooled(ctx context.Context, keys []model.Key, budget uint64) (byKey map[model.Key][]wire.Row, release func(), err error) {
 	var frames []*[]byte
-	rows, err = c.mailsRows(ctx, keys, budget, &frames)
-	return rows, func() {
+	byKey, rows, err := c.mailsRows(ctx, keys, budget, c.rowLists.get(wire.MailRows*len(keys)), &frames)
+	return byKey, func() {
 		c.giveBack(frames)
-		frames = nil
+		c.rowLists.put(rows)
+		frames, rows = nil, nil
 	}, err
 }
 
-func (c *Client) mailsRows(ctx context.Context, keys []model.Key, budget uint64, frames *[]*[]byte) (map[model.Key][]wire.Row, error) {
+// mailsRows is MailsRows into the memory of the list into (see
+// collectFrames); it also returns the list of all rows.
+func (c *Client) mailsRows(ctx context.Context, keys []model.Key, budget uint64, into []wire.Row, frames *[]*[]byte) (map[model.Key][]wire.Row, []wire.Row, error) {
 	req := &wire.Request{Op: wire.OpMails, Table: model.Receive, Keys: keys, Value: budget, Flag: !c.unpacked.Load()}
-	rows, err := c.collectFrames(ctx, req, wire.MailRows*len(keys), frames)
+	rows, err := c.collectFrames(ctx, req, into, frames)
 	if req.Flag && isCode(err, wire.CodeBadRequest) {
 		c.unpacked.Store(true)
 		req.Flag = false
-		rows, err = c.collectFrames(ctx, req, wire.MailRows*len(keys), frames)
+		rows, err = c.collectFrames(ctx, req, into, frames)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("mails of %d receive rows: %w", len(keys), err)
+		return nil, nil, fmt.Errorf("mails of %d receive rows: %w", len(keys), err)
 	}
 	if len(rows) > 0 && rows[0].Table != model.Receive {
-		return nil, fmt.Errorf("%w: mails answer starts with a %s row", wire.ErrMalformed, rows[0].Table)
+		return nil, nil, fmt.Errorf("%w: mails answer starts with a %s row", wire.ErrMalformed, rows[0].Table)
 	}
 	// A mail's rows come together, its receive row first: each mail's
 	// list is a window on rows, not a copy. A receive row sent twice
@@ -373,7 +380,31 @@ func (c *Client) mailsRows(ctx context.Context, keys []model.Key, budget uint64,
 		out[rows[start].Key] = rows[start:end:end]
 		start = end
 	}
-	return out, nil
+	return out, rows, nil
+}
+
+// rowList holds lists of rows for MailsRowsPooled. It is safe for
+// concurrent use.
+type rowList struct{ p sync.Pool }
+
+// get returns an empty list with room for n rows.
+func (rl *rowList) get(n int) []wire.Row {
+	if l, ok := rl.p.Get().(*[]wire.Row); ok && cap(*l) >= n {
+		return (*l)[:0]
+	}
+	return make([]wire.Row, 0, n)
+}
+
+// put gives back rows's memory, emptied (its rows held contents and
+// states); nothing may use it after. A list larger than two requests'
+// worth is left to the collector.
+func (rl *rowList) put(rows []wire.Row) {
+	if rows == nil || cap(rows) > 2*wire.MailRows*wire.MaxMailsKeys {
+		return
+	}
+	clear(rows[:cap(rows)])
+	rows = rows[:0]
+	rl.p.Put(&rows)
 }
 
 func isCode(err error, code wire.Code) bool {
