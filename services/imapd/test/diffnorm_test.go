@@ -236,7 +236,18 @@ func compareTranscripts(theirs, ours []exchange) string {
 				r = y[j]
 			}
 			if l != r {
-				fmt.Fprintf(&d, "  dovecot: %s\n  imapd:   %s\n", cut(l, 300), cut(r, 300))
+				// Long FETCH lines differ far in: show them from a little
+				// before the first byte that differs.
+				at := 0
+				for at < min(len(l), len(r)) && l[at] == r[at] {
+					at++
+				}
+				from := max(0, at-120)
+				pre := ""
+				if from > 0 {
+					pre = fmt.Sprintf("(from byte %d) …", from)
+				}
+				fmt.Fprintf(&d, "  dovecot: %s%s\n  imapd:   %s%s\n", pre, cut(l[min(from, len(l)):], 400), pre, cut(r[min(from, len(r)):], 400))
 			}
 		}
 	}

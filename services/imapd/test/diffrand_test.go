@@ -422,6 +422,11 @@ func mailParts(raw []byte) []diffPart {
 func (g *diffGen) fetchParts() string {
 	k := g.r.IntN(len(g.mails))
 	ps := g.paths[k]
+	if len(ps) == 0 {
+		// A multipart without parts (the corpus has one): no part to
+		// name, only the whole mail's sections.
+		return fmt.Sprintf("UID FETCH {m:%d} (BODY.PEEK[%s]%s)", k, g.pick([]string{"HEADER", "TEXT"}), g.partial())
+	}
 	var items []string
 	for range 1 + g.r.IntN(3) {
 		p := ps[g.r.IntN(len(ps))]
@@ -685,10 +690,18 @@ func dumpTranscript(t *testing.T, path string, tr []exchange) {
 // readsApart reports whether imapd and Dovecot read raw differently by
 // choice (docs/imapd.md "Compared with Dovecot"), so the random sample
 // leaves it out: a Content-Transfer-Encoding without MIME-Version (imapd
-// reads it, Dovecot shows 7bit), or a Date whose day imapd reads where
+// reads it, Dovecot shows 7bit), a Date whose day imapd reads where
 // Dovecot takes 1 January 1970 (one-digit seconds, no zone, a year
-// before 1970 such as the Y2K-bug `0102`).
+// before 1970 such as the Y2K-bug `0102`), or a multipart boundary that
+// is the start of another (RFC 2046 §5.1.1 forbids it; 15 spam mails of
+// the corpus have one): Dovecot's BODY[1] of spam-2-00217, after the mail
+// was moved about (TWINMX_SEED=1796038058478280851 TWINMX_DIFF_MAILS=200
+// TWINMX_STEPS=1500), ended with the CRLF of the outer delimiter, where
+// for a fresh copy it agrees with imapd.
 func readsApart(raw []byte) bool {
+	if prefixBoundaries(raw) {
+		return true
+	}
 	hdr, _, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
 	lh := bytes.ToLower(hdr)
 	if bytes.Contains(lh, []byte("\ncontent-transfer-encoding:")) && !bytes.Contains(lh, []byte("\nmime-version:")) {
@@ -701,3 +714,23 @@ func readsApart(raw []byte) bool {
 	t, err := mail.ParseDate(string(date[1]))
 	return err != nil || t.Year() < 1970
 }
+
+var boundaryRe = regexp.MustCompile(`(?i)boundary[ \t]*=[ \t]*"?([^";\r\n]+)`)
+
+// prefixBoundaries reports whether one multipart boundary of raw is the
+// start of another.
+func prefixBoundaries(raw []byte) bool {
+	var bs [][]byte
+	for _, m := range boundaryRe.FindAllSubmatch(raw, -1) {
+		bs = append(bs, bytes.TrimRight(m[1], " \t"))
+	}
+	for i, a := range bs {
+		for j, b := range bs {
+			if i != j && len(a) < len(b) && bytes.HasPrefix(b, a) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
