@@ -733,4 +733,3 @@ func prefixBoundaries(raw []byte) bool {
 	}
 	return false
 }
-
