@@ -179,10 +179,13 @@ func normalise(tr []exchange) []string {
 			}
 		}
 		// A FETCH refused for a part that does not decode: both servers
-		// stop at that mail, having written some of its other items
-		// (which ones is not compared).
-		if n := len(lines); n > 1 && decodeRefusedRe.MatchString(lines[n-1]) && strings.HasPrefix(lines[n-2], "* ") {
-			lines = slices.Delete(lines, n-2, n-1)
+		// stop at that mail, but not after the same mails (Dovecot goes
+		// up the sequence numbers, imapd through the set as written), so
+		// only the refusal is compared.
+		if n := len(lines); n > 1 && decodeRefusedRe.MatchString(lines[n-1]) {
+			tagged := lines[n-1]
+			lines = slices.DeleteFunc(slices.Clone(lines[:n-1]), func(l string) bool { return strings.HasPrefix(l, "* ") && strings.Contains(l, " FETCH ") })
+			lines = append(lines, tagged)
 		}
 		// RFC 9051 §6.3.2 sets no order for SELECT's untagged responses
 		// (the tagged one is last and stays last).
