@@ -86,7 +86,7 @@ type diffGen struct {
 	leafOnly []string     // of those, the ones that are a leaf or absent in every mail
 	selected string
 	readOnly bool
-	sizeKey  bool // the SEARCH being made has a LARGER or SMALLER key
+	rangeKey bool // the SEARCH being made has a size or date key
 }
 
 func newDiffGen(seed uint64, mails [][]byte) *diffGen {
@@ -225,7 +225,7 @@ func (g *diffGen) command() []string {
 		// STORE's own FETCH responses.
 		return []string{uid + "STORE " + set() + " " + g.store(), "FETCH 1:* (FLAGS)"}
 	case n < 72:
-		g.sizeKey = false
+		g.rangeKey = false
 		return []string{uid + "SEARCH " + g.search(3)}
 	case n < 83 && !g.readOnly:
 		return []string{uid + "MOVE " + set() + " " + g.other()}
@@ -536,14 +536,17 @@ func (g *diffGen) searchKey(depth int) string {
 			v = ""
 		}
 		return "HEADER " + g.pick(g.hdrNames) + " " + q(v)
-	case 10, 11:
-		// One size key a SEARCH: Dovecot 2.3.19 merges two under NOT
-		// wrongly ("NOT SMALLER 3329 NOT SMALLER 9232" finds the mails of
-		// 3329 bytes and more; TestSearchSizeKeysDovecot).
-		if g.sizeKey {
+	case 10, 11, 12, 13, 14:
+		// One size or date key a SEARCH: Dovecot 2.3.19 merges two under
+		// NOT wrongly ("NOT SMALLER 3329 NOT SMALLER 9232" finds the mails
+		// of 3329 bytes and more; TestSearchRangeKeysDovecot).
+		if g.rangeKey {
 			return "ALL"
 		}
-		g.sizeKey = true
+		g.rangeKey = true
+	}
+	switch n % 20 {
+	case 10, 11:
 		sz := g.sizes[g.r.IntN(len(g.sizes))] + g.r.IntN(3) - 1
 		return g.pick([]string{"LARGER ", "SMALLER "}) + strconv.Itoa(sz)
 	case 12:
