@@ -62,14 +62,14 @@ func TestBenchFetchVsDovecot(t *testing.T) {
 	host, port, _ := strings.Cut(s.imapAddr, ":")
 	ourSrv := server{
 		rss: func() int64 {
-			rss, err := proctest.PeakRSS(s.imapd.Process.Pid)
+			rss, err := proctest.PeakRSS(s.imapd.Cmd.Process.Pid)
 			if err != nil {
 				t.Fatal(err)
 			}
 			return rss
 		},
 		cpu: func() map[string]time.Duration {
-			return map[string]time.Duration{"imapd": cpuTime(t, s.imapd.Process.Pid), "dbd": cpuTime(t, s.dbd.Process.Pid)}
+			return map[string]time.Duration{"imapd": cpuTime(t, s.imapd.Cmd.Process.Pid), "dbd": cpuTime(t, s.Cmd.Process.Pid)}
 		},
 	}
 	const body, headers = "(BODY.PEEK[])", "(FLAGS ENVELOPE BODYSTRUCTURE)"

@@ -30,7 +30,7 @@ const maxAppendGrowthMiB = bigAppendMiB + bigAppendMiB/2
 // maxAppendGrowthMiB; the mail is stored whole.
 func TestAppendMemory(t *testing.T) {
 	s := newSite(t)
-	pid := s.imapd.Process.Pid
+	pid := s.imapd.Cmd.Process.Pid
 	peak := func() int64 {
 		t.Helper()
 		v, err := proctest.PeakRSS(pid)

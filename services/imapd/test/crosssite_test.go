@@ -135,7 +135,7 @@ func TestTwoSites(t *testing.T) {
 	fk := model.KeyOf(model.Text, model.FeedbackContent(rk, login))
 	ctx := proctest.Ctx(t, time.Minute)
 	eventually(t, "spam feedback at B", func() (bool, error) {
-		row, err := b.admin.FindKey(ctx, model.Text, fk)
+		row, err := b.Client().FindKey(ctx, model.Text, fk)
 		if err != nil {
 			return false, err
 		}
@@ -151,7 +151,7 @@ func TestTwoSites(t *testing.T) {
 		return err == nil && len(j.byUID) == 1 && uidOf(j, m2) != 0 && uidOf(in, m2) == 0, err
 	})
 	// B's feedback rows are listed by parent: spamd there finds it.
-	rows, err := b.admin.List(ctx, model.Text, model.FeedbackParent, 0, 100)
+	rows, err := b.Client().List(ctx, model.Text, model.FeedbackParent, 0, 100)
 	if err != nil || len(rows) != 1 || rows[0].Key != fk {
 		t.Fatalf("feedback rows listed at B: %d, %v", len(rows), err)
 	}

@@ -53,7 +53,7 @@ func TestFetchmailIMAP(t *testing.T) {
 		res, err := cmd.CombinedOutput()
 		// Exit 1: no new mail.
 		if ee, ok := err.(*exec.ExitError); err != nil && !(ok && ee.ExitCode() == 1) {
-			t.Fatalf("fetchmail: %v\n%s", err, tail(string(res), 40))
+			t.Fatalf("fetchmail: %v\n%s", err, proctest.Tail(string(res), 40))
 		}
 		return string(res)
 	}
@@ -68,7 +68,7 @@ func TestFetchmailIMAP(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(files) != len(mails) {
-		t.Fatalf("fetchmail wrote %d mails, want %d:\n%s", len(files), len(mails), tail(res, 40))
+		t.Fatalf("fetchmail wrote %d mails, want %d:\n%s", len(files), len(mails), proctest.Tail(res, 40))
 	}
 	for _, f := range files {
 		b, err := os.ReadFile(filepath.Join(out, f.Name()))
@@ -84,6 +84,6 @@ func TestFetchmailIMAP(t *testing.T) {
 	}
 	res = poll()
 	if n, _ := os.ReadDir(out); len(n) != len(mails) {
-		t.Errorf("the second poll fetched again: %d files for %d mails\n%s", len(n), len(mails), tail(res, 20))
+		t.Errorf("the second poll fetched again: %d files for %d mails\n%s", len(n), len(mails), proctest.Tail(res, 20))
 	}
 }

@@ -14,19 +14,13 @@
 package test
 
 import (
-	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
-	"github.com/twinmx/twinmx/pkg/wire"
-	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/dbd/proctest"
 	"github.com/twinmx/twinmx/services/imapd/internal/testkit"
 )
@@ -35,7 +29,7 @@ var binDir string
 
 func TestMain(m *testing.M) {
 	dir, err := proctest.Build("imapd-bin-", map[string]string{
-		"dbd": "../../dbd/cmd/dbd", "imapd": "../cmd/imapd", "backupd": "../../backupd/cmd/backupd",
+		"dbd": "../../dbd/cmd/dbd", "dbctl": "../../dbd/cmd/dbctl", "imapd": "../cmd/imapd", "backupd": "../../backupd/cmd/backupd",
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -55,14 +49,9 @@ const (
 
 // site is one dbd and one imapd process.
 type site struct {
-	t        testing.TB
-	dir      string
-	dbAddr   string
+	*proctest.DB
 	imapAddr string
-	dbd      *exec.Cmd
-	imapd    *exec.Cmd
-	admin    *client.Client
-	logs     []*proctest.SyncBuffer
+	imapd    *proctest.Proc
 }
 
 func newSite(t testing.TB) *site { return newSiteWith(t, siteOptions{}) }
@@ -75,97 +64,29 @@ type siteOptions struct {
 
 func newSiteWith(t testing.TB, o siteOptions) *site {
 	t.Helper()
-	s := &site{t: t, dir: t.TempDir()}
-	for _, name := range []string{"dbd", "admin", "mailbox"} {
-		kp, err := wire.GenerateKeyPair(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(s.key(name)), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := wire.WriteKeyFiles(s.key(name), kp); err != nil {
-			t.Fatal(err)
-		}
-	}
-	clients := "admin keys/admin.pub\nmailbox keys/mailbox.pub\n"
+	cfg := proctest.DBConfig{Bin: binDir, Keys: map[string]string{"mailbox": "mailbox"}}
 	if o.backupdPub != "" {
-		clients += "backupd " + o.backupdPub + "\n"
+		cfg.Clients = []string{"backupd " + o.backupdPub}
 	}
-	if err := os.WriteFile(filepath.Join(s.dir, "clients"), []byte(clients), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.dbAddr = proctest.FreePort(t)
-	s.dbd = s.spawn("dbd", "--data", filepath.Join(s.dir, "data"), "--listen", s.dbAddr,
-		"--key", s.key("dbd"), "--clients", filepath.Join(s.dir, "clients"))
-	proctest.WaitListening(t, s.dbAddr, 20*time.Second, s.logs[0])
-	pub, err := wire.LoadPublicKey(s.key("dbd.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := wire.LoadKeyPair(s.key("admin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.admin, err = client.New(client.Config{Addr: s.dbAddr, Static: kp, Server: pub, Timeout: 30 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.admin.Close() })
-	ctx := proctest.Ctx(t, time.Minute)
+	s := &site{DB: proctest.NewDB(t, cfg)}
+	s.Start()
 	if !o.noUser {
-		if err := testkit.AddUser(ctx, s.admin, login, password, address); err != nil {
+		if err := testkit.AddUser(proctest.Ctx(t, time.Minute), s.Client(), login, password, address); err != nil {
 			t.Fatal(err)
 		}
 	}
 	s.imapAddr = proctest.FreePort(t)
-	s.imapd = s.spawn("imapd", "--listen", s.imapAddr, "--db", s.dbAddr, "--db-pub", s.key("dbd.pub"), "--key", s.key("mailbox"))
-	proctest.WaitListening(t, s.imapAddr, 20*time.Second, s.logs[1])
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, l := range s.logs {
-				t.Logf("log tail:\n%s", tail(l.String(), 30))
-			}
-		}
-	})
+	s.imapd = proctest.StartProc(t, binDir, "imapd", s.imapAddr, append([]string{"--listen", s.imapAddr}, s.DBFlags("mailbox")...)...)
 	return s
-}
-
-func (s *site) key(name string) string { return filepath.Join(s.dir, "keys", name) }
-
-// spawn starts a binary that dies with the test.
-func (s *site) spawn(name string, args ...string) *exec.Cmd {
-	s.t.Helper()
-	log := &proctest.SyncBuffer{}
-	cmd := exec.Command(filepath.Join(binDir, name), args...)
-	cmd.Stderr = log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	s.logs = append(s.logs, log)
-	s.t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return cmd
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // deliver stores mails one after the other, so UIDs follow the slice.
 func (s *site) deliver(mails [][]byte) {
-	s.t.Helper()
-	ctx := proctest.Ctx(s.t, 5*time.Minute)
+	s.T().Helper()
+	ctx := proctest.Ctx(s.T(), 5*time.Minute)
 	for _, raw := range mails {
-		if _, err := testkit.Deliver(ctx, s.admin, address, raw, true, time.Now()); err != nil {
-			s.t.Fatal(err)
+		if _, err := testkit.Deliver(ctx, s.Client(), address, raw, true, time.Now()); err != nil {
+			s.T().Fatal(err)
 		}
 	}
 }

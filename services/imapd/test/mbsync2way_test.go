@@ -180,15 +180,14 @@ func TestMbsyncTwoWay(t *testing.T) {
 	eventually(t, "site B equal to site A", func() (bool, error) {
 		return mapsEqual(serverState(t, b.imapAddr), beforeSrv), nil
 	})
-	a.imapd.Process.Kill()
-	a.imapd.Wait()
+	a.imapd.Kill()
 	// UIDs are per site (docs/imapd.md §2). isync checks a UIDVALIDITY
 	// change by the Message-IDs of the mails at the UIDs it knew; at B
 	// other mails, or none, are there, so it refuses to go on and changes
 	// nothing: no mail twice, none lost, none deleted.
 	out, err := m.try(b.imapAddr)
 	if err == nil || !strings.Contains(out, "UIDVALIDITY") {
-		t.Fatalf("mbsync against site B after the failover: err %v, want the UIDVALIDITY refusal:\n%s", err, tail(out, 15))
+		t.Fatalf("mbsync against site B after the failover: err %v, want the UIDVALIDITY refusal:\n%s", err, proctest.Tail(out, 15))
 	}
 	if got := m.files(); !mapsEqual(got, beforeFiles) {
 		t.Errorf("the refused sync changed the Maildir:\nbefore %v\nafter  %v", keys(beforeFiles), keys(got))

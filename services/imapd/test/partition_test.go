@@ -46,11 +46,11 @@ func twoSites(t *testing.T) (a, b *site, l *link) {
 	a = newSiteWith(t, siteOptions{backupdPub: bkey + ".pub"})
 	b = newSiteWith(t, siteOptions{backupdPub: bkey + ".pub", noUser: true})
 	l = &link{t: t, metrics: proctest.FreePort(t), args: []string{"--key", bkey,
-		"--site", fmt.Sprintf("A=%s,%s", a.dbAddr, a.key("dbd.pub")), "--site", fmt.Sprintf("B=%s,%s", b.dbAddr, b.key("dbd.pub"))}}
+		"--site", fmt.Sprintf("A=%s,%s", a.Addr, a.Key("dbd.pub")), "--site", fmt.Sprintf("B=%s,%s", b.Addr, b.Key("dbd.pub"))}}
 	l.start()
 	t.Cleanup(func() {
 		if t.Failed() && l.log != nil {
-			t.Logf("backupd log (tail):\n%s", tail(l.log.String(), 30))
+			t.Logf("backupd log (tail):\n%s", proctest.Tail(l.log.String(), 30))
 		}
 		l.stop()
 	})

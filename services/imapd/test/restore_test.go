@@ -26,7 +26,7 @@ func TestRestoredStoreNewUIDValidity(t *testing.T) {
 		t.Fatalf("before the checkpoint: %v, %v", v, err)
 	}
 	ctx := proctest.Ctx(t, 2*time.Minute)
-	path, err := s.admin.Checkpoint(ctx, "t")
+	path, err := s.Client().Checkpoint(ctx, "t")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,10 +38,9 @@ func TestRestoredStoreNewUIDValidity(t *testing.T) {
 
 	// Restore: dbd stopped, the checkpoint put in place of its data, dbd
 	// started again on the same address.
-	s.dbd.Process.Kill()
-	s.dbd.Wait()
-	data := filepath.Join(s.dir, "data")
-	ckpt := filepath.Join(s.dir, "checkpoint")
+	s.Kill()
+	data := filepath.Join(s.Dir, "data")
+	ckpt := filepath.Join(s.Dir, "checkpoint")
 	if err := os.Rename(path, ckpt); err != nil {
 		t.Fatal(err)
 	}
@@ -51,9 +50,7 @@ func TestRestoredStoreNewUIDValidity(t *testing.T) {
 	if err := os.Rename(ckpt, data); err != nil {
 		t.Fatal(err)
 	}
-	s.dbd = s.spawn("dbd", "--data", data, "--listen", s.dbAddr,
-		"--key", s.key("dbd"), "--clients", filepath.Join(s.dir, "clients"))
-	proctest.WaitListening(t, s.dbAddr, 20*time.Second, s.logs[len(s.logs)-1])
+	s.Start()
 	s.deliver([][]byte{mail(4), mail(5)})
 
 	var after *view
