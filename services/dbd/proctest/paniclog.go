@@ -2,9 +2,13 @@ package proctest
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
+	"testing"
+	"time"
 )
 
 // PanicLog is a slog.Handler for a server run in a test's process that
@@ -48,4 +52,22 @@ func (h *PanicLog) Take() string {
 	p := strings.Join(h.panics, "\n")
 	h.panics = nil
 	return p
+}
+
+// Converse dials addr, writes msg while it reads, and returns all the
+// server sent until it closed the connection or limit passed. It is the
+// body of a fuzz target that feeds a whole session: the write runs on its
+// own, because a server may answer, or stop reading, before it has read
+// everything.
+func Converse(t testing.TB, addr string, msg []byte, limit time.Duration) []byte {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("the server no longer accepts connections: %v", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(limit))
+	go c.Write(msg)
+	got, _ := io.ReadAll(c)
+	return got
 }

@@ -2,9 +2,7 @@ package daemon
 
 import (
 	"bytes"
-	"io"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -68,22 +66,13 @@ func FuzzCommands(f *testing.F) {
 			return
 		}
 		loggedIn := in[0]%2 == 1
-		c, err := net.Dial("tcp", k.addr)
-		if err != nil {
-			t.Fatalf("imapd no longer accepts connections: %v", err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(3 * time.Second))
 		var msg bytes.Buffer
 		if loggedIn {
 			msg.WriteString("a LOGIN alice \"correct horse\"\r\nb SELECT INBOX\r\n")
 		}
 		msg.Write(in[1:])
 		msg.WriteString("\r\nzz LOGOUT\r\n")
-		// Write and read at once: imapd may answer (or stop reading)
-		// before it has read everything.
-		go func() { c.Write(msg.Bytes()) }()
-		got, _ := io.ReadAll(c)
+		got := proctest.Converse(t, k.addr, msg.Bytes(), 3*time.Second)
 		if !bytes.HasPrefix(got, []byte("* OK")) || loggedIn && (!bytes.Contains(got, []byte("\r\na OK")) || !bytes.Contains(got, []byte("\r\nb OK"))) {
 			t.Fatalf("no greeting, login or SELECT before the input: %q", got)
 		}

@@ -3,9 +3,7 @@ package server
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -57,12 +55,6 @@ func FuzzSession(f *testing.F) {
 			return
 		}
 		loggedIn := in[0]%2 == 1
-		c, err := net.Dial("tcp", e.addr)
-		if err != nil {
-			t.Fatalf("pop3d no longer accepts connections: %v", err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(3 * time.Second))
 		var msg bytes.Buffer
 		if loggedIn {
 			msg.WriteString("USER fuzz\r\nPASS correct horse\r\n")
@@ -71,8 +63,7 @@ func FuzzSession(f *testing.F) {
 		// RSET first: a QUIT must not make the input's DELEs stick, or
 		// later inputs would find an empty maildrop.
 		msg.WriteString("\r\nRSET\r\nQUIT\r\n")
-		go func() { c.Write(msg.Bytes()) }()
-		got, _ := io.ReadAll(c)
+		got := proctest.Converse(t, e.addr, msg.Bytes(), 3*time.Second)
 		lines := bytes.SplitN(got, []byte("\r\n"), 4)
 		if !bytes.HasPrefix(got, []byte("+OK")) || loggedIn && (len(lines) < 4 ||
 			!bytes.HasPrefix(lines[1], []byte("+OK")) || !bytes.HasPrefix(lines[2], []byte("+OK"))) {

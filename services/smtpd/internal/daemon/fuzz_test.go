@@ -2,9 +2,7 @@ package daemon
 
 import (
 	"bytes"
-	"io"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -58,20 +56,13 @@ func FuzzSMTPSession(f *testing.F) {
 		if len(in) < 1 || len(in) > 64<<10 {
 			return
 		}
-		c, err := net.Dial("tcp", e.addr)
-		if err != nil {
-			t.Fatalf("smtpd no longer accepts connections: %v", err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(3 * time.Second))
 		var msg bytes.Buffer
 		if in[0]%2 == 1 {
 			msg.WriteString("EHLO fuzz.test\r\n")
 		}
 		msg.Write(in[1:])
 		msg.WriteString("\r\n.\r\nRSET\r\nQUIT\r\n")
-		go func() { c.Write(msg.Bytes()) }()
-		got, _ := io.ReadAll(c)
+		got := proctest.Converse(t, e.addr, msg.Bytes(), 3*time.Second)
 		if !bytes.HasPrefix(got, []byte("220 ")) {
 			t.Fatalf("no greeting: %q", got)
 		}
