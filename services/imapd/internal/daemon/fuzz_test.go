@@ -14,9 +14,9 @@ import (
 // patched, and ours behind it) meets what a hostile client sends. The
 // input's first byte picks the state they arrive in: even, right after
 // the greeting (what anyone on the network can reach); odd, logged in
-// with INBOX selected. Whatever the answers, imapd must
-// not panic — a panic it recovers from is logged, and counts as a failure
-// here — and must go on serving: the next input's login needs it.
+// with INBOX selected. Whatever the answers, imapd must not panic — a
+// panic it recovers from is logged, and counts as a failure here — and
+// must go on serving: the next input's login needs it.
 //
 //	go test -run XXX -fuzz FuzzCommands ./services/imapd/internal/daemon/
 func FuzzCommands(f *testing.F) {

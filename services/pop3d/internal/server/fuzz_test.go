@@ -14,11 +14,10 @@ import (
 // Server and dbd in this process: the command parser and every command
 // behind it meet what a hostile client sends. The input's first byte
 // picks the state they arrive in: even, right after the greeting; odd,
-// logged in.
-// Whatever the answers, the server must not panic — a panic it recovers
-// from is logged, and counts as a failure here — and must go on serving:
-// the next input's login needs it. pop3.FuzzParse covers the parser
-// alone.
+// logged in. Whatever the answers, the server must not panic — a panic
+// it recovers from is logged, and counts as a failure here — and must go
+// on serving: the next input's login needs it. pop3.FuzzParse covers the
+// parser alone.
 //
 //	go test -run XXX -fuzz FuzzSession ./services/pop3d/internal/server/
 func FuzzSession(f *testing.F) {
