@@ -179,17 +179,10 @@ func (w *world) waitConverged(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			w.t.Fatalf("sites did not converge: %s\nbackupd log:\n%s", last, tail(w.blog.String(), 4000))
+			w.t.Fatalf("sites did not converge: %s\nbackupd log:\n%s", last, proctest.Tail(w.blog.String(), 60))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }
 
 func randomBytes(n int) []byte {

@@ -62,7 +62,7 @@ func (w *world) spawnBackupd() *exec.Cmd {
 		cmd.Process.Kill()
 		cmd.Wait()
 		if w.t.Failed() {
-			w.t.Logf("second backupd log (tail):\n%s", tail(log.String(), 3000))
+			w.t.Logf("second backupd log (tail):\n%s", proctest.Tail(log.String(), 40))
 		}
 	})
 	return cmd

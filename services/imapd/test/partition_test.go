@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -66,7 +65,7 @@ func (l *link) start() {
 	l.log = &proctest.SyncBuffer{}
 	l.cmd = exec.Command(filepath.Join(binDir, "backupd"), append(slices.Clone(l.args), "--metrics", l.metrics)...)
 	l.cmd.Stderr = l.log
-	l.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	proctest.DieWithTest(l.cmd)
 	if err := l.cmd.Start(); err != nil {
 		l.t.Fatal(err)
 	}

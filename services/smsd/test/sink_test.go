@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -71,7 +70,7 @@ func TestForwardToSmtpSink(t *testing.T) {
 	sinkLog := &proctest.SyncBuffer{}
 	sk := exec.Command(sinkBin, "-u", "postfix", "-d", dump+"/%H%M%S.", addr, "100")
 	sk.Stdout, sk.Stderr = sinkLog, sinkLog
-	sk.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	proctest.DieWithTest(sk)
 	if err := sk.Start(); err != nil {
 		t.Fatal(err)
 	}

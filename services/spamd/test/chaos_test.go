@@ -44,7 +44,7 @@ func (s *service) start() error {
 	defer s.mu.Unlock()
 	cmd := exec.Command(filepath.Join(binDir, s.name), s.args...)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	proctest.DieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", s.name, err)
 	}
