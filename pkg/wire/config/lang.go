@@ -43,6 +43,7 @@ const (
 	AdminAdd                      // admin add ADDRESS
 	AdminRemove                   // admin remove ADDRESS
 	AdminSecret                   // admin secret ADDRESS HASH|none
+	Policy                        // policy MAILBOX filter|nogreylist|accept
 )
 
 // Command is one parsed command line. Fields a kind does not use are
@@ -194,13 +195,14 @@ var usage = map[string]string{
 	"forward": "forward add|remove MAILBOX ADDRESS",
 	"list":    "list add|remove MAILBOX LIST ENTRY",
 	"admin":   "admin add|remove ADDRESS | admin secret ADDRESS HASH|none",
+	"policy":  "policy MAILBOX filter|nogreylist|accept",
 }
 
 func command(t []string) (Command, error) {
 	verb := strings.ToLower(t[0])
 	u, ok := usage[verb]
 	if !ok {
-		return Command{}, fmt.Errorf("%w: unknown command %q (want one of mailbox, alias, allow, block, unlist, filter, rule, zone, forward, list, admin)", ErrSyntax, cut(t[0]))
+		return Command{}, fmt.Errorf("%w: unknown command %q (want one of mailbox, alias, allow, block, unlist, filter, rule, zone, forward, list, admin, policy)", ErrSyntax, cut(t[0]))
 	}
 	c, err := command1(verb, t[1:])
 	if err != nil {
@@ -296,6 +298,20 @@ func command1(verb string, args []string) (Command, error) {
 			return c, fmt.Errorf("%w: time zone %q: want an IANA name such as Europe/Berlin", ErrSyntax, cut(args[1]))
 		}
 		c.Value = args[1]
+		return c, nil
+	case "policy":
+		if len(args) != 2 {
+			return c, errUsage
+		}
+		c.Kind = Policy
+		if c.Mailbox, err = mailboxArg(args[0]); err != nil {
+			return c, err
+		}
+		p, err := model.ParsePolicy(args[1])
+		if err != nil {
+			return c, fmt.Errorf("%w: %v", ErrSyntax, err)
+		}
+		c.Value = p.String()
 		return c, nil
 	case "forward":
 		s, a, err := sub(args, 2)
@@ -488,6 +504,8 @@ func (c Command) String() string {
 		return "rule remove " + w(c.Mailbox, c.Name)
 	case Zone:
 		return "zone " + w(c.Mailbox, c.Value)
+	case Policy:
+		return "policy " + w(c.Mailbox, c.Value)
 	case ForwardAdd:
 		return "forward add " + w(c.Mailbox, c.Value)
 	case ForwardRemove:

@@ -241,6 +241,14 @@ func (s *planState) step(ctx context.Context, c Command, t time.Time) ([]wire.Re
 		}
 		reqs, err := smsrules.SetZone(c.Mailbox, c.Value, t)
 		return reqs, prev, invalid(err)
+	case Policy:
+		p, err := model.ParsePolicy(c.Value)
+		if err != nil {
+			return nil, "", invalid(err)
+		}
+		prev, _ := model.PolicyOf(st.Col(model.ColPolicy))
+		return []wire.Request{{Op: wire.OpSet, Table: model.Mailbox, Ref: wire.Ref{Content: []byte(c.Mailbox)},
+			Name: model.ColPolicy, Value: model.PolicyValue(t, p)}}, prev.String(), nil
 	case ForwardAdd, ForwardRemove:
 		col := model.LinkColumn(smsrules.ForwardPrefix, model.KeyOf(model.Text, smsrules.ForwardContent(c.Mailbox, c.Value)))
 		reqs, err := smsrules.SetForward(c.Mailbox, c.Value, c.Kind == ForwardAdd, t)

@@ -77,6 +77,7 @@ rule set u@x.test office from list:hotline phone +491701234567
 zone u@x.test Europe/Berlin
 forward add u@x.test copy@phone.example
 list add u@x.test hotline @big.example
+policy u@x.test accept
 admin add boss@x.test
 admin secret boss@x.test `+hash, t0)
 
@@ -98,6 +99,9 @@ admin secret boss@x.test `+hash, t0)
 	if len(links.Rules) != 1 || len(links.Forwards) != 1 || !links.HasZone {
 		t.Errorf("links %+v", links)
 	}
+	if p, _ := model.PolicyOf(box.Col(model.ColPolicy)); p != model.PolicyAccept {
+		t.Errorf("policy %v, want accept", p)
+	}
 	if v := row(t, db, model.Text, smsrules.ListEntryContent("u@x.test", "hotline", "@big.example")).Col(smsrules.ColList); !model.IsMember(v) {
 		t.Errorf("hotline entry %d", v)
 	}
@@ -115,6 +119,7 @@ filter remove u@x.test x-spam-report
 rule remove u@x.test office
 forward remove u@x.test copy@phone.example
 list remove u@x.test hotline @big.example
+policy u@x.test filter
 admin secret boss@x.test none
 admin remove boss@x.test`, t0.Add(time.Hour))
 	var prev []string
@@ -122,12 +127,15 @@ admin remove boss@x.test`, t0.Add(time.Hour))
 		prev = append(prev, r.Previous)
 	}
 	want := []string{"member", "block", "dropped", "rule set u@x.test office from list:hotline phone +491701234567 template \"{from}: {subject} / {line}\"",
-		"on", "listed", "a secret", "admin"}
+		"on", "listed", "accept", "a secret", "admin"}
 	if !reflect.DeepEqual(prev, want) {
 		t.Errorf("previous values\n%q\nwant\n%q", prev, want)
 	}
 	acct = row(t, db, model.POP3, model.AccountContent("alice"))
 	box = row(t, db, model.Mailbox, []byte("u@x.test"))
+	if p, _ := model.PolicyOf(box.Col(model.ColPolicy)); p != model.PolicyFilter {
+		t.Errorf("policy %v after the second round, want filter", p)
+	}
 	links = smsrules.MailboxLinks(box)
 	if len(model.AccountMailboxes(acct)) != 1 || len(model.HeaderFilters(box)) != 0 || len(links.Rules) != 0 || len(links.Forwards) != 0 {
 		t.Errorf("after removal: mailboxes %v, filters %v, links %+v", model.AccountMailboxes(acct), model.HeaderFilters(box), links)
@@ -142,10 +150,10 @@ admin remove boss@x.test`, t0.Add(time.Hour))
 		t.Error("boss still has a secret")
 	}
 	hist, err := History(ctx, db)
-	if err != nil || len(hist) != 20 {
-		t.Fatalf("History: %d changes, %v; want 20", len(hist), err)
+	if err != nil || len(hist) != 22 {
+		t.Fatalf("History: %d changes, %v; want 22", len(hist), err)
 	}
-	if h := hist[0]; h.Line != "admin remove boss@x.test" || h.Previous != "admin" || h.Who != "dbctl" || !h.When.Equal(t0.Add(time.Hour+7*time.Millisecond)) {
+	if h := hist[0]; h.Line != "admin remove boss@x.test" || h.Previous != "admin" || h.Who != "dbctl" || !h.When.Equal(t0.Add(time.Hour+8*time.Millisecond)) {
 		t.Errorf("newest change %+v", h)
 	}
 	if h := hist[len(hist)-1]; h.Line != "mailbox create u@X.test" || !h.When.Equal(t0) {
@@ -257,6 +265,7 @@ forward add u@x.test copy@phone.example
 list add u@x.test hotline @big.example
 list add u@x.test hotline old@big.example
 list remove u@x.test hotline old@big.example
+policy u@x.test nogreylist
 admin add boss@x.test
 admin secret boss@x.test `+hash+`
 admin add former@x.test
@@ -267,7 +276,7 @@ admin remove former@x.test`, t0)
 	}
 	for _, want := range []string{"admin add boss@x.test\n", "admin secret boss@x.test " + hash + "\n", "mailbox add alice info@x.test\n",
 		"block u@x.test @spam.example\n", "allow u@x.test friend@y.example\n", "filter add u@x.test x-spam-report\n",
-		"zone u@x.test Europe/Berlin\n", "forward add u@x.test copy@phone.example\n", "list add u@x.test hotline @big.example\n",
+		"zone u@x.test Europe/Berlin\n", "policy u@x.test nogreylist\n", "forward add u@x.test copy@phone.example\n", "list add u@x.test hotline @big.example\n",
 		`template "{subject}: \"{line}\" # not a comment"`} {
 		if !strings.Contains(shown, want) {
 			t.Errorf("show lacks %q:\n%s", want, shown)

@@ -141,6 +141,9 @@ func Show(ctx context.Context, l Lister) (string, error) {
 // mailboxLines returns the settings linked from one mailbox row.
 func mailboxLines(ctx context.Context, l Lister, mb string, st model.State) ([]string, error) {
 	var out []string
+	if p, _ := model.PolicyOf(st.Col(model.ColPolicy)); p != model.PolicyFilter {
+		out = append(out, "policy "+Quote(mb)+" "+p.String()+"\n")
+	}
 	for _, h := range model.HeaderFilters(st) {
 		out = append(out, "filter add "+Quote(mb)+" "+Quote(h)+"\n")
 	}

@@ -18,9 +18,25 @@ import (
 func TestMailCommands(t *testing.T) {
 	s := newSite(t)
 	s.Start()
-	out := s.Dbctl(nil, "mailbox", "add", "--policy", "2", "jo@Example.ORG")
+	out := s.Dbctl(nil, "mailbox", "add", "--policy", "accept", "jo@Example.ORG")
 	if !strings.Contains(out, "jo@example.org added") {
 		t.Fatalf("mailbox add: %q", out)
+	}
+	if out := s.Dbctl(nil, "mailbox", "policy", "jo@example.org"); out != "jo@example.org accept\n" {
+		t.Fatalf("mailbox policy: %q", out)
+	}
+	// Lowered again: the later setting wins although its code is smaller.
+	if out := s.Dbctl(nil, "mailbox", "policy", "jo@example.org", "filter"); out != "jo@example.org filter\n" {
+		t.Fatalf("mailbox policy filter: %q", out)
+	}
+	if _, _, code := s.DbctlExit(nil, "mailbox", "policy", "jo@example.org", "lenient"); code != 2 {
+		t.Fatalf("mailbox policy with an unknown policy: exit %d, want 2", code)
+	}
+	if _, _, code := s.DbctlExit(nil, "mailbox", "policy", "nobody@example.org", "accept"); code != 1 {
+		t.Fatalf("mailbox policy of a missing mailbox: exit %d, want 1", code)
+	}
+	if _, _, code := s.DbctlExit(nil, "mailbox", "add", "--policy", "2", "x@example.org"); code != 2 {
+		t.Fatalf("mailbox add --policy 2 (a number): exit %d, want 2", code)
 	}
 	if out := s.Dbctl(nil, "mailbox", "add", "jo@example.org"); !strings.Contains(out, "exists") {
 		t.Fatalf("mailbox add again: %q", out)

@@ -22,10 +22,6 @@ import (
 // The mail commands: the operator's view of mailboxes and received mail,
 // and manual verdicts (SPEC §10).
 
-// colPolicy is the mailbox column smtpd compares between recipients of one
-// transaction (services/smtpd/internal/session.ColPolicy).
-const colPolicy = "policy"
-
 func mailboxCmd() *cli.Command {
 	return &cli.Command{
 		Name:  "mailbox",
@@ -33,8 +29,12 @@ func mailboxCmd() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name: "add", Usage: "create the mailbox ADDRESS (smtpd accepts mail for it); prints its key",
 			ArgsUsage: "ADDRESS",
-			Flags:     []cli.Flag{&cli.Uint64Flag{Name: "policy", Usage: "spam policy number; recipients with different policies are not mixed in one SMTP transaction"}},
+			Flags:     []cli.Flag{&cli.StringFlag{Name: "policy", Value: "filter", Usage: "spam policy: " + policyUsage}},
 			Action:    mailboxAdd,
+		}, {
+			Name: "policy", Usage: "show the mailbox's spam policy, or set it to POLICY (" + policyUsage + ")",
+			ArgsUsage: "ADDRESS [POLICY]",
+			Action:    mailboxPolicy,
 		}, {
 			Name: "filter", Usage: "drop header field HEADER from the mailbox's mail on retrieval (POP3, IMAP)",
 			ArgsUsage: "ADDRESS HEADER",
@@ -52,14 +52,18 @@ func mailboxAdd(c *cli.Context) error {
 	if !bytes.ContainsRune(content, '@') {
 		return usageError("mailbox add: %q is not an address (LOCAL@DOMAIN)", c.Args().First())
 	}
+	p, err := model.ParsePolicy(c.String("policy"))
+	if err != nil {
+		return usageError("mailbox add: --policy: %v", err)
+	}
 	ctx, cl, done, err := connect(c)
 	if err != nil {
 		return err
 	}
 	defer done()
 	reqs := []wire.Request{{Op: wire.OpFindOrInsert, Table: model.Mailbox, Content: content}}
-	if p := c.Uint64("policy"); p > 0 {
-		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Mailbox, Ref: wire.Ref{Content: content}, Name: colPolicy, Value: p})
+	if c.IsSet("policy") {
+		reqs = append(reqs, setPolicy(content, p, time.Now()))
 	}
 	res, err := cl.Batch(ctx, reqs)
 	if err != nil {
@@ -70,6 +74,59 @@ func mailboxAdd(c *cli.Context) error {
 		state = "added"
 	}
 	fmt.Fprintf(c.App.Writer, "%s %s %s\n", model.KeyOf(model.Mailbox, content), content, state)
+	return nil
+}
+
+// policyUsage names the policies for the help texts.
+const policyUsage = "filter (every check, the default), nogreylist (no retry asked of first contacts), " +
+	"accept (never rejected or delayed by the content check: postmaster, abuse)"
+
+func setPolicy(content []byte, p model.Policy, at time.Time) wire.Request {
+	return wire.Request{Op: wire.OpSet, Table: model.Mailbox, Ref: wire.Ref{Content: content},
+		Name: model.ColPolicy, Value: model.PolicyValue(at, p)}
+}
+
+// mailboxPolicy shows or sets a mailbox's spam policy. Setting stamps it
+// with the time, so the newest setting wins on both sites.
+func mailboxPolicy(c *cli.Context) error {
+	if c.NArg() < 1 || c.NArg() > 2 {
+		return usageError("mailbox policy: want ADDRESS [POLICY]")
+	}
+	content := model.MailboxContent(c.Args().First())
+	var p model.Policy
+	if c.NArg() == 2 {
+		var err error
+		if p, err = model.ParsePolicy(c.Args().Get(1)); err != nil {
+			return usageError("mailbox policy: %v", err)
+		}
+	}
+	ctx, cl, done, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if c.NArg() == 2 {
+		res, err := cl.Batch(ctx, []wire.Request{setPolicy(content, p, time.Now())})
+		if err != nil {
+			return fmt.Errorf("set policy of %s: %w", content, err)
+		}
+		if res[0].NotFound {
+			return notFound("mailbox policy: no mailbox %s", content)
+		}
+	}
+	row, err := cl.Find(ctx, model.Mailbox, content)
+	if errors.Is(err, client.ErrNotFound) {
+		return notFound("mailbox policy: no mailbox %s", content)
+	}
+	if err != nil {
+		return fmt.Errorf("read mailbox %s: %w", content, err)
+	}
+	cur, known := model.PolicyOf(row.State.Col(model.ColPolicy))
+	note := ""
+	if !known {
+		note = " (set by a newer version; read here as filter)"
+	}
+	fmt.Fprintf(c.App.Writer, "%s %s%s\n", content, cur, note)
 	return nil
 }
 

@@ -68,15 +68,26 @@ func start(t testing.TB, mod func(*Config)) *env {
 	return e
 }
 
-func (e *env) mailbox(addr string, policy uint64) {
+func (e *env) mailbox(addr string, policy model.Policy) {
+	e.t.Helper()
+	var v uint64
+	if policy != model.PolicyFilter {
+		v = model.PolicyValue(time.Now(), policy)
+	}
+	e.mailboxValue(addr, v)
+}
+
+// mailboxValue creates the mailbox with the raw policy column value v (0:
+// none).
+func (e *env) mailboxValue(addr string, v uint64) {
 	e.t.Helper()
 	ctx := context.Background()
 	c := model.MailboxContent(addr)
 	if _, _, err := e.admin.FindOrInsert(ctx, model.Mailbox, c); err != nil {
 		e.t.Fatal(err)
 	}
-	if policy > 0 {
-		if _, err := e.admin.Set(ctx, model.Mailbox, wire.Ref{Content: c}, "policy", policy); err != nil {
+	if v > 0 {
+		if _, err := e.admin.Set(ctx, model.Mailbox, wire.Ref{Content: c}, model.ColPolicy, v); err != nil {
 			e.t.Fatal(err)
 		}
 	}
@@ -340,7 +351,9 @@ func TestRecipientChecks(t *testing.T) {
 	e := start(t, nil)
 	e.mailbox("a@example.org", 0)
 	e.mailbox("b@example.org", 0)
-	e.mailbox("strict@example.org", 7)
+	e.mailbox("quick@example.org", model.PolicyNoGreylist)
+	// A bare number an older version stored reads as the full check.
+	e.mailboxValue("legacy@example.org", 7)
 	c, err := smtp.Dial(e.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -366,8 +379,11 @@ func TestRecipientChecks(t *testing.T) {
 	if err := c.Rcpt("b@example.org"); err != nil {
 		t.Fatal(err)
 	}
-	if code, msg := codeOf(t, c.Rcpt("strict@example.org")); code != 452 || !strings.HasPrefix(msg, "4.5.3") {
+	if code, msg := codeOf(t, c.Rcpt("quick@example.org")); code != 452 || !strings.HasPrefix(msg, "4.5.3") {
 		t.Errorf("other policy: %d %s", code, msg)
+	}
+	if err := c.Rcpt("legacy@example.org"); err != nil {
+		t.Errorf("a legacy policy number kept apart from the full check: %v", err)
 	}
 }
 

@@ -36,7 +36,7 @@ type mailboxes struct {
 
 type mailboxEntry struct {
 	exists  bool
-	policy  uint64
+	policy  model.Policy
 	expires time.Time
 }
 
@@ -48,7 +48,7 @@ func newMailboxes(db mailboxFinder, ttl time.Duration, max int, now func() time.
 // policy; an error means dbd could not answer. Only a lookup that asks
 // dbd gets a context with the timeout: a timer per RCPT answered from the
 // cache was a measurable share of smtpd's CPU under load.
-func (m *mailboxes) lookup(ctx context.Context, content []byte) (exists bool, policy uint64, err error) {
+func (m *mailboxes) lookup(ctx context.Context, content []byte) (exists bool, policy model.Policy, err error) {
 	now := m.now()
 	m.mu.Lock()
 	e, ok := m.known[string(content)]
@@ -68,7 +68,11 @@ func (m *mailboxes) lookup(ctx context.Context, content []byte) (exists bool, po
 	case err != nil:
 		return false, 0, fmt.Errorf("find mailbox %q: %w", content, err)
 	default:
-		e = mailboxEntry{exists: true, policy: row.State.Cols[ColPolicy]}
+		// An unknown policy (from a newer version) reads as the full
+		// check, like spamd reads it, so recipients are kept apart by
+		// what will really be applied to them.
+		p, _ := model.PolicyOf(row.State.Cols[model.ColPolicy])
+		e = mailboxEntry{exists: true, policy: p}
 	}
 	if m.ttl > 0 {
 		e.expires = now.Add(m.ttl)

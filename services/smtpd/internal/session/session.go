@@ -66,11 +66,6 @@ type ConnFacts interface {
 // found together.
 func ID(prefix string, conn uint64) string { return fmt.Sprintf("%s-%d", prefix, conn) }
 
-// ColPolicy is the mailbox column that holds a mailbox's spam policy.
-// Recipients with different policies are not mixed in one transaction
-// (SPEC §5), because one DATA gets one reply.
-const ColPolicy = "policy"
-
 // Config configures the backend. Zero fields take the defaults noted.
 type Config struct {
 	Hostname string           // our name in replies and the trace field
@@ -202,7 +197,7 @@ type txn struct {
 	size      int64 // the SIZE parameter, 0 if absent
 	rcpts     []string
 	mailboxes []model.Key
-	policy    uint64
+	policy    model.Policy
 	refused   []string // "address code" of refused recipients, for the throw-in
 	data      bool     // DATA reached (its throw-in is written with the mail)
 	utf8      bool     // MAIL had SMTPUTF8: non-ASCII addresses allowed

@@ -93,7 +93,7 @@ func (f *countingFinder) Find(ctx context.Context, t model.Table, content []byte
 	case !f.exists:
 		return nil, client.ErrNotFound
 	}
-	return &wire.Row{State: model.State{Cols: map[string]uint64{ColPolicy: 3}}}, nil
+	return &wire.Row{State: model.State{Cols: map[string]uint64{model.ColPolicy: model.PolicyValue(time.Unix(1000, 0), model.PolicyAccept)}}}, nil
 }
 
 func TestMailboxCache(t *testing.T) {
@@ -103,7 +103,7 @@ func TestMailboxCache(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
 		ok, policy, err := m.lookup(ctx, []byte("a@b"))
-		if !ok || policy != 3 || err != nil {
+		if !ok || policy != model.PolicyAccept || err != nil {
 			t.Fatalf("lookup: %v %v %v", ok, policy, err)
 		}
 	}

@@ -82,6 +82,8 @@ type Input struct {
 	Auth     *signal.Auth    // nil: not checked (eval)
 	Grey     Grey
 	External *External // nil if none
+	// Policy is the mailbox's spam policy (model.PolicyFilter in eval).
+	Policy model.Policy
 }
 
 // Decision is the verdict with its score and a one-line reason for the
@@ -105,11 +107,21 @@ func Decide(m *classify.Model, in Input) Decision {
 	if in.Known {
 		return Decision{Verdict: model.Accept, Score: ScoreKnown, Reason: "known correspondent"}
 	}
+	if in.Policy == model.PolicyNoGreylist && in.Grey == GreyFirst {
+		in.Grey = GreyOff
+	}
 	res := classify.Result{Prob: 0.5}
 	if m != nil {
 		res = m.Score(in.Raw)
 	}
-	return decideContent(res, in)
+	d := decideContent(res, in)
+	if in.Policy == model.PolicyAccept && d.Verdict != model.Accept {
+		// The check still ran, so the operator can see what it would
+		// have said; only the mailbox's own block list (above) rejects.
+		d = Decision{Verdict: model.Accept, Score: d.Score,
+			Reason: fmt.Sprintf("mailbox policy accept (would be %s: %s)", d.Verdict, d.Reason)}
+	}
+	return d
 }
 
 // decideContent is the part of the policy after lists and known senders,

@@ -92,6 +92,14 @@ func TestDecide(t *testing.T) {
 		{"spam content", m, Input{Raw: raw}, model.Reject},
 		{"no model never rejects on content", nil, Input{Raw: raw}, model.Accept},
 		{"malformed mail", m, Input{Raw: []byte("\x00\xff<<<--\n\n=?=?")}, model.Accept},
+		{"policy accept beats spam content", m, Input{Raw: raw, Policy: model.PolicyAccept}, model.Accept},
+		{"policy accept beats greylisting", m, Input{Raw: raw, Policy: model.PolicyAccept, Grey: GreyFirst}, model.Accept},
+		{"policy accept beats dmarc reject", m, Input{Raw: raw, Policy: model.PolicyAccept, Auth: &signal.Auth{DMARC: signal.Fail, DMARCReject: true}}, model.Accept},
+		{"block list beats policy accept", m, Input{Raw: raw, Policy: model.PolicyAccept, List: ListBlock}, model.Reject},
+		{"spam, first contact, greylisted", m, Input{Raw: raw, Grey: GreyFirst}, model.Retry},
+		{"policy nogreylist: sure spam rejected at once", m, Input{Raw: raw, Policy: model.PolicyNoGreylist, Grey: GreyFirst}, model.Reject},
+		{"policy nogreylist: unsure first contact accepted", nil, Input{Raw: raw, Policy: model.PolicyNoGreylist, Grey: GreyFirst}, model.Accept},
+		{"unsure first contact greylisted", nil, Input{Raw: raw, Grey: GreyFirst}, model.Retry},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,5 +111,11 @@ func TestDecide(t *testing.T) {
 	}
 	if d := Decide(m, Input{List: ListAllow, ListWhat: "sender x@y"}); d.Reason != "allow list: sender x@y" || d.Score != ScoreAllow {
 		t.Errorf("allow list decision = %+v", d)
+	}
+	// The check still runs for an accept-all mailbox: its score and what
+	// it would have said are recorded.
+	d := Decide(m, Input{Raw: raw, Policy: model.PolicyAccept})
+	if d.Score < RejectAt || !strings.HasPrefix(d.Reason, "mailbox policy accept (would be reject: classifier") {
+		t.Errorf("policy accept decision = %+v", d)
 	}
 }

@@ -264,6 +264,7 @@ func (j *Judge) judgeRecipient(ctx context.Context, a model.Attempt, rcpt string
 	if j.cfg.GreyDelay > 0 {
 		grey = decide.GreyFirst
 	}
+	retried, askedAt := false, uint32(0) // an earlier attempt was asked to retry, at askedAt
 	if x := rrow.State.Col(model.ColVerdict); x != 0 {
 		src, vEpoch, v, ok := model.DecodeVerdict(x)
 		switch {
@@ -272,7 +273,18 @@ func (j *Judge) judgeRecipient(ctx context.Context, a model.Attempt, rcpt string
 		case v != model.Retry || vEpoch >= epoch:
 			return nil // decided for this attempt or finally
 		}
-		first := time.Unix(int64(vEpoch), 0)
+		retried, askedAt = true, vEpoch
+	}
+	policy, err := j.policy(ctx, mbContent)
+	if err != nil {
+		return err
+	}
+	if policy != model.PolicyFilter {
+		// No greylisting for this mailbox (any more): Decide knows.
+		retried = false
+	}
+	if retried {
+		first := time.Unix(int64(askedAt), 0)
 		if f, ok, err := j.greyFirst(ctx, a, string(mbContent)); err != nil {
 			return err
 		} else if ok && f.Before(first) {
@@ -303,7 +315,7 @@ func (j *Judge) judgeRecipient(ctx context.Context, a model.Attempt, rcpt string
 		return nil
 	}
 	gk := model.KeyOf(model.RDNS, greyContent(Network(a.ClientIP()), a.From, string(mbContent)))
-	if grey == decide.GreyFirst {
+	if grey == decide.GreyFirst && policy == model.PolicyFilter {
 		if g, err := j.cfg.DB.FindKey(ctx, model.RDNS, gk); err == nil && g.State.Col(colPassed) > 0 {
 			grey = decide.GreyOff
 		} else if err != nil && !errors.Is(err, client.ErrNotFound) {
@@ -315,7 +327,7 @@ func (j *Judge) judgeRecipient(ctx context.Context, a model.Attempt, rcpt string
 			return err
 		}
 	}
-	in := decide.Input{Raw: *raw, Grey: grey,
+	in := decide.Input{Raw: *raw, Grey: grey, Policy: policy,
 		Env: signal.Envelope{ClientIP: a.ClientIP(), Helo: a.Helo, From: a.From, Rcpt: string(mbContent)}}
 	if in.List, in.ListWhat, err = j.list(ctx, string(mbContent), a.From); err != nil {
 		return err
@@ -452,6 +464,23 @@ func (j *Judge) write(ctx context.Context, rk model.Key, a model.Attempt, mailbo
 		return fmt.Errorf("write verdict: %w", err)
 	}
 	return nil
+}
+
+// policy reads the mailbox's spam policy. A mailbox that is gone reads as
+// the full check, as does a policy this version does not know.
+func (j *Judge) policy(ctx context.Context, mailbox []byte) (model.Policy, error) {
+	row, err := j.cfg.DB.FindKey(ctx, model.Mailbox, model.KeyOf(model.Mailbox, mailbox))
+	if errors.Is(err, client.ErrNotFound) {
+		return model.PolicyFilter, nil
+	}
+	if err != nil {
+		return model.PolicyFilter, fmt.Errorf("read mailbox: %w", err)
+	}
+	p, known := model.PolicyOf(row.State.Col(model.ColPolicy))
+	if !known {
+		j.log.Warn("unknown spam policy, judging with the full check", "mailbox", string(mailbox))
+	}
+	return p, nil
 }
 
 // greyFirst returns the first contact's time recorded for the attempt's
