@@ -39,20 +39,7 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 		if !dec.ExpectSP() || !dec.ExpectAString(&charset) || !dec.ExpectSP() {
 			return dec.Err()
 		}
-		switch strings.ToUpper(charset) {
-		case "US-ASCII", "UTF-8":
-			// nothing to do
-		default:
-			// twinmx patch: other charsets through Options.SearchCharset.
-			var err error
-			if f := c.server.options.SearchCharset; f != nil {
-				toUTF8, err = f(charset)
-			}
-			// The refusal waits for the end of the command: its
-			// literals are still to be read, and read as commands
-			// they would run in this session.
-			badCharset = toUTF8 == nil || err != nil
-		}
+		toUTF8, badCharset = c.searchCharset(charset)
 		atom = ""
 		maybeReadSearchKeyAtom(dec, &atom)
 	}
@@ -78,17 +65,8 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	if !dec.ExpectCRLF() {
 		return dec.Err()
 	}
-	if badCharset {
-		return &imap.Error{
-			Type: imap.StatusResponseTypeNo,
-			Code: imap.ResponseCodeBadCharset, // TODO: return list of supported charsets
-			Text: "Unknown SEARCH charset",
-		}
-	}
-	if toUTF8 != nil {
-		if err := criteriaToUTF8(&criteria, toUTF8); err != nil {
-			return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "SEARCH string not in the charset named"}
-		}
+	if err := convertCriteria(&criteria, toUTF8, badCharset); err != nil {
+		return err
 	}
 
 	if err := c.checkState(imap.ConnStateSelected); err != nil {
@@ -110,6 +88,42 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	} else {
 		return c.writeSearch(data.All)
 	}
+}
+
+// searchCharset returns the conversion of a SEARCH (or SORT) charset to
+// UTF-8 (nil: none needed), or bad for a charset the server cannot read.
+func (c *Conn) searchCharset(charset string) (toUTF8 func(string) (string, error), bad bool) {
+	switch strings.ToUpper(charset) {
+	case "US-ASCII", "UTF-8":
+		return nil, false
+	}
+	// twinmx patch: other charsets through Options.SearchCharset.
+	var err error
+	if f := c.server.options.SearchCharset; f != nil {
+		toUTF8, err = f(charset)
+	}
+	// The refusal waits for the end of the command: its literals are
+	// still to be read, and read as commands they would run in this
+	// session.
+	return toUTF8, toUTF8 == nil || err != nil
+}
+
+// convertCriteria refuses a bad charset and converts the criteria's
+// strings to UTF-8, once the whole command has been read.
+func convertCriteria(criteria *imap.SearchCriteria, toUTF8 func(string) (string, error), badCharset bool) error {
+	if badCharset {
+		return &imap.Error{
+			Type: imap.StatusResponseTypeNo,
+			Code: imap.ResponseCodeBadCharset, // TODO: return list of supported charsets
+			Text: "Unknown SEARCH charset",
+		}
+	}
+	if toUTF8 != nil {
+		if err := criteriaToUTF8(criteria, toUTF8); err != nil {
+			return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "SEARCH string not in the charset named"}
+		}
+	}
+	return nil
 }
 
 func (c *Conn) writeESearch(tag string, data *imap.SearchData, options *imap.SearchOptions, numKind NumKind) error {

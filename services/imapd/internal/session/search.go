@@ -115,10 +115,40 @@ func (s *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	if searchKeys(criteria, maxSearchKeys) > maxSearchKeys {
 		return nil, errSearchTooBig
 	}
-	sel := s.sel
 	data = &imap.SearchData{}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
+	err = s.scan(criteria, false, func(c *candidate) {
+		num := c.seq
+		if kind == imapserver.NumKindUID {
+			num = uint32(c.msg.uid)
+			uids.AddNum(c.msg.uid)
+		} else {
+			seqs.AddNum(c.seq)
+		}
+		if data.Count == 0 || num < data.Min {
+			data.Min = num
+		}
+		data.Max = max(data.Max, num)
+		data.Count++
+	})
+	if err != nil {
+		return nil, err
+	}
+	if kind == imapserver.NumKindUID {
+		data.All = uids
+	} else {
+		data.All = seqs
+	}
+	return data, nil
+}
+
+// scan calls match for each message of the selected folder that meets
+// criteria, in mailbox order, while its candidate may still read the
+// mail. With header, the mails' headers and sizes are read ahead (or
+// taken from the cache) even where the criteria do not need them.
+func (s *Session) scan(criteria *imap.SearchCriteria, header bool, match func(c *candidate)) error {
+	sel := s.sel
 	var last imap.UID
 	if len(sel.msgs) > 0 {
 		last = sel.msgs[len(sel.msgs)-1].uid
@@ -130,7 +160,7 @@ func (s *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	cache := s.b.cfg.Cache
 	var parsed []*mailcache.Parsed
 	var read []int
-	if needsBytes(criteria) {
+	if header || needsBytes(criteria) {
 		if !needsBody(criteria) && cache.WantsParsed() {
 			parsed = make([]*mailcache.Parsed, len(sel.msgs))
 		}
@@ -161,33 +191,15 @@ func (s *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 				c.p = cache.AddParsed(mailcache.KeyOf(from, s.drop(msg.m)), parse(c.raw, derive{}))
 			}
 		}
-		ok := c.match(criteria)
+		if c.match(criteria) {
+			match(c)
+		}
 		cancel()
 		if c.err != nil {
-			return nil, c.err
+			return c.err
 		}
-		if !ok {
-			continue
-		}
-		num := c.seq
-		if kind == imapserver.NumKindUID {
-			num = uint32(msg.uid)
-			uids.AddNum(msg.uid)
-		} else {
-			seqs.AddNum(c.seq)
-		}
-		if data.Count == 0 || num < data.Min {
-			data.Min = num
-		}
-		data.Max = max(data.Max, num)
-		data.Count++
 	}
-	if kind == imapserver.NumKindUID {
-		data.All = uids
-	} else {
-		data.All = seqs
-	}
-	return data, nil
+	return nil
 }
 
 // needsBytes reports whether matching cr reads the mails' bytes (not

@@ -1,0 +1,85 @@
+package session
+
+import (
+	"testing"
+	"time"
+)
+
+// TestBaseSubject follows RFC 5256 §2.1 step by step.
+func TestBaseSubject(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"hello", "hello"},
+		{"Re: hello", "hello"},
+		{"RE: re:  Fwd: hello", "hello"},
+		{"Re[2]: hello", "hello"},
+		{"[list] Re: hello", "hello"},
+		{"[list] [other] Re: hello", "hello"},
+		{"[list] hello", "hello"},
+		{"[list]", "[list]"},     // (4): no blob removed that leaves nothing
+		{"[a] [b]", "[b]"},       // the last blob stays
+		{"hello (fwd)", "hello"}, // (2)
+		{"hello (FWD) (fwd) ", "hello"},
+		{"[Fwd: Re: hello]", "hello"}, // (6), then again from (2)
+		{"Re: [fwd: [x] hello (fwd)]", "hello"},
+		{"\t hello \t world ", "hello world"}, // (1)
+		{"Regarding the plan", "Regarding the plan"},
+		{"Fwx: hello", "Fwx: hello"},
+		{"re:", ""},
+		{"", ""},
+		{"[unclosed hello", "[unclosed hello"},
+		{"Re : hello", "hello"}, // subj-refwd allows WSP before ":"
+	} {
+		if got := baseSubject(c.in); got != c.want {
+			t.Errorf("baseSubject(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestCasemap(t *testing.T) {
+	for _, c := range []struct{ a, b string }{
+		{"hello", "HeLLo"},
+		{"über", "ÜBER"},
+		{"über", "U\u0308ber"}, // decomposed
+		{"ǆ", "ǅ"},             // title case, not upper case
+	} {
+		if casemap(c.a) != casemap(c.b) {
+			t.Errorf("casemap(%q) = %q != casemap(%q) = %q", c.a, casemap(c.a), c.b, casemap(c.b))
+		}
+	}
+	if got := casemap("a\xb1\xa4b"); got != "A\uFFFDB" {
+		t.Errorf("casemap of a byte that is not UTF-8: %q", got)
+	}
+	if casemap("apple") >= casemap("Banana") {
+		t.Error("ASCII order is not case-blind")
+	}
+}
+
+func TestSortDate(t *testing.T) {
+	for _, c := range []struct {
+		date string
+		want string // RFC 3339 in UTC; "" for no date
+	}{
+		{"Tue, 3 Nov 2026 00:00:00 +0000", "2026-11-03T00:00:00Z"},
+		{"Mon, 2 Nov 2026 23:30:00 -0700", "2026-11-03T06:30:00Z"},
+		{"Fri, 29 Jun 01 01:03:58 EST", "2001-06-29T06:03:58Z"},
+		{"Sun, 21 Jul 2002 23:46:05", "2002-07-21T23:46:05Z"},
+		{"Wed, 16 Aug 2000 17:38:13 -0400 (EDT)", "2000-08-16T21:38:13Z"},
+		{"24 Jul 2002 12:15 +0100", "2002-07-24T11:15:00Z"},
+		{"Wed, 24 Jul 0102 21:48:06 +1200", ""},
+		{"Mon, 27 May 2002 10:28:3 +0200", ""},
+		{"2002/09/14 Sat 02:29:32 CDT", ""},
+		{"yesterday", ""},
+	} {
+		d, ok := sortDate([]byte("Subject: x\r\nDate: " + c.date + "\r\n\r\n"))
+		got := ""
+		if ok {
+			got = d.Format(time.RFC3339)
+		}
+		if got != c.want {
+			t.Errorf("sortDate(%q) = %q, want %q", c.date, got, c.want)
+		}
+	}
+	if _, ok := sortDate([]byte("Subject: x\r\n\r\n")); ok {
+		t.Error("a date without a Date field")
+	}
+}

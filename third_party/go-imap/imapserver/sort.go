@@ -1,0 +1,116 @@
+package imapserver
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/internal/imapwire"
+)
+
+// twinmx patch: SORT (RFC 5256). Upstream beta.8 has the client side
+// only.
+
+// SortKey is a SORT key (RFC 5256 §3).
+type SortKey string
+
+// Sort keys.
+const (
+	SortKeyArrival SortKey = "ARRIVAL"
+	SortKeyCc      SortKey = "CC"
+	SortKeyDate    SortKey = "DATE"
+	SortKeyFrom    SortKey = "FROM"
+	SortKeySize    SortKey = "SIZE"
+	SortKeySubject SortKey = "SUBJECT"
+	SortKeyTo      SortKey = "TO"
+)
+
+// SortCriterion is one sort key, optionally reversed.
+type SortCriterion struct {
+	Key     SortKey
+	Reverse bool
+}
+
+// SessionSort is an IMAP session which supports SORT. The server
+// advertises the SORT capability for it.
+type SessionSort interface {
+	Session
+
+	// Sort returns the message numbers (sequence numbers or UIDs, as kind
+	// says) of the messages matching search, in the order of criteria,
+	// ties in mailbox order.
+	Sort(kind NumKind, criteria []SortCriterion, search *imap.SearchCriteria) ([]uint32, error)
+}
+
+// handleSort reads `SORT (criteria) charset search-key...`.
+func (c *Conn) handleSort(dec *imapwire.Decoder, numKind NumKind) error {
+	if !dec.ExpectSP() {
+		return dec.Err()
+	}
+	var criteria []SortCriterion
+	err := dec.ExpectList(func() error {
+		var atom string
+		if !dec.ExpectAtom(&atom) {
+			return dec.Err()
+		}
+		var sc SortCriterion
+		if strings.EqualFold(atom, "REVERSE") {
+			sc.Reverse = true
+			if !dec.ExpectSP() || !dec.ExpectAtom(&atom) {
+				return dec.Err()
+			}
+		}
+		sc.Key = SortKey(strings.ToUpper(atom))
+		switch sc.Key {
+		case SortKeyArrival, SortKeyCc, SortKeyDate, SortKeyFrom, SortKeySize, SortKeySubject, SortKeyTo:
+		default:
+			return newClientBugError(fmt.Sprintf("unknown sort key %q", atom))
+		}
+		criteria = append(criteria, sc)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("in sort-criteria: %w", err)
+	}
+	if len(criteria) == 0 {
+		return newClientBugError("SORT needs at least one sort key")
+	}
+	var charset string
+	if !dec.ExpectSP() || !dec.ExpectAString(&charset) || !dec.ExpectSP() {
+		return dec.Err()
+	}
+	toUTF8, badCharset := c.searchCharset(charset)
+	var search imap.SearchCriteria
+	for {
+		if err := readSearchKey(&search, dec); err != nil {
+			return fmt.Errorf("in search-key: %w", err)
+		}
+		if !dec.SP() {
+			break
+		}
+	}
+	if !dec.ExpectCRLF() {
+		return dec.Err()
+	}
+	if err := convertCriteria(&search, toUTF8, badCharset); err != nil {
+		return err
+	}
+	if err := c.checkState(imap.ConnStateSelected); err != nil {
+		return err
+	}
+	session, ok := c.session.(SessionSort)
+	if !ok {
+		return newClientBugError("SORT is not supported")
+	}
+	nums, err := session.Sort(numKind, criteria, &search)
+	if err != nil {
+		return err
+	}
+	enc := newResponseEncoder(c)
+	defer enc.end()
+	enc.Atom("*").SP().Atom("SORT")
+	for _, n := range nums {
+		enc.SP().Number(n)
+	}
+	return enc.CRLF()
+}
