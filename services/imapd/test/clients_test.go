@@ -229,7 +229,7 @@ m = imaplib.IMAP4(host, port)
 m.login(user, pw)
 typ, data = m.capability()  # imaplib keeps the pre-login list otherwise
 caps = data[0].decode().split()
-assert "NAMESPACE" in caps and "ESEARCH" in caps, caps
+assert "NAMESPACE" in caps and "ESEARCH" in caps and "SORT" in caps, caps
 typ, data = m.namespace()
 assert typ == "OK", data
 print(data[0].decode())
@@ -237,11 +237,14 @@ m.select("INBOX", readonly=True)
 typ, data = m.uid("SEARCH", "RETURN", "(MIN MAX COUNT)", "ALL")
 assert typ == "OK", data
 print(m.untagged_responses.get("ESEARCH", [b"none"])[0].decode())
+typ, data = m.sort("(REVERSE SUBJECT)", "UTF-8", "ALL")
+assert typ == "OK", data
+print(data[0].decode())
 m.logout()
 `
 
-// TestImaplibNamespaceESearch: Python's imaplib sees NAMESPACE and
-// ESEARCH advertised and gets well-formed answers.
+// TestImaplibNamespaceESearch: Python's imaplib sees NAMESPACE, ESEARCH
+// and SORT advertised and gets well-formed answers.
 func TestImaplibNamespaceESearch(t *testing.T) {
 	py := need(t, "python3", "python3")
 	s := newSite(t)
@@ -253,7 +256,7 @@ func TestImaplibNamespaceESearch(t *testing.T) {
 		t.Fatalf("imaplib: %v\n%s", err, res)
 	}
 	lines := strings.Split(strings.TrimSpace(string(res)), "\n")
-	if len(lines) != 2 || lines[0] != `(("" "/")) NIL NIL` {
+	if len(lines) != 3 || lines[0] != `(("" "/")) NIL NIL` {
 		t.Fatalf("NAMESPACE answer: got %q, want %q", res, `(("" "/")) NIL NIL`)
 	}
 	// UIDs are per site; only their count and order are known here.
@@ -261,6 +264,9 @@ func TestImaplibNamespaceESearch(t *testing.T) {
 	var min, max, count int
 	if _, err := fmt.Sscanf(lines[1], "(TAG %s UID MIN %d MAX %d COUNT %d", &tag, &min, &max, &count); err != nil || count != 3 || min >= max {
 		t.Fatalf("ESEARCH answer %q (%v): want UID MIN < MAX and COUNT 3", lines[1], err)
+	}
+	if lines[2] != "3 2 1" {
+		t.Errorf("SORT (REVERSE SUBJECT) of test 1, 2, 3: %q, want \"3 2 1\"", lines[2])
 	}
 }
 
