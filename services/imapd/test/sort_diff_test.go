@@ -36,13 +36,29 @@ func TestSortDovecot(t *testing.T) {
 	for _, k := range sorts {
 		script = append(script, "SORT ("+k+") UTF-8 ALL")
 	}
-	script = append(script, "UID SORT (SUBJECT) UTF-8 LARGER 3000", "SORT (DATE) UTF-8 NOT SMALLER 2000")
+	script = append(script, "UID SORT (SUBJECT) UTF-8 LARGER 3000", "SORT (DATE) UTF-8 NOT SMALLER 2000",
+		"THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL", "THREAD REFERENCES UTF-8 LARGER 3000")
 	dc := startDovecot(t, mails)
 	s := newSite(t)
 	s.deliver(mails)
 	theirs := runScript(t, "dovecot", dc.addr, dc.user, dc.pass, script)
 	ours := runScript(t, "imapd", s.imapAddr, login, password, script)
 	for i := 2; i < len(script); i++ {
+		if strings.HasPrefix(script[i], "THREAD ") {
+			d, o := threadAnswer(theirs[i]), threadAnswer(ours[i])
+			if len(d) < len("* THREAD (1)") {
+				t.Errorf("%s: Dovecot answered %q", script[i], d)
+			}
+			if d != o {
+				at := 0
+				for at < len(d) && at < len(o) && d[at] == o[at] {
+					at++
+				}
+				from := max(0, at-80)
+				t.Errorf("%s: answers differ from byte %d:\n  Dovecot: …%s\n  imapd:   …%s", script[i], at, d[from:min(len(d), at+80)], o[from:min(len(o), at+80)])
+			}
+			continue
+		}
 		d, o := sortNums(theirs[i]), sortNums(ours[i])
 		if strings.HasPrefix(script[i], "UID ") {
 			// UIDs differ between the servers; compare the sequence
@@ -65,6 +81,17 @@ func TestSortDovecot(t *testing.T) {
 
 // undatedRe finds a Date field with a year below 1000 ("0102").
 var undatedRe = regexp.MustCompile(`(?im)^Date:[^\r\n]*[a-z]{3}[ \t]+0[0-9]{3}[ \t]`)
+
+// threadAnswer returns an exchange's * THREAD response.
+func threadAnswer(e exchange) string {
+	for _, r := range e.resp {
+		line := strings.TrimSpace(strings.Join(r.parts, ""))
+		if strings.HasPrefix(line, "* THREAD") {
+			return line
+		}
+	}
+	return ""
+}
 
 // sortNums returns the numbers of an exchange's * SORT response.
 func sortNums(e exchange) []string {

@@ -98,6 +98,11 @@ func (c *Conn) availableCaps() []imap.Cap {
 		if _, ok := c.session.(SessionSort); ok {
 			caps = append(caps, imap.CapSort) // twinmx patch
 		}
+		if s, ok := c.session.(SessionThread); ok {
+			for _, a := range s.ThreadAlgorithms() {
+				caps = append(caps, imap.Cap("THREAD="+string(a))) // twinmx patch
+			}
+		}
 
 		if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {
 			limit := appendLimitSession.AppendLimit()

@@ -284,6 +284,8 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleSearch(tag, dec, numKind)
 	case "SORT", "UID SORT":
 		err = c.handleSort(dec, numKind) // twinmx patch
+	case "THREAD", "UID THREAD":
+		err = c.handleThread(dec, numKind) // twinmx patch
 	default:
 		if c.state == imap.ConnStateNotAuthenticated {
 			// Don't allow a single unknown command before authentication to
@@ -497,7 +499,7 @@ func (c *Conn) poll(cmd string) error {
 
 	allowExpunge := true
 	switch cmd {
-	case "FETCH", "STORE", "SEARCH", "SORT": // twinmx patch: SORT answers sequence numbers too
+	case "FETCH", "STORE", "SEARCH", "SORT", "THREAD": // twinmx patch: SORT and THREAD answer sequence numbers too
 		allowExpunge = false
 	}
 

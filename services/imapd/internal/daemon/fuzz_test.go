@@ -38,6 +38,7 @@ func FuzzCommands(f *testing.F) {
 		"c FETCH 1 (BODY[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.MIME])\r\n",
 		"c SEARCH ((((((((((ALL))))))))))\r\n",
 		"c SORT (REVERSE SUBJECT DATE) UTF-8 OR FROM bob SMALLER 100\r\nd UID SORT (ARRIVAL CC TO SIZE) US-ASCII ALL\r\n",
+		"c THREAD REFERENCES UTF-8 ALL\r\nd UID THREAD ORDEREDSUBJECT UTF-8 SINCE 1-Jan-2020\r\n",
 		"c LOGIN {5}\r\n",
 		"c FETCH 1 BODY[]<4294967295.4294967295>\r\n",
 		"c UID EXPUNGE 1:*\r\nd UNSELECT\r\ne CLOSE\r\n",

@@ -132,3 +132,96 @@ func TestSortRefusals(t *testing.T) {
 		t.Errorf("SORT after the refusals: %q", s)
 	}
 }
+
+// TestThread: THREAD=REFERENCES and THREAD=ORDEREDSUBJECT (RFC 5256) are
+// advertised and answer through go-imap's client; UID THREAD answers UIDs.
+func TestThread(t *testing.T) {
+	k := start(t)
+	mails := []string{
+		"From: a@x.example\r\nSubject: plan\r\nMessage-ID: <1@x>\r\nDate: Sun, 1 Nov 2026 10:00:00 +0000\r\n\r\nx\r\n",
+		"From: b@x.example\r\nSubject: other\r\nMessage-ID: <2@x>\r\nDate: Sun, 1 Nov 2026 11:00:00 +0000\r\n\r\nx\r\n",
+		"From: c@x.example\r\nSubject: Re: plan\r\nMessage-ID: <3@x>\r\nIn-Reply-To: <1@x>\r\nDate: Sun, 1 Nov 2026 12:00:00 +0000\r\n\r\nx\r\n",
+		"From: d@x.example\r\nSubject: Re: plan\r\nMessage-ID: <4@x>\r\nReferences: <1@x> <3@x>\r\nDate: Sun, 1 Nov 2026 13:00:00 +0000\r\n\r\nx\r\n",
+		"From: e@x.example\r\nSubject: Re: plan\r\nMessage-ID: <5@x>\r\nReferences: <1@x>\r\nDate: Sun, 1 Nov 2026 14:00:00 +0000\r\n\r\nx\r\n",
+	}
+	for _, m := range mails {
+		k.deliver(m)
+	}
+	c := k.loggedIn(nil)
+	for _, cp := range []imap.Cap{"THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT"} {
+		if !c.Caps().Has(cp) {
+			t.Errorf("%s not advertised", cp)
+		}
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	render := func(ts []imapclient.ThreadData) string {
+		var b strings.Builder
+		var one func(d imapclient.ThreadData)
+		one = func(d imapclient.ThreadData) {
+			b.WriteString("(")
+			for i, n := range d.Chain {
+				if i > 0 {
+					b.WriteString(" ")
+				}
+				fmt.Fprint(&b, n)
+			}
+			if len(d.Chain) > 0 && len(d.SubThreads) > 0 {
+				b.WriteString(" ")
+			}
+			for _, s := range d.SubThreads {
+				one(s)
+			}
+			b.WriteString(")")
+		}
+		for _, d := range ts {
+			one(d)
+		}
+		return b.String()
+	}
+	all := &imap.SearchCriteria{}
+	for _, tc := range []struct {
+		alg  imap.ThreadAlgorithm
+		want string
+	}{
+		{imap.ThreadReferences, "(1 (3 4)(5))(2)"},
+		{imap.ThreadOrderedSubject, "(1 (3)(4)(5))(2)"},
+	} {
+		got, err := c.Thread(&imapclient.ThreadOptions{Algorithm: tc.alg, SearchCriteria: all}).Wait()
+		if err != nil {
+			t.Errorf("THREAD %s: %v", tc.alg, err)
+			continue
+		}
+		if s := render(got); s != tc.want {
+			t.Errorf("THREAD %s = %s, want %s", tc.alg, s, tc.want)
+		}
+	}
+	fd, err := c.Fetch(imap.SeqSetNum(1, 2, 3, 4, 5), &imap.FetchOptions{UID: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.UIDThread(&imapclient.ThreadOptions{Algorithm: imap.ThreadReferences, SearchCriteria: &imap.SearchCriteria{
+		Not: []imap.SearchCriteria{{Header: []imap.SearchCriteriaHeaderField{{Key: "From", Value: "b@"}}}}}}).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("(%d (%d %d)(%d))", fd[0].UID, fd[2].UID, fd[3].UID, fd[4].UID)
+	if s := render(got); s != want {
+		t.Errorf("UID THREAD REFERENCES without b@ = %s, want %s", s, want)
+	}
+	r := k.raw()
+	r.send("a1 LOGIN alice \"correct horse\"\r\na2 SELECT INBOX\r\n")
+	r.until("a2 ")
+	r.send("a3 THREAD COLOURS UTF-8 ALL\r\n")
+	if s := r.until("a3 "); !strings.HasPrefix(s, "a3 BAD") {
+		t.Errorf("THREAD with an unknown algorithm: %q", s)
+	}
+	r.send("a4 THREAD REFERENCES UTF-8 SUBJECT nothing-matches\r\n")
+	if s := r.line(); s != "* THREAD\r\n" {
+		t.Errorf("THREAD of no mail: %q", s)
+	}
+	if s := r.until("a4 "); !strings.HasPrefix(s, "a4 OK") {
+		t.Errorf("THREAD of no mail: %q", s)
+	}
+}

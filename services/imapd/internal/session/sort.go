@@ -100,7 +100,8 @@ func (c *candidate) sortValue(key imapserver.SortKey) sortValue {
 		if v := searchHeader(c.header(), "Subject"); len(v) > 0 {
 			subject = string(v[0])
 		}
-		return sortValue{s: casemap(baseSubject(subject))}
+		base, _ := baseSubject(subject)
+		return sortValue{s: casemap(base)}
 	}
 	// FROM, TO, CC: the addr-mailbox (local part) of the field's first
 	// address, "" if it has none.
@@ -154,8 +155,10 @@ func isASCII(s string) bool {
 // baseSubject extracts the base subject of a decoded subject (RFC 5256
 // §2.1): reply and forward markers, leading [blobs] and a trailing
 // "(fwd)" removed, white space collapsed, so that a thread's messages
-// sort together.
-func baseSubject(s string) string {
+// sort together. reply reports that a reply or forward marker was
+// removed (THREAD=REFERENCES tells replies from the messages they answer
+// by it).
+func baseSubject(s string) (base string, reply bool) {
 	// (1) Tabs and runs of white space become one space (the value is
 	// already unfolded and decoded).
 	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' || r == '\r' || r == '\n' }), " ")
@@ -164,7 +167,7 @@ func baseSubject(s string) string {
 		for {
 			t := strings.TrimRight(s, " ")
 			if len(t) >= 5 && strings.EqualFold(t[len(t)-5:], "(fwd)") {
-				t = t[:len(t)-5]
+				t, reply = t[:len(t)-5], true
 			}
 			if t == s {
 				break
@@ -175,11 +178,11 @@ func baseSubject(s string) string {
 		for {
 			t := s
 			for {
-				u := trimLeader(t)
+				u, refwd := trimLeader(t)
 				if u == t {
 					break
 				}
-				t = u
+				t, reply = u, reply || refwd
 			}
 			if rest, ok := cutBlob(t); ok && rest != "" {
 				t = rest
@@ -191,18 +194,19 @@ func baseSubject(s string) string {
 		}
 		// (6) "[fwd: ... ]" around the whole subject.
 		if len(s) >= 6 && strings.EqualFold(s[:5], "[fwd:") && s[len(s)-1] == ']' {
-			s = s[5 : len(s)-1]
+			s, reply = s[5:len(s)-1], true
 			continue
 		}
-		return s
+		return s, reply
 	}
 }
 
 // trimLeader removes one subj-leader: leading white space, or blobs
-// followed by "re", "fw" or "fwd", white space, an optional blob and ":".
-func trimLeader(s string) string {
+// followed by "re", "fw" or "fwd", white space, an optional blob and ":"
+// (refwd).
+func trimLeader(s string) (_ string, refwd bool) {
 	if t := strings.TrimLeft(s, " "); t != s {
-		return t
+		return t, false
 	}
 	t := s
 	for {
@@ -219,16 +223,16 @@ func trimLeader(s string) string {
 	case len(t) >= 2 && (strings.EqualFold(t[:2], "re") || strings.EqualFold(t[:2], "fw")):
 		n = 2
 	default:
-		return s
+		return s, false
 	}
 	t = strings.TrimLeft(t[n:], " ")
 	if rest, ok := cutBlob(t); ok {
 		t = rest
 	}
 	if !strings.HasPrefix(t, ":") {
-		return s
+		return s, false
 	}
-	return t[1:]
+	return t[1:], true
 }
 
 // cutBlob removes one subj-blob from the front of s: "[", characters

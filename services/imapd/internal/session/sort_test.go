@@ -7,30 +7,33 @@ import (
 
 // TestBaseSubject follows RFC 5256 §2.1 step by step.
 func TestBaseSubject(t *testing.T) {
-	for _, c := range []struct{ in, want string }{
-		{"hello", "hello"},
-		{"Re: hello", "hello"},
-		{"RE: re:  Fwd: hello", "hello"},
-		{"Re[2]: hello", "hello"},
-		{"[list] Re: hello", "hello"},
-		{"[list] [other] Re: hello", "hello"},
-		{"[list] hello", "hello"},
-		{"[list]", "[list]"},     // (4): no blob removed that leaves nothing
-		{"[a] [b]", "[b]"},       // the last blob stays
-		{"hello (fwd)", "hello"}, // (2)
-		{"hello (FWD) (fwd) ", "hello"},
-		{"[Fwd: Re: hello]", "hello"}, // (6), then again from (2)
-		{"Re: [fwd: [x] hello (fwd)]", "hello"},
-		{"\t hello \t world ", "hello world"}, // (1)
-		{"Regarding the plan", "Regarding the plan"},
-		{"Fwx: hello", "Fwx: hello"},
-		{"re:", ""},
-		{"", ""},
-		{"[unclosed hello", "[unclosed hello"},
-		{"Re : hello", "hello"}, // subj-refwd allows WSP before ":"
+	for _, c := range []struct {
+		in, want string
+		reply    bool
+	}{
+		{"hello", "hello", false},
+		{"Re: hello", "hello", true},
+		{"RE: re:  Fwd: hello", "hello", true},
+		{"Re[2]: hello", "hello", true},
+		{"[list] Re: hello", "hello", true},
+		{"[list] [other] Re: hello", "hello", true},
+		{"[list] hello", "hello", false},
+		{"[list]", "[list]", false},    // (4): no blob removed that leaves nothing
+		{"[a] [b]", "[b]", false},      // the last blob stays
+		{"hello (fwd)", "hello", true}, // (2)
+		{"hello (FWD) (fwd) ", "hello", true},
+		{"[Fwd: Re: hello]", "hello", true}, // (6), then again from (2)
+		{"Re: [fwd: [x] hello (fwd)]", "hello", true},
+		{"\t hello \t world ", "hello world", false}, // (1)
+		{"Regarding the plan", "Regarding the plan", false},
+		{"Fwx: hello", "Fwx: hello", false},
+		{"re:", "", true},
+		{"", "", false},
+		{"[unclosed hello", "[unclosed hello", false},
+		{"Re : hello", "hello", true}, // subj-refwd allows WSP before ":"
 	} {
-		if got := baseSubject(c.in); got != c.want {
-			t.Errorf("baseSubject(%q) = %q, want %q", c.in, got, c.want)
+		if got, reply := baseSubject(c.in); got != c.want || reply != c.reply {
+			t.Errorf("baseSubject(%q) = %q, %v; want %q, %v", c.in, got, reply, c.want, c.reply)
 		}
 	}
 }
