@@ -300,12 +300,17 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		}
 	}
 
-	dec.DiscardLine()
+	rest := dec.DiscardLineText()
 
 	// twinmx patch: a client sends a non-synchronizing literal's bytes
 	// whether or not the command is refused. Read as commands, they would
 	// run in the client's session (a mail appended by the client could
-	// carry them). Answer the command, then close the connection.
+	// carry them). Answer the command, then close the connection. The
+	// same when the command failed to parse before such a literal: the
+	// discarded rest of its line announces it.
+	if err != nil && nonSyncLiteralAtEnd(rest) {
+		c.literalRefused = true
+	}
 	if c.literalRefused {
 		c.literalRefused = false
 		c.state = imap.ConnStateLogout
@@ -637,4 +642,26 @@ func (w *UpdateWriter) WriteMessageFlags(seqNum uint32, uid imap.UID, flags []im
 	}
 	respWriter.WriteFlags(flags)
 	return respWriter.Close()
+}
+
+// nonSyncLiteralAtEnd reports whether a command line ends with a
+// non-synchronizing literal's announcement, "{N+}" (twinmx patch).
+func nonSyncLiteralAtEnd(line string) bool {
+	if !strings.HasSuffix(line, "+}") {
+		return false
+	}
+	open := strings.LastIndexByte(line, '{')
+	if open < 0 {
+		return false
+	}
+	digits := line[open+1 : len(line)-2]
+	if digits == "" {
+		return false
+	}
+	for _, r := range digits {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -365,7 +365,8 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 	default:
 		seqSet, err := imapwire.ParseSeqSet(key)
 		if err != nil {
-			return err
+			// twinmx patch: a client's error (BAD), not the server's.
+			return newClientBugError(fmt.Sprintf("unknown search key %q", key))
 		}
 		criteria.SeqNum = append(criteria.SeqNum, seqSet)
 	}

@@ -221,6 +221,41 @@ func TestNonSyncLiteralBeyondLiteralMinus(t *testing.T) {
 	}
 }
 
+// TestNonSyncLiteralAfterParseError: a command that fails to parse
+// before a non-synchronizing literal at the end of its line is refused,
+// and the connection closed: the literal's bytes, which the client sends
+// without waiting, must not run as commands. go-imap discarded the rest
+// of the line and read the literal as the next command (an unknown
+// SEARCH key in front of `{16+}` ran the CREATE inside it; found
+// 2026-11-30). A command that fails before a synchronizing literal is
+// answered and the session goes on: the client sends no literal it was
+// not invited to.
+func TestNonSyncLiteralAfterParseError(t *testing.T) {
+	k := start(t)
+	k.deliver(mail(1))
+	for i, cmd := range []string{
+		"a SEARCH NOSUCHKEY {23+}\r\nz CREATE SmuggledSearch\r\n",
+		"a FETCH 1 (NOSUCHITEM) {23+}\r\nz CREATE SmuggledFetch\r\n",
+		"a STORE 1 +FLAGS (\\Seen \\Bad(flag)) {21+}\r\nz CREATE SmuggledStore\r\n",
+		"a SORT (COLOR) UTF-8 SUBJECT {20+}\r\nz CREATE SmuggledSort\r\n",
+	} {
+		r, _ := k.loginSelect()
+		r.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		r.send(cmd)
+		t.Logf("case %d", i)
+		expectRefusedThenClosed(t, r.br, "a ", "z OK")
+	}
+	r, _ := k.loginSelect()
+	r.send("b SEARCH NOSUCHKEY {5}\r\n")
+	if s := r.until("b "); !strings.HasPrefix(s, "b BAD") {
+		t.Errorf("unknown search key before a synchronizing literal: %q", s)
+	}
+	r.send("c LIST \"\" Smuggled*\r\n")
+	if lines, _ := r.answer("c"); len(lines) != 0 {
+		t.Errorf("a literal's CREATE ran: %q", lines)
+	}
+}
+
 // expectRefusedThenClosed reads a connection until it ends: the command
 // tagged tag must be refused (BAD or NO), no line may start with one of
 // ran (a smuggled command's OK), and the server must close the

@@ -268,12 +268,19 @@ func (dec *Decoder) DiscardUntilByte(untilCh byte) {
 }
 
 func (dec *Decoder) DiscardLine() {
+	dec.DiscardLineText()
+}
+
+// DiscardLineText is DiscardLine, returning the text it discarded (twinmx
+// patch: the server looks for a literal announced at its end).
+func (dec *Decoder) DiscardLineText() string {
 	if dec.crlf {
-		return
+		return ""
 	}
 	var text string
 	dec.Text(&text)
 	dec.CRLF()
+	return text
 }
 
 func (dec *Decoder) DiscardValue() bool {
