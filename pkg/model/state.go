@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -30,8 +31,12 @@ var ErrBadState = errors.New("model: malformed state")
 var ErrTooMany = errors.New("model: too many columns, counters or sites")
 
 // CheckName reports whether name may name a column, counter or site.
-func CheckName(name string) error {
-	if name == "" || len(name) > MaxNameLen {
+func CheckName(name string) error { return checkName(name) }
+
+// checkName is CheckName for a name still in its encoding too, so a state
+// can be checked without a string a name.
+func checkName[S ~string | ~[]byte](name S) error {
+	if len(name) == 0 || len(name) > MaxNameLen {
 		return fmt.Errorf("%w %q: length must be 1..%d", ErrBadName, name, MaxNameLen)
 	}
 	for i := 0; i < len(name); i++ {
@@ -288,7 +293,7 @@ func DecodeState(b []byte) (State, []byte, error) {
 	d := decoder{b: b}
 	var s State
 	ncols := d.count(MaxColumns)
-	prev := ""
+	var prev []byte
 	for i := uint64(0); i < ncols && d.err == nil; i++ {
 		n := d.name(prev, i == 0)
 		v := d.uvarint()
@@ -301,11 +306,11 @@ func DecodeState(b []byte) (State, []byte, error) {
 		if s.Cols == nil {
 			s.Cols = make(map[string]uint64, ncols)
 		}
-		s.Cols[n] = v
+		s.Cols[string(n)] = v
 		prev = n
 	}
 	nctr := d.count(MaxCounters)
-	prev = ""
+	prev = nil
 	for i := uint64(0); i < nctr && d.err == nil; i++ {
 		n := d.name(prev, i == 0)
 		nsites := d.count(MaxSites)
@@ -313,14 +318,14 @@ func DecodeState(b []byte) (State, []byte, error) {
 			d.fail("counter without sites")
 		}
 		sites := make(map[string]uint64, nsites)
-		prevSite := ""
+		var prevSite []byte
 		for j := uint64(0); j < nsites && d.err == nil; j++ {
 			site := d.name(prevSite, j == 0)
 			v := d.uvarint()
 			if d.err == nil && v == 0 {
 				d.fail("zero count")
 			}
-			sites[site] = v
+			sites[string(site)] = v
 			prevSite = site
 		}
 		if d.err != nil {
@@ -329,13 +334,51 @@ func DecodeState(b []byte) (State, []byte, error) {
 		if s.Counters == nil {
 			s.Counters = make(map[string]map[string]uint64, nctr)
 		}
-		s.Counters[n] = sites
+		s.Counters[string(n)] = sites
 		prev = n
 	}
 	if d.err != nil {
 		return State{}, nil, d.err
 	}
 	return s, d.b, nil
+}
+
+// SplitState splits b into a state's encoding (as AppendBinary writes it)
+// and the bytes after it, with DecodeState's checks but without decoding:
+// a reader that passes a stored state on unchanged (dbd answering op
+// mails) saves the maps and strings of a decode and the sorting of an
+// encode.
+func SplitState(b []byte) (enc, rest []byte, err error) {
+	d := decoder{b: b}
+	ncols := d.count(MaxColumns)
+	var prev []byte
+	for i := uint64(0); i < ncols && d.err == nil; i++ {
+		prev = d.name(prev, i == 0)
+		if v := d.uvarint(); d.err == nil && v == 0 {
+			d.fail("zero column value")
+		}
+	}
+	nctr := d.count(MaxCounters)
+	prev = nil
+	for i := uint64(0); i < nctr && d.err == nil; i++ {
+		prev = d.name(prev, i == 0)
+		nsites := d.count(MaxSites)
+		if d.err == nil && nsites == 0 {
+			d.fail("counter without sites")
+		}
+		var prevSite []byte
+		for j := uint64(0); j < nsites && d.err == nil; j++ {
+			prevSite = d.name(prevSite, j == 0)
+			if v := d.uvarint(); d.err == nil && v == 0 {
+				d.fail("zero count")
+			}
+		}
+	}
+	if d.err != nil {
+		return nil, nil, d.err
+	}
+	n := len(b) - len(d.b)
+	return b[:n:n], d.b, nil
 }
 
 type decoder struct {
@@ -377,25 +420,26 @@ func (d *decoder) count(max uint64) uint64 {
 	return n
 }
 
-// name reads a name that must sort strictly after prev (unless first).
-func (d *decoder) name(prev string, first bool) string {
+// name reads a name that must sort strictly after prev (unless first);
+// the name is a window on the input.
+func (d *decoder) name(prev []byte, first bool) []byte {
 	l := d.uvarint()
 	if d.err != nil {
-		return ""
+		return nil
 	}
 	if l > MaxNameLen || l > uint64(len(d.b)) {
 		d.fail("name length out of range")
-		return ""
+		return nil
 	}
-	n := string(d.b[:l])
+	n := d.b[:l:l]
 	d.b = d.b[l:]
-	if err := CheckName(n); err != nil {
+	if err := checkName(n); err != nil {
 		d.fail(err.Error())
-		return ""
+		return nil
 	}
-	if !first && n <= prev {
+	if !first && bytes.Compare(n, prev) <= 0 {
 		d.fail("names not sorted")
-		return ""
+		return nil
 	}
 	return n
 }

@@ -242,6 +242,10 @@ func TestStateEncodingRoundTrip(t *testing.T) {
 		if logical(got) != logical(s) {
 			t.Fatalf("round trip gave %s, want %s", logical(got), logical(s))
 		}
+		e, rest, err := SplitState(b)
+		if err != nil || !bytes.Equal(e, enc(s)) || !bytes.Equal(rest, tail) {
+			t.Fatalf("SplitState(%x) = %x, %x, %v; want %x, %x", b, e, rest, err, enc(s), tail)
+		}
 	})
 }
 
@@ -301,6 +305,15 @@ func TestDecodeStateNeverPanics(t *testing.T) {
 // re-encoding gives back exactly the consumed bytes.
 func checkDecodeState(t interface{ Fatalf(string, ...any) }, b []byte) {
 	s, rest, err := DecodeState(b)
+	// SplitState accepts exactly what DecodeState accepts and splits
+	// where it stops.
+	e, srest, serr := SplitState(b)
+	if (err == nil) != (serr == nil) || !bytes.Equal(rest, srest) || err == nil && len(e)+len(srest) != len(b) {
+		t.Fatalf("SplitState(%x) = %x, %x, %v; DecodeState's rest %x, %v", b, e, srest, serr, rest, err)
+	}
+	if serr != nil && !errors.Is(serr, ErrBadState) {
+		t.Fatalf("SplitState(%x) error %v does not wrap ErrBadState", b, serr)
+	}
 	if err != nil {
 		if !errors.Is(err, ErrBadState) {
 			t.Fatalf("DecodeState(%x) error %v does not wrap ErrBadState", b, err)
@@ -335,6 +348,9 @@ func TestDecodeStateRejects(t *testing.T) {
 	for _, tt := range tests {
 		if s, _, err := DecodeState(tt.in); !errors.Is(err, ErrBadState) {
 			t.Errorf("%s: DecodeState(%x) = %s, %v; want ErrBadState", tt.name, tt.in, logical(s), err)
+		}
+		if e, _, err := SplitState(tt.in); !errors.Is(err, ErrBadState) {
+			t.Errorf("%s: SplitState(%x) = %x, %v; want ErrBadState", tt.name, tt.in, e, err)
 		}
 	}
 }
