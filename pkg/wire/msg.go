@@ -144,16 +144,20 @@ const watchCondFlag = 0x02
 // operation sends it (HasContent); Digest (SHA-256 of the content) only in
 // dumps.
 type Row struct {
-	Table      model.Table
-	Key        model.Key
-	RowNo      uint64 // local to the answering site
-	Stamp      uint64 // change stamp: set in changes streams only (SPEC §3: hidden from other clients)
-	State      model.State
-	Size       uint64 // content length in bytes
-	HasContent bool
-	Content    []byte
-	HasDigest  bool
-	Digest     [32]byte
+	Table model.Table
+	Key   model.Key
+	RowNo uint64 // local to the answering site
+	Stamp uint64 // change stamp: set in changes streams only (SPEC §3: hidden from other clients)
+	State model.State
+	// EncodedState, when not nil, is the state already encoded
+	// (model.State.AppendBinary's bytes, as dbd stores them):
+	// AppendRowHeader writes it instead of State. Decoders set State.
+	EncodedState []byte
+	Size         uint64 // content length in bytes
+	HasContent   bool
+	Content      []byte
+	HasDigest    bool
+	Digest       [32]byte
 }
 
 // Kind is the first byte of an answer message.
@@ -449,7 +453,11 @@ func AppendRowHeader(b []byte, r *Row) []byte {
 	b = append(b, r.Key[:]...)
 	b = binary.AppendUvarint(b, r.RowNo)
 	b = binary.AppendUvarint(b, r.Stamp)
-	b = r.State.AppendBinary(b)
+	if r.EncodedState != nil {
+		b = append(b, r.EncodedState...)
+	} else {
+		b = r.State.AppendBinary(b)
+	}
 	var flags byte
 	if r.HasContent {
 		flags |= 1
