@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
@@ -199,21 +200,18 @@ func (c *conn) writeRow(m *message, v *store.View, row store.Row, parts rowParts
 	}
 	wr.HasContent = parts&withContent != 0
 	m.Write(wire.AppendRowHeader(nil, &wr))
-	if !wr.HasContent {
+	if !wr.HasContent || m.err != nil {
 		return m.err
 	}
-	return c.writeContent(m, v, row)
+	return writeContent(m, v, row)
 }
 
-// writeContent writes row's content to m, streamed from the snapshot in
-// chunks unless it was read with the row; exactly row.Size bytes, or
-// errCorrupt.
-func (c *conn) writeContent(m *message, v *store.View, row store.Row) error {
-	if m.err != nil {
-		return m.err
-	}
+// writeContent writes row's content to w (an answer message, or a packer's
+// buffer), streamed from the snapshot in chunks unless it was read with
+// the row; exactly row.Size bytes, or errCorrupt.
+func writeContent(w io.Writer, v *store.View, row store.Row) error {
 	if row.Inline != nil && uint64(len(row.Inline)) == row.Size {
-		_, err := m.Write(row.Inline) // read with the row: no second lookup
+		_, err := w.Write(row.Inline) // read with the row: no second lookup
 		return err
 	}
 	var n uint64
@@ -224,7 +222,7 @@ func (c *conn) writeContent(m *message, v *store.View, row store.Row) error {
 		if n > row.Size {
 			return errCorrupt
 		}
-		_, err := m.Write(chunk)
+		_, err := w.Write(chunk)
 		return err
 	})
 	if err == nil && n != row.Size {
@@ -236,7 +234,7 @@ func (c *conn) writeContent(m *message, v *store.View, row store.Row) error {
 // wireRow converts a stored row for an answer; the change stamp is left out
 // (see withStamp).
 func wireRow(r store.Row) wire.Row {
-	return wire.Row{Table: r.Table, Key: r.Key, RowNo: r.RowNo, State: r.State, Size: r.Size}
+	return wire.Row{Table: r.Table, Key: r.Key, RowNo: r.RowNo, State: r.State, EncodedState: r.EncodedState, Size: r.Size}
 }
 
 func (c *conn) serveMerge(ctx context.Context, id uint32, req *wire.Request) error {
@@ -550,23 +548,22 @@ func (c *conn) serveList(ctx context.Context, id uint32, req *wire.Request) erro
 	defer v.Close()
 	release := c.wc.Hold() // one write(2) per full buffer, not per row
 	defer release()
-	var rows []store.Row
+	var p *packer
+	if req.Flag {
+		p = c.newPacker(id, v)
+		defer p.close()
+	}
 	err = v.Children(req.Table, *req.Parent, req.After, limit, func(r store.Row) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if !req.Flag {
+		if p == nil {
 			return c.sendEvent(id, v, r, withContent)
 		}
-		if rows = append(rows, r); len(rows) < listBatch {
-			return nil
-		}
-		err := c.sendPacked(ctx, id, v, rows)
-		rows = rows[:0]
-		return err
+		return p.add(r)
 	})
-	if err == nil && len(rows) > 0 {
-		err = c.sendPacked(ctx, id, v, rows)
+	if err == nil && p != nil {
+		err = p.flush()
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -576,11 +573,6 @@ func (c *conn) serveList(ctx context.Context, id uint32, req *wire.Request) erro
 	}
 	return c.endStream(ctx, id)
 }
-
-// listBatch is how many rows a packed list answer gathers before it
-// sends them: a few frames' worth of receive rows (some 200 bytes each),
-// so the rows held stay few and the frames full.
-const listBatch = 1024
 
 // serveMail streams, from one snapshot, the rows that make the mail of a
 // receive row: the receive row, its mail, header and body rows and the
@@ -595,14 +587,18 @@ func (c *conn) serveMail(ctx context.Context, id uint32, req *wire.Request) (str
 		return "", err
 	}
 	defer v.Close()
-	rows, found, err := mailRows(v, req.Ref.Key, nil)
+	release := c.wc.Hold() // one write(2) for the answer, not one a row
+	defer release()
+	found, err := mailRows(v, req.Ref.Key, func(r store.Row) error {
+		return c.sendEvent(id, v, r, withContent)
+	})
 	if err != nil {
 		return "", err
 	}
 	if !found {
 		return "not-found", c.sendMessage(id, wire.AppendResult(nil, req.Op, &wire.Result{NotFound: true}))
 	}
-	return "ok", c.sendRows(ctx, id, v, rows)
+	return "ok", c.endStream(ctx, id)
 }
 
 // serveMails is serveMail for several receive keys, from one snapshot: the
@@ -611,24 +607,39 @@ func (c *conn) serveMail(ctx context.Context, id uint32, req *wire.Request) (str
 // after the mail whose contents bring the answer to the budget. Readers
 // of many mails (a FETCH, POP3's read-ahead) save a request, a snapshot
 // and a write(2) per mail.
+//
+// Each row goes into the answer as soon as it is read, while its meta
+// value is still Pebble's: collecting the rows first needed a copy of
+// every small content and a row list, some 5 kB of memory a corpus mail.
+// A read error after rows went out ends the stream with the error.
 func (c *conn) serveMails(ctx context.Context, id uint32, req *wire.Request) (string, error) {
 	v, err := c.s.st.View()
 	if err != nil {
 		return "", err
 	}
 	defer v.Close()
-	// Room for every row at once (five a mail, at most wire.MaxMailsKeys
-	// mails): grown by appends, the list cost dbd as much memory as the
-	// mails' contents.
-	rows := make([]store.Row, 0, wire.MailRows*len(req.Keys))
+	emit := func(r store.Row) error { return c.sendEvent(id, v, r, withContent) }
+	var p *packer
+	if req.Flag {
+		// No hold while reading: frames go out as they fill, so the other
+		// request of a reader's window is not kept waiting behind this one.
+		p = c.newPacker(id, v)
+		defer p.close()
+		emit = p.add
+	} else {
+		release := c.wc.Hold()
+		defer release()
+	}
 	var bytes uint64
 	for _, k := range req.Keys {
-		n := len(rows)
-		if rows, _, err = mailRows(v, k, rows); err != nil {
-			return "", err
+		if ctx.Err() != nil {
+			return "ok", errCanceledByClient
 		}
-		for _, r := range rows[n:] {
+		if _, err := mailRows(v, k, func(r store.Row) error {
 			bytes += r.Size
+			return emit(r)
+		}); err != nil {
+			return "", err
 		}
 		// The budget bounds what the reader holds, not what one mail
 		// may be: the mail that reaches it is sent whole, so every
@@ -637,151 +648,183 @@ func (c *conn) serveMails(ctx context.Context, id uint32, req *wire.Request) (st
 			break
 		}
 	}
-	if req.Flag {
-		if err := c.sendPacked(ctx, id, v, rows); err != nil {
+	if p != nil {
+		release := c.wc.Hold() // the last rows and the end in one write(2)
+		defer release()
+		if err := p.flush(); err != nil {
 			return "ok", err
 		}
-		return "ok", c.endStream(ctx, id)
 	}
-	return "ok", c.sendRows(ctx, id, v, rows)
+	return "ok", c.endStream(ctx, id)
 }
 
-// mailRows appends to rows those that make the mail of receive row rk:
-// the receive row, then (those present) its mail, header and body rows
-// and the acknowledged delivery's received row. found is false when there
-// is no receive row.
-func mailRows(v *store.View, rk model.Key, rows []store.Row) (_ []store.Row, found bool, _ error) {
-	recv, ok, err := v.Find(model.Receive, rk)
+// mailRows calls emit with the rows that make the mail of receive row rk,
+// as it reads them: the receive row, then (those present) its mail,
+// header and body rows and the acknowledged delivery's received row.
+// found is false when there is no receive row. A row handed to emit is
+// valid only until emit returns (its content and state are the view's
+// until its next read); its state is left encoded, as stored, since the
+// answer passes it on.
+func mailRows(v *store.View, rk model.Key, emit func(store.Row) error) (found bool, _ error) {
+	recv, ok, err := v.FindEncoded(model.Receive, rk)
 	if err != nil || !ok {
-		return rows, false, err
+		return false, err
 	}
-	rows = append(rows, recv)
-	add := func(t model.Table, k model.Key) (store.Row, bool, error) {
-		row, ok, err := v.Find(t, k)
-		if err == nil && ok {
-			rows = append(rows, row)
-		}
-		return row, ok, err
-	}
+	// What recv names is taken from it before the next read.
 	content, err := smallContent(v, recv)
 	if err != nil {
-		return rows, true, err
+		return true, err
 	}
-	if mk, _, err := model.ParseReceiveContent(content); err == nil {
-		mrow, ok, err := add(model.Mail, mk)
+	mk, _, perr := model.ParseReceiveContent(content)
+	st, _, err := model.DecodeState(recv.EncodedState)
+	if err != nil {
+		return true, fmt.Errorf("read row %s %s: %w", model.Receive, rk, err)
+	}
+	received, hasReceived := model.MailReceived(st)
+	if err := emit(recv); err != nil {
+		return true, err
+	}
+	add := func(t model.Table, k model.Key) error {
+		row, ok, err := v.FindEncoded(t, k)
+		if err != nil || !ok {
+			return err
+		}
+		return emit(row)
+	}
+	if perr == nil {
+		mrow, ok, err := v.FindEncoded(model.Mail, mk)
 		if err != nil {
-			return rows, true, err
+			return true, err
 		}
 		if ok {
 			mc, err := smallContent(v, mrow)
 			if err != nil {
-				return rows, true, err
+				return true, err
 			}
-			if hk, bk, err := model.ParseMailContent(mc); err == nil {
-				if _, _, err := add(model.Header, hk); err != nil {
-					return rows, true, err
+			hk, bk, perr := model.ParseMailContent(mc)
+			if err := emit(mrow); err != nil {
+				return true, err
+			}
+			if perr == nil {
+				if err := add(model.Header, hk); err != nil {
+					return true, err
 				}
-				if _, _, err := add(model.Body, bk); err != nil {
-					return rows, true, err
+				if err := add(model.Body, bk); err != nil {
+					return true, err
 				}
 			}
 		}
 	}
-	if rk, ok := model.MailReceived(recv.State); ok {
-		if _, _, err := add(model.Received, rk); err != nil {
-			return rows, true, err
+	if hasReceived {
+		if err := add(model.Received, received); err != nil {
+			return true, err
 		}
 	}
-	return rows, true, nil
+	return true, nil
 }
 
-// sendRows sends rows with their contents and ends the stream, in one
-// write(2) where the buffer allows, not one per row.
-func (c *conn) sendRows(ctx context.Context, id uint32, v *store.View, rows []store.Row) error {
-	release := c.wc.Hold()
-	defer release()
-	for _, r := range rows {
-		if ctx.Err() != nil {
-			return errCanceledByClient
-		}
-		if err := c.sendEvent(id, v, r, withContent); err != nil {
-			return err
-		}
-	}
-	return c.endStream(ctx, id)
-}
-
-// sendPacked sends rows with their contents as rows answers (wire.KindRows):
-// as many rows a message as fit in one frame, so a mail of a few KiB, or
-// a listing's receive row, costs a fraction of a frame, an encryption and
-// a hand-over in the client instead of one of each per row. A row too
-// large for a frame goes in a message of its own, streamed over frames
-// like an event. The caller ends the stream.
-func (c *conn) sendPacked(ctx context.Context, id uint32, v *store.View, rows []store.Row) error {
-	release := c.wc.Hold()
-	defer release()
-	// The headers are encoded once, first: packing needs their sizes.
-	hdrs := make([]byte, 0, 128*len(rows))
-	ends := make([]int, len(rows))
-	sizes := make([]uint64, len(rows))
-	for i := range rows {
-		wr := wireRow(rows[i])
-		wr.HasContent = true
-		hdrs = wire.AppendRowHeader(hdrs, &wr)
-		ends[i] = len(hdrs)
-		sizes[i] = uint64(ends[i]) + rows[i].Size
-		if i > 0 {
-			sizes[i] -= uint64(ends[i-1])
-		}
-	}
-	from := 0
-	for _, n := range packRows(sizes, c.wc.MaxFrameData()-packOverhead) {
-		if ctx.Err() != nil {
-			return errCanceledByClient
-		}
-		m := c.newMessage(id)
-		m.buf = wire.AppendRowsHeader(m.buf, n)
-		for i := from; i < from+n; i++ {
-			start := 0
-			if i > 0 {
-				start = ends[i-1]
-			}
-			m.Write(hdrs[start:ends[i]])
-			if err := c.writeContent(m, v, rows[i]); err != nil {
-				return err
-			}
-		}
-		if err := m.finish(); err != nil {
-			return err
-		}
-		from += n
-	}
-	return nil
+// packer sends rows with their contents as rows answers (wire.KindRows)
+// as they come: as many rows a message as fit in one frame, so a mail of
+// a few KiB, or a listing's receive row, costs a fraction of a frame, an
+// encryption and a hand-over in the client instead of one of each per
+// row. A row too large for a frame goes in a message of its own,
+// streamed over frames like an event. The caller flushes the last rows
+// and ends the stream; close gives the buffer back.
+type packer struct {
+	c   *conn
+	id  uint32
+	v   *store.View
+	max int // bytes of rows a message holds
+	// buf is the message being filled: packOverhead bytes of room for
+	// its header (the count is known only when it is full), then its n
+	// rows.
+	buf    []byte
+	n      int
+	hdr    []byte // one row's header
+	pooled *[]byte
 }
 
 // packOverhead is what a rows answer adds to its rows: the kind byte and
 // the count (at most wire.MaxPackedRows, two varint bytes).
 const packOverhead = 1 + 2
 
-// packRows splits rows of the given encoded sizes (header and content)
-// into messages, in order, and returns the number of rows of each: as many
-// as fit in max bytes, at most wire.MaxPackedRows; a row larger than max
-// alone. It is pure, for a table test.
-func packRows(sizes []uint64, max int) []int {
-	var counts []int
-	n, used := 0, uint64(0)
-	for _, sz := range sizes {
-		if n > 0 && (used+sz > uint64(max) || n == wire.MaxPackedRows) {
-			counts = append(counts, n)
-			n, used = 0, 0
+func (c *conn) newPacker(id uint32, v *store.View) *packer {
+	p := &packer{c: c, id: id, v: v, max: c.wc.MaxFrameData() - packOverhead}
+	p.pooled, _ = c.s.msgBufs.Get().(*[]byte)
+	if p.pooled == nil {
+		p.pooled = new([]byte)
+	}
+	p.buf = append((*p.pooled)[:0], make([]byte, packOverhead)...)
+	return p
+}
+
+// add packs row (its content read now, so the row may alias the view's
+// memory), sending the message before if row does not fit in it.
+func (p *packer) add(row store.Row) error {
+	wr := wireRow(row)
+	wr.HasContent = true
+	p.hdr = wire.AppendRowHeader(p.hdr[:0], &wr)
+	size := uint64(len(p.hdr)) + row.Size
+	if startsMessage(p.n, uint64(len(p.buf)-packOverhead), size, p.max) {
+		if err := p.flush(); err != nil {
+			return err
 		}
-		n++
-		used += sz
 	}
-	if n > 0 {
-		counts = append(counts, n)
+	if size > uint64(p.max) { // alone: p.n is 0 here
+		m := p.c.newMessage(p.id)
+		m.buf = wire.AppendRowsHeader(m.buf, 1)
+		m.Write(p.hdr)
+		if err := writeContent(m, p.v, row); err != nil {
+			return err
+		}
+		return m.finish()
 	}
-	return counts
+	p.buf = append(p.buf, p.hdr...)
+	if err := writeContent((*packBuf)(&p.buf), p.v, row); err != nil {
+		return err
+	}
+	p.n++
+	return nil
+}
+
+// startsMessage reports whether a row of size bytes (header and content)
+// must start a new message after one of n rows in used bytes: it does
+// not fit in max bytes, or the message has wire.MaxPackedRows rows. A row
+// larger than max goes in a message of its own. It is pure, for a table
+// test.
+func startsMessage(n int, used, size uint64, max int) bool {
+	return n > 0 && (used+size > uint64(max) || n == wire.MaxPackedRows)
+}
+
+// flush sends the rows packed so far, if any, as one message.
+func (p *packer) flush() error {
+	if p.n == 0 {
+		return nil
+	}
+	var h [packOverhead]byte
+	head := wire.AppendRowsHeader(h[:0], p.n)
+	start := packOverhead - len(head)
+	copy(p.buf[start:], head)
+	err := p.c.sendMessage(p.id, p.buf[start:])
+	p.buf, p.n = p.buf[:packOverhead], 0
+	return err
+}
+
+// close gives the packer's buffer back to the server's pool.
+func (p *packer) close() {
+	if cap(p.buf) <= maxPooledMessage {
+		*p.pooled = p.buf[:0]
+		p.c.s.msgBufs.Put(p.pooled)
+	}
+	p.buf = nil
+}
+
+// packBuf appends what is written to it (a content, to a packer's buffer).
+type packBuf []byte
+
+func (b *packBuf) Write(p []byte) (int, error) {
+	*b = append(*b, p...)
+	return len(p), nil
 }
 
 // smallContent returns the content of a small row (a receive or mail row's

@@ -7,6 +7,30 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire"
 )
 
+// packRows splits rows of the given sizes into messages as packer.add
+// does, and returns the number of rows of each.
+func packRows(sizes []uint64, max int) []int {
+	var counts []int
+	n, used := 0, uint64(0)
+	for _, sz := range sizes {
+		if startsMessage(n, used, sz, max) {
+			counts = append(counts, n)
+			n, used = 0, 0
+		}
+		if sz > uint64(max) { // alone
+			counts = append(counts, 1)
+			continue
+		}
+		n++
+		used += sz
+	}
+	if n > 0 {
+		counts = append(counts, n)
+	}
+	return counts
+}
+
+// TestPackRows: where packed answers split (startsMessage).
 func TestPackRows(t *testing.T) {
 	many := make([]uint64, wire.MaxPackedRows+1)
 	for i := range many {

@@ -623,6 +623,12 @@ func TestMailsRows(t *testing.T) {
 	ctx := ctxT(t)
 	admin, pop, smtpd := e.Client(auth.Admin), e.Client(auth.Mailbox), e.Client(auth.SMTPD)
 	keys, raws := putMails(t, ctx, admin, 3, "body")
+	for _, raw := range raws {
+		hk := model.NewMailRows([]byte(raw)).HeaderKey
+		if _, err := admin.Set(ctx, model.Header, wire.Ref{ByKey: true, Key: hk}, "seen", 9); err != nil {
+			t.Fatal(err)
+		}
+	}
 	want := map[model.Key]string{}
 	for i, k := range keys {
 		want[k] = raws[i]
@@ -642,6 +648,20 @@ func TestMailsRows(t *testing.T) {
 		}
 		if err != nil || string(joined) != raw {
 			t.Fatalf("joined %q, %v; want %q", joined, err, raw)
+		}
+		// The states come as stored (dbd passes them on encoded): the
+		// receive row's link, a column set here.
+		for _, r := range got[k] {
+			meta, err := admin.FindMeta(ctx, r.Table, r.Key)
+			if err != nil || !r.State.Equal(meta.State) {
+				t.Fatalf("%s row's state %v in mails, %v by find (%v)", r.Table, r.State, meta.State, err)
+			}
+			if _, ok := model.MailReceived(r.State); r.Table == model.Receive && !ok {
+				t.Fatalf("receive row without its link to the received row: %v", r.State)
+			}
+			if r.Table == model.Header && r.State.Col("seen") != 9 {
+				t.Fatalf("header row's state %v, want seen 9", r.State)
+			}
 		}
 	}
 	_, err = smtpd.MailsRows(ctx, keys, 0)

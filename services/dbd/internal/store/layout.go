@@ -189,6 +189,29 @@ func (m *rowMeta) encode() []byte {
 	return append(b, m.Inline...)
 }
 
+// splitRowMeta is decodeRowMetaAlias without decoding the state: it
+// returns the meta's numbers, and from where its state starts, the rest of
+// the value, in which the state's encoding takes the first stateLen bytes
+// and the inline content (if any) the others.
+func splitRowMeta(b []byte) (m rowMeta, tail []byte, stateLen int, err error) {
+	var n int
+	for _, p := range []*uint64{&m.RowNo, &m.Size, &m.Stamp} {
+		*p, n = binary.Uvarint(b)
+		if n <= 0 {
+			return m, nil, 0, fmt.Errorf("store: corrupt row meta")
+		}
+		b = b[n:]
+	}
+	enc, rest, err := model.SplitState(b)
+	if err != nil {
+		return m, nil, 0, fmt.Errorf("store: corrupt row state: %v", err)
+	}
+	if len(rest) != 0 && uint64(len(rest)) != m.Size {
+		return m, nil, 0, fmt.Errorf("store: corrupt row meta: %d bytes after the state of a row of %d", len(rest), m.Size)
+	}
+	return m, b, len(enc), nil
+}
+
 func decodeRowMeta(b []byte) (rowMeta, error) {
 	m, err := decodeRowMetaAlias(b)
 	if m.Inline != nil {

@@ -161,6 +161,34 @@ func TestViewChunks(t *testing.T) {
 	if _, err := s.Apply(context.Background(), ms); err != nil {
 		t.Fatal(err)
 	}
+	// Every third row gets a state, so FindEncoded's split of state and
+	// content is checked with states of either kind.
+	ms = ms[:0]
+	for i, c := range contents {
+		if i%3 == 0 {
+			k := model.KeyOf(model.Body, c)
+			ms = append(ms, Mutation{Kind: Set, Table: model.Body, Key: k, Name: "seen", Value: uint64(i + 1)},
+				Mutation{Kind: Add, Table: model.Body, Key: k, Name: "hits", Value: 3})
+		}
+	}
+	if _, err := s.Apply(context.Background(), ms); err != nil {
+		t.Fatal(err)
+	}
+	stateOf := func(j int) []byte {
+		ref, err := s.View()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ref.Close()
+		row, _, err := ref.Find(model.Body, model.KeyOf(model.Body, contents[j]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (j%3 == 0) != (row.State.Cols["seen"] == uint64(j+1)) {
+			t.Fatalf("row %d has state %v", j, row.State)
+		}
+		return row.State.AppendBinary(nil)
+	}
 	for _, flush := range []bool{false, true} {
 		if flush {
 			if err := s.db.Flush(); err != nil {
@@ -179,6 +207,25 @@ func TestViewChunks(t *testing.T) {
 				t.Fatalf("Find row %d: %v %v", j, ok, err)
 			}
 			rows = append(rows, row)
+			// FindEncoded's row is valid until the next read: check it
+			// now, its content read through the chunk iterator between.
+			enc, ok, err := v.FindEncoded(model.Body, model.KeyOf(model.Body, contents[j]))
+			if err != nil || !ok {
+				t.Fatalf("FindEncoded row %d: %v %v", j, ok, err)
+			}
+			var got []byte
+			if err := v.Chunks(enc, func(c []byte) error { got = append(got, c...); return nil }); err != nil {
+				t.Fatalf("Chunks of FindEncoded row %d: %v", j, err)
+			}
+			if !bytes.Equal(got, contents[j]) || enc.Size != row.Size || enc.RowNo != row.RowNo || enc.InChunks != row.InChunks {
+				t.Fatalf("flushed %v: FindEncoded row %d differs from Find's", flush, j)
+			}
+			if len(enc.State.Cols)+len(enc.State.Counters) != 0 {
+				t.Fatalf("FindEncoded decoded row %d's state", j)
+			}
+			if want := stateOf(j); !bytes.Equal(enc.EncodedState, want) || !bytes.Equal(row.State.AppendBinary(nil), want) {
+				t.Fatalf("flushed %v: row %d's state %x by FindEncoded, %v by Find, want %x", flush, j, enc.EncodedState, row.State, want)
+			}
 		}
 		for round := range 2 {
 			for i, row := range rows {
