@@ -24,17 +24,24 @@ import (
 // the SELECT's untagged lines too.
 func (k *kit) loginSelect() (*raw, []string) {
 	k.t.Helper()
-	r := k.raw()
-	r.send(fmt.Sprintf("a LOGIN %s %q\r\n", login, password))
-	if s := r.until("a "); !strings.HasPrefix(s, "a OK") {
-		k.t.Fatalf("login: %q", s)
-	}
+	r := k.rawLogin()
 	r.send("b SELECT INBOX\r\n")
 	lines, tagged := r.answer("b")
 	if !strings.HasPrefix(tagged, "b OK") {
 		k.t.Fatalf("select: %q", tagged)
 	}
 	return r, lines
+}
+
+// rawLogin is a raw connection, logged in (tag "a").
+func (k *kit) rawLogin() *raw {
+	k.t.Helper()
+	r := k.raw()
+	r.send(fmt.Sprintf("a LOGIN %s %q\r\n", login, password))
+	if s := r.until("a "); !strings.HasPrefix(s, "a OK") {
+		k.t.Fatalf("login: %q", s)
+	}
+	return r
 }
 
 // answer reads the untagged lines up to tag's answer. A literal is read

@@ -641,11 +641,7 @@ func (r *raw) until(prefix string) string {
 func TestHostileInput(t *testing.T) {
 	k := start(t)
 	k.deliver(mail(1))
-	r := k.raw()
-	r.send("a1 LOGIN alice \"correct horse\"\r\n")
-	if s := r.until("a1 "); !strings.HasPrefix(s, "a1 OK") {
-		t.Fatalf("login: %q", s)
-	}
+	r := k.rawLogin()
 	r.send("a2 FROBNICATE\r\n")
 	if s := r.until("a2 "); !strings.HasPrefix(s, "a2 BAD") {
 		t.Errorf("unknown command: %q", s)

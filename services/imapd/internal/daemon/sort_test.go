@@ -97,11 +97,7 @@ func TestSort(t *testing.T) {
 func TestSortRefusals(t *testing.T) {
 	k := start(t)
 	k.deliver(mail(1))
-	r := k.raw()
-	r.send("a1 LOGIN alice \"correct horse\"\r\n")
-	if s := r.until("a1 "); !strings.HasPrefix(s, "a1 OK") {
-		t.Fatalf("login: %q", s)
-	}
+	r := k.rawLogin()
 	r.send("a2 SORT (SUBJECT) UTF-8 ALL\r\n")
 	if s := r.until("a2 "); !strings.HasPrefix(s, "a2 BAD") && !strings.HasPrefix(s, "a2 NO") {
 		t.Errorf("SORT before SELECT: %q", s)
@@ -210,9 +206,7 @@ func TestThread(t *testing.T) {
 	if s := render(got); s != want {
 		t.Errorf("UID THREAD REFERENCES without b@ = %s, want %s", s, want)
 	}
-	r := k.raw()
-	r.send("a1 LOGIN alice \"correct horse\"\r\na2 SELECT INBOX\r\n")
-	r.until("a2 ")
+	r, _ := k.loginSelect()
 	r.send("a3 THREAD COLOURS UTF-8 ALL\r\n")
 	if s := r.until("a3 "); !strings.HasPrefix(s, "a3 BAD") {
 		t.Errorf("THREAD with an unknown algorithm: %q", s)
