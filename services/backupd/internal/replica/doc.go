@@ -22,7 +22,8 @@
 //
 // The cursor stored for a pump is the highest stamp s such that every
 // change of src up to s is merged into dst AND every receive row among
-// them has been settled by the marker (marked, or found marked). The
+// them has been settled: marked in its own merge (see markInBatch), or by
+// the marker (marked, or found marked). The
 // second half keeps the backed-up mark crash-safe: rows whose mark is not
 // settled are streamed again after a restart. Re-merging them is a no-op.
 //
@@ -30,9 +31,10 @@
 //
 // See marker: a mail is backed up when its receive, mail, header and body
 // rows are durable on at least Config.MinCopies sites (default 2: for two
-// sites, both). The mark (model.ColBackedUp = model.FlagSet) is set on all
-// four rows at every site that holds them; other sites get it by
-// replication.
+// sites, both). A mail whose four rows come in one merged batch gets the
+// mark (model.ColBackedUp = model.FlagSet) inside that merge, at the
+// destination; otherwise the marker sets it on all four rows at every site
+// that holds them. Other sites get it by replication.
 //
 // # Memory
 //

@@ -51,7 +51,6 @@ type marker struct {
 type mentry struct {
 	mail   model.Key
 	at     map[string]bool // sites known to hold all four rows (pendingRecv.at)
-	origin string          // the site the rows came from, when at is from a pump
 	owners map[*tracker]struct{}
 	gen    int // raised by each add: news since a round began
 	tries  int
@@ -104,9 +103,6 @@ func (mk *marker) add(tr *tracker, recv []pendingRecv, mails []mailRow) {
 		}
 		for _, name := range r.at {
 			e.at[name] = true
-		}
-		if len(r.at) > 0 && e.origin == "" {
-			e.origin = r.at[0]
 		}
 		e.owners[tr] = struct{}{}
 		e.gen++
@@ -163,12 +159,6 @@ type item struct {
 	copies                   int  // sites holding all four rows
 	present                  []bool
 	settled                  bool
-	// only is the index of the one site to mark, or -1 for every site
-	// holding the rows. A mail known present from a pump's batch is marked
-	// at its origin only: the mark reaches the other site by replication
-	// with the next change of those rows, and a mark written there too
-	// would be a local change that replicates back, body and all.
-	only int
 }
 
 // due returns up to roundSize entries whose check is due, and the time the
@@ -189,14 +179,11 @@ func (mk *marker) due(now time.Time) ([]*item, time.Time) {
 			next = now
 			continue
 		}
-		it := &item{recv: k, mail: e.mail, gen: e.gen, present: make([]bool, len(mk.sites)), only: -1}
+		it := &item{recv: k, mail: e.mail, gen: e.gen, present: make([]bool, len(mk.sites))}
 		for i, site := range mk.sites {
 			if e.at[site.site.Name] {
 				it.present[i] = true
 				it.copies++
-			}
-			if site.site.Name == e.origin {
-				it.only = i
 			}
 		}
 		if hb, ok := mk.mails[e.mail]; ok {
@@ -221,7 +208,6 @@ func (mk *marker) round(ctx context.Context, items []*item) {
 		known = append(known, it)
 		if it.copies < mk.cfg.MinCopies {
 			probe = append(probe, it)
-			it.only = -1
 		}
 	}
 	// Mails already known to be on enough sites need no probe.
@@ -475,7 +461,7 @@ func (s *markSite) probe(ctx context.Context, i int, items []*item, m *metrics) 
 func (s *markSite) mark(ctx context.Context, i int, items []*item, m *metrics) []*item {
 	var here []*item
 	for _, it := range items {
-		if it.present[i] && (it.only < 0 || it.only == i) {
+		if it.present[i] {
 			here = append(here, it)
 		}
 	}

@@ -377,6 +377,10 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 			recv[i].at = []string{p.src.Name, p.dst.Name}
 		}
 	}
+	marked := 0
+	if p.cfg.MinCopies <= 2 {
+		recv, marked = markInBatch(rows, recv, hb)
+	}
 	// The stored cursor stays below this batch's unmarked receive rows
 	// (and below earlier unsettled ones), so a restart streams them again.
 	cursor := p.tr.cursorFor(high)
@@ -388,10 +392,57 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 	}
 	p.m.mergedRows.WithLabelValues(p.src.Name, p.dst.Name).Add(float64(len(rows)))
 	p.m.mergedBytes.WithLabelValues(p.src.Name, p.dst.Name).Add(float64(nbytes))
+	p.m.marked.Add(float64(marked))
 	p.lag.done(high)
 	p.tr.mergedUpTo(high, recv)
 	p.mk.add(p.tr, recv, mails)
 	return cursor, nil
+}
+
+// markInBatch sets the backed-up mark, in the rows about to be merged, on
+// the four rows of each mail whose receive, mail, header and body rows are
+// all in the batch (recv[i].at set), and returns the receive rows left
+// for the marker and how many mails it marked. The merge commits the rows
+// with their mark in one transaction: once dst has them, the mail is on
+// both sites (at src the changes stream shows only durable rows, and rows
+// are never removed), and no one sees the mark before that. src gets the
+// mark back by replication: dst's change holds exactly the state sent, so
+// the reverse pump sends it without content, and that merge is under the
+// reverse cursor like any other. So such a mail needs no marker round and
+// no held-back cursor, and src writes no local mark that would travel to
+// dst again, content and all, and be written there a second time. Only for
+// MinCopies of at most 2: the two ends of one pump are two sites.
+func markInBatch(rows []wire.Row, recv []pendingRecv, hb map[model.Key]mailRow) ([]pendingRecv, int) {
+	mark := make(map[model.Key]bool) // row key -> the mark could be set
+	for _, r := range recv {
+		if len(r.at) > 0 {
+			m := hb[r.mail]
+			mark[r.key], mark[m.key], mark[m.header], mark[m.body] = true, true, true, true
+		}
+	}
+	if len(mark) == 0 {
+		return recv, 0
+	}
+	for i := range rows {
+		if _, ok := mark[rows[i].Key]; !ok || rows[i].State.Col(model.ColBackedUp) >= model.FlagSet {
+			continue
+		}
+		// The state may be shared with the queued row: change a copy.
+		st := rows[i].State.Clone()
+		if _, err := st.Set(model.ColBackedUp, model.FlagSet); err != nil {
+			mark[rows[i].Key] = false // a row full of columns: the marker's set fails the same way
+			continue
+		}
+		rows[i].State = st
+	}
+	left := recv[:0]
+	for _, r := range recv {
+		m := hb[r.mail]
+		if len(r.at) == 0 || !mark[r.key] || !mark[m.key] || !mark[m.header] || !mark[m.body] {
+			left = append(left, r)
+		}
+	}
+	return left, len(recv) - len(left)
 }
 
 // merge sends one merge. If dst refuses the batch as invalid or too large,

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/services/backupd/internal/backupdtest"
+	"github.com/twinmx/twinmx/services/backupd/internal/replica"
 )
 
 // TestBackedUpMark: a mail stored at A, as smtpd stores it, gets its mark
@@ -53,6 +57,59 @@ func TestBackedUpMark(t *testing.T) {
 	}
 	if err := eventuallyMarked(ctx, c, "B", m2); err != nil {
 		t.Fatalf("mail 2 at B: %v", err)
+	}
+}
+
+// TestMarkCarriedInMerge: a mail whose four rows cross in one merge is
+// marked inside that merge at the destination, and the origin gets the
+// mark back by replication, not by a set of its own. Site A's last change
+// of each of the four rows is then the merge from B, which holds exactly
+// B's state, so the A→B pump streams them without content: the body
+// crosses the link once. With the mark set at A by the marker (before
+// 2026-11-30, fifteenth session), that local change sent the four rows
+// to B again, content and all, and B wrote each of them a second time.
+func TestMarkCarriedInMerge(t *testing.T) {
+	c := newCluster(t, "A", "B")
+	c.run(c.config())
+	ctx := ctxT(t, 60*time.Second)
+	m := backupdtest.NewMail(3, "alice@example.org")
+	if _, err := c.smtpd("A").Batch(ctx, m.Batch()); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"A", "B"} {
+		if err := eventuallyMarked(ctx, c, n, m); err != nil {
+			t.Fatalf("mail at %s: %v", n, err)
+		}
+	}
+	c.waitConverged(ctx)
+	// What the A→B pump is sent: A's changes, leaving out the content of
+	// rows whose state came exactly from B.
+	st, err := c.admin("A").Changes(ctx, 0, false, replica.CursorName("B", "A"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	got := map[model.Key]*wire.Row{}
+	for {
+		row, err := st.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[row.Key] = row
+	}
+	for _, k := range []model.Key{m.RecvKey, m.Rows.MailKey, m.Rows.HeaderKey, m.Rows.BodyKey} {
+		row := got[k]
+		switch {
+		case row == nil:
+			t.Errorf("row %s not in A's changes", k)
+		case row.State.Col(model.ColBackedUp) != model.FlagSet:
+			t.Errorf("%s row at A: not marked in its latest change", row.Table)
+		case row.HasContent:
+			t.Errorf("%s row at A: its latest change is A's own (its content would go to B again), want B's merge", row.Table)
+		}
 	}
 }
 
