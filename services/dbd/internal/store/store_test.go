@@ -170,6 +170,47 @@ func TestChangesAndCursor(t *testing.T) {
 	}
 }
 
+// TestChangesCarryContent: a changed row comes with its inline content, or
+// marked as kept in chunks, so the changes stream sends the content
+// without reading the row's meta a second time (View.Content did).
+func TestChangesCarryContent(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, vfs.NewMem())
+	defer s.Close()
+	small := ins(model.Text, "small")
+	bigContent := bytes.Repeat([]byte("0123456789abcdef"), (chunkSize+100)/16)
+	big := Mutation{Kind: Insert, Table: model.Body, Key: model.KeyOf(model.Body, bigContent), Content: bigContent}
+	if _, err := s.Apply(ctx, []Mutation{small, big}); err != nil {
+		t.Fatal(err)
+	}
+	v := mustView(t, s)
+	defer v.Close()
+	n := 0
+	err := v.Changes(0, func(r Row) error {
+		n++
+		want := small.Content
+		if r.Key == big.Key {
+			want = bigContent
+			if !r.InChunks || r.Inline != nil {
+				t.Errorf("chunked row: InChunks %v, Inline %d bytes; want in chunks", r.InChunks, len(r.Inline))
+			}
+		} else if !bytes.Equal(r.Inline, want) {
+			t.Errorf("inline row: Inline %q, want %q", r.Inline, want)
+		}
+		var got []byte
+		if err := v.Chunks(r, func(c []byte) error { got = append(got, c...); return nil }); err != nil {
+			return err
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s row: content of %d bytes, want %d", r.Table, len(got), len(want))
+		}
+		return nil
+	})
+	if err != nil || n != 2 {
+		t.Fatalf("changes: %d rows, %v; want 2", n, err)
+	}
+}
+
 func TestMergeIdempotentNoEcho(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t, vfs.NewMem())
