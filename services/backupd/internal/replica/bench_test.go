@@ -13,7 +13,9 @@ import (
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/services/backupd/internal/backupdtest"
 	"github.com/twinmx/twinmx/services/backupd/internal/replica"
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 // direct is the cluster's config without the proxies (one hop less).
@@ -157,4 +159,129 @@ func BenchmarkCeiling(b *testing.B) {
 	el := time.Since(start).Seconds()
 	b.ReportMetric(float64(n)/el, "rows/s")
 	b.ReportMetric(float64(n*size)/el/(1<<20), "MiB/s")
+}
+
+// BenchmarkMarkMails stores TWINMX_BENCH_RATE mails/s (default 500) at A
+// for TWINMX_BENCH_SECONDS (default 5), each as smtpd stores it (one
+// batch: a 10 kB body, header, mail, receive, received and msgid rows),
+// from 16 writers, and waits until every receive row at A carries the
+// backed-up mark. It reports the CPU time of the whole test process (both
+// dbds and backupd) per mail, the marker's rounds, and the time from
+// A's acknowledgement to the mark at A (p50, p99). Each mail has a body
+// of its own (distinct), or all share one (shared, as smtp-source's
+// mails do). Run it once:
+//
+//	go test -run '^$' -bench MarkMails -benchtime 1x ./services/backupd/internal/replica/
+func BenchmarkMarkMails(b *testing.B) {
+	b.Run("distinct", func(b *testing.B) { benchMarkMails(b, false) })
+	b.Run("shared", func(b *testing.B) { benchMarkMails(b, true) })
+}
+
+func benchMarkMails(b *testing.B, shared bool) {
+	rate, secs := envInt("TWINMX_BENCH_RATE", 500), envInt("TWINMX_BENCH_SECONDS", 5)
+	c := newCluster(b, "A", "B")
+	c.run(c.direct())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs)*time.Second+time.Minute)
+	defer cancel()
+	st, err := c.admin("A").Watch(ctx, model.Receive, nil, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	var mu sync.Mutex
+	markedAt := map[model.Key]time.Time{}
+	go func() {
+		for {
+			r, err := st.Next(ctx)
+			if err != nil {
+				return
+			}
+			if r.State.Col(model.ColBackedUp) >= model.FlagSet {
+				mu.Lock()
+				if _, ok := markedAt[r.Key]; !ok {
+					markedAt[r.Key] = time.Now()
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	n := rate * secs
+	acks := make([]time.Time, n)
+	keys := make([]model.Key, n)
+	body := make([]byte, 10240)
+	for i := range body {
+		body[i] = 'a' + byte(i%26)
+		if i%78 == 77 {
+			body[i] = '\n'
+		}
+	}
+	before, err := proctest.CPUTime(os.Getpid())
+	if err != nil {
+		b.Fatal(err)
+	}
+	const workers = 16
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := c.smtpd("A")
+			for i := w; i < n; i += workers {
+				time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))))
+				tag := i
+				if shared {
+					tag = 0
+				}
+				raw := fmt.Appendf(nil, "Received: from x by y; %d\r\nMessage-ID: <%d@bench>\r\nSubject: bench %d\r\n\r\n%d %s", i, i, i, tag, body)
+				mr := model.NewMailRows(raw)
+				recv := model.ReceiveContent(mr.MailKey, model.KeyOf(model.Mailbox, model.MailboxContent("bench@example.org")))
+				m := backupdtest.Mail{Rows: mr, Recv: recv, RecvKey: model.KeyOf(model.Receive, recv)}
+				keys[i] = m.RecvKey
+				if _, err := cl.Batch(ctx, m.Batch()); err != nil {
+					b.Error(err)
+					return
+				}
+				acks[i] = time.Now()
+			}
+		}()
+	}
+	wg.Wait()
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(markedAt) }
+	for count() < n && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	after, err := proctest.CPUTime(os.Getpid())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if count() < n {
+		b.Fatalf("%d of %d mails marked at A", count(), n)
+	}
+	mu.Lock()
+	lags := make([]time.Duration, 0, n)
+	for i := range n {
+		lags = append(lags, max(markedAt[keys[i]].Sub(acks[i]), 0))
+	}
+	mu.Unlock()
+	slices.Sort(lags)
+	pct := func(p float64) float64 { return float64(lags[int(p*float64(len(lags)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(float64((after-before).Microseconds())/float64(n), "cpu-µs/mail")
+	b.ReportMetric(gathered(b, c, "twinmx_backupd_mark_rounds_total"), "mark-rounds")
+	b.ReportMetric(pct(0.5), "mark-p50-ms")
+	b.ReportMetric(pct(0.99), "mark-p99-ms")
+}
+
+// gathered reads a counter of the cluster's replicator.
+func gathered(tb testing.TB, c *cluster, name string) float64 {
+	mfs, err := c.reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
 }

@@ -38,6 +38,7 @@ type pump struct {
 	tr       *tracker
 	lag      lagTracker
 	mk       *marker
+	known    presence // rows this session merged (merge loop only)
 }
 
 // sessionError tags an error with the stage it happened in (a metric label).
@@ -161,6 +162,7 @@ func (p *pump) session(ctx context.Context) (progressed bool, err error) {
 		return false, staged(stageConnect, fmt.Errorf("read cursor %s at %s: %w", p.cursor, p.dst.Name, err))
 	}
 	p.tr.reset(cur)
+	p.known.reset()
 	p.lag.start(cur, time.Now())
 	from, err := p.streamFrom(ctx, src, cur)
 	if err != nil {
@@ -335,15 +337,11 @@ func (p *pump) mergeLoop(ctx context.Context, src, dst *client.Client, q *queue,
 // mergeBatch merges one batch with the cursor and hands its unmarked
 // receive rows to the marker. It returns the cursor it stored.
 func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []*wire.Row) (uint64, error) {
-	rows := make([]wire.Row, len(batch))
+	rows := make([]wire.Row, len(batch), len(batch)+8)
 	var recv []pendingRecv
 	var mails []mailRow
 	high := uint64(0)
 	nbytes := 0
-	inBatch := make(map[model.Key]bool, len(batch))
-	for _, r := range batch {
-		inBatch[r.Key] = true
-	}
 	for i, r := range batch {
 		rows[i] = *r
 		high = max(high, r.Stamp)
@@ -365,21 +363,23 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 			}
 		}
 	}
-	// A mail whose four rows are all in this batch is, once the merge
-	// returns, durable at dst (merge answered) and at src (the changes
-	// stream shows durable rows only; rows are never removed).
-	hb := make(map[model.Key]mailRow, len(mails))
+	// A mail whose four rows are all in this batch, or merged by an
+	// earlier batch of this session (p.known), is, once the merge
+	// returns, durable at dst (merges answered on this session's one
+	// connection) and at src (the changes stream shows durable rows only;
+	// rows are never removed).
+	p.known.begin(rows)
 	for _, m := range mails {
-		hb[m.key] = m
+		p.known.mail(m)
 	}
 	for i := range recv {
-		if m, ok := hb[recv[i].mail]; ok && inBatch[m.key] && inBatch[m.header] && inBatch[m.body] {
+		if p.known.complete(recv[i].mail) {
 			recv[i].at = []string{p.src.Name, p.dst.Name}
 		}
 	}
 	marked := 0
 	if p.cfg.MinCopies <= 2 {
-		recv, marked = markInBatch(rows, recv, hb)
+		rows, recv, marked = p.known.markInBatch(rows, recv)
 	}
 	// The stored cursor stays below this batch's unmarked receive rows
 	// (and below earlier unsettled ones), so a restart streams them again.
@@ -390,59 +390,14 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 	if err := p.merge(ctx, src, dst, rows, cursor); err != nil {
 		return 0, err
 	}
-	p.m.mergedRows.WithLabelValues(p.src.Name, p.dst.Name).Add(float64(len(rows)))
+	p.known.merged(rows)
+	p.m.mergedRows.WithLabelValues(p.src.Name, p.dst.Name).Add(float64(len(batch)))
 	p.m.mergedBytes.WithLabelValues(p.src.Name, p.dst.Name).Add(float64(nbytes))
 	p.m.marked.Add(float64(marked))
 	p.lag.done(high)
 	p.tr.mergedUpTo(high, recv)
 	p.mk.add(p.tr, recv, mails)
 	return cursor, nil
-}
-
-// markInBatch sets the backed-up mark, in the rows about to be merged, on
-// the four rows of each mail whose receive, mail, header and body rows are
-// all in the batch (recv[i].at set), and returns the receive rows left
-// for the marker and how many mails it marked. The merge commits the rows
-// with their mark in one transaction: once dst has them, the mail is on
-// both sites (at src the changes stream shows only durable rows, and rows
-// are never removed), and no one sees the mark before that. src gets the
-// mark back by replication: dst's change holds exactly the state sent, so
-// the reverse pump sends it without content, and that merge is under the
-// reverse cursor like any other. So such a mail needs no marker round and
-// no held-back cursor, and src writes no local mark that would travel to
-// dst again, content and all, and be written there a second time. Only for
-// MinCopies of at most 2: the two ends of one pump are two sites.
-func markInBatch(rows []wire.Row, recv []pendingRecv, hb map[model.Key]mailRow) ([]pendingRecv, int) {
-	mark := make(map[model.Key]bool) // row key -> the mark could be set
-	for _, r := range recv {
-		if len(r.at) > 0 {
-			m := hb[r.mail]
-			mark[r.key], mark[m.key], mark[m.header], mark[m.body] = true, true, true, true
-		}
-	}
-	if len(mark) == 0 {
-		return recv, 0
-	}
-	for i := range rows {
-		if _, ok := mark[rows[i].Key]; !ok || rows[i].State.Col(model.ColBackedUp) >= model.FlagSet {
-			continue
-		}
-		// The state may be shared with the queued row: change a copy.
-		st := rows[i].State.Clone()
-		if _, err := st.Set(model.ColBackedUp, model.FlagSet); err != nil {
-			mark[rows[i].Key] = false // a row full of columns: the marker's set fails the same way
-			continue
-		}
-		rows[i].State = st
-	}
-	left := recv[:0]
-	for _, r := range recv {
-		m := hb[r.mail]
-		if len(r.at) == 0 || !mark[r.key] || !mark[m.key] || !mark[m.header] || !mark[m.body] {
-			left = append(left, r)
-		}
-	}
-	return left, len(recv) - len(left)
 }
 
 // merge sends one merge. If dst refuses the batch as invalid or too large,
