@@ -203,6 +203,9 @@ func (c *conn) writeRow(m *message, v *store.View, row store.Row, parts rowParts
 	if !wr.HasContent || m.err != nil {
 		return m.err
 	}
+	if v == nil {
+		return writeContentFrom(m, row, c.s.st.RecentContent) // a row of store.RecentChanges
+	}
 	return writeContent(m, v, row)
 }
 
@@ -210,14 +213,21 @@ func (c *conn) writeRow(m *message, v *store.View, row store.Row, parts rowParts
 // buffer), streamed from the snapshot in chunks unless it was read with
 // the row; exactly row.Size bytes, or errCorrupt.
 func writeContent(w io.Writer, v *store.View, row store.Row) error {
+	// Chunks: a row from Find has its content's place with it, so the
+	// meta is not read again.
+	return writeContentFrom(w, row, v.Chunks)
+}
+
+// writeContentFrom is writeContent with the content's chunks read by
+// chunks: View.Chunks, or Store.RecentContent for a row of
+// store.RecentChanges (which has no view).
+func writeContentFrom(w io.Writer, row store.Row, chunks func(store.Row, func([]byte) error) error) error {
 	if row.Inline != nil && uint64(len(row.Inline)) == row.Size {
 		_, err := w.Write(row.Inline) // read with the row: no second lookup
 		return err
 	}
 	var n uint64
-	// Chunks: a row from Find has its content's place with it, so the
-	// meta is not read again.
-	err := v.Chunks(row, func(chunk []byte) error {
+	err := chunks(row, func(chunk []byte) error {
 		n += uint64(len(chunk))
 		if n > row.Size {
 			return errCorrupt
@@ -415,38 +425,19 @@ func (c *conn) serveChanges(ctx context.Context, id uint32, req *wire.Request, s
 	defer c.s.m.Streams.WithLabelValues("changes").Dec()
 	cursor := req.Value
 	first := true
+	var recent []store.Row
 	for {
-		v, err := c.s.st.View()
-		if err != nil {
-			return err
+		// A stream that keeps up takes the changes from memory (see
+		// store.RecentChanges); one that is behind reads the log.
+		var n int
+		var ok bool
+		var err error
+		if recent, ok = c.s.st.RecentChanges(cursor, changesPerView, recent[:0]); ok {
+			n, err = c.sendChanges(ctx, id, req, nil, recent, &cursor)
+			clear(recent) // no states or contents held while waiting
+		} else {
+			n, err = c.sendLoggedChanges(ctx, id, req, &cursor)
 		}
-		n := 0
-		// The rows of one view go out in as few write(2)s as the buffer
-		// allows, not one each.
-		release := c.wc.Hold()
-		err = v.Changes(cursor, func(r store.Row) error {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			how := withContent | withStamp
-			if req.Name != "" && r.Origin == req.Name {
-				// The requester's own site sent exactly this state:
-				// it has the content. Send the row without it, so the
-				// cursor still advances but a large body does not
-				// travel back.
-				how = withStamp
-			}
-			if err := c.sendEvent(id, v, r, how); err != nil {
-				return err
-			}
-			cursor = r.Stamp
-			if n++; n >= changesPerView {
-				return store.ErrStop
-			}
-			return nil
-		})
-		v.Close()
-		release()
 		if err != nil {
 			if ctx.Err() != nil {
 				return errCanceledByClient
@@ -470,6 +461,65 @@ func (c *conn) serveChanges(ctx context.Context, id uint32, req *wire.Request, s
 			return err
 		}
 	}
+}
+
+// sendLoggedChanges sends up to changesPerView changes after *cursor from
+// the change log, under one view, and raises *cursor past them.
+func (c *conn) sendLoggedChanges(ctx context.Context, id uint32, req *wire.Request, cursor *uint64) (int, error) {
+	v, err := c.s.st.View()
+	if err != nil {
+		return 0, err
+	}
+	defer v.Close()
+	rows := make([]store.Row, 0, 64)
+	n := 0
+	err = v.Changes(*cursor, func(r store.Row) error {
+		rows = append(rows, r)
+		if len(rows) == cap(rows) {
+			k, err := c.sendChanges(ctx, id, req, v, rows, cursor)
+			n += k
+			rows = rows[:0]
+			if err != nil {
+				return err
+			}
+		}
+		if n+len(rows) >= changesPerView {
+			return store.ErrStop
+		}
+		return nil
+	})
+	if err != nil {
+		return n, err
+	}
+	k, err := c.sendChanges(ctx, id, req, v, rows, cursor)
+	return n + k, err
+}
+
+// sendChanges sends rows as changes events and raises *cursor past each
+// one sent. v is the view they were read in, or nil for rows of
+// store.RecentChanges.
+func (c *conn) sendChanges(ctx context.Context, id uint32, req *wire.Request, v *store.View, rows []store.Row, cursor *uint64) (int, error) {
+	// The rows go out in as few write(2)s as the buffer allows, not one
+	// each.
+	release := c.wc.Hold()
+	defer release()
+	for i := range rows {
+		if ctx.Err() != nil {
+			return i, ctx.Err()
+		}
+		how := withContent | withStamp
+		if req.Name != "" && rows[i].Origin == req.Name {
+			// The requester's own site sent exactly this state: it has
+			// the content. Send the row without it, so the cursor still
+			// advances but a large body does not travel back.
+			how = withStamp
+		}
+		if err := c.sendEvent(id, v, rows[i], how); err != nil {
+			return i, err
+		}
+		*cursor = rows[i].Stamp
+	}
+	return len(rows), nil
 }
 
 // serveDump streams every row with the SHA-256 of its content (not the

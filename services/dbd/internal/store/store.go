@@ -176,7 +176,8 @@ type Store struct {
 	chMu    sync.Mutex
 	changed chan struct{} // closed and replaced after each durable group
 
-	hub hub
+	hub  hub
+	ring changeRing // the latest durable changes (RecentChanges)
 
 	incarnation uint64 // see Incarnation
 	slot        string // see CounterSlot
@@ -249,6 +250,7 @@ func (s *Store) recover() error {
 		s.stamp = binary.BigEndian.Uint64(last[1:])
 	}
 	s.lastStamp.Store(s.stamp)
+	s.ring.low = s.stamp // the changes on disk are read from the log
 	s.stampBefore = s.stamp
 	s.stampFloor = max(s.stamp, uint64(max(s.opts.Now().UnixMicro(), 0)))
 	if err := s.loadIncarnation(); err != nil {

@@ -261,6 +261,7 @@ type appliedGroup struct {
 	batch   *pebble.Batch // nil if the group changed nothing
 	reqs    []*writeReq
 	changed []Row
+	ring    []Row // changed, as the changes stream sends them (changeRing)
 	stamp   uint64
 	count   [model.Config + 1]uint64
 	bytes   int
@@ -303,6 +304,7 @@ func (s *Store) syncer() {
 		}
 		s.durable.Store(pg.gen)
 		s.lastStamp.Store(pg.stamp)
+		s.ring.add(pg.ring)
 		s.chMu.Lock()
 		close(s.changed)
 		s.changed = make(chan struct{})
@@ -359,6 +361,15 @@ func (s *Store) applyGroup(g *group, reqs []*writeReq, nbytes int) (*appliedGrou
 	// chain of growing buffers.
 	b := s.db.NewBatchWithSize(nbytes + 64*(nbytes/chunkSize+1) + 256*len(g.order) + 1024)
 	var changed []Row
+	// The changes as the changes stream sends them, for the ring: with
+	// their origin and a copy of their inline content (the meta's aliases
+	// the request's buffer, which may be large), in one slab.
+	ring := make([]Row, 0, len(g.order))
+	inline := 0
+	for _, ref := range g.order {
+		inline += len(g.rows[ref].meta.Inline)
+	}
+	slab := make([]byte, 0, inline)
 	for _, ref := range g.order {
 		st := g.rows[ref]
 		if st.inserted {
@@ -401,6 +412,16 @@ func (s *Store) applyGroup(g *group, reqs []*writeReq, nbytes int) (*appliedGrou
 			}
 		}
 		changed = append(changed, ref.rowWith(&st.meta))
+		rr := changed[len(changed)-1]
+		rr.Origin = st.origin
+		if st.meta.Inline != nil {
+			n := len(slab)
+			slab = append(slab, st.meta.Inline...)
+			rr.Inline = slab[n:len(slab):len(slab)]
+		} else {
+			rr.InChunks = true
+		}
+		ring = append(ring, rr)
 	}
 	for _, t := range model.Tables() {
 		if g.count[t] != s.count[t] {
@@ -436,7 +457,7 @@ func (s *Store) applyGroup(g *group, reqs []*writeReq, nbytes int) (*appliedGrou
 	for _, ref := range g.order {
 		s.recent.put(ref, g.rows[ref].meta)
 	}
-	return &appliedGroup{gen: s.gen, batch: b, reqs: reqs, changed: changed, stamp: g.stamp,
+	return &appliedGroup{gen: s.gen, batch: b, reqs: reqs, changed: changed, ring: ring, stamp: g.stamp,
 		count: g.count, bytes: nbytes, start: start}, nil
 }
 
