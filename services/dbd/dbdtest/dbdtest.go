@@ -42,8 +42,11 @@ type Env struct {
 // Options tune Start.
 type Options struct {
 	Server server.Config // protocol limits
-	Dir    string        // data and keys folder; default t.TempDir()
-	Logger *slog.Logger  // default: discard
+	// MaxMessage, if set, overrides Server.MaxMessage: for tests outside
+	// dbd, which cannot name server.Config.
+	MaxMessage int
+	Dir        string       // data and keys folder; default t.TempDir()
+	Logger     *slog.Logger // default: discard
 }
 
 // Start runs a dbd until the test ends.
@@ -83,6 +86,9 @@ func Start(t testing.TB, o Options) *Env {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.MaxMessage != 0 {
+		o.Server.MaxMessage = o.MaxMessage
 	}
 	e.cfg = daemon.Config{
 		Data: filepath.Join(dir, "data"), Listen: "127.0.0.1:0", KeyPath: filepath.Join(keyDir, "dbd"),

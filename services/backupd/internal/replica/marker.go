@@ -16,7 +16,9 @@ import (
 // mail, header and body rows once all four are durable on at least
 // Config.MinCopies sites (SPEC §6).
 //
-// Pumps hand it every receive row they merged without the mark. A round
+// Pumps hand it every receive row they merged without the mark and could
+// not mark in that merge (presence.markInBatch: a mail whose rows crossed
+// in pieces, or MinCopies above 2). A round
 // checks presence on every site, then marks, in two batches per site:
 //
 //  1. A probe: a batch of set(backedup, 0) on the four rows of each mail.

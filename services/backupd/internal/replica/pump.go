@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -311,7 +312,7 @@ func (p *pump) mergeLoop(ctx context.Context, src, dst *client.Client, q *queue,
 		batch := q.take(p.cfg.MaxBatchRows, p.cfg.MaxBatchBytes)
 		if len(batch) == 0 {
 			if f := p.tr.floor(); f > stored {
-				if err := p.merge(ctx, src, dst, nil, f); err != nil {
+				if _, err := p.merge(ctx, src, dst, nil, f, true); err != nil {
 					return progressed, err
 				}
 				stored = f
@@ -377,20 +378,45 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 			recv[i].at = []string{p.src.Name, p.dst.Name}
 		}
 	}
-	marked := 0
-	if p.cfg.MinCopies <= 2 {
-		rows, recv, marked = p.known.markInBatch(rows, recv)
-	}
 	// The stored cursor stays below this batch's unmarked receive rows
 	// (and below earlier unsettled ones), so a restart streams them again.
-	cursor := p.tr.cursorFor(high)
-	for _, r := range recv {
-		cursor = min(cursor, r.stamp-1)
+	cursorOf := func(recv []pendingRecv) uint64 {
+		cursor := p.tr.cursorFor(high)
+		for _, r := range recv {
+			cursor = min(cursor, r.stamp-1)
+		}
+		return cursor
 	}
-	if err := p.merge(ctx, src, dst, rows, cursor); err != nil {
+	marked := 0
+	plain, all := rows, recv
+	if p.cfg.MinCopies <= 2 {
+		rows, recv, marked = p.known.markInBatch(slices.Clone(rows), slices.Clone(recv))
+	}
+	cursor := cursorOf(recv)
+	whole, err := p.merge(ctx, src, dst, rows, cursor, marked == 0)
+	if marked > 0 && refused(err) {
+		// dst refused the batch, and merged in parts it is not one
+		// transaction: a row skipped as bad would leave a mail marked
+		// that dst lacks a row of. So it goes without the marks, and
+		// the marker checks those mails.
+		rows, recv, marked = plain, all, 0
+		cursor = cursorOf(recv)
+		whole, err = p.merge(ctx, src, dst, rows, cursor, true)
+	}
+	if err != nil {
 		return 0, err
 	}
-	p.known.merged(rows)
+	if whole {
+		p.known.merged(rows)
+	} else {
+		// Merged in parts, rows refused were skipped: that a mail's rows
+		// were in the batch says nothing of dst any more, and the marker
+		// must probe (before 2026-11-30 it trusted the batch and marked
+		// such a mail at its origin).
+		for i := range recv {
+			recv[i].at = nil
+		}
+	}
 	p.m.mergedRows.WithLabelValues(p.src.Name, p.dst.Name).Add(float64(len(batch)))
 	p.m.mergedBytes.WithLabelValues(p.src.Name, p.dst.Name).Add(float64(nbytes))
 	p.m.marked.Add(float64(marked))
@@ -406,7 +432,10 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 // without content (src said dst has it) that dst refuses — dst lost it, e.g.
 // a rebuilt site — is fetched from src with its content and merged again;
 // src must not be the client whose connection carries the changes stream.
-func (p *pump) merge(ctx context.Context, src, dst *client.Client, rows []wire.Row, cursor uint64) error {
+// It reports whether the batch went in whole, as sent, in one transaction.
+// Without parts it does not fall back to merging the batch in parts: a
+// refused batch returns the refusal (and whole false).
+func (p *pump) merge(ctx context.Context, src, dst *client.Client, rows []wire.Row, cursor uint64, parts bool) (whole bool, err error) {
 	// The time a merge may take grows with the bytes it moves (rows sent
 	// without content move theirs if dst lacks them: refill).
 	var size uint64
@@ -415,27 +444,30 @@ func (p *pump) merge(ctx context.Context, src, dst *client.Client, rows []wire.R
 	}
 	mctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout+time.Duration(size)*time.Second/time.Duration(p.cfg.MinMergeRate))
 	defer cancel()
-	_, err := dst.Merge(mctx, rows, p.cursor, cursor)
+	_, err = dst.Merge(mctx, rows, p.cursor, cursor)
 	if err == nil {
 		p.m.merges.WithLabelValues(p.src.Name, p.dst.Name).Inc()
-		return nil
+		return true, nil
+	}
+	if !parts && refused(err) {
+		return false, err
 	}
 	if !refused(err) || len(rows) == 0 {
-		return staged(stageMerge, fmt.Errorf("merge into %s: %w", p.dst.Name, err))
+		return false, staged(stageMerge, fmt.Errorf("merge into %s: %w", p.dst.Name, err))
 	}
 	// Most often dst lacks rows sent without content: it is a restored or
 	// rebuilt site, and a refused batch is followed by many more. Send
 	// those rows with their content, then the batch once more.
 	if n, err := p.refill(mctx, src, dst, rows); err != nil {
-		return staged(stageMerge, fmt.Errorf("merge into %s the rows it lacks: %w", p.dst.Name, err))
+		return false, staged(stageMerge, fmt.Errorf("merge into %s the rows it lacks: %w", p.dst.Name, err))
 	} else if n > 0 {
 		_, err := dst.Merge(mctx, rows, p.cursor, cursor)
 		if err == nil {
 			p.m.merges.WithLabelValues(p.src.Name, p.dst.Name).Inc()
-			return nil
+			return true, nil
 		}
 		if !refused(err) {
-			return staged(stageMerge, fmt.Errorf("merge into %s: %w", p.dst.Name, err))
+			return false, staged(stageMerge, fmt.Errorf("merge into %s: %w", p.dst.Name, err))
 		}
 	}
 	for i := range rows {
@@ -455,14 +487,14 @@ func (p *pump) merge(ctx context.Context, src, dst *client.Client, rows []wire.R
 			continue
 		}
 		if err != nil {
-			return staged(stageMerge, fmt.Errorf("merge into %s: %w", p.dst.Name, err))
+			return false, staged(stageMerge, fmt.Errorf("merge into %s: %w", p.dst.Name, err))
 		}
 	}
 	if _, err := dst.Merge(mctx, nil, p.cursor, cursor); err != nil {
-		return staged(stageMerge, fmt.Errorf("store cursor at %s: %w", p.dst.Name, err))
+		return false, staged(stageMerge, fmt.Errorf("store cursor at %s: %w", p.dst.Name, err))
 	}
 	p.m.merges.WithLabelValues(p.src.Name, p.dst.Name).Inc()
-	return nil
+	return false, nil
 }
 
 // refillPar bounds the finds refill has in flight on one connection.

@@ -210,9 +210,10 @@ type pendingRecv struct {
 	stamp uint64
 	// at names the sites (by name) known to hold all four rows of the
 	// mail: the pump's source and destination when the merged batch held
-	// the receive, mail, header and body rows together (the usual case:
-	// smtpd writes them in one batch, so they are adjacent in the change
-	// log). The marker then needs no probe.
+	// the receive, mail, header and body rows or an earlier batch of the
+	// session merged them (presence). The pump then marks the mail in
+	// that merge; with MinCopies above 2 the marker counts them present
+	// if it cannot reach them.
 	at []string
 }
 

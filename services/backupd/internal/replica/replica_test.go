@@ -1,6 +1,7 @@
 package replica_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/services/backupd/internal/backupdtest"
 	"github.com/twinmx/twinmx/services/backupd/internal/replica"
+	"github.com/twinmx/twinmx/services/dbd/dbdtest"
 )
 
 // TestBackedUpMark: a mail stored at A, as smtpd stores it, gets its mark
@@ -129,6 +131,49 @@ func TestMarkCarriedInMerge(t *testing.T) {
 		case row.HasContent:
 			t.Errorf("%s row at A: its latest change is A's own (its content would go to B again), want B's merge", row.Table)
 		}
+	}
+}
+
+// TestNoMarkWhenRowRefused: B refuses the batch that carries a mail (its
+// body is larger than B takes in one request), so the pump merges the
+// rows one by one and skips the body. The marks it would have put in
+// that merge must not go in with the other rows: the mail is not on two
+// sites, and neither site may show it backed up.
+func TestNoMarkWhenRowRefused(t *testing.T) {
+	c := newCluster(t, "A", "B")
+	c.stop("B")
+	c.envs["B"] = dbdtest.Start(t, dbdtest.Options{Dir: c.dirs["B"], MaxMessage: 1 << 20})
+	c.proxies["B"].SetTarget(c.envs["B"].Addr)
+	c.run(c.config())
+	ctx := ctxT(t, 60*time.Second)
+	raw := append([]byte("Message-ID: <big@test>\r\nSubject: big\r\n\r\n"), bytes.Repeat([]byte("0123456789abcdef\r\n"), (2<<20)/18)...)
+	mr := model.NewMailRows(raw)
+	recv := model.ReceiveContent(mr.MailKey, model.KeyOf(model.Mailbox, model.MailboxContent("alice@example.org")))
+	m := backupdtest.Mail{Rows: mr, Recv: recv, RecvKey: model.KeyOf(model.Receive, recv)}
+	if _, err := c.smtpd("A").Batch(ctx, m.Batch()); err != nil {
+		t.Fatal(err)
+	}
+	// The receive row reaches B (merged alone); its mark must not.
+	for {
+		if _, err := c.admin("B").FindKey(ctx, model.Receive, m.RecvKey); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			t.Fatalf("receive row never reached B: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		for _, n := range []string{"A", "B"} {
+			row, err := c.admin(n).FindKey(ctx, model.Receive, m.RecvKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if row.State.Col(model.ColBackedUp) != 0 {
+				t.Fatalf("receive row at %s marked backed up, but B lacks the body", n)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
