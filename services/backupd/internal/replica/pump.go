@@ -338,7 +338,7 @@ func (p *pump) mergeLoop(ctx context.Context, src, dst *client.Client, q *queue,
 // mergeBatch merges one batch with the cursor and hands its unmarked
 // receive rows to the marker. It returns the cursor it stored.
 func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []*wire.Row) (uint64, error) {
-	rows := make([]wire.Row, len(batch), len(batch)+8)
+	rows := make([]wire.Row, len(batch))
 	var recv []pendingRecv
 	var mails []mailRow
 	high := uint64(0)
