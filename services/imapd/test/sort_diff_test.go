@@ -23,7 +23,7 @@ func TestSortDovecot(t *testing.T) {
 	for i := 0; i < len(corpus) && len(mails) < n; i += max(1, len(corpus)/n) {
 		// A mail without a readable date sorts by its internal date
 		// under DATE, and the servers' internal dates differ.
-		if !undatedRe.Match(corpus[i]) {
+		if !undatedRe.Match(corpus[i]) && !emptyNameRe.Match(corpus[i]) {
 			mails = append(mails, corpus[i])
 		}
 	}
@@ -32,7 +32,7 @@ func TestSortDovecot(t *testing.T) {
 	// date, which is the arrival here and the same second at Dovecot, so
 	// in reverse their order would differ.
 	sorts := []string{"SUBJECT", "FROM", "TO", "CC", "DATE", "SIZE", "REVERSE SUBJECT", "REVERSE SIZE",
-		"FROM DATE", "REVERSE FROM SUBJECT", "CC REVERSE SIZE", "SUBJECT TO"}
+		"FROM DATE", "REVERSE FROM SUBJECT", "CC REVERSE SIZE", "SUBJECT TO", "DISPLAYFROM", "REVERSE DISPLAYTO SIZE"}
 	for _, k := range sorts {
 		script = append(script, "SORT ("+k+") UTF-8 ALL")
 	}
@@ -92,6 +92,12 @@ func threadAnswer(e exchange) string {
 	}
 	return ""
 }
+
+// emptyNameRe finds a From or To whose display name starts with an empty
+// quoted string (`"" Angles " Puglisi" <a@b>`): Dovecot 2.3.19 reads the
+// name as "" (its ENVELOPE too), imapd as `Angles  Puglisi`, so
+// DISPLAYFROM and DISPLAYTO would differ for a reason of their own.
+var emptyNameRe = regexp.MustCompile(`(?im)^(From|To):[ \t]*""`)
 
 // sortNums returns the numbers of an exchange's * SORT response.
 func sortNums(e exchange) []string {

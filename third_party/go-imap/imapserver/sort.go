@@ -23,6 +23,10 @@ const (
 	SortKeySize    SortKey = "SIZE"
 	SortKeySubject SortKey = "SUBJECT"
 	SortKeyTo      SortKey = "TO"
+	// RFC 5957 (SORT=DISPLAY): the display name of the first address,
+	// else its address.
+	SortKeyDisplayFrom SortKey = "DISPLAYFROM"
+	SortKeyDisplayTo   SortKey = "DISPLAYTO"
 )
 
 // SortCriterion is one sort key, optionally reversed.
@@ -62,7 +66,8 @@ func (c *Conn) handleSort(dec *imapwire.Decoder, numKind NumKind) error {
 		}
 		sc.Key = SortKey(strings.ToUpper(atom))
 		switch sc.Key {
-		case SortKeyArrival, SortKeyCc, SortKeyDate, SortKeyFrom, SortKeySize, SortKeySubject, SortKeyTo:
+		case SortKeyArrival, SortKeyCc, SortKeyDate, SortKeyFrom, SortKeySize, SortKeySubject, SortKeyTo,
+			SortKeyDisplayFrom, SortKeyDisplayTo:
 		default:
 			return newClientBugError(fmt.Sprintf("unknown sort key %q", atom))
 		}

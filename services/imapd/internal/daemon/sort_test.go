@@ -33,8 +33,8 @@ func TestSort(t *testing.T) {
 		time.Sleep(3 * time.Millisecond) // distinct arrival times
 	}
 	c := k.loggedIn(nil)
-	if !c.Caps().Has(imap.CapSort) {
-		t.Fatal("SORT not advertised")
+	if !c.Caps().Has(imap.CapSort) || !c.Caps().Has(imap.CapSortDisplay) {
+		t.Fatal("SORT or SORT=DISPLAY not advertised")
 	}
 	sd, err := c.Select("INBOX", nil).Wait()
 	if err != nil || sd.NumMessages != 4 {
@@ -60,6 +60,11 @@ func TestSort(t *testing.T) {
 		{[]string{"ARRIVAL"}, all, []uint32{1, 2, 3, 4}},
 		{[]string{"-ARRIVAL"}, all, []uint32{4, 3, 2, 1}},
 		{[]string{"SUBJECT", "-DATE"}, all, []uint32{4, 2, 1, 3}},
+		// Display names where there are, else addresses: "", Adam,
+		// mike@a.example, zed@a.example; To: adam@b.example, bob@b.example,
+		// Märy (decoded), zoe@b.example.
+		{[]string{"DISPLAYFROM"}, all, []uint32{4, 2, 3, 1}},
+		{[]string{"DISPLAYTO"}, all, []uint32{4, 1, 3, 2}},
 		{[]string{"SUBJECT"}, &imap.SearchCriteria{Not: []imap.SearchCriteria{{Header: []imap.SearchCriteriaHeaderField{{Key: "From", Value: "zed"}}}}}, []uint32{2, 4, 3}},
 		{[]string{"SIZE"}, &imap.SearchCriteria{Larger: 1500}, []uint32{4, 2}},
 	} {

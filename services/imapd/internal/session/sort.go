@@ -108,12 +108,32 @@ func (c *candidate) sortValue(key imapserver.SortKey) sortValue {
 	e := envelope(c.header())
 	var addrs []imap.Address
 	switch key {
-	case imapserver.SortKeyFrom:
+	case imapserver.SortKeyFrom, imapserver.SortKeyDisplayFrom:
 		addrs = e.From
-	case imapserver.SortKeyTo:
+	case imapserver.SortKeyTo, imapserver.SortKeyDisplayTo:
 		addrs = e.To
 	case imapserver.SortKeyCc:
 		addrs = e.Cc
+	}
+	if key == imapserver.SortKeyDisplayFrom || key == imapserver.SortKeyDisplayTo {
+		// RFC 5957: the first address's display name, decoded, else
+		// its addr-spec; a group's name; "" for none.
+		if len(addrs) == 0 {
+			return sortValue{}
+		}
+		a := addrs[0]
+		if a.IsGroupStart() {
+			return sortValue{s: casemap(a.Mailbox)}
+		}
+		// The name as written, white space included (`" Special
+		// Deals"`, `" "`), as for Dovecot; encoded words decoded.
+		if name := a.Name; name != "" {
+			if strings.Contains(name, "=?") {
+				name = string(decodedValue([]byte(":" + name)))
+			}
+			return sortValue{s: casemap(name)}
+		}
+		return sortValue{s: casemap(a.Addr())}
 	}
 	// A group's first address is its start, whose addr-mailbox is the
 	// group's name ("undisclosed-recipients"), as in the ENVELOPE.
