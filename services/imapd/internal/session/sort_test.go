@@ -86,3 +86,28 @@ func TestSortDate(t *testing.T) {
 		t.Error("a date without a Date field")
 	}
 }
+
+// FuzzSortKeys: the base subject, the lenient date and the message IDs
+// of any header text: no panic, a base subject is its own base subject,
+// and a date read is a real date in UTC.
+func FuzzSortKeys(f *testing.F) {
+	for _, s := range []string{"Re: [fwd: [x] hello (fwd)]", "[a] [b]", "re:", "Fri, 29 Jun 01 01:03:58 EST",
+		"<a@b> <\"from <c@d>", "Mon, 2 Nov 2026 23:30:00 -0700 (MST)", "[Fwd: [Fwd: ]]", "\xff\xfe (fwd)"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		base, _ := baseSubject(s)
+		if again, _ := baseSubject(base); again != base {
+			t.Fatalf("baseSubject(%q) = %q, whose base subject is %q", s, base, again)
+		}
+		_ = casemap(base)
+		if d, ok := sortDate([]byte("Date: " + s + "\r\n\r\n")); ok && (d.Location() != time.UTC || d.Year() < 1000) {
+			t.Fatalf("sortDate(%q) = %v", s, d)
+		}
+		for _, id := range msgIDs(s) {
+			if len(id) < 3 || id[0] != '<' || id[len(id)-1] != '>' {
+				t.Fatalf("msgIDs(%q) gave %q", s, id)
+			}
+		}
+	})
+}
