@@ -169,6 +169,7 @@ func FuzzParse(f *testing.F) {
 		"block u@x.test @spam.example # comment",
 		`rule set u@x.test office from list:hotline window "fri 22:00-02:00" phone +491701234567 template "{from}: {{x}"`,
 		"list add u@x.test hotline a@b.example\nzone u@x.test Europe/Berlin",
+		"policy u@x.test accept\npolicy u@x.test NoGreyList\npolicy u@x.test lenient",
 		"admin secret boss@x.test $argon2id$v=19$m=65536,t=1,p=4$c2FsdA$aGFzaA",
 		`filter add u@x.test X-Spam "unterminated`,
 		"",
