@@ -3,6 +3,7 @@ package test
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,6 +38,7 @@ func TestSortDovecot(t *testing.T) {
 		script = append(script, "SORT ("+k+") UTF-8 ALL")
 	}
 	script = append(script, "UID SORT (SUBJECT) UTF-8 LARGER 3000", "SORT (DATE) UTF-8 NOT SMALLER 2000",
+		"SORT RETURN (MIN MAX COUNT ALL) (FROM SIZE) UTF-8 ALL", "SORT RETURN (COUNT MIN) (REVERSE SIZE) UTF-8 LARGER 5000",
 		"THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL", "THREAD REFERENCES UTF-8 LARGER 3000")
 	dc := startDovecot(t, mails)
 	s := newSite(t)
@@ -44,8 +46,11 @@ func TestSortDovecot(t *testing.T) {
 	theirs := runScript(t, "dovecot", dc.addr, dc.user, dc.pass, script)
 	ours := runScript(t, "imapd", s.imapAddr, login, password, script)
 	for i := 2; i < len(script); i++ {
-		if strings.HasPrefix(script[i], "THREAD ") {
+		if strings.HasPrefix(script[i], "THREAD ") || strings.HasPrefix(script[i], "SORT RETURN") {
 			d, o := threadAnswer(theirs[i]), threadAnswer(ours[i])
+			if strings.HasPrefix(script[i], "SORT RETURN") {
+				d, o = esearchItems(d), esearchItems(o)
+			}
 			if len(d) < len("* THREAD (1)") {
 				t.Errorf("%s: Dovecot answered %q", script[i], d)
 			}
@@ -82,11 +87,11 @@ func TestSortDovecot(t *testing.T) {
 // undatedRe finds a Date field with a year below 1000 ("0102").
 var undatedRe = regexp.MustCompile(`(?im)^Date:[^\r\n]*[a-z]{3}[ \t]+0[0-9]{3}[ \t]`)
 
-// threadAnswer returns an exchange's * THREAD response.
+// threadAnswer returns an exchange's * THREAD (or * ESEARCH) response.
 func threadAnswer(e exchange) string {
 	for _, r := range e.resp {
 		line := strings.TrimSpace(strings.Join(r.parts, ""))
-		if strings.HasPrefix(line, "* THREAD") {
+		if strings.HasPrefix(line, "* THREAD") || strings.HasPrefix(line, "* ESEARCH") {
 			return line
 		}
 	}
@@ -98,6 +103,24 @@ func threadAnswer(e exchange) string {
 // name as "" (its ENVELOPE too), imapd as `Angles  Puglisi`, so
 // DISPLAYFROM and DISPLAYTO would differ for a reason of their own.
 var emptyNameRe = regexp.MustCompile(`(?im)^(From|To):[ \t]*""`)
+
+// esearchItems puts an ESEARCH response's return data items in one order
+// (RFC 4731 §3.1 leaves it to the server: Dovecot sends COUNT last).
+func esearchItems(line string) string {
+	head, rest, _ := strings.Cut(line, ")")
+	f := strings.Fields(rest)
+	var items []string
+	for i := 0; i+1 < len(f); i += 2 {
+		if f[i] == "UID" {
+			head += " UID"
+			i--
+			continue
+		}
+		items = append(items, f[i]+" "+f[i+1])
+	}
+	slices.Sort(items)
+	return head + ") " + strings.Join(items, " ")
+}
 
 // sortNums returns the numbers of an exchange's * SORT response.
 func sortNums(e exchange) []string {

@@ -96,7 +96,7 @@ func (c *Conn) availableCaps() []imap.Cap {
 		})
 
 		if _, ok := c.session.(SessionSort); ok {
-			caps = append(caps, imap.CapSort, imap.CapSortDisplay) // twinmx patch
+			caps = append(caps, imap.CapSort, imap.CapSortDisplay, imap.CapESort) // twinmx patch
 		}
 		if s, ok := c.session.(SessionThread); ok {
 			for _, a := range s.ThreadAlgorithms() {

@@ -283,7 +283,7 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 	case "SEARCH", "UID SEARCH":
 		err = c.handleSearch(tag, dec, numKind)
 	case "SORT", "UID SORT":
-		err = c.handleSort(dec, numKind) // twinmx patch
+		err = c.handleSort(tag, dec, numKind) // twinmx patch
 	case "THREAD", "UID THREAD":
 		err = c.handleThread(dec, numKind) // twinmx patch
 	default:

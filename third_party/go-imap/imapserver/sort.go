@@ -46,10 +46,31 @@ type SessionSort interface {
 	Sort(kind NumKind, criteria []SortCriterion, search *imap.SearchCriteria) ([]uint32, error)
 }
 
-// handleSort reads `SORT (criteria) charset search-key...`.
-func (c *Conn) handleSort(dec *imapwire.Decoder, numKind NumKind) error {
+// handleSort reads `SORT [RETURN (options)] (criteria) charset
+// search-key...`; with RETURN (ESORT, RFC 5267) it answers ESEARCH.
+func (c *Conn) handleSort(tag string, dec *imapwire.Decoder, numKind NumKind) error {
 	if !dec.ExpectSP() {
 		return dec.Err()
+	}
+	var ret *imap.SearchOptions
+	var atom string
+	if maybeReadSearchKeyAtom(dec, &atom) {
+		if !strings.EqualFold(atom, "RETURN") {
+			return newClientBugError("want RETURN or a sort criteria list")
+		}
+		ret = &imap.SearchOptions{}
+		if err := readSearchReturnOpts(dec, ret); err != nil {
+			return fmt.Errorf("in sort-return-opts: %w", err)
+		}
+		if ret.ReturnSave {
+			return newClientBugError("SORT RETURN (SAVE) is not supported")
+		}
+		if !ret.ReturnMin && !ret.ReturnMax && !ret.ReturnAll && !ret.ReturnCount {
+			ret.ReturnAll = true // RFC 4731 §3.1: "()" means ALL
+		}
+		if !dec.ExpectSP() {
+			return dec.Err()
+		}
 	}
 	var criteria []SortCriterion
 	err := dec.ExpectList(func() error {
@@ -111,11 +132,57 @@ func (c *Conn) handleSort(dec *imapwire.Decoder, numKind NumKind) error {
 	if err != nil {
 		return err
 	}
+	if ret != nil {
+		return c.writeESort(tag, nums, ret, numKind)
+	}
 	enc := newResponseEncoder(c)
 	defer enc.end()
 	enc.Atom("*").SP().Atom("SORT")
 	for _, n := range nums {
 		enc.SP().Number(n)
+	}
+	return enc.CRLF()
+}
+
+// writeESort answers a SORT RETURN (RFC 5267 §3.2): MIN and MAX are the
+// first and the last message in sort order, ALL the numbers in sort
+// order, with ranges only for runs that ascend by one.
+func (c *Conn) writeESort(tag string, nums []uint32, ret *imap.SearchOptions, numKind NumKind) error {
+	enc := newResponseEncoder(c)
+	defer enc.end()
+	enc.Atom("*").SP().Atom("ESEARCH").SP().Special('(').Atom("TAG").SP().String(tag).Special(')')
+	if numKind == NumKindUID {
+		enc.SP().Atom("UID")
+	}
+	if len(nums) > 0 {
+		if ret.ReturnMin {
+			enc.SP().Atom("MIN").SP().Number(nums[0])
+		}
+		if ret.ReturnMax {
+			enc.SP().Atom("MAX").SP().Number(nums[len(nums)-1])
+		}
+	}
+	if ret.ReturnCount {
+		enc.SP().Atom("COUNT").SP().Number(uint32(len(nums)))
+	}
+	if ret.ReturnAll && len(nums) > 0 {
+		var b strings.Builder
+		for i := 0; i < len(nums); {
+			j := i
+			for j+1 < len(nums) && nums[j+1] == nums[j]+1 {
+				j++
+			}
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			if j > i {
+				fmt.Fprintf(&b, "%d:%d", nums[i], nums[j])
+			} else {
+				fmt.Fprintf(&b, "%d", nums[i])
+			}
+			i = j + 1
+		}
+		enc.SP().Atom("ALL").SP().Atom(b.String())
 	}
 	return enc.CRLF()
 }

@@ -125,6 +125,27 @@ func TestSortRefusals(t *testing.T) {
 			t.Errorf("%s: %q, want %s", c.cmd, s, c.want)
 		}
 	}
+	// ESORT (RFC 5267): SORT RETURN answers ESEARCH, MIN and MAX the
+	// first and last in sort order, ALL in sort order.
+	for _, c := range []struct{ cmd, want string }{
+		{"SORT RETURN (MIN MAX COUNT ALL) (SUBJECT) UTF-8 ALL", `* ESEARCH (TAG "a6") MIN 1 MAX 1 COUNT 1 ALL 1`},
+		{"SORT RETURN () (SUBJECT) UTF-8 ALL", `* ESEARCH (TAG "a6") ALL 1`},
+		{"SORT RETURN (COUNT) (SUBJECT) UTF-8 SUBJECT nothing-matches", `* ESEARCH (TAG "a6") COUNT 0`},
+	} {
+		r.send("a6 " + c.cmd + "\r\n")
+		if s := r.line(); s != c.want+"\r\n" {
+			t.Errorf("%s: %q, want %q", c.cmd, s, c.want)
+		}
+		if s := r.until("a6 "); !strings.HasPrefix(s, "a6 OK") {
+			t.Errorf("%s: %q", c.cmd, s)
+		}
+	}
+	for _, cmd := range []string{"SORT RETURN (SAVE) (SUBJECT) UTF-8 ALL", "SORT RETURN (BOGUS) (SUBJECT) UTF-8 ALL", "SORT BOGUS (SUBJECT) UTF-8 ALL"} {
+		r.send("a7 " + cmd + "\r\n")
+		if s := r.until("a7 "); !strings.HasPrefix(s, "a7 BAD") {
+			t.Errorf("%s: %q, want BAD", cmd, s)
+		}
+	}
 	r.send("a5 SORT (SIZE) UTF-8 ALL\r\n")
 	if s := r.line(); s != "* SORT 1\r\n" {
 		t.Errorf("SORT answer %q", s)
