@@ -38,6 +38,11 @@ func TestMailCommands(t *testing.T) {
 	if _, _, code := s.DbctlExit(nil, "mailbox", "add", "--policy", "2", "x@example.org"); code != 2 {
 		t.Fatalf("mailbox add --policy 2 (a number): exit %d, want 2", code)
 	}
+	s.Dbctl(nil, "mailbox", "add", "--policy", "nogreylist", "abc@example.org")
+	s.Dbctl(nil, "mailbox", "filter", "abc@example.org", "X-Spam-Status")
+	if out := s.Dbctl(nil, "mailbox", "list"); out != "abc@example.org nogreylist drop:x-spam-status\njo@example.org filter\n" {
+		t.Fatalf("mailbox list: %q", out)
+	}
 	if out := s.Dbctl(nil, "mailbox", "add", "jo@example.org"); !strings.Contains(out, "exists") {
 		t.Fatalf("mailbox add again: %q", out)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 )
@@ -123,11 +124,25 @@ func checkFresh(path string) error {
 // allMailboxes lists the mailbox rows (at most 10000, dbd's scan bound),
 // sorted by address.
 func allMailboxes(ctx context.Context, cl *client.Client) ([]mailbox.Box, error) {
+	rows, err := mailboxRows(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]mailbox.Box, len(rows))
+	for i, row := range rows {
+		out[i] = mailbox.Box{Key: row.Key, Address: string(row.Content)}
+	}
+	return out, nil
+}
+
+// mailboxRows reads the mailbox rows (at most 10000, dbd's scan bound),
+// with content and state, sorted by address.
+func mailboxRows(ctx context.Context, cl *client.Client) ([]*wire.Row, error) {
 	keys, err := cl.ScanKeys(ctx, model.Mailbox, 10000)
 	if err != nil {
 		return nil, fmt.Errorf("scan mailboxes: %w", err)
 	}
-	var out []mailbox.Box
+	var out []*wire.Row
 	for _, k := range keys {
 		row, err := cl.FindKey(ctx, model.Mailbox, k)
 		if errors.Is(err, client.ErrNotFound) {
@@ -136,9 +151,9 @@ func allMailboxes(ctx context.Context, cl *client.Client) ([]mailbox.Box, error)
 		if err != nil {
 			return nil, fmt.Errorf("read mailbox %s: %w", k, err)
 		}
-		out = append(out, mailbox.Box{Key: k, Address: string(row.Content)})
+		out = append(out, row)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
+	sort.Slice(out, func(i, j int) bool { return string(out[i].Content) < string(out[j].Content) })
 	return out, nil
 }
 

@@ -32,6 +32,9 @@ func mailboxCmd() *cli.Command {
 			Flags:     []cli.Flag{&cli.StringFlag{Name: "policy", Value: "filter", Usage: "spam policy: " + policyUsage}},
 			Action:    mailboxAdd,
 		}, {
+			Name: "list", Usage: "every mailbox (at most 10000): ADDRESS POLICY, then the header fields dropped on retrieval",
+			Action: mailboxList,
+		}, {
 			Name: "policy", Usage: "show the mailbox's spam policy, or set it to POLICY (" + policyUsage + ")",
 			ArgsUsage: "ADDRESS [POLICY]",
 			Action:    mailboxPolicy,
@@ -84,6 +87,30 @@ const policyUsage = "filter (every check, the default), nogreylist (no retry ask
 func setPolicy(content []byte, p model.Policy, at time.Time) wire.Request {
 	return wire.Request{Op: wire.OpSet, Table: model.Mailbox, Ref: wire.Ref{Content: content},
 		Name: model.ColPolicy, Value: model.PolicyValue(at, p)}
+}
+
+func mailboxList(c *cli.Context) error {
+	if c.NArg() != 0 {
+		return usageError("mailbox list: no arguments")
+	}
+	ctx, cl, done, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	rows, err := mailboxRows(ctx, cl)
+	if err != nil {
+		return err
+	}
+	for _, row := range rows {
+		p, _ := model.PolicyOf(row.State.Col(model.ColPolicy))
+		line := fmt.Sprintf("%s %s", row.Content, p)
+		for _, f := range model.HeaderFilters(row.State) {
+			line += " drop:" + f
+		}
+		fmt.Fprintln(c.App.Writer, line)
+	}
+	return nil
 }
 
 // mailboxPolicy shows or sets a mailbox's spam policy. Setting stamps it
