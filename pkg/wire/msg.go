@@ -75,10 +75,20 @@ const (
 // mail: its receive, mail, header, body and received rows.
 const MailRows = 5
 
-// MailsPacked is the only flag a mails request may carry (docs/wire.md
-// §5.4): answer in rows messages (KindRows), several rows a message, not
-// one event a row.
-const MailsPacked byte = 0x01
+// Flags of a mails request (docs/wire.md §5.4), in one byte after the
+// byte budget. A dbd older than a flag refuses the request as
+// bad-request ("unknown flags", or "trailing bytes" before any flag), and
+// the client asks again without it.
+const (
+	// MailsPacked: answer in rows messages (KindRows), several rows a
+	// message, not one event a row.
+	MailsPacked byte = 0x01
+	// MailsNoBody: send each mail's body row without its content, with
+	// its size (Row.Size), everything else as without the flag: a
+	// reader of headers and sizes (a folder listing) does not make dbd
+	// read and send the bodies, most of a mail's bytes.
+	MailsNoBody byte = 0x02
+)
 
 // ListPacked is the only flag a list request may carry (docs/wire.md
 // §5.4): answer in rows messages, as MailsPacked does for mails. A
@@ -118,6 +128,7 @@ type Request struct {
 	// needs an empty Keys and nil means "no parent filter".
 	Parent *model.Key
 	Flag   bool        // watch: send current rows first; changes: keep following; find: without content; mails, list: packed rows (MailsPacked, ListPacked)
+	NoBody bool        // mails: body rows without content (MailsNoBody)
 	Batch  []Request   // batch: sub-requests
 	Keys   []model.Key // watch: only these rows (empty = whole table)
 	Rows   []Row       // merge
@@ -344,13 +355,20 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 		for _, k := range r.Keys {
 			b = append(b, k[:]...)
 		}
-		if r.Value > 0 || r.Flag {
+		var flags byte
+		if r.Flag {
+			flags |= MailsPacked
+		}
+		if r.NoBody {
+			flags |= MailsNoBody
+		}
+		if r.Value > 0 || flags != 0 {
 			// Optional: absent means no budget. With the flag byte
 			// after it, 0 means no budget too.
 			b = binary.AppendUvarint(b, r.Value)
 		}
-		if r.Flag {
-			b = append(b, MailsPacked)
+		if flags != 0 {
+			b = append(b, flags)
 		}
 	case OpList:
 		if r.Parent == nil {
@@ -730,10 +748,15 @@ func (d *dec) requestInto(r *Request, top bool) {
 		if d.err == nil && len(d.b) > 0 {
 			r.Value = d.uvarint()
 			if d.err == nil && len(d.b) > 0 {
-				if d.byte() != MailsPacked {
+				switch flags := d.byte(); {
+				case flags&^(MailsPacked|MailsNoBody) != 0:
 					d.fail("mails: unknown flags")
+				case flags == 0:
+					d.fail("mails: flags 0 (omit them instead)")
+				default:
+					r.Flag = flags&MailsPacked != 0
+					r.NoBody = flags&MailsNoBody != 0
 				}
-				r.Flag = true
 			} else if r.Value == 0 && d.err == nil {
 				d.fail("mails: byte budget 0 without flags (omit it instead)")
 			}

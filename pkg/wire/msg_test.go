@@ -149,6 +149,10 @@ var msgRequestCases = []msgRequestCase{
 		"11 01" + msgKx(0xaa) + "00 01"},
 	{"mails of receive aa.., budget 300, packed", Request{Op: OpMails, Table: model.Receive, Keys: []model.Key{msgKA}, Value: 300, Flag: true},
 		"11 01" + msgKx(0xaa) + "ac 02 01"},
+	{"mails of receive aa.., packed, no body", Request{Op: OpMails, Table: model.Receive, Keys: []model.Key{msgKA}, Flag: true, NoBody: true},
+		"11 01" + msgKx(0xaa) + "00 03"},
+	{"mails of receive aa.., budget 300, no body", Request{Op: OpMails, Table: model.Receive, Keys: []model.Key{msgKA}, Value: 300, NoBody: true},
+		"11 01" + msgKx(0xaa) + "ac 02 02"},
 }
 
 // msgNormState drops empty maps, zero values and counters without counts:
@@ -337,8 +341,8 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"mails key truncated", "11 01" + msgKx(0xaa)[:40]},
 		{"mails with budget 0", "11 01" + msgKx(0xaa) + "00"},
 		{"mails with flags 0", "11 01" + msgKx(0xaa) + "05 00"},
-		{"mails with flags 2", "11 01" + msgKx(0xaa) + "05 02"},
-		{"mails with flags 3", "11 01" + msgKx(0xaa) + "00 03"},
+		{"mails with flags 4", "11 01" + msgKx(0xaa) + "05 04"},
+		{"mails with flags 7", "11 01" + msgKx(0xaa) + "00 07"},
 		{"mails with a byte after the flags", "11 01" + msgKx(0xaa) + "05 01 00"},
 		{"mails budget truncated", "11 01" + msgKx(0xaa) + "80"},
 		{"mail key truncated", "10" + msgKx(0xaa)[:40]},

@@ -610,7 +610,7 @@ func (c *conn) serveList(ctx context.Context, id uint32, req *wire.Request) erro
 		if p == nil {
 			return c.sendEvent(id, v, r, withContent)
 		}
-		return p.add(r)
+		return p.add(r, withContent)
 	})
 	if err == nil && p != nil {
 		err = p.flush()
@@ -656,7 +656,9 @@ func (c *conn) serveMail(ctx context.Context, id uint32, req *wire.Request) (str
 // key without a receive row adds nothing. With a byte budget it stops
 // after the mail whose contents bring the answer to the budget. Readers
 // of many mails (a FETCH, POP3's read-ahead) save a request, a snapshot
-// and a write(2) per mail.
+// and a write(2) per mail. With NoBody (wire.MailsNoBody) each body row
+// goes without its content, with its size, and does not count towards
+// the budget: a folder listing reads headers and sizes only.
 //
 // Each row goes into the answer as soon as it is read, while its meta
 // value is still Pebble's: collecting the rows first needed a copy of
@@ -668,7 +670,7 @@ func (c *conn) serveMails(ctx context.Context, id uint32, req *wire.Request) (st
 		return "", err
 	}
 	defer v.Close()
-	emit := func(r store.Row) error { return c.sendEvent(id, v, r, withContent) }
+	emit := func(r store.Row, parts rowParts) error { return c.sendEvent(id, v, r, parts) }
 	var p *packer
 	if req.Flag {
 		// No hold while reading: frames go out as they fill, so the other
@@ -680,14 +682,18 @@ func (c *conn) serveMails(ctx context.Context, id uint32, req *wire.Request) (st
 		release := c.wc.Hold()
 		defer release()
 	}
-	var bytes uint64
+	var bytes uint64 // of the contents sent: what the reader holds
 	for _, k := range req.Keys {
 		if ctx.Err() != nil {
 			return "ok", errCanceledByClient
 		}
 		if _, err := mailRows(v, k, func(r store.Row) error {
+			if req.NoBody && r.Table == model.Body {
+				// Its size only: a body kept in chunks is not read.
+				return emit(r, 0)
+			}
 			bytes += r.Size
-			return emit(r)
+			return emit(r, withContent)
 		}); err != nil {
 			return "", err
 		}
@@ -808,13 +814,17 @@ func (c *conn) newPacker(id uint32, v *store.View) *packer {
 	return p
 }
 
-// add packs row (its content read now, so the row may alias the view's
-// memory), sending the message before if row does not fit in it.
-func (p *packer) add(row store.Row) error {
+// add packs row, with its content if parts has withContent (read now, so
+// the row may alias the view's memory), sending the message before if row
+// does not fit in it.
+func (p *packer) add(row store.Row, parts rowParts) error {
 	wr := wireRow(row)
-	wr.HasContent = true
+	wr.HasContent = parts&withContent != 0
 	p.hdr = wire.AppendRowHeader(p.hdr[:0], &wr)
-	size := uint64(len(p.hdr)) + row.Size
+	size := uint64(len(p.hdr))
+	if wr.HasContent {
+		size += row.Size
+	}
 	if startsMessage(p.n, uint64(len(p.buf)-packOverhead), size, p.max) {
 		if err := p.flush(); err != nil {
 			return err
@@ -830,8 +840,10 @@ func (p *packer) add(row store.Row) error {
 		return m.finish()
 	}
 	p.buf = append(p.buf, p.hdr...)
-	if err := writeContent((*packBuf)(&p.buf), p.v, row); err != nil {
-		return err
+	if wr.HasContent {
+		if err := writeContent((*packBuf)(&p.buf), p.v, row); err != nil {
+			return err
+		}
 	}
 	p.n++
 	return nil

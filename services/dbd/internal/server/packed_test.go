@@ -114,13 +114,82 @@ func TestMailsPacked(t *testing.T) {
 	}
 }
 
+// TestMailsNoBody: a mails request with wire.MailsNoBody, packed or not,
+// gets the rows it gets without the flag, in the same order, but each
+// body row without its content and with its size; no body's bytes are in
+// the answer, and the budget counts only the contents sent.
+func TestMailsNoBody(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	ctx := ctxT(t)
+	admin := e.Client(auth.Admin)
+	small, _ := putMails(t, ctx, admin, 3, "small body\r\n")
+	big, _ := putMails(t, ctx, admin, 1, strings.Repeat("large body line\r\n", 10000)) // in chunks, over frames
+	keys := []model.Key{small[0], big[0], small[1], small[2]}
+	wc := e.Dial(auth.Mailbox)
+	rowsOf := func(id uint32, req *wire.Request) (rows []wire.Row, data []byte) {
+		for _, m := range askRaw(t, wc, id, req) {
+			data = append(data, m.data...)
+			res, err := wire.DecodeAnswer(wire.OpMails, m.data)
+			if errors.Is(err, wire.ErrEndOfStream) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("request %d: %v", id, err)
+			}
+			if res.Row != nil {
+				rows = append(rows, *res.Row)
+			}
+			rows = append(rows, res.Rows...)
+		}
+		return rows, data
+	}
+	want, _ := rowsOf(1, &wire.Request{Op: wire.OpMails, Keys: keys, Flag: true})
+	if len(want) != 4*5 {
+		t.Fatalf("%d rows, want 20 (four mails of five rows)", len(want))
+	}
+	for i, packed := range []bool{true, false} {
+		got, data := rowsOf(uint32(2+i), &wire.Request{Op: wire.OpMails, Keys: keys, Flag: packed, NoBody: true})
+		if bytes.Contains(data, []byte("body line")) || bytes.Contains(data, []byte("small body")) {
+			t.Fatalf("packed %v: a body's content is in the answer", packed)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("packed %v: %d rows, want %d", packed, len(got), len(want))
+		}
+		for j := range want {
+			w := want[j]
+			if w.Table == model.Body {
+				w.HasContent, w.Content = false, nil
+			}
+			if g := got[j]; !bytes.Equal(wire.AppendRow(nil, &g), wire.AppendRow(nil, &w)) {
+				t.Fatalf("packed %v, row %d: %+v, want %+v", packed, j, g, w)
+			}
+		}
+	}
+	// A budget of one byte ends the answer after the first mail, sent
+	// whole; the body's size, not sent, does not count: a budget just
+	// above the contents of the first two mails without their bodies
+	// takes three.
+	var first2 uint64
+	for _, r := range want[:10] {
+		if r.Table != model.Body {
+			first2 += r.Size
+		}
+	}
+	for budget, mails := range map[uint64]int{1: 1, first2: 2, first2 + 1: 3} {
+		got, _ := rowsOf(9, &wire.Request{Op: wire.OpMails, Keys: keys, Value: budget, Flag: true, NoBody: true})
+		if len(got) != 5*mails {
+			t.Errorf("budget %d: %d rows, want %d", budget, len(got), 5*mails)
+		}
+	}
+}
+
 // TestMailsPackedRefusedFlags: a mails request with a flag dbd does not
 // know is bad-request (so a client can tell, and ask without it).
 func TestMailsPackedRefusedFlags(t *testing.T) {
 	e := dbdtest.Start(t, dbdtest.Options{})
 	wc := e.Dial(auth.Mailbox)
 	msg, _ := wire.AppendRequest(nil, &wire.Request{Op: wire.OpMails, Keys: []model.Key{{}}, Flag: true})
-	msg[len(msg)-1] = 0x02 // an unknown flag
+	msg[len(msg)-1] = 0x04 // an unknown flag
 	if err := wc.WriteFrame(wire.Frame{ReqID: 1, Data: msg}); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +200,7 @@ func TestMailsPackedRefusedFlags(t *testing.T) {
 	_, err = wire.DecodeAnswer(wire.OpMails, f.Data)
 	var we *wire.Error
 	if !errors.As(err, &we) || we.Code != wire.CodeBadRequest {
-		t.Fatalf("mails with flag 2: %v, want bad-request", err)
+		t.Fatalf("mails with flag 4: %v, want bad-request", err)
 	}
 }
 
@@ -200,7 +269,7 @@ func TestListPacked(t *testing.T) {
 	}
 
 	msg, _ := wire.AppendRequest(nil, &list)
-	msg[len(msg)-1] = 0x02 // an unknown flag
+	msg[len(msg)-1] = 0x04 // an unknown flag
 	if err := wc.WriteFrame(wire.Frame{ReqID: 3, Data: msg}); err != nil {
 		t.Fatal(err)
 	}
