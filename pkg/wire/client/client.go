@@ -140,6 +140,9 @@ type Client struct {
 	// unpackedList: the same for a list request with wire.ListPacked,
 	// which came later: a dbd may know packed mails and not packed lists.
 	unpackedList atomic.Bool
+	// bodies: a dbd refused a mails request with wire.MailsNoBody (it is
+	// older than the flag); cleared when a connection is opened.
+	bodies atomic.Bool
 	// noWatchCond: a dbd refused a watch with a condition (wire.WatchCond,
 	// it is older than it); cleared when a connection is opened.
 	noWatchCond atomic.Bool
@@ -312,6 +315,7 @@ func (c *Client) dial(ctx context.Context) (*session, error) {
 	// This dbd may know packed mails and lists, and watch conditions.
 	c.unpacked.Store(false)
 	c.unpackedList.Store(false)
+	c.bodies.Store(false)
 	c.noWatchCond.Store(false)
 	return s, nil
 }

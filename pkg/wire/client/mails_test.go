@@ -127,6 +127,65 @@ func TestMailsRowsOlderDBD(t *testing.T) {
 	}
 }
 
+// TestMailsHeadsOlderDBD: MailsHeadsPooled asks for body rows without
+// content; a dbd older than wire.MailsNoBody refuses it as bad-request,
+// and the Client asks again for whole rows (packed), and so from then on
+// (a call of MailsRowsPooled never asks without bodies); a dbd older than
+// any flag gets unpacked requests at last. Against a dbd that knows the
+// flag, the request carries it.
+func TestMailsHeadsOlderDBD(t *testing.T) {
+	type asked struct{ packed, noBody bool }
+	for _, tc := range []struct {
+		name  string
+		knows func(*wire.Request) bool // what the fake dbd accepts
+		want  []asked                  // two calls of MailsHeadsPooled, then one of MailsRowsPooled
+	}{
+		{"knows no body", func(*wire.Request) bool { return true },
+			[]asked{{true, true}, {true, true}, {true, false}}},
+		{"knows packed only", func(r *wire.Request) bool { return !r.NoBody },
+			[]asked{{true, true}, {true, false}, {true, false}, {true, false}}},
+		{"knows no flags", func(r *wire.Request) bool { return !r.NoBody && !r.Flag },
+			[]asked{{true, true}, {true, false}, {false, false}, {false, false}, {false, false}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			keys, rows := mailsFixture()
+			f := newFakeDBD(t)
+			var mu sync.Mutex
+			var got []asked
+			f.mails = func(req *wire.Request) [][]byte {
+				mu.Lock()
+				got = append(got, asked{req.Flag, req.NoBody})
+				mu.Unlock()
+				if !tc.knows(req) {
+					return [][]byte{wire.AppendError(nil, wire.CodeBadRequest, "wire: malformed message: mails: unknown flags")}
+				}
+				if !req.Flag {
+					return append(eventAnswers(rows), wire.AppendEnd(nil))
+				}
+				return [][]byte{rowsAnswer(rows), wire.AppendEnd(nil)}
+			}
+			c := newTestClient(t, f.ln.Addr().String(), f.key.Public, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for i, call := range []func(context.Context, []model.Key, uint64) (map[model.Key][]wire.Row, func(), error){
+				c.MailsHeadsPooled, c.MailsHeadsPooled, c.MailsRowsPooled,
+			} {
+				byKey, release, err := call(ctx, keys, 0)
+				if err != nil {
+					t.Fatalf("call %d: %v", i+1, err)
+				}
+				if want := wantByKey(rows); !reflect.DeepEqual(byKey, want) {
+					t.Fatalf("call %d = %v, want %v", i+1, byKey, want)
+				}
+				release()
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("requests (packed, no body): %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestMailsRowsMalformedRows: a rows answer that does not decode fails
 // MailsRows with ErrMalformed, never a partial map.
 func TestMailsRowsMalformedRows(t *testing.T) {

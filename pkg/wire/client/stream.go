@@ -332,7 +332,7 @@ func (c *Client) MailRows(ctx context.Context, k model.Key) ([]wire.Row, error) 
 // Client then asks without it, and keeps doing so until it opens a new
 // connection (which may reach an upgraded dbd).
 func (c *Client) MailsRows(ctx context.Context, keys []model.Key, budget uint64) (map[model.Key][]wire.Row, error) {
-	byKey, _, err := c.mailsRows(ctx, keys, budget, make([]wire.Row, 0, wire.MailRows*len(keys)), nil)
+	byKey, _, err := c.mailsRows(ctx, keys, budget, false, make([]wire.Row, 0, wire.MailRows*len(keys)), nil)
 	return byKey, err
 }
 
@@ -343,8 +343,22 @@ func (c *Client) MailsRows(ctx context.Context, keys []model.Key, budget uint64)
 // release is safe, only slower; calling it early corrupts the rows of
 // later answers. release is not nil, even with an error.
 func (c *Client) MailsRowsPooled(ctx context.Context, keys []model.Key, budget uint64) (byKey map[model.Key][]wire.Row, release func(), err error) {
+	return c.mailsRowsPooled(ctx, keys, budget, false)
+}
+
+// MailsHeadsPooled is MailsRowsPooled that asks dbd to send each body
+// row without its content, with its size (wire.MailsNoBody): a reader of
+// headers and sizes. The budget counts the contents sent. A dbd older
+// than the flag refuses it as bad-request; the Client then asks for the
+// whole rows (a body row then has its content, and the same size), and
+// keeps doing so until it opens a new connection.
+func (c *Client) MailsHeadsPooled(ctx context.Context, keys []model.Key, budget uint64) (byKey map[model.Key][]wire.Row, release func(), err error) {
+	return c.mailsRowsPooled(ctx, keys, budget, true)
+}
+
+func (c *Client) mailsRowsPooled(ctx context.Context, keys []model.Key, budget uint64, noBody bool) (byKey map[model.Key][]wire.Row, release func(), err error) {
 	var frames []*[]byte
-	byKey, rows, err := c.mailsRows(ctx, keys, budget, c.rowLists.get(wire.MailRows*len(keys)), &frames)
+	byKey, rows, err := c.mailsRows(ctx, keys, budget, noBody, c.rowLists.get(wire.MailRows*len(keys)), &frames)
 	return byKey, func() {
 		c.giveBack(frames)
 		c.rowLists.put(rows)
@@ -353,10 +367,18 @@ func (c *Client) MailsRowsPooled(ctx context.Context, keys []model.Key, budget u
 }
 
 // mailsRows is MailsRows into the memory of the list into (see
-// collectFrames); it also returns the list of all rows.
-func (c *Client) mailsRows(ctx context.Context, keys []model.Key, budget uint64, into []wire.Row, frames *[]*[]byte) (map[model.Key][]wire.Row, []wire.Row, error) {
+// collectFrames); it also returns the list of all rows. noBody asks for
+// body rows without content where dbd knows how.
+func (c *Client) mailsRows(ctx context.Context, keys []model.Key, budget uint64, noBody bool, into []wire.Row, frames *[]*[]byte) (map[model.Key][]wire.Row, []wire.Row, error) {
 	req := &wire.Request{Op: wire.OpMails, Table: model.Receive, Keys: keys, Value: budget, Flag: !c.unpacked.Load()}
+	// A dbd that does not pack is older than MailsNoBody too.
+	req.NoBody = noBody && req.Flag && !c.bodies.Load()
 	rows, err := c.collectFrames(ctx, req, into, frames)
+	if req.NoBody && isCode(err, wire.CodeBadRequest) {
+		c.bodies.Store(true)
+		req.NoBody = false
+		rows, err = c.collectFrames(ctx, req, into, frames)
+	}
 	if req.Flag && isCode(err, wire.CodeBadRequest) {
 		c.unpacked.Store(true)
 		req.Flag = false
