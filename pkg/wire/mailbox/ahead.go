@@ -38,6 +38,9 @@ type Ahead struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	spare   []byte // given back by Recycle, for the next mail Next joins
+	// heads: the mails are read without their bodies, for NextHead (see
+	// ReadAheadHeads); fixed before the reader starts.
+	heads bool
 }
 
 // Recycle gives back the bytes of a mail Next returned, once the caller
@@ -65,8 +68,9 @@ type fetchedMail struct {
 	parts model.Parts
 	whole bool // parts has a header and a body
 	drop  []string
-	size  int // bytes held: of parts, or of raw
-	raw   []byte
+	size  int    // bytes held: of parts, or of raw
+	raw   []byte // the mail, or for NextHead its head's header
+	total int64  // for NextHead: the whole mail's length (Head.Size)
 	err   error
 	from  Origin
 	// release, if not nil, gives back the memory of the rows of this
@@ -78,12 +82,29 @@ type fetchedMail struct {
 // fields, see Fetch) ahead of Next, holding about limit bytes at most.
 // Each dbd request gets timeout. The caller must call Stop.
 func (s *Store) ReadAhead(ctx context.Context, msgs []Message, drops [][]string, limit int, timeout time.Duration) *Ahead {
+	return s.readAhead(ctx, msgs, drops, limit, timeout, false)
+}
+
+// ReadAheadHeads is ReadAhead for a reader of the mails' heads (see
+// Head), taken with NextHead: dbd sends each mail's rows but its body's
+// content (wire.MailsNoBody), so a folder listing does not read the
+// bodies, most of a mail's bytes. A dbd older than that flag sends the
+// bodies, and the heads are cut from them.
+func (s *Store) ReadAheadHeads(ctx context.Context, msgs []Message, drops [][]string, limit int, timeout time.Duration) *Ahead {
+	return s.readAhead(ctx, msgs, drops, limit, timeout, true)
+}
+
+func (s *Store) readAhead(ctx context.Context, msgs []Message, drops [][]string, limit int, timeout time.Duration, heads bool) *Ahead {
 	ctx, cancel := context.WithCancel(ctx)
-	a := &Ahead{cancel: cancel, done: make(chan struct{})}
+	a := &Ahead{cancel: cancel, done: make(chan struct{}), heads: heads}
 	a.cond = sync.NewCond(&a.mu)
 	go a.run(ctx, s, msgs, drops, max(limit, 1), timeout)
 	return a
 }
+
+// errAheadKind is what Next returns on a read-ahead of heads, and NextHead
+// on one of whole mails.
+var errAheadKind = errors.New("mailbox: read-ahead of the other kind (ReadAhead: Next; ReadAheadHeads: NextHead)")
 
 // Next returns the next mail's bytes, or its error; it waits for the read.
 func (a *Ahead) Next() ([]byte, error) {
@@ -94,29 +115,13 @@ func (a *Ahead) Next() ([]byte, error) {
 // NextOrigin is Next that also returns the rows the bytes were joined
 // from (see Origin).
 func (a *Ahead) NextOrigin() ([]byte, Origin, error) {
-	a.mu.Lock()
-	for len(a.ready) == a.head && !a.ended && !a.stopped {
-		a.cond.Wait()
+	if a.heads {
+		return nil, Origin{}, errAheadKind
 	}
-	if len(a.ready) == a.head {
-		a.mu.Unlock()
+	m, spare, ok := a.next()
+	if !ok {
 		return nil, Origin{}, ErrAheadStopped
 	}
-	m := a.ready[a.head]
-	a.ready[a.head] = fetchedMail{}
-	a.head++
-	if a.head == len(a.ready) {
-		// The queue's memory serves again: taking from the front of a
-		// slice and appending at its end made a new array a few mails.
-		a.ready, a.head = a.ready[:0], 0
-	}
-	a.held -= m.size
-	spare := a.spare
-	if m.msg != nil {
-		a.spare = nil
-	}
-	a.cond.Broadcast()
-	a.mu.Unlock()
 	if m.msg == nil {
 		if m.release != nil {
 			m.release()
@@ -128,6 +133,59 @@ func (a *Ahead) NextOrigin() ([]byte, Origin, error) {
 		m.release() // raw is a copy
 	}
 	return raw, m.from, err
+}
+
+// NextHead returns the next mail's head and the rows it was joined from,
+// or its error, from a read-ahead of ReadAheadHeads; it waits for the
+// read. The head's header may lie in memory given back with Recycle.
+func (a *Ahead) NextHead() (Head, Origin, error) {
+	if !a.heads {
+		return Head{}, Origin{}, errAheadKind
+	}
+	m, spare, ok := a.next()
+	if !ok {
+		return Head{}, Origin{}, ErrAheadStopped
+	}
+	if m.msg == nil {
+		if m.release != nil {
+			m.release()
+		}
+		return Head{Header: m.raw, Size: m.total}, m.from, m.err
+	}
+	h, err := joinHead(*m.msg, m.parts, m.whole, m.total, m.drop, spare)
+	if m.release != nil {
+		m.release() // h.Header is a copy
+	}
+	return h, m.from, err
+}
+
+// next takes the next mail read, waiting for it, and the memory given
+// back for joining it; ok is false once stopped or when none is left.
+func (a *Ahead) next() (m fetchedMail, spare []byte, ok bool) {
+	a.mu.Lock()
+	for len(a.ready) == a.head && !a.ended && !a.stopped {
+		a.cond.Wait()
+	}
+	if len(a.ready) == a.head {
+		a.mu.Unlock()
+		return fetchedMail{}, nil, false
+	}
+	m = a.ready[a.head]
+	a.ready[a.head] = fetchedMail{}
+	a.head++
+	if a.head == len(a.ready) {
+		// The queue's memory serves again: taking from the front of a
+		// slice and appending at its end made a new array a few mails.
+		a.ready, a.head = a.ready[:0], 0
+	}
+	a.held -= m.size
+	spare = a.spare
+	if m.msg != nil {
+		a.spare = nil
+	}
+	a.cond.Broadcast()
+	a.mu.Unlock()
+	return m, spare, true
 }
 
 // Stop cancels the read in progress and waits for the reader to end.
@@ -143,16 +201,16 @@ func (a *Ahead) Stop() {
 }
 
 // put hands one mail's bytes (joined from the rows o names) or error to
-// Next.
-func (a *Ahead) put(raw []byte, o Origin, err error) {
-	a.add(fetchedMail{raw: raw, from: o, err: err, size: len(raw)})
+// Next; for NextHead, raw is the head's header and total the mail's size.
+func (a *Ahead) put(raw []byte, total int64, o Origin, err error) {
+	a.add(fetchedMail{raw: raw, total: total, from: o, err: err, size: len(raw)})
 }
 
-// putRows hands one mail's rows to Next, which joins them and then calls
-// release, if not nil.
+// putRows hands one mail's rows to Next or NextHead, which joins them and
+// then calls release, if not nil.
 func (a *Ahead) putRows(msg *Message, rows []wire.Row, drop []string, release func()) {
 	p, whole, o := rowParts(*msg, rows)
-	a.add(fetchedMail{msg: msg, parts: p, whole: whole, drop: drop, size: model.JoinedSizeMax(p), from: o, release: release})
+	a.add(fetchedMail{msg: msg, parts: p, whole: whole, total: bodySize(rows), drop: drop, size: model.JoinedSizeMax(p), from: o, release: release})
 }
 
 func (a *Ahead) add(m fetchedMail) {
@@ -208,7 +266,17 @@ type pooledDB interface {
 	MailsRowsPooled(ctx context.Context, keys []model.Key, budget uint64) (map[model.Key][]wire.Row, func(), error)
 }
 
-var _ pooledDB = (*client.Client)(nil)
+// headsDB is a pooledDB that can send mails without their bodies'
+// contents (client.Client.MailsHeadsPooled): the read-ahead of heads asks
+// for them so; of any other DB it takes the whole rows.
+type headsDB interface {
+	MailsHeadsPooled(ctx context.Context, keys []model.Key, budget uint64) (map[model.Key][]wire.Row, func(), error)
+}
+
+var (
+	_ pooledDB = (*client.Client)(nil)
+	_ headsDB  = (*client.Client)(nil)
+)
 
 func (a *Ahead) run(ctx context.Context, s *Store, msgs []Message, drops [][]string, limit int, timeout time.Duration) {
 	var window []*aheadReq // in flight, in mail order
@@ -232,7 +300,9 @@ func (a *Ahead) run(ctx context.Context, s *Store, msgs []Message, drops [][]str
 			defer close(r.done)
 			rctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			if p, ok := s.db.(pooledDB); ok {
+			if h, ok := s.db.(headsDB); ok && a.heads {
+				r.rows, r.release, r.err = h.MailsHeadsPooled(rctx, keys, uint64(budget))
+			} else if p, ok := s.db.(pooledDB); ok {
 				r.rows, r.release, r.err = p.MailsRowsPooled(rctx, keys, uint64(budget))
 			} else {
 				r.rows, r.err = s.db.MailsRows(rctx, keys, uint64(budget))
@@ -282,20 +352,23 @@ func (a *Ahead) run(ctx context.Context, s *Store, msgs []Message, drops [][]str
 			// dbd is unreachable or failing: every mail left gets the
 			// error now rather than a timeout each.
 			for i := pos; i < len(msgs); i++ {
-				a.put(nil, Origin{}, fmt.Errorf("read mail %s: %w", msgs[i].Mail, r.err))
+				a.put(nil, 0, Origin{}, fmt.Errorf("read mail %s: %w", msgs[i].Mail, r.err))
 			}
 			return
 		}
 		// dbd looked at every key unless the budget stopped it, which
 		// it does right after a mail: keys after the last mail answered
 		// are then asked again, before the requests after this one are
-		// handed out.
+		// handed out. The budget counts the contents sent (not a body
+		// row's size without it, wire.MailsNoBody).
 		end, last, got := r.end, -1, uint64(0)
 		for i := r.start; i < r.end; i++ {
 			if rows, ok := r.rows[msgs[i].Receive]; ok {
 				last = i
 				for _, row := range rows {
-					got += row.Size
+					if row.HasContent {
+						got += row.Size
+					}
 				}
 			}
 		}
@@ -338,8 +411,13 @@ func (a *Ahead) perMail(ctx context.Context, s *Store, msgs []Message, drops [][
 			return
 		}
 		rctx, cancel := context.WithTimeout(ctx, timeout)
-		raw, o, err := s.FetchOrigin(rctx, msgs[i], drops[i])
+		if a.heads {
+			h, o, err := s.FetchHeadOrigin(rctx, msgs[i], drops[i])
+			a.put(h.Header, h.Size, o, err)
+		} else {
+			raw, o, err := s.FetchOrigin(rctx, msgs[i], drops[i])
+			a.put(raw, 0, o, err)
+		}
 		cancel()
-		a.put(raw, o, err)
 	}
 }

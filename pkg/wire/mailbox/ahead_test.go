@@ -2,6 +2,7 @@ package mailbox
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -30,6 +31,12 @@ type mailsDB struct {
 }
 
 func (d *mailsDB) MailsRows(ctx context.Context, keys []model.Key, budget uint64) (map[model.Key][]wire.Row, error) {
+	return d.mailsRows(ctx, keys, budget, false)
+}
+
+// mailsRows is MailsRows that, with noBody, sends body rows without their
+// contents and does not count them towards the budget (wire.MailsNoBody).
+func (d *mailsDB) mailsRows(ctx context.Context, keys []model.Key, budget uint64, noBody bool) (map[model.Key][]wire.Row, error) {
 	if d.block != nil {
 		d.mu.Lock()
 		d.waiting++
@@ -55,7 +62,11 @@ func (d *mailsDB) MailsRows(ctx context.Context, keys []model.Key, budget uint64
 		}
 		rows := mailRowsOf(k, raw)
 		out[k] = rows
-		for _, r := range rows {
+		for i, r := range rows {
+			if noBody && r.Table == model.Body {
+				rows[i].HasContent, rows[i].Content = false, nil
+				continue
+			}
 			n += r.Size
 		}
 		if budget > 0 && n >= budget {
@@ -72,11 +83,11 @@ func (d *mailsDB) MailsRows(ctx context.Context, keys []model.Key, budget uint64
 func mailRowsOf(k model.Key, raw []byte) []wire.Row {
 	r := model.NewMailRows(raw)
 	p := r.Parts
-	rows := []wire.Row{{Table: model.Receive, Key: k}, {Table: model.Mail, Key: r.MailKey, Content: r.Mail},
-		{Table: model.Header, Key: r.HeaderKey, Content: p.Header, Size: uint64(len(p.Header))},
-		{Table: model.Body, Key: r.BodyKey, Content: p.Body, Size: uint64(len(p.Body))}}
+	rows := []wire.Row{{Table: model.Receive, Key: k, HasContent: true}, {Table: model.Mail, Key: r.MailKey, Content: r.Mail, HasContent: true},
+		{Table: model.Header, Key: r.HeaderKey, Content: p.Header, Size: uint64(len(p.Header)), HasContent: true},
+		{Table: model.Body, Key: r.BodyKey, Content: p.Body, Size: uint64(len(p.Body)), HasContent: true}}
 	if len(p.Received) > 0 {
-		rows = append(rows, wire.Row{Table: model.Received, Key: r.ReceivedKey, Content: p.Received, Size: uint64(len(p.Received))})
+		rows = append(rows, wire.Row{Table: model.Received, Key: r.ReceivedKey, Content: p.Received, Size: uint64(len(p.Received)), HasContent: true})
 	}
 	return rows
 }
@@ -363,5 +374,127 @@ func TestReadAheadPooled(t *testing.T) {
 			t.Errorf("missing %v: %d answers, %d released, %d released twice", missing, pdb.answers, pdb.released, pdb.twice)
 		}
 		pdb.mu.Unlock()
+	}
+}
+
+// headsMailsDB is a mailsDB that knows wire.MailsNoBody.
+type headsMailsDB struct{ *mailsDB }
+
+func (d headsMailsDB) MailsHeadsPooled(ctx context.Context, keys []model.Key, budget uint64) (map[model.Key][]wire.Row, func(), error) {
+	byKey, err := d.mailsRows(ctx, keys, budget, true)
+	return byKey, func() {}, err
+}
+
+// headMails are mails whose heads are easy to get wrong: Received fields
+// put back, one without line end (last only when no body follows), no
+// blank line, an empty body, folded fields dropped.
+var headMails = []string{
+	"Received: from a\r\nSubject: one\r\n\r\nbody\r\n",
+	"Subject: two\r\nReceived: from b\r\n\tfolded\r\nX-Drop: 1\r\n folded too\r\nTo: c\r\n\r\n",
+	"Subject: three\r\nReceived: from c",
+	"Received: from d\r\nSubject: four, no blank line\r\n",
+	"X-Drop: at the start\r\nReceived: x\r\n\r\n\r\nbody after an empty line\r\n",
+	"\r\nbody only",
+	"Subject: lf only\nReceived: y\n\nbody\n",
+	"Subject: bare cr line\r\n\r\r\nReceived: z\r\n\r\nbody\r\n",
+	"",
+}
+
+// TestReadAheadHeads: each head is what Fetch returns but the body, and
+// its size the length of what Fetch returns, with and without dropped
+// fields, from a DB that sends no bodies (which the read-ahead asks for),
+// from one that sends them, and from a dbd without op mails; NextOrigin
+// and NextHead refuse the other kind of read-ahead.
+func TestReadAheadHeads(t *testing.T) {
+	db, msgs, raws := aheadMails(100, 700)
+	for _, s := range headMails {
+		k := model.KeyOf(model.Receive, []byte(s))
+		db.mails[k] = []byte(s)
+		msgs, raws = append(msgs, Message{Receive: k}), append(raws, []byte(s))
+	}
+	old := &oldDB{mails: db.mails}
+	for _, drop := range [][]string{nil, {"received"}, {"x-drop", "subject"}} {
+		drops := make([][]string, len(msgs))
+		for i := range drops {
+			drops[i] = drop
+		}
+		for name, d := range map[string]DB{"no bodies": headsMailsDB{db}, "bodies": db, "no op mails": old} {
+			s := New(d)
+			a := s.ReadAheadHeads(context.Background(), msgs, drops, 5000, time.Minute)
+			for i := range msgs {
+				h, o, err := a.NextHead()
+				if err != nil {
+					t.Fatalf("%s, drop %v, mail %d: %v", name, drop, i, err)
+				}
+				want, err := New(old).Fetch(context.Background(), msgs[i], drop)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body := model.Split(raws[i]).Body
+				if h.Size != int64(len(want)) || string(h.Header)+string(body) != string(want) {
+					t.Fatalf("%s, drop %v, mail %d: head %q of %d bytes, want %q of %d", name, drop, i, h.Header, h.Size, want[:len(want)-len(body)], len(want))
+				}
+				r := model.NewMailRows(raws[i])
+				wo := Origin{Mail: r.MailKey}
+				if len(r.Received) > 0 {
+					wo.Received = r.ReceivedKey
+				}
+				if name != "no op mails" && o != wo {
+					t.Errorf("%s, mail %d: origin %v, want %v", name, i, o, wo)
+				}
+				a.Recycle(h.Header)
+			}
+			a.Stop()
+		}
+	}
+	a := New(db).ReadAheadHeads(context.Background(), msgs[:2], make([][]string, 2), 5000, time.Minute)
+	if _, _, err := a.NextOrigin(); !errors.Is(err, errAheadKind) {
+		t.Errorf("NextOrigin of heads: %v", err)
+	}
+	a.Stop()
+	b := New(db).ReadAhead(context.Background(), msgs[:2], make([][]string, 2), 5000, time.Minute)
+	if _, _, err := b.NextHead(); !errors.Is(err, errAheadKind) {
+		t.Errorf("NextHead of mails: %v", err)
+	}
+	b.Stop()
+}
+
+// TestReadAheadHeadsBudget: without bodies, a request's budget counts
+// the contents sent, so the heads of many large mails come a few
+// requests, not one request a mail's size.
+func TestReadAheadHeadsBudget(t *testing.T) {
+	db, msgs, _ := aheadMails(64, 100_000)
+	a := New(headsMailsDB{db}).ReadAheadHeads(context.Background(), msgs, make([][]string, len(msgs)), 1<<20, time.Minute)
+	defer a.Stop()
+	for i := range msgs {
+		h, _, err := a.NextHead()
+		if err != nil || h.Size < 100_000 || len(h.Header) > 100 {
+			t.Fatalf("mail %d: %d bytes of header, size %d, %v", i, len(h.Header), h.Size, err)
+		}
+	}
+	if db.requests > 2 {
+		t.Fatalf("%d requests for the heads of 64 mails of 100 kB", db.requests)
+	}
+}
+
+// TestJoinHeadOpenReceived: a Received field without line end may end a
+// mail only when no body follows; rows that put one before a body are
+// joined without their trace fields, and the head is cut from that same
+// mail (a head joined without the body would keep the field).
+func TestJoinHeadOpenReceived(t *testing.T) {
+	var enc []byte
+	enc = binary.AppendUvarint(enc, 1)
+	enc = binary.AppendUvarint(enc, uint64(len("Received: y")))
+	enc = append(enc, "Received: y"...)
+	for _, body := range []string{"", "b"} {
+		p := model.Parts{Header: []byte("Subject: x\r\n"), Received: enc, Body: []byte(body)}
+		want, err := joinParts(Message{}, p, true, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := joinHead(Message{}, model.Parts{Header: p.Header, Received: enc}, true, int64(len(body)), nil, nil)
+		if err != nil || h.Size != int64(len(want)) || string(h.Header)+body != string(want) {
+			t.Fatalf("body %q: head %q of %d, %v; mail %q", body, h.Header, h.Size, err, want)
+		}
 	}
 }

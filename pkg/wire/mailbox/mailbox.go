@@ -257,6 +257,31 @@ func (s *Store) FetchOrigin(ctx context.Context, m Message, drop []string) ([]by
 	return raw, o, err
 }
 
+// Head is what a mail's listing needs of it without its body: its header
+// and its length, exactly as of the bytes Fetch returns.
+type Head struct {
+	// Header is what Fetch returns before the body: the header section
+	// with its Received fields and without the dropped fields, blank line
+	// included when the mail has one.
+	Header []byte
+	// Size is the length of what Fetch returns: len(Header) and the
+	// body's.
+	Size int64
+}
+
+// FetchHeadOrigin is FetchOrigin for the mail's head only. It reads the
+// body row too (op mail has no flag to leave it out); the read-ahead of
+// heads (ReadAheadHeads) does not.
+func (s *Store) FetchHeadOrigin(ctx context.Context, m Message, drop []string) (Head, Origin, error) {
+	rows, err := s.db.MailRows(ctx, m.Receive)
+	if err != nil {
+		return Head{}, Origin{}, fmt.Errorf("read mail %s: %w", m.Mail, err)
+	}
+	p, whole, o := rowParts(m, rows)
+	h, err := joinHead(m, p, whole, bodySize(rows), drop, nil)
+	return h, o, err
+}
+
 // FetchMany is Fetch for several mails: raws[i] and errs[i] are msgs[i]'s,
 // read from one dbd snapshot per wire.MaxMailsKeys mails, in one request
 // each. A dbd from before the mails operation gets one request per mail.
@@ -318,6 +343,51 @@ func joinParts(m Message, p model.Parts, whole bool, drop []string, buf []byte) 
 		}
 	}
 	return DropFields(raw, drop), nil
+}
+
+// joinHead makes m's head from its parts, whose body, of bodyLen bytes,
+// need not be there (wire.MailsNoBody), in buf's memory if it is large
+// enough: what joinParts would make, cut before the body. The join fails
+// (and falls back to the mail without trace fields) for a Received field
+// without line end that is not last, and whether it is last depends on
+// whether a body follows: a byte stands in for the body in the join and is
+// cut off after. DropFields ends at the header section's end, so dropping
+// fields from the head is dropping them from the mail.
+func joinHead(m Message, p model.Parts, whole bool, bodyLen int64, drop []string, buf []byte) (Head, error) {
+	if !whole {
+		return Head{}, fmt.Errorf("read mail %s: header or body not on this site yet: %w", m.Mail, client.ErrNotFound)
+	}
+	p.Body = nil
+	if bodyLen > 0 {
+		p.Body = []byte{0}
+	}
+	if cap(buf) < model.JoinedSizeMax(p) {
+		buf = make([]byte, 0, model.JoinedSizeMax(p))
+	}
+	raw, err := model.AppendJoin(buf[:0], p)
+	if err != nil {
+		p.Received = nil // as joinParts does
+		if raw, err = model.AppendJoin(buf[:0], p); err != nil {
+			return Head{}, fmt.Errorf("join mail %s: %w", m.Mail, err)
+		}
+	}
+	h := DropFields(raw[:len(raw)-len(p.Body)], drop)
+	return Head{Header: h, Size: int64(len(h)) + bodyLen}, nil
+}
+
+// bodySize is the length of the body among the rows of op mail: its
+// content's, or without it (wire.MailsNoBody) the size sent; 0 without a
+// body row.
+func bodySize(rows []wire.Row) int64 {
+	for i := range rows {
+		if r := &rows[i]; r.Table == model.Body {
+			if r.HasContent || len(r.Content) > 0 {
+				return int64(len(r.Content))
+			}
+			return int64(r.Size)
+		}
+	}
+	return 0
 }
 
 // rowParts picks m's parts from the rows of op mail; whole is false
