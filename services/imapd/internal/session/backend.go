@@ -32,6 +32,7 @@ type Store interface {
 	Fetch(ctx context.Context, m mailbox.Message, drop []string) ([]byte, error)
 	FetchOrigin(ctx context.Context, m mailbox.Message, drop []string) ([]byte, mailbox.Origin, error)
 	ReadAhead(ctx context.Context, ms []mailbox.Message, drops [][]string, limit int, timeout time.Duration) *mailbox.Ahead
+	ReadAheadHeads(ctx context.Context, ms []mailbox.Message, drops [][]string, limit int, timeout time.Duration) *mailbox.Ahead
 	Size(ctx context.Context, m mailbox.Message, drop []string) (int64, error)
 	Delete(ctx context.Context, keys []model.Key) error
 	Watch(ctx context.Context, box model.Key) (store.Events, error)

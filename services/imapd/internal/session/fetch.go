@@ -52,7 +52,9 @@ func setsSeen(o *imap.FetchOptions) bool {
 // answer the cache holds (mailcache: a folder listing's ENVELOPE,
 // BODYSTRUCTURE, RFC822.SIZE and header fields) is not read; the bytes of
 // the others are read from dbd while the current one is written (see
-// readAhead).
+// readAhead). A FETCH that a header and a size answer (a listing: no
+// BODYSTRUCTURE, no section but header ones) reads the mails' heads
+// only, without their bodies, and answers from them as from the cache.
 func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	defer s.track("fetch", &err)()
 	sel := s.sel
@@ -80,8 +82,9 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 	}
 	var ra *mailbox.Ahead
+	heads := answers(&mailcache.Parsed{}, options)
 	if len(read) > 1 {
-		ra = s.readAhead(read)
+		ra = s.readAhead(read, heads)
 		defer ra.Stop()
 	}
 	if len(idx) > 1 {
@@ -97,7 +100,16 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	for k, i := range idx {
 		src := srcs[k]
 		srcs[k] = source{}
-		if ra != nil && !src.complete(options) {
+		switch {
+		case ra == nil || src.complete(options):
+		case heads:
+			h, from, err := ra.NextHead()
+			if err != nil {
+				return err
+			}
+			src = s.tookHead(sel.msgs[i].m, options, src, h, from)
+			ra.Recycle(h.Header) // the entry has a copy
+		default:
 			raw, from, err := ra.NextOrigin()
 			if err != nil {
 				return err
@@ -185,6 +197,15 @@ func (s *Session) took(m mailbox.Message, o *imap.FetchOptions, src source, raw 
 	return src
 }
 
+// tookHead is took for m's head (header and size), read without the
+// body for a FETCH of o that it answers: src had no entry (it would have
+// answered), and gets one made now and cached under the key of the rows
+// read.
+func (s *Session) tookHead(m mailbox.Message, o *imap.FetchOptions, src source, h mailbox.Head, from mailbox.Origin) source {
+	src.p = s.b.cfg.Cache.AddParsed(mailcache.KeyOf(from, s.drop(m)), parseHead(h, derives(o)))
+	return src
+}
+
 // withEnvelope gives src's entry, found in the cache without the
 // envelope a FETCH asks for, one derived from its header, and caches it.
 func (s *Session) withEnvelope(m mailbox.Message, o *imap.FetchOptions, src source) source {
@@ -198,13 +219,17 @@ func (s *Session) withEnvelope(m mailbox.Message, o *imap.FetchOptions, src sour
 }
 
 // readAhead starts reading the bytes of the selected folder's mails at
-// idx, in order (see mailbox.Ahead). The caller must Stop it.
-func (s *Session) readAhead(idx []int) *mailbox.Ahead {
+// idx, in order (see mailbox.Ahead), or with heads only their heads
+// (NextHead). The caller must Stop it.
+func (s *Session) readAhead(idx []int, heads bool) *mailbox.Ahead {
 	msgs := make([]mailbox.Message, len(idx))
 	drops := make([][]string, len(idx))
 	for k, i := range idx {
 		msgs[k] = s.sel.msgs[i].m
 		drops[k] = s.drop(msgs[k])
+	}
+	if heads {
+		return s.b.cfg.Store.ReadAheadHeads(s.ctx, msgs, drops, fetchAheadBytes, s.b.cfg.DBTimeout)
 	}
 	return s.b.cfg.Store.ReadAhead(s.ctx, msgs, drops, fetchAheadBytes, s.b.cfg.DBTimeout)
 }

@@ -53,6 +53,19 @@ func parse(raw []byte, d derive) *mailcache.Parsed {
 	return p
 }
 
+// parseHead is parse of a mail's head (mailbox.Head): its header is what
+// the mail's bytes hold before the body, so the header section cut from
+// it is the one cut from the whole mail, and its size is the whole
+// mail's. The structure needs the body: d must not ask for it.
+func parseHead(h mailbox.Head, d derive) *mailcache.Parsed {
+	header := h.Header[:headerEnd(h.Header)]
+	p := &mailcache.Parsed{Size: h.Size, Header: append(make([]byte, 0, len(header)), header...)}
+	if d.envelope {
+		p.Envelope = mimetree.Envelope(mimetree.ParseHeader(p.Header))
+	}
+	return p
+}
+
 // usesParsed reports whether a FETCH asks for something a cache entry
 // holds (ENVELOPE, BODYSTRUCTURE, a header section): then a mail read for
 // it is parsed once and cached.

@@ -157,11 +157,14 @@ func (s *Session) scan(criteria *imap.SearchCriteria, header bool, match func(c 
 	// dbd request, instead of one round trip per candidate. Criteria on
 	// the header and size alone take them from the cache where it has
 	// them (and fill it with the mails read).
+	// Criteria on the header and size alone read the mails' heads only,
+	// without their bodies.
 	cache := s.b.cfg.Cache
 	var parsed []*mailcache.Parsed
 	var read []int
+	heads := !needsBody(criteria)
 	if header || needsBytes(criteria) {
-		if !needsBody(criteria) && cache.WantsParsed() {
+		if heads && cache.WantsParsed() {
 			parsed = make([]*mailcache.Parsed, len(sel.msgs))
 		}
 		for i, msg := range sel.msgs {
@@ -175,7 +178,7 @@ func (s *Session) scan(criteria *imap.SearchCriteria, header bool, match func(c 
 	}
 	var ra *mailbox.Ahead
 	if len(read) > 1 {
-		ra = s.readAhead(read)
+		ra = s.readAhead(read, heads)
 		defer ra.Stop()
 	}
 	for i, msg := range sel.msgs {
@@ -184,12 +187,15 @@ func (s *Session) scan(criteria *imap.SearchCriteria, header bool, match func(c 
 		switch {
 		case parsed != nil && parsed[i] != nil:
 			c.p = parsed[i]
-		case ra != nil:
+		case ra != nil && heads:
+			var h mailbox.Head
 			var from mailbox.Origin
-			c.raw, from, c.err = ra.NextOrigin()
-			if parsed != nil && c.err == nil {
-				c.p = cache.AddParsed(mailcache.KeyOf(from, s.drop(msg.m)), parse(c.raw, derive{}))
+			if h, from, c.err = ra.NextHead(); c.err == nil {
+				c.p = cache.AddParsed(mailcache.KeyOf(from, s.drop(msg.m)), parseHead(h, derive{}))
+				ra.Recycle(h.Header) // the entry has a copy
 			}
+		case ra != nil:
+			c.raw, c.err = ra.Next()
 		}
 		if c.match(criteria) {
 			match(c)

@@ -94,6 +94,12 @@ func (s *Store) ReadAhead(ctx context.Context, ms []mailbox.Message, drops [][]s
 	return s.mb.ReadAhead(ctx, ms, drops, limit, timeout)
 }
 
+// ReadAheadHeads is ReadAhead of the mails' heads: header and size, not
+// the bodies (see mailbox.Store.ReadAheadHeads).
+func (s *Store) ReadAheadHeads(ctx context.Context, ms []mailbox.Message, drops [][]string, limit int, timeout time.Duration) *mailbox.Ahead {
+	return s.mb.ReadAheadHeads(ctx, ms, drops, limit, timeout)
+}
+
 // Size returns the length of what Fetch returns, without reading the body.
 func (s *Store) Size(ctx context.Context, m mailbox.Message, drop []string) (int64, error) {
 	return s.mb.Size(ctx, m, drop)
