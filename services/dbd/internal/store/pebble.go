@@ -74,6 +74,19 @@ func contentSpans(start []byte) (pebble.SpanPolicy, []byte, error) {
 // docs/dbd.md, "Storage".
 const DefaultMemTableSize = 4 << 20
 
+// l0CompactionThreshold is Pebble's L0CompactionThreshold: 8 instead of
+// Pebble's 4. Pebble compacts L0 into the base level once L0 holds half
+// that many overlapping tables (sublevels; its score is twice the depth
+// over the threshold): 4 instead of 2. Row keys are content hashes, so
+// every flushed table overlaps the whole base level, and each L0
+// compaction rewrites all of it whatever L0 brings: more tables per
+// compaction makes fewer of those rewrites. Every table in L0 has a
+// bloom filter, so a lookup of a new row pays a filter probe per
+// sublevel more, not a block read. Writes stop at three times it (24
+// sublevels), as with Pebble's defaults (4 and 12). Figures in
+// docs/dbd.md, "Storage".
+const l0CompactionThreshold = 8
+
 // MaxMemTableSize is the largest memtable dbd accepts; Pebble refuses 4 GiB
 // and more, and a 32-bit dbd could not map even that.
 const MaxMemTableSize = 1 << 30
@@ -89,7 +102,8 @@ const MaxMemTableSize = 1 << 30
 //   - format formatVersion and value separation of content chunks (see
 //     valueSeparation);
 //   - a memtable of memTableSize bytes (DefaultMemTableSize unless the
-//     operator chose).
+//     operator chose);
+//   - L0 compacted later (l0CompactionThreshold).
 //
 // dbctl bench uses the same options for its embedded baseline, so the
 // comparison is like for like.
@@ -100,5 +114,7 @@ func PebbleOptions(cache *pebble.Cache, memTableSize int64) *pebble.Options {
 	}
 	o.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy { return valueSeparation }
 	o.Experimental.SpanPolicyFunc = contentSpans
+	o.L0CompactionThreshold = l0CompactionThreshold
+	o.L0StopWritesThreshold = 3 * l0CompactionThreshold
 	return o
 }

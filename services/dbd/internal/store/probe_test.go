@@ -139,3 +139,36 @@ func TestMemTableSize(t *testing.T) {
 		t.Error("a memtable over MaxMemTableSize accepted")
 	}
 }
+
+// TestL0CompactionThreshold: L0 gathers l0CompactionThreshold/2
+// overlapping tables before Pebble compacts it (with Pebble's default
+// threshold of 4, the flushes below leave a compaction run or running).
+func TestL0CompactionThreshold(t *testing.T) {
+	s, err := Open(Options{Dir: "db", FS: vfs.NewMem(), Site: "a",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	flushes := l0CompactionThreshold/2 - 1
+	for f := range flushes {
+		var muts []Mutation
+		for i := range 200 {
+			muts = append(muts, ins(model.Body, fmt.Sprintf("flush %d row %d", f, i)))
+		}
+		if _, err := s.Apply(context.Background(), muts); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := s.db.Metrics()
+	if m.Flush.Count < int64(flushes) {
+		t.Fatalf("%d flushes, want %d", m.Flush.Count, flushes)
+	}
+	if m.Compact.Count+m.Compact.NumInProgress > 0 || m.Levels[0].Sublevels < int32(flushes) {
+		t.Errorf("after %d flushes of overlapping rows: %d compactions (%d running), %d L0 sublevels; want none and %d",
+			flushes, m.Compact.Count, m.Compact.NumInProgress, m.Levels[0].Sublevels, flushes)
+	}
+}
