@@ -75,29 +75,14 @@ func BenchmarkLag(b *testing.B) {
 	defer cancel()
 	seen, seenMu, count := arrivals(ctx, b, c.admin("B"), model.Text)
 	n := rate * secs
-	acks := make([]time.Time, n)
 	keys := make([]model.Key, n)
-	const workers = 16
-	var wg sync.WaitGroup
 	start := time.Now()
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cl := c.admin("A")
-			for i := w; i < n; i += workers {
-				time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))))
-				content := fmt.Appendf(nil, "bench row %d %x", i, make([]byte, 500))
-				keys[i] = model.KeyOf(model.Text, content)
-				if _, _, err := cl.FindOrInsert(ctx, model.Text, content); err != nil {
-					b.Error(err)
-					return
-				}
-				acks[i] = time.Now()
-			}
-		}()
-	}
-	wg.Wait()
+	acks := paced(b, n, rate, func() *client.Client { return c.admin("A") }, func(cl *client.Client, i int) error {
+		content := fmt.Appendf(nil, "bench row %d %x", i, make([]byte, 500))
+		keys[i] = model.KeyOf(model.Text, content)
+		_, _, err := cl.FindOrInsert(ctx, model.Text, content)
+		return err
+	})
 	insertDone := time.Now()
 	for count() < n && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
@@ -206,7 +191,6 @@ func benchMarkMails(b *testing.B, shared bool) {
 		}
 	}()
 	n := rate * secs
-	acks := make([]time.Time, n)
 	keys := make([]model.Key, n)
 	body := make([]byte, 10240)
 	for i := range body {
@@ -219,34 +203,19 @@ func benchMarkMails(b *testing.B, shared bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const workers = 16
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cl := c.smtpd("A")
-			for i := w; i < n; i += workers {
-				time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))))
-				tag := i
-				if shared {
-					tag = 0
-				}
-				raw := fmt.Appendf(nil, "Received: from x by y; %d\r\nMessage-ID: <%d@bench>\r\nSubject: bench %d\r\n\r\n%d %s", i, i, i, tag, body)
-				mr := model.NewMailRows(raw)
-				recv := model.ReceiveContent(mr.MailKey, model.KeyOf(model.Mailbox, model.MailboxContent("bench@example.org")))
-				m := backupdtest.Mail{Rows: mr, Recv: recv, RecvKey: model.KeyOf(model.Receive, recv)}
-				keys[i] = m.RecvKey
-				if _, err := cl.Batch(ctx, m.Batch()); err != nil {
-					b.Error(err)
-					return
-				}
-				acks[i] = time.Now()
-			}
-		}()
-	}
-	wg.Wait()
+	acks := paced(b, n, rate, func() *client.Client { return c.smtpd("A") }, func(cl *client.Client, i int) error {
+		tag := i
+		if shared {
+			tag = 0
+		}
+		raw := fmt.Appendf(nil, "Received: from x by y; %d\r\nMessage-ID: <%d@bench>\r\nSubject: bench %d\r\n\r\n%d %s", i, i, i, tag, body)
+		mr := model.NewMailRows(raw)
+		recv := model.ReceiveContent(mr.MailKey, model.KeyOf(model.Mailbox, model.MailboxContent("bench@example.org")))
+		m := backupdtest.Mail{Rows: mr, Recv: recv, RecvKey: model.KeyOf(model.Receive, recv)}
+		keys[i] = m.RecvKey
+		_, err := cl.Batch(ctx, m.Batch())
+		return err
+	})
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(markedAt) }
 	for count() < n && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
@@ -284,4 +253,32 @@ func gathered(tb testing.TB, c *cluster, name string) float64 {
 		}
 	}
 	return 0
+}
+
+// paced calls do for i in [0, n), each at start + i/rate, spread over 16
+// goroutines with a client each from newClient, and returns when each
+// call returned. acks[i] is when call i returned (zero after an error,
+// which fails b).
+func paced(b *testing.B, n, rate int, newClient func() *client.Client, do func(cl *client.Client, i int) error) (acks []time.Time) {
+	const workers = 16
+	acks = make([]time.Time, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := newClient()
+			for i := w; i < n; i += workers {
+				time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))))
+				if err := do(cl, i); err != nil {
+					b.Error(err)
+					return
+				}
+				acks[i] = time.Now()
+			}
+		}()
+	}
+	wg.Wait()
+	return acks
 }
