@@ -25,6 +25,7 @@ type candidate struct {
 	msg  *message
 	raw  []byte
 	p    *mailcache.Parsed // the cache's entry: header and size without raw
+	env  *imap.Envelope    // the header's envelope, once a SORT key needs it
 	// searchText of raw, once a BODY or TEXT key needs it
 	headers, body []byte
 	decoded       bool

@@ -105,7 +105,10 @@ func (c *candidate) sortValue(key imapserver.SortKey) sortValue {
 	}
 	// FROM, TO, CC: the addr-mailbox (local part) of the field's first
 	// address, "" if it has none.
-	e := envelope(c.header())
+	if c.env == nil {
+		c.env = envelope(c.header()) // once for every address key of a SORT
+	}
+	e := c.env
 	var addrs []imap.Address
 	switch key {
 	case imapserver.SortKeyFrom, imapserver.SortKeyDisplayFrom:
