@@ -39,8 +39,8 @@ func TestBenchDovecot(t *testing.T) {
 	p := s.startPOP3D("")
 	var ours result
 	for range 2 {
-		ours = retrieveAll(t, p.addr, "bench", "bench password", len(mails), func() time.Duration {
-			return cpuTime(t, p.Cmd.Process.Pid) + cpuTime(t, s.Cmd.Process.Pid)
+		ours = retrieveAll(t, p.addr, "bench", "bench password", len(mails), func() []time.Duration {
+			return []time.Duration{cpuTime(t, p.Cmd.Process.Pid), cpuTime(t, s.Cmd.Process.Pid)}
 		})
 	}
 	oursRSS, _ := proctest.PeakRSS(p.Cmd.Process.Pid)
@@ -63,7 +63,9 @@ func TestBenchDovecot(t *testing.T) {
 		Extra:  "default_login_user = nobody\ndefault_internal_user = nobody\n"}.Start(t)
 	var theirs result
 	for range 2 {
-		theirs = retrieveAll(t, addr, "bench", "bench", len(mails), func() time.Duration { return treeCPU(dc.Process.Pid) })
+		theirs = retrieveAll(t, addr, "bench", "bench", len(mails), func() []time.Duration {
+			return []time.Duration{treeCPU(dc.Process.Pid)}
+		})
 	}
 	theirsRSS := treeRSS(dc.Process.Pid)
 
@@ -72,8 +74,9 @@ func TestBenchDovecot(t *testing.T) {
 		ours.rate(), ours.mbps(), ours.login.Round(time.Millisecond), ours.sessionRate(), mib(oursRSS), mib(dbdRSS))
 	t.Logf("dovecot:      %.0f mails/s (%.1f MB/s) STAT to QUIT, login %s (%.0f mails/s with it); peak RSS (all dovecot processes) %.1f MiB",
 		theirs.rate(), theirs.mbps(), theirs.login.Round(time.Millisecond), theirs.sessionRate(), mib(theirsRSS))
-	t.Logf("CPU from STAT to the last RETR: twinmx pop3d+dbd %.2fs (%.0f µs/mail), dovecot %.2fs (%.0f µs/mail)",
-		ours.cpu.Seconds(), ours.cpu.Seconds()*1e6/float64(ours.mails), theirs.cpu.Seconds(), theirs.cpu.Seconds()*1e6/float64(theirs.mails))
+	t.Logf("CPU from STAT to the last RETR: twinmx pop3d+dbd %.2fs (%.0f µs/mail: pop3d %.0f, dbd %.0f), dovecot %.2fs (%.0f µs/mail)",
+		ours.cpuSum().Seconds(), ours.perMail(ours.cpuSum()), ours.perMail(ours.cpu[0]), ours.perMail(ours.cpu[1]),
+		theirs.cpuSum().Seconds(), theirs.perMail(theirs.cpuSum()))
 	t.Logf("ratio twinmx/dovecot: throughput %.2f (with the logins %.2f); RSS pop3d %.2f, pop3d+dbd %.2f",
 		ours.rate()/theirs.rate(), ours.sessionRate()/theirs.sessionRate(),
 		float64(oursRSS)/float64(theirsRSS), float64(oursRSS+dbdRSS)/float64(theirsRSS))
@@ -88,8 +91,19 @@ type result struct {
 	octets int64
 	login  time.Duration
 	el     time.Duration
-	cpu    time.Duration // the server's CPU time (with dbd's, for twinmx) from STAT to the last RETR
+	cpu    []time.Duration // each server process's CPU time (pop3d's, then dbd's, for twinmx) from STAT to the last RETR
 }
+
+func (r result) cpuSum() time.Duration {
+	var sum time.Duration
+	for _, c := range r.cpu {
+		sum += c
+	}
+	return sum
+}
+
+// perMail gives d in µs a mail.
+func (r result) perMail(d time.Duration) float64 { return d.Seconds() * 1e6 / float64(r.mails) }
 
 func (r result) rate() float64 { return float64(r.mails) / r.el.Seconds() }
 func (r result) mbps() float64 { return float64(r.octets) / r.el.Seconds() / 1e6 }
@@ -100,8 +114,9 @@ func (r result) sessionRate() float64 { return float64(r.mails) / (r.login + r.e
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
 // retrieveAll logs in and RETRs every mail once, in message-number order.
-// cpu reads the server's CPU time, before STAT and after the last RETR.
-func retrieveAll(t *testing.T, addr, user, pass string, want int, cpu func() time.Duration) result {
+// cpu reads the server processes' CPU times, before STAT and after the
+// last RETR.
+func retrieveAll(t *testing.T, addr, user, pass string, want int, cpu func() []time.Duration) result {
 	t.Helper()
 	start := time.Now()
 	c := mustPOP(t, addr, user, pass)
@@ -124,7 +139,10 @@ func retrieveAll(t *testing.T, addr, user, pass string, want int, cpu func() tim
 		}
 		octets += int64(len(b))
 	}
-	used := cpu() - cpu0 // before QUIT: Dovecot's session process ends with it
+	used := cpu() // before QUIT: Dovecot's session process ends with it
+	for i := range used {
+		used[i] -= cpu0[i]
+	}
 	if err := c.quit(); err != nil {
 		t.Fatal(err)
 	}
