@@ -87,8 +87,8 @@ func (r *recorder) add(c *guard.Conn, start time.Time) {
 			wire.Request{Op: wire.OpFindOrInsert, Table: model.ThrowIn, Content: ti},
 			wire.Request{Op: wire.OpSet, Table: model.ThrowIn, Ref: wire.Ref{Content: ti}, Name: "reply", Value: 554})
 	}
-	if tr := c.Capture(); len(tr) > 0 {
-		content := append([]byte(replay.MetaLine(id, client, start)), tr...)
+	meta := replay.MetaLine(id, client, start)
+	if content := c.TakeCapture([]byte(meta)); len(content) > len(meta) {
 		reqs = append(reqs, wire.Request{Op: wire.OpFindOrInsert, Table: model.Capture, Content: content})
 	}
 	if len(reqs) == 0 {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -26,6 +28,9 @@ type Record struct {
 	Elided int64
 
 	off int64 // DirClient: offset of the record's first byte in the client stream
+	// apos is 1 + the offset of Data in its capture's arena, 0 if Data
+	// is not there (see capture.buf).
+	apos int
 }
 
 // Record directions.
@@ -51,16 +56,76 @@ var ErrBadCapture = errors.New("guard: bad capture")
 
 // capture accumulates records up to a byte budget. It is not safe for
 // concurrent use; Conn guards it with its mutex.
+//
+// The kept bytes of every record are copied into one arena, buf, which
+// comes from a pool and goes back to it once the capture is encoded for
+// good (release): a fresh copy per record was a third of what smtpd
+// allocated per mail under smtp-source (one mail per connection; the
+// DATA bytes are captured until the mail is stored, then replaced by a
+// reference). Records' Data slices alias the arena. When buf grows,
+// append moves it, but offsets stay valid: the old array keeps the
+// older records' bytes, which are the same.
 type capture struct {
 	max    int // budget in bytes (data plus recordOverhead per record)
 	used   int
 	recs   []Record
-	client int64 // client bytes seen (kept and elided)
+	spare  []Record // replaceClient's next output, reused
+	client int64    // client bytes seen (kept and elided)
+	buf    []byte   // the arena (see capture); nil until the first kept byte
+	mem    *captureMem
+	done   bool // released: nothing more is recorded
+}
+
+// captureMem is the reusable memory of one capture.
+type captureMem struct {
+	buf         []byte
+	recs, spare []Record
+}
+
+// captureMems holds the memory of finished captures. An arena larger
+// than captureArenaKeep (a connection that sent much more than one
+// mail's commands and data) is left to the garbage collector.
+var captureMems = sync.Pool{New: func() any {
+	return &captureMem{buf: make([]byte, 0, 16<<10), recs: make([]Record, 0, 16), spare: make([]Record, 0, 16)}
+}}
+
+const captureArenaKeep = 256 << 10
+
+// keep copies p into the arena and returns its copy and apos.
+func (c *capture) keep(p []byte) ([]byte, int) {
+	if len(p) == 0 {
+		return nil, 0
+	}
+	if c.mem == nil {
+		c.mem = captureMems.Get().(*captureMem)
+		c.buf, c.recs, c.spare = c.mem.buf[:0], append(c.mem.recs[:0], c.recs...), c.mem.spare[:0]
+	}
+	start := len(c.buf)
+	c.buf = append(c.buf, p...)
+	return c.buf[start:len(c.buf):len(c.buf)], start + 1
+}
+
+// release gives the capture's memory back for another connection; the
+// records must not be used after, and nothing more is recorded.
+func (c *capture) release() {
+	c.done = true
+	if c.mem == nil {
+		c.recs = nil
+		return
+	}
+	clear(c.recs) // no pooled slice may keep an old arena alive
+	clear(c.spare)
+	m := c.mem
+	m.buf, m.recs, m.spare = c.buf[:0], c.recs[:0], c.spare[:0]
+	c.mem, c.buf, c.recs, c.spare = nil, nil, nil, nil
+	if cap(m.buf) <= captureArenaKeep {
+		captureMems.Put(m)
+	}
 }
 
 // add records a chunk. The data is copied.
 func (c *capture) add(dir byte, at time.Duration, p []byte) {
-	if c.max < 0 {
+	if c.max < 0 || c.done {
 		return
 	}
 	off := c.client
@@ -86,12 +151,14 @@ func (c *capture) add(dir byte, at time.Duration, p []byte) {
 	}
 	keep := min(len(p), room)
 	c.used += recordOverhead + keep
+	data, apos := c.keep(p[:keep])
 	c.recs = append(c.recs, Record{
 		Dir:    dir,
 		At:     at,
-		Data:   bytes.Clone(p[:keep]),
+		Data:   data,
 		Elided: int64(len(p) - keep),
 		off:    off,
+		apos:   apos,
 	})
 }
 
@@ -99,13 +166,14 @@ func (c *capture) add(dir byte, at time.Duration, p []byte) {
 // or elided, across records — by one DirMail record holding ref, and gives
 // their room back to the budget.
 func (c *capture) replaceClient(from, to int64, ref []byte) {
-	if c.max < 0 {
+	if c.max < 0 || c.done {
 		return
 	}
-	var out []Record
-	inserted := false
+	out := c.spare[:0]
+	inserted, mailAt := false, -1
 	mail := func(at time.Duration) {
-		out = append(out, Record{Dir: DirMail, At: at, Data: bytes.Clone(ref)})
+		mailAt = len(out)
+		out = append(out, Record{Dir: DirMail, At: at})
 		inserted = true
 	}
 	for _, r := range c.recs {
@@ -126,10 +194,11 @@ func (c *capture) replaceClient(from, to int64, ref []byte) {
 		}
 		if hi > to {
 			rest := r
-			rest.Data, rest.Elided, rest.off = nil, 0, to
+			rest.Data, rest.Elided, rest.off, rest.apos = nil, 0, to, 0
 			if kept := lo + int64(len(r.Data)); to < kept {
 				rest.Data = r.Data[to-lo:]
 				rest.Elided = r.Elided
+				rest.apos = r.apos + int(to-lo)
 			} else {
 				rest.Elided = hi - to
 			}
@@ -143,18 +212,50 @@ func (c *capture) replaceClient(from, to int64, ref []byte) {
 		}
 		mail(at)
 	}
-	c.recs = out
+	clear(c.recs) // the old records, now spare: no stale arena slices
+	c.recs, c.spare = out, c.recs[:0]
 	c.used = 0
 	for _, r := range c.recs {
 		c.used += recordOverhead + len(r.Data)
 	}
+	c.trimArena()
+	data, apos := c.keep(ref) // may move c.recs into pooled memory
+	c.recs[mailAt].Data, c.recs[mailAt].apos = data, apos
+}
+
+// trimArena drops the arena's tail that no record uses any more (the
+// replaced DATA bytes, usually), and copies the records' bytes into a
+// fresh arena when most of it is dead (the data of earlier mails of a
+// long connection, followed by bytes still in use), so that a capture's
+// memory stays within a small multiple of its budget.
+func (c *capture) trimArena() {
+	end, live := 0, 0
+	for _, r := range c.recs {
+		if r.apos > 0 {
+			end = max(end, r.apos-1+len(r.Data))
+			live += len(r.Data)
+		}
+	}
+	c.buf = c.buf[:end]
+	if end <= 2*live+64<<10 {
+		return
+	}
+	buf := make([]byte, 0, 2*live)
+	for i := range c.recs {
+		if r := &c.recs[i]; r.apos > 0 {
+			start := len(buf)
+			buf = append(buf, r.Data...)
+			r.Data, r.apos = buf[start:len(buf):len(buf)], start+1
+		}
+	}
+	c.buf = buf
 }
 
 // slice returns the part of a client record before stream offset end.
 func (r Record) slice(end int64) Record {
 	out := r
 	if kept := r.off + int64(len(r.Data)); end <= kept {
-		out.Data = r.Data[:end-r.off]
+		out.Data = r.Data[: end-r.off : end-r.off]
 		out.Elided = 0
 	} else {
 		out.Elided = end - kept
@@ -170,8 +271,15 @@ func (r Record) slice(end int64) Record {
 // DIR is one byte ('C', 'S' or 'T'); AT-MS, LEN and ELIDED are decimal;
 // DATA is LEN raw bytes. The header line keeps the format readable with a
 // pager while the length prefix keeps it binary-safe.
-func encodeCapture(recs []Record) []byte {
-	var b []byte
+func encodeCapture(recs []Record) []byte { return appendCapture(nil, recs) }
+
+// appendCapture appends the encoding of recs (see encodeCapture) to b.
+func appendCapture(b []byte, recs []Record) []byte {
+	size := len(captureMagic)
+	for _, r := range recs {
+		size += len(r.Data) + 32
+	}
+	b = slices.Grow(b, size)
 	b = append(b, captureMagic...)
 	for _, r := range recs {
 		b = append(b, r.Dir, ' ')

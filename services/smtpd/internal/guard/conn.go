@@ -279,6 +279,23 @@ func (c *Conn) Capture() []byte {
 	return encodeCapture(c.mu.capture.recs)
 }
 
+// TakeCapture is Capture for the one caller that stores the transcript
+// after the connection closed: it appends the encoding to dst (unchanged
+// if there is none) and gives the capture's memory back for another
+// connection; later calls, and Capture, find nothing. Before the
+// connection is closed it is Capture appending to dst.
+func (c *Conn) TakeCapture(dst []byte) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.mu.capture.recs) > 0 {
+		dst = appendCapture(dst, c.mu.capture.recs)
+	}
+	if c.mu.closed {
+		c.mu.capture.release()
+	}
+	return dst
+}
+
 // --- net.Conn ---
 
 // LocalAddr returns the socket's local address.
