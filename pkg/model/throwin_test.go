@@ -89,3 +89,22 @@ func FuzzParseThrowIn(f *testing.F) {
 		}
 	})
 }
+
+// TestThrowInContentBytes pins the stored record byte for byte: rows
+// written by any smtpd version must read alike.
+func TestThrowInContentBytes(t *testing.T) {
+	k := KeyOf(Body, []byte("x"))
+	a := Attempt{Session: "ab12-7", Attempt: 2, Time: time.Date(2026, 11, 30, 16, 5, 4, 123456789, time.FixedZone("x", 3600)),
+		Client: "192.0.2.1:4567", Helo: "client.test", TLS: "none", From: "a@b.test", Rcpts: []string{"c@d.test", "e@d.test"},
+		Refused: []string{"x@d.test 550"}, Size: 10240, Mail: k, HasMail: true, Received: k, HasReceived: true}
+	want := "twinmx-throw-in/1\nsession: ab12-7\nattempt: 2\ntime: 2026-11-30T15:05:04.123456789Z\nclient: 192.0.2.1:4567\n" +
+		"helo: client.test\ntls: none\nfrom: a@b.test\nrcpt: c@d.test\nrcpt: e@d.test\nrefused: x@d.test 550\nsize: 10240\n" +
+		"mail: " + k.String() + "\nreceived: " + k.String() + "\n"
+	if got := string(a.Content()); got != want {
+		t.Errorf("Content() =\n%s\nwant\n%s", got, want)
+	}
+	early := Attempt{Session: "s", Time: time.Unix(0, 0), Client: "c", EarlyTalker: true}
+	if got, want := string(early.Content()), "twinmx-throw-in/1\nsession: s\ntime: 1970-01-01T00:00:00Z\nclient: c\nearly-talker: yes\n"; got != want {
+		t.Errorf("Content() =\n%s\nwant\n%s", got, want)
+	}
+}

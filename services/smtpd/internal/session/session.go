@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -567,13 +568,14 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	rows.Parts = p
 	rows.Received = p.Received
 	rows.ReceivedKey = model.KeyOf(model.Received, p.Received)
+	receives := deliver.ReceiveKeys(rows.MailKey, t.mailboxes)
 	mail := deliver.Mail{
-		Rows: rows, Mailboxes: t.mailboxes, ReceivedAt: end,
+		Rows: rows, Mailboxes: t.mailboxes, ReceivedAt: end, Receives: receives,
 		ThrowIn: s.throwIn(t, end, len(raw), rows.MailKey, rows.ReceivedKey),
 	}
 	// Follow the receive rows before storing them: then a fresh row's
 	// every change arrives as an event and it need not be read back.
-	follow := cfg.Watcher.Follow(deliver.ReceiveKeys(rows.MailKey, t.mailboxes))
+	follow := cfg.Watcher.Follow(receives)
 	defer follow.Close()
 	ctx, cancel := context.WithTimeout(s.ctx, cfg.DBTimeout)
 	stored, err := deliver.Store(ctx, s.b.db, mail)
@@ -749,30 +751,39 @@ func (s *Session) traceField(t *txn, at time.Time) []byte {
 	if h, _, err := net.SplitHostPort(s.client); err == nil {
 		ip = h
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (twinmx) with %s id %s.%d", traceSafe(s.conn.Hostname()), ip,
-		traceSafe(s.b.cfg.Hostname), with, s.id, s.attempts)
+	// Appended, not formatted: one per mail.
+	b := make([]byte, 0, 160+len(s.conn.Hostname())+len(s.b.cfg.Hostname)+len(s.id))
+	b = appendTraceSafe(append(b, "Received: from "...), s.conn.Hostname())
+	b = append(append(append(b, " (["...), ip...), "])\r\n\tby "...)
+	b = appendTraceSafe(b, s.b.cfg.Hostname)
+	b = append(append(append(append(append(b, " (twinmx) with "...), with...), " id "...), s.id...), '.')
+	b = strconv.AppendInt(b, int64(s.attempts), 10)
 	if len(t.rcpts) == 1 {
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", traceSafe(t.rcpts[0]))
+		b = append(appendTraceSafe(append(b, "\r\n\tfor <"...), t.rcpts[0]), '>')
 	}
-	fmt.Fprintf(&b, ";\r\n\t%s\r\n", at.Format(time.RFC1123Z))
-	return []byte(b.String())
+	b = at.AppendFormat(append(b, ";\r\n\t"...), time.RFC1123Z)
+	return append(b, "\r\n"...)
 }
 
-func traceSafe(s string) string {
+func traceSafe(s string) string { return string(appendTraceSafe(nil, s)) }
+
+// appendTraceSafe appends s with every byte that could break the trace
+// field made '?', at most 255 bytes of it, "unknown" for "".
+func appendTraceSafe(b []byte, s string) []byte {
 	if s == "" {
-		return "unknown"
+		return append(b, "unknown"...)
 	}
-	out := []byte(s)
-	if len(out) > 255 {
-		out = out[:255]
+	if len(s) > 255 {
+		s = s[:255]
 	}
-	for i, c := range out {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		if c <= ' ' || c >= 0x7f || c == '(' || c == ')' || c == ';' || c == '<' || c == '>' || c == '\\' {
-			out[i] = '?'
+			c = '?'
 		}
+		b = append(b, c)
 	}
-	return string(out)
+	return b
 }
 
 func oneLine(s string) string {
