@@ -8,6 +8,7 @@
 package deliver
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -28,6 +29,9 @@ type Mail struct {
 	Mailboxes  []model.Key    // one receive row per recipient mailbox
 	ThrowIn    []byte         // content of the throw-in row of this attempt
 	ReceivedAt time.Time
+	// Receives, if not nil, is ReceiveKeys(Rows.MailKey, Mailboxes),
+	// which the caller already has (see Follow): not hashed again.
+	Receives []model.Key
 }
 
 // ReceiveKeys returns the keys of the receive rows of mail in mailboxes,
@@ -67,8 +71,17 @@ func Store(ctx context.Context, db DB, m Mail) (Stored, error) {
 	if r.MsgID != nil {
 		add(model.MsgID, r.MsgID)
 	}
-	st := Stored{Receives: ReceiveKeys(r.MailKey, m.Mailboxes), Fresh: make([]bool, len(m.Mailboxes)),
-		ReceivedKey: model.KeyOf(model.Received, r.Parts.Received)}
+	receives := m.Receives
+	if receives == nil {
+		receives = ReceiveKeys(r.MailKey, m.Mailboxes)
+	}
+	// r.ReceivedKey is the key of r.Received, which a caller that adds its
+	// trace field with Parts.WithTrace sets to Parts.Received.
+	receivedKey := r.ReceivedKey
+	if !bytes.Equal(r.Received, r.Parts.Received) {
+		receivedKey = model.KeyOf(model.Received, r.Parts.Received)
+	}
+	st := Stored{Receives: receives, Fresh: make([]bool, len(m.Mailboxes)), ReceivedKey: receivedKey}
 	first := len(reqs)
 	for _, mb := range m.Mailboxes {
 		add(model.Receive, model.ReceiveContent(r.MailKey, mb))
