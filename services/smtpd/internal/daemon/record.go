@@ -65,11 +65,10 @@ func (l listener) Accept() (net.Conn, error) {
 	if gc, ok := c.(*guard.Conn); ok {
 		start := time.Now()
 		l.rec.watching.Add(1)
-		go func() {
+		gc.AfterClose(func() {
 			defer l.rec.watching.Done()
-			<-gc.Done()
 			l.rec.add(gc, start)
-		}()
+		})
 	}
 	return c, nil
 }

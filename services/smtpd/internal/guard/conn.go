@@ -144,6 +144,7 @@ type Conn struct {
 		mode        mode
 		dataStart   bool // a 354 was written; Read resets the parser
 		closed      bool
+		afterClose  func() // see AfterClose
 		tls         *tls.ConnectionState
 		violation   string
 		earlyTalker bool
@@ -322,6 +323,8 @@ func (c *Conn) Close() error {
 	c.once.Do(func() {
 		c.mu.Lock()
 		c.mu.closed = true
+		after := c.mu.afterClose
+		c.mu.afterClose = nil
 		c.mu.Unlock()
 		// Close the raw socket, not a *tls.Conn: a TLS close_notify write
 		// could block on a client that does not read.
@@ -331,8 +334,27 @@ func (c *Conn) Close() error {
 		}
 		c.putBufs()
 		close(c.done)
+		if after != nil {
+			after()
+		}
 	})
 	return err
+}
+
+// AfterClose makes f run once the connection is closed (Done is closed
+// then), in the goroutine that closes it, or at once if it is closed
+// already. f must not block; it must not call Close. A later AfterClose
+// replaces f. It spares a caller a goroutine per connection that only
+// waits for Done.
+func (c *Conn) AfterClose(f func()) {
+	c.mu.Lock()
+	if !c.mu.closed {
+		c.mu.afterClose = f
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	f()
 }
 
 // putBufs gives the read buffers back to the Listener's pool, if no Read

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -730,4 +732,36 @@ func TestUnknownParameterIs555(t *testing.T) {
 	c.expect("500 5.5.2 ")
 	c.send("AB\r\n")
 	c.expect("500 5.5.2 ")
+}
+
+// TestAfterClose: f runs once, after Done is closed, whoever closes the
+// connection and however often; registered on a closed connection it runs
+// at once.
+func TestAfterClose(t *testing.T) {
+	cfg := Config{}.withDefaults()
+	srv, cli := net.Pipe()
+	defer cli.Close()
+	c := newConn(srv, connParams{cfg: &cfg})
+	var runs atomic.Int32
+	c.AfterClose(func() {
+		select {
+		case <-c.Done():
+		default:
+			t.Error("f ran before Done was closed")
+		}
+		runs.Add(1)
+	})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = c.Close() }()
+	}
+	wg.Wait()
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("f ran %d times, want 1", n)
+	}
+	c.AfterClose(func() { runs.Add(1) })
+	if n := runs.Load(); n != 2 {
+		t.Fatalf("f on a closed connection: %d runs, want 2", n)
+	}
 }
