@@ -466,3 +466,36 @@ func TestWatchWhere(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchWhereFunc: the events reach f in order, in the read loop,
+// none of them through Next; the subscription's answer is not an event.
+func TestWatchWhereFunc(t *testing.T) {
+	f := newFakeDBD(t)
+	c := newTestClient(t, f.ln.Addr().String(), f.key.Public, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := make(chan uint64, watchBurst+1)
+	st, err := c.WatchWhereFunc(ctx, model.Receive, wire.WatchCond{With: "verdict"}, func(r *wire.Row) { got <- r.RowNo })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for want := uint64(0); want < watchBurst; want++ { // the fake's events: rows 0 to watchBurst-1
+		select {
+		case n := <-got:
+			if n != want {
+				t.Fatalf("event with row %d, want %d", n, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("event %d never came", want)
+		}
+	}
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelShort()
+	if row, err := st.Next(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next = %+v, %v; want only the deadline (every event went to f)", row, err)
+	}
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("connection after the events: %v", err)
+	}
+}

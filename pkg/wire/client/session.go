@@ -82,6 +82,11 @@ type call struct {
 	// answer is. Both are the caller's goroutine's.
 	keepFrames bool
 	frames     []*[]byte
+
+	// handle, if not nil, is offered each answer message in the read
+	// loop itself; a message it takes (true) is not queued for next.
+	// Set before the call is registered; see Client.WatchWhereFunc.
+	handle func(msg []byte) bool
 }
 
 // answer is one answer message and the pool buffer it lies in (nil: it
@@ -106,7 +111,12 @@ func (cl *call) unregister() {
 // release, if not nil, is called once when the call ends (also when start
 // fails).
 func (s *session) start(ctx context.Context, id uint32, parts [][]byte, buf int, release func()) (*call, error) {
-	cl := &call{s: s, id: id, ch: make(chan answer, buf), gone: make(chan struct{}), release: release}
+	return s.startHandled(ctx, id, parts, buf, release, nil)
+}
+
+// startHandled is start with the call's handle (see call).
+func (s *session) startHandled(ctx context.Context, id uint32, parts [][]byte, buf int, release func(), handle func([]byte) bool) (*call, error) {
+	cl := &call{s: s, id: id, ch: make(chan answer, buf), gone: make(chan struct{}), release: release, handle: handle}
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
@@ -308,6 +318,12 @@ func (s *session) readLoop() {
 		s.mu.Unlock()
 		if cl == nil {
 			s.frames.put(a.frame) // answer to a cancelled call
+			continue
+		}
+		if cl.handle != nil && cl.handle(a.msg) {
+			// Taken in place (a watch event: a goroutine hand-over
+			// saved). What was decoded from it may alias its buffer, so
+			// a pooled one is left to the garbage collector.
 			continue
 		}
 		select {

@@ -24,6 +24,11 @@ type Stream struct {
 }
 
 func (c *Client) stream(ctx context.Context, req *wire.Request) (*Stream, error) {
+	return c.streamHandled(ctx, req, nil)
+}
+
+// streamHandled is stream with the call's handle (see call).
+func (c *Client) streamHandled(ctx context.Context, req *wire.Request, handle func([]byte) bool) (*Stream, error) {
 	msg, err := wire.AppendRequest(make([]byte, 0, req.SizeHint()), req)
 	if err != nil {
 		return nil, err
@@ -32,7 +37,7 @@ func (c *Client) stream(ctx context.Context, req *wire.Request) (*Stream, error)
 	if err != nil {
 		return nil, fmt.Errorf("open %s stream: %w", req.Op, err)
 	}
-	cl, err := s.start(ctx, c.newID(), [][]byte{msg}, c.cfg.StreamBuffer, release)
+	cl, err := s.startHandled(ctx, c.newID(), [][]byte{msg}, c.cfg.StreamBuffer, release, handle)
 	if err != nil {
 		return nil, fmt.Errorf("open %s stream: %w", req.Op, err)
 	}
@@ -135,13 +140,54 @@ func (c *Client) WatchWhere(ctx context.Context, t model.Table, cond wire.WatchC
 	return c.watch(ctx, &wire.Request{Op: wire.OpWatch, Table: t, Cond: &cond})
 }
 
+// WatchWhereFunc is WatchWhere with each event handed to f in the
+// connection's read loop, as it arrives, rather than queued for Next: a
+// watcher that only hands events on (smtpd's, to the transactions
+// waiting for a row) saves a goroutine hand-over per event. f must be
+// quick and must not block or use the Client; the row is f's. Next then
+// returns what f was not given: the end of the stream or its error.
+func (c *Client) WatchWhereFunc(ctx context.Context, t model.Table, cond wire.WatchCond, f func(*wire.Row)) (*Stream, error) {
+	return c.watchHandled(ctx, &wire.Request{Op: wire.OpWatch, Table: t, Cond: &cond}, func() func([]byte) bool {
+		subscribed := false
+		return func(msg []byte) bool {
+			if !subscribed {
+				subscribed = true // the subscription's answer is watch's
+				return false
+			}
+			rows, res, err := wire.DecodeAnswerTo(nil, wire.OpWatch, msg)
+			switch {
+			case err != nil || res.NotFound:
+				return false // the end, or an error: for Next
+			case len(rows) > 0:
+				for i := range rows {
+					f(&rows[i])
+				}
+			case res.Row != nil:
+				f(res.Row)
+			default:
+				return false
+			}
+			return true
+		}
+	})
+}
+
 func (c *Client) watch(ctx context.Context, req *wire.Request) (*Stream, error) {
+	return c.watchHandled(ctx, req, nil)
+}
+
+// watchHandled is watch whose calls' handles newHandle makes (nil: none).
+func (c *Client) watchHandled(ctx context.Context, req *wire.Request, newHandle func() func([]byte) bool) (*Stream, error) {
 	t := req.Table
 	if req.Cond != nil && c.noWatchCond.Load() {
 		req.Cond = nil
 	}
 	for attempt := 1; ; attempt++ {
-		st, err := c.stream(ctx, req)
+		var handle func([]byte) bool
+		if newHandle != nil {
+			handle = newHandle()
+		}
+		st, err := c.streamHandled(ctx, req, handle)
 		if err != nil {
 			return nil, err
 		}

@@ -15,7 +15,7 @@ import (
 
 // WatchDB is what the Watcher needs of a dbd client.
 type WatchDB interface {
-	WatchWhere(ctx context.Context, t model.Table, cond wire.WatchCond) (*client.Stream, error)
+	WatchWhereFunc(ctx context.Context, t model.Table, cond wire.WatchCond, f func(*wire.Row)) (*client.Stream, error)
 	FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error)
 }
 
@@ -80,8 +80,13 @@ func (w *Watcher) Run(ctx context.Context) {
 // the other site, merged here) must end the waits for the row.
 var watchCond = wire.WatchCond{With: model.ColVerdict}
 
+// follow dispatches the events in the dbd connection's read loop
+// (WatchWhereFunc; dispatch never blocks): a hand-over to this goroutine
+// and on to the waiter was two goroutine wake-ups per event, two events
+// a mail. An event may be dispatched before subscribed runs; waiters
+// merge whatever they are told, so that is harmless.
 func (w *Watcher) follow(ctx context.Context) error {
-	st, err := w.db.WatchWhere(ctx, model.Receive, watchCond)
+	st, err := w.db.WatchWhereFunc(ctx, model.Receive, watchCond, w.dispatch)
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}

@@ -126,7 +126,7 @@ func (f *fakeDB) FindOrInsert(ctx context.Context, t model.Table, content []byte
 	return 1, true, nil
 }
 
-func (f *fakeDB) WatchWhere(ctx context.Context, t model.Table, cond wire.WatchCond) (*client.Stream, error) {
+func (f *fakeDB) WatchWhereFunc(ctx context.Context, t model.Table, cond wire.WatchCond, _ func(*wire.Row)) (*client.Stream, error) {
 	return nil, errors.New("fake: no watch")
 }
 
