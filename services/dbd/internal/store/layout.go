@@ -52,13 +52,21 @@ var incarnationKey = []byte{spaceLayout, 'i', 'd'}
 const chunkSize = 64 << 10
 
 func rowKey(t model.Table, k model.Key) []byte {
-	b := make([]byte, 0, 2+model.KeySize)
+	return appendRowKey(make([]byte, 0, 2+model.KeySize), t, k)
+}
+
+// appendRowKey appends rowKey(t, k) to b. The append forms of the key
+// functions let the writer build a group's keys in one scratch buffer.
+func appendRowKey(b []byte, t model.Table, k model.Key) []byte {
 	b = append(b, spaceRow, byte(t))
 	return append(b, k[:]...)
 }
 
 func contentKey(t model.Table, k model.Key, chunk uint32) []byte {
-	b := make([]byte, 0, 2+model.KeySize+4)
+	return appendContentKey(make([]byte, 0, 2+model.KeySize+4), t, k, chunk)
+}
+
+func appendContentKey(b []byte, t model.Table, k model.Key, chunk uint32) []byte {
 	b = append(b, spaceContent, byte(t))
 	b = append(b, k[:]...)
 	return binary.BigEndian.AppendUint32(b, chunk)
@@ -71,12 +79,19 @@ func contentPrefix(t model.Table, k model.Key) []byte {
 }
 
 func numberKey(t model.Table, rowno uint64) []byte {
-	b := []byte{spaceNumber, byte(t)}
+	return appendNumberKey(make([]byte, 0, 10), t, rowno)
+}
+
+func appendNumberKey(b []byte, t model.Table, rowno uint64) []byte {
+	b = append(b, spaceNumber, byte(t))
 	return binary.BigEndian.AppendUint64(b, rowno)
 }
 
 func childKey(t model.Table, parent model.Key, rowno uint64) []byte {
-	b := make([]byte, 0, 2+model.KeySize+8)
+	return appendChildKey(make([]byte, 0, 2+model.KeySize+8), t, parent, rowno)
+}
+
+func appendChildKey(b []byte, t model.Table, parent model.Key, rowno uint64) []byte {
 	b = append(b, spaceChild, byte(t))
 	b = append(b, parent[:]...)
 	return binary.BigEndian.AppendUint64(b, rowno)
@@ -111,8 +126,10 @@ func childPrefix(t model.Table, parent model.Key) []byte {
 	return append(b, parent[:]...)
 }
 
-func stampKey(stamp uint64) []byte {
-	return binary.BigEndian.AppendUint64([]byte{spaceStamp}, stamp)
+func stampKey(stamp uint64) []byte { return appendStampKey(make([]byte, 0, 9), stamp) }
+
+func appendStampKey(b []byte, stamp uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(b, spaceStamp), stamp)
 }
 
 func cursorKey(name string) []byte { return append([]byte{spaceCursor}, name...) }
@@ -125,17 +142,13 @@ type rowRef struct {
 	Key   model.Key
 }
 
-func (r rowRef) encode() []byte {
-	b := make([]byte, 0, 1+model.KeySize)
+// appendChange appends the value of a change-log entry to b: the row,
+// then the name of the merge cursor the row's current state came from, if
+// any (see staged.origin).
+func appendChange(b []byte, r rowRef, origin string) []byte {
 	b = append(b, byte(r.Table))
-	return append(b, r.Key[:]...)
-}
-
-// encodeChange is the value of a change-log entry: the row, then the name
-// of the merge cursor the row's current state came from, if any (see
-// staged.origin).
-func encodeChange(r rowRef, origin string) []byte {
-	return append(r.encode(), origin...)
+	b = append(b, r.Key[:]...)
+	return append(b, origin...)
 }
 
 // decodeChange splits a change-log value. Entries written before origins
@@ -180,8 +193,10 @@ const inlineMax = 4 << 10
 // then — for an inline row — exactly Size content bytes. A value whose
 // bytes end with the state is a row whose content is in chunks (every row
 // written before inline contents existed, too).
-func (m *rowMeta) encode() []byte {
-	b := make([]byte, 0, 32+len(m.Inline))
+func (m *rowMeta) encode() []byte { return m.appendTo(make([]byte, 0, 32+len(m.Inline))) }
+
+// appendTo appends the meta value (encode) to b.
+func (m *rowMeta) appendTo(b []byte) []byte {
 	b = binary.AppendUvarint(b, m.RowNo)
 	b = binary.AppendUvarint(b, m.Size)
 	b = binary.AppendUvarint(b, m.Stamp)

@@ -1,7 +1,5 @@
 package store
 
-import "bytes"
-
 // recentRows remembers the metas of the rows the writer wrote last, so
 // that a write to a row shortly after its insert or last change needs no
 // Pebble lookup. A received mail's row lookups were eleven; three of them
@@ -21,8 +19,9 @@ import "bytes"
 // Two generations of at most recentMax rows each: when the current one
 // is full it becomes the previous one, and the previous one is dropped.
 // A row's meta is kept only with an inline content of at most
-// recentInlineMax bytes, copied (a meta's content aliases its request's
-// buffer, which may be large); the rows written again soon are small.
+// recentInlineMax bytes (the rows written again soon are small); the
+// caller passes a copy of it (a meta's content aliases its request's
+// buffer, which may be large), which it must not change afterwards.
 type recentRows struct {
 	cur, prev map[rowRef]rowMeta
 }
@@ -43,7 +42,7 @@ func (r *recentRows) get(ref rowRef) (rowMeta, bool) {
 }
 
 // put remembers m as the meta of ref, or forgets ref if m is not kept.
-// m's State must not change afterwards.
+// m's State and Inline must not change afterwards.
 func (r *recentRows) put(ref rowRef, m rowMeta) {
 	if len(m.Inline) > recentInlineMax {
 		delete(r.cur, ref)
@@ -53,6 +52,5 @@ func (r *recentRows) put(ref rowRef, m rowMeta) {
 	if r.cur == nil || len(r.cur) >= recentMax {
 		r.prev, r.cur = r.cur, make(map[rowRef]rowMeta, recentMax)
 	}
-	m.Inline = bytes.Clone(m.Inline)
 	r.cur[ref] = m
 }

@@ -360,68 +360,80 @@ func (s *Store) applyGroup(g *group, reqs []*writeReq, nbytes int) (*appliedGrou
 	// Size the batch once: a 50 MiB content must not be copied through a
 	// chain of growing buffers.
 	b := s.db.NewBatchWithSize(nbytes + 64*(nbytes/chunkSize+1) + 256*len(g.order) + 1024)
-	var changed []Row
+	changed := make([]Row, 0, len(g.order))
 	// The changes as the changes stream sends them, for the ring: with
 	// their origin and a copy of their inline content (the meta's aliases
-	// the request's buffer, which may be large), in one slab.
+	// the request's buffer, which may be large), in one slab. The
+	// recently written rows (recentRows) share those copies.
 	ring := make([]Row, 0, len(g.order))
 	inline := 0
 	for _, ref := range g.order {
 		inline += len(g.rows[ref].meta.Inline)
 	}
 	slab := make([]byte, 0, inline)
+	// Keys and values are built in scratch buffers: the batch copies them.
+	var kb, vb, cb []byte
 	for _, ref := range g.order {
 		st := g.rows[ref]
 		if st.inserted {
 			// Small contents live in the meta value (see inlineMax).
 			for i, off := 0, 0; st.meta.Inline == nil && off < len(st.content); i, off = i+1, off+chunkSize {
 				end := min(off+chunkSize, len(st.content))
-				if err := b.Set(contentKey(ref.Table, ref.Key, uint32(i)), st.content[off:end], nil); err != nil {
+				kb = appendContentKey(kb[:0], ref.Table, ref.Key, uint32(i))
+				if err := b.Set(kb, st.content[off:end], nil); err != nil {
 					b.Close()
 					return nil, fmt.Errorf("stage content: %w", err)
 				}
 			}
-			if err := b.Set(numberKey(ref.Table, st.meta.RowNo), ref.Key[:], nil); err != nil {
+			if err := b.Set(appendNumberKey(kb[:0], ref.Table, st.meta.RowNo), ref.Key[:], nil); err != nil {
 				b.Close()
 				return nil, fmt.Errorf("stage number: %w", err)
 			}
 		}
 		if st.oldStamp != 0 {
-			if err := b.Delete(stampKey(st.oldStamp), nil); err != nil {
+			// A change-log key is set once, when its row gets that stamp
+			// (stamps are never handed out twice), and deleted once, when
+			// the row changes again. So a single delete: when it meets its
+			// set, in a flush or a compaction, both vanish. A plain delete
+			// left a tombstone that outlived its set down to the bottom
+			// level, two or three a received mail.
+			if err := b.SingleDelete(appendStampKey(kb[:0], st.oldStamp), nil); err != nil {
 				b.Close()
 				return nil, fmt.Errorf("stage stamp delete: %w", err)
 			}
 		}
-		if err := b.Set(stampKey(st.meta.Stamp), encodeChange(ref, st.origin), nil); err != nil {
+		vb = appendChange(vb[:0], ref, st.origin)
+		if err := b.Set(appendStampKey(kb[:0], st.meta.Stamp), vb, nil); err != nil {
 			b.Close()
 			return nil, fmt.Errorf("stage stamp: %w", err)
 		}
-		meta := st.meta.encode()
-		if err := b.Set(rowKey(ref.Table, ref.Key), meta, nil); err != nil {
+		vb = st.meta.appendTo(vb[:0])
+		if err := b.Set(appendRowKey(kb[:0], ref.Table, ref.Key), vb, nil); err != nil {
 			b.Close()
 			return nil, fmt.Errorf("stage row: %w", err)
 		}
+		row := ref.rowWith(&st.meta)
 		// The child index entry carries the meta too (childValue), so it
 		// is rewritten with every change of the row. A content that names
 		// a parent is small, hence inline (inlineMax; the open-time
 		// rebuild made older chunked ones inline).
-		if parent, ok := model.ParentOf(ref.Table, st.meta.Inline); ok {
-			if err := b.Set(childKey(ref.Table, parent, st.meta.RowNo), childValue(ref.Key, meta), nil); err != nil {
+		if row.HasParent {
+			cb = append(append(cb[:0], ref.Key[:]...), vb...)
+			if err := b.Set(appendChildKey(kb[:0], ref.Table, row.Parent, st.meta.RowNo), cb, nil); err != nil {
 				b.Close()
 				return nil, fmt.Errorf("stage child index: %w", err)
 			}
 		}
-		changed = append(changed, ref.rowWith(&st.meta))
-		rr := changed[len(changed)-1]
-		rr.Origin = st.origin
+		changed = append(changed, row)
+		row.Origin = st.origin
 		if st.meta.Inline != nil {
 			n := len(slab)
 			slab = append(slab, st.meta.Inline...)
-			rr.Inline = slab[n:len(slab):len(slab)]
+			row.Inline = slab[n:len(slab):len(slab)]
 		} else {
-			rr.InChunks = true
+			row.InChunks = true
 		}
-		ring = append(ring, rr)
+		ring = append(ring, row)
 	}
 	for _, t := range model.Tables() {
 		if g.count[t] != s.count[t] {
@@ -454,8 +466,10 @@ func (s *Store) applyGroup(g *group, reqs []*writeReq, nbytes int) (*appliedGrou
 		}
 	}
 	s.nextRow, s.count, s.stamp = g.nextNo, g.count, g.stamp
-	for _, ref := range g.order {
-		s.recent.put(ref, g.rows[ref].meta)
+	for i, ref := range g.order {
+		m := g.rows[ref].meta
+		m.Inline = ring[i].Inline // the slab's copy: m's aliases a request's buffer
+		s.recent.put(ref, m)
 	}
 	return &appliedGroup{gen: s.gen, batch: b, reqs: reqs, changed: changed, ring: ring, stamp: g.stamp,
 		count: g.count, bytes: nbytes, start: start}, nil
