@@ -127,8 +127,17 @@ func checkInvariants(s *Store) (storeFacts, error) {
 		}
 	}
 
-	// Number index: a bijection with the rows.
+	// Number index: a bijection with the rows of the numbered tables; in
+	// the others, entries of rows with that number, among them the
+	// highest number (recover takes the next one from it).
 	seen := 0
+	var numberedRows int
+	for id := range byNo {
+		if numbered(model.Table(id[0])) {
+			numberedRows++
+		}
+	}
+	var lastNo [model.Config + 1]uint64
 	scan(spaceNumber, func(k, v []byte) {
 		if len(k) != 10 {
 			bad("number index key %x", k)
@@ -140,10 +149,18 @@ func checkInvariants(s *Store) (storeFacts, error) {
 			bad("number index %s %d -> %x names no row with that number (row there: %v)", t, no, v, ok)
 			return
 		}
-		seen++
+		lastNo[t] = max(lastNo[t], no)
+		if numbered(t) {
+			seen++
+		}
 	})
-	if seen != len(byNo) {
-		bad("number index has %d good entries for %d rows", seen, len(byNo))
+	if seen != numberedRows {
+		bad("number index has %d good entries for %d rows of numbered tables", seen, numberedRows)
+	}
+	for _, t := range model.Tables() {
+		if lastNo[t] != f.maxNo[t] {
+			bad("%s: the number index ends at %d, the highest row number is %d", t, lastNo[t], f.maxNo[t])
+		}
 	}
 
 	// Change log: exactly one entry per row, at its stamp.

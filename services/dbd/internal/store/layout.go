@@ -78,6 +78,22 @@ func contentPrefix(t model.Table, k model.Key) []byte {
 	return append(b, k[:]...)
 }
 
+// numbered reports whether every row of table t has a number index entry.
+// The rows of a mail's content (body, header, received, mail, msgid) are
+// never listed by number but by a scan (dbctl scan), and were five of the
+// eight number index entries of a received mail; since 2026-11-30 only
+// the highest row number of each group commit gets an entry there, so
+// that the last entry still gives the next row number at open (recover;
+// a dbd from before this change reads it the same way). View.Newest
+// reads those tables' rows instead.
+func numbered(t model.Table) bool {
+	switch t {
+	case model.Body, model.Header, model.Received, model.Mail, model.MsgID:
+		return false
+	}
+	return true
+}
+
 func numberKey(t model.Table, rowno uint64) []byte {
 	return appendNumberKey(make([]byte, 0, 10), t, rowno)
 }

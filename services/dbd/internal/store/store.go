@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"container/heap"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -924,7 +925,11 @@ func (v *View) Rows(fn func(Row) error) error {
 }
 
 // Newest calls fn for up to limit rows of table t, highest row number first.
+// A table without a full number index (see numbered) is read whole.
 func (v *View) Newest(t model.Table, limit int, fn func(Row) error) error {
+	if !numbered(t) {
+		return v.newestByRows(t, limit, fn)
+	}
 	p := []byte{spaceNumber, byte(t)}
 	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
@@ -972,6 +977,81 @@ func (v *View) Children(t model.Table, parent model.Key, after uint64, limit int
 		}
 	}
 	return it.Error()
+}
+
+// newestByRows is Newest for a table without a full number index: it
+// reads every row of the table and keeps the limit with the highest
+// numbers (a min-heap on the row number).
+func (v *View) newestByRows(t model.Table, limit int, fn func(Row) error) error {
+	if limit <= 0 {
+		return nil
+	}
+	p := []byte{spaceRow, byte(t)}
+	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return fmt.Errorf("iterate rows of %s: %w", t, err)
+	}
+	defer it.Close()
+	h := &rowHeap{}
+	for ok := it.First(); ok; ok = it.Next() {
+		val, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("iterate rows of %s: %w", t, err)
+		}
+		m, err := decodeRowMetaAlias(val)
+		if err != nil {
+			return err
+		}
+		if h.Len() == limit && m.RowNo <= (*h)[0].RowNo {
+			continue
+		}
+		ref, err := decodeRowRef(it.Key()[1:])
+		if err != nil {
+			return err
+		}
+		if m.Inline != nil {
+			m.Inline = bytes.Clone(m.Inline) // val is Pebble's until the next step
+		}
+		row := ref.rowWith(&m)
+		row.Inline = m.Inline
+		row.InChunks = m.Inline == nil
+		if h.Len() == limit {
+			(*h)[0] = row
+			heap.Fix(h, 0)
+		} else {
+			heap.Push(h, row)
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("iterate rows of %s: %w", t, err)
+	}
+	rows := make([]Row, h.Len())
+	for i := len(rows) - 1; i >= 0; i-- {
+		rows[i] = heap.Pop(h).(Row)
+	}
+	for _, row := range rows {
+		if err := fn(row); err != nil {
+			if errors.Is(err, ErrStop) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// rowHeap is a min-heap of rows by row number (container/heap).
+type rowHeap []Row
+
+func (h rowHeap) Len() int           { return len(h) }
+func (h rowHeap) Less(i, j int) bool { return h[i].RowNo < h[j].RowNo }
+func (h rowHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *rowHeap) Push(x any)        { *h = append(*h, x.(Row)) }
+func (h *rowHeap) Pop() any {
+	old := *h
+	r := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return r
 }
 
 // indexed walks an index whose values are row keys of table t, from the

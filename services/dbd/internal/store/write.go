@@ -385,9 +385,13 @@ func (s *Store) applyGroup(g *group, reqs []*writeReq, nbytes int) (*appliedGrou
 					return nil, fmt.Errorf("stage content: %w", err)
 				}
 			}
-			if err := b.Set(appendNumberKey(kb[:0], ref.Table, st.meta.RowNo), ref.Key[:], nil); err != nil {
-				b.Close()
-				return nil, fmt.Errorf("stage number: %w", err)
+			// Tables that are not numbered (see numbered) get an entry for
+			// the group's last row only.
+			if numbered(ref.Table) || st.meta.RowNo == g.nextNo[ref.Table]-1 {
+				if err := b.Set(appendNumberKey(kb[:0], ref.Table, st.meta.RowNo), ref.Key[:], nil); err != nil {
+					b.Close()
+					return nil, fmt.Errorf("stage number: %w", err)
+				}
 			}
 		}
 		if st.oldStamp != 0 {
