@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -107,9 +108,9 @@ type Conn struct {
 	p      connParams
 	cfg    *Config
 	raw    net.Conn
-	log    *slog.Logger
-	start  time.Time // real time, for the session deadline
-	startC time.Time // Config.Clock time, for capture offsets
+	log    atomic.Pointer[slog.Logger] // see logger
+	start  time.Time                   // real time, for the session deadline
+	startC time.Time                   // Config.Clock time, for capture offsets
 	done   chan struct{}
 	once   sync.Once
 
@@ -184,10 +185,23 @@ func newConn(raw net.Conn, p connParams) *Conn {
 		c.bufs = newConnBufs(p.cfg)
 	}
 	c.in, c.pendBuf = c.bufs.in, c.bufs.pend[:0]
-	c.log = p.cfg.Logger.With("conn", p.id, "remote", raw.RemoteAddr().String())
 	c.mu.conn = raw
 	c.mu.capture.max = p.cfg.CaptureMax
 	return c
+}
+
+// logger is the connection's logger, with its number and remote
+// address, made on first use: With formats its attributes at once, and
+// most connections log nothing.
+func (c *Conn) logger() *slog.Logger {
+	if l := c.log.Load(); l != nil {
+		return l
+	}
+	l := c.cfg.Logger.With("conn", c.p.id, "remote", c.raw.RemoteAddr().String())
+	if !c.log.CompareAndSwap(nil, l) {
+		return c.log.Load()
+	}
+	return l
 }
 
 // --- accessors ---
@@ -464,7 +478,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	if closeReply != "" {
-		c.log.Warn("too many errors", "errors", c.Errors())
+		c.logger().Warn("too many errors", "errors", c.Errors())
 		_ = c.writeSocketLocked([]byte(closeReply))
 		_ = c.Close()
 	}
@@ -556,7 +570,7 @@ func (c *Conn) readFailed(m mode, err error) error {
 	var ne net.Error
 	timeout := errors.As(err, &ne) && ne.Timeout()
 	if timeout {
-		c.log.Warn("timeout", "mode", m)
+		c.logger().Warn("timeout", "mode", m)
 		_ = c.replyAndClose(fmt.Sprintf("421 4.4.2 %s Error: timeout exceeded\r\n", c.cfg.Hostname))
 	} else {
 		_ = c.Close()
@@ -634,7 +648,7 @@ func (c *Conn) fed() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.dp.violation != c.mu.violation {
-		c.log.Warn("data violation", "violation", c.dp.violation)
+		c.logger().Warn("data violation", "violation", c.dp.violation)
 		c.mu.violation = c.dp.violation
 	}
 	if c.dp.ended() {
@@ -755,7 +769,7 @@ func (c *Conn) nextCommand() error {
 		}
 	}
 	if line == nil || len(line) > c.cfg.CommandLineMax {
-		c.log.Warn("command line too long")
+		c.logger().Warn("command line too long")
 		return c.replyAndClose(fmt.Sprintf("500 5.5.2 %s Error: line too long\r\n", c.cfg.Hostname))
 	}
 	c.inR += len(line)
@@ -774,7 +788,7 @@ func (c *Conn) command(line []byte) error {
 	c.mu.Unlock()
 	h := c.cfg.Hostname
 	if n > c.cfg.MaxCommands {
-		c.log.Warn("too many commands", "commands", n)
+		c.logger().Warn("too many commands", "commands", n)
 		return c.replyAndClose(fmt.Sprintf("421 4.7.0 %s Error: too many commands\r\n", h))
 	}
 	if i := controlByte(line); i >= 0 {
@@ -782,7 +796,7 @@ func (c *Conn) command(line []byte) error {
 		// with SMTPUTF8). A NUL, a bare CR or another control byte is
 		// an attack or garbage: it would end up in a Received field or a
 		// throw-in row, or look like a line end to another parser.
-		c.log.Warn("control byte in command line", "byte", line[i])
+		c.logger().Warn("control byte in command line", "byte", line[i])
 		return c.replyAndClose(fmt.Sprintf("500 5.5.2 %s Error: control character in command\r\n", h))
 	}
 	if sasl {
@@ -797,7 +811,7 @@ func (c *Conn) command(line []byte) error {
 		junk := c.mu.junkSinceData
 		c.mu.Unlock()
 		if junk > c.cfg.MaxJunk {
-			c.log.Warn("too many junk commands", "commands", junk)
+			c.logger().Warn("too many junk commands", "commands", junk)
 			return c.replyAndClose(fmt.Sprintf("421 4.7.0 %s Error: too many commands that move no mail\r\n", h))
 		}
 	}
@@ -806,14 +820,14 @@ func (c *Conn) command(line []byte) error {
 		// line with 500 until MaxErrors would run whatever SMTP commands
 		// the stream holds (a browser's form post, a body after a failed
 		// DATA). Postfix's smtpd_forbidden_commands does the same.
-		c.log.Warn("non-SMTP command; closing", "why", why)
+		c.logger().Warn("non-SMTP command; closing", "why", why)
 		return c.replyAndClose(fmt.Sprintf("221 2.7.0 %s Error: %s; closing\r\n", h, why))
 	}
 	switch verb {
 	case "BDAT":
 		// go-smtp always handles BDAT; we never offer CHUNKING, and a chunk
 		// of unknown framing cannot be skipped safely, so the session ends.
-		c.log.Warn("BDAT without CHUNKING")
+		c.logger().Warn("BDAT without CHUNKING")
 		return c.replyAndClose(fmt.Sprintf("502 5.5.1 %s Error: CHUNKING not offered\r\n", h))
 	case "STARTTLS":
 		if c.cfg.TLS != nil && !c.isTLS() {
@@ -944,7 +958,7 @@ func (c *Conn) greetTest() error {
 		c.mu.Lock()
 		c.mu.earlyTalker = true
 		c.mu.Unlock()
-		c.log.Warn("early talker")
+		c.logger().Warn("early talker")
 		return c.replyAndClose(fmt.Sprintf("554 5.5.1 %s Error: client spoke before the greeting\r\n", c.cfg.Hostname))
 	}
 	var ne net.Error

@@ -25,7 +25,7 @@ func (c *Conn) startTLS(arg []byte) error {
 	// CVE-2011-0411: bytes pipelined after STARTTLS were sent in clear
 	// text and must not be executed inside the TLS session.
 	if n := c.inW - c.inR; n > 0 {
-		c.log.Warn("discarding bytes pipelined after STARTTLS", "bytes", n)
+		c.logger().Warn("discarding bytes pipelined after STARTTLS", "bytes", n)
 		c.inR, c.inW = 0, 0
 	}
 	tc := tls.Server(c.raw, c.cfg.TLS)
@@ -35,7 +35,7 @@ func (c *Conn) startTLS(arg []byte) error {
 	}
 	_ = c.raw.SetDeadline(dl)
 	if err := tc.Handshake(); err != nil {
-		c.log.Warn("tls handshake", "err", err)
+		c.logger().Warn("tls handshake", "err", err)
 		_ = c.Close()
 		return fmt.Errorf("guard: tls handshake: %w", errors.Join(err, ErrClosed))
 	}
@@ -48,7 +48,7 @@ func (c *Conn) startTLS(arg []byte) error {
 	c.mu.needHelo = true
 	c.mu.Unlock()
 	c.record(DirTLS, nil)
-	c.log.Debug("tls started", "version", tls.VersionName(st.Version), "cipher", tls.CipherSuiteName(st.CipherSuite))
+	c.logger().Debug("tls started", "version", tls.VersionName(st.Version), "cipher", tls.CipherSuiteName(st.CipherSuite))
 	c.pend = append(c.pendBuf[:0], rsetLine...)
 	return nil
 }

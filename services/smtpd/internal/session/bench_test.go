@@ -16,7 +16,7 @@ import (
 // mailboxes): smtpd's own work for the command, without dbd.
 func BenchmarkRcptCached(b *testing.B) {
 	be := NewBackend(context.Background(), Config{MailboxTTL: time.Hour, Metrics: metrics.New(prometheus.NewRegistry())}, &fakeDB{})
-	s := &Session{b: be, ctx: context.Background(), log: be.cfg.Logger}
+	s := &Session{b: be, ctx: context.Background()}
 	b.ReportAllocs()
 	for b.Loop() {
 		s.txn = &txn{}
@@ -30,7 +30,7 @@ func BenchmarkRcptCached(b *testing.B) {
 // memory budget, as Data does when memory is free.
 func BenchmarkReadData(b *testing.B) {
 	be := NewBackend(context.Background(), Config{Budget: NewBudget(144 << 20), Metrics: metrics.New(prometheus.NewRegistry())}, &fakeDB{})
-	s := &Session{b: be, ctx: context.Background(), log: be.cfg.Logger}
+	s := &Session{b: be, ctx: context.Background()}
 	msg := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyz\r\n"), 10240/38)
 	var r bytes.Reader
 	b.ReportAllocs()

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -168,11 +169,27 @@ func (b *Backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if a, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		s.client = a.String()
 	}
-	s.log = b.cfg.Logger.With("session", s.id, "client", s.client)
 	b.cfg.Metrics.Sessions.Inc()
 	b.cfg.Metrics.SessionsActive.Inc()
-	s.log.Debug("session start", "helo", c.Hostname())
+	if b.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
+		s.logger().Debug("session start", "helo", c.Hostname())
+	}
 	return s, nil
+}
+
+// logger is the session's logger, with its id and client, made on first
+// use: With formats its attributes at once, and most sessions log only
+// their decisions, which name them themselves (see decide). recordReply
+// may call it from another goroutine.
+func (s *Session) logger() *slog.Logger {
+	if l := s.log.Load(); l != nil {
+		return l
+	}
+	l := s.b.cfg.Logger.With("session", s.id, "client", s.client)
+	if !s.log.CompareAndSwap(nil, l) {
+		return s.log.Load()
+	}
+	return l
 }
 
 // Session is one SMTP connection's state. go-smtp calls its methods from the
@@ -186,7 +203,7 @@ type Session struct {
 	facts  ConnFacts
 	client string
 	start  time.Time
-	log    *slog.Logger
+	log    atomic.Pointer[slog.Logger] // see logger
 
 	attempts int // transactions that reached DATA
 	txn      *txn
@@ -297,7 +314,7 @@ func (s *Session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	switch {
 	case err != nil:
 		s.b.cfg.Metrics.DBErrors.WithLabelValues("find-mailbox").Inc()
-		s.log.Warn("mailbox lookup failed", "rcpt", to, "err", err)
+		s.logger().Warn("mailbox lookup failed", "rcpt", to, "err", err)
 		reply := s.dbReply(err, errTempDB)
 		t.refused = append(t.refused, fmt.Sprintf("%s %d", to, reply.Code))
 		return reply
@@ -360,7 +377,7 @@ func (s *Session) Data(r io.Reader) error {
 			return se
 		}
 		// A broken connection: guard has closed it; nothing was stored.
-		s.log.Info("data aborted", "err", err)
+		s.logger().Info("data aborted", "err", err)
 		m.Transactions.WithLabelValues("other").Inc()
 		return smtpErr(451, smtp.EnhancedCode{4, 4, 2}, "Error reading the message")
 	}
@@ -368,13 +385,13 @@ func (s *Session) Data(r io.Reader) error {
 	if v := s.violation(raw); v != "" {
 		m.Rejections.WithLabelValues("bare-cr-lf").Inc()
 		m.Transactions.WithLabelValues("550").Inc()
-		s.log.Info("message refused", "violation", v)
+		s.logger().Info("message refused", "violation", v)
 		return smtpErr(550, smtp.EnhancedCode{5, 6, 0}, "Message refused: "+v+" (RFC 5321 section 2.3.8; SMTP smuggling defence)")
 	}
 	if se, reason := s.headerLimits(raw); se != nil {
 		m.Rejections.WithLabelValues(reason).Inc()
 		m.Transactions.WithLabelValues(metrics.Outcome(se.Code)).Inc()
-		s.log.Info("message refused", "reason", se.Message)
+		s.logger().Info("message refused", "reason", se.Message)
 		return se
 	}
 	end := s.b.cfg.Now()
@@ -553,7 +570,7 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	p, err := rows.Parts.WithTrace(trace)
 	if err != nil {
 		// Our own field is always well-formed; this is a bug.
-		s.log.Error("trace field", "err", err)
+		s.logger().Error("trace field", "err", err)
 		return errTempStore
 	}
 	// The stored mail is our trace field, then raw. POP3 sends it with
@@ -585,7 +602,7 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	release()
 	if err != nil {
 		cfg.Metrics.DBErrors.WithLabelValues("store").Inc()
-		s.log.Warn("store failed", "err", err)
+		s.logger().Warn("store failed", "err", err)
 		return s.dbReply(err, errTempStore)
 	}
 	s.b.full.clear()
@@ -611,10 +628,11 @@ func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end t
 	o, err := follow.Wait(s.ctx, stored.Fresh, policy)
 	if err != nil {
 		cfg.Metrics.DBErrors.WithLabelValues("watch").Inc()
-		s.log.Warn("waiting for the decision failed", "err", err)
+		s.logger().Warn("waiting for the decision failed", "err", err)
 		return s.dbReply(err, errTempStore), false
 	}
-	s.log.Info("decision", "outcome", o.Kind.String(), "accepted", len(o.Accepted), "rejected", o.Rejected,
+	// The same line as s.logger().Info, without a logger per session.
+	cfg.Logger.Info("decision", "session", s.id, "client", s.client, "outcome", o.Kind.String(), "accepted", len(o.Accepted), "rejected", o.Rejected,
 		"ms", cfg.Now().Sub(end).Milliseconds())
 	switch o.Kind {
 	case deliver.Accepted:
@@ -638,13 +656,13 @@ func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end t
 			// A dbd older than this smtpd does not let the smtpd role set
 			// the size column: acknowledge without it (pop3d measures the
 			// mail itself then). Upgrade dbd first to save that read.
-			s.log.Warn("dbd refuses the POP3 size column; acknowledging without it", "err", err)
+			s.logger().Warn("dbd refuses the POP3 size column; acknowledging without it", "err", err)
 			err = deliver.Acknowledge(ctx, s.b.db, o.Accepted, stored.ReceivedKey, now, record...)
 		}
 		cancel()
 		if err != nil {
 			cfg.Metrics.DBErrors.WithLabelValues("acknowledge").Inc()
-			s.log.Warn("acknowledge failed", "err", err)
+			s.logger().Warn("acknowledge failed", "err", err)
 			return s.dbReply(err, errTempStore), false
 		}
 		return ok, true
@@ -678,7 +696,7 @@ func (s *Session) recordReply(throwIn model.Key, code int, took time.Duration) {
 	_, err := s.b.db.Batch(ctx, replyRecord(throwIn, code, took))
 	if err != nil {
 		s.b.cfg.Metrics.DBErrors.WithLabelValues("throw-in").Inc()
-		s.log.Warn("recording the reply failed", "err", err)
+		s.logger().Warn("recording the reply failed", "err", err)
 	}
 }
 
@@ -691,7 +709,9 @@ func (s *Session) Logout() error {
 	s.finishTxn()
 	s.cancel()
 	s.b.cfg.Metrics.SessionsActive.Dec()
-	s.log.Debug("session end", "attempts", s.attempts)
+	if s.b.cfg.Logger.Enabled(s.b.base, slog.LevelDebug) {
+		s.logger().Debug("session end", "attempts", s.attempts)
+	}
 	return nil
 }
 
@@ -707,7 +727,7 @@ func (s *Session) finishTxn() {
 	defer cancel()
 	if _, _, err := s.b.db.FindOrInsert(ctx, model.ThrowIn, s.throwIn(t, s.b.cfg.Now(), 0, model.Key{}, model.Key{})); err != nil {
 		s.b.cfg.Metrics.DBErrors.WithLabelValues("throw-in").Inc()
-		s.log.Warn("recording the attempt failed", "err", err)
+		s.logger().Warn("recording the attempt failed", "err", err)
 	}
 }
 
