@@ -2,6 +2,8 @@ package model
 
 import (
 	"bytes"
+	"errors"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -187,4 +189,57 @@ func FuzzParentOfText(f *testing.F) {
 			t.Fatalf("ParentOf(text, %x) = %s without a parseable content", b, p)
 		}
 	})
+}
+
+// TestMailReceivedEncoded checks that MailReceivedEncoded, which dbd uses
+// on stored states, finds what MailReceived finds in the decoded state:
+// random states with acknowledged and APPEND links (ties in value too),
+// near-miss names, other columns and counters.
+func TestMailReceivedEncoded(t *testing.T) {
+	if linkLen != keyBase32.EncodedLen(KeySize) {
+		t.Fatalf("linkLen %d, want %d", linkLen, keyBase32.EncodedLen(KeySize))
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	key := func() Key {
+		var k Key
+		for i := range k {
+			k[i] = byte(rng.IntN(256))
+		}
+		return k
+	}
+	for i := range 3000 {
+		st := State{Cols: map[string]uint64{}}
+		for range rng.IntN(6) {
+			st.Cols[ReceivedColumn(key())] = uint64(1 + rng.IntN(3)) // ties
+		}
+		for range rng.IntN(4) {
+			st.Cols[AppendedReceivedColumn(key())] = uint64(1 + rng.IntN(1000))
+		}
+		for range rng.IntN(4) {
+			c := ReceivedColumn(key())
+			switch rng.IntN(4) {
+			case 0:
+				c = c[:len(c)-1] // too short
+			case 1:
+				c = c[:len(c)-1] + "1" // not base32
+			case 2:
+				c = "x" + c
+			default:
+				c = POP3SizeColumn(key())
+			}
+			st.Cols[c] = uint64(1 + rng.IntN(3))
+		}
+		if rng.IntN(2) == 0 {
+			st.Counters = map[string]map[string]uint64{"hits": {"a": 2}}
+		}
+		wantK, wantOK := MailReceived(st)
+		enc := st.AppendBinary(nil)
+		gotK, gotOK, err := MailReceivedEncoded(append(enc, "content after"...))
+		if err != nil || gotK != wantK || gotOK != wantOK {
+			t.Fatalf("state %d %v: got %s %v %v, want %s %v", i, st.Cols, gotK, gotOK, err, wantK, wantOK)
+		}
+	}
+	if _, _, err := MailReceivedEncoded([]byte{1, 3, 'a', 'b', 'c', 0}); !errors.Is(err, ErrBadState) {
+		t.Fatalf("zero column value: err %v, want ErrBadState", err)
+	}
 }

@@ -381,6 +381,28 @@ func SplitState(b []byte) (enc, rest []byte, err error) {
 	return b[:n:n], d.b, nil
 }
 
+// eachColumn calls fn with each column of the state b encodes, in name
+// order, with DecodeState's checks of the columns; the counters and
+// anything after them are not looked at. name is b's memory.
+func eachColumn(b []byte, fn func(name []byte, v uint64)) error {
+	d := decoder{b: b}
+	ncols := d.count(MaxColumns)
+	var prev []byte
+	for i := uint64(0); i < ncols && d.err == nil; i++ {
+		n := d.name(prev, i == 0)
+		v := d.uvarint()
+		if d.err == nil && v == 0 {
+			d.fail("zero column value")
+		}
+		if d.err != nil {
+			break
+		}
+		fn(n, v)
+		prev = n
+	}
+	return d.err
+}
+
 type decoder struct {
 	b   []byte
 	err error

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bytes"
 	"encoding/base32"
 	"errors"
 	"fmt"
@@ -235,14 +236,33 @@ func LinkColumn(prefix string, k Key) string { return prefix + keyBase32.EncodeT
 // LinkColumn(prefix, k); ok is false for any other column name.
 func ParseLinkColumn(prefix, name string) (k Key, ok bool) {
 	s, found := strings.CutPrefix(name, prefix)
-	if !found || len(s) != keyBase32.EncodedLen(len(k)) {
+	if !found || len(s) != linkLen {
 		return k, false
 	}
-	b, err := keyBase32.DecodeString(s)
-	if err != nil || len(b) != len(k) {
+	var b [linkLen]byte // decoded without allocating
+	copy(b[:], s)
+	return decodeLink(b[:])
+}
+
+// linkLen is the length of a key in a link column's name:
+// keyBase32.EncodedLen(KeySize), unpadded base32.
+const linkLen = (KeySize*8 + 4) / 5
+
+// parseLinkColumn is ParseLinkColumn of a name in bytes.
+func parseLinkColumn(prefix string, name []byte) (k Key, ok bool) {
+	s, found := bytes.CutPrefix(name, []byte(prefix))
+	if !found || len(s) != linkLen {
 		return k, false
 	}
-	copy(k[:], b)
+	return decodeLink(s)
+}
+
+// decodeLink decodes the key part of a link column's name.
+func decodeLink(s []byte) (k Key, ok bool) {
+	n, err := keyBase32.Decode(k[:], s)
+	if err != nil || n != len(k) {
+		return Key{}, false
+	}
 	return k, true
 }
 

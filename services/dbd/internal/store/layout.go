@@ -52,8 +52,11 @@ var incarnationKey = []byte{spaceLayout, 'i', 'd'}
 const chunkSize = 64 << 10
 
 func rowKey(t model.Table, k model.Key) []byte {
-	return appendRowKey(make([]byte, 0, 2+model.KeySize), t, k)
+	return appendRowKey(make([]byte, 0, rowKeySize), t, k)
 }
+
+// rowKeySize is the length of a row key.
+const rowKeySize = 2 + model.KeySize
 
 // appendRowKey appends rowKey(t, k) to b. The append forms of the key
 // functions let the writer build a group's keys in one scratch buffer.
