@@ -243,3 +243,40 @@ func TestMailReceivedEncoded(t *testing.T) {
 		t.Fatalf("zero column value: err %v, want ErrBadState", err)
 	}
 }
+
+// TestMailReceivedEncodedNoAlloc: dbd reads the link of every mail it
+// sends; decoding the state for it allocated about 400 bytes a mail.
+func TestMailReceivedEncodedNoAlloc(t *testing.T) {
+	enc := State{Cols: map[string]uint64{ReceivedColumn(KeyOf(Received, []byte("r"))): 1, "seen": 3}}.AppendBinary(nil)
+	if n := testing.AllocsPerRun(100, func() {
+		if _, ok, err := MailReceivedEncoded(enc); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations, want 0", n)
+	}
+}
+
+// TestDecodeLink checks decodeLink against keyBase32 on link names and on
+// names with one character changed (to another digit, a letter keyBase32
+// lacks, a newline, padding), so ParseLinkColumn reads exactly what it
+// read before it decoded by itself.
+func TestDecodeLink(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	odd := []byte("Aa27189=\n\r\x00z")
+	for i := range 20000 {
+		var k Key
+		for j := range k {
+			k[j] = byte(rng.IntN(256))
+		}
+		s := []byte(keyBase32.EncodeToString(k[:]))
+		if i%2 == 1 {
+			s[rng.IntN(len(s))] = odd[rng.IntN(len(odd))]
+		}
+		want, werr := keyBase32.DecodeString(string(s))
+		got, ok := decodeLink(s)
+		if wantOK := werr == nil && len(want) == KeySize; ok != wantOK || ok && !bytes.Equal(got[:], want) {
+			t.Fatalf("%q: decodeLink %x %v, keyBase32 %x %v", s, got, ok, want, werr)
+		}
+	}
+}

@@ -257,14 +257,41 @@ func parseLinkColumn(prefix string, name []byte) (k Key, ok bool) {
 	return decodeLink(s)
 }
 
-// decodeLink decodes the key part of a link column's name.
+// decodeLink decodes the key part of a link column's name (linkLen
+// characters) as keyBase32 does, without its copy of the input: dbd reads
+// a link for every mail it sends. The last character's low 4 bits are not
+// part of the key and, as keyBase32 has them, not checked.
 func decodeLink(s []byte) (k Key, ok bool) {
-	n, err := keyBase32.Decode(k[:], s)
-	if err != nil || n != len(k) {
+	if len(s) != linkLen {
 		return Key{}, false
+	}
+	var acc uint
+	var bits, n int
+	for _, c := range s {
+		v := linkDigits[c]
+		if v == 0xff {
+			return Key{}, false
+		}
+		acc = acc<<5 | uint(v)
+		if bits += 5; bits >= 8 {
+			bits -= 8
+			k[n] = byte(acc >> bits)
+			n++
+		}
 	}
 	return k, true
 }
+
+// linkDigits maps keyBase32's digits to their values, anything else to 0xff.
+var linkDigits = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range "abcdefghijklmnopqrstuvwxyz234567" {
+		t[c] = byte(i)
+	}
+	return t
+}()
 
 // AcknowledgedReceived returns the key of the received row that the receive
 // row with state st links to: the one acknowledged first (smallest value,

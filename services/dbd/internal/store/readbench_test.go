@@ -242,3 +242,30 @@ func TestViewChunks(t *testing.T) {
 		v.Close()
 	}
 }
+
+// TestFindEncodedNoAlloc: FindEncoded of a row allocates nothing (op
+// mails reads five a mail); its row key once was an allocation each.
+func TestFindEncodedNoAlloc(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir(), Site: "a", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	content := []byte("a small body")
+	if _, err := s.Apply(context.Background(), []Mutation{{Kind: Insert, Table: model.Body, Content: content}}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	k := model.KeyOf(model.Body, content)
+	if n := testing.AllocsPerRun(100, func() {
+		if row, ok, err := v.FindEncoded(model.Body, k); err != nil || !ok || !bytes.Equal(row.Inline, content) {
+			t.Fatalf("FindEncoded: %v %v %q", ok, err, row.Inline)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations a read, want 0", n)
+	}
+}
