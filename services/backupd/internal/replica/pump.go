@@ -40,6 +40,11 @@ type pump struct {
 	lag      lagTracker
 	mk       *marker
 	known    presence // rows this session merged (merge loop only)
+	// srcSeen and dstSeen are what backupd saw each site hold (echo.go),
+	// shared by every pump of that site; srcRun and dstRun are the runs
+	// of this session's connections to them (0: unknown, nothing skipped).
+	srcSeen, dstSeen *seenRows
+	srcRun, dstRun   uint64
 }
 
 // sessionError tags an error with the stage it happened in (a metric label).
@@ -149,11 +154,23 @@ func (p *pump) session(ctx context.Context) (progressed bool, err error) {
 	// reached, every session ends at its cursor below, and the lag would
 	// not count the changes the source takes meanwhile (the rows figure
 	// stood still while the link to a dead site was down).
+	//
+	// The runs of both dbds, as this session's connections see them
+	// (OneConnection: a dbd that restarts ends the session): the rows the
+	// stream shows are held at src in srcRun, and rows dst is known to
+	// hold in dstRun need not be merged (echo.go).
+	p.srcRun, p.dstRun = 0, 0
 	cctx, cancel := context.WithTimeout(ctx, p.cfg.HeartbeatTimeout)
 	if figs, err := src.Status(cctx); err == nil {
 		if st, err := wire.StampsOf(figs); err == nil {
 			p.lag.status(st, time.Now())
 		}
+		p.srcRun, _, _ = wire.FigureUint(figs, "run")
+	}
+	cancel()
+	cctx, cancel = context.WithTimeout(ctx, p.cfg.HeartbeatTimeout)
+	if figs, err := dst.Status(cctx); err == nil {
+		p.dstRun, _, _ = wire.FigureUint(figs, "run")
 	}
 	cancel()
 	cctx, cancel = context.WithTimeout(ctx, p.cfg.HeartbeatTimeout)
@@ -248,6 +265,7 @@ func (p *pump) read(ctx context.Context, st *client.Stream, q *queue) error {
 			return staged(stageStream, fmt.Errorf("changes stream from %s: %w", p.src.Name, err))
 		}
 		p.lag.seen(row.Stamp, time.Now())
+		p.srcSeen.saw(p.srcRun, row)
 		if err := q.put(ctx, row); err != nil {
 			return err
 		}
@@ -303,41 +321,73 @@ func (p *pump) heartbeat(ctx context.Context, src, live *client.Client, q *queue
 	}
 }
 
+// cursorDelay is how long the cursor may wait unstored after a batch that
+// needed no merge (every row an echo dst holds): the next merge carries it
+// anyway, and under load one comes soon. Storing it at once would cost
+// dst the commit the skipped rows saved. A restart within the delay
+// streams those rows again, and leaves them out again or merges them as
+// no-ops.
+const cursorDelay = time.Second
+
 // mergeLoop takes batches from q and merges them into dst, in order. When
-// nothing is queued but the marker settled rows, it stores the risen
-// cursor with an empty merge.
+// nothing is queued but the marker settled rows or a batch needed no
+// merge, it stores the risen cursor with an empty merge (after
+// cursorDelay in the second case).
 func (p *pump) mergeLoop(ctx context.Context, src, dst *client.Client, q *queue, stored uint64) (bool, error) {
 	progressed := false
+	var skipped time.Time // first batch left unmerged since stored (zero: none)
 	for {
 		batch := q.take(p.cfg.MaxBatchRows, p.cfg.MaxBatchBytes)
 		if len(batch) == 0 {
+			var later *time.Timer
+			var wake <-chan time.Time
 			if f := p.tr.floor(); f > stored {
-				if _, err := p.merge(ctx, src, dst, nil, f, true); err != nil {
-					return progressed, err
+				wait := time.Duration(0)
+				if !skipped.IsZero() {
+					wait = cursorDelay - time.Since(skipped)
 				}
-				stored = f
-				continue
+				if wait <= 0 {
+					if _, err := p.merge(ctx, src, dst, nil, f, true); err != nil {
+						return progressed, err
+					}
+					stored, skipped = f, time.Time{}
+					continue
+				}
+				later = time.NewTimer(wait)
+				wake = later.C
 			}
 			select {
 			case <-q.notEmpty:
 			case <-p.tr.advanced:
+			case <-wake:
 			case <-ctx.Done():
+			}
+			if later != nil {
+				later.Stop()
+			}
+			if ctx.Err() != nil {
 				return progressed, context.Cause(ctx)
 			}
 			continue
 		}
-		high, err := p.mergeBatch(ctx, src, dst, batch)
+		cursor, sent, err := p.mergeBatch(ctx, src, dst, batch)
 		if err != nil {
 			return progressed, err
 		}
 		progressed = true
-		stored = max(stored, high)
+		switch {
+		case sent:
+			stored, skipped = max(stored, cursor), time.Time{}
+		case skipped.IsZero():
+			skipped = time.Now()
+		}
 	}
 }
 
 // mergeBatch merges one batch with the cursor and hands its unmarked
-// receive rows to the marker. It returns the cursor it stored.
-func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []*wire.Row) (uint64, error) {
+// receive rows to the marker. It returns the cursor, and whether it
+// stored it: a batch whose every row dst already holds needs no merge.
+func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []*wire.Row) (cursor uint64, sent bool, err error) {
 	rows := make([]wire.Row, len(batch))
 	var recv []pendingRecv
 	var mails []mailRow
@@ -392,8 +442,14 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 	if p.cfg.MinCopies <= 2 {
 		rows, recv, marked = p.known.markInBatch(slices.Clone(rows), slices.Clone(recv))
 	}
-	cursor := cursorOf(recv)
-	whole, err := p.merge(ctx, src, dst, rows, cursor, marked == 0)
+	// Rows dst holds already (echoes, echo.go) are left out; a batch of
+	// nothing else needs no merge at all.
+	cursor = cursorOf(recv)
+	send := p.unheld(rows)
+	whole := true
+	if len(send) > 0 {
+		whole, err = p.merge(ctx, src, dst, send, cursor, marked == 0)
+	}
 	if marked > 0 && refused(err) {
 		// dst refused the batch, and merged in parts it is not one
 		// transaction: a row skipped as bad would leave a mail marked
@@ -401,12 +457,17 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 		// the marker checks those mails.
 		rows, recv, marked = plain, all, 0
 		cursor = cursorOf(recv)
-		whole, err = p.merge(ctx, src, dst, rows, cursor, true)
+		send = p.unheld(rows)
+		whole, err = true, nil
+		if len(send) > 0 {
+			whole, err = p.merge(ctx, src, dst, send, cursor, true)
+		}
 	}
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if whole {
+		// The rows left out too: dst holds at least their state.
 		p.known.merged(rows)
 	} else {
 		// Merged in parts, rows refused were skipped: that a mail's rows
@@ -418,12 +479,31 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 		}
 	}
 	p.m.mergedRows.WithLabelValues(p.src.Name, p.dst.Name).Add(float64(len(batch)))
+	p.m.echoes.WithLabelValues(p.src.Name, p.dst.Name).Add(float64(len(rows) - len(send)))
 	p.m.mergedBytes.WithLabelValues(p.src.Name, p.dst.Name).Add(float64(nbytes))
 	p.m.marked.Add(float64(marked))
 	p.lag.done(high)
 	p.tr.mergedUpTo(high, recv)
 	p.mk.add(p.tr, recv, mails)
-	return cursor, nil
+	return cursor, len(send) > 0, nil
+}
+
+// unheld returns the rows dst is not known to hold (echo.go): rows itself
+// if that is all of them.
+func (p *pump) unheld(rows []wire.Row) []wire.Row {
+	for i := range rows {
+		if !p.dstSeen.holds(p.dstRun, &rows[i]) {
+			continue
+		}
+		send := slices.Clone(rows[:i])
+		for j := i + 1; j < len(rows); j++ {
+			if !p.dstSeen.holds(p.dstRun, &rows[j]) {
+				send = append(send, rows[j])
+			}
+		}
+		return send
+	}
+	return rows
 }
 
 // merge sends one merge. If dst refuses the batch as invalid or too large,
