@@ -7,16 +7,18 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire"
 )
 
-// maxSeen bounds the rows a site's seenRows remembers; past it the oldest
-// are forgotten (a forgotten row is merged as before: a no-op).
-const maxSeen = 1 << 15
+// maxSeen bounds the rows of one generation of a site's seenRows: it
+// remembers the rows of the last one or two generations (a forgotten row
+// is merged as before: a no-op). An echo comes back within a round trip
+// and a merge, some hundreds of rows later under load.
+const maxSeen = 1 << 13
 
 // seenRows is what backupd saw one site hold: the latest state of each
-// row (of the last maxSeen) that a changes stream from the site showed,
-// with the site's run (status figure "run") the stream was opened in.
-// The stream shows durable states only, and within one run a dbd never
-// loses a durable state (states only rise), so as long as the site is in
-// that run it holds at least that state.
+// recent row that a changes stream from the site showed, with the site's
+// run (status figure "run") the stream was opened in. The stream shows
+// durable states only, and within one run a dbd never loses a durable
+// state (states only rise), so as long as the site is in that run it
+// holds at least that state.
 //
 // A pump into the site leaves out of its merges every row whose state is
 // at or below what the site is known to hold in the run the pump's own
@@ -36,17 +38,16 @@ const maxSeen = 1 << 15
 // A three-site chain still propagates: a site's rows are recorded only
 // from its own stream, so a row new to the next site is sent to it.
 //
-// Shared by every pump of a site; safe for concurrent use.
+// Two generations of maps, the older dropped whole when the newer is
+// full: a map that forgot its oldest row at each insert (a ring of keys
+// and a delete) cost backupd a sixth of its CPU in strict mode, its
+// lookups probing past the deleted slots.
+//
+// Shared by every pump of a site; safe for concurrent use. Keys are
+// unique across tables (model.KeyOf).
 type seenRows struct {
-	mu    sync.Mutex
-	rows  map[seenKey]seenRow
-	order []seenKey // ring of the keys in rows, oldest at next once full
-	next  int
-}
-
-type seenKey struct {
-	table model.Table
-	key   model.Key
+	mu       sync.Mutex
+	cur, old map[model.Key]seenRow
 }
 
 type seenRow struct {
@@ -55,7 +56,7 @@ type seenRow struct {
 }
 
 func newSeenRows() *seenRows {
-	return &seenRows{rows: make(map[seenKey]seenRow)}
+	return &seenRows{cur: make(map[model.Key]seenRow, maxSeen)}
 }
 
 // saw records that the site, in run run, holds row r's state (or more).
@@ -63,26 +64,22 @@ func (s *seenRows) saw(run uint64, r *wire.Row) {
 	if run == 0 {
 		return
 	}
-	k := seenKey{r.Table, r.Key}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.rows[k]; ok {
-		// A stream may show an older state of a row after a newer one
-		// (another session, or the ring's changes since an older cursor):
-		// keep the higher.
-		if old.run != run || !atMost(r.State, old.state) {
-			s.rows[k] = seenRow{run, r.State}
-		}
+	old, ok := s.cur[r.Key]
+	if !ok {
+		old, ok = s.old[r.Key]
+	}
+	// A stream may show an older state of a row after a newer one
+	// (another session, or the ring's changes since an older cursor):
+	// keep the higher.
+	if ok && old.run == run && atMost(r.State, old.state) {
 		return
 	}
-	if len(s.order) < maxSeen {
-		s.order = append(s.order, k)
-	} else {
-		delete(s.rows, s.order[s.next])
-		s.order[s.next] = k
-		s.next = (s.next + 1) % maxSeen
+	if _, in := s.cur[r.Key]; !in && len(s.cur) >= maxSeen {
+		s.old, s.cur = s.cur, make(map[model.Key]seenRow, maxSeen)
 	}
-	s.rows[k] = seenRow{run, r.State}
+	s.cur[r.Key] = seenRow{run, r.State}
 }
 
 // holds reports whether the site, in run run, is known to hold r's state
@@ -92,7 +89,10 @@ func (s *seenRows) holds(run uint64, r *wire.Row) bool {
 		return false
 	}
 	s.mu.Lock()
-	old, ok := s.rows[seenKey{r.Table, r.Key}]
+	old, ok := s.cur[r.Key]
+	if !ok {
+		old, ok = s.old[r.Key]
+	}
 	s.mu.Unlock()
 	return ok && old.run == run && atMost(r.State, old.state)
 }
