@@ -44,11 +44,15 @@ func (k *presence) reset() {
 	k.rows, k.mails, k.batch = map[model.Key]knownRow{}, map[model.Key][2]model.Key{}, map[model.Key]int{}
 }
 
-// begin indexes the rows of the batch about to be merged.
+// begin indexes the rows of the batch about to be merged: those of the
+// four tables a mail's mark goes on, the only ones looked up.
 func (k *presence) begin(rows []wire.Row) {
 	clear(k.batch)
 	for i := range rows {
-		k.batch[rows[i].Key] = i
+		switch rows[i].Table {
+		case model.Receive, model.Mail, model.Header, model.Body:
+			k.batch[rows[i].Key] = i
+		}
 	}
 }
 
