@@ -10,7 +10,6 @@ import (
 type metrics struct {
 	mergedRows   *prometheus.CounterVec
 	mergedBytes  *prometheus.CounterVec
-	echoes       *prometheus.CounterVec
 	merges       *prometheus.CounterVec
 	badRows      *prometheus.CounterVec
 	errors       *prometheus.CounterVec
@@ -41,10 +40,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		mergedBytes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "twinmx_backupd_merged_bytes_total",
 			Help: "Content bytes merged into the destination site.",
-		}, dir),
-		echoes: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "twinmx_backupd_echo_rows_total",
-			Help: "Rows left out of merges because the destination site was seen to hold their state already (echoes).",
 		}, dir),
 		merges: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "twinmx_backupd_merges_total",

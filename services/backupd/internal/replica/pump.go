@@ -40,11 +40,6 @@ type pump struct {
 	lag      lagTracker
 	mk       *marker
 	known    presence // rows this session merged (merge loop only)
-	// srcSeen and dstSeen are what backupd saw each site hold (echo.go),
-	// shared by every pump of that site; srcRun and dstRun are the runs
-	// of this session's connections to them (0: unknown, nothing skipped).
-	srcSeen, dstSeen *seenRows
-	srcRun, dstRun   uint64
 }
 
 // sessionError tags an error with the stage it happened in (a metric label).
@@ -154,23 +149,11 @@ func (p *pump) session(ctx context.Context) (progressed bool, err error) {
 	// reached, every session ends at its cursor below, and the lag would
 	// not count the changes the source takes meanwhile (the rows figure
 	// stood still while the link to a dead site was down).
-	//
-	// The runs of both dbds, as this session's connections see them
-	// (OneConnection: a dbd that restarts ends the session): the rows the
-	// stream shows are held at src in srcRun, and rows dst is known to
-	// hold in dstRun need not be merged (echo.go).
-	p.srcRun, p.dstRun = 0, 0
 	cctx, cancel := context.WithTimeout(ctx, p.cfg.HeartbeatTimeout)
 	if figs, err := src.Status(cctx); err == nil {
 		if st, err := wire.StampsOf(figs); err == nil {
 			p.lag.status(st, time.Now())
 		}
-		p.srcRun, _, _ = wire.FigureUint(figs, "run")
-	}
-	cancel()
-	cctx, cancel = context.WithTimeout(ctx, p.cfg.HeartbeatTimeout)
-	if figs, err := dst.Status(cctx); err == nil {
-		p.dstRun, _, _ = wire.FigureUint(figs, "run")
 	}
 	cancel()
 	cctx, cancel = context.WithTimeout(ctx, p.cfg.HeartbeatTimeout)
@@ -320,73 +303,41 @@ func (p *pump) heartbeat(ctx context.Context, src, live *client.Client, q *queue
 	}
 }
 
-// cursorDelay is how long the cursor may wait unstored after a batch that
-// needed no merge (every row an echo dst holds): the next merge carries it
-// anyway, and under load one comes soon. Storing it at once would cost
-// dst the commit the skipped rows saved. A restart within the delay
-// streams those rows again, and leaves them out again or merges them as
-// no-ops.
-const cursorDelay = time.Second
-
 // mergeLoop takes batches from q and merges them into dst, in order. When
-// nothing is queued but the marker settled rows or a batch needed no
-// merge, it stores the risen cursor with an empty merge (after
-// cursorDelay in the second case).
+// nothing is queued but the marker settled rows, it stores the risen
+// cursor with an empty merge.
 func (p *pump) mergeLoop(ctx context.Context, src, dst *client.Client, q *queue, stored uint64) (bool, error) {
 	progressed := false
-	var skipped time.Time // first batch left unmerged since stored (zero: none)
 	for {
 		batch := q.take(p.cfg.MaxBatchRows, p.cfg.MaxBatchBytes)
 		if len(batch) == 0 {
-			var later *time.Timer
-			var wake <-chan time.Time
 			if f := p.tr.floor(); f > stored {
-				wait := time.Duration(0)
-				if !skipped.IsZero() {
-					wait = cursorDelay - time.Since(skipped)
+				if _, err := p.merge(ctx, src, dst, nil, f, true); err != nil {
+					return progressed, err
 				}
-				if wait <= 0 {
-					if _, err := p.merge(ctx, src, dst, nil, f, true); err != nil {
-						return progressed, err
-					}
-					stored, skipped = f, time.Time{}
-					continue
-				}
-				later = time.NewTimer(wait)
-				wake = later.C
+				stored = f
+				continue
 			}
 			select {
 			case <-q.notEmpty:
 			case <-p.tr.advanced:
-			case <-wake:
 			case <-ctx.Done():
-			}
-			if later != nil {
-				later.Stop()
-			}
-			if ctx.Err() != nil {
 				return progressed, context.Cause(ctx)
 			}
 			continue
 		}
-		cursor, sent, err := p.mergeBatch(ctx, src, dst, batch)
+		high, err := p.mergeBatch(ctx, src, dst, batch)
 		if err != nil {
 			return progressed, err
 		}
 		progressed = true
-		switch {
-		case sent:
-			stored, skipped = max(stored, cursor), time.Time{}
-		case skipped.IsZero():
-			skipped = time.Now()
-		}
+		stored = max(stored, high)
 	}
 }
 
 // mergeBatch merges one batch with the cursor and hands its unmarked
-// receive rows to the marker. It returns the cursor, and whether it
-// stored it: a batch whose every row dst already holds needs no merge.
-func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []*wire.Row) (cursor uint64, sent bool, err error) {
+// receive rows to the marker. It returns the cursor it stored.
+func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []*wire.Row) (uint64, error) {
 	rows := make([]wire.Row, len(batch))
 	var recv []pendingRecv
 	var mails []mailRow
@@ -441,14 +392,8 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 	if p.cfg.MinCopies <= 2 {
 		rows, recv, marked = p.known.markInBatch(slices.Clone(rows), slices.Clone(recv))
 	}
-	// Rows dst holds already (echoes, echo.go) are left out; a batch of
-	// nothing else needs no merge at all.
-	cursor = cursorOf(recv)
-	send := p.unheld(rows, plain)
-	whole := true
-	if len(send) > 0 {
-		whole, err = p.merge(ctx, src, dst, send, cursor, marked == 0)
-	}
+	cursor := cursorOf(recv)
+	whole, err := p.merge(ctx, src, dst, rows, cursor, marked == 0)
 	if marked > 0 && refused(err) {
 		// dst refused the batch, and merged in parts it is not one
 		// transaction: a row skipped as bad would leave a mail marked
@@ -456,17 +401,12 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 		// the marker checks those mails.
 		rows, recv, marked = plain, all, 0
 		cursor = cursorOf(recv)
-		send = p.unheld(rows, nil)
-		whole, err = true, nil
-		if len(send) > 0 {
-			whole, err = p.merge(ctx, src, dst, send, cursor, true)
-		}
+		whole, err = p.merge(ctx, src, dst, rows, cursor, true)
 	}
 	if err != nil {
-		return 0, false, err
+		return 0, err
 	}
 	if whole {
-		// The rows left out too: dst holds at least their state.
 		p.known.merged(rows)
 	} else {
 		// Merged in parts, rows refused were skipped: that a mail's rows
@@ -478,47 +418,12 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 		}
 	}
 	p.m.mergedRows.WithLabelValues(p.src.Name, p.dst.Name).Add(float64(len(batch)))
-	p.m.echoes.WithLabelValues(p.src.Name, p.dst.Name).Add(float64(len(rows) - len(send)))
 	p.m.mergedBytes.WithLabelValues(p.src.Name, p.dst.Name).Add(float64(nbytes))
 	p.m.marked.Add(float64(marked))
 	p.lag.done(high)
 	p.tr.mergedUpTo(high, recv)
 	p.mk.add(p.tr, recv, mails)
-	return cursor, len(send) > 0, nil
-}
-
-// unheld returns the rows dst is not known to hold (echo.go): rows itself
-// if that is all of them. Only rows without content are looked up: the
-// changes stream leaves out the content of a row whose state came from
-// dst exactly as dst sent it (the stream's exclude), so a row with
-// content is a change of src's own, or a merge that combined states, and
-// almost never one dst holds (half the rows, and their lookups).
-//
-// It records, for the reverse pump, that src holds the state of each row
-// of streamed (the batch as streamed, before marks were added: rows[i]
-// is streamed[i] or it with a mark) that goes to dst. Only those: dst's
-// changes stream shows a row again only if the merge changed it there,
-// and a row left out changes nothing (before, every streamed row was
-// recorded as it was read: twice the map operations, in strict mode a
-// tenth of backupd's CPU).
-func (p *pump) unheld(rows, streamed []wire.Row) []wire.Row {
-	var send []wire.Row
-	for i := range rows {
-		held := !rows[i].HasContent && p.dstSeen.holds(p.dstRun, &rows[i])
-		if !held && i < len(streamed) {
-			p.srcSeen.saw(p.srcRun, &streamed[i])
-		}
-		switch {
-		case held && send == nil:
-			send = slices.Clone(rows[:i])
-		case !held && send != nil:
-			send = append(send, rows[i])
-		}
-	}
-	if send == nil {
-		return rows
-	}
-	return send
+	return cursor, nil
 }
 
 // merge sends one merge. If dst refuses the batch as invalid or too large,

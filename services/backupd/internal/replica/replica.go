@@ -28,19 +28,14 @@ func New(cfg Config, reg prometheus.Registerer) (*Replicator, error) {
 	m := newMetrics(reg)
 	log := cfg.Logger
 	r.mk = newMarker(&r.cfg, log.With("part", "marker"), m, r.markClient)
-	seen := make([]*seenRows, len(cfg.Sites))
-	for i := range seen {
-		seen[i] = newSeenRows()
-	}
-	for i, src := range cfg.Sites {
-		for j, dst := range cfg.Sites {
+	for _, src := range cfg.Sites {
+		for _, dst := range cfg.Sites {
 			if src.Name == dst.Name {
 				continue
 			}
 			r.pumps = append(r.pumps, &pump{
 				cfg: &r.cfg, m: m, src: src, dst: dst, cursor: CursorName(src.Name, dst.Name),
 				log: log.With("from", src.Name, "to", dst.Name), tr: newTracker(), mk: r.mk,
-				srcSeen: seen[i], dstSeen: seen[j],
 			})
 		}
 	}

@@ -309,7 +309,6 @@ func (c *conn) serveStatus(id uint32) error {
 		{Name: "stamp.before", Value: strconv.FormatUint(before, 10)},
 		{Name: "stamp.floor", Value: strconv.FormatUint(floor, 10)},
 		{Name: "incarnation", Value: strconv.FormatUint(st.Incarnation(), 10)},
-		{Name: "run", Value: strconv.FormatUint(st.Run(), 10)},
 		{Name: "watches", Value: strconv.Itoa(st.NumWatches())},
 	}
 	c.s.mu.Lock()

@@ -181,7 +181,6 @@ type Store struct {
 	ring changeRing // the latest durable changes (RecentChanges)
 
 	incarnation uint64 // see Incarnation
-	run         uint64 // see Run
 	slot        string // see CounterSlot
 }
 
@@ -258,11 +257,6 @@ func (s *Store) recover() error {
 	if err := s.loadIncarnation(); err != nil {
 		return err
 	}
-	var run [8]byte
-	if _, err := rand.Read(run[:]); err != nil {
-		return fmt.Errorf("draw run: %w", err)
-	}
-	s.run = binary.BigEndian.Uint64(run[:]) | 1 // never 0 ("unknown")
 	s.slot = counterSlot(s.opts.Site, s.incarnation)
 	s.filtersFit() // for the views made before the first write
 	return s.buildChildIndex()
@@ -330,14 +324,6 @@ func (s *Store) drawIncarnation() error {
 // Incarnation returns a random number fixed when the store was created.
 // Local row numbers are meaningful only within one incarnation.
 func (s *Store) Incarnation() uint64 { return s.incarnation }
-
-// Run returns a random number drawn at each Open, never 0. While it stays
-// the same, this is the same store: every state it showed as durable it
-// still holds, at least. A replicator that saw a row's state in this run
-// knows a merge of a state at or below it changes nothing here. A store
-// brought back from an older copy (by any means: a checkpoint, a file
-// copy, a VM snapshot) is another run, whatever its incarnation.
-func (s *Store) Run() uint64 { return s.run }
 
 // buildChildIndex makes the child index complete and covering (see
 // childIndexDone) unless the store says it already is: a store written

@@ -566,19 +566,3 @@ func TestIncarnation(t *testing.T) {
 		t.Fatal("two new stores drew the same incarnation")
 	}
 }
-
-// TestRunDrawnAtEachOpen: unlike the incarnation, the run changes at every
-// open, and is never 0 (backupd reads 0 as "unknown"): a store copied
-// back by other means than a checkpoint keeps its incarnation, and
-// backupd must not take it for the store whose states it saw.
-func TestRunDrawnAtEachOpen(t *testing.T) {
-	fs := vfs.NewMem()
-	s := openTest(t, fs)
-	run := s.Run()
-	s.Close()
-	s = openTest(t, fs)
-	defer s.Close()
-	if run == 0 || s.Run() == 0 || s.Run() == run {
-		t.Fatalf("runs of two opens of one store: %d, then %d; want two different, neither 0", run, s.Run())
-	}
-}
