@@ -26,7 +26,9 @@
 # Only 127.0.0.1 is used. Figures mean something only on an otherwise idle
 # machine: dbd, smtpd, Postfix and the clients share its cores.
 #
-# Knobs (environment): MAILS=5000 ROUNDS=2
+# Knobs (environment): MAILS=5000 ROUNDS=2; TWINMX_BENCH_BACKUPD_ENV: backupd's
+# environment in TestBenchStrict (e.g. GODEBUG=schedtrace=2000000000, as
+# deploy/systemd/backupd.env sets; the bench does not read the env files)
 # Needs: apt-get install postfix (smtp-source, smtp-sink); Go on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/../../services/smtpd/test"

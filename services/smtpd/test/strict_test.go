@@ -27,8 +27,12 @@ func twoSites(t *testing.T) (a, b *site) {
 	f.Close()
 	a.Start()
 	b.Start()
-	a.backupd = proctest.StartProc(t, binDir, "backupd", "",
+	a.backupd = proctest.NewProc(t, binDir, "backupd", "",
 		"--site", "A="+a.Addr+","+a.Key("dbd.pub"), "--site", "B="+b.Addr+","+b.Key("dbd.pub"), "--key", a.Key("backupd"))
+	// The benchmark does not read deploy/systemd/backupd.env: its
+	// environment (e.g. GODEBUG=schedtrace=2000000000) comes from here.
+	a.backupd.Env = strings.Fields(os.Getenv("TWINMX_BENCH_BACKUPD_ENV"))
+	a.backupd.Start()
 	return a, b
 }
 
