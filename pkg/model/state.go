@@ -292,25 +292,14 @@ func appendString(b []byte, s string) []byte {
 func DecodeState(b []byte) (State, []byte, error) {
 	d := decoder{b: b}
 	var s State
-	ncols := d.count(MaxColumns)
-	var prev []byte
-	for i := uint64(0); i < ncols && d.err == nil; i++ {
-		n := d.name(prev, i == 0)
-		v := d.uvarint()
-		if d.err == nil && v == 0 {
-			d.fail("zero column value")
-		}
-		if d.err != nil {
-			break
-		}
+	d.columns(func(ncols uint64, name []byte, v uint64) {
 		if s.Cols == nil {
 			s.Cols = make(map[string]uint64, ncols)
 		}
-		s.Cols[string(n)] = v
-		prev = n
-	}
+		s.Cols[string(name)] = v
+	})
 	nctr := d.count(MaxCounters)
-	prev = nil
+	var prev []byte
 	for i := uint64(0); i < nctr && d.err == nil; i++ {
 		n := d.name(prev, i == 0)
 		nsites := d.count(MaxSites)
@@ -350,16 +339,9 @@ func DecodeState(b []byte) (State, []byte, error) {
 // encode.
 func SplitState(b []byte) (enc, rest []byte, err error) {
 	d := decoder{b: b}
-	ncols := d.count(MaxColumns)
-	var prev []byte
-	for i := uint64(0); i < ncols && d.err == nil; i++ {
-		prev = d.name(prev, i == 0)
-		if v := d.uvarint(); d.err == nil && v == 0 {
-			d.fail("zero column value")
-		}
-	}
+	d.columns(nil)
 	nctr := d.count(MaxCounters)
-	prev = nil
+	var prev []byte
 	for i := uint64(0); i < nctr && d.err == nil; i++ {
 		prev = d.name(prev, i == 0)
 		nsites := d.count(MaxSites)
@@ -386,6 +368,14 @@ func SplitState(b []byte) (enc, rest []byte, err error) {
 // anything after them are not looked at. name is b's memory.
 func eachColumn(b []byte, fn func(name []byte, v uint64)) error {
 	d := decoder{b: b}
+	d.columns(func(_ uint64, name []byte, v uint64) { fn(name, v) })
+	return d.err
+}
+
+// columns reads a state's columns, checking them as DecodeState does, and
+// calls fn (unless nil) with the number of columns and each column in
+// name order; name is d's memory. It stops at the first error (d.err).
+func (d *decoder) columns(fn func(ncols uint64, name []byte, v uint64)) {
 	ncols := d.count(MaxColumns)
 	var prev []byte
 	for i := uint64(0); i < ncols && d.err == nil; i++ {
@@ -395,12 +385,13 @@ func eachColumn(b []byte, fn func(name []byte, v uint64)) error {
 			d.fail("zero column value")
 		}
 		if d.err != nil {
-			break
+			return
 		}
-		fn(n, v)
+		if fn != nil {
+			fn(ncols, n, v)
+		}
 		prev = n
 	}
-	return d.err
 }
 
 type decoder struct {
