@@ -6,6 +6,11 @@
 # Needs: go, python3, dovecot-imapd (Debian), the shared corpus.
 # Usage: deploy/bench/imap-bench.sh [MAILS]   (default 1000)
 set -eu
+# The processes run with the Go runtime setting the deploy/systemd env files
+# give them (GODEBUG=schedtrace=2000000000: sysmon kept out of its deep sleep,
+# docs/benchmarks.md, sixteenth session), unless GODEBUG is set already
+# (GODEBUG= for the runtime's default). The test client gets it too.
+export GODEBUG="${GODEBUG-schedtrace=2000000000}"
 cd "$(dirname "$0")/../../services/imapd"
 TWINMX_BENCH=1 TWINMX_BENCH_MAILS="${1:-1000}" \
 	go test -count=1 -timeout 20m -run TestBenchFetchVsDovecot -v ./test/ |
