@@ -246,6 +246,9 @@ func TestViewChunks(t *testing.T) {
 // TestFindEncodedNoAlloc: FindEncoded of a row allocates nothing (op
 // mails reads five a mail); its row key once was an allocation each.
 func TestFindEncodedNoAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are random under -race (sync.Pool drops puts); the 386 pass of CI runs this test without it")
+	}
 	s, err := Open(Options{Dir: t.TempDir(), Site: "a", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
