@@ -11,6 +11,9 @@ set -eu
 # docs/benchmarks.md, sixteenth session), unless GODEBUG is set already
 # (GODEBUG= for the runtime's default). The test client gets it too.
 export GODEBUG="${GODEBUG-schedtrace=2000000000}"
+# GOGC is left as it is: dbd.env sets 400, imapd.env does not, and the test
+# gives both processes one environment (dbd's CPU in FETCH was the same either
+# way, docs/operations.md §8).
 cd "$(dirname "$0")/../../services/imapd"
 TWINMX_BENCH=1 TWINMX_BENCH_MAILS="${1:-1000}" \
 	go test -count=1 -timeout 20m -run TestBenchFetchVsDovecot -v ./test/ |
