@@ -90,25 +90,53 @@ func TestParse(t *testing.T) {
 }
 
 func TestParseHeader(t *testing.T) {
-	raw := "A: 1\r\nno colon\r\n: empty key\r\nB\x00ad: x\r\nC:  two\r\n folded\r\nD: \"q\\\"\" \xff\r\r\n\r\nE: after\r\n"
+	raw := "Subject: 1\r\nno colon\r\n: empty key\r\nTo\x00: x\r\nCONTENT-TYPE:  two\r\n folded\r\nFrom: \"q\\\"\" \xff\r\r\n\r\nCc: after\r\n"
 	h := ParseHeader([]byte(raw))
 	var keys []string
 	for f := h.Fields(); f.Next(); {
 		keys = append(keys, f.Key())
 	}
 	slices.Sort(keys)
-	if want := []string{"A", "C", "D"}; !slices.Equal(keys, want) {
+	if want := []string{"Content-Type", "From", "Subject"}; !slices.Equal(keys, want) {
 		t.Fatalf("ParseHeader(%q) keys = %q, want %q", raw, keys, want)
 	}
-	if got := h.Get("C"); got != "two folded" {
+	if got := h.Get("Content-Type"); got != "two folded" {
 		t.Errorf("folded value = %q, want %q", got, "two folded")
 	}
-	if got := h.Get("D"); got != "\"q\\\"\" \xff\r" { // the bare CR stays
+	if got := h.Get("From"); got != "\"q\\\"\" \xff\r" { // the bare CR stays
 		t.Errorf("8-bit value = %q", got)
 	}
-	h = ParseHeader([]byte(" leading continuation\r\nA: 1"))
-	if h.Get("A") != "1" || h.Len() != 1 {
-		t.Errorf("leading continuation: %d fields, A=%q", h.Len(), h.Get("A"))
+	h = ParseHeader([]byte(" leading continuation\r\nSubject: 1"))
+	if h.Get("Subject") != "1" || h.Len() != 1 {
+		t.Errorf("leading continuation: %d fields, Subject=%q", h.Len(), h.Get("Subject"))
+	}
+}
+
+// TestParseHeaderKeeps: the envelope's fields and the MIME fields are
+// kept in any case; the others are left out, including names that only
+// begin like a kept one.
+func TestParseHeaderKeeps(t *testing.T) {
+	kept := []string{"Date", "subject", "FROM", "Sender", "Reply-To", "To", "Cc", "Bcc", "In-Reply-To", "Message-ID",
+		"Content-Type", "content-transfer-encoding", "Content-Disposition", "Content-ID", "Content-Description",
+		"Content-Language", "Content-Location", "Content-MD5", "Content-X"}
+	dropped := []string{"Received", "DKIM-Signature", "X-Mailer", "MIME-Version", "Content-", "Content", "Tos", "Dates", "Reply", "Message-Id2", "Resent-From"}
+	var raw strings.Builder
+	for i, name := range append(slices.Clone(kept), dropped...) {
+		fmt.Fprintf(&raw, "%s: v%d\r\n", name, i)
+	}
+	raw.WriteString("\r\n")
+	h := ParseHeader([]byte(raw.String()))
+	var got []string
+	for f := h.Fields(); f.Next(); {
+		got = append(got, f.Value())
+	}
+	slices.Reverse(got) // textproto lists the last field added first
+	var want []string
+	for i := range kept {
+		want = append(want, fmt.Sprintf("v%d", i))
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("kept values %q, want %q", got, want)
 	}
 }
 
