@@ -10,9 +10,8 @@ set -eu
 # docs/benchmarks.md, sixteenth session), unless GODEBUG is set already
 # (GODEBUG= for the runtime's default). The test client gets it too.
 export GODEBUG="${GODEBUG-schedtrace=2000000000}"
-# And with GOGC=400, as the env files of smtpd, dbd, backupd and pop3d give
-# it (docs/operations.md §8, seventeenth session), unless GOGC is set already.
-export GOGC="${GOGC-400}"
+# GOGC is left as it is: dbd.env sets 400, pop3d.env does not, and the test
+# gives both processes one environment (docs/operations.md §8).
 cd "$(dirname "$0")/../.."
 if [ "$(id -u)" != 0 ]; then
 	echo "pop3-bench.sh: run as root (Dovecot needs it)" >&2

@@ -38,7 +38,7 @@ export PATH=/usr/local/go/bin:$PATH
 # docs/benchmarks.md, sixteenth session), unless GODEBUG is set already
 # (GODEBUG= for the runtime's default). The test client gets it too.
 export GODEBUG="${GODEBUG-schedtrace=2000000000}"
-# And with GOGC=400, as the env files of smtpd, dbd, backupd and pop3d give
+# And with GOGC=400, as the env files of smtpd, dbd and backupd give
 # it (docs/operations.md §8, seventeenth session), unless GOGC is set already.
 export GOGC="${GOGC-400}"
 if [ "$(id -u)" != 0 ]; then
