@@ -242,33 +242,38 @@ var envelopeFields = []string{"date", "subject", "from", "sender", "reply-to", "
 // parsedField reports whether ParseHeader keeps the field named name.
 func parsedField(name []byte) bool {
 	const mime = "content-"
-	if len(name) > len(mime) && asciiEqualFold(name[:len(mime)], mime) {
+	if len(name) > len(mime) && NameIs(name[:len(mime)], mime) {
 		return true
 	}
 	for _, f := range envelopeFields {
-		if asciiEqualFold(name, f) {
+		if NameIs(name, f) {
 			return true
 		}
 	}
 	return false
 }
 
-// asciiEqualFold is bytes.EqualFold for a lower-case ASCII want, without
-// its Unicode case folding (field names are ASCII; EachField checks).
-func asciiEqualFold(b []byte, want string) bool {
-	if len(b) != len(want) {
+// NameIs reports whether the field name (as EachField gives it) is name,
+// ASCII letters in any case. It is strings.EqualFold without Unicode
+// folding or a conversion: a header listing compares every field of
+// every mail with each name asked for.
+func NameIs(field []byte, name string) bool {
+	if len(field) != len(name) {
 		return false
 	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != want[i] {
+	for i := range len(field) {
+		if lower(field[i]) != lower(name[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // EachField calls fn with each field of a header section in order: its

@@ -319,3 +319,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestNameIs: field names compare in any ASCII case, and only in ASCII
+// (strings.EqualFold, used before, also took "Subjeſt" for Subject).
+func TestNameIs(t *testing.T) {
+	for _, c := range []struct {
+		field, name string
+		want        bool
+	}{
+		{"Subject", "subject", true}, {"SUBJECT", "Subject", true}, {"x-Mailer", "X-MAILER", true},
+		{"Subject", "Subjec", false}, {"Subject", "Subjeſt", false}, {"Subject", "Subjext", false},
+		{"", "", true}, {"A[", "a{", false}, {"@", "`", false},
+	} {
+		if got := NameIs([]byte(c.field), c.name); got != c.want {
+			t.Errorf("NameIs(%q, %q) = %v, want %v", c.field, c.name, got, c.want)
+		}
+	}
+}

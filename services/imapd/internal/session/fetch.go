@@ -448,7 +448,7 @@ func (m *parts) bodySection(sec *imap.FetchItemBodySection) []byte {
 
 // headerFields returns HEADER.FIELDS (only, if given) or HEADER.FIELDS.NOT
 // (not) of a header section: the chosen fields' own bytes, in their order,
-// then the blank line. The header is read leniently (mimetree.ParseHeader):
+// then the blank line. The header is read leniently (mimetree.EachField):
 // go-imap's strict reader gave nothing at all for a header with one line
 // that is not a field (an mbox "From " line, a broken mailer's output), so
 // such a mail showed no From, Subject or Message-ID in a client's list.
@@ -459,13 +459,13 @@ func headerFields(header []byte, only, not []string) []byte {
 	}
 	named := func(name []byte) bool {
 		for _, n := range names {
-			if strings.EqualFold(n, string(name)) {
+			if mimetree.NameIs(name, n) {
 				return true
 			}
 		}
 		return false
 	}
-	var out []byte
+	out := make([]byte, 0, len(header)+2)
 	mimetree.EachField(header, func(name, field []byte) {
 		if named(name) == (len(only) > 0) {
 			out = append(out, field...)
