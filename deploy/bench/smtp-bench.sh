@@ -26,7 +26,9 @@
 # Only 127.0.0.1 is used. Figures mean something only on an otherwise idle
 # machine: dbd, smtpd, Postfix and the clients share its cores.
 #
-# Knobs (environment): MAILS=5000 ROUNDS=2; TWINMX_BENCH_BACKUPD_ENV: backupd's
+# Knobs (environment): MAILS=5000 ROUNDS=5 (Postfix's rate moves by a third
+# between rounds, so the median of five is the figure; docs/benchmarks.md,
+# seventeenth session); TWINMX_BENCH_BACKUPD_ENV: backupd's
 # environment in TestBenchStrict (e.g. GODEBUG=schedtrace=2000000000, as
 # deploy/systemd/backupd.env sets; the bench does not read the env files)
 # Needs: apt-get install postfix (smtp-source, smtp-sink); Go on PATH.
@@ -49,6 +51,6 @@ for p in /usr/sbin/postfix /usr/sbin/smtp-source /usr/sbin/smtp-sink; do
 	[ -x "$p" ] || { echo "smtp-bench: $p missing (apt-get install postfix)" >&2; exit 1; }
 done
 TWINMX_BENCH=1 TWINMX_REQUIRE_POSTFIX=1 \
-	TWINMX_BENCH_MAILS="${MAILS:-5000}" TWINMX_BENCH_ROUNDS="${ROUNDS:-2}" \
+	TWINMX_BENCH_MAILS="${MAILS:-5000}" TWINMX_BENCH_ROUNDS="${ROUNDS:-5}" \
 	go test -count=1 -run "^(${TESTS:-TestBenchSMTP|TestBenchStrict})\$" -timeout 60m -v . |
 	grep -v '^        ' # the per-process logs are for failures only
