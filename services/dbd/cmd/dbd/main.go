@@ -24,7 +24,7 @@ func main() {
 			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT for the encrypted wire protocol", EnvVars: []string{"TWINMX_DBD_LISTEN"}, Required: true},
 			&cli.StringFlag{Name: "key", Usage: "dbd's secret key file (made by dbctl keygen)", EnvVars: []string{"TWINMX_DBD_KEY"}, Required: true},
 			&cli.StringSliceFlag{Name: "old-key", Usage: "an older secret key of dbd still accepted while clients move to --key's public key (repeatable; docs/roles.md §7)", EnvVars: []string{"TWINMX_DBD_OLD_KEY"}},
-			&cli.StringFlag{Name: "clients", Usage: "clients file: one \"ROLE PATH-TO-PUBKEY\" a line", EnvVars: []string{"TWINMX_DBD_CLIENTS"}, Required: true},
+			&cli.StringFlag{Name: "clients", Usage: "clients file: one \"ROLE PATH-TO-PUBKEY [not-after=WHEN]\" a line (docs/roles.md §4)", EnvVars: []string{"TWINMX_DBD_CLIENTS"}, Required: true},
 			&cli.StringFlag{Name: "metrics", Usage: "HOST:PORT for Prometheus /metrics (empty: off)", EnvVars: []string{"TWINMX_DBD_METRICS"}},
 			&cli.IntFlag{Name: "cache", Value: 64, Usage: "Pebble's block cache in MiB; give it about 5 bytes a row (the bloom filters) plus room for index and data blocks (docs/dbd.md, Storage)", EnvVars: []string{"TWINMX_DBD_CACHE"}},
 			&cli.IntFlag{Name: "memtable", Value: 4, Usage: "Pebble's memtable in MiB; 64 reads new mail faster and writes faster with --min-copies 1, but costs every lookup (strict mode slower); dbd may hold about twice this (docs/dbd.md, Storage)", EnvVars: []string{"TWINMX_DBD_MEMTABLE"}},

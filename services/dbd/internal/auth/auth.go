@@ -14,7 +14,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
@@ -218,28 +220,59 @@ func columnAllowed(prefixes []string, col string) bool {
 	return false
 }
 
+// Client is one listed client key.
+type Client struct {
+	Role Role
+	// NotAfter is the last moment the key is accepted; zero means no limit.
+	NotAfter time.Time
+	// Name is the key file as the clients file names it, for logs (a key
+	// itself is not something an operator recognises).
+	Name string
+}
+
+// Expired reports whether the key is past its not-after at now.
+func (c Client) Expired(now time.Time) bool {
+	return !c.NotAfter.IsZero() && now.After(c.NotAfter)
+}
+
+// ErrExpired refuses a listed key whose not-after has passed.
+var ErrExpired = errors.New("client key expired")
+
 // Clients maps client public keys to roles. It is immutable once loaded; a
 // reload builds a new one.
 type Clients struct {
-	byKey map[wire.PublicKey]Role
+	byKey map[wire.PublicKey]Client
 }
 
-// Role returns the role of key, if it is listed.
-func (c *Clients) Role(key wire.PublicKey) (Role, bool) {
-	r, ok := c.byKey[key]
-	return r, ok
+// Lookup returns the listed client of key, expired or not.
+func (c *Clients) Lookup(key wire.PublicKey) (Client, bool) {
+	cl, ok := c.byKey[key]
+	return cl, ok
 }
 
 // Len returns the number of listed keys.
 func (c *Clients) Len() int { return len(c.byKey) }
 
+// WithNotAfter returns the clients that have a not-after, expired ones
+// included, soonest first.
+func (c *Clients) WithNotAfter() []Client {
+	var out []Client
+	for _, cl := range c.byKey {
+		if !cl.NotAfter.IsZero() {
+			out = append(out, cl)
+		}
+	}
+	slices.SortFunc(out, func(a, b Client) int { return a.NotAfter.Compare(b.NotAfter) })
+	return out
+}
+
 // maxClientsLine bounds one line of the clients file.
 const maxClientsLine = 1 << 20
 
-// LoadClients reads a clients file: one client a line, "ROLE PATH-TO-PUBKEY"
-// (a relative path is relative to the file's folder); blank lines and lines
-// starting with '#' are ignored. Every problem is reported, with line
-// numbers.
+// LoadClients reads a clients file: one client a line, "ROLE PATH-TO-PUBKEY
+// [not-after=WHEN]" (a relative path is relative to the file's folder);
+// blank lines and lines starting with '#' are ignored. Every problem is
+// reported, with line numbers.
 func LoadClients(path string) (*Clients, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -254,11 +287,14 @@ func LoadClients(path string) (*Clients, error) {
 	})
 }
 
+// lineForm is the form of a clients-file line, for error messages.
+const lineForm = `want "ROLE PATH-TO-PUBKEY [not-after=WHEN]"`
+
 // parseClients parses a clients file read from r (named path in errors);
 // loadKey reads the public key a line names. It is LoadClients without the
 // file system, so the parser can be fuzzed.
 func parseClients(r io.Reader, path string, loadKey func(string) (wire.PublicKey, error)) (*Clients, error) {
-	c := &Clients{byKey: map[wire.PublicKey]Role{}}
+	c := &Clients{byKey: map[wire.PublicKey]Client{}}
 	var errs []error
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxClientsLine)
@@ -270,8 +306,8 @@ func parseClients(r io.Reader, path string, loadKey func(string) (wire.PublicKey
 			continue
 		}
 		fields := strings.Fields(line)
-		if len(fields) != 2 {
-			errs = append(errs, fmt.Errorf("%s:%d: want \"ROLE PATH-TO-PUBKEY\"", path, n))
+		if len(fields) != 2 && len(fields) != 3 {
+			errs = append(errs, fmt.Errorf("%s:%d: %s", path, n, lineForm))
 			continue
 		}
 		role, err := ParseRole(fields[0])
@@ -279,16 +315,35 @@ func parseClients(r io.Reader, path string, loadKey func(string) (wire.PublicKey
 			errs = append(errs, fmt.Errorf("%s:%d: %w", path, n, err))
 			continue
 		}
+		cl := Client{Role: role, Name: fields[1]}
+		if len(fields) == 3 {
+			v, ok := strings.CutPrefix(fields[2], "not-after=")
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s:%d: %s", path, n, lineForm))
+				continue
+			}
+			if cl.NotAfter, err = ParseNotAfter(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s:%d: %w", path, n, err))
+				continue
+			}
+		}
 		key, err := loadKey(fields[1])
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s:%d: %w", path, n, err))
 			continue
 		}
-		if prev, dup := c.byKey[key]; dup && prev != role {
-			errs = append(errs, fmt.Errorf("%s:%d: key %s listed with two roles (%s, %s)", path, n, fields[1], prev, role))
-			continue
+		if prev, dup := c.byKey[key]; dup {
+			if prev.Role != role {
+				errs = append(errs, fmt.Errorf("%s:%d: key %s listed with two roles (%s, %s)", path, n, fields[1], prev.Role, role))
+				continue
+			}
+			if !prev.NotAfter.Equal(cl.NotAfter) {
+				errs = append(errs, fmt.Errorf("%s:%d: key %s listed with two not-after times (%s, %s)",
+					path, n, fields[1], formatNotAfter(prev.NotAfter), formatNotAfter(cl.NotAfter)))
+				continue
+			}
 		}
-		c.byKey[key] = role
+		c.byKey[key] = cl
 	}
 	if err := sc.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("%s:%d: read clients file: %w", path, n+1, err))
@@ -299,11 +354,34 @@ func parseClients(r io.Reader, path string, loadKey func(string) (wire.PublicKey
 	return c, nil
 }
 
+// ParseNotAfter reads a not-after value: a date (2027-03-31: the key works
+// through that whole day, UTC) or an RFC 3339 time (the key works until
+// that moment). A date is the common case, and "until the 31st" means the
+// 31st included.
+func ParseNotAfter(s string) (time.Time, error) {
+	if d, err := time.Parse(time.DateOnly, s); err == nil {
+		return d.AddDate(0, 0, 1).Add(-time.Nanosecond), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("not-after %q: want a date (2027-03-31) or an RFC 3339 time (2027-03-31T18:00:00Z)", s)
+	}
+	return t, nil
+}
+
+// formatNotAfter writes a not-after for messages; "never" for none.
+func formatNotAfter(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
 // NewClients builds a Clients from a map (for tests and embedding).
-func NewClients(m map[wire.PublicKey]Role) *Clients {
-	c := &Clients{byKey: make(map[wire.PublicKey]Role, len(m))}
-	for k, r := range m {
-		c.byKey[k] = r
+func NewClients(m map[wire.PublicKey]Client) *Clients {
+	c := &Clients{byKey: make(map[wire.PublicKey]Client, len(m))}
+	for k, cl := range m {
+		c.byKey[k] = cl
 	}
 	return c
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
@@ -525,15 +526,15 @@ func TestLoadClients(t *testing.T) {
 		key  wire.PublicKey
 		role Role
 	}{{smtpd, SMTPD}, {spamd, SpamD}, {backupd, BackupD}, {pop3d, Mailbox}, {admin, Admin}} {
-		if got, ok := c.Role(w.key); !ok || got != w.role {
-			t.Errorf("Role(%s) = %q, %v, want %q, true", w.key, got, ok, w.role)
+		if got, ok := c.Lookup(w.key); !ok || got.Role != w.role {
+			t.Errorf("Lookup(%s) = %+v, %v, want %q, true", w.key, got, ok, w.role)
 		}
 	}
-	if got, ok := c.Role(unlisted); ok {
-		t.Errorf("Role(unlisted key) = %q, true, want not listed", got)
+	if got, ok := c.Lookup(unlisted); ok {
+		t.Errorf("Lookup(unlisted key) = %+v, true, want not listed", got)
 	}
-	if got, ok := c.Role(wire.PublicKey{}); ok {
-		t.Errorf("Role(zero key) = %q, true, want not listed", got)
+	if got, ok := c.Lookup(wire.PublicKey{}); ok {
+		t.Errorf("Lookup(zero key) = %+v, true, want not listed", got)
 	}
 }
 
@@ -548,8 +549,8 @@ func TestLoadClientsRelativeFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("LoadClients(conf/clients): %v", err)
 	}
-	if got, ok := c.Role(key); !ok || got != SMTPD {
-		t.Errorf("Role(smtpd key) = %q, %v, want smtpd, true", got, ok)
+	if got, ok := c.Lookup(key); !ok || got.Role != SMTPD {
+		t.Errorf("Lookup(smtpd key) = %+v, %v, want smtpd, true", got, ok)
 	}
 }
 
@@ -623,17 +624,17 @@ func TestLoadClientsErrors(t *testing.T) {
 		{
 			name:  "role only",
 			lines: []string{"smtpd"},
-			line:  1, want: []string{`want "ROLE PATH-TO-PUBKEY"`},
+			line:  1, want: []string{`want "ROLE PATH-TO-PUBKEY [not-after=WHEN]"`},
 		},
 		{
 			name:  "three fields",
 			lines: []string{"# a", "# b", "# c", "smtpd smtpd.pub extra"},
-			line:  4, want: []string{`want "ROLE PATH-TO-PUBKEY"`},
+			line:  4, want: []string{`want "ROLE PATH-TO-PUBKEY [not-after=WHEN]"`},
 		},
 		{
 			name:  "trailing comment is not a comment",
 			lines: []string{"smtpd smtpd.pub # the mx"},
-			line:  1, want: []string{`want "ROLE PATH-TO-PUBKEY"`},
+			line:  1, want: []string{`want "ROLE PATH-TO-PUBKEY [not-after=WHEN]"`},
 		},
 		{
 			name:  "same key two roles",
@@ -723,31 +724,122 @@ func TestNewClients(t *testing.T) {
 	a, _ := newKey(t, t.TempDir(), "a")
 	b, _ := newKey(t, t.TempDir(), "b")
 	cc, _ := newKey(t, t.TempDir(), "c")
-	m := map[wire.PublicKey]Role{a: SMTPD, b: BackupD}
+	m := map[wire.PublicKey]Client{a: {Role: SMTPD}, b: {Role: BackupD}}
 	c := NewClients(m)
 	if c.Len() != 2 {
 		t.Errorf("Len() = %d, want 2", c.Len())
 	}
-	if r, ok := c.Role(a); !ok || r != SMTPD {
-		t.Errorf("Role(a) = %q, %v, want smtpd, true", r, ok)
+	if r, ok := c.Lookup(a); !ok || r.Role != SMTPD {
+		t.Errorf("Lookup(a) = %+v, %v, want smtpd, true", r, ok)
 	}
-	if r, ok := c.Role(b); !ok || r != BackupD {
-		t.Errorf("Role(b) = %q, %v, want backupd, true", r, ok)
+	if r, ok := c.Lookup(b); !ok || r.Role != BackupD {
+		t.Errorf("Lookup(b) = %+v, %v, want backupd, true", r, ok)
 	}
-	if r, ok := c.Role(cc); ok {
-		t.Errorf("Role(unlisted) = %q, true, want not listed", r)
+	if r, ok := c.Lookup(cc); ok {
+		t.Errorf("Lookup(unlisted) = %+v, true, want not listed", r)
 	}
 	// Clients is immutable: later changes to the map do not reach it.
-	m[cc] = Admin
-	m[a] = Admin
+	m[cc] = Client{Role: Admin}
+	m[a] = Client{Role: Admin}
 	delete(m, b)
-	if r, _ := c.Role(a); r != SMTPD {
-		t.Errorf("after changing the map, Role(a) = %q, want smtpd", r)
+	if r, _ := c.Lookup(a); r.Role != SMTPD {
+		t.Errorf("after changing the map, Lookup(a) = %+v, want smtpd", r)
 	}
-	if _, ok := c.Role(cc); ok || c.Len() != 2 {
+	if _, ok := c.Lookup(cc); ok || c.Len() != 2 {
 		t.Errorf("after changing the map, Len() = %d and Role(c) listed=%v, want 2, false", c.Len(), ok)
 	}
 	if empty := NewClients(nil); empty.Len() != 0 {
 		t.Errorf("NewClients(nil).Len() = %d, want 0", empty.Len())
 	}
+}
+
+// TestClientsNotAfter: a line may end with not-after=WHEN; a date means
+// the key works through that whole day (UTC), an RFC 3339 time until that
+// moment.
+func TestClientsNotAfter(t *testing.T) {
+	dir := t.TempDir()
+	dev, _ := newKey(t, dir, "dev")
+	ops, _ := newKey(t, dir, "ops")
+	smtpd, _ := newKey(t, dir, "smtpd")
+	path := filepath.Join(dir, "clients")
+	writeClients(t, path,
+		"spamd dev.pub not-after=2027-03-31",
+		"admin\tops.pub\tnot-after=2027-03-31T18:00:00+02:00",
+		"spamd dev.pub not-after=2027-03-31", // the same line twice: harmless
+		"smtpd smtpd.pub",
+	)
+	c, err := LoadClients(path)
+	if err != nil {
+		t.Fatalf("LoadClients: %v", err)
+	}
+	endOfDay := time.Date(2027, 3, 31, 23, 59, 59, 999999999, time.UTC)
+	for _, w := range []struct {
+		key      wire.PublicKey
+		role     Role
+		notAfter time.Time
+		name     string
+	}{
+		{dev, SpamD, endOfDay, "dev.pub"},
+		{ops, Admin, time.Date(2027, 3, 31, 16, 0, 0, 0, time.UTC), "ops.pub"},
+		{smtpd, SMTPD, time.Time{}, "smtpd.pub"},
+	} {
+		got, ok := c.Lookup(w.key)
+		if !ok || got.Role != w.role || !got.NotAfter.Equal(w.notAfter) || got.Name != w.name {
+			t.Errorf("Lookup(%s) = %+v, %v; want role %s, not-after %s, name %s", w.name, got, ok, w.role, w.notAfter, w.name)
+		}
+	}
+	cl, _ := c.Lookup(dev)
+	for _, tt := range []struct {
+		now  time.Time
+		want bool
+	}{
+		{time.Date(2027, 3, 31, 0, 0, 0, 0, time.UTC), false},
+		{endOfDay, false},
+		{endOfDay.Add(time.Nanosecond), true},
+		{time.Date(2027, 4, 1, 0, 30, 0, 0, time.FixedZone("CET", 3600)), false}, // 23:30 UTC on the 31st
+	} {
+		if got := cl.Expired(tt.now); got != tt.want {
+			t.Errorf("Expired(%s) = %v, want %v", tt.now, got, tt.want)
+		}
+	}
+	var never Client
+	if never.Expired(time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Error("a key without not-after expired")
+	}
+	got := c.WithNotAfter()
+	if len(got) != 2 || got[0].Name != "ops.pub" || got[1].Name != "dev.pub" {
+		t.Errorf("WithNotAfter() = %+v, want ops.pub then dev.pub", got)
+	}
+}
+
+func TestClientsNotAfterErrors(t *testing.T) {
+	dir := t.TempDir()
+	newKey(t, dir, "dev")
+	for _, tt := range []struct {
+		name, line, want string
+	}{
+		{"not a date", "spamd dev.pub not-after=soon", `not-after "soon"`},
+		{"no such day", "spamd dev.pub not-after=2027-02-30", `not-after "2027-02-30"`},
+		{"empty", "spamd dev.pub not-after=", `not-after ""`},
+		{"time without zone", "spamd dev.pub not-after=2027-03-31T18:00:00", "RFC 3339"},
+		{"other field", "spamd dev.pub until=2027-03-31", "[not-after=WHEN]"},
+		{"four fields", "spamd dev.pub not-after=2027-03-31 x", "[not-after=WHEN]"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, "clients")
+			writeClients(t, path, "# c", tt.line)
+			_, err := LoadClients(path)
+			if err == nil || !strings.Contains(err.Error(), path+":2: ") || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("LoadClients(%q) = %v, want an error at line 2 containing %q", tt.line, err, tt.want)
+			}
+		})
+	}
+	t.Run("two not-after times", func(t *testing.T) {
+		path := filepath.Join(dir, "clients")
+		writeClients(t, path, "spamd dev.pub not-after=2027-03-31", "spamd dev.pub")
+		_, err := LoadClients(path)
+		if err == nil || !strings.Contains(err.Error(), path+":2: ") || !strings.Contains(err.Error(), "two not-after times (2027-03-31T23:59:59Z, never)") {
+			t.Errorf("LoadClients = %v, want the second line refused for a second not-after", err)
+		}
+	})
 }

@@ -35,7 +35,7 @@ type Config struct {
 	// OldKeyPaths are older secret key files of dbd still accepted while
 	// clients move to KeyPath's public key (docs/roles.md §7).
 	OldKeyPaths []string
-	Clients     string // clients file: "ROLE PATH-TO-PUBKEY" per line. Required.
+	Clients     string // clients file: "ROLE PATH-TO-PUBKEY [not-after=WHEN]" per line. Required.
 	Metrics     string // HOST:PORT for /metrics; "" = none.
 	// Site names this dbd's counter slot. Default: the first 8 bytes of
 	// its public key in hex, unique without configuration.
@@ -133,6 +133,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	warnExpiring(log, clients, time.Now())
 	site := cfg.Site
 	if site == "" {
 		site = hex.EncodeToString(kp.Public[:8])
@@ -276,6 +277,25 @@ func reloadClients(ctx context.Context, cfg Config, srv *server.Server, log *slo
 		}
 		srv.SetClients(c)
 		log.Info("clients file reloaded", "clients", c.Len())
+		warnExpiring(log, c, time.Now())
+	}
+}
+
+// expiryWarning is how long before a key's not-after dbd starts warning,
+// at each load of the clients file: two weeks leave time to rotate it.
+const expiryWarning = 14 * 24 * time.Hour
+
+// warnExpiring logs the listed keys that have expired or expire within
+// expiryWarning, so a load or reload shows what will soon be refused.
+func warnExpiring(log *slog.Logger, c *auth.Clients, now time.Time) {
+	for _, cl := range c.WithNotAfter() {
+		switch {
+		case cl.Expired(now):
+			log.Warn("client key past its not-after: its handshakes are refused", "key_file", cl.Name, "role", cl.Role, "not_after", cl.NotAfter)
+		case cl.NotAfter.Sub(now) < expiryWarning:
+			log.Warn("client key expires soon: rotate it (docs/roles.md §7)", "key_file", cl.Name, "role", cl.Role, "not_after", cl.NotAfter,
+				"left", cl.NotAfter.Sub(now).Round(time.Minute).String())
+		}
 	}
 }
 

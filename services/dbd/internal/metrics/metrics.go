@@ -20,6 +20,7 @@ type DBD struct {
 	Connections       prometheus.Gauge
 	ConnectionsTotal  prometheus.Counter
 	HandshakeFailures *prometheus.CounterVec // reason
+	ClientKeyNotAfter *prometheus.GaugeVec   // role
 	Streams           *prometheus.GaugeVec   // op
 	CommitSeconds     prometheus.Histogram
 	CommitGroup       prometheus.Histogram
@@ -56,6 +57,10 @@ func New(reg prometheus.Registerer) *DBD {
 			Name: "twinmx_dbd_handshake_failures_total",
 			Help: "Handshakes refused, by reason (unknown-key, clock-skew, replay, decrypt, timeout, ...).",
 		}, []string{"reason"}),
+		ClientKeyNotAfter: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "twinmx_dbd_client_key_not_after_timestamp_seconds",
+			Help: "The soonest not-after (Unix time) among the role's listed client keys that have not expired; absent for a role without one.",
+		}, []string{"role"}),
 		Streams: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "twinmx_dbd_streams", Help: "Streams (watch, changes, dump) open now.",
 		}, []string{"op"}),

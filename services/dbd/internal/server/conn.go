@@ -65,8 +65,12 @@ func (s *Server) serveConn(nc net.Conn, id uint64) {
 		Static:   s.cfg.Static,
 		Previous: s.cfg.Previous,
 		Authorize: func(k wire.PublicKey) error {
-			if _, ok := s.roleOf(k); !ok {
+			cl, ok := s.lookup(k)
+			if !ok {
 				return errUnknownClient
+			}
+			if cl.Expired(s.cfg.Now()) {
+				return auth.ErrExpired
 			}
 			return nil
 		},
@@ -81,8 +85,16 @@ func (s *Server) serveConn(nc net.Conn, id uint64) {
 		if errors.As(err, &he) {
 			reason = string(he.Reason)
 		}
+		expired := errors.Is(err, auth.ErrExpired)
+		if expired {
+			reason = "expired-key"
+		}
 		s.m.HandshakeFailures.WithLabelValues(reason).Inc()
 		switch {
+		case expired:
+			cl, _ := s.lookup(he.Peer)
+			log.Warn("handshake refused: client key past its not-after in the clients file",
+				"client", he.Peer.String(), "key_file", cl.Name, "not_after", cl.NotAfter)
 		case he != nil && he.Reason == wire.ReasonClockSkew:
 			log.Warn("handshake refused: clock skew; check NTP on both hosts", "skew", he.Skew, "client", he.Peer.String())
 		case he != nil && he.Reason == wire.ReasonUnknownKey:
@@ -92,28 +104,29 @@ func (s *Server) serveConn(nc net.Conn, id uint64) {
 		}
 		return
 	}
-	role, ok := s.roleOf(wc.PeerStatic())
-	if !ok { // the clients file was reloaded during the handshake
-		wc.Close()
-		return
-	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	c := &conn{
-		s: s, id: id, wc: wc, peer: wc.PeerStatic(), role: role,
-		log:      log.With("role", string(role)),
+		s: s, id: id, wc: wc, peer: wc.PeerStatic(),
 		ctx:      ctx,
 		cancel:   cancel,
 		inflight: make(chan struct{}, s.cfg.MaxInflight),
 		streams:  make(chan struct{}, s.cfg.MaxStreams),
 		running:  map[uint32]running{},
 	}
+	// The role is read and the connection registered under s.mu, which
+	// SetClients and the expiry sweep also hold while they close
+	// connections: a reload or an expiry during the handshake either sees
+	// this connection or is seen here.
 	s.mu.Lock()
-	if s.mu.shutting {
+	cl, ok := s.lookup(c.peer)
+	if s.mu.shutting || !ok || cl.Expired(s.cfg.Now()) {
 		s.mu.Unlock()
 		wc.Close()
 		cancel()
 		return
 	}
+	c.role = cl.Role
+	c.log = log.With("role", string(c.role))
 	s.mu.conns[c] = struct{}{}
 	s.mu.Unlock()
 	s.m.Connections.Inc()

@@ -129,8 +129,11 @@ type Server struct {
 	replay *wire.ReplayCache
 	limit  *ipLimiter
 
-	clientsMu sync.RWMutex
-	clients   *auth.Clients
+	clientsMu      sync.RWMutex
+	clients        *auth.Clients
+	clientsChanged chan struct{} // wakes expireLoop after SetClients
+
+	bg sync.WaitGroup // expireLoop
 
 	ctx    context.Context // cancelled by Close: aborts in-flight work
 	cancel context.CancelFunc
@@ -175,30 +178,113 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.conns = map[*conn]struct{}{}
+	s.clientsChanged = make(chan struct{}, 1)
+	s.bg.Add(1)
+	go s.expireLoop()
 	return s, nil
 }
 
 // SetClients replaces the allowed clients (a reload of the clients file).
-// Connections whose key is no longer listed, or whose role changed, are
-// closed.
+// Connections whose key is no longer listed, whose role changed or whose
+// not-after has passed are closed.
 func (s *Server) SetClients(c *auth.Clients) {
 	s.clientsMu.Lock()
 	s.clients = c
 	s.clientsMu.Unlock()
+	now := s.cfg.Now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for cn := range s.mu.conns {
-		if r, ok := c.Role(cn.peer); !ok || r != cn.role {
+		cl, ok := c.Lookup(cn.peer)
+		switch {
+		case !ok || cl.Role != cn.role:
 			s.log.Info("closing connection of a removed client key", "conn", cn.id, "role", cn.role)
 			cn.wc.Close()
+		case cl.Expired(now):
+			s.log.Info("closing connection of an expired client key", "conn", cn.id, "role", cn.role, "key_file", cl.Name)
+			cn.wc.Close()
+		}
+	}
+	s.mu.Unlock()
+	select {
+	case s.clientsChanged <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
+
+func (s *Server) lookup(k wire.PublicKey) (auth.Client, bool) {
+	s.clientsMu.RLock()
+	defer s.clientsMu.RUnlock()
+	return s.clients.Lookup(k)
+}
+
+// expireLoop ends the sessions of client keys whose not-after passes and
+// keeps the not-after gauge current: it sleeps until the next not-after
+// of a listed key, or until the clients are replaced.
+func (s *Server) expireLoop() {
+	defer s.bg.Done()
+	last := s.cfg.Now()
+	for {
+		now := s.cfg.Now()
+		next := s.sweepExpired(last, now)
+		last = now
+		var wake <-chan time.Time
+		var t *time.Timer
+		if !next.IsZero() {
+			// Expired is "after not-after", so wake just past it.
+			t = time.NewTimer(next.Sub(now) + time.Millisecond)
+			wake = t.C
+		}
+		select {
+		case <-s.ctx.Done():
+		case <-s.clientsChanged:
+		case <-wake:
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if s.ctx.Err() != nil {
+			return
 		}
 	}
 }
 
-func (s *Server) roleOf(k wire.PublicKey) (auth.Role, bool) {
+// sweepExpired closes the connections of keys expired at now, logs the
+// keys whose not-after passed since last, sets the gauge, and returns the
+// next not-after still to come (zero if none).
+func (s *Server) sweepExpired(last, now time.Time) time.Time {
 	s.clientsMu.RLock()
-	defer s.clientsMu.RUnlock()
-	return s.clients.Role(k)
+	c := s.clients
+	s.clientsMu.RUnlock()
+	var next time.Time
+	soonest := map[auth.Role]time.Time{}
+	for _, cl := range c.WithNotAfter() {
+		if cl.Expired(now) {
+			if cl.NotAfter.After(last) || cl.NotAfter.Equal(last) {
+				s.log.Warn("client key expired: its handshakes are refused from now on",
+					"key_file", cl.Name, "role", cl.Role, "not_after", cl.NotAfter)
+			}
+			continue
+		}
+		if next.IsZero() {
+			next = cl.NotAfter // WithNotAfter returns them soonest first
+		}
+		if _, ok := soonest[cl.Role]; !ok {
+			soonest[cl.Role] = cl.NotAfter
+		}
+	}
+	s.m.ClientKeyNotAfter.Reset()
+	for r, t := range soonest {
+		s.m.ClientKeyNotAfter.WithLabelValues(string(r)).Set(float64(t.Unix()))
+	}
+	s.mu.Lock()
+	for cn := range s.mu.conns {
+		if cl, ok := c.Lookup(cn.peer); ok && cl.Expired(now) {
+			s.log.Info("closing connection of an expired client key", "conn", cn.id, "role", cn.role, "key_file", cl.Name)
+			cn.wc.Close()
+		}
+	}
+	s.mu.Unlock()
+	return next
 }
 
 // Serve accepts connections on ln until ln fails or the server shuts down.
@@ -279,6 +365,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.cancel()
+		s.bg.Wait()
 		return nil
 	case <-ctx.Done():
 		s.Close()
@@ -300,6 +387,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.bg.Wait()
 	return nil
 }
 

@@ -103,7 +103,7 @@ func (d *testDBD) start() {
 	}
 	cfg := d.cfg
 	cfg.Static, cfg.Store, cfg.Metrics, cfg.Logger, cfg.Now = d.key, st, d.m, log, d.now
-	cfg.Clients = auth.NewClients(map[wire.PublicKey]auth.Role{d.admin.Public: auth.Admin})
+	cfg.Clients = auth.NewClients(map[wire.PublicKey]auth.Client{d.admin.Public: {Role: auth.Admin}})
 	srv, err := server.New(cfg)
 	if err != nil {
 		st.Close()
