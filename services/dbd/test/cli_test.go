@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDBCtl drives a dbd process with the dbctl binary, the interface the
@@ -65,5 +66,49 @@ func TestDBCtl(t *testing.T) {
 	s.Start()
 	if got := s.Dbctl(nil, "find-or-insert", "body", "hello"); got != "1 old\n" {
 		t.Fatalf("after restart: %q", got)
+	}
+}
+
+// TestDbctlClientsCheck: `dbctl clients check FILE` reads a clients file
+// as dbd does, lists its keys in file order with their not-after, marks
+// the expired and the soon expiring, and exits 1 with every problem of a
+// file dbd would refuse.
+func TestDbctlClientsCheck(t *testing.T) {
+	s := newSite(t)
+	dir := t.TempDir()
+	pub := func(name string) string {
+		s.Dbctl(nil, "keygen", "--out", filepath.Join(dir, "keys", name))
+		b, err := os.ReadFile(filepath.Join(dir, "keys", name+".pub"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		return lines[len(lines)-1]
+	}
+	mx, old, dev := pub("mx"), pub("old"), pub("dev")
+	soon := time.Now().UTC().Add(72 * time.Hour).Format(time.DateOnly)
+	good := filepath.Join(dir, "clients")
+	os.WriteFile(good, []byte("# test\nsmtpd keys/mx.pub\nnotify keys/old.pub not-after=2020-01-31\nspamd keys/dev.pub not-after="+soon+"\n"), 0o600)
+	out := s.Dbctl(nil, "clients", "check", good)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("clients check printed %d lines, want a header and 3 keys:\n%s", len(lines), out)
+	}
+	for i, want := range [][]string{
+		{"2", "smtpd", "keys/mx.pub", mx, "-", "ok"},
+		{"3", "notify", "keys/old.pub", old, "2020-01-31T23:59:59Z", "EXPIRED: refused"},
+		{"4", "spamd", "keys/dev.pub", dev, soon + "T23:59:59Z", "expires in 3d"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(lines[i+1], w) {
+				t.Errorf("line %d %q lacks %q", i+1, lines[i+1], w)
+			}
+		}
+	}
+	bad := filepath.Join(dir, "bad")
+	os.WriteFile(bad, []byte("smtpd keys/mx.pub\nroot keys/old.pub\nspamd keys/dev.pub not-after=2027-13-01\n"), 0o600)
+	out, errs, code := s.DbctlExit(nil, "clients", "check", bad)
+	if code != 1 || out != "" || !strings.Contains(errs, bad+":2: ") || !strings.Contains(errs, bad+":3: ") {
+		t.Errorf("clients check of a bad file: exit %d, stdout %q, stderr %q; want 1 and lines 2 and 3 named", code, out, errs)
 	}
 }

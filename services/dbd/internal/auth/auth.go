@@ -228,6 +228,7 @@ type Client struct {
 	// Name is the key file as the clients file names it, for logs (a key
 	// itself is not something an operator recognises).
 	Name string
+	Line int // the line of the clients file that lists it (its first)
 }
 
 // Expired reports whether the key is past its not-after at now.
@@ -252,6 +253,22 @@ func (c *Clients) Lookup(key wire.PublicKey) (Client, bool) {
 
 // Len returns the number of listed keys.
 func (c *Clients) Len() int { return len(c.byKey) }
+
+// Listed is a client with its key.
+type Listed struct {
+	Key wire.PublicKey
+	Client
+}
+
+// All returns every listed client in the order of the clients file.
+func (c *Clients) All() []Listed {
+	out := make([]Listed, 0, len(c.byKey))
+	for k, cl := range c.byKey {
+		out = append(out, Listed{Key: k, Client: cl})
+	}
+	slices.SortFunc(out, func(a, b Listed) int { return a.Line - b.Line })
+	return out
+}
 
 // WithNotAfter returns the clients that have a not-after, expired ones
 // included, soonest first.
@@ -315,7 +332,7 @@ func parseClients(r io.Reader, path string, loadKey func(string) (wire.PublicKey
 			errs = append(errs, fmt.Errorf("%s:%d: %w", path, n, err))
 			continue
 		}
-		cl := Client{Role: role, Name: fields[1]}
+		cl := Client{Role: role, Name: fields[1], Line: n}
 		if len(fields) == 3 {
 			v, ok := strings.CutPrefix(fields[2], "not-after=")
 			if !ok {
@@ -342,6 +359,7 @@ func parseClients(r io.Reader, path string, loadKey func(string) (wire.PublicKey
 					path, n, fields[1], formatNotAfter(prev.NotAfter), formatNotAfter(cl.NotAfter)))
 				continue
 			}
+			continue // the first line stays the one named
 		}
 		c.byKey[key] = cl
 	}

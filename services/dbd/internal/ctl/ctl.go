@@ -42,6 +42,7 @@ func App() *cli.App {
 		},
 		Commands: []*cli.Command{
 			keygenCmd(),
+			clientsCmd(),
 			{
 				Name: "find-or-insert", Usage: "store CONTENT in TABLE unless there; prints ROWNO and new|old",
 				ArgsUsage: "TABLE CONTENT", Flags: []cli.Flag{fileFlag()}, Action: findOrInsert,
