@@ -43,33 +43,45 @@ func TestClientKeyNotAfter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	soon := time.Now().Add(3 * time.Second).UTC().Truncate(time.Second)
-	write := func(extNotAfter string) {
+	write := func(devNotAfter, extNotAfter string) {
 		t.Helper()
-		lines := string(base) +
-			"notify keys/old.pub not-after=2020-01-31\n" +
-			fmt.Sprintf("spamd keys/dev.pub not-after=%s\n", soon.Format(time.RFC3339)) +
-			fmt.Sprintf("spamd keys/ext.pub not-after=%s\n", extNotAfter)
+		lines := string(base) + "notify keys/old.pub not-after=2020-01-31\n"
+		for name, na := range map[string]string{"dev": devNotAfter, "ext": extNotAfter} {
+			lines += fmt.Sprintf("spamd keys/%s.pub", name)
+			if na != "" {
+				lines += " not-after=" + na
+			}
+			lines += "\n"
+		}
 		if err := writeFile(e.Clients, lines); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(soon.Format(time.RFC3339))
+	write("", "")
 	logs.waitCount(t, 1, "clients file reloaded")
-	logs.waitLine(t, "client key expires soon", "key_file=keys/dev.pub")
-
 	if wc, err := handshake(ctx, e, old); err == nil {
 		wc.Close()
 		t.Fatal("a key past its not-after was served")
 	}
 	logs.waitLine(t, "handshake refused: client key past its not-after", "key_file=keys/old.pub", old.Public.String())
 
+	// The sessions open before the not-after is set: the reloads that
+	// follow must end one of them at its time and leave the other.
 	devLive := dialKey(t, e, dev)
 	pingRaw(t, devLive, 1, "dev key before its not-after")
 	extLive := dialKey(t, e, ext)
 	pingRaw(t, extLive, 1, "ext key before its not-after")
-	write("2099-12-31")
+	// Whole seconds (RFC 3339 without fraction), 3-4 s ahead: time for two
+	// reloads (50 ms each) before it, even on a loaded machine.
+	soon := time.Now().Add(4 * time.Second).UTC().Truncate(time.Second)
+	write(soon.Format(time.RFC3339), soon.Format(time.RFC3339))
 	logs.waitCount(t, 2, "clients file reloaded")
+	logs.waitLine(t, "client key expires soon", "key_file=keys/dev.pub")
+	write(soon.Format(time.RFC3339), "2099-12-31")
+	logs.waitCount(t, 3, "clients file reloaded")
+	if time.Now().After(soon) {
+		t.Fatalf("the reloads took until %s, past the not-after %s: the test cannot tell the extended key from the other", time.Now(), soon)
+	}
 
 	closed := make(chan time.Time, 1)
 	go func() {
