@@ -1,6 +1,6 @@
 module github.com/twinmx/twinmx/services/imapd
 
-// go-imap with fourteen fixes (third_party/go-imap/TWINMX-PATCH.md).
+// go-imap with fifteen changes (third_party/go-imap/TWINMX-PATCH.md).
 replace github.com/emersion/go-imap/v2 v2.0.0-beta.8 => ../../third_party/go-imap
 
 go 1.26.8
@@ -15,6 +15,7 @@ require (
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
 	github.com/emersion/go-message v0.18.2
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
+	github.com/klauspost/compress v1.20.1
 	github.com/prometheus/client_golang v1.25.0
 	github.com/twinmx/twinmx/pkg/model v0.0.0
 	github.com/twinmx/twinmx/pkg/wire v0.0.0
@@ -43,7 +44,6 @@ require (
 	github.com/gogo/protobuf v1.3.2 // indirect
 	github.com/golang/snappy v0.0.5-0.20231225225746-43d5d4cd4e0e // indirect
 	github.com/kardianos/service v1.3.0 // indirect
-	github.com/klauspost/compress v1.20.1 // indirect
 	github.com/kr/pretty v0.3.1 // indirect
 	github.com/kr/text v0.2.0 // indirect
 	github.com/kylelemons/godebug v1.1.0 // indirect

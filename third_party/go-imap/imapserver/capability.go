@@ -104,6 +104,10 @@ func (c *Conn) availableCaps() []imap.Cap {
 			}
 		}
 
+		if c.server.options.Compress != nil && c.compressRelease == nil {
+			caps = append(caps, CapCompressDeflate) // twinmx patch
+		}
+
 		if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {
 			limit := appendLimitSession.AppendLimit()
 			caps = append(caps, imap.Cap(fmt.Sprintf("APPENDLIMIT=%d", limit)))

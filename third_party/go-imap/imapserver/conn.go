@@ -50,6 +50,9 @@ type Conn struct {
 	// literalRefused is set when a command's non-synchronizing literal
 	// was refused (twinmx patch, see TWINMX-PATCH.md).
 	literalRefused bool
+	// compressRelease, set once COMPRESS is active, gives back what
+	// Options.Compress took when the connection ends (twinmx patch).
+	compressRelease func()
 }
 
 func newConn(c net.Conn, server *Server) *Conn {
@@ -103,6 +106,9 @@ func (c *Conn) serve() {
 		}
 
 		c.conn.Close()
+		if c.compressRelease != nil {
+			c.compressRelease() // twinmx patch
+		}
 	}()
 
 	c.server.mutex.Lock()
@@ -257,6 +263,9 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleNamespace(dec)
 	case "ID":
 		err = c.handleID(dec) // twinmx patch
+	case "COMPRESS":
+		err = c.handleCompress(tag, dec) // twinmx patch
+		sendOK = false
 	case "IDLE":
 		err = c.handleIdle(dec)
 	case "SELECT", "EXAMINE":

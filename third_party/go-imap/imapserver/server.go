@@ -64,6 +64,16 @@ type Options struct {
 	// does not know (answered NO [BADCHARSET]). If nil, only US-ASCII and
 	// UTF-8 are taken.
 	SearchCharset func(charset string) (func(string) (string, error), error)
+
+	// Compress, when set, offers COMPRESS=DEFLATE (RFC 4978; twinmx patch)
+	// after login. It is called for a client's COMPRESS DEFLATE with the
+	// connection the compressed bytes go to, and returns the deflater and
+	// a function called once when the connection ends (to give back its
+	// memory or a slot); an error is the answer instead (an *imap.Error
+	// for NO, e.g. when too many sessions are compressed). What the
+	// client sends is inflated with compress/flate: a reader keeps little
+	// memory, and clients send little.
+	Compress func(w io.Writer) (Deflater, func(), error)
 }
 
 func (options *Options) wrapReadWriter(rw io.ReadWriter) io.ReadWriter {

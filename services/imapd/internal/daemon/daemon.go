@@ -25,6 +25,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/pkg/wire/connlimit"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
+	"github.com/twinmx/twinmx/services/imapd/internal/compress"
 	"github.com/twinmx/twinmx/services/imapd/internal/mailcache"
 	"github.com/twinmx/twinmx/services/imapd/internal/metrics"
 	"github.com/twinmx/twinmx/services/imapd/internal/session"
@@ -82,7 +83,12 @@ type Config struct {
 	CacheBytes int64
 	// BodyCacheBytes bounds the whole mails kept for BODY[] (0: none).
 	BodyCacheBytes int64
-	Logger         *slog.Logger // default: discard
+	// CompressSessions bounds the sessions with COMPRESS=DEFLATE active
+	// at once (0: DefaultCompressSessions; < 0: COMPRESS not offered).
+	// Past it, COMPRESS is answered NO and the session goes on
+	// uncompressed.
+	CompressSessions int
+	Logger           *slog.Logger // default: discard
 	// Debug writes the raw IMAP traffic (passwords included!) to the log
 	// writer; for local debugging only.
 	Debug bool
@@ -147,6 +153,10 @@ func (c *Config) applyDefaults() {
 // parsed mails of typical size (about 4 KiB each, most of it the header).
 const DefaultCacheBytes = 64 << 20
 
+// DefaultCompressSessions bounds the compressed sessions by default: each
+// deflater holds about 0.8 MiB, so at most some 80 MiB.
+const DefaultCompressSessions = 100
+
 // Connection limits by default. Per IP it is higher than smtpd's and
 // pop3d's: a mail client keeps several IMAP connections open (one per
 // folder it watches), and an office behind one NAT address has many.
@@ -197,6 +207,9 @@ func Run(ctx context.Context, cfg Config) error {
 		NewSession: be.NewSession, Caps: caps, TLSConfig: cfg.TLS, ID: &imap.IDData{Name: "twinmx"},
 		SearchCharset: session.SearchCharset,
 		Logger:        printer{log.With("part", "go-imap")},
+	}
+	if n := cmp.Or(cfg.CompressSessions, DefaultCompressSessions); n > 0 {
+		opts.Compress = compress.New(n, m.Compressed).Deflater
 	}
 	if cfg.Debug {
 		opts.DebugWriter = debugWriter{log}

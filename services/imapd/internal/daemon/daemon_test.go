@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"compress/flate"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -596,6 +597,9 @@ type raw struct {
 	c            net.Conn
 	br           *bufio.Reader
 	lastGreeting string
+	// z, once COMPRESS is active (compress_test.go), compresses what send
+	// writes.
+	z *flate.Writer
 }
 
 func (k *kit) raw() *raw {
@@ -621,6 +625,15 @@ func (r *raw) line() string {
 
 func (r *raw) send(s string) {
 	r.t.Helper()
+	if r.z != nil {
+		if _, err := r.z.Write([]byte(s)); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := r.z.Flush(); err != nil {
+			r.t.Fatal(err)
+		}
+		return
+	}
 	if _, err := r.c.Write([]byte(s)); err != nil {
 		r.t.Fatal(err)
 	}

@@ -1,0 +1,224 @@
+package daemon
+
+import (
+	"bufio"
+	"compress/flate"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingReader counts the bytes read through it: the compressed bytes
+// on the wire.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// compress sends COMPRESS DEFLATE, requires its OK, and switches r to
+// deflate both ways (compress/flate, the other implementation than
+// imapd's); it returns the counter of compressed bytes read.
+func (r *raw) compress(tag string) *countingReader {
+	r.t.Helper()
+	r.send(tag + " COMPRESS DEFLATE\r\n")
+	if l := r.line(); !strings.HasPrefix(l, tag+" OK") {
+		r.t.Fatalf("COMPRESS answered %q", l)
+	}
+	if r.br.Buffered() > 0 {
+		rest, _ := r.br.Peek(r.br.Buffered())
+		r.t.Fatalf("bytes after the COMPRESS answer before the switch: %q", rest)
+	}
+	cr := &countingReader{r: r.c}
+	r.br = bufio.NewReader(flate.NewReader(cr))
+	z, err := flate.NewWriter(r.c, flate.DefaultCompression)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.z = z
+	return cr
+}
+
+func capabilities(r *raw, tag string) string {
+	r.t.Helper()
+	r.send(tag + " CAPABILITY\r\n")
+	untagged, tagged := r.answer(tag)
+	if !strings.HasPrefix(tagged, tag+" OK") || len(untagged) != 1 {
+		r.t.Fatalf("CAPABILITY: %q, %q", untagged, tagged)
+	}
+	return untagged[0]
+}
+
+// TestCompressDeflate: COMPRESS=DEFLATE (RFC 4978) is offered after login;
+// once active, commands and answers go through deflate both ways, every
+// mail comes back byte for byte in fewer bytes, a second COMPRESS is
+// refused with [COMPRESSIONACTIVE], and the deflater is given back when
+// the session ends.
+func TestCompressDeflate(t *testing.T) {
+	k := start(t)
+	const n = 40
+	want := map[int]string{}
+	for i := 1; i <= n; i++ {
+		m := mail(i) + strings.Repeat(fmt.Sprintf("Line %d of a text that repeats, as text in mail does.\r\n", i), 50)
+		k.deliver(m)
+		want[i] = m
+	}
+	r := k.raw()
+	if c := capabilities(r, "a"); strings.Contains(c, "COMPRESS") {
+		t.Errorf("COMPRESS offered before login: %q", c)
+	}
+	r.send(fmt.Sprintf("b LOGIN %s %q\r\n", login, password))
+	r.until("b OK")
+	if c := capabilities(r, "c"); !strings.Contains(c, " COMPRESS=DEFLATE") {
+		t.Errorf("COMPRESS=DEFLATE not offered after login: %q", c)
+	}
+	wire := r.compress("d")
+	if got := gaugeValue(t, k, "twinmx_imapd_compressed_sessions"); got != 1 {
+		t.Errorf("compressed sessions = %v, want 1", got)
+	}
+	r.send("e SELECT INBOX\r\n")
+	if _, tagged := r.answer("e"); !strings.HasPrefix(tagged, "e OK") {
+		t.Fatalf("SELECT inside deflate: %q", tagged)
+	}
+	before := wire.n.Load()
+	r.send("f FETCH 1:* BODY.PEEK[]\r\n")
+	untagged, tagged := r.answer("f")
+	if !strings.HasPrefix(tagged, "f OK") {
+		t.Fatalf("FETCH inside deflate: %q", tagged)
+	}
+	got := fetchedBodies(untagged)
+	plain := 0
+	for i := 1; i <= n; i++ {
+		if got[i] != want[i] {
+			t.Errorf("mail %d came back changed through deflate", i)
+		}
+		plain += len(want[i])
+	}
+	if sent := wire.n.Load() - before; sent*3 > int64(plain) {
+		t.Errorf("FETCH of %d bytes of mail took %d compressed bytes; want less than a third", plain, sent)
+	} else {
+		t.Logf("FETCH of %d bytes of mail in %d compressed bytes", plain, sent)
+	}
+	r.send("g COMPRESS DEFLATE\r\n")
+	if _, tagged := r.answer("g"); !strings.HasPrefix(tagged, "g NO [COMPRESSIONACTIVE]") {
+		t.Errorf("second COMPRESS answered %q, want NO [COMPRESSIONACTIVE]", tagged)
+	}
+	if c := capabilities(r, "h"); strings.Contains(c, "COMPRESS") {
+		t.Errorf("COMPRESS still offered while active: %q", c)
+	}
+	r.send("i LOGOUT\r\n")
+	r.until("i OK")
+	waitGauge(t, k, "twinmx_imapd_compressed_sessions", 0)
+}
+
+// TestCompressRefusals: COMPRESS before login, with another mechanism or
+// past --compress-sessions is refused, and the session goes on
+// uncompressed; a slot given back is taken again; with COMPRESS off it
+// is neither offered nor known.
+func TestCompressRefusals(t *testing.T) {
+	k := startWith(t, func(c *Config) { c.CompressSessions = 1 })
+	r := k.raw()
+	r.send("a COMPRESS DEFLATE\r\n")
+	if _, tagged := r.answer("a"); !strings.HasPrefix(tagged, "a BAD") {
+		t.Errorf("COMPRESS before login answered %q, want BAD", tagged)
+	}
+	r.send(fmt.Sprintf("b LOGIN %s %q\r\n", login, password))
+	r.until("b OK")
+	r.send("c COMPRESS LZ4\r\n")
+	if _, tagged := r.answer("c"); !strings.HasPrefix(tagged, "c BAD") {
+		t.Errorf("COMPRESS LZ4 answered %q, want BAD", tagged)
+	}
+	r.compress("d")
+
+	second := k.rawLogin()
+	second.send("e COMPRESS DEFLATE\r\n")
+	if _, tagged := second.answer("e"); !strings.HasPrefix(tagged, "e NO [LIMIT]") {
+		t.Errorf("COMPRESS past the limit answered %q, want NO [LIMIT]", tagged)
+	}
+	second.send("f NOOP\r\n")
+	if _, tagged := second.answer("f"); !strings.HasPrefix(tagged, "f OK") {
+		t.Errorf("NOOP after a refused COMPRESS: %q", tagged)
+	}
+
+	r.send("g LOGOUT\r\n")
+	r.until("g OK")
+	waitGauge(t, k, "twinmx_imapd_compressed_sessions", 0)
+	third := k.rawLogin()
+	third.compress("h")
+	third.send("i NOOP\r\n")
+	if _, tagged := third.answer("i"); !strings.HasPrefix(tagged, "i OK") {
+		t.Errorf("NOOP in a session compressed with a slot given back: %q", tagged)
+	}
+
+	off := startWith(t, func(c *Config) { c.CompressSessions = -1 })
+	o := off.rawLogin()
+	if c := capabilities(o, "j"); strings.Contains(c, "COMPRESS") {
+		t.Errorf("COMPRESS offered with it off: %q", c)
+	}
+	o.send("k COMPRESS DEFLATE\r\n")
+	if _, tagged := o.answer("k"); !strings.HasPrefix(tagged, "k BAD") {
+		t.Errorf("COMPRESS with it off answered %q, want BAD", tagged)
+	}
+}
+
+// TestCompressGarbage: bytes that are not deflate after the switch, or a
+// stream that inflates to a huge command, end that connection only; the
+// slot is given back and other sessions are served.
+func TestCompressGarbage(t *testing.T) {
+	k := start(t)
+	for name, send := range map[string]func(r *raw){
+		"not deflate": func(r *raw) { r.c.Write([]byte("e NOOP\r\n\xff\xff\xff\xff garbage")) },
+		// 64 MiB of one byte inflates from a few kB: the command line
+		// limit (50 KiB) ends it long before.
+		"bomb": func(r *raw) {
+			r.send("e NOOP ")
+			chunk := strings.Repeat("x", 1<<20)
+			for range 64 {
+				if _, err := r.z.Write([]byte(chunk)); err != nil {
+					return // the server closed: expected
+				}
+			}
+			r.z.Flush()
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := k.rawLogin()
+			r.compress("d")
+			send(r)
+			r.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			for {
+				if _, err := r.br.ReadString('\n'); err != nil {
+					break // closed by imapd
+				}
+			}
+			waitGauge(t, k, "twinmx_imapd_compressed_sessions", 0)
+			other := k.rawLogin()
+			other.send("z NOOP\r\n")
+			if _, tagged := other.answer("z"); !strings.HasPrefix(tagged, "z OK") {
+				t.Errorf("another session after %s: %q", name, tagged)
+			}
+		})
+	}
+}
+
+// waitGauge waits up to 10 s for the gauge name to read want.
+func waitGauge(t *testing.T, k *kit, name string, want float64) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		got := gaugeValue(t, k, name)
+		if got == want {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%s = %v, want %v", name, got, want)
+		}
+	}
+}

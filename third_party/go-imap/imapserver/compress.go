@@ -1,0 +1,98 @@
+package imapserver
+
+// twinmx patch: COMPRESS=DEFLATE (RFC 4978). See TWINMX-PATCH.md.
+
+import (
+	"bytes"
+	"compress/flate"
+	"io"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/internal/imapwire"
+)
+
+// CapCompressDeflate is advertised after login when Options.Compress is set.
+const CapCompressDeflate imap.Cap = "COMPRESS=DEFLATE"
+
+// ResponseCodeCompressionActive answers a second COMPRESS (RFC 4978 §3).
+const ResponseCodeCompressionActive imap.ResponseCode = "COMPRESSIONACTIVE"
+
+// Deflater compresses what the server sends once COMPRESS is active.
+// Flush must end the current deflate block (a sync flush), so the client
+// can decompress everything written so far.
+type Deflater interface {
+	io.Writer
+	Flush() error
+}
+
+// compressWriter flushes the deflater at every write: the connection's
+// bufio.Writer writes to it only when it is flushed (at the end of each
+// response) or full, and the client must be able to read a response as
+// soon as it is sent.
+type compressWriter struct{ d Deflater }
+
+func (w compressWriter) Write(p []byte) (int, error) {
+	n, err := w.d.Write(p)
+	if err != nil {
+		return n, err
+	}
+	return n, w.d.Flush()
+}
+
+func (c *Conn) handleCompress(tag string, dec *imapwire.Decoder) error {
+	var mech string
+	if !dec.ExpectSP() || !dec.ExpectAtom(&mech) || !dec.ExpectCRLF() {
+		return dec.Err()
+	}
+	newDeflater := c.server.options.Compress
+	if newDeflater == nil {
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unknown command"}
+	}
+	if err := c.checkState(imap.ConnStateAuthenticated); err != nil {
+		return err
+	}
+	if !strings.EqualFold(mech, "DEFLATE") {
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unknown compression mechanism"}
+	}
+	if c.compressRelease != nil {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: ResponseCodeCompressionActive, Text: "DEFLATE active already"}
+	}
+
+	// Nothing else may be written until the streams are switched: keep
+	// c.encMutex locked until the end, as STARTTLS does.
+	enc := newResponseEncoder(c)
+	defer enc.end()
+
+	c.mutex.Lock()
+	raw := c.conn
+	c.mutex.Unlock()
+	d, release, err := newDeflater(raw)
+	if err != nil {
+		return err
+	}
+	c.compressRelease = release
+	if err := writeStatusResp(enc.Encoder, tag, &imap.StatusResponse{
+		Type: imap.StatusResponseTypeOK,
+		Text: "DEFLATE active",
+	}); err != nil {
+		return err
+	}
+
+	// Bytes already read past the command line are the client's first
+	// compressed bytes.
+	var buf bytes.Buffer
+	if _, err := io.CopyN(&buf, c.br, int64(c.br.Buffered())); err != nil {
+		panic(err) // unreachable
+	}
+	rw := c.server.options.wrapReadWriter(struct {
+		io.Reader
+		io.Writer
+	}{
+		Reader: flate.NewReader(io.MultiReader(&buf, raw)),
+		Writer: compressWriter{d},
+	})
+	c.br.Reset(rw)
+	c.bw.Reset(rw)
+	return nil
+}
