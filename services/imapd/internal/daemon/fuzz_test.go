@@ -43,6 +43,9 @@ func FuzzCommands(f *testing.F) {
 		"c LOGIN {5}\r\n",
 		"c FETCH 1 BODY[]<4294967295.4294967295>\r\n",
 		"c UID EXPUNGE 1:*\r\nd UNSELECT\r\ne CLOSE\r\n",
+		"c COMPRESS DEFLATE\r\n\xf2\x48\xcd\xc9\xc9\x07\x00\r\n",
+		"c COMPRESS deflate\r\nd COMPRESS DEFLATE\r\n",
+		"c COMPRESS\r\nd COMPRESS LZ4 x\r\ne COMPRESS {7}\r\n",
 		"\x00\xff\r\n* BAD\r\n\r\n",
 	} {
 		f.Add(append([]byte{1}, seed...))
@@ -52,6 +55,7 @@ func FuzzCommands(f *testing.F) {
 		"a AUTHENTICATE PLAIN\r\nAGFsaWNlAHdyb25n\r\nb AUTHENTICATE PLAIN =\r\n",
 		"a LOGIN {5+}\r\nalice {13+}\r\ncorrect horse\r\nb SELECT INBOX\r\n",
 		"a STARTTLS\r\nb LOGIN alice x\r\n",
+		"a COMPRESS DEFLATE\r\n",
 		"a SELECT INBOX\r\nb FETCH 1 BODY[]\r\n",
 	} {
 		f.Add(append([]byte{0}, seed...))
