@@ -15,26 +15,33 @@ import (
 	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
-// benchScript logs in, selects INBOX read-only, prints "ready" and waits
+// benchScript logs in (and with a sixth argument "compress" turns on
+// COMPRESS=DEFLATE), selects INBOX read-only, prints "ready" and waits
 // for a line on stdin (so the servers' CPU time can be read before the
 // FETCH), fetches the items in argv[5] of every mail in one UID FETCH,
-// prints "mails seconds bytes" (bytes: of the literals), then waits for a
-// line on stdin again (so the server's memory and CPU time can be read
-// while the session is open) and logs out.
-const benchScript = `
-import imaplib, re, sys, time
+// prints "mails seconds bytes wire" (bytes: of the literals; wire: the
+// compressed bytes read, 0 without COMPRESS), then waits for a line on
+// stdin again (so the server's memory and CPU time can be read while the
+// session is open) and logs out.
+const benchScript = pyDeflated + `
+import re, sys, time
 host, port, user, pw, items = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-m = imaplib.IMAP4(host, port)
+compress = len(sys.argv) > 6 and sys.argv[6] == "compress"
+m = Deflated(host, port)
 m.login(user, pw)
+if compress:
+    assert b"COMPRESS=DEFLATE" in m.capability()[1][0], m.capability()
+    m.start_compress()
 m.select("INBOX", readonly=True)
 print("ready", flush=True)
 sys.stdin.readline()
 t0 = time.monotonic()
+wire0 = m.wire if compress else 0
 typ, data = m.uid("FETCH", "1:*", items)
 dt = time.monotonic() - t0
 n = sum(1 for x in data if re.match(rb"\d+ \(", x[0] if isinstance(x, tuple) else x))
 size = sum(len(x[1]) for x in data if isinstance(x, tuple))
-print(n, dt, size, flush=True)
+print(n, dt, size, (m.wire - wire0) if compress else 0, flush=True)
 sys.stdin.readline()
 m.logout()
 `
@@ -96,6 +103,10 @@ func TestBenchFetchVsDovecot(t *testing.T) {
 	// both times), which shows how much of dbd's cost is cold reads.
 	oursWarm := benchRun(t, py, host, port, login, password, body, ourSrv)
 	theirsWarm := benchRun(t, py, dhost, dport, dc.user, dc.pass, body, theirSrv)
+	// BODY[] again with COMPRESS=DEFLATE, dbd's cache warm: Dovecot's
+	// imap_zlib at its default level (6) against imapd's level 1.
+	oursZ := benchRunMode(t, py, host, port, login, password, body, "compress", ourSrv)
+	theirsZ := benchRunMode(t, py, dhost, dport, dc.user, dc.pass, body, "compress", theirSrv)
 	// Thunderbird's listing, before any other listing: imapd's mail
 	// cache holds nothing of these mails yet (BODY[] does not fill it).
 	oursFields := benchRun(t, py, host, port, login, password, fields, ourSrv)
@@ -116,6 +127,9 @@ func TestBenchFetchVsDovecot(t *testing.T) {
 	t.Logf("  again, dbd's cache warm: twinmx %.0f mails/s, dovecot %.0f mails/s, ratio %.2f; CPU twinmx %s; dovecot %s",
 		float64(oursWarm.mails)/oursWarm.secs, float64(theirsWarm.mails)/theirsWarm.secs, theirsWarm.secs/oursWarm.secs,
 		oursWarm.cpuText(), theirsWarm.cpuText())
+	t.Logf("  with COMPRESS=DEFLATE, dbd's cache warm: twinmx %.0f mails/s, %.1f %% of the bytes on the wire; dovecot %.0f mails/s, %.1f %%; ratio %.2f; CPU twinmx %s; dovecot %s",
+		float64(oursZ.mails)/oursZ.secs, 100*float64(oursZ.wire)/float64(oursZ.bytes), float64(theirsZ.mails)/theirsZ.secs,
+		100*float64(theirsZ.wire)/float64(theirsZ.bytes), theirsZ.secs/oursZ.secs, oursZ.cpuText(), theirsZ.cpuText())
 	t.Logf("FETCH (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (…)]) of %d mails, imapd's cache cold: twinmx %.0f mails/s, dovecot %.0f mails/s, ratio %.2f; CPU twinmx %s; dovecot %s",
 		oursFields.mails, float64(oursFields.mails)/oursFields.secs, float64(theirsFields.mails)/theirsFields.secs, theirsFields.secs/oursFields.secs,
 		oursFields.cpuText(), theirsFields.cpuText())
@@ -125,7 +139,7 @@ func TestBenchFetchVsDovecot(t *testing.T) {
 	t.Logf("FETCH (FLAGS ENVELOPE BODYSTRUCTURE) again: twinmx %.0f mails/s, dovecot %.0f mails/s, ratio %.2f; CPU twinmx %s; dovecot %s; peak RSS imapd %d MiB",
 		float64(oursHdr2.mails)/oursHdr2.secs, float64(theirsHdr2.mails)/theirsHdr2.secs, theirsHdr2.secs/oursHdr2.secs,
 		oursHdr2.cpuText(), theirsHdr2.cpuText(), oursHdr2.rss>>20)
-	for _, r := range []benchResult{ours, theirs, oursWarm, theirsWarm, oursFields, theirsFields, oursHdr, theirsHdr, oursHdr2, theirsHdr2} {
+	for _, r := range []benchResult{ours, theirs, oursWarm, theirsWarm, oursZ, theirsZ, oursFields, theirsFields, oursHdr, theirsHdr, oursHdr2, theirsHdr2} {
 		if r.mails != len(corpus) {
 			t.Fatalf("fetched %d mails in a run, want %d", r.mails, len(corpus))
 		}
@@ -136,6 +150,7 @@ type benchResult struct {
 	mails int
 	secs  float64
 	bytes int64
+	wire  int64 // compressed bytes read (COMPRESS=DEFLATE runs)
 	rss   int64
 	cpu   map[string]time.Duration // CPU time used during the FETCH, by process
 }
@@ -164,8 +179,14 @@ func cpuTime(t *testing.T, pid int) time.Duration {
 
 func benchRun(t *testing.T, py, host, port, user, pw, items string, srv server) benchResult {
 	t.Helper()
+	return benchRunMode(t, py, host, port, user, pw, items, "plain", srv)
+}
+
+// benchRunMode is benchRun with mode "compress" for COMPRESS=DEFLATE.
+func benchRunMode(t *testing.T, py, host, port, user, pw, items, mode string, srv server) benchResult {
+	t.Helper()
 	ctx := proctest.Ctx(t, 10*time.Minute)
-	cmd := exec.CommandContext(ctx, py, "-c", benchScript, host, port, user, pw, items)
+	cmd := exec.CommandContext(ctx, py, "-c", benchScript, host, port, user, pw, items, mode)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +216,7 @@ func benchRun(t *testing.T, py, host, port, user, pw, items string, srv server) 
 		t.Fatalf("bench client: %v\n%s", err, errb.String())
 	}
 	var r benchResult
-	if _, err := fmt.Sscan(line, &r.mails, &r.secs, &r.bytes); err != nil {
+	if _, err := fmt.Sscan(line, &r.mails, &r.secs, &r.bytes, &r.wire); err != nil {
 		t.Fatalf("bench client said %q: %v", line, err)
 	}
 	r.cpu = cpu()

@@ -18,16 +18,12 @@ import (
 	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
-// imaplibScript fetches every mail of INBOX with UID FETCH BODY.PEEK[] and
-// writes each to OUT/<n> (n = position in UID order), byte for byte. With
-// a sixth argument "compress" it first turns on COMPRESS=DEFLATE (RFC
-// 4978) with Python's zlib, the library most clients deflate with
-// (imaplib has no COMPRESS of its own: the class below adds it), and
-// prints the bytes that came over the socket after the switch.
-const imaplibScript = `
-import imaplib, sys, os, zlib
-host, port, user, pw, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-compress = len(sys.argv) > 6 and sys.argv[6] == "compress"
+// pyDeflated is Python defining imaplib.IMAP4 with COMPRESS=DEFLATE (RFC
+// 4978), which imaplib lacks: start_compress() sends COMPRESS DEFLATE and
+// from its OK on reads and writes through zlib (raw deflate, sync flushes);
+// wire counts the bytes read from the socket after it.
+const pyDeflated = `
+import imaplib, zlib
 imaplib.Commands["COMPRESS"] = ("AUTH", "SELECTED")
 
 class Deflated(imaplib.IMAP4):
@@ -35,7 +31,8 @@ class Deflated(imaplib.IMAP4):
     def start_compress(self):
         typ, data = self._simple_command("COMPRESS", "DEFLATE")
         assert typ == "OK", data
-        self.on, self.wire, self.buf = True, 0, b""
+        # A bytearray: CPython drops bytes from its front without copying.
+        self.on, self.wire, self.buf = True, 0, bytearray()
         self.inflate = zlib.decompressobj(-15)
         self.deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
     def fill(self):
@@ -49,7 +46,8 @@ class Deflated(imaplib.IMAP4):
             return super().read(size)
         while len(self.buf) < size:
             self.fill()
-        out, self.buf = self.buf[:size], self.buf[size:]
+        out = bytes(self.buf[:size])
+        del self.buf[:size]
         return out
     def readline(self):
         if not self.on:
@@ -57,13 +55,26 @@ class Deflated(imaplib.IMAP4):
         while b"\n" not in self.buf:
             self.fill()
         i = self.buf.index(b"\n") + 1
-        out, self.buf = self.buf[:i], self.buf[i:]
+        out = bytes(self.buf[:i])
+        del self.buf[:i]
         return out
     def send(self, data):
         if not self.on:
             return super().send(data)
         self.sock.sendall(self.deflate.compress(data) + self.deflate.flush(zlib.Z_SYNC_FLUSH))
 
+`
+
+// imaplibScript fetches every mail of INBOX with UID FETCH BODY.PEEK[] and
+// writes each to OUT/<n> (n = position in UID order), byte for byte. With
+// a sixth argument "compress" it first turns on COMPRESS=DEFLATE (RFC
+// 4978) with Python's zlib, the library most clients deflate with
+// (imaplib has no COMPRESS of its own: pyDeflated adds it), and
+// prints the bytes that came over the socket after the switch.
+const imaplibScript = pyDeflated + `
+import sys, os
+host, port, user, pw, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+compress = len(sys.argv) > 6 and sys.argv[6] == "compress"
 m = Deflated(host, port)
 m.login(user, pw)
 if compress:
