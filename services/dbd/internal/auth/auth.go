@@ -236,6 +236,10 @@ func (c Client) Expired(now time.Time) bool {
 	return !c.NotAfter.IsZero() && now.After(c.NotAfter)
 }
 
+// ExpiryWarning is how long before a key's not-after dbd starts warning
+// of it (log, dbctl status): two weeks leave time to rotate it.
+const ExpiryWarning = 14 * 24 * time.Hour
+
 // ErrExpired refuses a listed key whose not-after has passed.
 var ErrExpired = errors.New("client key expired")
 

@@ -281,18 +281,14 @@ func reloadClients(ctx context.Context, cfg Config, srv *server.Server, log *slo
 	}
 }
 
-// expiryWarning is how long before a key's not-after dbd starts warning,
-// at each load of the clients file: two weeks leave time to rotate it.
-const expiryWarning = 14 * 24 * time.Hour
-
 // warnExpiring logs the listed keys that have expired or expire within
-// expiryWarning, so a load or reload shows what will soon be refused.
+// auth.ExpiryWarning, so a load or reload shows what will soon be refused.
 func warnExpiring(log *slog.Logger, c *auth.Clients, now time.Time) {
 	for _, cl := range c.WithNotAfter() {
 		switch {
 		case cl.Expired(now):
 			log.Warn("client key past its not-after: its handshakes are refused", "key_file", cl.Name, "role", cl.Role, "not_after", cl.NotAfter)
-		case cl.NotAfter.Sub(now) < expiryWarning:
+		case cl.NotAfter.Sub(now) < auth.ExpiryWarning:
 			log.Warn("client key expires soon: rotate it (docs/roles.md §7)", "key_file", cl.Name, "role", cl.Role, "not_after", cl.NotAfter,
 				"left", cl.NotAfter.Sub(now).Round(time.Minute).String())
 		}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,6 +106,33 @@ func TestClientKeyNotAfter(t *testing.T) {
 	pingRaw(t, extLive, 2, "ext key past its first not-after, moved later by a reload")
 	if err := e.Client(auth.Admin).Ping(ctx); err != nil {
 		t.Fatalf("a key without not-after: %v", err)
+	}
+
+	// dbctl status (an admin) shows the keys' state; other roles do not
+	// see it.
+	figs, err := e.Client(auth.Admin).Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, f := range figs {
+		got[f.Name] = f.Value
+	}
+	for name, want := range map[string]string{
+		"clients.expired": "2", "clients.expiring": "0", "clients.next_not_after": "2099-12-31T23:59:59Z",
+	} {
+		if got[name] != want {
+			t.Errorf("status %s = %q, want %q", name, got[name], want)
+		}
+	}
+	figs, err = e.Client(auth.SMTPD).Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range figs {
+		if strings.HasPrefix(f.Name, "clients") {
+			t.Errorf("smtpd's status shows %s", f.Name)
+		}
 	}
 }
 

@@ -323,6 +323,9 @@ func (c *conn) serveStatus(id uint32) error {
 		wire.Figure{Name: "storage", Value: storageState(st.Err())},
 		wire.Figure{Name: "role", Value: string(c.role)},
 	)
+	if c.role == auth.Admin {
+		figs = append(figs, c.s.clientFigures()...)
+	}
 	return c.sendMessage(id, wire.AppendResult(nil, wire.OpStatus, &wire.Result{Status: figs}))
 }
 

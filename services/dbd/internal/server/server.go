@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -215,6 +216,35 @@ func (s *Server) lookup(k wire.PublicKey) (auth.Client, bool) {
 	s.clientsMu.RLock()
 	defer s.clientsMu.RUnlock()
 	return s.clients.Lookup(k)
+}
+
+// clientFigures are the status figures of the clients file's keys with a
+// not-after, for an operator (docs/roles.md §4): how many have expired,
+// how many expire within auth.ExpiryWarning, and the next not-after.
+func (s *Server) clientFigures() []wire.Figure {
+	s.clientsMu.RLock()
+	c := s.clients
+	s.clientsMu.RUnlock()
+	now := s.cfg.Now()
+	expired, soon, next := 0, 0, "-"
+	for _, cl := range c.WithNotAfter() {
+		switch {
+		case cl.Expired(now):
+			expired++
+			continue
+		case cl.NotAfter.Sub(now) < auth.ExpiryWarning:
+			soon++
+		}
+		if next == "-" {
+			next = cl.NotAfter.UTC().Format(time.RFC3339)
+		}
+	}
+	return []wire.Figure{
+		{Name: "clients", Value: strconv.Itoa(c.Len())},
+		{Name: "clients.expired", Value: strconv.Itoa(expired)},
+		{Name: "clients.expiring", Value: strconv.Itoa(soon)},
+		{Name: "clients.next_not_after", Value: next},
+	}
 }
 
 // expireLoop ends the sessions of client keys whose not-after passes and
