@@ -64,7 +64,7 @@ func TestBenchFetchVsDovecot(t *testing.T) {
 	if len(corpus) > n {
 		corpus = corpus[:n]
 	}
-	s := newSite(t)
+	s := newSiteWith(t, siteOptions{flags: []string{"--compress-sessions", "4"}})
 	s.deliver(corpus)
 	host, port, _ := strings.Cut(s.imapAddr, ":")
 	ourSrv := server{

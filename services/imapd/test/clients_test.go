@@ -108,7 +108,7 @@ print(len(uids))
 func TestImaplibCorpusByteExact(t *testing.T) {
 	py := need(t, "python3", "python3")
 	corpus := loadCorpus(t)
-	s := newSite(t)
+	s := newSiteWith(t, siteOptions{flags: []string{"--compress-sessions", "4"}})
 	s.deliver(corpus)
 	host, port, _ := strings.Cut(s.imapAddr, ":")
 	total := 0

@@ -58,8 +58,9 @@ func newSite(t testing.TB) *site { return newSiteWith(t, siteOptions{}) }
 
 // siteOptions vary a site for the two-site tests.
 type siteOptions struct {
-	backupdPub string // a backupd public key dbd accepts (role backupd)
-	noUser     bool   // the account comes by replication
+	backupdPub string   // a backupd public key dbd accepts (role backupd)
+	noUser     bool     // the account comes by replication
+	flags      []string // more imapd flags
 }
 
 func newSiteWith(t testing.TB, o siteOptions) *site {
@@ -76,7 +77,8 @@ func newSiteWith(t testing.TB, o siteOptions) *site {
 		}
 	}
 	s.imapAddr = proctest.FreePort(t)
-	s.imapd = proctest.StartProc(t, binDir, "imapd", s.imapAddr, append([]string{"--listen", s.imapAddr}, s.DBFlags("mailbox")...)...)
+	args := append([]string{"--listen", s.imapAddr}, s.DBFlags("mailbox")...)
+	s.imapd = proctest.StartProc(t, binDir, "imapd", s.imapAddr, append(args, o.flags...)...)
 	return s
 }
 

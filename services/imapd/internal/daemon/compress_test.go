@@ -63,7 +63,7 @@ func capabilities(r *raw, tag string) string {
 // refused with [COMPRESSIONACTIVE], and the deflater is given back when
 // the session ends.
 func TestCompressDeflate(t *testing.T) {
-	k := start(t)
+	k := startWith(t, func(c *Config) { c.CompressSessions = 10 })
 	const n = 40
 	want := map[int]string{}
 	for i := 1; i <= n; i++ {
@@ -158,7 +158,7 @@ func TestCompressRefusals(t *testing.T) {
 		t.Errorf("NOOP in a session compressed with a slot given back: %q", tagged)
 	}
 
-	off := startWith(t, func(c *Config) { c.CompressSessions = -1 })
+	off := start(t) // COMPRESS off: the default
 	o := off.rawLogin()
 	if c := capabilities(o, "j"); strings.Contains(c, "COMPRESS") {
 		t.Errorf("COMPRESS offered with it off: %q", c)
@@ -173,7 +173,7 @@ func TestCompressRefusals(t *testing.T) {
 // stream that inflates to a huge command, end that connection only; the
 // slot is given back and other sessions are served.
 func TestCompressGarbage(t *testing.T) {
-	k := start(t)
+	k := startWith(t, func(c *Config) { c.CompressSessions = 10 })
 	for name, send := range map[string]func(r *raw){
 		"not deflate": func(r *raw) { r.c.Write([]byte("e NOOP\r\n\xff\xff\xff\xff garbage")) },
 		// 64 MiB of one byte inflates from a few kB: the command line

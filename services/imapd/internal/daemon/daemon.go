@@ -84,9 +84,8 @@ type Config struct {
 	// BodyCacheBytes bounds the whole mails kept for BODY[] (0: none).
 	BodyCacheBytes int64
 	// CompressSessions bounds the sessions with COMPRESS=DEFLATE active
-	// at once (0: DefaultCompressSessions; < 0: COMPRESS not offered).
-	// Past it, COMPRESS is answered NO and the session goes on
-	// uncompressed.
+	// at once (0: COMPRESS not offered). Past it, COMPRESS is answered NO
+	// and the session goes on uncompressed.
 	CompressSessions int
 	Logger           *slog.Logger // default: discard
 	// Debug writes the raw IMAP traffic (passwords included!) to the log
@@ -153,10 +152,6 @@ func (c *Config) applyDefaults() {
 // parsed mails of typical size (about 4 KiB each, most of it the header).
 const DefaultCacheBytes = 64 << 20
 
-// DefaultCompressSessions bounds the compressed sessions by default: each
-// deflater holds about 0.8 MiB, so at most some 80 MiB.
-const DefaultCompressSessions = 100
-
 // Connection limits by default. Per IP it is higher than smtpd's and
 // pop3d's: a mail client keeps several IMAP connections open (one per
 // folder it watches), and an office behind one NAT address has many.
@@ -208,8 +203,8 @@ func Run(ctx context.Context, cfg Config) error {
 		SearchCharset: session.SearchCharset,
 		Logger:        printer{log.With("part", "go-imap")},
 	}
-	if n := cmp.Or(cfg.CompressSessions, DefaultCompressSessions); n > 0 {
-		opts.Compress = compress.New(n, m.Compressed).Deflater
+	if cfg.CompressSessions > 0 {
+		opts.Compress = compress.New(cfg.CompressSessions, m.Compressed).Deflater
 	}
 	if cfg.Debug {
 		opts.DebugWriter = debugWriter{log}
