@@ -71,11 +71,11 @@ func (c *Conn) handleCompress(tag string, dec *imapwire.Decoder) error {
 	if err != nil {
 		return err
 	}
-	c.compressRelease = release
 	if err := writeStatusResp(enc.Encoder, tag, &imap.StatusResponse{
 		Type: imap.StatusResponseTypeOK,
 		Text: "DEFLATE active",
 	}); err != nil {
+		release()
 		return err
 	}
 
@@ -85,11 +85,20 @@ func (c *Conn) handleCompress(tag string, dec *imapwire.Decoder) error {
 	if _, err := io.CopyN(&buf, c.br, int64(c.br.Buffered())); err != nil {
 		panic(err) // unreachable
 	}
+	newInflater := c.server.options.Inflate
+	if newInflater == nil {
+		newInflater = flate.NewReader
+	}
+	inflater := newInflater(io.MultiReader(&buf, raw))
+	c.compressRelease = func() {
+		inflater.Close()
+		release()
+	}
 	rw := c.server.options.wrapReadWriter(struct {
 		io.Reader
 		io.Writer
 	}{
-		Reader: flate.NewReader(io.MultiReader(&buf, raw)),
+		Reader: inflater,
 		Writer: compressWriter{d},
 	})
 	c.br.Reset(rw)

@@ -71,9 +71,13 @@ type Options struct {
 	// a function called once when the connection ends (to give back its
 	// memory or a slot); an error is the answer instead (an *imap.Error
 	// for NO, e.g. when too many sessions are compressed). What the
-	// client sends is inflated with compress/flate: a reader keeps little
-	// memory, and clients send little.
+	// client sends is inflated by Inflate.
 	Compress func(w io.Writer) (Deflater, func(), error)
+	// Inflate, if set, decodes what a client sends once COMPRESS is
+	// active (twinmx patch); it is closed when the connection ends.
+	// Default compress/flate's reader, which gives out a client's command
+	// only at a sync flush, not at zlib's partial flush.
+	Inflate func(r io.Reader) io.ReadCloser
 }
 
 func (options *Options) wrapReadWriter(rw io.ReadWriter) io.ReadWriter {

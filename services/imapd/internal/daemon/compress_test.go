@@ -222,3 +222,19 @@ func waitGauge(t *testing.T, k *kit, name string, want float64) {
 		}
 	}
 }
+
+// TestCompressPartialFlush: a client that ends its commands with zlib's
+// Z_PARTIAL_FLUSH (an empty fixed block, as mbsync does) gets its answer;
+// with compress/flate's inflater the command waited until the session
+// timed out. The bytes are Python's zlib.compressobj(6, DEFLATED, -15):
+// compress(b"c NAMESPACE\r\n") + flush(Z_PARTIAL_FLUSH).
+func TestCompressPartialFlush(t *testing.T) {
+	k := startWith(t, func(c *Config) { c.CompressSessions = 10 })
+	r := k.rawLogin()
+	r.compress("b")
+	r.c.Write([]byte{0x4a, 0x56, 0xf0, 0x73, 0xf4, 0x75, 0x0d, 0x0e, 0x70, 0x74, 0x76, 0xe5, 0xe5, 0x02, 0x08})
+	r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, tagged := r.answer("c"); !strings.HasPrefix(tagged, "c OK") {
+		t.Fatalf("NAMESPACE sent with a partial flush: %q", tagged)
+	}
+}

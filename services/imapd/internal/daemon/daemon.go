@@ -26,6 +26,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire/connlimit"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/services/imapd/internal/compress"
+	"github.com/twinmx/twinmx/services/imapd/internal/inflate"
 	"github.com/twinmx/twinmx/services/imapd/internal/mailcache"
 	"github.com/twinmx/twinmx/services/imapd/internal/metrics"
 	"github.com/twinmx/twinmx/services/imapd/internal/session"
@@ -84,8 +85,9 @@ type Config struct {
 	// BodyCacheBytes bounds the whole mails kept for BODY[] (0: none).
 	BodyCacheBytes int64
 	// CompressSessions bounds the sessions with COMPRESS=DEFLATE active
-	// at once (0: COMPRESS not offered). Past it, COMPRESS is answered NO
-	// and the session goes on uncompressed.
+	// at once (0: COMPRESS not offered; imapd's flag defaults to
+	// DefaultCompressSessions). Past it, COMPRESS is answered NO and the
+	// session goes on uncompressed.
 	CompressSessions int
 	Logger           *slog.Logger // default: discard
 	// Debug writes the raw IMAP traffic (passwords included!) to the log
@@ -152,6 +154,10 @@ func (c *Config) applyDefaults() {
 // parsed mails of typical size (about 4 KiB each, most of it the header).
 const DefaultCacheBytes = 64 << 20
 
+// DefaultCompressSessions is --compress-sessions' default: each deflater
+// holds about 0.8 MiB, so at most some 80 MiB.
+const DefaultCompressSessions = 100
+
 // Connection limits by default. Per IP it is higher than smtpd's and
 // pop3d's: a mail client keeps several IMAP connections open (one per
 // folder it watches), and an office behind one NAT address has many.
@@ -205,6 +211,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.CompressSessions > 0 {
 		opts.Compress = compress.New(cfg.CompressSessions, m.Compressed).Deflater
+		opts.Inflate = inflate.NewReader
 	}
 	if cfg.Debug {
 		opts.DebugWriter = debugWriter{log}
