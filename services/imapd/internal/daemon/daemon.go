@@ -169,9 +169,11 @@ const (
 // caps is what imapd advertises (IMAP4rev1 plus what the sessions back;
 // go-imap adds IDLE, UNSELECT, ENABLE, STARTTLS and AUTH=PLAIN itself).
 // ESEARCH (RFC 4731): Session.Search fills MIN, MAX and COUNT besides ALL.
+// BINARY (RFC 3516): Session.Fetch decodes parts (IMAP4rev2 clients had it
+// already; compared with Dovecot in services/imapd/test).
 var caps = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}, imap.CapMove: {}, imap.CapSpecialUse: {},
 	imap.CapChildren: {}, imap.CapListExtended: {}, imap.CapListStatus: {}, imap.CapStatusSize: {},
-	imap.CapNamespace: {}, imap.CapESearch: {}, imap.CapIMAP4rev2: {}, imap.CapID: {}}
+	imap.CapNamespace: {}, imap.CapESearch: {}, imap.CapIMAP4rev2: {}, imap.CapID: {}, imap.CapBinary: {}}
 
 // Run serves IMAP until ctx ends.
 func Run(ctx context.Context, cfg Config) error {

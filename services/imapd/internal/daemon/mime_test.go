@@ -249,3 +249,25 @@ func TestHostileHeaders(t *testing.T) {
 	}
 	noPanics(t, k.reg)
 }
+
+// TestBinaryForIMAP4rev1: BINARY (RFC 3516) is offered to IMAP4rev1
+// clients too, and BINARY[1] of a base64 part is its decoded bytes, with
+// BINARY.SIZE their count.
+func TestBinaryForIMAP4rev1(t *testing.T) {
+	k := start(t)
+	k.deliver("From: a@x.example\r\nTo: alice@x.example\r\nSubject: att\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC/w==\r\n--b--\r\n")
+	r := k.rawLogin()
+	if c := capabilities(r, "c"); !strings.Contains(c, " BINARY") {
+		t.Errorf("BINARY not offered: %q", c)
+	}
+	r.send("d SELECT INBOX\r\n")
+	r.until("d OK")
+	r.send("e FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1])\r\n")
+	untagged, tagged := r.answer("e")
+	if !strings.HasPrefix(tagged, "e OK") || len(untagged) != 1 {
+		t.Fatalf("FETCH BINARY: %q, %q", untagged, tagged)
+	}
+	if got := untagged[0]; !strings.Contains(got, "BINARY.SIZE[1] 4") || !strings.Contains(got, "BINARY[1] ~{4}\r\n\x00\x01\x02\xff") {
+		t.Errorf("FETCH BINARY answered %q", got)
+	}
+}
