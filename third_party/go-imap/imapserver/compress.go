@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"compress/flate"
 	"io"
+	"net"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/internal/imapwire"
@@ -30,14 +32,35 @@ type Deflater interface {
 // bufio.Writer writes to it only when it is flushed (at the end of each
 // response) or full, and the client must be able to read a response as
 // soon as it is sent.
-type compressWriter struct{ d Deflater }
+//
+// Its lock and close keep a deflater given back from being written once
+// more: deflaters are reused by other connections, and a write that came
+// late (an update written by another goroutine as the connection ends)
+// would otherwise land in another user's stream.
+type compressWriter struct {
+	mu sync.Mutex
+	d  Deflater // nil once given back
+}
 
-func (w compressWriter) Write(p []byte) (int, error) {
+func (w *compressWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.d == nil {
+		return 0, net.ErrClosed
+	}
 	n, err := w.d.Write(p)
 	if err != nil {
 		return n, err
 	}
 	return n, w.d.Flush()
+}
+
+// close stops w's writes, then gives its deflater back.
+func (w *compressWriter) close(release func()) {
+	w.mu.Lock()
+	w.d = nil
+	w.mu.Unlock()
+	release()
 }
 
 func (c *Conn) handleCompress(tag string, dec *imapwire.Decoder) error {
@@ -90,16 +113,17 @@ func (c *Conn) handleCompress(tag string, dec *imapwire.Decoder) error {
 		newInflater = flate.NewReader
 	}
 	inflater := newInflater(io.MultiReader(&buf, raw))
+	cw := &compressWriter{d: d}
 	c.compressRelease = func() {
 		inflater.Close()
-		release()
+		cw.close(release)
 	}
 	rw := c.server.options.wrapReadWriter(struct {
 		io.Reader
 		io.Writer
 	}{
 		Reader: inflater,
-		Writer: compressWriter{d},
+		Writer: cw,
 	})
 	c.br.Reset(rw)
 	c.bw.Reset(rw)

@@ -238,3 +238,51 @@ func TestCompressPartialFlush(t *testing.T) {
 		t.Fatalf("NAMESPACE sent with a partial flush: %q", tagged)
 	}
 }
+
+// TestCompressReuseAfterIdle: a compressed session in IDLE whose client
+// hangs up while new mail is being announced gives its deflater back, and
+// the next session that takes it (the limit is 1) gets a clean stream,
+// twenty times. It fails when a reused deflater is not reset to its new
+// connection. The patch also refuses writes to a deflater given back (a
+// late update of the first session must never reach another user's
+// stream); that guard is defence in depth: imapd's IDLE writes from the
+// command's goroutine, and five -race runs of this test without the
+// guard found no late write.
+func TestCompressReuseAfterIdle(t *testing.T) {
+	k := startWith(t, func(c *Config) { c.CompressSessions = 1 })
+	k.deliver(mail(0))
+	for i := range 20 {
+		a := k.rawLogin()
+		a.compress("b")
+		a.send("c SELECT INBOX\r\n")
+		a.until("c OK")
+		a.send("d IDLE\r\n")
+		a.until("+ ")
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for j := range 3 {
+				k.deliver(mail(1000*i + j + 1))
+			}
+		}()
+		time.Sleep(time.Duration(i%5) * time.Millisecond)
+		a.c.Close()
+		<-done
+		waitGauge(t, k, "twinmx_imapd_compressed_sessions", 0)
+
+		b := k.rawLogin()
+		b.compress("e")
+		b.send("f SELECT INBOX\r\n")
+		if _, tagged := b.answer("f"); !strings.HasPrefix(tagged, "f OK") {
+			t.Fatalf("round %d: SELECT in the session that took the deflater: %q", i, tagged)
+		}
+		b.send("g FETCH 1 (BODY.PEEK[])\r\n")
+		untagged, tagged := b.answer("g")
+		if !strings.HasPrefix(tagged, "g OK") || fetchedBodies(untagged)[1] != mail(0) {
+			t.Fatalf("round %d: FETCH in the session that took the deflater: %q, %q", i, untagged, tagged)
+		}
+		b.send("h LOGOUT\r\n")
+		b.until("h OK")
+		waitGauge(t, k, "twinmx_imapd_compressed_sessions", 0)
+	}
+}
