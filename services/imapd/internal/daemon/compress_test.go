@@ -243,12 +243,13 @@ func TestCompressPartialFlush(t *testing.T) {
 // hangs up while new mail is being announced gives its deflater back, and
 // the next session that takes it (the limit is 1) gets a clean stream,
 // twenty times. It fails when a reused deflater is not reset to its new
-// connection. The patch also refuses writes to a deflater given back: a
-// late update of the first session must never reach another user's
-// stream, and one can come late, because go-imap's IDLE returns on a
-// failed read without waiting for the session's Idle goroutine, which may
-// be writing an update. That window is small: five -race runs of this
-// test without the guard caught no late write.
+// connection. The patch also refuses writes to a deflater given back, so
+// that a late update of the first session can never reach another user's
+// stream. go-imap's IDLE returns on a failed read without waiting for the
+// session's Idle goroutine, but imapd's Session.Close waits for it
+// (idleMu), and the connection closes its session before it gives the
+// deflater back: the guard is for any other writer, and five -race runs
+// of this test without it caught no late write.
 func TestCompressReuseAfterIdle(t *testing.T) {
 	k := startWith(t, func(c *Config) { c.CompressSessions = 1 })
 	k.deliver(mail(0))
