@@ -172,7 +172,7 @@ func newPostfix(t testing.TB, cfg postfixConfig) *postfix {
 		t.Fatal(err)
 	}
 	// No chroot: the queue is in a temporary folder.
-	master := p.addr + ` inet n - n - - smtpd
+	const services = `
 pickup    unix  n - n 60    1 pickup
 cleanup   unix  n - n -     0 cleanup
 qmgr      unix  n - n 300   1 qmgr
@@ -194,11 +194,23 @@ scache    unix  - - n -     1 scache
 tlsmgr    unix  - - n 1000? 1 tlsmgr
 postlog   unix-dgram n - n - 1 postlogd
 `
-	if err := os.WriteFile(filepath.Join(p.conf, "master.cf"), []byte(master), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(postfixBin, "-c", p.conf, "start").CombinedOutput(); err != nil {
-		t.Fatalf("postfix start: %v\n%s\nlog:\n%s", err, out, p.log())
+	// The port comes from proctest.FreePort, which closes its listener:
+	// another test's connection may take the port before Postfix binds it
+	// (CI saw "bind 127.0.0.1 port 42283: Address already in use"). Then
+	// Postfix is started again on another port, at most three times.
+	for attempt := 1; ; attempt++ {
+		if err := os.WriteFile(filepath.Join(p.conf, "master.cf"), []byte(p.addr+" inet n - n - - smtpd"+services), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(postfixBin, "-c", p.conf, "start").CombinedOutput()
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(p.log(), "Address already in use") {
+			t.Fatalf("postfix start: %v\n%s\nlog:\n%s", err, out, p.log())
+		}
+		t.Logf("postfix start: port %s taken meanwhile; trying another", p.addr)
+		p.addr = proctest.FreePort(t)
 	}
 	running.Lock()
 	running.confs[p.conf] = true
