@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -44,14 +45,65 @@ func Build(prefix string, programs map[string]string) (string, error) {
 
 // FreePort returns a loopback address that was free a moment ago. Services
 // get fixed ports so that a restarted process keeps its address.
+//
+// The port is drawn at random below the kernel's ephemeral range (where
+// it lies, read from Linux's ip_local_port_range), not asked of the kernel
+// with port 0: a port the kernel hands out is an ephemeral one, and once
+// this function closes its listener the kernel may hand it again to any
+// process's outgoing connection before the test's server binds it (CI
+// saw a Postfix under test fail with "Address already in use"). Outgoing
+// connections never take a port below the range. Where the range cannot
+// be read or leaves too little room, port 0 is used as before.
 func FreePort(t testing.TB) string {
 	t.Helper()
+	if low := ephemeralLow(); low-minPort >= 1000 {
+		for range 100 {
+			port := minPort + rand.IntN(low-minPort)
+			if _, taken := handedOut.LoadOrStore(port, true); taken {
+				continue
+			}
+			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+			if ln, err := net.Listen("tcp", addr); err == nil {
+				ln.Close()
+				return addr
+			}
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// handedOut holds the ports FreePort returned in this process, so it
+// never returns one twice (a test may take two before it binds either, or
+// keep one unbound as an address where nothing listens). Process-wide on
+// purpose: the ports are.
+var handedOut sync.Map
+
+// minPort keeps FreePort above the ports of well-known and registered
+// services a developer's machine may run (up to 10000 covers the usual
+// ones: databases, caches, proxies).
+const minPort = 10000
+
+// ephemeralLow returns the first port of the kernel's ephemeral range, or
+// 0 if it is unknown (not Linux).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0
+	}
+	return low
 }
 
 // WaitListening polls addr until it accepts a connection, for at most
