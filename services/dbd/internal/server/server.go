@@ -186,22 +186,17 @@ func New(cfg Config) (*Server, error) {
 }
 
 // SetClients replaces the allowed clients (a reload of the clients file).
-// Connections whose key is no longer listed, whose role changed or whose
-// not-after has passed are closed.
+// Connections whose key is no longer listed, or whose role changed, are
+// closed; those of keys past their not-after are closed by expireLoop,
+// which this wakes.
 func (s *Server) SetClients(c *auth.Clients) {
 	s.clientsMu.Lock()
 	s.clients = c
 	s.clientsMu.Unlock()
-	now := s.cfg.Now()
 	s.mu.Lock()
 	for cn := range s.mu.conns {
-		cl, ok := c.Lookup(cn.peer)
-		switch {
-		case !ok || cl.Role != cn.role:
+		if cl, ok := c.Lookup(cn.peer); !ok || cl.Role != cn.role {
 			s.log.Info("closing connection of a removed client key", "conn", cn.id, "role", cn.role)
-			cn.wc.Close()
-		case cl.Expired(now):
-			s.log.Info("closing connection of an expired client key", "conn", cn.id, "role", cn.role, "key_file", cl.Name)
 			cn.wc.Close()
 		}
 	}
@@ -289,7 +284,7 @@ func (s *Server) sweepExpired(last, now time.Time) time.Time {
 	soonest := map[auth.Role]time.Time{}
 	for _, cl := range c.WithNotAfter() {
 		if cl.Expired(now) {
-			if cl.NotAfter.After(last) || cl.NotAfter.Equal(last) {
+			if !cl.NotAfter.Before(last) { // newly passed: log it once
 				s.log.Warn("client key expired: its handshakes are refused from now on",
 					"key_file", cl.Name, "role", cl.Role, "not_after", cl.NotAfter)
 			}

@@ -62,14 +62,11 @@ type decoder struct {
 // final block).
 func (d *decoder) run() error {
 	for {
-		final, err := d.getBits(1)
+		hdr, err := d.getBits(3) // BFINAL, then BTYPE
 		if err != nil {
 			return err
 		}
-		kind, err := d.getBits(2)
-		if err != nil {
-			return err
-		}
+		final, kind := hdr&1, hdr>>1
 		switch kind {
 		case 0:
 			err = d.stored()
@@ -318,19 +315,12 @@ var clOrder = [19]uint8{16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 1
 
 // dynamicCodes reads a dynamic block's codes (RFC 1951 §3.2.7).
 func (d *decoder) dynamicCodes() error {
-	hlit, err := d.getBits(5)
+	hdr, err := d.getBits(14) // HLIT (5 bits), HDIST (5), HCLEN (4)
 	if err != nil {
 		return err
 	}
-	hdist, err := d.getBits(5)
-	if err != nil {
-		return err
-	}
-	hclen, err := d.getBits(4)
-	if err != nil {
-		return err
-	}
-	nlit, ndist := int(hlit)+257, int(hdist)+1
+	hclen := hdr >> 10
+	nlit, ndist := int(hdr&31)+257, int(hdr>>5&31)+1
 	if nlit > 286 || ndist > 30 {
 		return fmt.Errorf("%w: %d literal/length and %d distance codes", ErrCorrupt, nlit, ndist)
 	}
