@@ -17,4 +17,4 @@ export GODEBUG="${GODEBUG-schedtrace=2000000000}"
 cd "$(dirname "$0")/../../services/imapd"
 TWINMX_BENCH=1 TWINMX_BENCH_MAILS="${1:-1000}" \
 	go test -count=1 -timeout 20m -run TestBenchFetchVsDovecot -v ./test/ |
-	grep -E 'FETCH BODY|imapd:|dovecot:|ratio|CPU during|again|^(--- |ok|FAIL)'
+	grep -E 'FETCH BODY|imapd:|dovecot:|ratio|CPU during|CPU after|again|^(--- |ok|FAIL)'
