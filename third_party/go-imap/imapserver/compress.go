@@ -31,15 +31,25 @@ type Deflater interface {
 // compressWriter flushes the deflater at every write: the connection's
 // bufio.Writer writes to it only when it is flushed (at the end of each
 // response) or full, and the client must be able to read a response as
-// soon as it is sent.
+// soon as it is sent. While held (a FETCH writing its responses, see
+// Conn.hold) the writes of full buffers are deflated without a flush,
+// and the next write after the hold, which a flush of the bufio.Writer
+// makes, flushes them all.
 //
 // Its lock and close keep a deflater given back from being written once
 // more: deflaters are reused by other connections, and a write that came
 // late (an update written by another goroutine as the connection ends)
 // would otherwise land in another user's stream.
 type compressWriter struct {
-	mu sync.Mutex
-	d  Deflater // nil once given back
+	mu   sync.Mutex
+	d    Deflater // nil once given back
+	held bool
+}
+
+func (w *compressWriter) hold(on bool) {
+	w.mu.Lock()
+	w.held = on
+	w.mu.Unlock()
 }
 
 func (w *compressWriter) Write(p []byte) (int, error) {
@@ -49,7 +59,7 @@ func (w *compressWriter) Write(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	n, err := w.d.Write(p)
-	if err != nil {
+	if err != nil || w.held {
 		return n, err
 	}
 	return n, w.d.Flush()
@@ -114,6 +124,7 @@ func (c *Conn) handleCompress(tag string, dec *imapwire.Decoder) error {
 	}
 	inflater := newInflater(io.MultiReader(&buf, raw))
 	cw := &compressWriter{d: d}
+	c.compressW = cw // c.encMutex is held (enc)
 	c.compressRelease = func() {
 		inflater.Close()
 		cw.close(release)

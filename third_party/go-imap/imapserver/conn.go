@@ -39,6 +39,13 @@ type Conn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	encMutex sync.Mutex
+	// held, guarded by encMutex, keeps responses in the write buffer
+	// until it is full or a response is written unheld (twinmx patch,
+	// see hold).
+	held bool
+	// compressW is the deflating writer once COMPRESS is active (twinmx
+	// patch); guarded by encMutex.
+	compressW *compressWriter
 
 	mutex   sync.Mutex
 	conn    net.Conn
@@ -535,6 +542,7 @@ func newResponseEncoder(conn *Conn) *responseEncoder {
 	wireEnc.QuotedUTF8 = quotedUTF8
 
 	conn.encMutex.Lock() // released by responseEncoder.end
+	wireEnc.Held = conn.held
 	conn.setWriteTimeout(respWriteTimeout)
 	return &responseEncoder{
 		Encoder: wireEnc,

@@ -88,10 +88,27 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 	}
 
 	w := &FetchWriter{conn: c, options: writerOptions}
+	c.hold(true)
+	defer c.hold(false)
 	if err := c.session.Fetch(w, numSet, &options); err != nil {
 		return err
 	}
 	return nil
+}
+
+// hold (twinmx patch, see TWINMX-PATCH.md) keeps the responses written
+// while on in the connection's write buffer until it is full, instead of
+// sending each one at its end: a FETCH of many mails is sent in full
+// buffers (fewer writes) and, under COMPRESS, deflated without a sync
+// flush a response. Turning it off sends nothing by itself: the next
+// response written (the command's tagged one) flushes all.
+func (c *Conn) hold(on bool) {
+	c.encMutex.Lock()
+	defer c.encMutex.Unlock()
+	c.held = on
+	if c.compressW != nil {
+		c.compressW.hold(on)
+	}
 }
 
 func handleFetchAtt(dec *imapwire.Decoder, attName string, options *imap.FetchOptions, writerOptions *fetchWriterOptions) error {

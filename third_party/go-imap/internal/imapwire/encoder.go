@@ -18,6 +18,10 @@ import (
 // CRLF is called. These methods return the Encoder so that calls can be
 // chained.
 type Encoder struct {
+	// Held makes CRLF end a response without flushing the writer (twinmx
+	// patch, see TWINMX-PATCH.md): the server sets it while a FETCH
+	// writes its responses, which then leave in full buffers.
+	Held bool
 	// QuotedUTF8 allows raw UTF-8 in quoted strings. This requires IMAP4rev2
 	// to be available, or UTF8=ACCEPT to be enabled.
 	QuotedUTF8 bool
@@ -66,7 +70,7 @@ func (enc *Encoder) writeString(s string) *Encoder {
 // CRLF writes a "\r\n" sequence and flushes the buffered writer.
 func (enc *Encoder) CRLF() error {
 	enc.writeString("\r\n")
-	if enc.err != nil {
+	if enc.err != nil || enc.Held {
 		return enc.err
 	}
 	return enc.w.Flush()
