@@ -52,6 +52,18 @@ func (r *raw) compress(tag string) *countingReader {
 	return cr
 }
 
+// deliverRepeating delivers mails 1..n, mail i with the line format
+// (given i) repeated reps times as its text, and returns them by number.
+func deliverRepeating(k *kit, n int, format string, reps int) map[int]string {
+	want := map[int]string{}
+	for i := 1; i <= n; i++ {
+		m := mail(i) + strings.Repeat(fmt.Sprintf(format, i), reps)
+		k.deliver(m)
+		want[i] = m
+	}
+	return want
+}
+
 func capabilities(r *raw, tag string) string {
 	r.t.Helper()
 	r.send(tag + " CAPABILITY\r\n")
@@ -70,12 +82,7 @@ func capabilities(r *raw, tag string) string {
 func TestCompressDeflate(t *testing.T) {
 	k := startWith(t, func(c *Config) { c.CompressSessions = 10 })
 	const n = 40
-	want := map[int]string{}
-	for i := 1; i <= n; i++ {
-		m := mail(i) + strings.Repeat(fmt.Sprintf("Line %d of a text that repeats, as text in mail does.\r\n", i), 50)
-		k.deliver(m)
-		want[i] = m
-	}
+	want := deliverRepeating(k, n, "Line %d of a text that repeats, as text in mail does.\r\n", 50)
 	r := k.raw()
 	if c := capabilities(r, "a"); strings.Contains(c, "COMPRESS") {
 		t.Errorf("COMPRESS offered before login: %q", c)
@@ -132,12 +139,7 @@ func TestCompressDeflate(t *testing.T) {
 func TestCompressFetchHeld(t *testing.T) {
 	k := startWith(t, func(c *Config) { c.CompressSessions = 10 })
 	const n = 60
-	want := map[int]string{}
-	for i := 1; i <= n; i++ {
-		m := mail(i) + strings.Repeat(fmt.Sprintf("Line %d of a short mail.\r\n", i), 5)
-		k.deliver(m)
-		want[i] = m
-	}
+	want := deliverRepeating(k, n, "Line %d of a short mail.\r\n", 5)
 	r := k.raw()
 	r.send(fmt.Sprintf("a LOGIN %s %q\r\n", login, password))
 	r.until("a OK")
