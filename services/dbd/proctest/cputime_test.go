@@ -37,6 +37,41 @@ func TestCPUTime(t *testing.T) {
 	}
 }
 
+// TestCPUTimeFine: where the kernel keeps per-thread schedstat, CPUTime
+// is not in 10 ms steps, and it agrees with /proc/PID/stat's user +
+// system time to within two of those steps.
+func TestCPUTimeFine(t *testing.T) {
+	if _, ok := threadsRunTime(os.Getpid()); !ok {
+		t.Skip("no /proc/PID/task/*/schedstat here: CPUTime counts in 10 ms steps")
+	}
+	step := time.Second / clockTicks
+	x, fine := uint64(1), false
+	for range 20 {
+		for i := 0; i < 2000000; i++ {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+		got, err := CPUTime(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := statFields(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		coarse, err := ticks(f[11:13])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := got - coarse; d < -2*step || d > 2*step+coarse/50 {
+			t.Fatalf("CPUTime %s, /proc/PID/stat %s (x=%d)", got, coarse, x)
+		}
+		fine = fine || got%step != 0
+	}
+	if !fine {
+		t.Error("CPUTime was a multiple of 10 ms in 20 readings: not the threads' run time")
+	}
+}
+
 // TestTreeCPUTime: the CPU time of a child that ended and was waited for
 // counts in its parent's tree, not in the parent's own time.
 func TestTreeCPUTime(t *testing.T) {

@@ -195,7 +195,7 @@ func (r benchResult) cpuText() string { return durations(r.cpu) }
 func durations(m map[string]time.Duration) string {
 	var parts []string
 	for _, name := range slices.Sorted(maps.Keys(m)) {
-		parts = append(parts, fmt.Sprintf("%s %.2fs", name, m[name].Seconds()))
+		parts = append(parts, fmt.Sprintf("%s %.3fs", name, m[name].Seconds()))
 	}
 	return strings.Join(parts, ", ")
 }
