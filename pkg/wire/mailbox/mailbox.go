@@ -196,6 +196,9 @@ func (s *Store) Rows(ctx context.Context, parent model.Key, after uint64, append
 		if err != nil {
 			return nil, 0, err
 		}
+		if ms == nil {
+			ms = make([]Message, 0, len(rows))
+		}
 		for i := range rows {
 			r := &rows[i]
 			after = r.RowNo

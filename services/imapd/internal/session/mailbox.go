@@ -101,6 +101,7 @@ func reconcile(members []member, placed []store.PlacedRow) (view []placedMsg, mi
 		byKey[m.m.Receive] = i
 	}
 	done := make([]bool, len(members))
+	view = make([]placedMsg, 0, min(len(placed), len(members)))
 	for _, p := range placed {
 		i, ok := byKey[p.Receive]
 		if !ok || done[i] || members[i].gen != p.Gen {
