@@ -61,7 +61,17 @@ func (f FolderID) System() bool { return f >= FolderInbox && f <= FolderDrafts }
 func (f FolderID) Valid() bool { return f.System() || f>>63 == 1 }
 
 // String is the id in 16 hex digits (as in column names).
-func (f FolderID) String() string { return fmt.Sprintf("%016x", uint64(f)) }
+func (f FolderID) String() string {
+	// By hand, not fmt: imapd names a folder's columns with it for every
+	// mail of a listing.
+	const digits = "0123456789abcdef"
+	var b [16]byte
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = digits[f&0xf]
+		f >>= 4
+	}
+	return string(b[:])
+}
 
 func parseFolderID(s string) (FolderID, bool) {
 	if len(s) != 16 {

@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -277,6 +278,22 @@ func TestDecodeLink(t *testing.T) {
 		got, ok := decodeLink(s)
 		if wantOK := werr == nil && len(want) == KeySize; ok != wantOK || ok && !bytes.Equal(got[:], want) {
 			t.Fatalf("%q: decodeLink %x %v, keyBase32 %x %v", s, got, ok, want, werr)
+		}
+	}
+}
+
+// TestFolderIDString: the hand-made hex is fmt's %016x.
+func TestFolderIDString(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, f := range []FolderID{0, 1, FolderInbox, FolderJunk, 0xffffffffffffffff, 0x0123456789abcdef} {
+		if got, want := f.String(), fmt.Sprintf("%016x", uint64(f)); got != want {
+			t.Errorf("%d: %q, want %q", uint64(f), got, want)
+		}
+	}
+	for range 10000 {
+		f := FolderID(rng.Uint64() >> rng.IntN(64))
+		if got, want := f.String(), fmt.Sprintf("%016x", uint64(f)); got != want {
+			t.Fatalf("%d: %q, want %q", uint64(f), got, want)
 		}
 	}
 }

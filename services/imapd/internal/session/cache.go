@@ -256,7 +256,15 @@ func (c *rowCache) uidNext(id model.FolderID, msgs []*message) imap.UID {
 // members returns the visible rows of the cache in folder id, in listing
 // order.
 func (c *rowCache) members(id model.FolderID) []member {
-	var out []member
+	// Most of a folder's members are at home in it (INBOX: every SMTP
+	// delivery); moved mail makes the slice grow.
+	n := 0
+	for _, p := range c.parents {
+		if p.home == id {
+			n += len(p.msgs)
+		}
+	}
+	out := make([]member, 0, n)
 	isMember := model.MemberTest(id)
 	for _, p := range c.parents {
 		for i := range p.msgs {

@@ -234,6 +234,9 @@ func (s *Store) Placements(ctx context.Context, folder model.Key, inc uint64, af
 		if err != nil {
 			return nil, 0, err
 		}
+		if out == nil {
+			out = make([]PlacedRow, 0, len(rows))
+		}
 		for _, r := range rows {
 			after = r.RowNo
 			p, err := model.ParsePlacementContent(r.Content)
