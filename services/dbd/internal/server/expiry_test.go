@@ -138,16 +138,7 @@ func TestClientKeyNotAfter(t *testing.T) {
 	// A reload that gives a live key a past not-after closes its session.
 	write(soon.Format(time.RFC3339), "2020-01-31")
 	logs.waitCount(t, 4, "clients file reloaded")
-	extClosed := make(chan error, 1)
-	go func() {
-		_, err := extLive.ReadFrame()
-		extClosed <- err
-	}()
-	select {
-	case <-extClosed:
-	case <-ctx.Done():
-		t.Fatal("a reload moved a key's not-after into the past and its session stayed open")
-	}
+	waitClosed(ctx, t, extLive, "a reload moved a key's not-after into the past and its session stayed open")
 }
 
 // TestClientKeyNotAfterGauge: the gauge holds, per role, the soonest

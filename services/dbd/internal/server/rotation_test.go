@@ -103,16 +103,7 @@ func TestKeyRotation(t *testing.T) {
 	if err := writeFile(e.Clients, strings.Replace(string(base), "smtpd keys/smtpd.pub\n", "", 1)+"smtpd keys/smtpd-next.pub\n"); err != nil {
 		t.Fatal(err)
 	}
-	closed := make(chan error, 1)
-	go func() {
-		_, err := oldLive.ReadFrame()
-		closed <- err
-	}()
-	select {
-	case <-closed:
-	case <-ctx.Done():
-		t.Fatal("the old key's live session stayed open after its removal")
-	}
+	waitClosed(ctx, t, oldLive, "the old key's live session stayed open after its removal")
 	logs.waitCount(t, 2, "clients file reloaded")
 	if wc, err := handshake(ctx, e, oldKey); err == nil {
 		wc.Close()
@@ -198,6 +189,22 @@ func dialKey(t *testing.T, e *dbdtest.Env, kp wire.KeyPair) *wire.Conn {
 	}
 	t.Cleanup(func() { wc.Close() })
 	return wc
+}
+
+// waitClosed waits until dbd ends the session of wc (its next read
+// fails), failing with what when ctx ends first.
+func waitClosed(ctx context.Context, t *testing.T, wc *wire.Conn, what string) {
+	t.Helper()
+	closed := make(chan error, 1)
+	go func() {
+		_, err := wc.ReadFrame()
+		closed <- err
+	}()
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		t.Fatal(what)
+	}
 }
 
 // pingRaw sends a ping with request id id on wc and requires its answer.

@@ -151,16 +151,7 @@ func TestKeyRemovalClosesSessions(t *testing.T) {
 	if err := writeFile(e.Clients, "admin keys/admin.pub\n"); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := wc.ReadFrame()
-		done <- err
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		t.Fatal("session of a removed key stayed open")
-	}
+	waitClosed(ctx, t, wc, "session of a removed key stayed open")
 	if err := e.Client(auth.Admin).Ping(ctx); err != nil {
 		t.Fatalf("admin after reload: %v", err)
 	}
