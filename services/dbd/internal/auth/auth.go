@@ -9,6 +9,7 @@ package auth
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -295,12 +296,18 @@ const maxClientsLine = 1 << 20
 // blank lines and lines starting with '#' are ignored. Every problem is
 // reported, with line numbers.
 func LoadClients(path string) (*Clients, error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read clients file: %w", err)
 	}
-	defer f.Close()
-	return parseClients(f, path, func(p string) (wire.PublicKey, error) {
+	return ParseClientsFile(path, b)
+}
+
+// ParseClientsFile parses the content of the clients file at path, read
+// beforehand (LoadClients's rules); relative key paths are resolved from
+// path's folder.
+func ParseClientsFile(path string, content []byte) (*Clients, error) {
+	return parseClients(bytes.NewReader(content), path, func(p string) (wire.PublicKey, error) {
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(filepath.Dir(path), p)
 		}

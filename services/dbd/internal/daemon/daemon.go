@@ -195,7 +195,9 @@ func Run(ctx context.Context, cfg Config) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		reloadClients(rctx, cfg, srv, log, clientsDigest, hup)
+		t := time.NewTicker(cfg.ReloadInterval)
+		defer t.Stop()
+		reloadClients(rctx, newClientsReloader(cfg.Clients, srv, log, clientsDigest), t.C, hup)
 	}()
 	log.Info("dbd serving", "listen", ln.Addr().String(), "site", site, "clients", clients.Len(), "data", cfg.Data)
 	if cfg.Ready != nil {
@@ -251,34 +253,81 @@ func afterFailure(ctx context.Context, cfg Config, st *store.Store, serveErr <-c
 	return res != spaceStopped || ctx.Err() != nil
 }
 
-// reloadClients reloads the clients file on SIGHUP and when its content
-// changes (compared by digest: a modification time can stay the same
-// across a quick rewrite). A bad file is logged and ignored: the old list
-// stays in force.
-func reloadClients(ctx context.Context, cfg Config, srv *server.Server, log *slog.Logger, last [32]byte, hup <-chan os.Signal) {
-	t := time.NewTicker(cfg.ReloadInterval)
-	defer t.Stop()
+// clientSetter takes a new list of clients (server.Server).
+type clientSetter interface {
+	SetClients(*auth.Clients)
+}
+
+// reloadClients reloads the clients file on SIGHUP and when a check (each
+// tick) finds its content changed; see clientsReloader.
+func reloadClients(ctx context.Context, r *clientsReloader, tick <-chan time.Time, hup <-chan os.Signal) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-		case <-t.C:
-			d := fileDigest(cfg.Clients)
-			if d == last {
-				continue
-			}
-			last = d
+			r.reload()
+		case <-tick:
+			r.check()
 		}
-		c, err := auth.LoadClients(cfg.Clients)
-		if err != nil {
-			log.Error("reload clients file; keeping the old list", "err", err)
-			continue
-		}
-		srv.SetClients(c)
-		log.Info("clients file reloaded", "clients", c.Len())
-		warnExpiring(log, c, time.Now())
 	}
+}
+
+// clientsReloader reloads the clients file when its content changes
+// (compared by digest: a modification time can stay the same across a
+// quick rewrite). A change is taken only once two checks in a row find
+// the same new content: a file rewritten in place (os.WriteFile, many
+// editors) is empty or half-written for a moment, and a list read then
+// would close the sessions of every key it lacks. The content parsed is
+// the content compared. A bad file is logged and ignored: the old list
+// stays in force.
+type clientsReloader struct {
+	path string
+	set  clientSetter
+	log  *slog.Logger
+	last [32]byte // the content in force (or last refused)
+	seen [32]byte // the content the latest check found
+}
+
+func newClientsReloader(path string, set clientSetter, log *slog.Logger, loaded [32]byte) *clientsReloader {
+	return &clientsReloader{path: path, set: set, log: log, last: loaded, seen: loaded}
+}
+
+// check reads the file and takes it if the check before found the same
+// changed content.
+func (r *clientsReloader) check() {
+	content, err := os.ReadFile(r.path)
+	d := digest(content, err)
+	if d == r.last || d != r.seen {
+		r.seen = d // unchanged, or changed since the last check: look again at the next
+		return
+	}
+	r.last = d
+	r.take(content, err)
+}
+
+// reload reads and takes the file at once (SIGHUP: the operator says it
+// is complete).
+func (r *clientsReloader) reload() {
+	content, err := os.ReadFile(r.path)
+	r.last = digest(content, err)
+	r.seen = r.last
+	r.take(content, err)
+}
+
+func (r *clientsReloader) take(content []byte, readErr error) {
+	if readErr != nil {
+		r.log.Error("reload clients file; keeping the old list", "err", fmt.Errorf("read clients file: %w", readErr))
+		return
+	}
+	c, err := auth.ParseClientsFile(r.path, content)
+	if err != nil {
+		r.log.Error("reload clients file; keeping the old list", "err", err)
+		return
+	}
+	r.set.SetClients(c)
+	r.log.Info("clients file reloaded", "clients", c.Len())
+	warnExpiring(r.log, c, time.Now())
 }
 
 // warnExpiring logs the listed keys that have expired or expire within
@@ -297,9 +346,13 @@ func warnExpiring(log *slog.Logger, c *auth.Clients, now time.Time) {
 
 // fileDigest returns the SHA-256 of a file's content (zero if unreadable).
 func fileDigest(path string) [32]byte {
-	b, err := os.ReadFile(path)
+	return digest(os.ReadFile(path))
+}
+
+// digest returns the SHA-256 of content read, zero after a read error.
+func digest(content []byte, err error) [32]byte {
 	if err != nil {
 		return [32]byte{}
 	}
-	return sha256.Sum256(b)
+	return sha256.Sum256(content)
 }
