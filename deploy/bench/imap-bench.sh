@@ -11,9 +11,10 @@ set -eu
 # docs/benchmarks.md, sixteenth session), unless GODEBUG is set already
 # (GODEBUG= for the runtime's default). The test client gets it too.
 export GODEBUG="${GODEBUG-schedtrace=2000000000}"
-# GOGC is left as it is: dbd.env sets 400, imapd.env does not, and the test
-# gives both processes one environment (dbd's CPU in FETCH was the same either
-# way, docs/operations.md §8).
+# GOGC and the other runtime variables of each program's env file (dbd.env:
+# GOGC=400; imapd.env: the default) are given to dbd and imapd by the test
+# (proctest.RuntimeEnv), unless the environment sets them (`GOGC=100
+# deploy/bench/...` runs both with the default).
 cd "$(dirname "$0")/../../services/imapd"
 TWINMX_BENCH=1 TWINMX_BENCH_MAILS="${1:-1000}" \
 	go test -count=1 -timeout 20m -run TestBenchFetchVsDovecot -v ./test/ |

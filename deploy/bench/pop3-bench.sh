@@ -10,8 +10,10 @@ set -eu
 # docs/benchmarks.md, sixteenth session), unless GODEBUG is set already
 # (GODEBUG= for the runtime's default). The test client gets it too.
 export GODEBUG="${GODEBUG-schedtrace=2000000000}"
-# GOGC is left as it is: dbd.env sets 400, pop3d.env does not, and the test
-# gives both processes one environment (docs/operations.md §8).
+# GOGC and the other runtime variables of each program's env file (dbd.env:
+# GOGC=400; pop3d.env: the default) are given to dbd and pop3d by the test
+# (proctest.RuntimeEnv), unless the environment sets them (`GOGC=100
+# deploy/bench/...` runs both with the default).
 cd "$(dirname "$0")/../.."
 if [ "$(id -u)" != 0 ]; then
 	echo "pop3-bench.sh: run as root (Dovecot needs it)" >&2

@@ -34,6 +34,8 @@ type DBConfig struct {
 	Clients []string
 	// Flags are more dbd flags.
 	Flags []string
+	// Env is more environment (NAME=VALUE) for dbd, e.g. RuntimeEnv's.
+	Env []string
 }
 
 // DB is one dbd process of a black-box test, run as an operator runs
@@ -48,9 +50,11 @@ type DB struct {
 	Site string
 	// Flags are more dbd flags for the next Start.
 	Flags []string
-	Pub   wire.PublicKey
-	Cmd   *exec.Cmd // nil while dbd does not run
-	Log   *SyncBuffer
+	// Env is more environment (NAME=VALUE) for the next Start.
+	Env []string
+	Pub wire.PublicKey
+	Cmd *exec.Cmd // nil while dbd does not run
+	Log *SyncBuffer
 
 	adminOnce sync.Once
 	admin     *client.Client
@@ -61,7 +65,7 @@ type DB struct {
 // test failed, logs the end of its log.
 func NewDB(t testing.TB, cfg DBConfig) *DB {
 	t.Helper()
-	d := &DB{t: t, bin: cfg.Bin, Dir: cfg.Dir, Site: cfg.Site, Flags: cfg.Flags}
+	d := &DB{t: t, bin: cfg.Bin, Dir: cfg.Dir, Site: cfg.Site, Flags: cfg.Flags, Env: cfg.Env}
 	if d.Dir == "" {
 		d.Dir = t.TempDir()
 	}
@@ -126,6 +130,9 @@ func (d *DB) Start() {
 	}
 	d.Log = &SyncBuffer{}
 	d.Cmd = exec.Command(filepath.Join(d.bin, "dbd"), append(args, d.Flags...)...)
+	if len(d.Env) > 0 {
+		d.Cmd.Env = append(os.Environ(), d.Env...)
+	}
 	d.Cmd.Stderr = d.Log
 	DieWithTest(d.Cmd)
 	if err := d.Cmd.Start(); err != nil {

@@ -64,7 +64,7 @@ func TestBenchFetchVsDovecot(t *testing.T) {
 	if len(corpus) > n {
 		corpus = corpus[:n]
 	}
-	s := newSiteWith(t, siteOptions{flags: []string{"--compress-sessions", "4"}})
+	s := newSiteWith(t, siteOptions{flags: []string{"--compress-sessions", "4"}, deployed: true})
 	s.deliver(corpus)
 	host, port, _ := strings.Cut(s.imapAddr, ":")
 	ourSrv := server{

@@ -61,6 +61,7 @@ type siteOptions struct {
 	backupdPub string   // a backupd public key dbd accepts (role backupd)
 	noUser     bool     // the account comes by replication
 	flags      []string // more imapd flags
+	deployed   bool     // dbd and imapd with their env files' runtime settings (benchmarks)
 }
 
 func newSiteWith(t testing.TB, o siteOptions) *site {
@@ -68,6 +69,9 @@ func newSiteWith(t testing.TB, o siteOptions) *site {
 	cfg := proctest.DBConfig{Bin: binDir, Keys: map[string]string{"mailbox": "mailbox"}}
 	if o.backupdPub != "" {
 		cfg.Clients = []string{"backupd " + o.backupdPub}
+	}
+	if o.deployed {
+		cfg.Env = proctest.RuntimeEnv(t, "dbd")
 	}
 	s := &site{DB: proctest.NewDB(t, cfg)}
 	s.Start()
@@ -78,7 +82,11 @@ func newSiteWith(t testing.TB, o siteOptions) *site {
 	}
 	s.imapAddr = proctest.FreePort(t)
 	args := append([]string{"--listen", s.imapAddr}, s.DBFlags("mailbox")...)
-	s.imapd = proctest.StartProc(t, binDir, "imapd", s.imapAddr, append(args, o.flags...)...)
+	s.imapd = proctest.NewProc(t, binDir, "imapd", s.imapAddr, append(args, o.flags...)...)
+	if o.deployed {
+		s.imapd.Env = proctest.RuntimeEnv(t, "imapd")
+	}
+	s.imapd.Start()
 	return s
 }
 

@@ -33,7 +33,7 @@ func TestBenchDovecot(t *testing.T) {
 	}
 
 	// twinmx.
-	s := newSite(t, "A", "")
+	s := newDeployedSite(t, "A")
 	s.user("bench", "bench password", "bench@twinmx.test")
 	deliverAll(t, s, "bench@twinmx.test", mails)
 	p := s.startPOP3D("")

@@ -52,7 +52,10 @@ func TestMain(m *testing.M) {
 
 // site is one dbd process with keys for admin, pop3d (role mailbox) and,
 // if given, a shared backupd key.
-type site struct{ *proctest.DB }
+type site struct {
+	*proctest.DB
+	pop3dEnv []string // more environment for the pop3ds startPOP3D starts
+}
 
 func newSite(t testing.TB, name, backupdPub string) *site {
 	t.Helper()
@@ -60,7 +63,17 @@ func newSite(t testing.TB, name, backupdPub string) *site {
 	if backupdPub != "" {
 		cfg.Clients = []string{"backupd " + backupdPub}
 	}
-	s := &site{proctest.NewDB(t, cfg)}
+	s := &site{DB: proctest.NewDB(t, cfg)}
+	s.Start()
+	return s
+}
+
+// newDeployedSite is newSite for benchmarks: dbd and the pop3ds get the
+// runtime settings of their env files (proctest.RuntimeEnv).
+func newDeployedSite(t testing.TB, name string) *site {
+	t.Helper()
+	cfg := proctest.DBConfig{Bin: binDir, Site: name, Keys: map[string]string{"pop3d": "mailbox"}, Env: proctest.RuntimeEnv(t, "dbd")}
+	s := &site{DB: proctest.NewDB(t, cfg), pop3dEnv: proctest.RuntimeEnv(t, "pop3d")}
 	s.Start()
 	return s
 }
@@ -115,7 +128,9 @@ func (s *site) startPOP3D(addr string, extra ...string) *pop3dProc {
 	p := &pop3dProc{addr: addr, metrics: proctest.FreePort(s.T())}
 	args := append([]string{"--listen", p.addr, "--metrics", p.metrics, "--db", s.Addr, "--db-pub", s.Key("dbd.pub"),
 		"--key", s.Key("pop3d"), "--auth-fail-delay", "0"}, extra...)
-	p.Proc = proctest.StartProc(s.T(), binDir, "pop3d", p.addr, args...)
+	p.Proc = proctest.NewProc(s.T(), binDir, "pop3d", p.addr, args...)
+	p.Env = s.pop3dEnv
+	p.Start()
 	return p
 }
 
