@@ -1,10 +1,12 @@
 // Package tlsconf makes the TLS configuration of twinmx's public listeners
 // (smtpd STARTTLS, pop3d STLS and POP3S, imapd STARTTLS and IMAPS): from
-// PEM files, or a self-signed certificate for local runs and tests. TLS 1.2
-// is the minimum.
+// PEM files, reloaded when they change (a renewed certificate is served
+// without a restart), or a self-signed certificate for local runs and
+// tests. TLS 1.2 is the minimum.
 package tlsconf
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,18 +14,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"time"
 )
-
-// LoadTLS returns a server TLS configuration from PEM files.
-func LoadTLS(certFile, keyFile string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("load TLS certificate %s and key %s: %w", certFile, keyFile, err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
-}
 
 // SelfSignedTLS returns a TLS configuration with a fresh self-signed
 // certificate for hostname (local runs and tests: clients must be told not
@@ -51,12 +45,18 @@ func SelfSignedTLS(hostname string) (*tls.Config, error) {
 }
 
 // FromFlags returns the TLS configuration a listener's flags ask for: the
-// PEM files when either is given, else a self-signed certificate for
-// hostname when selfSigned, else nil (no TLS).
-func FromFlags(certFile, keyFile string, selfSigned bool, hostname string) (*tls.Config, error) {
+// PEM files when either is given (watched for renewals until ctx ends, see
+// Watch), else a self-signed certificate for hostname when selfSigned,
+// else nil (no TLS).
+func FromFlags(ctx context.Context, log *slog.Logger, certFile, keyFile string, selfSigned bool, hostname string) (*tls.Config, error) {
 	switch {
 	case certFile != "" || keyFile != "":
-		return LoadTLS(certFile, keyFile)
+		w, err := NewWatched(certFile, keyFile, log)
+		if err != nil {
+			return nil, err
+		}
+		go w.Watch(ctx, WatchInterval)
+		return w.Config(), nil
 	case selfSigned:
 		return SelfSignedTLS(hostname)
 	}

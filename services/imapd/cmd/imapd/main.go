@@ -88,11 +88,11 @@ func run(c *cli.Context) error {
 		Logger:           log, Debug: c.Bool("trace"),
 		Ready: func(_, _ net.Addr) { svc.Ready() },
 	}
-	if cfg.TLS, err = tlsconf.FromFlags(c.String("tls-cert"), c.String("tls-key"), c.Bool("tls-self-signed"), c.String("hostname")); err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.TLS, err = tlsconf.FromFlags(ctx, log, c.String("tls-cert"), c.String("tls-key"), c.Bool("tls-self-signed"), c.String("hostname")); err != nil {
+		return err
+	}
 	return daemon.Run(ctx, cfg)
 }
 

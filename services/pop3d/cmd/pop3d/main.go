@@ -70,7 +70,9 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	tlsCfg, err := tlsconf.FromFlags(c.String("tls-cert"), c.String("tls-key"), c.Bool("tls-self-signed"), c.String("hostname"))
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	tlsCfg, err := tlsconf.FromFlags(ctx, log, c.String("tls-cert"), c.String("tls-key"), c.Bool("tls-self-signed"), c.String("hostname"))
 	if err != nil {
 		return err
 	}
@@ -90,7 +92,5 @@ func run(c *cli.Context) error {
 	if cfg.Server.AuthFailDelay == 0 {
 		cfg.Server.AuthFailDelay = -1 // 0 on the command line means none, not "default"
 	}
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	return daemon.Run(ctx, cfg)
 }

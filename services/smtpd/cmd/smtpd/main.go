@@ -114,11 +114,11 @@ func run(c *cli.Context) error {
 	if cfg.Guard.GreetPause == 0 {
 		cfg.Guard.GreetPause = -1 // 0 on the command line means off, not "default"
 	}
-	if cfg.TLS, err = tlsconf.FromFlags(c.String("tls-cert"), c.String("tls-key"), c.Bool("tls-self-signed"), cfg.Hostname); err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.TLS, err = tlsconf.FromFlags(ctx, log, c.String("tls-cert"), c.String("tls-key"), c.Bool("tls-self-signed"), cfg.Hostname); err != nil {
+		return err
+	}
 	return daemon.Run(ctx, cfg)
 }
 
