@@ -10,7 +10,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"log/slog"
+	"math"
 	"math/big"
 	"net"
 	"os"
@@ -19,10 +21,19 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// pemPair returns a self-signed certificate for name and its key, PEM.
+// pemPair returns a self-signed certificate for name, valid for 90 days,
+// and its key, PEM.
 func pemPair(t *testing.T, name string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	return pemPairUntil(t, name, time.Now().Add(90*24*time.Hour))
+}
+
+// pemPairUntil is pemPair with the certificate's not-after (whole seconds).
+func pemPairUntil(t *testing.T, name string, notAfter time.Time) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -30,7 +41,7 @@ func pemPair(t *testing.T, name string) (certPEM, keyPEM []byte) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour),
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter.Truncate(time.Second),
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -186,5 +197,52 @@ func TestFromFlagsFiles(t *testing.T) {
 	}
 	if got := servedName(t, cfg); got != "mx.test" {
 		t.Fatalf("served %s, want mx.test", got)
+	}
+}
+
+// TestExpiryGauge: the gauge shows the expiry of the certificate served
+// now: a self-signed one's, and a watched one's before and after a
+// renewal.
+func TestExpiryGauge(t *testing.T) {
+	self, err := SelfSignedTLS("mx.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := testutil.ToFloat64(ExpiryGauge(self)), float64(servedLeaf(self).NotAfter.Unix()); got != want || got < float64(time.Now().Unix()) {
+		t.Fatalf("self-signed: %v, want %v", got, want)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	soon, later := time.Now().Add(5*24*time.Hour).Truncate(time.Second), time.Now().Add(90*24*time.Hour).Truncate(time.Second)
+	write := func(cert, key []byte) {
+		t.Helper()
+		if err := os.WriteFile(certFile, cert, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(pemPairUntil(t, "mx.test", soon))
+	w, err := NewWatched(certFile, keyFile, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := ExpiryGauge(w.Config())
+	if got := testutil.ToFloat64(g); got != float64(soon.Unix()) {
+		t.Fatalf("before the renewal: %v, want %v", got, soon.Unix())
+	}
+	write(pemPairUntil(t, "mx.test", later))
+	if !w.Check() {
+		t.Fatal("the renewed pair was not taken")
+	}
+	if got := testutil.ToFloat64(g); got != float64(later.Unix()) {
+		t.Fatalf("after the renewal: %v, want %v", got, later.Unix())
+	}
+	if problems, err := testutil.CollectAndLint(g); err != nil || len(problems) > 0 {
+		t.Fatalf("promlint: %v %v", problems, err)
+	}
+	if got := testutil.ToFloat64(ExpiryGauge(&tls.Config{})); !math.IsNaN(got) {
+		t.Fatalf("no certificate: %v, want NaN", got)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/pkg/wire/connlimit"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
+	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/imapd/internal/compress"
 	"github.com/twinmx/twinmx/services/imapd/internal/inflate"
 	"github.com/twinmx/twinmx/services/imapd/internal/mailcache"
@@ -188,6 +189,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer db.Close()
 	m := metrics.New(cfg.Registry)
+	if cfg.TLS != nil {
+		cfg.Registry.MustRegister(tlsconf.ExpiryGauge(cfg.TLS))
+	}
 
 	sessCtx, stopSessions := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSessions()

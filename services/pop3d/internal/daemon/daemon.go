@@ -19,6 +19,7 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/pop3d/internal/metrics"
 	"github.com/twinmx/twinmx/services/pop3d/internal/server"
 )
@@ -82,6 +83,9 @@ func Run(ctx context.Context, cfg Config) error {
 	defer db.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cfg.TLS != nil {
+		reg.MustRegister(tlsconf.ExpiryGauge(cfg.TLS))
+	}
 	sc := cfg.Server
 	sc.Store, sc.Logger, sc.Metrics, sc.TLS = server.NewDBStore(db), log, metrics.New(reg), cfg.TLS
 	srv, err := server.New(sc)

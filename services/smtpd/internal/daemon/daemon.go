@@ -23,6 +23,7 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/smtpd/internal/deliver"
 	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
 	"github.com/twinmx/twinmx/services/smtpd/internal/metrics"
@@ -151,6 +152,9 @@ func Run(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
+	if cfg.TLS != nil {
+		reg.MustRegister(tlsconf.ExpiryGauge(cfg.TLS))
+	}
 
 	gcfg := cfg.Guard
 	gcfg.Hostname, gcfg.TLS = cfg.Hostname, cfg.TLS
