@@ -54,9 +54,9 @@ func pemPairUntil(t *testing.T, name string, notAfter time.Time) (certPEM, keyPE
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }
 
-// servedName completes a TLS handshake with cfg and returns the common
-// name of the certificate the server sent.
-func servedName(t *testing.T, cfg *tls.Config) string {
+// handshake completes a TLS handshake with a server using cfg and returns
+// the client's view of the connection.
+func handshake(t *testing.T, cfg *tls.Config) tls.ConnectionState {
 	t.Helper()
 	a, b := net.Pipe()
 	defer a.Close()
@@ -70,7 +70,14 @@ func servedName(t *testing.T, cfg *tls.Config) string {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	return c.ConnectionState().PeerCertificates[0].Subject.CommonName
+	return c.ConnectionState()
+}
+
+// servedName returns the common name of the certificate a server using
+// cfg sends.
+func servedName(t *testing.T, cfg *tls.Config) string {
+	t.Helper()
+	return handshake(t, cfg).PeerCertificates[0].Subject.CommonName
 }
 
 // syncLog is a log buffer safe for the Watch goroutine and the test.
