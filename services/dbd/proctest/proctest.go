@@ -11,11 +11,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,12 +34,26 @@ func Build(prefix string, programs map[string]string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for name, pkg := range programs {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil {
-			os.RemoveAll(dir)
-			return "", fmt.Errorf("build %s: %w", name, err)
+	// One go build for all programs: it links them in parallel (a go
+	// build a program linked one after the other).
+	names := slices.Sorted(maps.Keys(programs))
+	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	for _, name := range names {
+		args = append(args, programs[name])
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("build %s: %w", strings.Join(names, ", "), err)
+	}
+	// go build names each program after its package's folder.
+	for _, name := range names {
+		if base := filepath.Base(programs[name]); base != name {
+			if err := os.Rename(filepath.Join(dir, base), filepath.Join(dir, name)); err != nil {
+				os.RemoveAll(dir)
+				return "", fmt.Errorf("build %s: %w", name, err)
+			}
 		}
 	}
 	return dir, nil
