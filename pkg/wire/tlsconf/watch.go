@@ -54,9 +54,6 @@ func (w *Watched) Config() *tls.Config {
 	}
 }
 
-// Certificate returns the pair in force.
-func (w *Watched) Certificate() *tls.Certificate { return w.cur.Load() }
-
 // Watch checks the files every interval until ctx ends.
 func (w *Watched) Watch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
