@@ -13,35 +13,60 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"math/big"
+	"net"
 	"time"
 )
 
 // SelfSignedTLS returns a TLS configuration with a fresh self-signed
-// certificate for hostname (local runs and tests: clients must be told not
-// to verify it).
+// certificate for hostname, valid for a year (local runs and tests:
+// clients must be told not to verify it).
 func SelfSignedTLS(hostname string) (*tls.Config, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certPEM, keyPEM, err := SelfSignedPEM(hostname, time.Now().AddDate(1, 0, 0))
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("self-signed certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// SelfSignedPEM returns a fresh self-signed certificate for hostname (a
+// name, or an IP address) valid until notAfter (whole seconds), and its
+// key, as PEM files hold them (tests of the --tls-cert files).
+func SelfSignedPEM(hostname string, notAfter time.Time) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("self-signed certificate: %w", err)
 	}
 	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
 	if err != nil {
-		return nil, fmt.Errorf("self-signed certificate: %w", err)
+		return nil, nil, fmt.Errorf("self-signed certificate: %w", err)
 	}
-	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: hostname}, DNSNames: []string{hostname},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0),
+		SerialNumber: serial, Subject: pkix.Name{CommonName: hostname},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter.Truncate(time.Second),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if ip := net.ParseIP(hostname); ip != nil {
+		tmpl.IPAddresses = []net.IP{ip}
+	} else {
+		tmpl.DNSNames = []string{hostname}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, fmt.Errorf("self-signed certificate: %w", err)
+		return nil, nil, fmt.Errorf("self-signed certificate: %w", err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}, nil
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("self-signed certificate: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
 }
 
 // FromFlags returns the TLS configuration a listener's flags ask for: the

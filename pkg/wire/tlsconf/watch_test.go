@@ -3,17 +3,10 @@ package tlsconf
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
 	"math"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -32,26 +25,14 @@ func pemPair(t *testing.T, name string) (certPEM, keyPEM []byte) {
 	return pemPairUntil(t, name, time.Now().Add(90*24*time.Hour))
 }
 
-// pemPairUntil is pemPair with the certificate's not-after (whole seconds).
+// pemPairUntil is pemPair with the certificate's not-after.
 func pemPairUntil(t *testing.T, name string, notAfter time.Time) (certPEM, keyPEM []byte) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certPEM, keyPEM, err := SelfSignedPEM(name, notAfter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter.Truncate(time.Second),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+	return certPEM, keyPEM
 }
 
 // handshake completes a TLS handshake with a server using cfg and returns

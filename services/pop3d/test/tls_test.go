@@ -1,50 +1,29 @@
 package test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
-// writeCertFiles writes a self-signed certificate for localhost and
-// 127.0.0.1 and its key as PEM files in dir, as certbot leaves them.
+// writeCertFiles writes a self-signed certificate for localhost and its
+// key as PEM files in dir, as certbot leaves them.
 func writeCertFiles(t *testing.T, dir string) (certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	certPEM, keyPEM, err := tlsconf.SelfSignedPEM("localhost", time.Now().Add(24*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
 	certFile, keyFile = filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "privkey.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
@@ -66,7 +45,7 @@ func TestTLSCertificateFiles(t *testing.T) {
 	tlsAddr := proctest.FreePort(t)
 	p := s.startPOP3D("", "--tls-listen", tlsAddr, "--tls-cert", certFile, "--tls-key", keyFile)
 	proctest.WaitListening(t, tlsAddr, 20*time.Second, p.Log)
-	host, port, _ := strings.Cut(tlsAddr, ":")
+	_, port, _ := strings.Cut(tlsAddr, ":")
 	script := filepath.Join(t.TempDir(), "pop3s.py")
 	if err := os.WriteFile(script, []byte(`import poplib, ssl, sys
 host, port, cafile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -79,7 +58,7 @@ p.quit()
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := pythonScript(t, script, host, port, certFile), "3 localhost"; got != want {
+	if got, want := pythonScript(t, script, "localhost", port, certFile), "3 localhost"; got != want {
 		t.Fatalf("poplib over TLS: %q, want %q", got, want)
 	}
 }
