@@ -126,8 +126,8 @@ func processCPU(b *testing.B) time.Duration {
 // TestViewChunks reads rows of every size class (empty, inline, one
 // chunk, several chunks, a 4 KiB run of inline rows that fills the view's
 // slab) through one view with Find and Chunks, in an interleaved order and
-// twice, and compares every byte: the view's one content iterator is
-// re-bounded for each row, and inline contents share slabs.
+// twice, and compares every byte: the view reads each chunk by its key
+// with one iterator, and inline contents share slabs.
 func TestViewChunks(t *testing.T) {
 	// A block cache far smaller than the rows: blocks are dropped and
 	// their memory reused while the view reads on, so an inline content

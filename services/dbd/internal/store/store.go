@@ -643,10 +643,11 @@ type View struct {
 	snap *pebble.Snapshot
 	it   *pebble.Iterator // for point reads; made at the first
 	l6   bool             // it consults the bottom level's bloom filters
-	// cit reads contents in chunks, its bounds set per content: made at
-	// the first, like it (a new iterator a content cost as much as
-	// reading a corpus mail's body chunk).
-	cit *pebble.Iterator
+	// cit reads content chunks, by point reads like it but apart from it,
+	// so a row read through it stays valid while its content is read.
+	// ckey holds the key of cit's read.
+	cit  *pebble.Iterator
+	ckey []byte
 	// slab holds copies of the inline contents Find returned: one
 	// allocation for many rows (five a mail in op mails) instead of one
 	// each. Rows keep their windows on it after it is replaced.
@@ -817,17 +818,37 @@ func (v *View) Chunks(row Row, fn func(chunk []byte) error) error {
 		}
 		return v.Content(row.Table, row.Key, fn)
 	}
-	p := contentPrefix(row.Table, row.Key)
+	// Each chunk by its own key, a point read: the bloom filters skip
+	// the levels without it. Iterating the content's prefix instead
+	// positioned every level, L0's sublevels included, at each content
+	// (content keys are hashes: every level has a table that overlaps).
+	// The chunk numbers run from 0; their size varies with the store's
+	// age, so the row's size says when the last has been read.
 	if v.cit == nil {
-		it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		// Without the bottom level's filters: a content the row names is
+		// there, most often in that level.
+		it, err := v.snap.NewIter(nil)
 		if err != nil {
 			return fmt.Errorf("read content of %s %s: %w", row.Table, row.Key, err)
 		}
 		v.cit = it
-	} else {
-		v.cit.SetBounds(p, prefixEnd(p))
 	}
-	return eachChunk(v.cit, row.Table, row.Key, fn)
+	var got uint64
+	for i := uint32(0); got < row.Size; i++ {
+		v.ckey = appendContentKey(v.ckey[:0], row.Table, row.Key, i)
+		chunk, _, err := iterGet(v.cit, v.ckey)
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil // short: the caller compares the bytes with row.Size
+		}
+		if err != nil {
+			return fmt.Errorf("read content of %s %s: %w", row.Table, row.Key, err)
+		}
+		got += uint64(len(chunk))
+		if err := fn(chunk); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // eachChunk calls fn with every value of it from the first on.
