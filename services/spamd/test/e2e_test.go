@@ -134,21 +134,27 @@ func send(t *testing.T, addr, from, rcpt string, raw []byte) int {
 // restart gets its answer; two spamd instances give one verdict.
 func TestEndToEnd(t *testing.T) {
 	mails := loadCorpus(t)
-	// Train on four of every five mails; pick test mails from the rest,
-	// ones the model judges clearly (this tests the path, not the
-	// classifier: its figures come from the k-fold test).
+	// Train on one of every four of four fifths of the mails; pick test
+	// mails from the fifth left, ones the model judges clearly (this
+	// tests the path, not the classifier: its figures come from the
+	// k-fold test, and training on all four fifths took 38 s of this
+	// test's 57 under the race detector).
 	var docs []classify.Doc
 	var held []corpus.Mail
 	for i, m := range mails {
-		if i%5 == 0 {
+		switch {
+		case i%5 == 0:
 			held = append(held, m)
-			continue
+		case i%4 == 1:
+			docs = append(docs, classify.Doc{Tokens: classify.Tokens(m.Raw), Class: m.Class})
 		}
-		docs = append(docs, classify.Doc{Tokens: classify.Tokens(m.Raw), Class: m.Class})
 	}
 	model := classify.Train(docs)
 	var spam, ham []corpus.Mail
 	for _, m := range held {
+		if len(spam) == 4 && len(ham) == 4 {
+			break
+		}
 		p := model.Score(m.Raw).Prob
 		switch {
 		case m.Class == classify.Spam && p >= decide.RejectAt && len(spam) < 4:
