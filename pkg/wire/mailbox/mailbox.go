@@ -1,12 +1,14 @@
 package mailbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/model/passwd"
@@ -37,6 +39,9 @@ var ErrAuth = errors.New("mailbox: authentication failed")
 type Store struct {
 	db     DB
 	checks chan struct{} // a slot per password check running
+	logins *loginCache   // nil: every login is checked
+	// check is passwd.Check; tests count the checks through it.
+	check func(password, hash string) (bool, error)
 
 	dummyOnce sync.Once
 	dummy     string // a hash checked for unknown logins (see burn)
@@ -47,13 +52,31 @@ type Store struct {
 // so a flood of logins must queue, not allocate: 4 checks are 256 MiB.
 const DefaultMaxChecks = 4
 
-// New returns a Store over db that checks DefaultMaxChecks logins at once.
-func New(db DB) *Store { return NewLimited(db, DefaultMaxChecks) }
+// Options configure a Store; a zero field means its default.
+type Options struct {
+	// MaxChecks bounds the password checks running at once. Default
+	// DefaultMaxChecks.
+	MaxChecks int
+	// LoginCacheTTL is how long a password argon2id confirmed is taken
+	// again without a check (see loginCache); negative: never. Default
+	// DefaultLoginCacheTTL.
+	LoginCacheTTL time.Duration
+	// LoginCacheSize bounds the logins remembered. Default
+	// DefaultLoginCacheSize.
+	LoginCacheSize int
+}
 
-// NewLimited returns a Store over db that checks at most maxChecks logins
-// at once (at least one).
-func NewLimited(db DB, maxChecks int) *Store {
-	return &Store{db: db, checks: make(chan struct{}, max(maxChecks, 1))}
+// New returns a Store over db with the default Options.
+func New(db DB) *Store { return NewWith(db, Options{}) }
+
+// NewWith returns a Store over db configured by o.
+func NewWith(db DB, o Options) *Store {
+	ttl := o.LoginCacheTTL
+	if ttl == 0 {
+		ttl = DefaultLoginCacheTTL
+	}
+	return &Store{db: db, checks: make(chan struct{}, cmp.Or(max(o.MaxChecks, 0), DefaultMaxChecks)),
+		logins: newLoginCache(ttl, cmp.Or(o.LoginCacheSize, DefaultLoginCacheSize), time.Now), check: passwd.Check}
 }
 
 // Account is a logged-in user.
@@ -111,8 +134,11 @@ func (s *Store) Login(ctx context.Context, login, password string) (*Account, er
 	if err != nil {
 		return nil, ErrAuth
 	}
-	if ok, err := passwd.Check(password, hash); err != nil || !ok {
-		return nil, ErrAuth
+	if !s.logins.ok(acct.Key, hash, password) {
+		if ok, err := s.check(password, hash); err != nil || !ok {
+			return nil, ErrAuth
+		}
+		s.logins.add(acct.Key, hash, password)
 	}
 	a := &Account{Login: strings.ToLower(login), Key: acct.Key}
 	for _, mk := range model.AccountMailboxes(acct.State) {

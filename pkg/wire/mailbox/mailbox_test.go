@@ -43,7 +43,7 @@ func (d *slowDB) FindKey(ctx context.Context, t model.Table, k model.Key) (*wire
 // waiting gets ctx's error, not ErrAuth.
 func TestLoginsQueue(t *testing.T) {
 	db := &slowDB{release: make(chan struct{})}
-	s := NewLimited(db, 2)
+	s := NewWith(db, Options{MaxChecks: 2})
 	s.dummy = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA" // cheap: tests only
 	s.dummyOnce.Do(func() {})
 	var wg sync.WaitGroup

@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/imapd/internal/daemon"
@@ -43,6 +44,7 @@ func main() {
 			&cli.DurationFlag{Name: "db-timeout", Value: 30 * time.Second, Usage: "bound on one dbd request", EnvVars: env("DB_TIMEOUT")},
 			&cli.IntFlag{Name: "max-auth-failures", Value: 10, Usage: "failed logins per client IP within --auth-fail-window before its logins are refused (-1: no limit)", EnvVars: env("MAX_AUTH_FAILURES")},
 			&cli.DurationFlag{Name: "auth-fail-window", Value: 15 * time.Minute, Usage: "how long a failed login counts", EnvVars: env("AUTH_FAIL_WINDOW")},
+			&cli.DurationFlag{Name: "login-cache", Value: mailbox.DefaultLoginCacheTTL, Usage: "how long a password argon2id confirmed is accepted again without a new check (0: always check)", EnvVars: env("LOGIN_CACHE")},
 			&cli.DurationFlag{Name: "auth-fail-delay", Value: 2 * time.Second, Usage: "least time before a failed login's reply (negative: none)", EnvVars: env("AUTH_FAIL_DELAY")},
 			&cli.Int64Flag{Name: "append-memory", Value: session.DefaultAppendMemory, Usage: "bytes of APPENDed mails all sessions may hold at once (at least the APPENDLIMIT, 64 MiB)", EnvVars: env("APPEND_MEMORY")},
 			&cli.Int64Flag{Name: "cache-mb", Value: daemon.DefaultCacheBytes >> 20, Usage: "MiB of parsed mails (ENVELOPE, BODYSTRUCTURE, header fields) kept for folder listings, shared by all sessions (0: no cache)", EnvVars: env("CACHE_MB")},
@@ -84,9 +86,12 @@ func run(c *cli.Context) error {
 		MaxAuthFailures: c.Int("max-auth-failures"), AuthFailWindow: c.Duration("auth-fail-window"), AuthFailDelay: c.Duration("auth-fail-delay"),
 		MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"), PreAuthTimeout: c.Duration("pre-auth-timeout"),
 		AppendMemory: c.Int64("append-memory"), CacheBytes: cacheBytes(c.Int64("cache-mb")), BodyCacheBytes: max(c.Int64("body-cache-mb"), 0) << 20,
-		CompressSessions: c.Int("compress-sessions"),
-		Logger:           log, Debug: c.Bool("trace"),
+		CompressSessions: c.Int("compress-sessions"), LoginCacheTTL: c.Duration("login-cache"),
+		Logger: log, Debug: c.Bool("trace"),
 		Ready: func(_, _ net.Addr) { svc.Ready() },
+	}
+	if cfg.LoginCacheTTL == 0 {
+		cfg.LoginCacheTTL = -1 // 0 on the command line means never, not "default"
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -56,7 +56,11 @@ type Config struct {
 	MaxAuthFailures int
 	AuthFailWindow  time.Duration // default 15 minutes
 	AuthFailDelay   time.Duration // least time before a failed login's answer; default 2s, < 0: none
-	DBTimeout       time.Duration // bound on one dbd call; default 30s
+	// LoginCacheTTL is how long a confirmed password is taken again
+	// without an argon2id check; default mailbox.DefaultLoginCacheTTL,
+	// negative: never.
+	LoginCacheTTL time.Duration
+	DBTimeout     time.Duration // bound on one dbd call; default 30s
 	// MaxConns and MaxConnsPerIP bound the open connections in total and
 	// from one client IP (0: the defaults 1000 and 50; < 0: no limit).
 	// A client over a limit gets BYE and is closed before go-imap sees it.
@@ -199,7 +203,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.onCache != nil {
 		cfg.onCache(cache)
 	}
-	var st session.Store = store.New(db)
+	var st session.Store = store.New(db, mailbox.Options{LoginCacheTTL: cfg.LoginCacheTTL})
 	if cfg.wrapStore != nil {
 		st = cfg.wrapStore(st)
 	}

@@ -47,9 +47,9 @@ type Store struct {
 	validity map[validityKey]uint64 // validity marker row numbers (fixed per incarnation)
 }
 
-// New returns a Store over db.
-func New(db DB) *Store {
-	return &Store{db: db, mb: mailbox.New(db), keywords: map[model.Key]string{}, names: map[model.Key]string{},
+// New returns a Store over db, its logins checked as o says.
+func New(db DB, o mailbox.Options) *Store {
+	return &Store{db: db, mb: mailbox.NewWith(db, o), keywords: map[model.Key]string{}, names: map[model.Key]string{},
 		validity: map[validityKey]uint64{}}
 }
 

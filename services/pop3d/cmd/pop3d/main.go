@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/pop3d/internal/daemon"
@@ -41,6 +42,7 @@ func main() {
 			&cli.DurationFlag{Name: "idle-timeout", Value: server.DefaultIdleTimeout, Usage: "wait for a command", EnvVars: env("IDLE_TIMEOUT")},
 			&cli.DurationFlag{Name: "db-timeout", Value: server.DefaultDBTimeout, Usage: "bound on one dbd request", EnvVars: env("DB_TIMEOUT")},
 			&cli.DurationFlag{Name: "auth-fail-delay", Value: server.DefaultAuthFailDelay, Usage: "least time before a failed login's reply (negative: none)", EnvVars: env("AUTH_FAIL_DELAY")},
+			&cli.DurationFlag{Name: "login-cache", Value: mailbox.DefaultLoginCacheTTL, Usage: "how long a password argon2id confirmed is accepted again without a new check (0: always check)", EnvVars: env("LOGIN_CACHE")},
 			&cli.IntFlag{Name: "max-auth-failures", Value: server.DefaultMaxAuthFailures, Usage: "failed logins per client IP within --auth-fail-window before its logins are refused (-1: no limit)", EnvVars: env("MAX_AUTH_FAILURES")},
 			&cli.DurationFlag{Name: "auth-fail-window", Value: server.DefaultAuthFailWindow, Usage: "how long a failed login counts", EnvVars: env("AUTH_FAIL_WINDOW")},
 			&cli.IntFlag{Name: "max-conns", Value: server.DefaultMaxConns, Usage: "open connections in total (-1: no limit)", EnvVars: env("MAX_CONNS")},
@@ -86,11 +88,15 @@ func run(c *cli.Context) error {
 			MaxAuthFailures: c.Int("max-auth-failures"), AuthFailWindow: c.Duration("auth-fail-window"),
 			MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"),
 		},
-		Logger: log,
-		Ready:  func(_, _, _ net.Addr) { svc.Ready() },
+		LoginCacheTTL: c.Duration("login-cache"),
+		Logger:        log,
+		Ready:         func(_, _, _ net.Addr) { svc.Ready() },
 	}
 	if cfg.Server.AuthFailDelay == 0 {
 		cfg.Server.AuthFailDelay = -1 // 0 on the command line means none, not "default"
+	}
+	if cfg.LoginCacheTTL == 0 {
+		cfg.LoginCacheTTL = -1 // likewise
 	}
 	return daemon.Run(ctx, cfg)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/pop3d/internal/metrics"
 	"github.com/twinmx/twinmx/services/pop3d/internal/server"
@@ -40,6 +41,10 @@ type Config struct {
 	// Server holds the protocol settings; its Store, Logger and Metrics
 	// are set by Run.
 	Server server.Config
+	// LoginCacheTTL is how long a confirmed password is taken again
+	// without an argon2id check; default mailbox.DefaultLoginCacheTTL,
+	// negative: never.
+	LoginCacheTTL time.Duration
 	// ShutdownGrace default DefaultShutdownGrace.
 	ShutdownGrace time.Duration
 	Logger        *slog.Logger
@@ -87,7 +92,7 @@ func Run(ctx context.Context, cfg Config) error {
 		reg.MustRegister(tlsconf.ExpiryGauge(cfg.TLS))
 	}
 	sc := cfg.Server
-	sc.Store, sc.Logger, sc.Metrics, sc.TLS = server.NewDBStore(db), log, metrics.New(reg), cfg.TLS
+	sc.Store, sc.Logger, sc.Metrics, sc.TLS = server.NewDBStore(db, mailbox.Options{LoginCacheTTL: cfg.LoginCacheTTL}), log, metrics.New(reg), cfg.TLS
 	srv, err := server.New(sc)
 	if err != nil {
 		return fmt.Errorf("pop3d: %w", err)

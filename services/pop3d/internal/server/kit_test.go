@@ -44,7 +44,7 @@ func startEnv(t testing.TB, cfg Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Store = NewDBStore(e.dbd.Client("mailbox"))
+	cfg.Store = NewDBStore(e.dbd.Client("mailbox"), mailbox.Options{})
 	cfg.TLS = tlsCfg
 	if cfg.AuthFailDelay == 0 {
 		cfg.AuthFailDelay = -1

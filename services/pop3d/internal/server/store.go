@@ -38,8 +38,11 @@ type DBStore struct {
 
 var _ Store = (*DBStore)(nil)
 
-// NewDBStore returns the Store over db (a client with the mailbox role).
-func NewDBStore(db mailbox.DB) *DBStore { return &DBStore{Store: mailbox.New(db), db: db} }
+// NewDBStore returns the Store over db (a client with the mailbox role),
+// its logins checked as o says.
+func NewDBStore(db mailbox.DB, o mailbox.Options) *DBStore {
+	return &DBStore{Store: mailbox.NewWith(db, o), db: db}
+}
 
 // SetReceiveColumns implements Store, in batches of at most
 // wire.MaxBatchOps sets.
