@@ -174,9 +174,9 @@ func (y *system) pickMails(nHam, nSpam int) (ham, spam [][]byte) {
 			sub = "cand"
 			cands = append(cands, filepath.Join(dir, sub, name))
 		}
-		// Every other mail of the rest is enough for a model that judges
-		// the clear cases, in half the time.
-		if sub != "cand" && i%2 == 1 {
+		// One mail in four of the rest is enough for a model that judges
+		// the clear cases, in a quarter of the time.
+		if sub != "cand" && i%4 != 0 {
 			continue
 		}
 		if err := os.WriteFile(filepath.Join(dir, sub, name), m.Raw, 0o600); err != nil {
