@@ -38,10 +38,14 @@ func TestBenchDovecot(t *testing.T) {
 	deliverAll(t, s, "bench@twinmx.test", mails)
 	p := s.startPOP3D("")
 	var ours result
+	var allocated, gcs float64 // by pop3d in the last round, from its metrics
 	for range 2 {
+		a0, g0 := metricFloat(t, p.metrics, "go_memstats_alloc_bytes_total"), metricFloat(t, p.metrics, "go_gc_duration_seconds_count")
 		ours = retrieveAll(t, p.addr, "bench", "bench password", len(mails), func() []time.Duration {
 			return []time.Duration{cpuTime(t, p.Cmd.Process.Pid), cpuTime(t, s.Cmd.Process.Pid)}
 		})
+		allocated = metricFloat(t, p.metrics, "go_memstats_alloc_bytes_total") - a0
+		gcs = metricFloat(t, p.metrics, "go_gc_duration_seconds_count") - g0
 	}
 	oursRSS, _ := proctest.PeakRSS(p.Cmd.Process.Pid)
 	dbdRSS, _ := proctest.PeakRSS(s.Cmd.Process.Pid)
@@ -77,6 +81,7 @@ func TestBenchDovecot(t *testing.T) {
 	t.Logf("CPU from STAT to the last RETR: twinmx pop3d+dbd %.2fs (%.0f µs/mail: pop3d %.0f, dbd %.0f), dovecot %.2fs (%.0f µs/mail)",
 		ours.cpuSum().Seconds(), ours.perMail(ours.cpuSum()), ours.perMail(ours.cpu[0]), ours.perMail(ours.cpu[1]),
 		theirs.cpuSum().Seconds(), theirs.perMail(theirs.cpuSum()))
+	t.Logf("pop3d allocated %.1f kB a mail (login included), %.0f collections", allocated/1e3/float64(ours.mails), gcs)
 	t.Logf("ratio twinmx/dovecot: throughput %.2f (with the logins %.2f); RSS pop3d %.2f, pop3d+dbd %.2f",
 		ours.rate()/theirs.rate(), ours.sessionRate()/theirs.sessionRate(),
 		float64(oursRSS)/float64(theirsRSS), float64(oursRSS+dbdRSS)/float64(theirsRSS))
@@ -100,6 +105,20 @@ func (r result) cpuSum() time.Duration {
 		sum += c
 	}
 	return sum
+}
+
+// metricFloat reads the metric series at addr's /metrics.
+func metricFloat(t *testing.T, addr, series string) float64 {
+	t.Helper()
+	v, err := metricValue(addr, series)
+	if err != nil {
+		t.Fatalf("metric %s: %v", series, err)
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		t.Fatalf("metric %s: %q: %v", series, v, err)
+	}
+	return f
 }
 
 // perMail gives d in µs a mail.

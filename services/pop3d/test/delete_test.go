@@ -173,21 +173,32 @@ func waitMetric(t *testing.T, addr, series string, v float64) {
 	t.Helper()
 	var last string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err != nil {
+		var err error
+		if last, err = metricValue(addr, series); err != nil {
 			last = err.Error()
 			continue
 		}
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			if s, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-				last = s
-			}
-		}
-		resp.Body.Close()
 		if last == fmt.Sprint(v) {
 			return
 		}
 	}
 	t.Fatalf("%s stayed %s, want %v", series, last, v)
+}
+
+// metricValue returns the value of the metric series at addr's /metrics
+// as written there ("" if it is not there).
+func metricValue(addr, series string) (string, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var v string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if s, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			v = s
+		}
+	}
+	return v, sc.Err()
 }

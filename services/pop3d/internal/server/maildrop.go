@@ -318,6 +318,7 @@ func (c *conn) retr(n, lines int) error {
 		c.ok("top of message follows")
 	}
 	sent, err := pop3.WriteMessage(c.w, raw, lines)
+	c.s.cfg.Store.Recycle(raw) // written into c.w's buffer or the socket
 	c.sent += sent
 	c.s.m.BytesSent.Add(float64(sent))
 	if err != nil {

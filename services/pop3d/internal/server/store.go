@@ -19,6 +19,9 @@ type Store interface {
 	Fetch(ctx context.Context, m mailbox.Message, drop []string) ([]byte, error)
 	// FetchMany is Fetch for several mails, in one request to dbd.
 	FetchMany(ctx context.Context, ms []mailbox.Message, drops [][]string) ([][]byte, []error)
+	// Recycle gives back a mail's bytes from Fetch or FetchMany once they
+	// are sent, for later fetches to fill.
+	Recycle(raw []byte)
 	// RememberSizes caches unfiltered sizes (len of Fetch) in the receive
 	// rows, for imapd's RFC822.SIZE.
 	RememberSizes(ctx context.Context, msgs []mailbox.Message, sizes []int64) error
