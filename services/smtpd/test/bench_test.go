@@ -79,6 +79,7 @@ func TestBenchSMTP(t *testing.T) {
 	// process under it) during those against Postfix.
 	ours := newCPUMeter(t, proc("smtpd", d.Cmd), proc("dbd", s.Cmd), proc("filter", filter))
 	theirs := newCPUMeter(t, postfixProc(pf))
+	m0 := scrapeMetrics(t, d.metrics) // smtpd's allocations, below
 	meters := map[string]*cpuMeter{"smtpd": ours, "postfix": theirs}
 
 	source := map[string][]float64{}
@@ -123,6 +124,14 @@ func TestBenchSMTP(t *testing.T) {
 	t.Logf("smtpd transactions: 250 ×%.0f, 451 ×%.0f, 550 ×%.0f, other ×%.0f",
 		m[`twinmx_smtpd_transactions_total{outcome="250"}`], m[`twinmx_smtpd_transactions_total{outcome="451"}`],
 		m[`twinmx_smtpd_transactions_total{outcome="550"}`], m[`twinmx_smtpd_transactions_total{outcome="other"}`])
+	var mails float64
+	for _, o := range []string{"250", "451", "550", "other"} {
+		series := `twinmx_smtpd_transactions_total{outcome="` + o + `"}`
+		mails += m[series] - m0[series]
+	}
+	t.Logf("smtpd allocated %.1f kB a mail, %.0f collections (Go runtime metrics, all of the runs above)",
+		(m["go_memstats_alloc_bytes_total"]-m0["go_memstats_alloc_bytes_total"])/1e3/max(mails, 1),
+		m["go_gc_duration_seconds_count"]-m0["go_gc_duration_seconds_count"])
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%d rounds; mails/s, median of rounds (each round's figure in brackets)\n", rounds)
