@@ -78,12 +78,15 @@ func TestLoginCache(t *testing.T) {
 	login := func(user, password string, wantOK bool, wantChecks int) {
 		t.Helper()
 		before := checks
-		_, err := s.Login(context.Background(), user, password)
+		a, err := s.Login(context.Background(), user, password)
 		if wantOK && err != nil || !wantOK && !errors.Is(err, ErrAuth) {
 			t.Fatalf("login %s/%s: %v, want ok %v", user, password, err, wantOK)
 		}
 		if got := checks - before; got != wantChecks {
 			t.Fatalf("login %s/%s ran %d password checks, want %d", user, password, got, wantChecks)
+		}
+		if err == nil && a.Cached != (wantChecks == 0) {
+			t.Fatalf("login %s/%s: Account.Cached %v after %d checks", user, password, a.Cached, wantChecks)
 		}
 	}
 	login("alice", "right", true, 1)

@@ -88,6 +88,9 @@ type Account struct {
 	Login     string
 	Key       model.Key // the pop3 row
 	Mailboxes []Box     // in a stable order; the first is the primary one
+	// Cached is set when the login cache took the password without an
+	// argon2id check (the servers count these).
+	Cached bool
 }
 
 // Box is one mailbox of an account.
@@ -138,13 +141,14 @@ func (s *Store) Login(ctx context.Context, login, password string) (*Account, er
 	if err != nil {
 		return nil, ErrAuth
 	}
-	if !s.logins.ok(acct.Key, hash, password) {
+	cached := s.logins.ok(acct.Key, hash, password)
+	if !cached {
 		if ok, err := s.check(password, hash); err != nil || !ok {
 			return nil, ErrAuth
 		}
 		s.logins.add(acct.Key, hash, password)
 	}
-	a := &Account{Login: strings.ToLower(login), Key: acct.Key}
+	a := &Account{Login: strings.ToLower(login), Key: acct.Key, Cached: cached}
 	for _, mk := range model.AccountMailboxes(acct.State) {
 		b, err := s.box(ctx, mk)
 		if errors.Is(err, client.ErrNotFound) {

@@ -9,7 +9,8 @@ import (
 // confirmed (--login-cache, on by default), and a password changed with
 // dbctl takes effect at once all the same: the old password, just
 // confirmed and cached, is refused at the next login, and the new one is
-// accepted. With the cache off the same holds.
+// accepted. With the cache off the same holds. The cache's hits are
+// counted (twinmx_pop3d_logins_cached_total).
 func TestLoginCachePasswordChange(t *testing.T) {
 	s := newSite(t, "A", "")
 	s.user("carol", "first password", "carol@twinmx.test")
@@ -34,6 +35,12 @@ func TestLoginCachePasswordChange(t *testing.T) {
 		login("first password", false)
 		login("second password", true)
 		login("second password", true)
+		// The cache took the second login of each password.
+		cached := 2.0
+		if flags != nil {
+			cached = 0
+		}
+		waitMetric(t, p.metrics, "twinmx_pop3d_logins_cached_total", cached)
 		s.Dbctl(strings.NewReader("first password\n"), "user", "passwd", "carol")
 		p.Kill()
 	}

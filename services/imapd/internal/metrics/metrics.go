@@ -13,6 +13,7 @@ type Metrics struct {
 	SessionsActive prometheus.Gauge
 	Sessions       prometheus.Counter
 	Logins         *prometheus.CounterVec // result: ok, failed, refused (no TLS), error
+	LoginsCached   prometheus.Counter     // successful logins whose password the login cache took
 	Commands       *prometheus.CounterVec // command: select, fetch, ...; result: ok, no, error
 	Bytes          *prometheus.CounterVec // direction: in, out
 	Errors         *prometheus.CounterVec // kind: dbd, watch, panic, conn_limit, append_memory
@@ -34,6 +35,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		Sessions:       f.NewCounter(prometheus.CounterOpts{Name: "twinmx_imapd_sessions_total", Help: "IMAP connections accepted."}),
 		Logins: f.NewCounterVec(prometheus.CounterOpts{Name: "twinmx_imapd_logins_total",
 			Help: "Login attempts (LOGIN, AUTHENTICATE PLAIN) by result: ok, failed, refused (plaintext without TLS), error."}, []string{"result"}),
+		LoginsCached: f.NewCounter(prometheus.CounterOpts{Name: "twinmx_imapd_logins_cached_total",
+			Help: "Successful logins whose password the login cache took without an argon2id check (part of logins_total{result=\"ok\"})."}),
 		Commands: f.NewCounterVec(prometheus.CounterOpts{Name: "twinmx_imapd_commands_total",
 			Help: "Session commands by command and result (ok, no, error)."}, []string{"command", "result"}),
 		Bytes: f.NewCounterVec(prometheus.CounterOpts{Name: "twinmx_imapd_bytes_total",

@@ -23,8 +23,8 @@ func TestPromlint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 12 {
-		t.Fatalf("gathered %d metric families, want 12", len(mfs))
+	if len(mfs) != 13 {
+		t.Fatalf("gathered %d metric families, want 13", len(mfs))
 	}
 	proctest.LintMetrics(t, reg)
 }

@@ -320,6 +320,9 @@ func (s *Session) Login(username, password string) (err error) {
 		return fmt.Errorf("login: %w", err)
 	}
 	m.Logins.WithLabelValues("ok").Inc()
+	if acct.Cached {
+		m.LoginsCached.Inc()
+	}
 	s.notedLogin()
 	s.acct = acct
 	s.log = s.log.With("login", acct.Login)

@@ -32,6 +32,7 @@ type Metrics struct {
 	Sessions       prometheus.Counter
 	SessionsActive prometheus.Gauge
 	Logins         *prometheus.CounterVec // by result
+	LoginsCached   prometheus.Counter     // successful logins whose password the login cache took
 	Commands       *prometheus.CounterVec // by command (a known verb or "unknown")
 	BytesSent      prometheus.Counter     // message octets sent by RETR and TOP
 	Errors         *prometheus.CounterVec // by kind
@@ -50,6 +51,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		Logins: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "twinmx_pop3d_logins_total", Help: "Login attempts (USER/PASS and AUTH PLAIN) by result: ok, failed, refused, error.",
 		}, []string{"result"}),
+		LoginsCached: f.NewCounter(prometheus.CounterOpts{
+			Name: "twinmx_pop3d_logins_cached_total", Help: "Successful logins whose password the login cache took without an argon2id check (part of logins_total{result=\"ok\"}).",
+		}),
 		Commands: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "twinmx_pop3d_commands_total", Help: "Commands received, by command (unknown for anything else).",
 		}, []string{"command"}),

@@ -19,8 +19,8 @@ func TestLint(t *testing.T) {
 	m.Commands.WithLabelValues(Command(pop3.RETR)).Inc()
 	m.Errors.WithLabelValues(ErrorDB).Inc()
 	proctest.LintMetrics(t, reg)
-	if n := testutil.CollectAndCount(reg); n != 6 {
-		t.Errorf("%d metrics, want 6", n)
+	if n := testutil.CollectAndCount(reg); n != 7 {
+		t.Errorf("%d metrics, want 7", n)
 	}
 }
 

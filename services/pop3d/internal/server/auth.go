@@ -144,6 +144,9 @@ func (c *conn) login(user, password string) error {
 		return fmt.Errorf("open maildrop of %s: %w", acct.Login, err)
 	}
 	c.s.m.Logins.WithLabelValues(metrics.LoginOK).Inc()
+	if acct.Cached {
+		c.s.m.LoginsCached.Inc()
+	}
 	c.acct, c.drop, c.state = acct, drop, stateTransaction
 	c.log = c.log.With("login", acct.Login)
 	c.log.Info("login", "tls", c.tls, "messages", len(drop.msgs), "mailboxes", len(acct.Mailboxes))
