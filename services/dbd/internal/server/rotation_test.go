@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/services/dbd/dbdtest"
 	"github.com/twinmx/twinmx/services/dbd/internal/auth"
+	"github.com/twinmx/twinmx/services/dbd/proctest"
 )
 
 // TestKeyRotation (TEST-CATALOG item 73) rotates smtpd's client key the
@@ -231,25 +231,15 @@ func isCode(err error, c wire.Code) bool {
 	return errors.As(err, &we) && we.Code == c
 }
 
-// syncBuffer is a log sink the server writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
+// syncBuffer is a log sink the server writes while the test reads it,
+// with ways to wait for lines.
+type syncBuffer struct{ proctest.SyncBuffer }
 
 // lines returns the log lines that contain every one of parts.
 func (b *syncBuffer) lines(parts ...string) []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []string
 next:
-	for _, l := range strings.Split(b.b.String(), "\n") {
+	for _, l := range strings.Split(b.String(), "\n") {
 		for _, p := range parts {
 			if !strings.Contains(l, p) {
 				continue next
@@ -270,9 +260,7 @@ func (b *syncBuffer) waitCount(t *testing.T, n int, parts ...string) []string {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	t.Fatalf("no %d log lines with %q after 10 s; log:\n%s", n, parts, b.b.String())
+	t.Fatalf("no %d log lines with %q after 10 s; log:\n%s", n, parts, b.String())
 	return nil
 }
 
