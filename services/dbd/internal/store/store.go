@@ -872,16 +872,13 @@ func (v *View) Content(t model.Table, k model.Key, fn func(chunk []byte) error) 
 	if err != nil {
 		return fmt.Errorf("read content of %s %s: %w", t, k, err)
 	}
-	if ok && m.Inline != nil {
+	if !ok {
+		return nil
+	}
+	if m.Inline != nil {
 		return fn(m.Inline)
 	}
-	p := contentPrefix(t, k)
-	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-	if err != nil {
-		return fmt.Errorf("read content of %s %s: %w", t, k, err)
-	}
-	defer it.Close()
-	return eachChunk(it, t, k, fn)
+	return v.Chunks(Row{Table: t, Key: k, Size: m.Size, InChunks: true}, fn)
 }
 
 // Changes calls fn for every row changed after stamp since, in stamp order,
