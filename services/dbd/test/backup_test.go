@@ -136,16 +136,26 @@ func TestBackupSyncsFolders(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(parent, "copy")
-	trace := filepath.Join(t.TempDir(), "trace")
-	args := []string{"-f", "-y", "-e", "trace=fsync,fdatasync", "-o", trace, filepath.Join(binDir, "dbctl"),
+	// -ff writes one file per thread, so a call another thread interrupts
+	// is never split into "<unfinished ...>" and "<... resumed>" lines.
+	traceDir := t.TempDir()
+	args := []string{"-ff", "-y", "-e", "trace=fsync,fdatasync", "-o", filepath.Join(traceDir, "trace"), filepath.Join(binDir, "dbctl"),
 		"--db", s.Addr, "--db-pub", filepath.Join(s.Dir, "keys", "dbd.pub"), "--key", filepath.Join(s.Dir, "keys", "admin"),
 		"backup", "--name", "synced", "--out", out}
 	if b, err := exec.Command(strace, args...).CombinedOutput(); err != nil {
 		t.Fatalf("strace dbctl backup: %v\n%s", err, b)
 	}
-	b, err := os.ReadFile(trace)
-	if err != nil {
-		t.Fatal(err)
+	files, err := filepath.Glob(filepath.Join(traceDir, "trace.*"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no strace output in %s: %v", traceDir, err)
+	}
+	var b []byte
+	for _, f := range files {
+		part, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = append(b, part...)
 	}
 	for _, dir := range []string{out, parent} {
 		if !strings.Contains(string(b), "<"+dir+">) = 0") {
