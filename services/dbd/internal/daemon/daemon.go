@@ -42,6 +42,9 @@ type Config struct {
 	Site string
 	// CacheMiB is Pebble's block cache in MiB. Default 64.
 	CacheMiB int
+	// RowCacheMiB is the row cache for readers of whole mails in MiB
+	// (store.Options.RowCacheSize). Default 32; -1: none.
+	RowCacheMiB int
 	// MemTableMiB is Pebble's memtable in MiB. Default 4 (Pebble's).
 	MemTableMiB int
 	// ReloadInterval is how often the clients file is checked for changes
@@ -96,6 +99,9 @@ func (c *Config) Validate() error {
 	if c.CacheMiB < 0 {
 		errs = append(errs, fmt.Errorf("--cache %d: want a size in MiB (0: the default)", c.CacheMiB))
 	}
+	if c.RowCacheMiB < -1 || c.RowCacheMiB > store.MaxRowCacheSize>>20 {
+		errs = append(errs, fmt.Errorf("--row-cache %d: want a size in MiB up to %d (0: the default, -1: none)", c.RowCacheMiB, store.MaxRowCacheSize>>20))
+	}
 	if c.MemTableMiB < 0 || c.MemTableMiB > store.MaxMemTableSize>>20 {
 		errs = append(errs, fmt.Errorf("--memtable %d: want a size in MiB up to %d (0: the default)", c.MemTableMiB, store.MaxMemTableSize>>20))
 	}
@@ -142,12 +148,13 @@ func Run(ctx context.Context, cfg Config) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 	st, err := store.Open(store.Options{Dir: cfg.Data, Site: site, Logger: log, OnCommit: m.OnCommit,
-		CacheSize: int64(cfg.CacheMiB) << 20, MemTableSize: int64(cfg.MemTableMiB) << 20})
+		CacheSize: int64(cfg.CacheMiB) << 20, MemTableSize: int64(cfg.MemTableMiB) << 20, RowCacheSize: rowCacheBytes(cfg.RowCacheMiB)})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	reg.MustRegister(metrics.NewPebbleCollector(st.Metrics), metrics.L6Filters(st.L6Filters))
+	reg.MustRegister(metrics.RowCache(st.RowCacheStats)...)
 
 	scfg := cfg.Server
 	scfg.Static, scfg.Previous, scfg.Clients, scfg.Store, scfg.Logger, scfg.Metrics = kp, previous, clients, st, log, m
@@ -355,4 +362,13 @@ func digest(content []byte, err error) [32]byte {
 		return [32]byte{}
 	}
 	return sha256.Sum256(content)
+}
+
+// rowCacheBytes is the store's RowCacheSize for --row-cache MiB: -1 (none)
+// stays negative.
+func rowCacheBytes(mib int) int64 {
+	if mib < 0 {
+		return -1
+	}
+	return int64(mib) << 20
 }

@@ -104,6 +104,26 @@ func L6Filters(used func() bool) prometheus.Collector {
 	})
 }
 
+// RowCache exports the row cache's figures (store.Store.RowCacheStats):
+// lookups that found their row and those that went to Pebble, and the
+// bytes of values held.
+func RowCache(stats func() (hits, misses uint64, bytes int)) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "twinmx_dbd_row_cache_hits_total",
+			Help: "Reads of a mail's rows (op mail, op mails) answered from the row cache.",
+		}, func() float64 { h, _, _ := stats(); return float64(h) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "twinmx_dbd_row_cache_misses_total",
+			Help: "Reads of a mail's rows (op mail, op mails) that went to Pebble.",
+		}, func() float64 { _, m, _ := stats(); return float64(m) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "twinmx_dbd_row_cache_bytes",
+			Help: "Bytes of row values the row cache holds (at most dbd --row-cache).",
+		}, func() float64 { _, _, b := stats(); return float64(b) }),
+	}
+}
+
 // PebbleCollector exports Pebble's own figures (from DB.Metrics) at scrape
 // time.
 type PebbleCollector struct {

@@ -28,6 +28,7 @@ func TestLint(t *testing.T) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := New(reg)
 	reg.MustRegister(NewPebbleCollector(db.Metrics), L6Filters(func() bool { return true }))
+	reg.MustRegister(RowCache(func() (uint64, uint64, int) { return 3, 1, 4096 })...)
 	m.Requests.WithLabelValues("find", "ok").Inc()
 	m.RequestSeconds.WithLabelValues("find").Observe(0.001)
 	m.HandshakeFailures.WithLabelValues("unknown-key").Inc()
@@ -35,5 +36,5 @@ func TestLint(t *testing.T) {
 	m.OnCommit(3, 100, time.Millisecond)
 
 	proctest.LintMetrics(t, reg, "twinmx_dbd_requests_total", "twinmx_dbd_commit_duration_seconds", "twinmx_dbd_pebble_disk_space_usage_bytes",
-		"twinmx_dbd_pebble_compaction_debt_bytes", "twinmx_dbd_l6_filters_used", "process_start_time_seconds")
+		"twinmx_dbd_pebble_compaction_debt_bytes", "twinmx_dbd_l6_filters_used", "twinmx_dbd_row_cache_hits_total", "twinmx_dbd_row_cache_bytes", "process_start_time_seconds")
 }

@@ -262,6 +262,7 @@ type appliedGroup struct {
 	reqs    []*writeReq
 	changed []Row
 	ring    []Row // changed, as the changes stream sends them (changeRing)
+	cached  []cachedRow
 	stamp   uint64
 	count   [model.Config + 1]uint64
 	bytes   int
@@ -302,6 +303,9 @@ func (s *Store) syncer() {
 		for _, t := range model.Tables() {
 			s.counts[t].Store(pg.count[t])
 		}
+		// Before the group is durable: a view that starts once it is must
+		// not find a row's value from before it (rowCache).
+		s.rcache.update(pg.gen, pg.changed, pg.cached)
 		s.durable.Store(pg.gen)
 		s.lastStamp.Store(pg.stamp)
 		s.ring.add(pg.ring)
@@ -371,6 +375,11 @@ func (s *Store) applyGroup(g *group, reqs []*writeReq, nbytes int) (*appliedGrou
 		inline += len(g.rows[ref].meta.Inline)
 	}
 	slab := make([]byte, 0, inline)
+	// The stored values of the rows readers of whole mails read, for the
+	// row cache (rowCache): the slab grows as it must; the rows a slice
+	// still names keep their old arrays.
+	var cached []cachedRow
+	var cslab []byte
 	// Keys and values are built in scratch buffers: the batch copies them.
 	var kb, vb, cb []byte
 	for _, ref := range g.order {
@@ -415,6 +424,11 @@ func (s *Store) applyGroup(g *group, reqs []*writeReq, nbytes int) (*appliedGrou
 		if err := b.Set(appendRowKey(kb[:0], ref.Table, ref.Key), vb, nil); err != nil {
 			b.Close()
 			return nil, fmt.Errorf("stage row: %w", err)
+		}
+		if readWhole(ref.Table) {
+			n := len(cslab)
+			cslab = append(cslab, vb...)
+			cached = append(cached, cachedRow{ref, cslab[n:len(cslab):len(cslab)]})
 		}
 		row := ref.rowWith(&st.meta)
 		// The child index entry carries the meta too (childValue), so it
@@ -475,7 +489,7 @@ func (s *Store) applyGroup(g *group, reqs []*writeReq, nbytes int) (*appliedGrou
 		m.Inline = ring[i].Inline // the slab's copy: m's aliases a request's buffer
 		s.recent.put(ref, m)
 	}
-	return &appliedGroup{gen: s.gen, batch: b, reqs: reqs, changed: changed, ring: ring, stamp: g.stamp,
+	return &appliedGroup{gen: s.gen, batch: b, reqs: reqs, changed: changed, ring: ring, cached: cached, stamp: g.stamp,
 		count: g.count, bytes: nbytes, start: start}, nil
 }
 
