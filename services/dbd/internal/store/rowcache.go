@@ -43,8 +43,8 @@ import (
 //
 // Two generations, each up to half of max bytes of values: when the
 // current one is full it becomes the previous one and the previous one is
-// dropped. A filled value is copied into a slab of its generation (one
-// allocation for many rows); a written one stays in its group's slab.
+// dropped. Values are copied into slabs of their generation: one
+// allocation for many rows, and the generation's bytes are what it holds.
 type rowCache struct {
 	max int // bytes of values in both generations; 0: off
 
@@ -71,7 +71,8 @@ const DefaultRowCacheSize = 32 << 20
 // counts its bytes in an int).
 const MaxRowCacheSize = 1 << 30
 
-// rowCacheSlab is the size of a generation's value slabs.
+// rowCacheSlab is the size of a generation's value slabs: what it holds
+// beyond its bytes is at most one slab's unused end.
 const rowCacheSlab = 256 << 10
 
 // get returns the cached value of ref. The value is shared: the caller
@@ -108,7 +109,15 @@ func (c *rowCache) fill(ref rowRef, val []byte, low uint64) {
 	if _, ok := c.cur.rows[ref]; ok {
 		return
 	}
-	c.room(len(val))
+	c.put(ref, val)
+}
+
+// put copies val into the current generation as the value of ref. The
+// caller holds mu.
+func (c *rowCache) put(ref rowRef, val []byte) {
+	if c.cur.rows == nil || c.cur.bytes+len(val) > c.max/2 {
+		c.prev, c.cur = c.cur, cacheGen{rows: make(map[rowRef][]byte)}
+	}
 	if len(val) > cap(c.cur.slab)-len(c.cur.slab) {
 		c.cur.slab = make([]byte, 0, max(rowCacheSlab, len(val)))
 	}
@@ -155,16 +164,7 @@ func (c *rowCache) update(gen uint64, changed []Row, written []cachedRow) {
 		if len(w.val) > c.max/8 {
 			continue
 		}
-		c.room(len(w.val))
-		c.cur.rows[w.ref] = w.val
-		c.cur.bytes += len(w.val)
-	}
-}
-
-// room makes the current generation able to take n bytes more.
-func (c *rowCache) room(n int) {
-	if c.cur.rows == nil || c.cur.bytes+n > c.max/2 {
-		c.prev, c.cur = c.cur, cacheGen{rows: make(map[rowRef][]byte)}
+		c.put(w.ref, w.val)
 	}
 }
 

@@ -376,8 +376,8 @@ func (s *Store) applyGroup(g *group, reqs []*writeReq, nbytes int) (*appliedGrou
 	}
 	slab := make([]byte, 0, inline)
 	// The stored values of the rows readers of whole mails read, for the
-	// row cache (rowCache): the slab grows as it must; the rows a slice
-	// still names keep their old arrays.
+	// row cache (rowCache), which copies them: the slab grows as it must,
+	// and the rows a slice still names keep its old arrays until then.
 	var cached []cachedRow
 	var cslab []byte
 	// Keys and values are built in scratch buffers: the batch copies them.
