@@ -16,8 +16,9 @@ import (
 // BenchmarkReadMails reads what op mails reads of 1,000 mail-like row sets
 // (a 64-byte row, a 70-byte row, a 1.5 KiB header, a body sized like the
 // corpus's — 7 % over 4 KiB, so in chunks — and a 200-byte row), 32 sets under a view (as
-// op mails), every row found with Find and its content copied out as an
-// answer would. cold reopens the store before each run (the block cache
+// op mails), every row found with Find (or, as op mails does, with
+// FindEncoded, through the row cache or without it) and its content
+// copied out as an answer would. cold reopens the store before each run (the block cache
 // empty, the sstables flushed; the page cache warm); warm does not.
 // Reported: process CPU µs a mail.
 func BenchmarkReadMails(b *testing.B) {
@@ -62,6 +63,7 @@ func BenchmarkReadMails(b *testing.B) {
 		b.Fatal(err)
 	}
 	out := make([]byte, 0, 64<<10)
+	find := func(v *View, t model.Table, k model.Key) (Row, bool, error) { return v.Find(t, k) }
 	readAll := func(b *testing.B) {
 		var v *View
 		for i, refs := range mails {
@@ -75,7 +77,7 @@ func BenchmarkReadMails(b *testing.B) {
 			}
 			out = out[:0]
 			for _, r := range refs {
-				row, ok, err := v.Find(r.t, r.k)
+				row, ok, err := find(v, r.t, r.k)
 				if err != nil || !ok {
 					b.Fatalf("find %s %s: %v %v", r.t, r.k, ok, err)
 				}
@@ -111,6 +113,24 @@ func BenchmarkReadMails(b *testing.B) {
 	}
 	b.Run("cold", func(b *testing.B) { run(b, true) })
 	b.Run("warm", func(b *testing.B) { readAll(b); run(b, false) })
+	// As op mails reads (FindEncoded), through the row cache and without
+	// it: cold, the reopened store's cache is empty and every read fills
+	// it; warm, every read finds its row there.
+	find = (*View).FindEncoded
+	for _, rc := range []struct {
+		name string
+		size int64
+	}{{"encoded-nocache", -1}, {"encoded-rowcache", 0}} {
+		opts.RowCacheSize = rc.size
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if s, err = Open(opts); err != nil {
+			b.Fatal(err)
+		}
+		b.Run("cold-"+rc.name, func(b *testing.B) { run(b, true) })
+		b.Run("warm-"+rc.name, func(b *testing.B) { readAll(b); run(b, false) })
+	}
 	s.Close()
 }
 
