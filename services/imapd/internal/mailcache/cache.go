@@ -44,7 +44,8 @@ type Config struct {
 	// ParsedBytes bounds the Parsed entries (estimated heap). 0: none
 	// kept.
 	ParsedBytes int64
-	// BodyBytes bounds the whole mails kept for BODY[]. 0: none kept.
+	// BodyBytes is the memory for whole mails kept for BODY[], allocated
+	// at once (see ring). 0: none kept.
 	BodyBytes int64
 	// Metrics receives hits, misses, evictions and bytes; required.
 	Metrics *metrics.Metrics
@@ -55,7 +56,7 @@ type Config struct {
 // use; a nil *Cache caches nothing.
 type Cache struct {
 	parsed *lru[*Parsed]
-	body   *lru[[]byte]
+	body   *ring
 }
 
 // New returns a Cache with cfg's budgets, or nil when both are 0.
@@ -65,7 +66,7 @@ func New(cfg Config) *Cache {
 	}
 	return &Cache{
 		parsed: newLRU[*Parsed](cfg.ParsedBytes, cfg.Metrics, "parsed"),
-		body:   newLRU[[]byte](cfg.BodyBytes, cfg.Metrics, "body"),
+		body:   newRing(cfg.BodyBytes, cfg.Metrics),
 	}
 }
 
@@ -107,37 +108,31 @@ func mergeParsed(a, b *Parsed) (*Parsed, int64) {
 // WantsParsed reports whether the cache keeps Parsed entries at all.
 func (c *Cache) WantsParsed() bool { return c != nil && c.parsed.max > 0 }
 
-// Body returns the whole mail under k, or nil. The caller must not
-// modify it.
-func (c *Cache) Body(k Key) []byte {
+// HasBody reports whether the whole mail under k is kept. AppendBody
+// may still not find it: another session may drop it in between.
+func (c *Cache) HasBody(k Key) bool { return c != nil && c.body.has(k) }
+
+// AppendBody appends the whole mail under k to dst, and reports whether
+// it was kept. The bytes are a copy: the cache's memory is reused once a
+// mail is dropped.
+func (c *Cache) AppendBody(dst []byte, k Key) ([]byte, bool) {
 	if c == nil {
-		return nil
+		return dst, false
 	}
-	b, _ := c.body.get(k)
-	return b
+	return c.body.appendTo(dst, k)
 }
 
-// KeepBody keeps raw, a whole mail, under k if it fits the budget. It
-// reports whether the cache took raw itself: then the caller must
-// neither modify nor reuse its memory (no copy: the read-ahead's buffer
-// of a mail the cache keeps is simply not recycled). A raw whose memory
-// is much larger than the mail (a recycled buffer) is kept as a copy
-// instead, so the budget counts what is held; then, as when nothing is
-// kept, raw stays the caller's.
-func (c *Cache) KeepBody(k Key, raw []byte) (took bool) {
-	if c == nil || raw == nil || c.body.max == 0 || !c.body.fits(bodySize(raw)) {
-		return false
+// KeepBody keeps a copy of raw, a whole mail, under k if it fits the
+// budget (at most an eighth of it); raw stays the caller's.
+func (c *Cache) KeepBody(k Key, raw []byte) {
+	if c == nil {
+		return
 	}
-	if cap(raw) > len(raw)+len(raw)/8+64 {
-		c.body.add(k, append(make([]byte, 0, len(raw)), raw...), bodySize(raw), nil)
-		return false
-	}
-	c.body.add(k, raw[:len(raw):len(raw)], int64(cap(raw))+entryOverhead, nil)
-	return true
+	c.body.keep(k, raw)
 }
 
 // WantsBody reports whether the cache keeps whole mails at all.
-func (c *Cache) WantsBody() bool { return c != nil && c.body.max > 0 }
+func (c *Cache) WantsBody() bool { return c != nil && c.body.arena != nil }
 
 // Reset drops every entry (benchmarks: a cold cache).
 func (c *Cache) Reset() {
@@ -159,8 +154,6 @@ func (c *Cache) Bytes() int64 {
 // entryOverhead is charged per entry besides its value: the map slot,
 // the list node and the key.
 const entryOverhead = 160
-
-func bodySize(raw []byte) int64 { return int64(len(raw)) + entryOverhead }
 
 // node is one entry of an lru, in its recency list.
 type node[V any] struct {

@@ -1,7 +1,9 @@
 package mailcache
 
 import (
+	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 
@@ -16,6 +18,15 @@ import (
 func newCache(t testing.TB, parsed, body int64) *Cache {
 	t.Helper()
 	return New(Config{ParsedBytes: parsed, BodyBytes: body, Metrics: metrics.New(prometheus.NewRegistry())})
+}
+
+// body is the mail kept under k, or nil.
+func body(c *Cache, k Key) []byte {
+	b, ok := c.AppendBody(nil, k)
+	if !ok {
+		return nil
+	}
+	return b
 }
 
 func key(i int) model.Key { return model.KeyOf(model.Mail, fmt.Appendf(nil, "mail %d", i)) }
@@ -48,7 +59,7 @@ func TestKeysKeepEntriesApart(t *testing.T) {
 		if p := c.Parsed(o.k); p != nil {
 			t.Errorf("%s: Parsed = %q, want nil", o.name, p.Envelope.Subject)
 		}
-		if b := c.Body(o.k); b != nil {
+		if b := body(c, o.k); b != nil {
 			t.Errorf("%s: Body = %q, want nil", o.name, b)
 		}
 	}
@@ -65,43 +76,89 @@ func TestKeysKeepEntriesApart(t *testing.T) {
 	}
 }
 
-// TestKeepBodyOwnership: the cache takes a mail's own buffer, but keeps
-// a copy of a mail in a much larger buffer (a recycled one), which stays
-// the caller's: its later use must not change what the cache holds.
-func TestKeepBodyOwnership(t *testing.T) {
+// TestBodyIsCopied: the cache keeps a copy of what it is given, and
+// gives out copies: neither the caller's later use of its buffer nor the
+// cache's reuse of its memory changes the other's bytes.
+func TestBodyIsCopied(t *testing.T) {
 	c := newCache(t, 0, 1<<20)
-	if !c.KeepBody(Key{Mail: key(1)}, []byte("exact")) {
-		t.Error("a mail in a buffer of its size was copied")
-	}
-	buf := make([]byte, 0, 64<<10)
-	buf = append(buf, "small mail"...)
-	if c.KeepBody(Key{Mail: key(2)}, buf) {
-		t.Fatal("the cache took a 64 KiB buffer for a 10-byte mail")
-	}
+	buf := append(make([]byte, 0, 64<<10), "small mail"...)
+	c.KeepBody(Key{Mail: key(1)}, buf)
 	copy(buf, "REUSED BUF")
-	if got := c.Body(Key{Mail: key(2)}); string(got) != "small mail" {
-		t.Fatalf("Body = %q after the caller reused its buffer, want %q", got, "small mail")
+	out, ok := c.AppendBody([]byte("prefix:"), Key{Mail: key(1)})
+	if !ok || string(out) != "prefix:small mail" {
+		t.Fatalf("AppendBody = %q, %v after the caller reused its buffer, want %q", out, ok, "prefix:small mail")
 	}
-	if got := c.body.bytes(); got > 2*(64+entryOverhead) {
-		t.Errorf("two small mails charged %d bytes", got)
+	// Run the arena round many times: the copy given out stays.
+	for i := range 2000 {
+		c.KeepBody(Key{Mail: key(100 + i)}, make([]byte, 4000))
+	}
+	if string(out) != "prefix:small mail" {
+		t.Fatalf("the copy given out changed to %q", out)
+	}
+	if got := c.body.bytes(); got > 1<<20 {
+		t.Errorf("kept %d bytes in a 1 MiB arena", got)
 	}
 }
 
-// TestEvictionKeepsBound: whatever is added, the bytes kept stay within
-// the budget, the most recently used entries stay, and an entry over an
-// eighth of the budget is not kept.
+// TestRingKeepsWhatItSays: mails of random sizes written round and
+// round a small arena; after every write each mail the ring still has
+// is byte for byte the one written under its key, the newest one is
+// there, and the ring keeps most of its arena in use (it drops only
+// what the new mail overwrites).
+func TestRingKeepsWhatItSays(t *testing.T) {
+	const arena = 64 << 10
+	c := newCache(t, 0, arena)
+	rng := rand.New(rand.NewPCG(1, 2))
+	mail := func(i, n int) []byte {
+		b := make([]byte, n)
+		for j := range b {
+			b[j] = byte(i*31 + j)
+		}
+		return b
+	}
+	sizes := map[int]int{}
+	for i := range 5000 {
+		n := 1 + rng.IntN(arena/8)
+		if i%50 == 0 {
+			n = arena / 8 // the largest kept
+		}
+		sizes[i] = n
+		c.KeepBody(Key{Mail: key(i)}, mail(i, n))
+		if got := body(c, Key{Mail: key(i)}); !bytes.Equal(got, mail(i, n)) {
+			t.Fatalf("mail %d (%d bytes) not kept as written: %d bytes", i, n, len(got))
+		}
+		for range 5 {
+			j := max(0, i-rng.IntN(40))
+			if got := body(c, Key{Mail: key(j)}); got != nil && !bytes.Equal(got, mail(j, sizes[j])) {
+				t.Fatalf("after mail %d, mail %d comes back changed", i, j)
+			}
+		}
+		if used := c.body.bytes(); used > arena {
+			t.Fatalf("after mail %d the ring keeps %d bytes of %d", i, used, arena)
+		} else if i > 200 && used < arena/2 {
+			t.Fatalf("after mail %d the ring keeps only %d bytes of %d", i, used, arena)
+		}
+	}
+	if c.KeepBody(Key{Mail: key(9999)}, make([]byte, arena/8+1)); body(c, Key{Mail: key(9999)}) != nil {
+		t.Error("a mail over an eighth of the arena was kept")
+	}
+	c.Reset()
+	if c.Bytes() != 0 || body(c, Key{Mail: key(4999)}) != nil {
+		t.Error("Reset kept mails")
+	}
+}
+
+// TestEvictionKeepsBound: whatever parsed entries are added, the bytes
+// kept stay within the budget and the most recently used entries stay
+// (TestRingKeepsWhatItSays is its counterpart for whole mails).
 func TestEvictionKeepsBound(t *testing.T) {
 	const budget = 64 << 10
 	c := newCache(t, budget, budget)
 	size := ParsedSize(entry("x", 1000))
 	for i := range 1000 {
 		c.AddParsed(Key{Mail: key(i)}, entry("x", 1000))
-		c.KeepBody(Key{Mail: key(i)}, make([]byte, 1+i*7%4000))
 		if got := c.parsed.bytes(); got > budget {
 			t.Fatalf("after %d entries the parsed kind keeps %d bytes, over its budget %d", i+1, got, budget)
-		}
-		if got := c.body.bytes(); got > budget {
-			t.Fatalf("after %d entries the body kind keeps %d bytes, over its budget %d", i+1, got, budget)
 		}
 		// Keep mail 0 in use: it must survive as the least recently
 		// added.
@@ -118,9 +175,6 @@ func TestEvictionKeepsBound(t *testing.T) {
 	if c.Parsed(Key{Mail: key(999)}) == nil {
 		t.Error("mail 999, the last added, is not kept")
 	}
-	if c.KeepBody(Key{Mail: key(5000)}, make([]byte, budget/8)) || c.Body(Key{Mail: key(5000)}) != nil {
-		t.Error("a mail over an eighth of the budget was kept")
-	}
 	c.Reset()
 	if c.Bytes() != 0 || c.Parsed(Key{Mail: key(0)}) != nil {
 		t.Errorf("after Reset: %d bytes kept, mail 0 found: %v", c.Bytes(), c.Parsed(Key{Mail: key(0)}) != nil)
@@ -135,10 +189,8 @@ func TestNilCache(t *testing.T) {
 		t.Fatalf("New with no budget = %v, want nil", c)
 	}
 	c.AddParsed(Key{}, entry("x", 1))
-	if c.KeepBody(Key{}, []byte("x")) {
-		t.Error("a nil cache kept a mail")
-	}
-	if c.Parsed(Key{}) != nil || c.Body(Key{}) != nil || c.WantsParsed() || c.WantsBody() || c.Bytes() != 0 {
+	c.KeepBody(Key{}, []byte("x"))
+	if c.Parsed(Key{}) != nil || c.HasBody(Key{}) || body(c, Key{}) != nil || c.WantsParsed() || c.WantsBody() || c.Bytes() != 0 {
 		t.Fatal("a nil cache returned something")
 	}
 	c.Reset()
@@ -162,7 +214,7 @@ func TestConcurrentUse(t *testing.T) {
 					t.Errorf("key of mail %d gave entry %q", n, p.Envelope.Subject)
 					return
 				}
-				if b := c.Body(k); b != nil && string(b) != name {
+				if b := body(c, k); b != nil && string(b) != name {
 					t.Errorf("key of mail %d gave bytes %q", n, b)
 					return
 				}

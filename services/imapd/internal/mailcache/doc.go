@@ -21,19 +21,24 @@
 // # Bounds
 //
 // Each kind (parsed, body) has its own byte budget, so that a FETCH of
-// many whole mails does not evict the listings' structures. Sizes are
-// estimates of the heap an entry holds (the bytes, strings and a fixed
-// charge per struct and map); an entry over an eighth of its budget is
-// not kept. Eviction is least recently used. A caller may still hold an
-// entry after it was evicted: entries are immutable and the garbage
-// collector frees them when the last holder lets go, so the budget bounds
-// what the cache keeps, not what FETCHes in flight hold.
+// many whole mails does not evict the listings' structures. Parsed
+// entries are charged estimates of the heap they hold (the bytes,
+// strings and a fixed charge per struct and map) and evicted least
+// recently used first; a caller may still hold an entry after it was
+// evicted: entries are immutable and the garbage collector frees them
+// when the last holder lets go. Whole mails are copied into one arena of
+// the body budget, reserved at start and filled as mails come, written
+// as a circular log (ring.go): the oldest mails are dropped first, and
+// readers get a copy, since the arena's memory is reused. An entry over
+// an eighth of its budget is not kept, of either kind.
 //
 // # Concurrency
 //
-// A Cache is safe for concurrent use; each kind has one mutex, held for a
-// map operation and a list move, never during I/O or parsing. Entries are
-// read-only once added: callers must not modify what they get.
+// A Cache is safe for concurrent use. The parsed kind has one mutex,
+// held for a map operation and a list move; the arena of whole mails a
+// read-write lock, held for a map operation and a copy in or out of it;
+// neither during I/O or parsing. Parsed entries are read-only once
+// added: callers must not modify what they get.
 //
 // A nil *Cache is valid and caches nothing (the --cache-mb 0 setting).
 package mailcache

@@ -77,7 +77,7 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	var read []int
 	for k, i := range idx {
 		srcs[k] = s.cached(sel.msgs[i].m, options)
-		if !srcs[k].complete(options) {
+		if !srcs[k].complete(options) && !srcs[k].cachedBody {
 			read = append(read, i)
 		}
 	}
@@ -101,6 +101,13 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		src := srcs[k]
 		srcs[k] = source{}
 		switch {
+		case src.cachedBody:
+			// Copied out now, one mail at a time, into the session's
+			// buffer. Dropped since the lookup (another session filled
+			// the cache): fetchOne reads it from dbd.
+			if raw, ok := s.b.cfg.Cache.AppendBody(s.bodyBuf[:0], s.viewKey(sel.msgs[i].m)); ok {
+				src.raw, src.fromCache = raw, true
+			}
 		case ra == nil || src.complete(options):
 		case heads:
 			h, from, err := ra.NextHead()
@@ -119,10 +126,13 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		if err := s.fetchOne(w, i, options, seen[i], src); err != nil {
 			return err
 		}
-		if src.recycle {
-			// fetchOne wrote what it took from raw to the client's
-			// buffer and kept nothing of it (the cache keeps copies).
+		// fetchOne wrote what it took from raw to the client's buffer
+		// and kept nothing of it (the cache keeps copies).
+		switch {
+		case src.recycle:
 			ra.Recycle(src.raw)
+		case src.fromCache && cap(src.raw) <= maxBodyBuf:
+			s.bodyBuf = src.raw[:0]
 		}
 	}
 	return nil
@@ -131,11 +141,16 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 // source is what a FETCH has of one mail: its bytes, its cache entry, or
 // both.
 type source struct {
-	raw       []byte            // nil: not read (nor cached)
-	p         *mailcache.Parsed // nil: not cached
-	recycle   bool              // raw is the read-ahead's, to give back
-	fromCache bool              // raw is the cache's
+	raw        []byte            // nil: not read (nor cached)
+	p          *mailcache.Parsed // nil: not cached
+	recycle    bool              // raw is the read-ahead's, to give back
+	cachedBody bool              // the cache has the bytes: copy them out, do not read ahead
+	fromCache  bool              // raw was copied from the cache
 }
+
+// maxBodyBuf bounds the buffer a session keeps for the next mail copied
+// from the body cache: larger mails get a buffer of their own.
+const maxBodyBuf = 256 << 10
 
 // complete reports whether src answers a FETCH of o without reading the
 // mail.
@@ -155,8 +170,7 @@ func (s *Session) cached(m mailbox.Message, o *imap.FetchOptions) source {
 		src.p = c.Parsed(k)
 	}
 	if !src.complete(o) && c.WantsBody() {
-		src.raw = c.Body(k)
-		src.fromCache = src.raw != nil
+		src.cachedBody = c.HasBody(k)
 	}
 	return src
 }
@@ -177,7 +191,7 @@ func (s *Session) parseCached(m mailbox.Message, o *imap.FetchOptions, src sourc
 
 // took adds to src m's bytes, read from dbd and joined from the rows
 // from names, and caches what the cache keeps of them. ahead says raw is
-// the read-ahead's, to give back after use unless the cache kept it.
+// the read-ahead's, to give back after use.
 func (s *Session) took(m mailbox.Message, o *imap.FetchOptions, src source, raw []byte, from mailbox.Origin, ahead bool) source {
 	src.raw, src.recycle = raw, ahead
 	c := s.b.cfg.Cache
@@ -191,9 +205,7 @@ func (s *Session) took(m mailbox.Message, o *imap.FetchOptions, src source, raw 
 	if c.WantsParsed() && usesParsed(o) && derives(o).lacks(src.p) {
 		src.p = c.AddParsed(k, parse(raw, derives(o)))
 	}
-	if c.KeepBody(k, raw) {
-		src.recycle = false // the cache owns raw now
-	}
+	c.KeepBody(k, raw)
 	return src
 }
 
