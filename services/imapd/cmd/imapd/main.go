@@ -48,7 +48,7 @@ func main() {
 			&cli.DurationFlag{Name: "auth-fail-delay", Value: 2 * time.Second, Usage: "least time before a failed login's reply (negative: none)", EnvVars: env("AUTH_FAIL_DELAY")},
 			&cli.Int64Flag{Name: "append-memory", Value: session.DefaultAppendMemory, Usage: "bytes of APPENDed mails all sessions may hold at once (at least the APPENDLIMIT, 64 MiB)", EnvVars: env("APPEND_MEMORY")},
 			&cli.Int64Flag{Name: "cache-mb", Value: daemon.DefaultCacheBytes >> 20, Usage: "MiB of parsed mails (ENVELOPE, BODYSTRUCTURE, header fields) kept for folder listings, shared by all sessions (0: no cache)", EnvVars: env("CACHE_MB")},
-			&cli.Int64Flag{Name: "body-cache-mb", Usage: "MiB of whole mails kept for BODY[] read again, shared by all sessions (0: none)", EnvVars: env("BODY_CACHE_MB")},
+			&cli.Int64Flag{Name: "body-cache-mb", Value: daemon.DefaultBodyCacheBytes >> 20, Usage: "MiB of whole mails kept for BODY[] read again, shared by all sessions, reserved at start (0: none)", EnvVars: env("BODY_CACHE_MB")},
 			&cli.IntFlag{Name: "compress-sessions", Value: daemon.DefaultCompressSessions, Usage: "offer COMPRESS=DEFLATE (RFC 4978) to this many sessions at once, about 0.8 MiB each; past it COMPRESS is refused and the session goes on uncompressed (0: not offered)", EnvVars: env("COMPRESS_SESSIONS")},
 			&cli.DurationFlag{Name: "pre-auth-timeout", Value: 30 * time.Second, Usage: "how long a client that has not logged in may be silent (at most go-imap's 30s)", EnvVars: env("PRE_AUTH_TIMEOUT")},
 			&cli.IntFlag{Name: "max-conns", Value: daemon.DefaultMaxConns, Usage: "open connections in total (-1: no limit)", EnvVars: env("MAX_CONNS")},

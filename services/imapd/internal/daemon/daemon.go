@@ -87,7 +87,9 @@ type Config struct {
 	// package mailcache), in estimated heap bytes (0: DefaultCacheBytes;
 	// < 0: no cache).
 	CacheBytes int64
-	// BodyCacheBytes bounds the whole mails kept for BODY[] (0: none).
+	// BodyCacheBytes is the memory for whole mails kept for BODY[],
+	// reserved at start (0: none; imapd's flag defaults to
+	// DefaultBodyCacheBytes).
 	BodyCacheBytes int64
 	// CompressSessions bounds the sessions with COMPRESS=DEFLATE active
 	// at once (0: COMPRESS not offered; imapd's flag defaults to
@@ -158,6 +160,12 @@ func (c *Config) applyDefaults() {
 // DefaultCacheBytes is the mail cache's default budget: some 15,000
 // parsed mails of typical size (about 4 KiB each, most of it the header).
 const DefaultCacheBytes = 64 << 20
+
+// DefaultBodyCacheBytes is --body-cache-mb's default: a client reading
+// the whole mails of a folder again (a second FETCH BODY[], mutt without
+// its own cache, a webmail) costs imapd a third of the CPU and dbd none
+// (docs/imapd.md "Body cache"). The memory is reserved at start.
+const DefaultBodyCacheBytes = 32 << 20
 
 // DefaultCompressSessions is --compress-sessions' default: each deflater
 // holds about 0.8 MiB, so at most some 80 MiB.
