@@ -207,7 +207,10 @@ func Run(ctx context.Context, cfg Config) error {
 
 	sessCtx, stopSessions := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSessions()
-	cache := mailcache.New(mailcache.Config{ParsedBytes: cfg.CacheBytes, BodyBytes: cfg.BodyCacheBytes, Metrics: m})
+	cache, err := mailcache.New(mailcache.Config{ParsedBytes: cfg.CacheBytes, BodyBytes: cfg.BodyCacheBytes, Metrics: m})
+	if err != nil {
+		return fmt.Errorf("imapd: %w", err)
+	}
 	if cfg.onCache != nil {
 		cfg.onCache(cache)
 	}

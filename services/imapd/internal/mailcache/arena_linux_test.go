@@ -12,7 +12,10 @@ import (
 // and it works as memory up to its last byte; a small one is heap.
 func TestArenaHugePageAligned(t *testing.T) {
 	const n = 3*hugePage + 12345
-	a, free := newArena(n)
+	a, free, err := newArena(n)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if free == nil {
 		t.Fatal("newArena gave heap for an arena of several huge pages: mmap refused?")
 	}
@@ -28,7 +31,7 @@ func TestArenaHugePageAligned(t *testing.T) {
 	if !bytes.Equal(a, pattern) {
 		t.Fatal("the arena did not keep what was written")
 	}
-	if _, free := newArena(hugePage); free != nil {
+	if _, free, _ := newArena(hugePage); free != nil {
 		t.Error("an arena of one huge page was mapped apart from the heap")
 	}
 }

@@ -1,6 +1,7 @@
 package mailcache
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 
@@ -59,15 +60,17 @@ type Cache struct {
 	body   *ring
 }
 
-// New returns a Cache with cfg's budgets, or nil when both are 0.
-func New(cfg Config) *Cache {
+// New returns a Cache with cfg's budgets, or nil when both are 0. It
+// fails when the memory for whole mails cannot be had.
+func New(cfg Config) (*Cache, error) {
 	if cfg.ParsedBytes <= 0 && cfg.BodyBytes <= 0 {
-		return nil
+		return nil, nil
 	}
-	return &Cache{
-		parsed: newLRU[*Parsed](cfg.ParsedBytes, cfg.Metrics, "parsed"),
-		body:   newRing(cfg.BodyBytes, cfg.Metrics),
+	body, err := newRing(cfg.BodyBytes, cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("body cache of %d MiB: %w", cfg.BodyBytes>>20, err)
 	}
+	return &Cache{parsed: newLRU[*Parsed](cfg.ParsedBytes, cfg.Metrics, "parsed"), body: body}, nil
 }
 
 // Parsed returns the entry under k, or nil.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 
@@ -17,7 +18,11 @@ import (
 
 func newCache(t testing.TB, parsed, body int64) *Cache {
 	t.Helper()
-	return New(Config{ParsedBytes: parsed, BodyBytes: body, Metrics: metrics.New(prometheus.NewRegistry())})
+	c, err := New(Config{ParsedBytes: parsed, BodyBytes: body, Metrics: metrics.New(prometheus.NewRegistry())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // body is the mail kept under k, or nil.
@@ -275,5 +280,14 @@ func TestAddParsedMerges(t *testing.T) {
 	}
 	if c.parsed.bytes() != ParsedSize(got) {
 		t.Errorf("charged %d bytes, the entry's size is %d", c.parsed.bytes(), ParsedSize(got))
+	}
+}
+
+// TestBodyBudgetTooLarge: a body budget the ring cannot index is an
+// error for the operator (imapd then does not start), not a crash.
+func TestBodyBudgetTooLarge(t *testing.T) {
+	c, err := New(Config{BodyBytes: 4 << 30, Metrics: metrics.New(prometheus.NewRegistry())})
+	if err == nil || c != nil || !strings.Contains(err.Error(), "body cache of 4096 MiB") {
+		t.Fatalf("New with a 4 GiB body budget = %v, %v; want an error naming the body cache", c, err)
 	}
 }

@@ -1,6 +1,8 @@
 package mailcache
 
 import (
+	"fmt"
+	"math"
 	"runtime"
 	"sync"
 
@@ -42,13 +44,19 @@ type queued struct {
 	span
 }
 
-func newRing(budget int64, m *metrics.Metrics) *ring {
+func newRing(budget int64, m *metrics.Metrics) (*ring, error) {
 	r := &ring{spans: map[Key]span{},
 		hits: m.CacheHits.WithLabelValues("body"), misses: m.CacheMisses.WithLabelValues("body"),
 		evictions: m.CacheEvictions.WithLabelValues("body"), gauge: m.CacheBytes.WithLabelValues("body")}
+	if budget > maxArena {
+		return nil, fmt.Errorf("over the %d MiB a ring can index", maxArena>>20)
+	}
 	if budget > 0 {
 		var free func()
-		r.arena, free = newArena(int(min(budget, maxArena)))
+		var err error
+		if r.arena, free, err = newArena(int(budget)); err != nil {
+			return nil, err
+		}
 		fault(r.arena)
 		if free != nil {
 			// Tests and benchmarks make many caches; imapd makes one
@@ -56,7 +64,7 @@ func newRing(budget int64, m *metrics.Metrics) *ring {
 			runtime.AddCleanup(r, func(free func()) { free() }, free)
 		}
 	}
-	return r
+	return r, nil
 }
 
 // fault writes to every page of arena, so the kernel gives it memory
@@ -75,7 +83,7 @@ func fault(arena []byte) {
 }
 
 // maxArena bounds the arena to what an int indexes on a 32-bit build.
-const maxArena = 1<<31 - 1
+const maxArena = math.MaxInt32
 
 // fits reports whether a mail of n bytes may be kept: at most an eighth
 // of the arena, so one large mail cannot empty the cache.
