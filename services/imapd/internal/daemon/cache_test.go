@@ -181,6 +181,43 @@ func TestCacheMatchesNoCache(t *testing.T) {
 	}
 }
 
+// TestBodyCacheConcurrentSessions: sessions FETCH whole mails at once
+// through an arena so small that each one's copies drop the mails the
+// others looked up a moment before (run with -race): every answer is
+// byte-equal to the one without a cache.
+func TestBodyCacheConcurrentSessions(t *testing.T) {
+	k := startWith(t, func(c *Config) { c.CacheBytes = -1 })
+	for _, m := range append(cacheMails(), corpusSample(t, 200)...) {
+		k.deliver(m)
+	}
+	cmds := []string{"UID FETCH 1:* BODY.PEEK[]", "UID FETCH 1:40 (RFC822.SIZE BODY.PEEK[])", "UID FETCH 20:* BODY.PEEK[TEXT]"}
+	off := openSession(k, k.addr, login)
+	want := map[string]string{}
+	for _, cmd := range cmds {
+		want[cmd] = off.do(cmd)
+	}
+	addr, _, _ := k.runIMAPD(func(c *Config) { c.BodyCacheBytes = 64 << 10 })
+	var sessions []*rawSession
+	for range 4 {
+		sessions = append(sessions, openSession(k, addr, login))
+	}
+	var wg sync.WaitGroup
+	for g, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 6 {
+				cmd := cmds[(g+i)%len(cmds)]
+				if got := s.do(cmd); got != want[cmd] {
+					t.Errorf("session %d, run %d of %s differs from the answer without a cache:\n%s", g, i, cmd, firstDiff(want[cmd], got))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 func reversed(s []string) []string {
 	out := slices.Clone(s)
 	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
