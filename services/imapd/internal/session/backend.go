@@ -164,10 +164,6 @@ type Session struct {
 	acct *mailbox.Account
 	sel  *selected
 
-	// bodyBuf is reused for the mails a FETCH copies out of the body
-	// cache, one at a time (see Fetch).
-	bodyBuf []byte
-
 	// idleMu is held by Idle while it runs and by Close. go-imap
 	// (v2.0.0-beta.8 idle.go) returns from IDLE on a client's EOF without
 	// waiting for Idle, and then calls Close from another goroutine: Close

@@ -97,15 +97,18 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			}
 		}()
 	}
+	// The mails copied out of the body cache share one buffer, for this
+	// FETCH only: an idle session holds none.
+	var bodyBuf []byte
 	for k, i := range idx {
 		src := srcs[k]
 		srcs[k] = source{}
 		switch {
 		case src.cachedBody:
-			// Copied out now, one mail at a time, into the session's
-			// buffer. Dropped since the lookup (another session filled
-			// the cache): fetchOne reads it from dbd.
-			if raw, ok := s.b.cfg.Cache.AppendBody(s.bodyBuf[:0], s.viewKey(sel.msgs[i].m)); ok {
+			// Copied out now, one mail at a time, into bodyBuf. One
+			// dropped since the lookup (another session filled the
+			// cache) is read from dbd by fetchOne.
+			if raw, ok := s.b.cfg.Cache.AppendBody(bodyBuf[:0], s.viewKey(sel.msgs[i].m)); ok {
 				src.raw, src.fromCache = raw, true
 			}
 		case ra == nil || src.complete(options):
@@ -131,8 +134,8 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		switch {
 		case src.recycle:
 			ra.Recycle(src.raw)
-		case src.fromCache && cap(src.raw) <= maxBodyBuf:
-			s.bodyBuf = src.raw[:0]
+		case src.fromCache:
+			bodyBuf = src.raw[:0]
 		}
 	}
 	return nil
@@ -147,10 +150,6 @@ type source struct {
 	cachedBody bool              // the cache has the bytes: copy them out, do not read ahead
 	fromCache  bool              // raw was copied from the cache
 }
-
-// maxBodyBuf bounds the buffer a session keeps for the next mail copied
-// from the body cache: larger mails get a buffer of their own.
-const maxBodyBuf = 256 << 10
 
 // complete reports whether src answers a FETCH of o without reading the
 // mail.
