@@ -23,6 +23,9 @@ import (
 //
 // Readers copy a mail out under the read lock: the arena's bytes are
 // overwritten once they are dropped, so no slice of it leaves the ring.
+// A read does not move a mail (that would be a copy under the write
+// lock on every hit); a mail read often is dropped like any other when
+// the head comes round, and read from dbd and kept again next time.
 type ring struct {
 	hits, misses, evictions prometheus.Counter
 	gauge                   prometheus.Gauge
