@@ -160,19 +160,29 @@ func (s *Session) scan(criteria *imap.SearchCriteria, header bool, match func(c 
 	// them (and fill it with the mails read).
 	// Criteria on the header and size alone read the mails' heads only,
 	// without their bodies.
+	// Criteria on the body (BODY, TEXT) take the whole mails the body
+	// cache has, copied out one at a time; a SEARCH does not fill it
+	// (one over a large folder would drop what FETCHes kept).
 	cache := s.b.cfg.Cache
 	var parsed []*mailcache.Parsed
+	var cachedBody []bool
 	var read []int
 	heads := !needsBody(criteria)
 	if header || needsBytes(criteria) {
 		if heads && cache.WantsParsed() {
 			parsed = make([]*mailcache.Parsed, len(sel.msgs))
 		}
+		if !heads && cache.WantsBody() {
+			cachedBody = make([]bool, len(sel.msgs))
+		}
 		for i, msg := range sel.msgs {
-			if parsed != nil {
+			switch {
+			case parsed != nil:
 				parsed[i] = cache.Parsed(s.viewKey(msg.m))
+			case cachedBody != nil:
+				cachedBody[i] = cache.HasBody(s.viewKey(msg.m))
 			}
-			if parsed == nil || parsed[i] == nil {
+			if (parsed == nil || parsed[i] == nil) && (cachedBody == nil || !cachedBody[i]) {
 				read = append(read, i)
 			}
 		}
@@ -182,12 +192,19 @@ func (s *Session) scan(criteria *imap.SearchCriteria, header bool, match func(c 
 		ra = s.readAhead(read, heads)
 		defer ra.Stop()
 	}
+	var bodyBuf []byte // the mails copied out of the body cache, one at a time
 	for i, msg := range sel.msgs {
 		ctx, cancel := s.dbctx()
 		c := &candidate{s: s, ctx: ctx, seq: uint32(i + 1), n: uint32(len(sel.msgs)), last: last, msg: msg}
+		fromCache := false
 		switch {
 		case parsed != nil && parsed[i] != nil:
 			c.p = parsed[i]
+		case cachedBody != nil && cachedBody[i]:
+			// Dropped since the lookup: c.bytes reads it from dbd.
+			if raw, ok := cache.AppendBody(bodyBuf[:0], s.viewKey(msg.m)); ok {
+				c.raw, fromCache = raw, true
+			}
 		case ra != nil && heads:
 			var h mailbox.Head
 			var from mailbox.Origin
@@ -200,6 +217,11 @@ func (s *Session) scan(criteria *imap.SearchCriteria, header bool, match func(c 
 		}
 		if c.match(criteria) {
 			match(c)
+		}
+		if fromCache {
+			// Neither match nor the callers keep c.raw: what they keep
+			// of a mail they convert to strings.
+			bodyBuf = c.raw[:0]
 		}
 		cancel()
 		if c.err != nil {
