@@ -181,7 +181,7 @@ func TestCacheMatchesNoCache(t *testing.T) {
 	}
 }
 
-// TestBodyCacheConcurrentSessions: sessions FETCH whole mails at once
+// TestBodyCacheConcurrentSessions: sessions FETCH (and search) whole mails at once
 // through an arena so small that each one's copies drop the mails the
 // others looked up a moment before (run with -race): every answer is
 // byte-equal to the one without a cache.
@@ -190,7 +190,8 @@ func TestBodyCacheConcurrentSessions(t *testing.T) {
 	for _, m := range append(cacheMails(), corpusSample(t, 200)...) {
 		k.deliver(m)
 	}
-	cmds := []string{"UID FETCH 1:* BODY.PEEK[]", "UID FETCH 1:40 (RFC822.SIZE BODY.PEEK[])", "UID FETCH 20:* BODY.PEEK[TEXT]"}
+	cmds := []string{"UID FETCH 1:* BODY.PEEK[]", "UID FETCH 1:40 (RFC822.SIZE BODY.PEEK[])", "UID FETCH 20:* BODY.PEEK[TEXT]",
+		"UID SEARCH TEXT the", "UID SORT (SUBJECT) UTF-8 BODY a"}
 	off := openSession(k, k.addr, login)
 	want := map[string]string{}
 	for _, cmd := range cmds {
