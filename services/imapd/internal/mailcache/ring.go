@@ -14,12 +14,11 @@ import (
 // ring keeps whole mails in one arena of fixed size, written as a
 // circular log: a mail is copied in at the head, and the oldest mails
 // the head runs over are dropped (first in, first out). Its memory is
-// allocated once and reused forever, so filling it again after a
-// restart or a lap costs no new heap; on Linux the arena is asked for
-// in huge pages (arena_linux.go), so filling it the first time costs a
-// page fault every 2 MiB instead of every 4 KiB — at about 3.5 µs a
-// fault on the project's virtual machine, the 4 KiB faults were most of
-// what caching a FETCH of the corpus cost (docs/imapd.md "Body cache").
+// allocated and faulted in once, at start (see fault), in huge pages on
+// Linux (arena_linux.go), and reused for ever: filling the cache during
+// a FETCH grows no memory, which was most of what caching a FETCH of
+// the corpus cost when the cache kept the read-ahead's buffers
+// (docs/imapd.md "Body cache").
 //
 // Readers copy a mail out under the read lock: the arena's bytes are
 // overwritten once they are dropped, so no slice of it leaves the ring.

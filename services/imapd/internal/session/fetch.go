@@ -108,7 +108,7 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			// Copied out now, one mail at a time, into bodyBuf. One
 			// dropped since the lookup (another session filled the
 			// cache) is read from dbd by fetchOne.
-			if raw, ok := s.b.cfg.Cache.AppendBody(bodyBuf[:0], s.viewKey(sel.msgs[i].m)); ok {
+			if raw, ok := s.b.cfg.Cache.AppendBody(bodyBuf[:0], src.bodyKey); ok {
 				src.raw, src.fromCache = raw, true
 			}
 		case ra == nil || src.complete(options):
@@ -147,7 +147,8 @@ type source struct {
 	raw        []byte            // nil: not read (nor cached)
 	p          *mailcache.Parsed // nil: not cached
 	recycle    bool              // raw is the read-ahead's, to give back
-	cachedBody bool              // the cache has the bytes: copy them out, do not read ahead
+	cachedBody bool              // the cache has the bytes under bodyKey: copy them out, do not read ahead
+	bodyKey    mailcache.Key     // the view's key, looked up once
 	fromCache  bool              // raw was copied from the cache
 }
 
@@ -169,7 +170,7 @@ func (s *Session) cached(m mailbox.Message, o *imap.FetchOptions) source {
 		src.p = c.Parsed(k)
 	}
 	if !src.complete(o) && c.WantsBody() {
-		src.cachedBody = c.HasBody(k)
+		src.cachedBody, src.bodyKey = c.HasBody(k), k
 	}
 	return src
 }
