@@ -54,7 +54,20 @@ func TestBenchFetchVsDovecot(t *testing.T) {
 	if os.Getenv("TWINMX_BENCH") == "" {
 		t.Skip("set TWINMX_BENCH=1 to run the benchmark")
 	}
-	py := need(t, "python3", "python3")
+	// TWINMX_BENCH_CLIENT=lean: the lean Go client (leanclient_test.go)
+	// instead of Python's imaplib.
+	lean := false
+	switch c := os.Getenv("TWINMX_BENCH_CLIENT"); c {
+	case "", "python":
+	case "lean":
+		lean = true
+	default:
+		t.Fatalf("TWINMX_BENCH_CLIENT=%q: want python or lean", c)
+	}
+	var py string
+	if !lean {
+		py = need(t, "python3", "python3")
+	}
 	needDovecot(t)
 	n := 1000
 	if v, err := strconv.Atoi(os.Getenv("TWINMX_BENCH_MAILS")); err == nil && v > 0 {
@@ -82,7 +95,16 @@ func TestBenchFetchVsDovecot(t *testing.T) {
 	const body, headers = "(BODY.PEEK[])", "(FLAGS ENVELOPE BODYSTRUCTURE)"
 	// Thunderbird's listing: header fields, size and flags, no structure.
 	const fields = "(UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (From To Cc Bcc Subject Date Message-ID Priority X-Priority References Newsgroups In-Reply-To Content-Type Reply-To)])"
-	ours := benchRun(t, py, host, port, login, password, body, ourSrv)
+	// run times one UID FETCH 1:* of items; mode "compress" turns on
+	// COMPRESS=DEFLATE first.
+	run := func(host, port, user, pw, items, mode string, srv server) benchResult {
+		t.Helper()
+		if lean {
+			return benchRunLean(t, host, port, user, pw, items, mode, srv)
+		}
+		return benchRunPython(t, py, host, port, user, pw, items, mode, srv)
+	}
+	ours := run(host, port, login, password, body, "plain", ourSrv)
 
 	// Dovecot over a Maildir holding the same mails.
 	dc := startDovecot(t, corpus)
@@ -97,29 +119,33 @@ func TestBenchFetchVsDovecot(t *testing.T) {
 			return map[string]time.Duration{"imap": sum}
 		},
 	}
-	theirs := benchRun(t, py, dhost, dport, dc.user, dc.pass, body, theirSrv)
+	theirs := run(dhost, dport, dc.user, dc.pass, body, "plain", theirSrv)
 	// The same FETCH again in a new session: now dbd's block cache holds
 	// what the first one read (Dovecot's mails were in the page cache
 	// both times), which shows how much of dbd's cost is cold reads.
-	oursWarm := benchRun(t, py, host, port, login, password, body, ourSrv)
-	theirsWarm := benchRun(t, py, dhost, dport, dc.user, dc.pass, body, theirSrv)
+	oursWarm := run(host, port, login, password, body, "plain", ourSrv)
+	theirsWarm := run(dhost, dport, dc.user, dc.pass, body, "plain", theirSrv)
 	// BODY[] again with COMPRESS=DEFLATE, dbd's cache warm: Dovecot's
 	// imap_zlib at its default level (6) against imapd's level 1.
-	oursZ := benchRunMode(t, py, host, port, login, password, body, "compress", ourSrv)
-	theirsZ := benchRunMode(t, py, dhost, dport, dc.user, dc.pass, body, "compress", theirSrv)
+	oursZ := run(host, port, login, password, body, "compress", ourSrv)
+	theirsZ := run(dhost, dport, dc.user, dc.pass, body, "compress", theirSrv)
 	// Thunderbird's listing, before any other listing: imapd's mail
 	// cache holds nothing of these mails yet (BODY[] does not fill it).
-	oursFields := benchRun(t, py, host, port, login, password, fields, ourSrv)
-	theirsFields := benchRun(t, py, dhost, dport, dc.user, dc.pass, fields, theirSrv)
+	oursFields := run(host, port, login, password, fields, "plain", ourSrv)
+	theirsFields := run(dhost, dport, dc.user, dc.pass, fields, "plain", theirSrv)
 	// What a client fetches to list the folder (mutt, Thunderbird).
-	oursHdr := benchRun(t, py, host, port, login, password, headers, ourSrv)
-	theirsHdr := benchRun(t, py, dhost, dport, dc.user, dc.pass, headers, theirSrv)
+	oursHdr := run(host, port, login, password, headers, "plain", ourSrv)
+	theirsHdr := run(dhost, dport, dc.user, dc.pass, headers, "plain", theirSrv)
 	// The listing again, as when the client opens the folder the next
 	// time: imapd's mail cache (if any) now holds every mail's structure.
-	oursHdr2 := benchRun(t, py, host, port, login, password, headers, ourSrv)
-	theirsHdr2 := benchRun(t, py, dhost, dport, dc.user, dc.pass, headers, theirSrv)
+	oursHdr2 := run(host, port, login, password, headers, "plain", ourSrv)
+	theirsHdr2 := run(dhost, dport, dc.user, dc.pass, headers, "plain", theirSrv)
 
-	t.Logf("FETCH BODY[] of %d mails (%d MB):", ours.mails, ours.bytes>>20)
+	client := "Python imaplib"
+	if lean {
+		client = "the lean Go client"
+	}
+	t.Logf("FETCH BODY[] of %d mails (%d MB), %s:", ours.mails, ours.bytes>>20, client)
 	t.Logf("  twinmx imapd: %.0f mails/s (%.2fs), peak RSS %d MiB", float64(ours.mails)/ours.secs, ours.secs, ours.rss>>20)
 	t.Logf("  dovecot:      %.0f mails/s (%.2fs), peak RSS %d MiB (imap process)", float64(theirs.mails)/theirs.secs, theirs.secs, theirs.rss>>20)
 	t.Logf("  ratio twinmx/dovecot: speed %.2f, RSS %.2f", theirs.secs/ours.secs, float64(ours.rss)/float64(max(theirs.rss, 1)))
@@ -214,13 +240,9 @@ func cpuTime(t *testing.T, pid int) time.Duration {
 	return d
 }
 
-func benchRun(t *testing.T, py, host, port, user, pw, items string, srv server) benchResult {
-	t.Helper()
-	return benchRunMode(t, py, host, port, user, pw, items, "plain", srv)
-}
-
-// benchRunMode is benchRun with mode "compress" for COMPRESS=DEFLATE.
-func benchRunMode(t *testing.T, py, host, port, user, pw, items, mode string, srv server) benchResult {
+// benchRunPython times one UID FETCH 1:* of items with Python's imaplib
+// (benchScript); mode "compress" turns on COMPRESS=DEFLATE.
+func benchRunPython(t *testing.T, py, host, port, user, pw, items, mode string, srv server) benchResult {
 	t.Helper()
 	ctx := proctest.Ctx(t, 10*time.Minute)
 	cmd := exec.CommandContext(ctx, py, "-c", benchScript, host, port, user, pw, items, mode)
