@@ -172,6 +172,13 @@ func TestBenchFetchVsDovecot(t *testing.T) {
 			t.Fatalf("fetched %d mails in a run, want %d", r.mails, len(corpus))
 		}
 	}
+	// Both servers send every mail whole with CRLF line ends, so every
+	// BODY[] run must have read the same literal bytes.
+	for _, r := range []benchResult{theirs, oursWarm, theirsWarm, oursZ, theirsZ} {
+		if r.bytes != ours.bytes {
+			t.Fatalf("BODY[] runs read %d and %d bytes of literals, want the same", ours.bytes, r.bytes)
+		}
+	}
 }
 
 type benchResult struct {
