@@ -169,6 +169,7 @@ type countingConn struct {
 	// session has logged in (Config.PreAuthTimeout).
 	preAuth  time.Duration
 	loggedIn atomic.Bool
+	closed   atomic.Bool
 
 	mu   sync.Mutex // guards the fields below and orders writes
 	hold int        // > 0: writes are kept in buf
@@ -206,11 +207,38 @@ func (c *countingConn) lastReadDeadline() time.Time {
 // heldMax is how much a held connection keeps before writing anyway.
 const heldMax = 256 << 10
 
+// Close ends the connection gently when it is plain TCP underneath (TLS
+// sends its close_notify through Write first): it sends FIN and, in the
+// background, reads and drops what the client still sends for up to
+// lingerTime or lingerBytes before closing. Closing a socket with unread
+// input (commands pipelined after LOGOUT, the tail of a deflate flush
+// that came in two pieces) sends a reset instead, which destroys what the
+// client has not been sent yet, on a slow link the BYE and the tagged OK.
+// pop3d does the same (its lingerClose).
 func (c *countingConn) Close() error {
+	if c.closed.Swap(true) {
+		return net.ErrClosed
+	}
 	c.reg.remove(c)
 	c.release()
-	return c.Conn.Close()
+	tc, ok := c.Conn.(*net.TCPConn)
+	if !ok || tc.CloseWrite() != nil {
+		return c.Conn.Close()
+	}
+	go func() {
+		tc.SetReadDeadline(time.Now().Add(lingerTime))
+		io.Copy(io.Discard, io.LimitReader(tc, lingerBytes))
+		tc.Close()
+	}()
+	return nil
 }
+
+// How long and how much a closed connection reads before it really closes
+// (see Close).
+const (
+	lingerTime  = time.Second
+	lingerBytes = 64 << 10
+)
 
 func (c *countingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
