@@ -215,6 +215,12 @@ const heldMax = 256 << 10
 // that came in two pieces) sends a reset instead, which destroys what the
 // client has not been sent yet, on a slow link the BYE and the tagged OK.
 // pop3d does the same (its lingerClose).
+//
+// Close may come from another goroutine than the session's (a BYE, the
+// server's shutdown) while the session waits in Read. That read returns
+// when the client sends or closes, or at the drain's deadline, and
+// whatever it or a later read gets is dropped: no command read after
+// Close runs (Read).
 func (c *countingConn) Close() error {
 	if c.closed.Swap(true) {
 		return net.ErrClosed
@@ -241,7 +247,13 @@ const (
 )
 
 func (c *countingConn) Read(p []byte) (int, error) {
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
 	n, err := c.Conn.Read(p)
+	if c.closed.Load() {
+		return 0, net.ErrClosed // read while Close lingers: dropped (see Close)
+	}
 	c.m.Bytes.WithLabelValues("in").Add(float64(n))
 	return n, err
 }
