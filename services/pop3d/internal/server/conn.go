@@ -98,14 +98,23 @@ func (c *conn) serve() {
 		"retrieved", c.retrieved, "deleted", c.deleted, "bytes", c.sent)
 }
 
-// lingerClose ends a plain TCP connection gently: it sends FIN and reads
-// (and drops) what the client still sends for a moment, so that a reply
-// written just before is not lost to a reset (closing a socket with unread
-// input sends RST, which can destroy data the client has not read yet).
+// lingerClose ends a TCP connection gently: over TLS it sends close_notify,
+// then FIN, and reads (and drops) what the client still sends for a
+// moment, so that a reply written just before is not lost to a reset
+// (closing a socket with unread input sends RST, which can destroy data
+// the client has not read yet). Before 2026-12-02 TLS sessions were
+// closed at once.
 func (c *conn) lingerClose() {
-	tc, ok := c.nc.(*net.TCPConn)
+	tc, ok := c.raw.(*net.TCPConn)
 	if !ok {
 		return
+	}
+	if t, ok := c.nc.(*tls.Conn); ok {
+		// A client that does not read must not hold the session here.
+		t.SetWriteDeadline(time.Now().Add(time.Second))
+		if t.CloseWrite() != nil {
+			return
+		}
 	}
 	if tc.CloseWrite() != nil {
 		return
