@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/wire/connlimit"
+	"github.com/twinmx/twinmx/pkg/wire/linger"
 	"github.com/twinmx/twinmx/services/imapd/internal/metrics"
 )
 
@@ -207,44 +208,20 @@ func (c *countingConn) lastReadDeadline() time.Time {
 // heldMax is how much a held connection keeps before writing anyway.
 const heldMax = 256 << 10
 
-// Close ends the connection gently when it is plain TCP underneath (TLS
-// sends its close_notify through Write first): it sends FIN and, in the
-// background, reads and drops what the client still sends for up to
-// lingerTime or lingerBytes before closing. Closing a socket with unread
-// input (commands pipelined after LOGOUT, the tail of a deflate flush
-// that came in two pieces) sends a reset instead, which destroys what the
-// client has not been sent yet, on a slow link the BYE and the tagged OK.
-// pop3d does the same (its lingerClose).
-//
-// Close may come from another goroutine than the session's (a BYE, the
-// server's shutdown) while the session waits in Read. That read returns
-// when the client sends or closes, or at the drain's deadline, and
-// whatever it or a later read gets is dropped: no command read after
-// Close runs (Read).
+// Close ends the connection with FIN, not a reset (package linger); TLS
+// has sent its close_notify through Write first. It may come from another
+// goroutine than the session's (a BYE, the server's shutdown) while the
+// session waits in Read; that read returns when the client sends or
+// closes, or when the linger ends, and whatever it or a later read gets is
+// dropped: no command read after Close runs (Read).
 func (c *countingConn) Close() error {
 	if c.closed.Swap(true) {
 		return net.ErrClosed
 	}
 	c.reg.remove(c)
 	c.release()
-	tc, ok := c.Conn.(*net.TCPConn)
-	if !ok || tc.CloseWrite() != nil {
-		return c.Conn.Close()
-	}
-	go func() {
-		tc.SetReadDeadline(time.Now().Add(lingerTime))
-		io.Copy(io.Discard, io.LimitReader(tc, lingerBytes))
-		tc.Close()
-	}()
-	return nil
+	return linger.Close(c.Conn)
 }
-
-// How long and how much a closed connection reads before it really closes
-// (see Close).
-const (
-	lingerTime  = time.Second
-	lingerBytes = 64 << 10
-)
 
 func (c *countingConn) Read(p []byte) (int, error) {
 	if c.closed.Load() {

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/twinmx/twinmx/pkg/wire/linger"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/services/pop3d/internal/metrics"
 	"github.com/twinmx/twinmx/services/pop3d/internal/pop3"
@@ -119,8 +120,7 @@ func (c *conn) lingerClose() {
 	if tc.CloseWrite() != nil {
 		return
 	}
-	tc.SetReadDeadline(time.Now().Add(time.Second))
-	io.Copy(io.Discard, io.LimitReader(tc, 64<<10))
+	linger.Drain(tc)
 }
 
 func (c *conn) setIO(nc net.Conn) {

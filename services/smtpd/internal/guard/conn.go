@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/twinmx/twinmx/pkg/wire/linger"
 )
 
 // ErrClosed is returned by Read and Write once the guard has closed the
@@ -333,7 +335,7 @@ func (c *Conn) SetWriteDeadline(time.Time) error { return nil }
 // Close closes the socket, releases the Listener slot and closes Done. It
 // is idempotent and safe from any goroutine.
 //
-// The socket is closed gently (lingerClose): FIN first, then what the
+// The socket is closed with FIN, not a reset (package linger): what the
 // client still sends is read and dropped for a moment. Closing a socket
 // with unread input (an early talker's commands, commands pipelined after
 // QUIT or a 421) sends a reset, which destroys what the client has not
@@ -349,7 +351,7 @@ func (c *Conn) Close() error {
 		c.mu.Unlock()
 		// Close the raw socket, not a *tls.Conn: a TLS close_notify write
 		// could block on a client that does not read.
-		err = lingerClose(c.raw)
+		err = linger.Close(c.raw)
 		if c.p.release != nil {
 			c.p.release()
 		}
@@ -376,30 +378,6 @@ func (c *Conn) AfterClose(f func()) {
 	}
 	c.mu.Unlock()
 	f()
-}
-
-// How long and how much a closed connection reads before the socket is
-// really closed (lingerClose).
-const (
-	lingerTime  = time.Second
-	lingerBytes = 64 << 10
-)
-
-// lingerClose sends FIN on a TCP socket and closes it once the client has
-// closed its side, lingerTime has passed or lingerBytes more were read,
-// whichever comes first, in the background. Other sockets are closed at
-// once.
-func lingerClose(raw net.Conn) error {
-	tc, ok := raw.(*net.TCPConn)
-	if !ok || tc.CloseWrite() != nil {
-		return raw.Close()
-	}
-	go func() {
-		tc.SetReadDeadline(time.Now().Add(lingerTime))
-		io.Copy(io.Discard, io.LimitReader(tc, lingerBytes))
-		tc.Close()
-	}()
-	return nil
 }
 
 // putBufs gives the read buffers back to the Listener's pool, if no Read
