@@ -40,13 +40,14 @@ const (
 	OpCheckpoint   Op = 15 // name -> path of a consistent copy of the store on dbd's host
 	OpMail         Op = 16 // receive key -> stream of the rows that make the mail, with content
 	OpMails        Op = 17 // receive keys -> OpMail's rows of each mail in turn, from one snapshot
+	OpArm          Op = 18 // timeout, conditions, sub-requests -> fired and per-request results (see Request.Conds)
 )
 
 var opNames = map[Op]string{
 	OpPing: "ping", OpFindOrInsert: "find-or-insert", OpFind: "find", OpSet: "set",
 	OpIncrement: "increment", OpBatch: "batch", OpWatch: "watch", OpChanges: "changes",
 	OpMerge: "merge", OpStatus: "status", OpDump: "dump", OpCursor: "cursor", OpScan: "scan",
-	OpList: "list", OpCheckpoint: "checkpoint", OpMail: "mail", OpMails: "mails",
+	OpList: "list", OpCheckpoint: "checkpoint", OpMail: "mail", OpMails: "mails", OpArm: "arm",
 }
 
 // String returns the operation's name, used in logs and metric labels.
@@ -69,6 +70,7 @@ const (
 	MaxStatusVals = 4096 // figures in one status answer
 	MaxMailsKeys  = 64   // mails in one mails request
 	MaxPackedRows = 4096 // rows in one rows answer
+	MaxArmConds   = 256  // conditions of one arm request
 )
 
 // MailRows is the most rows an answer to op mail or mails carries for one
@@ -135,6 +137,19 @@ type Request struct {
 	// Cond, for watch, narrows the events to rows whose new state meets
 	// it; nil: every change (see WatchCond).
 	Cond *WatchCond
+	// Conds, for arm: the sub-requests in Batch are applied, atomically,
+	// in the commit that makes every condition true (or at once if they
+	// are), within Value milliseconds; otherwise not at all.
+	Conds []ArmCond
+}
+
+// ArmCond is one condition of an arm request: row Key of Table exists and
+// its column Name has a value v != 0 with v&Mask == Want.
+type ArmCond struct {
+	Table      model.Table
+	Key        model.Key
+	Name       string
+	Mask, Want uint64
 }
 
 // WatchCond is a watch's condition on the state of a changed row: an
@@ -250,6 +265,7 @@ type Result struct {
 	Value    uint64   // cursor
 	Status   []Figure // status
 	Path     string   // checkpoint: where dbd wrote it, on its own host
+	Fired    bool     // arm: the sub-requests were applied (Results); false: the time ran out first
 }
 
 // Figure is one named value of a status answer.
@@ -281,21 +297,21 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 		b = appendString(b, r.Name)
 		b = binary.AppendUvarint(b, r.Value)
 	case OpBatch:
-		if len(r.Batch) > MaxBatchOps {
-			return nil, fmt.Errorf("encode batch: %d ops, at most %d", len(r.Batch), MaxBatchOps)
+		return appendBatch(b, r.Batch)
+	case OpArm:
+		if len(r.Conds) == 0 || len(r.Conds) > MaxArmConds {
+			return nil, fmt.Errorf("encode arm: %d conditions, 1 to %d", len(r.Conds), MaxArmConds)
 		}
-		b = binary.AppendUvarint(b, uint64(len(r.Batch)))
-		for i := range r.Batch {
-			switch r.Batch[i].Op {
-			case OpFindOrInsert, OpSet, OpIncrement:
-			default:
-				return nil, fmt.Errorf("encode batch: op %s cannot be batched", r.Batch[i].Op)
-			}
-			var err error
-			if b, err = AppendRequest(b, &r.Batch[i]); err != nil {
-				return nil, err
-			}
+		b = binary.AppendUvarint(b, r.Value)
+		b = binary.AppendUvarint(b, uint64(len(r.Conds)))
+		for _, c := range r.Conds {
+			b = append(b, byte(c.Table))
+			b = append(b, c.Key[:]...)
+			b = appendString(b, c.Name)
+			b = binary.AppendUvarint(b, c.Mask)
+			b = binary.AppendUvarint(b, c.Want)
 		}
+		return appendBatch(b, r.Batch)
 	case OpWatch:
 		if len(r.Keys) > MaxWatchKeys {
 			return nil, fmt.Errorf("encode watch: %d keys, at most %d", len(r.Keys), MaxWatchKeys)
@@ -390,6 +406,26 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 // partMin is the smallest content AppendRequestParts sends as a piece of
 // its own; smaller ones are copied (a frame per tiny piece costs more).
 const partMin = 4 << 10
+
+// appendBatch appends the sub-requests of a batch or an arm request.
+func appendBatch(b []byte, batch []Request) ([]byte, error) {
+	if len(batch) > MaxBatchOps {
+		return nil, fmt.Errorf("encode batch: %d ops, at most %d", len(batch), MaxBatchOps)
+	}
+	b = binary.AppendUvarint(b, uint64(len(batch)))
+	for i := range batch {
+		switch batch[i].Op {
+		case OpFindOrInsert, OpSet, OpIncrement:
+		default:
+			return nil, fmt.Errorf("encode batch: op %s cannot be batched", batch[i].Op)
+		}
+		var err error
+		if b, err = AppendRequest(b, &batch[i]); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
 
 // AppendRequestParts encodes r as pieces whose concatenation is exactly
 // AppendRequest's encoding. The contents of a merge's rows and of a batch's
@@ -522,6 +558,12 @@ func appendResultBody(b []byte, op Op, res *Result) []byte {
 		b = binary.AppendUvarint(b, res.RowNo)
 	case OpFind:
 		b = AppendRow(b, res.Row)
+	case OpArm:
+		b = append(b, boolByte(res.Fired))
+		if !res.Fired {
+			break
+		}
+		b = appendResultBody(b, OpBatch, res)
 	case OpBatch, OpMerge:
 		b = binary.AppendUvarint(b, uint64(len(res.Results)))
 		for i := range res.Results {
@@ -632,6 +674,27 @@ func DecodeRequest(msg []byte) (*Request, error) {
 	return r, nil
 }
 
+// batchInto decodes the sub-requests of a batch or an arm request.
+func (d *dec) batchInto(r *Request) {
+	n := d.count(MaxBatchOps)
+	// Sized once, not grown: a Request is some 200 bytes, and a
+	// batch of smtpd's seven rows grew through four arrays. The
+	// capacity is bounded by what the message can hold (a batched
+	// request takes at least minBatched bytes), so a small message
+	// that claims 4096 requests allocates for what it carries.
+	r.Batch = make([]Request, 0, min(n, uint64(len(d.b))/minBatched))
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		r.Batch = append(r.Batch, Request{})
+		sub := &r.Batch[len(r.Batch)-1]
+		d.requestInto(sub, false)
+		switch sub.Op {
+		case OpFindOrInsert, OpSet, OpIncrement:
+		default:
+			d.fail("op cannot be batched")
+		}
+	}
+}
+
 func (d *dec) request(top bool) *Request {
 	r := &Request{}
 	d.requestInto(r, top)
@@ -660,28 +723,26 @@ func (d *dec) requestInto(r *Request, top bool) {
 		r.Ref = d.ref()
 		r.Name = d.name()
 		r.Value = d.uvarint()
+	case OpArm:
+		if !top {
+			d.fail("nested arm")
+			return
+		}
+		r.Value = d.uvarint()
+		n := d.count(MaxArmConds)
+		if n == 0 && d.err == nil {
+			d.fail("arm: no condition")
+		}
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			r.Conds = append(r.Conds, ArmCond{Table: d.table(), Key: d.key(), Name: d.name(), Mask: d.uvarint(), Want: d.uvarint()})
+		}
+		d.batchInto(r)
 	case OpBatch:
 		if !top {
 			d.fail("nested batch")
 			return
 		}
-		n := d.count(MaxBatchOps)
-		// Sized once, not grown: a Request is some 200 bytes, and a
-		// batch of smtpd's seven rows grew through four arrays. The
-		// capacity is bounded by what the message can hold (a batched
-		// request takes at least minBatched bytes), so a small message
-		// that claims 4096 requests allocates for what it carries.
-		r.Batch = make([]Request, 0, min(n, uint64(len(d.b))/minBatched))
-		for i := uint64(0); i < n && d.err == nil; i++ {
-			r.Batch = append(r.Batch, Request{})
-			sub := &r.Batch[len(r.Batch)-1]
-			d.requestInto(sub, false)
-			switch sub.Op {
-			case OpFindOrInsert, OpSet, OpIncrement:
-			default:
-				d.fail("op cannot be batched")
-			}
-		}
+		d.batchInto(r)
 	case OpWatch:
 		r.Table = d.table()
 		flags := d.byte()
@@ -867,6 +928,10 @@ func (d *dec) resultBody(op Op) *Result {
 	case OpFind:
 		row := d.row()
 		res.Row = &row
+	case OpArm:
+		if res.Fired = d.bool(); res.Fired {
+			res.Results = d.resultBody(OpBatch).Results
+		}
 	case OpBatch, OpMerge:
 		n := d.count(max(MaxBatchOps, MaxMergeRows))
 		// Sized at once (a result takes at least three bytes, so a
@@ -1101,7 +1166,7 @@ func RequestSize(p []byte) (n int, ok bool) {
 // SizeHint returns roughly how many bytes r encodes to, so an encoder can
 // allocate once.
 func (r *Request) SizeHint() int {
-	n := 64 + len(r.Content) + len(r.Ref.Content) + len(r.Name) + 32*len(r.Keys)
+	n := 64 + len(r.Content) + len(r.Ref.Content) + len(r.Name) + 32*len(r.Keys) + 64*len(r.Conds)
 	for i := range r.Batch {
 		n += r.Batch[i].SizeHint()
 	}

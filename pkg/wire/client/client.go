@@ -495,6 +495,31 @@ func (c *Client) Batch(ctx context.Context, reqs []wire.Request) ([]wire.Result,
 	return res.Results, nil
 }
 
+// Arm asks dbd to apply reqs (find-or-insert, set, increment) as one
+// atomic batch in the commit that makes every condition true, or at once
+// if they are; fired is false if wait passed first (dbd bounds it to 10
+// minutes), and then nothing was applied. Canceling ctx withdraws the
+// request, with an unknown outcome; so does an error. A dbd older than arm
+// answers bad-request.
+func (c *Client) Arm(ctx context.Context, conds []wire.ArmCond, reqs []wire.Request, wait time.Duration) (fired bool, res []wire.Result, err error) {
+	req := &wire.Request{Op: wire.OpArm, Conds: conds, Batch: reqs, Value: uint64(max(wait.Milliseconds(), 0))}
+	parts, err := wire.AppendRequestParts(req)
+	if err != nil {
+		return false, nil, fmt.Errorf("arm a batch of %d: %w", len(reqs), err)
+	}
+	r, err := c.do(ctx, req, parts)
+	if err != nil {
+		return false, nil, fmt.Errorf("arm a batch of %d: %w", len(reqs), err)
+	}
+	if !r.Fired {
+		return false, nil, nil
+	}
+	if len(r.Results) != len(reqs) {
+		return false, nil, fmt.Errorf("arm a batch of %d: dbd answered %d results", len(reqs), len(r.Results))
+	}
+	return true, r.Results, nil
+}
+
 // Merge merges rows from another site and raises cursor to cval in the same
 // atomic batch (replication role only).
 //

@@ -204,6 +204,18 @@ func (r Role) Check(req *wire.Request) error {
 				return err
 			}
 		}
+	case wire.OpArm:
+		// Its conditions read rows; its sub-requests are a batch's.
+		for _, c := range req.Conds {
+			if !ru.read[c.Table] {
+				return deny(fmt.Sprintf("arm on table %s", c.Table))
+			}
+		}
+		for i := range req.Batch {
+			if err := r.Check(&req.Batch[i]); err != nil {
+				return err
+			}
+		}
 	default:
 		if !ru.other[req.Op] {
 			return deny(req.Op.String())

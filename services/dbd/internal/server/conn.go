@@ -41,6 +41,7 @@ type conn struct {
 	cancel context.CancelFunc
 
 	inflight chan struct{} // semaphore for one-shot requests
+	armed    chan struct{} // semaphore for waiting arm requests
 	streams  chan struct{} // semaphore for streams
 	nstreams atomic.Int32
 	stopped  atomic.Bool // shutdown: refuse new requests
@@ -110,6 +111,7 @@ func (s *Server) serveConn(nc net.Conn, id uint64) {
 		ctx:      ctx,
 		cancel:   cancel,
 		inflight: make(chan struct{}, s.cfg.MaxInflight),
+		armed:    make(chan struct{}, s.cfg.MaxArmed),
 		streams:  make(chan struct{}, s.cfg.MaxStreams),
 		running:  map[uint32]running{},
 	}
@@ -282,8 +284,20 @@ func (c *conn) dispatch(id uint32, msg []byte) bool {
 		c.sendError(id, wire.CodeForbidden, err.Error())
 		return true
 	}
-	stream := isStream(req.Op)
-	if stream {
+	stream, arm := isStream(req.Op), req.Op == wire.OpArm
+	switch {
+	case arm:
+		// An arm request may wait as long as a decision window: it has a
+		// bound of its own, so waiting ones never hold up the one-shot
+		// requests behind them. Beyond it the client acknowledges itself.
+		select {
+		case c.armed <- struct{}{}:
+		default:
+			c.s.m.Requests.WithLabelValues(req.Op.String(), wire.CodeBusy.String()).Inc()
+			c.sendError(id, wire.CodeBusy, "too many arm requests waiting on this connection")
+			return true
+		}
+	case stream:
 		select {
 		case c.streams <- struct{}{}:
 		default:
@@ -292,7 +306,7 @@ func (c *conn) dispatch(id uint32, msg []byte) bool {
 			return true
 		}
 		c.nstreams.Add(1)
-	} else {
+	default:
 		select {
 		case c.inflight <- struct{}{}:
 		case <-c.ctx.Done():
@@ -311,10 +325,13 @@ func (c *conn) dispatch(id uint32, msg []byte) bool {
 			delete(c.running, id)
 			c.mu.Unlock()
 			c.closeIfIdle()
-			if stream {
+			switch {
+			case arm:
+				<-c.armed
+			case stream:
 				c.nstreams.Add(-1)
 				<-c.streams
-			} else {
+			default:
 				<-c.inflight
 			}
 			c.wg.Done()

@@ -37,6 +37,8 @@ func (c *conn) serve(ctx context.Context, id uint32, req *wire.Request) {
 		err = c.sendMessage(id, wire.AppendResult(nil, req.Op, &wire.Result{}))
 	case wire.OpFindOrInsert, wire.OpSet, wire.OpIncrement, wire.OpBatch:
 		result, err = c.serveMutation(ctx, id, req)
+	case wire.OpArm:
+		result, err = c.serveArm(ctx, id, req)
 	case wire.OpFind:
 		result, err = c.serveFind(id, req)
 	case wire.OpMerge:
@@ -156,6 +158,39 @@ func (c *conn) serveMutation(ctx context.Context, id uint32, req *wire.Request) 
 		result = "not-found"
 	}
 	return result, c.sendMessage(id, wire.AppendResult(nil, req.Op, &out))
+}
+
+// maxArmWait bounds how long an arm request waits for its conditions,
+// whatever it asks: longer than any decision window.
+const maxArmWait = 10 * time.Minute
+
+// serveArm serves an arm request (store.Arm). It waits with the request's
+// context: a client that cancels or goes away withdraws it, as nobody
+// would act on its answer.
+func (c *conn) serveArm(ctx context.Context, id uint32, req *wire.Request) (string, error) {
+	conds := make([]store.Cond, len(req.Conds))
+	for i, cd := range req.Conds {
+		conds[i] = store.Cond{Table: cd.Table, Key: cd.Key, Name: cd.Name, Mask: cd.Mask, Want: cd.Want}
+	}
+	muts := make([]store.Mutation, len(req.Batch))
+	for i := range req.Batch {
+		muts[i] = mutationOf(&req.Batch[i])
+	}
+	wait := min(time.Duration(min(req.Value, uint64(maxArmWait/time.Millisecond)))*time.Millisecond, maxArmWait)
+	res, err := c.s.st.Arm(ctx, conds, muts, time.Now().Add(wait))
+	out := wire.Result{}
+	switch {
+	case errors.Is(err, store.ErrNotFired):
+		return "not-fired", c.sendMessage(id, wire.AppendResult(nil, req.Op, &out))
+	case err != nil:
+		return "", err
+	}
+	out.Fired = true
+	out.Results = make([]wire.Result, len(res))
+	for i, r := range res {
+		out.Results[i] = wire.Result{NotFound: r.NotFound, RowNo: r.RowNo, New: r.New}
+	}
+	return "ok", c.sendMessage(id, wire.AppendResult(nil, req.Op, &out))
 }
 
 func (c *conn) serveFind(id uint32, req *wire.Request) (string, error) {

@@ -49,6 +49,9 @@ type Config struct {
 	// MaxInflight bounds one-shot requests served at once per connection.
 	// Default 256.
 	MaxInflight int
+	// MaxArmed bounds arm requests waiting at once per connection (busy
+	// beyond). Default 1024.
+	MaxArmed int
 	// MaxStreams bounds open streams (watch, changes, dump, scan) per
 	// connection. Default 64.
 	MaxStreams int
@@ -78,6 +81,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.MaxInflight == 0 {
 		c.MaxInflight = 256
+	}
+	if c.MaxArmed == 0 {
+		c.MaxArmed = 1024
 	}
 	if c.MaxStreams == 0 {
 		c.MaxStreams = 64
@@ -114,7 +120,7 @@ func (c *Config) Validate() error {
 	if c.Metrics == nil {
 		errs = append(errs, errors.New("server: Metrics is required"))
 	}
-	if c.MaxMessage < 0 || c.MaxInflight < 0 || c.MaxStreams < 0 || c.IdleTimeout < 0 {
+	if c.MaxMessage < 0 || c.MaxInflight < 0 || c.MaxArmed < 0 || c.MaxStreams < 0 || c.IdleTimeout < 0 {
 		errs = append(errs, errors.New("server: limits must not be negative"))
 	}
 	return errors.Join(errs...)

@@ -163,7 +163,8 @@ type Store struct {
 	nextRow [model.Config + 1]uint64
 	count   [model.Config + 1]uint64
 	stamp   uint64
-	gen     uint64 // groups applied
+	gen     uint64                 // groups applied
+	armed   map[rowRef][]*writeReq // parked armed requests by the rows of their conditions (see Arm)
 
 	// Stamps of this run are above stampFloor: the larger of the last
 	// stamp on disk (stampBefore) and the time of Open in microseconds.

@@ -55,6 +55,10 @@ type writeReq struct {
 	cursor string // merge: cursor to raise in the same batch ("" = none)
 	cval   uint64
 	bytes  int
+	// conds, if set, makes this an armed request (see Arm); disarm
+	// withdraws the armed request it names.
+	conds  []Cond
+	disarm *writeReq
 
 	res  []Result
 	err  error
@@ -119,19 +123,8 @@ func checkMutation(m *Mutation) error {
 }
 
 func (s *Store) submit(ctx context.Context, r *writeReq) ([]Result, error) {
-	select {
-	case <-s.failed:
-		return nil, ErrFailed
-	default:
-	}
-	select {
-	case s.reqs <- r:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.quit:
-		return nil, ErrClosed
-	case <-s.failed:
-		return nil, ErrFailed
+	if err := s.enqueue(ctx, r); err != nil {
+		return nil, err
 	}
 	select {
 	case <-r.done:
@@ -150,6 +143,25 @@ func (s *Store) submit(ctx context.Context, r *writeReq) ([]Result, error) {
 	}
 }
 
+// enqueue hands r to the writer.
+func (s *Store) enqueue(ctx context.Context, r *writeReq) error {
+	select {
+	case <-s.failed:
+		return ErrFailed
+	default:
+	}
+	select {
+	case s.reqs <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.quit:
+		return ErrClosed
+	case <-s.failed:
+		return ErrFailed
+	}
+}
+
 // writer is the only goroutine that writes to Pebble. It stages and
 // applies groups; the syncer goroutine waits for their fsync and answers.
 // See the Store doc.
@@ -158,14 +170,16 @@ func (s *Store) writer() {
 	for {
 		// A fresh slice each time: the syncer owns the previous one.
 		var group []*writeReq
+		var first *writeReq
 		select {
-		case r := <-s.reqs:
-			group = append(group, r)
+		case first = <-s.reqs:
 		case <-s.quit:
 			s.drain(ErrClosed)
+			s.failArmed(ErrClosed)
 			return
 		case <-s.failed:
 			s.drain(ErrFailed)
+			s.failArmed(ErrFailed)
 			return
 		}
 		// Each request is staged (its rows read) as it arrives, so those
@@ -173,8 +187,26 @@ func (s *Store) writer() {
 		// delaying the next one. Every earlier group is applied, so the
 		// reads see it.
 		g := s.newGroup()
-		g.stageRequest(group[0])
-		bytes := group[0].bytes
+		bytes := 0
+		add := func(r *writeReq) {
+			parked := false
+			if r.conds != nil || r.disarm != nil {
+				parked = g.stageArmed(r)
+			} else {
+				g.stageRequest(r)
+			}
+			if !parked {
+				group = append(group, r)
+				bytes += r.bytes
+			}
+			// Armed requests the group's changes made true join it.
+			for _, a := range g.fired {
+				group = append(group, a)
+				bytes += a.bytes
+			}
+			g.fired = g.fired[:0]
+		}
+		add(first)
 		// Take what is waiting. While an earlier group's fsync is still
 		// running, keep gathering until it ends: the new group could not
 		// be synced sooner anyway (the WAL syncs in order), and one larger
@@ -186,9 +218,7 @@ func (s *Store) writer() {
 			s.chMu.Unlock()
 			select {
 			case r := <-s.reqs:
-				group = append(group, r)
-				g.stageRequest(r)
-				bytes += r.bytes
+				add(r)
 				continue
 			default:
 			}
@@ -197,9 +227,7 @@ func (s *Store) writer() {
 			}
 			select {
 			case r := <-s.reqs:
-				group = append(group, r)
-				g.stageRequest(r)
-				bytes += r.bytes
+				add(r)
 			case <-synced:
 			case <-s.quit:
 				break fill
@@ -208,6 +236,11 @@ func (s *Store) writer() {
 			}
 		}
 		g.release()
+		if len(group) == 0 {
+			// Only an armed request came, and it is parked: nothing to
+			// commit.
+			continue
+		}
 		var err error
 		select {
 		case <-s.failed:
@@ -235,6 +268,7 @@ func (s *Store) writer() {
 				close(r.done)
 			}
 			s.drain(ErrFailed)
+			s.failArmed(ErrFailed)
 			return
 		}
 		s.syncQ <- pg
@@ -350,6 +384,9 @@ type group struct {
 	// probe reads the rows the group touches (see probe); opened at the
 	// first lookup, after every earlier group was applied.
 	probe *probe
+	// fired holds the armed requests staged since the writer last looked
+	// (see fireArmed).
+	fired []*writeReq
 }
 
 // newGroup starts the next group commit. Only the writer calls it.
@@ -685,4 +722,13 @@ func (g *group) stageRequest(r *writeReq) {
 		g.rows[ref] = st
 	}
 	g.nextNo, g.count, g.stamp = nextNo, count, stamp
+	if len(g.s.armed) > 0 {
+		dirty := order[:0]
+		for _, ref := range order {
+			if local[ref].dirty {
+				dirty = append(dirty, ref)
+			}
+		}
+		g.fireArmed(dirty)
+	}
 }

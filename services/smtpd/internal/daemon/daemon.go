@@ -189,6 +189,7 @@ func Run(ctx context.Context, cfg Config) error {
 	prefix := hex.EncodeToString(idb[:])
 	watcher := deliver.NewWatcher(db, log.With("part", "watcher"))
 	go watcher.Run(sessCtx)
+	rec := newRecorder(db, prefix, cfg.DBTimeout, log, m)
 	be := session.NewBackend(sessCtx, session.Config{
 		Hostname:      cfg.Hostname,
 		IDPrefix:      prefix,
@@ -202,6 +203,7 @@ func Run(ctx context.Context, cfg Config) error {
 		DBTimeout:     cfg.DBTimeout,
 		Logger:        log,
 		Metrics:       m,
+		Record:        rec.note,
 	}, db)
 	srv := smtp.NewServer(be)
 	srv.Domain = cfg.Hostname
@@ -228,7 +230,6 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	serveErr := make(chan error, 1)
-	rec := newRecorder(db, prefix, cfg.DBTimeout, log, m)
 	// The recorder's writes outlive the sessions' ctx: the records of the
 	// last connections are written at shutdown, within the grace.
 	recCtx, recStop := context.WithCancel(context.WithoutCancel(sessCtx))

@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/smtp"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -189,7 +191,8 @@ func codeOf(t testing.TB, err error) (int, string) {
 }
 
 func TestAcceptAfterVerdictAndBackup(t *testing.T) {
-	e := start(t, nil)
+	metricsAddr := freeAddr(t)
+	e := start(t, func(c *Config) { c.Metrics = metricsAddr })
 	e.mailbox("jo@example.org", 0)
 	raw := []byte("Received: from a by b; Sun, 29 Nov 2026 00:00:00 +0000\r\nFrom: a@x.test\r\nSubject: hi\r\nMessage-ID: <m1@x.test>\r\n\r\nhello\r\n.dot line\r\n")
 	k := receiveKey(raw, "jo@example.org")
@@ -214,6 +217,31 @@ func TestAcceptAfterVerdictAndBackup(t *testing.T) {
 	st.Close()
 	if err != nil || ti.State.Cols["reply"] != 250 {
 		t.Fatalf("throw-in after 250: %v %v", ti, err)
+	}
+	// dbd applied the acknowledgement armed before the verdict, in the
+	// verdict's commit, not smtpd after it.
+	if got := scrape(t, metricsAddr, `twinmx_smtpd_acks_total{how="armed"}`); got != 1 {
+		t.Fatalf("armed acknowledgements = %v, want 1", got)
+	}
+	// The decision time follows, off the reply's path.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := e.admin.Scan(context.Background(), model.ThrowIn, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ti, err := st.Next(context.Background())
+		st.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := ti.State.Cols["decide.ms"]; ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no decide.ms on the throw-in row: %v", ti.State.Cols)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// The stored rows re-join to our trace field plus exactly what was sent.
 	rk, ok := model.AcknowledgedReceived(row.State)
@@ -567,4 +595,39 @@ func TestEarlyTalkerRecorded(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+}
+
+// freeAddr returns a loopback address with a port free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// scrape returns the value of one series on smtpd's /metrics (-1: absent).
+func scrape(t *testing.T, addr, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return -1
 }

@@ -43,6 +43,10 @@ type recorder struct {
 	// watching counts connections whose record is not queued yet; close
 	// waits for them before it closes the queue.
 	watching sync.WaitGroup
+	// mu and closed guard the queue against note after close: a
+	// session cut at shutdown may still finish its bookkeeping.
+	mu     sync.Mutex
+	closed bool
 }
 
 func newRecorder(db interface {
@@ -101,6 +105,23 @@ func (r *recorder) add(c *guard.Conn, start time.Time) {
 	}
 }
 
+// note queues a session's bookkeeping writes (session.Config.Record):
+// they go in the next batch with the captures.
+func (r *recorder) note(reqs []wire.Request) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		r.m.DBErrors.WithLabelValues("throw-in").Inc()
+		return
+	}
+	select {
+	case r.queue <- reqs:
+	default:
+		r.m.DBErrors.WithLabelValues("throw-in").Inc()
+		r.log.Warn("record queue full (dbd slow or down); throw-in field dropped")
+	}
+}
+
 // run writes queued records until the queue is closed and drained, or
 // ctx ends.
 func (r *recorder) run(ctx context.Context) {
@@ -148,7 +169,10 @@ func (r *recorder) write(ctx context.Context, batch []wire.Request, records int)
 // after the server has stopped accepting.
 func (r *recorder) close() {
 	r.watching.Wait()
+	r.mu.Lock()
+	r.closed = true
 	close(r.queue)
+	r.mu.Unlock()
 }
 
 func contentBytes(reqs []wire.Request) int {

@@ -18,6 +18,7 @@ type Metrics struct {
 	Bytes          prometheus.Counter     // message bytes received
 	Rejections     *prometheus.CounterVec // by reason
 	DBErrors       *prometheus.CounterVec // by operation
+	Acks           *prometheus.CounterVec // acknowledgements by how: armed (in the verdict's commit) or after (a batch after the decision)
 }
 
 // New makes the collectors and registers them on reg.
@@ -46,8 +47,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		DBErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "twinmx_smtpd_dbd_errors_total", Help: "Failed requests to dbd, by operation.",
 		}, []string{"op"}),
+		Acks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twinmx_smtpd_acks_total", Help: "Mails acknowledged for a 250, by how: armed (dbd applied the acknowledgement in the commit of the deciding verdict) or after (smtpd sent it after the decision: a dbd without arm, or a mixed outcome).",
+		}, []string{"how"}),
 	}
-	reg.MustRegister(m.Sessions, m.SessionsActive, m.Transactions, m.Decision, m.Bytes, m.Rejections, m.DBErrors)
+	reg.MustRegister(m.Sessions, m.SessionsActive, m.Transactions, m.Decision, m.Bytes, m.Rejections, m.DBErrors, m.Acks)
 	return m
 }
 

@@ -95,6 +95,11 @@ type Config struct {
 	// Default DefaultNoSpaceHold; negative: MAIL is never refused for it
 	// (the mail still gets 452 4.3.1 after DATA).
 	NoSpaceHold time.Duration
+	// Record, if set, takes best-effort bookkeeping writes (the decision
+	// time on a throw-in row) to send off the reply's path, batched with
+	// other records (the daemon's capture writer); nil: each is a dbd
+	// request of its own.
+	Record func(reqs []wire.Request)
 }
 
 // Backend makes sessions; it implements smtp.Backend.
@@ -104,6 +109,12 @@ type Backend struct {
 	base      context.Context
 	mailboxes *mailboxes
 	full      fullMark // dbd recently said its disk is full
+	// armer, if the client has it, takes armed acknowledgements
+	// (deliver.Arm); noArm is set once dbd refused one (a dbd older
+	// than the arm operation), and acknowledgements are sent after the
+	// decision again.
+	armer deliver.Armer
+	noArm atomic.Bool
 	// bufs holds *[]byte message buffers of dataBufSize, reused so that
 	// each mail does not allocate and zero a fresh one (under load that
 	// was a third of smtpd's allocation, paid again in GC work).
@@ -146,8 +157,10 @@ func NewBackend(ctx context.Context, cfg Config, db DB) *Backend {
 	if cfg.NoSpaceHold == 0 {
 		cfg.NoSpaceHold = DefaultNoSpaceHold
 	}
-	return &Backend{cfg: cfg, db: db, base: ctx, mailboxes: newMailboxes(db, cfg.MailboxTTL, 10000, cfg.Now, cfg.DBTimeout),
+	b := &Backend{cfg: cfg, db: db, base: ctx, mailboxes: newMailboxes(db, cfg.MailboxTTL, 10000, cfg.Now, cfg.DBTimeout),
 		full: fullMark{hold: cfg.NoSpaceHold}}
+	b.armer, _ = db.(deliver.Armer)
+	return b
 }
 
 // NewSession implements smtp.Backend. go-smtp calls it at the first
@@ -609,7 +622,14 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	if s.facts != nil {
 		s.facts.DataStored(replay.DataRef(mailKey, stored.ReceivedKey))
 	}
-	reply, recorded := s.decide(follow, stored, end, popSize)
+	var armed *deliver.Armed
+	if s.b.armer != nil && !s.b.noArm.Load() {
+		now := cfg.Now()
+		wait := end.Add(cfg.Decision.Window).Sub(now)
+		armed = deliver.Arm(s.ctx, s.b.armer, stored.Receives, stored.ReceivedKey, now, cfg.Decision.MinCopies, wait,
+			s.ackAlso(stored.ReceivedKey, stored.Receives, popSize, []wire.Request{replyField(stored.ThrowInKey, 250)})...)
+	}
+	reply, recorded := s.decide(follow, stored, end, popSize, armed)
 	if !recorded {
 		// Off the reply's path: the answer does not wait for it.
 		go s.recordReply(stored.ThrowInKey, reply.Code, cfg.Now().Sub(end))
@@ -621,11 +641,46 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 // its POP3 size (0: unknown) on each receive row. recorded reports that
 // our reply was stored on the throw-in row with the acknowledgement (one
 // durable batch, not two).
-func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end time.Time, popSize int64) (*smtp.SMTPError, bool) {
+//
+// armed, if not nil, is the acknowledgement armed in dbd (deliver.Arm):
+// with every recipient accepted it has been applied in the commit of the
+// last verdict, and only its answer is awaited; whatever the outcome, a
+// fired one means the mail is acknowledged, so the answer is 250.
+func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end time.Time, popSize int64, armed *deliver.Armed) (*smtp.SMTPError, bool) {
 	cfg := &s.b.cfg
 	policy := cfg.Decision
 	policy.Since = end
 	o, err := follow.Wait(s.ctx, stored.Fresh, policy)
+	ok := smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "Ok: delivered as "+stored.Receives[0].String()[:16])
+	if armed != nil {
+		allAccepted := err == nil && o.Kind == deliver.Accepted && o.Rejected == 0 && len(o.Accepted) == len(stored.Receives)
+		if allAccepted && !o.Acked {
+			// The arm fired in the commit that made this outcome, whose
+			// watch event is here already: its answer is close behind.
+			fired, aerr := armed.Fired(armAnswerWait)
+			var we *wire.Error
+			if errors.As(aerr, &we) && (we.Code == wire.CodeBadRequest || we.Code == wire.CodeForbidden) && !s.b.noArm.Swap(true) {
+				s.logger().Warn("dbd refuses armed acknowledgements (older than smtpd?); acknowledging after the decision", "err", aerr)
+			}
+			if fired {
+				armed.Withdraw(0)
+				cfg.Metrics.Acks.WithLabelValues("armed").Inc()
+				s.recordDecideTime(stored.ThrowInKey, cfg.Now().Sub(end))
+				return ok, true
+			}
+		}
+		// Undecided at the window's end: dbd ends the arm at the same
+		// moment; take its answer rather than guess.
+		wait := time.Duration(0)
+		if err == nil && o.Kind == deliver.Undecided {
+			wait = armAnswerWait
+		}
+		if armed.Withdraw(wait) {
+			cfg.Metrics.Acks.WithLabelValues("armed").Inc()
+			s.recordDecideTime(stored.ThrowInKey, cfg.Now().Sub(end))
+			return ok, true
+		}
+	}
 	if err != nil {
 		cfg.Metrics.DBErrors.WithLabelValues("watch").Inc()
 		s.logger().Warn("waiting for the decision failed", "err", err)
@@ -636,20 +691,13 @@ func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end t
 		"ms", cfg.Now().Sub(end).Milliseconds())
 	switch o.Kind {
 	case deliver.Accepted:
-		ok := smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "Ok: delivered as "+stored.Receives[0].String()[:16])
 		if o.Acked {
 			return ok, false
 		}
 		now := cfg.Now()
 		ctx, cancel := context.WithTimeout(s.ctx, cfg.DBTimeout)
 		record := replyRecord(stored.ThrowInKey, ok.Code, now.Sub(end))
-		also := slices.Clip(record)
-		if popSize > 0 {
-			col := model.POP3SizeColumn(stored.ReceivedKey)
-			for _, k := range o.Accepted {
-				also = append(also, wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: k}, Name: col, Value: uint64(popSize)})
-			}
-		}
+		also := s.ackAlso(stored.ReceivedKey, o.Accepted, popSize, slices.Clip(record))
 		err := deliver.Acknowledge(ctx, s.b.db, o.Accepted, stored.ReceivedKey, now, also...)
 		var we *wire.Error
 		if popSize > 0 && errors.As(err, &we) && we.Code == wire.CodeForbidden {
@@ -665,6 +713,7 @@ func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end t
 			s.logger().Warn("acknowledge failed", "err", err)
 			return s.dbReply(err, errTempStore), false
 		}
+		cfg.Metrics.Acks.WithLabelValues("after").Inc()
 		return ok, true
 	case deliver.Rejected:
 		cfg.Metrics.Rejections.WithLabelValues("spam").Inc()
@@ -677,14 +726,60 @@ func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end t
 	return smtpErr(451, smtp.EnhancedCode{4, 7, 1}, "Not yet decided: please try again later"), false
 }
 
+// armAnswerWait bounds the wait for an armed acknowledgement's answer
+// once the watch has shown the outcome (the answer and the event leave
+// dbd after the same commit), and for dbd's own end of an arm whose
+// window ran out. Past it smtpd acknowledges itself, or answers 451.
+const armAnswerWait = 2 * time.Second
+
+// ackAlso returns also with, if popSize is known (> 0), the POP3 size
+// column (model.POP3SizeColumn) of each of rows: requests to send with
+// their acknowledgement.
+func (s *Session) ackAlso(received model.Key, rows []model.Key, popSize int64, also []wire.Request) []wire.Request {
+	if popSize <= 0 {
+		return also
+	}
+	col := model.POP3SizeColumn(received)
+	for _, k := range rows {
+		also = append(also, wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: k}, Name: col, Value: uint64(popSize)})
+	}
+	return also
+}
+
+// replyField is the request that stores our reply on the throw-in row.
+func replyField(throwIn model.Key, code int) wire.Request {
+	return wire.Request{Op: wire.OpSet, Table: model.ThrowIn, Ref: wire.Ref{ByKey: true, Key: throwIn}, Name: "reply", Value: uint64(code)}
+}
+
+// decideField is the request that stores the decision time on the
+// throw-in row.
+func decideField(throwIn model.Key, took time.Duration) wire.Request {
+	return wire.Request{Op: wire.OpSet, Table: model.ThrowIn, Ref: wire.Ref{ByKey: true, Key: throwIn}, Name: "decide.ms", Value: uint64(max(took.Milliseconds(), 0))}
+}
+
 // replyRecord is the requests that store our reply and the decision time
 // on the throw-in row.
 func replyRecord(throwIn model.Key, code int, took time.Duration) []wire.Request {
-	ref := wire.Ref{ByKey: true, Key: throwIn}
-	return []wire.Request{
-		{Op: wire.OpSet, Table: model.ThrowIn, Ref: ref, Name: "reply", Value: uint64(code)},
-		{Op: wire.OpSet, Table: model.ThrowIn, Ref: ref, Name: "decide.ms", Value: uint64(max(took.Milliseconds(), 0))},
+	return []wire.Request{replyField(throwIn, code), decideField(throwIn, took)}
+}
+
+// recordDecideTime stores, off the reply's path, the decision time of a
+// mail whose reply the armed acknowledgement stored; best effort, like
+// recordReply.
+func (s *Session) recordDecideTime(throwIn model.Key, took time.Duration) {
+	reqs := []wire.Request{decideField(throwIn, took)}
+	if rec := s.b.cfg.Record; rec != nil {
+		rec(reqs)
+		return
 	}
+	go func() {
+		ctx, cancel := context.WithTimeout(s.b.base, s.b.cfg.DBTimeout)
+		defer cancel()
+		if _, err := s.b.db.Batch(ctx, reqs); err != nil {
+			s.b.cfg.Metrics.DBErrors.WithLabelValues("throw-in").Inc()
+			s.logger().Warn("recording the decision time failed", "err", err)
+		}
+	}()
 }
 
 // recordReply stores our reply and the decision time on the throw-in row.
