@@ -82,6 +82,7 @@ func TestBenchStrict(t *testing.T) {
 	ours, theirs := meters["smtpd-strict"], meters["postfix"]
 	fmt.Fprintf(&b, "CPU per mail, smtp-source: twinmx %s; Postfix %s (Postfix ÷ twinmx %.2f)\n",
 		ours, theirs, float64(theirs.perMail())/float64(ours.perMail()))
+	printAcks(t, &b, d.metrics)
 	t.Log(b.String())
 	fmt.Print(b.String())
 }

@@ -154,8 +154,20 @@ func TestBenchSMTP(t *testing.T) {
 		ratio("postfix", "smtp-sink", goRate))
 	fmt.Fprintf(&b, "CPU per mail, smtp-source: twinmx %s; Postfix %s (Postfix ÷ twinmx %.2f)\n",
 		ours, theirs, float64(theirs.perMail())/float64(ours.perMail()))
+	printAcks(t, &b, d.metrics)
 	p50, p99 := histQuantile(m, "twinmx_smtpd_decision_seconds", 0.5), histQuantile(m, "twinmx_smtpd_decision_seconds", 0.99)
 	fmt.Fprintf(&b, "smtpd's own decision histogram (end of DATA to reply, all loads): p50 ≈ %.1f ms, p99 ≈ %.1f ms\n", p50*1000, p99*1000)
+
+	// Latency at low load: one session, one mail at a time, so the reply
+	// waits for the commits on the mail's own path and nothing else.
+	for _, tg := range []struct{ name, addr string }{{"smtpd", d.addr}, {"postfix", pf.addr}} {
+		_, ls, codes, err := runGoClient(tg.addr, 1, size, 300, rcpt, "lat-"+tg.name)
+		if err != nil || codes["250 2.0.0"] != 300 {
+			t.Fatalf("one session against %s: replies %v, %v", tg.name, codes, err)
+		}
+		fmt.Fprintf(&b, "one session, 300 mails, %-8s EOD→reply p50 %s, p99 %s\n", tg.name+":",
+			quantile(ls, 0.5).Round(10*time.Microsecond), quantile(ls, 0.99).Round(10*time.Microsecond))
+	}
 
 	// Peak memory under 100 concurrent sessions (Go client: it counts
 	// the replies instead of stopping at the first temporary failure).
@@ -177,6 +189,14 @@ func TestBenchSMTP(t *testing.T) {
 		float64(idle)/(1<<20), float64(peak)/(1<<20))
 	t.Log(b.String())
 	fmt.Print(b.String())
+}
+
+// printAcks writes how smtpd's acknowledgements were made: armed (in the
+// commit of the deciding verdict or mark) or after the decision.
+func printAcks(t testing.TB, b *strings.Builder, metrics string) {
+	m := scrapeMetrics(t, metrics)
+	fmt.Fprintf(b, "smtpd acknowledgements: armed %.0f, after the decision %.0f\n",
+		m[`twinmx_smtpd_acks_total{how="armed"}`], m[`twinmx_smtpd_acks_total{how="after"}`])
 }
 
 // runSource runs smtp-source; it exits non-zero if any mail is not
