@@ -182,7 +182,11 @@ func TestBigRowOverSlowLink(t *testing.T) {
 	c := newCluster(t, "A", "B")
 	cfg := c.config()
 	cfg.RequestTimeout = time.Second
-	cfg.Heartbeat, cfg.HeartbeatTimeout = 100*time.Millisecond, 500*time.Millisecond
+	// A ping stuck behind the merge's bytes would wait the whole 6 s the
+	// row takes to cross: 2 s still catches that, and leaves room for a
+	// dbd starved of CPU by the rest of a CI run (500 ms once failed there,
+	// 2026-12-02, with the heartbeat the only error).
+	cfg.Heartbeat, cfg.HeartbeatTimeout = 100*time.Millisecond, 2*time.Second
 	cfg.MinMergeRate = 512 << 10
 	c.run(cfg)
 	ctx := ctxT(t, 60*time.Second)
