@@ -73,7 +73,7 @@ func TestArmConditions(t *testing.T) {
 		if fired, err := a.Fired(time.Second); !fired || err != nil {
 			t.Fatalf("Fired = %v, %v", fired, err)
 		}
-		if !a.Withdraw(0) {
+		if fired, _ := a.Withdraw(0); !fired {
 			t.Fatal("Withdraw after firing says not fired")
 		}
 	}
@@ -90,7 +90,7 @@ func TestArmWithdraw(t *testing.T) {
 	if fired, err := a.Fired(10 * time.Millisecond); fired || err != nil {
 		t.Fatalf("unanswered Fired = %v, %v", fired, err)
 	}
-	if a.Withdraw(10 * time.Millisecond) {
+	if fired, _ := a.Withdraw(10 * time.Millisecond); fired {
 		t.Fatal("withdrawn unanswered arm says fired")
 	}
 
@@ -102,7 +102,7 @@ func TestArmWithdraw(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		f.answer <- armAnswer{fired: true, res: results(2)}
 	}()
-	if !a.Withdraw(5 * time.Second) {
+	if fired, _ := a.Withdraw(5 * time.Second); !fired {
 		t.Fatal("an arm that fired within the wait is reported not fired")
 	}
 

@@ -297,15 +297,16 @@ func (a *Armed) Fired(d time.Duration) (bool, error) {
 	}
 }
 
-// Withdraw waits up to d for dbd's own answer (dbd ends the request when
-// its wait is over), then withdraws it, and reports whether it fired: if
-// so the rows are acknowledged and the mail is in its mailboxes. An
-// answer lost with the withdrawal leaves the outcome unknown, reported as
-// not fired: a sender told 451 then comes back and finds the mail
+// Withdraw waits up to d for dbd's answer (dbd ends the request when its
+// wait is over), then withdraws it, and reports whether it fired: if so
+// the rows are acknowledged and the mail is in its mailboxes. err is an
+// error answer that came within d (a dbd without arm says bad-request).
+// An answer lost with the withdrawal leaves the outcome unknown, reported
+// as not fired: a sender told 451 then comes back and finds the mail
 // acknowledged (250 at once), so nothing is lost or stored twice.
-func (a *Armed) Withdraw(d time.Duration) bool {
-	fired, _ := a.Fired(d)
+func (a *Armed) Withdraw(d time.Duration) (fired bool, err error) {
+	fired, err = a.Fired(d)
 	a.cancel()
 	<-a.done
-	return fired || a.fired && a.err == nil
+	return fired || a.fired && a.err == nil, err
 }

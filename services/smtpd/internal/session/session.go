@@ -653,29 +653,22 @@ func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end t
 	o, err := follow.Wait(s.ctx, stored.Fresh, policy)
 	ok := smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "Ok: delivered as "+stored.Receives[0].String()[:16])
 	if armed != nil {
-		allAccepted := err == nil && o.Kind == deliver.Accepted && o.Rejected == 0 && len(o.Accepted) == len(stored.Receives)
-		if allAccepted && !o.Acked {
-			// The arm fired in the commit that made this outcome, whose
-			// watch event is here already: its answer is close behind.
-			fired, aerr := armed.Fired(armAnswerWait)
-			var we *wire.Error
-			if errors.As(aerr, &we) && (we.Code == wire.CodeBadRequest || we.Code == wire.CodeForbidden) && !s.b.noArm.Swap(true) {
-				s.logger().Warn("dbd refuses armed acknowledgements (older than smtpd?); acknowledging after the decision", "err", aerr)
-			}
-			if fired {
-				armed.Withdraw(0)
-				cfg.Metrics.Acks.WithLabelValues("armed").Inc()
-				s.recordDecideTime(stored.ThrowInKey, cfg.Now().Sub(end))
-				return ok, true
-			}
-		}
-		// Undecided at the window's end: dbd ends the arm at the same
-		// moment; take its answer rather than guess.
+		// All accepted: the arm fired in the commit that made this
+		// outcome, whose watch event is here already, and its answer is
+		// close behind. Undecided at the window's end: dbd ends the arm
+		// at the same moment; take its answer rather than guess. Any
+		// other outcome: withdraw it at once.
 		wait := time.Duration(0)
-		if err == nil && o.Kind == deliver.Undecided {
+		allAccepted := err == nil && o.Kind == deliver.Accepted && o.Rejected == 0 && len(o.Accepted) == len(stored.Receives)
+		if allAccepted && !o.Acked || err == nil && o.Kind == deliver.Undecided {
 			wait = armAnswerWait
 		}
-		if armed.Withdraw(wait) {
+		fired, aerr := armed.Withdraw(wait)
+		var we *wire.Error
+		if errors.As(aerr, &we) && (we.Code == wire.CodeBadRequest || we.Code == wire.CodeForbidden) && !s.b.noArm.Swap(true) {
+			s.logger().Warn("dbd refuses armed acknowledgements (older than smtpd?); acknowledging after the decision", "err", aerr)
+		}
+		if fired {
 			cfg.Metrics.Acks.WithLabelValues("armed").Inc()
 			s.recordDecideTime(stored.ThrowInKey, cfg.Now().Sub(end))
 			return ok, true
