@@ -31,6 +31,8 @@
 # seventeenth session); TWINMX_BENCH_BACKUPD_ENV: backupd's
 # environment in TestBenchStrict (e.g. GODEBUG=schedtrace=2000000000, as
 # deploy/systemd/backupd.env sets; the bench does not read the env files)
+# TWINMX_BENCH_DBD_FLAGS: more dbd flags in TestBenchSMTP (e.g. --metrics
+# 127.0.0.1:19191, to read dbd's commit and request figures while it runs).
 # Needs: apt-get install postfix (smtp-source, smtp-sink); Go on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/../../services/smtpd/test"

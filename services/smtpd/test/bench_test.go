@@ -54,6 +54,9 @@ func TestBenchSMTP(t *testing.T) {
 	)
 
 	s := newSite(t)
+	// TWINMX_BENCH_DBD_FLAGS adds dbd flags (e.g. --metrics HOST:PORT, to
+	// read its commit figures during a run).
+	s.Flags = append(s.Flags, strings.Fields(os.Getenv("TWINMX_BENCH_DBD_FLAGS"))...)
 	s.Start()
 	s.addMailbox(rcpt)
 	filter := s.autoverdict("accept")
