@@ -111,6 +111,37 @@ func TestArmFiresInTheVerdictsCommit(t *testing.T) {
 	}
 }
 
+// smtpd arms the acknowledgement before its store is answered, so the arm
+// may reach the writer before the rows exist: it stays parked through the
+// insert (no verdict yet) and fires in the verdict's commit.
+func TestArmBeforeItsRows(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, vfs.NewMem())
+	defer s.Close()
+	a := receiveRow("mail a", model.KeyOf(model.Mailbox, []byte("bob@example.org")))
+	r := armNow(t, s, []Cond{acceptCond(a.Key)}, []Mutation{setCol(a.Key, model.ColAcknowledged, model.FlagSet)})
+	if _, err := s.Apply(ctx, []Mutation{a}); err != nil {
+		t.Fatal(err)
+	}
+	if got := colOf(t, s, a.Key, model.ColAcknowledged); got != 0 {
+		t.Fatalf("acknowledged by the insert alone: %d", got)
+	}
+	select {
+	case <-r.done:
+		t.Fatalf("armed request answered before the verdict: %v", r.err)
+	default:
+	}
+	if _, err := s.Apply(ctx, []Mutation{setCol(a.Key, model.ColVerdict, verdict(model.Accept))}); err != nil {
+		t.Fatal(err)
+	}
+	if got := colOf(t, s, a.Key, model.ColAcknowledged); got != model.FlagSet {
+		t.Fatalf("acknowledged = %d right after the verdict's commit, want it in the same commit", got)
+	}
+	if res, err := answered(t, r); err != nil || len(res) != 1 || res[0].NotFound {
+		t.Fatalf("armed request answered %+v, %v", res, err)
+	}
+}
+
 // Conditions met already: applied in the next commit, like a plain batch.
 func TestArmMetAlready(t *testing.T) {
 	ctx := context.Background()

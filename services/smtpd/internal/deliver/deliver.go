@@ -52,11 +52,20 @@ type Stored struct {
 	ThrowInKey  model.Key
 }
 
-// Store writes every row of m in one atomic, durable batch: header, body,
-// received, mail, msgid, one receive row per mailbox, the throw-in. A retry
-// of the same mail finds the same rows (find-or-insert), so nothing is
-// stored twice. An error means nothing may be acknowledged.
-func Store(ctx context.Context, db DB, m Mail) (Stored, error) {
+// Plan is a mail's store batch, built but not yet sent. Its keys (the
+// receive rows, the Received row, the throw-in) follow from the content,
+// so they are known before dbd has anything: smtpd arms the
+// acknowledgement on them alongside the store instead of after it.
+type Plan struct {
+	Keys  Stored // Fresh is not known until Send
+	mail  model.Key
+	reqs  []wire.Request
+	first int // index of the first receive row in reqs
+}
+
+// PlanStore builds the batch that stores every row of m: header, body,
+// received, mail, msgid, one receive row per mailbox, the throw-in.
+func PlanStore(m Mail) Plan {
 	r := m.Rows
 	reqs := make([]wire.Request, 0, 6+len(m.Mailboxes))
 	add := func(t model.Table, content []byte) {
@@ -81,23 +90,37 @@ func Store(ctx context.Context, db DB, m Mail) (Stored, error) {
 	if !bytes.Equal(r.Received, r.Parts.Received) {
 		receivedKey = model.KeyOf(model.Received, r.Parts.Received)
 	}
-	st := Stored{Receives: receives, Fresh: make([]bool, len(m.Mailboxes)), ReceivedKey: receivedKey}
-	first := len(reqs)
+	p := Plan{Keys: Stored{Receives: receives, ReceivedKey: receivedKey}, mail: r.MailKey, first: len(reqs)}
 	for _, mb := range m.Mailboxes {
 		add(model.Receive, model.ReceiveContent(r.MailKey, mb))
 	}
 	if m.ThrowIn != nil {
 		add(model.ThrowIn, m.ThrowIn)
-		st.ThrowInKey = model.KeyOf(model.ThrowIn, m.ThrowIn)
+		p.Keys.ThrowInKey = model.KeyOf(model.ThrowIn, m.ThrowIn)
 	}
-	res, err := db.Batch(ctx, reqs)
+	p.reqs = reqs
+	return p
+}
+
+// Send writes the planned rows in one atomic, durable batch. A retry of
+// the same mail finds the same rows (find-or-insert), so nothing is stored
+// twice. An error means nothing may be acknowledged on its account.
+func (p Plan) Send(ctx context.Context, db DB) (Stored, error) {
+	res, err := db.Batch(ctx, p.reqs)
 	if err != nil {
-		return Stored{}, fmt.Errorf("store mail %s: %w", r.MailKey, err)
+		return Stored{}, fmt.Errorf("store mail %s: %w", p.mail, err)
 	}
+	st := p.Keys
+	st.Fresh = make([]bool, len(st.Receives))
 	for i := range st.Fresh {
-		st.Fresh[i] = res[first+i].New
+		st.Fresh[i] = res[p.first+i].New
 	}
 	return st, nil
+}
+
+// Store plans and sends m's rows (PlanStore, Plan.Send).
+func Store(ctx context.Context, db DB, m Mail) (Stored, error) {
+	return PlanStore(m).Send(ctx, db)
 }
 
 // Kind is the decision about a stored transaction.

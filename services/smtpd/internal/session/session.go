@@ -607,27 +607,45 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	// every change arrives as an event and it need not be read back.
 	follow := cfg.Watcher.Follow(receives)
 	defer follow.Close()
+	plan := deliver.PlanStore(mail)
+	// Arm the acknowledgement before the store is answered, not after:
+	// its keys follow from the content. dbd parks it (its rows missing or
+	// undecided) and fires it in the commit of the last verdict. Armed
+	// only after the store's answer, it raced the filter, whose verdict
+	// follows the same commit: when the verdict's group was already
+	// staged, the arm found its conditions met and took a group commit of
+	// its own, one more fsync before the 250.
+	var armed *deliver.Armed
+	if s.b.armer != nil && !s.b.noArm.Load() {
+		now := cfg.Now()
+		wait := end.Add(cfg.Decision.Window).Sub(now)
+		armed = deliver.Arm(s.ctx, s.b.armer, plan.Keys.Receives, plan.Keys.ReceivedKey, now, cfg.Decision.MinCopies, wait,
+			s.ackAlso(plan.Keys.ReceivedKey, plan.Keys.Receives, popSize, []wire.Request{replyField(plan.Keys.ThrowInKey, 250)})...)
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, cfg.DBTimeout)
-	stored, err := deliver.Store(ctx, s.b.db, mail)
+	stored, err := plan.Send(ctx, s.b.db)
 	cancel()
 	mailKey := rows.MailKey
-	rows, mail, raw = model.MailRows{}, deliver.Mail{}, nil
+	rows, mail, raw, plan = model.MailRows{}, deliver.Mail{}, nil, deliver.Plan{}
 	release()
 	if err != nil {
 		cfg.Metrics.DBErrors.WithLabelValues("store").Inc()
 		s.logger().Warn("store failed", "err", err)
+		if armed != nil {
+			if fired, _ := armed.Withdraw(0); fired {
+				// The same mail, stored by an earlier attempt, is
+				// accepted (and backed up) in durable rows and now
+				// acknowledged: it is in its mailboxes, so 250 is true.
+				cfg.Metrics.Acks.WithLabelValues("armed").Inc()
+				s.logger().Info("acknowledged on the rows of an earlier attempt")
+				return delivered(receives[0])
+			}
+		}
 		return s.dbReply(err, errTempStore)
 	}
 	s.b.full.clear()
 	if s.facts != nil {
 		s.facts.DataStored(replay.DataRef(mailKey, stored.ReceivedKey))
-	}
-	var armed *deliver.Armed
-	if s.b.armer != nil && !s.b.noArm.Load() {
-		now := cfg.Now()
-		wait := end.Add(cfg.Decision.Window).Sub(now)
-		armed = deliver.Arm(s.ctx, s.b.armer, stored.Receives, stored.ReceivedKey, now, cfg.Decision.MinCopies, wait,
-			s.ackAlso(stored.ReceivedKey, stored.Receives, popSize, []wire.Request{replyField(stored.ThrowInKey, 250)})...)
 	}
 	reply, recorded := s.decide(follow, stored, end, popSize, armed)
 	if !recorded {
@@ -651,7 +669,7 @@ func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end t
 	policy := cfg.Decision
 	policy.Since = end
 	o, err := follow.Wait(s.ctx, stored.Fresh, policy)
-	ok := smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "Ok: delivered as "+stored.Receives[0].String()[:16])
+	ok := delivered(stored.Receives[0])
 	if armed != nil {
 		// All accepted: the arm fired in the commit that made this
 		// outcome, whose watch event is here already, and its answer is
@@ -717,6 +735,12 @@ func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end t
 	}
 	cfg.Metrics.Rejections.WithLabelValues("undecided").Inc()
 	return smtpErr(451, smtp.EnhancedCode{4, 7, 1}, "Not yet decided: please try again later"), false
+}
+
+// delivered is the 250 reply for a mail acknowledged in its mailboxes;
+// the receive row's key prefix lets an operator find it.
+func delivered(receive model.Key) *smtp.SMTPError {
+	return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "Ok: delivered as "+receive.String()[:16])
 }
 
 // armAnswerWait bounds the wait for an armed acknowledgement's answer
