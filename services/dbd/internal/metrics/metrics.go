@@ -124,6 +124,26 @@ func RowCache(stats func() (hits, misses uint64, bytes int)) []prometheus.Collec
 	}
 }
 
+// Armed exports how armed requests (wire op arm) ended
+// (store.Store.ArmStats): met when they arrived (at_once: a group commit
+// of their own), fired by a later change in that change's commit (fired),
+// or withdrawn unfired (withdrawn). smtpd arms every acknowledgement; a
+// rising share of at_once means its arms come too late to share the
+// verdict's fsync.
+func Armed(stats func() (atOnce, fired, withdrawn uint64)) []prometheus.Collector {
+	const help = "Armed requests by how they ended: at_once (met on arrival), fired (by a later change, in its commit), withdrawn (deadline or caller gone)."
+	one := func(how string, pick func(a, f, w uint64) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "twinmx_dbd_armed_total", Help: help, ConstLabels: prometheus.Labels{"how": how},
+		}, func() float64 { return float64(pick(stats())) })
+	}
+	return []prometheus.Collector{
+		one("at_once", func(a, _, _ uint64) uint64 { return a }),
+		one("fired", func(_, f, _ uint64) uint64 { return f }),
+		one("withdrawn", func(_, _, w uint64) uint64 { return w }),
+	}
+}
+
 // PebbleCollector exports Pebble's own figures (from DB.Metrics) at scrape
 // time.
 type PebbleCollector struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
@@ -35,6 +36,21 @@ func (c *Cond) met(st *staged) bool {
 	}
 	v := st.meta.State.Cols[c.Name]
 	return v != 0 && v&c.Mask == c.Want
+}
+
+// ArmCounts are the ends of armed requests: met when they reached the
+// writer (AtOnce: they took a group commit of their own, as a plain batch
+// does), fired from their park by a later change (Fired: in that change's
+// commit, the point of arming), or withdrawn unfired at their deadline or
+// by their caller (Withdrawn). A store that stops answers the rest with
+// its error, uncounted.
+type ArmCounts struct {
+	AtOnce, Fired, Withdrawn uint64
+}
+
+// armCounters are ArmCounts as the writer counts them.
+type armCounters struct {
+	atOnce, fired, withdrawn atomic.Uint64
 }
 
 // ErrNotFired is Arm's answer when its deadline passed (or its caller
@@ -110,6 +126,7 @@ func (g *group) stageArmed(r *writeReq) (parked bool) {
 	s := g.s
 	if a := r.disarm; a != nil {
 		if s.unpark(a) {
+			s.armCount.withdrawn.Add(1)
 			a.err = ErrNotFired
 			close(a.done)
 		}
@@ -121,6 +138,7 @@ func (g *group) stageArmed(r *writeReq) (parked bool) {
 		return false
 	}
 	if ok {
+		s.armCount.atOnce.Add(1)
 		g.stageRequest(r)
 		return false
 	}
@@ -167,6 +185,7 @@ func (g *group) fireArmed(refs []rowRef) {
 				continue
 			}
 			s.unpark(a)
+			s.armCount.fired.Add(1)
 			g.fired = append(g.fired, a)
 			g.stageRequest(a)
 			// stageRequest may have fired others and changed s.armed[ref]:

@@ -109,6 +109,9 @@ func TestArmFiresInTheVerdictsCommit(t *testing.T) {
 	if err != nil || len(res) != 2 || res[0].NotFound || res[1].NotFound {
 		t.Fatalf("armed request answered %+v, %v", res, err)
 	}
+	if got := s.ArmStats(); got != (ArmCounts{Fired: 1}) {
+		t.Fatalf("ArmStats = %+v, want one fired", got)
+	}
 }
 
 // smtpd arms the acknowledgement before its store is answered, so the arm
@@ -140,6 +143,9 @@ func TestArmBeforeItsRows(t *testing.T) {
 	if res, err := answered(t, r); err != nil || len(res) != 1 || res[0].NotFound {
 		t.Fatalf("armed request answered %+v, %v", res, err)
 	}
+	if got := s.ArmStats(); got != (ArmCounts{Fired: 1}) {
+		t.Fatalf("ArmStats = %+v, want one fired", got)
+	}
 }
 
 // Conditions met already: applied in the next commit, like a plain batch.
@@ -157,6 +163,9 @@ func TestArmMetAlready(t *testing.T) {
 	}
 	if got := colOf(t, s, a.Key, model.ColAcknowledged); got != model.FlagSet {
 		t.Fatalf("acknowledged = %d", got)
+	}
+	if got := s.ArmStats(); got != (ArmCounts{AtOnce: 1}) {
+		t.Fatalf("ArmStats = %+v, want one at once", got)
 	}
 }
 
@@ -190,6 +199,9 @@ func TestArmExpires(t *testing.T) {
 	}
 	if got := colOf(t, s, a.Key, model.ColAcknowledged); got != 0 {
 		t.Fatalf("a withdrawn armed request was applied: acknowledged = %d", got)
+	}
+	if got := s.ArmStats(); got != (ArmCounts{Withdrawn: 3}) {
+		t.Fatalf("ArmStats = %+v, want three withdrawn", got)
 	}
 	if n := len(s.armed); n != 0 {
 		t.Fatalf("%d rows still have parked requests", n)

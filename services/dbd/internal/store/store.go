@@ -181,6 +181,7 @@ type Store struct {
 	applied   atomic.Uint64 // generation of the last applied group (maybe not durable)
 	durable   atomic.Uint64 // generation of the last durable group
 	lastStamp atomic.Uint64 // highest durable stamp
+	armCount  armCounters   // how armed requests ended (ArmStats)
 	counts    [model.Config + 1]atomic.Uint64
 	l6Off     atomic.Bool // the writer's last probe went without L6 filters (see filtersFit)
 
@@ -564,6 +565,11 @@ func (s *Store) L6Filters() bool { return !s.l6Off.Load() }
 // RowCacheStats returns the row cache's hits and misses so far and the
 // bytes of values it holds (see rowCache).
 func (s *Store) RowCacheStats() (hits, misses uint64, bytes int) { return s.rcache.stats() }
+
+// ArmStats returns how armed requests have ended since the store opened.
+func (s *Store) ArmStats() ArmCounts {
+	return ArmCounts{AtOnce: s.armCount.atOnce.Load(), Fired: s.armCount.fired.Load(), Withdrawn: s.armCount.withdrawn.Load()}
+}
 
 // LastStamp returns the highest committed change stamp.
 func (s *Store) LastStamp() uint64 { return s.lastStamp.Load() }
