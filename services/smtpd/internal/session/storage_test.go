@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -210,5 +211,62 @@ func TestNoSpaceReplies(t *testing.T) {
 	want("mail after the hold, dbd failing otherwise", mail(), 451, smtp.EnhancedCode{4, 3, 0})
 	if err := c.Mail("a@sender.test", nil); err != nil {
 		t.Errorf("MAIL after another failure: %v, want 250", err)
+	}
+}
+
+// armingDB is fakeDB with armed acknowledgements that fire at once (the
+// mail's rows accepted by an earlier attempt) or never.
+type armingDB struct {
+	*fakeDB
+	fire bool
+}
+
+func (a *armingDB) Arm(ctx context.Context, conds []wire.ArmCond, reqs []wire.Request, wait time.Duration) (bool, []wire.Result, error) {
+	if !a.fire {
+		<-ctx.Done()
+		return false, nil, ctx.Err()
+	}
+	return true, make([]wire.Result, len(reqs)), nil
+}
+
+// TestStoreFailedArmed: the acknowledgement is armed alongside the store.
+// If the store fails, the arm is withdrawn: 451 4.3.0, unless it fired,
+// which means the same mail is accepted and now in its mailbox: then 250.
+func TestStoreFailedArmed(t *testing.T) {
+	for _, fire := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fired=%v", fire), func(t *testing.T) {
+			db := &armingDB{fakeDB: &fakeDB{}, fire: fire}
+			db.fail(&wire.Error{Code: wire.CodeUnavailable, Msg: "dbd cannot serve now"})
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			m := metrics.New(prometheus.NewRegistry())
+			be := NewBackend(ctx, Config{Hostname: "mx.test", IDPrefix: "t", Watcher: deliver.NewWatcher(db, log),
+				Decision: deliver.Policy{Window: time.Second}, Logger: log, Metrics: m}, db)
+			srv := smtp.NewServer(be)
+			srv.Domain = "mx.test"
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go srv.Serve(ln)
+			defer srv.Close()
+			c, err := smtp.Dial(ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			err = c.SendMail("a@sender.test", []string{"jo@example.org"}, strings.NewReader("From: a@sender.test\r\nSubject: s\r\n\r\nbody\r\n"))
+			var se *smtp.SMTPError
+			switch {
+			case fire && err != nil:
+				t.Fatalf("store failed, arm fired: %v, want 250", err)
+			case !fire && (!errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != smtp.EnhancedCode{4, 3, 0}):
+				t.Fatalf("store failed, arm not fired: %v, want 451 4.3.0", err)
+			}
+			if n := testutil.ToFloat64(m.Acks.WithLabelValues("armed")); n != map[bool]float64{false: 0, true: 1}[fire] {
+				t.Errorf("armed acknowledgements counted: %v", n)
+			}
+		})
 	}
 }
