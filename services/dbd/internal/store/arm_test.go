@@ -56,6 +56,14 @@ func armNow(t *testing.T, s *Store, conds []Cond, muts []Mutation) *writeReq {
 	return r
 }
 
+// wantArmStats fails unless the store counts exactly want.
+func wantArmStats(t *testing.T, s *Store, want ArmCounts) {
+	t.Helper()
+	if got := s.ArmStats(); got != want {
+		t.Fatalf("ArmStats = %+v, want %+v", got, want)
+	}
+}
+
 func answered(t *testing.T, r *writeReq) ([]Result, error) {
 	t.Helper()
 	select {
@@ -109,9 +117,7 @@ func TestArmFiresInTheVerdictsCommit(t *testing.T) {
 	if err != nil || len(res) != 2 || res[0].NotFound || res[1].NotFound {
 		t.Fatalf("armed request answered %+v, %v", res, err)
 	}
-	if got := s.ArmStats(); got != (ArmCounts{Fired: 1}) {
-		t.Fatalf("ArmStats = %+v, want one fired", got)
-	}
+	wantArmStats(t, s, ArmCounts{Fired: 1})
 }
 
 // smtpd arms the acknowledgement before its store is answered, so the arm
@@ -143,9 +149,7 @@ func TestArmBeforeItsRows(t *testing.T) {
 	if res, err := answered(t, r); err != nil || len(res) != 1 || res[0].NotFound {
 		t.Fatalf("armed request answered %+v, %v", res, err)
 	}
-	if got := s.ArmStats(); got != (ArmCounts{Fired: 1}) {
-		t.Fatalf("ArmStats = %+v, want one fired", got)
-	}
+	wantArmStats(t, s, ArmCounts{Fired: 1})
 }
 
 // Conditions met already: applied in the next commit, like a plain batch.
@@ -164,9 +168,7 @@ func TestArmMetAlready(t *testing.T) {
 	if got := colOf(t, s, a.Key, model.ColAcknowledged); got != model.FlagSet {
 		t.Fatalf("acknowledged = %d", got)
 	}
-	if got := s.ArmStats(); got != (ArmCounts{AtOnce: 1}) {
-		t.Fatalf("ArmStats = %+v, want one at once", got)
-	}
+	wantArmStats(t, s, ArmCounts{AtOnce: 1})
 }
 
 // Past its deadline an armed request is withdrawn for good: a verdict that
@@ -200,9 +202,7 @@ func TestArmExpires(t *testing.T) {
 	if got := colOf(t, s, a.Key, model.ColAcknowledged); got != 0 {
 		t.Fatalf("a withdrawn armed request was applied: acknowledged = %d", got)
 	}
-	if got := s.ArmStats(); got != (ArmCounts{Withdrawn: 3}) {
-		t.Fatalf("ArmStats = %+v, want three withdrawn", got)
-	}
+	wantArmStats(t, s, ArmCounts{Withdrawn: 3})
 	if n := len(s.armed); n != 0 {
 		t.Fatalf("%d rows still have parked requests", n)
 	}

@@ -148,26 +148,7 @@ func TestNoSpaceReplies(t *testing.T) {
 		return now
 	}
 	db := &fakeDB{}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	be := NewBackend(ctx, Config{Hostname: "mx.test", IDPrefix: "t", Watcher: deliver.NewWatcher(db, log),
-		Decision: deliver.Policy{Window: time.Second}, Logger: log, Metrics: metrics.New(prometheus.NewRegistry()),
-		Now: clock}, db)
-	srv := smtp.NewServer(be)
-	srv.Domain = "mx.test"
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Close()
-
-	c, err := smtp.Dial(ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialFake(t, db, metrics.New(prometheus.NewRegistry()), clock)
 	if err := c.Hello("client.test"); err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +195,34 @@ func TestNoSpaceReplies(t *testing.T) {
 	}
 }
 
+// dialFake serves sessions on db over loopback until the test ends and
+// returns a client connected to them.
+func dialFake(t *testing.T, db interface {
+	DB
+	deliver.WatchDB
+}, m *metrics.Metrics, now func() time.Time) *smtp.Client {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	be := NewBackend(ctx, Config{Hostname: "mx.test", IDPrefix: "t", Watcher: deliver.NewWatcher(db, log),
+		Decision: deliver.Policy{Window: time.Second}, Logger: log, Metrics: m, Now: now}, db)
+	srv := smtp.NewServer(be)
+	srv.Domain = "mx.test"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	c, err := smtp.Dial(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // armingDB is fakeDB with armed acknowledgements that fire at once (the
 // mail's rows accepted by an earlier attempt) or never.
 type armingDB struct {
@@ -237,26 +246,9 @@ func TestStoreFailedArmed(t *testing.T) {
 		t.Run(fmt.Sprintf("fired=%v", fire), func(t *testing.T) {
 			db := &armingDB{fakeDB: &fakeDB{}, fire: fire}
 			db.fail(&wire.Error{Code: wire.CodeUnavailable, Msg: "dbd cannot serve now"})
-			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
 			m := metrics.New(prometheus.NewRegistry())
-			be := NewBackend(ctx, Config{Hostname: "mx.test", IDPrefix: "t", Watcher: deliver.NewWatcher(db, log),
-				Decision: deliver.Policy{Window: time.Second}, Logger: log, Metrics: m}, db)
-			srv := smtp.NewServer(be)
-			srv.Domain = "mx.test"
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go srv.Serve(ln)
-			defer srv.Close()
-			c, err := smtp.Dial(ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			err = c.SendMail("a@sender.test", []string{"jo@example.org"}, strings.NewReader("From: a@sender.test\r\nSubject: s\r\n\r\nbody\r\n"))
+			c := dialFake(t, db, m, time.Now)
+			err := c.SendMail("a@sender.test", []string{"jo@example.org"}, strings.NewReader("From: a@sender.test\r\nSubject: s\r\n\r\nbody\r\n"))
 			var se *smtp.SMTPError
 			switch {
 			case fire && err != nil:
