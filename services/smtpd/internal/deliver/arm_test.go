@@ -44,15 +44,20 @@ func TestArmConditions(t *testing.T) {
 	rows := []model.Key{model.KeyOf(model.Receive, []byte("a")), model.KeyOf(model.Receive, []byte("b"))}
 	for _, minCopies := range []int{1, 2} {
 		f := newFakeArmer()
-		a := Arm(context.Background(), f, rows, model.KeyOf(model.Received, []byte("r")), time.Now(), minCopies, time.Second,
+		throwIn := model.KeyOf(model.ThrowIn, []byte("attempt"))
+		a := Arm(context.Background(), f, rows, model.KeyOf(model.Received, []byte("r")), throwIn, time.Now(), minCopies, time.Second,
 			wire.Request{Op: wire.OpSet, Table: model.ThrowIn, Name: "reply", Value: 250})
 		conds := <-f.conds
-		want := len(rows) * minCopies
+		want := len(rows)*minCopies + 1
 		if len(conds) != want {
 			t.Fatalf("minCopies %d: %d conditions, want %d", minCopies, len(conds), want)
 		}
 		for _, c := range conds {
 			switch c.Name {
+			case ColStored:
+				if c.Table != model.ThrowIn || c.Key != throwIn || c.Want != model.FlagSet {
+					t.Fatalf("stored condition %+v", c)
+				}
 			case model.ColVerdict:
 				if c.Mask != 0xff || c.Want != uint64(model.Accept) {
 					t.Fatalf("verdict condition %+v", c)
@@ -85,7 +90,7 @@ func TestArmWithdraw(t *testing.T) {
 
 	// Not answered: Fired gives up without error, Withdraw cancels.
 	f := newFakeArmer()
-	a := Arm(context.Background(), f, rows, recv, time.Now(), 1, time.Second)
+	a := Arm(context.Background(), f, rows, recv, model.Key{}, time.Now(), 1, time.Second)
 	<-f.conds
 	if fired, err := a.Fired(10 * time.Millisecond); fired || err != nil {
 		t.Fatalf("unanswered Fired = %v, %v", fired, err)
@@ -96,7 +101,7 @@ func TestArmWithdraw(t *testing.T) {
 
 	// dbd's answer comes within Withdraw's wait: it counts.
 	f = newFakeArmer()
-	a = Arm(context.Background(), f, rows, recv, time.Now(), 1, time.Second)
+	a = Arm(context.Background(), f, rows, recv, model.Key{}, time.Now(), 1, time.Second)
 	<-f.conds
 	go func() {
 		time.Sleep(20 * time.Millisecond)
@@ -108,7 +113,7 @@ func TestArmWithdraw(t *testing.T) {
 
 	// A row that vanished is not an acknowledgement.
 	f = newFakeArmer()
-	a = Arm(context.Background(), f, rows, recv, time.Now(), 1, time.Second)
+	a = Arm(context.Background(), f, rows, recv, model.Key{}, time.Now(), 1, time.Second)
 	<-f.conds
 	f.answer <- armAnswer{fired: true, res: []wire.Result{{NotFound: true}, {}}}
 	if fired, err := a.Fired(time.Second); fired || err == nil {
@@ -117,7 +122,7 @@ func TestArmWithdraw(t *testing.T) {
 
 	// An error answer (a dbd without arm) is returned.
 	f = newFakeArmer()
-	a = Arm(context.Background(), f, rows, recv, time.Now(), 1, time.Second)
+	a = Arm(context.Background(), f, rows, recv, model.Key{}, time.Now(), 1, time.Second)
 	<-f.conds
 	f.answer <- armAnswer{err: &wire.Error{Code: wire.CodeBadRequest, Msg: "unknown op"}}
 	var we *wire.Error

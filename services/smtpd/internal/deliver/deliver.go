@@ -97,10 +97,18 @@ func PlanStore(m Mail) Plan {
 	if m.ThrowIn != nil {
 		add(model.ThrowIn, m.ThrowIn)
 		p.Keys.ThrowInKey = model.KeyOf(model.ThrowIn, m.ThrowIn)
+		// In the same atomic batch: the attempt's rows are all there once
+		// this column is (the armed acknowledgement waits for it).
+		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.ThrowIn, Ref: wire.Ref{ByKey: true, Key: p.Keys.ThrowInKey},
+			Name: ColStored, Value: model.FlagSet})
 	}
 	p.reqs = reqs
 	return p
 }
+
+// ColStored is the throw-in column the store batch sets (model.FlagSet):
+// the attempt's rows, its Received fields among them, are durable.
+const ColStored = "stored"
 
 // Send writes the planned rows in one atomic, durable batch. A retry of
 // the same mail finds the same rows (find-or-insert), so nothing is stored
@@ -279,8 +287,18 @@ type Armed struct {
 // keeps until every row has an accept verdict (and, if minCopies > 1, the
 // backed-up mark), at most wait. The answer comes in the background; see
 // Fired and Withdraw.
-func Arm(ctx context.Context, db Armer, rows []model.Key, received model.Key, at time.Time, minCopies int, wait time.Duration, also ...wire.Request) *Armed {
-	conds := make([]wire.ArmCond, 0, 2*len(rows))
+//
+// With throwIn (not the zero key) it also waits for that attempt's store
+// (ColStored): smtpd arms alongside its store, and the receive rows of a
+// mail retried after an earlier attempt was accepted meet the verdict
+// condition already. Without this condition the acknowledgement could be
+// applied before the attempt's own rows, linking the mail to a Received
+// row not (or, if the store failed, never) there.
+func Arm(ctx context.Context, db Armer, rows []model.Key, received, throwIn model.Key, at time.Time, minCopies int, wait time.Duration, also ...wire.Request) *Armed {
+	conds := make([]wire.ArmCond, 0, 2*len(rows)+1)
+	if throwIn != (model.Key{}) {
+		conds = append(conds, wire.ArmCond{Table: model.ThrowIn, Key: throwIn, Name: ColStored, Mask: model.FlagSet, Want: model.FlagSet})
+	}
 	for _, k := range rows {
 		conds = append(conds, wire.ArmCond{Table: model.Receive, Key: k, Name: model.ColVerdict, Mask: 0xff, Want: uint64(model.Accept)})
 		if minCopies > 1 {

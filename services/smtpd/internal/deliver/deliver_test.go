@@ -233,3 +233,56 @@ func TestFollowBeforeStore(t *testing.T) {
 		t.Fatalf("second store: %+v %v", st2, err)
 	}
 }
+
+// TestArmWaitsForItsStore: smtpd arms a retry's acknowledgement alongside
+// its store. The mail was accepted on an earlier attempt but never
+// acknowledged (that sender got 451), so the verdict condition holds
+// before the retry's rows are there: the arm must still wait for the
+// retry's own store, or the mail would be linked to a Received row that
+// is not (and, had the store failed, would never be) on disk.
+func TestArmWaitsForItsStore(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	smtpd, admin := e.Client("smtpd"), e.Client("admin")
+	ctx := context.Background()
+	mb := model.KeyOf(model.Mailbox, model.MailboxContent("jo@example.org"))
+	attempt := func(n int) Mail {
+		rows := model.NewMailRows([]byte("Subject: hi\r\nMessage-ID: <2@x>\r\n\r\nbody\r\n"))
+		p, err := rows.Parts.WithTrace([]byte(fmt.Sprintf("Received: from client by mx; attempt %d\r\n", n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows.Parts, rows.Received = p, p.Received
+		rows.ReceivedKey = model.KeyOf(model.Received, p.Received)
+		return Mail{Rows: rows, Mailboxes: []model.Key{mb}, ThrowIn: []byte(fmt.Sprintf("attempt %d", n)), ReceivedAt: time.Now()}
+	}
+	first, err := Store(ctx, smtpd, attempt(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Set(ctx, model.Receive, wire.Ref{ByKey: true, Key: first.Receives[0]}, model.ColVerdict, verdict(model.Accept)); err != nil {
+		t.Fatal(err)
+	}
+
+	plan := PlanStore(attempt(2))
+	a := Arm(ctx, smtpd, plan.Keys.Receives, plan.Keys.ReceivedKey, plan.Keys.ThrowInKey, time.Now(), 1, 10*time.Second)
+	if fired, err := a.Fired(200 * time.Millisecond); fired || err != nil {
+		t.Fatalf("armed before its store: Fired = %v, %v; want it waiting", fired, err)
+	}
+	if _, err := plan.Send(ctx, smtpd); err != nil {
+		t.Fatal(err)
+	}
+	if fired, err := a.Fired(10 * time.Second); !fired || err != nil {
+		t.Fatalf("after its store: Fired = %v, %v", fired, err)
+	}
+	row, err := admin.FindKey(ctx, model.Receive, plan.Keys.Receives[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, ok := model.AcknowledgedReceived(row.State)
+	if !ok || k != plan.Keys.ReceivedKey {
+		t.Fatalf("received link %v %v, want the retry's %v", k, ok, plan.Keys.ReceivedKey)
+	}
+	if _, err := admin.FindKey(ctx, model.Received, k); err != nil {
+		t.Fatalf("the linked Received row: %v", err)
+	}
+}

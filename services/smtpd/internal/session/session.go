@@ -610,7 +610,8 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	plan := deliver.PlanStore(mail)
 	// Arm the acknowledgement before the store is answered, not after:
 	// its keys follow from the content. dbd parks it (its rows missing or
-	// undecided) and fires it in the commit of the last verdict. Armed
+	// undecided, this attempt's store not applied) and fires it in the
+	// commit of the last verdict. Armed
 	// only after the store's answer, it raced the filter, whose verdict
 	// follows the same commit: when the verdict's group was already
 	// staged, the arm found its conditions met and took a group commit of
@@ -619,7 +620,7 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	if s.b.armer != nil && !s.b.noArm.Load() {
 		now := cfg.Now()
 		wait := end.Add(cfg.Decision.Window).Sub(now)
-		armed = deliver.Arm(s.ctx, s.b.armer, plan.Keys.Receives, plan.Keys.ReceivedKey, now, cfg.Decision.MinCopies, wait,
+		armed = deliver.Arm(s.ctx, s.b.armer, plan.Keys.Receives, plan.Keys.ReceivedKey, plan.Keys.ThrowInKey, now, cfg.Decision.MinCopies, wait,
 			s.ackAlso(plan.Keys.ReceivedKey, plan.Keys.Receives, popSize, []wire.Request{replyField(plan.Keys.ThrowInKey, 250)})...)
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, cfg.DBTimeout)
@@ -633,11 +634,12 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 		s.logger().Warn("store failed", "err", err)
 		if armed != nil {
 			if fired, _ := armed.Withdraw(0); fired {
-				// The same mail, stored by an earlier attempt, is
-				// accepted (and backed up) in durable rows and now
-				// acknowledged: it is in its mailboxes, so 250 is true.
+				// The arm waits for this attempt's stored mark, so
+				// the store was applied after all (its answer lost or
+				// late), the mail is accepted (and backed up) and now
+				// acknowledged: it is in its mailboxes, 250 is true.
 				cfg.Metrics.Acks.WithLabelValues("armed").Inc()
-				s.logger().Info("acknowledged on the rows of an earlier attempt")
+				s.logger().Info("store answer lost, but the armed acknowledgement fired")
 				return delivered(receives[0])
 			}
 		}
