@@ -21,9 +21,15 @@ build:
 
 # The test command of the README: static checks, then every test of every
 # module under the race detector (unit, property, model-based, black-box
-# with real processes and kill -9, fuzz seed corpora).
+# with real processes and kill -9, fuzz seed corpora). The programs the
+# black-box suites run are built once, into a folder they all take them
+# from (proctest.PrebuiltEnv), not linked again by each suite.
 test: check
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	@testbin=$$(mktemp -d) && trap 'rm -rf "$$testbin"' EXIT && \
+	echo "build $(notdir $(CMDS)) for the black-box tests" && \
+	$(GO) build -o "$$testbin/" $(addprefix ./,$(CMDS)) && \
+	echo "$(GO) test -race -count=1 -timeout 15m $(PKGS)" && \
+	TWINMX_TEST_BIN="$$testbin" $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 # The same tests as 32-bit programs (the seed runs on 386 too): every
 # package but the black-box suites of the stateless services, which run
