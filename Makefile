@@ -49,8 +49,12 @@ test-386:
 # packages where the word size matters most: the codecs, dbd's store,
 # server and tools, smtpd's delivery path, and replication.
 PKGSARM = $(shell $(GO) list $(PKGS) | grep -E '/pkg/|/services/dbd/internal/|/services/smtpd/internal/(deliver|session)$$|/services/backupd/internal/replica$$')
+# dbd server's TestModelBased (random operations over the wire against a
+# model, 6 s natively) took 59 of the stage's 150 s under emulation; it
+# runs in make test, and the codecs and the store it goes through have
+# their own tests here.
 test-arm32:
-	CGO_ENABLED=0 GOARCH=arm GOARM=7 $(GO) test -count=1 -timeout 15m $(PKGSARM)
+	CGO_ENABLED=0 GOARCH=arm GOARM=7 $(GO) test -count=1 -timeout 15m -skip '^TestModelBased$$' $(PKGSARM)
 
 check:
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
