@@ -155,10 +155,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer st.Close()
 	reg.MustRegister(metrics.NewPebbleCollector(st.Metrics), metrics.L6Filters(st.L6Filters))
 	reg.MustRegister(metrics.RowCache(st.RowCacheStats)...)
-	reg.MustRegister(metrics.Armed(func() (uint64, uint64, uint64) {
-		c := st.ArmStats()
-		return c.AtOnce, c.Fired, c.Withdrawn
-	})...)
+	reg.MustRegister(metrics.Armed(st.ArmStats)...)
 
 	scfg := cfg.Server
 	scfg.Static, scfg.Previous, scfg.Clients, scfg.Store, scfg.Logger, scfg.Metrics = kp, previous, clients, st, log, m

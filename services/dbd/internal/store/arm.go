@@ -38,17 +38,12 @@ func (c *Cond) met(st *staged) bool {
 	return v != 0 && v&c.Mask == c.Want
 }
 
-// ArmCounts are the ends of armed requests: met when they reached the
-// writer (AtOnce: they took a group commit of their own, as a plain batch
-// does), fired from their park by a later change (Fired: in that change's
-// commit, the point of arming), or withdrawn unfired at their deadline or
-// by their caller (Withdrawn). A store that stops answers the rest with
-// its error, uncounted.
-type ArmCounts struct {
-	AtOnce, Fired, Withdrawn uint64
-}
-
-// armCounters are ArmCounts as the writer counts them.
+// armCounters count the ends of armed requests (Store.ArmStats): met
+// when they reached the writer (atOnce: they took a group commit of their
+// own, as a plain batch does), fired from their park by a later change
+// (fired: in that change's commit, the point of arming), or withdrawn
+// unfired at their deadline or by their caller. A store that stops
+// answers the rest with its error, uncounted.
 type armCounters struct {
 	atOnce, fired, withdrawn atomic.Uint64
 }

@@ -566,9 +566,10 @@ func (s *Store) L6Filters() bool { return !s.l6Off.Load() }
 // bytes of values it holds (see rowCache).
 func (s *Store) RowCacheStats() (hits, misses uint64, bytes int) { return s.rcache.stats() }
 
-// ArmStats returns how armed requests have ended since the store opened.
-func (s *Store) ArmStats() ArmCounts {
-	return ArmCounts{AtOnce: s.armCount.atOnce.Load(), Fired: s.armCount.fired.Load(), Withdrawn: s.armCount.withdrawn.Load()}
+// ArmStats returns how armed requests have ended since the store opened
+// (see armCounters).
+func (s *Store) ArmStats() (atOnce, fired, withdrawn uint64) {
+	return s.armCount.atOnce.Load(), s.armCount.fired.Load(), s.armCount.withdrawn.Load()
 }
 
 // LastStamp returns the highest committed change stamp.

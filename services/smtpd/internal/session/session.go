@@ -611,11 +611,10 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	// Arm the acknowledgement before the store is answered, not after:
 	// its keys follow from the content. dbd parks it (its rows missing or
 	// undecided, this attempt's store not applied) and fires it in the
-	// commit of the last verdict. Armed
-	// only after the store's answer, it raced the filter, whose verdict
-	// follows the same commit: when the verdict's group was already
-	// staged, the arm found its conditions met and took a group commit of
-	// its own, one more fsync before the 250.
+	// commit of the last verdict. Armed only after the store's answer, it
+	// raced the filter, whose verdict follows the same commit: when the
+	// verdict's group was already staged, the arm found its conditions met
+	// and took a group commit of its own, one more fsync before the 250.
 	var armed *deliver.Armed
 	if s.b.armer != nil && !s.b.noArm.Load() {
 		now := cfg.Now()
