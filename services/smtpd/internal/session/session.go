@@ -674,12 +674,15 @@ func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end t
 	if armed != nil {
 		// All accepted: the arm fired in the commit that made this
 		// outcome, whose watch event is here already, and its answer is
-		// close behind. Undecided at the window's end: dbd ends the arm
-		// at the same moment; take its answer rather than guess. Any
+		// close behind; wait for it even when the event shows the rows
+		// acknowledged (the event may overtake the answer, and the arm
+		// carries our reply for the throw-in row, which otherwise takes a
+		// write of its own). Undecided at the window's end: dbd ends the
+		// arm at the same moment; take its answer rather than guess. Any
 		// other outcome: withdraw it at once.
 		wait := time.Duration(0)
 		allAccepted := err == nil && o.Kind == deliver.Accepted && o.Rejected == 0 && len(o.Accepted) == len(stored.Receives)
-		if allAccepted && !o.Acked || err == nil && o.Kind == deliver.Undecided {
+		if allAccepted || err == nil && o.Kind == deliver.Undecided {
 			wait = armAnswerWait
 		}
 		fired, aerr := armed.Withdraw(wait)
