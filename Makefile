@@ -23,11 +23,15 @@ build:
 # module under the race detector (unit, property, model-based, black-box
 # with real processes and kill -9, fuzz seed corpora). The programs the
 # black-box suites run are built once, into a folder they all take them
-# from (proctest.PrebuiltEnv), not linked again by each suite.
+# from (proctest.PrebuiltEnv), not linked again by each suite. They are
+# built without cgo, as make cross builds the programs users run: the
+# same build as cross's linux/amd64, so after it they are only linked (3 s
+# instead of 34 s with a cold cache; with cgo, Pebble also compiles zstd's
+# C code).
 test: check
 	@testbin=$$(mktemp -d) && trap 'rm -rf "$$testbin"' EXIT && \
 	echo "build $(notdir $(CMDS)) for the black-box tests" && \
-	$(GO) build -o "$$testbin/" $(addprefix ./,$(CMDS)) && \
+	CGO_ENABLED=0 $(GO) build -o "$$testbin/" $(addprefix ./,$(CMDS)) && \
 	echo "$(GO) test -race -count=1 -timeout 15m $(PKGS)" && \
 	TWINMX_TEST_BIN="$$testbin" $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
