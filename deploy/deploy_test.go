@@ -47,11 +47,14 @@ var (
 	envPrefix  = regexp.MustCompile(`func env\(\w+ string\) \[\]string \{ return \[\]string\{"(TWINMX_[A-Z0-9_]+_)" \+ \w+\} \}`)
 	envCall    = regexp.MustCompile(`\benv\("([A-Z0-9_]+)"\)`)
 	envFileVar = regexp.MustCompile(`(?m)^#?(TWINMX_[A-Z0-9_]+)=`)
+	// svc.DBFlags("TWINMX_SMTPD", …): the program's own --db, --db-pub
+	// and --key variables (the site-wide fallbacks need no line).
+	envDBFlags = regexp.MustCompile(`svc\.DBFlags\("(TWINMX_[A-Z0-9_]+)"`)
 )
 
 // programEnv returns the TWINMX_* variables the flags of program read, from
-// its cmd folder: literal names, and env("X") calls with the prefix of the
-// package's env function.
+// its cmd folder: literal names, env("X") calls with the prefix of the
+// package's env function, and the variables of svc.DBFlags.
 func programEnv(t *testing.T, program string) []string {
 	t.Helper()
 	files := sourceFiles(t, filepath.Join("services", program, "cmd", program))
@@ -71,6 +74,11 @@ func programEnv(t *testing.T, program string) []string {
 		for _, m := range calls {
 			vars = append(vars, p[1]+m[1])
 		}
+	}
+	for _, m := range envDBFlags.FindAllStringSubmatch(all, -1) {
+		// The prefix itself is no variable.
+		vars = slices.DeleteFunc(vars, func(v string) bool { return v == m[1] })
+		vars = append(vars, m[1]+"_DB", m[1]+"_DB_PUB", m[1]+"_KEY")
 	}
 	// Names only mentioned in text (not flags) are not literals of their own.
 	vars = slices.DeleteFunc(vars, func(v string) bool { return strings.HasSuffix(v, "_") })

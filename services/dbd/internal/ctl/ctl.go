@@ -21,6 +21,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/urfave/cli/v2"
 )
 
@@ -34,12 +35,9 @@ func App() *cli.App {
 		Usage: "operate a twinmx dbd",
 		// status --site values hold a comma (NAME=HOST:PORT,PUBFILE).
 		DisableSliceFlagSeparator: true,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "db", Usage: "dbd's HOST:PORT", EnvVars: []string{"TWINMX_DB"}},
-			&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: []string{"TWINMX_DB_PUB"}},
-			&cli.StringFlag{Name: "key", Usage: "this client's secret key file (role admin)", EnvVars: []string{"TWINMX_KEY"}},
+		Flags: append(svc.DBFlags(svc.AdminEnv, "admin"),
 			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "timeout of one command"},
-		},
+		),
 		Commands: []*cli.Command{
 			keygenCmd(),
 			clientsCmd(),

@@ -29,12 +29,9 @@ func main() {
 	app := &cli.App{
 		Name:  "imapd",
 		Usage: "twinmx IMAP server",
-		Flags: []cli.Flag{
+		Flags: append(svc.DBFlags("TWINMX_IMAPD", "mailbox"),
 			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT for IMAP with STARTTLS (143)", EnvVars: env("LISTEN")},
 			&cli.StringFlag{Name: "tls-listen", Usage: "HOST:PORT for IMAP over implicit TLS (993); empty: off", EnvVars: env("TLS_LISTEN")},
-			&cli.StringFlag{Name: "db", Usage: "dbd HOST:PORT (the local site's)", EnvVars: env("DB")},
-			&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: env("DB_PUB")},
-			&cli.StringFlag{Name: "key", Usage: "imapd's secret key file (role mailbox)", EnvVars: env("KEY")},
 			&cli.StringFlag{Name: "metrics", Usage: "HOST:PORT for Prometheus /metrics (empty: off)", EnvVars: env("METRICS")},
 			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate chain for STARTTLS and --tls-listen", EnvVars: env("TLS_CERT")},
 			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key for STARTTLS and --tls-listen", EnvVars: env("TLS_KEY")},
@@ -55,7 +52,7 @@ func main() {
 			&cli.IntFlag{Name: "max-conns-per-ip", Value: daemon.DefaultMaxConnsPerIP, Usage: "open connections per client IP (-1: no limit)", EnvVars: env("MAX_CONNS_PER_IP")},
 			&cli.BoolFlag{Name: "debug", Usage: "log debug lines", EnvVars: env("DEBUG")},
 			&cli.BoolFlag{Name: "trace", Usage: "log raw IMAP traffic, passwords included (local debugging only)", EnvVars: env("TRACE")},
-		},
+		),
 		Action: run,
 	}
 	if err := svc.Run(app, os.Args, svc.Unit{LowPorts: true}); err != nil {

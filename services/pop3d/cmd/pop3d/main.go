@@ -27,12 +27,9 @@ func main() {
 	app := &cli.App{
 		Name:  "pop3d",
 		Usage: "twinmx POP3 server",
-		Flags: []cli.Flag{
+		Flags: append(svc.DBFlags("TWINMX_POP3D", "mailbox"),
 			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT for POP3 (STLS when TLS is configured)", EnvVars: env("LISTEN")},
 			&cli.StringFlag{Name: "tls-listen", Usage: "HOST:PORT for POP3 over implicit TLS (POP3S)", EnvVars: env("TLS_LISTEN")},
-			&cli.StringFlag{Name: "db", Usage: "dbd HOST:PORT (the local site's)", EnvVars: []string{"TWINMX_DB"}},
-			&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: []string{"TWINMX_DB_PUB"}},
-			&cli.StringFlag{Name: "key", Usage: "pop3d's secret key file (role mailbox)", EnvVars: []string{"TWINMX_KEY"}},
 			&cli.StringFlag{Name: "metrics", Usage: "HOST:PORT for Prometheus /metrics (empty: off)", EnvVars: env("METRICS")},
 			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate chain for STLS and POP3S", EnvVars: env("TLS_CERT")},
 			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key for STLS and POP3S", EnvVars: env("TLS_KEY")},
@@ -48,7 +45,7 @@ func main() {
 			&cli.IntFlag{Name: "max-conns", Value: server.DefaultMaxConns, Usage: "open connections in total (-1: no limit)", EnvVars: env("MAX_CONNS")},
 			&cli.IntFlag{Name: "max-conns-per-ip", Value: server.DefaultMaxConnsPerIP, Usage: "open connections per client IP (-1: no limit)", EnvVars: env("MAX_CONNS_PER_IP")},
 			&cli.BoolFlag{Name: "debug", Usage: "log every command (never passwords)", EnvVars: []string{"TWINMX_DEBUG"}},
-		},
+		),
 		Action: run,
 	}
 	if err := svc.Run(app, os.Args, svc.Unit{LowPorts: true}); err != nil {

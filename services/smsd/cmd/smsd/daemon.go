@@ -23,12 +23,10 @@ import (
 
 func env(n string) []string { return []string{"TWINMX_SMSD_" + n} }
 
+// dbFlags are --db, --db-pub and --key of every smsd command that talks
+// to dbd.
 func dbFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "db", Usage: "dbd's HOST:PORT", EnvVars: env("DB")},
-		&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: env("DB_PUB")},
-		&cli.StringFlag{Name: "key", Usage: "secret key file (role notify for the daemon, admin for the rule commands)", EnvVars: env("KEY")},
-	}
+	return svc.DBFlags("TWINMX_SMSD", "notify for the daemon, admin for the rule commands")
 }
 
 func daemonFlags() []cli.Flag {

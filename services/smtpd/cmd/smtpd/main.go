@@ -30,12 +30,9 @@ func main() {
 	app := &cli.App{
 		Name:  "smtpd",
 		Usage: "twinmx inbound SMTP server (deferred acceptance)",
-		Flags: []cli.Flag{
+		Flags: append(svc.DBFlags("TWINMX_SMTPD", "smtpd"),
 			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT to accept SMTP on", EnvVars: env("LISTEN")},
 			&cli.StringFlag{Name: "hostname", Usage: "our name in the greeting and Received fields", EnvVars: env("HOSTNAME")},
-			&cli.StringFlag{Name: "db", Usage: "dbd HOST:PORT (the local site's)", EnvVars: []string{"TWINMX_DB"}},
-			&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: []string{"TWINMX_DB_PUB"}},
-			&cli.StringFlag{Name: "key", Usage: "smtpd's secret key file (role smtpd)", EnvVars: []string{"TWINMX_KEY"}},
 			&cli.DurationFlag{Name: "decision-window", Value: 20 * time.Second, Usage: "how long a sender waits after DATA for verdict and backup before 451", EnvVars: env("DECISION_WINDOW")},
 			&cli.IntFlag{Name: "min-copies", Value: 2, Usage: "sites that must hold a mail before 250: 2 (strict) or 1 (degraded)", EnvVars: env("MIN_COPIES")},
 			&cli.StringFlag{Name: "metrics", Usage: "HOST:PORT for Prometheus /metrics (empty: off)", EnvVars: env("METRICS")},
@@ -60,7 +57,7 @@ func main() {
 			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key for STARTTLS", EnvVars: env("TLS_KEY")},
 			&cli.BoolFlag{Name: "tls-self-signed", Usage: "offer STARTTLS with a fresh self-signed certificate (local runs)", EnvVars: env("TLS_SELF_SIGNED")},
 			&cli.BoolFlag{Name: "debug", Usage: "log every session step", EnvVars: []string{"TWINMX_DEBUG"}},
-		},
+		),
 		Action:   run,
 		Commands: []*cli.Command{replayCmd()},
 	}

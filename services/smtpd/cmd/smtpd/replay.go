@@ -11,6 +11,7 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/services/smtpd/internal/replay"
 )
 
@@ -23,14 +24,11 @@ func replayCmd() *cli.Command {
 			"A capture keeps a stored message as a reference; with --db its DATA is rebuilt from dbd.\n" +
 			"Exit status 1 if any session's replies differ.",
 		ArgsUsage: "[FILE...]",
-		Flags: []cli.Flag{
+		Flags: append(svc.DBFlags(svc.AdminEnv, "admin"),
 			&cli.StringFlag{Name: "to", Usage: "HOST:PORT of the smtpd to play against", Required: true},
-			&cli.StringFlag{Name: "db", Usage: "dbd HOST:PORT to read captures from", EnvVars: []string{"TWINMX_DB"}},
-			&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: []string{"TWINMX_DB_PUB"}},
-			&cli.StringFlag{Name: "key", Usage: "secret key file with the admin role", EnvVars: []string{"TWINMX_KEY"}},
 			&cli.IntFlag{Name: "last", Value: 10, Usage: "how many of the newest captures to play (with --db)"},
 			&cli.DurationFlag{Name: "wait", Value: 30 * time.Second, Usage: "how long to wait for each reply"},
-		},
+		),
 		Action: runReplay,
 	}
 }

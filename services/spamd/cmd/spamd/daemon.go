@@ -27,6 +27,10 @@ import (
 	"github.com/twinmx/twinmx/services/spamd/internal/msgauth"
 )
 
+// dbFlags are --db, --db-pub and --key of every spamd command that talks
+// to dbd.
+func dbFlags() []cli.Flag { return svc.DBFlags("TWINMX_SPAMD", "spamd") }
+
 // daemonFlags are the flags of the spamd daemon (the app's default action)
 // and of the commands that talk to dbd.
 func daemonFlags() []cli.Flag {
@@ -48,14 +52,6 @@ func daemonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "config-address", Usage: "the address configuration mails go to (default: " + confmail.DefaultLocalPart + "@ each local domain)", EnvVars: []string{"TWINMX_SPAMD_CONFIG_ADDRESS"}},
 		&cli.DurationFlag{Name: "digest-claim-wait", Value: 30 * time.Second, Usage: "wait between claiming a digest and sending it (longer than the replication lag between sites; 0: none)", EnvVars: []string{"TWINMX_SPAMD_DIGEST_CLAIM_WAIT"}},
 	)
-}
-
-func dbFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "db", Usage: "dbd's HOST:PORT", EnvVars: []string{"TWINMX_SPAMD_DB"}},
-		&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: []string{"TWINMX_SPAMD_DB_PUB"}},
-		&cli.StringFlag{Name: "key", Usage: "spamd's secret key file (role spamd)", EnvVars: []string{"TWINMX_SPAMD_KEY"}},
-	}
 }
 
 func dialDB(c *cli.Context, log *slog.Logger) (*client.Client, error) {
