@@ -1,6 +1,12 @@
 package svc
 
-import "github.com/urfave/cli/v2"
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/twinmx/twinmx/pkg/wire"
+)
 
 // AdminEnv is the environment prefix of the operator's tools (dbctl,
 // smtpd replay): TWINMX_DB, TWINMX_DB_PUB and TWINMX_KEY, which make run
@@ -26,4 +32,16 @@ func DBFlags(prefix, role string) []cli.Flag {
 		&cli.StringFlag{Name: "db-pub", Usage: "dbd's public key file", EnvVars: pubEnv},
 		&cli.StringFlag{Name: "key", Usage: "secret key file (role " + role + ")", EnvVars: []string{prefix + "_KEY"}},
 	}
+}
+
+// DBKeys checks that the flags of DBFlags are all set (from the command
+// line or the environment) and loads the two key files they name: the
+// program's secret key and dbd's public key, which the client pins.
+func DBKeys(c *cli.Context) (wire.KeyPair, wire.PublicKey, error) {
+	for _, f := range []string{"db", "db-pub", "key"} {
+		if c.String(f) == "" {
+			return wire.KeyPair{}, wire.PublicKey{}, fmt.Errorf("--%s is required", f)
+		}
+	}
+	return wire.LoadClientKeys(c.String("key"), c.String("db-pub"))
 }

@@ -2,10 +2,15 @@ package svc
 
 import (
 	"context"
+	"crypto/rand"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/twinmx/twinmx/pkg/wire"
 )
 
 // dbFlagVars are every variable DBFlags reads for the prefixes below.
@@ -57,5 +62,62 @@ func TestDBFlagsEnvironment(t *testing.T) {
 				t.Fatalf("db %q, db-pub %q, key %q; want %q, %q, %q", db, pub, key, tc.db, tc.pub, tc.key)
 			}
 		})
+	}
+}
+
+func TestDBKeys(t *testing.T) {
+	for _, k := range []string{"TWINMX_DB", "TWINMX_DB_PUB", "TWINMX_TEST_DB", "TWINMX_TEST_DB_PUB", "TWINMX_TEST_KEY"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	dir := t.TempDir()
+	client, err := wire.GenerateKeyPair(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := wire.GenerateKeyPair(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile, dbdFile := filepath.Join(dir, "smtpd.key"), filepath.Join(dir, "dbd.key")
+	if err := wire.WriteKeyFiles(keyFile, client); err != nil {
+		t.Fatal(err)
+	}
+	if err := wire.WriteKeyFiles(dbdFile, server); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (wire.KeyPair, wire.PublicKey, error) {
+		var kp wire.KeyPair
+		var pub wire.PublicKey
+		app := &cli.App{
+			Flags: DBFlags("TWINMX_TEST", "smtpd"),
+			Action: func(c *cli.Context) (err error) {
+				kp, pub, err = DBKeys(c)
+				return err
+			},
+		}
+		err := app.RunContext(context.Background(), append([]string{"prog"}, args...))
+		return kp, pub, err
+	}
+	kp, pub, err := run("--db", "127.0.0.1:1", "--db-pub", dbdFile+".pub", "--key", keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kp.Public != client.Public || pub != server.Public {
+		t.Fatalf("loaded keys %v, %v; want %v, %v", kp.Public, pub, client.Public, server.Public)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--db-pub", dbdFile + ".pub", "--key", keyFile}, "--db is required"},
+		{[]string{"--db", "127.0.0.1:1", "--key", keyFile}, "--db-pub is required"},
+		{[]string{"--db", "127.0.0.1:1", "--db-pub", dbdFile + ".pub"}, "--key is required"},
+		{[]string{"--db", "127.0.0.1:1", "--db-pub", keyFile, "--key", keyFile}, "dbd public key"},
+		{[]string{"--db", "127.0.0.1:1", "--db-pub", dbdFile + ".pub", "--key", dbdFile + ".pub"}, "client key"},
+	} {
+		if _, _, err := run(tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one saying %q", tc.args, err, tc.want)
+		}
 	}
 }

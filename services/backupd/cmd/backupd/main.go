@@ -5,7 +5,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -40,11 +39,7 @@ func main() {
 }
 
 func run(c *cli.Context) error {
-	level := slog.LevelInfo
-	if c.Bool("debug") {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := svc.Logger(c.Bool("debug"))
 	cfg := replica.Config{Logger: log}
 	var errs []error
 	for _, v := range c.StringSlice("site") {

@@ -6,7 +6,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
@@ -42,7 +40,7 @@ func main() {
 			&cli.IntFlag{Name: "max-auth-failures", Value: 10, Usage: "failed logins per client IP within --auth-fail-window before its logins are refused (-1: no limit)", EnvVars: env("MAX_AUTH_FAILURES")},
 			&cli.DurationFlag{Name: "auth-fail-window", Value: 15 * time.Minute, Usage: "how long a failed login counts", EnvVars: env("AUTH_FAIL_WINDOW")},
 			&cli.DurationFlag{Name: "login-cache", Value: mailbox.DefaultLoginCacheTTL, Usage: "how long a password argon2id confirmed is accepted again without a new check (0: always check)", EnvVars: env("LOGIN_CACHE")},
-			&cli.DurationFlag{Name: "auth-fail-delay", Value: 2 * time.Second, Usage: "least time before a failed login's reply (negative: none)", EnvVars: env("AUTH_FAIL_DELAY")},
+			&cli.DurationFlag{Name: "auth-fail-delay", Value: 2 * time.Second, Usage: "least time before a failed login's reply (0 or negative: none)", EnvVars: env("AUTH_FAIL_DELAY")},
 			&cli.Int64Flag{Name: "append-memory", Value: session.DefaultAppendMemory, Usage: "bytes of APPENDed mails all sessions may hold at once (at least the APPENDLIMIT, 64 MiB)", EnvVars: env("APPEND_MEMORY")},
 			&cli.Int64Flag{Name: "cache-mb", Value: daemon.DefaultCacheBytes >> 20, Usage: "MiB of parsed mails (ENVELOPE, BODYSTRUCTURE, header fields) kept for folder listings, shared by all sessions (0: no cache)", EnvVars: env("CACHE_MB")},
 			&cli.Int64Flag{Name: "body-cache-mb", Value: daemon.DefaultBodyCacheBytes >> 20, Usage: "MiB of whole mails kept for BODY[] read again, shared by all sessions, reserved at start (0: none)", EnvVars: env("BODY_CACHE_MB")},
@@ -62,17 +60,8 @@ func main() {
 }
 
 func run(c *cli.Context) error {
-	level := slog.LevelInfo
-	if c.Bool("debug") || c.Bool("trace") {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	for _, f := range []string{"db", "db-pub", "key"} {
-		if c.String(f) == "" {
-			return fmt.Errorf("--%s is required", f)
-		}
-	}
-	key, dbPub, err := wire.LoadClientKeys(c.String("key"), c.String("db-pub"))
+	log := svc.Logger(c.Bool("debug") || c.Bool("trace"))
+	key, dbPub, err := svc.DBKeys(c)
 	if err != nil {
 		return err
 	}
@@ -87,8 +76,13 @@ func run(c *cli.Context) error {
 		Logger: log, Debug: c.Bool("trace"),
 		Ready: func(_, _ net.Addr) { svc.Ready() },
 	}
+	// 0 on the command line means none and never, not "default" (as in
+	// pop3d).
+	if cfg.AuthFailDelay == 0 {
+		cfg.AuthFailDelay = -1
+	}
 	if cfg.LoginCacheTTL == 0 {
-		cfg.LoginCacheTTL = -1 // 0 on the command line means never, not "default"
+		cfg.LoginCacheTTL = -1
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()

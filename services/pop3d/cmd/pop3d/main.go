@@ -5,7 +5,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
@@ -55,17 +53,8 @@ func main() {
 }
 
 func run(c *cli.Context) error {
-	level := slog.LevelInfo
-	if c.Bool("debug") {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	for _, f := range []string{"db", "db-pub", "key"} {
-		if c.String(f) == "" {
-			return fmt.Errorf("--%s is required", f)
-		}
-	}
-	key, dbPub, err := wire.LoadClientKeys(c.String("key"), c.String("db-pub"))
+	log := svc.Logger(c.Bool("debug"))
+	key, dbPub, err := svc.DBKeys(c)
 	if err != nil {
 		return err
 	}

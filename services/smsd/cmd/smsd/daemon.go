@@ -117,11 +117,7 @@ func relayFrom(c *cli.Context) (*relay.Relay, error) {
 
 // runDaemon serves until SIGINT or SIGTERM.
 func runDaemon(c *cli.Context) error {
-	level := slog.LevelInfo
-	if c.Bool("debug") {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := svc.Logger(c.Bool("debug"))
 	var site claim.Site
 	switch strings.ToUpper(c.String("site")) {
 	case "A":

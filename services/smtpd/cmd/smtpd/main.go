@@ -5,7 +5,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/svc"
 	"github.com/twinmx/twinmx/pkg/wire/tlsconf"
 	"github.com/twinmx/twinmx/services/smtpd/internal/daemon"
@@ -68,17 +66,13 @@ func main() {
 }
 
 func run(c *cli.Context) error {
-	level := slog.LevelInfo
-	if c.Bool("debug") {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	for _, f := range []string{"listen", "hostname", "db", "db-pub", "key"} {
+	log := svc.Logger(c.Bool("debug"))
+	for _, f := range []string{"listen", "hostname"} {
 		if c.String(f) == "" {
 			return fmt.Errorf("--%s is required", f)
 		}
 	}
-	key, dbPub, err := wire.LoadClientKeys(c.String("key"), c.String("db-pub"))
+	key, dbPub, err := svc.DBKeys(c)
 	if err != nil {
 		return err
 	}

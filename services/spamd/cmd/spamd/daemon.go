@@ -69,11 +69,7 @@ func dialKey(c *cli.Context, key string, log *slog.Logger) (*client.Client, erro
 
 // runDaemon judges every delivery attempt until SIGINT or SIGTERM.
 func runDaemon(c *cli.Context) error {
-	level := slog.LevelInfo
-	if c.Bool("debug") {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := svc.Logger(c.Bool("debug"))
 	db, err := dialDB(c, log)
 	if err != nil {
 		return err
