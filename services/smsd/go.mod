@@ -10,7 +10,7 @@ replace github.com/twinmx/twinmx/services/dbd => ../dbd
 
 require (
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
-	github.com/emersion/go-smtp v0.25.1
+	github.com/emersion/go-smtp v0.26.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/twinmx/twinmx/pkg/model v0.0.0
 	github.com/twinmx/twinmx/pkg/wire v0.0.0

@@ -5,7 +5,8 @@ import (
 	"testing"
 )
 
-// goSMTPReader models go-smtp v0.25.1's dataReader (data.go): the same
+// goSMTPReader models go-smtp's dataReader (data.go, the same in v0.25.1
+// and v0.26.0): the same
 // states and transitions, including its quirks (a CR after a CR leaves the
 // CR state; ".\r" followed by anything but LF drops the CR). The tests use
 // it to check what go-smtp makes of the bytes the guard passes on.

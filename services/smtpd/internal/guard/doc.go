@@ -1,4 +1,5 @@
-// Package guard sits between the TCP socket and go-smtp (v0.25.1) and
+// Package guard sits between the TCP socket and go-smtp (v0.26.0; its
+// DATA reader is v0.25.1's, where the holes were found) and
 // closes the holes go-smtp leaves at the byte-stream level. Listener wraps
 // a net.Listener and enforces connection limits; each accepted Conn is a
 // net.Conn that sees every byte in both directions.
