@@ -168,11 +168,19 @@ func (c *Checker) checkSPF(ctx context.Context, lr *libResolver, env signal.Enve
 	return spfResult(res), domain, err
 }
 
+// parseClientIP reads the client's address as a throw-in row or a trace
+// field may give it: 192.0.2.1, 2001:db8::1, with a port (192.0.2.1:25,
+// [2001:db8::1]:25) or as an address literal ([192.0.2.1],
+// [IPv6:2001:db8::1]). The port goes first: trimming the brackets first
+// left "2001:db8::1]:25" of an IPv6 address with a port, no address.
 func parseClientIP(s string) net.IP {
-	s = strings.Trim(strings.TrimSpace(s), "[]")
-	s = strings.TrimPrefix(strings.TrimPrefix(s, "IPv6:"), "ipv6:")
+	s = strings.TrimSpace(s)
 	if h, _, err := net.SplitHostPort(s); err == nil {
 		s = h
+	}
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
+	if len(s) > len("IPv6:") && strings.EqualFold(s[:len("IPv6:")], "IPv6:") {
+		s = s[len("IPv6:"):]
 	}
 	return net.ParseIP(s)
 }

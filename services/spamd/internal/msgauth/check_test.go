@@ -398,3 +398,23 @@ func TestCheckLookupBudget(t *testing.T) {
 		t.Errorf("budget 1: %s, want no dmarc fail", fmtAuth(got))
 	}
 }
+
+func TestParseClientIP(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.1":          "192.0.2.1",
+		" 192.0.2.1:25 ":     "192.0.2.1",
+		"[192.0.2.1]":        "192.0.2.1",
+		"2001:db8::1":        "2001:db8::1",
+		"[2001:db8::1]:25":   "2001:db8::1",
+		"[IPv6:2001:db8::1]": "2001:db8::1",
+		"[ipv6:::1]":         "::1",
+		"::1":                "::1",
+		"":                   "<nil>",
+		"[IPv6:]":            "<nil>",
+		"mx.example.org":     "<nil>",
+	} {
+		if got := parseClientIP(in).String(); got != want {
+			t.Errorf("parseClientIP(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
