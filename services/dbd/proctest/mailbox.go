@@ -2,9 +2,9 @@ package proctest
 
 import (
 	"bytes"
+	"net"
 	"os/exec"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -47,7 +47,10 @@ func ReadMailbox(t testing.TB, python, proto, addr, user, password string) [][]b
 	if !ok {
 		t.Fatalf("ReadMailbox: unknown protocol %q", proto)
 	}
-	host, port, _ := strings.Cut(addr, ":")
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("ReadMailbox: %v", err)
+	}
 	out, err := exec.CommandContext(Ctx(t, 3*time.Minute), python, "-c", script, host, port, user, password).Output()
 	if err != nil {
 		t.Fatalf("%s at %s: %v", proto, addr, err)

@@ -109,20 +109,26 @@ func linkPrebuilt(pre, dir string, programs map[string]string) error {
 // be read or leaves too little room, port 0 is used as before.
 func FreePort(t testing.TB) string {
 	t.Helper()
+	return FreePortOn(t, "127.0.0.1")
+}
+
+// FreePortOn is FreePort on another loopback address, e.g. "::1".
+func FreePortOn(t testing.TB, host string) string {
+	t.Helper()
 	if low := ephemeralLow(); low-minPort >= 1000 {
 		for range 100 {
 			port := minPort + rand.IntN(low-minPort)
 			if _, taken := handedOut.LoadOrStore(port, true); taken {
 				continue
 			}
-			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+			addr := net.JoinHostPort(host, strconv.Itoa(port))
 			if ln, err := net.Listen("tcp", addr); err == nil {
 				ln.Close()
 				return addr
 			}
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -212,18 +212,60 @@ func (y *system) pickMails(nHam, nSpam int) (ham, spam [][]byte) {
 }
 
 // newSystem starts everything but Postfix.
+// buildMore builds programs of other modules that TestMain does not
+// (spamd, pop3d, imapd) into a folder of the test's and returns it.
+func buildMore(t *testing.T, names ...string) string {
+	t.Helper()
+	bin := t.TempDir()
+	for _, name := range names {
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, name), "../../"+name+"/cmd/"+name).CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", name, err, out)
+		}
+	}
+	return bin
+}
+
+// addClientKeys makes a key for each role (named after it) and adds it
+// to the running dbd's clients file, which dbd reloads on SIGHUP. Call it
+// once a site: it waits for the first "clients file reloaded".
+func (s *site) addClientKeys(roles ...string) {
+	t := s.T()
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(s.Dir, "clients"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range roles {
+		s.Dbctl(nil, "keygen", "--out", s.Key(r))
+		fmt.Fprintf(f, "%s keys/%s.pub\n", r, r)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.Cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 10*time.Second, "dbd reloading its clients file", func() bool {
+		return strings.Contains(s.Log.String(), "clients file reloaded")
+	})
+}
+
+// addUser adds a login for POP3 and IMAP that reads mailbox.
+func (s *site) addUser(user, password, mailbox string) {
+	t := s.T()
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "dbctl"), append(s.DBFlags("admin"), "user", "add", user, "--mailbox", mailbox)...)
+	cmd.Stdin = strings.NewReader(password + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dbctl user add: %v\n%s", err, out)
+	}
+}
+
 func newSystem(t *testing.T) *system {
 	t.Helper()
 	py, err := exec.LookPath("python3")
 	if err != nil {
 		t.Fatalf("python3 is needed (poplib, imaplib): %v", err)
 	}
-	bin := t.TempDir()
-	for name, pkg := range map[string]string{"spamd": "../../spamd/cmd/spamd", "pop3d": "../../pop3d/cmd/pop3d", "imapd": "../../imapd/cmd/imapd"} {
-		if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, name), pkg).CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", name, err, out)
-		}
-	}
+	bin := buildMore(t, "spamd", "pop3d", "imapd")
 	y := &system{t: t, bin: bin, python: py, smtpd: map[*site]*smtpdProc{}, spamd: map[*site]*exec.Cmd{},
 		pop3: map[*site]string{}, imap: map[*site]string{}, logs: map[string]*proctest.SyncBuffer{}}
 	t.Cleanup(func() {
@@ -235,27 +277,12 @@ func newSystem(t *testing.T) *system {
 	})
 	y.a, y.b = twoSites(t)
 	// spamd's and the mailbox servers' keys, added to the running dbds'
-	// clients files (dbd reloads them on SIGHUP).
+	// clients files.
 	for _, s := range []*site{y.a, y.b} {
-		s.Dbctl(nil, "keygen", "--out", s.Key("spamd"))
-		s.Dbctl(nil, "keygen", "--out", s.Key("mailbox"))
-		f, err := os.OpenFile(filepath.Join(s.Dir, "clients"), os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(f, "spamd keys/spamd.pub\nmailbox keys/mailbox.pub\n")
-		f.Close()
-		s.Cmd.Process.Signal(syscall.SIGHUP)
-		waitFor(t, 10*time.Second, "dbd reloading its clients file", func() bool {
-			return strings.Contains(s.Log.String(), "clients file reloaded")
-		})
+		s.addClientKeys("spamd", "mailbox")
 	}
 	y.a.addMailbox(accRcpt)
-	user := exec.Command(filepath.Join(binDir, "dbctl"), append(y.dbFlags(y.a, "admin"), "user", "add", accUser, "--mailbox", accRcpt)...)
-	user.Stdin = strings.NewReader(accPass + "\n")
-	if out, err := user.CombinedOutput(); err != nil {
-		t.Fatalf("dbctl user add: %v\n%s", err, out)
-	}
+	y.a.addUser(accUser, accPass, accRcpt)
 	waitFor(t, 30*time.Second, "the mailbox and account at site B", func() bool {
 		_, _, code := y.b.DbctlExit(nil, "user", "show", accUser)
 		return code == 0

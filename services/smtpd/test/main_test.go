@@ -73,6 +73,7 @@ type smtpdProc struct {
 // smtpd's defaults except GreetPause, which defaults to 0 here (tests must
 // not wait for the greeting pause unless they test it).
 type smtpdOptions struct {
+	Listen         string        // --listen; "": a free port on 127.0.0.1
 	DecisionWindow time.Duration // --decision-window; 0: smtpd's default
 	MinCopies      int           // --min-copies; 0: smtpd's default
 	GreetPause     string        // --greet-pause; "" means "0s"
@@ -85,7 +86,10 @@ type smtpdOptions struct {
 // startSMTPD runs smtpd against s and waits until it accepts connections.
 func (s *site) startSMTPD(o smtpdOptions) *smtpdProc {
 	s.T().Helper()
-	p := &smtpdProc{addr: proctest.FreePort(s.T())}
+	p := &smtpdProc{addr: o.Listen}
+	if p.addr == "" {
+		p.addr = proctest.FreePort(s.T())
+	}
 	host := o.Hostname
 	if host == "" {
 		host = "mx.twinmx.test"

@@ -18,7 +18,15 @@ import (
 // between them whose key (site A's backupd key) both accept.
 func twoSites(t *testing.T) (a, b *site) {
 	t.Helper()
+	return twoSitesOn(t, "127.0.0.1")
+}
+
+// twoSitesOn is twoSites with both dbds listening on host (a loopback
+// address: "127.0.0.1" or "::1").
+func twoSitesOn(t *testing.T, host string) (a, b *site) {
+	t.Helper()
 	a, b = newSite(t), newSite(t)
+	a.Addr, b.Addr = proctest.FreePortOn(t, host), proctest.FreePortOn(t, host)
 	f, err := os.OpenFile(filepath.Join(b.Dir, "clients"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -883,14 +883,10 @@ func (s *Session) traceField(t *txn, at time.Time) []byte {
 	if s.tlsInfo() != "none" {
 		with = "ESMTPS"
 	}
-	ip := s.client
-	if h, _, err := net.SplitHostPort(s.client); err == nil {
-		ip = h
-	}
 	// Appended, not formatted: one per mail.
 	b := make([]byte, 0, 160+len(s.conn.Hostname())+len(s.b.cfg.Hostname)+len(s.id))
 	b = appendTraceSafe(append(b, "Received: from "...), s.conn.Hostname())
-	b = append(append(append(b, " (["...), ip...), "])\r\n\tby "...)
+	b = append(appendAddressLiteral(append(b, " ("...), s.client), ")\r\n\tby "...)
 	b = appendTraceSafe(b, s.b.cfg.Hostname)
 	b = append(append(append(append(append(b, " (twinmx) with "...), with...), " id "...), s.id...), '.')
 	b = strconv.AppendInt(b, int64(s.attempts), 10)
@@ -899,6 +895,22 @@ func (s *Session) traceField(t *txn, at time.Time) []byte {
 	}
 	b = at.AppendFormat(append(b, ";\r\n\t"...), time.RFC1123Z)
 	return append(b, "\r\n"...)
+}
+
+// appendAddressLiteral appends the client's IP address (client is
+// IP:port) as RFC 5321 §4.1.3 writes it in a trace field: [192.0.2.1],
+// or [IPv6:2001:db8::1] — an IPv6 address needs the tag, which is how
+// Postfix writes it too and what parsers of Received fields expect.
+func appendAddressLiteral(b []byte, client string) []byte {
+	ip := client
+	if h, _, err := net.SplitHostPort(client); err == nil {
+		ip = h
+	}
+	b = append(b, '[')
+	if strings.Contains(ip, ":") {
+		b = append(b, "IPv6:"...)
+	}
+	return append(appendTraceSafe(b, ip), ']')
 }
 
 func traceSafe(s string) string { return string(appendTraceSafe(nil, s)) }

@@ -53,6 +53,23 @@ func TestTraceSafe(t *testing.T) {
 	}
 }
 
+// TestAddressLiteral: the client's address in our Received field is an
+// RFC 5321 address literal, tagged for IPv6.
+func TestAddressLiteral(t *testing.T) {
+	for client, want := range map[string]string{
+		"192.0.2.7:40000":     "[192.0.2.7]",
+		"[2001:db8::1]:40000": "[IPv6:2001:db8::1]",
+		"[::1]:25":            "[IPv6:::1]",
+		"[fe80::1%eth0]:25":   "[IPv6:fe80::1%eth0]",
+		"192.0.2.7":           "[192.0.2.7]",
+		"":                    "[unknown]",
+	} {
+		if got := string(appendAddressLiteral(nil, client)); got != want {
+			t.Errorf("address literal of %q = %s, want %s", client, got, want)
+		}
+	}
+}
+
 func TestBudget(t *testing.T) {
 	b := NewBudget(100)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)

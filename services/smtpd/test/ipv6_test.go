@@ -1,0 +1,117 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/services/dbd/proctest"
+)
+
+// TestIPv6 runs the whole path over the IPv6 loopback address, as a
+// dual-stack site does: two dbds, backupd, smtpd in strict mode, pop3d
+// and imapd all listen on ::1 and reach each other there. A mail sent
+// with Python's smtplib over IPv6 gets 250 once it is on both sites; the
+// throw-in row keeps the IPv6 client address, the trace field names it as
+// an RFC 5321 address literal ([IPv6:::1]), and POP3 and IMAP at site B,
+// also over IPv6, return it byte for byte.
+func TestIPv6(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback on this machine (%v): nothing to test", err)
+	}
+	ln.Close()
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatalf("python3 is needed (smtplib, poplib, imaplib): %v", err)
+	}
+	bin := buildMore(t, "pop3d", "imapd")
+	a, b := twoSitesOn(t, "::1")
+	if !strings.HasPrefix(a.Addr, "[::1]:") || !strings.HasPrefix(b.Addr, "[::1]:") {
+		t.Fatalf("dbds at %s and %s, want [::1]", a.Addr, b.Addr)
+	}
+	const rcpt, user, pass = "v6@twinmx.test", "v6", "v6 password"
+	b.addClientKeys("mailbox")
+	a.addMailbox(rcpt)
+	a.addUser(user, pass, rcpt)
+	a.autoverdict("accept")
+	d := a.startSMTPD(smtpdOptions{Listen: proctest.FreePortOn(t, "::1"), DecisionWindow: 10 * time.Second, MinCopies: 2})
+	pop3, imap := proctest.FreePortOn(t, "::1"), proctest.FreePortOn(t, "::1")
+	for _, p := range []struct{ name, addr string }{{"pop3d", pop3}, {"imapd", imap}} {
+		cmd := exec.Command(bin+"/"+p.name, append(b.DBFlags("mailbox"), "--listen", p.addr)...)
+		log := &proctest.SyncBuffer{}
+		cmd.Stdout, cmd.Stderr = log, log
+		dieWithTest(cmd, 9)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+			if t.Failed() {
+				t.Logf("%s log:\n%s", p.name, proctest.Tail(log.String(), 20))
+			}
+		})
+		proctest.WaitListening(t, p.addr, 20*time.Second, log)
+	}
+
+	msg := []byte("From: ann@example.net\r\nTo: " + rcpt + "\r\nSubject: over IPv6\r\nMessage-ID: <v6-1@example.net>\r\n\r\nsent to [::1]\r\n")
+	host, port, _ := net.SplitHostPort(d.addr)
+	send := exec.CommandContext(proctest.Ctx(t, time.Minute), py, "-c", `
+import smtplib, sys
+s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), local_hostname="client.v6.test", timeout=30)
+print(s.sendmail("ann@example.net", [sys.argv[3]], sys.stdin.buffer.read()))
+s.quit()
+`, host, port, rcpt)
+	send.Stdin = bytes.NewReader(msg)
+	if out, err := send.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "{}" {
+		t.Fatalf("smtplib over IPv6: %v\n%s", err, out)
+	}
+	// 250 in strict mode: acknowledged, and so on both sites.
+	mailKey := model.NewMailRows(msg).MailKey
+	key := model.KeyOf(model.Receive, model.ReceiveContent(mailKey, model.KeyOf(model.Mailbox, model.MailboxContent(rcpt))))
+	waitAck(t, b, key)
+
+	// The attempt as the throw-in row keeps it.
+	ctx := context.Background()
+	cl := a.Client()
+	keys, err := cl.ScanKeys(ctx, model.ThrowIn, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var attempt model.Attempt
+	for _, k := range keys {
+		row, err := cl.FindKey(ctx, model.ThrowIn, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at, err := model.ParseThrowIn(row.Content); err == nil && at.Helo == "client.v6.test" {
+			attempt = at
+		}
+	}
+	if attempt.ClientIP() != "::1" || !strings.HasPrefix(attempt.Client, "[::1]:") {
+		t.Fatalf("throw-in client %q (IP %q), want [::1]:PORT", attempt.Client, attempt.ClientIP())
+	}
+
+	// The mailbox read over IPv6 at site B: what was sent, below our trace
+	// field, which names the client as an IPv6 address literal.
+	for _, p := range []struct{ proto, addr string }{{"pop3", pop3}, {"imap", imap}} {
+		var got [][]byte
+		waitFor(t, 20*time.Second, p.proto+" at site B listing the mail", func() bool {
+			got = proctest.ReadMailbox(t, py, p.proto, p.addr, user, pass)
+			return len(got) == 1
+		})
+		head, rest, ok := bytes.Cut(got[0], []byte("\r\n\tby "))
+		if !ok || !bytes.HasPrefix(head, []byte("Received: from client.v6.test ([IPv6:::1])")) {
+			t.Fatalf("%s: trace field %q, want one from client.v6.test ([IPv6:::1])", p.proto, head)
+		}
+		if !bytes.HasSuffix(rest, msg) || bytes.Count(rest[:len(rest)-len(msg)], []byte("\r\n")) != 3 {
+			t.Fatalf("%s: mail read\n%q\nwant our trace field and then\n%q", p.proto, got[0], msg)
+		}
+	}
+}
