@@ -264,6 +264,54 @@ func TestAcceptAfterVerdictAndBackup(t *testing.T) {
 	}
 }
 
+// TestTraceFieldAfterHELO: a client that greets with HELO gets "with
+// SMTP" in our trace field, not "with ESMTP" (RFC 5321 §4.4, RFC 3848).
+func TestTraceFieldAfterHELO(t *testing.T) {
+	e := start(t, nil)
+	e.mailbox("jo@example.org", 0)
+	raw := []byte("From: a@x.test\r\nSubject: helo\r\nMessage-ID: <helo@x.test>\r\n\r\nplain SMTP\r\n")
+	k := receiveKey(raw, "jo@example.org")
+	e.decideLater(k, model.Accept, true)
+	nc, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	tc := textproto.NewConn(nc)
+	step := func(want int, format string, args ...any) {
+		t.Helper()
+		if format != "" {
+			if err := tc.PrintfLine(format, args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, msg, err := tc.ReadResponse(want); err != nil {
+			t.Fatalf("%q: %v %s", format, err, msg)
+		}
+	}
+	step(220, "")
+	step(250, "HELO client.test")
+	step(250, "MAIL FROM:<a@x.test>")
+	step(250, "RCPT TO:<jo@example.org>")
+	step(354, "DATA")
+	if _, err := nc.Write(append(raw, ".\r\n"...)); err != nil {
+		t.Fatal(err)
+	}
+	step(250, "")
+	row, err := e.admin.FindKey(context.Background(), model.Receive, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, ok := model.AcknowledgedReceived(row.State)
+	if !ok {
+		t.Fatal("no received link")
+	}
+	if got := e.rejoin(raw, rk); !bytes.HasPrefix(got, []byte("Received: from client.test ([127.0.0.1])\r\n\tby mx.test (twinmx) with SMTP id ")) {
+		t.Fatalf("trace field after HELO: %q", got)
+	}
+}
+
 // sizedMail returns a mail of exactly n bytes (n >= 200), distinct by tag.
 func sizedMail(tag string, n int) []byte {
 	b := []byte("From: a@x.test\r\nSubject: " + tag + "\r\nMessage-ID: <" + tag + "@x.test>\r\n\r\n")

@@ -162,6 +162,7 @@ type Conn struct {
 		// complete DATA stream (see DataStored).
 		lastData   [2]int64
 		expectEHLO bool // the line passed last was EHLO
+		extended   bool // the last greeting passed was EHLO, not HELO
 		needHelo   bool // TLS started; no EHLO or HELO since
 		expectSASL bool // the last reply was 334: next line is not a command
 		swallow    bool // drop the next reply (to our injected RSET)
@@ -232,6 +233,16 @@ func (c *Conn) EarlyTalker() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.mu.earlyTalker
+}
+
+// Extended reports whether the client's last greeting was EHLO rather
+// than HELO: the session is ESMTP (RFC 5321 §4.4's "with" in the trace
+// field). A transaction always follows the greeting go-smtp accepted
+// last, and that is the last one passed on.
+func (c *Conn) Extended() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.extended
 }
 
 // Commands returns the number of command lines the client has sent.
@@ -849,10 +860,12 @@ func (c *Conn) command(line []byte) error {
 	case "EHLO":
 		c.mu.Lock()
 		c.mu.expectEHLO = true
+		c.mu.extended = true
 		c.mu.needHelo = false
 		c.mu.Unlock()
 	case "HELO":
 		c.mu.Lock()
+		c.mu.extended = false
 		c.mu.needHelo = false
 		c.mu.Unlock()
 	case "MAIL", "RCPT", "DATA":

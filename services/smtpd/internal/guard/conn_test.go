@@ -568,6 +568,28 @@ func TestPipelinedAfterHELO(t *testing.T) {
 	}
 }
 
+// TestExtended: Conn.Extended follows the client's last greeting, so the
+// trace field says "with SMTP" after HELO and "with ESMTP" after EHLO.
+func TestExtended(t *testing.T) {
+	srv := startServer(t, Config{})
+	c := dial(t, srv.addr)
+	c.expect("220 ")
+	tx := "MAIL FROM:<a@s.test>\r\nRCPT TO:<r@mx.test>\r\nDATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n"
+	for _, greet := range []string{"HELO client.test", "EHLO client.test", "HELO client.test"} {
+		c.send(greet + "\r\n")
+		c.expect("250") // one line to HELO, several to EHLO
+		c.send(tx)
+		c.expect("250 ")
+		c.expect("250 ")
+		c.expect("354 ")
+		c.expect("250 ")
+	}
+	d := srv.be.Datas()
+	if len(d) != 3 || d[0].extended || !d[1].extended || d[2].extended {
+		t.Fatalf("Extended at each DATA after HELO, EHLO, HELO: %+v, want false, true, false", d)
+	}
+}
+
 // TestControlBytesInCommand: a command line with a NUL, a bare CR, DEL or
 // another control byte ends the session before go-smtp sees it (TEST-
 // CATALOG items 28, 29): a HELO name or address with a CR would otherwise

@@ -39,6 +39,7 @@ type dataCall struct {
 	body      []byte
 	err       error
 	violation string
+	extended  bool // Conn.Extended when Data was called
 }
 
 func (b *testBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
@@ -117,7 +118,7 @@ func (s *testSession) Data(r io.Reader) error {
 	body, err := io.ReadAll(r)
 	v := s.gc.DataViolation()
 	s.be.mu.Lock()
-	s.be.datas = append(s.be.datas, dataCall{from: s.from, body: body, err: err, violation: v})
+	s.be.datas = append(s.be.datas, dataCall{from: s.from, body: body, err: err, violation: v, extended: s.gc.Extended()})
 	s.be.mu.Unlock()
 	if err != nil {
 		return err

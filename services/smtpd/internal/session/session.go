@@ -52,6 +52,8 @@ type ConnFacts interface {
 	DataViolation() string
 	// TLS reports the TLS state once STARTTLS completed.
 	TLS() (tls.ConnectionState, bool)
+	// Extended reports whether the client greeted with EHLO (last).
+	Extended() bool
 	// ID numbers the connection within this smtpd process.
 	ID() uint64
 	// DataStored tells the connection that the last DATA's message is
@@ -879,10 +881,7 @@ func (s *Session) tlsInfo() string {
 // traceField is smtpd's Received field (RFC 5321 §4.4). The client's HELO
 // name is untrusted: only characters that cannot break the field are kept.
 func (s *Session) traceField(t *txn, at time.Time) []byte {
-	with := "ESMTP"
-	if s.tlsInfo() != "none" {
-		with = "ESMTPS"
-	}
+	with := s.protocol()
 	// Appended, not formatted: one per mail.
 	b := make([]byte, 0, 160+len(s.conn.Hostname())+len(s.b.cfg.Hostname)+len(s.id))
 	b = appendTraceSafe(append(b, "Received: from "...), s.conn.Hostname())
@@ -895,6 +894,19 @@ func (s *Session) traceField(t *txn, at time.Time) []byte {
 	}
 	b = at.AppendFormat(append(b, ";\r\n\t"...), time.RFC1123Z)
 	return append(b, "\r\n"...)
+}
+
+// protocol is the trace field's "with" (RFC 5321 §4.4, RFC 3848): SMTP
+// after HELO, ESMTP after EHLO, ESMTPS once STARTTLS has completed.
+func (s *Session) protocol() string {
+	switch {
+	case s.tlsInfo() != "none":
+		return "ESMTPS"
+	case s.facts != nil && !s.facts.Extended():
+		return "SMTP"
+	default:
+		return "ESMTP"
+	}
 }
 
 // appendAddressLiteral appends the client's IP address (client is
