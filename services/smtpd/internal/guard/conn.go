@@ -161,11 +161,12 @@ type Conn struct {
 		// lastData is the client-byte range [from, to) of the last
 		// complete DATA stream (see DataStored).
 		lastData   [2]int64
-		expectEHLO bool // the line passed last was EHLO
-		extended   bool // the last greeting passed was EHLO, not HELO
-		needHelo   bool // TLS started; no EHLO or HELO since
-		expectSASL bool // the last reply was 334: next line is not a command
-		swallow    bool // drop the next reply (to our injected RSET)
+		expectEHLO bool   // the line passed last was EHLO
+		greeting   string // "EHLO" or "HELO" passed, its reply not yet seen
+		extended   bool   // the last greeting answered 250 was EHLO, not HELO
+		needHelo   bool   // TLS started; no EHLO or HELO since
+		expectSASL bool   // the last reply was 334: next line is not a command
+		swallow    bool   // drop the next reply (to our injected RSET)
 		capture    capture
 	}
 }
@@ -235,10 +236,10 @@ func (c *Conn) EarlyTalker() bool {
 	return c.mu.earlyTalker
 }
 
-// Extended reports whether the client's last greeting was EHLO rather
-// than HELO: the session is ESMTP (RFC 5321 §4.4's "with" in the trace
-// field). A transaction always follows the greeting go-smtp accepted
-// last, and that is the last one passed on.
+// Extended reports whether the client's last accepted greeting was EHLO
+// rather than HELO: the session is ESMTP (RFC 5321 §4.4's "with" in the
+// trace field). A refused greeting (501 to a HELO without a name) leaves
+// the one before in force, as it does in go-smtp.
 func (c *Conn) Extended() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -860,12 +861,12 @@ func (c *Conn) command(line []byte) error {
 	case "EHLO":
 		c.mu.Lock()
 		c.mu.expectEHLO = true
-		c.mu.extended = true
+		c.mu.greeting = verb
 		c.mu.needHelo = false
 		c.mu.Unlock()
 	case "HELO":
 		c.mu.Lock()
-		c.mu.extended = false
+		c.mu.greeting = verb
 		c.mu.needHelo = false
 		c.mu.Unlock()
 	case "MAIL", "RCPT", "DATA":

@@ -584,9 +584,18 @@ func TestExtended(t *testing.T) {
 		c.expect("354 ")
 		c.expect("250 ")
 	}
+	// A refused greeting changes nothing: the EHLO before stays in force.
+	c.send("EHLO client.test\r\n")
+	c.expect("250")
+	c.send("HELO\r\n")
+	c.expect("501 ")
+	c.send(tx)
+	for _, code := range []string{"250 ", "250 ", "354 ", "250 "} {
+		c.expect(code)
+	}
 	d := srv.be.Datas()
-	if len(d) != 3 || d[0].extended || !d[1].extended || d[2].extended {
-		t.Fatalf("Extended at each DATA after HELO, EHLO, HELO: %+v, want false, true, false", d)
+	if len(d) != 4 || d[0].extended || !d[1].extended || d[2].extended || !d[3].extended {
+		t.Fatalf("Extended at each DATA after HELO, EHLO, HELO, EHLO and a refused HELO: %+v, want false, true, false, true", d)
 	}
 }
 

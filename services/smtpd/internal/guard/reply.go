@@ -95,6 +95,14 @@ func (c *Conn) replyLineLocked(out, line []byte) ([]byte, string) {
 	if !r.final {
 		return out, ""
 	}
+	if c.mu.greeting != "" {
+		// go-smtp reads the next line only after this reply, so it
+		// answers the greeting passed last.
+		if r.code == 250 {
+			c.mu.extended = c.mu.greeting == "EHLO"
+		}
+		c.mu.greeting = ""
+	}
 	switch {
 	case r.code == 354:
 		c.mu.mode = modeData
