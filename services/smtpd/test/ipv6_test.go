@@ -78,22 +78,7 @@ s.quit()
 	waitAck(t, b, key)
 
 	// The attempt as the throw-in row keeps it.
-	ctx := context.Background()
-	cl := a.Client()
-	keys, err := cl.ScanKeys(ctx, model.ThrowIn, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var attempt model.Attempt
-	for _, k := range keys {
-		row, err := cl.FindKey(ctx, model.ThrowIn, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if at, err := model.ParseThrowIn(row.Content); err == nil && at.Helo == "client.v6.test" {
-			attempt = at
-		}
-	}
+	attempt := throwInByHelo(t, a, "client.v6.test")
 	if attempt.ClientIP() != "::1" || !strings.HasPrefix(attempt.Client, "[::1]:") {
 		t.Fatalf("throw-in client %q (IP %q), want [::1]:PORT", attempt.Client, attempt.ClientIP())
 	}
@@ -114,4 +99,67 @@ s.quit()
 			t.Fatalf("%s: mail read\n%q\nwant our trace field and then\n%q", p.proto, got[0], msg)
 		}
 	}
+}
+
+// TestDualStackListen: smtpd with --listen :PORT, as deploy/systemd's
+// smtpd.env has it, takes mail over IPv4 and IPv6 alike, and an IPv4
+// client is recorded as such (127.0.0.1), not as an IPv4-mapped IPv6
+// address, so its limits and records are those of an IPv4 client.
+func TestDualStackListen(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback on this machine (%v): nothing to test", err)
+	}
+	ln.Close()
+	s := newSite(t)
+	s.Start()
+	const rcpt = "ds@twinmx.test"
+	s.addMailbox(rcpt)
+	s.autoverdict("accept")
+	_, port, _ := net.SplitHostPort(proctest.FreePort(t))
+	s.startSMTPD(smtpdOptions{Listen: ":" + port, MinCopies: 1})
+	for _, c := range []struct{ host, helo, want string }{
+		{"127.0.0.1", "client.v4.test", "127.0.0.1"},
+		{"::1", "client.v6.test", "::1"},
+	} {
+		nc, r, err := dialSMTP(net.JoinHostPort(c.host, port), 30*time.Second)
+		if err != nil || r.Code != 220 {
+			t.Fatalf("connect over %s: %v %v", c.host, r, err)
+		}
+		if r, err := nc.cmd("EHLO %s", c.helo); err != nil || r.Code != 250 {
+			t.Fatalf("EHLO over %s: %v %v", c.host, r, err)
+		}
+		msg := []byte("From: ann@example.net\r\nSubject: " + c.helo + "\r\n\r\nover " + c.host + "\r\n")
+		rr, r, err := nc.transaction("ann@example.net", []string{rcpt}, msg)
+		nc.close()
+		if err != nil || r.Code != 250 || len(rr) != 1 || rr[0].Code != 250 {
+			t.Fatalf("mail over %s: %v %v %v, want 250", c.host, rr, r, err)
+		}
+		if got := throwInByHelo(t, s, c.helo).ClientIP(); got != c.want {
+			t.Fatalf("client over %s recorded as %q, want %q", c.host, got, c.want)
+		}
+	}
+}
+
+// throwInByHelo returns the newest of the site's ten newest throw-in rows
+// whose HELO is helo.
+func throwInByHelo(t *testing.T, s *site, helo string) model.Attempt {
+	t.Helper()
+	ctx := context.Background()
+	cl := s.Client()
+	keys, err := cl.ScanKeys(ctx, model.ThrowIn, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		row, err := cl.FindKey(ctx, model.ThrowIn, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at, err := model.ParseThrowIn(row.Content); err == nil && at.Helo == helo {
+			return at
+		}
+	}
+	t.Fatalf("no throw-in row with HELO %s", helo)
+	return model.Attempt{}
 }
