@@ -24,6 +24,9 @@ import (
 // clientIP is the address every test delivery comes from.
 const clientIP = "192.0.2.10"
 
+// clientIP6 is the IPv6 client of the SPF cases for IPv6.
+const clientIP6 = "2001:db8:25::10"
+
 // signer is one DKIM key published in the test zone.
 type signer struct {
 	domain, selector string
@@ -107,6 +110,10 @@ func newFixture(t *testing.T) *fixture {
 	z.A("mx1.spf-mx.test", clientIP)
 	z.TXT("helo.test", "v=spf1 a -all")
 	z.A("helo.test", clientIP)
+	// SPF for IPv6 clients (RFC 7208 §5.3, §5.6): ip6 and a (AAAA).
+	z.TXT("spf-v6.test", "v=spf1 ip6:2001:db8:25::/48 -all")
+	z.TXT("spf-v6a.test", "v=spf1 a -all")
+	z.AAAA("spf-v6a.test", clientIP6)
 
 	// DMARC (RFC 7489 §6.3).
 	z.TXT("bounce.relaxed.test", "v=spf1 ip4:192.0.2.0/24 -all")
@@ -163,8 +170,10 @@ func alterBody(raw []byte) []byte {
 	return bytes.Replace(raw, []byte("numbers are"), []byte("numbers ARE"), 1)
 }
 
-func env(mailFrom string) signal.Envelope {
-	return signal.Envelope{ClientIP: clientIP, Helo: "mta.client.test", From: mailFrom, Rcpt: "bob@twinmx.test"}
+func env(mailFrom string) signal.Envelope { return envFrom(clientIP, mailFrom) }
+
+func envFrom(ip, mailFrom string) signal.Envelope {
+	return signal.Envelope{ClientIP: ip, Helo: "mta.client.test", From: mailFrom, Rcpt: "bob@twinmx.test"}
 }
 
 func TestCheck(t *testing.T) {
@@ -201,6 +210,16 @@ func TestCheck(t *testing.T) {
 			signal.Auth{SPF: signal.Pass, SPFDomain: "spf-mx.test", FromDomain: "spf-mx.test"}},
 		{"spf of helo for null sender", signal.Envelope{ClientIP: clientIP, Helo: "helo.test", From: ""}, testMail(t, "mailer-daemon@helo.test"),
 			signal.Auth{SPF: signal.Pass, SPFDomain: "helo.test", FromDomain: "helo.test"}},
+		{"spf pass ip6", envFrom(clientIP6, "a@spf-v6.test"), testMail(t, "a@spf-v6.test"),
+			signal.Auth{SPF: signal.Pass, SPFDomain: "spf-v6.test", FromDomain: "spf-v6.test"}},
+		{"spf fail ip6 outside the prefix", envFrom("2001:db8:26::10", "a@spf-v6.test"), testMail(t, "a@spf-v6.test"),
+			signal.Auth{SPF: signal.Fail, SPFDomain: "spf-v6.test", FromDomain: "spf-v6.test"}},
+		{"spf fail ip4 client of an ip6-only policy", env("a@spf-v6.test"), testMail(t, "a@spf-v6.test"),
+			signal.Auth{SPF: signal.Fail, SPFDomain: "spf-v6.test", FromDomain: "spf-v6.test"}},
+		{"spf pass ip6 by a (AAAA)", envFrom(clientIP6, "a@spf-v6a.test"), testMail(t, "a@spf-v6a.test"),
+			signal.Auth{SPF: signal.Pass, SPFDomain: "spf-v6a.test", FromDomain: "spf-v6a.test"}},
+		{"spf pass ip6 given with its port", envFrom("[2001:db8:25::10]:25", "a@spf-v6.test"), testMail(t, "a@spf-v6.test"),
+			signal.Auth{SPF: signal.Pass, SPFDomain: "spf-v6.test", FromDomain: "spf-v6.test"}},
 		{"spf none without envelope", signal.Envelope{}, testMail(t, "a@spf-fail.test"),
 			signal.Auth{SPF: signal.None, FromDomain: "spf-fail.test"}},
 

@@ -50,6 +50,10 @@ func (z *testZone) A(name, ip string) {
 	z.add(&dns.A{Hdr: hdr(name, dns.TypeA), A: net.ParseIP(ip).To4()})
 }
 
+func (z *testZone) AAAA(name, ip string) {
+	z.add(&dns.AAAA{Hdr: hdr(name, dns.TypeAAAA), AAAA: net.ParseIP(ip)})
+}
+
 func (z *testZone) MX(name, host string) {
 	z.add(&dns.MX{Hdr: hdr(name, dns.TypeMX), Preference: 10, Mx: dns.Fqdn(host)})
 }
