@@ -42,23 +42,8 @@ func TestIPv6(t *testing.T) {
 	a.autoverdict("accept")
 	d := a.startSMTPD(smtpdOptions{Listen: proctest.FreePortOn(t, "::1"), DecisionWindow: 10 * time.Second, MinCopies: 2})
 	pop3, imap := proctest.FreePortOn(t, "::1"), proctest.FreePortOn(t, "::1")
-	for _, p := range []struct{ name, addr string }{{"pop3d", pop3}, {"imapd", imap}} {
-		cmd := exec.Command(bin+"/"+p.name, append(b.DBFlags("mailbox"), "--listen", p.addr)...)
-		log := &proctest.SyncBuffer{}
-		cmd.Stdout, cmd.Stderr = log, log
-		dieWithTest(cmd, 9)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			cmd.Wait()
-			if t.Failed() {
-				t.Logf("%s log:\n%s", p.name, proctest.Tail(log.String(), 20))
-			}
-		})
-		proctest.WaitListening(t, p.addr, 20*time.Second, log)
-	}
+	proctest.StartProc(t, bin, "pop3d", pop3, append(b.DBFlags("mailbox"), "--listen", pop3)...)
+	proctest.StartProc(t, bin, "imapd", imap, append(b.DBFlags("mailbox"), "--listen", imap)...)
 
 	msg := []byte("From: ann@example.net\r\nTo: " + rcpt + "\r\nSubject: over IPv6\r\nMessage-ID: <v6-1@example.net>\r\n\r\nsent to [::1]\r\n")
 	host, port, _ := net.SplitHostPort(d.addr)
