@@ -52,7 +52,8 @@ type ConnFacts interface {
 	DataViolation() string
 	// TLS reports the TLS state once STARTTLS completed.
 	TLS() (tls.ConnectionState, bool)
-	// Extended reports whether the client greeted with EHLO (last).
+	// Extended reports whether the last greeting accepted was EHLO, not
+	// HELO (the trace field's "with ESMTP" or "with SMTP").
 	Extended() bool
 	// ID numbers the connection within this smtpd process.
 	ID() uint64
