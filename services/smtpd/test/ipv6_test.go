@@ -21,11 +21,7 @@ import (
 // an RFC 5321 address literal ([IPv6:::1]), and POP3 and IMAP at site B,
 // also over IPv6, return it byte for byte.
 func TestIPv6(t *testing.T) {
-	ln, err := net.Listen("tcp", "[::1]:0")
-	if err != nil {
-		t.Skipf("no IPv6 loopback on this machine (%v): nothing to test", err)
-	}
-	ln.Close()
+	requireIPv6(t)
 	py, err := exec.LookPath("python3")
 	if err != nil {
 		t.Fatalf("python3 is needed (smtplib, poplib, imaplib): %v", err)
@@ -91,11 +87,7 @@ s.quit()
 // client is recorded as such (127.0.0.1), not as an IPv4-mapped IPv6
 // address, so its limits and records are those of an IPv4 client.
 func TestDualStackListen(t *testing.T) {
-	ln, err := net.Listen("tcp", "[::1]:0")
-	if err != nil {
-		t.Skipf("no IPv6 loopback on this machine (%v): nothing to test", err)
-	}
-	ln.Close()
+	requireIPv6(t)
 	s := newSite(t)
 	s.Start()
 	const rcpt = "ds@twinmx.test"
@@ -124,6 +116,17 @@ func TestDualStackListen(t *testing.T) {
 			t.Fatalf("client over %s recorded as %q, want %q", c.host, got, c.want)
 		}
 	}
+}
+
+// requireIPv6 skips a test on a machine without an IPv6 loopback (a
+// container started without IPv6): there is nothing to test there.
+func requireIPv6(t *testing.T) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback on this machine (%v): nothing to test", err)
+	}
+	ln.Close()
 }
 
 // throwInByHelo returns the newest of the site's ten newest throw-in rows
