@@ -70,13 +70,17 @@
 // number of bytes of field, which is the field exactly as it appeared, with
 // its continuation lines and line ends. Varints are unsigned LEB128
 // (encoding/binary) in their shortest form; indices strictly increase; each
-// field is one whole Received field. These rules make the encoding
+// field is one whole Received field, or a Return-Path field: Split removes
+// only Received fields (a Return-Path that arrives with a mail stays in its
+// header, its identity), but smtpd adds its Return-Path at final delivery
+// (RFC 5321 §4.4) as a record, with Parts.WithTrace, so the field is part
+// of this delivery and not of the mail. These rules make the encoding
 // deterministic and canonical, so one delivery has exactly one received
 // content. ReceivedFields and Join reject an encoding that breaks them
 // (ErrBadReceived); Join also rejects one that does not fit the header (a
 // position beyond its fields, a field that would merge with its neighbour).
-// For a header without Received fields, whatever Join accepts, Split gives
-// back unchanged (FuzzJoin). A mail without Received fields has the empty
+// For a header without Received fields and an encoding of Received fields
+// only, whatever Join accepts, Split gives back unchanged (FuzzJoin). A mail without Received fields has the empty
 // encoding. Like every row, the received row is content-addressed: two
 // deliveries with byte-identical Received fields share it.
 //

@@ -167,10 +167,10 @@ func AppendJoin(dst []byte, p Parts) ([]byte, error) {
 	return out, nil
 }
 
-// ReceivedFields decodes a Received encoding made by Split. It checks
-// everything that does not depend on the header: canonical varints,
+// ReceivedFields decodes a Received encoding made by Split or WithTrace. It
+// checks everything that does not depend on the header: canonical varints,
 // strictly increasing positions, and that each record is one whole Received
-// field.
+// or Return-Path field.
 func ReceivedFields(enc []byte) ([]ReceivedField, error) {
 	var fs []ReceivedField
 	rd := recordReader{b: enc}
@@ -227,8 +227,8 @@ func (r *recordReader) next() (ReceivedField, bool, error) {
 	}
 	raw := r.b[:n:n]
 	r.b = r.b[n:]
-	if !isReceived(raw) || fieldEnd(raw, 0) != len(raw) {
-		return ReceivedField{}, false, fmt.Errorf("%w: record %d is not one Received field", ErrBadReceived, index)
+	if !isTrace(raw) || fieldEnd(raw, 0) != len(raw) {
+		return ReceivedField{}, false, fmt.Errorf("%w: record %d is not one Received or Return-Path field", ErrBadReceived, index)
 	}
 	r.prev, r.begun = int(index), true
 	return ReceivedField{Index: int(index), Raw: raw}, true, nil
@@ -331,6 +331,37 @@ func fieldEnd(b []byte, pos int) int {
 func isReceived(f []byte) bool {
 	_, ok := fieldValue(f, "received")
 	return ok
+}
+
+// isTrace reports whether field f may be a record of the Received
+// encoding: a Received field, which Split removes, or a Return-Path field,
+// which only WithTrace puts there (smtpd's, at final delivery). Split leaves
+// a Return-Path the mail arrived with in the header, as it always did:
+// counting it as trace would change the key of every stored mail that
+// begins with one (every mail imported from another server), and a retry
+// or an import run across the upgrade would store such a mail twice.
+func isTrace(f []byte) bool {
+	if isReceived(f) {
+		return true
+	}
+	_, ok := fieldValue(f, "return-path")
+	return ok
+}
+
+// CutReturnPath returns raw without its first header field if that field is
+// a Return-Path, and whether it was. An importer uses it to recognise a mail
+// twinmx exported: the Return-Path smtpd added at delivery is then the
+// first field, and the mail without it has the key the mail was stored
+// under.
+func CutReturnPath(raw []byte) ([]byte, bool) {
+	if len(raw) == 0 || isSeparator(raw, 0) {
+		return raw, false
+	}
+	end := fieldEnd(raw, 0)
+	if _, ok := fieldValue(raw[:end], "return-path"); !ok || raw[end-1] != '\n' {
+		return raw, false
+	}
+	return raw[end:], true
 }
 
 // fieldValue reports whether field f is named name (lower-case ASCII,
@@ -557,13 +588,14 @@ func NewMailRows(raw []byte) MailRows {
 
 // WithTrace returns p with field added as the first header field of the
 // mail, among its Received fields: what smtpd does when it prepends its own
-// "Received:" trace field (RFC 5321 §4.4). The header, body and so the mail
-// key do not change; Join of the result is field followed by the raw mail
-// p came from. field must be one whole Received field ending in a line end;
-// otherwise WithTrace returns an error wrapping ErrBadReceived.
+// "Received:" trace field and then, at final delivery, "Return-Path:" (RFC
+// 5321 §4.4). The header, body and so the mail key do not change; Join of
+// the result is field followed by the raw mail p came from. field must be
+// one whole Received or Return-Path field ending in a line end; otherwise
+// WithTrace returns an error wrapping ErrBadReceived.
 func (p Parts) WithTrace(field []byte) (Parts, error) {
-	if len(field) == 0 || !isReceived(field) || fieldEnd(field, 0) != len(field) || field[len(field)-1] != '\n' {
-		return p, fmt.Errorf("%w: trace field is not one whole Received field with a line end", ErrBadReceived)
+	if len(field) == 0 || !isTrace(field) || fieldEnd(field, 0) != len(field) || field[len(field)-1] != '\n' {
+		return p, fmt.Errorf("%w: trace field is not one whole Received or Return-Path field with a line end", ErrBadReceived)
 	}
 	fs, err := ReceivedFields(p.Received)
 	if err != nil {

@@ -37,8 +37,65 @@ func TestWithTraceJoinsToFieldPlusRaw(t *testing.T) {
 	}
 }
 
+// TestWithReturnPath: smtpd's final-delivery fields, Return-Path above its
+// Received, join to both followed by the raw mail, and the mail key stays
+// that of the raw mail: the Return-Path belongs to the delivery.
+func TestWithReturnPath(t *testing.T) {
+	raw := []byte("Received: from x by y; z\r\nSubject: s\r\n\r\nbody\r\n")
+	rows := NewMailRows(raw)
+	rcvd := []byte("Received: from client by mx; now\r\n")
+	rp := []byte("Return-Path: <a@b.example>\r\n")
+	p, err := rows.Parts.WithTrace(rcvd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err = p.WithTrace(rp); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Join(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := string(rp) + string(rcvd) + string(raw); string(got) != want {
+		t.Fatalf("joined %q, want %q", got, want)
+	}
+	fs, err := ReceivedFields(p.Received)
+	if err != nil || len(fs) != 3 || !bytes.Equal(fs[0].Raw, rp) || fs[1].Index != 1 {
+		t.Fatalf("fields %+v %v", fs, err)
+	}
+	if !bytes.Equal(p.Header, rows.Parts.Header) {
+		t.Error("header changed")
+	}
+	// The exported mail, its leading Return-Path cut, has the stored key.
+	rest, ok := CutReturnPath(got)
+	if !ok || NewMailRows(rest).MailKey != rows.MailKey {
+		t.Errorf("CutReturnPath: %v, key %v want %v", ok, NewMailRows(rest).MailKey, rows.MailKey)
+	}
+}
+
+func TestCutReturnPath(t *testing.T) {
+	for _, c := range []struct {
+		raw, rest string
+		ok        bool
+	}{
+		{"Return-Path: <a@b>\r\nSubject: s\r\n\r\nb", "Subject: s\r\n\r\nb", true},
+		{"return-path :\r\n <a@b>\nX: y\n", "X: y\n", true},
+		{"Return-Path: <>\r\n", "", true},
+		{"Return-Path: <a@b>", "Return-Path: <a@b>", false}, // no line end: the whole mail
+		{"Subject: s\r\nReturn-Path: <a@b>\r\n\r\n", "Subject: s\r\nReturn-Path: <a@b>\r\n\r\n", false},
+		{"\r\nReturn-Path: <a@b>\r\n", "\r\nReturn-Path: <a@b>\r\n", false}, // in the body
+		{"Return-Pathx: y\r\n", "Return-Pathx: y\r\n", false},
+		{"", "", false},
+	} {
+		rest, ok := CutReturnPath([]byte(c.raw))
+		if string(rest) != c.rest || ok != c.ok {
+			t.Errorf("%q: %q %v, want %q %v", c.raw, rest, ok, c.rest, c.ok)
+		}
+	}
+}
+
 func TestWithTraceRefusesBadField(t *testing.T) {
-	for _, f := range []string{"", "Subject: x\r\n", "Received: x", "Received: a\r\nX: b\r\n"} {
+	for _, f := range []string{"", "Subject: x\r\n", "Received: x", "Received: a\r\nX: b\r\n", "Return-Path: <a@b>", "Return-Path: <a@b>\r\nX: b\r\n"} {
 		if _, err := Split([]byte("A: b\r\n\r\n")).WithTrace([]byte(f)); !errors.Is(err, ErrBadReceived) {
 			t.Errorf("%q: err %v, want ErrBadReceived", f, err)
 		}
