@@ -39,6 +39,7 @@ func main() {
 			&cli.IntFlag{Name: "max-recipients", Value: 100, Usage: "recipients per transaction", EnvVars: env("MAX_RECIPIENTS")},
 			&cli.IntFlag{Name: "max-header-size", Value: session.DefaultMaxHeaderSize, Usage: "header section limit in bytes (552 5.3.4 above it; -1: none)", EnvVars: env("MAX_HEADER_SIZE")},
 			&cli.IntFlag{Name: "max-hops", Value: session.DefaultMaxHops, Usage: "Received fields a mail may arrive with (554 5.4.6 above it: a loop; -1: no limit)", EnvVars: env("MAX_HOPS")},
+			&cli.BoolFlag{Name: "return-path", Value: true, Usage: "add Return-Path (the envelope sender) above our Received field, as final delivery does (RFC 5321 §4.4); false only while the other site runs pop3d/imapd older than 2026-12-03", EnvVars: env("RETURN_PATH")},
 			&cli.StringFlag{Name: "postmaster", Usage: "mailbox that RCPT TO:<Postmaster> without a domain reaches (RFC 5321 §4.5.1 requires it; default postmaster@HOSTNAME; also create postmaster@DOMAIN for each domain)", EnvVars: env("POSTMASTER")},
 			&cli.DurationFlag{Name: "db-timeout", Value: 10 * time.Second, Usage: "bound on one dbd request (retries included) before 451 4.3.0", EnvVars: env("DB_TIMEOUT")},
 			&cli.IntFlag{Name: "max-conns", Value: guard.DefaultMaxConns, Usage: "concurrent connections in total (-1: no limit)", EnvVars: env("MAX_CONNS")},
@@ -82,7 +83,8 @@ func run(c *cli.Context) error {
 		DecisionWindow: c.Duration("decision-window"), MinCopies: c.Int("min-copies"),
 		MaxSize: c.Int64("max-size"), DataMemory: c.Int64("data-memory"), MaxRecipients: c.Int("max-recipients"),
 		MaxHeaderSize: c.Int("max-header-size"), MaxHops: c.Int("max-hops"),
-		DBTimeout: c.Duration("db-timeout"), MailboxTTL: c.Duration("mailbox-cache"),
+		NoReturnPath: !c.Bool("return-path"),
+		DBTimeout:    c.Duration("db-timeout"), MailboxTTL: c.Duration("mailbox-cache"),
 		Guard: guard.Config{
 			Postmaster: c.String("postmaster"),
 			MaxConns:   c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"), MaxConnRate: c.Int("max-conn-rate"),

@@ -57,6 +57,8 @@ type Config struct {
 	// its Received fields (session.DefaultMaxHeaderSize,
 	// session.DefaultMaxHops by default; negative: no limit).
 	MaxHeaderSize, MaxHops int
+	// NoReturnPath: no Return-Path field at delivery (session.Config).
+	NoReturnPath bool
 	// MailboxTTL is how long a mailbox lookup is remembered (a new
 	// mailbox is seen within a fifth of it). Default 5 s; negative: off.
 	MailboxTTL time.Duration
@@ -199,6 +201,7 @@ func Run(ctx context.Context, cfg Config) error {
 		MaxSize:       cfg.MaxSize,
 		MaxHeaderSize: cfg.MaxHeaderSize,
 		MaxHops:       cfg.MaxHops,
+		NoReturnPath:  cfg.NoReturnPath,
 		Budget:        session.NewBudget(cfg.DataMemory),
 		DBTimeout:     cfg.DBTimeout,
 		Logger:        log,

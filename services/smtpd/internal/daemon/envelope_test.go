@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -161,5 +162,45 @@ func TestPOP3SizeSetAtAck(t *testing.T) {
 		if stored[len(stored)-1] != '\n' || strings.Count(string(stored), "\n") != strings.Count(string(stored), "\r\n") {
 			t.Fatalf("stored mail is not CRLF-only with a final CRLF: %q", stored)
 		}
+	}
+}
+
+// TestReturnPath: final delivery adds Return-Path with the envelope sender
+// above our Received field (RFC 5321 §4.4): "<>" for a bounce, the address
+// as MAIL FROM gave it otherwise, counted in the POP3 size; a Return-Path
+// the mail arrived with stays where it was, below ours, and is part of the
+// mail's identity as before. With NoReturnPath there is none.
+func TestReturnPath(t *testing.T) {
+	for _, c := range []struct {
+		name, from string
+		raw        string
+		off        bool
+		want       string // what the stored mail begins with
+	}{
+		{"sender", "a@x.test", "From: a@x.test\r\nSubject: rp\r\nMessage-ID: <rp1@x.test>\r\n\r\nhi\r\n", false, "Return-Path: <a@x.test>\r\nReceived: from "},
+		{"bounce", "", "From: MAILER-DAEMON@x.test\r\nSubject: rp\r\nMessage-ID: <rp2@x.test>\r\n\r\nhi\r\n", false, "Return-Path: <>\r\nReceived: from "},
+		{"arrived with one", "b@x.test", "Return-Path: <forged@y.test>\r\nFrom: b@x.test\r\nMessage-ID: <rp3@x.test>\r\n\r\nhi\r\n", false, "Return-Path: <b@x.test>\r\nReceived: from "},
+		{"off", "a@x.test", "From: a@x.test\r\nSubject: rp\r\nMessage-ID: <rp4@x.test>\r\n\r\nhi\r\n", true, "Received: from "},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := start(t, func(cfg *Config) { cfg.MinCopies, cfg.NoReturnPath = 1, c.off })
+			e.mailbox("jo@example.org", 0)
+			raw := []byte(c.raw)
+			k := receiveKey(raw, "jo@example.org")
+			e.decideLater(k, model.Accept, false)
+			if code, msg := e.send(c.from, []string{"jo@example.org"}, raw); code != 250 {
+				t.Fatalf("%d %s", code, msg)
+			}
+			stored, rk, st := e.acknowledged(raw, k)
+			if !bytes.HasPrefix(stored, []byte(c.want)) || !bytes.HasSuffix(stored, raw) {
+				t.Fatalf("stored mail\n%q\nwant it to begin with %q and end with what was sent", stored, c.want)
+			}
+			if got := st.Col(model.POP3SizeColumn(rk)); got != uint64(len(stored)) {
+				t.Fatalf("POP3 size column %d, stored mail %d octets", got, len(stored))
+			}
+			if n := bytes.Count(stored, []byte("Return-Path:")); n != bytes.Count(raw, []byte("Return-Path:"))+map[bool]int{false: 1, true: 0}[c.off] {
+				t.Fatalf("%d Return-Path fields in\n%q", n, stored)
+			}
+		})
 	}
 }

@@ -227,7 +227,7 @@ type Finder interface {
 // FromDB returns the data function for Play that rebuilds a stored
 // message's DATA bytes from dbd: the header, the received row of that
 // delivery and the body, re-joined (pkg/model.Join), without smtpd's own
-// trace field (it was not sent by the client), dot-stuffed.
+// trace fields (the client did not send them), dot-stuffed.
 func FromDB(ctx context.Context, db Finder) func(ref []byte) ([]byte, error) {
 	return func(ref []byte) ([]byte, error) {
 		mk, rk, err := ParseDataRef(ref)
@@ -261,6 +261,14 @@ func FromDB(ctx context.Context, db Finder) func(ref []byte) ([]byte, error) {
 		if err != nil || len(fs) == 0 || fs[0].Index != 0 {
 			return nil, fmt.Errorf("received row %s does not start with smtpd's trace field", rk)
 		}
-		return Stuff(raw[len(fs[0].Raw):]), nil
+		ours := len(fs[0].Raw)
+		if model.IsReturnPath(fs[0].Raw) {
+			// Since 2026-12-03 smtpd adds a Return-Path above its Received.
+			if len(fs) < 2 || fs[1].Index != 1 {
+				return nil, fmt.Errorf("received row %s has no trace field below its Return-Path", rk)
+			}
+			ours += len(fs[1].Raw)
+		}
+		return Stuff(raw[ours:]), nil
 	}
 }

@@ -98,6 +98,11 @@ type Config struct {
 	// Default DefaultNoSpaceHold; negative: MAIL is never refused for it
 	// (the mail still gets 452 4.3.1 after DATA).
 	NoSpaceHold time.Duration
+	// NoReturnPath leaves out the Return-Path field smtpd adds at final
+	// delivery (RFC 5321 §4.4). Only for a site whose peer still runs
+	// readers older than 2026-12-03, which take a received row holding
+	// one for malformed and serve the mail without its trace fields.
+	NoReturnPath bool
 	// Record, if set, takes best-effort bookkeeping writes (the decision
 	// time on a throw-in row) to send off the reply's path, batched with
 	// other records (the daemon's capture writer); nil: each is a dbd
@@ -584,12 +589,19 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	rows := model.NewMailRows(raw)
 	trace := s.traceField(t, end)
 	p, err := rows.Parts.WithTrace(trace)
+	if err == nil && !cfg.NoReturnPath {
+		// Every recipient is a mailbox here: this is final delivery, and
+		// the Return-Path goes above our Received field, as an MDA puts it.
+		rp := returnPathField(t.from)
+		p, err = p.WithTrace(rp)
+		trace = append(rp, trace...)
+	}
 	if err != nil {
-		// Our own field is always well-formed; this is a bug.
+		// Our own fields are always well-formed; this is a bug.
 		s.logger().Error("trace field", "err", err)
 		return errTempStore
 	}
-	// The stored mail is our trace field, then raw. POP3 sends it with
+	// The stored mail is our trace fields, then raw. POP3 sends it with
 	// every line end as CRLF and a CRLF at the end (RFC 1939 §5); raw has
 	// no bare LF (the smuggling defence refused it) and ends in CRLF
 	// unless empty (DATA ends at CRLF . CRLF), so that is its length, and
@@ -895,6 +907,14 @@ func (s *Session) traceField(t *txn, at time.Time) []byte {
 	}
 	b = at.AppendFormat(append(b, ";\r\n\t"...), time.RFC1123Z)
 	return append(b, "\r\n"...)
+}
+
+// returnPathField is the Return-Path field of final delivery (RFC 5321
+// §4.4): the reverse-path of MAIL FROM, "<>" for the null sender of a
+// bounce. Mail refused control bytes in it, so the field is one line.
+func returnPathField(from string) []byte {
+	b := make([]byte, 0, len(from)+len("Return-Path: <>\r\n"))
+	return append(append(append(b, "Return-Path: <"...), from...), ">\r\n"...)
 }
 
 // protocol is the trace field's "with" (RFC 5321 §4.4, RFC 3848): SMTP
