@@ -523,7 +523,9 @@ func (s *Store) Size(ctx context.Context, m Message, drop []string) (int64, erro
 		return 0, fmt.Errorf("find body of %s: %w", m.Mail, err)
 	}
 	n := int64(len(DropFields(h.Content, drop))) + int64(b.Size)
-	if rk, ok := model.MailReceived(m.State); ok && !slices.Contains(drop, "received") {
+	// The received row holds the Received fields and, from smtpd since
+	// 2026-12-03, its Return-Path: each counts unless the filter drops it.
+	if rk, ok := model.MailReceived(m.State); ok && !(slices.Contains(drop, "received") && slices.Contains(drop, "return-path")) {
 		r, err := s.db.FindKey(ctx, model.Received, rk)
 		switch {
 		case err == nil:
@@ -532,7 +534,7 @@ func (s *Store) Size(ctx context.Context, m Message, drop []string) (int64, erro
 				return 0, fmt.Errorf("received of %s: %w", m.Mail, err)
 			}
 			for _, f := range fs {
-				n += int64(len(f.Raw))
+				n += int64(len(DropFields(f.Raw, drop)))
 			}
 		case !errors.Is(err, client.ErrNotFound):
 			return 0, fmt.Errorf("find received of %s: %w", m.Mail, err)

@@ -111,3 +111,70 @@ func TestFetchManyFallsBack(t *testing.T) {
 		t.Fatalf("missing mail b: %v, want ErrNotFound", errs[1])
 	}
 }
+
+// rowsDB serves rows by table and key, as dbd's find does.
+type rowsDB struct {
+	DB
+	rows map[model.Table]map[model.Key][]byte
+}
+
+func (d *rowsDB) put(t model.Table, content []byte) model.Key {
+	k := model.KeyOf(t, content)
+	if d.rows[t] == nil {
+		d.rows[t] = map[model.Key][]byte{}
+	}
+	d.rows[t][k] = content
+	return k
+}
+
+func (d *rowsDB) FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error) {
+	c, ok := d.rows[t][k]
+	if !ok {
+		return nil, client.ErrNotFound
+	}
+	return &wire.Row{Table: t, Key: k, Content: c, Size: uint64(len(c)), HasContent: true}, nil
+}
+
+func (d *rowsDB) FindMeta(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error) {
+	r, err := d.FindKey(ctx, t, k)
+	if err == nil {
+		r.Content, r.HasContent = nil, false
+	}
+	return r, err
+}
+
+// TestSizeWithReturnPath: the size of a mail smtpd delivered — its
+// Return-Path and Received fields in the received row — is the length of
+// what Fetch returns, whichever of those fields the mailbox's header
+// filter drops.
+func TestSizeWithReturnPath(t *testing.T) {
+	raw := []byte("Received: from relay\r\nSubject: s\r\nReturn-Path: <old@x>\r\n\r\nbody\r\n")
+	rows := model.NewMailRows(raw)
+	p, err := rows.Parts.WithTrace([]byte("Received: from client by mx; now\r\n"))
+	if err == nil {
+		p, err = p.WithTrace([]byte("Return-Path: <a@b.example>\r\n"))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := &rowsDB{rows: map[model.Table]map[model.Key][]byte{}}
+	db.put(model.Header, p.Header)
+	db.put(model.Body, p.Body)
+	mk := db.put(model.Mail, rows.Mail)
+	rk := db.put(model.Received, p.Received)
+	m := Message{Mail: mk, State: model.State{Cols: map[string]uint64{model.ColAcknowledged: model.FlagSet, model.ReceivedColumn(rk): 1}}}
+	whole, err := model.Join(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(db)
+	for _, drop := range [][]string{nil, {"received"}, {"return-path"}, {"received", "return-path"}, {"subject"}} {
+		n, err := s.Size(context.Background(), m, drop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := len(DropFields(whole, drop)); n != int64(want) {
+			t.Errorf("drop %v: size %d, want %d", drop, n, want)
+		}
+	}
+}
