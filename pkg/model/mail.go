@@ -340,10 +340,11 @@ func isReceived(f []byte) bool {
 // counting it as trace would change the key of every stored mail that
 // begins with one (every mail imported from another server), and a retry
 // or an import run across the upgrade would store such a mail twice.
-func isTrace(f []byte) bool {
-	if isReceived(f) {
-		return true
-	}
+func isTrace(f []byte) bool { return isReceived(f) || IsReturnPath(f) }
+
+// IsReturnPath reports whether field f (a whole field or its first line)
+// is a Return-Path field.
+func IsReturnPath(f []byte) bool {
 	_, ok := fieldValue(f, "return-path")
 	return ok
 }
@@ -358,7 +359,7 @@ func CutReturnPath(raw []byte) ([]byte, bool) {
 		return raw, false
 	}
 	end := fieldEnd(raw, 0)
-	if _, ok := fieldValue(raw[:end], "return-path"); !ok || raw[end-1] != '\n' {
+	if !IsReturnPath(raw[:end]) || raw[end-1] != '\n' {
 		return raw, false
 	}
 	return raw[end:], true
