@@ -210,8 +210,9 @@ func (im *importer) add(ctx context.Context, it importItem) error {
 		im.fail(it.where, it.err)
 		return nil
 	}
-	reqs, rk := mailRequests(it, im.mailbox, im.now)
-	if im.have[rk] {
+	r := model.NewMailRows(it.raw)
+	reqs, rk := mailRequests(it, r, im.mailbox, im.now)
+	if im.have[rk] || im.have[exportedKey(it.raw, r.BodyKey, im.mailbox)] {
 		im.already++
 		return nil
 	}
@@ -271,13 +272,29 @@ func (im *importer) summary(d time.Duration) string {
 	return fmt.Sprintf("%d new, %d already there, %d failed (%.0f new mails/s)", im.added, im.already, im.failed, rate)
 }
 
-// mailRequests returns the batch that stores the mail of it in mailbox mb
-// and acknowledges it, and the key of its receive row: the rows smtpd's
-// deliver.Store writes (no throw-in: there was no SMTP transaction), then
-// what deliver.Acknowledge sets, an operator verdict accept and the IMAP
-// flags of a Maildir file.
-func mailRequests(it importItem, mb model.Key, now time.Time) ([]wire.Request, model.Key) {
-	r := model.NewMailRows(it.raw)
+// exportedKey is the receive row's key in mailbox mb that raw had if it is
+// a mail twinmx exported: smtpd's Return-Path (RFC 5321 §4.4) is then its
+// first field, and the mail was stored without it (it is part of that
+// delivery, in its received row). The zero key if raw has no leading
+// Return-Path. A mail that has one but was not exported by twinmx is stored
+// with it in its header, as before 2026-12-03, so importing the mail of
+// another server again still finds what the first run stored.
+// body is raw's body key, the same without the field.
+func exportedKey(raw []byte, body, mb model.Key) model.Key {
+	rest, ok := model.CutReturnPath(raw)
+	if !ok {
+		return model.Key{}
+	}
+	mail := model.MailContent(model.KeyOf(model.Header, model.Split(rest).Header), body)
+	return model.KeyOf(model.Receive, model.ReceiveContent(model.KeyOf(model.Mail, mail), mb))
+}
+
+// mailRequests returns the batch that stores the mail of it (split into r)
+// in mailbox mb and acknowledges it, and the key of its receive row: the
+// rows smtpd's deliver.Store writes (no throw-in: there was no SMTP
+// transaction), then what deliver.Acknowledge sets, an operator verdict
+// accept and the IMAP flags of a Maildir file.
+func mailRequests(it importItem, r model.MailRows, mb model.Key, now time.Time) ([]wire.Request, model.Key) {
 	reqs := make([]wire.Request, 0, 12)
 	add := func(t model.Table, content []byte) {
 		reqs = append(reqs, wire.Request{Op: wire.OpFindOrInsert, Table: t, Content: content})
