@@ -138,7 +138,7 @@ func TestStrictSiteDestroyedAfter250(t *testing.T) {
 	// seen judged yet, then `dbctl recover-acks --apply` acknowledges the
 	// accepted mails whose ack was lost with A. Every mail that got 250 is
 	// then in the mailbox at B, and reads back byte for byte after
-	// smtpd's Received field.
+	// smtpd's Return-Path and Received fields.
 	b.autoverdict("accept")
 	waitFor(t, 30*time.Second, "B's verdicts on the mails that got 250", func() bool {
 		for _, msg := range accepted {
@@ -169,7 +169,7 @@ func TestStrictSiteDestroyedAfter250(t *testing.T) {
 			continue
 		}
 		got, err := b.storedMail(ctx, rk)
-		if err != nil || !bytes.HasSuffix(got, msg) || !bytes.HasPrefix(got, []byte("Received: ")) {
+		if err != nil || !bytes.HasSuffix(got, msg) || !bytes.HasPrefix(got, []byte("Return-Path: <")) {
 			t.Errorf("mail %s after recover-acks reads back as %q, %v", model.NewMailRows(msg).MailKey, got, err)
 		}
 	}

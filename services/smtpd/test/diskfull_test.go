@@ -151,7 +151,7 @@ func TestDiskFull(t *testing.T) {
 			t.Errorf("mail %d got 250 but is not there: %v", i, err)
 			continue
 		}
-		if _, rest := stripFirstField(stored); !bytes.Equal(rest, m) {
+		if _, _, rest := stripOurFields(stored); !bytes.Equal(rest, m) {
 			t.Errorf("mail %d stored differently: %s", i, firstDiff(rest, m))
 		}
 	}

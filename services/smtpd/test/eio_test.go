@@ -104,7 +104,7 @@ func TestSyncEIO(t *testing.T) {
 			t.Errorf("%q got 250 but is not there: %v", m, err)
 			continue
 		}
-		if _, rest := stripFirstField(stored); !bytes.Equal(rest, m) {
+		if _, _, rest := stripOurFields(stored); !bytes.Equal(rest, m) {
 			t.Errorf("stored differently: %s", firstDiff(rest, m))
 		}
 	}

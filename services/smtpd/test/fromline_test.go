@@ -60,7 +60,7 @@ func TestFromLines(t *testing.T) {
 			t.Errorf("%s: read back: %v", tc.name, err)
 			continue
 		}
-		if _, rest := stripFirstField(stored); !bytes.Equal(rest, msg) {
+		if _, _, rest := stripOurFields(stored); !bytes.Equal(rest, msg) {
 			t.Errorf("%s: stored differently: %s", tc.name, firstDiff(rest, msg))
 		}
 		// The 200 KB From_ line in the middle: over SIZE, refused whole,

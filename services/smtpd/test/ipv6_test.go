@@ -73,7 +73,7 @@ s.quit()
 			return len(got) == 1
 		})
 		head, rest, ok := bytes.Cut(got[0], []byte("\r\n\tby "))
-		if !ok || !bytes.HasPrefix(head, []byte("Received: from client.v6.test ([IPv6:::1])")) {
+		if !ok || !bytes.HasPrefix(head, []byte("Return-Path: <ann@example.net>\r\nReceived: from client.v6.test ([IPv6:::1])")) {
 			t.Fatalf("%s: trace field %q, want one from client.v6.test ([IPv6:::1])", p.proto, head)
 		}
 		if !bytes.HasSuffix(rest, msg) || bytes.Count(rest[:len(rest)-len(msg)], []byte("\r\n")) != 3 {

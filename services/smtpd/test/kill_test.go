@@ -144,7 +144,7 @@ func TestKill9DBDUnderLoad(t *testing.T) {
 			t.Errorf("mail %d got 250 but cannot be read back: %v", i, err)
 			continue
 		}
-		if _, rest := stripFirstField(stored); !bytes.Equal(rest, mails[i]) {
+		if _, _, rest := stripOurFields(stored); !bytes.Equal(rest, mails[i]) {
 			t.Errorf("mail %d stored differently: %s", i, firstDiff(rest, mails[i]))
 		}
 	}
@@ -230,7 +230,7 @@ func TestKill9SMTPDBeforeReply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, rest := stripFirstField(got); !bytes.Equal(rest, raw) {
+	if _, _, rest := stripOurFields(got); !bytes.Equal(rest, raw) {
 		t.Fatalf("stored mail does not re-join byte-exact:\n%q\nwant (after our Received field)\n%q", got, raw)
 	}
 }

@@ -186,6 +186,19 @@ func (s *site) storedMail(ctx context.Context, k model.Key) ([]byte, error) {
 	return model.Join(model.Parts{Header: h.Content, Received: r.Content, Body: b.Content})
 }
 
+// stripOurFields splits a stored mail into the fields smtpd adds at
+// delivery — Return-Path, then its Received field — and the rest, which is
+// what the client sent. Without a leading Return-Path, returnPath is nil
+// and rest the whole mail, so a comparison with what was sent fails.
+func stripOurFields(raw []byte) (returnPath, received, rest []byte) {
+	rp, after := stripFirstField(raw)
+	if !model.IsReturnPath(rp) {
+		return nil, rp, raw
+	}
+	received, rest = stripFirstField(after)
+	return rp, received, rest
+}
+
 // stripFirstField removes the first header field (with its continuation
 // lines) of a raw mail and returns it and the rest.
 func stripFirstField(raw []byte) (field, rest []byte) {
