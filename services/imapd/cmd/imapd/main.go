@@ -48,7 +48,7 @@ func main() {
 			&cli.DurationFlag{Name: "pre-auth-timeout", Value: 30 * time.Second, Usage: "how long a client that has not logged in may be silent (at most go-imap's 30s)", EnvVars: env("PRE_AUTH_TIMEOUT")},
 			&cli.IntFlag{Name: "max-conns", Value: daemon.DefaultMaxConns, Usage: "open connections in total (-1: no limit)", EnvVars: env("MAX_CONNS")},
 			&cli.IntFlag{Name: "max-conns-per-ip", Value: daemon.DefaultMaxConnsPerIP, Usage: "open connections per client IP (-1: no limit)", EnvVars: env("MAX_CONNS_PER_IP")},
-			&cli.BoolFlag{Name: "debug", Usage: "log debug lines", EnvVars: env("DEBUG")},
+			&cli.BoolFlag{Name: "debug", Usage: "log debug lines", EnvVars: append(env("DEBUG"), "TWINMX_DEBUG")},
 			&cli.BoolFlag{Name: "trace", Usage: "log raw IMAP traffic, passwords included (local debugging only)", EnvVars: env("TRACE")},
 		),
 		Action: run,
