@@ -12,10 +12,10 @@ import (
 
 // TestMailAfterRefusal: in one session, each refusal of a whole message
 // (over SIZE, a header section over --max-header-size, too many Received
-// fields, a bare LF) is followed by a plain mail, which must get 250 and
-// be stored byte for byte. A refusal can leave part of the refused
-// message unread; none of it may reach the next mail (the bug
-// TestFromLines found after a 552).
+// fields, a bare LF, a first line that continues no field) is followed
+// by a plain mail, which must get 250 and be stored byte for byte. A
+// refusal can leave part of the refused message unread; none of it may
+// reach the next mail (the bug TestFromLines found after a 552).
 func TestMailAfterRefusal(t *testing.T) {
 	t.Parallel()
 	const rcpt = "after@twinmx.test"
@@ -40,6 +40,7 @@ func TestMailAfterRefusal(t *testing.T) {
 		{"hops", strings.Repeat("Received: from relay.sender.test by relay2.sender.test; Sun, 29 Nov 2026 10:00:00 +0000\r\n", 6) +
 			header("hops") + "\r\n" + body, 554, "5.4.6"},
 		{"bare-lf", header("bare-lf") + "\r\n" + body + "bare\nLF\r\n" + body, 550, "5.6.0"},
+		{"leading-space", " a continuation line first\r\n" + header("leading-space") + "\r\n" + body, 550, "5.6.0"},
 	}
 
 	c := greeted(t, d.addr)

@@ -555,11 +555,20 @@ func unsafeBytes(b []byte) string {
 	return ""
 }
 
-// headerLimits refuses a mail whose header section is larger than
-// MaxHeaderSize or that has made more than MaxHops hops, before anything
-// is stored. reason is the rejection metric's label.
+// headerLimits refuses a mail that begins with a continuation line, whose
+// header section is larger than MaxHeaderSize or that has made more than
+// MaxHops hops, before anything is stored. reason is the rejection metric's label.
 func (s *Session) headerLimits(raw []byte) (_ *smtp.SMTPError, reason string) {
 	cfg := &s.b.cfg
+	if len(raw) > 0 && (raw[0] == ' ' || raw[0] == '\t') {
+		// A mail must begin with a header field or the empty line before
+		// a body (RFC 5322 §2.2, §3.5). Behind our trace fields this line
+		// would continue our Received field, so the mail cannot be stored
+		// byte for byte below them; Postfix makes it the body and writes
+		// a header of its own. Refused, not rewritten.
+		return smtpErr(550, smtp.EnhancedCode{5, 6, 0},
+			"Message refused: it begins with a continuation line, not a header field (RFC 5322 section 2.2)"), "header"
+	}
 	n := model.HeaderSectionLen(raw)
 	if cfg.MaxHeaderSize > 0 && n > cfg.MaxHeaderSize {
 		return smtpErr(552, smtp.EnhancedCode{5, 3, 4},
