@@ -46,6 +46,24 @@ func FuzzSplitJoin(f *testing.F) {
 		if again := Split(p.Header); len(again.Received) != 0 || !bytes.Equal(again.Header, p.Header) || len(again.Body) != 0 {
 			t.Fatalf("Split(%q).Header is not a Received-free header section", raw)
 		}
+		// The mail as smtpd stores it (its Return-Path and Received fields
+		// in the received row), exported and cut of that Return-Path, has
+		// raw's identity again: what dbctl import looks for.
+		q, err := p.WithTrace([]byte("Received: from c by mx; now\r\n"))
+		if err == nil {
+			q, err = q.WithTrace([]byte("Return-Path: <a@b>\r\n"))
+		}
+		if err != nil {
+			t.Fatalf("WithTrace on Split(%q): %v", raw, err)
+		}
+		exported, err := Join(q)
+		if err != nil {
+			return // raw begins with a continuation line: it would continue our field
+		}
+		rest, ok := CutReturnPath(exported)
+		if r := Split(rest); !ok || !bytes.Equal(r.Header, p.Header) || !bytes.Equal(r.Body, p.Body) {
+			t.Fatalf("CutReturnPath of %q exported: %v, %q", raw, ok, rest)
+		}
 	})
 }
 
