@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -522,25 +521,23 @@ func (s *Store) Size(ctx context.Context, m Message, drop []string) (int64, erro
 	if err != nil {
 		return 0, fmt.Errorf("find body of %s: %w", m.Mail, err)
 	}
-	n := int64(len(DropFields(h.Content, drop))) + int64(b.Size)
-	// The received row holds the Received fields and, from smtpd since
-	// 2026-12-03, its Return-Path: each counts unless the filter drops it.
-	if rk, ok := model.MailReceived(m.State); ok && !(slices.Contains(drop, "received") && slices.Contains(drop, "return-path")) {
+	p := model.Parts{Header: h.Content}
+	if rk, ok := model.MailReceived(m.State); ok {
 		r, err := s.db.FindKey(ctx, model.Received, rk)
 		switch {
 		case err == nil:
-			fs, err := model.ReceivedFields(r.Content)
-			if err != nil {
-				return 0, fmt.Errorf("received of %s: %w", m.Mail, err)
-			}
-			for _, f := range fs {
-				n += int64(len(DropFields(f.Raw, drop)))
-			}
+			p.Received = r.Content
 		case !errors.Is(err, client.ErrNotFound):
 			return 0, fmt.Errorf("find received of %s: %w", m.Mail, err)
 		}
 	}
-	return n, nil
+	// The head as Fetch makes it (its fallback for trace fields that do not
+	// join included, and the header filter), so the two cannot disagree.
+	head, err := joinHead(m, p, true, int64(b.Size), drop, nil)
+	if err != nil {
+		return 0, err
+	}
+	return head.Size, nil
 }
 
 // RememberSizes caches sizes[i], computed by Size without a header filter,

@@ -177,4 +177,24 @@ func TestSizeWithReturnPath(t *testing.T) {
 			t.Errorf("drop %v: size %d, want %d", drop, n, want)
 		}
 	}
+
+	// A mail that begins with a continuation line, stored with trace fields
+	// in front (smtpd before 2026-12-03): they do not join, Fetch serves
+	// the mail without them, and Size counts what Fetch serves.
+	odd := model.NewMailRows([]byte(" lead\r\nSubject: s\r\n\r\nbody\r\n"))
+	q, err := odd.Parts.WithTrace([]byte("Received: from client by mx; now\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.put(model.Header, q.Header)
+	db.put(model.Body, q.Body)
+	m.Mail = db.put(model.Mail, odd.Mail)
+	rk = db.put(model.Received, q.Received)
+	m.State = model.State{Cols: map[string]uint64{model.ColAcknowledged: model.FlagSet, model.ReceivedColumn(rk): 1}}
+	if _, err := model.Join(q); err == nil {
+		t.Fatal("the odd mail's trace fields join; the case tests nothing")
+	}
+	if n, err := s.Size(context.Background(), m, nil); err != nil || n != int64(len(q.Header)+len(q.Body)) {
+		t.Errorf("odd mail: size %d %v, want %d (served without trace fields)", n, err, len(q.Header)+len(q.Body))
+	}
 }
