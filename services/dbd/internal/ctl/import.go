@@ -275,11 +275,11 @@ func (im *importer) summary(d time.Duration) string {
 // exportedKey is the receive row's key in mailbox mb that raw had if it is
 // a mail twinmx exported: smtpd's Return-Path (RFC 5321 §4.4) is then its
 // first field, and the mail was stored without it (it is part of that
-// delivery, in its received row). The zero key if raw has no leading
-// Return-Path. A mail that has one but was not exported by twinmx is stored
-// with it in its header, as before 2026-12-03, so importing the mail of
-// another server again still finds what the first run stored.
-// body is raw's body key, the same without the field.
+// delivery, in its received row). body is raw's body key, which the field
+// does not change. The zero key if raw has no leading Return-Path. A mail
+// that has one but was not exported by twinmx is stored with it in its
+// header, as before 2026-12-03, so importing the mail of another server
+// again still finds what the first run stored.
 func exportedKey(raw []byte, body, mb model.Key) model.Key {
 	rest, ok := model.CutReturnPath(raw)
 	if !ok {
