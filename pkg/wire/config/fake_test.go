@@ -76,15 +76,6 @@ func (f *fakeDB) Batch(_ context.Context, reqs []wire.Request) ([]wire.Result, e
 	return make([]wire.Result, len(reqs)), nil
 }
 
-// count returns the number of rows in all tables.
-func (f *fakeDB) count() int {
-	n := 0
-	for _, m := range f.rows {
-		n += len(m)
-	}
-	return n
-}
-
 // snapshot returns every row's content and columns, for comparing states.
 func (f *fakeDB) snapshot() map[string]string {
 	out := map[string]string{}

@@ -33,8 +33,6 @@ func (s sexp) String() string {
 	return s.atom
 }
 
-func (s sexp) isNil() bool { return !s.isL && s.str == nil && strings.EqualFold(s.atom, "NIL") }
-
 func (s sexp) text() string {
 	if s.str != nil {
 		return *s.str

@@ -268,12 +268,6 @@ func (p *postfix) log() string {
 	return string(b)
 }
 
-// waitLog polls the log until re matches a line, and returns the line.
-func (p *postfix) waitLog(re *regexp.Regexp, limit time.Duration) string {
-	p.t.Helper()
-	return p.waitLogCount(re, 1, limit, false)
-}
-
 // waitLogCount polls the log until re matches at least n lines and
 // returns the n-th. With flush, it also runs `postqueue -f` every two
 // seconds: Postfix's own retry timer can lose a round under load

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/textproto"
-	"strings"
 	"testing"
 	"time"
 )
@@ -177,18 +176,4 @@ func sendMail(addr, from string, rcpts []string, msg []byte, timeout time.Durati
 	}
 	c.cmd("QUIT")
 	return r, nil
-}
-
-// ehloKeywords returns the EHLO keywords (upper case) with their
-// parameters.
-func ehloKeywords(r reply) map[string]string {
-	m := map[string]string{}
-	for i, line := range strings.Split(r.Text, "\n") {
-		if i == 0 {
-			continue
-		}
-		k, v, _ := strings.Cut(line, " ")
-		m[strings.ToUpper(k)] = v
-	}
-	return m
 }

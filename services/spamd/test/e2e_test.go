@@ -240,7 +240,7 @@ func TestEndToEnd(t *testing.T) {
 	if code := send(t, smtpAddr, "friend@ham.example", "u@x.test", ham[1].Raw); code != 451 {
 		t.Fatalf("ham with spamd down: %d, want 451", code)
 	}
-	s1 = proctest.StartProc(t, binDir, "spamd", "", spamdArgs...)
+	proctest.StartProc(t, binDir, "spamd", "", spamdArgs...)
 	proctest.StartProc(t, binDir, "spamd", "", spamdArgs...) // a second instance at once
 	deadline := time.Now().Add(20 * time.Second)
 	code := 0

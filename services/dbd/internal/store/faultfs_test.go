@@ -180,10 +180,7 @@ func (f *faultFile) SyncTo(length int64) (full bool, err error) {
 	return full, err
 }
 
-func isWAL(path string) bool { return strings.HasSuffix(path, ".log") }
-func isTable(path string) bool {
-	return strings.HasSuffix(path, ".sst") || strings.HasSuffix(path, ".blob")
-}
+func isWAL(path string) bool      { return strings.HasSuffix(path, ".log") }
 func isManifest(path string) bool { return strings.Contains(path, "MANIFEST") }
 
 // ---- workload --------------------------------------------------------------

@@ -97,10 +97,6 @@ func numbered(t model.Table) bool {
 	return true
 }
 
-func numberKey(t model.Table, rowno uint64) []byte {
-	return appendNumberKey(make([]byte, 0, 10), t, rowno)
-}
-
 func appendNumberKey(b []byte, t model.Table, rowno uint64) []byte {
 	b = append(b, spaceNumber, byte(t))
 	return binary.BigEndian.AppendUint64(b, rowno)

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -503,10 +502,4 @@ func (s *Session) status(f *folder, fs *folderSet, options *imap.StatusOptions, 
 		data.NumRecent = &zero
 	}
 	return data, nil
-}
-
-// errIsIMAP reports whether err is already a reply for the client.
-func errIsIMAP(err error) bool {
-	var ie *imap.Error
-	return errors.As(err, &ie)
 }

@@ -259,10 +259,7 @@ func (c *popClient) data() []byte {
 		if l == ".\r\n" {
 			return out.Bytes()
 		}
-		if strings.HasPrefix(l, ".") {
-			l = l[1:]
-		}
-		out.WriteString(l)
+		out.WriteString(strings.TrimPrefix(l, "."))
 	}
 }
 

@@ -150,7 +150,7 @@ func (t *tokenizer) headers(fs fields) {
 			t.add(pMailer, bytes.ToLower(bytes.TrimSpace(w)))
 		}
 	}
-	if v := fs.get("x-priority"); v != nil && len(v) > 0 {
+	if v := fs.get("x-priority"); len(v) > 0 {
 		t.add(pMeta+"prio:", v[:1])
 	}
 	if fs.get("x-msmail-priority") != nil {

@@ -51,8 +51,6 @@ const (
 	// colFirstInv is MaxUint32 minus the first contact's Unix second.
 	colFirstInv = "first.inv"
 	colScore    = "spam.score"
-	// reasonPrefix + base32 key links a receive row to its reason row.
-	reasonPrefix = "spam.r."
 )
 
 // List entry kinds, in the low two bits of the `list` column; the high
