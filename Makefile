@@ -60,9 +60,14 @@ PKGSARM = $(shell $(GO) list $(PKGS) | grep -E '/pkg/|/services/dbd/internal/|/s
 test-arm32:
 	CGO_ENABLED=0 GOARCH=arm GOARM=7 $(GO) test -count=1 -timeout 15m -skip '^TestModelBased$$' $(PKGSARM)
 
+# staticcheck, pinned, fetched through the module proxy on first use (not a
+# dependency of any module): unused code, suspicious constructs such as a
+# comparison of an expression with itself, needless complexity.
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 check:
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(STATICCHECK) $(PKGS)
 
 # Cross-compile every program for every supported platform (no cgo). One
 # go build a platform builds all programs at once, linking them in

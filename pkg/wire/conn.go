@@ -107,7 +107,7 @@ func (cfg *ServerConfig) params() (*serverParams, error) {
 		}
 	}
 	if cfg.Authorize == nil {
-		problems = append(problems, errors.New("Authorize is required"))
+		problems = append(problems, errors.New("the Authorize function is required"))
 	}
 	p := &serverParams{
 		responder: responder{
@@ -128,7 +128,7 @@ func (cfg *ServerConfig) params() (*serverParams, error) {
 	}
 	switch {
 	case cfg.Replay == nil:
-		problems = append(problems, errors.New("Replay cache is required"))
+		problems = append(problems, errors.New("a Replay cache is required"))
 	case cfg.Replay.TTL() < 2*p.window:
 		problems = append(problems, fmt.Errorf("%w: TTL %s, window %s", errReplayShort, cfg.Replay.TTL(), p.window))
 	}

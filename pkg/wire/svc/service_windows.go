@@ -147,3 +147,24 @@ func (m windowsManager) Status(name string) (string, error) {
 	}
 	return windowsStatus(st == service.StatusRunning, st == service.StatusStopped), nil
 }
+
+// makeWritable creates the writable folders that do not exist yet.
+func makeWritable(dirs []string) error {
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create writable folder: %w", err)
+		}
+	}
+	return nil
+}
+
+// windowsStatus names a Windows service state like systemctl is-active.
+func windowsStatus(running, stopped bool) string {
+	switch {
+	case running:
+		return "active"
+	case stopped:
+		return "inactive"
+	}
+	return "unknown"
+}

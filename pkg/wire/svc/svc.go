@@ -132,8 +132,10 @@ func checkRequired(c *cli.Context, required []string) error {
 	case 0:
 		return nil
 	case 1:
+		//lint:ignore ST1005 urfave/cli's own wording, which users already know
 		return fmt.Errorf("Required flag %q not set", missing[0])
 	}
+	//lint:ignore ST1005 urfave/cli's own wording, which users already know
 	return fmt.Errorf("Required flags %q not set", strings.Join(missing, ", "))
 }
 

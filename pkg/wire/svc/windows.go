@@ -1,8 +1,6 @@
 package svc
 
 import (
-	"fmt"
-	"os"
 	"slices"
 	"strings"
 )
@@ -22,27 +20,6 @@ func WindowsEnv(s Spec) map[string]string {
 	env["TWINMX_SERVICE_DIR"] = s.WorkDir
 	env["TWINMX_SERVICE_NAME"] = s.Name
 	return env
-}
-
-// makeWritable creates the writable folders that do not exist yet.
-func makeWritable(dirs []string) error {
-	for _, d := range dirs {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return fmt.Errorf("create writable folder: %w", err)
-		}
-	}
-	return nil
-}
-
-// windowsStatus names a Windows service state like systemctl is-active.
-func windowsStatus(running, stopped bool) string {
-	switch {
-	case running:
-		return "active"
-	case stopped:
-		return "inactive"
-	}
-	return "unknown"
 }
 
 // sortedKeys is for printing maps in a stable order.
