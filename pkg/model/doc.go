@@ -70,11 +70,13 @@
 // number of bytes of field, which is the field exactly as it appeared, with
 // its continuation lines and line ends. Varints are unsigned LEB128
 // (encoding/binary) in their shortest form; indices strictly increase; each
-// field is one whole Received field, or a Return-Path field: Split removes
-// only Received fields (a Return-Path that arrives with a mail stays in its
-// header, its identity), but smtpd adds its Return-Path at final delivery
-// (RFC 5321 §4.4) as a record, with Parts.WithTrace, so the field is part
-// of this delivery and not of the mail. These rules make the encoding
+// field is one whole header field. Split records Received fields only (a
+// Return-Path that arrives with a mail stays in its header, its identity);
+// smtpd adds its Received and, at final delivery (RFC 5321 §4.4), its
+// Return-Path as records, with Parts.WithTrace, so they are part of this
+// delivery and not of the mail. Readers accept a record of any field name,
+// so that a later version may record another trace field without this one
+// taking its rows for malformed. These rules make the encoding
 // deterministic and canonical, so one delivery has exactly one received
 // content. ReceivedFields and Join reject an encoding that breaks them
 // (ErrBadReceived); Join also rejects one that does not fit the header (a

@@ -169,8 +169,8 @@ func AppendJoin(dst []byte, p Parts) ([]byte, error) {
 
 // ReceivedFields decodes a Received encoding made by Split or WithTrace. It
 // checks everything that does not depend on the header: canonical varints,
-// strictly increasing positions, and that each record is one whole Received
-// or Return-Path field.
+// strictly increasing positions, and that each record is one whole header
+// field (of any name: see isHeaderField).
 func ReceivedFields(enc []byte) ([]ReceivedField, error) {
 	var fs []ReceivedField
 	rd := recordReader{b: enc}
@@ -227,8 +227,8 @@ func (r *recordReader) next() (ReceivedField, bool, error) {
 	}
 	raw := r.b[:n:n]
 	r.b = r.b[n:]
-	if !isTrace(raw) || fieldEnd(raw, 0) != len(raw) {
-		return ReceivedField{}, false, fmt.Errorf("%w: record %d is not one Received or Return-Path field", ErrBadReceived, index)
+	if !isHeaderField(raw) || fieldEnd(raw, 0) != len(raw) {
+		return ReceivedField{}, false, fmt.Errorf("%w: record %d is not one whole header field", ErrBadReceived, index)
 	}
 	r.prev, r.begun = int(index), true
 	return ReceivedField{Index: int(index), Raw: raw}, true, nil
@@ -341,6 +341,26 @@ func isReceived(f []byte) bool {
 // begins with one (every mail imported from another server), and a retry
 // or an import run across the upgrade would store such a mail twice.
 func isTrace(f []byte) bool { return isReceived(f) || IsReturnPath(f) }
+
+// isHeaderField reports whether f begins with a field name (printable
+// US-ASCII but the colon, RFC 5322 §3.6.8), optional SP/HTAB and a colon.
+// A reader accepts any such field as a record of the Received encoding,
+// not only the kinds this version writes: then a later version can record
+// one more trace field of a delivery (Return-Path was the first, in
+// 2026-12) without this version taking the received row for malformed.
+func isHeaderField(f []byte) bool {
+	i := 0
+	for i < len(f) && f[i] > ' ' && f[i] < 0x7f && f[i] != ':' {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	for i < len(f) && isWSP(f[i]) {
+		i++
+	}
+	return i < len(f) && f[i] == ':'
+}
 
 // IsReturnPath reports whether field f (a whole field or its first line)
 // is a Return-Path field.

@@ -73,6 +73,25 @@ func TestWithReturnPath(t *testing.T) {
 	}
 }
 
+// TestOtherTraceRecord: a received row holding a field this version does
+// not write (a later version's, say Delivered-To) is read and joined, not
+// refused: readers stay compatible with the next trace field.
+func TestOtherTraceRecord(t *testing.T) {
+	p := Split([]byte("Subject: s\r\n\r\nbody\r\n"))
+	p.Received = appendRecord(appendRecord(nil, 0, []byte("Delivered-To: jo@example.org\r\n")), 1, []byte("Received: from x by y; z\r\n"))
+	got, err := Join(p)
+	if err != nil || string(got) != "Delivered-To: jo@example.org\r\nReceived: from x by y; z\r\nSubject: s\r\n\r\nbody\r\n" {
+		t.Fatalf("Join: %q %v", got, err)
+	}
+	if fs, err := ReceivedFields(p.Received); err != nil || len(fs) != 2 {
+		t.Fatalf("ReceivedFields: %d fields, %v", len(fs), err)
+	}
+	// The writer stays strict: smtpd adds Received and Return-Path only.
+	if _, err := p.WithTrace([]byte("Delivered-To: jo@example.org\r\n")); !errors.Is(err, ErrBadReceived) {
+		t.Errorf("WithTrace took a Delivered-To field: %v", err)
+	}
+}
+
 func TestCutReturnPath(t *testing.T) {
 	for _, c := range []struct {
 		raw, rest string
