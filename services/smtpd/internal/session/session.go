@@ -955,8 +955,6 @@ func appendAddressLiteral(b []byte, client string) []byte {
 	return append(appendTraceSafe(b, ip), ']')
 }
 
-func traceSafe(s string) string { return string(appendTraceSafe(nil, s)) }
-
 // appendTraceSafe appends s with every byte that could break the trace
 // field made '?', at most 255 bytes of it, "unknown" for "".
 func appendTraceSafe(b []byte, s string) []byte {

@@ -185,3 +185,6 @@ func TestCheckAddress(t *testing.T) {
 		}
 	}
 }
+
+// traceSafe is appendTraceSafe as a string.
+func traceSafe(s string) string { return string(appendTraceSafe(nil, s)) }
