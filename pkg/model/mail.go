@@ -607,24 +607,37 @@ func NewMailRows(raw []byte) MailRows {
 	return r
 }
 
-// WithTrace returns p with field added as the first header field of the
-// mail, among its Received fields: what smtpd does when it prepends its own
-// "Received:" trace field and then, at final delivery, "Return-Path:" (RFC
-// 5321 §4.4). The header, body and so the mail key do not change; Join of
-// the result is field followed by the raw mail p came from. field must be
-// one whole Received or Return-Path field ending in a line end; otherwise
-// WithTrace returns an error wrapping ErrBadReceived.
-func (p Parts) WithTrace(field []byte) (Parts, error) {
-	if len(field) == 0 || !isTrace(field) || fieldEnd(field, 0) != len(field) || field[len(field)-1] != '\n' {
-		return p, fmt.Errorf("%w: trace field is not one whole Received or Return-Path field with a line end", ErrBadReceived)
+// WithTrace returns p with fields added as the first header fields of the
+// mail, in the order given, among its Received fields: what smtpd does when
+// it prepends its own "Received:" trace field and, at final delivery,
+// "Return-Path:" above it (RFC 5321 §4.4). The header, body and so the mail
+// key do not change; Join of the result is the fields followed by the raw
+// mail p came from. Each field must be one whole Received or Return-Path
+// field ending in a line end, and the mail must not begin with a
+// continuation line (it would continue the last field added, and the
+// result would not join); otherwise WithTrace returns an error wrapping
+// ErrBadReceived.
+func (p Parts) WithTrace(fields ...[]byte) (Parts, error) {
+	size := len(p.Received)
+	for _, f := range fields {
+		if len(f) == 0 || !isTrace(f) || fieldEnd(f, 0) != len(f) || f[len(f)-1] != '\n' {
+			return p, fmt.Errorf("%w: trace field is not one whole Received or Return-Path field with a line end", ErrBadReceived)
+		}
+		size += len(f) + 8
+	}
+	if len(p.Header) > 0 && isWSP(p.Header[0]) {
+		return p, fmt.Errorf("%w: the mail begins with a continuation line, which would continue the trace field", ErrBadReceived)
 	}
 	fs, err := ReceivedFields(p.Received)
 	if err != nil {
 		return p, err
 	}
-	enc := appendRecord(make([]byte, 0, len(p.Received)+len(field)+8), 0, field)
+	enc := make([]byte, 0, size)
+	for i, f := range fields {
+		enc = appendRecord(enc, i, f)
+	}
 	for _, f := range fs {
-		enc = appendRecord(enc, f.Index+1, f.Raw)
+		enc = appendRecord(enc, f.Index+len(fields), f.Raw)
 	}
 	p.Received = enc
 	return p, nil

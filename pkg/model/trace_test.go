@@ -113,6 +113,32 @@ func TestCutReturnPath(t *testing.T) {
 	}
 }
 
+// TestWithTraceTwoFields: several fields at once go in the order given,
+// as the same fields added one by one, last first.
+func TestWithTraceTwoFields(t *testing.T) {
+	p := Split([]byte("Received: from x by y; z\r\nSubject: s\r\n\r\nbody\r\n"))
+	rp, rcvd := []byte("Return-Path: <a@b>\r\n"), []byte("Received: from c by mx; now\r\n")
+	both, err := p.WithTrace(rp, rcvd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := p.WithTrace(rcvd)
+	if err == nil {
+		one, err = one.WithTrace(rp)
+	}
+	if err != nil || !bytes.Equal(both.Received, one.Received) {
+		t.Fatalf("WithTrace(rp, rcvd) = %q, one by one %q (%v)", both.Received, one.Received, err)
+	}
+}
+
+// TestWithTraceRefusesLeadingContinuation: a mail that begins with a
+// continuation line would glue it to the field added before it.
+func TestWithTraceRefusesLeadingContinuation(t *testing.T) {
+	if _, err := Split([]byte(" lead\r\nSubject: s\r\n\r\n")).WithTrace([]byte("Received: a\r\n")); !errors.Is(err, ErrBadReceived) {
+		t.Fatalf("err %v, want ErrBadReceived", err)
+	}
+}
+
 func TestWithTraceRefusesBadField(t *testing.T) {
 	for _, f := range []string{"", "Subject: x\r\n", "Received: x", "Received: a\r\nX: b\r\n", "Return-Path: <a@b>", "Return-Path: <a@b>\r\nX: b\r\n"} {
 		if _, err := Split([]byte("A: b\r\n\r\n")).WithTrace([]byte(f)); !errors.Is(err, ErrBadReceived) {

@@ -557,15 +557,17 @@ func unsafeBytes(b []byte) string {
 
 // headerLimits refuses a mail that begins with a continuation line, whose
 // header section is larger than MaxHeaderSize or that has made more than
-// MaxHops hops, before anything is stored. reason is the rejection metric's label.
+// MaxHops hops, before anything is stored. reason is the rejection
+// metric's label.
 func (s *Session) headerLimits(raw []byte) (_ *smtp.SMTPError, reason string) {
 	cfg := &s.b.cfg
 	if len(raw) > 0 && (raw[0] == ' ' || raw[0] == '\t') {
 		// A mail must begin with a header field or the empty line before
 		// a body (RFC 5322 §2.2, §3.5). Behind our trace fields this line
 		// would continue our Received field, so the mail cannot be stored
-		// byte for byte below them; Postfix makes it the body and writes
-		// a header of its own. Refused, not rewritten.
+		// byte for byte below them (model's WithTrace refuses it too);
+		// Postfix makes it the body and writes a header of its own.
+		// Refused here, with a reply that says why, not rewritten.
 		return smtpErr(550, smtp.EnhancedCode{5, 6, 0},
 			"Message refused: it begins with a continuation line, not a header field (RFC 5322 section 2.2)"), "header"
 	}
@@ -596,15 +598,13 @@ func reasonOf(e *smtp.SMTPError) string {
 func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *smtp.SMTPError {
 	cfg := &s.b.cfg
 	rows := model.NewMailRows(raw)
-	trace := s.traceField(t, end)
-	p, err := rows.Parts.WithTrace(trace)
-	if err == nil && !cfg.NoReturnPath {
+	fields := [][]byte{s.traceField(t, end)}
+	if !cfg.NoReturnPath {
 		// Every recipient is a mailbox here: this is final delivery, and
 		// the Return-Path goes above our Received field, as an MDA puts it.
-		rp := returnPathField(t.from)
-		p, err = p.WithTrace(rp)
-		trace = append(rp, trace...)
+		fields = [][]byte{returnPathField(t.from), fields[0]}
 	}
+	p, err := rows.Parts.WithTrace(fields...)
 	if err != nil {
 		// Our own fields are always well-formed; this is a bug.
 		s.logger().Error("trace field", "err", err)
@@ -617,7 +617,10 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	// pop3d need not read the mail to list it (model.POP3SizeColumn).
 	var popSize int64
 	if len(raw) == 0 || raw[len(raw)-1] == '\n' {
-		popSize = int64(len(trace) + len(raw))
+		popSize = int64(len(raw))
+		for _, f := range fields {
+			popSize += int64(len(f))
+		}
 	}
 	rows.Parts = p
 	rows.Received = p.Received
