@@ -53,6 +53,10 @@ type fsFault struct {
 	Hold func()
 	// After, if set, is called once the operation (not failed) returned.
 	After func()
+	// Skip makes the operation report success without doing it: a sync
+	// skipped this way is what an acknowledgement committed with
+	// pebble.NoSync amounts to (TestCrashCheckCatchesUnsyncedAcks).
+	Skip bool
 }
 
 // faultFS is a vfs.FS whose writes, syncs and file creations a test can
@@ -88,14 +92,17 @@ func (fs *faultFS) wrap(path string, f vfs.File, err error) (vfs.File, error) {
 	return &faultFile{File: f, fs: fs, path: path}, nil
 }
 
-// do runs op under fault f: Hold first, then Err instead of op, or op and
-// then After.
+// do runs op under fault f: Hold first, then Err instead of op, nothing if
+// Skip, or op and then After.
 func (f fsFault) do(name, path string, op func() error) error {
 	if f.Hold != nil {
 		f.Hold()
 	}
 	if f.Err != nil {
 		return &os.PathError{Op: name, Path: path, Err: f.Err}
+	}
+	if f.Skip {
+		return nil
 	}
 	err := op()
 	if err == nil && f.After != nil {

@@ -278,55 +278,116 @@ func TestWatch(t *testing.T) {
 func TestCrashKeepsAcknowledged(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	fs := vfs.NewCrashableMem()
-	acked := map[model.Key]string{} // inserted content by key
-	pairs := map[model.Key]model.Key{}
+	w := newCrashWork()
 	for round := 0; round < 20; round++ {
 		s := openTest(t, fs)
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		for w := 0; w < 8; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				for i := 0; i < 20; i++ {
-					a := ins(model.Body, fmt.Sprintf("r%d-w%d-i%d-a", round, w, i))
-					b := ins(model.Header, fmt.Sprintf("r%d-w%d-i%d-b", round, w, i))
-					if _, err := s.Apply(context.Background(), []Mutation{a, b}); err != nil {
-						t.Errorf("Apply: %v", err)
-						return
-					}
-					mu.Lock()
-					acked[a.Key] = string(a.Content)
-					pairs[a.Key] = b.Key
-					mu.Unlock()
-				}
-			}(w)
-		}
-		wg.Wait()
+		w.load(t, s, round)
 		// Simulate a crash: take the synced state (plus, sometimes, some
 		// unsynced data) without closing the store.
 		fs = fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(2) * rng.IntN(101), RNG: rng})
 		s.Close()
 		s = openTest(t, fs)
 		mustInvariants(t, s, fmt.Sprintf("crash %d", round))
-		v := mustView(t, s)
-		for k, want := range acked {
-			row, ok, err := v.Find(model.Body, k)
-			if err != nil || !ok {
-				t.Fatalf("round %d: acknowledged row %s lost (%v)", round, k, err)
-			}
-			var buf bytes.Buffer
-			v.Content(model.Body, k, func(c []byte) error { buf.Write(c); return nil })
-			if buf.String() != want || row.Size != uint64(len(want)) {
-				t.Fatalf("round %d: content %q, want %q", round, buf.String(), want)
-			}
-			if _, ok, _ := v.Find(model.Header, pairs[k]); !ok {
-				t.Fatalf("round %d: half a batch: header of %s missing", round, k)
-			}
+		if lost := w.lost(t, s); len(lost) > 0 {
+			t.Fatalf("round %d: %d acknowledged requests lost or half applied, first: %s", round, len(lost), lost[0])
 		}
-		v.Close()
 		s.Close()
 	}
+}
+
+// TestCrashCheckCatchesUnsyncedAcks is the mutation test of the check
+// above (test catalogue item 79): with the WAL's fsyncs skipped, which is
+// what a commit with pebble.NoSync on the acknowledgement path amounts to,
+// the same load and crash must show acknowledged rows lost. Were the check
+// blind to that, TestCrashKeepsAcknowledged could not catch the bug.
+func TestCrashCheckCatchesUnsyncedAcks(t *testing.T) {
+	mem := vfs.NewCrashableMem()
+	ffs := newFaultFS(mem)
+	s := openTest(t, ffs)
+	ffs.set(func(op fsOp, path string) fsFault {
+		return fsFault{Skip: op == fsSync && isWAL(path)}
+	})
+	w := newCrashWork()
+	w.load(t, s, 0)
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	s.Close()
+	s = openTest(t, crashed)
+	defer s.Close()
+	lost := w.lost(t, s)
+	if len(lost) == 0 {
+		t.Fatalf("all %d acknowledged requests survived a crash although no WAL sync ran: the crash check cannot see a missing sync", len(w.acked))
+	}
+	t.Logf("%d of %d acknowledged requests lost without WAL syncs, first: %s", len(lost), len(w.acked), lost[0])
+}
+
+// crashWork is the load of the crash tests: each request inserts a body
+// and a header in one batch, so a half-applied batch shows as one without
+// the other.
+type crashWork struct {
+	mu    sync.Mutex
+	acked map[model.Key]string    // body content by key, once acknowledged
+	pairs map[model.Key]model.Key // body key -> header key of its batch
+}
+
+func newCrashWork() *crashWork {
+	return &crashWork{acked: map[model.Key]string{}, pairs: map[model.Key]model.Key{}}
+}
+
+// load runs 8 writers of 20 requests each against s and records what was
+// acknowledged.
+func (w *crashWork) load(t *testing.T, s *Store, round int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				a := ins(model.Body, fmt.Sprintf("r%d-w%d-i%d-a", round, g, i))
+				b := ins(model.Header, fmt.Sprintf("r%d-w%d-i%d-b", round, g, i))
+				if _, err := s.Apply(context.Background(), []Mutation{a, b}); err != nil {
+					t.Errorf("Apply: %v", err)
+					return
+				}
+				w.mu.Lock()
+				w.acked[a.Key] = string(a.Content)
+				w.pairs[a.Key] = b.Key
+				w.mu.Unlock()
+			}
+		}(g)
+	}
+	wg.Wait()
+}
+
+// lost lists the acknowledged requests that s does not hold whole: a body
+// missing or with other content, or its batch's header missing.
+func (w *crashWork) lost(t *testing.T, s *Store) []string {
+	t.Helper()
+	v := mustView(t, s)
+	defer v.Close()
+	var lost []string
+	for k, want := range w.acked {
+		row, ok, err := v.Find(model.Body, k)
+		if err != nil {
+			t.Fatalf("Find: %v", err)
+		}
+		if !ok {
+			lost = append(lost, fmt.Sprintf("body %q missing", want))
+			continue
+		}
+		var buf bytes.Buffer
+		if err := v.Content(model.Body, k, func(c []byte) error { buf.Write(c); return nil }); err != nil {
+			t.Fatalf("Content: %v", err)
+		}
+		if buf.String() != want || row.Size != uint64(len(want)) {
+			lost = append(lost, fmt.Sprintf("body %q read as %q (size %d)", want, buf.String(), row.Size))
+			continue
+		}
+		if _, ok, err := v.Find(model.Header, w.pairs[k]); err != nil || !ok {
+			lost = append(lost, fmt.Sprintf("half a batch: the header of body %q missing (%v)", want, err))
+		}
+	}
+	return lost
 }
 
 func mustView(t *testing.T, s *Store) *View {
