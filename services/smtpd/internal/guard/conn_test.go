@@ -309,13 +309,27 @@ func TestLongCommandLine(t *testing.T) {
 	c.expectClosed()
 }
 
+// TestCommandLineLimitExact: a command line of exactly the limit (CRLF
+// included) is taken, one byte more ends the session; for a set limit and
+// for the default (RFC 5321 §4.5.3.1.4 asks for at least 512).
 func TestCommandLineLimitExact(t *testing.T) {
-	srv := startServer(t, Config{CommandLineMax: 100})
-	c := greeted(t, srv.addr)
-	c.cmd("NOOP "+strings.Repeat("x", 100-len("NOOP \r\n")), "250 ")
-	c.send("NOOP " + strings.Repeat("x", 101-len("NOOP \r\n")) + "\r\n")
-	c.expect("500 5.5.2")
-	c.expectClosed()
+	for _, tc := range []struct {
+		name  string
+		cfg   Config
+		limit int
+	}{
+		{"set", Config{CommandLineMax: 100}, 100},
+		{"default", Config{}, DefaultCommandLineMax},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startServer(t, tc.cfg)
+			c := greeted(t, srv.addr)
+			c.cmd("NOOP "+strings.Repeat("x", tc.limit-len("NOOP \r\n")), "250 ")
+			c.send("NOOP " + strings.Repeat("x", tc.limit+1-len("NOOP \r\n")) + "\r\n")
+			c.expect("500 5.5.2")
+			c.expectClosed()
+		})
+	}
 }
 
 func TestNULInCommand(t *testing.T) {
