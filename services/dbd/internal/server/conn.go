@@ -128,7 +128,10 @@ func (s *Server) serveConn(nc net.Conn, id uint64) {
 		return
 	}
 	c.role = cl.Role
-	c.log = log.With("role", string(c.role))
+	// Every line of the session names its key, so an operator can tell
+	// which program a refusal or failure came from (roles share keys
+	// rarely, programs never).
+	c.log = log.With("role", string(c.role), "client", c.peer.String(), "key_file", cl.Name)
 	s.mu.conns[c] = struct{}{}
 	s.mu.Unlock()
 	s.m.Connections.Inc()
@@ -280,7 +283,11 @@ func (c *conn) dispatch(id uint32, msg []byte) bool {
 	}
 	if err := c.role.Check(req); err != nil {
 		c.s.m.Requests.WithLabelValues(req.Op.String(), wire.CodeForbidden.String()).Inc()
-		c.log.Warn("request refused by role", "op", req.Op.String(), "table", req.Table.String(), "err", err)
+		attrs := []any{"op", req.Op.String()}
+		if req.Table != 0 { // batches, merges and streams name none
+			attrs = append(attrs, "table", req.Table.String())
+		}
+		c.log.Warn("request refused by role", append(attrs, "err", err)...)
 		c.sendError(id, wire.CodeForbidden, err.Error())
 		return true
 	}

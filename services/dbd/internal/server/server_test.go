@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -87,7 +88,8 @@ func TestOperations(t *testing.T) {
 }
 
 func TestRolesEnforced(t *testing.T) {
-	e := dbdtest.Start(t, dbdtest.Options{})
+	logs := &syncBuffer{}
+	e := dbdtest.Start(t, dbdtest.Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	ctx := ctxT(t)
 	admin, smtpd, pop := e.Client(auth.Admin), e.Client(auth.SMTPD), e.Client(auth.Mailbox)
 	if _, _, err := smtpd.FindOrInsert(ctx, model.Body, []byte("mail body")); err != nil {
@@ -117,6 +119,21 @@ func TestRolesEnforced(t *testing.T) {
 	// dbd keeps serving the same connection after refusals.
 	if _, _, err := smtpd.FindOrInsert(ctx, model.Header, []byte("h")); err != nil {
 		t.Fatalf("after refusals: %v", err)
+	}
+	// Each refusal is logged for the operator (test catalogue item 74):
+	// a warning naming the role, the client's key and the operation.
+	const msg = "request refused by role"
+	for _, r := range []struct {
+		role auth.Role
+		op   string
+	}{{auth.SMTPD, "find"}, {auth.SMTPD, "set"}, {auth.SMTPD, "batch"}, {auth.Admin, "merge"}, {auth.Mailbox, "changes"}} {
+		want := fmt.Sprintf("role=%s client=%q key_file=", r.role, e.Keys[r.role].Public.String())
+		if l := logs.waitLine(t, msg, want, " op="+r.op+" "); !strings.Contains(l, "level=WARN") {
+			t.Errorf("refusal logged as %q, want level WARN", l)
+		}
+	}
+	if n := len(logs.lines(msg)); n != 5 {
+		t.Errorf("%d refusals logged, want 5:\n%s", n, strings.Join(logs.lines(msg), "\n"))
 	}
 }
 
