@@ -129,8 +129,8 @@ func (s *Server) serveConn(nc net.Conn, id uint64) {
 	}
 	c.role = cl.Role
 	// Every line of the session names its key, so an operator can tell
-	// which program a refusal or failure came from (roles share keys
-	// rarely, programs never).
+	// which program a refusal or failure came from: several programs may
+	// hold one role (pop3d and imapd are both mailbox).
 	c.log = log.With("role", string(c.role), "client", c.peer.String(), "key_file", cl.Name)
 	s.mu.conns[c] = struct{}{}
 	s.mu.Unlock()
