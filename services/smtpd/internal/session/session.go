@@ -263,6 +263,10 @@ func (s *Session) Mail(from string, opts *smtp.MailOptions) error {
 		s.b.cfg.Metrics.Rejections.WithLabelValues("address").Inc()
 		return err
 	}
+	if len(from) > maxSender {
+		s.b.cfg.Metrics.Rejections.WithLabelValues("address").Inc()
+		return smtpErr(501, smtp.EnhancedCode{5, 1, 7}, "Path too long")
+	}
 	if s.b.full.full(s.b.cfg.Now()) {
 		// RFC 5321 §4.3.2 allows 452 for MAIL; Postfix says it there when
 		// its queue file system is full, before the sender sends data.
@@ -921,9 +925,18 @@ func (s *Session) traceField(t *txn, at time.Time) []byte {
 	return append(b, "\r\n"...)
 }
 
+// maxSender is the longest sender address Mail takes: its Return-Path
+// field is then a line of 998 octets, RFC 5322 §2.1.1's limit. RFC 5321
+// bounds a path at 256 octets (§4.5.3.1.3) but asks servers to take
+// longer ones where they can (§4.5.3.1), and forwarders' rewritten senders
+// (SRS) do exceed it; past this length a sender is refused with §4.5.3.1.10's
+// "501 Path too long" rather than stored with a line readers may cut.
+const maxSender = 998 - len("Return-Path: <>")
+
 // returnPathField is the Return-Path field of final delivery (RFC 5321
 // §4.4): the reverse-path of MAIL FROM, "<>" for the null sender of a
-// bounce. Mail refused control bytes in it, so the field is one line.
+// bounce. Mail refused control bytes in it, so the field is one line, and
+// senders longer than maxSender, so it is at most 998 octets.
 func returnPathField(from string) []byte {
 	b := make([]byte, 0, len(from)+len("Return-Path: <>\r\n"))
 	return append(append(append(b, "Return-Path: <"...), from...), ">\r\n"...)

@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/smtpd/internal/guard"
+	"github.com/twinmx/twinmx/services/smtpd/internal/metrics"
 )
 
 func TestUnsafeBytes(t *testing.T) {
@@ -188,3 +190,24 @@ func TestCheckAddress(t *testing.T) {
 
 // traceSafe is appendTraceSafe as a string.
 func traceSafe(s string) string { return string(appendTraceSafe(nil, s)) }
+
+// TestSenderLength: the longest sender MAIL takes makes a Return-Path line
+// of exactly 998 octets (RFC 5322 §2.1.1); one octet more is refused with
+// 501 5.1.7 and the session goes on.
+func TestSenderLength(t *testing.T) {
+	addr := func(n int) string { return strings.Repeat("l", n-len("@s.test")) + "@s.test" }
+	if f := returnPathField(addr(maxSender)); len(f) != 998+len("\r\n") {
+		t.Fatalf("Return-Path of the longest sender is %d octets with CRLF, want 1000", len(f))
+	}
+	c := dialFake(t, &fakeDB{}, metrics.New(prometheus.NewRegistry()), time.Now)
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	var se *smtp.SMTPError
+	if err := c.Mail(addr(maxSender+1), nil); !errors.As(err, &se) || se.Code != 501 || se.EnhancedCode != (smtp.EnhancedCode{5, 1, 7}) {
+		t.Fatalf("MAIL with a %d-octet sender: %v, want 501 5.1.7", maxSender+1, err)
+	}
+	if err := c.Mail(addr(maxSender), nil); err != nil {
+		t.Fatalf("MAIL with a %d-octet sender: %v, want 250", maxSender, err)
+	}
+}
