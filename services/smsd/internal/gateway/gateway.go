@@ -105,9 +105,18 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	if cfg.Client == nil {
-		cfg.Client = &http.Client{}
+	// A copy of the client that does not follow redirects: a followed
+	// 301/302/303 turns the POST into a GET without the body, and the
+	// final 200 would count as a sent SMS that no gateway took; and a
+	// redirect to another host (or to http) would carry custom headers
+	// such as an API key there. A 3xx answer is a failed attempt.
+	client := &http.Client{}
+	if cfg.Client != nil {
+		c := *cfg.Client
+		client = &c
 	}
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cfg.Client = client
 	defaultBody := cfg.Body == ""
 	if defaultBody {
 		cfg.Body = DefaultBody
@@ -142,7 +151,46 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	// Build one request now: a template that cannot run ({{.Txt}}) or a
+	// URL that does not parse would otherwise fail every SMS until the
+	// rows are given up.
+	if _, err := g.Request(context.Background(), sampleTo, sampleText); err != nil {
+		return nil, err
+	}
 	return g, nil
+}
+
+// sampleTo and sampleText are the fields of the request the constructors
+// build to check their templates.
+const (
+	sampleTo   = "+10000000000"
+	sampleText = "text"
+)
+
+// redact replaces the secret, as it is and URL-escaped, in s: an API key
+// in the URL's path or query would otherwise reach the log through an
+// error of the HTTP client (which quotes the URL) or an answer that
+// echoes the request.
+func (g *HTTP) redact(s string) string {
+	sec := g.cfg.Secret
+	if sec == "" {
+		return s
+	}
+	for _, v := range []string{sec, url.QueryEscape(sec), url.PathEscape(sec)} {
+		s = strings.ReplaceAll(s, v, "[secret]")
+	}
+	return s
+}
+
+// redactErr returns err with the secret removed from the URL of a
+// *url.Error (the error stays a *url.Error, so errors.Is still sees a
+// timeout or a cancel).
+func (g *HTTP) redactErr(err error) error {
+	var ue *url.Error
+	if g.cfg.Secret == "" || !errors.As(err, &ue) {
+		return err
+	}
+	return &url.Error{Op: ue.Op, URL: g.redact(ue.URL), Err: ue.Err}
 }
 
 // Name returns "http".
@@ -165,7 +213,7 @@ func (g *HTTP) Request(ctx context.Context, to, text string) (*http.Request, err
 	}
 	req, err := http.NewRequestWithContext(ctx, g.cfg.Method, u, rd)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: request: %w", err)
+		return nil, fmt.Errorf("gateway: request: %w", g.redactErr(err))
 	}
 	for _, h := range g.headers {
 		v, err := run(h.val, f)
@@ -190,12 +238,12 @@ func (g *HTTP) Send(ctx context.Context, to, text string) error {
 	}
 	resp, err := g.cfg.Client.Do(req)
 	if err != nil {
-		return fmt.Errorf("gateway: post: %w", err)
+		return fmt.Errorf("gateway: post: %w", g.redactErr(err))
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("gateway: answer %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+		return fmt.Errorf("gateway: answer %s: %s", resp.Status, g.redact(strings.TrimSpace(string(msg))))
 	}
 	return nil
 }
@@ -231,6 +279,11 @@ func NewCommand(cfg CommandConfig) (*Command, error) {
 		}
 		g.argv = append(g.argv, t)
 	}
+	// Run the templates once now: one that cannot run would otherwise
+	// fail every SMS until the rows are given up.
+	if _, err := g.Args(sampleTo, sampleText); err != nil {
+		return nil, err
+	}
 	return g, nil
 }
 
@@ -261,19 +314,51 @@ func (g *Command) Send(ctx context.Context, to, text string) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdin = strings.NewReader(text + "\n")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	// Only the start of the output is logged, so only that is kept: a
+	// gateway that writes without end must not grow smsd's memory.
+	out := &headWriter{max: maxOutput}
+	cmd.Stdout, cmd.Stderr = out, out
+	// On timeout the whole process group is killed (a shell's children
+	// too), and Wait stops waiting for the output pipe after WaitDelay: a
+	// child that outlives the command and holds the pipe open would
+	// otherwise block Send (and the worker, and shutdown) until it exits.
+	killGroup(cmd)
+	cmd.WaitDelay = waitDelay
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("gateway: %s: %w: %s", argv[0], err, strings.TrimSpace(limit(out.String(), 300)))
+		return fmt.Errorf("gateway: %s: %w: %s", argv[0], err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }
 
-func limit(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+// maxOutput is how much of a failing command's output goes to the log.
+const maxOutput = 300
+
+// waitDelay bounds the wait for a killed command's output pipes.
+const waitDelay = 2 * time.Second
+
+// headWriter keeps the first max bytes written to it and discards the
+// rest. Writes never fail, so the command never gets EPIPE. It is safe
+// for concurrent use (os/exec copies stdout and stderr from two
+// goroutines when they are not files).
+type headWriter struct {
+	max int
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *headWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if room := w.max - w.buf.Len(); room > 0 {
+		w.buf.Write(p[:min(len(p), room)])
 	}
-	return s
+	return len(p), nil
+}
+
+func (w *headWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 // Backoff returns the wait before retry number tries (1 = the first
@@ -299,12 +384,18 @@ func clamp(d, lo, hi time.Duration) time.Duration {
 // Limiter allows at most N sends per number in any Window (a sliding
 // window). It is safe for concurrent use. The zero N means no limit.
 type Limiter struct {
-	N      int
+	N int
+	// Window is the sliding window; zero means DefaultWindow. (A zero
+	// window used to let every send through: `--rate-window 0`, which
+	// the docs call the default, turned the limit off.)
 	Window time.Duration
 
 	mu   sync.Mutex
 	sent map[string][]time.Time // per number, oldest first, at most N
 }
+
+// DefaultWindow is the Limiter's window when Window is zero.
+const DefaultWindow = time.Hour
 
 // Reserve records a send to number at now if the limit allows it and
 // returns true; otherwise it returns false and the earliest time a send
@@ -318,13 +409,17 @@ func (l *Limiter) Reserve(number string, now time.Time) (bool, time.Time) {
 	if l.sent == nil {
 		l.sent = map[string][]time.Time{}
 	}
+	window := l.Window
+	if window <= 0 {
+		window = DefaultWindow
+	}
 	ts := l.sent[number]
-	for len(ts) > 0 && !ts[0].Add(l.Window).After(now) {
+	for len(ts) > 0 && !ts[0].Add(window).After(now) {
 		ts = ts[1:]
 	}
 	if len(ts) >= l.N {
 		l.sent[number] = ts
-		return false, ts[0].Add(l.Window)
+		return false, ts[0].Add(window)
 	}
 	l.sent[number] = append(ts, now)
 	return true, now

@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,5 +128,149 @@ func TestCommand(t *testing.T) {
 	g, _ = NewCommand(CommandConfig{Argv: []string{"sh", "-c", "echo no way >&2; exit 3"}})
 	if err := g.Send(context.Background(), "+1", "x"); err == nil || !strings.Contains(err.Error(), "no way") {
 		t.Errorf("failing command: %v", err)
+	}
+}
+
+// TestHTTPRedirectIsFailure: a gateway answering 3xx has not taken the
+// SMS. Following the redirect turned the POST into a GET without the
+// body, counted the final 200 as sent (the SMS was lost) and carried the
+// API key header to the other host.
+func TestHTTPRedirectIsFailure(t *testing.T) {
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+	}))
+	defer other.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/moved", http.StatusFound)
+	}))
+	defer srv.Close()
+	g, err := NewHTTP(HTTPConfig{URL: srv.URL, Secret: "k3y", Headers: []string{"X-Api-Key: {{.Secret}}"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Send(context.Background(), "+1", "x"); err == nil || !strings.Contains(err.Error(), "302") {
+		t.Errorf("Send to a redirecting gateway = %v, want a failed attempt with the 302", err)
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Errorf("the redirect was followed %d times", n)
+	}
+}
+
+// TestHTTPErrorHidesSecret: an API key in the URL (query or path, raw or
+// escaped) or echoed in an answer must not reach the error, which is
+// logged.
+func TestHTTPErrorHidesSecret(t *testing.T) {
+	const secret = "s3cr/et+key"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close() // nothing listens: the request fails with a *url.Error
+	g, err := NewHTTP(HTTPConfig{URL: "http://" + closed + "/bot{{.Secret}}/send?key={{urlquery .Secret}}&k2={{.Secret}}", Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = g.Send(context.Background(), "+1", "x")
+	if err == nil {
+		t.Fatal("Send to a closed port succeeded")
+	}
+	for _, v := range []string{secret, url.QueryEscape(secret), url.PathEscape(secret)} {
+		if strings.Contains(err.Error(), v) {
+			t.Errorf("error %q holds the secret as %q", err, v)
+		}
+	}
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		t.Errorf("error %v is no longer a *url.Error", err)
+	}
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "bad key "+r.URL.Query().Get("key"), http.StatusUnauthorized)
+	}))
+	defer echo.Close()
+	g, err = NewHTTP(HTTPConfig{URL: echo.URL + "/?key={{urlquery .Secret}}", Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Send(context.Background(), "+1", "x"); err == nil || strings.Contains(err.Error(), secret) {
+		t.Errorf("Send = %v, want a 401 without the secret", err)
+	}
+}
+
+// TestTemplatesCheckedAtStart: a template that cannot run is a
+// configuration error at start, not a failure of every SMS.
+func TestTemplatesCheckedAtStart(t *testing.T) {
+	for _, c := range []HTTPConfig{
+		{URL: "http://x/", Body: `{"t":{{json .Txt}}}`},
+		{URL: "http://x/{{.Nope}}"},
+		{URL: "http://x/", Headers: []string{"X-A: {{.Secrt}}"}},
+		{URL: "http://x/", Body: `{{json .To 1}}`},
+		{URL: "://no-scheme/{{.To}}"},
+	} {
+		if _, err := NewHTTP(c); err == nil {
+			t.Errorf("NewHTTP(%+v) accepted", c)
+		}
+	}
+	if _, err := NewCommand(CommandConfig{Argv: []string{"sendsms", "{{.Number}}"}}); err == nil {
+		t.Error("NewCommand with {{.Number}} accepted")
+	}
+}
+
+// TestCommandTimeoutKillsChildren: a gateway script whose child hangs
+// with the output pipe open. Killing only the shell left Send waiting
+// for the pipe until the child ended (here 20 s; forever for a hung
+// child). The guard below detects the hang; it is not a speed check.
+func TestCommandTimeoutKillsChildren(t *testing.T) {
+	g, err := NewCommand(CommandConfig{Argv: []string{"sh", "-c", "sleep 20; echo late"}, Timeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Send(context.Background(), "+1", "x") }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("a command killed at its timeout succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Send hangs after the command's timeout")
+	}
+}
+
+// TestCommandOutputBounded: only the logged start of a command's output
+// is kept.
+func TestCommandOutputBounded(t *testing.T) {
+	w := &headWriter{max: maxOutput}
+	chunk := []byte(strings.Repeat("y", 4096))
+	for range 1000 {
+		if n, err := w.Write(chunk); n != len(chunk) || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	if got := len(w.String()); got != maxOutput {
+		t.Errorf("kept %d bytes, want %d", got, maxOutput)
+	}
+	g, err := NewCommand(CommandConfig{Argv: []string{"sh", "-c", "head -c 5000000 /dev/zero | tr '\\0' z; exit 1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = g.Send(context.Background(), "+1", "x")
+	if err == nil || strings.Count(err.Error(), "z") != maxOutput {
+		t.Errorf("Send of a command with much output = %.100v..., want its first %d bytes", err, maxOutput)
+	}
+}
+
+// TestLimiterZeroWindow: a zero window is the default hour (a zero
+// duration flag means its default), not "no limit".
+func TestLimiterZeroWindow(t *testing.T) {
+	l := &Limiter{N: 1}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if ok, _ := l.Reserve("+1", t0); !ok {
+		t.Fatal("first send refused")
+	}
+	ok, at := l.Reserve("+1", t0.Add(time.Minute))
+	if ok || !at.Equal(t0.Add(DefaultWindow)) {
+		t.Errorf("second send in the hour = %v, %v; want refused until %v", ok, at, t0.Add(DefaultWindow))
 	}
 }

@@ -379,36 +379,45 @@ func (e *Engine) handle(ctx context.Context, j *job, k kind, targets []string, g
 	if at.After(now) {
 		return at, nil
 	}
-	// Claim (or refresh our claim), then read the row again: a newer
-	// claim of the other site that has replicated here wins.
 	ref := wire.Ref{ByKey: true, Key: j.key}
-	if _, err := e.cfg.DB.Batch(ctx, []wire.Request{{Op: wire.OpSet, Table: model.Receive, Ref: ref,
-		Name: k.claimCol(), Value: claim.Value(now, e.cfg.Site)}}); err != nil {
-		return time.Time{}, fmt.Errorf("claim %s: %w", k.label, err)
+	if lost, err := e.writeClaim(ctx, j, k, now); err != nil || lost {
+		return now, err // lost: decide again, the other site's claim is newer
 	}
-	row, err := e.cfg.DB.FindMeta(ctx, model.Receive, j.key)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("read the claim back: %w", err)
-	}
-	j.row.State = row.State
-	if _, owner, _ := claim.Decode(row.State.Col(k.claimCol())); owner != e.cfg.Site {
-		m.Decisions.WithLabelValues(k.label, "lost").Inc()
-		return now, nil // decide again: the other site's claim is newer
-	}
+	claimed := now
 	if d.Action == claim.TakeOver {
 		m.TakenOver.WithLabelValues(k.label).Inc()
 		e.log.Info("took over a claim", "kind", k.label, "receive", j.key, "from", d.Owner)
 	}
+	// Every target gets its attempt, whatever the others do: a number the
+	// gateway refuses (or an address the relay refuses) must not keep
+	// the SMS or copy from the others, nor have them given up with it.
+	// The attempt counts once however many targets failed.
+	var errs []error
+	var held time.Time // earliest time a rate-limited number may be sent to
 	for _, t := range targets {
-		if row.State.Col(k.doneCol(t)) != 0 {
+		if j.row.State.Col(k.doneCol(t)) != 0 {
 			continue
+		}
+		// Sends to many targets through a slow gateway or relay may
+		// take longer than the claim lives: refresh it on the way, as
+		// a retrying owner does, so the other site does not take over
+		// (and send again) while this one is still sending.
+		if at := e.cfg.Now(); at.Sub(claimed) >= e.cfg.ClaimTimeout/3 {
+			if lost, err := e.writeClaim(ctx, j, k, at); err != nil || lost {
+				if err == nil && len(errs) > 0 {
+					e.log.Warn("attempt failed; the other site has the claim now", "kind", k.label, "receive", j.key, "err", errors.Join(errs...))
+				}
+				return at, err
+			}
+			claimed = at
 		}
 		if k == kindSMS && e.cfg.Limit != nil {
 			if ok, at := e.cfg.Limit.Reserve(t, now); !ok {
 				m.RateLimited.Inc()
-				// Look again by RetryMax at the latest, to refresh
-				// the claim while held back.
-				return earliest(at, now.Add(e.cfg.RetryMax)), nil
+				if held.IsZero() || at.Before(held) {
+					held = at
+				}
+				continue
 			}
 		}
 		start := time.Now()
@@ -425,7 +434,8 @@ func (e *Engine) handle(ctx context.Context, j *job, k kind, targets []string, g
 			if ctx.Err() != nil {
 				return time.Time{}, ctx.Err()
 			}
-			return e.failed(ctx, j, k, err)
+			errs = append(errs, err)
+			continue
 		}
 		if _, err := e.cfg.DB.Batch(ctx, []wire.Request{{Op: wire.OpSet, Table: model.Receive, Ref: ref,
 			Name: k.doneCol(t), Value: claim.Value(e.cfg.Now(), e.cfg.Site)}}); err != nil {
@@ -437,7 +447,42 @@ func (e *Engine) handle(ctx context.Context, j *job, k kind, targets []string, g
 		m.Sent.WithLabelValues(k.label).Inc()
 		e.log.Info("sent", "kind", k.label, "receive", j.key, "mailbox", j.address, "site", e.cfg.Site)
 	}
-	return time.Time{}, nil
+	next := time.Time{}
+	if !held.IsZero() {
+		// Look again by RetryMax at the latest, to refresh the claim
+		// while held back.
+		next = earliest(held, now.Add(e.cfg.RetryMax))
+	}
+	if len(errs) > 0 {
+		at, err := e.failed(ctx, j, k, errors.Join(errs...))
+		if err != nil || at.IsZero() {
+			return at, err // given up: nothing more for this kind
+		}
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	return next, nil
+}
+
+// writeClaim writes (or refreshes) this site's claim of kind k on the row at
+// now, then reads the row back into j: a newer claim of the other site
+// that has replicated here wins, and lost is true.
+func (e *Engine) writeClaim(ctx context.Context, j *job, k kind, now time.Time) (lost bool, err error) {
+	if _, err := e.cfg.DB.Batch(ctx, []wire.Request{{Op: wire.OpSet, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: j.key},
+		Name: k.claimCol(), Value: claim.Value(now, e.cfg.Site)}}); err != nil {
+		return false, fmt.Errorf("claim %s: %w", k.label, err)
+	}
+	row, err := e.cfg.DB.FindMeta(ctx, model.Receive, j.key)
+	if err != nil {
+		return false, fmt.Errorf("read the claim back: %w", err)
+	}
+	j.row.State = row.State
+	if _, owner, _ := claim.Decode(row.State.Col(k.claimCol())); owner != e.cfg.Site {
+		e.cfg.Metrics.Decisions.WithLabelValues(k.label, "lost").Inc()
+		return true, nil
+	}
+	return false, nil
 }
 
 // failed records a failed attempt: a retry after the backoff, or the row

@@ -11,6 +11,7 @@ import (
 	"net/mail"
 	"net/textproto"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -81,8 +82,10 @@ func partLine(h textproto.MIMEHeader, body io.Reader, depth int) string {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 64<<10)
 	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			return valid(l)
+		// Cleaned before the test for empty: a line of only
+		// control characters is empty.
+		if l := strings.TrimSpace(valid(sc.Text())); l != "" {
+			return l
 		}
 	}
 	return ""
@@ -106,9 +109,23 @@ func (s newlineStripper) Read(p []byte) (int, error) {
 	return j, err
 }
 
+// valid returns s as valid UTF-8 without control characters (each
+// becomes a space, which the SMS template folds). A decoded subject or
+// body line may hold any byte: a NUL makes every exec of a command
+// gateway that has the text in an argument fail (and a header template
+// with it is refused), so the SMS would be retried until given up; other
+// controls (ESC sequences) have no business in an SMS either.
 func valid(s string) string {
-	if utf8.ValidString(s) {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "?")
+	}
+	if !strings.ContainsFunc(s, unicode.IsControl) {
 		return s
 	}
-	return strings.ToValidUTF8(s, "?")
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 }

@@ -1,8 +1,10 @@
 package notify
 
 import (
+	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -73,4 +75,18 @@ func TestReadyAndAckTime(t *testing.T) {
 		t.Error("confirmation columns collide or are not valid names")
 	}
 	_ = time.Now
+}
+
+// TestMailInfoControls: control characters from an encoded-word subject
+// or a body line (NUL, ESC, DEL, C1) do not reach the SMS text. A NUL
+// made the command gateway's exec fail on every try.
+func TestMailInfoControls(t *testing.T) {
+	h := []byte("From: a@b.example\r\nSubject: =?utf-8?q?x=00y=1B[31mz=7F=C2=85w?=\r\n\r\n")
+	_, subj := headerInfo(h)
+	if strings.ContainsFunc(subj, unicode.IsControl) || subj != "x y [31mz  w" {
+		t.Errorf("headerInfo subject = %q", subj)
+	}
+	if l := firstLine([]byte("From: a@b\r\n\r\n"), []byte("\r\n\x00\r\nhi\x00there\x1b\r\n")); l != "hi there" {
+		t.Errorf("firstLine = %q, want %q", l, "hi there")
+	}
 }
