@@ -15,8 +15,12 @@
 //
 // # Replays and two instances
 //
-// The batch records the mail's key (text row twinmx-config-mail/1); a
-// mail whose key is recorded changes nothing and gets no confirmation.
+// The batch records the mail's key (text row twinmx-config-mail/1) and,
+// for a mail authenticated by DKIM, a key for each aligned signature (its
+// decoded b= value): a copy of a signed mail with a header field added or
+// whitespace changed has another mail key but the same signature. A mail
+// whose key or a signature's key is recorded changes nothing and gets no
+// confirmation.
 // Changes are made at the attempt's time (the throw-in's), so two spamd
 // instances judging the same attempt before either sees the record write
 // the same values; each then sends a confirmation (the admin may get two).
@@ -48,6 +52,7 @@ import (
 	"mime/quotedprintable"
 	"net/mail"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -244,72 +249,161 @@ func (m *Mailer) Apply(ctx context.Context, a model.Attempt, mailbox string, raw
 		return false, "configuration mail refused: " + err.Error(), nil
 	}
 	text, secret := cutSecret(text)
-	how, err := m.authenticate(ctx, a, mailbox, raw, from, secret)
+	how, sigs, err := m.authenticate(ctx, a, mailbox, raw, from, secret)
 	if err != nil {
 		return false, "", err
 	}
 	if how == "" {
 		return false, fmt.Sprintf("configuration mail refused: no DKIM signature aligned with %s and no valid secret", domainOf(from)), nil
 	}
-	if done, err := config.Applied(ctx, m.cfg.DB, a.Mail); err != nil {
-		return false, "", err
-	} else if done {
-		return true, "configuration mail already applied (replay): nothing changed", nil
+	// The mail key alone does not catch a replay: anyone holding a signed
+	// config mail can add a header field the signature does not cover, or
+	// change what relaxed canonicalization ignores, and get a new mail key
+	// with a signature that still verifies. So the signatures are recorded
+	// too, and a mail carrying a recorded one is a replay.
+	for _, k := range append([]model.Key{a.Mail}, sigs...) {
+		if done, err := config.Applied(ctx, m.cfg.DB, k); err != nil {
+			return false, "", err
+		} else if done {
+			return true, "configuration mail already applied (replay): nothing changed", nil
+		}
 	}
 	lines, err := config.Parse(text)
-	var p *config.Plan
+	applied, failure, n := false, "a line failed", 0
 	var report string
 	if err != nil {
 		report = "error: " + err.Error() + "\nnothing applied\n"
 	} else {
 		src := config.Source{Who: from, Via: "mail " + a.Mail.String(), Mail: a.Mail, HasMail: true, Now: a.Time}
-		if p, err = config.Translate(ctx, m.cfg.DB, lines, src); err != nil {
+		p, err := config.Translate(ctx, m.cfg.DB, lines, src)
+		if err != nil {
 			return false, "", err
 		}
+		report = config.Report(p)
 		if p.OK() {
-			if _, err := m.cfg.Apply.Batch(ctx, p.Requests); err != nil {
+			// One batch: the changes and every replay record.
+			reqs := slices.Concat(p.Requests, recordRequests(sigs, a.Time))
+			_, err := m.cfg.Apply.Batch(ctx, reqs)
+			switch {
+			case err == nil:
+				applied, n = true, len(p.Results)
+			case refusedBatch(err):
+				// dbd will refuse the same batch every time (a row would
+				// get more than model.MaxColumns columns, say): retrying
+				// would leave the admin with 451s and no answer. Nothing
+				// was applied (the batch is atomic), so say so.
+				failure = "dbd refused the changes"
+				report = fmt.Sprintf("error: dbd refused the changes: %v\nnothing applied\n", err)
+			default:
 				return false, "", fmt.Errorf("apply config mail: %w", err)
 			}
 		}
-		report = config.Report(p)
 	}
 	reason := fmt.Sprintf("configuration mail from %s (%s): ", from, how)
-	if p != nil && p.OK() {
-		reason += fmt.Sprintf("%d changes applied", len(p.Results))
+	if applied {
+		reason += fmt.Sprintf("%d changes applied", n)
 	} else {
-		reason += "a line failed, nothing applied"
+		reason += failure + ", nothing applied"
 	}
-	m.log.Info("configuration mail", "from", from, "auth", how, "mail", a.Mail, "ok", p != nil && p.OK())
-	m.confirm(mailbox, from, msg.Header.Get("Message-ID"), p != nil && p.OK(), report)
+	m.log.Info("configuration mail", "from", from, "auth", how, "mail", a.Mail, "ok", applied)
+	m.confirm(mailbox, from, msg.Header.Get("Message-ID"), applied, report)
 	return true, reason, nil
 }
 
-// authenticate returns how the admin from is authenticated ("" if not).
-func (m *Mailer) authenticate(ctx context.Context, a model.Attempt, mailbox string, raw []byte, from, secret string) (string, error) {
+// refusedBatch reports whether dbd refused a batch for what it is (bad or
+// too large), so that sending it again cannot succeed.
+func refusedBatch(err error) bool {
+	var we *wire.Error
+	return errors.As(err, &we) && (we.Code == wire.CodeBadRequest || we.Code == wire.CodeTooLarge)
+}
+
+// authenticate returns how the admin from is authenticated ("" if not)
+// and, when by DKIM, the replay keys of the aligned signatures
+// (signatureKeys).
+func (m *Mailer) authenticate(ctx context.Context, a model.Attempt, mailbox string, raw []byte, from, secret string) (string, []model.Key, error) {
 	if m.cfg.Auth != nil {
 		res := m.cfg.Auth.Check(ctx, signal.Envelope{ClientIP: a.ClientIP(), Helo: a.Helo, From: a.From, Rcpt: mailbox}, raw)
 		if res.DKIM == signal.Pass {
+			var aligned []string
 			for _, d := range res.DKIMDomains {
 				if msgauth.AlignedRelaxed(d, domainOf(from)) {
-					return "DKIM d=" + d, nil
+					aligned = append(aligned, d)
 				}
+			}
+			if len(aligned) > 0 {
+				return "DKIM d=" + aligned[0], signatureKeys(raw, aligned), nil
 			}
 		}
 	}
 	if secret == "" {
-		return "", nil
+		return "", nil, nil
 	}
 	hash, ok, err := config.AdminSecretHash(ctx, m.cfg.DB, from)
 	if err != nil || !ok {
-		return "", err
+		return "", nil, err
 	}
 	if good, err := passwd.Check(secret, hash); err != nil || !good {
 		if err != nil {
 			m.log.Warn("an admin's secret hash cannot be checked", "admin", from, "err", err)
 		}
-		return "", nil
+		return "", nil, nil
 	}
-	return "secret", nil
+	return "secret", nil, nil
+}
+
+// maxSignatures bounds the DKIM-Signature fields read for replay keys
+// (msgauth verifies fewer).
+const maxSignatures = 32
+
+// signatureKeys returns a replay key for each DKIM-Signature field of raw
+// whose d= is one of domains (those that verified and align with From):
+// the hash of its decoded b= value, which signs the body hash and the
+// signed header fields. Which of several signatures of one domain
+// verified is not known here, so each gets a key; a replay must keep the
+// one that verifies, and that one is recorded. b= is decoded, so a
+// refolded or re-padded value is still the same signature.
+func signatureKeys(raw []byte, domains []string) []model.Key {
+	msg, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		return nil
+	}
+	var keys []model.Key
+	for i, f := range msg.Header["Dkim-Signature"] {
+		if i == maxSignatures {
+			break
+		}
+		var d, b string
+		for tag := range strings.SplitSeq(f, ";") {
+			k, v, _ := strings.Cut(tag, "=")
+			v = strings.Join(strings.Fields(v), "") // RFC 6376 §3.2: FWS inside values is ignored
+			switch strings.TrimSpace(k) {
+			case "d":
+				d = strings.TrimSuffix(strings.ToLower(v), ".")
+			case "b":
+				b = v
+			}
+		}
+		sig, err := base64.StdEncoding.DecodeString(b)
+		if err != nil || len(sig) == 0 || !slices.Contains(domains, d) {
+			continue
+		}
+		keys = append(keys, model.KeyOf(model.Text, append([]byte("twinmx-config-dkim/1\n"), sig...)))
+	}
+	return keys
+}
+
+// recordRequests record the replay keys as applied at t, like the
+// mail key's record config.Translate makes.
+func recordRequests(keys []model.Key, t time.Time) []wire.Request {
+	var reqs []wire.Request
+	for _, k := range keys {
+		mc := config.MailContent(k)
+		reqs = append(reqs,
+			wire.Request{Op: wire.OpFindOrInsert, Table: model.Text, Content: mc},
+			wire.Request{Op: wire.OpSet, Table: model.Text, Ref: wire.Ref{ByKey: true, Key: model.KeyOf(model.Text, mc)},
+				Name: config.ColApplied, Value: uint64(max(t.UnixMilli(), 1))})
+	}
+	return reqs
 }
 
 func singleFrom(h mail.Header) (string, error) {
@@ -547,7 +641,7 @@ func (m *Mailer) confirmation(ctx context.Context, configAddr, to, inReplyTo str
 	w := quotedprintable.NewWriter(&body)
 	intro := "Your configuration mail was applied:\n\n"
 	if !ok {
-		intro = "Your configuration mail was NOT applied: a line failed, so nothing changed.\n\n"
+		intro = "Your configuration mail was NOT applied: nothing changed.\n\n"
 	}
 	io.WriteString(w, strings.ReplaceAll(intro+report, "\n", "\r\n"))
 	w.Close()

@@ -1,9 +1,25 @@
 package confmail
 
 import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"mime/quotedprintable"
 	"net/mail"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/config"
+	"github.com/twinmx/twinmx/services/spamd/internal/signal"
 )
 
 func TestBodyText(t *testing.T) {
@@ -60,4 +76,248 @@ func TestIsConfigAddress(t *testing.T) {
 	if m.IsConfigAddress("config@x.test") || !m.IsConfigAddress("cfg@x.test") {
 		t.Error("--config-address not honoured")
 	}
+}
+
+// dkimAuth verifies DKIM for real, with keys from txt instead of DNS.
+type dkimAuth struct{ txt map[string]string }
+
+func (a dkimAuth) Check(_ context.Context, _ signal.Envelope, raw []byte) signal.Auth {
+	verifs, _ := dkim.VerifyWithOptions(bytes.NewReader(raw), &dkim.VerifyOptions{
+		LookupTXT: func(name string) ([]string, error) {
+			if v, ok := a.txt[name]; ok {
+				return []string{v}, nil
+			}
+			return nil, errors.New("no such record")
+		},
+	})
+	var res signal.Auth
+	for _, v := range verifs {
+		if v.Err == nil {
+			res.DKIM = signal.Pass
+			res.DKIMDomains = append(res.DKIMDomains, v.Domain)
+		}
+	}
+	return res
+}
+
+// configWorld is a dbd with the admin boss@x.test, the mailbox u@x.test,
+// and a DKIM key for x.test.
+type configWorld struct {
+	db   *fakeDB
+	m    *Mailer
+	sign func(t *testing.T, id, body string) []byte
+	sent *fakeSender
+}
+
+func newConfigWorld(t *testing.T) *configWorld {
+	t.Helper()
+	ctx := context.Background()
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := newFakeDB()
+	t0 := time.Date(2026, 3, 4, 9, 0, 0, 0, time.UTC)
+	ac := config.AdminContent("boss@x.test")
+	if _, err := db.Batch(ctx, []wire.Request{
+		{Op: wire.OpFindOrInsert, Table: model.Mailbox, Content: []byte("u@x.test")},
+		{Op: wire.OpFindOrInsert, Table: model.Config, Content: ac},
+		{Op: wire.OpSet, Table: model.Config, Ref: wire.Ref{Content: ac}, Name: config.ColAdmin, Value: model.MemberValue(t0, true)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	auth := dkimAuth{txt: map[string]string{"sel._domainkey.x.test": "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub)}}
+	m := New(Config{DB: db, Apply: db, Auth: auth, Sender: &fakeSender{}, Hostname: "mx.x.test"})
+	t.Cleanup(m.wg.Wait)
+	sign := func(t *testing.T, id, body string) []byte {
+		t.Helper()
+		raw := strings.ReplaceAll("From: Boss <boss@x.test>\nTo: config@x.test\nSubject: config\nMessage-ID: <"+id+"@x.test>\nDate: Wed, 04 Mar 2026 10:00:00 +0000\n\n"+body, "\n", "\r\n")
+		var out bytes.Buffer
+		if err := dkim.Sign(&out, strings.NewReader(raw), &dkim.SignOptions{Domain: "x.test", Selector: "sel", Signer: priv,
+			HeaderCanonicalization: dkim.CanonicalizationRelaxed, BodyCanonicalization: dkim.CanonicalizationRelaxed,
+			HeaderKeys: []string{"From", "To", "Subject", "Message-ID", "Date"}}); err != nil {
+			t.Fatal(err)
+		}
+		return out.Bytes()
+	}
+	return &configWorld{db: db, m: m, sign: sign, sent: m.cfg.Sender.(*fakeSender)}
+}
+
+// apply hands raw to Apply as judge does: its mail key is that of its
+// rows (header without Received fields, body).
+func (w *configWorld) apply(t *testing.T, raw []byte, at time.Time) (bool, string) {
+	t.Helper()
+	a := model.Attempt{Time: at, Client: "192.0.2.1:2525", From: "boss@x.test", Rcpts: []string{"config@x.test"},
+		Mail: model.NewMailRows(raw).MailKey, HasMail: true}
+	ok, reason, err := w.m.Apply(context.Background(), a, "config@x.test", raw)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	w.m.wg.Wait() // the confirmation
+	return ok, reason
+}
+
+func (w *configWorld) listKind(t *testing.T) string {
+	t.Helper()
+	row, err := w.db.FindKey(context.Background(), model.Text, model.KeyOf(model.Text, config.SpamListContent("u@x.test", "@spam.example")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch row.State.Col(config.ColSpamList) & 3 {
+	case config.ListAllow:
+		return "allow"
+	case config.ListBlock:
+		return "block"
+	}
+	return "removed"
+}
+
+// TestReplayAltered: a captured DKIM-signed config mail, sent again with
+// changes its signature does not cover (a new mail key), is a replay: it
+// does not undo a later change.
+func TestReplayAltered(t *testing.T) {
+	w := newConfigWorld(t)
+	t0 := time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
+	block := w.sign(t, "c1", "block u@x.test @spam.example\n")
+	if ok, reason := w.apply(t, block, t0); !ok || !strings.Contains(reason, "1 changes applied") {
+		t.Fatalf("block mail: %v %q", ok, reason)
+	}
+	if ok, reason := w.apply(t, w.sign(t, "c2", "unlist u@x.test @spam.example\n"), t0.Add(time.Minute)); !ok || !strings.Contains(reason, "1 changes applied") {
+		t.Fatalf("unlist mail: %v %q", ok, reason)
+	}
+	if got := w.listKind(t); got != "removed" {
+		t.Fatalf("after unlist: %s", got)
+	}
+	replays := map[string][]byte{
+		"as sent":                 block,
+		"unsigned field added":    append([]byte("X-Replayed: yes\r\n"), block...),
+		"relaxed header refolded": bytes.Replace(block, []byte("Subject: config"), []byte("Subject:   config"), 1),
+		"body whitespace":         append(bytes.Clone(block), "\r\n\r\n"...),
+		"signature refolded":      bytes.Replace(block, []byte("\r\n b="), []byte("\r\n  b="), 1),
+		"signature re-padded":     repad(t, block),
+	}
+	for name, raw := range replays {
+		if name != "as sent" && model.NewMailRows(raw).MailKey == model.NewMailRows(block).MailKey {
+			t.Fatalf("%s: same mail key: the test does not test anything", name)
+		}
+		if res := w.m.cfg.Auth.Check(context.Background(), signal.Envelope{}, raw); res.DKIM != signal.Pass {
+			t.Fatalf("%s: the signature does not verify (%v): the test does not test anything", name, res.DKIM)
+		}
+		before := w.db.batchCount()
+		ok, reason := w.apply(t, raw, t0.Add(time.Hour))
+		if !ok || !strings.Contains(reason, "replay") {
+			t.Errorf("%s: Apply = %v, %q; want a replay", name, ok, reason)
+		}
+		if got := w.listKind(t); got != "removed" || w.db.batchCount() != before {
+			t.Errorf("%s: the replay changed the configuration (list %s, %d batches)", name, got, w.db.batchCount()-before)
+		}
+	}
+	// The admin sending the same commands again is a new mail with its
+	// own signature: applied.
+	if ok, reason := w.apply(t, w.sign(t, "c3", "block u@x.test @spam.example\n"), t0.Add(2*time.Hour)); !ok || !strings.Contains(reason, "1 changes applied") {
+		t.Fatalf("a new mail with the same commands: %v %q", ok, reason)
+	}
+	if got := w.listKind(t); got != "block" {
+		t.Errorf("after a new block mail: %s", got)
+	}
+}
+
+// repad changes the last character of the b= value of raw's signature to
+// one that decodes to the same bytes: base64 does not check the unused
+// low bits of the last character before "==".
+func repad(t *testing.T, raw []byte) []byte {
+	t.Helper()
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	i := bytes.Index(raw, []byte("==\r\nFrom:")) - 1
+	v := strings.IndexByte(alphabet, raw[i])
+	if i < 0 || v < 0 || v&0xf != 0 {
+		t.Fatalf("no b= value ending in x== in %q", raw)
+	}
+	out := bytes.Clone(raw)
+	out[i] = alphabet[v|1]
+	return out
+}
+
+// FuzzConfigMail: reading a config mail's text, its secret and its
+// signatures' replay keys never panics and stays within the bounds.
+func FuzzConfigMail(f *testing.F) {
+	f.Add([]byte("Subject: x\r\n\r\nblock u@x.test @a.example\r\nsecret: s\r\n-- \r\nBoss\r\n"))
+	f.Add([]byte("Content-Type: multipart/alternative; boundary=B\n\n--B\nContent-Type: text/html\n\n<p>no</p>\n--B\nContent-Type: text/plain\nContent-Transfer-Encoding: base64\n\nYmxvY2sgdUB4LnRlc3Qg\nQGEuZXhhbXBsZQo=\n--B--\n"))
+	f.Add([]byte("Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nzone u@x.test =\r\nUTC=3D\r\n"))
+	f.Add([]byte("DKIM-Signature: v=1; d=X.test.; b=AAAA\r\n BBBB=; h=from\r\nDKIM-Signature: d=x.test; b=!!\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if keys := signatureKeys(raw, []string{"x.test"}); len(keys) > maxSignatures {
+			t.Fatalf("%d signature keys", len(keys))
+		}
+		msg, err := mail.ReadMessage(bytes.NewReader(raw))
+		if err != nil {
+			return
+		}
+		text, err := bodyText(msg)
+		if err != nil {
+			return
+		}
+		if len(text) > config.MaxText {
+			t.Fatalf("bodyText: %d bytes", len(text))
+		}
+		cut, _ := cutSecret(text)
+		if strings.Count(cut, "\n") != strings.Count(text, "\n") {
+			t.Fatalf("cutSecret(%q) = %q: the lines moved", text, cut)
+		}
+		for l := range strings.SplitSeq(cut, "\n") {
+			if k, _, ok := strings.Cut(strings.TrimSpace(l), ":"); ok && strings.EqualFold(k, "secret") {
+				t.Fatalf("cutSecret(%q) kept %q", text, l)
+			}
+		}
+	})
+}
+
+// TestApplyRefusedBatch: a mail whose batch dbd refuses for what it is
+// (here: more columns on the mailbox row than a row may hold) is answered
+// at once, accepted with nothing applied and a confirmation that says so;
+// it used to be an error, judged again and again, with 451s for the admin
+// and no answer.
+func TestApplyRefusedBatch(t *testing.T) {
+	w := newConfigWorld(t)
+	var body strings.Builder
+	for i := range model.MaxColumns + 10 {
+		fmt.Fprintf(&body, "filter add u@x.test X-Header-%d\n", i)
+	}
+	a := model.Attempt{Time: time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC), Client: "192.0.2.1:2525", From: "boss@x.test"}
+	raw := w.sign(t, "big", body.String())
+	a.Mail = model.NewMailRows(raw).MailKey
+	ok, reason, err := w.m.Apply(context.Background(), a, "config@x.test", raw)
+	w.m.wg.Wait()
+	if err != nil || !ok || !strings.Contains(reason, "dbd refused the changes, nothing applied") {
+		t.Fatalf("Apply = %v, %q, %v; want accepted, nothing applied", ok, reason, err)
+	}
+	row, err := w.db.FindKey(context.Background(), model.Mailbox, model.KeyOf(model.Mailbox, []byte("u@x.test")))
+	if err != nil || len(row.State.Cols) != 0 {
+		t.Fatalf("mailbox row: %v, %d columns; want it unchanged", err, len(row.State.Cols))
+	}
+	sent := w.sent.mails()
+	if len(sent) != 1 {
+		t.Fatalf("%d confirmations, want 1", len(sent))
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(sent[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(quotedprintable.NewReader(msg.Body))
+	if !strings.Contains(msg.Header.Get("Subject"), "NOT applied") || !strings.Contains(string(text), "dbd refused the changes") {
+		t.Errorf("confirmation %q:\n%s", msg.Header.Get("Subject"), text)
+	}
+	// A failure that may pass later is still an error: judged again.
+	w.m.cfg.Apply = failingApplier{&wire.Error{Code: wire.CodeUnavailable, Msg: "dbd cannot serve now"}}
+	raw = w.sign(t, "small", "filter add u@x.test X-Spam\n")
+	a.Mail = model.NewMailRows(raw).MailKey
+	if _, _, err := w.m.Apply(context.Background(), a, "config@x.test", raw); err == nil {
+		t.Error("Apply with dbd unavailable: no error")
+	}
+}
+
+type failingApplier struct{ err error }
+
+func (f failingApplier) Batch(context.Context, []wire.Request) ([]wire.Result, error) {
+	return nil, f.err
 }

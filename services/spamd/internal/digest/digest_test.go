@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire/client"
@@ -431,4 +433,118 @@ func TestPassSkips(t *testing.T) {
 	if n, err := w.digester(time.Hour).Pass(ctx, now); err != nil || n != 0 {
 		t.Fatalf("Pass = %d, %v; want nothing to send", n, err)
 	}
+}
+
+// TestOneLine: a sender's text is listed on one line, bounded, without
+// characters that change how the line displays, and with no ALLOW token
+// of its own, however it is disguised.
+func TestOneLine(t *testing.T) {
+	const tok = "abcdefghijklmnop"
+	tests := []struct {
+		name, in string
+	}{
+		{"space", "ALLOW " + tok},
+		// Control characters became spaces after the defusing, so these
+		// were listed as working "ALLOW <token>" lines.
+		{"vertical tab", "ALLOW\v" + tok},
+		{"line break from an encoded-word", "ALLOW\r\n" + tok},
+		{"NUL", "ALLOW\x00" + tok},
+		{"NEL", "ALLOW\u0085" + tok},
+		// The cut at maxFieldRunes left 16 letters after ALLOW.
+		{"cut after 16 letters", strings.Repeat("x", maxFieldRunes-len(" ALLOW ")-TokenLen) + " ALLOW " + tok + "q"},
+		{"line separator", "ALLOW\u2028" + tok},
+		{"right-to-left override", "\u202emoc.knab@ecivres ALLOW\u2066" + tok},
+		{"invalid UTF-8", "ALLOW\xff" + tok + "\xfe"},
+	}
+	for _, tc := range tests {
+		got := oneLine(tc.in)
+		if toks := FindTokens([]byte("\r\n> " + got + "\r\n")); len(toks) != 0 {
+			t.Errorf("%s: oneLine(%q) = %q holds the token %v", tc.name, tc.in, got, toks)
+		}
+		for _, r := range got {
+			if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp) {
+				t.Errorf("%s: oneLine(%q) = %q holds %U", tc.name, tc.in, got, r)
+			}
+		}
+		if !utf8.ValidString(got) {
+			t.Errorf("%s: oneLine(%q) = %q is not UTF-8", tc.name, tc.in, got)
+		}
+	}
+	if got, want := oneLine("Grüße, \u05e9\u05dc\u05d5\u05dd"), "Grüße, \u05e9\u05dc\u05d5\u05dd"; got != want {
+		t.Errorf("oneLine changed plain text: %q, want %q", got, want)
+	}
+}
+
+func FuzzOneLine(f *testing.F) {
+	f.Add("Grüße\r\nALLOW abcdefghijklmnop")
+	f.Add("ALLOW\vabcdefghijklmnop")
+	f.Add(strings.Repeat("x", maxFieldRunes-23) + " ALLOW abcdefghijklmnopq")
+	f.Add("\u202e\u2028\xff")
+	f.Fuzz(func(t *testing.T, in string) {
+		got := oneLine(in)
+		if toks := FindTokens([]byte("\r\n" + got + "\r\n")); len(toks) != 0 {
+			t.Fatalf("oneLine(%q) = %q holds the token %v", in, got, toks)
+		}
+		if strings.ContainsAny(got, "\r\n") || !utf8.ValidString(got) {
+			t.Fatalf("oneLine(%q) = %q", in, got)
+		}
+		// maxFieldRunes, "…", and 2 bytes per defused ALLOW.
+		if n := utf8.RuneCountInString(got); n > maxFieldRunes+1+2*(maxFieldRunes/22+1) {
+			t.Fatalf("oneLine(%q): %d runes", in, n)
+		}
+	})
+}
+
+// FuzzBuild: whatever a sender writes, the digest is 7-bit CRLF text with
+// lines of at most 998 bytes (RFC 5322 §2.1.1), its header is ours, its MAC
+// verifies, and the only ALLOW token in it is the one spamd issued.
+func FuzzBuild(f *testing.F) {
+	f.Add("bot@spam.example", `"Bot" <bot@spam.example>`, "Grüße\r\nALLOW aaaaaaaaaaaaaaaa", "classifier 1.0000")
+	f.Add("a\r\nBcc: x@y", "=?utf-8?b?QUxMT1cKYWJjZGVmZ2hpamtsbW5vcA==?=", "\u202e\xff\x00", strings.Repeat("é", 2000))
+	f.Fuzz(func(t *testing.T, envelope, from, subject, reason string) {
+		d := testDigest()
+		d.Entries[0].Envelope, d.Entries[0].From, d.Entries[0].Subject, d.Entries[0].Reason = envelope, decodeHeader(from), decodeHeader(subject), reason
+		raw := Build(testSecret, d)
+		for i, c := range raw {
+			if c >= 0x80 || c == '\n' && (i == 0 || raw[i-1] != '\r') || c == '\r' && (i+1 == len(raw) || raw[i+1] != '\n') {
+				t.Fatalf("byte %d (%q) is not 7-bit CRLF text", i, c)
+			}
+		}
+		for _, line := range bytes.Split(raw, []byte("\r\n")) {
+			if len(line) > 998 {
+				t.Fatalf("line of %d bytes", len(line))
+			}
+		}
+		msg, err := mail.ReadMessage(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msg.Header) != 11 || !testSecret.IsOwn(d.Mailbox, raw) {
+			t.Fatalf("header %v, or the MAC does not verify", msg.Header)
+		}
+		body, err := io.ReadAll(quotedprintable.NewReader(msg.Body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if toks := FindTokens(raw); len(toks) != 1 || toks[0] != d.Entries[0].Token {
+			t.Fatalf("tokens %v in\n%s", toks, body)
+		}
+	})
+}
+
+func FuzzParsePairContent(f *testing.F) {
+	f.Add(pairContent("u@x.test", "bot@spam.example"))
+	f.Add([]byte("twinmx-allow-pair/1\nmailbox: \nsender: x"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, s, ok := parsePairContent(b)
+		if !ok {
+			return
+		}
+		if m == "" || s == "" {
+			t.Fatalf("parsePairContent(%q) = %q, %q, true", b, m, s)
+		}
+		if s == strings.ToLower(s) && !bytes.Equal(pairContent(m, s), b) {
+			t.Fatalf("parsePairContent(%q) = %q, %q: does not make the same content", b, m, s)
+		}
+	})
 }

@@ -167,12 +167,14 @@ func bodyText(d Digest) string {
 const maxFieldRunes = 200
 
 // oneLine makes text from a refused mail safe to list: valid UTF-8, no
-// control characters (no line breaks, so a sender's text never starts a
-// line of the digest), at most maxFieldRunes runes, and no "ALLOW <token>"
-// of its own (a reply quoting it would apply it).
+// control, format or line-separator characters (no line breaks, so a
+// sender's text never starts a line of the digest, and no bidi overrides
+// that would make it display as something else), at most maxFieldRunes
+// runes, and no "ALLOW <token>" of its own (a reply quoting it would apply
+// it). The defusing comes last: a control character between ALLOW and a
+// word, or a cut after 16 letters, must not make a token after the check.
 func oneLine(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = tokenRE.ReplaceAllStringFunc(s, func(m string) string { return "[" + m[:5] + "]" + m[5:] })
 	var b strings.Builder
 	n := 0
 	for _, r := range s {
@@ -180,13 +182,13 @@ func oneLine(s string) string {
 			b.WriteString("…")
 			break
 		}
-		if unicode.IsControl(r) {
+		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp) {
 			r = ' '
 		}
 		b.WriteRune(r)
 		n++
 	}
-	return b.String()
+	return tokenRE.ReplaceAllStringFunc(b.String(), func(m string) string { return "[" + m[:5] + "]" + m[5:] })
 }
 
 // decodeHeader decodes RFC 2047 encoded words; on failure the raw value.
