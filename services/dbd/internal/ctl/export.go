@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -94,7 +96,11 @@ func export(c *cli.Context) error {
 				path += ".mbox"
 			}
 		}
-		n, err := exportBox(ctx, st, b, format, path)
+		place := placeOut
+		if c.String("mailbox") == "" {
+			place = placeInOut
+		}
+		n, err := exportBox(ctx, st, b, format, path, place)
 		if err != nil {
 			return fmt.Errorf("export %s: %w", b.Address, err)
 		}
@@ -157,21 +163,47 @@ func mailboxRows(ctx context.Context, cl *client.Client) ([]*wire.Row, error) {
 	return out, nil
 }
 
+// maxFileName bounds the names fileName makes: file systems take 255
+// bytes, and ".mbox" is added.
+const maxFileName = 200
+
 // fileName makes a mailbox address one safe file name: '/' and other
-// special bytes escaped, never "." or "..".
+// special bytes escaped, never "." or "..", at most maxFileName bytes. A
+// longer name (an address of many non-ASCII characters, each byte
+// escaped as three) is cut and ends in a hash of the address instead, so
+// that it can be created and two addresses still never share a name.
 func fileName(address string) string {
 	n := url.PathEscape(address)
 	if strings.HasPrefix(n, ".") {
 		n = "%2E" + n[1:]
 	}
-	return n
+	if len(n) <= maxFileName {
+		return n
+	}
+	sum := sha256.Sum256([]byte(address))
+	tail := "-" + hex.EncodeToString(sum[:16])
+	cut := maxFileName - len(tail)
+	// Not inside an escape: the name stays readable as escaped text.
+	if i := strings.LastIndexByte(n[:cut], '%'); i >= cut-2 {
+		cut = i
+	}
+	return n[:cut] + tail
 }
 
 // fetchAhead is how many mails are read from dbd in parallel (each is
 // several round trips).
 const fetchAhead = 16
 
-func exportBox(ctx context.Context, st *mailbox.Store, b mailbox.Box, format, path string) (int, error) {
+// exportPlace says where an export writes a mailbox.
+type exportPlace int
+
+const (
+	placeOut   exportPlace = iota // --out itself, which may be an empty folder
+	placeInOut                    // one of several mailboxes' files or folders in --out: must be new
+)
+
+// exportBox writes the mail of b to path.
+func exportBox(ctx context.Context, st *mailbox.Store, b mailbox.Box, format, path string, place exportPlace) (int, error) {
 	msgs, err := st.Messages(ctx, b.Key, 0)
 	if err != nil {
 		return 0, err
@@ -181,9 +213,9 @@ func exportBox(ctx context.Context, st *mailbox.Store, b mailbox.Box, format, pa
 	case "mbox":
 		sink, err = newMboxSink(path)
 	case "maildir":
-		sink, err = newDirSink(path, true)
+		sink, err = newDirSink(path, true, place)
 	default:
-		sink, err = newDirSink(path, false)
+		sink, err = newDirSink(path, false, place)
 	}
 	if err != nil {
 		return 0, err
@@ -300,14 +332,31 @@ type dirSink struct {
 	maildir bool
 }
 
-func newDirSink(dir string, maildir bool) (*dirSink, error) {
-	subs := []string{""}
-	if maildir {
-		subs = []string{"cur", "new", "tmp"}
+// newDirSink makes the folder dir. An existing one is refused unless it is
+// an empty --out (placeOut): the names in it must be the export's alone. (Two
+// mailboxes whose addresses differ only in the case of the local part,
+// exported to a file system that ignores case — macOS, Windows, a FAT or
+// exFAT disk — get the same folder; without this check the second's mail
+// went silently into the first's folder.)
+func newDirSink(dir string, maildir bool, place exportPlace) (*dirSink, error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return nil, err
 	}
-	for _, s := range subs {
-		if err := os.MkdirAll(filepath.Join(dir, s), 0o700); err != nil {
+	if err := os.Mkdir(dir, 0o700); errors.Is(err, os.ErrExist) {
+		if place == placeInOut {
+			return nil, fmt.Errorf("%s exists (another mailbox's folder, on a file system that ignores case?)", dir)
+		}
+		if err := checkFresh(dir); err != nil {
 			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	if maildir {
+		for _, s := range []string{"cur", "new", "tmp"} {
+			if err := os.Mkdir(filepath.Join(dir, s), 0o700); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return &dirSink{dir: dir, maildir: maildir}, nil

@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -347,17 +348,31 @@ func (s *mboxSource) close() error { return s.f.Close() }
 
 // maildirSource reads every file of a Maildir's cur/ and new/ (tmp/ holds
 // mail still being written), in name order within each.
+//
+// The Maildir may be in use while it is imported (the migration imports
+// once, then again after the MX moved): a mail client that reads a mail
+// moves it from new/ to cur/, and one that changes a flag renames it in
+// cur/. A file gone since the listing is looked for under its new name
+// (same unique part, the name before ':'), so a mail being read is
+// imported, not reported failed.
 type maildirSource struct {
 	dir     string
-	files   []string // relative to dir
+	files   []string        // relative to dir, still to read
+	read    map[string]bool // files read (relative to dir): a renamed file is not read twice
 	maxSize int
+
+	index map[string]string // unique part → file, as listed after the last read; nil: list again
 }
 
 func newMaildirSource(dir string, maxSize int) (*maildirSource, error) {
-	s := &maildirSource{dir: dir, maxSize: maxSize}
+	s := &maildirSource{dir: dir, maxSize: maxSize, read: map[string]bool{}}
+	// new/ is listed before cur/: a mail moved from one to the other
+	// between the two listings is then in both lists (read once, see
+	// next), not in neither.
+	lists := map[string][]string{}
 	found := false
-	for _, sub := range []string{"cur", "new"} {
-		ents, err := os.ReadDir(filepath.Join(dir, sub))
+	for _, sub := range []string{"new", "cur"} {
+		names, err := s.list(sub)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -365,53 +380,147 @@ func newMaildirSource(dir string, maxSize int) (*maildirSource, error) {
 			return nil, err
 		}
 		found = true
-		var names []string
-		for _, e := range ents {
-			if !e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
-				names = append(names, filepath.Join(sub, e.Name()))
-			}
-		}
-		sort.Strings(names)
-		s.files = append(s.files, names...)
+		lists[sub] = names
 	}
 	if !found {
 		return nil, fmt.Errorf("%s is not a Maildir (no cur/ or new/)", dir)
 	}
+	s.files = append(lists["cur"], lists["new"]...)
 	return s, nil
 }
 
-func (s *maildirSource) next() (importItem, error) {
-	if len(s.files) == 0 {
-		return importItem{}, io.EOF
+// list returns the mail files of sub (cur or new), relative to s.dir, in
+// name order.
+func (s *maildirSource) list(sub string) ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(s.dir, sub))
+	if err != nil {
+		return nil, err
 	}
-	name := s.files[0]
-	s.files = s.files[1:]
+	var names []string
+	for _, e := range ents {
+		if !e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, filepath.Join(sub, e.Name()))
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// maildirUnique is the part of a Maildir file name that stays when the
+// file moves from new/ to cur/ or its flags change: the name before ':'.
+func maildirUnique(name string) string {
+	u, _, _ := strings.Cut(filepath.Base(name), ":")
+	return u
+}
+
+// renamed returns where the file name (relative to s.dir) is now: the file
+// in cur/ or new/ with the same unique part, or "" if there is none. The
+// folders are listed again only if some file was read since they were
+// last: many files deleted in a row (a folder expunged while it is
+// imported) cost one listing, not one each.
+func (s *maildirSource) renamed(name string) (string, error) {
+	if s.index == nil {
+		s.index = map[string]string{}
+		for _, sub := range []string{"cur", "new"} {
+			names, err := s.list(sub)
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				s.index = nil
+				return "", err
+			}
+			for _, n := range names {
+				if u := maildirUnique(n); s.index[u] == "" {
+					s.index[u] = n
+				}
+			}
+		}
+	}
+	return s.index[maildirUnique(name)], nil
+}
+
+func (s *maildirSource) next() (importItem, error) {
+	for len(s.files) > 0 {
+		name := s.files[0]
+		s.files = s.files[1:]
+		if s.read[name] {
+			continue // read already, under the name it was renamed from
+		}
+		it, err := s.readFile(name)
+		if !errors.Is(err, os.ErrNotExist) {
+			it.err = err
+			return it, nil
+		}
+		now, lerr := s.renamed(name)
+		switch {
+		case lerr != nil:
+			it.err = fmt.Errorf("%w; looking for it under a new name: %w", err, lerr)
+			return it, nil
+		case now == "":
+			it.err = errors.New("vanished during the import (deleted, or moved to another folder)")
+			return it, nil
+		case now == name:
+			it.err = err // still listed but not there: a dangling symlink
+			return it, nil
+		case s.read[now]:
+			continue // moved after it was read under its new name
+		}
+		it, err = s.readFile(now)
+		it.where = name + " (now " + now + ")"
+		it.err = err
+		return it, nil
+	}
+	return importItem{}, io.EOF
+}
+
+// readFile reads the mail in file name (relative to s.dir). The error is
+// the message's problem (it.err is nil); os.ErrNotExist if it is gone.
+func (s *maildirSource) readFile(name string) (importItem, error) {
 	it := importItem{where: name}
 	if _, info, ok := strings.Cut(filepath.Base(name), ":2,"); ok {
 		it.flags = info
 	}
 	p := filepath.Join(s.dir, name)
-	fi, err := os.Stat(p)
+	// Stat before opening: opening a FIFO would block until some writer
+	// comes.
+	if fi, err := os.Stat(p); err != nil {
+		return it, err
+	} else if !fi.Mode().IsRegular() {
+		return it, errors.New("not a regular file")
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return it, err
+	}
+	defer f.Close()
+	s.read[name] = true
+	s.index = nil // files may move while this one is read: a later lookup lists again
+	fi, err := f.Stat()
 	switch {
 	case err != nil:
-		it.err = err
+		return it, err
 	case !fi.Mode().IsRegular():
-		it.err = errors.New("not a regular file")
+		return it, errors.New("not a regular file")
 	case fi.Size() > int64(s.maxSize):
-		it.err = fmt.Errorf("%w (%d bytes, over %d)", errMboxTooLarge, fi.Size(), s.maxSize)
-	case fi.Size() == 0:
-		it.err = errors.New("empty message")
-	}
-	if it.err != nil {
-		return it, nil
+		return it, fmt.Errorf("%w (%d bytes, over %d)", errMboxTooLarge, fi.Size(), s.maxSize)
 	}
 	it.at = fi.ModTime()
-	if it.raw, err = os.ReadFile(p); err != nil {
-		it.err = err
-	} else {
-		it.err = checkMail(it.raw)
+	// The size is checked on what is read, not only on what stat said: a
+	// file can grow after the stat, and some (in /proc) claim 0 bytes.
+	var b bytes.Buffer
+	b.Grow(int(fi.Size()) + 1)
+	if _, err := b.ReadFrom(io.LimitReader(f, int64(s.maxSize)+1)); err != nil {
+		return it, err
 	}
-	return it, nil
+	switch {
+	case b.Len() > s.maxSize:
+		return it, fmt.Errorf("%w (over %d bytes)", errMboxTooLarge, s.maxSize)
+	case b.Len() == 0:
+		return it, errors.New("empty message")
+	}
+	it.raw = b.Bytes()
+	return it, checkMail(it.raw)
 }
 
 func (s *maildirSource) close() error { return nil }

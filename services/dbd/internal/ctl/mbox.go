@@ -103,23 +103,49 @@ func (m *mboxReader) readMessage() (msg mboxMessage, ok bool, err error) {
 	m.sep = nil
 	var buf bytes.Buffer
 	tooLarge, atStart := false, true
+	// keep appends n bytes to the message, or marks it too large: the
+	// reader never holds more than maxSize bytes of one message.
+	keep := func(n int) bool {
+		if buf.Len()+n > m.maxSize {
+			tooLarge = true
+		}
+		return !tooLarge
+	}
 	for {
+		counted := false // this line is counted in m.line
+		if atStart {
+			gt, from, err := m.lineStart()
+			if err != nil {
+				return mboxMessage{}, false, fmt.Errorf("read mbox line %d: %w", m.line+1, err)
+			}
+			if gt == 0 && from {
+				m.line++
+				frag, rerr := m.r.ReadSlice('\n')
+				if m.sep, err = m.readSeparator(frag, rerr); err != nil {
+					return mboxMessage{}, false, err
+				}
+				msg, ok = m.finish(cur, buf.Bytes(), tooLarge)
+				return msg, ok, nil
+			}
+			if gt > 0 {
+				m.line++
+				counted = true
+				if from && (m.quoting == mboxrd || gt == 1) {
+					gt-- // the quoting '>'
+				}
+				if keep(gt) {
+					for range gt {
+						buf.WriteByte('>')
+					}
+				}
+			}
+		}
 		frag, rerr := m.r.ReadSlice('\n')
 		if len(frag) > 0 {
-			if atStart {
+			if atStart && !counted {
 				m.line++
-				if bytes.HasPrefix(frag, []byte("From ")) {
-					if m.sep, err = m.readSeparator(frag, rerr); err != nil {
-						return mboxMessage{}, false, err
-					}
-					msg, ok = m.finish(cur, buf.Bytes(), tooLarge)
-					return msg, ok, nil
-				}
-				frag = unquoteFrom(frag, m.quoting)
 			}
-			if buf.Len()+len(frag) > m.maxSize {
-				tooLarge = true
-			} else if !tooLarge {
+			if keep(len(frag)) {
 				buf.Write(frag)
 			}
 			atStart = frag[len(frag)-1] == '\n'
@@ -134,6 +160,33 @@ func (m *mboxReader) readMessage() (msg mboxMessage, ok bool, err error) {
 			return mboxMessage{}, false, fmt.Errorf("read mbox line %d: %w", m.line, rerr)
 		}
 	}
+}
+
+// lineStart consumes the '>' bytes that begin a line and returns how many
+// there were and whether "From " follows them. It reads them one by one
+// rather than looking at the line's first ReadSlice fragment: a run of '>'
+// can be longer than the buffer, and whether the line is quoted is only
+// known where the run ends (the writer quotes such a line too).
+func (m *mboxReader) lineStart() (gt int, from bool, err error) {
+	for {
+		b, err := m.r.Peek(1)
+		if errors.Is(err, io.EOF) {
+			return gt, false, nil
+		}
+		if err != nil {
+			return gt, false, err
+		}
+		if b[0] != '>' {
+			break
+		}
+		m.r.Discard(1) // cannot fail: the byte is buffered
+		gt++
+	}
+	p, err := m.r.Peek(len("From "))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return gt, false, err
+	}
+	return gt, string(p) == "From ", nil
 }
 
 // readSeparator reads the rest of a separator line whose first fragment is
@@ -154,7 +207,12 @@ func (m *mboxReader) readSeparator(frag []byte, rerr error) (*separator, error) 
 		return nil, fmt.Errorf("read mbox line %d: %w", m.line, rerr)
 	}
 	sep := &separator{msg: mboxMessage{Line: m.line}, crlf: bytes.HasSuffix(line, []byte("\r\n"))}
-	fields := strings.Fields(string(line[len("From "):]))
+	// Fields are split at ASCII white space only, as the writer (and
+	// mutt, Dovecot) see them: a sender with, say, a no-break space in it
+	// is one word, and the date after it must stay the date.
+	fields := strings.FieldsFunc(string(line[len("From "):]), func(r rune) bool {
+		return r == ' ' || r == '\t' || r == '\r' || r == '\n'
+	})
 	if len(fields) > 0 {
 		sep.msg.Sender = fields[0]
 		sep.msg.Date = parseMboxDate(fields[1:])
@@ -213,22 +271,6 @@ func checkMail(raw []byte) error {
 	return nil
 }
 
-// unquoteFrom removes the quoting '>' from a line that starts with
-// ">From " (mboxo) or any number of '>' then "From " (mboxrd).
-func unquoteFrom(line []byte, q mboxQuoting) []byte {
-	if len(line) == 0 || line[0] != '>' {
-		return line
-	}
-	rest := line[1:]
-	if q == mboxrd {
-		rest = bytes.TrimLeft(rest, ">")
-	}
-	if bytes.HasPrefix(rest, []byte("From ")) {
-		return line[1:]
-	}
-	return line
-}
-
 // mboxDateLayout is the asctime date of a separator line, in UTC.
 const mboxDateLayout = "Mon Jan _2 15:04:05 2006"
 
@@ -245,11 +287,17 @@ func parseMboxDate(fields []string) time.Time {
 	return time.Time{}
 }
 
+// maxMboxSender bounds the sender written on a separator line: the reader
+// keeps maxFromLine bytes of the line, and the date after the sender must
+// be among them. (An SMTP path is at most 256 bytes, RFC 5321 §4.5.3.1.3;
+// a longer Return-Path comes from the mail, not from a delivery.)
+const maxMboxSender = 1000
+
 // writeMbox appends one mail to an mbox: the separator line with sender
-// (MAILER-DAEMON if it is empty or not one word) and date, the mail with
-// mboxrd quoting, and the blank line that ends it.
+// (MAILER-DAEMON if it is empty, not one word or over maxMboxSender bytes)
+// and date, the mail with mboxrd quoting, and the blank line that ends it.
 func writeMbox(w *bufio.Writer, sender string, date time.Time, raw []byte) {
-	if sender == "" || strings.ContainsFunc(sender, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+	if sender == "" || len(sender) > maxMboxSender || strings.ContainsFunc(sender, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		sender = "MAILER-DAEMON"
 	}
 	if date.IsZero() {
