@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -370,12 +371,23 @@ func (s *dirSink) add(m mailbox.Message, raw []byte, at time.Time) error {
 		return writeFileAt(filepath.Join(s.dir, m.Receive.String()+".eml"), raw, at)
 	}
 	// Maildir names: TIME.UNIQUE.HOST:2,FLAGS; the receive key is unique.
-	name := fmt.Sprintf("%d.%s.twinmx:2,%s", at.Unix(), m.Receive, maildirFlags(m.State))
+	name := fmt.Sprintf("%d.%s.twinmx%s2,%s", at.Unix(), m.Receive, maildirInfoDelimiter(runtime.GOOS), maildirFlags(m.State))
 	tmp := filepath.Join(s.dir, "tmp", name)
 	if err := writeFileAt(tmp, raw, at); err != nil {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(s.dir, "cur", name))
+}
+
+// maildirInfoDelimiter is what separates a Maildir file's unique name from
+// its flags on goos: ':' as the Maildir convention has it, but ';' on
+// Windows, where a ':' in a file name names an NTFS alternate data stream
+// (mbsync's default there too). Import reads all of them (maildirInfo).
+func maildirInfoDelimiter(goos string) string {
+	if goos == "windows" {
+		return ";"
+	}
+	return ":"
 }
 
 func (s *dirSink) close() error { return syncDir(s.dir) }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +62,7 @@ func TestDirSinkMaildir(t *testing.T) {
 	if err := s.close(); err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(dir, "cur", "1500000000."+k.String()+".twinmx:2,RS")
+	p := filepath.Join(dir, "cur", "1500000000."+k.String()+".twinmx"+maildirInfoDelimiter(runtime.GOOS)+"2,RS")
 	b, err := os.ReadFile(p)
 	fi, serr := os.Stat(p)
 	if err != nil || serr != nil || string(b) != "A: 1\r\n" || !fi.ModTime().Equal(at) {

@@ -406,10 +406,26 @@ func (s *maildirSource) list(sub string) ([]string, error) {
 	return names, nil
 }
 
-// maildirUnique is the part of a Maildir file name that stays when the
-// file moves from new/ to cur/ or its flags change: the name before ':'.
+// maildirInfo splits a Maildir file name into its unique part, which
+// stays when the file moves from new/ to cur/ or its flags change, and
+// its flags. The flags follow "2," after the info delimiter: ':' by the
+// Maildir convention, ';' or '!' where ':' cannot be in a file name
+// (Windows; mbsync's and other tools' choices, and twinmx's own export
+// there).
+func maildirInfo(name string) (unique, flags string) {
+	base := filepath.Base(name)
+	for _, d := range []string{":2,", ";2,", "!2,"} {
+		if i := strings.LastIndex(base, d); i >= 0 {
+			return base[:i], base[i+len(d):]
+		}
+	}
+	u, _, _ := strings.Cut(base, ":")
+	return u, ""
+}
+
+// maildirUnique is the unique part of a Maildir file name (maildirInfo).
 func maildirUnique(name string) string {
-	u, _, _ := strings.Cut(filepath.Base(name), ":")
+	u, _ := maildirInfo(name)
 	return u
 }
 
@@ -478,9 +494,7 @@ func (s *maildirSource) next() (importItem, error) {
 // the message's problem (it.err is nil); os.ErrNotExist if it is gone.
 func (s *maildirSource) readFile(name string) (importItem, error) {
 	it := importItem{where: name}
-	if _, info, ok := strings.Cut(filepath.Base(name), ":2,"); ok {
-		it.flags = info
-	}
+	_, it.flags = maildirInfo(name)
 	p := filepath.Join(s.dir, name)
 	// Stat before opening: opening a FIFO would block until some writer
 	// comes.

@@ -190,3 +190,27 @@ func firstErr(its []importItem) error {
 	}
 	return its[0].err
 }
+
+// TestMaildirInfo: flags are read after any of the info delimiters Maildir
+// tools use (':' by convention; ';' or '!' on Windows, where twinmx's own
+// export writes ';'), and the unique part is what stays when they change.
+func TestMaildirInfo(t *testing.T) {
+	for _, tc := range []struct{ name, unique, flags string }{
+		{"cur/1.a.host:2,FS", "1.a.host", "FS"},
+		{"cur/1.a.host;2,FS", "1.a.host", "FS"},
+		{"cur/1.a.host!2,S", "1.a.host", "S"},
+		{"cur/1.a.host,S=5:2,", "1.a.host,S=5", ""},
+		{"new/1.a.host", "1.a.host", ""},
+		{"cur/1.a.host:1,experimental", "1.a.host", ""},
+	} {
+		if u, f := maildirInfo(tc.name); u != tc.unique || f != tc.flags {
+			t.Errorf("maildirInfo(%q) = %q, %q; want %q, %q", tc.name, u, f, tc.unique, tc.flags)
+		}
+	}
+	if d := maildirInfoDelimiter("windows"); d != ";" {
+		t.Errorf("info delimiter on Windows %q, want ;", d)
+	}
+	if d := maildirInfoDelimiter("linux"); d != ":" {
+		t.Errorf("info delimiter on Linux %q, want :", d)
+	}
+}
