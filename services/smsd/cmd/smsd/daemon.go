@@ -35,7 +35,7 @@ func daemonFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "peer-delay", Value: time.Minute, Usage: "site B: wait this long for site A's claim", EnvVars: env("PEER_DELAY")},
 		&cli.DurationFlag{Name: "claim-timeout", Value: 5 * time.Minute, Usage: "take over a claim not refreshed for this long", EnvVars: env("CLAIM_TIMEOUT")},
 		&cli.StringFlag{Name: "gateway-url", Usage: "HTTP SMS gateway URL (a template over .To, .Text, .Secret)", EnvVars: env("GATEWAY_URL")},
-		&cli.StringFlag{Name: "gateway-method", Value: "POST", Usage: "HTTP method", EnvVars: env("GATEWAY_METHOD")},
+		&cli.StringFlag{Name: "gateway-method", Value: "POST", Usage: "HTTP method: GET (no body), POST, PUT or PATCH, in any case", EnvVars: env("GATEWAY_METHOD")},
 		&cli.StringSliceFlag{Name: "gateway-header", Usage: "HTTP header \"Name: value\" (template; repeat)", EnvVars: env("GATEWAY_HEADER")},
 		&cli.StringFlag{Name: "gateway-body", Usage: "HTTP body template (default " + gateway.DefaultBody + ")", EnvVars: env("GATEWAY_BODY")},
 		&cli.StringFlag{Name: "gateway-cmd", Usage: "command per SMS, arguments split at spaces, each a template; the text comes on stdin", EnvVars: env("GATEWAY_CMD")},

@@ -12,8 +12,11 @@
 // Site A claims at once. Site B waits PeerDelay after it first saw the row
 // ready, and claims only if no claim has replicated by then. A claim not
 // refreshed for Timeout (its owner died before confirming) is taken over:
-// the other site writes a newer claim of its own. docs/smsd.md explains the
-// race that remains.
+// the other site writes a newer claim of its own. A claim stamped more
+// than Timeout ahead of this site's clock (the other site's clock is
+// wrong) ages from when this site first saw it, so a wrong clock delays a
+// takeover by Timeout at most, as a right one does. docs/smsd.md explains
+// the race that remains.
 package claim
 
 import "time"
@@ -41,6 +44,20 @@ func (s Site) String() string {
 // Value returns the claim (or confirmation) column value for site at t.
 func Value(t time.Time, s Site) uint64 {
 	return uint64(max(t.UnixMilli(), 1))<<8 | uint64(s)
+}
+
+// Above returns site s's claim value for t, or, if cur (the row's claim
+// column) is stamped at t or later, the value one millisecond above it.
+// Columns merge by maximum, so a claim that does not rise above the
+// current value is no claim at all: taking over a claim stamped by a
+// clock that runs ahead, or refreshing the claim that took it over,
+// needs a value above it.
+func Above(cur uint64, t time.Time, s Site) uint64 {
+	v := Value(t, s)
+	if at, _, ok := Decode(cur); ok && cur >= v {
+		v = Value(at.Add(time.Millisecond), s)
+	}
+	return v
 }
 
 // Decode splits a claim column value; ok is false for 0 (no claim).
@@ -81,7 +98,13 @@ type Input struct {
 	Now       time.Time
 	FirstSeen time.Time // when this instance first saw the row ready (acknowledged, accepted)
 	Claim     uint64    // the row's claim column
-	Done      bool      // every target confirmed, or the row given up
+	// ClaimSeen is when this instance first saw Claim (zero: Now). It
+	// stands in for the claim's time when that lies more than Timeout
+	// ahead of Now: the other site's clock is wrong, and waiting until
+	// its stamp is Timeout old would block a takeover for as long as
+	// the clock is ahead (days, for a clock set a day ahead).
+	ClaimSeen time.Time
+	Done      bool // every target confirmed or given up
 	PeerDelay time.Duration
 	Timeout   time.Duration
 }
@@ -91,6 +114,9 @@ type Decision struct {
 	Action Action
 	Until  time.Time
 	Owner  Site // the current claim's owner (0: none)
+	// Future is set when the other site's claim is stamped more than
+	// Timeout ahead of Now, so its age counts from ClaimSeen.
+	Future bool
 }
 
 // Decide returns what instance in.Me does with the row now.
@@ -110,8 +136,15 @@ func Decide(in Input) Decision {
 	case owner == in.Me:
 		return Decision{Action: Continue, Owner: owner}
 	}
-	if expiry := at.Add(in.Timeout); in.Now.Before(expiry) {
-		return Decision{Action: Wait, Until: expiry, Owner: owner}
+	future := at.Sub(in.Now) > in.Timeout
+	if future {
+		at = in.Now
+		if !in.ClaimSeen.IsZero() && in.ClaimSeen.Before(at) {
+			at = in.ClaimSeen
+		}
 	}
-	return Decision{Action: TakeOver, Owner: owner}
+	if expiry := at.Add(in.Timeout); in.Now.Before(expiry) {
+		return Decision{Action: Wait, Until: expiry, Owner: owner, Future: future}
+	}
+	return Decision{Action: TakeOver, Owner: owner, Future: future}
 }

@@ -16,6 +16,11 @@ func TestDecide(t *testing.T) {
 	}
 	aClaim := Value(t0.Add(time.Second), SiteA)
 	bClaim := Value(t0.Add(delay), SiteB)
+	bFuture := Value(t0.Add(24*time.Hour), SiteB)
+	seenAt := func(in Input, seen time.Duration) Input {
+		in.ClaimSeen = t0.Add(seen)
+		return in
+	}
 	tests := []struct {
 		name  string
 		in    Input
@@ -36,6 +41,15 @@ func TestDecide(t *testing.T) {
 		// Replication delayed beyond the peer delay: B cannot see A's
 		// claim and claims too. This is the documented race window.
 		{"replication delayed: B claims without seeing A", in(SiteB, 2*delay, 0, false), Claim, time.Time{}},
+		// B's clock runs ahead. Within the timeout its stamp is taken as
+		// it is (skew eats into the timeout, as documented); beyond it,
+		// the claim ages from when A first saw it. It used to block a
+		// takeover until a timeout after its stamp: a day, here.
+		{"B's clock a little ahead: A waits for its stamp's timeout", in(SiteA, delay, Value(t0.Add(2*delay), SiteB), false), Wait, t0.Add(2*delay + timeout)},
+		{"B's clock a day ahead: A waits a timeout from first sight", seenAt(in(SiteA, delay, bFuture, false), delay), Wait, t0.Add(delay + timeout)},
+		{"B's clock a day ahead, first seen now", in(SiteA, 2*delay, bFuture, false), Wait, t0.Add(2*delay + timeout)},
+		{"B's clock a day ahead: A takes over a timeout after first sight", seenAt(in(SiteA, delay+timeout, bFuture, false), delay), TakeOver, time.Time{}},
+		{"B's clock a day ahead, row done", seenAt(in(SiteA, delay+timeout, bFuture, true), delay), Done, time.Time{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,5 +75,26 @@ func TestValue(t *testing.T) {
 	// A later claim outranks an earlier one whatever the site.
 	if Value(at.Add(time.Millisecond), SiteA) <= Value(at, SiteB) {
 		t.Error("a later claim of A does not outrank an earlier claim of B")
+	}
+}
+
+// TestAbove: a takeover must write a value above the current claim, or
+// the merge by maximum keeps the old one; a claim stamped ahead of our
+// clock needs a value above its stamp.
+func TestAbove(t *testing.T) {
+	now := time.UnixMilli(1_780_000_000_000)
+	if got := Above(0, now, SiteA); got != Value(now, SiteA) {
+		t.Errorf("Above(no claim) = %x, want %x", got, Value(now, SiteA))
+	}
+	if got := Above(Value(now.Add(-time.Second), SiteB), now, SiteA); got != Value(now, SiteA) {
+		t.Errorf("Above(an older claim) = %x, want %x", got, Value(now, SiteA))
+	}
+	ahead := Value(now.Add(24*time.Hour), SiteB)
+	got := Above(ahead, now, SiteA)
+	if at, s, _ := Decode(got); got <= ahead || s != SiteA || !at.Equal(now.Add(24*time.Hour+time.Millisecond)) {
+		t.Errorf("Above(a claim a day ahead) = %v %v, want A's claim just above it", at, s)
+	}
+	if got := Above(Value(now, SiteA), now, SiteA); got <= Value(now, SiteA) {
+		t.Error("a refresh in the same millisecond does not rise")
 	}
 }

@@ -61,8 +61,10 @@ func run(t *template.Template, f Fields) (string, error) {
 // text/template sources over Fields, with the functions json (a JSON
 // string literal) and urlquery.
 type HTTPConfig struct {
-	URL    string // required
-	Method string // default POST
+	URL string // required
+	// Method is GET, POST, PUT or PATCH, in any case; default POST. A GET
+	// has no body.
+	Method string
 	// Headers are "Name: value" lines. Without a Content-Type header and
 	// with the default body, Content-Type is application/json.
 	Headers []string
@@ -99,8 +101,17 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	if cfg.URL == "" {
 		errs = append(errs, errors.New("gateway: URL is required"))
 	}
-	if cfg.Method == "" {
+	// The method is sent as written: "get" would go out as a lower-case
+	// method most servers refuse (405), and a body-less GET is only
+	// recognised by its upper-case name. Any method but the four an SMS
+	// API may use is most likely a typo, so it stops smsd at start.
+	cfg.Method = strings.ToUpper(strings.TrimSpace(cfg.Method))
+	switch cfg.Method {
+	case "":
 		cfg.Method = http.MethodPost
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch:
+	default:
+		errs = append(errs, fmt.Errorf("gateway: method %q (want GET, POST, PUT or PATCH)", cfg.Method))
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second

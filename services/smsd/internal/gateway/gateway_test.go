@@ -87,6 +87,39 @@ func TestHTTPRequest(t *testing.T) {
 	}
 }
 
+// TestHTTPMethod: --gateway-method get went out as the literal method
+// "get" (which servers answer with 405) and with a body; the method is
+// now upper-cased, and one that is no SMS API's method stops smsd at
+// start instead of failing every SMS until it is given up.
+func TestHTTPMethod(t *testing.T) {
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- r.Method + " " + string(b)
+	}))
+	defer srv.Close()
+	g, err := NewHTTP(HTTPConfig{URL: srv.URL + "/?to={{urlquery .To}}", Method: "get"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Send(context.Background(), "+1", "hi"); err != nil {
+		t.Fatal(err)
+	}
+	if m := <-got; m != "GET " {
+		t.Errorf("the gateway got %q, want a GET without a body", m)
+	}
+	for _, m := range []string{"", " post ", "Put", "patch"} {
+		if _, err := NewHTTP(HTTPConfig{URL: "http://x/", Method: m}); err != nil {
+			t.Errorf("method %q: %v", m, err)
+		}
+	}
+	for _, m := range []string{"FETCH", "DELETE", "GE T", "CONNECT"} {
+		if _, err := NewHTTP(HTTPConfig{URL: "http://x/", Method: m}); err == nil {
+			t.Errorf("method %q accepted", m)
+		}
+	}
+}
+
 func TestHTTPSend(t *testing.T) {
 	var n atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

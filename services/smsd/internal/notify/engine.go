@@ -30,7 +30,10 @@ type DB interface {
 
 var _ DB = (*client.Client)(nil)
 
-// Relay delivers a forward copy (relay.Relay).
+// Relay delivers a forward copy (relay.Relay). An error with a method
+// Permanent() bool that returns true (relay.DeliveryError for a 5xx to
+// RCPT TO or DATA) gives the address up at once; any other error is
+// retried.
 type Relay interface {
 	Send(ctx context.Context, to string, raw []byte) error
 }
@@ -118,9 +121,12 @@ func (c *Config) Validate() error {
 }
 
 // kind is one sort of notification and its columns on the receive row:
-// PREFIX.claim (claim.Value), PREFIX.s.<hash of target> (confirmation,
-// claim.Value), PREFIX.tries (failed attempts) and PREFIX.failed (given
-// up, claim.Value).
+// PREFIX.claim (claim.Value); per target PREFIX.s.<hash> (confirmation,
+// claim.Value), PREFIX.t.<hash> (its failed attempts) and PREFIX.f.<hash>
+// (given up, claim.Value); PREFIX.tries (attempts in which a target
+// failed). PREFIX.failed (the whole kind given up, claim.Value) is only
+// read: smsd before per-target give-up wrote it, and those rows stay
+// given up.
 type kind struct {
 	label, prefix string
 }
@@ -136,12 +142,20 @@ func (k kind) failedCol() string { return k.prefix + "failed" }
 
 var hashEnc = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
-// doneCol is the confirmation column of one target (phone number or
-// address): the first 80 bits of its SHA-256, base32.
-func (k kind) doneCol(target string) string {
+// targetCol is the column of one target (phone number or address) for
+// sort (s., t. or f.): the first 80 bits of its SHA-256, base32.
+func (k kind) targetCol(sort, target string) string {
 	h := sha256.Sum256([]byte(target))
-	return k.prefix + "s." + hashEnc.EncodeToString(h[:10])
+	return k.prefix + sort + hashEnc.EncodeToString(h[:10])
 }
+
+// doneCol confirms the target; tryCol counts its failed attempts;
+// goneCol marks it given up. The give-up is per target, so a number
+// refused for good does not end the SMS to a number of the same mail
+// that the rate limit holds back.
+func (k kind) doneCol(target string) string { return k.targetCol("s.", target) }
+func (k kind) tryCol(target string) string  { return k.targetCol("t.", target) }
+func (k kind) goneCol(target string) string { return k.targetCol("f.", target) }
 
 // Engine finds acknowledged, accepted mail and sends what the mailboxes'
 // rules ask for, once for both sites. Create it with New and call Run.
@@ -153,7 +167,15 @@ type Engine struct {
 	mu        sync.Mutex
 	firstSeen map[model.Key]time.Time // rows waiting here: when first seen ready
 	retryAt   map[retryKey]time.Time
-	texts     map[model.Key][]byte // text row contents (immutable) by key
+	claims    map[retryKey]seenClaim // the claim last seen on a row, and when first seen
+	missing   map[model.Key]int      // looks that found the row's mail, header or body missing
+	texts     map[model.Key][]byte   // text row contents (immutable) by key
+}
+
+// seenClaim is a claim column value and when this instance first saw it.
+type seenClaim struct {
+	value uint64
+	at    time.Time
 }
 
 type retryKey struct {
@@ -168,7 +190,8 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, firstSeen: map[model.Key]time.Time{},
-		retryAt: map[retryKey]time.Time{}, texts: map[model.Key][]byte{}}
+		retryAt: map[retryKey]time.Time{}, claims: map[retryKey]seenClaim{}, missing: map[model.Key]int{},
+		texts: map[model.Key][]byte{}}
 	e.sched = newScheduler(cfg.Now, cfg.Metrics.Pending)
 	return e, nil
 }
@@ -241,22 +264,72 @@ func (e *Engine) process(ctx context.Context, key model.Key) (time.Time, bool) {
 		if ctx.Err() != nil {
 			return time.Time{}, false
 		}
+		// The rows a look reads that may be missing are handled where
+		// they are read (receive, mailbox, text rows); a not-found here
+		// is the mail, header or body row.
+		if errors.Is(err, client.ErrNotFound) {
+			return e.missingRow(key, err)
+		}
 		e.cfg.Metrics.Errors.WithLabelValues("process").Inc()
 		e.log.Warn("looking at a receive row failed; trying again", "receive", key, "err", err)
 		return e.cfg.Now().Add(e.cfg.RetryMin), true
 	}
 	if !again {
 		e.forget(key)
+	} else {
+		e.mu.Lock()
+		delete(e.missing, key)
+		e.mu.Unlock()
 	}
 	return next, again
+}
+
+// missingRow handles a look that found the row's mail, header or body
+// row missing here. One not yet replicated arrives soon, but does not
+// change the receive row (nothing pokes it), so the row is looked at
+// again after a backoff. One that never arrives (lost, or a broken
+// row) must not cost a look and a warning every RetryMin forever: after
+// MaxTries looks smsd logs once and looks again only when the receive
+// row changes (or after a restart).
+func (e *Engine) missingRow(key model.Key, err error) (time.Time, bool) {
+	e.mu.Lock()
+	e.missing[key]++
+	n := e.missing[key]
+	e.mu.Unlock()
+	if n >= e.cfg.MaxTries {
+		e.forget(key)
+		e.cfg.Metrics.Errors.WithLabelValues("missing").Inc()
+		e.log.Error("the mail of a receive row is not here; not looking again until the row changes",
+			"receive", key, "looks", n, "err", err)
+		return time.Time{}, false
+	}
+	wait := gateway.Backoff(n, e.cfg.RetryMin, e.cfg.RetryMax)
+	e.log.Debug("the mail of a receive row is not here yet; looking again", "receive", key, "looks", n, "in", wait, "err", err)
+	return e.cfg.Now().Add(wait), true
 }
 
 func (e *Engine) forget(key model.Key) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	delete(e.firstSeen, key)
-	delete(e.retryAt, retryKey{key, kindSMS.label})
-	delete(e.retryAt, retryKey{key, kindForward.label})
+	delete(e.missing, key)
+	for _, k := range []kind{kindSMS, kindForward} {
+		delete(e.retryAt, retryKey{key, k.label})
+		delete(e.claims, retryKey{key, k.label})
+	}
+}
+
+// claimSeen returns when this instance first saw the claim value v of
+// kind k on row key, and whether that is now.
+func (e *Engine) claimSeen(key model.Key, k kind, v uint64, now time.Time) (time.Time, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rk := retryKey{key, k.label}
+	if c, ok := e.claims[rk]; ok && c.value == v {
+		return c.at, false
+	}
+	e.claims[rk] = seenClaim{value: v, at: now}
+	return now, true
 }
 
 func (e *Engine) seen(key model.Key, now time.Time) time.Time {
@@ -363,9 +436,18 @@ func (e *Engine) handle(ctx context.Context, j *job, k kind, targets []string, g
 	}
 	now := e.cfg.Now()
 	st := j.row.State
-	d := claim.Decide(claim.Input{Me: e.cfg.Site, Now: now, FirstSeen: j.seen, Claim: st.Col(k.claimCol()),
+	cur := st.Col(k.claimCol())
+	seen, fresh := e.claimSeen(j.key, k, cur, now)
+	d := claim.Decide(claim.Input{Me: e.cfg.Site, Now: now, FirstSeen: j.seen, Claim: cur, ClaimSeen: seen,
 		Done: done(st, k, targets), PeerDelay: e.cfg.PeerDelay, Timeout: e.cfg.ClaimTimeout})
 	m.Decisions.WithLabelValues(k.label, d.Action.String()).Inc()
+	if d.Future && fresh {
+		// Once per claim value: the other site refreshes with a new one
+		// while it is alive, and then it is logged again.
+		at, _, _ := claim.Decode(cur)
+		e.log.Warn("the other site's claim is stamped ahead of this clock by more than the claim timeout; its age counts from now",
+			"kind", k.label, "receive", j.key, "owner", d.Owner, "stamped", at, "ahead", at.Sub(now).Round(time.Second))
+	}
 	switch d.Action {
 	case claim.Done:
 		return time.Time{}, nil
@@ -391,11 +473,10 @@ func (e *Engine) handle(ctx context.Context, j *job, k kind, targets []string, g
 	// Every target gets its attempt, whatever the others do: a number the
 	// gateway refuses (or an address the relay refuses) must not keep
 	// the SMS or copy from the others, nor have them given up with it.
-	// The attempt counts once however many targets failed.
-	var errs []error
+	var fails []targetErr
 	var held time.Time // earliest time a rate-limited number may be sent to
 	for _, t := range targets {
-		if j.row.State.Col(k.doneCol(t)) != 0 {
+		if finished(j.row.State, k, t) {
 			continue
 		}
 		// Sends to many targets through a slow gateway or relay may
@@ -404,8 +485,8 @@ func (e *Engine) handle(ctx context.Context, j *job, k kind, targets []string, g
 		// (and send again) while this one is still sending.
 		if at := e.cfg.Now(); at.Sub(claimed) >= e.cfg.ClaimTimeout/3 {
 			if lost, err := e.writeClaim(ctx, j, k, at); err != nil || lost {
-				if err == nil && len(errs) > 0 {
-					e.log.Warn("attempt failed; the other site has the claim now", "kind", k.label, "receive", j.key, "err", errors.Join(errs...))
+				if err == nil && len(fails) > 0 {
+					e.log.Warn("attempt failed; the other site has the claim now", "kind", k.label, "receive", j.key, "err", joinFails(fails))
 				}
 				return at, err
 			}
@@ -434,7 +515,15 @@ func (e *Engine) handle(ctx context.Context, j *job, k kind, targets []string, g
 			if ctx.Err() != nil {
 				return time.Time{}, ctx.Err()
 			}
-			errs = append(errs, err)
+			if permanent(err) {
+				// Refused for good (a 5xx to RCPT TO or DATA): another
+				// try gets the same answer, so end this target now.
+				if err := e.giveUp(ctx, j, k, []targetErr{{to: t, err: err}}); err != nil {
+					return time.Time{}, err
+				}
+				continue
+			}
+			fails = append(fails, targetErr{to: t, err: err})
 			continue
 		}
 		if _, err := e.cfg.DB.Batch(ctx, []wire.Request{{Op: wire.OpSet, Table: model.Receive, Ref: ref,
@@ -453,24 +542,52 @@ func (e *Engine) handle(ctx context.Context, j *job, k kind, targets []string, g
 		// while held back.
 		next = earliest(held, now.Add(e.cfg.RetryMax))
 	}
-	if len(errs) > 0 {
-		at, err := e.failed(ctx, j, k, errors.Join(errs...))
-		if err != nil || at.IsZero() {
-			return at, err // given up: nothing more for this kind
+	if len(fails) > 0 {
+		at, err := e.failed(ctx, j, k, fails)
+		if err != nil {
+			return time.Time{}, err
 		}
-		if next.IsZero() || at.Before(next) {
+		if !at.IsZero() && (next.IsZero() || at.Before(next)) {
 			next = at
 		}
 	}
 	return next, nil
 }
 
+// targetErr is one target's failure in an attempt and, once counted,
+// its failed attempts so far.
+type targetErr struct {
+	to    string
+	err   error
+	tries uint64
+}
+
+func joinFails(fails []targetErr) error {
+	errs := make([]error, len(fails))
+	for i, f := range fails {
+		errs[i] = f.err
+	}
+	return errors.Join(errs...)
+}
+
+// permanent reports whether a send error says that trying again will not
+// help: it has a Permanent method that says so (relay.DeliveryError).
+func permanent(err error) bool {
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
+}
+
 // writeClaim writes (or refreshes) this site's claim of kind k on the row at
 // now, then reads the row back into j: a newer claim of the other site
 // that has replicated here wins, and lost is true.
 func (e *Engine) writeClaim(ctx context.Context, j *job, k kind, now time.Time) (lost bool, err error) {
+	// Above the claim this look saw: the row's claim may be stamped
+	// ahead of now (a takeover of a claim from a clock that runs ahead,
+	// and the refreshes of that claim), and a lower value would vanish in
+	// the merge by maximum.
+	v := claim.Above(j.row.State.Col(k.claimCol()), now, e.cfg.Site)
 	if _, err := e.cfg.DB.Batch(ctx, []wire.Request{{Op: wire.OpSet, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: j.key},
-		Name: k.claimCol(), Value: claim.Value(now, e.cfg.Site)}}); err != nil {
+		Name: k.claimCol(), Value: v}}); err != nil {
 		return false, fmt.Errorf("claim %s: %w", k.label, err)
 	}
 	row, err := e.cfg.DB.FindMeta(ctx, model.Receive, j.key)
@@ -485,46 +602,90 @@ func (e *Engine) writeClaim(ctx context.Context, j *job, k kind, now time.Time) 
 	return false, nil
 }
 
-// failed records a failed attempt: a retry after the backoff, or the row
-// given up after MaxTries.
-func (e *Engine) failed(ctx context.Context, j *job, k kind, sendErr error) (time.Time, error) {
-	tries := j.row.State.Col(k.triesCol()) + 1
+// failed records an attempt in which the targets in fails failed (none
+// of them for good): each target's count rises, and a target that has
+// failed MaxTries times is given up. It returns when to retry the
+// others (zero: every one given up).
+func (e *Engine) failed(ctx context.Context, j *job, k kind, fails []targetErr) (time.Time, error) {
+	st := j.row.State
 	ref := wire.Ref{ByKey: true, Key: j.key}
-	reqs := []wire.Request{{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: k.triesCol(), Value: tries}}
-	giveUp := tries >= uint64(e.cfg.MaxTries)
-	if giveUp {
-		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: k.failedCol(), Value: claim.Value(e.cfg.Now(), e.cfg.Site)})
+	reqs := []wire.Request{{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: k.triesCol(), Value: st.Col(k.triesCol()) + 1}}
+	var gone, retry []targetErr
+	var most uint64
+	for _, f := range fails {
+		f.tries = st.Col(k.tryCol(f.to)) + 1
+		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: k.tryCol(f.to), Value: f.tries})
+		if f.tries >= uint64(e.cfg.MaxTries) {
+			gone = append(gone, f)
+			continue
+		}
+		retry = append(retry, f)
+		most = max(most, f.tries)
 	}
 	if _, err := e.cfg.DB.Batch(ctx, reqs); err != nil {
 		return time.Time{}, fmt.Errorf("record a failed %s attempt: %w", k.label, err)
 	}
-	if giveUp {
-		e.cfg.Metrics.Failed.WithLabelValues(k.label).Inc()
-		e.log.Error("giving up", "kind", k.label, "receive", j.key, "mailbox", j.address, "tries", tries, "err", sendErr)
+	if err := e.giveUp(ctx, j, k, gone); err != nil {
+		return time.Time{}, err
+	}
+	if len(retry) == 0 {
 		return time.Time{}, nil
 	}
 	e.cfg.Metrics.Retries.WithLabelValues(k.label).Inc()
-	wait := gateway.Backoff(int(tries), e.cfg.RetryMin, e.cfg.RetryMax)
+	wait := gateway.Backoff(int(most), e.cfg.RetryMin, e.cfg.RetryMax)
 	at := e.cfg.Now().Add(wait)
 	e.mu.Lock()
 	e.retryAt[retryKey{j.key, k.label}] = at
 	e.mu.Unlock()
-	e.log.Warn("attempt failed; retrying", "kind", k.label, "receive", j.key, "tries", tries, "in", wait, "err", sendErr)
+	e.log.Warn("attempt failed; retrying", "kind", k.label, "receive", j.key, "tries", most, "in", wait, "err", joinFails(retry))
 	return at, nil
 }
 
+// giveUp marks the targets given up (after MaxTries failed attempts, or
+// at once when refused for good), and logs and counts each.
+func (e *Engine) giveUp(ctx context.Context, j *job, k kind, gone []targetErr) error {
+	if len(gone) == 0 {
+		return nil
+	}
+	ref := wire.Ref{ByKey: true, Key: j.key}
+	v := claim.Value(e.cfg.Now(), e.cfg.Site)
+	reqs := make([]wire.Request, len(gone))
+	for i, g := range gone {
+		reqs[i] = wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: k.goneCol(g.to), Value: v}
+	}
+	if _, err := e.cfg.DB.Batch(ctx, reqs); err != nil {
+		return fmt.Errorf("give up %s: %w", k.label, err)
+	}
+	for _, g := range gone {
+		e.cfg.Metrics.Failed.WithLabelValues(k.label).Inc()
+		if g.tries == 0 {
+			e.log.Error("giving up: refused for good", "kind", k.label, "receive", j.key, "mailbox", j.address, "to", g.to, "err", g.err)
+		} else {
+			e.log.Error("giving up", "kind", k.label, "receive", j.key, "mailbox", j.address, "to", g.to, "tries", g.tries, "err", g.err)
+		}
+	}
+	return nil
+}
+
 // done reports whether the row needs nothing more of kind k: every target
-// confirmed, or given up.
+// confirmed or given up. A row an older smsd gave up as a whole (the
+// kind's failed column) stays given up.
 func done(st model.State, k kind, targets []string) bool {
 	if st.Col(k.failedCol()) != 0 {
 		return true
 	}
 	for _, t := range targets {
-		if st.Col(k.doneCol(t)) == 0 {
+		if !finished(st, k, t) {
 			return false
 		}
 	}
 	return true
+}
+
+// finished reports whether target t needs nothing more: confirmed or
+// given up.
+func finished(st model.State, k kind, t string) bool {
+	return st.Col(k.doneCol(t)) != 0 || st.Col(k.goneCol(t)) != 0
 }
 
 func earliest(a, b time.Time) time.Time {

@@ -115,8 +115,11 @@ func TestOneBadTargetDoesNotBlockOthers(t *testing.T) {
 	if got := db.col(key, kindSMS.triesCol()); got != 2 {
 		t.Errorf("tries = %d, want 2 (one per attempt)", got)
 	}
-	if db.col(key, kindSMS.failedCol()) == 0 {
-		t.Error("the row is not given up after MaxTries")
+	if db.col(key, kindSMS.goneCol("+4910000001")) == 0 {
+		t.Error("the refused number is not given up after MaxTries")
+	}
+	if db.col(key, kindSMS.failedCol()) != 0 {
+		t.Error("the whole kind is given up, not the refused number")
 	}
 }
 

@@ -9,14 +9,14 @@ import (
 // "forward"; "gateway" is "http", "command" or "relay".
 type Metrics struct {
 	Sent        *prometheus.CounterVec   // notifications delivered to the gateway or relay
-	Failed      *prometheus.CounterVec   // rows given up after the last retry
+	Failed      *prometheus.CounterVec   // numbers or addresses given up (after the last retry, or refused for good)
 	Retries     *prometheus.CounterVec   // failed attempts that will be retried
 	TakenOver   *prometheus.CounterVec   // claims of the other site taken over after the claim timeout
 	Decisions   *prometheus.CounterVec   // claim decisions per row look (kind, decision)
 	RateLimited prometheus.Counter       // SMS held back by the per-number limit
 	Gateway     *prometheus.HistogramVec // one gateway or relay call (gateway, result)
 	Pending     prometheus.Gauge         // rows waiting for a look or a retry
-	Errors      *prometheus.CounterVec   // errors by stage (watch, read, write)
+	Errors      *prometheus.CounterVec   // errors by stage (watch, process, missing)
 }
 
 // NewMetrics registers the collectors with reg.
@@ -26,7 +26,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Sent: f.NewCounterVec(prometheus.CounterOpts{Name: "twinmx_smsd_sent_total",
 			Help: "Notifications handed to the SMS gateway or the relay, by kind (sms, forward)."}, []string{"kind"}),
 		Failed: f.NewCounterVec(prometheus.CounterOpts{Name: "twinmx_smsd_failed_total",
-			Help: "Receive rows given up after the last retry, by kind."}, []string{"kind"}),
+			Help: "Numbers or addresses of a mail given up after the last retry or refused for good, by kind."}, []string{"kind"}),
 		Retries: f.NewCounterVec(prometheus.CounterOpts{Name: "twinmx_smsd_retries_total",
 			Help: "Failed gateway or relay attempts that will be retried, by kind."}, []string{"kind"}),
 		TakenOver: f.NewCounterVec(prometheus.CounterOpts{Name: "twinmx_smsd_claims_taken_over_total",
@@ -41,6 +41,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Pending: f.NewGauge(prometheus.GaugeOpts{Name: "twinmx_smsd_pending_rows",
 			Help: "Receive rows waiting for a look, the peer delay, a claim timeout or a retry."}),
 		Errors: f.NewCounterVec(prometheus.CounterOpts{Name: "twinmx_smsd_errors_total",
-			Help: "Errors by stage (watch, process)."}, []string{"stage"}),
+			Help: "Errors by stage (watch, process; missing: a mail row still missing after the last look)."}, []string{"stage"}),
 	}
 }

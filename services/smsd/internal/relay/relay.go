@@ -138,25 +138,47 @@ func (r *Relay) Send(ctx context.Context, to string, raw []byte) error {
 		return fmt.Errorf("relay: mail from: %w", err)
 	}
 	if err := c.Rcpt(to, nil); err != nil {
-		return fmt.Errorf("relay: rcpt to: %w", err)
+		return &DeliveryError{Stage: "rcpt to", Err: err}
 	}
 	w, err := c.Data()
 	if err != nil {
-		return fmt.Errorf("relay: data: %w", err)
+		return &DeliveryError{Stage: "data", Err: err}
 	}
 	if _, err := w.Write(canonicalLines(raw)); err != nil {
-		return fmt.Errorf("relay: data: %w", err)
+		return &DeliveryError{Stage: "data", Err: err}
 	}
 	if err := w.Close(); err != nil {
-		return fmt.Errorf("relay: end of data: %w", err)
+		return &DeliveryError{Stage: "end of data", Err: err}
 	}
 	c.Quit()
 	return nil
 }
 
-// Permanent reports whether err is a 5xx answer of the relay: retrying
-// will not help.
-func Permanent(err error) bool {
+// DeliveryError is a failure of Send at RCPT TO or DATA: the stages
+// where the relay answers for this address and this mail.
+type DeliveryError struct {
+	Stage string // "rcpt to", "data" or "end of data"
+	Err   error
+}
+
+func (e *DeliveryError) Error() string { return "relay: " + e.Stage + ": " + e.Err.Error() }
+
+func (e *DeliveryError) Unwrap() error { return e.Err }
+
+// Permanent reports whether the relay refused with a 5xx answer: the
+// address or the mail is refused, and retrying will not help. A 4xx
+// answer or a broken connection is not permanent.
+func (e *DeliveryError) Permanent() bool {
 	var se *smtp.SMTPError
-	return errors.As(err, &se) && se.Code/100 == 5
+	return errors.As(e.Err, &se) && se.Code/100 == 5
+}
+
+// Permanent reports whether err is a permanent refusal of this address
+// or this mail: a 5xx answer to RCPT TO or DATA (DeliveryError). A 5xx
+// answer earlier (EHLO, AUTH, MAIL FROM) is not: it is about smsd's own
+// settings (credentials, --forward-from), the same for every copy, and
+// the copies should go once the operator has fixed them.
+func Permanent(err error) bool {
+	var de *DeliveryError
+	return errors.As(err, &de) && de.Permanent()
 }

@@ -142,3 +142,118 @@ func TestRelayCanonicalOnTheWire(t *testing.T) {
 		})
 	}
 }
+
+// replySink is an SMTP server on loopback that answers the commands
+// named in replies (MAIL, RCPT, DATA, and "." for the end of the data)
+// with the given reply line, and everything else with success.
+func replySink(t *testing.T, replies map[string]string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				r := bufio.NewReader(c)
+				reply := func(cmd, ok string) {
+					if v, set := replies[cmd]; set {
+						io.WriteString(c, v+"\r\n")
+					} else {
+						io.WriteString(c, ok+"\r\n")
+					}
+				}
+				io.WriteString(c, "220 sink\r\n")
+				inData := false
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					line = strings.TrimRight(line, "\r\n")
+					if inData {
+						if line == "." {
+							inData = false
+							reply(".", "250 ok")
+						}
+						continue
+					}
+					verb, _, _ := strings.Cut(strings.ToUpper(line), " ")
+					switch verb {
+					case "EHLO":
+						io.WriteString(c, "250 sink\r\n")
+					case "DATA":
+						reply("DATA", "354 go on")
+						_, refused := replies["DATA"]
+						inData = !refused
+					case "QUIT":
+						io.WriteString(c, "221 bye\r\n")
+						return
+					default:
+						reply(verb, "250 ok")
+					}
+				}
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// TestPermanent: a 5xx answer to RCPT TO or DATA refuses this address or
+// this mail for good, and Permanent says so, so that smsd gives the copy
+// up at once; a 4xx answer, a dead relay, or a 5xx to MAIL FROM (about
+// --forward-from, the same for every copy) is retried.
+func TestPermanent(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	for _, tc := range []struct {
+		name      string
+		addr      string
+		permanent bool
+	}{
+		{"550 to RCPT", replySink(t, map[string]string{"RCPT": "550 5.1.1 no such user"}), true},
+		{"554 to DATA", replySink(t, map[string]string{"DATA": "554 5.5.1 no valid recipients"}), true},
+		{"552 at the end of data", replySink(t, map[string]string{".": "552 5.3.4 message too big"}), true},
+		{"450 to RCPT", replySink(t, map[string]string{"RCPT": "450 4.2.1 try later"}), false},
+		{"451 at the end of data", replySink(t, map[string]string{".": "451 4.3.0 local error"}), false},
+		{"550 to MAIL FROM", replySink(t, map[string]string{"MAIL": "550 5.7.1 sender refused"}), false},
+		{"no relay", deadAddr, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := New(Config{Addr: tc.addr, TLS: TLSNone, Helo: "smsd.test", Timeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = r.Send(context.Background(), "u@dest.test", []byte("Subject: a\r\n\r\nhi\r\n"))
+			if err == nil {
+				t.Fatal("Send succeeded")
+			}
+			if got := Permanent(err); got != tc.permanent {
+				t.Errorf("Permanent(%v) = %v, want %v", err, got, tc.permanent)
+			}
+		})
+	}
+	// The sink itself accepts a mail it is not told to refuse.
+	r, err := New(Config{Addr: replySink(t, nil), TLS: TLSNone, Helo: "smsd.test", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Send(context.Background(), "u@dest.test", []byte("Subject: a\r\n\r\nhi\r\n")); err != nil {
+		t.Errorf("a relay that refuses nothing: %v", err)
+	}
+}
