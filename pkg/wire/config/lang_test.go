@@ -197,3 +197,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzQuote: every word without control characters survives Quote and
+// tokens unchanged.
+func FuzzQuote(f *testing.F) {
+	for _, w := range []string{"plain", "", "two words", `a"b`, `back\slash`, "#hash", "a#b", "tab\there", "{from}: {subject}", "ü\u202e"} {
+		f.Add(w)
+	}
+	f.Fuzz(func(t *testing.T, w string) {
+		if strings.ContainsFunc(w, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+			return
+		}
+		toks, err := tokens("x " + Quote(w) + " y")
+		if err != nil || len(toks) != 3 || toks[1] != w {
+			t.Fatalf("tokens(Quote(%q)) = %q, %v", w, toks, err)
+		}
+	})
+}

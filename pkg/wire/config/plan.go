@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/pkg/wire/config/smsrules"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 )
@@ -62,7 +64,8 @@ func (e readError) Unwrap() error { return e.err }
 // problem is in its Result; the returned error is only a failure to read.
 // Translate does not write.
 func Translate(ctx context.Context, r Reader, lines []Line, src Source) (*Plan, error) {
-	st := &planState{r: r, boxes: map[string]*wire.Row{}, created: map[string]bool{}, rulesOn: map[string][]model.Key{}}
+	st := &planState{r: r, boxes: map[string]*wire.Row{}, created: map[string]bool{}, rulesOn: map[string][]model.Key{},
+		cols: map[rowID]map[string]bool{}}
 	p := &Plan{}
 	var reqs []wire.Request
 	failed := false
@@ -73,6 +76,9 @@ func Translate(ctx context.Context, r Reader, lines []Line, src Source) (*Plan, 
 			t := src.Now.Add(time.Duration(i) * time.Millisecond)
 			i++
 			cr, prev, err := st.step(ctx, l.Cmd, t)
+			if err == nil {
+				err = st.fits(ctx, cr)
+			}
 			if errors.As(err, new(readError)) {
 				return nil, err
 			}
@@ -113,6 +119,66 @@ type planState struct {
 	boxes   map[string]*wire.Row // mailbox rows read (nil: missing)
 	created map[string]bool      // mailbox rows an earlier line creates
 	rulesOn map[string][]model.Key
+	cols    map[rowID]map[string]bool // column names of rows the plan sets, as it leaves them
+}
+
+type rowID struct {
+	t model.Table
+	k model.Key
+}
+
+// fits checks that the sets of one command leave every row they touch
+// within model.MaxColumns, and records their new columns. dbd refuses a
+// batch that would overflow a row, which would fail the whole file with
+// an error that names no line; it happens for real, as every rule, zone,
+// forward or secret ever set keeps its link column on the row.
+func (s *planState) fits(ctx context.Context, reqs []wire.Request) error {
+	added := map[rowID][]string{}
+	for _, q := range reqs {
+		if q.Op != wire.OpSet {
+			continue
+		}
+		id := rowID{q.Table, q.Ref.KeyIn(q.Table)}
+		have, err := s.columns(ctx, id)
+		if err != nil {
+			return err
+		}
+		if have[q.Name] || slices.Contains(added[id], q.Name) {
+			continue
+		}
+		if len(have)+len(added[id]) >= model.MaxColumns {
+			return fmt.Errorf("%w: the change needs a new column on a %s row that has the most a row may have (%d; every rule, zone, forward copy and secret ever set keeps one)",
+				ErrInvalid, q.Table, model.MaxColumns)
+		}
+		added[id] = append(added[id], q.Name)
+	}
+	for id, names := range added {
+		for _, n := range names {
+			s.cols[id][n] = true
+		}
+	}
+	return nil
+}
+
+// columns returns the column names of a row as the plan leaves them so
+// far, reading the row the first time (a row not there yet has none).
+func (s *planState) columns(ctx context.Context, id rowID) (map[string]bool, error) {
+	if m, ok := s.cols[id]; ok {
+		return m, nil
+	}
+	m := map[string]bool{}
+	row, err := s.r.FindKey(ctx, id.t, id.k)
+	switch {
+	case errors.Is(err, client.ErrNotFound):
+	case err != nil:
+		return nil, readError{fmt.Errorf("read %s row %s: %w", id.t, id.k, err)}
+	default:
+		for n := range row.State.Cols {
+			m[n] = true
+		}
+	}
+	s.cols[id] = m
+	return m, nil
 }
 
 func (s *planState) read(ctx context.Context, t model.Table, content []byte) (*wire.Row, bool, error) {
@@ -233,7 +299,11 @@ func (s *planState) step(ctx context.Context, c Command, t time.Time) ([]wire.Re
 	case Zone:
 		prev := "UTC (none set)"
 		if l := smsrules.MailboxLinks(st); l.HasZone {
-			if row, err := s.r.FindKey(ctx, model.Text, l.Zone); err == nil {
+			row, err := s.r.FindKey(ctx, model.Text, l.Zone)
+			if err != nil && !errors.Is(err, client.ErrNotFound) {
+				return nil, "", readError{fmt.Errorf("read zone row %s: %w", l.Zone, err)}
+			}
+			if err == nil {
 				if z, err := smsrules.ParseZone(row.Content); err == nil {
 					prev = z
 				}
@@ -313,8 +383,13 @@ func (s *planState) rules(ctx context.Context, st model.State, mb, name string) 
 	var prev []string
 	for _, k := range smsrules.MailboxLinks(st).Rules {
 		row, err := s.r.FindKey(ctx, model.Text, k)
+		if errors.Is(err, client.ErrNotFound) {
+			continue // linked, not replicated here yet: smsd skips it too
+		}
 		if err != nil {
-			continue // linked, not here yet, or unreadable: smsd skips it too
+			// Not a rule to skip: it may be the one of this name, which
+			// the plan must switch off, or two rules would be on.
+			return nil, "", readError{fmt.Errorf("read rule row %s: %w", k, err)}
 		}
 		r, err := smsrules.ParseRule(row.Content)
 		if err != nil || r.Name != name {

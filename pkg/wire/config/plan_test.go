@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -303,4 +305,84 @@ admin remove former@x.test`, t0)
 	if again, _ := Show(ctx, db); again != shown {
 		t.Errorf("show after re-apply differs:\n%s\nwant\n%s", again, shown)
 	}
+}
+
+// failText fails reads of the text table with an error other than "not
+// found", as a dbd that goes away half-way does.
+type failText struct{ *fakeDB }
+
+func (f failText) FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error) {
+	if t == model.Text {
+		return nil, errors.New("dbd is down")
+	}
+	return f.fakeDB.FindKey(ctx, t, k)
+}
+
+// TestTranslateRuleReadError: "rule set" must switch off the rule of the
+// same name that is on; when that rule cannot be read, Translate fails as
+// a whole. It used to skip the unreadable rule as if it were another's,
+// and the plan left both rules on (two SMS per mail).
+func TestTranslateRuleReadError(t *testing.T) {
+	db := newFakeDB()
+	mustApply(t, db, "mailbox create u@x.test\nrule set u@x.test office phone +491701234567\nzone u@x.test Europe/Berlin", t0)
+	for _, line := range []string{"rule set u@x.test office phone +491709999999", "rule remove u@x.test office", "zone u@x.test UTC"} {
+		lines, err := Parse(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := Translate(context.Background(), failText{db}, lines, Source{Who: "dbctl", Via: "dbctl", Now: t0.Add(time.Hour)})
+		if err == nil || !strings.Contains(err.Error(), "dbd is down") {
+			t.Errorf("Translate(%q) with failing text reads: plan %v, error %v; want the read error", line, p != nil && p.OK(), err)
+		}
+	}
+}
+
+// TestTranslateColumnLimit: a change that would give a row more than
+// model.MaxColumns columns is the line's error, not a batch dbd refuses.
+// Every rule edit links a new rule row, so a mailbox edited often enough
+// reaches the limit.
+func TestTranslateColumnLimit(t *testing.T) {
+	db := newFakeDB()
+	mustApply(t, db, "mailbox create u@x.test", t0)
+	var b strings.Builder
+	for i := range model.MaxColumns - 1 {
+		fmt.Fprintf(&b, "rule set u@x.test r%d phone +49170%07d\n", i, i)
+	}
+	mustApply(t, db, b.String(), t0.Add(time.Second))
+	// The last free column, and changes that add none: switching a rule
+	// off, setting a rule as it is.
+	mustApply(t, db, "policy u@x.test accept\nrule remove u@x.test r0\nrule set u@x.test r1 phone +491700000001", t0.Add(time.Minute))
+	if n := len(row(t, db, model.Mailbox, []byte("u@x.test")).Cols); n != model.MaxColumns {
+		t.Fatalf("mailbox row has %d columns, want %d", n, model.MaxColumns)
+	}
+	for _, line := range []string{"rule set u@x.test r1 phone +491709999999", "filter add u@x.test x-new", "zone u@x.test Europe/Berlin", "forward add u@x.test c@y.example"} {
+		p := apply(t, db, "block u@x.test a@b.example\n"+line, Source{Who: "dbctl", Via: "dbctl", Now: t0.Add(time.Hour)})
+		if p.OK() || len(p.Results) != 2 || p.Results[0].Err != nil || !errors.Is(p.Results[1].Err, ErrInvalid) ||
+			!strings.Contains(p.Results[1].Err.Error(), "column") {
+			t.Errorf("%q on a full mailbox row: OK %v, results %+v; want the line's column error", line, p.OK(), p.Results)
+		}
+	}
+}
+
+// FuzzParseChange: ParseChange never panics, and the content of a change
+// it reads is a fixed point (ChangeContent turns line breaks into spaces
+// and invalid UTF-8 into U+FFFD, so compare contents, not fields).
+func FuzzParseChange(f *testing.F) {
+	f.Add(ChangeContent(Change{When: t0, Who: "boss@x.test", Via: "mail abc", Line: "block u@x.test a@b.example", Previous: "none"}))
+	f.Add(ChangeContent(Change{When: t0, Who: "dbctl", Via: "dbctl", Line: "zone u@x.test UTC", Previous: "a\nb\rc"}))
+	f.Add([]byte("twinmx-config-change/1\nwhen: 2026-03-04T10:00:00+01:00\nline: x\nwho\n"))
+	f.Add([]byte("twinmx-config-change/1\nwhen: yesterday\nline: x\n"))
+	f.Add([]byte("twinmx-config-change/1\nwhen: 0000-01-01T0:00:00Z\nline: 0\x80"))
+	f.Add([]byte("twinmx-config-admin/1\naddress: a@b"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseChange(b)
+		if y := c.When.UTC().Year(); err != nil || y < 1 || y > 9999 {
+			return // RFC 3339 has no other years; no change is that old
+		}
+		content := ChangeContent(c)
+		c2, err := ParseChange(content)
+		if err != nil || !c2.When.Equal(c.When) || !bytes.Equal(ChangeContent(c2), content) {
+			t.Fatalf("ParseChange(%q) = %+v, whose content %q reads as %+v, %v", b, c, content, c2, err)
+		}
+	})
 }

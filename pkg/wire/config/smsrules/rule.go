@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"path"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ErrSyntax is wrapped by every parse error of this package.
@@ -26,6 +27,10 @@ const (
 	fwdHeader   = "twinmx-fwd/1"
 	listHeader  = "twinmx-sms-list/1"
 	defaultText = "{from}: {subject} / {line}"
+	// maxRuleLines is the most lines a rule within the bounds has: the
+	// header, mailbox, name, template and one line per sender, window and
+	// phone. A longer row is refused before it is read line by line.
+	maxRuleLines = 4 + MaxSenders + MaxWindows + MaxPhones
 )
 
 // Rule is one SMS rule of a mailbox: a mail from one of Senders (any
@@ -91,9 +96,6 @@ func ParseSender(s string) (Sender, error) {
 		if strings.Contains(s, "[") {
 			return Sender{}, fmt.Errorf("%w: sender pattern %q: only * and ? are special", ErrSyntax, s)
 		}
-		if _, err := path.Match(s, ""); err != nil {
-			return Sender{}, fmt.Errorf("%w: sender pattern %q: %v", ErrSyntax, s, err)
-		}
 		return Sender{Kind: SenderPattern, Value: s}, nil
 	case strings.HasPrefix(s, "@"):
 		if len(s) == 1 || strings.Contains(s[1:], "@") {
@@ -136,7 +138,7 @@ func CheckPhone(p string) error {
 // CheckAddress reports whether a is usable as a forward-copy address.
 func CheckAddress(a string) error {
 	if strings.Count(a, "@") != 1 || strings.HasPrefix(a, "@") || strings.HasSuffix(a, "@") ||
-		strings.ContainsAny(a, " \t\r\n<>\"\\,;:") || len(a) > 254 {
+		strings.ContainsAny(a, " <>\"\\,;:") || strings.ContainsFunc(a, unicode.IsControl) || len(a) > 254 {
 		return fmt.Errorf("%w: address %q", ErrSyntax, a)
 	}
 	return nil
@@ -170,6 +172,11 @@ func (r Rule) Content() []byte {
 //	phone: +491701234567          (at least one)
 //	template: {from}: {subject}   (optional)
 func ParseRule(b []byte) (Rule, error) {
+	// A row is any size; the bounds must hold before the work (the
+	// de-duplication of senders and phones is quadratic).
+	if len(b) > maxRuleLines*(MaxLine+1) || bytes.Count(b, []byte("\n")) > maxRuleLines {
+		return Rule{}, fmt.Errorf("%w: rule row longer than %d lines of %d bytes", ErrSyntax, maxRuleLines, MaxLine)
+	}
 	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 	if lines[0] != ruleHeader {
 		return Rule{}, fmt.Errorf("%w: not a rule row (first line %q)", ErrSyntax, cut(lines[0]))
@@ -317,8 +324,7 @@ func (s Sender) matches(from string, lists Lists) (bool, error) {
 	case SenderDomain:
 		return from != "" && strings.HasSuffix(from, s.Value), nil
 	case SenderPattern:
-		ok, _ := path.Match(s.Value, from)
-		return ok && from != "", nil
+		return from != "" && glob(s.Value, from), nil
 	case SenderList:
 		if from == "" || lists == nil {
 			return false, nil
@@ -326,6 +332,38 @@ func (s Sender) matches(from string, lists Lists) (bool, error) {
 		return lists(s.Value, from)
 	}
 	return false, nil
+}
+
+// glob reports whether name matches pattern, where '*' stands for any run
+// of bytes and '?' for one character, '/' included: path.Match stops '*'
+// at '/', which an address's local part may hold. The last '*' is the only
+// backtracking point, so the cost is O(len(pattern)*len(name)).
+func glob(pattern, name string) bool {
+	p, n := 0, 0
+	star, mark := -1, 0
+	for n < len(name) {
+		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, n
+			p++
+		case p < len(pattern) && pattern[p] == '?':
+			_, size := utf8.DecodeRuneInString(name[n:])
+			p, n = p+1, n+size
+		case p < len(pattern) && pattern[p] == name[n]:
+			p, n = p+1, n+1
+		case star >= 0:
+			// Let the last '*' take one more character and retry.
+			_, size := utf8.DecodeRuneInString(name[mark:])
+			mark += size
+			p, n = star+1, mark
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
 }
 
 // Domain returns "@domain" of a lower-case address ("" without one).

@@ -2,9 +2,12 @@ package smsrules
 
 import (
 	"errors"
+	"path"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/twinmx/twinmx/pkg/model"
 )
@@ -257,5 +260,205 @@ func FuzzParseRule(f *testing.F) {
 			t.Fatalf("canonical form changed: %q -> %q", r.Content(), r2.Content())
 		}
 		_ = r.Template.Text(Mail{From: "a@b", Subject: "s"}, r.Name, time.UTC)
+	})
+}
+
+// TestTemplateStripsControls: an SMS text carries no control character,
+// no line break and no bidirectional override from the mail or the
+// mailbox address (the lead: {from} and {mailbox} were put in as they
+// were, so a NUL or an ESC sequence reached the gateway).
+func TestTemplateStripsControls(t *testing.T) {
+	tests := []struct {
+		name string
+		tmpl string
+		m    Mail
+		want string
+	}{
+		{"NUL and ESC in from", "{from}", Mail{From: "a\x00b\x1b[2J@x.example"}, "a b [2J@x.example"},
+		{"line break in mailbox", "{mailbox}!", Mail{Mailbox: "in\r\nfo@x.example"}, "in fo@x.example!"},
+		{"C1 control in subject", "{subject}", Mail{Subject: "a\u009bb"}, "a b"},
+		{"bidi override in from", "{from}", Mail{From: "\u202egro.live@x.example"}, "gro.live@x.example"},
+		{"invalid UTF-8", "{line}", Mail{Line: "a\xffb"}, "a?b"},
+		{"control in the template", "a\x1bb\tc", Mail{}, "a b c"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tm, err := ParseTemplate(tc.tmpl)
+			if err != nil {
+				t.Fatalf("ParseTemplate(%q): %v", tc.tmpl, err)
+			}
+			if got := tm.Text(tc.m, "r", time.UTC); got != tc.want {
+				t.Errorf("Text(%q) = %q, want %q", tc.tmpl, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestParseWindowStrictClock: the hours and minutes of a window are two
+// digits each. fmt.Sscanf read "-1" and "+8" as numbers, so a window
+// could end at minute -60 (and then meant "until midnight").
+func TestParseWindowStrictClock(t *testing.T) {
+	for _, s := range []string{"mon 08:00--1:00", "mon +8:00-09:00", "mon 08:00-09:+5", "mon  8:00-09:00", "mon 08:00- 9:00", "mon 0x:00-09:00"} {
+		if w, err := ParseWindow(s); !errors.Is(err, ErrSyntax) {
+			t.Errorf("ParseWindow(%q) = %v (%v), want a syntax error", s, w, err)
+		}
+	}
+}
+
+// TestParseRuleBounded: a rule row longer than any rule within the
+// bounds is refused before it is read line by line, so a huge row (here
+// the same sender over and over, which the de-duplication used to fold
+// into one at quadratic cost) cannot make smsd do unbounded work.
+func TestParseRuleBounded(t *testing.T) {
+	head := "twinmx-sms-rule/1\nmailbox: a@b.example\nname: x\nphone: +4917012345\n"
+	if _, err := ParseRule([]byte(head + strings.Repeat("from: *\n", MaxSenders))); err != nil {
+		t.Fatalf("a rule with %d sender lines: %v", MaxSenders, err)
+	}
+	for _, body := range []string{
+		strings.Repeat("from: *\n", 5000),
+		strings.Repeat("phone: +4917012345\n", 5000),
+		strings.Repeat("window: * 00:00-24:00\n", 5000),
+	} {
+		if _, err := ParseRule([]byte(head + body)); !errors.Is(err, ErrSyntax) {
+			t.Errorf("ParseRule of %d bytes = %v, want a syntax error", len(head)+len(body), err)
+		}
+	}
+}
+
+// TestSenderPatternSlash: '*' and '?' match any character of an
+// address, '/' too (path.Match stopped at '/', which RFC 5322 allows in a
+// local part).
+func TestSenderPatternSlash(t *testing.T) {
+	tests := []struct {
+		pattern, from string
+		want          bool
+	}{
+		{"*@b.example", "dept/sales@b.example", true},
+		{"?/?@b.example", "a/b@b.example", true},
+		{"*@*.b.example", "x@sub.b.example", true},
+		{"*@*.b.example", "x@b.example", false},
+		{"a*b*c@x", "abxbc@x", true},
+		{"a*b*c@x", "abxbd@x", false},
+		{"?*", "", false},
+		{"*x*x*x*x*x*x*x*x*y", strings.Repeat("x", 900), false},
+	}
+	for _, tc := range tests {
+		s, err := ParseSender(tc.pattern)
+		if err != nil {
+			t.Fatalf("ParseSender(%q): %v", tc.pattern, err)
+		}
+		got, err := Rule{Senders: []Sender{s}}.Matches(Mail{From: tc.from}, time.UTC, nil)
+		if err != nil || got != tc.want {
+			t.Errorf("pattern %q, from %q: %v, %v; want %v", tc.pattern, tc.from, got, err, tc.want)
+		}
+	}
+}
+
+// TestCheckAddressControls: a forward-copy address goes into an SMTP
+// RCPT TO; no control character may get there.
+func TestCheckAddressControls(t *testing.T) {
+	for _, a := range []string{"a\x00b@x.example", "a@x.example\x1b", "a\x7f@x.example", "a@x\u0085.example"} {
+		if err := CheckAddress(a); !errors.Is(err, ErrSyntax) {
+			t.Errorf("CheckAddress(%q) = %v, want a syntax error", a, err)
+		}
+	}
+	if err := CheckAddress("dept/sales+sms@x.example"); err != nil {
+		t.Errorf("CheckAddress of a plain address: %v", err)
+	}
+}
+
+// FuzzParseWindow: ParseWindow never panics, a window it reads is
+// within a day, and its String reads back as the same window.
+func FuzzParseWindow(f *testing.F) {
+	for _, s := range []string{"mon-fri 08:00-18:00", "fri 22:00-02:00", "* 00:00-24:00", "sat-mon,wed 10:00-11:00",
+		"MON 07:05-24:00", "mon 08:00--1:00", "mon +8:00-09:00", "sun 24:00-01:00", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		w, err := ParseWindow(s)
+		if err != nil {
+			return
+		}
+		if w.Start < 0 || w.Start >= 24*60 || w.End <= 0 || w.End > 24*60 || w.Start == w.End {
+			t.Fatalf("ParseWindow(%q) = %+v: outside a day", s, w)
+		}
+		w2, err := ParseWindow(w.String())
+		if err != nil || w2 != w {
+			t.Fatalf("ParseWindow(%q) = %+v prints as %q, which reads as %+v, %v", s, w, w.String(), w2, err)
+		}
+	})
+}
+
+// FuzzParseSender: ParseSender never panics, a sender prints as itself,
+// and matching it is total.
+func FuzzParseSender(f *testing.F) {
+	for _, s := range []string{"*", "list:hotline", "@b.example", "A@B.example", "*@*.b.example", "alert-?@mon.example",
+		"a/b*@x", "[a]@b", "a b@c", "list:", ""} {
+		f.Add(s, "dept/sales@b.example")
+	}
+	f.Fuzz(func(t *testing.T, s, from string) {
+		snd, err := ParseSender(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseSender(snd.String())
+		if err != nil || again != snd {
+			t.Fatalf("ParseSender(%q) = %+v prints as %q, which reads as %+v, %v", s, snd, snd.String(), again, err)
+		}
+		lists := func(string, string) (bool, error) { return true, nil }
+		got, err := (Rule{Senders: []Sender{snd}}).Matches(Mail{From: from}, time.UTC, lists)
+		if err != nil {
+			t.Fatalf("Matches: %v", err)
+		}
+		// Without a '/', a pattern matches as path.Match would.
+		if low := strings.ToLower(from); snd.Kind == SenderPattern && low != "" && !strings.Contains(low, "/") && !strings.Contains(snd.Value, "/") {
+			if want, _ := path.Match(snd.Value, low); got != want {
+				t.Fatalf("pattern %q, from %q: %v, path.Match says %v", snd.Value, low, got, want)
+			}
+		}
+	})
+}
+
+// FuzzTemplateText: whatever the template and the mail, the SMS text is
+// one line of valid UTF-8 of at most MaxText characters, without control
+// or bidirectional formatting characters.
+func FuzzTemplateText(f *testing.F) {
+	f.Add("{from}: {subject} / {line}", "a\x00b@x.example", "Server\r\ndown", "\u202eHelp\x1b[2J", "in\nfo@x.example")
+	f.Add("{{literal} {mailbox} {rule} {time}", "", "", "", "")
+	f.Add("{nope}", "a@b", "s", "l", "m")
+	f.Add("a\tb\x1b", "\xff", "\u0085", "\u2028", "\u2066")
+	f.Fuzz(func(t *testing.T, tmpl, from, subject, line, mailbox string) {
+		tm, err := ParseTemplate(tmpl)
+		if err != nil {
+			return
+		}
+		got := tm.Text(Mail{From: from, Subject: subject, Line: line, Mailbox: mailbox, Time: time.Unix(0, 0)}, "r", time.UTC)
+		if !utf8.ValidString(got) || utf8.RuneCountInString(got) > MaxText {
+			t.Fatalf("Text = %q: not valid UTF-8 or too long", got)
+		}
+		if i := strings.IndexFunc(got, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }); i >= 0 {
+			t.Fatalf("Text = %q has a control character at %d", got, i)
+		}
+	})
+}
+
+// FuzzParseZoneForward: the one-value rows never panic, and a value read
+// is written back as the same row.
+func FuzzParseZoneForward(f *testing.F) {
+	f.Add(ZoneContent("a@b", "Europe/Berlin"))
+	f.Add(ForwardContent("a@b", "c@d"))
+	f.Add([]byte("twinmx-sms-zone/1\nmailbox: a@b\nzone: \n"))
+	f.Add([]byte("twinmx-fwd/1\nmailbox: a@b\nto: c@d\nextra: 1\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if z, err := ParseZone(b); err == nil {
+			if z2, err := ParseZone(ZoneContent("a@b", z)); err != nil || z2 != z {
+				t.Fatalf("ParseZone(%q) = %q; its row reads as %q, %v", b, z, z2, err)
+			}
+		}
+		if to, err := ParseForward(b); err == nil {
+			if to2, err := ParseForward(ForwardContent("a@b", to)); err != nil || to2 != to {
+				t.Fatalf("ParseForward(%q) = %q; its row reads as %q, %v", b, to, to2, err)
+			}
+		}
 	})
 }

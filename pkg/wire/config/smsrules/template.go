@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -53,14 +54,37 @@ func (t Template) UsesLine() bool { return strings.Contains(t.String(), "{line}"
 
 var placeholders = map[string]bool{"from": true, "subject": true, "line": true, "mailbox": true, "rule": true, "time": true}
 
-// Text returns the SMS text for m, one line of at most MaxText characters.
+// Text returns the SMS text for m, one line of at most MaxText characters,
+// valid UTF-8 without control characters or bidirectional formatting
+// characters: every value comes from a mail or a row, and a NUL, an ESC
+// sequence or a line break must not reach a gateway (a command gateway
+// gets the text as an argument) or a phone.
 func (t Template) Text(m Mail, rule string, loc *time.Location) string {
 	vals := map[string]string{
 		"from": m.From, "subject": m.Subject, "line": m.Line, "mailbox": m.Mailbox, "rule": rule,
 		"time": m.Time.In(loc).Format("15:04"),
 	}
-	s, _ := expand(t.String(), func(name string) string { return oneLine(vals[name]) })
-	return limit(s, MaxText)
+	s, _ := expand(t.String(), func(name string) string { return oneLine(clean(vals[name])) })
+	// The template's own text too: a rule row made outside the config
+	// language may hold a tab or an ESC.
+	return limit(clean(s), MaxText)
+}
+
+// clean returns s as valid UTF-8 ("?" for a bad byte) with each control
+// character (C0, DEL, C1: NUL, ESC, CR, LF, NEL...) a space and the
+// bidirectional formatting characters dropped, so a sender cannot make
+// the text read backwards on the phone ("Unicode tricks").
+func clean(s string) string {
+	s = strings.ToValidUTF8(s, "?")
+	return strings.Map(func(r rune) rune {
+		switch {
+		case unicode.IsControl(r):
+			return ' '
+		case unicode.Is(unicode.Bidi_Control, r):
+			return -1
+		}
+		return r
+	}, s)
 }
 
 func expand(src string, val func(string) string) (string, error) {

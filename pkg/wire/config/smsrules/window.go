@@ -84,15 +84,28 @@ func day(s string) (int, error) {
 	return 0, fmt.Errorf("%w: day %q (want sun, mon, tue, wed, thu, fri or sat)", ErrSyntax, cut(s))
 }
 
+// clock reads "HH:MM", exactly two digits each (fmt.Sscanf would also
+// take a sign or a space, so "-1:00" was minute -60). Only an end may be
+// 24:00.
 func clock(s string, end bool) (int, error) {
-	var h, m int
-	if len(s) != 5 || s[2] != ':' {
+	if len(s) != 5 || s[2] != ':' || !digits(s[:2]) || !digits(s[3:]) {
 		return 0, fmt.Errorf("%w: time %q: want HH:MM", ErrSyntax, cut(s))
 	}
-	if _, err := fmt.Sscanf(s, "%02d:%02d", &h, &m); err != nil || m > 59 || h > 24 || (h == 24 && (m != 0 || !end)) {
+	h := int(s[0]-'0')*10 + int(s[1]-'0')
+	m := int(s[3]-'0')*10 + int(s[4]-'0')
+	if m > 59 || h > 24 || (h == 24 && (m != 0 || !end)) {
 		return 0, fmt.Errorf("%w: time %q", ErrSyntax, s)
 	}
 	return h*60 + m, nil
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // String returns the window in the form ParseWindow reads (days as a
