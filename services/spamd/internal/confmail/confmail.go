@@ -56,6 +56,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/model/passwd"
@@ -144,9 +146,6 @@ type Mailer struct {
 	cfg Config
 	log *slog.Logger
 	wg  sync.WaitGroup // confirmations being sent
-
-	mu  sync.Mutex
-	mac *[32]byte // the confirmations' MAC secret, once read
 }
 
 var _ judge.ConfigMails = (*Mailer)(nil)
@@ -497,81 +496,76 @@ func (c *crlfStripper) Read(p []byte) (int, error) {
 	return j, err
 }
 
-// cutSecret removes every "secret:" line (blanking it, so line numbers
-// stay) and returns the text and the last secret given.
+// cutSecret removes every secret line (blanking it, so line numbers
+// stay) and returns the text and the last secret given. A secret line is
+// what the language would read as a first word "secret" followed by ":",
+// however written: any case, spaces or tabs around the words and the
+// colon ("Secret : s", "secret:s"). A line whose first word is "secret"
+// but that is no secret line ("secret s", "secret= s") cannot be a
+// command either; it is replaced by the bare word, so it still fails as
+// an unknown command and nothing is applied, but the confirmation, which
+// repeats a failed line, never shows what followed the word.
 func cutSecret(text string) (string, string) {
 	lines := strings.Split(text, "\n")
 	var secret string
 	for i, l := range lines {
-		k, v, ok := strings.Cut(strings.TrimSpace(l), ":")
-		if ok && strings.EqualFold(k, "secret") {
-			secret, lines[i] = strings.TrimSpace(v), ""
+		v, kind := secretLine(l)
+		switch kind {
+		case isSecret:
+			secret, lines[i] = v, ""
+		case notSecret:
+			lines[i] = "secret"
 		}
 	}
 	return strings.Join(lines, "\n"), secret
+}
+
+const (
+	noSecret  = iota // not about a secret
+	isSecret         // a secret line
+	notSecret        // first word "secret", but no secret line
+)
+
+// secretLine reports whether l is a secret line and returns its secret.
+func secretLine(l string) (string, int) {
+	s := strings.TrimLeft(l, " \t")
+	if len(s) < len("secret") || !strings.EqualFold(s[:len("secret")], "secret") {
+		return "", noSecret
+	}
+	rest := s[len("secret"):]
+	if v, ok := strings.CutPrefix(strings.TrimLeft(rest, " \t"), ":"); ok {
+		return strings.TrimSpace(v), isSecret
+	}
+	// "secrets ..." or "secretary" is another word; "secret", "secret s"
+	// and "secret=s" start with the word secret.
+	if r, _ := utf8.DecodeRuneInString(rest); rest == "" || !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+		return "", notSecret
+	}
+	return "", noSecret
 }
 
 // Confirmations.
 
 var macContent = []byte("twinmx-config-mac/1")
 
-var macCols = [4]string{"k0", "k1", "k2", "k3"}
-
-// macKey returns the confirmations' MAC secret, creating it if dbd has
-// none (as the digest's secret: columns merge by maximum, so two creators
-// end with one mixed secret).
+// macKey returns the confirmations' MAC secret (nil if there is none and
+// create is false), creating it if dbd has none. It is kept as the
+// digest's secret is (digest.SharedKey): only the instance that created
+// the row sets its columns and every instance uses what dbd holds, read
+// on every call. Each instance used to set its own columns and keep its
+// own result forever, so two instances creating it at once could keep
+// different secrets, and one's confirmations were judged by the other
+// like any mail. Two sites creating it before replication still merge
+// into one secret; a confirmation made just before that does not verify.
 func (m *Mailer) macKey(ctx context.Context, create bool) (*[32]byte, error) {
-	m.mu.Lock()
-	k := m.mac
-	m.mu.Unlock()
-	if k != nil {
-		return k, nil
+	k, ok, err := digest.SharedKey(ctx, m.cfg.DB, macContent, create)
+	if err != nil {
+		return nil, fmt.Errorf("config mac secret: %w", err)
 	}
-	read := func() (*[32]byte, error) {
-		row, err := m.cfg.DB.FindKey(ctx, model.Config, model.KeyOf(model.Config, macContent))
-		if errors.Is(err, client.ErrNotFound) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read config mac secret: %w", err)
-		}
-		var s [32]byte
-		for i, c := range macCols {
-			v := row.State.Col(c)
-			if v == 0 {
-				return nil, nil
-			}
-			binary.BigEndian.PutUint64(s[i*8:], v)
-		}
-		return &s, nil
+	if !ok {
+		return nil, nil
 	}
-	k, err := read()
-	if err != nil || (k == nil && !create) {
-		return nil, err
-	}
-	if k == nil {
-		var fresh [32]byte
-		rand.Read(fresh[:])
-		reqs := []wire.Request{{Op: wire.OpFindOrInsert, Table: model.Config, Content: macContent}}
-		for i, c := range macCols {
-			reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Config, Ref: wire.Ref{Content: macContent}, Name: c,
-				Value: binary.BigEndian.Uint64(fresh[i*8:]) | 1})
-		}
-		if _, err := m.cfg.DB.Batch(ctx, reqs); err != nil {
-			return nil, fmt.Errorf("create config mac secret: %w", err)
-		}
-		if k, err = read(); err != nil || k == nil {
-			return nil, fmt.Errorf("read config mac secret back: %v", err)
-		}
-	}
-	// If the other site created a secret at the same moment, the merged
-	// columns replace ours later; a confirmation whose MAC then does not
-	// verify is judged like any mail (and the next restart reads the
-	// merged secret).
-	m.mu.Lock()
-	m.mac = k
-	m.mu.Unlock()
-	return k, nil
+	return &k, nil
 }
 
 func macOf(k *[32]byte, id, rcpt, subject string, body []byte) string {
@@ -617,12 +611,50 @@ func (m *Mailer) confirm(configAddr, to, inReplyTo string, ok bool, report strin
 		defer cancel()
 		raw, err := m.confirmation(ctx, configAddr, to, inReplyTo, ok, report)
 		if err == nil {
-			err = m.cfg.Sender.Send(ctx, "", to, raw)
+			err = m.cfg.Sender.Send(ctx, "", rcptPath(to), raw)
 		}
 		if err != nil {
 			m.log.Error("send a configuration confirmation", "to", to, "err", err)
 		}
 	})
+}
+
+// rcptPath returns addr (as net/mail returns it: a quoted local part
+// unquoted) as an RCPT path's address: the local part quoted again where
+// it needs it ("a b"@x), without the angle brackets the client adds.
+func rcptPath(addr string) string {
+	return strings.TrimSuffix(strings.TrimPrefix((&mail.Address{Address: addr}).String(), "<"), ">")
+}
+
+// maxLine is the longest line a header may have, without CRLF (RFC 5322
+// §2.1.1).
+const maxLine = 998
+
+// writeField writes the header field name: value to b, folded (a CRLF
+// before a space, which unfolding removes again, so the value is kept as
+// it is) where a line would be longer than maxLine. It writes nothing and
+// reports false when value is empty or a part of it between spaces cannot
+// fit on a line of its own.
+func writeField(b *bytes.Buffer, name, value string) bool {
+	value = strings.TrimSpace(value)
+	if value == "" {
+		return false
+	}
+	lines := []string{name + ":"}
+	for _, w := range strings.Split(value, " ") {
+		last := &lines[len(lines)-1]
+		switch {
+		case len(*last)+1+len(w) <= maxLine:
+			*last += " " + w
+		case w != "" && 1+len(w) <= maxLine: // never a line of spaces only
+			lines = append(lines, " "+w)
+		default:
+			return false
+		}
+	}
+	b.WriteString(strings.Join(lines, "\r\n"))
+	b.WriteString("\r\n")
+	return true
 }
 
 func (m *Mailer) confirmation(ctx context.Context, configAddr, to, inReplyTo string, ok bool, report string) ([]byte, error) {
@@ -646,10 +678,23 @@ func (m *Mailer) confirmation(ctx context.Context, configAddr, to, inReplyTo str
 	io.WriteString(w, strings.ReplaceAll(intro+report, "\n", "\r\n"))
 	w.Close()
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "From: twinmx config <%s>\r\nTo: <%s>\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: %s\r\n",
-		configAddr, to, subject, time.Now().UTC().Format(time.RFC1123Z), id)
+	// Address.String quotes a local part that needs it ("a b"@x); written
+	// as it is, such an address makes a To field no reader parses.
+	from := (&mail.Address{Name: "twinmx config", Address: configAddr}).String()
+	rcpt := (&mail.Address{Address: to}).String()
+	if !writeField(&b, "From", from) || !writeField(&b, "To", rcpt) {
+		return nil, fmt.Errorf("confirmation to %s: an address is longer than a header line", to)
+	}
+	fmt.Fprintf(&b, "Subject: %s\r\nDate: %s\r\nMessage-ID: %s\r\n", subject, time.Now().UTC().Format(time.RFC1123Z), id)
+	// The admin's Message-ID threads the answer. One that cannot fit on a
+	// header line (a msg-id cannot be folded inside) is left out: the
+	// confirmation matters, the threading does not.
 	if irt := strings.TrimSpace(inReplyTo); irt != "" && !strings.ContainsAny(irt, "\r\n") {
-		fmt.Fprintf(&b, "In-Reply-To: %s\r\n", irt)
+		if writeField(&b, "In-Reply-To", irt) {
+			writeField(&b, "References", irt)
+		} else {
+			m.log.Warn("a configuration mail's Message-ID is too long to answer in In-Reply-To", "to", to, "bytes", len(irt))
+		}
 	}
 	fmt.Fprintf(&b, "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n")
 	fmt.Fprintf(&b, "%s: v1 %s\r\n\r\n", macHeader, macOf(k, id, string(model.MailboxContent(to)), subject, body.Bytes()))

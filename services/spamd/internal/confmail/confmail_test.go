@@ -19,6 +19,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/config"
+	"github.com/twinmx/twinmx/services/spamd/internal/digest"
 	"github.com/twinmx/twinmx/services/spamd/internal/signal"
 )
 
@@ -265,7 +266,7 @@ func FuzzConfigMail(f *testing.F) {
 			t.Fatalf("cutSecret(%q) = %q: the lines moved", text, cut)
 		}
 		for l := range strings.SplitSeq(cut, "\n") {
-			if k, _, ok := strings.Cut(strings.TrimSpace(l), ":"); ok && strings.EqualFold(k, "secret") {
+			if k, _, ok := strings.Cut(strings.TrimSpace(l), ":"); ok && strings.EqualFold(strings.TrimSpace(k), "secret") {
 				t.Fatalf("cutSecret(%q) kept %q", text, l)
 			}
 		}
@@ -273,18 +274,17 @@ func FuzzConfigMail(f *testing.F) {
 }
 
 // TestApplyRefusedBatch: a mail whose batch dbd refuses for what it is
-// (here: more columns on the mailbox row than a row may hold) is answered
-// at once, accepted with nothing applied and a confirmation that says so;
-// it used to be an error, judged again and again, with 451s for the admin
-// and no answer.
+// (bad or too large; here the answer dbd gives when a row would get more
+// columns than it may hold) is answered at once, accepted with nothing
+// applied and a confirmation that says so; it used to be an error, judged
+// again and again, with 451s for the admin and no answer. The refusal is
+// dbd's own answer, not a plan that overflows a row: config.Translate may
+// catch such a plan itself.
 func TestApplyRefusedBatch(t *testing.T) {
 	w := newConfigWorld(t)
-	var body strings.Builder
-	for i := range model.MaxColumns + 10 {
-		fmt.Fprintf(&body, "filter add u@x.test X-Header-%d\n", i)
-	}
+	w.m.cfg.Apply = failingApplier{&wire.Error{Code: wire.CodeBadRequest, Msg: "store: invalid request: set column: too many"}}
 	a := model.Attempt{Time: time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC), Client: "192.0.2.1:2525", From: "boss@x.test"}
-	raw := w.sign(t, "big", body.String())
+	raw := w.sign(t, "big", "filter add u@x.test X-Header\n")
 	a.Mail = model.NewMailRows(raw).MailKey
 	ok, reason, err := w.m.Apply(context.Background(), a, "config@x.test", raw)
 	w.m.wg.Wait()
@@ -320,4 +320,148 @@ type failingApplier struct{ err error }
 
 func (f failingApplier) Batch(context.Context, []wire.Request) ([]wire.Result, error) {
 	return nil, f.err
+}
+
+// TestMACKeyTwoInstances: two instances that create the confirmations'
+// MAC secret at once use the same one, the one dbd holds, so each accepts
+// the other's confirmations. Each used to set its own columns and keep
+// what it read back: the one that wrote first kept its own secret while
+// dbd (and the other) held the columns merged.
+func TestMACKeyTwoInstances(t *testing.T) {
+	ctx := context.Background()
+	// Rounds: with the old code a round passed by chance when every
+	// column of one secret was above the other's (1 in 16).
+	for round := range 8 {
+		db := newFakeDB()
+		key := model.KeyOf(model.Config, macContent)
+		var b *Mailer
+		var bKey *[32]byte
+		var bErr error
+		// a reads "no secret"; b creates one before a goes on.
+		h := &missHook{fakeDB: db, key: key, hook: func() { bKey, bErr = b.macKey(ctx, true) }}
+		a := New(Config{DB: h, Hostname: "a.x.test"})
+		b = New(Config{DB: db, Hostname: "b.x.test"})
+		aKey, err := a.macKey(ctx, true)
+		if err != nil || bErr != nil {
+			t.Fatalf("round %d: macKey: %v, %v", round, err, bErr)
+		}
+		stored, ok, err := digest.SharedKey(ctx, db, macContent, false)
+		if err != nil || !ok {
+			t.Fatalf("round %d: stored secret: %v, %v", round, ok, err)
+		}
+		if *aKey != stored || *bKey != stored {
+			t.Fatalf("round %d: not the secret dbd holds: a's %v, b's %v", round, *aKey == stored, *bKey == stored)
+		}
+		// What matters: each accepts the other's confirmation.
+		for _, pair := range [][2]*Mailer{{a, b}, {b, a}} {
+			raw, err := pair[0].confirmation(ctx, "config@x.test", "boss@x.test", "", true, "line 1: ok\n")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if own, err := pair[1].Own(ctx, "boss@x.test", raw); err != nil || !own {
+				t.Fatalf("round %d: the other instance's confirmation: Own = %v, %v", round, own, err)
+			}
+		}
+	}
+}
+
+// TestCutSecretSpellings: every spelling of a secret line is cut and
+// used, and no confirmation repeats a secret. "secret : s" used to stay,
+// fail to parse and be echoed.
+func TestCutSecretSpellings(t *testing.T) {
+	for _, l := range []string{"secret: s3cr3t", "secret : s3cr3t", "SECRET:s3cr3t", " \tSecret\t:\t s3cr3t \t", "secret  :  s3cr3t"} {
+		text, secret := cutSecret("block u@x.test @a.example\n" + l + "\n")
+		if secret != "s3cr3t" || text != "block u@x.test @a.example\n\n" {
+			t.Errorf("cutSecret(%q) = %q, %q", l, text, secret)
+		}
+	}
+	// Not a secret line, but no command either: it fails without its rest.
+	for _, l := range []string{"secret s3cr3t", "Secret=s3cr3t", "secret"} {
+		text, secret := cutSecret(l + "\n")
+		if secret != "" || text != "secret\n" {
+			t.Errorf("cutSecret(%q) = %q, %q; want the bare word", l, text, secret)
+		}
+	}
+	// Other words stay.
+	for _, l := range []string{"secretary: x", "admin secret boss@x.test none", "# secret: x is a comment? no: a secret line"} {
+		if text, secret := cutSecret(l); text != l || secret != "" {
+			t.Errorf("cutSecret(%q) = %q, %q; want it unchanged", l, text, secret)
+		}
+	}
+
+	w := newConfigWorld(t)
+	t0 := time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
+	for i, tc := range []struct {
+		body    string
+		applied bool
+	}{
+		{"secret : hunter2\nblock u@x.test @spam.example\n", true},
+		{"secret hunter2\nblock u@x.test @spam.example\n", false},
+	} {
+		ok, reason := w.apply(t, w.sign(t, fmt.Sprintf("s%d", i), tc.body), t0.Add(time.Duration(i)*time.Minute))
+		if !ok || strings.Contains(reason, "changes applied") != tc.applied {
+			t.Errorf("%q: Apply = %v, %q; want applied %v", tc.body, ok, reason, tc.applied)
+		}
+		sent := w.sent.mails()
+		if len(sent) != i+1 {
+			t.Fatalf("%d confirmations, want %d", len(sent), i+1)
+		}
+		msg, err := mail.ReadMessage(bytes.NewReader(sent[i]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, _ := io.ReadAll(quotedprintable.NewReader(msg.Body))
+		if strings.Contains(string(text), "hunter2") {
+			t.Errorf("%q: the confirmation repeats the secret:\n%s", tc.body, text)
+		}
+	}
+}
+
+// TestConfirmationHeaders: every header line of a confirmation fits in
+// 998 octets, however long the admin's Message-ID, and an admin address
+// with a quoted local part is written correctly in To and in RCPT. A
+// Message-ID near 998 bytes used to make a longer In-Reply-To line, and
+// "a b"@x.test a To field <a b@x.test> nothing parses.
+func TestConfirmationHeaders(t *testing.T) {
+	ctx := context.Background()
+	sender := &fakeSender{}
+	m := New(Config{DB: newFakeDB(), Sender: sender, Hostname: "mx.x.test"})
+	const admin = "a b@x.test" // "a b"@x.test as net/mail returns it
+	longID := func(n int) string { return "<" + strings.Repeat("i", n-len("<@x.test>")) + "@x.test>" }
+	for _, tc := range []struct {
+		name, irt, want string
+	}{
+		{"short", "<c1@x.test>", "<c1@x.test>"},
+		{"folded", longID(990), longID(990)},    // "In-Reply-To: " + 990 > 998
+		{"too long: left out", longID(998), ""}, // no line holds it
+		{"two ids, folded", longID(600) + " " + longID(600), longID(600) + " " + longID(600)},
+	} {
+		m.confirm("config@x.test", admin, tc.irt, true, "line 1: ok\n")
+		m.wg.Wait()
+		sent, rcpts := sender.mails(), sender.recipients()
+		raw := sent[len(sent)-1]
+		head, _, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
+		for l := range bytes.SplitSeq(head, []byte("\r\n")) {
+			if len(l) > maxLine {
+				t.Errorf("%s: header line of %d octets: %.40q...", tc.name, len(l), l)
+			}
+		}
+		msg, err := mail.ReadMessage(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := msg.Header.Get("In-Reply-To"); got != tc.want {
+			t.Errorf("%s: In-Reply-To = %.60q, want %.60q", tc.name, got, tc.want)
+		}
+		if to, err := mail.ParseAddress(msg.Header.Get("To")); err != nil || to.Address != admin {
+			t.Errorf("%s: To %q = %v, %v; want %q", tc.name, msg.Header.Get("To"), to, err, admin)
+		}
+		if got := rcpts[len(rcpts)-1]; got != `"a b"@x.test` {
+			t.Errorf("%s: RCPT address %q, want \"a b\"@x.test", tc.name, got)
+		}
+		// smtpd's mailbox for that RCPT is the unquoted address.
+		if own, err := m.Own(ctx, admin, raw); err != nil || !own {
+			t.Errorf("%s: Own = %v, %v", tc.name, own, err)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package confmail
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -118,10 +119,17 @@ func inserts(reqs []wire.Request, t model.Table, k model.Key) bool {
 	return false
 }
 
-// fakeSender records the mails it is given.
+// fakeSender records the mails it is given and their recipients.
 type fakeSender struct {
-	mu   sync.Mutex
-	sent [][]byte
+	mu    sync.Mutex
+	sent  [][]byte
+	rcpts []string
+}
+
+func (s *fakeSender) recipients() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.rcpts)
 }
 
 func (s *fakeSender) mails() [][]byte {
@@ -130,9 +138,28 @@ func (s *fakeSender) mails() [][]byte {
 	return slices.Clone(s.sent)
 }
 
-func (s *fakeSender) Send(_ context.Context, _, _ string, msg []byte) error {
+func (s *fakeSender) Send(_ context.Context, _, to string, msg []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sent = append(s.sent, slices.Clone(msg))
+	s.rcpts = append(s.rcpts, to)
 	return nil
+}
+
+// missHook is a DB that calls hook once, the first time a FindKey of the
+// row key answers "not found", before returning that answer: what another
+// instance does between a read and what follows it.
+type missHook struct {
+	*fakeDB
+	key  model.Key
+	once sync.Once
+	hook func()
+}
+
+func (h *missHook) FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error) {
+	row, err := h.fakeDB.FindKey(ctx, t, k)
+	if k == h.key && errors.Is(err, client.ErrNotFound) {
+		h.once.Do(h.hook)
+	}
+	return row, err
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"mime/quotedprintable"
 	"net/mail"
 	"strings"
@@ -375,14 +377,14 @@ func TestReplyPlantedToken(t *testing.T) {
 	}
 	// A real token of v@, and a planted row that makes it point at u@.
 	tok := s.Token("v@x.test", "bot@spam.example")
-	if _, err := w.db.Batch(ctx, issueRequests(tok, "u@x.test", "bot@spam.example", []model.Key{w.rk}, 1, now)); err != nil {
+	if _, err := w.db.Batch(ctx, issueRequests(tok, "u@x.test", "bot@spam.example", []model.Key{w.rk}, 0, now)); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := d.Reply(ctx, []byte("\r\nALLOW "+tok+"\r\n"), now); err != nil || n != 0 {
 		t.Fatalf("Reply(planted) = %d, %v; want 0", n, err)
 	}
 	// Issued for its own pair it works, for v@ only.
-	if _, err := w.db.Batch(ctx, issueRequests(tok, "v@x.test", "bot@spam.example", []model.Key{w.rk}, 1, now)); err != nil {
+	if _, err := w.db.Batch(ctx, issueRequests(tok, "v@x.test", "bot@spam.example", []model.Key{w.rk}, 0, now)); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := d.Reply(ctx, []byte("\r\nALLOW "+tok+"\r\n"), now); err != nil || n != 1 {
@@ -547,4 +549,91 @@ func FuzzParsePairContent(f *testing.F) {
 			t.Fatalf("parsePairContent(%q) = %q, %q: does not make the same content", b, m, s)
 		}
 	})
+}
+
+// TestReplyNewestRefusals: an ALLOW re-accepts the sender's newest
+// refusals, however often the sender was refused before. The links used
+// to keep the oldest 64: once a token row was full, later refusals stayed
+// refused after the reply.
+func TestReplyNewestRefusals(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 3, 4, 11, 0, 0, 0, time.UTC)
+	w := newWorld(t, now.Add(-50*time.Minute))
+	mb := model.KeyOf(model.Mailbox, model.MailboxContent(w.mbox))
+	d := w.digester(time.Hour)
+	// One digest listing more refusals of the sender than a link row takes.
+	var first []model.Key
+	for i := range maxRefusalLinks + 6 {
+		first = append(first, w.addRefusal(mb, now.Add(-40*time.Minute+time.Duration(i)*time.Second), "bot@spam.example", fmt.Sprintf("Subject: a%d\r\n\r\n", i)))
+	}
+	if n, err := d.Pass(ctx, now); err != nil || n != 1 {
+		t.Fatalf("first Pass = %d, %v", n, err)
+	}
+	toks := FindTokens(w.sender.mails()[0].msg)
+	if len(toks) != 1 {
+		t.Fatalf("tokens in the first digest: %v", toks)
+	}
+	// Later digests with one new refusal each: the link row is full.
+	var later []model.Key
+	for i := range 3 {
+		at := now.Add(time.Duration(i+1) * time.Hour)
+		later = append(later, w.addRefusal(mb, at.Add(-time.Minute), "bot@spam.example", fmt.Sprintf("Subject: b%d\r\n\r\n", i)))
+		if n, err := d.Pass(ctx, at); err != nil || n != 1 {
+			t.Fatalf("Pass %d = %d, %v", i, n, err)
+		}
+	}
+	if toks2 := FindTokens(w.sender.mails()[3].msg); len(toks2) != 1 || toks2[0] != toks[0] {
+		t.Fatalf("token of the last digest %v, want the same %s", toks2, toks[0])
+	}
+	replyAt := now.Add(4 * time.Hour)
+	if n, err := d.Reply(ctx, []byte("Subject: re\r\n\r\nALLOW "+toks[0]+"\r\n"), replyAt); err != nil || n != 1 {
+		t.Fatalf("Reply = %d, %v; want 1 sender", n, err)
+	}
+	newest := append(first[len(first)-maxRefusalLinks+len(later):], later...)
+	for i, rk := range newest {
+		if v := verdictOf(t, w.db, rk); v != model.Accept {
+			t.Errorf("refusal %d of the newest %d is %s after the reply, want accept", i, len(newest), v)
+		}
+	}
+	// The token row itself stays far below model.MaxColumns.
+	row, err := w.db.FindKey(ctx, model.Text, model.KeyOf(model.Text, tokenContent(toks[0])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(row.State.Cols); n > maxRefusalLinks+2 {
+		t.Errorf("token row has %d columns", n)
+	}
+}
+
+// TestPassMissingMailbox: a refusal whose mailbox row has not replicated
+// yet does not stop the pass: the other mailboxes get their digests, the
+// refusal is logged and listed once its mailbox row is there.
+func TestPassMissingMailbox(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 3, 4, 11, 0, 0, 0, time.UTC)
+	w := newWorld(t, now.Add(-10*time.Minute))
+	// A receive row of v@x.test, newer than u@x.test's, without its
+	// mailbox row.
+	gone := model.KeyOf(model.Mailbox, model.MailboxContent("v@x.test"))
+	w.addRefusal(gone, now.Add(-5*time.Minute), "bot@spam.example", "Subject: v\r\n\r\n")
+	var logs bytes.Buffer
+	d := New(Config{DB: w.db, Every: time.Hour, Sender: w.sender, ClaimWait: -1,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if n, err := d.Pass(ctx, now); err != nil || n != 1 {
+		t.Fatalf("Pass = %d, %v; want u@x.test's digest", n, err)
+	}
+	if sent := w.sender.mails(); len(sent) != 1 || sent[0].to != "u@x.test" {
+		t.Fatalf("sent %+v, want one digest to u@x.test", sent)
+	}
+	if !strings.Contains(logs.String(), "mailbox row is not here yet") || !strings.Contains(logs.String(), gone.String()) {
+		t.Errorf("the skipped refusal is not logged:\n%s", logs.String())
+	}
+	// Its mailbox row arrives: the next pass lists it.
+	w.db.insert(model.Mailbox, model.MailboxContent("v@x.test"))
+	if n, err := d.Pass(ctx, now.Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("next Pass = %d, %v; want v@x.test's digest", n, err)
+	}
+	if sent := w.sender.mails(); len(sent) != 2 || sent[1].to != "v@x.test" {
+		t.Fatalf("sent %+v, want a digest to v@x.test", sent)
+	}
 }

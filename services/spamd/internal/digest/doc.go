@@ -44,8 +44,9 @@
 // issuing it stores two text rows: the pair row (mailbox, sender) and a
 // token row whose content is made from the token alone, with a link column
 // (model.LinkColumn "pair.") to the pair row valued with the issue time,
-// and "rcv." links to the refused receive rows it was listed for (at most
-// 64 per token).
+// and "rcv." links to the refused receive rows it was listed for, in link
+// rows of generations (reply.go), so that a reply re-accepts at least the
+// sender's newest 64 refusals however often it was refused before.
 // A reply's tokens (every "ALLOW <token>" in the raw mail and in its
 // base64/quoted-printable text parts, quoted or not, at most 100) are
 // looked up by key; a pair counts only if the token is its HMAC and was

@@ -3,17 +3,20 @@ package digest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
 	"net/mail"
 	"net/textproto"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -99,21 +102,39 @@ func decodeParts(h textproto.MIMEHeader, body io.Reader, depth int, out *[]byte,
 // Token and pair rows (text table). A token row's content is made from the
 // token alone, so a reply's token finds it by key; its columns link
 // (model.LinkColumn) to the pair rows the token was issued for, valued
-// with the issue time in Unix ms, and to the refused receive rows it was
-// listed for (at most maxRefusalLinks). The pair row names the mailbox and
-// the sender. A token is honoured only if it is the HMAC of the pair it
-// links to (Secret.Token), so a forged or planted row allows nothing.
+// with the issue time in Unix ms. The pair row names the mailbox and the
+// sender. A token is honoured only if it is the HMAC of the pair it links
+// to (Secret.Token), so a forged or planted row allows nothing.
+//
+// The refused receive rows a token was listed for are linked ("rcv.") from
+// link rows of generations: generation 0 is the token row itself, g >= 1
+// the row linksContent(tok, g); the token row's colLinkGen names the
+// current one. A row holds at most model.MaxColumns columns and columns
+// are never removed, so a sender refused again and again cannot be linked
+// from one row forever. When the current row has no room for a digest's
+// refusals they start the next generation, and a reply re-accepts the
+// refusals of the current and the previous generation: together these
+// hold at least the newest maxRefusalLinks refusals listed (the previous
+// row and the first refusals of the current did not fit in one row), which
+// is what the user allows when replying to the latest digest. Older ones
+// stay refused; the sender is on the allow list and may send them again.
 const (
 	pairPrefix    = "pair."
 	refusalPrefix = "rcv."
-	// maxRefusalLinks bounds the receive links of one token row (a row
-	// holds at most model.MaxColumns columns): a sender refused more often
-	// than this still gets on the allow list, and its older refusals stay
-	// refused.
+	colLinkGen    = "links.gen"
+	// maxRefusalLinks bounds the receive links one digest adds to a link
+	// row (its newest refusals of the sender) and how full a row gets
+	// before the next generation starts. Two sites issuing at once may
+	// each fill a row up to it: still well below model.MaxColumns.
 	maxRefusalLinks = 64
 )
 
 func tokenContent(tok string) []byte { return []byte("twinmx-allow-token/1\ntoken: " + tok) }
+
+// linksContent is the link row of generation gen >= 1 of tok's refusals.
+func linksContent(tok string, gen uint64) []byte {
+	return fmt.Appendf(tokenContent(tok), "\nrefusals: %d", gen)
+}
 
 // pairContent names mailbox (its mailbox row's content) and sender
 // (lower-cased: list matching ignores case).
@@ -134,8 +155,10 @@ func parsePairContent(b []byte) (mailbox, sender string, ok bool) {
 }
 
 // issueRequests are the batch requests that record tok as issued at t for
-// (mailbox, sender) and for the refused receive rows (at most max of them).
-func issueRequests(tok, mailbox, sender string, refusals []model.Key, max int, t time.Time) []wire.Request {
+// (mailbox, sender) and for the refused receive rows (oldest first), linked
+// from the link row of generation gen (linkGen chooses it). At most
+// maxRefusalLinks refusals are linked: the newest.
+func issueRequests(tok, mailbox, sender string, refusals []model.Key, gen uint64, t time.Time) []wire.Request {
 	tc, pc := tokenContent(tok), pairContent(mailbox, sender)
 	ms := uint64(t.UnixMilli())
 	reqs := []wire.Request{
@@ -143,13 +166,20 @@ func issueRequests(tok, mailbox, sender string, refusals []model.Key, max int, t
 		{Op: wire.OpFindOrInsert, Table: model.Text, Content: tc},
 		{Op: wire.OpSet, Table: model.Text, Ref: wire.Ref{Content: tc}, Name: model.LinkColumn(pairPrefix, model.KeyOf(model.Text, pc)), Value: ms},
 	}
-	for _, rk := range refusals[:min(len(refusals), max)] {
-		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Text, Ref: wire.Ref{Content: tc}, Name: model.LinkColumn(refusalPrefix, rk), Value: ms})
+	lc := tc
+	if gen > 0 {
+		lc = linksContent(tok, gen)
+		reqs = append(reqs,
+			wire.Request{Op: wire.OpFindOrInsert, Table: model.Text, Content: lc},
+			wire.Request{Op: wire.OpSet, Table: model.Text, Ref: wire.Ref{Content: tc}, Name: colLinkGen, Value: gen})
+	}
+	for _, rk := range refusals[max(len(refusals)-maxRefusalLinks, 0):] {
+		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Text, Ref: wire.Ref{Content: lc}, Name: model.LinkColumn(refusalPrefix, rk), Value: ms})
 	}
 	return reqs
 }
 
-// refusalLinks returns how many receive rows token row st links to.
+// refusalLinks returns how many receive rows link row st links to.
 func refusalLinks(st model.State) int {
 	n := 0
 	for name := range st.Cols {
@@ -160,11 +190,41 @@ func refusalLinks(st model.State) int {
 	return n
 }
 
+// linkGen returns the generation whose link row is to link n more
+// refusals of tok: the current one if it has room, else the next.
+func linkGen(ctx context.Context, db DB, tok string, n int) (uint64, error) {
+	row, err := db.FindKey(ctx, model.Text, model.KeyOf(model.Text, tokenContent(tok)))
+	if errors.Is(err, client.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read token row: %w", err)
+	}
+	gen := row.State.Col(colLinkGen)
+	st := row.State
+	if gen > 0 {
+		lrow, err := db.FindKey(ctx, model.Text, model.KeyOf(model.Text, linksContent(tok, gen)))
+		switch {
+		case errors.Is(err, client.ErrNotFound):
+			st = model.State{} // the other site's row, not replicated yet
+		case err != nil:
+			return 0, fmt.Errorf("read token link row: %w", err)
+		default:
+			st = lrow.State
+		}
+	}
+	if refusalLinks(st)+min(n, maxRefusalLinks) > maxRefusalLinks && gen < math.MaxUint64 {
+		gen++
+	}
+	return gen, nil
+}
+
 // pair is a mailbox and a sender an allow token names.
 type pair struct{ mailbox, sender string }
 
 // tokenPairs returns the pairs tok was issued for, within maxAge before t,
-// whose HMAC it is, and the receive rows it was listed for.
+// whose HMAC it is, and the receive rows it was listed for
+// (tokenRefusals).
 func tokenPairs(ctx context.Context, db DB, s Secret, tok string, t time.Time, maxAge time.Duration) ([]pair, []model.Key, error) {
 	row, err := db.FindKey(ctx, model.Text, model.KeyOf(model.Text, tokenContent(tok)))
 	if errors.Is(err, client.ErrNotFound) {
@@ -174,12 +234,7 @@ func tokenPairs(ctx context.Context, db DB, s Secret, tok string, t time.Time, m
 		return nil, nil, fmt.Errorf("read token row: %w", err)
 	}
 	var pairs []pair
-	var refusals []model.Key
 	for name, v := range row.State.Cols {
-		if rk, ok := model.ParseLinkColumn(refusalPrefix, name); ok {
-			refusals = append(refusals, rk)
-			continue
-		}
 		pk, ok := model.ParseLinkColumn(pairPrefix, name)
 		if !ok || t.Sub(time.UnixMilli(int64(v))) > maxAge {
 			continue
@@ -198,7 +253,55 @@ func tokenPairs(ctx context.Context, db DB, s Secret, tok string, t time.Time, m
 	if len(pairs) == 0 {
 		return nil, nil, nil
 	}
+	refusals, err := tokenRefusals(ctx, db, tok, row.State)
+	if err != nil {
+		return nil, nil, err
+	}
 	return pairs, refusals, nil
+}
+
+// tokenRefusals returns the receive rows linked from the current and the
+// previous link row of tok (token row state st), newest listing first, at
+// most 2*maxRefusalLinks: they hold the newest refusals listed (see the
+// link rows above).
+func tokenRefusals(ctx context.Context, db DB, tok string, st model.State) ([]model.Key, error) {
+	type link struct {
+		rk model.Key
+		ms uint64
+	}
+	var links []link
+	collect := func(st model.State) {
+		for name, v := range st.Cols {
+			if rk, ok := model.ParseLinkColumn(refusalPrefix, name); ok {
+				links = append(links, link{rk, v})
+			}
+		}
+	}
+	gen := st.Col(colLinkGen)
+	gens := []uint64{gen} // a fixed list: a planted gen of 2^64-1 must not wrap a loop
+	if gen > 0 {
+		gens = append(gens, gen-1)
+	}
+	for _, g := range gens {
+		if g == 0 {
+			collect(st)
+			continue
+		}
+		row, err := db.FindKey(ctx, model.Text, model.KeyOf(model.Text, linksContent(tok, g)))
+		if errors.Is(err, client.ErrNotFound) {
+			continue // not replicated yet
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read token link row: %w", err)
+		}
+		collect(row.State)
+	}
+	slices.SortFunc(links, func(a, b link) int { return cmp.Compare(b.ms, a.ms) })
+	out := make([]model.Key, 0, min(len(links), 2*maxRefusalLinks))
+	for _, l := range links[:min(len(links), 2*maxRefusalLinks)] {
+		out = append(out, l.rk)
+	}
+	return out, nil
 }
 
 // reacceptRequests accept again, at epoch, the refused receive rows of

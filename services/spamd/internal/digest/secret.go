@@ -34,13 +34,43 @@ var errNoSecret = errors.New("digest: no secret in dbd yet")
 
 // readSecret returns the secret dbd holds, or errNoSecret.
 func readSecret(ctx context.Context, db DB) (Secret, error) {
+	return readKeyRow(ctx, db, secretContent)
+}
+
+// ensureSecret returns the secret, creating it first if dbd has none
+// (ensureKeyRow).
+func ensureSecret(ctx context.Context, db DB) (Secret, error) {
+	return ensureKeyRow(ctx, db, secretContent)
+}
+
+// SharedKey returns the 256-bit key kept in the config row content the
+// way the digest's secret is kept (four columns k0..k3, set only by the
+// instance that created the row), creating it if create and dbd has none.
+// ok is false when there is none yet and create is false. It reads dbd on
+// every call: a key two sites created at once changes once their columns
+// merge, and a copy kept forever would then differ from the other
+// instances' (configuration confirmations use it for their MAC).
+func SharedKey(ctx context.Context, db DB, content []byte, create bool) (key [32]byte, ok bool, err error) {
+	if create {
+		key, err = ensureKeyRow(ctx, db, content)
+	} else {
+		key, err = readKeyRow(ctx, db, content)
+	}
+	if errors.Is(err, errNoSecret) {
+		return key, false, nil
+	}
+	return key, err == nil, err
+}
+
+// readKeyRow returns the key config row content holds, or errNoSecret.
+func readKeyRow(ctx context.Context, db DB, content []byte) (Secret, error) {
 	var s Secret
-	row, err := db.FindKey(ctx, model.Config, model.KeyOf(model.Config, secretContent))
+	row, err := db.FindKey(ctx, model.Config, model.KeyOf(model.Config, content))
 	if errors.Is(err, client.ErrNotFound) {
 		return s, errNoSecret
 	}
 	if err != nil {
-		return s, fmt.Errorf("read digest secret: %w", err)
+		return s, fmt.Errorf("read %s: %w", content, err)
 	}
 	for i, c := range secretCols {
 		v := row.State.Col(c)
@@ -52,26 +82,28 @@ func readSecret(ctx context.Context, db DB) (Secret, error) {
 	return s, nil
 }
 
-// ensureSecret returns the secret, creating it first if dbd has none.
-// Only the instance whose find-or-insert created the row sets its columns,
-// so instances that start together at one site agree at once (if each set
-// its own, the columns would merge into a third secret and tokens already
-// issued would stop verifying). Instances at two sites that both create it
-// before replication still mix (the first-start window in doc.go).
-func ensureSecret(ctx context.Context, db DB) (Secret, error) {
-	s, err := readSecret(ctx, db)
+// ensureKeyRow returns the key config row content holds, creating it
+// first if dbd has none. Only the instance whose find-or-insert created
+// the row sets its columns, so instances that start together at one site
+// agree at once (if each set its own, the columns would merge into a third
+// key and what was made with the first ones, such as tokens already
+// issued, would stop verifying). Instances at two sites that both create
+// it before replication still mix (the first-start window in doc.go).
+// The key returned is the one read back from dbd, never the one made here.
+func ensureKeyRow(ctx context.Context, db DB, content []byte) (Secret, error) {
+	s, err := readKeyRow(ctx, db, content)
 	if !errors.Is(err, errNoSecret) {
 		return s, err
 	}
-	res, err := db.Batch(ctx, []wire.Request{{Op: wire.OpFindOrInsert, Table: model.Config, Content: secretContent}})
+	res, err := db.Batch(ctx, []wire.Request{{Op: wire.OpFindOrInsert, Table: model.Config, Content: content}})
 	if err != nil {
-		return s, fmt.Errorf("create digest secret: %w", err)
+		return s, fmt.Errorf("create %s: %w", content, err)
 	}
 	if !res[0].New {
 		// Another instance created the row: wait (bounded) for its
 		// columns; if it died before setting them, set ours.
 		for range secretWaits {
-			if s, err = readSecret(ctx, db); !errors.Is(err, errNoSecret) {
+			if s, err = readKeyRow(ctx, db, content); !errors.Is(err, errNoSecret) {
 				return s, err
 			}
 			select {
@@ -83,18 +115,18 @@ func ensureSecret(ctx context.Context, db DB) (Secret, error) {
 	}
 	var fresh Secret
 	if _, err := rand.Read(fresh[:]); err != nil {
-		return s, fmt.Errorf("digest secret: %w", err)
+		return s, fmt.Errorf("make %s: %w", content, err)
 	}
 	var reqs []wire.Request
 	for i, c := range secretCols {
 		// |1: a column must never be 0 (0 reads as "not set").
 		v := binary.BigEndian.Uint64(fresh[i*8:]) | 1
-		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Config, Ref: wire.Ref{Content: secretContent}, Name: c, Value: v})
+		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Config, Ref: wire.Ref{Content: content}, Name: c, Value: v})
 	}
 	if _, err := db.Batch(ctx, reqs); err != nil {
-		return s, fmt.Errorf("create digest secret: %w", err)
+		return s, fmt.Errorf("create %s: %w", content, err)
 	}
-	return readSecret(ctx, db)
+	return readKeyRow(ctx, db, content)
 }
 
 // How long ensureSecret waits for another instance's secret columns.
