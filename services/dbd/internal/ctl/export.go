@@ -37,7 +37,9 @@ func exportCmd() *cli.Command {
 		Description: "With --mailbox, --out is the mbox file, or the folder of .eml files or the Maildir. Without it,\n" +
 			"--out is a folder holding one ADDRESS.mbox file, or one ADDRESS folder, per mailbox.\n" +
 			"The mail is written exactly as received. .eml and Maildir files are named by the receive row's key,\n" +
-			"so a second export into a new folder names every mail the same way.",
+			"so a second export into a new folder names every mail the same way.\n" +
+			"IMAP folders are written too: Maildir++ .NAME/ folders, .eml subfolders, or (mbox) a folder of\n" +
+			"INBOX.mbox and NAME.mbox files instead of the single file (docs/dbd.md \"Export\").",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "mailbox", Usage: "the mailbox ADDRESS (default: every mailbox)"},
 			&cli.StringFlag{Name: "format", Required: true, Usage: "eml, mbox or maildir"},
@@ -88,24 +90,28 @@ func export(c *cli.Context) error {
 	} else if boxes, err = allMailboxes(ctx, cl); err != nil {
 		return err
 	}
+	accts, err := readAccounts(ctx, cl)
+	if err != nil {
+		return err
+	}
 	st := mailbox.New(cl)
+	single := c.String("mailbox") != ""
 	for _, b := range boxes {
-		path := out
-		if c.String("mailbox") == "" {
-			path = filepath.Join(out, fileName(b.Address))
-			if format == "mbox" {
-				path += ".mbox"
-			}
+		// The account folders go with the mailbox of which it is the
+		// primary one (each account's once in an export of every
+		// mailbox); asked for one mailbox, with those of every account
+		// reading it if it is no account's primary.
+		owners := readers(accts, b.Key, true)
+		if single && len(owners) == 0 {
+			owners = readers(accts, b.Key, false)
 		}
-		place := placeOut
-		if c.String("mailbox") == "" {
-			place = placeInOut
-		}
-		n, err := exportBox(ctx, st, b, format, path, place)
+		plan, err := planExport(ctx, cl, st, owners, b.Key)
 		if err != nil {
 			return fmt.Errorf("export %s: %w", b.Address, err)
 		}
-		fmt.Fprintf(c.App.Writer, "%s: %d mails -> %s\n", b.Address, n, path)
+		if err := exportPlanned(c, st, plan, b.Address, format, out, single); err != nil {
+			return fmt.Errorf("export %s: %w", b.Address, err)
+		}
 	}
 	return nil
 }
@@ -203,23 +209,26 @@ const (
 	placeInOut                    // one of several mailboxes' files or folders in --out: must be new
 )
 
-// exportBox writes the mail of b to path.
-func exportBox(ctx context.Context, st *mailbox.Store, b mailbox.Box, format, path string, place exportPlace) (int, error) {
-	msgs, err := st.Messages(ctx, b.Key, 0)
-	if err != nil {
-		return 0, err
-	}
+// exportMails writes msgs, the mail of one folder (INBOX's or another's:
+// its \Deleted flag), to path.
+func exportMails(ctx context.Context, st *mailbox.Store, msgs []mailbox.Message, format, path string, place exportPlace, folder model.FolderID) error {
 	var sink exportSink
+	var err error
 	switch format {
 	case "mbox":
 		sink, err = newMboxSink(path)
 	case "maildir":
-		sink, err = newDirSink(path, true, place)
+		var ds *dirSink
+		ds, err = newDirSink(path, true, place)
+		if ds != nil {
+			ds.folder = folder
+			sink = ds
+		}
 	default:
 		sink, err = newDirSink(path, false, place)
 	}
 	if err != nil {
-		return 0, err
+		return err
 	}
 	// Read ahead in parallel, write in order.
 	type fetched struct {
@@ -242,15 +251,24 @@ func exportBox(ctx context.Context, st *mailbox.Store, b mailbox.Box, format, pa
 		for i, m := range part {
 			if res[i].err != nil {
 				sink.close()
-				return 0, res[i].err
+				return res[i].err
 			}
-			if err := sink.add(m, res[i].raw, receivedAt(m.State)); err != nil {
+			if err := sink.add(m, res[i].raw, mailDate(m.State)); err != nil {
 				sink.close()
-				return 0, err
+				return err
 			}
 		}
 	}
-	return len(msgs), sink.close()
+	return sink.close()
+}
+
+// mailDate is the mail's IMAP INTERNALDATE as imapd gives it: the date an
+// APPEND gave (imap.date), else its arrival (receivedAt).
+func mailDate(st model.State) time.Time {
+	if v := st.Col(model.ColAppendDate); v != 0 {
+		return time.UnixMilli(int64(min(v, 1<<62)))
+	}
+	return receivedAt(st)
 }
 
 // receivedAt is when the mail arrived: the value of its acknowledged
@@ -331,6 +349,7 @@ func (s *mboxSink) close() error {
 type dirSink struct {
 	dir     string
 	maildir bool
+	folder  model.FolderID // the folder whose \Deleted flag the Maildir T flag is
 }
 
 // newDirSink makes the folder dir. An existing one is refused unless it is
@@ -360,7 +379,7 @@ func newDirSink(dir string, maildir bool, place exportPlace) (*dirSink, error) {
 			}
 		}
 	}
-	return &dirSink{dir: dir, maildir: maildir}, nil
+	return &dirSink{dir: dir, maildir: maildir, folder: model.FolderInbox}, nil
 }
 
 func (s *dirSink) add(m mailbox.Message, raw []byte, at time.Time) error {
@@ -371,7 +390,7 @@ func (s *dirSink) add(m mailbox.Message, raw []byte, at time.Time) error {
 		return writeFileAt(filepath.Join(s.dir, m.Receive.String()+".eml"), raw, at)
 	}
 	// Maildir names: TIME.UNIQUE.HOST:2,FLAGS; the receive key is unique.
-	name := fmt.Sprintf("%d.%s.twinmx%s2,%s", at.Unix(), m.Receive, maildirInfoDelimiter(runtime.GOOS), maildirFlags(m.State))
+	name := fmt.Sprintf("%d.%s.twinmx%s2,%s", at.Unix(), m.Receive, maildirInfoDelimiter(runtime.GOOS), maildirFlags(m.State, s.folder))
 	tmp := filepath.Join(s.dir, "tmp", name)
 	if err := writeFileAt(tmp, raw, at); err != nil {
 		return err
@@ -432,10 +451,22 @@ var maildirFlagCols = []struct {
 	{'T', "imap.flag.deleted"},
 }
 
-func maildirFlags(st model.State) string {
+// deletedColumn is \Deleted's column in folder id; maildirFlagCols' T
+// column is the one shared by every folder, of rows written before
+// \Deleted became per folder (docs/imapd.md §3).
+func deletedColumn(id model.FolderID) string { return "imap.flag.deleted." + id.String() }
+
+// maildirFlags returns the Maildir flags of a mail shown in folder: its
+// \Deleted there is the later of the folder's column and the shared one,
+// as imapd decides it.
+func maildirFlags(st model.State, folder model.FolderID) string {
 	var b []byte
 	for _, f := range maildirFlagCols {
-		if model.IsMember(st.Col(f.col)) {
+		v := st.Col(f.col)
+		if f.letter == 'T' {
+			v = max(v, st.Col(deletedColumn(folder)))
+		}
+		if model.IsMember(v) {
 			b = append(b, f.letter)
 		}
 	}

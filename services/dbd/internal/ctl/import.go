@@ -35,16 +35,20 @@ import (
 func importCmd() *cli.Command {
 	return &cli.Command{
 		Name:      "import",
-		Usage:     "store the mail of an mbox file or a Maildir in mailbox ADDRESS (migration); prints N new, M already there",
+		Usage:     "store the mail of an mbox file or a Maildir (with its Maildir++ folders) in mailbox ADDRESS (migration); prints N new, M already there",
 		ArgsUsage: "PATH",
 		Description: "Every message is checked on its own: a bad one is reported (with its mbox line or file name) and\n" +
-			"skipped, the rest are imported, and the exit status is 1 if any failed. Importing again adds nothing.",
+			"skipped, the rest are imported, and the exit status is 1 if any failed. Importing again adds nothing.\n" +
+			"A Maildir's Maildir++ folders (.NAME/) go into the IMAP folders of those names of the account reading\n" +
+			"ADDRESS (--login if several do); --folder NAME puts an mbox or a Maildir into one IMAP folder.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "mailbox", Required: true, Usage: "the mailbox ADDRESS (created if missing)"},
 			&cli.StringFlag{Name: "format", Required: true, Usage: "mbox or maildir"},
 			&cli.StringFlag{Name: "mbox-quoting", Value: "mboxrd", Usage: `how ">From " lines are unquoted: mboxrd or mboxo`},
 			&cli.IntFlag{Name: "max-size", Value: 64 << 20, Usage: "largest mail in bytes"},
 			&cli.IntFlag{Name: "batch", Value: 256, Usage: "mails per atomic batch"},
+			&cli.StringFlag{Name: "folder", Usage: "store the mail in this IMAP folder (created if missing) instead of INBOX; for a Maildir, only its own cur/ and new/"},
+			&cli.StringFlag{Name: "login", Usage: "the account whose IMAP folders get the folder mail (default: the one account reading --mailbox)"},
 		},
 		Action: importMail,
 	}
@@ -83,22 +87,23 @@ func importMail(c *cli.Context) error {
 	if err != nil {
 		return usageError("import: %v", err)
 	}
-	var src importSource
-	switch c.String("format") {
-	case "mbox":
-		f, err := os.Open(path)
-		if err != nil {
-			return usageError("import: %v", err)
+	folderName := c.String("folder")
+	if folderName != "" {
+		if err := checkFolderName(folderName); err != nil {
+			return usageError("import: --folder %q: %v", folderName, err)
 		}
-		src = &mboxSource{f: f, r: newMboxReader(f, q, maxSize)}
-	case "maildir":
-		if src, err = newMaildirSource(path, maxSize); err != nil {
-			return usageError("import: %v", err)
-		}
-	default:
-		return usageError("import: --format %q: want mbox or maildir", c.String("format"))
 	}
-	defer src.close()
+	jobs, err := importJobs(c.String("format"), path, folderName, q, maxSize)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, j := range jobs {
+			if j.src != nil {
+				j.src.close()
+			}
+		}
+	}()
 
 	cl, err := dial(c)
 	if err != nil {
@@ -114,15 +119,56 @@ func importMail(c *cli.Context) error {
 	if isNew {
 		fmt.Fprintf(c.App.ErrWriter, "dbctl: import: mailbox %s added\n", addr)
 	}
-	have, err := acknowledgedIn(ctx, cl, mbKey)
+	now := time.Now()
+	folders, err := importFolders(c, cl, jobs, mbKey, now)
 	if err != nil {
 		return err
 	}
-	im := &importer{db: cl, mailbox: mbKey, have: have, now: time.Now(), batchMails: batchMails,
-		report: func(where string, err error) {
-			fmt.Fprintf(c.App.ErrWriter, "dbctl: import: %s: %s: %v\n", path, where, err)
-		}}
+	var total importer
 	start := time.Now()
+	summary := func() { fmt.Fprintln(c.App.Writer, total.summary(time.Since(start))) }
+	for _, j := range jobs {
+		where := j.path
+		im := &importer{db: cl, mailbox: mbKey, now: now, batchMails: batchMails,
+			report: func(at string, err error) {
+				fmt.Fprintf(c.App.ErrWriter, "dbctl: import: %s: %s: %v\n", where, at, err)
+			}}
+		switch {
+		case j.err != nil:
+			total.failed++ // reported by importFolders
+			continue
+		case j.folder == "":
+			if im.have, err = acknowledgedIn(ctx, cl, mbKey); err != nil {
+				return err
+			}
+		default:
+			f := folders[j.folder]
+			im.folder, im.have, im.haveMail = f, f.have, f.haveMail
+		}
+		err := im.run(ctx, j.src)
+		total.added, total.already, total.failed = total.added+im.added, total.already+im.already, total.failed+im.failed
+		if j.folder != "" || len(jobs) > 1 {
+			name := j.folder
+			if name == "" {
+				name = "INBOX"
+			}
+			fmt.Fprintf(c.App.Writer, "folder %s: %s\n", name, im.counts())
+		}
+		if err != nil {
+			summary()
+			return err
+		}
+	}
+	summary()
+	if total.failed > 0 {
+		return cli.Exit("", 1)
+	}
+	return nil
+}
+
+// run imports every message of src; only a failure of dbd itself (or of
+// reading src as a whole) is returned.
+func (im *importer) run(ctx context.Context, src importSource) error {
 	for {
 		it, err := src.next()
 		if errors.Is(err, io.EOF) {
@@ -130,23 +176,13 @@ func importMail(c *cli.Context) error {
 		}
 		if err != nil {
 			im.flush(ctx)
-			fmt.Fprintln(c.App.Writer, im.summary(time.Since(start)))
 			return fmt.Errorf("import: %w", err)
 		}
 		if err := im.add(ctx, it); err != nil {
-			fmt.Fprintln(c.App.Writer, im.summary(time.Since(start)))
 			return err
 		}
 	}
-	if err := im.flush(ctx); err != nil {
-		fmt.Fprintln(c.App.Writer, im.summary(time.Since(start)))
-		return err
-	}
-	fmt.Fprintln(c.App.Writer, im.summary(time.Since(start)))
-	if im.failed > 0 {
-		return cli.Exit("", 1)
-	}
-	return nil
+	return im.flush(ctx)
 }
 
 // acknowledgedIn returns the receive rows in mailbox mb that are
@@ -187,7 +223,9 @@ const (
 type importer struct {
 	db         importDB
 	mailbox    model.Key
-	have       map[model.Key]bool // receive rows already in the mailbox (or queued)
+	folder     *importFolder      // nil: the mail goes to mailbox, as smtpd delivers it
+	have       map[model.Key]bool // receive rows already in the mailbox or folder (or queued)
+	haveMail   map[model.Key]bool // for a folder: the mail rows imapd shows in it (nil: none)
 	now        time.Time
 	batchMails int
 	report     func(where string, err error)
@@ -212,8 +250,18 @@ func (im *importer) add(ctx context.Context, it importItem) error {
 		return nil
 	}
 	r := model.NewMailRows(it.raw)
-	reqs, rk := mailRequests(it, r, im.mailbox, im.now)
-	if im.have[rk] || im.have[exportedKey(it.raw, r.BodyKey, im.mailbox)] {
+	var reqs []wire.Request
+	var rk model.Key
+	already := false
+	if im.folder == nil {
+		reqs, rk = mailRequests(it, r, im.mailbox, im.now)
+		already = im.have[rk] || im.have[exportedKey(it.raw, r.BodyKey, im.mailbox)]
+	} else {
+		reqs, rk = appendRequests(it, r, im.folder, im.now)
+		mk, exported := exportedMailKey(it.raw, r.BodyKey)
+		already = im.have[rk] || im.haveMail[r.MailKey] || exported && im.haveMail[mk]
+	}
+	if already {
 		im.already++
 		return nil
 	}
@@ -244,6 +292,9 @@ func (im *importer) flush(ctx context.Context) error {
 	batch := im.pending
 	im.pending, im.ops, im.bytes = nil, 0, 0
 	var reqs []wire.Request
+	if f := im.folder; f != nil && !f.id.System() {
+		reqs = append(reqs, keepFolderRequest(f.login, f.id, im.now))
+	}
 	for _, p := range batch {
 		reqs = append(reqs, p.reqs...)
 	}
@@ -270,7 +321,11 @@ func (im *importer) flush(ctx context.Context) error {
 
 func (im *importer) summary(d time.Duration) string {
 	rate := float64(im.added) / max(d.Seconds(), 1e-3)
-	return fmt.Sprintf("%d new, %d already there, %d failed (%.0f new mails/s)", im.added, im.already, im.failed, rate)
+	return fmt.Sprintf("%s (%.0f new mails/s)", im.counts(), rate)
+}
+
+func (im *importer) counts() string {
+	return fmt.Sprintf("%d new, %d already there, %d failed", im.added, im.already, im.failed)
 }
 
 // exportedKey is the receive row's key in mailbox mb that raw had if it is
@@ -282,12 +337,22 @@ func (im *importer) summary(d time.Duration) string {
 // header, as before 2026-12-03, so importing the mail of another server
 // again still finds what the first run stored.
 func exportedKey(raw []byte, body, mb model.Key) model.Key {
-	rest, ok := model.CutReturnPath(raw)
+	mail, ok := exportedMailKey(raw, body)
 	if !ok {
 		return model.Key{}
 	}
-	mail := model.MailContent(model.KeyOf(model.Header, model.Split(rest).Header), body)
-	return model.KeyOf(model.Receive, model.ReceiveContent(model.KeyOf(model.Mail, mail), mb))
+	return model.KeyOf(model.Receive, model.ReceiveContent(mail, mb))
+}
+
+// exportedMailKey is the mail row's key raw had if it is a mail twinmx
+// exported with smtpd's Return-Path added (see exportedKey); ok is false
+// if raw has no leading Return-Path.
+func exportedMailKey(raw []byte, body model.Key) (model.Key, bool) {
+	rest, ok := model.CutReturnPath(raw)
+	if !ok {
+		return model.Key{}, false
+	}
+	return model.KeyOf(model.Mail, model.MailContent(model.KeyOf(model.Header, model.Split(rest).Header), body)), true
 }
 
 // mailRequests returns the batch that stores the mail of it (split into r)
@@ -323,12 +388,28 @@ func mailRequests(it importItem, r model.MailRows, mb model.Key, now time.Time) 
 	set(model.ColVerdict, model.EncodeVerdict(model.SourceOperator, model.Epoch(now), model.Accept))
 	set(model.ColAcknowledged, model.FlagSet)
 	set(model.ReceivedColumn(r.ReceivedKey), uint64(max(at.UnixMilli(), 1)))
-	for _, f := range maildirFlagCols {
-		if strings.IndexByte(it.flags, f.letter) >= 0 {
-			set(f.col, model.MemberValue(now, true))
-		}
+	for _, col := range flagColumns(it.flags, model.FolderInbox) {
+		set(col, model.MemberValue(now, true))
 	}
 	return reqs, rk
+}
+
+// flagColumns returns the IMAP flag columns of Maildir flags for a mail
+// in folder: T is \Deleted in that folder alone, as imapd keeps it since
+// 2026-11-30 (the shared column of older rows counts in every folder).
+func flagColumns(flags string, folder model.FolderID) []string {
+	var out []string
+	for _, f := range maildirFlagCols {
+		if strings.IndexByte(flags, f.letter) < 0 {
+			continue
+		}
+		if f.letter == 'T' {
+			out = append(out, deletedColumn(folder))
+		} else {
+			out = append(out, f.col)
+		}
+	}
+	return out
 }
 
 type mboxSource struct {

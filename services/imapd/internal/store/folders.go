@@ -123,18 +123,7 @@ func (s *Store) loadFolder(ctx context.Context, login string, f *Folder) error {
 
 // CreateFolder stores a new user folder named name, in one batch.
 func (s *Store) CreateFolder(ctx context.Context, login string, id model.FolderID, name string, now time.Time) error {
-	setC := model.FolderSetContent(login)
-	fc := model.FolderContent(login, id)
-	nc := model.FolderNameContent(id, name)
-	_, err := s.db.Batch(ctx, []wire.Request{
-		{Op: wire.OpFindOrInsert, Table: model.Text, Content: setC},
-		{Op: wire.OpFindOrInsert, Table: model.Text, Content: fc},
-		{Op: wire.OpFindOrInsert, Table: model.Text, Content: nc},
-		{Op: wire.OpSet, Table: model.Text, Ref: wire.Ref{Content: fc}, Name: model.FolderNameColumn(model.KeyOf(model.Text, nc)),
-			Value: model.NameValue(model.State{}, now)},
-		{Op: wire.OpSet, Table: model.Text, Ref: wire.Ref{Content: setC}, Name: model.FolderColumn(id), Value: model.MemberValue(now, true)},
-	})
-	if err != nil {
+	if _, err := s.db.Batch(ctx, mailbox.CreateFolderRequests(login, id, name, now)); err != nil {
 		return fmt.Errorf("create folder: %w", err)
 	}
 	return nil
