@@ -119,3 +119,56 @@ func TestDecide(t *testing.T) {
 		t.Errorf("policy accept decision = %+v", d)
 	}
 }
+
+// TestDecideRejectsOnlyWhenSure runs decideContent over every combination
+// of the signals it reads and checks the policy of the package doc: a
+// reject needs a definite DMARC fail with a reject policy on mail that is
+// not clearly ham, or content the classifier is sure of (lower bar only
+// when an engine agrees) on a sender that is not a first contact. A DNS
+// problem (TempError), an engine alone or authentication alone never
+// rejects.
+func TestDecideRejectsOnlyWhenSure(t *testing.T) {
+	var auths []*signal.Auth
+	auths = append(auths, nil)
+	results := []signal.AuthResult{signal.None, signal.Pass, signal.Fail, signal.SoftFail, signal.Neutral, signal.TempError, signal.PermError}
+	for _, dmarc := range results {
+		for _, rejectFlag := range []bool{false, true} {
+			for _, dkim := range []signal.AuthResult{signal.None, signal.Pass, signal.TempError} {
+				auths = append(auths, &signal.Auth{DMARC: dmarc, DMARCReject: rejectFlag, DKIM: dkim,
+					DKIMDomains: []string{"example.org"}, SPF: signal.Pass, SPFDomain: "example.org", FromDomain: "example.org"})
+			}
+		}
+	}
+	externals := []*External{nil, {Engine: "rspamd", Score: 20, Threshold: 15}, {Engine: "spamassassin", Score: 0, Threshold: 5}}
+	probs := []float64{0, 0.1, ClearHam - 1e-9, ClearHam, 0.4, LeanHam, 0.7, ExternalRejectAt - 1e-9, ExternalRejectAt, RejectAt - 1e-9, RejectAt, 1}
+	n := 0
+	for _, a := range auths {
+		for _, ext := range externals {
+			for _, grey := range []Grey{GreyOff, GreyFirst, GreyPassed} {
+				for _, p := range probs {
+					in := Input{Auth: a, External: ext, Grey: grey}
+					got := decideContent(classify.Result{Prob: p}, in)
+					n++
+					dmarcSure := a != nil && a.DMARC == signal.Fail && a.DMARCReject && p >= ClearHam
+					bar := RejectAt
+					if ext.spam() {
+						bar = ExternalRejectAt
+					}
+					contentSure := p >= bar && grey != GreyFirst
+					if got.Verdict == model.Reject && !dmarcSure && !contentSure {
+						t.Errorf("decideContent(p=%v, auth=%+v, ext=%+v, grey=%v) = reject (%s), but no signal is sure", p, a, ext, grey, got.Reason)
+					}
+					if got.Verdict != model.Reject && (dmarcSure || contentSure) {
+						t.Errorf("decideContent(p=%v, auth=%+v, ext=%+v, grey=%v) = %v (%s), want reject", p, a, ext, grey, got.Verdict, got.Reason)
+					}
+					if got.Verdict == model.Retry && grey != GreyFirst {
+						t.Errorf("decideContent(p=%v, auth=%+v, ext=%+v, grey=%v) = retry, but this is no first contact", p, a, ext, grey)
+					}
+				}
+			}
+		}
+	}
+	if n < 1000 {
+		t.Fatalf("only %d combinations", n)
+	}
+}

@@ -140,7 +140,7 @@ func errAttr(key string, err error) slog.Attr {
 func (c *Checker) checkSPF(ctx context.Context, lr *libResolver, env signal.Envelope) (signal.AuthResult, string, error) {
 	ip := parseClientIP(env.ClientIP)
 	sender := strings.Trim(strings.TrimSpace(env.From), "<>")
-	helo := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(env.Helo)), ".")
+	helo := asciiDomain(env.Helo)
 	var domain string
 	if sender == "" {
 		// RFC 7208 §2.4: the null sender is checked as postmaster@HELO.
@@ -153,7 +153,7 @@ func (c *Checker) checkSPF(ctx context.Context, lr *libResolver, env signal.Enve
 			// domain; that is not a claim about any domain we can check.
 			return signal.None, "", errors.New("spf: mail from has no domain")
 		}
-		domain = strings.TrimSuffix(strings.ToLower(sender[at+1:]), ".")
+		domain = asciiDomain(sender[at+1:])
 		sender = sender[:at+1] + domain
 	}
 	if ip == nil {
@@ -278,9 +278,10 @@ func (c *Checker) checkDKIM(ctx context.Context, lr *libResolver, msg []byte) (s
 	}
 }
 
-// appendDomain adds d, normalized, to list unless it is already there.
+// appendDomain adds d, normalized (asciiDomain), to list unless it is
+// already there.
 func appendDomain(list []string, d string) []string {
-	d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+	d = asciiDomain(d)
 	if d == "" || slices.Contains(list, d) {
 		return list
 	}

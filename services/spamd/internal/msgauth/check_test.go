@@ -43,6 +43,7 @@ type fixture struct {
 	temp  signer // s1._domainkey.dkim-temp.test answers SERVFAIL
 	nokey signer
 	evil  signer // a key for reject.test that is not the published one
+	idn   signer // s1._domainkey.xn--bcher-kva.test, signing as d=xn--bcher-kva.test
 }
 
 func dkimRecord(t *testing.T, key crypto.Signer) string {
@@ -85,6 +86,7 @@ func newFixture(t *testing.T) *fixture {
 		temp:  signer{"dkim-temp.test", "s1", edKey(t)},
 		nokey: signer{"dkim.test", "missing", edKey(t)},
 		evil:  signer{"reject.test", "s1", edKey(t)},
+		idn:   signer{"xn--bcher-kva.test", "s1", edKey(t)},
 	}
 	z.TXT("s1._domainkey.dkim.test", dkimRecord(t, f.ed.key))
 	z.TXT("rsa._domainkey.dkim.test", dkimRecord(t, f.rsa.key))
@@ -131,6 +133,20 @@ func newFixture(t *testing.T) *fixture {
 	z.TXT("_dmarc.badpol.test", "v=DMARC1; p=bogus")
 	z.ServFail("spf-temp-aligned.test")
 	z.TXT("_dmarc.spf-temp-aligned.test", "v=DMARC1; p=reject")
+	// RFC 7489 §6.6.3: several DMARC records mean no DMARC; other TXT
+	// records beside the one DMARC record are ignored.
+	z.TXT("_dmarc.two.test", "v=DMARC1; p=reject")
+	z.TXT("_dmarc.two.test", "v=DMARC1; p=quarantine")
+	z.TXT("_dmarc.twoorg.test", "v=DMARC1; p=reject")
+	z.TXT("_dmarc.twoorg.test", "v=DMARC1;p=reject; adkim=s")
+	z.TXT("_dmarc.mixed.test", "site-verification=abc")
+	z.TXT("_dmarc.mixed.test", "v=DMARC1; p=reject")
+
+	// Internationalized domains (RFC 8616): records live at the A-label
+	// of bücher.test.
+	z.TXT("xn--bcher-kva.test", "v=spf1 ip4:192.0.2.0/24 -all")
+	z.TXT("_dmarc.xn--bcher-kva.test", "v=DMARC1; p=reject")
+	z.TXT("s1._domainkey.xn--bcher-kva.test", dkimRecord(t, f.idn.key))
 
 	f.dns = startDNS(t, z)
 	return f
@@ -269,6 +285,31 @@ func TestCheck(t *testing.T) {
 			signal.Auth{SPF: signal.Fail, SPFDomain: "spf-fail.test", DMARC: signal.PermError}},
 		{"dmarc none without from", env("a@spf-fail.test"), []byte("Subject: x\r\n\r\nbody\r\n"),
 			signal.Auth{SPF: signal.Fail, SPFDomain: "spf-fail.test"}},
+		// Several DMARC records: DMARC does not apply (RFC 7489 §6.6.3
+		// step 5), not "whichever record the DNS answered first".
+		{"dmarc none for two records", env("a@spf-fail.test"), testMail(t, "a@two.test"),
+			signal.Auth{SPF: signal.Fail, SPFDomain: "spf-fail.test", DMARC: signal.None, FromDomain: "two.test"}},
+		{"dmarc none for two records at the org domain", env("a@spf-fail.test"), testMail(t, "a@sub.twoorg.test"),
+			signal.Auth{SPF: signal.Fail, SPFDomain: "spf-fail.test", DMARC: signal.None, FromDomain: "sub.twoorg.test"}},
+		{"dmarc ignores other txt records", env("a@spf-fail.test"), testMail(t, "a@mixed.test"),
+			signal.Auth{SPF: signal.Fail, SPFDomain: "spf-fail.test", DMARC: signal.Fail, FromDomain: "mixed.test", DMARCReject: true}},
+
+		// The From field is read as DKIM reads the header: a line without
+		// a colon does not hide the From below it, and "From :" is a From.
+		{"dmarc fail for a from after a malformed line", env("a@spf-fail.test"),
+			[]byte("X-Mailer line without colon\r\nFrom: Bank <service@reject.test>\r\nSubject: x\r\n\r\nbody\r\n"),
+			signal.Auth{SPF: signal.Fail, SPFDomain: "spf-fail.test", DMARC: signal.Fail, FromDomain: "reject.test", DMARCReject: true}},
+		{"dmarc permerror for a second from with space before colon", env("a@spf-pass.test"),
+			[]byte("From: a@spf-pass.test\r\nFrom : Bank <service@reject.test>\r\nSubject: x\r\n\r\nbody\r\n"),
+			signal.Auth{SPF: signal.Pass, SPFDomain: "spf-pass.test", DMARC: signal.PermError}},
+
+		// SMTPUTF8 senders: U-labels are checked and aligned as A-labels.
+		{"idn envelope sender: spf pass aligns with an a-label from", env("a@Bücher.test"), testMail(t, "a@xn--bcher-kva.test"),
+			signal.Auth{SPF: signal.Pass, SPFDomain: "xn--bcher-kva.test", DMARC: signal.Pass, FromDomain: "xn--bcher-kva.test"}},
+		{"idn from: dkim of the a-label aligns", env("a@spf-fail.test"), testMail(t, "a@bücher.test", f.idn),
+			signal.Auth{SPF: signal.Fail, SPFDomain: "spf-fail.test", DKIM: signal.Pass, DKIMDomains: []string{"xn--bcher-kva.test"}, DMARC: signal.Pass, FromDomain: "xn--bcher-kva.test"}},
+		{"idn d= written with u-labels", env("a@spf-fail.test"), testMail(t, "a@xn--bcher-kva.test", signer{"bücher.test", "s1", f.idn.key}),
+			signal.Auth{SPF: signal.Fail, SPFDomain: "spf-fail.test", DKIM: signal.Pass, DKIMDomains: []string{"xn--bcher-kva.test"}, DMARC: signal.Pass, FromDomain: "xn--bcher-kva.test"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -66,7 +66,17 @@ func TestFromHeaderDomain(t *testing.T) {
 		{"missing", "Subject: x\r\n\r\n", "", signal.None},
 		{"garbage", "From: <<<@@@>>>\r\n\r\n", "", signal.None},
 		{"single label", "From: root@localhost\r\n\r\n", "", signal.None},
-		{"header ends at bad line", "From: a@a.example\r\nno colon here\r\n\r\n", "a.example", signal.None},
+		{"bad line before the end", "From: a@a.example\r\nno colon here\r\n\r\n", "a.example", signal.None},
+		{"from after a bad line", "no colon here\r\nFrom: a@a.example\r\n\r\n", "a.example", signal.None},
+		{"from after a bad field name", "Subject\t: x\r\nFrom: a@a.example\r\n\r\n", "a.example", signal.None},
+		{"space before colon", "From : a@a.example\r\n\r\n", "a.example", signal.None},
+		{"second from with space before colon", "From: a@a.example\r\nFROM\t: b@b.example\r\n\r\n", "", signal.PermError},
+		{"second from after a bad line", "From: a@a.example\r\nno colon\r\nFrom: b@b.example\r\n\r\n", "", signal.PermError},
+		{"from in the body", "Subject: x\r\n\r\nFrom: b@b.example\r\n", "", signal.None},
+		{"fold inside the address", "From: Alice <alice@\r\n a.example>\r\n\r\n", "a.example", signal.None},
+		{"leading fold belongs to no field", " x\r\nFrom: a@a.example\r\n\r\n", "a.example", signal.None},
+		{"u-label domain", "From: j@Bücher.example\r\n\r\n", "xn--bcher-kva.example", signal.None},
+		{"u-label and a-label are one domain", "From: a@bücher.example, b@xn--bcher-kva.example\r\n\r\n", "xn--bcher-kva.example", signal.None},
 		{"empty", "", "", signal.None},
 	}
 	for _, tt := range tests {
@@ -116,5 +126,50 @@ func TestValidDomain(t *testing.T) {
 		if got := validDomain(tt.in); got != tt.want {
 			t.Errorf("validDomain(%q) = %v, want %v", tt.in, got, tt.want)
 		}
+	}
+}
+
+func TestIsDMARC1(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"v=DMARC1; p=reject", true},
+		{"v=DMARC1", true},
+		{"v = DMARC1 ;p=none", true},
+		{"v=DMARC1;p=none", true},
+		{"v=dmarc1; p=reject", false}, // the version is case-sensitive
+		{" v=DMARC1; p=reject", false},
+		{"p=reject; v=DMARC1", false},
+		{"v=DMARC1 p=reject", false},
+		{"v=spf1 -all", false},
+		{"site-verification=abc", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := isDMARC1(tt.in); got != tt.want {
+			t.Errorf("isDMARC1(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestASCIIDomain(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"Example.COM.", "example.com"},
+		{" a.example ", "a.example"},
+		{"bücher.example", "xn--bcher-kva.example"},
+		{"BÜCHER.example", "xn--bcher-kva.example"},
+		{"xn--bcher-kva.example", "xn--bcher-kva.example"},
+		{"bücher\u3002example", "xn--bcher-kva.example"},
+		{"_dmarc.bücher.example", "_dmarc.xn--bcher-kva.example"},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := asciiDomain(tt.in); got != tt.want {
+			t.Errorf("asciiDomain(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	if !AlignedRelaxed("xn--bcher-kva.example", "news.bücher.example") || !AlignedRelaxed("mail.bücher.example", "xn--bcher-kva.example") {
+		t.Errorf("AlignedRelaxed: a U-label and its A-label do not align")
 	}
 }

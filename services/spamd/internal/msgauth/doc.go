@@ -33,9 +33,19 @@
 //
 // DMARCReject is set only for an evaluated Fail under p=reject or
 // p=quarantine (sp= for a subdomain judged by its organizational domain's
-// record) that applies to all mail (pct absent or 100). Several From
-// fields, or From authors in several domains, give DMARC PermError without
-// DMARCReject.
+// record) that applies to all mail (pct absent or 100). Several DMARC
+// records at the name where discovery stops mean no policy (RFC 7489
+// §6.6.3 step 5: DMARC None). Several From fields, or From authors in
+// several domains, give DMARC PermError without DMARCReject. The From
+// field is read as the DKIM verifier reads the header (a line without a
+// colon does not end it; "From :" is a From field), so DMARC judges the
+// From that DKIM signed.
+//
+// # Internationalized domains
+//
+// Domains are compared and queried as A-labels (RFC 8616): a U-label in
+// MAIL FROM, HELO, From or a DKIM d= is converted first, so an SMTPUTF8
+// sender's SPF pass and DKIM signature align with its From domain.
 //
 // Checker is safe for concurrent use; SPF and DKIM of one Check run in
 // parallel.

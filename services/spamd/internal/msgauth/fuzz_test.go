@@ -3,8 +3,11 @@ package msgauth
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-msgauth/dmarc"
 
 	"github.com/twinmx/twinmx/services/spamd/internal/signal"
 )
@@ -48,6 +51,8 @@ func FuzzCheck(f *testing.F) {
 	f.Add([]byte("From: a@example.com\r\n\r\n"), "a@example.com", "v=DMARC1; p=reject; sp=quarantine; pct=abc")
 	f.Add([]byte(""), "", "")
 	f.Add([]byte("\r\n\r\n"), "<>", "")
+	f.Add([]byte("no colon\r\nFrom: a@example.com\r\nFrom : b@example.org\r\n\r\n"), "a@example.com", "v=DMARC1; p=reject")
+	f.Add([]byte("From: j@bücher.example\r\n\r\n"), "j@Bücher。example", "v=spf1 a:%{d} -all")
 	f.Fuzz(func(t *testing.T, raw []byte, mailFrom, txt string) {
 		e := signal.Envelope{ClientIP: "192.0.2.1", Helo: "mta.example.net", From: mailFrom}
 		done := make(chan signal.Auth, 1)
@@ -68,5 +73,68 @@ func FuzzCheck(f *testing.F) {
 				t.Fatalf("Check with empty DNS = %+v, want no spf, no dkim pass, no dmarc verdict", a)
 			}
 		}
+	})
+}
+
+// FuzzFromHeaderDomain feeds arbitrary mail to the From reader DMARC
+// relies on: no panic, a domain only with result None, and a domain that
+// is a normalized multi-label name.
+func FuzzFromHeaderDomain(f *testing.F) {
+	f.Add([]byte("From: Alice <a@Example.COM.>\r\n\r\n"))
+	f.Add([]byte("no colon\r\nFrom : a@a.example\r\n\r\n"))
+	f.Add([]byte(" fold\r\nFROM:\ta@a.example,\r\n b@A.example\r\nfrom: c@c.example\n\nbody"))
+	f.Add([]byte("From: =?utf-8?q?J=C3=B6rg?= <j@bücher.example>\r\n\r\n"))
+	f.Add([]byte("From: undisclosed:;\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		msg := canonicalLines(raw)
+		for _, v := range headerFields(msg, "From") {
+			if strings.Contains(v, "\r\n") {
+				t.Fatalf("headerFields(%q) gave the folded value %q", msg, v)
+			}
+		}
+		d, res, why := fromHeaderDomain(msg)
+		if d == "" {
+			if why == "" {
+				t.Fatalf("fromHeaderDomain(%q) = no domain without a reason", msg)
+			}
+			return
+		}
+		if res != signal.None || why != "" || !validDomain(d) || strings.HasSuffix(d, ".") || strings.ToLower(d) != d {
+			t.Fatalf("fromHeaderDomain(%q) = %q, %s, %q; want a normalized valid domain with None", msg, d, res, why)
+		}
+	})
+}
+
+// FuzzParseClientIP: any string gives an address or nil, never a panic,
+// and an address read back from its own text is the same address.
+func FuzzParseClientIP(f *testing.F) {
+	for _, s := range []string{"192.0.2.1", " 192.0.2.1:25 ", "[IPv6:2001:db8::1]", "[2001:db8::1]:25", "::ffff:192.0.2.1", "[", "[IPv6:]", "mx.example.org"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ip := parseClientIP(s)
+		if ip == nil {
+			return
+		}
+		if back := parseClientIP(ip.String()); !back.Equal(ip) {
+			t.Fatalf("parseClientIP(%q) = %v, but parseClientIP(%q) = %v", s, ip, ip.String(), back)
+		}
+	})
+}
+
+// FuzzIsDMARC1: a TXT record taken as DMARC's always starts with the v
+// tag, and anything taken parses or fails without a panic.
+func FuzzIsDMARC1(f *testing.F) {
+	for _, s := range []string{"v=DMARC1; p=reject", "v = DMARC1 ;p=none; sp=reject; pct=50", "v=DMARC1 p=reject", "p=reject; v=DMARC1", "v=DMARC1;;;=", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !isDMARC1(s) {
+			return
+		}
+		if !strings.HasPrefix(s, "v") {
+			t.Fatalf("isDMARC1(%q) = true for a record not starting with v", s)
+		}
+		_, _ = dmarc.Parse(s)
 	})
 }

@@ -145,8 +145,9 @@ var errBudget = errors.New("msgauth: dns lookup budget exhausted")
 // permerror in spf, and a "no key" permerror in dkim. The policy here is
 // that a DNS failure is never a verdict against the sender, so every
 // error is rewritten into a bare *net.DNSError that is either NotFound or
-// Temporary. It also enforces the per-Check lookup budget and stops
-// issuing lookups once ctx is done.
+// Temporary. It also enforces the per-Check lookup budget, stops issuing
+// lookups once ctx is done, and queries non-ASCII labels as A-labels
+// (asciiName): a DKIM d= or an SPF include may be written with U-labels.
 type libResolver struct {
 	r      Resolver
 	budget atomic.Int64
@@ -189,6 +190,7 @@ func classify(name string, err error) error {
 }
 
 func (l *libResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	name = asciiName(name)
 	if err := l.begin(ctx, name); err != nil {
 		return nil, err
 	}
@@ -197,6 +199,7 @@ func (l *libResolver) LookupTXT(ctx context.Context, name string) ([]string, err
 }
 
 func (l *libResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
+	host = asciiName(host)
 	if err := l.begin(ctx, host); err != nil {
 		return nil, err
 	}
@@ -205,6 +208,7 @@ func (l *libResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAd
 }
 
 func (l *libResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	name = asciiName(name)
 	if err := l.begin(ctx, name); err != nil {
 		return nil, err
 	}
