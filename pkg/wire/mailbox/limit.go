@@ -7,7 +7,8 @@ import (
 )
 
 // AuthLimiter remembers failed logins per client IP for a window, so a
-// server (pop3d, imapd) can refuse an address that guesses passwords.
+// server (pop3d, imapd) can refuse an address that guesses passwords. An
+// IPv6 client is counted by its /64 (limitKey).
 // Safe for concurrent use. Memory is bounded: at most max times per IP, and IPs
 // whose failures all expired are dropped whenever the map doubles.
 type AuthLimiter struct {
@@ -37,7 +38,7 @@ func (l *AuthLimiter) Blocked(ip netip.Addr, now time.Time) bool {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.recentLocked(ip, now)) >= l.max
+	return len(l.recentLocked(limitKey(ip), now)) >= l.max
 }
 
 // Fail records a failed login from ip at now.
@@ -45,6 +46,7 @@ func (l *AuthLimiter) Fail(ip netip.Addr, now time.Time) {
 	if l.max < 0 {
 		return
 	}
+	ip = limitKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ts := append(l.recentLocked(ip, now), now)
@@ -58,6 +60,25 @@ func (l *AuthLimiter) Fail(ip netip.Addr, now time.Time) {
 		}
 		l.mu.prune = max(1024, 2*len(l.mu.fails))
 	}
+}
+
+// limitKey is the address failures from ip count under: an IPv4 address
+// itself, an IPv6 address's /64 network. An IPv6 host usually has a whole
+// /64 to draw addresses from (SLAAC, RFC 8981 temporary addresses), so
+// counting each address apart let one client guess without limit by
+// changing address between guesses. (Dovecot's auth penalty masks IPv6
+// to /48; a /64 is one site's subnet, so a client locks out at most its
+// own network's neighbours, and only until its failures expire.)
+func limitKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if !ip.Is6() {
+		return ip
+	}
+	p, err := ip.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.Addr()
 }
 
 // recentLocked drops ip's expired failures and returns the rest.

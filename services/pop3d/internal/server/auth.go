@@ -65,8 +65,10 @@ func (c *conn) auth(cmd pop3.Command) error {
 		}
 		line, err := c.readCommand(c.s.cfg.IdleTimeout)
 		if err != nil {
-			if errors.Is(err, pop3.ErrTooLong) {
-				return errTooLong
+			// The same replies as a wait for a command (too long, idle,
+			// shutdown); only a broken connection gets none.
+			if reply := c.readFailure(err); reply != nil {
+				return reply
 			}
 			return fmt.Errorf("%w: read SASL response: %v", errIO, err)
 		}

@@ -151,11 +151,14 @@ func (c *conn) loop() {
 	for {
 		line, err := c.readCommand(c.s.cfg.IdleTimeout)
 		if err != nil {
+			c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 			if reply := c.readFailure(err); reply != nil {
-				c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 				c.writeLine(reply.line())
-				c.w.Flush()
 			}
+			// Replies to pipelined commands wait in c.w until the input
+			// runs dry; an input that ends in an unfinished line (EOF)
+			// must not drop them.
+			c.w.Flush()
 			return
 		}
 		cmd, err := pop3.Parse(line)

@@ -32,8 +32,9 @@
 // loopback clients, or everywhere with Config.AllowPlaintext (SPEC §8).
 // Wrong logins, wrong passwords and accounts without a password get the
 // same reply, no sooner than Config.AuthFailDelay after the command
-// arrived. After Config.MaxAuthFailures failures from one IP within
-// Config.AuthFailWindow, further logins from it are refused unchecked.
+// arrived. After Config.MaxAuthFailures failures from one IPv4 address or
+// IPv6 /64 network within Config.AuthFailWindow, further logins from it
+// are refused unchecked.
 // At most mailbox.DefaultMaxChecks password checks (argon2id, 64 MiB
 // each) run at once: the store queues the others.
 //

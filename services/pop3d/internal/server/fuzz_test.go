@@ -2,8 +2,10 @@ package server
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +72,42 @@ func FuzzSession(f *testing.F) {
 		}
 		if p := logs.Take(); p != "" {
 			t.Fatalf("pop3d panicked on %q: %s", in, p)
+		}
+	})
+}
+
+// FuzzDecodePlain: the SASL PLAIN parser (RFC 4616) takes a client's
+// base64 response; whatever it accepts has a non-empty login and password
+// without NULs, an authorization identity that is empty or the login, and
+// encodes back to a response that decodes the same.
+func FuzzDecodePlain(f *testing.F) {
+	for _, s := range []string{
+		"\x00frank\x00correct horse", "frank\x00frank\x00pw", "admin\x00frank\x00pw", "Frank\x00frank\x00pw",
+		"\x00\x00pw", "\x00frank\x00", "frank\x00pw", "\x00a\x00b\x00c", "",
+	} {
+		f.Add(base64.StdEncoding.EncodeToString([]byte(s)))
+	}
+	for _, s := range []string{"=", "*", "AGZyYW5rAHB3", "AGZyYW5rAHB3=", "!!!!", "AA==AA=="} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, resp string) {
+		user, password, err := decodePlain(resp)
+		if err != nil {
+			if user != "" || password != "" {
+				t.Fatalf("decodePlain(%q) = %q, %q with error %v", resp, user, password, err)
+			}
+			return
+		}
+		if user == "" || password == "" || strings.ContainsRune(user, 0) || strings.ContainsRune(password, 0) {
+			t.Fatalf("decodePlain(%q) = %q, %q", resp, user, password)
+		}
+		raw, _ := base64.StdEncoding.DecodeString(resp)
+		if authzid, _, _ := strings.Cut(string(raw), "\x00"); authzid != "" && !strings.EqualFold(authzid, user) {
+			t.Fatalf("decodePlain(%q) let authorization identity %q log in as %q", resp, authzid, user)
+		}
+		again := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + password))
+		if u, p, err := decodePlain(again); err != nil || u != user || p != password {
+			t.Fatalf("decodePlain(%q) = %q, %q, %v; want %q, %q", again, u, p, err, user, password)
 		}
 	})
 }

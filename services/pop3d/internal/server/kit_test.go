@@ -38,6 +38,13 @@ var cheap = passwd.Params{MemoryKiB: 256, Time: 1, Threads: 1}
 
 func startEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
+	return startEnvStore(t, cfg, nil)
+}
+
+// startEnvStore is startEnv with the server's Store wrapped by wrap (nil:
+// none), for tests that inject store failures.
+func startEnvStore(t testing.TB, cfg Config, wrap func(Store) Store) *env {
+	t.Helper()
 	e := &env{t: t, dbd: dbdtest.Start(t, dbdtest.Options{})}
 	e.admin = e.dbd.Client("admin")
 	tlsCfg, err := tlsconf.SelfSignedTLS("pop3.test")
@@ -45,6 +52,9 @@ func startEnv(t testing.TB, cfg Config) *env {
 		t.Fatal(err)
 	}
 	cfg.Store = NewDBStore(e.dbd.Client("mailbox"), mailbox.Options{})
+	if wrap != nil {
+		cfg.Store = wrap(cfg.Store)
+	}
 	cfg.TLS = tlsCfg
 	if cfg.AuthFailDelay == 0 {
 		cfg.AuthFailDelay = -1

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
@@ -118,8 +119,9 @@ func (d *maildrop) get(n int) (*message, error) {
 // workers fetches at once (so at most workers mails in memory). A size not
 // cached in the receive row needs the mail: only the octets POP3 sends
 // count (RFC 1939 §5), and they depend on its line ends, which only its
-// content tells. What it measured it caches.
-func (d *maildrop) sizeAll(ctx context.Context, st Store, workers int) error {
+// content tells. What it measured it caches, under ctx or, once ctx has
+// failed, under base (the server's context) for at most rememberTimeout.
+func (d *maildrop) sizeAll(ctx, base context.Context, st Store, workers int) error {
 	var todo []*message
 	for i := range d.msgs {
 		if m := &d.msgs[i]; !m.sized && !m.deleted {
@@ -169,11 +171,23 @@ feed:
 		first = ctx.Err()
 	}
 	if first != nil {
+		// Keep what was measured before the failure: the usual one is
+		// DBTimeout running out on a maildrop too large to read in one,
+		// and a next session that had to start again from the first mail
+		// would fail the same way, for ever. ctx may be spent, so the
+		// writes get their own bound.
+		rctx, rcancel := context.WithTimeout(base, rememberTimeout)
+		defer rcancel()
+		rememberSizes(rctx, st, todo, raws)
 		return fmt.Errorf("size messages: %w", first)
 	}
 	rememberSizes(ctx, st, todo, raws)
 	return nil
 }
+
+// rememberTimeout bounds the caching of sizes measured by a listing that
+// failed (its own context may have expired).
+const rememberTimeout = 5 * time.Second
 
 // rememberSizes caches the sizes of msgs, just measured, in their receive
 // rows: pop3d's exact size, and the stored size of unfiltered mail that
@@ -226,7 +240,7 @@ func (d *maildrop) commit(c *conn) (int, error) {
 func (c *conn) stat() error {
 	ctx, cancel := c.storeCtx()
 	defer cancel()
-	if err := c.drop.sizeAll(ctx, c.s.cfg.Store, c.s.cfg.SizeWorkers); err != nil {
+	if err := c.drop.sizeAll(ctx, c.s.ctx, c.s.cfg.Store, c.s.cfg.SizeWorkers); err != nil {
 		return err
 	}
 	n, total := 0, int64(0)
@@ -258,7 +272,7 @@ func (c *conn) list(n int) error {
 		}
 		return c.ok(fmt.Sprintf("%d %d", n, m.size))
 	}
-	if err := c.drop.sizeAll(ctx, c.s.cfg.Store, c.s.cfg.SizeWorkers); err != nil {
+	if err := c.drop.sizeAll(ctx, c.s.ctx, c.s.cfg.Store, c.s.cfg.SizeWorkers); err != nil {
 		return err
 	}
 	c.ok("scan listing follows")

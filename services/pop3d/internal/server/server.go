@@ -56,9 +56,9 @@ type Config struct {
 	// AuthFailDelay is the least time between a failed login's command and
 	// its reply. Default 2 s; negative: none (tests).
 	AuthFailDelay time.Duration
-	// MaxAuthFailures failed logins from one IP within AuthFailWindow make
-	// further logins from it refused until the oldest expires. Defaults 10
-	// and 15 min; MaxAuthFailures < 0: no limit.
+	// MaxAuthFailures failed logins from one IP (IPv6: one /64) within
+	// AuthFailWindow make further logins from it refused until the oldest
+	// expires. Defaults 10 and 15 min; MaxAuthFailures < 0: no limit.
 	MaxAuthFailures int
 	AuthFailWindow  time.Duration
 	// MaxConns and MaxConnsPerIP bound open connections. Defaults 1000, 20;

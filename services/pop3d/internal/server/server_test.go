@@ -489,3 +489,64 @@ func TestManySessions(t *testing.T) {
 		}
 	}
 }
+
+// addrListener gives its connections the client addresses next returns.
+type addrListener struct {
+	net.Listener
+	next func() net.IP
+}
+
+func (l *addrListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return addrConn{c, l.next()}, nil
+}
+
+type addrConn struct {
+	net.Conn
+	ip net.IP
+}
+
+func (c addrConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: c.ip, Port: 40000} }
+
+// TestAuthLimitIPv6Network: failed logins from IPv6 clients count per /64
+// network, not per address. An IPv6 host has a whole /64 to take addresses
+// from (SLAAC, RFC 8981 temporary addresses), so counting per address let
+// one client guess without limit by changing address between guesses
+// (Dovecot's auth penalty masks IPv6 too, to /48). Another /64 is not
+// affected, and IPv4 addresses still count one by one (TestAuthFailures).
+func TestAuthLimitIPv6Network(t *testing.T) {
+	e := startEnv(t, Config{MaxAuthFailures: 3, AllowPlaintext: true})
+	e.user("uma", "correct horse", "uma@x.example")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := make(chan net.IP, 8)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.srv.Serve(&addrListener{ln, func() net.IP { return <-addrs }}, Plain)
+	}()
+	t.Cleanup(func() { e.srv.Close(); <-done })
+	login := func(ip, password string) string {
+		addrs <- net.ParseIP(ip)
+		c := dialPOP(t, ln.Addr().String())
+		defer c.nc.Close()
+		c.ok("USER uma")
+		return c.cmd("PASS " + password)
+	}
+	for _, ip := range []string{"2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:a:b:c:d"} {
+		if r := login(ip, "wrong"); r != "-ERR [AUTH] invalid login or password" {
+			t.Fatalf("wrong password from %s: %q", ip, r)
+		}
+	}
+	if r := login("2001:db8:1:2:ffff::9", "correct horse"); !strings.HasPrefix(r, "-ERR [AUTH] too many failed logins") {
+		t.Errorf("login from a fourth address of the /64 after 3 failures in it: %q, want refused", r)
+	}
+	if r := login("2001:db8:1:3::1", "correct horse"); !strings.HasPrefix(r, "+OK") {
+		t.Errorf("login from the next /64: %q, want +OK", r)
+	}
+}

@@ -1,11 +1,14 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"net"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestConcurrentSessions is catalog item 58 and pins the policy: there is
@@ -152,4 +155,66 @@ func TestAuthPlainResponses(t *testing.T) {
 		t.Errorf("STAT after AUTH PLAIN: %q", r)
 	}
 	c.ok("QUIT")
+}
+
+// TestAuthContinuationEnds: a session that ends while AUTH waits for its
+// continuation line gets the reply a session waiting for a command gets.
+// The read's failure was reported as a broken connection (no reply,
+// counted as errors{kind="io"}): an idle client got no autologout line and
+// a shutdown no "-ERR [SYS/TEMP] server shutting down".
+func TestAuthContinuationEnds(t *testing.T) {
+	t.Run("idle", func(t *testing.T) {
+		e := startEnv(t, Config{IdleTimeout: 200 * time.Millisecond})
+		c := dialPOP(t, e.addr)
+		if r := c.cmd("AUTH PLAIN"); r != "+ " {
+			t.Fatalf("AUTH PLAIN: %q", r)
+		}
+		if r := c.line(); r != "-ERR autologout: idle for too long" {
+			t.Errorf("no continuation line within IdleTimeout: %q", r)
+		}
+		if r := c.line(); !strings.HasPrefix(r, "EOF") {
+			t.Errorf("connection open after the autologout: %q", r)
+		}
+	})
+	t.Run("shutdown", func(t *testing.T) {
+		e := startEnv(t, Config{})
+		c := dialPOP(t, e.addr)
+		if r := c.cmd("AUTH PLAIN"); r != "+ " {
+			t.Fatalf("AUTH PLAIN: %q", r)
+		}
+		done := make(chan error, 1)
+		go func() { done <- e.srv.Shutdown(context.Background()) }()
+		if r := c.line(); r != "-ERR [SYS/TEMP] server shutting down" {
+			t.Errorf("AUTH waiting for its continuation at shutdown: %q", r)
+		}
+		c.nc.Close()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestRepliesSentBeforeEOF: a client that pipelines commands and closes
+// its side with a last line unfinished gets the replies to the complete
+// ones. The replies waited in the write buffer (pipelined commands are
+// answered together) and were dropped when the read hit EOF.
+func TestRepliesSentBeforeEOF(t *testing.T) {
+	e := startEnv(t, Config{})
+	c := dialPOP(t, e.addr)
+	if _, err := c.nc.Write([]byte("NOOP\r\nCAPA\r\nQUI")); err != nil {
+		t.Fatal(err)
+	}
+	c.nc.(*net.TCPConn).CloseWrite()
+	if r := c.line(); r != "-ERR command not valid in this state" {
+		t.Errorf("NOOP before login: %q", r)
+	}
+	if r := c.line(); r != "+OK capability list follows" {
+		t.Fatalf("CAPA: %q", r)
+	}
+	if caps := lines(c.data()); !slices.Contains(caps, "UIDL") {
+		t.Errorf("CAPA: %q", caps)
+	}
+	if r := c.line(); !strings.HasPrefix(r, "EOF") {
+		t.Errorf("after the unfinished line: %q, want EOF (it is not a command)", r)
+	}
 }

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/twinmx/twinmx/pkg/model"
@@ -90,4 +92,71 @@ func TestSizesEqualRETR(t *testing.T) {
 		}
 	}
 	check("second session")
+}
+
+// budgetStore lets left Fetch calls through and fails the rest as a dbd
+// request past its deadline does: a maildrop too large to measure within
+// one Config.DBTimeout.
+type budgetStore struct {
+	Store
+	mu   sync.Mutex
+	left int
+}
+
+func (s *budgetStore) Fetch(ctx context.Context, m mailbox.Message, drop []string) ([]byte, error) {
+	s.mu.Lock()
+	ok := s.left > 0
+	if ok {
+		s.left--
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("fetch: %w", context.DeadlineExceeded)
+	}
+	return s.Store.Fetch(ctx, m, drop)
+}
+
+// TestSizesKeptWhenListingFails: the first STAT of a maildrop whose sizes
+// are not cached (imported mail, or a mailbox that just got a header
+// filter) reads every mail within one DBTimeout. When that ran out, the
+// sizes measured so far were dropped with the error, so each new session
+// started again from the first mail and a maildrop larger than one
+// DBTimeout's worth could never be listed (every STAT -ERR [SYS/TEMP],
+// forever). They are now cached even when the listing fails, and the
+// next session goes on from there.
+func TestSizesKeptWhenListingFails(t *testing.T) {
+	st := &budgetStore{}
+	e := startEnvStore(t, Config{SizeWorkers: 1}, func(s Store) Store {
+		st.Store = s
+		return st
+	})
+	e.user("tia", "correct horse", "tia@x.example")
+	total := 0
+	for i := range 10 {
+		raw := fmt.Sprintf("From: a@b\nSubject: imported %d\n\nLF only\n", i)
+		e.deliver("tia@x.example", raw)
+		total += len(raw) + strings.Count(raw, "\n")
+	}
+	want := fmt.Sprintf("+OK 10 %d", total)
+	for session := 1; ; session++ {
+		st.mu.Lock()
+		st.left = 4 // a third of the maildrop per DBTimeout
+		st.mu.Unlock()
+		c := dialPOP(t, e.addr)
+		c.login("tia", "correct horse")
+		r := c.cmd("STAT")
+		c.ok("QUIT")
+		if r == want {
+			if session != 3 {
+				t.Errorf("STAT listed the maildrop in session %d, want 3 (4 of 10 sizes a session)", session)
+			}
+			return
+		}
+		if r != "-ERR [SYS/TEMP] temporary failure, try again later" {
+			t.Fatalf("session %d: STAT = %q, want %q or -ERR [SYS/TEMP]", session, r, want)
+		}
+		if session == 4 {
+			t.Fatalf("STAT still fails in session %d: the sizes measured before each failure were not kept", session)
+		}
+	}
 }
