@@ -34,6 +34,7 @@
 package flags
 
 import (
+	"iter"
 	"sort"
 	"strings"
 
@@ -98,6 +99,37 @@ func SetIn(cols map[string]uint64, f model.FolderID) []string {
 		out = append(out, del)
 	}
 	return out
+}
+
+// MaxKeywords bounds the keyword columns (set or cleared: a column never
+// goes away) of one mail. A receive row has at most model.MaxColumns
+// columns, shared with its memberships and per-folder \Deleted, and with
+// what other services write on it (ack, verdict, spam reasons, deleted,
+// backedup): a row filled with keywords could no longer be expunged,
+// moved, marked deleted by pop3d or backed up. Mail clients use a few
+// (Thunderbird's tags, $Junk, $Forwarded …).
+const MaxKeywords = 100
+
+// IsKeywordColumn reports whether col is a keyword's column.
+func IsKeywordColumn(col string) bool {
+	return strings.HasPrefix(col, keywordPrefix) || strings.HasPrefix(col, hashedPrefix)
+}
+
+// KeywordColumns counts the keyword columns of cols and of added that
+// cols lacks: how many a mail would hold once added were written.
+func KeywordColumns(cols map[string]uint64, added iter.Seq[string]) int {
+	n := 0
+	for c := range cols {
+		if IsKeywordColumn(c) {
+			n++
+		}
+	}
+	for c := range added {
+		if _, ok := cols[c]; !ok && IsKeywordColumn(c) {
+			n++
+		}
+	}
+	return n
 }
 
 // wellKnown maps widely used keywords (lower case) to their spelling; they

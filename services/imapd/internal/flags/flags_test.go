@@ -144,3 +144,21 @@ func FuzzColumn(f *testing.F) {
 		}
 	})
 }
+
+// TestKeywordColumns: every keyword column counts, set or cleared, the
+// plain and the hashed form; system flags and other columns do not; an
+// added column counts once and only if the row lacks it.
+func TestKeywordColumns(t *testing.T) {
+	kw, _, _ := Column("work", model.FolderInbox)
+	hashed, _, _ := Column("Ärger", model.FolderInbox)
+	junk, _, _ := Column("$Junk", model.FolderInbox)
+	seen, _, _ := Column(`\Seen`, model.FolderInbox)
+	del, _, _ := Column(`\Deleted`, model.FolderInbox)
+	cols := map[string]uint64{kw: Value(1, true), hashed: Value(1, false), seen: Value(1, true), del: Value(1, true), "ack": 1}
+	if n := KeywordColumns(cols, slices.Values([]string(nil))); n != 2 {
+		t.Errorf("KeywordColumns = %d, want 2", n)
+	}
+	if n := KeywordColumns(cols, slices.Values([]string{kw, junk, seen})); n != 3 {
+		t.Errorf("KeywordColumns with $Junk, a known keyword and \\Seen added = %d, want 3", n)
+	}
+}

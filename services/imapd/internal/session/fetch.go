@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/mail"
 	"slices"
@@ -619,6 +620,15 @@ func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp,
 	}
 	var changes []change
 	var spam, ham []model.Key // mails a junk keyword was set on
+	if op != imap.StoreFlagsDel {
+		// Checked for every mail before anything is written: a STORE
+		// over many mails is refused whole, not half done.
+		for _, i := range idx {
+			if flags.KeywordColumns(sel.msgs[i].m.State.Cols, maps.Keys(want)) > flags.MaxKeywords {
+				return errTooManyKeywords
+			}
+		}
+	}
 	for _, i := range idx {
 		cols := sel.msgs[i].m.State.Cols
 		target := map[string]bool{}
@@ -695,6 +705,11 @@ func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp,
 	}
 	return nil
 }
+
+// errTooManyKeywords refuses a STORE or APPEND that would give a mail
+// more than flags.MaxKeywords keywords (RFC 5530 LIMIT).
+var errTooManyKeywords = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
+	Text: fmt.Sprintf("A mail can hold at most %d keywords", flags.MaxKeywords)}
 
 // Store is STORE and UID STORE.
 func (s *Session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, sf *imap.StoreFlags, options *imap.StoreOptions) (err error) {

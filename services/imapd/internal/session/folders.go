@@ -363,6 +363,13 @@ func (s *Session) Rename(old, newName string, options *imap.RenameOptions) (err 
 			if checkFolderName(n) != nil {
 				return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "A subfolder's new name is not allowed"}
 			}
+			// A subfolder's new name may be taken even when newName is
+			// free (c/x of RENAME a c with a/x): two folders of one name
+			// would show as name and name~id, and the client's folder
+			// could be the one whose name changes.
+			if _, taken := fs.byName(n); taken {
+				return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists, Text: "A subfolder's new name exists"}
+			}
 			renames = append(renames, store.Rename{Folder: *c.user, Name: n})
 		}
 	}

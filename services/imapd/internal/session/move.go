@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"time"
 
@@ -300,6 +301,9 @@ func (s *Session) Append(name string, r imap.LiteralReader, options *imap.Append
 				texts = append(texts, text)
 			}
 		}
+	}
+	if flags.KeywordColumns(st.Cols, maps.Keys(want)) > flags.MaxKeywords {
+		return nil, errTooManyKeywords
 	}
 	for _, c := range flags.SetIn(st.Cols, dst.id) {
 		if !want[c] {
