@@ -28,9 +28,9 @@
 //   - receive: `verdict` (source filter), `spam.score` (probability × 10^6),
 //     and the link to its reason (model.ReasonColumn, value: attempt ms);
 //   - text reason rows (model.ReasonContent), shown by dbctl mails;
-//   - text `twinmx-known/1` rows (mailbox, sender) with column `known`: the
-//     mailbox accepted clear mail from this sender;
-//   - rdns `twinmx-grey/1` rows (network, sender, recipient) with columns
+//   - text `twinmx-known/1` rows (mailbox, normalised sender) with column
+//     `known`: the mailbox accepted clear mail from this sender;
+//   - rdns `twinmx-grey/1` rows (network, normalised sender, recipient) with columns
 //     `first.inv` (MaxUint32 minus the first contact's Unix second: the
 //     earliest wins under max-merge) and `passed`.
 //
@@ -42,5 +42,15 @@
 // (accepted).
 //
 // It reads per-mailbox allow/block lists from text `twinmx-list/1` rows
-// (mailbox, sender address or @domain) with column `list` (ListValue).
+// (mailbox, sender address or @domain) with column `list` (ListValue),
+// matching the envelope address, its normalised form and the @domain of
+// either (listCandidates); the envelope address's own entry decides, else
+// any block wins over any allow.
+//
+// Sender keys: the grey and known rows hold the normalised envelope sender
+// (package sender: BATV, SRS and VERP tags removed), so a sender that tags
+// every mail passes greylisting and becomes known once. Rows written
+// before 2026-12-03 hold the raw lower-cased sender; senderKeys reads
+// those too, and a hit on one writes the normalised row (a known hit
+// through the accepted mail, a passed hit through the verdict's batch).
 package judge

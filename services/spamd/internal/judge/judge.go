@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/twinmx/twinmx/services/spamd/internal/classify"
 	"github.com/twinmx/twinmx/services/spamd/internal/decide"
 	"github.com/twinmx/twinmx/services/spamd/internal/external"
+	"github.com/twinmx/twinmx/services/spamd/internal/sender"
 	"github.com/twinmx/twinmx/services/spamd/internal/signal"
 )
 
@@ -314,12 +314,19 @@ func (j *Judge) judgeRecipient(ctx context.Context, a model.Attempt, rcpt string
 		j.log.Info("judged", "mail", a.Mail, "rcpt", rcpt, "verdict", sd.Verdict, "reason", sd.Reason)
 		return nil
 	}
-	gk := model.KeyOf(model.RDNS, greyContent(Network(a.ClientIP()), a.From, string(mbContent)))
+	// A triplet passed only under its legacy key (the raw sender) is
+	// marked passed under its key too, with this verdict.
+	migrate := false
 	if grey == decide.GreyFirst && policy == model.PolicyFilter {
-		if g, err := j.cfg.DB.FindKey(ctx, model.RDNS, gk); err == nil && g.State.Col(colPassed) > 0 {
-			grey = decide.GreyOff
-		} else if err != nil && !errors.Is(err, client.ErrNotFound) {
-			return fmt.Errorf("read greylisting row: %w", err)
+		rows, err := j.greyRows(ctx, a, string(mbContent))
+		if err != nil {
+			return err
+		}
+		for i, g := range rows {
+			if g != nil && g.State.Col(colPassed) > 0 {
+				grey, migrate = decide.GreyOff, i > 0
+				break
+			}
 		}
 	}
 	if *raw == nil {
@@ -333,12 +340,8 @@ func (j *Judge) judgeRecipient(ctx context.Context, a model.Attempt, rcpt string
 		return err
 	}
 	if in.List == decide.ListNone && a.From != "" {
-		k, err := j.cfg.DB.FindKey(ctx, model.Text, model.KeyOf(model.Text, knownContent(string(mbContent), a.From)))
-		switch {
-		case err == nil:
-			in.Known = k.State.Col(colKnown) > 0
-		case !errors.Is(err, client.ErrNotFound):
-			return fmt.Errorf("read known correspondent: %w", err)
+		if in.Known, err = j.known(ctx, string(mbContent), a.From); err != nil {
+			return err
 		}
 	}
 	if j.cfg.Auth != nil && in.List == decide.ListNone && !in.Known {
@@ -356,7 +359,7 @@ func (j *Judge) judgeRecipient(ctx context.Context, a model.Attempt, rcpt string
 	start := time.Now()
 	d := decide.Decide(j.cfg.Models.Current(), in)
 	j.cfg.Metrics.DecideSeconds.Observe(time.Since(start).Seconds())
-	if err := j.write(ctx, rk, a, string(mbContent), d, grey == decide.GreyPassed); err != nil {
+	if err := j.write(ctx, rk, a, string(mbContent), d, grey == decide.GreyPassed || migrate); err != nil {
 		return err
 	}
 	j.cfg.Metrics.Decisions.WithLabelValues(d.Verdict.String()).Inc()
@@ -441,7 +444,7 @@ func (j *Judge) write(ctx context.Context, rk model.Key, a model.Attempt, mailbo
 		{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: model.ReasonColumn(model.KeyOf(model.Text, reason)), Value: ms},
 		{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: colScore, Value: uint64(math.Round(min(max(d.Score, 0), 1) * 1e6))},
 	}
-	if g := greyContent(Network(a.ClientIP()), a.From, mailbox); passed {
+	if g := greyContent(Network(a.ClientIP()), sender.Normalize(a.From), mailbox); passed {
 		reqs = append(reqs,
 			wire.Request{Op: wire.OpFindOrInsert, Table: model.RDNS, Content: g},
 			wire.Request{Op: wire.OpSet, Table: model.RDNS, Ref: wire.Ref{Content: g}, Name: colPassed, Value: uint64(a.Time.Unix())})
@@ -453,7 +456,7 @@ func (j *Judge) write(ctx context.Context, rk model.Key, a model.Attempt, mailbo
 			wire.Request{Op: wire.OpSet, Table: model.RDNS, Ref: wire.Ref{Content: g}, Name: colFirstInv, Value: math.MaxUint32 - uint64(model.Epoch(a.Time))})
 	}
 	if d.Verdict == model.Accept && d.Score < decide.ClearHam && a.From != "" {
-		k := knownContent(mailbox, a.From)
+		k := knownContent(mailbox, sender.Normalize(a.From))
 		reqs = append(reqs,
 			wire.Request{Op: wire.OpFindOrInsert, Table: model.Text, Content: k},
 			wire.Request{Op: wire.OpSet, Table: model.Text, Ref: wire.Ref{Content: k}, Name: colKnown, Value: ms})
@@ -484,33 +487,68 @@ func (j *Judge) policy(ctx context.Context, mailbox []byte) (model.Policy, error
 }
 
 // greyFirst returns the first contact's time recorded for the attempt's
-// greylisting triplet.
+// greylisting triplet: the earliest under its key and its legacy key.
 func (j *Judge) greyFirst(ctx context.Context, a model.Attempt, mailbox string) (time.Time, bool, error) {
-	g, err := j.cfg.DB.FindKey(ctx, model.RDNS, model.KeyOf(model.RDNS, greyContent(Network(a.ClientIP()), a.From, mailbox)))
-	if errors.Is(err, client.ErrNotFound) {
-		return time.Time{}, false, nil
-	}
+	rows, err := j.greyRows(ctx, a, mailbox)
 	if err != nil {
-		return time.Time{}, false, fmt.Errorf("read greylisting row: %w", err)
+		return time.Time{}, false, err
 	}
-	inv := g.State.Col(colFirstInv)
-	if inv == 0 || inv > math.MaxUint32 {
+	inv := uint64(0)
+	for _, g := range rows {
+		if g != nil && g.State.Col(colFirstInv) <= math.MaxUint32 {
+			inv = max(inv, g.State.Col(colFirstInv))
+		}
+	}
+	if inv == 0 {
 		return time.Time{}, false, nil
 	}
 	return time.Unix(int64(math.MaxUint32-inv), 0), true, nil
 }
 
-// list looks the sender up in the mailbox's lists: its address first, then
-// its domain.
+// greyRows reads the attempt's greylisting rows, one per senderKeys form
+// (the normalised sender, then the raw one written before 2026-12-03);
+// nil where a row does not exist.
+func (j *Judge) greyRows(ctx context.Context, a model.Attempt, mailbox string) ([]*wire.Row, error) {
+	keys := senderKeys(a.From)
+	rows := make([]*wire.Row, len(keys))
+	for i, s := range keys {
+		g, err := j.cfg.DB.FindKey(ctx, model.RDNS, model.KeyOf(model.RDNS, greyContent(Network(a.ClientIP()), s, mailbox)))
+		switch {
+		case err == nil:
+			rows[i] = g
+		case !errors.Is(err, client.ErrNotFound):
+			return nil, fmt.Errorf("read greylisting row: %w", err)
+		}
+	}
+	return rows, nil
+}
+
+// known reports whether mailbox accepted clear mail from the sender: a
+// known row under the normalised sender, else under the raw one (legacy).
+// A legacy hit accepts the mail, and accepting writes the normalised row.
+func (j *Judge) known(ctx context.Context, mailbox, from string) (bool, error) {
+	for _, s := range senderKeys(from) {
+		k, err := j.cfg.DB.FindKey(ctx, model.Text, model.KeyOf(model.Text, knownContent(mailbox, s)))
+		switch {
+		case err == nil && k.State.Col(colKnown) > 0:
+			return true, nil
+		case err != nil && !errors.Is(err, client.ErrNotFound):
+			return false, fmt.Errorf("read known correspondent: %w", err)
+		}
+	}
+	return false, nil
+}
+
+// list looks the sender up in the mailbox's lists (listCandidates): the
+// envelope address's own entry decides; else a block entry of any other
+// form wins over an allow entry, so matching the normalised sender never
+// turns a block into an allow.
 func (j *Judge) list(ctx context.Context, mailbox, from string) (decide.ListMatch, string, error) {
 	if from == "" {
 		return decide.ListNone, "", nil
 	}
-	cands := []string{from}
-	if at := strings.LastIndexByte(from, '@'); at >= 0 {
-		cands = append(cands, from[at:])
-	}
-	for _, c := range cands {
+	match, what := decide.ListNone, ""
+	for i, c := range listCandidates(from) {
 		row, err := j.cfg.DB.FindKey(ctx, model.Text, model.KeyOf(model.Text, ListContent(mailbox, c)))
 		if errors.Is(err, client.ErrNotFound) {
 			continue
@@ -520,12 +558,17 @@ func (j *Judge) list(ctx context.Context, mailbox, from string) (decide.ListMatc
 		}
 		switch row.State.Col(colList) & 3 {
 		case ListAllow:
-			return decide.ListAllow, "sender " + c, nil
+			if i == 0 {
+				return decide.ListAllow, "sender " + c, nil
+			}
+			if match == decide.ListNone {
+				match, what = decide.ListAllow, "sender "+c
+			}
 		case ListBlock:
 			return decide.ListBlock, "sender " + c, nil
 		}
 	}
-	return decide.ListNone, "", nil
+	return match, what, nil
 }
 
 // readMail rebuilds the mail as stored, without Received fields (they are

@@ -3,10 +3,12 @@ package judge
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/wire/config"
+	"github.com/twinmx/twinmx/services/spamd/internal/sender"
 )
 
 // Network returns the client's network for greylisting: the /24 of an IPv4
@@ -26,6 +28,48 @@ func Network(ip string) string {
 		return ip
 	}
 	return p.String()
+}
+
+// senderKeys returns the forms of the envelope sender that greylisting
+// and known-correspondent rows are read under: the normalised sender
+// (package sender), which they are written under, then, when it differs,
+// the lower-cased raw sender that versions before 2026-12-03 wrote. The
+// second read keeps a triplet passed and a correspondent known across the
+// upgrade: a known hit accepts the mail, which writes the normalised row;
+// a passed hit is copied with the verdict (judgeRecipient). The null
+// sender has one form, "".
+func senderKeys(from string) []string {
+	n := sender.Normalize(from)
+	if raw := strings.ToLower(from); raw != n {
+		return []string{n, raw}
+	}
+	return []string{n}
+}
+
+// listCandidates returns the list entries that can match the sender, in
+// the order judge.list weighs them: the envelope address; then its
+// normalised form (a BATV tag removed, the original sender of an SRS
+// address), the address's @domain and the normalised form's @domain, each
+// once. The null sender matches nothing.
+func listCandidates(from string) []string {
+	if from == "" {
+		return nil
+	}
+	raw := strings.ToLower(from)
+	cands := []string{raw}
+	add := func(c string) {
+		if c != "" && !slices.Contains(cands, c) {
+			cands = append(cands, c)
+		}
+	}
+	n := sender.Normalize(from)
+	add(n)
+	for _, a := range []string{raw, n} {
+		if at := strings.LastIndexByte(a, '@'); at >= 0 {
+			add(a[at:])
+		}
+	}
+	return cands
 }
 
 // Row contents judge reads and writes. Addresses are lower-cased: list and
