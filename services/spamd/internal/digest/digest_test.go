@@ -637,3 +637,31 @@ func TestPassMissingMailbox(t *testing.T) {
 		t.Fatalf("sent %+v, want a digest to v@x.test", sent)
 	}
 }
+
+// TestReplyAllowsNormalisedSender: an ALLOW for a sender refused under a
+// tagged address (here BATV) puts the address without its tag on the
+// allow list, so the sender's next mail, with a new tag, matches it.
+func TestReplyAllowsNormalisedSender(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 3, 4, 11, 0, 0, 0, time.UTC)
+	w := newWorld(t, now)
+	d := w.digester(time.Hour)
+	s, err := ensureSecret(ctx, w.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tagged = "prvs=0123abcd=news@shop.example"
+	tok := s.Token("u@x.test", tagged)
+	if _, err := w.db.Batch(ctx, issueRequests(tok, "u@x.test", tagged, []model.Key{w.rk}, 0, now)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := d.Reply(ctx, []byte("\r\nALLOW "+tok+"\r\n"), now); err != nil || n != 1 {
+		t.Fatalf("Reply = %d, %v; want 1", n, err)
+	}
+	if _, err := w.db.FindKey(ctx, model.Text, model.KeyOf(model.Text, judge.ListContent("u@x.test", "news@shop.example"))); err != nil {
+		t.Errorf("no allow entry for news@shop.example: %v", err)
+	}
+	if _, err := w.db.FindKey(ctx, model.Text, model.KeyOf(model.Text, judge.ListContent("u@x.test", tagged))); err == nil {
+		t.Errorf("an allow entry for the tagged address %s, which no later mail carries", tagged)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/spamd/internal/judge"
+	"github.com/twinmx/twinmx/services/spamd/internal/sender"
 )
 
 // Bounds on reading a reply.
@@ -376,7 +377,11 @@ func (d *Digester) Reply(ctx context.Context, raw []byte, t time.Time) (int, err
 				continue
 			}
 			seen[p] = true
-			lc := judge.ListContent(p.mailbox, p.sender)
+			// The entry is the normalised sender: a tagged address (BATV,
+			// VERP, SRS, a sub-address) would match only the one mail it
+			// was refused for, and lists match the normalised form too
+			// (judge, "Sender keys" in docs/spamd.md).
+			lc := judge.ListContent(p.mailbox, sender.Normalize(p.sender))
 			reqs = append(reqs,
 				wire.Request{Op: wire.OpFindOrInsert, Table: model.Text, Content: lc},
 				wire.Request{Op: wire.OpSet, Table: model.Text, Ref: wire.Ref{Content: lc}, Name: colList, Value: judge.ListValue(t, judge.ListAllow)})
