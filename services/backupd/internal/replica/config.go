@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,16 +27,51 @@ type Site struct {
 // ParseSite parses the --site flag value "NAME=HOST:PORT,PUBFILE" and
 // loads the public key file.
 func ParseSite(v string) (Site, error) {
-	name, rest, ok := strings.Cut(v, "=")
-	addr, pub, ok2 := strings.Cut(rest, ",")
-	if !ok || !ok2 || name == "" || addr == "" || pub == "" {
-		return Site{}, fmt.Errorf("site %q: want NAME=HOST:PORT,PUBFILE", v)
+	name, addr, pub, err := parseSiteSpec(v)
+	if err != nil {
+		return Site{}, err
 	}
 	key, err := wire.LoadPublicKey(pub)
 	if err != nil {
 		return Site{}, fmt.Errorf("site %s: %w", name, err)
 	}
 	return Site{Name: name, Addr: addr, Server: key}, nil
+}
+
+// parseSiteSpec splits a --site value into its three fields and checks
+// the name and the address, without touching the key file. The address is
+// checked here, at start: a malformed one ("host" without a port, a port
+// out of range) used to pass, and every session then failed to dial it,
+// retried forever.
+func parseSiteSpec(v string) (name, addr, pub string, err error) {
+	name, rest, ok := strings.Cut(v, "=")
+	addr, pub, ok2 := strings.Cut(rest, ",")
+	if !ok || !ok2 || name == "" || addr == "" || pub == "" {
+		return "", "", "", fmt.Errorf("site %q: want NAME=HOST:PORT,PUBFILE", v)
+	}
+	if err := checkSiteName(name); err != nil {
+		return "", "", "", fmt.Errorf("site %q: %w", v, err)
+	}
+	if err := checkAddr(addr); err != nil {
+		return "", "", "", fmt.Errorf("site %s: %w", name, err)
+	}
+	return name, addr, pub, nil
+}
+
+// checkAddr checks that addr is HOST:PORT with a port in 1..65535 (an
+// IPv6 host in brackets), as the dialer wants it.
+func checkAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %q: want HOST:PORT: %w", addr, err)
+	}
+	if strings.ContainsAny(host, " \t\r\n") {
+		return fmt.Errorf("address %q: the host has white space", addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("address %q: port %q not in 1..65535", addr, port)
+	}
+	return nil
 }
 
 // maxSiteName keeps "repl." + a + "-to-" + b within dbd's 64-byte names.
@@ -134,7 +171,13 @@ func (c *Config) Validate() error {
 	if len(c.Sites) < 2 {
 		errs = append(errs, fmt.Errorf("replica: %d sites configured, need at least 2", len(c.Sites)))
 	}
+	// One dbd listed twice under two names (the same address, or the same
+	// key, which identifies a dbd) would count as two sites: a pump from
+	// it to itself "merges" every row, and a mail stored on that one dbd
+	// alone would be marked backed up (SPEC §1 broken), so it is refused.
 	seen := map[string]bool{}
+	addrs := map[string]string{}        // lower-cased address -> site name
+	keys := map[wire.PublicKey]string{} // dbd's key -> site name
 	for _, s := range c.Sites {
 		if err := checkSiteName(s.Name); err != nil {
 			errs = append(errs, err)
@@ -146,9 +189,19 @@ func (c *Config) Validate() error {
 		}
 		if s.Addr == "" {
 			errs = append(errs, fmt.Errorf("replica: site %q: address is required", s.Name))
+		} else if err := checkAddr(s.Addr); err != nil {
+			errs = append(errs, fmt.Errorf("replica: site %q: %w", s.Name, err))
+		} else if other, ok := addrs[strings.ToLower(s.Addr)]; ok {
+			errs = append(errs, fmt.Errorf("replica: sites %q and %q have the same address %s", other, s.Name, s.Addr))
+		} else {
+			addrs[strings.ToLower(s.Addr)] = s.Name
 		}
 		if s.Server.IsZero() {
 			errs = append(errs, fmt.Errorf("replica: site %q: public key is required", s.Name))
+		} else if other, ok := keys[s.Server]; ok {
+			errs = append(errs, fmt.Errorf("replica: sites %q and %q have the same public key: one dbd listed twice?", other, s.Name))
+		} else {
+			keys[s.Server] = s.Name
 		}
 	}
 	if c.Key.Public.IsZero() {

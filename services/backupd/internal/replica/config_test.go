@@ -3,12 +3,16 @@ package replica
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
+	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
 )
 
 func TestValidate(t *testing.T) {
@@ -16,7 +20,21 @@ func TestValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	site := func(n string) Site { return Site{Name: n, Addr: "127.0.0.1:1", Server: kp.Public} }
+	// Each site its own dbd: its own address and key.
+	sites := map[string]Site{}
+	site := func(n string) Site {
+		if s, ok := sites[n]; ok {
+			return s
+		}
+		k, err := wire.GenerateKeyPair(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := Site{Name: n, Addr: fmt.Sprintf("127.0.0.1:%d", 7400+len(sites)), Server: k.Public}
+		sites[n] = s
+		return s
+	}
+	with := func(s Site, f func(*Site)) Site { f(&s); return s }
 	tests := []struct {
 		name    string
 		cfg     Config
@@ -31,6 +49,17 @@ func TestValidate(t *testing.T) {
 		{"no key, no addr", Config{Sites: []Site{{Name: "A", Server: kp.Public}, site("B")}},
 			[]string{"key is required", "address is required"}},
 		{"copies", Config{Sites: []Site{site("A"), site("B")}, Key: kp, MinCopies: 3}, []string{"MinCopies 3"}},
+		// One dbd under two names would count as two sites, and a mail
+		// on it alone would be marked backed up.
+		{"same address", Config{Sites: []Site{site("A"), with(site("B"), func(s *Site) { s.Addr = site("A").Addr })}, Key: kp},
+			[]string{`sites "A" and "B" have the same address`}},
+		{"same address, case", Config{Sites: []Site{with(site("A"), func(s *Site) { s.Addr = "db.example:7400" }),
+			with(site("B"), func(s *Site) { s.Addr = "DB.example:7400" })}, Key: kp},
+			[]string{`sites "A" and "B" have the same address`}},
+		{"same key", Config{Sites: []Site{site("A"), with(site("B"), func(s *Site) { s.Server = site("A").Server })}, Key: kp},
+			[]string{`sites "A" and "B" have the same public key`}},
+		{"bad address", Config{Sites: []Site{site("A"), with(site("B"), func(s *Site) { s.Addr = "db-b" })}, Key: kp},
+			[]string{`site "B": address "db-b"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,11 +96,66 @@ func TestCursorName(t *testing.T) {
 }
 
 func TestParseSite(t *testing.T) {
-	for _, in := range []string{"", "A", "A=host:1", "=h:1,f", "A=,f"} {
+	kp, err := wire.GenerateKeyPair(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(t.TempDir(), "dbd")
+	if err := wire.WriteKeyFiles(key, kp); err != nil {
+		t.Fatal(err)
+	}
+	pub := key + ".pub"
+	for _, in := range []string{"", "A", "A=host:1", "=h:1,f", "A=,f",
+		// Malformed addresses and names, with a key file that loads, and
+		// a missing key file: each a clear error at start, not a dial
+		// that fails forever.
+		"A=host,PUB", "A=host:,PUB", "A=host:0,PUB", "A=host:65536,PUB", "A=host:http,PUB", "A=[::1,PUB",
+		"A=::1:7400,PUB", "A= host:1,PUB", "a-b=host:1,PUB", "A=127.0.0.1:7400,/nonexistent/dbd.pub"} {
+		in = strings.ReplaceAll(in, "PUB", pub)
 		if _, err := ParseSite(in); err == nil {
 			t.Errorf("ParseSite(%q) = nil error, want one", in)
 		}
 	}
+	for _, addr := range []string{"127.0.0.1:7400", "[2001:db8::7]:7301", "db-a.example.org:65535"} {
+		s, err := ParseSite("Site_1=" + addr + "," + pub)
+		if err != nil {
+			t.Errorf("ParseSite(%s) = %v", addr, err)
+			continue
+		}
+		if s.Name != "Site_1" || s.Addr != addr || s.Server != kp.Public {
+			t.Errorf("ParseSite(%s) = %+v", addr, s)
+		}
+	}
+}
+
+// FuzzParseSite: parseSiteSpec never panics, and what it accepts is a
+// valid site name, a dialable HOST:PORT and a file name, which put
+// together again parse to the same fields.
+func FuzzParseSite(f *testing.F) {
+	for _, s := range []string{"A=127.0.0.1:7400,/etc/twinmx/keys/dbd-a.pub", "B=[2001:db8::7]:7301,k.pub",
+		"A=host,f", "A=host:99999,f", "=h:1,f", "A=h:1,", "a-b=h:1,f", "A=h:1,f,g", "A==h:1,f", "A=[::1]:1,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		name, addr, pub, err := parseSiteSpec(v)
+		if err != nil {
+			return
+		}
+		if err := checkSiteName(name); err != nil {
+			t.Fatalf("parseSiteSpec(%q) accepted name %q: %v", v, name, err)
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || port == "" || strings.ContainsAny(host, " \t") {
+			t.Fatalf("parseSiteSpec(%q) accepted address %q", v, addr)
+		}
+		if pub == "" {
+			t.Fatalf("parseSiteSpec(%q) accepted an empty key file name", v)
+		}
+		n2, a2, p2, err := parseSiteSpec(name + "=" + addr + "," + pub)
+		if err != nil || n2 != name || a2 != addr || p2 != pub {
+			t.Fatalf("round trip of %q: %q %q %q %v", v, n2, a2, p2, err)
+		}
+	})
 }
 
 // TestTrackerCursor: the stored cursor never passes an unsettled receive
@@ -164,8 +248,8 @@ func TestLagTrackerCursorBack(t *testing.T) {
 }
 
 func TestQueueBounds(t *testing.T) {
-	q := newQueue(100)
-	big := &wire.Row{Content: make([]byte, 500)}
+	q := newQueue(100 + 2*rowOverhead)
+	big := &wire.Row{Content: make([]byte, 500+2*rowOverhead)}
 	if err := q.put(t.Context(), big); err != nil {
 		t.Fatal(err) // a row over the bound fits an empty queue
 	}
@@ -192,5 +276,89 @@ func TestQueueBounds(t *testing.T) {
 	}
 	if got := q.take(10, 50); len(got) != 0 {
 		t.Fatalf("take of an empty queue = %d rows", len(got))
+	}
+}
+
+// TestQueueBoundsRowsWithoutContent: rows without content (a peer's
+// merges coming back excluded, a restored site's backlog of them) count
+// against the queue's bound too. They used to cost nothing, and the
+// reader queued the whole backlog while the merger fell behind.
+func TestQueueBoundsRowsWithoutContent(t *testing.T) {
+	const bound = 64 << 10
+	q := newQueue(bound)
+	// A cancelled context: put takes a row while there is room and fails
+	// instead of waiting for it.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	state := model.State{Cols: map[string]uint64{model.ColBackedUp: model.FlagSet}}
+	n := 0
+	for ; n < 1_000_000; n++ {
+		r := &wire.Row{Table: model.Body, Key: model.Key{byte(n), byte(n >> 8), byte(n >> 16)}, Size: 10 << 20, State: state}
+		if q.put(ctx, r) != nil {
+			break
+		}
+	}
+	if n == 0 || n > bound/rowOverhead+1 {
+		t.Fatalf("a %d-byte queue took %d rows without content, want 1 to %d", bound, n, bound/rowOverhead+1)
+	}
+	// Taking rows makes room again.
+	if got := q.take(10, 1<<20); len(got) != 10 {
+		t.Fatalf("take = %d rows, want 10", len(got))
+	}
+	for i := range 10 {
+		if err := q.put(ctx, &wire.Row{State: state}); err != nil {
+			t.Fatalf("put %d after take: %v", i, err)
+		}
+	}
+	if q.put(ctx, &wire.Row{State: state}) == nil {
+		t.Fatal("the queue took more than it gave back")
+	}
+}
+
+// TestMarkSiteKeepsConnectionOnAnswer: a probe refused by dbd (an answer,
+// wrapped by probe) keeps the connection and the site in rounds; a
+// failure that is no answer drops both for a while.
+func TestMarkSiteKeepsConnectionOnAnswer(t *testing.T) {
+	kp, err := wire.GenerateKeyPair(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Key: kp}
+	dials := 0
+	s := &markSite{site: Site{Name: "A", Addr: "127.0.0.1:1", Server: kp.Public}, cfg: &cfg,
+		newClient: func(st Site) (*client.Client, error) {
+			dials++
+			return client.New(client.Config{Addr: st.Addr, Static: kp, Server: st.Server})
+		}}
+	if s.get() == nil {
+		t.Fatal("no client")
+	}
+	s.failed(fmt.Errorf("probe: %w", &wire.Error{Code: wire.CodeForbidden, Msg: "no"}))
+	if s.get() == nil || dials != 1 {
+		t.Fatalf("after a refusal: site down or redialled (%d dials)", dials)
+	}
+	s.failed(fmt.Errorf("probe: %w", context.DeadlineExceeded))
+	if s.get() != nil {
+		t.Fatal("after a timeout the site is still in rounds")
+	}
+	s.drop()
+}
+
+// TestJitter: the wait before a reconnect lies between half the backoff
+// and all of it, and varies, so that pumps failing together do not
+// redial together.
+func TestJitter(t *testing.T) {
+	for _, d := range []time.Duration{time.Millisecond, 100 * time.Millisecond, 5 * time.Second} {
+		seen := map[time.Duration]bool{}
+		for range 100 {
+			w := jitter(d)
+			if w < d/2 || w > d {
+				t.Fatalf("jitter(%v) = %v, want %v to %v", d, w, d/2, d)
+			}
+			seen[w] = true
+		}
+		if len(seen) < 2 {
+			t.Errorf("jitter(%v) gave one value in 100 draws", d)
+		}
 	}
 }

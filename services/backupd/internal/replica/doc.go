@@ -38,10 +38,10 @@
 //
 // # Memory
 //
-// A pump holds at most Config.MaxQueuedBytes of content read but not
-// merged, plus a few rows in the client's stream buffer, plus the encoded
-// merge (a second copy of the batch being sent). The marker never reads a
-// body.
+// A pump holds at most Config.MaxQueuedBytes of rows read but not merged
+// (content plus rowOverhead a row), plus a few rows in the client's
+// stream buffer, plus the encoded merge (a second copy of the batch being
+// sent). The marker never reads a body.
 //
 // # Liveness
 //

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -368,7 +369,11 @@ func (s *markSite) get() *client.Client {
 func (s *markSite) failed(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := err.(*wire.Error); ok {
+	// An answer from dbd (refused, not found) says the connection works.
+	// probe wraps its error, so a type assertion never matched, and a
+	// refusal dropped the connection and kept the site out of rounds.
+	var we *wire.Error
+	if errors.As(err, &we) {
 		return
 	}
 	if s.c != nil {

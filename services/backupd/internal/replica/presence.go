@@ -1,6 +1,8 @@
 package replica
 
 import (
+	"slices"
+
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 )
@@ -95,14 +97,26 @@ func (k *presence) complete(mail model.Key) bool {
 // travel to dst again, content and all, and be written there a second
 // time. Only for MinCopies of at most 2: the two ends of one pump are two
 // sites.
-func (k *presence) markInBatch(rows []wire.Row, recv []pendingRecv) ([]wire.Row, []pendingRecv, int) {
+//
+// The merge holds at most maxRows rows (a merge of more is refused by the
+// encoder before it is sent, wire.MaxMergeRows): a mail whose rows of
+// earlier batches would not fit is left for the marker. Before 2026-12-03
+// they were added regardless, a full batch went over the bound, and the
+// session ended with a merge error; the next one, its presence empty,
+// merged that batch, and the next full batch with a shared body failed
+// again.
+func (k *presence) markInBatch(rows []wire.Row, recv []pendingRecv, maxRows int) ([]wire.Row, []pendingRecv, int) {
 	mark := make(map[model.Key]bool) // row key -> its mark is in the merge
 	for _, r := range recv {
 		if len(r.at) == 0 {
 			continue
 		}
 		hb := k.mails[r.mail]
-		for _, key := range [4]model.Key{r.key, r.mail, hb[0], hb[1]} {
+		keys := [4]model.Key{r.key, r.mail, hb[0], hb[1]}
+		if len(rows)+k.added(mark, keys) > maxRows {
+			continue
+		}
+		for _, key := range keys {
 			if _, ok := mark[key]; ok {
 				continue
 			}
@@ -117,6 +131,24 @@ func (k *presence) markInBatch(rows []wire.Row, recv []pendingRecv) ([]wire.Row,
 		}
 	}
 	return rows, left, len(recv) - len(left)
+}
+
+// added counts the rows markOne would add to the merge for keys: those
+// not in the batch, not marked in it yet, and known without the mark.
+func (k *presence) added(mark map[model.Key]bool, keys [4]model.Key) int {
+	n := 0
+	for i, key := range keys {
+		if _, ok := mark[key]; ok || slices.Contains(keys[:i], key) {
+			continue
+		}
+		if _, ok := k.batch[key]; ok {
+			continue
+		}
+		if k.rows[key].state.Col(model.ColBackedUp) < model.FlagSet {
+			n++
+		}
+	}
+	return n
 }
 
 // markOne puts the mark on key's row in the merge, or adds its known

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -40,6 +41,7 @@ type pump struct {
 	lag      lagTracker
 	mk       *marker
 	known    presence // rows this session merged (merge loop only)
+	link     linkState
 }
 
 // sessionError tags an error with the stage it happened in (a metric label).
@@ -63,6 +65,13 @@ func staged(stage string, err error) error {
 }
 
 // run runs sessions until ctx ends, waiting with backoff between them.
+//
+// The wait doubles from MinBackoff to MaxBackoff while sessions end
+// without merging anything, with jitter (half to all of it): when a site
+// goes away, every pump to and from it fails at once, and without jitter
+// they redialled it in step, for as long as it was down. It logs a change
+// of state only (the link went down, failed at another stage, came back):
+// a peer down for hours used to write a warning per retry, every 5 s.
 func (p *pump) run(ctx context.Context) {
 	back := p.cfg.MinBackoff
 	for first := true; ; first = false {
@@ -82,8 +91,14 @@ func (p *pump) run(ctx context.Context) {
 		if progressed {
 			back = p.cfg.MinBackoff
 		}
-		p.log.Warn("replication session ended; reconnecting", "stage", stage, "err", err, "retry_in", back)
-		t := time.NewTimer(back)
+		wait := jitter(back)
+		if p.link.failed(stage, time.Now()) {
+			p.log.Warn("replication session ended; reconnecting (further failures at this stage are logged at debug level)",
+				"stage", stage, "err", err, "retry_in", wait)
+		} else {
+			p.log.Debug("replication session ended; reconnecting", "stage", stage, "err", err, "retry_in", wait)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -92,6 +107,44 @@ func (p *pump) run(ctx context.Context) {
 		}
 		back = min(2*back, p.cfg.MaxBackoff)
 	}
+}
+
+// jitter returns a random wait from half of d to d.
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// linkState is what a pump last logged about its link, so that it logs
+// changes only. Only the pump's run goroutine uses it.
+type linkState struct {
+	stage string    // the stage of the failures since the last session start ("": none)
+	fails int       // sessions failed since then
+	since time.Time // the first of them
+}
+
+// failed records a failed session and reports whether that is news: the
+// first failure since a session started, or one at another stage.
+func (l *linkState) failed(stage string, now time.Time) bool {
+	l.fails++
+	if l.stage == stage {
+		return false
+	}
+	if l.stage == "" {
+		l.since = now
+	}
+	l.stage = stage
+	return true
+}
+
+// started records a session that started, and returns the failures
+// before it and since when (0: the link was not down).
+func (l *linkState) started() (fails int, since time.Time) {
+	fails, since = l.fails, l.since
+	*l = linkState{}
+	return fails, since
 }
 
 // newClient makes a client for one session. It keeps to one connection
@@ -106,7 +159,7 @@ func (p *pump) newClient(s Site, streamBuffer int) (*client.Client, error) {
 		Addr: s.Addr, Static: p.cfg.Key, Server: s.Server,
 		Timeout: p.cfg.RequestTimeout, DialTimeout: p.cfg.HeartbeatTimeout,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second,
-		StreamBuffer: streamBuffer, Logger: p.log, OneConnection: true,
+		StreamBuffer: streamBuffer, Logger: quiet(p.log), OneConnection: true,
 	})
 }
 
@@ -179,7 +232,11 @@ func (p *pump) session(ctx context.Context) (progressed bool, err error) {
 		return false, staged(stageConnect, fmt.Errorf("open changes stream at %s from %d: %w", p.src.Name, from, err))
 	}
 	defer st.Close()
-	p.log.Info("replication session started", "cursor", cur)
+	if fails, since := p.link.started(); fails > 0 {
+		p.log.Info("replication session started again", "cursor", cur, "failed_sessions", fails, "down_for", time.Since(since).Round(time.Millisecond))
+	} else {
+		p.log.Info("replication session started", "cursor", cur)
+	}
 
 	q := newQueue(p.cfg.MaxQueuedBytes)
 	var wg sync.WaitGroup
@@ -390,7 +447,7 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 	marked := 0
 	plain, all := rows, recv
 	if p.cfg.MinCopies <= 2 {
-		rows, recv, marked = p.known.markInBatch(slices.Clone(rows), slices.Clone(recv))
+		rows, recv, marked = p.known.markInBatch(slices.Clone(rows), slices.Clone(recv), p.cfg.MaxBatchRows)
 	}
 	cursor := cursorOf(recv)
 	whole, err := p.merge(ctx, src, dst, rows, cursor, marked == 0)
@@ -427,7 +484,7 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 }
 
 // merge sends one merge. If dst refuses the batch as invalid or too large,
-// it merges the rows one by one and skips (logs, counts) the ones refused
+// it merges the batch in parts and skips (logs, counts) the rows refused
 // alone: one bad row must not stop replication for good. A row sent
 // without content (src said dst has it) that dst refuses — dst lost it, e.g.
 // a rebuilt site — is fetched from src with its content and merged again;
@@ -436,13 +493,7 @@ func (p *pump) mergeBatch(ctx context.Context, src, dst *client.Client, batch []
 // Without parts it does not fall back to merging the batch in parts: a
 // refused batch returns the refusal (and whole false).
 func (p *pump) merge(ctx context.Context, src, dst *client.Client, rows []wire.Row, cursor uint64, parts bool) (whole bool, err error) {
-	// The time a merge may take grows with the bytes it moves (rows sent
-	// without content move theirs if dst lacks them: refill).
-	var size uint64
-	for i := range rows {
-		size += max(rows[i].Size, uint64(len(rows[i].Content)))
-	}
-	mctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout+time.Duration(size)*time.Second/time.Duration(p.cfg.MinMergeRate))
+	mctx, cancel := p.mergeCtx(ctx, rows)
 	defer cancel()
 	_, err = dst.Merge(mctx, rows, p.cursor, cursor)
 	if err == nil {
@@ -470,31 +521,91 @@ func (p *pump) merge(ctx context.Context, src, dst *client.Client, rows []wire.R
 			return false, staged(stageMerge, fmt.Errorf("merge into %s: %w", p.dst.Name, err))
 		}
 	}
-	for i := range rows {
-		_, err := dst.Merge(mctx, rows[i:i+1], "", 0)
-		if refused(err) && !rows[i].HasContent {
-			var full *wire.Row
-			if full, err = src.FindKey(mctx, rows[i].Table, rows[i].Key); err == nil {
-				_, err = dst.Merge(mctx, []wire.Row{*full}, "", 0)
-			} else if errors.Is(err, client.ErrNotFound) {
-				err = &wire.Error{Code: wire.CodeBadRequest, Msg: "row vanished at the source"}
-			}
-		}
-		if refused(err) {
-			p.m.badRows.WithLabelValues(p.src.Name, p.dst.Name).Inc()
-			p.log.Error("destination refused a row; skipped", "table", rows[i].Table.String(),
-				"key", rows[i].Key.String(), "size", rows[i].Size, "err", err)
-			continue
-		}
-		if err != nil {
-			return false, staged(stageMerge, fmt.Errorf("merge into %s: %w", p.dst.Name, err))
-		}
+	cancel()
+	if err := p.mergeParts(ctx, src, dst, rows); err != nil {
+		return false, err
 	}
-	if _, err := dst.Merge(mctx, nil, p.cursor, cursor); err != nil {
+	cctx, cancel := p.mergeCtx(ctx, nil)
+	defer cancel()
+	if _, err := dst.Merge(cctx, nil, p.cursor, cursor); err != nil {
 		return false, staged(stageMerge, fmt.Errorf("store cursor at %s: %w", p.dst.Name, err))
 	}
 	p.m.merges.WithLabelValues(p.src.Name, p.dst.Name).Inc()
 	return false, nil
+}
+
+// mergeCtx bounds one merge of rows: the time it may take grows with the
+// bytes it moves (rows sent without content move theirs if dst lacks
+// them: refill).
+func (p *pump) mergeCtx(ctx context.Context, rows []wire.Row) (context.Context, context.CancelFunc) {
+	var size uint64
+	for i := range rows {
+		size += max(rows[i].Size, uint64(len(rows[i].Content)))
+	}
+	return context.WithTimeout(ctx, p.cfg.RequestTimeout+time.Duration(size)*time.Second/time.Duration(p.cfg.MinMergeRate))
+}
+
+// mergeParts merges rows, which dst refused as one merge, in halves, each
+// its own merge with its own time, and splits a refused half again, down
+// to the single rows it skips (logged at error level and counted). So k
+// bad rows in a batch of n cost about 2·k·log2(n) merges. Before
+// 2026-12-03 every row went alone, and all of them within the time of the
+// one refused merge: a full batch with one bad row, over a link with a
+// round trip of more than 7 ms (4096 round trips in 30 s), never got
+// through, its session ended each time, and replication stopped for good.
+func (p *pump) mergeParts(ctx context.Context, src, dst *client.Client, rows []wire.Row) error {
+	if len(rows) == 1 {
+		return p.mergeRow(ctx, src, dst, &rows[0])
+	}
+	half := len(rows) / 2
+	for _, part := range [2][]wire.Row{rows[:half], rows[half:]} {
+		if len(part) == 1 {
+			if err := p.mergeRow(ctx, src, dst, &part[0]); err != nil {
+				return err
+			}
+			continue
+		}
+		mctx, cancel := p.mergeCtx(ctx, part)
+		_, err := dst.Merge(mctx, part, "", 0)
+		cancel()
+		if err == nil {
+			continue
+		}
+		if !refused(err) {
+			return staged(stageMerge, fmt.Errorf("merge into %s: %w", p.dst.Name, err))
+		}
+		if err := p.mergeParts(ctx, src, dst, part); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mergeRow merges one row dst refused as part of a merge. A row without
+// content that dst refuses is read from src with its content; a row
+// refused alone is skipped, loudly.
+func (p *pump) mergeRow(ctx context.Context, src, dst *client.Client, r *wire.Row) error {
+	mctx, cancel := p.mergeCtx(ctx, []wire.Row{*r})
+	defer cancel()
+	_, err := dst.Merge(mctx, []wire.Row{*r}, "", 0)
+	if refused(err) && !r.HasContent {
+		var full *wire.Row
+		if full, err = src.FindKey(mctx, r.Table, r.Key); err == nil {
+			_, err = dst.Merge(mctx, []wire.Row{*full}, "", 0)
+		} else if errors.Is(err, client.ErrNotFound) {
+			err = &wire.Error{Code: wire.CodeBadRequest, Msg: "row vanished at the source"}
+		}
+	}
+	if refused(err) {
+		p.m.badRows.WithLabelValues(p.src.Name, p.dst.Name).Inc()
+		p.log.Error("destination refused a row; skipped", "table", r.Table.String(),
+			"key", r.Key.String(), "size", r.Size, "err", err)
+		return nil
+	}
+	if err != nil {
+		return staged(stageMerge, fmt.Errorf("merge into %s: %w", p.dst.Name, err))
+	}
+	return nil
 }
 
 // refillPar bounds the finds refill has in flight on one connection.

@@ -11,14 +11,15 @@ import (
 )
 
 // queue holds the rows a pump's reader took from the changes stream and its
-// merger has not merged yet, bounded in content bytes so large bodies cannot
-// pile up. One reader puts, one merger takes.
+// merger has not merged yet, bounded in bytes (rowCost) so large bodies
+// cannot pile up, nor a long backlog of rows without content. One reader
+// puts, one merger takes.
 type queue struct {
 	max int
 
 	mu    sync.Mutex
 	rows  []*wire.Row
-	bytes int
+	bytes int // sum of rowCost of rows
 
 	// Puts that had to wait for room, in all and now. While one waits,
 	// the reader leaves the changes stream unread, and so every answer
@@ -40,10 +41,21 @@ func signal(ch chan struct{}) {
 	}
 }
 
+// rowOverhead is what a queued row costs besides its content: the
+// wire.Row, its key and its state's maps, roughly. Before 2026-12-03 the
+// bound counted content only, and rows without content (the echoes of a
+// peer's merges, sent excluded; a restored site's whole backlog of them)
+// cost nothing: a source far ahead of a slow destination filled backupd's
+// memory with millions of them.
+const rowOverhead = 512
+
+// rowCost is what r counts against the queue's bound.
+func rowCost(r *wire.Row) int { return len(r.Content) + rowOverhead }
+
 // put appends r, waiting while the queue is over its byte bound. A row
 // larger than the bound is accepted when the queue is empty.
 func (q *queue) put(ctx context.Context, r *wire.Row) error {
-	n := len(r.Content)
+	n := rowCost(r)
 	waited := false
 	defer func() {
 		if waited {
@@ -91,23 +103,25 @@ func (q *queue) heldSince(n int) bool {
 }
 
 // take removes and returns the oldest rows, at most maxRows of them and at
-// most maxBytes of content (but always at least one row if any is queued).
+// most maxBytes of content (but always at least one row if any is queued):
+// the bounds of one merge.
 func (q *queue) take(maxRows, maxBytes int) []*wire.Row {
 	q.mu.Lock()
-	n, b := 0, 0
+	n, b, cost := 0, 0, 0
 	for n < len(q.rows) && n < maxRows {
 		c := len(q.rows[n].Content)
 		if n > 0 && b+c > maxBytes {
 			break
 		}
 		b += c
+		cost += rowCost(q.rows[n])
 		n++
 	}
 	out := make([]*wire.Row, n)
 	copy(out, q.rows[:n])
 	clear(q.rows[:n])
 	q.rows = q.rows[n:]
-	q.bytes -= b
+	q.bytes -= cost
 	q.mu.Unlock()
 	if n > 0 {
 		signal(q.notFull)

@@ -48,7 +48,7 @@ func (r *Replicator) markClient(s Site) (*client.Client, error) {
 		Addr: s.Addr, Static: r.cfg.Key, Server: s.Server,
 		Timeout: r.cfg.RequestTimeout, DialTimeout: r.cfg.HeartbeatTimeout,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second,
-		Logger: r.cfg.Logger.With("part", "marker", "site", s.Name),
+		Logger: quiet(r.cfg.Logger.With("part", "marker", "site", s.Name)),
 	})
 }
 

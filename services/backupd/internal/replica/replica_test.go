@@ -274,3 +274,55 @@ func TestTwoSitesInProcessFaults(t *testing.T) {
 		e.Check(t, ctx, n, c.admin(n))
 	}
 }
+
+// TestFullBatchWithKnownRows: a mail's mail, header and body rows went to
+// B in an earlier merge without the mark (its receive row was not there
+// yet); its receive row then comes in a full batch (wire.MaxMergeRows
+// rows). Its mark goes in that merge only if the three state rows it
+// needs fit: the merge used to grow past wire.MaxMergeRows, the encoder
+// refused it, and the session ended with a merge error.
+func TestFullBatchWithKnownRows(t *testing.T) {
+	c := newCluster(t, "A", "B")
+	cfg := c.config()
+	cfg.HeartbeatTimeout = 20 * time.Second // the stall below must not end the session
+	c.run(cfg)
+	ctx := ctxT(t, 30*time.Second)
+	m := backupdtest.NewMail(3, "erin@example.org")
+	reqs := m.Batch()
+	if _, err := c.smtpd("A").Batch(ctx, reqs[:3]); err != nil { // body, header, mail
+		t.Fatal(err)
+	}
+	for {
+		if _, err := c.admin("B").FindKey(ctx, model.Mail, m.Rows.MailKey); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			t.Fatalf("mail row never reached B: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// One merge stuck behind the stalled link, so that the rows after it
+	// queue up and go as one full batch.
+	c.proxies["B"].Set(backupdtest.Stall)
+	insertAll(ctx, t, c, "A", 1, func(int) []byte { return []byte("trigger") })
+	time.Sleep(200 * time.Millisecond)
+	fill := make([]wire.Request, wire.MaxMergeRows)
+	fill[0] = reqs[3] // the receive row first: the full batch holds it
+	for i := 1; i < len(fill); i++ {
+		fill[i] = wire.Request{Op: wire.OpFindOrInsert, Table: model.Text, Content: fmt.Appendf(nil, "fill %d", i)}
+	}
+	if _, err := c.smtpd("A").Batch(ctx, fill[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.admin("A").Batch(ctx, fill[1:]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the stream hands the rows to the queue
+	c.proxies["B"].Set(backupdtest.Pass)
+	if err := backupdtest.WaitMark(ctx, c.smtpd("A"), m); err != nil {
+		t.Fatal(err)
+	}
+	c.waitConverged(ctx)
+	if n := counter(t, c, "twinmx_backupd_errors_total", "from", "A", "to", "B"); n != 0 {
+		t.Fatalf("A→B: %v sessions ended with an error, want none", n)
+	}
+}
