@@ -33,7 +33,9 @@ test: check
 	echo "build $(notdir $(CMDS)) for the black-box tests" && \
 	CGO_ENABLED=0 $(GO) build -o "$$testbin/" $(addprefix ./,$(CMDS)) && \
 	echo "$(GO) test -race -count=1 -timeout 15m $(PKGS)" && \
-	TWINMX_TEST_BIN="$$testbin" $(GO) test -race -count=1 -timeout 15m $(PKGS)
+	TWINMX_TEST_BIN="$$testbin" $(GO) test -race -count=1 -timeout 15m $(PKGS) && \
+	echo "the patched go-imap's own tests (third_party: a replace target, not a workspace module)" && \
+	cd third_party/go-imap && GOWORK=off $(GO) test -race -count=1 ./...
 
 # The same tests as 32-bit programs (the seed runs on 386 too): every
 # package but the black-box suites of the stateless services, which run

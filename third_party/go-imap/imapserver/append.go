@@ -92,13 +92,19 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 
 	data, appendErr := c.session.Append(mailbox, lit, &options)
 	if _, discardErr := io.Copy(io.Discard, lit); discardErr != nil {
-		return err
+		// twinmx patch: this returned err, nil here: the APPEND went
+		// unanswered and, after a read timeout, what the client sent of
+		// the literal later was read as commands. The rest of the
+		// literal is lost, the stream out of step: answer, and end the
+		// connection.
+		c.state = imap.ConnStateLogout
+		return fmt.Errorf("discard the rest of the APPEND literal: %w", discardErr)
 	}
 	if dataExt != "" && !dec.ExpectSpecial(')') {
 		return dec.Err()
 	}
 	if !dec.ExpectCRLF() {
-		return err
+		return dec.Err() // twinmx patch: was err, nil here (no answer)
 	}
 	if appendErr != nil {
 		return appendErr

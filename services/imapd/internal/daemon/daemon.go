@@ -79,7 +79,8 @@ type Config struct {
 	// seen; tests skew it to check that (TestClockSkewBetweenServers).
 	Now func() time.Time
 	// AppendMemory is the bytes of APPENDed mails all sessions may hold at
-	// once (0: session.DefaultAppendMemory; at least the APPENDLIMIT).
+	// once, taken as literals arrive (0: session.DefaultAppendMemory; at
+	// least 81 MiB, one mail of the APPENDLIMIT at its peak).
 	AppendMemory int64
 	AppendWait   time.Duration // how long an APPEND waits for room in it (0: DBTimeout)
 	// CacheBytes bounds the parsed mails all sessions share (what folder

@@ -14,7 +14,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
@@ -84,8 +83,10 @@ type Config struct {
 	// failures (nil: no limit).
 	AuthLimit *mailbox.AuthLimiter
 	// AppendMemory is the bytes of APPENDed mails all sessions may hold at
-	// once: an APPEND waits (up to AppendWait) for its mail's size, then
-	// gets NO [LIMIT]. At least the APPENDLIMIT. Default 256 MiB.
+	// once, taken as a literal's bytes arrive (appendmem.go): an APPEND
+	// that finds no room waits (up to AppendWait), then gets NO [LIMIT].
+	// At least minAppendMemory (81 MiB: one mail of the APPENDLIMIT at
+	// its peak). Default 256 MiB.
 	AppendMemory int64
 	// AppendWait is how long an APPEND waits for room in AppendMemory.
 	// Default DBTimeout.
@@ -102,8 +103,8 @@ type Config struct {
 // Backend makes Sessions. It is safe for concurrent use.
 type Backend struct {
 	cfg     Config
-	appends *semaphore.Weighted // AppendMemory
-	ctx     context.Context     // the server's: sessions derive theirs from it
+	appends *appendBudget   // AppendMemory
+	ctx     context.Context // the server's: sessions derive theirs from it
 	nextID  atomic.Uint64
 	watches *watchHub
 }
@@ -131,11 +132,11 @@ func NewBackend(ctx context.Context, cfg Config) *Backend {
 	if cfg.AppendMemory <= 0 {
 		cfg.AppendMemory = DefaultAppendMemory
 	}
-	cfg.AppendMemory = max(cfg.AppendMemory, appendLimit)
+	cfg.AppendMemory = max(cfg.AppendMemory, minAppendMemory)
 	if cfg.AppendWait <= 0 {
 		cfg.AppendWait = cfg.DBTimeout
 	}
-	return &Backend{cfg: cfg, ctx: ctx, appends: semaphore.NewWeighted(cfg.AppendMemory), watches: newWatchHub(ctx, cfg.Store, cfg.WatchRetry, cfg.Logger,
+	return &Backend{cfg: cfg, ctx: ctx, appends: newAppendBudget(cfg.AppendMemory), watches: newWatchHub(ctx, cfg.Store, cfg.WatchRetry, cfg.Logger,
 		func() { cfg.Metrics.Errors.WithLabelValues("watch").Inc() })}
 }
 

@@ -471,9 +471,10 @@ func (s *Session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err er
 		case <-s.sel.watch.notify:
 		case <-keepalive.C:
 			// An unchanged EXISTS is a valid untagged response any
-			// time (RFC 9051 §7.4.1); go-imap offers no bare OK.
+			// time (RFC 9051 §7.4.1); go-imap offers no bare OK. A
+			// failed write is the client gone, not a dbd failure.
 			if err := w.WriteNumMessages(uint32(len(s.sel.msgs))); err != nil {
-				return err
+				return errClientGone
 			}
 		}
 	}

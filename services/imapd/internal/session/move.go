@@ -3,8 +3,8 @@ package session
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"time"
@@ -225,22 +225,23 @@ func (s *Session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if r.Size() == 0 {
 		return nil, errAppendEmpty
 	}
-	// The literal's size is known: one buffer of exactly that size, not
-	// ReadAll's doubling (which held up to twice the mail), taken from the
-	// sessions' shared budget. Not reading the literal on refusal is safe:
-	// go-imap discards the rest of it.
-	wait, cancel := context.WithTimeout(s.ctx, s.b.cfg.AppendWait)
-	err = s.b.appends.Acquire(wait, r.Size())
-	cancel()
-	if err != nil {
+	// The memory comes from the sessions' shared budget as the bytes
+	// arrive (readAppend), so an announced literal holds none of it. Not
+	// reading the literal on refusal is safe: go-imap discards the rest
+	// of it. A literal cut short by the client leaving ends early: nothing
+	// is stored (TEST-CATALOG 45, TestLiteralLimits).
+	h := s.b.appends.hold()
+	defer h.release()
+	raw, err := readAppend(r, r.Size(), func(n int64) error {
+		wait, cancel := context.WithTimeout(s.ctx, s.b.cfg.AppendWait)
+		defer cancel()
+		return h.grow(wait, n)
+	}, h.shrink)
+	switch {
+	case errors.Is(err, errNoRoom):
 		s.b.cfg.Metrics.Errors.WithLabelValues("append_memory").Inc()
 		return nil, errAppendBusy
-	}
-	defer s.b.appends.Release(r.Size())
-	raw := make([]byte, r.Size())
-	// A literal cut short by the client leaving ends early: nothing is
-	// stored (TEST-CATALOG 45, TestLiteralLimits).
-	if _, err := io.ReadFull(r, raw); err != nil {
+	case err != nil:
 		return nil, errClientGone
 	}
 	// A mail's lines end in CRLF (RFC 5322 §2.1), but clients APPEND

@@ -193,6 +193,8 @@ func (s *Session) scan(criteria *imap.SearchCriteria, header bool, match func(c 
 		defer ra.Stop()
 	}
 	var bodyBuf []byte // the mails copied out of the body cache, one at a time
+	// Once for the command, not for each mail (numset.go).
+	sets := newCritSets(criteria, uint32(len(sel.msgs)), last)
 	for i, msg := range sel.msgs {
 		ctx, cancel := s.dbctx()
 		c := &candidate{s: s, ctx: ctx, seq: uint32(i + 1), n: uint32(len(sel.msgs)), last: last, msg: msg}
@@ -215,7 +217,7 @@ func (s *Session) scan(criteria *imap.SearchCriteria, header bool, match func(c 
 		case ra != nil:
 			c.raw, c.err = ra.Next()
 		}
-		if c.match(criteria) {
+		if c.match(criteria, &sets) {
 			match(c)
 		}
 		if fromCache {
@@ -272,15 +274,16 @@ func needsBody(cr *imap.SearchCriteria) bool {
 }
 
 // match reports whether the candidate meets every criterion (RFC 9051
-// §6.4.4). Date criteria compare dates only, in UTC.
-func (c *candidate) match(cr *imap.SearchCriteria) bool {
-	for _, set := range cr.SeqNum {
-		if !containsSeq(set, c.seq, c.n) {
+// §6.4.4). Date criteria compare dates only, in UTC. sets are cr's
+// sequence and UID sets, normalised (newCritSets).
+func (c *candidate) match(cr *imap.SearchCriteria, sets *critSets) bool {
+	for _, set := range sets.seq {
+		if !set.contains(c.seq) {
 			return false
 		}
 	}
-	for _, set := range cr.UID {
-		if !containsUID(set, c.msg.uid, c.last) {
+	for _, set := range sets.uid {
+		if !set.contains(uint32(c.msg.uid)) {
 			return false
 		}
 	}
@@ -337,12 +340,12 @@ func (c *candidate) match(cr *imap.SearchCriteria) bool {
 		}
 	}
 	for i := range cr.Not {
-		if c.match(&cr.Not[i]) {
+		if c.match(&cr.Not[i], &sets.not[i]) {
 			return false
 		}
 	}
 	for i := range cr.Or {
-		if !c.match(&cr.Or[i][0]) && !c.match(&cr.Or[i][1]) {
+		if !c.match(&cr.Or[i][0], &sets.or[i][0]) && !c.match(&cr.Or[i][1], &sets.or[i][1]) {
 			return false
 		}
 	}
@@ -366,44 +369,6 @@ func hasFlag(m *message, f imap.Flag) bool {
 func day(t time.Time) time.Time {
 	y, m, d := t.UTC().Date()
 	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
-}
-
-func containsSeq(set imap.SeqSet, seq, n uint32) bool {
-	for _, r := range set {
-		start, stop := r.Start, r.Stop
-		if start == 0 {
-			start = n
-		}
-		if stop == 0 {
-			stop = n
-		}
-		if start > stop {
-			start, stop = stop, start
-		}
-		if seq >= start && seq <= stop {
-			return true
-		}
-	}
-	return false
-}
-
-func containsUID(set imap.UIDSet, uid, last imap.UID) bool {
-	for _, r := range set {
-		start, stop := r.Start, r.Stop
-		if start == 0 {
-			start = last
-		}
-		if stop == 0 {
-			stop = last
-		}
-		if start > stop {
-			start, stop = stop, start
-		}
-		if uid >= start && uid <= stop {
-			return true
-		}
-	}
-	return false
 }
 
 // containsFold reports whether s contains sub, ignoring ASCII case.
