@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -25,7 +26,15 @@ import (
 func env(name string) []string { return []string{"TWINMX_SMTPD_" + name} }
 
 func main() {
-	app := &cli.App{
+	if err := svc.Run(newApp(), os.Args, svc.Unit{LowPorts: true}); err != nil {
+		fmt.Fprintln(os.Stderr, "smtpd:", err)
+		os.Exit(1)
+	}
+}
+
+// newApp is smtpd's command line: flags, the daemon's action, replay.
+func newApp() *cli.App {
+	return &cli.App{
 		Name:  "smtpd",
 		Usage: "twinmx inbound SMTP server (deferred acceptance)",
 		Flags: append(svc.DBFlags("TWINMX_SMTPD", "smtpd"),
@@ -60,18 +69,12 @@ func main() {
 		Action:   run,
 		Commands: []*cli.Command{replayCmd()},
 	}
-	if err := svc.Run(app, os.Args, svc.Unit{LowPorts: true}); err != nil {
-		fmt.Fprintln(os.Stderr, "smtpd:", err)
-		os.Exit(1)
-	}
 }
 
 func run(c *cli.Context) error {
 	log := svc.Logger(c.Bool("debug"))
-	for _, f := range []string{"listen", "hostname"} {
-		if c.String(f) == "" {
-			return fmt.Errorf("--%s is required", f)
-		}
+	if err := checkFlags(c); err != nil {
+		return err
 	}
 	key, dbPub, err := svc.DBKeys(c)
 	if err != nil {
@@ -113,6 +116,47 @@ func run(c *cli.Context) error {
 		return err
 	}
 	return daemon.Run(ctx, cfg)
+}
+
+// maxDecisionWindow bounds --decision-window below the 10 minutes a
+// sender waits for the reply to its final dot (RFC 5321 §4.5.3.2.6;
+// SPEC §1: the window lies far inside it). With a window that long the
+// sender gives up first: it never sees a 250 or 550 and retries a mail
+// that may be in the mailbox already. dbd also ends an arm at 10 minutes.
+const maxDecisionWindow = 10 * time.Minute
+
+// checkFlags refuses values the daemon would silently replace or that
+// cannot work, naming the flag. The daemon's Config reads a zero as "the
+// default": --min-copies 0 would run strict and --decision-window 0 wait
+// 20 s, and an operator who wrote them meant something else. A negative
+// --db-timeout would make every dbd request fail at once, so every mail
+// would get 451.
+func checkFlags(c *cli.Context) error {
+	var errs []error
+	for _, f := range []string{"listen", "hostname"} {
+		if c.String(f) == "" {
+			errs = append(errs, fmt.Errorf("--%s is required", f))
+		}
+	}
+	if n := c.Int("min-copies"); n != 1 && n != 2 {
+		errs = append(errs, fmt.Errorf("--min-copies %d: must be 1 (degraded) or 2 (strict)", n))
+	}
+	if d := c.Duration("decision-window"); d <= 0 || d >= maxDecisionWindow {
+		errs = append(errs, fmt.Errorf("--decision-window %v: must be above 0 and below %v (RFC 5321 §4.5.3.2.6: senders wait 10 minutes for the reply)", d, maxDecisionWindow))
+	}
+	for _, f := range []string{"db-timeout", "idle-timeout", "data-timeout", "session-timeout"} {
+		if d := c.Duration(f); d <= 0 {
+			errs = append(errs, fmt.Errorf("--%s %v: must be above 0", f, d))
+		}
+	}
+	cert, key, self := c.String("tls-cert"), c.String("tls-key"), c.Bool("tls-self-signed")
+	switch {
+	case (cert == "") != (key == ""):
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both or neither"))
+	case cert != "" && self:
+		errs = append(errs, errors.New("--tls-self-signed with --tls-cert: give one of them"))
+	}
+	return errors.Join(errs...)
 }
 
 // prefixes parses --conn-rate-exempt: CIDR prefixes or single addresses.

@@ -33,7 +33,27 @@ func replayCmd() *cli.Command {
 	}
 }
 
+// checkReplayFlags refuses values that cannot give a meaningful replay:
+// --wait 0 or below set every read's deadline in the past, so each session
+// "failed" with an i/o timeout that said nothing about the target; --last 0
+// played nothing and exited 0, as if every session had matched.
+func checkReplayFlags(c *cli.Context) error {
+	if _, _, err := net.SplitHostPort(c.String("to")); err != nil {
+		return fmt.Errorf("--to %q: want HOST:PORT: %w", c.String("to"), err)
+	}
+	if w := c.Duration("wait"); w <= 0 {
+		return fmt.Errorf("--wait %v: must be above 0", w)
+	}
+	if n := c.Int("last"); n < 1 {
+		return fmt.Errorf("--last %d: must be at least 1", n)
+	}
+	return nil
+}
+
 func runReplay(c *cli.Context) error {
+	if err := checkReplayFlags(c); err != nil {
+		return err
+	}
 	var captures [][]byte
 	var data func([]byte) ([]byte, error)
 	if c.String("db") != "" {
@@ -66,7 +86,8 @@ func runReplay(c *cli.Context) error {
 			differ++
 			continue
 		}
-		conn, err := net.DialTimeout("tcp", c.String("to"), 10*time.Second)
+		d := net.Dialer{Timeout: min(c.Duration("wait"), 10*time.Second)}
+		conn, err := d.DialContext(c.Context, "tcp", c.String("to"))
 		if err != nil {
 			return fmt.Errorf("connect to %s: %w", c.String("to"), err)
 		}

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -107,7 +106,8 @@ func (r Result) Match() bool {
 
 // Play sends the client's bytes of recs over conn in the recorded order
 // and, wherever the server spoke in the recording, reads as many replies
-// from the live server. Each read waits at most wait. A STARTTLS point in
+// from the live server. Each read and write waits at most wait, and none
+// outlives ctx. A STARTTLS point in
 // the recording starts TLS on conn (the certificate is not checked: a replay
 // target is a test server). A stored message (guard.DirMail) is sent as
 // the DATA bytes that data returns for its reference; with data nil, such
@@ -120,6 +120,17 @@ func Play(ctx context.Context, conn net.Conn, recs []guard.Record, wait time.Dur
 			return res, nil
 		}
 	}
+	// A cancelled ctx (the operator gave up) ends a read or write that
+	// would otherwise block for up to wait: the deadline moves to the past.
+	// Each deadline below is set before ctx is checked, so a cancellation
+	// after the check always lands after it.
+	raw := conn
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	deadline := func(set func(time.Time) error) error {
+		set(time.Now().Add(wait))
+		return ctx.Err()
+	}
 	br := bufio.NewReader(conn)
 	var pending []byte // expected server bytes not yet matched
 	flush := func() error {
@@ -127,8 +138,13 @@ func Play(ctx context.Context, conn net.Conn, recs []guard.Record, wait time.Dur
 		pending = pending[:0]
 		for _, w := range want {
 			res.Want = append(res.Want, w)
-			conn.SetReadDeadline(time.Now().Add(wait))
+			if err := deadline(conn.SetReadDeadline); err != nil {
+				return err
+			}
 			got, err := readReply(br)
+			if err != nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
 			if err != nil {
 				return fmt.Errorf("reply %d: %w", len(res.Got)+1, err)
 			}
@@ -155,8 +171,13 @@ func Play(ctx context.Context, conn net.Conn, recs []guard.Record, wait time.Dur
 				}
 				out = b
 			}
-			conn.SetWriteDeadline(time.Now().Add(wait))
+			if err := deadline(conn.SetWriteDeadline); err != nil {
+				return res, err
+			}
 			if _, err := conn.Write(out); err != nil {
+				if ctx.Err() != nil {
+					return res, ctx.Err()
+				}
 				return res, fmt.Errorf("send: %w", err)
 			}
 		case guard.DirTLS:
@@ -185,11 +206,11 @@ func finalCodes(b []byte) []int {
 		if len(line) < 3 || line[len(line)-1] != '\n' {
 			continue
 		}
-		code, err := strconv.Atoi(string(line[:3]))
-		if err != nil {
+		code, ok := replyCode(line)
+		if !ok {
 			continue
 		}
-		if len(line) == 3 || line[3] != '-' {
+		if line[3] != '-' {
 			codes = append(codes, code)
 		}
 	}
@@ -209,14 +230,29 @@ func readReply(br *bufio.Reader) (int, error) {
 		if len(line) < 4 {
 			return 0, fmt.Errorf("bad reply line %q", line)
 		}
-		code, err := strconv.Atoi(string(line[:3]))
-		if err != nil {
+		code, ok := replyCode(line)
+		if !ok {
 			return 0, fmt.Errorf("bad reply line %q", line)
 		}
 		if line[3] != '-' {
 			return code, nil
 		}
 	}
+}
+
+// replyCode returns the code at the start of a reply line: three digits,
+// the first 1 to 5 (RFC 5321 §4.2). strconv.Atoi alone took "-50" and
+// "+25" for codes, so a garbled line was compared as a reply.
+func replyCode(line []byte) (int, bool) {
+	if len(line) < 4 || line[0] < '1' || line[0] > '5' {
+		return 0, false
+	}
+	for _, c := range line[1:3] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	return int(line[0]-'0')*100 + int(line[1]-'0')*10 + int(line[2]-'0'), true
 }
 
 // Finder reads rows by key (*client.Client with an admin key implements it).

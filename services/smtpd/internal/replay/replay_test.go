@@ -1,9 +1,12 @@
 package replay
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,5 +99,110 @@ func FuzzSplit(f *testing.F) {
 		}
 		_ = finalCodes(b)
 		_ = recs
+	})
+}
+
+// TestReplyCodes: a reply code is three digits, the first 1 to 5 (RFC
+// 5321 §4.2). Lines that strconv.Atoi read as codes ("-50", "+25") were
+// taken for replies, by the recording's side and the live side alike.
+func TestReplyCodes(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		in      string
+		want    int
+		wantErr bool
+	}{
+		{name: "final", in: "250 ok\r\n", want: 250},
+		{name: "bare code", in: "354\r\n", want: 354},
+		{name: "multi-line", in: "250-a\r\n250-b\r\n221 c\r\n", want: 221},
+		{name: "minus sign", in: "-50 x\r\n", wantErr: true},
+		{name: "plus sign", in: "+25 x\r\n", wantErr: true},
+		{name: "space inside", in: " 25 x\r\n", wantErr: true},
+		{name: "first digit 6", in: "650 x\r\n", wantErr: true},
+		{name: "short", in: "25\r\n", wantErr: true},
+		{name: "no line end", in: "250 ok", wantErr: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := readReply(bufio.NewReader(strings.NewReader(c.in)))
+			if (err != nil) != c.wantErr || (!c.wantErr && got != c.want) {
+				t.Errorf("readReply(%q) = %d, %v; want %d, error %v", c.in, got, err, c.want, c.wantErr)
+			}
+			codes := finalCodes([]byte(c.in))
+			if c.wantErr && len(codes) != 0 || !c.wantErr && (len(codes) != 1 || codes[0] != c.want) {
+				t.Errorf("finalCodes(%q) = %v, want [%d] (none if malformed)", c.in, codes, c.want)
+			}
+		})
+	}
+}
+
+// TestPlayCancelled: a target that takes a connection and never answers
+// holds a replay for the whole --wait (30 s a reply by default); a
+// cancelled context (the operator gave up) ends it at once.
+func TestPlayCancelled(t *testing.T) {
+	recs := []guard.Record{
+		{Dir: guard.DirServer, Data: []byte("220 mx\r\n")},
+		{Dir: guard.DirClient, Data: []byte("QUIT\r\n")},
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// A write on a pipe returns once it has been read: Play is then
+		// inside the greeting's read, past every check of ctx, waiting
+		// for the rest of the line. Send no more, and give up.
+		b.Write([]byte("2"))
+		cancel()
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Play(ctx, a, recs, time.Hour, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Play = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second): // a failure bound, not a timing
+		t.Fatal("Play still blocked on a silent target after its context was cancelled")
+	}
+}
+
+// FuzzReadReply: any server bytes give a code from 100 to 599 or an
+// error, never a panic, and finalCodes agrees on well-formed replies.
+func FuzzReadReply(f *testing.F) {
+	for _, s := range []string{"250 ok\r\n", "250-a\r\n250 b\r\n", "354\r\n", "-50 x\r\n", "+25\r\n", "2\r\n", "250-", "220 mx ESMTP\n", "999 x\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		code, err := readReply(bufio.NewReaderSize(bytes.NewReader(b), 64))
+		if err == nil && (code < 100 || code > 599) {
+			t.Fatalf("readReply(%q) = %d", b, code)
+		}
+		for _, c := range finalCodes(b) {
+			if c < 100 || c > 599 {
+				t.Fatalf("finalCodes(%q) holds %d", b, c)
+			}
+		}
+	})
+}
+
+// FuzzParseDataRef: a capture's M record is read from a file or a row
+// anyone with an admin key may have written; parsing never panics and
+// what parses prints back the same.
+func FuzzParseDataRef(f *testing.F) {
+	m, r := model.KeyOf(model.Mail, []byte("m")), model.KeyOf(model.Received, []byte("r"))
+	for _, s := range []string{DataRef(m, r), "", "mail= received=", "mail=x received=y", " mail=" + m.String() + "\treceived=" + r.String() + "\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		mk, rk, err := ParseDataRef(b)
+		if err != nil {
+			return
+		}
+		if again, _, err := ParseDataRef([]byte(DataRef(mk, rk))); err != nil || again != mk {
+			t.Fatalf("ParseDataRef(%q) = %v %v, which does not print back: %v", b, mk, rk, err)
+		}
 	})
 }
