@@ -77,6 +77,11 @@ type Config struct {
 	OneConnection bool
 	// Logger gets reconnect logs. Default slog.Default().
 	Logger *slog.Logger
+	// OnConnectError, if set, is called with the error of every failed
+	// connect, outside the client's locks. A request retries until its
+	// deadline and then reports only that; a one-shot caller (dbctl at a
+	// prompt) can give up at the first failure, with its cause.
+	OnConnectError func(error)
 	// Dial opens the TCP connection (test hook). Default net.Dialer.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// Now is the handshake clock. Default time.Now.
@@ -280,6 +285,9 @@ func (c *Client) pick(ctx context.Context, stream bool) (*session, error) {
 				c.log.Warn("connect to dbd failed", "err", err, "retry_in", back)
 			}
 			c.mu.Unlock()
+			if ctx.Err() == nil && c.cfg.OnConnectError != nil {
+				c.cfg.OnConnectError(err)
+			}
 			return nil, err
 		}
 		if c.closed {

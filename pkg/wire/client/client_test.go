@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -497,5 +498,45 @@ func TestWatchWhereFunc(t *testing.T) {
 	}
 	if err := c.Ping(ctx); err != nil {
 		t.Fatalf("connection after the events: %v", err)
+	}
+}
+
+// TestOnConnectError: every failed connect reaches Config.OnConnectError
+// with its cause, while the request itself goes on retrying until its
+// deadline (what dbctl's reach cuts short).
+func TestOnConnectError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nobody listens there now: connects are refused
+	kp, _ := wire.GenerateKeyPair(rand.Reader)
+	srv, _ := wire.GenerateKeyPair(rand.Reader)
+	errs := make(chan error, 100)
+	c, err := New(Config{Addr: addr, Static: kp, Server: srv.Public, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnConnectError: func(err error) {
+			select {
+			case errs <- err:
+			default:
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := c.Ping(ctx); err == nil {
+		t.Fatal("ping succeeded with nobody listening")
+	}
+	select {
+	case err := <-errs:
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("OnConnectError got %v, want connection refused", err)
+		}
+	default:
+		t.Fatal("OnConnectError was not called")
 	}
 }

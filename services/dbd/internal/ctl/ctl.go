@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
@@ -93,32 +94,98 @@ func usageError(format string, args ...any) error {
 }
 
 func dial(c *cli.Context) (*client.Client, error) {
+	cl, _, err := dialNoted(c)
+	return cl, err
+}
+
+// dialNoted is dial that also returns the first failed connect of the
+// client, for reach.
+func dialNoted(c *cli.Context) (*client.Client, *firstFailure, error) {
 	addr, pub, key := c.String("db"), c.String("db-pub"), c.String("key")
 	if addr == "" || pub == "" || key == "" {
-		return nil, usageError("--db, --db-pub and --key (or TWINMX_DB, TWINMX_DB_PUB, TWINMX_KEY) are required")
+		return nil, nil, usageError("--db, --db-pub and --key (or TWINMX_DB, TWINMX_DB_PUB, TWINMX_KEY) are required")
 	}
 	kp, sp, err := wire.LoadClientKeys(key, pub)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return client.New(client.Config{
+	ff := &firstFailure{failed: make(chan struct{})}
+	cl, err := client.New(client.Config{
 		Addr: addr, Static: kp, Server: sp, Timeout: c.Duration("timeout"),
-		MaxBackoff: time.Second,
-		Logger:     slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelError})),
+		MaxBackoff:     time.Second,
+		Logger:         slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelError})),
+		OnConnectError: ff.note,
 	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return cl, ff, nil
+}
+
+// firstFailure keeps the error of a client's first failed connect. The
+// client retries a request until its context ends and then reports only
+// "context deadline exceeded": with dbd down (or a wrong --db-pub) a
+// one-shot command would sit out the whole --timeout and say nothing
+// useful. Safe for concurrent use.
+type firstFailure struct {
+	once   sync.Once
+	failed chan struct{} // closed at the first failed connect
+	err    error         // its error; read after failed is closed
+}
+
+func (f *firstFailure) note(err error) {
+	f.once.Do(func() {
+		f.err = err
+		close(f.failed)
+	})
+}
+
+// reach pings dbd through cl and fails at the first failed connect, with
+// its cause, instead of retrying until ctx ends: an operator at a prompt
+// wants "connection refused" at once, not a bare timeout after 30 s.
+// Commands that run long (autoverdict, which must outlast a dbd restart)
+// do not call it.
+func reach(ctx context.Context, cl *client.Client, notes *firstFailure, addr string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-notes.failed:
+			cancel()
+		case <-stop:
+		}
+	}()
+	err := cl.Ping(ctx)
+	if err == nil {
+		return nil
+	}
+	select {
+	case <-notes.failed:
+		return fmt.Errorf("connect to dbd at %s: %w", addr, notes.err)
+	default:
+		return fmt.Errorf("reach dbd at %s: %w", addr, err)
+	}
 }
 
 func ctxOf(c *cli.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.Context, c.Duration("timeout"))
 }
 
-// connect dials dbd for a command bounded by --timeout; done closes the
-// connection and ends the context.
+// connect dials dbd for a command bounded by --timeout and checks that it
+// answers; done closes the connection and ends the context.
 func connect(c *cli.Context) (ctx context.Context, cl *client.Client, done func(), err error) {
-	if cl, err = dial(c); err != nil {
+	cl, notes, err := dialNoted(c)
+	if err != nil {
 		return nil, nil, nil, err
 	}
 	ctx, cancel := ctxOf(c)
+	if err := reach(ctx, cl, notes, c.String("db")); err != nil {
+		cancel()
+		cl.Close()
+		return nil, nil, nil, err
+	}
 	return ctx, cl, func() { cancel(); cl.Close() }, nil
 }
 
@@ -168,12 +235,12 @@ func readContent(c *cli.Context, path string) ([]byte, error) {
 // rowCall is what every row command starts with: its parsed arguments
 // and a connected client. Callers must call close.
 type rowCall struct {
-	t      model.Table
-	ref    wire.Ref
-	rest   []string
-	cl     *client.Client
-	ctx    context.Context
-	cancel context.CancelFunc
+	t    model.Table
+	ref  wire.Ref
+	rest []string
+	cl   *client.Client
+	ctx  context.Context
+	done func()
 }
 
 // openRowCall parses "TABLE CONTENT|--by-key HEX" plus exactly nrest more
@@ -186,18 +253,14 @@ func openRowCall(c *cli.Context, nrest int, usage string) (*rowCall, error) {
 	if len(rest) != nrest {
 		return nil, usageError("%s: want %s", c.Command.Name, usage)
 	}
-	cl, err := dial(c)
+	ctx, cl, done, err := connect(c)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := ctxOf(c)
-	return &rowCall{t: t, ref: ref, rest: rest, cl: cl, ctx: ctx, cancel: cancel}, nil
+	return &rowCall{t: t, ref: ref, rest: rest, cl: cl, ctx: ctx, done: done}, nil
 }
 
-func (r *rowCall) close() {
-	r.cancel()
-	r.cl.Close()
-}
+func (r *rowCall) close() { r.done() }
 
 func findOrInsert(c *cli.Context) error {
 	r, err := openRowCall(c, 0, "TABLE CONTENT")
@@ -318,11 +381,17 @@ func DumpLine(r *wire.Row) string {
 }
 
 func dump(c *cli.Context) error {
-	cl, err := dial(c)
+	cl, notes, err := dialNoted(c)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	ctx, cancel := ctxOf(c)
+	err = reach(ctx, cl, notes, c.String("db"))
+	cancel()
+	if err != nil {
+		return err
+	}
 	// A dump may be long: it is bounded by --timeout per row, not overall.
 	st, err := cl.Dump(c.Context)
 	if err != nil {

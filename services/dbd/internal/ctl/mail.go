@@ -10,12 +10,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
+	"github.com/twinmx/twinmx/pkg/wire/config/smsrules"
 	"github.com/twinmx/twinmx/pkg/wire/mailbox"
 )
 
@@ -51,9 +54,9 @@ func mailboxAdd(c *cli.Context) error {
 	if c.NArg() != 1 || strings.TrimSpace(c.Args().First()) == "" {
 		return usageError("mailbox add: want ADDRESS")
 	}
-	content := model.MailboxContent(c.Args().First())
-	if !bytes.ContainsRune(content, '@') {
-		return usageError("mailbox add: %q is not an address (LOCAL@DOMAIN)", c.Args().First())
+	content, err := newMailboxAddress(c.Args().First())
+	if err != nil {
+		return usageError("mailbox add: %v", err)
 	}
 	p, err := model.ParsePolicy(c.String("policy"))
 	if err != nil {
@@ -76,9 +79,28 @@ func mailboxAdd(c *cli.Context) error {
 	if res[0].New {
 		state = "added"
 	}
-	fmt.Fprintf(c.App.Writer, "%s %s %s\n", model.KeyOf(model.Mailbox, content), content, state)
+	fmt.Fprintf(c.App.Writer, "%s %s %s\n", model.KeyOf(model.Mailbox, content), quote(string(content)), state)
 	return nil
 }
+
+// newMailboxAddress checks an address a new mailbox is made for, as
+// `config apply` does (mailbox create), and returns its mailbox row
+// content. Checking only for an '@' let "a b@x" or an address with
+// control bytes in: smtpd can never deliver to it, `config show` printed a
+// line `config apply` refuses, and listing it wrote its bytes raw to the
+// operator's terminal. Surrounding blanks and <> are dropped first.
+func newMailboxAddress(arg string) ([]byte, error) {
+	content := model.MailboxContent(arg)
+	// Beyond config's check: no format characters either (a bidi
+	// override reorders what the operator reads).
+	if err := smsrules.CheckAddress(string(content)); err != nil || strings.ContainsFunc(string(content), notPrint) ||
+		!utf8.Valid(content) {
+		return nil, fmt.Errorf("%s is not an address (LOCAL@DOMAIN, no blanks, controls or <>\",;:)", quote(arg))
+	}
+	return content, nil
+}
+
+func notPrint(r rune) bool { return !unicode.IsPrint(r) }
 
 // policyUsage names the policies for the help texts.
 const policyUsage = "filter (every check, the default), nogreylist (no retry asked of first contacts), " +
@@ -104,7 +126,9 @@ func mailboxList(c *cli.Context) error {
 	}
 	for _, row := range rows {
 		p, _ := model.PolicyOf(row.State.Col(model.ColPolicy))
-		line := fmt.Sprintf("%s %s", row.Content, p)
+		// quote: a row stored before addresses were checked may hold
+		// bytes that must not reach the terminal raw.
+		line := fmt.Sprintf("%s %s", quote(string(row.Content)), p)
 		for _, f := range model.HeaderFilters(row.State) {
 			line += " drop:" + f
 		}
@@ -153,7 +177,7 @@ func mailboxPolicy(c *cli.Context) error {
 	if !known {
 		note = " (set by a newer version; read here as filter)"
 	}
-	fmt.Fprintf(c.App.Writer, "%s %s%s\n", content, cur, note)
+	fmt.Fprintf(c.App.Writer, "%s %s%s\n", quote(string(content)), cur, note)
 	return nil
 }
 
@@ -175,7 +199,7 @@ func verdictCmd() *cli.Command {
 		ArgsUsage: "accept|reject|retry MAILKEY [MAILBOX]",
 		Description: "MAILKEY is the first field of `dbctl mails`. An operator verdict outranks the filter's, and a later\n" +
 			"operator verdict outranks an earlier one. Without MAILBOX, the newest --scan receive rows are searched.",
-		Flags:  []cli.Flag{&cli.IntFlag{Name: "scan", Value: 5000, Usage: "receive rows to search when MAILBOX is not given"}},
+		Flags:  []cli.Flag{&cli.IntFlag{Name: "scan", Value: 5000, Usage: "receive rows to search when MAILBOX is not given (1 to 10000)"}},
 		Action: verdict,
 	}
 }
@@ -192,6 +216,13 @@ func verdict(c *cli.Context) error {
 	mk, err := model.ParseKey(args[1])
 	if err != nil {
 		return usageError("verdict: MAILKEY: %v", err)
+	}
+	if len(args) == 2 {
+		// --scan 0 or below found nothing and said "no receive row":
+		// a usage mistake reported as a missing mail.
+		if err := checkScan("verdict", "--scan", c.Int("scan"), false); err != nil {
+			return err
+		}
 	}
 	ctx, cl, done, err := connect(c)
 	if err != nil {
@@ -281,14 +312,14 @@ func mailsCmd() *cli.Command {
 		Name: "mails",
 		Usage: "the newest received mails, one line each: MAILKEY from=… to=… subject=… verdict=… backed-up=… ack=… [reason=…]" +
 			" (one line per mailbox a mail was sent to)",
-		Flags:  []cli.Flag{&cli.IntFlag{Name: "last", Value: 20, Usage: "how many"}},
+		Flags:  []cli.Flag{&cli.IntFlag{Name: "last", Value: 20, Usage: "how many receive rows (0 to 10000)"}},
 		Action: mails,
 	}
 }
 
 func mails(c *cli.Context) error {
-	if c.Int("last") < 0 {
-		return usageError("mails: --last must not be negative")
+	if err := checkScan("mails", "--last", c.Int("last"), true); err != nil {
+		return err
 	}
 	ctx, cl, done, err := connect(c)
 	if err != nil {

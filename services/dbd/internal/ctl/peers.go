@@ -16,9 +16,28 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+// maxScan is the most rows dbd answers one scan with (its server's
+// maxScan): a larger limit is cut to it without a word, so the commands
+// that take a row count refuse more than this rather than let an operator
+// believe more rows were looked at.
+const maxScan = 10000
+
 // receiveScan is how many of the newest receive rows status reads to count
-// mails undecided and not yet backed up (dbd's scan limit).
-const receiveScan = 10000
+// mails undecided and not yet backed up.
+const receiveScan = maxScan
+
+// checkScan refuses a row count outside 1..maxScan (0 too with zeroOK) as
+// a usage error naming flag.
+func checkScan(cmd, flag string, n int, zeroOK bool) error {
+	if n < 0 || (n == 0 && !zeroOK) || n > maxScan {
+		low := 1
+		if zeroOK {
+			low = 0
+		}
+		return usageError("%s: %s %d: want %d to %d (dbd answers a scan with at most %d rows)", cmd, flag, n, low, maxScan, maxScan)
+	}
+	return nil
+}
 
 func statusCmd() *cli.Command {
 	return &cli.Command{
@@ -40,6 +59,7 @@ func statusCmd() *cli.Command {
 type peerSite struct {
 	name, addr string
 	cl         *client.Client
+	notes      *firstFailure
 	stamps     wire.Stamps
 	err        error
 }
@@ -66,14 +86,15 @@ func peerStatus(c *cli.Context) error {
 		if err != nil {
 			return usageError("--site %s: %v", name, err)
 		}
+		notes := &firstFailure{failed: make(chan struct{})}
 		cl, err := client.New(client.Config{Addr: addr, Static: kp, Server: pub, Timeout: c.Duration("timeout"),
-			DialTimeout: 3 * time.Second, MaxBackoff: time.Second,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			DialTimeout: 3 * time.Second, MaxBackoff: time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			OnConnectError: notes.note})
 		if err != nil {
 			return err
 		}
 		defer cl.Close()
-		sites = append(sites, &peerSite{name: name, addr: addr, cl: cl})
+		sites = append(sites, &peerSite{name: name, addr: addr, cl: cl, notes: notes})
 	}
 	w := c.App.Writer
 	for _, s := range sites {
@@ -114,6 +135,11 @@ func peerStatus(c *cli.Context) error {
 
 // siteLine reads one site's stamp, row count and not-yet-backed-up mails.
 func siteLine(ctx context.Context, s *peerSite) (string, error) {
+	// A site that is down is reported at its first failed connect, not
+	// after --timeout of retries (one such wait per site).
+	if err := reach(ctx, s.cl, s.notes, s.addr); err != nil {
+		return "", err
+	}
 	figs, err := s.cl.Status(ctx)
 	if err != nil {
 		return "", err

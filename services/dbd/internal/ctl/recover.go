@@ -32,7 +32,7 @@ func recoverAcksCmd() *cli.Command {
 			"250: their senders' retries find the acknowledged rows and get 250, so nothing arrives twice. Mails without\n" +
 			"a verdict yet are counted: run it again once spamd has judged them.",
 		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "scan", Value: 20000, Usage: "newest receive rows and throw-ins to look at"},
+			&cli.IntFlag{Name: "scan", Value: maxScan, Usage: "newest receive rows and throw-ins to look at (1 to 10000)"},
 			&cli.DurationFlag{Name: "since", Value: 24 * time.Hour, Usage: "only mails with a delivery attempt this recent"},
 			&cli.BoolFlag{Name: "apply", Usage: "acknowledge them (without it, only list them)"},
 		},
@@ -48,8 +48,14 @@ type orphan struct {
 }
 
 func recoverAcks(c *cli.Context) error {
-	if c.Int("scan") <= 0 || c.Duration("since") <= 0 {
-		return usageError("recover-acks: --scan and --since must be positive")
+	// The default was 20000, which dbd cut to 10000 rows unsaid: after a
+	// site loss, orphans beyond them were missed while the operator
+	// believed twice as many rows were looked at.
+	if err := checkScan("recover-acks", "--scan", c.Int("scan"), false); err != nil {
+		return err
+	}
+	if c.Duration("since") <= 0 {
+		return usageError("recover-acks: --since must be positive")
 	}
 	ctx, cl, done, err := connect(c)
 	if err != nil {

@@ -74,8 +74,8 @@ func userAdd(c *cli.Context) error {
 	var reqs []wire.Request
 	now := time.Now()
 	for _, addr := range mailboxes {
-		if !strings.Contains(addr, "@") {
-			return usageError("user add: --mailbox %q is not an address (LOCAL@DOMAIN)", addr)
+		if _, err := newMailboxAddress(addr); err != nil {
+			return usageError("user add: --mailbox %v", err)
 		}
 		r, err := mailbox.SetMailbox(login, addr, true, now)
 		if err != nil {
@@ -155,7 +155,7 @@ func userShow(c *cli.Context) error {
 	for _, mk := range model.AccountMailboxes(row.State) {
 		addr := "(not here yet)"
 		if mb, err := cl.FindKey(ctx, model.Mailbox, mk); err == nil {
-			addr = string(mb.Content)
+			addr = quote(string(mb.Content)) // never raw bytes to the terminal
 		}
 		fmt.Fprintf(w, "mailbox: %s %s\n", addr, mk)
 	}
