@@ -204,13 +204,13 @@ func TestReplayAltered(t *testing.T) {
 		if res := w.m.cfg.Auth.Check(context.Background(), signal.Envelope{}, raw); res.DKIM != signal.Pass {
 			t.Fatalf("%s: the signature does not verify (%v): the test does not test anything", name, res.DKIM)
 		}
-		before := w.db.batchCount()
+		before := w.db.Batches()
 		ok, reason := w.apply(t, raw, t0.Add(time.Hour))
 		if !ok || !strings.Contains(reason, "replay") {
 			t.Errorf("%s: Apply = %v, %q; want a replay", name, ok, reason)
 		}
-		if got := w.listKind(t); got != "removed" || w.db.batchCount() != before {
-			t.Errorf("%s: the replay changed the configuration (list %s, %d batches)", name, got, w.db.batchCount()-before)
+		if got := w.listKind(t); got != "removed" || w.db.Batches() != before {
+			t.Errorf("%s: the replay changed the configuration (list %s, %d batches)", name, got, w.db.Batches()-before)
 		}
 	}
 	// The admin sending the same commands again is a new mail with its

@@ -262,20 +262,20 @@ type world struct {
 func newWorld(t *testing.T, refusedAt time.Time) *world {
 	t.Helper()
 	w := &world{db: newFakeDB(), mbox: "u@x.test", sender: &fakeSender{}}
-	mb := w.db.insert(model.Mailbox, model.MailboxContent(w.mbox))
+	mb := w.db.Insert(model.Mailbox, model.MailboxContent(w.mbox))
 	w.addRefusal(mb, refusedAt, "bot@spam.example", "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nFrom: Bot <bot@spam.example>\r\n\r\n")
 	return w
 }
 
 func (w *world) addRefusal(mb model.Key, at time.Time, from, header string) model.Key {
-	hk := w.db.insert(model.Header, []byte(header))
-	bk := w.db.insert(model.Body, []byte("cheap stuff\r\n"))
-	mk := w.db.insert(model.Mail, model.MailContent(hk, bk))
-	rk := w.db.insert(model.Receive, model.ReceiveContent(mk, mb))
-	w.db.set(model.Receive, rk, model.ColVerdict, model.EncodeVerdict(model.SourceFilter, model.Epoch(at), model.Reject))
+	hk := w.db.Insert(model.Header, []byte(header))
+	bk := w.db.Insert(model.Body, []byte("cheap stuff\r\n"))
+	mk := w.db.Insert(model.Mail, model.MailContent(hk, bk))
+	rk := w.db.Insert(model.Receive, model.ReceiveContent(mk, mb))
+	w.db.Set(model.Receive, rk, model.ColVerdict, model.EncodeVerdict(model.SourceFilter, model.Epoch(at), model.Reject))
 	reason := model.ReasonContent(rk, model.Reject, 1, "block list: sender @spam.example")
-	w.db.set(model.Receive, rk, model.ReasonColumn(w.db.insert(model.Text, reason)), uint64(at.UnixMilli()))
-	w.db.insert(model.ThrowIn, []byte("twinmx-throw-in/1\ntime: "+at.Format(time.RFC3339Nano)+"\nclient: 192.0.2.1:2525\nfrom: <"+from+">\nrcpt: "+w.mbox+"\nmail: "+mk.String()))
+	w.db.Set(model.Receive, rk, model.ReasonColumn(w.db.Insert(model.Text, reason)), uint64(at.UnixMilli()))
+	w.db.Insert(model.ThrowIn, []byte("twinmx-throw-in/1\ntime: "+at.Format(time.RFC3339Nano)+"\nclient: 192.0.2.1:2525\nfrom: <"+from+">\nrcpt: "+w.mbox+"\nmail: "+mk.String()))
 	w.rk = rk
 	return rk
 }
@@ -430,7 +430,7 @@ func TestPassSkips(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 3, 4, 11, 0, 0, 0, time.UTC)
 	w := newWorld(t, now.Add(-72*time.Hour))
-	allow := w.db.insert(model.Mailbox, model.MailboxContent("twinmx-allow@x.test"))
+	allow := w.db.Insert(model.Mailbox, model.MailboxContent("twinmx-allow@x.test"))
 	w.addRefusal(allow, now.Add(-time.Minute), "someone@x.example", "Subject: forged\r\n\r\n")
 	if n, err := w.digester(time.Hour).Pass(ctx, now); err != nil || n != 0 {
 		t.Fatalf("Pass = %d, %v; want nothing to send", n, err)
@@ -629,7 +629,7 @@ func TestPassMissingMailbox(t *testing.T) {
 		t.Errorf("the skipped refusal is not logged:\n%s", logs.String())
 	}
 	// Its mailbox row arrives: the next pass lists it.
-	w.db.insert(model.Mailbox, model.MailboxContent("v@x.test"))
+	w.db.Insert(model.Mailbox, model.MailboxContent("v@x.test"))
 	if n, err := d.Pass(ctx, now.Add(time.Hour)); err != nil || n != 1 {
 		t.Fatalf("next Pass = %d, %v; want v@x.test's digest", n, err)
 	}

@@ -67,10 +67,10 @@ func newWorld(t *testing.T, m *classify.Model) *world {
 // mail stores a new mail from an envelope sender, with its receive row.
 func (w *world) mail(body string) model.Key {
 	w.n++
-	hk := w.db.put(model.Header, []byte("Message-ID: <"+strings.Repeat("m", w.n)+"@x>\n"), "", 0)
-	bk := w.db.put(model.Body, []byte(body), "", 0)
-	mk := w.db.put(model.Mail, model.MailContent(hk, bk), "", 0)
-	w.db.put(model.Receive, model.ReceiveContent(mk, model.KeyOf(model.Mailbox, model.MailboxContent(testRcpt))), "", 0)
+	hk := w.db.Put(model.Header, []byte("Message-ID: <"+strings.Repeat("m", w.n)+"@x>\n"), "", 0)
+	bk := w.db.Put(model.Body, []byte(body), "", 0)
+	mk := w.db.Put(model.Mail, model.MailContent(hk, bk), "", 0)
+	w.db.Put(model.Receive, model.ReceiveContent(mk, model.KeyOf(model.Mailbox, model.MailboxContent(testRcpt))), "", 0)
 	return mk
 }
 
@@ -81,7 +81,7 @@ func (w *world) attempt(mk model.Key, from string, after time.Duration) (model.V
 	at := w.now.Add(after)
 	a := model.Attempt{Session: "s", Time: at, Client: "192.0.2.7:40000", Helo: "mx.example", TLS: "none",
 		From: from, Rcpts: []string{testRcpt}, Size: 10, Mail: mk, HasMail: true}
-	tk := w.db.put(model.ThrowIn, a.Content(), "", 0)
+	tk := w.db.Put(model.ThrowIn, a.Content(), "", 0)
 	if err := w.j.judgeAttempt(context.Background(), tk); err != nil {
 		w.t.Fatalf("judge %s at +%v: %v", from, after, err)
 	}
@@ -167,11 +167,11 @@ func TestKnownVariants(t *testing.T) {
 func TestKnownLegacyKey(t *testing.T) {
 	w := newWorld(t, testModel(t))
 	const from = "Alice+News@orig.example"
-	w.db.put(model.Text, knownContent(testRcpt, strings.ToLower(from)), colKnown, 1)
+	w.db.Put(model.Text, knownContent(testRcpt, strings.ToLower(from)), colKnown, 1)
 	if v, r := w.attempt(w.mail(spamMail), from, 0); v != model.Accept || !strings.Contains(r, "known correspondent") {
 		t.Fatalf("mail from a legacy known correspondent = %v (%s), want accept as known", v, r)
 	}
-	if w.db.col(model.Text, knownContent(testRcpt, "alice@orig.example"), colKnown) == 0 {
+	if w.db.Col(model.Text, knownContent(testRcpt, "alice@orig.example"), colKnown) == 0 {
 		t.Error("the normalised known row was not written")
 	}
 }
@@ -181,11 +181,11 @@ func TestKnownLegacyKey(t *testing.T) {
 func TestGreyLegacyKey(t *testing.T) {
 	w := newWorld(t, nil)
 	const from = "bounce-77@mail.example"
-	w.db.put(model.RDNS, greyContent(Network("192.0.2.7"), from, testRcpt), colPassed, 1)
+	w.db.Put(model.RDNS, greyContent(Network("192.0.2.7"), from, testRcpt), colPassed, 1)
 	if v, r := w.attempt(w.mail("one"), from, 0); v != model.Accept {
 		t.Fatalf("mail of a legacy passed triplet = %v (%s), want accept", v, r)
 	}
-	if w.db.col(model.RDNS, greyContent(Network("192.0.2.7"), "bounce-#@mail.example", testRcpt), colPassed) == 0 {
+	if w.db.Col(model.RDNS, greyContent(Network("192.0.2.7"), "bounce-#@mail.example", testRcpt), colPassed) == 0 {
 		t.Error("the normalised greylisting row was not marked passed")
 	}
 	// Another tag of the same sender now passes through the new row.
@@ -206,7 +206,7 @@ func TestGreyRetryLegacyFirst(t *testing.T) {
 	}
 	// An earlier first contact recorded under the raw key.
 	first := w.now.Add(-time.Hour)
-	w.db.put(model.RDNS, greyContent(Network("192.0.2.7"), from, testRcpt), colFirstInv, uint64(1<<32-1)-uint64(model.Epoch(first)))
+	w.db.Put(model.RDNS, greyContent(Network("192.0.2.7"), from, testRcpt), colFirstInv, uint64(1<<32-1)-uint64(model.Epoch(first)))
 	if f, ok, err := w.j.greyFirst(context.Background(), model.Attempt{Client: "192.0.2.7:1", From: from}, testRcpt); err != nil || !ok || !f.Equal(time.Unix(int64(model.Epoch(first)), 0)) {
 		t.Errorf("greyFirst = %v, %v, %v; want %v", f, ok, err, first)
 	}
@@ -241,7 +241,7 @@ func TestListVariants(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t, m)
 			for s, kind := range tt.entries {
-				w.db.put(model.Text, ListContent(testRcpt, s), colList, ListValue(w.now.Add(-time.Hour), kind))
+				w.db.Put(model.Text, ListContent(testRcpt, s), colList, ListValue(w.now.Add(-time.Hour), kind))
 			}
 			v, r := w.attempt(w.mail(spamMail), tt.from, 0)
 			if v != tt.want || !strings.Contains(r, tt.what) {
