@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -159,4 +160,46 @@ func FuzzSpanSet(f *testing.F) {
 		}
 		agree(t, set, star, x)
 	})
+}
+
+// TestIndicesAgree: FETCH's and STORE's resolution of sequence and UID
+// sets (seqIndices, uidIndices, built on the normalised sets) names
+// exactly the messages the range-by-range reading names, ascending and
+// once each.
+func TestIndicesAgree(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 2000 {
+		n := rng.IntN(40)
+		var set imap.SeqSet
+		for range 1 + rng.IntN(8) {
+			set = append(set, imap.SeqRange{Start: uint32(rng.IntN(n + 3)), Stop: uint32(rng.IntN(n + 3))})
+		}
+		var want []int
+		for i := range n {
+			if containsLinear(set, uint32(i+1), uint32(n)) {
+				want = append(want, i)
+			}
+		}
+		if got := seqIndices(set, n); !slices.Equal(got, want) {
+			t.Fatalf("seqIndices(%v, %d) = %v, want %v", set, n, got, want)
+		}
+		// The same numbers as UIDs of a view with gaps (UID 3i+1).
+		view := make([]*message, n)
+		var uset imap.UIDSet
+		for i := range view {
+			view[i] = &message{uid: imap.UID(3*i + 1)}
+		}
+		for _, r := range set {
+			uset = append(uset, imap.UIDRange{Start: imap.UID(r.Start), Stop: imap.UID(r.Stop)})
+		}
+		want = want[:0]
+		for i, m := range view {
+			if containsLinear(set, uint32(m.uid), uint32(view[n-1].uid)) {
+				want = append(want, i)
+			}
+		}
+		if got := uidIndices(uset, view); n > 0 && !slices.Equal(got, want) {
+			t.Fatalf("uidIndices(%v) over UIDs 3i+1 of %d = %v, want %v", uset, n, got, want)
+		}
+	}
 }

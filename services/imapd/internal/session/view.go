@@ -71,30 +71,21 @@ func diff(view []*message, fresh []*message, uidNext imap.UID) delta {
 	return d
 }
 
-// seqRange resolves a sequence set against n messages: the indices it
-// names, ascending, without duplicates. "*" is the last message.
+// seqIndices resolves a sequence set against n messages: the indices it
+// names, ascending, without duplicates. "*" is the last message. The set
+// is normalised first (seqSpans), so overlapping ranges (a command line
+// of "1:*,1:*,...") cost one pass, not one each.
 func seqIndices(set imap.SeqSet, n int) []int {
 	if n == 0 {
 		return nil
 	}
 	var out []int
-	for _, r := range set {
-		start, stop := r.Start, r.Stop
-		if start == 0 {
-			start = uint32(n)
-		}
-		if stop == 0 {
-			stop = uint32(n)
-		}
-		if start > stop {
-			start, stop = stop, start
-		}
-		for s := start; s <= stop && s <= uint32(n); s++ {
+	for _, sp := range seqSpans(set, uint32(n)) {
+		for s := sp.lo; s <= sp.hi && s <= uint32(n); s++ {
 			out = append(out, int(s)-1)
 		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	return out
 }
 
 // uidIndices resolves a UID set against a view: the indices of the
@@ -104,26 +95,14 @@ func uidIndices(set imap.UIDSet, view []*message) []int {
 	if len(view) == 0 {
 		return nil
 	}
-	last := view[len(view)-1].uid
 	var out []int
-	for _, r := range set {
-		start, stop := r.Start, r.Stop
-		if start == 0 {
-			start = last
-		}
-		if stop == 0 {
-			stop = last
-		}
-		if start > stop {
-			start, stop = stop, start
-		}
-		lo, _ := slices.BinarySearchFunc(view, start, func(m *message, u imap.UID) int { return cmpUID(m.uid, u) })
-		for k := lo; k < len(view) && view[k].uid <= stop; k++ {
+	for _, sp := range uidSpans(set, view[len(view)-1].uid) {
+		lo, _ := slices.BinarySearchFunc(view, imap.UID(sp.lo), func(m *message, u imap.UID) int { return cmpUID(m.uid, u) })
+		for k := lo; k < len(view) && uint32(view[k].uid) <= sp.hi; k++ {
 			out = append(out, k)
 		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	return out
 }
 
 func cmpUID(a, b imap.UID) int {
