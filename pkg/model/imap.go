@@ -73,6 +73,20 @@ func (f FolderID) String() string {
 	return string(b[:])
 }
 
+// FolderListName is the name a folder called name is listed under, given the
+// names (lower case) listed before it, which it joins. Two user folders
+// of one name (made at both sites before replication) are both kept:
+// walked in id order, the first shows the name and a later one gets
+// "~" and the last four digits of its id, so LIST never shows a name
+// twice. imapd and dbctl's export list folders by this one rule.
+func FolderListName(name string, id FolderID, taken map[string]bool) string {
+	if taken[strings.ToLower(name)] {
+		name += "~" + id.String()[12:]
+	}
+	taken[strings.ToLower(name)] = true
+	return name
+}
+
 func parseFolderID(s string) (FolderID, bool) {
 	if len(s) != 16 {
 		return 0, false

@@ -297,3 +297,19 @@ func TestFolderIDString(t *testing.T) {
 		}
 	}
 }
+
+// TestFolderListName: a second folder of a name already listed (in any
+// case) is listed with "~" and its id's last four digits.
+func TestFolderListName(t *testing.T) {
+	taken := map[string]bool{"inbox": true}
+	a, b := UserFolderID(0x1234), UserFolderID(0xabcd)
+	if got := FolderListName("Work", a, taken); got != "Work" {
+		t.Errorf("first Work listed as %q", got)
+	}
+	if got := FolderListName("work", b, taken); got != "work~abcd" {
+		t.Errorf("second work listed as %q, want work~abcd", got)
+	}
+	if got := FolderListName("Inbox", a, taken); got != "Inbox~1234" {
+		t.Errorf("a user folder Inbox listed as %q, want Inbox~1234", got)
+	}
+}

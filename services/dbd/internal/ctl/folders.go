@@ -112,11 +112,7 @@ func readFolders(ctx context.Context, db folderDB, login string) (*folderList, e
 		if !u.exists || u.name == "" {
 			continue
 		}
-		name := u.name
-		if taken[strings.ToLower(name)] {
-			name += "~" + u.id.String()[12:]
-		}
-		taken[strings.ToLower(name)] = true
+		name := model.FolderListName(u.name, u.id, taken)
 		live = append(live, imapFolder{id: u.id, name: name, key: model.FolderKey(login, u.id)})
 	}
 	slices.SortFunc(live, func(a, b imapFolder) int { return strings.Compare(a.name, b.name) })

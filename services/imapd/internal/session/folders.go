@@ -102,11 +102,7 @@ func buildFolderSet(login string, users []store.Folder) *folderSet {
 		if !u.Exists || u.Name == "" {
 			continue
 		}
-		name := u.Name
-		if taken[strings.ToLower(name)] {
-			name += "~" + u.ID.String()[12:]
-		}
-		taken[strings.ToLower(name)] = true
+		name := model.FolderListName(u.Name, u.ID, taken)
 		user = append(user, folder{id: u.ID, name: name, key: model.FolderKey(login, u.ID), state: u.State, user: u})
 	}
 	slices.SortFunc(user, func(a, b folder) int { return strings.Compare(a.name, b.name) })
