@@ -53,21 +53,49 @@ func NewWatcher(db WatchDB, log *slog.Logger) *Watcher {
 // Run follows the receive table until ctx ends, resubscribing after any
 // failure with a bounded backoff.
 func (w *Watcher) Run(ctx context.Context) {
-	backoff := 10 * time.Millisecond
+	var b resubscribe
 	for ctx.Err() == nil {
+		began := time.Now()
 		err := w.follow(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		w.lost()
-		w.log.Warn("receive watch lost; resubscribing", "err", err, "backoff", backoff)
+		wait := b.next(time.Since(began))
+		w.log.Warn("receive watch lost; resubscribing", "err", err, "backoff", wait)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// resubscribe is the Watcher's backoff between subscriptions: doubling
+// from 10 ms to 2 s while the stream keeps failing, and back to 10 ms once
+// a stream has stayed up for a while. Without the reset, a watcher whose
+// stream had failed a few times in its life waited the full 2 s after
+// every later loss (a dbd restart weeks on), and every transaction
+// waiting for its decision with it.
+type resubscribe struct{ cur time.Duration }
+
+const (
+	resubscribeMin = 10 * time.Millisecond
+	resubscribeMax = 2 * time.Second
+	// resubscribeStable is how long a stream must have lived for its loss
+	// to count as a new failure rather than one more of a series.
+	resubscribeStable = 10 * time.Second
+)
+
+// next returns the wait before the next subscription, given how long the
+// stream that just ended was followed.
+func (b *resubscribe) next(ranFor time.Duration) time.Duration {
+	if b.cur == 0 || ranFor >= resubscribeStable {
+		b.cur = resubscribeMin
+		return b.cur
+	}
+	b.cur = min(2*b.cur, resubscribeMax)
+	return b.cur
 }
 
 // watchCond selects the changes a waiter can act on: rows with a
