@@ -687,6 +687,9 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 	return reply
 }
 
+// lastLook is the least decide waits, however long the store took.
+const lastLook = 100 * time.Millisecond
+
 // decide waits for the decision and acknowledges an accepted mail, with
 // its POP3 size (0: unknown) on each receive row. recorded reports that
 // our reply was stored on the throw-in row with the acknowledgement (one
@@ -700,6 +703,11 @@ func (s *Session) decide(follow *deliver.Following, stored deliver.Stored, end t
 	cfg := &s.b.cfg
 	policy := cfg.Decision
 	policy.Since = end
+	// The window is the sender's wait after its final dot (SPEC §1), so
+	// the store's time comes out of it; a store slower than the whole
+	// window still leaves one look at the rows, where a retry finds its
+	// decision.
+	policy.Window = max(end.Add(policy.Window).Sub(cfg.Now()), lastLook)
 	o, err := follow.Wait(s.ctx, stored.Fresh, policy)
 	ok := delivered(stored.Receives[0])
 	if armed != nil {

@@ -262,3 +262,62 @@ func TestStoreFailedArmed(t *testing.T) {
 		})
 	}
 }
+
+// slowStoreDB is fakeDB whose store takes its time on the session's
+// clock.
+type slowStoreDB struct {
+	*fakeDB
+	advance func()
+}
+
+func (f *slowStoreDB) Batch(ctx context.Context, reqs []wire.Request) ([]wire.Result, error) {
+	f.advance()
+	return f.fakeDB.Batch(ctx, reqs)
+}
+
+// TestDecisionWindowIncludesStore: the decision window counts from the
+// end of DATA, so a store that took most of it leaves only the rest to
+// wait (before, the whole window started after the store, and a slow dbd
+// made senders wait store time + window).
+func TestDecisionWindowIncludesStore(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1000, 0)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	db := &slowStoreDB{fakeDB: &fakeDB{}, advance: func() {
+		mu.Lock()
+		now = now.Add(950 * time.Millisecond) // of dialFake's 1 s window
+		mu.Unlock()
+	}}
+	c := dialFake(t, db, metrics.New(prometheus.NewRegistry()), clock)
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("a@sender.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("jo@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(w, "From: a@sender.test\r\nSubject: slow\r\n\r\nbody\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	err = w.Close()
+	waited := time.Since(began)
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 7, 1}) {
+		t.Fatalf("undecided mail: %v, want 451 4.7.1", err)
+	}
+	// 100 ms left of the window (lastLook); the old code waited 1 s.
+	if waited >= 700*time.Millisecond {
+		t.Errorf("reply after %v: the store's 950 ms were not counted in the 1 s window", waited)
+	}
+}
