@@ -74,14 +74,27 @@ func backup(c *cli.Context) error {
 }
 
 // copyTree copies the regular files and folders under src to dst (which
-// must not exist), syncing each file and then each folder, children
-// before parents, and dst's parent: a copy reported done must not lose a
-// file's name in a power loss (the checkpoint's TWINMX-CHECKPOINT mark
-// among them). It returns the bytes copied.
-func copyTree(src, dst string) (int64, error) {
-	var total int64
+// must not exist) and returns the bytes copied. The copy is built in a
+// hidden folder beside dst and renamed to dst only once complete: a copy
+// cut short (dbctl killed, disk full) must not be left under the name the
+// operator asked for, where it would pass for a backup while missing a WAL
+// or table. Each file is synced, then each folder, children before
+// parents, and after the rename dst's parent: a copy reported done must
+// not lose a file's name in a power loss (the checkpoint's
+// TWINMX-CHECKPOINT mark among them).
+func copyTree(src, dst string) (total int64, err error) {
+	parent := filepath.Dir(dst)
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dst)+".partial-")
+	if err != nil {
+		return 0, fmt.Errorf("make the copy's folder: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
 	var dirs []string
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -89,7 +102,7 @@ func copyTree(src, dst string) (int64, error) {
 		if err != nil {
 			return err
 		}
-		to := filepath.Join(dst, rel)
+		to := filepath.Join(tmp, rel)
 		switch {
 		case d.IsDir():
 			dirs = append(dirs, to)
@@ -104,11 +117,21 @@ func copyTree(src, dst string) (int64, error) {
 	if err != nil {
 		return total, err
 	}
-	dirs = append(dirs, filepath.Dir(dst))
 	for i := len(dirs) - 1; i >= 0; i-- {
 		if err := syncFolder(dirs[i]); err != nil {
 			return total, fmt.Errorf("sync folder %s: %w", dirs[i], err)
 		}
+	}
+	// The rename would replace an empty folder made at dst since the
+	// check before the checkpoint (and fail on a full one): look again.
+	if _, err := os.Lstat(dst); err == nil {
+		return total, fmt.Errorf("%s appeared while copying: %w", dst, fs.ErrExist)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return total, fmt.Errorf("rename the finished copy: %w", err)
+	}
+	if err := syncFolder(parent); err != nil {
+		return total, fmt.Errorf("sync folder %s: %w", parent, err)
 	}
 	return total, nil
 }
