@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"text/template"
@@ -21,7 +22,11 @@ import (
 )
 
 // Gateway sends one SMS. Send returns nil only when the gateway took the
-// message. Implementations are safe for concurrent use.
+// message. An error with a method Permanent() bool that returns true
+// (StatusError for most 4xx answers) says that trying again cannot help,
+// and the engine gives the number up at once; one with a method
+// RetryAfter() time.Duration asks for a wait before the next attempt.
+// Implementations are safe for concurrent use.
 type Gateway interface {
 	Send(ctx context.Context, to, text string) error
 	// Name is a bounded label for metrics: "http" or "command".
@@ -239,7 +244,7 @@ func (g *HTTP) Request(ctx context.Context, to, text string) (*http.Request, err
 	return req, nil
 }
 
-// Send posts one SMS; any answer but 2xx is an error.
+// Send posts one SMS; any answer but 2xx is a *StatusError.
 func (g *HTTP) Send(ctx context.Context, to, text string) error {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 	defer cancel()
@@ -254,9 +259,83 @@ func (g *HTTP) Send(ctx context.Context, to, text string) error {
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("gateway: answer %s: %s", resp.Status, g.redact(strings.TrimSpace(string(msg))))
+		return &StatusError{Code: resp.StatusCode, Status: g.redact(resp.Status),
+			Msg: g.redact(strings.TrimSpace(string(msg))), Wait: retryAfter(resp.Header)}
 	}
 	return nil
+}
+
+// StatusError is an HTTP gateway's answer other than 2xx: the gateway
+// did not take the SMS. Status and Msg (the start of the answer's body)
+// have the secret replaced, since the error is logged.
+type StatusError struct {
+	Code   int    // the status code
+	Status string // the status line's code and reason, "400 Bad Request"
+	Msg    string
+	// Wait is the answer's Retry-After (RFC 9110 §10.2.3), zero if it
+	// has none or one that does not parse.
+	Wait time.Duration
+}
+
+func (e *StatusError) Error() string { return "gateway: answer " + e.Status + ": " + e.Msg }
+
+// Permanent reports whether trying again cannot help: a 4xx answer says
+// the request itself is wrong (a number the gateway refuses, a text it
+// will not take), and the same request gets the same answer. Some 4xx
+// codes are about timing and stay temporary: 408 Request Timeout (RFC
+// 9110 §15.5.9), 425 Too Early (RFC 8470 §5.2) and 429 Too Many Requests
+// (RFC 6585 §4). So do those that say smsd's own setting is wrong, the
+// same for every SMS — 401 and 407 (credentials), 403 (an account
+// blocked or out of credit), 404 and 405 (the URL or method): giving up
+// there would drop every SMS sent until the operator fixes the setting,
+// where retrying delivers them once it is fixed (as the relay retries a
+// refused AUTH). A 3xx (a redirect not followed) and a 5xx are temporary
+// too.
+func (e *StatusError) Permanent() bool {
+	switch e.Code {
+	case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests,
+		http.StatusUnauthorized, http.StatusProxyAuthRequired, http.StatusForbidden,
+		http.StatusNotFound, http.StatusMethodNotAllowed:
+		return false
+	}
+	return e.Code/100 == 4
+}
+
+// RetryAfter returns how long the gateway asked smsd to wait before the
+// next attempt (Retry-After, sent with a 429 or a 503); zero: no wish.
+func (e *StatusError) RetryAfter() time.Duration { return e.Wait }
+
+// maxRetryAfter bounds a Retry-After: a longer wish is no useful hint
+// (smsd waits at most --retry-max anyway), and the bound keeps a huge
+// number of seconds from overflowing a Duration.
+const maxRetryAfter = 24 * time.Hour
+
+// retryAfter parses the Retry-After of an answer with header h: delay
+// seconds, or an HTTP-date. A date is measured against the answer's own
+// Date, not this host's clock, so that a skew between the two does not
+// shift the wait; without a Date the date is ignored. Anything that
+// does not parse, or lies in the past, is zero.
+func retryAfter(h http.Header) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if strings.Trim(v, "0123456789") == "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n > uint64(maxRetryAfter/time.Second) {
+			return maxRetryAfter // only a number too big fails here
+		}
+		return time.Duration(n) * time.Second
+	}
+	at, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	date, err := http.ParseTime(h.Get("Date"))
+	if err != nil {
+		return 0
+	}
+	return clamp(at.Sub(date), 0, maxRetryAfter)
 }
 
 // CommandConfig configures a command gateway.
@@ -316,6 +395,10 @@ func (g *Command) Args(to, text string) ([]string, error) {
 }
 
 // Send runs the command with the text on stdin; exit status 0 is success.
+// Every failure is temporary: there is no convention (no documented
+// exit status) by which a command could say that a number is refused
+// for good, and guessing one (sysexits' EX_NOUSER, say) would give up
+// SMS of scripts that use the status for something else.
 func (g *Command) Send(ctx context.Context, to, text string) error {
 	argv, err := g.Args(to, text)
 	if err != nil {

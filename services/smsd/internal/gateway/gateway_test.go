@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -305,5 +307,110 @@ func TestLimiterZeroWindow(t *testing.T) {
 	ok, at := l.Reserve("+1", t0.Add(time.Minute))
 	if ok || !at.Equal(t0.Add(DefaultWindow)) {
 		t.Errorf("second send in the hour = %v, %v; want refused until %v", ok, at, t0.Add(DefaultWindow))
+	}
+}
+
+// TestHTTPStatusPermanent: every answer but 2xx was a temporary failure,
+// so a number the gateway refuses (400), or a request it will never
+// take, was sent again until --max-tries. A 4xx answer is now a
+// *StatusError that is Permanent, except 408, 425 and 429, which are
+// about timing; a 3xx and a 5xx stay temporary. The secret the answer
+// echoes stays out of the error.
+func TestHTTPStatusPermanent(t *testing.T) {
+	const secret = "k3y/s3cret"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m struct{ To string }
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			t.Errorf("gateway got a body that does not decode: %v", err)
+		}
+		code, err := strconv.Atoi(m.To)
+		if err != nil {
+			t.Errorf("gateway got number %q", m.To)
+			code = http.StatusTeapot
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(code)
+		io.WriteString(w, "no: key "+r.URL.Query().Get("key"))
+	}))
+	defer srv.Close()
+	g, err := NewHTTP(HTTPConfig{URL: srv.URL + "/?key={{urlquery .Secret}}", Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		code      int
+		permanent bool
+	}{
+		{400, true}, {410, true}, {413, true}, {422, true},
+		{408, false}, {425, false}, {429, false},
+		{401, false}, {403, false}, {404, false}, {405, false}, {407, false},
+		{302, false}, {500, false}, {502, false}, {503, false}, {504, false},
+	} {
+		t.Run(strconv.Itoa(tc.code), func(t *testing.T) {
+			err := g.Send(context.Background(), strconv.Itoa(tc.code), "x")
+			var se *StatusError
+			if !errors.As(err, &se) {
+				t.Fatalf("Send = %v, want a *StatusError", err)
+			}
+			if se.Code != tc.code || se.Permanent() != tc.permanent {
+				t.Errorf("Send = %v: code %d, permanent %v; want %d, %v", err, se.Code, se.Permanent(), tc.code, tc.permanent)
+			}
+			if !strings.Contains(err.Error(), strconv.Itoa(tc.code)) || !strings.Contains(err.Error(), "no: key [secret]") {
+				t.Errorf("error %q lacks the answer", err)
+			}
+			for _, v := range []string{secret, url.QueryEscape(secret)} {
+				if strings.Contains(err.Error(), v) {
+					t.Errorf("error %q holds the secret as %q", err, v)
+				}
+			}
+		})
+	}
+}
+
+// TestRetryAfter: the wait a gateway asks for with its 429 or 503, in
+// seconds or as a date measured against the answer's Date.
+func TestRetryAfter(t *testing.T) {
+	date := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name, retry, date string
+		want              time.Duration
+	}{
+		{"none", "", "", 0},
+		{"seconds", "120", "", 2 * time.Minute},
+		{"spaces", " 7 ", "", 7 * time.Second},
+		{"zero", "0", "", 0},
+		{"negative", "-5", "", 0},
+		{"fraction", "1.5", "", 0},
+		{"word", "soon", "", 0},
+		{"huge", "99999999999999999999999", "", maxRetryAfter},
+		{"day and more", "86401", "", maxRetryAfter},
+		{"date", date.Add(90 * time.Second).Format(http.TimeFormat), date.Format(http.TimeFormat), 90 * time.Second},
+		{"date without Date", date.Add(90 * time.Second).Format(http.TimeFormat), "", 0},
+		{"date past", date.Add(-time.Minute).Format(http.TimeFormat), date.Format(http.TimeFormat), 0},
+		{"date far", date.Add(48 * time.Hour).Format(http.TimeFormat), date.Format(http.TimeFormat), maxRetryAfter},
+	} {
+		h := http.Header{}
+		if tc.retry != "" {
+			h.Set("Retry-After", tc.retry)
+		}
+		if tc.date != "" {
+			h.Set("Date", tc.date)
+		}
+		if got := retryAfter(h); got != tc.want {
+			t.Errorf("%s: retryAfter(%q, Date %q) = %v, want %v", tc.name, tc.retry, tc.date, got, tc.want)
+		}
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "120")
+		http.Error(w, "slow down", http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	g, err := NewHTTP(HTTPConfig{URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var se *StatusError
+	if err := g.Send(context.Background(), "+1", "x"); !errors.As(err, &se) || se.Permanent() || se.RetryAfter() != 2*time.Minute {
+		t.Errorf("Send to a gateway answering 429 with Retry-After: 120 = %v, want a temporary error asking for 2m0s", err)
 	}
 }

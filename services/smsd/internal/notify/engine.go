@@ -516,8 +516,9 @@ func (e *Engine) handle(ctx context.Context, j *job, k kind, targets []string, g
 				return time.Time{}, ctx.Err()
 			}
 			if permanent(err) {
-				// Refused for good (a 5xx to RCPT TO or DATA): another
-				// try gets the same answer, so end this target now.
+				// Refused for good (a relay's 5xx to RCPT TO or DATA,
+				// a gateway's 4xx that blames the request, StatusError.Permanent): another try
+				// gets the same answer, so end this target now.
 				if err := e.giveUp(ctx, j, k, []targetErr{{to: t, err: err}}); err != nil {
 					return time.Time{}, err
 				}
@@ -571,10 +572,21 @@ func joinFails(fails []targetErr) error {
 }
 
 // permanent reports whether a send error says that trying again will not
-// help: it has a Permanent method that says so (relay.DeliveryError).
+// help: it has a Permanent method that says so (relay.DeliveryError,
+// gateway.StatusError).
 func permanent(err error) bool {
 	var p interface{ Permanent() bool }
 	return errors.As(err, &p) && p.Permanent()
+}
+
+// retryAfter returns the wait a send error asks for before the next
+// attempt (gateway.StatusError with a Retry-After); zero: none.
+func retryAfter(err error) time.Duration {
+	var r interface{ RetryAfter() time.Duration }
+	if errors.As(err, &r) {
+		return r.RetryAfter()
+	}
+	return 0
 }
 
 // writeClaim writes (or refreshes) this site's claim of kind k on the row at
@@ -633,6 +645,16 @@ func (e *Engine) failed(ctx context.Context, j *job, k kind, fails []targetErr) 
 	}
 	e.cfg.Metrics.Retries.WithLabelValues(k.label).Inc()
 	wait := gateway.Backoff(int(most), e.cfg.RetryMin, e.cfg.RetryMax)
+	// A gateway that said when to come back (Retry-After with a 429 or
+	// 503) is not asked sooner, since an earlier attempt only adds to
+	// its load and gets the same answer; but the wait stays within
+	// RetryMax, by which this owner must look again to refresh its
+	// claim.
+	for _, f := range retry {
+		if ra := retryAfter(f.err); ra > wait {
+			wait = min(ra, e.cfg.RetryMax)
+		}
+	}
 	at := e.cfg.Now().Add(wait)
 	e.mu.Lock()
 	e.retryAt[retryKey{j.key, k.label}] = at

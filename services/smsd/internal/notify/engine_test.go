@@ -69,7 +69,7 @@ func (g *fakeSMS) Send(ctx context.Context, to, text string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.bad[to] {
-		return errors.New("gateway: answer 400 Bad Request: unknown number")
+		return errors.New("gateway: answer 503 Service Unavailable: try later")
 	}
 	g.sent = append(g.sent, to)
 	return nil
