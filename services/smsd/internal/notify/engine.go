@@ -516,8 +516,8 @@ func (e *Engine) handle(ctx context.Context, j *job, k kind, targets []string, g
 				return time.Time{}, ctx.Err()
 			}
 			if permanent(err) {
-				// Refused for good (a relay's 5xx to RCPT TO or DATA,
-				// a gateway's 4xx that blames the request, StatusError.Permanent): another try
+				// Refused for good (a relay's 5xx to RCPT TO or DATA, a
+				// gateway's 4xx that blames the request): another try
 				// gets the same answer, so end this target now.
 				if err := e.giveUp(ctx, j, k, []targetErr{{to: t, err: err}}); err != nil {
 					return time.Time{}, err
