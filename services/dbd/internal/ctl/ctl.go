@@ -31,7 +31,7 @@ const ExitNotFound = 1
 
 // App returns dbctl's command-line application.
 func App() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:  "dbctl",
 		Usage: "operate a twinmx dbd",
 		// status --site values hold a comma (NAME=HOST:PORT,PUBFILE).
@@ -75,6 +75,54 @@ func App() *cli.App {
 			importCmd(),
 			benchCmd(),
 		},
+	}
+	app.OnUsageError = flagError
+	usageExits(app.Commands)
+	return app
+}
+
+// usageExits makes a flag the command line gets wrong (unknown, a bad
+// value, a required one missing) exit 2 like the other usage errors, in
+// every command: urfave/cli returns those as plain errors, which main
+// turns into 1, the status of a failed request. It checks required
+// flags before Before and returns an error of a type it does not export,
+// so the commands' required flags are checked here instead.
+func usageExits(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = flagError
+		var required []string
+		for _, f := range c.Flags {
+			if sf, ok := f.(*cli.StringFlag); ok && sf.Required {
+				sf.Required = false
+				required = append(required, sf.Name)
+			}
+		}
+		if len(required) > 0 {
+			if c.Before != nil {
+				panic("dbctl: command " + c.Name + " has both required flags and a Before")
+			}
+			c.Before = requiredFlags(required)
+		}
+		usageExits(c.Subcommands)
+	}
+}
+
+func flagError(_ *cli.Context, err error, _ bool) error {
+	return usageError("%v (see --help)", err)
+}
+
+func requiredFlags(names []string) cli.BeforeFunc {
+	return func(c *cli.Context) error {
+		var missing []string
+		for _, n := range names {
+			if !c.IsSet(n) {
+				missing = append(missing, "--"+n)
+			}
+		}
+		if len(missing) > 0 {
+			return usageError("%s: required: %s", c.Command.Name, strings.Join(missing, ", "))
+		}
+		return nil
 	}
 }
 
@@ -324,7 +372,7 @@ func update(c *cli.Context, op wire.Op) error {
 	defer r.close()
 	name := r.rest[0]
 	if err := model.CheckName(name); err != nil {
-		return usageError("%v", err)
+		return usageError("%v (see --help)", err)
 	}
 	v, err := strconv.ParseUint(r.rest[1], 10, 64)
 	if err != nil {
@@ -421,7 +469,7 @@ func scan(c *cli.Context) error {
 	}
 	t, err := model.ParseTable(args[0])
 	if err != nil {
-		return usageError("%v", err)
+		return usageError("%v (see --help)", err)
 	}
 	n := 20
 	if len(args) == 2 {

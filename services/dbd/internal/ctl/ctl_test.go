@@ -212,3 +212,28 @@ func FuzzMailboxAddress(f *testing.F) {
 		}
 	})
 }
+
+// TestUsageExitStatus: every command-line mistake exits 2, as docs/dbd.md
+// promises; a missing required flag and an unknown flag exited 1 (the
+// status of a failed request), because urfave/cli returns them as plain
+// errors.
+func TestUsageExitStatus(t *testing.T) {
+	for _, args := range [][]string{
+		{"keygen"},                    // --out missing
+		{"export", "--format", "eml"}, // --out missing
+		{"import", "--format", "mbox", "x.mbox"},
+		{"find", "--no-such-flag", "body", "x"},
+		{"mailbox", "add", "--no-such-flag", "a@b.example"},
+		{"--no-such-flag", "status"},
+		{"bench", "--concurrency", "many"},
+	} {
+		_, errs, code := runCtl(t, "", args...)
+		if code != 2 {
+			t.Errorf("dbctl %v: exit %d, stderr %q; want 2", args, code, errs)
+		}
+	}
+	dir := t.TempDir()
+	if _, errs, code := runCtl(t, "", "keygen", "--out", dir+"/k"); code != 0 {
+		t.Errorf("keygen with --out: exit %d, stderr %q", code, errs)
+	}
+}
