@@ -13,15 +13,23 @@ import (
 )
 
 func main() {
-	app := &cli.App{
-		Name:     "smsd",
-		Usage:    "SMS notifications and forward copies for twinmx",
-		Flags:    daemonFlags(),
-		Action:   runDaemon,
-		Commands: ruleCommands(),
-	}
-	if err := svc.Run(app, os.Args, svc.Unit{}); err != nil {
+	if err := svc.Run(newApp(), os.Args, svc.Unit{}); err != nil {
 		fmt.Fprintln(os.Stderr, "smsd:", err)
 		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:  "smsd",
+		Usage: "SMS notifications and forward copies for twinmx",
+		// Values of repeatable flags hold commas: a window's day list
+		// ("mon,wed 08:00-18:00", as rule show prints it) and HTTP
+		// headers ("Accept: text/plain, application/json"). Repeat the
+		// flag for several values.
+		DisableSliceFlagSeparator: true,
+		Flags:                     daemonFlags(),
+		Action:                    runDaemon,
+		Commands:                  ruleCommands(),
 	}
 }
