@@ -33,6 +33,9 @@ type Unit struct {
 	// LowPorts: the program may listen on ports below 1024 (smtpd, pop3d,
 	// imapd), so its unit keeps CAP_NET_BIND_SERVICE.
 	LowPorts bool
+	// Reload: SIGHUP makes the program re-read its settings (dbd: its
+	// clients file), so `systemctl reload` sends it.
+	Reload bool
 }
 
 // Manager installs and controls services. Systemd and the Windows manager
@@ -161,7 +164,7 @@ func (e env) command(app *cli.App, args []string, u Unit, required []string) *cl
 	}
 	return &cli.Command{
 		Name:  "service",
-		Usage: "install, remove, start, stop or show " + app.Name + " as a systemd unit or Windows service",
+		Usage: "install, uninstall, start, stop or status of " + app.Name + " as a systemd unit or Windows service",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "install",
@@ -252,7 +255,7 @@ func (e env) spec(c *cli.Context, app *cli.App, args []string, u Unit) (Spec, er
 	s := Spec{
 		Name: c.String("name"), Description: u.Description, Exec: exe,
 		Args: slices.Clone(args[1 : 1+n]), WorkDir: wd, User: c.String("user"),
-		EnvFile: c.String("env-file"), LowPorts: u.LowPorts,
+		EnvFile: c.String("env-file"), LowPorts: u.LowPorts, Reload: u.Reload,
 	}
 	if s.Name == "" || strings.ContainsAny(s.Name, " /\\\t\n") {
 		return Spec{}, fmt.Errorf("svc: bad service name %q", s.Name)

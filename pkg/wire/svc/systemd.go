@@ -26,6 +26,7 @@ type Spec struct {
 	EnvFile     string   // optional environment file (systemd only), e.g. /etc/twinmx/smtpd.env
 	Writable    []string // absolute folders the program writes (systemd: its only writable paths)
 	LowPorts    bool     // may bind ports below 1024 (CAP_NET_BIND_SERVICE)
+	Reload      bool     // SIGHUP re-reads the program's settings (systemd: ExecReload)
 }
 
 // Hardening is the sandbox every twinmx unit gets, generated or in
@@ -75,6 +76,9 @@ func SystemdUnit(s Spec) string {
 		cmd = append(cmd, execArg(a))
 	}
 	w("ExecStart=%s", strings.Join(cmd, " "))
+	if s.Reload {
+		w("ExecReload=/bin/kill -HUP $MAINPID")
+	}
 	if s.WorkDir != "" {
 		w("WorkingDirectory=%s", execArg(s.WorkDir))
 	}

@@ -70,7 +70,17 @@ func TestSystemdUnit(t *testing.T) {
 	if strings.Contains(u, "AmbientCapabilities") {
 		t.Errorf("dbd needs no capability:\n%s", u)
 	}
+	if strings.Contains(u, "ExecReload") {
+		t.Errorf("a unit without Reload has ExecReload:\n%s", u)
+	}
 	s := testSpec()
+	s.Reload = true
+	// dbd re-reads its clients file on SIGHUP; `systemctl reload` of a
+	// unit made by `dbd service install` failed without this line.
+	if u := SystemdUnit(s); !strings.Contains(u, "\nExecReload=/bin/kill -HUP $MAINPID\n") {
+		t.Errorf("unit with Reload lacks ExecReload:\n%s", u)
+	}
+	s = testSpec()
 	s.LowPorts, s.User, s.Env, s.Writable = true, "", nil, nil
 	u = SystemdUnit(s)
 	if !strings.Contains(u, "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n") ||

@@ -33,7 +33,7 @@ func main() {
 		},
 		Action: run,
 	}
-	if err := svc.Run(app, os.Args, svc.Unit{Writable: []string{"data"}}); err != nil {
+	if err := svc.Run(app, os.Args, svc.Unit{Writable: []string{"data"}, Reload: true}); err != nil {
 		fmt.Fprintln(os.Stderr, "dbd:", err)
 		os.Exit(1)
 	}
