@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"maps"
 	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
 	"github.com/twinmx/twinmx/pkg/wire/client"
@@ -245,6 +247,65 @@ func TestLagTrackerCursorBack(t *testing.T) {
 	if rows, secs := l.values(t0.Add(7 * time.Second)); rows != 3 || secs != 1 {
 		t.Fatalf("merged up to 9: values = %d, %v; want 3, 1", rows, secs)
 	}
+}
+
+// TestLagCollectorUnknown: a pump that read the source's status but not
+// yet the destination's cursor (the destination unreachable since backupd
+// started), or the cursor but no stamp of the source, has no lag samples.
+// The first used to export the source's whole stamp, about 1.8e15, as
+// lag_rows, and the time since its first status as lag_seconds.
+func TestLagCollectorUnknown(t *testing.T) {
+	ab := &pump{src: Site{Name: "A"}, dst: Site{Name: "B"}}
+	ba := &pump{src: Site{Name: "B"}, dst: Site{Name: "A"}}
+	c := newLagCollector([]*pump{ab, ba})
+	const floor = 1_796_000_000_000_000
+	t0 := time.Now().Add(-time.Minute)
+	// The source restarted: its last run's stamps end 5 s below its floor.
+	ab.lag.status(wire.Stamps{Last: floor + 100, Before: floor - 5_000_000, Floor: floor}, t0)
+	ba.lag.start(7, t0)
+	if got := lagSamples(t, c); len(got) != 0 {
+		t.Fatalf("before any pump read both cursor and stamps: samples %v, want none", got)
+	}
+
+	ab.lag.start(floor+90, t0.Add(time.Second))
+	got := lagSamples(t, c)
+	if len(got) != 2 || got["lag_rows A B"] != 10 {
+		t.Fatalf("A→B known, B→A not: samples %v, want only A→B with 10 rows", got)
+	}
+	// The changes above the cursor were known at the status, a minute ago.
+	if s := got["lag_seconds A B"]; s < 59 || s > 3600 {
+		t.Errorf("A→B lag_seconds = %v, want about 60", s)
+	}
+
+	ab.lag.done(floor + 100)
+	ba.lag.seen(7, t0)
+	want := map[string]float64{"lag_rows A B": 0, "lag_seconds A B": 0, "lag_rows B A": 0, "lag_seconds B A": 0}
+	if got := lagSamples(t, c); !maps.Equal(got, want) {
+		t.Fatalf("both caught up: samples %v, want %v", got, want)
+	}
+}
+
+// lagSamples scrapes c into "lag_rows FROM TO" -> value.
+func lagSamples(t *testing.T, c prometheus.Collector) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			name := strings.TrimPrefix(mf.GetName(), "twinmx_backupd_")
+			out[name+" "+l["from"]+" "+l["to"]] = m.GetGauge().GetValue()
+		}
+	}
+	return out
 }
 
 func TestQueueBounds(t *testing.T) {

@@ -148,3 +148,82 @@ func TestLagCountsWhileDestinationDown(t *testing.T) {
 	c.proxies["B"].Set(backupdtest.Pass)
 	c.waitConverged(ctx)
 }
+
+// TestLagUnknownUntilCursorRead: backupd starts while B's link is cut,
+// after A restarted (so A's stamps lie far above 0 and its last run's
+// stamps count as changes from cursor 0). The A→B pump reads A's status
+// but never B's cursor, and the B→A pump the cursor but never B's
+// stamps: neither lag is known, and neither may have a sample. A→B's
+// lag_rows used to be A's whole stamp, about 1.8e15, though B had every
+// change. Once B's link heals, both show their true lag, 0.
+func TestLagUnknownUntilCursorRead(t *testing.T) {
+	c := newCluster(t, "A", "B")
+	stop := c.run(c.config())
+	ctx := ctxT(t, 30*time.Second)
+	insertAll(ctx, t, c, "A", 5, func(i int) []byte { return fmt.Appendf(nil, "before %d", i) })
+	c.waitConverged(ctx)
+	stop()
+	c.stop("A")
+	c.restart("A")
+
+	c.proxies["B"].Set(backupdtest.Cut)
+	c.run(c.config())
+	for counter(t, c, "twinmx_backupd_errors_total", "from", "A", "to", "B") == 0 ||
+		counter(t, c, "twinmx_backupd_errors_total", "from", "B", "to", "A") == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("no session ended with B's link cut")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, dir := range [][]string{{"from", "A", "to", "B"}, {"from", "B", "to", "A"}} {
+		for _, name := range []string{"twinmx_backupd_lag_rows", "twinmx_backupd_lag_seconds"} {
+			if v, ok := series(t, c, name, dir...); ok {
+				t.Errorf("%s %v before the pump read both cursor and stamps = %v, want no sample", name, dir, v)
+			}
+		}
+	}
+
+	c.proxies["B"].Set(backupdtest.Pass)
+	for _, dir := range [][]string{{"from", "A", "to", "B"}, {"from", "B", "to", "A"}} {
+		for {
+			if v, ok := series(t, c, "twinmx_backupd_lag_rows", dir...); ok && v == 0 {
+				break
+			}
+			if ctx.Err() != nil {
+				v, ok := series(t, c, "twinmx_backupd_lag_rows", dir...)
+				t.Fatalf("lag_rows %v after B's link healed = %v (present %v), want 0", dir, v, ok)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	c.waitConverged(ctx)
+}
+
+// series reads the gauge name with the label pairs kv; ok is false if the
+// scrape has no such sample.
+func series(t *testing.T, c *cluster, name string, kv ...string) (v float64, ok bool) {
+	t.Helper()
+	mfs, err := c.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			for i := 0; i+1 < len(kv); i += 2 {
+				if l[kv[i]] != kv[i+1] {
+					continue metrics
+				}
+			}
+			return m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}

@@ -234,10 +234,20 @@ type pendingRecv struct {
 // lagTracker measures how far a pump's destination is behind its source,
 // in stamps and in time. It is read at scrape time, so the figures keep
 // growing while a link is down. Safe for concurrent use.
+//
+// The figures mean nothing until the pump has read both its cursor (start)
+// and a stamp of the source (seen, status); known says when they do. A
+// session reads the source's status before the destination's cursor, and
+// while the destination could not be reached since backupd started,
+// merged was 0: lag_rows was the source's whole stamp (about 1.8e15,
+// microseconds since 1970) and lag_seconds the time since the first
+// status, until 2026-12-03.
 type lagTracker struct {
-	mu     sync.Mutex
-	head   uint64 // highest source stamp known (stream rows, status)
-	merged uint64 // highest source stamp merged
+	mu      sync.Mutex
+	head    uint64 // highest source stamp known (stream rows, status)
+	merged  uint64 // highest source stamp merged
+	started bool   // start has been called: merged is past the cursor read
+	heard   bool   // seen has been called: head is a stamp of the source
 	// run is the source's stamp gap from its last status (Before and
 	// Floor; Last unused): the stamps in it stand for no change.
 	run   wire.Stamps
@@ -256,6 +266,7 @@ const maxLagMarks = 4096
 func (l *lagTracker) seen(stamp uint64, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.heard = true
 	if stamp <= l.head {
 		return
 	}
@@ -279,6 +290,7 @@ func (l *lagTracker) seen(stamp uint64, at time.Time) {
 // known is lost; their age counts from now.
 func (l *lagTracker) start(cursor uint64, at time.Time) {
 	l.mu.Lock()
+	l.started = true
 	if cursor < l.merged {
 		if l.head > cursor {
 			if len(l.marks) > 0 && l.marks[0].at.Before(at) {
@@ -331,8 +343,17 @@ func (l *lagTracker) status(st wire.Stamps, at time.Time) {
 	l.seen(st.Last, at)
 }
 
+// known reports whether the pump has read its cursor and a stamp of the
+// source, so that values means something. Once true it stays true: a
+// caller that saw it true may call values after it.
+func (l *lagTracker) known() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.started && l.heard
+}
+
 // values returns the lag in changes (stamps that may stand for a change)
-// and in seconds at now.
+// and in seconds at now. Before known, the figures are not a lag.
 func (l *lagTracker) values(now time.Time) (rows uint64, secs float64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -343,7 +364,10 @@ func (l *lagTracker) values(now time.Time) (rows uint64, secs float64) {
 	return rows, secs
 }
 
-// lagCollector exports every pump's lag at scrape time.
+// lagCollector exports every pump's lag at scrape time. A pump whose lag
+// is not known yet (lagTracker.known) has no sample: an absent series
+// says "unknown", where any number would be read as a lag (0 as caught
+// up; the bogus 1.8e15 as a flood of changes, setting off alerts).
 type lagCollector struct {
 	pumps      []*pump
 	rows, secs *prometheus.Desc
@@ -369,6 +393,9 @@ func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
 	for _, p := range c.pumps {
+		if !p.lag.known() {
+			continue
+		}
 		rows, secs := p.lag.values(now)
 		ch <- prometheus.MustNewConstMetric(c.rows, prometheus.GaugeValue, float64(rows), p.src.Name, p.dst.Name)
 		ch <- prometheus.MustNewConstMetric(c.secs, prometheus.GaugeValue, secs, p.src.Name, p.dst.Name)
