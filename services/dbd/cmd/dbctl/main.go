@@ -1,5 +1,5 @@
 // Command dbctl is the operator's command line for twinmx's dbd. See
-// `dbctl help` and docs/dbctl.md.
+// `dbctl help` and docs/dbd.md.
 package main
 
 import (

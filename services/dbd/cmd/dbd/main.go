@@ -28,7 +28,7 @@ func main() {
 			&cli.IntFlag{Name: "cache", Value: 64, Usage: "Pebble's block cache in MiB; give it about 5 bytes a row (the bloom filters) plus room for index and data blocks (docs/dbd.md, Storage)", EnvVars: []string{"TWINMX_DBD_CACHE"}},
 			&cli.IntFlag{Name: "row-cache", Value: 32, Usage: "MiB of mail rows kept for readers (pop3d, imapd): new mail from its delivery, older mail once read; -1: none (docs/dbd.md, Storage)", EnvVars: []string{"TWINMX_DBD_ROW_CACHE"}},
 			&cli.IntFlag{Name: "memtable", Value: 4, Usage: "Pebble's memtable in MiB; 64 reads new mail faster and writes faster with --min-copies 1, but costs every lookup (strict mode slower); dbd may hold about twice this (docs/dbd.md, Storage)", EnvVars: []string{"TWINMX_DBD_MEMTABLE"}},
-			&cli.StringFlag{Name: "site", Usage: "site name, at most 55 bytes; per-site counters count in a slot named after it and the store's incarnation (default: from the key)", EnvVars: []string{"TWINMX_DBD_SITE"}},
+			&cli.StringFlag{Name: "site", Usage: "site name, at most 55 bytes; per-site counters count in a slot named after it and the store's incarnation (empty: from the key)", EnvVars: []string{"TWINMX_DBD_SITE"}},
 			&cli.BoolFlag{Name: "debug", Usage: "log protocol detail", EnvVars: []string{"TWINMX_DEBUG"}},
 		},
 		Action: run,

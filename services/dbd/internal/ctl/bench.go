@@ -34,7 +34,7 @@ func benchCmd() *cli.Command {
 			&cli.IntFlag{Name: "connections", Value: 1, Usage: "connections the requests in flight are spread over"},
 			&cli.IntFlag{Name: "rounds", Value: 2, Usage: "alternating rounds of baseline and wire phases"},
 			&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "length of each throughput phase"},
-			&cli.StringFlag{Name: "dir", Usage: "folder for the temporary data (default: the system temp folder)"},
+			&cli.StringFlag{Name: "dir", Usage: "folder for the temporary data (empty: the system temp folder)"},
 		},
 		Action: bench,
 	}

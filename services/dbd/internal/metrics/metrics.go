@@ -62,7 +62,7 @@ func New(reg prometheus.Registerer) *DBD {
 			Help: "The soonest not-after (Unix time) among the role's listed client keys that have not expired; absent for a role without one.",
 		}, []string{"role"}),
 		Streams: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "twinmx_dbd_streams", Help: "Streams (watch, changes, dump) open now.",
+			Name: "twinmx_dbd_streams", Help: "Watch and changes streams open now.",
 		}, []string{"op"}),
 		CommitSeconds: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "twinmx_dbd_commit_duration_seconds",

@@ -33,7 +33,7 @@ func main() {
 			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key for STLS and POP3S", EnvVars: env("TLS_KEY")},
 			&cli.BoolFlag{Name: "tls-self-signed", Usage: "TLS with a fresh self-signed certificate (local runs)", EnvVars: env("TLS_SELF_SIGNED")},
 			&cli.StringFlag{Name: "hostname", Value: "localhost", Usage: "name in the self-signed certificate", EnvVars: env("HOSTNAME")},
-			&cli.BoolFlag{Name: "allow-plaintext", Usage: "allow logins without TLS from any client (default: loopback only)", EnvVars: env("ALLOW_PLAINTEXT")},
+			&cli.BoolFlag{Name: "allow-plaintext", Usage: "allow logins without TLS from any client (off: only from loopback)", EnvVars: env("ALLOW_PLAINTEXT")},
 			&cli.DurationFlag{Name: "idle-timeout", Value: server.DefaultIdleTimeout, Usage: "wait for a command", EnvVars: env("IDLE_TIMEOUT")},
 			&cli.DurationFlag{Name: "db-timeout", Value: server.DefaultDBTimeout, Usage: "bound on one dbd request", EnvVars: env("DB_TIMEOUT")},
 			&cli.DurationFlag{Name: "auth-fail-delay", Value: server.DefaultAuthFailDelay, Usage: "least time before a failed login's reply (negative: none)", EnvVars: env("AUTH_FAIL_DELAY")},

@@ -36,9 +36,9 @@ func dbFlags() []cli.Flag { return svc.DBFlags("TWINMX_SPAMD", "spamd") }
 func daemonFlags() []cli.Flag {
 	return append(dbFlags(),
 		&cli.StringFlag{Name: "metrics", Usage: "HOST:PORT for Prometheus /metrics (empty: off)", EnvVars: []string{"TWINMX_SPAMD_METRICS"}},
-		&cli.StringFlag{Name: "model", Usage: "folder with a model.bin to judge with until dbd holds a pushed model (see `spamd push`)", EnvVars: []string{"TWINMX_SPAMD_MODEL"}},
+		&cli.StringFlag{Name: "model", Usage: "folder with a model.bin to judge with until dbd holds a pushed model (see spamd push)", EnvVars: []string{"TWINMX_SPAMD_MODEL"}},
 		&cli.DurationFlag{Name: "grey-delay", Value: time.Minute, Usage: "greylisting: a first contact's retry passes after this long (0: greylisting off)", EnvVars: []string{"TWINMX_SPAMD_GREY_DELAY"}},
-		&cli.StringFlag{Name: "dns", Usage: "DNS server HOST[:PORT] for SPF, DKIM and DMARC (default: /etc/resolv.conf)", EnvVars: []string{"TWINMX_SPAMD_DNS"}},
+		&cli.StringFlag{Name: "dns", Usage: "DNS server HOST[:PORT] for SPF, DKIM and DMARC (empty: the servers of /etc/resolv.conf)", EnvVars: []string{"TWINMX_SPAMD_DNS"}},
 		&cli.BoolFlag{Name: "no-auth", Usage: "skip SPF, DKIM and DMARC (no DNS)", EnvVars: []string{"TWINMX_SPAMD_NO_AUTH"}},
 		&cli.StringFlag{Name: "spamassassin", Usage: "SpamAssassin spamd HOST:PORT to ask as one more signal (empty: none)", EnvVars: []string{"TWINMX_SPAMD_SPAMASSASSIN"}},
 		&cli.StringFlag{Name: "rspamd", Usage: "rspamd normal worker URL (http://HOST:11333) to ask as one more signal (empty: none)", EnvVars: []string{"TWINMX_SPAMD_RSPAMD"}},
@@ -46,10 +46,10 @@ func daemonFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "debug", Usage: "log every decision detail", EnvVars: []string{"TWINMX_DEBUG"}},
 		&cli.DurationFlag{Name: "digest-every", Value: time.Hour, Usage: "send each mailbox a digest of its refused mail this often (0: off; replies to earlier digests still work)", EnvVars: []string{"TWINMX_SPAMD_DIGEST_EVERY"}},
 		&cli.StringFlag{Name: "digest-smtp", Value: "127.0.0.1:25", Usage: "HOST:PORT of the local smtpd that digests are handed to (plain SMTP: use loopback)", EnvVars: []string{"TWINMX_SPAMD_DIGEST_SMTP"}},
-		&cli.StringFlag{Name: "digest-address", Usage: "allow address named in every digest's Reply-To (default: " + digest.DefaultLocalPart + "@ the mailbox's domain)", EnvVars: []string{"TWINMX_SPAMD_DIGEST_ADDRESS"}},
+		&cli.StringFlag{Name: "digest-address", Usage: "allow address named in every digest's Reply-To (empty: " + digest.DefaultLocalPart + "@ the mailbox's domain)", EnvVars: []string{"TWINMX_SPAMD_DIGEST_ADDRESS"}},
 		&cli.IntFlag{Name: "digest-scan", Value: 20000, Usage: "newest receive rows and throw-ins a digest pass reads", EnvVars: []string{"TWINMX_SPAMD_DIGEST_SCAN"}},
 		&cli.StringFlag{Name: "config-key", Usage: "a second secret key file, role admin, used only to apply configuration mails (empty: configuration by e-mail is off; see docs/roles.md)", EnvVars: []string{"TWINMX_SPAMD_CONFIG_KEY"}},
-		&cli.StringFlag{Name: "config-address", Usage: "the address configuration mails go to (default: " + confmail.DefaultLocalPart + "@ each local domain)", EnvVars: []string{"TWINMX_SPAMD_CONFIG_ADDRESS"}},
+		&cli.StringFlag{Name: "config-address", Usage: "the address configuration mails go to (empty: " + confmail.DefaultLocalPart + "@ each local domain)", EnvVars: []string{"TWINMX_SPAMD_CONFIG_ADDRESS"}},
 		&cli.DurationFlag{Name: "digest-claim-wait", Value: 30 * time.Second, Usage: "wait between claiming a digest and sending it (longer than the replication lag between sites; 0: none)", EnvVars: []string{"TWINMX_SPAMD_DIGEST_CLAIM_WAIT"}},
 	)
 }

@@ -16,10 +16,12 @@ const modelFile = "model.bin"
 
 func modelDirFlag() *cli.StringFlag {
 	return &cli.StringFlag{
-		Name:    "model",
-		Usage:   "model directory (holds " + modelFile + ")",
-		Value:   defaultModelDir(),
-		EnvVars: []string{"SPAMD_MODEL"},
+		Name:  "model",
+		Usage: "model directory (holds " + modelFile + ")",
+		Value: defaultModelDir(),
+		// The daemon's variable, so one setting serves both; SPAMD_MODEL
+		// is the older name.
+		EnvVars: []string{"TWINMX_SPAMD_MODEL", "SPAMD_MODEL"},
 	}
 }
 
