@@ -2,6 +2,7 @@ package digest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -66,9 +67,14 @@ type Config struct {
 	// TokenMaxAge: an allow token older than this allows nothing (default
 	// 30 days).
 	TokenMaxAge time.Duration
-	// MaxEntries bounds the refusals listed in one digest (default 200);
-	// the rest are counted.
+	// MaxEntries bounds the refusals listed one by one in a digest
+	// (default 200): the oldest. The rest are listed by sender, one line
+	// with an ALLOW token each (Digest.Others).
 	MaxEntries int
+	// MaxSenders bounds the senders listed that way (default 500); the
+	// senders beyond are only counted. MaxEntries and MaxSenders together
+	// must keep the largest possible digest within maxOwnSize (Validate).
+	MaxSenders int
 	// Hostname is our name in EHLO (default os.Hostname).
 	Hostname string
 	Logger   *slog.Logger
@@ -95,7 +101,10 @@ func (c *Config) applyDefaults() {
 		c.TokenMaxAge = 30 * 24 * time.Hour
 	}
 	if c.MaxEntries == 0 {
-		c.MaxEntries = 200
+		c.MaxEntries = defaultMaxEntries
+	}
+	if c.MaxSenders == 0 {
+		c.MaxSenders = defaultMaxSenders
 	}
 	if c.Hostname == "" {
 		c.Hostname, _ = os.Hostname()
@@ -126,11 +135,23 @@ func (c *Config) Validate() error {
 	if c.Address != "" && !strings.Contains(c.Address, "@") {
 		errs = append(errs, fmt.Errorf("digest: allow address %q is not LOCAL@DOMAIN", c.Address))
 	}
-	if c.Scan < 0 || c.MaxEntries < 0 {
-		errs = append(errs, errors.New("digest: scan and max entries must not be negative"))
+	if c.Scan < 0 || c.MaxEntries < 0 || c.MaxSenders < 0 {
+		errs = append(errs, errors.New("digest: scan, max entries and max senders must not be negative"))
+	} else if n := maxDigestBytes(cmp.Or(c.MaxEntries, defaultMaxEntries), cmp.Or(c.MaxSenders, defaultMaxSenders)); n > maxOwnSize {
+		// A larger digest would not verify as our own (IsOwn), and judge
+		// would treat it like any mail.
+		errs = append(errs, fmt.Errorf("digest: %d entries and %d senders make digests of up to %d bytes, more than %d", c.MaxEntries, c.MaxSenders, n, maxOwnSize))
 	}
 	return errors.Join(errs...)
 }
+
+// Defaults of MaxEntries and MaxSenders: the largest digest they allow,
+// maxDigestBytes(200, 500), is 3,805,184 bytes, within maxOwnSize (4 MiB;
+// the worst case built in TestDigestSizeBound is 3.3 MB).
+const (
+	defaultMaxEntries = 200
+	defaultMaxSenders = 500
+)
 
 // Digester sends the hourly rejection digests and reads the replies that
 // allow senders (see the package doc). It is safe for concurrent use:
@@ -436,37 +457,27 @@ func (d *Digester) send(ctx context.Context, s Secret, b *box, now time.Time, pe
 	if b.sent > 0 {
 		dg.Since = time.UnixMilli(int64(b.sent))
 	}
-	var refusals map[string][]model.Key // by token
-	for i, r := range b.refusals {
-		if i == d.cfg.MaxEntries {
-			dg.More = len(b.refusals) - i
-			break
-		}
+	var toks issues
+	n := min(len(b.refusals), d.cfg.MaxEntries)
+	for _, r := range b.refusals[:n] {
 		e, err := d.entry(ctx, s, b.address, r)
 		if err != nil {
 			return err
 		}
 		if e.Token != "" {
-			if refusals == nil {
-				refusals = map[string][]model.Key{}
-			}
-			refusals[e.Token] = append(refusals[e.Token], r.receive)
+			toks.add(e.Token, e.Envelope, r.receive) // a sender listed twice: one token
 		}
 		dg.Entries = append(dg.Entries, e)
 	}
+	addRest(s, b.address, &dg, b.refusals[n:], d.cfg.MaxSenders, &toks)
 	// Recorded before sending: the reply may come at once.
 	reqs := []wire.Request{{Op: wire.OpFindOrInsert, Table: model.Mailbox, Content: model.MailboxContent(dg.ReplyTo)}}
-	for _, e := range dg.Entries {
-		rks, first := refusals[e.Token]
-		if !first {
-			continue // a sender listed twice: one token
-		}
-		delete(refusals, e.Token)
-		gen, err := linkGen(ctx, d.cfg.DB, e.Token, len(rks))
+	for _, ti := range toks.order {
+		gen, err := linkGen(ctx, d.cfg.DB, ti.token, len(ti.refusals))
 		if err != nil {
 			return err
 		}
-		reqs = append(reqs, issueRequests(e.Token, b.address, e.Envelope, rks, gen, now)...)
+		reqs = append(reqs, issueRequests(ti.token, b.address, ti.sender, ti.refusals, gen, now)...)
 	}
 	if err := d.batch(ctx, reqs); err != nil {
 		return fmt.Errorf("record allow tokens: %w", err)
@@ -487,7 +498,8 @@ func (d *Digester) send(ctx context.Context, s Secret, b *box, now time.Time, pe
 	if err := d.batch(ctx, reqs); err != nil {
 		return fmt.Errorf("mark refusals listed: %w", err)
 	}
-	d.log.Info("digest sent", "mailbox", b.address, "refusals", len(b.refusals))
+	d.log.Info("digest sent", "mailbox", b.address, "refusals", len(b.refusals), "listed", len(dg.Entries),
+		"other_senders", len(dg.Others), "hidden_senders", dg.HiddenSenders)
 	return nil
 }
 

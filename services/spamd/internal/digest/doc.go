@@ -38,9 +38,18 @@
 //
 // Each listed refusal with an envelope sender carries "ALLOW <token>",
 // token = the first 80 bits of HMAC-SHA256(secret, mailbox, sender) in
-// lower-case base32 (16 characters). The digest's Reply-To is the allow
-// address (DefaultLocalPart at the mailbox's domain unless configured); the
-// pass creates its mailbox row. A token must map back to its pair, so
+// lower-case base32 (16 characters). A digest lists at most MaxEntries
+// refusals one by one (the oldest); every sender of the rest still gets an
+// ALLOW (addRest): a sender listed above by its normalised address
+// (package sender) has the rest linked to the token of its newest entry,
+// any other gets one line "ALLOW <token>  N x <normalised sender>" with
+// the token of (mailbox, normalised sender), fewest refusals first, at
+// most MaxSenders lines; senders beyond are only counted. MaxEntries and
+// MaxSenders together keep every digest within maxOwnSize.
+//
+// The digest's Reply-To is the allow address (DefaultLocalPart at the
+// mailbox's domain unless configured); the pass creates its mailbox row.
+// A token must map back to its pair, so
 // issuing it stores two text rows: the pair row (mailbox, sender) and a
 // token row whose content is made from the token alone, with a link column
 // (model.LinkColumn "pair.") to the pair row valued with the issue time,

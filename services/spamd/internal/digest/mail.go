@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"mime/quotedprintable"
 	"net/mail"
@@ -22,9 +23,39 @@ import (
 // body (see Secret.digestMAC).
 const HeaderName = "X-Twinmx-Digest"
 
-// maxOwnSize bounds the mail checked for a digest MAC: a digest of
-// maxEntries entries is far smaller.
+// maxOwnSize bounds the mail checked for a digest MAC; Config.Validate
+// keeps every digest within it (maxDigestBytes).
 const maxOwnSize = 4 << 20
+
+// Worst-case sizes of a digest's parts in the mail as sent, for
+// maxDigestBytes. A listed text is at most maxFieldRunes runes of up to 4
+// UTF-8 bytes plus "…" (oneLine; a defused "[ALLOW]" costs fewer bytes
+// than 4-byte runes would), 803 bytes. Quoted-printable makes each byte
+// at most 3 ("=C3"), plus a soft line break ("=\r\n") per 73 of those.
+// TestDigestSizeBound builds the worst case and checks these.
+const (
+	// maxEntryBytes: an entry's number and time (about 50 bytes), four
+	// listed texts in their lines (4 × 818) and its ALLOW line (26): 3,348
+	// bytes of text, at most 10,500 encoded.
+	maxEntryBytes = 11 << 10
+	// maxGroupBytes: one line of Digest.Others: "   ALLOW <token>  N x
+	// <sender>" with the sender a listed text: 860 bytes of text, at most
+	// 2,700 encoded.
+	maxGroupBytes = 3 << 10
+	// maxFixedBytes: the header and the text around the lists, with
+	// mailbox and allow addresses of up to 256 bytes (RFC 5321
+	// §4.5.3.1.3), about 2 KiB; the rest is margin.
+	maxFixedBytes = 16 << 10
+)
+
+// maxDigestBytes bounds the size of a digest of at most entries entries
+// and senders groups.
+func maxDigestBytes(entries, senders int) int64 {
+	if entries > maxOwnSize || senders > maxOwnSize {
+		return math.MaxInt64 // far beyond any bound; the products might overflow
+	}
+	return maxFixedBytes + int64(entries)*maxEntryBytes + int64(senders)*maxGroupBytes
+}
 
 // Entry is one refused mail as a digest lists it.
 type Entry struct {
@@ -42,9 +73,18 @@ type Digest struct {
 	ReplyTo string    // the allow address
 	Since   time.Time // the previous digest, or the first listed refusal
 	Date    time.Time
-	MsgID   string // Message-ID without angle brackets
-	Entries []Entry
-	More    int // refused mails not listed (the digest's size bound)
+	MsgID   string  // Message-ID without angle brackets
+	Entries []Entry // listed one by one, at most Config.MaxEntries
+	// More counts the refused mails beyond Entries. Each is from a
+	// sender with an ALLOW line in Entries (whose token is linked to it
+	// too), in a Group of Others, or among the Hidden (see addRest).
+	More int
+	// Others are the senders of More's mails that have no ALLOW line in
+	// Entries, one Group each, at most Config.MaxSenders.
+	Others []Group
+	// Hidden is how many of More's mails come from the HiddenSenders
+	// senders beyond Config.MaxSenders: only counted.
+	Hidden, HiddenSenders int
 }
 
 // Subject returns the digest's Subject (ASCII, unfolded).
@@ -157,10 +197,44 @@ func bodyText(d Digest) string {
 			fmt.Fprintf(&b, "   ALLOW %s\n", e.Token)
 		}
 	}
-	if d.More > 0 {
-		fmt.Fprintf(&b, "\n... and %d more not listed here.\n", d.More)
-	}
+	restText(&b, d)
 	return b.String()
+}
+
+// restText writes what d says about the refused mails beyond its entries
+// (More): whose they are, and a line per sender of Others. A line of
+// Others starts with its ALLOW token: a mail program that wraps the quoted
+// line of a long address does not part the token from its ALLOW.
+func restText(b *strings.Builder, d Digest) {
+	if d.More == 0 {
+		return
+	}
+	others := 0
+	for _, g := range d.Others {
+		others += g.Mails
+	}
+	fmt.Fprintf(b, "\n... and %d more not listed one by one:\n", d.More)
+	if n := d.More - others - d.Hidden; n > 0 {
+		fmt.Fprintf(b, "- %d from senders listed above: their ALLOW lines count for these too.\n", n)
+	}
+	if others > 0 {
+		fmt.Fprintf(b, "- %d from the %d sender(s) below, a line each with how many they sent.\n", others, len(d.Others))
+		b.WriteString("  Keep a sender's line to allow it. The address is shown as it is\n")
+		b.WriteString("  allowed: without a per-mail tag (BATV, VERP, SRS, +extension).\n")
+	}
+	if d.Hidden > 0 {
+		fmt.Fprintf(b, "- %d from %d more sender(s) not listed here (the digest's size bound).\n", d.Hidden, d.HiddenSenders)
+	}
+	if len(d.Others) > 0 {
+		b.WriteString("\n")
+	}
+	for _, g := range d.Others {
+		if g.Token == "" {
+			fmt.Fprintf(b, "   %-22s  %d x <%s> (null or unknown sender)\n", "(cannot be allowed)", g.Mails, oneLine(g.Sender))
+			continue
+		}
+		fmt.Fprintf(b, "   ALLOW %s  %d x <%s>\n", g.Token, g.Mails, oneLine(g.Sender))
+	}
 }
 
 // maxFieldRunes bounds a listed header value.
