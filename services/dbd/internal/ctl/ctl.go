@@ -77,8 +77,19 @@ func App() *cli.App {
 		},
 	}
 	app.OnUsageError = flagError
+	app.Action = unknownCommand
 	usageExits(app.Commands)
 	return app
+}
+
+// unknownCommand is the action of dbctl and of its commands that only
+// group others (mailbox, user, ...): help without arguments, a usage
+// error for a name that is no command. urfave/cli's own exits 3 there.
+func unknownCommand(c *cli.Context) error {
+	if !c.Args().Present() {
+		return cli.ShowSubcommandHelp(c)
+	}
+	return usageError("no command %q (see --help)", c.Args().First())
 }
 
 // usageExits makes a flag the command line gets wrong (unknown, a bad
@@ -90,6 +101,9 @@ func App() *cli.App {
 func usageExits(cmds []*cli.Command) {
 	for _, c := range cmds {
 		c.OnUsageError = flagError
+		if len(c.Subcommands) > 0 && c.Action == nil {
+			c.Action = unknownCommand
+		}
 		var required []string
 		for _, f := range c.Flags {
 			if sf, ok := f.(*cli.StringFlag); ok && sf.Required {

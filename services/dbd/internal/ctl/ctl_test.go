@@ -226,10 +226,17 @@ func TestUsageExitStatus(t *testing.T) {
 		{"mailbox", "add", "--no-such-flag", "a@b.example"},
 		{"--no-such-flag", "status"},
 		{"bench", "--concurrency", "many"},
+		{"nosuch"},            // exited 3 (urfave/cli's "No help topic")
+		{"mailbox", "nosuch"}, // the same one level down
 	} {
 		_, errs, code := runCtl(t, "", args...)
 		if code != 2 {
 			t.Errorf("dbctl %v: exit %d, stderr %q; want 2", args, code, errs)
+		}
+	}
+	for _, args := range [][]string{{}, {"mailbox"}, {"help"}, {"mailbox", "--help"}} {
+		if out, errs, code := runCtl(t, "", args...); code != 0 || !strings.Contains(out, "USAGE") {
+			t.Errorf("dbctl %v: exit %d, stderr %q, no help on stdout:\n%s", args, code, errs, out)
 		}
 	}
 	dir := t.TempDir()
