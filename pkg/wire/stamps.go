@@ -3,6 +3,7 @@ package wire
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Stamps is what a status answer says about dbd's change stamps. The
@@ -16,6 +17,13 @@ type Stamps struct {
 	Last   uint64 // "stamp": the latest durable change
 	Before uint64 // "stamp.before"
 	Floor  uint64 // "stamp.floor"
+	// Rows is the sum of the "rows.TABLE" figures, 0 if the answer has
+	// none: the store holds one change-log entry a row, so no cursor is
+	// behind by more. Stamps are microsecond times, and the stamps of
+	// runs before the last one leave gaps Behind cannot see; a cursor of
+	// 0 (a direction never replicated) counted every microsecond since
+	// 1970, about 1.8e15.
+	Rows uint64
 }
 
 // StampsOf reads the stamp figures of a status answer. A dbd that sends
@@ -38,6 +46,16 @@ func StampsOf(figs []Figure) (Stamps, error) {
 	}
 	if s.Floor == 0 {
 		s.Before, s.Floor = s.Last, s.Last
+	}
+	for _, f := range figs {
+		if !strings.HasPrefix(f.Name, "rows.") {
+			continue
+		}
+		n, err := strconv.ParseUint(f.Value, 10, 64)
+		if err != nil {
+			return Stamps{}, fmt.Errorf("status figure %s %q: %w", f.Name, f.Value, err)
+		}
+		s.Rows += n
 	}
 	return s, nil
 }
@@ -62,8 +80,16 @@ func FigureUint(figs []Figure, name string) (v uint64, ok bool, err error) {
 // upper bound on the rows to send (dbd keeps one change-log entry a row,
 // at its latest stamp). A cursor from an earlier run of a lost copy of the
 // store may lie in the gap or above Before; the changes above it are then
-// those of the current run.
+// those of the current run. With Rows known, the answer is at most Rows.
 func (s Stamps) Behind(cursor uint64) uint64 {
+	n := s.stampsAbove(cursor)
+	if s.Rows > 0 && n > s.Rows {
+		return s.Rows
+	}
+	return n
+}
+
+func (s Stamps) stampsAbove(cursor uint64) uint64 {
 	if cursor >= s.Last {
 		return 0
 	}

@@ -3,9 +3,10 @@ package wire
 import "testing"
 
 func TestStampsOf(t *testing.T) {
-	figs := []Figure{{"site", "a"}, {"stamp", "1000012"}, {"stamp.before", "7"}, {"stamp.floor", "1000000"}}
+	figs := []Figure{{"site", "a"}, {"stamp", "1000012"}, {"stamp.before", "7"}, {"stamp.floor", "1000000"},
+		{"rows.body", "3"}, {"rows.mail", "4"}, {"connections", "9"}}
 	s, err := StampsOf(figs)
-	if err != nil || s != (Stamps{Last: 1000012, Before: 7, Floor: 1000000}) {
+	if err != nil || s != (Stamps{Last: 1000012, Before: 7, Floor: 1000000, Rows: 7}) {
 		t.Fatalf("StampsOf = %+v, %v", s, err)
 	}
 	// A dbd older than the floor figures has no gap.
@@ -13,7 +14,7 @@ func TestStampsOf(t *testing.T) {
 	if err != nil || s != (Stamps{Last: 42, Before: 42, Floor: 42}) {
 		t.Fatalf("StampsOf without floor = %+v, %v", s, err)
 	}
-	for _, bad := range [][]Figure{nil, {{"site", "a"}}, {{"stamp", "x"}}, {{"stamp", "1"}, {"stamp.floor", "-1"}}} {
+	for _, bad := range [][]Figure{nil, {{"site", "a"}}, {{"stamp", "x"}}, {{"stamp", "1"}, {"stamp.floor", "-1"}}, {{"stamp", "1"}, {"rows.body", "x"}}} {
 		if _, err := StampsOf(bad); err == nil {
 			t.Errorf("StampsOf(%v) accepted", bad)
 		}
@@ -44,5 +45,24 @@ func TestStampsBehind(t *testing.T) {
 	idle := Stamps{Last: 7, Before: 7, Floor: 1000000}
 	if got := idle.Behind(5); got != 2 {
 		t.Errorf("idle Behind(5) = %d, want 2", got)
+	}
+}
+
+// TestStampsBehindRows: with the row count known, no cursor is behind by
+// more changes than the store has rows. A store restarted once has
+// stamps of its first run below Before that the gap figures do not
+// describe, and a cursor of 0 counted every microsecond since 1970.
+func TestStampsBehindRows(t *testing.T) {
+	const us = 1_796_000_000_000_000 // a stamp of late 2026
+	s := Stamps{Last: us + 500, Before: us - 100, Floor: us, Rows: 40}
+	if got := s.Behind(0); got != 40 {
+		t.Errorf("Behind(0) = %d, want the 40 rows", got)
+	}
+	if got := s.Behind(us + 490); got != 10 {
+		t.Errorf("Behind(last-10) = %d, want 10", got)
+	}
+	s.Rows = 0 // unknown: the stamp bound alone
+	if got := s.Behind(0); got != 500+us-100 {
+		t.Errorf("Behind(0) without rows = %d", got)
 	}
 }

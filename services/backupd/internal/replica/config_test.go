@@ -227,6 +227,29 @@ func TestLagTrackerStampGap(t *testing.T) {
 	}
 }
 
+// TestLagTrackerRowBound: a source restarted before has stamps of earlier
+// runs that the gap figures do not describe, so a cursor of 0 (the
+// direction never replicated) was behind by every microsecond since 1970.
+// The rows at the status, plus one a stamp since, bound the lag.
+func TestLagTrackerRowBound(t *testing.T) {
+	const us = 1_796_000_000_000_000
+	var l lagTracker
+	t0 := time.Unix(1000, 0)
+	l.status(wire.Stamps{Last: us + 10, Before: us - 50, Floor: us, Rows: 30}, t0)
+	l.start(0, t0)
+	if rows, _ := l.values(t0.Add(time.Second)); rows != 30 {
+		t.Fatalf("cursor 0: %d rows behind, want the 30 the source holds", rows)
+	}
+	l.seen(us+15, t0.Add(time.Second)) // 5 stamps, at most 5 rows more
+	if rows, _ := l.values(t0.Add(2 * time.Second)); rows != 35 {
+		t.Fatalf("after 5 more stamps: %d rows behind, want 35", rows)
+	}
+	l.done(us + 12)
+	if rows, _ := l.values(t0.Add(2 * time.Second)); rows != 3 {
+		t.Fatalf("merged into this run: %d rows behind, want 3", rows)
+	}
+}
+
 // TestLagTrackerCursorBack: a session reads a cursor below what was
 // merged (the destination is a restored copy): the changes above it count
 // again, their age from the session's start.

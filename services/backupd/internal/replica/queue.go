@@ -248,8 +248,9 @@ type lagTracker struct {
 	merged  uint64 // highest source stamp merged
 	started bool   // start has been called: merged is past the cursor read
 	heard   bool   // seen has been called: head is a stamp of the source
-	// run is the source's stamp gap from its last status (Before and
-	// Floor; Last unused): the stamps in it stand for no change.
+	// run is the source's stamp figures from its last status: the gap
+	// (Before, Floor) whose stamps stand for no change, and its rows at
+	// Last.
 	run   wire.Stamps
 	marks []lagMark
 }
@@ -357,7 +358,14 @@ func (l *lagTracker) known() bool {
 func (l *lagTracker) values(now time.Time) (rows uint64, secs float64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	rows = wire.Stamps{Last: l.head, Before: l.run.Before, Floor: l.run.Floor}.Behind(l.merged)
+	st := wire.Stamps{Last: l.head, Before: l.run.Before, Floor: l.run.Floor}
+	if l.run.Rows > 0 && l.head >= l.run.Last {
+		// The rows counted at the status, and at most one more for each
+		// stamp since: the bound on changes without the microseconds
+		// between stamps of the source's earlier runs.
+		st.Rows = l.run.Rows + (l.head - l.run.Last)
+	}
+	rows = st.Behind(l.merged)
 	if len(l.marks) > 0 {
 		secs = now.Sub(l.marks[0].at).Seconds()
 	}
