@@ -82,7 +82,15 @@ type Config struct {
 	// once, taken as literals arrive (0: session.DefaultAppendMemory; at
 	// least 81 MiB, one mail of the APPENDLIMIT at its peak).
 	AppendMemory int64
-	AppendWait   time.Duration // how long an APPEND waits for room in it (0: DBTimeout)
+	// AppendMemoryPerAccount is how much of AppendMemory the sessions of
+	// one account may hold at once, so that one account opening many
+	// connections cannot hold it all (0:
+	// session.DefaultAppendMemoryPerAccount, 81 MiB; < 0: no share).
+	// Validate refuses less than 81 MiB or more than AppendMemory.
+	AppendMemoryPerAccount int64
+	// AppendWait is how long an APPEND waits for room in AppendMemory or
+	// in its account's share (0: DBTimeout).
+	AppendWait time.Duration
 	// CacheBytes bounds the parsed mails all sessions share (what folder
 	// listings fetch: ENVELOPE, BODYSTRUCTURE, sizes, header fields; see
 	// package mailcache), in estimated heap bytes (0: DefaultCacheBytes;
@@ -129,6 +137,19 @@ func (c *Config) Validate() error {
 	}
 	if c.DB == "" {
 		errs = append(errs, errors.New("imapd: --db is required"))
+	}
+	// An account's share is checked, not corrected as AppendMemory is
+	// (raised to its least): a share below one mail of the APPENDLIMIT
+	// would refuse mails the server advertises it takes, and one above
+	// the pool is no share at all, so either is a mistake to report.
+	if p := c.AppendMemoryPerAccount; p > 0 {
+		total, _ := session.AppendMemoryBounds(c.AppendMemory, p)
+		if p < session.MinAppendMemory {
+			errs = append(errs, fmt.Errorf("imapd: --append-memory-per-account %d is less than %d (81 MiB: one mail of the APPENDLIMIT at its peak)", p, session.MinAppendMemory))
+		}
+		if p > total {
+			errs = append(errs, fmt.Errorf("imapd: --append-memory-per-account %d is more than --append-memory %d (-1: no share)", p, total))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -221,7 +242,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	be := session.NewBackend(sessCtx, session.Config{
 		Store: st, Logger: log, Metrics: m,
-		AllowPlaintext: cfg.AllowPlaintext, PlaintextFrom: cfg.PlaintextFrom, DBTimeout: cfg.DBTimeout, IdleKeepalive: cfg.IdleKeepalive, AppendMemory: cfg.AppendMemory, AppendWait: cfg.AppendWait, Now: cfg.Now,
+		AllowPlaintext: cfg.AllowPlaintext, PlaintextFrom: cfg.PlaintextFrom, DBTimeout: cfg.DBTimeout, IdleKeepalive: cfg.IdleKeepalive, AppendMemory: cfg.AppendMemory, AppendMemoryPerAccount: cfg.AppendMemoryPerAccount, AppendWait: cfg.AppendWait, Now: cfg.Now,
 		AuthLimit:     mailbox.NewAuthLimiter(cmp.Or(cfg.MaxAuthFailures, 10), cmp.Or(cfg.AuthFailWindow, 15*time.Minute)),
 		AuthFailDelay: cmp.Or(cfg.AuthFailDelay, 2*time.Second),
 		Cache:         cache,

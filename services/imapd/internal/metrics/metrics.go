@@ -16,7 +16,7 @@ type Metrics struct {
 	LoginsCached   prometheus.Counter     // successful logins whose password the login cache took
 	Commands       *prometheus.CounterVec // command: select, fetch, ...; result: ok, no, error
 	Bytes          *prometheus.CounterVec // direction: in, out
-	Errors         *prometheus.CounterVec // kind: dbd, watch, panic, conn_limit, append_memory
+	Errors         *prometheus.CounterVec // kind: dbd, watch, panic, conn_limit, append_memory, append_account_memory
 	FetchedMails   prometheus.Counter
 	// The mail cache (internal/mailcache); kind: parsed, body.
 	CacheHits      *prometheus.CounterVec

@@ -85,11 +85,20 @@ type Config struct {
 	// AppendMemory is the bytes of APPENDed mails all sessions may hold at
 	// once, taken as a literal's bytes arrive (appendmem.go): an APPEND
 	// that finds no room waits (up to AppendWait), then gets NO [LIMIT].
-	// At least minAppendMemory (81 MiB: one mail of the APPENDLIMIT at
+	// At least MinAppendMemory (81 MiB: one mail of the APPENDLIMIT at
 	// its peak). Default 256 MiB.
 	AppendMemory int64
-	// AppendWait is how long an APPEND waits for room in AppendMemory.
-	// Default DBTimeout.
+	// AppendMemoryPerAccount is how much of AppendMemory the sessions of
+	// one account may hold at once, so that one account with many
+	// connections cannot take it all: an APPEND over it waits (up to
+	// AppendWait) for the account's other APPENDs, then gets NO [LIMIT]
+	// as when AppendMemory is full. Default
+	// DefaultAppendMemoryPerAccount; < 0: no share, AppendMemory bounds
+	// each account. Kept within MinAppendMemory and AppendMemory (see
+	// AppendMemoryBounds).
+	AppendMemoryPerAccount int64
+	// AppendWait is how long an APPEND waits for room in AppendMemory or
+	// in the account's share of it. Default DBTimeout.
 	AppendWait time.Duration
 	// AuthFailDelay is the least time before a failed login is answered,
 	// so guessing is slow and an unknown login is not told apart by
@@ -103,7 +112,7 @@ type Config struct {
 // Backend makes Sessions. It is safe for concurrent use.
 type Backend struct {
 	cfg     Config
-	appends *appendBudget   // AppendMemory
+	appends *appendBudget   // AppendMemory, AppendMemoryPerAccount
 	ctx     context.Context // the server's: sessions derive theirs from it
 	nextID  atomic.Uint64
 	watches *watchHub
@@ -129,14 +138,11 @@ func NewBackend(ctx context.Context, cfg Config) *Backend {
 	if cfg.PlaintextFrom == nil {
 		cfg.PlaintextFrom = IsLoopback
 	}
-	if cfg.AppendMemory <= 0 {
-		cfg.AppendMemory = DefaultAppendMemory
-	}
-	cfg.AppendMemory = max(cfg.AppendMemory, minAppendMemory)
+	cfg.AppendMemory, cfg.AppendMemoryPerAccount = AppendMemoryBounds(cfg.AppendMemory, cfg.AppendMemoryPerAccount)
 	if cfg.AppendWait <= 0 {
 		cfg.AppendWait = cfg.DBTimeout
 	}
-	return &Backend{cfg: cfg, ctx: ctx, appends: newAppendBudget(cfg.AppendMemory), watches: newWatchHub(ctx, cfg.Store, cfg.WatchRetry, cfg.Logger,
+	return &Backend{cfg: cfg, ctx: ctx, appends: newAppendBudget(cfg.AppendMemory, cfg.AppendMemoryPerAccount), watches: newWatchHub(ctx, cfg.Store, cfg.WatchRetry, cfg.Logger,
 		func() { cfg.Metrics.Errors.WithLabelValues("watch").Inc() })}
 }
 

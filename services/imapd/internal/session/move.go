@@ -25,10 +25,47 @@ const appendLimit = 64 << 20
 // from one address) could hold one.
 const DefaultAppendMemory = 4 * appendLimit
 
+// DefaultAppendMemoryPerAccount is Config.AppendMemoryPerAccount's
+// default: one mail of the APPENDLIMIT at its peak (MinAppendMemory,
+// 81 MiB), the least that lets an account APPEND any mail it may. A
+// quarter of the default pool (64 MiB) would refuse the largest mails.
+// With the default pool, an account holds at most a third of it: three
+// accounts at their largest leave 13 MiB, and one account's parallel
+// uploads are read one after another instead of all at once.
+const DefaultAppendMemoryPerAccount = MinAppendMemory
+
+// AppendMemoryBounds applies Config's defaults and bounds to the APPEND
+// memory of all sessions (total) and of one account (perAccount): 0 is
+// the default; total is raised to MinAppendMemory; a perAccount below 0
+// is total, and it is kept within MinAppendMemory and total. The daemon
+// refuses a perAccount out of those bounds at start; NewBackend, called
+// with any value, corrects it.
+func AppendMemoryBounds(total, perAccount int64) (int64, int64) {
+	if total <= 0 {
+		total = DefaultAppendMemory
+	}
+	total = max(total, MinAppendMemory)
+	switch {
+	case perAccount == 0:
+		perAccount = DefaultAppendMemoryPerAccount
+	case perAccount < 0:
+		perAccount = total
+	}
+	return total, min(max(perAccount, MinAppendMemory), total)
+}
+
 // errAppendBusy answers an APPEND that found no room in AppendMemory
 // (RFC 5530 LIMIT); the client may try again later.
 var errAppendBusy = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
 	Text: "Too many large APPENDs at once, try again later"}
+
+// errAppendAccountBusy answers an APPEND that found no room in its
+// account's share of AppendMemory: the same LIMIT as errAppendBusy (a
+// client retries either the same way; OVERQUOTA would say the mailbox
+// is full, which it is not), with a text that tells the user it is
+// their own uploads.
+var errAppendAccountBusy = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
+	Text: "Too many large APPENDs at once from this account, try again later"}
 
 // errAppendEmpty refuses a zero-byte APPEND: it is no message (RFC 5322
 // wants at least a header field), and Dovecot refuses it too.
@@ -225,19 +262,25 @@ func (s *Session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if r.Size() == 0 {
 		return nil, errAppendEmpty
 	}
-	// The memory comes from the sessions' shared budget as the bytes
-	// arrive (readAppend), so an announced literal holds none of it. Not
-	// reading the literal on refusal is safe: go-imap discards the rest
-	// of it. A literal cut short by the client leaving ends early: nothing
-	// is stored (TEST-CATALOG 45, TestLiteralLimits).
-	h := s.b.appends.hold()
-	defer h.release()
+	// The memory comes from the sessions' shared budget, and from the
+	// account's share of it, as the bytes arrive (readAppend), so an
+	// announced literal holds none of it. The share is the account's,
+	// not the session's: one login opening many connections is what it
+	// bounds. Not reading the literal on refusal is safe: go-imap
+	// discards the rest of it. A literal cut short by the client leaving
+	// ends early: nothing is stored (TEST-CATALOG 45, TestLiteralLimits).
+	h := s.b.appends.hold(s.acct.Key)
+	defer h.release() // on every return, a panic and a client gone mid-literal too
 	raw, err := readAppend(r, r.Size(), func(n int64) error {
 		wait, cancel := context.WithTimeout(s.ctx, s.b.cfg.AppendWait)
 		defer cancel()
 		return h.grow(wait, n)
 	}, h.shrink)
 	switch {
+	case errors.Is(err, errAccountNoRoom):
+		s.b.cfg.Metrics.Errors.WithLabelValues("append_account_memory").Inc()
+		s.log.Info("append refused: the account's share of the APPEND memory is taken", "size", r.Size())
+		return nil, errAppendAccountBusy
 	case errors.Is(err, errNoRoom):
 		s.b.cfg.Metrics.Errors.WithLabelValues("append_memory").Inc()
 		return nil, errAppendBusy
