@@ -28,6 +28,7 @@ func replayCmd() *cli.Command {
 			&cli.StringFlag{Name: "to", Usage: "HOST:PORT of the smtpd to play against", Required: true},
 			&cli.IntFlag{Name: "last", Value: 10, Usage: "how many of the newest captures to play (with --db)"},
 			&cli.DurationFlag{Name: "wait", Value: 30 * time.Second, Usage: "how long to wait for each reply"},
+			&cli.BoolFlag{Name: "recorded-server", Usage: "play even against a server that greets with the recorded server's name (most likely the MX the sessions were recorded at: a replay there is real mail)"},
 		),
 		Action: runReplay,
 	}
@@ -91,8 +92,11 @@ func runReplay(c *cli.Context) error {
 		if err != nil {
 			return fmt.Errorf("connect to %s: %w", c.String("to"), err)
 		}
-		res, err := replay.Play(c.Context, conn, recs, c.Duration("wait"), data)
+		res, err := replay.Play(c.Context, conn, recs, replay.Options{Wait: c.Duration("wait"), Data: data, RecordedServer: c.Bool("recorded-server")})
 		conn.Close()
+		if errors.Is(err, replay.ErrRecordedServer) {
+			return cli.Exit(fmt.Sprintf("smtpd replay: %s: %v; a replay there is real mail (use a test smtpd with a name of its own, or --recorded-server)", c.String("to"), err), 1)
+		}
 		verdict := "same"
 		switch {
 		case res.Incomplete:

@@ -591,10 +591,12 @@ func TestCaptureReplays(t *testing.T) {
 	if mails != 1 {
 		t.Fatalf("%d mail references in the capture, want 1", mails)
 	}
-	if res, err := replay.Play(ctx, conn, recs, 5*time.Second, nil); err != nil || !res.Incomplete {
+	if res, err := replay.Play(ctx, conn, recs, replay.Options{Wait: 5 * time.Second}); err != nil || !res.Incomplete {
 		t.Fatalf("replay without dbd access: %+v %v, want incomplete", res, err)
 	}
-	res, err := replay.Play(ctx, conn, recs, 5*time.Second, replay.FromDB(ctx, e.admin))
+	// Played against the smtpd that recorded it, as the test has no
+	// other: RecordedServer.
+	res, err := replay.Play(ctx, conn, recs, replay.Options{Wait: 5 * time.Second, Data: replay.FromDB(ctx, e.admin), RecordedServer: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,15 +104,33 @@ func (r Result) Match() bool {
 	return true
 }
 
+// Options are how Play plays.
+type Options struct {
+	// Wait bounds each read and write.
+	Wait time.Duration
+	// Data returns the DATA bytes of a stored message (guard.DirMail) for
+	// its reference; with Data nil, such a capture is incomplete.
+	Data func(ref []byte) ([]byte, error)
+	// RecordedServer lets a session be played against a server that
+	// greets with the name the recorded one did (see ErrRecordedServer).
+	RecordedServer bool
+}
+
+// ErrRecordedServer is Play's refusal to go on past the greeting when the
+// live server greets with the host name the recorded server greeted with:
+// most likely the MX the session was recorded at, where a replay is real
+// mail (a mail once told 451 and never sent again would be judged anew and
+// delivered). A test smtpd has a name of its own; Options.RecordedServer
+// plays anyway.
+var ErrRecordedServer = errors.New("the target greets with the recorded server's name: it looks like the MX the session was recorded at")
+
 // Play sends the client's bytes of recs over conn in the recorded order
 // and, wherever the server spoke in the recording, reads as many replies
-// from the live server. Each read and write waits at most wait, and none
-// outlives ctx. A STARTTLS point in
-// the recording starts TLS on conn (the certificate is not checked: a replay
-// target is a test server). A stored message (guard.DirMail) is sent as
-// the DATA bytes that data returns for its reference; with data nil, such
-// a capture is incomplete.
-func Play(ctx context.Context, conn net.Conn, recs []guard.Record, wait time.Duration, data func(ref []byte) ([]byte, error)) (Result, error) {
+// from the live server. Each read and write waits at most o.Wait, and
+// none outlives ctx. A STARTTLS point in the recording starts TLS on conn
+// (the certificate is not checked: a replay target is a test server).
+func Play(ctx context.Context, conn net.Conn, recs []guard.Record, o Options) (Result, error) {
+	wait, data := o.Wait, o.Data
 	var res Result
 	for _, r := range recs {
 		if r.Elided > 0 || (r.Dir == guard.DirMail && data == nil) {
@@ -135,18 +153,22 @@ func Play(ctx context.Context, conn net.Conn, recs []guard.Record, wait time.Dur
 	var pending []byte // expected server bytes not yet matched
 	flush := func() error {
 		want := finalCodes(pending)
+		recorded := greetingHost(pending)
 		pending = pending[:0]
 		for _, w := range want {
 			res.Want = append(res.Want, w)
 			if err := deadline(conn.SetReadDeadline); err != nil {
 				return err
 			}
-			got, err := readReply(br)
+			got, first, err := readReply(br)
 			if err != nil && ctx.Err() != nil {
 				return ctx.Err()
 			}
 			if err != nil {
 				return fmt.Errorf("reply %d: %w", len(res.Got)+1, err)
+			}
+			if len(res.Got) == 0 && !o.RecordedServer && recorded != "" && strings.EqualFold(recorded, greetingHost(first)) {
+				return fmt.Errorf("%w (%s)", ErrRecordedServer, recorded)
 			}
 			res.Got = append(res.Got, got)
 		}
@@ -217,27 +239,47 @@ func finalCodes(b []byte) []int {
 	return codes
 }
 
-// readReply reads one whole (possibly multi-line) reply and returns its code.
-func readReply(br *bufio.Reader) (int, error) {
+// readReply reads one whole (possibly multi-line) reply and returns its
+// code and its first line.
+func readReply(br *bufio.Reader) (int, []byte, error) {
+	var first []byte
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) {
-				return 0, fmt.Errorf("reply line too long")
+				return 0, nil, fmt.Errorf("reply line too long")
 			}
-			return 0, err
+			return 0, nil, err
 		}
 		if len(line) < 4 {
-			return 0, fmt.Errorf("bad reply line %q", line)
+			return 0, nil, fmt.Errorf("bad reply line %q", line)
 		}
 		code, ok := replyCode(line)
 		if !ok {
-			return 0, fmt.Errorf("bad reply line %q", line)
+			return 0, nil, fmt.Errorf("bad reply line %q", line)
+		}
+		if first == nil {
+			first = bytes.Clone(line)
 		}
 		if line[3] != '-' {
-			return code, nil
+			return code, first, nil
 		}
 	}
+}
+
+// greetingHost returns the host name of a 220 greeting at the start of b
+// ("220 mx.example ESMTP ..."; RFC 5321 §4.2 puts the server's name first),
+// or "" if b does not start with one.
+func greetingHost(b []byte) string {
+	if len(b) < 5 || !bytes.HasPrefix(b, []byte("220")) || (b[3] != ' ' && b[3] != '-') {
+		return ""
+	}
+	line, _, _ := bytes.Cut(b[4:], []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
 }
 
 // replyCode returns the code at the start of a reply line: three digits,

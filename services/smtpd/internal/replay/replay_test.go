@@ -51,7 +51,7 @@ func TestPlayAgainstScriptedServer(t *testing.T) {
 			b.Read(buf)
 			b.Write([]byte("221 bye\r\n"))
 		}()
-		res, err := Play(context.Background(), a, recs, 2*time.Second, nil)
+		res, err := Play(context.Background(), a, recs, Options{Wait: 2 * time.Second})
 		a.Close()
 		if err != nil || res.Match() != tc.match {
 			t.Errorf("ehlo reply %q: %+v %v, want match=%v", tc.ehlo, res, err, tc.match)
@@ -123,7 +123,7 @@ func TestReplyCodes(t *testing.T) {
 		{name: "no line end", in: "250 ok", wantErr: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := readReply(bufio.NewReader(strings.NewReader(c.in)))
+			got, _, err := readReply(bufio.NewReader(strings.NewReader(c.in)))
 			if (err != nil) != c.wantErr || (!c.wantErr && got != c.want) {
 				t.Errorf("readReply(%q) = %d, %v; want %d, error %v", c.in, got, err, c.want, c.wantErr)
 			}
@@ -156,7 +156,7 @@ func TestPlayCancelled(t *testing.T) {
 	}()
 	done := make(chan error, 1)
 	go func() {
-		_, err := Play(ctx, a, recs, time.Hour, nil)
+		_, err := Play(ctx, a, recs, Options{Wait: time.Hour})
 		done <- err
 	}()
 	select {
@@ -176,9 +176,12 @@ func FuzzReadReply(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		code, err := readReply(bufio.NewReaderSize(bytes.NewReader(b), 64))
-		if err == nil && (code < 100 || code > 599) {
-			t.Fatalf("readReply(%q) = %d", b, code)
+		code, first, err := readReply(bufio.NewReaderSize(bytes.NewReader(b), 64))
+		if err == nil && (code < 100 || code > 599 || !bytes.HasPrefix(b, first)) {
+			t.Fatalf("readReply(%q) = %d, first line %q", b, code, first)
+		}
+		if h := greetingHost(b); strings.ContainsAny(h, " \t\r\n") {
+			t.Fatalf("greetingHost(%q) = %q", b, h)
 		}
 		for _, c := range finalCodes(b) {
 			if c < 100 || c > 599 {
@@ -205,4 +208,43 @@ func FuzzParseDataRef(f *testing.F) {
 			t.Fatalf("ParseDataRef(%q) = %v %v, which does not print back: %v", b, mk, rk, err)
 		}
 	})
+}
+
+// TestPlayRefusesRecordedServer: a target that greets with the recorded
+// server's name is most likely the MX the session was recorded at, where
+// a replay is real mail; Play stops after the greeting unless told
+// otherwise. A multi-line greeting counts by its first line.
+func TestPlayRefusesRecordedServer(t *testing.T) {
+	recs := []guard.Record{
+		{Dir: guard.DirServer, Data: []byte("220-MX.example.org ESMTP twinmx\r\n220 hello\r\n")},
+		{Dir: guard.DirClient, Data: []byte("QUIT\r\n")},
+		{Dir: guard.DirServer, Data: []byte("221 bye\r\n")},
+	}
+	for _, tc := range []struct {
+		greeting string
+		allow    bool
+		refused  bool
+	}{
+		{"220 mx.example.org ESMTP\r\n", false, true},
+		{"220 mx.example.org ESMTP\r\n", true, false},
+		{"220 test-mx.example.org ESMTP\r\n", false, false},
+	} {
+		a, b := net.Pipe()
+		go func() {
+			defer b.Close()
+			b.Write([]byte(tc.greeting))
+			buf := make([]byte, 100)
+			if n, _ := b.Read(buf); n > 0 {
+				b.Write([]byte("221 bye\r\n"))
+			}
+		}()
+		res, err := Play(context.Background(), a, recs, Options{Wait: 2 * time.Second, RecordedServer: tc.allow})
+		a.Close()
+		if got := errors.Is(err, ErrRecordedServer); got != tc.refused {
+			t.Errorf("greeting %q, allowed %v: %v, refused %v, want %v", tc.greeting, tc.allow, err, got, tc.refused)
+		}
+		if !tc.refused && (err != nil || !res.Match()) {
+			t.Errorf("greeting %q, allowed %v: %+v %v, want a match", tc.greeting, tc.allow, res, err)
+		}
+	}
 }
