@@ -156,6 +156,13 @@ type Client struct {
 	frames   framePool
 	rowLists rowList
 
+	// life ends when Close is called (end): it cuts short a wait for the
+	// backoff and a dial in progress, so that the requests waiting for
+	// them fail with ErrClosed at once, not up to MaxBackoff plus
+	// DialTimeout later.
+	life context.Context
+	end  context.CancelFunc
+
 	mu       sync.Mutex
 	sessions []*session    // the first carries one-shot requests; all carry streams
 	dialing  chan struct{} // non-nil while a dial is in progress; closed when it ends
@@ -171,7 +178,9 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Client{cfg: cfg, log: cfg.Logger.With("dbd", cfg.Addr)}, nil
+	c := &Client{cfg: cfg, log: cfg.Logger.With("dbd", cfg.Addr)}
+	c.life, c.end = context.WithCancel(context.Background())
+	return c, nil
 }
 
 // Close closes the connections; requests in flight fail with ErrClosed.
@@ -181,6 +190,7 @@ func (c *Client) Close() error {
 	ss := c.sessions
 	c.sessions = nil
 	c.mu.Unlock()
+	c.end()
 	for _, s := range ss {
 		s.kill(ErrClosed)
 	}
@@ -268,6 +278,9 @@ func (c *Client) pick(ctx context.Context, stream bool) (*session, error) {
 			case <-ctx.Done():
 				t.Stop()
 				err = ctx.Err()
+			case <-c.life.Done():
+				t.Stop()
+				err = ErrClosed
 			}
 		}
 		if err == nil {
@@ -276,6 +289,11 @@ func (c *Client) pick(ctx context.Context, stream bool) (*session, error) {
 		c.mu.Lock()
 		c.dialing = nil
 		close(ch)
+		if err != nil && c.closed {
+			// Close cut the wait or the dial short: not a failed connect.
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				c.failures++
@@ -307,6 +325,8 @@ func (c *Client) pick(ctx context.Context, stream bool) (*session, error) {
 func (c *Client) dial(ctx context.Context) (*session, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
+	stop := context.AfterFunc(c.life, cancel) // Close ends the dial
+	defer stop()
 	nc, err := c.cfg.Dial(dctx, c.cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial dbd %s: %w", c.cfg.Addr, err)
@@ -375,7 +395,7 @@ func (c *Client) do(ctx context.Context, req *wire.Request, parts [][]byte) (*wi
 			}
 			continue // backoff is applied by conn
 		}
-		call, err := s.start(ctx, c.newID(), parts, 1, nil)
+		call, err := s.start(ctx, c.newID, parts, 1, nil)
 		var ans []byte
 		if err == nil {
 			if ans, err = call.next(ctx); err == nil {

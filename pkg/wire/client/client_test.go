@@ -540,3 +540,105 @@ func TestOnConnectError(t *testing.T) {
 		t.Fatal("OnConnectError was not called")
 	}
 }
+
+// TestRequestIDSkipsLiveCall: when the request ids come round again
+// (2^32 requests, days on a busy connection) to the id of a request still
+// in flight, such as a watch opened at start, the new request gets
+// another id. Reusing it handed the watch's events to the new request as
+// its answer (a find returned the watched row), unregistered the watch
+// when the new request ended, and makes dbd end the connection.
+func TestRequestIDSkipsLiveCall(t *testing.T) {
+	f := newFakeDBD(t)
+	c, ctx := fakeClient(t, f, Config{StreamBuffer: 2 * watchBurst})
+	st, err := c.Watch(ctx, model.Receive, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c.nextID.Store(st.call.id - 1) // the counter has come round to the watch's id
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := st.call.s
+	s.mu.Lock()
+	got := s.calls[st.call.id]
+	s.mu.Unlock()
+	if got != st.call {
+		t.Fatalf("the ping was sent with the live watch's id %d: the watch is no longer registered", st.call.id)
+	}
+	if _, err := st.Next(ctx); err != nil {
+		t.Fatalf("watch after the ping: %v", err)
+	}
+}
+
+// TestCloseEndsBackoff: Close makes a request that waits out the backoff
+// after a failed connect return ErrClosed at once, not after the wait (up
+// to MaxBackoff) and one more dial.
+func TestCloseEndsBackoff(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // connects are refused
+	failed := make(chan struct{}, 1)
+	kp, _ := wire.GenerateKeyPair(rand.Reader)
+	srv, _ := wire.GenerateKeyPair(rand.Reader)
+	c, err := New(Config{Addr: addr, Static: kp, Server: srv.Public, MinBackoff: time.Minute, MaxBackoff: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnConnectError: func(error) {
+			select {
+			case failed <- struct{}{}:
+			default:
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Ping(ctx) }()
+	<-failed // the ping now waits 30 s or more before it dials again
+	c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("ping = %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ping still waiting 5 s after Close")
+	}
+}
+
+// TestCloseEndsDial: Close makes a request waiting for its connect return
+// ErrClosed at once, not when DialTimeout ends the dial.
+func TestCloseEndsDial(t *testing.T) {
+	dialing := make(chan struct{}, 1)
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		dialing <- struct{}{}
+		<-ctx.Done() // a connect that hangs (a peer dropping SYNs)
+		return nil, ctx.Err()
+	}
+	kp, _ := wire.GenerateKeyPair(rand.Reader)
+	srv, _ := wire.GenerateKeyPair(rand.Reader)
+	c, err := New(Config{Addr: "192.0.2.1:1", Static: kp, Server: srv.Public, DialTimeout: time.Minute,
+		Dial: dial, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Ping(ctx) }()
+	<-dialing
+	c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("ping = %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ping still waiting 5 s after Close")
+	}
+}

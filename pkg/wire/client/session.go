@@ -61,6 +61,12 @@ func (s *session) lostErr() error {
 	if errors.Is(s.err, ErrClosed) {
 		return ErrClosed
 	}
+	if errors.Is(s.err, ErrAnswerTooLarge) {
+		// This package's sentinel stays findable with errors.Is. Other
+		// causes stay text only: a caller's errors.As(err, &net.Error)
+		// must not take a lost dbd connection for its own timeout.
+		return fmt.Errorf("%w: %w", ErrConnLost, s.err)
+	}
 	return fmt.Errorf("%w: %v", ErrConnLost, s.err)
 }
 
@@ -106,26 +112,35 @@ func (cl *call) unregister() {
 	})
 }
 
-// start registers a call and sends its request frames. The request is the
-// concatenation of parts (see send).
+// start registers a call under an id from newID and sends its request
+// frames. The request is the concatenation of parts (see send).
 // release, if not nil, is called once when the call ends (also when start
 // fails).
-func (s *session) start(ctx context.Context, id uint32, parts [][]byte, buf int, release func()) (*call, error) {
-	return s.startHandled(ctx, id, parts, buf, release, nil)
+func (s *session) start(ctx context.Context, newID func() uint32, parts [][]byte, buf int, release func()) (*call, error) {
+	return s.startHandled(ctx, newID, parts, buf, release, nil)
 }
 
 // startHandled is start with the call's handle (see call).
-func (s *session) startHandled(ctx context.Context, id uint32, parts [][]byte, buf int, release func(), handle func([]byte) bool) (*call, error) {
-	cl := &call{s: s, id: id, ch: make(chan answer, buf), gone: make(chan struct{}), release: release, handle: handle}
+func (s *session) startHandled(ctx context.Context, newID func() uint32, parts [][]byte, buf int, release func(), handle func([]byte) bool) (*call, error) {
+	cl := &call{s: s, ch: make(chan answer, buf), gone: make(chan struct{}), release: release, handle: handle}
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
 		cl.unregister()
 		return nil, s.lostErr()
 	}
-	s.calls[id] = cl
+	// The ids come round again after 2^32 requests, days on a busy
+	// connection that still carries a watch opened at its start: an id in
+	// flight here is skipped. Reused, it would hand that request's answers
+	// to the new call, and dbd ends a connection that reuses an id in
+	// flight (docs/wire.md §5.1).
+	cl.id = newID()
+	for s.calls[cl.id] != nil {
+		cl.id = newID()
+	}
+	s.calls[cl.id] = cl
 	s.mu.Unlock()
-	if err := s.send(id, parts); err != nil {
+	if err := s.send(cl.id, parts); err != nil {
 		cl.close()
 		return nil, err
 	}

@@ -37,7 +37,7 @@ func (c *Client) streamHandled(ctx context.Context, req *wire.Request, handle fu
 	if err != nil {
 		return nil, fmt.Errorf("open %s stream: %w", req.Op, err)
 	}
-	cl, err := s.startHandled(ctx, c.newID(), [][]byte{msg}, c.cfg.StreamBuffer, release, handle)
+	cl, err := s.startHandled(ctx, c.newID, [][]byte{msg}, c.cfg.StreamBuffer, release, handle)
 	if err != nil {
 		return nil, fmt.Errorf("open %s stream: %w", req.Op, err)
 	}

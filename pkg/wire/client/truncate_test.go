@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -291,5 +292,34 @@ func TestTruncatedAnswerRetried(t *testing.T) {
 				t.Fatalf("%d connections, want 2 (the cut one and the retry)", n)
 			}
 		})
+	}
+}
+
+// TestAnswerTooLarge: an answer over Config.MaxAnswer drops the
+// connection, and the request it answered fails with an error that
+// errors.Is finds both ErrConnLost and ErrAnswerTooLarge in (the second
+// was lost in the error's text).
+func TestAnswerTooLarge(t *testing.T) {
+	parent := model.KeyOf(model.Mailbox, []byte("box"))
+	row := wire.Row{Table: model.Receive, Key: model.KeyOf(model.Receive, []byte("1")), RowNo: 1, HasContent: true, Content: bytes.Repeat([]byte("x"), 1000)}
+	d := startTruncDBD(t, &truncDBD{
+		answer: func(*wire.Request) [][]byte {
+			return [][]byte{wire.AppendRow(wire.AppendEventHeader(nil), &row), wire.AppendEnd(nil)}
+		},
+		step:  100,
+		trunc: func(int64) bool { return false },
+	})
+	kp, _ := wire.GenerateKeyPair(rand.Reader)
+	c, err := New(Config{Addr: d.ln.Addr().String(), Static: kp, Server: d.key.Public, MaxAnswer: 500,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rows, err := c.List(ctx, model.Receive, parent, 0, 10)
+	if !errors.Is(err, ErrAnswerTooLarge) || !errors.Is(err, ErrConnLost) {
+		t.Fatalf("list = %d rows, %v; want ErrConnLost and ErrAnswerTooLarge", len(rows), err)
 	}
 }
