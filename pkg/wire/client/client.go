@@ -1,10 +1,12 @@
 // Package client is the Go client of dbd's wire protocol, used by every
-// twinmx service. It keeps one encrypted connection to one dbd, multiplexes
+// twinmx service. It keeps an encrypted connection to one dbd, multiplexes
 // many requests on it, reconnects with exponential backoff when it breaks,
 // and retries idempotent requests (everything but increment) on a new
-// connection. dbd bounds the streams open on one connection, so streams
-// beyond Config.StreamsPerConn go to further connections, opened as
-// needed: a daemon with many sessions that each watch is not refused.
+// connection. Streams a caller reads with Stream.Next go to connections of
+// their own, and dbd bounds the streams open on one connection, so
+// streams beyond Config.StreamsPerConn go to further connections, opened
+// as needed: a daemon with many sessions that each watch is not refused.
+// See Client for which connection carries what.
 //
 // # Concurrency
 //
@@ -60,20 +62,29 @@ type Config struct {
 	// MaxAnswer bounds one answer message in bytes. Default 128 MiB.
 	MaxAnswer int
 	// StreamBuffer is how many answer messages a stream may hold unread
-	// before the connection's reader waits for it. Default 256.
+	// before the connection's reader waits for it: back-pressure, which
+	// reaches dbd through TCP. Only the streams read with Stream.Next
+	// ever fill it, and they have connections of their own (see Client),
+	// so a slow reader stalls no request. Default 256.
 	StreamBuffer int
 	// StreamsPerConn is how many streams (watch, list, mail, scan, ...)
 	// one connection carries before the next stream opens another
-	// connection. Keep it below dbd's MaxStreams: dbd frees a stream's
-	// slot a moment after its end arrives here (a stream refused as busy
-	// is tried again on another connection). Default 48.
+	// connection; it applies to the connections for requests and to
+	// those for streams read with Next alike (see Client). Keep it below
+	// dbd's MaxStreams: dbd frees a stream's slot a moment after its end
+	// arrives here (a stream refused as busy is tried again on another
+	// connection). Default 48.
 	StreamsPerConn int
 	// OneConnection makes the client dial once: after its first
 	// connection is lost, every request and stream fails with
 	// ErrConnLost instead of dialling again. For a caller whose state
 	// holds only for the dbd run it read it from, such as a replicator's
 	// cursor: dbd may come back with an older copy of its store.
-	// Streams share that one connection past StreamsPerConn.
+	// Requests and every stream share that one connection, past
+	// StreamsPerConn; so a stream read with Next whose buffer is full
+	// stalls every other request and stream until it is read or closed,
+	// and the caller must keep reading it (or use a second Client for
+	// its requests, as backupd does).
 	OneConnection bool
 	// Logger gets reconnect logs. Default slog.Default().
 	Logger *slog.Logger
@@ -135,6 +146,47 @@ func (c *Config) Validate() error {
 }
 
 // Client talks to one dbd. Create it with New.
+//
+// # Connections
+//
+// Answers of all the requests on a connection arrive in one TCP stream,
+// read by one goroutine. A stream's answers wait in a buffer of
+// Config.StreamBuffer messages for its caller; when it is full, that
+// goroutine waits for the caller to take one, and so does every other
+// answer on the connection: the back-pressure that keeps a replica's
+// changes stream from reading a whole store into memory. A caller that
+// reads a stream with Stream.Next and, between reads, waits for its own
+// requests (spamd's judge: a watch of throw-ins feeding workers that find
+// and batch) would wait for ever if they shared a connection. So a
+// Client keeps two kinds of connection:
+//
+//   - connections for requests: one-shot requests go to the first of
+//     them; streams the Client itself reads without waiting on the caller
+//     go to the first with room: those collected into a list (List,
+//     ScanKeys, MailRows, MailsRows, ...) and watches handed to a func
+//     (WatchWhereFunc). A daemon that uses no others (smtpd) keeps one
+//     connection.
+//   - connections for streams read with Next (Watch, WatchChildren,
+//     WatchWhere, Changes, Dump, Scan): never a one-shot request, even
+//     after the connection for requests is lost. The first such stream
+//     opens one.
+//
+// Either kind carries at most Config.StreamsPerConn streams, and a stream
+// beyond that opens a further connection of its kind. With
+// Config.OneConnection everything shares the one connection (see there).
+//
+// A stream read with Next whose buffer is full still stalls the other
+// streams on its connection until its caller reads it or closes it. That
+// is accepted: without flow control per stream in the protocol, the only
+// ways out are a connection per stream (an imapd with thousands of
+// watches) or buffers without bound (no back-pressure). And as long as
+// the caller of each such stream waits, between reads, for nothing but
+// requests (below), the stall lasts as long as a caller's pause, not for
+// ever. REQUIRES: while a caller leaves a stream read with Next unread,
+// it neither opens nor reads another such stream of the same Client, nor
+// waits for a goroutine that does (read each from a goroutine of its own,
+// as dbctl's autoverdict does its watch and scan). Requests and the
+// collected streams are always free to use.
 type Client struct {
 	cfg    Config
 	log    *slog.Logger
@@ -164,7 +216,7 @@ type Client struct {
 	end  context.CancelFunc
 
 	mu       sync.Mutex
-	sessions []*session    // the first carries one-shot requests; all carry streams
+	sessions []*session    // the first unpaced one carries one-shot requests; see Client
 	dialing  chan struct{} // non-nil while a dial is in progress; closed when it ends
 	failures int           // consecutive failed dials
 	dialed   bool          // a dial succeeded (see Config.OneConnection)
@@ -197,16 +249,32 @@ func (c *Client) Close() error {
 	return nil
 }
 
+// use is what a call asks of its connection (see Client).
+type use int
+
+const (
+	// useOneShot: a one-shot request, on the first connection for
+	// requests.
+	useOneShot use = iota
+	// useDrained: a stream whose answers the Client takes as they come
+	// (collected, or handed to a func), on a connection for requests.
+	useDrained
+	// usePaced: a stream read with Next at its caller's pace, on a
+	// connection for such streams only.
+	usePaced
+)
+
 // conn returns the live session for one-shot requests, dialling one if
 // needed.
 func (c *Client) conn(ctx context.Context) (*session, error) {
-	return c.pick(ctx, false)
+	return c.pick(ctx, useOneShot)
 }
 
-// streamConn returns a live session with room for one more stream and
-// counts the stream on it; release (exactly once) when it ends.
-func (c *Client) streamConn(ctx context.Context) (s *session, release func(), err error) {
-	s, err = c.pick(ctx, true)
+// streamConn returns a live session for a stream of use u with room for
+// one more stream and counts the stream on it; release (exactly once)
+// when it ends.
+func (c *Client) streamConn(ctx context.Context, u use) (s *session, release func(), err error) {
+	s, err = c.pick(ctx, u)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -217,12 +285,35 @@ func (c *Client) streamConn(ctx context.Context) (s *session, release func(), er
 	}, nil
 }
 
-// pick returns a live session (for a stream: one with room, counting the
-// stream), dialling one if there is none. Concurrent callers share one
-// dial. After a failed dial, callers wait out the backoff. A connection
-// that served only streams stays open when they end (dbd closes it once
-// it has been idle long enough).
-func (c *Client) pick(ctx context.Context, stream bool) (*session, error) {
+// fitsLocked reports whether s may take a call of use u; a stream it
+// takes is counted. REQUIRES: c.mu held, s live.
+func (c *Client) fitsLocked(s *session, u use) bool {
+	if c.cfg.OneConnection {
+		// One connection for everything (see Config.OneConnection).
+		if u != useOneShot {
+			s.streams++
+		}
+		return true
+	}
+	if s.paced != (u == usePaced) {
+		return false
+	}
+	if u == useOneShot {
+		return true
+	}
+	if s.streams < c.cfg.StreamsPerConn && time.Now().After(s.busyUntil) {
+		s.streams++
+		return true
+	}
+	return false
+}
+
+// pick returns a live session for a call of use u (for a stream: one with
+// room, counting the stream), dialling one of the right kind if there is
+// none. Concurrent callers share one dial. After a failed dial, callers
+// wait out the backoff. A connection that served only streams stays open
+// when they end (dbd closes it once it has been idle long enough).
+func (c *Client) pick(ctx context.Context, u use) (*session, error) {
 	for {
 		c.mu.Lock()
 		if c.closed {
@@ -238,15 +329,7 @@ func (c *Client) pick(ctx context.Context, stream bool) (*session, error) {
 		clear(c.sessions[len(live):])
 		c.sessions = live
 		for _, s := range c.sessions {
-			if !stream || c.cfg.OneConnection {
-				if stream {
-					s.streams++
-				}
-				c.mu.Unlock()
-				return s, nil
-			}
-			if s.streams < c.cfg.StreamsPerConn && time.Now().After(s.busyUntil) {
-				s.streams++
+			if c.fitsLocked(s, u) {
 				c.mu.Unlock()
 				return s, nil
 			}
@@ -315,6 +398,10 @@ func (c *Client) pick(ctx context.Context, stream bool) (*session, error) {
 		}
 		c.failures = 0
 		c.dialed = true
+		// Its kind is fixed now: a one-shot request never goes to a
+		// connection that has carried a paced stream (a caller that left
+		// it unread may be waiting for that request).
+		s.paced = u == usePaced
 		c.sessions = append(c.sessions, s)
 		c.mu.Unlock()
 		// Loop: the new session is picked like any other (a concurrent

@@ -325,10 +325,14 @@ func TestClosed(t *testing.T) {
 
 // TestStreamsSpreadOverConnections: streams beyond StreamsPerConn open a
 // further connection; a freed slot is used again before a new one is
-// opened; one-shot requests keep using the first connection.
+// opened; one-shot requests keep using their own connection, which
+// streams read with Next never share (TestUnreadStreamDoesNotStallRequests).
 func TestStreamsSpreadOverConnections(t *testing.T) {
 	f := newFakeDBD(t)
 	c, ctx := fakeClient(t, f, Config{StreamsPerConn: 2, StreamBuffer: 2 * watchBurst})
+	if err := c.Ping(ctx); err != nil { // the connection for requests
+		t.Fatal(err)
+	}
 	var open []*Stream
 	watch := func() {
 		t.Helper()
@@ -341,25 +345,25 @@ func TestStreamsSpreadOverConnections(t *testing.T) {
 	for range 5 {
 		watch()
 	}
-	if n := f.accepts.Load(); n != 3 {
-		t.Fatalf("5 streams at 2 a connection used %d connections, want 3", n)
+	if n := f.accepts.Load(); n != 1+3 {
+		t.Fatalf("5 streams at 2 a connection used %d connections with the requests', want 4", n)
 	}
 	open[0].Close()
 	open[3].Close()
 	watch()
 	watch()
-	if n := f.accepts.Load(); n != 3 {
-		t.Fatalf("after two streams ended, two more used %d connections in all, want 3", n)
+	if n := f.accepts.Load(); n != 1+3 {
+		t.Fatalf("after two streams ended, two more used %d connections in all, want 4", n)
 	}
 	watch() // the 6th open stream fills the third connection
 	watch()
-	if n := f.accepts.Load(); n != 4 {
-		t.Fatalf("the 7th open stream used %d connections in all, want 4", n)
+	if n := f.accepts.Load(); n != 1+4 {
+		t.Fatalf("the 7th open stream used %d connections in all, want 5", n)
 	}
 	if err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := f.accepts.Load(); n != 4 {
+	if n := f.accepts.Load(); n != 1+4 {
 		t.Fatalf("a ping opened a connection (%d in all)", n)
 	}
 	for _, st := range open {

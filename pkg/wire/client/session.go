@@ -24,6 +24,10 @@ type session struct {
 
 	streams   int       // open streams; guarded by the Client's mu
 	busyUntil time.Time // no new streams before (dbd said busy); guarded by the Client's mu
+	// paced: the session carries streams read at their caller's pace
+	// (usePaced) and nothing else (see Client). Set before the session
+	// is added to the Client's, under its mu, and never changed.
+	paced bool
 
 	mu    sync.Mutex
 	calls map[uint32]*call
@@ -341,6 +345,10 @@ func (s *session) readLoop() {
 			// a pooled one is left to the garbage collector.
 			continue
 		}
+		// A full ch makes this wait, and every answer behind it on the
+		// connection: back-pressure for a stream read with Next, which
+		// the Client keeps off the connections of one-shot requests (see
+		// Client).
 		select {
 		case cl.ch <- a:
 		case <-cl.gone: // the caller closed the call: drop the answer

@@ -23,17 +23,20 @@ type Stream struct {
 	rows []wire.Row // the rest of a rows answer (wire.KindRows), handed out first
 }
 
-func (c *Client) stream(ctx context.Context, req *wire.Request) (*Stream, error) {
-	return c.streamHandled(ctx, req, nil)
+// stream opens the stream request req on a connection for use u:
+// usePaced for a Stream handed to the caller, useDrained for one the
+// Client reads to its end itself (see Client).
+func (c *Client) stream(ctx context.Context, req *wire.Request, u use) (*Stream, error) {
+	return c.streamHandled(ctx, req, u, nil)
 }
 
 // streamHandled is stream with the call's handle (see call).
-func (c *Client) streamHandled(ctx context.Context, req *wire.Request, handle func([]byte) bool) (*Stream, error) {
+func (c *Client) streamHandled(ctx context.Context, req *wire.Request, u use, handle func([]byte) bool) (*Stream, error) {
 	msg, err := wire.AppendRequest(make([]byte, 0, req.SizeHint()), req)
 	if err != nil {
 		return nil, err
 	}
-	s, release, err := c.streamConn(ctx)
+	s, release, err := c.streamConn(ctx, u)
 	if err != nil {
 		return nil, fmt.Errorf("open %s stream: %w", req.Op, err)
 	}
@@ -145,7 +148,9 @@ func (c *Client) WatchWhere(ctx context.Context, t model.Table, cond wire.WatchC
 // watcher that only hands events on (smtpd's, to the transactions
 // waiting for a row) saves a goroutine hand-over per event. f must be
 // quick and must not block or use the Client; the row is f's. Next then
-// returns what f was not given: the end of the stream or its error.
+// returns what f was not given: the end of the stream or its error. As it
+// never leaves the connection's reader waiting, the stream shares the
+// connection of one-shot requests (see Client): smtpd needs no other.
 func (c *Client) WatchWhereFunc(ctx context.Context, t model.Table, cond wire.WatchCond, f func(*wire.Row)) (*Stream, error) {
 	return c.watchHandled(ctx, &wire.Request{Op: wire.OpWatch, Table: t, Cond: &cond}, func() func([]byte) bool {
 		subscribed := false
@@ -176,18 +181,23 @@ func (c *Client) watch(ctx context.Context, req *wire.Request) (*Stream, error) 
 	return c.watchHandled(ctx, req, nil)
 }
 
-// watchHandled is watch whose calls' handles newHandle makes (nil: none).
+// watchHandled is watch whose calls' handles newHandle makes (nil: none,
+// the events are read with Next).
 func (c *Client) watchHandled(ctx context.Context, req *wire.Request, newHandle func() func([]byte) bool) (*Stream, error) {
 	t := req.Table
 	if req.Cond != nil && c.noWatchCond.Load() {
 		req.Cond = nil
+	}
+	u := usePaced
+	if newHandle != nil {
+		u = useDrained
 	}
 	for attempt := 1; ; attempt++ {
 		var handle func([]byte) bool
 		if newHandle != nil {
 			handle = newHandle()
 		}
-		st, err := c.streamHandled(ctx, req, handle)
+		st, err := c.streamHandled(ctx, req, u, handle)
 		if err != nil {
 			return nil, err
 		}
@@ -217,13 +227,13 @@ func (c *Client) watchHandled(ctx context.Context, req *wire.Request, newHandle 
 // from a merge under that cursor exactly as sent come without content
 // (HasContent false): the site that sent them has it.
 func (c *Client) Changes(ctx context.Context, cursor uint64, follow bool, exclude string) (*Stream, error) {
-	return c.stream(ctx, &wire.Request{Op: wire.OpChanges, Value: cursor, Flag: follow, Name: exclude})
+	return c.stream(ctx, &wire.Request{Op: wire.OpChanges, Value: cursor, Flag: follow, Name: exclude}, usePaced)
 }
 
 // Dump streams every row, sorted by table and key, with the SHA-256 of its
 // content in Digest (not the content).
 func (c *Client) Dump(ctx context.Context) (*Stream, error) {
-	return c.stream(ctx, &wire.Request{Op: wire.OpDump})
+	return c.stream(ctx, &wire.Request{Op: wire.OpDump}, usePaced)
 }
 
 // ScanKeys returns the keys of up to limit of the newest rows of table t,
@@ -256,7 +266,9 @@ func (c *Client) collect(ctx context.Context, req *wire.Request, want int) ([]wi
 // at once.
 func (c *Client) collectFrames(ctx context.Context, req *wire.Request, into []wire.Row, frames *[]*[]byte) ([]wire.Row, error) {
 	for attempt := 1; ; attempt++ {
-		st, err := c.stream(ctx, req)
+		// Read to its end at once, by readAll alone: it shares the
+		// connection of one-shot requests (see Client).
+		st, err := c.stream(ctx, req, useDrained)
 		if err != nil {
 			return nil, err
 		}
@@ -330,7 +342,7 @@ const busyPause = 100 * time.Millisecond
 // Scan streams up to limit of the newest rows of table t (highest local row
 // number first), without content.
 func (c *Client) Scan(ctx context.Context, t model.Table, limit int) (*Stream, error) {
-	return c.stream(ctx, &wire.Request{Op: wire.OpScan, Table: t, Value: uint64(max(limit, 0))})
+	return c.stream(ctx, &wire.Request{Op: wire.OpScan, Table: t, Value: uint64(max(limit, 0))}, usePaced)
 }
 
 // List returns up to limit (at most 10000) rows of table t whose parent is
