@@ -66,18 +66,19 @@ type Config struct {
 	TLS *tls.Config
 
 	// MaxCommands is the number of command lines a session may send
-	// without reaching DATA (counted afresh after each 354) before it gets
-	// "421 4.7.0" and is closed. Default: 1000.
+	// without a mail stored (counted afresh after each Conn.DataStored)
+	// before it gets "421 4.7.0" and is closed. Default: 1000.
 	MaxCommands int
 	// MaxJunk is the number of commands that move no mail (NOOP, RSET,
-	// VRFY, EXPN, HELP) a session may send without reaching DATA before it
+	// VRFY, EXPN, HELP) a session may send without a mail stored before it
 	// gets "421 4.7.0" and is closed: a client looping on them holds a
 	// slot for nothing (Postfix smtpd_junk_command_limit). Default: 100.
 	MaxJunk int
 	// MaxErrors is the number of 4xx/5xx replies a session may collect
-	// without reaching DATA (counted afresh after each 354);
-	// the reply that exceeds it is followed by "421 4.7.0" and a close
-	// (Postfix smtpd_hard_error_limit). Default: 20.
+	// without a mail stored (counted afresh after each Conn.DataStored;
+	// 452 4.5.3, recipients to send later, is not counted); the reply
+	// that exceeds it is followed by "421 4.7.0" and a close (Postfix
+	// smtpd_hard_error_limit). Default: 20.
 	MaxErrors int
 	// SoftErrors is the number of 4xx/5xx replies (counted like
 	// MaxErrors) from which on every further reply is delayed by

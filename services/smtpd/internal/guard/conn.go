@@ -153,8 +153,8 @@ type Conn struct {
 		earlyTalker bool
 		commands    int
 		errors      int
-		// Commands and 4xx/5xx replies since the last 354 (the limits
-		// apply to these, see reply.go).
+		// Commands and 4xx/5xx replies since the last stored mail (the
+		// limits apply to these, see DataStored and reply.go).
 		sinceData       int
 		junkSinceData   int
 		errorsSinceData int
@@ -253,7 +253,8 @@ func (c *Conn) Commands() int {
 	return c.mu.commands
 }
 
-// Errors returns the number of 4xx/5xx replies sent so far.
+// Errors returns the number of error replies sent so far: 4xx/5xx, but
+// 452 4.5.3 (see recipientsLater).
 func (c *Conn) Errors() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -278,11 +279,18 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 // and can be found again by ref (the session's reference to its rows): in
 // the capture, the data's bytes are replaced by one DirMail record holding
 // ref, so a capture does not keep every mail a second time. A replay
-// fetches the data by ref. Call it at most once per DATA, after the data
-// ended.
+// fetches the data by ref. The command and error budgets (MaxCommands,
+// MaxJunk, MaxErrors) count afresh from here. Call it at most once per
+// DATA, after the data ended.
 func (c *Conn) DataStored(ref string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// A mail moved: the budgets are per stretch without one (Postfix
+	// forgives a client's errors once a message is queued), so a sender
+	// that reuses its connection for hundreds of mails is not cut off.
+	c.mu.sinceData = 0
+	c.mu.junkSinceData = 0
+	c.mu.errorsSinceData = 0
 	r := c.mu.lastData
 	if r[1] <= r[0] {
 		return
@@ -462,11 +470,29 @@ func (c *Conn) replyAndClose(reply string) error {
 	return ErrClosed
 }
 
-// reply sends a reply of the guard's own and keeps the connection.
+// reply sends a reply of the guard's own and keeps the connection, unless
+// it is one error too many. It waits and counts as go-smtp's replies do
+// (Write): these answer the client's commands too, and when they did not
+// count, a client could collect MaxCommands of them, never tarpitted.
 func (c *Conn) reply(reply string) error {
+	if err := c.tarpit(); err != nil {
+		return err
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.writeSocketLocked([]byte(reply))
+	if err := c.writeSocketLocked([]byte(reply)); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	closeReply := c.countReplyLocked(parseReplyLine([]byte(reply)))
+	c.mu.Unlock()
+	if closeReply != "" {
+		c.logger().Warn("too many errors", "errors", c.Errors())
+		_ = c.writeSocketLocked([]byte(closeReply))
+		_ = c.Close()
+		return ErrClosed
+	}
+	return nil
 }
 
 // Write takes go-smtp's replies. The first Write (the greeting) runs the
@@ -480,14 +506,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	if d := c.errorDelay(); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-c.done:
-			t.Stop()
-			return 0, ErrClosed
-		}
+	if err := c.tarpit(); err != nil {
+		return 0, err
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -506,8 +526,25 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// tarpit waits errorDelay before a reply; ErrClosed if the connection is
+// closed meanwhile.
+func (c *Conn) tarpit() error {
+	d := c.errorDelay()
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-c.done:
+		return ErrClosed
+	}
+}
+
 // errorDelay is how long a reply waits: ErrorDelay once the session has
-// collected SoftErrors error replies since its last DATA, else 0.
+// collected SoftErrors error replies since its last stored mail, else 0.
 func (c *Conn) errorDelay() time.Duration {
 	if c.cfg.SoftErrors < 0 {
 		return 0
@@ -919,7 +956,7 @@ func controlByte(line []byte) int {
 	return -1
 }
 
-// junkCommands move no mail; MaxJunk bounds them between two DATAs.
+// junkCommands move no mail; MaxJunk bounds them between two stored mails.
 var junkCommands = map[string]bool{"NOOP": true, "RSET": true, "VRFY": true, "EXPN": true, "HELP": true}
 
 // httpMethods are HTTP request methods: a web client or a proxy abuse

@@ -441,9 +441,12 @@ func TestMaxCommands(t *testing.T) {
 
 // TestLimitsCountAfreshPerTransaction: a sender that keeps its connection
 // for many mails is not cut off; the budgets count commands and errors
-// since the last DATA.
+// since the last stored mail.
 func TestLimitsCountAfreshPerTransaction(t *testing.T) {
 	srv := startServer(t, Config{MaxCommands: 5, MaxErrors: 2})
+	srv.be.mu.Lock()
+	srv.be.stores = true
+	srv.be.mu.Unlock()
 	c := greeted(t, srv.addr) // 1 command
 	for i := range 5 {        // 3 commands each, 15 in all
 		c.startTx(fmt.Sprintf("a%d@sender.test", i))
@@ -455,7 +458,7 @@ func TestLimitsCountAfreshPerTransaction(t *testing.T) {
 	for range 3 {
 		c.cmd("NOOP", "250 ")
 	}
-	c.cmd("NOOP", "421 4.7.0") // the 6th command since the last DATA
+	c.cmd("NOOP", "421 4.7.0") // the 6th command since the last mail
 	c.expectClosed()
 }
 
@@ -697,10 +700,13 @@ func TestErrorTarpit(t *testing.T) {
 }
 
 // TestMaxJunk: commands that move no mail (NOOP, RSET, VRFY, HELP) are
-// bounded between two DATAs (TEST-CATALOG item 19); a DATA starts the
-// count afresh, and other commands do not count.
+// bounded between two stored mails (TEST-CATALOG item 19); a stored mail
+// starts the count afresh, and other commands do not count.
 func TestMaxJunk(t *testing.T) {
 	srv := startServer(t, Config{MaxJunk: 3})
+	srv.be.mu.Lock()
+	srv.be.stores = true
+	srv.be.mu.Unlock()
 	c := greeted(t, srv.addr)
 	c.cmd("NOOP", "250 ")
 	c.cmd("RSET", "250 ")
@@ -809,4 +815,75 @@ func TestAfterClose(t *testing.T) {
 	if n := runs.Load(); n != 2 {
 		t.Fatalf("f on a closed connection: %d runs, want 2", n)
 	}
+}
+
+// TestRecipientsLaterIsNoError: 452 4.5.3 (too many recipients, RFC 5321
+// §4.5.3.1.10, or, from smtpd's session, a recipient of another spam
+// policy) asks the client to send those recipients in another
+// transaction; the client did nothing wrong, and the mail goes on to
+// DATA for the recipients taken. Counted as errors, they cut off a mail
+// to more than --max-recipients + MaxErrors addresses with 421 before its
+// DATA, at every retry, so it reached nobody; and they started the
+// tarpit. Postfix does not count them either (smtpd_recipient_overshoot_limit).
+func TestRecipientsLaterIsNoError(t *testing.T) {
+	for _, cfg := range []Config{
+		{MaxErrors: 2, SoftErrors: -1},
+		{SoftErrors: 1, ErrorDelay: time.Second},
+	} {
+		t.Run(fmt.Sprintf("max=%d soft=%d", cfg.MaxErrors, cfg.SoftErrors), func(t *testing.T) {
+			srv := startServer(t, cfg)
+			c := greeted(t, srv.addr)
+			c.cmd("MAIL FROM:<a@s.test>", "250 ")
+			c.cmd("RCPT TO:<r@mx.test>", "250 ")
+			start := time.Now()
+			for range 5 {
+				c.cmd("RCPT TO:<later@mx.test>", "452 4.5.3 ")
+			}
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("five 452 4.5.3 replies took %v: tarpitted as errors", took)
+			}
+			c.cmd("DATA", "354 ")
+			c.send("Subject: x\r\n\r\nbody\r\n.\r\n")
+			c.expect("250 ")
+			// A real error still counts.
+			c.cmd("RCPT TO:<x@y>", "503 ")
+		})
+	}
+}
+
+// TestRefusedDataCountsOn: the limits count afresh after a stored mail
+// only. A DATA whose message is refused before it is stored (a bare LF:
+// 550 at no cost to the client) moved no mail; when each 354 started the
+// count afresh, a client with one valid recipient (Postmaster, which
+// every domain must take) could probe addresses for ever within
+// MaxErrors - 1 errors a round, never tarpitted, never cut off.
+func TestRefusedDataCountsOn(t *testing.T) {
+	round := func(c *client, i int, body, reply string) {
+		t.Helper()
+		c.cmd("DATA x", "501 ")
+		c.cmd("DATA x", "501 ")
+		c.startTx(fmt.Sprintf("a%d@sender.test", i))
+		c.send(body)
+		c.expect(reply)
+	}
+	t.Run("stored", func(t *testing.T) {
+		srv := startServer(t, Config{MaxErrors: 3, SoftErrors: -1})
+		srv.be.mu.Lock()
+		srv.be.stores = true
+		srv.be.mu.Unlock()
+		c := greeted(t, srv.addr)
+		for i := range 5 {
+			round(c, i, "Subject: x\r\n\r\nbody\r\n.\r\n", "250 ")
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		srv := startServer(t, Config{MaxErrors: 3, SoftErrors: -1})
+		c := greeted(t, srv.addr)
+		round(c, 0, "Subject: x\r\n\r\nbare\nLF\r\n.\r\n", "550 5.6.0")
+		// Three errors so far; the fourth is one too many.
+		c.send("DATA x\r\nNOOP\r\n")
+		c.expect("501 ")
+		c.expect("421 4.7.0")
+		c.expectClosed()
+	})
 }

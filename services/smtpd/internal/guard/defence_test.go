@@ -314,3 +314,43 @@ func TestCapture(t *testing.T) {
 }
 
 var _ net.Conn = (*Conn)(nil)
+
+// TestGuardRepliesCount: the guard's own error replies (501 to STARTTLS
+// with an argument, 503 to a transaction before the greeting after TLS)
+// count against MaxErrors like go-smtp's. Before, they bypassed the count
+// and the tarpit: a client could collect MaxCommands of them.
+func TestGuardRepliesCount(t *testing.T) {
+	t.Run("STARTTLS argument", func(t *testing.T) {
+		srv := startServer(t, Config{TLS: selfSigned(t), MaxErrors: 2, SoftErrors: -1})
+		c := greeted(t, srv.addr)
+		c.cmd("STARTTLS now", "501 ")
+		c.cmd("STARTTLS now", "501 ")
+		c.send("STARTTLS now\r\nNOOP\r\n")
+		c.expect("501 ")
+		c.expect("421 4.7.0")
+		c.expectClosed()
+	})
+	t.Run("no greeting after TLS", func(t *testing.T) {
+		srv := startServer(t, Config{TLS: selfSigned(t), MaxErrors: 2, SoftErrors: -1})
+		c := greeted(t, srv.addr)
+		c.cmd("STARTTLS", "220 ")
+		c.tlsUpgrade()
+		c.cmd("MAIL FROM:<a@s.test>", "503 ")
+		c.cmd("MAIL FROM:<a@s.test>", "503 ")
+		c.send("MAIL FROM:<a@s.test>\r\nNOOP\r\n")
+		c.expect("503 ")
+		c.expect("421 4.7.0")
+		c.expectClosed()
+	})
+	t.Run("tarpit", func(t *testing.T) {
+		const delay = 300 * time.Millisecond
+		srv := startServer(t, Config{TLS: selfSigned(t), SoftErrors: 1, ErrorDelay: delay})
+		c := greeted(t, srv.addr)
+		c.cmd("STARTTLS now", "501 ")
+		start := time.Now()
+		c.cmd("STARTTLS now", "501 ")
+		if took := time.Since(start); took < delay {
+			t.Errorf("an error reply past the soft limit answered after %v, want at least %v", took, delay)
+		}
+	})
+}

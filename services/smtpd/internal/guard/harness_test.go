@@ -21,6 +21,10 @@ import (
 // sessions read the message through Conn.Message, as smtpd's does.
 type testBackend struct {
 	direct bool
+	// stores: a session tells the Conn of each clean message it takes
+	// (DataStored), as smtpd's does once the mail is stored. Set it
+	// under mu.
+	stores bool
 	// stopAfter > 0: a direct session reads that many bytes and refuses
 	// the message, as smtpd does over its size limit; it sends on stopped
 	// (if not nil) once it has read them.
@@ -102,6 +106,11 @@ func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (s *testSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if strings.HasPrefix(to, "later@") {
+		// As smtpd's session answers a recipient of another spam policy,
+		// and go-smtp one over Server.MaxRecipients.
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Send this recipient in another transaction"}
+	}
 	s.be.mu.Lock()
 	s.be.rcpts = append(s.be.rcpts, to)
 	s.be.mu.Unlock()
@@ -131,6 +140,12 @@ func (s *testSession) Data(r io.Reader) error {
 	}
 	if v != "" {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message contains " + v}
+	}
+	s.be.mu.Lock()
+	stores := s.be.stores
+	s.be.mu.Unlock()
+	if stores {
+		s.gc.DataStored("stored")
 	}
 	return nil
 }

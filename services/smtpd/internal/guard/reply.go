@@ -95,6 +95,15 @@ func (c *Conn) replyLineLocked(out, line []byte) ([]byte, string) {
 	if !r.final {
 		return out, ""
 	}
+	return out, c.countReplyLocked(r)
+}
+
+// countReplyLocked applies a final reply line, go-smtp's or the guard's
+// own, to the session state: the greeting it answers, DATA mode after
+// 354, SASL after 334, and the error count. It returns the 421 reply to
+// send after it when the reply is one error too many, else "".
+// REQUIRES: mu held.
+func (c *Conn) countReplyLocked(r replyLine) string {
 	if c.mu.greeting != "" {
 		// go-smtp reads the next line only after this reply, so it
 		// answers the greeting passed last.
@@ -108,23 +117,33 @@ func (c *Conn) replyLineLocked(out, line []byte) ([]byte, string) {
 		c.mu.mode = modeData
 		c.mu.dataStart = true
 		c.mu.violation = ""
-		// A transaction reached DATA: the command and error budgets are
-		// per stretch without mail (like Postfix's limits, counted
-		// "without delivering mail"), so a sender that reuses its
-		// connection for hundreds of mails is not cut off.
-		c.mu.sinceData = 0
-		c.mu.junkSinceData = 0
-		c.mu.errorsSinceData = 0
+		// The command and error budgets count afresh only once a mail is
+		// stored (DataStored), not here: a DATA whose message is refused
+		// moved no mail, and a client could end each round of probes
+		// with one (a bare LF costs it nothing) to escape MaxErrors and
+		// the tarpit for ever.
 	case r.code == 334:
 		c.mu.expectSASL = true
-	case r.code >= 400 && r.code < 600:
+	case r.code >= 400 && r.code < 600 && !recipientsLater(r):
 		c.mu.errors++
 		c.mu.errorsSinceData++
 		if c.mu.errorsSinceData > c.cfg.MaxErrors {
-			return out, fmt.Sprintf("421 4.7.0 %s Error: too many errors\r\n", c.cfg.Hostname)
+			return fmt.Sprintf("421 4.7.0 %s Error: too many errors\r\n", c.cfg.Hostname)
 		}
 	}
-	return out, ""
+	return ""
+}
+
+// recipientsLater reports a 452 4.5.3 reply: too many recipients (go-smtp
+// past Server.MaxRecipients, RFC 5321 §4.5.3.1.10) or a recipient to be
+// sent in another transaction (smtpd's policy grouping). It is no error of
+// the client, which goes on to DATA with the recipients taken and sends
+// the rest later: counted, a mail to more than MaxRecipients + MaxErrors
+// addresses got 421 before its DATA, at every retry. Postfix does not
+// count these either (smtpd_recipient_overshoot_limit); MaxCommands still
+// bounds them.
+func recipientsLater(r replyLine) bool {
+	return r.code == 452 && bytes.HasPrefix(r.text, []byte("4.5.3 "))
 }
 
 // recodes are go-smtp replies whose code RFC 5321 gives otherwise, with

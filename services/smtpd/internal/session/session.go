@@ -238,8 +238,12 @@ type txn struct {
 	mailboxes []model.Key
 	policy    model.Policy
 	refused   []string // "address code" of refused recipients, for the throw-in
-	data      bool     // DATA reached (its throw-in is written with the mail)
 	utf8      bool     // MAIL had SMTPUTF8: non-ASCII addresses allowed
+	// withMail: the throw-in went to dbd in the mail's store batch, so
+	// finishTxn writes none. Set at the store, not at DATA: a message
+	// refused before it is stored (smuggling, size, header limits) still
+	// needs its throw-in (docs/smtpd.md §4), and finishTxn writes it.
+	withMail bool
 }
 
 func smtpErr(code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
@@ -384,7 +388,6 @@ func (s *Session) Data(r io.Reader) error {
 	if t == nil || len(t.mailboxes) == 0 {
 		return smtpErr(503, smtp.EnhancedCode{5, 5, 1}, "No valid recipients")
 	}
-	t.data = true
 	s.attempts++
 	m := s.b.cfg.Metrics
 	if s.facts != nil {
@@ -559,13 +562,23 @@ func unsafeBytes(b []byte) string {
 	return ""
 }
 
-// headerLimits refuses a mail that begins with a continuation line, whose
-// header section is larger than MaxHeaderSize or that has made more than
-// MaxHops hops, before anything is stored. reason is the rejection
-// metric's label.
+// headerLimits refuses a mail that is empty or begins with a
+// continuation line, whose header section is larger than MaxHeaderSize or
+// that has made more than MaxHops hops, before anything is stored. reason
+// is the rejection metric's label.
 func (s *Session) headerLimits(raw []byte) (_ *smtp.SMTPError, reason string) {
 	cfg := &s.b.cfg
-	if len(raw) > 0 && (raw[0] == ' ' || raw[0] == '\t') {
+	if len(raw) == 0 {
+		// DATA and at once its end: no header field, no empty line (RFC
+		// 5322 §3.6 asks for Date and From). Stored, such a mail was
+		// never judged: its throw-in names the mail only for a message
+		// of some bytes (model.Attempt: size 0 is "no message came"), so
+		// spamd took the attempt for one that never reached DATA, and
+		// the sender got 451 at every retry.
+		return smtpErr(550, smtp.EnhancedCode{5, 6, 0},
+			"Message refused: it is empty, without a header field (RFC 5322 section 3.6)"), "header"
+	}
+	if raw[0] == ' ' || raw[0] == '\t' {
 		// A mail must begin with a header field or the empty line before
 		// a body (RFC 5322 §2.2, §3.5). Behind our trace fields this line
 		// would continue our Received field, so the mail cannot be stored
@@ -653,6 +666,7 @@ func (s *Session) deliver(raw []byte, release func(), t *txn, end time.Time) *sm
 		armed = deliver.Arm(s.ctx, s.b.armer, plan.Keys.Receives, plan.Keys.ReceivedKey, plan.Keys.ThrowInKey, now, cfg.Decision.MinCopies, wait,
 			s.ackAlso(plan.Keys.ReceivedKey, plan.Keys.Receives, popSize, []wire.Request{replyField(plan.Keys.ThrowInKey, 250)})...)
 	}
+	t.withMail = true
 	ctx, cancel := context.WithTimeout(s.ctx, cfg.DBTimeout)
 	stored, err := plan.Send(ctx, s.b.db)
 	cancel()
@@ -870,12 +884,13 @@ func (s *Session) Logout() error {
 	return nil
 }
 
-// finishTxn records a transaction that ended without reaching DATA (every
-// recipient refused, or RSET): every attempt gets a throw-in row.
+// finishTxn records a transaction whose throw-in did not go with a stored
+// mail (every recipient refused, RSET, or its message refused before it
+// was stored): every attempt gets a throw-in row.
 func (s *Session) finishTxn() {
 	t := s.txn
 	s.txn = nil
-	if t == nil || t.data || (len(t.rcpts) == 0 && len(t.refused) == 0) {
+	if t == nil || t.withMail || (len(t.rcpts) == 0 && len(t.refused) == 0) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.b.cfg.DBTimeout)

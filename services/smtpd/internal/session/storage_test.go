@@ -202,6 +202,21 @@ func dialFake(t *testing.T, db interface {
 	deliver.WatchDB
 }, m *metrics.Metrics, now func() time.Time) *smtp.Client {
 	t.Helper()
+	c, err := smtp.Dial(serveFake(t, db, m, now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// serveFake serves sessions on db over loopback until the test ends and
+// returns the address.
+func serveFake(t *testing.T, db interface {
+	DB
+	deliver.WatchDB
+}, m *metrics.Metrics, now func() time.Time) string {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -215,12 +230,7 @@ func dialFake(t *testing.T, db interface {
 	}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	c, err := smtp.Dial(ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return ln.Addr().String()
 }
 
 // armingDB is fakeDB with armed acknowledgements that fire at once (the
