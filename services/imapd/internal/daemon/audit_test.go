@@ -4,6 +4,12 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/twinmx/twinmx/pkg/model"
+	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/services/imapd/internal/flags"
+	"github.com/twinmx/twinmx/services/imapd/internal/testkit"
 )
 
 // TestRenameOntoExistingSubfolder: RENAME a c, where a/x exists and so
@@ -128,5 +134,153 @@ func TestKeywordFlood(t *testing.T) {
 	m := mail(2)
 	cmd(fmt.Sprintf("APPEND INBOX %s {%d+}\r\n%s", kwList("d", 300), len(m), m), "NO [LIMIT]")
 	cmd(fmt.Sprintf("APPEND INBOX %s {%d+}\r\n%s", kwList("d", 20), len(m), m), "OK")
+	noPanics(t, k.reg)
+}
+
+// TestFolderFlood: every folder a mail is COPYed or MOVEd into gives its
+// receive row a membership column (imap.in.<id>), and a \Deleted copy a
+// \Deleted column for that folder too; columns never go away and a row
+// has at most model.MaxColumns (256). Before, a mail with its 100
+// keywords and \Deleted set filled its row after 76 copies (without
+// keywords after 126, or 154 without \Deleted): the next COPY got NO
+// [UNAVAILABLE], and so, for good, did STORE of a flag it never had
+// (\Seen), EXPUNGE in INBOX and MOVE out of it: the mail could not be
+// deleted. Now a mail goes into at most flags.MaxFolders folders (its
+// home, INBOX, counts); a COPY or MOVE into one more gets NO [LIMIT] and
+// changes nothing, and everything else still works.
+func TestFolderFlood(t *testing.T) {
+	k := start(t)
+	rk, err := testkit.Deliver(k.ctx, k.admin, address, []byte(mail(1)), true, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.deliver(mail(2))
+	r, _ := k.loginSelect()
+	cmd := func(c, want string) {
+		t.Helper()
+		r.send("t " + c + "\r\n")
+		if _, tagged := r.answer("t"); !strings.HasPrefix(tagged, "t "+want) {
+			t.Fatalf("%.60s…: %q, want %s", c, tagged, want)
+		}
+	}
+	status := func(folder string, want int) {
+		t.Helper()
+		r.send("s STATUS " + folder + " (MESSAGES)\r\n")
+		if lines, tagged := r.answer("s"); !strings.HasPrefix(tagged, "s OK") || len(lines) != 1 || !strings.Contains(lines[0], fmt.Sprintf("MESSAGES %d)", want)) {
+			t.Fatalf("STATUS %s: %q %q, want %d messages", folder, lines, tagged, want)
+		}
+	}
+	// The most a client may give a mail otherwise: every keyword, and
+	// \Deleted, which each copy takes along (a column per folder).
+	cmd("STORE 1 +FLAGS.SILENT "+kwList("k", 100), "OK")
+	cmd("STORE 1 +FLAGS.SILENT (\\Deleted)", "OK")
+	last := -1
+	for i := 0; i < 130 && last < 0; i++ {
+		cmd(fmt.Sprintf("CREATE f%d", i), "OK")
+		r.send(fmt.Sprintf("t COPY 1 f%d\r\n", i))
+		switch _, tagged := r.answer("t"); {
+		case strings.HasPrefix(tagged, "t NO [LIMIT]"):
+			last = i
+		case !strings.HasPrefix(tagged, "t OK"):
+			t.Fatalf("COPY into folder %d: %q", i+1, tagged)
+		}
+	}
+	if last < 0 {
+		t.Fatal("COPY into 130 folders: never NO [LIMIT]")
+	}
+	t.Logf("COPY into f%d refused: the mail is in INBOX and %d other folders", last, last)
+	full := fmt.Sprintf("f%d", last)
+	status(full, 0)
+	// A COPY or MOVE of several mails is refused whole: mail 2 has room,
+	// mail 1 has none.
+	cmd("COPY 1:2 "+full, "NO [LIMIT]")
+	cmd("MOVE 1:2 "+full, "NO [LIMIT]")
+	status(full, 0)
+	status("INBOX", 2)
+	cmd("COPY 2 "+full, "OK")
+	status(full, 1)
+	// Folders it has a column for, and every flag, still go.
+	cmd("COPY 1 f0", "OK")
+	cmd("STORE 1 +FLAGS.SILENT (\\Seen \\Answered \\Flagged \\Draft)", "OK")
+	cmd("STORE 1 -FLAGS.SILENT (\\Deleted k0)", "OK")
+	cmd("STORE 1 +FLAGS.SILENT (\\Deleted k0)", "OK")
+	cmd("MOVE 1 f1", "OK") // out of INBOX: a column for INBOX
+	status("INBOX", 1)
+	cmd("SELECT f1", "OK")
+	cmd("MOVE 1 INBOX", "OK")
+	cmd("SELECT INBOX", "OK")
+	r.send("f FETCH 1:* (FLAGS)\r\n")
+	if lines, tagged := r.answer("f"); !strings.HasPrefix(tagged, "f OK") || len(lines) != 2 || !strings.Contains(lines[1], `\Deleted`) || !strings.Contains(lines[1], `\Seen`) {
+		t.Fatalf("FETCH FLAGS in INBOX after the MOVE back: %q %q, want mail 1 \\Seen and \\Deleted", lines, tagged)
+	}
+	// The mail can still be expunged, here and in another folder.
+	cmd("EXPUNGE", "OK")
+	status("INBOX", 1)
+	cmd("SELECT f0", "OK")
+	cmd("STORE 1 +FLAGS.SILENT (\\Deleted)", "OK")
+	cmd("EXPUNGE", "OK")
+	status("f0", 0)
+	// \Deleted went only into folders the mail has a membership column
+	// for, or its home: MaxFolders bounds those columns too.
+	row, err := k.admin.FindKey(k.ctx, model.Receive, rk)
+	if err != nil || row == nil {
+		t.Fatalf("read the receive row: %v, %v", row, err)
+	}
+	allowed := map[string]bool{flags.DeletedColumn(model.FolderInbox): true}
+	for c := range row.State.Cols {
+		if f, ok := model.ParseMemberColumn(c); ok {
+			allowed[flags.DeletedColumn(f)] = true
+		}
+	}
+	deleted := 0
+	for c := range row.State.Cols {
+		if strings.HasPrefix(c, "imap.flag.deleted.") {
+			deleted++
+			if !allowed[c] {
+				t.Errorf("%s on a mail not in that folder", c)
+			}
+		}
+	}
+	if n := flags.FolderColumns(row.State.Cols, model.FolderInbox); n > flags.MaxFolders || deleted > n {
+		t.Errorf("the row has %d folders and %d \\Deleted columns, want at most %d each", n, deleted, flags.MaxFolders)
+	}
+	t.Logf("the row has %d columns", len(row.State.Cols))
+	noPanics(t, k.reg)
+}
+
+// TestKeywordBoundKeepsOlderRows: a mail stored before the keyword bound
+// (2026-12-03) may hold more than flags.MaxKeywords keywords. Such a
+// mail must still take system flags and keywords it has; only a new
+// keyword is refused. Before, every STORE that set anything on it, even
+// \Seen or \Deleted, got NO [LIMIT], so it could not be expunged.
+func TestKeywordBoundKeepsOlderRows(t *testing.T) {
+	k := start(t)
+	rk, err := testkit.Deliver(k.ctx, k.admin, address, []byte(mail(1)), true, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reqs []wire.Request
+	for i := range 150 {
+		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: wire.Ref{ByKey: true, Key: rk},
+			Name: fmt.Sprintf("imap.kw.old%d", i), Value: flags.Value(1000, true)})
+	}
+	if _, err := k.admin.Batch(k.ctx, reqs); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := k.loginSelect()
+	cmd := func(c, want string) {
+		t.Helper()
+		r.send("t " + c + "\r\n")
+		if _, tagged := r.answer("t"); !strings.HasPrefix(tagged, "t "+want) {
+			t.Fatalf("%.60s…: %q, want %s", c, tagged, want)
+		}
+	}
+	cmd("STORE 1 +FLAGS.SILENT (\\Seen)", "OK")
+	cmd("STORE 1 -FLAGS.SILENT (old0)", "OK")
+	cmd("STORE 1 +FLAGS.SILENT (old0 old1)", "OK")
+	cmd("STORE 1 +FLAGS.SILENT (new)", "NO [LIMIT]")
+	cmd("STORE 1 +FLAGS.SILENT (\\Seen new)", "NO [LIMIT]")
+	cmd("STORE 1 FLAGS.SILENT (\\Deleted old2)", "OK")
+	cmd("EXPUNGE", "OK")
 	noPanics(t, k.reg)
 }

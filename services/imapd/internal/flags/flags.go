@@ -30,6 +30,11 @@
 // of the last form is shown in lower case, but for registered keywords
 // ($MailFlagBit0 ...), which keep their registered spelling.
 //
+// A receive row has at most model.MaxColumns columns and none ever goes
+// away, so what a client can add to one is bounded: keywords
+// (MaxKeywords) and the folders a mail goes into, with their \Deleted
+// (MaxFolders, whose doc has the row's budget).
+//
 // The package is pure: no I/O.
 package flags
 
@@ -104,11 +109,36 @@ func SetIn(cols map[string]uint64, f model.FolderID) []string {
 // MaxKeywords bounds the keyword columns (set or cleared: a column never
 // goes away) of one mail. A receive row has at most model.MaxColumns
 // columns, shared with its memberships and per-folder \Deleted, and with
-// what other services write on it (ack, verdict, spam reasons, deleted,
-// backedup): a row filled with keywords could no longer be expunged,
-// moved, marked deleted by pop3d or backed up. Mail clients use a few
-// (Thunderbird's tags, $Junk, $Forwarded …).
+// what other services write on it (see "Row budget" at MaxFolders): a
+// row filled with keywords could no longer be expunged, moved, marked
+// deleted by pop3d or backed up. Mail clients use a few (Thunderbird's
+// tags, $Junk, $Forwarded …).
 const MaxKeywords = 100
+
+// MaxFolders bounds the folders a mail has columns for over its life:
+// its membership columns (model.MemberColumn, "in" or "out": a column
+// never goes away) and its home (INBOX for an SMTP delivery, the APPEND
+// folder), which has none until the mail leaves it. A COPY or MOVE into
+// a folder beyond it is refused. A folder's \Deleted column is only
+// ever written for a folder the mail is in (STORE in the selected
+// folder, a COPY or MOVE into the target, an APPEND into the home), so
+// MaxFolders bounds those too.
+//
+// # Row budget
+//
+// The receive row's model.MaxColumns (256), at the worst:
+//
+//	keywords                                     100  MaxKeywords
+//	memberships, \Deleted per folder             100  2 × MaxFolders
+//	\Seen \Answered \Flagged \Draft, shared \Deleted,
+//	imap.date, imap.rcvd.<link>                    7
+//	other services (TestRowBudget lists them)     29
+//
+// 236, 20 to spare for what the other services add over time (a
+// delivery, a verdict or an SMS target more). A row filled up refuses
+// every new column: the mail could no longer take a flag it never had,
+// be expunged (a membership "out") or be moved.
+const MaxFolders = 50
 
 // IsKeywordColumn reports whether col is a keyword's column.
 func IsKeywordColumn(col string) bool {
@@ -130,6 +160,51 @@ func KeywordColumns(cols map[string]uint64, added iter.Seq[string]) int {
 		}
 	}
 	return n
+}
+
+// TooManyKeywords reports whether writing the flag columns added on a
+// mail whose row has cols would give it a keyword column it lacks beyond
+// MaxKeywords. Writing only columns the mail has (its keywords, system
+// flags) is never too many, even on a row over the bound (a keyword
+// flood from before it): such a mail keeps the keywords it has.
+func TooManyKeywords(cols map[string]uint64, added iter.Seq[string]) bool {
+	n := KeywordColumns(cols, added)
+	return n > MaxKeywords && n > KeywordColumns(cols, noColumns)
+}
+
+// noColumns is the empty sequence of columns.
+func noColumns(func(string) bool) {}
+
+// memberPrefix starts model.MemberColumn's names (TestFolderColumns
+// checks it). A column under it counts even if it names no folder: it
+// takes a place in the row all the same.
+const memberPrefix = "imap.in."
+
+// FolderColumns counts the folders a mail at home in home has columns
+// for, or may get one for without a COPY or MOVE into it: those of its
+// membership columns in cols, and home.
+func FolderColumns(cols map[string]uint64, home model.FolderID) int {
+	n := 0
+	for c := range cols {
+		if strings.HasPrefix(c, memberPrefix) {
+			n++
+		}
+	}
+	if _, ok := cols[model.MemberColumn(home)]; !ok {
+		n++
+	}
+	return n
+}
+
+// TooManyFolders reports whether a COPY or MOVE into dst of a mail at
+// home in home whose row has cols would give it a folder beyond
+// MaxFolders (FolderColumns). A folder it has a column for, and its
+// home, never are: a mail over the bound still goes back where it was.
+func TooManyFolders(cols map[string]uint64, home, dst model.FolderID) bool {
+	if _, ok := cols[model.MemberColumn(dst)]; ok || dst == home {
+		return false
+	}
+	return FolderColumns(cols, home) >= MaxFolders
 }
 
 // wellKnown maps widely used keywords (lower case) to their spelling; they

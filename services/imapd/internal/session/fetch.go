@@ -624,7 +624,7 @@ func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp,
 		// Checked for every mail before anything is written: a STORE
 		// over many mails is refused whole, not half done.
 		for _, i := range idx {
-			if flags.KeywordColumns(sel.msgs[i].m.State.Cols, maps.Keys(want)) > flags.MaxKeywords {
+			if flags.TooManyKeywords(sel.msgs[i].m.State.Cols, maps.Keys(want)) {
 				return errTooManyKeywords
 			}
 		}

@@ -106,6 +106,13 @@ func feedback(login string, keys []model.Key, spam bool, now time.Time) (texts [
 // places them in dst. It returns the COPYUID data.
 func (s *Session) copyTo(ctx context.Context, idx []int, dst *folder, move bool) (*imap.CopyData, error) {
 	sel := s.sel
+	// Checked for every mail before anything is written: a COPY or MOVE
+	// of many mails is refused whole, not half done.
+	for _, i := range idx {
+		if m := sel.msgs[i]; flags.TooManyFolders(m.m.State.Cols, m.home, dst.id) {
+			return nil, errTooManyFolders
+		}
+	}
 	now := s.b.cfg.Now()
 	if err := s.keep(ctx, dst, now); err != nil {
 		return nil, err
@@ -165,6 +172,11 @@ func (s *Session) copyTo(ctx context.Context, idx []int, dst *folder, move bool)
 	}
 	return &imap.CopyData{UIDValidity: uv, SourceUIDs: src, DestUIDs: dstUIDs}, nil
 }
+
+// errTooManyFolders refuses a COPY or MOVE that would put a mail into
+// more than flags.MaxFolders folders over its life (RFC 5530 LIMIT).
+var errTooManyFolders = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
+	Text: fmt.Sprintf("A mail can go into at most %d different folders", flags.MaxFolders)}
 
 // keep raises a user folder's "exists" value before mail goes into it, so
 // a concurrent DELETE at the other site, earlier than the mail, cannot
@@ -320,6 +332,9 @@ func (s *Session) Append(name string, r imap.LiteralReader, options *imap.Append
 		st = old.State
 	}
 	cols := map[string]uint64{}
+	// The row's home is dst (its key names dst), so this membership
+	// column is never a folder beyond flags.MaxFolders: unlike COPY and
+	// MOVE, APPEND needs no check.
 	gen, in := model.Member(st, dst.id, dst.id)
 	if !in {
 		gen = model.MoveValue(st, dst.id, now, true)
@@ -346,7 +361,7 @@ func (s *Session) Append(name string, r imap.LiteralReader, options *imap.Append
 			}
 		}
 	}
-	if flags.KeywordColumns(st.Cols, maps.Keys(want)) > flags.MaxKeywords {
+	if flags.TooManyKeywords(st.Cols, maps.Keys(want)) {
 		return nil, errTooManyKeywords
 	}
 	for _, c := range flags.SetIn(st.Cols, dst.id) {
