@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -44,7 +45,10 @@ type conn struct {
 	armed    chan struct{} // semaphore for waiting arm requests
 	streams  chan struct{} // semaphore for streams
 	nstreams atomic.Int32
-	stopped  atomic.Bool // shutdown: refuse new requests
+	// streamEnd is when a stream last ended (UnixNano), stored before
+	// nstreams drops: the idle clock runs from it (see readFrame).
+	streamEnd atomic.Int64
+	stopped   atomic.Bool // shutdown: refuse new requests; set under mu
 
 	mu      sync.Mutex
 	running map[uint32]running // requests in flight by id
@@ -152,8 +156,11 @@ func (s *Server) serveConn(nc net.Conn, id uint64) {
 // shutdown makes the connection refuse new requests (shutdown phase 1) and
 // closes it as soon as no request is in flight.
 func (c *conn) shutdown() {
-	c.stopped.Store(true)
+	// stopped is set under mu, where dispatch checks it again as it
+	// registers a request: every request is either refused or in running
+	// here, so no stream started as shutdown begins is left running.
 	c.mu.Lock()
+	c.stopped.Store(true)
 	for _, r := range c.running {
 		if r.stream { // streams never finish by themselves
 			r.cancel()
@@ -181,9 +188,18 @@ type running struct {
 
 // assembly is a request whose frames are still arriving.
 type assembly struct {
-	buf     []byte
-	discard bool // over MaxMessage: answer too-large at the last frame
+	buf []byte
+	// reserved is the size buf was allocated with for a size the request
+	// declared (wire.RequestSize), 0 if none.
+	reserved int
+	discard  bool // over MaxMessage: answer too-large at the last frame
 }
+
+// held is what a counts against MaxConnBuffered: the bytes received, or
+// the size allocated up front if more. Counting only the bytes received
+// let a client make dbd allocate MaxMessage for every request id it
+// opened with a few bytes.
+func (a *assembly) held() int { return max(len(a.buf), a.reserved) }
 
 // run reads frames until the connection ends. It is the only goroutine
 // reading from wc.
@@ -194,12 +210,7 @@ func (c *conn) run() {
 	// buffer: no allocation per frame.
 	scratch := make([]byte, wire.MaxFrameData+wire.FrameHeaderSize)
 	for {
-		if c.nstreams.Load() == 0 {
-			c.wc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
-		} else {
-			c.wc.SetReadDeadline(time.Time{})
-		}
-		f, err := c.wc.ReadFrameTo(scratch)
+		f, err := c.readFrame(scratch)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				c.log.Debug("connection closed by client")
@@ -211,7 +222,7 @@ func (c *conn) run() {
 		c.s.m.BytesIn.Add(float64(len(f.Data)))
 		if f.Flags&wire.FlagCancel != 0 {
 			if a := pending[f.ReqID]; a != nil {
-				buffered -= len(a.buf)
+				buffered -= a.held()
 				delete(pending, f.ReqID)
 			}
 			c.mu.Lock()
@@ -238,24 +249,27 @@ func (c *conn) run() {
 				if n > c.s.cfg.MaxMessage || buffered+n > c.s.cfg.MaxConnBuffered {
 					a.discard = true
 				} else {
-					a.buf = make([]byte, 0, n)
+					a.buf, a.reserved = make([]byte, 0, n), n
+					buffered += n
 				}
 			}
 		}
 		if !a.discard {
-			if len(a.buf)+len(f.Data) > c.s.cfg.MaxMessage || buffered+len(f.Data) > c.s.cfg.MaxConnBuffered {
-				buffered -= len(a.buf)
-				a.buf, a.discard = nil, true
+			n := len(a.buf) + len(f.Data)
+			grow := max(n, a.reserved) - a.held()
+			if n > c.s.cfg.MaxMessage || buffered+grow > c.s.cfg.MaxConnBuffered {
+				buffered -= a.held()
+				a.buf, a.reserved, a.discard = nil, 0, true
 			} else {
 				a.buf = append(a.buf, f.Data...)
-				buffered += len(f.Data)
+				buffered += grow
 			}
 		}
 		if f.Flags&wire.FlagMore != 0 {
 			continue
 		}
 		delete(pending, f.ReqID)
-		buffered -= len(a.buf)
+		buffered -= a.held()
 		if a.discard {
 			c.s.m.Requests.WithLabelValues("unknown", wire.CodeTooLarge.String()).Inc()
 			c.sendError(f.ReqID, wire.CodeTooLarge, "request larger than the server's limit")
@@ -264,6 +278,42 @@ func (c *conn) run() {
 		if !c.dispatch(f.ReqID, a.buf) {
 			return
 		}
+	}
+}
+
+// readFrame reads the next frame into scratch. It returns the read
+// deadline's error once the client has sent nothing for IdleTimeout while
+// it had no stream open: the idle clock runs from the later of the last
+// frame and the end of the last stream. Setting no deadline while a
+// stream was open left a connection whose last frame came then (often
+// the CANCEL of its last watch) open for ever.
+func (c *conn) readFrame(scratch []byte) (wire.Frame, error) {
+	idle := c.s.cfg.IdleTimeout
+	deadline := time.Now().Add(idle)
+	for {
+		// SetReadDeadline fails only once the connection is dead, as
+		// after a read that timed out mid-frame: never retry that one.
+		if err := c.wc.SetReadDeadline(deadline); err != nil {
+			return wire.Frame{}, err
+		}
+		f, err := c.wc.ReadFrameTo(scratch)
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return f, err
+		}
+		// A deadline that passed before a frame began leaves the
+		// connection usable (wire.Conn.SetReadDeadline).
+		now := time.Now()
+		if c.nstreams.Load() > 0 {
+			deadline = now.Add(idle)
+			continue
+		}
+		// Read after nstreams: a stream stores its end before it drops
+		// nstreams, so this is the end of the last one.
+		ended := time.Unix(0, c.streamEnd.Load())
+		if now.Sub(ended) >= idle {
+			return f, err
+		}
+		deadline = ended.Add(idle)
 	}
 }
 
@@ -292,6 +342,7 @@ func (c *conn) dispatch(id uint32, msg []byte) bool {
 		return true
 	}
 	stream, arm := isStream(req.Op), req.Op == wire.OpArm
+	var release func() // gives the slot back
 	switch {
 	case arm:
 		// An arm request may wait as long as a decision window: it has a
@@ -304,6 +355,7 @@ func (c *conn) dispatch(id uint32, msg []byte) bool {
 			c.sendError(id, wire.CodeBusy, "too many arm requests waiting on this connection")
 			return true
 		}
+		release = func() { <-c.armed }
 	case stream:
 		select {
 		case c.streams <- struct{}{}:
@@ -313,15 +365,31 @@ func (c *conn) dispatch(id uint32, msg []byte) bool {
 			return true
 		}
 		c.nstreams.Add(1)
+		release = func() {
+			c.streamEnd.Store(time.Now().UnixNano())
+			c.nstreams.Add(-1)
+			<-c.streams
+		}
 	default:
 		select {
 		case c.inflight <- struct{}{}:
 		case <-c.ctx.Done():
 			return false
 		}
+		release = func() { <-c.inflight }
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	c.mu.Lock()
+	if c.stopped.Load() {
+		// shutdown began after the check above, and did not see this
+		// request: it would neither stop this stream nor close the
+		// connection for it.
+		c.mu.Unlock()
+		cancel()
+		release()
+		c.sendError(id, wire.CodeUnavailable, "dbd is shutting down")
+		return true
+	}
 	c.running[id] = running{cancel: cancel, stream: stream}
 	c.mu.Unlock()
 	c.wg.Add(1)
@@ -332,15 +400,7 @@ func (c *conn) dispatch(id uint32, msg []byte) bool {
 			delete(c.running, id)
 			c.mu.Unlock()
 			c.closeIfIdle()
-			switch {
-			case arm:
-				<-c.armed
-			case stream:
-				c.nstreams.Add(-1)
-				<-c.streams
-			default:
-				<-c.inflight
-			}
+			release()
 			c.wg.Done()
 		}()
 		defer func() {
@@ -395,6 +455,7 @@ type message struct {
 	id     uint32
 	buf    []byte
 	err    error
+	sent   bool    // a frame of it went out (see cut)
 	pooled *[]byte // the pool's buffer, nil if buf is the caller's
 }
 
@@ -425,10 +486,20 @@ func (m *message) Write(p []byte) (int, error) {
 			if m.err = m.c.writeFrame(wire.Frame{Flags: wire.FlagMore, ReqID: m.id, Data: m.buf}); m.err != nil {
 				return 0, m.err
 			}
+			m.sent = true
 			m.buf = m.buf[:0]
 		}
 	}
 	return total, nil
+}
+
+// cut returns err, marked errCutShort if frames of m went out already:
+// the client has part of the answer, and no error answer can follow it.
+func (m *message) cut(err error) error {
+	if err != nil && m.sent {
+		return fmt.Errorf("%w: %w", errCutShort, err)
+	}
+	return err
 }
 
 func (m *message) finish() error {

@@ -26,6 +26,11 @@ const (
 // recorded size: the answer header already promised another length.
 var errCorrupt = errors.New("server: stored content does not match its size")
 
+// errCutShort marks an error met after frames of the answer went out
+// (message.cut): an error answer on the same request id would be read as
+// the answer's rest, so the connection ends instead.
+var errCutShort = errors.New("server: answer cut short")
+
 // serve answers one request. It is the only place that turns errors into
 // answers (answerError).
 func (c *conn) serve(ctx context.Context, id uint32, req *wire.Request) {
@@ -36,13 +41,13 @@ func (c *conn) serve(ctx context.Context, id uint32, req *wire.Request) {
 	case wire.OpPing:
 		err = c.sendMessage(id, wire.AppendResult(nil, req.Op, &wire.Result{}))
 	case wire.OpFindOrInsert, wire.OpSet, wire.OpIncrement, wire.OpBatch:
-		result, err = c.serveMutation(ctx, id, req)
+		result, err = c.serveMutation(id, req)
 	case wire.OpArm:
 		result, err = c.serveArm(ctx, id, req)
 	case wire.OpFind:
 		result, err = c.serveFind(id, req)
 	case wire.OpMerge:
-		err = c.serveMerge(ctx, id, req)
+		err = c.serveMerge(id, req)
 	case wire.OpCursor:
 		err = c.serveCursor(id, req)
 	case wire.OpStatus:
@@ -87,6 +92,10 @@ func (c *conn) answerError(id uint32, op wire.Op, err error) string {
 		return wire.CodeInternal.String()
 	case errors.Is(err, errWrite), errors.Is(err, context.Canceled) && c.ctx.Err() != nil:
 		return "conn-lost" // the connection is gone: nobody to answer
+	case errors.Is(err, errCutShort):
+		c.log.Error("answer cut short by an error; closing connection", "op", op.String(), "err", err)
+		c.wc.Close()
+		return wire.CodeInternal.String()
 	case errors.Is(err, errCanceledByClient):
 		return "canceled"
 	case errors.Is(err, store.ErrInvalid):
@@ -128,7 +137,7 @@ func mutationOf(r *wire.Request) store.Mutation {
 	return m
 }
 
-func (c *conn) serveMutation(ctx context.Context, id uint32, req *wire.Request) (string, error) {
+func (c *conn) serveMutation(id uint32, req *wire.Request) (string, error) {
 	var muts []store.Mutation
 	if req.Op == wire.OpBatch {
 		muts = make([]store.Mutation, len(req.Batch))
@@ -138,9 +147,11 @@ func (c *conn) serveMutation(ctx context.Context, id uint32, req *wire.Request) 
 	} else {
 		muts = []store.Mutation{mutationOf(req)}
 	}
-	// NB: a write is not abandoned when the client goes away: it may
-	// already be in a commit group. Only the server's own ctx stops it.
-	res, err := c.s.st.Apply(context.WithoutCancel(ctx), muts)
+	// NB: a write is not abandoned when the client cancels or goes away:
+	// it may already be in a commit group. Only the server's own ctx
+	// (Close) stops the wait; context.WithoutCancel(ctx) detached it from
+	// that one too, so Close waited for a stalled fsync.
+	res, err := c.s.st.Apply(c.s.ctx, muts)
 	if err != nil {
 		return "", err
 	}
@@ -239,9 +250,9 @@ func (c *conn) writeRow(m *message, v *store.View, row store.Row, parts rowParts
 		return m.err
 	}
 	if v == nil {
-		return writeContentFrom(m, row, c.s.st.RecentContent) // a row of store.RecentChanges
+		return m.cut(writeContentFrom(m, row, c.s.st.RecentContent)) // a row of store.RecentChanges
 	}
-	return writeContent(m, v, row)
+	return m.cut(writeContent(m, v, row))
 }
 
 // writeContent writes row's content to w (an answer message, or a packer's
@@ -287,7 +298,7 @@ func wireRow(r store.Row) wire.Row {
 	return wire.Row{Table: r.Table, Key: r.Key, RowNo: r.RowNo, State: r.State, EncodedState: r.EncodedState, Size: r.Size}
 }
 
-func (c *conn) serveMerge(ctx context.Context, id uint32, req *wire.Request) error {
+func (c *conn) serveMerge(id uint32, req *wire.Request) error {
 	rows := make([]store.MergeRow, len(req.Rows))
 	for i, r := range req.Rows {
 		rows[i] = store.MergeRow{Table: r.Table, Key: r.Key, State: r.State}
@@ -298,7 +309,8 @@ func (c *conn) serveMerge(ctx context.Context, id uint32, req *wire.Request) err
 			}
 		}
 	}
-	res, err := c.s.st.Merge(context.WithoutCancel(ctx), rows, req.Name, req.Value)
+	// The server's ctx, not the request's: see serveMutation.
+	res, err := c.s.st.Merge(c.s.ctx, rows, req.Name, req.Value)
 	if err != nil {
 		return err
 	}
@@ -877,7 +889,7 @@ func (p *packer) add(row store.Row, parts rowParts) error {
 		m.buf = wire.AppendRowsHeader(m.buf, 1)
 		m.Write(p.hdr)
 		if err := writeContent(m, p.v, row); err != nil {
-			return err
+			return m.cut(err)
 		}
 		return m.finish()
 	}

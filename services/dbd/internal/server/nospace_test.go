@@ -16,10 +16,12 @@ import (
 )
 
 // walFaultFS is a vfs.FS whose WAL writes and syncs fail with errno once
-// it is set (ENOSPC: as on a full disk).
+// it is set (ENOSPC: as on a full disk), and whose WAL syncs first call
+// syncHook once it is set (a stalled disk: the hook blocks).
 type walFaultFS struct {
 	vfs.FS
-	errno atomic.Uintptr // a syscall.Errno; 0: no fault
+	errno    atomic.Uintptr // a syscall.Errno; 0: no fault
+	syncHook atomic.Pointer[func()]
 }
 
 func (fs *walFaultFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
@@ -51,6 +53,11 @@ type walFaultFile struct {
 }
 
 func (f *walFaultFile) err(op string) error {
+	if op == "sync" {
+		if h := f.fs.syncHook.Load(); h != nil {
+			(*h)()
+		}
+	}
 	if e := syscall.Errno(f.fs.errno.Load()); e != 0 {
 		return &os.PathError{Op: op, Path: f.name, Err: e}
 	}

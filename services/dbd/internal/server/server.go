@@ -56,7 +56,8 @@ type Config struct {
 	// connection. Default 64.
 	MaxStreams int
 	// IdleTimeout closes a connection that sends nothing for this long
-	// while it has no open stream. Default 10 minutes.
+	// while it has no open stream (counted from the end of its last
+	// stream if that came later). Default 10 minutes.
 	IdleTimeout time.Duration
 	// HandshakeTimeout bounds the handshake. Default 5 s.
 	HandshakeTimeout time.Duration
