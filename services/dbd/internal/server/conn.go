@@ -186,6 +186,15 @@ type running struct {
 	stream bool
 }
 
+// maxPending bounds the requests whose frames are still arriving on one
+// connection. MaxConnBuffered bounds their bytes, but a first frame
+// without data (or one whose request is already refused as too large)
+// holds none, and each took an entry in the map all the same: a client
+// could grow it without bound. A client sends each request's frames one
+// after another (the Go client writes a request whole), so a handful are
+// ever pending at once.
+const maxPending = 4096
+
 // assembly is a request whose frames are still arriving.
 type assembly struct {
 	buf []byte
@@ -239,6 +248,10 @@ func (c *conn) run() {
 			c.mu.Unlock()
 			if busy {
 				c.log.Warn("protocol violation: request id reused while in flight", "id", f.ReqID)
+				return
+			}
+			if f.Flags&wire.FlagMore != 0 && len(pending) >= maxPending {
+				c.log.Warn("protocol violation: too many requests begun and not ended", "pending", len(pending))
 				return
 			}
 			a = &assembly{}

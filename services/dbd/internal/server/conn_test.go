@@ -289,3 +289,22 @@ func TestReadFailureMidAnswer(t *testing.T) {
 		t.Fatalf("answer of %d frames complete although its content could not be read", frames)
 	}
 }
+
+// TestPendingRequestsBounded: frames that begin requests and never end
+// them, with no data, held no bytes against MaxConnBuffered, and each took
+// an entry of the connection's map of incomplete requests: the map grew
+// without bound. Past server.MaxPending of them dbd ends the connection.
+func TestPendingRequestsBounded(t *testing.T) {
+	e := dbdtest.Start(t, dbdtest.Options{})
+	wc := e.Dial(auth.Admin)
+	for id := uint32(1); id <= server.MaxPending; id++ {
+		sendRaw(t, wc, wire.FlagMore, id, nil)
+	}
+	pingRaw(t, wc, server.MaxPending+1, "after MaxPending incomplete requests") // the ping begins none: answered
+	if err := wc.WriteFrame(wire.Frame{Flags: wire.FlagMore, ReqID: server.MaxPending + 2}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	waitClosed(ctx, t, wc, "connection still open after one incomplete request too many")
+}
