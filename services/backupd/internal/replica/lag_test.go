@@ -199,8 +199,8 @@ func TestLagUnknownUntilCursorRead(t *testing.T) {
 	c.waitConverged(ctx)
 }
 
-// series reads the gauge name with the label pairs kv; ok is false if the
-// scrape has no such sample.
+// series reads the gauge or counter name with the label pairs kv; ok is
+// false if the scrape has no such sample.
 func series(t *testing.T, c *cluster, name string, kv ...string) (v float64, ok bool) {
 	t.Helper()
 	mfs, err := c.reg.Gather()
@@ -222,7 +222,10 @@ func series(t *testing.T, c *cluster, name string, kv ...string) (v float64, ok 
 					continue metrics
 				}
 			}
-			return m.GetGauge().GetValue(), true
+			if m.GetGauge() != nil {
+				return m.GetGauge().GetValue(), true
+			}
+			return m.GetCounter().GetValue(), true
 		}
 	}
 	return 0, false

@@ -122,32 +122,8 @@ func gauge(t *testing.T, c *cluster, name string, kv ...string) float64 {
 // absent).
 func counter(t *testing.T, c *cluster, name string, kv ...string) float64 {
 	t.Helper()
-	mfs, err := c.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			l := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				l[lp.GetName()] = lp.GetValue()
-			}
-			for i := 0; i+1 < len(kv); i += 2 {
-				if l[kv[i]] != kv[i+1] {
-					continue metrics
-				}
-			}
-			if m.GetGauge() != nil {
-				return m.GetGauge().GetValue()
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
+	v, _ := series(t, c, name, kv...)
+	return v
 }
 
 // TestRebuildOverSlowLink: A comes back empty behind a link with 50 ms
