@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync/atomic"
+	"sync"
 
 	"golang.org/x/crypto/curve25519"
 )
@@ -102,25 +102,59 @@ func (kp *KeyPair) check() error {
 	return nil
 }
 
-// lastChecked memoises the most recent key pair that passed check, so the
-// per-connection config validation costs a comparison instead of a scalar
-// multiplication: the handshake must not do expensive work for a peer that
-// has not sent anything yet (TEST-CATALOG item 75).
-var lastChecked atomic.Pointer[KeyPair]
+// checked memoises the key pairs that most recently passed check, so the
+// per-connection config validation costs comparisons instead of scalar
+// multiplications: the handshake must not do expensive work for a peer that
+// has not sent anything yet (TEST-CATALOG item 75). It holds several pairs,
+// not one: a server in a key rotation checks Static and each Previous pair
+// on every connection, and a process may hold a client key as well. With a
+// single entry those pairs evicted each other, and every connection paid one
+// X25519 per key before reading a byte.
+var checked struct {
+	sync.Mutex
+	pairs []KeyPair // at most maxChecked, oldest first
+}
+
+// maxChecked bounds the memo: a server key, the older keys of a rotation and
+// a client key fit many times over.
+const maxChecked = 16
 
 // checkCached is check with the memo.
 func (kp *KeyPair) checkCached() error {
-	if last := lastChecked.Load(); last != nil &&
-		subtle.ConstantTimeCompare(last.Private[:], kp.Private[:]) == 1 &&
-		subtle.ConstantTimeCompare(last.Public[:], kp.Public[:]) == 1 {
+	checked.Lock()
+	hit := checkedLocked(kp)
+	checked.Unlock()
+	if hit {
 		return nil
 	}
 	if err := kp.check(); err != nil {
 		return err
 	}
-	cp := *kp
-	lastChecked.Store(&cp)
+	checked.Lock()
+	defer checked.Unlock()
+	if checkedLocked(kp) {
+		return nil // another goroutine checked it meanwhile
+	}
+	if len(checked.pairs) == maxChecked {
+		n := copy(checked.pairs, checked.pairs[1:])
+		clear(checked.pairs[n:])
+		checked.pairs = checked.pairs[:n]
+	}
+	checked.pairs = append(checked.pairs, *kp)
 	return nil
+}
+
+// checkedLocked reports whether kp is in the memo. It compares every entry
+// in constant time.
+// REQUIRES: checked held.
+func checkedLocked(kp *KeyPair) bool {
+	hit := 0
+	for i := range checked.pairs {
+		p := &checked.pairs[i]
+		hit |= subtle.ConstantTimeCompare(p.Private[:], kp.Private[:]) &
+			subtle.ConstantTimeCompare(p.Public[:], kp.Public[:])
+	}
+	return hit == 1
 }
 
 // lowOrderProbe is a fixed clamped scalar. Clamped scalars are multiples of

@@ -277,3 +277,24 @@ func TestCheckCached(t *testing.T) {
 		t.Fatalf("checkCached(valid) after failures = %v", err)
 	}
 }
+
+// TestCheckCachedSeveralKeys: a server in a key rotation validates its
+// Static and each Previous pair on every connection (ServerConfig.params),
+// and a process may hold a client key too. Every one of them must hit the
+// memo; with a single-entry memo they evicted each other, and every
+// connection paid one X25519 per key before its peer had sent a byte.
+func TestCheckCachedSeveralKeys(t *testing.T) {
+	keys := []KeyPair{mustKeyPair(t), mustKeyPair(t), mustKeyPair(t)}
+	check := func() {
+		for i := range keys {
+			if err := keys[i].checkCached(); err != nil {
+				t.Fatalf("checkCached(key %d) = %v", i, err)
+			}
+		}
+	}
+	check()
+	// A memo hit allocates nothing; a miss allocates X25519's output.
+	if n := testing.AllocsPerRun(10, check); n != 0 {
+		t.Fatalf("checkCached of %d alternating keys: %v allocations per round, want 0 (memo misses)", len(keys), n)
+	}
+}

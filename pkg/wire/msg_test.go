@@ -410,6 +410,7 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"checkpoint name with slash", "0f" + msgStr("a/b")},
 		{"checkpoint name ..", "0f" + msgStr("..")},
 		{"checkpoint name .", "0f" + msgStr(".")},
+		{"checkpoint name of dots only", "0f" + msgStr("...")},
 		{"checkpoint missing name", "0f"},
 		{"merge bad cursor name", "09" + msgStr("from b") + "00 00"},
 		{"watch flag 2 without its condition", "07 01 02 00"},

@@ -84,7 +84,7 @@ func (c *ReplayCache) admit(e PublicKey, now time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.expireLocked(now)
-	if exp, ok := c.seen[e]; ok && exp.After(now) {
+	if exp, ok := c.seen[e]; ok && live(exp, now) {
 		return errReplayed
 	}
 	if len(c.seen) >= c.max {
@@ -99,10 +99,17 @@ func (c *ReplayCache) admit(e PublicKey, now time.Time) error {
 	return nil
 }
 
+// live reports whether an entry with this expiry still counts at now. The
+// expiry instant itself is included: the clock window is inclusive
+// (±Window), so a message first accepted at t-Window, whose entry expires
+// at exactly t+Window, is still acceptable by its timestamp at t+Window,
+// and only the entry refuses the replay then.
+func live(expiry, now time.Time) bool { return !now.After(expiry) }
+
 // expireLocked drops the expired entries at the front of the queue.
 // REQUIRES: c.mu held.
 func (c *ReplayCache) expireLocked(now time.Time) {
-	for c.head < len(c.fifo) && !c.fifo[c.head].expiry.After(now) {
+	for c.head < len(c.fifo) && !live(c.fifo[c.head].expiry, now) {
 		ent := c.fifo[c.head]
 		// The key may have been re-admitted later (only possible if it
 		// had expired); then the map holds the newer expiry.
@@ -125,19 +132,19 @@ func (c *ReplayCache) expireLocked(now time.Time) {
 // order; it runs only when the cache is full.
 // REQUIRES: c.mu held.
 func (c *ReplayCache) sweepLocked(now time.Time) {
-	live := c.fifo[:0]
+	kept := c.fifo[:0]
 	for _, ent := range c.fifo[c.head:] {
 		exp, ok := c.seen[ent.e]
 		switch {
 		case !ok || !exp.Equal(ent.expiry):
 			// superseded by a later entry for the same key
-		case !exp.After(now):
+		case !live(exp, now):
 			delete(c.seen, ent.e)
 		default:
-			live = append(live, ent)
+			kept = append(kept, ent)
 		}
 	}
-	clear(c.fifo[len(live):])
-	c.fifo = live
+	clear(c.fifo[len(kept):])
+	c.fifo = kept
 	c.head = 0
 }

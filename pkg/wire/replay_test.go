@@ -25,8 +25,12 @@ func TestReplayCacheAdmit(t *testing.T) {
 	if err := c.admit(ephemeral(1), t0.Add(4*time.Minute-time.Nanosecond)); !errors.Is(err, errReplayed) {
 		t.Fatalf("admit just before expiry = %v, want errReplayed", err)
 	}
-	if err := c.admit(ephemeral(1), t0.Add(4*time.Minute)); err != nil {
-		t.Fatalf("admit at expiry = %v, want nil", err)
+	// The expiry instant still counts: see TestReplayAtWindowEdge.
+	if err := c.admit(ephemeral(1), t0.Add(4*time.Minute)); !errors.Is(err, errReplayed) {
+		t.Fatalf("admit at expiry = %v, want errReplayed", err)
+	}
+	if err := c.admit(ephemeral(1), t0.Add(4*time.Minute+time.Nanosecond)); err != nil {
+		t.Fatalf("admit just after expiry = %v, want nil", err)
 	}
 	if got := c.Len(); got != 1 {
 		t.Fatalf("Len = %d, want 1", got)
@@ -48,14 +52,18 @@ func TestReplayCacheFull(t *testing.T) {
 	if err := c.admit(ephemeral(0), t0.Add(10*time.Second)); !errors.Is(err, errReplayed) {
 		t.Fatalf("live entry was evicted: %v", err)
 	}
+	// At its expiry instant the first entry is still live.
+	if err := c.admit(ephemeral(3), t0.Add(time.Minute)); !errors.Is(err, errReplayFull) {
+		t.Fatalf("admit at the first entry's expiry = %v, want errReplayFull", err)
+	}
 	// Once the first entry expired there is room again.
-	if err := c.admit(ephemeral(3), t0.Add(time.Minute)); err != nil {
+	if err := c.admit(ephemeral(3), t0.Add(time.Minute+time.Nanosecond)); err != nil {
 		t.Fatalf("admit after expiry: %v", err)
 	}
-	if err := c.admit(ephemeral(4), t0.Add(time.Minute)); !errors.Is(err, errReplayFull) {
+	if err := c.admit(ephemeral(4), t0.Add(time.Minute+time.Nanosecond)); !errors.Is(err, errReplayFull) {
 		t.Fatalf("admit = %v, want errReplayFull", err)
 	}
-	if err := c.admit(ephemeral(4), t0.Add(2*time.Minute)); err != nil {
+	if err := c.admit(ephemeral(4), t0.Add(3*time.Minute)); err != nil {
 		t.Fatalf("admit after all expired: %v", err)
 	}
 	if got := c.Len(); got != 1 {
@@ -117,4 +125,26 @@ func TestReplayCacheConcurrent(t *testing.T) {
 	if want := workers / 2 * each; admitted != want || c.Len() != want {
 		t.Fatalf("admitted %d, Len %d, want %d", admitted, c.Len(), want)
 	}
+}
+
+// TestReplayAtWindowEdge replays message 1 at the last instant its
+// timestamp is acceptable, having first accepted it at the first such
+// instant: the window is inclusive at both ends (±Window), so the cache
+// entry, recorded for exactly 2×Window, must still hold at its expiry
+// instant. Before the fix the entry counted as expired there, and the
+// replay was admitted.
+func TestReplayAtWindowEdge(t *testing.T) {
+	f := newFixture(t)
+	_, m1 := f.msg1(t, testNow)
+	// Server clock behind: the timestamp is Window ahead, still accepted.
+	if _, _, err := f.responder(testNow.Add(-DefaultWindow)).respond(m1); err != nil {
+		t.Fatalf("first respond at the window's start: %v", err)
+	}
+	// Server clock ahead: the timestamp is Window behind, still accepted
+	// by the clock check, so the cache alone must refuse the replay.
+	_, _, err := f.responder(testNow.Add(DefaultWindow)).respond(m1)
+	wantReason(t, err, ReasonReplay)
+	// One nanosecond later the clock check refuses it.
+	_, _, err = f.responder(testNow.Add(DefaultWindow + 1)).respond(m1)
+	wantReason(t, err, ReasonClockSkew)
 }
