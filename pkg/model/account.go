@@ -57,10 +57,18 @@ func AccountContent(login string) []byte {
 // ParseAccountContent returns the login of an account row's content.
 func ParseAccountContent(b []byte) (string, error) {
 	s, ok := bytes.CutPrefix(b, []byte(accountPrefix))
-	if !ok || CheckLogin(string(s)) != nil {
+	if !ok || !canonicalLogin(s) {
 		return "", fmt.Errorf("%w: not an account row", ErrBadContent)
 	}
 	return string(s), nil
+}
+
+// canonicalLogin reports whether s is a login as AccountContent and
+// PasswordContent write it: valid and lower-case. A row with an upper-case
+// login was written by nobody, and its login would name another row
+// (AccountContent lower-cases it), so the reader would mean a row it is not.
+func canonicalLogin(s []byte) bool {
+	return CheckLogin(string(s)) == nil && !bytes.ContainsFunc(s, func(r rune) bool { return 'A' <= r && r <= 'Z' })
 }
 
 // PasswordContent returns the content of the text row holding a password
@@ -73,7 +81,7 @@ func PasswordContent(login, hash string) []byte {
 func ParsePasswordContent(b []byte) (login, hash string, err error) {
 	s, ok := bytes.CutPrefix(b, []byte(passwordPrefix))
 	l, h, ok2 := bytes.Cut(s, []byte("\n"))
-	if !ok || !ok2 || len(h) == 0 {
+	if !ok || !ok2 || len(h) == 0 || !canonicalLogin(l) {
 		return "", "", fmt.Errorf("%w: not a password row", ErrBadContent)
 	}
 	return string(l), string(h), nil
@@ -140,11 +148,14 @@ const dropColPrefix = "drop."
 // HeaderFilterColumn returns the mailbox column for dropping header field
 // name, or an error if the name cannot be one.
 func HeaderFilterColumn(name string) (string, error) {
-	col := dropColPrefix + strings.ToLower(name)
-	if name == "" || strings.ContainsAny(name, ".:") || CheckName(col) != nil {
+	// ASCII only: strings.ToLower maps the Kelvin sign U+212A to 'k', so
+	// a name CheckName must refuse became the filter of another field.
+	col := []byte(dropColPrefix + name)
+	lowerASCII(col[len(dropColPrefix):])
+	if name == "" || strings.ContainsAny(name, ".:") || checkName(col) != nil {
 		return "", fmt.Errorf("%w: header field name %q (letters, digits, '-' and '_' only, at most %d)", ErrBadName, name, 64-len(dropColPrefix))
 	}
-	return col, nil
+	return string(col), nil
 }
 
 // HeaderFilters returns the lower-case header field names a mailbox row's

@@ -85,3 +85,33 @@ func TestHeaderFilters(t *testing.T) {
 		t.Fatalf("HeaderFilters = %v", got)
 	}
 }
+
+// TestParseAccountContentCanonical: AccountContent and PasswordContent
+// write the login lower-cased, so content holding an upper-case or no login
+// was written by nobody. ParseAccountContent took "twinmx-account/1\nAlice"
+// and gave the login "Alice", whose account row (AccountContent) is another
+// row, under another key: dbctl's account list and config show then named
+// the row by a login that reads a different one.
+func TestParseAccountContentCanonical(t *testing.T) {
+	for _, bad := range []string{"twinmx-account/1\nAlice", "twinmx-account/1\nbob@EXAMPLE.org"} {
+		if l, err := ParseAccountContent([]byte(bad)); err == nil {
+			t.Errorf("ParseAccountContent(%q) = %q, accepted", bad, l)
+		}
+	}
+	for _, bad := range []string{"twinmx-password/1\nBob\n$argon2id$x", "twinmx-password/1\n\n$argon2id$x", "twinmx-password/1\na b\n$argon2id$x"} {
+		if l, h, err := ParsePasswordContent([]byte(bad)); err == nil {
+			t.Errorf("ParsePasswordContent(%q) = %q, %q, accepted", bad, l, h)
+		}
+	}
+}
+
+// TestHeaderFilterColumnASCII: only ASCII is lower-cased. HeaderFilterColumn
+// lower-cased with Unicode rules, which map the Kelvin sign U+212A to "k":
+// it accepted that name and made the filter of the field "k".
+func TestHeaderFilterColumnASCII(t *testing.T) {
+	for _, bad := range []string{"\u212a", "X-\u212aey"} {
+		if col, err := HeaderFilterColumn(bad); err == nil {
+			t.Errorf("HeaderFilterColumn(%q) = %q, accepted", bad, col)
+		}
+	}
+}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // IMAP folders, folder membership, placements and spam feedback
@@ -80,7 +82,9 @@ func (f FolderID) String() string {
 // "~" and the last four digits of its id, so LIST never shows a name
 // twice. imapd and dbctl's export list folders by this one rule.
 func FolderListName(name string, id FolderID, taken map[string]bool) string {
-	if taken[strings.ToLower(name)] {
+	// A loop, not an if: the name with the suffix may be taken too (by a
+	// folder named so, listed before), and LIST would show it twice.
+	for taken[strings.ToLower(name)] {
 		name += "~" + id.String()[12:]
 	}
 	taken[strings.ToLower(name)] = true
@@ -156,6 +160,22 @@ func ParseFolderColumn(name string) (FolderID, bool) {
 	return parseFolderID(s)
 }
 
+// CheckFolderName reports whether name may name a user folder: 1 to
+// MaxFolderNameLen bytes of UTF-8 without a wildcard of LIST ('*', '%'), NUL,
+// CR or LF, and no empty level (no '/' first or last, no "//"). It is the
+// rule imapd's CREATE and RENAME and dbctl apply when they write a name.
+func CheckFolderName(name string) error {
+	switch {
+	case name == "" || len(name) > MaxFolderNameLen:
+		return fmt.Errorf("%w: folder names are 1 to %d bytes", ErrBadName, MaxFolderNameLen)
+	case !utf8.ValidString(name) || strings.ContainsAny(name, "*%\x00\r\n"):
+		return fmt.Errorf("%w: folder name %q holds invalid UTF-8, '*', '%%' or a control character", ErrBadName, name)
+	case name[0] == '/' || name[len(name)-1] == '/' || strings.Contains(name, "//"):
+		return fmt.Errorf("%w: folder name %q has an empty level", ErrBadName, name)
+	}
+	return nil
+}
+
 // FolderNameContent returns the content of a folder name row.
 func FolderNameContent(id FolderID, name string) []byte {
 	b := make([]byte, 0, len(folderNamePrefix)+8+len(name))
@@ -164,10 +184,13 @@ func FolderNameContent(id FolderID, name string) []byte {
 	return append(b, name...)
 }
 
-// ParseFolderNameContent splits a folder name row's content.
+// ParseFolderNameContent splits a folder name row's content. A name that
+// CheckFolderName refuses is an error: every writer checks it, so such a
+// row (replicated from the other site) is corrupt or hostile, and would
+// list with line breaks, wildcards or empty levels.
 func ParseFolderNameContent(b []byte) (FolderID, string, error) {
 	rest, ok := bytes.CutPrefix(b, []byte(folderNamePrefix))
-	if !ok || len(rest) < 9 || len(rest) > 8+MaxFolderNameLen {
+	if !ok || len(rest) < 9 || CheckFolderName(string(rest[8:])) != nil {
 		return 0, "", fmt.Errorf("%w: not a folder name", ErrBadContent)
 	}
 	return FolderID(binary.BigEndian.Uint64(rest)), string(rest[8:]), nil
@@ -194,13 +217,27 @@ func CurrentFolderName(st State) (k Key, ok bool) {
 // state is st at time now: above every existing link, so it becomes the
 // current name even against a clock that runs behind.
 func NameValue(st State, now time.Time) uint64 {
-	ms := max(now.UnixMilli(), 1)
+	ms := uint64(max(now.UnixMilli(), 1))
 	for name, v := range st.Cols {
 		if _, isLink := ParseLinkColumn(folderNameColPrefix, name); isLink {
-			ms = max(ms, int64(v>>1)+1)
+			ms = max(ms, v>>1+1)
 		}
 	}
-	return uint64(ms)<<1 | 1
+	return valueAt(ms, true)
+}
+
+// valueAt returns the value for ms in MemberValue's layout (ms shifted left
+// by one, the low bit set for member), with ms capped at the largest the
+// layout holds. Callers compute ms, one above a stored value's, in uint64:
+// in int64 a column at 1<<64-2 or above (a corrupt or hostile row) wrapped
+// it to the lowest int64, and the value meant to be above the column fell
+// to the clock's, far below it, instead of reaching 1<<64-1.
+func valueAt(ms uint64, member bool) uint64 {
+	v := min(ms, math.MaxUint64>>1) << 1
+	if member {
+		v |= 1
+	}
+	return v
 }
 
 // MemberColumn returns the receive column saying whether the mail is in
@@ -241,12 +278,7 @@ func MemberTest(id FolderID) func(st State, home FolderID) (gen uint64, in bool)
 // MoveValue returns the value that records a move into (in) or out of
 // folder id at now for a row with state st: above the current one.
 func MoveValue(st State, id FolderID, now time.Time, in bool) uint64 {
-	ms := max(now.UnixMilli(), 1, int64(st.Col(MemberColumn(id))>>1)+1)
-	v := uint64(ms) << 1
-	if in {
-		v |= 1
-	}
-	return v
+	return valueAt(max(uint64(max(now.UnixMilli(), 1)), st.Col(MemberColumn(id))>>1+1), in)
 }
 
 // Folders returns every folder a receive row is in (home default included),

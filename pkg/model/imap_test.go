@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -311,5 +314,68 @@ func TestFolderListName(t *testing.T) {
 	}
 	if got := FolderListName("Inbox", a, taken); got != "Inbox~1234" {
 		t.Errorf("a user folder Inbox listed as %q, want Inbox~1234", got)
+	}
+}
+
+// TestValuesNearMax: NameValue and MoveValue must give a value above the
+// current one whenever a uint64 has one. With a column at 1<<64-2 (from a
+// corrupt or hostile row), int64(v>>1)+1 wrapped to the lowest int64 and
+// both returned a value from the clock, far below: the rename or move
+// never took effect, though 1<<64-1 would have.
+func TestValuesNearMax(t *testing.T) {
+	now := time.UnixMilli(1_800_000_000_000)
+	nk := KeyOf(Text, FolderNameContent(UserFolderID(1), "a"))
+	for _, v := range []uint64{1 << 63, math.MaxUint64 - 2, math.MaxUint64 - 1, math.MaxUint64} {
+		st := State{Cols: map[string]uint64{FolderNameColumn(nk): v, MemberColumn(FolderJunk): v}}
+		if got := NameValue(st, now); got <= v && got != math.MaxUint64 {
+			t.Errorf("NameValue over a link at %#x = %#x, want above it or the maximum", v, got)
+		}
+		if got := MoveValue(st, FolderJunk, now, true); got <= v && got != math.MaxUint64 {
+			t.Errorf("MoveValue(in) over %#x = %#x, want above it or the maximum", v, got)
+		}
+		if got := MoveValue(st, FolderJunk, now, false); got < v-1 || got&1 != 0 {
+			t.Errorf("MoveValue(out) over %#x = %#x, want the highest even value not below %#x", v, got, v-1)
+		}
+	}
+}
+
+// TestParseFolderNameContentChecks: a folder name row comes from either
+// site; one with a name no writer takes (imapd's CREATE and RENAME, dbctl:
+// CheckFolderName) is refused, as a link to something else is, rather than
+// listed. ParseFolderNameContent took any bytes: line breaks, NUL,
+// wildcards, invalid UTF-8, empty levels.
+func TestParseFolderNameContentChecks(t *testing.T) {
+	id := UserFolderID(7)
+	for _, bad := range []string{"a\r\nb", "a\nb", "a\x00", "a*", "50%", "\xff", "/a", "a/", "a//b", strings.Repeat("x", MaxFolderNameLen+1)} {
+		if _, n, err := ParseFolderNameContent(FolderNameContent(id, bad)); !errors.Is(err, ErrBadContent) {
+			t.Errorf("ParseFolderNameContent(name %q) = %q, %v; want ErrBadContent", bad, n, err)
+		}
+		if CheckFolderName(bad) == nil {
+			t.Errorf("CheckFolderName(%q) accepted", bad)
+		}
+	}
+	for _, good := range []string{"Work/2026 ä", "a", "a/b/c", "x~1234", strings.Repeat("x", MaxFolderNameLen)} {
+		if gid, n, err := ParseFolderNameContent(FolderNameContent(id, good)); err != nil || gid != id || n != good {
+			t.Errorf("ParseFolderNameContent(name %q) = %s, %q, %v", good, gid, n, err)
+		}
+	}
+}
+
+// TestFolderListNameTwice: the name given to a second folder of a name can
+// itself be taken by a folder listed before. Folders "work~abcd", "work" and
+// "work" (the last with an id ending in abcd) were listed as "work~abcd",
+// "work" and "work~abcd": one name twice.
+func TestFolderListNameTwice(t *testing.T) {
+	taken := map[string]bool{}
+	var got []string
+	for _, f := range []struct {
+		name string
+		id   FolderID
+	}{{"work~abcd", UserFolderID(1)}, {"work", UserFolderID(2)}, {"Work", UserFolderID(0xabcd)}} {
+		n := FolderListName(f.name, f.id, taken)
+		if slices.ContainsFunc(got, func(s string) bool { return strings.EqualFold(s, n) }) {
+			t.Fatalf("%q (%s) listed as %q, which %q already is", f.name, f.id, n, got)
+		}
+		got = append(got, n)
 	}
 }

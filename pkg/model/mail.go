@@ -36,9 +36,10 @@ type Parts struct {
 	// Body is everything after the separator line; empty when the mail has
 	// none. It shares memory with the raw mail given to Split.
 	Body []byte
-	// MessageID is the normalised value of the first Message-ID field:
-	// unfolded, without the angle brackets and surrounding white space; ""
-	// if there is none or it is longer than MaxMsgIDLen.
+	// MessageID is the normalised value of the first Message-ID field
+	// that has a usable one: unfolded, without the angle brackets and the
+	// comments and white space around them; "" if there is none (a field
+	// whose value is empty or longer than MaxMsgIDLen does not count).
 	MessageID string
 }
 
@@ -412,9 +413,9 @@ func fieldValue(f []byte, name string) ([]byte, bool) {
 }
 
 // normalizeMsgID returns the msg-id in a Message-ID field value: unfolded,
-// the part between the first '<' and the next '>' when there is one (which
-// drops CFWS around it), otherwise the whole trimmed value. It returns ""
-// for an empty or over-long result.
+// the part between the first '<' after any leading comments and the next
+// '>' when there is one (which drops CFWS around it), otherwise the whole
+// trimmed value. It returns "" for an empty or over-long result.
 func normalizeMsgID(v []byte) string {
 	// Unfolding (RFC 5322 §2.2.3) removes the line ends; stray CR or LF
 	// bytes cannot belong to an id either.
@@ -429,15 +430,47 @@ func normalizeMsgID(v []byte) string {
 		v = u
 	}
 	v = trimWSP(v)
-	if i := bytes.IndexByte(v, '<'); i >= 0 {
-		if j := bytes.IndexByte(v[i+1:], '>'); j >= 0 {
-			v = trimWSP(v[i+1 : i+1+j])
+	// RFC 5322 §3.6.4: msg-id = [CFWS] "<" ... A comment before the '<'
+	// may hold a '<' of its own ("(was <old@x>) <new@x>"), which is not
+	// the id's.
+	w := skipComments(v)
+	if i := bytes.IndexByte(w, '<'); i >= 0 {
+		if j := bytes.IndexByte(w[i+1:], '>'); j >= 0 {
+			v = trimWSP(w[i+1 : i+1+j])
 		}
 	}
 	if len(v) == 0 || len(v) > MaxMsgIDLen {
 		return ""
 	}
 	return string(v)
+}
+
+// skipComments returns v after the comments (RFC 5322 §3.2.2: nested, with
+// quoted-pairs) and white space it begins with, or v itself if one of them
+// is not closed.
+func skipComments(v []byte) []byte {
+	rest := v
+	for len(rest) > 0 && rest[0] == '(' {
+		depth, i := 0, 0
+		for ; i < len(rest); i++ {
+			switch rest[i] {
+			case '\\':
+				i++
+			case '(':
+				depth++
+			case ')':
+				depth--
+			}
+			if depth == 0 {
+				break
+			}
+		}
+		if depth != 0 {
+			return v
+		}
+		rest = trimWSP(rest[i+1:])
+	}
+	return rest
 }
 
 func trimWSP(b []byte) []byte {

@@ -87,6 +87,15 @@ func TestSplit(t *testing.T) {
 			header: "Message-ID: (c)\r\n  <a.b@c> \r\nMessage-ID: <second@x>\r\n\r\n",
 			msgID:  "a.b@c",
 		},
+		// A comment before the msg-id (RFC 5322 §3.6.4: [CFWS] "<" ...)
+		// may hold a '<': the id was taken from inside the comment.
+		{
+			name:   "Message-ID after a comment holding <",
+			in:     "Message-ID: (was <old@x>)\r\n (\\(<) <new@x>\r\n\r\n",
+			header: "Message-ID: (was <old@x>)\r\n (\\(<) <new@x>\r\n\r\n",
+			msgID:  "new@x",
+		},
+		{name: "first usable Message-ID", in: "Message-ID: <>\nMessage-ID: <b@x>\nMessage-ID: <c@x>\n\n", header: "Message-ID: <>\nMessage-ID: <b@x>\nMessage-ID: <c@x>\n\n", msgID: "b@x"},
 		{name: "Message-ID without brackets", in: "message-id:  id@x \n", header: "message-id:  id@x \n", msgID: "id@x"},
 		{name: "Message-ID empty", in: "Message-ID: <>\n\n", header: "Message-ID: <>\n\n"},
 		{name: "Message-ID too long", in: "Message-ID: <" + long + ">\n", header: "Message-ID: <" + long + ">\n"},
@@ -335,6 +344,8 @@ func TestMsgIDContent(t *testing.T) {
 		{"a@b", []byte("a@b")},
 		{" <A@B> ", []byte("A@B")},
 		{"<>", nil},
+		{"(old <a@b>) <c@d>", []byte("c@d")},
+		{"(unclosed <a@b>", []byte("a@b")},
 		{"", nil},
 	}
 	for _, tt := range tests {

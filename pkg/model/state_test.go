@@ -389,3 +389,79 @@ func TestEqualMeansSameMeaning(t *testing.T) {
 		}
 	})
 }
+
+// TestStateBounds checks MaxColumns, MaxCounters and MaxSites where they
+// bite: a state exactly at every bound, with the longest names and the
+// largest values, sets, merges, encodes and decodes; one more column,
+// counter or site is refused by Set, Add, MergeInto and DecodeState alike,
+// and a refused MergeInto leaves the state as it was.
+func TestStateBounds(t *testing.T) {
+	name := func(p string, i int) string { return fmt.Sprintf("%s%0*d", p, MaxNameLen-len(p), i) }
+	var full State
+	for i := range MaxColumns {
+		if _, err := full.Set(name("c", i), math.MaxUint64); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range MaxCounters {
+		for j := range MaxSites {
+			if _, err := full.Add(name("n", i), name("s", j), math.MaxUint64); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	b := enc(full)
+	got, rest, err := DecodeState(b)
+	if err != nil || len(rest) != 0 || !got.Equal(full) {
+		t.Fatalf("DecodeState of a state at every bound: %v, %d bytes left", err, len(rest))
+	}
+	if got.Counter(name("n", 0)) != math.MaxUint64 {
+		t.Errorf("Counter of %d saturated sites = %d, want MaxUint64", MaxSites, got.Counter(name("n", 0)))
+	}
+	if changed, err := full.MergeInto(full.Clone()); changed || err != nil {
+		t.Errorf("MergeInto(itself) at the bounds = %v, %v", changed, err)
+	}
+	if changed, err := full.MergeInto(State{}); changed || err != nil {
+		t.Errorf("MergeInto(empty) = %v, %v", changed, err)
+	}
+	if m := Merge(State{}, full); !m.Equal(full) {
+		t.Error("Merge(empty, s) != s")
+	}
+
+	one := func(f func(*State) (bool, error)) State {
+		var s State
+		if _, err := f(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	over := []struct {
+		name string
+		add  func(*State) (bool, error)
+	}{
+		{"column", func(s *State) (bool, error) { return s.Set("c-new", 1) }},
+		{"counter", func(s *State) (bool, error) { return s.Add("n-new", "s", 1) }},
+		{"site", func(s *State) (bool, error) { return s.Add(name("n", 0), "s-new", 1) }},
+	}
+	for _, tt := range over {
+		t.Run(tt.name, func(t *testing.T) {
+			s := full.Clone()
+			if _, err := tt.add(&s); !errors.Is(err, ErrTooMany) {
+				t.Errorf("one %s over the bound: %v, want ErrTooMany", tt.name, err)
+			}
+			if !s.Equal(full) {
+				t.Error("a refused Set or Add changed the state")
+			}
+			if _, err := s.MergeInto(one(tt.add)); !errors.Is(err, ErrTooMany) {
+				t.Errorf("MergeInto one %s over the bound: %v, want ErrTooMany", tt.name, err)
+			}
+			if !s.Equal(full) {
+				t.Error("a refused MergeInto changed the state")
+			}
+			big := Merge(full, one(tt.add))
+			if _, _, err := DecodeState(enc(big)); !errors.Is(err, ErrBadState) {
+				t.Errorf("DecodeState of one %s over the bound: %v, want ErrBadState", tt.name, err)
+			}
+		})
+	}
+}

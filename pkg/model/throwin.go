@@ -36,8 +36,10 @@ type Attempt struct {
 
 const throwInRecord = "twinmx-throw-in/1"
 
-// Content returns the row content of t. Values are written as given; the
-// caller keeps them to one line.
+// Content returns the row content of t. Values are written as given, but
+// for CR and LF, written as '?' (as smtpd's oneLine does): a line break
+// would start a line of its own, which ParseThrowIn reads as another field
+// (a "mail:" or "received:" key the attempt never stored).
 func (t Attempt) Content() []byte {
 	// Appended into one buffer of about the right size: smtpd writes one
 	// per mail, and a string per line was most of its cost.
@@ -50,7 +52,7 @@ func (t Attempt) Content() []byte {
 	}
 	b := make([]byte, 0, n)
 	b = append(b, throwInRecord+"\n"...)
-	line := func(name, val string) { b = append(append(append(append(b, name...), ": "...), val...), '\n') }
+	line := func(name, val string) { b = append(appendOneLine(append(append(b, name...), ": "...), val), '\n') }
 	line("session", t.Session)
 	if t.Attempt > 0 {
 		b = strconv.AppendInt(append(b, "attempt: "...), int64(t.Attempt), 10)
@@ -82,6 +84,18 @@ func (t Attempt) Content() []byte {
 		}
 	}
 	return b
+}
+
+// appendOneLine appends s to b with every CR and LF written as '?'.
+func appendOneLine(b []byte, s string) []byte {
+	for {
+		i := strings.IndexAny(s, "\r\n")
+		if i < 0 {
+			return append(b, s...)
+		}
+		b = append(append(b, s[:i]...), '?')
+		s = s[i+1:]
+	}
 }
 
 // ParseThrowIn reads a throw-in row's content. Unknown lines are ignored;

@@ -1,7 +1,9 @@
 package model
 
 import (
+	"bytes"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -74,6 +76,7 @@ func FuzzParseThrowIn(f *testing.F) {
 	f.Add([]byte("twinmx-throw-in/1\ntime: 2026-11-29T10:00:00Z\nclient: [::1]:25\nrcpt: a@b\nmail: " + KeyOf(Mail, nil).String()))
 	f.Add([]byte("twinmx-throw-in/1\n"))
 	f.Add(Attempt{Session: "s", Time: time.Unix(1e9, 0), Size: 1, HasMail: true, HasReceived: true}.Content())
+	f.Add([]byte("twinmx-throw-in/1\ntime: 2026-11-29T10:00:00Z\nhelo: x\r\r\nfrom: <<a>>\nsize: -1\nmail: " + strings.ToUpper(KeyOf(Mail, nil).String()) + "\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := ParseThrowIn(b)
 		if err != nil {
@@ -82,10 +85,16 @@ func FuzzParseThrowIn(f *testing.F) {
 		if a.Time.IsZero() {
 			t.Fatal("a record without a time parsed")
 		}
-		// What parsed reads back the same once written again (values
-		// that fit on one line, as smtpd writes them).
-		if _, err := ParseThrowIn(a.Content()); err != nil {
+		// What parsed reads back the same once written again: a second
+		// round writes the bytes of the first, so no value (a CR a line
+		// kept, say) changes its meaning on the way.
+		c := a.Content()
+		a2, err := ParseThrowIn(c)
+		if err != nil {
 			t.Fatalf("written again, it does not parse: %v", err)
+		}
+		if c2 := a2.Content(); !bytes.Equal(c2, c) {
+			t.Fatalf("ParseThrowIn(%q) written again is %q, then %q", b, c, c2)
 		}
 	})
 }
@@ -106,5 +115,25 @@ func TestThrowInContentBytes(t *testing.T) {
 	early := Attempt{Session: "s", Time: time.Unix(0, 0), Client: "c", EarlyTalker: true}
 	if got, want := string(early.Content()), "twinmx-throw-in/1\nsession: s\ntime: 1970-01-01T00:00:00Z\nclient: c\nearly-talker: yes\n"; got != want {
 		t.Errorf("Content() =\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestThrowInContentOneLine: a line break in a value must not start a line
+// of its own. Content wrote values as given, so a HELO of
+// "x\nmail: <key>" read back as an attempt that stored that mail (spamd
+// judges it, dbctl recover-acks acknowledges by it).
+func TestThrowInContentOneLine(t *testing.T) {
+	k := KeyOf(Mail, []byte("forged"))
+	a := Attempt{Session: "s\r", Time: time.Unix(1e9, 0), Client: "c", Helo: "x\nmail: " + k.String(),
+		From: "a@b\r\nreceived: " + k.String(), Rcpts: []string{"r@x\nrcpt: other@x"}}
+	got, err := ParseThrowIn(a.Content())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.HasMail || got.HasReceived || len(got.Rcpts) != 1 {
+		t.Fatalf("a value's line break made fields of its own: %+v", got)
+	}
+	if got.Session != "s?" || got.Helo != "x?mail: "+k.String() || got.From != "a@b??received: "+k.String() || got.Rcpts[0] != "r@x?rcpt: other@x" {
+		t.Errorf("values read back as %q %q %q %q, want CR and LF as '?'", got.Session, got.Helo, got.From, got.Rcpts)
 	}
 }
