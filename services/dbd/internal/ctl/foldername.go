@@ -130,7 +130,7 @@ func maildirFolderDir(name string) string {
 
 // parseMaildirFolderDir returns the folder name of a Maildir++ directory
 // name (maildirFolderDir's inverse); an error if dir is not one or its
-// name is not one imapd would take (checkFolderName).
+// name is not one imapd would take (model.CheckFolderName).
 func parseMaildirFolderDir(dir string) (string, error) {
 	rest, ok := strings.CutPrefix(dir, ".")
 	if !ok || rest == "" || rest == "." {
@@ -156,25 +156,10 @@ func parseMaildirFolderDir(dir string) (string, error) {
 		levels[i] = dec
 	}
 	name := strings.Join(levels, imapDelim)
-	if err := checkFolderName(name); err != nil {
+	if err := model.CheckFolderName(name); err != nil {
 		return "", fmt.Errorf("folder %q: %w", dir, err)
 	}
 	return name, nil
-}
-
-// checkFolderName reports whether imapd would take name for a folder
-// (its own check, services/imapd/internal/session): 1 to 512 bytes of
-// UTF-8, no wildcard or control character, no empty level.
-func checkFolderName(name string) error {
-	switch {
-	case name == "" || len(name) > model.MaxFolderNameLen:
-		return errors.New("folder names are 1 to 512 bytes")
-	case !utf8.ValidString(name) || strings.ContainsAny(name, "*%\x00\r\n"):
-		return errors.New("folder names may not hold *, % or control characters")
-	case strings.HasPrefix(name, imapDelim) || strings.HasSuffix(name, imapDelim) || strings.Contains(name, imapDelim+imapDelim):
-		return errors.New("folder names may not start or end with / or hold //")
-	}
-	return nil
 }
 
 // fileFolderPath returns the relative path of folder name in an mbox or

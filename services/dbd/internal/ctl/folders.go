@@ -171,7 +171,7 @@ func (fl *folderList) byName(name string) (imapFolder, bool) {
 // create makes a user folder named name with the rows imapd's CREATE
 // writes (mailbox.CreateFolderRequests), in one batch.
 func (fl *folderList) create(ctx context.Context, db folderDB, name string, now time.Time) (imapFolder, error) {
-	if err := checkFolderName(name); err != nil {
+	if err := model.CheckFolderName(name); err != nil {
 		return imapFolder{}, err
 	}
 	if fl.used >= maxUserFolders {

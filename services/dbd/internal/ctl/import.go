@@ -89,7 +89,7 @@ func importMail(c *cli.Context) error {
 	}
 	folderName := c.String("folder")
 	if folderName != "" {
-		if err := checkFolderName(folderName); err != nil {
+		if err := model.CheckFolderName(folderName); err != nil {
 			return usageError("import: --folder %q: %v", folderName, err)
 		}
 	}
