@@ -629,8 +629,21 @@ func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp,
 			}
 		}
 	}
-	for _, i := range idx {
-		cols := sel.msgs[i].m.State.Cols
+	// RFC 9051 §6.4.6: each flag is set or cleared as the mail has it
+	// now, not only as this session last showed it (the view). A change
+	// another session made since (its watch event arrived, but the view
+	// is only brought up to date after a command that may report it)
+	// made a -FLAGS find the flag "already clear" by the view, or a
+	// +FLAGS "already set", and write nothing: the later change, this
+	// one, was lost. A flag is left alone only when the view and the
+	// latest state both have it as asked, so the answer, the view's
+	// flags, shows it as asked too.
+	latest, err := s.latestStates(ctx, idx)
+	if err != nil {
+		return err
+	}
+	for k, i := range idx {
+		view, cols := sel.msgs[i].m.State.Cols, latest[k].Cols
 		target := map[string]bool{}
 		switch op {
 		case imap.StoreFlagsAdd:
@@ -642,7 +655,7 @@ func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp,
 				target[c] = false
 			}
 		case imap.StoreFlagsSet:
-			for _, c := range flags.SetIn(cols, sel.folder.id) {
+			for _, c := range append(flags.SetIn(view, sel.folder.id), flags.SetIn(cols, sel.folder.id)...) {
 				if !want[c] {
 					target[c] = false
 				}
@@ -652,8 +665,8 @@ func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp,
 			}
 		}
 		for c, on := range target {
-			cur := flags.Current(cols, c)
-			if flags.Set(cur) == on {
+			cur := flags.Current(cols, c) // at least the view's
+			if flags.Set(cur) == on && flags.Set(flags.Current(view, c)) == on {
 				continue // already so (a never-set flag is clear)
 			}
 			v := flags.Value(max(now, int64(cur>>1)+1), on)
@@ -704,6 +717,35 @@ func (s *Session) setFlags(ctx context.Context, idx []int, op imap.StoreFlagsOp,
 		sel.msgs[i].flags = s.flagsOf(ctx, sel.msgs[i].m.State, sel.folder.id)
 	}
 	return nil
+}
+
+// latestStates returns the states of the selected folder's messages at
+// idx as the session knows them now: the view's merged with its copy of
+// the rows, brought up to date with the watch events that arrived since
+// the last sync. The view itself is not changed: the next sync reports
+// the differences to the client.
+func (s *Session) latestStates(ctx context.Context, idx []int) ([]model.State, error) {
+	sel := s.sel
+	if sel.cache != nil && sel.watch.dirty.Load() {
+		_, took, err := s.catchUp(ctx, sel)
+		if took {
+			sel.watch.mark() // still owed to the view's next sync
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]model.State, len(idx))
+	for k, i := range idx {
+		m := sel.msgs[i].m
+		out[k] = m.State
+		if sel.cache != nil {
+			if st, ok := sel.cache.state(m.Receive); ok && !st.Equal(m.State) {
+				out[k] = model.Merge(m.State, st)
+			}
+		}
+	}
+	return out, nil
 }
 
 // errTooManyKeywords refuses a STORE or APPEND that would give a mail

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/rand"
 	"encoding/binary"
+	"reflect"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -152,6 +153,20 @@ func (fs *folderSet) hasChildren(name string) bool {
 	return false
 }
 
+// attrs returns the attributes LIST shows for live folder f without
+// selection options (see List): whether it has inferiors (CHILDREN, RFC
+// 3348) and its special use (RFC 6154).
+func (fs *folderSet) attrs(f *folder) []imap.MailboxAttr {
+	attrs := []imap.MailboxAttr{imap.MailboxAttrHasNoChildren}
+	if fs.hasChildren(f.name) {
+		attrs[0] = imap.MailboxAttrHasChildren
+	}
+	if f.attr != "" {
+		attrs = append(attrs, f.attr)
+	}
+	return attrs
+}
+
 // implied returns, sorted, the names of the hierarchy levels above live
 // folders that are no folder themselves.
 func (fs *folderSet) implied() []string {
@@ -203,6 +218,9 @@ func (s *Session) subscribed(f *folder) (bool, error) {
 // return options).
 func (s *Session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) (err error) {
 	defer s.track("list", &err)()
+	if options != nil && options.ReturnStatus != nil && options.ReturnStatus.DeletedStorage {
+		return errStatusItem // before any LIST response: see errStatusItem
+	}
 	fs, err := s.folders()
 	if err != nil {
 		return err
@@ -214,6 +232,7 @@ func (s *Session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		patterns = []string{""}
 	}
 	implied := fs.implied()
+	lsub := isLsub(w)
 	for _, p := range patterns {
 		if p == "" {
 			// RFC 9051 §6.3.9: the hierarchy delimiter and root.
@@ -247,6 +266,7 @@ func (s *Session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 				}
 			}
 		}
+		written := map[string]bool{}
 		for i := range fs.live {
 			f := &fs.live[i]
 			if !match(f.name) {
@@ -281,12 +301,66 @@ func (s *Session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 					return err
 				}
 			}
+			written[f.name] = true
 			if err := w.WriteList(data); err != nil {
 				return errClientGone
 			}
 		}
+		if lsub && strings.ContainsRune(p, '%') {
+			if err := s.lsubLevels(w, fs, p, match, written); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// lsubLevels writes LSUB's levels for pattern p: RFC 3501 §6.3.9 "if
+// foo/bar is subscribed but foo is not, LSUB with % must return foo, not
+// foo/bar, flagged \Noselect", so that a client reading LSUB level by
+// level finds foo/bar. written are the names LSUB already gave.
+func (s *Session) lsubLevels(w *imapserver.ListWriter, fs *folderSet, p string, match func(string) bool, written map[string]bool) error {
+	for i := range fs.live {
+		f := &fs.live[i]
+		if !strings.ContainsRune(f.name, delim) || match(f.name) {
+			continue
+		}
+		sub, err := s.subscribed(f)
+		if err != nil {
+			return err
+		}
+		if !sub {
+			continue
+		}
+		for j := strings.IndexRune(f.name, delim); j > 0; {
+			if up := f.name[:j]; !written[up] && match(up) {
+				written[up] = true
+				data := &imap.ListData{Mailbox: up, Delim: delim, Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}}
+				if err := w.WriteList(data); err != nil {
+					return errClientGone
+				}
+			}
+			k := strings.IndexRune(f.name[j+1:], delim)
+			if k < 0 {
+				break
+			}
+			j += 1 + k
+		}
+	}
+	return nil
+}
+
+// isLsub reports whether go-imap called List for LSUB (its writer then
+// writes LSUB responses) rather than for LIST (SUBSCRIBED), whose
+// options are the same: go-imap v2.0.0-beta.8 gives no other way to
+// tell, and the two answer "%" differently (lsubLevels; RFC 5258 lists
+// only subscribed names).
+func isLsub(w *imapserver.ListWriter) bool {
+	if w == nil {
+		return false
+	}
+	f := reflect.ValueOf(w).Elem().FieldByName("lsub")
+	return f.IsValid() && f.Kind() == reflect.Bool && f.Bool()
 }
 
 var errNoMailbox = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "No such mailbox"}
@@ -440,9 +514,19 @@ func (s *Session) subscribe(name string, on bool) error {
 	return s.b.cfg.Store.Subscribe(ctx, s.acct.Login, f.id, f.state, on, s.b.cfg.Now())
 }
 
+// errStatusItem refuses a STATUS item of an extension imapd does not
+// offer; go-imap parses DELETED-STORAGE (QUOTA, RFC 9208 §4.2) whatever
+// the capabilities, and its writer dereferences the value: left unset,
+// the panic ended the connection without an answer.
+var errStatusItem = &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug,
+	Text: "Unknown STATUS data item"}
+
 // Status is STATUS.
 func (s *Session) Status(name string, options *imap.StatusOptions) (data *imap.StatusData, err error) {
 	defer s.track("status", &err)()
+	if options != nil && options.DeletedStorage {
+		return nil, errStatusItem
+	}
 	fs, err := s.folders()
 	if err != nil {
 		return nil, err
@@ -503,6 +587,12 @@ func (s *Session) status(f *folder, fs *folderSet, options *imap.StatusOptions, 
 	if options != nil && options.NumRecent {
 		var zero uint32
 		data.NumRecent = &zero
+	}
+	if options != nil && options.AppendLimit {
+		// RFC 7889 §5: NIL, what go-imap writes for an unset value,
+		// means the mailbox takes mail of any size.
+		limit := uint32(appendLimit)
+		data.AppendLimit = &limit
 	}
 	return data, nil
 }

@@ -289,6 +289,12 @@ func (s *Session) Select(name string, options *imap.SelectOptions) (data *imap.S
 	}
 	data.NumMessages = uint32(len(sel.msgs))
 	data.UIDNext = sel.uidNext
+	if s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) {
+		// RFC 9051 §6.3.2: LIST is a required untagged response of
+		// SELECT and EXAMINE in IMAP4rev2, with the mailbox's
+		// attributes as LIST gives them (RFC 3501 has no such response).
+		data.List = &imap.ListData{Mailbox: f.name, Delim: delim, Attrs: fs.attrs(f)}
+	}
 	s.sel = sel
 	s.log.Debug("selected", "folder", f.name, "read_only", sel.readOnly, "messages", len(sel.msgs))
 	return data, nil
@@ -342,31 +348,43 @@ func (s *Session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err e
 	// removeFrom decides whether a delivery is in another folder: by the
 	// folders now, not at SELECT (a copy in a folder made since counts),
 	// and by the row's latest state (the view's may lack a COPY this
-	// session just made), read from dbd for SMTP deliveries: their
-	// deleted column is never undone, and a COPY another session made a
-	// moment ago may not have reached this one by its watch yet.
+	// session just made), read from dbd: an SMTP delivery's deleted
+	// column is never undone, and a COPY another session made a moment
+	// ago may not have reached this one by its watch yet.
 	fs, err := s.folders()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := s.dbctx()
 	defer cancel()
-	msgs := make([]*message, len(gone))
-	for k, i := range gone {
+	msgs := make([]*message, 0, len(gone))
+	kept := gone[:0]
+	for _, i := range gone {
 		latest := *sel.msgs[i]
 		if latest.m.State, err = s.latest(ctx, latest.m); err != nil {
 			return err
 		}
-		if !latest.m.Appended {
-			row, err := s.b.cfg.Store.FindReceive(ctx, latest.m.Receive)
-			if err != nil {
-				return err
-			}
-			if row != nil {
-				latest.m.State = model.Merge(latest.m.State, row.State)
-			}
+		row, err := s.b.cfg.Store.FindReceive(ctx, latest.m.Receive)
+		if err != nil {
+			return err
 		}
-		msgs[k] = &latest
+		if row != nil {
+			latest.m.State = model.Merge(latest.m.State, row.State)
+		}
+		// RFC 9051 §6.4.3: EXPUNGE removes the mail that has \Deleted
+		// now. The view may still show it on a mail another session (or
+		// the other site) has since undeleted: removing that mail
+		// would lose one its user just kept. Its flags reach the
+		// client at the next sync.
+		if !flags.Has(latest.m.State.Cols, imap.FlagDeleted, sel.folder.id) {
+			continue
+		}
+		msgs = append(msgs, &latest)
+		kept = append(kept, i)
+	}
+	gone = kept
+	if len(gone) == 0 {
+		return nil
 	}
 	if err := s.removeFrom(ctx, &sel.folder, fs, msgs); err != nil {
 		return err
@@ -436,10 +454,23 @@ func (s *Session) setColumns(ctx context.Context, texts [][]byte, sets []store.C
 }
 
 // Poll reports changes since the last look (after each command).
-func (s *Session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error) {
+func (s *Session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if s.sel == nil {
 		return nil
 	}
+	err := s.poll(w, allowExpunge)
+	if errors.Is(err, errTemporary) {
+		// dbd failed (logged and counted by track); the view stays
+		// dirty and a later poll reports the changes. go-imap takes
+		// Poll's error for the command's: a COPY or APPEND that was
+		// done would be answered NO, and after any other command the
+		// connection was closed without an answer.
+		return nil
+	}
+	return err
+}
+
+func (s *Session) poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error) {
 	defer s.track("poll", &err)()
 	return s.sync(w, allowExpunge)
 }
@@ -459,15 +490,30 @@ func (s *Session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err er
 	}
 	keepalive := time.NewTicker(s.b.cfg.IdleKeepalive)
 	defer keepalive.Stop()
+	wait := s.b.cfg.WatchRetry
 	for {
-		if err := s.sync(w, true); err != nil {
+		var retry <-chan time.Time
+		switch err := s.sync(w, true); {
+		case errors.Is(err, errClientGone):
 			return err
+		case err != nil:
+			// dbd failed for a moment (the view stays dirty). Returning
+			// would end the updates while the client still waits in
+			// IDLE, until it sends DONE itself (up to 29 minutes, RFC
+			// 2177): try again, less often while dbd keeps failing.
+			s.log.Warn("idle: sync failed; trying again", "err", err, "in", wait)
+			s.b.cfg.Metrics.Errors.WithLabelValues("dbd").Inc()
+			retry = time.After(wait)
+			wait = min(2*wait, time.Minute)
+		default:
+			wait = s.b.cfg.WatchRetry
 		}
 		select {
 		case <-stop:
 			return nil
 		case <-s.ctx.Done():
 			return nil
+		case <-retry:
 		case <-s.sel.watch.notify:
 		case <-keepalive.C:
 			// An unchanged EXISTS is a valid untagged response any
