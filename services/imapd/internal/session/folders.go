@@ -7,7 +7,6 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -114,18 +113,16 @@ func buildFolderSet(login string, users []store.Folder) *folderSet {
 	return fs
 }
 
-// checkFolderName reports whether a client may give a user folder name.
+// checkFolderName reports whether a client may give a user folder name:
+// one model.CheckFolderName takes (the rule dbctl applies too, and the
+// other site's rows are read by) that names no system folder.
 func checkFolderName(name string) error {
-	bad := func(text string) error {
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: text}
-	}
 	switch {
-	case name == "" || len(name) > model.MaxFolderNameLen:
-		return bad("Folder names are 1 to 512 bytes")
-	case !utf8.ValidString(name) || strings.ContainsAny(name, "*%\x00\r\n"):
-		return bad("Folder names may not hold *, % or control characters")
-	case name[0] == delim || name[len(name)-1] == delim || strings.Contains(name, "//"):
-		return bad("Folder names may not start or end with / or hold //")
+	case len(name) > model.MaxFolderNameLen:
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Folder names are 1 to 512 bytes"}
+	case model.CheckFolderName(name) != nil:
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
+			Text: "Folder names may not be empty, hold *, % or control characters, start or end with / or hold //"}
 	case isSystemName(name):
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists, Text: "That is a system folder"}
 	}
