@@ -396,7 +396,7 @@ func (e *Engine) processRow(ctx context.Context, key model.Key) (time.Time, bool
 		send := func(ctx context.Context, to string) error {
 			if raw == nil {
 				if raw, err = mailbox.New(e.cfg.DB).Fetch(ctx, mailbox.Message{Receive: key, Mail: mail, Mailbox: box, State: j.row.State}, nil); err != nil {
-					return fmt.Errorf("read the mail: %w", err)
+					return &mailReadError{err: err}
 				}
 			}
 			return e.cfg.Relay.Send(ctx, to, raw)
@@ -503,6 +503,14 @@ func (e *Engine) handle(ctx context.Context, j *job, k kind, targets []string, g
 		}
 		start := time.Now()
 		err := send(ctx, t)
+		if re := (*mailReadError)(nil); errors.As(err, &re) {
+			// The mail is not here (its header or body has not
+			// replicated, e.g. to the site that took over) or dbd
+			// failed: no fault of the address, so it must not count a
+			// try or give the address up for good; process backs off
+			// and looks again, as for any missing mail row (§1).
+			return time.Time{}, err
+		}
 		result := "ok"
 		if err != nil {
 			result = "error"
@@ -542,6 +550,14 @@ func (e *Engine) handle(ctx context.Context, j *job, k kind, targets []string, g
 		// Look again by RetryMax at the latest, to refresh the claim
 		// while held back.
 		next = earliest(held, now.Add(e.cfg.RetryMax))
+		// Not before then, like a failed attempt (failed below may set
+		// it later): the claim this look wrote changed the row, so the
+		// watch pokes it at once, and a look that wrote the claim again
+		// would poke it again, a claim write per round trip until the
+		// number's rate allows.
+		e.mu.Lock()
+		e.retryAt[rk] = next
+		e.mu.Unlock()
 	}
 	if len(fails) > 0 {
 		at, err := e.failed(ctx, j, k, fails)
@@ -570,6 +586,12 @@ func joinFails(fails []targetErr) error {
 	}
 	return errors.Join(errs...)
 }
+
+// mailReadError is a forward copy's failure to read the mail it copies.
+type mailReadError struct{ err error }
+
+func (e *mailReadError) Error() string { return "read the mail: " + e.err.Error() }
+func (e *mailReadError) Unwrap() error { return e.err }
 
 // permanent reports whether a send error says that trying again will not
 // help: it has a Permanent method that says so (relay.DeliveryError,
