@@ -174,12 +174,16 @@ func newSink(t *testing.T) *sink {
 }
 
 // copies returns how many copies of raw arrived for rcpt, byte for byte.
+// copies counts the forward copies of raw to rcpt: the stored mail byte
+// for byte below the Delivered-To field of the mailbox it was forwarded
+// from (box), which marks the copy against forward loops.
 func (s *sink) copies(rcpt string, raw []byte) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	want := "Delivered-To: " + box + "\r\n" + string(raw)
 	n := 0
 	for _, c := range s.got {
-		if c.rcpt == rcpt && string(c.data) == string(raw) {
+		if c.rcpt == rcpt && string(c.data) == want {
 			n++
 		}
 	}

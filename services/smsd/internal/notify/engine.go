@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base32"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -395,8 +397,12 @@ func (e *Engine) processRow(ctx context.Context, key model.Key) (time.Time, bool
 		var raw []byte
 		send := func(ctx context.Context, to string) error {
 			if raw == nil {
-				if raw, err = mailbox.New(e.cfg.DB).Fetch(ctx, mailbox.Message{Receive: key, Mail: mail, Mailbox: box, State: j.row.State}, nil); err != nil {
+				m, err := mailbox.New(e.cfg.DB).Fetch(ctx, mailbox.Message{Receive: key, Mail: mail, Mailbox: box, State: j.row.State}, nil)
+				if err != nil {
 					return &mailReadError{err: err}
+				}
+				if raw, err = markForwarded(m, conf.address); err != nil {
+					return err
 				}
 			}
 			return e.cfg.Relay.Send(ctx, to, raw)
@@ -586,6 +592,52 @@ func joinFails(fails []targetErr) error {
 	}
 	return errors.Join(errs...)
 }
+
+// markForwarded returns a forward copy of raw, the mail as delivered to
+// the mailbox address: a Delivered-To field for the mailbox above it,
+// as an MDA writes one (RFC 9228). A mail that already holds one for
+// this mailbox came round a forward loop (a forward to an address that
+// forwards back): it is not forwarded again, a permanent failure for
+// this copy. Without the mark such a loop ran until smtpd's --max-hops
+// refused the mail, dozens of copies later, each one's SMS rules firing.
+func markForwarded(raw []byte, address string) ([]byte, error) {
+	if deliveredTo(raw, address) {
+		return nil, &loopError{address: address}
+	}
+	field := "Delivered-To: " + address + "\r\n"
+	return append([]byte(field), raw...), nil
+}
+
+// deliveredTo reports whether the header section of raw has a
+// Delivered-To field naming address (case-insensitively).
+func deliveredTo(raw []byte, address string) bool {
+	hdr := raw[:model.HeaderSectionLen(raw)]
+	for len(hdr) > 0 {
+		line := hdr
+		if i := bytes.IndexByte(hdr, '\n'); i >= 0 {
+			line, hdr = hdr[:i], hdr[i+1:]
+		} else {
+			hdr = nil
+		}
+		name, val, ok := bytes.Cut(line, []byte(":"))
+		if ok && strings.EqualFold(string(bytes.TrimSpace(name)), "Delivered-To") &&
+			strings.EqualFold(strings.Trim(string(bytes.TrimSpace(val)), "<>"), address) {
+			return true
+		}
+	}
+	return false
+}
+
+// loopError is a forward copy refused because the mail came round a
+// forward loop (markForwarded): forwarding it again cannot help.
+type loopError struct{ address string }
+
+func (e *loopError) Error() string {
+	return "forward loop: the mail was already delivered to " + e.address + " and forwarded from there"
+}
+
+// Permanent reports that the copy is given up at once.
+func (e *loopError) Permanent() bool { return true }
 
 // mailReadError is a forward copy's failure to read the mail it copies.
 type mailReadError struct{ err error }
