@@ -79,6 +79,7 @@ type Learner struct {
 	cfg Config
 
 	model   *classify.Model              // the model `taught` describes
+	stale   bool                         // model may lack feedback in best: teach it all (checkModel)
 	best    map[model.Key]uint64         // mail key -> highest feedback value seen
 	taught  map[model.Key]classify.Class // mail key -> class taught to model
 	mailOf  map[model.Key]model.Key      // receive key -> mail key (immutable)
@@ -221,19 +222,23 @@ func (l *Learner) later(k model.Key) {
 // checkModel teaches a newly pushed model every feedback again.
 func (l *Learner) checkModel(ctx context.Context) error {
 	m := l.cfg.Models.Current()
-	if m == l.model {
+	if m != l.model {
+		l.model, l.stale = m, true
+		clear(l.taught)
+	}
+	if !l.stale || m == nil {
 		return nil
 	}
-	l.model = m
-	clear(l.taught)
-	if m == nil {
-		return nil
-	}
+	// stale stays set until every mail is taught: a read error half-way
+	// (which ends the watch) must not leave the rest of the feedback
+	// untaught once the Learner subscribes again. teach skips what the
+	// model already holds, so a second pass counts no mail twice.
 	for mail := range l.best {
 		if err := l.teach(ctx, mail); err != nil && !errors.Is(err, client.ErrNotFound) {
 			return err
 		}
 	}
+	l.stale = false
 	l.cfg.Logger.Info("feedback taught to the new model", "mails", len(l.best))
 	return nil
 }
@@ -275,9 +280,14 @@ func (l *Learner) Apply(ctx context.Context, row *wire.Row) error {
 	}
 	l.best[mail] = v
 	err = l.teach(ctx, mail)
+	if err != nil {
+		// Not taught: forget v, or the same row applied again (the
+		// pending retry, or catchUp after the watch is opened again)
+		// would look like a replay and the feedback would be lost.
+		l.best[mail] = prev
+	}
 	if errors.Is(err, client.ErrNotFound) {
 		// The mail's rows have not replicated yet.
-		l.best[mail] = prev
 		l.later(row.Key)
 		return nil
 	}

@@ -25,8 +25,10 @@
 // Retry (deliver.Policy.Since).
 //
 // Rows judge writes (all replicate):
-//   - receive: `verdict` (source filter), `spam.score` (probability × 10^6),
-//     and the link to its reason (model.ReasonColumn, value: attempt ms);
+//   - receive: `verdict` (source filter), `spam.score` (probability × 10^6;
+//     not for Retry, as the column only rises and the definite verdict
+//     that replaces a Retry may score lower), and the link to its reason
+//     (model.ReasonColumn, value: attempt ms);
 //   - text reason rows (model.ReasonContent), shown by dbctl mails;
 //   - text `twinmx-known/1` rows (mailbox, normalised sender) with column
 //     `known`: the mailbox accepted clear mail from this sender;

@@ -442,7 +442,12 @@ func (j *Judge) write(ctx context.Context, rk model.Key, a model.Attempt, mailbo
 	reqs := []wire.Request{
 		{Op: wire.OpFindOrInsert, Table: model.Text, Content: reason},
 		{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: model.ReasonColumn(model.KeyOf(model.Text, reason)), Value: ms},
-		{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: colScore, Value: uint64(math.Round(min(max(d.Score, 0), 1) * 1e6))},
+	}
+	if d.Verdict != model.Retry {
+		// spam.score only rises (max-merge), so a Retry's score would
+		// outlive the lower score of the definite verdict that replaces
+		// it. A Retry's score is in its reason row.
+		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: colScore, Value: uint64(math.Round(min(max(d.Score, 0), 1) * 1e6))})
 	}
 	if g := greyContent(Network(a.ClientIP()), sender.Normalize(a.From), mailbox); passed {
 		reqs = append(reqs,
