@@ -129,6 +129,12 @@ func (s *session) Append(_ string, r imap.LiteralReader, _ *imap.AppendOptions) 
 // serve runs a server on one scripted connection until it ends.
 func serve(t *testing.T, sess *session, steps ...any) string {
 	t.Helper()
+	return serveSession(t, sess, steps...)
+}
+
+// serveSession is serve for any session.
+func serveSession(t *testing.T, sess imapserver.Session, steps ...any) string {
+	t.Helper()
 	conn := &scriptedConn{steps: steps, closed: make(chan struct{})}
 	ln := &oneConnListener{conns: make(chan net.Conn, 1), done: make(chan struct{})}
 	ln.conns <- conn

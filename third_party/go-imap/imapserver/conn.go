@@ -195,6 +195,11 @@ func (c *Conn) serve() {
 		dec := imapwire.NewDecoder(c.br, imapwire.ConnSideServer)
 		dec.MaxSize = maxCommandSize
 		dec.CheckBufferedLiteralFunc = c.checkBufferedLiteral
+		// twinmx patch: mailbox names are UTF-8 once UTF8=ACCEPT or
+		// IMAP4rev2 is enabled (RFC 6855 §3, RFC 9051 §5.1).
+		c.mutex.Lock()
+		dec.MailboxUTF8 = c.enabled.Has(imap.CapIMAP4rev2) || c.enabled.Has(imap.CapUTF8Accept)
+		c.mutex.Unlock()
 
 		if c.state == imap.ConnStateLogout || dec.EOF() {
 			break
@@ -540,6 +545,7 @@ func newResponseEncoder(conn *Conn) *responseEncoder {
 
 	wireEnc := imapwire.NewEncoder(conn.bw, imapwire.ConnSideServer)
 	wireEnc.QuotedUTF8 = quotedUTF8
+	wireEnc.MailboxUTF8 = quotedUTF8 // twinmx patch: names in UTF-8 too
 
 	conn.encMutex.Lock() // released by responseEncoder.end
 	wireEnc.Held = conn.held

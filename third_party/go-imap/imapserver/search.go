@@ -334,6 +334,12 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 		case "LARGER":
 			criteria.And(&imap.SearchCriteria{Larger: n})
 		case "SMALLER":
+			if n == 0 {
+				// twinmx patch: RFC822.SIZE < 0 holds for no mail, but a
+				// Smaller of 0 means no SMALLER key: say NOT ALL.
+				criteria.And(&imap.SearchCriteria{Not: []imap.SearchCriteria{{}}})
+				break
+			}
 			criteria.And(&imap.SearchCriteria{Smaller: n})
 		}
 	case "NOT":

@@ -291,3 +291,86 @@ func TestLsubPercentShowsParents(t *testing.T) {
 		t.Errorf(`LIST (SUBSCRIBED) "" %%: %q, want neither a nor c`, u)
 	}
 }
+
+// TestUTF8MailboxNames: once a client ENABLEs UTF8=ACCEPT (RFC 6855 §3)
+// or IMAP4rev2 (RFC 9051 §5.1), its mailbox names are UTF-8 both ways,
+// '&' included. go-imap still read them as modified UTF-7: CREATE
+// "Entwürfe & Co" got NO [SERVERBUG] (the '&' opens no valid shift), and
+// LIST sent the name as "Entwürfe &- Co". A client that enabled neither
+// sees the same folder as modified UTF-7.
+func TestUTF8MailboxNames(t *testing.T) {
+	const name, mutf7 = "Entwürfe & Co", "Entw&APw-rfe &- Co"
+	h := startHarness(t)
+	h.deliver(testMail(1))
+	u := h.login("")
+	u.ok("ENABLE UTF8=ACCEPT")
+	u.ok(`CREATE "` + name + `"`)
+	u.ok(`CREATE "` + name + `/Ünter"`)
+	if l := u.ok(`LIST "" "Entw*"`); !has(l, `"/" "`+name+`"`+"\r\n") || !has(l, `"/" "`+name+`/Ünter"`+"\r\n") {
+		t.Errorf(`UTF8=ACCEPT LIST "" "Entw*": %q, want %q and its child in UTF-8`, l, name)
+	}
+	if l := u.ok(`LIST "" "` + name + `"`); len(l) != 1 {
+		t.Errorf(`UTF8=ACCEPT LIST "" %q: %q, want the folder alone`, name, l)
+	}
+	if l := u.ok(`STATUS "` + name + `" (MESSAGES)`); !has(l, `* STATUS "`+name+`" (MESSAGES 0)`) {
+		t.Errorf("UTF8=ACCEPT STATUS: %q", l)
+	}
+	u.appendMail(`"`+name+`"`, testMail(2))
+	u.ok(`SUBSCRIBE "` + name + `"`)
+	if l := u.ok(`LSUB "" "Entw*"`); !has(l, `"/" "`+name+`"`+"\r\n") {
+		t.Errorf("UTF8=ACCEPT LSUB: %q", l)
+	}
+	u.ok("SELECT INBOX")
+	u.ok(`COPY 1 "` + name + `"`)
+	if l := u.ok(`SELECT "` + name + `"`); !has(l, "* 2 EXISTS") {
+		t.Errorf("UTF8=ACCEPT SELECT: %q, want 2 EXISTS", l)
+	}
+
+	r := h.login("") // IMAP4rev1, nothing enabled: modified UTF-7
+	if l := r.ok(`LIST "" "Entw*"`); !has(l, `"/" "`+mutf7+`"`+"\r\n") || !has(l, `"/" "`+mutf7+`/&ANw-nter"`+"\r\n") {
+		t.Errorf(`IMAP4rev1 LIST "" "Entw*": %q, want %q and its child`, l, mutf7)
+	}
+	if l := r.ok(`SELECT "` + mutf7 + `"`); !has(l, "* 2 EXISTS") {
+		t.Errorf("IMAP4rev1 SELECT: %q, want 2 EXISTS", l)
+	}
+	r.ok(`MOVE 1 "` + mutf7 + `/&ANw-nter"`)
+
+	v := h.login("")
+	v.ok("ENABLE IMAP4rev2")
+	if l := v.ok(`EXAMINE "` + name + `/Ünter"`); !has(l, "* 1 EXISTS") || !has(l, `* LIST (\HasNoChildren) "/" "`+name+`/Ünter"`) {
+		t.Errorf("IMAP4rev2 EXAMINE: %q, want 1 EXISTS and its LIST in UTF-8", l)
+	}
+	v.ok("UNSELECT")
+	v.ok(`RENAME "` + name + `/Ünter" "` + name + `/Über"`)
+	v.ok(`DELETE "` + name + `/Über"`)
+	if l := v.ok(`LIST "" "Entw*"`); len(l) != 1 || !has(l, `"/" "`+name+`"`+"\r\n") {
+		t.Errorf(`IMAP4rev2 LIST "" "Entw*" after RENAME and DELETE: %q, want %q alone`, l, name)
+	}
+}
+
+// TestSearchSmallerZero: SMALLER n matches RFC822.SIZE < n (RFC 9051
+// §6.4.4), so SMALLER 0 matches no mail, nor does LARGER with the largest
+// number64. SMALLER 0 matched every mail: go-imap's criteria hold 0 for
+// "no SMALLER".
+func TestSearchSmallerZero(t *testing.T) {
+	h := startHarness(t)
+	h.deliver(testMail(1))
+	h.deliver(testMail(2))
+	c := h.login("INBOX")
+	for cmd, want := range map[string]string{
+		"SEARCH SMALLER 0":                    "* SEARCH\r\n",
+		"SEARCH SMALLER 1":                    "* SEARCH\r\n",
+		"SEARCH LARGER 9223372036854775807":   "* SEARCH\r\n",
+		"SEARCH SMALLER 0 LARGER 0":           "* SEARCH\r\n",
+		"SEARCH OR SMALLER 0 SEEN":            "* SEARCH\r\n",
+		"SEARCH NOT SMALLER 0":                "* SEARCH 1 2\r\n",
+		"SEARCH OR SMALLER 0 ALL":             "* SEARCH 1 2\r\n",
+		"SEARCH SMALLER 100000":               "* SEARCH 1 2\r\n",
+		"SEARCH LARGER 0":                     "* SEARCH 1 2\r\n",
+		"UID SEARCH RETURN (COUNT) SMALLER 0": "* ESEARCH (TAG \"t\") UID COUNT 0\r\n",
+	} {
+		if u := c.ok(cmd); len(u) != 1 || u[0] != want {
+			t.Errorf("%s: %q, want %q", cmd, u, want)
+		}
+	}
+}

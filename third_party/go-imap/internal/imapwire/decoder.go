@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/internal/imapnum"
@@ -55,6 +56,10 @@ type Decoder struct {
 	// MaxSize defines a maximum number of bytes to be read from the input.
 	// Literals are ignored.
 	MaxSize int64
+	// MailboxUTF8 makes mailbox names UTF-8 as they are, not modified
+	// UTF-7 (twinmx patch, see TWINMX-PATCH.md): the server sets it once
+	// UTF8=ACCEPT or IMAP4rev2 is enabled.
+	MailboxUTF8 bool
 
 	r         *bufio.Reader
 	side      ConnSide
@@ -528,11 +533,31 @@ func (dec *Decoder) ExpectMailbox(ptr *string) bool {
 		*ptr = "INBOX"
 		return true
 	}
-	name, err := utf7.Decode(name)
+	name, err := dec.DecodeMailbox(name)
 	if err == nil {
 		*ptr = name
 	}
 	return dec.returnErr(err)
+}
+
+// DecodeMailbox turns a mailbox name (or LIST pattern) as sent into
+// UTF-8: modified UTF-7 is decoded, unless MailboxUTF8 is set (twinmx
+// patch). Then the name is UTF-8 already, "&" included (RFC 6855 §3,
+// RFC 9051 §5.1), and one that is not UTF-8 or holds a control character
+// or a line or paragraph separator (RFC 6855 §3) is a syntax error.
+func (dec *Decoder) DecodeMailbox(name string) (string, error) {
+	if !dec.MailboxUTF8 {
+		return utf7.Decode(name)
+	}
+	if !utf8.ValidString(name) {
+		return "", &DecoderExpectError{Message: "mailbox name is not UTF-8"}
+	}
+	for _, r := range name {
+		if r < 0x20 || (r >= 0x7f && r <= 0x9f) || r == 0x2028 || r == 0x2029 {
+			return "", &DecoderExpectError{Message: "mailbox name holds a control character"}
+		}
+	}
+	return name, nil
 }
 
 func (dec *Decoder) ExpectUID(ptr *imap.UID) bool {

@@ -25,6 +25,10 @@ type Encoder struct {
 	// QuotedUTF8 allows raw UTF-8 in quoted strings. This requires IMAP4rev2
 	// to be available, or UTF8=ACCEPT to be enabled.
 	QuotedUTF8 bool
+	// MailboxUTF8 writes mailbox names in UTF-8 as they are, not in
+	// modified UTF-7 (twinmx patch, see TWINMX-PATCH.md): the server sets
+	// it once UTF8=ACCEPT or IMAP4rev2 is enabled.
+	MailboxUTF8 bool
 	// LiteralMinus enables non-synchronizing literals for short payloads.
 	// This requires IMAP4rev2 or LITERAL-. This is only meaningful for
 	// clients.
@@ -156,6 +160,8 @@ func (enc *Encoder) stringLiteral(s string) {
 func (enc *Encoder) Mailbox(name string) *Encoder {
 	if strings.EqualFold(name, "INBOX") {
 		return enc.Atom("INBOX")
+	} else if enc.MailboxUTF8 {
+		return enc.String(name)
 	} else {
 		if enc.QuotedUTF8 {
 			name = utf7.Escape(name)
