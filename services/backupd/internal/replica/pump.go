@@ -508,10 +508,16 @@ func (p *pump) merge(ctx context.Context, src, dst *client.Client, rows []wire.R
 	}
 	// Most often dst lacks rows sent without content: it is a restored or
 	// rebuilt site, and a refused batch is followed by many more. Send
-	// those rows with their content, then the batch once more.
-	if n, err := p.refill(mctx, src, dst, rows); err != nil {
+	// those rows with their content, then the batch once more. The refill
+	// gets times of its own (ctx, not mctx): its rows cross two links, src
+	// to backupd and backupd to dst, one after the other, and mctx counts
+	// their bytes once.
+	if n, err := p.refill(ctx, src, dst, rows); err != nil {
 		return false, staged(stageMerge, fmt.Errorf("merge into %s the rows it lacks: %w", p.dst.Name, err))
 	} else if n > 0 {
+		cancel()
+		mctx, cancel = p.mergeCtx(ctx, rows)
+		defer cancel()
 		_, err := dst.Merge(mctx, rows, p.cursor, cursor)
 		if err == nil {
 			p.m.merges.WithLabelValues(p.src.Name, p.dst.Name).Inc()
@@ -542,6 +548,11 @@ func (p *pump) mergeCtx(ctx context.Context, rows []wire.Row) (context.Context, 
 	for i := range rows {
 		size += max(rows[i].Size, uint64(len(rows[i].Content)))
 	}
+	return p.sizeCtx(ctx, size)
+}
+
+// sizeCtx bounds one request that moves size bytes over one link.
+func (p *pump) sizeCtx(ctx context.Context, size uint64) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, p.cfg.RequestTimeout+time.Duration(size)*time.Second/time.Duration(p.cfg.MinMergeRate))
 }
 
@@ -589,9 +600,16 @@ func (p *pump) mergeRow(ctx context.Context, src, dst *client.Client, r *wire.Ro
 	defer cancel()
 	_, err := dst.Merge(mctx, []wire.Row{*r}, "", 0)
 	if refused(err) && !r.HasContent {
+		// The find and the merge cross two links one after the other:
+		// each gets the row's time (see merge).
 		var full *wire.Row
-		if full, err = src.FindKey(mctx, r.Table, r.Key); err == nil {
-			_, err = dst.Merge(mctx, []wire.Row{*full}, "", 0)
+		fctx, cancel := p.mergeCtx(ctx, []wire.Row{*r})
+		full, err = src.FindKey(fctx, r.Table, r.Key)
+		cancel()
+		if err == nil {
+			fctx, cancel := p.mergeCtx(ctx, []wire.Row{*full})
+			_, err = dst.Merge(fctx, []wire.Row{*full}, "", 0)
+			cancel()
 		} else if errors.Is(err, client.ErrNotFound) {
 			err = &wire.Error{Code: wire.CodeBadRequest, Msg: "row vanished at the source"}
 		}
@@ -627,7 +645,9 @@ func (p *pump) refill(ctx context.Context, src, dst *client.Client, rows []wire.
 		}
 	}
 	lacks := make([]bool, len(bare))
-	err := eachPar(ctx, len(bare), func(ctx context.Context, j int) error {
+	fctx, cancel := p.mergeCtx(ctx, rows) // the time the refused merge had
+	defer cancel()
+	err := eachPar(fctx, len(bare), func(ctx context.Context, j int) error {
 		r := &rows[bare[j]]
 		_, err := dst.FindMeta(ctx, r.Table, r.Key)
 		if errors.Is(err, client.ErrNotFound) {
@@ -661,7 +681,8 @@ func (p *pump) refill(ctx context.Context, src, dst *client.Client, rows []wire.
 			group := missing[:n]
 			missing = missing[n:]
 			full := make([]*wire.Row, len(group))
-			err := eachPar(ctx, len(group), func(ctx context.Context, j int) error {
+			gctx, cancel := p.sizeCtx(ctx, gsize)
+			err := eachPar(gctx, len(group), func(ctx context.Context, j int) error {
 				r := &rows[group[j]]
 				row, err := src.FindKey(ctx, r.Table, r.Key)
 				if errors.Is(err, client.ErrNotFound) {
@@ -670,6 +691,7 @@ func (p *pump) refill(ctx context.Context, src, dst *client.Client, rows []wire.
 				full[j] = row
 				return err
 			})
+			cancel()
 			if err != nil {
 				return merged, err
 			}
@@ -683,7 +705,10 @@ func (p *pump) refill(ctx context.Context, src, dst *client.Client, rows []wire.
 		if len(sub) == 0 {
 			continue
 		}
-		if _, err := dst.Merge(ctx, sub, p.cursor, 0); err != nil {
+		mctx, cancel := p.mergeCtx(ctx, sub)
+		_, err := dst.Merge(mctx, sub, p.cursor, 0)
+		cancel()
+		if err != nil {
 			if refused(err) {
 				return merged, nil // the merge row by row finds the bad row
 			}

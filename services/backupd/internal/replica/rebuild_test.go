@@ -181,3 +181,46 @@ func TestBigRowOverSlowLink(t *testing.T) {
 		t.Errorf("A→B: %v sessions after an error, want 0 (stage heartbeat %v, merge %v, stream %v)", n, counter(t, c, "twinmx_backupd_errors_total", "from", "A", "to", "B", "stage", "heartbeat"), counter(t, c, "twinmx_backupd_errors_total", "from", "A", "to", "B", "stage", "merge"), counter(t, c, "twinmx_backupd_errors_total", "from", "A", "to", "B", "stage", "stream"))
 	}
 }
+
+// TestRebuildBigRowOverSlowLinks: A comes back empty while B holds a
+// large row of A's, and backupd reaches both sites over links at
+// MinMergeRate. B sends the row without content (A's own), so the pump
+// reads it from B and merges it into A: the row crosses two links, one
+// after the other. Both used to share the time of the one refused merge
+// (RequestTimeout plus the row's bytes at MinMergeRate, once), which the
+// two crossings overran: the session ended there and cancelled the
+// merge into A (whether its bytes still got through was up to the
+// buffers on the way), and the next session did the same.
+func TestRebuildBigRowOverSlowLinks(t *testing.T) {
+	c := newCluster(t, "A", "B")
+	cfg := c.config()
+	cfg.RequestTimeout = time.Second
+	cfg.Heartbeat, cfg.HeartbeatTimeout = 100*time.Millisecond, 2*time.Second
+	cfg.MinMergeRate = 4 << 20
+	stop := c.run(cfg)
+	ctx := ctxT(t, 60*time.Second)
+	// More than the sockets' and the proxy's buffers hold, so that a
+	// cancelled merge really stops half sent, as on a slow link.
+	insertAll(ctx, t, c, "A", 1, func(int) []byte {
+		b := make([]byte, 12<<20) // 3 s over each link
+		rand.Read(b)
+		return b
+	})
+	c.waitConverged(ctx)
+	stop()
+
+	c.stop("A")
+	if err := os.RemoveAll(filepath.Join(c.dirs["A"], "data")); err != nil {
+		t.Fatal(err)
+	}
+	c.restart("A")
+	c.proxies["A"].SetRate(cfg.MinMergeRate)
+	c.proxies["B"].SetRate(cfg.MinMergeRate)
+	c.run(cfg)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c.waitConverged(wctx)
+	if n := counter(t, c, "twinmx_backupd_errors_total", "from", "B", "to", "A", "stage", "merge"); n != 0 {
+		t.Errorf("B→A: %v sessions ended in a merge, want 0", n)
+	}
+}
