@@ -36,6 +36,12 @@ import (
 // the cursor of the pumps that brought it (tracker), so a crash of
 // backupd cannot lose it: the next run streams it again.
 //
+// It tracks at most Config.MaxPending mails. A mail it has no room for is
+// left to the pump's tracker, which holds the cursor below it; once the
+// marker is down to half of MaxPending, it tells each tracker it refused
+// since (tracker.room), and that pump ends its session, so the next one
+// streams again from the stored cursor and hands the mail over again.
+//
 // Concurrency: add is called by pumps; run is one goroutine, and a round
 // uses one goroutine per site, each touching only its own markSite.
 type marker struct {
@@ -47,6 +53,7 @@ type marker struct {
 	mu      sync.Mutex
 	pending map[model.Key]*mentry      // receive key -> what is known
 	mails   map[model.Key][2]model.Key // mail key -> header, body keys (cache)
+	refused map[*tracker]struct{}      // trackers add had no room for, since told of room
 	kick    chan struct{}              // cap 1: new rows were merged
 }
 
@@ -71,7 +78,7 @@ const (
 
 func newMarker(cfg *Config, log *slog.Logger, m *metrics, newClient func(Site) (*client.Client, error)) *marker {
 	mk := &marker{cfg: cfg, log: log, m: m, pending: map[model.Key]*mentry{},
-		mails: map[model.Key][2]model.Key{}, kick: make(chan struct{}, 1)}
+		mails: map[model.Key][2]model.Key{}, refused: map[*tracker]struct{}{}, kick: make(chan struct{}, 1)}
 	for _, s := range cfg.Sites {
 		mk.sites = append(mk.sites, &markSite{site: s, newClient: newClient, cfg: cfg})
 	}
@@ -99,6 +106,7 @@ func (mk *marker) add(tr *tracker, recv []pendingRecv, mails []mailRow) {
 		if e == nil {
 			if len(mk.pending) >= mk.cfg.MaxPending {
 				rejected = append(rejected, r)
+				mk.refused[tr] = struct{}{}
 				continue
 			}
 			e = &mentry{mail: r.mail, owners: map[*tracker]struct{}{}, at: map[string]bool{}}
@@ -242,7 +250,10 @@ func (mk *marker) round(ctx context.Context, items []*item) {
 }
 
 // finish settles the marked items (telling the pumps) and schedules the
-// others again with backoff.
+// others again with backoff. Once half of MaxPending is free, it tells the
+// trackers it refused rows of that it has room (see marker): half, not
+// any, so that a pump streams its backlog again once per many marks, not
+// once per mark.
 func (mk *marker) finish(items []*item) {
 	type note struct {
 		tr *tracker
@@ -271,11 +282,21 @@ func (mk *marker) finish(items []*item) {
 		e.tries++
 		e.due = now.Add(min(50*time.Millisecond<<min(e.tries-1, 10), 5*time.Second))
 	}
+	var room []*tracker
+	if len(mk.refused) > 0 && len(mk.pending) <= mk.cfg.MaxPending/2 {
+		for tr := range mk.refused {
+			room = append(room, tr)
+		}
+		clear(mk.refused)
+	}
 	mk.m.pending.Set(float64(len(mk.pending)))
 	mk.mu.Unlock()
 	mk.m.marked.Add(float64(marked))
 	for _, n := range notes {
 		n.tr.settle(n.k)
+	}
+	for _, tr := range room {
+		tr.room()
 	}
 }
 

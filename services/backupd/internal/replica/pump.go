@@ -53,6 +53,10 @@ type sessionError struct {
 func (e *sessionError) Error() string { return e.stage + ": " + e.err.Error() }
 func (e *sessionError) Unwrap() error { return e.err }
 
+// errRestream ends a session whose receive rows the marker could not take
+// and now can: the next session streams them again (tracker.restream).
+var errRestream = errors.New("replica: the marker has room again: stream again from the stored cursor")
+
 func staged(stage string, err error) error {
 	if err == nil {
 		return nil
@@ -72,15 +76,26 @@ func staged(stage string, err error) error {
 // they redialled it in step, for as long as it was down. It logs a change
 // of state only (the link went down, failed at another stage, came back):
 // a peer down for hours used to write a warning per retry, every 5 s.
+//
+// A session ended by errRestream is no failure: the next one starts at
+// once and is not counted as a reconnect.
 func (p *pump) run(ctx context.Context) {
 	back := p.cfg.MinBackoff
-	for first := true; ; first = false {
-		if !first {
+	reconnect := false
+	for {
+		if reconnect {
 			p.m.reconnects.WithLabelValues(p.src.Name, p.dst.Name).Inc()
 		}
+		reconnect = true
 		progressed, err := p.session(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errRestream) {
+			p.log.Info("marker has room again for receive rows it could not take: streaming again from the stored cursor")
+			back = p.cfg.MinBackoff
+			reconnect = false
+			continue
 		}
 		stage := stageStream
 		var se *sessionError
@@ -362,10 +377,14 @@ func (p *pump) heartbeat(ctx context.Context, src, live *client.Client, q *queue
 
 // mergeLoop takes batches from q and merges them into dst, in order. When
 // nothing is queued but the marker settled rows, it stores the risen
-// cursor with an empty merge.
+// cursor with an empty merge. It returns errRestream once the marker has
+// room for receive rows it could not take (tracker.restream).
 func (p *pump) mergeLoop(ctx context.Context, src, dst *client.Client, q *queue, stored uint64) (bool, error) {
 	progressed := false
 	for {
+		if p.tr.restream() {
+			return progressed, errRestream
+		}
 		batch := q.take(p.cfg.MaxBatchRows, p.cfg.MaxBatchBytes)
 		if len(batch) == 0 {
 			if f := p.tr.floor(); f > stored {

@@ -139,6 +139,7 @@ type tracker struct {
 	merged   uint64               // highest source stamp merged in this session
 	pending  map[model.Key]uint64 // receive key -> source stamp
 	overflow uint64               // lowest stamp of an unsettled receive the marker could not take (0: none)
+	roomed   bool                 // the marker has had room since it could not take one (room)
 	advanced chan struct{}        // cap 1: the floor may have risen
 }
 
@@ -150,7 +151,7 @@ func newTracker() *tracker {
 // marker still works on them.
 func (t *tracker) reset(cursor uint64) {
 	t.mu.Lock()
-	t.merged, t.overflow = cursor, 0
+	t.merged, t.overflow, t.roomed = cursor, 0, false
 	t.mu.Unlock()
 }
 
@@ -215,6 +216,27 @@ func (t *tracker) untracked(k model.Key, stamp uint64) {
 		t.overflow = stamp
 	}
 	t.mu.Unlock()
+}
+
+// room records that the marker, which could not take a receive row of
+// this pump, has room again.
+func (t *tracker) room() {
+	t.mu.Lock()
+	t.roomed = true
+	t.mu.Unlock()
+	signal(t.advanced)
+}
+
+// restream reports whether the session should end and the next one stream
+// again from the stored cursor: the marker could not take a receive row
+// of this session, which only a new stream hands to it again, and it has
+// room now. Before 2026-12-03 such a row waited for the session's end,
+// which in a healthy session may be days: its mail went unmarked (smtpd
+// answered 451) and the stored cursor stayed below it all that time.
+func (t *tracker) restream() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.overflow != 0 && t.roomed
 }
 
 // pendingRecv is a merged receive row without its mark.

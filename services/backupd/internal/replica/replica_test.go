@@ -326,3 +326,52 @@ func TestFullBatchWithKnownRows(t *testing.T) {
 		t.Fatalf("A→B: %v sessions ended with an error, want none", n)
 	}
 }
+
+// TestMarkAfterMarkerWasFull: the marker is full (Config.MaxPending) when
+// a mail's receive row is merged, so it does not take that mail; once it
+// has room again, the mail must still get its mark. Before 2026-12-03 the
+// pump only held its cursor below the mail, and nothing handed it to the
+// marker again until the session ended (a healthy one may last for days):
+// smtpd answered 451 for it all that time.
+func TestMarkAfterMarkerWasFull(t *testing.T) {
+	c := newCluster(t, "A", "B")
+	cfg := c.config()
+	cfg.MaxPending = 1
+	c.run(cfg)
+	ctx := ctxT(t, 30*time.Second)
+	m1 := backupdtest.NewMail(1, "alice@example.org")
+	m2 := backupdtest.NewMail(2, "alice@example.org")
+	b1, b2 := m1.Batch(), m2.Batch()
+	// The receive rows before the rest of their rows: neither mail is
+	// complete in a merge, so both go to the marker, which takes the
+	// first (it waits there for its other rows) and has no room for the
+	// second.
+	if _, err := c.smtpd("A").Batch(ctx, []wire.Request{b1[3], b2[3]}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []model.Key{m1.RecvKey, m2.RecvKey} {
+		for {
+			if _, err := c.admin("B").FindKey(ctx, model.Receive, k); err == nil {
+				break
+			} else if ctx.Err() != nil {
+				t.Fatalf("receive row never reached B: %v", err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	var rest []wire.Request
+	for _, b := range [][]wire.Request{b1, b2} {
+		rest = append(rest, b[:3]...)
+		rest = append(rest, b[4:]...)
+	}
+	if _, err := c.smtpd("A").Batch(ctx, rest); err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range []backupdtest.Mail{m1, m2} {
+		for _, n := range []string{"A", "B"} {
+			if err := eventuallyMarked(ctx, c, n, m); err != nil {
+				t.Fatalf("mail %d at %s: %v", i+1, n, err)
+			}
+		}
+	}
+}
