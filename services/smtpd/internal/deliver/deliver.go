@@ -199,7 +199,7 @@ type Policy struct {
 //     transaction are not delivered; the rejection digest tells their owner.
 func Decide(keys []model.Key, states map[model.Key]model.State, minCopies int, since uint32) (Outcome, bool) {
 	var o Outcome
-	retry, allAcked := false, true
+	retry, unbacked, allAcked := false, false, true
 	for _, k := range keys {
 		s, seen := states[k]
 		if !seen {
@@ -215,7 +215,12 @@ func Decide(keys []model.Key, states map[model.Key]model.State, minCopies int, s
 			o.Rejected++
 		case v == model.Accept:
 			if minCopies > 1 && s.Cols[model.ColBackedUp] != model.FlagSet {
-				return Outcome{}, false
+				// Not returned at once: a Retry of this attempt
+				// decides without it (nothing is acknowledged), and
+				// waiting for the mark held the sender for the whole
+				// window when the peer lagged, then said "undecided".
+				unbacked = true
+				continue
 			}
 			o.Accepted = append(o.Accepted, k)
 			allAcked = allAcked && s.Cols[model.ColAcknowledged] == model.FlagSet
@@ -224,6 +229,8 @@ func Decide(keys []model.Key, states map[model.Key]model.State, minCopies int, s
 	switch {
 	case retry:
 		return Outcome{Kind: Retry}, true
+	case unbacked:
+		return Outcome{}, false
 	case len(o.Accepted) == 0:
 		o.Kind = Rejected
 	default:

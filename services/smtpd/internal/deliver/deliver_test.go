@@ -46,6 +46,14 @@ func TestDecideRules(t *testing.T) {
 		{"retry wins", map[model.Key]model.State{a: acc(true), b: retry}, 2, true, Retry, 0},
 		{"retry waits for the undecided", map[model.Key]model.State{a: st(nil), b: retry}, 2, false, 0, 0},
 		{"a retry of an earlier attempt waits", map[model.Key]model.State{a: acc(true), b: oldRetry}, 2, false, 0, 0},
+		// The retry is this attempt's answer and nothing will be
+		// acknowledged, so the backed-up mark of the accepted recipient
+		// is not waited for: strict mode with a lagging or unreachable
+		// peer held the sender for the whole window, then said
+		// "undecided" instead of "greylisted" (both orders).
+		{"retry wins over an accept not backed up", map[model.Key]model.State{a: acc(false), b: retry}, 2, true, Retry, 0},
+		{"retry wins over a later accept not backed up", map[model.Key]model.State{a: retry, b: acc(false)}, 2, true, Retry, 0},
+		{"mixed waits for the accepted one's backup", map[model.Key]model.State{a: acc(false), b: rej}, 2, false, 0, 0},
 	}
 	for _, c := range cases {
 		o, done := Decide([]model.Key{a, b}, c.states, c.minCopies, 100)
