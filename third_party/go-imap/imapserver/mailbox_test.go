@@ -149,3 +149,33 @@ func TestMailboxNameNotUTF8(t *testing.T) {
 		t.Errorf("names the session got: %q, want CREATE ok alone", got)
 	}
 }
+
+// TestCommandFailsAfterLiteral: a command that fails after the server has
+// read a literal argument (an invalid modified UTF-7 name, without ENABLE)
+// is answered, and the rest of its line is discarded. The decoder took the
+// CRLF that ends the literal's announcement for the end of the command, so
+// nothing was discarded: the CRLF after the literal was read as the next
+// command, which failed to parse, and the connection closed without a word.
+// The same for a synchronizing literal, and for a failure with more
+// arguments after the literal.
+func TestCommandFailsAfterLiteral(t *testing.T) {
+	sess := &nameSession{}
+	out := serveSession(t, sess,
+		"a LOGIN u p\r\n",
+		"b CREATE {3+}\r\na&b\r\n",
+		"c NOOP\r\n",
+		"d CREATE {3}\r\n", "a&b\r\n",
+		"e NOOP\r\n",
+		"f RENAME {3+}\r\na&b \"x\"\r\n",
+		"g CREATE ok\r\n",
+		"z LOGOUT\r\n",
+	)
+	for _, want := range []string{"b NO ", "c OK ", "+ ", "d NO ", "e OK ", "f NO ", "g OK ", "z OK "} {
+		if !strings.Contains(out, "\r\n"+want) {
+			t.Errorf("server wrote %q, want a line %q", out, want)
+		}
+	}
+	if got := strings.Join(sess.got, "\n"); got != "CREATE ok" {
+		t.Errorf("names the session got: %q, want CREATE ok alone", got)
+	}
+}

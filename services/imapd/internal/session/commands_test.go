@@ -374,3 +374,31 @@ func TestSearchSmallerZero(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandFailsAfterLiteral: a command that fails after its literal
+// argument was read (a name that is not modified UTF-7, nothing ENABLEd)
+// is answered and the connection goes on. go-imap's decoder took the CRLF
+// of the literal's announcement for the end of the command, so the CRLF
+// after the literal was left unread, the next command failed to parse and
+// the connection closed without a word. Both literal forms.
+func TestCommandFailsAfterLiteral(t *testing.T) {
+	h := startHarness(t)
+	c := h.login("")
+	c.send("t CREATE {3+}\r\na&b")
+	if s := c.line(); !strings.HasPrefix(s, "t NO") && !strings.HasPrefix(s, "t BAD") {
+		t.Errorf("CREATE {3+} a&b: %q, want NO or BAD", s)
+	}
+	c.ok("NOOP")
+	c.send("t CREATE {3}")
+	if s := c.line(); !strings.HasPrefix(s, "+") {
+		t.Fatalf("CREATE {3}: %q, want +", s)
+	}
+	c.send("a&b")
+	if s := c.line(); !strings.HasPrefix(s, "t NO") && !strings.HasPrefix(s, "t BAD") {
+		t.Errorf("CREATE {3} a&b: %q, want NO or BAD", s)
+	}
+	c.ok("CREATE ok")
+	if l := c.ok(`LIST "" "*"`); !has(l, `"ok"`) && !has(l, " ok\r\n") {
+		t.Errorf(`LIST "" "*": %q, want ok`, l)
+	}
+}

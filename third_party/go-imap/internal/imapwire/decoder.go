@@ -646,6 +646,10 @@ func (dec *Decoder) LiteralReader() (lit *LiteralReader, nonSync, ok bool) {
 	if !dec.ExpectSpecial('}') || !dec.ExpectCRLF() {
 		return nil, false, false
 	}
+	// twinmx patch: the CRLF after a literal's announcement does not end
+	// the line; left set, DiscardLine of a command that failed after the
+	// literal discarded nothing and the rest was read as the next command.
+	dec.crlf = false
 	dec.literal = true
 	lit = &LiteralReader{
 		dec:  dec,
