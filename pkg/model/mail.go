@@ -573,10 +573,29 @@ func MailboxContent(address string) []byte {
 		local = out[:at]
 		lowerASCII(out[at+1:])
 	}
-	if bytes.EqualFold(local, []byte("postmaster")) {
+	if equalFoldASCII(local, "postmaster") {
 		lowerASCII(local)
 	}
 	return out
+}
+
+// equalFoldASCII reports whether b equals s (ASCII lower case) with only
+// ASCII letters folded. bytes.EqualFold also folds Unicode ("ſ" U+017F to
+// "s", "K" U+212A to "k"), which would fold the case of a local part that is
+// not postmaster's.
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func lowerASCII(b []byte) {

@@ -326,6 +326,10 @@ func TestMailboxContent(t *testing.T) {
 		{"POSTMASTER", "postmaster"},
 		{"user", "user"},
 		{"user@Bücher.DE", "user@bücher.de"}, // only ASCII is folded
+		// Not postmaster: U+017F folds to "s" only under Unicode rules, so
+		// this local part keeps its case.
+		{"Poſtmaster@Example.com", "Poſtmaster@example.com"},
+		{"POSTMASTEK@x", "POSTMASTEK@x"}, // U+212A KELVIN SIGN
 		{"", ""},
 	}
 	for _, tt := range tests {

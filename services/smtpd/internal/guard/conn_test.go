@@ -732,6 +732,8 @@ func TestPostmasterPath(t *testing.T) {
 		{"RCPT TO:<postmasterx>\r\n", "RCPT TO:<postmasterx>\r\n"},
 		{"RCPT TO:postmaster\r\n", "RCPT TO:postmaster\r\n"},
 		{"RCPT TO:>postmaster<\r\n", "RCPT TO:>postmaster<\r\n"},
+		// U+017F folds to "s" only under Unicode rules: not postmaster.
+		{"RCPT TO:<POſTMASTER>\r\n", "RCPT TO:<POſTMASTER>\r\n"},
 	} {
 		if got := string(postmasterPath([]byte(c.in), "pm@x.org")); got != c.want {
 			t.Errorf("postmasterPath(%q) = %q, want %q", c.in, got, c.want)
