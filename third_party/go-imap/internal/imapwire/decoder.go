@@ -547,7 +547,13 @@ func (dec *Decoder) ExpectMailbox(ptr *string) bool {
 // or a line or paragraph separator (RFC 6855 §3) is a syntax error.
 func (dec *Decoder) DecodeMailbox(name string) (string, error) {
 	if !dec.MailboxUTF8 {
-		return utf7.Decode(name)
+		// twinmx patch: a name that is not modified UTF-7 is the client's
+		// syntax error (BAD), not the server's (NO [SERVERBUG]).
+		decoded, err := utf7.Decode(name)
+		if err != nil {
+			return "", &DecoderExpectError{Message: "mailbox name is not modified UTF-7"}
+		}
+		return decoded, nil
 	}
 	if !utf8.ValidString(name) {
 		return "", &DecoderExpectError{Message: "mailbox name is not UTF-8"}
