@@ -31,6 +31,7 @@ type bgWatch struct {
 
 	mu      sync.Mutex
 	first   time.Time // first error of the current run; zero: no run
+	last    time.Time // latest error of the current run
 	lastLog time.Time
 	errors  int // in the current run
 	logged  int // errors of the run already reported
@@ -46,11 +47,21 @@ func (w *bgWatch) onError(err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	now := w.now()
+	// A failing disk makes Pebble retry at once, hundreds of errors a
+	// second. An error failAfter or more after the one before is no part
+	// of such a run but a one-off (Pebble also reports table stats it
+	// could not load, a statfs that failed), and a store taking few writes
+	// may go hours without the flush that would end the run: it starts a
+	// new run instead of ending the process.
+	if !w.first.IsZero() && w.failAfter >= 0 && now.Sub(w.last) >= w.failAfter {
+		w.first = time.Time{}
+	}
 	if w.first.IsZero() {
 		w.first, w.errors, w.logged = now, 0, 0
 		w.lastLog = time.Time{}
 	}
 	w.errors++
+	w.last = now
 	if now.Sub(w.lastLog) >= bgLogEvery {
 		w.log.Error("pebble: background error: "+err.Error(), "errors_in_run", w.errors, "since", w.first)
 		w.lastLog, w.logged = now, w.errors
