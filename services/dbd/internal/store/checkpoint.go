@@ -28,7 +28,8 @@ const CheckpointDir = "checkpoints"
 //
 // name must be a wire name (model.CheckName) other than "." and "..", so
 // the copy never lands outside Dir/checkpoints; an existing name is
-// refused. Both are ErrInvalid. Safe for concurrent use with writes.
+// refused. Both are ErrInvalid. A checkpoint that fails leaves no folder
+// behind. Safe for concurrent use with writes.
 func (s *Store) Checkpoint(name string) (string, error) {
 	if err := model.CheckName(name); err != nil || strings.Trim(name, ".") == "" {
 		return "", fmt.Errorf("%w: checkpoint name %q: want 1-64 bytes of a-z 0-9 . _ - (not only dots)", ErrInvalid, name)
@@ -47,6 +48,17 @@ func (s *Store) Checkpoint(name string) (string, error) {
 		return "", fmt.Errorf("checkpoint %s: %w", name, err)
 	}
 	if err := writeCopyMark(s.opts.FS, dir); err != nil {
+		// A copy without its mark would keep the original's incarnation
+		// when restored, and hand out again, to other mails, the row
+		// numbers (IMAP UIDs) the original gave after it: leave no such
+		// copy behind. Removing it also frees the name for a retry.
+		fs := s.opts.FS
+		if fs == nil {
+			fs = vfs.Default
+		}
+		if rerr := fs.RemoveAll(dir); rerr != nil {
+			return "", fmt.Errorf("checkpoint %s: %w (and removing the unmarked copy %s: %w)", name, err, dir, rerr)
+		}
 		return "", fmt.Errorf("checkpoint %s: %w", name, err)
 	}
 	if s.opts.FS == nil || s.opts.FS == vfs.Default {

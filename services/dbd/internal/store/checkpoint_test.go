@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -179,5 +181,43 @@ func TestSiteNameLeavesRoomForSlot(t *testing.T) {
 		if err := o.Validate(); (err == nil) != c.ok {
 			t.Errorf("site %q (%d bytes): Validate = %v, want ok %v", c.site, len(c.site), err, c.ok)
 		}
+	}
+}
+
+// TestCheckpointWithoutMarkLeavesNothing: when the copy's mark cannot be
+// written (a full disk: the tables are hard links and need no space, the
+// mark does), Checkpoint fails and removes the copy. Left behind, the
+// folder was a complete store without the mark: restored, it kept the
+// original's incarnation and gave again the row numbers (IMAP UIDs) the
+// original handed out after it; and a retry under the same name was
+// refused as existing.
+func TestCheckpointWithoutMarkLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	ffs := newFaultFS(vfs.NewMem())
+	s := openTest(t, ffs)
+	defer s.Close()
+	if _, err := s.Apply(ctx, []Mutation{ins(model.Text, "before the checkpoint")}); err != nil {
+		t.Fatal(err)
+	}
+	ffs.set(func(op fsOp, path string) fsFault {
+		if op == fsCreate && strings.HasSuffix(path, copyMark) {
+			return fsFault{Err: syscall.ENOSPC}
+		}
+		return fsFault{}
+	})
+	dir := filepath.Join("db", CheckpointDir, "cp")
+	if _, err := s.Checkpoint("cp"); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Checkpoint with the mark failing = %v, want ENOSPC", err)
+	}
+	if _, err := ffs.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("after a failed checkpoint, %s: Stat = %v, want it gone", dir, err)
+	}
+	ffs.set(nil)
+	path, err := s.Checkpoint("cp")
+	if err != nil {
+		t.Fatalf("Checkpoint again under the same name: %v", err)
+	}
+	if _, err := ffs.Stat(ffs.PathJoin(path, copyMark)); err != nil {
+		t.Fatalf("checkpoint without its mark: %v", err)
 	}
 }
