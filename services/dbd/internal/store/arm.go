@@ -92,6 +92,10 @@ func (s *Store) Arm(ctx context.Context, conds []Cond, muts []Mutation, deadline
 	case <-timer.C:
 	case <-ctx.Done():
 	case <-s.failed:
+	case <-s.done:
+		// Stopped: a request enqueued after the writer's last drain is
+		// never answered, so waiting for the deadline would be in vain.
+		return s.stoppedAnswer(r)
 	}
 	// Withdraw it through the writer, which owns the parked requests: it
 	// either is still parked (answered ErrNotFired at once) or has been

@@ -140,7 +140,25 @@ func (s *Store) submit(ctx context.Context, r *writeReq) ([]Result, error) {
 		default:
 			return nil, ErrFailed
 		}
+	case <-s.done:
+		return s.stoppedAnswer(r)
 	}
+}
+
+// stoppedAnswer is the answer to r once the writer and syncer have
+// stopped (s.done is closed). Every request they took is answered by
+// then; one enqueued after the writer drained its queue for the last
+// time (Close racing the send) never will be, and must not be waited for.
+func (s *Store) stoppedAnswer(r *writeReq) ([]Result, error) {
+	select {
+	case <-r.done:
+		return r.res, r.err
+	default:
+	}
+	if s.Err() != nil {
+		return nil, ErrFailed
+	}
+	return nil, ErrClosed
 }
 
 // enqueue hands r to the writer.
