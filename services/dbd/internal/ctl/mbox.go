@@ -55,6 +55,11 @@ type mboxMessage struct {
 // errMboxTooLarge is the Err of a message over the reader's size bound.
 var errMboxTooLarge = errors.New("message too large")
 
+// maxSizeSlack is the room the reader keeps beyond a message's size bound
+// for the line end that ends it in the mbox ("\r\n" at most), which is
+// not part of the mail.
+const maxSizeSlack = 2
+
 // maxFromLine bounds the part of a separator line that is kept.
 const maxFromLine = 4096
 
@@ -104,9 +109,11 @@ func (m *mboxReader) readMessage() (msg mboxMessage, ok bool, err error) {
 	var buf bytes.Buffer
 	tooLarge, atStart := false, true
 	// keep appends n bytes to the message, or marks it too large: the
-	// reader never holds more than maxSize bytes of one message.
+	// reader never holds more than maxSize bytes of one message, and the
+	// line end after it (maxSizeSlack), which finish drops: a mail of
+	// exactly maxSize bytes is not too large.
 	keep := func(n int) bool {
-		if buf.Len()+n > m.maxSize {
+		if buf.Len()+n-maxSizeSlack > m.maxSize { // not maxSize+slack: --max-size may be MaxInt
 			tooLarge = true
 		}
 		return !tooLarge
@@ -237,7 +244,7 @@ func (m *mboxReader) finish(cur *separator, raw []byte, tooLarge bool) (mboxMess
 		raw = raw[:len(raw)-1]
 	}
 	switch {
-	case tooLarge:
+	case tooLarge || len(raw) > m.maxSize:
 		msg.Err = fmt.Errorf("%w (over %d bytes)", errMboxTooLarge, m.maxSize)
 	case len(raw) == 0:
 		msg.Err = errors.New("empty message")

@@ -191,3 +191,34 @@ func TestMboxLongQuoteRun(t *testing.T) {
 		t.Errorf("over the size bound: read %+v", got)
 	}
 }
+
+// TestMboxSizeBoundExact: a mail of exactly the size bound is imported from
+// an mbox as it is from a Maildir; the line end the writer puts after each
+// mail (and a CRLF one after a CRLF separator) is not the mail's and must
+// not count. It did, so a mail exported to an mbox could not be imported
+// back with --max-size its own size.
+func TestMboxSizeBoundExact(t *testing.T) {
+	for _, mail := range []string{"A: 1\n\nbody\n", "A: 1\r\n\r\nbody\r\n", "A: 1\n\nno line end"} {
+		var b bytes.Buffer
+		w := bufio.NewWriter(&b)
+		writeMbox(w, "s", time.Unix(1e9, 0), []byte(mail))
+		writeMbox(w, "s", time.Unix(1e9, 0), []byte(mail))
+		w.Flush()
+		got := readAllMbox(t, b.Bytes(), mboxrd, len(mail))
+		if len(got) != 2 || got[0].Err != nil || got[1].Err != nil || string(got[0].Raw) != mail || string(got[1].Raw) != mail {
+			t.Errorf("mail of %d bytes, bound %d: read %+v", len(mail), len(mail), got)
+		}
+		// One byte over is still too large, in the middle and at the end.
+		got = readAllMbox(t, b.Bytes(), mboxrd, len(mail)-1)
+		if len(got) != 2 || !errors.Is(got[0].Err, errMboxTooLarge) || !errors.Is(got[1].Err, errMboxTooLarge) {
+			t.Errorf("mail of %d bytes, bound %d: read %+v", len(mail), len(mail)-1, got)
+		}
+	}
+	// A CRLF mbox (written on Windows): the CRLF after each mail is not
+	// the mail's either.
+	in := "From s Sun Sep  9 01:46:40 2001\r\nA: 1\r\n\r\nx\r\n\r\nFrom s Sun Sep  9 01:46:40 2001\r\nA: 1\r\n\r\nx\r\n"
+	got := readAllMbox(t, []byte(in), mboxrd, len("A: 1\r\n\r\nx\r\n"))
+	if len(got) != 2 || got[0].Err != nil || got[1].Err != nil {
+		t.Errorf("CRLF mbox at the bound: read %+v", got)
+	}
+}
