@@ -34,8 +34,9 @@ func exportCmd() *cli.Command {
 	return &cli.Command{
 		Name:  "export",
 		Usage: "write the mail of a mailbox (or of every mailbox) as .eml files, an mbox or a Maildir",
-		Description: "With --mailbox, --out is the mbox file, or the folder of .eml files or the Maildir. Without it,\n" +
-			"--out is a folder holding one ADDRESS.mbox file, or one ADDRESS folder, per mailbox.\n" +
+		Description: "With --mailbox, --out is the mbox file (INBOX.mbox inside it if it is an empty folder), or the\n" +
+			"folder of .eml files or the Maildir. Without it, --out is a folder holding one ADDRESS.mbox file, or\n" +
+			"one ADDRESS folder, per mailbox.\n" +
 			"The mail is written exactly as received. .eml and Maildir files are named by the receive row's key,\n" +
 			"so a second export into a new folder names every mail the same way.\n" +
 			"IMAP folders are written too: Maildir++ .NAME/ folders, .eml subfolders, or (mbox) a folder of\n" +

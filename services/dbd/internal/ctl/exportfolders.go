@@ -139,6 +139,11 @@ func exportPlanned(c *cli.Context, st *mailbox.Store, plan exportPlan, address, 
 				return err
 			}
 			inboxPath = filepath.Join(base, "INBOX.mbox")
+		case isDir(base):
+			// --out is an empty folder (export checked it): the one
+			// file goes in it, as with folders. Opening the folder
+			// itself as the file failed with "file exists".
+			inboxPath = filepath.Join(base, "INBOX.mbox")
 		}
 	}
 	if err := exportMails(ctx, st, plan.inbox, format, inboxPath, place, model.FolderInbox); err != nil {
@@ -197,4 +202,10 @@ func writeNewFile(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// isDir reports whether path is a folder.
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }

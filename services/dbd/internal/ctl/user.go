@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,7 +36,7 @@ func userCmd() *cli.Command {
 				&cli.BoolFlag{Name: "keep-password", Usage: "only add mailboxes; do not read or change the password"}},
 			Action: userAdd,
 		}, {
-			Name: "passwd", Usage: "set the password of LOGIN (from the terminal or stdin)", ArgsUsage: "LOGIN", Action: userPasswd,
+			Name: "passwd", Usage: "set the password of the existing account LOGIN (from the terminal or stdin)", ArgsUsage: "LOGIN", Action: userPasswd,
 		}, {
 			Name: "remove-mailbox", Usage: "stop LOGIN from reading mailbox ADDRESS", ArgsUsage: "LOGIN ADDRESS", Action: userRemoveMailbox,
 		}, {
@@ -104,11 +105,37 @@ func userPasswd(c *cli.Context) error {
 	if err := model.CheckLogin(login); err != nil {
 		return usageError("user passwd: %v", err)
 	}
+	// The account must exist: a mistyped login made a new account with
+	// the password (and said "ok"), while the account meant kept its old
+	// one. Looked for before the password is asked.
+	if err := accountExists(c, login); err != nil {
+		return err
+	}
 	reqs, err := passwordRequests(c, login)
 	if err != nil {
 		return err
 	}
+	// Without the account's find-or-insert: should the account be gone
+	// meanwhile, the set finds no row (exit ExitNotFound) rather than
+	// making it again.
+	reqs = slices.DeleteFunc(reqs, func(r wire.Request) bool { return r.Op == wire.OpFindOrInsert && r.Table == model.POP3 })
 	return userBatch(c, "set password of "+login, reqs)
+}
+
+// accountExists returns nil if account login exists, else the error that
+// says so (exit ExitNotFound).
+func accountExists(c *cli.Context, login string) error {
+	ctx, cl, done, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if _, err := cl.Find(ctx, model.POP3, model.AccountContent(login)); errors.Is(err, client.ErrNotFound) {
+		return notFound("user passwd: no account %q (dbctl user add makes one)", strings.ToLower(login))
+	} else if err != nil {
+		return fmt.Errorf("find account %s: %w", login, err)
+	}
+	return nil
 }
 
 func userRemoveMailbox(c *cli.Context) error {
