@@ -1,5 +1,6 @@
 // Package connlimit admits a server's connections within two limits: open
-// connections in total, and per client IP. smtpd, pop3d and imapd each
+// connections in total, and per client (an IPv4 address or an IPv6 /64,
+// as Rate counts them). smtpd, pop3d and imapd each
 // admit every accepted connection through one Limiter, so a flood from one
 // address (or from everywhere) is refused at the door instead of holding
 // goroutines, buffers and dbd streams.
@@ -30,15 +31,20 @@ type Limiter struct {
 }
 
 // New returns a Limiter for at most max connections in total and perIP
-// from one address; a limit of zero or less is no limit.
+// from one client; a limit of zero or less is no limit. A client is an
+// IPv4 address or an IPv6 /64 (see Rate): an IPv6 host usually holds a
+// whole /64, and counted by address it could open perIP connections from
+// each of its 2^64 addresses, which is no per-client limit at all.
 func New(max, perIP int) *Limiter {
 	return &Limiter{max: max, perIP: perIP, byIP: map[netip.Addr]int{}}
 }
 
-// Admit takes a slot for a connection from ip. If it is admitted, release
-// gives the slot back (call it once, when the connection ends; later calls
-// do nothing); otherwise release is nil and why names the limit.
+// Admit takes a slot for a connection from ip, counted for its client (see
+// New). If it is admitted, release gives the slot back (call it once, when
+// the connection ends; later calls do nothing); otherwise release is nil
+// and why names the limit.
 func (l *Limiter) Admit(ip netip.Addr) (release func(), why Refusal) {
+	ip = rateClient(ip.Unmap())
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.max > 0 && l.total >= l.max {

@@ -78,3 +78,40 @@ func TestIP(t *testing.T) {
 		}
 	}
 }
+
+// TestPerIPv6Network: the per-client limit counts an IPv6 client by its
+// /64, as Rate does, so a host cannot open perIP connections from each
+// address of its /64; another /64 and IPv4 keep their own counts, and
+// releases give the /64's slots back.
+func TestPerIPv6Network(t *testing.T) {
+	l := New(0, 2)
+	var releases []func()
+	for _, a := range []string{"2001:db8:1:2::1", "2001:db8:1:2:ffff::9"} {
+		release, why := l.Admit(netip.MustParseAddr(a))
+		if why != Admitted {
+			t.Fatalf("%s: %v, want Admitted", a, why)
+		}
+		releases = append(releases, release)
+	}
+	if _, why := l.Admit(netip.MustParseAddr("2001:db8:1:2:abcd::3")); why != TooManyFromIP {
+		t.Fatalf("third address of the same /64: %v, want TooManyFromIP", why)
+	}
+	if _, why := l.Admit(netip.MustParseAddr("2001:db8:1:3::1")); why != Admitted {
+		t.Fatalf("another /64: %v, want Admitted", why)
+	}
+	// An IPv4-mapped address is the IPv4 client, not an IPv6 /64.
+	for range 2 {
+		if _, why := l.Admit(netip.MustParseAddr("::ffff:192.0.2.1")); why != Admitted {
+			t.Fatalf("IPv4-mapped: %v, want Admitted", why)
+		}
+	}
+	if _, why := l.Admit(netip.MustParseAddr("192.0.2.1")); why != TooManyFromIP {
+		t.Fatalf("IPv4 after two mapped: %v, want TooManyFromIP", why)
+	}
+	for _, r := range releases {
+		r()
+	}
+	if _, why := l.Admit(netip.MustParseAddr("2001:db8:1:2::77")); why != Admitted {
+		t.Fatalf("after the releases: %v, want Admitted", why)
+	}
+}
