@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"os"
@@ -103,6 +104,9 @@ func (w *Watched) read() (certPEM, keyPEM []byte, err error) {
 
 // take parses the pair and serves it.
 func (w *Watched) take(certPEM, keyPEM []byte) error {
+	if err := wholePEM(certPEM); err != nil {
+		return fmt.Errorf("certificate file: %w", err)
+	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return err
@@ -114,6 +118,26 @@ func (w *Watched) take(certPEM, keyPEM []byte) error {
 	}
 	w.cur.Store(&cert)
 	w.certPEM, w.keyPEM = certPEM, keyPEM
+	return nil
+}
+
+// wholePEM checks that every PEM block begun in b decodes. X509KeyPair
+// takes the certificate blocks that decode and skips the rest, so a chain
+// file read while it is being written (the leaf whole, the intermediate
+// cut off) would load, and be served without its intermediate until the
+// next check: clients that verify it would fail meanwhile.
+func wholePEM(b []byte) error {
+	begun := bytes.Count(b, []byte("-----BEGIN "))
+	decoded := 0
+	for rest := b; ; decoded++ {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			break
+		}
+	}
+	if decoded < begun {
+		return fmt.Errorf("%d of its %d PEM blocks do not decode (a file being written?)", begun-decoded, begun)
+	}
 	return nil
 }
 

@@ -234,3 +234,52 @@ func TestExpiryGauge(t *testing.T) {
 		t.Fatalf("no certificate: %v, want NaN", got)
 	}
 }
+
+// TestWatchedHalfWrittenChain: a chain file read while it is being
+// written, its leaf whole and the intermediate after it cut off, is
+// refused (X509KeyPair alone takes the blocks that decode and would serve
+// the leaf without its intermediate); the whole chain is taken once it is
+// there.
+func TestWatchedHalfWrittenChain(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	write := func(path string, b []byte) {
+		t.Helper()
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	certA, keyA := pemPair(t, "a.test")
+	certB, keyB := pemPair(t, "b.test")
+	inter, _ := pemPair(t, "intermediate.test") // stands in for an intermediate
+	write(certFile, certA)
+	write(keyFile, keyA)
+	w, err := NewWatched(certFile, keyFile, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := w.Config()
+	chain := append(append([]byte{}, certB...), inter...)
+	write(keyFile, keyB)
+	write(certFile, chain[:len(certB)+len(inter)/2])
+	if w.Check() {
+		t.Fatal("a chain cut off in its intermediate was taken")
+	}
+	if got := servedName(t, cfg); got != "a.test" {
+		t.Fatalf("served %s after the cut chain, want a.test", got)
+	}
+	write(certFile, chain)
+	if !w.Check() {
+		t.Fatal("the whole chain was not taken")
+	}
+	if n := len(handshake(t, cfg).PeerCertificates); n != 2 {
+		t.Fatalf("%d certificates served, want the chain of 2", n)
+	}
+	if _, err := NewWatched(filepath.Join(dir, "cut.pem"), keyFile, slog.Default()); err == nil {
+		t.Fatal("a missing file loaded")
+	}
+	write(filepath.Join(dir, "cut.pem"), chain[:len(chain)-40])
+	if _, err := NewWatched(filepath.Join(dir, "cut.pem"), keyFile, slog.Default()); err == nil {
+		t.Fatal("a cut chain loaded at start")
+	}
+}
