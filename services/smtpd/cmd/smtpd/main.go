@@ -130,7 +130,8 @@ const maxDecisionWindow = 10 * time.Minute
 // default": --min-copies 0 would run strict and --decision-window 0 wait
 // 20 s, and an operator who wrote them meant something else. A negative
 // --db-timeout would make every dbd request fail at once, so every mail
-// would get 451.
+// would get 451. A negative --max-size or --max-recipients was refused
+// later by the daemon without naming the flag.
 func checkFlags(c *cli.Context) error {
 	var errs []error
 	for _, f := range []string{"listen", "hostname"} {
@@ -148,6 +149,23 @@ func checkFlags(c *cli.Context) error {
 		if d := c.Duration(f); d <= 0 {
 			errs = append(errs, fmt.Errorf("--%s %v: must be above 0", f, d))
 		}
+	}
+	// The daemon and the guard read a zero limit as "the default" too:
+	// --max-conns 0 or --capture-max 0 ran with 1000 connections and
+	// 256 KiB captures. Where a limit can be lifted, -1 does it.
+	for _, f := range []string{"max-header-size", "max-hops", "max-conns", "max-conns-per-ip", "capture-max"} {
+		if c.Int(f) == 0 {
+			errs = append(errs, fmt.Errorf("--%s 0: must be above 0, or -1 for no limit", f))
+		}
+	}
+	if n := c.Int("max-recipients"); n <= 0 {
+		errs = append(errs, fmt.Errorf("--max-recipients %d: must be above 0", n))
+	}
+	if n := c.Int64("max-size"); n <= 0 {
+		errs = append(errs, fmt.Errorf("--max-size %d: must be above 0", n))
+	}
+	if n := c.Int64("data-memory"); n < 0 {
+		errs = append(errs, fmt.Errorf("--data-memory %d: must not be negative (0: the default)", n))
 	}
 	cert, key, self := c.String("tls-cert"), c.String("tls-key"), c.Bool("tls-self-signed")
 	switch {

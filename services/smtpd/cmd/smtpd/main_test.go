@@ -32,7 +32,9 @@ func TestPrefixes(t *testing.T) {
 // TestCheckFlags: values the daemon would silently turn into its defaults
 // (--min-copies 0 ran strict, --decision-window 0 waited 20 s, a timeout 0
 // took the default), a negative --db-timeout (every dbd request failed at
-// once: 451 for every mail) and half a TLS pair are refused, from the
+// once: 451 for every mail), a zero limit (--max-conns 0 ran with 1000,
+// --capture-max 0 kept 256 KiB), a negative size and half a TLS pair are
+// refused, from the
 // command line and from the environment alike, with the flag named.
 func TestCheckFlags(t *testing.T) {
 	base := []string{"smtpd", "--listen", "127.0.0.1:0", "--hostname", "mx.test"}
@@ -62,6 +64,19 @@ func TestCheckFlags(t *testing.T) {
 		{name: "tls-key alone from env", env: map[string]string{"TWINMX_SMTPD_TLS_KEY": "k.pem"}, wantErr: "--tls-key go together"},
 		{name: "tls pair and self-signed", args: []string{"--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-self-signed"}, wantErr: "--tls-self-signed"},
 		{name: "tls pair", args: []string{"--tls-cert", "c.pem", "--tls-key", "k.pem"}},
+		{name: "max-size 0", args: []string{"--max-size", "0"}, wantErr: "--max-size 0"},
+		{name: "max-size negative", args: []string{"--max-size", "-1"}, wantErr: "--max-size -1"},
+		{name: "max-recipients 0", args: []string{"--max-recipients", "0"}, wantErr: "--max-recipients 0"},
+		{name: "max-recipients negative from env", env: map[string]string{"TWINMX_SMTPD_MAX_RECIPIENTS": "-5"}, wantErr: "--max-recipients -5"},
+		{name: "data-memory negative", args: []string{"--data-memory", "-1"}, wantErr: "--data-memory -1"},
+		{name: "data-memory 0 is the default", args: []string{"--data-memory", "0"}},
+		{name: "max-conns 0", args: []string{"--max-conns", "0"}, wantErr: "--max-conns 0"},
+		{name: "max-conns -1 is no limit", args: []string{"--max-conns", "-1"}},
+		{name: "max-conns-per-ip 0 from env", env: map[string]string{"TWINMX_SMTPD_MAX_CONNS_PER_IP": "0"}, wantErr: "--max-conns-per-ip 0"},
+		{name: "capture-max 0", args: []string{"--capture-max", "0"}, wantErr: "--capture-max 0"},
+		{name: "capture-max -1 is off", args: []string{"--capture-max", "-1"}},
+		{name: "max-header-size 0", args: []string{"--max-header-size", "0"}, wantErr: "--max-header-size 0"},
+		{name: "max-hops 0", args: []string{"--max-hops", "0"}, wantErr: "--max-hops 0"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for k, v := range c.env {
