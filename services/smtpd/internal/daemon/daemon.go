@@ -242,7 +242,8 @@ func Run(ctx context.Context, cfg Config) error {
 		defer close(recDone)
 		rec.run(recCtx)
 	}()
-	go func() { serveErr <- srv.Serve(listener{Listener: ln, rec: rec}) }()
+	open := &openConns{}
+	go func() { serveErr <- srv.Serve(listener{Listener: ln, rec: rec, open: open}) }()
 	log.Info("smtpd serving", "listen", ln.Addr().String(), "hostname", cfg.Hostname, "dbd", cfg.DB,
 		"decision_window", cfg.DecisionWindow, "min_copies", cfg.MinCopies, "starttls", cfg.TLS != nil)
 	if cfg.Ready != nil {
@@ -256,9 +257,20 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("smtpd shutting down", "grace", cfg.ShutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("sessions cut at shutdown", "err", err)
-		srv.Close()
+	shutErr := srv.Shutdown(sctx)
+	// Shutdown closed the listener before it waited, so Serve returns:
+	// no connection is accepted (tracked in open, added to rec.watching)
+	// after this.
+	<-serveErr
+	if shutErr != nil {
+		// srv.Close would do nothing now: Shutdown has marked the server
+		// closed. Cancel the sessions' work first, so that one waiting
+		// for its decision answers 451 rather than acknowledging a mail
+		// whose 250 can no longer reach the sender, then cut the
+		// connections: an idle one would otherwise hold shutdown until
+		// its idle timeout.
+		stopSessions()
+		log.Warn("sessions cut at shutdown", "err", shutErr, "connections", open.closeAll())
 	}
 	rec.close()
 	select {

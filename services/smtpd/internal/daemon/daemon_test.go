@@ -13,6 +13,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,11 +61,14 @@ func start(t testing.TB, mod func(*Config)) *env {
 		cancel()
 		t.Fatalf("smtpd: %v", err)
 	}
+	var once sync.Once
 	e.stop = func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("smtpd exit: %v", err)
-		}
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("smtpd exit: %v", err)
+			}
+		})
 	}
 	t.Cleanup(e.stop)
 	return e

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twinmx/twinmx/pkg/model"
@@ -17,9 +18,10 @@ import (
 
 // Bounds of the recorder's queue and of one batch it writes.
 const (
-	recordQueue      = 4096    // records waiting; beyond it a record is dropped (and counted)
-	recordBatchMax   = 64      // records in one dbd batch
-	recordBatchBytes = 1 << 20 // content bytes in one dbd batch
+	recordQueue      = 4096     // records waiting; beyond it a record is dropped (and counted)
+	recordQueueBytes = 64 << 20 // content bytes waiting, likewise
+	recordBatchMax   = 64       // records in one dbd batch
+	recordBatchBytes = 1 << 20  // content bytes in one dbd batch
 )
 
 // recorder stores every connection's transcript as a capture row when the
@@ -40,6 +42,11 @@ type recorder struct {
 	log     *slog.Logger
 	m       *metrics.Metrics
 	queue   chan []wire.Request
+	// queued is the content bytes in queue and in the batch being
+	// written. A count bound alone let a dbd outage hold 4096 full
+	// captures (1 GiB at the default --capture-max): the mails of an
+	// outage are not stored, so their captures keep their DATA.
+	queued atomic.Int64
 	// watching counts connections whose record is not queued yet; close
 	// waits for them before it closes the queue.
 	watching sync.WaitGroup
@@ -55,10 +62,12 @@ func newRecorder(db interface {
 	return &recorder{db: db, prefix: prefix, timeout: timeout, log: log, m: m, queue: make(chan []wire.Request, recordQueue)}
 }
 
-// listener wraps guard's listener so each accepted connection is recorded.
+// listener wraps guard's listener so each accepted connection is recorded
+// and tracked in open until it closes.
 type listener struct {
 	*guard.Listener
-	rec *recorder
+	rec  *recorder
+	open *openConns
 }
 
 func (l listener) Accept() (net.Conn, error) {
@@ -69,12 +78,53 @@ func (l listener) Accept() (net.Conn, error) {
 	if gc, ok := c.(*guard.Conn); ok {
 		start := time.Now()
 		l.rec.watching.Add(1)
+		l.open.add(gc)
 		gc.AfterClose(func() {
 			defer l.rec.watching.Done()
+			l.open.remove(gc)
 			l.rec.add(gc, start)
 		})
 	}
 	return c, nil
+}
+
+// openConns is the set of accepted connections not closed yet. Shutdown
+// cuts them when the grace period ends: go-smtp cannot, since its Close
+// does nothing once Shutdown has begun. Safe for concurrent use.
+type openConns struct {
+	mu sync.Mutex
+	m  map[*guard.Conn]struct{}
+}
+
+func (o *openConns) add(c *guard.Conn) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = make(map[*guard.Conn]struct{})
+	}
+	o.m[c] = struct{}{}
+}
+
+func (o *openConns) remove(c *guard.Conn) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.m, c)
+}
+
+// closeAll closes every open connection and returns how many there were.
+// Closing runs each one's AfterClose, which calls remove: the lock is not
+// held meanwhile.
+func (o *openConns) closeAll() int {
+	o.mu.Lock()
+	cs := make([]*guard.Conn, 0, len(o.m))
+	for c := range o.m {
+		cs = append(cs, c)
+	}
+	o.mu.Unlock()
+	for _, c := range cs {
+		_ = c.Close()
+	}
+	return len(cs)
 }
 
 // add queues the records of a closed connection: an early talker's
@@ -97,11 +147,28 @@ func (r *recorder) add(c *guard.Conn, start time.Time) {
 	if len(reqs) == 0 {
 		return
 	}
-	select {
-	case r.queue <- reqs:
-	default:
+	if !r.enqueue(reqs) {
 		r.m.DBErrors.WithLabelValues("capture").Inc()
 		r.log.Warn("record queue full (dbd slow or down); capture dropped", "session", id)
+	}
+}
+
+// enqueue queues reqs unless the queue is full in records or in bytes.
+// A record larger than the byte bound (a --capture-max above it) still
+// goes alone into an empty queue.
+// REQUIRES: the queue is not closed.
+func (r *recorder) enqueue(reqs []wire.Request) bool {
+	n := int64(contentBytes(reqs))
+	if total := r.queued.Add(n); total > recordQueueBytes && total != n {
+		r.queued.Add(-n)
+		return false
+	}
+	select {
+	case r.queue <- reqs:
+		return true
+	default:
+		r.queued.Add(-n)
+		return false
 	}
 }
 
@@ -114,9 +181,7 @@ func (r *recorder) note(reqs []wire.Request) {
 		r.m.DBErrors.WithLabelValues("throw-in").Inc()
 		return
 	}
-	select {
-	case r.queue <- reqs:
-	default:
+	if !r.enqueue(reqs) {
 		r.m.DBErrors.WithLabelValues("throw-in").Inc()
 		r.log.Warn("record queue full (dbd slow or down); throw-in field dropped")
 	}
@@ -152,6 +217,7 @@ func (r *recorder) run(ctx context.Context) {
 			}
 		}
 		r.write(ctx, batch, n)
+		r.queued.Add(-int64(size))
 	}
 }
 

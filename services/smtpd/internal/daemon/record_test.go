@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
@@ -102,5 +103,36 @@ func TestManyConnectionsAllRecorded(t *testing.T) {
 			t.Fatalf("%d capture rows for %d connections", len(keys), n)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRecorderQueueBoundedInBytes: while dbd does not take records (down
+// or slow), the queue holds at most recordQueueBytes of them, not
+// recordQueue records of any size: 4096 captures of 256 KiB, each with
+// the DATA of a mail that could not be stored, were 1 GiB. The records
+// beyond it are dropped and counted.
+func TestRecorderQueueBoundedInBytes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	r := newRecorder(&batchDB{}, "p", time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)), m)
+	// One buffer for all: the test itself need not hold what it queues.
+	capture := bytes.Repeat([]byte("x"), 256<<10)
+	const n = 1000 // under recordQueue: only the byte bound can refuse
+	for range n {
+		r.note([]wire.Request{{Op: wire.OpFindOrInsert, Table: model.Capture, Content: capture}})
+	}
+	queued, held := len(r.queue), 0
+	r.close()
+	for reqs := range r.queue {
+		held += contentBytes(reqs)
+	}
+	if held > recordQueueBytes {
+		t.Fatalf("%d records (%d bytes) queued, more than the %d bytes allowed", queued, held, recordQueueBytes)
+	}
+	if queued == 0 {
+		t.Fatal("nothing queued")
+	}
+	if dropped := testutil.ToFloat64(m.DBErrors.WithLabelValues("throw-in")); int(dropped) != n-queued {
+		t.Fatalf("%v records counted as dropped, want %d", dropped, n-queued)
 	}
 }
