@@ -360,7 +360,8 @@ const maxSignatures = 32
 // signed header fields. Which of several signatures of one domain
 // verified is not known here, so each gets a key; a replay must keep the
 // one that verifies, and that one is recorded. b= is decoded, so a
-// refolded or re-padded value is still the same signature.
+// refolded or re-padded value is still the same signature. Domains are
+// compared as msgauth.ASCIIDomain gives them.
 func signatureKeys(raw []byte, domains []string) []model.Key {
 	msg, err := mail.ReadMessage(bytes.NewReader(raw))
 	if err != nil {
@@ -377,13 +378,15 @@ func signatureKeys(raw []byte, domains []string) []model.Key {
 			v = strings.Join(strings.Fields(v), "") // RFC 6376 §3.2: FWS inside values is ignored
 			switch strings.TrimSpace(k) {
 			case "d":
-				d = strings.TrimSuffix(strings.ToLower(v), ".")
+				// As msgauth reports it: a d= written with U-labels
+				// (RFC 8616) verifies as its A-label.
+				d = msgauth.ASCIIDomain(v)
 			case "b":
 				b = v
 			}
 		}
 		sig, err := base64.StdEncoding.DecodeString(b)
-		if err != nil || len(sig) == 0 || !slices.Contains(domains, d) {
+		if err != nil || len(sig) == 0 || !slices.ContainsFunc(domains, func(v string) bool { return msgauth.ASCIIDomain(v) == d }) {
 			continue
 		}
 		keys = append(keys, model.KeyOf(model.Text, append([]byte("twinmx-config-dkim/1\n"), sig...)))
@@ -405,12 +408,21 @@ func recordRequests(keys []model.Key, t time.Time) []wire.Request {
 	return reqs
 }
 
+// fromParser reads the From address whatever charset an encoded-word
+// display name is in: only the address is used. net/mail alone decodes
+// UTF-8, ISO-8859-1 and US-ASCII and fails the whole field on any other
+// charset, so an admin whose client writes "=?windows-1252?q?J=F6rg?="
+// (Outlook) had every config mail refused.
+var fromParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{
+	CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
+}}
+
 func singleFrom(h mail.Header) (string, error) {
 	vals := h["From"]
 	if len(vals) != 1 {
 		return "", errors.New("want exactly one From field")
 	}
-	list, err := mail.ParseAddressList(vals[0])
+	list, err := fromParser.ParseList(vals[0])
 	if err != nil || len(list) != 1 {
 		return "", errors.New("want exactly one From address")
 	}
@@ -476,9 +488,56 @@ func textPart(ctype, cte string, body io.Reader, depth int) ([]byte, error) {
 		case "base64":
 			r = base64.NewDecoder(base64.StdEncoding, &crlfStripper{r: body})
 		}
-		return io.ReadAll(io.LimitReader(r, maxBody))
+		b, err := io.ReadAll(io.LimitReader(r, maxBody))
+		if err != nil || len(b) >= maxBody || !strings.EqualFold(params["format"], "flowed") {
+			return b, err // a text too long is refused by bodyText as it is
+		}
+		return unflow(b, strings.EqualFold(params["delsp"], "yes")), nil
 	}
 	return nil, fmt.Errorf("the commands must be text/plain, not %s", mt)
+}
+
+// unflow undoes format=flowed (RFC 3676 §4.2), which Thunderbird and
+// Apple Mail use for plain text: a line ending in a space continues on
+// the next, so a command longer than the client's wrap width (72) arrives
+// as several lines, and each part failed as a command of its own. A
+// leading space of a line is space-stuffing (§4.4) and dropped; with
+// delsp=yes the space before a soft break is dropped too. Quoted lines
+// ('>') are left as they are and never joined: no command starts with
+// '>', and a quoted line must not become part of one. Nothing is joined
+// to the signature separator "-- ", which bodyText looks for, nor to a
+// line starting with the word secret: a client that left a space before
+// a hard break must not turn the secret into part of a command, which the
+// confirmation would repeat.
+func unflow(b []byte, delsp bool) []byte {
+	lines := strings.Split(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n")
+	var out strings.Builder
+	out.Grow(len(b))
+	for i, l := range lines {
+		plain := !strings.HasPrefix(l, ">")
+		if plain {
+			l = strings.TrimPrefix(l, " ")
+		}
+		soft := plain && l != "-- " && strings.HasSuffix(l, " ") && i+1 < len(lines) && joinable(lines[i+1])
+		if soft && delsp {
+			l = l[:len(l)-1]
+		}
+		out.WriteString(l)
+		if !soft && i+1 < len(lines) {
+			out.WriteByte('\n')
+		}
+	}
+	return []byte(out.String())
+}
+
+// joinable reports whether a flowed line may continue on next (unflow).
+func joinable(next string) bool {
+	if strings.HasPrefix(next, ">") {
+		return false
+	}
+	next = strings.TrimPrefix(next, " ")
+	_, kind := secretLine(next)
+	return next != "-- " && kind == noSecret
 }
 
 // crlfStripper drops line breaks from base64 text.

@@ -32,6 +32,18 @@ func TestBodyText(t *testing.T) {
 		{"quoted-printable", "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\nrule set u@x.test r phone +4917012345 template \"{from}=3A =\n{subject}\"\n",
 			"rule set u@x.test r phone +4917012345 template \"{from}: {subject}\"\n"},
 		{"base64", "Content-Transfer-Encoding: base64\n\nYmxvY2sgdUB4LnRlc3Qg\nQGEuZXhhbXBsZQo=\n", "block u@x.test @a.example\n"},
+		// RFC 3676: Thunderbird and Apple Mail wrap a long line at 72
+		// with a trailing space; it is one command.
+		{"format=flowed", "Content-Type: text/plain; charset=utf-8; format=flowed\r\n\r\nrule set u@x.test office window \"mon-fri 08:00-18:00\" \r\nphone +491701234567 template \"{subject} \r\nfrom {from}\"\r\n zone u@x.test UTC\r\n",
+			"rule set u@x.test office window \"mon-fri 08:00-18:00\" phone +491701234567 template \"{subject} from {from}\"\nzone u@x.test UTC\n"},
+		{"format=flowed delsp=yes", "Content-Type: text/plain; format=flowed; delsp=yes\n\nblock u@x.test @a.ex \nample\n",
+			"block u@x.test @a.example\n"},
+		{"format=flowed quoted lines and signature stay apart", "Content-Type: text/plain; format=flowed\n\nzone u@x.test UTC \n> line 1: ok \n> zone\nBoss \n-- \nadmin add evil@x.test\n",
+			"zone u@x.test UTC \n> line 1: ok \n> zone\nBoss \n"},
+		{"format=flowed never joins a secret line", "Content-Type: text/plain; format=flowed\n\nzone u@x.test UTC \nsecret: s\n",
+			"zone u@x.test UTC \nsecret: s\n"},
+		{"fixed lines ending in a space stay apart", "Content-Type: text/plain\n\nzone u@x.test UTC \nblock u@x.test @a.example\n",
+			"zone u@x.test UTC \nblock u@x.test @a.example\n"},
 		{"multipart: first text/plain part", "Content-Type: multipart/alternative; boundary=B\n\n--B\nContent-Type: text/html\n\n<p>no</p>\n--B\nContent-Type: text/plain\n\nzone u@x.test UTC\n--B--\n", "zone u@x.test UTC"},
 	}
 	for _, tt := range tests {
@@ -107,7 +119,9 @@ type configWorld struct {
 	db   *fakeDB
 	m    *Mailer
 	sign func(t *testing.T, id, body string) []byte
-	sent *fakeSender
+	// signFrom is sign with another From field value.
+	signFrom func(t *testing.T, from, id, body string) []byte
+	sent     *fakeSender
 }
 
 func newConfigWorld(t *testing.T) *configWorld {
@@ -130,9 +144,9 @@ func newConfigWorld(t *testing.T) *configWorld {
 	auth := dkimAuth{txt: map[string]string{"sel._domainkey.x.test": "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub)}}
 	m := New(Config{DB: db, Apply: db, Auth: auth, Sender: &fakeSender{}, Hostname: "mx.x.test"})
 	t.Cleanup(m.wg.Wait)
-	sign := func(t *testing.T, id, body string) []byte {
+	signFrom := func(t *testing.T, from, id, body string) []byte {
 		t.Helper()
-		raw := strings.ReplaceAll("From: Boss <boss@x.test>\nTo: config@x.test\nSubject: config\nMessage-ID: <"+id+"@x.test>\nDate: Wed, 04 Mar 2026 10:00:00 +0000\n\n"+body, "\n", "\r\n")
+		raw := strings.ReplaceAll("From: "+from+"\nTo: config@x.test\nSubject: config\nMessage-ID: <"+id+"@x.test>\nDate: Wed, 04 Mar 2026 10:00:00 +0000\n\n"+body, "\n", "\r\n")
 		var out bytes.Buffer
 		if err := dkim.Sign(&out, strings.NewReader(raw), &dkim.SignOptions{Domain: "x.test", Selector: "sel", Signer: priv,
 			HeaderCanonicalization: dkim.CanonicalizationRelaxed, BodyCanonicalization: dkim.CanonicalizationRelaxed,
@@ -141,7 +155,11 @@ func newConfigWorld(t *testing.T) *configWorld {
 		}
 		return out.Bytes()
 	}
-	return &configWorld{db: db, m: m, sign: sign, sent: m.cfg.Sender.(*fakeSender)}
+	sign := func(t *testing.T, id, body string) []byte {
+		t.Helper()
+		return signFrom(t, "Boss <boss@x.test>", id, body)
+	}
+	return &configWorld{db: db, m: m, sign: sign, signFrom: signFrom, sent: m.cfg.Sender.(*fakeSender)}
 }
 
 // apply hands raw to Apply as judge does: its mail key is that of its
@@ -246,6 +264,7 @@ func FuzzConfigMail(f *testing.F) {
 	f.Add([]byte("Content-Type: multipart/alternative; boundary=B\n\n--B\nContent-Type: text/html\n\n<p>no</p>\n--B\nContent-Type: text/plain\nContent-Transfer-Encoding: base64\n\nYmxvY2sgdUB4LnRlc3Qg\nQGEuZXhhbXBsZQo=\n--B--\n"))
 	f.Add([]byte("Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nzone u@x.test =\r\nUTC=3D\r\n"))
 	f.Add([]byte("DKIM-Signature: v=1; d=X.test.; b=AAAA\r\n BBBB=; h=from\r\nDKIM-Signature: d=x.test; b=!!\r\n\r\n"))
+	f.Add([]byte("Content-Type: text/plain; format=flowed; delsp=yes\r\n\r\n zone u@x.test \r\nUTC \r\n> q \r\nsecret : s \r\n-- \r\n"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		if keys := signatureKeys(raw, []string{"x.test"}); len(keys) > maxSignatures {
 			t.Fatalf("%d signature keys", len(keys))
@@ -463,5 +482,31 @@ func TestConfirmationHeaders(t *testing.T) {
 		if own, err := m.Own(ctx, admin, raw); err != nil || !own {
 			t.Errorf("%s: Own = %v, %v", tc.name, own, err)
 		}
+	}
+}
+
+// TestApplyDisplayNameCharset: an admin whose mail client writes the
+// display name in a charset net/mail does not decode (Outlook's
+// windows-1252) is still the admin: the From address is what counts. The
+// whole field used to fail to parse, and the mail was refused with 550.
+func TestApplyDisplayNameCharset(t *testing.T) {
+	for _, from := range []string{
+		"=?windows-1252?Q?J=F6rg_Boss?= <boss@x.test>",
+		"boss@x.test (=?iso-8859-15?q?J=F6rg?=)",
+	} {
+		t.Run(from, func(t *testing.T) {
+			w := newConfigWorld(t)
+			raw := w.signFrom(t, from, "cs", "block u@x.test @spam.example\n")
+			ok, reason := w.apply(t, raw, time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC))
+			if !ok || !strings.Contains(reason, "changes applied") {
+				t.Fatalf("Apply = %v, %q; want the change applied", ok, reason)
+			}
+			if got := w.listKind(t); got != "block" {
+				t.Errorf("list entry = %s, want block", got)
+			}
+			if rcpts := w.sent.recipients(); len(rcpts) != 1 || rcpts[0] != "boss@x.test" {
+				t.Errorf("confirmation to %q, want boss@x.test", rcpts)
+			}
+		})
 	}
 }

@@ -16,6 +16,12 @@ func AlignedRelaxed(d, from string) bool {
 	return aligned(d, asciiDomain(from), dmarc.AlignmentRelaxed)
 }
 
+// ASCIIDomain returns the domain d in the form msgauth compares it and
+// reports it in signal.Auth (DKIMDomains, SPFDomain, FromDomain), so a
+// caller can match a name it read from the mail (a DKIM d= written with
+// U-labels, say) against those results.
+func ASCIIDomain(d string) string { return asciiDomain(d) }
+
 // asciiDomain returns the domain d as msgauth compares and queries it:
 // lower-case, without a trailing dot, and with every internationalized
 // label as its A-label (RFC 5890 §2.3.2.1).

@@ -302,6 +302,12 @@ func TestCheck(t *testing.T) {
 		{"dmarc permerror for a second from with space before colon", env("a@spf-pass.test"),
 			[]byte("From: a@spf-pass.test\r\nFrom : Bank <service@reject.test>\r\nSubject: x\r\n\r\nbody\r\n"),
 			signal.Auth{SPF: signal.Pass, SPFDomain: "spf-pass.test", DMARC: signal.PermError}},
+		// A display name in a charset net/mail does not know (Outlook's
+		// windows-1252) hid the From domain: DMARC None, so a forger of a
+		// p=reject domain escaped DMARC.
+		{"dmarc fail for a from with a display name in an unknown charset", env("a@spf-fail.test"),
+			[]byte("From: =?x-unknown?q?Bank?= <service@reject.test>\r\nSubject: x\r\n\r\nbody\r\n"),
+			signal.Auth{SPF: signal.Fail, SPFDomain: "spf-fail.test", DMARC: signal.Fail, FromDomain: "reject.test", DMARCReject: true}},
 
 		// SMTPUTF8 senders: U-labels are checked and aligned as A-labels.
 		{"idn envelope sender: spf pass aligns with an a-label from", env("a@Bücher.test"), testMail(t, "a@xn--bcher-kva.test"),

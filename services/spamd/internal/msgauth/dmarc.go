@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"mime"
 	"net"
 	"net/mail"
 	"strings"
@@ -195,7 +197,7 @@ func fromHeaderDomain(msg []byte) (string, signal.AuthResult, string) {
 	default:
 		return "", signal.PermError, "several from fields"
 	}
-	addrs, err := mail.ParseAddressList(froms[0])
+	addrs, err := fromParser.ParseList(froms[0])
 	if err != nil || len(addrs) == 0 {
 		return "", signal.None, "unparsable from field"
 	}
@@ -216,6 +218,16 @@ func fromHeaderDomain(msg []byte) (string, signal.AuthResult, string) {
 	}
 	return domain, signal.None, ""
 }
+
+// fromParser reads the From addresses whatever charset an encoded-word
+// display name is in (only the addresses are used). net/mail alone
+// decodes UTF-8, ISO-8859-1 and US-ASCII and fails the whole field on
+// any other charset, so "=?windows-1252?q?J=F6rg?= <j@a.example>", as
+// Outlook writes it, had no From domain: DMARC None, and a forger of a
+// p=reject domain escaped DMARC by naming any unknown charset.
+var fromParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{
+	CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
+}}
 
 // headerFields returns the unfolded values of the header fields called
 // name (case-insensitive), top to bottom, reading the header the way the
