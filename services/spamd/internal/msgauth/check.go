@@ -101,9 +101,11 @@ func (c *Checker) Check(ctx context.Context, env signal.Envelope, raw []byte) si
 	)
 	// SPF and DKIM are independent; running them side by side halves the
 	// latency of a Check when DNS is slow.
-	wg.Go(func() { a.SPF, a.SPFDomain, spfErr = c.checkSPF(ctx, lr, env) })
-	wg.Go(func() { a.DKIM, a.DKIMDomains, dkimTemp, dkimErr = c.checkDKIM(ctx, lr, msg) })
+	// The From domain first: DKIM looks past its signature bound for
+	// signatures that align with it.
 	a.FromDomain, fromRes, fromProblem = fromHeaderDomain(msg)
+	wg.Go(func() { a.SPF, a.SPFDomain, spfErr = c.checkSPF(ctx, lr, env) })
+	wg.Go(func() { a.DKIM, a.DKIMDomains, dkimTemp, dkimErr = c.checkDKIM(ctx, lr, msg, a.FromDomain) })
 	wg.Wait()
 
 	if a.FromDomain == "" {
@@ -229,18 +231,31 @@ func validDomain(d string) bool {
 	return true
 }
 
-// checkDKIM verifies the first MaxSignatures signatures (RFC 6376 §6).
-// It returns the best result (pass, then temperror, fail, permerror), the
-// d= domains that verified, and the d= domains of signatures that hit a
+// checkDKIM verifies the first MaxSignatures signatures (RFC 6376 §6),
+// and when none of them verified for the From domain from, up to
+// MaxSignatures more of those whose d= aligns with it (relaxed). It
+// returns the best result (pass, then temperror, fail, permerror), the d=
+// domains that verified, and the d= domains of signatures that hit a
 // temporary error: DMARC must not call a mail failed when one of those
 // might have aligned.
-func (c *Checker) checkDKIM(ctx context.Context, lr *libResolver, msg []byte) (signal.AuthResult, []string, []string, error) {
-	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(msg), &dkim.VerifyOptions{
-		LookupTXT:        lr.txtFunc(ctx),
-		MaxVerifications: c.cfg.MaxSignatures,
-	})
+func (c *Checker) checkDKIM(ctx context.Context, lr *libResolver, msg []byte, from string) (signal.AuthResult, []string, []string, error) {
+	opts := &dkim.VerifyOptions{LookupTXT: lr.txtFunc(ctx), MaxVerifications: c.cfg.MaxSignatures}
+	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(msg), opts)
+	if errors.Is(err, dkim.ErrTooManySignatures) && from != "" && !slices.ContainsFunc(verifs, func(v *dkim.Verification) bool {
+		return v != nil && v.Err == nil && AlignedRelaxed(v.Domain, from)
+	}) {
+		// Each relay prepends its signature, so the author's, the one
+		// DMARC needs, is the lowest: a mail that passed six relays had
+		// it unverified, DMARC failed, and under p=reject a wanted mail
+		// was refused. Only aligned signatures are looked at, so junk
+		// signatures cannot push it out of reach either.
+		if later := laterAligned(msg, from, c.cfg.MaxSignatures); later != nil {
+			more, _ := dkim.VerifyWithOptions(bytes.NewReader(later), opts)
+			verifs = append(verifs, more...)
+		}
+	}
 	if errors.Is(err, dkim.ErrTooManySignatures) {
-		err = fmt.Errorf("dkim: verified only the first %d signatures: %w", c.cfg.MaxSignatures, err)
+		err = fmt.Errorf("dkim: verified only the first %d signatures (and aligned ones after them): %w", c.cfg.MaxSignatures, err)
 	} else if err != nil {
 		err = fmt.Errorf("dkim: verify: %w", err)
 	}

@@ -484,3 +484,60 @@ func TestParseClientIP(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckAuthorSignatureBelowRelays: each relay prepends its own
+// signature, so the author's, the one DMARC needs, comes last. With more
+// relay signatures than MaxSignatures it went unverified: DMARC failed and
+// under p=reject a wanted mail was refused. Signatures that align with the
+// From domain are verified beyond the bound, and no more than
+// MaxSignatures of them, so junk signatures cost bounded lookups.
+func TestCheckAuthorSignatureBelowRelays(t *testing.T) {
+	f := newFixture(t)
+	c := f.checker(2 * time.Second)
+	relays := []signer{f.ed}
+	for range defaultMaxSignatures {
+		relays = append(relays, f.idn)
+	}
+	got := c.Check(t.Context(), env("a@spf-fail.test"), testMail(t, "a@dkim.test", relays...))
+	if got.DMARC != signal.Pass || got.DMARCReject || !slices.Contains(got.DKIMDomains, "dkim.test") {
+		t.Errorf("author's signature below %d relay signatures: %s, want dmarc pass", defaultMaxSignatures, fmtAuth(got))
+	}
+
+	// Twenty aligned signatures without a key, under the relays': the
+	// second look verifies at most MaxSignatures of them.
+	junk := make([]signer, 0, 20+defaultMaxSignatures)
+	for range 20 {
+		junk = append(junk, f.nokey)
+	}
+	for range defaultMaxSignatures {
+		junk = append(junk, f.idn)
+	}
+	before := f.zone.Asked("missing._domainkey")
+	got = c.Check(t.Context(), env("a@spf-fail.test"), testMail(t, "a@dkim.test", junk...))
+	if got.DMARC != signal.Fail {
+		t.Errorf("only keyless aligned signatures: %s, want dmarc fail", fmtAuth(got))
+	}
+	if n := f.zone.Asked("missing._domainkey") - before; n > defaultMaxSignatures {
+		t.Errorf("20 aligned signatures below the bound: %d key lookups, want at most %d", n, defaultMaxSignatures)
+	}
+}
+
+// TestLaterAligned: only the aligned signatures after the first skip are
+// kept, every other field and the body byte for byte, folding included.
+func TestLaterAligned(t *testing.T) {
+	msg := []byte("DKIM-Signature: v=1; d=relay.test; b=AA\r\n" +
+		"DKIM-Signature: v=1; d=a.example;\r\n b=BB\r\n" +
+		"Received: from x\r\n\tby y\r\n" +
+		"dkim-signature : v=1; d =\r\n sub.a.example; b=CC\r\n" +
+		"DKIM-Signature: v=1; d=other.test; b=DD\r\n" +
+		"From: a@a.example\r\n\r\nDKIM-Signature: body, not a field\r\n")
+	want := "Received: from x\r\n\tby y\r\n" +
+		"dkim-signature : v=1; d =\r\n sub.a.example; b=CC\r\n" +
+		"From: a@a.example\r\n\r\nDKIM-Signature: body, not a field\r\n"
+	if got := string(laterAligned(msg, "a.example", 2)); got != want {
+		t.Errorf("laterAligned skip 2:\n%q\nwant\n%q", got, want)
+	}
+	if got := laterAligned(msg, "b.example", 0); got != nil {
+		t.Errorf("laterAligned with nothing aligned: %q, want nil", got)
+	}
+}
