@@ -1,6 +1,7 @@
 package msgauth
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"strings"
@@ -136,5 +137,30 @@ func FuzzIsDMARC1(f *testing.F) {
 			t.Fatalf("isDMARC1(%q) = true for a record not starting with v", s)
 		}
 		_, _ = dmarc.Parse(s)
+	})
+}
+
+// FuzzLaterAligned: any header reads without a panic; what is returned
+// is never longer than the mail, keeps its body byte for byte, and holds
+// no more DKIM-Signature fields than the mail.
+func FuzzLaterAligned(f *testing.F) {
+	f.Add([]byte("DKIM-Signature: d=relay.test; b=AA\r\nDKIM-Signature: d=a.example;\r\n b=BB\r\nFrom: a@a.example\r\n\r\nbody\r\n"), "a.example", 1)
+	f.Add([]byte("dkim-signature : d =\r\n a.example\r\n\r\n"), "A.Example", 0)
+	f.Add([]byte(" folded first\r\nDKIM-Signature:d=a.example"), "a.example", 0)
+	f.Add([]byte("\r\n\r\n"), "", 0)
+	f.Fuzz(func(t *testing.T, msg []byte, from string, skip int) {
+		got := laterAligned(msg, from, skip)
+		if got == nil {
+			return
+		}
+		if len(got) > len(msg) {
+			t.Fatalf("%d bytes out of %d", len(got), len(msg))
+		}
+		if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 && !bytes.HasSuffix(got, msg[i+2:]) {
+			t.Fatalf("body changed: %q from %q", got, msg)
+		}
+		if a, b := bytes.Count(bytes.ToLower(got), []byte("dkim-signature")), bytes.Count(bytes.ToLower(msg), []byte("dkim-signature")); a > b {
+			t.Fatalf("%d signatures out of %d", a, b)
+		}
 	})
 }
