@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -216,7 +217,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// length through; go-smtp's own limit would also cut body lines.
 	srv.MaxLineLength = 0
 	srv.EnableSMTPUTF8 = true
-	srv.ErrorLog = slogPrinter{log.With("part", "go-smtp")}
+	srv.ErrorLog = slogPrinter{log: log.With("part", "go-smtp"), panics: m.Panics}
 
 	var metricsSrv *http.Server
 	if cfg.Metrics != "" {
@@ -283,8 +284,22 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// slogPrinter adapts go-smtp's Printf-style error log to slog.
-type slogPrinter struct{ log *slog.Logger }
+// slogPrinter adapts go-smtp's Printf-style error log to slog. go-smtp
+// recovers a panic in a session (answering 421) and reports it only
+// through this log, as "panic serving ADDR: VALUE\nSTACK": such a line is
+// logged as an error and counted, since each is a bug.
+type slogPrinter struct {
+	log    *slog.Logger
+	panics prometheus.Counter
+}
 
-func (p slogPrinter) Printf(format string, v ...any) { p.log.Warn(fmt.Sprintf(format, v...)) }
-func (p slogPrinter) Println(v ...any)               { p.log.Warn(fmt.Sprint(v...)) }
+func (p slogPrinter) Printf(format string, v ...any) {
+	if strings.HasPrefix(format, "panic serving") {
+		p.panics.Inc()
+		p.log.Error(fmt.Sprintf(format, v...))
+		return
+	}
+	p.log.Warn(fmt.Sprintf(format, v...))
+}
+
+func (p slogPrinter) Println(v ...any) { p.log.Warn(fmt.Sprint(v...)) }

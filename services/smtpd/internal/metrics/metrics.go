@@ -19,6 +19,7 @@ type Metrics struct {
 	Rejections     *prometheus.CounterVec // by reason
 	DBErrors       *prometheus.CounterVec // by operation
 	Acks           *prometheus.CounterVec // acknowledgements by how: armed (in the verdict's commit) or after (a batch after the decision)
+	Panics         prometheus.Counter     // panics go-smtp recovered from while serving a session
 }
 
 // New makes the collectors and registers them on reg.
@@ -50,8 +51,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		Acks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "twinmx_smtpd_acks_total", Help: "Mails acknowledged for a 250, by how: armed (dbd applied the acknowledgement in the commit of the deciding verdict) or after (smtpd sent it after the decision: a dbd without arm, or a mixed outcome).",
 		}, []string{"how"}),
+		Panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "twinmx_smtpd_panics_total", Help: "Panics recovered while serving a session (each is a bug; the session got 421).",
+		}),
 	}
-	reg.MustRegister(m.Sessions, m.SessionsActive, m.Transactions, m.Decision, m.Bytes, m.Rejections, m.DBErrors, m.Acks)
+	reg.MustRegister(m.Sessions, m.SessionsActive, m.Transactions, m.Decision, m.Bytes, m.Rejections, m.DBErrors, m.Acks, m.Panics)
 	return m
 }
 

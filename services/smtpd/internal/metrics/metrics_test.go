@@ -18,8 +18,8 @@ func TestLint(t *testing.T) {
 	m.DBErrors.WithLabelValues("store").Inc()
 	m.Decision.Observe(0.01)
 	proctest.LintMetrics(t, reg)
-	if n := testutil.CollectAndCount(reg); n != 7 {
-		t.Errorf("%d metrics, want 7", n)
+	if n := testutil.CollectAndCount(reg); n != 8 {
+		t.Errorf("%d metrics, want 8", n)
 	}
 }
 
