@@ -44,9 +44,12 @@ type conn struct {
 	inflight chan struct{} // semaphore for one-shot requests
 	armed    chan struct{} // semaphore for waiting arm requests
 	streams  chan struct{} // semaphore for streams
+	// nstreams counts open streams and waiting arm requests: work that
+	// may rightly go on long after the client's last frame, so the idle
+	// clock stops while any is open.
 	nstreams atomic.Int32
-	// streamEnd is when a stream last ended (UnixNano), stored before
-	// nstreams drops: the idle clock runs from it (see readFrame).
+	// streamEnd is when a stream or arm last ended (UnixNano), stored
+	// before nstreams drops: the idle clock runs from it (see readFrame).
 	streamEnd atomic.Int64
 	stopped   atomic.Bool // shutdown: refuse new requests; set under mu
 
@@ -296,8 +299,8 @@ func (c *conn) run() {
 
 // readFrame reads the next frame into scratch. It returns the read
 // deadline's error once the client has sent nothing for IdleTimeout while
-// it had no stream open: the idle clock runs from the later of the last
-// frame and the end of the last stream. Setting no deadline while a
+// it had no stream or waiting arm open: the idle clock runs from the later
+// of the last frame and the end of the last stream or arm. Setting no deadline while a
 // stream was open left a connection whose last frame came then (often
 // the CANCEL of its last watch) open for ever.
 func (c *conn) readFrame(scratch []byte) (wire.Frame, error) {
@@ -368,7 +371,12 @@ func (c *conn) dispatch(id uint32, msg []byte) bool {
 			c.sendError(id, wire.CodeBusy, "too many arm requests waiting on this connection")
 			return true
 		}
-		release = func() { <-c.armed }
+		c.nstreams.Add(1)
+		release = func() {
+			c.streamEnd.Store(time.Now().UnixNano())
+			c.nstreams.Add(-1)
+			<-c.armed
+		}
 	case stream:
 		select {
 		case c.streams <- struct{}{}:

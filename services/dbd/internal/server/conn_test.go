@@ -308,3 +308,37 @@ func TestPendingRequestsBounded(t *testing.T) {
 	defer cancel()
 	waitClosed(ctx, t, wc, "connection still open after one incomplete request too many")
 }
+
+// TestIdleTimeoutWaitsForArm: an arm request waiting for its condition is
+// open work, like a stream: the connection that sent it and then nothing
+// else is not idle until the arm is answered. IdleTimeout cut it, so the
+// client lost the answer (smtpd: 451 instead of 250) whenever an arm waited
+// longer than IdleTimeout.
+func TestIdleTimeoutWaitsForArm(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	e := dbdtest.Start(t, dbdtest.Options{Server: server.Config{IdleTimeout: idle}})
+	wc := e.Dial(auth.Admin)
+	content := []byte("armed while idle")
+	sendRaw(t, wc, 0, 1, &wire.Request{Op: wire.OpFindOrInsert, Table: model.Text, Content: content})
+	if f, err := wc.ReadFrame(); err != nil || f.ReqID != 1 {
+		t.Fatalf("insert: %+v, %v", f, err)
+	}
+	k := model.KeyOf(model.Text, content)
+	sendRaw(t, wc, 0, 2, &wire.Request{Op: wire.OpArm, Value: uint64((5 * idle).Milliseconds()),
+		Conds: []wire.ArmCond{{Table: model.Text, Key: k, Name: "never", Mask: 1, Want: 1}},
+		Batch: []wire.Request{{Op: wire.OpSet, Table: model.Text, Ref: wire.Ref{ByKey: true, Key: k}, Name: "x", Value: 1}}})
+	wc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	f, err := wc.ReadFrame()
+	if err != nil {
+		t.Fatalf("arm waiting %v on a connection idle for %v: %v, want its answer", 5*idle, idle, err)
+	}
+	res, err := wire.DecodeAnswer(wire.OpArm, f.Data)
+	if err != nil || f.ReqID != 2 || res.Fired {
+		t.Fatalf("arm answer %+v, %v: want request 2 not fired", res, err)
+	}
+	wc.SetReadDeadline(time.Time{})
+	pingRaw(t, wc, 3, "ping right after the arm's answer")
+	ctx, cancel := context.WithTimeout(context.Background(), 25*idle)
+	defer cancel()
+	waitClosed(ctx, t, wc, "connection left idle after its arm was answered stayed open")
+}
