@@ -1,6 +1,6 @@
 module github.com/twinmx/twinmx/services/imapd
 
-// go-imap with twenty-one changes (third_party/go-imap/TWINMX-PATCH.md).
+// go-imap with twenty-two changes (third_party/go-imap/TWINMX-PATCH.md).
 replace github.com/emersion/go-imap/v2 v2.0.0-beta.8 => ../../third_party/go-imap
 
 go 1.26.8

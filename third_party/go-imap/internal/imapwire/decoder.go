@@ -487,7 +487,9 @@ func (dec *Decoder) List(f func() error) (isList bool, err error) {
 	}()
 
 	if dec.listDepth >= maxListDepth {
-		return false, fmt.Errorf("imapwire: exceeded max depth")
+		// twinmx patch: the client's error (BAD), not the server's (NO
+		// [SERVERBUG]).
+		return false, &DecoderExpectError{Message: "lists nested too deep"}
 	}
 
 	for {
