@@ -28,6 +28,10 @@ type Record struct {
 	Elided int64
 
 	off int64 // DirClient: offset of the record's first byte in the client stream
+	// span, for a DirClient record whose Data is a redaction mark (see
+	// redactClient), is the number of kept client bytes the mark stands
+	// for; 0 for any other record, whose Data stands for itself.
+	span int64
 	// apos is 1 + the offset of Data in its capture's arena, 0 if Data
 	// is not there (see capture.buf).
 	apos int
@@ -178,7 +182,7 @@ func (c *capture) replaceClient(from, to int64, ref []byte) {
 	}
 	for _, r := range c.recs {
 		lo := r.off
-		hi := lo + int64(len(r.Data)) + r.Elided
+		hi := r.end()
 		if r.Dir != DirClient || hi <= from || lo >= to {
 			if r.Dir == DirClient && lo >= to && !inserted {
 				mail(r.At)
@@ -195,7 +199,7 @@ func (c *capture) replaceClient(from, to int64, ref []byte) {
 		if hi > to {
 			rest := r
 			rest.Data, rest.Elided, rest.off, rest.apos = nil, 0, to, 0
-			if kept := lo + int64(len(r.Data)); to < kept {
+			if kept := lo + r.keptLen(); to < kept {
 				rest.Data = r.Data[to-lo:]
 				rest.Elided = r.Elided
 				rest.apos = r.apos + int(to-lo)
@@ -251,10 +255,85 @@ func (c *capture) trimArena() {
 	c.buf = buf
 }
 
+// redactClient replaces the kept client bytes [from, to) of the stream,
+// across records, by one DirClient record holding mark, so that a secret
+// the client sent is not kept. The mark's record stands for the bytes it
+// replaced (span), so the offsets of later records stay valid. The range
+// lies within one command line: it never overlaps a DATA stream that
+// replaceClient cuts out, nor another redaction.
+func (c *capture) redactClient(from, to int64, mark []byte) {
+	if c.max < 0 || c.done || from >= to {
+		return
+	}
+	var kept, elided int64
+	for _, r := range c.recs {
+		if r.Dir != DirClient || r.end() <= from || r.off >= to {
+			continue
+		}
+		k := min(r.off+r.keptLen(), to) - max(r.off, from)
+		kept += max(k, 0)
+	}
+	if kept == 0 {
+		return // nothing of it is kept
+	}
+	elided = to - from - kept
+	out := c.spare[:0]
+	markAt := -1
+	for _, r := range c.recs {
+		lo, hi := r.off, r.end()
+		if r.Dir != DirClient || hi <= from || lo >= to {
+			out = append(out, r)
+			continue
+		}
+		if a, b := max(lo, from)-lo, min(lo+int64(len(r.Data)), to)-lo; a < b {
+			clear(r.Data[a:b]) // the arena goes back to a pool
+		}
+		if lo < from {
+			out = append(out, r.slice(from))
+		}
+		if markAt < 0 {
+			markAt = len(out)
+			out = append(out, Record{Dir: DirClient, At: r.At, Elided: elided, off: from, span: kept})
+		}
+		if hi > to {
+			rest := r
+			rest.Data, rest.Elided, rest.off, rest.apos = nil, 0, to, 0
+			if k := lo + r.keptLen(); to < k {
+				rest.Data = r.Data[to-lo:]
+				rest.Elided = r.Elided
+				rest.apos = r.apos + int(to-lo)
+			} else {
+				rest.Elided = hi - to
+			}
+			out = append(out, rest)
+		}
+	}
+	clear(c.recs)
+	c.recs, c.spare = out, c.recs[:0]
+	c.used = 0
+	for _, r := range c.recs {
+		c.used += recordOverhead + len(r.Data)
+	}
+	data, apos := c.keep(mark) // may move c.recs into pooled memory
+	c.recs[markAt].Data, c.recs[markAt].apos = data, apos
+	c.used += len(data)
+}
+
+// keptLen is how many client stream bytes a record's Data stands for.
+func (r Record) keptLen() int64 {
+	if r.span > 0 {
+		return r.span
+	}
+	return int64(len(r.Data))
+}
+
+// end is the client stream offset just after a DirClient record.
+func (r Record) end() int64 { return r.off + r.keptLen() + r.Elided }
+
 // slice returns the part of a client record before stream offset end.
 func (r Record) slice(end int64) Record {
 	out := r
-	if kept := r.off + int64(len(r.Data)); end <= kept {
+	if kept := r.off + r.keptLen(); end <= kept {
 		out.Data = r.Data[: end-r.off : end-r.off]
 		out.Elided = 0
 	} else {

@@ -3,6 +3,7 @@ package guard
 import (
 	"bytes"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -135,6 +136,9 @@ type Conn struct {
 	// dataFrom is consumed() when the current DATA stream began.
 	readTotal int64
 	dataFrom  int64
+	// afterAuth: the last command line was AUTH, or a SASL response
+	// redacted after it (see redactAuth).
+	afterAuth bool
 
 	wmu      sync.Mutex
 	greeted  bool   // the greeting has been through Write
@@ -831,6 +835,17 @@ func (c *Conn) nextCommand() error {
 		}
 	}
 	if line == nil || len(line) > c.cfg.CommandLineMax {
+		// An XOAUTH2 or OAUTHBEARER token is often longer than a command
+		// line may be: the capture must not keep it either.
+		if line == nil {
+			line = c.in[c.inR:c.inW]
+		}
+		c.mu.Lock()
+		sasl := c.mu.expectSASL
+		c.mu.Unlock()
+		if sasl || c.afterAuth || isAuthLine(line) {
+			c.redactAuth(line, c.consumed(), sasl, true)
+		}
 		c.logger().Warn("command line too long")
 		return c.replyAndClose(fmt.Sprintf("500 5.5.2 %s Error: line too long\r\n", c.cfg.Hostname))
 	}
@@ -848,6 +863,9 @@ func (c *Conn) command(line []byte) error {
 	sasl := c.mu.expectSASL
 	c.mu.expectSASL = false
 	c.mu.Unlock()
+	if sasl || c.afterAuth || isAuthLine(line) {
+		c.redactAuth(line, c.consumed()-int64(len(line)), sasl, false)
+	}
 	h := c.cfg.Hostname
 	if n > c.cfg.MaxCommands {
 		c.logger().Warn("too many commands", "commands", n)
@@ -921,6 +939,132 @@ func (c *Conn) command(line []byte) error {
 	}
 	c.pend = append(c.pendBuf[:0], line...)
 	return nil
+}
+
+// Marks that stand for a credential in the capture (see redactAuth).
+// Each keeps what decides the reply to its line, so that a replay of the
+// capture gets the replies the recorded session got: authMark is valid
+// base64 (a SASL response go-smtp decodes) and starts with a letter (a
+// command go-smtp does not know); badAuthMark is neither (go-smtp's
+// "Invalid base64 data"; the guard's "not an SMTP command").
+const (
+	authMark    = "REDACTED"
+	badAuthMark = "[redacted]"
+)
+
+// redactAuth keeps credentials out of the capture, which smtpd stores in
+// dbd and replay tools show. smtpd offers no AUTH, but a client set up
+// for a submission server sends its password anyway: as the initial
+// response of AUTH, as SASL responses after a 334, or as lines after the
+// AUTH that go-smtp answers as unknown commands (a client that does not
+// wait for the 334, or ignores the error). In the capture those bytes are
+// replaced by a mark; the verb and mechanism stay, and the line itself
+// goes on to go-smtp unchanged. The line starts at client stream offset
+// from. With keepLen (a line too long, refused whole by its length) the
+// mark is as long as the bytes it stands for.
+// REQUIRES: rmu held.
+func (c *Conn) redactAuth(line []byte, from int64, sasl, keepLen bool) {
+	after := c.afterAuth
+	c.afterAuth = false
+	i, j := lineContent(line)
+	mark := ""
+	switch {
+	case sasl:
+		c.afterAuth = true
+		if string(line[i:j]) == "*" { // a cancel, no secret
+			return
+		}
+		mark = base64Mark(line[i:j])
+	case isAuthLine(line):
+		c.afterAuth = true
+		// AUTH SP mechanism SP initial-response: the response is
+		// go-smtp's second field; anything after it goes too.
+		i = 4
+		for k := 0; k < 2; k++ {
+			for i < j && isBlank(line[i]) {
+				i++
+			}
+			for k == 0 && i < j && !isBlank(line[i]) {
+				i++
+			}
+		}
+		t := i
+		for t < j && !isBlank(line[t]) {
+			t++
+		}
+		mark = base64Mark(line[i:t])
+	case after && saslToken(line[i:j]):
+		c.afterAuth = true
+		mark = badAuthMark
+		if isLetter(line[i]) {
+			mark = authMark
+		}
+	}
+	if i >= j || mark == "" {
+		return
+	}
+	if keepLen {
+		mark = strings.Repeat("X", j-i)
+	}
+	c.mu.Lock()
+	c.mu.capture.redactClient(from+int64(i), from+int64(j), []byte(mark))
+	c.mu.Unlock()
+}
+
+// isAuthLine reports whether line is an AUTH command.
+func isAuthLine(line []byte) bool {
+	return len(line) >= 5 && bytes.EqualFold(line[:4], []byte("AUTH")) && (isBlank(line[4]) || line[4] == '\r' || line[4] == '\n')
+}
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' }
+
+// lineContent returns the bounds of line without its line end and its
+// leading and trailing blanks.
+func lineContent(line []byte) (i, j int) {
+	j = len(line)
+	for j > 0 && (line[j-1] == '\n' || line[j-1] == '\r' || isBlank(line[j-1])) {
+		j--
+	}
+	for i < j && isBlank(line[i]) {
+		i++
+	}
+	return i, j
+}
+
+// base64Mark returns the mark for a SASL response: authMark if go-smtp
+// decodes it, as it does "=" (an empty response), else badAuthMark.
+func base64Mark(resp []byte) string {
+	if string(resp) == "=" {
+		return authMark
+	}
+	if _, err := base64.StdEncoding.DecodeString(string(resp)); err != nil {
+		return badAuthMark
+	}
+	return authMark
+}
+
+// saslToken reports whether a line's content could be a SASL response
+// (one base64 token) rather than a command: a four-letter SMTP verb
+// alone, and STARTTLS, are commands (go-smtp takes a four-byte line as
+// its verb, and any line that starts with STARTTLS as STARTTLS).
+func saslToken(s []byte) bool {
+	if len(s) == 0 || len(s) >= 8 && bytes.EqualFold(s[:8], []byte("STARTTLS")) {
+		return false
+	}
+	for _, c := range s {
+		if !isLetter(c) && (c < '0' || c > '9') && c != '+' && c != '/' && c != '=' {
+			return false
+		}
+	}
+	return len(s) != 4 || !smtpVerbs[string(bytes.ToUpper(s))]
+}
+
+// smtpVerbs are the verbs go-smtp acts on.
+var smtpVerbs = map[string]bool{
+	"HELO": true, "EHLO": true, "LHLO": true, "MAIL": true, "RCPT": true,
+	"DATA": true, "BDAT": true, "RSET": true, "NOOP": true, "QUIT": true,
+	"VRFY": true, "EXPN": true, "HELP": true, "AUTH": true, "SEND": true,
+	"SOML": true, "SAML": true, "TURN": true,
 }
 
 // postmasterPath returns an RCPT line whose path is <Postmaster> (in any

@@ -59,7 +59,9 @@
 //
 // DIR is 'C' (client), 'S' (server) or 'T' (STARTTLS handshake done; later
 // records are TLS plaintext). A replay sends the C records in order and
-// waits for the server's reply in between.
+// waits for the server's reply in between. Credentials are redacted: the
+// initial response of AUTH and the SASL responses after it are replaced
+// by a mark that the server answers as it answered them (see redactAuth).
 //
 // # Use with go-smtp
 //
