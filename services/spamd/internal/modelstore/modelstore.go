@@ -5,7 +5,8 @@
 // Layout: the model's bytes (classify.Model.MarshalBinary, deterministic)
 // are one text row. A config row with the fixed content "twinmx-spamd-model/1"
 // links to it by the column "model.<base32 key>" whose value is the time
-// it was pushed (Unix ms): the newest link is the model. A push is one
+// it was pushed (Unix ms), raised above every earlier link if the pushing
+// host's clock is behind: the newest link is the model. A push is one
 // atomic batch, so a reader sees the old model or the new one, never half.
 package modelstore
 
@@ -14,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -37,17 +39,32 @@ const linkPrefix = "model."
 // ErrNoModel is returned by Load when no model was ever pushed.
 var ErrNoModel = errors.New("modelstore: no model in dbd")
 
-// Push stores m as the current model.
+// Push stores m as the current model. Its link is valued now, or just
+// above the newest link if that is later: the newest link is the model,
+// so a push from a host whose clock is behind the previous pusher's would
+// otherwise be stored, reported pushed, and never used.
 func Push(ctx context.Context, db DB, m *classify.Model, now time.Time) (model.Key, error) {
 	b, err := m.MarshalBinary()
 	if err != nil {
 		return model.Key{}, fmt.Errorf("encode model: %w", err)
 	}
 	k := model.KeyOf(model.Text, b)
+	at := uint64(max(now.UnixMilli(), 1))
+	a, err := db.FindKey(ctx, model.Config, model.KeyOf(model.Config, anchor))
+	switch {
+	case err == nil:
+		for name, v := range a.State.Cols {
+			if _, isLink := model.ParseLinkColumn(linkPrefix, name); isLink && v >= at && v < math.MaxUint64 {
+				at = v + 1
+			}
+		}
+	case !errors.Is(err, client.ErrNotFound):
+		return model.Key{}, fmt.Errorf("read model anchor: %w", err)
+	}
 	_, err = db.Batch(ctx, []wire.Request{
 		{Op: wire.OpFindOrInsert, Table: model.Text, Content: b},
 		{Op: wire.OpFindOrInsert, Table: model.Config, Content: anchor},
-		{Op: wire.OpSet, Table: model.Config, Ref: wire.Ref{Content: anchor}, Name: model.LinkColumn(linkPrefix, k), Value: uint64(max(now.UnixMilli(), 1))},
+		{Op: wire.OpSet, Table: model.Config, Ref: wire.Ref{Content: anchor}, Name: model.LinkColumn(linkPrefix, k), Value: at},
 	})
 	if err != nil {
 		return model.Key{}, fmt.Errorf("push model: %w", err)
