@@ -527,6 +527,11 @@ func (d *Digester) entry(ctx context.Context, s Secret, mailbox string, r *refus
 	if msg, err := mail.ReadMessage(bytes.NewReader(hdr)); err == nil {
 		e.From = decodeHeader(msg.Header.Get("From"))
 		e.Subject = decodeHeader(msg.Header.Get("Subject"))
+	} else if from, subject, ok := looseFields(hdr); ok {
+		// One broken line (no colon, a stray continuation first) makes
+		// net/mail refuse the whole header; the owner still needs From and
+		// Subject to tell a wanted mail, which is likelier refused for it.
+		e.From, e.Subject = decodeHeader(from), decodeHeader(subject)
 	} else {
 		e.Subject = "(unreadable header)"
 	}

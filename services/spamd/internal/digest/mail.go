@@ -15,6 +15,8 @@ import (
 	"time"
 	"unicode"
 
+	"golang.org/x/text/encoding/htmlindex"
+
 	"github.com/twinmx/twinmx/pkg/model"
 )
 
@@ -265,13 +267,64 @@ func oneLine(s string) string {
 	return tokenRE.ReplaceAllStringFunc(b.String(), func(m string) string { return "[" + m[:5] + "]" + m[5:] })
 }
 
+// headerDecoder decodes RFC 2047 encoded words in every charset of the
+// WHATWG Encoding Standard (windows-1252, ISO-8859-x, KOI8-R, Shift_JIS,
+// GB2312, ...). A bare mime.WordDecoder knows only UTF-8, US-ASCII and
+// Latin-1 and fails the whole field for any other charset, so the digest
+// listed such a Subject or From as its raw encoded words, and the owner
+// could not recognise a wanted mail by it. A charset nobody knows passes
+// its bytes through: its ASCII stays readable, and oneLine makes the rest
+// valid UTF-8.
+var headerDecoder = mime.WordDecoder{CharsetReader: func(charset string, r io.Reader) (io.Reader, error) {
+	enc, err := htmlindex.Get(charset)
+	if err != nil {
+		return r, nil
+	}
+	return enc.NewDecoder().Reader(r), nil
+}}
+
 // decodeHeader decodes RFC 2047 encoded words; on failure the raw value.
 func decodeHeader(v string) string {
-	dec := mime.WordDecoder{}
-	if s, err := dec.DecodeHeader(v); err == nil {
+	if s, err := headerDecoder.DecodeHeader(v); err == nil {
 		return s
 	}
 	return v
+}
+
+// looseFields returns the first From and Subject fields of a header that
+// net/mail refuses, skipping the lines that are not fields (no colon, or a
+// continuation with no field before it). ok is false when it has neither.
+func looseFields(hdr []byte) (from, subject string, ok bool) {
+	var cur *string // the value being unfolded: from or subject, or nil
+	var seenFrom, seenSubject bool
+	for line := range strings.Lines(string(hdr)) {
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			break // end of the header
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if cur != nil {
+				*cur += " " + strings.TrimSpace(line)
+			}
+			continue
+		}
+		cur = nil
+		name, value, found := strings.Cut(line, ":")
+		if !found {
+			continue
+		}
+		switch strings.ToLower(strings.TrimRight(name, " \t")) {
+		case "from":
+			if !seenFrom {
+				seenFrom, from, cur = true, strings.TrimSpace(value), &from
+			}
+		case "subject":
+			if !seenSubject {
+				seenSubject, subject, cur = true, strings.TrimSpace(value), &subject
+			}
+		}
+	}
+	return from, subject, seenFrom || seenSubject
 }
 
 // domainOf returns the domain of an address ("" without '@').
