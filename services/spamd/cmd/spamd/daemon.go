@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -67,8 +68,33 @@ func dialKey(c *cli.Context, key string, log *slog.Logger) (*client.Client, erro
 	return client.Open(addr, pub, key, log)
 }
 
+// checkDaemonFlags refuses negative values where the daemon would
+// silently take them for "off" or "none" (--grey-delay, --digest-claim-wait)
+// or judge no backlog (--backlog): an operator who wrote one meant
+// something else.
+func checkDaemonFlags(c *cli.Context) error {
+	var errs []string
+	for _, f := range []string{"grey-delay", "digest-every", "digest-claim-wait"} {
+		if d := c.Duration(f); d < 0 {
+			errs = append(errs, fmt.Sprintf("--%s %v: must not be negative (0: off)", f, d))
+		}
+	}
+	for _, f := range []string{"backlog", "digest-scan"} {
+		if n := c.Int(f); n < 0 {
+			errs = append(errs, fmt.Sprintf("--%s %d: must not be negative", f, n))
+		}
+	}
+	if len(errs) > 0 {
+		return cli.Exit("spamd: "+strings.Join(errs, "; "), 2)
+	}
+	return nil
+}
+
 // runDaemon judges every delivery attempt until SIGINT or SIGTERM.
 func runDaemon(c *cli.Context) error {
+	if err := checkDaemonFlags(c); err != nil {
+		return err
+	}
 	log := svc.Logger(c.Bool("debug"))
 	db, err := dialDB(c, log)
 	if err != nil {
