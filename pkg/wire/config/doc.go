@@ -11,7 +11,9 @@
 // of wire requests: every change, one history row per command and, for a
 // mail, the record that makes a replay change nothing. When any line fails
 // the plan has no batch at all (all or nothing); sending the batch is one
-// atomic dbd write. A line whose change would give a row more than
+// atomic dbd write. A larger file (ParseLarge, dbctl's) may need more
+// requests than dbd takes in one batch: Plan.Parts splits it into atomic
+// parts of whole lines, sent in order. A line whose change would give a row more than
 // model.MaxColumns columns fails as a line, so dbd never refuses the batch
 // for that.
 //

@@ -20,6 +20,15 @@ const (
 	MaxText     = 256 << 10        // bytes of one file
 )
 
+// Bounds on a file ParseLarge reads: an operator's (dbctl config apply),
+// where `dbctl config show` of a site of thousands of mailboxes and
+// accounts exceeds MaxCommands. Plan.Parts splits its batch under dbd's
+// bound.
+const (
+	MaxLargeCommands = 200_000  // command lines of one file
+	MaxLargeText     = 64 << 20 // bytes of one file
+)
+
 // Kind names what a command does.
 type Kind uint8
 
@@ -74,9 +83,15 @@ type Line struct {
 // every command line, each with its command or its error, and an error
 // for the file as a whole (too long, too many commands); then no line is
 // to be applied. Parse is pure.
-func Parse(text string) ([]Line, error) {
-	if len(text) > MaxText {
-		return nil, fmt.Errorf("%w: the commands are longer than %d bytes", ErrSyntax, MaxText)
+func Parse(text string) ([]Line, error) { return parse(text, MaxText, MaxCommands) }
+
+// ParseLarge is Parse within MaxLargeText and MaxLargeCommands, for a file
+// from the operator rather than from a mail.
+func ParseLarge(text string) ([]Line, error) { return parse(text, MaxLargeText, MaxLargeCommands) }
+
+func parse(text string, maxText, maxCommands int) ([]Line, error) {
+	if len(text) > maxText {
+		return nil, fmt.Errorf("%w: the commands are longer than %d bytes", ErrSyntax, maxText)
 	}
 	var out []Line
 	for i, raw := range strings.Split(text, "\n") {
@@ -96,8 +111,8 @@ func Parse(text string) ([]Line, error) {
 		}
 		l.Err = err
 		out = append(out, l)
-		if len(out) > MaxCommands {
-			return nil, fmt.Errorf("%w: more than %d commands", ErrSyntax, MaxCommands)
+		if len(out) > maxCommands {
+			return nil, fmt.Errorf("%w: more than %d commands", ErrSyntax, maxCommands)
 		}
 	}
 	return out, nil

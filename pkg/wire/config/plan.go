@@ -47,10 +47,48 @@ type Plan struct {
 	// Requests is the batch: every change, its history rows and the mail
 	// record. It is nil when any line failed: nothing is to be applied.
 	Requests []wire.Request
+	// ends[i] is where Results[i]'s requests end in Requests (for Parts).
+	ends []int
 }
 
 // OK reports whether every line can be applied.
 func (p *Plan) OK() bool { return p.Requests != nil }
+
+// Part is a piece of a plan's batch, to be sent as one atomic batch: the
+// requests of the lines Results[First:End], each line's whole.
+type Part struct {
+	Requests   []wire.Request
+	First, End int
+}
+
+// Parts splits an OK plan's batch into parts of at most maxOps requests
+// (dbd refuses a batch over wire.MaxBatchOps), in line order. A line's
+// change and its history rows stay in one part, so each line is applied
+// wholly or not at all; the mail record goes in the last part. A line of
+// more than maxOps requests is a part of its own (which dbd refuses). A
+// batch within maxOps is one part; an empty one, none.
+func (p *Plan) Parts(maxOps int) []Part {
+	if !p.OK() || len(p.Requests) == 0 {
+		return nil
+	}
+	if len(p.ends) != len(p.Results) {
+		return []Part{{Requests: p.Requests, End: len(p.Results)}}
+	}
+	var parts []Part
+	first, start := 0, 0
+	for i := range p.Results {
+		end := p.ends[i]
+		if i == len(p.Results)-1 {
+			end = len(p.Requests)
+		}
+		if end-start > maxOps && i > first {
+			cut := p.ends[i-1]
+			parts = append(parts, Part{Requests: p.Requests[start:cut], First: first, End: i})
+			first, start = i, cut
+		}
+	}
+	return append(parts, Part{Requests: p.Requests[start:], First: first, End: len(p.Results)})
+}
 
 // readError marks an error reading dbd: the whole translation fails (the
 // caller retries), unlike a line's error.
@@ -94,6 +132,7 @@ func Translate(ctx context.Context, r Reader, lines []Line, src Source) (*Plan, 
 		}
 		failed = failed || res.Err != nil
 		p.Results = append(p.Results, res)
+		p.ends = append(p.ends, len(reqs))
 	}
 	if failed {
 		return p, nil

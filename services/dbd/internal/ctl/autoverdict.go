@@ -42,6 +42,9 @@ func autoverdict(c *cli.Context) error {
 	for c.Context.Err() == nil {
 		err := followReceives(c.Context, cl, v, func(n int) {
 			fmt.Fprintf(c.App.Writer, "decided %d\n", n)
+		}, func() {
+			fmt.Fprintf(c.App.ErrWriter, "dbctl: autoverdict: only the newest %d receive rows were looked at (the most dbd answers a scan with): "+
+				"older rows without a verdict, if any, stay undecided\n", backlogScan)
 		})
 		if c.Context.Err() != nil {
 			break
@@ -53,10 +56,18 @@ func autoverdict(c *cli.Context) error {
 }
 
 // backlogScan bounds how many existing receive rows autoverdict looks at
-// when it (re)subscribes: rows stored while it was away.
-const backlogScan = 100000
+// when it (re)subscribes: rows stored while it was away. It asked for
+// 100000, but dbd answers a scan with at most maxScan rows, and a scan has
+// no cursor to page on with (a list pages through one mailbox's rows
+// only), so older rows were skipped without a word. They still are, but
+// the operator is told.
+const backlogScan = maxScan
 
-func followReceives(ctx context.Context, cl *client.Client, v model.Verdict, progress func(int)) error {
+// followReceives decides receive rows until ctx ends or dbd fails:
+// progress gets the size of each batch decided, truncated is called once
+// when the scan of existing rows stops at backlogScan (older ones may be
+// left undecided).
+func followReceives(ctx context.Context, cl *client.Client, v model.Verdict, progress func(int), truncated func()) error {
 	// Subscribe first, then scan what exists: a row stored in between is
 	// seen twice at worst (a second, harmless set), never missed. A watch
 	// of a whole table sends no existing rows, hence the scan.
@@ -88,7 +99,7 @@ func followReceives(ctx context.Context, cl *client.Client, v model.Verdict, pro
 			return
 		}
 		defer sc.Close()
-		for {
+		for n := 1; ; n++ {
 			row, err := sc.Next(ctx)
 			if errors.Is(err, io.EOF) {
 				return
@@ -96,6 +107,12 @@ func followReceives(ctx context.Context, cl *client.Client, v model.Verdict, pro
 			if err != nil {
 				cancel(fmt.Errorf("scan receive rows: %w", err))
 				return
+			}
+			// Told on the last row the scan may give, before it is
+			// decided, so the warning comes before the scan's last
+			// progress, not after.
+			if n == backlogScan {
+				truncated()
 			}
 			if row.State.Cols[model.ColVerdict] == 0 {
 				send(row.Key)

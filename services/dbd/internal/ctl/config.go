@@ -26,7 +26,7 @@ func configCmd() *cli.Command {
 			{Name: "show", Usage: "print the current configuration as a command file that apply accepts", Action: configShow},
 			{Name: "history", Usage: "every change: when, who, how, the command and the previous value (newest first)",
 				Flags: []cli.Flag{&cli.IntFlag{Name: "last", Usage: "only the newest N (0: all)"}}, Action: configHistory},
-			{Name: "apply", Usage: "apply a command file (- for stdin) as one atomic change: any bad line and nothing is applied",
+			{Name: "apply", Usage: "apply a command file (- for stdin): any bad line and nothing is applied; a file of more than 4096 operations goes in several atomic parts",
 				ArgsUsage: "FILE", Action: configApply},
 			{Name: "hash", Usage: "hash an admin secret (terminal, or stdin's first line) for `admin secret ADDRESS HASH`", Action: configHash},
 		},
@@ -34,16 +34,27 @@ func configCmd() *cli.Command {
 }
 
 // tableLister reads whole tables with a scan (the config, mailbox and pop3
-// tables are small: rows per mailbox, account and change).
-type tableLister struct{ *client.Client }
-
-// maxListed bounds the rows one table read returns.
-const maxListed = 1 << 20
+// tables are small: rows per mailbox, account and change). dbd answers a
+// scan with at most the newest maxScan rows and a scan cannot page on
+// (it asked for 1<<20 and got the newest 10000 without a word), so a
+// table that fills one may have older rows: Rows refuses it — a config
+// show without the oldest config rows (the admins) would be applied as
+// the whole configuration — unless newest is set, where it notes it.
+type tableLister struct {
+	*client.Client
+	newest *bool // when set, take the newest rows and set *newest when there may be more
+}
 
 func (l tableLister) Rows(ctx context.Context, t model.Table) ([]wire.Row, error) {
-	keys, err := l.ScanKeys(ctx, t, maxListed)
+	keys, err := l.ScanKeys(ctx, t, maxScan)
 	if err != nil {
 		return nil, err
+	}
+	if len(keys) >= maxScan {
+		if l.newest == nil {
+			return nil, fmt.Errorf("the %s table has %d rows or more, the most dbd answers a scan with: it cannot be read whole", t, maxScan)
+		}
+		*l.newest = true
 	}
 	rows := make([]wire.Row, 0, len(keys))
 	for _, k := range keys {
@@ -62,12 +73,18 @@ func configShow(c *cli.Context) error {
 		return err
 	}
 	defer done()
-	s, err := config.Show(ctx, tableLister{cl})
+	s, err := config.Show(ctx, tableLister{Client: cl})
 	if err != nil {
 		return err
 	}
-	_, err = io.WriteString(c.App.Writer, s)
-	return err
+	if _, err := io.WriteString(c.App.Writer, s); err != nil {
+		return err
+	}
+	// show promises a file apply accepts: say so when this one is not.
+	if _, err := config.ParseLarge(s); err != nil {
+		return cli.Exit("dbctl: config show: the output is more than config apply accepts ("+err.Error()+"): apply it in pieces", 1)
+	}
+	return nil
 }
 
 func configHistory(c *cli.Context) error {
@@ -76,7 +93,8 @@ func configHistory(c *cli.Context) error {
 		return err
 	}
 	defer done()
-	hist, err := config.History(ctx, tableLister{cl})
+	var cut bool
+	hist, err := config.History(ctx, tableLister{Client: cl, newest: &cut})
 	if err != nil {
 		return err
 	}
@@ -87,11 +105,20 @@ func configHistory(c *cli.Context) error {
 		fmt.Fprintf(c.App.Writer, "%s who=%s via=%q line=%q previous=%q\n",
 			h.When.UTC().Format("2006-01-02T15:04:05.000Z"), h.Who, h.Via, h.Line, h.Previous)
 	}
+	if cut {
+		fmt.Fprintf(c.App.ErrWriter, "dbctl: config history: only the changes among the newest %d config rows (the most dbd answers a scan with); older ones are not shown\n", maxScan)
+	}
 	return nil
 }
 
 // configApply prints each line's result; exit status 1 if any line failed
 // (then nothing was applied).
+//
+// The file may be larger than a mailed one (config.ParseLarge): `config
+// show` of a big site is over config.MaxCommands. Every line is checked
+// before anything is written, but a batch over wire.MaxBatchOps goes in
+// several atomic parts, so a part that fails leaves the parts before it
+// applied: the error names the lines that were.
 func configApply(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usageError("config apply: want FILE (- for stdin)")
@@ -100,7 +127,7 @@ func configApply(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	lines, err := config.Parse(string(text))
+	lines, err := config.ParseLarge(string(text))
 	if err != nil {
 		return cli.Exit("dbctl: "+err.Error()+"; nothing applied", 1)
 	}
@@ -113,20 +140,39 @@ func configApply(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if p.OK() {
-		if _, err := cl.Batch(ctx, p.Requests); err != nil {
-			return fmt.Errorf("apply: %w; nothing applied", err)
+	if !p.OK() {
+		fmt.Fprint(c.App.Writer, config.Report(p))
+		return cli.Exit("dbctl: config apply: a line failed; nothing applied", 1)
+	}
+	parts := p.Parts(maxConfigOps)
+	for i, part := range parts {
+		if _, err := cl.Batch(ctx, part.Requests); err != nil {
+			if i == 0 {
+				return fmt.Errorf("apply: %w; nothing applied", err)
+			}
+			last := p.Results[part.First-1].Line.N
+			return fmt.Errorf("apply part %d of %d (file lines %d to %d): %w; file lines 1 to %d (%d commands, parts 1 to %d) were applied, "+
+				"the later parts were not (nor part %d, unless the connection broke after dbd applied it): "+
+				"apply the file again once the cause is fixed (a command applied again sets the same value)",
+				i+1, len(parts), p.Results[part.First].Line.N, p.Results[part.End-1].Line.N, err, last, part.First, i, i+1)
 		}
 	}
 	fmt.Fprint(c.App.Writer, config.Report(p))
-	if !p.OK() {
-		return cli.Exit("dbctl: config apply: a line failed; nothing applied", 1)
+	if len(parts) > 1 {
+		fmt.Fprintf(c.App.Writer, "in %d atomic parts (dbd takes at most %d operations in one)\n", len(parts), maxConfigOps)
 	}
 	return nil
 }
 
+// maxConfigOps is the most requests configApply sends in one batch.
+const maxConfigOps = wire.MaxBatchOps
+
+// adminSecret is the limit of `config hash`: what stdin was read through
+// (a longer secret was cut there and hashed).
+var adminSecret = passwordLimit{max: 4096}
+
 func configHash(c *cli.Context) error {
-	pw, err := readPassword(c)
+	pw, err := readPassword(c, adminSecret)
 	if err != nil {
 		return err
 	}

@@ -211,7 +211,7 @@ type account struct {
 
 // readAccounts reads every account.
 func readAccounts(ctx context.Context, cl *client.Client) ([]account, error) {
-	rows, err := tableLister{cl}.Rows(ctx, model.POP3)
+	rows, err := tableLister{Client: cl}.Rows(ctx, model.POP3)
 	if err != nil {
 		return nil, fmt.Errorf("read accounts: %w", err)
 	}

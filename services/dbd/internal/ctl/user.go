@@ -191,7 +191,7 @@ func userShow(c *cli.Context) error {
 
 // passwordRequests reads a new password and returns the batch setting it.
 func passwordRequests(c *cli.Context, login string) ([]wire.Request, error) {
-	pw, err := readPassword(c)
+	pw, err := readPassword(c, accountPassword)
 	if err != nil {
 		return nil, err
 	}
@@ -202,9 +202,19 @@ func passwordRequests(c *cli.Context, login string) ([]wire.Request, error) {
 	return mailbox.SetPassword(login, hash, time.Now())
 }
 
+// passwordLimit is the longest password a command takes, and why.
+type passwordLimit struct {
+	max int
+	why string
+}
+
+// accountPassword is the limit of an account's password: maxPasswordLen.
+var accountPassword = passwordLimit{maxPasswordLen, fmt.Sprintf(
+	" (the longest POP3 AUTH PLAIN can send with a %d-byte login in pop3d's 512-byte command line)", model.MaxLoginLen)}
+
 // readPassword asks twice on a terminal; otherwise it reads stdin's first
-// line (without its line end).
-func readPassword(c *cli.Context) (string, error) {
+// line (without its line end). A password longer than lim is refused.
+func readPassword(c *cli.Context, lim passwordLimit) (string, error) {
 	in, ok := c.App.Reader.(*os.File)
 	if ok && term.IsTerminal(int(in.Fd())) {
 		fmt.Fprint(c.App.ErrWriter, "new password: ")
@@ -222,18 +232,33 @@ func readPassword(c *cli.Context) (string, error) {
 		if string(a) != string(b) {
 			return "", usageError("the two passwords differ")
 		}
-		return checkPassword(string(a))
+		return checkPassword(string(a), lim)
 	}
-	line, err := bufio.NewReader(io.LimitReader(c.App.Reader, 4096)).ReadString('\n')
+	// One byte more than lim (and its line end): a longer line is refused
+	// in checkPassword, not cut to the limit and set as a password nobody
+	// typed.
+	line, err := bufio.NewReader(io.LimitReader(c.App.Reader, int64(lim.max)+3)).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("read password from stdin: %w", err)
 	}
-	return checkPassword(strings.TrimRight(line, "\r\n"))
+	return checkPassword(strings.TrimRight(line, "\r\n"), lim)
 }
 
-func checkPassword(pw string) (string, error) {
+// maxPasswordLen is the longest password every login path takes, in
+// bytes. The smallest bound is POP3 AUTH PLAIN with an initial response:
+// pop3d reads command lines of at most 512 octets, so "AUTH PLAIN " leaves
+// 501 base64 characters, 375 octets decoded, of which NUL, the login (up to
+// model.MaxLoginLen) and NUL take 130. POP3 PASS takes 507 bytes, IMAP
+// LOGIN 4096 (its literal limit), argon2id any length. A longer password
+// would be set but fail some logins with no hint why.
+const maxPasswordLen = (512-len("AUTH PLAIN "))/4*3 - 2 - model.MaxLoginLen
+
+func checkPassword(pw string, lim passwordLimit) (string, error) {
 	if len(pw) < 8 {
 		return "", usageError("password: at least 8 characters")
+	}
+	if len(pw) > lim.max {
+		return "", usageError("password: at most %d bytes%s", lim.max, lim.why)
 	}
 	return pw, nil
 }
