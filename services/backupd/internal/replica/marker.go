@@ -80,7 +80,7 @@ func newMarker(cfg *Config, log *slog.Logger, m *metrics, newClient func(Site) (
 	mk := &marker{cfg: cfg, log: log, m: m, pending: map[model.Key]*mentry{},
 		mails: map[model.Key][2]model.Key{}, refused: map[*tracker]struct{}{}, kick: make(chan struct{}, 1)}
 	for _, s := range cfg.Sites {
-		mk.sites = append(mk.sites, &markSite{site: s, newClient: newClient, cfg: cfg})
+		mk.sites = append(mk.sites, &markSite{site: s, newClient: newClient, cfg: cfg, log: log})
 	}
 	return mk
 }
@@ -359,6 +359,7 @@ func (mk *marker) eachSite(fn func(i int, s *markSite)) {
 type markSite struct {
 	site      Site
 	cfg       *Config
+	log       *slog.Logger
 	newClient func(Site) (*client.Client, error)
 
 	mu        sync.Mutex
@@ -500,15 +501,46 @@ func (s *markSite) mark(ctx context.Context, i int, items []*item, m *metrics) [
 	if c == nil {
 		return here
 	}
-	mctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	defer cancel()
-	if _, err := c.Batch(mctx, batchOf(here, model.FlagSet)); err != nil {
-		if ctx.Err() == nil {
-			m.markErrors.WithLabelValues(s.site.Name).Inc()
-			s.failed(err)
-		}
-		return here
+	failed, answered := s.markParts(ctx, c, here, m)
+	if answered {
+		s.ok()
 	}
-	s.ok()
-	return nil
+	return failed
+}
+
+// markParts marks the items in one batch. dbd refuses a batch whole for
+// one row that cannot take the mark (full of columns, model.MaxColumns),
+// so a refused batch is split in halves, each marked alone, down to the
+// one mail refused. The mails of a round that fail fall due together
+// again, so one such row used to hold back every other mail of its rounds
+// for good (and smtpd answered 451 for them); halving finds it in about
+// 2·log2(n) batches where one batch a mail would take n. It returns the
+// items not marked, and false if the site failed to answer (the rest are
+// then not tried).
+func (s *markSite) markParts(ctx context.Context, c *client.Client, items []*item, m *metrics) (failed []*item, answered bool) {
+	mctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	_, err := c.Batch(mctx, batchOf(items, model.FlagSet))
+	cancel()
+	switch {
+	case err == nil:
+		return nil, true
+	case ctx.Err() != nil:
+		return items, false
+	case !refused(err):
+		m.markErrors.WithLabelValues(s.site.Name).Inc()
+		s.failed(err)
+		return items, false
+	case len(items) == 1:
+		m.markErrors.WithLabelValues(s.site.Name).Inc()
+		s.log.Error("site refuses the backed-up mark of a mail; it stays unmarked", "site", s.site.Name,
+			"receive", items[0].recv.String(), "err", err)
+		return items, true
+	}
+	h := len(items) / 2
+	failed, answered = s.markParts(ctx, c, items[:h], m)
+	if !answered {
+		return append(failed, items[h:]...), false
+	}
+	rest, answered := s.markParts(ctx, c, items[h:], m)
+	return append(failed, rest...), answered
 }
