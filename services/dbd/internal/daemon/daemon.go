@@ -163,6 +163,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// New starts the server's expiry goroutine: a start that fails
+	// below (the port or the metrics port taken) must end it too, or
+	// every failed start in a process (dbdtest, dbctl bench) leaks it.
+	// After Shutdown or Close this returns at once.
+	defer srv.Close()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
