@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -41,14 +42,25 @@ func newDispatcher(ln net.Listener, m *metrics.Metrics, conns *registry, limit *
 func (d *dispatcher) run() {
 	defer d.strict.Close()
 	defer d.trusted.Close()
+	var backoff time.Duration
 	for {
 		c, err := d.ln.Accept()
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			// Any other failure (EMFILE or ENFILE when the process is
+			// out of file descriptors, ENOBUFS) passes: returning here
+			// closed the go-imap listeners, and Run took that for a
+			// shutdown and ended imapd with no error. Wait a little, as
+			// net/http and go-imap do, so the loop does not spin while
+			// the condition lasts.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			d.log.Warn("accept failed, retrying", "listen", d.ln.Addr().String(), "err", err, "wait", backoff)
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		release, why := d.limit.Admit(connlimit.IP(c.RemoteAddr()))
 		if why != connlimit.Admitted {
 			d.refuse(c, why)
@@ -61,6 +73,13 @@ func (d *dispatcher) run() {
 		}
 		var nc net.Conn = cc
 		if d.tls != nil {
+			// go-imap's greeting starts the handshake before go-imap
+			// sets any read deadline, so a client that never sends its
+			// ClientHello (or stops mid-handshake) held its connection
+			// slot for ever. go-imap's own deadlines replace this one
+			// from the first command on; SetReadDeadline caps it at
+			// the pre-auth timeout.
+			cc.SetReadDeadline(time.Now().Add(handshakeTimeout))
 			nc = tls.Server(nc, d.tls)
 		}
 		target := d.strict
@@ -73,6 +92,10 @@ func (d *dispatcher) run() {
 		}
 	}
 }
+
+// handshakeTimeout bounds an implicit-TLS client's handshake: go-imap's
+// bound on a command before login (cmdReadTimeout).
+const handshakeTimeout = 30 * time.Second
 
 // refuse closes a connection over a limit, with a BYE where the client
 // can read one (not on the implicit-TLS port: no handshake is spent on
