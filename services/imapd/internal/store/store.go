@@ -170,13 +170,21 @@ func (s *Store) SetColumns(ctx context.Context, texts [][]byte, sets []ColumnSet
 	}
 	for _, t := range texts {
 		if kw, ok := flags.ParseKeywordContent(t); ok {
+			// The same bound as Keyword's: a client STOREing new
+			// keywords on mail after mail would otherwise grow the
+			// cache (and imapd) for as long as the process runs.
 			s.mu.Lock()
-			s.keywords[model.KeyOf(model.Text, t)] = kw
+			if len(s.keywords) < maxKeywordsCached {
+				s.keywords[model.KeyOf(model.Text, t)] = kw
+			}
 			s.mu.Unlock()
 		}
 	}
 	return nil
 }
+
+// maxKeywordsCached bounds the keyword names a Store keeps.
+const maxKeywordsCached = 100000
 
 // Keyword returns the keyword a hashed keyword column links to; ok is
 // false when the row is missing here (not replicated yet) or malformed.
@@ -199,7 +207,7 @@ func (s *Store) Keyword(ctx context.Context, k model.Key) (string, bool, error) 
 		return "", false, nil
 	}
 	s.mu.Lock()
-	if len(s.keywords) < 100000 {
+	if len(s.keywords) < maxKeywordsCached {
 		s.keywords[k] = kw
 	}
 	s.mu.Unlock()
