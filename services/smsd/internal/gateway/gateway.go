@@ -188,14 +188,7 @@ const (
 // error of the HTTP client (which quotes the URL) or an answer that
 // echoes the request.
 func (g *HTTP) redact(s string) string {
-	sec := g.cfg.Secret
-	if sec == "" {
-		return s
-	}
-	for _, v := range []string{sec, url.QueryEscape(sec), url.PathEscape(sec)} {
-		s = strings.ReplaceAll(s, v, "[secret]")
-	}
-	return s
+	return redactSecret(g.cfg.Secret, s)
 }
 
 // redactErr returns err with the secret removed from the URL of a
@@ -419,9 +412,29 @@ func (g *Command) Send(ctx context.Context, to, text string) error {
 	killGroup(cmd)
 	cmd.WaitDelay = waitDelay
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("gateway: %s: %w: %s", argv[0], err, strings.TrimSpace(out.String()))
+		// The output is logged: a script that echoes its arguments or
+		// traces itself (sh -x) on failure would put the credential
+		// passed as {{.Secret}} into the log, as an HTTP answer echoing
+		// the request would (HTTP.redact).
+		return fmt.Errorf("gateway: %s: %w: %s", g.redact(argv[0]), err, g.redact(strings.TrimSpace(out.String())))
 	}
 	return nil
+}
+
+// redact replaces the secret in s, as it is and URL-escaped (a script
+// may pass it on in a URL it prints).
+func (g *Command) redact(s string) string {
+	return redactSecret(g.cfg.Secret, s)
+}
+
+func redactSecret(sec, s string) string {
+	if sec == "" {
+		return s
+	}
+	for _, v := range []string{sec, url.QueryEscape(sec), url.PathEscape(sec)} {
+		s = strings.ReplaceAll(s, v, "[secret]")
+	}
+	return s
 }
 
 // maxOutput is how much of a failing command's output goes to the log.

@@ -166,6 +166,28 @@ func TestCommand(t *testing.T) {
 	}
 }
 
+// TestCommandErrorHidesSecret: a failing command's output goes into the
+// error smsd logs; the credential a script got as {{.Secret}} and
+// printed (echoing its arguments, or traced by sh -x) is replaced there,
+// as in the HTTP gateway's errors. Before, it reached the log as it was.
+func TestCommandErrorHidesSecret(t *testing.T) {
+	const secret = "s3cr/et+key"
+	g, err := NewCommand(CommandConfig{Argv: []string{"sh", "-c", `echo "send $1 failed, url https://x/?k=$2" >&2; exit 1`, "sh",
+		"{{.Secret}}", "{{urlquery .Secret}}"}, Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = g.Send(context.Background(), "+1", "x")
+	if err == nil || !strings.Contains(err.Error(), "send [secret] failed, url https://x/?k=[secret]") {
+		t.Fatalf("Send = %v, want the output with the secret replaced", err)
+	}
+	for _, v := range []string{secret, url.QueryEscape(secret)} {
+		if strings.Contains(err.Error(), v) {
+			t.Errorf("error %q holds the secret as %q", err, v)
+		}
+	}
+}
+
 // TestHTTPRedirectIsFailure: a gateway answering 3xx has not taken the
 // SMS. Following the redirect turned the POST into a GET without the
 // body, counted the final 200 as sent (the SMS was lost) and carried the
