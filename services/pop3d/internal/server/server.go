@@ -180,7 +180,8 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Serve accepts connections on ln until Close or Shutdown (then it returns
-// ErrClosed) or a permanent accept error. It closes ln.
+// ErrClosed) or ln is closed otherwise; other accept errors are retried.
+// It closes ln.
 func (s *Server) Serve(ln net.Listener, mode Mode) error {
 	if mode == ImplicitTLS && s.cfg.TLS == nil {
 		ln.Close()
@@ -207,13 +208,17 @@ func (s *Server) Serve(ln net.Listener, mode Mode) error {
 			if s.isClosing() {
 				return ErrClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("accept: %w", err)
 			}
-			return fmt.Errorf("accept: %w", err)
+			// Anything else passes: EMFILE or ENFILE when the process is
+			// out of file descriptors, ENOBUFS. It used to end Serve (and
+			// pop3d) unless it was a timeout. Wait a little so the loop
+			// does not spin while the condition lasts.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed, retrying", "listen", ln.Addr().String(), "err", err, "wait", backoff)
+			time.Sleep(backoff)
+			continue
 		}
 		backoff = 0
 		s.start(nc, mode)
