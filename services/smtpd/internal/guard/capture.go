@@ -197,16 +197,7 @@ func (c *capture) replaceClient(from, to int64, ref []byte) {
 			mail(r.At)
 		}
 		if hi > to {
-			rest := r
-			rest.Data, rest.Elided, rest.off, rest.apos = nil, 0, to, 0
-			if kept := lo + r.keptLen(); to < kept {
-				rest.Data = r.Data[to-lo:]
-				rest.Elided = r.Elided
-				rest.apos = r.apos + int(to-lo)
-			} else {
-				rest.Elided = hi - to
-			}
-			out = append(out, rest)
+			out = append(out, r.rest(to))
 		}
 	}
 	if !inserted {
@@ -296,16 +287,7 @@ func (c *capture) redactClient(from, to int64, mark []byte) {
 			out = append(out, Record{Dir: DirClient, At: r.At, Elided: elided, off: from, span: kept})
 		}
 		if hi > to {
-			rest := r
-			rest.Data, rest.Elided, rest.off, rest.apos = nil, 0, to, 0
-			if k := lo + r.keptLen(); to < k {
-				rest.Data = r.Data[to-lo:]
-				rest.Elided = r.Elided
-				rest.apos = r.apos + int(to-lo)
-			} else {
-				rest.Elided = hi - to
-			}
-			out = append(out, rest)
+			out = append(out, r.rest(to))
 		}
 	}
 	clear(c.recs)
@@ -329,6 +311,22 @@ func (r Record) keptLen() int64 {
 
 // end is the client stream offset just after a DirClient record.
 func (r Record) end() int64 { return r.off + r.keptLen() + r.Elided }
+
+// rest returns the part of a client record from stream offset to on,
+// which lies inside it.
+func (r Record) rest(to int64) Record {
+	lo := r.off
+	out := r
+	out.Data, out.Elided, out.off, out.apos = nil, 0, to, 0
+	if kept := lo + r.keptLen(); to < kept {
+		out.Data = r.Data[to-lo:]
+		out.Elided = r.Elided
+		out.apos = r.apos + int(to-lo)
+	} else {
+		out.Elided = r.end() - to
+	}
+	return out
+}
 
 // slice returns the part of a client record before stream offset end.
 func (r Record) slice(end int64) Record {
