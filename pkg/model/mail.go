@@ -573,25 +573,25 @@ func MailboxContent(address string) []byte {
 		local = out[:at]
 		lowerASCII(out[at+1:])
 	}
-	if equalFoldASCII(local, "postmaster") {
+	if IsPostmaster(local) {
 		lowerASCII(local)
 	}
 	return out
 }
 
-// equalFoldASCII reports whether b equals s (ASCII lower case) with only
-// ASCII letters folded. bytes.EqualFold also folds Unicode ("ſ" U+017F to
-// "s", "K" U+212A to "k"), which would fold the case of a local part that is
-// not postmaster's.
-func equalFoldASCII(b []byte, s string) bool {
-	if len(b) != len(s) {
+// IsPostmaster reports whether local is "postmaster" with only ASCII
+// letters folded (RFC 5321 §4.5.1). bytes.EqualFold also folds Unicode
+// ("ſ" U+017F to "s", "K" U+212A to "k"): "poſtmaster" is another address.
+func IsPostmaster(local []byte) bool {
+	const pm = "postmaster"
+	if len(local) != len(pm) {
 		return false
 	}
-	for i, c := range b {
+	for i, c := range local {
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		if c != s[i] {
+		if c != pm[i] {
 			return false
 		}
 	}

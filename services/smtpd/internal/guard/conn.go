@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire/linger"
 )
 
@@ -1073,32 +1074,13 @@ var smtpVerbs = map[string]bool{
 func postmasterPath(line []byte, mailbox string) []byte {
 	lt := bytes.IndexByte(line, '<')
 	gt := bytes.IndexByte(line, '>')
-	if lt < 0 || gt < lt || !isPostmaster(bytes.TrimSpace(line[lt+1:gt])) {
+	if lt < 0 || gt < lt || !model.IsPostmaster(bytes.TrimSpace(line[lt+1:gt])) {
 		return line
 	}
 	out := make([]byte, 0, len(line)+len(mailbox))
 	out = append(out, line[:lt+1]...)
 	out = append(out, mailbox...)
 	return append(out, line[gt:]...)
-}
-
-// isPostmaster reports whether path is "postmaster" with only ASCII letters
-// folded (RFC 5321 §4.5.1). bytes.EqualFold would also take "poſtmaster"
-// (U+017F folds to "s"), a different address.
-func isPostmaster(path []byte) bool {
-	const pm = "postmaster"
-	if len(path) != len(pm) {
-		return false
-	}
-	for i, c := range path {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != pm[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // controlByte returns the index of the first control byte (C0 other than
