@@ -115,8 +115,36 @@ func relayFrom(c *cli.Context) (*relay.Relay, error) {
 		Password: pw, From: c.String("forward-from")})
 }
 
+// checkDaemonFlags refuses negative values, which the daemon took as
+// they came or silently replaced: a negative --claim-timeout had the
+// other site take over every claim at once and a negative --peer-delay
+// had site B claim at once, so both sites sent; a negative --retry-min
+// retried a failing gateway at once until --max-tries gave the number up
+// within a second; a negative --gateway-timeout failed every call; a
+// negative --rate-limit ran without a limit.
+func checkDaemonFlags(c *cli.Context) error {
+	var errs []string
+	for _, f := range []string{"peer-delay", "claim-timeout", "gateway-timeout", "rate-window", "retry-min", "retry-max"} {
+		if d := c.Duration(f); d < 0 {
+			errs = append(errs, fmt.Sprintf("--%s %v: must not be negative (0: the default)", f, d))
+		}
+	}
+	for _, f := range []string{"rate-limit", "max-tries", "backlog"} {
+		if n := c.Int(f); n < 0 {
+			errs = append(errs, fmt.Sprintf("--%s %d: must not be negative", f, n))
+		}
+	}
+	if len(errs) > 0 {
+		return cli.Exit("smsd: "+strings.Join(errs, "; "), 2)
+	}
+	return nil
+}
+
 // runDaemon serves until SIGINT or SIGTERM.
 func runDaemon(c *cli.Context) error {
+	if err := checkDaemonFlags(c); err != nil {
+		return err
+	}
 	log := svc.Logger(c.Bool("debug"))
 	var site claim.Site
 	switch strings.ToUpper(c.String("site")) {

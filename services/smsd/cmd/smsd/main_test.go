@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/urfave/cli/v2"
@@ -54,4 +56,38 @@ func findCommand(t *testing.T, cmds []*cli.Command, path ...string) *cli.Command
 	}
 	t.Fatalf("no command %q", path[0])
 	return nil
+}
+
+// TestDaemonRefusesNegativeFlags: the daemon took negative durations and
+// limits as they came. A negative --claim-timeout made every claim of the
+// other site expired at once and --peer-delay let site B claim at once (an
+// SMS sent by both sites); a negative --retry-min burnt --max-tries at once.
+func TestDaemonRefusesNegativeFlags(t *testing.T) {
+	for _, f := range []string{"peer-delay", "claim-timeout", "gateway-timeout", "rate-window", "retry-min", "retry-max",
+		"rate-limit", "max-tries", "backlog"} {
+		t.Run(f, func(t *testing.T) {
+			app := newApp()
+			// A cli.Exit error would otherwise end the test binary.
+			app.ExitErrHandler = func(*cli.Context, error) {}
+			v := "-1m"
+			if f == "rate-limit" || f == "max-tries" || f == "backlog" {
+				v = "-1"
+			}
+			// No --db: the daemon stops before it dials, whatever it checks.
+			err := app.Run([]string{"smsd", "--site", "A", "--gateway-cmd", "true", "--" + f, v})
+			if err == nil || !strings.Contains(err.Error(), "--"+f+" ") {
+				t.Errorf("smsd --%s %s: %v, want an error naming --%s", f, v, err, f)
+			}
+			var ec cli.ExitCoder
+			if errors.As(err, &ec) && ec.ExitCode() != 2 {
+				t.Errorf("smsd --%s %s: exit code %d, want 2", f, v, ec.ExitCode())
+			}
+		})
+	}
+	app := newApp()
+	app.ExitErrHandler = func(*cli.Context, error) {}
+	err := app.Run([]string{"smsd", "--site", "A", "--gateway-cmd", "true", "--claim-timeout", "0", "--peer-delay", "0", "--rate-limit", "0"})
+	if err == nil || strings.Contains(err.Error(), "negative") {
+		t.Errorf("smsd with zero flags: %v, want only the missing --db", err)
+	}
 }

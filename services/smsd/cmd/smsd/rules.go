@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -102,8 +103,16 @@ func write(c *cli.Context, build func(ctx context.Context, db *client.Client, ma
 	return nil
 }
 
+// rowFinder is what the rule commands read from dbd (*client.Client).
+type rowFinder interface {
+	FindKey(ctx context.Context, t model.Table, k model.Key) (*wire.Row, error)
+}
+
 // activeRules returns the mailbox's rules that are on, with their keys.
-func activeRules(ctx context.Context, db *client.Client, mb string) (rules.Links, map[model.Key]rules.Rule, error) {
+// A linked rule row that is not here (replication brings the link first)
+// is skipped; any other read error fails, since rule set and rule remove
+// would otherwise leave a rule of the name they switch off on.
+func activeRules(ctx context.Context, db rowFinder, mb string) (rules.Links, map[model.Key]rules.Rule, error) {
 	row, err := db.FindKey(ctx, model.Mailbox, model.KeyOf(model.Mailbox, []byte(mb)))
 	if err != nil {
 		return rules.Links{}, nil, fmt.Errorf("read mailbox %s: %w", mb, err)
@@ -112,8 +121,10 @@ func activeRules(ctx context.Context, db *client.Client, mb string) (rules.Links
 	out := map[model.Key]rules.Rule{}
 	for _, k := range l.Rules {
 		t, err := db.FindKey(ctx, model.Text, k)
-		if err != nil {
+		if errors.Is(err, client.ErrNotFound) {
 			continue
+		} else if err != nil {
+			return rules.Links{}, nil, fmt.Errorf("read rule %s of mailbox %s: %w", model.LinkColumn(rules.RulePrefix, k), mb, err)
 		}
 		if r, err := rules.ParseRule(t.Content); err == nil {
 			out[k] = r
@@ -195,24 +206,37 @@ func ruleShow(c *cli.Context) error {
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
 	defer cancel()
-	mb := string(model.MailboxContent(c.String("mailbox")))
+	return showRules(ctx, db, c.App.Writer, string(model.MailboxContent(c.String("mailbox"))))
+}
+
+// showRules prints mailbox mb's zone, forward copies and rules. A linked
+// row not here yet is left out; any other read error fails, since
+// printing "zone UTC" or no forward for a row dbd did not answer would
+// tell the operator a setting that is not the mailbox's.
+func showRules(ctx context.Context, db rowFinder, w io.Writer, mb string) error {
 	l, cur, err := activeRules(ctx, db, mb)
 	if err != nil {
 		return err
 	}
-	w := c.App.Writer
 	zone := "UTC"
 	if l.HasZone {
-		if t, err := db.FindKey(ctx, model.Text, l.Zone); err == nil {
+		t, err := db.FindKey(ctx, model.Text, l.Zone)
+		if err != nil && !errors.Is(err, client.ErrNotFound) {
+			return fmt.Errorf("read the zone of mailbox %s: %w", mb, err)
+		} else if err == nil {
 			zone, _ = rules.ParseZone(t.Content)
 		}
 	}
 	fmt.Fprintf(w, "mailbox %s\nzone %s\n", mb, zone)
 	for _, k := range l.Forwards {
-		if t, err := db.FindKey(ctx, model.Text, k); err == nil {
-			to, _ := rules.ParseForward(t.Content)
-			fmt.Fprintf(w, "forward %s\n", to)
+		t, err := db.FindKey(ctx, model.Text, k)
+		if errors.Is(err, client.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("read a forward of mailbox %s: %w", mb, err)
 		}
+		to, _ := rules.ParseForward(t.Content)
+		fmt.Fprintf(w, "forward %s\n", to)
 	}
 	for _, r := range cur {
 		fmt.Fprintf(w, "\n%s", r.Content())
