@@ -134,6 +134,14 @@ func checkDaemonFlags(c *cli.Context) error {
 			errs = append(errs, fmt.Sprintf("--%s %d: must not be negative", f, n))
 		}
 	}
+	// A retrying owner waits up to max(--retry-max, --retry-min) between
+	// looks and refreshes its claim at a look; notify cuts --retry-max to
+	// a third of --claim-timeout but never below --retry-min, so a larger
+	// --retry-min let the claim expire while its owner waited: the other
+	// site took it over and both sent.
+	if rmin, ct := c.Duration("retry-min"), c.Duration("claim-timeout"); rmin > 0 && ct > 0 && rmin > ct/3 {
+		errs = append(errs, fmt.Sprintf("--retry-min %v: must be at most a third of --claim-timeout %v, or an owner retrying a failing gateway lets its claim expire and the other site sends too", rmin, ct))
+	}
 	if len(errs) > 0 {
 		return cli.Exit("smsd: "+strings.Join(errs, "; "), 2)
 	}

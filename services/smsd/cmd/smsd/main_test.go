@@ -91,3 +91,26 @@ func TestDaemonRefusesNegativeFlags(t *testing.T) {
 		t.Errorf("smsd with zero flags: %v, want only the missing --db", err)
 	}
 }
+
+// TestRetryMinWithinClaimTimeout: a --retry-min over a third of
+// --claim-timeout is refused. notify raises --retry-max to it, so an owner
+// retrying a failing gateway looked (and refreshed its claim) less often
+// than the claim lives: the other site took the claim over and sent too.
+func TestRetryMinWithinClaimTimeout(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		bad  bool
+	}{
+		{[]string{"--retry-min", "2m"}, true}, // default --claim-timeout 5m
+		{[]string{"--retry-min", "10s", "--claim-timeout", "20s"}, true},
+		{[]string{"--retry-min", "100s"}, false},
+		{[]string{"--retry-min", "5s", "--claim-timeout", "15s"}, false},
+	} {
+		app := newApp()
+		app.ExitErrHandler = func(*cli.Context, error) {}
+		err := app.Run(append([]string{"smsd", "--site", "A", "--gateway-cmd", "true"}, c.args...))
+		if got := err != nil && strings.Contains(err.Error(), "--retry-min"); got != c.bad {
+			t.Errorf("smsd %v: %v; want refused: %v", c.args, err, c.bad)
+		}
+	}
+}
