@@ -5,7 +5,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -24,7 +26,15 @@ import (
 func env(name string) []string { return []string{"TWINMX_IMAPD_" + name} }
 
 func main() {
-	app := &cli.App{
+	if err := svc.Run(newApp(), os.Args, svc.Unit{LowPorts: true}); err != nil {
+		fmt.Fprintln(os.Stderr, "imapd:", err)
+		os.Exit(1)
+	}
+}
+
+// newApp is imapd's command line: flags and the daemon's action.
+func newApp() *cli.App {
+	return &cli.App{
 		Name:  "imapd",
 		Usage: "twinmx IMAP server",
 		Flags: append(svc.DBFlags("TWINMX_IMAPD", "mailbox"),
@@ -54,14 +64,13 @@ func main() {
 		),
 		Action: run,
 	}
-	if err := svc.Run(app, os.Args, svc.Unit{LowPorts: true}); err != nil {
-		fmt.Fprintln(os.Stderr, "imapd:", err)
-		os.Exit(1)
-	}
 }
 
 func run(c *cli.Context) error {
 	log := svc.Logger(c.Bool("debug") || c.Bool("trace"))
+	if err := checkFlags(c); err != nil {
+		return err
+	}
 	key, dbPub, err := svc.DBKeys(c)
 	if err != nil {
 		return err
@@ -72,7 +81,7 @@ func run(c *cli.Context) error {
 		AllowPlaintext: c.Bool("allow-plaintext"), DBTimeout: c.Duration("db-timeout"),
 		MaxAuthFailures: c.Int("max-auth-failures"), AuthFailWindow: c.Duration("auth-fail-window"), AuthFailDelay: c.Duration("auth-fail-delay"),
 		MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"), PreAuthTimeout: c.Duration("pre-auth-timeout"),
-		AppendMemory: c.Int64("append-memory"), AppendMemoryPerAccount: c.Int64("append-memory-per-account"), CacheBytes: cacheBytes(c.Int64("cache-mb")), BodyCacheBytes: max(c.Int64("body-cache-mb"), 0) << 20,
+		AppendMemory: c.Int64("append-memory"), AppendMemoryPerAccount: c.Int64("append-memory-per-account"), CacheBytes: cacheBytes(c.Int64("cache-mb")), BodyCacheBytes: c.Int64("body-cache-mb") << 20,
 		CompressSessions: c.Int("compress-sessions"), LoginCacheTTL: c.Duration("login-cache"),
 		Logger: log, Debug: c.Bool("trace"),
 		Ready: func(_, _ net.Addr) { svc.Ready() },
@@ -94,10 +103,82 @@ func run(c *cli.Context) error {
 }
 
 // cacheBytes is --cache-mb in bytes; 0 turns the cache off (daemon.Config
-// reads 0 as the default).
+// reads 0 as the default). checkFlags has refused a negative mb and one
+// whose bytes overflow.
 func cacheBytes(mb int64) int64 {
-	if mb <= 0 {
+	if mb == 0 {
 		return -1
 	}
 	return mb << 20
+}
+
+// maxPreAuthTimeout is go-imap's own bound on a command's read before
+// login (imapserver cmdReadTimeout); --pre-auth-timeout can only shorten
+// it.
+const maxPreAuthTimeout = 30 * time.Second
+
+// maxCacheMB is the most MiB whose bytes fit in an int64, and
+// maxBodyCacheMB the most the body cache's arena takes: mailcache indexes
+// it with an int, so at most math.MaxInt32 bytes on every build.
+const (
+	maxCacheMB     = math.MaxInt64 >> 20
+	maxBodyCacheMB = math.MaxInt32 >> 20
+)
+
+// checkFlags refuses values the daemon would silently replace or read
+// otherwise than the help and docs/imapd.md say, naming the flag (as
+// smtpd's checkFlags). daemon.Config reads a zero as "the default":
+// --max-conns 0 ran with 1000 connections, --max-auth-failures 0 with 10,
+// --db-timeout 0 and --auth-fail-window 0 with 30 s and 15 min,
+// --append-memory 0 with 256 MiB, --append-memory-per-account 0 with
+// 81 MiB and --pre-auth-timeout 0 with 30 s. A negative
+// --auth-fail-window expired every failure at once, so the login-failure
+// limit was off; a negative --db-timeout and --append-memory took the
+// defaults, a negative --pre-auth-timeout or one over 30 s was go-imap's
+// 30 s, and a negative --cache-mb, --body-cache-mb, --compress-sessions
+// or --login-cache was "none". A --cache-mb or --body-cache-mb over
+// 2^43 overflowed into bytes: negative (no cache) or 0 (the default).
+func checkFlags(c *cli.Context) error {
+	var errs []error
+	for _, f := range []string{"db-timeout", "auth-fail-window"} {
+		if d := c.Duration(f); d <= 0 {
+			errs = append(errs, fmt.Errorf("--%s %v: must be above 0", f, d))
+		}
+	}
+	if d := c.Duration("pre-auth-timeout"); d <= 0 || d > maxPreAuthTimeout {
+		errs = append(errs, fmt.Errorf("--pre-auth-timeout %v: must be above 0 and at most %v (go-imap's own bound)", d, maxPreAuthTimeout))
+	}
+	if d := c.Duration("login-cache"); d < 0 {
+		errs = append(errs, fmt.Errorf("--login-cache %v: must not be negative (0: every login is checked)", d))
+	}
+	for _, f := range []string{"max-auth-failures", "max-conns", "max-conns-per-ip"} {
+		if c.Int(f) == 0 {
+			errs = append(errs, fmt.Errorf("--%s 0: must be above 0, or -1 for no limit", f))
+		}
+	}
+	if n := c.Int64("append-memory"); n <= 0 {
+		errs = append(errs, fmt.Errorf("--append-memory %d: must be above 0", n))
+	}
+	if c.Int64("append-memory-per-account") == 0 {
+		errs = append(errs, errors.New("--append-memory-per-account 0: must be above 0, or -1 for no share"))
+	}
+	for _, mb := range []struct {
+		flag string
+		most int64
+	}{{"cache-mb", maxCacheMB}, {"body-cache-mb", maxBodyCacheMB}} {
+		if n := c.Int64(mb.flag); n < 0 || n > mb.most {
+			errs = append(errs, fmt.Errorf("--%s %d: must be 0 (none) to %d", mb.flag, n, mb.most))
+		}
+	}
+	if n := c.Int("compress-sessions"); n < 0 {
+		errs = append(errs, fmt.Errorf("--compress-sessions %d: must not be negative (0: not offered)", n))
+	}
+	cert, key, self := c.String("tls-cert"), c.String("tls-key"), c.Bool("tls-self-signed")
+	switch {
+	case (cert == "") != (key == ""):
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both or neither"))
+	case cert != "" && self:
+		errs = append(errs, errors.New("--tls-self-signed with --tls-cert: give one of them"))
+	}
+	return errors.Join(errs...)
 }
