@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -22,7 +23,15 @@ import (
 func env(name string) []string { return []string{"TWINMX_POP3D_" + name} }
 
 func main() {
-	app := &cli.App{
+	if err := svc.Run(newApp(), os.Args, svc.Unit{LowPorts: true}); err != nil {
+		fmt.Fprintln(os.Stderr, "pop3d:", err)
+		os.Exit(1)
+	}
+}
+
+// newApp is pop3d's command line: flags and the daemon's action.
+func newApp() *cli.App {
+	return &cli.App{
 		Name:  "pop3d",
 		Usage: "twinmx POP3 server",
 		Flags: append(svc.DBFlags("TWINMX_POP3D", "mailbox"),
@@ -46,14 +55,13 @@ func main() {
 		),
 		Action: run,
 	}
-	if err := svc.Run(app, os.Args, svc.Unit{LowPorts: true}); err != nil {
-		fmt.Fprintln(os.Stderr, "pop3d:", err)
-		os.Exit(1)
-	}
 }
 
 func run(c *cli.Context) error {
 	log := svc.Logger(c.Bool("debug"))
+	if err := checkFlags(c); err != nil {
+		return err
+	}
 	key, dbPub, err := svc.DBKeys(c)
 	if err != nil {
 		return err
@@ -85,4 +93,37 @@ func run(c *cli.Context) error {
 		cfg.LoginCacheTTL = -1 // likewise
 	}
 	return daemon.Run(ctx, cfg)
+}
+
+// checkFlags refuses values the server would silently replace or read
+// otherwise than the help and docs/pop3d.md say, naming the flag (as
+// smtpd's checkFlags). server.Config reads a zero as "the default":
+// --idle-timeout 0 waited 10 minutes, --db-timeout 0 30 s,
+// --auth-fail-window 0 15 minutes, --max-auth-failures 0 allowed 10 and
+// --max-conns 0 1000 connections. A negative timeout or window was
+// refused by the server without naming the flag, and a negative
+// --login-cache was "every login is checked".
+func checkFlags(c *cli.Context) error {
+	var errs []error
+	for _, f := range []string{"idle-timeout", "db-timeout", "auth-fail-window"} {
+		if d := c.Duration(f); d <= 0 {
+			errs = append(errs, fmt.Errorf("--%s %v: must be above 0", f, d))
+		}
+	}
+	if d := c.Duration("login-cache"); d < 0 {
+		errs = append(errs, fmt.Errorf("--login-cache %v: must not be negative (0: every login is checked)", d))
+	}
+	for _, f := range []string{"max-auth-failures", "max-conns", "max-conns-per-ip"} {
+		if c.Int(f) == 0 {
+			errs = append(errs, fmt.Errorf("--%s 0: must be above 0, or -1 for no limit", f))
+		}
+	}
+	cert, key, self := c.String("tls-cert"), c.String("tls-key"), c.Bool("tls-self-signed")
+	switch {
+	case (cert == "") != (key == ""):
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both or neither"))
+	case cert != "" && self:
+		errs = append(errs, errors.New("--tls-self-signed with --tls-cert: give one of them"))
+	}
+	return errors.Join(errs...)
 }
