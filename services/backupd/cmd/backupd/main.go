@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,7 +19,15 @@ import (
 )
 
 func main() {
-	app := &cli.App{
+	if err := svc.Run(newApp(), os.Args, svc.Unit{}); err != nil {
+		fmt.Fprintln(os.Stderr, "backupd:", err)
+		os.Exit(1)
+	}
+}
+
+// newApp is backupd's command line: flags and the daemon's action.
+func newApp() *cli.App {
+	return &cli.App{
 		Name:  "backupd",
 		Usage: "replicate twinmx dbds into each other and mark what is on two sites",
 		// A site value holds a comma (NAME=HOST:PORT,PUBFILE); several
@@ -32,32 +41,15 @@ func main() {
 		},
 		Action: run,
 	}
-	if err := svc.Run(app, os.Args, svc.Unit{}); err != nil {
-		fmt.Fprintln(os.Stderr, "backupd:", err)
-		os.Exit(1)
-	}
 }
 
 func run(c *cli.Context) error {
 	log := svc.Logger(c.Bool("debug"))
-	cfg := replica.Config{Logger: log}
-	var errs []error
-	for _, v := range c.StringSlice("site") {
-		s, err := replica.ParseSite(v)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		cfg.Sites = append(cfg.Sites, s)
-	}
-	kp, err := wire.LoadKeyPair(c.String("key"))
+	cfg, err := config(c)
 	if err != nil {
-		errs = append(errs, err)
-	}
-	cfg.Key = kp
-	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	cfg.Logger = log
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r, err := replica.New(cfg, reg)
@@ -75,4 +67,38 @@ func run(c *cli.Context) error {
 	}
 	svc.Ready()
 	return r.Run(ctx)
+}
+
+// config reads --site and --key into a replica.Config, reporting every
+// problem at once with the flag named. Empty --site values are skipped:
+// TWINMX_BACKUPD_SITES is split at each space, so two spaces between
+// sites, or one at the end, gave an empty value, which was refused as a
+// malformed site (`site "": want NAME=HOST:PORT,PUBFILE`) although the
+// sites were separated by spaces as docs/backupd.md says. An empty --key
+// passed the required-flag check and failed as "open : no such file".
+func config(c *cli.Context) (replica.Config, error) {
+	var cfg replica.Config
+	var errs []error
+	for _, v := range c.StringSlice("site") {
+		if strings.TrimSpace(v) == "" {
+			continue
+		}
+		s, err := replica.ParseSite(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--site: %w", err))
+			continue
+		}
+		cfg.Sites = append(cfg.Sites, s)
+	}
+	if len(cfg.Sites) < 2 && len(errs) == 0 {
+		errs = append(errs, fmt.Errorf("--site: %d given, need at least 2", len(cfg.Sites)))
+	}
+	if path := c.String("key"); path == "" {
+		errs = append(errs, errors.New("--key is required"))
+	} else if kp, err := wire.LoadKeyPair(path); err != nil {
+		errs = append(errs, fmt.Errorf("--key: %w", err))
+	} else {
+		cfg.Key = kp
+	}
+	return cfg, errors.Join(errs...)
 }
