@@ -27,8 +27,11 @@
 // Rows judge writes (all replicate):
 //   - receive: `verdict` (source filter), `spam.score` (probability × 10^6;
 //     not for Retry, as the column only rises and the definite verdict
-//     that replaces a Retry may score lower), and the link to its reason
-//     (model.ReasonColumn, value: attempt ms);
+//     that replaces a Retry may score lower), the link to its reason
+//     (model.ReasonColumn, value: attempt ms), and, with a Retry,
+//     `spam.grey.first.inv` (MaxUint32 minus the mail's first contact's
+//     Unix second, which its retries count the delay from whatever their
+//     network or sender tag);
 //   - text reason rows (model.ReasonContent), shown by dbctl mails;
 //   - text `twinmx-known/1` rows (mailbox, normalised sender) with column
 //     `known`: the mailbox accepted clear mail from this sender;

@@ -283,21 +283,29 @@ func (j *Judge) judgeRecipient(ctx context.Context, a model.Attempt, rcpt string
 		// No greylisting for this mailbox (any more): Decide knows.
 		retried = false
 	}
+	tooEarly := false
 	if retried {
 		first := time.Unix(int64(askedAt), 0)
+		// The mail's first contact, kept with it: askedAt is only the
+		// latest Retry, and a retry from another network or with another
+		// sender tag finds no grey row of the first contact's triplet.
+		if inv := rrow.State.Col(colFirstAsked); inv > 0 && inv <= math.MaxUint32 {
+			if f := time.Unix(int64(math.MaxUint32-inv), 0); f.Before(first) {
+				first = f
+			}
+		}
 		if f, ok, err := j.greyFirst(ctx, a, string(mbContent)); err != nil {
 			return err
 		} else if ok && f.Before(first) {
 			first = f
 		}
 		if j.cfg.GreyDelay > 0 && a.Time.Sub(first) < j.cfg.GreyDelay {
-			// Came back too soon: ask again, at this attempt's epoch so
-			// smtpd answers now instead of waiting out its window. The
-			// delay still counts from the first contact.
-			return j.write(ctx, rk, a, string(mbContent), decide.Decision{Verdict: model.Retry, Score: 0.5,
-				Reason: "greylisted: retried before the greylisting delay"}, false)
+			// Came back too soon: asked again below, unless a list or a
+			// known correspondent decides before greylisting.
+			tooEarly = true
+		} else {
+			grey = decide.GreyPassed
 		}
-		grey = decide.GreyPassed
 	}
 	sd, special, err := j.digestDecision(ctx, a, string(mbContent), raw)
 	if err == nil && !special {
@@ -317,7 +325,7 @@ func (j *Judge) judgeRecipient(ctx context.Context, a model.Attempt, rcpt string
 	// A triplet passed only under its legacy key (the raw sender) is
 	// marked passed under its key too, with this verdict.
 	migrate := false
-	if grey == decide.GreyFirst && policy == model.PolicyFilter {
+	if grey == decide.GreyFirst && policy == model.PolicyFilter && !tooEarly {
 		rows, err := j.greyRows(ctx, a, string(mbContent))
 		if err != nil {
 			return err
@@ -343,6 +351,13 @@ func (j *Judge) judgeRecipient(ctx context.Context, a model.Attempt, rcpt string
 		if in.Known, err = j.known(ctx, string(mbContent), a.From); err != nil {
 			return err
 		}
+	}
+	if tooEarly && in.List == decide.ListNone && !in.Known {
+		// Ask again, at this attempt's epoch so smtpd answers now
+		// instead of waiting out its window. The delay still counts
+		// from the first contact.
+		return j.write(ctx, rk, a, string(mbContent), decide.Decision{Verdict: model.Retry, Score: 0.5,
+			Reason: "greylisted: retried before the greylisting delay"}, false)
 	}
 	if j.cfg.Auth != nil && in.List == decide.ListNone && !in.Known {
 		auth := j.cfg.Auth.Check(ctx, in.Env, *raw)
@@ -448,6 +463,11 @@ func (j *Judge) write(ctx context.Context, rk model.Key, a model.Attempt, mailbo
 		// outlive the lower score of the definite verdict that replaces
 		// it. A Retry's score is in its reason row.
 		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: colScore, Value: uint64(math.Round(min(max(d.Score, 0), 1) * 1e6))})
+	} else {
+		// The mail's first contact, as the maximum of its inverse: its
+		// retries may come from other networks or sender tags, whose
+		// grey rows do not hold it.
+		reqs = append(reqs, wire.Request{Op: wire.OpSet, Table: model.Receive, Ref: ref, Name: colFirstAsked, Value: math.MaxUint32 - uint64(model.Epoch(a.Time))})
 	}
 	if g := greyContent(Network(a.ClientIP()), sender.Normalize(a.From), mailbox); passed {
 		reqs = append(reqs,

@@ -94,7 +94,11 @@ const (
 	colPassed = "passed"
 	// colFirstInv is MaxUint32 minus the first contact's Unix second.
 	colFirstInv = "first.inv"
-	colScore    = "spam.score"
+	// colFirstAsked is MaxUint32 minus the Unix second of the first
+	// attempt of a receive row asked to retry (its mail's first contact).
+	// dbd lets spamd write only "spam." columns of a receive row.
+	colFirstAsked = "spam.grey.first.inv"
+	colScore      = "spam.score"
 )
 
 // List entry kinds, in the low two bits of the `list` column; the high

@@ -56,6 +56,8 @@ type world struct {
 	j   *Judge
 	now time.Time
 	n   int
+	// client is the next attempt's client address (default 192.0.2.7).
+	client string
 }
 
 func newWorld(t *testing.T, m *classify.Model) *world {
@@ -79,7 +81,11 @@ func (w *world) mail(body string) model.Key {
 func (w *world) attempt(mk model.Key, from string, after time.Duration) (model.Verdict, string) {
 	w.t.Helper()
 	at := w.now.Add(after)
-	a := model.Attempt{Session: "s", Time: at, Client: "192.0.2.7:40000", Helo: "mx.example", TLS: "none",
+	client := w.client
+	if client == "" {
+		client = "192.0.2.7:40000"
+	}
+	a := model.Attempt{Session: "s", Time: at, Client: client, Helo: "mx.example", TLS: "none",
 		From: from, Rcpts: []string{testRcpt}, Size: 10, Mail: mk, HasMail: true}
 	tk := w.db.Put(model.ThrowIn, a.Content(), "", 0)
 	if err := w.j.judgeAttempt(context.Background(), tk); err != nil {
