@@ -161,14 +161,26 @@ func mediaType(v []byte) (typ string, params map[string]string, bad bool) {
 
 // decodeBody undoes a Content-Transfer-Encoding. Broken encodings decode
 // as far as they go: a spammer's bad base64 must not hide its words, and a
-// malformed mail is not an error.
-func decodeBody(cte string, body []byte) (out []byte, bad bool) {
+// malformed mail is not an error. A text part passes limit maxTextBytes:
+// no more of it is ever tokenized, so base64 decodes only that much (it
+// decoded the whole part, up to twice its size in memory for a part of
+// megabytes); limit 0 decodes base64 whole (an attached message).
+func decodeBody(cte string, body []byte, limit int) (out []byte, bad bool) {
 	switch cte {
 	case "base64":
 		// Keep only alphabet bytes and decode without padding, so stray
 		// characters, line noise and a missing or early "=" lose nothing.
-		clean := make([]byte, 0, len(body))
+		// Four symbols make three bytes, so limit bytes need at most
+		// this many symbols, a multiple of four.
+		maxClean := len(body)
+		if limit > 0 {
+			maxClean = min(maxClean, (limit+2)/3*4)
+		}
+		clean := make([]byte, 0, maxClean)
 		for _, c := range body {
+			if len(clean) == maxClean {
+				break
+			}
 			if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' {
 				clean = append(clean, c)
 			}

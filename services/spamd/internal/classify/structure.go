@@ -219,6 +219,12 @@ func isUnsub(v []byte) bool {
 	return bytes.Contains(l, []byte("unsub")) || bytes.Contains(l, []byte("remove")) || bytes.Contains(l, []byte("opt"))
 }
 
+// maxAddrLen bounds the To address toInBody looks for: RFC 5321
+// §4.5.3.1.3's longest path. The search compares it at every '@' of the
+// body, so an unbounded one (a header field may hold 128 KiB) made it
+// quadratic: seconds of CPU for one crafted mail.
+const maxAddrLen = 256
+
 // toInBody reports whether the body names the recipient's address: a
 // newsletter says who it was sent to.
 func toInBody(to, body []byte) bool {
@@ -233,7 +239,7 @@ func toInBody(to, body []byte) bool {
 		to = to[:j]
 	}
 	to = bytes.TrimSpace(to)
-	if len(to) < 6 || bytes.IndexByte(to, '@') <= 0 {
+	if len(to) < 6 || len(to) > maxAddrLen || bytes.IndexByte(to, '@') <= 0 {
 		return false
 	}
 	at := bytes.IndexByte(to, '@')

@@ -317,10 +317,10 @@ func (t *tokenizer) entity(fs fields, body []byte, depth int) {
 			t.alternative(&plain, &html)
 		}
 	case typ == "message/rfc822":
-		dec, _ := decodeBody(cte, body)
+		dec, _ := decodeBody(cte, body, 0)
 		t.message(dec, depth+1)
 	case strings.HasPrefix(typ, "text/") || typ == "":
-		dec, bad := decodeBody(cte, body)
+		dec, bad := decodeBody(cte, body, maxTextBytes)
 		if bad {
 			t.addString(pMeta, "mime:badencoding")
 		}
