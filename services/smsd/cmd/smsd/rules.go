@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -238,7 +243,13 @@ func showRules(ctx context.Context, db rowFinder, w io.Writer, mb string) error 
 		to, _ := rules.ParseForward(t.Content)
 		fmt.Fprintf(w, "forward %s\n", to)
 	}
-	for _, r := range cur {
+	// By name (then content): cur is a map, and the same rules must print
+	// the same way every time (an operator diffs them).
+	list := slices.Collect(maps.Values(cur))
+	slices.SortFunc(list, func(a, b rules.Rule) int {
+		return cmp.Or(strings.Compare(a.Name, b.Name), bytes.Compare(a.Content(), b.Content()))
+	})
+	for _, r := range list {
 		fmt.Fprintf(w, "\n%s", r.Content())
 	}
 	return nil

@@ -118,3 +118,40 @@ func TestShowRulesReadErrors(t *testing.T) {
 		t.Errorf("showRules with the zone row not here printed %q, want %q", out.String(), want)
 	}
 }
+
+// TestShowRulesSorted: rule show prints a mailbox's rules by name, the
+// same way every time. It printed them in map order, so two runs over the
+// same rules differed and an operator's diff of them showed changes that
+// were not there.
+func TestShowRulesSorted(t *testing.T) {
+	mb := "a@b.example"
+	var rs []rules.Rule
+	for _, n := range []string{"delta", "alpha", "echo", "charlie", "bravo", "foxtrot"} {
+		rs = append(rs, rules.Rule{Mailbox: mb, Name: n, Phones: []string{"+491701234567"}})
+	}
+	f, _ := mailboxWithRules(t, mb, rs...)
+	var first string
+	for i := range 20 {
+		var b strings.Builder
+		if err := showRules(context.Background(), f, &b, mb); err != nil {
+			t.Fatal(err)
+		}
+		out := b.String()
+		if i == 0 {
+			first = out
+			last := -1
+			for _, n := range []string{"alpha", "bravo", "charlie", "delta", "echo", "foxtrot"} {
+				at := strings.Index(out, "name "+n)
+				if at < 0 {
+					at = strings.Index(out, n)
+				}
+				if at <= last {
+					t.Fatalf("rule %s out of order:\n%s", n, out)
+				}
+				last = at
+			}
+		} else if out != first {
+			t.Fatalf("rule show printed the same rules two ways:\n%s\n---\n%s", first, out)
+		}
+	}
+}
