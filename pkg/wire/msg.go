@@ -35,7 +35,7 @@ const (
 	OpStatus       Op = 10 // -> named figures
 	OpDump         Op = 11 // -> stream of rows with content digest, sorted
 	OpCursor       Op = 12 // name -> stored cursor value
-	OpScan         Op = 13 // table, limit -> stream of the newest rows by row number
+	OpScan         Op = 13 // table, limit[, before] -> stream of the newest rows by row number (below before)
 	OpList         Op = 14 // table, parent, after, limit -> stream of the parent's rows by row number
 	OpCheckpoint   Op = 15 // name -> path of a consistent copy of the store on dbd's host
 	OpMail         Op = 16 // receive key -> stream of the rows that make the mail, with content
@@ -125,6 +125,10 @@ type Request struct {
 	Name    string      // set: column; increment: counter; merge and cursor: cursor name; changes: exclude (see OpChanges)
 	Value   uint64      // set: value; increment: delta; changes: cursor; merge: cursor value; scan, list: limit; mails: byte budget (0: none)
 	After   uint64      // list: only rows with a higher local row number
+	// Before, for scan, pages it: only rows whose local row number is
+	// below it (the smallest RowNo of the previous page); 0 means no
+	// bound. A dbd older than it refuses it (bad-request, trailing bytes).
+	Before uint64
 	// Parent selects rows by the key their content refers to (see
 	// model.ParentOf): required for list; optional for watch, where it
 	// needs an empty Keys and nil means "no parent filter".
@@ -361,6 +365,11 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 	case OpScan:
 		b = append(b, byte(r.Table))
 		b = binary.AppendUvarint(b, r.Value)
+		if r.Before > 0 {
+			// Optional: absent means no bound, so a scan without it
+			// is encoded as before the field existed.
+			b = binary.AppendUvarint(b, r.Before)
+		}
 	case OpMail:
 		b = append(b, r.Ref.Key[:]...)
 	case OpMails:
@@ -794,6 +803,14 @@ func (d *dec) requestInto(r *Request, top bool) {
 	case OpScan:
 		r.Table = d.table()
 		r.Value = d.uvarint()
+		// Optional cursor: a dbd older than it refuses it as trailing
+		// bytes (bad-request); the client then says dbd is too old.
+		if d.err == nil && len(d.b) > 0 {
+			r.Before = d.uvarint()
+			if r.Before == 0 && d.err == nil {
+				d.fail("scan: before 0 (omit it instead)")
+			}
+		}
 	case OpMail:
 		r.Table = model.Receive
 		r.Ref = Ref{ByKey: true, Key: d.key()}

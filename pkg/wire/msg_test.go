@@ -130,6 +130,8 @@ var msgRequestCases = []msgRequestCase{
 	{"dump", Request{Op: OpDump}, "0b"},
 	{"cursor from-b", Request{Op: OpCursor, Name: "from-b"}, "0c" + msgStr("from-b")},
 	{"scan rdns 50", Request{Op: OpScan, Table: model.RDNS, Value: 50}, "0d 0a 32"},
+	{"scan config 10000 below row 300", Request{Op: OpScan, Table: model.Config, Value: 10000, Before: 300}, "0d 0d 904e ac02"},
+	{"scan receive 2 below row 1", Request{Op: OpScan, Table: model.Receive, Value: 2, Before: 1}, "0d 07 02 01"},
 	{"find mail aa.. without content", Request{Op: OpFind, Table: model.Mail, Ref: Ref{ByKey: true, Key: msgKA}, Flag: true},
 		"03 04 01" + msgKx(0xaa) + "01"},
 	{"list receive of aa.. after 5, 100", Request{Op: OpList, Table: model.Receive, Parent: &msgKA, After: 5, Value: 100},
@@ -383,7 +385,9 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"length of 2^64-1", "02 01 ffffffffffffffffff01"},
 		{"trailing byte after ping", "01 00"},
 		{"trailing byte after find-or-insert", "02 01 00 00"},
-		{"trailing bytes after scan", "0d 0a 32 32"},
+		{"trailing bytes after scan", "0d 0a 32 32 00"},
+		{"scan before 0", "0d 0a 32 00"},
+		{"scan before truncated", "0d 0a 32 80"},
 		{"nested batch", "06 01 06 00"},
 		{"ping in batch", "06 01 01"},
 		{"find in batch", "06 01 03 01 00 00"},
@@ -1069,6 +1073,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(msgHex("06 01 06 00"))
 	f.Add(msgHex("08 8000 00"))
+	f.Add(msgHex("0d 0a 32 00"))
 	f.Add(msgHex(msgMergeRowHex("01", "02"+msgStr("b")+"01"+msgStr("a")+"01 00", "00 00")))
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		r, err := DecodeRequest(msg)

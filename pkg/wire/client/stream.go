@@ -250,6 +250,91 @@ func (c *Client) ScanKeys(ctx context.Context, t model.Table, limit int) ([]mode
 	return keys, nil
 }
 
+// ErrScanBound is returned, wrapped, by ScanAll and ScanKeysAll when the
+// table has more rows than the caller's bound: the rows up to the bound
+// were handed out, the older ones not. Use errors.Is(err, ErrScanBound).
+var ErrScanBound = errors.New("client: table has more rows than the scan's bound")
+
+// ErrScanTooOld is returned, wrapped with dbd's bad-request, by ScanAll
+// and ScanKeysAll when dbd refuses a scan's cursor (a dbd from before
+// 2026-12-03) and the table has more rows than one scan answers: the
+// newest 10000 were handed out, the older ones not. Use
+// errors.Is(err, ErrScanTooOld).
+var ErrScanTooOld = errors.New("client: dbd too old to page a scan")
+
+// scanPage is the most rows dbd answers one scan with (docs/wire.md
+// §5.8): a page of fewer rows than asked for is the last.
+const scanPage = 10000
+
+// ScanAll calls fn with every row of table t, newest first (highest
+// local row number first), without content, reading them a page of up
+// to 10000 rows at a time: each page asks for the rows numbered below
+// the smallest of the previous one (wire.Request.Before). It hands out
+// at most bound rows; a table with more ends in an error wrapping
+// ErrScanBound after the newest bound. An error from fn ends it and is
+// returned as it is. A row inserted during the scan may be missed (it
+// is numbered above the first page); a watch opened first misses none.
+//
+// A dbd older than the cursor refuses the second page as bad-request:
+// ScanAll then fails with ErrScanTooOld rather than end as if the newest
+// 10000 rows were all.
+func (c *Client) ScanAll(ctx context.Context, t model.Table, bound int, fn func(*wire.Row) error) error {
+	var before uint64 // 0: from the newest row
+	for seen := 0; ; {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("scan %s: %w", t, err)
+		}
+		// One more than the bound leaves, to tell a table of exactly
+		// bound rows from a larger one (without overflowing at
+		// math.MaxInt).
+		want := scanPage
+		if left := max(bound, 0) - seen; left < scanPage {
+			want = left + 1
+		}
+		req := &wire.Request{Op: wire.OpScan, Table: t, Value: uint64(want), Before: before}
+		rows, err := c.collect(ctx, req, 0)
+		if err != nil {
+			if before > 0 && isCode(err, wire.CodeBadRequest) {
+				return fmt.Errorf("scan %s: %w (it answers at most the newest %d rows, and the table has more): %w", t, ErrScanTooOld, scanPage, err)
+			}
+			return fmt.Errorf("scan %s: %w", t, err)
+		}
+		for i := range rows {
+			// Each row below the one before: a page that does not
+			// move on would be asked for again and again.
+			if no := rows[i].RowNo; no == 0 || before > 0 && no >= before {
+				return fmt.Errorf("scan %s: %w: row number %d after %d", t, wire.ErrMalformed, no, before)
+			}
+			if seen >= bound {
+				return fmt.Errorf("scan %s: %w (%d rows)", t, ErrScanBound, bound)
+			}
+			if err := fn(&rows[i]); err != nil {
+				return err
+			}
+			seen++
+			before = rows[i].RowNo
+		}
+		if len(rows) < want {
+			return nil
+		}
+	}
+}
+
+// ScanKeysAll returns the keys of every row of table t, newest first:
+// ScanAll, collected. A table of more than bound rows is an error wrapping
+// ErrScanBound.
+func (c *Client) ScanKeysAll(ctx context.Context, t model.Table, bound int) ([]model.Key, error) {
+	var keys []model.Key
+	err := c.ScanAll(ctx, t, bound, func(r *wire.Row) error {
+		keys = append(keys, r.Key)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
 // collect runs the stream request req to its end and returns its rows.
 // want is how many rows to make room for at once (0: grow as they come).
 func (c *Client) collect(ctx context.Context, req *wire.Request, want int) ([]wire.Row, error) {

@@ -611,7 +611,9 @@ func (c *conn) serveDump(ctx context.Context, id uint32) error {
 }
 
 // serveScan streams up to Value (at most maxScan) of the newest rows of a
-// table by local row number, without content.
+// table by local row number, without content; with req.Before, of the
+// rows numbered below it (a client pages by passing the smallest row
+// number of the previous page).
 func (c *conn) serveScan(ctx context.Context, id uint32, req *wire.Request) error {
 	limit := int(min(req.Value, maxScan))
 	v, err := c.s.st.View()
@@ -619,12 +621,17 @@ func (c *conn) serveScan(ctx context.Context, id uint32, req *wire.Request) erro
 		return err
 	}
 	defer v.Close()
-	err = v.Newest(req.Table, limit, func(r store.Row) error {
+	send := func(r store.Row) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return c.sendEvent(id, v, r, 0)
-	})
+	}
+	if req.Before > 0 {
+		err = v.NewestBelow(req.Table, req.Before, limit, send)
+	} else {
+		err = v.Newest(req.Table, limit, send)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return errCanceledByClient

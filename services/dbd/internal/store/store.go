@@ -986,11 +986,30 @@ func (v *View) Rows(fn func(Row) error) error {
 // Newest calls fn for up to limit rows of table t, highest row number first.
 // A table without a full number index (see numbered) is read whole.
 func (v *View) Newest(t model.Table, limit int, fn func(Row) error) error {
+	return v.newest(t, math.MaxUint64, limit, fn)
+}
+
+// NewestBelow is Newest of the rows whose row number is below before: a
+// reader pages from the newest rows to the oldest by passing the smallest
+// row number of the previous page. The number index is read backwards
+// from before, so a page costs what the first one does.
+func (v *View) NewestBelow(t model.Table, before uint64, limit int, fn func(Row) error) error {
+	if before == 0 {
+		return nil // nothing is below it
+	}
+	return v.newest(t, before-1, limit, fn)
+}
+
+// newest is Newest of the rows numbered up to top.
+func (v *View) newest(t model.Table, top uint64, limit int, fn func(Row) error) error {
 	if !numbered(t) {
-		return v.newestByRows(t, limit, fn)
+		return v.newestByRows(t, top, limit, fn)
 	}
 	p := []byte{spaceNumber, byte(t)}
-	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	// The entry of top is the longest key at or below it: its prefix end
+	// bounds the entries up to top (all of them for math.MaxUint64).
+	upper := prefixEnd(appendNumberKey(nil, t, top))
+	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("iterate %s by number: %w", t, err)
 	}
@@ -1038,10 +1057,10 @@ func (v *View) Children(t model.Table, parent model.Key, after uint64, limit int
 	return it.Error()
 }
 
-// newestByRows is Newest for a table without a full number index: it
+// newestByRows is newest for a table without a full number index: it
 // reads every row of the table and keeps the limit with the highest
-// numbers (a min-heap on the row number).
-func (v *View) newestByRows(t model.Table, limit int, fn func(Row) error) error {
+// numbers up to top (a min-heap on the row number).
+func (v *View) newestByRows(t model.Table, top uint64, limit int, fn func(Row) error) error {
 	if limit <= 0 {
 		return nil
 	}
@@ -1061,7 +1080,7 @@ func (v *View) newestByRows(t model.Table, limit int, fn func(Row) error) error 
 		if err != nil {
 			return err
 		}
-		if h.Len() == limit && m.RowNo <= (*h)[0].RowNo {
+		if m.RowNo > top || h.Len() == limit && m.RowNo <= (*h)[0].RowNo {
 			continue
 		}
 		ref, err := decodeRowRef(it.Key()[1:])
