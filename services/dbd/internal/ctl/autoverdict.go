@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
@@ -40,11 +39,10 @@ func autoverdict(c *cli.Context) error {
 	}
 	defer cl.Close()
 	for c.Context.Err() == nil {
-		err := followReceives(c.Context, cl, v, func(n int) {
+		err := followReceives(c.Context, cl, v, backlogScan, func(n int) {
 			fmt.Fprintf(c.App.Writer, "decided %d\n", n)
-		}, func() {
-			fmt.Fprintf(c.App.ErrWriter, "dbctl: autoverdict: only the newest %d receive rows were looked at (the most dbd answers a scan with): "+
-				"older rows without a verdict, if any, stay undecided\n", backlogScan)
+		}, func(why string) {
+			fmt.Fprintf(c.App.ErrWriter, "dbctl: autoverdict: %s: older rows without a verdict, if any, stay undecided\n", why)
 		})
 		if c.Context.Err() != nil {
 			break
@@ -56,18 +54,19 @@ func autoverdict(c *cli.Context) error {
 }
 
 // backlogScan bounds how many existing receive rows autoverdict looks at
-// when it (re)subscribes: rows stored while it was away. It asked for
-// 100000, but dbd answers a scan with at most maxScan rows, and a scan has
-// no cursor to page on with (a list pages through one mailbox's rows
-// only), so older rows were skipped without a word. They still are, but
-// the operator is told.
-const backlogScan = maxScan
+// when it (re)subscribes: rows stored while it was away. A single scan
+// gave at most the newest 10000 and older undecided rows were skipped;
+// the scan now pages (client.ScanAll) down to the oldest row or this
+// bound, some 100 pages of rows without content, and the operator is
+// told if it is reached.
+const backlogScan = 1000000
 
 // followReceives decides receive rows until ctx ends or dbd fails:
-// progress gets the size of each batch decided, truncated is called once
-// when the scan of existing rows stops at backlogScan (older ones may be
-// left undecided).
-func followReceives(ctx context.Context, cl *client.Client, v model.Verdict, progress func(int), truncated func()) error {
+// progress gets the size of each batch decided, truncated is called once,
+// with why, when the scan of existing rows stops before the oldest (at
+// backlog rows, or at the newest 10000 of a dbd too old to page a scan);
+// older ones may be left undecided.
+func followReceives(ctx context.Context, cl *client.Client, v model.Verdict, backlog int, progress func(int), truncated func(why string)) error {
 	// Subscribe first, then scan what exists: a row stored in between is
 	// seen twice at worst (a second, harmless set), never missed. A watch
 	// of a whole table sends no existing rows, hence the scan.
@@ -93,30 +92,23 @@ func followReceives(ctx context.Context, cl *client.Client, v model.Verdict, pro
 	// stall the connection's other stream.
 	go func() {
 		defer wg.Done()
-		sc, err := cl.Scan(ctx, model.Receive, backlogScan)
-		if err != nil {
-			cancel(fmt.Errorf("scan receive rows: %w", err))
-			return
-		}
-		defer sc.Close()
-		for n := 1; ; n++ {
-			row, err := sc.Next(ctx)
-			if errors.Is(err, io.EOF) {
-				return
-			}
-			if err != nil {
-				cancel(fmt.Errorf("scan receive rows: %w", err))
-				return
-			}
-			// Told on the last row the scan may give, before it is
-			// decided, so the warning comes before the scan's last
-			// progress, not after.
-			if n == backlogScan {
-				truncated()
-			}
+		// Each page is read whole before its rows are handed on, so a
+		// full queue holds up no stream.
+		err := cl.ScanAll(ctx, model.Receive, backlog, func(row *wire.Row) error {
 			if row.State.Cols[model.ColVerdict] == 0 {
 				send(row.Key)
 			}
+			return ctx.Err()
+		})
+		switch {
+		case errors.Is(err, client.ErrScanBound):
+			truncated(fmt.Sprintf("only the newest %d receive rows were looked at", backlog))
+		case errors.Is(err, client.ErrScanTooOld):
+			// As before scans could page: the newest rows are
+			// decided, and the watch goes on.
+			truncated(fmt.Sprintf("only the newest 10000 receive rows were looked at (%v)", client.ErrScanTooOld))
+		case err != nil:
+			cancel(fmt.Errorf("scan receive rows: %w", err))
 		}
 	}()
 	go func() {

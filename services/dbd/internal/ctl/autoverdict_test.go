@@ -14,37 +14,47 @@ import (
 
 	"github.com/twinmx/twinmx/pkg/model"
 	"github.com/twinmx/twinmx/pkg/wire"
+	"github.com/twinmx/twinmx/pkg/wire/client"
 	"github.com/twinmx/twinmx/services/dbd/internal/auth"
 )
 
-// TestAutoverdictBacklogBound: autoverdict asked dbd for the newest 100000
-// receive rows to catch up, but dbd answers a scan with at most 10000 and
-// a scan cannot page, so the older undecided rows were skipped without a
-// word. It still decides the newest 10000, and says that older ones stay
-// undecided.
-func TestAutoverdictBacklogBound(t *testing.T) {
-	e, db := liveDB(t)
-	ctx := context.Background()
-	cl := e.Client(auth.Admin)
-	const older = 50 // rows beyond the scan's bound
+// insertReceives inserts n receive rows of one mailbox and returns their
+// keys, oldest first.
+func insertReceives(t *testing.T, cl *client.Client, n int) []model.Key {
+	t.Helper()
 	mb := model.KeyOf(model.Mailbox, []byte("jo@x.example"))
 	var keys []model.Key
-	for i := 0; i < maxScan+older; {
+	for i := 0; i < n; {
 		var reqs []wire.Request
-		for ; i < maxScan+older && len(reqs) < wire.MaxBatchOps; i++ {
+		for ; i < n && len(reqs) < wire.MaxBatchOps; i++ {
 			var mail model.Key
 			binary.BigEndian.PutUint64(mail[:], uint64(i)+1)
 			rc := model.ReceiveContent(mail, mb)
 			keys = append(keys, model.KeyOf(model.Receive, rc))
 			reqs = append(reqs, wire.Request{Op: wire.OpFindOrInsert, Table: model.Receive, Content: rc})
 		}
-		if _, err := cl.Batch(ctx, reqs); err != nil {
+		if _, err := cl.Batch(context.Background(), reqs); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return keys
+}
+
+// TestAutoverdictBacklogBound: autoverdict asked dbd for the newest 100000
+// receive rows to catch up, but dbd answers a scan with at most 10000 and
+// a scan could not page, so the older undecided rows were skipped (first
+// without a word, then with a note). It pages through them now: every
+// row is decided, and there is no note.
+func TestAutoverdictBacklogBound(t *testing.T) {
+	e, db := liveDB(t)
+	ctx := context.Background()
+	cl := e.Client(auth.Admin)
+	const total = maxScan + 50 // rows beyond one scan's 10000
+	keys := insertReceives(t, cl, total)
 
 	// autoverdict runs until interrupted: it is stopped once it has
-	// decided as many rows as a scan gives.
+	// decided as many rows as there are, or has something to say (a
+	// note of rows left out, a failed scan).
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	decided := 0
@@ -53,11 +63,11 @@ func TestAutoverdictBacklogBound(t *testing.T) {
 		if _, err := fmt.Sscanf(string(p), "decided %d\n", &n); err == nil {
 			decided += n
 		}
-		if decided >= maxScan {
+		if decided >= total {
 			cancel()
 		}
 	}}
-	errs := &funcWriter{}
+	errs := &funcWriter{f: func([]byte) { cancel() }}
 	oldExit, oldErr := cli.OsExiter, cli.ErrWriter
 	t.Cleanup(func() { cli.OsExiter, cli.ErrWriter = oldExit, oldErr })
 	cli.OsExiter = func(int) {}
@@ -67,20 +77,60 @@ func TestAutoverdictBacklogBound(t *testing.T) {
 	if err := app.RunContext(runCtx, append([]string{"dbctl"}, append(db, "autoverdict", "accept")...)); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("autoverdict: %v", err)
 	}
-	if decided != maxScan {
-		t.Errorf("autoverdict decided %d rows, want %d", decided, maxScan)
+	if decided != total {
+		t.Errorf("autoverdict decided %d rows, want %d", decided, total)
 	}
-	if s := errs.String(); !strings.Contains(s, "only the newest 10000 receive rows were looked at") {
-		t.Errorf("autoverdict's error output %q does not say that older rows were not looked at", s)
+	if s := errs.String(); s != "" {
+		t.Errorf("autoverdict's error output %q, want none", s)
 	}
-	// The bound as told: the newest rows are decided, the oldest not.
-	for _, k := range []model.Key{keys[len(keys)-1], keys[0]} {
+	var undecided []int // by age, oldest first
+	for i, k := range keys {
 		r, err := cl.FindKey(ctx, model.Receive, k)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := r.State.Cols[model.ColVerdict] != 0, k == keys[len(keys)-1]; got != want {
-			t.Errorf("receive row %s decided: %v, want %v", k, got, want)
+		if r.State.Cols[model.ColVerdict] == 0 {
+			undecided = append(undecided, i)
+		}
+	}
+	if len(undecided) != 0 {
+		t.Errorf("%d of %d receive rows left undecided, the first (oldest first) %d", len(undecided), total, undecided[0])
+	}
+}
+
+// TestAutoverdictBacklogNote: when the catch-up scan stops at its bound,
+// the newest rows up to it are decided and the operator is told; the
+// older ones stay undecided.
+func TestAutoverdictBacklogNote(t *testing.T) {
+	e, _ := liveDB(t)
+	cl := e.Client(auth.Admin)
+	const total, bound = 150, 100
+	keys := insertReceives(t, cl, total)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	decided, truncated := 0, 0
+	var why string
+	err := followReceives(ctx, cl, model.Accept, bound, func(n int) {
+		if decided += n; decided >= bound {
+			cancel()
+		}
+	}, func(w string) { truncated, why = truncated+1, w })
+	if err != nil {
+		t.Fatalf("followReceives: %v", err)
+	}
+	if decided != bound || truncated != 1 {
+		t.Errorf("followReceives with a bound of %d: decided %d, told of the bound %d times; want %d and once", bound, decided, truncated, bound)
+	}
+	if want := "only the newest 100 receive rows were looked at"; why != want {
+		t.Errorf("followReceives told %q, want %q", why, want)
+	}
+	for i, k := range keys {
+		r, err := cl.FindKey(context.Background(), model.Receive, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := r.State.Cols[model.ColVerdict] != 0, i >= total-bound; got != want {
+			t.Errorf("receive row %d (of %d, oldest first) decided: %v, want %v", i, total, got, want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -33,28 +34,31 @@ func configCmd() *cli.Command {
 	}
 }
 
-// tableLister reads whole tables with a scan (the config, mailbox and pop3
-// tables are small: rows per mailbox, account and change). dbd answers a
-// scan with at most the newest maxScan rows and a scan cannot page on
-// (it asked for 1<<20 and got the newest 10000 without a word), so a
-// table that fills one may have older rows: Rows refuses it — a config
-// show without the oldest config rows (the admins) would be applied as
-// the whole configuration — unless newest is set, where it notes it.
+// tableLister reads whole tables with a paged scan (client.ScanKeysAll:
+// the config, mailbox and pop3 tables are small next to receive: rows
+// per mailbox, account and change). A single scan gave at most the newest
+// 10000 rows, so config show refused a config table of 10000 rows or
+// more (a row for every command ever applied) and history showed only
+// the newest; pages go on below the previous one's smallest row number.
+// A table of more than maxTableRows is refused, not cut: a config show
+// without the oldest config rows (the admins) would be applied as the
+// whole configuration.
 type tableLister struct {
 	*client.Client
-	newest *bool // when set, take the newest rows and set *newest when there may be more
 }
 
+// maxTableRows bounds the rows tableLister reads of one table (each is
+// then read by key): a million config changes or accounts is far more
+// than a site makes, and reading them takes minutes.
+const maxTableRows = 1000000
+
 func (l tableLister) Rows(ctx context.Context, t model.Table) ([]wire.Row, error) {
-	keys, err := l.ScanKeys(ctx, t, maxScan)
+	keys, err := l.ScanKeysAll(ctx, t, maxTableRows)
+	if errors.Is(err, client.ErrScanBound) {
+		return nil, fmt.Errorf("the %s table has more than %d rows, the most dbctl reads of one table: %w", t, maxTableRows, err)
+	}
 	if err != nil {
 		return nil, err
-	}
-	if len(keys) >= maxScan {
-		if l.newest == nil {
-			return nil, fmt.Errorf("the %s table has %d rows or more, the most dbd answers a scan with: it cannot be read whole", t, maxScan)
-		}
-		*l.newest = true
 	}
 	rows := make([]wire.Row, 0, len(keys))
 	for _, k := range keys {
@@ -93,8 +97,7 @@ func configHistory(c *cli.Context) error {
 		return err
 	}
 	defer done()
-	var cut bool
-	hist, err := config.History(ctx, tableLister{Client: cl, newest: &cut})
+	hist, err := config.History(ctx, tableLister{Client: cl})
 	if err != nil {
 		return err
 	}
@@ -104,9 +107,6 @@ func configHistory(c *cli.Context) error {
 	for _, h := range hist {
 		fmt.Fprintf(c.App.Writer, "%s who=%s via=%q line=%q previous=%q\n",
 			h.When.UTC().Format("2006-01-02T15:04:05.000Z"), h.Who, h.Via, h.Line, h.Previous)
-	}
-	if cut {
-		fmt.Fprintf(c.App.ErrWriter, "dbctl: config history: only the changes among the newest %d config rows (the most dbd answers a scan with); older ones are not shown\n", maxScan)
 	}
 	return nil
 }
