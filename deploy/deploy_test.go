@@ -290,3 +290,115 @@ func TestAlertsDocumented(t *testing.T) {
 		}
 	}
 }
+
+var (
+	labelList    = regexp.MustCompile(`(?:\[\]string|prometheus\.Labels)\{([^}]*)\}`)
+	quoted       = regexp.MustCompile(`"([^"]*)"`)
+	byClause     = regexp.MustCompile(`\b(?:by|without)\s*\(([^)]*)\)`)
+	labelMatcher = regexp.MustCompile(`([a-zA-Z_]\w*)\s*(=~|!~|!=|=)\s*"([^"]*)"`)
+	plainValue   = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	number       = regexp.MustCompile(`\b[0-9]+\b`)
+	jobName      = regexp.MustCompile(`(?m)^\s*- job_name:\s*(\S+)`)
+)
+
+// labelSource returns the label names the programs' metrics declare
+// (label lists and constant labels in files that use Prometheus), the
+// label values their source spells as string literals, and the job names
+// of prometheus/prometheus.yml.
+func labelSource(t *testing.T) (names, values, jobs map[string]bool) {
+	t.Helper()
+	names, values, jobs = map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, f := range sourceFiles(t, "services", "pkg") {
+		src := read(t, f)
+		for _, m := range quoted.FindAllStringSubmatch(src, -1) {
+			values[m[1]] = true
+		}
+		// Numbers too: smtpd's outcome label is strconv.Itoa of a reply code.
+		for _, m := range number.FindAllString(src, -1) {
+			values[m] = true
+		}
+		if !strings.Contains(src, "prometheus.") {
+			continue
+		}
+		for _, l := range labelList.FindAllStringSubmatch(src, -1) {
+			for _, q := range quoted.FindAllStringSubmatch(l[1], -1) {
+				names[q[1]] = true
+			}
+		}
+	}
+	for _, m := range jobName.FindAllStringSubmatch(read(t, "prometheus/prometheus.yml"), -1) {
+		jobs[m[1]] = true
+	}
+	return names, values, jobs
+}
+
+// checkLabels fails for a label name no metric (nor the scrape
+// configuration: job, instance, site; histograms: le) has, and for a
+// label value in a matcher that the source never spells: such a query is
+// empty for ever (a renamed reason, result or kind).
+func checkLabels(t *testing.T, file, expr string, names, values, jobs map[string]bool) {
+	t.Helper()
+	known := func(l string) bool {
+		return names[l] || l == "job" || l == "instance" || l == "site" || l == "le" || l == "__name__"
+	}
+	for _, m := range byClause.FindAllStringSubmatch(expr, -1) {
+		for _, l := range strings.Split(m[1], ",") {
+			if l = strings.TrimSpace(l); l != "" && !known(l) {
+				t.Errorf("%s: %q groups by label %s, which no metric has", file, expr, l)
+			}
+		}
+	}
+	for _, m := range labelMatcher.FindAllStringSubmatch(expr, -1) {
+		l, v := m[1], m[3]
+		if !known(l) {
+			t.Errorf("%s: %q matches label %s, which no metric has", file, expr, l)
+			continue
+		}
+		if l == "site" || l == "instance" || l == "le" {
+			continue // the operator's own values
+		}
+		for _, alt := range strings.Split(v, "|") {
+			if !plainValue.MatchString(alt) {
+				continue // a pattern (twinmx-.*), not a value
+			}
+			if l == "job" && !jobs[alt] || l != "job" && !values[alt] {
+				t.Errorf("%s: %q matches %s=%q, a value no twinmx program (or prometheus.yml) uses", file, expr, l, alt)
+			}
+		}
+	}
+}
+
+// TestQueryLabels: the label names and values of the alert rules and the
+// dashboard's queries exist (TestAlertMetricsExist and TestDashboard check
+// the metric names).
+func TestQueryLabels(t *testing.T) {
+	names, values, jobs := labelSource(t)
+	for _, n := range []string{"reason", "result", "from", "how", "kind", "outcome"} {
+		if !names[n] {
+			t.Fatalf("label %s not found in the source: the scan is broken", n)
+		}
+	}
+	if !values["undecided"] || !values["no-space"] || !jobs["twinmx-dbd"] {
+		t.Fatal("label values or job names not found: the scan is broken")
+	}
+	n := 0
+	for _, l := range strings.Split(read(t, "prometheus/alerts.yml"), "\n") {
+		if l := strings.TrimSpace(l); !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, "summary:") && !strings.HasPrefix(l, "description:") {
+			checkLabels(t, "alerts.yml", l, names, values, jobs)
+			n++
+		}
+	}
+	var d dashboard
+	if err := json.Unmarshal([]byte(read(t, "grafana/twinmx.json")), &d); err != nil {
+		t.Fatalf("grafana/twinmx.json: %v", err)
+	}
+	for _, p := range d.Panels {
+		for _, q := range p.Targets {
+			checkLabels(t, "panel "+p.Title, q.Expr, names, values, jobs)
+			n++
+		}
+	}
+	if n < 50 {
+		t.Errorf("only %d queries checked: the scan is broken", n)
+	}
+}
