@@ -47,16 +47,23 @@ type tableLister struct {
 	*client.Client
 }
 
+// keys returns the key of every row of table t, newest first; a table
+// of more than maxTableRows is an error wrapping client.ErrScanBound.
+func (l tableLister) keys(ctx context.Context, t model.Table) ([]model.Key, error) {
+	keys, err := l.ScanKeysAll(ctx, t, maxTableRows)
+	if errors.Is(err, client.ErrScanBound) {
+		return nil, fmt.Errorf("the %s table has more than %d rows, the most dbctl reads of one table: %w", t, maxTableRows, err)
+	}
+	return keys, err
+}
+
 // maxTableRows bounds the rows tableLister reads of one table (each is
 // then read by key): a million config changes or accounts is far more
 // than a site makes, and reading them takes minutes.
 const maxTableRows = 1000000
 
 func (l tableLister) Rows(ctx context.Context, t model.Table) ([]wire.Row, error) {
-	keys, err := l.ScanKeysAll(ctx, t, maxTableRows)
-	if errors.Is(err, client.ErrScanBound) {
-		return nil, fmt.Errorf("the %s table has more than %d rows, the most dbctl reads of one table: %w", t, maxTableRows, err)
-	}
+	keys, err := l.keys(ctx, t)
 	if err != nil {
 		return nil, err
 	}

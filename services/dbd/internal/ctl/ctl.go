@@ -487,8 +487,10 @@ func scan(c *cli.Context) error {
 	}
 	n := 20
 	if len(args) == 2 {
-		if n, err = strconv.Atoi(args[1]); err != nil || n < 0 {
-			return usageError("scan: N must be a non-negative integer")
+		// More than dbd's 10000 rows a scan answers were cut to them
+		// unsaid: it pages now (scanNewest), up to maxRowCount.
+		if n, err = strconv.Atoi(args[1]); err != nil || n < 0 || n > maxRowCount {
+			return usageError("scan: N must be an integer from 0 to %d", maxRowCount)
 		}
 	}
 	ctx, cl, done, err := connect(c)
@@ -496,22 +498,11 @@ func scan(c *cli.Context) error {
 		return err
 	}
 	defer done()
-	st, err := cl.Scan(ctx, t, n)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for {
-		row, err := st.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(c.App.Writer, "%d %s %s size=%d cols=%s counters=%s\n", row.RowNo, row.Table, row.Key, row.Size,
+	return scanNewest(ctx, cl, t, n, func(row *wire.Row) error {
+		_, err := fmt.Fprintf(c.App.Writer, "%d %s %s size=%d cols=%s counters=%s\n", row.RowNo, row.Table, row.Key, row.Size,
 			formatCols(row.State), formatCounters(row.State))
-	}
+		return err
+	})
 }
 
 func formatCols(s model.State) string {

@@ -118,19 +118,22 @@ func TestMailboxAddressChecked(t *testing.T) {
 // TestScanLimits: dbd answers a scan with at most 10000 rows and cut a
 // larger limit unsaid. recover-acks asked for 20000 by default, so after a
 // site loss it looked at half the rows it said; verdict --scan 0 reported
-// a usage mistake as a missing mail.
+// a usage mistake as a missing mail. The counts page now
+// (TestRowCountsOverScanBound), up to maxRowCount.
 func TestScanLimits(t *testing.T) {
 	db := closedDB(t)
 	key := model.KeyOf(model.Mail, []byte("m")).String()
 	for _, args := range [][]string{
 		{"mails", "--last", "-1"},
-		{"mails", "--last", "10001"},
+		{"mails", "--last", "1000001"},
 		{"mails", "--last", "2000000000"}, // fits a 32-bit int: the flag parser refuses more (exit 1)
 		{"verdict", "--scan", "0", "accept", key},
 		{"verdict", "--scan", "-5", "accept", key},
-		{"verdict", "--scan", "20000", "accept", key},
-		{"recover-acks", "--scan", "20000"},
+		{"verdict", "--scan", "1000001", "accept", key},
+		{"recover-acks", "--scan", "1000001"},
 		{"recover-acks", "--scan", "0"},
+		{"scan", "receive", "1000001"},
+		{"scan", "receive", "-1"},
 		{"recover-acks", "--since", "0s"},
 	} {
 		if _, errs, code := runCtl(t, "", append(db, args...)...); code != 2 {
@@ -140,6 +143,10 @@ func TestScanLimits(t *testing.T) {
 	for _, args := range [][]string{
 		{"mails", "--last", "0"},
 		{"mails", "--last", "10000"},
+		{"mails", "--last", "1000000"},
+		{"verdict", "--scan", "20000", "accept", key},
+		{"recover-acks", "--scan", "20000"},
+		{"scan", "receive", "20000"},
 		{"verdict", "accept", key},
 		{"verdict", "--scan", "0", "accept", key, "jo@example.org"}, // --scan unused with MAILBOX
 		{"recover-acks"},

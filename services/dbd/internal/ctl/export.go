@@ -135,8 +135,8 @@ func checkFresh(path string) error {
 	return fmt.Errorf("%s exists", path)
 }
 
-// allMailboxes lists the mailbox rows (at most 10000, dbd's scan bound),
-// sorted by address.
+// allMailboxes lists the mailbox rows, sorted by address (see
+// mailboxRows).
 func allMailboxes(ctx context.Context, cl *client.Client) ([]mailbox.Box, error) {
 	rows, err := mailboxRows(ctx, cl)
 	if err != nil {
@@ -149,10 +149,14 @@ func allMailboxes(ctx context.Context, cl *client.Client) ([]mailbox.Box, error)
 	return out, nil
 }
 
-// mailboxRows reads the mailbox rows (at most 10000, dbd's scan bound),
-// with content and state, sorted by address.
+// mailboxRows reads every mailbox row, with content and state, sorted by
+// address. It pages through the table (tableLister): a single scan gave
+// the newest 10000 rows, so an export or mailbox list of a larger site
+// left out its oldest mailboxes without a word. A table of more than
+// maxTableRows, or of more than 10000 at a dbd too old to page a scan, is
+// an error, not cut.
 func mailboxRows(ctx context.Context, cl *client.Client) ([]*wire.Row, error) {
-	keys, err := cl.ScanKeys(ctx, model.Mailbox, 10000)
+	keys, err := tableLister{Client: cl}.keys(ctx, model.Mailbox)
 	if err != nil {
 		return nil, fmt.Errorf("scan mailboxes: %w", err)
 	}

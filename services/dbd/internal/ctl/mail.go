@@ -35,7 +35,7 @@ func mailboxCmd() *cli.Command {
 			Flags:     []cli.Flag{&cli.StringFlag{Name: "policy", Value: "filter", Usage: "spam policy: " + policyUsage}},
 			Action:    mailboxAdd,
 		}, {
-			Name: "list", Usage: "every mailbox (at most 10000): ADDRESS POLICY, then the header fields dropped on retrieval",
+			Name: "list", Usage: "every mailbox: ADDRESS POLICY, then the header fields dropped on retrieval",
 			Action: mailboxList,
 		}, {
 			Name: "policy", Usage: "show the mailbox's spam policy, or set it to POLICY (" + policyUsage + ")",
@@ -199,7 +199,7 @@ func verdictCmd() *cli.Command {
 		ArgsUsage: "accept|reject|retry MAILKEY [MAILBOX]",
 		Description: "MAILKEY is the first field of `dbctl mails`. An operator verdict outranks the filter's, and a later\n" +
 			"operator verdict outranks an earlier one. Without MAILBOX, the newest --scan receive rows are searched.",
-		Flags:  []cli.Flag{&cli.IntFlag{Name: "scan", Value: 5000, Usage: "receive rows to search when MAILBOX is not given (1 to 10000)"}},
+		Flags:  []cli.Flag{&cli.IntFlag{Name: "scan", Value: 5000, Usage: "receive rows to search when MAILBOX is not given (1 to 1000000)"}},
 		Action: verdict,
 	}
 }
@@ -284,14 +284,11 @@ type receiveInfo struct {
 
 // eachNewest calls fn for the newest n receive rows, newest first.
 func eachNewest(ctx context.Context, cl *client.Client, n int, fn func(receiveInfo) error) error {
-	keys, err := cl.ScanKeys(ctx, model.Receive, n)
-	if err != nil {
-		return err
-	}
-	for _, k := range keys {
+	return scanNewest(ctx, cl, model.Receive, n, func(r *wire.Row) error {
+		k := r.Key
 		row, err := cl.FindKey(ctx, model.Receive, k)
 		if errors.Is(err, client.ErrNotFound) {
-			continue
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("read receive row %s: %w", k, err)
@@ -300,11 +297,8 @@ func eachNewest(ctx context.Context, cl *client.Client, n int, fn func(receiveIn
 		if err != nil {
 			return fmt.Errorf("receive row %s: %w", k, err)
 		}
-		if err := fn(receiveInfo{key: k, mail: mk, mailbox: mb, state: row.State}); err != nil {
-			return err
-		}
-	}
-	return nil
+		return fn(receiveInfo{key: k, mail: mk, mailbox: mb, state: row.State})
+	})
 }
 
 func mailsCmd() *cli.Command {
@@ -312,7 +306,7 @@ func mailsCmd() *cli.Command {
 		Name: "mails",
 		Usage: "the newest received mails, one line each: MAILKEY from=… to=… subject=… verdict=… backed-up=… ack=… [reason=…]" +
 			" (one line per mailbox a mail was sent to)",
-		Flags:  []cli.Flag{&cli.IntFlag{Name: "last", Value: 20, Usage: "how many receive rows (0 to 10000)"}},
+		Flags:  []cli.Flag{&cli.IntFlag{Name: "last", Value: 20, Usage: "how many receive rows (0 to 1000000)"}},
 		Action: mails,
 	}
 }

@@ -17,26 +17,55 @@ import (
 )
 
 // maxScan is the most rows dbd answers one scan with (its server's
-// maxScan): a larger limit is cut to it without a word, so the commands
-// that take a row count refuse more than this rather than let an operator
-// believe more rows were looked at.
+// maxScan): a larger limit is cut to it without a word. status reads one
+// such scan (receiveScan, and says so); the commands that take a row
+// count page (scanNewest).
 const maxScan = 10000
+
+// maxRowCount bounds the row counts the commands take (mails --last,
+// verdict --scan, recover-acks --scan, scan N): as maxTableRows, far more
+// than a site keeps, and minutes to read.
+const maxRowCount = maxTableRows
 
 // receiveScan is how many of the newest receive rows status reads to count
 // mails undecided and not yet backed up.
 const receiveScan = maxScan
 
-// checkScan refuses a row count outside 1..maxScan (0 too with zeroOK) as
-// a usage error naming flag.
+// checkScan refuses a row count outside 1..maxRowCount (0 too with
+// zeroOK) as a usage error naming flag.
 func checkScan(cmd, flag string, n int, zeroOK bool) error {
-	if n < 0 || (n == 0 && !zeroOK) || n > maxScan {
+	if n < 0 || (n == 0 && !zeroOK) || n > maxRowCount {
 		low := 1
 		if zeroOK {
 			low = 0
 		}
-		return usageError("%s: %s %d: want %d to %d (dbd answers a scan with at most %d rows)", cmd, flag, n, low, maxScan, maxScan)
+		return usageError("%s: %s %d: want %d to %d", cmd, flag, n, low, maxRowCount)
 	}
 	return nil
+}
+
+// scanNewest calls fn with the newest n rows of table t, newest first,
+// without content, paging past dbd's maxScan rows a scan (client.ScanAll).
+// The commands that take a row count asked for one scan, which dbd cut to
+// 10000 rows, so they refused more. Against a dbd too old to page a scan,
+// more than maxScan rows of a larger table is an error wrapping
+// client.ErrScanTooOld (after fn had the newest maxScan).
+func scanNewest(ctx context.Context, cl *client.Client, t model.Table, n int, fn func(*wire.Row) error) error {
+	if n <= 0 {
+		return nil
+	}
+	seen := 0
+	err := cl.ScanAll(ctx, t, n, func(r *wire.Row) error {
+		seen++
+		return fn(r)
+	})
+	switch {
+	case errors.Is(err, client.ErrScanBound):
+		return nil // the table has more than the n asked for
+	case errors.Is(err, client.ErrScanTooOld) && seen >= n:
+		return nil // it refused only the look past the nth row
+	}
+	return err
 }
 
 func statusCmd() *cli.Command {

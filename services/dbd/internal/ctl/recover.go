@@ -32,7 +32,7 @@ func recoverAcksCmd() *cli.Command {
 			"250: their senders' retries find the acknowledged rows and get 250, so nothing arrives twice. Mails without\n" +
 			"a verdict yet are counted: run it again once spamd has judged them.",
 		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "scan", Value: maxScan, Usage: "newest receive rows and throw-ins to look at (1 to 10000)"},
+			&cli.IntFlag{Name: "scan", Value: maxScan, Usage: "newest receive rows and throw-ins to look at (1 to 1000000)"},
 			&cli.DurationFlag{Name: "since", Value: 24 * time.Hour, Usage: "only mails with a delivery attempt this recent"},
 			&cli.BoolFlag{Name: "apply", Usage: "acknowledge them (without it, only list them)"},
 		},
@@ -107,26 +107,27 @@ func recoverAcks(c *cli.Context) error {
 // newestAttempts reads the newest n throw-ins and returns, per mail, the
 // newest delivery attempt not before since.
 func newestAttempts(ctx context.Context, cl *client.Client, n int, since time.Time) (map[model.Key]model.Attempt, error) {
-	keys, err := cl.ScanKeys(ctx, model.ThrowIn, n)
-	if err != nil {
-		return nil, fmt.Errorf("scan throw-ins: %w", err)
-	}
 	out := map[model.Key]model.Attempt{}
-	for _, k := range keys {
+	err := scanNewest(ctx, cl, model.ThrowIn, n, func(r *wire.Row) error {
+		k := r.Key
 		row, err := cl.FindKey(ctx, model.ThrowIn, k)
 		if errors.Is(err, client.ErrNotFound) {
-			continue
+			return nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read throw-in %s: %w", k, err)
+			return fmt.Errorf("read throw-in %s: %w", k, err)
 		}
 		a, err := model.ParseThrowIn(row.Content)
 		if err != nil || !a.HasMail || a.Time.Before(since) {
-			continue // not a mail's attempt (or not ours to judge)
+			return nil // not a mail's attempt (or not ours to judge)
 		}
 		if old, ok := out[a.Mail]; !ok || a.Time.After(old.Time) {
 			out[a.Mail] = a
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan throw-ins: %w", err)
 	}
 	return out, nil
 }
