@@ -14,6 +14,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -67,6 +68,20 @@ func SelfSignedPEM(hostname string, notAfter time.Time) (certPEM, keyPEM []byte,
 		return nil, nil, fmt.Errorf("self-signed certificate: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
+}
+
+// CheckFlags reports what is wrong with a listener's TLS flags, as its
+// program checks them at start: half a certificate/key pair, or a pair
+// together with --tls-self-signed (FromFlags would take the pair and
+// ignore the flag); nil if nothing.
+func CheckFlags(certFile, keyFile string, selfSigned bool) error {
+	switch {
+	case (certFile == "") != (keyFile == ""):
+		return errors.New("--tls-cert and --tls-key go together: give both or neither")
+	case certFile != "" && selfSigned:
+		return errors.New("--tls-self-signed with --tls-cert: give one of them")
+	}
+	return nil
 }
 
 // FromFlags returns the TLS configuration a listener's flags ask for: the

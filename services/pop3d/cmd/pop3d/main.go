@@ -118,12 +118,8 @@ func checkFlags(c *cli.Context) error {
 			errs = append(errs, fmt.Errorf("--%s 0: must be above 0, or -1 for no limit", f))
 		}
 	}
-	cert, key, self := c.String("tls-cert"), c.String("tls-key"), c.Bool("tls-self-signed")
-	switch {
-	case (cert == "") != (key == ""):
-		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both or neither"))
-	case cert != "" && self:
-		errs = append(errs, errors.New("--tls-self-signed with --tls-cert: give one of them"))
+	if err := tlsconf.CheckFlags(c.String("tls-cert"), c.String("tls-key"), c.Bool("tls-self-signed")); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
